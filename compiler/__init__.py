@@ -1,0 +1,10 @@
+"""nbscale compiler: notebook in, pipeline IR out. Pure: no Dask, kfp, papermill or Jupyter server."""
+
+from .errors import NbscaleCompileError, NotebookReadError, PipelineHasErrors
+from .ir import SCHEMA, Pipeline, Step
+from .pipeline import compile_notebook, compile_source
+
+__all__ = [
+    "SCHEMA", "NbscaleCompileError", "NotebookReadError", "Pipeline", "PipelineHasErrors", "Step",
+    "compile_notebook", "compile_source",
+]

@@ -1,0 +1,355 @@
+"""Per-cell dataflow facts at notebook (module) level, in execution order.
+
+For a sequence of cells it finds: names read before being bound (with the position of the
+first read), names bound, names mutated in place, names deleted, functions defined (with what
+they read and change when called), alias groups, and code the analysis cannot see through.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from dataclasses import dataclass, field
+
+from . import effects
+from .scopes import SCOPE_NODES, outer_parts, scope_facts
+from .syntax import to_python
+
+# Names a notebook kernel provides without any cell binding them.
+KERNEL_NAMES = frozenset(dir(builtins)) | {
+    "get_ipython", "display", "In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_ih", "_oh",
+    "exit", "quit", "__name__", "__doc__", "__builtins__", "__spec__", "__loader__",
+}
+
+
+@dataclass(frozen=True)
+class Use:
+    name: str
+    cell: int
+    line: int
+    col: int
+    optional: bool = False  # read after a binding that may not have run (if/for/try)
+
+
+@dataclass
+class Callable:
+    """A function or class defined at notebook level: what calling it reads and changes."""
+
+    name: str
+    reads: set[str]
+    binds: set[str]  # through `global`
+    mutates: set[str]  # enclosing (global) names modified in place
+    mutated_params: list[int]  # positions of parameters it modifies in place
+    param_names: list[str]
+
+
+@dataclass
+class Facts:
+    reads: dict[str, Use] = field(default_factory=dict)
+    binds: set[str] = field(default_factory=set)
+    bind_cells: dict[str, int] = field(default_factory=dict)  # name → first cell binding it
+    imported: set[str] = field(default_factory=set)
+    mutates: dict[str, Use] = field(default_factory=dict)
+    deletes: set[str] = field(default_factory=set)
+    callables: dict[str, Callable] = field(default_factory=dict)
+    aliases: effects.AliasGroups = field(default_factory=effects.AliasGroups)
+    dynamic: list[Use] = field(default_factory=list)  # star import / exec / eval / globals()
+    syntax_errors: list[tuple[int, int, int, str]] = field(default_factory=list)
+
+
+def analyse_cells(cells, known: dict[str, Callable] | None = None) -> Facts:
+    """Facts for cells run one after another in one namespace. `cells`: (index, source) pairs.
+
+    `known` holds callables defined before these cells (prelude, earlier steps): a reference to
+    one counts as reading what it reads.
+    """
+    walker = _ModuleWalker(dict(known or {}))
+    for index, source in cells:
+        tree = parse_cell(index, source, walker.facts)
+        if tree is not None:
+            walker.cell = index
+            for stmt in tree.body:
+                walker.visit(stmt)
+    return walker.facts
+
+
+def parse_cell(index, source, facts: Facts):
+    try:
+        return ast.parse(to_python(source))
+    except SyntaxError as exc:
+        facts.syntax_errors.append((index, exc.lineno or 1, exc.offset or 1, exc.msg))
+    except Exception as exc:  # IPython's transformer rejects some malformed input itself
+        facts.syntax_errors.append((index, 1, 1, str(exc)))
+    return None
+
+
+class _ModuleWalker(ast.NodeVisitor):
+    """Walks module-level statements in the order Python runs them."""
+
+    def __init__(self, known: dict[str, Callable]):
+        self.facts = Facts()
+        self.known = known
+        self.cell = 0
+        self.bound: set[str] = set()  # surely bound by now
+        self.maybe: set[str] = set()  # bound on some paths (if/for/while/try bodies)
+        self.conditional = 0
+
+    # --- recording -------------------------------------------------------------------------
+    def _use(self, name, node, optional=False):
+        return Use(name, self.cell, getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1,
+                   optional)
+
+    def read(self, name, node, seen=None):
+        callee = self.known.get(name)
+        if callee is not None and name not in (seen or ()):
+            self._called(callee, node, (seen or set()) | {name})
+        if name in self.bound:
+            return
+        optional = name in self.maybe
+        current = self.facts.reads.get(name)
+        if current is None or (current.optional and not optional):
+            self.facts.reads[name] = self._use(name, node, optional)
+
+    def _called(self, callee: Callable, node, seen):
+        for name in sorted(callee.reads):
+            self.read(name, node, seen)
+        for name in callee.mutates:
+            self.mutate(name, node)
+        for name in callee.binds:
+            self.bind(name)
+
+    def bind(self, name):
+        self.facts.binds.add(name)
+        self.facts.bind_cells.setdefault(name, self.cell)
+        self.facts.deletes.discard(name)
+        (self.maybe if self.conditional else self.bound).add(name)
+
+    def mutate(self, name, node):
+        if name not in self.facts.mutates:
+            self.facts.mutates[name] = self._use(name, node)
+
+    def bind_target(self, target):
+        for part in effects.target_load_parts(target):
+            self.visit(part)
+        for name in effects.mutated_by_target(target):
+            self.read(name, target)
+            self.mutate(name, target)
+        for name in effects.target_names(target):
+            self.bind(name)
+
+    def _conditionally(self, stmts):
+        self.conditional += 1
+        for stmt in stmts:
+            self.visit(stmt)
+        self.conditional -= 1
+
+    # --- statements ------------------------------------------------------------------------
+    def visit_Assign(self, node):
+        self.visit(node.value)
+        for target in node.targets:
+            self.bind_target(target)
+        self.facts.aliases.add_assign(node.targets, node.value)
+        self._maybe_lambda(node.targets, node.value)
+
+    def visit_AnnAssign(self, node):
+        self.visit(node.annotation)
+        if node.value is not None:
+            self.visit(node.value)
+            self.bind_target(node.target)
+            self.facts.aliases.add_assign([node.target], node.value)
+
+    def visit_AugAssign(self, node):
+        self.visit(node.value)
+        if isinstance(node.target, ast.Name):
+            self.read(node.target.id, node.target)
+            self.mutate(node.target.id, node.target)
+        self.bind_target(node.target)
+
+    def visit_Delete(self, node):
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                self.read(target.id, target)
+                self.facts.deletes.add(target.id)
+                self.bound.discard(target.id)
+                self.maybe.discard(target.id)
+            else:
+                self.bind_target(target)
+
+    def visit_Import(self, node):
+        for name in effects.import_names(node):
+            self.bind(name)
+            self.facts.imported.add(name)
+
+    def visit_ImportFrom(self, node):
+        self.visit_Import(node)
+        if any(a.name == "*" for a in node.names):
+            self.facts.dynamic.append(self._use("*", node))
+
+    def visit_If(self, node):
+        self.visit(node.test)
+        self._conditionally(node.body + node.orelse)
+
+    def visit_While(self, node):
+        self.visit(node.test)
+        self._conditionally(node.body + node.orelse)
+
+    def visit_For(self, node):
+        self.visit(node.iter)
+        self.conditional += 1
+        self.bind_target(node.target)
+        self.conditional -= 1
+        self.facts.aliases.add_loop(node.target, node.iter)
+        self._conditionally(node.body + node.orelse)
+
+    visit_AsyncFor = visit_For
+
+    def visit_Try(self, node):
+        self._conditionally(node.body)
+        for handler in node.handlers:
+            if handler.type is not None:
+                self.visit(handler.type)
+            self.conditional += 1
+            if handler.name:
+                self.bind(handler.name)
+            self.conditional -= 1
+            self._conditionally(handler.body)
+        self._conditionally(node.orelse)
+        for stmt in node.finalbody:
+            self.visit(stmt)
+
+    visit_TryStar = visit_Try
+
+    def visit_With(self, node):
+        for item in node.items:
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                self.bind_target(item.optional_vars)
+        for stmt in node.body:
+            self.visit(stmt)
+
+    visit_AsyncWith = visit_With
+
+    def visit_Match(self, node):
+        self.visit(node.subject)
+        for case in node.cases:
+            self.conditional += 1
+            self.visit(case.pattern)
+            if case.guard is not None:
+                self.visit(case.guard)
+            for stmt in case.body:
+                self.visit(stmt)
+            self.conditional -= 1
+
+    def visit_MatchAs(self, node):
+        if node.pattern is not None:
+            self.visit(node.pattern)
+        if node.name:
+            self.bind(node.name)
+
+    def visit_MatchStar(self, node):
+        if node.name:
+            self.bind(node.name)
+
+    def visit_MatchMapping(self, node):
+        self.generic_visit(node)
+        if node.rest:
+            self.bind(node.rest)
+
+    def visit_Global(self, node):
+        pass  # `global` at module level changes nothing
+
+    # --- definitions -----------------------------------------------------------------------
+    def visit_FunctionDef(self, node):
+        for part in outer_parts(node):
+            self.visit(part)
+        self.define(node.name, node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node):
+        for part in outer_parts(node):
+            self.visit(part)
+        facts = scope_facts(node)
+        # The class body runs now; its methods run later, when the class is used.
+        immediate = facts.free - self._free_of_methods(node)
+        for name in sorted(immediate):
+            self.read(name, node)
+        self.define(node.name, node, facts)
+
+    def _free_of_methods(self, node):
+        free = set()
+        for stmt in node.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                free |= scope_facts(stmt).free
+        return free
+
+    def define(self, name, node, facts=None):
+        facts = facts or scope_facts(node)
+        self._note_dynamic(facts.dynamic)
+        reads = set(facts.free)
+        mutates, binds = set(facts.mutated_free), set(facts.global_binds)
+        for callee_name in list(reads):  # calling a known function runs its body too
+            callee = self.known.get(callee_name)
+            if callee is not None and callee_name != name:
+                reads |= callee.reads
+                mutates |= callee.mutates
+                binds |= callee.binds
+        positions = [i for i, p in enumerate(facts.params) if p in facts.mutated_params]
+        self.known[name] = self.facts.callables[name] = Callable(
+            name, reads - {name}, binds, mutates, positions, list(facts.params))
+        self.bind(name)
+
+    def _maybe_lambda(self, targets, value):
+        # `f = lambda x: x + k` is used like a def: its body reads happen when it is called.
+        if isinstance(value, ast.Lambda) and len(targets) == 1 and isinstance(targets[0], ast.Name):
+            self.define(targets[0].id, value)
+
+    def _note_dynamic(self, nodes):
+        for node in nodes:
+            self.facts.dynamic.append(self._use("*" if isinstance(node, ast.ImportFrom)
+                                                else effects.callee_name(node), node))
+
+    # --- expressions -----------------------------------------------------------------------
+    def visit_Name(self, node):
+        if isinstance(node.ctx, ast.Load):
+            self.read(node.id, node)
+        else:
+            self.bind(node.id)
+
+    def visit_NamedExpr(self, node):
+        self.visit(node.value)
+        self.bind(node.target.id)
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        mutated = effects.mutated_by_call(node)
+        callee = self.known.get(node.func.id) if isinstance(node.func, ast.Name) else None
+        if callee is not None:
+            for pos in callee.mutated_params:
+                if pos < len(node.args):
+                    name = effects.root_name(node.args[pos])
+                    if name:
+                        mutated.add(name)
+        for name in mutated - self.facts.imported:
+            self.mutate(name, node)
+        self.facts.aliases.add_call(node)
+        if effects.is_dynamic_call(node):
+            self.facts.dynamic.append(self._use(node.func.id, node))
+
+    def _scope_now(self, node):
+        # Lambdas and comprehensions in an expression: their reads happen (about) now.
+        for part in outer_parts(node):
+            self.visit(part)
+        facts = scope_facts(node)
+        self._note_dynamic(facts.dynamic)
+        for name in sorted(facts.free):
+            self.read(name, node)
+        for name in facts.mutated_free - self.facts.imported:
+            self.mutate(name, node)
+        for name in facts.walrus_binds:
+            self.bind(name)
+
+    visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _scope_now
+
+
+assert all(hasattr(_ModuleWalker, "visit_" + n.__name__) for n in SCOPE_NODES)

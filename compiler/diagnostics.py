@@ -1,0 +1,60 @@
+"""Diagnostics: what the compiler found wrong or could not prove, pointing at cell and line."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+ERROR = "error"
+WARNING = "warning"
+
+# Every diagnostic code the compiler emits, with its severity. One table, so docs and tests
+# cannot disagree with the code.
+CODES = {
+    "syntax-error": ERROR,
+    "undefined-name": ERROR,
+    "duplicate-step": ERROR,
+    "unknown-tag": ERROR,
+    "bad-tag-value": ERROR,
+    "misplaced-tag": ERROR,
+    "cycle": ERROR,
+    "after-missing-step": ERROR,
+    "bad-parameter": ERROR,
+    "bad-metric": ERROR,
+    "duplicate-metrics": ERROR,
+    "ambiguous-name": WARNING,
+    "dynamic-code": WARNING,
+    "duplicate-parameter": WARNING,
+    "empty-step": WARNING,
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    cell: int | None = None
+    line: int | None = None
+    col: int | None = None
+    hint: str | None = None
+
+    @property
+    def severity(self) -> str:
+        return CODES[self.code]
+
+    def location(self, notebook: str = "") -> str:
+        parts = [notebook] if notebook else []
+        if self.cell is not None:
+            parts.append(f"cell {self.cell}")
+            if self.line is not None:
+                parts.append(str(self.line))
+                if self.col is not None:
+                    parts.append(str(self.col))
+        return ":".join(parts)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        return {"severity": self.severity, **data}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Diagnostic:
+        return cls(**{k: v for k, v in data.items() if k != "severity"})

@@ -1,0 +1,215 @@
+"""Effects of single statements and expressions: which names they bind, mutate or alias.
+
+The rules are deliberately conservative where being wrong would change results (a method call
+on an object may modify it unless the method is known to be read-only) and optimistic where
+being conservative would serialise every pipeline (passing an object to a third-party
+function is assumed not to modify it, except for known in-place functions).
+"""
+
+from __future__ import annotations
+
+import ast
+
+# Methods that never modify their receiver (pandas, numpy, scikit-learn, str, dict, list, set,
+# pathlib). Any other method call may modify it; `inplace=True` always does.
+READ_ONLY_METHODS = frozenset("""
+    copy deepcopy head tail describe info mean median sum min max std var sem count nunique
+    unique value_counts groupby agg aggregate apply applymap map merge join concat astype
+    to_numpy to_list tolist to_dict to_csv to_parquet to_json to_pickle to_string to_html
+    to_records to_frame to_series to_markdown predict predict_proba predict_log_proba
+    decision_function score transform inverse_transform get_params keys values items get
+    index find rfind split rsplit strip lstrip rstrip lower upper title capitalize format
+    format_map replace startswith endswith encode decode reshape ravel flatten dot round abs
+    isna isnull notna notnull fillna dropna drop rename sort_values sort_index reset_index
+    set_index query filter select_dtypes sample nlargest nsmallest corr cov cumsum cumprod
+    cummax cummin diff pct_change shift rolling expanding ewm resample pivot pivot_table melt
+    stack unstack iterrows itertuples items iteritems plot hist boxplot all any argmax argmin
+    argsort idxmax idxmin clip where mask duplicated drop_duplicates explode equals isin
+    between memory_usage first last nth size prod quantile rank mode skew kurt squeeze
+    transpose swapaxes nonzero searchsorted take compress repeat tobytes view item isdigit
+    isalpha isalnum isidentifier zfill center ljust rjust partition rpartition splitlines
+    issubset issuperset union intersection difference symmetric_difference isdisjoint
+    exists is_file is_dir read_text read_bytes glob rglob iterdir resolve with_suffix
+    with_name joinpath relative_to stat open fetchall fetchone
+    """.split())
+
+# Functions that modify their positional arguments in place.
+IN_PLACE_FUNCTIONS = frozenset({"shuffle", "copyto", "put", "place", "putmask", "fill_diagonal"})
+
+# Calls that hide reads and writes from static analysis.
+DYNAMIC_CALLS = frozenset({"exec", "eval", "globals", "locals", "vars", "__import__"})
+
+# Calls whose result iterates over their arguments' elements (loop targets alias them).
+ITERATING_CALLS = frozenset({"enumerate", "zip", "reversed", "iter", "list", "tuple", "sorted",
+                             "filter", "map"})
+
+
+def root_name(expr: ast.AST) -> str | None:
+    """`df` for `df`, `df.a`, `df["x"].loc[0]`; None when the chain starts at a call or literal."""
+    while isinstance(expr, (ast.Attribute, ast.Subscript, ast.Starred)):
+        expr = expr.value
+    return expr.id if isinstance(expr, ast.Name) else None
+
+
+def target_names(target: ast.AST) -> list[str]:
+    """Names an assignment target binds (not the ones it mutates)."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [n for elt in target.elts for n in target_names(elt)]
+    if isinstance(target, ast.Starred):
+        return target_names(target.value)
+    return []
+
+
+def mutated_by_target(target: ast.AST) -> set[str]:
+    """`df["x"] = …`, `obj.attr = …`, `del d[k]`: the root object is modified in place."""
+    if isinstance(target, (ast.Attribute, ast.Subscript)):
+        name = root_name(target)
+        return {name} if name else set()
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return set().union(*(mutated_by_target(elt) for elt in target.elts))
+    if isinstance(target, ast.Starred):
+        return mutated_by_target(target.value)
+    return set()
+
+
+def target_load_parts(target: ast.AST) -> list[ast.AST]:
+    """Expressions evaluated (read) while storing into `target`."""
+    if isinstance(target, ast.Attribute):
+        return [target.value]
+    if isinstance(target, ast.Subscript):
+        return [target.value, target.slice]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [part for elt in target.elts for part in target_load_parts(elt)]
+    if isinstance(target, ast.Starred):
+        return target_load_parts(target.value)
+    return []
+
+
+def import_names(node: ast.Import | ast.ImportFrom) -> list[str]:
+    names = []
+    for alias in node.names:
+        if alias.name == "*":
+            continue
+        names.append(alias.asname or alias.name.split(".")[0])
+    return names
+
+
+def callee_name(call: ast.Call) -> str | None:
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def mutated_by_call(call: ast.Call) -> set[str]:
+    """Names whose objects this call may modify in place (without knowing the callee's code)."""
+    mutated = set()
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        receiver = root_name(func.value)
+        if receiver and (func.attr not in READ_ONLY_METHODS or has_inplace_flag(call)):
+            mutated.add(receiver)
+    if callee_name(call) in IN_PLACE_FUNCTIONS:
+        mutated |= {n for n in map(root_name, call.args) if n}
+    return mutated
+
+
+def has_inplace_flag(call: ast.Call) -> bool:
+    return any(
+        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
+        for k in call.keywords
+    )
+
+
+def is_dynamic_call(call: ast.Call) -> bool:
+    if not isinstance(call.func, ast.Name) or call.func.id not in DYNAMIC_CALLS:
+        return False
+    return call.func.id != "vars" or not call.args
+
+
+def value_names(expr: ast.AST | None) -> set[str]:
+    """Names whose objects the value of `expr` may be, or contain."""
+    if expr is None:
+        return set()
+    if isinstance(expr, ast.Name):
+        return {expr.id}
+    if isinstance(expr, (ast.Attribute, ast.Subscript, ast.Starred)):
+        name = root_name(expr)
+        return {name} if name else set()
+    if isinstance(expr, (ast.Tuple, ast.List, ast.Set)):
+        return set().union(*map(value_names, expr.elts))
+    if isinstance(expr, ast.Dict):
+        return set().union(*map(value_names, expr.values))
+    if isinstance(expr, ast.IfExp):
+        return value_names(expr.body) | value_names(expr.orelse)
+    if isinstance(expr, ast.NamedExpr):
+        return {expr.target.id} | value_names(expr.value)
+    return set()
+
+
+def iterated_names(expr: ast.AST) -> set[str]:
+    """Names whose elements a `for` loop over `expr` binds to its target."""
+    if isinstance(expr, ast.Call):
+        func = expr.func
+        if isinstance(func, ast.Name) and func.id in ITERATING_CALLS:
+            return set().union(*map(value_names, expr.args))
+        if isinstance(func, ast.Attribute) and func.attr in {"values", "items"}:
+            return value_names(func.value)
+        return set()
+    return value_names(expr)
+
+
+class AliasGroups:
+    """Union-find over names that may share objects (`data = [train, test]`, `df = train`)."""
+
+    def __init__(self):
+        self._parent: dict[str, str] = {}
+
+    def _find(self, name):
+        parent = self._parent.setdefault(name, name)
+        if parent != name:
+            parent = self._parent[name] = self._find(parent)
+        return parent
+
+    def union(self, names):
+        names = list(names)
+        for other in names[1:]:
+            a, b = self._find(names[0]), self._find(other)
+            if a != b:
+                self._parent[b] = a
+
+    def add_assign(self, targets, value):
+        bound = [n for t in targets for n in target_names(t)]
+        stored = [n for t in targets for n in mutated_by_target(t)]
+        shared = value_names(value)
+        if shared and (bound or stored):
+            self.union([*bound, *stored, *shared])
+
+    def add_loop(self, target, iterable):
+        shared = iterated_names(iterable)
+        if shared:
+            self.union([*target_names(target), *shared])
+
+    def add_call(self, call: ast.Call):
+        # `data.append(train)`: the receiver now holds the argument
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr not in READ_ONLY_METHODS:
+            receiver = root_name(func.value)
+            args = set().union(*map(value_names, call.args)) if call.args else set()
+            if receiver and args:
+                self.union([receiver, *args])
+
+    def merge(self, other: AliasGroups):
+        for name in list(other._parent):
+            self.union([name, other._find(name)])
+
+    def expand(self, names) -> set[str]:
+        roots = {self._find(n) for n in names}
+        return set(names) | {n for n in self._parent if self._find(n) in roots}
+
+    def group_of(self, name) -> set[str]:
+        return self.expand({name})

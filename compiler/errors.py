@@ -1,0 +1,28 @@
+"""Exceptions raised by the compiler.
+
+Problems *inside* a notebook (bad tags, undefined names, cycles) are diagnostics in the IR, not
+exceptions; exceptions are for inputs that are not a usable notebook at all.
+"""
+
+
+class NbscaleCompileError(Exception):
+    """Base class of every error the compiler raises."""
+
+
+class NotebookReadError(NbscaleCompileError):
+    """The file is missing, not JSON, not a notebook, or of an unsupported nbformat version."""
+
+    def __init__(self, path, reason):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class PipelineHasErrors(NbscaleCompileError):
+    """Raised by callers that need an error-free pipeline (compile to a target, run)."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        errors = [d for d in pipeline.diagnostics if d.severity == "error"]
+        lines = "\n".join(f"  {d.location(pipeline.notebook)}: {d.message}" for d in errors)
+        super().__init__(f"{len(errors)} error(s) in {pipeline.notebook}:\n{lines}")

@@ -1,0 +1,109 @@
+"""The step DAG: order, cycles, ancestry and text renderings (text, Mermaid, Graphviz dot)."""
+
+from __future__ import annotations
+
+import json
+
+
+def topological_order(names: list[str], upstream: dict[str, list[str]]) -> list[str] | None:
+    """Steps in an order where each comes after its upstream steps; ties keep notebook order.
+
+    None when there is a cycle.
+    """
+    position = {n: i for i, n in enumerate(names)}
+    waiting = {n: {u for u in upstream.get(n, ()) if u in position} for n in names}
+    order, ready = [], sorted((n for n, ups in waiting.items() if not ups), key=position.get)
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        for other, ups in waiting.items():
+            if name in ups:
+                ups.discard(name)
+                if not ups:
+                    ready.append(other)
+                    ready.sort(key=position.get)
+    return order if len(order) == len(names) else None
+
+
+def find_cycle(names: list[str], upstream: dict[str, list[str]]) -> list[str] | None:
+    """One cycle as a list of steps [a, b, …, a], or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(name):
+        state[name] = 1
+        stack.append(name)
+        for up in upstream.get(name, ()):
+            if state.get(up) == 1:
+                return stack[stack.index(up):] + [up]
+            if up in upstream and not state.get(up):
+                found = visit(up)
+                if found:
+                    return found
+        stack.pop()
+        state[name] = 2
+        return None
+
+    for name in names:
+        if not state.get(name):
+            found = visit(name)
+            if found:
+                return list(reversed(found))
+    return None
+
+
+def ancestors(name: str, upstream: dict[str, list[str]]) -> set[str]:
+    seen, todo = set(), list(upstream.get(name, ()))
+    while todo:
+        up = todo.pop()
+        if up not in seen:
+            seen.add(up)
+            todo.extend(upstream.get(up, ()))
+    return seen
+
+
+def render(pipeline, fmt: str = "text") -> str:
+    renderers = {"text": _text, "mermaid": _mermaid, "dot": _dot}
+    if fmt not in renderers:
+        raise ValueError(f"unknown graph format {fmt!r}; choose one of {', '.join(renderers)}")
+    return renderers[fmt](pipeline)
+
+
+def _edge_label(step, up):
+    names = [n for n in step.inputs if step.sources.get(n) == up]
+    return ", ".join(names)
+
+
+def _text(pipeline):
+    lines = []
+    for step in pipeline.steps:
+        if not step.after:
+            lines.append(f"{step.name}")
+        for up in step.after:
+            label = _edge_label(step, up)
+            lines.append(f"{up} -> {step.name}" + (f"  [{label}]" if label else "  [after]"))
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid(pipeline):
+    ids = {s.name: f"s{i}" for i, s in enumerate(pipeline.steps)}
+    lines = ["graph TD"]
+    lines += [f'    {ids[s.name]}["{s.name}"]' for s in pipeline.steps]
+    for step in pipeline.steps:
+        for up in step.after:
+            label = _edge_label(step, up).replace('"', "'")
+            arrow = f'-- "{label}" -->' if label else "-.->"
+            lines.append(f"    {ids[up]} {arrow} {ids[step.name]}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot(pipeline):
+    lines = [f"digraph {json.dumps(pipeline.name)} {{", "    rankdir=TB;", "    node [shape=box];"]
+    lines += [f"    {json.dumps(s.name)};" for s in pipeline.steps]
+    for step in pipeline.steps:
+        for up in step.after:
+            label = _edge_label(step, up)
+            attrs = f" [label={json.dumps(label)}]" if label else " [style=dashed]"
+            lines.append(f"    {json.dumps(up)} -> {json.dumps(step.name)}{attrs};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

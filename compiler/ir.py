@@ -1,0 +1,104 @@
+"""The pipeline IR: the JSON contract between compiler, run time, KFP target and panel."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from .diagnostics import ERROR, Diagnostic
+
+SCHEMA = "nbscale.pipeline/1"
+
+
+@dataclass
+class Parameter:
+    name: str
+    type: str  # int, float, str, bool, list, dict, none
+    default: object
+    cell: int | None = None
+    line: int | None = None
+
+
+@dataclass
+class Step:
+    name: str
+    cells: list[int]
+    source: list[str]  # original text of each cell in `cells`, IPython syntax kept
+    inputs: list[str] = field(default_factory=list)  # names received from upstream steps
+    sources: dict[str, str] = field(default_factory=dict)  # input name → step that hands it on
+    parameters: list[str] = field(default_factory=list)  # pipeline parameters the step reads
+    outputs: list[str] = field(default_factory=list)  # names handed on to downstream steps
+    groups: list[list[str]] = field(default_factory=list)  # outputs that may share objects
+    defines: list[str] = field(default_factory=list)  # every name the step binds or may mutate
+    after: list[str] = field(default_factory=list)  # every direct upstream step
+    resources: dict = field(default_factory=dict)
+    image: str | None = None
+    retries: int = 0
+    cache: bool = True
+    timeout: int | None = None  # seconds
+    hash: str = ""
+
+
+@dataclass
+class Prelude:
+    cells: list[int] = field(default_factory=list)
+    source: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Metrics:
+    step: str | None = None
+    names: list[str] = field(default_factory=list)
+    exprs: dict[str, str] = field(default_factory=dict)  # metric name → Python expression
+
+
+@dataclass
+class Pipeline:
+    name: str
+    notebook: str
+    parameters: list[Parameter] = field(default_factory=list)
+    prelude: Prelude = field(default_factory=Prelude)
+    steps: list[Step] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    schema: str = SCHEMA
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == ERROR for d in self.diagnostics)
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    def to_json(self) -> dict:
+        return {
+            "schema": self.schema,
+            "name": self.name,
+            "notebook": self.notebook,
+            "parameters": [asdict(p) for p in self.parameters],
+            "prelude": asdict(self.prelude),
+            "steps": [asdict(s) for s in self.steps],
+            "metrics": asdict(self.metrics),
+            "diagnostics": [d.to_json() for d in self.diagnostics],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, data: dict) -> Pipeline:
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"not an nbscale pipeline IR (schema {data.get('schema')!r}, expected {SCHEMA!r})")
+        return cls(
+            name=data["name"],
+            notebook=data["notebook"],
+            parameters=[Parameter(**p) for p in data["parameters"]],
+            prelude=Prelude(**data["prelude"]),
+            steps=[Step(**s) for s in data["steps"]],
+            metrics=Metrics(**data["metrics"]),
+            diagnostics=[Diagnostic.from_json(d) for d in data["diagnostics"]],
+        )

@@ -1,0 +1,117 @@
+"""Cells → prelude, parameters, metrics and steps, following the cell tags."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .diagnostics import Diagnostic
+from .notebook import Notebook
+from .tags import FUNCTIONS, IMPORTS, METRICS, PARAMETERS, SKIP, CellTags, parse_cell_tags
+
+METRICS_STEP = "metrics"
+
+
+@dataclass
+class StepLayout:
+    name: str
+    cells: list[int] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    after_cells: dict[str, int] = field(default_factory=dict)  # after-target → cell that named it
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Layout:
+    sources: dict[int, str]  # code cell index → source
+    prelude: list[int] = field(default_factory=list)
+    parameters: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    metrics_cell: int | None = None
+    metrics_step: str | None = None
+    steps: list[StepLayout] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def lay_out(notebook: Notebook) -> Layout:
+    layout = Layout(sources={c.index: c.source for c in notebook.cells if c.cell_type == "code"})
+    current: StepLayout | None = None
+    seen: dict[str, int] = {}  # step name → first cell
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        tags, problems = parse_cell_tags(cell.tags, cell.index)
+        layout.diagnostics += problems
+        if tags.role in (IMPORTS, FUNCTIONS, PARAMETERS, SKIP):
+            _place_special(layout, cell.index, tags)
+            continue
+        if tags.role == METRICS:
+            current = _metrics_step(layout, cell.index, tags, current, seen)
+        elif tags.step and (current is None or tags.step != current.name):
+            current = _new_step(layout, tags.step, cell.index, seen)
+        elif current is None:
+            if not cell.source.strip():
+                continue  # leading blank cells make no step
+            current = _new_step(layout, default_step_name(notebook.name), cell.index, seen)
+        current.cells.append(cell.index)
+        _merge_options(current, tags, cell.index)
+    return layout
+
+
+def default_step_name(notebook_name: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_\-]", "_", notebook_name) or "main"
+    return name if re.match(r"[A-Za-z_]", name) else f"nb_{name}"
+
+
+def _place_special(layout, index, tags: CellTags):
+    target = {IMPORTS: layout.prelude, FUNCTIONS: layout.prelude,
+              PARAMETERS: layout.parameters, SKIP: layout.skipped}[tags.role]
+    target.append(index)
+    if tags.step or tags.has_step_options:
+        layout.diagnostics.append(Diagnostic(
+            "misplaced-tag", f"a '{tags.role}' cell cannot carry step tags",
+            cell=index, hint="move step:, after: and step options to a cell of the step"))
+
+
+def _metrics_step(layout, index, tags, current, seen):
+    if layout.metrics_cell is not None:
+        layout.diagnostics.append(Diagnostic(
+            "duplicate-metrics", "a notebook has one metrics cell",
+            cell=index, hint=f"merge it into the metrics cell {layout.metrics_cell}"))
+        return current
+    layout.metrics_cell = index
+    name = tags.step or _free_name(METRICS_STEP, seen)
+    step = current if current is not None and current.name == name else _new_step(layout, name, index, seen)
+    layout.metrics_step = step.name
+    return step
+
+
+def _free_name(name, seen):
+    candidate, n = name, 2
+    while candidate in seen:
+        candidate, n = f"{name}_{n}", n + 1
+    return candidate
+
+
+def _new_step(layout, name, index, seen) -> StepLayout:
+    if name in seen:
+        layout.diagnostics.append(Diagnostic(
+            "duplicate-step", f"step '{name}' is already defined in cell {seen[name]}",
+            cell=index, hint="give this step another name, or move its cells next to the first"))
+        name = _free_name(name, seen)
+    seen[name] = index
+    step = StepLayout(name)
+    layout.steps.append(step)
+    return step
+
+
+def _merge_options(step: StepLayout, tags: CellTags, index: int):
+    for target in tags.after:
+        if target not in step.after:
+            step.after.append(target)
+            step.after_cells[target] = index
+    for key, value in tags.options.items():
+        if key == "resources":
+            step.options.setdefault("resources", {}).update(value)
+        else:
+            step.options[key] = value

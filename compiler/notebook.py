@@ -1,0 +1,96 @@
+"""Reading notebooks: nbformat v4 in, a small immutable model out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import NotebookReadError
+
+
+@dataclass(frozen=True)
+class Cell:
+    index: int
+    cell_type: str
+    source: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Notebook:
+    path: str
+    cells: tuple[Cell, ...]
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem
+
+
+def read_notebook(path) -> Notebook:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotebookReadError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotebookReadError(path, f"cannot be read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotebookReadError(
+            path, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    return notebook_from_dict(data, path)
+
+
+def notebook_from_dict(data, path="notebook.ipynb") -> Notebook:
+    if not isinstance(data, dict) or "nbformat" not in data:
+        raise NotebookReadError(path, "not a Jupyter notebook (no 'nbformat' field)")
+    major = data.get("nbformat")
+    if major == 3:
+        data = _upgrade_v3(data, path)
+    elif major != 4:
+        raise NotebookReadError(path, f"nbformat {major} is not supported (only v4, and v3 upgraded)")
+    _check_shape(data, path)
+    cells = tuple(_cell(i, raw, path) for i, raw in enumerate(data["cells"]))
+    return Notebook(path=str(path), cells=cells, metadata=data.get("metadata") or {})
+
+
+def _upgrade_v3(data, path):
+    import nbformat  # only old notebooks pay for the import
+
+    try:
+        node = nbformat.from_dict(data)
+        return nbformat.convert(node, 4)
+    except Exception as exc:  # nbformat raises several unrelated types here
+        raise NotebookReadError(path, f"nbformat v3 notebook could not be upgraded: {exc}") from None
+
+
+def _check_shape(data, path):
+    # A structural check of what the compiler relies on; full schema validation (nbformat's
+    # jsonschema) costs more than the whole analysis of a large notebook.
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        raise NotebookReadError(path, "not a Jupyter notebook ('cells' is not a list)")
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            raise NotebookReadError(path, f"cell {i} is malformed (missing or unknown 'cell_type')")
+        source = cell.get("source", "")
+        if not isinstance(source, str) and not (
+            isinstance(source, list) and all(isinstance(s, str) for s in source)
+        ):
+            raise NotebookReadError(path, f"cell {i} is malformed ('source' is not text)")
+        meta = cell.get("metadata", {})
+        tags = meta.get("tags", []) if isinstance(meta, dict) else None
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise NotebookReadError(path, f"cell {i} is malformed ('metadata.tags' is not a list of text)")
+
+
+def _cell(index, raw, path) -> Cell:
+    source = raw.get("source", "")
+    if isinstance(source, list):
+        source = "".join(source)
+    tags = tuple(t.strip() for t in raw.get("metadata", {}).get("tags", []) if t.strip())
+    return Cell(index=index, cell_type=raw["cell_type"], source=source, tags=tags)

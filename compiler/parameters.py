@@ -1,0 +1,98 @@
+"""The parameters cell: literal assignments → typed pipeline parameters."""
+
+from __future__ import annotations
+
+import ast
+
+from .diagnostics import Diagnostic
+from .ir import Parameter
+from .syntax import to_python
+
+TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict",
+         type(None): "none"}
+ANNOTATIONS = {"int", "float", "str", "bool", "list", "dict"}
+
+
+def parse_parameters(cells) -> tuple[list[Parameter], list[Diagnostic]]:
+    """`cells`: (index, source) pairs of the parameters cells, in notebook order."""
+    found: dict[str, Parameter] = {}
+    problems: list[Diagnostic] = []
+    for index, source in cells:
+        try:
+            tree = ast.parse(to_python(source))
+        except SyntaxError as exc:
+            problems.append(Diagnostic("syntax-error", f"syntax error: {exc.msg}", cell=index,
+                                       line=exc.lineno, col=exc.offset))
+            continue
+        for stmt in tree.body:
+            try:
+                param = _parameter(stmt, index)
+            except _NotLiteral as exc:
+                problems.append(Diagnostic("bad-parameter", str(exc), cell=index, line=stmt.lineno,
+                                           col=stmt.col_offset + 1, hint=exc.hint))
+                continue
+            if param is None:
+                continue
+            if param.name in found:
+                problems.append(Diagnostic(
+                    "duplicate-parameter", f"parameter '{param.name}' is assigned twice; the last value wins",
+                    cell=index, line=param.line))
+            found[param.name] = param
+    return list(found.values()), problems
+
+
+class _NotLiteral(Exception):
+    def __init__(self, message, hint="a parameters cell holds only NAME = literal lines "
+                                     "(numbers, strings, True/False/None, lists, dicts)"):
+        super().__init__(message)
+        self.hint = hint
+
+
+def _parameter(stmt, index) -> Parameter | None:
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
+        return None  # a docstring-like comment
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        name, value, annotation = stmt.targets[0].id, stmt.value, None
+    elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+        name, value, annotation = stmt.target.id, stmt.value, stmt.annotation
+    else:
+        raise _NotLiteral(f"'{ast.unparse(stmt).splitlines()[0]}' is not a parameter assignment")
+    try:
+        literal = ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError):
+        raise _NotLiteral(f"parameter '{name}' is not a literal: {ast.unparse(value)}") from None
+    json_value = _as_json(literal, name)
+    type_name = _declared_type(annotation, json_value, name) or TYPES[type(json_value)]
+    if type_name == "float" and isinstance(json_value, int):
+        json_value = float(json_value)
+    return Parameter(name=name, type=type_name, default=json_value, cell=index, line=stmt.lineno)
+
+
+def _as_json(value, name):
+    if isinstance(value, (bool, int, str, type(None))):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _NotLiteral(f"parameter '{name}': NaN and infinity are not JSON values")
+        return value
+    if isinstance(value, list):
+        return [_as_json(v, name) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise _NotLiteral(f"parameter '{name}': dict keys must be strings")
+        return {k: _as_json(v, name) for k, v in value.items()}
+    kind = type(value).__name__
+    raise _NotLiteral(f"parameter '{name}': a {kind} is not a JSON value",
+                      "use a list instead of a tuple or set" if kind in ("tuple", "set") else None)
+
+
+def _declared_type(annotation, value, name):
+    if annotation is None:
+        return None
+    declared = ast.unparse(annotation)
+    if declared not in ANNOTATIONS:
+        raise _NotLiteral(f"parameter '{name}': type '{declared}' is not one of {sorted(ANNOTATIONS)}")
+    actual = TYPES[type(value)]
+    if declared != actual and not (declared == "float" and actual == "int"):
+        raise _NotLiteral(f"parameter '{name}' is declared {declared} but its value is {actual}")
+    return declared

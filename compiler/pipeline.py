@@ -1,0 +1,52 @@
+"""Notebook → pipeline IR: the compiler's one entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .dataflow import build_flow
+from .hashing import step_hashes
+from .ir import Pipeline
+from .layout import lay_out
+from .metrics import parse_metrics
+from .notebook import Cell, Notebook, read_notebook
+from .parameters import parse_parameters
+
+
+def compile_notebook(notebook) -> Pipeline:
+    """Compile a notebook (a path or a `Notebook`) into a Pipeline; problems are diagnostics."""
+    if not isinstance(notebook, Notebook):
+        notebook = read_notebook(notebook)
+    layout = lay_out(notebook)
+    parameters, param_problems = parse_parameters([(i, layout.sources[i]) for i in layout.parameters])
+    flow = build_flow(layout, {p.name for p in parameters})
+    pipeline = Pipeline(
+        name=_pipeline_name(notebook),
+        notebook=Path(notebook.path).name,
+        parameters=parameters,
+        prelude=flow.prelude,
+        steps=flow.steps,
+    )
+    diagnostics = layout.diagnostics + param_problems + flow.diagnostics
+    if layout.metrics_cell is not None:
+        pipeline.metrics, metric_problems = parse_metrics(
+            layout.metrics_cell, layout.sources[layout.metrics_cell], layout.metrics_step)
+        diagnostics += metric_problems
+    pipeline.diagnostics = sorted(diagnostics, key=lambda d: (d.cell is None, d.cell or 0, d.line or 0))
+    for name, value in step_hashes(pipeline).items():
+        pipeline.step(name).hash = value
+    return pipeline
+
+
+def compile_source(cells, name="notebook") -> Pipeline:
+    """Compile cells given as source strings or (source, tags) pairs — for tests and tools."""
+    built = []
+    for index, cell in enumerate(cells):
+        source, tags = (cell, ()) if isinstance(cell, str) else cell
+        built.append(Cell(index=index, cell_type="code", source=source, tags=tuple(tags)))
+    return compile_notebook(Notebook(path=f"{name}.ipynb", cells=tuple(built)))
+
+
+def _pipeline_name(notebook: Notebook) -> str:
+    meta = notebook.metadata.get("nbscale", {}) if isinstance(notebook.metadata, dict) else {}
+    return meta.get("name") or notebook.name

@@ -1,0 +1,62 @@
+"""IPython syntax (%magic, %%cellmagic, !shell, obj?) → plain Python, for analysis only.
+
+The step keeps its original text; IPython runs it at run time. The transformed text keeps the
+cell's line numbers so diagnostics point at the line the user wrote.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Cell magics whose body is Python: analyse the body. Any other cell magic (%%bash,
+# %%writefile, %%html, ...) holds no Python names.
+PYTHON_BODY_CELL_MAGICS = {"time", "timeit", "capture", "prun", "memit", "debug", "pypy"}
+# Line magics whose argument is a Python statement: analyse the statement.
+STATEMENT_LINE_MAGIC = re.compile(r"^(\s*)%(?:time|timeit|prun|memit)\s+(?:-\w+(?:\s+\d+)?\s+)*(.*)$")
+# Cheap test for "might hold IPython syntax", so that pure-Python cells never import IPython.
+MAYBE_IPYTHON = re.compile(r"^\s*[%!?]|^[^#'\"\n]*=\s*[%!]|\?\s*$", re.MULTILINE)
+
+_transformer = None
+
+
+def to_python(source: str) -> str:
+    lines = source.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].lstrip().startswith("%%"):
+        return _cell_magic(lines, first)
+    source = "\n".join(_statement_magic(line) for line in lines)
+    if not MAYBE_IPYTHON.search(source):
+        return source
+    python = _ipython_transformer().transform_cell(source)
+    if python.endswith("\n") and not source.endswith("\n"):
+        python = python[:-1]
+    return python
+
+
+def _statement_magic(line: str) -> str:
+    match = STATEMENT_LINE_MAGIC.match(line)
+    return match.group(1) + match.group(2) if match else line
+
+
+def _cell_magic(lines, first):
+    magic_line = lines[first].lstrip()[2:]
+    name, _, args = magic_line.partition(" ")
+    blank = [""] * (first + 1)
+    if name not in PYTHON_BODY_CELL_MAGICS:
+        return "\n".join(blank + [""] * (len(lines) - first - 1))
+    if name == "capture":
+        # %%capture [--no-stdout ...] NAME binds NAME to the captured output
+        target = next((a for a in args.split() if not a.startswith("-")), None)
+        if target and target.isidentifier():
+            blank[first] = f"{target} = None"
+    body = to_python("\n".join(lines[first + 1:]))
+    return "\n".join(blank) + "\n" + body
+
+
+def _ipython_transformer():
+    global _transformer
+    if _transformer is None:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        _transformer = TransformerManager()
+    return _transformer

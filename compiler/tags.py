@@ -1,0 +1,203 @@
+"""The whole cell-tag grammar: nbscale's own tags and Kale's spellings as aliases.
+
+`parse_cell_tags` turns one cell's tags into a `CellTags`; problems become diagnostics.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+from .diagnostics import Diagnostic
+
+# Role tags: at most one per cell.
+IMPORTS, FUNCTIONS, PARAMETERS, METRICS, SKIP = "imports", "functions", "parameters", "metrics", "skip"
+ROLE_TAGS = (IMPORTS, FUNCTIONS, PARAMETERS, METRICS, SKIP)
+# Tags of the form key:value.
+VALUE_TAGS = ("step", "after", "resources", "image", "retries", "cache", "timeout")
+
+ALIASES = {  # Kale's spellings, so Kale notebooks run unchanged
+    "block": "step",
+    "prev": "after",
+    "pipeline-parameters": PARAMETERS,
+    "pipeline-metrics": METRICS,
+}
+
+# Tags other tools put on cells; they are theirs, not ours, and are left alone.
+FOREIGN_TAGS = frozenset({
+    "injected-parameters", "hide-input", "hide-output", "hide-cell", "remove-input",
+    "remove-output", "remove-cell", "raises-exception", "skip-execution", "thebe-init",
+    "full-width", "margin", "output_scroll", "scroll-output", "nbval-ignore-output",
+    "nbval-skip", "nbval-raises-exception", "nbval-check-output",
+})
+
+STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
+MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P|k)?$")
+DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+RESOURCE_KEYS = ("cpu", "memory", "gpu")
+
+
+@dataclass
+class CellTags:
+    role: str | None = None
+    step: str | None = None
+    after: list[str] = field(default_factory=list)
+    options: dict = field(default_factory=dict)  # resources, image, retries, cache, timeout
+
+    @property
+    def has_step_options(self) -> bool:
+        return bool(self.after or self.options)
+
+
+def known_tags() -> list[str]:
+    return [*ROLE_TAGS, *(f"{k}:" for k in VALUE_TAGS), *ALIASES, "block:", "prev:", "limit:"]
+
+
+def parse_cell_tags(tags, cell: int) -> tuple[CellTags, list[Diagnostic]]:
+    parsed, problems = CellTags(), []
+    for tag in tags:
+        try:
+            _apply(tag, parsed)
+        except _TagError as exc:
+            problems.append(Diagnostic(exc.code, exc.message, cell=cell, hint=exc.hint))
+    return parsed, problems
+
+
+class _TagError(Exception):
+    def __init__(self, code, message, hint=None):
+        super().__init__(message)
+        self.code, self.message, self.hint = code, message, hint
+
+
+def _apply(tag: str, parsed: CellTags) -> None:
+    if tag in FOREIGN_TAGS:
+        return
+    if tag.startswith("limit:"):  # Kale: limit:RESOURCE:VALUE
+        _apply_kale_limit(tag, parsed)
+        return
+    key, sep, value = tag.partition(":")
+    key = ALIASES.get(key, key)
+    if not sep:
+        if key not in ROLE_TAGS:
+            raise _unknown(tag)
+        if parsed.role and parsed.role != key:
+            raise _TagError("bad-tag-value", f"cell has two roles: '{parsed.role}' and '{key}'",
+                            "a cell is one of imports, functions, parameters, metrics or skip")
+        parsed.role = key
+        return
+    if key not in VALUE_TAGS:
+        raise _unknown(tag)
+    value = value.strip()
+    if not value:
+        raise _TagError("bad-tag-value", f"tag '{tag}' has no value", f"write it as '{key}:VALUE'")
+    getattr(_Values, key)(value, parsed, tag)
+
+
+def _unknown(tag):
+    close = difflib.get_close_matches(tag, known_tags(), n=1, cutoff=0.6)
+    if not close:
+        close = difflib.get_close_matches(tag.split(":")[0] + ":", known_tags(), n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else "see docs/tags.md for the tags nbscale knows"
+    return _TagError("unknown-tag", f"unknown tag '{tag}'", hint)
+
+
+class _Values:
+    """One parser per key:value tag; each fills `parsed` or raises _TagError."""
+
+    @staticmethod
+    def step(value, parsed, tag):
+        _check_step_name(value, tag)
+        if parsed.step and parsed.step != value:
+            raise _TagError("bad-tag-value", f"cell has two step tags: '{parsed.step}' and '{value}'")
+        parsed.step = value
+
+    @staticmethod
+    def after(value, parsed, tag):
+        for name in filter(None, (v.strip() for v in value.split(","))):
+            _check_step_name(name, tag)
+            parsed.after.append(name)
+
+    @staticmethod
+    def resources(value, parsed, tag):
+        res = parsed.options.setdefault("resources", {})
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            name, eq, amount = item.partition("=")
+            if not eq:
+                raise _TagError("bad-tag-value", f"'{item}' in '{tag}' is not NAME=VALUE",
+                                "example: resources:cpu=2,memory=4Gi,gpu=1")
+            res[name.strip()] = _resource_value(name.strip(), amount.strip(), tag)
+
+    @staticmethod
+    def image(value, parsed, tag):
+        parsed.options["image"] = value
+
+    @staticmethod
+    def retries(value, parsed, tag):
+        if not value.isdigit():
+            raise _TagError("bad-tag-value", f"'{tag}': retries must be a whole number ≥ 0")
+        parsed.options["retries"] = int(value)
+
+    @staticmethod
+    def cache(value, parsed, tag):
+        flags = {"on": True, "true": True, "off": False, "false": False}
+        if value.lower() not in flags:
+            raise _TagError("bad-tag-value", f"'{tag}': cache takes 'on' or 'off'")
+        parsed.options["cache"] = flags[value.lower()]
+
+    @staticmethod
+    def timeout(value, parsed, tag):
+        parsed.options["timeout"] = parse_duration(value, tag)
+
+
+def parse_duration(value: str, tag: str = "") -> int:
+    """'90' or '90s' → 90; '30m' → 1800; '1h30m' → 5400 (seconds)."""
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        match = DURATION.match(value)
+        if not match or not any(match.groups()):
+            raise _TagError("bad-tag-value", f"'{tag or value}': not a duration",
+                            "examples: timeout:90s, timeout:30m, timeout:1h30m")
+        h, m, s = (int(g or 0) for g in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise _TagError("bad-tag-value", f"'{tag or value}': a timeout must be positive")
+    return seconds
+
+
+def _check_step_name(name, tag):
+    if not STEP_NAME.match(name):
+        raise _TagError("bad-tag-value", f"'{name}' in '{tag}' is not a valid step name",
+                        "step names start with a letter or '_' and hold letters, digits, '_', '-'")
+
+
+def _resource_value(name, amount, tag):
+    if name == "cpu" and CPU.match(amount):
+        return float(amount[:-1]) / 1000 if amount.endswith("m") else _number(amount)
+    if name == "memory" and MEMORY.match(amount):
+        return amount
+    if name == "gpu" and amount.isdigit():
+        return int(amount)
+    if name not in RESOURCE_KEYS:
+        raise _TagError("bad-tag-value", f"unknown resource '{name}' in '{tag}'",
+                        "resources are cpu, memory and gpu")
+    raise _TagError("bad-tag-value", f"'{amount}' is not a valid {name} amount in '{tag}'",
+                    "examples: cpu=2, cpu=500m, memory=4Gi, gpu=1")
+
+
+def _number(text):
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _apply_kale_limit(tag, parsed):
+    # limit:cpu:2, limit:memory:4Gi, limit:nvidia.com/gpu:1
+    _, _, rest = tag.partition(":")
+    name, sep, amount = rest.rpartition(":")
+    if not sep or not name:
+        raise _TagError("bad-tag-value", f"'{tag}' is not limit:RESOURCE:VALUE",
+                        "example: limit:nvidia.com/gpu:1 (or resources:gpu=1)")
+    name = "gpu" if name.endswith("/gpu") else name
+    parsed.options.setdefault("resources", {})[name] = _resource_value(name, amount, tag)

@@ -1,0 +1,1 @@
+"""nbscale's JupyterLab server extension and front end (see issue: JupyterLab extension)."""

@@ -1,0 +1,1 @@
+"""nbscale run time: step executor, marshalling, artifact and run stores, engines."""

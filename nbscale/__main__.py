@@ -1,0 +1,3 @@
+from nbscale.cli import main
+
+main()
