@@ -97,6 +97,7 @@ class _Builder:
         for name in sorted(mutated - facts.binds - set(facts.reads)):
             if name in self.producer:  # shares objects with what it mutates: hand it on too
                 step.sources[name] = self.producer[name]
+        self._unify_groups(step, mutated)
         existing = facts.binds | (mutated & (set(step.sources) | facts.binds))
         step.defines = sorted(existing - facts.deletes)
         for name in step.defines:
@@ -105,9 +106,6 @@ class _Builder:
             self.binders.setdefault(name, []).append(step.name)
         for name in facts.deletes:
             self.producer.pop(name, None)
-        step.sources = dict(sorted(step.sources.items()))
-        step.inputs = list(step.sources)
-        step.after = _unique([step.sources[n] for n in step.inputs])
         self.steps.append(step)
 
     def _resolve_reads(self, step, facts):
@@ -121,6 +119,33 @@ class _Builder:
             else:
                 self._undefined(name, use, self._undefined_hint(name, use))
         step.parameters.sort()
+
+    def _unify_groups(self, step, mutated):
+        """A step that may mutate shared objects gets every name sharing them from one producer.
+
+        Copies are made per producer, so names from one producer keep their shared identity. The
+        latest producer of the group hands on the other names too: it either received them
+        unchanged, or it now receives them from their producer (which precedes it).
+        """
+        members = sorted(n for n in mutated if n in step.sources)
+        while members:
+            group = [n for n in members if n in self.aliases.group_of(members[0])]
+            members = [n for n in members if n not in group]
+            self._gather(step, group)
+
+    def _gather(self, step, names):
+        order = {s.name: i for i, s in enumerate(self.steps)}
+        producers = {step.sources[n] for n in names}
+        if len(producers) < 2:
+            return
+        latest = self.steps[max(order[p] for p in producers)]
+        for name in names:
+            source = step.sources[name]
+            if source != latest.name and name not in latest.defines:
+                latest.sources.setdefault(name, source)
+                step.sources[name] = latest.name
+        group = self.aliases.expand(names)
+        self._gather(latest, sorted(n for n in latest.sources if n in group))
 
     def _undefined_hint(self, name, use):
         if name in self.skipped_binds:
@@ -154,6 +179,10 @@ class _Builder:
 
     # --- after all steps -------------------------------------------------------------------
     def finish(self):
+        for step in self.steps:
+            step.sources = dict(sorted(step.sources.items()))
+            step.inputs = list(step.sources)
+            step.after = _unique([step.sources[n] for n in step.inputs])
         self._after_tags()
         upstream = {s.name: s.after for s in self.steps}
         cycle = graph.find_cycle([s.name for s in self.steps], upstream)

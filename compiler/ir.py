@@ -91,14 +91,18 @@ class Pipeline:
 
     @classmethod
     def from_json(cls, data: dict) -> Pipeline:
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"not an nbscale pipeline IR (schema {data.get('schema')!r}, expected {SCHEMA!r})")
-        return cls(
-            name=data["name"],
-            notebook=data["notebook"],
-            parameters=[Parameter(**p) for p in data["parameters"]],
-            prelude=Prelude(**data["prelude"]),
-            steps=[Step(**s) for s in data["steps"]],
-            metrics=Metrics(**data["metrics"]),
-            diagnostics=[Diagnostic.from_json(d) for d in data["diagnostics"]],
-        )
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if schema != SCHEMA:
+            raise ValueError(f"not an nbscale pipeline IR (schema {schema!r}, expected {SCHEMA!r})")
+        try:
+            return cls(
+                name=data["name"],
+                notebook=data["notebook"],
+                parameters=[Parameter(**p) for p in data["parameters"]],
+                prelude=Prelude(**data["prelude"]),
+                steps=[Step(**s) for s in data["steps"]],
+                metrics=Metrics(**data["metrics"]),
+                diagnostics=[Diagnostic.from_json(d) for d in data["diagnostics"]],
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed nbscale pipeline IR: {exc!r}") from None

@@ -50,8 +50,8 @@ def lay_out(notebook: Notebook) -> Layout:
         elif tags.step and (current is None or tags.step != current.name):
             current = _new_step(layout, tags.step, cell.index, seen)
         elif current is None:
-            if not cell.source.strip():
-                continue  # leading blank cells make no step
+            if not _has_code(cell.source):
+                continue  # leading blank or comment-only cells make no step
             current = _new_step(layout, default_step_name(notebook.name), cell.index, seen)
         current.cells.append(cell.index)
         _merge_options(current, tags, cell.index)
@@ -61,6 +61,10 @@ def lay_out(notebook: Notebook) -> Layout:
 def default_step_name(notebook_name: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_\-]", "_", notebook_name) or "main"
     return name if re.match(r"[A-Za-z_]", name) else f"nb_{name}"
+
+
+def _has_code(source: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("#") for line in source.splitlines())
 
 
 def _place_special(layout, index, tags: CellTags):

@@ -26,6 +26,8 @@ def parse_metrics(index: int, source: str, step: str) -> tuple[Metrics, list[Dia
 def _metric_entries(stmt, index, problems):
     if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
         return [(stmt.targets[0].id, stmt.targets[0].id)]
+    if isinstance(stmt, ast.AnnAssign) and stmt.value is not None and isinstance(stmt.target, ast.Name):
+        return [(stmt.target.id, stmt.target.id)]  # acc: float = ...
     if not isinstance(stmt, ast.Expr):
         return []  # other statements are ordinary code of the metrics step
     value = stmt.value

@@ -52,7 +52,7 @@ def notebook_from_dict(data, path="notebook.ipynb") -> Notebook:
     if major == 3:
         data = _upgrade_v3(data, path)
     elif major != 4:
-        raise NotebookReadError(path, f"nbformat {major} is not supported (only v4, and v3 upgraded)")
+        raise NotebookReadError(path, f"nbformat {major!r} is not supported (only v4, and v3 upgraded)")
     _check_shape(data, path)
     cells = tuple(_cell(i, raw, path) for i, raw in enumerate(data["cells"]))
     return Notebook(path=str(path), cells=cells, metadata=data.get("metadata") or {})

@@ -39,6 +39,7 @@ def scope_facts(node: ast.AST) -> ScopeFacts:
         for stmt in body:
             walker.visit(stmt)
     elif isinstance(node, ast.ClassDef):
+        walker.is_class = True
         for stmt in node.body:
             walker.visit(stmt)
     else:  # comprehension: its first iterable belongs to the enclosing scope
@@ -91,6 +92,7 @@ class _ScopeWalker(ast.NodeVisitor):
     def __init__(self):
         self.params: list[str] = []
         self.comprehension = False
+        self.is_class = False
         self.binds: set[str] = set()
         self.loads: set[str] = set()
         self.globals: set[str] = set()
@@ -106,7 +108,8 @@ class _ScopeWalker(ast.NodeVisitor):
         local = (self.binds | set(self.params)) - self.globals - self.nonlocals
         mutated = self.aliases.expand(self.mutated)
         return ScopeFacts(
-            free=(self.loads | self.nested_free | self.nonlocals) - local,
+            # a class body's names are invisible to its methods: their free names stay free
+            free=((self.loads | self.nonlocals) - local) | (self.nested_free - (set() if self.is_class else local)),
             global_binds=(self.globals & self.binds) | self.nested_global_binds,
             mutated_free=mutated - local,
             mutated_params=mutated & set(self.params),

@@ -33,9 +33,10 @@ FOREIGN_TAGS = frozenset({
 })
 
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
-MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P|k)?$")
-DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# re.ASCII: \d must not match other scripts' digits ('٣', '²'), which int() rejects or misreads.
+CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$", re.ASCII)
+MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P|k)?$", re.ASCII)
+DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$", re.ASCII)
 RESOURCE_KEYS = ("cpu", "memory", "gpu")
 
 
@@ -52,7 +53,8 @@ class CellTags:
 
 
 def known_tags() -> list[str]:
-    return [*ROLE_TAGS, *(f"{k}:" for k in VALUE_TAGS), *ALIASES, "block:", "prev:", "limit:"]
+    role_aliases = (alias for alias, tag in ALIASES.items() if tag in ROLE_TAGS)
+    return [*ROLE_TAGS, *(f"{k}:" for k in VALUE_TAGS), *role_aliases, "block:", "prev:", "limit:"]
 
 
 def parse_cell_tags(tags, cell: int) -> tuple[CellTags, list[Diagnostic]]:
@@ -135,7 +137,7 @@ class _Values:
 
     @staticmethod
     def retries(value, parsed, tag):
-        if not value.isdigit():
+        if not _is_whole(value):
             raise _TagError("bad-tag-value", f"'{tag}': retries must be a whole number ≥ 0")
         parsed.options["retries"] = int(value)
 
@@ -153,7 +155,7 @@ class _Values:
 
 def parse_duration(value: str, tag: str = "") -> int:
     """'90' or '90s' → 90; '30m' → 1800; '1h30m' → 5400 (seconds)."""
-    if value.isdigit():
+    if _is_whole(value):
         seconds = int(value)
     else:
         match = DURATION.match(value)
@@ -178,13 +180,17 @@ def _resource_value(name, amount, tag):
         return float(amount[:-1]) / 1000 if amount.endswith("m") else _number(amount)
     if name == "memory" and MEMORY.match(amount):
         return amount
-    if name == "gpu" and amount.isdigit():
+    if name == "gpu" and _is_whole(amount):
         return int(amount)
     if name not in RESOURCE_KEYS:
         raise _TagError("bad-tag-value", f"unknown resource '{name}' in '{tag}'",
                         "resources are cpu, memory and gpu")
     raise _TagError("bad-tag-value", f"'{amount}' is not a valid {name} amount in '{tag}'",
                     "examples: cpu=2, cpu=500m, memory=4Gi, gpu=1")
+
+
+def _is_whole(text):
+    return text.isascii() and text.isdigit()
 
 
 def _number(text):

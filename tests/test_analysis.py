@@ -1,0 +1,144 @@
+from nbscale.compiler.analysis import analyse_cells
+
+
+def facts(*sources, known=None):
+    return analyse_cells(list(enumerate(sources)), known)
+
+
+def test_reads_before_binds_in_order():
+    f = facts("y = x + 1\nx = 2\nz = x")
+    assert set(f.reads) == {"x"} and f.binds == {"x", "y", "z"}
+    assert (f.reads["x"].cell, f.reads["x"].line, f.reads["x"].col) == (0, 1, 5)
+
+
+def test_reads_span_cells_in_order():
+    f = facts("a = 1", "b = a + c")
+    assert set(f.reads) == {"c"} and f.reads["c"].cell == 1
+
+
+def test_augmented_assignment_reads_and_binds():
+    f = facts("total += 1")
+    assert "total" in f.reads and "total" in f.binds
+
+
+def test_conditional_binding_makes_later_read_optional():
+    f = facts("if flag:\n    x = 1\nprint(x)")
+    assert f.reads["x"].optional and not f.reads["flag"].optional
+
+
+def test_for_while_try_with_targets():
+    f = facts("for i in items:\n    pass\n"
+              "with open(p) as fh:\n    text = fh.read()\n"
+              "try:\n    v = 1\nexcept KeyError as err:\n    pass\n")
+    assert {"i", "fh", "text", "v", "err"} <= f.binds
+    assert {"items", "p"} <= set(f.reads)
+
+
+def test_walrus_binds_at_module_level_even_in_comprehension():
+    f = facts("[y := v for v in data]\nz = y")
+    assert "y" in f.binds and "v" not in f.binds and "y" not in f.reads
+
+
+def test_comprehension_variable_does_not_leak_or_shadow():
+    f = facts("x = 5\nsq = [x * x for x in range(3)]\nw = [k for k in ks]")
+    assert "x" not in f.reads and "k" not in f.binds and "ks" in f.reads
+
+
+def test_lambda_reads_happen_at_use():
+    f = facts("df2 = df.apply(lambda r: r * factor)")
+    assert {"df", "factor"} <= set(f.reads)
+
+
+def test_function_body_reads_count_where_called_not_where_defined():
+    f = facts("def g():\n    return LATER + 1\n", "LATER = 3\nres = g()")
+    assert "LATER" not in f.reads  # bound before the call
+    f = facts("def g():\n    return LATER + 1\n", "res = g()")
+    assert f.reads["LATER"].cell == 1
+
+
+def test_known_functions_from_earlier_code_pull_their_globals():
+    prelude = analyse_cells([(0, "def scaled(v):\n    return v * SCALE\n")])
+    f = analyse_cells([(3, "out = scaled(2)")], prelude.callables)
+    assert "SCALE" in f.reads and f.reads["SCALE"].cell == 3
+
+
+def test_functions_calling_functions_transitively():
+    f = facts("def a():\n    return K\n", "def b():\n    return a() + 1\n", "r = b()")
+    assert "K" in f.reads
+
+
+def test_recursive_function_terminates():
+    f = facts("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\nv = fact(N)")
+    assert "N" in f.reads and "fact" not in f.reads
+
+
+def test_function_with_global_statement_binds_when_called():
+    f = facts("def bump():\n    global counter\n    counter = counter + 1\n", "bump()")
+    assert "counter" in f.binds and "counter" in f.reads
+
+
+def test_function_mutating_parameter_mutates_argument():
+    f = facts("def add_col(frame):\n    frame['x'] = 1\n", "add_col(train)")
+    assert "train" in f.mutates
+
+
+def test_class_body_runs_now_methods_later():
+    f = facts("class Model(Base):\n    k = K\n    def predict(self):\n        return W\n")
+    assert {"Base", "K"} <= set(f.reads) and "W" not in f.reads
+    f = facts("class Model:\n    def predict(self):\n        return W\n", "m = Model()")
+    assert "W" in f.reads
+
+
+def test_shadowing_in_function_and_comprehension_scopes():
+    f = facts("def f(data):\n    return [data for data in data]\n", "r = f(1)")
+    assert "data" not in f.reads
+
+
+def test_in_place_mutations_recorded():
+    f = facts("df['x'] = 1\nmodel.fit(X, y)\nobj.attr = 2\ndel table['k']\nlst += [1]\ndf.head()")
+    assert {"df", "model", "obj", "table", "lst"} <= set(f.mutates)
+    assert {"X", "y"}.isdisjoint(f.mutates)
+
+
+def test_imported_modules_are_not_mutated():
+    f = facts("import numpy as np\nnp.random.seed(0)")
+    assert "np" not in f.mutates
+
+
+def test_del_removes_a_name():
+    f = facts("del x")
+    assert "x" in f.deletes and "x" in f.reads
+    f = facts("x = 1\ndel x\nx = 2")
+    assert "x" not in f.deletes
+
+
+def test_star_import_and_dynamic_calls_are_reported():
+    f = facts("from os.path import *\nexec('a = 1')\nv = eval('1')\ng = globals()")
+    assert [u.name for u in f.dynamic] == ["*", "exec", "eval", "globals"]
+
+
+def test_ipython_syntax_is_analysed():
+    f = facts("%time y = x + 1\nfiles = !ls\n!echo $HOME")
+    assert "x" in f.reads and {"y", "files"} <= f.binds
+
+
+def test_cell_magic_body():
+    f = facts("%%capture out\nprint(v)\nw = 2")
+    assert {"out", "w"} <= f.binds and "v" in f.reads
+    f = facts("%%bash\necho $undefined_thing")
+    assert not f.reads and not f.binds
+
+
+def test_syntax_error_location():
+    f = facts("x = 1", "%time y = 1\n\nz = (")
+    assert f.syntax_errors and f.syntax_errors[0][:2] == (1, 3)
+
+
+def test_match_statement_captures():
+    f = facts("match cmd:\n    case {'go': where, **rest}:\n        pass\n    case [first, *others]:\n        pass\n")
+    assert {"where", "rest", "first", "others"} <= f.binds and "cmd" in f.reads
+
+
+def test_decorators_and_defaults_are_read_at_definition():
+    f = facts("@register(REG)\ndef f(x=DEFAULT):\n    return x\n")
+    assert {"register", "REG", "DEFAULT"} <= set(f.reads)

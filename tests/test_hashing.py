@@ -1,0 +1,59 @@
+from nbscale.compiler import compile_source
+from nbscale.compiler.hashing import step_hashes
+
+BASE = [
+    ("import math", ["imports"]),
+    ("alpha = 0.5\nbeta = 2", ["parameters"]),
+    ("# notes", []),
+    ("x = [1, 2, 3]", ["step:load"]),
+    ("a = sum(x) * alpha", ["step:left"]),
+    ("b = max(x) * beta", ["step:right"]),
+    ("c = a + b", ["step:join"]),
+    ("x.describe()", ["skip"]),
+]
+
+
+def hashes(cells, values=None):
+    pipeline = compile_source(cells)
+    return step_hashes(pipeline, values) if values else {s.name: s.hash for s in pipeline.steps}
+
+
+def edit(cells, index, source=None, tags=None):
+    cells = list(cells)
+    old_source, old_tags = cells[index]
+    cells[index] = (old_source if source is None else source, old_tags if tags is None else tags)
+    return cells
+
+
+def changed(before, after):
+    return {name for name in before if before[name] != after[name]}
+
+
+def test_hashes_are_stable_and_distinct():
+    first, second = hashes(BASE), hashes(BASE)
+    assert first == second
+    assert len(set(first.values())) == 4 and all(h.startswith("sha256:") for h in first.values())
+
+
+def test_editing_a_step_changes_it_and_downstream_only():
+    assert changed(hashes(BASE), hashes(edit(BASE, 4, "a = sum(x) * alpha + 1"))) == {"left", "join"}
+    assert changed(hashes(BASE), hashes(edit(BASE, 3, "x = [1, 2, 4]"))) == {"load", "left", "right", "join"}
+
+
+def test_editing_markdown_skip_or_options_changes_nothing():
+    assert changed(hashes(BASE), hashes(edit(BASE, 7, "x.head()"))) == set()
+    assert changed(hashes(BASE), hashes(edit(BASE, 6, tags=["step:join", "resources:cpu=4", "retries:2"]))) == set()
+
+
+def test_editing_the_prelude_changes_every_step():
+    assert changed(hashes(BASE), hashes(edit(BASE, 0, "import math, os"))) == {"load", "left", "right", "join"}
+
+
+def test_parameters_change_only_steps_that_read_them():
+    assert changed(hashes(BASE), hashes(edit(BASE, 1, "alpha = 0.7\nbeta = 2"))) == {"left", "join"}
+    assert changed(hashes(BASE), hashes(BASE, {"beta": 3})) == {"right", "join"}
+    assert changed(hashes(BASE), hashes(BASE, {"beta": 2})) == set()
+
+
+def test_image_is_part_of_the_hash():
+    assert changed(hashes(BASE), hashes(edit(BASE, 5, tags=["step:right", "image:python:3.12"]))) == {"right", "join"}
