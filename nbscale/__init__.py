@@ -5,11 +5,21 @@ The public API is imported lazily so that `nbscale check` stays a fast, light pr
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compile_notebook"]
+__all__ = ["__version__", "compile_notebook", "run"]
 
 
-def compile_notebook(path, parameters=None):
+def compile_notebook(path):
     """Compile a notebook file into a `Pipeline` IR (diagnostics included, never raises on them)."""
     from nbscale.compiler import compile_notebook as _compile
 
     return _compile(path)
+
+
+def run(path, parameters=None, engine="dask", **options):
+    """Run a notebook as a pipeline; returns a RunResult (status, steps, metrics, `load`).
+
+    Options: use_cache, store_url, scheduler, scheduler_file, workers — as `nbscale run`.
+    """
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    return run_notebook(path, parameters, RunOptions(engine=engine, **options))

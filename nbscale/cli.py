@@ -66,7 +66,11 @@ def compile_(notebook, target, output):
         sys.exit(EXIT_ERRORS)
     text = pipeline.dumps()
     if output:
-        _write_atomically(Path(output), text)
+        try:
+            _write_atomically(Path(output), text)
+        except OSError as exc:
+            click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
@@ -89,9 +93,20 @@ def graph(notebook, fmt):
 
 def _write_atomically(path: Path, text: str):
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
+
+def _register_run_commands():
+    from nbscale.run_commands import register
+
+    register(main)
+
+
+_register_run_commands()
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from nbscale.compiler import compile_notebook, compile_source
 from nbscale.compiler.graph import topological_order
 

@@ -1,0 +1,147 @@
+"""The Dask engine: each step is one Dask task; independent steps run in parallel.
+
+The cluster is an embedded LocalCluster by default (started only when something has to run),
+an existing scheduler (`scheduler` address or `scheduler_file`), or a cluster built by the
+factory named in Dask config under `nbscale.cluster-factory` ({module, class, args, kwargs}),
+as dask-labextension's `labextension.factory` does — so dask-jobqueue, dask-kubernetes or
+dask-gateway clusters work without code changes. Step outputs stay in worker memory as futures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import warnings
+
+from ..task import run_step
+from . import Engine
+from .local import _summary
+
+TOPIC = "nbscale"
+RESOURCE_NAMES = ("cpu", "memory", "gpu")
+
+
+class DaskEngine(Engine):
+    name = "dask"
+
+    def __init__(self, scheduler=None, scheduler_file=None, workers=None, run_id="", **options):
+        super().__init__(**options)
+        self.scheduler, self.scheduler_file, self.workers = scheduler, scheduler_file, workers
+        self.run_id = run_id
+        self.client = self.cluster = None
+
+    # --- cluster -----------------------------------------------------------------------------
+    def connect(self):
+        import dask
+        from distributed import Client
+
+        if self.scheduler or self.scheduler_file:
+            self.client = Client(self.scheduler, scheduler_file=self.scheduler_file, timeout="20s")
+            return self.client
+        factory = dask.config.get("nbscale.cluster-factory", None)
+        self.cluster = _from_factory(factory) if factory else _local_cluster(self.workers)
+        self.client = Client(self.cluster)
+        return self.client
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    # --- running -----------------------------------------------------------------------------
+    def run(self, specs, emit) -> dict:
+        from distributed import as_completed
+
+        client = self.client or self.connect()
+        topic = f"{TOPIC}-{self.run_id}"
+        client.subscribe_topic(topic, lambda event: emit(*event[1]))
+        declared = _declared_resources(client)
+        futures, summaries = {}, {}
+        for spec in specs:
+            name = spec.step["name"]
+            upstream = {u: futures[u] for u in spec.step["after"] if u in futures}
+            futures[name] = client.submit(
+                _task, spec, upstream, topic, key=f"nbscale-{name}-{spec.hash[7:19]}-{self.run_id[:8]}",
+                pure=False, resources=_resources(spec.step, declared, emit))
+            summaries[client.submit(_strip, futures[name], pure=False)] = name
+        outcomes = {}
+        try:
+            for future in as_completed(list(summaries)):
+                outcome = future.result()
+                outcomes[outcome.step] = outcome
+                emit("step_finished", outcome.step, _summary(outcome))
+        except BaseException:
+            client.cancel(list(futures.values()) + list(summaries))
+            raise
+        finally:
+            client.unsubscribe_topic(topic)
+        return outcomes
+
+
+def _task(spec, upstream, topic):
+    from distributed import get_worker
+
+    worker = get_worker()
+
+    def emit(kind, step, payload=None):
+        worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
+
+    return run_step(spec, upstream, emit)
+
+
+def _strip(outcome):
+    """What the client needs to know; the values stay on the worker (not mutated: shared)."""
+    return dataclasses.replace(outcome, values={})
+
+
+def _local_cluster(workers):
+    from distributed import LocalCluster
+
+    n = workers or os.cpu_count() or 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                            dashboard_address=_dashboard_address(), silence_logs=logging.ERROR)
+
+
+def _dashboard_address():
+    try:
+        import bokeh  # noqa: F401 - the dashboard needs it
+    except ImportError:
+        return None
+    return "127.0.0.1:0"
+
+
+def _from_factory(factory):
+    module = importlib.import_module(factory["module"])
+    cls = getattr(module, factory["class"])
+    return cls(*factory.get("args", []), **factory.get("kwargs", {}))
+
+
+def _declared_resources(client) -> set[str]:
+    workers = client.scheduler_info().get("workers", {}).values()
+    return {name for w in workers for name in (w.get("resources") or {})}
+
+
+def _resources(step, declared, emit):
+    wanted = step.get("resources") or {}
+    if not wanted:
+        return None
+    usable = {k: v for k, v in wanted.items() if k in declared}
+    ignored = sorted(set(wanted) - set(usable))
+    if ignored:
+        emit("warning", step["name"], {"message": f"resources {', '.join(ignored)} ignored: no Dask "
+                                                  "worker declares them (dask worker --resources)"})
+    return {k: _amount(k, v) for k, v in usable.items()} or None
+
+
+def _amount(name, value):
+    if name != "memory" or not isinstance(value, str):
+        return value
+    from dask.utils import parse_bytes
+
+    return parse_bytes(value if value.endswith("B") else value + "B")

@@ -1,0 +1,328 @@
+"""Marshalling of step outputs: a registry of serialisers chosen by the type of each value.
+
+Built-ins, in priority order: numpy arrays → ``.npy``, pandas frames and series → Parquet,
+scikit-learn estimators → joblib, everything else → cloudpickle. Plug-ins registered under the
+entry-point group ``nbscale.marshallers`` are tried before the built-ins.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import pickle
+import shutil
+import sys
+import tempfile
+import warnings
+from typing import IO, Any
+
+import cloudpickle
+
+from .errors import MarshalError, NbscaleRuntimeError
+
+ENTRY_POINT_GROUP = "nbscale.marshallers"
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "CannotMarshal",
+    "Marshaller",
+    "NumpyMarshaller",
+    "PandasMarshaller",
+    "SklearnMarshaller",
+    "CloudpickleMarshaller",
+    "marshallers",
+    "reload_marshallers",
+    "get_marshaller",
+    "type_name",
+    "dump_value",
+    "load_value",
+    "dump_group",
+    "load_group",
+]
+
+
+class CannotMarshal(Exception):
+    """Raised by `Marshaller.dump` *before writing anything* to pass the value to the next one."""
+
+
+class Marshaller:
+    """Base class (duck typing is enough for plug-ins): a named serialiser for some values."""
+
+    name: str = ""
+    suffix: str = ""
+
+    def can_handle(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def dump(self, value: Any, fileobj: IO[bytes]) -> None:
+        raise NotImplementedError
+
+    def load(self, fileobj: IO[bytes]) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+# A value can only be an instance of a numpy/pandas/sklearn class if that library is already
+# imported, so looking in sys.modules keeps marshalling a plain dict from importing any of them.
+def _loaded(module: str) -> Any:
+    return sys.modules.get(module)
+
+
+class NumpyMarshaller(Marshaller):
+    name = "numpy"
+    suffix = ".npy"
+
+    def can_handle(self, value: Any) -> bool:
+        np = _loaded("numpy")
+        # Exact types only: subclasses such as masked arrays would lose data in a .npy file.
+        if np is None or type(value) not in (np.ndarray, np.memmap):
+            return False
+        return not value.dtype.hasobject
+
+    def dump(self, value: Any, fileobj: IO[bytes]) -> None:
+        import numpy as np
+
+        np.save(fileobj, value, allow_pickle=False)
+
+    def load(self, fileobj: IO[bytes]) -> Any:
+        import numpy as np
+
+        return np.load(fileobj, allow_pickle=False)
+
+
+_SERIES_COLUMN = "__nbscale_series__"
+_META_KEY = b"nbscale"
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+class PandasMarshaller(Marshaller):
+    name = "parquet"
+    suffix = ".parquet"
+
+    def can_handle(self, value: Any) -> bool:
+        pd = _loaded("pandas")
+        # Exact types only: subclasses (e.g. GeoDataFrame) would come back as plain frames.
+        return pd is not None and type(value) in (pd.DataFrame, pd.Series)
+
+    def dump(self, value: Any, fileobj: IO[bytes]) -> None:
+        import pyarrow.parquet as pq
+
+        table = _to_arrow(value)  # raises CannotMarshal before anything is written
+        pq.write_table(table, fileobj)
+
+    def load(self, fileobj: IO[bytes]) -> Any:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(fileobj)
+        meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
+        return _from_arrow(table, meta)
+
+
+def _to_arrow(value: Any) -> Any:
+    import pandas as pd
+    import pyarrow as pa
+
+    is_series = isinstance(value, pd.Series)
+    if is_series and type(value.name) not in _JSON_SCALARS:
+        raise CannotMarshal(f"series name of type {type(value.name).__name__}")
+    frame = value.to_frame(_SERIES_COLUMN) if is_series else value
+    try:
+        with warnings.catch_warnings():
+            # pyarrow only warns when it stringifies labels it cannot restore.
+            warnings.filterwarnings("error", message=".*not roundtrip", category=UserWarning)
+            table = pa.Table.from_pandas(frame)
+    except Exception as exc:  # pyarrow raises many types for values Parquet cannot hold
+        raise CannotMarshal(str(exc)) from exc
+    is_object = pd.api.types.is_object_dtype
+    object_columns = [i for i, dtype in enumerate(frame.dtypes) if is_object(dtype)]
+    _reject_nested(table, object_columns)
+    meta = {
+        "kind": "series" if is_series else "frame",
+        "name": value.name if is_series else None,
+        "object_columns": object_columns,
+        "object_index": is_object(frame.index.dtype) and frame.index.nlevels == 1,
+        "attrs": value.attrs,
+    }
+    try:
+        encoded = json.dumps(meta).encode()
+    except (TypeError, ValueError) as exc:
+        raise CannotMarshal(f"attrs are not JSON: {exc}") from exc
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: encoded})
+
+
+def _reject_nested(table: Any, object_columns: list[int]) -> None:
+    import pyarrow as pa
+
+    # Lists and dicts in object columns come back as arrays and padded structs: not the same data.
+    for i in object_columns:
+        if pa.types.is_nested(table.schema.field(i).type):
+            raise CannotMarshal(f"object column {table.schema.field(i).name!r} holds containers")
+
+
+def _from_arrow(table: Any, meta: dict) -> Any:
+    frame = table.to_pandas()
+    # pyarrow turns object columns of strings into the str dtype; give the step what it had
+    # (Parquet has one null, so a missing value comes back as None, as pandas 2 read it).
+    for i in meta.get("object_columns", []):
+        column = frame.iloc[:, i].astype(object)
+        frame.isetitem(i, column.where(column.notna(), None))
+    if meta.get("object_index"):
+        frame.index = frame.index.astype(object)
+    frame.attrs = meta.get("attrs", {})
+    if meta.get("kind") != "series":
+        return frame
+    series = frame[_SERIES_COLUMN]
+    series.name = meta["name"]
+    series.attrs = frame.attrs
+    return series
+
+
+class SklearnMarshaller(Marshaller):
+    name = "joblib"
+    suffix = ".joblib"
+    spool_bytes = 64 * 2**20
+
+    def can_handle(self, value: Any) -> bool:
+        base = _loaded("sklearn.base")
+        return base is not None and isinstance(value, base.BaseEstimator)
+
+    def dump(self, value: Any, fileobj: IO[bytes]) -> None:
+        import joblib
+
+        # joblib fails mid-stream on e.g. lambdas; stage it so a failure leaves fileobj untouched.
+        with tempfile.SpooledTemporaryFile(max_size=self.spool_bytes) as staged:
+            try:
+                joblib.dump(value, staged)
+            except OSError:
+                raise
+            except Exception as exc:
+                raise CannotMarshal(str(exc)) from exc
+            staged.seek(0)
+            shutil.copyfileobj(staged, fileobj)
+
+    def load(self, fileobj: IO[bytes]) -> Any:
+        import joblib
+
+        return joblib.load(fileobj)
+
+
+class CloudpickleMarshaller(Marshaller):
+    name = "cloudpickle"
+    suffix = ".pkl"
+
+    def can_handle(self, value: Any) -> bool:
+        return True
+
+    def dump(self, value: Any, fileobj: IO[bytes]) -> None:
+        cloudpickle.dump(value, fileobj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self, fileobj: IO[bytes]) -> Any:
+        return pickle.load(fileobj)
+
+
+BUILTINS: tuple[Marshaller, ...] = (
+    NumpyMarshaller(),
+    PandasMarshaller(),
+    SklearnMarshaller(),
+    CloudpickleMarshaller(),
+)
+
+_registry: list[Marshaller] | None = None
+
+
+def _load_plugins() -> list[Marshaller]:
+    plugins = []
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = entry.load()
+            plugins.append(obj() if isinstance(obj, type) else obj)
+        except Exception as exc:
+            # One broken plug-in must not stop every pipeline from running.
+            warnings.warn(f"nbscale: marshaller plug-in {entry.name!r} failed to load: {exc}",
+                          stacklevel=2)
+    return plugins
+
+
+def marshallers() -> list[Marshaller]:
+    """Every marshaller in the order they are tried: plug-ins first, then the built-ins."""
+    global _registry
+    if _registry is None:
+        _registry = _load_plugins() + list(BUILTINS)
+    return list(_registry)
+
+
+def reload_marshallers() -> list[Marshaller]:
+    """Forget the cached registry and scan the entry points again."""
+    global _registry
+    _registry = None
+    return marshallers()
+
+
+def get_marshaller(name: str) -> Marshaller:
+    for marshaller in marshallers():
+        if marshaller.name == name:
+            return marshaller
+    raise NbscaleRuntimeError(
+        f"no marshaller named {name!r} is installed (is the plug-in that wrote it missing?)"
+    )
+
+
+def type_name(value: Any) -> str:
+    cls = type(value)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def dump_value(value: Any, fileobj: IO[bytes], *, variable: str, step: str | None) -> str:
+    """Serialise one value with the first marshaller that takes it; return that marshaller's name."""
+    reasons = []
+    for marshaller in marshallers():
+        if not marshaller.can_handle(value):
+            continue
+        try:
+            marshaller.dump(value, fileobj)
+            return marshaller.name
+        except CannotMarshal as exc:
+            reasons.append(f"{marshaller.name}: {exc}")
+        except OSError:
+            raise  # a storage failure, not a property of the value
+        except Exception as exc:
+            raise MarshalError(variable, type_name(value), step, _reason(exc)) from exc
+    raise MarshalError(variable, type_name(value), step, "; ".join(reasons) or "no marshaller")
+
+
+def load_value(fileobj: IO[bytes], marshaller_name: str) -> Any:
+    return get_marshaller(marshaller_name).load(fileobj)
+
+
+def dump_group(values: dict[str, Any], fileobj: IO[bytes], *, step: str | None) -> str:
+    """Serialise several names in one pickle pass, so objects they share stay shared."""
+    try:
+        cloudpickle.dump(dict(values), fileobj, protocol=pickle.HIGHEST_PROTOCOL)
+    except OSError:
+        raise
+    except Exception as exc:
+        variable, value = _culprit(values)
+        raise MarshalError(variable, type_name(value), step, _reason(exc)) from exc
+    return CloudpickleMarshaller.name
+
+
+def load_group(fileobj: IO[bytes]) -> dict[str, Any]:
+    return pickle.load(fileobj)
+
+
+def _culprit(values: dict[str, Any]) -> tuple[str, Any]:
+    # The group failed as a whole; name the first member that fails on its own.
+    for name, value in values.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            return name, value
+    return ", ".join(values), values
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

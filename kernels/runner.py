@@ -1,0 +1,244 @@
+"""Run a notebook as a pipeline: compile, plan against the cache, run on an engine, record.
+
+The same code path serves the CLI (`nbscale run`), the Python API (`nbscale.run`) and the
+JupyterLab server extension. Everything about a run goes to the run store as it happens.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..compiler import compile_notebook
+from ..compiler.hashing import step_hashes
+from . import params as params_mod
+from .engines import get_engine
+from .errors import PipelineNotRunnable
+from .runstore import RunStore
+from .store import ArtifactStore
+from .task import CACHED, FAILED, METRICS_KEY, SUCCEEDED, UPSTREAM_FAILED, StepSpec
+
+CANCELLED = "cancelled"
+
+
+def state_dir(notebook: Path) -> Path:
+    return notebook.resolve().parent / ".nbscale"
+
+
+def default_run_store(notebook) -> RunStore:
+    return RunStore(state_dir(Path(notebook)) / "runs.sqlite")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    steps: list[dict]
+    metrics: dict
+    store_url: str
+    hashes: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCEEDED
+
+    def step(self, name) -> dict:
+        return next(s for s in self.steps if s["name"] == name)
+
+    def load(self, step: str, names=None) -> dict:
+        """Values a step handed on (and the final values it kept), from the artifact store."""
+        values = ArtifactStore(self.store_url).get(self.hashes[step], names)
+        values.pop(METRICS_KEY, None)
+        return values
+
+    def to_json(self) -> dict:
+        return {"run_id": self.run_id, "status": self.status, "steps": self.steps, "metrics": self.metrics}
+
+
+@dataclass
+class RunOptions:
+    engine: str = "dask"
+    use_cache: bool = True
+    store_url: str | None = None
+    scheduler: str | None = None
+    scheduler_file: str | None = None
+    workers: int | None = None
+
+
+def run_notebook(notebook, parameters=None, options: RunOptions | None = None, *,
+                 on_event=None, run_store: RunStore | None = None) -> RunResult:
+    options = options or RunOptions()
+    notebook = Path(notebook)
+    pipeline = compile_notebook(notebook)
+    if pipeline.has_errors:
+        raise PipelineNotRunnable(_errors_text(pipeline, notebook))
+    values = params_mod.resolve(pipeline, parameters or {})
+    store_url = options.store_url or str(state_dir(notebook) / "artifacts")
+    store = run_store or default_run_store(notebook)
+    hashes = step_hashes(pipeline, values)
+    run_id = store.create_run(str(notebook.resolve()), pipeline.name, options.engine, values,
+                              [s.name for s in pipeline.steps])
+    recorder = _Recorder(store, run_id, hashes, on_event)
+    specs = _plan(pipeline, values, hashes, store_url, notebook, options)
+    store.start_run(run_id)
+    recorder.emit("run_started", None, {"engine": options.engine, "steps": len(pipeline.steps)})
+    outcomes = {}
+    engine = None
+    try:
+        if specs:
+            engine = get_engine(options.engine, scheduler=options.scheduler,
+                                scheduler_file=options.scheduler_file, workers=options.workers,
+                                run_id=run_id) if options.engine == "dask" else get_engine(options.engine)
+            outcomes = engine.run(specs, recorder.emit)
+    except KeyboardInterrupt:
+        recorder.cancel([s.name for s in pipeline.steps])
+        store.finish_run(run_id, CANCELLED, "cancelled by the user")
+        raise
+    finally:
+        if engine is not None:
+            engine.close()
+    status = _finish(pipeline, specs, outcomes, recorder, store_url, hashes)
+    store.finish_run(run_id, status)
+    recorder.emit("run_finished", None, {"status": status})
+    run = store.get_run(run_id)
+    return RunResult(run_id, status, _steps_json(run), _metrics(run), store_url, hashes)
+
+
+def _plan(pipeline, values, hashes, store_url, notebook, options) -> list[StepSpec]:
+    """Specs of the steps that must run, and of cached steps whose values they need."""
+    artifacts = ArtifactStore(store_url)
+    cached = {s.name for s in pipeline.steps
+              if options.use_cache and s.cache and artifacts.has(hashes[s.name], s.outputs)}
+    needed = {s.name for s in pipeline.steps if s.name not in cached}
+    for step in reversed(pipeline.steps):
+        if step.name in needed:
+            needed |= set(step.after)
+    by_name = {s.name: s for s in pipeline.steps}
+    finals = _final_names(pipeline)
+    ir = pipeline.to_json()
+    return [
+        StepSpec(step=next(s for s in ir["steps"] if s["name"] == name), prelude=ir["prelude"],
+                 metrics=ir["metrics"], parameters={p: values[p] for p in by_name[name].parameters},
+                 hash=hashes[name], store_url=store_url, cwd=str(notebook.resolve().parent),
+                 notebook=str(notebook), use_cache=options.use_cache, keep=sorted(finals[name]))
+        for name in _topological(pipeline) if name in needed
+    ]
+
+
+def _final_names(pipeline) -> dict[str, set]:
+    """Per step, the names whose final (notebook-end) value it holds."""
+    last = {}
+    for step in pipeline.steps:
+        for name in step.defines:
+            last[name] = step.name
+    finals = {s.name: set() for s in pipeline.steps}
+    for name, step in last.items():
+        finals[step].add(name)
+    return finals
+
+
+def _topological(pipeline):
+    from ..compiler.graph import topological_order
+
+    return topological_order([s.name for s in pipeline.steps], {s.name: s.after for s in pipeline.steps})
+
+
+def _finish(pipeline, specs, outcomes, recorder, store_url, hashes) -> str:
+    planned = {s.step["name"] for s in specs}
+    artifacts = ArtifactStore(store_url)
+    for step in pipeline.steps:
+        if step.name not in planned:  # cached and not needed by anything that ran
+            recorder.cached(step.name, _cached_metrics(artifacts, hashes[step.name], pipeline, step.name))
+        elif step.name in outcomes and outcomes[step.name].status == CACHED:
+            recorder.cached(step.name, _cached_metrics(artifacts, hashes[step.name], pipeline, step.name))
+    failed = any(o.status in (FAILED, UPSTREAM_FAILED) for o in outcomes.values())
+    return FAILED if failed else SUCCEEDED
+
+
+def _cached_metrics(artifacts, step_hash, pipeline, name):
+    if pipeline.metrics.step != name:
+        return {}
+    try:
+        return artifacts.get(step_hash, [METRICS_KEY])[METRICS_KEY]
+    except KeyError:
+        return {}
+
+
+class _Recorder:
+    """Turns engine events into run-store rows (thread-safe: Dask calls back from its loop)."""
+
+    def __init__(self, store: RunStore, run_id, hashes, on_event):
+        self.store, self.run_id, self.hashes, self.on_event = store, run_id, hashes, on_event
+        self.lock = threading.Lock()
+        self.done: set[str] = set()
+
+    def emit(self, kind, step, payload=None):
+        payload = payload or {}
+        with self.lock:
+            self.store.add_event(self.run_id, kind, step, _event_payload(kind, payload))
+            if kind == "step_started":
+                self.store.update_step(self.run_id, step, status="running", hash=self.hashes[step])
+            elif kind == "step_finished" and step not in self.done:
+                self._finished(step, payload)
+        if self.on_event is not None:
+            self.on_event(kind, step, payload)
+
+    def _finished(self, step, payload):
+        self.done.add(step)
+        summary = payload.get("summary") or {}
+        status = payload["status"]
+        if status == CACHED:
+            return  # recorded by `cached`, with the metrics
+        self.store.update_step(
+            self.run_id, step, status=status, hash=self.hashes[step], started=payload.get("started") or None,
+            finished=payload.get("finished") or None, duration_s=summary.get("wall_s"),
+            cpu_s=summary.get("cpu_s"), peak_rss_bytes=summary.get("peak_rss_bytes"),
+            attempts=payload.get("attempts"), stdout=summary.get("stdout"), stderr=summary.get("stderr"),
+            error=summary.get("error") or summary.get("reason"), cached=False)
+        if summary.get("metrics"):
+            self.store.record_metrics(self.run_id, step, summary["metrics"])
+
+    def cached(self, step, metrics):
+        with self.lock:
+            self.done.add(step)
+            self.store.update_step(self.run_id, step, status=CACHED, hash=self.hashes[step], cached=True,
+                                   duration_s=0.0)
+            if metrics:
+                self.store.record_metrics(self.run_id, step, metrics)
+        if self.on_event is not None:
+            self.on_event("step_finished", step, {"status": CACHED})
+
+    def cancel(self, steps):
+        with self.lock:
+            for step in steps:
+                if step not in self.done:
+                    self.store.update_step(self.run_id, step, status=CANCELLED)
+
+
+def _event_payload(kind, payload):
+    if kind != "step_finished":
+        return payload
+    summary = payload.get("summary") or {}
+    return {"status": payload.get("status"), "duration_s": summary.get("wall_s"),
+            "error": summary.get("error") or summary.get("reason")}
+
+
+def _steps_json(run) -> list[dict]:
+    steps = []
+    for s in run["steps"]:
+        steps.append({"name": s["step"], "status": s["status"], "duration_s": s.get("duration_s"),
+                      "cached": bool(s.get("cached")), "attempts": s.get("attempts"), "error": s.get("error")})
+    return steps
+
+
+def _metrics(run) -> dict:
+    return {m["name"]: m["value"] for m in run.get("metrics", [])}
+
+
+def _errors_text(pipeline, notebook) -> str:
+    lines = [f"{notebook} has errors:"]
+    for d in pipeline.diagnostics:
+        if d.severity == "error":
+            lines.append(f"  {d.location(str(notebook))}: {d.message}" + (f" ({d.hint})" if d.hint else ""))
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""The body of one step as an engine runs it: inputs in, step executed, outputs persisted.
+
+It is a plain function of plain data so that any engine can call it: in-process (local), as a
+Dask task on a worker anywhere, or inside a papermill kernel. Failures are results, not
+exceptions, so that an engine can mark downstream steps `upstream_failed` and let independent
+branches finish.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import cloudpickle
+
+from .errors import MarshalError
+from .executor import execute_step
+from .store import ArtifactStore
+
+SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED = "succeeded", "failed", "cached", "upstream_failed"
+METRICS_KEY = "__nbscale_metrics__"
+
+
+@dataclass
+class StepSpec:
+    """Everything a task needs, all picklable: no client, no run store."""
+
+    step: dict  # IR step (JSON)
+    prelude: dict
+    metrics: dict
+    parameters: dict  # the parameter values of this run
+    hash: str
+    store_url: str
+    cwd: str
+    notebook: str
+    use_cache: bool = True
+    keep: list[str] = field(default_factory=list)  # names worth keeping beyond the outputs
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    status: str
+    values: dict = field(default_factory=dict)  # outputs, in memory for downstream steps
+    summary: dict = field(default_factory=dict)  # StepResult.to_json() or a short reason
+    attempts: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (SUCCEEDED, CACHED)
+
+
+def run_step(spec: StepSpec, upstream: dict, emit=None) -> StepOutcome:
+    """Run one step. `upstream`: step name → its StepOutcome; `emit(kind, step, payload)`."""
+    emit = emit or (lambda *args: None)
+    name, step = spec.step["name"], spec.step
+    failed = sorted(u for u in step["after"] if not upstream[u].ok)
+    if failed:
+        return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {', '.join(failed)}"})
+    store = ArtifactStore(spec.store_url)
+    if spec.use_cache and step.get("cache", True) and store.has(spec.hash, step["outputs"]):
+        now = time.time()
+        emit("step_cached", name, {"hash": spec.hash})
+        values = store.get(spec.hash, step["outputs"])
+        return StepOutcome(name, CACHED, values=values, started=now, finished=now)
+    inputs = _inputs(step, upstream)
+    started = time.time()
+    emit("step_started", name, {"hash": spec.hash})
+    for attempt in range(1, step.get("retries", 0) + 2):
+        result = execute_step(step, spec.prelude, spec.parameters, _copies(inputs, step),
+                              metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
+        if result.ok:
+            break
+        if attempt <= step.get("retries", 0):
+            emit("step_retry", name, {"attempt": attempt, "error": result.error.evalue})
+    outcome = StepOutcome(name, result.status, summary=result.to_json(), attempts=attempt,
+                          started=started, finished=time.time())
+    if result.ok:
+        _persist(store, spec, result, outcome)
+    return outcome
+
+
+def _inputs(step, upstream) -> dict[str, dict]:
+    """Input values grouped by the step that hands them on."""
+    grouped: dict[str, dict] = {}
+    for name, producer in step["sources"].items():
+        grouped.setdefault(producer, {})[name] = upstream[producer].values[name]
+    return grouped
+
+
+def _copies(grouped: dict[str, dict], step) -> dict:
+    # Each step works on its own copies; one copy per producer keeps shared objects shared.
+    values = {}
+    for names in grouped.values():
+        try:
+            values.update(copy.deepcopy(names))
+        except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
+            values.update(cloudpickle.loads(cloudpickle.dumps(names)))
+    return values
+
+
+def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome):
+    step = spec.step
+    keep = {n: v for n, v in result.namespace_values.items() if n in spec.keep and n not in result.outputs}
+    if result.metrics:
+        keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
+    try:
+        store.put(spec.hash, {**result.outputs, **_picklable(keep)}, step["groups"], step["name"])
+    except MarshalError as exc:
+        outcome.status = FAILED
+        outcome.summary["status"] = FAILED
+        outcome.summary["error"] = {"cell": None, "line": None, "ename": "MarshalError",
+                                    "evalue": str(exc), "traceback": str(exc), "frames": []}
+        return
+    outcome.values = result.outputs
+
+
+def _picklable(values: dict) -> dict:
+    """Values kept for inspection are best effort: what cannot be pickled is left out."""
+    kept = {}
+    for name, value in values.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception:  # noqa: BLE001 - any pickling failure means "not kept"
+            continue
+        kept[name] = value
+    return kept

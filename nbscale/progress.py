@@ -1,0 +1,42 @@
+"""Live per-step progress of a run in the terminal (rich), fed by run events."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Progress:
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+        self.lock = threading.Lock()
+        self.started: dict[str, float] = {}
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def event(self, kind, step, payload):
+        if not self.enabled:
+            return
+        with self.lock:
+            if kind == "run_started":
+                self.console.print(f"running {payload.get('steps')} steps on {payload.get('engine')}",
+                                   highlight=False)
+            elif kind == "step_started":
+                self.started[step] = time.monotonic()
+                where = f" on {payload['worker']}" if payload.get("worker") else ""
+                self.console.print(f"  ▶ {step}{where}", highlight=False, markup=False)
+            elif kind == "step_finished":
+                took = time.monotonic() - self.started.get(step, time.monotonic())
+                mark = {"succeeded": "✓", "cached": "≡", "failed": "✗"}.get(payload.get("status"), "·")
+                self.console.print(f"  {mark} {step} {payload.get('status')} ({took:.2f}s)",
+                                   highlight=False, markup=False)
+            elif kind == "warning":
+                self.console.print(f"  ! {step}: {payload.get('message')}", highlight=False, markup=False)

@@ -1,0 +1,147 @@
+"""`nbscale run`, `nbscale runs`, `nbscale show`: running pipelines and reading run history.
+
+Heavy imports (Dask, the executor) happen inside the commands, so `nbscale check` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+@click.command()
+@click.argument("notebook", type=click.Path(dir_okay=False))
+@click.option("-p", "--parameter", "assignments", multiple=True, metavar="NAME=VALUE",
+              help="Set a pipeline parameter (typed like the parameters cell's value).")
+@click.option("-f", "--parameters-file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML file of NAME: VALUE parameters.")
+@click.option("--engine", default="dask", show_default=True, help="dask, local, or a plug-in engine.")
+@click.option("--scheduler", metavar="ADDRESS", help="Use a running Dask scheduler (tcp://host:port).")
+@click.option("--scheduler-file", type=click.Path(dir_okay=False), help="Dask scheduler file.")
+@click.option("--workers", type=click.IntRange(min=1), help="Workers of the embedded LocalCluster.")
+@click.option("--no-cache", is_flag=True, help="Run every step, even when its outputs are cached.")
+@click.option("--store", "store_url", metavar="URL", help="Artifact store (fsspec URL); default .nbscale/artifacts.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_file, workers, no_cache,
+        store_url, output):
+    """Run NOTEBOOK as a pipeline."""
+    from nbscale.compiler import NotebookReadError
+    from nbscale.kernels import params
+    from nbscale.kernels.errors import NbscaleRuntimeError
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    from .progress import Progress
+
+    try:
+        given = params.load_file(parameters_file) if parameters_file else {}
+        given.update(params.parse_assignments(assignments))
+        options = RunOptions(engine=engine, use_cache=not no_cache, store_url=store_url,
+                             scheduler=scheduler, scheduler_file=scheduler_file, workers=workers)
+        with Progress(enabled=output == "text") as progress:
+            result = run_notebook(notebook, given, options, on_event=progress.event)
+    except NotebookReadError as exc:
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    except NbscaleRuntimeError as exc:
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    except ValueError as exc:  # unknown engine
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        _fail("cancelled", 130)
+    if output == "json":
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        _print_summary(result)
+    sys.exit(0 if result.ok else EXIT_FAILED)
+
+
+@click.command()
+@click.argument("notebook", required=False, type=click.Path(dir_okay=False))
+@click.option("--limit", default=20, show_default=True)
+def runs(notebook, limit):
+    """List runs (of NOTEBOOK, or of the notebooks in this folder), newest first."""
+    store = _store_for(notebook)
+    rows = store.list_runs(str(Path(notebook).resolve()) if notebook else None, limit=limit)
+    if not rows:
+        click.echo("no runs yet")
+        return
+    for row in rows:
+        click.echo(f"{row['id'][:12]}  {row['status']:<10} {row['engine']:<8} {row['created'][:19]}  "
+                   f"{Path(row['notebook']).name}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--notebook", type=click.Path(dir_okay=False), help="Notebook whose folder holds the run store.")
+@click.option("--logs/--no-logs", default=True, help="Show each step's output.")
+def show(run_id, notebook, logs):
+    """Show one run: steps, logs, metrics and the traceback of a failure."""
+    from nbscale.kernels.errors import RunStoreError
+
+    try:
+        run = _store_for(notebook).get_run(run_id)
+    except RunStoreError as exc:
+        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+    click.echo(f"run {run['id']}  {run['status']}  engine {run['engine']}  {Path(run['notebook']).name}")
+    click.echo(f"parameters: {json.dumps(run['parameters'])}")
+    for step in run["steps"]:
+        duration = f"{step['duration_s']:.2f}s" if step.get("duration_s") is not None else "-"
+        click.echo(f"  {step['step']:<20} {step['status']:<16} {duration}")
+        if logs and step.get("stdout"):
+            click.echo("    | " + "\n    | ".join(step["stdout"].rstrip().splitlines()))
+        error = step.get("error")
+        if isinstance(error, dict):
+            click.echo(f"    error in cell {error.get('cell')}, line {error.get('line')}: "
+                       f"{error.get('ename')}: {error.get('evalue')}")
+            click.echo("    " + "\n    ".join(str(error.get("traceback", "")).splitlines()))
+        elif error:
+            click.echo(f"    {error}")
+    for metric in run["metrics"]:
+        click.echo(f"metric {metric['name']} = {metric['value']}")
+
+
+def register(group):
+    for command in (run, runs, show):
+        group.add_command(command)
+
+
+def _store_for(notebook):
+    from nbscale.kernels.runstore import RunStore
+
+    folder = Path(notebook).resolve().parent if notebook else Path.cwd()
+    path = folder / ".nbscale" / "runs.sqlite"
+    if not path.exists():
+        _fail(f"no run store at {path} (no runs in this folder yet)", EXIT_BAD_INPUT)
+    return RunStore(path)
+
+
+def _print_summary(result):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {result.run_id[:12]}: {result.status}")
+    for column in ("step", "status", "duration", "cached"):
+        table.add_column(column)
+    for step in result.steps:
+        duration = f"{step['duration_s']:.2f}s" if step["duration_s"] is not None else "-"
+        table.add_row(step["name"], step["status"], duration, "yes" if step["cached"] else "")
+    console = Console()
+    console.print(table)
+    for step in result.steps:
+        error = step.get("error")
+        if isinstance(error, dict):
+            console.print(f"[red]{step['name']} failed[/red] at cell {error.get('cell')}, line {error.get('line')}: "
+                          f"{error.get('ename')}: {error.get('evalue')}", markup=True, highlight=False)
+            console.print(str(error.get("traceback", "")), markup=False, highlight=False)
+    for name, value in result.metrics.items():
+        console.print(f"metric {name} = {value}", markup=False)
+
+
+def _fail(message, code):
+    click.echo(message, err=True)
+    sys.exit(code)

@@ -1,0 +1,45 @@
+"""Shared test helpers.
+
+`make_notebook(tmp_path, cells)` writes a real .ipynb with nbformat and returns its path. Use it
+as a plain function (`from conftest import make_notebook`) or as the fixture of the same name.
+Each cell is one of:
+  - "source"                      → a code cell without tags
+  - ("source", ["step:a", ...])   → a code cell with tags
+  - an nbformat cell node, e.g. nbformat.v4.new_markdown_cell("# Title")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = ROOT / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.ipynb"))
+
+
+def make_notebook(tmp_path, cells, name="nb", metadata=None) -> Path:
+    nb = nbformat.v4.new_notebook(metadata=metadata or {})
+    for cell in cells:
+        if isinstance(cell, str):
+            cell = nbformat.v4.new_code_cell(cell)
+        elif isinstance(cell, tuple):
+            source, tags = cell
+            cell = nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)} if tags else {})
+        nb.cells.append(cell)
+    path = Path(tmp_path) / f"{name}.ipynb"
+    # nbformat.write validates; tags with commas only make it log, and are still written
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture(name="make_notebook")
+def _make_notebook_fixture():
+    return make_notebook
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return EXAMPLES_DIR

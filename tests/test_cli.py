@@ -1,0 +1,217 @@
+"""The `nbscale` command line, run as a real process: exit codes, output, files and import weight."""
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT
+
+from nbscale.cli import main
+
+IRIS = ROOT / "examples" / "iris.ipynb"
+HEAVY = ["dask", "distributed", "kfp", "papermill", "jupyter_server", "IPython", "pandas", "numpy"]
+
+
+def nbscale(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "nbscale", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=60)
+
+
+@pytest.fixture
+def undefined_nb(make_notebook, tmp_path):
+    return make_notebook(tmp_path, [
+        ("import math", ["imports"]),
+        ("x = math.pi", ["step:a"]),
+        ("y = x\nz = y + missing_name", ["step:b"]),
+    ], name="broken")
+
+
+@pytest.fixture
+def malformed_nb(tmp_path):
+    path = tmp_path / "malformed.ipynb"
+    path.write_text('{"nbformat": 4,\n "cells": [}', encoding="utf-8")
+    return path
+
+
+# -- check ---------------------------------------------------------------------------------
+
+
+def test_check_passes_on_iris():
+    out = nbscale("check", IRIS)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"iris\.ipynb: \d+ steps, 0 error\(s\), 0 warning\(s\)", out.stdout)
+
+
+def test_check_reports_an_undefined_name_and_exits_1(undefined_nb):
+    out = nbscale("check", undefined_nb)
+    assert out.returncode == 1
+    line = f"{undefined_nb}:cell 2:2:9: error[undefined-name]: name 'missing_name' is not defined before it is used"
+    assert line in out.stdout.splitlines()
+    assert "1 error(s)" in out.stdout
+
+
+def test_check_prints_hints(tmp_path, make_notebook):
+    path = make_notebook(tmp_path, [("value = 1", ["step:a"]), ("print(valeu)", ["step:b"])])
+    out = nbscale("check", path)
+    assert out.returncode == 1
+    assert "    hint: did you mean 'value'?" in out.stdout
+
+
+def test_check_warnings_alone_exit_0(tmp_path, make_notebook):
+    path = make_notebook(tmp_path, [("a = 1", ["parameters"]), ("a = 2", ["parameters"]), ("b = a", [])])
+    out = nbscale("check", path)
+    assert out.returncode == 0, out.stdout
+    assert "warning[duplicate-parameter]" in out.stdout
+    assert "0 error(s), 1 warning(s)" in out.stdout
+
+
+def test_check_exits_2_on_malformed_json(malformed_nb):
+    out = nbscale("check", malformed_nb)
+    assert out.returncode == 2
+    assert "not valid JSON (line 2" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_check_exits_2_on_a_missing_file(tmp_path):
+    out = nbscale("check", tmp_path / "nope.ipynb")
+    assert out.returncode == 2
+    assert "no such file" in out.stderr
+
+
+def test_check_exits_2_on_a_bad_notebook_version(tmp_path):
+    path = tmp_path / "v5.ipynb"
+    path.write_text(json.dumps({"nbformat": 5, "cells": []}))
+    assert nbscale("check", path).returncode == 2
+
+
+def test_bad_arguments_exit_2():
+    assert nbscale("check").returncode == 2
+    assert nbscale("frobnicate", IRIS).returncode == 2
+
+
+def test_version_and_help():
+    out = nbscale("--version")
+    assert out.returncode == 0 and "0.1.0" in out.stdout
+    out = nbscale("--help")
+    assert out.returncode == 0
+    for command in ["check", "compile", "graph"]:
+        assert command in out.stdout
+
+
+# -- compile -------------------------------------------------------------------------------
+
+
+def test_compile_writes_the_ir(tmp_path):
+    target = tmp_path / "out.json"
+    out = nbscale("compile", IRIS, "--target", "ir", "-o", target)
+    assert out.returncode == 0, out.stderr
+    ir = json.loads(target.read_text(encoding="utf-8"))
+    assert ir["schema"] == "nbscale.pipeline/1"
+    assert ir["name"] == "iris" and ir["notebook"] == "iris.ipynb"
+    assert [s["name"] for s in ir["steps"]]
+    assert out.stdout == ""
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary file left behind"
+
+
+def test_compile_to_stdout():
+    out = nbscale("compile", IRIS)
+    assert out.returncode == 0
+    assert json.loads(out.stdout)["schema"] == "nbscale.pipeline/1"
+
+
+def test_compile_with_errors_writes_nothing_and_exits_1(undefined_nb, tmp_path):
+    target = tmp_path / "out.json"
+    out = nbscale("compile", undefined_nb, "--target", "ir", "-o", target)
+    assert out.returncode == 1
+    assert not target.exists()
+    assert "error[undefined-name]" in out.stderr
+    assert "nothing written" in out.stderr
+    assert out.stdout == ""
+
+
+def test_compile_with_errors_prints_nothing_on_stdout(undefined_nb):
+    out = nbscale("compile", undefined_nb)
+    assert out.returncode == 1 and out.stdout == ""
+
+
+def test_compile_malformed_exits_2(malformed_nb, tmp_path):
+    target = tmp_path / "out.json"
+    out = nbscale("compile", malformed_nb, "-o", target)
+    assert out.returncode == 2 and not target.exists()
+
+
+def test_compile_into_a_missing_folder_is_a_clear_error(tmp_path):
+    out = nbscale("compile", IRIS, "-o", tmp_path / "no" / "such" / "out.json")
+    assert out.returncode == 2
+    assert "cannot write" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_compile_unknown_target_exits_2(tmp_path):
+    assert nbscale("compile", IRIS, "--target", "yaml").returncode == 2
+
+
+# -- graph ---------------------------------------------------------------------------------
+
+
+def test_graph_text():
+    out = nbscale("graph", IRIS)
+    assert out.returncode == 0
+    assert "split -> train_lr  [X_train, y_train]" in out.stdout.splitlines()
+
+
+def test_graph_formats_in_process():
+    runner = CliRunner()
+    mermaid = runner.invoke(main, ["graph", "--format", "mermaid", str(IRIS)])
+    assert mermaid.exit_code == 0 and mermaid.output.startswith("graph TD\n")
+    dot = runner.invoke(main, ["graph", "--format", "dot", str(IRIS)])
+    assert dot.exit_code == 0 and dot.output.startswith('digraph "iris" {')
+    arrows = sum("->" in line for line in dot.output.splitlines())
+    assert arrows == sum("-->" in line or "-.->" in line for line in mermaid.output.splitlines()) > 0
+    text = runner.invoke(main, ["graph", "--format", "text", str(IRIS)])
+    assert text.exit_code == 0 and sum(" -> " in line for line in text.output.splitlines()) == arrows
+
+
+def test_graph_unknown_format_exits_2():
+    assert nbscale("graph", "--format", "svg", IRIS).returncode == 2
+
+
+def test_graph_of_a_notebook_with_errors_shows_both_and_exits_1(undefined_nb):
+    out = nbscale("graph", undefined_nb)
+    assert out.returncode == 1
+    assert "error[undefined-name]" in out.stderr
+    assert "a -> b  [x]" in out.stdout
+
+
+# -- import weight -------------------------------------------------------------------------
+
+
+def test_check_imports_no_heavy_package():
+    script = textwrap.dedent(f"""
+        import sys
+        from nbscale.cli import main
+        try:
+            main(["check", {str(IRIS)!r}])
+        except SystemExit as exc:
+            code = exc.code
+        heavy = [m for m in {HEAVY!r} if m in sys.modules]
+        print("RESULT", code, "heavy=" + ",".join(heavy))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = out.stdout.strip().splitlines()[-1]
+    assert result == "RESULT 0 heavy=", result
+
+
+def test_importtime_of_check_lists_no_heavy_package():
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "nbscale", "check", str(IRIS)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "nbscale" in imported
+    assert not imported & set(HEAVY), imported & set(HEAVY)

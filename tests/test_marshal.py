@@ -1,0 +1,312 @@
+import io
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbscale.kernels import marshal
+from nbscale.kernels.errors import MarshalError, NbscaleRuntimeError
+
+
+def roundtrip(value, tmp_path, name="value"):
+    path = tmp_path / name
+    with open(path, "wb") as f:
+        used = marshal.dump_value(value, f, variable=name, step="train")
+    with open(path, "rb") as f:
+        return used, marshal.load_value(f, used), path
+
+
+# -- numpy -------------------------------------------------------------------------------
+
+
+def test_numpy_array_is_a_memory_mappable_npy(tmp_path):
+    value = np.asfortranarray(np.arange(12, dtype="float32").reshape(3, 4))
+    used, loaded, path = roundtrip(value, tmp_path)
+    assert used == "numpy"
+    np.testing.assert_array_equal(loaded, value)
+    assert loaded.dtype == value.dtype
+    mapped = np.load(path, mmap_mode="r")
+    assert isinstance(mapped, np.memmap)
+    np.testing.assert_array_equal(mapped, value)
+
+
+def test_object_array_falls_through_to_cloudpickle(tmp_path):
+    value = np.array([{"a": 1}, None], dtype=object)
+    used, loaded, _ = roundtrip(value, tmp_path)
+    assert used == "cloudpickle"
+    assert loaded.dtype == object and loaded[0] == {"a": 1} and loaded[1] is None
+
+
+def test_masked_array_keeps_its_mask(tmp_path):
+    value = np.ma.masked_array([1, 2, 3], mask=[False, True, False])
+    used, loaded, _ = roundtrip(value, tmp_path)
+    assert used == "cloudpickle"
+    assert loaded.mask.tolist() == [False, True, False]
+
+
+# -- pandas ------------------------------------------------------------------------------
+
+
+def is_parquet(path):
+    data = path.read_bytes()
+    return data[:4] == b"PAR1" and data[-4:] == b"PAR1"
+
+
+def test_plain_frame_uses_parquet(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "n": [1, 2, 3],
+            "x": [0.5, None, 2.5],
+            "s": ["a", "b", None],
+            "c": pd.Categorical(["u", "v", "u"]),
+            "t": pd.date_range("2024-01-01", periods=3, tz="Europe/Paris"),
+        },
+        index=pd.Index([10, 20, 30], name="id"),
+    )
+    frame.attrs = {"source": "unit test"}
+    used, loaded, path = roundtrip(frame, tmp_path)
+    assert used == "parquet" and is_parquet(path)
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert loaded.attrs == {"source": "unit test"}
+
+
+def test_object_string_column_keeps_object_dtype(tmp_path):
+    frame = pd.DataFrame({"s": pd.Series(["a", None], dtype=object)})
+    frame.index = pd.Index(["r", "q"], dtype=object)
+    used, loaded, _ = roundtrip(frame, tmp_path)
+    assert used == "parquet"
+    pd.testing.assert_frame_equal(loaded, frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame({"mixed": [1, "two", 3.0]}),
+        pd.DataFrame({0: [1], "a": [2]}),  # labels of mixed types
+        pd.DataFrame([[1, 2]], columns=["a", "a"]),
+        pd.DataFrame({"a": [1]}, index=pd.Index([5], name=3)),
+        pd.DataFrame({"lists": [[1, 2], [3]]}),
+        pd.DataFrame({"dicts": [{"x": 1}, {"y": 2}]}),
+        pd.DataFrame({"z": [1j, 2j]}),
+    ],
+    ids=["mixed-column", "mixed-labels", "duplicates", "int-index-name", "lists", "dicts", "complex"],
+)
+def test_frames_parquet_cannot_hold_fall_back_to_pickle(frame, tmp_path):
+    used, loaded, _ = roundtrip(frame, tmp_path)
+    assert used == "cloudpickle"
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert [type(v) for v in loaded.iloc[:, 0]] == [type(v) for v in frame.iloc[:, 0]]
+
+
+def test_multiindex_columns_round_trip(tmp_path):
+    columns = pd.MultiIndex.from_tuples([("a", "x"), ("a", "y"), ("b", "x")])
+    frame = pd.DataFrame(np.arange(6).reshape(2, 3), columns=columns)
+    used, loaded, _ = roundtrip(frame, tmp_path)
+    assert used in ("parquet", "cloudpickle")
+    pd.testing.assert_frame_equal(loaded, frame)
+
+
+@pytest.mark.parametrize("name", ["price", 3, None])
+def test_series_keeps_name_and_index(name, tmp_path):
+    series = pd.Series([1.5, 2.5], index=pd.Index(["a", "b"], name="k"), name=name)
+    used, loaded, path = roundtrip(series, tmp_path)
+    assert used == "parquet" and is_parquet(path)
+    assert isinstance(loaded, pd.Series)
+    pd.testing.assert_series_equal(loaded, series)
+
+
+def test_series_with_tuple_name_falls_back(tmp_path):
+    series = pd.Series([1, 2], name=("a", 1))
+    used, loaded, _ = roundtrip(series, tmp_path)
+    assert used == "cloudpickle"
+    pd.testing.assert_series_equal(loaded, series)
+
+
+# -- scikit-learn ------------------------------------------------------------------------
+
+
+def test_fitted_estimator_uses_joblib(tmp_path):
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    used, loaded, path = roundtrip(model, tmp_path)
+    assert used == "joblib"
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(joblib.load(path).coef_, model.coef_)
+
+
+def test_estimator_holding_a_lambda_falls_back_to_cloudpickle(tmp_path):
+    from sklearn.preprocessing import FunctionTransformer
+
+    model = FunctionTransformer(func=lambda x: x * 2).fit(np.ones((2, 2)))
+    used, loaded, _ = roundtrip(model, tmp_path)
+    assert used == "cloudpickle"
+    np.testing.assert_array_equal(loaded.transform(np.ones((1, 2))), [[2.0, 2.0]])
+
+
+# -- cloudpickle -------------------------------------------------------------------------
+
+
+def test_lambdas_closures_and_dicts_use_cloudpickle(tmp_path):
+    offset = 41
+
+    def add(x):
+        return x + offset
+
+    value = {"add": add, "square": lambda x: x * x, "data": {"k": [1, 2]}}
+    used, loaded, _ = roundtrip(value, tmp_path)
+    assert used == "cloudpickle"
+    assert loaded["add"](1) == 42 and loaded["square"](3) == 9
+    assert loaded["data"] == {"k": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "make, type_name",
+    [
+        (lambda: sqlite3.connect(":memory:"), "sqlite3.Connection"),
+        (threading.Lock, "_thread.lock"),
+        (lambda: {"lock": threading.Lock()}, "dict"),
+    ],
+)
+def test_unpicklable_value_names_variable_type_and_step(make, type_name):
+    with pytest.raises(MarshalError) as info:
+        marshal.dump_value(make(), io.BytesIO(), variable="conn", step="train")
+    message = str(info.value)
+    assert f"'conn' of type {type_name} " in message
+    assert "step 'train'" in message
+    assert info.value.variable == "conn" and info.value.type_name == type_name
+
+
+def test_unknown_marshaller_on_load():
+    with pytest.raises(NbscaleRuntimeError, match="no-such"):
+        marshal.load_value(io.BytesIO(b""), "no-such")
+
+
+def test_plain_values_do_not_import_numpy_or_pandas():
+    code = textwrap.dedent(
+        """
+        import io, sys
+        from nbscale.kernels import marshal
+        marshal.dump_value({"a": [1, 2]}, io.BytesIO(), variable="a", step="s")
+        print(sorted(m for m in ("numpy", "pandas", "sklearn") if m in sys.modules))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# -- groups ------------------------------------------------------------------------------
+
+
+def test_group_keeps_shared_references():
+    x = np.arange(3)
+    y = {"k": 1}
+    values = {"a": [x, y], "x": x, "y": y}
+    buffer = io.BytesIO()
+    marshal.dump_group(values, buffer, step="prep")
+    buffer.seek(0)
+    loaded = marshal.load_group(buffer)
+    assert loaded["a"][0] is loaded["x"] and loaded["a"][1] is loaded["y"]
+    loaded["y"]["k"] = 2
+    assert loaded["a"][1]["k"] == 2
+
+
+def test_group_error_names_the_culprit():
+    with pytest.raises(MarshalError) as info:
+        marshal.dump_group({"ok": [1], "lock": threading.Lock()}, io.BytesIO(), step="prep")
+    assert "'lock' of type _thread.lock" in str(info.value)
+    assert "step 'prep'" in str(info.value)
+
+
+# -- entry-point plug-ins ----------------------------------------------------------------
+
+PLUGIN = '''
+import json
+
+import numpy as np
+
+from nbscale.kernels.marshal import Marshaller
+
+
+class JsonIntArrays(Marshaller):
+    name = "json-ints"
+    suffix = ".json"
+
+    def can_handle(self, value):
+        return isinstance(value, np.ndarray) and value.dtype.kind == "i" and value.ndim == 1
+
+    def dump(self, value, fileobj):
+        fileobj.write(json.dumps(value.tolist()).encode())
+
+    def load(self, fileobj):
+        return np.array(json.loads(fileobj.read()))
+
+
+class Celsius:
+    def __init__(self, degrees):
+        self.degrees = degrees
+
+
+class CelsiusMarshaller(Marshaller):
+    name = "celsius"
+    suffix = ".txt"
+
+    def can_handle(self, value):
+        return isinstance(value, Celsius)
+
+    def dump(self, value, fileobj):
+        fileobj.write(str(value.degrees).encode())
+
+    def load(self, fileobj):
+        return Celsius(float(fileobj.read()))
+
+
+CELSIUS = CelsiusMarshaller()
+'''
+
+ENTRY_POINTS = """
+[nbscale.marshallers]
+json-ints = fakeplug:JsonIntArrays
+celsius = fakeplug:CELSIUS
+broken = fakeplug:does_not_exist
+"""
+
+
+@pytest.fixture
+def fake_plugin(tmp_path, monkeypatch):
+    (tmp_path / "fakeplug.py").write_text(PLUGIN)
+    dist = tmp_path / "fakeplug-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(ENTRY_POINTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(marshal, "_registry", None)  # restored afterwards: the plug-in goes
+    monkeypatch.delitem(sys.modules, "fakeplug", raising=False)
+    with pytest.warns(UserWarning, match="'broken'"):
+        marshal.reload_marshallers()
+    return sys.modules["fakeplug"]
+
+
+def test_plugins_come_before_builtins(fake_plugin, tmp_path):
+    names = [m.name for m in marshal.marshallers()]
+    assert names[:2] == ["json-ints", "celsius"]
+    assert names[2:] == ["numpy", "parquet", "joblib", "cloudpickle"]
+
+    used, loaded, path = roundtrip(np.array([1, 2, 3]), tmp_path, "ints")
+    assert used == "json-ints" and path.read_text() == "[1, 2, 3]"
+    np.testing.assert_array_equal(loaded, [1, 2, 3])
+
+    used, loaded, _ = roundtrip(fake_plugin.Celsius(21.5), tmp_path, "temp")
+    assert used == "celsius" and loaded.degrees == 21.5
+
+    used, _, _ = roundtrip(np.array([1.0, 2.0]), tmp_path, "floats")
+    assert used == "numpy"
