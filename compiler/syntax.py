@@ -39,7 +39,7 @@ def _statement_magic(line: str) -> str:
 
 
 def _cell_magic(lines, first):
-    magic_line = lines[first].lstrip()[2:]
+    magic_line = lines[first].strip()[2:]  # strip: a "\r" of CRLF text is not part of the name
     name, _, args = magic_line.partition(" ")
     blank = [""] * (first + 1)
     if name not in PYTHON_BODY_CELL_MAGICS:

@@ -162,12 +162,14 @@ def _reject_nested(table: Any, object_columns: list[int]) -> None:
 
 
 def _from_arrow(table: Any, meta: dict) -> Any:
+    import pandas as pd
+
     frame = table.to_pandas()
-    # pyarrow turns object columns of strings into the str dtype; give the step what it had
-    # (Parquet has one null, so a missing value comes back as None, as pandas 2 read it).
+    # to_pandas turns object columns into str or float dtypes (ints with a null); rebuild them
+    # as the Python objects they held. Parquet has one null, so a missing value is None.
     for i in meta.get("object_columns", []):
-        column = frame.iloc[:, i].astype(object)
-        frame.isetitem(i, column.where(column.notna(), None))
+        values = table.column(i).to_pylist()
+        frame.isetitem(i, pd.Series(values, index=frame.index, dtype=object))
     if meta.get("object_index"):
         frame.index = frame.index.astype(object)
     frame.attrs = meta.get("attrs", {})

@@ -78,7 +78,9 @@ class ArtifactStore:
                 self.fs.rm(tmp, recursive=True)
         return manifest
 
-    def _write_units(self, tmp: str, units: list[list[str]], outputs: dict, step: str | None):
+    def _write_units(
+        self, tmp: str, units: list[list[str]], outputs: dict[str, Any], step: str | None
+    ) -> tuple[dict[str, dict], dict[str, str]]:
         """Write each unit to ``<tmp>/<index>``; return the entries and final file names."""
         entries: dict[str, dict] = {}
         files: dict[str, str] = {}  # final file name → staged path
@@ -109,6 +111,7 @@ class ArtifactStore:
         self._remove_strays(final, set(files) | {MANIFEST})
 
     def _remove_strays(self, final: str, keep: set[str]) -> None:
+        self.fs.invalidate_cache(final)  # a cached listing would miss the files just moved in
         for path in self.fs.ls(final, detail=False):
             if path.rstrip("/").rsplit("/", 1)[-1] not in keep:
                 self.fs.rm(path, recursive=True)

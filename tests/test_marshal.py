@@ -76,11 +76,14 @@ def test_plain_frame_uses_parquet(tmp_path):
 
 
 def test_object_string_column_keeps_object_dtype(tmp_path):
-    frame = pd.DataFrame({"s": pd.Series(["a", None], dtype=object)})
+    frame = pd.DataFrame(
+        {"s": pd.Series(["a", None], dtype=object), "i": pd.Series([1, None], dtype=object)}
+    )
     frame.index = pd.Index(["r", "q"], dtype=object)
     used, loaded, _ = roundtrip(frame, tmp_path)
     assert used == "parquet"
     pd.testing.assert_frame_equal(loaded, frame)
+    assert loaded["i"].tolist() == [1, None] and type(loaded["i"].iloc[0]) is int
 
 
 @pytest.mark.parametrize(
@@ -103,8 +106,13 @@ def test_frames_parquet_cannot_hold_fall_back_to_pickle(frame, tmp_path):
     assert [type(v) for v in loaded.iloc[:, 0]] == [type(v) for v in frame.iloc[:, 0]]
 
 
-def test_multiindex_columns_round_trip(tmp_path):
-    columns = pd.MultiIndex.from_tuples([("a", "x"), ("a", "y"), ("b", "x")])
+@pytest.mark.parametrize(
+    "columns",
+    [pd.MultiIndex.from_tuples([("a", "x"), ("a", "y"), ("b", "x")]), pd.Index([0, 1, 2])],
+    ids=["multiindex", "int-labels"],
+)
+def test_non_string_column_labels_round_trip(columns, tmp_path):
+    # Recent pyarrow restores these from its pandas metadata; older ones need the fallback.
     frame = pd.DataFrame(np.arange(6).reshape(2, 3), columns=columns)
     used, loaded, _ = roundtrip(frame, tmp_path)
     assert used in ("parquet", "cloudpickle")

@@ -1,6 +1,7 @@
 import multiprocessing
 import sqlite3
 import threading
+import time
 import uuid
 
 import pytest
@@ -191,13 +192,14 @@ EVENTS_PER_PROCESS = 200
 
 
 def write_runs(path, barrier, worker):
+    barrier.wait()  # both open the new database at once: the WAL switch races
     store = RunStore(path)
-    barrier.wait()
     run_ids = [store.create_run(f"nb{worker}.ipynb", "p", "dask", {}, STEPS)
                for _ in range(RUNS_PER_PROCESS)]
     for i in range(EVENTS_PER_PROCESS):
         run_id = run_ids[i % RUNS_PER_PROCESS]
         store.add_event(run_id, "log", STEPS[i % 3], {"worker": worker, "i": i})
+        time.sleep(0.0005)  # let the other process in, as a running step would
         if i % 20 == 0:
             store.update_step(run_id, STEPS[i % 3], status="running")
     for run_id in run_ids:

@@ -159,3 +159,10 @@ def test_a_notebook_with_magics_does_use_ipython(tmp_path):
              "print('IPython' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_cell_magic_with_crlf_line_endings_is_still_recognised():
+    assert names("%%time\r\nx = f(y)\r\n") == ({"x"}, {"f", "y"})
+    p = compile_source([("%%time\r\nx = 1\r\n", ["step:a"]), ("y = x", ["step:b"])])
+    assert not p.diagnostics, p.diagnostics
+    assert p.step("b").sources == {"x": "a"}
