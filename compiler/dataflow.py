@@ -60,6 +60,7 @@ class _Builder:
         self.producer: dict[str, str] = {}  # name → step holding its current value
         self.binders: dict[str, list[str]] = {}  # name → steps binding it, in notebook order
         self.aliases = AliasGroups()
+        self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
         self.first_bind_cell: dict[str, int] = {}
         self.skipped_binds = self._skipped_binds()
@@ -93,7 +94,7 @@ class _Builder:
             self.diagnostics.append(Diagnostic("empty-step", f"step '{step.name}' has no code",
                                                cell=step.cells[0] if step.cells else None))
         self._resolve_reads(step, facts)
-        mutated = self.aliases.expand(facts.mutates) - facts.imported - self.prelude_names
+        mutated = self.aliases.expand(facts.mutates) - facts.imported - self.prelude_names - self.modules
         for name in sorted(mutated - facts.binds - set(facts.reads)):
             if name in self.producer:  # shares objects with what it mutates: hand it on too
                 step.sources[name] = self.producer[name]
@@ -106,6 +107,7 @@ class _Builder:
             self.binders.setdefault(name, []).append(step.name)
         for name in facts.deletes:
             self.producer.pop(name, None)
+        self.modules = (self.modules - facts.binds) | facts.imported
         self.steps.append(step)
 
     def _resolve_reads(self, step, facts):

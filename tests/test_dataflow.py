@@ -174,3 +174,12 @@ def test_step_options_reach_the_ir():
     step = p.step("a")
     assert step.resources == {"cpu": 2, "memory": "4Gi", "gpu": 1}
     assert (step.retries, step.cache, step.timeout, step.image) == (3, False, 1800, "python:3.11")
+
+
+def test_calling_a_module_imported_in_a_step_does_not_mutate_it():
+    p = compile_source([
+        ("import time\nx = 1", ["step:start"]),
+        ("time.sleep(0)\na = x", ["step:left"]),
+        ("time.sleep(0)\nb = x", ["step:right"]),
+    ])
+    assert p.step("left").after == ["start"] and p.step("right").after == ["start"]

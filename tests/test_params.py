@@ -1,0 +1,116 @@
+"""Parameter values from the command line or a file, typed by the parameters cell."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_notebook
+
+from nbscale.compiler import compile_notebook
+from nbscale.compiler.ir import Parameter
+from nbscale.kernels import params
+from nbscale.kernels.errors import ParameterError
+
+
+def p(name, type_, default):
+    return Parameter(name=name, type=type_, default=default)
+
+
+def test_parse_assignments():
+    assert params.parse_assignments(["a=1", " b =x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
+    with pytest.raises(ParameterError, match="NAME=VALUE"):
+        params.parse_assignments(["novalue"])
+    with pytest.raises(ParameterError):
+        params.parse_assignments(["=3"])
+
+
+@pytest.mark.parametrize("type_, default, text, expected", [
+    ("int", 1, "42", 42),
+    ("int", 1, "-7", -7),
+    ("float", 0.5, "3", 3.0),
+    ("float", 0.5, "2.5e-3", 0.0025),
+    ("str", "a", "123", "123"),
+    ("str", "a", "true", "true"),
+    ("str", "a", "[1, 2]", "[1, 2]"),
+    ("str", "a", "it's \"q\" {x}", "it's \"q\" {x}"),
+    ("list", [], "[1, \"a\", 2.5]", [1, "a", 2.5]),
+    ("dict", {}, "{\"k\": [1, 2]}", {"k": [1, 2]}),
+])
+def test_text_values_are_typed_by_default(type_, default, text, expected):
+    value = params.coerce(p("x", type_, default), text)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("text", ["true", "True", "1", "yes", "ON"])
+def test_bool_true_spellings(text):
+    assert params.coerce(p("flag", "bool", False), text) is True
+
+
+@pytest.mark.parametrize("text", ["false", "FALSE", "0", "no", "off"])
+def test_bool_false_spellings(text):
+    assert params.coerce(p("flag", "bool", True), text) is False
+
+
+@pytest.mark.parametrize("type_, default, text", [
+    ("int", 1, "1.5"), ("int", 1, "abc"), ("float", 1.0, "x"), ("bool", True, "maybe"),
+    ("list", [], "{\"a\": 1}"), ("dict", {}, "[1]"), ("list", [], "not json"),
+])
+def test_bad_text_raises_naming_parameter_and_type(type_, default, text):
+    with pytest.raises(ParameterError, match=f"'x' is {type_}"):
+        params.coerce(p("x", type_, default), text)
+
+
+def test_typed_values_are_checked():
+    assert params.coerce(p("x", "float", 1.0), 2) == 2.0 and isinstance(params.coerce(p("x", "float", 1.0), 2), float)
+    assert params.coerce(p("x", "int", 1), 5) == 5
+    with pytest.raises(ParameterError, match="'x' is int, got list"):
+        params.coerce(p("x", "int", 1), ["a"])
+    with pytest.raises(ParameterError, match="'x' is int, got float"):
+        params.coerce(p("x", "int", 1), 1.5)
+    with pytest.raises(ParameterError, match="'x' is float, got bool"):
+        params.coerce(p("x", "float", 1.0), True)
+
+
+def _nb(tmp_path):
+    return compile_notebook(make_notebook(tmp_path, [
+        ("n = 3\nrate = 0.1\nname = 'abc'\nverbose = False\nitems = [1, 2]\ncfg = {'a': 1}", ["parameters"]),
+        ("total = n * rate", ["step:a"]),
+    ]))
+
+
+def test_resolve_defaults_and_overrides(tmp_path):
+    pipeline = _nb(tmp_path)
+    assert params.resolve(pipeline, {}) == {"n": 3, "rate": 0.1, "name": "abc", "verbose": False,
+                                            "items": [1, 2], "cfg": {"a": 1}}
+    values = params.resolve(pipeline, {"n": "7", "rate": "2", "name": "007", "verbose": "yes",
+                                       "items": "[3]", "cfg": '{"b": 2}'})
+    assert values == {"n": 7, "rate": 2.0, "name": "007", "verbose": True, "items": [3], "cfg": {"b": 2}}
+
+
+def test_unknown_parameter_lists_known_ones(tmp_path):
+    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) nn; parameters: n, rate, name"):
+        params.resolve(_nb(tmp_path), {"nn": "1"})
+
+
+def test_no_parameters_cell(tmp_path):
+    pipeline = compile_notebook(make_notebook(tmp_path, [("x = 1", ["step:a"])]))
+    with pytest.raises(ParameterError, match="no parameters cell"):
+        params.resolve(pipeline, {"x": "1"})
+
+
+def test_parameters_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("n: 9\nrate: 1\nname: '12'\nverbose: true\nitems: [4, 5]\n")
+    given = params.load_file(path)
+    assert params.resolve(_nb(tmp_path), given) == {"n": 9, "rate": 1.0, "name": "12", "verbose": True,
+                                                    "items": [4, 5], "cfg": {"a": 1}}
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert params.load_file(empty) == {}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ParameterError, match="mapping"):
+        params.load_file(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("n: 1.5\n")
+    with pytest.raises(ParameterError, match="'n' is int"):
+        params.resolve(_nb(tmp_path), params.load_file(wrong))

@@ -1,0 +1,192 @@
+"""run_notebook end to end on the local engine: cache, failures, retries, unpicklable outputs."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_notebook
+
+from nbscale.kernels.errors import ParameterError, PipelineNotRunnable
+from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
+
+LOCAL = RunOptions(engine="local")
+
+
+def _status(result):
+    return {s["name"]: s["status"] for s in result.steps}
+
+
+def _cache_notebook(tmp_path, log, c_body="c = b * 2", tags_b=("step:b",), b_body="b = a + 1"):
+    # every step appends its name to `log` each time it actually runs
+    rec = f"open({str(log)!r}, 'a').write('{{}}\\n'.format(%r))"
+    return make_notebook(tmp_path, [
+        ("alpha = 1\nbeta = 10", ["parameters"]),
+        ("a = alpha + 1\n" + rec % "a", ["step:a"]),
+        (b_body + "\n" + rec % "b", list(tags_b)),
+        (c_body + "\n" + rec % "c", ["step:c"]),
+        ("d = beta * 3\n" + rec % "d", ["step:d"]),
+    ])
+
+
+def _ran(log, before):
+    return log.read_text().splitlines()[before:] if log.exists() else []
+
+
+def _lines(log):
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_second_run_is_all_cached_and_executes_nothing(tmp_path):
+    log = tmp_path / "ran.log"
+    nb = _cache_notebook(tmp_path, log)
+    first = run_notebook(nb, options=LOCAL)
+    assert first.ok and sorted(_ran(log, 0)) == ["a", "b", "c", "d"]
+    assert all(not s["cached"] for s in first.steps)
+    content = log.read_text()
+    second = run_notebook(nb, options=LOCAL)
+    assert second.ok
+    assert set(_status(second).values()) == {"cached"}
+    assert all(s["cached"] for s in second.steps)
+    assert log.read_text() == content  # no step executed
+    assert second.load("c")["c"] == 6
+
+
+def test_changed_step_reruns_it_and_downstream_only(tmp_path):
+    log = tmp_path / "ran.log"
+    nb = _cache_notebook(tmp_path, log)
+    assert run_notebook(nb, options=LOCAL).ok
+    n = _lines(log)
+    nb = _cache_notebook(tmp_path, log, c_body="c = b * 2")  # unchanged rewrite: still all cached
+    assert set(_status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    # change b: b and its downstream c re-run; a and d are cached
+    n = _lines(log)
+    nb = _cache_notebook(tmp_path, log, b_body="b = a + 100")
+    result = run_notebook(nb, options=LOCAL)
+    assert result.ok
+    assert sorted(_ran(log, n)) == ["b", "c"]
+    assert _status(result) == {"a": "cached", "b": "succeeded", "c": "succeeded", "d": "cached"}
+    assert result.load("c")["c"] == 204
+
+
+def test_no_cache_reruns_everything(tmp_path):
+    log = tmp_path / "ran.log"
+    nb = _cache_notebook(tmp_path, log)
+    assert run_notebook(nb, options=LOCAL).ok
+    n = _lines(log)
+    result = run_notebook(nb, options=RunOptions(engine="local", use_cache=False))
+    assert result.ok and sorted(_ran(log, n)) == ["a", "b", "c", "d"]
+    assert set(_status(result).values()) == {"succeeded"}
+
+
+def test_cache_off_tag_reruns_that_step_only(tmp_path):
+    log = tmp_path / "ran.log"
+    nb = _cache_notebook(tmp_path, log, tags_b=("step:b", "cache:off"))
+    assert run_notebook(nb, options=LOCAL).ok
+    n = _lines(log)
+    result = run_notebook(nb, options=LOCAL)
+    assert result.ok
+    assert _ran(log, n) == ["b"]
+    assert _status(result) == {"a": "cached", "b": "succeeded", "c": "cached", "d": "cached"}
+
+
+def test_changed_parameter_reruns_readers_and_downstream(tmp_path):
+    log = tmp_path / "ran.log"
+    nb = _cache_notebook(tmp_path, log)
+    assert run_notebook(nb, options=LOCAL).ok
+    n = _lines(log)
+    result = run_notebook(nb, {"beta": "20"}, options=LOCAL)
+    assert result.ok and _ran(log, n) == ["d"]
+    assert result.load("d")["d"] == 60
+    n = _lines(log)
+    result = run_notebook(nb, {"alpha": 5}, options=LOCAL)
+    assert sorted(_ran(log, n)) == ["a", "b", "c"]
+    assert result.load("c")["c"] == 14
+    n = _lines(log)
+    assert set(_status(run_notebook(nb, {"alpha": 5}, options=LOCAL)).values()) == {"cached"}
+    assert _ran(log, n) == []
+
+
+def _failing(tmp_path, fixed=False):
+    second = "y = x + 1\nz = y * 2" if fixed else "y = x + 1\nz = y / 0"
+    return make_notebook(tmp_path, [
+        ("x = 1", ["step:first"]),
+        ("w = x + 5", ["step:second"]),
+        (second, []),  # cell 2, the second cell of step `second`; line 2 raises
+        ("v = z + w", ["step:third"]),
+        ("other = 42", ["step:branch"]),
+    ])
+
+
+def test_failure_reports_cell_and_line_and_spares_independent_branch(tmp_path):
+    result = run_notebook(_failing(tmp_path), options=LOCAL)
+    assert result.status == "failed" and not result.ok
+    assert _status(result) == {"first": "succeeded", "second": "failed", "third": "upstream_failed",
+                               "branch": "succeeded"}
+    error = result.step("second")["error"]
+    assert error["cell"] == 2 and error["line"] == 2
+    assert error["ename"] == "ZeroDivisionError"
+    assert "second" in result.step("third")["error"]
+    run = default_run_store(tmp_path / "nb.ipynb").get_run(result.run_id)
+    assert run["status"] == "failed"
+    # after the fix, what succeeded is reused
+    fixed = run_notebook(_failing(tmp_path, fixed=True), options=LOCAL)
+    assert fixed.ok
+    assert _status(fixed) == {"first": "cached", "second": "succeeded", "third": "succeeded", "branch": "cached"}
+    assert fixed.load("third")["v"] == 10
+
+
+def test_retries_tag_reruns_until_success_and_records_attempts(tmp_path):
+    counter = tmp_path / "attempts.txt"
+    nb = make_notebook(tmp_path, [
+        (f"import pathlib\np = pathlib.Path({str(counter)!r})\nn = len(p.read_text()) if p.exists() else 0\n"
+         "p.write_text('x' * (n + 1))\nif n < 2:\n    raise RuntimeError(f'attempt {n + 1}')\nvalue = n",
+         ["step:flaky", "retries:2"]),
+    ])
+    events = []
+    result = run_notebook(nb, options=LOCAL, on_event=lambda kind, step, payload: events.append(kind))
+    assert result.ok
+    assert result.step("flaky")["attempts"] == 3 and counter.read_text() == "xxx"
+    assert events.count("step_retry") == 2
+
+
+def test_retries_exhausted_fails(tmp_path):
+    nb = make_notebook(tmp_path, [("raise RuntimeError('always')", ["step:bad", "retries:1"])])
+    result = run_notebook(nb, options=LOCAL)
+    assert result.status == "failed" and result.step("bad")["attempts"] == 2
+
+
+def test_unpicklable_output_fails_naming_variable_type_and_step(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("import threading\nlock = threading.Lock()", ["step:make"]),
+        ("held = lock.locked()", ["step:use"]),
+    ])
+    result = run_notebook(nb, options=LOCAL)
+    assert result.status == "failed"
+    assert _status(result) == {"make": "failed", "use": "upstream_failed"}
+    evalue = result.step("make")["error"]["evalue"]
+    assert "'lock'" in evalue and "_thread.lock" in evalue and "'make'" in evalue
+
+
+def test_unknown_parameter_and_compile_errors_raise(tmp_path):
+    nb = _cache_notebook(tmp_path, tmp_path / "log")
+    with pytest.raises(ParameterError, match="alpha, beta"):
+        run_notebook(nb, {"gamma": 1}, options=LOCAL)
+    bad = make_notebook(tmp_path, [("x = (", ["step:a"])], name="bad")
+    with pytest.raises(PipelineNotRunnable, match="cell"):
+        run_notebook(bad, options=LOCAL)
+
+
+def test_metrics_and_run_store_records(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("k = 3", ["parameters"]),
+        ("score = k / 4\nprint('hello', k)", ["step:fit"]),
+        ("score", ["metrics"]),
+    ])
+    result = run_notebook(nb, options=LOCAL)
+    assert result.ok and result.metrics == {"score": 0.75}
+    assert set(result.to_json()) == {"run_id", "status", "steps", "metrics"}
+    run = default_run_store(nb).get_run(result.run_id[:10])
+    fit = next(s for s in run["steps"] if s["step"] == "fit")
+    assert fit["status"] == "succeeded" and "hello 3" in fit["stdout"] and fit["duration_s"] >= 0
+    assert run["parameters"] == {"k": 3}
+    cached = run_notebook(nb, options=LOCAL)
+    assert cached.metrics == {"score": 0.75}  # a cached metrics step reports its metrics again

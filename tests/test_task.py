@@ -1,0 +1,67 @@
+"""run_step: the body of one step as any engine runs it, called directly with StepSpecs."""
+
+from __future__ import annotations
+
+from conftest import make_notebook
+
+from nbscale.compiler import compile_notebook
+from nbscale.kernels.runner import _final_names
+from nbscale.kernels.store import ArtifactStore
+from nbscale.kernels.task import CACHED, FAILED, SUCCEEDED, UPSTREAM_FAILED, StepOutcome, StepSpec, run_step
+
+
+def _specs(tmp_path, cells, use_cache=True):
+    nb = make_notebook(tmp_path, cells)
+    pipeline = compile_notebook(nb)
+    ir = pipeline.to_json()
+    finals = _final_names(pipeline)
+    values = {p.name: p.default for p in pipeline.parameters}
+    return {s["name"]: StepSpec(step=s, prelude=ir["prelude"], metrics=ir["metrics"],
+                                parameters={p: values[p] for p in s["parameters"]}, hash=f"sha256:{i:064d}",
+                                store_url=str(tmp_path / "store"), cwd=str(tmp_path), notebook=str(nb),
+                                use_cache=use_cache, keep=sorted(finals[s["name"]]))
+            for i, s in enumerate(ir["steps"])}
+
+
+CELLS = [
+    ("k = 2", ["parameters"]),
+    ("items = [1, 2]\nlabel = 'x'", ["step:make"]),
+    ("items.append(k)\ncount = len(items)", ["step:grow"]),
+]
+
+
+def test_run_step_passes_values_and_persists(tmp_path):
+    specs = _specs(tmp_path, CELLS)
+    events = []
+    make = run_step(specs["make"], {}, lambda *e: events.append(e[:2]))
+    assert make.status == SUCCEEDED and make.ok and make.attempts == 1
+    assert make.values["items"] == [1, 2]
+    assert make.finished >= make.started > 0
+    grow = run_step(specs["grow"], {"make": make}, lambda *e: events.append(e[:2]))
+    assert grow.status == SUCCEEDED and grow.values == {}  # nothing downstream reads grow's values
+    assert make.values["items"] == [1, 2], "a step must work on copies of its inputs"
+    assert ("step_started", "make") in events and ("step_started", "grow") in events
+    stored = ArtifactStore(specs["grow"].store_url).get(specs["grow"].hash)
+    assert stored["count"] == 3 and stored["items"] == [1, 2, 2]
+
+
+def test_run_step_cached_and_upstream_failed(tmp_path):
+    specs = _specs(tmp_path, CELLS)
+    first = run_step(specs["make"], {})
+    events = []
+    again = run_step(specs["make"], {}, lambda *e: events.append(e[0]))
+    assert again.status == CACHED and again.values["items"] == [1, 2] and events == ["step_cached"]
+    nocache = _specs(tmp_path, CELLS, use_cache=False)
+    assert run_step(nocache["make"], {}).status == SUCCEEDED  # same hash, already stored: runs anyway
+    broken = StepOutcome("make", FAILED)
+    out = run_step(specs["grow"], {"make": broken})
+    assert out.status == UPSTREAM_FAILED and "make" in out.summary["reason"] and not out.ok
+    assert first.ok
+
+
+def test_run_step_failure_maps_cell_and_line(tmp_path):
+    specs = _specs(tmp_path, [("a = 1", ["step:s"]), ("b = a\n\nc = b / 0", [])])
+    out = run_step(specs["s"], {})
+    assert out.status == FAILED and out.values == {}
+    assert out.summary["error"]["cell"] == 1 and out.summary["error"]["line"] == 3
+    assert not ArtifactStore(specs["s"].store_url).has(specs["s"].hash, specs["s"].step["outputs"])
