@@ -542,10 +542,11 @@ def _format_one(exc: BaseException, sources: dict) -> list[str]:
     if isinstance(exc, SyntaxError):
         loc = _cell_location(exc.filename, exc.lineno)
         if loc is not None:
-            shown = copy.copy(exc)
-            shown.filename, shown.lineno = _MARK + f"cell {loc[0]}", loc[1]
-            if getattr(exc, "end_lineno", None) and exc.lineno:
-                shown.end_lineno = loc[1] + (exc.end_lineno - exc.lineno)
+            # Written out by hand: copying a SyntaxError to relabel it loses its detail at times.
+            text = _source_line(sources.get(loc[0]), loc[1]) or (exc.text or "").strip()
+            out.append(f"  cell {loc[0]}, line {loc[1]}\n" + (f"    {text}\n" if text else ""))
+            out.append(f"{type(exc).__name__}: {exc.msg}\n")
+            return out
     out.extend(traceback.format_exception_only(type(shown), shown))
     return [_MARKED.sub(r"\1, line ", part) for part in out]
 
