@@ -27,28 +27,25 @@ def topological_order(names: list[str], upstream: dict[str, list[str]]) -> list[
 
 def find_cycle(names: list[str], upstream: dict[str, list[str]]) -> list[str] | None:
     """One cycle as a list of steps [a, b, …, a], or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(name):
-        state[name] = 1
-        stack.append(name)
-        for up in upstream.get(name, ()):
-            if state.get(up) == 1:
-                return stack[stack.index(up):] + [up]
-            if up in upstream and not state.get(up):
-                found = visit(up)
-                if found:
-                    return found
-        stack.pop()
-        state[name] = 2
-        return None
-
-    for name in names:
-        if not state.get(name):
-            found = visit(name)
-            if found:
-                return list(reversed(found))
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in names:
+        if state.get(root):
+            continue
+        # iterative depth-first search: a long chain of steps must not hit the recursion limit
+        state[root] = 1
+        stack, pending = [root], [iter(upstream.get(root, ()))]
+        while stack:
+            for up in pending[-1]:
+                if state.get(up) == 1:
+                    return list(reversed(stack[stack.index(up):] + [up]))
+                if up in upstream and not state.get(up):
+                    state[up] = 1
+                    stack.append(up)
+                    pending.append(iter(upstream.get(up, ())))
+                    break
+            else:
+                state[stack.pop()] = 2
+                pending.pop()
     return None
 
 

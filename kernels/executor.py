@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import base64
 import builtins
-import copy
 import difflib
 import hashlib
 import io

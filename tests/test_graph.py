@@ -74,6 +74,16 @@ def test_find_cycle_in_a_part_of_the_graph():
     assert set(find_cycle(["a", "b", "c", "d", "e"], upstream)) == {"d", "e"}
 
 
+def test_find_cycle_on_a_chain_longer_than_the_recursion_limit():
+    n = 3000
+    names = [f"s{i}" for i in range(n)]
+    upstream = {f"s{i}": [f"s{i - 1}"] for i in range(1, n)}
+    assert find_cycle(names[::-1], upstream) is None
+    upstream["s0"] = [f"s{n - 1}"]
+    cycle = find_cycle(names[::-1], upstream)
+    assert len(cycle) == n + 1 and cycle[0] == cycle[-1]
+
+
 def test_ancestors():
     upstream = {"b": ["a"], "c": ["b"], "d": ["a"]}
     assert ancestors("c", upstream) == {"a", "b"}
