@@ -219,12 +219,14 @@ class _Builder:
 
     def _ambiguities(self, upstream):
         reported = set()
+        memo = {s.name: graph.ancestors(s.name, upstream) for s in self.steps}
+        position = {s.name: i for i, s in enumerate(self.steps)}
         for step in self.steps:
             for name, producer in step.sources.items():
                 for other in self.binders.get(name, []):
                     if other in (producer, step.name) or (name, other, producer) in reported:
                         continue
-                    if _before(self.steps, other, step.name) and _parallel(other, producer, upstream):
+                    if position[other] < position[step.name] and _parallel(other, producer, memo):
                         reported.add((name, other, producer))
                         self._ambiguous(step, name, producer, other)
 
@@ -273,13 +275,8 @@ def _groups(outputs, aliases):
     return groups
 
 
-def _before(steps, a, b):
-    names = [s.name for s in steps]
-    return names.index(a) < names.index(b)
-
-
-def _parallel(a, b, upstream):
-    return a not in graph.ancestors(b, upstream) and b not in graph.ancestors(a, upstream)
+def _parallel(a, b, ancestors):
+    return a not in ancestors[b] and b not in ancestors[a]
 
 
 def _unique(items):

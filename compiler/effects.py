@@ -168,19 +168,29 @@ class AliasGroups:
 
     def __init__(self):
         self._parent: dict[str, str] = {}
+        self._members: dict[str, set[str]] = {}  # root → every name in its group
 
     def _find(self, name):
-        parent = self._parent.setdefault(name, name)
-        if parent != name:
-            parent = self._parent[name] = self._find(parent)
-        return parent
+        if name not in self._parent:
+            self._parent[name] = name
+            self._members[name] = {name}
+            return name
+        root = name
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[name] != root:  # path compression, iteratively
+            self._parent[name], name = root, self._parent[name]
+        return root
 
     def union(self, names):
         names = list(names)
         for other in names[1:]:
             a, b = self._find(names[0]), self._find(other)
             if a != b:
+                if len(self._members[a]) < len(self._members[b]):
+                    a, b = b, a
                 self._parent[b] = a
+                self._members[a] |= self._members.pop(b)
 
     def add_assign(self, targets, value):
         bound = [n for t in targets for n in target_names(t)]
@@ -208,8 +218,10 @@ class AliasGroups:
             self.union([name, other._find(name)])
 
     def expand(self, names) -> set[str]:
-        roots = {self._find(n) for n in names}
-        return set(names) | {n for n in self._parent if self._find(n) in roots}
+        found = set(names)
+        for root in {self._find(n) for n in names if n in self._parent}:
+            found |= self._members[root]
+        return found
 
     def group_of(self, name) -> set[str]:
         return self.expand({name})
