@@ -221,8 +221,10 @@ def render(result: dict, profile: list | None = None) -> str:
         START,
         "## Compile time (`bench/bench_compile.py`)",
         "",
-        f"Produced by `python bench/bench_compile.py` on {time.strftime('%Y-%m-%d')}; machine: "
-        f"`nproc` {_nproc()}, Python {platform.python_version()} ({platform.system()} {platform.machine()}).",
+        f"Produced by `python bench/bench_compile.py` on {time.strftime('%Y-%m-%d')} at {_revision()}; machine: "
+        f"`nproc` {_nproc()}, Python {platform.python_version()} ({platform.system()} {platform.machine()})"
+        + (", `PYTHONDONTWRITEBYTECODE` set (every process compiles nbscale's modules from source)."
+           if os.environ.get("PYTHONDONTWRITEBYTECODE") else "."),
         "",
         "`compile_notebook` is the in-process compile (read, tags, layout, dataflow analysis, hashes), "
         "median of 7–15 runs after a warm-up. `nbscale check` is the whole process, wall clock, "
@@ -261,6 +263,20 @@ def render(result: dict, profile: list | None = None) -> str:
         ]
     lines.append(END)
     return "\n".join(lines) + "\n"
+
+
+def _revision() -> str:
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "compiler", "nbscale")
+    except OSError:
+        return "an unknown revision"
+    if not commit:
+        return "an unknown revision"
+    return f"commit {commit}" + (" with uncommitted compiler changes" if dirty else "")
 
 
 def _nproc() -> str:
