@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from . import effects
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
-from .syntax import to_python
+from .syntax import READS_ONLY_SCOPE, to_python
+
+READS_ONLY_SCOPE_NAME = READS_ONLY_SCOPE.split()[1].rstrip(":")
 
 # Names a notebook kernel provides without any cell binding them.
 KERNEL_NAMES = frozenset(dir(builtins)) | {
@@ -50,6 +52,8 @@ class Facts:
     bind_cells: dict[str, int] = field(default_factory=dict)  # name → first cell binding it
     imported: set[str] = field(default_factory=set)
     mutates: dict[str, Use] = field(default_factory=dict)
+    mutated_nodes: set[str] = field(default_factory=set)  # alias-group versions at mutation time
+    read_nodes: dict[str, str] = field(default_factory=dict)  # name → its version when first read
     deletes: set[str] = field(default_factory=set)
     callables: dict[str, Callable] = field(default_factory=dict)
     aliases: effects.AliasGroups = field(default_factory=effects.AliasGroups)
@@ -57,13 +61,14 @@ class Facts:
     syntax_errors: list[tuple[int, int, int, str]] = field(default_factory=list)
 
 
-def analyse_cells(cells, known: dict[str, Callable] | None = None) -> Facts:
+def analyse_cells(cells, known: dict[str, Callable] | None = None, aliases=None, modules=()) -> Facts:
     """Facts for cells run one after another in one namespace. `cells`: (index, source) pairs.
 
     `known` holds callables defined before these cells (prelude, earlier steps): a reference to
-    one counts as reading what it reads.
+    one counts as reading what it reads. `aliases` continues the alias groups of earlier cells;
+    `modules` are names already bound to imported modules.
     """
-    walker = _ModuleWalker(dict(known or {}))
+    walker = _ModuleWalker(dict(known or {}), aliases, modules)
     for index, source in cells:
         tree = parse_cell(index, source, walker.facts)
         if tree is not None:
@@ -86,8 +91,12 @@ def parse_cell(index, source, facts: Facts):
 class _ModuleWalker(ast.NodeVisitor):
     """Walks module-level statements in the order Python runs them."""
 
-    def __init__(self, known: dict[str, Callable]):
+    def __init__(self, known: dict[str, Callable], aliases=None, modules=()):
         self.facts = Facts()
+        if aliases is not None:
+            self.facts.aliases = aliases
+        self.aliases = self.facts.aliases
+        self.modules = set(modules)
         self.known = known
         self.cell = 0
         self.bound: set[str] = set()  # surely bound by now
@@ -106,6 +115,7 @@ class _ModuleWalker(ast.NodeVisitor):
         if name in self.bound:
             return
         optional = name in self.maybe
+        self.facts.read_nodes.setdefault(name, self.aliases.key(name))
         current = self.facts.reads.get(name)
         if current is None or (current.optional and not optional):
             self.facts.reads[name] = self._use(name, node, optional)
@@ -118,24 +128,31 @@ class _ModuleWalker(ast.NodeVisitor):
         for name in callee.binds:
             self.bind(name)
 
-    def bind(self, name):
+    def bind(self, name, new_object=True):
+        if new_object:
+            self.aliases.rebind(name)
         self.facts.binds.add(name)
         self.facts.bind_cells.setdefault(name, self.cell)
         self.facts.deletes.discard(name)
         (self.maybe if self.conditional else self.bound).add(name)
 
     def mutate(self, name, node):
+        self.facts.mutated_nodes.add(self.aliases.key(name))
         if name not in self.facts.mutates:
             self.facts.mutates[name] = self._use(name, node)
 
-    def bind_target(self, target):
+    def bind_target(self, target, new_object=True):
         for part in effects.target_load_parts(target):
             self.visit(part)
         for name in effects.mutated_by_target(target):
             self.read(name, target)
             self.mutate(name, target)
         for name in effects.target_names(target):
-            self.bind(name)
+            self.bind(name, new_object)
+
+    def _share(self, targets, shared_nodes):
+        names = [n for t in targets for n in (*effects.target_names(t), *effects.mutated_by_target(t))]
+        self.aliases.join(names, shared_nodes)
 
     def _conditionally(self, stmts):
         self.conditional += 1
@@ -146,24 +163,26 @@ class _ModuleWalker(ast.NodeVisitor):
     # --- statements ------------------------------------------------------------------------
     def visit_Assign(self, node):
         self.visit(node.value)
+        shared = self.aliases.keys(effects.value_names(node.value))
         for target in node.targets:
             self.bind_target(target)
-        self.facts.aliases.add_assign(node.targets, node.value)
+        self._share(node.targets, shared)
         self._maybe_lambda(node.targets, node.value)
 
     def visit_AnnAssign(self, node):
         self.visit(node.annotation)
         if node.value is not None:
             self.visit(node.value)
+            shared = self.aliases.keys(effects.value_names(node.value))
             self.bind_target(node.target)
-            self.facts.aliases.add_assign([node.target], node.value)
+            self._share([node.target], shared)
 
     def visit_AugAssign(self, node):
         self.visit(node.value)
         if isinstance(node.target, ast.Name):
             self.read(node.target.id, node.target)
             self.mutate(node.target.id, node.target)
-        self.bind_target(node.target)
+        self.bind_target(node.target, new_object=False)  # `lst += …` changes the same object
 
     def visit_Delete(self, node):
         for target in node.targets:
@@ -179,6 +198,7 @@ class _ModuleWalker(ast.NodeVisitor):
         for name in effects.import_names(node):
             self.bind(name)
             self.facts.imported.add(name)
+            self.modules.add(name)
 
     def visit_ImportFrom(self, node):
         self.visit_Import(node)
@@ -195,11 +215,15 @@ class _ModuleWalker(ast.NodeVisitor):
 
     def visit_For(self, node):
         self.visit(node.iter)
-        self.conditional += 1
+        shared = self.aliases.keys(effects.iterated_names(node.iter))
+        # a loop over a non-empty literal (`for df in [train, test]`) surely runs its body
+        surely = isinstance(node.iter, (ast.List, ast.Tuple)) and bool(node.iter.elts) and not node.orelse
+        self.conditional += not surely
         self.bind_target(node.target)
-        self.conditional -= 1
-        self.facts.aliases.add_loop(node.target, node.iter)
-        self._conditionally(node.body + node.orelse)
+        self._share([node.target], shared)
+        for stmt in node.body + node.orelse:
+            self.visit(stmt)
+        self.conditional -= not surely
 
     visit_AsyncFor = visit_For
 
@@ -267,9 +291,13 @@ class _ModuleWalker(ast.NodeVisitor):
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_ClassDef(self, node):
+        if node.name == READS_ONLY_SCOPE_NAME:  # %timeit: reads now, binds nothing
+            for name in sorted(scope_facts(node, self.modules).free):
+                self.read(name, node)
+            return
         for part in outer_parts(node):
             self.visit(part)
-        facts = scope_facts(node)
+        facts = scope_facts(node, self.modules)
         # The class body runs now; its methods run later, when the class is used.
         immediate = facts.free - self._free_of_methods(node)
         for name in sorted(immediate):
@@ -280,11 +308,11 @@ class _ModuleWalker(ast.NodeVisitor):
         free = set()
         for stmt in node.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                free |= scope_facts(stmt).free
+                free |= scope_facts(stmt, self.modules).free
         return free
 
     def define(self, name, node, facts=None):
-        facts = facts or scope_facts(node)
+        facts = facts or scope_facts(node, self.modules)
         self._note_dynamic(facts.dynamic)
         reads = set(facts.free)
         mutates, binds = set(facts.mutated_free), set(facts.global_binds)
@@ -322,7 +350,7 @@ class _ModuleWalker(ast.NodeVisitor):
 
     def visit_Call(self, node):
         self.generic_visit(node)
-        mutated = effects.mutated_by_call(node)
+        mutated = effects.mutated_by_call(node, self.modules)
         callee = self.known.get(node.func.id) if isinstance(node.func, ast.Name) else None
         if callee is not None:
             for pos in callee.mutated_params:
@@ -330,9 +358,9 @@ class _ModuleWalker(ast.NodeVisitor):
                     name = effects.root_name(node.args[pos])
                     if name:
                         mutated.add(name)
-        for name in mutated - self.facts.imported:
+        for name in mutated - self.modules:
             self.mutate(name, node)
-        self.facts.aliases.add_call(node)
+        self.aliases.add_call(node, self.modules)
         if effects.is_dynamic_call(node):
             self.facts.dynamic.append(self._use(node.func.id, node))
 
@@ -340,11 +368,11 @@ class _ModuleWalker(ast.NodeVisitor):
         # Lambdas and comprehensions in an expression: their reads happen (about) now.
         for part in outer_parts(node):
             self.visit(part)
-        facts = scope_facts(node)
+        facts = scope_facts(node, self.modules)
         self._note_dynamic(facts.dynamic)
         for name in sorted(facts.free):
             self.read(name, node)
-        for name in facts.mutated_free - self.facts.imported:
+        for name in facts.mutated_free - self.modules:
             self.mutate(name, node)
         for name in facts.walrus_binds:
             self.bind(name)

@@ -41,7 +41,8 @@ def build_flow(layout: Layout, parameter_names: set[str]) -> Flow:
     builder.check_prelude(prelude_facts)
     known = dict(prelude_facts.callables)
     for step_layout in layout.steps:
-        facts = analyse_cells([(i, layout.sources[i]) for i in step_layout.cells], known)
+        facts = analyse_cells([(i, layout.sources[i]) for i in step_layout.cells], known,
+                              builder.aliases, builder.modules | prelude_facts.imported)
         known.update(facts.callables)
         builder.add_step(step_layout, facts)
     builder.finish()
@@ -60,6 +61,7 @@ class _Builder:
         self.producer: dict[str, str] = {}  # name → step holding its current value
         self.binders: dict[str, list[str]] = {}  # name → steps binding it, in notebook order
         self.aliases = AliasGroups()
+        self.received_nodes: dict[str, dict[str, str]] = {}  # step → input name → alias version
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
         self.first_bind_cell: dict[str, int] = {}
@@ -83,7 +85,6 @@ class _Builder:
 
     def add_step(self, layout_step, facts: Facts):
         self.facts[layout_step.name] = facts
-        self.aliases.merge(facts.aliases)
         self._report_code_problems(facts)
         for name, cell in facts.bind_cells.items():
             self.first_bind_cell.setdefault(name, cell)
@@ -94,11 +95,12 @@ class _Builder:
             self.diagnostics.append(Diagnostic("empty-step", f"step '{step.name}' has no code",
                                                cell=step.cells[0] if step.cells else None))
         self._resolve_reads(step, facts)
-        mutated = self.aliases.expand(facts.mutates) - facts.imported - self.prelude_names - self.modules
+        mutated = set(facts.mutates) | self.aliases.expand_nodes(facts.mutated_nodes)
+        mutated -= facts.imported | self.prelude_names | self.modules
         for name in sorted(mutated - facts.binds - set(facts.reads)):
             if name in self.producer:  # shares objects with what it mutates: hand it on too
                 step.sources[name] = self.producer[name]
-        self._unify_groups(step, mutated)
+        self._unify_groups(step, facts)
         existing = facts.binds | (mutated & (set(step.sources) | facts.binds))
         step.defines = sorted(existing - facts.deletes)
         for name in step.defines:
@@ -122,17 +124,24 @@ class _Builder:
                 self._undefined(name, use, self._undefined_hint(name, use))
         step.parameters.sort()
 
-    def _unify_groups(self, step, mutated):
+    def _unify_groups(self, step, facts):
         """A step that may mutate shared objects gets every name sharing them from one producer.
 
         Copies are made per producer, so names from one producer keep their shared identity. The
         latest producer of the group hands on the other names too: it either received them
-        unchanged, or it now receives them from their producer (which precedes it).
+        unchanged, or it now receives them from their producer (which precedes it). Groups are
+        judged by the version of each name the step received.
         """
-        members = sorted(n for n in mutated if n in step.sources)
-        while members:
-            group = [n for n in members if n in self.aliases.group_of(members[0])]
-            members = [n for n in members if n not in group]
+        received = self.received_nodes.setdefault(step.name, {})
+        for name in step.sources:
+            received.setdefault(name, facts.read_nodes.get(name) or self.aliases.key(name))
+        by_root: dict[str, list[str]] = {}
+        roots = {self.aliases.root(n) for n in facts.mutated_nodes}
+        for name in sorted(step.sources):
+            root = self.aliases.root(received[name])
+            if root in roots:
+                by_root.setdefault(root, []).append(name)
+        for group in by_root.values():
             self._gather(step, group)
 
     def _gather(self, step, names):
@@ -141,13 +150,16 @@ class _Builder:
         if len(producers) < 2:
             return
         latest = self.steps[max(order[p] for p in producers)]
+        received = self.received_nodes[step.name]
+        held = self.received_nodes.setdefault(latest.name, {})
         for name in names:
             source = step.sources[name]
             if source != latest.name and name not in latest.defines:
                 latest.sources.setdefault(name, source)
+                held.setdefault(name, received[name])
                 step.sources[name] = latest.name
-        group = self.aliases.expand(names)
-        self._gather(latest, sorted(n for n in latest.sources if n in group))
+        roots = {self.aliases.root(received[n]) for n in names}
+        self._gather(latest, sorted(n for n in latest.sources if self.aliases.root(held[n]) in roots))
 
     def _undefined_hint(self, name, use):
         if name in self.skipped_binds:

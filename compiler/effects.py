@@ -105,13 +105,17 @@ def callee_name(call: ast.Call) -> str | None:
     return None
 
 
-def mutated_by_call(call: ast.Call) -> set[str]:
-    """Names whose objects this call may modify in place (without knowing the callee's code)."""
+def mutated_by_call(call: ast.Call, modules=frozenset()) -> set[str]:
+    """Names whose objects this call may modify in place (without knowing the callee's code).
+
+    `modules`: names bound to imported modules; `np.log(a)` changes neither `np` nor `a`.
+    """
     mutated = set()
     func = call.func
     if isinstance(func, ast.Attribute):
         receiver = root_name(func.value)
-        if receiver and (func.attr not in READ_ONLY_METHODS or has_inplace_flag(call)):
+        if receiver and receiver not in modules and (
+                func.attr not in READ_ONLY_METHODS or has_inplace_flag(call)):
             mutated.add(receiver)
     if callee_name(call) in IN_PLACE_FUNCTIONS:
         mutated |= {n for n in map(root_name, call.args) if n}
@@ -164,33 +168,58 @@ def iterated_names(expr: ast.AST) -> set[str]:
 
 
 class AliasGroups:
-    """Union-find over names that may share objects (`data = [train, test]`, `df = train`)."""
+    """Union-find over names that may share objects (`data = [train, test]`, `df = train`).
+
+    Nodes are name versions: binding a name again (`df = …`, a new loop over other lists) starts a
+    new version, so a reused variable name does not join unrelated groups.
+    """
 
     def __init__(self):
         self._parent: dict[str, str] = {}
-        self._members: dict[str, set[str]] = {}  # root → every name in its group
+        self._members: dict[str, set[str]] = {}  # root → every node in its group
+        self._version: dict[str, int] = {}
 
-    def _find(self, name):
-        if name not in self._parent:
-            self._parent[name] = name
-            self._members[name] = {name}
-            return name
-        root = name
+    def key(self, name: str) -> str:
+        return f"{name}@{self._version.get(name, 0)}"
+
+    def keys(self, names) -> list[str]:
+        return [self.key(n) for n in names]
+
+    def rebind(self, name: str):
+        self._version[name] = self._version.get(name, 0) + 1
+
+    def root(self, node: str) -> str:
+        return self._find(node)
+
+    def _find(self, node):
+        if node not in self._parent:
+            self._parent[node] = node
+            self._members[node] = {node}
+            return node
+        root = node
         while self._parent[root] != root:
             root = self._parent[root]
-        while self._parent[name] != root:  # path compression, iteratively
-            self._parent[name], name = root, self._parent[name]
+        while self._parent[node] != root:  # path compression, iteratively
+            self._parent[node], node = root, self._parent[node]
         return root
 
-    def union(self, names):
-        names = list(names)
-        for other in names[1:]:
-            a, b = self._find(names[0]), self._find(other)
+    def _union_nodes(self, nodes):
+        nodes = list(nodes)
+        for other in nodes[1:]:
+            a, b = self._find(nodes[0]), self._find(other)
             if a != b:
                 if len(self._members[a]) < len(self._members[b]):
                     a, b = b, a
                 self._parent[b] = a
                 self._members[a] |= self._members.pop(b)
+
+    def union(self, names):
+        self._union_nodes(self.keys(names))
+
+    def join(self, names, nodes):
+        """Current versions of `names` share objects with `nodes` (taken before a rebinding)."""
+        if nodes and names:
+            self._union_nodes([*self.keys(names), *nodes])
 
     def add_assign(self, targets, value):
         bound = [n for t in targets for n in target_names(t)]
@@ -204,23 +233,26 @@ class AliasGroups:
         if shared:
             self.union([*target_names(target), *shared])
 
-    def add_call(self, call: ast.Call):
+    def add_call(self, call: ast.Call, modules=frozenset()):
         # `data.append(train)`: the receiver now holds the argument
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr not in READ_ONLY_METHODS:
             receiver = root_name(func.value)
             args = set().union(*map(value_names, call.args)) if call.args else set()
-            if receiver and args:
+            if receiver and args and receiver not in modules:
                 self.union([receiver, *args])
 
-    def merge(self, other: AliasGroups):
-        for name in list(other._parent):
-            self.union([name, other._find(name)])
-
     def expand(self, names) -> set[str]:
-        found = set(names)
-        for root in {self._find(n) for n in names if n in self._parent}:
-            found |= self._members[root]
+        return set(names) | self.expand_nodes(self.keys(names))
+
+    def expand_nodes(self, nodes) -> set[str]:
+        """Names whose current version shares a group with any of `nodes`."""
+        found = set()
+        for root in {self._find(k) for k in nodes if k in self._parent}:
+            for node in self._members[root]:
+                name = node.rpartition("@")[0]
+                if self.key(name) == node:  # only names still bound to that version
+                    found.add(name)
         return found
 
     def group_of(self, name) -> set[str]:

@@ -26,6 +26,7 @@ class Layout:
     sources: dict[int, str]  # code cell index → source
     prelude: list[int] = field(default_factory=list)
     parameters: list[int] = field(default_factory=list)
+    injected: list[int] = field(default_factory=list)  # papermill's injected-parameters cells
     skipped: list[int] = field(default_factory=list)
     metrics_cell: int | None = None
     metrics_step: str | None = None
@@ -42,6 +43,8 @@ def lay_out(notebook: Notebook) -> Layout:
             continue
         tags, problems = parse_cell_tags(cell.tags, cell.index)
         layout.diagnostics += problems
+        if "injected-parameters" in cell.tags:
+            layout.injected.append(cell.index)
         if tags.role in (IMPORTS, FUNCTIONS, PARAMETERS, SKIP):
             _place_special(layout, cell.index, tags)
             continue

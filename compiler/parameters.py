@@ -13,11 +13,13 @@ TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dic
 ANNOTATIONS = {"int", "float", "str", "bool", "list", "dict"}
 
 
-def parse_parameters(cells) -> tuple[list[Parameter], list[Diagnostic]]:
-    """`cells`: (index, source) pairs of the parameters cells, in notebook order."""
+def parse_parameters(cells, injected_cells=()) -> tuple[list[Parameter], list[Diagnostic]]:
+    """`cells`: (index, source) pairs of the parameters cells, in notebook order;
+    `injected_cells`: which of them papermill injected."""
     found: dict[str, Parameter] = {}
     problems: list[Diagnostic] = []
     for index, source in cells:
+        injected = index in injected_cells
         try:
             tree = ast.parse(to_python(source))
         except SyntaxError as exc:
@@ -33,11 +35,11 @@ def parse_parameters(cells) -> tuple[list[Parameter], list[Diagnostic]]:
                 continue
             if param is None:
                 continue
-            if param.name in found:
+            if param.name in found and not injected:
                 problems.append(Diagnostic(
                     "duplicate-parameter", f"parameter '{param.name}' is assigned twice; the last value wins",
                     cell=index, line=param.line))
-            found[param.name] = param
+            found[param.name] = param  # papermill's injected cell overrides without a warning
     return list(found.values()), problems
 
 

@@ -18,7 +18,8 @@ def compile_notebook(notebook) -> Pipeline:
     if not isinstance(notebook, Notebook):
         notebook = read_notebook(notebook)
     layout = lay_out(notebook)
-    parameters, param_problems = parse_parameters([(i, layout.sources[i]) for i in layout.parameters])
+    parameters, param_problems = parse_parameters([(i, layout.sources[i]) for i in layout.parameters],
+                                                  layout.injected)
     flow = build_flow(layout, {p.name for p in parameters})
     pipeline = Pipeline(
         name=_pipeline_name(notebook),
@@ -48,5 +49,6 @@ def compile_source(cells, name="notebook") -> Pipeline:
 
 
 def _pipeline_name(notebook: Notebook) -> str:
-    meta = notebook.metadata.get("nbscale", {}) if isinstance(notebook.metadata, dict) else {}
-    return meta.get("name") or notebook.name
+    meta = notebook.metadata.get("nbscale") if isinstance(notebook.metadata, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) and name.strip() else notebook.name

@@ -30,9 +30,10 @@ class ScopeFacts:
     dynamic: list[ast.AST] = field(default_factory=list)  # exec/eval/globals()… seen inside
 
 
-def scope_facts(node: ast.AST) -> ScopeFacts:
-    """Facts about the scope that `node` (one of SCOPE_NODES) opens."""
-    walker = _ScopeWalker()
+def scope_facts(node: ast.AST, modules=frozenset()) -> ScopeFacts:
+    """Facts about the scope that `node` (one of SCOPE_NODES) opens. `modules`: names bound to
+    imported modules around it (calls on them modify nothing)."""
+    walker = _ScopeWalker(modules)
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
         walker.params = _param_names(node.args)
         body = node.body if isinstance(node.body, list) else [node.body]
@@ -89,7 +90,8 @@ def _walk_generators(walker, generators, skip_first_iter):
 
 
 class _ScopeWalker(ast.NodeVisitor):
-    def __init__(self):
+    def __init__(self, modules=frozenset()):
+        self.modules = set(modules)
         self.params: list[str] = []
         self.comprehension = False
         self.is_class = False
@@ -132,7 +134,7 @@ class _ScopeWalker(ast.NodeVisitor):
     def _nested(self, node):
         for part in outer_parts(node):
             self.visit(part)
-        inner = scope_facts(node)
+        inner = scope_facts(node, self.modules)
         self.nested_free |= inner.free
         self.mutated |= inner.mutated_free
         self.binds |= inner.walrus_binds
@@ -162,9 +164,11 @@ class _ScopeWalker(ast.NodeVisitor):
 
     def visit_Import(self, node):
         self.binds.update(effects.import_names(node))
+        self.modules.update(effects.import_names(node))
 
     def visit_ImportFrom(self, node):
         self.binds.update(effects.import_names(node))
+        self.modules.update(effects.import_names(node))
         if any(a.name == "*" for a in node.names):
             self.dynamic.append(node)
 
@@ -210,8 +214,8 @@ class _ScopeWalker(ast.NodeVisitor):
             self.bind_target(target)
 
     def visit_Call(self, node):
-        self.mutated |= effects.mutated_by_call(node)
-        self.aliases.add_call(node)
+        self.mutated |= effects.mutated_by_call(node, self.modules)
+        self.aliases.add_call(node, self.modules)
         if effects.is_dynamic_call(node):
             self.dynamic.append(node)
         self.generic_visit(node)

@@ -12,7 +12,10 @@ import re
 # %%writefile, %%html, ...) holds no Python names.
 PYTHON_BODY_CELL_MAGICS = {"time", "timeit", "capture", "prun", "memit", "debug", "pypy"}
 # Line magics whose argument is a Python statement: analyse the statement.
-STATEMENT_LINE_MAGIC = re.compile(r"^(\s*)%(?:time|timeit|prun|memit)\s+(?:-\w+(?:\s+\d+)?\s+)*(.*)$")
+STATEMENT_LINE_MAGIC = re.compile(r"^(\s*)%(time|timeit|prun|memit)\s+(?:-\w+(?:\s+\d+)?\s+)*(.*)$")
+# %timeit runs its code in a scope of its own: it reads names but binds none. A class body says
+# exactly that to the analysis (it runs now, and its names stay inside).
+READS_ONLY_SCOPE = "class __nbscale_timeit__:"
 # Cheap test for "might hold IPython syntax", so that pure-Python cells never import IPython.
 MAYBE_IPYTHON = re.compile(r"^\s*[%!?]|^[^#'\"\n]*=\s*[%!]|\?\s*$", re.MULTILINE)
 
@@ -35,7 +38,10 @@ def to_python(source: str) -> str:
 
 def _statement_magic(line: str) -> str:
     match = STATEMENT_LINE_MAGIC.match(line)
-    return match.group(1) + match.group(2) if match else line
+    if not match:
+        return line
+    indent, magic, statement = match.groups()
+    return indent + (f"{READS_ONLY_SCOPE} {statement}" if magic == "timeit" else statement)
 
 
 def _cell_magic(lines, first):
@@ -50,6 +56,10 @@ def _cell_magic(lines, first):
         if target and target.isidentifier():
             blank[first] = f"{target} = None"
     body = to_python("\n".join(lines[first + 1:]))
+    if name == "timeit":
+        blank[first] = READS_ONLY_SCOPE
+        indented = [" " + line for line in body.split("\n")]
+        return "\n".join(blank) + "\n" + "\n".join(indented) + "\n pass"
     return "\n".join(blank) + "\n" + body
 
 

@@ -22,11 +22,12 @@ ALIASES = {  # Kale's spellings, so Kale notebooks run unchanged
     "prev": "after",
     "pipeline-parameters": PARAMETERS,
     "pipeline-metrics": METRICS,
+    "injected-parameters": PARAMETERS,  # papermill's: its values override the parameters cell
 }
 
 # Tags other tools put on cells; they are theirs, not ours, and are left alone.
 FOREIGN_TAGS = frozenset({
-    "injected-parameters", "hide-input", "hide-output", "hide-cell", "remove-input",
+    "hide-input", "hide-output", "hide-cell", "remove-input",
     "remove-output", "remove-cell", "raises-exception", "skip-execution", "thebe-init",
     "full-width", "margin", "output_scroll", "scroll-output", "nbval-ignore-output",
     "nbval-skip", "nbval-raises-exception", "nbval-check-output",
@@ -35,7 +36,7 @@ FOREIGN_TAGS = frozenset({
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 # re.ASCII: \d must not match other scripts' digits ('٣', '²'), which int() rejects or misreads.
 CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$", re.ASCII)
-MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P|k)?$", re.ASCII)
+MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$", re.ASCII)  # Kubernetes quantities
 DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$", re.ASCII)
 RESOURCE_KEYS = ("cpu", "memory", "gpu")
 

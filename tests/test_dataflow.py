@@ -183,3 +183,35 @@ def test_calling_a_module_imported_in_a_step_does_not_mutate_it():
         ("time.sleep(0)\nb = x", ["step:right"]),
     ])
     assert p.step("left").after == ["start"] and p.step("right").after == ["start"]
+
+
+def test_calls_on_modules_neither_mutate_nor_alias_their_arguments():
+    p = compile_source([
+        ("import numpy as np", ["imports"]),
+        ("a = np.zeros(3)\nb = np.ones(3)", ["step:load"]),
+        ("la = np.log(a)", ["step:log_a"]),
+        ("lb = np.log(b)", ["step:log_b"]),
+        ("a[0] = 1.0", ["step:mut_a"]),
+    ])
+    assert {s.name: (s.inputs, s.after) for s in p.steps[1:]} == {
+        "log_a": (["a"], ["load"]), "log_b": (["b"], ["load"]), "mut_a": (["a"], ["load"])}
+
+
+def test_a_reused_loop_variable_does_not_join_unrelated_groups():
+    p = compile_source([
+        ("train, test, c, d = [1], [2], [3], [4]", ["step:load"]),
+        ("for df in [train, test]:\n    df.append(0)", ["step:prep1"]),
+        ("for df in [c, d]:\n    df.append(0)", ["step:prep2"]),
+    ])
+    assert p.step("prep1").inputs == ["test", "train"] and p.step("prep2").inputs == ["c", "d"]
+    assert p.step("prep2").after == ["load"]
+
+
+def test_rebinding_ends_sharing():
+    p = compile_source([
+        ("a = [1]\nb = a", ["step:load"]),
+        ("b = [2]", ["step:fresh"]),
+        ("a.append(3)", ["step:mutate"]),
+        ("x = b", ["step:use"]),
+    ])
+    assert p.step("use").sources == {"b": "fresh"}

@@ -188,3 +188,12 @@ def test_bad_parameter_in_a_notebook_is_an_error():
     bad = [d for d in p.diagnostics if d.code == "bad-parameter"]
     assert [(d.cell, d.line) for d in bad] == [(1, 1)]
     assert p.has_errors
+
+
+def test_papermill_injected_cell_overrides_defaults_without_warning():
+    from nbscale.compiler import compile_source
+
+    p = compile_source([("alpha = 0.5\nname = 'x'", ["parameters"]), ("alpha = 0.9", ["injected-parameters"]),
+                        ("b = alpha", ["step:a"])])
+    assert [(q.name, q.default) for q in p.parameters] == [("alpha", 0.9), ("name", "x")]
+    assert not p.diagnostics and p.step("a").parameters == ["alpha"] and p.step("a").inputs == []

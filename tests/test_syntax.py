@@ -29,7 +29,7 @@ def test_time_line_magic_is_the_statement_it_times():
 
 
 def test_timeit_options_are_dropped():
-    assert to_python("%timeit -n 10 -r 3 total = sum(xs)") == "total = sum(xs)"
+    assert to_python("%timeit -n 10 -r 3 total = sum(xs)") == "class __nbscale_timeit__: total = sum(xs)"
 
 
 def test_time_inside_a_block_keeps_its_indentation():
@@ -166,3 +166,13 @@ def test_cell_magic_with_crlf_line_endings_is_still_recognised():
     p = compile_source([("%%time\r\nx = 1\r\n", ["step:a"]), ("y = x", ["step:b"])])
     assert not p.diagnostics, p.diagnostics
     assert p.step("b").sources == {"x": "a"}
+
+
+def test_timeit_reads_but_binds_nothing():
+    from nbscale.compiler import compile_source
+
+    p = compile_source([("y = 1", ["step:a"]), ("%timeit -n1 -r1 x = y + 1", ["step:b"]), ("z = x", ["step:c"])])
+    assert p.step("b").sources == {"y": "a"}
+    assert [d.code for d in p.diagnostics] == ["undefined-name"] and p.diagnostics[0].cell == 2
+    p = compile_source([("y = 1", ["step:a"]), ("%%timeit\nx = y + 1\nw = x", ["step:b"]), ("z = x", ["step:c"])])
+    assert p.step("b").sources == {"y": "a"} and [d.code for d in p.diagnostics] == ["undefined-name"]

@@ -234,7 +234,7 @@ def test_unknown_tag_far_from_every_tag_points_to_the_docs():
 
 
 @pytest.mark.parametrize("tag", [
-    "injected-parameters", "hide-input", "hide-output", "hide-cell", "remove-input", "remove-cell",
+    "hide-input", "hide-output", "hide-cell", "remove-input", "remove-cell",
     "raises-exception", "skip-execution", "thebe-init", "nbval-ignore-output", "nbval-skip",
 ])
 def test_other_tools_tags_are_ignored(tag):
@@ -277,5 +277,5 @@ def test_tag_problems_point_at_their_cell():
 
 
 def test_foreign_tags_in_a_notebook_raise_nothing():
-    p = compile_source([("x = 1", ["injected-parameters"]), ("y = x", ["hide-input", "step:s"])])
+    p = compile_source([("x = 1", ["remove-cell"]), ("y = x", ["hide-input", "step:s"])])
     assert not p.diagnostics
