@@ -45,3 +45,7 @@ class ParameterError(NbscaleRuntimeError):
 
 class PipelineNotRunnable(NbscaleRuntimeError):
     """The notebook has errors (diagnostics) and cannot run."""
+
+
+class StepTimeout(NbscaleRuntimeError):
+    """A step ran longer than its `timeout:` tag allows."""

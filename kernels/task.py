@@ -9,12 +9,18 @@ branches finish.
 from __future__ import annotations
 
 import copy
+import ctypes
+import os
+import socket
+import threading
 import time
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import cloudpickle
 
-from .errors import MarshalError
+from .errors import MarshalError, StepTimeout
 from .executor import execute_step
 from .store import ArtifactStore
 
@@ -54,8 +60,19 @@ class StepOutcome:
 
 
 def run_step(spec: StepSpec, upstream: dict, emit=None) -> StepOutcome:
-    """Run one step. `upstream`: step name → its StepOutcome; `emit(kind, step, payload)`."""
+    """Run one step. `upstream`: step name → its StepOutcome; `emit(kind, step, payload)`.
+
+    Never raises (but for KeyboardInterrupt): whatever goes wrong is a failed outcome.
+    """
     emit = emit or (lambda *args: None)
+    try:
+        return _run_step(spec, upstream, emit)
+    except Exception as exc:  # noqa: BLE001 - a broken task must not take the run down
+        return _failed(spec.step["name"], type(exc).__name__, f"nbscale could not run the step: {exc}",
+                       traceback.format_exc())
+
+
+def _run_step(spec: StepSpec, upstream: dict, emit) -> StepOutcome:
     name, step = spec.step["name"], spec.step
     failed = sorted(u for u in step["after"] if not upstream[u].ok)
     if failed:
@@ -66,12 +83,19 @@ def run_step(spec: StepSpec, upstream: dict, emit=None) -> StepOutcome:
         emit("step_cached", name, {"hash": spec.hash})
         values = store.get(spec.hash, step["outputs"])
         return StepOutcome(name, CACHED, values=values, started=now, finished=now)
+    if not os.path.isdir(spec.cwd):
+        return _failed(name, "FileNotFoundError", (
+            f"the notebook folder {spec.cwd} does not exist on {socket.gethostname()}, where this step runs; "
+            f"steps run in the notebook's folder: give the workers the same folder on a shared file system, "
+            f"or read data from URLs (s3://…), and pass --store URL for artifacts"))
     inputs = _inputs(step, upstream)
     started = time.time()
     emit("step_started", name, {"hash": spec.hash})
     for attempt in range(1, step.get("retries", 0) + 2):
-        result = execute_step(step, spec.prelude, spec.parameters, _copies(inputs, step),
-                              metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
+        with deadline(step.get("timeout")):
+            result = execute_step(step, spec.prelude, spec.parameters, _copies(inputs, step),
+                                  metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
+        _explain(result, spec)
         if result.ok:
             break
         if attempt <= step.get("retries", 0):
@@ -81,6 +105,53 @@ def run_step(spec: StepSpec, upstream: dict, emit=None) -> StepOutcome:
     if result.ok:
         _persist(store, spec, result, outcome)
     return outcome
+
+
+def _failed(name, ename, message, trace=None) -> StepOutcome:
+    error = {"cell": None, "line": None, "ename": ename, "evalue": message, "traceback": trace or message,
+             "frames": []}
+    now = time.time()
+    return StepOutcome(name, FAILED, summary={"status": FAILED, "error": error}, started=now, finished=now)
+
+
+@contextmanager
+def deadline(seconds):
+    """Raise StepTimeout in this thread after `seconds` (the step's `timeout:` tag).
+
+    The exception is raised between Python bytecodes, so it lands in the user's code and is
+    reported at the cell and line that was running; a long call into C code ends first.
+    """
+    if not seconds:
+        yield
+        return
+    thread_id, lock, state = threading.get_ident(), threading.Lock(), {"armed": True}
+
+    def fire():
+        with lock:
+            if state["armed"]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(StepTimeout))
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["armed"] = False
+            timer.cancel()
+
+
+def _explain(result, spec):
+    error = result.error
+    if error is not None and error.ename == "StepTimeout":
+        error.evalue = f"step '{spec.step['name']}' ran longer than its timeout of {spec.step['timeout']} s"
+        error.traceback = error.traceback.rstrip("\n") + ": " + error.evalue + "\n"
+    if error is None or error.ename != "FileNotFoundError":
+        return
+    error.evalue += (f" (relative paths are relative to the notebook folder {spec.cwd} on "
+                     f"{socket.gethostname()}, where the step runs; workers on other machines need the "
+                     "same folder on a shared file system, or data read from URLs)")
 
 
 def _inputs(step, upstream) -> dict[str, dict]:

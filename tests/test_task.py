@@ -65,3 +65,46 @@ def test_run_step_failure_maps_cell_and_line(tmp_path):
     assert out.status == FAILED and out.values == {}
     assert out.summary["error"]["cell"] == 1 and out.summary["error"]["line"] == 3
     assert not ArtifactStore(specs["s"].store_url).has(specs["s"].hash, specs["s"].step["outputs"])
+
+
+def test_timeout_tag_stops_the_step_at_its_cell_and_line(tmp_path):
+    import time
+
+    specs = _specs(tmp_path, [("n = 0\nwhile True:\n    n += 1", ["step:spin", "timeout:1s"])])
+    start = time.monotonic()
+    out = run_step(specs["spin"], {})
+    assert time.monotonic() - start < 5
+    error = out.summary["error"]
+    assert out.status == FAILED and error["ename"] == "StepTimeout" and "timeout of 1 s" in error["evalue"]
+    assert (error["cell"], error["line"]) == (0, 2)
+
+
+def test_a_step_finishing_in_time_is_not_interrupted_later(tmp_path):
+    import time
+
+    specs = _specs(tmp_path, [("x = 1", ["step:quick", "timeout:1s"])])
+    assert run_step(specs["quick"], {}).status == SUCCEEDED
+    time.sleep(1.3)  # the timer must have been disarmed: nothing is raised into this thread
+
+
+def test_missing_notebook_folder_on_the_worker_is_a_clear_failure(tmp_path):
+    specs = _specs(tmp_path, [("x = 1", ["step:a"])])
+    spec = specs["a"]
+    spec.cwd = str(tmp_path / "not-on-this-machine")
+    out = run_step(spec, {})
+    assert out.status == FAILED and "does not exist" in out.summary["error"]["evalue"]
+    assert "shared file system" in out.summary["error"]["evalue"]
+
+
+def test_missing_relative_file_names_the_folder_it_was_looked_up_in(tmp_path):
+    specs = _specs(tmp_path, [("open('data/train.csv')", ["step:a"])])
+    error = run_step(specs["a"], {}).summary["error"]
+    assert error["ename"] == "FileNotFoundError" and str(tmp_path) in error["evalue"]
+
+
+def test_an_internal_failure_is_a_failed_outcome_not_an_exception(tmp_path):
+    specs = _specs(tmp_path, [("x = 1", ["step:a"])])
+    spec = specs["a"]
+    spec.store_url = "no-such-protocol-xyz://bucket/artifacts"
+    out = run_step(spec, {})
+    assert out.status == FAILED and "could not run the step" in out.summary["error"]["evalue"]
