@@ -33,6 +33,8 @@ FOREIGN_TAGS = frozenset({
     "nbval-skip", "nbval-raises-exception", "nbval-check-output",
 })
 
+# nbformat forbids commas in tags, so `;` separates lists too: resources:cpu=2;memory=4Gi
+LIST_SEPARATOR = re.compile(r"[,;]")
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 # re.ASCII: \d must not match other scripts' digits ('٣', '²'), which int() rejects or misreads.
 CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$", re.ASCII)
@@ -118,14 +120,14 @@ class _Values:
 
     @staticmethod
     def after(value, parsed, tag):
-        for name in filter(None, (v.strip() for v in value.split(","))):
+        for name in filter(None, (v.strip() for v in LIST_SEPARATOR.split(value))):
             _check_step_name(name, tag)
             parsed.after.append(name)
 
     @staticmethod
     def resources(value, parsed, tag):
         res = parsed.options.setdefault("resources", {})
-        for item in filter(None, (v.strip() for v in value.split(","))):
+        for item in filter(None, (v.strip() for v in LIST_SEPARATOR.split(value))):
             name, eq, amount = item.partition("=")
             if not eq:
                 raise _TagError("bad-tag-value", f"'{item}' in '{tag}' is not NAME=VALUE",

@@ -258,8 +258,7 @@ def _ts(value):
 
 def test_independent_steps_overlap_on_two_workers(tmp_path, local_cluster):
     notebook = make_notebook(tmp_path, [
-        ("import time", ["imports"]),  # imported in a step, `time.sleep` would count as mutating it
-        ("base = 1", ["step:start"]),
+        ("import time\nbase = 1", ["step:start"]),  # calls on a module a step imported change nothing
         ("time.sleep(1.5)\nleft = base + 1", ["step:left"]),
         ("time.sleep(1.5)\nright = base + 2", ["step:right"]),
         ("both = left + right", ["step:join"]),
@@ -356,3 +355,44 @@ def test_step_killing_its_worker_is_rescheduled(tmp_path, process_cluster):
 
     with Client(scheduler_file=process_cluster, timeout="20s") as client:
         client.wait_for_workers(2, timeout=30)  # the nanny brought the worker back
+
+
+def test_step_resources_reach_workers_that_declare_them(tmp_path):
+    from distributed import LocalCluster
+
+    notebook = make_notebook(tmp_path, [
+        ("from distributed import get_worker\nfree = dict(get_worker().state.available_resources)",
+         ["step:on_gpu", "resources:gpu=1;cpu=1"]),
+    ])
+    events = []
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      resources={"gpu": 1}) as cluster:
+        result = run_notebook(notebook, options=RunOptions(scheduler=cluster.scheduler_address),
+                              on_event=lambda *e: events.append(e))
+    assert result.ok, result.steps
+    assert result.load("on_gpu")["free"]["gpu"] == 0  # the step held the worker's one gpu
+    warnings = [e[2]["message"] for e in events if e[0] == "warning"]
+    assert any("cpu" in w and "ignored" in w for w in warnings), warnings
+
+
+def test_cluster_factory_from_dask_config(tmp_path):
+    import dask
+
+    notebook = make_notebook(tmp_path, [("x = 1", ["step:a"])])
+    factory = {"module": "distributed", "class": "LocalCluster",
+               "kwargs": {"n_workers": 1, "processes": False, "dashboard_address": None}}
+    events = []
+    with dask.config.set({"nbscale.cluster-factory": factory}):
+        result = run_notebook(notebook, options=RunOptions(), on_event=lambda *e: events.append(e))
+    assert result.ok
+    workers = [e[2].get("worker") for e in events if e[0] == "step_started"]
+    assert workers and workers[0].startswith("inproc://"), workers  # the factory's in-process cluster
+
+
+def test_cached_rerun_on_dask_runs_nothing(tmp_path, local_cluster):
+    notebook = make_notebook(tmp_path, [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"])])
+    first = run_notebook(notebook, options=RunOptions(scheduler=local_cluster))
+    events = []
+    second = run_notebook(notebook, options=RunOptions(scheduler=local_cluster), on_event=lambda *e: events.append(e))
+    assert first.ok and second.ok and [s["status"] for s in second.steps] == ["cached", "cached"]
+    assert not [e for e in events if e[0] == "step_started"]

@@ -279,3 +279,9 @@ def test_tag_problems_point_at_their_cell():
 def test_foreign_tags_in_a_notebook_raise_nothing():
     p = compile_source([("x = 1", ["remove-cell"]), ("y = x", ["hide-input", "step:s"])])
     assert not p.diagnostics
+
+
+def test_semicolon_separates_lists_because_nbformat_forbids_commas_in_tags():
+    parsed, problems = parse_cell_tags(["resources:cpu=2;memory=4Gi;gpu=1", "after:a;b"], 0)
+    assert not problems
+    assert parsed.options["resources"] == {"cpu": 2, "memory": "4Gi", "gpu": 1} and parsed.after == ["a", "b"]
