@@ -1,1 +1,70 @@
-"""nbscale's JupyterLab server extension and front end (see issue: JupyterLab extension)."""
+"""nbscale's JupyterLab server extension: the `/nbscale/api/…` endpoints behind the side panel.
+
+Enabled by `jupyter-config/jupyter_server_config.d/nbscale.json`; configured through traitlets,
+e.g. in `jupyter_server_config.py`:
+
+    c.Nbscale.default_engine = "dask"                  # engine of runs started from the panel
+    c.Nbscale.scheduler_address = "tcp://host:8786"    # connect to this Dask scheduler at first need
+    c.Nbscale.cluster_factory = {"module": "dask_jobqueue", "class": "SLURMCluster", "kwargs": {}}
+    c.Nbscale.kfp_host = "https://kfp.example.com"
+
+The heavy parts (manager, handlers, Dask) are imported when the server loads the extension.
+"""
+
+from __future__ import annotations
+
+from traitlets import Dict, Float, Unicode, default
+from traitlets.config import Configurable
+
+
+class Nbscale(Configurable):
+    """Server-side settings of nbscale's JupyterLab panel."""
+
+    default_engine = Unicode("dask", help="Engine of runs started from the panel when the request names none "
+                                          "(dask, local, papermill or a plug-in engine).").tag(config=True)
+    scheduler_address = Unicode(None, allow_none=True,
+                                help="Address of a Dask scheduler the server connects to at first need; runs "
+                                     "started from the panel use it. Default: no cluster until one is "
+                                     "started from the panel.").tag(config=True)
+    cluster_factory = Dict(None, allow_none=True,
+                           help="The cluster the panel's Start button builds: {module, class, args, kwargs}, "
+                                "called with asynchronous=True (as dask-labextension's labextension.factory). "
+                                "Default: Dask config `nbscale.cluster-factory`, else a LocalCluster. Runs that "
+                                "start their own cluster use it too.").tag(config=True)
+    kfp_host = Unicode(None, allow_none=True,
+                       help="Kubeflow Pipelines endpoint for Submit to KFP (not wired yet). Never shown in "
+                            "responses; logged without credentials.").tag(config=True)
+    cancel_grace = Float(15.0, help="Seconds a cancelled run may take to stop before its process is "
+                                    "killed.").tag(config=True)
+
+    @default("cluster_factory")
+    def _default_factory(self):
+        return None
+
+
+NbscaleConfig = Nbscale  # alias; configure it as c.Nbscale.*
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "nbscale.jupyter_ext"}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    from .handlers import handlers
+    from .manager import NbscaleManager, redact_url
+
+    config = Nbscale(parent=serverapp)
+    contents = getattr(serverapp, "contents_manager", None)
+    root_dir = getattr(contents, "root_dir", None) or serverapp.root_dir
+    manager = NbscaleManager(
+        root_dir, default_engine=config.default_engine, scheduler_address=config.scheduler_address,
+        cluster_factory=config.cluster_factory, kfp_host=config.kfp_host,
+        allow_hidden=bool(getattr(contents, "allow_hidden", False)), log=serverapp.log,
+        cancel_grace_s=config.cancel_grace)
+    web_app = serverapp.web_app
+    web_app.settings["nbscale_manager"] = manager
+    web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))
+    serverapp.log.info("nbscale | server API at %snbscale/api (default engine %s%s%s)",
+                       web_app.settings["base_url"], config.default_engine,
+                       f", scheduler {config.scheduler_address}" if config.scheduler_address else "",
+                       f", KFP {redact_url(config.kfp_host)}" if config.kfp_host else "")

@@ -1,0 +1,198 @@
+"""One run started by the Jupyter server, in a process of its own: `python -m nbscale.jupyter_ext.runproc`.
+
+Steps execute user code, change the working directory and swap `sys.stdout` (the executor does
+what a kernel does): none of that may happen inside the Jupyter server. So the server starts this
+process per run, and it calls `run_notebook` exactly as `nbscale run` does, writing to the same run
+store beside the notebook.
+
+Protocol (one JSON object per line):
+- stdin, server → run: the spec `{"notebook", "parameters", "options": RunOptions fields,
+  "cluster_factory"}`, then `cancel` lines. End of stdin (the server went away) cancels too.
+- stdout, run → server: `{"type": "created", "run_id"}`, `{"type": "event", "kind", "step",
+  "payload"}`, `{"type": "cluster", "model"}` samples of a cluster the run started for itself,
+  `{"type": "done", "status"}`, `{"type": "error", "input": bool, "message"}`. Everything else
+  the process prints goes to stderr.
+A cancel raises KeyboardInterrupt in the main thread: the runner marks the run cancelled, as on
+Ctrl-C in the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+SAMPLE_INTERVAL_S = 0.5
+
+
+class Channel:
+    """The line-oriented JSON channel to the server on the original stdout (thread-safe)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, message: dict) -> None:
+        line = json.dumps(message, default=str, allow_nan=False) + "\n"
+        with self.lock:
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (OSError, ValueError):  # the server went away: the stdin watcher cancels
+                pass
+
+
+_channel: Channel | None = None
+_running = threading.Event()  # set while run_notebook may be interrupted
+
+
+def main() -> int:
+    global _channel
+    spec = json.loads(sys.stdin.readline())
+    # The channel keeps the original stdout; fd 1 (prints, logging, workers) now goes to stderr.
+    _channel = channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Thread(target=_watch_server, name="nbscale-cancel", daemon=True).start()
+
+    from nbscale.compiler import NotebookReadError
+    from nbscale.kernels.errors import NbscaleRuntimeError, RunStoreError
+    from nbscale.kernels.runner import RunOptions, run_notebook, state_dir
+    from nbscale.kernels.runstore import RunStore
+
+    class ReportingStore(RunStore):
+        def create_run(self, *args, **kwargs):
+            run_id = super().create_run(*args, **kwargs)
+            channel.send({"type": "created", "run_id": run_id})
+            return run_id
+
+    def on_event(kind, step, payload):
+        channel.send({"type": "event", "kind": kind, "step": step, "payload": _compact(kind, payload or {})})
+
+    options = RunOptions(**spec["options"])
+    if options.engine == "dask" and not (options.scheduler or options.scheduler_file):
+        _sample_own_cluster(spec.get("cluster_factory"))
+    notebook = spec["notebook"]
+    _running.set()
+    try:
+        store = ReportingStore(state_dir(Path(notebook)) / "runs.sqlite")
+        result = run_notebook(notebook, spec.get("parameters") or {}, options, on_event=on_event, run_store=store)
+        _running.clear()
+    except KeyboardInterrupt:
+        _running.clear()
+        channel.send({"type": "done", "status": "cancelled"})
+        return 130
+    except (NotebookReadError, NbscaleRuntimeError, ValueError) as exc:
+        channel.send({"type": "error", "input": not isinstance(exc, RunStoreError), "message": str(exc)})
+        return 2
+    except BaseException as exc:  # noqa: BLE001 - report any crash to the server, then fail
+        traceback.print_exc()
+        channel.send({"type": "error", "input": False, "message": f"{type(exc).__name__}: {exc}"})
+        return 1
+    channel.send({"type": "done", "status": result.status})
+    return 0
+
+
+def _watch_server():
+    """A `cancel` line, or the end of stdin (the server is gone), interrupts the run."""
+    for line in sys.stdin:
+        if line.strip() == "cancel":
+            break
+    _running.wait()  # a cancel before the run begins takes effect as it begins
+    _interrupt_main()
+
+
+def _interrupt_main():
+    # A signal aimed at the main thread also wakes it from a blocking sleep or wait.
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    else:  # pragma: no cover - Windows
+        import _thread
+
+        _thread.interrupt_main()
+
+
+def _compact(kind, payload: dict) -> dict:
+    """What the panel needs of an event; logs, displays and values stay in the run store."""
+    if kind != "step_finished":
+        return {k: v for k, v in payload.items() if k != "summary"}
+    summary = payload.get("summary") or {}
+    error = summary.get("error") or summary.get("reason")
+    if isinstance(error, dict):
+        error = {k: error.get(k) for k in ("cell", "line", "ename", "evalue", "traceback")}
+    return {"status": payload.get("status"), "duration_s": summary.get("wall_s"), "error": error,
+            "attempts": payload.get("attempts"), "started": payload.get("started"),
+            "finished": payload.get("finished")}
+
+
+# --- the cluster a run starts for itself ---------------------------------------------------------
+
+
+def _sample_own_cluster(factory):
+    """Make the Dask engine build its cluster through `own_cluster`, which samples it for the panel."""
+    import dask
+
+    inner = factory or dask.config.get("nbscale.cluster-factory", None)
+    dask.config.set({"nbscale.cluster-factory": {"module": __name__, "class": "own_cluster",
+                                                 "kwargs": {"inner": inner}}})
+
+
+def own_cluster(inner=None):
+    """The engine's cluster (the configured factory's, or its embedded LocalCluster), sampled."""
+    from nbscale.kernels.engines.dask import _from_factory, _local_cluster
+
+    cluster = _from_factory(inner) if inner else _local_cluster(None)
+    sampler = _Sampler(cluster)
+    close = cluster.close
+
+    def close_sampled(*args, **kwargs):
+        sampler.stop()
+        return close(*args, **kwargs)
+
+    cluster.close = close_sampled
+    sampler.start()
+    return cluster
+
+
+class _Sampler(threading.Thread):
+    def __init__(self, cluster):
+        super().__init__(name="nbscale-cluster-sampler", daemon=True)
+        self.cluster = cluster
+        self.stopped = threading.Event()
+        self.client = None
+
+    def run(self):
+        from distributed import Client
+
+        from nbscale.jupyter_ext.models import cluster_model
+
+        try:
+            self.client = Client(self.cluster.scheduler_address, set_as_default=False, timeout="10s")
+            while not self.stopped.is_set():
+                identity = self.client.scheduler_info(n_workers=-1)
+                states = self.client.sync(self.client.scheduler.get_task_prefix_states)
+                if _channel is not None and not self.stopped.is_set():
+                    _channel.send({"type": "cluster", "model": cluster_model(identity, kind="run", task_states=states)})
+                self.stopped.wait(SAMPLE_INTERVAL_S)
+        except Exception:  # noqa: BLE001 - sampling is best effort; the run goes on
+            pass
+        finally:
+            if self.client is not None:
+                try:
+                    self.client.close(timeout=2)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def stop(self):
+        self.stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=3)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

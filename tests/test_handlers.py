@@ -1,0 +1,430 @@
+"""The `/nbscale/api/…` server extension in a real jupyter_server (pytest-jupyter): authentication,
+XSRF, path confinement, every endpoint's JSON shape, runs shared with the CLI's run store, cancel,
+a real LocalCluster, and the event websocket.
+
+pytest-jupyter's fixtures are imported into this module only (its autouse fixtures stay here);
+tests are plain functions that drive the server's event loop with `aio`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import time
+import urllib.parse
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+from conftest import make_notebook
+from pytest_jupyter.jupyter_server import *  # noqa: F403 - the jp_* fixtures, for this module only
+from traitlets.config import Config, Configurable
+
+from nbscale.jupyter_ext import _load_jupyter_server_extension
+from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
+
+SUMMARY_KEYS = {"run_id", "notebook", "engine", "status", "created", "started", "finished", "parameters"}
+STEP_RUN_KEYS = {"name", "status", "duration_s", "cached", "attempts", "started", "finished", "stdout", "stderr",
+                 "error"}
+CLUSTER_KEYS = {"status", "kind", "scheduler_address", "dashboard_link", "workers", "threads", "memory_used",
+                "memory_limit", "cpu", "tasks", "adaptive"}
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+NOTEBOOK = [
+    ("alpha = 2", ["parameters"]),
+    ("a = alpha + 1\nprint('a is', a)", ["step:first"]),
+    ("b = a * 10\nb", ["step:second", "metrics"]),
+]
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"nbscale.jupyter_ext": True}},
+            "Nbscale": {"default_engine": "local", "cancel_grace": 5.0}}
+
+
+@pytest.fixture
+def aio(jp_asyncio_loop):
+    return jp_asyncio_loop.run_until_complete
+
+
+@pytest.fixture
+def token(jp_serverapp):
+    return jp_serverapp.identity_provider.token
+
+
+@pytest.fixture
+def manager(jp_serverapp, aio):
+    manager = jp_serverapp.web_app.settings["nbscale_manager"]
+    manager.sample_interval_s = 0.25
+    yield manager
+    aio(manager.close())
+
+
+class Api:
+    """jp_fetch with JSON in and out; keeps every body it saw, to check no token leaks."""
+
+    def __init__(self, jp_fetch, aio):
+        self.jp_fetch, self.aio, self.seen = jp_fetch, aio, []
+
+    def call(self, method, endpoint, params=None, body=None, headers=None):
+        kwargs = {"method": method, "raise_error": False, "headers": headers}
+        if body is not None:
+            kwargs["body"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        elif method == "POST":
+            kwargs["body"] = ""
+        response = self.aio(self.jp_fetch("nbscale", "api", *endpoint.split("/"), params=params, **kwargs))
+        text = response.body.decode() if response.body else ""
+        self.seen.append(text)
+        self.seen.extend(f"{k}: {v}" for k, v in response.headers.get_all() if k.lower() != "set-cookie")
+        is_json = "json" in response.headers.get("Content-Type", "")
+        return response.code, (json.loads(text) if text and is_json else text)
+
+    def get(self, endpoint, **params):
+        return self.call("GET", endpoint, params=params)
+
+    def post(self, endpoint, body, **params):
+        return self.call("POST", endpoint, params=params, body=body)
+
+    def delete(self, endpoint, **params):
+        return self.call("DELETE", endpoint, params=params)
+
+    def wait_run(self, path, run_id, until=FINISHED, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code, detail = self.get(f"runs/{run_id}", path=path)
+            assert code == 200, detail
+            if until(detail) if callable(until) else detail["status"] in until:
+                return detail
+            self.aio(_sleep(0.05))
+        raise AssertionError(f"run {run_id} stuck at {detail['status']}")
+
+
+async def _sleep(seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+@pytest.fixture
+def api(jp_fetch, aio, manager, token):
+    api = Api(jp_fetch, aio)
+    yield api
+    assert token and not any(token in text for text in api.seen), "the server token leaked into a response"
+
+
+@pytest.fixture
+def nb(jp_root_dir):
+    return make_notebook(jp_root_dir, NOTEBOOK, name="nb")
+
+
+@pytest.fixture
+def raw(aio, http_server_client, jp_base_url):
+    """Requests with no credentials but those given (tornado's AsyncHTTPClient against the server)."""
+
+    def fetch(endpoint, method="GET", body=None, headers=None, params=None):
+        return _raw(aio, http_server_client.get_http_port(), jp_base_url, endpoint, method, body, headers, params)
+
+    return fetch
+
+
+def _raw(aio, jp_http_port, jp_base_url, endpoint, method="GET", body=None, headers=None, params=None):
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}nbscale/api/{endpoint}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    client = tornado.httpclient.AsyncHTTPClient()
+    return aio(client.fetch(url, method=method, body=body, headers=headers, raise_error=False,
+                            allow_nonstandard_methods=True))
+
+
+ENDPOINTS = [
+    ("GET", "pipeline"), ("GET", "runs"), ("POST", "runs"), ("GET", "runs/abc"), ("DELETE", "runs/abc"),
+    ("GET", "metrics"), ("GET", "cluster"), ("POST", "cluster"), ("GET", "kfp/yaml"), ("POST", "kfp/submit"),
+]
+
+
+def test_every_endpoint_refuses_requests_without_credentials(raw, aio, jp_http_port, jp_base_url, nb, manager, token):
+    for method, endpoint in ENDPOINTS:
+        body = json.dumps({"path": "nb.ipynb", "action": "start"}) if method == "POST" else None
+        response = raw(endpoint, method, body, params={"path": "nb.ipynb"})
+        assert response.code == 403, (method, endpoint, response.code)
+        assert "error" in json.loads(response.body), (method, endpoint)
+        assert token not in response.body.decode()
+    # a wrong token is no better
+    response = raw("cluster", headers={"Authorization": "token nope"})
+    assert response.code == 403
+    with pytest.raises(tornado.httpclient.HTTPClientError) as err:
+        aio(tornado.websocket.websocket_connect(
+            f"ws://127.0.0.1:{jp_http_port}{jp_base_url}nbscale/api/events?path=nb.ipynb"))
+    assert err.value.code == 403
+    # the panel's way: the token in the websocket URL
+    url = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}nbscale/api/events?path=nb.ipynb&token={token}"
+    aio(tornado.websocket.websocket_connect(url)).close()
+    assert manager.active_runs() == [] and not (nb.parent / ".nbscale").exists()
+
+
+def test_xsrf_is_enforced_for_cookie_authentication(raw, api, nb, token):
+    first = raw("cluster", headers={"Authorization": f"token {token}"})
+    assert first.code == 200
+    login = [c.split(";")[0] for c in first.headers.get_list("Set-Cookie") if c.startswith("username-")]
+    assert login, first.headers
+    cookie = {"Cookie": login[0]}
+    # the cookie authenticates a GET ...
+    assert raw("cluster", headers=cookie).code == 200
+    # ... but a POST or DELETE without the XSRF token is refused
+    bad = json.dumps({"action": "scale", "n": -1})
+    for method, endpoint, body in (("POST", "cluster", bad), ("POST", "runs", json.dumps({"path": "nb.ipynb"})),
+                                   ("DELETE", "runs/abc", None)):
+        response = raw(endpoint, method, body, headers=cookie, params={"path": "nb.ipynb"})
+        assert response.code == 403, (method, endpoint)
+        assert "xsrf" in json.loads(response.body)["error"].lower()
+    # with the XSRF cookie and header it gets through to the handler (which rejects n = -1)
+    xsrf = "0123456789abcdef0123456789abcdef"
+    headers = {"Cookie": f"{login[0]}; _xsrf={xsrf}", "X-XSRFToken": xsrf}
+    response = raw("cluster", "POST", bad, headers=headers)
+    assert response.code == 400 and "'n'" in json.loads(response.body)["error"]
+    assert not (nb.parent / ".nbscale").exists()
+
+
+def test_paths_outside_the_root_are_refused(api, jp_root_dir, tmp_path, aio, jp_ws_fetch):
+    outside = make_notebook(tmp_path, NOTEBOOK, name="outside")
+    make_notebook(jp_root_dir, NOTEBOOK, name="nb")
+    for path in ("../outside.ipynb", str(outside), "sub/../../outside.ipynb", "/etc/passwd.ipynb"):
+        for method, endpoint in (("GET", "pipeline"), ("GET", "runs"), ("GET", "metrics"), ("GET", "runs/abc"),
+                                 ("DELETE", "runs/abc"), ("GET", "kfp/yaml")):
+            code, body = api.call(method, endpoint, params={"path": path})
+            assert code == 403 and body == {"error": "path is outside the server's root directory"}, (endpoint, path)
+        for endpoint in ("runs", "kfp/submit"):
+            code, body = api.post(endpoint, {"path": path, "engine": "local"})
+            assert code == 403 and "outside" in body["error"]
+        with pytest.raises(tornado.httpclient.HTTPClientError) as err:
+            aio(jp_ws_fetch("nbscale", "api", "events", params={"path": path}))
+        assert err.value.code == 403
+    assert not (tmp_path / ".nbscale").exists()
+
+
+def test_pipeline_endpoint(api, nb, jp_root_dir):
+    code, model = api.get("pipeline", path="nb.ipynb")
+    assert code == 200
+    assert set(model) == {"notebook", "name", "steps", "edges", "parameters", "diagnostics", "metrics"}
+    assert model["notebook"] == "nb.ipynb" and model["name"] == "nb"
+    assert [s["name"] for s in model["steps"]] == ["first", "second"]
+    assert set(model["steps"][0]) == {"name", "cells", "inputs", "outputs", "resources", "hash"}
+    assert model["edges"] == [{"from": "first", "to": "second", "names": ["a"]}]
+    assert model["parameters"] == [{"name": "alpha", "type": "int", "default": 2}]
+    assert model["metrics"] == {"step": "second", "names": ["b"]}
+    make_notebook(jp_root_dir, [("x = nope + 1", ["step:a"])], name="broken")
+    code, model = api.get("pipeline", path="broken.ipynb")
+    assert code == 200 and model["diagnostics"][0]["code"] == "undefined-name"
+    assert api.get("pipeline", path="missing.ipynb") == (404, {"error": "no notebook missing.ipynb"})
+    code, body = api.get("pipeline")
+    assert code == 400 and "path" in body["error"]
+
+
+def test_a_run_started_over_http_is_in_the_cli_run_store_and_back(api, nb):
+    code, summary = api.post("runs", {"path": "nb.ipynb", "parameters": {"alpha": 4}, "use_cache": False})
+    assert code == 202, summary
+    assert set(summary) == SUMMARY_KEYS and summary["status"] in ("pending", "running")
+    assert summary["engine"] == "local" and summary["notebook"] == "nb.ipynb"  # the configured default engine
+    detail = api.wait_run("nb.ipynb", summary["run_id"])
+    assert detail["status"] == "succeeded", detail
+    assert set(detail) == SUMMARY_KEYS | {"steps", "metrics", "error"}
+    assert all(set(s) == STEP_RUN_KEYS for s in detail["steps"])
+    assert [s["status"] for s in detail["steps"]] == ["succeeded", "succeeded"]
+    assert detail["steps"][0]["stdout"] == "a is 5\n" and detail["metrics"] == {"b": 50.0}
+    stored = default_run_store(nb).get_run(summary["run_id"])  # what `nbscale runs/show` read
+    assert stored["status"] == "succeeded" and stored["parameters"] == {"alpha": 4}
+    # and a run made with the CLI's code path shows up over HTTP
+    cli = run_notebook(nb, {"alpha": 1}, RunOptions(engine="local"))
+    code, listed = api.get("runs", path="nb.ipynb", limit="10")
+    assert code == 200 and [r["run_id"] for r in listed["runs"]] == [cli.run_id, summary["run_id"]]
+    assert all(set(r) == SUMMARY_KEYS for r in listed["runs"])
+    code, detail = api.get(f"runs/{cli.run_id[:8]}", path="nb.ipynb")
+    assert code == 200 and detail["run_id"] == cli.run_id and detail["metrics"] == {"b": 20.0}
+    code, metrics = api.get("metrics", path="nb.ipynb")
+    assert code == 200 and metrics["names"] == ["b"]
+    assert [r["metrics"] for r in metrics["runs"]] == [{"b": 50.0}, {"b": 20.0}]
+    assert all(set(r) == {"run_id", "created", "status", "metrics"} for r in metrics["runs"])
+    assert api.delete(f"runs/{cli.run_id}", path="nb.ipynb")[0] == 409  # already finished
+
+
+def test_bad_requests_are_json_errors(api, nb, jp_root_dir):
+    make_notebook(jp_root_dir, [("x = nope + 1", ["step:a"])], name="broken")
+    code, body = api.post("runs", "{not json")
+    assert code == 400 and body == {"error": "the request body is not JSON"}
+    assert api.post("runs", [1, 2])[0] == 400
+    code, body = api.post("runs", {"path": "nb.ipynb", "engine": "warp"})
+    assert code == 400 and "unknown engine" in body["error"]
+    code, body = api.post("runs", {"path": "nb.ipynb", "parameters": {"beta": 1}})
+    assert code == 400 and "unknown parameter" in body["error"]
+    code, body = api.post("runs", {"path": "broken.ipynb"})
+    assert code == 400 and body["detail"]["diagnostics"][0]["code"] == "undefined-name"
+    assert api.get("runs", path="nb.ipynb", limit="lots")[0] == 400
+    assert api.get("runs", path="nb.ipynb", limit="0")[0] == 400
+    assert api.get("runs/0123abcd", path="nb.ipynb") == (404, {"error": "no run 0123abcd"})
+    assert api.post("cluster", {"action": "explode"})[0] == 400
+    code, body = api.post("kfp/submit", {"path": "nb.ipynb", "parameters": [1]})
+    assert code == 400 and "parameters" in body["error"]
+
+
+def test_cancel_over_http(api, jp_root_dir):
+    make_notebook(jp_root_dir, [("import time", ["imports"]), ("a = 1", ["step:quick"]),
+                                ("time.sleep(60)\nb = a", ["step:slow"])], name="slow")
+    code, summary = api.post("runs", {"path": "slow.ipynb", "engine": "local"})
+    assert code == 202
+    run_id = summary["run_id"]
+    api.wait_run("slow.ipynb", run_id, until=lambda d: d["steps"][1]["status"] == "running")
+    code, answer = api.delete(f"runs/{run_id}", path="slow.ipynb")
+    assert code == 202 and set(answer) == SUMMARY_KEYS and answer["run_id"] == run_id
+    detail = api.wait_run("slow.ipynb", run_id, timeout=15)
+    assert detail["status"] == "cancelled"
+    assert [s["status"] for s in detail["steps"]] == ["succeeded", "cancelled"]
+    code, body = api.delete(f"runs/{run_id}", path="slow.ipynb")
+    assert code == 409 and "already cancelled" in body["error"]
+
+
+def test_cluster_start_run_on_it_scale_adapt_close(api, jp_root_dir, aio):
+    assert api.get("cluster") == (200, {"status": "none"})
+    code, model = api.post("cluster", {"action": "start", "n": 1})
+    assert code == 200, model
+    assert set(model) == CLUSTER_KEYS and model["status"] == "running" and model["kind"] == "LocalCluster"
+    assert len(model["workers"]) == 1 and model["threads"] == 1 and model["memory_limit"] > 0
+    assert set(model["workers"][0]) == {"address", "name", "nthreads", "memory_used", "memory_limit", "cpu"}
+    assert model["adaptive"] is None
+    if importlib.util.find_spec("bokeh") is None:
+        assert model["dashboard_link"] is None
+    address = model["scheduler_address"]
+    assert api.post("cluster", {"action": "start"})[0] == 409  # one cluster per server
+    # a Dask run started from the panel runs on the server's cluster
+    make_notebook(jp_root_dir, [("from distributed import get_worker\nprint(get_worker().scheduler.address)",
+                                 ["step:where"])], name="where")
+    code, summary = api.post("runs", {"path": "where.ipynb", "engine": "dask"})
+    assert code == 202, summary
+    detail = api.wait_run("where.ipynb", summary["run_id"])
+    assert detail["status"] == "succeeded", detail
+    assert detail["steps"][0]["stdout"].strip() == address
+    code, model = api.post("cluster", {"action": "scale", "n": 2})
+    assert code == 200 and len(model["workers"]) == 2 and model["threads"] == 2
+    code, model = api.post("cluster", {"action": "adapt", "minimum": 1, "maximum": 3})
+    assert code == 200 and model["adaptive"] == {"minimum": 1, "maximum": 3}
+    code, model = api.post("cluster", {"action": "scale", "n": 2})
+    assert code == 200 and model["adaptive"] is None  # scaling by hand ends adaptive mode
+    code, model = api.get("cluster")
+    assert code == 200 and model["scheduler_address"] == address
+    assert api.post("cluster", {"action": "close"}) == (200, {"status": "none"})
+    assert api.get("cluster") == (200, {"status": "none"})
+    assert api.post("cluster", {"action": "scale", "n": 1})[0] == 409
+
+
+def test_websocket_pushes_step_events_and_cluster_samples(api, nb, jp_root_dir, aio, jp_ws_fetch, token):
+    make_notebook(jp_root_dir, [("import time", ["imports"]), ("a = 1", ["step:one"]),
+                                ("time.sleep(1.5)\nb = a + 1", ["step:two"])], name="ws")
+    ws = aio(jp_ws_fetch("nbscale", "api", "events", params={"path": "ws.ipynb"}))
+    other = aio(jp_ws_fetch("nbscale", "api", "events", params={"path": "nb.ipynb"}))
+    code, summary = api.post("runs", {"path": "ws.ipynb"})
+    assert code == 202
+    messages, arrivals = [], []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = aio(ws.read_message())
+        assert text is not None and token not in text
+        event = json.loads(text)
+        messages.append(event)
+        arrivals.append((time.monotonic(), event["type"]))
+        if event["type"] == "run" and event.get("status") in FINISHED:
+            break
+    ws.close()
+    assert messages[-1]["status"] == "succeeded" and messages[-1]["run_id"] == summary["run_id"]
+    steps = [(e["step"], e["status"]) for e in messages if e["type"] == "step"]
+    assert steps.index(("one", "running")) < steps.index(("one", "succeeded")) < steps.index(("two", "running"))
+    assert ("two", "succeeded") in steps
+    for event in messages:
+        assert set(event) <= {"type", "run_id", "step", "status", "payload"}
+    finished = next(e for e in messages if e["type"] == "step" and e["status"] == "succeeded")
+    assert finished["payload"]["duration_s"] is not None and finished["payload"]["error"] is None
+    samples = [t for t, kind in arrivals if kind == "cluster"]
+    assert len(samples) >= 2 and max(b - a for a, b in zip(samples, samples[1:])) < 1.0
+    assert all(e["payload"] == {"status": "none"} for e in messages if e["type"] == "cluster")
+    # a subscriber of another notebook got cluster samples but none of this run's events
+    seen_other = []
+    while True:
+        try:
+            text = aio(_read_within(other, 0.3))
+        except TimeoutError:
+            break
+        if text is None:
+            break
+        seen_other.append(json.loads(text))
+    other.close()
+    assert seen_other and all(e["type"] == "cluster" for e in seen_other)
+
+
+async def _read_within(ws, seconds):
+    import asyncio
+
+    return await asyncio.wait_for(ws.read_message(), seconds)
+
+
+def test_kfp_yaml_download_and_submit(api, nb, jp_root_dir):
+    code, text = api.get("kfp/yaml", path="nb.ipynb")
+    if importlib.util.find_spec("nbscale.compiler.targets.kfp") is None:
+        assert code == 501 and "KFP" in text["error"]
+    else:
+        assert code == 200, text
+        assert text.startswith("# PIPELINE DEFINITION") and "pipelineInfo" in text
+    make_notebook(jp_root_dir, [("x = nope + 1", ["step:a"])], name="broken")
+    code, body = api.get("kfp/yaml", path="broken.ipynb")
+    assert code in (400, 501) and "error" in body
+    code, body = api.post("kfp/submit", {"path": "nb.ipynb", "experiment": 3})
+    assert code == 400 and "experiment" in body["error"]
+
+
+def test_kfp_yaml_is_an_attachment(api, nb, jp_fetch, aio):
+    if importlib.util.find_spec("nbscale.compiler.targets.kfp") is None:
+        pytest.skip("no KFP target in this nbscale")
+    response = aio(jp_fetch("nbscale", "api", "kfp", "yaml", params={"path": "nb.ipynb"}))
+    assert response.headers["Content-Disposition"] == 'attachment; filename="nb.yaml"'
+    assert response.headers["Content-Type"].startswith("application/yaml")
+
+
+@pytest.mark.parametrize("jp_server_config", [{
+    "ServerApp": {"jpserver_extensions": {"nbscale.jupyter_ext": True}},
+    "Nbscale": {"kfp_host": "https://user:s3cret-pass@kfp.example.com/"}}])
+def test_kfp_submit_is_not_wired_yet_and_the_host_never_shows(api, nb, caplog):
+    code, body = api.post("kfp/submit", {"path": "nb.ipynb", "parameters": {}, "experiment": "e", "run_name": "r"})
+    assert code == 501 and "KFP" in body["error"]
+    assert not any("s3cret" in text for text in api.seen)
+
+
+def test_loading_logs_the_kfp_host_without_credentials(tmp_path):
+    messages = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    class WebApp:
+        settings = {"base_url": "/"}
+
+        def add_handlers(self, host, handlers):
+            self.handlers = handlers
+
+    log = logging.getLogger("test-nbscale-load")
+    log.addHandler(Capture())
+    log.setLevel(logging.DEBUG)
+    server = Configurable(config=Config({"Nbscale": {"kfp_host": "https://user:s3cret-pass@kfp.example.com/",
+                                                     "scheduler_address": "tcp://10.1.1.1:8786"}}))
+    server.root_dir, server.log, server.web_app = str(tmp_path), log, WebApp()
+    _load_jupyter_server_extension(server)
+    manager = server.web_app.settings["nbscale_manager"]
+    assert manager.kfp_host.startswith("https://user:") and manager.scheduler_address == "tcp://10.1.1.1:8786"
+    assert manager.default_engine == "dask" and manager.root == tmp_path.resolve()
+    assert len(server.web_app.handlers) == 8
+    assert any("KFP https://kfp.example.com/" in m for m in messages), messages
+    assert not any("s3cret" in m for m in messages)
+
+
+def test_extension_is_listed_in_the_server_config(jp_serverapp):
+    assert jp_serverapp.jpserver_extensions.get("nbscale.jupyter_ext") is True
+    assert "nbscale_manager" in jp_serverapp.web_app.settings
