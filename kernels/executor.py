@@ -103,6 +103,9 @@ class StepResult:
     metrics: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     started_at: float = 0.0  # epoch seconds
+    # Per executed cell, in order: {"cell", "started", "finished", "outputs"} where outputs are
+    # nbformat outputs (stream, display_data, execute_result) in the order the cell made them.
+    cells: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -124,6 +127,7 @@ class StepResult:
             "metrics": {k: v if math.isfinite(v) else None for k, v in self.metrics.items()},
             "warnings": list(self.warnings),
             "started_at": self.started_at,
+            "cells": _json_safe(self.cells),
         }
 
 
@@ -187,6 +191,7 @@ def execute_step(
         result.stdout = run.stdout.getvalue().replace("\r\n", "\n")
         result.stderr = _filter_noise(run.stderr.getvalue().replace("\r\n", "\n"))
         result.displays = run.displays
+        result.cells = run.cell_outputs()
         if result.error is not None:
             result.status = FAILED
             result.outputs = {}
@@ -203,13 +208,14 @@ def _coerce(value, cls):
 
 def _run_cells(shell, run: _StepRun, cells: list[int], sources: list[str]) -> StepError | None:
     for cell, source in zip(cells, sources):
-        run.current_cell = cell
+        run.start_cell(cell)
         shell.compile.current = (cell, source)
         run.pending_tracebacks.clear()
         try:
             outcome = shell.run_cell(source, store_history=True)
         finally:
             shell.compile.current = None
+            run.finish_cell()
         exc = outcome.error_before_exec or outcome.error_in_exec
         if isinstance(exc, KeyboardInterrupt):
             raise exc
@@ -601,11 +607,18 @@ def _filter_noise(text: str) -> str:
 
 
 class _Capture(io.StringIO):
-    """sys.stdout/sys.stderr during a step."""
+    """sys.stdout/sys.stderr during a step; each write also goes to the running cell's outputs."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, run: _StepRun | None = None, stream: str = ""):
         super().__init__()
         self.name = name
+        self._run, self._stream = run, stream
+
+    def write(self, text) -> int:
+        written = super().write(text)
+        if self._run is not None:
+            self._run.add_stream(self._stream, text)
+        return written
 
     @property
     def encoding(self):  # some libraries (click, tqdm) read it
@@ -622,9 +635,11 @@ class _StepRun:
         self.sources = dict(zip(prelude.cells, prelude.source))
         self.sources.update(zip(step.cells, step.source))
         self.current_cell: int | None = None
-        self.stdout = _Capture("<stdout>")
-        self.stderr = _Capture("<stderr>")
+        self.stdout = _Capture("<stdout>", self, "stdout")
+        self.stderr = _Capture("<stderr>", self, "stderr")
         self.displays: list[dict] = []
+        self.cells: list[dict] = []  # per executed cell: its outputs in order, start and end
+        self._cell: dict | None = None
         self.pending_tracebacks: list[BaseException] = []
         self._display_ids: dict[str, list[dict]] = {}
         self._clear_on_next = False
@@ -643,6 +658,8 @@ class _StepRun:
         output.update(extra)
         output["cell"] = self.current_cell
         self.displays.append(output)
+        if self._cell is not None:
+            self._cell["outputs"].append(output)  # the same object: display updates reach both
         if display_id is not None:
             self._display_ids.setdefault(display_id, []).append(output)
 
@@ -652,6 +669,44 @@ class _StepRun:
             return
         self._clear_on_next = False
         self.displays = [d for d in self.displays if d["cell"] != self.current_cell]
+        if self._cell is not None:
+            self._cell["outputs"].clear()  # clear_output() clears printed text too
+
+    def start_cell(self, cell: int) -> None:
+        self.current_cell = cell
+        self._cell = {"cell": cell, "started": time.time(), "finished": None, "outputs": []}
+        self.cells.append(self._cell)
+
+    def finish_cell(self) -> None:
+        if self._cell is not None:
+            self._cell["finished"] = time.time()
+
+    def add_stream(self, name: str, text: str) -> None:
+        if self._cell is None or not text:
+            return
+        if self._clear_on_next:
+            self.clear(wait=False)
+        outputs = self._cell["outputs"]
+        if outputs and outputs[-1]["output_type"] == "stream" and outputs[-1]["name"] == name:
+            outputs[-1]["text"] += text  # consecutive writes make one output, as in Jupyter
+        else:
+            outputs.append({"output_type": "stream", "name": name, "text": text})
+
+    def cell_outputs(self) -> list[dict]:
+        """The cells' outputs as nbformat outputs, text as a kernel sends it (IPython's own
+        warnings left out of stderr, as from the step's stderr)."""
+        cells = []
+        for entry in self.cells:
+            outputs = []
+            for output in entry["outputs"]:
+                output = {k: v for k, v in output.items() if k != "cell"}
+                if output["output_type"] == "stream" and output["name"] == "stderr":
+                    output["text"] = _filter_noise(output["text"])
+                    if not output["text"]:
+                        continue
+                outputs.append(output)
+            cells.append({**entry, "outputs": outputs})
+        return cells
 
 
 def _encode_bytes(value):

@@ -1,7 +1,16 @@
-"""Pipeline parameter values from the command line or a file, typed by the parameters cell."""
+"""Pipeline parameter values from the command line or a file, typed by the parameters cell.
+
+One rule for text, wherever it comes from (`nbscale run -p NAME=VALUE`, papermill's `-p`/`-r`):
+the parameter's type, taken from its literal in the parameters cell, decides how the text is
+read — int, float, bool (true/false/yes/no/on/off/1/0, any case), str (kept verbatim), list and
+dict (JSON, or a Python literal such as `['a', 'b']`). A parameter whose literal is `None` has no
+type: its text is read as JSON or a Python literal when it is one, else kept as text.
+Values that are already typed (YAML files, the Python API) are checked against the type.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 
 from .errors import ParameterError
@@ -67,12 +76,79 @@ def _from_text(param, text):
             if lowered in TRUE | FALSE:
                 return lowered in TRUE
             raise ValueError(text)
-        value = json.loads(text)
+        value = _literal(text)
     except ValueError:
+        if kind == "none":
+            return text  # untyped: what is not a literal stays text, as papermill reads it
         raise ParameterError(f"parameter '{name}' is {kind}: cannot read {text!r} as {kind}") from None
     if kind != "none" and _type_name(value) != kind:
         raise ParameterError(f"parameter '{name}' is {kind}, got {_type_name(value)} {text!r}")
     return value
+
+
+def _literal(text):
+    """JSON, else a Python literal holding only JSON types; ValueError when it is neither."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise ValueError(text) from None
+    if not _is_json(value):
+        raise ValueError(text)
+    return value
+
+
+def _is_json(value) -> bool:
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return value is None or isinstance(value, (bool, int, str))
+
+
+# --- papermill -----------------------------------------------------------------------------
+# papermill has already read `-p` values by guessing (True/False/None, int, float, else text),
+# `-f`/`-y`/`-b` as YAML and `-r` as text. A guessed scalar that does not fit the parameter's
+# type is turned back into its text and read by the rule above, so `-p name 007` keeps "007"
+# only with -r, but `-p name 12` gives "12" for a str parameter and `-p flag 1` gives True.
+
+def _papermill_text(value) -> str | None:
+    """The text papermill's `-p` guess came from (None when the value is not such a scalar)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)  # "True", "False", "None"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return None
+
+
+def from_papermill(param, value):
+    """A value papermill parsed, typed by the parameter's literal (ParameterError if it cannot)."""
+    kind = param.type
+    fits = kind == "none" or _type_name(value) == kind or (
+        kind == "float" and isinstance(value, int) and not isinstance(value, bool))
+    if not fits and not isinstance(value, str):
+        text = _papermill_text(value)
+        if text is not None:
+            return text if kind == "str" else _from_text(param, text)
+    return coerce(param, value)
+
+
+def resolve_papermill(pipeline, given: dict) -> tuple[dict, dict]:
+    """(values of every declared parameter, the given values the notebook does not declare)."""
+    declared = {p.name: p for p in pipeline.parameters}
+    values = {name: p.default for name, p in declared.items()}
+    unknown = {}
+    for name, value in given.items():
+        if name in declared:
+            values[name] = from_papermill(declared[name], value)
+        else:
+            unknown[name] = value
+    return values, unknown
 
 
 def _type_name(value):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from nbscale.kfp_commands import compile_kfp, kfp_options, refuse_kfp_flags
+
 EXIT_ERRORS = 1  # the notebook has errors (diagnostics)
 EXIT_BAD_INPUT = 2  # not a usable notebook, or bad arguments
 
@@ -54,11 +56,16 @@ def check(notebook):
 
 @main.command(name="compile")
 @click.argument("notebook", type=click.Path(dir_okay=False))
-@click.option("--target", type=click.Choice(["ir"]), default="ir", show_default=True,
-              help="What to compile to.")
+@click.option("--target", type=click.Choice(["ir", "kfp"]), default="ir", show_default=True,
+              help="What to compile to: the pipeline IR (JSON) or Kubeflow Pipelines YAML.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
-def compile_(notebook, target, output):
-    """Compile NOTEBOOK to the pipeline IR (JSON)."""
+@click.option("--emit-python", type=click.Path(dir_okay=False), help="kfp: also write the DSL module here.")
+@kfp_options
+def compile_(notebook, target, output, emit_python, **kfp_flags):
+    """Compile NOTEBOOK to the pipeline IR (JSON) or to KFP v2 YAML (--target kfp)."""
+    if target == "kfp":
+        return compile_kfp(notebook, output, emit_python, **kfp_flags)
+    refuse_kfp_flags(emit_python, **kfp_flags)
     pipeline = _compile(notebook)
     if pipeline.has_errors:
         _print_diagnostics(pipeline, notebook)
@@ -101,9 +108,11 @@ def _write_atomically(path: Path, text: str):
 
 
 def _register_run_commands():
+    from nbscale.kfp_commands import register as register_kfp
     from nbscale.run_commands import register
 
     register(main)
+    register_kfp(main)
 
 
 _register_run_commands()

@@ -26,9 +26,11 @@ class Engine:
 
 def _builtin():
     from .dask import DaskEngine
+    from .kfp_local import KfpLocalEngine
     from .local import LocalEngine
+    from .papermill import PapermillEngine
 
-    return {"local": LocalEngine, "dask": DaskEngine}
+    return {"local": LocalEngine, "dask": DaskEngine, "papermill": PapermillEngine, "kfp-local": KfpLocalEngine}
 
 
 def engine_names() -> list[str]:

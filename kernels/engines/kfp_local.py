@@ -1,0 +1,317 @@
+"""The kfp-local engine: the pipeline compiled to KFP YAML and run by `kfp.local`, no cluster.
+
+`nbscale run NB --engine kfp-local` generates the same DSL module and YAML as
+`nbscale compile NB --target kfp` (with nothing to pip-install: the steps use this Python
+environment), and runs the YAML with `kfp.local.SubprocessRunner(use_venv=False)` in a child
+process — kfp.local keeps global state and rewires stdout and the root logger while it runs, so
+it stays out of the calling process (the CLI, the Jupyter server). Each task is one more
+process; tasks run one after another, as kfp.local runs them.
+
+Steps report through their `step_record` artifacts: the engine watches them appear and turns them
+into the same live events and run-store records as any other engine. Outputs of finished steps
+go into nbscale's artifact store under the step hash, so cached runs, `RunResult.load` and the
+other engines see them. Steps already in the artifact store are not run again: they enter the
+KFP pipeline as `dsl.importer` tasks of their store entry (same folder layout as a KFP artifact).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import Engine
+
+if TYPE_CHECKING:
+    from ...compiler.ir import Pipeline
+
+# The run time is imported when the engine runs, not at module import: this module is also the
+# kfp.local child process (`python -m`), which needs only kfp.
+SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED = "succeeded", "failed", "cached", "upstream_failed", "cancelled"
+POLL_S = 0.05
+KEEP_RUNS = 3  # run folders kept under .nbscale/kfp-local (pipeline YAML, DSL module, kfp.local log)
+LOG_TAIL = 3000  # characters of the kfp.local log quoted when a task ends without a record
+
+
+class KfpLocalEngine(Engine):
+    name = "kfp-local"
+
+    def run(self, specs, emit) -> dict:
+        from ...compiler.targets.kfp import KfpOptions, generate, kfp_argument, write_yaml
+        from ..task import StepOutcome
+
+        _require_kfp()
+        outcomes: dict[str, StepOutcome] = {}
+        imported = {}
+        for spec in specs:
+            name = spec.step["name"]
+            if _is_cached(spec):
+                now = time.time()
+                emit("step_cached", name, {"hash": spec.hash})
+                outcomes[name] = outcome = StepOutcome(name, CACHED, started=now, finished=now)
+                emit("step_finished", name, _summary(outcome))
+                imported[name] = _entry_uri(spec)
+        to_run = [s for s in specs if s.step["name"] not in imported]
+        if not to_run:
+            return outcomes
+        pipeline = _pipeline(specs)
+        module = generate(pipeline, KfpOptions(packages_to_install=[], install_kfp_package=False),
+                          keep={s.step["name"]: s.keep for s in to_run if s.keep}, imported=imported)
+        folder = _run_folder(Path(to_run[0].cwd))
+        yaml_path = write_yaml(module, folder / "pipeline.yaml", python_path=folder / "pipeline_dsl.py")
+        arguments = {p.name: kfp_argument(module.parameter_types[p.name], p.default) for p in pipeline.parameters}
+        (folder / "arguments.json").write_text(json.dumps(arguments, ensure_ascii=False), encoding="utf-8")
+        root = folder / "outputs"
+        watcher = _Watcher(to_run, module, root, emit)
+        log_path = folder / "kfp-local.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(yaml_path), str(folder / "arguments.json"), str(root)],
+                cwd=to_run[0].cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+            try:
+                while proc.poll() is None:
+                    watcher.scan()
+                    time.sleep(POLL_S)
+            except BaseException:
+                _stop(proc)
+                raise
+        watcher.scan()
+        outcomes.update(watcher.finish(_tail(log_path)))
+        if all(o.ok for o in outcomes.values()):
+            shutil.rmtree(root, ignore_errors=True)  # the values are in the artifact store now
+        return outcomes
+
+
+def _require_kfp():
+    from ..errors import NbscaleRuntimeError
+
+    try:
+        import kfp  # noqa: F401
+    except ImportError:
+        raise NbscaleRuntimeError("the kfp-local engine needs the kfp SDK: pip install 'nbscale[kfp]'") from None
+
+
+def _is_cached(spec) -> bool:
+    from ..store import ArtifactStore
+
+    return (spec.use_cache and spec.step.get("cache", True)
+            and ArtifactStore(spec.store_url).has(spec.hash, spec.step["outputs"]))
+
+
+def _entry_uri(spec) -> str:
+    """The store entry of a step as a KFP artifact URI: a plain path for a local store."""
+    from ..store import ArtifactStore, key_path
+
+    store = ArtifactStore(spec.store_url)
+    path = f"{store.root}/{key_path(spec.hash)}"
+    protocol = store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
+    return path if protocol in ("file", "local") else store.fs.unstrip_protocol(path)
+
+
+def _pipeline(specs) -> Pipeline:
+    """The IR of the steps to run, parameters typed by this run's values."""
+    from ...compiler.ir import Metrics, Parameter, Pipeline, Prelude, Step
+
+    values = {}
+    for spec in specs:
+        values.update(spec.parameters)
+    first = specs[0]
+    return Pipeline(
+        name=Path(first.notebook).stem,
+        notebook=Path(first.notebook).name,
+        parameters=[Parameter(name, _type_name(value), value) for name, value in sorted(values.items())],
+        prelude=Prelude(**first.prelude),
+        steps=[Step(**spec.step) for spec in specs],
+        metrics=Metrics(**first.metrics),
+    )
+
+
+def _type_name(value) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}.get(type(value), "none")
+
+
+def _outcome(*args, **kwargs):
+    from ..task import StepOutcome
+
+    return StepOutcome(*args, **kwargs)
+
+
+def _run_folder(cwd: Path) -> Path:
+    base = cwd / ".nbscale" / "kfp-local"
+    base.mkdir(parents=True, exist_ok=True)
+    hour_ago = time.time() - 3600  # a run folder that recent may belong to a run still going
+    for old in sorted(p for p in base.iterdir() if p.is_dir())[:-(KEEP_RUNS - 1) or None]:
+        if old.stat().st_mtime < hour_ago:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = base / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    return folder
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the kfp.local process and the task it is running (its own process group)."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _tail(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return text[-LOG_TAIL:]
+
+
+def _summary(outcome) -> dict:
+    return {"status": outcome.status, "summary": outcome.summary, "attempts": outcome.attempts,
+            "started": outcome.started, "finished": outcome.finished}
+
+
+class _Watcher:
+    """Follows the steps' record artifacts as kfp.local writes them; emits events as they come."""
+
+    def __init__(self, specs, module, root: Path, emit):
+        self.specs = {s.step["name"]: s for s in specs}
+        self.module, self.root, self.emit = module, root, emit
+        self.started: dict[str, int] = {}  # step → latest attempt seen starting
+        self.handled: dict[str, int] = {}  # step → latest attempt whose result was handled
+        self.outcomes: dict = {}
+        self.run_dir: Path | None = None
+
+    def task_dir(self, step: str) -> Path | None:
+        if self.run_dir is None:
+            runs = [p for p in self.root.glob("*") if p.is_dir()] if self.root.exists() else []
+            if not runs:
+                return None
+            self.run_dir = runs[0]
+        return self.run_dir / self.module.components[step]
+
+    def scan(self) -> None:
+        for name, spec in self.specs.items():
+            if name in self.outcomes:
+                continue
+            task = self.task_dir(name)
+            if task is None:
+                return
+            record = task / "step_record"
+            started = _read_json(record / "started.json")
+            if started and started.get("attempt", 0) > self.started.get(name, 0):
+                if name not in self.started:
+                    self.emit("step_started", name, {"hash": spec.hash})
+                self.started[name] = started["attempt"]
+            result = _read_json(record / "result.json")
+            if not result or result.get("attempt", 0) <= self.handled.get(name, 0):
+                continue
+            self.handled[name] = result["attempt"]
+            self._result(name, spec, task, result)
+
+    def _result(self, name, spec, task: Path, result: dict) -> None:
+        if result["status"] != SUCCEEDED and result["attempt"] <= spec.step.get("retries", 0):
+            error = result.get("error") or {}
+            self.emit("step_retry", name, {"attempt": result["attempt"], "error": error.get("evalue")})
+            return
+        outcome = _outcome(name, result["status"], summary=result, attempts=result["attempt"],
+                              started=result.get("started", 0.0), finished=result.get("finished", 0.0))
+        if outcome.status == SUCCEEDED:
+            self._persist(spec, task, result, outcome)
+        self.outcomes[name] = outcome
+        self.emit("step_finished", name, _summary(outcome))
+
+    def _persist(self, spec, task: Path, result: dict, outcome) -> None:
+        from ..kfp_component import KEPT_FOLDER, ArtifactFolder
+        from ..store import ArtifactStore
+        from ..task import METRICS_KEY
+
+        name = spec.step["name"]
+        try:
+            units: dict[str, list[str]] = {}
+            for variable, output in self.module.outputs.get(name, {}).items():
+                units.setdefault(output, []).append(variable)
+            values = {}
+            for output, names in units.items():
+                values.update(ArtifactFolder(str(task / output)).get(name, names))
+            kept = task / "step_record" / KEPT_FOLDER
+            if kept.exists():
+                values.update({k: v for k, v in ArtifactFolder(str(kept)).get(name).items() if k not in values})
+            if result.get("metrics"):
+                values[METRICS_KEY] = result["metrics"]
+            ArtifactStore(spec.store_url).put(spec.hash, values, spec.step["groups"], name)
+        except Exception as exc:  # noqa: BLE001 - any failure to store is this step's failure
+            outcome.status = FAILED
+            outcome.summary = {**result, "status": FAILED, "error": {
+                "cell": None, "line": None, "ename": type(exc).__name__, "frames": [],
+                "evalue": f"outputs of step {name!r} could not be stored: {exc}", "traceback": str(exc)}}
+
+    def finish(self, log_tail: str) -> dict:
+        """Outcomes for the steps that left no final record: they died, or never ran."""
+        failed = {n for n, o in self.outcomes.items() if o.status == FAILED}
+        for name, spec in self.specs.items():
+            if name in self.outcomes:
+                continue
+            now = time.time()
+            if name in self.started:
+                reason = {"cell": None, "line": None, "ename": "TaskFailed", "frames": [],
+                          "evalue": f"the KFP task of step {name!r} ended without a result",
+                          "traceback": log_tail}
+                outcome = _outcome(name, FAILED, summary={"error": reason}, attempts=self.started[name],
+                                      started=now, finished=now)
+                failed.add(name)
+            else:
+                upstream = sorted(u for u in spec.step["after"] if u in failed
+                                  or (u in self.outcomes and self.outcomes[u].status == UPSTREAM_FAILED))
+                if upstream:
+                    outcome = _outcome(name, UPSTREAM_FAILED,
+                                          summary={"reason": f"upstream failed: {', '.join(upstream)}"})
+                elif failed:
+                    outcome = _outcome(name, CANCELLED, summary={
+                        "reason": f"not run: kfp.local stops a pipeline at its first failed task "
+                                  f"({', '.join(sorted(failed))})"})
+                else:
+                    outcome = _outcome(name, FAILED, summary={"error": {
+                        "cell": None, "line": None, "ename": "KfpLocalError", "frames": [],
+                        "evalue": "kfp.local ended before running this step", "traceback": log_tail}})
+                    failed.add(name)
+            self.outcomes[name] = outcome
+            self.emit("step_finished", name, _summary(outcome))
+        return self.outcomes
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _main(argv) -> int:
+    """The child process: run the compiled YAML under kfp.local."""
+    import warnings
+
+    warnings.simplefilter("ignore")  # kfp.local warns about settings (resources, images) it cannot honour
+    yaml_path, arguments_path, root = argv
+    from kfp import components, local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=False)
+    pipeline = components.load_component_from_file(yaml_path)
+    pipeline(**json.loads(Path(arguments_path).read_text(encoding="utf-8")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

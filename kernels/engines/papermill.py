@@ -1,0 +1,522 @@
+"""The papermill engine: each step runs as its own notebook, through papermill, in a real kernel.
+
+For users who need full kernel semantics in a step (widgets, rich display, kernel magics). A
+step notebook holds the prelude cells, a cell that loads the step's parameters and inputs with
+nbscale's marshalling, the step's own cells (each knows its notebook cell in
+`metadata.nbscale.cell`) and a cell that saves the step's outputs. papermill executes it in an
+ipykernel; the executed notebook is kept next to the run as `.nbscale/runs/RUN_ID/STEP.ipynb`
+and linked from the run by a `step_notebook` event.
+
+`run_step_in_kernel(spec, upstream, emit)` is the task body, with the signature of
+`task.run_step`: the engine runs it in threads (one kernel per running step, independent steps
+in parallel) or, when a Dask scheduler is given (option, or Dask's own `scheduler-address`
+config), as Dask tasks on the workers. papermill is imported only when a step runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from datetime import datetime
+from pathlib import Path
+
+from ..executor import StepError, StepResult
+from ..store import ArtifactStore
+from ..task import CACHED, FAILED, SUCCEEDED, UPSTREAM_FAILED, StepOutcome, _failed, _inputs, _persist
+from . import Engine
+from .local import _summary
+
+KERNEL = "python3"
+IO_DIR, OUT_KEY, IN_KEY = "io", "outputs", "inputs"
+LOADER = "nbscale.kernels.engines.papermill"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+CELL_FRAME = re.compile(r"Cell In\[(\d+)\], line (\d+)(?:, in ([\w<>.]+))?")
+
+
+class PapermillEngine(Engine):
+    name = "papermill"
+
+    def __init__(self, kernel_name=None, scheduler=None, scheduler_file=None, workers=None, run_id=None,
+                 runs_dir=None, start_timeout=60, execution_timeout=None, **options):
+        super().__init__(**options)
+        self.kernel = {"kernel_name": kernel_name or KERNEL, "start_timeout": start_timeout,
+                       "execution_timeout": execution_timeout}
+        self.scheduler, self.scheduler_file, self.workers = scheduler, scheduler_file, workers
+        self.run_id, self.runs_dir = run_id, runs_dir
+        self.client = None
+
+    def run(self, specs, emit) -> dict:
+        if not specs:
+            return {}
+        # The runner hands its recorder's `emit`: its run id names the folder of step notebooks.
+        run_id = self.run_id or getattr(getattr(emit, "__self__", None), "run_id", None) or uuid.uuid4().hex
+        folder = Path(self.runs_dir) if self.runs_dir else _state_dir(specs[0]) / "runs"
+        keeper = _NotebookKeeper(folder / run_id, emit)
+        scheduler = self.scheduler or _dask_config_scheduler()
+        if scheduler or self.scheduler_file:
+            return self._run_dask(specs, emit, keeper, scheduler)
+        return self._run_threads(specs, emit, keeper)
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    # --- in this process: one thread (and one kernel) per running step ------------------------
+    def _run_threads(self, specs, emit, keeper) -> dict:
+        by_name = {s.step["name"]: s for s in specs}
+        waiting = dict(by_name)
+        outcomes, running = {}, {}
+        pool = ThreadPoolExecutor(max_workers=self.workers or os.cpu_count() or 1,
+                                  thread_name_prefix="nbscale-papermill")
+        try:
+            while waiting or running:
+                for name, spec in list(waiting.items()):
+                    if all(u in outcomes for u in spec.step["after"]):
+                        upstream = {u: outcomes[u] for u in spec.step["after"]}
+                        running[pool.submit(run_step_in_kernel, spec, upstream, emit, **self.kernel)] = name
+                        del waiting[name]
+                if not running:
+                    raise RuntimeError(f"steps {sorted(waiting)} wait for steps that are not planned")
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    del running[future]
+                    keeper.keep(outcome)
+                    outcomes[outcome.step] = outcome
+                    emit("step_finished", outcome.step, _summary(outcome))
+        finally:
+            pool.shutdown(wait=not running, cancel_futures=True)
+        return outcomes
+
+    # --- on Dask: each step a task on a worker ------------------------------------------------
+    def _run_dask(self, specs, emit, keeper, scheduler) -> dict:
+        from distributed import Client, as_completed
+
+        from .dask import TOPIC, _declared_resources, _resources, _spread, _strip
+
+        self.client = Client(scheduler, scheduler_file=self.scheduler_file, timeout="20s")
+        client = self.client
+        topic = f"{TOPIC}-{keeper.run_id}"
+        client.subscribe_topic(topic, lambda event: emit(*event[1]))
+        declared = _declared_resources(client)
+        spread = _spread(specs, list(client.scheduler_info().get("workers", {})))
+        futures, summaries = {}, {}
+        for spec in specs:
+            name = spec.step["name"]
+            upstream = {u: futures[u] for u in spec.step["after"] if u in futures}
+            resources = _resources(spec.step, declared, emit)
+            hint = spread.get(name) if resources is None else None
+            futures[name] = client.submit(
+                _dask_task, spec, upstream, topic, self.kernel, pure=False, resources=resources,
+                key=f"nbscale-papermill-{name}-{spec.hash[7:19]}-{keeper.run_id[:8]}",
+                workers=hint, allow_other_workers=hint is not None)
+            summaries[client.submit(_strip, futures[name], pure=False)] = name
+        outcomes = {}
+        try:
+            for future in as_completed(list(summaries)):
+                outcome = future.result()
+                keeper.keep(outcome)
+                outcomes[outcome.step] = outcome
+                emit("step_finished", outcome.step, _summary(outcome))
+        except BaseException:
+            client.cancel(list(futures.values()) + list(summaries))
+            raise
+        finally:
+            client.unsubscribe_topic(topic)
+        return outcomes
+
+
+def _dask_task(spec, upstream, topic, kernel):
+    from distributed import get_worker
+
+    worker = get_worker()
+
+    def emit(kind, step, payload=None):
+        worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
+
+    return run_step_in_kernel(spec, upstream, emit, **kernel)
+
+
+def _dask_config_scheduler():
+    try:
+        import dask
+    except ImportError:
+        return None
+    return dask.config.get("scheduler-address", None)
+
+
+def _state_dir(spec) -> Path:
+    return Path(spec.notebook).resolve().parent / ".nbscale"
+
+
+class _NotebookKeeper:
+    """Writes executed step notebooks next to the run and links them from it."""
+
+    def __init__(self, folder: Path, emit):
+        self.folder, self.emit = folder, emit
+        self.run_id = folder.name
+
+    def keep(self, outcome: StepOutcome) -> None:
+        notebook = outcome.summary.get("step_notebook")
+        if not isinstance(notebook, dict):
+            return
+        import nbformat
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{outcome.step}.ipynb"
+        tmp = path.with_name(f".{path.name}.tmp")
+        nbformat.write(nbformat.from_dict(notebook), str(tmp))
+        os.replace(tmp, path)
+        outcome.summary["step_notebook"] = str(path)
+        self.emit("step_notebook", outcome.step, {"path": str(path)})
+
+
+# ---------------------------------------------------------------------------------------------
+# The task body
+
+
+def run_step_in_kernel(spec, upstream: dict, emit=None, *, kernel_name=KERNEL, start_timeout=60,
+                       execution_timeout=None) -> StepOutcome:
+    """Run one step as a notebook in a kernel; the `task.run_step` of this engine.
+
+    The outcome's summary holds the executed step notebook (`step_notebook`, nbformat JSON) for
+    the engine to keep. Never raises (but for KeyboardInterrupt).
+    """
+    emit = emit or (lambda *args: None)
+    try:
+        return _run_step(spec, upstream, emit, kernel_name, start_timeout, execution_timeout)
+    except Exception as exc:  # noqa: BLE001 - a broken task must not take the run down
+        import traceback
+
+        return _failed(spec.step["name"], type(exc).__name__, f"nbscale could not run the step: {exc}",
+                       traceback.format_exc())
+
+
+def _run_step(spec, upstream, emit, kernel_name, start_timeout, execution_timeout) -> StepOutcome:
+    name, step = spec.step["name"], spec.step
+    failed = sorted(u for u in step["after"] if not upstream[u].ok)
+    if failed:
+        return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {', '.join(failed)}"})
+    store = ArtifactStore(spec.store_url)
+    if spec.use_cache and step.get("cache", True) and store.has(spec.hash, step["outputs"]):
+        now = time.time()
+        emit("step_cached", name, {"hash": spec.hash})
+        return StepOutcome(name, CACHED, values=store.get(spec.hash, step["outputs"]), started=now, finished=now)
+    if not os.path.isdir(spec.cwd):
+        return _failed(name, "FileNotFoundError", f"the notebook folder {spec.cwd} does not exist where this "
+                                                  "step runs; steps run in the notebook's folder")
+    inputs = _inputs(step, upstream)
+    started = time.time()
+    emit("step_started", name, {"hash": spec.hash})
+    timeout = execution_timeout or step.get("timeout")
+    for attempt in range(1, step.get("retries", 0) + 2):
+        result, notebook = execute_step_notebook(spec, inputs, kernel_name=kernel_name,
+                                                 start_timeout=start_timeout, execution_timeout=timeout)
+        if result.ok:
+            break
+        if attempt <= step.get("retries", 0):
+            emit("step_retry", name, {"attempt": attempt, "error": result.error.evalue})
+    outcome = StepOutcome(name, result.status, summary=result.to_json(), attempts=attempt,
+                          started=started, finished=time.time())
+    if result.ok:
+        _persist(store, spec, result, outcome)
+    outcome.summary["step_notebook"] = notebook
+    return outcome
+
+
+def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeout=60,
+                          execution_timeout=None) -> tuple[StepResult, dict]:
+    """Build the step's notebook, run it through papermill, read results and outputs back.
+
+    `inputs`: producer step → {name: value}. Returns the StepResult (its `cells` are the step
+    notebook's outputs under the original cell indexes) and the executed notebook (JSON).
+    """
+    import nbformat
+    import papermill
+    from nbclient.exceptions import CellTimeoutError
+
+    name = spec.step["name"]
+    result = StepResult(step=name, status=SUCCEEDED, started_at=time.time())
+    with tempfile.TemporaryDirectory(prefix=f"nbscale-{name}-") as tmp:
+        io_dir = os.path.join(tmp, IO_DIR)
+        _write_inputs(io_dir, spec, inputs)
+        source_path, executed_path = os.path.join(tmp, "step.ipynb"), os.path.join(tmp, "executed.ipynb")
+        nbformat.write(step_notebook(spec, io_dir, kernel_name), source_path)
+        wall0 = time.perf_counter()
+        failure = None
+        with _quiet_papermill_logs():
+            try:
+                papermill.execute_notebook(
+                    source_path, executed_path, kernel_name=kernel_name, progress_bar=False,
+                    start_timeout=start_timeout, autosave_cell_every=0,
+                    execution_timeout=execution_timeout, resources={"metadata": {"path": spec.cwd}},
+                    kernel_manager_class=_kernel_manager_class(os.path.join(tmp, "kernel.log")))
+            except papermill.PapermillExecutionError:
+                pass  # the error is in the executed notebook, at its cell
+            except CellTimeoutError as exc:
+                failure = ("StepTimeout", f"step '{name}' ran longer than its timeout of {execution_timeout} s "
+                                          f"(in one cell): {exc}")
+            except Exception as exc:  # noqa: BLE001 - a dead kernel, a kernel that did not start
+                failure = (type(exc).__name__, str(exc).strip() or type(exc).__name__)
+        result.wall_s = time.perf_counter() - wall0
+        if failure is not None:
+            failure = (failure[0], failure[1] + _kernel_log(os.path.join(tmp, "kernel.log")))
+        executed = nbformat.read(executed_path, as_version=4) if os.path.exists(executed_path) else None
+        _read_back(result, executed, io_dir, spec, failure)
+        notebook = _plain(executed) if executed is not None else None
+    if result.error is not None:
+        result.status, result.outputs = FAILED, {}
+    return result, notebook
+
+
+def _kernel_manager_class(log_path):
+    """A kernel manager that writes the kernel process's own stderr to `log_path`.
+
+    What the step prints reaches the notebook through the kernel's messages; the process's
+    stderr only carries the kernel's start-up chatter (ipykernel 7 warns about TCP at every
+    start) and, when it dies, the reason.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class StepKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            log = open(log_path, "ab")  # noqa: SIM115 - the kernel process holds it
+            try:
+                kw.setdefault("stderr", log)
+                return await super().start_kernel(**kw)
+            finally:
+                log.close()
+
+    return StepKernelManager
+
+
+def _kernel_log(path, lines=20) -> str:
+    """The end of the kernel's own stderr, without its start-up warning (for a dead kernel)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = [line for line in f.read().splitlines() if "running over TCP without encryption" not in line]
+    except OSError:
+        return ""
+    return ("\nkernel stderr:\n" + "\n".join(text[-lines:])) if text else ""
+
+
+def step_notebook(spec, io_dir: str, kernel_name=KERNEL):
+    """The step as a notebook: prelude, load inputs, the step's cells, save outputs."""
+    import nbformat
+
+    v4 = nbformat.v4
+    nb = v4.new_notebook(metadata={
+        "kernelspec": {"name": kernel_name, "display_name": kernel_name, "language": "python"},
+        "language_info": {"name": "python"},
+        "nbscale": {"step": spec.step["name"], "hash": spec.hash, "notebook": spec.notebook},
+    })
+
+    def code(source, role, cell=None, tags=()):
+        meta = {"nbscale": {"role": role, **({"cell": cell} if cell is not None else {})}, "tags": list(tags)}
+        return v4.new_code_cell(source, metadata=meta)
+
+    for cell, source in zip(spec.prelude["cells"], spec.prelude["source"]):
+        nb.cells.append(code(source, "prelude", cell))
+    # Only paths generated here are written into code; parameter values travel as data.
+    nb.cells.append(code(f"# nbscale: parameters and inputs of step {spec.step['name']!r}\n"
+                         f"__import__({LOADER!r}, fromlist=['_']).load_inputs(globals(), {io_dir!r})",
+                         "load", tags=["nbscale-inputs"]))
+    for cell, source in zip(spec.step["cells"], spec.step["source"]):
+        nb.cells.append(code(source, "step", cell))
+    nb.cells.append(code(f"# nbscale: outputs of step {spec.step['name']!r}\n"
+                         f"__import__({LOADER!r}, fromlist=['_']).save_outputs(globals(), {io_dir!r})",
+                         "save", tags=["nbscale-outputs"]))
+    return nb
+
+
+def _write_inputs(io_dir, spec, inputs):
+    os.makedirs(io_dir, exist_ok=True)
+    values, groups = {}, []
+    for names in inputs.values():  # one unit per producer: objects it shares stay shared
+        values.update(names)
+        groups.append(list(names))
+    ArtifactStore(io_dir).put(IN_KEY, values, groups, spec.step["name"])
+    step = spec.step
+    with open(os.path.join(io_dir, "step.json"), "w", encoding="utf-8") as f:
+        json.dump({"name": step["name"], "outputs": step["outputs"], "groups": step["groups"],
+                   "keep": [n for n in spec.keep if n not in step["outputs"]],
+                   "metrics": spec.metrics if (spec.metrics or {}).get("step") == step["name"] else None,
+                   "parameters": spec.parameters}, f)
+
+
+# --- inside the kernel -----------------------------------------------------------------------
+
+
+def load_inputs(ns: dict, io_dir: str) -> None:
+    """Bind the step's parameters and inputs in the kernel's namespace (the load cell)."""
+    from ..executor import _rebind_functions
+
+    with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
+        step = json.load(f)
+    ns.update(step["parameters"])
+    ns.update(_rebind_functions(ArtifactStore(io_dir).get(IN_KEY), ns))
+
+
+def save_outputs(ns: dict, io_dir: str) -> None:
+    """Write the step's outputs, the final values worth keeping and its metrics (the save cell)."""
+    import resource
+
+    import cloudpickle
+
+    from ...compiler.ir import Metrics
+    from ..executor import _evaluate_metrics
+
+    with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
+        step = json.load(f)
+    report = {"missing": [n for n in step["outputs"] if n not in ns], "metrics": {}, "warnings": []}
+    if step["metrics"] and not report["missing"]:
+        report["metrics"], report["warnings"] = _evaluate_metrics(Metrics(**step["metrics"]), ns)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    report["cpu_s"] = usage.ru_utime + usage.ru_stime
+    report["peak_rss_bytes"] = usage.ru_maxrss * 1024  # kilobytes on Linux
+    kept = {}
+    for name in step["keep"]:
+        if name in ns:
+            try:
+                cloudpickle.dumps(ns[name])
+            except Exception:  # noqa: BLE001 - kept values are best effort
+                continue
+            kept[name] = ns[name]
+    report["kept"] = sorted(kept)
+    with open(os.path.join(io_dir, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f)
+    if report["missing"]:
+        raise NameError(f"step {step['name']!r} finished without defining its output(s) "
+                        f"{', '.join(map(repr, report['missing']))}")
+    outputs = {n: ns[n] for n in step["outputs"]}
+    ArtifactStore(io_dir).put(OUT_KEY, {**outputs, **kept}, step["groups"], step["name"])
+
+
+# --- reading the executed notebook back ---------------------------------------------------------
+
+
+def _read_back(result: StepResult, executed, io_dir, spec, failure) -> None:
+    report = _report(io_dir)
+    result.metrics = report.get("metrics") or {}
+    result.warnings = report.get("warnings") or []
+    result.cpu_s = report.get("cpu_s") or 0.0
+    result.peak_rss_bytes = report.get("peak_rss_bytes") or 0
+    cells = list(executed.cells) if executed is not None else []
+    counts = {c.get("execution_count"): c for c in cells if c.get("cell_type") == "code"}
+    stdout, stderr = [], []
+    for cell in cells:
+        meta = cell.metadata.get("nbscale", {})
+        pm = cell.metadata.get("papermill", {})
+        if "cell" not in meta or pm.get("status") not in ("completed", "failed"):
+            continue
+        outputs = [_plain(o) for o in cell.get("outputs", [])]
+        result.cells.append({"cell": meta["cell"], "started": _epoch(pm.get("start_time")),
+                             "finished": _epoch(pm.get("end_time")), "outputs": outputs})
+        for output in outputs:
+            if output["output_type"] == "stream":
+                (stdout if output["name"] == "stdout" else stderr).append(output["text"])
+            elif output["output_type"] in ("display_data", "execute_result"):
+                result.displays.append({**output, "cell": meta["cell"]})
+    result.stdout, result.stderr = "".join(stdout), "".join(stderr)
+    result.error = _error(cells, counts, report, spec, failure)
+    if result.error is None:
+        try:
+            values = ArtifactStore(io_dir).get(OUT_KEY)
+        except KeyError:
+            result.error = StepError(None, None, "RuntimeError", "the step notebook saved no outputs", "")
+            return
+        result.outputs = {n: values[n] for n in spec.step["outputs"]}
+        result.namespace_values = {n: v for n, v in values.items() if n not in result.outputs}
+
+
+def _report(io_dir) -> dict:
+    try:
+        with open(os.path.join(io_dir, "report.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _error(cells, counts, report, spec, failure) -> StepError | None:
+    failing = next((c for c in cells if c.get("metadata", {}).get("papermill", {}).get("status") == "failed"
+                    or any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+    if failing is None and failure is not None:  # a timeout or dead kernel: the last cell started
+        started = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+        failing = started[-1] if started else None
+    if failing is None and failure is None:
+        return None
+    meta = failing.metadata.get("nbscale", {}) if failing is not None else {}
+    error = next((o for o in failing.get("outputs", []) if o.get("output_type") == "error"), None) \
+        if failing is not None else None
+    ename, evalue = failure or ((error["ename"], error["evalue"]) if error else ("CellExecutionError", ""))
+    trace = ANSI.sub("", "\n".join(error["traceback"])) if error else evalue
+    if meta.get("role") == "save":
+        if report.get("missing"):
+            names = ", ".join(repr(n) for n in report["missing"])
+            message = (f"step {spec.step['name']!r} of {spec.notebook} finished without defining its output(s) "
+                       f"{names}: a downstream step reads them, but no cell of the step bound them")
+            return StepError(None, None, "MissingOutputError", message, message + "\n")
+        return StepError(None, None, ename, evalue, trace)
+    if meta.get("role") == "load" or "cell" not in meta:
+        return StepError(None, None, ename, f"loading the step's inputs failed: {evalue}" if meta else evalue,
+                         trace)
+    frames = []
+    for match in CELL_FRAME.finditer(trace):
+        origin = counts.get(int(match.group(1)))
+        cell = origin.metadata.get("nbscale", {}).get("cell") if origin is not None else None
+        if cell is not None:
+            frames.append({"cell": cell, "line": int(match.group(2)), "name": match.group(3) or "<module>"})
+    from ..executor import Frame
+
+    frames = [Frame(**f) for f in frames]
+    cell, line = (frames[-1].cell, frames[-1].line) if frames else (meta["cell"], None)
+    return StepError(cell, line, ename, evalue, trace, frames, running_cell=meta["cell"])
+
+
+def _epoch(stamp):
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+
+
+def _plain(node):
+    """NotebookNode → plain JSON data."""
+    return json.loads(json.dumps(node))
+
+
+class _QuietThreads(logging.Filter):
+    """Drops papermill's own log lines ("Input Notebook: …") of the step notebooks' runs."""
+
+    threads: set[int] = set()
+
+    def filter(self, record):
+        return record.thread not in self.threads
+
+
+_FILTER = _QuietThreads()
+_FILTER_LOCK = threading.Lock()
+
+
+class _quiet_papermill_logs:
+    def __enter__(self):
+        with _FILTER_LOCK:
+            logger = logging.getLogger("papermill")
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)
+            _FILTER.threads.add(threading.get_ident())
+
+    def __exit__(self, *exc):
+        with _FILTER_LOCK:
+            _FILTER.threads.discard(threading.get_ident())
+        return False

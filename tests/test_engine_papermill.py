@@ -1,0 +1,178 @@
+"""The `papermill` engine of `nbscale run`: every step a notebook executed by papermill in a real
+ipykernel — in threads of this process, or as Dask tasks on workers — and the same engine
+inside `papermill --engine nbscale`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import dask
+import nbformat
+import numpy as np
+import pandas as pd
+import papermill
+import pytest
+
+import nbscale
+from nbscale.kernels.runner import default_run_store
+from nbscale.kernels.store import ArtifactStore
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def write_nb(folder, cells, name="nb"):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
+    for source, tags in cells:
+        nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)}))
+    path = Path(folder) / f"{name}.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def events(path, run_id, kind):
+    store = default_run_store(path)
+    return [e for e in store.events_since(run_id) if e["kind"] == kind]
+
+
+PIPELINE = [
+    ("import numpy as np\nimport pandas as pd", ["imports"]),
+    ("def scale(v):\n    return v * FACTOR", ["functions"]),
+    ("FACTOR = 2\nlabel = 'run'\nitems = [1]", ["parameters"]),
+    ("df = pd.DataFrame({'x': np.arange(5.0)})\narr = np.ones(3)\nOFFSET = 100\n"
+     "def shift(v):\n    return v + OFFSET\ndata = [df]\nprint('loaded', len(df))", ["step:load"]),
+    ("df['y'] = scale(df['x'])\nsame = data[0] is df\ntotal = float(df['y'].sum()) + shift(0) + sum(items)\n"
+     "kernel = type(get_ipython()).__name__\nprint(label, total)\n"
+     "from IPython.display import Markdown, display\ndisplay(Markdown('**done**'))", ["step:use"]),
+    ("total", ["metrics"]),
+]
+
+
+def test_nbscale_run_papermill_engine_keeps_step_notebooks_and_values(tmp_path):
+    path = write_nb(tmp_path, PIPELINE)
+    proc = subprocess.run(["nbscale", "run", path.name, "--engine", "papermill", "-p", "label=hello",
+                           "-p", "items=[2, 3]", "--output", "json"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "running over TCP" not in proc.stderr  # the kernels' start-up warning is kept out
+    report = json.loads(proc.stdout)
+    assert report["status"] == "succeeded" and report["metrics"] == {"total": 125.0}
+    run_id = report["run_id"]
+
+    # The same pipeline in-process (local engine): the kernel run hands on the same values.
+    local = nbscale.run(path, {"label": "hello", "items": "[2, 3]"}, engine="local", use_cache=False,
+                        store_url=str(tmp_path / "local-store"))
+    store = default_run_store(path)
+    ours = {s["step"]: s["hash"] for s in store.get_run(run_id)["steps"]}
+    assert ours == local.hashes
+    artifacts = ArtifactStore(str(tmp_path / ".nbscale" / "artifacts"))
+    kernel_values, local_values = artifacts.get(ours["use"]), local.load("use")
+    pd.testing.assert_frame_equal(kernel_values["df"], local_values["df"])
+    assert kernel_values["total"] == local_values["total"] == 125.0
+    assert kernel_values["same"] is True  # df and data were handed on in one pass: still shared
+    assert kernel_values["kernel"] == "ZMQInteractiveShell"  # a real Jupyter kernel
+    np.testing.assert_array_equal(artifacts.get(ours["load"])["arr"], np.ones(3))
+
+    folder = tmp_path / ".nbscale" / "runs" / run_id
+    assert sorted(p.name for p in folder.iterdir()) == ["load.ipynb", "metrics.ipynb", "use.ipynb"]
+    linked = {e["step"]: e["payload"]["path"] for e in events(path, run_id, "step_notebook")}
+    assert linked == {name: str(folder / f"{name}.ipynb") for name in ("load", "use", "metrics")}
+    use = nbformat.read(folder / "use.ipynb", as_version=4)
+    nbformat.validate(use)
+    roles = [c.metadata.nbscale["role"] for c in use.cells]
+    assert roles == ["prelude", "prelude", "load", "step", "save"]
+    assert [c.metadata.nbscale.get("cell") for c in use.cells] == [0, 1, None, 4, None]
+    step_cell = use.cells[3]
+    assert step_cell.outputs[0]["text"] == "hello 125.0\n"
+    assert step_cell.outputs[1]["data"]["text/markdown"] == "**done**"
+    assert "hello" not in use.cells[2].source  # parameter values travel as data, not as code
+
+    again = nbscale.run(path, {"label": "hello", "items": "[2, 3]"}, engine="papermill")
+    assert {s["name"]: s["status"] for s in again.steps} == {"load": "cached", "use": "cached",
+                                                            "metrics": "cached"}
+    assert again.metrics == {"total": 125.0}
+    assert not (tmp_path / ".nbscale" / "runs" / again.run_id).exists()  # nothing ran, nothing kept
+
+
+def test_failures_map_to_notebook_cell_and_line_like_the_local_engine(tmp_path):
+    path = write_nb(tmp_path, [
+        ("def ratio(a, b):\n    c = a\n    return c / b", ["functions"]),
+        ("x = 1\nzero = 0", ["step:prep"]),
+        ("print('before')\ny = ratio(x, zero)", ["step:divide"]),
+        ("gen = (i for i in range(3))", ["step:make"]),
+        ("print(y)", ["step:after"]),
+        ("print(list(gen))", ["step:consume"]),
+    ])
+    kernel = nbscale.run(path, engine="papermill")
+    local = nbscale.run(path, engine="local", use_cache=False, store_url=str(tmp_path / "local"))
+    assert kernel.status == local.status == "failed"
+    statuses = {s["name"]: s["status"] for s in kernel.steps}
+    assert statuses == {s["name"]: s["status"] for s in local.steps} == {
+        "prep": "succeeded", "divide": "failed", "make": "failed", "after": "upstream_failed",
+        "consume": "upstream_failed"}
+    k_err, l_err = kernel.step("divide")["error"], local.step("divide")["error"]
+    assert (k_err["ename"], k_err["cell"], k_err["line"], k_err["running_cell"]) == \
+        (l_err["ename"], l_err["cell"], l_err["line"], l_err["running_cell"]) == ("ZeroDivisionError", 0, 3, 2)
+    assert [(f["cell"], f["line"]) for f in k_err["frames"]] == [(2, 2), (0, 3)]
+    marshal = kernel.step("make")["error"]
+    assert marshal["ename"] == "MarshalError" and "'gen'" in marshal["evalue"] and "generator" in marshal["evalue"]
+    kept = nbformat.read(tmp_path / ".nbscale" / "runs" / kernel.run_id / "divide.ipynb", as_version=4)
+    failed = next(c for c in kept.cells if c.metadata.get("nbscale", {}).get("cell") == 2)
+    assert [o["output_type"] for o in failed.outputs] == ["stream", "error"]
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                           host="127.0.0.1")
+    yield cluster
+    cluster.close()
+
+
+def test_step_notebooks_run_as_dask_tasks_in_parallel(tmp_path, scheduler):
+    path = write_nb(tmp_path, [
+        ("import time", ["imports"]),
+        ("time.sleep(1.5)\nleft = 1", ["step:left"]),
+        ("time.sleep(1.5)\nright = 2", ["step:right"]),
+        ("both = left + right", ["step:join"]),
+    ])
+    with dask.config.set({"scheduler-address": scheduler.scheduler_address}):
+        result = nbscale.run(path, engine="papermill")
+    assert result.ok and result.load("join")["both"] == 3
+    workers = {e["step"]: e["payload"]["worker"] for e in events(path, result.run_id, "step_started")}
+    assert set(workers) == {"left", "right", "join"}
+    assert set(workers.values()) <= set(scheduler.scheduler_info["workers"])
+    assert workers["left"] != workers["right"]  # siblings spread over the two workers
+    steps = {s["step"]: s for s in default_run_store(path).get_run(result.run_id)["steps"]}
+    left, right = steps["left"], steps["right"]
+    stamp = datetime.fromisoformat
+    assert max(stamp(left["started"]), stamp(right["started"])) < min(stamp(left["finished"]),
+                                                                      stamp(right["finished"]))
+    folder = tmp_path / ".nbscale" / "runs" / result.run_id  # written by the client, not the workers
+    assert sorted(p.name for p in folder.iterdir()) == ["join.ipynb", "left.ipynb", "right.ipynb"]
+
+
+def test_papermill_engine_inside_papermill_engine_nbscale(tmp_path):
+    path = write_nb(tmp_path, [
+        ("import sys", ["imports"]),
+        ("n = 2", ["parameters"]),
+        ("values = list(range(n))\nprint(values)\nvalues", ["step:a"]),
+        ("print('err', file=sys.stderr)\nsum(values)", ["step:b"]),
+    ])
+    plain = papermill.execute_notebook(str(path), str(tmp_path / "plain.ipynb"), parameters={"n": 4},
+                                       kernel_name="python3", progress_bar=False)
+    ours = papermill.execute_notebook(str(path), str(tmp_path / "ours.ipynb"), parameters={"n": 4},
+                                      engine_name="nbscale", nbscale_engine="papermill", progress_bar=False)
+    nbformat.validate(ours)
+    for a, b in zip(plain.cells, ours.cells):
+        strip = [{k: v for k, v in o.items() if k != "execution_count"} for o in a.outputs]
+        assert strip == [{k: v for k, v in o.items() if k != "execution_count"} for o in b.outputs]
+        assert a.execution_count == b.execution_count
+    assert ours.cells[3].outputs[0]["text"] == "[0, 1, 2, 3]\n"
+    run_id = ours.metadata.nbscale["run_id"]
+    assert ours.metadata.nbscale["engine"] == "papermill"
+    assert sorted(p.name for p in (tmp_path / ".nbscale" / "runs" / run_id).iterdir()) == ["a.ipynb", "b.ipynb"]

@@ -1,0 +1,218 @@
+"""Pipelines compiled to KFP YAML, run end to end by kfp.local (SubprocessRunner, use_venv=False).
+
+`nbscale run --engine kfp-local` compiles each notebook to YAML, loads it back with
+`kfp.components.load_component_from_file` in a kfp.local process and runs it; the metrics must
+equal the local engine's, and the run store must hold the same kind of records. One test runs a
+compiled YAML with kfp.local directly in this process, to check the `dsl.Metrics` artifact.
+Nothing is pip-installed: the YAML for these runs has no packages_to_install and no kfp install.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import EXAMPLES, make_notebook
+
+from nbscale.compiler import compile_notebook
+from nbscale.compiler.targets.kfp import KfpOptions, generate, kfp_argument, write_yaml
+from nbscale.kernels.kfp_component import ArtifactFolder
+from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
+
+LOCAL_YAML = KfpOptions(packages_to_install=[], install_kfp_package=False)
+NATIVE_TRICKY = "it's a \"test\" {not a format} {{ jinja }} }}{{\nsecond line\ttab \\ back ✓"
+TRICKY = "it's a \"test\" {not a format} {{$.inputs.parameters['x']}}\nsecond line\ttab \\ back"
+
+
+def run(notebook, engine, parameters=None, **options):
+    events = []
+    result = run_notebook(notebook, parameters, RunOptions(engine=engine, **options),
+                          on_event=lambda kind, step, payload: events.append((kind, step, payload)))
+    return result, events
+
+
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory):
+    """Each example run by the local engine and by kfp-local; two examples at a time (kfp.local
+    runs one task at a time, each task its own process: two runs keep both cores busy)."""
+
+    def both(example):
+        notebook = tmp_path_factory.mktemp(example.stem) / example.name
+        shutil.copy(example, notebook)
+        store = tmp_path_factory.mktemp(f"{example.stem}-store")  # outside: `!ls` in a step sees the folder
+        local, _ = run(notebook, "local", store_url=str(store))
+        kfp, events = run(notebook, "kfp-local")
+        return example.stem, (notebook, local, kfp, events)
+
+    longest_first = sorted(EXAMPLES, key=lambda p: len(compile_notebook(p).steps), reverse=True)
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(both, longest_first))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_runs_under_kfp_local_with_the_local_engines_metrics(example, example_runs):
+    notebook, local, kfp, events = example_runs[example.stem]
+    assert local.ok, local.steps
+    assert kfp.ok, kfp.steps
+    assert kfp.metrics == local.metrics
+    assert [s["status"] for s in kfp.steps] == ["succeeded"] * len(kfp.steps)
+    assert all(s["attempts"] == 1 and s["duration_s"] is not None for s in kfp.steps)
+    # live events, one start and one finish per step, in an order that respects the DAG
+    started = [step for kind, step, _ in events if kind == "step_started"]
+    finished = [step for kind, step, _ in events if kind == "step_finished"]
+    assert sorted(started) == sorted(finished) == sorted(s["name"] for s in kfp.steps)
+    pipeline = compile_notebook(notebook)
+    for step in pipeline.steps:
+        assert all(started.index(u) < started.index(step.name) for u in step.after)
+    # outputs went into nbscale's artifact store, the same values as the local engine's
+    for step in pipeline.steps:
+        ours, theirs = kfp.load(step.name, step.outputs), local.load(step.name, step.outputs)
+        assert _same(ours, theirs), step.name
+    run_row = default_run_store(notebook).get_run(kfp.run_id)
+    assert run_row["engine"] == "kfp-local" and run_row["status"] == "succeeded"
+    local_steps = default_run_store(notebook).get_run(local.run_id)["steps"]
+    assert [_stable(s["stdout"]) for s in run_row["steps"]] == [_stable(s["stdout"]) for s in local_steps]
+
+
+def _stable(text):
+    """Output without the lines `%time` prints (timings differ from run to run)."""
+    return [line for line in (text or "").splitlines() if not line.startswith(("CPU times", "Wall time"))]
+
+
+def _same(a: dict, b: dict) -> bool:
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+
+    if a.keys() != b.keys():
+        return False
+    for name in a:
+        x, y = a[name], b[name]
+        if isinstance(x, pd.DataFrame | pd.Series):
+            if not x.equals(y):
+                return False
+        elif isinstance(x, np.ndarray):
+            if not np.array_equal(x, y):
+                return False
+        elif type(x).__module__.startswith("sklearn"):
+            if type(x) is not type(y) or pickle.dumps(x.get_params()) != pickle.dumps(y.get_params()):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def test_parameters_with_tricky_values_arrive_unchanged(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("greeting = 'hello'\nlayers = [64, 32]\nconfig = {'b': 1, 'a': 2}\nmaybe = None\nrate = 0.5\nn = 3",
+         ["parameters"]),
+        ("kinds = [type(v).__name__ for v in [greeting, maybe, rate, n, *layers]]\n"
+         "got = [greeting, layers, list(config), config, maybe, rate, n, kinds]", ["step:use"]),
+        ("ok = float(got == expected)", ["step:check"]),
+        ("ok", ["metrics"]),
+    ], name="tricky")
+    # `expected` is a module-level constant of the prelude so both engines compare the same thing
+    given = {"greeting": TRICKY, "layers": "[1, 2, [3]]", "config": '{"z": 1, "a": {"k": "{{x}}"}}',
+             "maybe": '{"n": [1, 2]}', "rate": "2", "n": "7"}
+    expected = [TRICKY, [1, 2, [3]], ["z", "a"], {"z": 1, "a": {"k": "{{x}}"}}, {"n": [1, 2]}, 2.0, 7,
+                ["str", "dict", "float", "int", "int", "int", "list"]]
+    source = nb.read_text()
+    nb_json = json.loads(source)
+    nb_json["cells"].insert(0, {"cell_type": "code", "metadata": {"tags": ["functions"]}, "outputs": [],
+                                "execution_count": None, "source": f"expected = {expected!r}"})
+    nb.write_text(json.dumps(nb_json))
+    result, _ = run(nb, "kfp-local", given)
+    assert result.ok, result.steps
+    assert result.metrics == {"ok": 1.0}
+    assert result.load("use")["got"] == expected
+
+
+def test_failures_retries_and_timeouts_are_recorded(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("x = 1", ["step:ok"]),
+        ("from pathlib import Path\ncounter = Path('attempts.txt')\n"
+         "n = int(counter.read_text()) + 1 if counter.exists() else 1\ncounter.write_text(str(n))\n"
+         "if n < 2:\n    raise RuntimeError(f'flaky attempt {n}')\ny = x + n", ["step:flaky", "retries:2"]),
+        ("import time\nfor _ in range(200):\n    time.sleep(0.05)\nw = y", ["step:slow", "timeout:1s"]),
+        ("z = w * 2", ["step:after_slow"]),
+    ], name="fails")
+    result, events = run(nb, "kfp-local")
+    steps = {s["name"]: s for s in result.steps}
+    assert result.status == "failed"
+    assert steps["ok"]["status"] == "succeeded"
+    assert steps["flaky"]["status"] == "succeeded" and steps["flaky"]["attempts"] == 2  # KFP's set_retry
+    assert ("step_retry", "flaky") in [(kind, step) for kind, step, _ in events]
+    error = steps["slow"]["error"]
+    assert steps["slow"]["status"] == "failed" and error["ename"] == "StepTimeout"
+    assert (error["cell"], error["line"]) == (2, 3)  # the running cell and line, as in the notebook
+    assert steps["after_slow"]["status"] == "upstream_failed"
+    assert (tmp_path / "attempts.txt").read_text() == "2"  # the notebook's folder is the working directory
+
+
+def test_a_failure_stops_kfp_local_and_unrun_steps_say_why(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("a = 1\nraise ValueError('boom')", ["step:first"]),
+        ("b = 2", ["step:independent"]),
+        ("c = a + 1", ["step:downstream"]),
+    ], name="boom")
+    result, _ = run(nb, "kfp-local")
+    steps = {s["name"]: s for s in result.steps}
+    assert steps["first"]["status"] == "failed"
+    assert (steps["first"]["error"]["cell"], steps["first"]["error"]["line"]) == (0, 2)
+    assert steps["first"]["error"]["evalue"] == "boom"
+    assert steps["downstream"]["status"] == "upstream_failed"
+    if steps["independent"]["status"] != "succeeded":  # kfp.local runs tasks one at a time, in its order
+        assert steps["independent"]["status"] == "cancelled"
+        assert "kfp.local stops a pipeline at its first failed task" in steps["independent"]["error"]
+
+
+def test_cached_steps_enter_the_kfp_pipeline_from_the_artifact_store(tmp_path):
+    cells = [
+        ("x = [1, 2]\ndf = {'a': [1, 2]}\nholder = [x, df]", ["step:a"]),  # a group: objects shared
+        ("total = sum(x) + sum(df['a']) + len(holder)", ["step:b"]),
+        ("total", ["metrics"]),
+    ]
+    nb = make_notebook(tmp_path, cells, name="cache")
+    first, _ = run(nb, "kfp-local")
+    assert first.ok and first.metrics == {"total": 8.0}
+    cells[1] = ("holder[0].append(10)\ntotal = sum(x) + sum(df['a']) * 10 + len(holder)", ["step:b"])
+    nb = make_notebook(tmp_path, cells, name="cache")
+    second, events = run(nb, "kfp-local")
+    assert second.ok and second.metrics == {"total": 45.0}  # x and holder[0] are still one list
+    assert second.step("a")["status"] == "cached"
+    assert [s for k, s, _ in events if k == "step_started"] == ["b", "metrics"]
+    # the other engines read what kfp-local stored: nothing left to run
+    local, events = run(nb, "local")
+    assert local.metrics == {"total": 45.0} and not [e for e in events if e[0] == "step_started"]
+
+
+def test_a_compiled_yaml_runs_in_kfp_local_and_logs_dsl_metrics(tmp_path, monkeypatch):
+    from kfp import local
+    from kfp.components import load_component_from_file
+
+    nb = make_notebook(tmp_path, [
+        ("word = 'x'", ["parameters"]),  # a native str input: quotes, newlines, braces pass unchanged
+        ("import json\ndata = {'w': word * 3}", ["step:make"]),
+        ("size = float(len(data['w']))\nsame = float(data['w'] == word * 3)", ["step:measure"]),
+        ("{'size': size, 'same': same}", ["metrics"]),
+    ], name="direct")
+    pipeline = compile_notebook(nb)
+    module = generate(pipeline, LOCAL_YAML)
+    path = write_yaml(module, tmp_path / "direct.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(local.config.LocalExecutionConfig, "instance", None)  # restored afterwards
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "outputs"))
+    component = load_component_from_file(str(path))
+    assert module.parameter_types["word"] == "str"
+    component(word=kfp_argument("str", NATIVE_TRICKY))
+    (run_dir,) = (tmp_path / "outputs").iterdir()
+    executor_output = json.loads((run_dir / module.components["metrics"] / "executor_output.json").read_text())
+    metrics = executor_output["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert metrics == {"size": float(len(NATIVE_TRICKY) * 3), "same": 1.0}
+    record = json.loads((run_dir / module.components["make"] / "step_record" / "result.json").read_text())
+    assert record["status"] == "succeeded" and record["attempt"] == 1
+    data = ArtifactFolder(str(run_dir / module.components["make"] / "out_data")).get("make", ["data"])
+    assert data == {"data": {"w": NATIVE_TRICKY * 3}}

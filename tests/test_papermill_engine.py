@@ -1,0 +1,284 @@
+"""`papermill --engine nbscale`: the real papermill CLI and Python API, compared with plain papermill.
+
+Plain papermill runs each notebook top to bottom in a real ipykernel; the nbscale engine runs
+it as a pipeline (on a 2-worker Dask LocalCluster shared by the module, reached through
+NBSCALE_SCHEDULER / `scheduler=`; the `local` engine where Dask is not the point).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import nbformat
+import papermill
+import pytest
+from papermill.exceptions import PapermillException, PapermillExecutionError
+
+from nbscale.compiler.ir import Parameter
+from nbscale.kernels import params
+from nbscale.kernels.errors import ParameterError
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                           host="127.0.0.1")
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+def write_nb(folder, cells, name="nb"):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
+    for cell in cells:
+        if isinstance(cell, str) and cell.startswith("# "):
+            nb.cells.append(nbformat.v4.new_markdown_cell(cell))
+        else:
+            source, tags = cell if isinstance(cell, tuple) else (cell, [])
+            nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)}))
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def plain_papermill(path, out, parameters=None):
+    return papermill.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
+                                      progress_bar=False)
+
+
+def nbscale_api(path, out, parameters=None, **options):
+    return papermill.execute_notebook(str(path), str(out), parameters=parameters, engine_name="nbscale",
+                                      progress_bar=False, **options)
+
+
+def outputs(cell):
+    """A cell's outputs, ignoring execution counts: the text of each stream (a kernel flushes
+    stdout and stderr separately, so their interleaving is timing) and the other outputs in
+    order, errors reduced to name and value (tracebacks are formatted differently)."""
+    streams, rich = {}, []
+    for output in cell.get("outputs", []):
+        output = json.loads(json.dumps(output))
+        output.pop("execution_count", None)
+        if output["output_type"] == "stream":
+            streams[output["name"]] = streams.get(output["name"], "") + output["text"]
+        elif output["output_type"] == "error":
+            rich.append({"output_type": "error", "ename": output["ename"], "evalue": output["evalue"]})
+        else:
+            rich.append(output)
+    return streams, rich
+
+
+def compare(plain, ours, *, skipped=()):
+    assert [c.cell_type for c in plain.cells] == [c.cell_type for c in ours.cells]
+    for index, (a, b) in enumerate(zip(plain.cells, ours.cells)):
+        if a.cell_type == "code" and index not in skipped:
+            assert outputs(b) == outputs(a), f"cell {index}: {b.source!r}"
+
+
+def stamp(text):
+    return datetime.fromisoformat(text)
+
+
+FIDELITY = [
+    "# A pipeline that papermill runs",
+    ("import sys\nimport pandas as pd\nfrom IPython.display import HTML, display", ["imports"]),
+    ("alpha = 0.5\nname = 'x'\nitems = [1, 2]", ["parameters"]),
+    ("print('a starts', alpha)\nxs = [alpha * i for i in items]\ndisplay(HTML('<b>a</b>'))\n"
+     "print('to stderr', file=sys.stderr)\nprint('a ends')\nlen(xs)", ["step:a"]),
+    "total = sum(xs)\ntotal",
+    ("print('eda only')\ntotal * 2", ["skip"]),
+    ("ys = {'n': name * 3}\nprint(ys)\nys", ["step:b"]),
+    "# Combine",
+    ("print(total, ys['n'])\nframe = pd.DataFrame({'x': xs})\nframe", ["step:c"]),
+    ("total", ["metrics"]),
+]
+
+
+def test_cli_output_matches_plain_papermill_and_second_run_is_cached(tmp_path, scheduler):
+    path = write_nb(tmp_path, FIDELITY)
+    plain = plain_papermill(path, tmp_path / "plain.ipynb", {"alpha": 0.1})
+    env = {**os.environ, "NBSCALE_SCHEDULER": scheduler}
+    proc = subprocess.run([sys.executable, "-m", "papermill", "--engine", "nbscale", path.name, "out.ipynb",
+                           "-p", "alpha", "0.1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Executing" in proc.stderr and "100%" in proc.stderr  # papermill's progress bar
+    ours = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    nbformat.validate(ours)
+    # plain papermill inserted the injected cell after the parameters cell (index 3); skip is 6
+    assert ours.cells[3].metadata.tags == ["injected-parameters"] and "alpha = 0.1" in ours.cells[3].source
+    compare(plain, ours, skipped={6})
+    skip = ours.cells[6]
+    assert skip.metadata.papermill["status"] == "skipped" and skip.outputs == [] and skip.execution_count is None
+    assert plain.cells[6].outputs  # plain papermill did run it
+    for index, cell in enumerate(ours.cells):
+        pm = cell.metadata.papermill
+        if index == 6:
+            continue
+        assert pm["status"] == "completed" and pm["exception"] is False, (index, pm)
+        if cell.cell_type == "code":
+            assert stamp(pm["start_time"]) <= stamp(pm["end_time"]) and pm["duration"] >= 0
+            assert cell.execution_count == plain.cells[index].execution_count
+    assert ours.cells[4].metadata.nbscale == {"step": "a", "cached": False}
+    meta = ours.metadata.papermill
+    assert meta["parameters"] == {"alpha": 0.1} and meta["exception"] is None
+    assert meta["input_path"] == "nb.ipynb" and meta["output_path"] == "out.ipynb"
+    assert stamp(meta["start_time"]) < stamp(meta["end_time"]) and meta["duration"] > 0
+    assert ours.metadata.nbscale["status"] == "succeeded"
+    assert ours.metadata.nbscale["parameters"] == {"alpha": 0.1, "name": "x", "items": [1, 2]}
+    assert ours.metadata.nbscale["metrics"] == {"total": pytest.approx(0.30000000000000004)}
+
+    again = nbscale_api(path, tmp_path / "again.ipynb", {"alpha": 0.1}, scheduler=scheduler)
+    assert {s["name"]: s["status"] for s in again.metadata.nbscale["steps"]} == {
+        "a": "cached", "b": "cached", "c": "cached", "metrics": "cached"}
+    compare(ours, again)
+    assert again.cells[9].metadata.nbscale == {"step": "c", "cached": True}
+    assert again.metadata.nbscale["metrics"] == ours.metadata.nbscale["metrics"]
+    other = nbscale_api(path, tmp_path / "other.ipynb", {"alpha": 1}, scheduler=scheduler)
+    assert other.cells[4].outputs[0]["text"].startswith("a starts 1.0")  # typed float: 1 → 1.0
+    assert {s["name"]: s["status"] for s in other.metadata.nbscale["steps"]}["b"] == "cached"
+
+
+FAILING = [
+    ("import math", ["imports"]),
+    ("def ratio(a, b):\n    return a / b", ["functions"]),
+    ("d = 0", ["parameters"]),
+    ("x = 10\nprint('prep')", ["step:prep"]),
+    ("print('independent')", ["step:other"]),
+    ("print('dividing')\nq = ratio(x, d)\nprint('never')", ["step:divide"]),
+    "print(q)",
+    ("print(q + 1)", ["step:after"]),
+]
+
+
+def test_error_points_at_the_failing_cell_as_plain_papermill_does(tmp_path, scheduler):
+    path = write_nb(tmp_path, FAILING)
+    with pytest.raises(PapermillExecutionError) as plain_err:
+        plain_papermill(path, tmp_path / "plain.ipynb")
+    with pytest.raises(PapermillExecutionError) as ours_err:
+        nbscale_api(path, tmp_path / "ours.ipynb", scheduler=scheduler)
+    a, b = plain_err.value, ours_err.value
+    assert (b.cell_index, b.exec_count, b.ename, b.evalue) == (a.cell_index, a.exec_count, a.ename, a.evalue)
+    assert (b.cell_index, b.ename) == (5, "ZeroDivisionError") and "q = ratio(x, d)" in b.source
+    assert any("return a / b" in line for line in b.traceback)  # the frame in the functions cell
+
+    ours = nbformat.read(tmp_path / "ours.ipynb", as_version=4)  # written before raising
+    plain = nbformat.read(tmp_path / "plain.ipynb", as_version=4)
+    nbformat.validate(ours)
+    markers = [c for c in ours.cells if "papermill-error-cell-tag" in c.metadata.get("tags", [])]
+    assert len(markers) == 2 and "In [6]" in markers[0].source
+    failed = next(c for c in ours.cells if c.metadata.get("papermill", {}).get("status") == "failed")
+    assert failed.source.startswith("print('dividing')") and failed.metadata.papermill["exception"] is True
+    assert [o["output_type"] for o in failed.outputs] == ["stream", "error"]
+    compare(plain, ours)  # same outputs everywhere, the failing cell included
+    after = [c for c in ours.cells if c.cell_type == "code"][-2:]
+    assert all(c.metadata.papermill["status"] == "pending" and not c.outputs for c in after)
+    assert ours.metadata.papermill["exception"] is True and ours.metadata.nbscale["status"] == "failed"
+
+
+def test_parallel_steps_overlap_on_two_workers(tmp_path, scheduler):
+    path = write_nb(tmp_path, [
+        ("import time", ["imports"]),
+        ("time.sleep(1.5)\nleft = 1", ["step:left"]),
+        ("time.sleep(1.5)\nright = 2", ["step:right"]),
+        ("print(left + right)", ["step:join"]),
+    ])
+    nb = nbscale_api(path, tmp_path / "out.ipynb", scheduler=scheduler)
+    left, right, join = (nb.cells[i].metadata.papermill for i in (1, 2, 3))
+    starts = [stamp(left["start_time"]), stamp(right["start_time"])]
+    ends = [stamp(left["end_time"]), stamp(right["end_time"])]
+    assert max(starts) < min(ends), (left, right)  # both sleeping at the same time
+    assert stamp(join["start_time"]) >= max(ends)
+    assert nb.cells[3].outputs[0]["text"] == "3\n"
+
+
+def test_parameters_are_typed_by_the_parameters_cell(tmp_path):
+    path = write_nb(tmp_path, [
+        ("n = 3\nrate = 0.5\nname = 'a'\nflag = False\nitems = [1]\nanything = None", ["parameters"]),
+        ("print(repr(n), repr(rate), repr(name), repr(flag), repr(items), repr(anything))", ["step:show"]),
+    ])
+    env = {**os.environ, "NBSCALE_ENGINE": "local"}
+    proc = subprocess.run([sys.executable, "-m", "papermill", "--engine", "nbscale", path.name, "out.ipynb",
+                           "--no-progress-bar", "-r", "n", "7", "-p", "rate", "1", "-p", "name", "12",
+                           "-p", "flag", "1", "-y", "items: [4, 5]", "-p", "anything", "hello"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    # plain papermill would bind '7' 1 12 1 [4, 5] 'hello'
+    assert nb.cells[2].outputs[0]["text"] == "7 1.0 '12' True [4, 5] 'hello'\n"
+    assert nb.metadata.papermill["parameters"]["n"] == "7"  # what papermill was given, unchanged
+
+    with pytest.raises(PapermillExecutionError) as err:
+        nbscale_api(path, tmp_path / "bad.ipynb", {"n": 1.5}, nbscale_engine="local")
+    assert err.value.cell_index == 1 and err.value.ename == "ParameterError"  # the injected cell
+    assert "'n' is int" in err.value.evalue
+    bad = nbformat.read(tmp_path / "bad.ipynb", as_version=4)
+    injected = next(c for c in bad.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert injected.outputs[0]["ename"] == "ParameterError"
+
+
+@pytest.mark.parametrize("type_, value, expected", [
+    ("str", 12, "12"), ("str", True, "True"), ("str", 2.5, "2.5"), ("str", "7", "7"),
+    ("int", "7", 7), ("int", 7, 7), ("float", 1, 1.0), ("float", "2", 2.0),
+    ("bool", 1, True), ("bool", 0, False), ("bool", "yes", True), ("bool", True, True),
+    ("list", "[1, 2]", [1, 2]), ("list", "['a', None]", ["a", None]), ("list", [3], [3]),
+    ("dict", "{'k': 1}", {"k": 1}), ("none", "hello", "hello"), ("none", "[1]", [1]), ("none", 5, 5),
+])
+def test_papermill_values_typed_by_literal(type_, value, expected):
+    typed = params.from_papermill(Parameter("x", type_, None), value)
+    assert typed == expected and type(typed) is type(expected)
+
+
+@pytest.mark.parametrize("type_, value", [("int", 1.5), ("int", "abc"), ("float", True), ("bool", 2),
+                                          ("list", "{'a': 1}"), ("dict", [1]), ("int", [1])])
+def test_papermill_values_that_do_not_fit_raise(type_, value):
+    with pytest.raises(ParameterError, match=f"'x' is {type_}"):
+        params.from_papermill(Parameter("x", type_, None), value)
+
+
+def test_nbscale_run_text_follows_the_same_rules(tmp_path):
+    from nbscale.compiler import compile_notebook
+
+    pipeline = compile_notebook(write_nb(tmp_path, [
+        ("items = [1]\nanything = None\ncfg = {'a': 1}", ["parameters"]), ("print(items, anything, cfg)", ["step:s"])]))
+    given = params.parse_assignments(["items=['a', 'b']", "anything=free text", "cfg={'b': [True, None]}"])
+    assert params.resolve(pipeline, given) == {"items": ["a", "b"], "anything": "free text",
+                                               "cfg": {"b": [True, None]}}
+
+
+def test_unknown_injected_parameters_become_parameters(tmp_path):
+    path = write_nb(tmp_path, [("a = 1", ["parameters"]), ("print(a + extra)", ["step:s"])])
+    nb = nbscale_api(path, tmp_path / "out.ipynb", {"extra": 41}, nbscale_engine="local")
+    assert nb.cells[2].outputs[0]["text"] == "42\n"
+    assert nb.metadata.nbscale["parameters"] == {"a": 1, "extra": 41}
+
+
+def test_compile_error_is_an_error_at_its_cell(tmp_path):
+    path = write_nb(tmp_path, [("x = 1", ["step:a"]), ("print(x)", []), ("print(nope)", ["step:b"])])
+    with pytest.raises(PapermillExecutionError) as err:
+        nbscale_api(path, tmp_path / "out.ipynb", nbscale_engine="local")
+    assert err.value.cell_index == 2 and err.value.exec_count == 3 and err.value.ename == "NbscaleCompileError"
+    assert "undefined-name" in err.value.evalue and "nope" in err.value.evalue
+
+
+def test_stdout_file_log_output_and_language(tmp_path, caplog):
+    path = write_nb(tmp_path, [("print('to the file')\n'shown'", ["step:a"])])
+    sink = io.StringIO()
+    with caplog.at_level("INFO", logger="papermill"):
+        nbscale_api(path, tmp_path / "out.ipynb", nbscale_engine="local", stdout_file=sink, log_output=True)
+    assert sink.getvalue() == "to the file\n"
+    assert "to the file" in caplog.text and "'shown'" in caplog.text
+
+    r_nb = nbformat.read(path, as_version=4)
+    r_nb.metadata.kernelspec = {"name": "ir", "display_name": "R", "language": "R"}
+    nbformat.write(r_nb, str(tmp_path / "r.ipynb"))
+    with pytest.raises(PapermillException, match="Python notebooks"):
+        nbscale_api(tmp_path / "r.ipynb", tmp_path / "r_out.ipynb", nbscale_engine="local")
