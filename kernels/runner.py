@@ -68,28 +68,41 @@ class RunOptions:
 
 def run_notebook(notebook, parameters=None, options: RunOptions | None = None, *,
                  on_event=None, run_store: RunStore | None = None) -> RunResult:
-    options = options or RunOptions()
+    """Compile `notebook`, type `parameters` by its parameters cell, and run it."""
     notebook = Path(notebook)
     pipeline = compile_notebook(notebook)
     if pipeline.has_errors:
         raise PipelineNotRunnable(_errors_text(pipeline, notebook))
     values = params_mod.resolve(pipeline, parameters or {})
+    return run_pipeline(pipeline, values, notebook, options, on_event=on_event, run_store=run_store)
+
+
+def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = None, *, on_event=None,
+                 run_store: RunStore | None = None, cwd=None, engine_label=None, engine_options=None) -> RunResult:
+    """Run a compiled pipeline with resolved parameter `values`, recording it in the run store.
+
+    `cwd`: where steps run (default: the notebook's folder); `engine_label`: the engine name
+    recorded for the run; `engine_options`: extra keyword arguments for the engine.
+    """
+    options = options or RunOptions()
+    notebook = Path(notebook)
     store_url = options.store_url or str(state_dir(notebook) / "artifacts")
     store = run_store or default_run_store(notebook)
     hashes = step_hashes(pipeline, values)
-    run_id = store.create_run(str(notebook.resolve()), pipeline.name, options.engine, values,
+    run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine, values,
                               [s.name for s in pipeline.steps])
     recorder = _Recorder(store, run_id, hashes, on_event)
     specs = _plan(pipeline, values, hashes, store_url, notebook, options)
+    for spec in specs:
+        spec.cwd = str(cwd) if cwd is not None else spec.cwd
     store.start_run(run_id)
     recorder.emit("run_started", None, {"engine": options.engine, "steps": len(pipeline.steps)})
     outcomes = {}
     engine = None
     try:
         if specs:
-            engine = get_engine(options.engine, scheduler=options.scheduler,
-                                scheduler_file=options.scheduler_file, workers=options.workers,
-                                run_id=run_id) if options.engine == "dask" else get_engine(options.engine)
+            engine = get_engine(options.engine, scheduler=options.scheduler, scheduler_file=options.scheduler_file,
+                                workers=options.workers, run_id=run_id, **(engine_options or {}))
             outcomes = engine.run(specs, recorder.emit)
     except KeyboardInterrupt:
         recorder.cancel([s.name for s in pipeline.steps])

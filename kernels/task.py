@@ -59,20 +59,23 @@ class StepOutcome:
         return self.status in (SUCCEEDED, CACHED)
 
 
-def run_step(spec: StepSpec, upstream: dict, emit=None) -> StepOutcome:
+def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOutcome:
     """Run one step. `upstream`: step name → its StepOutcome; `emit(kind, step, payload)`.
 
-    Never raises (but for KeyboardInterrupt): whatever goes wrong is a failed outcome.
+    `execute(spec, inputs) -> (StepResult, extra summary)` runs one attempt; inputs are grouped by
+    the step that hands them on. The default runs the step in this process; the papermill engine
+    runs it as a notebook in a kernel. Never raises (but for KeyboardInterrupt): whatever goes
+    wrong is a failed outcome.
     """
     emit = emit or (lambda *args: None)
     try:
-        return _run_step(spec, upstream, emit)
+        return _run_step(spec, upstream, emit, execute or execute_in_process)
     except Exception as exc:  # noqa: BLE001 - a broken task must not take the run down
         return _failed(spec.step["name"], type(exc).__name__, f"nbscale could not run the step: {exc}",
                        traceback.format_exc())
 
 
-def _run_step(spec: StepSpec, upstream: dict, emit) -> StepOutcome:
+def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     name, step = spec.step["name"], spec.step
     failed = sorted(u for u in step["after"] if not upstream[u].ok)
     if failed:
@@ -92,19 +95,26 @@ def _run_step(spec: StepSpec, upstream: dict, emit) -> StepOutcome:
     started = time.time()
     emit("step_started", name, {"hash": spec.hash})
     for attempt in range(1, step.get("retries", 0) + 2):
-        with deadline(step.get("timeout")):
-            result = execute_step(step, spec.prelude, spec.parameters, _copies(inputs, step),
-                                  metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
-        _explain(result, spec)
+        result, extra = execute(spec, inputs)
         if result.ok:
             break
         if attempt <= step.get("retries", 0):
             emit("step_retry", name, {"attempt": attempt, "error": result.error.evalue})
-    outcome = StepOutcome(name, result.status, summary=result.to_json(), attempts=attempt,
+    outcome = StepOutcome(name, result.status, summary={**result.to_json(), **extra}, attempts=attempt,
                           started=started, finished=time.time())
     if result.ok:
         _persist(store, spec, result, outcome)
     return outcome
+
+
+def execute_in_process(spec: StepSpec, inputs: dict):
+    """One attempt of the step in this process, on copies of its inputs, within its timeout."""
+    step = spec.step
+    with deadline(step.get("timeout")):
+        result = execute_step(step, spec.prelude, spec.parameters, _copies(inputs, step),
+                              metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
+    _explain(result, spec)
+    return result, {}
 
 
 def _failed(name, ename, message, trace=None) -> StepOutcome:

@@ -207,55 +207,25 @@ class _PipelineRun:
         self.position = {s.name: i for i, s in enumerate(pipeline.steps)}
         store_url = options.store_url or str(runner.state_dir(self.notebook) / "artifacts")
         self.artifacts = ArtifactStore(store_url)
-        hashes = self.hashes = step_hashes(pipeline, values)
+        self.hashes = step_hashes(pipeline, values)
         self.recorded = {s.name: self._recorded_cells(s) for s in pipeline.steps}
         # A cached step whose cell outputs were never recorded (`nbscale run` made it) runs again.
         plan = dataclasses.replace(pipeline, steps=[
             dataclasses.replace(s, cache=s.cache and self.recorded[s.name] is not None) for s in pipeline.steps])
-        run_store = runner.default_run_store(self.notebook)
-        run_id = run_store.create_run(str(self.notebook), pipeline.name, ENGINE_LABEL.format(options.engine),
-                                      values, [s.name for s in pipeline.steps])
-        self.run_id = run_id
-        recorder = runner._Recorder(run_store, run_id, hashes, self._event)
-        specs = runner._plan(plan, values, hashes, store_url, self.notebook, options)
-        for spec in specs:
-            spec.cwd = os.getcwd()  # papermill runs the notebook in its working directory (--cwd)
-        run_store.start_run(run_id)
-        recorder.emit("run_started", None, {"engine": options.engine, "steps": len(pipeline.steps)})
-        outcomes, engine = {}, None
-        try:
-            with _quiet("distributed"):  # papermill's CLI logs at INFO: Dask's chatter would show
-                if specs:
-                    engine = self._engine(run_id)
-                    outcomes = engine.run(specs, recorder.emit)
-        except KeyboardInterrupt:
-            recorder.cancel([s.name for s in pipeline.steps])
-            run_store.finish_run(run_id, runner.CANCELLED, "cancelled by the user")
-            raise
-        finally:
-            if engine is not None:
-                with _quiet("distributed"):
-                    engine.close()
-        self.status = runner._finish(pipeline, specs, outcomes, recorder, store_url, hashes)
-        run_store.finish_run(run_id, self.status)
-        recorder.emit("run_finished", None, {"status": self.status})
-        run = run_store.get_run(run_id)
+        engine_options = {}
+        if options.engine == "papermill":
+            engine_options = {"kernel_name": self.kernel_name, "start_timeout": self.start_timeout,
+                              "execution_timeout": self.execution_timeout}
+        # papermill runs the notebook in its working directory (--cwd); its CLI logs at INFO, so
+        # Dask's chatter would show
+        with _quiet("distributed"):
+            result = runner.run_pipeline(plan, values, self.notebook, options, on_event=self._event,
+                                         cwd=os.getcwd(), engine_label=ENGINE_LABEL.format(options.engine),
+                                         engine_options=engine_options)
+        self.run_id, self.status = result.run_id, result.status
         self.nb.metadata["nbscale"] = {
-            "run_id": run_id, "engine": options.engine, "status": self.status, "parameters": values,
-            "steps": runner._steps_json(run), "metrics": runner._metrics(run)}
-
-    def _engine(self, run_id):
-        from nbscale.kernels.engines import get_engine
-
-        o = self.options
-        if o.engine == "dask":
-            return get_engine("dask", scheduler=o.scheduler, scheduler_file=o.scheduler_file, workers=o.workers,
-                              run_id=run_id)
-        if o.engine == "papermill":
-            return get_engine("papermill", kernel_name=self.kernel_name, scheduler=o.scheduler,
-                              scheduler_file=o.scheduler_file, workers=o.workers, run_id=run_id,
-                              start_timeout=self.start_timeout, execution_timeout=self.execution_timeout)
-        return get_engine(o.engine)
+            "run_id": result.run_id, "engine": options.engine, "status": result.status, "parameters": values,
+            "steps": result.steps, "metrics": result.metrics}
 
     # --- events from the run (Dask calls back from its own thread) --------------------------------
     def _event(self, kind, step, payload):

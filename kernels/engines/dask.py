@@ -26,10 +26,14 @@ RESOURCE_NAMES = ("cpu", "memory", "gpu")
 class DaskEngine(Engine):
     name = "dask"
 
-    def __init__(self, scheduler=None, scheduler_file=None, workers=None, run_id="", **options):
+    def __init__(self, scheduler=None, scheduler_file=None, workers=None, run_id="", body=None,
+                 on_outcome=None, **options):
+        """`body(spec, upstream, emit)` runs one step on a worker (default: `task.run_step`; it must
+        pickle); `on_outcome(outcome)` sees each finished step on the client before it is reported."""
         super().__init__(**options)
         self.scheduler, self.scheduler_file, self.workers = scheduler, scheduler_file, workers
-        self.run_id = run_id
+        self.run_id = run_id or ""
+        self.body, self.on_outcome = body or run_step, on_outcome
         self.client = self.cluster = None
 
     # --- cluster -----------------------------------------------------------------------------
@@ -68,13 +72,15 @@ class DaskEngine(Engine):
             resources = _resources(spec.step, declared, emit)
             hint = spread.get(name) if resources is None else None
             futures[name] = client.submit(
-                _task, spec, upstream, topic, key=f"nbscale-{name}-{spec.hash[7:19]}-{self.run_id[:8]}",
+                _task, spec, upstream, topic, self.body, key=f"nbscale-{name}-{spec.hash[7:19]}-{self.run_id[:8]}",
                 pure=False, resources=resources, workers=hint, allow_other_workers=hint is not None)
             summaries[client.submit(_strip, futures[name], pure=False)] = name
         outcomes = {}
         try:
             for future in as_completed(list(summaries)):
                 outcome = future.result()
+                if self.on_outcome is not None:
+                    self.on_outcome(outcome)
                 outcomes[outcome.step] = outcome
                 emit("step_finished", outcome.step, _summary(outcome))
         except BaseException:
@@ -85,7 +91,7 @@ class DaskEngine(Engine):
         return outcomes
 
 
-def _task(spec, upstream, topic):
+def _task(spec, upstream, topic, body):
     from distributed import get_worker
 
     worker = get_worker()
@@ -93,7 +99,7 @@ def _task(spec, upstream, topic):
     def emit(kind, step, payload=None):
         worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
 
-    return run_step(spec, upstream, emit)
+    return body(spec, upstream, emit)
 
 
 def _spread(specs, workers) -> dict:

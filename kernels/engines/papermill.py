@@ -15,6 +15,7 @@ config), as Dask tasks on the workers. papermill is imported only when a step ru
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from ..executor import StepError, StepResult
 from ..store import ArtifactStore
-from ..task import CACHED, FAILED, SUCCEEDED, UPSTREAM_FAILED, StepOutcome, _failed, _inputs, _persist
+from ..task import FAILED, SUCCEEDED, StepOutcome, run_step
 from . import Engine
 from .local import _summary
 
@@ -50,7 +51,7 @@ class PapermillEngine(Engine):
                        "execution_timeout": execution_timeout}
         self.scheduler, self.scheduler_file, self.workers = scheduler, scheduler_file, workers
         self.run_id, self.runs_dir = run_id, runs_dir
-        self.client = None
+        self.dask = None
 
     def run(self, specs, emit) -> dict:
         if not specs:
@@ -65,9 +66,9 @@ class PapermillEngine(Engine):
         return self._run_threads(specs, emit, keeper)
 
     def close(self):
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        if self.dask is not None:
+            self.dask.close()
+            self.dask = None
 
     # --- in this process: one thread (and one kernel) per running step ------------------------
     def _run_threads(self, specs, emit, keeper) -> dict:
@@ -98,51 +99,12 @@ class PapermillEngine(Engine):
 
     # --- on Dask: each step a task on a worker ------------------------------------------------
     def _run_dask(self, specs, emit, keeper, scheduler) -> dict:
-        from distributed import Client, as_completed
+        from .dask import DaskEngine
 
-        from .dask import TOPIC, _declared_resources, _resources, _spread, _strip
-
-        self.client = Client(scheduler, scheduler_file=self.scheduler_file, timeout="20s")
-        client = self.client
-        topic = f"{TOPIC}-{keeper.run_id}"
-        client.subscribe_topic(topic, lambda event: emit(*event[1]))
-        declared = _declared_resources(client)
-        spread = _spread(specs, list(client.scheduler_info().get("workers", {})))
-        futures, summaries = {}, {}
-        for spec in specs:
-            name = spec.step["name"]
-            upstream = {u: futures[u] for u in spec.step["after"] if u in futures}
-            resources = _resources(spec.step, declared, emit)
-            hint = spread.get(name) if resources is None else None
-            futures[name] = client.submit(
-                _dask_task, spec, upstream, topic, self.kernel, pure=False, resources=resources,
-                key=f"nbscale-papermill-{name}-{spec.hash[7:19]}-{keeper.run_id[:8]}",
-                workers=hint, allow_other_workers=hint is not None)
-            summaries[client.submit(_strip, futures[name], pure=False)] = name
-        outcomes = {}
-        try:
-            for future in as_completed(list(summaries)):
-                outcome = future.result()
-                keeper.keep(outcome)
-                outcomes[outcome.step] = outcome
-                emit("step_finished", outcome.step, _summary(outcome))
-        except BaseException:
-            client.cancel(list(futures.values()) + list(summaries))
-            raise
-        finally:
-            client.unsubscribe_topic(topic)
-        return outcomes
-
-
-def _dask_task(spec, upstream, topic, kernel):
-    from distributed import get_worker
-
-    worker = get_worker()
-
-    def emit(kind, step, payload=None):
-        worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
-
-    return run_step_in_kernel(spec, upstream, emit, **kernel)
+        body = functools.partial(run_step_in_kernel, **self.kernel)
+        self.dask = DaskEngine(scheduler=scheduler, scheduler_file=self.scheduler_file, run_id=keeper.run_id,
+                               body=body, on_outcome=keeper.keep)
+        return self.dask.run(specs, emit)
 
 
 def _dask_config_scheduler():
@@ -190,46 +152,16 @@ def run_step_in_kernel(spec, upstream: dict, emit=None, *, kernel_name=KERNEL, s
     The outcome's summary holds the executed step notebook (`step_notebook`, nbformat JSON) for
     the engine to keep. Never raises (but for KeyboardInterrupt).
     """
-    emit = emit or (lambda *args: None)
-    try:
-        return _run_step(spec, upstream, emit, kernel_name, start_timeout, execution_timeout)
-    except Exception as exc:  # noqa: BLE001 - a broken task must not take the run down
-        import traceback
-
-        return _failed(spec.step["name"], type(exc).__name__, f"nbscale could not run the step: {exc}",
-                       traceback.format_exc())
+    execute = functools.partial(_execute_in_kernel, kernel_name=kernel_name, start_timeout=start_timeout,
+                                execution_timeout=execution_timeout)
+    return run_step(spec, upstream, emit, execute)
 
 
-def _run_step(spec, upstream, emit, kernel_name, start_timeout, execution_timeout) -> StepOutcome:
-    name, step = spec.step["name"], spec.step
-    failed = sorted(u for u in step["after"] if not upstream[u].ok)
-    if failed:
-        return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {', '.join(failed)}"})
-    store = ArtifactStore(spec.store_url)
-    if spec.use_cache and step.get("cache", True) and store.has(spec.hash, step["outputs"]):
-        now = time.time()
-        emit("step_cached", name, {"hash": spec.hash})
-        return StepOutcome(name, CACHED, values=store.get(spec.hash, step["outputs"]), started=now, finished=now)
-    if not os.path.isdir(spec.cwd):
-        return _failed(name, "FileNotFoundError", f"the notebook folder {spec.cwd} does not exist where this "
-                                                  "step runs; steps run in the notebook's folder")
-    inputs = _inputs(step, upstream)
-    started = time.time()
-    emit("step_started", name, {"hash": spec.hash})
-    timeout = execution_timeout or step.get("timeout")
-    for attempt in range(1, step.get("retries", 0) + 2):
-        result, notebook = execute_step_notebook(spec, inputs, kernel_name=kernel_name,
-                                                 start_timeout=start_timeout, execution_timeout=timeout)
-        if result.ok:
-            break
-        if attempt <= step.get("retries", 0):
-            emit("step_retry", name, {"attempt": attempt, "error": result.error.evalue})
-    outcome = StepOutcome(name, result.status, summary=result.to_json(), attempts=attempt,
-                          started=started, finished=time.time())
-    if result.ok:
-        _persist(store, spec, result, outcome)
-    outcome.summary["step_notebook"] = notebook
-    return outcome
+def _execute_in_kernel(spec, inputs, *, kernel_name, start_timeout, execution_timeout):
+    """One attempt of the step, as a notebook in a kernel (the `execute` of `task.run_step`)."""
+    result, notebook = execute_step_notebook(spec, inputs, kernel_name=kernel_name, start_timeout=start_timeout,
+                                             execution_timeout=execution_timeout or spec.step.get("timeout"))
+    return result, {"step_notebook": notebook}
 
 
 def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeout=60,
