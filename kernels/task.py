@@ -12,6 +12,7 @@ import copy
 import ctypes
 import os
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 import cloudpickle
 
 from .errors import MarshalError, StepTimeout
-from .executor import execute_step
 from .store import ArtifactStore
 
 SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED = "succeeded", "failed", "cached", "upstream_failed"
@@ -109,6 +109,8 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
 
 def execute_in_process(spec: StepSpec, inputs: dict):
     """One attempt of the step in this process, on copies of its inputs, within its timeout."""
+    from .executor import execute_step  # IPython: only paid when a step really runs
+
     step = spec.step
     with deadline(step.get("timeout")):
         result = execute_step(step, spec.prelude, spec.parameters, _copies(inputs, step),
@@ -173,14 +175,29 @@ def _inputs(step, upstream) -> dict[str, dict]:
 
 
 def _copies(grouped: dict[str, dict], step) -> dict:
-    # Each step works on its own copies; one copy per producer keeps shared objects shared.
+    """Each step works on its own copies; one copy per producer keeps shared objects shared.
+
+    pandas objects the step does not change get a shallow copy: pandas' copy-on-write keeps any
+    write private to the copy, without copying the data up front.
+    """
+    changed = set(step.get("defines", ()))
     values = {}
     for names in grouped.values():
+        lazy = {n: v for n, v in names.items() if n not in changed and _copy_on_write(v)}
+        values.update({n: v.copy(deep=False) for n, v in lazy.items()})
+        rest = {n: v for n, v in names.items() if n not in lazy}
         try:
-            values.update(copy.deepcopy(names))
+            values.update(copy.deepcopy(rest))
         except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
-            values.update(cloudpickle.loads(cloudpickle.dumps(names)))
+            values.update(cloudpickle.loads(cloudpickle.dumps(rest)))
     return values
+
+
+def _copy_on_write(value) -> bool:
+    pandas = sys.modules.get("pandas")
+    if pandas is None or not isinstance(value, (pandas.DataFrame, pandas.Series)):
+        return False
+    return int(pandas.__version__.split(".")[0]) >= 3 or pandas.options.mode.copy_on_write is True
 
 
 def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome):

@@ -34,9 +34,9 @@ class Progress:
                 where = f" on {payload['worker']}" if payload.get("worker") else ""
                 self.console.print(f"  ▶ {step}{where}", highlight=False, markup=False)
             elif kind == "step_finished":
-                took = time.monotonic() - self.started.get(step, time.monotonic())
-                mark = {"succeeded": "✓", "cached": "≡", "failed": "✗"}.get(payload.get("status"), "·")
-                self.console.print(f"  {mark} {step} {payload.get('status')} ({took:.2f}s)",
-                                   highlight=False, markup=False)
+                status = payload.get("status")
+                mark = {"succeeded": "✓", "cached": "≡", "failed": "✗"}.get(status, "·")
+                took = f" ({time.monotonic() - self.started[step]:.2f}s)" if step in self.started else ""
+                self.console.print(f"  {mark} {step} {status}{took}", highlight=False, markup=False)
             elif kind == "warning":
                 self.console.print(f"  ! {step}: {payload.get('message')}", highlight=False, markup=False)

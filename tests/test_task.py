@@ -108,3 +108,20 @@ def test_an_internal_failure_is_a_failed_outcome_not_an_exception(tmp_path):
     spec.store_url = "no-such-protocol-xyz://bucket/artifacts"
     out = run_step(spec, {})
     assert out.status == FAILED and "could not run the step" in out.summary["error"]["evalue"]
+
+
+def test_unchanged_pandas_inputs_are_copied_lazily_and_still_private(tmp_path):
+    import pandas as pd
+
+    cells = [("import pandas as pd", ["imports"]),
+             ("df = pd.DataFrame({'x': [1, 2]})", ["step:make"]),
+             # a write the analysis cannot see: `df` is not among the step's changed names
+             ("getattr(df, '__setitem__')('x', 0)\ntotal = int(df['x'].sum())", ["step:sneaky"])]
+    specs = _specs(tmp_path, cells)
+    make = run_step(specs["make"], {})
+    assert "df" not in specs["sneaky"].step["defines"]
+    sneaky = run_step(specs["sneaky"], {"make": make})
+    assert sneaky.status == SUCCEEDED
+    assert ArtifactStore(specs["sneaky"].store_url).get(specs["sneaky"].hash)["total"] == 0
+    assert make.values["df"]["x"].tolist() == [1, 2], "copy-on-write keeps the write private"
+    assert isinstance(make.values["df"], pd.DataFrame)

@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 import logging
 import os
+import sys
 import warnings
 
 from ..task import run_step
@@ -64,7 +65,9 @@ class DaskEngine(Engine):
         topic = f"{TOPIC}-{self.run_id}"
         client.subscribe_topic(topic, lambda event: emit(*event[1]))
         declared = _declared_resources(client)
-        spread = _spread(specs, list(client.scheduler_info().get("workers", {})))
+        workers = list(client.scheduler_info().get("workers", {}))
+        spread = _spread(specs, workers)
+        warm = self._warm_up(client, specs, workers)
         futures, summaries = {}, {}
         for spec in specs:
             name = spec.step["name"]
@@ -84,11 +87,21 @@ class DaskEngine(Engine):
                 outcomes[outcome.step] = outcome
                 emit("step_finished", outcome.step, _summary(outcome))
         except BaseException:
-            client.cancel(list(futures.values()) + list(summaries))
+            client.cancel(list(futures.values()) + list(summaries) + warm)
             raise
         finally:
             client.unsubscribe_topic(topic)
         return outcomes
+
+
+    def _warm_up(self, client, specs, workers):
+        """Import the notebook's libraries on the workers the first step will not use (as many as
+        there are other steps), while that step runs."""
+        if len(specs) < 2 or not specs[0].prelude.get("cells"):
+            return []
+        return [client.submit(_warm_up, specs[0].prelude, workers=[w], pure=False,
+                              key=f"nbscale-warm-up-{i}-{self.run_id[:8]}")
+                for i, w in enumerate(workers[1:len(specs)])]
 
 
 def _task(spec, upstream, topic, body):
@@ -117,16 +130,34 @@ def _spread(specs, workers) -> dict:
             for i, name in enumerate(members)}
 
 
+def _warm_up(prelude):
+    """Run the imports/functions cells once on an idle worker, so that its first step does not
+    pay for importing the notebook's libraries on the critical path. Failures do not matter here:
+    the step reports them."""
+    from ..compiler.ir import Step
+    from ..executor import execute_step
+
+    execute_step(Step(name="__warm_up__", cells=[], source=[]), prelude, {}, {})
+
+
 def _strip(outcome):
     """What the client needs to know; the values stay on the worker (not mutated: shared)."""
     return dataclasses.replace(outcome, values={})
 
 
 def _local_cluster(workers):
+    import dask
     from distributed import LocalCluster
 
     n = workers or os.cpu_count() or 1
-    with warnings.catch_warnings():
+    config = {}
+    if sys.platform == "linux" and dask.config.get("distributed.worker.multiprocessing-method") == "spawn":
+        # Forked workers start in a third of the time and inherit the run time already imported
+        # here; spawn stays where fork is unsafe (macOS) or when the user chose a method.
+        from .. import executor  # noqa: F401 - imported so that the workers inherit it
+
+        config["distributed.worker.multiprocessing-method"] = "fork"
+    with warnings.catch_warnings(), dask.config.set(config):
         warnings.simplefilter("ignore")
         return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                             dashboard_address=_dashboard_address(), silence_logs=logging.ERROR)
