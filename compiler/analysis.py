@@ -215,12 +215,13 @@ class _ModuleWalker(ast.NodeVisitor):
 
     def visit_For(self, node):
         self.visit(node.iter)
-        shared = self.aliases.keys(effects.iterated_names(node.iter))
+        pairs = [(names, self.aliases.keys(shared)) for names, shared in effects.loop_aliases(node.target, node.iter)]
         # a loop over a non-empty literal (`for df in [train, test]`) surely runs its body
         surely = isinstance(node.iter, (ast.List, ast.Tuple)) and bool(node.iter.elts) and not node.orelse
         self.conditional += not surely
         self.bind_target(node.target)
-        self._share([node.target], shared)
+        for names, shared in pairs:
+            self.aliases.join(names, shared)
         for stmt in node.body + node.orelse:
             self.visit(stmt)
         self.conditional -= not surely

@@ -167,6 +167,24 @@ def iterated_names(expr: ast.AST) -> set[str]:
     return value_names(expr)
 
 
+def loop_aliases(target: ast.AST, iterable: ast.AST) -> list[tuple[list[str], set[str]]]:
+    """(target names, names whose elements they get) for `for TARGET in ITERABLE`.
+
+    `for w_i, x_i in zip(w, x)` pairs w_i with w and x_i with x; `for i, v in enumerate(x)` and
+    `for k, v in d.items()` tie only v; anything else ties every target name to every name.
+    """
+    func = iterable.func if isinstance(iterable, ast.Call) else None
+    parts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else None
+    if parts is not None and isinstance(func, ast.Name):
+        if func.id == "zip" and len(parts) == len(iterable.args) and not iterable.keywords:
+            return [(target_names(t), value_names(a)) for t, a in zip(parts, iterable.args)]
+        if func.id == "enumerate" and len(parts) == 2 and iterable.args:
+            return loop_aliases(parts[1], iterable.args[0])
+    if parts is not None and len(parts) == 2 and isinstance(func, ast.Attribute) and func.attr == "items":
+        return [(target_names(parts[1]), value_names(func.value))]
+    return [(target_names(target), iterated_names(iterable))]
+
+
 class AliasGroups:
     """Union-find over names that may share objects (`data = [train, test]`, `df = train`).
 
@@ -229,9 +247,9 @@ class AliasGroups:
             self.union([*bound, *stored, *shared])
 
     def add_loop(self, target, iterable):
-        shared = iterated_names(iterable)
-        if shared:
-            self.union([*target_names(target), *shared])
+        for names, shared in loop_aliases(target, iterable):
+            if shared and names:
+                self.union([*names, *shared])
 
     def add_call(self, call: ast.Call, modules=frozenset()):
         # `data.append(train)`: the receiver now holds the argument

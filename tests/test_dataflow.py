@@ -215,3 +215,12 @@ def test_rebinding_ends_sharing():
         ("x = b", ["step:use"]),
     ])
     assert p.step("use").sources == {"b": "fresh"}
+
+
+def test_zip_loop_mutation_changes_only_the_zipped_container_it_writes():
+    p = compile_source([
+        ("w = [0.0, 0.0]\nx = [1.0, 2.0]", ["step:load"]),
+        ("for j, (wi, xi) in enumerate(zip(w, x)):\n    w[j] = wi + xi", ["step:fit"]),
+        ("n = len(x)", ["step:count"]),
+    ])
+    assert p.step("count").sources == {"x": "load"} and p.step("count").after == ["load"]

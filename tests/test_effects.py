@@ -68,3 +68,21 @@ def test_call_results_do_not_alias():
     s = stmt("X = df.copy()")
     groups.add_assign(s.targets, s.value)
     assert groups.group_of("X") == {"X"}
+
+
+def test_zip_enumerate_and_items_loops_pair_targets_with_their_own_containers():
+    groups = effects.AliasGroups()
+    for text in ("for wi, xi in zip(w, x): pass", "for i, v in enumerate(vals): pass",
+                 "for k, t in tables.items(): pass"):
+        loop = stmt(text)
+        groups.add_loop(loop.target, loop.iter)
+    assert groups.group_of("wi") == {"wi", "w"} and groups.group_of("xi") == {"xi", "x"}
+    assert groups.group_of("v") == {"v", "vals"} and "i" not in groups.group_of("vals")
+    assert groups.group_of("t") == {"t", "tables"}
+
+
+def test_enumerate_of_zip_pairs_each_target_with_its_container():
+    groups = effects.AliasGroups()
+    loop = stmt("for j, (wi, xi) in enumerate(zip(w, x)): pass")
+    groups.add_loop(loop.target, loop.iter)
+    assert groups.group_of("wi") == {"wi", "w"} and groups.group_of("xi") == {"xi", "x"}
