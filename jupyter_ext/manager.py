@@ -60,6 +60,12 @@ class Conflict(ApiError):
     status = 409
 
 
+class BadGateway(ApiError):
+    """The KFP endpoint could not be reached or refused the call."""
+
+    status = 502
+
+
 class Unavailable(ApiError):
     """A feature this installation cannot serve (yet)."""
 
@@ -433,16 +439,20 @@ class NbscaleManager:
 
     async def kfp_submit(self, path: str, parameters: dict | None = None, experiment: str | None = None,
                          run_name: str | None = None) -> dict:
-        """Submit to the KFP host. Not wired yet: `nbscale submit` exists only as a CLI command (it
-        exits the process on errors), and there is no library function the server could call."""
-        self.notebook_path(path)
+        """Compile and submit to the KFP host (`c.Nbscale.kfp_host`, else the project's setting).
+        Credentials come from the server's environment (NBSCALE_KFP_TOKEN, NBSCALE_KFP_COOKIES)."""
+        notebook = self.notebook_path(path)
         if parameters is not None and not isinstance(parameters, dict):
             raise BadRequest("'parameters' must be an object of name: value")
         for name, value in (("experiment", experiment), ("run_name", run_name)):
             if value is not None and not isinstance(value, str):
                 raise BadRequest(f"'{name}' must be a string")
-        raise Unavailable("Submit to KFP is not available from the panel yet: download the YAML, or run "
-                          "`nbscale submit NOTEBOOK --host URL`")
+        target = _kfp_target()
+        pipeline = await asyncio.to_thread(_compile, notebook)
+        if pipeline.has_errors:
+            raise BadRequest(f"{notebook.name} has errors; fix them before submitting", _diagnostics_detail(pipeline))
+        overrides = {k: v for k, v in (("host", self.kfp_host), ("experiment", experiment)) if v}
+        return await asyncio.to_thread(_kfp_submit, target, notebook, pipeline, overrides, parameters or {}, run_name)
 
     # --- shutdown ---------------------------------------------------------------------------------
 
@@ -780,6 +790,31 @@ def _kfp_target():
     if not all(callable(getattr(target, name, None)) for name in ("load_options", "compile_pipeline")):
         raise Unavailable("KFP export is not available in this nbscale (its KFP target lacks compile_pipeline)")
     return target
+
+
+def _kfp_submit(target, notebook: Path, pipeline, overrides: dict, parameters: dict, run_name) -> dict:
+    from nbscale.kernels.errors import ParameterError
+    from nbscale.kernels.kfp_submit import EndpointError, submit_pipeline
+
+    try:
+        options = target.load_options(notebook, overrides)
+    except ValueError as exc:  # OptionsError
+        raise BadRequest(str(exc)) from None
+    if not options.host:
+        raise BadRequest("no KFP host: set c.Nbscale.kfp_host, or host in pyproject.toml [tool.nbscale.kfp]")
+    env = os.environ
+    try:
+        result = submit_pipeline(pipeline, options, parameters, run_name=run_name,
+                                 token=env.get("NBSCALE_KFP_TOKEN"), cookies=env.get("NBSCALE_KFP_COOKIES"),
+                                 namespace=env.get("NBSCALE_KFP_NAMESPACE"))
+    except ParameterError as exc:
+        raise BadRequest(str(exc)) from None
+    except EndpointError as exc:
+        raise BadGateway(f"{redact_url(options.host)}: {exc}") from None
+    except ImportError as exc:
+        raise Unavailable(f"KFP submit needs the kfp package (pip install 'nbscale[kfp]'): {exc}") from None
+    return {"run_url": result["url"], "run_id": result["run_id"], "pipeline": result["pipeline"],
+            "version_name": result["version_name"], "experiment": options.experiment}
 
 
 def _kfp_yaml_text(target, notebook: Path, pipeline) -> str:

@@ -4,6 +4,7 @@ events and cluster samples."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from types import SimpleNamespace
@@ -17,7 +18,6 @@ from nbscale.jupyter_ext.manager import (
     Forbidden,
     NbscaleManager,
     NotFound,
-    Unavailable,
     redact_url,
 )
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
@@ -308,13 +308,31 @@ def test_an_unreachable_configured_scheduler_is_reported_not_raised(root):
     assert model["status"] == "none" and "tcp://127.0.0.1:9" in model["error"]
 
 
-def test_kfp_submit_is_not_available_yet(root):
+def test_kfp_submit_without_a_host_is_a_bad_request(root):
     make_notebook(root, TWO_STEPS, name="nb")
-    with pytest.raises(Unavailable, match="nbscale submit"):
-        run(NbscaleManager(root, kfp_host="https://kfp.example.com").kfp_submit("nb.ipynb", {}, "e", "r"))
+    with pytest.raises(BadRequest, match="no KFP host"):
+        run(NbscaleManager(root).kfp_submit("nb.ipynb", {}, "e", "r"))
 
 
 def test_redact_url_drops_credentials():
     assert redact_url("https://user:s3cret@kfp.example.com:8443/pipeline?token=abc#x") == \
         "https://kfp.example.com:8443/pipeline"
     assert redact_url(None) == ""
+
+
+def test_kfp_submit_reaches_the_api_stand_in_with_typed_parameters(root, monkeypatch):
+    """Submits to the KFP v2beta1 stand-in of tests/test_kfp_commands.py (no KFP server can run here)."""
+    from test_kfp_commands import KfpStandIn
+
+    monkeypatch.setenv("NBSCALE_KFP_TOKEN", "tok-SECRET-server")
+    make_notebook(root, [("k = 2", ["parameters"]), ("x = k", ["step:a"])], name="p")
+    with KfpStandIn() as stand_in:
+        m = NbscaleManager(root, kfp_host=stand_in.url)
+        result = run(m.kfp_submit("p.ipynb", {"k": "5"}, experiment="exp", run_name="r1"))
+        assert result["run_url"].endswith(result["run_id"]) and result["experiment"] == "exp"
+        (submitted,) = stand_in.runs
+        assert "tok-SECRET-server" not in json.dumps(result)
+        assert stand_in.requests[-1]["headers"].get("authorization") == "Bearer tok-SECRET-server"
+        assert "5" in json.dumps(submitted)  # the typed parameter value reached the run
+        with pytest.raises(BadRequest, match="unknown parameter"):
+            run(m.kfp_submit("p.ipynb", {"nope": 1}))

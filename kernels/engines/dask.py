@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 import warnings
 
 from ..task import run_step
@@ -151,9 +152,11 @@ def _local_cluster(workers):
 
     n = workers or os.cpu_count() or 1
     config = {}
-    if sys.platform == "linux" and dask.config.get("distributed.worker.multiprocessing-method") == "spawn":
+    if (sys.platform == "linux" and threading.active_count() == 1
+            and dask.config.get("distributed.worker.multiprocessing-method") == "spawn"):
         # Forked workers start in a third of the time and inherit the run time already imported
-        # here; spawn stays where fork is unsafe (macOS) or when the user chose a method.
+        # here. Spawn stays where fork is unsafe: macOS, a process with other threads (a lock
+        # one of them holds would stay locked in the workers), or a method the user chose.
         from .. import executor  # noqa: F401 - imported so that the workers inherit it
 
         config["distributed.worker.multiprocessing-method"] = "fork"

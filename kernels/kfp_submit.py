@@ -1,0 +1,168 @@
+"""Submitting a compiled pipeline to a Kubeflow Pipelines endpoint, for the CLI and the server.
+
+Credentials (a bearer token, session cookies) go only into the HTTP requests — never into the
+YAML, a log or a return value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+
+def submit_pipeline(pipeline, options, parameters: dict | None = None, *, run_name=None, token=None, cookies=None,
+                    namespace=None) -> dict:
+    """Compile `pipeline` with KFP `options` (compiler.targets.kfp.load_options), upload it (or a
+    new version), and start a run with `parameters` (typed by the notebook; ParameterError when
+    not). Returns {pipeline, version_name, uploaded, run_id, url, …}; EndpointError on failure."""
+    from nbscale.compiler.targets.kfp import generate, kfp_argument, write_yaml
+    from nbscale.kernels import params
+
+    if not options.host:
+        raise EndpointError("no KFP endpoint configured (host)")
+    module = generate(pipeline, options)
+    given = dict(parameters or {})
+    values = params.resolve(pipeline, given)
+    arguments = {name: kfp_argument(module.parameter_types[name], values[name]) for name in given}
+    name = options.pipeline_name or pipeline.name
+    with tempfile.TemporaryDirectory(prefix="nbscale-kfp-") as tmp:
+        yaml_path = write_yaml(module, Path(tmp) / "pipeline.yaml")
+        endpoint = KfpEndpoint(options.host, token=token, cookies=cookies, namespace=namespace)
+        endpoint.check()
+        return endpoint.submit(yaml_path, name, options.experiment,
+                               run_name or f"{name} {time.strftime('%Y-%m-%d %H:%M:%S')}", arguments,
+                               description=f"{pipeline.notebook}, compiled by nbscale")
+
+
+class EndpointError(Exception):
+    """The KFP endpoint could not be reached or refused a call: one line, for the user."""
+
+
+class KfpEndpoint:
+    """kfp.Client, plus a quick health check that fails in one line instead of kfp's retries."""
+
+    HEALTHZ = "/apis/v2beta1/healthz"
+
+    def __init__(self, host: str, *, token=None, cookies=None, namespace=None):
+        self.host = host.rstrip("/")
+        self.token, self.cookies, self.namespace = token, cookies, namespace
+
+    def _headers(self) -> dict:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.cookies:
+            headers["Cookie"] = self.cookies
+        return headers
+
+    def check(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.host + self.HEALTHZ, headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            raise EndpointError(f"health check answered {exc.code} {exc.reason}{_body_message(exc.read())}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise EndpointError(f"cannot reach the KFP API ({reason})") from None
+
+    def submit(self, yaml_path: Path, name: str, experiment: str, run_name: str, arguments: dict, *,
+               description: str) -> dict:
+        try:
+            with _quiet():
+                return self._submit(yaml_path, name, experiment, run_name, arguments, description)
+        except EndpointError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever kfp raises becomes one line
+            raise EndpointError(_describe(exc)) from None
+
+    def _submit(self, yaml_path, name, experiment, run_name, arguments, description) -> dict:
+        import kfp
+
+        client = kfp.Client(host=self.host, existing_token=self.token, cookies=self.cookies,
+                            namespace=self.namespace or "kubeflow")
+        digest = hashlib.sha256(yaml_path.read_bytes()).hexdigest()
+        version_name = f"{name} {digest[:12]}"  # same YAML, same version: submitting again re-uses it
+        pipeline_id = client.get_pipeline_id(name)
+        uploaded = True
+        if pipeline_id is None:
+            pipeline = client.upload_pipeline(str(yaml_path), pipeline_name=name, description=description,
+                                              namespace=self.namespace)
+            pipeline_id = pipeline.pipeline_id
+            version_id, version_name = _latest_version(client, pipeline_id)
+        else:
+            version_id = _version_named(client, pipeline_id, version_name)
+            if version_id is None:
+                version = client.upload_pipeline_version(str(yaml_path), version_name, pipeline_id=pipeline_id,
+                                                         description=description)
+                version_id = version.pipeline_version_id
+            else:
+                uploaded = False
+        exp = client.create_experiment(experiment, namespace=self.namespace)
+        run = client.run_pipeline(exp.experiment_id, run_name, params=arguments, pipeline_id=pipeline_id,
+                                  version_id=version_id)
+        ui = os.environ.get("KF_PIPELINES_UI_ENDPOINT") or self.host
+        return {"pipeline": name, "pipeline_id": pipeline_id, "version_id": version_id,
+                "version_name": version_name, "uploaded": uploaded, "experiment_id": exp.experiment_id,
+                "run_id": run.run_id, "url": f"{ui.rstrip('/')}/#/runs/details/{run.run_id}"}
+
+
+def _filter(name: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+
+
+def _version_named(client, pipeline_id: str, name: str) -> str | None:
+    response = client.list_pipeline_versions(pipeline_id, page_size=1, filter=_filter(name))
+    versions = response.pipeline_versions or []
+    return versions[0].pipeline_version_id if versions else None
+
+
+def _latest_version(client, pipeline_id: str) -> tuple[str | None, str]:
+    response = client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc")
+    versions = response.pipeline_versions or []
+    if not versions:
+        raise EndpointError(f"pipeline {pipeline_id} was uploaded but has no version")
+    return versions[0].pipeline_version_id, versions[0].display_name
+
+
+@contextlib.contextmanager
+def _quiet():
+    """kfp.Client prints links and warns about versions; nbscale prints its own summary."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _describe(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    if status is not None and hasattr(exc, "reason"):  # kfp_server_api.ApiException
+        return f"{status} {exc.reason}{_body_message(getattr(exc, 'body', None))}"
+    reason = getattr(exc, "reason", None)
+    text = str(reason or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _body_message(body) -> str:
+    if not body:
+        return ""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(body)
+        message = data.get("message") or data.get("error") if isinstance(data, dict) else None
+    except ValueError:
+        message = body
+    message = " ".join(str(message or "").split())
+    return f": {message[:300]}" if message else ""
+
+
