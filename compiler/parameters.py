@@ -35,12 +35,35 @@ def parse_parameters(cells, injected_cells=()) -> tuple[list[Parameter], list[Di
                 continue
             if param is None:
                 continue
-            if param.name in found and not injected:
+            if param.name in found and injected:
+                try:  # papermill's injected value overrides, keeping the declared type
+                    param = _as_declared(found[param.name], param)
+                except _NotLiteral as exc:
+                    problems.append(Diagnostic("bad-parameter", str(exc), cell=index, line=param.line,
+                                               hint=exc.hint))
+                    continue
+            elif param.name in found:
                 problems.append(Diagnostic(
                     "duplicate-parameter", f"parameter '{param.name}' is assigned twice; the last value wins",
                     cell=index, line=param.line))
-            found[param.name] = param  # papermill's injected cell overrides without a warning
+            found[param.name] = param
     return list(found.values()), problems
+
+
+def _as_declared(declared: Parameter, injected: Parameter) -> Parameter:
+    """The injected value in the declared type: papermill guesses types (`-p name 007` → 7)."""
+    value, want = injected.default, declared.type
+    if injected.type == want or want == "none" or (want == "float" and injected.type == "int"):
+        converted = float(value) if want == "float" else value
+    elif want == "str" and injected.type in ("int", "float", "bool"):
+        converted = str(value)
+    elif want == "int" and injected.type == "float" and float(value).is_integer():
+        converted = int(value)
+    else:
+        raise _NotLiteral(f"parameter '{declared.name}' is {want} (cell {declared.cell}) but the injected value is "
+                          f"{injected.type} {value!r}", "pass a value of the declared type")
+    return Parameter(name=declared.name, type=declared.type if want != "none" else injected.type,
+                     default=converted, cell=injected.cell, line=injected.line)
 
 
 class _NotLiteral(Exception):

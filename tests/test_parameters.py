@@ -197,3 +197,15 @@ def test_papermill_injected_cell_overrides_defaults_without_warning():
                         ("b = alpha", ["step:a"])])
     assert [(q.name, q.default) for q in p.parameters] == [("alpha", 0.9), ("name", "x")]
     assert not p.diagnostics and p.step("a").parameters == ["alpha"] and p.step("a").inputs == []
+
+
+def test_injected_values_keep_the_declared_type():
+    from nbscale.compiler import compile_source
+
+    p = compile_source([("name = 'abc'\nrate = 0.5\nn = 3\nopt = None", ["parameters"]),
+                        ("name = 12\nrate = 1\nn = 4.0\nopt = 'x'", ["injected-parameters"]),
+                        ("b = (name, rate, n, opt)", ["step:a"])])
+    assert {q.name: (q.type, q.default) for q in p.parameters} == {
+        "name": ("str", "12"), "rate": ("float", 1.0), "n": ("int", 4), "opt": ("str", "x")}
+    p = compile_source([("n = 3", ["parameters"]), ("n = 'many'", ["injected-parameters"]), ("b = n", ["step:a"])])
+    assert [d.code for d in p.diagnostics] == ["bad-parameter"] and p.diagnostics[0].cell == 1
