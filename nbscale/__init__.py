@@ -23,3 +23,10 @@ def run(path, parameters=None, engine="dask", **options):
     from nbscale.kernels.runner import RunOptions, run_notebook
 
     return run_notebook(path, parameters, RunOptions(engine=engine, **options))
+
+
+def _jupyter_labextension_paths():
+    """Where `jupyter labextension develop .` finds the built front end (an absolute path)."""
+    from pathlib import Path
+
+    return [{"src": str(Path(__file__).resolve().parent / "labextension"), "dest": "nbscale"}]

@@ -1,0 +1,89 @@
+/**
+ * Coloured badges on tagged cells: the step a cell starts (in the step's colour, with the
+ * shown run's status), or its pipeline role (imports, parameters, metrics, skip).
+ */
+import { h } from './dom';
+import { mergeSteps, statusLabel, stepColour } from './models';
+import { PanelState } from './state';
+import { roleOfTags, stepOfTags } from './tags';
+
+export const BADGE_CLASS = 'nbscale-badge';
+
+/** The badge for a cell's tags, or null when the cell has no pipeline tag. */
+export function badgeFor(
+  tags: readonly string[] | null | undefined,
+  status?: string | null,
+  order?: readonly string[]
+): HTMLElement | null {
+  const step = stepOfTags(tags);
+  if (step) {
+    const badge = h(
+      'div',
+      {
+        className: `${BADGE_CLASS} nbscale-badge-step${status ? ` nbscale-status-${status}` : ''}`,
+        'data-step': step,
+        'data-status': status ?? '',
+        title: `pipeline step ${step}${status ? `: ${statusLabel(status)}` : ''}`
+      },
+      status ? h('span', { className: `nbscale-dot nbscale-status-${status}` }) : null,
+      step
+    );
+    badge.style.setProperty('--nbscale-step-colour', stepColour(step, order));
+    return badge;
+  }
+  const role = roleOfTags(tags);
+  if (role) {
+    return h('div', { className: `${BADGE_CLASS} nbscale-badge-role`, 'data-role': role, title: `pipeline ${role}` }, role);
+  }
+  return null;
+}
+
+/** What the badges need from a cell widget (a JupyterLab Cell satisfies it). */
+export interface IBadgeCell {
+  node: HTMLElement;
+  model: { getMetadata(key: string): any };
+}
+
+/** Put the right badge on each cell (replacing a stale one). */
+export function decorateCells(
+  cells: readonly IBadgeCell[],
+  statuses: Record<string, string>,
+  enabled = true,
+  order?: readonly string[]
+): number {
+  let count = 0;
+  for (const cell of cells) {
+    const old = cell.node.querySelector(`:scope > .${BADGE_CLASS}`);
+    const tags = enabled ? (cell.model.getMetadata('tags') as string[] | undefined) : undefined;
+    const step = stepOfTags(tags);
+    const badge = enabled ? badgeFor(tags, step ? statuses[step] : null, order) : null;
+    if (old && badge && old.outerHTML === badge.outerHTML) {
+      count += 1;
+      continue;
+    }
+    old?.remove();
+    cell.node.classList.toggle('nbscale-tagged', !!badge);
+    if (badge) {
+      cell.node.appendChild(badge);
+      count += 1;
+    }
+  }
+  return count;
+}
+
+/** The pipeline's step order, when the state follows this notebook (for the colours). */
+export function stepOrderFor(state: PanelState, path: string): string[] | undefined {
+  return state.path === path ? state.pipeline?.steps.map(s => s.name) : undefined;
+}
+
+/** The shown run's status per step, when the state follows this notebook. */
+export function statusesFor(state: PanelState, path: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (state.path !== path || !state.run) {
+    return out;
+  }
+  for (const step of mergeSteps(state.pipeline, state.run)) {
+    out[step.name] = step.status;
+  }
+  return out;
+}

@@ -1,0 +1,499 @@
+/**
+ * The panel's model: which notebook it follows, its pipeline, the shown run, the metrics
+ * history and the cluster. Sections render from it and call its actions; it talks to the
+ * server only through an IApiClient, and hears live events through LiveUpdates.
+ */
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { LiveMode, LiveUpdates, SocketFactory } from './events';
+import {
+  applyEvent,
+  ClusterAction,
+  Engine,
+  IApiClient,
+  IClusterModel,
+  IEvent,
+  IMetricsHistory,
+  IPipelineModel,
+  IRunDetail,
+  isFinished,
+  mergeDetail
+} from './models';
+
+export interface IPanelSettings {
+  defaultEngine: Engine;
+  useCache: boolean;
+  pollInterval: number;
+  kfpExperiment: string;
+  metricDirections: Record<string, string>;
+  refreshOnSave: boolean;
+  showBadges: boolean;
+}
+
+export const DEFAULT_SETTINGS: IPanelSettings = {
+  defaultEngine: 'dask',
+  useCache: true,
+  pollInterval: 1000,
+  kfpExperiment: 'Default',
+  metricDirections: {},
+  refreshOnSave: true,
+  showBadges: true
+};
+
+export type Part = 'path' | 'pipeline' | 'run' | 'metrics' | 'cluster' | 'live' | 'settings' | 'parameters';
+
+export interface IPanelStateOptions {
+  api: IApiClient;
+  /** The websocket URL for a notebook path; omit to use polling only. */
+  eventsUrl?: (path: string) => string;
+  socketFactory?: SocketFactory;
+  settings?: Partial<IPanelSettings>;
+}
+
+function message(err: unknown): string {
+  if (err instanceof Error) {
+    return err.message;
+  }
+  return String(err);
+}
+
+export class PanelState {
+  readonly api: IApiClient;
+  readonly live: LiveUpdates;
+
+  path: string | null = null;
+  pipeline: IPipelineModel | null = null;
+  pipelineError: string | null = null;
+  pipelineLoading = false;
+  run: IRunDetail | null = null;
+  runError: string | null = null;
+  history: IMetricsHistory | null = null;
+  metricsError: string | null = null;
+  cluster: IClusterModel | null = null;
+  clusterError: string | null = null;
+  parameterValues: Record<string, unknown> = {};
+  settings: IPanelSettings;
+
+  private _changed = new Signal<this, Part>(this);
+  private _cellRequested = new Signal<this, number>(this);
+  private _runFetch: Promise<void> | null = null;
+  private _runDirty = false;
+  private _clusterFollow: ReturnType<typeof setTimeout>[] = [];
+  private _pipelineSeq = 0;
+  private _pending = new Map<string, IEvent[]>();
+
+  constructor(options: IPanelStateOptions) {
+    this.api = options.api;
+    this.settings = { ...DEFAULT_SETTINGS, ...(options.settings ?? {}) };
+    const eventsUrl = options.eventsUrl;
+    this.live = new LiveUpdates({
+      url: () => (this.path && eventsUrl ? eventsUrl(this.path) : null),
+      onEvent: e => this.handleEvent(e),
+      poll: () => this.poll(),
+      active: () => this.runActive || this.cluster?.status === 'running',
+      pollInterval: this.settings.pollInterval,
+      socketFactory: options.socketFactory,
+      onModeChanged: () => this._changed.emit('live')
+    });
+  }
+
+  /** Emits which part changed. */
+  get changed(): ISignal<this, Part> {
+    return this._changed;
+  }
+
+  /** A section asks the notebook to select a cell (by index in the notebook's cells). */
+  get cellRequested(): ISignal<this, number> {
+    return this._cellRequested;
+  }
+
+  get liveMode(): LiveMode {
+    return this.live.mode;
+  }
+
+  get runActive(): boolean {
+    return !!this.run && !isFinished(this.run.status);
+  }
+
+  updateSettings(settings: Partial<IPanelSettings>): void {
+    this.settings = { ...this.settings, ...settings };
+    this.live.pollInterval = this.settings.pollInterval;
+    this._changed.emit('settings');
+  }
+
+  requestCell(index: number | null | undefined): void {
+    if (index !== null && index !== undefined && index >= 0) {
+      this._cellRequested.emit(index);
+    }
+  }
+
+  /** Follow another notebook (null: none is active). */
+  async setPath(path: string | null): Promise<void> {
+    if (path === this.path) {
+      return;
+    }
+    this.path = path;
+    this.pipeline = null;
+    this.pipelineError = null;
+    this.run = null;
+    this.runError = null;
+    this.history = null;
+    this.metricsError = null;
+    this._pending.clear();
+    this._changed.emit('path');
+    this.live.restart();
+    if (!path) {
+      return;
+    }
+    await Promise.all([this.refreshPipeline(), this.loadLatestRun(), this.refreshMetrics(), this.refreshCluster()]);
+  }
+
+  async refreshPipeline(): Promise<void> {
+    const path = this.path;
+    if (!path) {
+      return;
+    }
+    const seq = ++this._pipelineSeq;
+    this.pipelineLoading = true;
+    this._changed.emit('pipeline');
+    try {
+      const pipeline = await this.api.pipeline(path);
+      if (seq !== this._pipelineSeq || path !== this.path) {
+        return;
+      }
+      this.pipeline = pipeline;
+      this.pipelineError = null;
+      this._resetParameters();
+    } catch (err) {
+      if (seq !== this._pipelineSeq || path !== this.path) {
+        return;
+      }
+      this.pipelineError = message(err);
+    } finally {
+      if (seq === this._pipelineSeq) {
+        this.pipelineLoading = false;
+        this._changed.emit('pipeline');
+      }
+    }
+  }
+
+  /** Keep the user's edits for parameters whose default did not change. */
+  private _resetParameters(): void {
+    const next: Record<string, unknown> = {};
+    for (const p of this.pipeline?.parameters ?? []) {
+      next[p.name] = p.name in this.parameterValues ? this.parameterValues[p.name] : p.default;
+    }
+    this.parameterValues = next;
+    this._changed.emit('parameters');
+  }
+
+  setParameter(name: string, value: unknown): void {
+    this.parameterValues = { ...this.parameterValues, [name]: value };
+  }
+
+  resetParameters(): void {
+    this.parameterValues = {};
+    this._resetParameters();
+  }
+
+  async loadLatestRun(): Promise<void> {
+    const path = this.path;
+    if (!path) {
+      return;
+    }
+    try {
+      const runs = await this.api.runs(path, 1);
+      if (path !== this.path) {
+        return;
+      }
+      if (runs.length) {
+        await this.showRun(runs[0].run_id);
+      }
+    } catch (err) {
+      if (path === this.path) {
+        this.runError = message(err);
+        this._changed.emit('run');
+      }
+    }
+  }
+
+  async showRun(runId: string): Promise<void> {
+    const path = this.path;
+    if (!path) {
+      return;
+    }
+    const detail = await this.api.run(path, runId);
+    if (path !== this.path) {
+      return;
+    }
+    this.run = this._replay(detail);
+    this.runError = null;
+    this._changed.emit('run');
+  }
+
+  /** Fetch the shown run again; calls made while a fetch is in flight are coalesced. */
+  refreshRun(): Promise<void> {
+    if (this._runFetch) {
+      this._runDirty = true;
+      return this._runFetch;
+    }
+    const fetchOnce = async (): Promise<void> => {
+      const path = this.path;
+      const run = this.run;
+      if (!path || !run) {
+        return;
+      }
+      try {
+        const detail = await this.api.run(path, run.run_id);
+        if (path !== this.path || this.run?.run_id !== detail.run_id) {
+          return;
+        }
+        const wasActive = this.runActive;
+        this.run = mergeDetail(this.run, detail);
+        this.runError = null;
+        this._changed.emit('run');
+        if (wasActive && !this.runActive) {
+          void this.refreshMetrics();
+          if (this.cluster?.kind === 'run') {
+            void this.refreshCluster();
+          }
+        }
+      } catch (err) {
+        this.runError = message(err);
+        this._changed.emit('run');
+      }
+    };
+    this._runFetch = (async () => {
+      try {
+        do {
+          this._runDirty = false;
+          await fetchOnce();
+        } while (this._runDirty);
+      } finally {
+        this._runFetch = null;
+      }
+    })();
+    return this._runFetch;
+  }
+
+  async refreshMetrics(): Promise<void> {
+    const path = this.path;
+    if (!path) {
+      return;
+    }
+    try {
+      const history = await this.api.metrics(path);
+      if (path !== this.path) {
+        return;
+      }
+      this.history = history;
+      this.metricsError = null;
+    } catch (err) {
+      this.metricsError = message(err);
+    }
+    this._changed.emit('metrics');
+  }
+
+  async refreshCluster(): Promise<void> {
+    try {
+      this.cluster = await this.api.cluster();
+      this.clusterError = null;
+    } catch (err) {
+      this.clusterError = message(err);
+    }
+    this._changed.emit('cluster');
+  }
+
+  async poll(): Promise<void> {
+    const tasks: Promise<void>[] = [];
+    if (this.runActive) {
+      tasks.push(this.refreshRun());
+    }
+    if (this.cluster?.status === 'running') {
+      tasks.push(this.refreshCluster());
+    }
+    await Promise.all(tasks);
+  }
+
+  handleEvent(event: IEvent): void {
+    if (event.type === 'cluster') {
+      const model = event.payload as IClusterModel | undefined;
+      if (model && typeof model === 'object' && typeof model.status === 'string') {
+        this.cluster = model;
+        this.clusterError = null;
+        this._changed.emit('cluster');
+      } else {
+        void this.refreshCluster();
+      }
+      return;
+    }
+    if (!event.run_id) {
+      return;
+    }
+    if (this.run && event.run_id === this.run.run_id) {
+      const wasActive = this.runActive;
+      const next = applyEvent(this.run, event);
+      if (next !== this.run) {
+        this.run = next;
+        this._changed.emit('run');
+      }
+      // durations, logs and tracebacks come with the detail
+      if (event.type === 'step' && isFinished(event.status)) {
+        void this.refreshRun();
+      }
+      if (event.type === 'run' && (isFinished(event.status) || wasActive !== this.runActive)) {
+        void this.refreshRun().then(() => this.refreshMetrics());
+        // a run's own cluster ends with it: the last sample must not stay on screen
+        if (this.cluster?.kind === 'run') {
+          void this.refreshCluster();
+        }
+      }
+      return;
+    }
+    // A run of this notebook that the panel does not show yet: keep its events, and follow it
+    // at once when idle (started here or in another tab). Its events then apply without waiting
+    // for the POST's answer or a fetch.
+    this._buffer(event);
+    if (event.type === 'run' && !this.runActive && (event.status === 'pending' || event.status === 'running')) {
+      this._follow(event.run_id, event.status);
+    }
+  }
+
+  /** Show a run known only from an event, then fill it in from the server. */
+  private _follow(runId: string, status: string): void {
+    this.run = this._replay({
+      run_id: runId,
+      notebook: this.path ?? '',
+      engine: '',
+      status,
+      created: new Date().toISOString(),
+      started: null,
+      finished: null,
+      parameters: {},
+      steps: [],
+      metrics: {}
+    });
+    this.runError = null;
+    this._changed.emit('run');
+    void this.refreshRun();
+  }
+
+  private _buffer(event: IEvent): void {
+    if (!event.run_id) {
+      return;
+    }
+    const events = this._pending.get(event.run_id) ?? [];
+    events.push(event);
+    this._pending.set(event.run_id, events.slice(-200));
+    while (this._pending.size > 5) {
+      this._pending.delete(this._pending.keys().next().value as string);
+    }
+  }
+
+  /** Apply the events that arrived for a run before the panel showed it. */
+  private _replay(run: IRunDetail): IRunDetail {
+    const events = this._pending.get(run.run_id) ?? [];
+    this._pending.delete(run.run_id);
+    return events.reduce((r, e) => applyEvent(r, e), run);
+  }
+
+  async startRun(engine?: Engine): Promise<void> {
+    const path = this.path;
+    if (!path) {
+      throw new Error('Open a notebook first.');
+    }
+    const summary = await this.api.startRun({
+      path,
+      engine: engine ?? this.settings.defaultEngine,
+      parameters: this._sentParameters(),
+      use_cache: this.settings.useCache
+    });
+    // the run's events may have come first (the panel then follows it already)
+    this.run =
+      this.run?.run_id === summary.run_id
+        ? mergeDetail(this.run, { ...this.run, ...summary })
+        : this._replay({ ...summary, steps: [], metrics: {} });
+    this.runError = null;
+    this._changed.emit('run');
+    void this.refreshRun();
+  }
+
+  private _sentParameters(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const p of this.pipeline?.parameters ?? []) {
+      if (p.name in this.parameterValues && JSON.stringify(this.parameterValues[p.name]) !== JSON.stringify(p.default)) {
+        out[p.name] = this.parameterValues[p.name];
+      }
+    }
+    return out;
+  }
+
+  /** The parameters a run would get now (only those that differ from the notebook's). */
+  get sentParameters(): Record<string, unknown> {
+    return this._sentParameters();
+  }
+
+  async cancelRun(): Promise<void> {
+    if (!this.path || !this.run) {
+      return;
+    }
+    const summary = await this.api.cancelRun(this.path, this.run.run_id);
+    if (this.run && summary.run_id === this.run.run_id) {
+      this.run = { ...this.run, status: summary.status };
+      this._changed.emit('run');
+    }
+    void this.refreshRun();
+  }
+
+  async clusterAction(action: ClusterAction): Promise<void> {
+    try {
+      this.cluster = await this.api.clusterAction(action);
+      this.clusterError = null;
+    } catch (err) {
+      this.clusterError = message(err);
+      this._changed.emit('cluster');
+      throw err;
+    }
+    this._changed.emit('cluster');
+    this._followCluster();
+  }
+
+  /** Workers come and go a while after scale/adapt: look again a few times. */
+  private _followCluster(): void {
+    for (const t of this._clusterFollow) {
+      clearTimeout(t);
+    }
+    this._clusterFollow = [500, 1000, 2000, 3000, 5000, 8000, 12000].map(ms =>
+      setTimeout(() => void this.refreshCluster(), ms)
+    );
+  }
+
+  async exportKfp(): Promise<string> {
+    if (!this.path) {
+      throw new Error('Open a notebook first.');
+    }
+    return this.api.kfpYaml(this.path);
+  }
+
+  async submitKfp(runName?: string): Promise<string> {
+    if (!this.path) {
+      throw new Error('Open a notebook first.');
+    }
+    const name = runName ?? `${this.pipeline?.name ?? 'nbscale'}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    const result = await this.api.kfpSubmit({
+      path: this.path,
+      parameters: this._sentParameters(),
+      experiment: this.settings.kfpExperiment,
+      run_name: name
+    });
+    return result.run_url;
+  }
+
+  dispose(): void {
+    for (const t of this._clusterFollow) {
+      clearTimeout(t);
+    }
+    this.live.dispose();
+    Signal.clearData(this);
+  }
+}
