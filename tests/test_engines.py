@@ -252,11 +252,18 @@ def test_mutation_example_hands_mutated_frames_downstream(tmp_path, local_cluste
 # --- parallel branches ------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["local_cluster", "process_cluster"])
+def cluster_options(request):
+    """RunOptions fields reaching a LocalCluster, or `dask scheduler` + `dask worker` processes."""
+    target = request.getfixturevalue(request.param)
+    return {"scheduler": target} if request.param == "local_cluster" else {"scheduler_file": target}
+
+
 def _ts(value):
     return datetime.fromisoformat(value).timestamp()
 
 
-def test_independent_steps_overlap_on_two_workers(tmp_path, local_cluster):
+def test_independent_steps_overlap_on_two_workers(tmp_path, cluster_options):
     notebook = make_notebook(tmp_path, [
         ("import time\nbase = 1", ["step:start"]),  # calls on a module a step imported change nothing
         ("time.sleep(1.5)\nleft = base + 1", ["step:left"]),
@@ -264,7 +271,7 @@ def test_independent_steps_overlap_on_two_workers(tmp_path, local_cluster):
         ("both = left + right", ["step:join"]),
     ])
     t0 = time.time()
-    result = run_notebook(notebook, options=RunOptions(scheduler=local_cluster, use_cache=False))
+    result = run_notebook(notebook, options=RunOptions(**cluster_options, use_cache=False))
     elapsed = time.time() - t0
     assert result.ok, result.steps
     run = default_run_store(notebook).get_run(result.run_id)
@@ -279,7 +286,7 @@ def test_independent_steps_overlap_on_two_workers(tmp_path, local_cluster):
     assert result.load("join")["both"] == 5
 
 
-def test_dask_failure_keeps_independent_branch(tmp_path, local_cluster):
+def test_dask_failure_keeps_independent_branch(tmp_path, cluster_options):
     notebook = make_notebook(tmp_path, [
         ("a = 1", ["step:a"]),
         ("b = a + 1", ["step:bad"]),
@@ -287,7 +294,7 @@ def test_dask_failure_keeps_independent_branch(tmp_path, local_cluster):
         ("d = c + 1", ["step:after_bad"]),
         ("e = a * 10", ["step:other"]),
     ])
-    result = run_notebook(notebook, options=RunOptions(scheduler=local_cluster))
+    result = run_notebook(notebook, options=RunOptions(**cluster_options))
     assert result.status == "failed"
     status = {s["name"]: s["status"] for s in result.steps}
     assert status == {"a": "succeeded", "bad": "failed", "after_bad": "upstream_failed", "other": "succeeded"}
@@ -389,10 +396,28 @@ def test_cluster_factory_from_dask_config(tmp_path):
     assert workers and workers[0].startswith("inproc://"), workers  # the factory's in-process cluster
 
 
-def test_cached_rerun_on_dask_runs_nothing(tmp_path, local_cluster):
+def test_cached_rerun_on_dask_runs_nothing(tmp_path, cluster_options):
     notebook = make_notebook(tmp_path, [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"])])
-    first = run_notebook(notebook, options=RunOptions(scheduler=local_cluster))
+    first = run_notebook(notebook, options=RunOptions(**cluster_options))
     events = []
-    second = run_notebook(notebook, options=RunOptions(scheduler=local_cluster), on_event=lambda *e: events.append(e))
+    second = run_notebook(notebook, options=RunOptions(**cluster_options), on_event=lambda *e: events.append(e))
     assert first.ok and second.ok and [s["status"] for s in second.steps] == ["cached", "cached"]
     assert not [e for e in events if e[0] == "step_started"]
+
+
+def test_concurrent_runs_on_one_cluster_keep_the_run_store_intact(tmp_path, cluster_options):
+    import sqlite3
+
+    first = make_notebook(tmp_path, [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"])], name="one")
+    second = make_notebook(tmp_path, [("u = 2", ["step:a"]), ("w = u * 3", ["step:b"])], name="two")
+    flag, value = next(iter(cluster_options.items()))
+    flag = "--" + flag.replace("_", "-")
+    procs = [subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(nb), flag, value, "--output", "json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for nb in (first, second)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert [json.loads(out)["status"] for out, _ in outputs] == ["succeeded", "succeeded"]
+    db = sqlite3.connect(tmp_path / ".nbscale" / "runs.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT count(*) FROM runs WHERE status = 'succeeded'").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM step_runs WHERE status = 'succeeded'").fetchone()[0] == 4
