@@ -20,7 +20,6 @@ import os
 import platform
 import pstats
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from doc_sections import replace_section
 
 from nbscale.compiler import compile_notebook
 
@@ -287,13 +287,7 @@ def _nproc() -> str:
 
 
 def update_doc(section: str, doc: Path = DOC) -> None:
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.write_text(text, encoding="utf-8")
+    replace_section(doc, START, END, section)
 
 
 def main(argv=None) -> int:

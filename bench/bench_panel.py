@@ -30,6 +30,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from doc_sections import replace_section
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -195,13 +197,7 @@ def _nproc() -> str:
 
 
 def update_doc(section: str, doc: Path = DOC) -> None:
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.write_text(text, encoding="utf-8")
+    replace_section(doc, START, END, section)
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -31,6 +30,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from doc_sections import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -121,13 +122,7 @@ def section(results: dict[str, dict[str, float]], repeats: int, load: tuple[floa
 
 
 def update_doc(text: str, doc: Path = DOC) -> None:
-    old = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text, old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    doc.write_text(new, encoding="utf-8")
+    replace_section(doc, START, END, text)
 
 
 def main(argv=None) -> int:

@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 import psutil
+from doc_sections import replace_section
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -870,13 +871,7 @@ def _revision() -> str:
 
 
 def update_doc(section: str, doc: Path = DOC) -> None:
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.write_text(text, encoding="utf-8")
+    replace_section(doc, START, END, section)
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -107,12 +106,9 @@ def test_iris_matches_the_golden_yaml(tmp_path):
 
 
 def test_the_generated_module_is_clean_python(tmp_path):
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed")
     for notebook in EXAMPLES:
         compile_yaml(notebook, tmp_path, name=notebook.stem)
-    out = subprocess.run([ruff, "check", "--no-cache", "--isolated", "--select", "E,F,W,B",
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--select", "E,F,W,B",
                           "--ignore", "E501", *map(str, tmp_path.glob("*_dsl.py"))],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
