@@ -90,6 +90,8 @@ class NbscaleManager:
         self._stores: dict[Path, object] = {}
         self._stores_lock = threading.Lock()
         self._runs: dict[str, _ServerRun] = {}  # run id → a run started here that is still going
+        self._own_runs: set[str] = set()  # every run started here
+        self._followed: dict[Path, int] = {}  # watched notebook → last run-store event pushed
         self._children: set[_ServerRun] = set()  # every child process not yet ended
         self._subscribers: dict[int, tuple[Path | None, Callable[[dict], None]]] = {}
         self._next_subscriber = 0
@@ -253,6 +255,7 @@ class NbscaleManager:
 
     def _run_created(self, run: _ServerRun, run_id: str) -> None:
         self._runs[run_id] = run
+        self._own_runs.add(run_id)
         self.publish({"type": "run", "run_id": run_id, "status": "pending", "payload": {"kind": "run_created"}},
                      run.notebook)
 
@@ -390,6 +393,34 @@ class NbscaleManager:
                 except Exception:  # noqa: BLE001 - one broken subscriber must not stop the others
                     self.log.debug("nbscale: event subscriber failed", exc_info=True)
 
+    async def _follow_other_runs(self) -> bool:
+        """Push the events of runs that other processes (`nbscale run`, papermill) write to the run
+        store of a watched notebook; True when there were any."""
+        watched = {notebook for notebook, _ in self._subscribers.values() if notebook is not None}
+        for notebook in set(self._followed) - watched:
+            del self._followed[notebook]
+        seen = False
+        for notebook in watched:
+            try:
+                seen |= await self._publish_store_events(notebook)
+            except Exception:  # noqa: BLE001 - a locked or broken store must not stop the samples
+                self.log.debug("nbscale: following runs of %s failed", notebook, exc_info=True)
+        return seen
+
+    async def _publish_store_events(self, notebook: Path) -> bool:
+        store = await self._store(notebook, create=False)
+        if store is None:
+            return False
+        if notebook not in self._followed:  # from now on: history is what /runs is for
+            self._followed[notebook] = await asyncio.to_thread(store.last_event_id)
+            return False
+        rows = await asyncio.to_thread(store.notebook_events_since, str(notebook), self._followed[notebook])
+        for row in rows:
+            self._followed[notebook] = row["id"]
+            if row["run_id"] not in self._own_runs:  # the server's own runs are pushed as they happen
+                self.publish(models.event(row["kind"], row["run_id"], row["step"], row["payload"] or {}), notebook)
+        return bool(rows)
+
     async def cluster_sample(self) -> dict:
         """The cluster model for a sample: the server's cluster, a running run's own, or none."""
         if self._cluster is not None:
@@ -414,7 +445,7 @@ class NbscaleManager:
 
     async def _sample_loop(self) -> None:
         while self._subscribers and not self._closed:
-            active = bool(self._runs)
+            active = await self._follow_other_runs() or bool(self._runs)
             if active or self._cluster is not None:
                 self.publish({"type": "cluster", "payload": await self.cluster_sample()})
             self._wake.clear()

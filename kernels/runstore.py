@@ -278,6 +278,19 @@ class RunStore:
             ).fetchall()
         return [_row(row) for row in rows]
 
+    def notebook_events_since(self, notebook: str, after_id: int = 0) -> list[dict]:
+        """Events of every run of `notebook` newer than `after_id` (to follow runs of other processes)."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT e.* FROM events e JOIN runs r ON r.id = e.run_id WHERE r.notebook = ? AND e.id > ?"
+                " ORDER BY e.id", (str(notebook), after_id)
+            ).fetchall()
+        return [_row(row) for row in rows]
+
+    def last_event_id(self) -> int:
+        with self._read() as db:
+            return db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+
     def record_metrics(self, run_id: str, step: str | None, metrics: dict[str, Any]) -> None:
         try:
             rows = [(run_id, str(name), float(value), step) for name, value in metrics.items()]

@@ -336,3 +336,34 @@ def test_kfp_submit_reaches_the_api_stand_in_with_typed_parameters(root, monkeyp
         assert "5" in json.dumps(submitted)  # the typed parameter value reached the run
         with pytest.raises(BadRequest, match="unknown parameter"):
             run(m.kfp_submit("p.ipynb", {"nope": 1}))
+
+
+def test_runs_of_other_processes_are_pushed_to_watchers_of_the_notebook(root):
+    import subprocess
+    import sys
+
+    nb = make_notebook(root, TWO_STEPS, name="nb")
+    run_notebook(nb, options=RunOptions(engine="local"))  # history before watching is not replayed
+
+    async def main():
+        m = NbscaleManager(root, sample_interval_s=0.2, idle_interval_s=0.3)
+        events = []
+        unsubscribe = m.subscribe(events.append, m.notebook_path("nb.ipynb"))
+        await asyncio.sleep(0.8)  # the watcher notes where the store's events end
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nbscale", "run", str(nb), "--engine", "local", "--no-cache",
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert await proc.wait() == 0
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(e.get("payload", {}).get("kind") == "run_finished" for e in events):
+            await asyncio.sleep(0.1)
+        unsubscribe()
+        await m.close()
+        return [e for e in events if e["type"] != "cluster"]
+
+    events = run(main())
+    kinds = [(e["payload"]["kind"], e.get("step")) for e in events]
+    assert kinds[0] == ("run_started", None) and kinds[-1] == ("run_finished", None)
+    assert ("step_finished", "first") in kinds and ("step_finished", "second") in kinds
+    assert len({e["run_id"] for e in events}) == 1  # only the new run
+    assert events[-1]["status"] == "succeeded"
