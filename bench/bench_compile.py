@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import nbformat
-from doc_sections import replace_section
+from common import median_time, nproc, replace_section, revision
 
 from nbscale.compiler import compile_notebook
 
@@ -116,17 +116,6 @@ def generate(n_cells: int, seed: int = 0, alias_heavy: bool = False) -> nbformat
 # -- measurements --------------------------------------------------------------------------
 
 
-def median_time(fn, runs: int, warmup: bool = True) -> float:
-    if warmup:
-        fn()  # imports, the IPython transformer, caches
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def cli_command() -> list[str]:
     script = shutil.which("nbscale")
     return [script] if script else [sys.executable, "-m", "nbscale"]
@@ -157,14 +146,14 @@ def measure(folder: Path, stress: bool = True) -> dict:
     rows = [{
         "name": "examples/iris.ipynb", "steps": len(compile_notebook(iris).steps),
         "cells": sum(c["cell_type"] == "code" for c in nbformat.read(str(iris), 4).cells),
-        "compile": median_time(lambda: compile_notebook(iris), 15),
+        "compile": median_time(lambda: compile_notebook(iris), 15, warmup=True),
         "check": median_process([*cli_command(), "check", str(iris)]),
     }]
     for size in SIZES:
         path, pipeline = write_generated(folder, size)
         rows.append({
             "name": f"generated, {size:,} code cells", "cells": size, "steps": len(pipeline.steps),
-            "compile": median_time(lambda p=path: compile_notebook(p), 15 if size <= 100 else 7),
+            "compile": median_time(lambda p=path: compile_notebook(p), 15 if size <= 100 else 7, warmup=True),
             "check": median_process([*cli_command(), "check", str(path)]),
             "path": path,
         })
@@ -209,6 +198,7 @@ def ms(seconds: float | None) -> str:
 
 
 def render(result: dict, profile: list | None = None) -> str:
+    rev = revision("compiler", "nbscale", what="compiler")
     rows = result["rows"]
     big = next(r for r in rows if r["name"] == "generated, 1,000 code cells")
     small = rows[0]
@@ -221,8 +211,8 @@ def render(result: dict, profile: list | None = None) -> str:
         START,
         "## Compile time (`bench/bench_compile.py`)",
         "",
-        f"Produced by `python bench/bench_compile.py` on {time.strftime('%Y-%m-%d')} at {_revision()}; machine: "
-        f"`nproc` {_nproc()}, Python {platform.python_version()} ({platform.system()} {platform.machine()})"
+        f"Produced by `python bench/bench_compile.py` on {time.strftime('%Y-%m-%d')} at {rev}; machine: "
+        f"`nproc` {nproc()}, Python {platform.python_version()} ({platform.system()} {platform.machine()})"
         + (", `PYTHONDONTWRITEBYTECODE` set (every process compiles nbscale's modules from source)."
            if os.environ.get("PYTHONDONTWRITEBYTECODE") else "."),
         "",
@@ -265,31 +255,6 @@ def render(result: dict, profile: list | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _revision() -> str:
-    def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "compiler", "nbscale")
-    except OSError:
-        return "an unknown revision"
-    if not commit:
-        return "an unknown revision"
-    return f"commit {commit}" + (" with uncommitted compiler changes" if dirty else "")
-
-
-def _nproc() -> str:
-    try:
-        return subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or "?"
-    except OSError:
-        return str(os.cpu_count())
-
-
-def update_doc(section: str, doc: Path = DOC) -> None:
-    replace_section(doc, START, END, section)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the 1,000-cell compile")
@@ -311,7 +276,7 @@ def main(argv=None) -> int:
     section = render(result, profile)
     print(section)
     if not args.no_doc:
-        update_doc(section)
+        replace_section(DOC, START, END, section)
         print(f"updated {DOC.relative_to(ROOT)}")
     return 0
 

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import nbformat
-from doc_sections import replace_section
+from common import replace_section, revision
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -245,14 +245,6 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _revision() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True, cwd=ROOT).stdout.strip()
-    commit = out.stdout.strip() or "an unknown commit"
-    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
-
-
 def _kale(path: str | None) -> dict:
     candidates = [path] if path else [os.environ.get("KALE"), "/tmp/kale-venv/bin/kale"]
     for candidate in filter(None, candidates):
@@ -261,10 +253,6 @@ def _kale(path: str | None) -> dict:
     reason = (f"{path} does not exist" if path else
               "no Kale venv at /tmp/kale-venv (create it as the module docstring shows)")
     return {"installed": False, "reason": reason}
-
-
-def update_doc(section: str, doc: Path = DOC) -> None:
-    replace_section(doc, START, END, section)
 
 
 def main(argv=None) -> int:
@@ -293,7 +281,7 @@ def main(argv=None) -> int:
             run_rows = run_times(folder, {"8-step chain (light)": folder / "chain8.ipynb",
                                           "examples/iris.ipynb": ROOT / "examples" / "iris.ipynb"}, args.kfp_runs)
     result = {
-        "date": time.strftime("%Y-%m-%d"), "revision": _revision(), "nproc": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"), "revision": revision(), "nproc": os.cpu_count(),
         "python": platform.python_version(), "system": f"{platform.system()} {platform.machine()}",
         "kfp": kfp.__version__, "load": (load_start, os.getloadavg()[0]), "runs": args.runs,
         "kfp_runs": args.kfp_runs, "kale": kale, "compile": compile_rows, "run": run_rows,
@@ -301,7 +289,7 @@ def main(argv=None) -> int:
     section = render(result)
     print(section)
     if not args.no_doc:
-        update_doc(section)
+        replace_section(DOC, START, END, section)
         print(f"updated {DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

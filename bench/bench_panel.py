@@ -23,14 +23,13 @@ import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-from doc_sections import replace_section
+from common import nproc, replace_section, revision
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -124,12 +123,13 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def render(results: list[dict]) -> str:
+    rev = revision("jupyter_ext", what="jupyter_ext")
     lines = [
         START,
         "## Panel latency (`bench/bench_panel.py`)",
         "",
-        f"Produced by `python bench/bench_panel.py` on {time.strftime('%Y-%m-%d')} at {_revision()}; machine: "
-        f"`nproc` {_nproc()}, Python {platform.python_version()}, headless Debian Chromium, JupyterLab "
+        f"Produced by `python bench/bench_panel.py` on {time.strftime('%Y-%m-%d')} at {rev}; machine: "
+        f"`nproc` {nproc()}, Python {platform.python_version()}, headless Debian Chromium, JupyterLab "
         f"{_version('jupyterlab')}.",
         "",
         "Delay from a step finishing (its `finished` timestamp in the run store) to the panel painting the "
@@ -176,30 +176,6 @@ def _version(name: str) -> str:
         return "?"
 
 
-def _revision() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "jupyter_ext"], capture_output=True, text=True,
-                               cwd=ROOT).stdout.strip()
-    except OSError:
-        return "an unknown revision"
-    commit = out.stdout.strip()
-    if not commit:
-        return "an unknown revision"
-    return f"commit {commit}" + (" with uncommitted jupyter_ext changes" if dirty else "")
-
-
-def _nproc() -> str:
-    try:
-        return subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or "?"
-    except OSError:
-        return "?"
-
-
-def update_doc(section: str, doc: Path = DOC) -> None:
-    replace_section(doc, START, END, section)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="pipeline runs per mode (default 3)")
@@ -222,7 +198,7 @@ def main(argv=None) -> int:
     section = render(results)
     print(section)
     if not args.no_doc:
-        update_doc(section)
+        replace_section(DOC, START, END, section)
         print(f"updated {DOC.relative_to(ROOT)}")
     return 0
 

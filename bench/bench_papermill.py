@@ -31,7 +31,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from doc_sections import replace_section
+from common import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -121,10 +121,6 @@ def section(results: dict[str, dict[str, float]], repeats: int, load: tuple[floa
     return "\n".join(lines)
 
 
-def update_doc(text: str, doc: Path = DOC) -> None:
-    replace_section(doc, START, END, text)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -139,7 +135,7 @@ def main(argv=None) -> int:
     text = section(results, args.repeats, (load_before, os.getloadavg()[0]))
     print(text)
     if not args.no_doc:
-        update_doc(text)
+        replace_section(DOC, START, END, text)
         print(f"updated {DOC.relative_to(ROOT)}")
     return 0
 

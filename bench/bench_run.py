@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 import psutil
-from doc_sections import replace_section
+from common import replace_section, revision
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -855,23 +855,7 @@ def machine_info() -> dict:
         nproc = os.cpu_count()
     return {"nproc": nproc, "cpu": cpu, "python": platform.python_version(),
             "memory_gib": psutil.virtual_memory().total / 2**30, "date": time.strftime("%Y-%m-%d"),
-            "revision": _revision()}
-
-
-def _revision() -> str:
-    def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "kernels", "compiler", "nbscale")
-    except OSError:
-        return "an unknown revision"
-    return f"commit {commit}" + (" with uncommitted run-time changes" if dirty else "") if commit else "?"
-
-
-def update_doc(section: str, doc: Path = DOC) -> None:
-    replace_section(doc, START, END, section)
+            "revision": revision("kernels", "compiler", "nbscale", what="run-time")}
 
 
 def main(argv=None) -> int:
@@ -893,7 +877,7 @@ def main(argv=None) -> int:
         section = render(res, res["cfg"] == QUICK)
         print(section)
         if not args.no_doc:
-            update_doc(section)
+            replace_section(DOC, START, END, section)
             print(f"updated {DOC.relative_to(ROOT)}", file=sys.stderr)
         return 0
     cfg = dict(QUICK if args.quick else FULL)
@@ -913,7 +897,7 @@ def main(argv=None) -> int:
     sampler.start()
     res = {"cfg": cfg, "command": command, "usage": {}}
     with tempfile.TemporaryDirectory(prefix="nbscale-bench-run-") as tmp, Usage() as total:
-        revision = _revision()
+        measured = revision("kernels", "compiler", "nbscale", what="run-time")
         if args.rev:
             pkg = snapshot(args.rev, Path(tmp) / "snapshot")
             for e in envs.values():
@@ -921,11 +905,11 @@ def main(argv=None) -> int:
                     e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pkg), e.get("PYTHONPATH")]))
             commit = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=ROOT, capture_output=True,
                                     text=True).stdout.strip()
-            revision = f"commit {commit} (a clean `git archive` snapshot, not the working tree)"
+            measured = f"commit {commit} (a clean `git archive` snapshot, not the working tree)"
         where = subprocess.run([sys.executable, "-c", "import nbscale.kernels.runner as r; print(r.__file__)"],
                                env=envs["default"], capture_output=True, text=True, cwd=tmp).stdout.strip()
         log(f"measuring nbscale from {where}")
-        res["revision"] = revision
+        res["revision"] = measured
         folders = Folders(Path(tmp) / "runs")
         parts = [("chain", lambda: part_chain(cfg, folders, envs, log)),
                  ("parallel", lambda: part_parallel(cfg, folders, envs, log)),
@@ -954,7 +938,7 @@ def main(argv=None) -> int:
     section = render(res, args.quick)
     print(section)
     if (not args.quick or args.doc) and not args.no_doc:
-        update_doc(section)
+        replace_section(DOC, START, END, section)
         print(f"updated {DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

@@ -29,11 +29,12 @@ import functools
 import importlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import median_time
 
 RESULT_PREFIX = "BENCH-RESULT "
 
@@ -69,15 +70,6 @@ class Timers:
         for owner, attr, original in reversed(self._undo):
             setattr(owner, attr, original)
         self._undo.clear()
-
-
-def _median_time(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # -- nbscale ---------------------------------------------------------------------------------
@@ -255,14 +247,14 @@ def task_memcopy(spec):
     runs = spec.get("runs", 5)
     # The first copy in a process also pays for fresh pages (slow on a VM whose host backs guest
     # memory lazily); later copies reuse pages the allocator got back.
-    out = {"nbytes": int(nbytes), "copy_first": _median_time(copier, 1), "copy": _median_time(copier, runs)}
-    out["deepcopy"] = _median_time(lambda: copy.deepcopy({"value": value}), max(1, runs // 2))
-    out["cloudpickle"] = _median_time(lambda: cloudpickle.loads(cloudpickle.dumps(value, protocol=5)),
+    out = {"nbytes": int(nbytes), "copy_first": median_time(copier, 1), "copy": median_time(copier, runs)}
+    out["deepcopy"] = median_time(lambda: copy.deepcopy({"value": value}), max(1, runs // 2))
+    out["cloudpickle"] = median_time(lambda: cloudpickle.loads(cloudpickle.dumps(value, protocol=5)),
                                       max(1, runs // 2))
     with tempfile.TemporaryDirectory(dir=spec.get("store_dir")) as tmp:
         store = ArtifactStore(tmp)
         counter = iter(range(1000))
-        out["persist"] = _median_time(
+        out["persist"] = median_time(
             lambda: store.put(f"sha256:{next(counter):064x}", {"value": value}, [], "make"), max(1, runs // 2))
     return out
 
