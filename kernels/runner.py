@@ -92,9 +92,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine, values,
                               [s.name for s in pipeline.steps])
     recorder = _Recorder(store, run_id, hashes, on_event)
-    specs = _plan(pipeline, values, hashes, store_url, notebook, options)
-    for spec in specs:
-        spec.cwd = str(cwd) if cwd is not None else spec.cwd
+    specs = _plan(pipeline, values, hashes, store_url, notebook, options, cwd)
     store.start_run(run_id)
     recorder.emit("run_started", None, {"engine": options.engine, "steps": len(pipeline.steps)})
     outcomes = {}
@@ -118,22 +116,22 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     return RunResult(run_id, status, _steps_json(run), _metrics(run), store_url, hashes)
 
 
-def _plan(pipeline, values, hashes, store_url, notebook, options) -> list[StepSpec]:
+def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> list[StepSpec]:
     """Specs of the steps that must run, and of cached steps whose values they need."""
     artifacts = ArtifactStore(store_url)
     cached = {s.name for s in pipeline.steps
               if options.use_cache and s.cache and artifacts.has(hashes[s.name], s.outputs)}
-    needed = {s.name for s in pipeline.steps if s.name not in cached}
-    for step in reversed(pipeline.steps):
-        if step.name in needed:
-            needed |= set(step.after)
+    to_run = [s for s in pipeline.steps if s.name not in cached]
+    # cached steps are loaded only where a step that runs reads their values
+    needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
     by_name = {s.name: s for s in pipeline.steps}
     finals = _final_names(pipeline)
     ir = pipeline.to_json()
+    ir_steps = {s["name"]: s for s in ir["steps"]}
     return [
-        StepSpec(step=next(s for s in ir["steps"] if s["name"] == name), prelude=ir["prelude"],
+        StepSpec(step=ir_steps[name], prelude=ir["prelude"],
                  metrics=ir["metrics"], parameters={p: values[p] for p in by_name[name].parameters},
-                 hash=hashes[name], store_url=store_url, cwd=str(notebook.resolve().parent),
+                 hash=hashes[name], store_url=store_url, cwd=str(cwd or notebook.resolve().parent),
                  notebook=str(notebook), use_cache=options.use_cache, keep=sorted(finals[name]))
         for name in _topological(pipeline) if name in needed
     ]
@@ -161,9 +159,8 @@ def _finish(pipeline, specs, outcomes, recorder, store_url, hashes) -> str:
     planned = {s.step["name"] for s in specs}
     artifacts = ArtifactStore(store_url)
     for step in pipeline.steps:
-        if step.name not in planned:  # cached and not needed by anything that ran
-            recorder.cached(step.name, _cached_metrics(artifacts, hashes[step.name], pipeline, step.name))
-        elif step.name in outcomes and outcomes[step.name].status == CACHED:
+        # cached: either not planned (nothing that ran needed its values) or loaded from the store
+        if step.name not in planned or outcomes.get(step.name) and outcomes[step.name].status == CACHED:
             recorder.cached(step.name, _cached_metrics(artifacts, hashes[step.name], pipeline, step.name))
     failed = any(o.status in (FAILED, UPSTREAM_FAILED) for o in outcomes.values())
     return FAILED if failed else SUCCEEDED

@@ -17,7 +17,7 @@ from typing import Any
 import fsspec
 
 from . import marshal
-from .errors import ArtifactNotFound
+from .errors import ArtifactNotFound, MarshalError
 
 MANIFEST = "manifest.json"
 FORMAT = "nbscale.artifact/1"
@@ -60,16 +60,18 @@ class ArtifactStore:
         outputs: dict[str, Any],
         groups: list[list[str]] | None = None,
         step_name: str | None = None,
+        optional=(),
     ) -> dict:
-        """Write `outputs` under `step_hash` atomically and return the manifest."""
+        """Write `outputs` under `step_hash` atomically and return the manifest. Names in
+        `optional` are kept when they can be serialised and left out when they cannot."""
         units = _units(outputs, groups or [])
         final = self._dir(step_hash)
         # Sibling of the target: same file system and bucket, so the moves are renames.
         tmp = f"{final.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
         self.fs.makedirs(tmp, exist_ok=True)
         try:
-            entries, files = self._write_units(tmp, units, outputs, step_name)
-            entries = {name: entries[name] for name in outputs}  # keep the step's order
+            entries, files = self._write_units(tmp, units, outputs, step_name, set(optional))
+            entries = {name: entries[name] for name in outputs if name in entries}  # the step's order
             manifest = _manifest(step_hash, step_name, entries)
             self._write_json(f"{tmp}/{MANIFEST}", manifest)
             self._publish(files, tmp, final)
@@ -79,19 +81,20 @@ class ArtifactStore:
         return manifest
 
     def _write_units(
-        self, tmp: str, units: list[list[str]], outputs: dict[str, Any], step: str | None
+        self, tmp: str, units: list[list[str]], outputs: dict[str, Any], step: str | None, optional: set[str]
     ) -> tuple[dict[str, dict], dict[str, str]]:
         """Write each unit to ``<tmp>/<index>``; return the entries and final file names."""
         entries: dict[str, dict] = {}
         files: dict[str, str] = {}  # final file name → staged path
         for index, names in enumerate(units):
             staged = f"{tmp}/{index}"
-            with self.fs.open(staged, "wb") as f:
-                if len(names) == 1:
-                    used = marshal.dump_value(outputs[names[0]], f, variable=names[0], step=step)
-                else:
-                    used = marshal.dump_group({n: outputs[n] for n in names}, f, step=step)
-                size = f.tell()
+            try:
+                used, size = self._write_unit(staged, names, outputs, step)
+            except MarshalError:
+                if not optional.issuperset(names):
+                    raise
+                self.fs.rm(staged)
+                continue
             # The suffix is known only once a marshaller has taken the value.
             label = names[0] if len(names) == 1 else "group"
             file = f"{index}-{label}{marshal.get_marshaller(used).suffix}"
@@ -100,6 +103,14 @@ class ArtifactStore:
                 entry = {"file": file, "marshaller": used, "bytes": size}
                 entries[name] = entry if len(names) == 1 else {**entry, "group": index}
         return entries, files
+
+    def _write_unit(self, staged: str, names: list[str], outputs: dict[str, Any], step: str | None):
+        with self.fs.open(staged, "wb") as f:
+            if len(names) == 1:
+                used = marshal.dump_value(outputs[names[0]], f, variable=names[0], step=step)
+            else:
+                used = marshal.dump_group({n: outputs[n] for n in names}, f, step=step)
+            return used, f.tell()
 
     def _publish(self, files: dict[str, str], tmp: str, final: str) -> None:
         # Retract any older version first, so no reader pairs its manifest with our files.

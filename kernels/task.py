@@ -77,7 +77,8 @@ def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOut
 
 def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     name, step = spec.step["name"], spec.step
-    failed = sorted(u for u in step["after"] if not upstream[u].ok)
+    # an upstream step not in `upstream` was cached and not needed here
+    failed = sorted(u for u in step["after"] if u in upstream and not upstream[u].ok)
     if failed:
         return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {', '.join(failed)}"})
     store = ArtifactStore(spec.store_url)
@@ -206,7 +207,8 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
     if result.metrics:
         keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
     try:
-        store.put(spec.hash, {**result.outputs, **_picklable(keep)}, step["groups"], step["name"])
+        # kept values are best effort: what cannot be serialised is left out
+        store.put(spec.hash, {**result.outputs, **keep}, step["groups"], step["name"], optional=keep)
     except MarshalError as exc:
         outcome.status = FAILED
         outcome.summary["status"] = FAILED
@@ -214,15 +216,3 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
                                     "evalue": str(exc), "traceback": str(exc), "frames": []}
         return
     outcome.values = result.outputs
-
-
-def _picklable(values: dict) -> dict:
-    """Values kept for inspection are best effort: what cannot be pickled is left out."""
-    kept = {}
-    for name, value in values.items():
-        try:
-            cloudpickle.dumps(value)
-        except Exception:  # noqa: BLE001 - any pickling failure means "not kept"
-            continue
-        kept[name] = value
-    return kept

@@ -170,3 +170,13 @@ def test_key_path_hashes_anything_else(key):
     path = key_path(key)
     assert path.startswith("_other/") and ".." not in path and path.count("/") == 1
     assert key_path(key) != key_path(key + "x")
+
+
+def test_optional_values_that_cannot_be_serialised_are_left_out(tmp_path):
+    import threading
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    store.put(HASH, {"x": 1, "lock": threading.Lock(), "y": [2]}, [], "make", optional={"lock", "y"})
+    assert store.get(HASH) == {"x": 1, "y": [2]}
+    with pytest.raises(MarshalError):
+        store.put(HASH, {"lock": threading.Lock()}, [], "make")
