@@ -321,8 +321,8 @@ def test_redact_url_drops_credentials():
 
 
 def test_kfp_submit_reaches_the_api_stand_in_with_typed_parameters(root, monkeypatch):
-    """Submits to the KFP v2beta1 stand-in of tests/test_kfp_commands.py (no KFP server can run here)."""
-    from test_kfp_commands import KfpStandIn
+    """Submits to the KFP v2beta1 stand-in of tests/kfp_stand_in.py (no KFP server can run here)."""
+    from kfp_stand_in import KfpStandIn
 
     monkeypatch.setenv("NBSCALE_KFP_TOKEN", "tok-SECRET-server")
     make_notebook(root, [("k = 2", ["parameters"]), ("x = k", ["step:a"])], name="p")

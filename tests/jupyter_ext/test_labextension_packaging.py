@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LABEXT = ROOT / "nbscale" / "labextension"
 SERVER_SWITCH = {"ServerApp": {"jpserver_extensions": {"nbscale.jupyter_ext": True}}}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from lab_harness import CHROMIUM, browser_page, execute, open_notebook, open_panel, running_lab
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS_IMG = ROOT / "docs" / "img"
 RUN_TIMEOUT_MS = 180_000
 STEPS = ["load", "split", "train_lr", "train_rf", "evaluate", "metrics"]

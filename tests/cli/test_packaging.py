@@ -5,7 +5,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"compiler": "nbscale/compiler", "kernels": "nbscale/kernels", "jupyter_ext": "nbscale/jupyter_ext",
            "nbscale": "nbscale"}
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from nbscale.compiler import compile_notebook, compile_source
 from nbscale.compiler.graph import topological_order
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 EXAMPLES = sorted((ROOT / "examples").glob("*.ipynb"))
 
