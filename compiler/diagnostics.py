@@ -51,6 +51,11 @@ class Diagnostic:
                     parts.append(str(self.col))
         return ":".join(parts)
 
+    def format(self, notebook: str = "", *, hint: bool = True) -> str:
+        """`file:cell N:line:col: severity[code]: message`, the one way a diagnostic is printed."""
+        text = f"{self.location(notebook)}: {self.severity}[{self.code}]: {self.message}"
+        return text + (f"\n    hint: {self.hint}" if hint and self.hint else "")
+
     def to_json(self) -> dict:
         data = asdict(self)
         return {"severity": self.severity, **data}
@@ -58,3 +63,9 @@ class Diagnostic:
     @classmethod
     def from_json(cls, data: dict) -> Diagnostic:
         return cls(**{k: v for k, v in data.items() if k != "severity"})
+
+
+def errors_text(diagnostics, notebook: str) -> str:
+    """The error diagnostics of `notebook`, one per line under a heading (for exception messages)."""
+    errors = [d for d in diagnostics if d.severity == ERROR]
+    return f"{notebook} has {len(errors)} error(s):\n" + "\n".join(f"  {d.format(notebook)}" for d in errors)

@@ -4,8 +4,10 @@ Problems *inside* a notebook (bad tags, undefined names, cycles) are diagnostics
 exceptions; exceptions are for inputs that are not a usable notebook at all.
 """
 
+from ..errors import NbscaleError
 
-class NbscaleCompileError(Exception):
+
+class NbscaleCompileError(NbscaleError):
     """Base class of every error the compiler raises."""
 
 
@@ -22,7 +24,7 @@ class PipelineHasErrors(NbscaleCompileError):
     """Raised by callers that need an error-free pipeline (compile to a target, run)."""
 
     def __init__(self, pipeline):
+        from .diagnostics import errors_text
+
         self.pipeline = pipeline
-        errors = [d for d in pipeline.diagnostics if d.severity == "error"]
-        lines = "\n".join(f"  {d.location(pipeline.notebook)}: {d.message}" for d in errors)
-        super().__init__(f"{len(errors)} error(s) in {pipeline.notebook}:\n{lines}")
+        super().__init__(errors_text(pipeline.diagnostics, pipeline.notebook))

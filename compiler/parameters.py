@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 
 from .diagnostics import Diagnostic
+from .errors import NbscaleCompileError
 from .ir import Parameter
 from .syntax import to_python
 
@@ -66,7 +67,7 @@ def _as_declared(declared: Parameter, injected: Parameter) -> Parameter:
                      default=converted, cell=injected.cell, line=injected.line)
 
 
-class _NotLiteral(Exception):
+class _NotLiteral(NbscaleCompileError):
     def __init__(self, message, hint="a parameters cell holds only NAME = literal lines "
                                      "(numbers, strings, True/False/None, lists, dicts)"):
         super().__init__(message)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from .diagnostics import Diagnostic
+from .errors import NbscaleCompileError
 
 # Role tags: at most one per cell.
 IMPORTS, FUNCTIONS, PARAMETERS, METRICS, SKIP = "imports", "functions", "parameters", "metrics", "skip"
@@ -70,7 +71,7 @@ def parse_cell_tags(tags, cell: int) -> tuple[CellTags, list[Diagnostic]]:
     return parsed, problems
 
 
-class _TagError(Exception):
+class _TagError(NbscaleCompileError):
     def __init__(self, code, message, hint=None):
         super().__init__(message)
         self.code, self.message, self.hint = code, message, hint

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from ..errors import NbscaleError, PluginError
 
-class NbscaleRuntimeError(Exception):
+__all__ = ["ArtifactNotFound", "MarshalError", "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable",
+           "PluginError", "RunStoreError", "StepTimeout"]
+
+
+class NbscaleRuntimeError(NbscaleError):
     """Base class of every error the run time raises."""
 
 

@@ -7,7 +7,6 @@ entry-point group ``nbscale.marshallers`` are tried before the built-ins.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import pickle
 import shutil
@@ -18,7 +17,8 @@ from typing import IO, Any
 
 import cloudpickle
 
-from .errors import MarshalError, NbscaleRuntimeError
+from ..registry import Registry
+from .errors import MarshalError, NbscaleRuntimeError, PluginError
 
 ENTRY_POINT_GROUP = "nbscale.marshallers"
 
@@ -31,6 +31,7 @@ __all__ = [
     "SklearnMarshaller",
     "CloudpickleMarshaller",
     "marshallers",
+    "registry",
     "reload_marshallers",
     "get_marshaller",
     "type_name",
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-class CannotMarshal(Exception):
+class CannotMarshal(NbscaleRuntimeError):
     """Raised by `Marshaller.dump` *before writing anything* to pass the value to the next one."""
 
 
@@ -231,34 +232,36 @@ BUILTINS: tuple[Marshaller, ...] = (
     CloudpickleMarshaller(),
 )
 
-_registry: list[Marshaller] | None = None
+registry = Registry("marshaller", ENTRY_POINT_GROUP, lambda: {m.name: m for m in BUILTINS})
+_ordered: list[Marshaller] | None = None  # plug-ins, then built-ins: the order values are offered
 
 
 def _load_plugins() -> list[Marshaller]:
     plugins = []
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for name in registry.entry_point_names():
         try:
-            obj = entry.load()
-            plugins.append(obj() if isinstance(obj, type) else obj)
-        except Exception as exc:
+            obj = registry.get(name)
+        except PluginError as exc:
             # One broken plug-in must not stop every pipeline from running.
-            warnings.warn(f"nbscale: marshaller plug-in {entry.name!r} failed to load: {exc}",
-                          stacklevel=2)
+            warnings.warn(f"nbscale: {exc}", stacklevel=3)
+            continue
+        plugins.append(obj() if isinstance(obj, type) else obj)
     return plugins
 
 
 def marshallers() -> list[Marshaller]:
     """Every marshaller in the order they are tried: plug-ins first, then the built-ins."""
-    global _registry
-    if _registry is None:
-        _registry = _load_plugins() + list(BUILTINS)
-    return list(_registry)
+    global _ordered
+    if _ordered is None:
+        _ordered = _load_plugins() + list(BUILTINS)
+    return list(_ordered)
 
 
 def reload_marshallers() -> list[Marshaller]:
-    """Forget the cached registry and scan the entry points again."""
-    global _registry
-    _registry = None
+    """Forget the loaded plug-ins and scan the entry points again."""
+    global _ordered, registry
+    registry = Registry("marshaller", ENTRY_POINT_GROUP, lambda: {m.name: m for m in BUILTINS})
+    _ordered = None
     return marshallers()
 
 
@@ -266,9 +269,9 @@ def get_marshaller(name: str) -> Marshaller:
     for marshaller in marshallers():
         if marshaller.name == name:
             return marshaller
-    raise NbscaleRuntimeError(
-        f"no marshaller named {name!r} is installed (is the plug-in that wrote it missing?)"
-    )
+    known = ", ".join(m.name for m in marshallers())
+    raise PluginError(f"no marshaller named {name!r} is installed (is the plug-in that wrote it missing?); "
+                      f"installed: {known}")
 
 
 def type_name(value: Any) -> str:

@@ -11,23 +11,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..compiler import compile_notebook
+from ..compiler.diagnostics import errors_text
 from ..compiler.hashing import step_hashes
 from . import params as params_mod
+from .contract import (
+    CACHED,
+    CANCELLED,
+    FAILED,
+    METRICS_KEY,
+    RUN_FINISHED,
+    RUN_STARTED,
+    RUNNING,
+    STEP_FINISHED,
+    STEP_STARTED,
+    SUCCEEDED,
+    UPSTREAM_FAILED,
+    StepSpec,
+    artifacts_url,
+    run_store_path,
+)
 from .engines import get_engine
 from .errors import PipelineNotRunnable
 from .runstore import RunStore
 from .store import ArtifactStore
-from .task import CACHED, FAILED, METRICS_KEY, SUCCEEDED, UPSTREAM_FAILED, StepSpec
-
-CANCELLED = "cancelled"
-
-
-def state_dir(notebook: Path) -> Path:
-    return notebook.resolve().parent / ".nbscale"
 
 
 def default_run_store(notebook) -> RunStore:
-    return RunStore(state_dir(Path(notebook)) / "runs.sqlite")
+    """The run store beside `notebook`, which the CLI, the API and the server share."""
+    return RunStore(run_store_path(notebook))
 
 
 @dataclass
@@ -72,7 +83,7 @@ def run_notebook(notebook, parameters=None, options: RunOptions | None = None, *
     notebook = Path(notebook)
     pipeline = compile_notebook(notebook)
     if pipeline.has_errors:
-        raise PipelineNotRunnable(_errors_text(pipeline, notebook))
+        raise PipelineNotRunnable(errors_text(pipeline.diagnostics, str(notebook)))
     values = params_mod.resolve(pipeline, parameters or {})
     return run_pipeline(pipeline, values, notebook, options, on_event=on_event, run_store=run_store)
 
@@ -86,7 +97,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     """
     options = options or RunOptions()
     notebook = Path(notebook)
-    store_url = options.store_url or str(state_dir(notebook) / "artifacts")
+    store_url = options.store_url or artifacts_url(notebook)
     store = run_store or default_run_store(notebook)
     hashes = step_hashes(pipeline, values)
     run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine, values,
@@ -94,7 +105,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     recorder = _Recorder(store, run_id, hashes, on_event)
     specs = _plan(pipeline, values, hashes, store_url, notebook, options, cwd)
     store.start_run(run_id)
-    recorder.emit("run_started", None, {"engine": options.engine, "steps": len(pipeline.steps)})
+    recorder.emit(RUN_STARTED, None, {"run_id": run_id, "engine": options.engine, "steps": len(pipeline.steps)})
     outcomes = {}
     engine = None
     try:
@@ -111,7 +122,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
             engine.close()
     status = _finish(pipeline, specs, outcomes, recorder, store_url, hashes)
     store.finish_run(run_id, status)
-    recorder.emit("run_finished", None, {"status": status})
+    recorder.emit(RUN_FINISHED, None, {"status": status})
     run = store.get_run(run_id)
     return RunResult(run_id, status, _steps_json(run), _metrics(run), store_url, hashes)
 
@@ -125,7 +136,7 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> l
     # cached steps are loaded only where a step that runs reads their values
     needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
     by_name = {s.name: s for s in pipeline.steps}
-    finals = _final_names(pipeline)
+    finals = final_names(pipeline)
     ir = pipeline.to_json()
     ir_steps = {s["name"]: s for s in ir["steps"]}
     return [
@@ -137,7 +148,7 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> l
     ]
 
 
-def _final_names(pipeline) -> dict[str, set]:
+def final_names(pipeline) -> dict[str, set]:
     """Per step, the names whose final (notebook-end) value it holds."""
     last = {}
     for step in pipeline.steps:
@@ -187,9 +198,9 @@ class _Recorder:
         payload = payload or {}
         with self.lock:
             self.store.add_event(self.run_id, kind, step, _event_payload(kind, payload))
-            if kind == "step_started":
-                self.store.update_step(self.run_id, step, status="running", hash=self.hashes[step])
-            elif kind == "step_finished" and step not in self.done:
+            if kind == STEP_STARTED:
+                self.store.update_step(self.run_id, step, status=RUNNING, hash=self.hashes[step])
+            elif kind == STEP_FINISHED and step not in self.done:
                 self._finished(step, payload)
         if self.on_event is not None:
             self.on_event(kind, step, payload)
@@ -217,7 +228,7 @@ class _Recorder:
             if metrics:
                 self.store.record_metrics(self.run_id, step, metrics)
         if self.on_event is not None:
-            self.on_event("step_finished", step, {"status": CACHED})
+            self.on_event(STEP_FINISHED, step, {"status": CACHED})
 
     def cancel(self, steps):
         with self.lock:
@@ -227,7 +238,7 @@ class _Recorder:
 
 
 def _event_payload(kind, payload):
-    if kind != "step_finished":
+    if kind != STEP_FINISHED:
         return payload
     summary = payload.get("summary") or {}
     return {"status": payload.get("status"), "duration_s": summary.get("wall_s"),
@@ -244,11 +255,3 @@ def _steps_json(run) -> list[dict]:
 
 def _metrics(run) -> dict:
     return {m["name"]: m["value"] for m in run.get("metrics", [])}
-
-
-def _errors_text(pipeline, notebook) -> str:
-    lines = [f"{notebook} has errors:"]
-    for d in pipeline.diagnostics:
-        if d.severity == "error":
-            lines.append(f"  {d.location(str(notebook))}: {d.message}" + (f" ({d.hint})" if d.hint else ""))
-    return "\n".join(lines)

@@ -18,10 +18,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
+from .contract import FINISHED, RUNNING, STATUSES
 from .errors import RunStoreError
-
-STATUSES = ("pending", "running", "succeeded", "failed", "cached", "upstream_failed", "cancelled")
-FINISHED = ("succeeded", "failed", "cached", "upstream_failed", "cancelled")
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 
@@ -208,7 +206,7 @@ class RunStore:
         return run_id
 
     def start_run(self, run_id: str) -> None:
-        self._update_run(run_id, status="running", started=now())
+        self._update_run(run_id, status=RUNNING, started=now())
 
     def finish_run(self, run_id: str, status: str, error: Any = None) -> None:
         self._update_run(run_id, status=_check_status(status), finished=now(), error=_json(error))
@@ -246,7 +244,7 @@ class RunStore:
         status = values.get("status")
         if status is not None:
             _check_status(status)
-            if status == "running":
+            if status == RUNNING:
                 values.setdefault("started", now())
             elif status in FINISHED:
                 values.setdefault("finished", now())

@@ -9,54 +9,34 @@ branches finish.
 from __future__ import annotations
 
 import copy
-import ctypes
 import os
 import socket
 import sys
-import threading
 import time
 import traceback
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import cloudpickle
 
-from .errors import MarshalError, StepTimeout
+# StepSpec and StepOutcome are imported from here by tasks pickled to workers: keep the names.
+from .contract import (
+    CACHED,
+    FAILED,
+    METRICS_KEY,
+    STEP_CACHED,
+    STEP_RETRY,
+    STEP_STARTED,
+    UPSTREAM_FAILED,
+    StepOutcome,
+    StepSpec,
+    deadline,
+    error_dict,
+    failed_outcome,
+    timeout_message,
+)
+from .errors import MarshalError
 from .store import ArtifactStore
 
-SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED = "succeeded", "failed", "cached", "upstream_failed"
-METRICS_KEY = "__nbscale_metrics__"
-
-
-@dataclass
-class StepSpec:
-    """Everything a task needs, all picklable: no client, no run store."""
-
-    step: dict  # IR step (JSON)
-    prelude: dict
-    metrics: dict
-    parameters: dict  # the parameter values of this run
-    hash: str
-    store_url: str
-    cwd: str
-    notebook: str
-    use_cache: bool = True
-    keep: list[str] = field(default_factory=list)  # names worth keeping beyond the outputs
-
-
-@dataclass
-class StepOutcome:
-    step: str
-    status: str
-    values: dict = field(default_factory=dict)  # outputs, in memory for downstream steps
-    summary: dict = field(default_factory=dict)  # StepResult.to_json() or a short reason
-    attempts: int = 0
-    started: float = 0.0
-    finished: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (SUCCEEDED, CACHED)
+__all__ = ["StepOutcome", "StepSpec", "execute_in_process", "run_step"]
 
 
 def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOutcome:
@@ -71,8 +51,8 @@ def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOut
     try:
         return _run_step(spec, upstream, emit, execute or execute_in_process)
     except Exception as exc:  # noqa: BLE001 - a broken task must not take the run down
-        return _failed(spec.step["name"], type(exc).__name__, f"nbscale could not run the step: {exc}",
-                       traceback.format_exc())
+        return failed_outcome(spec.step["name"], type(exc).__name__, f"nbscale could not run the step: {exc}",
+                              traceback.format_exc())
 
 
 def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
@@ -84,23 +64,23 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     store = ArtifactStore(spec.store_url)
     if spec.use_cache and step.get("cache", True) and store.has(spec.hash, step["outputs"]):
         now = time.time()
-        emit("step_cached", name, {"hash": spec.hash})
+        emit(STEP_CACHED, name, {"hash": spec.hash})
         values = store.get(spec.hash, step["outputs"])
         return StepOutcome(name, CACHED, values=values, started=now, finished=now)
     if not os.path.isdir(spec.cwd):
-        return _failed(name, "FileNotFoundError", (
+        return failed_outcome(name, "FileNotFoundError", (
             f"the notebook folder {spec.cwd} does not exist on {socket.gethostname()}, where this step runs; "
             f"steps run in the notebook's folder: give the workers the same folder on a shared file system, "
             f"or read data from URLs (s3://…), and pass --store URL for artifacts"))
     inputs = _inputs(step, upstream)
     started = time.time()
-    emit("step_started", name, {"hash": spec.hash})
+    emit(STEP_STARTED, name, {"hash": spec.hash})
     for attempt in range(1, step.get("retries", 0) + 2):
         result, extra = execute(spec, inputs)
         if result.ok:
             break
         if attempt <= step.get("retries", 0):
-            emit("step_retry", name, {"attempt": attempt, "error": result.error.evalue})
+            emit(STEP_RETRY, name, {"attempt": attempt, "error": result.error.evalue})
     outcome = StepOutcome(name, result.status, summary={**result.to_json(), **extra}, attempts=attempt,
                           started=started, finished=time.time())
     if result.ok:
@@ -120,45 +100,10 @@ def execute_in_process(spec: StepSpec, inputs: dict):
     return result, {}
 
 
-def _failed(name, ename, message, trace=None) -> StepOutcome:
-    error = {"cell": None, "line": None, "ename": ename, "evalue": message, "traceback": trace or message,
-             "frames": []}
-    now = time.time()
-    return StepOutcome(name, FAILED, summary={"status": FAILED, "error": error}, started=now, finished=now)
-
-
-@contextmanager
-def deadline(seconds):
-    """Raise StepTimeout in this thread after `seconds` (the step's `timeout:` tag).
-
-    The exception is raised between Python bytecodes, so it lands in the user's code and is
-    reported at the cell and line that was running; a long call into C code ends first.
-    """
-    if not seconds:
-        yield
-        return
-    thread_id, lock, state = threading.get_ident(), threading.Lock(), {"armed": True}
-
-    def fire():
-        with lock:
-            if state["armed"]:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(StepTimeout))
-
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        with lock:
-            state["armed"] = False
-            timer.cancel()
-
-
 def _explain(result, spec):
     error = result.error
     if error is not None and error.ename == "StepTimeout":
-        error.evalue = f"step '{spec.step['name']}' ran longer than its timeout of {spec.step['timeout']} s"
+        error.evalue = timeout_message(spec.step["name"], spec.step["timeout"])
         error.traceback = error.traceback.rstrip("\n") + ": " + error.evalue + "\n"
     if error is None or error.ename != "FileNotFoundError":
         return
@@ -212,7 +157,6 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
     except MarshalError as exc:
         outcome.status = FAILED
         outcome.summary["status"] = FAILED
-        outcome.summary["error"] = {"cell": None, "line": None, "ename": "MarshalError",
-                                    "evalue": str(exc), "traceback": str(exc), "frames": []}
+        outcome.summary["error"] = error_dict("MarshalError", str(exc), str(exc))
         return
     outcome.values = result.outputs

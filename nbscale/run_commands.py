@@ -11,8 +11,7 @@ from pathlib import Path
 
 import click
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, duration_text, error_headline, fail, reporting_errors
 
 
 @click.command()
@@ -31,28 +30,18 @@ EXIT_BAD_INPUT = 2
 def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_file, workers, no_cache,
         store_url, output):
     """Run NOTEBOOK as a pipeline."""
-    from nbscale.compiler import NotebookReadError
     from nbscale.kernels import params
-    from nbscale.kernels.errors import NbscaleRuntimeError
     from nbscale.kernels.runner import RunOptions, run_notebook
 
     from .progress import Progress
 
-    try:
+    with reporting_errors():
         given = params.load_file(parameters_file) if parameters_file else {}
         given.update(params.parse_assignments(assignments))
         options = RunOptions(engine=engine, use_cache=not no_cache, store_url=store_url,
                              scheduler=scheduler, scheduler_file=scheduler_file, workers=workers)
         with Progress(enabled=output == "text") as progress:
             result = run_notebook(notebook, given, options, on_event=progress.event)
-    except NotebookReadError as exc:
-        _fail(f"error: {exc}", EXIT_BAD_INPUT)
-    except NbscaleRuntimeError as exc:
-        _fail(f"error: {exc}", EXIT_BAD_INPUT)
-    except ValueError as exc:  # unknown engine
-        _fail(f"error: {exc}", EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        _fail("cancelled", 130)
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2, default=str))
     else:
@@ -81,23 +70,17 @@ def runs(notebook, limit):
 @click.option("--logs/--no-logs", default=True, help="Show each step's output.")
 def show(run_id, notebook, logs):
     """Show one run: steps, logs, metrics and the traceback of a failure."""
-    from nbscale.kernels.errors import RunStoreError
-
-    try:
+    with reporting_errors():
         run = _store_for(notebook).get_run(run_id)
-    except RunStoreError as exc:
-        _fail(f"error: {exc}", EXIT_BAD_INPUT)
     click.echo(f"run {run['id']}  {run['status']}  engine {run['engine']}  {Path(run['notebook']).name}")
     click.echo(f"parameters: {json.dumps(run['parameters'])}")
     for step in run["steps"]:
-        duration = f"{step['duration_s']:.2f}s" if step.get("duration_s") is not None else "-"
-        click.echo(f"  {step['step']:<20} {step['status']:<16} {duration}")
+        click.echo(f"  {step['step']:<20} {step['status']:<16} {duration_text(step.get('duration_s'))}")
         if logs and step.get("stdout"):
             click.echo("    | " + "\n    | ".join(step["stdout"].rstrip().splitlines()))
         error = step.get("error")
         if isinstance(error, dict):
-            click.echo(f"    error in cell {error.get('cell')}, line {error.get('line')}: "
-                       f"{error.get('ename')}: {error.get('evalue')}")
+            click.echo(f"    error in {error_headline(error)}")
             click.echo("    " + "\n    ".join(str(error.get("traceback", "")).splitlines()))
         elif error:
             click.echo(f"    {error}")
@@ -111,37 +94,33 @@ def register(group):
 
 
 def _store_for(notebook):
+    from nbscale.kernels.contract import run_store_path
     from nbscale.kernels.runstore import RunStore
 
-    folder = Path(notebook).resolve().parent if notebook else Path.cwd()
-    path = folder / ".nbscale" / "runs.sqlite"
+    # any file name in the folder gives the folder's run store
+    path = run_store_path(Path(notebook) if notebook else Path.cwd() / "_")
     if not path.exists():
-        _fail(f"no run store at {path} (no runs in this folder yet)", EXIT_BAD_INPUT)
+        fail(f"no run store at {path} (no runs in this folder yet)", EXIT_BAD_INPUT)
     return RunStore(path)
 
 
 def _print_summary(result):
     from rich.console import Console
+    from rich.markup import escape as rich_escape
     from rich.table import Table
 
     table = Table(title=f"run {result.run_id[:12]}: {result.status}")
     for column in ("step", "status", "duration", "cached"):
         table.add_column(column)
     for step in result.steps:
-        duration = f"{step['duration_s']:.2f}s" if step["duration_s"] is not None else "-"
-        table.add_row(step["name"], step["status"], duration, "yes" if step["cached"] else "")
+        table.add_row(step["name"], step["status"], duration_text(step["duration_s"]), "yes" if step["cached"] else "")
     console = Console()
     console.print(table)
     for step in result.steps:
         error = step.get("error")
         if isinstance(error, dict):
-            console.print(f"[red]{step['name']} failed[/red] at cell {error.get('cell')}, line {error.get('line')}: "
-                          f"{error.get('ename')}: {error.get('evalue')}", markup=True, highlight=False)
+            console.print(f"[red]{rich_escape(step['name'])} failed[/red] at " + rich_escape(error_headline(error)),
+                          markup=True, highlight=False)
             console.print(str(error.get("traceback", "")), markup=False, highlight=False)
     for name, value in result.metrics.items():
         console.print(f"metric {name} = {value}", markup=False)
-
-
-def _fail(message, code):
-    click.echo(message, err=True)
-    sys.exit(code)

@@ -1,12 +1,14 @@
-"""Engines run a planned pipeline: a registry by name, extensible through entry points.
+"""Engines run a planned pipeline: one registry by name, extensible through entry points.
 
-An engine implements one method, `run(specs, emit) -> {step: StepOutcome}`, where `specs` are in
-a topological order and `emit(kind, step, payload)` reports live events.
+An engine is a class with one method, `run(specs, emit) -> {step: StepOutcome}` (see
+`nbscale.kernels.contract` for the specs, the events and the outcome), and `close()` for what it
+started. Third-party engines register under the entry-point group `nbscale.engines`
+(docs/plugins.md).
 """
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from ...registry import Registry
 
 ENTRY_POINT_GROUP = "nbscale.engines"
 
@@ -24,7 +26,7 @@ class Engine:
         """Release what the engine started (clusters, kernels)."""
 
 
-def _builtin():
+def _builtins() -> dict:
     from .dask import DaskEngine
     from .kfp_local import KfpLocalEngine
     from .local import LocalEngine
@@ -33,16 +35,13 @@ def _builtin():
     return {"local": LocalEngine, "dask": DaskEngine, "papermill": PapermillEngine, "kfp-local": KfpLocalEngine}
 
 
+engines = Registry("engine", ENTRY_POINT_GROUP, _builtins)
+
+
 def engine_names() -> list[str]:
-    return sorted({*_builtin(), *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+    return engines.names()
 
 
 def get_engine(name: str, **options) -> Engine:
-    engines = _builtin()
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        engines.setdefault(ep.name, ep)
-    if name not in engines:
-        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(engine_names())}")
-    cls = engines[name]
-    cls = cls.load() if hasattr(cls, "load") else cls
-    return cls(**options)
+    """An engine instance; an unknown or broken engine raises PluginError naming the known ones."""
+    return engines.get(name)(**options)

@@ -17,9 +17,9 @@ import sys
 import threading
 import warnings
 
+from ..contract import STEP_FINISHED, WARNING, finished_payload
 from ..task import run_step
 from . import Engine
-from .local import _summary
 
 TOPIC = "nbscale"
 RESOURCE_NAMES = ("cpu", "memory", "gpu")
@@ -29,10 +29,12 @@ class DaskEngine(Engine):
     name = "dask"
 
     def __init__(self, scheduler=None, scheduler_file=None, workers=None, run_id="", body=None,
-                 on_outcome=None, **options):
+                 on_outcome=None, warm_up=True, **options):
         """`body(spec, upstream, emit)` runs one step on a worker (default: `task.run_step`; it must
-        pickle); `on_outcome(outcome)` sees each finished step on the client before it is reported."""
+        pickle); `on_outcome(outcome)` sees each finished step on the client before it is reported;
+        `warm_up`: import the notebook's libraries on idle workers while the first step runs."""
         super().__init__(**options)
+        self.warm_up = warm_up
         self.scheduler, self.scheduler_file, self.workers = scheduler, scheduler_file, workers
         self.run_id = run_id or ""
         self.body, self.on_outcome = body or run_step, on_outcome
@@ -47,7 +49,7 @@ class DaskEngine(Engine):
             self.client = Client(self.scheduler, scheduler_file=self.scheduler_file, timeout="20s")
             return self.client
         factory = dask.config.get("nbscale.cluster-factory", None)
-        self.cluster = _from_factory(factory) if factory else _local_cluster(self.workers)
+        self.cluster = cluster_from_factory(factory) if factory else local_cluster(self.workers)
         self.client = Client(self.cluster)
         return self.client
 
@@ -86,7 +88,7 @@ class DaskEngine(Engine):
                 if self.on_outcome is not None:
                     self.on_outcome(outcome)
                 outcomes[outcome.step] = outcome
-                emit("step_finished", outcome.step, _summary(outcome))
+                emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
         except BaseException:
             client.cancel(list(futures.values()) + list(summaries) + warm)
             raise
@@ -98,7 +100,7 @@ class DaskEngine(Engine):
     def _warm_up(self, client, specs, workers):
         """Import the notebook's libraries on the workers the first step will not use (as many as
         there are other steps), while that step runs."""
-        if len(specs) < 2 or not specs[0].prelude.get("cells"):
+        if not self.warm_up or len(specs) < 2 or not specs[0].prelude.get("cells"):
             return []
         return [client.submit(_warm_up, specs[0].prelude, workers=[w], pure=False,
                               key=f"nbscale-warm-up-{i}-{self.run_id[:8]}")
@@ -135,7 +137,7 @@ def _warm_up(prelude):
     """Run the imports/functions cells once on an idle worker, so that its first step does not
     pay for importing the notebook's libraries on the critical path. Failures do not matter here:
     the step reports them."""
-    from ..compiler.ir import Step
+    from ...compiler.ir import Step
     from ..executor import execute_step
 
     execute_step(Step(name="__warm_up__", cells=[], source=[]), prelude, {}, {})
@@ -146,7 +148,8 @@ def _strip(outcome):
     return dataclasses.replace(outcome, values={})
 
 
-def _local_cluster(workers):
+def local_cluster(workers=None):
+    """The embedded LocalCluster: one single-threaded worker process per core (or `workers`)."""
     import dask
     from distributed import LocalCluster
 
@@ -174,7 +177,8 @@ def _dashboard_address():
     return "127.0.0.1:0"
 
 
-def _from_factory(factory):
+def cluster_from_factory(factory: dict):
+    """A cluster from a factory spec `{module, class, args, kwargs}` (Dask config `nbscale.cluster-factory`)."""
     module = importlib.import_module(factory["module"])
     cls = getattr(module, factory["class"])
     return cls(*factory.get("args", []), **factory.get("kwargs", {}))
@@ -192,7 +196,7 @@ def _resources(step, declared, emit):
     usable = {k: v for k, v in wanted.items() if k in declared}
     ignored = sorted(set(wanted) - set(usable))
     if ignored:
-        emit("warning", step["name"], {"message": f"resources {', '.join(ignored)} ignored: no Dask "
+        emit(WARNING, step["name"], {"message": f"resources {', '.join(ignored)} ignored: no Dask "
                                                   "worker declares them (dask worker --resources)"})
     return {k: _amount(k, v) for k, v in usable.items()} or None
 

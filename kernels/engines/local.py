@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..contract import STEP_FINISHED, finished_payload
 from ..task import run_step
 from . import Engine
 
@@ -14,10 +15,5 @@ class LocalEngine(Engine):
         for spec in specs:
             outcome = run_step(spec, outcomes, emit)
             outcomes[spec.step["name"]] = outcome
-            emit("step_finished", outcome.step, _summary(outcome))
+            emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
         return outcomes
-
-
-def _summary(outcome):
-    return {"status": outcome.status, "summary": outcome.summary, "attempts": outcome.attempts,
-            "started": outcome.started, "finished": outcome.finished}

@@ -28,11 +28,21 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime
 from pathlib import Path
 
+from ..contract import (
+    FAILED,
+    STEP_FINISHED,
+    STEP_NOTEBOOK,
+    SUCCEEDED,
+    StepOutcome,
+    finished_payload,
+    missing_outputs_message,
+    state_dir,
+    timeout_message,
+)
 from ..executor import StepError, StepResult
 from ..store import ArtifactStore
-from ..task import FAILED, SUCCEEDED, StepOutcome, run_step
+from ..task import run_step
 from . import Engine
-from .local import _summary
 
 KERNEL = "python3"
 IO_DIR, OUT_KEY, IN_KEY = "io", "outputs", "inputs"
@@ -58,7 +68,7 @@ class PapermillEngine(Engine):
             return {}
         # The runner hands its recorder's `emit`: its run id names the folder of step notebooks.
         run_id = self.run_id or getattr(getattr(emit, "__self__", None), "run_id", None) or uuid.uuid4().hex
-        folder = Path(self.runs_dir) if self.runs_dir else _state_dir(specs[0]) / "runs"
+        folder = Path(self.runs_dir) if self.runs_dir else state_dir(specs[0].notebook) / "runs"
         keeper = _NotebookKeeper(folder / run_id, emit)
         scheduler = self.scheduler or _dask_config_scheduler()
         if scheduler or self.scheduler_file:
@@ -92,7 +102,7 @@ class PapermillEngine(Engine):
                     del running[future]
                     keeper.keep(outcome)
                     outcomes[outcome.step] = outcome
-                    emit("step_finished", outcome.step, _summary(outcome))
+                    emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
         finally:
             pool.shutdown(wait=not running, cancel_futures=True)
         return outcomes
@@ -115,10 +125,6 @@ def _dask_config_scheduler():
     return dask.config.get("scheduler-address", None)
 
 
-def _state_dir(spec) -> Path:
-    return Path(spec.notebook).resolve().parent / ".nbscale"
-
-
 class _NotebookKeeper:
     """Writes executed step notebooks next to the run and links them from it."""
 
@@ -138,7 +144,7 @@ class _NotebookKeeper:
         nbformat.write(nbformat.from_dict(notebook), str(tmp))
         os.replace(tmp, path)
         outcome.summary["step_notebook"] = str(path)
-        self.emit("step_notebook", outcome.step, {"path": str(path)})
+        self.emit(STEP_NOTEBOOK, outcome.step, {"path": str(path)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,8 +200,7 @@ def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeo
             except papermill.PapermillExecutionError:
                 pass  # the error is in the executed notebook, at its cell
             except CellTimeoutError as exc:
-                failure = ("StepTimeout", f"step '{name}' ran longer than its timeout of {execution_timeout} s "
-                                          f"(in one cell): {exc}")
+                failure = ("StepTimeout", f"{timeout_message(name, execution_timeout)} (in one cell): {exc}")
             except Exception as exc:  # noqa: BLE001 - a dead kernel, a kernel that did not start
                 failure = (type(exc).__name__, str(exc).strip() or type(exc).__name__)
         result.wall_s = time.perf_counter() - wall0
@@ -289,47 +294,37 @@ def _write_inputs(io_dir, spec, inputs):
 
 def load_inputs(ns: dict, io_dir: str) -> None:
     """Bind the step's parameters and inputs in the kernel's namespace (the load cell)."""
-    from ..executor import _rebind_functions
+    from ..namespace import rebind_functions
 
     with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
         step = json.load(f)
     ns.update(step["parameters"])
-    ns.update(_rebind_functions(ArtifactStore(io_dir).get(IN_KEY), ns))
+    ns.update(rebind_functions(ArtifactStore(io_dir).get(IN_KEY), ns))
 
 
 def save_outputs(ns: dict, io_dir: str) -> None:
     """Write the step's outputs, the final values worth keeping and its metrics (the save cell)."""
     import resource
 
-    import cloudpickle
-
     from ...compiler.ir import Metrics
-    from ..executor import _evaluate_metrics
+    from ..namespace import evaluate_metrics
 
     with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
         step = json.load(f)
     report = {"missing": [n for n in step["outputs"] if n not in ns], "metrics": {}, "warnings": []}
     if step["metrics"] and not report["missing"]:
-        report["metrics"], report["warnings"] = _evaluate_metrics(Metrics(**step["metrics"]), ns)
+        report["metrics"], report["warnings"] = evaluate_metrics(Metrics(**step["metrics"]), ns)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report["cpu_s"] = usage.ru_utime + usage.ru_stime
     report["peak_rss_bytes"] = usage.ru_maxrss * 1024  # kilobytes on Linux
-    kept = {}
-    for name in step["keep"]:
-        if name in ns:
-            try:
-                cloudpickle.dumps(ns[name])
-            except Exception:  # noqa: BLE001 - kept values are best effort
-                continue
-            kept[name] = ns[name]
-    report["kept"] = sorted(kept)
+    kept = {name: ns[name] for name in step["keep"] if name in ns}
     with open(os.path.join(io_dir, "report.json"), "w", encoding="utf-8") as f:
         json.dump(report, f)
     if report["missing"]:
-        raise NameError(f"step {step['name']!r} finished without defining its output(s) "
-                        f"{', '.join(map(repr, report['missing']))}")
+        raise NameError(missing_outputs_message(step["name"], report["missing"]))
     outputs = {n: ns[n] for n in step["outputs"]}
-    ArtifactStore(io_dir).put(OUT_KEY, {**outputs, **kept}, step["groups"], step["name"])
+    # kept values are best effort: the store leaves out what cannot be serialised
+    ArtifactStore(io_dir).put(OUT_KEY, {**outputs, **kept}, step["groups"], step["name"], optional=kept)
 
 
 # --- reading the executed notebook back ---------------------------------------------------------
@@ -392,9 +387,7 @@ def _error(cells, counts, report, spec, failure) -> StepError | None:
     trace = ANSI.sub("", "\n".join(error["traceback"])) if error else evalue
     if meta.get("role") == "save":
         if report.get("missing"):
-            names = ", ".join(repr(n) for n in report["missing"])
-            message = (f"step {spec.step['name']!r} of {spec.notebook} finished without defining its output(s) "
-                       f"{names}: a downstream step reads them, but no cell of the step bound them")
+            message = missing_outputs_message(spec.step["name"], report["missing"], spec.notebook)
             return StepError(None, None, "MissingOutputError", message, message + "\n")
         return StepError(None, None, ename, evalue, trace)
     if meta.get("role") == "load" or "cell" not in meta:

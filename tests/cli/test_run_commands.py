@@ -96,7 +96,7 @@ def test_bad_input_exits_2(tmp_path):
     bad = make_notebook(tmp_path, [("ok = 1", ["step:a"]), ("x = (1,\ny = ]", ["step:b"])], name="bad")
     result = CliRunner().invoke(main, ["run", str(bad), "--engine", "local"])
     assert result.exit_code == 2
-    assert "bad.ipynb has errors" in result.output
+    assert "bad.ipynb has 1 error(s)" in result.output
     assert "bad.ipynb:cell 1:2:" in result.output and "syntax error" in result.output
     result = CliRunner().invoke(main, ["run", str(nb), "--engine", "nope"])
     assert result.exit_code == 2 and "unknown engine" in result.output

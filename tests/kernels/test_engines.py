@@ -24,7 +24,7 @@ import pytest
 from conftest import EXAMPLES, make_notebook
 
 from nbscale.compiler import compile_notebook
-from nbscale.kernels.runner import RunOptions, _final_names, default_run_store, run_notebook
+from nbscale.kernels.runner import RunOptions, final_names, default_run_store, run_notebook
 
 # --- clusters ---------------------------------------------------------------------------------
 
@@ -126,7 +126,7 @@ def reference_values(notebook: Path) -> dict:
 
 def pipeline_values(notebook: Path, result) -> dict:
     """Final value of every name, from the step holding its last definition."""
-    finals = _final_names(compile_notebook(notebook))
+    finals = final_names(compile_notebook(notebook))
     values = {}
     for step, names in finals.items():
         loaded = result.load(step)

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nbscale.errors import PluginError
 from nbscale.kernels import marshal
-from nbscale.kernels.errors import MarshalError, NbscaleRuntimeError
+from nbscale.kernels.errors import MarshalError
 
 
 def roundtrip(value, tmp_path, name="value"):
@@ -195,7 +196,7 @@ def test_unpicklable_value_names_variable_type_and_step(make, type_name):
 
 
 def test_unknown_marshaller_on_load():
-    with pytest.raises(NbscaleRuntimeError, match="no-such"):
+    with pytest.raises(PluginError, match="no-such.*installed: numpy, parquet"):
         marshal.load_value(io.BytesIO(b""), "no-such")
 
 
@@ -297,7 +298,8 @@ def fake_plugin(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(marshal, "_registry", None)  # restored afterwards: the plug-in goes
+    monkeypatch.setattr(marshal, "_ordered", None)  # restored afterwards: the plug-in goes
+    monkeypatch.setattr(marshal, "registry", marshal.registry)
     monkeypatch.delitem(sys.modules, "fakeplug", raising=False)
     with pytest.warns(UserWarning, match="'broken'"):
         marshal.reload_marshallers()

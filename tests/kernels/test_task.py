@@ -5,16 +5,17 @@ from __future__ import annotations
 from conftest import make_notebook
 
 from nbscale.compiler import compile_notebook
-from nbscale.kernels.runner import _final_names
+from nbscale.kernels.contract import CACHED, FAILED, SUCCEEDED, UPSTREAM_FAILED, StepOutcome, StepSpec
+from nbscale.kernels.runner import final_names
 from nbscale.kernels.store import ArtifactStore
-from nbscale.kernels.task import CACHED, FAILED, SUCCEEDED, UPSTREAM_FAILED, StepOutcome, StepSpec, run_step
+from nbscale.kernels.task import run_step
 
 
 def _specs(tmp_path, cells, use_cache=True):
     nb = make_notebook(tmp_path, cells)
     pipeline = compile_notebook(nb)
     ir = pipeline.to_json()
-    finals = _final_names(pipeline)
+    finals = final_names(pipeline)
     values = {p.name: p.default for p in pipeline.parameters}
     return {s["name"]: StepSpec(step=s, prelude=ir["prelude"], metrics=ir["metrics"],
                                 parameters={p: values[p] for p in s["parameters"]}, hash=f"sha256:{i:064d}",

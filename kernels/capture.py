@@ -1,0 +1,237 @@
+"""What a running step produces: its streams, its displays, each cell's outputs, its peak memory.
+
+`StepRun` collects one step's output as it runs: `StreamCapture`s stand in for sys.stdout and
+sys.stderr, the step shell's display hooks hand it `display(...)` data and cell results, and it
+keeps each executed cell's outputs in order as nbformat outputs (as a kernel would send them).
+`RssSampler` measures the peak resident memory while the step runs. `json_safe` shapes what
+is captured for the run's JSON summary.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+import threading
+import time
+from collections.abc import Mapping
+
+import psutil
+
+from ..compiler.ir import Prelude, Step
+
+__all__ = ["RssSampler", "StepRun", "StreamCapture", "json_safe", "short_repr"]
+
+RSS_INTERVAL_S = 0.01
+
+
+class StreamCapture(io.StringIO):
+    """sys.stdout/sys.stderr during a step; each write also goes to the running cell's outputs."""
+
+    def __init__(self, name: str, run: StepRun | None = None, stream: str = ""):
+        super().__init__()
+        self.name = name
+        self._run, self._stream = run, stream
+
+    def write(self, text) -> int:
+        written = super().write(text)
+        if self._run is not None:
+            self._run.add_stream(self._stream, text)
+        return written
+
+    @property
+    def encoding(self):  # some libraries (click, tqdm) read it
+        return "utf-8"
+
+    def isatty(self) -> bool:
+        return False
+
+
+class StepRun:
+    """What one step has produced so far; the shell's display hooks write here."""
+
+    def __init__(self, step: Step, prelude: Prelude):
+        self.sources = dict(zip(prelude.cells, prelude.source))  # cell index → source
+        self.sources.update(zip(step.cells, step.source))
+        self.current_cell: int | None = None
+        self.stdout = StreamCapture("<stdout>", self, "stdout")
+        self.stderr = StreamCapture("<stderr>", self, "stderr")
+        self.displays: list[dict] = []
+        self.cells: list[dict] = []  # per executed cell: its outputs in order, start and end
+        self._cell: dict | None = None
+        # Tracebacks the shell would have printed while the current cell ran (its own failure
+        # among them): the executor decides which are the cell's failure and which go to stderr.
+        self.pending_tracebacks: list[BaseException] = []
+        self._display_ids: dict[str, list[dict]] = {}
+        self._clear_on_next = False
+
+    def add_display(self, output_type: str, data: dict, metadata: dict | None, **extra) -> None:
+        data = {mime: _encode_bytes(value) for mime, value in (data or {}).items()}
+        transient = extra.pop("transient", None) or {}
+        display_id = transient.get("display_id")
+        if extra.pop("update", False):
+            for output in self._display_ids.get(display_id, []):
+                output["data"], output["metadata"] = data, dict(metadata or {})
+            return
+        if self._clear_on_next:
+            self.clear(wait=False)
+        output = {"output_type": output_type, "data": data, "metadata": dict(metadata or {})}
+        output.update(extra)
+        output["cell"] = self.current_cell
+        self.displays.append(output)
+        if self._cell is not None:
+            self._cell["outputs"].append(output)  # the same object: display updates reach both
+        if display_id is not None:
+            self._display_ids.setdefault(display_id, []).append(output)
+
+    def clear(self, wait: bool) -> None:
+        if wait:
+            self._clear_on_next = True
+            return
+        self._clear_on_next = False
+        self.displays = [d for d in self.displays if d["cell"] != self.current_cell]
+        if self._cell is not None:
+            self._cell["outputs"].clear()  # clear_output() clears printed text too
+
+    def start_cell(self, cell: int) -> None:
+        self.current_cell = cell
+        self._cell = {"cell": cell, "started": time.time(), "finished": None, "outputs": []}
+        self.cells.append(self._cell)
+
+    def finish_cell(self) -> None:
+        if self._cell is not None:
+            self._cell["finished"] = time.time()
+
+    def add_stream(self, name: str, text: str) -> None:
+        if self._cell is None or not text:
+            return
+        if self._clear_on_next:
+            self.clear(wait=False)
+        outputs = self._cell["outputs"]
+        if outputs and outputs[-1]["output_type"] == "stream" and outputs[-1]["name"] == name:
+            outputs[-1]["text"] += text  # consecutive writes make one output, as in Jupyter
+        else:
+            outputs.append({"output_type": "stream", "name": name, "text": text})
+
+    def stdout_text(self) -> str:
+        return _plain_line_ends(self.stdout.getvalue())
+
+    def stderr_text(self) -> str:
+        """What the step wrote to stderr, IPython's own warnings left out."""
+        return _filter_noise(_plain_line_ends(self.stderr.getvalue()))
+
+    def cell_outputs(self) -> list[dict]:
+        """The cells' outputs as nbformat outputs, text as a kernel sends it (IPython's own
+        warnings left out of stderr, as from the step's stderr)."""
+        cells = []
+        for entry in self.cells:
+            outputs = []
+            for output in entry["outputs"]:
+                output = {k: v for k, v in output.items() if k != "cell"}
+                if output["output_type"] == "stream" and output["name"] == "stderr":
+                    output["text"] = _filter_noise(output["text"])
+                    if not output["text"]:
+                        continue
+                outputs.append(output)
+            cells.append({**entry, "outputs": outputs})
+        return cells
+
+
+def _plain_line_ends(text: str) -> str:
+    return text.replace("\r\n", "\n")  # `!cmd` output comes through a pseudo-terminal
+
+
+# ---------------------------------------------------------------------------------------------
+# Shaping captured output
+
+
+def _encode_bytes(value):
+    if isinstance(value, (bytes, bytearray)):  # image/png and friends, as nbformat stores them
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+def json_safe(value):
+    """`value` with only JSON types: bytes as base64, non-finite floats as None, others as repr."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return _encode_bytes(value)
+    return short_repr(value, 1000)
+
+
+def short_repr(value, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters; a failing __repr__ gives the default one."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = object.__repr__(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_NOISE = [
+    re.compile(r"^\S*[/\\](IPython|ipykernel|traitlets)[/\\]\S+:\d+: \w*Warning: "),
+    re.compile(r"^\s*warn\(\"To exit: use 'exit', 'quit', or Ctrl-D\.\""),
+    re.compile(r"Attempting to work in a virtualenv"),
+]
+
+
+def _filter_noise(text: str) -> str:
+    """Drop warnings that IPython/ipykernel themselves emit (and the source line after them)."""
+    if not text:
+        return text
+    out: list[str] = []
+    skip_indented = False
+    for line in text.splitlines(keepends=True):
+        if skip_indented and line.startswith((" ", "\t")):
+            skip_indented = False
+            continue
+        skip_indented = False
+        if any(p.search(line) for p in _NOISE):
+            skip_indented = True
+            continue
+        out.append(line)
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+
+
+class RssSampler:
+    """Peak resident set size while the block runs: sampled every 10 ms, plus start and end."""
+
+    def __init__(self, interval: float = RSS_INTERVAL_S):
+        self.interval = interval
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="nbscale-rss", daemon=True)
+        self.peak = 0
+
+    def _rss(self) -> int:
+        try:
+            return self._process.memory_info().rss
+        except psutil.Error:
+            return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        return False

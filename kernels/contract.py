@@ -1,0 +1,152 @@
+"""The step contract every engine and every reader of a run shares.
+
+One home for: the step and run statuses, the step events an engine emits, what a step is given
+(`StepSpec`) and what it gives back (`StepOutcome`), the error shape a failure is reported in
+(`error_dict`, `failed_outcome`), the one timeout mechanism (`deadline`), and where a notebook's
+state lives (`state_dir`, `run_store_path`, `artifacts_url`). Engines, the runner, the run store,
+the server extension and the CLI import these names instead of spelling them again.
+
+An engine implements `run(specs, emit) -> {step: StepOutcome}`: `specs` in a topological order,
+`emit(kind, step, payload)` for the live events below, and `step_finished` emitted once per step
+with `finished_payload(outcome)`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import StepTimeout
+
+# --- statuses ------------------------------------------------------------------------------------
+PENDING, RUNNING = "pending", "running"
+SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED = "succeeded", "failed", "cached", "upstream_failed", "cancelled"
+STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED)
+FINISHED = (SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED)
+OK = (SUCCEEDED, CACHED)
+
+# --- events (kind, step, payload) ----------------------------------------------------------------
+RUN_STARTED, RUN_FINISHED = "run_started", "run_finished"
+STEP_STARTED, STEP_CACHED, STEP_RETRY, STEP_FINISHED = "step_started", "step_cached", "step_retry", "step_finished"
+STEP_NOTEBOOK, WARNING = "step_notebook", "warning"
+
+METRICS_KEY = "__nbscale_metrics__"  # a metrics step keeps its metrics under this name in the store
+
+
+@dataclass
+class StepSpec:
+    """Everything a task needs, all picklable: no client, no run store."""
+
+    step: dict  # IR step (JSON)
+    prelude: dict
+    metrics: dict
+    parameters: dict  # the parameter values of this run
+    hash: str
+    store_url: str
+    cwd: str
+    notebook: str
+    use_cache: bool = True
+    keep: list[str] = field(default_factory=list)  # names worth keeping beyond the outputs
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    status: str
+    values: dict = field(default_factory=dict)  # outputs, in memory for downstream steps
+    summary: dict = field(default_factory=dict)  # StepResult.to_json() or a short reason
+    attempts: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK
+
+
+def finished_payload(outcome: StepOutcome) -> dict:
+    """The payload of a `step_finished` event, the same from every engine."""
+    return {"status": outcome.status, "summary": outcome.summary, "attempts": outcome.attempts,
+            "started": outcome.started, "finished": outcome.finished}
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def error_dict(ename: str, evalue: str, traceback: str | None = None, *, cell=None, line=None,
+               frames=None) -> dict:
+    """A step error as JSON (the fields of `tracebacks.StepError`), for failures outside the step's cells."""
+    return {"cell": cell, "line": line, "ename": ename, "evalue": evalue,
+            "traceback": traceback if traceback is not None else evalue + "\n", "frames": list(frames or [])}
+
+
+def failed_outcome(step: str, ename: str, message: str, traceback: str | None = None) -> StepOutcome:
+    """A step that failed before or after its code ran (setup, marshalling, a lost worker)."""
+    now = time.time()
+    return StepOutcome(step, FAILED, summary={"status": FAILED, "error": error_dict(ename, message, traceback)},
+                       started=now, finished=now)
+
+
+def missing_outputs_message(step: str, missing: list[str], notebook: str = "") -> str:
+    names = ", ".join(repr(n) for n in missing)
+    where = f" of {notebook}" if notebook else ""
+    one = len(missing) == 1
+    return (f"step {step!r}{where} finished without defining its output(s) {names}: a downstream step reads "
+            f"{'it' if one else 'them'}, but no cell of the step bound {'that name' if one else 'those names'}")
+
+
+# --- timeouts ------------------------------------------------------------------------------------
+
+
+def timeout_message(step: str, seconds) -> str:
+    return f"step '{step}' ran longer than its timeout of {seconds} s"
+
+
+@contextmanager
+def deadline(seconds):
+    """Raise StepTimeout in this thread after `seconds` (the step's `timeout:` tag).
+
+    The exception is raised between Python bytecodes, so it lands in the user's code and is
+    reported at the cell and line that was running; a long call into C code ends first.
+    """
+    if not seconds:
+        yield
+        return
+    thread_id, lock, state = threading.get_ident(), threading.Lock(), {"armed": True}
+
+    def fire():
+        with lock:
+            if state["armed"]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(StepTimeout))
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["armed"] = False
+            timer.cancel()
+
+
+# --- where a notebook's state lives --------------------------------------------------------------
+STATE_DIR_NAME = ".nbscale"
+
+
+def state_dir(notebook) -> Path:
+    """The state folder beside a notebook: run store, artifacts, kept step notebooks."""
+    return Path(notebook).resolve().parent / STATE_DIR_NAME
+
+
+def run_store_path(notebook) -> Path:
+    return state_dir(notebook) / "runs.sqlite"
+
+
+def artifacts_url(notebook) -> str:
+    """The default artifact store: a folder in the state folder."""
+    return str(state_dir(notebook) / "artifacts")

@@ -1,0 +1,138 @@
+"""The step's namespace: functions from earlier steps rebound to it, metrics read from it.
+
+`rebind_functions` gives notebook functions that arrive as inputs the step's namespace as their
+globals, so they read the current values as they would in the notebook; `remember_origins` marks
+a step's output functions with the cell they were defined in, which pickling by value would lose.
+`evaluate_metrics` evaluates the `metrics` cell's expressions in a finished step's namespace.
+The executor and the papermill engine's kernel-side cells both use them.
+"""
+
+from __future__ import annotations
+
+import numbers
+import types
+from collections.abc import Mapping
+
+from ..compiler.ir import Metrics
+from .capture import short_repr
+from .tracebacks import is_cell_code
+
+__all__ = ["evaluate_metrics", "rebind_functions", "remember_origins"]
+
+# ---------------------------------------------------------------------------------------------
+# Functions from earlier steps read this step's globals
+
+_MAIN_NAMES = ("__main__", "__mp_main__", None)
+
+# cloudpickle (3.1+) renames the code it pickles by value "<dynamic-code>", which would lose the
+# cell a function was defined in; output functions carry their code name in this attribute.
+_ORIGIN = "__nbscale_code_name__"
+_DYNAMIC_CODE = "<dynamic-code>"
+
+
+def rebind_functions(inputs: dict, ns: dict) -> dict:
+    """Give notebook functions among `inputs` this namespace as their globals.
+
+    A function defined in an earlier step arrives (cloudpickled by value) with a private globals
+    dict holding the values it read back then; in the notebook it reads the current ones.
+    Functions whose globals are a real module's (library code) are left alone.
+    """
+    rebound: dict[int, types.FunctionType] = {}
+    out = {}
+    for name, value in inputs.items():
+        if _is_notebook_function(value) and value.__globals__ is not ns:
+            if id(value) not in rebound:
+                rebound[id(value)] = _rebind(value, ns)
+            value = rebound[id(value)]
+        out[name] = value
+    return out
+
+
+def remember_origins(values) -> None:
+    """Mark notebook functions among `values` with the cell their code came from."""
+    for value in values:
+        if _is_notebook_function(value) and is_cell_code(value.__code__.co_filename):
+            try:
+                value.__dict__[_ORIGIN] = value.__code__.co_filename
+            except (AttributeError, TypeError):
+                pass
+
+
+def _is_notebook_function(value) -> bool:
+    # Judged by the globals, not __module__: functools.wraps copies __module__ onto library
+    # wrappers, whose globals must stay the library's.
+    return isinstance(value, types.FunctionType) and value.__globals__.get("__name__") in _MAIN_NAMES
+
+
+def _rebind(fn: types.FunctionType, ns: dict) -> types.FunctionType:
+    code = fn.__code__
+    origin = fn.__dict__.get(_ORIGIN)
+    if isinstance(origin, str) and code.co_filename == _DYNAMIC_CODE:
+        code = _with_filename(code, origin)
+    new = types.FunctionType(code, ns, fn.__name__, fn.__defaults__, fn.__closure__)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__qualname__ = fn.__qualname__
+    new.__doc__ = fn.__doc__
+    new.__module__ = fn.__module__
+    new.__annotations__ = fn.__annotations__
+    new.__dict__.update(fn.__dict__)
+    if hasattr(fn, "__type_params__"):  # Python 3.12+
+        new.__type_params__ = fn.__type_params__
+    return new
+
+
+def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(
+        _with_filename(c, filename)
+        if isinstance(c, types.CodeType) and c.co_filename == _DYNAMIC_CODE else c
+        for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+
+def evaluate_metrics(metrics: Metrics, ns: dict) -> tuple[dict[str, float], list[str]]:
+    """The metrics' values in `ns` as floats (a dict flattened to "name.key"), and warnings for
+    those that could not be computed or are not numbers: a metric never fails its step."""
+    exprs = dict(metrics.exprs)
+    for name in metrics.names:
+        exprs.setdefault(name, name)
+    values: dict[str, float] = {}
+    warnings: list[str] = []
+    for name, expr in exprs.items():
+        try:
+            value = eval(compile(expr, f"<metric {name}>", "eval"), ns)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:
+            warnings.append(f"metric {name!r} ({expr}) could not be evaluated: {type(e).__name__}: {e}")
+            continue
+        _add_metric(name, value, values, warnings)
+    return values, warnings
+
+
+def _add_metric(name: str, value, values: dict[str, float], warnings: list[str]) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _add_metric(f"{name}.{key}", item, values, warnings)
+        return
+    number = _as_number(value)
+    if number is None:
+        warnings.append(
+            f"metric {name!r} is not a number (a {type(value).__name__}: {short_repr(value)}); skipped"
+        )
+    else:
+        values[name] = number
+
+
+def _as_number(value) -> float | None:
+    if isinstance(value, (bool, numbers.Real)):  # numpy integer/floating types are registered
+        return float(value)
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):  # numpy bool_, 0-d arrays
+        item = value.item()
+        if isinstance(item, (bool, numbers.Real)):
+            return float(item)
+    return None

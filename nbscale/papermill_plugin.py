@@ -1,0 +1,462 @@
+"""`papermill --engine nbscale`: a papermill run that executes the notebook as an nbscale pipeline.
+
+papermill loads the notebook, injects the parameters cell and calls this engine with its
+execution manager; the engine compiles the notebook, runs the pipeline through nbscale's run
+time (steps in parallel on Dask by default, cached steps reused) and writes each executed cell
+back the way papermill's own engine does: outputs in order, `metadata.papermill` per cell and
+for the notebook, the progress bar, and an error output at the failing cell — from which
+papermill raises `PapermillExecutionError` after writing the output notebook.
+
+What differs from a top-to-bottom kernel run, by design: `skip` cells are not executed
+(status `skipped`); the `injected-parameters` cell is not run as code — its values become the
+pipeline's parameter values, typed by the parameters cell's literals.
+
+Options (Python API keyword → environment variable for the CLI): `nbscale_engine` →
+NBSCALE_ENGINE (dask, local, papermill), `scheduler` → NBSCALE_SCHEDULER (else Dask's
+`scheduler-address` config), `scheduler_file` → NBSCALE_SCHEDULER_FILE, `workers` →
+NBSCALE_WORKERS, `use_cache` → NBSCALE_NO_CACHE=1 turns it off, `store_url` → NBSCALE_STORE.
+
+This module is imported whenever papermill is (its engine entry points load at import): it
+imports nothing heavy until a notebook runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import dataclasses
+import logging
+import os
+import platform
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from papermill.engines import NBClientEngine
+from papermill.exceptions import PapermillException
+from papermill.log import logger
+
+from .errors import NbscaleError
+from .kernels.contract import STEP_FINISHED, STEP_STARTED  # stdlib only: keeps this import light
+
+INJECTED = "injected-parameters"
+SKIPPED = "skipped"  # metadata.papermill.status of `skip` cells
+ENGINE_LABEL = "papermill+{}"
+CELLS_KEY = "cells"  # artifact-store key prefix of the cell outputs recorded with a step
+ENV = {"nbscale_engine": "NBSCALE_ENGINE", "scheduler": "NBSCALE_SCHEDULER",
+       "scheduler_file": "NBSCALE_SCHEDULER_FILE", "workers": "NBSCALE_WORKERS", "store_url": "NBSCALE_STORE"}
+
+
+class NbscaleEngine(NBClientEngine):
+    """papermill engine `nbscale` (entry point group `papermill.engine`)."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
+                                 start_timeout=60, execution_timeout=None, input_path=None, nbscale_engine=None,
+                                 scheduler=None, scheduler_file=None, workers=None, use_cache=None, store_url=None,
+                                 **kwargs):
+        options = _options(nbscale_engine=nbscale_engine, scheduler=scheduler, scheduler_file=scheduler_file,
+                           workers=workers, use_cache=use_cache, store_url=store_url)
+        run = _PipelineRun(nb_man, kernel_name, input_path, options, log_output=log_output,
+                           stdout_file=stdout_file, stderr_file=stderr_file, start_timeout=start_timeout,
+                           execution_timeout=execution_timeout)
+        run.execute()
+        return nb_man.nb
+
+    @classmethod
+    def nb_kernel_name(cls, nb, name=None):
+        # Steps run in this Python unless the inner engine is papermill: a kernel name is optional.
+        return name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+
+    @classmethod
+    def nb_language(cls, nb, language=None):
+        return (language or nb.metadata.get("kernelspec", {}).get("language")
+                or nb.metadata.get("language_info", {}).get("name") or "python")
+
+
+def _options(**given):
+    """RunOptions from keyword arguments, else NBSCALE_* environment variables, else defaults."""
+    from nbscale.kernels.runner import RunOptions
+
+    values = {key: given[key] if given.get(key) is not None else os.environ.get(env) or None
+              for key, env in ENV.items()}
+    engine = values.pop("nbscale_engine") or "dask"
+    if values["workers"] is not None:
+        values["workers"] = int(values["workers"])
+    use_cache = given.get("use_cache")
+    if use_cache is None:
+        use_cache = os.environ.get("NBSCALE_NO_CACHE", "").strip().lower() not in ("1", "true", "yes", "on")
+    if engine == "dask" and not (values["scheduler"] or values["scheduler_file"]):
+        import dask
+
+        values["scheduler"] = dask.config.get("scheduler-address", None)
+    return RunOptions(engine=engine, use_cache=bool(use_cache), **values)
+
+
+class _CellFailure(NbscaleError):
+    """The notebook cannot run: shown as an error output at `cell` (papermill then raises)."""
+
+    def __init__(self, cell, ename, evalue):
+        super().__init__(evalue)
+        self.cell, self.ename, self.evalue = cell, ename, evalue
+
+
+class _PipelineRun:
+    def __init__(self, nb_man, kernel_name, input_path, options, *, log_output, stdout_file, stderr_file,
+                 start_timeout, execution_timeout):
+        self.nb_man, self.nb = nb_man, nb_man.nb
+        self.kernel_name, self.options = kernel_name, options
+        self.log_output, self.stdout_file, self.stderr_file = log_output, stdout_file, stderr_file
+        self.start_timeout, self.execution_timeout = start_timeout, execution_timeout
+        self.notebook = _notebook_path(input_path)
+        self.lock = threading.RLock()
+        self.done: set[str] = set()
+        self.prelude: dict[int, tuple[int, dict]] = {}  # prelude cell → (step position, entry)
+
+    # --- the run ---------------------------------------------------------------------------------
+    def execute(self):
+        self._check_language()
+        try:
+            self.pipeline, self.values = self._compile()
+        except _CellFailure as failure:
+            self._fail_at(failure.cell, failure.ename, failure.evalue, failure.evalue.splitlines())
+            return
+        self._mark_static_cells()
+        self._run()
+        self._finish_prelude()
+        self._number_cells()
+        self.nb_man.save()
+
+    def _check_language(self):
+        language = NbscaleEngine.nb_language(self.nb)
+        if language.lower() != "python":
+            raise PapermillException(f"the nbscale engine runs Python notebooks; this one is in {language}")
+
+    def _compile(self):
+        from nbscale.compiler import compile_notebook
+        from nbscale.compiler.notebook import notebook_from_dict
+        from nbscale.kernels import params
+        from nbscale.kernels.errors import ParameterError
+
+        injected = [i for i, c in enumerate(self.nb.cells) if INJECTED in c.metadata.get("tags", [])]
+        given = {}
+        for index in injected:
+            given.update(self._injected_values(index))
+        data = {"nbformat": 4, "nbformat_minor": 5, "metadata": _plain(self.nb.metadata),
+                "cells": [{"cell_type": c.cell_type, "source": c.source,
+                           "metadata": {"tags": list(c.metadata.get("tags", []))}} for c in self.nb.cells]}
+        for index in injected:  # its values are parameter values, not code of a step
+            data["cells"][index]["metadata"]["tags"] = ["skip"]
+        pipeline = compile_notebook(notebook_from_dict(data, str(self.notebook)))
+        self.injected_cell = injected[-1] if injected else None
+        try:
+            values, unknown = params.resolve_papermill(pipeline, given)
+            if unknown:  # papermill injects names the parameters cell lacks: declare them too
+                cell = data["cells"][self.injected_cell]
+                cell["metadata"]["tags"] = ["parameters"]
+                cell["source"] = "\n".join(f"{name} = {value!r}" for name, value in unknown.items())
+                pipeline = compile_notebook(notebook_from_dict(data, str(self.notebook)))
+                values, unknown = params.resolve_papermill(pipeline, given)
+        except ParameterError as exc:
+            raise _CellFailure(self.injected_cell, "ParameterError", str(exc)) from None
+        for diag in pipeline.diagnostics:
+            if diag.severity != "error":
+                logger.warning(f"nbscale: {diag.format(self.notebook.name, hint=False)}")
+        errors = [d for d in pipeline.diagnostics if d.severity == "error"]
+        if errors:
+            placed = [d for d in errors if d.cell is not None]
+            if not placed:
+                raise PapermillException("nbscale cannot run this notebook:\n" + "\n".join(
+                    f"  {d.code}: {d.message}" for d in errors))
+            for diag in placed:
+                text = f"[{diag.code}] {diag.message}" + (f" (hint: {diag.hint})" if diag.hint else "")
+                where = f"cell {diag.cell}" + (f", line {diag.line}" if diag.line else "")
+                self._fail_at(diag.cell, "NbscaleCompileError", text, [f"{where}: {text}"], save=False)
+            raise _CellFailure(placed[0].cell, "NbscaleCompileError", "see the cells' errors") from None
+        return pipeline, values
+
+    def _injected_values(self, index) -> dict:
+        """papermill's injected values: the literals it wrote, else its metadata's values."""
+        source = self.nb.cells[index].source
+        recorded = self.nb.metadata.get("papermill", {}).get("parameters") or {}
+        values = {}
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as exc:
+            raise _CellFailure(index, "SyntaxError", f"papermill's injected cell does not parse: {exc}") from None
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                name = stmt.targets[0].id
+                try:
+                    values[name] = ast.literal_eval(stmt.value)
+                except (ValueError, SyntaxError, TypeError):
+                    if name not in recorded:
+                        raise _CellFailure(index, "ParameterError", f"parameter '{name}' is not a literal: "
+                                                                    f"{ast.unparse(stmt.value)}") from None
+                    values[name] = recorded[name]
+            elif not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+                raise _CellFailure(index, "ParameterError",
+                                   f"'{ast.unparse(stmt)}' in the injected-parameters cell is not NAME = value")
+        return values
+
+    def _run(self):
+        from nbscale.compiler.hashing import step_hashes
+        from nbscale.kernels import runner
+        from nbscale.kernels.contract import artifacts_url
+        from nbscale.kernels.store import ArtifactStore
+
+        pipeline, values, options = self.pipeline, self.values, self.options
+        self.position = {s.name: i for i, s in enumerate(pipeline.steps)}
+        store_url = options.store_url or artifacts_url(self.notebook)
+        self.artifacts = ArtifactStore(store_url)
+        self.hashes = step_hashes(pipeline, values)
+        self.recorded = {s.name: self._recorded_cells(s) for s in pipeline.steps}
+        # A cached step whose cell outputs were never recorded (`nbscale run` made it) runs again.
+        plan = dataclasses.replace(pipeline, steps=[
+            dataclasses.replace(s, cache=s.cache and self.recorded[s.name] is not None) for s in pipeline.steps])
+        engine_options = {}
+        if options.engine == "papermill":
+            engine_options = {"kernel_name": self.kernel_name, "start_timeout": self.start_timeout,
+                              "execution_timeout": self.execution_timeout}
+        # papermill runs the notebook in its working directory (--cwd); its CLI logs at INFO, so
+        # Dask's chatter would show
+        with _quiet("distributed"):
+            result = runner.run_pipeline(plan, values, self.notebook, options, on_event=self._event,
+                                         cwd=os.getcwd(), engine_label=ENGINE_LABEL.format(options.engine),
+                                         engine_options=engine_options)
+        self.run_id, self.status = result.run_id, result.status
+        self.nb.metadata["nbscale"] = {
+            "run_id": result.run_id, "engine": options.engine, "status": result.status, "parameters": values,
+            "steps": result.steps, "metrics": result.metrics}
+
+    # --- events from the run (Dask calls back from its own thread) --------------------------------
+    def _event(self, kind, step, payload):
+        with self.lock:
+            if kind == STEP_STARTED and step not in self.done:
+                self._started(step)
+            elif kind == STEP_FINISHED and step not in self.done:
+                self._finished(step, payload or {})
+
+    def _started(self, step):
+        now = _now()
+        for index in self.pipeline.step(step).cells:
+            pm = self.nb.cells[index].metadata.papermill
+            if pm.get("status") == self.nb_man.PENDING:
+                pm.update(status=self.nb_man.RUNNING, start_time=now, exception=False)
+        if self.nb_man.pbar:
+            self.nb_man.pbar.set_description(f"Executing step {step}")
+
+    def _finished(self, step, payload):
+        from nbscale.kernels.contract import CACHED, FAILED, SUCCEEDED
+
+        self.done.add(step)
+        status = payload.get("status")
+        summary = payload.get("summary") or {}
+        if status == CACHED:
+            entries, cached = self.recorded.get(step) or [], True
+        elif status in (SUCCEEDED, FAILED):
+            entries, cached = summary.get("cells") or [], False
+            if status == SUCCEEDED:
+                self._record_cells(step, entries)
+        else:
+            return  # upstream failed: its cells stay pending, as papermill leaves cells after a failure
+        own = set(self.pipeline.step(step).cells)
+        for entry in entries:
+            if entry["cell"] in own:
+                self._fill(entry, step, cached)
+            elif entry["cell"] not in self.prelude or self.prelude[entry["cell"]][0] > self.position[step]:
+                first = entry["cell"] not in self.prelude
+                self.prelude[entry["cell"]] = (self.position[step], {**entry, "_cached": cached})
+                if first:
+                    self._fill(entry, None, cached)
+        if status == FAILED:
+            self._error(step, summary, entries)
+        for index in own - {e["cell"] for e in entries}:  # not reached: pending, as after a failure
+            pm = self.nb.cells[index].metadata.papermill
+            if pm.get("status") == self.nb_man.RUNNING:
+                pm.update(status=self.nb_man.PENDING, start_time=None, exception=None)
+        self.nb_man.save()
+
+    def _fill(self, entry, step, cached, log=True):
+        cell = self.nb.cells[entry["cell"]]
+        outputs = [_output(o) for o in entry.get("outputs", [])]
+        cell.outputs = outputs
+        pm = cell.metadata.papermill
+        if cached:
+            start = end = _now()
+            duration = 0.0
+        else:
+            start, end = _iso(entry.get("started")), _iso(entry.get("finished"))
+            duration = (entry["finished"] - entry["started"]) if entry.get("finished") and entry.get("started") \
+                else None
+        was_done = pm.get("status") in (self.nb_man.COMPLETED, self.nb_man.FAILED)
+        pm.update(start_time=start, end_time=end, duration=duration, exception=False,
+                  status=self.nb_man.COMPLETED)
+        cell.metadata["nbscale"] = {"step": step, "cached": cached} if step else {"prelude": True, "cached": cached}
+        if log:
+            self._log(outputs)
+        if self.nb_man.pbar and not was_done:
+            self.nb_man.pbar.update(1)
+
+    def _error(self, step, summary, entries):
+        error = summary.get("error") or {}
+        cells = self.pipeline.step(step).cells
+        ran = [e["cell"] for e in entries if e["cell"] in cells]
+        target = error.get("running_cell")
+        if target not in cells:
+            target = error.get("cell") if error.get("cell") in cells else (ran[-1] if ran else cells[-1])
+        trace = str(error.get("traceback") or error.get("evalue") or "").rstrip("\n").splitlines()
+        self._fail_at(target, error.get("ename") or "Error", error.get("evalue") or "", trace, save=False)
+
+    def _fail_at(self, index, ename, evalue, traceback, save=True):
+        cell = self.nb.cells[index]
+        if cell.cell_type == "code" and not any(o.get("output_type") == "error" for o in cell.outputs):
+            cell.outputs.append(_output({"output_type": "error", "ename": ename, "evalue": evalue,
+                                         "traceback": traceback}))
+        pm = cell.metadata.papermill
+        if not pm.get("start_time"):
+            pm["start_time"] = _now()
+        pm.update(end_time=_now(), status=self.nb_man.FAILED, exception=True)
+        if cell.cell_type == "code":  # final counts come at the end; "In [N]" needs one now
+            cell.execution_count = _count(self.nb.cells, index)
+        self.nb.metadata.papermill["exception"] = True
+        if save:
+            self.nb_man.save()
+
+    # --- cells that need no run, prelude, execution counts ------------------------------------------
+    def _mark_static_cells(self):
+        steps = {i for s in self.pipeline.steps for i in s.cells} | set(self.pipeline.prelude.cells)
+        skipped = {i for i, c in enumerate(self.nb.cells) if "skip" in c.metadata.get("tags", [])
+                   and i != self.injected_cell}
+        now = _now()
+        for index, cell in enumerate(self.nb.cells):
+            if index in steps:
+                continue
+            pm = cell.metadata.papermill
+            status = SKIPPED if index in skipped else self.nb_man.COMPLETED
+            pm.update(status=status, start_time=now, end_time=now, duration=0.0, exception=False)
+            if self.nb_man.pbar:
+                self.nb_man.pbar.update(1)
+        self.nb_man.save()
+
+    def _finish_prelude(self):
+        for _, entry in self.prelude.values():  # the first step's, in notebook order
+            self._fill(entry, None, entry.pop("_cached"), log=False)
+
+    def _number_cells(self):
+        """Execution counts: a cell that ran (or was bound as parameters) gets the count it would
+        have in a top-to-bottom run, so "In [N]" names the same cell as plain papermill."""
+        ran = {self.nb_man.COMPLETED, self.nb_man.FAILED}
+        for index, cell in enumerate(self.nb.cells):
+            if cell.cell_type != "code":
+                continue
+            count = _count(self.nb.cells, index) if cell.metadata.papermill.get("status") in ran else None
+            cell.execution_count = count
+            for output in cell.outputs:
+                if output.get("output_type") == "execute_result":
+                    output["execution_count"] = count
+        language = self.nb.metadata.setdefault("language_info", {})
+        language.setdefault("name", "python")
+        language.setdefault("version", platform.python_version())
+
+    # --- recorded cell outputs (for cached steps) -------------------------------------------------
+    def _cells_key(self, step_hash):
+        return f"{CELLS_KEY}:{step_hash.partition(':')[2]}"
+
+    # Recorded by position in the step and in the prelude (what the hash covers), not by notebook
+    # cell index: an injected-parameters cell shifts the indexes of an unchanged step.
+    def _recorded_cells(self, step):
+        if not self.hashes[step.name]:
+            return None
+        try:
+            entries = self.artifacts.get(self._cells_key(self.hashes[step.name]), ["cells"])["cells"]
+        except KeyError:  # ArtifactNotFound
+            return None
+        places = {"step": step.cells, "prelude": self.pipeline.prelude.cells}
+        try:
+            return [{**e, "cell": places[e["role"]][e["position"]]} for e in entries]
+        except (KeyError, IndexError, TypeError):
+            return None
+
+    def _record_cells(self, step, entries):
+        places = {i: ("step", k) for k, i in enumerate(self.pipeline.step(step).cells)}
+        places.update({i: ("prelude", k) for k, i in enumerate(self.pipeline.prelude.cells)})
+        recorded = [{**e, "role": places[e["cell"]][0], "position": places[e["cell"]][1]}
+                    for e in entries if e["cell"] in places]
+        try:
+            self.artifacts.put(self._cells_key(self.hashes[step]), {"cells": recorded}, step_name=step)
+        except Exception as exc:  # noqa: BLE001 - the run succeeded; a cached re-run will just run again
+            logger.warning(f"nbscale: could not record the cell outputs of step {step}: {exc}")
+
+    def _log(self, outputs):
+        for output in outputs:
+            if output.get("output_type") != "stream":
+                if self.log_output and "text/plain" in output.get("data", {}):
+                    logger.info(output["data"]["text/plain"])
+                continue
+            target = self.stdout_file if output["name"] == "stdout" else self.stderr_file
+            if self.log_output:
+                (logger.info if output["name"] == "stdout" else logger.warning)(output["text"])
+            if target:
+                target.write(output["text"])
+                target.flush()
+
+
+def _count(cells, index):
+    """The execution count of cell `index` when every non-blank code cell runs in order."""
+    if not cells[index].source.strip():
+        return None
+    return sum(1 for c in cells[:index + 1] if c.cell_type == "code" and c.source.strip())
+
+
+def _notebook_path(input_path) -> Path:
+    """Where the notebook lives, for the run store and the cache (.nbscale next to it)."""
+    if isinstance(input_path, (str, os.PathLike)):
+        text = str(input_path)
+        if text not in ("", "-") and "://" not in text and Path(text).is_file():
+            return Path(text).resolve()
+        name = Path(text).name if text.endswith(".ipynb") else "notebook.ipynb"
+    else:
+        name = "notebook.ipynb"
+    return Path.cwd() / name
+
+
+@contextlib.contextmanager
+def _quiet(prefix, level=logging.WARNING):
+    """Raise the level of `prefix` and of its loggers that set their own (Dask config does)."""
+    with contextlib.suppress(ImportError):
+        __import__(prefix)  # its loggers exist once it is imported
+    names = [prefix] + [n for n in list(logging.root.manager.loggerDict) if n.startswith(prefix + ".")]
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(max(level, log.level))
+    try:
+        yield
+    finally:
+        for log, old in zip(loggers, saved):
+            log.setLevel(old)
+
+
+def _output(data):
+    import nbformat
+
+    data = copy.deepcopy(data)
+    if data.get("output_type") == "stream" and isinstance(data.get("text"), list):
+        data["text"] = "".join(data["text"])
+    return nbformat.from_dict(data)
+
+
+def _plain(node):
+    import json
+
+    return json.loads(json.dumps(node, default=str))
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _iso(epoch):
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat() if epoch else None

@@ -1,0 +1,61 @@
+"""What the command line prints, and the exit code it ends with.
+
+One place maps error classes to exit codes (`exit_code_for`, used by `reporting_errors`) and
+prints diagnostics, a run's steps and a step's error, so `check`, `compile`, `graph`, `run`,
+`show` and `submit` speak alike.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+import click
+
+from .errors import NbscaleError
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the notebook has errors (check, compile, graph), a run failed, the KFP endpoint refused
+EXIT_BAD_INPUT = 2  # not a usable notebook, bad arguments, parameters, settings or files; unknown plug-in
+EXIT_CANCELLED = 130  # Ctrl-C, as a shell reports SIGINT
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code of an error: an error may name its own (`exit_code`), else bad input."""
+    return getattr(exc, "exit_code", EXIT_BAD_INPUT)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT):
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def reporting_errors():
+    """Turn nbscale's errors into one `error: ...` line and their exit code; Ctrl-C into 130."""
+    try:
+        yield
+    except NbscaleError as exc:
+        fail(f"error: {exc}", exit_code_for(exc))
+    except KeyboardInterrupt:
+        fail("cancelled", EXIT_CANCELLED)
+
+
+def print_diagnostics(pipeline, path, *, err: bool = True) -> None:
+    for diag in pipeline.diagnostics:
+        click.echo(diag.format(str(path)), err=err)
+
+
+def error_counts(pipeline) -> tuple[int, int]:
+    errors = sum(d.severity == "error" for d in pipeline.diagnostics)
+    return errors, len(pipeline.diagnostics) - errors
+
+
+def duration_text(seconds) -> str:
+    return f"{seconds:.2f}s" if seconds is not None else "-"
+
+
+def error_headline(error: dict) -> str:
+    """One line for a step's error (the dict of `contract.error_dict`)."""
+    return (f"cell {error.get('cell')}, line {error.get('line')}: "
+            f"{error.get('ename')}: {error.get('evalue')}")

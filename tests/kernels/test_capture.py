@@ -1,0 +1,97 @@
+"""Tests for nbscale.kernels.capture: a step's streams, displays, per-cell outputs and memory."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psutil
+from test_executor import ok, run
+
+from nbscale.kernels.capture import RssSampler, json_safe, short_repr
+
+# --- streams ---------------------------------------------------------------------------------
+
+
+def test_stdout_and_stderr_are_captured():
+    result = ok(run("import sys\nprint('out')\nprint('err', file=sys.stderr)"))
+    assert result.stdout == "out\n"
+    assert result.stderr == "err\n"
+
+
+def test_shell_escapes(tmp_path):
+    (tmp_path / "data.csv").write_text("a\n")
+    result = ok(run("!echo hi", "files = !ls", outputs=["files"], cwd=str(tmp_path)))
+    assert "hi\n" in result.stdout and "\r" not in result.stdout
+    assert list(result.outputs["files"]) == ["data.csv"]
+
+
+# --- displays and per-cell outputs -----------------------------------------------------------
+
+
+def test_last_expression_is_an_execute_result_and_display_is_captured():
+    result = ok(run("x = 40", "display({'a': 1})\nx + 2", "x;", cells=[3, 4, 5]))
+    kinds = [(d["output_type"], d["cell"], d["data"]["text/plain"]) for d in result.displays]
+    # the trailing semicolon silences cell 5, as in Jupyter
+    assert kinds == [("display_data", 4, "{'a': 1}"), ("execute_result", 4, "42")]
+    assert result.displays[1]["execution_count"] == 2  # the second cell run, as Jupyter counts
+    assert "42" not in result.stdout  # no "Out[n]:" printing
+    json.dumps(result.to_json())
+
+
+def test_rich_display_data_is_kept_and_json_safe():
+    result = ok(run(
+        "from IPython.display import HTML, Image\n"
+        "display(HTML('<b>hi</b>'))\n"
+        "display(Image(data=b'\\x89PNG\\r\\n\\x1a\\n' + bytes(8), format='png'))"
+    ))
+    html, png = result.displays
+    assert html["data"]["text/html"] == "<b>hi</b>"
+    assert isinstance(png["data"]["image/png"], str)  # base64, as nbformat stores it
+    json.dumps(result.to_json())
+
+
+def test_each_cell_keeps_its_outputs_in_order():
+    result = ok(run(
+        "print('a', end='')\nprint('b')\ndisplay('shown')\nprint('c')",
+        "from IPython.display import clear_output\nprint('gone')\nclear_output()\nprint('kept')",
+        "handle = display('old', display_id=True)\nhandle.update('new')",
+        cells=[1, 2, 3],
+    ))
+    outputs = [[(o["output_type"], o.get("text") or o["data"]["text/plain"]) for o in c["outputs"]]
+               for c in result.cells]
+    assert outputs == [
+        [("stream", "ab\n"), ("display_data", "'shown'"), ("stream", "c\n")],  # writes in a row merge
+        [("stream", "kept\n")],
+        [("display_data", "'new'")],
+    ]
+    assert [c["cell"] for c in result.cells] == [1, 2, 3]
+    assert all(c["started"] <= c["finished"] for c in result.cells)
+
+
+# --- shaping and memory ----------------------------------------------------------------------
+
+
+def test_json_safe_values():
+    class Opaque:
+        def __repr__(self):
+            return "<opaque>"
+
+    value = {1: [b"\x00\x01", float("nan"), 2.5, (True, None)], "o": Opaque()}
+    assert json_safe(value) == {"1": ["AAE=", None, 2.5, [True, None]], "o": "<opaque>"}
+    assert short_repr("x" * 100, 10) == "'xxxxxx..."
+
+
+def test_rss_sampler_sees_a_short_lived_allocation():
+    baseline = psutil.Process().memory_info().rss
+    with RssSampler() as sampler:
+        blob = b"x" * (200 * 1024 * 1024)
+        time.sleep(0.05)
+        del blob
+    assert sampler.peak - baseline > 150 * 1024 * 1024
+
+
+def test_peak_rss_of_a_step():
+    baseline = psutil.Process().memory_info().rss
+    result = ok(run("import time\nblob = b'x' * (200 * 1024 * 1024)\ntime.sleep(0.05)\ndel blob"))
+    assert result.peak_rss_bytes - baseline > 150 * 1024 * 1024

@@ -1,0 +1,96 @@
+"""Tests for nbscale.kernels.namespace: functions rebound to a step's globals, metrics."""
+
+from __future__ import annotations
+
+import functools
+import json
+import posixpath
+
+import cloudpickle
+import numpy as np
+import pytest
+from test_executor import ok, run
+
+from nbscale.compiler.ir import Metrics
+from nbscale.kernels.executor import Frame
+from nbscale.kernels.namespace import evaluate_metrics, rebind_functions
+
+
+def notebook_function(source: str, name: str):
+    """A function defined as a notebook defines it: in a namespace named __main__."""
+    ns = {"__name__": "__main__"}
+    exec(compile(source, "<notebook>", "exec"), ns)
+    return ns[name]
+
+
+# --- functions from earlier steps ------------------------------------------------------------
+
+
+def test_rebound_function_reads_the_new_namespace():
+    scale = notebook_function("factor = 2\ndef scale(v):\n    return v * factor", "scale")
+    ns = {"__name__": "__main__", "factor": 10}
+    rebound = rebind_functions({"scale": scale, "alias": scale, "n": 1}, ns)
+    assert rebound["scale"](3) == 30 and scale(3) == 6  # the original keeps its globals
+    assert rebound["alias"] is rebound["scale"]  # one function under two names stays one
+    assert rebound["n"] == 1
+    assert rebound["scale"].__qualname__ == "scale"
+
+
+def test_library_functions_and_their_wrappers_keep_their_globals():
+    wrapped = functools.wraps(notebook_function("def f():\n    pass", "f"))(posixpath.join)
+    ns = {"__name__": "__main__"}
+    rebound = rebind_functions({"join": posixpath.join, "wrapped": wrapped}, ns)
+    assert rebound["join"] is posixpath.join and rebound["wrapped"] is wrapped
+
+
+def test_function_from_earlier_step_reads_this_steps_globals():
+    a = ok(run("factor = 2\ndef scale(v):\n    return v * factor", outputs=["scale"]))
+    shipped = cloudpickle.loads(cloudpickle.dumps(a.outputs["scale"]))
+    assert shipped(1) == 2  # unpickled alone, it still has step A's factor
+    b = ok(run("factor = 10\nresult = scale(3)", inputs={"scale": shipped}, outputs=["result"]))
+    assert b.outputs["result"] == 30
+
+
+def test_library_functions_are_not_rebound():
+    result = ok(run("joined = join('a', 'b')", inputs={"join": posixpath.join},
+                    outputs=["joined"]))
+    assert result.outputs["joined"] == "a/b"
+
+
+def test_failure_in_shipped_function_maps_to_its_defining_cell():
+    a = ok(run("def ratio(v):\n    return v / zero", cells=[2], outputs=["ratio"]))
+    shipped = cloudpickle.loads(cloudpickle.dumps(a.outputs["ratio"]))
+    b = run("zero = 0\nratio(1)", cells=[6], inputs={"ratio": shipped})
+    assert b.error.frames == [Frame(6, 2, "<module>"), Frame(2, 2, "ratio")]
+    assert (b.error.cell, b.error.line, b.error.running_cell) == (2, 2, 6)
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def test_evaluate_metrics_flattens_dicts_and_warns_instead_of_failing():
+    metrics = Metrics(step="s", names=["acc", "by_class"], exprs={"broken": "1 / 0", "text": "'x' * 3"})
+    values, warnings = evaluate_metrics(metrics, {"acc": np.float64(0.5), "by_class": {"a": 1, "b": True}})
+    assert values == {"acc": 0.5, "by_class.a": 1.0, "by_class.b": 1.0}
+    assert [w.split(" ")[1] for w in warnings] == ["'broken'", "'text'"]
+    assert "ZeroDivisionError" in warnings[0] and "'xxx'" in warnings[1]
+
+
+def test_keyboard_interrupt_in_a_metric_propagates():
+    def interrupt():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_metrics(Metrics(step="s", exprs={"m": "interrupt()"}), {"interrupt": interrupt})
+
+
+def test_metrics_numbers_dicts_numpy_and_warnings():
+    metrics = Metrics(step="evaluate", names=["acc", "scores", "np_acc", "label", "flag"],
+                      exprs={"acc": "hits / total", "scores": "{'lr': 0.5, 'rf': np.int64(1)}",
+                             "np_acc": "np.float32(0.25)", "label": "'best'", "flag": "hits > 1"})
+    result = ok(run("import numpy as np\nhits, total = 3, 4", name="evaluate", metrics=metrics))
+    assert result.metrics == {"acc": 0.75, "scores.lr": 0.5, "scores.rf": 1.0, "np_acc": 0.25,
+                              "flag": 1.0}
+    assert all(type(v) is float for v in result.metrics.values())
+    assert len(result.warnings) == 1 and "'label'" in result.warnings[0]
+    json.dumps(result.to_json())

@@ -1,0 +1,153 @@
+"""Tests for nbscale.kernels.shell: the step shell, fresh namespaces, process state put back."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+from test_executor import ok, run
+
+from nbscale.kernels.contract import FAILED
+from nbscale.kernels.shell import StepShell, step_shell
+
+# --- namespaces ------------------------------------------------------------------------------
+
+
+def test_each_step_gets_a_fresh_namespace():
+    first = ok(run("secret = 41\nsecret + 1", outputs=["secret"]))
+    assert first.outputs == {"secret": 41}
+    second = run("secret")
+    assert second.status == FAILED
+    assert second.error.ename == "NameError" and "secret" in second.error.evalue
+    # nothing of the first step's results is reachable through IPython's caches either
+    third = ok(run("seen = (_, Out, In[:-1])", outputs=["seen"]))
+    assert third.outputs["seen"] == ("", {}, [""])
+
+
+def test_get_ipython_works_inside_the_step_and_process_state_is_restored():
+    before_main = sys.modules["__main__"]
+    had_display = "display" in builtins.__dict__
+    result = ok(run(
+        "from IPython import get_ipython as imported\n"
+        "same = imported() is get_ipython()\n"
+        "import __main__\n"
+        "main_is_ns = __main__.__dict__ is globals()",
+        outputs=["same", "main_is_ns"],
+    ))
+    assert result.outputs == {"same": True, "main_is_ns": True}
+    assert sys.modules["__main__"] is before_main
+    assert ("display" in builtins.__dict__) == had_display
+
+
+def test_the_shell_is_one_per_process_and_lent_to_one_step_at_a_time():
+    with step_shell() as shell:
+        assert isinstance(shell, StepShell) and shell.step_run is None
+    with step_shell() as again:
+        assert again is shell
+
+
+def test_execute_step_inside_a_running_step_is_refused():
+    result = run("from nbscale.kernels.executor import execute_step\n"
+                 "execute_step({'name': 'inner', 'cells': [], 'source': []}, None, {}, {})")
+    assert result.error.ename == "RuntimeError"
+
+
+# --- IPython syntax --------------------------------------------------------------------------
+
+
+def test_line_magic_binds_names():
+    result = ok(run("x = 1", "%time y = x + 1", outputs=["y"]))
+    assert result.outputs == {"y": 2}
+    assert "Wall time" in result.stdout
+
+
+def test_cell_magic_capture():
+    result = ok(run("%%capture out\nprint('hidden')", "captured = out.stdout",
+                    outputs=["captured"]))
+    assert result.outputs["captured"] == "hidden\n"
+    assert "hidden" not in result.stdout
+
+
+# --- process-wide state ----------------------------------------------------------------------
+
+
+def test_warnings_go_to_stderr_and_filters_stay_in_their_step():
+    filters = list(warnings.filters)
+    ok(run("import warnings\nwarnings.filterwarnings('ignore')\nwarnings.warn('hidden')"))
+    result = ok(run("import warnings\nwarnings.warn('careful')"))
+    assert "UserWarning: careful" in result.stderr
+    assert warnings.filters == filters
+
+
+def test_system_exit_fails_the_step_without_ipython_noise():
+    result = run("import sys\nsys.exit(3)")
+    assert (result.status, result.error.ename, result.error.evalue) == (FAILED, "SystemExit", "3")
+    assert "To exit" not in result.stderr
+
+
+def test_keyboard_interrupt_propagates_and_state_is_restored(tmp_path):
+    cwd, stdout = os.getcwd(), sys.stdout
+    with pytest.raises(KeyboardInterrupt):
+        run("print('x')\nraise KeyboardInterrupt", cwd=str(tmp_path))
+    assert os.getcwd() == cwd and sys.stdout is stdout
+    ok(run("fine = 1"))
+
+
+def test_cwd_is_the_notebook_folder_during_the_step(tmp_path):
+    (tmp_path / "input.txt").write_text("from a file")
+    before = os.getcwd()
+    result = ok(run("import os\nhere = os.getcwd()\ntext = open('input.txt').read()",
+                    cwd=str(tmp_path), outputs=["here", "text"]))
+    assert result.outputs == {"here": str(tmp_path), "text": "from a file"}
+    assert os.getcwd() == before
+
+
+def test_modules_beside_the_notebook_import_as_in_jupyter(tmp_path):
+    (tmp_path / "nbscale_local_helper.py").write_text("VALUE = 7\n")
+    path = list(sys.path)
+    try:
+        result = ok(run("from nbscale_local_helper import VALUE", cwd=str(tmp_path), outputs=["VALUE"],
+                        notebook="nb.ipynb"))
+    finally:
+        sys.modules.pop("nbscale_local_helper", None)
+    assert result.outputs == {"VALUE": 7}
+    assert sys.path == path
+
+
+ISOLATION_SCRIPT = textwrap.dedent("""
+    import os, sys
+    from nbscale.compiler.ir import Step
+    from nbscale.kernels.executor import execute_step
+
+    step = Step(name="s", cells=[1], source=["from IPython import get_ipython\\n"
+                                             "shell_ns_clean = 'mine' not in get_ipython().user_ns\\n"
+                                             "x = 1\\nx"], outputs=["shell_ns_clean"])
+    result = execute_step(step, None, {}, {})
+    assert result.ok and result.displays[0]["data"]["text/plain"] == "1", result
+    assert os.listdir(os.environ["HOME"]) == [], os.listdir(os.environ["HOME"])
+
+    # inside a process that already runs IPython (the local engine inside a kernel)
+    from IPython.core.interactiveshell import InteractiveShell
+    outer = InteractiveShell.instance()
+    outer.user_ns["mine"] = 1
+    result = execute_step(step, None, {}, {})
+    assert result.ok and result.outputs["shell_ns_clean"] and result.displays, result
+    assert InteractiveShell.instance() is outer and outer.user_ns["mine"] == 1
+    print("isolated")
+""")
+
+
+def test_no_files_in_home_and_an_existing_ipython_is_left_alone(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("IPYTHONDIR", None)
+    proc = subprocess.run([sys.executable, "-c", ISOLATION_SCRIPT], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "isolated"
