@@ -28,3 +28,7 @@ class PipelineHasErrors(NbscaleCompileError):
 
         self.pipeline = pipeline
         super().__init__(errors_text(pipeline.diagnostics, pipeline.notebook))
+
+
+class TargetError(NbscaleCompileError):
+    """A target cannot write this pipeline: an SDK it needs is missing, or the SDK refused it."""

@@ -1,6 +1,6 @@
-"""The run time inside each KFP component that nbscale generates (`compiler/targets/kfp.py`).
+"""The run time inside each KFP component that nbscale generates (`compiler/targets/kfp/dsl.py`).
 
-A generated component calls `run_step(...)`: it reads its input artifacts with nbscale's
+A generated component calls `run_kfp_step(...)`: it reads its input artifacts with nbscale's
 marshalling, runs the step's cells with `execute_step` (prelude, parameters, inputs, cells — as
 every engine does), writes each output (or group of outputs that may share objects) to its
 output artifact in the artifact store's layout, logs metrics to the `dsl.Metrics` artifact, and
@@ -17,17 +17,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
-
-from .errors import MarshalError
-from .executor import StepResult, execute_step
+from .contract import FAILED, deadline, error_dict, timeout_message
+from .errors import MarshalError, StepTimeout
+from .executor import StepError, StepResult, execute_step
 from .marshal import type_name
 from .store import ArtifactStore
 
@@ -35,7 +34,6 @@ RESULT_FILE = "result.json"
 STARTED_FILE = "started.json"
 KEPT_FOLDER = "kept"
 TIMEOUT_GRACE_S = 10.0  # after a timeout, how long the step may take to unwind before the process ends
-EXIT_FAILED = 1
 EXIT_TIMEOUT = 124
 
 
@@ -50,14 +48,10 @@ class ArtifactFolder(ArtifactStore):
         return self.root
 
 
-class StepTimeout(Exception):
-    """Raised inside the step's code when it runs longer than its `timeout:` tag allows."""
-
-
-def run_step(*, notebook: str, step: dict, prelude: dict, parameters: dict | None = None,
-             json_parameters: dict | None = None, inputs: dict | None = None,
-             outputs: dict | None = None, metrics: dict | None = None, metrics_artifact=None,
-             timeout: int | None = None, keep: list[str] | None = None, record=None) -> None:
+def run_kfp_step(*, notebook: str, step: dict, prelude: dict, parameters: dict | None = None,
+                 json_parameters: dict | None = None, inputs: dict | None = None,
+                 outputs: dict | None = None, metrics: dict | None = None, metrics_artifact=None,
+                 timeout: int | None = None, keep: list[str] | None = None, record=None) -> None:
     """Run one notebook step inside a KFP component.
 
     `parameters`: name → value of the parameters the step reads; `json_parameters`: the same for
@@ -67,7 +61,7 @@ def run_step(*, notebook: str, step: dict, prelude: dict, parameters: dict | Non
     values also go to the record (for `nbscale run --engine kfp-local`).
     """
     name = step["name"]
-    record_dir = _local_dir(record) if record is not None else None
+    record_dir = Path(record.path) if record is not None else None
     attempt = _previous_attempt(record_dir) + 1
     started = time.time()
     if record_dir is not None:
@@ -82,14 +76,14 @@ def run_step(*, notebook: str, step: dict, prelude: dict, parameters: dict | Non
             values[key] = json.loads(text)
         loaded = _read_inputs(inputs or {}, name)
     except Exception as exc:  # noqa: BLE001 - a bad input is this step's failure, reported like one
-        result = StepResult(step=name, status="failed",
-                            error=_error(type(exc).__name__, f"step {name!r} could not read its inputs: {exc}"))
+        result = _failed(name, type(exc).__name__, f"step {name!r} could not read its inputs: {exc}")
     else:
         try:
-            with _Deadline(name, timeout, record_dir, attempt, started):
+            with _end_the_process_after(timeout, record_dir, name, attempt, started), deadline(timeout):
                 result = execute_step(spec, prelude, values, loaded, metrics=metrics_spec, notebook=notebook)
-        except StepTimeout as exc:  # it struck between two cells, outside the step's code
-            result = StepResult(step=name, status="failed", error=_error("StepTimeout", str(exc)))
+        except StepTimeout:  # it struck between two cells, outside the step's code
+            result = _failed(name, "StepTimeout", timeout_message(name, timeout))
+        _name_the_timeout(result, name, timeout)
     _echo(result)
     if result.ok:
         _write_outputs(result, outputs or {}, name)
@@ -101,8 +95,7 @@ def run_step(*, notebook: str, step: dict, prelude: dict, parameters: dict | Non
         if result.ok and keep:
             _keep(record_dir, result, name)
         _write_record(record_dir, result.to_json(), attempt, started, result.status)
-        if record is not None:
-            record.metadata.update({"status": result.status, "attempt": attempt, "wall_s": result.wall_s})
+        record.metadata.update({"status": result.status, "attempt": attempt, "wall_s": result.wall_s})
     if not result.ok:
         error = result.error
         where = f" at cell {error.cell}, line {error.line}" if error.cell is not None else ""
@@ -110,12 +103,26 @@ def run_step(*, notebook: str, step: dict, prelude: dict, parameters: dict | Non
         raise SystemExit(f"nbscale: step {name!r} of {notebook} failed{where}: {error.ename}: {error.evalue}")
 
 
+# Pipelines compiled by nbscale before run_kfp_step had its name import `run_step` inside their
+# containers; they keep working against a newer run time.
+run_step = run_kfp_step
+
+
+def _failed(step: str, ename: str, evalue: str) -> StepResult:
+    """A step that failed outside its cells (reading inputs, a timeout between cells, marshalling)."""
+    return StepResult(step=step, status=FAILED, error=StepError(**error_dict(ename, evalue)))
+
+
+def _name_the_timeout(result: StepResult, step: str, seconds) -> None:
+    """`deadline` raises a bare StepTimeout in the user's code: give it the one timeout message."""
+    error = result.error
+    if error is not None and error.ename == "StepTimeout" and not error.evalue:
+        error.evalue = timeout_message(step, seconds)
+        error.traceback = error.traceback.rstrip("\n") + ": " + error.evalue + "\n"
+
+
 # ---------------------------------------------------------------------------------------------
 # Artifacts
-
-
-def _local_dir(artifact) -> Path:
-    return Path(artifact.path)
 
 
 def _location(artifact) -> str:
@@ -144,12 +151,12 @@ def _write_outputs(result: StepResult, outputs: dict, step: str) -> None:
         units.setdefault(id(artifact), (artifact, []))[1].append(variable)
     for artifact, names in units.values():
         values = {n: result.outputs[n] for n in names}
+        groups = [names] if len(names) > 1 else []
         try:
-            manifest = ArtifactFolder(str(_local_dir(artifact))).put(
-                step, values, [names] if len(names) > 1 else [], step)
+            manifest = ArtifactFolder(str(Path(artifact.path))).put(step, values, groups, step)
         except MarshalError as exc:
-            result.status, result.outputs = "failed", {}
-            result.error = _error("MarshalError", str(exc))
+            result.status, result.outputs = FAILED, {}
+            result.error = StepError(**error_dict("MarshalError", str(exc)))
             return
         artifact.metadata.update({
             "nbscale": "artifact/1",
@@ -160,27 +167,10 @@ def _write_outputs(result: StepResult, outputs: dict, step: str) -> None:
 
 
 def _keep(record_dir: Path, result: StepResult, step: str) -> None:
-    """Final values of the kept names, best effort: what cannot be serialised is left out."""
-    kept = {}
-    for variable, value in result.namespace_values.items():
-        if variable in result.outputs:
-            continue
-        try:
-            cloudpickle.dumps(value)
-        except Exception:  # noqa: BLE001 - any pickling failure means "not kept"
-            continue
-        kept[variable] = value
+    """Final values of the kept names, best effort: the store leaves out what cannot be serialised."""
+    kept = {n: v for n, v in result.namespace_values.items() if n not in result.outputs}
     if kept:
-        try:
-            ArtifactFolder(str(record_dir / KEPT_FOLDER)).put(step, kept, [], step)
-        except MarshalError:
-            pass
-
-
-def _error(ename: str, evalue: str):
-    from .executor import StepError
-
-    return StepError(cell=None, line=None, ename=ename, evalue=evalue, traceback=evalue + "\n")
+        ArtifactFolder(str(record_dir / KEPT_FOLDER)).put(step, kept, [], step, optional=kept)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,46 +213,28 @@ def _echo(result: StepResult) -> None:
 # Timeout
 
 
-class _Deadline:
-    """The step's `timeout:`: a TimeoutError-like exception raised in the step's code (so the
-    error points at the running cell and line), and, if the step does not unwind within a grace
-    period (a long call into compiled code, an `except` that swallows it), the process ends."""
+@contextmanager
+def _end_the_process_after(seconds, record_dir: Path | None, step: str, attempt: int, started: float):
+    """The last resort behind `deadline`: a step that does not unwind within TIMEOUT_GRACE_S of
+    its timeout (a long call into compiled code, an `except` that swallows StepTimeout) ends the
+    component's process, after writing its record. Only a step running in the main thread owns
+    its process; called from another thread, `deadline` alone applies."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    def __init__(self, step: str, seconds: int | None, record_dir: Path | None, attempt: int, started: float):
-        self.step, self.seconds, self.record_dir = step, seconds, record_dir
-        self.attempt, self.started = attempt, started
-        self.armed = bool(seconds) and threading.current_thread() is threading.main_thread()
-        self.watchdog: threading.Timer | None = None
-
-    def __enter__(self):
-        if not self.armed:
-            return self
-        self.previous = signal.signal(signal.SIGALRM, self._alarm)
-        signal.setitimer(signal.ITIMER_REAL, self.seconds)
-        self.watchdog = threading.Timer(self.seconds + TIMEOUT_GRACE_S, self._expire)
-        self.watchdog.daemon = True
-        self.watchdog.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.armed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.previous)
-            self.watchdog.cancel()
-        return False
-
-    def message(self) -> str:
-        return f"step {self.step!r} ran longer than its timeout of {self.seconds} s"
-
-    def _alarm(self, signum, frame):
-        raise StepTimeout(self.message())
-
-    def _expire(self):
-        message = self.message() + " and did not stop; the process was ended"
-        if self.record_dir is not None:
-            summary = {"step": self.step, "error": {"cell": None, "line": None, "ename": "StepTimeout",
-                                                     "evalue": message, "traceback": message + "\n",
-                                                     "frames": []}, "stdout": "", "stderr": ""}
-            _write_record(self.record_dir, summary, self.attempt, self.started, "failed")
+    def expire():
+        message = timeout_message(step, seconds) + " and did not stop; the process was ended"
+        if record_dir is not None:
+            summary = {"step": step, "error": error_dict("StepTimeout", message), "stdout": "", "stderr": ""}
+            _write_record(record_dir, summary, attempt, started, FAILED)
         print(f"nbscale: {message}", file=sys.__stderr__, flush=True)
         os._exit(EXIT_TIMEOUT)
+
+    watchdog = threading.Timer(seconds + TIMEOUT_GRACE_S, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield
+    finally:
+        watchdog.cancel()

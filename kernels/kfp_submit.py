@@ -16,6 +16,8 @@ import time
 import warnings
 from pathlib import Path
 
+from .errors import NbscaleRuntimeError
+
 
 def submit_pipeline(pipeline, options, parameters: dict | None = None, *, run_name=None, token=None, cookies=None,
                     namespace=None) -> dict:
@@ -41,7 +43,7 @@ def submit_pipeline(pipeline, options, parameters: dict | None = None, *, run_na
                                description=f"{pipeline.notebook}, compiled by nbscale")
 
 
-class EndpointError(Exception):
+class EndpointError(NbscaleRuntimeError):
     """The KFP endpoint could not be reached or refused a call: one line, for the user."""
 
 

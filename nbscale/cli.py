@@ -7,10 +7,16 @@ from pathlib import Path
 
 import click
 
-from nbscale.kfp_commands import compile_kfp, kfp_options, refuse_kfp_flags
-
-EXIT_ERRORS = 1  # the notebook has errors (diagnostics)
-EXIT_BAD_INPUT = 2  # not a usable notebook, or bad arguments
+from nbscale.kfp_commands import kfp_options, refuse_kfp_flags, target_options
+from nbscale.reporting import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    error_counts,
+    fail,
+    print_diagnostics,
+    reporting_errors,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,26 +26,11 @@ def main():
 
 
 def _compile(notebook):
-    from nbscale.compiler import NotebookReadError, compile_notebook
+    """The notebook's IR (diagnostics included), or exit 2 when the file is not a usable notebook."""
+    from nbscale.compiler import compile_notebook
 
-    try:
+    with reporting_errors():
         return compile_notebook(notebook)
-    except NotebookReadError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-
-
-def _print_diagnostics(pipeline, path, stream_err=True):
-    for diag in pipeline.diagnostics:
-        where = diag.location(path)
-        click.echo(f"{where}: {diag.severity}[{diag.code}]: {diag.message}", err=stream_err)
-        if diag.hint:
-            click.echo(f"    hint: {diag.hint}", err=stream_err)
-
-
-def _counts(pipeline):
-    errors = sum(d.severity == "error" for d in pipeline.diagnostics)
-    return errors, len(pipeline.diagnostics) - errors
 
 
 @main.command()
@@ -47,40 +38,66 @@ def _counts(pipeline):
 def check(notebook):
     """Report the notebook's diagnostics; exit 1 when there are errors."""
     pipeline = _compile(notebook)
-    _print_diagnostics(pipeline, notebook, stream_err=False)
-    errors, warnings = _counts(pipeline)
+    print_diagnostics(pipeline, notebook, err=False)
+    errors, warnings = error_counts(pipeline)
     steps = len(pipeline.steps)
     click.echo(f"{notebook}: {steps} step{'s' * (steps != 1)}, {errors} error(s), {warnings} warning(s)")
-    sys.exit(EXIT_ERRORS if errors else 0)
+    sys.exit(EXIT_FAILED if errors else EXIT_OK)
+
+
+class _TargetChoice(click.Choice):
+    """--target's choices, read from the target registry when first needed: not at import, so
+    `nbscale --help` does not load the compiler and the plug-ins' entry points."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        from nbscale.compiler.targets import targets
+
+        return tuple(targets.names())
+
+    @choices.setter
+    def choices(self, value):
+        pass  # click.Choice.__init__ sets it; the registry is the list
 
 
 @main.command(name="compile")
 @click.argument("notebook", type=click.Path(dir_okay=False))
-@click.option("--target", type=click.Choice(["ir", "kfp"]), default="ir", show_default=True,
-              help="What to compile to: the pipeline IR (JSON) or Kubeflow Pipelines YAML.")
+@click.option("--target", type=_TargetChoice(), default="ir", show_default=True,
+              help="What to compile to: ir, the pipeline IR (JSON); kfp, Kubeflow Pipelines YAML; "
+                   "or a plug-in's target.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--emit-python", type=click.Path(dir_okay=False), help="kfp: also write the DSL module here.")
 @kfp_options
 def compile_(notebook, target, output, emit_python, **kfp_flags):
-    """Compile NOTEBOOK to the pipeline IR (JSON) or to KFP v2 YAML (--target kfp)."""
-    if target == "kfp":
-        return compile_kfp(notebook, output, emit_python, **kfp_flags)
-    refuse_kfp_flags(emit_python, **kfp_flags)
+    """Compile NOTEBOOK to the pipeline IR (JSON), to KFP v2 YAML (--target kfp), or to a plug-in's target."""
+    import tempfile
+
+    from nbscale.compiler.targets import get_target
+
+    with reporting_errors():  # a target that fails to load
+        chosen = get_target(target)
+    options = target_options(emit_python, **kfp_flags)
+    refuse_kfp_flags(chosen, options)
     pipeline = _compile(notebook)
     if pipeline.has_errors:
-        _print_diagnostics(pipeline, notebook)
-        click.echo(f"error: {notebook} has errors; nothing written", err=True)
-        sys.exit(EXIT_ERRORS)
-    text = pipeline.dumps()
-    if output:
+        print_diagnostics(pipeline, notebook)
+        fail(f"error: {notebook} has errors; nothing written", EXIT_FAILED)
+    with tempfile.TemporaryDirectory(prefix="nbscale-compile-") as tmp:
+        path = Path(output) if output else Path(tmp) / f"pipeline.{target}"
         try:
-            _write_atomically(Path(output), text)
+            with reporting_errors():  # a bad project setting, a missing SDK
+                notes = chosen.write(pipeline, path, notebook=notebook, **options)
         except OSError as exc:
-            click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=False)
+            fail(f"error: cannot write {exc.filename or output}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+        if output:
+            click.echo(f"wrote {output}" + (f" and {emit_python}" if emit_python else ""), err=True)
+        else:
+            click.echo(path.read_text(encoding="utf-8"), nl=False)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @main.command()
@@ -93,18 +110,9 @@ def graph(notebook, fmt):
 
     pipeline = _compile(notebook)
     if pipeline.has_errors:
-        _print_diagnostics(pipeline, notebook)
+        print_diagnostics(pipeline, notebook)
     click.echo(render(pipeline, fmt), nl=False)
-    sys.exit(EXIT_ERRORS if pipeline.has_errors else 0)
-
-
-def _write_atomically(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    sys.exit(EXIT_FAILED if pipeline.has_errors else EXIT_OK)
 
 
 def _register_run_commands():

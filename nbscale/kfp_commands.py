@@ -1,23 +1,23 @@
-"""Kubeflow Pipelines from the command line: `nbscale compile --target kfp` and `nbscale submit`.
+"""Kubeflow Pipelines from the command line: the kfp flags of `nbscale compile`, and `nbscale submit`.
 
 Project defaults (base image, packages to install, pipeline name, experiment, host) come from
 pyproject.toml `[tool.nbscale.kfp]` and the notebook's metadata `nbscale.kfp`; a flag overrides
-them only when it is given. Credentials (a bearer token, session cookies) come from flags or the
-environment and go only into the HTTP requests to the KFP endpoint — never into the YAML.
+them only when it is given. `compile --target kfp` hands the flags to the kfp target
+(`nbscale.compiler.targets.kfp.KfpTarget`) as options. Credentials (a bearer token, session
+cookies) come from flags or the environment and go only into the HTTP requests to the KFP
+endpoint — never into the YAML.
 
 The kfp SDK is imported inside the commands: `nbscale check` and `nbscale --help` stay fast.
 """
 
 from __future__ import annotations
 
-import sys
-import tempfile
-from pathlib import Path
-
 import click
 
-EXIT_ERRORS = 1  # the notebook has errors, or the endpoint refused
-EXIT_BAD_INPUT = 2  # bad arguments, settings or files; kfp missing
+from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, fail, print_diagnostics
+
+FLAGS = {"emit_python": "--emit-python", "base_image": "--base-image", "packages_to_install": "--package",
+         "pipeline_name": "--pipeline-name"}  # target option → the flag of `compile` that sets it
 
 
 def kfp_options(command):
@@ -35,12 +35,17 @@ def kfp_options(command):
     return command
 
 
-def refuse_kfp_flags(emit_python=None, **flags) -> None:
-    """`compile --target ir` with a kfp-only option: say so rather than ignore it."""
-    names = {"base_image": "--base-image", "packages": "--package", "pipeline_name": "--pipeline-name"}
-    given = ["--emit-python"] * bool(emit_python) + [names[k] for k, v in flags.items() if v]
-    if given:
-        _fail(f"error: {', '.join(given)} only applies to --target kfp", EXIT_BAD_INPUT)
+def target_options(emit_python=None, **flags) -> dict:
+    """The target options `compile`'s kfp flags give: only the flags that were given."""
+    given = {"emit_python": emit_python, **_overrides(**flags)}
+    return {name: value for name, value in given.items() if value}
+
+
+def refuse_kfp_flags(target, options: dict) -> None:
+    """A kfp flag with a target that does not take it (`--target ir`): say so rather than ignore it."""
+    refused = [FLAGS[name] for name in options if name not in target.options]
+    if refused:
+        fail(f"error: {', '.join(refused)} only applies to --target kfp", EXIT_BAD_INPUT)
 
 
 def _overrides(base_image=None, packages=(), pipeline_name=None, **more) -> dict:
@@ -48,76 +53,21 @@ def _overrides(base_image=None, packages=(), pipeline_name=None, **more) -> dict
             "pipeline_name": pipeline_name, **more}
 
 
-def compile_kfp(notebook: str, output: str | None, emit_python: str | None, **flags) -> None:
-    """`nbscale compile NB --target kfp [-o pipeline.yaml] [--emit-python dsl.py]`."""
-    pipeline, options = _prepare(notebook, _overrides(**flags))
-    from nbscale.compiler.targets.kfp import generate, write_yaml
-
-    with tempfile.TemporaryDirectory(prefix="nbscale-kfp-") as tmp:
-        target = Path(output) if output else Path(tmp) / "pipeline.yaml"
-        try:
-            module = generate(pipeline, options)
-            _write_files(module, target, Path(emit_python) if emit_python else None, write_yaml)
-        except OSError as exc:
-            _fail(f"error: cannot write {exc.filename or output}: {exc.strerror or exc}", EXIT_BAD_INPUT)
-        except ValueError as exc:  # the kfp SDK refused something in the generated module
-            _fail(f"error: kfp could not compile {notebook}: {exc}", EXIT_BAD_INPUT)
-        if output:
-            click.echo(f"wrote {output}" + (f" and {emit_python}" if emit_python else ""), err=True)
-        else:
-            click.echo(target.read_text(encoding="utf-8"), nl=False)
-        _note_missing_packages(pipeline, options)
-
-
-def _note_missing_packages(pipeline, options) -> None:
-    """A hint when the defaults would give steps an image without the libraries they import."""
-    from nbscale.compiler.targets.kfp import DEFAULT_BASE_IMAGE, default_packages, third_party_imports
-
-    if options.base_image != DEFAULT_BASE_IMAGE or options.packages_to_install != default_packages():
-        return  # the project chose its image or its packages
-    modules = third_party_imports(pipeline)
-    if modules:
-        click.echo(f"note: the steps import {', '.join(modules)}, which {DEFAULT_BASE_IMAGE} with only "
-                   f"{default_packages()[0]} lacks: set base_image or packages_to_install "
-                   "(docs/kfp.md, 'nbscale inside the container')", err=True)
-
-
-def _write_files(module, yaml_path: Path, python_path: Path | None, write_yaml) -> None:
-    """YAML (and DSL module) written next to their targets first, then renamed into place."""
-    yaml_tmp = yaml_path.with_name(f".{yaml_path.name}.tmp")
-    py_tmp = python_path.with_name(f".{python_path.stem}-tmp.py") if python_path else None
-    try:
-        write_yaml(module, yaml_tmp, python_path=py_tmp)
-        yaml_tmp.replace(yaml_path)
-        if py_tmp is not None:
-            py_tmp.replace(python_path)
-    finally:
-        yaml_tmp.unlink(missing_ok=True)
-        if py_tmp is not None:
-            py_tmp.unlink(missing_ok=True)
-
-
 def _prepare(notebook: str, overrides: dict):
     """The error-free IR and the KFP options, or exit with the reason."""
-    from nbscale.compiler import NotebookReadError, compile_notebook
-    from nbscale.compiler.targets.kfp import OptionsError, load_options
+    from nbscale.compiler import NbscaleCompileError, compile_notebook
+    from nbscale.compiler.targets.kfp import load_options
+    from nbscale.compiler.targets.kfp.target import require_sdk
 
     try:
         pipeline = compile_notebook(notebook)
-    except NotebookReadError as exc:
-        _fail(f"error: {exc}", EXIT_BAD_INPUT)
-    if pipeline.has_errors:
-        for diag in pipeline.diagnostics:
-            click.echo(f"{diag.location(notebook)}: {diag.severity}[{diag.code}]: {diag.message}", err=True)
-        _fail(f"error: {notebook} has errors; nothing written", EXIT_ERRORS)
-    try:
+        if pipeline.has_errors:
+            print_diagnostics(pipeline, notebook)
+            fail(f"error: {notebook} has errors; nothing written", EXIT_FAILED)
         options = load_options(notebook, overrides)
-    except OptionsError as exc:
-        _fail(f"error: {exc}", EXIT_BAD_INPUT)
-    try:
-        import kfp  # noqa: F401
-    except ImportError:
-        _fail("error: the kfp target needs the kfp SDK: pip install 'nbscale[kfp]'", EXIT_BAD_INPUT)
+        require_sdk()
+    except NbscaleCompileError as exc:  # not a notebook, a bad project setting, no kfp SDK
+        fail(f"error: {exc}", EXIT_BAD_INPUT)
     return pipeline, options
 
 
@@ -150,27 +100,30 @@ def submit(notebook, host, experiment, run_name, assignments, parameters_file, n
 
     pipeline, options = _prepare(notebook, _overrides(**flags, experiment=experiment, host=host))
     if not options.host:
-        _fail("error: no KFP endpoint: give --host URL (or NBSCALE_KFP_HOST, or host in "
-              "[tool.nbscale.kfp])", EXIT_BAD_INPUT)
+        fail("error: no KFP endpoint: give --host URL (or NBSCALE_KFP_HOST, or host in "
+             "[tool.nbscale.kfp])", EXIT_BAD_INPUT)
     try:
         given = params.load_file(parameters_file) if parameters_file else {}
         given.update(params.parse_assignments(assignments))
         result = submit_pipeline(pipeline, options, given, run_name=run_name, token=token, cookies=cookies,
                                  namespace=namespace)
     except ParameterError as exc:
-        _fail(f"error: {exc}", EXIT_BAD_INPUT)
+        fail(f"error: {exc}", EXIT_BAD_INPUT)
     except EndpointError as exc:
-        _fail(f"error: {options.host}: {exc}", EXIT_ERRORS)
+        fail(f"error: {options.host}: {exc}", EXIT_FAILED)
     click.echo(f"pipeline {result['pipeline']!r} version {result['version_name']!r} "
                f"({'uploaded' if result['uploaded'] else 'unchanged'}); experiment {options.experiment!r}")
     click.echo(f"run {result['run_id']}: {result['url']}")
     _note_missing_packages(pipeline, options)
 
 
+def _note_missing_packages(pipeline, options) -> None:
+    from nbscale.compiler.targets.kfp import missing_packages_note
+
+    note = missing_packages_note(pipeline, options)
+    if note:
+        click.echo(f"note: {note}", err=True)
+
+
 def register(group):
     group.add_command(submit)
-
-
-def _fail(message, code):
-    click.echo(message, err=True)
-    sys.exit(code)

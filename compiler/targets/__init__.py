@@ -1,5 +1,67 @@
-"""Targets the pipeline IR compiles to, besides the IR itself.
+"""Targets: the formats `nbscale compile --target NAME` writes a pipeline in, in one registry.
 
-`kfp`: a Kubeflow Pipelines (v2) DSL module and its compiled YAML. Targets are pure text
-generators: the kfp SDK is imported only when YAML is written, never at module import time.
+A target is a class with a `name`, a one-line `description`, the keyword `options` its `write`
+takes besides the notebook, and `write(pipeline, path, *, notebook, **options) -> notes`.
+Built-ins: `ir` (the pipeline IR as JSON) and `kfp` (Kubeflow Pipelines v2 YAML, `targets.kfp`).
+Third-party targets register under the entry-point group `nbscale.targets`. Targets are pure
+text generators: a target that needs an SDK (kfp) imports it when it writes, never at import.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...registry import Registry
+from ..errors import TargetError
+
+__all__ = ["ENTRY_POINT_GROUP", "IrTarget", "Target", "TargetError", "get_target", "targets", "write_atomically"]
+
+ENTRY_POINT_GROUP = "nbscale.targets"
+
+
+class Target:
+    name = ""
+    description = ""
+    options: tuple[str, ...] = ()  # keyword options `write` takes besides `notebook`
+
+    def write(self, pipeline, path, *, notebook, **options) -> list[str]:
+        """Write `pipeline` (error-free IR) to `path`; `notebook` is its file, where project
+        settings are found. Returns notes for the user (empty when there is nothing to say).
+        Raises NbscaleCompileError when it cannot, OSError when a file cannot be written."""
+        raise NotImplementedError
+
+
+class IrTarget(Target):
+    name = "ir"
+    description = "the pipeline IR (JSON, docs/ir.md)"
+
+    def write(self, pipeline, path, *, notebook=None) -> list[str]:
+        write_atomically(Path(path), pipeline.dumps())
+        return []
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a sibling temporary file, then rename it: readers never see half a file. An
+    OSError names `path`, not the temporary file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _builtins() -> dict:
+    from .kfp import KfpTarget
+
+    return {"ir": IrTarget, "kfp": KfpTarget}
+
+
+targets = Registry("target", ENTRY_POINT_GROUP, _builtins)
+
+
+def get_target(name: str) -> Target:
+    """A target instance; an unknown or broken target raises PluginError naming the known ones."""
+    return targets.get(name)()

@@ -27,14 +27,30 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..contract import (
+    CACHED,
+    CANCELLED,
+    FAILED,
+    METRICS_KEY,
+    STEP_CACHED,
+    STEP_FINISHED,
+    STEP_RETRY,
+    STEP_STARTED,
+    SUCCEEDED,
+    UPSTREAM_FAILED,
+    StepOutcome,
+    error_dict,
+    finished_payload,
+    state_dir,
+)
 from . import Engine
 
 if TYPE_CHECKING:
     from ...compiler.ir import Pipeline
 
-# The run time is imported when the engine runs, not at module import: this module is also the
-# kfp.local child process (`python -m`), which needs only kfp.
-SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED = "succeeded", "failed", "cached", "upstream_failed", "cancelled"
+# The rest of the run time (executor, store) and the compiler are imported when the engine runs,
+# not at module import: this module is also the kfp.local child process (`python -m`), which
+# needs only kfp.
 POLL_S = 0.05
 KEEP_RUNS = 3  # run folders kept under .nbscale/kfp-local (pipeline YAML, DSL module, kfp.local log)
 LOG_TAIL = 3000  # characters of the kfp.local log quoted when a task ends without a record
@@ -45,7 +61,6 @@ class KfpLocalEngine(Engine):
 
     def run(self, specs, emit) -> dict:
         from ...compiler.targets.kfp import KfpOptions, generate, kfp_argument, write_yaml
-        from ..task import StepOutcome
 
         _require_kfp()
         outcomes: dict[str, StepOutcome] = {}
@@ -54,9 +69,9 @@ class KfpLocalEngine(Engine):
             name = spec.step["name"]
             if _is_cached(spec):
                 now = time.time()
-                emit("step_cached", name, {"hash": spec.hash})
+                emit(STEP_CACHED, name, {"hash": spec.hash})
                 outcomes[name] = outcome = StepOutcome(name, CACHED, started=now, finished=now)
-                emit("step_finished", name, _summary(outcome))
+                emit(STEP_FINISHED, name, finished_payload(outcome))
                 imported[name] = _entry_uri(spec)
         to_run = [s for s in specs if s.step["name"] not in imported]
         if not to_run:
@@ -64,7 +79,7 @@ class KfpLocalEngine(Engine):
         pipeline = _pipeline(specs)
         module = generate(pipeline, KfpOptions(packages_to_install=[], install_kfp_package=False),
                           keep={s.step["name"]: s.keep for s in to_run if s.keep}, imported=imported)
-        folder = _run_folder(Path(to_run[0].cwd))
+        folder = _run_folder(to_run[0].notebook)
         yaml_path = write_yaml(module, folder / "pipeline.yaml", python_path=folder / "pipeline_dsl.py")
         arguments = {p.name: kfp_argument(module.parameter_types[p.name], p.default) for p in pipeline.parameters}
         (folder / "arguments.json").write_text(json.dumps(arguments, ensure_ascii=False), encoding="utf-8")
@@ -138,14 +153,8 @@ def _type_name(value) -> str:
     return {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}.get(type(value), "none")
 
 
-def _outcome(*args, **kwargs):
-    from ..task import StepOutcome
-
-    return StepOutcome(*args, **kwargs)
-
-
-def _run_folder(cwd: Path) -> Path:
-    base = cwd / ".nbscale" / "kfp-local"
+def _run_folder(notebook) -> Path:
+    base = state_dir(notebook) / "kfp-local"
     base.mkdir(parents=True, exist_ok=True)
     hour_ago = time.time() - 3600  # a run folder that recent may belong to a run still going
     for old in sorted(p for p in base.iterdir() if p.is_dir())[:-(KEEP_RUNS - 1) or None]:
@@ -178,11 +187,6 @@ def _tail(path: Path) -> str:
     return text[-LOG_TAIL:]
 
 
-def _summary(outcome) -> dict:
-    return {"status": outcome.status, "summary": outcome.summary, "attempts": outcome.attempts,
-            "started": outcome.started, "finished": outcome.finished}
-
-
 class _Watcher:
     """Follows the steps' record artifacts as kfp.local writes them; emits events as they come."""
 
@@ -203,19 +207,22 @@ class _Watcher:
         return self.run_dir / self.module.components[step]
 
     def scan(self) -> None:
+        from ...compiler.targets.kfp import RECORD_OUTPUT
+        from ..kfp_component import RESULT_FILE, STARTED_FILE
+
         for name, spec in self.specs.items():
             if name in self.outcomes:
                 continue
             task = self.task_dir(name)
             if task is None:
                 return
-            record = task / "step_record"
-            started = _read_json(record / "started.json")
+            record = task / RECORD_OUTPUT
+            started = _read_json(record / STARTED_FILE)
             if started and started.get("attempt", 0) > self.started.get(name, 0):
                 if name not in self.started:
-                    self.emit("step_started", name, {"hash": spec.hash})
+                    self.emit(STEP_STARTED, name, {"hash": spec.hash})
                 self.started[name] = started["attempt"]
-            result = _read_json(record / "result.json")
+            result = _read_json(record / RESULT_FILE)
             if not result or result.get("attempt", 0) <= self.handled.get(name, 0):
                 continue
             self.handled[name] = result["attempt"]
@@ -224,19 +231,19 @@ class _Watcher:
     def _result(self, name, spec, task: Path, result: dict) -> None:
         if result["status"] != SUCCEEDED and result["attempt"] <= spec.step.get("retries", 0):
             error = result.get("error") or {}
-            self.emit("step_retry", name, {"attempt": result["attempt"], "error": error.get("evalue")})
+            self.emit(STEP_RETRY, name, {"attempt": result["attempt"], "error": error.get("evalue")})
             return
-        outcome = _outcome(name, result["status"], summary=result, attempts=result["attempt"],
-                              started=result.get("started", 0.0), finished=result.get("finished", 0.0))
+        outcome = StepOutcome(name, result["status"], summary=result, attempts=result["attempt"],
+                                  started=result.get("started", 0.0), finished=result.get("finished", 0.0))
         if outcome.status == SUCCEEDED:
             self._persist(spec, task, result, outcome)
         self.outcomes[name] = outcome
-        self.emit("step_finished", name, _summary(outcome))
+        self.emit(STEP_FINISHED, name, finished_payload(outcome))
 
     def _persist(self, spec, task: Path, result: dict, outcome) -> None:
+        from ...compiler.targets.kfp import RECORD_OUTPUT
         from ..kfp_component import KEPT_FOLDER, ArtifactFolder
         from ..store import ArtifactStore
-        from ..task import METRICS_KEY
 
         name = spec.step["name"]
         try:
@@ -246,7 +253,7 @@ class _Watcher:
             values = {}
             for output, names in units.items():
                 values.update(ArtifactFolder(str(task / output)).get(name, names))
-            kept = task / "step_record" / KEPT_FOLDER
+            kept = task / RECORD_OUTPUT / KEPT_FOLDER
             if kept.exists():
                 values.update({k: v for k, v in ArtifactFolder(str(kept)).get(name).items() if k not in values})
             if result.get("metrics"):
@@ -254,9 +261,8 @@ class _Watcher:
             ArtifactStore(spec.store_url).put(spec.hash, values, spec.step["groups"], name)
         except Exception as exc:  # noqa: BLE001 - any failure to store is this step's failure
             outcome.status = FAILED
-            outcome.summary = {**result, "status": FAILED, "error": {
-                "cell": None, "line": None, "ename": type(exc).__name__, "frames": [],
-                "evalue": f"outputs of step {name!r} could not be stored: {exc}", "traceback": str(exc)}}
+            outcome.summary = {**result, "status": FAILED, "error": error_dict(
+                type(exc).__name__, f"outputs of step {name!r} could not be stored: {exc}", str(exc))}
 
     def finish(self, log_tail: str) -> dict:
         """Outcomes for the steps that left no final record: they died, or never ran."""
@@ -266,29 +272,26 @@ class _Watcher:
                 continue
             now = time.time()
             if name in self.started:
-                reason = {"cell": None, "line": None, "ename": "TaskFailed", "frames": [],
-                          "evalue": f"the KFP task of step {name!r} ended without a result",
-                          "traceback": log_tail}
-                outcome = _outcome(name, FAILED, summary={"error": reason}, attempts=self.started[name],
+                reason = error_dict("TaskFailed", f"the KFP task of step {name!r} ended without a result", log_tail)
+                outcome = StepOutcome(name, FAILED, summary={"error": reason}, attempts=self.started[name],
                                       started=now, finished=now)
                 failed.add(name)
             else:
                 upstream = sorted(u for u in spec.step["after"] if u in failed
                                   or (u in self.outcomes and self.outcomes[u].status == UPSTREAM_FAILED))
                 if upstream:
-                    outcome = _outcome(name, UPSTREAM_FAILED,
+                    outcome = StepOutcome(name, UPSTREAM_FAILED,
                                           summary={"reason": f"upstream failed: {', '.join(upstream)}"})
                 elif failed:
-                    outcome = _outcome(name, CANCELLED, summary={
+                    outcome = StepOutcome(name, CANCELLED, summary={
                         "reason": f"not run: kfp.local stops a pipeline at its first failed task "
                                   f"({', '.join(sorted(failed))})"})
                 else:
-                    outcome = _outcome(name, FAILED, summary={"error": {
-                        "cell": None, "line": None, "ename": "KfpLocalError", "frames": [],
-                        "evalue": "kfp.local ended before running this step", "traceback": log_tail}})
+                    outcome = StepOutcome(name, FAILED, summary={"error": error_dict(
+                        "KfpLocalError", "kfp.local ended before running this step", log_tail)})
                     failed.add(name)
             self.outcomes[name] = outcome
-            self.emit("step_finished", name, _summary(outcome))
+            self.emit(STEP_FINISHED, name, finished_payload(outcome))
         return self.outcomes
 
 

@@ -2,14 +2,16 @@
 
 - `SerialEngine` (engine `serial`): runs the steps one after another in this process, and says so.
 - `FractionMarshaller` (marshaller `fraction`): stores `fractions.Fraction` values as "n/d" text.
-- `StepListTarget` (target `step-list`): compiles a notebook to the list of its steps, one a line.
+- `StepListTarget` (target `step-list`): writes a pipeline as the list of its steps, one a line.
 """
 
 from __future__ import annotations
 
 import sys
 from fractions import Fraction
+from pathlib import Path
 
+from nbscale.compiler.targets import Target
 from nbscale.kernels.contract import STEP_FINISHED, finished_payload
 from nbscale.kernels.engines import Engine
 from nbscale.kernels.marshal import Marshaller
@@ -43,9 +45,11 @@ class FractionMarshaller(Marshaller):
         return Fraction(fileobj.read().decode())
 
 
-class StepListTarget:
+class StepListTarget(Target):
     name = "step-list"
     description = "the pipeline's steps, one a line, with the steps they come after"
 
-    def render(self, pipeline) -> str:
-        return "".join(f"{s.name} <- {', '.join(s.after) or '-'}\n" for s in pipeline.steps)
+    def write(self, pipeline, path, *, notebook=None) -> list[str]:
+        lines = [f"{s.name} <- {', '.join(s.after) or '-'}\n" for s in pipeline.steps]
+        Path(path).write_text("".join(lines), encoding="utf-8")
+        return []

@@ -1,0 +1,344 @@
+"""Pipeline IR → the KFP v2 DSL module: one lightweight component per step, and a pipeline
+function that wires them.
+
+A generated component calls `nbscale.kernels.kfp_component.run_kfp_step`, which runs the step's
+cells with nbscale's executor. The step's own code (its cells and the prelude) is data in the
+call, written as Python literals (`literals`). Parameter *values* are never part of the code:
+each step receives the parameters it reads as typed component inputs (`parameters`). Data
+between steps is one KFP artifact per output — or per group of outputs that may share objects —
+written and read with nbscale's marshalling, in the artifact store's layout. Nothing here
+imports the kfp SDK: the module is text until `yaml.write_yaml` compiles it.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import re
+from dataclasses import dataclass, field
+
+from .... import __version__
+from ...errors import PipelineHasErrors
+from ...ir import Pipeline
+from .literals import Code, docstring, literal, string_literal, wrapped
+from .options import KfpOptions
+from .parameters import is_native, kfp_argument, wire_type
+
+RUNTIME = "nbscale.kernels.kfp_component"
+RUNTIME_ENTRY = "run_kfp_step"  # the function of RUNTIME a component calls
+METRICS_OUTPUT = "metrics"
+RECORD_OUTPUT = "step_record"
+
+
+@dataclass
+class KfpModule:
+    """A generated DSL module: its text, and where things are in it."""
+
+    text: str
+    pipeline_function: str  # the @dsl.pipeline function's name
+    pipeline_name: str  # KFP's pipeline name (lower case, digits, '-')
+    display_name: str
+    components: dict[str, str] = field(default_factory=dict)  # step → KFP component name
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # step → {variable: output}
+    parameter_types: dict[str, str] = field(default_factory=dict)  # parameter → IR type
+
+
+def kfp_name(name: str) -> str:
+    """KFP's pipeline-name form of `name`: ^[a-z0-9][a-z0-9-]{0,127}$."""
+    text = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:128].strip("-")
+    return text or "pipeline"
+
+
+def generate(pipeline: Pipeline, options: KfpOptions | None = None, *, keep: dict | None = None,
+             imported: dict | None = None) -> KfpModule:
+    """The DSL module for `pipeline`.
+
+    `keep` (step → names) makes those steps also save the final values of these names in their
+    record (the kfp-local engine uses it for `RunResult.load`). `imported` (step → artifact URI)
+    replaces those steps by a `dsl.importer` of their cached outputs.
+    """
+    if pipeline.has_errors:
+        raise PipelineHasErrors(pipeline)
+    return _Generator(pipeline, options or KfpOptions(), keep or {}, imported or {}).module()
+
+
+class _Names:
+    """Unique identifiers within one scope."""
+
+    def __init__(self, reserved=()):
+        self.used = set(reserved)
+
+    def take(self, base: str) -> str:
+        base = _identifier(base)
+        name, n = base, 2
+        while name in self.used or keyword.iskeyword(name):
+            name, n = f"{base}_{n}", n + 1
+        self.used.add(name)
+        return name
+
+
+def _identifier(text: str) -> str:
+    text = re.sub(r"\W", "_", text, flags=re.ASCII)
+    return text if text and not text[0].isdigit() else f"_{text}"
+
+
+@dataclass
+class _Unit:
+    """Outputs of one step written as one artifact: a single name, or a group sharing objects."""
+
+    names: list[str]
+    label: str
+
+
+class _Generator:
+    MODULE_NAMES = ("dsl", "kfp", "set_timeout", "BASE_IMAGE", "PACKAGES_TO_INSTALL", "str", "int",
+                    "float", "bool")
+
+    def __init__(self, pipeline: Pipeline, options: KfpOptions, keep: dict, imported: dict):
+        self.p, self.o, self.keep, self.imported = pipeline, options, keep, imported
+        self.display_name = options.pipeline_name or pipeline.name
+        self.module_names = _Names([*self.MODULE_NAMES, *(p.name for p in pipeline.parameters)])
+        self.functions = {s.name: self.module_names.take(s.name) for s in pipeline.steps}
+        self.pipeline_function = self.module_names.take(f"{kfp_name(self.display_name)}_pipeline")
+        self.units = {s.name: _units(s) for s in pipeline.steps}
+        self.out_keys: dict[str, dict[int, str]] = {}  # step → unit index → output name
+        self.call_args: dict[str, list] = {}  # step → the component's inputs and what feeds them
+        self.types = {p.name: wire_type(p.type, p.default) for p in pipeline.parameters}
+
+    # -- the module -----------------------------------------------------------------------
+    def module(self) -> KfpModule:
+        parts = [self._header()]
+        parts += [self._component(step) for step in self.p.steps if step.name not in self.imported]
+        if any(s.timeout for s in self.p.steps if s.name not in self.imported):
+            parts.append(_SET_TIMEOUT)
+        parts.append(self._pipeline())
+        text = "\n\n".join(parts).rstrip() + "\n"
+        components = {s: self.functions[s].replace("_", "-") for s in self.functions if s not in self.imported}
+        outputs = {s.name: {n: self.out_keys[s.name][i] for i, u in enumerate(self.units[s.name]) for n in u.names}
+                   for s in self.p.steps if s.name in self.out_keys}
+        return KfpModule(text, self.pipeline_function, kfp_name(self.display_name), self.display_name,
+                         components, outputs, dict(self.types))
+
+    def _header(self) -> str:
+        nb = self.p.notebook
+        packages = literal(self.o.packages_to_install, 0, len("PACKAGES_TO_INSTALL = "))
+        return "\n".join([
+            f'"""Kubeflow Pipelines (v2) pipeline {self.display_name!r}: {nb} compiled by nbscale {__version__}.',
+            "",
+            "One lightweight component per notebook step. Each runs its cells with nbscale's run time",
+            f"({RUNTIME}), which the image must provide: BASE_IMAGE with nbscale installed, or",
+            "PACKAGES_TO_INSTALL with nbscale pinned. Parameters are typed component inputs; data",
+            "between steps travels as artifacts in nbscale's own formats.",
+            "",
+            f"Regenerate it rather than editing it: nbscale compile {nb} --target kfp -o PIPELINE.yaml \\",
+            "    --emit-python THIS_FILE.py",
+            '"""',
+            "",
+            "from kfp import dsl",
+            "",
+            f"BASE_IMAGE = {string_literal(self.o.base_image)}",
+            f"PACKAGES_TO_INSTALL = {packages}",
+        ]) + "\n"
+
+    # -- one component per step -----------------------------------------------------------
+    def _component(self, step) -> str:
+        names = _Names([METRICS_OUTPUT, RECORD_OUTPUT, RUNTIME_ENTRY])
+        signature: list[str] = []
+        params = {p: Code(names.take(f"p_{p}")) for p in step.parameters}
+        native = {p: v for p, v in params.items() if is_native(self.types.get(p, "str"))}
+        as_json = {p: v for p, v in params.items() if p not in native}
+        call_args: list[tuple[str, object]] = []  # (input, parameter name | (producer, unit index))
+        for p, var in params.items():
+            kind = self.types.get(p, "str")
+            signature.append(f"{var}: {kind if is_native(kind) else 'str'}")
+            call_args.append((var, p))
+        inputs: dict[str, Code] = {}
+        for (producer, index, label), members in self._input_units(step).items():
+            var = Code(names.take(f"in_{label}"))
+            signature.append(f"{var}: dsl.Input[dsl.Dataset]")
+            inputs.update({n: var for n in members})
+            call_args.append((var, (producer, index)))
+        self.call_args[step.name] = call_args
+        outputs: dict[str, Code] = {}
+        self.out_keys[step.name] = {}
+        for index, unit in enumerate(self.units[step.name]):
+            var = Code(names.take(f"out_{unit.label}"))
+            self.out_keys[step.name][index] = str(var)
+            signature.append(f"{var}: dsl.Output[dsl.Dataset]")
+            outputs.update({n: var for n in unit.names})
+        metrics = self._metrics_for(step)
+        if metrics:
+            signature.append(f"{METRICS_OUTPUT}: dsl.Output[dsl.Metrics]")
+        signature.append(f"{RECORD_OUTPUT}: dsl.Output[dsl.Artifact]")
+
+        decorator = ["base_image=" + (string_literal(step.image) if step.image else "BASE_IMAGE"),
+                     "packages_to_install=PACKAGES_TO_INSTALL"]
+        if not self.o.install_kfp_package:
+            decorator.append("install_kfp_package=False")
+        step_literal = {"name": step.name, "cells": step.cells, "source": step.source, "outputs": step.outputs}
+        prelude = {"cells": self.p.prelude.cells, "source": self.p.prelude.source}
+        kwargs = [("notebook", self.p.notebook), ("step", step_literal), ("prelude", prelude)]
+        if native:
+            kwargs.append(("parameters", native))
+        if as_json:
+            kwargs.append(("json_parameters", as_json))
+        if inputs:
+            kwargs.append(("inputs", inputs))
+        if outputs:
+            kwargs.append(("outputs", outputs))
+        if metrics:
+            kwargs.append(("metrics", metrics))
+            kwargs.append(("metrics_artifact", Code(METRICS_OUTPUT)))
+        if step.timeout:
+            kwargs.append(("timeout", step.timeout))
+        if self.keep.get(step.name):
+            kwargs.append(("keep", sorted(self.keep[step.name])))
+        kwargs.append(("record", Code(RECORD_OUTPUT)))
+
+        cells = ", ".join(str(c) for c in step.cells)
+        lines = [f"@dsl.component({', '.join(decorator)})"]
+        lines += wrapped(f"def {self.functions[step.name]}(", signature, "):")
+        lines.append(f"    {docstring(f'Step {step.name}: cell{_s(step.cells)} {cells} of {self.p.notebook}.')}")
+        lines.append(f"    from {RUNTIME} import {RUNTIME_ENTRY}")
+        lines.append("")
+        lines.append(f"    {RUNTIME_ENTRY}(")
+        for key, value in kwargs:
+            lines.append(f"        {key}={literal(value, 8, len(key) + 1)},")
+        lines.append("    )")
+        return "\n".join(lines) + "\n"
+
+    def _input_units(self, step) -> dict[tuple, list[str]]:
+        """The artifacts a step reads: (producer, unit index, label) → the names it takes from each."""
+        wanted: dict[tuple, list[str]] = {}
+        for name in step.inputs:
+            producer = step.sources[name]
+            for index, unit in enumerate(self.units[producer]):
+                if name in unit.names:
+                    wanted.setdefault((producer, index, unit.label), []).append(name)
+        return wanted
+
+    def _metrics_for(self, step) -> dict | None:
+        m = self.p.metrics
+        if m.step != step.name or not m.names:
+            return None
+        return {"names": list(m.names), "exprs": dict(m.exprs)}
+
+    # -- the pipeline ---------------------------------------------------------------------
+    def _pipeline(self) -> str:
+        scope = _Names([*self.module_names.used])
+        tasks = {s.name: scope.take(f"{self.functions[s.name]}_task") for s in self.p.steps}
+        params = []
+        for p in self.p.parameters:
+            kind = self.types[p.name]
+            default = literal(kfp_argument(kind, p.default), 4, len(p.name) + 2)
+            params.append(f"{p.name}: {kind if is_native(kind) else 'str'} = {default}")
+        decorator = [f"name={string_literal(kfp_name(self.display_name))}"]
+        if kfp_name(self.display_name) != self.display_name:
+            decorator.append(f"display_name={string_literal(self.display_name)}")
+        description = f"{self.p.notebook} as a pipeline, compiled by nbscale {__version__}."
+        decorator.append(f"description={string_literal(description)}")
+        lines = ["@dsl.pipeline("] + [f"    {d}," for d in decorator] + [")"]
+        lines += wrapped(f"def {self.pipeline_function}(", params, "):")
+        body: list[list[str]] = []
+        for step in self.p.steps:
+            body.append(self._task(step, tasks))
+        for block in body:
+            lines += block
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+    def _task(self, step, tasks) -> list[str]:
+        var = tasks[step.name]
+        if step.name in self.imported:
+            args = [f"artifact_uri={string_literal(self.imported[step.name])}", "artifact_class=dsl.Dataset",
+                    "reimport=False"]
+            lines = wrapped(f"    {var} = dsl.importer(", args, "    )")
+            lines.append(f"    {var}.set_display_name({string_literal(step.name + ' (cached)')})")
+            return lines
+        args = []
+        for var_, source in self.call_args[step.name]:
+            if isinstance(source, str):  # a pipeline parameter
+                args.append(f"{var_}={source}")
+            elif source[0] in self.imported:
+                args.append(f"{var_}={tasks[source[0]]}.output")
+            else:
+                args.append(f"{var_}={tasks[source[0]]}.outputs[{string_literal(self.out_keys[source[0]][source[1]])}]")
+        lines = wrapped(f"    {var} = {self.functions[step.name]}(", args, "    )")
+        lines.append(f"    {var}.set_display_name({string_literal(step.name)})")
+        data_producers = {step.sources[n] for n in step.inputs}
+        for upstream in step.after:
+            if upstream not in data_producers and upstream not in self.imported:
+                lines.append(f"    {var}.after({tasks[upstream]})")
+        lines += [f"    {var}.{call}" for call in self._settings(step)]
+        if step.timeout:
+            lines.append(f"    set_timeout({var}, {step.timeout})")
+        return lines
+
+    def _settings(self, step) -> list[str]:
+        calls = []
+        res = step.resources or {}
+        if "cpu" in res:
+            cpu = string_literal(_cpu(res["cpu"]))
+            calls.append(f"set_cpu_request({cpu}).set_cpu_limit({cpu})")
+        if "memory" in res:
+            memory = string_literal(_memory(res["memory"]))
+            calls.append(f"set_memory_request({memory}).set_memory_limit({memory})")
+        if res.get("gpu"):
+            calls.append(f"set_accelerator_type({string_literal(self.o.accelerator)}).set_accelerator_limit({int(res['gpu'])})")
+        if step.retries:
+            calls.append(f"set_retry({int(step.retries)})")
+        if not step.cache:
+            calls.append("set_caching_options(False)")
+        return calls
+
+
+_SET_TIMEOUT = '''\
+def set_timeout(task, seconds):
+    """A pod deadline for one task, as kfp-kubernetes' set_timeout writes it (without needing that
+    package). nbscale's run time also stops the step itself after `seconds`."""
+    task.platform_config.setdefault("kubernetes", {})["activeDeadlineSeconds"] = str(seconds)
+'''
+
+
+def _units(step) -> list[_Unit]:
+    """Write units of a step's outputs, in the artifact store's order: groups, then single names."""
+    units = [list(g) for g in step.groups if len(g) > 1]
+    grouped = {n for g in units for n in g}
+    result = [_Unit(g, f"{g[0]}_group") for g in units]
+    result += [_Unit([n], n) for n in step.outputs if n not in grouped]
+    return result
+
+
+def _s(items) -> str:
+    return "s" * (len(items) != 1)
+
+
+def _cpu(value) -> str:
+    if isinstance(value, str):
+        return value
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{round(float(value) * 1000)}m"
+
+
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|K|M|G|T|P|E|k)?$")
+_FACTORS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def _memory(value) -> str:
+    """A Kubernetes memory quantity as KFP accepts it (a whole number with an optional suffix)."""
+    text = str(value)
+    match = _MEMORY.match(text)
+    if not match:
+        return text
+    number, suffix = match.groups()
+    if "." not in number and suffix != "k":
+        return text
+    size = math.ceil(float(number) * _FACTORS[suffix])  # bytes
+    binary = suffix is not None and suffix.endswith("i")
+    for unit in (("Ei", "Pi", "Ti", "Gi", "Mi", "Ki") if binary else ("E", "P", "T", "G", "M", "K")):
+        if size % _FACTORS[unit] == 0:
+            return f"{size // _FACTORS[unit]}{unit}"
+    return str(size)
+

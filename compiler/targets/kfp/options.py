@@ -1,0 +1,114 @@
+"""KFP options and where they come from: built-in defaults < pyproject.toml [tool.nbscale.kfp]
+< notebook metadata nbscale.kfp < command-line flags (only those that were given).
+
+`load_options(notebook, overrides)` stacks them into a `KfpOptions`; an unknown key or a wrong
+type is an `OptionsError` naming where it was set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .... import __version__
+from ...errors import NbscaleCompileError
+
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+DEFAULT_ACCELERATOR = "nvidia.com/gpu"
+DEFAULT_EXPERIMENT = "Default"
+
+
+def default_packages() -> list[str]:
+    """nbscale's run time, pinned to this version: what every step needs inside its container."""
+    return [f"nbscale[run]=={__version__}"]
+
+
+@dataclass
+class KfpOptions:
+    base_image: str = DEFAULT_BASE_IMAGE
+    packages_to_install: list[str] = field(default_factory=default_packages)
+    pipeline_name: str | None = None  # None: the IR's name (notebook metadata nbscale.name, or the stem)
+    experiment: str = DEFAULT_EXPERIMENT
+    install_kfp_package: bool = True
+    accelerator: str = DEFAULT_ACCELERATOR
+    host: str | None = None
+    origin: dict[str, str] = field(default_factory=dict, compare=False)  # option → where it was set
+
+
+_TYPES = {"base_image": str, "packages_to_install": list, "pipeline_name": str, "experiment": str,
+          "install_kfp_package": bool, "accelerator": str, "host": str}
+OPTION_NAMES = tuple(_TYPES)
+
+
+class OptionsError(NbscaleCompileError):
+    """A project default in pyproject.toml or the notebook's metadata is unknown or mistyped."""
+
+
+def load_options(notebook, overrides: dict | None = None) -> KfpOptions:
+    """KFP options for `notebook`: defaults, then pyproject.toml `[tool.nbscale.kfp]` (the nearest
+    one above the notebook), then the notebook's metadata `nbscale.kfp`, then `overrides` — the
+    command-line flags that were given (None values are ignored)."""
+    options = KfpOptions()
+    notebook = Path(notebook)
+    pyproject = _find_pyproject(notebook.resolve().parent)
+    if pyproject is not None:
+        _apply(options, _pyproject_table(pyproject), f"{pyproject} [tool.nbscale.kfp]")
+    _apply(options, _metadata_table(notebook), f"{notebook.name} metadata nbscale.kfp")
+    _apply(options, {k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
+    return options
+
+
+def _apply(options: KfpOptions, table: dict, origin: str) -> None:
+    for key, value in table.items():
+        if key not in _TYPES:
+            raise OptionsError(f"{origin}: unknown key {key!r}; known keys: {', '.join(OPTION_NAMES)}")
+        expected = _TYPES[key]
+        if expected is list:
+            if isinstance(value, str):
+                value = [value]
+            if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+                raise OptionsError(f"{origin}: {key} must be a list of strings, got {value!r}")
+            value = list(value)
+        elif not isinstance(value, expected) or (expected is str and not value.strip()):
+            raise OptionsError(f"{origin}: {key} must be a non-empty {expected.__name__}, got {value!r}")
+        setattr(options, key, value)
+        options.origin[key] = origin
+
+
+def _find_pyproject(folder: Path) -> Path | None:
+    for candidate in (folder, *folder.parents):
+        path = candidate / "pyproject.toml"
+        if path.is_file():
+            return path
+    return None
+
+
+def _pyproject_table(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OptionsError(f"{path}: cannot read it: {exc}") from None
+    table = data.get("tool", {}).get("nbscale", {}).get("kfp", {})
+    if not isinstance(table, dict):
+        raise OptionsError(f"{path}: [tool.nbscale.kfp] must be a table")
+    return table
+
+
+def _metadata_table(notebook: Path) -> dict:
+    try:
+        metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError, AttributeError):
+        return {}  # the compiler reports unreadable notebooks
+    table = metadata.get("nbscale", {}) if isinstance(metadata, dict) else {}
+    table = table.get("kfp", {}) if isinstance(table, dict) else {}
+    if not isinstance(table, dict):
+        raise OptionsError(f"{notebook.name}: metadata nbscale.kfp must be a mapping")
+    return table

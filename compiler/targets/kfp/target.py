@@ -1,0 +1,55 @@
+"""The `kfp` target of `nbscale compile`: project options, the YAML (and the DSL module when
+asked for) written atomically, and a note when the default image would lack what steps import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import Target, TargetError
+from .dsl import KfpModule, generate
+from .image import missing_packages_note
+from .options import OPTION_NAMES, load_options
+from .yaml import write_yaml
+
+
+class KfpTarget(Target):
+    name = "kfp"
+    description = "Kubeflow Pipelines (v2) YAML"
+    options = ("emit_python", *OPTION_NAMES)
+
+    def write(self, pipeline, path, *, notebook, emit_python=None, **overrides) -> list[str]:
+        """The YAML at `path` and, with `emit_python`, the DSL module there. `overrides`: KFP
+        options given on the command line; the rest come from the project (`load_options`)."""
+        options = load_options(notebook, overrides)
+        require_sdk()
+        try:
+            module = generate(pipeline, options)
+            _write_files(module, Path(path), Path(emit_python) if emit_python else None)
+        except ValueError as exc:  # the kfp SDK refused something in the generated module
+            raise TargetError(f"kfp could not compile {notebook}: {exc}") from None
+        note = missing_packages_note(pipeline, options)
+        return [note] if note else []
+
+
+def require_sdk() -> None:
+    try:
+        import kfp  # noqa: F401
+    except ImportError:
+        raise TargetError("the kfp target needs the kfp SDK: pip install 'nbscale[kfp]'") from None
+
+
+def _write_files(module: KfpModule, yaml_path: Path, python_path: Path | None) -> None:
+    """YAML (and DSL module) written next to their targets first, then renamed into place."""
+    yaml_tmp = yaml_path.with_name(f".{yaml_path.name}.tmp")
+    # the module keeps its .py suffix: the kfp SDK imports it from the file
+    py_tmp = python_path.with_name(f".{python_path.stem}-tmp.py") if python_path else None
+    try:
+        write_yaml(module, yaml_tmp, python_path=py_tmp)
+        yaml_tmp.replace(yaml_path)
+        if py_tmp is not None:
+            py_tmp.replace(python_path)
+    finally:
+        yaml_tmp.unlink(missing_ok=True)
+        if py_tmp is not None:
+            py_tmp.unlink(missing_ok=True)

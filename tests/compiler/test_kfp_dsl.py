@@ -1,0 +1,164 @@
+"""compiler/targets/kfp/dsl.py: the generated DSL module, checked through the YAML kfp makes of it.
+
+Parameters are typed inputs whose values never reach code; every step option tag shows up in
+the YAML; names that collide with Python, kfp or each other stay distinct; outputs that share
+objects travel as one artifact; every component calls `run_kfp_step` of nbscale's run time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import EXAMPLES, ROOT, make_notebook
+from kfp_compiled import TRICKY, compile_yaml, executor_of, executors, task_of
+
+from nbscale.compiler import PipelineHasErrors, compile_notebook
+from nbscale.compiler.targets.kfp import RUNTIME, RUNTIME_ENTRY, KfpOptions, generate
+
+# -- layering -------------------------------------------------------------------------------
+
+
+def test_the_compiler_imports_neither_kfp_nor_the_run_time():
+    script = textwrap.dedent(f"""
+        import sys
+        from nbscale.compiler import compile_notebook
+        from nbscale.compiler.targets.kfp import KfpOptions, generate
+        module = generate(compile_notebook({str(EXAMPLES[0])!r}), KfpOptions())
+        assert "@dsl.pipeline" in module.text
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "kfp" or m.startswith("nbscale.kernels")))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_pipeline_with_errors_is_refused(tmp_path):
+    nb = make_notebook(tmp_path, [("y = missing + 1", ["step:a"])])
+    with pytest.raises(PipelineHasErrors):
+        generate(compile_notebook(nb))
+
+
+def test_every_component_calls_run_kfp_step():
+    module = generate(compile_notebook(ROOT / "examples" / "iris.ipynb"))
+    assert RUNTIME_ENTRY == "run_kfp_step"
+    calls = module.text.count(f"    from {RUNTIME} import {RUNTIME_ENTRY}\n\n    {RUNTIME_ENTRY}(\n")
+    assert calls == len(module.components) > 1
+    assert "run_step" not in module.text
+
+
+# -- parameters -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def params_nb(tmp_path):
+    return make_notebook(tmp_path, [
+        ("greeting = " + repr(TRICKY) + "\nlayers = [64, 32, [1, 2]]\nconfig = {'b': 1, 'a': [2, 3.5]}\n"
+         "maybe = None\nflag = True\nrate = 0.5\nn = 3\nplain = 'MARKER-7f3a'", ["parameters"]),
+        ("out = [greeting, layers, config, maybe, flag, rate, n, plain]", ["step:use"]),
+    ], name="params")
+
+
+def test_parameters_are_typed_inputs_and_their_values_never_reach_code(params_nb, tmp_path):
+    module, path, (spec, *_) = compile_yaml(params_nb, tmp_path)
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    kinds = {name: p["parameterType"] for name, p in inputs.items()}
+    assert kinds == {"flag": "BOOLEAN", "rate": "NUMBER_DOUBLE", "n": "NUMBER_INTEGER", "plain": "STRING",
+                     "greeting": "STRING", "layers": "STRING", "config": "STRING", "maybe": "STRING"}
+    assert inputs["plain"]["defaultValue"] == "MARKER-7f3a"
+    # lists, dicts, None and strings holding "{{" travel as JSON text: ints stay ints, key order stays
+    assert json.loads(inputs["layers"]["defaultValue"]) == [64, 32, [1, 2]]
+    assert isinstance(json.loads(inputs["layers"]["defaultValue"])[2][0], int)
+    assert list(json.loads(inputs["config"]["defaultValue"])) == ["b", "a"]
+    assert json.loads(inputs["maybe"]["defaultValue"]) is None
+    assert json.loads(inputs["greeting"]["defaultValue"]) == TRICKY
+    assert "{{" not in inputs["greeting"]["defaultValue"]
+    # the step gets each parameter as a typed component input, wired from the pipeline's input
+    use = spec["components"][task_of(spec, "use")["componentRef"]["name"]]
+    assert use["inputDefinitions"]["parameters"]["p_n"]["parameterType"] == "NUMBER_INTEGER"
+    wiring = task_of(spec, "use")["inputs"]["parameters"]
+    assert wiring["p_plain"] == {"componentInputParameter": "plain"}
+    # no value is pasted into any component's code; the YAML has them only as defaults
+    code = json.dumps(executors(spec))
+    for value in ("MARKER-7f3a", "second line", "not a format", "64, 32"):
+        assert value not in code
+    assert path.read_text().count("MARKER-7f3a") == 2  # the default, and the comment header listing it
+    assert module.parameter_types["greeting"] == "json" and module.parameter_types["plain"] == "str"
+
+
+# -- step options ---------------------------------------------------------------------------
+
+
+def test_every_step_option_reaches_the_yaml(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("x = 1", ["step:big", "resources:cpu=2", "resources:memory=4Gi", "resources:gpu=1", "retries:3",
+                   "cache:off", "image:registry.example/team/img:1.2", "timeout:30m"]),
+        ("y = x + 1", ["step:small", "resources:cpu=500m", "resources:memory=1.5Gi"]),
+        ("z = y + 1", ["step:kale", "limit:nvidia.com/gpu:2", "limit:memory:512Mi"]),
+    ], name="options")
+    options = KfpOptions(base_image="python:3.12-slim", accelerator="nvidia.com/gpu")
+    module, _, (spec, platform) = compile_yaml(nb, tmp_path, options)
+    big = executor_of(spec, "big")["container"]
+    assert big["image"] == "registry.example/team/img:1.2"
+    res = big["resources"]
+    assert (res["resourceCpuRequest"], res["resourceCpuLimit"]) == ("2", "2")
+    assert (res["resourceMemoryRequest"], res["resourceMemoryLimit"]) == ("4Gi", "4Gi")
+    assert res["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert res["accelerator"]["resourceCount"] == "1"
+    big_task = task_of(spec, "big")
+    assert big_task["retryPolicy"]["maxRetryCount"] == 3
+    assert big_task["cachingOptions"] == {}  # enableCache false is protobuf's default, so absent
+    assert task_of(spec, "small")["cachingOptions"] == {"enableCache": True}
+    exec_label = spec["components"][big_task["componentRef"]["name"]]["executorLabel"]
+    assert platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][exec_label] == {
+        "activeDeadlineSeconds": "1800"}
+    assert "timeout=1800" in "".join(big["command"])  # and the run time stops the step itself
+    small = executor_of(spec, "small")["container"]
+    assert small["image"] == "python:3.12-slim"
+    assert small["resources"]["resourceCpuLimit"] == "500m"
+    assert small["resources"]["resourceMemoryLimit"] == "1536Mi"
+    kale = executor_of(spec, "kale")["container"]["resources"]
+    assert kale["accelerator"]["resourceCount"] == "2" and kale["resourceMemoryLimit"] == "512Mi"
+    assert "retryPolicy" not in task_of(spec, "small")
+
+
+def test_names_that_collide_with_python_kfp_or_each_other(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("dsl = 1\nstr_ = 'x'", ["parameters"]),
+        ("a = dsl + 1", ["step:dsl"]),
+        ("b = a + 1", ["step:a-b"]),
+        ("c = b + 1", ["step:a_b"]),
+        ("d = c + 1", ["step:list"]),
+        ("e = d + 1", ["step:collide_task"]),
+        ("f = e", ["step:collide"]),
+    ], name="collide")
+    from kfp.components import load_component_from_file
+
+    module, path, (spec, *_) = compile_yaml(nb, tmp_path)
+    load_component_from_file(str(path))
+    assert len(set(module.components.values())) == 6
+    names = sorted(t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values())
+    assert names == sorted(["dsl", "a-b", "a_b", "list", "collide_task", "collide"])
+
+
+def test_untagged_notebook_and_pipeline_names(tmp_path):
+    module, path, (spec, *_) = compile_yaml(ROOT / "examples" / "untagged.ipynb", tmp_path)
+    assert spec["pipelineInfo"]["name"] == "untagged" and list(module.components) == ["untagged"]
+    module, _, (spec, *_) = compile_yaml(ROOT / "examples" / "kale_style.ipynb", tmp_path,
+                                         KfpOptions(pipeline_name="Wine Quality, v2!"))
+    assert spec["pipelineInfo"]["name"] == "wine-quality-v2"
+    assert spec["pipelineInfo"]["displayName"] == "Wine Quality, v2!"
+
+
+def test_outputs_that_share_objects_travel_as_one_artifact(tmp_path):
+    pipeline = compile_notebook(ROOT / "examples" / "mutation.ipynb")
+    grouped = next(s for s in pipeline.steps if any(len(g) > 1 for g in s.groups))
+    module, _, (spec, *_) = compile_yaml(ROOT / "examples" / "mutation.ipynb", tmp_path)
+    outputs = module.outputs[grouped.name]
+    group = next(g for g in grouped.groups if len(g) > 1)
+    assert len({outputs[n] for n in group}) == 1  # one artifact for the whole group
+    produced = spec["components"][task_of(spec, grouped.name)["componentRef"]["name"]]
+    assert outputs[group[0]] in produced["outputDefinitions"]["artifacts"]

@@ -1,0 +1,40 @@
+"""compiler/targets/kfp/literals.py: values written into the generated module as Python source."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+from kfp_compiled import TRICKY
+
+from nbscale.compiler.targets.kfp.literals import WIDTH, Code, docstring, literal, string_literal, wrapped
+
+
+@pytest.mark.parametrize("value", [
+    TRICKY, "", "a\n", "\n\n", "'''", '"""', "\\", "{{{{", "x" * 300, "é ✓ 🙂", "\r\n\x00",
+    [TRICKY, {"k": [1, 2.5, None, True]}], {"a": {"b": {"c": [[], {}]}}}, -0.0, 1e300, 10**30,
+])
+def test_literals_round_trip_and_never_hold_placeholders(value):
+    text = literal(value, 8)
+    assert ast.literal_eval(text) == value
+    assert "{{" not in text
+
+
+def test_long_values_span_lines_within_the_width():
+    value = {"source": [f"line {i} of a long cell\n" for i in range(12)], "cells": list(range(30))}
+    text = literal(value, 8)
+    assert ast.literal_eval(text) == value
+    assert all(len(line) + 8 <= WIDTH for line in text.splitlines())
+
+
+def test_code_is_written_as_it_is_and_strings_prefer_double_quotes():
+    assert literal({"x": Code("out_x")}, 0) == '{"x": out_x}'
+    assert string_literal("it's") == '"it\'s"' and string_literal('say "hi"') == "'say \"hi\"'"
+    assert docstring("Step a: cell 1.") == '"""Step a: cell 1."""'
+    assert ast.literal_eval(docstring('a "quoted" {{x}}')) == 'a "quoted" {{x}}'
+
+
+def test_wrapped_is_one_line_when_it_fits():
+    assert wrapped("def f(", ["a: int", "b: str"], "):") == ["def f(a: int, b: str):"]
+    long = wrapped("    t = f(", [f"argument_{i}=value_{i}" for i in range(8)], "    )")
+    assert long[0] == "    t = f(" and long[-1] == "    )" and long[1] == "        argument_0=value_0,"

@@ -1,0 +1,58 @@
+"""compiler/targets/kfp/options.py: project defaults stack in their order; bad ones are clear errors."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import make_notebook
+
+from nbscale import __version__
+from nbscale.compiler import NbscaleCompileError
+from nbscale.compiler.targets.kfp import OptionsError, load_options
+
+
+def test_options_stack_defaults_pyproject_metadata_and_flags(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(textwrap.dedent("""
+        [tool.nbscale.kfp]
+        base_image = "team/base:1"
+        packages_to_install = ["nbscale[run]==0.1.0", "scikit-learn==1.9.1"]
+        experiment = "from-pyproject"
+    """))
+    sub = tmp_path / "notebooks"
+    sub.mkdir()
+    nb = make_notebook(sub, ["x = 1"], name="proj", metadata={"nbscale": {"kfp": {"base_image": "team/nb:2"}}})
+    options = load_options(nb)
+    assert options.base_image == "team/nb:2"  # the notebook's own metadata beats the project file
+    assert options.packages_to_install == ["nbscale[run]==0.1.0", "scikit-learn==1.9.1"]
+    assert options.experiment == "from-pyproject"
+    assert options.install_kfp_package is True and options.pipeline_name is None
+    assert options.origin["base_image"] == "proj.ipynb metadata nbscale.kfp"
+    flagged = load_options(nb, {"base_image": "cli/img:3", "experiment": None, "packages_to_install": None})
+    assert flagged.base_image == "cli/img:3" and flagged.experiment == "from-pyproject"
+    assert flagged.packages_to_install == options.packages_to_install
+    plain = load_options(make_notebook(tmp_path / "notebooks", ["x = 1"], name="other"))
+    assert plain.base_image == "team/base:1"
+    assert load_options(Path("/nonexistent/dir/nb.ipynb")).packages_to_install == [f"nbscale[run]=={__version__}"]
+
+
+@pytest.mark.parametrize("table, message", [
+    ('bse_image = "x"', "unknown key 'bse_image'"),
+    ("packages_to_install = 3", "packages_to_install must be a list of strings"),
+    ('install_kfp_package = "no"', "install_kfp_package must be a non-empty bool"),
+])
+def test_bad_project_defaults_are_clear_errors(tmp_path, table, message):
+    (tmp_path / "pyproject.toml").write_text(f"[tool.nbscale.kfp]\n{table}\n")
+    nb = make_notebook(tmp_path, ["x = 1"])
+    with pytest.raises(OptionsError, match=message) as caught:
+        load_options(nb)
+    assert isinstance(caught.value, NbscaleCompileError) and not isinstance(caught.value, ValueError)
+
+
+def test_bad_metadata_and_flags_name_where_they_were_set(tmp_path):
+    nb = make_notebook(tmp_path, ["x = 1"], name="meta", metadata={"nbscale": {"kfp": ["not", "a", "table"]}})
+    with pytest.raises(OptionsError, match="meta.ipynb: metadata nbscale.kfp must be a mapping"):
+        load_options(nb)
+    with pytest.raises(OptionsError, match="command line: experiment must be a non-empty str"):
+        load_options(make_notebook(tmp_path, ["x = 1"]), {"experiment": 3})

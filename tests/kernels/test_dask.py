@@ -1,0 +1,439 @@
+"""The Dask engine end to end: fidelity against a top-to-bottom run, parallelism, real Dask clusters.
+
+One LocalCluster (2 worker processes) and one separate-process cluster (`dask scheduler` + 2
+`dask worker` via --scheduler-file) are shared per module; runs reach them through
+RunOptions(scheduler=...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import EXAMPLES, make_notebook
+
+from nbscale.compiler import compile_notebook
+from nbscale.kernels.runner import RunOptions, final_names, default_run_store, run_notebook
+
+# --- clusters ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           host="127.0.0.1")
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def process_cluster(tmp_path_factory):
+    """`dask scheduler` and two `dask worker` processes, found through a scheduler file."""
+    folder = tmp_path_factory.mktemp("cluster")
+    sched_file = folder / "scheduler.json"
+    dask_cli = [sys.executable, "-m", "dask"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    logs = []
+
+    def start(args, name):
+        log = open(folder / f"{name}.log", "wb")  # noqa: SIM115 - closed at teardown
+        logs.append(log)
+        return subprocess.Popen(dask_cli + args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=folder)
+
+    procs = [start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
+                    "--scheduler-file", str(sched_file)], "scheduler")]
+    deadline = time.time() + 30
+    while not sched_file.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert sched_file.exists(), (folder / "scheduler.log").read_text()
+    for i in range(2):
+        procs.append(start(["worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+                            "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"], f"worker{i}"))
+    from distributed import Client
+
+    client = Client(scheduler_file=str(sched_file), timeout="30s")
+    client.wait_for_workers(2, timeout=30)
+    client.close()
+    yield str(sched_file)
+    try:
+        with Client(scheduler_file=str(sched_file), timeout="10s") as client:
+            client.shutdown()  # ends the scheduler and the workers cleanly
+    except Exception:  # noqa: BLE001 - fall back to terminate below
+        pass
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in reversed(procs):
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for log in logs:
+        log.close()
+
+
+# --- top-to-bottom reference -------------------------------------------------------------------
+
+REFERENCE = textwrap.dedent(r"""
+    import os, sys, cloudpickle, nbformat
+    from IPython.core.interactiveshell import InteractiveShell
+    nb_path, out = sys.argv[1], sys.argv[2]
+    nb = nbformat.read(nb_path, as_version=4)
+    os.chdir(os.path.dirname(os.path.abspath(nb_path)))
+    shell = InteractiveShell.instance()
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "skip" in cell.metadata.get("tags", []):
+            continue
+        result = shell.run_cell(cell.source, store_history=False, silent=True)
+        if not result.success:
+            raise SystemExit(f"reference run failed in cell: {cell.source!r}: {result.error_in_exec!r}")
+    kept = {}
+    for name, value in shell.user_ns.items():
+        if name.startswith("__") or name in shell.user_ns_hidden:
+            continue
+        try:
+            kept[name] = cloudpickle.dumps(value)
+        except Exception:
+            pass
+    with open(out, "wb") as fh:
+        cloudpickle.dump(kept, fh)
+""")
+
+
+def reference_values(notebook: Path) -> dict:
+    out = notebook.parent.parent / f"{notebook.stem}.ref.pkl"  # not beside it: `!ls` would see it
+    proc = subprocess.run([sys.executable, "-c", REFERENCE, str(notebook), str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    with open(out, "rb") as fh:
+        return {k: cloudpickle.loads(v) for k, v in cloudpickle.load(fh).items()}
+
+
+def pipeline_values(notebook: Path, result) -> dict:
+    """Final value of every name, from the step holding its last definition."""
+    finals = final_names(compile_notebook(notebook))
+    values = {}
+    for step, names in finals.items():
+        loaded = result.load(step)
+        for name in names:
+            if name in loaded:
+                values[name] = loaded[name]
+    return values
+
+
+def assert_same(name, got, want):
+    import types
+
+    from sklearn.base import BaseEstimator
+
+    where = f"variable {name!r}"
+    if isinstance(want, types.ModuleType):
+        assert getattr(got, "__name__", None) == want.__name__, where
+    elif isinstance(want, np.ndarray):
+        assert isinstance(got, np.ndarray), where
+        assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=want.dtype.kind == "f"), where
+    elif isinstance(want, (pd.DataFrame, pd.Series)):
+        assert type(got) is type(want) and got.equals(want), f"{where}:\n{got}\n!=\n{want}"
+    elif isinstance(want, BaseEstimator):
+        assert type(got) is type(want), where
+        rng = np.random.default_rng(1234)
+        x = rng.normal(size=(25, want.n_features_in_))
+        if hasattr(want, "feature_names_in_"):
+            x = pd.DataFrame(x, columns=want.feature_names_in_)
+        assert np.array_equal(got.predict(x), want.predict(x)), where
+    elif isinstance(want, np.random.Generator):
+        assert got.bit_generator.state == want.bit_generator.state, where
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(want), where
+        for key in want:
+            assert_same(f"{name}[{key!r}]", got[key], want[key])
+    elif isinstance(want, (list, tuple)):
+        assert isinstance(got, (list, tuple)) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same(f"{name}[{i}]", g, w)
+    elif type(want).__name__ == "CapturedIO":
+        assert got.stdout == want.stdout, where
+    elif callable(want):
+        assert getattr(got, "__name__", None) == want.__name__, where
+    elif isinstance(want, (int, float, str, bool, bytes, type(None), np.generic)):
+        assert got == want, f"{where}: {got!r} != {want!r}"
+    else:
+        assert type(got) is type(want) and repr(got) == repr(want), where
+
+
+TRICKY = [
+    ("import numpy as np\nimport pandas as pd\nfrom sklearn.linear_model import LinearRegression", ["imports"]),
+    ("seed = 3\nfactor = 2.5", ["parameters"]),
+    ("def helper(v):\n    return v * OFFSET + factor", ["functions"]),
+    ("OFFSET = 7\nrng = np.random.default_rng(seed)\ntrain = pd.DataFrame({'x': rng.normal(size=30)})\n"
+     "test = pd.DataFrame({'x': rng.normal(size=10)})\nnp.random.seed(seed)\nnoise = np.random.rand(5)",
+     ["step:load"]),
+    ("data = [train, test]\nfor df in data:\n    df['x2'] = df['x'] * 2\ncounts = {'n': 0}\nalias = counts\n"
+     "alias['n'] += len(data)", ["step:mutate"]),
+    ("def shift(v):\n    return v + OFFSET\nshifted = shift(train['x2']).to_numpy()\n"
+     "scaled = helper(test['x2'].to_numpy())", ["step:features"]),
+    ("model = LinearRegression().fit(train[['x', 'x2']], train['x'] * 3 + 1)\n"
+     "pred = model.predict(test[['x', 'x2']])\n%time total = float(pred.sum())", ["step:fit"]),
+    ("applied = shift(10)\nn_rows = counts['n'] + len(train)\n!echo shell-escape\n"
+     "arr = np.arange(6).reshape(2, 3)\narr[0, 0] = 99", ["step:apply"]),
+    ("%%capture out\nprint(applied, n_rows)", ["step:report"]),
+    ("out_text = out.stdout", []),
+]
+
+# the names that must be compared for each notebook (so that a silently lost value fails)
+MUST = {
+    "iris": {"df", "X_train", "y_test", "lr", "rf", "acc_lr", "acc_rf"},
+    "kale_style": {"df", "features", "model", "score", "x_trn"},
+    "mutation": {"train", "test", "data", "df", "rng", "total_train", "total_test"},
+    "magics": {"files", "n_files", "total", "cap", "captured"},
+    "untagged": {"a", "b", "w_hat", "error", "rng"},
+    "tricky": {"train", "test", "data", "counts", "alias", "noise", "shifted", "scaled", "model", "pred",
+               "total", "applied", "n_rows", "arr", "out", "out_text", "rng"},
+}
+
+NOTEBOOKS = [p.stem for p in EXAMPLES] + ["tricky"]
+
+
+def _prepare(tmp_path, name) -> Path:
+    tmp_path = tmp_path / "nb"  # a folder holding only the notebook (the magics example lists it)
+    tmp_path.mkdir()
+    if name == "tricky":
+        return make_notebook(tmp_path, TRICKY, name="tricky")
+    path = tmp_path / f"{name}.ipynb"
+    shutil.copy(next(p for p in EXAMPLES if p.stem == name), path)
+    return path
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_fidelity_local_and_dask_match_top_to_bottom(name, tmp_path, local_cluster):
+    assert set(MUST) >= {p.stem for p in EXAMPLES}, "a new example needs its MUST entry"
+    notebook = _prepare(tmp_path, name)
+    want = reference_values(notebook)
+    for engine in ("local", "dask"):
+        options = RunOptions(engine=engine, use_cache=False, scheduler=local_cluster if engine == "dask" else None,
+                             store_url=str(tmp_path / f"store-{engine}"))
+        result = run_notebook(notebook, options=options)
+        assert result.ok, (engine, result.steps)
+        got = pipeline_values(notebook, result)
+        missing = MUST[name] - set(got)
+        assert not missing, f"{engine}: final values not kept: {missing}"
+        compared = 0
+        for var, value in got.items():
+            if var in want and not var.startswith("_"):
+                assert_same(f"{engine}:{var}", value, want[var])
+                compared += 1
+        assert compared >= len(MUST[name])
+
+
+def test_mutation_example_hands_mutated_frames_downstream(tmp_path, local_cluster):
+    notebook = _prepare(tmp_path, "mutation")
+    result = run_notebook(notebook, options=RunOptions(scheduler=local_cluster))
+    assert result.ok
+    clean = result.load("clean")
+    assert "x2" in clean["train"].columns and "x2" in clean["test"].columns
+    assert result.metrics["total_train"] == float(clean["train"]["x2"].sum())
+
+
+# --- parallel branches ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["local_cluster", "process_cluster"])
+def cluster_options(request):
+    """RunOptions fields reaching a LocalCluster, or `dask scheduler` + `dask worker` processes."""
+    target = request.getfixturevalue(request.param)
+    return {"scheduler": target} if request.param == "local_cluster" else {"scheduler_file": target}
+
+
+def _ts(value):
+    return datetime.fromisoformat(value).timestamp()
+
+
+def test_independent_steps_overlap_on_two_workers(tmp_path, cluster_options):
+    notebook = make_notebook(tmp_path, [
+        ("import time\nbase = 1", ["step:start"]),  # calls on a module a step imported change nothing
+        ("time.sleep(1.5)\nleft = base + 1", ["step:left"]),
+        ("time.sleep(1.5)\nright = base + 2", ["step:right"]),
+        ("both = left + right", ["step:join"]),
+    ])
+    t0 = time.time()
+    result = run_notebook(notebook, options=RunOptions(**cluster_options, use_cache=False))
+    elapsed = time.time() - t0
+    assert result.ok, result.steps
+    run = default_run_store(notebook).get_run(result.run_id)
+    steps = {s["step"]: s for s in run["steps"]}
+    left = (_ts(steps["left"]["started"]), _ts(steps["left"]["finished"]))
+    right = (_ts(steps["right"]["started"]), _ts(steps["right"]["finished"]))
+    assert left[1] - left[0] >= 1.5 and right[1] - right[0] >= 1.5
+    assert max(left[0], right[0]) < min(left[1], right[1]), f"no overlap: {left} {right}"
+    span = max(_ts(s["finished"]) for s in steps.values()) - min(_ts(s["started"]) for s in steps.values())
+    assert span < 2.8, span
+    assert elapsed < 2.8 + 3, elapsed  # step time plus a generous scheduling / store margin
+    assert result.load("join")["both"] == 5
+
+
+def test_dask_failure_keeps_independent_branch(tmp_path, cluster_options):
+    notebook = make_notebook(tmp_path, [
+        ("a = 1", ["step:a"]),
+        ("b = a + 1", ["step:bad"]),
+        ("c = b\nraise ValueError('boom')", []),
+        ("d = c + 1", ["step:after_bad"]),
+        ("e = a * 10", ["step:other"]),
+    ])
+    result = run_notebook(notebook, options=RunOptions(**cluster_options))
+    assert result.status == "failed"
+    status = {s["name"]: s["status"] for s in result.steps}
+    assert status == {"a": "succeeded", "bad": "failed", "after_bad": "upstream_failed", "other": "succeeded"}
+    error = result.step("bad")["error"]
+    assert (error["cell"], error["line"]) == (2, 2)
+    assert "boom" in error["evalue"]
+    assert result.load("other")["e"] == 10
+
+
+def test_dask_unpicklable_output_names_variable_type_and_step(tmp_path, local_cluster):
+    notebook = make_notebook(tmp_path, [
+        ("import threading\nlock = threading.Lock()", ["step:make"]),
+        ("held = lock.locked()", ["step:use"]),
+    ])
+    result = run_notebook(notebook, options=RunOptions(scheduler=local_cluster))
+    assert result.status == "failed"
+    assert result.step("make")["status"] == "failed"
+    assert result.step("use")["status"] == "upstream_failed"
+    message = json.dumps(result.step("make")["error"])
+    evalue = result.step("make")["error"]["evalue"]
+    assert "output 'lock'" in evalue and "_thread.lock" in evalue and "step 'make'" in evalue, message
+
+
+def test_dask_retries_recorded(tmp_path, local_cluster):
+    counter = tmp_path / "attempts.txt"
+    notebook = make_notebook(tmp_path, [
+        (f"import pathlib\np = pathlib.Path({str(counter)!r})\nn = len(p.read_text()) if p.exists() else 0\n"
+         "p.write_text('x' * (n + 1))\nif n < 2:\n    raise RuntimeError(f'attempt {n + 1}')\nvalue = n",
+         ["step:flaky", "retries:2"]),
+    ])
+    result = run_notebook(notebook, options=RunOptions(scheduler=local_cluster))
+    assert result.ok, result.steps
+    assert result.step("flaky")["attempts"] == 3
+    assert counter.read_text() == "xxx"
+    assert result.load("flaky")["value"] == 2
+
+
+# --- a separate-process cluster -----------------------------------------------------------------
+
+
+def test_iris_on_process_cluster_matches_local_engine(tmp_path, process_cluster):
+    notebook = _prepare(tmp_path, "iris")
+    local = run_notebook(notebook, options=RunOptions(engine="local", store_url=str(tmp_path / "s1")))
+    remote = run_notebook(notebook, options=RunOptions(scheduler_file=process_cluster,
+                                                       store_url=str(tmp_path / "s2")))
+    assert local.ok and remote.ok, remote.steps
+    assert remote.metrics == local.metrics
+    assert set(remote.metrics) == {"acc_lr", "acc_rf"} and remote.metrics["acc_lr"] > 0.8
+    assert all(s["status"] == "succeeded" for s in remote.steps)
+
+
+def test_step_killing_its_worker_is_rescheduled(tmp_path, process_cluster):
+    marker = tmp_path / "killed-once"
+    notebook = make_notebook(tmp_path, [
+        ("x = 21", ["step:first"]),
+        (f"import os, pathlib\nm = pathlib.Path({str(marker)!r})\nif not m.exists():\n"
+         "    m.write_text(str(os.getpid()))\n    os.kill(os.getpid(), 9)\ny = x * 2", ["step:killer"]),
+        ("z = y + 1", ["step:last"]),
+    ])
+    result = run_notebook(notebook, options=RunOptions(scheduler_file=process_cluster, use_cache=False))
+    assert marker.exists(), "the step never killed its worker"
+    assert result.ok, result.steps
+    assert result.load("last")["z"] == 43
+    from distributed import Client
+
+    with Client(scheduler_file=process_cluster, timeout="20s") as client:
+        client.wait_for_workers(2, timeout=30)  # the nanny brought the worker back
+
+
+def test_step_resources_reach_workers_that_declare_them(tmp_path):
+    from distributed import LocalCluster
+
+    notebook = make_notebook(tmp_path, [
+        ("from distributed import get_worker\nfree = dict(get_worker().state.available_resources)",
+         ["step:on_gpu", "resources:gpu=1;cpu=1"]),
+    ])
+    events = []
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      resources={"gpu": 1}) as cluster:
+        result = run_notebook(notebook, options=RunOptions(scheduler=cluster.scheduler_address),
+                              on_event=lambda *e: events.append(e))
+    assert result.ok, result.steps
+    assert result.load("on_gpu")["free"]["gpu"] == 0  # the step held the worker's one gpu
+    warnings = [e[2]["message"] for e in events if e[0] == "warning"]
+    assert any("cpu" in w and "ignored" in w for w in warnings), warnings
+
+
+def test_cluster_factory_from_dask_config(tmp_path):
+    import dask
+
+    notebook = make_notebook(tmp_path, [("x = 1", ["step:a"])])
+    factory = {"module": "distributed", "class": "LocalCluster",
+               "kwargs": {"n_workers": 1, "processes": False, "dashboard_address": None}}
+    events = []
+    with dask.config.set({"nbscale.cluster-factory": factory}):
+        result = run_notebook(notebook, options=RunOptions(), on_event=lambda *e: events.append(e))
+    assert result.ok
+    workers = [e[2].get("worker") for e in events if e[0] == "step_started"]
+    assert workers and workers[0].startswith("inproc://"), workers  # the factory's in-process cluster
+
+
+def test_cached_rerun_on_dask_runs_nothing(tmp_path, cluster_options):
+    notebook = make_notebook(tmp_path, [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"])])
+    first = run_notebook(notebook, options=RunOptions(**cluster_options))
+    events = []
+    second = run_notebook(notebook, options=RunOptions(**cluster_options), on_event=lambda *e: events.append(e))
+    assert first.ok and second.ok and [s["status"] for s in second.steps] == ["cached", "cached"]
+    assert not [e for e in events if e[0] == "step_started"]
+
+
+def test_concurrent_runs_on_one_cluster_keep_the_run_store_intact(tmp_path, cluster_options):
+    import sqlite3
+
+    first = make_notebook(tmp_path, [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"])], name="one")
+    second = make_notebook(tmp_path, [("u = 2", ["step:a"]), ("w = u * 3", ["step:b"])], name="two")
+    flag, value = next(iter(cluster_options.items()))
+    flag = "--" + flag.replace("_", "-")
+    procs = [subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(nb), flag, value, "--output", "json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for nb in (first, second)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert [json.loads(out)["status"] for out, _ in outputs] == ["succeeded", "succeeded"]
+    db = sqlite3.connect(tmp_path / ".nbscale" / "runs.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT count(*) FROM runs WHERE status = 'succeeded'").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM step_runs WHERE status = 'succeeded'").fetchone()[0] == 4
+
+
+def test_a_dask_run_logs_no_worker_error_and_warms_up_an_idle_worker(tmp_path):
+    """The warm-up task imports the notebook's libraries on the worker the first step leaves idle;
+    it once failed on every run with a ModuleNotFoundError that Dask logged as "Compute Failed"."""
+    (tmp_path / "marker.py").write_text("import os\nwith open('imports.txt', 'a') as f:\n    f.write(f'{os.getpid()}\\n')\n")
+    nb = make_notebook(tmp_path, [("import os, time\nimport marker", ["imports"]),
+                                  ("time.sleep(2)\nopen('a.txt', 'w').write(str(os.getpid()))\nx = 1", ["step:a"]),
+                                  ("y = x + 1", ["step:b"])], name="warm")
+    run = subprocess.run([sys.executable, "-m", "nbscale", "run", str(nb), "--workers", "2", "--no-cache"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    for sign in ("Compute Failed", "Traceback", "Error"):
+        assert sign not in run.stderr, run.stderr
+    importers = set((tmp_path / "imports.txt").read_text().split())
+    assert importers - {(tmp_path / "a.txt").read_text()}, "no idle worker imported the notebook's modules"
