@@ -8,7 +8,8 @@ e.g. in `jupyter_server_config.py`:
     c.Nbscale.cluster_factory = {"module": "dask_jobqueue", "class": "SLURMCluster", "kwargs": {}}
     c.Nbscale.kfp_host = "https://kfp.example.com"
 
-The heavy parts (manager, handlers, Dask) are imported when the server loads the extension.
+The heavy parts (manager, handlers, Dask) are imported when the server loads the extension; see
+`manager.py` for how the server side is put together.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def _jupyter_server_extension_points():
 
 def _load_jupyter_server_extension(serverapp):
     from .handlers import handlers
-    from .manager import NbscaleManager, redact_url
+    from .kfp import redact_url
+    from .manager import NbscaleManager
 
     config = Nbscale(parent=serverapp)
     contents = getattr(serverapp, "contents_manager", None)

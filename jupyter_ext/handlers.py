@@ -1,15 +1,18 @@
-"""Thin jupyter_server handlers: HTTP (and one websocket) mapped onto `NbscaleManager` calls.
+"""Thin jupyter_server handlers: HTTP (and one websocket) mapped onto the manager's parts.
 
-Every handler is authenticated (403 without a token or login cookie) and authorised through
-jupyter_server's authorizer; state-changing calls go through jupyter_server's XSRF check. Errors
-are `{"error": "...", "detail": ...}` JSON. See docs/api.md.
+Handlers do the HTTP: they read query arguments and JSON bodies, check and convert them into the
+typed arguments the parts take, and map the parts' errors (`errors.py`) to status codes in one
+place (`STATUS`). Every handler is authenticated (403 without a token or login cookie) and
+authorised through jupyter_server's authorizer; state-changing calls go through jupyter_server's
+XSRF check. Errors are `{"error": "...", "detail": ...}` JSON. See docs/api.md.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from contextlib import contextmanager
 from http.client import responses
+from pathlib import Path
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -19,27 +22,40 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .manager import ApiError, BadRequest, NbscaleManager
+from .errors import Conflict, ExtensionError, InvalidInput, NotAllowed, NotFound, Unavailable, UpstreamError
+from .manager import NbscaleManager
 
 AUTH_RESOURCE = "nbscale"
 # Running a notebook or starting cluster processes executes code, as a kernel does.
 EXECUTE = ("execute", "kernels")
+# The one place errors become status codes; any other ExtensionError is the server's own failure.
+STATUS = ((InvalidInput, 400), (NotAllowed, 403), (NotFound, 404), (Conflict, 409), (Unavailable, 501),
+          (UpstreamError, 502))
+MAX_RUNS_LISTED = 1000
 
 
-class _Failure(web.HTTPError):
-    """An ApiError on its way through tornado to `write_error`."""
-
-    def __init__(self, error: ApiError):
-        super().__init__(error.status, reason=responses.get(error.status))
-        self.error = error
+def status_for(error: ExtensionError) -> int:
+    return next((code for cls, code in STATUS if isinstance(error, cls)), 500)
 
 
-@contextmanager
-def api_errors():
-    try:
-        yield
-    except ApiError as exc:
-        raise _Failure(exc) from None
+def error_body(error: ExtensionError) -> dict:
+    body = {"error": error.message}
+    if error.detail is not None:
+        body["detail"] = error.detail
+    return body
+
+
+def api_call(method):
+    """Answer the parts' errors as `{"error", "detail"?}` JSON with their status code."""
+
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except ExtensionError as exc:
+            self.reply(error_body(exc), status_for(exc))
+
+    return wrapper
 
 
 class NbscaleHandler(APIHandler):
@@ -49,13 +65,20 @@ class NbscaleHandler(APIHandler):
     def manager(self) -> NbscaleManager:
         return self.settings["nbscale_manager"]
 
+    def notebook(self, path) -> Path:
+        """The notebook a request names (`path` of a body may be any JSON value)."""
+        return self.manager.notebooks.resolve(path if isinstance(path, str) else None)
+
+    def query_notebook(self) -> Path:
+        return self.notebook(self.get_query_argument("path", ""))
+
     def json_body(self) -> dict:
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError:
-            raise _Failure(BadRequest("the request body is not JSON")) from None
+            raise InvalidInput("the request body is not JSON") from None
         if not isinstance(body, dict):
-            raise _Failure(BadRequest("the request body must be a JSON object"))
+            raise InvalidInput("the request body must be a JSON object")
         return body
 
     def reply(self, model, status: int = 200) -> None:
@@ -64,11 +87,7 @@ class NbscaleHandler(APIHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
-        if isinstance(exc, _Failure):
-            body = {"error": exc.error.message}
-            if exc.error.detail is not None:
-                body["detail"] = exc.error.detail
-        elif isinstance(exc, web.HTTPError):
+        if isinstance(exc, web.HTTPError):  # from tornado or jupyter_server: 403, XSRF, ...
             body = {"error": exc.log_message or responses.get(status_code, "error")}
         else:  # an unexpected exception: tornado logged it; the client gets no internals
             body = {"error": "internal server error"}
@@ -79,85 +98,88 @@ class NbscaleHandler(APIHandler):
 class PipelineHandler(NbscaleHandler):
     @web.authenticated
     @authorized
+    @api_call
     async def get(self):
-        with api_errors():
-            self.reply(await self.manager.pipeline(self.get_query_argument("path", "")))
+        self.reply(await self.manager.notebooks.pipeline_model(self.query_notebook()))
 
 
 class RunsHandler(NbscaleHandler):
     @web.authenticated
     @authorized
+    @api_call
     async def get(self):
-        with api_errors():
-            limit = self.get_query_argument("limit", "50")
-            if not limit.isdigit():
-                raise BadRequest("'limit' must be an integer from 1 to 1000")
-            self.reply(await self.manager.list_runs(self.get_query_argument("path", ""), int(limit)))
+        limit = _limit(self.get_query_argument("limit", "50"))
+        self.reply(await self.manager.runs.history(self.query_notebook(), limit))
 
     @web.authenticated
     @authorized(*EXECUTE)
+    @api_call
     async def post(self):
-        with api_errors():
-            body = self.json_body()
-            summary = await self.manager.start_run(body.get("path"), body.get("engine"), body.get("parameters"),
-                                                   body.get("use_cache", True))
-            self.reply(summary, 202)
+        body = self.json_body()
+        notebook = self.notebook(body.get("path"))
+        engine = _optional_string(body, "engine")
+        summary = await self.manager.runs.start(notebook, engine, _parameters(body), _use_cache(body))
+        self.reply(summary, 202)
 
 
 class RunHandler(NbscaleHandler):
     @web.authenticated
     @authorized
+    @api_call
     async def get(self, run_id):
-        with api_errors():
-            self.reply(await self.manager.run_detail(self.get_query_argument("path", ""), run_id))
+        notebook = self.query_notebook()
+        self.reply(await self.manager.runs.detail(notebook, _run_id(run_id)))
 
     @web.authenticated
     @authorized
+    @api_call
     async def delete(self, run_id):
-        with api_errors():
-            self.reply(await self.manager.cancel_run(self.get_query_argument("path", ""), run_id), 202)
+        notebook = self.query_notebook()
+        self.reply(await self.manager.runs.cancel(notebook, _run_id(run_id)), 202)
 
 
 class MetricsHandler(NbscaleHandler):
     @web.authenticated
     @authorized
+    @api_call
     async def get(self):
-        with api_errors():
-            self.reply(await self.manager.metrics(self.get_query_argument("path", "")))
+        self.reply(await self.manager.runs.metrics(self.query_notebook()))
 
 
 class ClusterHandler(NbscaleHandler):
     @web.authenticated
     @authorized
+    @api_call
     async def get(self):
-        with api_errors():
-            self.reply(await self.manager.cluster())
+        self.reply(await self.manager.cluster_model())
 
     @web.authenticated
     @authorized(*EXECUTE)
+    @api_call
     async def post(self):
-        with api_errors():
-            self.reply(await self.manager.cluster_action(self.json_body()))
+        self.reply(await _cluster_action(self.manager.cluster, self.json_body()))
 
 
 class KfpYamlHandler(NbscaleHandler):
     @web.authenticated
     @authorized
+    @api_call
     async def get(self):
-        with api_errors():
-            filename, text = await self.manager.kfp_yaml(self.get_query_argument("path", ""))
-            self.set_header("Content-Disposition", f'attachment; filename="{_safe_filename(filename)}"')
-            self.finish(text, set_content_type="application/yaml; charset=utf-8")
+        filename, text = await self.manager.kfp.yaml(self.query_notebook())
+        self.set_header("Content-Disposition", f'attachment; filename="{_safe_filename(filename)}"')
+        self.finish(text, set_content_type="application/yaml; charset=utf-8")
 
 
 class KfpSubmitHandler(NbscaleHandler):
     @web.authenticated
     @authorized
+    @api_call
     async def post(self):
-        with api_errors():
-            body = self.json_body()
-            self.reply(await self.manager.kfp_submit(body.get("path"), body.get("parameters"),
-                                                     body.get("experiment"), body.get("run_name")))
+        body = self.json_body()
+        notebook = self.notebook(body.get("path"))
+        parameters = _parameters(body)
+        experiment, run_name = _optional_string(body, "experiment"), _optional_string(body, "run_name")
+        self.reply(await self.manager.kfp.submit(notebook, parameters, experiment, run_name))
 
 
 class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -180,16 +202,16 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             raise web.HTTPError(403)
         path = self.get_query_argument("path", "")
         try:
-            self.notebook = self.manager.notebook_path(path) if path else None
-        except ApiError as exc:
-            self.set_status(exc.status)
-            self.finish(json.dumps({"error": exc.message}))
+            self.notebook = self.manager.notebooks.resolve(path) if path else None
+        except ExtensionError as exc:
+            self.set_status(status_for(exc))
+            self.finish(json.dumps(error_body(exc)))
             return
         await super().get(*args, **kwargs)
 
     def open(self, *args, **kwargs):
         super().open(*args, **kwargs)
-        self.unsubscribe = self.manager.subscribe(self._send, self.notebook)
+        self.unsubscribe = self.manager.events.subscribe(self._send, self.notebook)
 
     def _send(self, event: dict) -> None:
         if self.ws_connection is None or self.ws_connection.is_closing():
@@ -206,6 +228,74 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if self.unsubscribe is not None:
             self.unsubscribe()
             self.unsubscribe = None
+
+
+# --- request values -> typed arguments --------------------------------------------------------------
+
+
+async def _cluster_action(cluster, body: dict) -> dict:
+    action = body.get("action")
+    if action == "start":
+        return await cluster.start(None if body.get("n") is None else _int(body, "n", minimum=0))
+    if action == "connect":
+        address = body.get("address")
+        if not isinstance(address, str) or not address.strip():
+            raise InvalidInput("'address' must be a Dask scheduler address, e.g. tcp://host:8786")
+        return await cluster.connect(address.strip())
+    if action == "scale":
+        return await cluster.scale(_int(body, "n", minimum=0))
+    if action == "adapt":
+        minimum, maximum = _int(body, "minimum", minimum=0), _int(body, "maximum", minimum=1)
+        if minimum > maximum:
+            raise InvalidInput("'minimum' must not exceed 'maximum'")
+        return await cluster.adapt(minimum, maximum)
+    if action == "close":
+        return await cluster.close()
+    raise InvalidInput("'action' must be one of start, connect, scale, adapt, close")
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_RUNS_LISTED:
+        raise InvalidInput(f"'limit' must be an integer from 1 to {MAX_RUNS_LISTED}")
+    return int(text)
+
+
+def _run_id(text: str) -> str:
+    if not text.strip():
+        raise InvalidInput("missing run id")
+    return text
+
+
+def _int(body: dict, name: str, minimum: int) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidInput(f"'{name}' must be an integer ≥ {minimum}")
+    return value
+
+
+def _optional_string(body: dict, name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"'{name}' must be a string")
+    return value
+
+
+def _parameters(body: dict) -> dict:
+    value = body.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput("'parameters' must be an object of name: value")
+    return value
+
+
+def _use_cache(body: dict) -> bool:
+    value = body.get("use_cache")
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise InvalidInput("'use_cache' must be true or false")
+    return value
 
 
 def _safe_filename(name: str) -> str:

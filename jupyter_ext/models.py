@@ -1,8 +1,9 @@
 """JSON models for the panel: plain dicts built from the IR, run-store rows and Dask scheduler info.
 
 This is the boundary shared with the TypeScript front end (docs/api.md): nothing here imports
-Dask, tornado or jupyter_server, and nothing returned holds anything but JSON values. Notebook
-paths in models are the API paths (relative to the server's root), never absolute server paths.
+Dask, tornado or jupyter_server (statuses and event kinds are the run time's `contract` names),
+and nothing returned holds anything but JSON values. Notebook paths in models are the API paths
+(relative to the server's root), never absolute server paths.
 """
 
 from __future__ import annotations
@@ -10,6 +11,18 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 from typing import Any
+
+from nbscale.kernels.contract import (
+    CACHED,
+    PENDING,
+    RUN_CREATED,
+    RUN_FINISHED,
+    RUN_STARTED,
+    RUNNING,
+    STEP_CACHED,
+    STEP_FINISHED,
+    STEP_STARTED,
+)
 
 LOG_LIMIT = 200_000  # characters of a step's stdout/stderr sent to the panel (the end is kept)
 
@@ -105,7 +118,7 @@ def cluster_model(identity: dict, *, kind: str, task_states: dict | None = None,
             "cpu": _number(metrics.get("cpu")) or 0.0,
         })
     return {
-        "status": "running",
+        "status": "running",  # the cluster's state, not a step status
         "kind": kind,
         "scheduler_address": identity.get("address", ""),
         "dashboard_link": dashboard_link,
@@ -136,13 +149,15 @@ def event(kind: str, run_id: str, step: str | None, payload: dict | None) -> dic
     """Event from a run-time event (`on_event(kind, step, payload)` of `run_notebook`); the runner's
     kind is kept in `payload.kind`, timestamps are ISO strings, a step error has StepRun's shape."""
     payload = dict(payload or {})
-    if kind == "run_started":
-        return {"type": "run", "run_id": run_id, "status": "running",
+    if kind == RUN_CREATED:
+        return run_created_event(run_id)
+    if kind == RUN_STARTED:
+        return {"type": "run", "run_id": run_id, "status": RUNNING,
                 "payload": {"kind": kind, **_json_value(payload)}}
-    if kind == "run_finished":
+    if kind == RUN_FINISHED:
         return {"type": "run", "run_id": run_id, "status": payload.get("status"),
                 "payload": {"kind": kind, "finished": payload.get("finished") or _now()}}
-    status = {"step_started": "running", "step_cached": "cached"}.get(kind) or payload.get("status")
+    status = {STEP_STARTED: RUNNING, STEP_CACHED: CACHED}.get(kind) or payload.get("status")
     out = {"type": "step" if step else "run", "run_id": run_id, "step": step,
            "payload": {"kind": kind, **_json_value(_event_payload(kind, payload))}}
     if status:
@@ -150,10 +165,15 @@ def event(kind: str, run_id: str, step: str | None, payload: dict | None) -> dic
     return out
 
 
+def run_created_event(run_id: str) -> dict:
+    """The server's own event for a run it started, as soon as the run store has the run."""
+    return {"type": "run", "run_id": run_id, "status": PENDING, "payload": {"kind": RUN_CREATED}}
+
+
 def _event_payload(kind: str, payload: dict) -> dict:
-    if kind == "step_started":
+    if kind == STEP_STARTED:
         return {**payload, "started": _iso(payload.get("started")) or _now()}
-    if kind != "step_finished":
+    if kind != STEP_FINISHED:
         return {k: v for k, v in payload.items() if k != "summary"}
     summary = payload.get("summary") or {}
     error = summary.get("error") or summary.get("reason") or payload.get("error")
@@ -161,7 +181,7 @@ def _event_payload(kind: str, payload: dict) -> dict:
            "started": _iso(payload.get("started")), "finished": _iso(payload.get("finished")) or _now()}
     if payload.get("attempts") is not None:
         out["attempts"] = payload["attempts"]
-    if payload.get("status") == "cached":
+    if payload.get("status") == CACHED:
         out["cached"] = True
     return {k: v for k, v in out.items() if v is not None or k == "error"}
 

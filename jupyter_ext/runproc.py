@@ -8,10 +8,10 @@ store beside the notebook.
 Protocol (one JSON object per line):
 - stdin, server → run: the spec `{"notebook", "parameters", "options": RunOptions fields,
   "cluster_factory"}`, then `cancel` lines. End of stdin (the server went away) cancels too.
-- stdout, run → server: `{"type": "created", "run_id"}`, `{"type": "event", "kind", "step",
-  "payload"}`, `{"type": "cluster", "model"}` samples of a cluster the run started for itself,
-  `{"type": "done", "status"}`, `{"type": "error", "input": bool, "message"}`. Everything else
-  the process prints goes to stderr.
+- stdout, run → server: `{"type": "created", "run_id"}` (at the runner's `run_created` event, which
+  carries the id), `{"type": "event", "kind", "step", "payload"}`, `{"type": "cluster", "model"}`
+  samples of a cluster the run started for itself, `{"type": "done", "status"}`,
+  `{"type": "error", "input": bool, "message"}`. Everything else the process prints goes to stderr.
 A cancel raises KeyboardInterrupt in the main thread: the runner marks the run cancelled, as on
 Ctrl-C in the CLI.
 """
@@ -24,7 +24,8 @@ import signal
 import sys
 import threading
 import traceback
-from pathlib import Path
+
+from nbscale.kernels.contract import CANCELLED, RUN_CREATED, STEP_FINISHED
 
 SAMPLE_INTERVAL_S = 0.5
 
@@ -60,34 +61,30 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=_watch_server, name="nbscale-cancel", daemon=True).start()
 
-    from nbscale.compiler import NotebookReadError
-    from nbscale.kernels.errors import NbscaleRuntimeError, RunStoreError
-    from nbscale.kernels.runner import RunOptions, run_notebook, state_dir
-    from nbscale.kernels.runstore import RunStore
-
-    class ReportingStore(RunStore):
-        def create_run(self, *args, **kwargs):
-            run_id = super().create_run(*args, **kwargs)
-            channel.send({"type": "created", "run_id": run_id})
-            return run_id
+    from nbscale.errors import NbscaleError
+    from nbscale.kernels.errors import RunStoreError
+    from nbscale.kernels.runner import RunOptions, run_notebook
 
     def on_event(kind, step, payload):
-        channel.send({"type": "event", "kind": kind, "step": step, "payload": _compact(kind, payload or {})})
+        payload = payload or {}
+        if kind == RUN_CREATED:  # the run is in the run store: the server may answer with its id
+            channel.send({"type": "created", "run_id": payload["run_id"]})
+            return
+        channel.send({"type": "event", "kind": kind, "step": step, "payload": _compact(kind, payload)})
 
     options = RunOptions(**spec["options"])
     if options.engine == "dask" and not (options.scheduler or options.scheduler_file):
         _sample_own_cluster(spec.get("cluster_factory"))
-    notebook = spec["notebook"]
     _running.set()
     try:
-        store = ReportingStore(state_dir(Path(notebook)) / "runs.sqlite")
-        result = run_notebook(notebook, spec.get("parameters") or {}, options, on_event=on_event, run_store=store)
+        # the run store is the CLI's, beside the notebook (contract.run_store_path)
+        result = run_notebook(spec["notebook"], spec.get("parameters") or {}, options, on_event=on_event)
         _running.clear()
     except KeyboardInterrupt:
         _running.clear()
-        channel.send({"type": "done", "status": "cancelled"})
+        channel.send({"type": "done", "status": CANCELLED})
         return 130
-    except (NotebookReadError, NbscaleRuntimeError, ValueError) as exc:
+    except NbscaleError as exc:
         channel.send({"type": "error", "input": not isinstance(exc, RunStoreError), "message": str(exc)})
         return 2
     except BaseException as exc:  # noqa: BLE001 - report any crash to the server, then fail
@@ -119,7 +116,7 @@ def _interrupt_main():
 
 def _compact(kind, payload: dict) -> dict:
     """What the panel needs of an event; logs, displays and values stay in the run store."""
-    if kind != "step_finished":
+    if kind != STEP_FINISHED:
         return {k: v for k, v in payload.items() if k != "summary"}
     summary = payload.get("summary") or {}
     error = summary.get("error") or summary.get("reason")
@@ -144,9 +141,9 @@ def _sample_own_cluster(factory):
 
 def own_cluster(inner=None):
     """The engine's cluster (the configured factory's, or its embedded LocalCluster), sampled."""
-    from nbscale.kernels.engines.dask import _from_factory, _local_cluster
+    from nbscale.kernels.engines.dask import cluster_from_factory, local_cluster
 
-    cluster = _from_factory(inner) if inner else _local_cluster(None)
+    cluster = cluster_from_factory(inner) if inner else local_cluster()
     sampler = _Sampler(cluster)
     close = cluster.close
 

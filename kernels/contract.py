@@ -30,7 +30,7 @@ FINISHED = (SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED)
 OK = (SUCCEEDED, CACHED)
 
 # --- events (kind, step, payload) ----------------------------------------------------------------
-RUN_STARTED, RUN_FINISHED = "run_started", "run_finished"
+RUN_CREATED, RUN_STARTED, RUN_FINISHED = "run_created", "run_started", "run_finished"
 STEP_STARTED, STEP_CACHED, STEP_RETRY, STEP_FINISHED = "step_started", "step_cached", "step_retry", "step_finished"
 STEP_NOTEBOOK, WARNING = "step_notebook", "warning"
 

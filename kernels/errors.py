@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from ..errors import NbscaleError, PluginError
 
-__all__ = ["ArtifactNotFound", "MarshalError", "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable",
-           "PluginError", "RunStoreError", "StepTimeout"]
+__all__ = [
+    "AmbiguousRunId", "ArtifactNotFound", "MarshalError", "NbscaleRuntimeError", "ParameterError",
+    "PipelineNotRunnable", "PluginError", "RunStoreError", "StepTimeout",
+]
 
 
 class NbscaleRuntimeError(NbscaleError):
@@ -42,6 +44,10 @@ class ArtifactNotFound(NbscaleRuntimeError, KeyError):
 
 class RunStoreError(NbscaleRuntimeError):
     """Bad use of the run store: unknown run, ambiguous id prefix, invalid status."""
+
+
+class AmbiguousRunId(RunStoreError):
+    """A run id prefix that more than one run starts with."""
 
 
 class ParameterError(NbscaleRuntimeError):

@@ -19,6 +19,7 @@ from .contract import (
     CANCELLED,
     FAILED,
     METRICS_KEY,
+    RUN_CREATED,
     RUN_FINISHED,
     RUN_STARTED,
     RUNNING,
@@ -103,9 +104,10 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine, values,
                               [s.name for s in pipeline.steps])
     recorder = _Recorder(store, run_id, hashes, on_event)
+    recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
     specs = _plan(pipeline, values, hashes, store_url, notebook, options, cwd)
     store.start_run(run_id)
-    recorder.emit(RUN_STARTED, None, {"run_id": run_id, "engine": options.engine, "steps": len(pipeline.steps)})
+    recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
     outcomes = {}
     engine = None
     try:

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .contract import FINISHED, RUNNING, STATUSES
-from .errors import RunStoreError
+from .errors import AmbiguousRunId, RunStoreError
+
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 
@@ -325,7 +326,7 @@ class RunStore:
         if not rows:
             raise RunStoreError(f"no run {prefix!r}")
         if len(rows) > 1:
-            raise RunStoreError(f"run id prefix {prefix!r} is ambiguous")
+            raise AmbiguousRunId(f"run id prefix {prefix!r} is ambiguous")
         return rows[0][0]
 
     def get_run(self, run_id: str) -> dict:

@@ -1,5 +1,6 @@
-"""The front end's jest tests (models, layout, rendering, live updates, sections), run from pytest so
-that the one test command covers them. node_modules come from the JS build of `pip install -e .`."""
+"""The front end's jest tests (one per module in jupyter_ext/src/: wire models, reducers, formatting,
+layout, rendering, live updates, sections...), run from pytest so that the one test command covers
+them. node_modules come from the JS build of `pip install -e .`."""
 
 from __future__ import annotations
 

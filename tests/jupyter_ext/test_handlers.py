@@ -21,7 +21,9 @@ from conftest import make_notebook
 from pytest_jupyter.jupyter_server import *  # noqa: F403 - the jp_* fixtures, for this module only
 from traitlets.config import Config, Configurable
 
-from nbscale.jupyter_ext import _load_jupyter_server_extension
+from nbscale.errors import NbscaleError
+from nbscale.jupyter_ext import _load_jupyter_server_extension, errors
+from nbscale.jupyter_ext.handlers import status_for
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
 SUMMARY_KEYS = {"run_id", "notebook", "engine", "status", "created", "started", "finished", "parameters"}
@@ -57,7 +59,7 @@ def token(jp_serverapp):
 @pytest.fixture
 def manager(jp_serverapp, aio):
     manager = jp_serverapp.web_app.settings["nbscale_manager"]
-    manager.sample_interval_s = 0.25
+    manager.events.sample_interval_s = 0.25
     yield manager
     aio(manager.close())
 
@@ -161,7 +163,7 @@ def test_every_endpoint_refuses_requests_without_credentials(raw, aio, jp_http_p
     # the panel's way: the token in the websocket URL
     url = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}nbscale/api/events?path=nb.ipynb&token={token}"
     aio(tornado.websocket.websocket_connect(url)).close()
-    assert manager.active_runs() == [] and not (nb.parent / ".nbscale").exists()
+    assert manager.runs.active() == [] and not (nb.parent / ".nbscale").exists()
 
 
 def test_xsrf_is_enforced_for_cookie_authentication(raw, api, nb, token):
@@ -263,9 +265,24 @@ def test_bad_requests_are_json_errors(api, nb, jp_root_dir):
     assert api.get("runs", path="nb.ipynb", limit="lots")[0] == 400
     assert api.get("runs", path="nb.ipynb", limit="0")[0] == 400
     assert api.get("runs/0123abcd", path="nb.ipynb") == (404, {"error": "no run 0123abcd"})
-    assert api.post("cluster", {"action": "explode"})[0] == 400
+    for body in ({"action": "explode"}, {"action": "scale", "n": -1}, {"action": "scale"},
+                 {"action": "scale", "n": True}, {"action": "start", "n": "2"}, {"action": "connect", "address": ""},
+                 {"action": "adapt", "minimum": 3, "maximum": 2}, {"action": "adapt", "minimum": 0, "maximum": 0}):
+        code, answer = api.post("cluster", body)
+        assert code == 400 and answer["error"], body
+    assert api.post("runs", {"path": "nb.ipynb", "engine": 3})[1] == {"error": "'engine' must be a string"}
+    assert api.post("runs", {"path": "nb.ipynb", "use_cache": "yes"})[0] == 400
+    code, body = api.post("runs", {"path": 3})
+    assert code == 400 and body == {"error": "missing 'path': a notebook path relative to the server's root"}
     code, body = api.post("kfp/submit", {"path": "nb.ipynb", "parameters": [1]})
     assert code == 400 and "parameters" in body["error"]
+
+
+def test_each_error_class_has_one_status_and_all_are_nbscale_errors():
+    assert [status_for(cls("x")) for cls in (errors.InvalidInput, errors.NotAllowed, errors.NotFound,
+                                             errors.Conflict, errors.Unavailable, errors.UpstreamError,
+                                             errors.ExtensionError)] == [400, 403, 404, 409, 501, 502, 500]
+    assert issubclass(errors.ExtensionError, NbscaleError)
 
 
 def test_cancel_over_http(api, jp_root_dir):
@@ -413,8 +430,8 @@ def test_loading_logs_the_kfp_host_without_credentials(tmp_path):
     server.root_dir, server.log, server.web_app = str(tmp_path), log, WebApp()
     _load_jupyter_server_extension(server)
     manager = server.web_app.settings["nbscale_manager"]
-    assert manager.kfp_host.startswith("https://user:") and manager.scheduler_address == "tcp://10.1.1.1:8786"
-    assert manager.default_engine == "dask" and manager.root == tmp_path.resolve()
+    assert manager.kfp.host.startswith("https://user:") and manager.cluster.scheduler_address == "tcp://10.1.1.1:8786"
+    assert manager.runs.default_engine == "dask" and manager.notebooks.root == tmp_path.resolve()
     assert len(server.web_app.handlers) == 8
     assert any("KFP https://kfp.example.com/" in m for m in messages), messages
     assert not any("s3cret" in m for m in messages)

@@ -147,6 +147,9 @@ def test_events_from_runner_events():
     assert models.event("run_started", "r1", None, {"engine": "dask", "steps": 3}) == {
         "type": "run", "run_id": "r1", "status": "running",
         "payload": {"kind": "run_started", "engine": "dask", "steps": 3}}
+    assert models.run_created_event("r1") == {"type": "run", "run_id": "r1", "status": "pending",
+                                              "payload": {"kind": "run_created"}}
+    assert models.event("run_created", "r1", None, {"run_id": "r1"}) == models.run_created_event("r1")
     finished = models.event("run_finished", "r1", None, {"status": "succeeded"})
     assert finished["type"] == "run" and finished["status"] == "succeeded" and finished["payload"]["finished"]
     started = models.event("step_started", "r1", "a", {"hash": "sha256:x", "worker": "tcp://w"})

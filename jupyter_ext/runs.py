@@ -1,0 +1,235 @@
+"""The runs of the panel: history from the run store, starting and cancelling runs, their events.
+
+The CLI's run store beside each notebook (`contract.run_store_path`) is the only record, so runs
+started here and runs started with `nbscale run` are the same runs. A run started here executes in
+a process of its own (`runproc.py`: user code must not run inside the Jupyter server), supervised
+by a `supervisor.RunProcess`; cancelling interrupts it as Ctrl-C does the CLI. Events of runs
+started here are published as they happen; those of runs other processes write to the store of a
+watched notebook are read from the store at each sample (`publish_store_events`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from nbscale.kernels.contract import FINISHED, RUN_FINISHED, run_store_path
+
+from . import models
+from .errors import Conflict, ExtensionError, InvalidInput, NotFound
+from .notebooks import compile_without_errors
+from .supervisor import RunProcess
+
+DASK = "dask"
+
+
+class Runs:
+    def __init__(self, notebooks, events, *, default_engine: str = DASK, cluster_factory: dict | None = None,
+                 scheduler_for_runs: Callable[[], Awaitable[str | None]] | None = None,
+                 log: logging.Logger | None = None, cancel_grace_s: float = 15.0, start_timeout_s: float = 120.0):
+        self.notebooks = notebooks  # a notebooks.Notebooks: API paths of notebooks
+        self.events = events  # an EventHub
+        self.default_engine = default_engine
+        self.cluster_factory = cluster_factory or None  # for Dask runs that start a cluster of their own
+        self.scheduler_for_runs = scheduler_for_runs  # the server's cluster, where Dask runs go if there is one
+        self.log = log or logging.getLogger("nbscale.jupyter_ext")
+        self.cancel_grace_s, self.start_timeout_s = cancel_grace_s, start_timeout_s
+        self._stores: dict[Path, object] = {}
+        self._stores_lock = threading.Lock()
+        self._running: dict[str, RunProcess] = {}  # run id → a run started here that is still going
+        self._own: set[str] = set()  # every run started here
+        self._processes: set[RunProcess] = set()  # every run process not yet ended
+        self._followed: dict[Path, int] = {}  # watched notebook → last run-store event published
+
+    # --- history ----------------------------------------------------------------------------------
+
+    async def history(self, notebook: Path, limit: int = 50) -> dict:
+        """`{"runs": [RunSummary]}`, newest first."""
+        store = await self._store(notebook, create=False)
+        if store is None:
+            return {"runs": []}
+        rows = await asyncio.to_thread(store.list_runs, str(notebook), limit)
+        api = self.notebooks.api_path(notebook)
+        return {"runs": [models.run_summary(r, api) for r in rows]}
+
+    async def detail(self, notebook: Path, run_id: str) -> dict:
+        """RunDetail of a run of `notebook` (a unique prefix of its id works, as in the CLI)."""
+        return models.run_detail(await self._get(notebook, run_id), self.notebooks.api_path(notebook))
+
+    async def metrics(self, notebook: Path) -> dict:
+        store = await self._store(notebook, create=False)
+        history = [] if store is None else await asyncio.to_thread(store.metrics_history, str(notebook))
+        return models.metrics_model(history)
+
+    # --- start and cancel ---------------------------------------------------------------------------
+
+    async def start(self, notebook: Path, engine: str | None = None, parameters: dict | None = None,
+                    use_cache: bool = True) -> dict:
+        """Start a run in its own process; its RunSummary once the run store has it."""
+        engine = engine or self.default_engine
+        parameters = parameters or {}
+        known = await asyncio.to_thread(_engine_names)
+        if engine not in known:
+            raise InvalidInput(f"unknown engine {engine!r}; choose one of {', '.join(known)}")
+        await asyncio.to_thread(_check_runnable, notebook, parameters)
+        options = await self.run_options(engine, use_cache)
+        process = RunProcess(self, asyncio.get_running_loop(), notebook)
+        self._processes.add(process)
+        created = process.start({"notebook": str(notebook), "parameters": parameters, "options": options,
+                                 "cluster_factory": self.cluster_factory})
+        try:
+            run_id = await asyncio.wait_for(created, self.start_timeout_s)
+        except asyncio.TimeoutError:
+            process.cancel(grace=2)
+            raise ExtensionError("the run did not start in time") from None
+        self.events.wake()
+        return models.run_summary(await self._get(notebook, run_id), self.notebooks.api_path(notebook))
+
+    async def run_options(self, engine: str, use_cache: bool = True) -> dict:
+        """RunOptions fields for a run started here: a Dask run uses the server's cluster if any."""
+        options = {"engine": engine, "use_cache": use_cache}
+        if engine == DASK and self.scheduler_for_runs is not None:
+            scheduler = await self.scheduler_for_runs()
+            if scheduler is not None:
+                options["scheduler"] = scheduler
+        return options
+
+    async def cancel(self, notebook: Path, run_id: str) -> dict:
+        """Cancel a run started here; its RunSummary as it was when asked."""
+        row = await self._get(notebook, run_id)
+        if row["status"] in FINISHED:
+            raise Conflict(f"run {row['id'][:12]} already {row['status']}")
+        process = self._running.get(row["id"])
+        if process is None:
+            raise Conflict(f"run {row['id'][:12]} was not started by this server; cancel it where it runs")
+        process.cancel(self.cancel_grace_s)
+        return models.run_summary(row, self.notebooks.api_path(notebook))
+
+    def active(self) -> list[str]:
+        """Ids of the runs started here that are still going."""
+        return list(self._running)
+
+    def process(self, run_id: str) -> RunProcess | None:
+        return self._running.get(run_id)
+
+    def cluster_sample(self) -> dict | None:
+        """The latest ClusterModel of a cluster a running run started for itself, if any."""
+        for process in list(self._running.values()):
+            if process.cluster_sample is not None:
+                return process.cluster_sample
+        return None
+
+    # --- called by the run processes, on the loop ----------------------------------------------------
+
+    def run_created(self, process: RunProcess, run_id: str) -> None:
+        self._running[run_id] = process
+        self._own.add(run_id)
+        self.events.publish(models.run_created_event(run_id), process.notebook)
+
+    def run_ended(self, process: RunProcess, final_status: str | None) -> None:
+        self._processes.discard(process)
+        if process.run_id is None:
+            return
+        self._running.pop(process.run_id, None)
+        if final_status and not process.finished_event_sent:
+            self.events.publish(models.event(RUN_FINISHED, process.run_id, None, {"status": final_status}),
+                                process.notebook)
+
+    # --- runs of other processes ---------------------------------------------------------------------
+
+    async def publish_store_events(self, watched: set[Path]) -> bool:
+        """Publish the events that other processes (`nbscale run`, papermill) wrote to the run stores
+        of the `watched` notebooks since the last call; True when there were any."""
+        for notebook in set(self._followed) - watched:
+            del self._followed[notebook]
+        seen = False
+        for notebook in watched:
+            try:
+                seen |= await self._publish_new_events(notebook)
+            except Exception:  # noqa: BLE001 - a locked or broken store must not stop the samples
+                self.log.debug("nbscale: following runs of %s failed", notebook, exc_info=True)
+        return seen
+
+    async def _publish_new_events(self, notebook: Path) -> bool:
+        store = await self._store(notebook, create=False)
+        if store is None:
+            return False
+        if notebook not in self._followed:  # from now on: history is what /runs is for
+            self._followed[notebook] = await asyncio.to_thread(store.last_event_id)
+            return False
+        rows = await asyncio.to_thread(store.notebook_events_since, str(notebook), self._followed[notebook])
+        for row in rows:
+            self._followed[notebook] = row["id"]
+            if row["run_id"] not in self._own:  # the server's own runs are published as they happen
+                self.events.publish(models.event(row["kind"], row["run_id"], row["step"], row["payload"] or {}),
+                                    notebook)
+        return bool(rows)
+
+    # --- the run stores ------------------------------------------------------------------------------
+
+    def store_for(self, notebook: Path, create: bool = True):
+        """The CLI's run store beside `notebook` (None if it does not exist and `create` is false)."""
+        from nbscale.kernels.runstore import RunStore
+
+        path = run_store_path(notebook)
+        with self._stores_lock:
+            store = self._stores.get(path)
+            if store is None:
+                if not create and not path.exists():
+                    return None
+                store = self._stores[path] = RunStore(path)
+            return store
+
+    async def _store(self, notebook: Path, create: bool):
+        return await asyncio.to_thread(self.store_for, notebook, create)
+
+    async def _get(self, notebook: Path, run_id: str) -> dict:
+        from nbscale.kernels.errors import AmbiguousRunId, RunStoreError
+
+        store = await self._store(notebook, create=False)
+        if store is None:
+            raise NotFound(f"no run {run_id}")
+        try:
+            run = await asyncio.to_thread(store.get_run, run_id)
+        except AmbiguousRunId as exc:
+            raise InvalidInput(str(exc)) from None
+        except RunStoreError:
+            raise NotFound(f"no run {run_id}") from None
+        if Path(run["notebook"]) != notebook:
+            raise NotFound(f"no run {run_id} of {self.notebooks.api_path(notebook)}")
+        return run
+
+    # --- shutdown --------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Cancel the runs started here, wait for their processes, close the run stores."""
+        processes = list(self._processes)
+        for process in processes:
+            process.cancel(grace=5)
+        for process in processes:
+            await asyncio.to_thread(process.join, 10)
+        with self._stores_lock:
+            for store in self._stores.values():
+                store.close()
+            self._stores.clear()
+
+
+def _engine_names() -> list[str]:
+    from nbscale.kernels.engines import engine_names
+
+    return engine_names()
+
+
+def _check_runnable(notebook: Path, parameters: dict) -> None:
+    """InvalidInput unless the notebook compiles without errors and takes these parameters."""
+    from nbscale.kernels import params
+    from nbscale.kernels.errors import ParameterError
+
+    pipeline = compile_without_errors(notebook, "running")
+    try:
+        params.resolve(pipeline, parameters)
+    except ParameterError as exc:
+        raise InvalidInput(str(exc)) from None

@@ -1,0 +1,179 @@
+"""One run process started by the server (`runproc.py`) and the thread that supervises it.
+
+The thread reads the process's JSON lines (protocol in `runproc.py`), turns its events into Event
+models, keeps its latest cluster sample, and when the process ends makes the run store final if
+the process could not (killed, crashed, cancelled before the run began). Everything that touches
+the server's state goes back to the event loop through `call_soon_threadsafe`.
+
+The owner (`runs.Runs`) provides `log`, `events` (an EventHub), `store_for(notebook)`, and
+`run_created(process, run_id)` / `run_ended(process, final_status)`, called on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from nbscale.kernels.contract import CANCELLED, FAILED, FINISHED, PENDING, RUN_FINISHED, RUNNING
+
+from . import models
+from .errors import ExtensionError, InvalidInput
+
+# Server credentials a run's user code has no business seeing.
+CHILD_ENV_DROP = ("JUPYTER_TOKEN", "JUPYTER_PASSWORD", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN")
+
+
+class RunProcess:
+    def __init__(self, owner, loop: asyncio.AbstractEventLoop, notebook: Path):
+        self.owner, self.loop, self.notebook = owner, loop, notebook
+        self.run_id: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self.thread: threading.Thread | None = None
+        self.created: asyncio.Future = loop.create_future()  # the run id, once the run store has the run
+        self.cancel_requested = False
+        self.finished_event_sent = False
+        self.cluster_sample: dict | None = None  # the latest model of a cluster the run started for itself
+        self.error: str | None = None
+        self.input_error = False
+        self.stdin_lock = threading.Lock()
+
+    def start(self, spec: dict) -> asyncio.Future:
+        """Start the process with `spec` (runproc's protocol) and its supervisor; the future of the run id."""
+        self.stderr = tempfile.TemporaryFile()
+        env = {k: v for k, v in os.environ.items() if k not in CHILD_ENV_DROP}
+        # -P: the notebook's folder is the working directory but not an import path of the run process
+        # itself (a `dask.py` beside the notebook must not replace Dask); steps still import from it.
+        safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+        self.proc = subprocess.Popen(
+            [sys.executable, *safe_path, "-m", "nbscale.jupyter_ext.runproc"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.stderr, cwd=str(self.notebook.parent), env=env, text=True,
+            encoding="utf-8", start_new_session=True)
+        self.proc.stdin.write(json.dumps(spec) + "\n")
+        self.proc.stdin.flush()
+        self.thread = threading.Thread(target=self._supervise, name="nbscale-run", daemon=True)
+        self.thread.start()
+        return self.created
+
+    def cancel(self, grace: float) -> None:
+        """Ask the run to stop (as Ctrl-C does the CLI); kill its process if it has not after `grace` s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        first = not self.cancel_requested
+        self.cancel_requested = True
+        with self.stdin_lock:
+            try:
+                self.proc.stdin.write("cancel\n")
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass
+        if first:
+            timer = threading.Timer(grace, self.kill)
+            timer.daemon = True
+            timer.start()
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+            self.thread.join(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.owner.log.warning("nbscale: run %s did not stop after cancel; killing its process",
+                                   (self.run_id or "?")[:12])
+            self.proc.kill()
+
+    # the supervising thread -----------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        status = None
+        try:
+            for line in self.proc.stdout:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                self._handle(message)
+            code = self.proc.wait()
+            with self.stdin_lock:
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
+            status = self._finalize(code)
+        except Exception:  # noqa: BLE001 - never let a supervisor die silently
+            self.owner.log.exception("nbscale: supervising run %s failed", self.run_id)
+        finally:
+            if self.run_id is None and not self.error:
+                self.error = f"the run process ended before the run began: {self._stderr_tail(5)}"
+            self.stderr.close()
+            self._call(self._ended, status)
+
+    def _handle(self, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "created":
+            self.run_id = message["run_id"]
+            self._call(self._created, self.run_id)
+        elif kind == "event" and self.run_id is not None:
+            event = models.event(message.get("kind", ""), self.run_id, message.get("step"), message.get("payload"))
+            if message.get("kind") == RUN_FINISHED:
+                self.finished_event_sent = True
+            self._call(self.owner.events.publish, event, self.notebook)
+        elif kind == "cluster":
+            self.cluster_sample = message.get("model")
+        elif kind == "error":
+            self.error, self.input_error = str(message.get("message") or "error"), bool(message.get("input"))
+
+    def _finalize(self, code: int) -> str | None:
+        """Make the run store final when the process could not (killed, crashed, cancelled early)."""
+        if self.run_id is None:
+            return None
+        store = self.owner.store_for(self.notebook)
+        run = store.get_run(self.run_id)
+        if run["status"] in FINISHED:
+            return run["status"]
+        status = CANCELLED if self.cancel_requested else FAILED
+        for step in run["steps"]:
+            if step["status"] in (PENDING, RUNNING):
+                failed = step["status"] == RUNNING and status == FAILED
+                store.update_step(self.run_id, step["step"], status=FAILED if failed else CANCELLED)
+        if status == CANCELLED:
+            error = "cancelled by the user"
+        else:
+            error = self.error or f"the run process ended with exit code {code}: {self._stderr_tail()}"
+        store.finish_run(self.run_id, status, error)
+        return status
+
+    def _stderr_tail(self, lines: int = 15) -> str:
+        try:
+            self.stderr.seek(0)
+            text = self.stderr.read()[-20_000:].decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def _call(self, fn, *args) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
+
+    # on the loop ------------------------------------------------------------------------------------
+
+    def _created(self, run_id: str) -> None:
+        self.owner.run_created(self, run_id)
+        if not self.created.done():
+            self.created.set_result(run_id)
+
+    def _ended(self, status: str | None) -> None:
+        self.owner.run_ended(self, status)
+        if not self.created.done():
+            message = self.error or "the run process ended before the run began"
+            self.created.set_exception(InvalidInput(message) if self.input_error else ExtensionError(message))

@@ -1,0 +1,72 @@
+"""Notebooks: API paths confined to the server's root, and the pipeline model of a notebook."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from conftest import make_notebook
+
+from nbscale.jupyter_ext.errors import InvalidInput, NotAllowed, NotFound
+from nbscale.jupyter_ext.notebooks import Notebooks, compile_without_errors
+
+TWO_STEPS = [
+    ("alpha = 2", ["parameters"]),
+    ("a = alpha + 1\nprint('a is', a)", ["step:first"]),
+    ("b = a * 10\nb", ["step:second", "metrics"]),
+]
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "root").mkdir()
+    return tmp_path / "root"
+
+
+def test_notebook_paths_are_confined_to_the_root(root, tmp_path):
+    (root / "sub").mkdir()
+    make_notebook(root / "sub", TWO_STEPS, name="nb")
+    make_notebook(tmp_path, TWO_STEPS, name="outside")
+    (root / "notes.txt").write_text("x")
+    (root / ".hidden").mkdir()
+    make_notebook(root / ".hidden", TWO_STEPS, name="h")
+    os.symlink(tmp_path / "outside.ipynb", root / "link.ipynb")
+    notebooks = Notebooks(root)
+    assert notebooks.resolve("sub/nb.ipynb") == root / "sub" / "nb.ipynb"
+    assert notebooks.resolve("sub/../sub/nb.ipynb") == root / "sub" / "nb.ipynb"
+    assert notebooks.resolve(str(root / "sub" / "nb.ipynb")) == root / "sub" / "nb.ipynb"  # absolute, inside
+    for bad in ("../outside.ipynb", "sub/../../outside.ipynb", str(tmp_path / "outside.ipynb"), "link.ipynb",
+                "/etc/passwd.ipynb", ".hidden/h.ipynb"):
+        with pytest.raises(NotAllowed):
+            notebooks.resolve(bad)
+    for bad in ("", None, "a\0b.ipynb", "notes.txt"):
+        with pytest.raises(InvalidInput):
+            notebooks.resolve(bad)
+    with pytest.raises(NotFound):
+        notebooks.resolve("missing.ipynb")
+    assert Notebooks(root, allow_hidden=True).resolve(".hidden/h.ipynb").name == "h.ipynb"
+    assert notebooks.api_path(root / "sub" / "nb.ipynb") == "sub/nb.ipynb"
+
+
+def test_pipeline_model_of_a_notebook(root):
+    make_notebook(root, TWO_STEPS, name="nb")
+    notebooks = Notebooks(root)
+    model = asyncio.run(notebooks.pipeline_model(notebooks.resolve("nb.ipynb")))
+    assert model["notebook"] == "nb.ipynb" and [s["name"] for s in model["steps"]] == ["first", "second"]
+    assert model["edges"] == [{"from": "first", "to": "second", "names": ["a"]}]
+
+
+def test_unreadable_notebook_is_invalid_input(root):
+    (root / "broken.ipynb").write_text("{not json")
+    notebooks = Notebooks(root)
+    with pytest.raises(InvalidInput):
+        asyncio.run(notebooks.pipeline_model(notebooks.resolve("broken.ipynb")))
+
+
+def test_a_notebook_with_errors_names_them_in_the_detail(root):
+    nb = make_notebook(root, [("x = undefined_name + 1", ["step:a"])], name="broken")
+    with pytest.raises(InvalidInput, match="broken.ipynb has errors; fix them before running") as err:
+        compile_without_errors(nb, "running")
+    assert [d["code"] for d in err.value.detail["diagnostics"]] == ["undefined-name"]
+    assert compile_without_errors(make_notebook(root, TWO_STEPS), "running").name == "nb"

@@ -1,0 +1,46 @@
+"""The run process's line protocol, spoken to it directly as the server does (`supervisor.py`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import make_notebook
+
+from nbscale.kernels.contract import SUCCEEDED
+from nbscale.kernels.runner import default_run_store
+
+
+def talk(notebook, parameters=None, engine="local", timeout=120) -> list[dict]:
+    """The messages of one run; stdin stays open until the end (its end would cancel the run)."""
+    spec = {"notebook": str(notebook), "parameters": parameters or {},
+            "options": {"engine": engine, "use_cache": False}, "cluster_factory": None}
+    with subprocess.Popen([sys.executable, "-P", "-m", "nbscale.jupyter_ext.runproc"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=notebook.parent) as proc:
+        proc.stdin.write(json.dumps(spec) + "\n")
+        proc.stdin.flush()
+        messages = [json.loads(line) for line in proc.stdout]
+        proc.stdin.close()
+        assert proc.wait(timeout) in (0, 2)
+    return messages
+
+
+def test_a_run_reports_its_id_its_events_and_its_end(tmp_path):
+    nb = make_notebook(tmp_path, [("k = 2", ["parameters"]), ("print('noise')\nx = k", ["step:a"])], name="nb")
+    messages = talk(nb, {"k": 3})
+    assert [m["type"] for m in messages[:2]] == ["created", "event"]
+    run_id = messages[0]["run_id"]
+    assert messages[1]["kind"] == "run_started" and len(run_id) >= 12
+    finished = next(m for m in messages if m.get("kind") == "step_finished")
+    assert finished["step"] == "a" and finished["payload"]["status"] == SUCCEEDED
+    assert set(finished["payload"]) == {"status", "duration_s", "error", "attempts", "started", "finished"}
+    assert messages[-1] == {"type": "done", "status": SUCCEEDED}
+    assert not any("noise" in json.dumps(m) for m in messages)  # the step's prints stay off the channel
+    assert default_run_store(nb).get_run(run_id)["status"] == SUCCEEDED
+
+
+def test_bad_input_is_reported_as_such(tmp_path):
+    nb = make_notebook(tmp_path, [("k = 2", ["parameters"]), ("x = k", ["step:a"])], name="nb")
+    (message,) = talk(nb, {"nope": 1})
+    assert message["type"] == "error" and message["input"] is True and "unknown parameter" in message["message"]
