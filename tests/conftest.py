@@ -43,3 +43,10 @@ def _make_notebook_fixture():
 @pytest.fixture
 def examples_dir() -> Path:
     return EXAMPLES_DIR
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A Jupyter server root: a folder of its own, so that tmp_path's other files lie outside it."""
+    (tmp_path / "root").mkdir()
+    return tmp_path / "root"

@@ -138,10 +138,26 @@ def browser_page(width: int = 1400, height: int = 900):
             browser.close()
 
 
+# JupyterLab 4 creates every cell widget when the notebook loads, but as a placeholder that it
+# renders and attaches to the page later, a few at a time in idle callbacks (windowing mode
+# "contentVisibility", the default). The first `.jp-Cell` on the page says little: it may even be
+# the empty cell shown before the file is read. Wait for the file's cells, all rendered.
+NOTEBOOK_RENDERED = """(path) => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    if (!panel || !panel.context || panel.context.path !== path || !panel.context.isReady) {
+        return false;
+    }
+    const cells = panel.content.widgets;
+    return cells.length === panel.content.model.cells.length
+        && cells.every(c => !c.isPlaceholder());
+}"""
+
+
 def open_notebook(page, lab: Lab, path: str, timeout_ms: int = 60_000) -> None:
+    """Open a notebook in JupyterLab and wait until every one of its cells is rendered."""
     page.goto(lab.lab_url(path), timeout=timeout_ms)
     page.wait_for_function("() => !!window.jupyterapp", timeout=timeout_ms)
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=timeout_ms)
+    page.wait_for_function(NOTEBOOK_RENDERED, arg=path, timeout=timeout_ms)
 
 
 def open_panel(page, timeout_ms: int = 30_000):

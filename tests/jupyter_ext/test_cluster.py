@@ -3,17 +3,12 @@ a scheduler the server only connected to, and one it started and owns."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from server_parts import run
 
 from nbscale.jupyter_ext.cluster import ServerCluster
 from nbscale.jupyter_ext.errors import Conflict, InvalidInput
 from nbscale.jupyter_ext.events import EventHub
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def test_cluster_calls_without_a_cluster():

@@ -3,24 +3,14 @@ credentials kept out of answers and logs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 from conftest import make_notebook
+from server_parts import TWO_STEPS, run
 
 from nbscale.jupyter_ext.errors import InvalidInput, UpstreamError
 from nbscale.jupyter_ext.kfp import KfpService, redact_url
-
-TWO_STEPS = [
-    ("alpha = 2", ["parameters"]),
-    ("a = alpha + 1\nprint('a is', a)", ["step:first"]),
-    ("b = a * 10\nb", ["step:second", "metrics"]),
-]
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def test_kfp_yaml_of_a_notebook(tmp_path):

@@ -9,28 +9,12 @@ import subprocess
 import sys
 import time
 
-import pytest
 from conftest import make_notebook
+from server_parts import TWO_STEPS, run
 
 from nbscale.jupyter_ext.manager import NbscaleManager
 from nbscale.kernels.contract import FINISHED, SUCCEEDED
 from nbscale.kernels.runner import RunOptions, run_notebook
-
-TWO_STEPS = [
-    ("alpha = 2", ["parameters"]),
-    ("a = alpha + 1\nprint('a is', a)", ["step:first"]),
-    ("b = a * 10\nb", ["step:second", "metrics"]),
-]
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-@pytest.fixture
-def root(tmp_path):
-    (tmp_path / "root").mkdir()
-    return tmp_path / "root"
 
 
 async def wait_finished(manager, nb, run_id, timeout=60.0):

@@ -7,21 +7,10 @@ import os
 
 import pytest
 from conftest import make_notebook
+from server_parts import TWO_STEPS
 
 from nbscale.jupyter_ext.errors import InvalidInput, NotAllowed, NotFound
 from nbscale.jupyter_ext.notebooks import Notebooks, compile_without_errors
-
-TWO_STEPS = [
-    ("alpha = 2", ["parameters"]),
-    ("a = alpha + 1\nprint('a is', a)", ["step:first"]),
-    ("b = a * 10\nb", ["step:second", "metrics"]),
-]
-
-
-@pytest.fixture
-def root(tmp_path):
-    (tmp_path / "root").mkdir()
-    return tmp_path / "root"
 
 
 def test_notebook_paths_are_confined_to_the_root(root, tmp_path):

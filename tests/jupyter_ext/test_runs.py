@@ -8,6 +8,7 @@ import time
 
 import pytest
 from conftest import make_notebook
+from server_parts import TWO_STEPS, run
 
 from nbscale.jupyter_ext.errors import Conflict, InvalidInput, NotFound
 from nbscale.jupyter_ext.events import EventHub
@@ -16,23 +17,8 @@ from nbscale.jupyter_ext.runs import Runs
 from nbscale.kernels.contract import CANCELLED, FAILED, FINISHED, RUNNING, SUCCEEDED
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
-TWO_STEPS = [
-    ("alpha = 2", ["parameters"]),
-    ("a = alpha + 1\nprint('a is', a)", ["step:first"]),
-    ("b = a * 10\nb", ["step:second", "metrics"]),
-]
 SLOW = [("import time", ["imports"]), ("a = 1", ["step:quick"]), ("time.sleep(60)\nb = a", ["step:slow"]),
         ("c = b", ["step:after"])]
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-@pytest.fixture
-def root(tmp_path):
-    (tmp_path / "root").mkdir()
-    return tmp_path / "root"
 
 
 def local_runs(root, **kwargs) -> Runs:

@@ -24,7 +24,7 @@ import pytest
 from conftest import EXAMPLES, make_notebook
 
 from nbscale.compiler import compile_notebook
-from nbscale.kernels.runner import RunOptions, final_names, default_run_store, run_notebook
+from nbscale.kernels.runner import RunOptions, default_run_store, final_names, run_notebook
 
 # --- clusters ---------------------------------------------------------------------------------
 
@@ -426,7 +426,8 @@ def test_concurrent_runs_on_one_cluster_keep_the_run_store_intact(tmp_path, clus
 def test_a_dask_run_logs_no_worker_error_and_warms_up_an_idle_worker(tmp_path):
     """The warm-up task imports the notebook's libraries on the worker the first step leaves idle;
     it once failed on every run with a ModuleNotFoundError that Dask logged as "Compute Failed"."""
-    (tmp_path / "marker.py").write_text("import os\nwith open('imports.txt', 'a') as f:\n    f.write(f'{os.getpid()}\\n')\n")
+    (tmp_path / "marker.py").write_text(
+        "import os\nwith open('imports.txt', 'a') as f:\n    f.write(f'{os.getpid()}\\n')\n")
     nb = make_notebook(tmp_path, [("import os, time\nimport marker", ["imports"]),
                                   ("time.sleep(2)\nopen('a.txt', 'w').write(str(os.getpid()))\nx = 1", ["step:a"]),
                                   ("y = x + 1", ["step:b"])], name="warm")

@@ -127,9 +127,9 @@ def test_panel_shows_the_dag_of_the_notebook(page):
     assert panel.locator('input[name="seed"]').input_value() == "42"
     assert panel.locator('input[name="seed"]').get_attribute("step") == "1"
     assert panel.locator('input[name="test_size"]').input_value() == "0.25"
-    # badges on the tagged cells
+    # badges on the tagged cells (drawn once the notebook has loaded: wait for all of them)
     badges = page.locator(".jp-Notebook .nbscale-badge-step")
-    badges.first.wait_for()
+    _wait_count(page, ".jp-Notebook .nbscale-badge-step", 5)
     assert badges.evaluate_all("bs => bs.map(b => b.dataset.step)") == [
         "load", "split", "train_lr", "train_rf", "evaluate"]
     # a click on a step selects its cell
@@ -196,8 +196,12 @@ def test_second_run_with_a_parameter_reuses_the_cache(page, img):
 
 def test_export_to_kfp_downloads_yaml_and_submit_reports_in_one_line(page):
     panel = _panel(page)
-    with page.expect_download(timeout=60_000) as download:
-        panel.get_by_role("button", name="Export to KFP").click()
+    try:
+        with page.expect_download(timeout=60_000) as download:
+            panel.get_by_role("button", name="Export to KFP").click()
+    except Exception as exc:  # say what the panel shows (a failed export is a notice), not only that it timed out
+        notice = panel.locator(".nbscale-section-run .nbscale-notice").inner_text()
+        raise AssertionError(f"no download; the Run section's notice says: {notice!r}") from exc
     assert download.value.suggested_filename == "iris.yaml"
     text = Path(download.value.path()).read_text()
     assert "train_lr" in text and "pipelineInfo" in text
@@ -251,8 +255,13 @@ def test_an_undefined_name_shows_a_diagnostic_that_selects_its_cell(page, img):
     panel = _panel(page)
     cell = page.locator(".jp-Notebook .jp-Cell").nth(11)  # the `evaluate` step
     cell.locator(".cm-content").click()
+    # keys pressed before the editor has the focus are command-mode shortcuts (r: raw cell...)
+    page.wait_for_function("""() => { const nb = window.jupyterapp.shell.currentWidget.content;
+        return nb.mode === 'edit' && nb.activeCellIndex === 11 && nb.activeCell.editor.hasFocus(); }""")
     page.keyboard.press("Control+End")
     page.keyboard.type("\nprint(undefined_thing)")
+    page.wait_for_function("""() => window.jupyterapp.shell.currentWidget.content.widgets[11]
+        .model.sharedModel.getSource().endsWith('\\nprint(undefined_thing)')""")
     page.keyboard.press("Escape")
     page.keyboard.press("Control+s")
     diagnostic = panel.locator('.nbscale-diagnostic[data-code="undefined-name"]')
