@@ -106,6 +106,13 @@ def timeout_message(step: str, seconds) -> str:
     return f"step '{step}' ran longer than its timeout of {seconds} s"
 
 
+def explain_timeout(error, step: str, seconds) -> None:
+    """`deadline` raises a bare StepTimeout in the user's code: give its StepError the message."""
+    if error is not None and error.ename == "StepTimeout" and not error.evalue:
+        error.evalue = timeout_message(step, seconds)
+        error.traceback = error.traceback.rstrip("\n") + ": " + error.evalue + "\n"
+
+
 @contextmanager
 def deadline(seconds):
     """Raise StepTimeout in this thread after `seconds` (the step's `timeout:` tag).

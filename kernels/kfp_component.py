@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .contract import FAILED, deadline, error_dict, timeout_message
+from .contract import FAILED, deadline, error_dict, explain_timeout, timeout_message
 from .errors import MarshalError, StepTimeout
 from .executor import StepError, StepResult, execute_step
 from .marshal import type_name
@@ -83,7 +83,7 @@ def run_kfp_step(*, notebook: str, step: dict, prelude: dict, parameters: dict |
                 result = execute_step(spec, prelude, values, loaded, metrics=metrics_spec, notebook=notebook)
         except StepTimeout:  # it struck between two cells, outside the step's code
             result = _failed(name, "StepTimeout", timeout_message(name, timeout))
-        _name_the_timeout(result, name, timeout)
+        explain_timeout(result.error, name, timeout)
     _echo(result)
     if result.ok:
         _write_outputs(result, outputs or {}, name)
@@ -111,14 +111,6 @@ run_step = run_kfp_step
 def _failed(step: str, ename: str, evalue: str) -> StepResult:
     """A step that failed outside its cells (reading inputs, a timeout between cells, marshalling)."""
     return StepResult(step=step, status=FAILED, error=StepError(**error_dict(ename, evalue)))
-
-
-def _name_the_timeout(result: StepResult, step: str, seconds) -> None:
-    """`deadline` raises a bare StepTimeout in the user's code: give it the one timeout message."""
-    error = result.error
-    if error is not None and error.ename == "StepTimeout" and not error.evalue:
-        error.evalue = timeout_message(step, seconds)
-        error.traceback = error.traceback.rstrip("\n") + ": " + error.evalue + "\n"
 
 
 # ---------------------------------------------------------------------------------------------

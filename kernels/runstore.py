@@ -1,4 +1,4 @@
-"""The run store: a SQLite database (WAL) of runs, step runs, events, metrics and artifacts.
+"""The run store: a SQLite database (WAL) of runs, step runs, events and metrics.
 
 It is the one source the CLI, the panel and the widget read; several processes (engines,
 the Jupyter server) may write to it at the same time.
@@ -21,7 +21,7 @@ from typing import Any
 from .contract import FINISHED, RUNNING, STATUSES
 from .errors import AmbiguousRunId, RunStoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA_V1 = """
@@ -54,8 +54,11 @@ CREATE TABLE artifacts (
 );
 """
 
+# v2: the artifacts table never had a writer (the artifact store's manifests are the record)
+_SCHEMA_V2 = "DROP TABLE IF EXISTS artifacts;"
+
 # Migration i brings the schema from version i to i + 1; append, never edit.
-_MIGRATIONS: list[str] = [_SCHEMA_V1]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
 
 STEP_FIELDS = {
     "status", "hash", "started", "finished", "duration_s", "cpu_s", "peak_rss_bytes",
@@ -258,7 +261,7 @@ class RunStore:
             values["cached"] = int(bool(values["cached"]))
         return values
 
-    # -- events, metrics, artifacts -------------------------------------------------------
+    # -- events, metrics -------------------------------------------------------
 
     def add_event(
         self, run_id: str, kind: str, step: str | None = None, payload: Any = None
@@ -301,16 +304,6 @@ class RunStore:
                 rows,
             )
 
-    def record_artifact(
-        self, run_id: str, step: str, hash: str, url: str, manifest: dict | None = None
-    ) -> None:
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO artifacts (run_id, step, hash, url, manifest)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (run_id, step, hash, url, _json(manifest)),
-            )
-
     # -- queries --------------------------------------------------------------------------
 
     def resolve(self, prefix: str) -> str:
@@ -338,9 +331,6 @@ class RunStore:
             )
             run["metrics"] = self._all(
                 db, "SELECT name, value, step FROM metrics WHERE run_id = ? ORDER BY name", run_id
-            )
-            run["artifacts"] = self._all(
-                db, "SELECT step, hash, url, manifest FROM artifacts WHERE run_id = ?", run_id
             )
         return run
 

@@ -30,8 +30,8 @@ from .contract import (
     StepSpec,
     deadline,
     error_dict,
+    explain_timeout,
     failed_outcome,
-    timeout_message,
 )
 from .errors import MarshalError
 from .store import ArtifactStore
@@ -102,9 +102,7 @@ def execute_in_process(spec: StepSpec, inputs: dict):
 
 def _explain(result, spec):
     error = result.error
-    if error is not None and error.ename == "StepTimeout":
-        error.evalue = timeout_message(spec.step["name"], spec.step["timeout"])
-        error.traceback = error.traceback.rstrip("\n") + ": " + error.evalue + "\n"
+    explain_timeout(error, spec.step["name"], spec.step.get("timeout"))
     if error is None or error.ename != "FileNotFoundError":
         return
     error.evalue += (f" (relative paths are relative to the notebook folder {spec.cwd} on "

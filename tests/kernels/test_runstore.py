@@ -116,15 +116,6 @@ def test_metrics_and_history(store):
         store.record_metrics(first, "evaluate", {"acc": "high"})
 
 
-def test_artifacts_are_recorded(store):
-    run_id = new_run(store)
-    manifest = {"outputs": {"X": {"file": "0-X.npy"}}}
-    store.record_artifact(run_id, "load", "sha256:1", "file:///a", manifest)
-    assert store.get_run(run_id)["artifacts"] == [
-        {"step": "load", "hash": "sha256:1", "url": "file:///a", "manifest": manifest}
-    ]
-
-
 def test_list_runs_newest_first(store):
     ids = [new_run(store) for _ in range(3)]
     other = new_run(store, notebook="other.ipynb")
@@ -157,7 +148,7 @@ def test_history_survives_reopening(tmp_path):
         assert store.get_run(run_id)["status"] == "succeeded"
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(runstore.SCHEMA_VERSION,)]
     db.close()
 
 
@@ -233,3 +224,18 @@ def test_two_processes_write_at_once(tmp_path):
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2 * EVENTS_PER_PROCESS
     db.close()
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
+    """A run store written before v2 (which still has the unused artifacts table) opens as v2."""
+    path = tmp_path / "runs.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(runstore._SCHEMA_V1 + "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                     "INSERT INTO schema_version VALUES (1);"
+                     "INSERT INTO runs (id, notebook, pipeline, engine, status, created)"
+                     " VALUES ('abc123', 'nb.ipynb', 'nb', 'local', 'succeeded', '2026-01-01T00:00:00');")
+    db.close()
+    store = RunStore(path)
+    assert store.get_run("abc")["status"] == "succeeded"
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "artifacts" not in tables and "runs" in tables
