@@ -10,9 +10,9 @@ __all__ = ["__version__", "compile_notebook", "run"]
 
 def compile_notebook(path):
     """Compile a notebook file into a `Pipeline` IR (diagnostics included, never raises on them)."""
-    from nbscale.compiler import compile_notebook as _compile
+    from nbscale import compiler
 
-    return _compile(path)
+    return compiler.compile_notebook(path)
 
 
 def run(path, parameters=None, engine="dask", **options):

@@ -11,10 +11,8 @@ What differs from a top-to-bottom kernel run, by design: `skip` cells are not ex
 (status `skipped`); the `injected-parameters` cell is not run as code — its values become the
 pipeline's parameter values, typed by the parameters cell's literals.
 
-Options (Python API keyword → environment variable for the CLI): `nbscale_engine` →
-NBSCALE_ENGINE (dask, local, papermill), `scheduler` → NBSCALE_SCHEDULER (else Dask's
-`scheduler-address` config), `scheduler_file` → NBSCALE_SCHEDULER_FILE, `workers` →
-NBSCALE_WORKERS, `use_cache` → NBSCALE_NO_CACHE=1 turns it off, `store_url` → NBSCALE_STORE.
+Options (engine, scheduler, cache, store) come from keyword arguments or NBSCALE_* environment
+variables: `nbscale.papermill_options`.
 
 This module is imported whenever papermill is (its engine entry points load at import): it
 imports nothing heavy until a notebook runs.
@@ -31,7 +29,6 @@ import os
 import platform
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
 
 from papermill.engines import NBClientEngine
 from papermill.exceptions import PapermillException
@@ -39,13 +36,12 @@ from papermill.log import logger
 
 from .errors import NbscaleError
 from .kernels.contract import STEP_FINISHED, STEP_STARTED  # stdlib only: keeps this import light
+from .papermill_options import notebook_path, run_options
 
 INJECTED = "injected-parameters"
 SKIPPED = "skipped"  # metadata.papermill.status of `skip` cells
 ENGINE_LABEL = "papermill+{}"
 CELLS_KEY = "cells"  # artifact-store key prefix of the cell outputs recorded with a step
-ENV = {"nbscale_engine": "NBSCALE_ENGINE", "scheduler": "NBSCALE_SCHEDULER",
-       "scheduler_file": "NBSCALE_SCHEDULER_FILE", "workers": "NBSCALE_WORKERS", "store_url": "NBSCALE_STORE"}
 
 
 class NbscaleEngine(NBClientEngine):
@@ -56,7 +52,7 @@ class NbscaleEngine(NBClientEngine):
                                  start_timeout=60, execution_timeout=None, input_path=None, nbscale_engine=None,
                                  scheduler=None, scheduler_file=None, workers=None, use_cache=None, store_url=None,
                                  **kwargs):
-        options = _options(nbscale_engine=nbscale_engine, scheduler=scheduler, scheduler_file=scheduler_file,
+        options = run_options(nbscale_engine=nbscale_engine, scheduler=scheduler, scheduler_file=scheduler_file,
                            workers=workers, use_cache=use_cache, store_url=store_url)
         run = _PipelineRun(nb_man, kernel_name, input_path, options, log_output=log_output,
                            stdout_file=stdout_file, stderr_file=stderr_file, start_timeout=start_timeout,
@@ -75,25 +71,6 @@ class NbscaleEngine(NBClientEngine):
                 or nb.metadata.get("language_info", {}).get("name") or "python")
 
 
-def _options(**given):
-    """RunOptions from keyword arguments, else NBSCALE_* environment variables, else defaults."""
-    from nbscale.kernels.runner import RunOptions
-
-    values = {key: given[key] if given.get(key) is not None else os.environ.get(env) or None
-              for key, env in ENV.items()}
-    engine = values.pop("nbscale_engine") or "dask"
-    if values["workers"] is not None:
-        values["workers"] = int(values["workers"])
-    use_cache = given.get("use_cache")
-    if use_cache is None:
-        use_cache = os.environ.get("NBSCALE_NO_CACHE", "").strip().lower() not in ("1", "true", "yes", "on")
-    if engine == "dask" and not (values["scheduler"] or values["scheduler_file"]):
-        import dask
-
-        values["scheduler"] = dask.config.get("scheduler-address", None)
-    return RunOptions(engine=engine, use_cache=bool(use_cache), **values)
-
-
 class _CellFailure(NbscaleError):
     """The notebook cannot run: shown as an error output at `cell` (papermill then raises)."""
 
@@ -109,7 +86,7 @@ class _PipelineRun:
         self.kernel_name, self.options = kernel_name, options
         self.log_output, self.stdout_file, self.stderr_file = log_output, stdout_file, stderr_file
         self.start_timeout, self.execution_timeout = start_timeout, execution_timeout
-        self.notebook = _notebook_path(input_path)
+        self.notebook = notebook_path(input_path)
         self.lock = threading.RLock()
         self.done: set[str] = set()
         self.prelude: dict[int, tuple[int, dict]] = {}  # prelude cell → (step position, entry)
@@ -408,18 +385,6 @@ def _count(cells, index):
     if not cells[index].source.strip():
         return None
     return sum(1 for c in cells[:index + 1] if c.cell_type == "code" and c.source.strip())
-
-
-def _notebook_path(input_path) -> Path:
-    """Where the notebook lives, for the run store and the cache (.nbscale next to it)."""
-    if isinstance(input_path, (str, os.PathLike)):
-        text = str(input_path)
-        if text not in ("", "-") and "://" not in text and Path(text).is_file():
-            return Path(text).resolve()
-        name = Path(text).name if text.endswith(".ipynb") else "notebook.ipynb"
-    else:
-        name = "notebook.ipynb"
-    return Path.cwd() / name
 
 
 @contextlib.contextmanager

@@ -5,6 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+from .kernels.contract import CACHED, FAILED, RUN_STARTED, STEP_FINISHED, STEP_STARTED, SUCCEEDED, WARNING
+
+MARKS = {SUCCEEDED: "✓", CACHED: "≡", FAILED: "✗"}
+
 
 class Progress:
     def __init__(self, enabled=True):
@@ -26,17 +30,17 @@ class Progress:
         if not self.enabled:
             return
         with self.lock:
-            if kind == "run_started":
+            if kind == RUN_STARTED:
                 self.console.print(f"running {payload.get('steps')} steps on {payload.get('engine')}",
                                    highlight=False)
-            elif kind == "step_started":
+            elif kind == STEP_STARTED:
                 self.started[step] = time.monotonic()
                 where = f" on {payload['worker']}" if payload.get("worker") else ""
                 self.console.print(f"  ▶ {step}{where}", highlight=False, markup=False)
-            elif kind == "step_finished":
+            elif kind == STEP_FINISHED:
                 status = payload.get("status")
-                mark = {"succeeded": "✓", "cached": "≡", "failed": "✗"}.get(status, "·")
+                mark = MARKS.get(status, "·")
                 took = f" ({time.monotonic() - self.started[step]:.2f}s)" if step in self.started else ""
                 self.console.print(f"  {mark} {step} {status}{took}", highlight=False, markup=False)
-            elif kind == "warning":
+            elif kind == WARNING:
                 self.console.print(f"  ! {step}: {payload.get('message')}", highlight=False, markup=False)

@@ -1,0 +1,46 @@
+"""How a `papermill --engine nbscale` call becomes nbscale's run options and notebook path.
+
+Options (Python API keyword → environment variable for the CLI): `nbscale_engine` →
+NBSCALE_ENGINE (dask, local, papermill), `scheduler` → NBSCALE_SCHEDULER (else Dask's
+`scheduler-address` config), `scheduler_file` → NBSCALE_SCHEDULER_FILE, `workers` →
+NBSCALE_WORKERS, `use_cache` → NBSCALE_NO_CACHE=1 turns it off, `store_url` → NBSCALE_STORE.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV = {"nbscale_engine": "NBSCALE_ENGINE", "scheduler": "NBSCALE_SCHEDULER",
+       "scheduler_file": "NBSCALE_SCHEDULER_FILE", "workers": "NBSCALE_WORKERS", "store_url": "NBSCALE_STORE"}
+
+
+def run_options(**given):
+    """RunOptions from keyword arguments, else NBSCALE_* environment variables, else defaults."""
+    from nbscale.kernels.runner import RunOptions
+
+    values = {key: given[key] if given.get(key) is not None else os.environ.get(env) or None
+              for key, env in ENV.items()}
+    engine = values.pop("nbscale_engine") or "dask"
+    if values["workers"] is not None:
+        values["workers"] = int(values["workers"])
+    use_cache = given.get("use_cache")
+    if use_cache is None:
+        use_cache = os.environ.get("NBSCALE_NO_CACHE", "").strip().lower() not in ("1", "true", "yes", "on")
+    if engine == "dask" and not (values["scheduler"] or values["scheduler_file"]):
+        import dask
+
+        values["scheduler"] = dask.config.get("scheduler-address", None)
+    return RunOptions(engine=engine, use_cache=bool(use_cache), **values)
+
+
+def notebook_path(input_path) -> Path:
+    """Where the notebook lives, for the run store and the cache (.nbscale next to it)."""
+    if isinstance(input_path, (str, os.PathLike)):
+        text = str(input_path)
+        if text not in ("", "-") and "://" not in text and Path(text).is_file():
+            return Path(text).resolve()
+        name = Path(text).name if text.endswith(".ipynb") else "notebook.ipynb"
+    else:
+        name = "notebook.ipynb"
+    return Path.cwd() / name

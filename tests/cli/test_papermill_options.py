@@ -1,0 +1,34 @@
+"""papermill's keyword arguments and NBSCALE_* variables → RunOptions; the notebook's path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nbscale.papermill_options import notebook_path, run_options
+
+
+def test_keywords_win_over_the_environment(monkeypatch):
+    monkeypatch.setenv("NBSCALE_ENGINE", "papermill")
+    monkeypatch.setenv("NBSCALE_WORKERS", "3")
+    monkeypatch.setenv("NBSCALE_NO_CACHE", "yes")
+    options = run_options(nbscale_engine="local", workers=None, use_cache=None)
+    assert (options.engine, options.workers, options.use_cache) == ("local", 3, False)
+    assert run_options(nbscale_engine="local", use_cache=True).use_cache is True
+
+
+def test_defaults_without_keywords_or_environment(monkeypatch):
+    for name in ("NBSCALE_ENGINE", "NBSCALE_WORKERS", "NBSCALE_NO_CACHE", "NBSCALE_STORE", "NBSCALE_SCHEDULER",
+                 "NBSCALE_SCHEDULER_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    options = run_options(nbscale_engine="local")
+    assert (options.engine, options.use_cache, options.store_url, options.workers) == ("local", True, None, None)
+
+
+def test_the_notebook_path_is_the_input_file_or_a_name_in_the_working_folder(tmp_path, monkeypatch):
+    nb = tmp_path / "real.ipynb"
+    nb.write_text("{}")
+    assert notebook_path(str(nb)) == nb.resolve()
+    monkeypatch.chdir(tmp_path)
+    assert notebook_path("s3://bucket/remote.ipynb") == Path.cwd() / "remote.ipynb"
+    assert notebook_path("-") == Path.cwd() / "notebook.ipynb"
+    assert notebook_path(None) == Path.cwd() / "notebook.ipynb"
