@@ -2,7 +2,7 @@
 
 from .errors import NbscaleCompileError, NotebookReadError, PipelineHasErrors
 from .ir import SCHEMA, Pipeline, Step
-from .pipeline import compile_notebook, compile_source
+from .compile import compile_notebook, compile_source
 
 __all__ = [
     "SCHEMA", "NbscaleCompileError", "NotebookReadError", "Pipeline", "PipelineHasErrors", "Step",
