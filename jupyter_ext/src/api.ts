@@ -10,12 +10,13 @@ import {
   ClusterAction,
   IApiClient,
   IClusterModel,
+  IKfpSubmit,
   IMetricsHistory,
   IPipelineModel,
   IRunDetail,
   IRunSummary,
   IStartRun
-} from './models';
+} from './wire';
 
 export const API_PREFIX = 'nbscale/api';
 
@@ -111,12 +112,7 @@ export class NbscaleApi implements IApiClient {
     return this.request('kfp/yaml', {}, { path }, 'text');
   }
 
-  kfpSubmit(body: {
-    path: string;
-    parameters: Record<string, unknown>;
-    experiment: string;
-    run_name: string;
-  }): Promise<{ run_url: string }> {
+  kfpSubmit(body: IKfpSubmit): Promise<{ run_url: string }> {
     return this.post('kfp/submit', body);
   }
 }

@@ -2,8 +2,10 @@
  * Coloured badges on tagged cells: the step a cell starts (in the step's colour, with the
  * shown run's status), or its pipeline role (imports, parameters, metrics, skip).
  */
+import { stepColour } from './colours';
 import { h } from './dom';
-import { mergeSteps, statusLabel, stepColour } from './models';
+import { statusLabel } from './format';
+import { stepStatuses } from './reducers';
 import { PanelState } from './state';
 import { roleOfTags, stepOfTags } from './tags';
 
@@ -78,12 +80,5 @@ export function stepOrderFor(state: PanelState, path: string): string[] | undefi
 
 /** The shown run's status per step, when the state follows this notebook. */
 export function statusesFor(state: PanelState, path: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (state.path !== path || !state.run) {
-    return out;
-  }
-  for (const step of mergeSteps(state.pipeline, state.run)) {
-    out[step.name] = step.status;
-  }
-  return out;
+  return state.path === path ? stepStatuses(state.pipeline, state.run) : {};
 }

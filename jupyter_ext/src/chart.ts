@@ -3,7 +3,8 @@
  * Scales with the sidebar through its viewBox; colours come from JupyterLab's CSS variables.
  */
 import { s } from './dom';
-import { formatNumber, formatTime, ISeriesPoint } from './models';
+import { formatNumber, formatTime } from './format';
+import { ISeriesPoint } from './metrics';
 
 export interface IChartOptions {
   width?: number;

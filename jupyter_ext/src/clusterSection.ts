@@ -4,9 +4,10 @@
  * built once and keep what the user types while live samples re-render the figures.
  */
 import { bar, h, replace, safeHref } from './dom';
-import { formatBytes, IClusterModel } from './models';
+import { formatBytes } from './format';
 import { Section } from './section';
 import { PanelState, Part } from './state';
+import { IClusterModel } from './wire';
 
 /** CPU as a fraction of what the cluster's threads can do (cpu is a summed percentage). */
 export function cpuFraction(cpu: number | undefined, threads: number | undefined): number {

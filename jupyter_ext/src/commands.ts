@@ -6,10 +6,11 @@ import { ICommandPalette, InputDialog, showErrorMessage } from '@jupyterlab/appu
 import { INotebookTracker } from '@jupyterlab/notebook';
 
 import { downloadText } from './dom';
+import { kfpYamlFileName } from './format';
 import { nbscaleIcon } from './icons';
-import { Engine } from './models';
 import { NbscalePanel } from './panel';
 import { stepOfTags, validateStepName, withStepTag } from './tags';
+import { Engine } from './wire';
 
 export namespace CommandIDs {
   export const openPanel = 'nbscale:open-panel';
@@ -70,8 +71,7 @@ export function addCommands(
     execute: async () => {
       try {
         const yaml = await state.exportKfp();
-        const name = (state.pipeline?.name ?? 'pipeline').replace(/[^A-Za-z0-9_.-]/g, '_');
-        downloadText(yaml, `${name}.yaml`);
+        downloadText(yaml, kfpYamlFileName(state.pipeline?.name));
       } catch (err) {
         fail('Could not export the pipeline')(err);
       }
@@ -160,16 +160,7 @@ export function addCommands(
   });
 
   if (palette) {
-    for (const command of [
-      CommandIDs.openPanel,
-      CommandIDs.run,
-      CommandIDs.cancelRun,
-      CommandIDs.exportKfp,
-      CommandIDs.submitKfp,
-      CommandIDs.scaleCluster,
-      CommandIDs.refresh,
-      CommandIDs.setStepTag
-    ]) {
+    for (const command of Object.values(CommandIDs)) {
       palette.addItem({ command, category: PALETTE_CATEGORY });
     }
   }

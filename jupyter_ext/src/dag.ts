@@ -2,9 +2,10 @@
  * Renders a laid-out DAG as SVG: one box per step (coloured stripe = the step's badge colour,
  * fill = its status in the shown run), arrows for data and ordering edges.
  */
+import { stepColour } from './colours';
 import { s } from './dom';
+import { statusLabel } from './format';
 import { IDagLayout } from './layout';
-import { statusLabel, stepColour } from './models';
 
 export interface IDagRenderOptions {
   statuses?: Record<string, string>;

@@ -3,7 +3,7 @@
  * down (it reconnects with back-off). A slow safety poll runs even while the socket is up, so a
  * missed event never leaves the panel stale for long.
  */
-import { IEvent } from './models';
+import { IEvent } from './wire';
 
 export interface ISocketLike {
   onopen: ((ev: any) => void) | null;

@@ -13,20 +13,10 @@ import { decorateCells, statusesFor, stepOrderFor } from './badges';
 import { addCommands } from './commands';
 import { nbscaleIcon } from './icons';
 import { NbscalePanel, PANEL_ID } from './panel';
-import { DEFAULT_SETTINGS, IPanelSettings, PanelState } from './state';
+import { readSettings } from './settings';
+import { PanelState } from './state';
 
 export const PLUGIN_ID = 'nbscale:plugin';
-
-function readSettings(settings: ISettingRegistry.ISettings): Partial<IPanelSettings> {
-  const out: Partial<IPanelSettings> = {};
-  for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof IPanelSettings)[]) {
-    const value = settings.get(key).composite;
-    if (value !== undefined && value !== null) {
-      (out as any)[key] = value;
-    }
-  }
-  return out;
-}
 
 /** Select a cell of a notebook and bring it into view. */
 function selectCell(app: JupyterFrontEnd, panel: NotebookPanel, index: number): void {

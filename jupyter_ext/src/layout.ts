@@ -4,7 +4,7 @@
  */
 import { graphlib, layout } from '@dagrejs/dagre';
 
-import { IPipelineModel } from './models';
+import { IPipelineModel } from './wire';
 
 export interface ILaidOutNode {
   name: string;

@@ -5,28 +5,11 @@
  */
 import { renderLineChart } from './chart';
 import { h, replace } from './dom';
-import {
-  bestRun,
-  formatNumber,
-  formatShortTime,
-  formatTime,
-  IMetricsHistory,
-  isFinished,
-  metricDirection,
-  metricSeries,
-  statusLabel
-} from './models';
+import { formatNumber, formatShortTime, formatTime, statusLabel } from './format';
+import { bestRuns, metricDirection, metricSeries } from './metrics';
 import { Section } from './section';
 import { PanelState, Part } from './state';
-
-/** The best run of each metric of a history. */
-export function bestRuns(history: IMetricsHistory, overrides: Record<string, string> = {}): Record<string, string | null> {
-  const out: Record<string, string | null> = {};
-  for (const name of history.names) {
-    out[name] = bestRun(history, name, metricDirection(name, overrides));
-  }
-  return out;
-}
+import { isFinished } from './wire';
 
 export class MetricsSection extends Section {
   private _metric: string | null = null;

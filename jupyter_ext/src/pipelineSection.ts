@@ -6,9 +6,10 @@
 import { renderDag } from './dag';
 import { h, replace } from './dom';
 import { IDagLayout, layoutPipeline } from './layout';
-import { IDiagnostic, IPipelineModel, mergeSteps } from './models';
+import { stepStatuses } from './reducers';
 import { Section } from './section';
 import { PanelState, Part } from './state';
+import { IDiagnostic, IPipelineModel } from './wire';
 
 export function diagnosticLocation(d: IDiagnostic): string {
   if (d.cell === null || d.cell === undefined) {
@@ -119,14 +120,8 @@ export class PipelineSection extends Section {
       this._dagLayout = layoutPipeline(pipeline);
       this._dagOf = pipeline;
     }
-    const statuses: Record<string, string> = {};
-    if (this.state.run) {
-      for (const step of mergeSteps(pipeline, this.state.run)) {
-        statuses[step.name] = step.status;
-      }
-    }
     const svg = renderDag(this._dagLayout, {
-      statuses,
+      statuses: stepStatuses(pipeline, this.state.run),
       selected: this._selected,
       idPrefix: 'nbscale-dag',
       onSelect: name => {

@@ -3,31 +3,22 @@
  * the run / export / submit / cancel buttons, and the shown run's steps with live status,
  * durations, a progress count, logs, and the traceback of a failed step (as text).
  */
+import { stepColour } from './colours';
 import { bar, downloadText, h, replace, safeHref } from './dom';
 import {
-  coerceParameter,
   errorTitle,
-  Engine,
   formatDuration,
   formatTime,
-  IParameter,
-  IStepError,
-  IStepRun,
-  mergeSteps,
-  parameterKind,
-  parameterText,
-  progress,
+  hasTraceback,
+  kfpYamlFileName,
   statusLabel,
-  stepColour,
   tracebackText
-} from './models';
-
-function hasTraceback(error: IStepError): boolean {
-  const tb = Array.isArray(error.traceback) ? error.traceback.join('') : error.traceback ?? '';
-  return !!tb.trim();
-}
+} from './format';
+import { coerceParameter, parameterKind, parameterText } from './parameters';
+import { mergeSteps, progress } from './reducers';
 import { Section } from './section';
 import { PanelState, Part } from './state';
+import { Engine, IParameter, IStepRun } from './wire';
 
 export class RunSection extends Section {
   private readonly _form: HTMLFormElement;
@@ -90,9 +81,9 @@ export class RunSection extends Section {
   async exportKfp(): Promise<void> {
     await this.act('Could not export', async () => {
       const yaml = await this.state.exportKfp();
-      const name = (this.state.pipeline?.name ?? 'pipeline').replace(/[^A-Za-z0-9_.-]/g, '_');
-      downloadText(yaml, `${name}.yaml`);
-      this.notice(`Exported ${name}.yaml`, 'success');
+      const file = kfpYamlFileName(this.state.pipeline?.name);
+      downloadText(yaml, file);
+      this.notice(`Exported ${file}`, 'success');
     });
   }
 

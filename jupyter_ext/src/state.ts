@@ -5,9 +5,12 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { EarlyEvents } from './earlyEvents';
 import { LiveMode, LiveUpdates, SocketFactory } from './events';
+import { changedParameters } from './parameters';
+import { applyEvent, mergeDetail } from './reducers';
+import { DEFAULT_SETTINGS, IPanelSettings } from './settings';
 import {
-  applyEvent,
   ClusterAction,
   Engine,
   IApiClient,
@@ -16,29 +19,8 @@ import {
   IMetricsHistory,
   IPipelineModel,
   IRunDetail,
-  isFinished,
-  mergeDetail
-} from './models';
-
-export interface IPanelSettings {
-  defaultEngine: Engine;
-  useCache: boolean;
-  pollInterval: number;
-  kfpExperiment: string;
-  metricDirections: Record<string, string>;
-  refreshOnSave: boolean;
-  showBadges: boolean;
-}
-
-export const DEFAULT_SETTINGS: IPanelSettings = {
-  defaultEngine: 'dask',
-  useCache: true,
-  pollInterval: 1000,
-  kfpExperiment: 'Default',
-  metricDirections: {},
-  refreshOnSave: true,
-  showBadges: true
-};
+  isFinished
+} from './wire';
 
 export type Part = 'path' | 'pipeline' | 'run' | 'metrics' | 'cluster' | 'live' | 'settings' | 'parameters';
 
@@ -80,7 +62,7 @@ export class PanelState {
   private _runDirty = false;
   private _clusterFollow: ReturnType<typeof setTimeout>[] = [];
   private _pipelineSeq = 0;
-  private _pending = new Map<string, IEvent[]>();
+  private _early = new EarlyEvents();
 
   constructor(options: IPanelStateOptions) {
     this.api = options.api;
@@ -139,7 +121,7 @@ export class PanelState {
     this.runError = null;
     this.history = null;
     this.metricsError = null;
-    this._pending.clear();
+    this._early.clear();
     this._changed.emit('path');
     this.live.restart();
     if (!path) {
@@ -226,7 +208,7 @@ export class PanelState {
     if (path !== this.path) {
       return;
     }
-    this.run = this._replay(detail);
+    this.run = this._early.replay(detail);
     this.runError = null;
     this._changed.emit('run');
   }
@@ -353,7 +335,7 @@ export class PanelState {
     // A run of this notebook that the panel does not show yet: keep its events, and follow it
     // at once when idle (started here or in another tab). Its events then apply without waiting
     // for the POST's answer or a fetch.
-    this._buffer(event);
+    this._early.keep(event);
     if (event.type === 'run' && !this.runActive && (event.status === 'pending' || event.status === 'running')) {
       this._follow(event.run_id, event.status);
     }
@@ -361,7 +343,7 @@ export class PanelState {
 
   /** Show a run known only from an event, then fill it in from the server. */
   private _follow(runId: string, status: string): void {
-    this.run = this._replay({
+    this.run = this._early.replay({
       run_id: runId,
       notebook: this.path ?? '',
       engine: '',
@@ -376,25 +358,6 @@ export class PanelState {
     this.runError = null;
     this._changed.emit('run');
     void this.refreshRun();
-  }
-
-  private _buffer(event: IEvent): void {
-    if (!event.run_id) {
-      return;
-    }
-    const events = this._pending.get(event.run_id) ?? [];
-    events.push(event);
-    this._pending.set(event.run_id, events.slice(-200));
-    while (this._pending.size > 5) {
-      this._pending.delete(this._pending.keys().next().value as string);
-    }
-  }
-
-  /** Apply the events that arrived for a run before the panel showed it. */
-  private _replay(run: IRunDetail): IRunDetail {
-    const events = this._pending.get(run.run_id) ?? [];
-    this._pending.delete(run.run_id);
-    return events.reduce((r, e) => applyEvent(r, e), run);
   }
 
   async startRun(engine?: Engine): Promise<void> {
@@ -412,20 +375,14 @@ export class PanelState {
     this.run =
       this.run?.run_id === summary.run_id
         ? mergeDetail(this.run, { ...this.run, ...summary })
-        : this._replay({ ...summary, steps: [], metrics: {} });
+        : this._early.replay({ ...summary, steps: [], metrics: {} });
     this.runError = null;
     this._changed.emit('run');
     void this.refreshRun();
   }
 
   private _sentParameters(): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    for (const p of this.pipeline?.parameters ?? []) {
-      if (p.name in this.parameterValues && JSON.stringify(this.parameterValues[p.name]) !== JSON.stringify(p.default)) {
-        out[p.name] = this.parameterValues[p.name];
-      }
-    }
-    return out;
+    return changedParameters(this.pipeline?.parameters ?? [], this.parameterValues);
   }
 
   /** The parameters a run would get now (only those that differ from the notebook's). */

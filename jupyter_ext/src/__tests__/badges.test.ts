@@ -1,5 +1,5 @@
 import { badgeFor, decorateCells, IBadgeCell } from '../badges';
-import { stepColour } from '../models';
+import { stepColour } from '../colours';
 
 function cell(tags?: string[]): IBadgeCell {
   const node = document.createElement('div');

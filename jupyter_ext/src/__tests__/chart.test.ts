@@ -1,5 +1,5 @@
 import { renderLineChart, valueScale } from '../chart';
-import { metricSeries } from '../models';
+import { metricSeries } from '../metrics';
 import { history } from './fixtures';
 
 describe('metric chart', () => {

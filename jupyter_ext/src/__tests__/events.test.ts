@@ -1,5 +1,5 @@
 import { ISocketLike, LiveMode, LiveUpdates, parseEvent } from '../events';
-import { IEvent } from '../models';
+import { IEvent } from '../wire';
 
 class FakeSocket implements ISocketLike {
   onopen: ((ev: any) => void) | null = null;

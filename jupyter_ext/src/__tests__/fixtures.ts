@@ -1,4 +1,10 @@
-/** Models as the server sends them (docs/api.md), for examples/iris.ipynb. */
+/**
+ * Models as the server sends them (docs/api.md), for examples/iris.ipynb; a fake server; and
+ * helpers to load a PanelState and attach widgets.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { PanelState } from '../state';
 import {
   IApiClient,
   IClusterModel,
@@ -7,7 +13,7 @@ import {
   IRunDetail,
   IRunSummary,
   IStepRun
-} from '../models';
+} from '../wire';
 
 export function irisPipeline(): IPipelineModel {
   const step = (name: string, cells: number[], inputs: string[], outputs: string[]) => ({
@@ -200,4 +206,19 @@ export async function flush(times = 5): Promise<void> {
     await Promise.resolve();
     await new Promise(r => setTimeout(r, 0));
   }
+}
+
+/** A PanelState following iris.ipynb, on a fake server the test may set up first. */
+export async function loaded(setup: (api: FakeApi) => void = () => undefined): Promise<{ api: FakeApi; state: PanelState }> {
+  const api = new FakeApi();
+  setup(api);
+  const state = new PanelState({ api });
+  await state.setPath('iris.ipynb');
+  return { api, state };
+}
+
+/** Attach a widget to the document (the test's afterEach empties the body). */
+export function attach<T extends Widget>(w: T): T {
+  Widget.attach(w, document.body);
+  return w;
 }

@@ -1,0 +1,182 @@
+import { RunSection } from '../runSection';
+import { attach, detail, flush, loaded, stepRun, summary } from './fixtures';
+
+afterEach(() => {
+  document.body.innerHTML = '';
+});
+
+describe('Run section', () => {
+  it('pre-fills typed inputs from the parameters cell', async () => {
+    const { state } = await loaded(api => {
+      api.pipelineModel.parameters.push({ name: 'verbose', type: 'bool', default: true });
+      api.pipelineModel.parameters.push({ name: 'layers', type: 'list', default: [64, 32] });
+    });
+    const section = attach(new RunSection(state));
+    const input = (name: string) => section.node.querySelector(`input[name="${name}"]`) as HTMLInputElement;
+    expect(input('test_size').type).toBe('number');
+    expect(input('test_size').step).toBe('any');
+    expect(input('test_size').value).toBe('0.25');
+    expect(input('seed').step).toBe('1');
+    expect(input('seed').value).toBe('42');
+    expect(input('verbose').type).toBe('checkbox');
+    expect(input('verbose').checked).toBe(true);
+    expect(input('layers').value).toBe('[64,32]');
+    section.dispose();
+    state.dispose();
+  });
+
+  it('runs on Dask with the edited parameters', async () => {
+    const { state, api } = await loaded();
+    const section = attach(new RunSection(state));
+    const seed = section.node.querySelector('input[name="seed"]') as HTMLInputElement;
+    seed.value = '7';
+    seed.dispatchEvent(new Event('input'));
+    (section.node.querySelector('button[data-engine="dask"]') as HTMLButtonElement).click();
+    await flush();
+    expect(api.callsTo('startRun')[0].args[0]).toMatchObject({ engine: 'dask', parameters: { seed: 7 } });
+    expect((section.node.querySelector('button[data-engine="dask"]') as HTMLButtonElement).disabled).toBe(true);
+    expect((section.node.querySelector('.nbscale-danger') as HTMLButtonElement).disabled).toBe(false);
+    section.dispose();
+    state.dispose();
+  });
+
+  it('refuses to run with an invalid parameter', async () => {
+    const { state, api } = await loaded();
+    const section = attach(new RunSection(state));
+    const seed = section.node.querySelector('input[name="seed"]') as HTMLInputElement;
+    seed.value = '4.5';
+    seed.dispatchEvent(new Event('input'));
+    expect(seed.getAttribute('aria-invalid')).toBe('true');
+    expect(section.node.textContent).toContain('seed: expected an integer');
+    await section.run('dask');
+    expect(api.callsTo('startRun')).toHaveLength(0);
+    expect(section.node.querySelector('.nbscale-notice-error')!.textContent).toContain('Fix the parameters first: seed');
+    section.dispose();
+    state.dispose();
+  });
+
+  it('shows each step with status, duration and the progress count', async () => {
+    const { state } = await loaded(api => {
+      api.runList = [summary('r1', 'running')];
+      api.details.set(
+        'r1',
+        detail('r1', 'running', [
+          stepRun('load', 'succeeded', { duration_s: 1.5 }),
+          stepRun('split', 'cached', { cached: true }),
+          stepRun('train_lr', 'running')
+        ])
+      );
+    });
+    const section = attach(new RunSection(state));
+    const rows = Array.from(section.node.querySelectorAll('.nbscale-step'));
+    expect(rows.map(r => r.getAttribute('data-step'))).toEqual(['load', 'split', 'train_lr', 'train_rf', 'evaluate', 'metrics']);
+    expect(rows.map(r => r.getAttribute('data-status'))).toEqual(['succeeded', 'cached', 'running', 'pending', 'pending', 'pending']);
+    expect(rows[0].querySelector('.nbscale-duration')!.textContent).toBe('1.50 s');
+    expect(section.node.querySelector('.nbscale-progress-count')!.textContent).toBe('2/6 steps');
+    state.handleEvent({ type: 'step', run_id: 'r1', step: 'train_lr', status: 'succeeded' });
+    expect(section.node.querySelector('[data-step="train_lr"]')!.getAttribute('data-status')).toBe('succeeded');
+    expect(section.node.querySelector('.nbscale-progress-count')!.textContent).toBe('3/6 steps');
+    section.dispose();
+    state.dispose();
+  });
+
+  it('shows a failed step traceback as text and jumps to the failing cell', async () => {
+    const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+    const { state } = await loaded(api => {
+      api.runList = [summary('r1', 'failed')];
+      api.details.set(
+        'r1',
+        detail('r1', 'failed', [
+          stepRun('load', 'succeeded'),
+          stepRun('split', 'failed', {
+            stdout: evil,
+            error: {
+              cell: 8,
+              line: 3,
+              ename: 'ValueError',
+              evalue: evil,
+              traceback: ['\u001b[0;31mTraceback (most recent call last)\u001b[0m', `ValueError: ${evil}`]
+            }
+          }),
+          stepRun('train_lr', 'upstream_failed')
+        ])
+      );
+    });
+    const section = attach(new RunSection(state));
+    expect(section.node.querySelector('img')).toBeNull();
+    expect(section.node.querySelector('script')).toBeNull();
+    const tb = section.node.querySelector('.nbscale-traceback')!;
+    expect(tb.textContent).toBe(`Traceback (most recent call last)\nValueError: ${evil}`);
+    expect(section.node.querySelector('.nbscale-error-title')!.textContent).toContain(`ValueError: ${evil}`);
+    expect((window as any).__pwned).toBeUndefined();
+    const cells: number[] = [];
+    state.cellRequested.connect((_, i) => cells.push(i));
+    (section.node.querySelector('.nbscale-error-box .nbscale-link-button') as HTMLElement).click();
+    expect(cells).toEqual([8]);
+    expect(section.node.querySelector('[data-step="train_lr"] .nbscale-step-status')!.textContent).toBe('upstream failed');
+    section.dispose();
+    state.dispose();
+  });
+
+  it("shows a plain reason without a traceback, and the run's own error", async () => {
+    const { state } = await loaded(api => {
+      api.runList = [summary('r1', 'failed')];
+      api.details.set('r1', {
+        ...detail('r1', 'failed', [
+          stepRun('evaluate', 'upstream_failed', {
+            error: { cell: null, line: null, ename: '', evalue: 'upstream failed: split', traceback: '' }
+          })
+        ]),
+        error: 'step split failed'
+      });
+    });
+    const section = attach(new RunSection(state));
+    const row = section.node.querySelector('[data-step="evaluate"]')!;
+    expect(row.querySelector('.nbscale-step-reason')!.textContent).toBe('upstream failed: split');
+    expect(row.querySelector('.nbscale-error-box')).toBeNull(); // the failing step has the details
+    expect(row.querySelector('.nbscale-traceback')).toBeNull();
+    expect(section.node.querySelector('.nbscale-run-error')!.textContent).toBe('step split failed');
+    section.dispose();
+    state.dispose();
+  });
+
+  it('cancels the run', async () => {
+    const { state, api } = await loaded(api => {
+      api.runList = [summary('r1', 'running')];
+      api.details.set('r1', detail('r1', 'running', []));
+    });
+    const section = attach(new RunSection(state));
+    await section.cancel();
+    expect(api.callsTo('cancelRun')[0].args).toEqual(['iris.ipynb', 'r1']);
+    expect(state.run?.status).toBe('cancelled');
+    section.dispose();
+    state.dispose();
+  });
+
+  it('links a submitted KFP run only through http(s)', async () => {
+    const { state, api } = await loaded();
+    const section = attach(new RunSection(state));
+    await section.submitKfp();
+    expect((section.node.querySelector('.nbscale-notice a') as HTMLAnchorElement).href).toBe('http://kfp.example/#/runs/details/1');
+    api.kfpSubmit = async () => ({ run_url: 'javascript:alert(1)' });
+    await section.submitKfp();
+    expect(section.node.querySelector('.nbscale-notice a')).toBeNull();
+    expect(api.callsTo('kfpSubmit')[0].args[0]).toMatchObject({ path: 'iris.ipynb', experiment: 'Default', parameters: {} });
+    section.dispose();
+    state.dispose();
+  });
+
+  it('reports a server error in one line', async () => {
+    const { state, api } = await loaded();
+    const section = attach(new RunSection(state));
+    api.startRun = async () => {
+      throw new Error('409 a run of this notebook is already active');
+    };
+    await section.run('papermill');
+    expect(section.node.querySelector('.nbscale-notice-error')!.textContent).toBe(
+      'Could not start the run: 409 a run of this notebook is already active'
+    );
+    section.dispose();
+    state.dispose();
+  });
+});
