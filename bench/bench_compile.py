@@ -17,24 +17,18 @@ from __future__ import annotations
 import argparse
 import cProfile
 import os
-import platform
 import pstats
 import random
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nbformat
-from common import median_time, nproc, replace_section, revision
+from common import DOC, ROOT, machine, median_process, median_time, nbscale_command, revision
+from doc_sections import ms, produced_by, replace_section, table
 
 from nbscale.compiler import compile_notebook
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 SIZES = (10, 100, 1000)
 TARGET_ANALYSIS_1000 = 0.3  # seconds, 1,000 cells
 TARGET_CLI_SMALL = 0.5  # seconds, whole process on a small notebook
@@ -116,19 +110,7 @@ def generate(n_cells: int, seed: int = 0, alias_heavy: bool = False) -> nbformat
 # -- measurements --------------------------------------------------------------------------
 
 
-def cli_command() -> list[str]:
-    script = shutil.which("nbscale")
-    return [script] if script else [sys.executable, "-m", "nbscale"]
-
-
-def median_process(cmd: list[str], runs: int = 5) -> float:
-    subprocess.run(cmd, capture_output=True)  # warm the OS file cache
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+PROCESS_RUNS = 5  # whole-process timings: median of this many runs after a warm-up
 
 
 def write_generated(folder: Path, size: int, alias_heavy: bool = False) -> tuple[Path, object]:
@@ -147,14 +129,14 @@ def measure(folder: Path, stress: bool = True) -> dict:
         "name": "examples/iris.ipynb", "steps": len(compile_notebook(iris).steps),
         "cells": sum(c["cell_type"] == "code" for c in nbformat.read(str(iris), 4).cells),
         "compile": median_time(lambda: compile_notebook(iris), 15, warmup=True),
-        "check": median_process([*cli_command(), "check", str(iris)]),
+        "check": median_process([*nbscale_command(), "check", str(iris)], PROCESS_RUNS),
     }]
     for size in SIZES:
         path, pipeline = write_generated(folder, size)
         rows.append({
             "name": f"generated, {size:,} code cells", "cells": size, "steps": len(pipeline.steps),
             "compile": median_time(lambda p=path: compile_notebook(p), 15 if size <= 100 else 7, warmup=True),
-            "check": median_process([*cli_command(), "check", str(path)]),
+            "check": median_process([*nbscale_command(), "check", str(path)], PROCESS_RUNS),
             "path": path,
         })
     if stress:  # slow while it is quadratic: 3 runs, no process timing
@@ -164,7 +146,7 @@ def measure(folder: Path, stress: bool = True) -> dict:
             "steps": len(pipeline.steps), "compile": median_time(lambda: compile_notebook(path), 3, warmup=False),
             "check": None,
         })
-    return {"rows": rows, "python_startup": median_process([sys.executable, "-c", "pass"])}
+    return {"rows": rows, "python_startup": median_process([sys.executable, "-c", "pass"], PROCESS_RUNS)}
 
 
 def profile_compile(path: Path) -> pstats.Stats:
@@ -191,14 +173,7 @@ def hot_spots(stats: pstats.Stats, top: int = 8) -> list[tuple[str, float, float
 # -- report --------------------------------------------------------------------------------
 
 
-def ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds * 1000:,.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
-
-
 def render(result: dict, profile: list | None = None) -> str:
-    rev = revision("compiler", "nbscale", what="compiler")
     rows = result["rows"]
     big = next(r for r in rows if r["name"] == "generated, 1,000 code cells")
     small = rows[0]
@@ -206,38 +181,32 @@ def render(result: dict, profile: list | None = None) -> str:
     def verdict(good):
         return "met" if good else "**missed**"
 
-    cmd = " ".join(Path(c).name if i == 0 else c for i, c in enumerate(cli_command()))
+    cli = " ".join(Path(c).name if i == 0 else c for i, c in enumerate(nbscale_command()))
+    no_bytecode = "`PYTHONDONTWRITEBYTECODE` set (every process compiles nbscale's modules from source)"
     lines = [
         START,
         "## Compile time (`bench/bench_compile.py`)",
         "",
-        f"Produced by `python bench/bench_compile.py` on {time.strftime('%Y-%m-%d')} at {rev}; machine: "
-        f"`nproc` {nproc()}, Python {platform.python_version()} ({platform.system()} {platform.machine()})"
-        + (", `PYTHONDONTWRITEBYTECODE` set (every process compiles nbscale's modules from source)."
-           if os.environ.get("PYTHONDONTWRITEBYTECODE") else "."),
+        produced_by(result["command"], revision("compiler", "nbscale", what="compiler"), result["machine"],
+                    no_bytecode if result["machine"]["no_bytecode"] else ""),
         "",
         "`compile_notebook` is the in-process compile (read, tags, layout, dataflow analysis, hashes), "
         "median of 7–15 runs after a warm-up. `nbscale check` is the whole process, wall clock, "
-        f"median of 5 runs (`{cmd} check NB`). "
+        f"median of {PROCESS_RUNS} runs (`{cli} check NB`). "
         "Generated notebooks have a step tag every 5 code cells, assignments reading earlier names, "
         "function definitions and calls, `json.dumps(rows)` calls, in-place list mutation (also through an "
         "alias list every 20 cells) and a markdown cell every 4 code cells. "
         "The stress row puts earlier names into every new list, so nearly all names may share objects.",
         "",
-        "| notebook | code cells | steps | `compile_notebook` | `nbscale check` (process) |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r['cells']:,} | {r['steps']} | {ms(r['compile'])} | {ms(r['check'])} |")
-    lines += [
+        *table(["notebook", "code cells", "steps", "`compile_notebook`", "`nbscale check` (process)"],
+               [[r["name"], f"{r['cells']:,}", str(r["steps"]), ms(r["compile"]), ms(r["check"])] for r in rows]),
         "",
         f"Python start-up alone (`python -c pass`): {ms(result['python_startup'])}.",
         "",
-        "| target | measured | |",
-        "|---|---:|---|",
-        f"| 1,000 cells analysed < 300 ms | {ms(big['compile'])} | {verdict(big['compile'] < TARGET_ANALYSIS_1000)} |",
-        f"| whole-process `nbscale check` on a small notebook (iris) < 500 ms | {ms(small['check'])} "
-        f"| {verdict(small['check'] < TARGET_CLI_SMALL)} |",
+        *table(["target", "measured", ""], [
+            ["1,000 cells analysed < 300 ms", ms(big["compile"]), verdict(big["compile"] < TARGET_ANALYSIS_1000)],
+            ["whole-process `nbscale check` on a small notebook (iris) < 500 ms", ms(small["check"]),
+             verdict(small["check"] < TARGET_CLI_SMALL)]]),
         "",
         "For comparison, a published figure (not measured here): Kale's CLI takes 5.2 s to compile a "
         "4-step notebook, 3.3 s of it in imports (see PEERS.md).",
@@ -247,9 +216,7 @@ def render(result: dict, profile: list | None = None) -> str:
             "",
             "Where the 1,000-cell compile spends its time (cProfile, cumulative; profiling slows it down):",
             "",
-            "| function | cumulative | own |",
-            "|---|---:|---:|",
-            *(f"| `{name}` | {ms(cum)} | {ms(own)} |" for name, cum, own in profile),
+            *table(["function", "cumulative", "own"], [[f"`{name}`", ms(cum), ms(own)] for name, cum, own in profile]),
         ]
     lines.append(END)
     return "\n".join(lines) + "\n"
@@ -266,6 +233,8 @@ def main(argv=None) -> int:
     print(f"measuring nbscale.compiler from {Path(nbscale.compiler.__file__).parent}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="nbscale-bench-") as tmp:
         result = measure(Path(tmp), stress=not args.no_stress)
+        result["machine"] = machine()
+        result["command"] = " ".join(["python bench/bench_compile.py", *(argv if argv is not None else sys.argv[1:])])
         big = next(r for r in result["rows"] if r["name"] == "generated, 1,000 code cells")
         profile = None
         if args.profile or big["compile"] >= TARGET_ANALYSIS_1000:

@@ -28,20 +28,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
-from common import replace_section, revision
+from common import DOC, ROOT, machine, median_process, nbscale_command, revision
+from doc_sections import duration, produced_by, replace_section, table
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench_kfp:start -->", "<!-- bench_kfp:end -->"
 KALE_PUBLISHED = {"4 steps": 5.2, "60-step chain": 4.4 + 1.3}  # seconds, PEERS.md
 KALE_PER_STEP_PUBLISHED = 25.0  # seconds per step under kfp.local, PEERS.md
@@ -81,22 +78,11 @@ def chain(steps: int) -> nbformat.NotebookNode:
 # -- measuring --------------------------------------------------------------------------------
 
 
-def nbscale_cli() -> list[str]:
-    script = shutil.which("nbscale")
-    return [script] if script else [sys.executable, "-m", "nbscale"]
-
-
-def process_median(cmd: list[str], runs: int, cwd: Path, check) -> float:
-    subprocess.run(cmd, capture_output=True, cwd=cwd)  # warm-up: OS file cache
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
-        times.append(time.perf_counter() - start)
-        if out.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
+def checked_median(cmd: list[str], runs: int, cwd: Path, check) -> float:
+    """Median wall time of the whole command, then `check()` what it wrote."""
+    took = median_process(cmd, runs, cwd)
     check()
-    return statistics.median(times)
+    return took
 
 
 def compile_times(folder: Path, notebooks: dict[str, Path], runs: int, kale: str | None) -> list[dict]:
@@ -112,8 +98,8 @@ def compile_times(folder: Path, notebooks: dict[str, Path], runs: int, kale: str
             load_component_from_file(str(yaml_path))
 
         row = {"notebook": label, "steps": len(compile_notebook(nb).steps),
-               "nbscale": process_median([*nbscale_cli(), "compile", str(nb), "--target", "kfp", "-o", str(yaml_path)],
-                                         runs, folder, nbscale_ok)}
+               "nbscale": checked_median([*nbscale_command(), "compile", str(nb), "--target", "kfp", "-o",
+                                          str(yaml_path)], runs, folder, nbscale_ok)}
         if kale:
             kale_dir = folder / f"kale-{nb.stem}"
             kale_dir.mkdir(exist_ok=True)
@@ -123,7 +109,7 @@ def compile_times(folder: Path, notebooks: dict[str, Path], runs: int, kale: str
                 if not list((kale_dir / ".kale").glob("*.yaml")):
                     raise RuntimeError(f"kale wrote no YAML in {kale_dir / '.kale'}")
 
-            row["kale"] = process_median([kale, "--nb", nb.name], runs, kale_dir, kale_ok)
+            row["kale"] = checked_median([kale, "--nb", nb.name], runs, kale_dir, kale_ok)
             row["kale_steps"] = _kale_steps(kale_dir)
         rows.append(row)
     return rows
@@ -176,20 +162,12 @@ def run_times(folder: Path, notebooks: dict[str, Path], kfp_runs: int) -> list[d
 # -- the report -------------------------------------------------------------------------------
 
 
-def s(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
 def render(result: dict) -> str:
     kale = result["kale"]
     lines = [START, "## KFP (`bench/bench_kfp.py`)", ""]
-    lines.append(
-        f"Produced by `python bench/bench_kfp.py` on {result['date']} at {result['revision']}; machine: "
-        f"`nproc` {result['nproc']}, Python {result['python']} ({result['system']}), kfp {result['kfp']}, "
-        f"load average {result['load'][0]:.1f} at the start and {result['load'][1]:.1f} at the end "
-        "(the machine is shared, so absolute times vary between runs).")
+    lines.append(produced_by(result["command"], result["revision"], result["machine"],
+                             f"kfp {result['kfp']}, load average {result['load'][0]:.1f} at the start and "
+                             f"{result['load'][1]:.1f} at the end"))
     lines.append("")
     lines.append("### Compile to KFP YAML, whole process")
     lines.append("")
@@ -201,20 +179,17 @@ def render(result: dict) -> str:
         "(nbscale's loads with `load_component_from_file`).")
     lines.append("")
     if kale["installed"]:
-        lines.append("| notebook | steps (nbscale / Kale) | nbscale | Kale 2.3.0 (measured) | Kale / nbscale |")
-        lines.append("|---|---:|---:|---:|---:|")
-        for row in result["compile"]:
-            ratio = f"{row['kale'] / row['nbscale']:.1f}×" if row.get("kale") else "—"
-            lines.append(f"| {row['notebook']} | {row['steps']} / {row.get('kale_steps') or '?'} | "
-                         f"{s(row['nbscale'])} | {s(row.get('kale'))} | {ratio} |")
+        lines += table(["notebook", "steps (nbscale / Kale)", "nbscale", "Kale 2.3.0 (measured)", "Kale / nbscale"],
+                       [[row["notebook"], f"{row['steps']} / {row.get('kale_steps') or '?'}",
+                         duration(row["nbscale"]), duration(row.get("kale")),
+                         f"{row['kale'] / row['nbscale']:.1f}×" if row.get("kale") else "—"]
+                        for row in result["compile"]])
         lines.append("")
         lines.append(f"Kale ran from its own virtual environment ({kale['path']}).")
     else:
-        lines.append("| notebook | steps | nbscale | Kale 2.3.0 (published, not measured here) |")
-        lines.append("|---|---:|---:|---:|")
-        for row in result["compile"]:
-            lines.append(f"| {row['notebook']} | {row['steps']} | {s(row['nbscale'])} | "
-                         f"{s(KALE_PUBLISHED.get(row['notebook']))} |")
+        lines += table(["notebook", "steps", "nbscale", "Kale 2.3.0 (published, not measured here)"],
+                       [[row["notebook"], str(row["steps"]), duration(row["nbscale"]),
+                         duration(KALE_PUBLISHED.get(row["notebook"]))] for row in result["compile"]])
         lines.append("")
         lines.append(f"Kale was not measured: {kale['reason']}. Its figures are the published ones (PEERS.md).")
     lines.append("")
@@ -230,17 +205,13 @@ def render(result: dict) -> str:
         "`local`: in-process (median of 3 runs each). Per step = run wall time / steps; overhead = "
         "(run wall time − the steps' own execution time) / steps.")
     lines.append("")
-    lines.append("| notebook | steps | engine | run | per step | overhead per step |")
-    lines.append("|---|---:|---|---:|---:|---:|")
-    for row in result["run"]:
-        lines.append(f"| {row['notebook']} | {row['steps']} | `{row['engine']}` | {s(row['wall'])} | "
-                     f"{s(row['per_step'])} | {s(row['overhead'])} |")
+    lines += table(["notebook", "steps", "engine", "run", "per step", "overhead per step"],
+                   [[row["notebook"], str(row["steps"]), f"`{row['engine']}`", duration(row["wall"]),
+                     duration(row["per_step"]), duration(row["overhead"])] for row in result["run"]])
     lines.append("")
     lines.append(
         f"For comparison, a published figure (not measured here): Kale's pipelines take ≈ "
-        f"{KALE_PER_STEP_PUBLISHED:.0f} s per step under kfp.local (pip install, kernel start, HTML report; "
-        "PEERS.md). A kfp-local step pays a process start plus importing kfp, nbscale and the step's "
-        "libraries (iris imports scikit-learn in every step); the Dask engine pays that once per worker.")
+        f"{KALE_PER_STEP_PUBLISHED:.0f} s per step under kfp.local (PEERS.md).")
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -281,9 +252,9 @@ def main(argv=None) -> int:
             run_rows = run_times(folder, {"8-step chain (light)": folder / "chain8.ipynb",
                                           "examples/iris.ipynb": ROOT / "examples" / "iris.ipynb"}, args.kfp_runs)
     result = {
-        "date": time.strftime("%Y-%m-%d"), "revision": revision(), "nproc": os.cpu_count(),
-        "python": platform.python_version(), "system": f"{platform.system()} {platform.machine()}",
-        "kfp": kfp.__version__, "load": (load_start, os.getloadavg()[0]), "runs": args.runs,
+        "command": " ".join(["python bench/bench_kfp.py", *(argv if argv is not None else sys.argv[1:])]),
+        "revision": revision(), "machine": machine(), "kfp": kfp.__version__,
+        "load": (load_start, os.getloadavg()[0]), "runs": args.runs,
         "kfp_runs": args.kfp_runs, "kale": kale, "compile": compile_rows, "run": run_rows,
     }
     section = render(result)

@@ -19,7 +19,6 @@ Two modes: the event websocket (normal), and the polling fallback (the browser's
 from __future__ import annotations
 
 import argparse
-import platform
 import re
 import shutil
 import statistics
@@ -29,17 +28,18 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from common import nproc, replace_section, revision
+from common import DOC, ROOT, machine, revision
+from doc_sections import ms, produced_by, replace_section, table
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from lab_harness import CHROMIUM, browser_page, open_notebook, open_panel, running_lab  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
+from nbscale.kernels.contract import CACHED, FAILED, SUCCEEDED  # noqa: E402
+
 START, END = "<!-- bench_panel:start -->", "<!-- bench_panel:end -->"
 TARGET_S = 1.0
-FINISHED = ("succeeded", "failed", "cached")
+FINISHED = (SUCCEEDED, FAILED, CACHED)  # the statuses the observer below waits for
 
 OBSERVER = """() => {
   window.__nbscaleShown = {};
@@ -122,28 +122,13 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def render(results: list[dict]) -> str:
+def render(results: list[dict], command: str) -> str:
     rev = revision("jupyter_ext", what="jupyter_ext")
-    lines = [
-        START,
-        "## Panel latency (`bench/bench_panel.py`)",
-        "",
-        f"Produced by `python bench/bench_panel.py` on {time.strftime('%Y-%m-%d')} at {rev}; machine: "
-        f"`nproc` {nproc()}, Python {platform.python_version()}, headless Debian Chromium, JupyterLab "
-        f"{_version('jupyterlab')}.",
-        "",
-        "Delay from a step finishing (its `finished` timestamp in the run store) to the panel painting the "
-        "step's finished status, for every step of `examples/iris.ipynb` run on Dask from the panel with "
-        "the cache off (6 steps a run). *websocket*: the event stream (normal); *polling*: the websocket "
-        "refused, the panel polls the run every `pollInterval` (1 s).",
-        "",
-        "| mode | runs | steps measured | median | p90 | max | run, click to finished (median) | target < 1 s |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
+    rows = []
     for r in results:
         d = r["delays"]
         if not d:
-            lines.append(f"| {r['mode']} | {r['runs']} | 0 | — | — | — | — | **no data** |")
+            rows.append([r["mode"], str(r["runs"]), "0", "—", "—", "—", "—", "**no data**"])
             continue
         p90 = _quantile(d, 0.9)
         if p90 < TARGET_S:
@@ -152,19 +137,27 @@ def render(results: list[dict]) -> str:
             verdict = "met (median)" if statistics.median(d) < TARGET_S else "**missed**"
         if r["mode"] == "polling":
             verdict += "; fallback only"
-        lines.append(f"| {r['mode']} | {r['runs']} | {len(d)} | {_ms(statistics.median(d))} | {_ms(p90)} | "
-                     f"{_ms(max(d))} | {statistics.median(r['run_seconds']):.1f} s | {verdict} |")
-    lines += [
+        rows.append([r["mode"], str(r["runs"]), str(len(d)), ms(statistics.median(d)), ms(p90), ms(max(d)),
+                     f"{statistics.median(r['run_seconds']):.1f} s", verdict])
+    paint = [p - d for r in results for p, d in zip(r["delays"], r["dom_delays"])]
+    lines = [
+        START,
+        "## Panel latency (`bench/bench_panel.py`)",
         "",
-        "The DOM is updated a few ms before the paint; the run store's timestamp is written by the run "
-        "process when the step ends, before the event reaches the server and the browser.",
+        produced_by(command, rev, machine(), f"headless Debian Chromium, JupyterLab {_version('jupyterlab')}"),
+        "",
+        "Delay from a step finishing (its `finished` timestamp in the run store) to the panel painting the "
+        "step's finished status, for every step of `examples/iris.ipynb` run on Dask from the panel with "
+        "the cache off (6 steps a run). *websocket*: the event stream (normal); *polling*: the websocket "
+        "refused, the panel polls the run every `pollInterval` (1 s).",
+        "",
+        *table(["mode", "runs", "steps measured", "median", "p90", "max", "run, click to finished (median)",
+                "target < 1 s"], rows),
+        "",
+        f"DOM update → paint (the next animation frame): median {ms(statistics.median(paint) if paint else None)}.",
         END,
     ]
     return "\n".join(lines) + "\n"
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.0f} ms"
 
 
 def _version(name: str) -> str:
@@ -195,7 +188,8 @@ def main(argv=None) -> int:
             for mode in args.modes.split(","):
                 print(f"measuring {mode} ({args.runs} runs)…", file=sys.stderr)
                 results.append(measure_mode(lab, mode.strip(), args.runs, args.verbose))
-    section = render(results)
+    section = render(results, " ".join(["python bench/bench_panel.py",
+                                        *(argv if argv is not None else sys.argv[1:])]))
     print(section)
     if not args.no_doc:
         replace_section(DOC, START, END, section)

@@ -21,20 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from datetime import date
-from pathlib import Path
 
-from common import replace_section
+from common import DOC, ROOT, machine, revision, timed_process
+from doc_sections import produced_by, replace_section, table
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 EXAMPLES = ROOT / "examples"
 NOTEBOOKS = ("iris.ipynb", "kale_style.ipynb", "mutation.ipynb", "magics.ipynb", "untagged.ipynb")
 START, END = "<!-- bench_papermill:start -->", "<!-- bench_papermill:end -->"
@@ -42,13 +36,8 @@ COLUMNS = ("plain papermill", "nbscale cold (Dask)", "nbscale cached", "nbscale 
 
 
 def timed(args, cwd, env=None) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "papermill", *args], cwd=cwd, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True)
-    took = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"papermill {' '.join(args)} failed in {cwd}:\n{proc.stderr[-3000:]}")
-    return took
+    """Wall time of one whole `python -m papermill ARGS` process."""
+    return timed_process([sys.executable, "-m", "papermill", *args], cwd, {**os.environ, **(env or {})})[0]
 
 
 def measure(name: str, repeats: int) -> dict[str, float]:
@@ -70,23 +59,19 @@ def measure(name: str, repeats: int) -> dict[str, float]:
     return {column: statistics.median(values) for column, values in times.items()}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def section(results: dict[str, dict[str, float]], repeats: int, load: tuple[float, float]) -> str:
+def section(results: dict[str, dict[str, float]], repeats: int, load: tuple[float, float], command: str) -> str:
+    rows = []
+    for name, t in results.items():
+        plain = t["plain papermill"]
+        cells = [f"{plain:.2f} s"]
+        for column in COLUMNS[1:]:
+            cells += [f"{t[column]:.2f} s", f"{plain / t[column]:.2f}×"]
+        rows.append([f"examples/{name}", *cells])
     lines = [
         START,
         "## papermill (`bench/bench_papermill.py`)",
         "",
-        f"Produced by `python bench/bench_papermill.py` on {date.today().isoformat()} at commit {_commit()}; "
-        f"machine: `nproc` {os.cpu_count()}, Python {platform.python_version()} ({platform.system()} "
-        f"{platform.machine()}); load average {load[0]:.1f} before and {load[1]:.1f} after (a shared machine: "
-        "other work was running).",
+        produced_by(command, revision(), machine(), f"load average {load[0]:.1f} before and {load[1]:.1f} after"),
         "",
         "Whole process, wall clock, median of " + f"{repeats} run{'s' * (repeats != 1)} per cell, each in a fresh "
         "folder holding a copy of the example. *plain papermill*: `python -m papermill NB out.ipynb -k python3` "
@@ -96,25 +81,8 @@ def section(results: dict[str, dict[str, float]], repeats: int, load: tuple[floa
         "cold (local)*: `NBSCALE_ENGINE=local`, nothing cached, steps run in the papermill process. Ratio = plain "
         "papermill / nbscale (> 1: nbscale faster).",
         "",
-        "| notebook | plain papermill | nbscale cold (Dask) | ratio | nbscale cached | ratio | "
-        "nbscale cold (local) | ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, t in results.items():
-        plain = t["plain papermill"]
-        cells = [f"{plain:.2f} s"]
-        for column in COLUMNS[1:]:
-            cells += [f"{t[column]:.2f} s", f"{plain / t[column]:.2f}×"]
-        lines.append(f"| examples/{name} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Where the time goes: the papermill CLI needs ≈ 2–3 s of imports in every column; plain papermill "
-        "then starts one kernel (≈ 1 s) that imports the notebook's libraries once; a cold Dask run starts a "
-        "LocalCluster (≈ 1–3 s) whose two worker processes each import nbscale's executor and the notebook's "
-        "libraries, and shuts it down at the end; the local engine runs the steps in the papermill process; "
-        "a cached run starts neither a cluster nor a kernel. The example steps take milliseconds, so running "
-        "branches in parallel cannot pay for the cluster here; it pays when parallel branches do real work "
-        "(see the Run sections) — `NBSCALE_ENGINE=local` is the faster choice for small notebooks.",
+        *table(["notebook", "plain papermill", "nbscale cold (Dask)", "ratio", "nbscale cached", "ratio",
+                "nbscale cold (local)", "ratio"], rows),
         END,
         "",
     ]
@@ -132,7 +100,8 @@ def main(argv=None) -> int:
     for name in args.notebooks:
         results[name] = t = measure(name, args.repeats)
         print(f"{name:<18} " + "  ".join(f"{column}: {t[column]:.2f}s" for column in COLUMNS), flush=True)
-    text = section(results, args.repeats, (load_before, os.getloadavg()[0]))
+    command = " ".join(["python bench/bench_papermill.py", *(argv if argv is not None else sys.argv[1:])])
+    text = section(results, args.repeats, (load_before, os.getloadavg()[0]), command)
     print(text)
     if not args.no_doc:
         replace_section(DOC, START, END, text)

@@ -8,10 +8,14 @@ one's imports, kernels, clusters or memory) and calls
 The process imports what the contender needs *before* its clock starts, measures, and prints
 one line `BENCH-RESULT {json}` at the end. Tasks:
 
-- `nbscale`: `run_notebook` with the cache off (engine `dask` with an embedded LocalCluster, or
-  `local`); wall time, plus a timeline: cluster start (`DaskEngine.connect`), cluster close,
-  compile/plan/finish and run-store time in this process, and per step the task's start and end
-  on the worker and the executor's own wall time — so the gaps show where the overhead is.
+- `nbscale`: a run with the cache off (engine `dask` with an embedded LocalCluster or a given
+  scheduler, or `local`; engine options passed through); wall time, plus a timeline: cluster
+  start (`DaskEngine.connect`), cluster close and run-store time in this process, and per step
+  the task's start and end on the worker, the executor's own wall time and the worker — so the
+  gaps show where the time goes.
+- `warm_up`: an `nbscale` run on a fresh cluster built by nbscale's own `local_cluster` (started
+  before the clock) with the Dask engine's warm-up on or off, and how the warm-up tasks ended
+  (a scheduler plugin watches them).
 - `papermill`: `papermill.execute_notebook` (kernel start included) and its per-cell durations.
 - `kfp`: a pipeline of N chained lightweight components on `kfp.local.SubprocessRunner(use_venv=
   False)` with `install_kfp_package=False`; the component module is written as a real `.py`
@@ -34,10 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import median_time
-
-RESULT_PREFIX = "BENCH-RESULT "
-
+from common import RESULT_PREFIX, median_time
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -75,10 +76,46 @@ class Timers:
 # -- nbscale ---------------------------------------------------------------------------------
 
 
+def run_nbscale(notebook, options, on_event=None, engine_options=None):
+    """Compile and run `notebook` with its default parameters (what `run_notebook` does), with
+    `engine_options` passed to the engine."""
+    from nbscale.compiler import compile_notebook
+    from nbscale.kernels import params
+    from nbscale.kernels.runner import run_pipeline
+
+    pipeline = compile_notebook(notebook)
+    if pipeline.has_errors:
+        raise SystemExit(f"{notebook} has errors: {[d.message for d in pipeline.diagnostics]}")
+    return run_pipeline(pipeline, params.resolve(pipeline, {}), notebook, options, on_event=on_event,
+                        engine_options=engine_options)
+
+
+class StepClock:
+    """Per step, from the run's events: status, start and end (stamped in the task), the
+    executor's own wall time, and the worker it ran on."""
+
+    def __init__(self):
+        self.steps: dict[str, dict] = {}
+        self.workers: dict[str, str] = {}
+
+    def on_event(self, kind, step, payload):
+        from nbscale.kernels.contract import STEP_FINISHED, STEP_STARTED
+
+        if kind == STEP_FINISHED and step is not None:
+            summary = payload.get("summary") or {}
+            self.steps[step] = {"status": payload.get("status"), "started": payload.get("started"),
+                                "finished": payload.get("finished"), "wall_s": summary.get("wall_s")}
+        elif kind == STEP_STARTED:
+            self.workers[step] = payload.get("worker")
+
+    def timeline(self) -> dict:
+        return {name: {**row, "worker": self.workers.get(name)} for name, row in self.steps.items()}
+
+
 def task_nbscale(spec):
-    from nbscale.kernels import runner, runstore
+    from nbscale.kernels import runstore
     from nbscale.kernels.engines import dask as dask_engine
-    from nbscale.kernels.runner import RunOptions, run_notebook
+    from nbscale.kernels.runner import RunOptions
 
     if spec["engine"] == "dask":  # imported before the clock starts, as for papermill and kfp
         import distributed  # noqa: F401
@@ -88,44 +125,65 @@ def task_nbscale(spec):
     timers = Timers()
     timers.wrap(dask_engine.DaskEngine, "connect", "cluster start")
     timers.wrap(dask_engine.DaskEngine, "close", "cluster close")
-    timers.wrap(runner, "compile_notebook", "compile")
-    timers.wrap(runner, "step_hashes", "hashes")
-    timers.wrap(runner, "_plan", "plan")
-    timers.wrap(runner, "_finish", "finish")
     for method in ("add_event", "update_step", "record_metrics", "create_run", "start_run", "finish_run"):
         timers.wrap(runstore.RunStore, method, "run store")
-    steps = {}
-    first_event = {}
-
-    def on_event(kind, step, payload):
-        now = time.time()
-        first_event.setdefault(kind, now)
-        if kind == "step_finished" and step is not None:
-            summary = payload.get("summary") or {}
-            steps[step] = {"status": payload.get("status"), "started": payload.get("started"),
-                           "finished": payload.get("finished"), "wall_s": summary.get("wall_s"),
-                           "seen": now}
-        elif kind == "step_started":
-            steps.setdefault("_workers", {})[step] = payload.get("worker")
-
-    options = RunOptions(engine=spec["engine"], use_cache=False, workers=spec.get("workers"))
+    clock = StepClock()
+    options = RunOptions(engine=spec["engine"], use_cache=False, workers=spec.get("workers"),
+                         scheduler=spec.get("scheduler"))
     t0 = time.time()
     start = time.perf_counter()
-    result = run_notebook(spec["notebook"], options=options, on_event=on_event)
+    result = run_nbscale(spec["notebook"], options, clock.on_event, spec.get("engine_options"))
     total = time.perf_counter() - start
     timers.restore()
     if not result.ok:
         raise SystemExit(f"nbscale run failed: {json.dumps(result.to_json(), default=str)[:2000]}")
-    workers = steps.pop("_workers", {})
-    for name, row in steps.items():
-        row["worker"] = workers.get(name)
-    out = {"total": total, "t0": t0, "steps": steps, "timers": timers.totals, "calls": timers.calls,
-           "first_event": {k: v - t0 for k, v in first_event.items()}}
+    out = {"total": total, "t0": t0, "steps": clock.timeline(), "timers": timers.totals, "calls": timers.calls}
     if spec.get("handoff"):
         made = result.load("make", ["t_made", "nbytes"])
         got = result.load("use", ["t_got"])
         out["handoff"] = {"t_made": made["t_made"], "t_got": got["t_got"], "nbytes": made["nbytes"]}
     return out
+
+
+def task_watcher(scheduler, prefix):
+    """A scheduler plugin that records how the tasks whose key starts with `prefix` ended: state,
+    worker, compute time, exception text (in its `tasks`)."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class TaskWatcher(SchedulerPlugin):
+        def __init__(self):
+            self.tasks = {}
+
+        def transition(self, key, start, finish, *args, **kwargs):
+            if not str(key).startswith(prefix) or finish not in ("memory", "erred"):
+                return
+            task = scheduler.tasks.get(key)
+            computes = [s for s in kwargs.get("startstops") or () if s.get("action") == "compute"]
+            self.tasks[str(key)] = {
+                "state": finish, "worker": kwargs.get("worker"),
+                "compute_s": sum(s["stop"] - s["start"] for s in computes) if computes else None,
+                "error": (kwargs.get("exception_text") or getattr(task, "exception_text", "") or None)
+                if finish == "erred" else None}
+
+    return TaskWatcher()
+
+
+def task_warm_up(spec):
+    """One run on a fresh cluster made as nbscale makes its embedded one (`local_cluster`), but
+    started before the clock, with the engine's warm-up on or off."""
+    from nbscale.kernels.engines.dask import local_cluster
+
+    # forked workers inherit this process's modules: the notebook's libraries must not be among them
+    inherited = sorted(m for m in spec["libraries"] if m in sys.modules)
+    cluster = local_cluster(spec["workers"])
+    watcher = task_watcher(cluster.scheduler, spec["watch_prefix"])
+    cluster.scheduler.add_plugin(watcher, name="nbscale-bench-watcher")
+    try:
+        out = task_nbscale({**spec, "engine": "dask", "scheduler": cluster.scheduler_address,
+                            "engine_options": {"warm_up": spec["warm_up"]}})
+    finally:
+        cluster.close()
+    return {**out, "inherited": inherited, "watched": watcher.tasks}
 
 
 def task_profile_cached(spec):
@@ -134,6 +192,7 @@ def task_profile_cached(spec):
     import io
     import pstats
 
+    from nbscale.kernels.contract import CACHED
     from nbscale.kernels.runner import RunOptions, run_notebook
 
     run_notebook(spec["notebook"], options=RunOptions(engine="dask"))  # warm: files, sqlite
@@ -143,7 +202,7 @@ def task_profile_cached(spec):
     result = run_notebook(spec["notebook"], options=RunOptions(engine="dask"))
     profiler.disable()
     total = time.perf_counter() - start
-    assert all(s["status"] == "cached" for s in result.steps), result.steps
+    assert all(s["status"] == CACHED for s in result.steps), result.steps
     stream = io.StringIO()
     pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(18)
     return {"total": total, "profile": stream.getvalue()}
@@ -259,8 +318,8 @@ def task_memcopy(spec):
     return out
 
 
-TASKS = {"nbscale": task_nbscale, "papermill": task_papermill, "kfp": task_kfp, "memcopy": task_memcopy,
-         "profile_cached": task_profile_cached}
+TASKS = {"nbscale": task_nbscale, "warm_up": task_warm_up, "papermill": task_papermill, "kfp": task_kfp,
+         "memcopy": task_memcopy, "profile_cached": task_profile_cached}
 
 
 def main(argv):

@@ -9,6 +9,9 @@ under `nbscale run` (as a pipeline) and under papermill (top to bottom, tags ign
 - `handoff(kind, nbytes)`: a step that makes a numpy array or a DataFrame of `nbytes` and a step
   that reads it; each step records `time.time()` at the end / the start of its code, so the
   time between the two is the hand-off (persist, schedule, move, copy, set up).
+- `warm_up()`: a `load` step, two sibling steps that the Dask engine places on different
+  workers, and a `report` step; every step runs an `imports` cell with pandas and scikit-learn,
+  so the first step on each worker imports them there.
 """
 
 from __future__ import annotations
@@ -117,6 +120,27 @@ def handoff(kind: str, nbytes: int) -> nbformat.NotebookNode:
          ["step:use"]),
     ]
     return _notebook(cells, f"Hand-off of a {nbytes / 1e9:g} GB {kind} value between two steps")
+
+
+WARM_UP_LIBRARIES = ("pandas", "sklearn")  # what the warm-up notebook's `imports` cell loads
+
+WARM_UP_IMPORTS = """\
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier"""
+
+
+def warm_up() -> nbformat.NotebookNode:
+    """`load` → `fit_lr`, `fit_tree` (siblings) → `report`; the steps themselves take milliseconds."""
+    cells = [
+        (WARM_UP_IMPORTS, ["imports"]),
+        ("frame = pd.DataFrame({'x': [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], 'y': [0, 0, 0, 1, 1, 1]})", ["step:load"]),
+        ("lr = LogisticRegression().fit(frame[['x']], frame['y'])", ["step:fit_lr"]),
+        ("tree = DecisionTreeClassifier(random_state=0).fit(frame[['x']], frame['y'])", ["step:fit_tree"]),
+        ("score = (lr.score(frame[['x']], frame['y']) + tree.score(frame[['x']], frame['y'])) / 2",
+         ["step:report"]),
+    ]
+    return _notebook(cells, "Two sibling steps that need scikit-learn, after a first step")
 
 
 def write(nb: nbformat.NotebookNode, path: Path) -> Path:
