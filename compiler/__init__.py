@@ -1,8 +1,8 @@
 """nbscale compiler: notebook in, pipeline IR out. Pure: no Dask, kfp, papermill or Jupyter server."""
 
+from .compile import compile_notebook, compile_source
 from .errors import NbscaleCompileError, NotebookReadError, PipelineHasErrors
 from .ir import SCHEMA, Pipeline, Step
-from .compile import compile_notebook, compile_source
 
 __all__ = [
     "SCHEMA", "NbscaleCompileError", "NotebookReadError", "Pipeline", "PipelineHasErrors", "Step",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..errors import NbscaleError, PluginError
 
 __all__ = [
-    "AmbiguousRunId", "ArtifactNotFound", "MarshalError", "NbscaleRuntimeError", "ParameterError",
-    "PipelineNotRunnable", "PluginError", "RunStoreError", "StepTimeout",
+    "AmbiguousRunId", "ArtifactNotFound", "CorruptArtifact", "CorruptArtifactWarning", "MarshalError",
+    "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable", "PluginError", "RunStoreError", "StepTimeout",
 ]
 
 
@@ -40,6 +40,27 @@ class ArtifactNotFound(NbscaleRuntimeError, KeyError):
     # KeyError.__str__ would quote the message; keep it readable.
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class CorruptArtifact(ArtifactNotFound):
+    """A stored artifact failed its checks (size, digest, manifest, a missing file): a cache miss.
+
+    The store has removed it, so that the step runs again and a writer can publish a good one.
+    """
+
+    def __init__(self, step_hash: str, step: str | None = None, file: str = "", reason: str = ""):
+        super().__init__(step_hash)
+        self.step, self.file, self.reason = step, file, reason
+        who = f"step {step!r}" if step else "a step"
+        self.args = (f"the stored outputs of {who} are corrupt ({file}: {reason}); they were discarded "
+                     f"and the step must run again ({step_hash})",)
+
+    def __reduce__(self):  # the message is built: pickle (Dask) the fields
+        return type(self), (self.step_hash, self.step, self.file, self.reason)
+
+
+class CorruptArtifactWarning(UserWarning):
+    """The artifact store found a damaged artifact; it is treated as a miss and removed."""
 
 
 class RunStoreError(NbscaleRuntimeError):

@@ -11,6 +11,8 @@ and peak memory. Steps in one process run one at a time.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from ..compiler.ir import Metrics, Prelude, Step
 from .capture import RssSampler, StepRun, json_safe
 from .contract import FAILED, SUCCEEDED, error_dict, missing_outputs_message
+from .dependencies import outdated_modules, record
 from .namespace import evaluate_metrics, rebind_functions, remember_origins
 from .shell import StepEnvironment, StepShell, step_shell
 from .tracebacks import Frame, StepError, format_exception, step_error
@@ -44,6 +47,9 @@ class StepResult:
     # Per executed cell, in order: {"cell", "started", "finished", "outputs"} where outputs are
     # nbformat outputs (stream, display_data, execute_result) in the order the cell made them.
     cells: list[dict] = field(default_factory=list)
+    # What the step used beyond its code (files, local modules, versions, environment), recorded
+    # while it ran: `fingerprints.check` tells later whether a cached result still holds.
+    dependencies: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -89,8 +95,13 @@ def execute_step(
     with step_shell() as shell:
         run = StepRun(step, prelude)
         result = StepResult(step=step.name, status=SUCCEEDED, started_at=time.time())
+        # A local module edited since this process imported it is imported again: the step runs
+        # the code its fingerprint records, not what an earlier step on this worker saw.
+        for name in outdated_modules():
+            sys.modules.pop(name, None)
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        with RssSampler() as sampler, StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns:
+        with (record(cwd or os.getcwd()) as recording, RssSampler() as sampler,
+              StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
             result.error = _run_cells(shell, run, prelude.cells, prelude.source)
             if result.error is None:
                 ns.update(parameters or {})
@@ -103,6 +114,8 @@ def execute_step(
         result.stdout, result.stderr = run.stdout_text(), run.stderr_text()
         result.displays = run.displays
         result.cells = run.cell_outputs()
+        if result.error is None:
+            result.dependencies = recording.fingerprint()
         if result.error is not None:
             result.status = FAILED
             result.outputs = {}

@@ -28,7 +28,7 @@ from .contract import FAILED, deadline, error_dict, explain_timeout, timeout_mes
 from .errors import MarshalError, StepTimeout
 from .executor import StepError, StepResult, execute_step
 from .marshal import type_name
-from .store import ArtifactStore
+from .store import FORMAT, ArtifactStore
 
 RESULT_FILE = "result.json"
 STARTED_FILE = "started.json"
@@ -151,7 +151,7 @@ def _write_outputs(result: StepResult, outputs: dict, step: str) -> None:
             result.error = StepError(**error_dict("MarshalError", str(exc)))
             return
         artifact.metadata.update({
-            "nbscale": "artifact/1",
+            "nbscale": FORMAT.split(".", 1)[1],  # artifact/N: the store format this artifact holds
             "names": names,
             "marshallers": {n: manifest["outputs"][n]["marshaller"] for n in names},
             "types": {n: type_name(values[n]) for n in names},

@@ -1,29 +1,51 @@
 """The artifact store: step outputs on any fsspec file system, keyed by step hash.
 
 Layout: ``<root>/<algorithm>/<digest>/`` holds one file per output (or per group of outputs
-that share objects) and ``manifest.json``. The manifest is the commit point: it is written
-last, and an artifact without one does not exist for `has` and `get`.
+that share objects) and ``manifest.json``, which names each file with its size and digest.
+An artifact is complete and verified, or it does not exist:
+
+- Publishing is one atomic step. On a local file system the whole folder is written under a
+  temp name in the root and renamed into place. On object stores, where a folder cannot be
+  renamed atomically, the files go straight into the folder under names that carry the
+  writer's id, and the manifest is written last; a manifest names only its own writer's
+  files, so a reader never pairs one writer's manifest with another's files.
+- The same hash means the same content: when a complete artifact is there already, the first
+  writer has won and a later one drops its copy.
+- Every read checks each file's size and digest (`digest.py`, hashed as the marshaller reads).
+  A damaged artifact is a miss: `CorruptArtifact` (an `ArtifactNotFound`) after a warning that
+  names the step and the file, and the artifact is removed so that the next writer can publish.
+- Temp folders of killed writers are swept, now and then, by the next writer (`staging.py`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
+import shutil
+import sys
 import time
 import uuid
+import warnings
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from . import marshal
-from .errors import ArtifactNotFound, MarshalError
+from .digest import DigestReader, DigestWriter, file_digest
+from .errors import ArtifactNotFound, CorruptArtifact, CorruptArtifactWarning, MarshalError, NbscaleRuntimeError
+from .staging import STALE_AFTER_S, age, listing, sweep, sweep_now_and_then, temp_name
 
 MANIFEST = "manifest.json"
-FORMAT = "nbscale.artifact/1"
+FORMAT = "nbscale.artifact/2"  # /1 had no digests: such an artifact is a miss, and is written again
 
 _ALGORITHM = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _DIGEST = re.compile(r"[A-Za-z0-9_-]+")
+_FILE = re.compile(r"(?!\.)[^/\\]+")
+_READS = 3  # attempts of a read whose artifact another writer replaced meanwhile
 
 
 def key_path(step_hash: str) -> str:
@@ -35,17 +57,39 @@ def key_path(step_hash: str) -> str:
     return "_other/" + hashlib.sha256(step_hash.encode()).hexdigest()
 
 
+class _Damaged(NbscaleRuntimeError):
+    """A stored file failed its size or digest check (becomes a CorruptArtifact)."""
+
+    def __init__(self, file: str, reason: str):
+        super().__init__(f"{file}: {reason}")
+        self.file, self.reason = file, reason
+
+
 class ArtifactStore:
+    """Step outputs under their step hash, in the folder or bucket of an fsspec URL."""
+
+    rename_folders = True  # publish by renaming the whole folder, where the file system is local
+
     def __init__(self, url: str, **storage_options: Any):
         self.url = str(url)
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options)
         self.root = self.root.rstrip("/")
+        self.local = isinstance(self.fs, LocalFileSystem)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
 
+    @property
+    def by_rename(self) -> bool:
+        return self.local and self.rename_folders
+
     def _dir(self, step_hash: str) -> str:
         return f"{self.root}/{key_path(step_hash)}"
+
+    def _temp_parent(self, final: str) -> str:
+        # The root: same file system as the final folder. A folder that is its own root
+        # (an ArtifactFolder, a KFP artifact) is staged beside itself.
+        return final.rsplit("/", 1)[0] if final == self.root else self.root
 
     def file_url(self, step_hash: str, name: str) -> str:
         """Full URL of the file holding output `name` (e.g. to memory-map a local ``.npy``)."""
@@ -54,145 +98,280 @@ class ArtifactStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def put(
-        self,
-        step_hash: str,
-        outputs: dict[str, Any],
-        groups: list[list[str]] | None = None,
-        step_name: str | None = None,
-        optional=(),
-    ) -> dict:
-        """Write `outputs` under `step_hash` atomically and return the manifest. Names in
-        `optional` are kept when they can be serialised and left out when they cannot."""
+    def put(self, step_hash: str, outputs: dict[str, Any], groups: list[list[str]] | None = None,
+            step_name: str | None = None, optional=(), *, replace: bool = False) -> dict:
+        """Store `outputs` under `step_hash`; return the manifest of what is stored.
+
+        Names in `optional` are kept when they can be serialised and left out when they cannot.
+        A complete artifact already stored under the hash wins (same hash, same content) and its
+        manifest is returned, unless `replace` (for a caller that knows the stored one is stale).
+        """
         units = _units(outputs, groups or [])
         final = self._dir(step_hash)
-        # Sibling of the target: same file system and bucket, so the moves are renames.
-        tmp = f"{final.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
-        self.fs.makedirs(tmp, exist_ok=True)
+        if self.by_rename:  # only folder renames use temp folders
+            sweep_now_and_then(self.fs, self._temp_parent(final))
+        writer = uuid.uuid4().hex[:12]
+        folder = f"{self._temp_parent(final)}/{temp_name()}" if self.by_rename else final
+        self.fs.makedirs(folder, exist_ok=True)
+        written: list[str] = []
         try:
-            entries, files = self._write_units(tmp, units, outputs, step_name, set(optional))
+            entries = self._write_units(folder, units, outputs, step_name, set(optional), writer, written)
             entries = {name: entries[name] for name in outputs if name in entries}  # the step's order
-            manifest = _manifest(step_hash, step_name, entries)
-            self._write_json(f"{tmp}/{MANIFEST}", manifest)
-            self._publish(files, tmp, final)
+            manifest = _manifest(step_hash, step_name, writer, entries)
+            if self.by_rename:
+                return self._publish_by_rename(folder, final, manifest, replace)
+            return self._publish_in_place(final, manifest, replace)
+        except BaseException:
+            if not self.by_rename and not self._same_writer(final, {"writer": writer}):  # not published
+                self._remove_files(final, written)
+            raise
         finally:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp, recursive=True)
-        return manifest
+            if self.by_rename:
+                shutil.rmtree(folder, ignore_errors=True)  # gone after a rename; ours if another won
 
-    def _write_units(
-        self, tmp: str, units: list[list[str]], outputs: dict[str, Any], step: str | None, optional: set[str]
-    ) -> tuple[dict[str, dict], dict[str, str]]:
-        """Write each unit to ``<tmp>/<index>``; return the entries and final file names."""
+    def _write_units(self, folder: str, units: list[list[str]], outputs: dict[str, Any], step: str | None,
+                     optional: set[str], writer: str, written: list[str]) -> dict[str, dict]:
+        """Write each unit to ``<folder>/<index>-<label>.<writer><suffix>``; return the entries."""
         entries: dict[str, dict] = {}
-        files: dict[str, str] = {}  # final file name → staged path
         for index, names in enumerate(units):
-            staged = f"{tmp}/{index}"
+            values = {n: outputs[n] for n in names}
+            stem = f"{index}-{names[0] if len(names) == 1 else 'group'}.{writer}"
+            file = stem + _expected_suffix(values)
+            written.append(file)
             try:
-                used, size = self._write_unit(staged, names, outputs, step)
+                used, size, digest = self._write_unit(f"{folder}/{file}", values, step)
             except MarshalError:
                 if not optional.issuperset(names):
                     raise
-                self.fs.rm(staged)
+                self.fs.rm(f"{folder}/{file}")
                 continue
-            # The suffix is known only once a marshaller has taken the value.
-            label = names[0] if len(names) == 1 else "group"
-            file = f"{index}-{label}{marshal.get_marshaller(used).suffix}"
-            files[file] = staged
+            suffix = marshal.get_marshaller(used).suffix
+            if not file.endswith(suffix):  # a marshaller passed the value on to another one
+                self.fs.mv(f"{folder}/{file}", f"{folder}/{stem}{suffix}")
+                written[-1] = file = stem + suffix
             for name in names:
-                entry = {"file": file, "marshaller": used, "bytes": size}
+                entry = {"file": file, "marshaller": used, "bytes": size, "digest": digest}
                 entries[name] = entry if len(names) == 1 else {**entry, "group": index}
-        return entries, files
+        return entries
 
-    def _write_unit(self, staged: str, names: list[str], outputs: dict[str, Any], step: str | None):
-        with self.fs.open(staged, "wb") as f:
-            if len(names) == 1:
-                used = marshal.dump_value(outputs[names[0]], f, variable=names[0], step=step)
+    def _write_unit(self, path: str, values: dict[str, Any], step: str | None) -> tuple[str, int, str]:
+        with self.fs.open(path, "wb") as f:
+            sink = DigestWriter(f)
+            if len(values) == 1:
+                ((name, value),) = values.items()
+                used = marshal.dump_value(value, sink, variable=name, step=step)
             else:
-                used = marshal.dump_group({n: outputs[n] for n in names}, f, step=step)
-            return used, f.tell()
+                used = marshal.dump_group(values, sink, step=step)
+        if sink.in_order:
+            return used, sink.size, sink.digest()
+        with self.fs.open(path, "rb") as f:  # the marshaller seeked: hash what landed
+            digest, size = file_digest(f)
+        return used, size, digest
 
-    def _publish(self, files: dict[str, str], tmp: str, final: str) -> None:
-        # Retract any older version first, so no reader pairs its manifest with our files.
-        self._remove_manifest(final)
+    def _publish_by_rename(self, temp: str, final: str, manifest: dict, replace: bool) -> dict:
+        with open(f"{temp}/{MANIFEST}", "wb") as f:
+            f.write(_json(manifest))
+        self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        for _ in range(5):
+            try:
+                os.rename(temp, final)  # atomic: readers see the whole folder or none
+                return manifest
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    # e.g. a FUSE mount that cannot rename folders: publish in place instead
+                    return self._publish_in_place(final, manifest, replace, staged=temp)
+            existing, _ = self._read_manifest(final)
+            if existing is not None and not replace:
+                return existing  # the first complete writer has won
+            replace = False  # once the stale one is out of the way, a newer complete one wins
+            self._move_aside(final)  # an older format, a damaged folder, or the one to replace
+        raise OSError(f"could not publish {final}: other writers kept replacing it")
+
+    def _publish_in_place(self, final: str, manifest: dict, replace: bool, staged: str | None = None) -> dict:
+        files = sorted(_files(manifest))
+        existing = None if replace else self._read_manifest(final)[0]
+        if existing is not None:
+            if staged is None:
+                self._remove_files(final, files)
+            return existing  # the first complete writer has won
         self.fs.makedirs(final, exist_ok=True)
-        for file, staged in files.items():
-            self.fs.mv(staged, f"{final}/{file}")
-        self.fs.mv(f"{tmp}/{MANIFEST}", f"{final}/{MANIFEST}")
-        self._remove_strays(final, set(files) | {MANIFEST})
+        for file in files if staged else ():
+            self.fs.mv(f"{staged}/{file}", f"{final}/{file}")
+        # The commit point: one object written whole (through a rename on a local file system).
+        if self.local:
+            own = f"{final}/.{manifest['writer']}.{MANIFEST}"
+            with open(own, "wb") as f:
+                f.write(_json(manifest))
+            os.replace(own, f"{final}/{MANIFEST}")
+        else:
+            self.fs.pipe_file(f"{final}/{MANIFEST}", _json(manifest))
+        # Files of replaced versions and dead writers; young ones may still be read or written.
+        for info in listing(self.fs, final):
+            if _name(info) not in {*files, MANIFEST} and age(info) > STALE_AFTER_S:
+                self._remove_files(final, [_name(info)])
+        return manifest
 
-    def _remove_strays(self, final: str, keep: set[str]) -> None:
-        self.fs.invalidate_cache(final)  # a cached listing would miss the files just moved in
-        for path in self.fs.ls(final, detail=False):
-            if path.rstrip("/").rsplit("/", 1)[-1] not in keep:
-                self.fs.rm(path, recursive=True)
+    def _remove_files(self, folder: str, files) -> None:
+        for file in files:
+            try:
+                self.fs.rm(f"{folder}/{file}")
+            except FileNotFoundError:
+                pass
 
-    def _remove_manifest(self, folder: str) -> None:
-        try:
-            self.fs.rm(f"{folder}/{MANIFEST}")
-        except FileNotFoundError:
-            pass
-
-    def _write_json(self, path: str, data: dict) -> None:
-        with self.fs.open(path, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False)
-
-    def delete(self, step_hash: str) -> None:
-        folder = self._dir(step_hash)
-        self._remove_manifest(folder)  # first, so a half-deleted folder is already invisible
+    def _move_aside(self, folder: str) -> None:
+        """Take an artifact away: in one rename where folders are renamed, else manifest first."""
+        if self.by_rename:
+            aside = f"{self._temp_parent(folder)}/{temp_name()}"
+            try:
+                os.rename(folder, aside)
+            except FileNotFoundError:
+                return
+            except OSError:
+                pass  # this mount cannot rename folders: remove it manifest first, below
+            else:
+                shutil.rmtree(aside, ignore_errors=True)  # if we die now, the sweep takes it
+                return
+        self._remove_files(folder, [MANIFEST])  # first, so a half-deleted folder is already invisible
         if self.fs.exists(folder):
             self.fs.rm(folder, recursive=True)
 
+    def delete(self, step_hash: str) -> None:
+        self._move_aside(self._dir(step_hash))
+
+    def sweep_temp(self, older_than: float = STALE_AFTER_S) -> list[str]:
+        """Remove temp folders that writers left behind (killed mid-write); return their paths."""
+        return sweep(self.fs, self.root, older_than)
+
     # -- reading --------------------------------------------------------------------------
+
+    def _read_manifest(self, folder: str) -> tuple[dict | None, str | None]:
+        """(manifest, None); (None, None) when there is none or it has an older format (a plain
+        miss); or (None, problem) when it cannot be read."""
+        self.fs.invalidate_cache(folder)  # object stores cache listings; another process may have written
+        try:
+            with self.fs.open(f"{folder}/{MANIFEST}", "rb") as f:
+                data = json.loads(f.read())
+        except (FileNotFoundError, NotADirectoryError):
+            return None, None
+        except ValueError as exc:  # bad JSON or UTF-8
+            return None, f"unreadable manifest ({exc})"
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return None, None
+        if not _well_formed(data):
+            return None, "the manifest lacks file names, sizes or digests"
+        return data, None
 
     def manifest(self, step_hash: str) -> dict:
         """The manifest of a complete artifact; ArtifactNotFound if there is none."""
-        folder = self._dir(step_hash)
-        # Object-store file systems cache listings; another process may have written since.
-        self.fs.invalidate_cache(folder)
-        try:
-            with self.fs.open(f"{folder}/{MANIFEST}", "r", encoding="utf-8") as f:
-                data = json.load(f)
-        except (FileNotFoundError, json.JSONDecodeError) as exc:
-            raise ArtifactNotFound(step_hash) from exc
-        if data.get("format") != FORMAT:
+        data, problem = self._read_manifest(self._dir(step_hash))
+        if problem:
+            raise self._corrupt(step_hash, None, MANIFEST, problem)
+        if data is None:
             raise ArtifactNotFound(step_hash)
         return data
 
     def has(self, step_hash: str, names: list[str] | None = None) -> bool:
-        try:
-            outputs = self.manifest(step_hash)["outputs"]
-        except ArtifactNotFound:
-            return False
-        return all(name in outputs for name in names or [])
+        """Is a complete artifact stored: its manifest, and each of its files at its size?"""
+        folder = self._dir(step_hash)
+        for _ in range(_READS):
+            try:
+                manifest = self.manifest(step_hash)
+            except ArtifactNotFound:
+                return False
+            sizes = {_name(info): info.get("size") for info in listing(self.fs, folder)}
+            wrong = {file: f"{sizes[file]} bytes, {entry['bytes']} expected" if file in sizes else "missing"
+                     for file, entry in _files(manifest).items() if sizes.get(file) != entry["bytes"]}
+            if not wrong:
+                return all(name in manifest["outputs"] for name in names or [])
+            if self._same_writer(folder, manifest):  # else replaced while we looked: look again
+                self._corrupt(step_hash, manifest, *next(iter(wrong.items())))
+                return False
+        return False
 
     def get(self, step_hash: str, names: list[str] | None = None) -> dict[str, Any]:
-        outputs = self.manifest(step_hash)["outputs"]
-        wanted = list(outputs) if names is None else list(names)
-        missing = [name for name in wanted if name not in outputs]
-        if missing:
-            raise ArtifactNotFound(step_hash, missing)
+        """Values of `names` (default: all), each checked against its size and digest.
+
+        ArtifactNotFound when there is no complete artifact; CorruptArtifact (a subclass, after a
+        warning) when the stored one is damaged, which is then removed.
+        """
         folder = self._dir(step_hash)
-        try:
-            return self._read(folder, {name: outputs[name] for name in wanted})
-        except FileNotFoundError as exc:
-            # Only when the artifact was deleted or rewritten under our feet.
-            raise ArtifactNotFound(step_hash, wanted) from exc
+        for _ in range(_READS):
+            manifest = self.manifest(step_hash)
+            outputs = manifest["outputs"]
+            wanted = list(outputs) if names is None else list(names)
+            missing = [name for name in wanted if name not in outputs]
+            if missing:
+                raise ArtifactNotFound(step_hash, missing)
+            try:
+                values = self._read(folder, {name: outputs[name] for name in wanted})
+            except _Damaged as exc:
+                if not self._same_writer(folder, manifest):
+                    continue  # another writer's version replaced it while we read: read that one
+                raise self._corrupt(step_hash, manifest, exc.file, exc.reason) from None
+            self._touch(folder)
+            return values
+        raise ArtifactNotFound(step_hash)
 
     def _read(self, folder: str, entries: dict[str, dict]) -> dict[str, Any]:
         values: dict[str, Any] = {}
         groups: dict[str, dict] = {}
         for name, entry in entries.items():
-            path = f"{folder}/{entry['file']}"
             if "group" in entry:
-                if path not in groups:
-                    with self.fs.open(path, "rb") as f:
-                        groups[path] = marshal.load_group(f)
-                values[name] = groups[path][name]
+                if entry["file"] not in groups:
+                    groups[entry["file"]] = self._load(folder, entry, marshal.load_group)
+                values[name] = groups[entry["file"]][name]
             else:
-                with self.fs.open(path, "rb") as f:
-                    values[name] = marshal.load_value(f, entry["marshaller"])
+                values[name] = self._load(folder, entry, lambda f, m=entry["marshaller"]: marshal.load_value(f, m))
         return values
+
+    def _load(self, folder: str, entry: dict, load) -> Any:
+        """Load one file: its size checked first, its digest (hashed as it is read) after."""
+        file = entry["file"]
+        try:
+            f = self.fs.open(f"{folder}/{file}", "rb")
+        except FileNotFoundError:
+            raise _Damaged(file, "missing") from None
+        with f:
+            f.seek(0, 2)
+            if f.tell() != entry["bytes"]:
+                raise _Damaged(file, f"{f.tell()} bytes, {entry['bytes']} expected")
+            f.seek(0)
+            source = DigestReader(f)
+            try:
+                value = load(source)
+            except Exception as exc:
+                if source.digest() == entry["digest"]:
+                    raise  # the bytes are intact: a real failure (e.g. a missing plug-in)
+                raise _Damaged(file, f"digest mismatch ({type(exc).__name__} while loading)") from exc
+            if source.digest() != entry["digest"]:
+                raise _Damaged(file, "digest mismatch")
+        return value
+
+    def _same_writer(self, folder: str, manifest: dict) -> bool:
+        current, _ = self._read_manifest(folder)
+        return current is not None and current.get("writer") == manifest.get("writer")
+
+    def _corrupt(self, step_hash: str, manifest: dict | None, file: str, reason: str) -> CorruptArtifact:
+        """Warn, remove the damaged artifact (so the next writer can publish), return the miss."""
+        folder = self._dir(step_hash)
+        path = f"{folder}/{file}" if self.local else self.fs.unstrip_protocol(f"{folder}/{file}")
+        error = CorruptArtifact(step_hash, (manifest or {}).get("step"), path, reason)
+        warnings.warn(str(error), CorruptArtifactWarning, stacklevel=_caller_level())
+        if manifest is None or self._same_writer(folder, manifest):  # not replaced meanwhile
+            if self.by_rename:
+                self._move_aside(folder)
+            else:  # other writers may be writing their files here: take only this version's
+                self._remove_files(folder, [MANIFEST])
+                self._remove_files(folder, _files(manifest) if manifest else ())
+        return error
+
+    def _touch(self, folder: str) -> None:
+        """Record the last use: the folder's time on local stores (object stores cannot, cheaply)."""
+        if self.local:
+            try:
+                os.utime(folder)
+            except OSError:
+                pass
 
     @staticmethod
     def _entry(manifest: dict, step_hash: str, name: str) -> dict:
@@ -200,6 +379,48 @@ class ArtifactStore:
             return manifest["outputs"][name]
         except KeyError:
             raise ArtifactNotFound(step_hash, [name]) from None
+
+    # -- inspection (for `nbscale cache ls / verify / gc`) -----------------------------------
+
+    def verify(self, step_hash: str) -> list[str]:
+        """Re-hash every file of an artifact; return its problems ([] when it is intact).
+        ArtifactNotFound when nothing of the current format is stored under the hash."""
+        folder = self._dir(step_hash)
+        manifest, problem = self._read_manifest(folder)
+        if problem:
+            return [f"{MANIFEST}: {problem}"]
+        if manifest is None:
+            raise ArtifactNotFound(step_hash)
+        problems = []
+        for file, entry in _files(manifest).items():
+            try:
+                with self.fs.open(f"{folder}/{file}", "rb") as f:
+                    digest, size = file_digest(f)
+            except FileNotFoundError:
+                problems.append(f"{file}: missing")
+                continue
+            if size != entry["bytes"]:
+                problems.append(f"{file}: {size} bytes, {entry['bytes']} expected")
+            elif digest != entry["digest"]:
+                problems.append(f"{file}: digest mismatch")
+        return problems
+
+    def entries(self) -> list[dict]:
+        """Every artifact folder: key (its folder), hash, step, bytes, created, used (local
+        stores: last read or write), ok (False: an older format or an unreadable manifest)."""
+        found = []
+        for path in sorted(self.fs.glob(f"{self.root}/*/*/{MANIFEST}")):
+            folder = path.rsplit("/", 1)[0]
+            manifest, _ = self._read_manifest(folder)
+            try:
+                used = os.stat(folder).st_mtime if self.local else None
+            except OSError:
+                continue  # removed while we listed
+            meta = manifest or {}
+            found.append({"key": folder[len(self.root) + 1:], "hash": meta.get("hash"), "step": meta.get("step"),
+                          "bytes": sum(e["bytes"] for e in _files(manifest).values()) if manifest else None,
+                          "created": meta.get("created"), "used": used, "ok": manifest is not None})
+        return found
 
 
 def _units(outputs: dict[str, Any], groups: list[list[str]]) -> list[list[str]]:
@@ -214,11 +435,43 @@ def _units(outputs: dict[str, Any], groups: list[list[str]]) -> list[list[str]]:
     return units + [[name] for name in outputs if name not in grouped]
 
 
-def _manifest(step_hash: str, step_name: str | None, entries: dict[str, dict]) -> dict:
-    return {
-        "format": FORMAT,
-        "hash": step_hash,
-        "step": step_name,
-        "created": time.time(),
-        "outputs": entries,
-    }
+def _expected_suffix(values: dict[str, Any]) -> str:
+    """The suffix of the marshaller that will most likely take the value (checked after)."""
+    if len(values) > 1:
+        return marshal.CloudpickleMarshaller.suffix
+    (value,) = values.values()
+    return next((m.suffix for m in marshal.marshallers() if m.can_handle(value)), "")
+
+
+def _manifest(step_hash: str, step_name: str | None, writer: str, entries: dict[str, dict]) -> dict:
+    return {"format": FORMAT, "hash": step_hash, "step": step_name, "created": time.time(), "writer": writer,
+            "outputs": entries}
+
+
+def _json(manifest: dict) -> bytes:
+    return json.dumps(manifest, indent=1, ensure_ascii=False).encode()
+
+
+def _well_formed(manifest: dict) -> bool:
+    outputs = manifest.get("outputs")
+    return isinstance(outputs, dict) and all(
+        isinstance(e, dict) and isinstance(e.get("file"), str) and _FILE.fullmatch(e["file"])
+        and type(e.get("bytes")) is int and isinstance(e.get("digest"), str) and isinstance(e.get("marshaller"), str)
+        for e in outputs.values())
+
+
+def _files(manifest: dict) -> dict[str, dict]:
+    """File name → its entry (the members of a group share one file)."""
+    return {entry["file"]: entry for entry in manifest["outputs"].values()}
+
+
+def _name(info: dict) -> str:
+    return info["name"].rstrip("/").rsplit("/", 1)[-1]
+
+
+def _caller_level() -> int:
+    """The `stacklevel` that points a warning at the first caller outside this module."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level

@@ -26,6 +26,7 @@ from .contract import (
     STEP_RETRY,
     STEP_STARTED,
     UPSTREAM_FAILED,
+    WARNING,
     StepOutcome,
     StepSpec,
     deadline,
@@ -33,7 +34,7 @@ from .contract import (
     explain_timeout,
     failed_outcome,
 )
-from .errors import MarshalError
+from .errors import ArtifactNotFound, MarshalError
 from .store import ArtifactStore
 
 __all__ = ["StepOutcome", "StepSpec", "execute_in_process", "run_step"]
@@ -63,10 +64,18 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
         return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {', '.join(failed)}"})
     store = ArtifactStore(spec.store_url)
     if spec.use_cache and step.get("cache", True) and store.has(spec.hash, step["outputs"]):
-        now = time.time()
-        emit(STEP_CACHED, name, {"hash": spec.hash})
-        values = store.get(spec.hash, step["outputs"])
-        return StepOutcome(name, CACHED, values=values, started=now, finished=now)
+        try:
+            values = store.get(spec.hash, step["outputs"])
+        except ArtifactNotFound as exc:  # corrupt (the store removed it) or gone: the step runs instead
+            emit(WARNING, name, {"message": str(exc)})
+            unloaded = sorted({p for p in step["sources"].values() if p not in upstream})
+            if unloaded:  # cached upstream steps this run did not load, as it planned to use the cache
+                return failed_outcome(name, type(exc).__name__, f"{exc}; its inputs from {', '.join(unloaded)} "
+                                      "were not loaded in this run: run the pipeline again to recompute it")
+        else:
+            now = time.time()
+            emit(STEP_CACHED, name, {"hash": spec.hash})
+            return StepOutcome(name, CACHED, values=values, started=now, finished=now)
     if not os.path.isdir(spec.cwd):
         return failed_outcome(name, "FileNotFoundError", (
             f"the notebook folder {spec.cwd} does not exist on {socket.gethostname()}, where this step runs; "

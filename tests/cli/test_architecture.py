@@ -49,7 +49,10 @@ def layer(module: str) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("path", [p for p in modules() if layer(module_name(p))], ids=lambda p: str(p.relative_to(ROOT)))
+LAYERED = [p for p in modules() if layer(module_name(p))]
+
+
+@pytest.mark.parametrize("path", LAYERED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_imports_only_go_down_the_layers(path):
     own = layer(module_name(path))
     for imported, _ in imports(path):

@@ -135,9 +135,17 @@ def _raw(aio, jp_http_port, jp_base_url, endpoint, method="GET", body=None, head
     url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}nbscale/api/{endpoint}"
     if params:
         url += "?" + urllib.parse.urlencode(params)
-    client = tornado.httpclient.AsyncHTTPClient()
-    return aio(client.fetch(url, method=method, body=body, headers=headers, raise_error=False,
-                            allow_nonstandard_methods=True))
+
+    async def fetch():  # the client and its futures belong to the loop `aio` runs, not to an older one
+        client = tornado.httpclient.AsyncHTTPClient()
+        return await client.fetch(url, method=method, body=body, headers=headers, raise_error=False,
+                                  allow_nonstandard_methods=True)
+
+    return aio(fetch())
+
+
+async def _websocket(url):
+    return await tornado.websocket.websocket_connect(url)
 
 
 ENDPOINTS = [
@@ -157,12 +165,11 @@ def test_every_endpoint_refuses_requests_without_credentials(raw, aio, jp_http_p
     response = raw("cluster", headers={"Authorization": "token nope"})
     assert response.code == 403
     with pytest.raises(tornado.httpclient.HTTPClientError) as err:
-        aio(tornado.websocket.websocket_connect(
-            f"ws://127.0.0.1:{jp_http_port}{jp_base_url}nbscale/api/events?path=nb.ipynb"))
+        aio(_websocket(f"ws://127.0.0.1:{jp_http_port}{jp_base_url}nbscale/api/events?path=nb.ipynb"))
     assert err.value.code == 403
     # the panel's way: the token in the websocket URL
     url = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}nbscale/api/events?path=nb.ipynb&token={token}"
-    aio(tornado.websocket.websocket_connect(url)).close()
+    aio(_websocket(url)).close()
     assert manager.runs.active() == [] and not (nb.parent / ".nbscale").exists()
 
 

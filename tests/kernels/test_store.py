@@ -1,24 +1,51 @@
+"""The artifact store: round trips, atomic publishing, verified reads, sweeping what dead writers left.
+
+Real files, real processes: concurrent writers and readers, and a writer killed mid-write, run
+as subprocesses of this test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
 import threading
+import time
 import uuid
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import xxhash
+from conftest import make_notebook
 
 from nbscale.kernels import marshal
-from nbscale.kernels.errors import ArtifactNotFound, MarshalError
-from nbscale.kernels.store import MANIFEST, ArtifactStore, key_path
+from nbscale.kernels.errors import ArtifactNotFound, CorruptArtifact, CorruptArtifactWarning, MarshalError
+from nbscale.kernels.kfp_component import ArtifactFolder
+from nbscale.kernels.runner import RunOptions, run_notebook
+from nbscale.kernels.staging import TEMP_PREFIX
+from nbscale.kernels.store import FORMAT, MANIFEST, ArtifactStore, key_path
 
 HASH = "sha256:" + "ab12" * 16
+LOCAL = RunOptions(engine="local")
 
 
-@pytest.fixture(params=["local", "memory"])
+class InPlaceStore(ArtifactStore):
+    """A local store that publishes as on object stores: files in place, manifest last."""
+
+    rename_folders = False
+
+
+@pytest.fixture(params=["local", "memory", "in-place"])
 def store(request, tmp_path):
-    if request.param == "local":
-        url = str(tmp_path / ".nbscale" / "artifacts")
+    if request.param == "memory":
+        store = ArtifactStore(f"memory://nbscale-tests/{uuid.uuid4().hex}")
     else:
-        url = f"memory://nbscale-tests/{uuid.uuid4().hex}"
-    store = ArtifactStore(url)
+        kind = InPlaceStore if request.param == "in-place" else ArtifactStore
+        store = kind(str(tmp_path / ".nbscale" / "artifacts"))
     yield store
     if request.param == "memory" and store.fs.exists(store.root):
         store.fs.rm(store.root, recursive=True)  # the memory file system is process-wide
@@ -30,7 +57,23 @@ def files_under(store):
     return [path[len(store.root) + 1 :] for path in store.fs.find(store.root)]
 
 
-def test_put_get_round_trip(store):
+def stored_file(store, name, step_hash=HASH):
+    return f"{store.root}/{key_path(step_hash)}/{store.manifest(step_hash)['outputs'][name]['file']}"
+
+
+def damage(store, path, how):
+    data = bytearray(store.fs.cat_file(path))
+    if how == "flip":
+        data[len(data) // 2] ^= 0x01
+    else:
+        data = data[: len(data) - 7]
+    store.fs.pipe_file(path, bytes(data))
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+def test_put_get_round_trip_records_size_and_digest_of_each_file(store):
     shared = [1, 2]
     outputs = {
         "X": np.arange(6.0).reshape(2, 3),
@@ -42,13 +85,18 @@ def test_put_get_round_trip(store):
     manifest = store.put(HASH, outputs, [["pair", "shared"]], "prep")
 
     entries = manifest["outputs"]
+    assert manifest["format"] == FORMAT == "nbscale.artifact/2"
     assert list(entries) == list(outputs)
     assert entries["X"]["marshaller"] == "numpy" and entries["X"]["file"].endswith(".npy")
     assert entries["df"]["marshaller"] == "parquet"
     assert entries["pair"]["file"] == entries["shared"]["file"]
     assert entries["pair"]["group"] == entries["shared"]["group"]
-    assert all(entry["bytes"] > 0 for entry in entries.values())
     assert manifest["step"] == "prep" and manifest["hash"] == HASH
+    for entry in entries.values():  # hashed while writing: the digest of what landed
+        data = store.fs.cat_file(f"{store.root}/{key_path(HASH)}/{entry['file']}")
+        assert entry["bytes"] == len(data) > 0
+        assert entry["digest"] == "xxh3_128:" + xxhash.xxh3_128(data).hexdigest()
+        assert manifest["writer"] in entry["file"]  # file names carry the writer
 
     loaded = store.get(HASH)
     np.testing.assert_array_equal(loaded["X"], outputs["X"])
@@ -83,13 +131,15 @@ def test_delete(store):
     store.delete(HASH)  # deleting nothing is fine
 
 
-def test_overwrite_replaces_files(store):
-    store.put(HASH, {"a": np.arange(3), "b": 1}, [], "s")
-    store.put(HASH, {"a": {"now": "a dict"}}, [], "s")
+def test_first_complete_writer_wins_unless_told_to_replace(store):
+    first = store.put(HASH, {"a": np.arange(3), "b": 1}, [], "s")
+    assert store.put(HASH, {"a": {"now": "a dict"}}, [], "s") == first  # same hash: same content
+    np.testing.assert_array_equal(store.get(HASH)["a"], np.arange(3))
+    second = store.put(HASH, {"a": {"now": "a dict"}}, [], "s", replace=True)
     assert store.get(HASH) == {"a": {"now": "a dict"}}
-    assert sorted(files_under(store)) == sorted(
-        [f"{key_path(HASH)}/{MANIFEST}", f"{key_path(HASH)}/0-a.pkl"]
-    )
+    if store.by_rename:  # elsewhere the replaced version's files stay an hour for its readers
+        assert sorted(files_under(store)) == sorted(
+            [f"{key_path(HASH)}/{MANIFEST}", f"{key_path(HASH)}/{second['outputs']['a']['file']}"])
 
 
 def test_failed_put_leaves_nothing(store):
@@ -108,34 +158,9 @@ def test_crash_inside_a_marshaller_keeps_the_previous_version(store, monkeypatch
 
     monkeypatch.setattr(marshal.NumpyMarshaller, "dump", half_write)
     with pytest.raises(MarshalError, match="disk on fire"):
-        store.put(HASH, {"a": np.arange(5)}, [], "s")
+        store.put(HASH, {"a": np.arange(5)}, [], "s", replace=True)
     np.testing.assert_array_equal(store.get(HASH)["a"], np.arange(3))
     assert not [path for path in files_under(store) if ".tmp-" in path]
-
-
-def test_crash_before_the_manifest_lands_leaves_no_artifact(store, monkeypatch):
-    store.put(HASH, {"a": 1}, [], "s")
-    real_mv = store.fs.mv
-
-    def mv(source, target, *args, **kwargs):
-        if target.endswith(MANIFEST):
-            raise KeyboardInterrupt  # the process dies between data files and manifest
-        return real_mv(source, target, *args, **kwargs)
-
-    monkeypatch.setattr(store.fs, "mv", mv)
-    with pytest.raises(KeyboardInterrupt):
-        store.put(HASH, {"a": 2}, [], "s")
-    assert not store.has(HASH)
-    assert not [path for path in files_under(store) if path.endswith(MANIFEST)]
-    with pytest.raises(ArtifactNotFound):
-        store.get(HASH)
-
-
-def test_corrupt_manifest_is_not_trusted(store):
-    store.put(HASH, {"a": 1}, [], "s")
-    with store.fs.open(f"{store.root}/{key_path(HASH)}/{MANIFEST}", "w") as f:
-        f.write('{"format": "nbscale.artifact/1", "outp')
-    assert not store.has(HASH)
 
 
 def test_local_npy_file_can_be_memory_mapped(tmp_path):
@@ -173,10 +198,334 @@ def test_key_path_hashes_anything_else(key):
 
 
 def test_optional_values_that_cannot_be_serialised_are_left_out(tmp_path):
-    import threading
-
     store = ArtifactStore(str(tmp_path / "store"))
     store.put(HASH, {"x": 1, "lock": threading.Lock(), "y": [2]}, [], "make", optional={"lock", "y"})
     assert store.get(HASH) == {"x": 1, "y": [2]}
     with pytest.raises(MarshalError):
-        store.put(HASH, {"lock": threading.Lock()}, [], "make")
+        store.put(HASH, {"lock": threading.Lock()}, [], "make", replace=True)
+
+
+@pytest.mark.parametrize("exists", ["missing", "empty", "junk"])
+def test_an_artifact_folder_is_published_in_place_of_its_root(tmp_path, exists):
+    # A KFP output artifact: the folder is its own root, and KFP may have created it already.
+    root = tmp_path / "task" / "out_data"
+    if exists != "missing":
+        root.mkdir(parents=True)
+    if exists == "junk":
+        (root / "left-over").write_text("from an attempt that died")
+    ArtifactFolder(str(root)).put("make", {"data": [1, 2], "n": 2}, [], "make")
+    assert ArtifactFolder(str(root)).get("make", ["data"]) == {"data": [1, 2]}
+    assert sorted(p.name for p in (tmp_path / "task").iterdir()) == ["out_data"]  # no temp folder left
+    assert not (root / "left-over").exists()
+
+
+# -- damaged artifacts are misses ----------------------------------------------------------
+
+
+def test_flipped_byte_is_a_miss_with_a_warning_naming_step_and_file(store):
+    store.put(HASH, {"a": list(range(100)), "b": np.arange(1000)}, [], "make")
+    path = stored_file(store, "b")
+    damage(store, path, "flip")
+    assert store.has(HASH)  # `has` only looks at the manifest and the sizes
+    with pytest.warns(CorruptArtifactWarning, match=r"step 'make'.*digest mismatch") as caught:
+        with pytest.raises(CorruptArtifact) as raised:
+            store.get(HASH)
+    assert path.rsplit("/", 1)[-1] in str(caught[0].message)
+    assert raised.value.step == "make" and raised.value.file.endswith(path.rsplit("/", 1)[-1])
+    assert isinstance(raised.value, ArtifactNotFound)
+    assert str(pickle.loads(pickle.dumps(raised.value))) == str(raised.value)  # crosses Dask
+    # removed, so the next writer publishes a good one
+    assert not store.has(HASH) and not files_under(store)
+    store.put(HASH, {"a": [1], "b": np.arange(2)}, [], "make")
+    np.testing.assert_array_equal(store.get(HASH)["b"], np.arange(2))
+
+
+@pytest.mark.parametrize("value", [np.arange(5000.0), pd.DataFrame({"x": range(500)}), {"k": list(range(500))}],
+                         ids=["numpy", "parquet", "pickle"])
+@pytest.mark.parametrize("where", [0.0, 0.5, 0.999])
+def test_any_flipped_byte_of_any_format_is_caught(tmp_path, value, where):
+    store = ArtifactStore(str(tmp_path / "store"))
+    store.put(HASH, {"v": value}, [], "make")
+    path = stored_file(store, "v")
+    data = bytearray(open(path, "rb").read())
+    data[int(len(data) * where)] ^= 0x10
+    open(path, "wb").write(bytes(data))
+    with pytest.warns(CorruptArtifactWarning), pytest.raises(CorruptArtifact):
+        store.get(HASH)
+
+
+def test_truncated_file_is_a_miss_for_has_and_get(store):
+    store.put(HASH, {"a": np.arange(1000)}, [], "make")
+    damage(store, stored_file(store, "a"), "truncate")
+    with pytest.warns(CorruptArtifactWarning, match=r"step 'make'.*bytes, \d+ expected"):
+        assert not store.has(HASH)
+    with pytest.raises(ArtifactNotFound):
+        store.get(HASH)
+
+
+def test_missing_file_is_a_miss(store):
+    store.put(HASH, {"a": 1, "b": 2}, [], "make")
+    store.fs.rm(stored_file(store, "b"))
+    with pytest.warns(CorruptArtifactWarning, match="missing"), pytest.raises(CorruptArtifact):
+        store.get(HASH, ["b"])
+    assert not store.has(HASH)
+
+
+def test_unreadable_manifest_is_a_miss(store):
+    store.put(HASH, {"a": 1}, [], "s")
+    store.fs.pipe_file(f"{store.root}/{key_path(HASH)}/{MANIFEST}", b'{"format": "nbscale.artifact/2", "outp')
+    with pytest.warns(CorruptArtifactWarning, match="unreadable manifest"):
+        assert not store.has(HASH)
+    store.put(HASH, {"a": 2}, [], "s")  # a writer publishes over it
+    assert store.get(HASH) == {"a": 2}
+
+
+def test_old_format_manifest_is_a_plain_miss_and_is_written_over(store):
+    folder = f"{store.root}/{key_path(HASH)}"
+    store.fs.makedirs(folder, exist_ok=True)
+    store.fs.pipe_file(f"{folder}/0-a.pkl", pickle.dumps(1))
+    store.fs.pipe_file(f"{folder}/{MANIFEST}", json.dumps({
+        "format": "nbscale.artifact/1", "hash": HASH, "step": "s",
+        "outputs": {"a": {"file": "0-a.pkl", "marshaller": "cloudpickle", "bytes": 5}}}).encode())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an older format is not damage: no warning
+        assert not store.has(HASH)
+        with pytest.raises(ArtifactNotFound) as raised:
+            store.get(HASH)
+    assert not isinstance(raised.value, CorruptArtifact)
+    store.put(HASH, {"a": 2}, [], "s")
+    assert store.get(HASH) == {"a": 2}
+
+
+def test_verify_rehashes_and_entries_lists(store):
+    other = "sha256:" + "cd34" * 16
+    store.put(HASH, {"a": np.arange(100)}, [], "make")
+    store.put(other, {"b": "text", "c": 3}, [], "use")
+    assert store.verify(HASH) == [] and store.verify(other) == []
+    damage(store, stored_file(store, "b", other), "flip")
+    assert store.verify(other) == [f"{store.manifest(other)['outputs']['b']['file']}: digest mismatch"]
+    with pytest.raises(ArtifactNotFound):
+        store.verify("sha256:" + "00" * 32)
+    listed = {e["hash"]: e for e in store.entries()}
+    assert set(listed) == {HASH, other}
+    assert listed[HASH]["step"] == "make" and listed[HASH]["ok"]
+    assert listed[HASH]["bytes"] == store.manifest(HASH)["outputs"]["a"]["bytes"]
+    assert listed[HASH]["created"] <= time.time()
+    assert (listed[HASH]["used"] is not None) == store.local
+
+
+# -- concurrent writers and readers (real processes) ----------------------------------------
+
+WRITER = """
+import os, sys, time
+import numpy as np
+from nbscale.kernels.marshal import marshallers
+from nbscale.kernels.store import ArtifactStore
+
+class InPlaceStore(ArtifactStore):
+    rename_folders = False
+
+url, mode, me, start, stop = sys.argv[1:6]
+store = (InPlaceStore if mode == "in-place" else ArtifactStore)(url)
+marshallers()  # scan the plug-in entry points before the race, not in it
+while time.time() < float(start):
+    time.sleep(0.001)
+values = {"a": me, "b": [me] * 3, "c": np.full(2000, int(me)), "d": me, "e": {"who": me}}
+puts = 0
+while True:  # "once": publish once; else keep replacing until told to stop
+    store.put(HASH, values, [["b", "d"]], "w" + me, replace=stop != "once")
+    puts += 1
+    if stop == "once" or os.path.exists(stop):
+        break
+    time.sleep(0.05)  # leave the readers some reads between replacements
+print(puts)
+"""
+
+READER = """
+import json, sys, time, warnings
+from nbscale.kernels.errors import ArtifactNotFound, CorruptArtifactWarning
+from nbscale.kernels.marshal import marshallers
+from nbscale.kernels.store import ArtifactStore
+
+warnings.simplefilter("error", CorruptArtifactWarning)  # a false alarm would fail this reader
+url, reads, start = sys.argv[1:4]
+store = ArtifactStore(url)
+marshallers()
+while time.time() < float(start):
+    time.sleep(0.001)
+seen, misses, mixed, give_up = [], 0, [], time.time() + 60
+while len(seen) < int(reads) and time.time() < give_up:
+    try:
+        v = store.get(HASH)
+    except ArtifactNotFound:
+        misses += 1
+        time.sleep(0.001)  # leave the writers the CPU
+        continue
+    writers = {v["a"], v["b"][0], v["b"][1], v["d"], v["e"]["who"], *map(str, set(v["c"].tolist()))}
+    if len(writers) != 1 or len(v["c"]) != 2000:
+        mixed.append(sorted(writers))
+    seen.append(v["a"])
+print(json.dumps({"seen": seen, "misses": misses, "mixed": mixed}))
+"""
+
+
+def _python(script, *args, **kwargs):
+    code = f"HASH = {HASH!r}\n" + script
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], text=True, **kwargs)
+
+
+# "once": the race to publish first; "replacing": writers keep replacing the artifact under the readers.
+# (An in-place race to publish first may let two writers publish in turn: covered by "replacing".)
+@pytest.mark.parametrize("mode, writes", [("rename", "once"), ("rename", "replacing"), ("in-place", "replacing")])
+def test_six_writers_and_readers_of_one_hash_never_mix(tmp_path, mode, writes):
+    url, stop = tmp_path / "store", tmp_path / "stop"
+    start = time.time() + 3  # once every process has imported numpy
+    writers = [_python(WRITER, url, mode, i, start, "once" if writes == "once" else stop,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(1, 7)]
+    readers = [_python(READER, url, 500, start, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    try:
+        results = []
+        for reader in readers:
+            out, err = reader.communicate(timeout=180)
+            assert reader.returncode == 0, err
+            results.append(json.loads(out))
+    finally:
+        stop.touch()
+        outcomes = [w.communicate(timeout=180) + (w.returncode,) for w in writers]
+    assert all(code == 0 for _, _, code in outcomes), [err for _, err, _ in outcomes]
+    seen = [who for r in results for who in r["seen"]]
+    assert len(seen) == 1000, [r["misses"] for r in results]
+    assert [r["mixed"] for r in results] == [[], []]  # every read is one writer's complete set
+    final = ArtifactStore(str(url)).get(HASH)
+    me = final["a"]
+    assert final["b"] == [me] * 3 and final["d"] == me and final["e"] == {"who": me} and set(final["c"]) == {int(me)}
+    assert ArtifactStore(str(url)).verify(HASH) == []
+    manifest = ArtifactStore(str(url)).manifest(HASH)
+    assert manifest["step"] == "w" + me and all(manifest["writer"] in e["file"] for e in manifest["outputs"].values())
+    if writes == "replacing":
+        assert sum(int(out) for out, _, _ in outcomes) > 6  # they really did overlap with the reads
+    if mode == "rename":
+        if writes == "once":
+            assert set(seen) == {me}  # the first complete writer won; nobody replaced it
+        folder = tmp_path / "store" / key_path(HASH)
+        assert sorted(os.listdir(folder)) == sorted({MANIFEST, *(e["file"] for e in manifest["outputs"].values())})
+        assert not [n for n in os.listdir(tmp_path / "store") if n.startswith(TEMP_PREFIX)]
+
+
+# -- writers killed mid-write --------------------------------------------------------------
+
+KILLED = """
+import os, sys
+import numpy as np
+from nbscale.kernels.store import ArtifactStore
+
+class InPlaceStore(ArtifactStore):
+    rename_folders = False
+
+class DiesWhenPickled:
+    def __reduce__(self):
+        os._exit(3)  # killed between one file and the next
+
+store = (InPlaceStore if sys.argv[2] == "in-place" else ArtifactStore)(sys.argv[1])
+store.put(HASH, {"a": np.arange(100_000), "z": DiesWhenPickled()}, [], "make")
+"""
+
+
+def _age_tree(path, seconds):
+    old = time.time() - seconds
+    for folder, _, files in os.walk(path):
+        for name in files:
+            os.utime(os.path.join(folder, name), (old, old))
+        os.utime(folder, (old, old))
+
+
+def test_a_killed_writer_leaves_a_temp_folder_that_a_later_writer_sweeps(tmp_path):
+    url = tmp_path / "store"
+    killed = _python(KILLED, url, "rename")
+    assert killed.wait(timeout=60) == 3
+    temps = [n for n in os.listdir(url) if n.startswith(TEMP_PREFIX)]
+    assert len(temps) == 1 and os.listdir(url / temps[0])  # the first file was written
+    store = ArtifactStore(str(url))
+    assert not store.has(HASH)
+    assert store.sweep_temp() == []  # young: its writer might still be at work
+    _age_tree(url / temps[0], 2 * 3600)
+    writer = _python("from nbscale.kernels.store import ArtifactStore\nimport sys\n"
+                     "ArtifactStore(sys.argv[1]).put('sha256:' + '77' * 32, {'x': 1}, [], 'other')", url)
+    assert writer.wait(timeout=60) == 0
+    assert not [n for n in os.listdir(url) if n.startswith(TEMP_PREFIX)]
+
+
+def test_a_killed_in_place_writer_leaves_no_artifact_and_its_files_go_later(tmp_path):
+    url = tmp_path / "store"
+    killed = _python(KILLED, url, "in-place")
+    assert killed.wait(timeout=60) == 3
+    store = InPlaceStore(str(url))
+    folder = url / key_path(HASH)
+    left = os.listdir(folder)
+    assert left and MANIFEST not in left  # the first file, and the one it died in
+    assert not store.has(HASH)
+    _age_tree(folder, 2 * 3600)
+    manifest = store.put(HASH, {"a": np.arange(3)}, [], "make")
+    assert sorted(os.listdir(folder)) == sorted([MANIFEST, manifest["outputs"]["a"]["file"]])
+
+
+# -- the run time turns a damaged artifact into a re-run -----------------------------------
+
+
+def _chain(tmp_path, log, b_body="b = [x * 2 for x in a]", c_body="c = sum(b)"):
+    rec = f"\nopen({str(log)!r}, 'a').write('{{}}\\n'.format(%r))"
+    return make_notebook(tmp_path, [
+        ("a = list(range(50))" + rec % "a", ["step:a"]),
+        (b_body + rec % "b", ["step:b"]),
+        (c_body + rec % "c", ["step:c"]),
+    ])
+
+
+def _ran(log, before=0):
+    return log.read_text().splitlines()[before:]
+
+
+def _damage_step(result, step, name, how):
+    store = ArtifactStore(result.store_url)
+    damage(store, stored_file(store, name, result.hashes[step]), how)
+    return store.manifest(result.hashes[step])["outputs"][name]["file"]
+
+
+def test_flipped_byte_in_a_cached_step_makes_it_run_again(tmp_path):
+    log = tmp_path / "ran.log"
+    first = run_notebook(_chain(tmp_path, log), options=LOCAL)
+    assert first.ok
+    file = _damage_step(first, "a", "a", "flip")
+    events = []
+    with pytest.warns(CorruptArtifactWarning, match="step 'a'"):  # b changed: it needs a's values
+        again = run_notebook(_chain(tmp_path, log, b_body="b = [x * 3 for x in a]"), options=LOCAL,
+                             on_event=lambda kind, step, payload: events.append((kind, step, payload)))
+    assert again.ok
+    assert _ran(log, 3) == ["a", "b", "c"]  # a ran again instead of handing on damaged values
+    assert {s["name"]: s["status"] for s in again.steps} == {"a": "succeeded", "b": "succeeded", "c": "succeeded"}
+    warned = [p["message"] for kind, step, p in events if kind == "warning" and step == "a"]
+    assert len(warned) == 1 and file in warned[0] and "corrupt" in warned[0]
+    assert again.load("c")["c"] == sum(range(0, 150, 3))
+    assert ArtifactStore(again.store_url).verify(again.hashes["a"]) == []  # published again
+
+
+def test_truncated_artifact_is_recomputed(tmp_path):
+    log = tmp_path / "ran.log"
+    first = run_notebook(_chain(tmp_path, log), options=LOCAL)
+    _damage_step(first, "a", "a", "truncate")
+    with pytest.warns(CorruptArtifactWarning, match="step 'a'"):
+        again = run_notebook(_chain(tmp_path, log), options=LOCAL)
+    assert again.ok and _ran(log, 3) == ["a"]  # b and c keep their cached results
+    assert again.load("a")["a"] == list(range(50))
+
+
+def test_damaged_step_whose_inputs_were_not_loaded_fails_once_then_recomputes(tmp_path):
+    log = tmp_path / "ran.log"
+    first = run_notebook(_chain(tmp_path, log), options=LOCAL)
+    _damage_step(first, "b", "b", "flip")
+    with pytest.warns(CorruptArtifactWarning):
+        failed = run_notebook(_chain(tmp_path, log, c_body="c = sum(b) + 1"), options=LOCAL)
+    assert not failed.ok
+    assert "run the pipeline again" in failed.step("b")["error"]["evalue"]
+    again = run_notebook(_chain(tmp_path, log, c_body="c = sum(b) + 1"), options=LOCAL)
+    assert again.ok and _ran(log, 3) == ["b", "c"]

@@ -1,0 +1,420 @@
+"""What a step depends on beyond its code: recorded while it runs, for its cache entry.
+
+`record(cwd)` wraps one step's execution and yields a `Recording`; right after the step,
+`recording.fingerprint()` gives the JSON-serialisable fingerprint that `fingerprints.check`
+compares with the world later (see there for its shape and how it is compared).
+
+What is recorded, and how:
+- Files read and written (written ones are the step's *products*), through one process-wide
+  audit hook (`sys.addaudithook`, added on first use: hooks cannot be removed). Every `open`
+  event counts (builtin `open`, `pathlib`, `os.open`, and so pandas, numpy, pickle...), and also
+  renames, removals and truncations (written), `sqlite3.connect` (read) and directory listings
+  (`os.listdir`/`os.scandir`: glob, `Path.glob`, `os.walk`; not those the import system makes).
+  The hook records only for the thread whose recording is active; when no step records it
+  returns after one truth test. Skipped: the interpreter's files (`interpreter.py`: prefix
+  trees, stdlib, site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
+  /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped.
+- Local modules: EVERY module in `sys.modules` at the end of the step whose file is not skipped
+  as above (e.g. `helpers.py` beside the notebook). A module imported before the step (by an
+  earlier step on the same worker, the prelude, anything) is as usable as one the step imports,
+  so only "all of them" cannot miss one; the price is a spurious re-run when an unrelated local
+  module loaded in the same process changes. A module's state is the one nbscale first saw for
+  that import of it, so a file edited after the process imported it shows as changed
+  (`Recording.outdated_modules`; `outdated_modules()` before a step) instead of being recorded
+  with code the process does not run.
+- Distributions: the version of every installed distribution providing a top-level module
+  loaded at the end of the step (same reason; the version seen with that import), and `python`.
+- Environment variables read by name (`os.environ[...]`, `.get`, `in`, `os.getenv`) with the
+  value first seen, None when unset: `os.environ` is wrapped while any recording is active.
+  A variable the step set itself is not a dependency; one it read and then set is recorded with
+  both values (`env_set`: a library's `setdefault` at import must not invalidate it). Enumerating
+  (`.copy()`, `.items()`, iteration) is not reading every variable, or any step that starts a
+  subprocess would depend on the whole environment (`dict(os.environ)` does read them all).
+
+Not seen: files opened by threads or processes the step starts, by C code that bypasses
+Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
+any C library given a path), relative to a `dir_fd`, or
+only tested with `os.stat`/`exists`; listings made while a module is imported; C `getenv`;
+`os.environb`; the network. Steps that depend on those need `cache:off`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+import platform
+import sys
+import tempfile
+import threading
+from collections.abc import MutableMapping
+from contextlib import contextmanager
+from functools import lru_cache
+
+from .contract import STATE_DIR_NAME
+from .fingerprints import FINGERPRINT_VERSION, NOT_A_FILE, env_value, file_state, listing_digest
+from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers
+
+__all__ = ["Recording", "RecordingEnviron", "outdated_modules", "record"]
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous files are no dependency
+
+# --- recording -----------------------------------------------------------------------------------
+
+_ACTIVE: dict[int, Recording] = {}  # thread id → its recording; empty while no step records
+_LOCK = threading.Lock()
+_HOOKED = False
+
+
+class Recording:
+    """What one step used while it ran in the thread that entered `record`."""
+
+    def __init__(self, cwd: str):
+        self.cwd = os.path.abspath(cwd)
+        self.reads: set[str] = set()  # absolute paths
+        self.writes: set[str] = set()
+        self.listings: set[str] = set()
+        self.env: dict[str, str | None] = {}  # first value seen, None when unset
+        self.env_written: set[str] = set()
+        self.env_set: dict[str, str | None] = {}  # set when the step ends: read, then set by the step → value left
+        self.modules: dict[str, dict] = {}  # set when the step ends: path → state as imported
+        self.distributions: dict[str, str] = {}
+        self.outdated_modules: list[str] = []  # local modules whose file changed since imported
+        self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
+        self._inside = self.cwd.rstrip(os.sep) + os.sep
+        self._state_dir = os.path.join(self.cwd, STATE_DIR_NAME) + os.sep
+
+    def tracks(self, path: str) -> bool:
+        """Is this absolute path a dependency worth recording (not the interpreter's own)?"""
+        if self.inside(path):
+            return not path.startswith(self._state_dir) and f"{os.sep}__pycache__{os.sep}" not in path
+        return not _is_ignored(path)
+
+    def inside(self, path: str) -> bool:
+        """Is it in the notebook folder (never skipped, named relative to it)?"""
+        return (path == self.cwd or path.startswith(self._inside)) and self._inside != os.sep
+
+    def key(self, path: str) -> str:
+        """How a path is named in the fingerprint: relative inside the notebook folder."""
+        if path == self.cwd:
+            return "."
+        return path[len(self._inside):] if self.inside(path) else path
+
+    def finish(self) -> None:
+        """Snapshot of the modules and distributions loaded at the end of the step."""
+        try:
+            for path, module in _local_modules(self).items():
+                state, outdated = _as_imported(path, module)
+                self.modules[path] = state
+                if outdated:
+                    self.outdated_modules.append(self.key(path))
+            self.distributions = _loaded_distributions()
+        except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
+            self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
+
+    def fingerprint(self) -> dict:
+        """The state now of everything the step used: call it right after the step."""
+        reads = self.reads - self.writes - set(self.modules)  # a file written is a product
+        return {
+            "version": FINGERPRINT_VERSION,
+            "files_read": self._file_states(reads),
+            "files_written": self._file_states(self.writes),
+            "directories": {self.key(p): listing_digest(p) for p in sorted(self.listings)},
+            "modules": {self.key(p): s for p, s in sorted(self.modules.items())},
+            "distributions": dict(sorted(self.distributions.items())),
+            "env": {name: env_value(name, value) for name, value in sorted(self.env.items())},
+            "env_set": {name: env_value(name, value) for name, value in sorted(self.env_set.items())},
+            "incomplete": list(self.problems),
+        }
+
+    def _file_states(self, paths) -> dict:
+        states = {self.key(p): file_state(p) for p in sorted(paths)}
+        return {k: s for k, s in states.items() if s is not NOT_A_FILE}  # directories, devices
+
+
+@contextmanager
+def record(cwd: str | None = None):
+    """Record what the code run inside the block (in this thread) reads, writes and imports."""
+    recording = Recording(cwd or os.getcwd())
+    _start(recording)
+    try:
+        yield recording
+    finally:
+        _stop(recording)
+        recording.finish()
+
+
+def _start(recording: Recording) -> None:
+    global _HOOKED
+    ident = threading.get_ident()
+    with _LOCK:
+        if ident in _ACTIVE:
+            raise RuntimeError("a dependency recording is already active in this thread")
+        if not _HOOKED:
+            # The hook must not compute these: it may run inside tempfile's or site's own locks.
+            _nbscale_prefixes()
+            is_interpreter_path(os.sep)
+            sys.addaudithook(_on_audit)
+            _HOOKED = True
+        if not _ACTIVE and not isinstance(os.environ, RecordingEnviron):
+            os.environ = RecordingEnviron(os.environ)  # noqa: B003 - the same variables, seen through a wrapper
+        _ACTIVE[ident] = recording
+
+
+def _stop(recording: Recording) -> None:
+    with _LOCK:
+        _ACTIVE.pop(threading.get_ident(), None)
+        if not _ACTIVE and isinstance(os.environ, RecordingEnviron):
+            os.environ = os.environ.environ  # noqa: B003 - the real mapping back
+    recording.env_set = {name: os.environ.get(name) for name in recording.env if name in recording.env_written}
+
+
+def _after_fork_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.Lock()  # a fork while another thread held it would leave it locked
+    _ACTIVE.clear()  # the child's memory is not the step's
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --- the audit hook --------------------------------------------------------------------------------
+
+
+def _on_audit(event: str, args: tuple, _active=_ACTIVE) -> None:
+    if not _active:  # all that any audit event in the process pays while no step records
+        return
+    handler = _HANDLERS.get(event)
+    if handler is None:
+        return
+    recording = _ACTIVE.get(threading.get_ident())
+    if recording is not None:
+        try:
+            handler(recording, args)
+        except Exception as exc:  # noqa: BLE001 - the step's own call must go on; the cache must not trust it
+            recording.problems.append(f"{event}: {type(exc).__name__}: {exc}")
+
+
+def _opened(recording: Recording, args) -> None:
+    path, _mode, flags = args
+    if isinstance(path, int) or flags & _O_DIRECTORY:
+        return
+    _saw(recording, path, write=bool(flags & _WRITE_FLAGS))
+
+
+def _changed(recording: Recording, args) -> None:  # os.rename/replace (src, dst, ...), os.remove, os.truncate
+    paths = args[:2] if len(args) == 4 else args[:1]
+    for path in paths:
+        if not isinstance(path, int):
+            _saw(recording, path, write=True)
+
+
+def _connected(recording: Recording, args) -> None:  # sqlite3.connect(database)
+    if args[0] not in (":memory:", b":memory:", ""):
+        _saw(recording, args[0], write=False)
+
+
+def _listed(recording: Recording, args) -> None:  # os.listdir(path) / os.scandir(path)
+    path = "." if args[0] is None else args[0]
+    if isinstance(path, int) or _importing(sys._getframe(2)):
+        return
+    path = os.path.abspath(os.fsdecode(path))
+    if recording.tracks(path):
+        recording.listings.add(path)
+
+
+def _saw(recording: Recording, path, *, write: bool) -> None:
+    path = os.path.abspath(os.fsdecode(path))
+    if recording.tracks(path):
+        (recording.writes if write else recording.reads).add(path)
+
+
+_HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.truncate": _changed,
+             "sqlite3.connect": _connected, "os.listdir": _listed, "os.scandir": _listed}
+_IGNORED = ("/proc/", "/dev/", "/sys/")
+
+
+@lru_cache(maxsize=8192)
+def _is_ignored(path: str) -> bool:
+    """Never a dependency: the interpreter's files, nbscale's own, virtual file systems."""
+    return path.startswith(_IGNORED) or is_interpreter_path(path) or path.startswith(_nbscale_prefixes())
+
+
+@lru_cache(maxsize=1)
+def _nbscale_prefixes() -> tuple[str, ...]:
+    folders = []
+    for name in ("nbscale", "nbscale.compiler", "nbscale.kernels", "nbscale.jupyter_ext"):
+        spec = importlib.util.find_spec(name)
+        folders.extend((spec.submodule_search_locations or ()) if spec else ())
+    temp = tempfile.gettempdir()  # nbscale's temp folders: the IPython home, papermill's, KFP's
+    return folder_prefixes(folders) + tuple({os.path.join(t, "nbscale-") for t in (temp, os.path.realpath(temp))})
+
+
+_MACHINERY = ("<frozen importlib", os.path.dirname(importlib.__file__) + os.sep, os.path.splitext(pkgutil.__file__)[0])
+
+
+def _importing(frame) -> bool:
+    """Is this listing the import system's (finding modules, metadata, plug-ins)?"""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(_MACHINERY) or f"{os.sep}pkg_resources{os.sep}" in name:
+            return True
+        frame = frame.f_back
+    return False
+
+
+# --- environment -----------------------------------------------------------------------------------
+
+
+class RecordingEnviron(MutableMapping):
+    """`os.environ` while any recording is active: reads by name in a recording thread are recorded."""
+
+    def __init__(self, environ):
+        self.environ = environ
+
+    def __getitem__(self, name):
+        try:
+            value = self.environ[name]
+        except KeyError:
+            _read_env(name, None)
+            raise
+        _read_env(name, value)
+        return value
+
+    def __setitem__(self, name, value):
+        self.environ[name] = value
+        _wrote_env(name)
+
+    def __delitem__(self, name):
+        del self.environ[name]
+        _wrote_env(name)
+
+    def __iter__(self):
+        return iter(self.environ)
+
+    def __len__(self):
+        return len(self.environ)
+
+    # Enumerating is not reading every variable: these go to the real mapping.
+    def copy(self):
+        return self.environ.copy()
+
+    def items(self):
+        return self.environ.items()
+
+    def values(self):
+        return self.environ.values()
+
+    def __or__(self, other):
+        return self.environ | other
+
+    def __ror__(self, other):
+        return other | self.environ
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __repr__(self):
+        return repr(self.environ)
+
+    def __getattr__(self, name):  # os._Environ's own attributes (encodekey, _data, ...)
+        if name == "environ":  # not set yet (copy, unpickling)
+            raise AttributeError(name)
+        return getattr(self.environ, name)
+
+
+def _read_env(name, value) -> None:
+    recording = _ACTIVE.get(threading.get_ident())
+    if recording is not None and name not in recording.env and name not in recording.env_written:
+        recording.env[name] = value
+
+
+def _wrote_env(name) -> None:
+    recording = _ACTIVE.get(threading.get_ident())
+    if recording is not None:
+        recording.env_written.add(name)
+
+
+# --- modules and distributions ---------------------------------------------------------------------
+
+_MODULE_FILES: dict[str, tuple] = {}  # name → (module, its absolute file or None, is that ignored)
+
+
+def _local_modules(recording: Recording) -> dict:
+    found = {}
+    for name, module in list(sys.modules.items()):
+        _, path, ignored = _file_of(name, module)
+        if path is None or (ignored and not recording.inside(path)):  # most modules: libraries
+            continue
+        if recording.tracks(path) and os.path.isfile(path):  # not "<stdin>", not in a zip
+            found[path] = module
+    return found
+
+
+def _file_of(name: str, module) -> tuple:
+    known = _MODULE_FILES.get(name)
+    if known is None or known[0] is not module:  # looked at once per module: sys.modules is big
+        path = _module_file(module)
+        known = _MODULE_FILES[name] = (module, path, path is not None and _is_ignored(path))
+    return known
+
+
+def _module_file(module) -> str | None:
+    try:
+        file = module.__file__
+    except Exception:  # noqa: BLE001 - built-in and namespace modules, odd objects in sys.modules
+        return None
+    return os.path.abspath(file) if isinstance(file, str) and file else None
+
+
+_IMPORTED: dict[str, tuple[object, dict | None]] = {}  # path → (module spec, state when first seen)
+
+
+def _as_imported(path: str, module) -> tuple[dict | None, bool]:
+    """The file's state when nbscale first saw this import of it, and whether it changed since."""
+    spec = getattr(module, "__spec__", None)
+    seen = _IMPORTED.get(path)
+    if seen is None or seen[0] is not spec or spec is None:
+        _IMPORTED[path] = (spec, file_state(path))
+        return _IMPORTED[path][1], False
+    return seen[1], _changed_since(path, seen[1])
+
+
+def outdated_modules() -> list[str]:
+    """Names of loaded modules whose file changed since nbscale first saw them: evict before a step."""
+    names = []
+    for name, module in list(sys.modules.items()):
+        path = _file_of(name, module)[1]
+        seen = _IMPORTED.get(path)
+        if seen is not None and seen[0] is getattr(module, "__spec__", None) and _changed_since(path, seen[1]):
+            names.append(name)
+    return names
+
+
+def _changed_since(path: str, state: dict | None) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return state is not None
+    return state is None or (st.st_size, st.st_mtime_ns) != (state["size"], state["mtime_ns"])
+
+
+_VERSIONS_SEEN: dict[str, tuple[object, str]] = {}  # distribution → (top module spec, version then)
+
+
+def _loaded_distributions() -> dict[str, str]:
+    by_module, versions = providers(), installed_versions()
+    found = {"python": platform.python_version()}
+    for top in [name for name in list(sys.modules) if "." not in name]:
+        spec = getattr(sys.modules.get(top), "__spec__", None)
+        for dist in by_module.get(top, ()):
+            seen = _VERSIONS_SEEN.get(dist)
+            if seen is None or seen[0] is not spec or spec is None:
+                seen = _VERSIONS_SEEN[dist] = (spec, versions.get(dist, ""))
+            if seen[1]:
+                found[dist] = seen[1]
+    return found

@@ -1,0 +1,200 @@
+"""A step's dynamic fingerprint: the state of what it used, and the changes since it was taken.
+
+A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint()` makes:
+
+    {"version": 1,
+     "files_read":    {path: {"size", "mtime_ns", "digest"} | None},   None: absent when the step ended
+     "files_written": {path: ... },                                    the step's products
+     "directories":   {path: digest of the entry names | None},       folders the step listed
+     "modules":       {path: {"size", "mtime_ns", "digest"}},          local modules loaded
+     "distributions": {name: version},                                 and "python"
+     "env":           {name: value | None},                            secret-looking names: a digest
+     "env_set":       {name: value | None},                            what the step left of those it set
+     "incomplete":    [reason, ...]}                                   events that were not recorded
+
+Paths inside the notebook folder are relative to it, so a fingerprint holds wherever the folder
+is mounted; others are absolute. `check(fingerprint, cwd)` returns the `Change`s, empty when all
+still holds. Files and modules are compared by size and mtime first (one `stat`), and by content
+digest only when those differ: a `touch` is not a change, a different size is one without
+reading the file, and a change that keeps both size and mtime is NOT seen. A variable the step
+read and then set holds at the value it read or the one it left (a library's
+`os.environ.setdefault` at import must not invalidate the step in the process that ran it; in
+another process, a variable preset to that value is taken as no change). Digests are xxh3_128
+when `xxhash` is installed, else blake2b; a fingerprint names its algorithm per digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import stat
+from dataclasses import dataclass
+
+from .interpreter import installed_versions
+
+try:
+    import xxhash
+except ImportError:  # another engineer adds it to the dependencies; blake2b until then
+    xxhash = None
+
+__all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "listing_digest"]
+
+FINGERPRINT_VERSION = 1
+DIGEST = "xxh3_128" if xxhash is not None else "blake2b"
+NOT_A_FILE = "not-a-file"  # file_state of a folder or a device: no dependency
+_CHUNK = 1 << 20
+_SECRET = re.compile(r"KEY|SECRET|TOKEN|PASS|CREDENTIAL|AUTH|PRIVATE|COOKIE|SESSION", re.IGNORECASE)
+
+# Kinds of Change, and what changed.
+FILE, PRODUCT, MODULE, DIRECTORY, DISTRIBUTION, ENV, FINGERPRINT = (
+    "file", "product", "module", "directory", "distribution", "env", "fingerprint")
+CONTENT, MISSING, APPEARED, VERSION, VALUE, INCOMPLETE = (
+    "content", "missing", "appeared", "version", "value", "incomplete")
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # FILE | PRODUCT | MODULE | DIRECTORY | DISTRIBUTION | ENV | FINGERPRINT
+    name: str  # path as in the fingerprint, distribution or variable
+    what: str  # CONTENT | MISSING | APPEARED | VERSION | VALUE | INCOMPLETE
+    old: object = None
+    new: object = None
+    text: str = ""  # for a person: "data.csv changed (content)", "env SEED: '1' → '2'"
+
+
+# --- states --------------------------------------------------------------------------------------
+
+_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, inode, algorithm) → digest, this process
+
+
+def file_state(path: str) -> dict | str | None:
+    """{size, mtime_ns, digest} of a regular file, None when absent, NOT_A_FILE otherwise."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return NOT_A_FILE
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "digest": _digest(path, st, DIGEST)}
+
+
+def _digest(path: str, st, algorithm: str) -> str | None:
+    cache_key = (path, st.st_size, st.st_mtime_ns, st.st_ino, algorithm)
+    if cache_key in _DIGESTS:
+        return _DIGESTS[cache_key]
+    if algorithm == "xxh3_128" and xxhash is not None:
+        hasher = xxhash.xxh3_128()
+    elif algorithm == "blake2b":
+        hasher = hashlib.blake2b(digest_size=16)
+    else:
+        return None  # made with a digest this process cannot make: it cannot be confirmed
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                hasher.update(chunk)
+    except OSError:
+        return None
+    if len(_DIGESTS) > 10_000:
+        _DIGESTS.clear()
+    _DIGESTS[cache_key] = digest = f"{algorithm}:{hasher.hexdigest()}"
+    return digest
+
+
+def listing_digest(path: str) -> str | None:
+    """A digest of a folder's entry names; None when it is not a folder."""
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return None
+    return "blake2b:" + hashlib.blake2b("\0".join(names).encode(errors="surrogateescape"), digest_size=16).hexdigest()
+
+
+def env_value(name: str, value: str | None) -> str | None:
+    """What a fingerprint keeps of a variable: its value, or a keyed digest for a secret-looking name."""
+    if value is None or not _SECRET.search(name):
+        return value
+    return "hidden:" + hashlib.blake2b(value.encode(errors="surrogateescape"), digest_size=16,
+                                       key=b"nbscale-env").hexdigest()
+
+
+# --- checking ------------------------------------------------------------------------------------
+
+
+def check(fingerprint: dict, cwd: str) -> list[Change]:
+    """What changed since the fingerprint was taken; empty when all of it still holds."""
+    if fingerprint.get("version") != FINGERPRINT_VERSION:
+        return [Change(FINGERPRINT, "", VERSION, fingerprint.get("version"), FINGERPRINT_VERSION,
+                       "the dependencies were recorded by another nbscale version")]
+    changes = [Change(FINGERPRINT, "", INCOMPLETE, text=f"some dependencies were not recorded ({reason})")
+               for reason in fingerprint.get("incomplete", ())]
+    for kind, section in ((FILE, "files_read"), (PRODUCT, "files_written"), (MODULE, "modules")):
+        for name, old in fingerprint.get(section, {}).items():
+            changes.extend(_file_change(kind, name, old, os.path.join(cwd, name)))
+    for name, old in fingerprint.get("directories", {}).items():
+        new = listing_digest(os.path.join(cwd, name))
+        if new != old:
+            what = MISSING if new is None else APPEARED if old is None else CONTENT
+            changes.append(Change(DIRECTORY, name, what, old, new, f"the listing of {name} changed"))
+    changes.extend(_version_changes(fingerprint.get("distributions", {})))
+    changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
+    return changes
+
+
+_LABELS = {FILE: "{}", PRODUCT: "{} (written by the step)", MODULE: "{}"}
+
+
+def _file_change(kind: str, name: str, old: dict | None, path: str) -> list[Change]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        st = None
+    label = _LABELS[kind].format(name)
+    if old is None or st is None:
+        if old is None and st is None:
+            return []  # absent then, absent now
+        what, said = (MISSING, "is missing") if st is None else (APPEARED, "appeared")
+        return [Change(kind, name, what, text=f"{label} {said}")]
+    if (st.st_size, st.st_mtime_ns) == (old["size"], old["mtime_ns"]):
+        return []  # the fast path: one stat
+    digest = old.get("digest") or ""
+    if st.st_size == old["size"] and digest and _digest(path, st, digest.partition(":")[0]) == digest:
+        return []  # touched, same content
+    text = f"{name} changed" if kind == MODULE else f"{label} changed (content)"
+    return [Change(kind, name, CONTENT, digest or None, None, text)]
+
+
+def _version_changes(recorded: dict) -> list[Change]:
+    current = installed_versions() if set(recorded) - {"python"} else {}
+    current["python"] = platform.python_version()
+    changes = []
+    for dist, old in recorded.items():
+        new = current.get(dist)
+        if new != old:
+            changes.append(Change(DISTRIBUTION, dist, VERSION, old, new, f"{dist} {old} → {new or 'not installed'}"))
+    return changes
+
+
+def _env_changes(recorded: dict, set_by_step: dict) -> list[Change]:
+    changes = []
+    for name, old in recorded.items():
+        new = env_value(name, os.environ.get(name))
+        if new == old or (name in set_by_step and new == set_by_step[name]):
+            continue
+        if _SECRET.search(name):  # its values are digests: say only whether it is set
+            text = f"env {name} changed" if None not in (old, new) else f"env {name}: {_set(old)} → {_set(new)}"
+        else:
+            text = f"env {name}: {_quoted(old)} → {_quoted(new)}"
+        changes.append(Change(ENV, name, VALUE, old, new, text))
+    return changes
+
+
+def _quoted(value: str | None) -> str:
+    return "unset" if value is None else repr(value)
+
+
+def _set(value: str | None) -> str:
+    return "unset" if value is None else "set"

@@ -1,0 +1,304 @@
+"""Tests for nbscale.kernels.dependencies: real files, real imports, real environment, real threads."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import pickle
+import platform
+import sqlite3
+import sys
+import tempfile
+import threading
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbscale.compiler.ir import Prelude, Step
+from nbscale.kernels.dependencies import RecordingEnviron, outdated_modules, record
+from nbscale.kernels.executor import execute_step
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """A notebook folder with a data file."""
+    nb = tmp_path / "nb"
+    nb.mkdir()
+    (nb / "data.csv").write_text("a,b\n1,2\n")
+    return nb
+
+
+@pytest.fixture
+def local_module(folder, monkeypatch):
+    """write(source) → the name of a new module beside the notebook, importable; removed afterwards."""
+    monkeypatch.syspath_prepend(str(folder))
+    names = []
+
+    def write(source="def answer():\n    return 42\n"):
+        name = f"helpers_{uuid.uuid4().hex[:8]}"
+        (folder / f"{name}.py").write_text(source)
+        names.append(name)
+        return name
+
+    yield write
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def test_files_read_and_written_are_recorded_as_absolute_paths(folder, monkeypatch):
+    monkeypatch.chdir(folder)
+    with record(str(folder)) as rec:
+        with open("data.csv") as f:
+            f.read()
+        pathlib.Path("out.txt").write_text("result")
+        os.close(os.open("data.csv", os.O_RDONLY))
+        (folder / "sub").mkdir()
+        os.chdir(folder / "sub")  # relative paths resolve against the cwd of the moment
+        pathlib.Path("deeper.txt").write_text("x")
+        pathlib.Path("../data.csv").read_text()
+    assert rec.reads == {str(folder / "data.csv")}
+    assert rec.writes == {str(folder / "out.txt"), str(folder / "sub" / "deeper.txt")}
+    fp = rec.fingerprint()
+    assert set(fp["files_read"]) == {"data.csv"}  # relative inside the notebook folder
+    assert set(fp["files_written"]) == {"out.txt", "sub/deeper.txt"}
+    assert fp["files_read"]["data.csv"]["size"] == 8
+
+
+def test_pandas_numpy_and_pickle_are_seen(folder):
+    with record(str(folder)) as rec:
+        pd.read_csv(folder / "data.csv")
+        np.save(folder / "arr.npy", np.arange(3))
+        np.load(folder / "arr.npy")
+        with open(folder / "obj.pkl", "wb") as f:
+            pickle.dump({"x": 1}, f)
+        pd.DataFrame({"a": [1]}).to_feather(folder / "frame.feather")
+        pd.read_feather(folder / "frame.feather")
+    assert str(folder / "data.csv") in rec.reads
+    assert {str(folder / n) for n in ("arr.npy", "obj.pkl", "frame.feather")} <= rec.writes
+    fp = rec.fingerprint()
+    assert "arr.npy" in fp["files_written"] and "arr.npy" not in fp["files_read"]  # a product
+
+
+def test_renames_removals_and_sqlite_are_seen(folder):
+    (folder / "old.txt").write_text("x")
+    (folder / "gone.txt").write_text("x")
+    with record(str(folder)) as rec:
+        os.replace(folder / "old.txt", folder / "new.txt")
+        os.remove(folder / "gone.txt")
+        sqlite3.connect(folder / "db.sqlite").close()
+    assert {str(folder / n) for n in ("old.txt", "new.txt", "gone.txt")} <= rec.writes
+    assert str(folder / "db.sqlite") in rec.reads
+    written = rec.fingerprint()["files_written"]
+    assert written["gone.txt"] is None and written["new.txt"]["size"] == 1  # absence is a state
+
+
+def test_interpreter_files_are_not_recorded(folder):
+    with record(str(folder)) as rec:
+        for path in (np.__file__, os.__file__, "/proc/self/status", os.devnull):
+            with open(path, "rb") as f:
+                f.read(10)
+    assert rec.reads == set() and rec.writes == set()
+
+
+def test_an_anonymous_temp_file_is_no_dependency(folder):
+    with record(str(folder)) as rec:
+        with tempfile.TemporaryFile() as f:  # opened through its folder: no name to depend on
+            f.write(b"x")
+    fp = rec.fingerprint()
+    assert tempfile.gettempdir() not in fp["files_written"] and fp["files_read"] == {}
+
+
+def test_a_missing_file_the_step_tried_is_recorded_as_absent(folder):
+    with record(str(folder)) as rec:
+        with pytest.raises(FileNotFoundError):
+            open(folder / "later.csv")
+    assert rec.fingerprint()["files_read"] == {"later.csv": None}
+
+
+def test_listings_are_recorded_but_not_those_of_imports(folder, local_module):
+    (folder / "more.csv").write_text("a\n1\n")
+    name = local_module()
+    with record(str(folder)) as rec:
+        __import__(name)  # the import system lists the folder: not the step's listing
+    assert rec.listings == set()
+    with record(str(folder)) as rec:
+        sorted(folder.glob("*.csv"))
+    assert rec.listings == {str(folder)}
+    assert list(rec.fingerprint()["directories"]) == ["."]
+
+
+# --- when recording is on ------------------------------------------------------------------------
+
+
+def test_recording_is_off_outside_a_step(folder, monkeypatch):
+    monkeypatch.setenv("NBSCALE_TEST_OUTSIDE", "1")
+    environ = os.environ
+    with record(str(folder)) as rec:
+        assert isinstance(os.environ, RecordingEnviron)
+    (folder / "data.csv").read_text()
+    os.environ.get("NBSCALE_TEST_OUTSIDE")
+    assert os.environ is environ  # the real mapping is back
+    assert rec.reads == set() and rec.env == {}
+
+
+def test_a_recording_sees_only_its_own_thread(folder, monkeypatch):
+    monkeypatch.setenv("NBSCALE_TEST_OTHER", "other")
+    recording, other = threading.Event(), threading.Event()
+
+    def other_thread():
+        recording.wait()
+        (folder / "data.csv").read_text()
+        os.environ.get("NBSCALE_TEST_OTHER")
+        (folder / "other.txt").write_text("x")
+        other.set()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    with record(str(folder)) as rec:
+        recording.set()
+        assert other.wait(10)
+        os.environ.get("NBSCALE_TEST_MINE")
+    thread.join()
+    assert rec.reads == set() and rec.writes == set()
+    assert rec.env == {"NBSCALE_TEST_MINE": None}
+
+
+def test_recordings_in_two_threads_stay_apart(folder):
+    (folder / "b.csv").write_text("b\n")
+    seen = {}
+    both = threading.Barrier(2)
+
+    def step(name):
+        with record(str(folder)) as rec:
+            both.wait()
+            (folder / f"{name}.csv").read_text()
+            os.environ.get(f"NBSCALE_TEST_{name.upper()}")
+            both.wait()
+        seen[name] = rec
+
+    (folder / "a.csv").write_text("a\n")
+    threads = [threading.Thread(target=step, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen["a"].reads == {str(folder / "a.csv")} and seen["b"].reads == {str(folder / "b.csv")}
+    assert list(seen["a"].env) == ["NBSCALE_TEST_A"] and list(seen["b"].env) == ["NBSCALE_TEST_B"]
+    assert not isinstance(os.environ, RecordingEnviron)
+
+
+def test_a_recording_inside_a_recording_is_refused(folder):
+    with record(str(folder)):
+        with pytest.raises(RuntimeError, match="already active"):
+            with record(str(folder)):
+                pass
+
+
+# --- environment ---------------------------------------------------------------------------------
+
+
+def test_environment_reads_are_recorded_with_the_value_seen(folder, monkeypatch):
+    monkeypatch.setenv("NBSCALE_TEST_SEED", "1")
+    monkeypatch.setenv("NBSCALE_TEST_MODE", "fast")
+    monkeypatch.delenv("NBSCALE_TEST_ABSENT", raising=False)
+    with record(str(folder)) as rec:
+        assert os.environ["NBSCALE_TEST_SEED"] == "1"
+        assert os.environ.get("NBSCALE_TEST_MODE") == "fast"
+        assert "NBSCALE_TEST_ABSENT" not in os.environ
+        assert os.getenv("NBSCALE_TEST_ALSO_ABSENT") is None
+        os.environ["NBSCALE_TEST_SEED"] = "2"  # the first value seen is what the step depended on
+        os.environ["NBSCALE_TEST_OWN"] = "mine"
+        assert os.environ["NBSCALE_TEST_OWN"] == "mine"  # set by the step itself: no dependency
+        monkeypatch.delenv("NBSCALE_TEST_OWN")
+    assert rec.env == {"NBSCALE_TEST_SEED": "1", "NBSCALE_TEST_MODE": "fast",
+                       "NBSCALE_TEST_ABSENT": None, "NBSCALE_TEST_ALSO_ABSENT": None}
+    assert rec.env_set == {"NBSCALE_TEST_SEED": "2"}  # read, then set: the value it left
+
+
+def test_enumerating_the_environment_is_not_reading_every_variable(folder):
+    with record(str(folder)) as rec:
+        copied = os.environ.copy()
+        pairs = dict(os.environ.items())
+        names = list(os.environ)
+    assert copied == pairs and set(names) == set(pairs)
+    assert rec.env == {}
+
+
+def test_secret_values_are_kept_as_digests(folder, monkeypatch):
+    monkeypatch.setenv("NBSCALE_TEST_API_TOKEN", "s3cr3t")
+    with record(str(folder)) as rec:
+        os.environ["NBSCALE_TEST_API_TOKEN"]
+    kept = rec.fingerprint()["env"]["NBSCALE_TEST_API_TOKEN"]
+    assert kept.startswith("hidden:") and "s3cr3t" not in kept
+
+
+# --- modules and distributions -------------------------------------------------------------------
+
+
+def test_a_local_module_imported_by_the_step_is_recorded(folder, local_module):
+    name = local_module()
+    with record(str(folder)) as rec:
+        assert __import__(name).answer() == 42
+    state = rec.fingerprint()["modules"][f"{name}.py"]
+    assert state["size"] == (folder / f"{name}.py").stat().st_size and state["digest"]
+    assert f"{name}.py" not in rec.fingerprint()["files_read"]
+
+
+def test_a_module_imported_before_the_step_is_recorded(folder, local_module):
+    module = __import__(local_module())  # by an earlier step, the prelude, the worker...
+    with record(str(folder)) as rec:
+        assert module.answer() == 42
+    assert f"{module.__name__}.py" in rec.fingerprint()["modules"]
+
+
+def test_library_modules_are_not_local_modules(folder):
+    with record(str(folder)) as rec:
+        pass
+    assert not any("site-packages" in p or p.startswith(sys.base_prefix) for p in rec.modules)
+    kernels = os.path.dirname(execute_step.__code__.co_filename)
+    assert not any(p.startswith(kernels) for p in rec.modules)  # nbscale's own
+
+
+def test_versions_of_loaded_distributions_are_recorded(folder):
+    with record(str(folder)) as rec:
+        np.arange(3)
+    assert rec.distributions["numpy"] == np.__version__
+    assert rec.distributions["pandas"] == pd.__version__
+    assert rec.distributions["python"] == platform.python_version()
+
+
+def test_a_module_edited_after_it_was_imported_is_outdated(folder, local_module):
+    name = local_module()
+    module = __import__(name)
+    with record(str(folder)) as first:
+        module.answer()
+    (folder / f"{name}.py").write_text("def answer():\n    return 43\n")
+    assert name in outdated_modules()
+    with record(str(folder)) as second:
+        module.answer()  # still the code imported before the edit
+    assert second.outdated_modules == [f"{name}.py"]
+    # the state recorded is the one that was imported, not the file's current one
+    assert second.fingerprint()["modules"] == first.fingerprint()["modules"]
+
+
+# --- a real step ---------------------------------------------------------------------------------
+
+
+def test_a_step_run_by_the_executor_in_the_notebook_folder(folder, local_module):
+    name = local_module()
+    step = Step(name="s", cells=[1, 2], outputs=["df"], source=[
+        "import pandas as pd\ndf = pd.read_csv('data.csv')",
+        f"import os\nfrom {name} import answer\nseed = os.environ.get('NBSCALE_TEST_STEP_SEED')\n"
+        "open('out.txt', 'w').write(str(answer()))",
+    ])
+    result = execute_step(step, Prelude(), {}, {}, cwd=str(folder))  # the executor records the step
+    assert result.ok, result.error
+    fp = result.dependencies
+    assert "data.csv" in fp["files_read"] and "out.txt" in fp["files_written"]
+    assert f"{name}.py" in fp["modules"] and fp["env"]["NBSCALE_TEST_STEP_SEED"] is None
+    assert fp["distributions"]["pandas"] == pd.__version__

@@ -1,0 +1,205 @@
+"""Tests for nbscale.kernels.fingerprints: fingerprints of real recordings, checked after real changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+
+import numpy as np
+import pytest
+
+from nbscale.kernels.dependencies import record
+from nbscale.kernels.fingerprints import (
+    CONTENT,
+    DISTRIBUTION,
+    ENV,
+    FILE,
+    FINGERPRINT,
+    MISSING,
+    MODULE,
+    PRODUCT,
+    Change,
+    check,
+)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    nb = tmp_path / "nb"
+    nb.mkdir()
+    (nb / "data.csv").write_text("a,b\n1,2\n")
+    return nb
+
+
+def recorded(folder, body) -> dict:
+    """The fingerprint of `body()` run as a step in `folder`, through JSON as it is stored."""
+    with record(str(folder)) as rec:
+        body()
+    return json.loads(json.dumps(rec.fingerprint()))
+
+
+def reads_data(folder):
+    return recorded(folder, lambda: (folder / "data.csv").read_text())
+
+
+def texts(changes: list[Change]) -> list[str]:
+    return [c.text for c in changes]
+
+
+def set_mtime(path, mtime_ns: int) -> None:
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def test_nothing_changed_means_no_change(folder):
+    fp = reads_data(folder)
+    assert check(fp, str(folder)) == []
+
+
+def test_a_changed_file_is_a_change(folder):
+    fp = reads_data(folder)
+    (folder / "data.csv").write_text("a,b\n1,3\n4,5\n")
+    changes = check(fp, str(folder))
+    assert texts(changes) == ["data.csv changed (content)"]
+    assert (changes[0].kind, changes[0].name, changes[0].what) == (FILE, "data.csv", CONTENT)
+
+
+def test_touch_without_a_content_change_is_no_change(folder):
+    fp = reads_data(folder)
+    set_mtime(folder / "data.csv", fp["files_read"]["data.csv"]["mtime_ns"] + 5_000_000_000)
+    assert check(fp, str(folder)) == []
+
+
+def test_same_mtime_but_another_size_is_a_change(folder):
+    fp = reads_data(folder)
+    (folder / "data.csv").write_text("a,b\n1,2\n3,4\n")
+    set_mtime(folder / "data.csv", fp["files_read"]["data.csv"]["mtime_ns"])
+    assert texts(check(fp, str(folder))) == ["data.csv changed (content)"]
+
+
+def test_same_size_same_mtime_change_is_not_seen(folder):
+    """The documented limit: size and mtime are the fast path; a change keeping both is missed."""
+    fp = reads_data(folder)
+    (folder / "data.csv").write_text("a,b\n9,9\n")
+    set_mtime(folder / "data.csv", fp["files_read"]["data.csv"]["mtime_ns"])
+    assert check(fp, str(folder)) == []
+
+
+def test_same_size_new_mtime_is_compared_by_content(folder):
+    fp = reads_data(folder)
+    (folder / "data.csv").write_text("a,b\n9,9\n")
+    set_mtime(folder / "data.csv", fp["files_read"]["data.csv"]["mtime_ns"] + 1_000_000_000)
+    assert texts(check(fp, str(folder))) == ["data.csv changed (content)"]
+
+
+def test_a_missing_file_is_a_change_and_a_new_one_too(folder):
+    def step():
+        (folder / "data.csv").read_text()
+        try:
+            open(folder / "later.csv")  # absent: the step goes on without it
+        except FileNotFoundError:
+            pass
+
+    fp = recorded(folder, step)
+    (folder / "data.csv").unlink()
+    (folder / "later.csv").write_text("now here")
+    assert sorted(texts(check(fp, str(folder)))) == ["data.csv is missing", "later.csv appeared"]
+
+
+def test_products_missing_or_changed_are_changes(folder):
+    def step():
+        (folder / "model.bin").write_bytes(b"weights")
+        (folder / "report.txt").write_text("ok")
+
+    fp = recorded(folder, step)
+    assert set(fp["files_written"]) == {"model.bin", "report.txt"}
+    (folder / "model.bin").unlink()
+    (folder / "report.txt").write_text("edited by hand")
+    changes = check(fp, str(folder))
+    assert sorted(texts(changes)) == ["model.bin (written by the step) is missing",
+                                      "report.txt (written by the step) changed (content)"]
+    assert {c.kind for c in changes} == {PRODUCT} and MISSING in {c.what for c in changes}
+
+
+def test_a_listing_that_changed_is_a_change(folder):
+    fp = recorded(folder, lambda: sorted(folder.glob("*.csv")))
+    assert check(fp, str(folder)) == []
+    (folder / "more.csv").write_text("x")
+    assert texts(check(fp, str(folder))) == ["the listing of . changed"]
+
+
+def test_a_moved_notebook_folder_still_holds(folder, tmp_path):
+    fp = reads_data(folder)
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)
+    assert check(fp, str(moved)) == []
+
+
+# --- modules, distributions, environment ---------------------------------------------------------
+
+
+def test_a_changed_local_module_is_a_change(folder, monkeypatch):
+    monkeypatch.syspath_prepend(str(folder))
+    name = f"helpers_{uuid.uuid4().hex[:8]}"
+    (folder / f"{name}.py").write_text("def answer():\n    return 42\n")
+    try:
+        fp = recorded(folder, lambda: __import__(name).answer())
+        assert check(fp, str(folder)) == []
+        (folder / f"{name}.py").write_text("def answer():\n    return 43  # edited\n")
+        changes = check(fp, str(folder))
+    finally:
+        sys.modules.pop(name, None)
+    assert texts(changes) == [f"{name}.py changed"] and changes[0].kind == MODULE
+
+
+def test_a_new_distribution_version_is_a_change(folder):
+    fp = recorded(folder, lambda: np.arange(3))
+    assert fp["distributions"]["numpy"] == np.__version__
+    fp["distributions"].update({"numpy": "1.0.0", "no-such-dist": "2.0"})  # as recorded elsewhere
+    changes = check(fp, str(folder))
+    assert sorted(texts(changes)) == ["no-such-dist 2.0 → not installed", f"numpy 1.0.0 → {np.__version__}"]
+    assert {c.kind for c in changes} == {DISTRIBUTION}
+
+
+def test_a_changed_environment_variable_is_a_change(folder, monkeypatch):
+    monkeypatch.setenv("NBSCALE_TEST_SEED", "1")
+    monkeypatch.delenv("NBSCALE_TEST_LATER", raising=False)
+    fp = recorded(folder, lambda: (os.environ["NBSCALE_TEST_SEED"], os.getenv("NBSCALE_TEST_LATER")))
+    assert check(fp, str(folder)) == []
+    monkeypatch.setenv("NBSCALE_TEST_SEED", "2")
+    monkeypatch.setenv("NBSCALE_TEST_LATER", "x")
+    changes = check(fp, str(folder))
+    assert texts(changes) == ["env NBSCALE_TEST_LATER: unset → 'x'", "env NBSCALE_TEST_SEED: '1' → '2'"]
+    assert changes[1] == Change(ENV, "NBSCALE_TEST_SEED", "value", "1", "2", "env NBSCALE_TEST_SEED: '1' → '2'")
+    monkeypatch.delenv("NBSCALE_TEST_SEED")
+    assert "env NBSCALE_TEST_SEED: '1' → unset" in texts(check(fp, str(folder)))
+
+
+def test_a_changed_secret_is_a_change_without_its_value(folder, monkeypatch):
+    monkeypatch.setenv("NBSCALE_TEST_PASSWORD", "one")
+    fp = recorded(folder, lambda: os.environ["NBSCALE_TEST_PASSWORD"])
+    monkeypatch.setenv("NBSCALE_TEST_PASSWORD", "two")
+    assert texts(check(fp, str(folder))) == ["env NBSCALE_TEST_PASSWORD changed"]
+
+
+def test_a_variable_the_step_set_itself_holds_at_the_value_it_left(folder, monkeypatch):
+    monkeypatch.delenv("NBSCALE_TEST_DEFAULTED", raising=False)
+    fp = recorded(folder, lambda: os.environ.setdefault("NBSCALE_TEST_DEFAULTED", "1"))  # as libraries do
+    assert fp["env"] == {"NBSCALE_TEST_DEFAULTED": None} and fp["env_set"] == {"NBSCALE_TEST_DEFAULTED": "1"}
+    assert check(fp, str(folder)) == []
+    monkeypatch.setenv("NBSCALE_TEST_DEFAULTED", "2")  # someone else's value is a change
+    assert texts(check(fp, str(folder))) == ["env NBSCALE_TEST_DEFAULTED: unset → '2'"]
+
+
+# --- the fingerprint itself ----------------------------------------------------------------------
+
+
+def test_a_fingerprint_of_another_version_or_incomplete_is_a_change(folder):
+    fp = reads_data(folder)
+    assert [c.kind for c in check({**fp, "version": 0}, str(folder))] == [FINGERPRINT]
+    changes = check({**fp, "incomplete": ["open: ValueError: odd path"]}, str(folder))
+    assert texts(changes) == ["some dependencies were not recorded (open: ValueError: odd path)"]

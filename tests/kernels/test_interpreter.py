@@ -1,0 +1,61 @@
+"""Tests for nbscale.kernels.interpreter: the real installation, and a real site folder of our own."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+
+import numpy as np
+import pandas as pd
+
+from nbscale.kernels.interpreter import canonical_name, installed_versions, is_interpreter_path, providers
+
+
+def test_interpreter_files_are_told_from_the_users(tmp_path):
+    assert is_interpreter_path(np.__file__)
+    assert is_interpreter_path(os.__file__)
+    assert is_interpreter_path(os.path.join(sysconfig.get_paths()["purelib"], "anything.py"))
+    assert is_interpreter_path(str(tmp_path / "__pycache__" / "helpers.cpython-311.pyc"))
+    assert is_interpreter_path("/somewhere/lib/python3/dist-packages/x.py")
+    assert not is_interpreter_path(str(tmp_path / "data.csv"))
+
+
+def test_installed_versions_and_providers_are_the_installations():
+    versions = installed_versions()
+    assert versions["numpy"] == np.__version__ and versions["pandas"] == pd.__version__
+    by_module = providers()
+    assert by_module["numpy"] == ["numpy"] and by_module["pandas"] == ["pandas"]
+    if "scikit-learn" in versions:
+        assert "scikit-learn" in by_module["sklearn"]  # the module's name is not the distribution's
+
+
+def test_names_are_canonical():
+    assert canonical_name("Scikit_Learn") == "scikit-learn" == canonical_name("scikit.learn")
+
+
+def test_installing_into_a_site_folder_is_seen(tmp_path, monkeypatch):
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    assert "nbscale-test-dist" not in installed_versions()
+    info = site / "nbscale_test_dist-1.2.dist-info"
+    info.mkdir()
+    (info / "top_level.txt").write_text("nbscale_test_mod\n")
+    os.utime(site, ns=(1, 1_000_000_000))  # a new mtime, whatever the clock's granularity
+    assert installed_versions()["nbscale-test-dist"] == "1.2"
+    assert providers()["nbscale_test_mod"] == ["nbscale-test-dist"]
+    info.rename(site / "nbscale_test_dist-1.3.dist-info")  # an upgrade
+    os.utime(site, ns=(1, 2_000_000_000))
+    assert installed_versions()["nbscale-test-dist"] == "1.3"
+
+
+def test_modules_listed_only_in_record_are_found(tmp_path, monkeypatch):
+    site = tmp_path / "site-packages"
+    info = site / "nbscale_test_rec-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "RECORD").write_text("nbscale_test_pkg/__init__.py,sha256=x,1\nnbscale_test_single.py,,\n"
+                                 "nbscale_test_rec-0.1.dist-info/METADATA,,\n../../bin/tool,,\n")
+    monkeypatch.syspath_prepend(str(site))
+    found = providers()
+    assert found["nbscale_test_pkg"] == found["nbscale_test_single"] == ["nbscale-test-rec"]
+    assert ".." not in found
