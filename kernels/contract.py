@@ -14,6 +14,8 @@ with `finished_payload(outcome)`.
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
 import threading
 import time
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ OK = (SUCCEEDED, CACHED)
 RUN_CREATED, RUN_STARTED, RUN_FINISHED = "run_created", "run_started", "run_finished"
 STEP_STARTED, STEP_CACHED, STEP_RETRY, STEP_FINISHED = "step_started", "step_cached", "step_retry", "step_finished"
 STEP_NOTEBOOK, WARNING = "step_notebook", "warning"
+STEP_STALE = "step_stale"  # a stored result exists but a dependency changed: payload {"changes": [text]}
 
 METRICS_KEY = "__nbscale_metrics__"  # a metrics step keeps its metrics under this name in the store
 
@@ -51,6 +54,7 @@ class StepSpec:
     notebook: str
     use_cache: bool = True
     keep: list[str] = field(default_factory=list)  # names worth keeping beyond the outputs
+    key: str = ""  # the cache key, when the plan already knows it (a cached step); else from the inputs
 
 
 @dataclass
@@ -62,6 +66,9 @@ class StepOutcome:
     attempts: int = 0
     started: float = 0.0
     finished: float = 0.0
+    key: str = ""  # the cache key its outputs are stored under (`run_key`)
+    digests: dict = field(default_factory=dict)  # output name → content digest of the stored value
+    stale: list = field(default_factory=list)  # why a stored result was not reused (dependency changes)
 
     @property
     def ok(self) -> bool:
@@ -71,7 +78,18 @@ class StepOutcome:
 def finished_payload(outcome: StepOutcome) -> dict:
     """The payload of a `step_finished` event, the same from every engine."""
     return {"status": outcome.status, "summary": outcome.summary, "attempts": outcome.attempts,
-            "started": outcome.started, "finished": outcome.finished}
+            "started": outcome.started, "finished": outcome.finished, "key": outcome.key,
+            "stale": list(outcome.stale)}
+
+
+def run_key(code_hash: str, input_digests: dict) -> str:
+    """The cache key of a step: its static hash (code, prelude, parameters it reads — the IR's
+    `hash`) and the content digests of the values it receives. Keys chain on what upstream steps
+    produced, not on their code: an upstream re-run that gives the same values changes nothing."""
+    if not input_digests:
+        return code_hash
+    text = json.dumps({"code": code_hash, "inputs": input_digests}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- errors --------------------------------------------------------------------------------------

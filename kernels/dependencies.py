@@ -200,7 +200,9 @@ def _on_audit(event: str, args: tuple, _active=_ACTIVE) -> None:
 
 def _opened(recording: Recording, args) -> None:
     path, _mode, flags = args
-    if isinstance(path, int) or flags & _O_DIRECTORY:
+    # A file opened to append to is a log the step adds to (as later steps may), not a product
+    # whose content the step decides: checking it would make every earlier writer stale.
+    if isinstance(path, int) or flags & _O_DIRECTORY or flags & os.O_APPEND:
         return
     _saw(recording, path, write=bool(flags & _WRITE_FLAGS))
 

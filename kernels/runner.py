@@ -29,12 +29,14 @@ from .contract import (
     UPSTREAM_FAILED,
     StepSpec,
     artifacts_url,
+    run_key,
     run_store_path,
 )
 from .engines import get_engine
 from .errors import PipelineNotRunnable
 from .runstore import RunStore
 from .store import ArtifactStore
+from .task import reusable_manifest, stored_digests
 
 
 def default_run_store(notebook) -> RunStore:
@@ -105,7 +107,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
                               [s.name for s in pipeline.steps])
     recorder = _Recorder(store, run_id, hashes, on_event)
     recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
-    specs = _plan(pipeline, values, hashes, store_url, notebook, options, cwd)
+    specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd)
     store.start_run(run_id)
     recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
     outcomes = {}
@@ -122,19 +124,20 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     finally:
         if engine is not None:
             engine.close()
-    status = _finish(pipeline, specs, outcomes, recorder, store_url, hashes)
+    keys.update({name: o.key for name, o in outcomes.items() if o.key})
+    status = _finish(pipeline, specs, outcomes, recorder, store_url, keys)
     store.finish_run(run_id, status)
     recorder.emit(RUN_FINISHED, None, {"status": status})
     run = store.get_run(run_id)
-    return RunResult(run_id, status, _steps_json(run), _metrics(run), store_url, hashes)
+    return RunResult(run_id, status, _steps_json(run), _metrics(run), store_url, keys)
 
 
-def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> list[StepSpec]:
-    """Specs of the steps that must run, and of cached steps whose values they need."""
-    artifacts = ArtifactStore(store_url)
-    cached = {s.name for s in pipeline.steps
-              if options.use_cache and s.cache and artifacts.has(hashes[s.name], s.outputs)}
-    to_run = [s for s in pipeline.steps if s.name not in cached]
+def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> tuple[list[StepSpec], dict]:
+    """Specs of the steps that may have to run, and of cached steps whose values they need; and the
+    cache keys known before running (of the steps found cached)."""
+    folder = str(cwd or notebook.resolve().parent)
+    keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache)[0]
+    to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
     needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
     by_name = {s.name: s for s in pipeline.steps}
@@ -144,10 +147,50 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> l
     return [
         StepSpec(step=ir_steps[name], prelude=ir["prelude"],
                  metrics=ir["metrics"], parameters={p: values[p] for p in by_name[name].parameters},
-                 hash=hashes[name], store_url=store_url, cwd=str(cwd or notebook.resolve().parent),
-                 notebook=str(notebook), use_cache=options.use_cache, keep=sorted(finals[name]))
+                 hash=hashes[name], store_url=store_url, cwd=folder, notebook=str(notebook),
+                 use_cache=options.use_cache, keep=sorted(finals[name]), key=keys.get(name, ""))
         for name in _topological(pipeline) if name in needed
-    ]
+    ], keys
+
+
+def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True) -> tuple[dict[str, str], dict[str, list]]:
+    """The steps whose stored result holds, with their keys, found in order; and for the others,
+    why not. A step is settled here only when every step it comes after is cached (else its
+    inputs, or the files it reads, are known only once those ran: `task.run_step` decides then)."""
+    keys: dict[str, str] = {}
+    digests: dict[str, dict] = {}
+    why: dict[str, list] = {}
+    by_name = {s.name: s for s in pipeline.steps}
+    for name in _topological(pipeline):
+        step = by_name[name]
+        waiting = [u for u in step.after if u not in keys]
+        if not use_cache or not step.cache:
+            why[name] = ["caching is off for it (--no-cache or cache:off)"]
+            continue
+        if waiting:
+            why[name] = [f"it comes after {', '.join(waiting)}, which run(s) again: decided when they finish"]
+            continue
+        key = run_key(hashes[name], {n: digests[p].get(n, "") for n, p in step.sources.items()})
+        manifest, changes = reusable_manifest(artifacts, key, step.outputs, folder)
+        if manifest is None:
+            why[name] = changes or ["no stored result for its code, parameters and inputs"]
+            continue
+        keys[name], digests[name] = key, stored_digests(manifest)
+    return keys, why
+
+
+def cache_report(notebook, parameters=None, options: RunOptions | None = None) -> dict[str, dict]:
+    """Per step, whether a run now would reuse its stored result, under which key, and why not."""
+    options = options or RunOptions()
+    notebook = Path(notebook)
+    pipeline = compile_notebook(notebook)
+    if pipeline.has_errors:
+        raise PipelineNotRunnable(errors_text(pipeline.diagnostics, str(notebook)))
+    hashes = step_hashes(pipeline, params_mod.resolve(pipeline, parameters or {}))
+    artifacts = ArtifactStore(options.store_url or artifacts_url(notebook))
+    keys, why = cached_steps(pipeline, hashes, artifacts, str(notebook.resolve().parent), options.use_cache)
+    return {s.name: {"reused": s.name in keys, "key": keys.get(s.name), "why": why.get(s.name, [])}
+            for s in pipeline.steps}
 
 
 def final_names(pipeline) -> dict[str, set]:
@@ -168,13 +211,14 @@ def _topological(pipeline):
     return topological_order([s.name for s in pipeline.steps], {s.name: s.after for s in pipeline.steps})
 
 
-def _finish(pipeline, specs, outcomes, recorder, store_url, hashes) -> str:
+def _finish(pipeline, specs, outcomes, recorder, store_url, keys) -> str:
     planned = {s.step["name"] for s in specs}
     artifacts = ArtifactStore(store_url)
     for step in pipeline.steps:
         # cached: either not planned (nothing that ran needed its values) or loaded from the store
         if step.name not in planned or outcomes.get(step.name) and outcomes[step.name].status == CACHED:
-            recorder.cached(step.name, _cached_metrics(artifacts, hashes[step.name], pipeline, step.name))
+            key = keys[step.name]
+            recorder.cached(step.name, key, _cached_metrics(artifacts, key, pipeline, step.name))
     failed = any(o.status in (FAILED, UPSTREAM_FAILED) for o in outcomes.values())
     return FAILED if failed else SUCCEEDED
 
@@ -214,7 +258,8 @@ class _Recorder:
         if status == CACHED:
             return  # recorded by `cached`, with the metrics
         self.store.update_step(
-            self.run_id, step, status=status, hash=self.hashes[step], started=payload.get("started") or None,
+            self.run_id, step, status=status, hash=payload.get("key") or self.hashes[step],
+            started=payload.get("started") or None, stale=payload.get("stale") or None,
             finished=payload.get("finished") or None, duration_s=summary.get("wall_s"),
             cpu_s=summary.get("cpu_s"), peak_rss_bytes=summary.get("peak_rss_bytes"),
             attempts=payload.get("attempts"), stdout=summary.get("stdout"), stderr=summary.get("stderr"),
@@ -222,11 +267,10 @@ class _Recorder:
         if summary.get("metrics"):
             self.store.record_metrics(self.run_id, step, summary["metrics"])
 
-    def cached(self, step, metrics):
+    def cached(self, step, key, metrics):
         with self.lock:
             self.done.add(step)
-            self.store.update_step(self.run_id, step, status=CACHED, hash=self.hashes[step], cached=True,
-                                   duration_s=0.0)
+            self.store.update_step(self.run_id, step, status=CACHED, hash=key, cached=True, duration_s=0.0)
             if metrics:
                 self.store.record_metrics(self.run_id, step, metrics)
         if self.on_event is not None:
@@ -251,7 +295,8 @@ def _steps_json(run) -> list[dict]:
     steps = []
     for s in run["steps"]:
         steps.append({"name": s["step"], "status": s["status"], "duration_s": s.get("duration_s"),
-                      "cached": bool(s.get("cached")), "attempts": s.get("attempts"), "error": s.get("error")})
+                      "cached": bool(s.get("cached")), "attempts": s.get("attempts"), "error": s.get("error"),
+                      "stale": s.get("stale") or []})
     return steps
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from .contract import FINISHED, RUNNING, STATUSES
 from .errors import AmbiguousRunId, RunStoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA_V1 = """
@@ -56,15 +56,17 @@ CREATE TABLE artifacts (
 
 # v2: the artifacts table never had a writer (the artifact store's manifests are the record)
 _SCHEMA_V2 = "DROP TABLE IF EXISTS artifacts;"
+# v3: why a step's stored result was not reused (the dependencies that changed), as a JSON list
+_SCHEMA_V3 = "ALTER TABLE step_runs ADD COLUMN stale TEXT;"
 
 # Migration i brings the schema from version i to i + 1; append, never edit.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
 
 STEP_FIELDS = {
     "status", "hash", "started", "finished", "duration_s", "cpu_s", "peak_rss_bytes",
-    "attempts", "stdout", "stderr", "error", "cached",
+    "attempts", "stdout", "stderr", "error", "cached", "stale",
 }
-_JSON_COLUMNS = {"parameters", "error", "payload", "manifest"}
+_JSON_COLUMNS = {"parameters", "error", "payload", "manifest", "stale"}
 
 
 def now() -> str:
@@ -255,8 +257,9 @@ class RunStore:
         for key in ("started", "finished"):
             if key in values:
                 values[key] = _timestamp(values[key])
-        if "error" in values:
-            values["error"] = _json(values["error"])
+        for key in ("error", "stale"):
+            if key in values:
+                values[key] = _json(values[key])
         if "cached" in values:
             values["cached"] = int(bool(values["cached"]))
         return values

@@ -99,12 +99,14 @@ class ArtifactStore:
     # -- writing --------------------------------------------------------------------------
 
     def put(self, step_hash: str, outputs: dict[str, Any], groups: list[list[str]] | None = None,
-            step_name: str | None = None, optional=(), *, replace: bool = False) -> dict:
+            step_name: str | None = None, optional=(), *, replace: bool = False,
+            dependencies: dict | None = None) -> dict:
         """Store `outputs` under `step_hash`; return the manifest of what is stored.
 
         Names in `optional` are kept when they can be serialised and left out when they cannot.
         A complete artifact already stored under the hash wins (same hash, same content) and its
         manifest is returned, unless `replace` (for a caller that knows the stored one is stale).
+        `dependencies`: the step's dynamic fingerprint (`kernels.fingerprints`), kept in the manifest.
         """
         units = _units(outputs, groups or [])
         final = self._dir(step_hash)
@@ -118,6 +120,8 @@ class ArtifactStore:
             entries = self._write_units(folder, units, outputs, step_name, set(optional), writer, written)
             entries = {name: entries[name] for name in outputs if name in entries}  # the step's order
             manifest = _manifest(step_hash, step_name, writer, entries)
+            if dependencies is not None:
+                manifest["dependencies"] = dependencies
             if self.by_rename:
                 return self._publish_by_rename(folder, final, manifest, replace)
             return self._publish_in_place(final, manifest, replace)
@@ -237,6 +241,10 @@ class ArtifactStore:
 
     def delete(self, step_hash: str) -> None:
         self._move_aside(self._dir(step_hash))
+
+    def remove(self, key: str) -> None:
+        """Remove the artifact folder `key` (as `entries` lists it), complete or not."""
+        self._move_aside(f"{self.root}/{key}")
 
     def sweep_temp(self, older_than: float = STALE_AFTER_S) -> list[str]:
         """Remove temp folders that writers left behind (killed mid-write); return their paths."""

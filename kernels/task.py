@@ -24,6 +24,7 @@ from .contract import (
     METRICS_KEY,
     STEP_CACHED,
     STEP_RETRY,
+    STEP_STALE,
     STEP_STARTED,
     UPSTREAM_FAILED,
     WARNING,
@@ -33,11 +34,14 @@ from .contract import (
     error_dict,
     explain_timeout,
     failed_outcome,
+    run_key,
 )
 from .errors import ArtifactNotFound, MarshalError
+from .fingerprints import check
 from .store import ArtifactStore
 
-__all__ = ["StepOutcome", "StepSpec", "execute_in_process", "run_step"]
+__all__ = ["StepOutcome", "StepSpec", "execute_in_process", "input_digests", "reusable_manifest", "run_step",
+           "stored_digests"]
 
 
 def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOutcome:
@@ -63,19 +67,12 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     if failed:
         return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {', '.join(failed)}"})
     store = ArtifactStore(spec.store_url)
-    if spec.use_cache and step.get("cache", True) and store.has(spec.hash, step["outputs"]):
-        try:
-            values = store.get(spec.hash, step["outputs"])
-        except ArtifactNotFound as exc:  # corrupt (the store removed it) or gone: the step runs instead
-            emit(WARNING, name, {"message": str(exc)})
-            unloaded = sorted({p for p in step["sources"].values() if p not in upstream})
-            if unloaded:  # cached upstream steps this run did not load, as it planned to use the cache
-                return failed_outcome(name, type(exc).__name__, f"{exc}; its inputs from {', '.join(unloaded)} "
-                                      "were not loaded in this run: run the pipeline again to recompute it")
-        else:
-            now = time.time()
-            emit(STEP_CACHED, name, {"hash": spec.hash})
-            return StepOutcome(name, CACHED, values=values, started=now, finished=now)
+    key = spec.key or run_key(spec.hash, input_digests(step, upstream))
+    stale: list[str] = []
+    if spec.use_cache and step.get("cache", True):
+        cached, stale = _from_cache(store, key, spec, upstream, emit)
+        if cached is not None:
+            return cached
     if not os.path.isdir(spec.cwd):
         return failed_outcome(name, "FileNotFoundError", (
             f"the notebook folder {spec.cwd} does not exist on {socket.gethostname()}, where this step runs; "
@@ -83,7 +80,7 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
             f"or read data from URLs (s3://…), and pass --store URL for artifacts"))
     inputs = _inputs(step, upstream)
     started = time.time()
-    emit(STEP_STARTED, name, {"hash": spec.hash})
+    emit(STEP_STARTED, name, {"hash": key})
     for attempt in range(1, step.get("retries", 0) + 2):
         result, extra = execute(spec, inputs)
         if result.ok:
@@ -91,10 +88,55 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
         if attempt <= step.get("retries", 0):
             emit(STEP_RETRY, name, {"attempt": attempt, "error": result.error.evalue})
     outcome = StepOutcome(name, result.status, summary={**result.to_json(), **extra}, attempts=attempt,
-                          started=started, finished=time.time())
+                          started=started, finished=time.time(), key=key, stale=stale)
     if result.ok:
         _persist(store, spec, result, outcome)
     return outcome
+
+
+def input_digests(step: dict, upstream: dict) -> dict:
+    """Content digest of each value the step receives, as its producer stored it."""
+    return {name: upstream[producer].digests.get(name, "") for name, producer in step["sources"].items()}
+
+
+def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str) -> tuple[dict | None, list[str]]:
+    """The manifest stored under `key` if its result still holds, and else why not: the changes
+    of the dependencies the step recorded when it ran (files, local modules, versions, env)."""
+    if not store.has(key, outputs):
+        return None, []
+    try:
+        manifest = store.manifest(key)
+    except ArtifactNotFound:
+        return None, []
+    changes = check(manifest["dependencies"], cwd) if manifest.get("dependencies") else []
+    return (None, [c.text for c in changes]) if changes else (manifest, [])
+
+
+def stored_digests(manifest: dict) -> dict:
+    return {name: entry["digest"] for name, entry in manifest["outputs"].items()}
+
+
+def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, list[str]]:
+    """The step's stored result as a CACHED outcome, or None and why it cannot be reused."""
+    name, step = spec.step["name"], spec.step
+    manifest, stale = reusable_manifest(store, key, step["outputs"], spec.cwd)
+    if stale:
+        emit(STEP_STALE, name, {"changes": stale})
+    if manifest is None:
+        return None, stale
+    try:
+        values = store.get(key, step["outputs"])
+    except ArtifactNotFound as exc:  # corrupt (the store removed it) or gone: the step runs instead
+        emit(WARNING, name, {"message": str(exc)})
+        unloaded = sorted({p for p in step["sources"].values() if p not in upstream})
+        if unloaded:  # cached upstream steps this run did not load, as it planned to use the cache
+            return failed_outcome(name, type(exc).__name__, f"{exc}; its inputs from {', '.join(unloaded)} "
+                                  "were not loaded in this run: run the pipeline again to recompute it"), []
+        return None, [f"the stored result was damaged: {exc}"]
+    now = time.time()
+    emit(STEP_CACHED, name, {"hash": key})
+    return StepOutcome(name, CACHED, values=values, started=now, finished=now, key=key,
+                       digests=stored_digests(manifest)), []
 
 
 def execute_in_process(spec: StepSpec, inputs: dict):
@@ -160,10 +202,14 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
     try:
         # kept values are best effort: what cannot be serialised is left out
-        store.put(spec.hash, {**result.outputs, **keep}, step["groups"], step["name"], optional=keep)
+        # replace: the step ran because what is stored there is missing, stale or not to be used
+        # (cache:off, --no-cache); the digests downstream keys chain on must be of these values
+        manifest = store.put(outcome.key, {**result.outputs, **keep}, step["groups"], step["name"], optional=keep,
+                             replace=True, dependencies=result.dependencies)
     except MarshalError as exc:
         outcome.status = FAILED
         outcome.summary["status"] = FAILED
         outcome.summary["error"] = error_dict("MarshalError", str(exc), str(exc))
         return
     outcome.values = result.outputs
+    outcome.digests = {n: d for n, d in stored_digests(manifest).items() if n in result.outputs}

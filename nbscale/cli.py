@@ -116,11 +116,13 @@ def graph(notebook, fmt):
 
 
 def _register_run_commands():
+    from nbscale.cache_commands import register as register_cache
     from nbscale.kfp_commands import register as register_kfp
     from nbscale.run_commands import register
 
     register(main)
     register_kfp(main)
+    register_cache(main)
 
 
 _register_run_commands()

@@ -5,7 +5,16 @@ from __future__ import annotations
 import threading
 import time
 
-from .kernels.contract import CACHED, FAILED, RUN_STARTED, STEP_FINISHED, STEP_STARTED, SUCCEEDED, WARNING
+from .kernels.contract import (
+    CACHED,
+    FAILED,
+    RUN_STARTED,
+    STEP_FINISHED,
+    STEP_STALE,
+    STEP_STARTED,
+    SUCCEEDED,
+    WARNING,
+)
 
 MARKS = {SUCCEEDED: "✓", CACHED: "≡", FAILED: "✗"}
 
@@ -42,5 +51,8 @@ class Progress:
                 mark = MARKS.get(status, "·")
                 took = f" ({time.monotonic() - self.started[step]:.2f}s)" if step in self.started else ""
                 self.console.print(f"  {mark} {step} {status}{took}", highlight=False, markup=False)
+            elif kind == STEP_STALE:
+                changes = "; ".join(payload.get("changes") or [])
+                self.console.print(f"  ↻ {step} runs again: {changes}", highlight=False, markup=False)
             elif kind == WARNING:
                 self.console.print(f"  ! {step}: {payload.get('message')}", highlight=False, markup=False)

@@ -76,6 +76,8 @@ def show(run_id, notebook, logs):
     click.echo(f"parameters: {json.dumps(run['parameters'])}")
     for step in run["steps"]:
         click.echo(f"  {step['step']:<20} {step['status']:<16} {duration_text(step.get('duration_s'))}")
+        if step.get("stale"):
+            click.echo(f"    ran again because: {'; '.join(step['stale'])}")
         if logs and step.get("stdout"):
             click.echo("    | " + "\n    | ".join(step["stdout"].rstrip().splitlines()))
         error = step.get("error")

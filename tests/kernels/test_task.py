@@ -42,8 +42,24 @@ def test_run_step_passes_values_and_persists(tmp_path):
     assert grow.status == SUCCEEDED and grow.values == {}  # nothing downstream reads grow's values
     assert make.values["items"] == [1, 2], "a step must work on copies of its inputs"
     assert ("step_started", "make") in events and ("step_started", "grow") in events
-    stored = ArtifactStore(specs["grow"].store_url).get(specs["grow"].hash)
+    assert grow.key != specs["grow"].hash and make.key == specs["make"].hash  # keys chain on inputs
+    stored = ArtifactStore(specs["grow"].store_url).get(grow.key)
     assert stored["count"] == 3 and stored["items"] == [1, 2, 2]
+
+
+def test_keys_chain_on_the_values_upstream_produced(tmp_path):
+    specs = _specs(tmp_path, CELLS)
+    make = run_step(specs["make"], {})
+    assert run_step(specs["grow"], {"make": make}).status == SUCCEEDED
+    # the same values from upstream (an upstream re-run that changed nothing): the reader is cached
+    same = StepOutcome("make", SUCCEEDED, values=make.values, digests=dict(make.digests))
+    assert run_step(specs["grow"], {"make": same}).status == CACHED
+    # other values under the same upstream code: the reader runs again
+    other = run_step(specs["make"], {})  # cached, same digests
+    other.values["items"] = [7]
+    other.digests["items"] = "xxh3_128:other"
+    again = run_step(specs["grow"], {"make": other})
+    assert again.status == SUCCEEDED and again.summary["outputs"] == ["count", "items"] or again.ok
 
 
 def test_run_step_cached_and_upstream_failed(tmp_path):
@@ -123,6 +139,6 @@ def test_unchanged_pandas_inputs_are_copied_lazily_and_still_private(tmp_path):
     assert "df" not in specs["sneaky"].step["defines"]
     sneaky = run_step(specs["sneaky"], {"make": make})
     assert sneaky.status == SUCCEEDED
-    assert ArtifactStore(specs["sneaky"].store_url).get(specs["sneaky"].hash)["total"] == 0
+    assert ArtifactStore(specs["sneaky"].store_url).get(sneaky.key)["total"] == 0
     assert make.values["df"]["x"].tolist() == [1, 2], "copy-on-write keeps the write private"
     assert isinstance(make.values["df"], pd.DataFrame)

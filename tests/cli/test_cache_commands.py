@@ -1,0 +1,57 @@
+"""`nbscale cache ls / verify / gc / why` on a real store written by real runs."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from conftest import make_notebook
+
+from nbscale.cli import main
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def notebook(tmp_path):
+    (tmp_path / "data.csv").write_text("4")
+    return make_notebook(tmp_path, [("n = int(open('data.csv').read())", ["step:read"]), ("m = n * 2", ["step:use"])])
+
+
+def test_ls_verify_and_gc(tmp_path):
+    nb = notebook(tmp_path)
+    assert cli("run", nb, "--engine", "local").exit_code == 0
+    listed = cli("cache", "ls", nb)
+    assert listed.exit_code == 0 and "read" in listed.output and "use" in listed.output
+    assert "2 stored result(s)" in listed.output
+    assert cli("cache", "verify", nb).exit_code == 0
+    stored = next(p for p in (tmp_path / ".nbscale" / "artifacts").rglob("*") if p.suffix == ".npy" or
+                  (p.is_file() and p.name != "manifest.json"))
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    damaged = cli("cache", "verify", nb)
+    assert damaged.exit_code == 1 and "1 damaged result(s)" in damaged.output
+    dry = cli("cache", "gc", nb, "--keep-last", "0", "--dry-run")
+    assert "would remove" in dry.output and "2 result(s)" in dry.output
+    assert "2 stored result(s)" in cli("cache", "ls", nb).output
+    assert cli("cache", "gc", nb, "--keep-last", "0").exit_code == 0
+    assert "the store is empty" in cli("cache", "ls", nb).output
+    assert cli("cache", "gc", nb, "--older-than", "soon").exit_code == 2
+    assert cli("cache", "gc", nb).exit_code == 2
+
+
+def test_why_names_the_changed_dependency(tmp_path):
+    nb = notebook(tmp_path)
+    before = cli("cache", "why", nb, "read")
+    assert before.exit_code == 0 and "read: runs" in before.output and "no stored result" in before.output
+    assert cli("run", nb, "--engine", "local").exit_code == 0
+    assert cli("cache", "why", nb).output.splitlines() == ["read: reused", "use: reused"]
+    (tmp_path / "data.csv").write_text("44")
+    after = cli("cache", "why", nb)
+    assert "read: runs" in after.output and "data.csv" in after.output
+    assert "use: runs" in after.output and "comes after read" in after.output
+    assert cli("cache", "why", nb, "nope").exit_code == 2
+    ran = json.loads(cli("run", nb, "--engine", "local", "--output", "json").output)
+    assert [s["status"] for s in ran["steps"]] == ["succeeded", "succeeded"]

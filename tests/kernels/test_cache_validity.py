@@ -1,0 +1,136 @@
+"""A cached result equals what a fresh run would give (runner + task + store + dependencies, end to end):
+keys chain on the values upstream produced, and a step's recorded dependencies (files read and written,
+local modules, environment) decide whether its stored result still holds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import make_notebook
+
+from nbscale.kernels.runner import RunOptions, run_notebook
+
+LOCAL = RunOptions(engine="local")
+
+
+def status(result) -> dict:
+    return {s["name"]: s["status"] for s in result.steps}
+
+
+def stale(result, step) -> list:
+    return next(s for s in result.steps if s["name"] == step)["stale"]
+
+
+def test_a_cache_off_reader_of_a_changed_file_reruns_its_readers(tmp_path):
+    (tmp_path / "data.csv").write_text("1\n2\n")
+    nb = make_notebook(tmp_path, [("rows = open('data.csv').read().split()", ["step:load", "cache:off"]),
+                                  ("total = sum(map(int, rows))", ["step:total"])])
+    assert run_notebook(nb, options=LOCAL).load("total")["total"] == 3
+    again = run_notebook(nb, options=LOCAL)
+    assert status(again) == {"load": "succeeded", "total": "cached"}  # same values: early cutoff
+    (tmp_path / "data.csv").write_text("1\n2\n30\n")
+    changed = run_notebook(nb, options=LOCAL)
+    assert status(changed) == {"load": "succeeded", "total": "succeeded"}
+    assert changed.load("total")["total"] == 33
+
+
+def test_a_changed_data_file_reruns_the_step_and_touch_alone_does_not(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("5\n")
+    nb = make_notebook(tmp_path, [("n = int(open('data.csv').read())", ["step:read"]), ("m = n * 2", ["step:use"])])
+    assert run_notebook(nb, options=LOCAL).load("use")["m"] == 10
+    os.utime(data)  # touched: same content
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    stamp = data.stat().st_mtime_ns
+    data.write_text("70\n")
+    os.utime(data, ns=(stamp, stamp))  # a new content under the same mtime (another size)
+    changed = run_notebook(nb, options=LOCAL)
+    assert status(changed) == {"read": "succeeded", "use": "succeeded"} and changed.load("use")["m"] == 140
+    assert any("data.csv" in text for text in stale(changed, "read"))
+
+
+def test_a_changed_local_module_and_environment_variable_rerun_the_step(tmp_path, monkeypatch):
+    (tmp_path / "helpers.py").write_text("def factor():\n    return 2\n")
+    monkeypatch.setenv("NBSCALE_TEST_OFFSET", "1")
+    nb = make_notebook(tmp_path, [("import os\nimport helpers", ["imports"]),
+                                  ("v = helpers.factor() + int(os.environ['NBSCALE_TEST_OFFSET'])", ["step:calc"])])
+    assert run_notebook(nb, options=LOCAL).load("calc")["v"] == 3
+    (tmp_path / "helpers.py").write_text("def factor():\n    return 20\n")
+    edited = run_notebook(nb, options=LOCAL)
+    assert status(edited) == {"calc": "succeeded"} and edited.load("calc")["v"] == 21
+    assert any("helpers.py" in text for text in stale(edited, "calc"))
+    monkeypatch.setenv("NBSCALE_TEST_OFFSET", "5")
+    env = run_notebook(nb, options=LOCAL)
+    assert env.load("calc")["v"] == 25 and any("NBSCALE_TEST_OFFSET" in t for t in stale(env, "calc"))
+    assert status(run_notebook(nb, options=LOCAL)) == {"calc": "cached"}
+
+
+def test_two_project_folders_sharing_one_store_get_their_own_results(tmp_path):
+    store = RunOptions(engine="local", store_url=str(tmp_path / "shared-store"))
+    results = {}
+    for project, value in (("a", "1"), ("b", "2"), ("a", "1"), ("b", "2")):
+        folder = tmp_path / project
+        folder.mkdir(exist_ok=True)
+        (folder / "data.csv").write_text(value)
+        nb = make_notebook(folder, [("x = int(open('data.csv').read())", ["step:read"])])
+        results.setdefault(project, []).append(run_notebook(nb, options=store).load("read")["x"])
+    assert results == {"a": [1, 1], "b": [2, 2]}
+
+
+def test_a_missing_product_of_a_cached_upstream_step_makes_it_run_again(tmp_path):
+    cells = [("open('made.txt', 'w').write('42')\ndone = True", ["step:make"]),
+             ("assert done\nvalue = int(open('made.txt').read())", ["step:read"])]
+    nb = make_notebook(tmp_path, cells)
+    assert run_notebook(nb, options=LOCAL).ok
+    (tmp_path / "made.txt").unlink()
+    cells[1] = ("assert done\nvalue = int(open('made.txt').read()) + 1", ["step:read"])  # edit the reader only
+    nb = make_notebook(tmp_path, cells)
+    result = run_notebook(nb, options=LOCAL)
+    assert result.ok, result.steps
+    assert status(result) == {"make": "succeeded", "read": "succeeded"} and result.load("read")["value"] == 43
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           host="127.0.0.1")
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+def test_on_dask_a_changed_file_and_module_rerun_and_keys_chain(tmp_path, dask_cluster):
+    dask = RunOptions(engine="dask", scheduler=dask_cluster)
+    (tmp_path / "data.csv").write_text("3")
+    (tmp_path / "helpers.py").write_text("def scale(v):\n    return v * 10\n")
+    nb = make_notebook(tmp_path, [("import helpers", ["imports"]),
+                                  ("n = int(open('data.csv').read())", ["step:read"]),
+                                  ("m = helpers.scale(n)", ["step:use"])])
+    assert run_notebook(nb, options=dask).load("use")["m"] == 30
+    assert set(status(run_notebook(nb, options=dask)).values()) == {"cached"}
+    (tmp_path / "data.csv").write_text("4")
+    assert run_notebook(nb, options=dask).load("use")["m"] == 40
+    (tmp_path / "helpers.py").write_text("def scale(v):\n    return v * 100\n")
+    result = run_notebook(nb, options=dask)  # the workers imported the old helpers: they must not use them
+    assert result.load("use")["m"] == 400
+
+
+def test_the_cli_says_which_dependency_made_a_step_run_again(tmp_path):
+    from click.testing import CliRunner
+
+    from nbscale.cli import main
+
+    (tmp_path / "data.csv").write_text("5")
+    nb = make_notebook(tmp_path, [("n = int(open('data.csv').read())", ["step:read"])])
+    assert CliRunner().invoke(main, ["run", str(nb), "--engine", "local"]).exit_code == 0
+    (tmp_path / "data.csv").write_text("55")
+    ran = CliRunner().invoke(main, ["run", str(nb), "--engine", "local", "--output", "json"])
+    assert ran.exit_code == 0
+    import json
+
+    (step,) = json.loads(ran.output)["steps"]
+    assert step["status"] == "succeeded" and any("data.csv" in text for text in step["stale"])
+    shown = CliRunner().invoke(main, ["show", json.loads(ran.output)["run_id"], "--notebook", str(nb)])
+    assert "ran again because" in shown.output and "data.csv" in shown.output
