@@ -79,6 +79,7 @@ def step_run(row: dict) -> dict:
         "started": row.get("started"), "finished": row.get("finished"),
         "stdout": _log(row.get("stdout")), "stderr": _log(row.get("stderr")),
         "error": step_error(row.get("error")),
+        "stale": [str(text) for text in row.get("stale") or []],  # the dependencies that changed
     }
 
 

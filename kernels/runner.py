@@ -124,7 +124,9 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     finally:
         if engine is not None:
             engine.close()
-    keys.update({name: o.key for name, o in outcomes.items() if o.key})
+    # the key each step's result is stored under: found cached, or reported by the engine; an
+    # engine that keeps its own cache (kfp-local) stores under the static hash
+    keys = {**hashes, **keys, **{name: o.key for name, o in outcomes.items() if o.key}}
     status = _finish(pipeline, specs, outcomes, recorder, store_url, keys)
     store.finish_run(run_id, status)
     recorder.emit(RUN_FINISHED, None, {"status": status})

@@ -265,6 +265,9 @@ export class RunSection extends Section {
         )
       );
     }
+    if (step.stale?.length) {
+      row.appendChild(h('div', { className: 'nbscale-stale' }, `ran again because: ${step.stale.join('; ')}`));
+    }
     const logs = [
       ['stdout', step.stdout],
       ['stderr', step.stderr]

@@ -111,6 +111,8 @@ export interface IStepRun {
   stdout: string | null;
   stderr: string | null;
   error: IStepError | null;
+  /** Why a stored result was not reused: the dependencies that changed (absent from older servers). */
+  stale?: string[];
 }
 
 export interface IRunDetail extends IRunSummary {

@@ -41,8 +41,10 @@ from ..contract import (
     StepOutcome,
     error_dict,
     finished_payload,
+    run_key,
     state_dir,
 )
+from ..task import input_digests, stored_digests
 from . import Engine
 
 if TYPE_CHECKING:
@@ -67,10 +69,12 @@ class KfpLocalEngine(Engine):
         imported = {}
         for spec in specs:
             name = spec.step["name"]
-            if _is_cached(spec):
+            manifest = _cached_manifest(spec)
+            if manifest is not None:
                 now = time.time()
-                emit(STEP_CACHED, name, {"hash": spec.hash})
-                outcomes[name] = outcome = StepOutcome(name, CACHED, started=now, finished=now)
+                emit(STEP_CACHED, name, {"hash": spec.key})
+                outcomes[name] = outcome = StepOutcome(name, CACHED, started=now, finished=now, key=spec.key,
+                                                       digests=stored_digests(manifest))
                 emit(STEP_FINISHED, name, finished_payload(outcome))
                 imported[name] = _entry_uri(spec)
         to_run = [s for s in specs if s.step["name"] not in imported]
@@ -84,7 +88,7 @@ class KfpLocalEngine(Engine):
         arguments = {p.name: kfp_argument(module.parameter_types[p.name], p.default) for p in pipeline.parameters}
         (folder / "arguments.json").write_text(json.dumps(arguments, ensure_ascii=False), encoding="utf-8")
         root = folder / "outputs"
-        watcher = _Watcher(to_run, module, root, emit)
+        watcher = _Watcher(to_run, module, root, emit, cached=outcomes)
         log_path = folder / "kfp-local.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
@@ -114,11 +118,20 @@ def _require_kfp():
         raise NbscaleRuntimeError("the kfp-local engine needs the kfp SDK: pip install 'nbscale[kfp]'") from None
 
 
-def _is_cached(spec) -> bool:
+def _cached_manifest(spec) -> dict | None:
+    """The stored result of a step the plan found cached (it knows its key), else None: whether a
+    step that comes after a running one can reuse its result is known only once that one ran,
+    and kfp.local runs the rest of the pipeline in one go."""
+    from ..errors import ArtifactNotFound
     from ..store import ArtifactStore
 
-    return (spec.use_cache and spec.step.get("cache", True)
-            and ArtifactStore(spec.store_url).has(spec.hash, spec.step["outputs"]))
+    if not (spec.key and spec.use_cache and spec.step.get("cache", True)):
+        return None
+    store = ArtifactStore(spec.store_url)
+    try:
+        return store.manifest(spec.key) if store.has(spec.key, spec.step["outputs"]) else None
+    except ArtifactNotFound:
+        return None
 
 
 def _entry_uri(spec) -> str:
@@ -126,7 +139,7 @@ def _entry_uri(spec) -> str:
     from ..store import ArtifactStore, key_path
 
     store = ArtifactStore(spec.store_url)
-    path = f"{store.root}/{key_path(spec.hash)}"
+    path = f"{store.root}/{key_path(spec.key)}"
     protocol = store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
     return path if protocol in ("file", "local") else store.fs.unstrip_protocol(path)
 
@@ -190,8 +203,9 @@ def _tail(path: Path) -> str:
 class _Watcher:
     """Follows the steps' record artifacts as kfp.local writes them; emits events as they come."""
 
-    def __init__(self, specs, module, root: Path, emit):
+    def __init__(self, specs, module, root: Path, emit, cached: dict):
         self.specs = {s.step["name"]: s for s in specs}
+        self.cached = cached  # outcomes of the cached steps: their digests key their readers
         self.module, self.root, self.emit = module, root, emit
         self.started: dict[str, int] = {}  # step → latest attempt seen starting
         self.handled: dict[str, int] = {}  # step → latest attempt whose result was handled
@@ -258,7 +272,10 @@ class _Watcher:
                 values.update({k: v for k, v in ArtifactFolder(str(kept)).get(name).items() if k not in values})
             if result.get("metrics"):
                 values[METRICS_KEY] = result["metrics"]
-            ArtifactStore(spec.store_url).put(spec.hash, values, spec.step["groups"], name)
+            known = {**self.cached, **self.outcomes}
+            outcome.key = run_key(spec.hash, input_digests(spec.step, known))
+            manifest = ArtifactStore(spec.store_url).put(outcome.key, values, spec.step["groups"], name, replace=True)
+            outcome.digests = {n: d for n, d in stored_digests(manifest).items() if n in spec.step["outputs"]}
         except Exception as exc:  # noqa: BLE001 - any failure to store is this step's failure
             outcome.status = FAILED
             outcome.summary = {**result, "status": FAILED, "error": error_dict(

@@ -11,7 +11,7 @@ from nbscale.kernels.runstore import RunStore
 STEP_KEYS = {"name", "cells", "inputs", "outputs", "resources", "hash"}
 SUMMARY_KEYS = {"run_id", "notebook", "engine", "status", "created", "started", "finished", "parameters"}
 STEP_RUN_KEYS = {"name", "status", "duration_s", "cached", "attempts", "started", "finished", "stdout", "stderr",
-                 "error"}
+                 "error", "stale"}
 CLUSTER_KEYS = {"status", "kind", "scheduler_address", "dashboard_link", "workers", "threads", "memory_used",
                 "memory_limit", "cpu", "tasks", "adaptive"}
 

@@ -80,6 +80,20 @@ describe('Run section', () => {
     state.dispose();
   });
 
+  it('says which dependency made a step run again, as text', async () => {
+    const { state } = await loaded(api => {
+      api.runList = [summary('r1', 'succeeded')];
+      api.details.set('r1', detail('r1', 'succeeded', [stepRun('load', 'succeeded', { stale: ['data.csv changed (content)', '<b>x</b>'] })]));
+    });
+    const section = attach(new RunSection(state));
+    await flush();
+    const stale = section.node.querySelector('.nbscale-stale')!;
+    expect(stale.textContent).toBe('ran again because: data.csv changed (content); <b>x</b>');
+    expect(stale.querySelector('b')).toBeNull();
+    section.dispose();
+    state.dispose();
+  });
+
   it('shows a failed step traceback as text and jumps to the failing cell', async () => {
     const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
     const { state } = await loaded(api => {
