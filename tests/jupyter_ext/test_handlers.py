@@ -28,7 +28,7 @@ from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
 SUMMARY_KEYS = {"run_id", "notebook", "engine", "status", "created", "started", "finished", "parameters"}
 STEP_RUN_KEYS = {"name", "status", "duration_s", "cached", "attempts", "started", "finished", "stdout", "stderr",
-                 "error"}
+                 "error", "stale"}
 CLUSTER_KEYS = {"status", "kind", "scheduler_address", "dashboard_link", "workers", "threads", "memory_used",
                 "memory_limit", "cpu", "tasks", "adaptive"}
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -145,7 +145,11 @@ def _raw(aio, jp_http_port, jp_base_url, endpoint, method="GET", body=None, head
 
 
 async def _websocket(url):
-    return await tornado.websocket.websocket_connect(url)
+    """Open a websocket and close it again, inside the test's loop (an earlier test's asyncio.run
+    may have left this thread without a current loop)."""
+    connection = await tornado.websocket.websocket_connect(url)
+    connection.close()
+    return True
 
 
 ENDPOINTS = [
@@ -169,7 +173,7 @@ def test_every_endpoint_refuses_requests_without_credentials(raw, aio, jp_http_p
     assert err.value.code == 403
     # the panel's way: the token in the websocket URL
     url = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}nbscale/api/events?path=nb.ipynb&token={token}"
-    aio(_websocket(url)).close()
+    assert aio(_websocket(url))
     assert manager.runs.active() == [] and not (nb.parent / ".nbscale").exists()
 
 
@@ -358,7 +362,7 @@ def test_websocket_pushes_step_events_and_cluster_samples(api, nb, jp_root_dir, 
         arrivals.append((time.monotonic(), event["type"]))
         if event["type"] == "run" and event.get("status") in FINISHED:
             break
-    ws.close()
+    aio(_close(ws))
     assert messages[-1]["status"] == "succeeded" and messages[-1]["run_id"] == summary["run_id"]
     steps = [(e["step"], e["status"]) for e in messages if e["type"] == "step"]
     assert steps.index(("one", "running")) < steps.index(("one", "succeeded")) < steps.index(("two", "running"))
@@ -380,8 +384,12 @@ def test_websocket_pushes_step_events_and_cluster_samples(api, nb, jp_root_dir, 
         if text is None:
             break
         seen_other.append(json.loads(text))
-    other.close()
+    aio(_close(other))
     assert seen_other and all(e["type"] == "cluster" for e in seen_other)
+
+
+async def _close(connection):
+    connection.close()  # in the test's loop: this thread may have no current loop of its own
 
 
 async def _read_within(ws, seconds):
