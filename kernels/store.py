@@ -9,12 +9,17 @@ An artifact is complete and verified, or it does not exist:
   renamed atomically, the files go straight into the folder under names that carry the
   writer's id, and the manifest is written last; a manifest names only its own writer's
   files, so a reader never pairs one writer's manifest with another's files.
-- The same hash means the same content: when a complete artifact is there already, the first
-  writer has won and a later one drops its copy.
+- When a complete artifact is there already, the first writer has won and a later one drops
+  its copy, unless it says `replace` (the run time does: it wrote because the stored result was
+  missing, stale or not to be used); either way the swap is one rename.
 - Every read checks each file's size and digest (`digest.py`, hashed as the marshaller reads).
   A damaged artifact is a miss: `CorruptArtifact` (an `ArtifactNotFound`) after a warning that
   names the step and the file, and the artifact is removed so that the next writer can publish.
 - Temp folders of killed writers are swept, now and then, by the next writer (`staging.py`).
+
+The module is longer than the others on purpose: publishing, replacing and reading are kept
+together because their correctness is how they interleave (a reader never sees a half-published
+or half-removed artifact).
 """
 
 from __future__ import annotations
