@@ -52,6 +52,7 @@ from collections.abc import MutableMapping
 from contextlib import contextmanager
 from functools import lru_cache
 
+from . import native_io
 from .contract import STATE_DIR_NAME
 from .fingerprints import FINGERPRINT_VERSION, NOT_A_FILE, env_value, file_state, listing_digest
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers
@@ -157,6 +158,7 @@ def _start(recording: Recording) -> None:
             _nbscale_prefixes()
             is_interpreter_path(os.sep)
             sys.addaudithook(_on_audit)
+            native_io.install()
             _HOOKED = True
         if not _ACTIVE and not isinstance(os.environ, RecordingEnviron):
             os.environ = RecordingEnviron(os.environ)  # noqa: B003 - the same variables, seen through a wrapper

@@ -134,3 +134,16 @@ def test_the_cli_says_which_dependency_made_a_step_run_again(tmp_path):
     assert step["status"] == "succeeded" and any("data.csv" in text for text in step["stale"])
     shown = CliRunner().invoke(main, ["show", json.loads(ran.output)["run_id"], "--notebook", str(nb)])
     assert "ran again because" in shown.output and "data.csv" in shown.output
+
+
+def test_a_changed_parquet_file_reruns_the_step_that_reads_it(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"x": [1, 2]}).to_parquet(tmp_path / "data.parquet")
+    nb = make_notebook(tmp_path, [("import pandas as pd", ["imports"]),
+                                  ("total = int(pd.read_parquet('data.parquet')['x'].sum())", ["step:read"])])
+    assert run_notebook(nb, options=LOCAL).load("read")["total"] == 3
+    assert status(run_notebook(nb, options=LOCAL)) == {"read": "cached"}
+    pd.DataFrame({"x": [1, 2, 30]}).to_parquet(tmp_path / "data.parquet")
+    changed = run_notebook(nb, options=LOCAL)
+    assert changed.load("read")["total"] == 33 and any("data.parquet" in t for t in stale(changed, "read"))

@@ -1,0 +1,46 @@
+"""pandas' Parquet reads and writes (opened by pyarrow in C++) reach the dependency recorder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+
+from nbscale.kernels.dependencies import record
+from nbscale.kernels.fingerprints import check
+
+
+def test_parquet_read_and_write_are_recorded_and_a_changed_file_is_seen(tmp_path):
+    pd.DataFrame({"x": [1, 2]}).to_parquet(tmp_path / "in.parquet")
+    with record(str(tmp_path)) as rec:
+        frame = pd.read_parquet(tmp_path / "in.parquet")
+        frame.to_parquet(str(tmp_path / "out.parquet"))
+    fp = rec.fingerprint()
+    assert "in.parquet" in fp["files_read"] and "out.parquet" in fp["files_written"]
+    assert check(fp, str(tmp_path)) == []
+    pd.DataFrame({"x": [1, 2, 3]}).to_parquet(tmp_path / "in.parquet")
+    assert [c.name for c in check(fp, str(tmp_path))] == ["in.parquet"]
+
+
+def test_parquet_is_seen_when_pyarrow_is_first_imported_inside_the_step(tmp_path):
+    """A fresh process: the recorder is installed before pyarrow.parquet is imported."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        from nbscale.kernels.dependencies import record
+        with record({str(tmp_path)!r}):
+            pass  # the hook and the post-import wrapper are installed
+        assert "pyarrow.parquet" not in sys.modules
+        with record({str(tmp_path)!r}) as rec:
+            import pandas as pd
+            pd.DataFrame({{"x": [1]}}).to_parquet("made.parquet")
+            pd.read_parquet("made.parquet")
+        fp = rec.fingerprint()
+        print(json.dumps([sorted(fp["files_read"]), sorted(fp["files_written"])]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    read, written = json.loads(out.stdout.strip().splitlines()[-1])
+    assert written == ["made.parquet"]
