@@ -1,0 +1,69 @@
+"""What the CLI prints and its exit codes: one mapping from error classes."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from nbscale.compiler import compile_source
+from nbscale.compiler.errors import NotebookReadError
+from nbscale.errors import PluginError
+from nbscale.reporting import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    error_counts,
+    error_headline,
+    exit_code_for,
+    print_diagnostics,
+    reporting_errors,
+)
+
+
+def run_command(body):
+    @click.command()
+    def command():
+        with reporting_errors():
+            body()
+
+    return CliRunner().invoke(command, [])
+
+
+def test_nbscale_errors_become_one_line_and_their_exit_code():
+    def unknown():
+        raise PluginError("unknown engine 'warp'; choose one of dask, local")
+
+    result = run_command(unknown)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.output == "error: unknown engine 'warp'; choose one of dask, local\n"
+    assert exit_code_for(NotebookReadError("x.ipynb", "not JSON")) == EXIT_BAD_INPUT
+
+
+def test_ctrl_c_exits_130_and_other_exceptions_are_not_swallowed():
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_command(interrupted).exit_code == EXIT_CANCELLED
+
+    def bug():
+        raise ZeroDivisionError
+
+    assert isinstance(run_command(bug).exception, ZeroDivisionError)
+
+
+def test_diagnostics_and_step_errors_are_printed_alike(capsys):
+    pipeline = compile_source(["y = undefined_name"], name="nb")
+    print_diagnostics(pipeline, "nb.ipynb", err=False)
+    out = capsys.readouterr().out
+    assert out.startswith("nb.ipynb:cell 0:1:5: error[undefined-name]: name 'undefined_name'")
+    assert error_counts(pipeline) == (1, 0)
+    headline = error_headline({"cell": 2, "line": 3, "ename": "KeyError", "evalue": "'x'"})
+    assert headline == "cell 2, line 3: KeyError: 'x'"
+
+
+@pytest.mark.parametrize("code", [EXIT_BAD_INPUT])
+def test_an_error_may_name_its_own_exit_code(code):
+    class Refused(PluginError):
+        exit_code = 1
+
+    assert exit_code_for(Refused("no")) == 1 and exit_code_for(PluginError("x")) == code

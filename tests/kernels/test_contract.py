@@ -1,0 +1,56 @@
+"""The step contract: outcomes, the error shape, the run key, the timeout and the state paths."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from nbscale.kernels import contract
+from nbscale.kernels.errors import StepTimeout
+from nbscale.kernels.tracebacks import StepError
+
+
+def test_statuses_and_outcomes():
+    assert set(contract.FINISHED) < set(contract.STATUSES) and contract.RUNNING not in contract.FINISHED
+    assert contract.StepOutcome("s", contract.CACHED).ok and not contract.StepOutcome("s", contract.FAILED).ok
+    failed = contract.failed_outcome("s", "OSError", "disk full")
+    assert failed.status == contract.FAILED and failed.summary["error"]["evalue"] == "disk full"
+    assert failed.summary["error"]["traceback"] == "disk full\n"
+    payload = contract.finished_payload(failed)
+    assert payload["status"] == contract.FAILED and set(payload) >= {"summary", "attempts", "key", "stale"}
+
+
+def test_the_error_dict_has_the_step_error_shape():
+    error = contract.error_dict("E", "went wrong", cell=3, line=2)
+    assert StepError(**error).cell == 3
+
+
+def test_run_keys_chain_on_input_digests_only():
+    assert contract.run_key("sha256:a", {}) == "sha256:a"
+    one = contract.run_key("sha256:a", {"x": "xxh3_128:1"})
+    assert one != "sha256:a" and one == contract.run_key("sha256:a", {"x": "xxh3_128:1"})
+    assert one != contract.run_key("sha256:a", {"x": "xxh3_128:2"})
+    assert one != contract.run_key("sha256:b", {"x": "xxh3_128:1"})
+
+
+def test_deadline_interrupts_python_code_and_the_message_names_the_step():
+    started = time.monotonic()
+    with pytest.raises(StepTimeout), contract.deadline(0.2):
+        while True:
+            pass
+    assert time.monotonic() - started < 5
+    with contract.deadline(None):
+        pass
+    error = StepError(**contract.error_dict("StepTimeout", ""))
+    contract.explain_timeout(error, "train", 30)
+    assert error.evalue == "step 'train' ran longer than its timeout of 30 s"
+
+
+def test_state_paths_sit_beside_the_notebook(tmp_path):
+    nb = tmp_path / "sub" / "nb.ipynb"
+    assert contract.state_dir(nb) == (tmp_path / "sub" / ".nbscale").resolve()
+    assert contract.run_store_path(nb).name == "runs.sqlite"
+    assert Path(contract.artifacts_url(nb)).parent == contract.state_dir(nb)
+    assert "'a', 'b'" in contract.missing_outputs_message("s", ["a", "b"])
