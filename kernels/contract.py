@@ -55,6 +55,9 @@ class StepSpec:
     use_cache: bool = True
     keep: list[str] = field(default_factory=list)  # names worth keeping beyond the outputs
     key: str = ""  # the cache key, when the plan already knows it (a cached step); else from the inputs
+    # producer step → its key, for cached producers this run does not load: if this cached step's
+    # stored result turns out damaged, it reads its inputs from there and runs
+    stored_inputs: dict = field(default_factory=dict)
 
 
 @dataclass

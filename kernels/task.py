@@ -78,7 +78,7 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
             f"the notebook folder {spec.cwd} does not exist on {socket.gethostname()}, where this step runs; "
             f"steps run in the notebook's folder: give the workers the same folder on a shared file system, "
             f"or read data from URLs (s3://…), and pass --store URL for artifacts"))
-    inputs = _inputs(step, upstream)
+    inputs = _inputs(step, upstream, store, spec.stored_inputs)
     started = time.time()
     emit(STEP_STARTED, name, {"hash": key})
     for attempt in range(1, step.get("retries", 0) + 2):
@@ -128,7 +128,7 @@ def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, l
         values = store.get(key, step["outputs"])
     except ArtifactNotFound as exc:  # corrupt (the store removed it) or gone: the step runs instead
         emit(WARNING, name, {"message": str(exc)})
-        unloaded = sorted({p for p in step["sources"].values() if p not in upstream})
+        unloaded = sorted({p for p in step["sources"].values() if p not in upstream and p not in spec.stored_inputs})
         if unloaded:  # cached upstream steps this run did not load, as it planned to use the cache
             return failed_outcome(name, type(exc).__name__, f"{exc}; its inputs from {', '.join(unloaded)} "
                                   "were not loaded in this run: run the pipeline again to recompute it"), []
@@ -161,11 +161,17 @@ def _explain(result, spec):
                      "same folder on a shared file system, or data read from URLs)")
 
 
-def _inputs(step, upstream) -> dict[str, dict]:
-    """Input values grouped by the step that hands them on."""
+def _inputs(step, upstream, store: ArtifactStore, stored: dict) -> dict[str, dict]:
+    """Input values grouped by the step that hands them on: from its outcome, or, for a cached
+    producer this run did not load, from the store under its key."""
     grouped: dict[str, dict] = {}
     for name, producer in step["sources"].items():
-        grouped.setdefault(producer, {})[name] = upstream[producer].values[name]
+        grouped.setdefault(producer, {})[name] = None
+    for producer, names in grouped.items():
+        if producer in upstream:
+            grouped[producer] = {n: upstream[producer].values[n] for n in names}
+        else:
+            grouped[producer] = store.get(stored[producer], list(names))
     return grouped
 
 
