@@ -43,10 +43,11 @@ from ..executor import StepError, StepResult
 from ..store import ArtifactStore
 from ..task import run_step
 from . import Engine
+from .papermill_cells import IN_KEY, IO_DIR, OUT_KEY, load_inputs, save_outputs  # noqa: F401 - step notebooks of earlier versions
 
 KERNEL = "python3"
-IO_DIR, OUT_KEY, IN_KEY = "io", "outputs", "inputs"
-LOADER = "nbscale.kernels.engines.papermill"
+# the step notebook's load and save cells call this module's functions inside the kernel
+LOADER = "nbscale.kernels.engines.papermill_cells"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 CELL_FRAME = re.compile(r"Cell In\[(\d+)\], line (\d+)(?:, in ([\w<>.]+))?")
 
@@ -289,44 +290,6 @@ def _write_inputs(io_dir, spec, inputs):
                    "parameters": spec.parameters}, f)
 
 
-# --- inside the kernel -----------------------------------------------------------------------
-
-
-def load_inputs(ns: dict, io_dir: str) -> None:
-    """Bind the step's parameters and inputs in the kernel's namespace (the load cell)."""
-    from ..namespace import rebind_functions
-
-    with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
-        step = json.load(f)
-    ns.update(step["parameters"])
-    ns.update(rebind_functions(ArtifactStore(io_dir).get(IN_KEY), ns))
-
-
-def save_outputs(ns: dict, io_dir: str) -> None:
-    """Write the step's outputs, the final values worth keeping and its metrics (the save cell)."""
-    import resource
-
-    from ...compiler.ir import Metrics
-    from ..namespace import evaluate_metrics
-
-    with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
-        step = json.load(f)
-    report = {"missing": [n for n in step["outputs"] if n not in ns], "metrics": {}, "warnings": []}
-    if step["metrics"] and not report["missing"]:
-        report["metrics"], report["warnings"] = evaluate_metrics(Metrics(**step["metrics"]), ns)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    report["cpu_s"] = usage.ru_utime + usage.ru_stime
-    report["peak_rss_bytes"] = usage.ru_maxrss * 1024  # kilobytes on Linux
-    kept = {name: ns[name] for name in step["keep"] if name in ns}
-    with open(os.path.join(io_dir, "report.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f)
-    if report["missing"]:
-        raise NameError(missing_outputs_message(step["name"], report["missing"]))
-    outputs = {n: ns[n] for n in step["outputs"]}
-    # kept values are best effort: the store leaves out what cannot be serialised
-    ArtifactStore(io_dir).put(OUT_KEY, {**outputs, **kept}, step["groups"], step["name"], optional=kept)
-
-
 # --- reading the executed notebook back ---------------------------------------------------------
 
 
@@ -336,6 +299,7 @@ def _read_back(result: StepResult, executed, io_dir, spec, failure) -> None:
     result.warnings = report.get("warnings") or []
     result.cpu_s = report.get("cpu_s") or 0.0
     result.peak_rss_bytes = report.get("peak_rss_bytes") or 0
+    result.dependencies = report.get("dependencies")
     cells = list(executed.cells) if executed is not None else []
     counts = {c.get("execution_count"): c for c in cells if c.get("cell_type") == "code"}
     stdout, stderr = [], []

@@ -178,3 +178,15 @@ def test_papermill_engine_inside_papermill_engine_nbscale(tmp_path):
     run_id = ours.metadata.nbscale["run_id"]
     assert ours.metadata.nbscale["engine"] == "papermill"
     assert sorted(p.name for p in (tmp_path / ".nbscale" / "runs" / run_id).iterdir()) == ["a.ipynb", "b.ipynb"]
+
+
+def test_a_step_run_in_a_kernel_records_what_it_reads(tmp_path):
+    """The papermill engine records a step's dependencies inside the kernel: a changed file re-runs it."""
+    (tmp_path / "data.csv").write_text("3")
+    path = write_nb(tmp_path, [("n = int(open('data.csv').read())", ["step:read"])])
+    first = nbscale.run(path, engine="papermill")
+    assert first.ok and first.load("read")["n"] == 3
+    assert nbscale.run(path, engine="papermill").steps[0]["status"] == "cached"
+    (tmp_path / "data.csv").write_text("30")
+    changed = nbscale.run(path, engine="papermill")
+    assert changed.load("read")["n"] == 30 and any("data.csv" in text for text in changed.steps[0]["stale"])

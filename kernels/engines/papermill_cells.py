@@ -1,0 +1,65 @@
+"""The papermill engine's cells inside the kernel: bind a step's parameters and inputs (the load
+cell), record what its cells use, and save its outputs, kept values, metrics and that record (the
+save cell). The engine (`papermill.py`) writes the step notebook that calls these and reads back
+what they wrote in the step's io folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..contract import missing_outputs_message
+from ..dependencies import record
+from ..namespace import evaluate_metrics, rebind_functions
+from ..store import ArtifactStore
+
+IO_DIR, OUT_KEY, IN_KEY = "io", "outputs", "inputs"
+_recording = None  # (context manager, Recording) of the step running in this kernel
+
+
+def load_inputs(ns: dict, io_dir: str) -> None:
+    """Bind the step's parameters and inputs in the kernel's namespace (the load cell)."""
+    with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
+        step = json.load(f)
+    ns.update(step["parameters"])
+    ns.update(rebind_functions(ArtifactStore(io_dir).get(IN_KEY), ns))
+    # What the step's cells use beyond their code, recorded from here to the save cell (same thread).
+    global _recording
+    recorder = record(os.getcwd())
+    _recording = (recorder, recorder.__enter__())
+
+
+def _stop_recording() -> dict | None:
+    global _recording
+    if _recording is None:
+        return None
+    recorder, recording = _recording
+    _recording = None
+    recorder.__exit__(None, None, None)
+    return recording.fingerprint()
+
+
+def save_outputs(ns: dict, io_dir: str) -> None:
+    """Write the step's outputs, the final values worth keeping and its metrics (the save cell)."""
+    import resource
+
+    from ...compiler.ir import Metrics
+
+    with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
+        step = json.load(f)
+    report = {"missing": [n for n in step["outputs"] if n not in ns], "metrics": {}, "warnings": []}
+    report["dependencies"] = _stop_recording()
+    if step["metrics"] and not report["missing"]:
+        report["metrics"], report["warnings"] = evaluate_metrics(Metrics(**step["metrics"]), ns)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    report["cpu_s"] = usage.ru_utime + usage.ru_stime
+    report["peak_rss_bytes"] = usage.ru_maxrss * 1024  # kilobytes on Linux
+    kept = {name: ns[name] for name in step["keep"] if name in ns}
+    with open(os.path.join(io_dir, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f)
+    if report["missing"]:
+        raise NameError(missing_outputs_message(step["name"], report["missing"]))
+    outputs = {n: ns[n] for n in step["outputs"]}
+    # kept values are best effort: the store leaves out what cannot be serialised
+    ArtifactStore(io_dir).put(OUT_KEY, {**outputs, **kept}, step["groups"], step["name"], optional=kept)
