@@ -266,6 +266,9 @@ def reload_marshallers() -> list[Marshaller]:
 
 
 def get_marshaller(name: str) -> Marshaller:
+    for marshaller in BUILTINS if _ordered is None else ():  # a built-in's name needs no plug-in scan
+        if marshaller.name == name:
+            return marshaller
     for marshaller in marshallers():
         if marshaller.name == name:
             return marshaller

@@ -1,9 +1,12 @@
-"""Live per-step progress of a run in the terminal (rich), fed by run events."""
+"""Live per-step progress of a run on stderr, fed by run events: one plain line per event (no
+terminal library to import, so a cached re-run stays quick; logs get no escape codes)."""
 
 from __future__ import annotations
 
 import threading
 import time
+
+import click
 
 from .kernels.contract import (
     CACHED,
@@ -26,10 +29,6 @@ class Progress:
         self.started: dict[str, float] = {}
 
     def __enter__(self):
-        if self.enabled:
-            from rich.console import Console
-
-            self.console = Console(stderr=True)
         return self
 
     def __exit__(self, *exc):
@@ -40,19 +39,22 @@ class Progress:
             return
         with self.lock:
             if kind == RUN_STARTED:
-                self.console.print(f"running {payload.get('steps')} steps on {payload.get('engine')}",
-                                   highlight=False)
+                self._line(f"running {payload.get('steps')} steps on {payload.get('engine')}")
             elif kind == STEP_STARTED:
                 self.started[step] = time.monotonic()
                 where = f" on {payload['worker']}" if payload.get("worker") else ""
-                self.console.print(f"  ▶ {step}{where}", highlight=False, markup=False)
+                self._line(f"  ▶ {step}{where}")
             elif kind == STEP_FINISHED:
                 status = payload.get("status")
                 mark = MARKS.get(status, "·")
                 took = f" ({time.monotonic() - self.started[step]:.2f}s)" if step in self.started else ""
-                self.console.print(f"  {mark} {step} {status}{took}", highlight=False, markup=False)
+                self._line(f"  {mark} {step} {status}{took}")
             elif kind == STEP_STALE:
                 changes = "; ".join(payload.get("changes") or [])
-                self.console.print(f"  ↻ {step} runs again: {changes}", highlight=False, markup=False)
+                self._line(f"  ↻ {step} runs again: {changes}")
             elif kind == WARNING:
-                self.console.print(f"  ! {step}: {payload.get('message')}", highlight=False, markup=False)
+                self._line(f"  ! {step}: {payload.get('message')}")
+
+    @staticmethod
+    def _line(text: str) -> None:
+        click.echo(text, err=True)

@@ -107,22 +107,34 @@ def _store_for(notebook):
 
 
 def _print_summary(result):
-    from rich.console import Console
-    from rich.markup import escape as rich_escape
-    from rich.table import Table
-
-    table = Table(title=f"run {result.run_id[:12]}: {result.status}")
-    for column in ("step", "status", "duration", "cached"):
-        table.add_column(column)
-    for step in result.steps:
-        table.add_row(step["name"], step["status"], duration_text(step["duration_s"]), "yes" if step["cached"] else "")
-    console = Console()
-    console.print(table)
+    """The run's steps as a table (rich on a terminal, plain columns in a pipe or a log), the
+    failures with their tracebacks, and the metrics."""
+    rows = [(s["name"], s["status"], duration_text(s["duration_s"]), "yes" if s["cached"] else "")
+            for s in result.steps]
+    title = f"run {result.run_id[:12]}: {result.status}"
+    if sys.stdout.isatty():
+        _print_rich_table(title, rows)
+    else:
+        click.echo(title)
+        widths = [max(len(str(v)) for v in column) for column in zip(("step", "status", "duration", "cached"), *rows)]
+        for row in [("step", "status", "duration", "cached"), *rows]:
+            click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
     for step in result.steps:
         error = step.get("error")
         if isinstance(error, dict):
-            console.print(f"[red]{rich_escape(step['name'])} failed[/red] at " + rich_escape(error_headline(error)),
-                          markup=True, highlight=False)
-            console.print(str(error.get("traceback", "")), markup=False, highlight=False)
+            click.echo(f"{step['name']} failed at {error_headline(error)}")
+            click.echo(str(error.get("traceback", "")))
     for name, value in result.metrics.items():
-        console.print(f"metric {name} = {value}", markup=False)
+        click.echo(f"metric {name} = {value}")
+
+
+def _print_rich_table(title, rows):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("step", "status", "duration", "cached"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)

@@ -25,7 +25,7 @@ def test_a_broken_engine_plugin_names_itself(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenengine\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[nbscale.engines]\nbroken = brokenengine_missing:Engine\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(engines, "_plugins", None)  # scan the entry points again
+    monkeypatch.setattr(engines, "_entry_points", None)  # scan the entry points again
     with pytest.raises(PluginError, match=r"engine 'broken' \(brokenengine_missing:Engine.*failed to load"):
         get_engine("broken")
     assert isinstance(get_engine("local"), LocalEngine)
