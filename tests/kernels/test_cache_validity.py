@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 from conftest import make_notebook
 
 from nbscale.kernels.runner import RunOptions, run_notebook
@@ -89,32 +88,6 @@ def test_a_missing_product_of_a_cached_upstream_step_makes_it_run_again(tmp_path
     result = run_notebook(nb, options=LOCAL)
     assert result.ok, result.steps
     assert status(result) == {"make": "succeeded", "read": "succeeded"} and result.load("read")["value"] == 43
-
-
-@pytest.fixture(scope="module")
-def dask_cluster():
-    from distributed import LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           host="127.0.0.1")
-    yield cluster.scheduler_address
-    cluster.close()
-
-
-def test_on_dask_a_changed_file_and_module_rerun_and_keys_chain(tmp_path, dask_cluster):
-    dask = RunOptions(engine="dask", scheduler=dask_cluster)
-    (tmp_path / "data.csv").write_text("3")
-    (tmp_path / "helpers.py").write_text("def scale(v):\n    return v * 10\n")
-    nb = make_notebook(tmp_path, [("import helpers", ["imports"]),
-                                  ("n = int(open('data.csv').read())", ["step:read"]),
-                                  ("m = helpers.scale(n)", ["step:use"])])
-    assert run_notebook(nb, options=dask).load("use")["m"] == 30
-    assert set(status(run_notebook(nb, options=dask)).values()) == {"cached"}
-    (tmp_path / "data.csv").write_text("4")
-    assert run_notebook(nb, options=dask).load("use")["m"] == 40
-    (tmp_path / "helpers.py").write_text("def scale(v):\n    return v * 100\n")
-    result = run_notebook(nb, options=dask)  # the workers imported the old helpers: they must not use them
-    assert result.load("use")["m"] == 400
 
 
 def test_the_cli_says_which_dependency_made_a_step_run_again(tmp_path):

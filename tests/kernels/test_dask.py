@@ -455,3 +455,19 @@ def test_a_changed_data_file_reruns_only_what_it_changes(tmp_path, cluster_optio
     changed = run_notebook(nb, options=options)
     assert {s["name"]: s["status"] for s in changed.steps} == {"load": "succeeded", "total": "succeeded"}
     assert changed.load("total")["total"] == 10
+
+
+def test_on_dask_a_changed_file_and_module_rerun_and_keys_chain(tmp_path, local_cluster):
+    dask = RunOptions(engine="dask", scheduler=local_cluster)
+    (tmp_path / "data.csv").write_text("3")
+    (tmp_path / "helpers.py").write_text("def scale(v):\n    return v * 10\n")
+    nb = make_notebook(tmp_path, [("import helpers", ["imports"]),
+                                  ("n = int(open('data.csv').read())", ["step:read"]),
+                                  ("m = helpers.scale(n)", ["step:use"])])
+    assert run_notebook(nb, options=dask).load("use")["m"] == 30
+    assert {s["status"] for s in run_notebook(nb, options=dask).steps} == {"cached"}
+    (tmp_path / "data.csv").write_text("4")
+    assert run_notebook(nb, options=dask).load("use")["m"] == 40
+    (tmp_path / "helpers.py").write_text("def scale(v):\n    return v * 100\n")
+    result = run_notebook(nb, options=dask)  # the workers imported the old helpers: they must not use them
+    assert result.load("use")["m"] == 400
