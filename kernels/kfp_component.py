@@ -94,7 +94,9 @@ def run_kfp_step(*, notebook: str, step: dict, prelude: dict, parameters: dict |
     if record_dir is not None:
         if result.ok and keep:
             _keep(record_dir, result, name)
-        _write_record(record_dir, result.to_json(), attempt, started, result.status)
+        # the dependencies the step used, for the kfp-local engine's cache (see kernels/fingerprints.py)
+        record_json = {**result.to_json(), "dependencies": result.dependencies}
+        _write_record(record_dir, record_json, attempt, started, result.status)
         record.metadata.update({"status": result.status, "attempt": attempt, "wall_s": result.wall_s})
     if not result.ok:
         error = result.error

@@ -274,7 +274,8 @@ class _Watcher:
                 values[METRICS_KEY] = result["metrics"]
             known = {**self.cached, **self.outcomes}
             outcome.key = run_key(spec.hash, input_digests(spec.step, known))
-            manifest = ArtifactStore(spec.store_url).put(outcome.key, values, spec.step["groups"], name, replace=True)
+            manifest = ArtifactStore(spec.store_url).put(outcome.key, values, spec.step["groups"], name, replace=True,
+                                                         dependencies=result.get("dependencies"))
             outcome.digests = {n: d for n, d in stored_digests(manifest).items() if n in spec.step["outputs"]}
         except Exception as exc:  # noqa: BLE001 - any failure to store is this step's failure
             outcome.status = FAILED

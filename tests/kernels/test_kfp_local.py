@@ -216,3 +216,15 @@ def test_a_compiled_yaml_runs_in_kfp_local_and_logs_dsl_metrics(tmp_path, monkey
     assert record["status"] == "succeeded" and record["attempt"] == 1
     data = ArtifactFolder(str(run_dir / module.components["make"] / "out_data")).get("make", ["data"])
     assert data == {"data": {"w": NATIVE_TRICKY * 3}}
+
+
+def test_a_changed_data_file_reruns_the_step_under_kfp_local(tmp_path):
+    """Steps run in KFP components record what they read, so the kfp-local engine's cache holds it too."""
+    (tmp_path / "data.csv").write_text("5")
+    nb = make_notebook(tmp_path, [("n = int(open('data.csv').read())", ["step:read"]), ("m = n * 2", ["step:use"])])
+    options = RunOptions(engine="kfp-local")
+    assert run_notebook(nb, options=options).load("use")["m"] == 10
+    assert {s["status"] for s in run_notebook(nb, options=options).steps} == {"cached"}
+    (tmp_path / "data.csv").write_text("50")
+    changed = run_notebook(nb, options=options)
+    assert changed.load("use")["m"] == 100 and changed.step("read")["status"] == "succeeded"
