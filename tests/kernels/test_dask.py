@@ -270,19 +270,15 @@ def test_independent_steps_overlap_on_two_workers(tmp_path, cluster_options):
         ("time.sleep(1.5)\nright = base + 2", ["step:right"]),
         ("both = left + right", ["step:join"]),
     ])
-    t0 = time.time()
     result = run_notebook(notebook, options=RunOptions(**cluster_options, use_cache=False))
-    elapsed = time.time() - t0
     assert result.ok, result.steps
     run = default_run_store(notebook).get_run(result.run_id)
     steps = {s["step"]: s for s in run["steps"]}
     left = (_ts(steps["left"]["started"]), _ts(steps["left"]["finished"]))
     right = (_ts(steps["right"]["started"]), _ts(steps["right"]["finished"]))
     assert left[1] - left[0] >= 1.5 and right[1] - right[0] >= 1.5
+    # they ran at the same time (how fast is for bench/: a timed bound here fails on a busy machine)
     assert max(left[0], right[0]) < min(left[1], right[1]), f"no overlap: {left} {right}"
-    span = max(_ts(s["finished"]) for s in steps.values()) - min(_ts(s["started"]) for s in steps.values())
-    assert span < 2.8, span
-    assert elapsed < 2.8 + 3, elapsed  # step time plus a generous scheduling / store margin
     assert result.load("join")["both"] == 5
 
 
