@@ -31,4 +31,15 @@ class PipelineHasErrors(NbscaleCompileError):
 
 
 class TargetError(NbscaleCompileError):
-    """A target cannot write this pipeline: an SDK it needs is missing, or the SDK refused it."""
+    """A target cannot write this pipeline: an SDK it needs is missing, the SDK refused it, or a
+    value in it (a name, a number) is not one the target can write."""
+
+
+class UnsafeGeneratedCode(TargetError):
+    """Generated code failed the shape check that runs before anything imports it: a bug in
+    nbscale, or notebook text that slipped out of its literal. Nothing was imported."""
+
+    def __init__(self, line, problem):
+        self.line, self.problem = line, problem
+        super().__init__(f"the generated KFP module failed nbscale's safety check at line {line}: {problem}; "
+                         "nothing was run (please report this as an nbscale bug)")

@@ -38,3 +38,34 @@ def test_wrapped_is_one_line_when_it_fits():
     assert wrapped("def f(", ["a: int", "b: str"], "):") == ["def f(a: int, b: str):"]
     long = wrapped("    t = f(", [f"argument_{i}=value_{i}" for i in range(8)], "    )")
     assert long[0] == "    t = f(" and long[-1] == "    )" and long[1] == "        argument_0=value_0,"
+
+
+@pytest.mark.parametrize("text", [
+    "Step a: cell 1 of nb.ipynb.", "two\nlines\n", '"""\nimport os\n"""', "x'''; import os; '''", 'ends "', "ends \\",
+    "{{$.inputs}}", "nul \x00", "line\u2028separator", "tab\there", "\r\n",
+])
+def test_a_docstring_is_one_string_whatever_the_text(text):
+    for indent in (0, 4):
+        source = docstring(text, indent)
+        tree = ast.parse(source if indent == 0 else f"def f():\n    {source}\n")
+        body = tree.body if indent == 0 else tree.body[0].body
+        assert len(body) == 1 and body[0].value.value == text
+        assert "{{" not in source
+    assert docstring("two\nlines\n") == '"""two\nlines\n"""'  # plain text stays readable
+
+
+def test_subclasses_do_not_choose_their_own_source():
+    class Sneaky(str):
+        def __repr__(self):
+            return "__import__('os')"
+
+    class SneakyInt(int):
+        def __repr__(self):
+            return "__import__('os')"
+
+    assert ast.literal_eval(string_literal(Sneaky("x"))) == "x"
+    assert ast.literal_eval(literal({"k": [Sneaky("x")]}, 0)) == {"k": ["x"]}
+    with pytest.raises(TypeError):
+        literal(SneakyInt(3), 0)
+    with pytest.raises(TypeError):
+        string_literal(3)

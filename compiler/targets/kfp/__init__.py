@@ -6,7 +6,9 @@
   calling `nbscale.kernels.kfp_component.run_kfp_step`, and a pipeline function wiring them.
   `literals` writes values into it as Python literals, `parameters` says how parameter values
   travel (`kfp_argument`).
-- `yaml`: `write_yaml(module, path)` compiles the module with the kfp SDK — imported there, when
+- `verify`: `verify_module(text)` checks the generated module's shape with `ast` (a whitelist of
+  what `dsl` writes) before anything imports it: notebook text can only ever be data in it.
+- `yaml`: `write_yaml(module, path)` verifies, then compiles the module with the kfp SDK — imported there, when
   YAML is written, never at module import time; `compile_pipeline` = generate + write_yaml.
 - `image`: what a step's image would lack (`third_party_imports`, `missing_packages_note`).
 - `target`: `KfpTarget`, the `kfp` entry of the target registry (`nbscale compile --target kfp`).

@@ -8,6 +8,11 @@ each step receives the parameters it reads as typed component inputs (`parameter
 between steps is one KFP artifact per output — or per group of outputs that may share objects —
 written and read with nbscale's marshalling, in the artifact store's layout. Nothing here
 imports the kfp SDK: the module is text until `yaml.write_yaml` compiles it.
+
+Untrusted text (names from the notebook, its file name or pyproject.toml, step options, parameter
+defaults) enters the module only as a literal; parameter names must be identifiers and counts
+(timeout, retries, gpus) whole numbers, checked here. `verify` checks the result's shape again
+before anything imports it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from .... import __version__
-from ...errors import PipelineHasErrors
+from ...errors import PipelineHasErrors, TargetError
 from ...ir import Pipeline
 from .literals import Code, docstring, literal, string_literal, wrapped
 from .options import KfpOptions
@@ -59,6 +64,7 @@ def generate(pipeline: Pipeline, options: KfpOptions | None = None, *, keep: dic
     """
     if pipeline.has_errors:
         raise PipelineHasErrors(pipeline)
+    check_values(pipeline)
     return _Generator(pipeline, options or KfpOptions(), keep or {}, imported or {}).module()
 
 
@@ -110,7 +116,7 @@ class _Generator:
         parts = [self._header()]
         parts += [self._component(step) for step in self.p.steps if step.name not in self.imported]
         if any(s.timeout for s in self.p.steps if s.name not in self.imported):
-            parts.append(_SET_TIMEOUT)
+            parts.append(SET_TIMEOUT)
         parts.append(self._pipeline())
         text = "\n\n".join(parts).rstrip() + "\n"
         components = {s: self.functions[s].replace("_", "-") for s in self.functions if s not in self.imported}
@@ -122,17 +128,20 @@ class _Generator:
     def _header(self) -> str:
         nb = self.p.notebook
         packages = literal(self.o.packages_to_install, 0, len("PACKAGES_TO_INSTALL = "))
-        return "\n".join([
-            f'"""Kubeflow Pipelines (v2) pipeline {self.display_name!r}: {nb} compiled by nbscale {__version__}.',
+        about = "\n".join([
+            f"Kubeflow Pipelines (v2) pipeline {self.display_name!r}: {nb} compiled by nbscale {__version__}.",
             "",
             "One lightweight component per notebook step. Each runs its cells with nbscale's run time",
             f"({RUNTIME}), which the image must provide: BASE_IMAGE with nbscale installed, or",
             "PACKAGES_TO_INSTALL with nbscale pinned. Parameters are typed component inputs; data",
             "between steps travels as artifacts in nbscale's own formats.",
             "",
-            f"Regenerate it rather than editing it: nbscale compile {nb} --target kfp -o PIPELINE.yaml \\",
-            "    --emit-python THIS_FILE.py",
-            '"""',
+            "Regenerate it rather than editing it:",
+            f"    nbscale compile {nb} --target kfp -o PIPELINE.yaml --emit-python THIS_FILE.py",
+            "",
+        ])
+        return "\n".join([
+            docstring(about),
             "",
             "from kfp import dsl",
             "",
@@ -190,7 +199,7 @@ class _Generator:
             kwargs.append(("metrics", metrics))
             kwargs.append(("metrics_artifact", Code(METRICS_OUTPUT)))
         if step.timeout:
-            kwargs.append(("timeout", step.timeout))
+            kwargs.append(("timeout", int(step.timeout)))
         if self.keep.get(step.name):
             kwargs.append(("keep", sorted(self.keep[step.name])))
         kwargs.append(("record", Code(RECORD_OUTPUT)))
@@ -198,7 +207,7 @@ class _Generator:
         cells = ", ".join(str(c) for c in step.cells)
         lines = [f"@dsl.component({', '.join(decorator)})"]
         lines += wrapped(f"def {self.functions[step.name]}(", signature, "):")
-        lines.append(f"    {docstring(f'Step {step.name}: cell{_s(step.cells)} {cells} of {self.p.notebook}.')}")
+        lines.append(f"    {docstring(f'Step {step.name}: cell{_s(step.cells)} {cells} of {self.p.notebook}.', 4)}")
         lines.append(f"    from {RUNTIME} import {RUNTIME_ENTRY}")
         lines.append("")
         lines.append(f"    {RUNTIME_ENTRY}(")
@@ -271,7 +280,7 @@ class _Generator:
                 lines.append(f"    {var}.after({tasks[upstream]})")
         lines += [f"    {var}.{call}" for call in self._settings(step)]
         if step.timeout:
-            lines.append(f"    set_timeout({var}, {step.timeout})")
+            lines.append(f"    set_timeout({var}, {int(step.timeout)})")
         return lines
 
     def _settings(self, step) -> list[str]:
@@ -292,12 +301,42 @@ class _Generator:
         return calls
 
 
-_SET_TIMEOUT = '''\
+SET_TIMEOUT = '''\
 def set_timeout(task, seconds):
     """A pod deadline for one task, as kfp-kubernetes' set_timeout writes it (without needing that
     package). nbscale's run time also stops the step itself after `seconds`."""
     task.platform_config.setdefault("kubernetes", {})["activeDeadlineSeconds"] = str(seconds)
 '''
+
+
+def check_values(pipeline: Pipeline) -> None:
+    """Refuse what the module could not hold as a literal or a checked name: names that are not
+    text, parameter names that are not identifiers (they name the pipeline's inputs), parameters
+    a step reads but the pipeline lacks, and counts that are not whole numbers."""
+    texts = [pipeline.name, pipeline.notebook, *(s.name for s in pipeline.steps),
+             *(s.image for s in pipeline.steps if s.image is not None)]
+    if not all(isinstance(t, str) for t in texts):
+        raise TargetError(f"names must be text: {[t for t in texts if not isinstance(t, str)]!r}")
+    names = [p.name for p in pipeline.parameters]
+    bad = [n for n in names if not (isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n))]
+    if bad:
+        raise TargetError(f"parameter names must be Python identifiers: {', '.join(map(repr, bad))}")
+    for step in pipeline.steps:
+        unknown = [p for p in step.parameters if p not in names]
+        if unknown:
+            raise TargetError(f"step {step.name!r} reads parameters that are not declared: {unknown!r}")
+        for what, value in (("timeout", step.timeout), ("retries", step.retries),
+                            ("gpu", (step.resources or {}).get("gpu"))):
+            if value is not None and not _whole(value):
+                raise TargetError(f"step {step.name!r}: {what} must be a whole number ≥ 0, got {value!r}")
+        cpu = (step.resources or {}).get("cpu")
+        if cpu is not None and (type(cpu) not in (int, float, str) or (type(cpu) is not str and cpu < 0)):
+            raise TargetError(f"step {step.name!r}: cpu must be a number or a quantity such as '500m', got {cpu!r}")
+
+
+def _whole(value) -> bool:
+    """A whole number ≥ 0 (an int, or a float without a fraction), not a bool or other subclass."""
+    return type(value) in (int, float) and value >= 0 and float(value).is_integer()
 
 
 def _units(step) -> list[_Unit]:

@@ -2,7 +2,10 @@
 
 Values (a step's code, parameter defaults, names) enter generated code only through these
 functions: `literal` writes any JSON-like value as Python source, one line when it fits, else
-one item per line; `string_literal` never leaves "{{" in the text, because KFP resolves
+one item per line; `docstring` writes text as a docstring. Whatever the text holds, the result
+is one literal and nothing else: strings are written by `str.__repr__` (never by a subclass's
+`__repr__`), and triple quotes are used only for text that holds no quote, backslash or
+unprintable character. `string_literal` never leaves "{{" in the text, because KFP resolves
 "{{$...}}" placeholders anywhere in a component's command — and a component's source code is
 part of its command.
 """
@@ -22,16 +25,20 @@ def string_literal(text: str) -> str:
     """A string literal, in double quotes unless the text holds some (then as Python's repr).
 
     "{{" is written "{\\x7b", so no placeholder KFP would resolve appears in the source."""
-    r = repr(text)
+    if not isinstance(text, str):
+        raise TypeError(f"a string literal needs a str, got {type(text).__name__}")
+    r = str.__repr__(text)
     if r[0] == "'" and '"' not in text:
         r = '"' + r[1:-1] + '"'
     return r.replace("{{", "{\\x7b")
 
 
-def docstring(text: str) -> str:
-    """A docstring: triple-quoted when the text allows it, else a plain string literal."""
-    plain = not any(c in text for c in ('"', "\\", "\n")) and "{{" not in text
-    return f'"""{text}"""' if plain else string_literal(text)
+def docstring(text: str, indent: int = 0) -> str:
+    """A docstring: triple-quoted when every character is printable (or a newline) and none is
+    a quote or a backslash, else `literal` (one quoted piece per line). `indent`: its column."""
+    plain = isinstance(text, str) and "{{" not in text and not any(c in text for c in '"\\') \
+        and all(c.isprintable() or c == "\n" for c in text)
+    return f'"""{text}"""' if plain else literal(text, indent)
 
 
 def literal(value, indent: int, used: int = 0) -> str:
@@ -74,9 +81,9 @@ def _flat(value) -> str | None:
 
 
 def _scalar(value) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
+    if type(value) is float and not math.isfinite(value):
         return f"float({str(value)!r})"
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or type(value) in (bool, int, float):  # not a subclass: its repr could be anything
         return repr(value)
     raise TypeError(f"cannot write {type(value).__name__} as a literal")
 
