@@ -6,7 +6,8 @@ e.g. in `jupyter_server_config.py`:
     c.Nbscale.default_engine = "dask"                  # engine of runs started from the panel
     c.Nbscale.scheduler_address = "tcp://host:8786"    # connect to this Dask scheduler at first need
     c.Nbscale.cluster_factory = {"module": "dask_jobqueue", "class": "SLURMCluster", "kwargs": {}}
-    c.Nbscale.kfp_host = "https://kfp.example.com"
+    c.Nbscale.kfp_host = "https://kfp.example.com"     # where Submit to KFP goes (with the server's
+    c.Nbscale.kfp_hosts = ["https://kfp-staging.example.com"]  # credentials); others a request may name
 
 The heavy parts (manager, handlers, Dask) are imported when the server loads the extension; see
 `manager.py` for how the server side is put together.
@@ -14,7 +15,7 @@ The heavy parts (manager, handlers, Dask) are imported when the server loads the
 
 from __future__ import annotations
 
-from traitlets import Dict, Float, Unicode, default
+from traitlets import Dict, Float, List, Unicode, default
 from traitlets.config import Configurable
 
 
@@ -33,8 +34,12 @@ class Nbscale(Configurable):
                                 "Default: Dask config `nbscale.cluster-factory`, else a LocalCluster. Runs that "
                                 "start their own cluster use it too.").tag(config=True)
     kfp_host = Unicode(None, allow_none=True,
-                       help="Kubeflow Pipelines endpoint for Submit to KFP (not wired yet). Never shown in "
-                            "responses; logged without credentials.").tag(config=True)
+                       help="Kubeflow Pipelines endpoint Submit to KFP sends to, with the credentials of the "
+                            "server's environment (NBSCALE_KFP_TOKEN, NBSCALE_KFP_COOKIES). The only source of "
+                            "the endpoint: a host in a notebook's metadata or pyproject.toml is ignored. "
+                            "Logged without credentials.").tag(config=True)
+    kfp_hosts = List(Unicode(), help="Other KFP endpoints a submit request may name (by URL or host[:port]); "
+                                     "kfp_host is always allowed.").tag(config=True)
     cancel_grace = Float(15.0, help="Seconds a cancelled run may take to stop before its process is "
                                     "killed.").tag(config=True)
 
@@ -60,7 +65,7 @@ def _load_jupyter_server_extension(serverapp):
     root_dir = getattr(contents, "root_dir", None) or serverapp.root_dir
     manager = NbscaleManager(
         root_dir, default_engine=config.default_engine, scheduler_address=config.scheduler_address,
-        cluster_factory=config.cluster_factory, kfp_host=config.kfp_host,
+        cluster_factory=config.cluster_factory, kfp_host=config.kfp_host, kfp_hosts=config.kfp_hosts,
         allow_hidden=bool(getattr(contents, "allow_hidden", False)), log=serverapp.log,
         cancel_grace_s=config.cancel_grace)
     web_app = serverapp.web_app
@@ -69,4 +74,9 @@ def _load_jupyter_server_extension(serverapp):
     serverapp.log.info("nbscale | server API at %snbscale/api (default engine %s%s%s)",
                        web_app.settings["base_url"], config.default_engine,
                        f", scheduler {config.scheduler_address}" if config.scheduler_address else "",
-                       f", KFP {redact_url(config.kfp_host)}" if config.kfp_host else "")
+                       _kfp_note(config, redact_url))
+
+
+def _kfp_note(config: Nbscale, redact_url) -> str:
+    hosts = [redact_url(h) for h in (config.kfp_host, *config.kfp_hosts) if h]
+    return f", KFP {', '.join(hosts)}" if hosts else ""

@@ -17,8 +17,18 @@ import time
 from . import models
 from .errors import Conflict, ExtensionError, InvalidInput
 
+CLOSE_TIMEOUT_S = 10.0  # closing a client of a scheduler that stopped answering waits no longer
+
 
 class ServerCluster:
+    """The one cluster of the server, and the start or connect under way.
+
+    Starting and connecting wait on the network (or on a factory) for as long as they take, and no
+    lock is held meanwhile: `current` and `pending` change only between two awaits, which on the
+    server's one event loop needs no lock. A close during a start or connect wins: it ends the
+    attempt, which then closes what it built and answers Conflict.
+    """
+
     def __init__(self, *, factory: dict | None = None, scheduler_address: str | None = None, events=None,
                  log: logging.Logger | None = None, connect_timeout_s: float = 10.0):
         self.factory = factory or None
@@ -27,9 +37,9 @@ class ServerCluster:
         self.log = log or logging.getLogger("nbscale.jupyter_ext")
         self.connect_timeout_s = connect_timeout_s
         self.current: DaskCluster | None = None
+        self.pending: Attempt | None = None  # the start or connect under way
         self.error: str | None = None  # why the configured scheduler could not be reached
-        self._configured_tried = False
-        self._lock: asyncio.Lock | None = None
+        self._configured: asyncio.Future | None = None  # the one connect to `scheduler_address`
 
     async def model(self) -> dict | None:
         """The cluster's ClusterModel, None while there is none."""
@@ -51,22 +61,17 @@ class ServerCluster:
         return None if self.current is None else self.current.address
 
     async def start(self, n: int | None = None) -> dict:
-        async with self._locked():
-            self._refuse_second()
-            self.current = await DaskCluster.start(self.factory, n)
-            self.error = None
-            self.log.info("nbscale: started a %s at %s", self.current.kind, self.current.address)
+        cluster = await self._attach("starting a cluster", lambda: DaskCluster.start(self.factory, n))
+        self.log.info("nbscale: started a %s at %s", cluster.kind, cluster.address)
         self._wake()
-        return await self.current.model()
+        return await cluster.model()
 
     async def connect(self, address: str) -> dict:
-        async with self._locked():
-            self._refuse_second()
-            self.current = await DaskCluster.connect(address, self.connect_timeout_s)
-            self.error = None
-            self.log.info("nbscale: connected to the Dask scheduler at %s", self.current.address)
+        cluster = await self._attach(f"connecting to {address}",
+                                     lambda: DaskCluster.connect(address, self.connect_timeout_s))
+        self.log.info("nbscale: connected to the Dask scheduler at %s", cluster.address)
         self._wake()
-        return await self.current.model()
+        return await cluster.model()
 
     async def scale(self, n: int) -> dict:
         cluster = self._owned("scale")
@@ -79,11 +84,15 @@ class ServerCluster:
         return await cluster.model()
 
     async def close(self) -> dict:
-        """Close the cluster the server owns, or disconnect from a scheduler; NoCluster afterwards."""
-        async with self._locked():
-            cluster, self.current = self.current, None
-            if cluster is None:
-                raise Conflict("no cluster to close")
+        """Close the cluster the server owns, disconnect from a scheduler, or end the start or connect
+        under way; NoCluster afterwards."""
+        cluster, self.current = self.current, None
+        attempt, self.pending = self.pending, None
+        if cluster is None and attempt is None:
+            raise Conflict("no cluster to close")
+        if attempt is not None:
+            self.log.info("nbscale: closed while %s; what it builds is closed when it is ready", attempt.doing)
+        if cluster is not None:
             await cluster.close()
         if self.events is not None:
             self.events.publish({"type": "cluster", "payload": models.no_cluster()})
@@ -91,28 +100,50 @@ class ServerCluster:
 
     async def shutdown(self) -> None:
         """At server shutdown: close (or disconnect from) whatever cluster there is."""
-        cluster, self.current = self.current, None
+        cluster, self.current, self.pending = self.current, None, None
         if cluster is not None:
             await cluster.close()
 
     async def ensure_configured(self) -> None:
-        """Connect once to the configured `scheduler_address`, at first need."""
-        if not self.scheduler_address or self._configured_tried or self.current is not None:
+        """Connect once to the configured `scheduler_address`, at first need; callers that come while
+        that connect is under way wait for it (it ends within the connect timeout)."""
+        if not self.scheduler_address or (self._configured is None and self.current is not None):
             return
-        async with self._locked():
-            if self._configured_tried or self.current is not None:
-                return
-            self._configured_tried = True
-            try:
-                self.current = await DaskCluster.connect(self.scheduler_address, self.connect_timeout_s)
-            except ExtensionError as exc:
-                self.error = exc.message
-                self.log.warning("nbscale: %s", exc.message)
+        if self._configured is None:
+            self._configured = asyncio.ensure_future(self._connect_configured())
+        await asyncio.shield(self._configured)
+
+    async def _connect_configured(self) -> None:
+        address = self.scheduler_address
+        try:
+            await self._attach(f"connecting to {address}", lambda: DaskCluster.connect(address, self.connect_timeout_s))
+        except ExtensionError as exc:
+            self.error = exc.message
+            self.log.warning("nbscale: %s", exc.message)
+
+    async def _attach(self, doing: str, build) -> DaskCluster:
+        """Build a cluster (`build()`, awaited with nothing locked) and make it the current one — unless
+        a close came meanwhile: then what was built is closed again and the caller gets Conflict."""
+        self._refuse_second()
+        attempt = self.pending = Attempt(doing)
+        try:
+            cluster = await build()
+        finally:
+            closed_meanwhile = self.pending is not attempt
+            if not closed_meanwhile:
+                self.pending = None
+        if closed_meanwhile:
+            await cluster.close()
+            raise Conflict(f"the cluster was closed while {doing}")
+        self.current, self.error = cluster, None
+        return cluster
 
     def _refuse_second(self) -> None:
         if self.current is not None:
             raise Conflict(f"a cluster is already running ({self.current.kind} at {self.current.address}); "
                            "close it first")
+        if self.pending is not None:
+            raise Conflict(f"already {self.pending.doing}; wait for it, or close it")
 
     def _owned(self, what: str) -> DaskCluster:
         if self.current is None:
@@ -121,14 +152,16 @@ class ServerCluster:
             raise Conflict(f"cannot {what} a cluster this server only connected to")
         return self.current
 
-    def _locked(self) -> asyncio.Lock:
-        if self._lock is None:  # made on first use, inside the server's event loop
-            self._lock = asyncio.Lock()
-        return self._lock
-
     def _wake(self) -> None:
         if self.events is not None:
             self.events.wake()
+
+
+class Attempt:
+    """A start or connect under way: `ServerCluster.pending` until it ends or a close ends it."""
+
+    def __init__(self, doing: str):
+        self.doing = doing
 
 
 class DaskCluster:
@@ -158,12 +191,19 @@ class DaskCluster:
 
     @classmethod
     async def connect(cls, address: str, timeout: float = 10.0) -> DaskCluster:
+        """A client of the scheduler at `address`; InvalidInput when it does not answer within `timeout`
+        (distributed's own timeout does not bound a listener that accepts and never speaks)."""
         from distributed import Client
 
+        client = None
         try:
-            client = await Client(address, asynchronous=True, timeout=f"{timeout}s", set_as_default=False)
-        except Exception as exc:  # noqa: BLE001 - unreachable, refused, bad address
-            raise InvalidInput(f"could not connect to the Dask scheduler at {address}: {type(exc).__name__}") from None
+            client = Client(address, asynchronous=True, timeout=f"{timeout}s", set_as_default=False)
+            await asyncio.wait_for(_started(client), timeout)
+        except Exception as exc:  # noqa: BLE001 - unreachable, refused, silent, bad address
+            if client is not None:
+                await _close_quietly(client)
+            reason = f"no answer within {timeout:g} s" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+            raise InvalidInput(f"could not connect to the Dask scheduler at {address}: {reason}") from None
         return cls(client, None, "remote")
 
     async def model(self) -> dict:
@@ -210,10 +250,22 @@ class DaskCluster:
     async def close(self) -> None:
         self._stop_adaptive()
         try:
-            await self.client.close()
+            await _close_quietly(self.client, CLOSE_TIMEOUT_S)
         finally:
             if self.cluster is not None:
                 await maybe_await(self.cluster.close())
+
+
+async def _started(client):
+    return await client
+
+
+async def _close_quietly(client, timeout: float = 2.0) -> None:
+    """Close a client; a scheduler that is gone or silent has nothing more to be told."""
+    try:
+        await asyncio.wait_for(client.close(), timeout)
+    except Exception:  # noqa: BLE001 - timeout, broken connection
+        pass
 
 
 async def _from_factory(factory: dict, n: int | None):

@@ -22,6 +22,8 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from nbscale.kernels.errors import AmbiguousRunId, RunStoreError
+
 from .errors import Conflict, ExtensionError, InvalidInput, NotAllowed, NotFound, Unavailable, UpstreamError
 from .manager import NbscaleManager
 
@@ -29,19 +31,23 @@ AUTH_RESOURCE = "nbscale"
 # Running a notebook or starting cluster processes executes code, as a kernel does.
 EXECUTE = ("execute", "kernels")
 # The one place errors become status codes; any other ExtensionError is the server's own failure.
+# A run store the parts could not use (corrupt, unreadable, locked: kernels' RunStoreError and its
+# subclasses) is 503 with the store's own message, which names the file and what to do.
 STATUS = ((InvalidInput, 400), (NotAllowed, 403), (NotFound, 404), (Conflict, 409), (Unavailable, 501),
-          (UpstreamError, 502))
+          (UpstreamError, 502), (AmbiguousRunId, 400), (RunStoreError, 503))
+ANSWERED = (ExtensionError, RunStoreError)  # errors answered with their message; others are a 500
 MAX_RUNS_LISTED = 1000
 
 
-def status_for(error: ExtensionError) -> int:
+def status_for(error: Exception) -> int:
     return next((code for cls, code in STATUS if isinstance(error, cls)), 500)
 
 
-def error_body(error: ExtensionError) -> dict:
-    body = {"error": error.message}
-    if error.detail is not None:
-        body["detail"] = error.detail
+def error_body(error: Exception) -> dict:
+    body = {"error": getattr(error, "message", None) or str(error)}
+    detail = getattr(error, "detail", None)
+    if detail is not None:
+        body["detail"] = detail
     return body
 
 
@@ -52,7 +58,7 @@ def api_call(method):
     async def wrapper(self, *args, **kwargs):
         try:
             return await method(self, *args, **kwargs)
-        except ExtensionError as exc:
+        except ANSWERED as exc:
             self.reply(error_body(exc), status_for(exc))
 
     return wrapper
@@ -179,7 +185,8 @@ class KfpSubmitHandler(NbscaleHandler):
         notebook = self.notebook(body.get("path"))
         parameters = _parameters(body)
         experiment, run_name = _optional_string(body, "experiment"), _optional_string(body, "run_name")
-        self.reply(await self.manager.kfp.submit(notebook, parameters, experiment, run_name))
+        host = _optional_string(body, "host")  # one of the configured endpoints, by URL or host name
+        self.reply(await self.manager.kfp.submit(notebook, parameters, experiment, run_name, host))
 
 
 class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -203,7 +210,7 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         path = self.get_query_argument("path", "")
         try:
             self.notebook = self.manager.notebooks.resolve(path) if path else None
-        except ExtensionError as exc:
+        except ANSWERED as exc:
             self.set_status(status_for(exc))
             self.finish(json.dumps(error_body(exc)))
             return

@@ -24,7 +24,8 @@ from .runs import Runs
 
 class NbscaleManager:
     def __init__(self, root_dir, *, default_engine: str = "dask", scheduler_address: str | None = None,
-                 cluster_factory: dict | None = None, kfp_host: str | None = None, allow_hidden: bool = False,
+                 cluster_factory: dict | None = None, kfp_host: str | None = None, kfp_hosts=(),
+                 allow_hidden: bool = False,
                  log: logging.Logger | None = None, sample_interval_s: float = 0.5, idle_interval_s: float = 2.0,
                  cancel_grace_s: float = 15.0, start_timeout_s: float = 120.0, connect_timeout_s: float = 10.0):
         self.log = log or logging.getLogger("nbscale.jupyter_ext")
@@ -36,7 +37,7 @@ class NbscaleManager:
         self.runs = Runs(self.notebooks, self.events, default_engine=default_engine, cluster_factory=cluster_factory,
                          scheduler_for_runs=self.cluster.scheduler_for_runs, log=self.log,
                          cancel_grace_s=cancel_grace_s, start_timeout_s=start_timeout_s)
-        self.kfp = KfpService(kfp_host)
+        self.kfp = KfpService(kfp_host, kfp_hosts, log=self.log)
 
     async def cluster_model(self) -> dict:
         """The server's cluster (connecting to the configured scheduler at first need); while there is

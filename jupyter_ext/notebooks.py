@@ -1,12 +1,16 @@
 """The notebooks the server serves: API paths confined to the contents root, and their pipelines.
 
 Every endpoint that names a notebook resolves it here first, so a path outside the root, a hidden
-path or a file that is not a notebook is refused the same way everywhere.
+path or a file that is not a notebook is refused the same way everywhere — and every path the file
+system rejects (a symlink loop, a name too long, a NUL byte) is a request error with a message,
+never the server's own failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from pathlib import Path
 
 from . import models
@@ -23,7 +27,13 @@ class Notebooks:
         if not path or not isinstance(path, str):
             raise InvalidInput("missing 'path': a notebook path relative to the server's root")
         if "\0" in path:
-            raise InvalidInput("invalid path")
+            raise InvalidInput("invalid path: it holds a NUL character")
+        try:
+            return self._resolve(path)
+        except (OSError, RuntimeError) as exc:  # Python 3.11's resolve() raises RuntimeError on a loop
+            raise path_error(path, exc) from None
+
+    def _resolve(self, path: str) -> Path:
         given = Path(path)
         resolved = (given if given.is_absolute() else self.root / given).resolve()
         if not resolved.is_relative_to(self.root):
@@ -31,9 +41,9 @@ class Notebooks:
         if not self.allow_hidden and any(p.startswith(".") for p in resolved.relative_to(self.root).parts):
             raise NotAllowed("hidden files are not served (ContentsManager.allow_hidden)")
         if resolved.suffix != ".ipynb":
-            raise InvalidInput(f"{path} is not a notebook (.ipynb)")
+            raise InvalidInput(f"{shown(path)} is not a notebook (.ipynb)")
         if not resolved.is_file():
-            raise NotFound(f"no notebook {path}")
+            raise NotFound(f"no notebook {shown(path)}")
         return resolved
 
     def api_path(self, notebook: Path) -> str:
@@ -43,6 +53,24 @@ class Notebooks:
     async def pipeline_model(self, notebook: Path) -> dict:
         pipeline = await asyncio.to_thread(compile_pipeline, notebook)
         return models.pipeline_model(pipeline.to_json(), self.api_path(notebook))
+
+
+def path_error(path: str, exc: BaseException) -> InvalidInput | NotAllowed:
+    """What a file-system error while resolving `path` means to the client, without server paths."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.EACCES, errno.EPERM):
+        return NotAllowed(f"permission denied: {shown(path)}")
+    if code == errno.ENAMETOOLONG:
+        return InvalidInput(f"invalid path {shown(path)}: the path or a name in it is too long")
+    if code == errno.ELOOP or isinstance(exc, RuntimeError):
+        return InvalidInput(f"invalid path {shown(path)}: symbolic links loop")
+    reason = os.strerror(code) if code else type(exc).__name__
+    return InvalidInput(f"invalid path {shown(path)}: {reason}")
+
+
+def shown(path: str, limit: int = 120) -> str:
+    """A client's path as an answer may quote it: shortened, so a 5000-character path is not echoed."""
+    return path if len(path) <= limit else f"{path[:limit // 2]}…{path[-limit // 2:]}"
 
 
 def compile_pipeline(notebook: Path):

@@ -1,7 +1,8 @@
 """Submitting a compiled pipeline to a Kubeflow Pipelines endpoint, for the CLI and the server.
 
-Credentials (a bearer token, session cookies) go only into the HTTP requests — never into the
-YAML, a log or a return value.
+Credentials (a bearer token, session cookies) go only into the HTTP requests to the given host —
+never into the YAML, a log or a return value, and never to another host: the health check does not
+follow redirects (kfp's own client drops them on a redirect to another host).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import os
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -44,7 +47,15 @@ def submit_pipeline(pipeline, options, parameters: dict | None = None, *, run_na
 
 
 class EndpointError(NbscaleRuntimeError):
-    """The KFP endpoint could not be reached or refused a call: one line, for the user."""
+    """The KFP endpoint could not be reached or refused a call: one line, for the user.
+
+    `status` is the HTTP status the endpoint answered (None if none); `unreachable` says no answer
+    came at all. The message may quote the endpoint's answer: the server logs it, and tells the
+    browser only the status."""
+
+    def __init__(self, message: str, status: int | None = None, unreachable: bool = False):
+        super().__init__(message)
+        self.status, self.unreachable = status, unreachable
 
 
 class KfpEndpoint:
@@ -65,18 +76,18 @@ class KfpEndpoint:
         return headers
 
     def check(self) -> None:
-        import urllib.error
-        import urllib.request
-
         request = urllib.request.Request(self.host + self.HEALTHZ, headers=self._headers())
+        opener = urllib.request.build_opener(NoRedirect)  # credentials stay with this host
         try:
-            with urllib.request.urlopen(request, timeout=15) as response:
+            with opener.open(request, timeout=15) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            raise EndpointError(f"health check answered {exc.code} {exc.reason}{_body_message(exc.read())}") from None
+            moved = " (a redirect: give the URL it points to as the host)" if 300 <= exc.code < 400 else ""
+            raise EndpointError(f"health check answered {exc.code} {exc.reason}{moved}{_body_message(exc.read())}",
+                                status=exc.code) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise EndpointError(f"cannot reach the KFP API ({reason})") from None
+            raise EndpointError(f"cannot reach the KFP API ({reason})", unreachable=True) from None
 
     def submit(self, yaml_path: Path, name: str, experiment: str, run_name: str, arguments: dict, *,
                description: str) -> dict:
@@ -86,7 +97,7 @@ class KfpEndpoint:
         except EndpointError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever kfp raises becomes one line
-            raise EndpointError(_describe(exc)) from None
+            raise EndpointError(_describe(exc), status=_status(exc)) from None
 
     def _submit(self, yaml_path, name, experiment, run_name, arguments, description) -> dict:
         import kfp
@@ -119,6 +130,13 @@ class KfpEndpoint:
                 "run_id": run.run_id, "url": f"{ui.rstrip('/')}/#/runs/details/{run.run_id}"}
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTPError it is, not followed with the credentials."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 def _filter(name: str) -> str:
     return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
 
@@ -143,6 +161,11 @@ def _quiet():
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
+
+
+def _status(exc: Exception) -> int | None:
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) and hasattr(exc, "reason") else None
 
 
 def _describe(exc: Exception) -> str:

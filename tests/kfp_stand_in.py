@@ -28,7 +28,8 @@ class KfpStandIn:
         self.experiments: dict[str, dict] = {}
         self.runs: list[dict] = []
         self.uploads: list[bytes] = []
-        self.fail: dict[tuple[str, str], tuple[int, dict]] = {}  # (method, path) → (status, body)
+        # (method, path) → (status, body) or (status, body, headers): answered instead of the API
+        self.fail: dict[tuple[str, str], tuple] = {}
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,8 +63,8 @@ class KfpStandIn:
         self.requests.append({"method": method, "path": url.path, "query": query,
                               "headers": {k.lower(): v for k, v in handler.headers.items()}, "body": body})
         if (method, url.path) in self.fail:
-            status, payload = self.fail[(method, url.path)]
-            return self._send(handler, status, payload)
+            status, payload, *headers = self.fail[(method, url.path)]
+            return self._send(handler, status, payload, *headers)
         route = url.path[len(API):] if url.path.startswith(API) else None
         try:
             status, payload = self._route(method, route, query, body, handler.headers) if route else (404, {})
@@ -124,9 +125,11 @@ class KfpStandIn:
         return 404, {"error": "not found", "code": 5, "message": f"{method} {route} is not served"}
 
     @staticmethod
-    def _send(handler, status, payload):
+    def _send(handler, status, payload, headers=None):
         data = json.dumps(payload).encode()
         handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()

@@ -420,7 +420,7 @@ def test_kfp_yaml_is_an_attachment(api, nb, jp_fetch, aio):
     "Nbscale": {"kfp_host": "http://user:s3cret-pass@127.0.0.1:9/"}}])
 def test_kfp_submit_to_an_unreachable_host_is_a_502_without_credentials(api, nb, caplog):
     code, body = api.post("kfp/submit", {"path": "nb.ipynb", "parameters": {}, "experiment": "e", "run_name": "r"})
-    assert code == 502 and "cannot reach" in body["error"]
+    assert (code, body) == (502, {"error": "cannot reach the KFP API at http://127.0.0.1:9/"})
     assert not any("s3cret" in text for text in api.seen)
 
 
@@ -441,17 +441,120 @@ def test_loading_logs_the_kfp_host_without_credentials(tmp_path):
     log.addHandler(Capture())
     log.setLevel(logging.DEBUG)
     server = Configurable(config=Config({"Nbscale": {"kfp_host": "https://user:s3cret-pass@kfp.example.com/",
+                                                     "kfp_hosts": ["https://u:s3cret-2@kfp2.example.com"],
                                                      "scheduler_address": "tcp://10.1.1.1:8786"}}))
     server.root_dir, server.log, server.web_app = str(tmp_path), log, WebApp()
     _load_jupyter_server_extension(server)
     manager = server.web_app.settings["nbscale_manager"]
+    assert manager.kfp.hosts == ["https://u:s3cret-2@kfp2.example.com"]
     assert manager.kfp.host.startswith("https://user:") and manager.cluster.scheduler_address == "tcp://10.1.1.1:8786"
     assert manager.runs.default_engine == "dask" and manager.notebooks.root == tmp_path.resolve()
     assert len(server.web_app.handlers) == 8
-    assert any("KFP https://kfp.example.com/" in m for m in messages), messages
+    assert any("KFP https://kfp.example.com/, https://kfp2.example.com" in m for m in messages), messages
     assert not any("s3cret" in m for m in messages)
 
 
 def test_extension_is_listed_in_the_server_config(jp_serverapp):
     assert jp_serverapp.jpserver_extensions.get("nbscale.jupyter_ext") is True
     assert "nbscale_manager" in jp_serverapp.web_app.settings
+
+
+# --- path errors, a broken run store, KFP endpoints and hostile names ---------------------------------
+
+PATH_ENDPOINTS = [("GET", "pipeline"), ("GET", "runs"), ("POST", "runs"), ("GET", "runs/abc"), ("DELETE", "runs/abc"),
+                  ("GET", "metrics"), ("GET", "kfp/yaml"), ("POST", "kfp/submit"), ("GET", "events")]
+
+
+def _bad_path(kind, root, outside):
+    if kind == "symlink loop":
+        (root / "loop-a.ipynb").symlink_to("loop-b.ipynb")
+        (root / "loop-b.ipynb").symlink_to("loop-a.ipynb")
+        return "loop-a.ipynb", "symbolic links loop"
+    if kind == "directory loop":
+        (root / "d1").symlink_to("d2")
+        (root / "d2").symlink_to("d1")
+        return "d1/nb.ipynb", "symbolic links loop"
+    if kind == "5000 characters":
+        return "a/" * 2500 + "nb.ipynb", "too long"
+    if kind == "300-character name":
+        return "x" * 300 + ".ipynb", "too long"
+    if kind == "NUL byte":
+        return "nb\0.ipynb", ""  # a query argument loses it (tornado drops control characters): 404 there
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    return "escape/outside.ipynb", "outside the server's root"
+
+
+@pytest.mark.parametrize("kind", ["symlink loop", "directory loop", "5000 characters", "300-character name",
+                                  "NUL byte", "symlink out of the root"])
+def test_every_path_error_is_a_4xx_with_a_message(kind, api, nb, jp_root_dir, tmp_path, aio, jp_ws_fetch):
+    make_notebook(tmp_path, NOTEBOOK, name="outside")
+    path, says = _bad_path(kind, jp_root_dir, tmp_path)
+    for method, endpoint in PATH_ENDPOINTS:
+        if endpoint == "events":
+            with pytest.raises(tornado.httpclient.HTTPClientError) as err:
+                aio(jp_ws_fetch("nbscale", "api", "events", params={"path": path}))
+            assert 400 <= err.value.code < 500, (kind, endpoint, err.value.code)
+            continue
+        if method == "POST":
+            code, body = api.post(endpoint, {"path": path, "engine": "local"})
+        else:
+            code, body = api.call(method, endpoint, params={"path": path})
+        assert 400 <= code < 500 and body["error"], (kind, method, endpoint, code, body)
+        assert says in body["error"] or (kind == "NUL byte" and method != "POST"), (kind, endpoint, body)
+        assert len(body["error"]) < 400 and str(jp_root_dir) not in body["error"]
+    assert not (tmp_path / ".nbscale").exists()
+
+
+def test_a_corrupt_run_store_is_an_answer_not_a_500(api, nb):
+    """Garbage in .nbscale/runs.sqlite: the run store says what is wrong (needs kernels/runstore.py's
+    RunStoreError for a corrupt file; a raw sqlite3 error would be a 500 here)."""
+    store = nb.parent / ".nbscale" / "runs.sqlite"
+    store.parent.mkdir()
+    store.write_bytes(b"this is not a database" * 200)
+    for endpoint in ("runs", "metrics"):
+        code, body = api.get(endpoint, path="nb.ipynb")
+        assert code != 500 and 400 <= code < 600, (endpoint, code, body)
+        assert "runs.sqlite" in body["error"], (endpoint, body)
+
+
+def test_kfp_submit_needs_a_configured_endpoint_not_the_notebooks(api, manager, jp_root_dir, monkeypatch):
+    """Two KFP API stand-ins (tests/kfp_stand_in.py): the one a notebook names, which must hear nothing,
+    and the configured one, whose error answer must not reach the browser."""
+    from kfp_stand_in import API, KfpStandIn
+
+    from nbscale.jupyter_ext.kfp import KfpService
+
+    monkeypatch.setenv("NBSCALE_KFP_TOKEN", "tok-SECRET-kfp")
+    with KfpStandIn() as named, KfpStandIn() as configured:
+        make_notebook(jp_root_dir, NOTEBOOK, name="named", metadata={"nbscale": {"kfp": {"host": named.url}}})
+        code, body = api.post("kfp/submit", {"path": "named.ipynb"})
+        assert code == 409 and body["error"] == "no KFP endpoint configured for this server (c.Nbscale.kfp_host)"
+        manager.kfp = KfpService(configured.url)
+        code, body = api.post("kfp/submit", {"path": "named.ipynb", "host": named.url})
+        assert code == 403 and "not one this server submits to" in body["error"]
+        code, result = api.post("kfp/submit", {"path": "named.ipynb"})
+        assert code == 200 and len(configured.runs) == 1, result
+        assert "ignored the KFP host" in result["warnings"][0]
+        configured.fail[("GET", API + "/healthz")] = (500, {"message": "INTERNAL-DETAIL of http://10.1.2.3/"})
+        code, body = api.post("kfp/submit", {"path": "named.ipynb"})
+        assert (code, body) == (502, {"error": f"KFP at {configured.url} answered 500"})
+        assert named.requests == []
+    assert not any("INTERNAL-DETAIL" in text or "tok-SECRET-kfp" in text for text in api.seen)
+
+
+@pytest.mark.parametrize("where", ["name", "pipeline_name"])
+@pytest.mark.parametrize("payload", [
+    'x""";import pathlib;pathlib.Path(r"{s}").write_text("ran");"""',
+    'x"""\nimport pathlib\npathlib.Path(r"{s}").write_text("ran")\n"""',
+    "x''';import pathlib;pathlib.Path(r'{s}').write_text('ran');'''",
+])
+def test_kfp_yaml_of_a_hostile_name_runs_no_code_in_the_server(where, payload, api, jp_root_dir, tmp_path):
+    """GET kfp/yaml needs read permission only: a name that breaks out of a string in the generated
+    module must not run in the server (relies on compiler/targets/kfp writing names as literals)."""
+    sentinel = tmp_path / "sentinel"
+    name = payload.format(s=sentinel)
+    metadata = {"nbscale": {"name": name} if where == "name" else {"kfp": {"pipeline_name": name}}}
+    make_notebook(jp_root_dir, NOTEBOOK, name="hostile", metadata=metadata)
+    code, body = api.get("kfp/yaml", path="hostile.ipynb")
+    assert code in (200, 400), body
+    assert not sentinel.exists(), "the notebook's name ran as code in the server"

@@ -59,3 +59,15 @@ def test_a_notebook_with_errors_names_them_in_the_detail(root):
         compile_without_errors(nb, "running")
     assert [d["code"] for d in err.value.detail["diagnostics"]] == ["undefined-name"]
     assert compile_without_errors(make_notebook(root, TWO_STEPS), "running").name == "nb"
+
+
+def test_file_system_errors_are_request_errors_with_a_message(root, tmp_path):
+    (root / "loop-a.ipynb").symlink_to("loop-b.ipynb")
+    (root / "loop-b.ipynb").symlink_to("loop-a.ipynb")
+    notebooks = Notebooks(root)
+    cases = {"loop-a.ipynb": "symbolic links loop", "a" * 5000 + ".ipynb": "too long",
+             "x" * 300 + "/nb.ipynb": "too long", "nb\0.ipynb": "NUL"}
+    for path, says in cases.items():
+        with pytest.raises(InvalidInput, match=says) as err:
+            notebooks.resolve(path)
+        assert len(err.value.message) < 300 and str(root) not in err.value.message
