@@ -102,6 +102,7 @@ def submit(notebook, host, experiment, run_name, assignments, parameters_file, n
     if not options.host:
         fail("error: no KFP endpoint: give --host URL (or NBSCALE_KFP_HOST, or host in "
              "[tool.nbscale.kfp])", EXIT_BAD_INPUT)
+    _refuse_notebook_host(notebook, host, options.host, token or cookies)
     try:
         given = params.load_file(parameters_file) if parameters_file else {}
         given.update(params.parse_assignments(assignments))
@@ -115,6 +116,17 @@ def submit(notebook, host, experiment, run_name, assignments, parameters_file, n
                f"({'uploaded' if result['uploaded'] else 'unchanged'}); experiment {options.experiment!r}")
     click.echo(f"run {result['run_id']}: {result['url']}")
     _note_missing_packages(pipeline, options)
+
+
+def _refuse_notebook_host(notebook, given_host, host, credentials) -> None:
+    """Credentials never follow notebook text: a host that only the notebook's metadata names (a
+    downloaded notebook may name anyone's server) must be confirmed with --host."""
+    from nbscale.compiler.targets.kfp import metadata_host
+
+    if credentials and not given_host and host == metadata_host(notebook):
+        fail(f"error: the notebook's metadata names the KFP endpoint {host}; credentials go only to an "
+             f"endpoint you name: give --host {host} (or NBSCALE_KFP_HOST, or host in [tool.nbscale.kfp])",
+             EXIT_BAD_INPUT)
 
 
 def _note_missing_packages(pipeline, options) -> None:

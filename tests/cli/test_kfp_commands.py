@@ -195,3 +195,15 @@ def test_an_unreachable_endpoint_and_bad_input(tmp_path):
     assert unknown.exit_code == 2 and "unknown parameter(s) nope" in unknown.output
     nohost = CliRunner().invoke(main, ["submit", str(IRIS)], env={"NBSCALE_KFP_HOST": ""})
     assert nohost.exit_code == 2 and "no KFP endpoint" in nohost.output
+
+
+def test_credentials_never_go_to_a_host_only_the_notebook_metadata_names(kfp_api, tmp_path):
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"])], metadata={"nbscale": {"kfp": {"host": kfp_api.url}}})
+    refused = cli("submit", nb, env={"NBSCALE_KFP_TOKEN": TOKEN})
+    assert refused.exit_code != 0 and f"give --host {kfp_api.url}" in refused.output
+    assert kfp_api.requests == []  # nothing was sent, token or not
+    confirmed = cli("submit", nb, "--host", kfp_api.url, env={"NBSCALE_KFP_TOKEN": TOKEN})
+    assert confirmed.exit_code == 0, confirmed.output
+    assert all(r["headers"].get("authorization") == f"Bearer {TOKEN}" for r in kfp_api.requests)
+    without_credentials = cli("submit", nb)  # nothing secret to leak: the metadata's host is used
+    assert without_credentials.exit_code == 0, without_credentials.output

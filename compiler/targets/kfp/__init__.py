@@ -25,6 +25,7 @@ from .options import (
     OptionsError,
     default_packages,
     load_options,
+    metadata_host,
 )
 from .parameters import NATIVE_TYPES, is_native, kfp_argument, wire_type
 from .target import KfpTarget
@@ -34,5 +35,6 @@ __all__ = [
     "DEFAULT_ACCELERATOR", "DEFAULT_BASE_IMAGE", "DEFAULT_EXPERIMENT", "METRICS_OUTPUT", "NATIVE_TYPES",
     "OPTION_NAMES", "RECORD_OUTPUT", "RUNTIME", "RUNTIME_ENTRY", "RUNTIME_MODULES", "KfpModule", "KfpOptions",
     "KfpTarget", "OptionsError", "compile_pipeline", "default_packages", "generate", "is_native", "kfp_argument",
-    "kfp_name", "load_options", "missing_packages_note", "third_party_imports", "wire_type", "write_yaml",
+    "kfp_name", "load_options", "metadata_host", "missing_packages_note", "third_party_imports", "wire_type",
+    "write_yaml",
 ]

@@ -102,6 +102,13 @@ def _pyproject_table(path: Path) -> dict:
     return table
 
 
+def metadata_host(notebook) -> str | None:
+    """The KFP host the notebook's own metadata names: notebook text, so never where credentials go
+    unless the user names it too."""
+    host = _metadata_table(Path(notebook)).get("host")
+    return host if isinstance(host, str) and host else None
+
+
 def _metadata_table(notebook: Path) -> dict:
     try:
         metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
