@@ -13,7 +13,8 @@ Protocol (one JSON object per line):
   samples of a cluster the run started for itself, `{"type": "done", "status"}`,
   `{"type": "error", "input": bool, "message"}`. Everything else the process prints goes to stderr.
 A cancel raises KeyboardInterrupt in the main thread: the runner marks the run cancelled, as on
-Ctrl-C in the CLI.
+Ctrl-C in the CLI; SIGTERM does the same once the run began (exit code 143). This process owns the
+run (its pid is the run's owner in the run store): if it dies, the supervisor finishes the run.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def main() -> int:
     threading.Thread(target=_watch_server, name="nbscale-cancel", daemon=True).start()
 
     from nbscale.errors import NbscaleError
-    from nbscale.kernels.errors import RunStoreError
+    from nbscale.kernels.errors import RunStoreError, Terminated
+    from nbscale.kernels.interrupts import sigterm_interrupts
     from nbscale.kernels.runner import RunOptions, run_notebook
 
     def on_event(kind, step, payload):
@@ -78,12 +80,13 @@ def main() -> int:
     _running.set()
     try:
         # the run store is the CLI's, beside the notebook (contract.run_store_path)
-        result = run_notebook(spec["notebook"], spec.get("parameters") or {}, options, on_event=on_event)
+        with sigterm_interrupts():
+            result = run_notebook(spec["notebook"], spec.get("parameters") or {}, options, on_event=on_event)
         _running.clear()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _running.clear()
         channel.send({"type": "done", "status": CANCELLED})
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except NbscaleError as exc:
         channel.send({"type": "error", "input": not isinstance(exc, RunStoreError), "message": str(exc)})
         return 2

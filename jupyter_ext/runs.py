@@ -1,9 +1,10 @@
 """The runs of the panel: history from the run store, starting and cancelling runs, their events.
 
 The CLI's run store beside each notebook (`contract.run_store_path`) is the only record, so runs
-started here and runs started with `nbscale run` are the same runs. A run started here executes in
-a process of its own (`runproc.py`: user code must not run inside the Jupyter server), supervised
-by a `supervisor.RunProcess`; cancelling interrupts it as Ctrl-C does the CLI. Events of runs
+started here and runs started with `nbscale run` are the same runs (and reading the store finishes
+runs whose process died, `RunStore.reap`). A run started here executes in a process of its own
+(`runproc.py`: user code must not run inside the Jupyter server), supervised by a
+`supervisor.RunProcess`; cancelling interrupts it as Ctrl-C does the CLI. Events of runs
 started here are published as they happen; those of runs other processes write to the store of a
 watched notebook are read from the store at each sample (`publish_store_events`).
 """
@@ -187,7 +188,7 @@ class Runs:
         return await asyncio.to_thread(self.store_for, notebook, create)
 
     async def _get(self, notebook: Path, run_id: str) -> dict:
-        from nbscale.kernels.errors import AmbiguousRunId, RunStoreError
+        from nbscale.kernels.errors import AmbiguousRunId, UnknownRun
 
         store = await self._store(notebook, create=False)
         if store is None:
@@ -196,7 +197,7 @@ class Runs:
             run = await asyncio.to_thread(store.get_run, run_id)
         except AmbiguousRunId as exc:
             raise InvalidInput(str(exc)) from None
-        except RunStoreError:
+        except UnknownRun:  # a damaged or read-only store is said as such (RunStoreError)
             raise NotFound(f"no run {run_id}") from None
         if Path(run["notebook"]) != notebook:
             raise NotFound(f"no run {run_id} of {self.notebooks.api_path(notebook)}")

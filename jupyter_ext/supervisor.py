@@ -2,7 +2,9 @@
 
 The thread reads the process's JSON lines (protocol in `runproc.py`), turns its events into Event
 models, keeps its latest cluster sample, and when the process ends makes the run store final if
-the process could not (killed, crashed, cancelled before the run began). Everything that touches
+the process could not (killed, crashed, cancelled before the run began). It does so before it
+collects the dead process: until then the run store's own check for dead owners leaves the run to
+this supervisor, which knows more (a requested cancel, the exit code, the end of stderr). Everything that touches
 the server's state goes back to the event loop through `call_soon_threadsafe`.
 
 The owner (`runs.Runs`) provides `log`, `events` (an EventHub), `store_for(notebook)`, and
@@ -20,7 +22,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from nbscale.kernels.contract import CANCELLED, FAILED, FINISHED, PENDING, RUN_FINISHED, RUNNING
+from nbscale.kernels.contract import CANCELLED, CANCELLED_BY_USER, FAILED, RUN_FINISHED
 
 from . import models
 from .errors import ExtensionError, InvalidInput
@@ -101,13 +103,15 @@ class RunProcess:
                 except ValueError:
                     continue
                 self._handle(message)
-            code = self.proc.wait()
+            try:
+                status = self._finalize(self._exit_code())
+            finally:
+                self.proc.wait()  # collect it: from now on its run has a dead owner
             with self.stdin_lock:
                 try:
                     self.proc.stdin.close()
                 except OSError:
                     pass
-            status = self._finalize(code)
         except Exception:  # noqa: BLE001 - never let a supervisor die silently
             self.owner.log.exception("nbscale: supervising run %s failed", self.run_id)
         finally:
@@ -131,25 +135,32 @@ class RunProcess:
         elif kind == "error":
             self.error, self.input_error = str(message.get("message") or "error"), bool(message.get("input"))
 
+    def _exit_code(self) -> int:
+        """Wait for the process to end without collecting it: as a zombie child of this process it
+        still counts as the run's living owner, so no reader of the run store finishes the run first."""
+        if not hasattr(os, "waitid"):  # pragma: no cover - Windows
+            return self.proc.wait()
+        while True:
+            try:
+                info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError:
+                return self.proc.wait()
+            except InterruptedError:
+                continue
+            if info is not None:
+                return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
     def _finalize(self, code: int) -> str | None:
-        """Make the run store final when the process could not (killed, crashed, cancelled early)."""
+        """Make the run store final when the process could not (killed, crashed, cancelled early);
+        the run's final status."""
         if self.run_id is None:
             return None
-        store = self.owner.store_for(self.notebook)
-        run = store.get_run(self.run_id)
-        if run["status"] in FINISHED:
-            return run["status"]
         status = CANCELLED if self.cancel_requested else FAILED
-        for step in run["steps"]:
-            if step["status"] in (PENDING, RUNNING):
-                failed = step["status"] == RUNNING and status == FAILED
-                store.update_step(self.run_id, step["step"], status=FAILED if failed else CANCELLED)
         if status == CANCELLED:
-            error = "cancelled by the user"
+            error = CANCELLED_BY_USER
         else:
             error = self.error or f"the run process ended with exit code {code}: {self._stderr_tail()}"
-        store.finish_run(self.run_id, status, error)
-        return status
+        return self.owner.store_for(self.notebook).end_unfinished(self.run_id, status, error)
 
     def _stderr_tail(self, lines: int = 15) -> str:
         try:

@@ -2,9 +2,10 @@
 
 One home for: the step and run statuses, the step events an engine emits, what a step is given
 (`StepSpec`) and what it gives back (`StepOutcome`), the error shape a failure is reported in
-(`error_dict`, `failed_outcome`), the one timeout mechanism (`deadline`), and where a notebook's
-state lives (`state_dir`, `run_store_path`, `artifacts_url`). Engines, the runner, the run store,
-the server extension and the CLI import these names instead of spelling them again.
+(`error_dict`, `failed_outcome`), why a run stopped early (`OWNER_STOPPED`, ...), the one timeout
+mechanism (`deadline`), and where a notebook's state lives (`state_dir`, `run_store_path`,
+`artifacts_url`). Engines, the runner, the run store, the server extension and the CLI import these
+names instead of spelling them again.
 
 An engine implements `run(specs, emit) -> {step: StepOutcome}`: `specs` in a topological order,
 `emit(kind, step, payload)` for the live events below, and `step_finished` emitted once per step
@@ -36,6 +37,18 @@ RUN_CREATED, RUN_STARTED, RUN_FINISHED = "run_created", "run_started", "run_fini
 STEP_STARTED, STEP_CACHED, STEP_RETRY, STEP_FINISHED = "step_started", "step_cached", "step_retry", "step_finished"
 STEP_NOTEBOOK, WARNING = "step_notebook", "warning"
 STEP_STALE = "step_stale"  # a stored result exists but a dependency changed: payload {"changes": [text]}
+
+# --- why a run ended without finishing its steps (the run's `error`) ------------------------------
+CANCELLED_BY_USER = "cancelled by the user"  # Ctrl-C, Cancel in the panel
+STOPPED_BY_SIGTERM = "stopped by SIGTERM"  # handled like Ctrl-C: the run is cancelled
+OWNER_STOPPED = "the process running it stopped"  # found by whoever opens the run store next
+
+
+def state_lost_message(run_store) -> str:
+    """The run's record went away under it (`.nbscale/` or its `runs.sqlite` deleted or replaced)."""
+    return (f"the state folder {Path(run_store).parent} (or its run store {Path(run_store).name}) was deleted "
+            "or replaced during the run: this run's history and the values it stored for reuse are lost")
+
 
 METRICS_KEY = "__nbscale_metrics__"  # a metrics step keeps its metrics under this name in the store
 

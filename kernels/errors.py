@@ -6,7 +6,8 @@ from ..errors import NbscaleError, PluginError
 
 __all__ = [
     "AmbiguousRunId", "ArtifactNotFound", "CorruptArtifact", "CorruptArtifactWarning", "MarshalError",
-    "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable", "PluginError", "RunStoreError", "StepTimeout",
+    "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable", "PluginError", "RunStoreCorrupt",
+    "RunStoreError", "RunStoreReadOnly", "StepTimeout", "Terminated", "UnknownRun",
 ]
 
 
@@ -67,8 +68,43 @@ class RunStoreError(NbscaleRuntimeError):
     """Bad use of the run store: unknown run, ambiguous id prefix, invalid status."""
 
 
+class UnknownRun(RunStoreError):
+    """No run has this id (or id prefix)."""
+
+
 class AmbiguousRunId(RunStoreError):
     """A run id prefix that more than one run starts with."""
+
+
+class RunStoreCorrupt(RunStoreError):
+    """The run-store file is damaged or is not a SQLite database: its history cannot be read.
+
+    Nothing moves it on its own: `nbscale runs --repair` moves it aside and starts an empty one.
+    """
+
+    def __init__(self, path, detail: str):
+        self.path, self.detail = str(path), detail
+        super().__init__(
+            f"the run store {self.path} is damaged ({detail}): its run history cannot be read. "
+            f"`nbscale runs --repair` in that folder moves it aside (to {self.path}.corrupt-<time>, kept "
+            "for inspection) and starts an empty one")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.detail)
+
+
+class RunStoreReadOnly(RunStoreError):
+    """The run store can be read but not written (a read-only file, folder or file system)."""
+
+    def __init__(self, path, detail: str):
+        self.path, self.detail = str(path), detail
+        super().__init__(
+            f"cannot write the run store {self.path} (read-only: {detail}): history can be read, but no "
+            "run can be recorded. Make the file and its folder writable, or run a copy of the notebook "
+            "in a writable folder")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.detail)
 
 
 class ParameterError(NbscaleRuntimeError):
@@ -81,3 +117,7 @@ class PipelineNotRunnable(NbscaleRuntimeError):
 
 class StepTimeout(NbscaleRuntimeError):
     """A step ran longer than its `timeout:` tag allows."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: handled like Ctrl-C (the run is cancelled), reported as SIGTERM."""

@@ -1,12 +1,15 @@
 """Run a notebook as a pipeline: compile, plan against the cache, run on an engine, record.
 
 The same code path serves the CLI (`nbscale run`), the Python API (`nbscale.run`) and the
-JupyterLab server extension. Everything about a run goes to the run store as it happens.
+JupyterLab server extension. Everything about a run goes to the run store as it happens, and every
+run ends in a final state: Ctrl-C (or SIGTERM, `Terminated`) cancels it, an error fails it, and a
+run store deleted under it fails it with the news that its record is lost.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from . import params as params_mod
 from .contract import (
     CACHED,
     CANCELLED,
+    CANCELLED_BY_USER,
     FAILED,
     METRICS_KEY,
     RUN_CREATED,
@@ -25,15 +29,18 @@ from .contract import (
     RUNNING,
     STEP_FINISHED,
     STEP_STARTED,
+    STOPPED_BY_SIGTERM,
     SUCCEEDED,
     UPSTREAM_FAILED,
+    WARNING,
     StepSpec,
     artifacts_url,
     run_key,
     run_store_path,
+    state_lost_message,
 )
 from .engines import get_engine
-from .errors import PipelineNotRunnable
+from .errors import PipelineNotRunnable, RunStoreError, Terminated
 from .runstore import RunStore
 from .store import ArtifactStore
 from .task import reusable_manifest, stored_digests
@@ -52,6 +59,7 @@ class RunResult:
     metrics: dict
     store_url: str
     hashes: dict = field(default_factory=dict)
+    error: str | None = None  # why a run that ran its steps still failed (its record was lost)
 
     @property
     def ok(self) -> bool:
@@ -67,7 +75,10 @@ class RunResult:
         return values
 
     def to_json(self) -> dict:
-        return {"run_id": self.run_id, "status": self.status, "steps": self.steps, "metrics": self.metrics}
+        data = {"run_id": self.run_id, "status": self.status, "steps": self.steps, "metrics": self.metrics}
+        if self.error:
+            data["error"] = self.error
+        return data
 
 
 @dataclass
@@ -106,20 +117,21 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine, values,
                               [s.name for s in pipeline.steps])
     recorder = _Recorder(store, run_id, hashes, on_event)
-    recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
-    specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd)
-    store.start_run(run_id)
-    recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
-    outcomes = {}
+    store.on_file_lost(recorder.state_lost)  # the heartbeat notices it during the run
     engine = None
     try:
+        recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
+        specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd)
+        store.start_run(run_id)
+        recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
+        outcomes = {}
         if specs:
             engine = get_engine(options.engine, scheduler=options.scheduler, scheduler_file=options.scheduler_file,
                                 workers=options.workers, run_id=run_id, **(engine_options or {}))
             outcomes = engine.run(specs, recorder.emit)
-    except KeyboardInterrupt:
-        recorder.cancel([s.name for s in pipeline.steps])
-        store.finish_run(run_id, CANCELLED, "cancelled by the user")
+    except BaseException as exc:
+        store.remove_file_lost_listener(recorder.state_lost)
+        recorder.stopped(exc)
         raise
     finally:
         if engine is not None:
@@ -128,10 +140,14 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     # engine that keeps its own cache (kfp-local) stores under the static hash
     keys = {**hashes, **keys, **{name: o.key for name, o in outcomes.items() if o.key}}
     status = _finish(pipeline, specs, outcomes, recorder, store_url, keys)
-    store.finish_run(run_id, status)
-    recorder.emit(RUN_FINISHED, None, {"status": status})
+    error = None
+    if store.file_lost():  # the steps ran, but what they stored went with the folder
+        status, error = FAILED, state_lost_message(store.path)
+    store.remove_file_lost_listener(recorder.state_lost)
+    store.finish_run(run_id, status, error)
+    recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
     run = store.get_run(run_id)
-    return RunResult(run_id, status, _steps_json(run), _metrics(run), store_url, keys)
+    return RunResult(run_id, status, _steps_json(run), _metrics(run), store_url, keys, error)
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> tuple[list[StepSpec], dict]:
@@ -279,11 +295,21 @@ class _Recorder:
         if self.on_event is not None:
             self.on_event(STEP_FINISHED, step, {"status": CACHED})
 
-    def cancel(self, steps):
-        with self.lock:
-            for step in steps:
-                if step not in self.done:
-                    self.store.update_step(self.run_id, step, status=CANCELLED)
+    def stopped(self, exc: BaseException):
+        """The run stopped before its steps finished: Ctrl-C and SIGTERM cancel it, an error fails it."""
+        if isinstance(exc, KeyboardInterrupt):
+            status, reason = CANCELLED, STOPPED_BY_SIGTERM if isinstance(exc, Terminated) else CANCELLED_BY_USER
+        else:
+            status, reason = FAILED, f"{type(exc).__name__}: {exc}"
+        with self.lock, suppress(RunStoreError):  # the error that stopped the run is the one to report
+            status = self.store.end_unfinished(self.run_id, status, reason)
+        if self.on_event is not None:
+            self.on_event(RUN_FINISHED, None, {"status": status, "error": reason})
+
+    def state_lost(self):
+        """The run store's file was deleted or replaced during the run (called once, from any thread)."""
+        with suppress(RunStoreError):
+            self.emit(WARNING, None, {"message": state_lost_message(self.store.path)})
 
 
 def _event_payload(kind, payload):

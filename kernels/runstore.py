@@ -2,11 +2,15 @@
 
 It is the one source the CLI, the panel and the widget read; several processes (engines,
 the Jupyter server) may write to it at the same time.
+
+Every run ends: a run records its owner (the process running it, `liveness.py`), which renews the
+run's heartbeat while it holds the run; whoever opens or reads the store finishes the runs whose
+owner is gone (`failed`, "the process running it stopped"). A damaged or read-only file is a
+`RunStoreError` that says so (`storefile.py`); a read-only store can still be read.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sqlite3
@@ -15,118 +19,94 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any
 
-from .contract import FINISHED, RUNNING, STATUSES
-from .errors import AmbiguousRunId, RunStoreError
+from . import storefile
+from .contract import CANCELLED, FAILED, FINISHED, OWNER_STOPPED, PENDING, RUN_FINISHED, RUNNING, STATUSES
+from .errors import AmbiguousRunId, RunStoreError, RunStoreReadOnly, UnknownRun
+from .liveness import HEARTBEAT_INTERVAL_S, OWNER_TIMEOUT_S, Heartbeat, current_owner, owner_gone
+from .runschema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STEP_FIELDS,
+    check_status,
+    now,
+    row_dict,
+    step_values,
+    to_json,
+)
 
-SCHEMA_VERSION = 3
+__all__ = ["SCHEMA_VERSION", "STATUSES", "RunStore", "now"]
+
 BUSY_TIMEOUT_MS = 30_000
-
-_SCHEMA_V1 = """
-CREATE TABLE runs (
-    id TEXT PRIMARY KEY, notebook TEXT NOT NULL, pipeline TEXT NOT NULL, engine TEXT NOT NULL,
-    status TEXT NOT NULL, parameters TEXT NOT NULL DEFAULT '{}',
-    created TEXT NOT NULL, started TEXT, finished TEXT, error TEXT
-);
-CREATE INDEX runs_notebook ON runs (notebook, created);
-CREATE TABLE step_runs (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, step TEXT NOT NULL,
-    position INTEGER NOT NULL, status TEXT NOT NULL, hash TEXT, started TEXT, finished TEXT,
-    duration_s REAL, cpu_s REAL, peak_rss_bytes INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
-    stdout TEXT, stderr TEXT, error TEXT, cached INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, step)
-);
-CREATE TABLE events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    time TEXT NOT NULL, kind TEXT NOT NULL, step TEXT, payload TEXT
-);
-CREATE INDEX events_run ON events (run_id, id);
-CREATE TABLE metrics (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, name TEXT NOT NULL,
-    value REAL, step TEXT, PRIMARY KEY (run_id, name)
-);
-CREATE TABLE artifacts (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, step TEXT NOT NULL,
-    hash TEXT NOT NULL, url TEXT NOT NULL, manifest TEXT, PRIMARY KEY (run_id, step)
-);
-"""
-
-# v2: the artifacts table never had a writer (the artifact store's manifests are the record)
-_SCHEMA_V2 = "DROP TABLE IF EXISTS artifacts;"
-# v3: why a step's stored result was not reused (the dependencies that changed), as a JSON list
-_SCHEMA_V3 = "ALTER TABLE step_runs ADD COLUMN stale TEXT;"
-
-# Migration i brings the schema from version i to i + 1; append, never edit.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
-
-STEP_FIELDS = {
-    "status", "hash", "started", "finished", "duration_s", "cpu_s", "peak_rss_bytes",
-    "attempts", "stdout", "stderr", "error", "cached", "stale",
-}
-_JSON_COLUMNS = {"parameters", "error", "payload", "manifest", "stale"}
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _timestamp(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        value = datetime.fromtimestamp(value, timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _json(value: Any) -> str | None:
-    # default=str: an odd payload (a numpy float, a path) must never fail a run mid-way.
-    return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
-
-
-def _check_status(status: str) -> str:
-    if status not in STATUSES:
-        raise RunStoreError(f"invalid status {status!r}; expected one of {', '.join(STATUSES)}")
-    return status
-
-
-def _row(row: sqlite3.Row) -> dict:
-    data = dict(row)
-    for key in _JSON_COLUMNS & data.keys():
-        if data[key] is not None:
-            data[key] = _loads(data[key])
-    if "cached" in data:
-        data["cached"] = bool(data["cached"])
-    return data
-
-
-def _loads(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text  # a run error stored as plain text
+REAP_INTERVAL_S = 1.0  # reads look for runs whose owner is gone at most this often
 
 
 class RunStore:
-    def __init__(self, path: str | os.PathLike):
+    """`heartbeat_s`: how often this process renews the heartbeat of the runs it owns;
+    `owner_timeout_s`: how old another host's heartbeat may be before its run is taken for dead."""
+
+    def __init__(self, path: str | os.PathLike, *, heartbeat_s: float = HEARTBEAT_INTERVAL_S,
+                 owner_timeout_s: float = OWNER_TIMEOUT_S):
         self.path = os.fspath(path)
-        parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        self.heartbeat_s, self.owner_timeout_s = heartbeat_s, owner_timeout_s
+        self.read_only = False
         self._lock = threading.Lock()
+        self._owned: set[str] = set()  # runs this store created and has not finished
+        self._heartbeat: Heartbeat | None = None  # runs while this store owns runs
+        self._heartbeat_lock = threading.Lock()
+        self._lost, self._lost_listeners, self._lost_lock = False, [], threading.Lock()
+        self._next_reap = 0.0
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            os.makedirs(parent, exist_ok=True)
+        try:
+            self._open(self.path)
+        except RunStoreError as exc:
+            cause = exc.__cause__
+            if not (storefile.is_read_only(cause) and os.path.exists(self.path)):
+                raise
+            self._open_read_only()
+        self._watch = storefile.FileWatch(self.path)
+        self._reap_due()
+
+    def _open(self, target: str, uri: bool = False) -> None:
         # Autocommit mode: every transaction below is opened explicitly.
-        self._db = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-            check_same_thread=False,
-        )
+        self._db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False, uri=uri)
         self._db.row_factory = sqlite3.Row
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._enable_wal()
-        # NORMAL is safe under WAL: a power cut may lose the last commits, never corrupt.
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.execute("PRAGMA foreign_keys = ON")
+        with self._sqlite_errors():
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if self.read_only:
+                self._check_version(self._version(self._db))
+                return
+            self._enable_wal()
+            # NORMAL is safe under WAL: a power cut may lose the last commits, never corrupt.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
         self._migrate()
+
+    def _open_read_only(self) -> None:
+        """History can still be read; every write says why it cannot. Without the right to create
+        the WAL's shared-memory file (a read-only folder) SQLite reads only as `immutable`."""
+        self.read_only = True
+        for immutable in (False, True):
+            self._db.close()
+            try:
+                self._open(storefile.read_only_uri(self.path, immutable), uri=True)
+                return
+            except RunStoreError as exc:
+                if immutable or not storefile.is_read_only(exc.__cause__):
+                    raise
+
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """A SQLite error becomes the RunStoreError that says what is wrong with the file (the
+        SQLite error stays its `__cause__`)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise storefile.store_error(exc, self.path) from exc
 
     def _enable_wal(self) -> None:
         # Switching a new database to WAL needs an exclusive lock, and SQLite answers "locked"
@@ -142,6 +122,10 @@ class RunStore:
                 time.sleep(0.01)
 
     def close(self) -> None:
+        heartbeat = self._heartbeat
+        if heartbeat is not None:
+            heartbeat.stop()
+        self._watch.close()
         with self._lock:
             self._db.close()
 
@@ -155,12 +139,14 @@ class RunStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         # IMMEDIATE takes the write lock up front: a deferred transaction that upgrades
         # from read to write fails at once under WAL instead of waiting for busy_timeout.
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+        if self.read_only:
+            raise RunStoreReadOnly(self.path, "the file could only be opened for reading")
+        with self._lock, self._sqlite_errors():
+            try:  # BEGIN inside: a Ctrl-C right after it must not leave the transaction open
+                self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
             except BaseException as exc:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise RunStoreError(f"{exc} (unknown run, or a duplicate row)") from exc
                 raise
@@ -169,24 +155,41 @@ class RunStore:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         # One read transaction: a consistent snapshot across the several SELECTs of a call.
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._lock, self._sqlite_errors():
             try:
+                self._db.execute("BEGIN")
                 yield self._db
             finally:
-                self._db.execute("COMMIT")
+                self._rollback()  # nothing to keep: ends the read
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction left to end (SQLite ended it on a fatal error)
+
+    @staticmethod
+    def _version(db: sqlite3.Connection) -> int:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone():
+            return 0
+        row = db.execute("SELECT version FROM schema_version").fetchone()
+        return row[0] if row else 0
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise RunStoreError(f"{self.path} has schema version {version}; this nbscale knows up to "
+                                f"{SCHEMA_VERSION} (upgrade nbscale)")
 
     def _migrate(self) -> None:
+        with self._lock, self._sqlite_errors():
+            current = self._version(self._db) == SCHEMA_VERSION  # the usual case: no write at open
+        if current:
+            return
         with self._write() as db:
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            version = row[0] if row else 0
-            if version > SCHEMA_VERSION:
-                raise RunStoreError(
-                    f"{self.path} has schema version {version}; this nbscale knows up to "
-                    f"{SCHEMA_VERSION} (upgrade nbscale)"
-                )
-            for script in _MIGRATIONS[version:]:
+            version = self._version(db)
+            self._check_version(version)
+            for script in MIGRATIONS[version:]:
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)
             db.execute("DELETE FROM schema_version")
@@ -198,31 +201,137 @@ class RunStore:
         self, notebook: str, pipeline_name: str, engine: str, parameters: dict | None,
         steps: list[str],
     ) -> str:
+        """A new pending run owned by this process, which keeps its heartbeat until it finishes."""
         run_id = uuid.uuid4().hex
+        owner = current_owner()
         with self._write() as db:
             db.execute(
-                "INSERT INTO runs (id, notebook, pipeline, engine, status, parameters, created)"
-                " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                (run_id, str(notebook), pipeline_name, engine, _json(parameters or {}), now()),
+                "INSERT INTO runs (id, notebook, pipeline, engine, status, parameters, created, owner_pid,"
+                " owner_host, owner_started, owner_space, heartbeat)"
+                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, str(notebook), pipeline_name, engine, to_json(parameters or {}), now(),
+                 owner.pid, owner.host, owner.started, owner.space, time.time()),
             )
             db.executemany(
                 "INSERT INTO step_runs (run_id, step, position, status) VALUES (?, ?, ?, 'pending')",
                 [(run_id, step, i) for i, step in enumerate(steps)],
             )
+        self._owned.add(run_id)
+        self._start_heartbeat()
         return run_id
 
     def start_run(self, run_id: str) -> None:
         self._update_run(run_id, status=RUNNING, started=now())
 
     def finish_run(self, run_id: str, status: str, error: Any = None) -> None:
-        self._update_run(run_id, status=_check_status(status), finished=now(), error=_json(error))
+        self._update_run(run_id, status=check_status(status), finished=now(), error=to_json(error))
+        self._owned.discard(run_id)
+
+    def end_unfinished(self, run_id: str, status: str, error: Any) -> str:
+        """Finish a run that stopped before its steps did (cancelled, or its process died): running
+        steps end `failed` (with `error`) or `cancelled` as the run, pending ones `cancelled`, and a
+        `run_finished` event records it. A run already finished keeps its status; the final status."""
+        with self._write() as db:
+            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise UnknownRun(f"no run {run_id!r}")
+            if row["status"] not in FINISHED:
+                self._end(db, run_id, check_status(status), error)
+        self._owned.discard(run_id)
+        return row["status"] if row["status"] in FINISHED else status
+
+    @staticmethod
+    def _end(db: sqlite3.Connection, run_id: str, status: str, error: Any) -> None:
+        stamp = now()
+        if status == FAILED:
+            db.execute("UPDATE step_runs SET status = ?, finished = ?, error = ? WHERE run_id = ? AND status = ?",
+                       (FAILED, stamp, to_json(error), run_id, RUNNING))
+        db.execute("UPDATE step_runs SET status = ?, finished = ? WHERE run_id = ? AND status IN (?, ?)",
+                   (CANCELLED, stamp, run_id, PENDING, RUNNING))
+        db.execute("UPDATE runs SET status = ?, finished = ?, error = ? WHERE id = ?",
+                   (status, stamp, to_json(error), run_id))
+        db.execute("INSERT INTO events (run_id, time, kind, step, payload) VALUES (?, ?, ?, NULL, ?)",
+                   (run_id, stamp, RUN_FINISHED, to_json({"status": status, "error": error})))
+
+    # -- owners: heartbeats, and the runs whose owner is gone ----------------------------------------
+
+    def reap(self) -> list[str]:
+        """Fail the unfinished runs whose owner is gone (`liveness.owner_gone`); their ids."""
+        with self._read() as db:
+            rows = db.execute("SELECT id, owner_pid, owner_host, owner_started, owner_space, heartbeat FROM runs"
+                              " WHERE status IN (?, ?)", (PENDING, RUNNING)).fetchall()
+        stamp = time.time()
+        gone = [row for row in rows if row["id"] not in self._owned and owner_gone(
+            row["owner_pid"], row["owner_host"], row["owner_started"], row["heartbeat"], space=row["owner_space"],
+            now=stamp, timeout=self.owner_timeout_s)]
+        reaped = []
+        for row in gone:
+            with self._write() as db:
+                # unchanged since read: not finished meanwhile, no heartbeat since
+                still = db.execute("SELECT 1 FROM runs WHERE id = ? AND status IN (?, ?) AND heartbeat IS ?",
+                                   (row["id"], PENDING, RUNNING, row["heartbeat"])).fetchone()
+                if still:
+                    self._end(db, row["id"], FAILED, OWNER_STOPPED)
+                    reaped.append(row["id"])
+        return reaped
+
+    def _reap_due(self) -> None:
+        """`reap`, at most once per REAP_INTERVAL_S (every read calls this)."""
+        if self.read_only or time.monotonic() < self._next_reap:
+            return
+        self._next_reap = time.monotonic() + REAP_INTERVAL_S
+        try:
+            self.reap()
+        except RunStoreReadOnly:
+            self._next_reap = float("inf")  # a store we cannot write is only read
+
+    def _start_heartbeat(self) -> None:
+        with self._heartbeat_lock:
+            if self._heartbeat is None:
+                self._heartbeat = Heartbeat(self._beat, self.heartbeat_s)
+                self._heartbeat.start()
+
+    def _beat(self) -> bool:
+        """Renew the heartbeat of the runs this store owns, and watch the file; False (the thread
+        ends, and the store can be collected) once it owns none: the next run starts another."""
+        self.file_lost()
+        with self._heartbeat_lock:
+            owned = list(self._owned)
+            if not owned:
+                self._heartbeat = None
+                return False
+        with self._write() as db:
+            stamp = time.time()
+            db.executemany("UPDATE runs SET heartbeat = ? WHERE id = ?", [(stamp, run_id) for run_id in owned])
+        return True
+
+    # -- the file under the store ---------------------------------------------------------------
+
+    def file_lost(self) -> bool:
+        """True once the store's file was deleted or replaced while open (its records went with it;
+        SQLite goes on writing to the unlinked file). Calls the `on_file_lost` listeners once."""
+        with self._lost_lock:
+            if self._lost or not self._watch.lost():
+                return self._lost
+            self._lost = True
+        for listener in list(self._lost_listeners):
+            listener()
+        return True
+
+    def on_file_lost(self, listener) -> None:
+        """Call `listener()` (from the heartbeat thread, or whoever asks `file_lost`) once the file is lost."""
+        self._lost_listeners.append(listener)
+
+    def remove_file_lost_listener(self, listener) -> None:
+        if listener in self._lost_listeners:
+            self._lost_listeners.remove(listener)
 
     def _update_run(self, run_id: str, **fields: Any) -> None:
         columns = ", ".join(f"{name} = ?" for name in fields)
         with self._write() as db:
             cursor = db.execute(f"UPDATE runs SET {columns} WHERE id = ?", (*fields.values(), run_id))
             if cursor.rowcount == 0:
-                raise RunStoreError(f"no run {run_id!r}")
+                raise UnknownRun(f"no run {run_id!r}")
 
     # -- step runs ------------------------------------------------------------------------
 
@@ -234,7 +343,7 @@ class RunStore:
             raise RunStoreError(f"unknown step run field(s): {', '.join(sorted(unknown))}")
         if not fields:
             return
-        values = self._step_values(fields)
+        values = step_values(fields)
         columns = ", ".join(f"{name} = ?" for name in values)
         with self._write() as db:
             cursor = db.execute(
@@ -244,26 +353,6 @@ class RunStore:
             if cursor.rowcount == 0:
                 raise RunStoreError(f"no step {step!r} in run {run_id!r}")
 
-    @staticmethod
-    def _step_values(fields: dict[str, Any]) -> dict[str, Any]:
-        values = dict(fields)
-        status = values.get("status")
-        if status is not None:
-            _check_status(status)
-            if status == RUNNING:
-                values.setdefault("started", now())
-            elif status in FINISHED:
-                values.setdefault("finished", now())
-        for key in ("started", "finished"):
-            if key in values:
-                values[key] = _timestamp(values[key])
-        for key in ("error", "stale"):
-            if key in values:
-                values[key] = _json(values[key])
-        if "cached" in values:
-            values["cached"] = int(bool(values["cached"]))
-        return values
-
     # -- events, metrics -------------------------------------------------------
 
     def add_event(
@@ -272,7 +361,7 @@ class RunStore:
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO events (run_id, time, kind, step, payload) VALUES (?, ?, ?, ?, ?)",
-                (run_id, now(), kind, step, _json(payload)),
+                (run_id, now(), kind, step, to_json(payload)),
             )
             return cursor.lastrowid
 
@@ -281,16 +370,17 @@ class RunStore:
             rows = db.execute(
                 "SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after_id)
             ).fetchall()
-        return [_row(row) for row in rows]
+        return [row_dict(row) for row in rows]
 
     def notebook_events_since(self, notebook: str, after_id: int = 0) -> list[dict]:
         """Events of every run of `notebook` newer than `after_id` (to follow runs of other processes)."""
+        self._reap_due()
         with self._read() as db:
             rows = db.execute(
                 "SELECT e.* FROM events e JOIN runs r ON r.id = e.run_id WHERE r.notebook = ? AND e.id > ?"
                 " ORDER BY e.id", (str(notebook), after_id)
             ).fetchall()
-        return [_row(row) for row in rows]
+        return [row_dict(row) for row in rows]
 
     def last_event_id(self) -> int:
         with self._read() as db:
@@ -313,22 +403,23 @@ class RunStore:
         """The full id of the one run whose id starts with `prefix` (like git's short ids)."""
         prefix = prefix.strip().lower()
         if not re.fullmatch(r"[0-9a-f]+", prefix):
-            raise RunStoreError(f"no run {prefix!r}")
+            raise UnknownRun(f"no run {prefix!r}")
         with self._read() as db:
             rows = db.execute(
                 "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
                 (prefix, prefix + "g"),  # "g" sorts after every hex digit
             ).fetchall()
         if not rows:
-            raise RunStoreError(f"no run {prefix!r}")
+            raise UnknownRun(f"no run {prefix!r}")
         if len(rows) > 1:
             raise AmbiguousRunId(f"run id prefix {prefix!r} is ambiguous")
         return rows[0][0]
 
     def get_run(self, run_id: str) -> dict:
+        self._reap_due()
         run_id = self.resolve(run_id)
         with self._read() as db:
-            run = _row(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+            run = row_dict(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
             run["steps"] = self._all(
                 db, "SELECT * FROM step_runs WHERE run_id = ? ORDER BY position", run_id
             )
@@ -339,16 +430,18 @@ class RunStore:
 
     def list_runs(self, notebook: str | None = None, limit: int = 50) -> list[dict]:
         """Runs, newest first."""
+        self._reap_due()
         where, args = ("WHERE notebook = ?", [str(notebook)]) if notebook is not None else ("", [])
         with self._read() as db:
             rows = db.execute(
                 f"SELECT * FROM runs {where} ORDER BY created DESC, rowid DESC LIMIT ?",
                 (*args, limit),
             ).fetchall()
-        return [_row(row) for row in rows]
+        return [row_dict(row) for row in rows]
 
     def metrics_history(self, notebook: str) -> list[dict]:
         """Every metric of every run of a notebook, oldest run first."""
+        self._reap_due()
         with self._read() as db:
             rows = db.execute(
                 "SELECT r.id AS run_id, r.created, r.status, r.parameters,"
@@ -356,8 +449,8 @@ class RunStore:
                 " WHERE r.notebook = ? ORDER BY r.created, r.rowid, m.name",
                 (str(notebook),),
             ).fetchall()
-        return [_row(row) for row in rows]
+        return [row_dict(row) for row in rows]
 
     @staticmethod
     def _all(db: sqlite3.Connection, sql: str, run_id: str) -> list[dict]:
-        return [_row(row) for row in db.execute(sql, (run_id,)).fetchall()]
+        return [row_dict(row) for row in db.execute(sql, (run_id,)).fetchall()]

@@ -3,6 +3,7 @@ terminal library to import, so a cached re-run stays quick; logs get no escape c
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -25,6 +26,9 @@ MARKS = {SUCCEEDED: "✓", CACHED: "≡", FAILED: "✗"}
 class Progress:
     def __init__(self, enabled=True):
         self.enabled = enabled
+        # the stderr of now: a step of the local engine swaps sys.stderr for its own capture, and a
+        # line from another thread (the heartbeat's warning) must not land in the step's output
+        self.stream = sys.stderr
         self.lock = threading.Lock()
         self.started: dict[str, float] = {}
 
@@ -52,9 +56,8 @@ class Progress:
             elif kind == STEP_STALE:
                 changes = "; ".join(payload.get("changes") or [])
                 self._line(f"  ↻ {step} runs again: {changes}")
-            elif kind == WARNING:
-                self._line(f"  ! {step}: {payload.get('message')}")
+            elif kind == WARNING:  # a run's warning (the state folder went away) names no step
+                self._line(f"  ! {step + ': ' if step else ''}{payload.get('message')}")
 
-    @staticmethod
-    def _line(text: str) -> None:
-        click.echo(text, err=True)
+    def _line(self, text: str) -> None:
+        click.echo(text, file=self.stream)

@@ -13,11 +13,18 @@ from contextlib import contextmanager
 import click
 
 from .errors import NbscaleError
+from .kernels.contract import STOPPED_BY_SIGTERM
+from .kernels.errors import Terminated
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # the notebook has errors (check, compile, graph), a run failed, the KFP endpoint refused
-EXIT_BAD_INPUT = 2  # not a usable notebook, bad arguments, parameters, settings or files; unknown plug-in
+# the notebook has errors (check, compile, graph), a run failed (or its record was lost: the state
+# folder was deleted during the run), the KFP endpoint refused
+EXIT_FAILED = 1
+# not a usable notebook, bad arguments, parameters, settings or files (a damaged or read-only run
+# store); unknown plug-in
+EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 130  # Ctrl-C, as a shell reports SIGINT
+EXIT_TERMINATED = 143  # SIGTERM, as a shell reports it (128 + 15); the run is cancelled as on Ctrl-C
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -32,11 +39,14 @@ def fail(message: str, code: int = EXIT_BAD_INPUT):
 
 @contextmanager
 def reporting_errors():
-    """Turn nbscale's errors into one `error: ...` line and their exit code; Ctrl-C into 130."""
+    """Turn nbscale's errors into one `error: ...` line and their exit code; Ctrl-C into 130,
+    SIGTERM (where `kernels.interrupts` turns it into `Terminated`) into 143."""
     try:
         yield
     except NbscaleError as exc:
         fail(f"error: {exc}", exit_code_for(exc))
+    except Terminated:
+        fail(f"cancelled: {STOPPED_BY_SIGTERM}", EXIT_TERMINATED)
     except KeyboardInterrupt:
         fail("cancelled", EXIT_CANCELLED)
 

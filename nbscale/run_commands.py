@@ -29,13 +29,14 @@ from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, duration_text, error_headlin
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_file, workers, no_cache,
         store_url, output):
-    """Run NOTEBOOK as a pipeline."""
+    """Run NOTEBOOK as a pipeline. Ctrl-C or SIGTERM cancels the run (exit 130, 143)."""
     from nbscale.kernels import params
+    from nbscale.kernels.interrupts import sigterm_interrupts
     from nbscale.kernels.runner import RunOptions, run_notebook
 
     from .progress import Progress
 
-    with reporting_errors():
+    with reporting_errors(), sigterm_interrupts():
         given = params.load_file(parameters_file) if parameters_file else {}
         given.update(params.parse_assignments(assignments))
         options = RunOptions(engine=engine, use_cache=not no_cache, store_url=store_url,
@@ -46,22 +47,48 @@ def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_fil
         click.echo(json.dumps(result.to_json(), indent=2, default=str))
     else:
         _print_summary(result)
+    if result.error:
+        click.echo(f"error: {result.error}", err=True)
     sys.exit(0 if result.ok else EXIT_FAILED)
 
 
 @click.command()
 @click.argument("notebook", required=False, type=click.Path(dir_okay=False))
 @click.option("--limit", default=20, show_default=True)
-def runs(notebook, limit):
+@click.option("--repair", is_flag=True,
+              help="Move a damaged run store aside (to runs.sqlite.corrupt-<time>) and start an empty one; "
+                   "a sound one is left alone.")
+def runs(notebook, limit, repair):
     """List runs (of NOTEBOOK, or of the notebooks in this folder), newest first."""
-    store = _store_for(notebook)
-    rows = store.list_runs(str(Path(notebook).resolve()) if notebook else None, limit=limit)
+    if repair:
+        _repair(_store_path(notebook))
+        return
+    with reporting_errors():
+        store = _store_for(notebook)
+        rows = store.list_runs(str(Path(notebook).resolve()) if notebook else None, limit=limit)
     if not rows:
         click.echo("no runs yet")
         return
     for row in rows:
+        why = f"  ({row['error']})" if isinstance(row.get("error"), str) else ""
         click.echo(f"{row['id'][:12]}  {row['status']:<10} {row['engine']:<8} {row['created'][:19]}  "
-                   f"{Path(row['notebook']).name}")
+                   f"{Path(row['notebook']).name}{why}")
+
+
+def _repair(path):
+    from nbscale.kernels.runstore import RunStore
+    from nbscale.kernels.storefile import repair
+
+    if not path.exists():
+        click.echo(f"no run store at {path}: nothing to repair")
+        return
+    with reporting_errors():
+        moved = repair(path)
+        if moved is None:
+            click.echo(f"the run store {path} is sound: nothing moved")
+            return
+        RunStore(path).close()
+    click.echo(f"moved the damaged run store to {moved} (kept for inspection); {path} starts empty")
 
 
 @click.command()
@@ -70,9 +97,15 @@ def runs(notebook, limit):
 @click.option("--logs/--no-logs", default=True, help="Show each step's output.")
 def show(run_id, notebook, logs):
     """Show one run: steps, logs, metrics and the traceback of a failure."""
+    from nbscale.kernels.contract import FINISHED
+
     with reporting_errors():
         run = _store_for(notebook).get_run(run_id)
     click.echo(f"run {run['id']}  {run['status']}  engine {run['engine']}  {Path(run['notebook']).name}")
+    if isinstance(run.get("error"), str):
+        click.echo(f"why: {run['error']}")
+    if run["status"] not in FINISHED and run.get("owner_pid"):
+        click.echo(f"running in process {run['owner_pid']} on {run.get('owner_host')}")
     click.echo(f"parameters: {json.dumps(run['parameters'])}")
     for step in run["steps"]:
         click.echo(f"  {step['step']:<20} {step['status']:<16} {duration_text(step.get('duration_s'))}")
@@ -95,12 +128,17 @@ def register(group):
         group.add_command(command)
 
 
-def _store_for(notebook):
+def _store_path(notebook):
     from nbscale.kernels.contract import run_store_path
-    from nbscale.kernels.runstore import RunStore
 
     # any file name in the folder gives the folder's run store
-    path = run_store_path(Path(notebook) if notebook else Path.cwd() / "_")
+    return run_store_path(Path(notebook) if notebook else Path.cwd() / "_")
+
+
+def _store_for(notebook):
+    from nbscale.kernels.runstore import RunStore
+
+    path = _store_path(notebook)
     if not path.exists():
         fail(f"no run store at {path} (no runs in this folder yet)", EXIT_BAD_INPUT)
     return RunStore(path)

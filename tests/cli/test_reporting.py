@@ -9,9 +9,11 @@ from click.testing import CliRunner
 from nbscale.compiler import compile_source
 from nbscale.compiler.errors import NotebookReadError
 from nbscale.errors import PluginError
+from nbscale.kernels.errors import RunStoreCorrupt, Terminated
 from nbscale.reporting import (
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
+    EXIT_TERMINATED,
     error_counts,
     error_headline,
     exit_code_for,
@@ -67,3 +69,18 @@ def test_an_error_may_name_its_own_exit_code(code):
         exit_code = 1
 
     assert exit_code_for(Refused("no")) == 1 and exit_code_for(PluginError("x")) == code
+
+
+def test_sigterm_and_a_damaged_run_store_have_their_own_words():
+    def terminated():
+        raise Terminated()
+
+    result = run_command(terminated)
+    assert result.exit_code == EXIT_TERMINATED == 143 and result.output == "cancelled: stopped by SIGTERM\n"
+
+    def damaged():
+        raise RunStoreCorrupt("/x/.nbscale/runs.sqlite", "file is not a database")
+
+    result = run_command(damaged)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.output.startswith("error: the run store /x/.nbscale/runs.sqlite is damaged (file is not a database)")

@@ -10,10 +10,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES_DIR, make_notebook
 
 from nbscale.cli import main
+from nbscale.kernels.contract import OWNER_STOPPED, STOPPED_BY_SIGTERM
+from nbscale.kernels.errors import RunStoreError
 from nbscale.kernels.runstore import RunStore
 
 NBSCALE = [sys.executable, "-m", "nbscale"]
@@ -134,25 +137,42 @@ def test_concurrent_runs_in_one_folder(tmp_path):
     assert {r["status"] for r in rows} == {"succeeded"}
 
 
-def test_ctrl_c_cancels_run(tmp_path):
-    nb = make_notebook(tmp_path, [("import time", ["imports"]), ("time.sleep(30)\nx = 1", ["step:slow"]),
-                                  ("y = x", ["step:after"])], name="slow")
-    proc = subprocess.Popen(NBSCALE + ["run", str(nb), "--engine", "local"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    db_path = tmp_path / ".nbscale" / "runs.sqlite"
-    deadline = time.time() + 30
-    run_id = None
-    while time.time() < deadline and run_id is None:
+def _slow(tmp_path, seconds=30):
+    return make_notebook(tmp_path, [("import time", ["imports"]), (f"time.sleep({seconds})\nx = 1", ["step:slow"]),
+                                    ("y = x", ["step:after"])], name="slow")
+
+
+def _start_run(nb, *args):
+    return subprocess.Popen(NBSCALE + ["run", str(nb), "--engine", "local", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=nb.parent)
+
+
+def _running(db_path, step="slow", timeout=60):
+    """The id of the run whose `step` is running, once it is."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
         time.sleep(0.1)
         if db_path.exists():
             try:
-                for run in RunStore(db_path).list_runs():
-                    steps = RunStore(db_path).get_run(run["id"])["steps"]
-                    if any(s["step"] == "slow" and s["status"] == "running" for s in steps):
-                        run_id = run["id"]
-            except sqlite3.OperationalError:
-                pass
-    assert run_id, "the step never started"
+                with RunStore(db_path) as store:
+                    for run in store.list_runs():
+                        steps = store.get_run(run["id"])["steps"]
+                        if any(s["step"] == step and s["status"] == "running" for s in steps):
+                            return run["id"]
+            except RunStoreError:
+                pass  # created a moment ago: not all there yet
+    raise AssertionError(f"step {step!r} never started")
+
+
+def _nbscale(*args, cwd=None):
+    return subprocess.run(NBSCALE + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_ctrl_c_cancels_run(tmp_path):
+    nb = _slow(tmp_path)
+    proc = _start_run(nb)
+    db_path = tmp_path / ".nbscale" / "runs.sqlite"
+    run_id = _running(db_path)
     sent = time.time()
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=10)
@@ -161,3 +181,102 @@ def test_ctrl_c_cancels_run(tmp_path):
     run = RunStore(db_path).get_run(run_id)
     assert run["status"] == "cancelled"
     assert {s["step"]: s["status"] for s in run["steps"]} == {"slow": "cancelled", "after": "cancelled"}
+
+
+# --- every run ends in a final state ---------------------------------------------------------------
+
+
+def test_a_killed_run_shows_failed_at_the_next_look(tmp_path):
+    nb = _slow(tmp_path, 60)
+    proc = _start_run(nb)
+    run_id = _running(tmp_path / ".nbscale" / "runs.sqlite")
+    proc.kill()  # SIGKILL: nothing in the process can record anything
+    proc.communicate(timeout=30)
+    listing = _nbscale("runs", nb)
+    assert listing.returncode == 0, listing.stderr
+    line = next(line for line in listing.stdout.splitlines() if line.startswith(run_id[:12]))
+    assert " failed " in line and OWNER_STOPPED in line
+    shown = _nbscale("show", run_id[:8], "--notebook", nb)
+    assert f"why: {OWNER_STOPPED}" in shown.stdout
+    assert "slow" in shown.stdout and "after" in shown.stdout and "cancelled" in shown.stdout
+
+
+def test_sigterm_cancels_the_run_like_ctrl_c(tmp_path):
+    nb = _slow(tmp_path, 60)
+    proc = _start_run(nb)
+    run_id = _running(tmp_path / ".nbscale" / "runs.sqlite")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and STOPPED_BY_SIGTERM in err and "Traceback" not in err
+    run = RunStore(tmp_path / ".nbscale" / "runs.sqlite").get_run(run_id)
+    assert run["status"] == "cancelled" and run["error"] == STOPPED_BY_SIGTERM
+    assert {s["step"]: s["status"] for s in run["steps"]} == {"slow": "cancelled", "after": "cancelled"}
+
+
+def test_a_step_that_ends_the_local_engine_process_leaves_a_failed_run(tmp_path):
+    nb = make_notebook(tmp_path, [("import os\nx = 1", ["step:first"]), ("os._exit(3)", ["step:exits"]),
+                                  ("y = x", ["step:after"])], name="exits")
+    result = _nbscale("run", nb, "--engine", "local")
+    assert result.returncode == 3
+    listing = _nbscale("runs", nb)
+    assert "failed" in listing.stdout and OWNER_STOPPED in listing.stdout
+    store = RunStore(tmp_path / ".nbscale" / "runs.sqlite")
+    steps = {s["step"]: s["status"] for s in store.get_run(store.list_runs()[0]["id"])["steps"]}
+    assert steps == {"first": "succeeded", "exits": "failed", "after": "cancelled"}
+
+
+def test_deleting_the_state_folder_during_a_run_is_said_and_fails_the_run(tmp_path):
+    nb = _slow(tmp_path, 4)
+    proc = _start_run(nb)
+    _running(tmp_path / ".nbscale" / "runs.sqlite")
+    shutil.rmtree(tmp_path / ".nbscale")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "! the state folder" in err  # the warning, while the run goes on
+    assert "error: the state folder" in err and "history and the values it stored for reuse are lost" in err
+    assert ": failed" in out
+
+
+@pytest.fixture
+def damaged(tmp_path):
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"])], name="nb")
+    (tmp_path / ".nbscale").mkdir()
+    (tmp_path / ".nbscale" / "runs.sqlite").write_bytes(b"this is not a database " * 100)
+    return nb
+
+
+def test_a_damaged_run_store_is_explained_without_a_traceback(damaged):
+    store = damaged.parent / ".nbscale" / "runs.sqlite"
+    for args in (["runs", damaged], ["show", "abc", "--notebook", damaged], ["run", damaged, "--engine", "local"]):
+        result = _nbscale(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith(f"error: the run store {store} is damaged"), result.stderr
+        assert "nbscale runs --repair" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_repair_moves_a_damaged_store_aside_and_starts_an_empty_one(damaged):
+    state = damaged.parent / ".nbscale"
+    broken = (state / "runs.sqlite").read_bytes()
+    result = _nbscale("runs", "--repair", damaged)
+    assert result.returncode == 0 and "moved the damaged run store to" in result.stdout
+    (moved,) = state.glob("runs.sqlite.corrupt-*")
+    assert moved.read_bytes() == broken
+    assert _nbscale("runs", damaged).stdout.strip() == "no runs yet"
+    assert "is sound: nothing moved" in _nbscale("runs", "--repair", damaged).stdout
+    assert _nbscale("run", damaged, "--engine", "local").returncode == 0
+
+
+def test_a_read_only_run_store_is_read_and_refuses_a_run_with_a_message(tmp_path):
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"])], name="nb")
+    assert _nbscale("run", nb, "--engine", "local").returncode == 0
+    store = tmp_path / ".nbscale" / "runs.sqlite"
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(store)]).returncode:
+        pytest.skip("chattr +i is not available here (read-only even for root)")
+    try:
+        listing = _nbscale("runs", nb)
+        assert listing.returncode == 0 and "succeeded" in listing.stdout
+        refused = _nbscale("run", nb, "--engine", "local", "--no-cache")
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert refused.stderr.startswith(f"error: cannot write the run store {store} (read-only")
+    finally:
+        subprocess.run(["chattr", "-i", str(store)])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 from conftest import make_notebook
 
-from nbscale.kernels.contract import SUCCEEDED
+from nbscale.kernels.contract import CANCELLED, RUNNING, STOPPED_BY_SIGTERM, SUCCEEDED
 from nbscale.kernels.runner import default_run_store
 
 
@@ -44,3 +46,25 @@ def test_bad_input_is_reported_as_such(tmp_path):
     nb = make_notebook(tmp_path, [("k = 2", ["parameters"]), ("x = k", ["step:a"])], name="nb")
     (message,) = talk(nb, {"nope": 1})
     assert message["type"] == "error" and message["input"] is True and "unknown parameter" in message["message"]
+
+
+def test_sigterm_cancels_the_run_as_a_cancel_line_does(tmp_path):
+    nb = make_notebook(tmp_path, [("import time", ["imports"]), ("time.sleep(60)\nx = 1", ["step:slow"])], name="nb")
+    spec = {"notebook": str(nb), "parameters": {}, "options": {"engine": "local", "use_cache": False},
+            "cluster_factory": None}
+    with subprocess.Popen([sys.executable, "-P", "-m", "nbscale.jupyter_ext.runproc"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path) as proc:
+        proc.stdin.write(json.dumps(spec) + "\n")
+        proc.stdin.flush()
+        run_id = json.loads(proc.stdout.readline())["run_id"]
+        store = default_run_store(nb)
+        deadline = time.monotonic() + 60
+        while store.get_run(run_id)["steps"][0]["status"] != RUNNING and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        messages = [json.loads(line) for line in proc.stdout]
+        proc.stdin.close()
+        assert proc.wait(30) == 143
+    assert messages[-1] == {"type": "done", "status": CANCELLED}
+    run = store.get_run(run_id)
+    assert run["status"] == CANCELLED and run["error"] == STOPPED_BY_SIGTERM

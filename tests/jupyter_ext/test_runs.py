@@ -4,6 +4,8 @@ a run process that dies, and the events of runs started here."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,7 +16,8 @@ from nbscale.jupyter_ext.errors import Conflict, InvalidInput, NotFound
 from nbscale.jupyter_ext.events import EventHub
 from nbscale.jupyter_ext.notebooks import Notebooks
 from nbscale.jupyter_ext.runs import Runs
-from nbscale.kernels.contract import CANCELLED, FAILED, FINISHED, RUNNING, SUCCEEDED
+from nbscale.kernels.contract import CANCELLED, FAILED, FINISHED, OWNER_STOPPED, RUNNING, SUCCEEDED, run_store_path
+from nbscale.kernels.errors import RunStoreCorrupt
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
 SLOW = [("import time", ["imports"]), ("a = 1", ["step:quick"]), ("time.sleep(60)\nb = a", ["step:slow"]),
@@ -232,3 +235,50 @@ def test_store_events_of_other_processes_are_published_from_where_watching_began
     assert ("step_finished", "first") in kinds and ("step_finished", "second") in kinds
     assert {e["run_id"] for e in events} == {result.run_id}
     assert events[1]["payload"] == {"kind": "run_started", "engine": "local", "steps": 2}
+
+
+def test_a_cli_run_whose_process_was_killed_ends_failed_in_the_panel_within_seconds(root):
+    nb = make_notebook(root, SLOW, name="slow").resolve()
+    proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(nb), "--engine", "local"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+    events = []
+
+    async def main():
+        runs = local_runs(root)
+        runs.events.subscribe(events.append, nb)
+        deadline = time.monotonic() + 60
+        while not (await runs.history(nb))["runs"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        run_id = (await runs.history(nb))["runs"][0]["run_id"]
+        await wait_step_running(runs, nb, run_id, "slow", timeout=60)
+        await runs.publish_store_events({nb})  # watching from here
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30  # the samples of a watched notebook read its store
+        while not any(e["payload"]["kind"] == "run_finished" for e in events) and time.monotonic() < deadline:
+            await runs.publish_store_events({nb})
+            await asyncio.sleep(0.2)
+        detail = await runs.detail(nb, run_id)
+        await runs.close()
+        return detail
+
+    try:
+        detail = run(main())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert detail["status"] == FAILED and detail["error"] == OWNER_STOPPED
+    assert [s["status"] for s in detail["steps"]] == [SUCCEEDED, FAILED, CANCELLED]
+    finished = [e for e in events if e["payload"]["kind"] == "run_finished"]
+    assert [e["status"] for e in finished] == [FAILED]
+
+
+def test_a_damaged_run_store_is_reported_as_such_not_as_a_missing_run(root):
+    nb = make_notebook(root, TWO_STEPS, name="nb").resolve()
+    run_store_path(nb).parent.mkdir()
+    run_store_path(nb).write_bytes(b"not a database " * 100)
+    runs = local_runs(root)
+    with pytest.raises(RunStoreCorrupt, match="nbscale runs --repair"):
+        run(runs.history(nb))
+    with pytest.raises(RunStoreCorrupt):
+        run(runs.detail(nb, "abc"))

@@ -54,3 +54,9 @@ def test_state_paths_sit_beside_the_notebook(tmp_path):
     assert contract.run_store_path(nb).name == "runs.sqlite"
     assert Path(contract.artifacts_url(nb)).parent == contract.state_dir(nb)
     assert "'a', 'b'" in contract.missing_outputs_message("s", ["a", "b"])
+
+
+def test_a_lost_state_folder_is_named_with_what_went_with_it(tmp_path):
+    message = contract.state_lost_message(contract.run_store_path(tmp_path / "nb.ipynb"))
+    assert str(contract.state_dir(tmp_path / "nb.ipynb")) in message and "runs.sqlite" in message
+    assert "history" in message and "lost" in message

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
+import time
+
 import pytest
 from conftest import make_notebook
 
-from nbscale.kernels.errors import ParameterError, PipelineNotRunnable
+from nbscale.kernels.contract import CANCELLED_BY_USER, RUN_STARTED, STEP_STARTED, STOPPED_BY_SIGTERM, WARNING
+from nbscale.kernels.errors import ParameterError, PipelineNotRunnable, Terminated
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
 LOCAL = RunOptions(engine="local")
@@ -190,3 +195,73 @@ def test_metrics_and_run_store_records(tmp_path):
     assert run["parameters"] == {"k": 3}
     cached = run_notebook(nb, options=LOCAL)
     assert cached.metrics == {"score": 0.75}  # a cached metrics step reports its metrics again
+
+
+# --- every run ends in a final state ---------------------------------------------------------------
+
+
+def _three_steps(tmp_path):
+    return make_notebook(tmp_path, [("a = 1", ["step:a"]), ("b = a", ["step:b"]), ("c = b", ["step:c"])])
+
+
+@pytest.mark.parametrize("raised, status, reason", [
+    (KeyboardInterrupt(), "cancelled", CANCELLED_BY_USER),
+    (Terminated(), "cancelled", STOPPED_BY_SIGTERM),
+])
+def test_a_run_interrupted_in_a_step_is_cancelled_and_says_why(tmp_path, raised, status, reason):
+    nb = _three_steps(tmp_path)
+    seen = []
+
+    def on_event(kind, step, payload):
+        seen.append((kind, payload))
+        if kind == STEP_STARTED and step == "b":
+            raise raised
+
+    with pytest.raises(type(raised)):
+        run_notebook(nb, options=LOCAL, on_event=on_event)
+    store = default_run_store(nb)
+    run = store.get_run(store.list_runs()[0]["id"])
+    assert run["status"] == status and run["error"] == reason
+    assert {s["step"]: s["status"] for s in run["steps"]} == {"a": "succeeded", "b": "cancelled", "c": "cancelled"}
+    assert seen[-1] == ("run_finished", {"status": status, "error": reason})
+    assert [e["kind"] for e in store.events_since(run["id"])][-1] == "run_finished"
+
+
+def test_a_run_stopped_by_an_error_outside_its_steps_fails_and_says_why(tmp_path):
+    nb = _three_steps(tmp_path)
+
+    def on_event(kind, step, payload):
+        if kind == RUN_STARTED:
+            raise RuntimeError("the engine broke")
+
+    with pytest.raises(RuntimeError):
+        run_notebook(nb, options=LOCAL, on_event=on_event)
+    store = default_run_store(nb)
+    run = store.get_run(store.list_runs()[0]["id"])
+    assert run["status"] == "failed" and run["error"] == "RuntimeError: the engine broke"
+    assert {s["status"] for s in run["steps"]} == {"cancelled"}  # none had begun
+
+
+def test_a_run_whose_state_folder_is_deleted_fails_with_a_warning(tmp_path):
+    nb = make_notebook(tmp_path, [("import time", ["imports"]), ("time.sleep(3)\nx = 1", ["step:slow"]),
+                                  ("y = x", ["step:after"])])
+    warnings = []
+
+    def delete_when_running():
+        deadline = time.monotonic() + 60
+        while not (tmp_path / ".nbscale" / "runs.sqlite").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        shutil.rmtree(tmp_path / ".nbscale")
+
+    thread = threading.Thread(target=delete_when_running)
+    thread.start()
+    result = run_notebook(nb, options=LOCAL,
+                          on_event=lambda kind, step, payload: kind == WARNING and warnings.append(payload["message"]))
+    thread.join()
+    assert result.status == "failed" and not result.ok
+    assert "was deleted or replaced during the run" in result.error and str(tmp_path / ".nbscale") in result.error
+    assert result.to_json()["error"] == result.error
+    assert {s["status"] for s in result.steps} == {"succeeded"}  # the steps ran; their record is what was lost
+    assert warnings == [result.error]
+    assert "error" not in run_notebook(nb, options=LOCAL).to_json()  # a new store; all is well again

@@ -1,13 +1,20 @@
+import gc
 import multiprocessing
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
+import weakref
 
 import pytest
 
-from nbscale.kernels import runstore
-from nbscale.kernels.errors import RunStoreError
+from nbscale.kernels import runschema, runstore
+from nbscale.kernels.contract import OWNER_STOPPED
+from nbscale.kernels.errors import RunStoreCorrupt, RunStoreError, RunStoreReadOnly, UnknownRun
 from nbscale.kernels.runstore import STATUSES, RunStore
 
 STEPS = ["load", "train", "evaluate"]
@@ -77,7 +84,7 @@ def test_unknown_fields_steps_and_runs_are_rejected(store):
         store.update_step(run_id, "nope", status="running")
     with pytest.raises(RunStoreError):
         store.add_event("f" * 32, "log")
-    with pytest.raises(RunStoreError):
+    with pytest.raises(UnknownRun):
         store.start_run("f" * 32)
 
 
@@ -230,7 +237,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
     """A run store written before v2 (which still has the unused artifacts table) opens as v2."""
     path = tmp_path / "runs.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(runstore._SCHEMA_V1 + "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+    db.executescript(runschema.SCHEMA_V1 + "CREATE TABLE schema_version (version INTEGER NOT NULL);"
                      "INSERT INTO schema_version VALUES (1);"
                      "INSERT INTO runs (id, notebook, pipeline, engine, status, created)"
                      " VALUES ('abc123', 'nb.ipynb', 'nb', 'local', 'succeeded', '2026-01-01T00:00:00');")
@@ -239,3 +246,266 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
     assert store.get_run("abc")["status"] == "succeeded"
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "artifacts" not in tables and "runs" in tables
+
+
+# --- every run ends: owners, heartbeats, and runs whose owner is gone -------------------------------
+
+OWNER_SCRIPT = """
+import sys
+from nbscale.kernels.runstore import RunStore
+store = RunStore(sys.argv[1], heartbeat_s=0.1)
+run_id = store.create_run("nb.ipynb", "nb", "local", {}, ["load", "train", "evaluate"])
+store.start_run(run_id)
+store.update_step(run_id, "load", status="succeeded")
+store.update_step(run_id, "train", status="running")
+print(run_id, flush=True)
+sys.stdin.read()  # hold the run until told to go
+"""
+
+
+def start_owner(path):
+    """A real process that owns a running run (step `train` running) until its stdin closes."""
+    proc = subprocess.Popen([sys.executable, "-c", OWNER_SCRIPT, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+def poll(check, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    return check()
+
+
+def assert_reaped(run):
+    assert run["status"] == "failed" and run["error"] == OWNER_STOPPED and run["finished"]
+    steps = {s["step"]: s for s in run["steps"]}
+    assert steps["load"]["status"] == "succeeded"
+    assert steps["train"]["status"] == "failed" and steps["train"]["error"] == OWNER_STOPPED
+    assert steps["evaluate"]["status"] == "cancelled"
+
+
+def test_a_run_whose_process_exited_is_failed_when_the_store_is_opened(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    proc, run_id = start_owner(path)
+    proc.communicate("")  # the owner leaves without finishing its run
+    with RunStore(path) as store:
+        run = store.get_run(run_id)
+        assert_reaped(run)
+        finished = [e for e in store.events_since(run_id) if e["kind"] == "run_finished"]
+        assert [e["payload"] for e in finished] == [{"status": "failed", "error": OWNER_STOPPED}]
+
+
+def test_a_live_owner_keeps_its_run_and_a_killed_one_loses_it_within_seconds(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    proc, run_id = start_owner(path)
+    try:
+        with RunStore(path) as store:
+            assert store.get_run(run_id)["status"] == "running"
+            first = store.get_run(run_id)["heartbeat"]
+            assert poll(lambda: store.get_run(run_id)["heartbeat"] > first)  # the owner's heartbeat goes on
+            assert store.reap() == [] and store.get_run(run_id)["status"] == "running"
+            proc.kill()
+            proc.wait()
+            assert poll(lambda: store.get_run(run_id)["status"] != "running")  # a later read finishes it
+            assert_reaped(store.get_run(run_id))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def dead_pid():
+    """The pid of a process that has ended (and been collected)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def set_owner(path, run_id, **columns):
+    db = sqlite3.connect(path)
+    db.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?", (*columns.values(), run_id))
+    db.commit()
+    db.close()
+
+
+def test_owner_pid_gone_or_reused_or_stale_elsewhere(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    proc, held = start_owner(path)
+    try:
+        store = RunStore(path)
+        dead, reused, stale, fresh = (new_run(store) for _ in range(4))
+        for run_id in (dead, reused, stale, fresh):
+            store.finish_run(run_id, "succeeded")  # no longer this store's own runs
+            set_owner(path, run_id, status="running")
+        set_owner(path, dead, owner_pid=dead_pid())
+        set_owner(path, reused, owner_pid=proc.pid, owner_started=12345.0)  # a live pid, another start time
+        set_owner(path, stale, owner_host="elsewhere", heartbeat=time.time() - 60)
+        set_owner(path, fresh, owner_host="elsewhere", heartbeat=time.time())
+        assert sorted(store.reap()) == sorted([dead, reused, stale])
+        assert store.get_run(fresh)["status"] == "running" and store.get_run(held)["status"] == "running"
+        with RunStore(path, owner_timeout_s=0.0) as impatient:  # opening reaps
+            assert impatient.get_run(fresh)["status"] == "failed"
+            assert impatient.get_run(held)["status"] == "running"  # on this host: its process lives
+        store.close()
+    finally:
+        proc.communicate("")
+
+
+def test_the_store_renews_its_own_runs_heartbeat_until_they_finish(tmp_path):
+    with RunStore(tmp_path / "runs.sqlite", heartbeat_s=0.05) as store:
+        run_id = new_run(store)
+        first = store.get_run(run_id)["heartbeat"]
+        assert poll(lambda: store.get_run(run_id)["heartbeat"] > first)
+        store.finish_run(run_id, "succeeded")
+        time.sleep(0.2)
+        last = store.get_run(run_id)["heartbeat"]
+        time.sleep(0.3)
+        assert store.get_run(run_id)["heartbeat"] == last
+        again = new_run(store)  # the next run beats again
+        first = store.get_run(again)["heartbeat"]
+        assert poll(lambda: store.get_run(again)["heartbeat"] > first)
+
+
+def test_a_store_whose_runs_ended_is_not_kept_alive_by_its_heartbeat(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite", heartbeat_s=0.05)
+    store.finish_run(new_run(store), "succeeded")
+    dropped = weakref.ref(store)
+    del store  # as a long-lived kernel drops the store of each `nbscale.run`
+    assert poll(lambda: gc.collect() >= 0 and dropped() is None)
+
+
+def test_end_unfinished_keeps_a_finished_run_and_cancels_an_unfinished_one(store):
+    done, going = new_run(store), new_run(store)
+    store.finish_run(done, "succeeded")
+    assert store.end_unfinished(done, "failed", "late") == "succeeded"
+    store.update_step(going, "load", status="running")
+    assert store.end_unfinished(going, "cancelled", "stopped by SIGTERM") == "cancelled"
+    run = store.get_run(going)
+    assert run["status"] == "cancelled" and run["error"] == "stopped by SIGTERM"
+    assert {s["status"] for s in run["steps"]} == {"cancelled"}
+    with pytest.raises(UnknownRun):
+        store.end_unfinished("f" * 32, "failed", "x")
+
+
+# --- the file: migrations, damage, read-only, deleted under a run ---------------------------------
+
+
+def version_3_store(path):
+    """A run store as nbscale wrote it before runs had owners: one run done, one left running."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    db.executescript(runschema.SCHEMA_V1 + runschema.SCHEMA_V2 + runschema.SCHEMA_V3 +
+                     "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (3);"
+                     "INSERT INTO runs (id, notebook, pipeline, engine, status, created)"
+                     " VALUES ('abc1', 'nb.ipynb', 'nb', 'local', 'succeeded', '2026-01-01T00:00:00'),"
+                     " ('abc2', 'nb.ipynb', 'nb', 'local', 'running', '2026-01-01T00:00:01');")
+    db.close()
+
+
+def test_a_version_3_store_gains_owners_and_its_unfinished_runs_end_after_the_timeout(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    version_3_store(path)
+    with RunStore(path) as store:  # no owner was recorded: it gets OWNER_TIMEOUT_S to show up
+        assert store.get_run("abc1")["status"] == "succeeded" and store.get_run("abc2")["status"] == "running"
+        assert store.get_run("abc2")["heartbeat"] is not None
+    time.sleep(1.1)
+    with RunStore(path, owner_timeout_s=1.0) as store:
+        assert store.get_run("abc2")["status"] == "failed" and store.get_run("abc1")["status"] == "succeeded"
+        assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (4,)
+
+
+def filled_store(path, runs=30):
+    with RunStore(path) as store:
+        for _ in range(runs):
+            run_id = new_run(store)
+            store.add_event(run_id, "log", "load", {"text": "x" * 2000})
+            store.finish_run(run_id, "succeeded")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_store_says_so_and_repair_moves_it_aside(tmp_path, damage):
+    from nbscale.kernels.storefile import repair
+
+    path = tmp_path / "runs.sqlite"
+    filled_store(path)
+    if damage == "garbage":
+        path.write_bytes(b"not a database at all " * 200)
+    else:
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+    broken = path.read_bytes()
+    with pytest.raises(RunStoreCorrupt) as caught:
+        RunStore(path)
+    message = str(caught.value)
+    assert str(path) in message and "damaged" in message and "nbscale runs --repair" in message
+    moved = repair(path)
+    assert moved.name.startswith("runs.sqlite.corrupt-") and moved.read_bytes() == broken  # nothing lost
+    with RunStore(path) as store:
+        assert store.list_runs() == []
+
+
+def test_repair_leaves_a_sound_store_alone(tmp_path):
+    from nbscale.kernels.storefile import repair
+
+    path = tmp_path / "runs.sqlite"
+    filled_store(path, runs=2)
+    assert repair(path) is None
+    assert len(RunStore(path).list_runs()) == 2
+
+
+@pytest.fixture
+def immutable(tmp_path):
+    """`chattr +i`: read-only even for root (the tests run as root); undone afterwards."""
+    marked = []
+
+    def mark(*paths):
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", *map(str, paths)]).returncode:
+            pytest.skip("chattr +i is not available here")
+        marked.extend(paths)
+
+    yield mark
+    if marked:
+        subprocess.run(["chattr", "-i", *map(str, marked)])
+
+
+@pytest.mark.parametrize("what", ["file", "file and folder"])
+def test_a_read_only_store_can_be_read_but_says_it_cannot_be_written(tmp_path, immutable, what):
+    path = tmp_path / "state" / "runs.sqlite"
+    version_3_store(path)  # one that would need a migration: read without one
+    immutable(path, path.parent) if what == "file and folder" else immutable(path)
+    with RunStore(path) as store:
+        assert store.read_only
+        assert [r["status"] for r in store.list_runs()] == ["running", "succeeded"]
+        with pytest.raises(RunStoreReadOnly, match=r"cannot write the run store .*\(read-only"):
+            new_run(store)
+
+
+def test_a_read_only_current_store_is_found_out_at_the_first_write(tmp_path, immutable):
+    path = tmp_path / "runs.sqlite"
+    filled_store(path, runs=2)
+    immutable(path)
+    with RunStore(path) as store:
+        assert len(store.list_runs()) == 2
+        with pytest.raises(RunStoreReadOnly, match="attempt to write a readonly database"):
+            new_run(store)
+
+
+def test_a_store_file_deleted_or_replaced_while_open_is_noticed(tmp_path):
+    deleted = RunStore(tmp_path / "a" / "runs.sqlite", heartbeat_s=0.05)
+    heard = []
+    deleted.on_file_lost(lambda: heard.append(True))
+    new_run(deleted)  # owning a run starts the heartbeat, which watches the file
+    assert not deleted.file_lost()
+    shutil.rmtree(tmp_path / "a")
+    assert poll(lambda: heard) == [True]  # the heartbeat noticed, once
+    assert deleted.file_lost() and heard == [True]
+    deleted.close()
+
+    replaced = RunStore(tmp_path / "b" / "runs.sqlite")
+    os.replace(tmp_path / "b" / "runs.sqlite", tmp_path / "b" / "old.sqlite")
+    RunStore(tmp_path / "b" / "runs.sqlite").close()
+    assert replaced.file_lost()
+    replaced.close()

@@ -1,0 +1,64 @@
+"""SIGTERM handled like Ctrl-C, in a real process that gets a real signal."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+
+from nbscale.kernels.interrupts import sigterm_interrupts
+
+SCRIPT = """
+import sys, time
+from nbscale.kernels.errors import Terminated
+from nbscale.kernels.interrupts import sigterm_interrupts
+try:
+    with sigterm_interrupts():
+        print("ready", flush=True)
+        time.sleep(60)
+except Terminated:
+    print("terminated, cleaning up", flush=True)
+    if sys.argv[1] == "slow-cleanup":
+        time.sleep(60)  # a second SIGTERM ends the process at once
+    sys.exit(143)
+"""
+
+
+def start(mode):
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, mode], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_sigterm_raises_terminated_in_the_main_thread():
+    proc = start("quick")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "terminated, cleaning up" in out
+
+
+def test_a_second_sigterm_ends_the_process():
+    proc = start("slow-cleanup")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "terminated, cleaning up"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+
+
+def test_the_handler_is_restored_and_other_threads_leave_it_alone():
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_interrupts():
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+    seen = []
+
+    def in_thread():
+        with sigterm_interrupts():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert seen == [before]

@@ -1,0 +1,36 @@
+"""The run store's schema text and row conversions."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from nbscale.kernels import runschema
+from nbscale.kernels.errors import RunStoreError
+
+
+def test_migrations_build_the_current_schema_in_order():
+    assert len(runschema.MIGRATIONS) == runschema.SCHEMA_VERSION
+    db = sqlite3.connect(":memory:")
+    for script in runschema.MIGRATIONS:
+        db.executescript(script)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    assert {"owner_pid", "owner_host", "owner_started", "owner_space", "heartbeat"} <= columns
+    assert "stale" in {row[1] for row in db.execute("PRAGMA table_info(step_runs)")}
+
+
+def test_step_values_stamp_times_and_encode_json():
+    values = runschema.step_values({"status": "running", "error": {"ename": "E"}, "cached": 1, "finished": 0.0})
+    assert values["started"] and values["error"] == '{"ename": "E"}' and values["cached"] == 1
+    assert values["finished"] == "1970-01-01T00:00:00.000000+00:00"
+    assert "finished" in runschema.step_values({"status": "failed"})
+    with pytest.raises(RunStoreError, match="invalid status"):
+        runschema.step_values({"status": "done"})
+
+
+def test_rows_decode_json_columns_and_keep_plain_text():
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    row = db.execute("SELECT '{\"a\": 1}' AS parameters, 'plain reason' AS error, 1 AS cached").fetchone()
+    assert runschema.row_dict(row) == {"parameters": {"a": 1}, "error": "plain reason", "cached": True}
