@@ -25,7 +25,7 @@ from .namespace import evaluate_metrics, rebind_functions, remember_origins
 from .shell import StepEnvironment, StepShell, step_shell
 from .tracebacks import Frame, StepError, format_exception, step_error
 
-__all__ = ["FAILED", "SUCCEEDED", "Frame", "StepError", "StepResult", "execute_step"]
+__all__ = ["FAILED", "SUCCEEDED", "Frame", "StepError", "StepResult", "evict_outdated_modules", "execute_step"]
 
 
 @dataclass
@@ -95,10 +95,7 @@ def execute_step(
     with step_shell() as shell:
         run = StepRun(step, prelude)
         result = StepResult(step=step.name, status=SUCCEEDED, started_at=time.time())
-        # A local module edited since this process imported it is imported again: the step runs
-        # the code its fingerprint records, not what an earlier step on this worker saw.
-        for name in outdated_modules():
-            sys.modules.pop(name, None)
+        evict_outdated_modules()
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with (record(cwd or os.getcwd()) as recording, RssSampler() as sampler,
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
@@ -120,6 +117,13 @@ def execute_step(
             result.status = FAILED
             result.outputs = {}
         return result
+
+
+def evict_outdated_modules() -> None:
+    """Forget local modules edited since this process imported them: the step imports them again
+    and runs the code its fingerprint records, not what an earlier step on this worker saw."""
+    for name in outdated_modules():
+        sys.modules.pop(name, None)
 
 
 def _coerce_ir(step, prelude, metrics) -> tuple[Step, Prelude, Metrics | None]:

@@ -3,7 +3,8 @@
 It is a plain function of plain data so that any engine can call it: in-process (local), as a
 Dask task on a worker anywhere, or inside a papermill kernel. Failures are results, not
 exceptions, so that an engine can mark downstream steps `upstream_failed` and let independent
-branches finish.
+branches finish. A step run in this process leaves the process as it found it for the next step,
+of this run or another one (`process_state`, `children`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import socket
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 
 import cloudpickle
+
+from .children import step_children
 
 # StepSpec and StepOutcome are imported from here by tasks pickled to workers: keep the names.
 from .contract import (
@@ -38,19 +42,24 @@ from .contract import (
 )
 from .errors import ArtifactNotFound, MarshalError
 from .fingerprints import check
+from .process_state import NUMPY_RANDOM_STATE, RANDOM_STATE, restored_process_state
 from .store import ArtifactStore
 
-__all__ = ["StepOutcome", "StepSpec", "execute_in_process", "input_digests", "reusable_manifest", "run_step",
-           "stored_digests"]
+__all__ = ["RESTORED", "StepOutcome", "StepSpec", "execute_in_process", "input_digests", "isolated_step",
+           "restored_message", "reusable_manifest", "run_step", "stored_digests"]
+
+RESTORED = "restored"  # key of `execute`'s extra summary: what the step changed process-wide (warned about)
+RESTORED_SHOWN = 8
 
 
 def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOutcome:
     """Run one step. `upstream`: step name → its StepOutcome; `emit(kind, step, payload)`.
 
     `execute(spec, inputs) -> (StepResult, extra summary)` runs one attempt; inputs are grouped by
-    the step that hands them on. The default runs the step in this process; the papermill engine
-    runs it as a notebook in a kernel. Never raises (but for KeyboardInterrupt): whatever goes
-    wrong is a failed outcome.
+    the step that hands them on. The default runs the step in this process, isolated
+    (`isolated_step`: what it changes process-wide is put back, a WARNING event names it, and the
+    processes it started end with it); the papermill engine runs it as a notebook in a kernel.
+    Never raises (but for KeyboardInterrupt): whatever goes wrong is a failed outcome.
     """
     emit = emit or (lambda *args: None)
     try:
@@ -83,6 +92,9 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     emit(STEP_STARTED, name, {"hash": key})
     for attempt in range(1, step.get("retries", 0) + 2):
         result, extra = execute(spec, inputs)
+        restored = extra.pop(RESTORED, None)
+        if restored:
+            emit(WARNING, name, {"message": restored_message(restored)})
         if result.ok:
             break
         if attempt <= step.get("retries", 0):
@@ -140,15 +152,48 @@ def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, l
 
 
 def execute_in_process(spec: StepSpec, inputs: dict):
-    """One attempt of the step in this process, on copies of its inputs, within its timeout."""
+    """One attempt of the step in this process, on copies of its inputs, within its timeout; what
+    it changed process-wide is put back and the processes it started are ended afterwards."""
     from .executor import execute_step  # IPython: only paid when a step really runs
 
     step = spec.step
-    with deadline(step.get("timeout")):
+    with isolated_step() as state, deadline(step.get("timeout")):
         result = execute_step(step, spec.prelude, spec.parameters, _copies(inputs, step),
                               metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
     _explain(result, spec)
-    return result, {}
+    # reseeding the global generators a step drew from is routine, not worth a warning
+    restored = [what for what in state.restored if what not in (RANDOM_STATE, NUMPY_RANDOM_STATE)]
+    return result, {RESTORED: restored} if restored else {}
+
+
+def restored_message(restored: list[str]) -> str:
+    """The warning for a step whose process-wide changes were put back (`restored` names them)."""
+    shown = ", ".join(restored[:RESTORED_SHOWN]) + (f" and {len(restored) - RESTORED_SHOWN} more"
+                                                     if len(restored) > RESTORED_SHOWN else "")
+    return (f"the step changed process-wide state, which nbscale put back after it so that later steps and "
+            f"other runs do not see it: {shown}. Settings every step needs belong in an `imports` cell, which "
+            "runs before every step")
+
+
+@contextmanager
+def isolated_step():
+    """Run the block as the one step of this process that other runs must not notice afterwards;
+    it yields the `ProcessState`, whose `.restored` names what was put back once the block ended.
+
+    Holds the process's step shell (steps of a worker with several threads take turns, so one
+    step's snapshot never holds another's changes). nbscale's own once-per-process set-up (the
+    shell, its import hooks) and the eviction of edited local modules happen before the snapshot,
+    so that restoring keeps them.
+    """
+    from . import native_io
+    from .executor import evict_outdated_modules
+    from .shell import step_shell
+
+    with step_shell():
+        evict_outdated_modules()
+        native_io.install()
+        with step_children(), restored_process_state() as state:
+            yield state
 
 
 def _explain(result, spec):

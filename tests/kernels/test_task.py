@@ -142,3 +142,140 @@ def test_unchanged_pandas_inputs_are_copied_lazily_and_still_private(tmp_path):
     assert ArtifactStore(specs["sneaky"].store_url).get(sneaky.key)["total"] == 0
     assert make.values["df"]["x"].tolist() == [1, 2], "copy-on-write keeps the write private"
     assert isinstance(make.values["df"], pd.DataFrame)
+
+
+# --- isolation: what a step changes process-wide, and the processes it starts ------------------
+
+PATCHING_STEP = """
+import json, os, random, sys, subprocess
+os.environ['NBSCALE_ISOLATION_X'] = '1'
+sys.path.insert(0, '/evil')
+os.chdir('/')
+json.dumps = lambda *a, **k: 'patched'
+random.seed(1)
+sleeper = subprocess.Popen(['sleep', '600'])
+open(PID_FILE, 'w').write(str(sleeper.pid))
+"""
+
+
+def _gone(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_what_a_step_changes_process_wide_is_put_back_and_its_processes_end(tmp_path):
+    import json
+    import os
+    import random
+    import sys
+
+    pid_file = tmp_path / "sleeper.pid"
+    cells = [(f"PID_FILE = {str(pid_file)!r}\n" + PATCHING_STEP, ["step:patch"])]
+    specs = _specs(tmp_path, cells)
+    cwd, path, dumps = os.getcwd(), list(sys.path), json.dumps
+    events = []
+    out = run_step(specs["patch"], {}, lambda *e: events.append(e))
+    state = random.getstate()
+    assert out.status == SUCCEEDED, out.summary.get("error")
+    assert "NBSCALE_ISOLATION_X" not in os.environ and os.getenv("NBSCALE_ISOLATION_X") is None
+    assert sys.path == path and "/evil" not in sys.path
+    assert os.getcwd() == cwd
+    assert json.dumps is dumps and json.dumps([1]) == "[1]"
+    random.seed(1)
+    assert random.getstate() != state, "the step's seed must not reach later code"
+    assert _gone(int(pid_file.read_text())), "the step's sleep 600 must end with the step"
+    warning = next(payload["message"] for kind, step, payload in events if kind == "warning")
+    assert "json.dumps" in warning and "os.environ['NBSCALE_ISOLATION_X']" in warning and "sys.path" in warning
+    assert "random" not in warning, "reseeding is routine"
+
+
+def test_a_step_that_changes_nothing_process_wide_warns_about_nothing(tmp_path):
+    events = []
+    cells = [("import random\nvalue = random.random()\nprint(value)", ["step:draw"])]
+    assert run_step(_specs(tmp_path, cells)["draw"], {}, lambda *e: events.append(e)).status == SUCCEEDED
+    assert [e for e in events if e[0] == "warning"] == []
+
+
+def test_a_shell_command_left_in_the_background_ends_with_the_step(tmp_path):
+    pid_file = tmp_path / "bg.pid"
+    cells = [(f"!nohup sleep 600 > /dev/null 2>&1 & echo $! > {pid_file}", ["step:bg"])]
+    out = run_step(_specs(tmp_path, cells)["bg"], {})
+    assert out.status == SUCCEEDED, out.summary.get("error")
+    assert _gone(int(pid_file.read_text()))
+
+
+def test_a_failing_or_timed_out_step_is_cleaned_up_too(tmp_path):
+    import os
+
+    pid_file = tmp_path / "sleeper.pid"
+    cells = [("import os, subprocess\nos.environ['NBSCALE_ISOLATION_Y'] = '1'\n"
+              f"open({str(pid_file)!r}, 'w').write(str(subprocess.Popen(['sleep', '600']).pid))\n"
+              "while True:\n    pass", ["step:spin", "timeout:1s"])]
+    out = run_step(_specs(tmp_path, cells)["spin"], {})
+    assert out.status == FAILED and out.summary["error"]["ename"] == "StepTimeout"
+    assert "NBSCALE_ISOLATION_Y" not in os.environ
+    assert _gone(int(pid_file.read_text()))
+
+
+def test_runs_on_one_dask_worker_do_not_see_each_others_changes(tmp_path):
+    """Notebook A patches process-wide state on the only worker; notebook B, run after it on the
+    same cluster, sees the worker as it was."""
+    from distributed import LocalCluster
+
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    pid_file, seen_file = tmp_path / "a" / "sleeper.pid", tmp_path / "b" / "seen.txt"
+    a_cells = [(f"PID_FILE = {str(pid_file)!r}\n" + PATCHING_STEP, ["step:patch"])]
+    b_cells = [("import json, os, random, sys\n"
+                "value = random.random()\nrandom.seed(1)\n"
+                "seen = {'x': os.environ.get('NBSCALE_ISOLATION_X'), 'evil': '/evil' in sys.path,\n"
+                "        'seeded': value == random.random(),\n"
+                "        'dumps': json.dumps([1]), 'cwd': os.getcwd()}\n"
+                f"open({str(seen_file)!r}, 'w').write(repr(seen))", ["step:look"])]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = make_notebook(tmp_path / "a", a_cells, name="a")
+    b = make_notebook(tmp_path / "b", b_cells, name="b")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        options = RunOptions(engine="dask", scheduler=cluster.scheduler_address, use_cache=False)
+        events = []
+        assert run_notebook(a, options=options, on_event=lambda *e: events.append(e)).ok
+        assert any(kind == "warning" and step == "patch" and "json.dumps" in payload["message"]
+                   for kind, step, payload in events), "the worker's warning reaches the client"
+        assert _gone(int(pid_file.read_text())), "the step's sleep 600 must end with the step"
+        assert run_notebook(b, options=options).ok
+    seen = eval(seen_file.read_text())  # noqa: S307 - written by the test's own notebook
+    assert seen == {"x": None, "evil": False, "seeded": False, "dumps": "[1]", "cwd": str(b.parent)}
+
+
+def test_an_edited_local_module_is_imported_afresh_and_stays_for_later_steps(tmp_path):
+    """Restoring must not bring back a stale module: the eviction of edited local modules happens
+    before the snapshot, and a submodule bound on its package by the new import stays."""
+    import os
+    import sys
+
+    package = tmp_path / "nbscale_iso_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    sub = package / "sub.py"
+    sub.write_text("VALUE = 1\n")
+    cells = [("import nbscale_iso_pkg.sub\nseen = nbscale_iso_pkg.sub.VALUE", ["step:look"])]
+    try:
+        first = run_step(_specs(tmp_path, cells, use_cache=False)["look"], {})
+        assert first.status == SUCCEEDED and first.summary["error"] is None
+        sub.write_text("VALUE = 2  # edited\n")
+        stat = sub.stat()
+        os.utime(sub, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        for _ in range(2):  # the second time: what the first one left must still be the new module
+            spec = _specs(tmp_path, cells, use_cache=False)["look"]
+            out = run_step(spec, {})
+            assert out.status == SUCCEEDED
+            assert ArtifactStore(spec.store_url).get(out.key)["seen"] == 2
+    finally:
+        for name in [n for n in sys.modules if n.startswith("nbscale_iso_pkg")]:
+            del sys.modules[name]

@@ -1,0 +1,211 @@
+"""The processes a step starts end with the step.
+
+A step may leave processes behind: `subprocess.Popen(["sleep", "600"])` never waited for, a shell
+command that puts one in the background (IPython refuses `!cmd &`, but not
+`!nohup cmd > log 2>&1 & echo started`). On a shared worker they would outlive the step, its run
+and a Cancel. `step_children()` wraps one step: it
+records the processes below this one when the step starts and, when it ends (success, failure,
+timeout, interrupt), ends those that are new: SIGTERM, a short wait, then SIGKILL, and reaps them.
+multiprocessing's resource tracker and fork server are left: they serve the whole process, not
+the step, and end with it; so is joblib's reusable worker pool (loky), which ends itself when
+idle (300 s) and is shared by later steps — `end_step_children()` (a cancel) ends it too.
+
+On Linux this process is made a *child subreaper* while the step runs, so a process orphaned by
+its parent (the shell that put it in the background exits at once) is re-parented here instead of
+to init, and is still found among this process's descendants. Elsewhere such orphans are not
+found. One step at a time per process: `task.isolated_step` holds the process's step shell.
+
+`end_step_children()` ends the new processes of the step running now; it may be called from
+another thread while the step runs (the Dask engine calls it when a run is cancelled), and then
+the step's blocking wait on its child returns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import psutil
+
+__all__ = ["TERMINATE_WAIT_S", "end_step_children", "step_children"]
+
+TERMINATE_WAIT_S = 2.0  # after SIGTERM, before SIGKILL
+POLL_S = 0.02
+PROC_TASKS = "/proc/self/task"
+# multiprocessing's (and loky's) resource tracker and fork server serve the whole process and end
+# with it; ending them makes their next user warn that resources may leak.
+SERVICE_MARKERS = ("resource_tracker import main", "forkserver import main")
+# joblib's reusable worker pool (loky) outlives the call that made it and ends itself when idle;
+# ended under it, the next step's first call can fail before loky notices. Ended on cancel only.
+POOL_MARKERS = ("popen_loky_posix",)
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+
+_lock = threading.Lock()
+_before: set[tuple[int, float]] | None = None  # (pid, start time) of the descendants when the step started
+
+
+@contextmanager
+def step_children():
+    """Run the block as a step: the processes it starts are ended when it ends."""
+    global _before
+    was_subreaper = _set_subreaper(True)
+    with _lock:
+        _before = {_identity(p) for p in _descendants()}
+    try:
+        yield
+    finally:
+        try:
+            _end_new_processes(keep_pools=True)
+            _reap_new()  # the step is over: nobody else will wait for what it left
+        finally:
+            with _lock:
+                _before = None
+            if was_subreaper is False:
+                _set_subreaper(False)
+
+
+def end_step_children(wait: float = TERMINATE_WAIT_S) -> list[int]:
+    """End the processes started by the step running in this process (none if none runs), its
+    worker pools included (what the step does is being cancelled).
+
+    Safe to call from any thread. SIGTERM first, SIGKILL for those still alive after `wait`
+    seconds. Ended children are not reaped here, so that the step's own `Popen.wait()` still
+    sees how they ended (-15, -9). Returns the pids that were ended.
+    """
+    return _end_new_processes(wait, keep_pools=False)
+
+
+def _end_new_processes(wait: float = TERMINATE_WAIT_S, *, keep_pools: bool) -> list[int]:
+    with _lock:
+        before = _before
+    if before is None:
+        return []
+    kept = SERVICE_MARKERS + (POOL_MARKERS if keep_pools else ())
+    new = [p for p in _descendants() if _identity(p) not in before and not _runs_any(p, kept)]
+    for process in new:
+        _signal(process, psutil.Process.terminate)
+    alive = _wait_until_ended(new, wait)
+    for process in alive:
+        _signal(process, psutil.Process.kill)
+    _wait_until_ended(alive, wait)
+    return [p.pid for p in new]
+
+
+def _wait_until_ended(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait for the processes to end, without reaping them; those still running."""
+    deadline = time.monotonic() + timeout
+    alive = processes
+    while alive:
+        alive = [p for p in alive if _running(p)]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(POLL_S)
+    return alive
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _descendants() -> list[psutil.Process]:
+    """The processes below this one. Linux lists each thread's children in /proc, which is a few
+    small reads; psutil's way reads the parent of every process on the machine."""
+    if not os.path.isdir(PROC_TASKS):
+        try:
+            return psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return []
+    found, parents = [], [os.getpid()]
+    while parents:
+        children = [pid for parent in parents for pid in _proc_children(parent)]
+        found.extend(children)
+        parents = children
+    processes = []
+    for pid in found:
+        try:
+            processes.append(psutil.Process(pid))
+        except psutil.Error:
+            continue
+    return processes
+
+
+def _proc_children(pid: int) -> list[int]:
+    pids = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return pids
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as listing:
+                pids.extend(int(child) for child in listing.read().split())
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _identity(process: psutil.Process) -> tuple[int, float]:
+    """A pid is reused after a process ends: with its start time it names one process."""
+    try:
+        return process.pid, process.create_time()
+    except psutil.Error:
+        return process.pid, 0.0
+
+
+def _runs_any(process: psutil.Process, markers: tuple[str, ...]) -> bool:
+    try:
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+    return any(marker in command for marker in markers)
+
+
+def _signal(process: psutil.Process, send) -> None:
+    try:
+        send(process)
+    except psutil.Error:  # already gone
+        pass
+
+
+def _reap_new() -> None:
+    """Collect the ended children the step left (orphans re-parented here, Popens not waited for);
+    children from before the step are whoever started them's to wait for."""
+    with _lock:
+        before = _before or set()
+    for process in _descendants():
+        try:
+            if (process.ppid() == os.getpid() and _identity(process) not in before
+                    and process.status() == psutil.STATUS_ZOMBIE):
+                os.waitpid(process.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            continue
+
+
+def _set_subreaper(on: bool) -> bool | None:
+    """Make this process a child subreaper (Linux) or stop it; the previous setting, None if unknown."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    previous = ctypes.c_int(0)
+    if prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(previous), 0, 0, 0) != 0:
+        return None
+    prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+    return bool(previous.value)
+
+
+@functools.cache
+def _prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None

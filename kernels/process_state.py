@@ -1,0 +1,422 @@
+"""Process-wide state a step may change, saved before the step and put back after it.
+
+Steps of different runs share worker processes (a Dask cluster, the CLI's own process under the
+local engine). What one step changes for the whole process — `sys.path`, `os.environ`, the
+working directory, the umask, the global random generators' seeds, `sys.modules`, a library
+function it patched (`json.dumps = ...`), signal handlers, the root logger, the recursion limit —
+would otherwise be what a later step of another notebook sees. `ProcessState.save()` before the
+step and `.restore()` after it (or the `restored_process_state()` context manager) put back what
+the step changed.
+
+What is restored, and what is left on purpose:
+- Module attributes of modules imported before the step whose value the step rebound (or deleted)
+  get their old object back. Attributes the step *added* stay (caches and lazy imports add them),
+  and so do rebindings that are bookkeeping rather than patches: a submodule bound on its parent
+  package by an import, import metadata (`__spec__`, `__file__`, ...), an old value of None or
+  False (lazy initialisation: `_installed = True`, a singleton made on first use — undoing it would
+  do it twice) and an old int that is not a bool (module-level counters must not go back).
+- `sys.path` is put back as it was. Import hooks (`sys.meta_path`, `sys.path_hooks`) the step
+  added stay (a library imported in the step may depend on its hook, as `six.moves` does); hooks
+  it removed or replaced come back.
+- Modules the step imported first are not saved (nothing was there to save): a patch the step
+  applies to a library it imported itself stays in the process.
+- The global random generators (`random`, numpy's legacy RandomState) that the step seeded or
+  drew from are reseeded from fresh entropy rather than put back: a seed does not reach later
+  steps, and later steps do not all draw the same numbers (the worker's own threads draw from
+  `random` too).
+- Attributes of classes (`pandas.DataFrame.head = ...`) are not saved: that would mean copying the
+  dict of every class of every loaded module before each step (tens of thousands of classes,
+  where the module check costs about a millisecond with pandas and scikit-learn loaded).
+- The state of objects changed in place (options dicts such as `pd.set_option`, a library's
+  registry) is not saved.
+- `sys.stdout`/`sys.stderr`, `sys` hooks, builtins IPython installs and the warning filters are
+  put back by the step shell (`shell.StepEnvironment`); they are not repeated here.
+
+Checking the modules is exact and cheap. The saved state holds a copy of the dict of every loaded
+module (the copies keep the old objects alive, so identity comparisons are sound). On CPython
+every change to a dict gives it a new version number (PEP 509's `ma_version_tag`, read through
+ctypes after a self-test at import): a module whose dict kept its version is unchanged, and a copy
+made for an earlier step is reused while the version holds, so a step pays for the few modules
+it changed, not for all 1,000+. Without version numbers (another interpreter, or a layout the
+self-test rejects) every dict is copied and compared by identity, a module at a time in C
+(`map(operator.is_, ...)`) — 20–40 ms a step with pandas and scikit-learn loaded
+(`bench/bench_isolation.py`). Either way, only a module that differs is looked at name by name.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+import operator
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import types
+from contextlib import contextmanager
+
+__all__ = ["NUMPY_RANDOM_STATE", "RANDOM_STATE", "ModuleDicts", "ProcessState", "changed_indexes", "dict_version",
+           "restored_process_state", "version_slots", "versions_at"]
+
+_ABSENT = object()
+# Module attributes the import system owns: rebinding them is not a patch (importlib.reload,
+# dependency tracking compares `__spec__` objects).
+IMPORT_METADATA = frozenset({"__spec__", "__loader__", "__file__", "__cached__", "__path__", "__package__",
+                             "__name__", "__doc__", "__builtins__", "__warningregistry__"})
+SYS_LISTS = ("path", "meta_path", "path_hooks")
+KEEP_ADDED = ("meta_path", "path_hooks")  # lists whose added entries stay
+RANDOM_STATE, NUMPY_RANDOM_STATE = "random (global state)", "numpy.random (global state)"
+HANDLED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGPIPE",
+                   "SIGWINCH", "SIGBREAK")
+
+
+@contextmanager
+def restored_process_state():
+    """Save process-wide state, run the block, put back what it changed (also when it raises);
+    `.restored` of the state it yields then names what was put back."""
+    state = ProcessState.save()
+    try:
+        yield state
+    finally:
+        state.restored = state.restore()
+
+
+class ProcessState:
+    """A snapshot of process-wide state; `restore()` puts back what changed since and says what."""
+
+    def __init__(self):
+        self.modules: dict = {}
+        self.modules_version: int | None = None
+        self.module_dicts: tuple = ([], [], [], None, [])  # see ModuleDicts.snapshot
+        self.sys_lists: dict[str, tuple[list, list]] = {}
+        self.environ = self.environ_items = None
+        self.cwd: str | None = None
+        self.umask = 0
+        self.random_state = None
+        self.numpy_state = None
+        self.signals: dict = {}
+        self.recursion_limit = 0
+        self.root_handlers: list = []
+        self.root_level = 0
+        self.restored: list[str] = []  # set by restored_process_state()
+
+    @classmethod
+    def save(cls) -> ProcessState:
+        state = cls()
+        state.modules_version = dict_version(sys.modules)
+        state.modules = dict(sys.modules)
+        state.module_dicts = _MODULE_DICTS.snapshot()
+        state.sys_lists = {name: (getattr(sys, name), list(getattr(sys, name))) for name in SYS_LISTS}
+        state.environ, state.environ_items = os.environ, dict(os.environ)
+        state.cwd = _cwd()
+        state.umask = _umask()
+        state.random_state = random.getstate()
+        state.numpy_state = _numpy_state()
+        state.signals = _signal_handlers()
+        state.recursion_limit = sys.getrecursionlimit()
+        root = logging.getLogger()
+        state.root_handlers, state.root_level = list(root.handlers), root.level
+        return state
+
+    def restore(self) -> list[str]:
+        """Put back what changed since `save()`; the names of what was put back, e.g. `json.dumps`."""
+        changed: list[str] = []
+        for part in (self._restore_modules, self._restore_attributes, self._restore_sys_lists,
+                     self._restore_environ, self._restore_cwd, self._restore_random, self._restore_misc):
+            try:
+                changed.extend(part())
+            except Exception as exc:  # noqa: BLE001 - one part failing must not stop the others
+                changed.append(f"<could not restore: {exc!r}>")
+        return changed
+
+    # --- modules ---------------------------------------------------------------------------------
+    def _restore_modules(self) -> list[str]:
+        if self.modules_version is not None and dict_version(sys.modules) == self.modules_version:
+            return []
+        changed = []
+        for name, module in self.modules.items():
+            if sys.modules.get(name, _ABSENT) is not module:
+                sys.modules[name] = module
+                changed.append(f"sys.modules[{name!r}]")
+        return changed
+
+    def _restore_attributes(self) -> list[str]:
+        modules, dicts, slots, versions, copies = self.module_dicts
+        if versions is None:  # no version numbers: every module is compared
+            suspects = range(len(modules))
+        else:
+            suspects = changed_indexes(versions_at(slots), versions)
+        changed = []
+        for i in suspects:
+            now, old = dicts[i], copies[i]
+            if len(now) == len(old) and all(map(operator.is_, now.values(), old.values())):
+                continue  # changed and changed back, or no version numbers: decided in C
+            changed.extend(_restore_module(modules[i], old))
+        return changed
+
+    # --- interpreter and OS state ------------------------------------------------------------------
+    def _restore_sys_lists(self) -> list[str]:
+        changed = []
+        for name, (obj, items) in self.sys_lists.items():
+            if getattr(sys, name) is not obj:
+                setattr(sys, name, obj)
+                changed.append(f"sys.{name}")
+            if len(obj) == len(items) and all(map(operator.is_, obj, items)):
+                continue
+            added = [x for x in obj if not any(x is y for y in items)] if name in KEEP_ADDED else []
+            if added and len(obj) - len(added) == len(items):
+                continue  # only additions, which stay
+            obj[:] = items + added
+            changed.append(f"sys.{name}")
+        return changed
+
+    def _restore_environ(self) -> list[str]:
+        changed = []
+        if os.environ is not self.environ:
+            os.environ = self.environ  # noqa: B003 - the mapping that calls putenv, put back
+            changed.append("os.environ")
+        now = dict(os.environ)
+        for name in now.keys() - self.environ_items.keys():
+            del os.environ[name]
+            changed.append(f"os.environ[{name!r}]")
+        for name, value in self.environ_items.items():
+            if now.get(name) != value:
+                os.environ[name] = value
+                changed.append(f"os.environ[{name!r}]")
+        if any(c == "os.environ['TZ']" for c in changed) and hasattr(time, "tzset"):
+            time.tzset()
+        return changed
+
+    def _restore_cwd(self) -> list[str]:
+        if self.cwd is None or _cwd() == self.cwd:
+            return []
+        try:
+            os.chdir(self.cwd)
+        except OSError:  # the folder went away: nothing to go back to
+            return []
+        return ["the working directory"]
+
+    def _restore_random(self) -> list[str]:
+        """Reseed the global generators the step used or seeded from fresh entropy, as a new process
+        has them: putting the old state back would hand every later step the same numbers."""
+        changed = []
+        if random.getstate() != self.random_state:
+            random.seed()
+            changed.append(RANDOM_STATE)
+        numpy_random = sys.modules.get("numpy.random")
+        if numpy_random is None:
+            return changed
+        if self.numpy_state is None or not _same_numpy_state(numpy_random.get_state(), self.numpy_state):
+            numpy_random.seed()
+            changed.append(NUMPY_RANDOM_STATE)
+        return changed
+
+    def _restore_misc(self) -> list[str]:
+        changed = []
+        if os.umask(self.umask) != self.umask:
+            changed.append("umask")
+        if sys.getrecursionlimit() != self.recursion_limit:
+            sys.setrecursionlimit(self.recursion_limit)
+            changed.append("recursion limit")
+        for signum, handler in self.signals.items():
+            if signal.getsignal(signum) is not handler and handler is not None:
+                signal.signal(signum, handler)
+                changed.append(f"signal handler {signum}")
+        root = logging.getLogger()
+        if root.handlers != self.root_handlers or root.level != self.root_level:
+            root.handlers[:] = self.root_handlers
+            root.setLevel(self.root_level)
+            changed.append("root logger")
+        return changed
+
+
+# --- module dicts and their version numbers ---------------------------------------------------------
+
+
+class ModuleDicts:
+    """Copies of the dicts of the loaded modules, kept from one snapshot to the next: a copy is
+    made again only for a module whose dict has a new version number. Lists, not a dict by name,
+    so that comparing 1,000+ version numbers is a few passes in C."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.sys_modules_version: int | None = None
+        self.names: list[str] = []  # sys.modules as last listed, `__main__` left out
+        self.values: list = []
+        self.modules: list[types.ModuleType] = []
+        self.dicts: list[dict] = []
+        self.slots: list[int] = []  # where each dict keeps its version number
+        self.versions: list = []
+        self.copies: list[dict] = []
+
+    def snapshot(self) -> tuple[list, list, list, list | None, list]:
+        """(modules, their dicts, the dicts' version slots, their versions or None, copies of the
+        dicts) as they are now."""
+        with self.lock:
+            if _VERSION_WORD is None:
+                self._load(sys.modules)
+                return self.modules, self.dicts, [], None, [d.copy() for d in self.dicts]
+            sys_modules_version = dict_version(sys.modules)
+            if sys_modules_version != self.sys_modules_version and self._loaded_changed():
+                self._load(sys.modules)
+            self.sys_modules_version = sys_modules_version
+            versions = versions_at(self.slots)
+            for i in changed_indexes(versions, self.versions):
+                self.copies[i] = self.dicts[i].copy()
+            self.versions = versions
+            return self.modules, self.dicts, self.slots, versions, list(self.copies)
+
+    def _loaded_changed(self) -> bool:
+        """Whether other modules are loaded now (the step shell swaps `__main__` in and out, which
+        gives sys.modules a new version number at every step)."""
+        names, values = list(sys.modules), list(sys.modules.values())
+        if "__main__" in sys.modules:
+            values[names.index("__main__")] = None
+        if names == self.names and all(map(operator.is_, values, self.values)):
+            return False
+        self.names, self.values = names, values
+        return True
+
+    def _load(self, loaded: dict) -> None:
+        """The loaded modules changed: list them again, keeping the copies still valid. Not the
+        program's `__main__`: a step gets its own, and the program's globals are its own business."""
+        kept = {id(m): (v, c) for m, v, c in zip(self.modules, self.versions, self.copies)}
+        main = loaded.get("__main__")  # also registered as `__mp_main__` by multiprocessing
+        self.modules = [m for m in list(loaded.values()) if m is not main and _is_module(m)]
+        self.dicts = [m.__dict__ for m in self.modules]
+        self.slots = version_slots(self.dicts) if _VERSION_WORD is not None else []
+        old = [kept.get(id(m), (-1, None)) for m in self.modules]
+        self.versions = [v for v, _ in old]  # -1: no copy yet, made by the caller
+        self.copies = [c for _, c in old]
+
+
+def _find_version_word() -> tuple[memoryview | None, int | None]:
+    """This process's memory as 64-bit words, and which word of a dict holds its version number
+    (CPython's `ma_version_tag`, after PyObject_HEAD and `ma_used`) — or (None, None) when this
+    interpreter has none there: tried on a dict whose changes are known.
+
+    One view of the whole address space, made once, rather than a ctypes object per read: each of
+    those raises a `ctypes.cdata` audit event, which the dependency recorder's hook sees."""
+    if sys.implementation.name != "cpython" or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return None, None
+    used_word, version_word = 2, 3  # ob_refcnt, ob_type, ma_used, ma_version_tag
+    try:
+        words = memoryview((ctypes.c_uint64 * (1 << 59)).from_address(0)).cast("B").cast("Q")
+        probe = types.ModuleType("nbscale_probe").__dict__
+        base = id(probe) >> 3
+        if id(probe) % 8:
+            return None, None
+        seen = [words[base + version_word]]
+        for change in (lambda: probe.__setitem__("x", 1), lambda: probe.__setitem__("x", 2),
+                       lambda: probe.pop("x"), lambda: probe.update(y=3)):
+            change()
+            seen.append(words[base + version_word])
+            if words[base + used_word] != len(probe):
+                return None, None
+    except (ValueError, TypeError, OSError, OverflowError, IndexError):
+        return None, None
+    return (words, version_word) if len(set(seen)) == len(seen) else (None, None)
+
+
+_WORDS, _VERSION_WORD = _find_version_word()
+
+
+def dict_version(d: dict) -> int | None:
+    """The dict's version number: a new one after every change (None when not available)."""
+    if _VERSION_WORD is None:
+        return None
+    return _WORDS[(id(d) >> 3) + _VERSION_WORD]
+
+
+def version_slots(dicts: list[dict]) -> list[int]:
+    """Where each dict keeps its version number, for `versions_at` (valid while the dicts live)."""
+    return [(id(d) >> 3) + _VERSION_WORD for d in dicts]
+
+
+def versions_at(slots: list[int]) -> list[int]:
+    """The version numbers at these slots, read in C."""
+    return list(map(_WORDS.__getitem__, slots))
+
+
+def changed_indexes(now: list, before: list) -> list[int]:
+    """Indexes where two equally long lists differ, found in C."""
+    return list(itertools.compress(itertools.count(), map(operator.ne, now, before)))
+
+
+_MODULE_DICTS = ModuleDicts()
+
+
+def _restore_module(module: types.ModuleType, old: dict) -> list[str]:
+    """Put back the rebound or deleted attributes of one module that should be put back."""
+    now, name, changed = module.__dict__, module.__name__, []
+    for key, value in old.items():
+        current = now.get(key, _ABSENT)
+        if current is value or not _is_patch(name, key, value, current):
+            continue
+        now[key] = value
+        changed.append(f"{name}.{key}")
+    return changed
+
+
+def _is_patch(module_name: str, key: str, old, new) -> bool:
+    """Whether a rebinding is one to undo (see the module docstring for what is left)."""
+    if key in IMPORT_METADATA or old is None or old is False:
+        return False
+    if isinstance(old, int) and not isinstance(old, bool):
+        return False
+    # `import pkg.sub` binds the (re-)imported submodule on its parent: the import system's doing
+    return not (isinstance(new, types.ModuleType) and sys.modules.get(f"{module_name}.{key}") is new)
+
+
+def _is_module(value) -> bool:
+    return isinstance(value, types.ModuleType) and isinstance(getattr(value, "__dict__", None), dict)
+
+
+def _umask() -> int:
+    """The umask, read without changing it where Linux shows it (another thread may be creating files)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _numpy_state():
+    """numpy's legacy global RandomState, if `numpy.random` is loaded (None if not)."""
+    numpy_random = sys.modules.get("numpy.random")
+    try:
+        return numpy_random.get_state() if numpy_random is not None else None
+    except Exception:  # noqa: BLE001 - a half-imported or replaced numpy: treated as not loaded
+        return None
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was removed
+        return None
+
+
+def _signal_handlers() -> dict:
+    """Handlers of the signals programs handle, in the main thread only (only it can change them)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {}
+    for name in HANDLED_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            handlers[signum] = signal.getsignal(signum)
+    return handlers
+
+
+def _same_numpy_state(a, b) -> bool:
+    # ('MT19937', keys array, pos, has_gauss, cached_gaussian)
+    return a[0] == b[0] and a[2:] == b[2:] and (a[1] == b[1]).all()

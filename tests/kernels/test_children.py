@@ -1,0 +1,123 @@
+"""children: the processes a step started end with it; processes from before the step stay."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from nbscale.kernels.children import end_step_children, step_children
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _sleeping_orphan(path) -> int:
+    """A `sleep` whose parent shell has exited (as `!cmd &` leaves it); its pid."""
+    subprocess.run(["sh", "-c", f"sleep 600 & echo $! > {path}"], check=True)
+    return int(path.read_text())
+
+
+def test_a_popen_left_running_ends_with_the_step_and_older_ones_stay():
+    older = subprocess.Popen(["sleep", "600"])
+    try:
+        with step_children():
+            left = subprocess.Popen(["sleep", "600"])
+        assert _gone(left.pid)
+        assert older.poll() is None, "a process from before the step is not the step's"
+    finally:
+        older.kill()
+        older.wait()
+
+
+def test_a_process_ignoring_sigterm_is_killed():
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(600)")
+    with step_children():
+        stubborn = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert stubborn.stdout.readline().strip() == "ready"
+        assert end_step_children(wait=0.5) == [stubborn.pid]
+        # not reaped by nbscale while the step runs: the step's own wait sees how it ended
+        assert stubborn.wait(timeout=10) == -9
+        stubborn.stdout.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="orphans are found through a Linux subreaper")
+def test_an_orphan_left_by_a_shell_ends_too(tmp_path):
+    with step_children():
+        pid = _sleeping_orphan(tmp_path / "pid")
+        assert psutil.Process(pid).is_running()
+    assert _gone(pid)
+
+
+def test_children_end_when_the_step_fails():
+    with pytest.raises(RuntimeError), step_children():
+        left = subprocess.Popen(["sleep", "600"])
+        raise RuntimeError("step failed")
+    assert _gone(left.pid)
+
+
+def test_end_step_children_from_another_thread_ends_the_running_steps_processes():
+    ended = []
+    with step_children():
+        child = subprocess.Popen(["sleep", "600"])
+        timer = threading.Timer(0.5, lambda: ended.extend(end_step_children()))
+        timer.start()
+        start = time.monotonic()
+        child.wait(timeout=60)  # the step's blocking wait returns once the child is ended
+        timer.join()
+    assert child.pid in ended and time.monotonic() - start < 60
+
+
+def test_end_step_children_without_a_running_step_ends_nothing():
+    other = subprocess.Popen(["sleep", "600"])
+    try:
+        assert end_step_children() == []
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def _loky_workers() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if "popen_loky_posix" in " ".join(p.cmdline())]
+
+
+def test_joblibs_reusable_pool_serves_later_steps_and_a_cancel_ends_it():
+    import warnings
+
+    joblib = pytest.importorskip("joblib")
+    workers = []
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a resource tracker ended with the step would warn here
+            with step_children():
+                assert joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+        workers.append({p.pid for p in _loky_workers()})
+    assert workers[0] and workers[0] == workers[1], "the second step reused the pool the first one made"
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)  # the next step makes a pool of its own
+    with step_children():
+        joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4))
+        new = [p for p in _loky_workers() if p.pid not in workers[0]]
+        ended = end_step_children(wait=5)
+    assert new and all(p.pid in ended and _gone(p.pid) for p in new)
+
+
+def test_an_ended_child_from_before_the_step_is_left_to_its_owner_to_wait_for():
+    older = subprocess.Popen(["sh", "-c", "exit 3"])
+    deadline = time.monotonic() + 30
+    while not _gone(older.pid) and time.monotonic() < deadline:  # a zombie nobody waited for yet
+        time.sleep(0.02)
+    with step_children():
+        pass
+    assert older.wait(timeout=10) == 3, "nbscale must not reap a child it did not end"

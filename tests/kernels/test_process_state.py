@@ -1,0 +1,207 @@
+"""process_state: what a step changes process-wide is put back, and what it may keep stays."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from nbscale.kernels.process_state import ProcessState, restored_process_state
+
+
+def test_environ_path_cwd_and_umask_come_back(tmp_path):
+    cwd, path = os.getcwd(), list(sys.path)
+    os.environ["NBSCALE_TEST_KEPT"] = "before"
+    try:
+        with restored_process_state():
+            os.environ["NBSCALE_TEST_NEW"] = "1"
+            os.environ["NBSCALE_TEST_KEPT"] = "changed"
+            sys.path.insert(0, "/evil")
+            os.chdir(tmp_path)
+            os.umask(0o077)
+        assert "NBSCALE_TEST_NEW" not in os.environ and os.environ["NBSCALE_TEST_KEPT"] == "before"
+        assert os.getenv("NBSCALE_TEST_NEW") is None  # putenv/unsetenv too, not only the dict
+        assert sys.path == path and os.getcwd() == cwd
+        mask = os.umask(0)
+        os.umask(mask)
+        assert mask != 0o077
+    finally:
+        os.environ.pop("NBSCALE_TEST_KEPT", None)
+
+
+def test_a_deleted_variable_and_a_replaced_path_list_come_back():
+    path = sys.path
+    name = next(iter(os.environ))
+    value = os.environ[name]
+    with restored_process_state():
+        del os.environ[name]
+        sys.path = ["/elsewhere"]
+    assert os.environ[name] == value and sys.path is path and "/elsewhere" not in sys.path
+
+
+def test_patched_functions_and_deleted_attributes_come_back():
+    dumps, join = json.dumps, os.path.join
+    state = ProcessState.save()
+    json.dumps = lambda *a, **k: "patched"
+    os.path.join = lambda *a: "patched"
+    del json.loads
+    changed = state.restore()
+    assert json.dumps is dumps and os.path.join is join and json.loads("[1]") == [1]
+    assert {"json.dumps", "posixpath.join", "json.loads"} <= set(changed)
+
+
+def test_added_attributes_lazy_initialisation_and_counters_stay():
+    module = types.ModuleType("nbscale_test_lazy")
+    module.cache, module.installed, module.count = None, False, 0
+    sys.modules[module.__name__] = module
+    try:
+        with restored_process_state():
+            module.cache, module.installed, module.count = {"made": 1}, True, 5
+            module.added = "new"
+        assert module.cache == {"made": 1} and module.installed is True and module.count == 5
+        assert module.added == "new"
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_a_replaced_module_and_a_rebound_submodule():
+    real = sys.modules["json"]
+    with restored_process_state():
+        sys.modules["json"] = types.ModuleType("json")
+    assert sys.modules["json"] is real
+    # an import binding a fresh submodule on its package is the import system's doing: it stays
+    package = types.ModuleType("nbscale_test_pkg")
+    package.sub = old_sub = types.ModuleType("nbscale_test_pkg.sub")
+    sys.modules.update({"nbscale_test_pkg": package})
+    try:
+        with restored_process_state():
+            new_sub = types.ModuleType("nbscale_test_pkg.sub")
+            sys.modules["nbscale_test_pkg.sub"] = package.sub = new_sub
+        assert package.sub is new_sub and package.sub is not old_sub
+    finally:
+        sys.modules.pop("nbscale_test_pkg", None)
+        sys.modules.pop("nbscale_test_pkg.sub", None)
+
+
+def test_a_seed_set_in_the_step_does_not_reach_later_code():
+    with restored_process_state():
+        random.seed(1)
+        np.random.seed(1)
+    after = (random.random(), np.random.random())
+    random.seed(1)
+    np.random.seed(1)
+    assert after != (random.random(), np.random.random()), "reseeded from fresh entropy, not left seeded"
+
+
+def test_numpy_random_loaded_and_seeded_by_the_step_is_reseeded():
+    state = ProcessState.save()
+    state.numpy_state = None  # as if numpy.random was first loaded in the step
+    np.random.seed(1)
+    assert "numpy.random (global state)" in state.restore()
+    np.random.seed(1)
+    first = np.random.random()
+    state = ProcessState.save()
+    state.numpy_state = None
+    np.random.seed(1)
+    state.restore()
+    assert np.random.random() != first
+
+
+def test_import_hooks_a_step_adds_stay_and_removed_ones_come_back():
+    class Finder:
+        def find_spec(self, *args):
+            return None
+
+    hooks, finder = list(sys.meta_path), Finder()
+    with restored_process_state():
+        sys.meta_path.append(finder)
+    assert sys.meta_path[-1] is finder
+    sys.meta_path.remove(finder)
+    with restored_process_state():
+        sys.meta_path.pop(0)
+    assert sys.meta_path == hooks
+
+
+def test_root_logger_and_recursion_limit_come_back():
+    root, limit = logging.getLogger(), sys.getrecursionlimit()
+    handlers, level = list(root.handlers), root.level
+    with restored_process_state():
+        logging.basicConfig(level=logging.DEBUG, force=True)
+        sys.setrecursionlimit(limit + 100)
+    assert root.handlers == handlers and root.level == level and sys.getrecursionlimit() == limit
+
+
+def test_restoring_also_happens_when_the_block_raises():
+    dumps = json.dumps
+    try:
+        with restored_process_state():
+            json.dumps = None
+            raise RuntimeError("step failed")
+    except RuntimeError:
+        pass
+    assert json.dumps is dumps
+
+
+def test_nothing_changed_reports_nothing():
+    state = ProcessState.save()
+    assert state.restore() == []
+
+
+def test_dict_versions_change_with_every_change():
+    from nbscale.kernels.process_state import changed_indexes, dict_version, version_slots, versions_at
+
+    namespace = types.ModuleType("nbscale_test_versions").__dict__
+    if dict_version(namespace) is None:
+        pytest.skip("this interpreter gives dicts no version numbers: every module is compared instead")
+    seen = [dict_version(namespace)]
+    for change in (lambda: namespace.update(x=1), lambda: namespace.update(x=2), lambda: namespace.pop("x")):
+        change()
+        seen.append(dict_version(namespace))
+    assert len(set(seen)) == len(seen)
+    other = {}
+    slots = version_slots([namespace, other])
+    before = versions_at(slots)
+    other["y"] = 1
+    assert changed_indexes(versions_at(slots), before) == [1]
+
+
+def test_later_snapshots_see_changes_made_between_steps():
+    """Copies are kept from one snapshot to the next: one made stale by a change between steps
+    must not come back."""
+    module = types.ModuleType("nbscale_test_between")
+    module.setting = original = object()
+    sys.modules[module.__name__] = module
+    try:
+        with restored_process_state():
+            module.setting = object()
+        assert module.setting is original
+        module.setting = between = object()  # outside any step: the process's own business
+        with restored_process_state():
+            module.setting = object()
+        assert module.setting is between
+        with restored_process_state():
+            del module.setting
+        assert module.setting is between
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_the_programs_own_globals_are_left_alone():
+    main, mp_main = sys.modules["__main__"], sys.modules.get("__mp_main__")
+    sys.modules["__mp_main__"] = main  # as multiprocessing registers it
+    marker = object()
+    main.nbscale_test_global = marker
+    try:
+        with restored_process_state():
+            main.nbscale_test_global = "the program changed it meanwhile"
+        assert main.nbscale_test_global == "the program changed it meanwhile"
+    finally:
+        del main.nbscale_test_global
+        if mp_main is None:
+            del sys.modules["__mp_main__"]
