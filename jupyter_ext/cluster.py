@@ -281,11 +281,16 @@ async def _from_factory(factory: dict, n: int | None):
 
 async def _local_cluster(n: int | None):
     # Not the run engine's local_cluster: the server's cluster is asynchronous, on the server's loop.
+    import dask
     from distributed import LocalCluster
 
-    return await LocalCluster(n_workers=n if n is not None else (os.cpu_count() or 1), threads_per_worker=1,
-                              processes=True, asynchronous=True, dashboard_address="127.0.0.1:0",
-                              silence_logs=logging.ERROR)
+    from nbscale.kernels.engines.dask import ALLOWED_FAILURES
+
+    # nbscale, not Dask, decides how often a step whose worker died runs again (its `retries:`)
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        return await LocalCluster(n_workers=n if n is not None else (os.cpu_count() or 1), threads_per_worker=1,
+                                  processes=True, asynchronous=True, dashboard_address="127.0.0.1:0",
+                                  silence_logs=logging.ERROR)
 
 
 async def maybe_await(value):

@@ -66,6 +66,7 @@ def duration_text(seconds) -> str:
 
 
 def error_headline(error: dict) -> str:
-    """One line for a step's error (the dict of `contract.error_dict`)."""
-    return (f"cell {error.get('cell')}, line {error.get('line')}: "
-            f"{error.get('ename')}: {error.get('evalue')}")
+    """One line for a step's error (the dict of `contract.error_dict`): where, when a cell is known
+    (a worker that died has none), then what."""
+    where = f"at cell {error.get('cell')}, line {error.get('line')}: " if error.get("cell") is not None else ""
+    return f"{where}{error.get('ename')}: {error.get('evalue')}"

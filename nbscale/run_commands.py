@@ -115,7 +115,7 @@ def show(run_id, notebook, logs):
             click.echo("    | " + "\n    | ".join(step["stdout"].rstrip().splitlines()))
         error = step.get("error")
         if isinstance(error, dict):
-            click.echo(f"    error in {error_headline(error)}")
+            click.echo(f"    error {error_headline(error)}")
             click.echo("    " + "\n    ".join(str(error.get("traceback", "")).splitlines()))
         elif error:
             click.echo(f"    {error}")
@@ -160,7 +160,7 @@ def _print_summary(result):
     for step in result.steps:
         error = step.get("error")
         if isinstance(error, dict):
-            click.echo(f"{step['name']} failed at {error_headline(error)}")
+            click.echo(f"{step['name']} failed {error_headline(error)}")
             click.echo(str(error.get("traceback", "")))
     for name, value in result.metrics.items():
         click.echo(f"metric {name} = {value}")

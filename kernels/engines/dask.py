@@ -5,6 +5,7 @@ an existing scheduler (`scheduler` address or `scheduler_file`), or a cluster bu
 factory named in Dask config under `nbscale.cluster-factory` ({module, class, args, kwargs}),
 as dask-labextension's `labextension.factory` does — so dask-jobqueue, dask-kubernetes or
 dask-gateway clusters work without code changes. Step outputs stay in worker memory as futures.
+A worker dying under a step and a cancelled run are handled in `dask_lifecycle`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import warnings
 from ..contract import STEP_FINISHED, WARNING, finished_payload
 from ..task import run_step
 from . import Engine
+from .dask_lifecycle import forget_run, killed_outcome, run_counted, stop_run_steps
 
 TOPIC = "nbscale"
 RESOURCE_NAMES = ("cpu", "memory", "gpu")
+ALLOWED_FAILURES = 20  # worker deaths under one task before the embedded cluster's scheduler gives up
 
 
 class DaskEngine(Engine):
@@ -78,24 +81,35 @@ class DaskEngine(Engine):
             resources = _resources(spec.step, declared, emit)
             hint = spread.get(name) if resources is None else None
             futures[name] = client.submit(
-                _task, spec, upstream, topic, self.body, key=f"nbscale-{name}-{spec.hash[7:19]}-{self.run_id[:8]}",
+                _task, spec, upstream, topic, self.body, self.run_id,
+                key=f"nbscale-{name}-{spec.hash[7:19]}-{self.run_id[:8]}",
                 pure=False, resources=resources, workers=hint, allow_other_workers=hint is not None)
             summaries[client.submit(_strip, futures[name], pure=False)] = name
+        names_by_key = {future.key: name for name, future in futures.items()}
         outcomes = {}
         try:
             for future in as_completed(list(summaries)):
-                outcome = future.result()
+                outcome = self._outcome(client, future, summaries[future], names_by_key)
                 if self.on_outcome is not None:
                     self.on_outcome(outcome)
                 outcomes[outcome.step] = outcome
                 emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
         except BaseException:
+            # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it
+            stop_run_steps(client, self.run_id, names_by_key, emit)
             client.cancel(list(futures.values()) + list(summaries) + warm)
             raise
         finally:
             client.unsubscribe_topic(topic)
+            forget_run(client, self.run_id)
         return outcomes
 
+    def _outcome(self, client, future, name, names_by_key):
+        """A finished step's outcome, also when Dask gave up on its task (KilledWorker: its worker,
+        or the worker of a step before it, died more often than the cluster allows)."""
+        if future.status == "error":
+            return killed_outcome(client, self.run_id, name, future.exception(), names_by_key)
+        return future.result()
 
     def _warm_up(self, client, specs, workers):
         """Import the notebook's libraries on the workers the first step will not use (as many as
@@ -107,7 +121,7 @@ class DaskEngine(Engine):
                 for i, w in enumerate(workers[1:len(specs)])]
 
 
-def _task(spec, upstream, topic, body):
+def _task(spec, upstream, topic, body, run_id):
     from distributed import get_worker
 
     worker = get_worker()
@@ -115,7 +129,7 @@ def _task(spec, upstream, topic, body):
     def emit(kind, step, payload=None):
         worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
 
-    return body(spec, upstream, emit)
+    return run_counted(body, spec, upstream, emit, run_id)
 
 
 def _spread(specs, workers) -> dict:
@@ -154,7 +168,9 @@ def local_cluster(workers=None):
     from distributed import LocalCluster
 
     n = workers or os.cpu_count() or 1
-    config = {}
+    # a worker that dies under a step is retried as its `retries:` tag says (dask_lifecycle), not
+    # given up on by Dask after 3 deaths
+    config = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}
     if (sys.platform == "linux" and threading.active_count() == 1
             and dask.config.get("distributed.worker.multiprocessing-method") == "spawn"):
         # Forked workers start in a third of the time and inherit the run time already imported

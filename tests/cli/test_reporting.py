@@ -60,7 +60,9 @@ def test_diagnostics_and_step_errors_are_printed_alike(capsys):
     assert out.startswith("nb.ipynb:cell 0:1:5: error[undefined-name]: name 'undefined_name'")
     assert error_counts(pipeline) == (1, 0)
     headline = error_headline({"cell": 2, "line": 3, "ename": "KeyError", "evalue": "'x'"})
-    assert headline == "cell 2, line 3: KeyError: 'x'"
+    assert headline == "at cell 2, line 3: KeyError: 'x'"
+    died = {"cell": None, "line": None, "ename": "WorkerDied", "evalue": "the worker running this step died"}
+    assert error_headline(died) == "WorkerDied: the worker running this step died"
 
 
 @pytest.mark.parametrize("code", [EXIT_BAD_INPUT])

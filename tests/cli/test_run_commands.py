@@ -81,8 +81,8 @@ def test_runs_and_show(tmp_path):
     assert shown.exit_code == 0
     assert f"run {run_id}  failed" in shown.output
     assert "second" in shown.output and "upstream_failed" in shown.output
-    assert "error in cell 2, line 2: KeyError" in shown.output
-    assert "nope" in shown.output.split("error in cell")[1]  # the traceback follows
+    assert "error at cell 2, line 2: KeyError" in shown.output
+    assert "nope" in shown.output.split("error at cell")[1]  # the traceback follows
     assert "first says hi" in shown.output  # logs
     shown_ok = cli("show", ok["run_id"][:8], "--notebook", metrics_nb)
     assert "metric acc = 0.5" in shown_ok.output and "succeeded" in shown_ok.output

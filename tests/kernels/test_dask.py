@@ -342,24 +342,6 @@ def test_iris_on_process_cluster_matches_local_engine(tmp_path, process_cluster)
     assert all(s["status"] == "succeeded" for s in remote.steps)
 
 
-def test_step_killing_its_worker_is_rescheduled(tmp_path, process_cluster):
-    marker = tmp_path / "killed-once"
-    notebook = make_notebook(tmp_path, [
-        ("x = 21", ["step:first"]),
-        (f"import os, pathlib\nm = pathlib.Path({str(marker)!r})\nif not m.exists():\n"
-         "    m.write_text(str(os.getpid()))\n    os.kill(os.getpid(), 9)\ny = x * 2", ["step:killer"]),
-        ("z = y + 1", ["step:last"]),
-    ])
-    result = run_notebook(notebook, options=RunOptions(scheduler_file=process_cluster, use_cache=False))
-    assert marker.exists(), "the step never killed its worker"
-    assert result.ok, result.steps
-    assert result.load("last")["z"] == 43
-    from distributed import Client
-
-    with Client(scheduler_file=process_cluster, timeout="20s") as client:
-        client.wait_for_workers(2, timeout=30)  # the nanny brought the worker back
-
-
 def test_step_resources_reach_workers_that_declare_them(tmp_path):
     from distributed import LocalCluster
 

@@ -1,0 +1,251 @@
+"""A step's Dask task beyond its code: the worker dying under it, and stopping it on cancel.
+
+Dask re-runs a task whose worker died on another worker, up to
+`distributed.scheduler.allowed-failures` times (repeating its side effects), then raises
+`KilledWorker`. nbscale decides instead, from the step's `retries:` tag, on any cluster: each
+run of the task first records on the scheduler (task metadata under `nbscale/<run>/<step>`) that
+it started, how many attempts it began, on which worker, with which memory limit, and then the
+most memory that worker was seen using. A re-run that finds the record still `running` knows the
+worker died: it retries only while attempts are left, else it fails the step with the reason and
+without running the user's code. When Dask gives up first (`KilledWorker`, an external cluster
+with fewer allowed failures), the client builds the same failed outcome from the same record.
+
+Cancel stops the code: the workers executing the run's steps end the steps' child processes and
+are restarted through their nannies; workers running nothing of this run are left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+from ..children import TERMINATE_WAIT_S, end_step_children
+from ..contract import STEP_RETRY, UPSTREAM_FAILED, WARNING, StepOutcome, failed_outcome
+
+NAMESPACE = "nbscale"  # top-level scheduler metadata key of the records
+MEMORY_TOPIC = "worker-restart-memory"  # the event a nanny logs when it restarts a worker over its limit
+SAMPLE_S = 0.2  # how often a running step's worker memory is sampled
+WORKER_DIED = "WorkerDied"
+
+
+# --- on the worker: the attempts of one step --------------------------------------------------------
+
+
+class StepRecord:
+    """The scheduler-side record of one step of one run, read and written from a worker thread."""
+
+    def __init__(self, worker, run_id: str, step: str):
+        self.worker, self.keys = worker, [NAMESPACE, run_id, step]
+
+    def _call(self, handler, **kwargs):
+        from distributed.utils import sync
+
+        return sync(self.worker.loop, getattr(self.worker.scheduler, handler), **kwargs)
+
+    def read(self) -> dict:
+        return self._call("get_metadata", keys=self.keys, default=None) or {}
+
+    def start(self, **record):
+        self._call("set_metadata", keys=self.keys, value=record)
+
+    def write(self, name, value):
+        self._call("set_metadata", keys=[*self.keys, name], value=value)
+
+    def memory_restarts(self) -> list[dict]:
+        """The nanny's memory restarts (topic `worker-restart-memory`) the scheduler remembers."""
+        return [msg for _, msg in self._call("events", topic=MEMORY_TOPIC) or ()]
+
+
+def run_counted(body, spec, upstream, emit, run_id: str) -> StepOutcome:
+    """Run `body(spec, upstream, emit)` on this worker as an attempt of the step, unless earlier
+    runs of this task died under it as often as the step's `retries:` allows."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    name, retries = spec.step["name"], spec.step.get("retries", 0)
+    record = StepRecord(worker, run_id, name)
+    before = record.read()
+    # a record left `running` means the worker died under it; a finished one that the task is
+    # run again means its result was lost with a worker: computed again (a cache hit if stored)
+    begun = before.get("attempts", 0) if before.get("running") else 0
+    if begun:
+        reason = death_reason(before, record.memory_restarts())
+        if begun > retries:
+            return died_outcome(name, reason, begun)
+        emit(STEP_RETRY, name, {"attempt": begun, "error": reason})
+        spec = dataclasses.replace(spec, step={**spec.step, "retries": retries - begun})
+    memory = worker.memory_manager.memory_limit if hasattr(worker, "memory_manager") else None
+    record.start(attempts=begun + 1, worker=worker.address, memory_limit=memory, memory=None, running=True)
+    counts = {"attempts": begun + 1}
+
+    def counting_emit(kind, step, payload=None):
+        if kind == STEP_RETRY:  # the body begins another attempt: a death from now on counts it
+            counts["attempts"] += 1
+            record.write("attempts", counts["attempts"])
+        emit(kind, step, payload)
+
+    sampler = MemorySampler(record)
+    sampler.start()
+    try:
+        outcome = body(spec, upstream, counting_emit)
+    finally:
+        sampler.stop()
+        record.write("running", False)
+    outcome.attempts += begun
+    return outcome
+
+
+class MemorySampler(threading.Thread):
+    """Records the most memory the worker process uses while the step runs (for a death reason)."""
+
+    def __init__(self, record: StepRecord):
+        super().__init__(name="nbscale-memory-sampler", daemon=True)
+        self.record, self.done = record, threading.Event()
+
+    def run(self):
+        import psutil
+
+        process, most = psutil.Process(), 0
+        while not self.done.wait(SAMPLE_S):
+            rss = process.memory_info().rss
+            if rss > most * 1.02:  # a write only when it grew: the scheduler is shared
+                most = rss
+                try:
+                    self.record.write("memory", rss)
+                except Exception:  # noqa: BLE001 - the scheduler is going away; the step decides
+                    return
+
+    def stop(self):
+        self.done.set()
+        self.join(timeout=5)
+
+
+# --- the reason and the outcomes --------------------------------------------------------------------
+
+
+def death_reason(record: dict, restarts=()) -> str:
+    """What is known about a worker that died under a step, from its record and the nanny's
+    memory restarts: "the worker running this step died; memory limit 1 GiB, last seen using 1.3 GiB"."""
+    from dask.utils import format_bytes
+
+    address = record.get("worker")
+    over = [r for r in restarts if r.get("worker") == address and r.get("rss")]
+    used = max([record.get("memory") or 0] + [r["rss"] for r in over])
+    known = []
+    if record.get("memory_limit"):
+        known.append(f"memory limit {format_bytes(record['memory_limit'])}")
+    if used:
+        known.append(f"last seen using {format_bytes(used)}")
+    text = "the worker running this step died"
+    if over:
+        text += " (its nanny restarted it for going over its memory limit)"
+    if address:
+        text += f" on {address}"
+    return text + ("; " + ", ".join(known) if known else "")
+
+
+def died_outcome(step: str, reason: str, attempts: int) -> StepOutcome:
+    outcome = failed_outcome(step, WORKER_DIED, reason)
+    outcome.attempts = attempts
+    return outcome
+
+
+def killed_outcome(client, run_id: str, name: str, exc: BaseException, names_by_key: dict) -> StepOutcome:
+    """The outcome of a step whose task ended in an error rather than an outcome: Dask's
+    `KilledWorker` on the step itself is the death of its worker, on a step it comes after makes
+    it `upstream_failed`; any other error fails the step naming it."""
+    from distributed import KilledWorker
+
+    if not isinstance(exc, KilledWorker):
+        return failed_outcome(name, type(exc).__name__, f"the step's Dask task failed: {exc}")
+    blamed = names_by_key.get(exc.task, exc.task)
+    if blamed != name:
+        return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {blamed}"})
+    record = client.get_metadata([NAMESPACE, run_id, name], None) or {}
+    reason = death_reason(record, [msg for _, msg in client.get_events(MEMORY_TOPIC)])
+    return died_outcome(name, reason, record.get("attempts", 0))
+
+
+def forget_run(client, run_id: str):
+    """Drop the run's records from the scheduler (best effort: a scheduler may refuse `run`)."""
+    try:
+        client.run_on_scheduler(_drop_records, run_id)
+    except Exception:  # noqa: BLE001 - a few bytes left on the scheduler
+        pass
+
+
+def _drop_records(run_id, dask_scheduler=None):
+    dask_scheduler.task_metadata.get(NAMESPACE, {}).pop(run_id, None)
+
+
+# --- cancel: stop the run's steps where they execute -------------------------------------------------
+
+
+def executing_keys(suffix: str, dask_worker=None) -> list[str]:
+    """Keys of the tasks ending in `suffix` that this worker is executing (run via `client.run`)."""
+    state = dask_worker.state
+    return [ts.key for ts in state.executing | state.long_running
+            if isinstance(ts.key, str) and ts.key.endswith(suffix)]
+
+
+def end_children(dask_worker=None, grace: float = TERMINATE_WAIT_S) -> int:
+    """End the child processes of this worker process before it is restarted (via `client.run`):
+    the running step's (`children.end_step_children`, which also finds `!cmd &` orphans), then any
+    other process below the worker, which the restart would leave running. Returns how many."""
+    import psutil
+
+    ended = len(end_step_children(grace))
+    rest = psutil.Process().children(recursive=True)
+    for child in rest:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(rest, timeout=grace)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return ended + len(rest)
+
+
+def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeout: float = 30.0) -> dict:
+    """Stop this run's steps that are still executing: for each worker running one, say so
+    (a WARNING event per step), end its child processes and restart it. Returns worker → status.
+    Never raises: it runs while a cancel is on its way out."""
+    try:
+        return _stop(client, run_id, names_by_key, emit, restart_timeout)
+    except Exception as exc:  # noqa: BLE001 - the cancel goes on; say what is left running
+        emit(WARNING, None, {"message": f"could not stop the run's steps on their workers: {exc}"})
+        return {}
+
+
+def _stop(client, run_id, names_by_key, emit, restart_timeout) -> dict:
+    suffix = f"-{run_id[:8]}"
+    found = client.run(executing_keys, suffix, on_error="ignore")
+    busy = {worker: [names_by_key[k] for k in keys if k in names_by_key] for worker, keys in found.items()}
+    busy = {worker: steps for worker, steps in busy.items() if steps}
+    if not busy:
+        return {}
+    for worker, steps in busy.items():
+        for step in steps:
+            emit(WARNING, step, {"message": f"stopping step {step!r}: restarting worker {worker}"})
+    client.run(end_children, workers=list(busy), on_error="ignore")
+    restarted = restart_workers(client, list(busy), restart_timeout)
+    for worker, status in restarted.items():
+        if status != "OK":  # no nanny ("removed"), or it did not stop in time
+            emit(WARNING, None, {"message": f"worker {worker} could not be restarted ({status}): step(s) "
+                                            f"{', '.join(busy.get(worker, []))} may keep running there"})
+    return restarted
+
+
+def restart_workers(client, workers: list[str], timeout: float) -> dict:
+    """Restart `workers` through their nannies, returning once their processes are gone (the
+    nannies start new ones meanwhile); a worker without a nanny is closed ("removed").
+
+    The scheduler's own handler, for what `Client.restart_workers` lacks: it waits for the new
+    workers (cancel need not), and refuses workers without a nanny instead of closing them."""
+    return client.sync(client.scheduler.restart_workers, workers=workers, timeout=timeout, wait_for_workers=False,
+                       on_error="return", stimulus_id=f"nbscale-cancel-{time.time()}")

@@ -1,0 +1,252 @@
+"""A step's Dask task beyond its code (kernels/engines/dask_lifecycle.py), on real clusters: a
+worker that dies under a step (out of memory, `os._exit`) is a failed step with a reason, retried
+only as `retries:` says; Cancel (Ctrl-C of `nbscale run`) stops the step on its worker, ends its
+child processes, and leaves other clients' workers alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from conftest import make_notebook
+from test_dask import process_cluster  # noqa: F401 - the `dask scheduler` + `dask worker` processes fixture
+
+from nbscale.kernels.engines.dask_lifecycle import death_reason
+from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
+
+DEADLINE_S = 60
+
+
+@pytest.fixture(scope="module")
+def limited_cluster():
+    """Two single-threaded worker processes with nannies and a memory limit each."""
+    import dask
+    from distributed import LocalCluster
+
+    # on a busy machine a restarted worker may take longer than LocalCluster's 15 s to come back
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "120s"}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                               host="127.0.0.1", memory_limit="400MB")
+        yield cluster.scheduler_address
+        cluster.close()
+
+
+def _wait_for(condition, what, timeout=DEADLINE_S):
+    end = time.time() + timeout
+    while time.time() < end:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def _lines(path):
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _dying_step(log, body, tags=()):
+    """A step that notes each start in `log` (its side effect), then runs `body`."""
+    return (f"import os\nwith open({str(log)!r}, 'a') as f:\n    f.write('start\\n')\n{body}\nx = 1",
+            ["step:dies", *tags])
+
+
+# --- a worker that dies under a step ----------------------------------------------------------------
+
+
+def test_a_step_over_its_workers_memory_limit_fails_once_with_the_limit(tmp_path, limited_cluster):
+    log = tmp_path / "starts.txt"
+    notebook = make_notebook(tmp_path, [_dying_step(log, "blob = b'x' * (1500 * 2**20)"),
+                                        ("y = x + 1", ["step:after"]), ("z = 2", ["step:other"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    assert result.status == "failed"
+    status = {s["name"]: s["status"] for s in result.steps}
+    assert status == {"dies": "failed", "after": "upstream_failed", "other": "succeeded"}
+    error = result.step("dies")["error"]
+    assert error["ename"] == "WorkerDied"
+    assert error["evalue"].startswith("the worker running this step died"), error
+    assert "memory limit 381.47 MiB" in error["evalue"] and "last seen using" in error["evalue"], error
+    assert _lines(log) == ["start"], "the step ran again after its worker died"
+
+
+def test_os_exit_in_a_step_fails_it_and_its_dependents(tmp_path, limited_cluster):
+    log = tmp_path / "starts.txt"
+    notebook = make_notebook(tmp_path, [("a = 1", ["step:first"]), _dying_step(log, "os._exit(1)"),
+                                        ("y = x + a", ["step:after"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    assert result.status == "failed"
+    assert [s["status"] for s in result.steps] == ["succeeded", "failed", "upstream_failed"]
+    assert result.step("dies")["error"]["evalue"].startswith("the worker running this step died on tcp://")
+    assert result.step("dies")["attempts"] == 1
+    assert _lines(log) == ["start"]
+
+
+def test_a_died_worker_is_retried_as_retries_says(tmp_path, limited_cluster):
+    log = tmp_path / "starts.txt"
+    notebook = make_notebook(tmp_path, [_dying_step(log, "os._exit(1)", ["retries:1"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    assert result.status == "failed"
+    assert _lines(log) == ["start", "start"]
+    assert result.step("dies")["attempts"] == 2
+    assert "the worker running this step died" in result.step("dies")["error"]["evalue"]
+
+
+def test_an_error_and_a_death_share_the_retries(tmp_path, limited_cluster):
+    log = tmp_path / "starts.txt"
+    body = f"if len(open({str(log)!r}).readlines()) == 1:\n    raise ValueError('first')\nos._exit(1)"
+    notebook = make_notebook(tmp_path, [_dying_step(log, body, ["retries:1"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    assert _lines(log) == ["start", "start"]
+    assert result.step("dies")["status"] == "failed" and result.step("dies")["attempts"] == 2
+    assert result.step("dies")["error"]["ename"] == "WorkerDied"
+
+
+def test_a_step_killing_its_worker_once_succeeds_on_its_retry(tmp_path, process_cluster):  # noqa: F811
+    marker = tmp_path / "killed-once"
+    notebook = make_notebook(tmp_path, [
+        ("x = 21", ["step:first"]),
+        (f"import os, pathlib\nm = pathlib.Path({str(marker)!r})\nif not m.exists():\n"
+         "    m.write_text(str(os.getpid()))\n    os.kill(os.getpid(), 9)\ny = x * 2", ["step:killer", "retries:1"]),
+        ("z = y + 1", ["step:last"]),
+    ])
+    result = run_notebook(notebook, options=RunOptions(scheduler_file=process_cluster, use_cache=False))
+    assert marker.exists(), "the step never killed its worker"
+    assert result.ok, result.steps
+    assert result.step("killer")["attempts"] == 2
+    assert result.load("last")["z"] == 43
+    from distributed import Client
+
+    with Client(scheduler_file=process_cluster, timeout="20s") as client:
+        client.wait_for_workers(2, timeout=30)  # the nanny brought the worker back
+
+
+def test_dask_giving_up_first_is_the_same_failed_step(tmp_path):
+    """An external cluster whose scheduler allows no worker death: Dask raises KilledWorker at
+    once; the step fails with the same reason, its dependents are upstream_failed."""
+    import dask
+    from distributed import LocalCluster
+
+    log = tmp_path / "starts.txt"
+    notebook = make_notebook(tmp_path, [_dying_step(log, "os._exit(3)", ["retries:2"]), ("y = x", ["step:after"])])
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
+            n_workers=1, threads_per_worker=1, dashboard_address=None, host="127.0.0.1") as cluster:
+        result = run_notebook(notebook, options=RunOptions(scheduler=cluster.scheduler_address, use_cache=False))
+    assert [s["status"] for s in result.steps] == ["failed", "upstream_failed"]
+    assert result.step("dies")["error"]["evalue"].startswith("the worker running this step died on tcp://")
+    assert _lines(log) == ["start"]
+
+
+def test_the_cli_reports_a_died_worker_without_a_killedworker_traceback(tmp_path, limited_cluster):
+    notebook = make_notebook(tmp_path, [_dying_step(tmp_path / "log.txt", "os._exit(1)")])
+    run = subprocess.run([sys.executable, "-m", "nbscale", "run", str(notebook), "--scheduler", limited_cluster],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert "the worker running this step died" in run.stdout + run.stderr
+    assert "KilledWorker" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_death_reason_says_what_is_known():
+    record = {"worker": "tcp://w:1", "memory_limit": 2**30, "memory": 2**29}
+    restarts = [{"worker": "tcp://w:1", "rss": 1.3 * 2**30}, {"worker": "tcp://other:2", "rss": 9 * 2**30}]
+    assert death_reason(record, restarts) == ("the worker running this step died (its nanny restarted it for going "
+                                              "over its memory limit) on tcp://w:1; memory limit 1.00 GiB, "
+                                              "last seen using 1.30 GiB")
+    assert death_reason({"worker": "tcp://w:1"}) == "the worker running this step died on tcp://w:1"
+
+
+# --- Cancel stops the step where it runs ---------------------------------------------------------
+
+
+def _sleeper(tmp_path, name="sleeper"):
+    """A notebook whose step starts a child process, notes both pids, and sleeps."""
+    pids = tmp_path / f"{name}-pids.txt"
+    source = (f"import os, subprocess, time\nchild = subprocess.Popen(['sleep', '600'])\n"
+              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\ntime.sleep(600)\nx = 1")
+    folder = tmp_path / name
+    folder.mkdir()
+    return make_notebook(folder, [(source, ["step:sleeps"])], name=name), pids
+
+
+def _cancel_cli_run(notebook, pids, flag, target):
+    """`nbscale run` until the step started, then Ctrl-C; returns its output and the step's pids."""
+    proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(notebook), flag, target],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, "the step to start")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out + err, [int(p) for p in pids.read_text().split()]
+
+
+def _executing(client) -> dict:
+    return client.run(lambda dask_worker: sorted(str(ts.key) for ts in dask_worker.state.executing))
+
+
+def _gone(pid) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_cancel_restarts_the_busy_worker_and_the_next_run_starts_at_once(tmp_path, limited_cluster):
+    from distributed import Client
+
+    notebook, pids = _sleeper(tmp_path)
+    code, output, (worker_pid, child_pid) = _cancel_cli_run(notebook, pids, "--scheduler", limited_cluster)
+    assert code != 0, output
+    with Client(limited_cluster, timeout="20s") as client:
+        _wait_for(lambda: not any(_executing(client).values()) and len(client.scheduler_info()["workers"]) == 2,
+                  "the worker to stop executing the cancelled step")
+    assert _gone(worker_pid) and _gone(child_pid)
+    store = default_run_store(notebook)
+    run = store.list_runs()[0]
+    assert run["status"] == "cancelled"
+    warnings = [e["payload"] for e in store.events_since(run["id"]) if e["kind"] == "warning"]
+    assert any("stopping step 'sleeps': restarting worker tcp://" in str(w) for w in warnings), warnings
+    quick = make_notebook(tmp_path, [("q = 1", ["step:quick"])], name="quick")
+    assert run_notebook(quick, options=RunOptions(scheduler=limited_cluster, use_cache=False)).ok
+
+
+def test_cancel_on_an_external_cluster_leaves_other_clients_workers_alone(tmp_path, process_cluster):  # noqa: F811
+    from distributed import Client
+
+    stop = tmp_path / "stop-other"
+
+    def others_task(path):
+        import pathlib
+        import time
+
+        end = time.time() + 120
+        while not pathlib.Path(path).exists() and time.time() < end:
+            time.sleep(0.1)
+        return "other done"
+
+    with Client(scheduler_file=process_cluster, timeout="20s") as other:
+        future = other.submit(others_task, str(stop), key="another-clients-task", pure=False)
+        _wait_for(lambda: any("another-clients-task" in keys for keys in _executing(other).values()),
+                  "the other client's task to run")
+        other_worker = next(w for w, keys in _executing(other).items() if "another-clients-task" in keys)
+        before = other.run(os.getpid)
+        notebook, pids = _sleeper(tmp_path)
+        code, output, (worker_pid, child_pid) = _cancel_cli_run(notebook, pids, "--scheduler-file",
+                                                                process_cluster)
+        assert code != 0, output
+        _wait_for(lambda: not any(k.startswith("nbscale-") for keys in _executing(other).values() for k in keys),
+                  "the cancelled step to stop")
+        assert _gone(worker_pid) and _gone(child_pid)
+        assert other.run(os.getpid)[other_worker] == before[other_worker], "the other client's worker was restarted"
+        assert "another-clients-task" in _executing(other)[other_worker]
+        stop.write_text("")
+        assert future.result(timeout=DEADLINE_S) == "other done"
+        other.wait_for_workers(2, timeout=DEADLINE_S)
+    quick = make_notebook(tmp_path, [("q = 1", ["step:quick"])], name="quick")
+    assert run_notebook(quick, options=RunOptions(scheduler_file=process_cluster, use_cache=False)).ok
