@@ -12,9 +12,11 @@ What is restored, and what is left on purpose:
 - Module attributes of modules imported before the step whose value the step rebound (or deleted)
   get their old object back. Attributes the step *added* stay (caches and lazy imports add them),
   and so do rebindings that are bookkeeping rather than patches: a submodule bound on its parent
-  package by an import, import metadata (`__spec__`, `__file__`, ...), an old value of None or
-  False (lazy initialisation: `_installed = True`, a singleton made on first use — undoing it would
-  do it twice) and an old int that is not a bool (module-level counters must not go back).
+  package by an import, import metadata (`__spec__`, `__file__`, ...), and every old value that is
+  data rather than behaviour — only functions, classes, modules and other callables come back. A
+  library's own data (a flag of lazy initialisation, a singleton made on first use, a counter, a
+  timing a gc callback writes while the step runs) must not go back: undoing it would do the
+  work twice or undo what someone other than the step did.
 - `sys.path` is put back as it was. Import hooks (`sys.meta_path`, `sys.path_hooks`) the step
   added stay (a library imported in the step may depend on its hook, as `six.moves` does); hooks
   it removed or replaced come back.
@@ -363,10 +365,8 @@ def _restore_module(module: types.ModuleType, old: dict) -> list[str]:
 
 def _is_patch(module_name: str, key: str, old, new) -> bool:
     """Whether a rebinding is one to undo (see the module docstring for what is left)."""
-    if key in IMPORT_METADATA or old is None or old is False:
-        return False
-    if isinstance(old, int) and not isinstance(old, bool):
-        return False
+    if key in IMPORT_METADATA or not (callable(old) or isinstance(old, types.ModuleType)):
+        return False  # a patch replaces behaviour; data is the library's own bookkeeping
     # `import pkg.sub` binds the (re-)imported submodule on its parent: the import system's doing
     return not (isinstance(new, types.ModuleType) and sys.modules.get(f"{module_name}.{key}") is new)
 

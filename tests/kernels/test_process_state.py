@@ -175,15 +175,15 @@ def test_later_snapshots_see_changes_made_between_steps():
     """Copies are kept from one snapshot to the next: one made stale by a change between steps
     must not come back."""
     module = types.ModuleType("nbscale_test_between")
-    module.setting = original = object()
+    module.setting = original = (lambda: None)
     sys.modules[module.__name__] = module
     try:
         with restored_process_state():
-            module.setting = object()
+            module.setting = (lambda: None)
         assert module.setting is original
-        module.setting = between = object()  # outside any step: the process's own business
+        module.setting = between = (lambda: None)  # outside any step: the process's own business
         with restored_process_state():
-            module.setting = object()
+            module.setting = (lambda: None)
         assert module.setting is between
         with restored_process_state():
             del module.setting
