@@ -1,8 +1,10 @@
 """Per-cell dataflow facts at notebook (module) level, in execution order.
 
 For a sequence of cells it finds: names read before being bound (with the position of the
-first read), names bound, names mutated in place, names deleted, functions defined (with what
-they read and change when called), alias groups, and code the analysis cannot see through.
+first read), names bound, names mutated in place and the objects they may change (on a shared
+`heap.Heap`, which says what each name may be and hold), names deleted, functions defined (with
+what they read and change when called), where each name is bound or changed (for `graph
+--why`), and code the analysis cannot see through.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import builtins
 from dataclasses import dataclass, field
 
 from . import effects
+from .callables import Callable, callee_of, changed_arguments
+from .heap import Heap
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
 from .syntax import READS_ONLY_SCOPE, to_python
 
@@ -33,16 +37,21 @@ class Use:
     optional: bool = False  # read after a binding that may not have run (if/for/try)
 
 
-@dataclass
-class Callable:
-    """A function or class defined at notebook level: what calling it reads and changes."""
+@dataclass(frozen=True)
+class Site:
+    """Where a name is bound or an object changed: notebook cell index, line, and the statement
+    (or expression) that does it, turned into text only when asked (`graph --why`)."""
 
-    name: str
-    reads: set[str]
-    binds: set[str]  # through `global`
-    mutates: set[str]  # enclosing (global) names modified in place
-    mutated_params: list[int]  # positions of parameters it modifies in place
-    param_names: list[str]
+    cell: int
+    line: int
+    node: ast.AST | None = None
+
+    @property
+    def code(self) -> str:
+        if self.node is None:
+            return ""
+        code = ast.unparse(self.node).splitlines()[0]
+        return code if len(code) <= 72 else code[:69] + "..."
 
 
 @dataclass
@@ -51,24 +60,26 @@ class Facts:
     binds: set[str] = field(default_factory=set)
     bind_cells: dict[str, int] = field(default_factory=dict)  # name → first cell binding it
     imported: set[str] = field(default_factory=set)
-    mutates: dict[str, Use] = field(default_factory=dict)
-    mutated_nodes: set[str] = field(default_factory=set)  # alias-group versions at mutation time
-    read_nodes: dict[str, str] = field(default_factory=dict)  # name → its version when first read
+    mutates: dict[str, Use] = field(default_factory=dict)  # names changed in place, directly
+    changed: set[str] = field(default_factory=set)  # heap objects the cells may change
+    read_objects: dict[str, frozenset] = field(default_factory=dict)  # name → its objects when first read
+    bind_sites: dict[str, Site] = field(default_factory=dict)  # name → its first binding
+    change_sites: list[tuple[frozenset, Site]] = field(default_factory=list)  # objects changed, where
     deletes: set[str] = field(default_factory=set)
     callables: dict[str, Callable] = field(default_factory=dict)
-    aliases: effects.AliasGroups = field(default_factory=effects.AliasGroups)
+    heap: Heap = field(default_factory=Heap)
     dynamic: list[Use] = field(default_factory=list)  # star import / exec / eval / globals()
     syntax_errors: list[tuple[int, int, int, str]] = field(default_factory=list)
 
 
-def analyse_cells(cells, known: dict[str, Callable] | None = None, aliases=None, modules=()) -> Facts:
+def analyse_cells(cells, known: dict[str, Callable] | None = None, heap=None, modules=()) -> Facts:
     """Facts for cells run one after another in one namespace. `cells`: (index, source) pairs.
 
     `known` holds callables defined before these cells (prelude, earlier steps): a reference to
-    one counts as reading what it reads. `aliases` continues the alias groups of earlier cells;
+    one counts as reading what it reads. `heap` continues the objects of earlier cells;
     `modules` are names already bound to imported modules.
     """
-    walker = _ModuleWalker(dict(known or {}), aliases, modules)
+    walker = _ModuleWalker(dict(known or {}), heap, modules)
     for index, source in cells:
         tree = parse_cell(index, source, walker.facts)
         if tree is not None:
@@ -91,19 +102,33 @@ def parse_cell(index, source, facts: Facts):
 class _ModuleWalker(ast.NodeVisitor):
     """Walks module-level statements in the order Python runs them."""
 
-    def __init__(self, known: dict[str, Callable], aliases=None, modules=()):
+    def __init__(self, known: dict[str, Callable], heap=None, modules=()):
         self.facts = Facts()
-        if aliases is not None:
-            self.facts.aliases = aliases
-        self.aliases = self.facts.aliases
+        if heap is not None:
+            self.facts.heap = heap
+        self.heap = self.facts.heap
         self.modules = set(modules)
         self.known = known
         self.cell = 0
+        self.statement: ast.stmt | None = None  # the simple statement being walked
         self.bound: set[str] = set()  # surely bound by now
         self.maybe: set[str] = set()  # bound on some paths (if/for/while/try bodies)
         self.conditional = 0
 
+    def visit(self, node):
+        if isinstance(node, ast.stmt):
+            outer, self.statement = self.statement, node
+            try:
+                return super().visit(node)
+            finally:
+                self.statement = outer
+        return super().visit(node)
+
     # --- recording -------------------------------------------------------------------------
+    def _site(self, node):
+        stmt = self.statement
+        return Site(self.cell, getattr(node, "lineno", 1), stmt if isinstance(stmt, SIMPLE_STATEMENTS) else node)
+
     def _use(self, name, node, optional=False):
         return Use(name, self.cell, getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1,
                    optional)
@@ -115,7 +140,7 @@ class _ModuleWalker(ast.NodeVisitor):
         if name in self.bound:
             return
         optional = name in self.maybe
-        self.facts.read_nodes.setdefault(name, self.aliases.key(name))
+        self.facts.read_objects.setdefault(name, self.heap.objects(name))
         current = self.facts.reads.get(name)
         if current is None or (current.optional and not optional):
             self.facts.reads[name] = self._use(name, node, optional)
@@ -123,36 +148,50 @@ class _ModuleWalker(ast.NodeVisitor):
     def _called(self, callee: Callable, node, seen):
         for name in sorted(callee.reads):
             self.read(name, node, seen)
-        for name in callee.mutates:
-            self.mutate(name, node)
+        for name in sorted(callee.mutates):
+            self.change_name(name, node, name in callee.deep)
         for name in callee.binds:
-            self.bind(name)
+            self.bind(name, node=node)
 
-    def bind(self, name, new_object=True):
-        if new_object:
-            self.aliases.rebind(name)
+    def bind(self, name, objects=frozenset(), node=None, same_object=False):
+        if not same_object:
+            self.heap.bind(name, objects)
         self.facts.binds.add(name)
         self.facts.bind_cells.setdefault(name, self.cell)
+        if name not in self.facts.bind_sites:
+            self.facts.bind_sites[name] = self._site(node or self.statement)
         self.facts.deletes.discard(name)
         (self.maybe if self.conditional else self.bound).add(name)
 
-    def mutate(self, name, node):
-        self.facts.mutated_nodes.add(self.aliases.key(name))
-        if name not in self.facts.mutates:
-            self.facts.mutates[name] = self._use(name, node)
+    def change(self, objects, names, node):
+        """`objects` may change here; `names` are the ones the code changes directly."""
+        if objects:
+            self.facts.changed |= objects
+            self.facts.change_sites.append((frozenset(objects), self._site(node)))
+        for name in names:
+            if name not in self.facts.mutates:
+                self.facts.mutates[name] = self._use(name, node)
 
-    def bind_target(self, target, new_object=True):
-        for part in effects.target_load_parts(target):
-            self.visit(part)
-        for name in effects.mutated_by_target(target):
-            self.read(name, target)
-            self.mutate(name, target)
-        for name in effects.target_names(target):
-            self.bind(name, new_object)
+    def change_name(self, name, node, deep=False):
+        objects = self.heap.objects(name)
+        self.change(self.heap.owned_reach(objects) if deep else set(objects), [name], node)
 
-    def _share(self, targets, shared_nodes):
-        names = [n for t in targets for n in (*effects.target_names(t), *effects.mutated_by_target(t))]
-        self.aliases.join(names, shared_nodes)
+    def assign(self, target, objects, value=None):
+        """`target = value`, where the value may be `objects` (empty: a new object)."""
+        if isinstance(target, ast.Name):
+            self.bind(target.id, objects, target)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for part, part_objects in effects.unpacked(self.heap, target, objects, value, self.modules):
+                self.assign(part, part_objects)
+        elif isinstance(target, ast.Starred):
+            self.assign(target.value, objects)
+        else:  # `x[k] = …`, `x.a = …`: x is read and changed in place
+            for part in effects.target_load_parts(target):
+                self.visit(part)
+            names = effects.mutated_by_target(target)
+            for name in names:
+                self.read(name, target)
+            self.change(effects.store_changes(self.heap, target, objects, self.modules), names, target)
 
     def _conditionally(self, stmts):
         self.conditional += 1
@@ -163,26 +202,26 @@ class _ModuleWalker(ast.NodeVisitor):
     # --- statements ------------------------------------------------------------------------
     def visit_Assign(self, node):
         self.visit(node.value)
-        shared = self.aliases.keys(effects.value_names(node.value))
+        objects = effects.objects_of(self.heap, node.value, self.modules)
         for target in node.targets:
-            self.bind_target(target)
-        self._share(node.targets, shared)
+            self.assign(target, objects, node.value)
         self._maybe_lambda(node.targets, node.value)
 
     def visit_AnnAssign(self, node):
         self.visit(node.annotation)
         if node.value is not None:
             self.visit(node.value)
-            shared = self.aliases.keys(effects.value_names(node.value))
-            self.bind_target(node.target)
-            self._share([node.target], shared)
+            self.assign(node.target, effects.objects_of(self.heap, node.value, self.modules), node.value)
 
     def visit_AugAssign(self, node):
         self.visit(node.value)
-        if isinstance(node.target, ast.Name):
-            self.read(node.target.id, node.target)
-            self.mutate(node.target.id, node.target)
-        self.bind_target(node.target, new_object=False)  # `lst += …` changes the same object
+        if isinstance(node.target, ast.Name):  # `lst += …` changes the same object
+            name = node.target.id
+            self.read(name, node.target)
+            self.change(effects.augmented_changes(self.heap, node, self.modules), [name], node.target)
+            self.bind(name, node=node.target, same_object=True)
+        else:
+            self.assign(node.target, frozenset())
 
     def visit_Delete(self, node):
         for target in node.targets:
@@ -192,11 +231,11 @@ class _ModuleWalker(ast.NodeVisitor):
                 self.bound.discard(target.id)
                 self.maybe.discard(target.id)
             else:
-                self.bind_target(target)
+                self.assign(target, frozenset())
 
     def visit_Import(self, node):
         for name in effects.import_names(node):
-            self.bind(name)
+            self.bind(name, node=node)
             self.facts.imported.add(name)
             self.modules.add(name)
 
@@ -215,13 +254,13 @@ class _ModuleWalker(ast.NodeVisitor):
 
     def visit_For(self, node):
         self.visit(node.iter)
-        pairs = [(names, self.aliases.keys(shared)) for names, shared in effects.loop_aliases(node.target, node.iter)]
+        sources = [(part, effects.elements_of(self.heap, exprs, self.modules))
+                   for part, exprs in effects.loop_sources(node.target, node.iter)]
         # a loop over a non-empty literal (`for df in [train, test]`) surely runs its body
         surely = isinstance(node.iter, (ast.List, ast.Tuple)) and bool(node.iter.elts) and not node.orelse
         self.conditional += not surely
-        self.bind_target(node.target)
-        for names, shared in pairs:
-            self.aliases.join(names, shared)
+        for part, objects in sources:
+            self.assign(part, objects)
         for stmt in node.body + node.orelse:
             self.visit(stmt)
         self.conditional -= not surely
@@ -235,7 +274,7 @@ class _ModuleWalker(ast.NodeVisitor):
                 self.visit(handler.type)
             self.conditional += 1
             if handler.name:
-                self.bind(handler.name)
+                self.bind(handler.name, node=handler)
             self.conditional -= 1
             self._conditionally(handler.body)
         self._conditionally(node.orelse)
@@ -248,7 +287,7 @@ class _ModuleWalker(ast.NodeVisitor):
         for item in node.items:
             self.visit(item.context_expr)
             if item.optional_vars is not None:
-                self.bind_target(item.optional_vars)
+                self.assign(item.optional_vars, effects.objects_of(self.heap, item.context_expr, self.modules))
         for stmt in node.body:
             self.visit(stmt)
 
@@ -269,16 +308,16 @@ class _ModuleWalker(ast.NodeVisitor):
         if node.pattern is not None:
             self.visit(node.pattern)
         if node.name:
-            self.bind(node.name)
+            self.bind(node.name, node=node)
 
     def visit_MatchStar(self, node):
         if node.name:
-            self.bind(node.name)
+            self.bind(node.name, node=node)
 
     def visit_MatchMapping(self, node):
         self.generic_visit(node)
         if node.rest:
-            self.bind(node.rest)
+            self.bind(node.rest, node=node)
 
     def visit_Global(self, node):
         pass  # `global` at module level changes nothing
@@ -324,9 +363,14 @@ class _ModuleWalker(ast.NodeVisitor):
                 mutates |= callee.mutates
                 binds |= callee.binds
         positions = [i for i, p in enumerate(facts.params) if p in facts.mutated_params]
+        deep = set(facts.deep_mutated)
+        for callee_name in list(facts.free):
+            callee = self.known.get(callee_name)
+            if callee is not None and callee_name != name:
+                deep |= callee.deep & callee.mutates
         self.known[name] = self.facts.callables[name] = Callable(
-            name, reads - {name}, binds, mutates, positions, list(facts.params))
-        self.bind(name)
+            name, reads - {name}, binds, mutates, positions, list(facts.params), deep)
+        self.bind(name, node=node)
 
     def _maybe_lambda(self, targets, value):
         # `f = lambda x: x + k` is used like a def: its body reads happen when it is called.
@@ -343,25 +387,25 @@ class _ModuleWalker(ast.NodeVisitor):
         if isinstance(node.ctx, ast.Load):
             self.read(node.id, node)
         else:
-            self.bind(node.id)
+            self.bind(node.id, node=node)
 
     def visit_NamedExpr(self, node):
         self.visit(node.value)
-        self.bind(node.target.id)
+        self.bind(node.target.id, effects.objects_of(self.heap, node.value, self.modules), node)
 
     def visit_Call(self, node):
         self.generic_visit(node)
-        mutated = effects.mutated_by_call(node, self.modules)
-        callee = self.known.get(node.func.id) if isinstance(node.func, ast.Name) else None
-        if callee is not None:
-            for pos in callee.mutated_params:
-                if pos < len(node.args):
-                    name = effects.root_name(node.args[pos])
-                    if name:
-                        mutated.add(name)
-        for name in mutated - self.modules:
-            self.mutate(name, node)
-        self.aliases.add_call(node, self.modules)
+        changed = effects.call_changes(self.heap, node, self.modules)
+        names = effects.mutated_by_call(node, self.modules) - self.modules
+        callee, args, keywords = callee_of(node, self.known, self.modules)
+        if callee is not None:  # a function of the notebook: it says which parameters it changes
+            given = effects.argument_objects(self.heap, node, self.modules)
+            for expr, param in changed_arguments(callee, args, keywords):
+                objects = effects.objects_of(self.heap, expr, self.modules)
+                self.heap.hold(objects, given - objects, owned=False)
+                changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
+                names |= {effects.root_name(expr)} - {None} - self.modules
+        self.change(changed, sorted(names), node)
         if effects.is_dynamic_call(node):
             self.facts.dynamic.append(self._use(node.func.id, node))
 
@@ -373,12 +417,17 @@ class _ModuleWalker(ast.NodeVisitor):
         self._note_dynamic(facts.dynamic)
         for name in sorted(facts.free):
             self.read(name, node)
-        for name in facts.mutated_free - self.modules:
-            self.mutate(name, node)
+        for name in sorted(facts.mutated_free - self.modules):
+            self.change_name(name, node, name in facts.deep_mutated)
         for name in facts.walrus_binds:
-            self.bind(name)
+            self.bind(name, node=node)
 
     visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _scope_now
 
 
 assert all(hasattr(_ModuleWalker, "visit_" + n.__name__) for n in SCOPE_NODES)
+
+
+# Statements shown whole in a site's code (compound ones show the expression that acted).
+SIMPLE_STATEMENTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Delete, ast.Import,
+                     ast.ImportFrom, ast.Return)

@@ -1,7 +1,9 @@
 """Steps' inputs, outputs and edges from the names they read, bind and mutate.
 
 A step's input X comes from the nearest earlier step, in notebook order, that binds X or may
-have mutated it; that is what running the notebook top to bottom would have in X.
+have changed it (changed an object X may be or hold, on the heap shared by all steps); that is
+what running the notebook top to bottom would have in X. Why each edge exists is kept in
+`Flow.reasons` for `nbscale graph --why`.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import difflib
 from dataclasses import dataclass, field
 
 from . import graph
-from .analysis import KERNEL_NAMES, Facts, analyse_cells
+from .analysis import KERNEL_NAMES, Facts, Site, analyse_cells
 from .diagnostics import Diagnostic
-from .effects import AliasGroups
+from .heap import Heap
 from .ir import Prelude, Step
 from .layout import Layout
 
@@ -32,6 +34,26 @@ class Flow:
     prelude: Prelude
     steps: list[Step]
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    builder: _Builder | None = field(default=None, repr=False)
+
+    def reasons(self) -> dict[tuple[str, str], list[Reason]]:
+        """(upstream, downstream) → why the downstream step takes each name from the upstream one."""
+        return self.builder.reasons() if self.builder else {}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """`step` reads (or changes) `name` and takes it from `producer`, which binds it or may
+    change it at `site`, or only hands it on with `partners` (names sharing objects with it that
+    `step` may change), so that they arrive as one object."""
+
+    name: str
+    producer: str
+    step: str
+    uses: str  # "reads", "changes" or "hands on" (for a later step that changes what it shares)
+    how: str  # "binds", "may change" or "hands on"
+    site: Site | None = None
+    partners: tuple[str, ...] = ()
 
 
 def build_flow(layout: Layout, parameter_names: set[str]) -> Flow:
@@ -42,13 +64,13 @@ def build_flow(layout: Layout, parameter_names: set[str]) -> Flow:
     known = dict(prelude_facts.callables)
     for step_layout in layout.steps:
         facts = analyse_cells([(i, layout.sources[i]) for i in step_layout.cells], known,
-                              builder.aliases, builder.modules | prelude_facts.imported)
+                              builder.heap, builder.modules | prelude_facts.imported)
         known.update(facts.callables)
         builder.add_step(step_layout, facts)
     builder.finish()
     prelude = Prelude(cells=list(layout.prelude), source=[layout.sources[i] for i in layout.prelude],
                       names=sorted(prelude_names))
-    return Flow(prelude, builder.steps, builder.diagnostics)
+    return Flow(prelude, builder.steps, builder.diagnostics, builder)
 
 
 class _Builder:
@@ -60,8 +82,10 @@ class _Builder:
         self.facts: dict[str, Facts] = {}
         self.producer: dict[str, str] = {}  # name → step holding its current value
         self.binders: dict[str, list[str]] = {}  # name → steps binding it, in notebook order
-        self.aliases = AliasGroups()
-        self.received_nodes: dict[str, dict[str, str]] = {}  # step → input name → alias version
+        self.heap = Heap()
+        self.received: dict[str, dict[str, frozenset]] = {}  # step → input name → its objects
+        self.points_after: dict[str, dict[str, frozenset]] = {}  # step → what names are after it
+        self.carried: set[tuple[str, str]] = set()  # (step, name) it only hands on for a group
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
         self.first_bind_cell: dict[str, int] = {}
@@ -95,7 +119,7 @@ class _Builder:
             self.diagnostics.append(Diagnostic("empty-step", f"step '{step.name}' has no code",
                                                cell=step.cells[0] if step.cells else None))
         self._resolve_reads(step, facts)
-        mutated = set(facts.mutates) | self.aliases.expand_nodes(facts.mutated_nodes)
+        mutated = set(facts.mutates) | self.heap.names_reaching(facts.changed)
         mutated -= facts.imported | self.prelude_names | self.modules
         for name in sorted(mutated - facts.binds - set(facts.reads)):
             if name in self.producer:  # shares objects with what it mutates: hand it on too
@@ -110,6 +134,7 @@ class _Builder:
         for name in facts.deletes:
             self.producer.pop(name, None)
         self.modules = (self.modules - facts.binds) | facts.imported
+        self.points_after[step.name] = dict(self.heap.points)
         self.steps.append(step)
 
     def _resolve_reads(self, step, facts):
@@ -129,37 +154,71 @@ class _Builder:
 
         Copies are made per producer, so names from one producer keep their shared identity. The
         latest producer of the group hands on the other names too: it either received them
-        unchanged, or it now receives them from their producer (which precedes it). Groups are
-        judged by the version of each name the step received.
+        unchanged, or it now receives them from their producer (which precedes it). Names are
+        judged by the objects they had when the step received them.
         """
-        received = self.received_nodes.setdefault(step.name, {})
+        received = self.received.setdefault(step.name, {})
         for name in step.sources:
-            received.setdefault(name, facts.read_nodes.get(name) or self.aliases.key(name))
-        by_root: dict[str, list[str]] = {}
-        roots = {self.aliases.root(n) for n in facts.mutated_nodes}
-        for name in sorted(step.sources):
-            root = self.aliases.root(received[name])
-            if root in roots:
-                by_root.setdefault(root, []).append(name)
-        for group in by_root.values():
-            self._gather(step, group)
+            received.setdefault(name, facts.read_objects.get(name) or self.heap.objects(name))
+        # names reaching one changed object must arrive in one copy, so it stays one object
+        touched = {n: self.heap.reach(received[n]) & facts.changed for n in sorted(step.sources)}
+        groups: list[tuple[list[str], set[str]]] = []
+        for name, objects in touched.items():
+            if not objects:
+                continue
+            joined = [g for g in groups if not g[1].isdisjoint(objects)]
+            names, shared = [name], set(objects)
+            for g in joined:
+                groups.remove(g)
+                names, shared = g[0] + names, g[1] | shared
+            groups.append((names, shared))
+        for names, shared in groups:
+            self._gather(step, sorted(names), shared)
 
-    def _gather(self, step, names):
+    def _gather(self, step, names, shared):
+        """`names` reach the objects `shared` that a step changes: `step` gets them from one
+        producer, and so on upwards, so that they are the same objects all the way."""
         order = {s.name: i for i, s in enumerate(self.steps)}
         producers = {step.sources[n] for n in names}
-        if len(producers) < 2:
-            return
         latest = self.steps[max(order[p] for p in producers)]
-        received = self.received_nodes[step.name]
-        held = self.received_nodes.setdefault(latest.name, {})
+        received = self.received[step.name]
+        held = self.received.setdefault(latest.name, {})
         for name in names:
             source = step.sources[name]
             if source != latest.name and name not in latest.defines:
                 latest.sources.setdefault(name, source)
                 held.setdefault(name, received[name])
                 step.sources[name] = latest.name
-        roots = {self.aliases.root(received[n]) for n in names}
-        self._gather(latest, sorted(n for n in latest.sources if self.aliases.root(held[n]) in roots))
+                self.carried.add((latest.name, name))
+        # the producer must have received them as one copy too, even when it changes nothing
+        upwards = sorted(n for n in latest.sources if not shared.isdisjoint(self.heap.reach(held[n])))
+        if upwards:
+            self._gather(latest, upwards, shared)
+
+    def reasons(self) -> dict[tuple[str, str], list[Reason]]:
+        found: dict[tuple[str, str], list[Reason]] = {}
+        for step in self.steps:
+            reads = self.facts[step.name].reads
+            for name, producer in sorted(step.sources.items()):
+                uses = "reads" if name in reads else "hands on" if (step.name, name) in self.carried else "changes"
+                reason = self._reason(step, name, producer, uses)
+                found.setdefault((producer, step.name), []).append(reason)
+        return found
+
+    def _reason(self, step, name, producer, uses):
+        facts = self.facts[producer]
+        if (producer, name) in self.carried:
+            partners = tuple(sorted(n for n, p in step.sources.items() if p == producer and n != name
+                                    and (producer, n) not in self.carried))
+            return Reason(name, producer, step.name, uses, "hands on", None, partners)
+        if name in facts.binds:
+            return Reason(name, producer, step.name, uses, "binds", facts.bind_sites.get(name))
+        held = self.heap.reach(self.received.get(producer, {}).get(name) or self.heap.objects(name))
+        site = next((where for objects, where in facts.change_sites if not held.isdisjoint(objects)), None)
+        if site is None and name in facts.mutates:
+            use = facts.mutates[name]
+            site = Site(use.cell, use.line)
+        return Reason(name, producer, step.name, uses, "may change", site)
 
     def _undefined_hint(self, name, use):
         if name in self.skipped_binds:
@@ -260,7 +319,7 @@ class _Builder:
                     by_name[producer].outputs.append(name)
         for step in self.steps:
             step.outputs.sort()
-            step.groups = _groups(step.outputs, self.aliases)
+            step.groups = _groups(step.outputs, self.points_after[step.name], self.heap)
 
     def _late_binding_hints(self):
         # "not defined" is clearer with where the name *is* bound, when that comes later
@@ -275,16 +334,18 @@ class _Builder:
                     hint=f"'{name}' is first bound in cell {cell}, which runs later")
 
 
-def _groups(outputs, aliases):
-    seen, groups = set(), []
+def _groups(outputs, points, heap):
+    """Outputs that may share an object (at any depth): serialised together, they stay shared."""
+    reach = {n: heap.reach(points.get(n) or heap.objects(n)) for n in outputs}
+    groups: list[tuple[list[str], set[str]]] = []
     for name in outputs:
-        if name in seen:
-            continue
-        group = sorted(aliases.group_of(name) & set(outputs))
-        seen.update(group)
-        if len(group) > 1:
-            groups.append(group)
-    return groups
+        joined = [g for g in groups if not g[1].isdisjoint(reach[name])]
+        names, objects = [name], set(reach[name])
+        for g in joined:
+            groups.remove(g)
+            names, objects = g[0] + names, g[1] | objects
+        groups.append((names, objects))
+    return sorted(sorted(names) for names, _ in groups if len(names) > 1)
 
 
 def _parallel(a, b, ancestors):

@@ -1,9 +1,12 @@
-"""Effects of single statements and expressions: which names they bind, mutate or alias.
+"""Effects of single statements and expressions: which names they bind, which objects they
+change, and which objects their values may be or hold (on a `heap.Heap`).
 
 The rules are deliberately conservative where being wrong would change results (a method call
 on an object may modify it unless the method is known to be read-only) and optimistic where
 being conservative would serialise every pipeline (passing an object to a third-party
-function is assumed not to modify it, except for known in-place functions).
+function is assumed not to modify it, except for known in-place functions). "May *hold* X" is
+not "may *be* X": `m.fit(X, y)` changes m and makes it hold X, but changes X only if a later
+mutation reaches through m (`m.data_[0] = 0`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import ast
 # pathlib). Any other method call may modify it; `inplace=True` always does.
 READ_ONLY_METHODS = frozenset("""
     copy deepcopy head tail describe info mean median sum min max std var sem count nunique
-    unique value_counts groupby agg aggregate apply applymap map merge join concat astype
+    unique value_counts groupby agg aggregate apply applymap map merge join concat astype assign
     to_numpy to_list tolist to_dict to_csv to_parquet to_json to_pickle to_string to_html
     to_records to_frame to_series to_markdown predict predict_proba predict_log_proba
     decision_function score transform inverse_transform get_params keys values items get
@@ -42,6 +45,39 @@ DYNAMIC_CALLS = frozenset({"exec", "eval", "globals", "locals", "vars", "__impor
 # Calls whose result iterates over their arguments' elements (loop targets alias them).
 ITERATING_CALLS = frozenset({"enumerate", "zip", "reversed", "iter", "list", "tuple", "sorted",
                              "filter", "map"})
+
+# Methods of built-in containers: they change the container, never the objects it holds.
+CONTAINER_METHODS = frozenset("""
+    append extend insert pop remove clear sort reverse update setdefault popitem add discard
+    difference_update intersection_update symmetric_difference_update appendleft extendleft
+    popleft rotate
+    """.split())
+
+# Methods that store their arguments as parts the receiver owns (its own methods change them).
+OWNING_METHODS = frozenset({"set_params", "add_module", "register_module", "register_buffer",
+                            "register_parameter", "add_param_group"})
+
+# Methods returning their receiver (`m2 = m1.fit(X, y)` is m1) or a part of it.
+RETURNS_SELF = frozenset({"fit", "partial_fit", "set_params", "set_output", "train", "eval", "to",
+                          "cuda", "cpu", "requires_grad_"})
+RETURNS_PART = frozenset({"parameters", "named_parameters", "buffers", "named_buffers", "children",
+                          "named_children", "modules", "named_modules", "state_dict", "values",
+                          "items", "keys", "view", "reshape", "ravel", "transpose", "swapaxes",
+                          "squeeze", "unsqueeze"})
+
+# Calls whose unpacked results refer to each other (a figure and its axes): one object for all.
+SHARED_RESULTS = frozenset({"subplots", "subplot_mosaic"})
+
+# Constructors (capitalised callees, and these factories) hold their arguments; these clone the
+# estimators they are given before fitting, so their own methods never change them.
+WRAPPING_FACTORIES = frozenset({"make_pipeline", "make_union"})
+CLONING_CONSTRUCTORS = frozenset("""
+    GridSearchCV RandomizedSearchCV HalvingGridSearchCV HalvingRandomSearchCV VotingClassifier
+    VotingRegressor StackingClassifier StackingRegressor BaggingClassifier BaggingRegressor
+    AdaBoostClassifier AdaBoostRegressor OneVsRestClassifier OneVsOneClassifier
+    MultiOutputClassifier MultiOutputRegressor CalibratedClassifierCV ColumnTransformer
+    TransformedTargetRegressor RFE RFECV SelectFromModel SequentialFeatureSelector
+    """.split())
 
 
 def root_name(expr: ast.AST) -> str | None:
@@ -112,7 +148,7 @@ def mutated_by_call(call: ast.Call, modules=frozenset()) -> set[str]:
     """
     mutated = set()
     func = call.func
-    if isinstance(func, ast.Attribute):
+    if isinstance(func, ast.Attribute) and func.attr != "pipe":  # `df.pipe(f)` is `f(df)`
         receiver = root_name(func.value)
         if receiver and receiver not in modules and (
                 func.attr not in READ_ONLY_METHODS or has_inplace_flag(call)):
@@ -135,143 +171,177 @@ def is_dynamic_call(call: ast.Call) -> bool:
     return call.func.id != "vars" or not call.args
 
 
-def value_names(expr: ast.AST | None) -> set[str]:
-    """Names whose objects the value of `expr` may be, or contain."""
+
+
+def depth(expr: ast.AST) -> int:
+    """How many attribute/subscript levels lie between `expr` and its root name."""
+    levels = 0
+    while isinstance(expr, (ast.Attribute, ast.Subscript, ast.Starred)):
+        levels += not isinstance(expr, ast.Starred)
+        expr = expr.value
+    return levels
+
+
+# --- values: which objects an expression may be ---------------------------------------------
+
+
+def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str]:
+    """Objects the value of `expr` may be; empty for a new object of unknown contents."""
     if expr is None:
-        return set()
+        return frozenset()
     if isinstance(expr, ast.Name):
-        return {expr.id}
+        return heap.objects(expr.id)
     if isinstance(expr, (ast.Attribute, ast.Subscript, ast.Starred)):
-        name = root_name(expr)
-        return {name} if name else set()
-    if isinstance(expr, (ast.Tuple, ast.List, ast.Set)):
-        return set().union(*map(value_names, expr.elts))
-    if isinstance(expr, ast.Dict):
-        return set().union(*map(value_names, expr.values))
+        return part_objects(heap, expr, modules)
+    if isinstance(expr, (ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Call)):
+        # one object per evaluation site, however often the walkers ask
+        return heap.result(expr, lambda: _made_objects(heap, expr, modules))
     if isinstance(expr, ast.IfExp):
-        return value_names(expr.body) | value_names(expr.orelse)
+        return objects_of(heap, expr.body, modules) | objects_of(heap, expr.orelse, modules)
+    if isinstance(expr, ast.BoolOp):
+        return frozenset().union(*(objects_of(heap, v, modules) for v in expr.values))
     if isinstance(expr, ast.NamedExpr):
-        return {expr.target.id} | value_names(expr.value)
-    return set()
+        return objects_of(heap, expr.value, modules)
+    return frozenset()
 
 
-def iterated_names(expr: ast.AST) -> set[str]:
-    """Names whose elements a `for` loop over `expr` binds to its target."""
+def _made_objects(heap, expr, modules):
     if isinstance(expr, ast.Call):
-        func = expr.func
-        if isinstance(func, ast.Name) and func.id in ITERATING_CALLS:
-            return set().union(*map(value_names, expr.args))
-        if isinstance(func, ast.Attribute) and func.attr in {"values", "items"}:
-            return value_names(func.value)
-        return set()
-    return value_names(expr)
+        return call_result(heap, expr, modules)
+    parts = [*expr.keys, *expr.values] if isinstance(expr, ast.Dict) else expr.elts
+    held = [objects_of(heap, e, modules) for e in parts if e is not None]
+    return frozenset({heap.new_container(type(expr).__name__.lower(), set().union(*held))})
 
 
-def loop_aliases(target: ast.AST, iterable: ast.AST) -> list[tuple[list[str], set[str]]]:
-    """(target names, names whose elements they get) for `for TARGET in ITERABLE`.
+def part_objects(heap, expr: ast.AST, modules=frozenset()) -> frozenset[str]:
+    """`x.a[0]`: a part of x (its own object) or something x holds, as deep as the chain goes;
+    the chain may start at a call (`Model().fit`)."""
+    base = expr
+    while isinstance(base, (ast.Attribute, ast.Subscript, ast.Starred)):
+        base = base.value
+    if isinstance(base, ast.Name):
+        if base.id in modules:
+            return frozenset()
+        objects = heap.objects(base.id)
+    else:
+        objects = objects_of(heap, base, modules)
+    return heap.elements(objects, depth(expr)) if objects else frozenset()
+
+
+def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
+    func = call.func
+    if isinstance(func, ast.Attribute) and not _on_module(func.value, modules):
+        if func.attr in RETURNS_SELF:
+            return part_objects(heap, func.value, modules)
+        if func.attr in RETURNS_PART:
+            return heap.elements(part_objects(heap, func.value, modules))
+    name = callee_name(call)
+    if name and (name[:1].isupper() or name in WRAPPING_FACTORIES):
+        made = heap.fresh(name)
+        heap.hold([made], argument_objects(heap, call, modules), owned=name not in CLONING_CONSTRUCTORS)
+        return frozenset({made})
+    return frozenset()
+
+
+def _on_module(expr, modules) -> bool:
+    """`np.random`, `plt`: a chain rooted at an imported module (never a tracked object)."""
+    root = root_name(expr)
+    return root is not None and root in modules
+
+
+def argument_objects(heap, call: ast.Call, modules=frozenset()) -> set[str]:
+    values = [*call.args, *(k.value for k in call.keywords)]
+    return set().union(*(objects_of(heap, v, modules) for v in values))
+
+
+# --- mutations: which objects a call or a store changes -------------------------------------
+
+
+def call_changes(heap, call: ast.Call, modules=frozenset()) -> set[str]:
+    """Objects the call may change (and the references it makes its receiver hold).
+
+    A container method (`data.append(x)`) changes the container; any other non-read-only method
+    (`m.fit(X, y)`, `opt.step()`) changes the receiver and what it owns, and makes it hold its
+    arguments as *given*: they are not changed.
+    """
+    changed = set()
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr != "pipe" and not _on_module(func.value, modules):
+        inplace = has_inplace_flag(call)
+        if func.attr not in READ_ONLY_METHODS or inplace:
+            receiver = part_objects(heap, func.value, modules)
+            args = argument_objects(heap, call, modules)
+            if func.attr in CONTAINER_METHODS or func.attr in READ_ONLY_METHODS:
+                heap.hold(receiver, heap.elements(args))
+                changed |= receiver
+            else:
+                heap.hold(receiver, args, owned=func.attr in OWNING_METHODS)
+                changed |= heap.owned_reach(receiver)
+    if callee_name(call) in IN_PLACE_FUNCTIONS:
+        changed |= set().union(*(objects_of(heap, a, modules) for a in call.args))
+    return changed
+
+
+def store_changes(heap, target: ast.AST, value: frozenset[str], modules=frozenset()) -> set[str]:
+    """`x[k] = v`, `x.a = v`, `m.data_[0] = v`: the object written into now holds `value`."""
+    written = part_objects(heap, target.value, modules)
+    heap.hold(written, value)
+    return set(written)
+
+
+def loop_sources(target: ast.AST, iterable: ast.AST) -> list[tuple[ast.AST, list[ast.AST]]]:
+    """(target, expressions whose elements it gets) for `for TARGET in ITERABLE`.
 
     `for w_i, x_i in zip(w, x)` pairs w_i with w and x_i with x; `for i, v in enumerate(x)` and
-    `for k, v in d.items()` tie only v; anything else ties every target name to every name.
+    `for k, v in d.items()` tie only v (i and k are new objects); anything else ties the whole
+    target to the iterable's elements.
     """
     func = iterable.func if isinstance(iterable, ast.Call) else None
     parts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else None
     if parts is not None and isinstance(func, ast.Name):
         if func.id == "zip" and len(parts) == len(iterable.args) and not iterable.keywords:
-            return [(target_names(t), value_names(a)) for t, a in zip(parts, iterable.args)]
+            return [(t, [a]) for t, a in zip(parts, iterable.args)]
         if func.id == "enumerate" and len(parts) == 2 and iterable.args:
-            return loop_aliases(parts[1], iterable.args[0])
+            return [(parts[0], []), *loop_sources(parts[1], iterable.args[0])]
     if parts is not None and len(parts) == 2 and isinstance(func, ast.Attribute) and func.attr == "items":
-        return [(target_names(parts[1]), value_names(func.value))]
-    return [(target_names(target), iterated_names(iterable))]
+        return [(parts[0], []), (parts[1], [func.value])]
+    return [(target, iterated(iterable))]
 
 
-class AliasGroups:
-    """Union-find over names that may share objects (`data = [train, test]`, `df = train`).
+def iterated(expr: ast.AST) -> list[ast.AST]:
+    """Expressions whose elements a loop over `expr` gets."""
+    if isinstance(expr, ast.Call):
+        func = expr.func
+        if isinstance(func, ast.Name) and func.id in ITERATING_CALLS:
+            return list(expr.args)
+        if isinstance(func, ast.Attribute) and func.attr in {"values", "items"}:
+            return [func.value]
+        return []
+    return [expr]
 
-    Nodes are name versions: binding a name again (`df = …`, a new loop over other lists) starts a
-    new version, so a reused variable name does not join unrelated groups.
-    """
 
-    def __init__(self):
-        self._parent: dict[str, str] = {}
-        self._members: dict[str, set[str]] = {}  # root → every node in its group
-        self._version: dict[str, int] = {}
+def elements_of(heap, exprs, modules=frozenset()) -> frozenset[str]:
+    """What a loop over each of `exprs` may bind its target to."""
+    return frozenset().union(*(heap.elements(objects_of(heap, e, modules)) for e in exprs))
 
-    def key(self, name: str) -> str:
-        return f"{name}@{self._version.get(name, 0)}"
 
-    def keys(self, names) -> list[str]:
-        return [self.key(n) for n in names]
+def unpacked(heap, target, objects, value=None, modules=frozenset()):
+    """(part, objects) for each part of a tuple target: `a, b = b, a` pairs them up; any other
+    value gives each part what the value holds (or a new object when that is unknown)."""
+    parts = target.elts
+    literal = isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(parts)
+    if literal and not any(isinstance(e, ast.Starred) for e in (*parts, *value.elts)):
+        values = [objects_of(heap, v, modules) for v in value.elts]  # all before any is bound
+        return list(zip(parts, values))
+    if not objects and isinstance(value, ast.Call) and callee_name(value) in SHARED_RESULTS:
+        objects = frozenset({heap.fresh(callee_name(value))})  # `fig, ax = plt.subplots()`
+        return [(part, objects) for part in parts]
+    held = heap.elements(objects) if objects else frozenset()
+    return [(part, held) for part in parts]
 
-    def rebind(self, name: str):
-        self._version[name] = self._version.get(name, 0) + 1
 
-    def root(self, node: str) -> str:
-        return self._find(node)
-
-    def _find(self, node):
-        if node not in self._parent:
-            self._parent[node] = node
-            self._members[node] = {node}
-            return node
-        root = node
-        while self._parent[root] != root:
-            root = self._parent[root]
-        while self._parent[node] != root:  # path compression, iteratively
-            self._parent[node], node = root, self._parent[node]
-        return root
-
-    def _union_nodes(self, nodes):
-        nodes = list(nodes)
-        for other in nodes[1:]:
-            a, b = self._find(nodes[0]), self._find(other)
-            if a != b:
-                if len(self._members[a]) < len(self._members[b]):
-                    a, b = b, a
-                self._parent[b] = a
-                self._members[a] |= self._members.pop(b)
-
-    def union(self, names):
-        self._union_nodes(self.keys(names))
-
-    def join(self, names, nodes):
-        """Current versions of `names` share objects with `nodes` (taken before a rebinding)."""
-        if nodes and names:
-            self._union_nodes([*self.keys(names), *nodes])
-
-    def add_assign(self, targets, value):
-        bound = [n for t in targets for n in target_names(t)]
-        stored = [n for t in targets for n in mutated_by_target(t)]
-        shared = value_names(value)
-        if shared and (bound or stored):
-            self.union([*bound, *stored, *shared])
-
-    def add_loop(self, target, iterable):
-        for names, shared in loop_aliases(target, iterable):
-            if shared and names:
-                self.union([*names, *shared])
-
-    def add_call(self, call: ast.Call, modules=frozenset()):
-        # `data.append(train)`: the receiver now holds the argument
-        func = call.func
-        if isinstance(func, ast.Attribute) and func.attr not in READ_ONLY_METHODS:
-            receiver = root_name(func.value)
-            args = set().union(*map(value_names, call.args)) if call.args else set()
-            if receiver and args and receiver not in modules:
-                self.union([receiver, *args])
-
-    def expand(self, names) -> set[str]:
-        return set(names) | self.expand_nodes(self.keys(names))
-
-    def expand_nodes(self, nodes) -> set[str]:
-        """Names whose current version shares a group with any of `nodes`."""
-        found = set()
-        for root in {self._find(k) for k in nodes if k in self._parent}:
-            for node in self._members[root]:
-                name = node.rpartition("@")[0]
-                if self.key(name) == node:  # only names still bound to that version
-                    found.add(name)
-        return found
-
-    def group_of(self, name) -> set[str]:
-        return self.expand({name})
+def augmented_changes(heap, node: ast.AugAssign, modules=frozenset()) -> set[str]:
+    """`x += v` changes x's object in place (a list, an array) and may make it hold v's elements."""
+    changed = heap.objects(node.target.id)
+    heap.hold(changed, heap.elements(objects_of(heap, node.value, modules)))
+    return set(changed)

@@ -12,6 +12,7 @@ import ast
 from dataclasses import dataclass, field
 
 from . import effects
+from .heap import Heap, contents
 
 SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
                ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -25,6 +26,7 @@ class ScopeFacts:
     global_binds: set[str] = field(default_factory=set)  # bound through `global`
     mutated_free: set[str] = field(default_factory=set)  # enclosing names it may mutate in place
     mutated_params: set[str] = field(default_factory=set)  # its parameters it may mutate
+    deep_mutated: set[str] = field(default_factory=set)  # those of both it may change through (`p[0]["x"] = 1`)
     params: list[str] = field(default_factory=list)
     walrus_binds: set[str] = field(default_factory=set)  # comprehension `:=` targets
     dynamic: list[ast.AST] = field(default_factory=list)  # exec/eval/globals()… seen inside
@@ -36,6 +38,8 @@ def scope_facts(node: ast.AST, modules=frozenset()) -> ScopeFacts:
     walker = _ScopeWalker(modules)
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
         walker.params = _param_names(node.args)
+        for param in walker.params:
+            walker.heap.objects(param)
         body = node.body if isinstance(node.body, list) else [node.body]
         for stmt in body:
             walker.visit(stmt)
@@ -84,7 +88,7 @@ def _walk_generators(walker, generators, skip_first_iter):
     for i, gen in enumerate(generators):
         if i or not skip_first_iter:
             walker.visit(gen.iter)
-        walker.bind_target(gen.target)
+        walker.loop(gen.target, gen.iter)
         for cond in gen.ifs:
             walker.visit(cond)
 
@@ -99,36 +103,56 @@ class _ScopeWalker(ast.NodeVisitor):
         self.loads: set[str] = set()
         self.globals: set[str] = set()
         self.nonlocals: set[str] = set()
-        self.mutated: set[str] = set()
+        self.changed: set[str] = set()  # objects it may change
         self.nested_free: set[str] = set()
         self.walrus: set[str] = set()
         self.nested_global_binds: set[str] = set()
-        self.aliases = effects.AliasGroups()
+        self.heap = Heap()
         self.dynamic: list[ast.AST] = []
 
     def facts(self) -> ScopeFacts:
         local = (self.binds | set(self.params)) - self.globals - self.nonlocals
-        mutated = self.aliases.expand(self.mutated)
+        # names are changed when the objects they had on entry are (or what those own)
+        initial = self.heap.initial.items()
+        mutated = {n for n, obj in initial if obj in self.changed or contents(obj) in self.changed}
+        deep = {n for n, obj in initial if contents(obj) in self.changed}
         return ScopeFacts(
             # a class body's names are invisible to its methods: their free names stay free
             free=((self.loads | self.nonlocals) - local) | (self.nested_free - (set() if self.is_class else local)),
             global_binds=(self.globals & self.binds) | self.nested_global_binds,
             mutated_free=mutated - local,
             mutated_params=mutated & set(self.params),
+            deep_mutated=deep - (local - set(self.params)),
             params=self.params,
             walrus_binds=self.walrus,
             dynamic=self.dynamic,
         )
 
-    def bind_target(self, target):
-        for name in effects.target_names(target):
-            self.binds.add(name)
-        self.mutated |= effects.mutated_by_target(target)
-        self.visit_target_loads(target)
+    def bind(self, name, objects=frozenset()):
+        self.binds.add(name)
+        self.heap.bind(name, objects)
 
-    def visit_target_loads(self, target):
-        for node in effects.target_load_parts(target):
-            self.visit(node)
+    def assign(self, target, objects, value=None):
+        """`target = value`, where the value may be `objects` (empty: a new object)."""
+        if isinstance(target, ast.Name):
+            self.bind(target.id, objects)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for part, part_objects in effects.unpacked(self.heap, target, objects, value, self.modules):
+                self.assign(part, part_objects)
+        elif isinstance(target, ast.Starred):
+            self.assign(target.value, objects)
+        else:
+            for node in effects.target_load_parts(target):
+                self.visit(node)
+            self.changed |= effects.store_changes(self.heap, target, objects, self.modules)
+
+    def loop(self, target, iterable):
+        for part, exprs in effects.loop_sources(target, iterable):
+            self.assign(part, effects.elements_of(self.heap, exprs, self.modules))
+
+    def change_name(self, name, deep):
+        objects = self.heap.objects(name)
+        self.changed |= self.heap.owned_reach(objects) if deep else objects
 
     # scopes nested in this one
     def _nested(self, node):
@@ -136,12 +160,14 @@ class _ScopeWalker(ast.NodeVisitor):
             self.visit(part)
         inner = scope_facts(node, self.modules)
         self.nested_free |= inner.free
-        self.mutated |= inner.mutated_free
-        self.binds |= inner.walrus_binds
+        for name in inner.mutated_free:
+            self.change_name(name, name in inner.deep_mutated)
+        for name in inner.walrus_binds:
+            self.bind(name)
         self.nested_global_binds |= inner.global_binds
         self.dynamic += inner.dynamic
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            self.binds.add(node.name)
+            self.bind(node.name)
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _nested
     visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _nested
@@ -156,49 +182,52 @@ class _ScopeWalker(ast.NodeVisitor):
         if isinstance(node.ctx, ast.Load):
             self.loads.add(node.id)
         else:
-            self.binds.add(node.id)
+            self.bind(node.id)
 
     def visit_NamedExpr(self, node):
         self.visit(node.value)
+        self.heap.bind(node.target.id, effects.objects_of(self.heap, node.value, self.modules))
         (self.walrus if self.comprehension else self.binds).add(node.target.id)
 
     def visit_Import(self, node):
-        self.binds.update(effects.import_names(node))
+        for name in effects.import_names(node):
+            self.bind(name)
         self.modules.update(effects.import_names(node))
 
     def visit_ImportFrom(self, node):
-        self.binds.update(effects.import_names(node))
-        self.modules.update(effects.import_names(node))
+        self.visit_Import(node)
         if any(a.name == "*" for a in node.names):
             self.dynamic.append(node)
 
     def visit_ExceptHandler(self, node):
         if node.name:
-            self.binds.add(node.name)
+            self.bind(node.name)
         self.generic_visit(node)
 
     def visit_Assign(self, node):
         self.visit(node.value)
+        objects = effects.objects_of(self.heap, node.value, self.modules)
         for target in node.targets:
-            self.bind_target(target)
-        self.aliases.add_assign(node.targets, node.value)
+            self.assign(target, objects, node.value)
 
     def visit_AugAssign(self, node):
         self.visit(node.value)
-        if isinstance(node.target, ast.Name):
+        if isinstance(node.target, ast.Name):  # `lst += …` changes the same object
             self.loads.add(node.target.id)
-        self.bind_target(node.target)
+            self.binds.add(node.target.id)
+            self.changed |= effects.augmented_changes(self.heap, node, self.modules)
+        else:
+            self.assign(node.target, frozenset())
 
     def visit_AnnAssign(self, node):
         if node.value is not None:
             self.visit(node.value)
-            self.bind_target(node.target)
+            self.assign(node.target, effects.objects_of(self.heap, node.value, self.modules), node.value)
         self.visit(node.annotation)
 
     def visit_For(self, node):
         self.visit(node.iter)
-        self.bind_target(node.target)
-        self.aliases.add_loop(node.target, node.iter)
+        self.loop(node.target, node.iter)
         for stmt in node.body + node.orelse:
             self.visit(stmt)
 
@@ -207,29 +236,31 @@ class _ScopeWalker(ast.NodeVisitor):
     def visit_withitem(self, node):
         self.visit(node.context_expr)
         if node.optional_vars is not None:
-            self.bind_target(node.optional_vars)
+            self.assign(node.optional_vars, effects.objects_of(self.heap, node.context_expr, self.modules))
 
     def visit_Delete(self, node):
         for target in node.targets:
-            self.bind_target(target)
+            if isinstance(target, ast.Name):
+                self.binds.add(target.id)
+            else:
+                self.assign(target, frozenset())
 
     def visit_Call(self, node):
-        self.mutated |= effects.mutated_by_call(node, self.modules)
-        self.aliases.add_call(node, self.modules)
+        self.changed |= effects.call_changes(self.heap, node, self.modules)
         if effects.is_dynamic_call(node):
             self.dynamic.append(node)
         self.generic_visit(node)
 
     def visit_MatchAs(self, node):
         if node.name:
-            self.binds.add(node.name)
+            self.bind(node.name)
         self.generic_visit(node)
 
     def visit_MatchStar(self, node):
         if node.name:
-            self.binds.add(node.name)
+            self.bind(node.name)
 
     def visit_MatchMapping(self, node):
         if node.rest:
-            self.binds.add(node.rest)
+            self.bind(node.rest)
         self.generic_visit(node)

@@ -104,9 +104,17 @@ def compile_(notebook, target, output, emit_python, **kfp_flags):
 @click.argument("notebook", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
               show_default=True)
-def graph(notebook, fmt):
+@click.option("--why", nargs=2, metavar="UP DOWN", help="Say why step DOWN comes after step UP, name by name.")
+def graph(notebook, fmt, why):
     """Print the step DAG of NOTEBOOK."""
     from nbscale.compiler.graph import render
+
+    if why:
+        from nbscale.compiler.why import why as reasons
+
+        with reporting_errors():
+            click.echo("\n".join(reasons(notebook, *why)))
+        return
 
     pipeline = _compile(notebook)
     if pipeline.has_errors:

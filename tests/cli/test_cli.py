@@ -215,3 +215,19 @@ def test_importtime_of_check_lists_no_heavy_package():
                 if line.startswith("import time:")}
     assert "nbscale" in imported
     assert not imported & set(HEAVY), imported & set(HEAVY)
+
+
+def test_graph_why_explains_an_edge_and_says_when_there_is_none(tmp_path, make_notebook):
+    path = make_notebook(tmp_path, [
+        ("X = [[0.0], [1.0]]\ny = [0, 1]", ["step:data"]),
+        ("class Model:\n    def fit(self, X, y):\n        self.n = len(X)\n        return self", ["step:model"]),
+        ("m1 = Model()\nm1.fit(X, y)", ["step:a"]),
+        ("m2 = Model()\nm2.fit(X, y)", ["step:b"]),
+    ])
+    edge = nbscale("graph", path, "--why", "data", "b")
+    assert edge.returncode == 0, edge.stderr
+    assert "b reads X" in edge.stdout and "cell 1" in edge.stdout  # cells numbered as JupyterLab shows them
+    parallel = nbscale("graph", path, "--why", "a", "b")  # fitting m1 does not change X: no edge
+    assert parallel.returncode == 0 and "b reads" not in parallel.stdout, parallel.stdout
+    unknown = nbscale("graph", path, "--why", "a", "nope")
+    assert unknown.returncode == 2 and "no step named 'nope'" in unknown.stdout + unknown.stderr

@@ -1,4 +1,17 @@
+import copy
+import io
+import os
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from precision_idioms import IDIOMS
+
 from nbscale.compiler import compile_source
+from nbscale.compiler.graph import ancestors
 
 
 def codes(pipeline):
@@ -41,10 +54,14 @@ def test_mutation_hands_the_value_on():
         ("train = {'v': 1}\ntest = {'v': 2}", ["step:load"]),
         ("data = [train, test]\nfor df in data:\n    df['x2'] = df['v'] * 2", ["step:clean"]),
         ("total = train['x2'] + test['x2']", ["step:use"]),
+        ("n = len(data)", ["step:count"]),
     ])
     assert p.step("use").sources == {"test": "clean", "train": "clean"}
     assert set(p.step("clean").inputs) == {"train", "test"}
-    assert p.step("clean").groups == [["test", "train"]]
+    # data holds train and test: handed on together, they stay the same objects; train and
+    # test alone share nothing (they are not grouped just because one loop changed both)
+    assert p.step("clean").groups == [["data", "test", "train"]]
+    assert p.step("load").groups == []
 
 
 def test_mutating_one_alias_hands_on_the_whole_group():
@@ -224,3 +241,185 @@ def test_zip_loop_mutation_changes_only_the_zipped_container_it_writes():
         ("n = len(x)", ["step:count"]),
     ])
     assert p.step("count").sources == {"x": "load"} and p.step("count").after == ["load"]
+
+
+# --- the precision suite: idioms from tutorials, exact edges both ways ------------------------
+# Each idiom (tests/compiler/precision_idioms.py) has the edges a careful reader draws. The
+# compiler must draw exactly those (no false edge: parallel stays parallel, no needless re-run),
+# and running its pipeline must give the values of a top-to-bottom run (no missed edge).
+
+
+def _edges(pipeline):
+    """(up, down) → names `down` takes from `up`, as `nbscale graph` shows them."""
+    found = {}
+    for step in pipeline.steps:
+        for name, up in step.sources.items():
+            found.setdefault((up, step.name), []).append(name)
+    return {pair: sorted(names) for pair, names in found.items()}
+
+
+@pytest.mark.parametrize("idiom", IDIOMS, ids=[i.name for i in IDIOMS])
+def test_idiom_has_exactly_the_edges_a_careful_reader_draws(idiom):
+    pipeline = compile_source(idiom.cells(), name=idiom.name)
+    assert not pipeline.diagnostics, [d.message for d in pipeline.diagnostics]
+    assert _edges(pipeline) == idiom.compiler_edges()
+    assert {(u, s.name) for s in pipeline.steps for u in s.after} == set(idiom.compiler_edges())
+    # every step the reader puts before another, the compiler does too (directly or not)
+    upstream = {s.name: s.after for s in pipeline.steps}
+    assert all(up in ancestors(down, upstream) for up, down in idiom.edges())
+
+
+@pytest.mark.parametrize("idiom", IDIOMS, ids=[i.name for i in IDIOMS])
+def test_idiom_pipeline_gives_the_top_to_bottom_values(idiom):
+    if idiom.plots:
+        pytest.importorskip("matplotlib", reason="matplotlib is not installed: the plotting idioms cannot run")
+    cells = idiom.cells()
+    pipeline = compile_source(cells, name=idiom.name)
+    expected = _top_to_bottom([source for source, _ in cells])
+    actual = _run_steps_latest_first(pipeline)
+    assert set(expected) <= set(actual), f"values not kept: {set(expected) - set(actual)}"
+    for name, value in expected.items():
+        assert fingerprint(actual[name]) == fingerprint(value), name
+
+
+def test_the_precision_suite_is_large_and_varied():
+    assert len(IDIOMS) >= 40 and len({i.name for i in IDIOMS}) == len(IDIOMS)
+    text = "\n".join(i.text for i in IDIOMS)
+    for idiom in ("GridSearchCV", "cross_val_score", "fit_transform", ".pipe(", "plt.", "optimizer.step()",
+                  "model.train()", "for m in models", "frames = {"):
+        assert idiom in text, idiom
+
+
+
+# --- reference vs be, as a property ------------------------------------------------------------
+# Generated programs over lists, lists of lists and objects that keep what their methods are given
+# (as a fitted model keeps its data), with changes of holders, of held objects and through holders,
+# split into steps at random: the pipeline must give the top-to-bottom values.
+
+KEEPER = ("class Keeper:\n    def fit(self, *parts):\n        self.data_ = list(parts)\n        return self\n",
+          ["functions"])
+LISTS = ["a", "b", "c", "d"]
+
+
+@st.composite
+def holder_programs(draw):
+    lists, holders, cells = set(), set(), []  # every list holds only lists, so loops can append
+    for _ in range(draw(st.integers(3, 12))):
+        kinds = ["new"] + (["alias", "bag", "append", "setitem", "len", "keep"] if lists else [])
+        kinds += ["loop"] if "bag" in lists else []
+        kinds += ["refit", "poke", "poke_call"] if holders else []
+        kind = draw(st.sampled_from(kinds))
+        target, n = draw(st.sampled_from(LISTS)), draw(st.integers(0, 9))
+        one = draw(st.sampled_from(sorted(lists))) if lists else None
+        other = draw(st.sampled_from(sorted(lists))) if lists else None
+        holder = draw(st.sampled_from(sorted(holders))) if holders else None
+        code = {
+            "new": f"{target} = [[{n}]]",
+            "alias": f"{target} = {one}",
+            "bag": f"bag = [{one}, {other}]",
+            "append": f"{one}.append([{n}])",
+            "setitem": f"{one}[0] = [{n}]",
+            "len": f"n_{target} = len({one})",
+            "keep": f"k{target} = Keeper()\nk{target}.fit({one}, {other})",
+            "loop": "for part in bag:\n    part.append([5])",
+            "refit": f"{holder}.fit({one})",
+            "poke": f"{holder}.data_[0][0] = [{n + 10}]",
+            "poke_call": f"{holder}.data_[-1].append([{n + 10}])",
+        }[kind]
+        if kind in ("new", "alias"):
+            lists.add(target)
+        elif kind == "bag":
+            lists.add("bag")
+        elif kind == "keep":
+            holders.add(f"k{target}")
+        cells.append(code)
+    starts = draw(st.lists(st.booleans(), min_size=len(cells), max_size=len(cells)))
+    return cells, starts
+
+
+@settings(max_examples=int(os.environ.get("NBSCALE_PROPERTY_EXAMPLES", "300")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(holder_programs())
+@example((["a = [[0]]", "bag = [a, a]", "a = a", "ka = Keeper()\nka.fit(a, a)", "a = [[0]]", "bag = [a, bag]",
+           "ka.data_[0][0] = [10]"], [False, False, True, True, False, False, True]))  # one copy upstream too
+def test_holders_and_held_objects_keep_top_to_bottom_values(program):
+    cells, starts = program
+    tagged, step = [KEEPER], 0
+    for i, (code, start) in enumerate(zip(cells, starts)):
+        step += bool(start or i == 0)
+        tagged.append((code, [f"step:s{step}"] if start or i == 0 else []))
+    pipeline = compile_source(tagged)
+    assert not pipeline.has_errors, [d.message for d in pipeline.diagnostics]
+    expected = _top_to_bottom([KEEPER[0], *cells])
+    actual = _run_steps_latest_first(pipeline)
+    for name, value in expected.items():
+        assert fingerprint(actual.get(name)) == fingerprint(value), f"{name}\n---\n" + "\n---\n".join(cells)
+
+def _plain(ns):
+    return {k: v for k, v in ns.items() if not k.startswith("_")
+            and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
+
+
+def _top_to_bottom(sources):
+    ns = {}
+    for source in sources:
+        exec(source, ns)
+    return _plain(ns)
+
+
+def _run_steps_latest_first(pipeline):
+    """Each step in a fresh namespace (prelude, then its inputs copied once per producer, as the
+    run time does), in a dependency order that runs later steps first wherever it may: an edge
+    the compiler missed then shows as a wrong or missing value."""
+    results, done = {}, set()
+    while len(done) < len(pipeline.steps):
+        step = next(s for s in reversed(pipeline.steps) if s.name not in done and set(s.after) <= done)
+        ns = {}
+        for source in pipeline.prelude.source:
+            exec(source, ns)
+        for producer in dict.fromkeys(step.sources.values()):
+            names = [n for n, p in step.sources.items() if p == producer]
+            ns.update(copy.deepcopy({n: results[producer][n] for n in names}))
+        for source in step.source:
+            exec(source, ns)
+        results[step.name] = ns
+        done.add(step.name)
+    final = {}
+    for step in pipeline.steps:  # notebook order: the last step defining a name holds its value
+        final.update({n: results[step.name][n] for n in step.defines if n in results[step.name]})
+    return _plain(final)
+
+
+def fingerprint(value, seen=None):
+    """A plain, comparable form of a value: arrays, frames, estimators, figures, plain objects."""
+    seen = set() if seen is None else seen
+    if isinstance(value, (int, float, str, bool, bytes, type(None))):
+        return repr(value)
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (pd.DataFrame, pd.Series)):
+        return (type(value).__name__, str(value.dtypes), value.to_csv())
+    if isinstance(value, np.random.Generator):
+        return repr(value.bit_generator.state)
+    if type(value).__name__ == "Figure" and hasattr(value, "axes"):  # matplotlib, when installed
+        return ("figure", [fingerprint(ax) for ax in value.axes])
+    if type(value).__name__ == "Axes" and hasattr(value, "get_title"):
+        return ("axes", value.get_title(), len(value.lines), len(value.patches))
+    if isinstance(value, io.BytesIO):
+        return ("bytes", len(value.getvalue()) > 0)
+    if id(value) in seen:
+        return "<cycle>"
+    seen = seen | {id(value)}
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [fingerprint(v, seen) for v in value])
+    if isinstance(value, dict):
+        # fit and score timings (GridSearchCV's cv_results_, refit_time_) differ from run to run
+        return ("dict", sorted((repr(k), fingerprint(v, seen)) for k, v in value.items()
+                               if not str(k).endswith(("_time", "time_"))))
+    if isinstance(value, (types.ModuleType, types.FunctionType, type)):
+        return getattr(value, "__name__", repr(value))
+    if hasattr(value, "__dict__"):
+        return (type(value).__name__, fingerprint(vars(value), seen))
+    return type(value).__name__

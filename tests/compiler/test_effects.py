@@ -1,6 +1,7 @@
 import ast
 
 from nbscale.compiler import effects
+from nbscale.compiler.heap import Heap
 
 
 def expr(text):
@@ -43,46 +44,70 @@ def test_dynamic_calls():
     assert not effects.is_dynamic_call(expr("vars(obj)"))
 
 
-def test_alias_groups_from_containers_loops_and_appends():
-    groups = effects.AliasGroups()
-    groups.add_assign(stmt("data = [train, test]").targets, stmt("data = [train, test]").value)
-    loop = stmt("for df in data: pass")
-    groups.add_loop(loop.target, loop.iter)
-    assert groups.group_of("df") == {"df", "data", "train", "test"}
-    groups.add_call(expr("bag.append(item)"))
-    assert groups.group_of("bag") == {"bag", "item"}
-    assert groups.group_of("other") == {"other"}
+def run(heap, text):
+    """Apply the effects of simple statements (assignments to names, loops, calls) to `heap`."""
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign):
+            heap.bind(node.targets[0].id, effects.objects_of(heap, node.value))
+        elif isinstance(node, ast.For):
+            for part, exprs in effects.loop_sources(node.target, node.iter):
+                for name in effects.target_names(part):
+                    heap.bind(name, effects.elements_of(heap, exprs))
+        else:
+            effects.call_changes(heap, node.value)
+    return heap
 
 
-def test_loop_over_enumerate_and_items_aliases_the_container():
-    groups = effects.AliasGroups()
-    for text in ("for i, df in enumerate(frames): pass", "for k, v in tables.items(): pass"):
-        loop = stmt(text)
-        groups.add_loop(loop.target, loop.iter)
-    assert "frames" in groups.group_of("df")
-    assert "tables" in groups.group_of("v")
+def changed_with(heap, name, deep=False):
+    """Names whose value changes when `name`'s object (and, `deep`, what it owns) changes."""
+    objects = heap.objects(name)
+    return heap.names_reaching(heap.owned_reach(objects) if deep else objects)
 
 
-def test_call_results_do_not_alias():
-    groups = effects.AliasGroups()
-    s = stmt("X = df.copy()")
-    groups.add_assign(s.targets, s.value)
-    assert groups.group_of("X") == {"X"}
+def test_containers_and_loop_targets_reach_the_objects_they_hold():
+    heap = run(Heap(), "data = [train, test]\nfor df in data: pass\nbag.append(item)")
+    assert changed_with(heap, "df") == {"df", "data", "train", "test"}
+    assert changed_with(heap, "train") == {"train", "data", "df"}  # data holds train; df may be it
+    assert changed_with(heap, "data") == {"data", "df"}  # data.append(…) changes no frame
+    assert changed_with(heap, "bag") == {"bag"} and changed_with(heap, "item") == {"item", "bag"}
+    assert changed_with(heap, "other") == {"other"}
+
+
+def test_a_method_call_makes_its_receiver_hold_its_arguments_without_changing_them():
+    heap = Heap()
+    changed = effects.call_changes(heap, expr("m1.fit(X, y)"))
+    assert heap.names_reaching(changed) == {"m1"}
+    assert changed_with(heap, "X") == {"X", "m1"}  # m1 may hold X: a change of X changes m1
+    changed = effects.store_changes(heap, stmt("m1.data_[0] = 1").targets[0], frozenset())
+    assert heap.names_reaching(changed) == {"m1", "X", "y"}  # a change *through* m1
+
+
+def test_constructors_own_their_arguments_and_their_methods_change_what_they_own():
+    heap = run(Heap(), "pipe = Pipeline([('s', scaler), ('m', clf)])\ngrid = GridSearchCV(pipe, grid_params)")
+    assert heap.names_reaching(effects.call_changes(heap, expr("pipe.fit(X, y)"))) == {"pipe", "scaler", "clf",
+                                                                                      "grid"}
+    # a search clones its estimator: fitting it changes the search only
+    assert heap.names_reaching(effects.call_changes(heap, expr("grid.fit(X, y)"))) == {"grid"}
+    run(heap, "opt = SGD(model.parameters(), lr=0.1)")
+    assert "model" in heap.names_reaching(effects.call_changes(heap, expr("opt.step()")))
+
+
+def test_loop_over_enumerate_and_items_reaches_the_container():
+    heap = run(Heap(), "for i, df in enumerate(frames): pass\nfor k, v in tables.items(): pass")
+    assert "frames" in changed_with(heap, "df") and "tables" in changed_with(heap, "v")
+    assert changed_with(heap, "i") == {"i"} and changed_with(heap, "k") == {"k"}
+
+
+def test_call_results_are_new_objects():
+    heap = run(Heap(), "X = df.copy()\nZ = np.log(df)")
+    assert changed_with(heap, "X") == {"X"} and changed_with(heap, "Z") == {"Z"}
+    run(heap, "m2 = m1.fit(X, y)")
+    assert changed_with(heap, "m2") == {"m1", "m2"}  # fit returns its receiver
 
 
 def test_zip_enumerate_and_items_loops_pair_targets_with_their_own_containers():
-    groups = effects.AliasGroups()
-    for text in ("for wi, xi in zip(w, x): pass", "for i, v in enumerate(vals): pass",
-                 "for k, t in tables.items(): pass"):
-        loop = stmt(text)
-        groups.add_loop(loop.target, loop.iter)
-    assert groups.group_of("wi") == {"wi", "w"} and groups.group_of("xi") == {"xi", "x"}
-    assert groups.group_of("v") == {"v", "vals"} and "i" not in groups.group_of("vals")
-    assert groups.group_of("t") == {"t", "tables"}
-
-
-def test_enumerate_of_zip_pairs_each_target_with_its_container():
-    groups = effects.AliasGroups()
-    loop = stmt("for j, (wi, xi) in enumerate(zip(w, x)): pass")
-    groups.add_loop(loop.target, loop.iter)
-    assert groups.group_of("wi") == {"wi", "w"} and groups.group_of("xi") == {"xi", "x"}
+    heap = run(Heap(), "for wi, xi in zip(w, x): pass\nfor i, v in enumerate(vals): pass\n"
+                       "for k, t in tables.items(): pass\nfor j, (a, b) in enumerate(zip(p, q)): pass")
+    assert changed_with(heap, "wi") == {"wi", "w"} and changed_with(heap, "xi") == {"xi", "x"}
+    assert changed_with(heap, "v") == {"v", "vals"} and changed_with(heap, "t") == {"t", "tables"}
+    assert changed_with(heap, "a") == {"a", "p"} and changed_with(heap, "b") == {"b", "q"}

@@ -154,9 +154,15 @@ def test_untagged_notebook_and_pipeline_names(tmp_path):
 
 
 def test_outputs_that_share_objects_travel_as_one_artifact(tmp_path):
-    pipeline = compile_notebook(ROOT / "examples" / "mutation.ipynb")
+    # `data` holds `train` and `test`: the three share objects, so they travel as one artifact
+    notebook = make_notebook(tmp_path, [
+        ("train = [1.0, 2.0]\ntest = [3.0]", ["step:load"]),
+        ("data = [train, test]\nfor part in data:\n    part.append(0.0)", ["step:clean"]),
+        ("total = sum(train) + sum(test) + len(data)", ["step:use"]),
+    ], name="shared")
+    pipeline = compile_notebook(notebook)
     grouped = next(s for s in pipeline.steps if any(len(g) > 1 for g in s.groups))
-    module, _, (spec, *_) = compile_yaml(ROOT / "examples" / "mutation.ipynb", tmp_path)
+    module, _, (spec, *_) = compile_yaml(notebook, tmp_path)
     outputs = module.outputs[grouped.name]
     group = next(g for g in grouped.groups if len(g) > 1)
     assert len({outputs[n] for n in group}) == 1  # one artifact for the whole group

@@ -1,0 +1,57 @@
+"""Functions and classes of the notebook as the analysis sees them: what calling one reads and
+changes, which call expression calls one (`f(x)`, and `x.pipe(f)` which is `f(x)`), and which
+argument expressions a call changes in place.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from .scopes import scope_facts
+
+
+@dataclass
+class Callable:
+    """A function or class defined at notebook level: what calling it reads and changes."""
+
+    name: str
+    reads: set[str]
+    binds: set[str]  # through `global`
+    mutates: set[str]  # enclosing (global) names modified in place
+    mutated_params: list[int]  # positions of parameters it modifies in place
+    param_names: list[str]
+    deep: set[str] = field(default_factory=set)  # of those, names it changes *through* (`p[0]["x"] = 1`)
+
+
+def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
+    """(Callable, positional and keyword argument expressions) for `f(…)` and `x.pipe(f, …)`;
+    (None, [], []) when the callee is no function of the notebook."""
+    func = call.func
+    if isinstance(func, ast.Name) and func.id in known:
+        return known[func.id], list(call.args), call.keywords
+    if isinstance(func, ast.Attribute) and func.attr == "pipe" and call.args:
+        piped = call.args[0]
+        if isinstance(piped, ast.Name) and piped.id in known:
+            return known[piped.id], [func.value, *call.args[1:]], call.keywords
+        if isinstance(piped, ast.Lambda):
+            return lambda_callable(piped, modules), [func.value, *call.args[1:]], call.keywords
+    return None, [], []
+
+
+def lambda_callable(node: ast.Lambda, modules=frozenset()) -> Callable:
+    facts = scope_facts(node, modules)
+    params = list(facts.params)
+    return Callable("<lambda>", set(facts.free), set(), set(facts.mutated_free),
+                    [i for i, p in enumerate(params) if p in facts.mutated_params], params, set(facts.deep_mutated))
+
+
+def changed_arguments(callee: Callable, args, keywords) -> list[tuple[ast.AST, str | None]]:
+    """(argument expression, parameter name) for each parameter `callee` changes in place."""
+    found = []
+    for pos in callee.mutated_params:
+        param = callee.param_names[pos] if pos < len(callee.param_names) else None
+        expr = args[pos] if pos < len(args) else next((k.value for k in keywords if k.arg == param), None)
+        if expr is not None:
+            found.append((expr, param))
+    return found

@@ -1,0 +1,46 @@
+"""The abstract objects: what names may be, what objects may hold, and what a change reaches."""
+
+from nbscale.compiler.heap import Heap, contents
+
+
+def test_a_name_read_before_any_binding_gets_an_object_of_unknown_contents():
+    heap = Heap()
+    (obj,) = heap.objects("df")
+    assert heap.objects("df") == {obj} and heap.initial == {"df": obj}
+    assert heap.elements({obj}) == {obj, contents(obj)}
+
+
+def test_binding_to_nothing_known_makes_a_new_object():
+    heap = Heap()
+    heap.bind("a")
+    heap.bind("b", heap.objects("a"))
+    assert heap.objects("a") == heap.objects("b")
+    heap.bind("b")
+    assert heap.objects("a") != heap.objects("b")
+
+
+def test_held_objects_change_their_holders_but_not_the_other_way_round():
+    heap = Heap()
+    (x,) = heap.objects("X")
+    (m,) = heap.objects("m")
+    heap.hold({m}, {x}, owned=False)
+    assert heap.names_reaching({x}) == {"X", "m"}
+    assert heap.names_reaching({m}) == {"m"}
+    assert x in heap.reach({m}) and x not in heap.owned_reach({m})  # given, not owned
+    assert heap.share({m}, {x}) and not heap.share({m}, heap.objects("other"))
+
+
+def test_owned_objects_are_reached_by_their_owners_methods():
+    heap = Heap()
+    scaler = heap.fresh("scaler")
+    pipe = heap.new_container("Pipeline", {scaler})
+    assert scaler in heap.owned_reach({pipe}) and contents(scaler) in heap.owned_reach({pipe})
+
+
+def test_a_literal_evaluated_twice_is_one_object():
+    import ast
+
+    heap = Heap()
+    node = ast.parse("[a]").body[0].value
+    first = heap.result(node, lambda: frozenset({heap.fresh("list")}))
+    assert heap.result(node, lambda: frozenset({heap.fresh("list")})) == first
