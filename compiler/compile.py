@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .dataflow import build_flow
+from .diagnostics import ERROR, Diagnostic
 from .hashing import step_hashes
 from .ir import Pipeline
 from .layout import lay_out
 from .metrics import parse_metrics
 from .notebook import Cell, Notebook, read_notebook
 from .parameters import parse_parameters
+from .settings import find_settings
 
 
 def compile_notebook(notebook) -> Pipeline:
@@ -21,6 +23,7 @@ def compile_notebook(notebook) -> Pipeline:
     parameters, param_problems = parse_parameters([(i, layout.sources[i]) for i in layout.parameters],
                                                   layout.injected)
     flow = build_flow(layout, {p.name for p in parameters})
+    settings = _replay_settings(layout, flow, {p.name for p in parameters})
     pipeline = Pipeline(
         name=_pipeline_name(notebook),
         notebook=Path(notebook.path).name,
@@ -28,7 +31,9 @@ def compile_notebook(notebook) -> Pipeline:
         prelude=flow.prelude,
         steps=flow.steps,
     )
-    diagnostics = layout.diagnostics + param_problems + flow.diagnostics
+    diagnostics = layout.diagnostics + param_problems + flow.diagnostics + settings.diagnostics
+    if not pipeline.steps and not any(d.severity == ERROR for d in diagnostics):
+        diagnostics.append(nothing_to_run(layout))
     if layout.metrics_cell is not None:
         pipeline.metrics, metric_problems = parse_metrics(
             layout.metrics_cell, layout.sources[layout.metrics_cell], layout.metrics_step)
@@ -37,6 +42,25 @@ def compile_notebook(notebook) -> Pipeline:
     for name, value in step_hashes(pipeline).items():
         pipeline.step(name).hash = value
     return pipeline
+
+
+def _replay_settings(layout, flow, parameter_names):
+    """Each step replays the process-wide settings of the steps before it (compiler/settings.py)."""
+    settings = find_settings([(i, layout.sources[i]) for i in layout.prelude],
+                             [(s.name, [(i, layout.sources[i]) for i in s.cells]) for s in layout.steps],
+                             parameter_names, set(flow.prelude.names))
+    for step in flow.steps:
+        step.settings = settings.replayed.get(step.name, [])
+        step.parameters = sorted(set(step.parameters) | settings.parameters.get(step.name, set()))
+    return settings
+
+
+def nothing_to_run(layout) -> Diagnostic:
+    """The notebook makes no step: no code cells, or only empty, comment, skip or prelude cells."""
+    why = ("it has no code cells" if not layout.sources
+           else "its code cells are empty, comments, or tagged imports, functions, parameters or skip")
+    return Diagnostic("nothing-to-run", f"nothing to run: {why}",
+                      hint="write code in a cell (untagged cells form one step), or tag a cell step:NAME")
 
 
 def compile_source(cells, name="notebook") -> Pipeline:

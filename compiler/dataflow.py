@@ -289,6 +289,8 @@ class _Builder:
             cell=cell, hint="remove one of the after: tags in the cycle"))
 
     def _ambiguities(self, upstream):
+        # Information only: notebook order settles which step hands the name on, and the value
+        # travels from that step explicitly, whichever of the two runs first.
         reported = set()
         memo = {s.name: graph.ancestors(s.name, upstream) for s in self.steps}
         position = {s.name: i for i, s in enumerate(self.steps)}
@@ -306,10 +308,11 @@ class _Builder:
         self.diagnostics.append(Diagnostic(
             "ambiguous-name",
             f"'{name}' is bound by '{other}' and '{producer}', which may run in parallel; "
-            f"'{step.name}' takes it from '{producer}' (the later in the notebook)",
+            f"'{step.name}' takes it from '{producer}', the later in the notebook, as a run from top "
+            "to bottom does",
             cell=use.cell if use else step.cells[0], line=use.line if use else None,
             col=use.col if use else None,
-            hint=f"rename one of them, or tag '{producer}' with after:{other}"))
+            hint=f"nothing to do if '{step.name}' means the value of '{producer}'; else rename one of them"))
 
     def _outputs(self):
         by_name = {s.name: s for s in self.steps}

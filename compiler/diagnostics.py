@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 ERROR = "error"
 WARNING = "warning"
+INFO = "info"  # worth knowing, nothing to fix: the pipeline does what a top-to-bottom run does
 
 # Every diagnostic code the compiler emits, with its severity. One table, so docs and tests
 # cannot disagree with the code.
@@ -21,10 +22,13 @@ CODES = {
     "bad-parameter": ERROR,
     "bad-metric": ERROR,
     "duplicate-metrics": ERROR,
-    "ambiguous-name": WARNING,
     "dynamic-code": WARNING,
     "duplicate-parameter": WARNING,
     "empty-step": WARNING,
+    "global-seed": WARNING,
+    "setting-not-replayed": WARNING,
+    "ambiguous-name": INFO,
+    "nothing-to-run": INFO,
 }
 
 

@@ -27,6 +27,9 @@ class Step:
     inputs: list[str] = field(default_factory=list)  # names received from upstream steps
     sources: dict[str, str] = field(default_factory=dict)  # input name → step that hands it on
     parameters: list[str] = field(default_factory=list)  # pipeline parameters the step reads
+    # process-wide settings earlier steps made, replayed before the cells, in notebook order:
+    # {"cell", "line", "source": the statement, "imports": what it needs} (compiler/settings.py)
+    settings: list[dict] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # names handed on to downstream steps
     groups: list[list[str]] = field(default_factory=list)  # outputs that may share objects
     defines: list[str] = field(default_factory=list)  # every name the step binds or may mutate
@@ -51,6 +54,9 @@ class Metrics:
     step: str | None = None
     names: list[str] = field(default_factory=list)
     exprs: dict[str, str] = field(default_factory=dict)  # metric name → Python expression
+    # expressions whose value is a dict of metric name → number, named by its keys alone
+    # (a dict comprehension line, `**scores` in a dict)
+    spread: list[str] = field(default_factory=list)
 
 
 @dataclass

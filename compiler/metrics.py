@@ -1,4 +1,9 @@
-"""The metrics cell: names, expressions, assignments and dicts of numbers → metric names."""
+"""The metrics cell: names, expressions, assignments and dicts of numbers → metric names.
+
+A metric is named by what the user wrote: the assigned name, a dict's keys, or an expression's
+text. A dict whose keys are known only when it runs (a dict comprehension, `**scores`) goes to
+`Metrics.spread`: its keys at run time are the names (`acc_gb`), never its source text.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ def parse_metrics(index: int, source: str, step: str) -> tuple[Metrics, list[Dia
         return metrics, problems  # reported once, by the dataflow analysis of the step
     for stmt in tree.body:
         for name, expr in _metric_entries(stmt, index, problems):
+            if name is None:  # a dict whose keys are known only when it runs
+                if expr not in metrics.spread:
+                    metrics.spread.append(expr)
+                continue
             if name not in metrics.exprs:
                 metrics.names.append(name)
             metrics.exprs[name] = expr
@@ -33,9 +42,14 @@ def _metric_entries(stmt, index, problems):
     value = stmt.value
     if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print":
         return [_entry(arg) for arg in value.args]  # Kale's style: print(acc)
+    if isinstance(value, ast.DictComp):  # {f"acc_{k}": v for k, v in scores.items()}
+        return [(None, ast.unparse(value))]
     if isinstance(value, ast.Dict):
         entries = []
         for key, item in zip(value.keys, value.values):
+            if key is None:  # {**scores, "loss": loss}
+                entries.append((None, ast.unparse(item)))
+                continue
             if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
                 problems.append(Diagnostic(
                     "bad-metric", "a metrics dict needs string keys", cell=index,

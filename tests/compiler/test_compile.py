@@ -27,6 +27,22 @@ def test_examples_match_golden_ir():
         assert ir == json.loads(golden.read_text()), f"{notebook.name} differs from {golden.name}"
 
 
+def test_an_empty_or_markdown_only_notebook_says_nothing_to_run():
+    from nbscale.compiler.notebook import Cell, Notebook
+
+    markdown = Notebook(path="notes.ipynb", cells=(Cell(index=0, cell_type="markdown", source="# Notes"),))
+    for pipeline, why in [(compile_notebook(Notebook(path="empty.ipynb", cells=())), "no code cells"),
+                          (compile_notebook(markdown), "no code cells"),
+                          (compile_source(["# just a comment", ("import os", ["imports"]), ("x = 1", ["skip"])]),
+                           "tagged imports")]:
+        assert pipeline.steps == [] and not pipeline.has_errors
+        assert [(d.code, d.severity) for d in pipeline.diagnostics] == [("nothing-to-run", "info")]
+        assert why in pipeline.diagnostics[0].message
+    assert "nothing-to-run" not in [d.code for d in compile_source(["x = 1"]).diagnostics]
+    # a notebook whose cells all have errors says what is wrong, not "nothing to run"
+    assert [d.code for d in compile_source([("x = 1", ["paramters"])]).diagnostics] == ["unknown-tag"]
+
+
 def test_examples_have_no_diagnostics():
     for notebook in EXAMPLES:
         assert compile_notebook(notebook).diagnostics == [], notebook.name

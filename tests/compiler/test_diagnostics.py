@@ -17,3 +17,11 @@ def test_errors_text_lists_errors_only():
     diags = [Diagnostic("undefined-name", "bad", cell=1, line=1), Diagnostic("empty-step", "empty", cell=2)]
     text = errors_text(diags, "nb.ipynb")
     assert text.splitlines() == ["nb.ipynb has 1 error(s):", "  nb.ipynb:cell 1:1: error[undefined-name]: bad"]
+
+
+def test_every_code_has_one_of_three_severities_and_info_is_no_error():
+    assert set(CODES.values()) == {"error", "warning", "info"}
+    assert {c for c, s in CODES.items() if s == "info"} == {"ambiguous-name", "nothing-to-run"}
+    assert CODES["global-seed"] == CODES["setting-not-replayed"] == "warning"
+    assert Diagnostic("nothing-to-run", "nothing to run").format("nb.ipynb") == \
+        "nb.ipynb: info[nothing-to-run]: nothing to run"

@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 from nbscale.compiler import compile_source
 from nbscale.compiler.hashing import step_hashes
 
@@ -57,3 +60,30 @@ def test_parameters_change_only_steps_that_read_them():
 
 def test_image_is_part_of_the_hash():
     assert changed(hashes(BASE), hashes(edit(BASE, 5, tags=["step:right", "image:python:3.12"]))) == {"right", "join"}
+
+
+def test_a_setting_changes_the_hash_of_later_steps_only():
+    def with_rows(value):
+        return {s.name: s.hash for s in compile_source([
+            ("x = 1", ["step:a"]),
+            (f"import pandas as pd\npd.set_option('display.max_rows', {value})", ["step:b"]),
+            ("y = 2", ["step:c"]),
+        ]).steps}
+    five, six = with_rows(5), with_rows(6)
+    assert five["a"] == six["a"]
+    assert five["b"] != six["b"]  # its own code
+    assert five["c"] != six["c"]  # c reads nothing from b: only the replayed setting differs
+
+
+def test_a_step_without_settings_keeps_the_hash_it_had_before_settings_existed():
+    p = compile_source([("x = 1", ["step:a"]), ("y = x", ["step:b"])])
+    assert all(s.settings == [] for s in p.steps)
+    assert p.step("a").hash == "sha256:" + hashlib.sha256(json.dumps({
+        "version": 1, "source": ["x = 1"], "prelude": [], "parameters": {}, "inputs": {},
+        "upstream": {}, "image": None}, sort_keys=True).encode()).hexdigest()
+
+
+def test_a_parameter_a_replayed_setting_reads_is_part_of_later_hashes():
+    cells = [("rows = 5", ["parameters"]),
+             ("import pandas as pd\npd.set_option('display.max_rows', rows)", ["step:a"]), ("y = 2", ["step:b"])]
+    assert changed(hashes(cells), hashes(cells, {"rows": 6})) == {"a", "b"}

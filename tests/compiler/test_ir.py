@@ -62,7 +62,7 @@ def test_diagnostics_carry_their_severity_in_json():
 
 
 def test_every_diagnostic_code_has_a_known_severity():
-    assert set(CODES.values()) == {"error", "warning"}
+    assert set(CODES.values()) == {"error", "warning", "info"}
     for code in CODES:
         assert Diagnostic(code, "m").severity == CODES[code]
 
@@ -110,3 +110,21 @@ def test_malformed_ir_with_the_right_schema_is_a_value_error():
     data["steps"][0]["unknown_field"] = 1
     with pytest.raises(ValueError):
         Pipeline.from_json(data)
+
+
+def test_settings_and_spread_metrics_round_trip_and_older_ir_still_loads():
+    p = compile_source([
+        ("import warnings\nwarnings.simplefilter('ignore')\nacc = {'a': 1.0}", ["step:a"]),
+        ("b = 1", ["step:b"]),
+        ("{**acc}", ["metrics"]),
+    ])
+    data = json.loads(p.dumps())
+    assert data["steps"][1]["settings"] == [{"cell": 0, "line": 2, "source": "warnings.simplefilter('ignore')",
+                                             "imports": ["import warnings"]}]
+    assert data["metrics"]["spread"] == ["acc"]
+    assert Pipeline.from_json(data) == p
+    for step in data["steps"]:
+        del step["settings"]
+    del data["metrics"]["spread"]
+    older = Pipeline.from_json(data)
+    assert older.step("b").settings == [] and older.metrics.spread == []

@@ -168,3 +168,37 @@ def test_outputs_that_share_objects_travel_as_one_artifact(tmp_path):
     assert len({outputs[n] for n in group}) == 1  # one artifact for the whole group
     produced = spec["components"][task_of(spec, grouped.name)["componentRef"]["name"]]
     assert outputs[group[0]] in produced["outputDefinitions"]["artifacts"]
+
+
+# -- process-wide settings and metrics ------------------------------------------------------
+
+
+def _run_kfp_step_calls(module_text):
+    """step name → the keyword literals of its run_kfp_step call, read back from the module."""
+    import ast
+
+    calls = {}
+    for node in ast.walk(ast.parse(module_text)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == RUNTIME_ENTRY:
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg in ("step", "metrics")}
+            calls[kwargs["step"]["name"]] = kwargs
+    return calls
+
+
+def test_settings_of_earlier_steps_and_spread_metrics_reach_run_kfp_step(tmp_path):
+    notebook = make_notebook(tmp_path, [
+        ("import pandas as pd", ["imports"]),
+        ("pd.set_option('display.max_columns', 50)\nimport warnings\nwarnings.simplefilter('ignore')\n"
+         "accs = {'gb': 0.5}", ["step:a"]),
+        ("b = 1", ["step:b"]),
+        ('{f"acc_{k}": v for k, v in accs.items()}', ["metrics"]),
+    ], name="settings")
+    module, _, _ = compile_yaml(notebook, tmp_path)  # the kfp SDK compiles it; verify_module passes
+    calls = _run_kfp_step_calls(module.text)
+    assert "settings" not in calls["a"]["step"]  # no setting before it: the literal stays as it was
+    assert calls["b"]["step"]["settings"] == [
+        {"cell": 1, "line": 1, "source": "pd.set_option('display.max_columns', 50)",
+         "imports": ["import pandas as pd"]},
+        {"cell": 1, "line": 3, "source": "warnings.simplefilter('ignore')", "imports": ["import warnings"]}]
+    assert calls["metrics"]["metrics"]["spread"] == ["{f'acc_{k}': v for k, v in accs.items()}"]
+    assert calls["metrics"]["step"]["settings"] == calls["b"]["step"]["settings"]

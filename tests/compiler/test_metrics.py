@@ -46,6 +46,19 @@ def test_dict_literal_keys_become_names():
     assert metrics.exprs == {"precision": "p", "recall": "r", "f1": "2 * p * r / (p + r)"}
 
 
+def test_a_dict_comprehension_is_named_by_its_keys_not_its_text():
+    metrics, problems = metrics_of('{f"acc_{k}": v for k, v in accs.items()}')
+    assert not problems
+    assert metrics.names == [] and metrics.exprs == {}
+    assert metrics.spread == ["{f'acc_{k}': v for k, v in accs.items()}"]
+
+
+def test_a_spread_dict_is_named_by_its_keys_beside_literal_keys():
+    metrics, problems = metrics_of('{**scores, "loss": loss}\n{**scores}')
+    assert not problems
+    assert metrics.names == ["loss"] and metrics.spread == ["scores"]
+
+
 def test_dict_with_a_non_string_key_is_a_bad_metric():
     metrics, problems = metrics_of('acc\n{"ok": p, 1: r}')
     assert [(d.code, d.cell, d.line, d.col) for d in problems] == [("bad-metric", 4, 2, 1)]
@@ -126,4 +139,23 @@ def test_bad_metric_in_a_notebook():
 def test_no_metrics_cell_means_no_metrics():
     p = compile_source([TRAIN])
     assert p.metrics.step is None and p.metrics.names == []
-    assert p.to_json()["metrics"] == {"step": None, "names": [], "exprs": {}}
+    assert p.to_json()["metrics"] == {"step": None, "names": [], "exprs": {}, "spread": []}
+
+
+# -- at run time (passes once kernels/namespace.py evaluate_metrics reads Metrics.spread and
+# keeps integers) ----------------------------------------------------------------------------
+
+
+def test_metric_names_stay_readable_and_integers_stay_integers():
+    from nbscale.kernels.executor import execute_step
+
+    p = compile_source([
+        ("accs = {'gb': 0.75, 'rf': 0.5}\nn_trees = 3", ["step:train"]),
+        ('{f"acc_{k}": v for k, v in accs.items()}\nn_trees\n{**accs, "total": 1.25}', ["metrics"]),
+    ])
+    assert not p.diagnostics, p.diagnostics
+    inputs = {"accs": {"gb": 0.75, "rf": 0.5}, "n_trees": 3}
+    result = execute_step(p.step("metrics"), p.prelude, {}, inputs, metrics=p.metrics)
+    assert result.error is None and result.warnings == []
+    assert result.metrics == {"acc_gb": 0.75, "acc_rf": 0.5, "n_trees": 3, "gb": 0.75, "rf": 0.5, "total": 1.25}
+    assert type(result.metrics["n_trees"]) is int

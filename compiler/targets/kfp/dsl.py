@@ -185,6 +185,8 @@ class _Generator:
         if not self.o.install_kfp_package:
             decorator.append("install_kfp_package=False")
         step_literal = {"name": step.name, "cells": step.cells, "source": step.source, "outputs": step.outputs}
+        if step.settings:  # process-wide settings of earlier steps, replayed before the cells
+            step_literal["settings"] = step.settings
         prelude = {"cells": self.p.prelude.cells, "source": self.p.prelude.source}
         kwargs = [("notebook", self.p.notebook), ("step", step_literal), ("prelude", prelude)]
         if native:
@@ -228,9 +230,12 @@ class _Generator:
 
     def _metrics_for(self, step) -> dict | None:
         m = self.p.metrics
-        if m.step != step.name or not m.names:
+        if m.step != step.name or not (m.names or m.spread):
             return None
-        return {"names": list(m.names), "exprs": dict(m.exprs)}
+        metrics = {"names": list(m.names), "exprs": dict(m.exprs)}
+        if m.spread:  # only then, so that modules compiled before it existed stay the same
+            metrics["spread"] = list(m.spread)
+        return metrics
 
     # -- the pipeline ---------------------------------------------------------------------
     def _pipeline(self) -> str:

@@ -1,0 +1,308 @@
+"""Process-wide settings and seeds: which statements travel to later steps, which are diagnosed.
+
+Run top to bottom, `pd.set_option(...)` in one cell changes what every later cell sees. A step
+of a pipeline runs elsewhere, so **configuration calls travel**: each step gets the settings the
+steps before it (in notebook order) made, replayed in that order before its own cells
+(`Step.settings`), and they are part of its hash. A **seeding call** (`np.random.seed(0)`)
+cannot travel faithfully, because the generator's state advances between cells: it is a
+`global-seed` warning. Calls are recognised by what they resolve to through the notebook's
+imports (`import pandas as pd` → `pandas.set_option`), never by the alias alone.
+
+The `imports`/`functions` cells (the prelude) run before every step already: a setting there
+needs no replay, and a seed there seeds every step alike (reproducible; see docs/tags.md).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from dataclasses import dataclass, field
+
+from .analysis import KERNEL_NAMES
+from .diagnostics import Diagnostic
+from .syntax import to_python
+
+# Calls that change a process-wide setting every later cell sees (qualified through the imports).
+SETTING_CALLS = frozenset({
+    "sklearn.set_config",
+    "pandas.set_option", "pandas.reset_option",
+    "numpy.set_printoptions", "numpy.seterr",
+    "warnings.filterwarnings", "warnings.simplefilter", "warnings.resetwarnings",
+    "matplotlib.rc", "matplotlib.pyplot.rc", "matplotlib.style.use", "matplotlib.pyplot.style.use",
+    "matplotlib.rcParams.update", "matplotlib.pyplot.rcParams.update",
+    "seaborn.set", "seaborn.set_theme", "seaborn.set_style", "seaborn.set_context", "seaborn.set_palette",
+})
+# Objects whose items or attributes are settings: `plt.rcParams["figure.dpi"] = 120`,
+# `pd.options.display.max_rows = 50`.
+SETTING_OBJECTS = ("matplotlib.rcParams", "matplotlib.pyplot.rcParams", "pandas.options")
+# Calls that seed a global random generator.
+SEED_CALLS = frozenset({
+    "random.seed", "numpy.random.seed",
+    "torch.manual_seed", "torch.cuda.manual_seed", "torch.cuda.manual_seed_all", "torch.random.manual_seed",
+    "tensorflow.random.set_seed", "tensorflow.set_random_seed", "tensorflow.keras.utils.set_random_seed",
+    "keras.utils.set_random_seed",
+})
+# Code that runs later, when called (a class body is taken as its methods).
+_LATER = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+# A setting inside a `with` block is scoped to it (`with warnings.catch_warnings(): ...`).
+_WITH = (ast.With, ast.AsyncWith)
+_BUILTIN_NAMES = frozenset(dir(builtins)) | KERNEL_NAMES
+_MORE_STEPS_SHOWN = 5
+
+
+@dataclass
+class _Imported:
+    module: str  # what the name is: "pandas", "matplotlib.pyplot", "sklearn.set_config"
+    statement: str  # the import that binds it, alone: "import pandas as pd"
+
+
+@dataclass
+class Settings:
+    """The settings each step replays (step name → entries) and the diagnostics found."""
+
+    replayed: dict[str, list[dict]] = field(default_factory=dict)
+    parameters: dict[str, set[str]] = field(default_factory=dict)  # step → parameters its settings read
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def replay_source(setting: dict) -> str:
+    """The code that replays one `Step.settings` entry: its imports, then the statement."""
+    return "\n".join([*setting.get("imports", []), setting["source"]])
+
+
+def find_settings(prelude: list[tuple[int, str]], steps: list[tuple[str, list[tuple[int, str]]]],
+                  parameters: set[str], prelude_names: set[str]) -> Settings:
+    """Settings and seeds of `steps` ((name, [(cell, source)]) in notebook order); the prelude
+    only lends its imports. A step replays the settings of every step before it."""
+    finder = _Finder(parameters, prelude_names)
+    for index, source in prelude:
+        finder.cell(index, source, step=None)
+    result, made = Settings(), []
+    names = [name for name, _ in steps]
+    for position, (name, cells) in enumerate(steps):
+        result.replayed[name] = [entry for entry, _ in made]
+        result.parameters[name] = set().union(*(reads for _, reads in made)) if made else set()
+        finder.found, finder.problems = [], []
+        for index, source in cells:
+            finder.cell(index, source, step=name)
+        made += [(entry, reads) for kind, entry, reads in finder.found if kind == "setting"]
+        later = names[position + 1:]
+        if later:  # what the last step sets or seeds affects no other step
+            result.diagnostics += finder.problems
+            seeds = [entry for kind, entry, _ in finder.found if kind == "seed"]
+            result.diagnostics += [_seed_warning(entry, name, later) for entry in seeds]
+    return result
+
+
+class _Finder:
+    """Walks cells in notebook order, resolving names through the imports seen so far."""
+
+    def __init__(self, parameters: set[str], prelude_names: set[str]):
+        self.parameters = parameters
+        self.prelude_names = prelude_names
+        self.imported: dict[str, _Imported] = {}
+        self.seeding_functions: dict[str, str] = {}  # function name → the seed call in its body
+        # functions whose body makes a setting → whether the prelude defines it (every step has it)
+        self.setting_functions: dict[str, bool] = {}
+        self.found: list[tuple[str, dict, set[str]]] = []  # ("setting" | "seed", entry, parameters read)
+        self.problems: list[Diagnostic] = []
+
+    def cell(self, index: int, source: str, step: str | None) -> None:
+        try:
+            python = to_python(source)
+            tree = ast.parse(python)
+        except Exception:  # noqa: BLE001 - a syntax error is reported once, by the dataflow analysis
+            return
+        for stmt in tree.body:
+            if step is not None:
+                self._statement(stmt, index, python)
+            self._remember(stmt, in_prelude=step is None)
+
+    def _statement(self, stmt, index, python):
+        if self._is_setting(stmt):
+            self._setting(stmt, {"cell": index, "line": stmt.lineno}, python)
+        elif not isinstance(stmt, _WITH):
+            for node in _run_now(stmt, into_with=False):
+                if node is not stmt and isinstance(node, ast.stmt) and self._is_setting(node):
+                    self.problems.append(_nested_warning(node, index, python))
+                elif isinstance(node, ast.Call) and self.setting_functions.get(getattr(node.func, "id", None)) is False:
+                    self.problems.append(_step_function_warning(node, index, python))
+        for node in _run_now(stmt):
+            seed = self._seed_of(node) if isinstance(node, ast.Call) else None
+            if seed is not None:
+                code = ast.get_source_segment(python, node) or ast.unparse(node)
+                self.found.append(("seed", {"cell": index, "line": node.lineno, "source": code, **seed}, set()))
+
+    def _setting(self, stmt, where, python):
+        source = ast.get_source_segment(python, stmt) or ast.unparse(stmt)
+        reads = {n.id for n in _run_now(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        imports = [self.imported[n].statement for n in sorted(reads) if n in self.imported]
+        unknown = sorted(reads - set(self.imported) - self.parameters - self.prelude_names - _BUILTIN_NAMES)
+        if unknown:
+            self.problems.append(Diagnostic(
+                "setting-not-replayed",
+                f"'{source.splitlines()[0]}' reads {', '.join(repr(n) for n in unknown)}, which the "
+                "pipeline computes, so later steps run without this setting", cell=where["cell"], line=where["line"],
+                hint="give the setting literal values or pipeline parameters, or move it to the imports cell"))
+            return
+        entry = {**where, "source": source, "imports": _unique(imports)}
+        self.found.append(("setting", entry, reads & self.parameters))
+
+    def _is_setting(self, stmt) -> bool:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            func = stmt.value.func
+            # `set_style()`, a function of the prelude (every step has it) that makes settings
+            return self._qualified(func) in SETTING_CALLS or (
+                isinstance(func, ast.Name) and self.setting_functions.get(func.id, False))
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else \
+            [stmt.target] if isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) and stmt.value is not None else []
+        return bool(targets) and all(self._is_setting_target(t) for t in targets)
+
+    def _is_setting_target(self, target) -> bool:
+        if isinstance(target, ast.Subscript):  # rcParams["figure.dpi"] = 120
+            return self._qualified(target.value) in SETTING_OBJECTS
+        if isinstance(target, ast.Attribute):  # pd.options.display.max_rows = 50
+            name = self._qualified(target) or ""
+            return any(name.startswith(obj + ".") for obj in SETTING_OBJECTS)
+        return False
+
+    def _seed_of(self, call: ast.Call) -> dict | None:
+        """{"seeds": the seed call, "via": the notebook's function that makes it, or None}."""
+        name = self._qualified(call.func)
+        if name in SEED_CALLS:
+            return {"seeds": name, "via": None}
+        function = call.func.id if isinstance(call.func, ast.Name) else None
+        if function in self.seeding_functions and function not in self.imported:
+            return {"seeds": self.seeding_functions[function], "via": function}
+        return None
+
+    def _qualified(self, node) -> str | None:
+        """`pd.set_option` → "pandas.set_option", when `pd` is an import; else None."""
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in self.imported:
+            return ".".join([self.imported[node.id].module, *reversed(parts)])
+        return None
+
+    def _remember(self, stmt, in_prelude: bool):
+        """What `stmt` leaves bound: imports (also inside `try:`), functions that seed, and
+        functions of the prelude that make settings."""
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self._forget(stmt.name)
+            seed, sets = self._body_of(stmt)
+            if seed:
+                self.seeding_functions[stmt.name] = seed
+            if sets:
+                self.setting_functions[stmt.name] = in_prelude
+            return
+        for node in _run_now(stmt):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for name, imported in _imports_of(node).items():
+                    self._forget(name)
+                    self.imported[name] = imported
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                self._forget(node.id)  # `pd = ...` is no module any more
+            elif isinstance(node, ast.ClassDef):
+                self._forget(node.name)
+
+    def _forget(self, name):
+        self.imported.pop(name, None)
+        self.seeding_functions.pop(name, None)
+        self.setting_functions.pop(name, None)
+
+    def _body_of(self, function) -> tuple[str | None, bool]:
+        """The seed call a function's body makes, if any, and whether it makes a setting."""
+        outer = dict(self.imported)
+        for node in ast.walk(function):  # a body may import what it uses: `import random`
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                self.imported.update(_imports_of(node))
+        try:
+            calls = (n for n in ast.walk(function) if isinstance(n, ast.Call))
+            seed = next((s["seeds"] for s in map(self._seed_of, calls) if s), None)
+            sets = any(isinstance(n, ast.stmt) and self._is_setting(n) for n in _run_now_in_body(function))
+            return seed, sets
+        finally:
+            self.imported = outer
+
+
+def _imports_of(node) -> dict[str, _Imported]:
+    found = {}
+    for alias in node.names:
+        if alias.name == "*" or (isinstance(node, ast.ImportFrom) and (node.level or not node.module)):
+            continue
+        if isinstance(node, ast.ImportFrom):
+            name, module = alias.asname or alias.name, f"{node.module}.{alias.name}"
+            statement = ast.unparse(ast.ImportFrom(node.module, [alias], 0))
+        else:
+            name = alias.asname or alias.name.split(".")[0]
+            module = alias.name if alias.asname else name
+            statement = ast.unparse(ast.Import([alias]))
+        found[name] = _Imported(module, statement)
+    return found
+
+
+def _run_now(stmt, *, into_with=True):
+    """`stmt` and the nodes in it that run when it runs, in source order: not the bodies of
+    functions, lambdas and classes (they run later), nor of `with` blocks unless `into_with`."""
+    if isinstance(stmt, _LATER):
+        yield stmt
+        return
+    stack = [stmt]
+    while stack:
+        node = stack.pop()
+        yield node
+        children = []
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, _LATER):
+                continue
+            if isinstance(child, _WITH) and not into_with:
+                children += [item.context_expr for item in child.items]
+                continue
+            children.append(child)
+        stack += reversed(children)
+
+
+def _run_now_in_body(function):
+    """The statements a call of `function` runs, outside `with` blocks and nested definitions."""
+    for stmt in function.body:
+        if not isinstance(stmt, _WITH):
+            yield from _run_now(stmt, into_with=False)
+
+
+def _step_function_warning(call, index, python) -> Diagnostic:
+    code = (ast.get_source_segment(python, call) or ast.unparse(call)).splitlines()[0]
+    return Diagnostic(
+        "setting-not-replayed",
+        f"'{code}' makes process-wide settings in a function of a step, so later steps run without them",
+        cell=index, line=call.lineno, col=call.col_offset + 1,
+        hint="define the function in the functions cell, and call it as a statement of its own")
+
+
+def _nested_warning(node, index, python) -> Diagnostic:
+    code = (ast.get_source_segment(python, node) or ast.unparse(node)).splitlines()[0]
+    return Diagnostic(
+        "setting-not-replayed",
+        f"'{code}' is inside a block, so later steps run without this setting",
+        cell=index, line=node.lineno, col=node.col_offset + 1,
+        hint="make it a statement of its own at the top level of the cell, or move it to the imports cell")
+
+
+def _seed_warning(entry: dict, step: str, later: list[str]) -> Diagnostic:
+    shown = ", ".join(repr(s) for s in later[:_MORE_STEPS_SHOWN])
+    if len(later) > _MORE_STEPS_SHOWN:
+        shown += f" and {len(later) - _MORE_STEPS_SHOWN} more"
+    how = entry["seeds"] + (f" in {entry['via']}" if entry["via"] else "")
+    return Diagnostic(
+        "global-seed",
+        f"'{entry['source']}' in step '{step}' seeds a global random generator ({how}); later steps "
+        f"({shown}) run elsewhere and do not continue from its state as they do top to bottom",
+        cell=entry["cell"], line=entry["line"],
+        hint="pass a generator as a value: rng = np.random.default_rng(0) (or random.Random(0), "
+             "torch.Generator().manual_seed(0)) and draw from rng; or seed in the imports cell, "
+             "which runs before every step")
+
+
+def _unique(items):
+    return list(dict.fromkeys(items))

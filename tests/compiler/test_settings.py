@@ -1,0 +1,294 @@
+"""compiler/settings.py: process-wide settings travel to later steps; seeds are diagnosed.
+
+The compiler side is checked on the IR (`steps[].settings`, hashes, diagnostics); the last tests
+run compiled steps with the real executor in a fresh Python process and check that a later step
+sees what a top-to-bottom run would (pandas options, warning filters, matplotlib rcParams).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from nbscale.compiler import compile_source
+from nbscale.compiler.settings import SEED_CALLS, SETTING_CALLS, replay_source
+
+# (imports cell, setting statement): every form docs/tags.md lists, through its usual alias
+SETTINGS = [
+    ("import sklearn", "sklearn.set_config(display='text')"),
+    ("from sklearn import set_config", "set_config(assume_finite=True)"),
+    ("import pandas as pd", "pd.set_option('display.max_columns', 50)"),
+    ("import pandas", "pandas.set_option('display.width', 200)"),
+    ("import pandas as pd", "pd.reset_option('display.width')"),
+    ("import pandas as pd", "pd.options.display.max_rows = 10"),
+    ("import pandas as pd", "pd.options.mode.chained_assignment = None"),
+    ("import numpy as np", "np.set_printoptions(precision=3, suppress=True)"),
+    ("import numpy as np", "np.seterr(all='ignore')"),
+    ("import warnings", "warnings.filterwarnings('ignore', category=FutureWarning)"),
+    ("import warnings", "warnings.simplefilter('ignore')"),
+    ("from warnings import filterwarnings", "filterwarnings('ignore')"),
+    ("import matplotlib.pyplot as plt", "plt.rcParams['figure.figsize'] = (10, 6)"),
+    ("import matplotlib as mpl", "mpl.rcParams.update({'font.size': 12})"),
+    ("import matplotlib", "matplotlib.rcParams['axes.grid'] = True"),
+    ("from matplotlib import rcParams", "rcParams['figure.dpi'] = 120"),
+    ("from matplotlib import pyplot as plt", "plt.style.use('ggplot')"),
+    ("import matplotlib.pyplot as plt", "plt.rc('font', size=9)"),
+    ("import seaborn as sns", "sns.set_theme(style='whitegrid')"),
+    ("import seaborn as sns", "sns.set()"),
+]
+
+
+def codes(pipeline):
+    return [d.code for d in pipeline.diagnostics]
+
+
+@pytest.mark.parametrize("imports, statement", SETTINGS, ids=[s for _, s in SETTINGS])
+def test_each_setting_travels_to_every_later_step_with_its_import(imports, statement):
+    p = compile_source([
+        ("x = 1", ["step:before"]),
+        (imports + "\n" + statement + "\ny = x", ["step:sets"]),
+        ("z = 2", ["step:later"]),
+        ("w = z", ["step:last"]),
+    ])
+    assert codes(p) == [], p.diagnostics
+    assert p.step("before").settings == [] and p.step("sets").settings == []  # it runs its own cell
+    entry = {"cell": 1, "line": 2, "source": statement, "imports": [imports]}
+    assert p.step("later").settings == [entry] and p.step("last").settings == [entry]
+    assert replay_source(entry) == f"{imports}\n{statement}"
+
+
+def test_every_listed_call_is_a_setting_and_no_seed_is():
+    assert not SETTING_CALLS & SEED_CALLS
+    shown = {statement.split("(")[0] for _, statement in SETTINGS}
+    assert {"pd.set_option", "np.set_printoptions", "warnings.filterwarnings", "sklearn.set_config"} <= shown
+
+
+def test_settings_are_replayed_in_notebook_order_and_imports_from_the_prelude_come_along():
+    p = compile_source([
+        ("import pandas as pd\nimport warnings", ["imports"]),
+        ("pd.set_option('display.max_rows', 5)\na = 1", ["step:a"]),
+        ("warnings.simplefilter('ignore')\npd.set_option('display.max_rows', 7)\nb = 2", ["step:b"]),
+        ("c = 3", ["step:c"]),
+    ])
+    assert [s["source"] for s in p.step("c").settings] == [
+        "pd.set_option('display.max_rows', 5)", "warnings.simplefilter('ignore')",
+        "pd.set_option('display.max_rows', 7)"]
+    assert [(s["cell"], s["line"]) for s in p.step("c").settings] == [(1, 1), (2, 1), (2, 2)]
+    assert p.step("c").settings[1]["imports"] == ["import warnings"]
+    assert [s["source"] for s in p.step("b").settings] == ["pd.set_option('display.max_rows', 5)"]
+    assert p.step("c").after == []  # settings make no data edge: c still runs in parallel
+
+
+def test_a_multi_line_setting_is_kept_whole():
+    statement = "plt.rcParams.update({\n    'font.size': 12,\n    'axes.grid': True,\n})"
+    p = compile_source([("import matplotlib.pyplot as plt\n" + statement, ["step:a"]), ("b = 1", ["step:b"])])
+    assert p.step("b").settings[0]["source"] == statement
+
+
+def test_a_parameter_a_setting_reads_becomes_a_parameter_of_the_later_steps():
+    p = compile_source([
+        ("rows = 10", ["parameters"]),
+        ("import pandas as pd\npd.set_option('display.max_rows', rows)", ["step:a"]),
+        ("y = 2", ["step:b"]),
+    ])
+    assert codes(p) == []
+    assert p.step("b").parameters == ["rows"]
+    assert p.step("b").settings[0]["source"] == "pd.set_option('display.max_rows', rows)"
+
+
+def test_a_setting_that_reads_a_computed_value_is_a_warning_and_not_replayed():
+    p = compile_source([
+        ("import pandas as pd\nwidth = 40 + 2\npd.set_option('display.width', width)", ["step:a"]),
+        ("y = 2", ["step:b"]),
+    ])
+    assert codes(p) == ["setting-not-replayed"]
+    diag = p.diagnostics[0]
+    assert (diag.severity, diag.cell, diag.line) == ("warning", 0, 3)
+    assert "'width'" in diag.message and p.step("b").settings == []
+
+
+def test_a_setting_inside_a_block_is_a_warning_and_one_inside_with_is_scoped():
+    p = compile_source([
+        ("import warnings\nimport numpy as np\nif True:\n    np.set_printoptions(precision=2)\n"
+         "with warnings.catch_warnings():\n    warnings.simplefilter('ignore')\n    a = 1", ["step:a"]),
+        ("b = a", ["step:b"]),
+    ])
+    assert [(d.code, d.line) for d in p.diagnostics] == [("setting-not-replayed", 4)]
+    assert p.step("b").settings == []
+
+
+def test_settings_in_the_prelude_need_no_replay():
+    p = compile_source([
+        ("import pandas as pd\npd.set_option('display.max_rows', 5)\nimport random\nrandom.seed(0)", ["imports"]),
+        ("a = 1", ["step:a"]), ("b = a", ["step:b"]),
+    ])
+    assert codes(p) == [] and all(s.settings == [] for s in p.steps)
+
+
+def test_look_alikes_are_not_settings():
+    p = compile_source([
+        ("class Opts:\n    def set_option(self, *a):\n        pass\npd = Opts()\npd.set_option('x', 1)\n"
+         "def filterwarnings(*a):\n    pass\nfilterwarnings('ignore')\nrcParams = {}\nrcParams['a'] = 1", ["step:a"]),
+        ("b = 1", ["step:b"]),
+    ])
+    assert codes(p) == [] and p.step("b").settings == []
+
+
+def test_an_alias_bound_again_is_no_module_any_more():
+    p = compile_source([
+        ("import pandas as pd\nclass Fake:\n    def set_option(self, *a):\n        pass\npd = Fake()\n"
+         "pd.set_option('x', 1)", ["step:a"]),
+        ("b = 1", ["step:b"]),
+    ])
+    assert p.step("b").settings == []
+
+
+# -- seeds --------------------------------------------------------------------------------------
+
+SEEDS = [
+    ("import random", "random.seed(0)"),
+    ("import numpy as np", "np.random.seed(0)"),
+    ("from numpy.random import seed", "seed(1)"),
+    ("import torch", "torch.manual_seed(0)"),
+    ("import torch", "torch.cuda.manual_seed_all(0)"),
+    ("import tensorflow as tf", "tf.random.set_seed(0)"),
+]
+
+
+@pytest.mark.parametrize("imports, call", SEEDS, ids=[c for _, c in SEEDS])
+def test_a_seed_is_a_warning_naming_cell_line_and_later_steps(imports, call):
+    p = compile_source([
+        (f"{imports}\n{call}\nx = 1", ["step:data"]),
+        ("y = x", ["step:train"]),
+        ("z = 1", ["step:report"]),
+    ])
+    assert codes(p) == ["global-seed"]
+    diag = p.diagnostics[0]
+    assert (diag.severity, diag.cell, diag.line) == ("warning", 0, 2)
+    assert call in diag.message and "'train', 'report'" in diag.message
+    assert "default_rng(0)" in diag.hint
+    assert all(s.settings == [] for s in p.steps)  # a seed is not replayed
+
+
+def test_a_seed_in_the_last_step_or_the_imports_cell_is_no_warning():
+    assert codes(compile_source([("x = 1", ["step:a"]), ("import random\nrandom.seed(0)", ["step:b"])])) == []
+    assert codes(compile_source([("import numpy as np\nnp.random.seed(0)", ["imports"]),
+                                 ("x = 1", ["step:a"]), ("y = x", ["step:b"])])) == []
+
+
+def test_a_seed_through_a_function_of_the_notebook_is_a_warning_where_it_is_called():
+    p = compile_source([
+        ("def set_seed(s):\n    import random\n    import numpy as np\n    random.seed(s)\n    np.random.seed(s)",
+         ["functions"]),
+        ("set_seed(42)\nx = 1", ["step:a"]),
+        ("y = x", ["step:b"]),
+    ])
+    assert [(d.code, d.cell, d.line) for d in p.diagnostics] == [("global-seed", 1, 1)]
+    assert "random.seed in set_seed" in p.diagnostics[0].message
+
+
+def test_a_seed_inside_a_loop_or_with_block_still_seeds():
+    p = compile_source([
+        ("import torch\nwith torch.no_grad():\n    torch.manual_seed(0)\nfor i in range(2):\n    torch.manual_seed(i)",
+         ["step:a"]),
+        ("b = 1", ["step:b"]),
+    ])
+    assert [(d.code, d.line) for d in p.diagnostics] == [("global-seed", 3), ("global-seed", 5)]
+
+
+def test_many_later_steps_are_counted_not_all_named():
+    cells = [("import random\nrandom.seed(0)\nx0 = 0", ["step:s0"])]
+    cells += [(f"x{i} = x{i - 1}", [f"step:s{i}"]) for i in range(1, 9)]
+    message = compile_source(cells).diagnostics[0].message
+    assert "'s5'" in message and "'s6'" not in message and "and 3 more" in message
+
+
+# -- at run time (passes once kernels/executor.py replays Step.settings) ----------------------
+
+RUN_STEP = textwrap.dedent("""
+    import json, sys
+    from nbscale.compiler import compile_source
+    from nbscale.kernels.executor import execute_step
+    cells = json.loads(sys.argv[1])
+    pipeline = compile_source([tuple(c) for c in cells])
+    step = pipeline.step(sys.argv[2])
+    result = execute_step(step, pipeline.prelude, {p.name: p.default for p in pipeline.parameters}, {})
+    error = result.error and {"cell": result.error.cell, "line": result.error.line, "evalue": result.error.evalue}
+    print(json.dumps({"error": error, "values": {n: repr(v) for n, v in result.namespace_values.items()}}))
+""")
+
+
+def run_alone(cells, step, *, fails=False):
+    """Run `step` of `cells` by itself in a fresh process, as a worker would: its namespace's
+    reprs (or its error, when it `fails`)."""
+    out = subprocess.run([sys.executable, "-c", RUN_STEP, json.dumps(cells), step],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (result["error"] is not None) == fails, result["error"]
+    return result["error"] if fails else result["values"]
+
+
+def test_a_later_step_run_elsewhere_sees_the_settings_of_earlier_steps():
+    cells = [
+        ["import pandas as pd\nimport matplotlib\nmatplotlib.use('Agg')", ["imports"]],
+        ["cols = 33", ["parameters"]],
+        ["import warnings\nimport matplotlib.pyplot as plt\npd.set_option('display.max_columns', cols)\n"
+         "warnings.filterwarnings('error', message='nbscale-test')\nplt.rcParams['figure.dpi'] = 42\nx = 1",
+         ["step:settings"]],
+        ["import warnings\nshown = pd.get_option('display.max_columns')\n"
+         "dpi = matplotlib.rcParams['figure.dpi']\n"
+         "try:\n    warnings.warn('nbscale-test')\n    raised = False\nexcept UserWarning:\n    raised = True",
+         ["step:later"]],
+    ]
+    seen = run_alone(cells, "later")
+    assert seen["shown"] == "33" and seen["dpi"] == "42.0" and seen["raised"] == "True"
+
+
+def test_a_step_run_elsewhere_does_not_see_settings_of_steps_after_it():
+    cells = [
+        ["import pandas as pd\nshown = pd.get_option('display.max_rows')", ["step:first"]],
+        ["import pandas as pd\npd.set_option('display.max_rows', 3)", ["step:second"]],
+    ]
+    assert run_alone(cells, "first")["shown"] == "60"
+
+
+def test_a_prelude_function_that_makes_settings_travels_as_its_call():
+    p = compile_source([
+        ("def style():\n    import seaborn as sns\n    sns.set_theme(style='white')", ["functions"]),
+        ("style()\nx = 1", ["step:a"]),
+        ("y = x", ["step:b"]),
+    ])
+    assert codes(p) == []
+    assert p.step("b").settings == [{"cell": 1, "line": 1, "source": "style()", "imports": []}]
+
+
+def test_a_step_function_that_makes_settings_is_a_warning():
+    p = compile_source([
+        ("import warnings\ndef quiet():\n    warnings.simplefilter('ignore')\nquiet()\nx = 1", ["step:a"]),
+        ("y = x", ["step:b"]),
+    ])
+    assert [(d.code, d.cell, d.line) for d in p.diagnostics] == [("setting-not-replayed", 0, 4)]
+    assert "functions cell" in p.diagnostics[0].hint and p.step("b").settings == []
+
+
+def test_the_last_step_may_set_and_seed_freely():
+    p = compile_source([
+        ("x = 1", ["step:a"]),
+        ("import numpy as np\nnp.random.seed(0)\nif x:\n    np.set_printoptions(precision=1)", ["step:b"]),
+    ])
+    assert codes(p) == []
+
+
+def test_a_setting_that_fails_when_replayed_fails_the_later_step_at_the_setting():
+    cells = [
+        ["import pandas as pd\nx = 1\npd.set_option('display.no_such_option', 1)", ["step:a"]],
+        ["y = 2", ["step:b"]],
+    ]
+    error = run_alone(cells, "b", fails=True)
+    assert (error["cell"], error["line"]) == (0, 3)
+    assert "pd.set_option('display.no_such_option', 1)" in error["evalue"]
