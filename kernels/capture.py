@@ -3,8 +3,10 @@
 `StepRun` collects one step's output as it runs: `StreamCapture`s stand in for sys.stdout and
 sys.stderr, the step shell's display hooks hand it `display(...)` data and cell results, and it
 keeps each executed cell's outputs in order as nbformat outputs (as a kernel would send them).
-`RssSampler` measures the peak resident memory while the step runs. `json_safe` shapes what
-is captured for the run's JSON summary.
+Capture is linear in what is printed: a stream output gathers its writes as parts, joined once
+when the cell outputs are read. A `live_output` listener (`nbscale run -v`, the panel) gets what
+is printed in batches (`OutputBatcher`). `RssSampler` measures the peak resident memory while the
+step runs. `json_safe` shapes what is captured for the run's JSON summary.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import math
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from functools import partial
 
 import psutil
 
 from ..compiler.ir import Prelude, Step
+from .contract import OUTPUT_EVENT_CHARS, OUTPUT_EVENT_INTERVAL_S
 
-__all__ = ["RssSampler", "StepRun", "StreamCapture", "json_safe", "short_repr"]
+__all__ = ["OutputBatcher", "RssSampler", "StepRun", "StreamCapture", "json_safe", "live_output", "short_repr"]
 
 RSS_INTERVAL_S = 0.01
 
@@ -65,6 +70,8 @@ class StepRun:
         self.pending_tracebacks: list[BaseException] = []
         self._display_ids: dict[str, list[dict]] = {}
         self._clear_on_next = False
+        listener = getattr(_LIVE, "listener", None)
+        self.live = OutputBatcher(partial(listener, step.name)) if listener is not None else None
 
     def add_display(self, output_type: str, data: dict, metadata: dict | None, **extra) -> None:
         data = {mime: _encode_bytes(value) for mime, value in (data or {}).items()}
@@ -102,17 +109,25 @@ class StepRun:
     def finish_cell(self) -> None:
         if self._cell is not None:
             self._cell["finished"] = time.time()
+        if self.live is not None:  # a live listener sees the end of each cell's output
+            self.live.flush()
 
     def add_stream(self, name: str, text: str) -> None:
-        if self._cell is None or not text:
+        if not text:
+            return
+        if self.live is not None:
+            self.live.add(name, text)
+        if self._cell is None:
             return
         if self._clear_on_next:
             self.clear(wait=False)
         outputs = self._cell["outputs"]
         if outputs and outputs[-1]["output_type"] == "stream" and outputs[-1]["name"] == name:
-            outputs[-1]["text"] += text  # consecutive writes make one output, as in Jupyter
+            # consecutive writes make one output, as in Jupyter; kept as parts and joined once
+            # (`text += ...` on a dict value copies the whole text each time: quadratic)
+            outputs[-1]["text"].append(text)
         else:
-            outputs.append({"output_type": "stream", "name": name, "text": text})
+            outputs.append({"output_type": "stream", "name": name, "text": _Parts([text])})
 
     def stdout_text(self) -> str:
         return _plain_line_ends(self.stdout.getvalue())
@@ -129,6 +144,8 @@ class StepRun:
             outputs = []
             for output in entry["outputs"]:
                 output = {k: v for k, v in output.items() if k != "cell"}
+                if output["output_type"] == "stream":
+                    output["text"] = "".join(output["text"])
                 if output["output_type"] == "stream" and output["name"] == "stderr":
                     output["text"] = _filter_noise(output["text"])
                     if not output["text"]:
@@ -138,8 +155,64 @@ class StepRun:
         return cells
 
 
+class _Parts(list):
+    """The writes of one stream output so far (`StepRun.cell_outputs` joins them)."""
+
+
 def _plain_line_ends(text: str) -> str:
     return text.replace("\r\n", "\n")  # `!cmd` output comes through a pseudo-terminal
+
+
+# ---------------------------------------------------------------------------------------------
+# Live output
+
+_LIVE = threading.local()
+
+
+@contextmanager
+def live_output(listener: Callable[[str, str, str], None]):
+    """Steps that start in this thread inside the block hand what they print to
+    `listener(step, stream, text)`, batched by `OutputBatcher` (whoever runs a step sets it to emit
+    STEP_OUTPUT events)."""
+    previous = getattr(_LIVE, "listener", None)
+    _LIVE.listener = listener
+    try:
+        yield
+    finally:
+        _LIVE.listener = previous
+
+
+class OutputBatcher:
+    """Hands printed text on in batches: at most one call per stream every `interval` seconds, with
+    at most the last `limit` characters written since the previous call, so that megabytes of
+    prints cost a few calls. A call happens on a write (no thread of its own) and at `flush`."""
+
+    def __init__(self, listener, interval: float = OUTPUT_EVENT_INTERVAL_S, limit: int = OUTPUT_EVENT_CHARS):
+        self.listener, self.interval, self.limit = listener, interval, limit
+        self.pending: dict[str, list[str]] = {}
+        self.sizes: dict[str, int] = {}
+        self.last = time.monotonic()
+
+    def add(self, stream: str, text: str) -> None:
+        parts = self.pending.setdefault(stream, [])
+        parts.append(text)
+        self.sizes[stream] = self.sizes.get(stream, 0) + len(text)
+        if self.sizes[stream] > 4 * self.limit:  # only the last `limit` characters are sent: drop older text
+            kept = "".join(parts)[-self.limit:]
+            parts[:] = [kept]
+            self.sizes[stream] = len(kept)
+        if time.monotonic() - self.last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        pending, self.pending, self.sizes = self.pending, {}, {}
+        for stream, parts in pending.items():
+            text = "".join(parts)[-self.limit:]
+            try:
+                self.listener(stream, text)
+            except Exception:  # noqa: BLE001 - a listener's failure must not fail the user's print
+                pass
 
 
 # ---------------------------------------------------------------------------------------------

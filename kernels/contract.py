@@ -36,6 +36,14 @@ OK = (SUCCEEDED, CACHED)
 RUN_CREATED, RUN_STARTED, RUN_FINISHED = "run_created", "run_started", "run_finished"
 STEP_STARTED, STEP_CACHED, STEP_RETRY, STEP_FINISHED = "step_started", "step_cached", "step_retry", "step_finished"
 STEP_NOTEBOOK, WARNING = "step_notebook", "warning"
+# what a running step printed lately (`nbscale run -v`): payload {"stream", "text"}, at most every
+# OUTPUT_EVENT_INTERVAL_S and OUTPUT_EVENT_CHARS characters, so a flood of prints stays cheap
+STEP_OUTPUT = "step_output"
+OUTPUT_EVENT_INTERVAL_S = 0.2
+OUTPUT_EVENT_CHARS = 8_000
+# characters of one stream (stdout, stderr) of a step kept in the run store; the whole of it is in
+# the step's log file (`step_log_path`) and the stored text says so (`truncated_text`)
+STORED_OUTPUT_CHARS = 1_000_000
 STEP_STALE = "step_stale"  # a stored result exists but a dependency changed: payload {"changes": [text]}
 
 # --- why a run ended without finishing its steps (the run's `error`) ------------------------------
@@ -191,3 +199,24 @@ def run_store_path(notebook) -> Path:
 def artifacts_url(notebook) -> str:
     """The default artifact store: a folder in the state folder."""
     return str(state_dir(notebook) / "artifacts")
+
+
+def logs_dir(notebook, run_id: str) -> Path:
+    """A run's log folder in the state folder: one log per step, and the images its cells showed."""
+    return state_dir(notebook) / "logs" / run_id
+
+
+def step_log_path(notebook, run_id: str, step: str) -> Path:
+    """Everything a step of a run printed and showed, cell by cell, as text (`nbscale show` reads it)."""
+    return logs_dir(notebook, run_id) / f"{step}.log"
+
+
+def truncated_text(text: str, log_path, limit: int = STORED_OUTPUT_CHARS) -> str:
+    """`text` as the run store keeps it: whole up to `limit` characters, else its beginning and its
+    end around a marker that says how much was left out and where the whole log is."""
+    if text is None or len(text) <= limit:
+        return text
+    head, tail = text[: limit // 4], text[-(limit - limit // 4):]
+    size = f"{len(text) / 1e6:.1f} MB" if len(text) >= 100_000 else f"{len(text)} characters"
+    where = f"full log at {log_path}" if log_path else "the rest was not kept"
+    return f"{head}\n… output truncated ({size}); {where}\n{tail}"

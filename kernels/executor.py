@@ -6,6 +6,10 @@ the inputs, then the step's cells one by one — each through the process's IPyt
 holds the step's outputs, what it printed and displayed (`capture`), a failure mapped back to
 notebook cell and line (`tracebacks`), its metrics (`namespace`), and its wall time, CPU time
 and peak memory. Steps in one process run one at a time.
+
+`sys.exit()` / `sys.exit(0)` in a cell ends the step there, successfully: its later cells are
+skipped and its outputs are what it defined so far (as papermill stops a notebook cleanly);
+any other exit code fails the step like an exception. Every engine keeps this rule.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from ..compiler.ir import Metrics, Prelude, Step
 from .capture import RssSampler, StepRun, json_safe
 from .contract import FAILED, SUCCEEDED, error_dict, missing_outputs_message
 from .dependencies import outdated_modules, record
-from .namespace import evaluate_metrics, rebind_functions, remember_origins
+from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
 from .shell import StepEnvironment, StepShell, step_shell
 from .tracebacks import Frame, StepError, format_exception, step_error
 
-__all__ = ["FAILED", "SUCCEEDED", "Frame", "StepError", "StepResult", "evict_outdated_modules", "execute_step"]
+__all__ = ["FAILED", "SUCCEEDED", "Frame", "StepError", "StepResult", "evict_outdated_modules", "execute_step",
+           "is_clean_exit"]
 
 
 @dataclass
@@ -99,11 +104,14 @@ def execute_step(
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with (record(cwd or os.getcwd()) as recording, RssSampler() as sampler,
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
-            result.error = _run_cells(shell, run, prelude.cells, prelude.source)
-            if result.error is None:
+            result.error, stopped = _run_cells(shell, run, prelude.cells, prelude.source)
+            if result.error is None and not stopped:
                 ns.update(parameters or {})
                 ns.update(rebind_functions(inputs or {}, ns))
-                result.error = _run_cells(shell, run, step.cells, step.source)
+                error = replay_settings(step.settings, ns)  # what earlier steps set process-wide
+                result.error = StepError(**error) if error is not None else None
+            if result.error is None and not stopped:
+                result.error, _ = _run_cells(shell, run, step.cells, step.source)
             _collect(result, step, metrics, ns, notebook)
         result.wall_s = time.perf_counter() - wall0
         result.cpu_s = time.process_time() - cpu0
@@ -145,7 +153,14 @@ def _coerce(value, cls):
     raise TypeError(f"expected {cls.__name__} or dict, got {type(value).__name__}")
 
 
-def _run_cells(shell: StepShell, run: StepRun, cells: list[int], sources: list[str]) -> StepError | None:
+def is_clean_exit(exc: BaseException | None) -> bool:
+    """`sys.exit()`, `sys.exit(0)`, `raise SystemExit`: the step stops there and succeeds."""
+    # the exit status Python would give: 0 for None and integer 0 (False too); anything else is a failure
+    return isinstance(exc, SystemExit) and (exc.code is None or (isinstance(exc.code, int) and exc.code == 0))
+
+
+def _run_cells(shell: StepShell, run: StepRun, cells: list[int], sources: list[str]) -> tuple[StepError | None, bool]:
+    """Run the cells in order until one fails or exits cleanly: (its error, whether it exited)."""
     for cell, source in zip(cells, sources):
         run.start_cell(cell)
         shell.compile.current = (cell, source)
@@ -164,10 +179,12 @@ def _run_cells(shell: StepShell, run: StepRun, cells: list[int], sources: list[s
             if shown is not exc:
                 run.stderr.write(format_exception(shown, run.sources))
         run.pending_tracebacks.clear()
+        if is_clean_exit(exc):
+            return None, True
         if exc is not None:
             before_exec = outcome.error_before_exec is not None
-            return step_error(exc, cell, run.sources, before_exec=before_exec)
-    return None
+            return step_error(exc, cell, run.sources, before_exec=before_exec), False
+    return None, False
 
 
 def _collect(result: StepResult, step: Step, metrics: Metrics | None, ns: dict, notebook: str) -> None:

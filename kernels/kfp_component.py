@@ -68,7 +68,8 @@ def run_kfp_step(*, notebook: str, step: dict, prelude: dict, parameters: dict |
         _write_json(record_dir / STARTED_FILE, {"step": name, "attempt": attempt, "started": started,
                                                 "pid": os.getpid()})
     spec = {"name": name, "cells": step["cells"], "source": step["source"],
-            "outputs": list(step.get("outputs", [])), "defines": list(keep or [])}
+            "outputs": list(step.get("outputs", [])), "defines": list(keep or []),
+            "settings": list(step.get("settings", []))}
     metrics_spec = {"step": name, **metrics} if metrics else None
     try:
         values = dict(parameters or {})

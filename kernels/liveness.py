@@ -93,12 +93,15 @@ def process_alive(pid: int, started: float | None) -> bool:
         return True  # it exists; we may not look at it
 
 
+HEARTBEAT_THREAD = "nbscale-heartbeat"  # its name: engines look for it (a thread safe to fork beside)
+
+
 class Heartbeat(threading.Thread):
     """Calls `beat()` every `interval` seconds until stopped, or until `beat()` returns False (a
     daemon: it dies with its process)."""
 
     def __init__(self, beat: Callable[[], bool | None], interval: float = HEARTBEAT_INTERVAL_S):
-        super().__init__(name="nbscale-heartbeat", daemon=True)
+        super().__init__(name=HEARTBEAT_THREAD, daemon=True)
         self.beat, self.interval = beat, interval
         self.stopped = threading.Event()
 

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 
 from ..compiler.ir import Metrics
 from .capture import short_repr
+from .contract import error_dict
 from .tracebacks import is_cell_code
 
-__all__ = ["evaluate_metrics", "rebind_functions", "remember_origins"]
+__all__ = ["evaluate_metrics", "rebind_functions", "remember_origins", "replay_settings"]
 
 # ---------------------------------------------------------------------------------------------
 # Functions from earlier steps read this step's globals
@@ -111,7 +112,38 @@ def evaluate_metrics(metrics: Metrics, ns: dict) -> tuple[dict[str, float], list
             warnings.append(f"metric {name!r} ({expr}) could not be evaluated: {type(e).__name__}: {e}")
             continue
         _add_metric(name, value, values, warnings)
+    for expr in getattr(metrics, "spread", ()):  # a dict whose keys are the metric names
+        try:
+            value = eval(compile(expr, "<metrics>", "eval"), ns)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:
+            warnings.append(f"metrics {expr} could not be evaluated: {type(e).__name__}: {e}")
+            continue
+        if not isinstance(value, Mapping):
+            warnings.append(f"metrics {expr} is not a dict (a {type(value).__name__}); skipped")
+            continue
+        for key, item in value.items():
+            _add_metric(str(key), item, values, warnings)
     return values, warnings
+
+
+def replay_settings(settings, ns: dict):
+    """Run the process-wide settings earlier steps made (`Step.settings`), in notebook order, in a
+    copy of the step's namespace: they change the process, not the step's names. A failure is the
+    step's error, placed at the setting's cell and line (a contract.error_dict)."""
+    from ..compiler.settings import replay_source
+
+    for setting in settings or ():
+        where = f"cell {setting['cell']}, line {setting['line']}"
+        try:
+            exec(compile(replay_source(setting), f"<setting of {where}>", "exec"), dict(ns))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as the step's failure
+            return error_dict(type(exc).__name__, f"replaying the setting of {where} ({setting['source']}) "
+                              f"failed: {type(exc).__name__}: {exc}", cell=setting["cell"], line=setting["line"])
+    return None
 
 
 def _add_metric(name: str, value, values: dict[str, float], warnings: list[str]) -> None:
@@ -128,11 +160,12 @@ def _add_metric(name: str, value, values: dict[str, float], warnings: list[str])
         values[name] = number
 
 
-def _as_number(value) -> float | None:
-    if isinstance(value, (bool, numbers.Real)):  # numpy integer/floating types are registered
+def _as_number(value) -> float | int | None:
+    """An integer stays an integer (bool and numpy integers too); any other real is a float."""
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):  # numpy scalars, 0-d arrays
+        value = value.item()
+    if isinstance(value, numbers.Integral):  # numpy integer types are registered
+        return int(value)
+    if isinstance(value, numbers.Real):
         return float(value)
-    if getattr(value, "shape", None) == () and hasattr(value, "item"):  # numpy bool_, 0-d arrays
-        item = value.item()
-        if isinstance(item, (bool, numbers.Real)):
-            return float(item)
     return None

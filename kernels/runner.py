@@ -38,10 +38,13 @@ from .contract import (
     run_key,
     run_store_path,
     state_lost_message,
+    step_log_path,
+    truncated_text,
 )
 from .engines import get_engine
 from .errors import PipelineNotRunnable, RunStoreError, Terminated
 from .runstore import RunStore
+from .steplog import warnings_in, write_step_log
 from .store import ArtifactStore
 from .task import reusable_manifest, stored_digests
 
@@ -116,7 +119,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     hashes = step_hashes(pipeline, values)
     run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine, values,
                               [s.name for s in pipeline.steps])
-    recorder = _Recorder(store, run_id, hashes, on_event)
+    recorder = _Recorder(store, run_id, hashes, on_event, notebook)
     store.on_file_lost(recorder.state_lost)  # the heartbeat notices it during the run
     engine = None
     try:
@@ -147,7 +150,8 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     store.finish_run(run_id, status, error)
     recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
     run = store.get_run(run_id)
-    return RunResult(run_id, status, _steps_json(run), _metrics(run), store_url, keys, error)
+    return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
+                     error)
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> tuple[list[StepSpec], dict]:
@@ -254,23 +258,31 @@ def _cached_metrics(artifacts, step_hash, pipeline, name):
 class _Recorder:
     """Turns engine events into run-store rows (thread-safe: Dask calls back from its loop)."""
 
-    def __init__(self, store: RunStore, run_id, hashes, on_event):
+    def __init__(self, store: RunStore, run_id, hashes, on_event, notebook):
         self.store, self.run_id, self.hashes, self.on_event = store, run_id, hashes, on_event
+        self.notebook = notebook
         self.lock = threading.Lock()
         self.done: set[str] = set()
 
     def emit(self, kind, step, payload=None):
         payload = payload or {}
+        log = None
+        if kind == STEP_FINISHED and payload.get("status") != CACHED and step not in self.done:
+            # (outside the lock: noticing a lost state folder emits a warning)
+            summary = payload.get("summary") or {}
+            for warning in warnings_in(summary.get("cells") or []):  # each once, before the step's end
+                self.emit(WARNING, step, warning_payload(warning))
+            log = self._write_log(step, summary)
         with self.lock:
             self.store.add_event(self.run_id, kind, step, _event_payload(kind, payload))
             if kind == STEP_STARTED:
                 self.store.update_step(self.run_id, step, status=RUNNING, hash=self.hashes[step])
             elif kind == STEP_FINISHED and step not in self.done:
-                self._finished(step, payload)
+                self._finished(step, payload, log)
         if self.on_event is not None:
             self.on_event(kind, step, payload)
 
-    def _finished(self, step, payload):
+    def _finished(self, step, payload, log):
         self.done.add(step)
         summary = payload.get("summary") or {}
         status = payload["status"]
@@ -281,10 +293,21 @@ class _Recorder:
             started=payload.get("started") or None, stale=payload.get("stale") or None,
             finished=payload.get("finished") or None, duration_s=summary.get("wall_s"),
             cpu_s=summary.get("cpu_s"), peak_rss_bytes=summary.get("peak_rss_bytes"),
-            attempts=payload.get("attempts"), stdout=summary.get("stdout"), stderr=summary.get("stderr"),
+            attempts=payload.get("attempts"), stdout=truncated_text(summary.get("stdout"), log),
+            stderr=truncated_text(summary.get("stderr"), log),
             error=summary.get("error") or summary.get("reason"), cached=False)
         if summary.get("metrics"):
             self.store.record_metrics(self.run_id, step, summary["metrics"])
+
+    def _write_log(self, step, summary):
+        """The step's log file (None when it showed nothing, or the state folder went away: a log
+        must not bring back a deleted state folder, nor fail the run)."""
+        if self.store.file_lost():
+            return None
+        try:
+            return write_step_log(step_log_path(self.notebook, self.run_id, step), step, summary)
+        except OSError:
+            return None
 
     def cached(self, step, key, metrics):
         with self.lock:
@@ -320,12 +343,31 @@ def _event_payload(kind, payload):
             "error": summary.get("error") or summary.get("reason")}
 
 
-def _steps_json(run) -> list[dict]:
+def warning_payload(warning: dict) -> dict:
+    """A WARNING event for a Python warning a step showed (`steplog.warnings_in`)."""
+    return {**warning, "warning": warning["message"],
+            "message": f"{warning['where']}: {warning['category']}: {warning['message']}"}
+
+
+def step_warnings(events: list[dict], step: str) -> list[dict]:
+    """The WARNING events' payloads of one step of a run (`RunStore.events_since`)."""
+    return [e["payload"] for e in events if e["kind"] == WARNING and e["step"] == step and e.get("payload")]
+
+
+def step_log(run: dict, step: str) -> str | None:
+    """The path of a step's log, when the run wrote one."""
+    path = step_log_path(run["notebook"], run["id"], step)
+    return str(path) if path.exists() else None
+
+
+def steps_json(run, events) -> list[dict]:
+    """The steps of a run as `--output json` and the API give them: with their warnings and log."""
     steps = []
     for s in run["steps"]:
         steps.append({"name": s["step"], "status": s["status"], "duration_s": s.get("duration_s"),
                       "cached": bool(s.get("cached")), "attempts": s.get("attempts"), "error": s.get("error"),
-                      "stale": s.get("stale") or []})
+                      "stale": s.get("stale") or [], "warnings": step_warnings(events, s["step"]),
+                      "log": step_log(run, s["step"])})
     return steps
 
 

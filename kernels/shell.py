@@ -6,11 +6,11 @@ the working directory and `sys.modules["__main__"]` are process-wide. The shell 
 (`tracebacks.CellCompiler`), and hands displays, cell results and the tracebacks it would print
 to the running step's `capture.StepRun` instead of printing them.
 
-`StepEnvironment` gives each step a fresh user namespace (a new `__main__` module), its captures
-and its working directory, and puts back everything else afterwards: process-wide state that
-IPython and the step change (`sys` hooks, builtins, IPython's singleton, warning filters), and
-the shell's own state that could carry values from one step to the next (output history, `_`,
-`__future__` flags, event callbacks).
+`StepEnvironment` gives each step a fresh user namespace (a new `__main__` module), its captures,
+its working directory and the libraries set up as in a kernel (`kernel_libraries`), and puts back
+everything else afterwards: process-wide state that IPython and the step change (`sys` hooks,
+builtins, IPython's singleton, warning filters), and the shell's own state that could carry
+values from one step to the next (output history, `_`, `__future__` flags, event callbacks).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from traitlets import Type
 from traitlets.config import Config
 
 from .capture import StepRun
+from .kernel_libraries import LibrarySetup, inline_in_use, set_up_inline
 from .tracebacks import CellCompiler, format_exception
 
 __all__ = ["StepEnvironment", "StepShell", "step_shell"]
@@ -88,14 +89,34 @@ def _caught_by_time_magic(exc: BaseException) -> bool:
 
 
 class StepShell(InteractiveShell):
-    """An InteractiveShell whose output goes to the running step (`step_run`) while one runs."""
+    """An InteractiveShell whose output goes to the running step (`step_run`) while one runs.
+
+    To the libraries a step uses it looks like ipykernel's shell, as under papermill: pandas tells
+    a kernel from a terminal by "zmq" in the shell's type and a `kernel` attribute (and then
+    prints wide frames wrapped, not cut to a terminal), rich and many notebooks by the class name.
+    """
 
     displayhook_class = Type(_StepDisplayHook)
     display_pub_class = Type(_StepDisplayPublisher)
     compiler_class = Type(CellCompiler)
 
+    kernel = None  # no kernel to talk to: libraries only ask whether there is the attribute
     step_run: StepRun | None = None
     _depth = 0
+
+    def enable_matplotlib(self, gui=None):
+        """`%matplotlib inline` where pyplot already uses it (each step after the first on a
+        worker, whose imports cell has it): set up the step's figures without switching pyplot's
+        backend again. Switching rebinds pyplot's functions, which the step's isolation would take
+        for a patch of a library to put back and warn about."""
+        if gui == "inline" and self.step_run is not None and inline_in_use():
+            set_up_inline(self)
+            return None, "inline"
+        return super().enable_matplotlib(gui)
+
+    def enable_gui(self, gui=None):
+        """A step has no GUI event loop to integrate (`%matplotlib inline` asks for none; IPython's
+        base shell refuses every request): as in ipykernel with the inline backend, nothing to do."""
 
     def run_cell(self, *args, **kwargs):
         self._depth += 1
@@ -131,6 +152,10 @@ class StepShell(InteractiveShell):
             self.step_run.pending_tracebacks.append(value)
         else:
             print(format_exception(value, self.step_run.sources), end="")
+
+
+# The name libraries look for (see StepShell); the module still says whose class it is.
+StepShell.__name__ = StepShell.__qualname__ = "ZMQInteractiveShell"
 
 
 _LOCK = threading.RLock()
@@ -253,10 +278,12 @@ class StepEnvironment:
         self.warnings.__enter__()
         warnings.showwarning = _show_warning
         warnings.filterwarnings("ignore", message="To exit: use 'exit'", category=UserWarning)
+        self.libraries = LibrarySetup(shell)
         try:
             self._enter_cwd()
             ns = self._install_namespace()
             sys.stdout, sys.stderr = self.run.stdout, self.run.stderr
+            self.libraries.start()
         except BaseException:
             self.__exit__(*sys.exc_info())
             raise
@@ -294,6 +321,10 @@ class StepEnvironment:
 
     def __exit__(self, *exc) -> bool:
         shell = self.shell
+        try:
+            self.libraries.finish()  # while the step's streams are installed: closing may warn
+        except Exception as error:  # noqa: BLE001 - a library's clean-up must not hide the step's result
+            print(f"nbscale: could not close the step's figures: {error!r}", file=sys.stderr)
         shell.step_run = None
         self.state.restore()
         shell.user_module, shell.user_ns, shell.user_ns_hidden, shell.ns_table = self.saved_shell
@@ -314,6 +345,9 @@ class StepEnvironment:
         history.input_hist_raw[:] = [""]
         history.output_hist.clear()
         history.output_hist_reprs.clear()
+        outputs = getattr(history, "outputs", None)  # IPython 9 keeps a copy of every write here
+        if hasattr(outputs, "clear"):
+            outputs.clear()
         history.dir_hist[:] = [Path.cwd()]
         hook = shell.displayhook
         for name in ("_", "__", "___"):  # the hook's own references to the last results

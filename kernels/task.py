@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import cloudpickle
 
+from .capture import live_output
 from .children import step_children
 
 # StepSpec and StepOutcome are imported from here by tasks pickled to workers: keep the names.
@@ -27,6 +28,7 @@ from .contract import (
     FAILED,
     METRICS_KEY,
     STEP_CACHED,
+    STEP_OUTPUT,
     STEP_RETRY,
     STEP_STALE,
     STEP_STARTED,
@@ -91,7 +93,9 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     started = time.time()
     emit(STEP_STARTED, name, {"hash": key})
     for attempt in range(1, step.get("retries", 0) + 2):
-        result, extra = execute(spec, inputs)
+        # what the step prints reaches `emit` as it comes (batched), from any engine's worker
+        with live_output(lambda step, stream, text: emit(STEP_OUTPUT, step, {"stream": stream, "text": text})):
+            result, extra = execute(spec, inputs)
         restored = extra.pop(RESTORED, None)
         if restored:
             emit(WARNING, name, {"message": restored_message(restored)})

@@ -139,7 +139,8 @@ class _PipelineRun:
             raise _CellFailure(self.injected_cell, "ParameterError", str(exc)) from None
         for diag in pipeline.diagnostics:
             if diag.severity != "error":
-                logger.warning(f"nbscale: {diag.format(self.notebook.name, hint=False)}")
+                log = logger.info if diag.severity == "info" else logger.warning
+                log(f"nbscale: {diag.format(self.notebook.name, hint=False)}")
         errors = [d for d in pipeline.diagnostics if d.severity == "error"]
         if errors:
             placed = [d for d in errors if d.cell is not None]

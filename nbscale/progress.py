@@ -1,5 +1,7 @@
 """Live per-step progress of a run on stderr, fed by run events: one plain line per event (no
-terminal library to import, so a cached re-run stays quick; logs get no escape codes)."""
+terminal library to import, so a cached re-run stays quick; logs get no escape codes). With
+`verbose` (`nbscale run -v`) it also echoes what the steps print, "step | line": live from
+STEP_OUTPUT events where the engine sends them, else when the step finishes."""
 
 from __future__ import annotations
 
@@ -14,23 +16,27 @@ from .kernels.contract import (
     FAILED,
     RUN_STARTED,
     STEP_FINISHED,
+    STEP_OUTPUT,
     STEP_STALE,
     STEP_STARTED,
     SUCCEEDED,
     WARNING,
+    truncated_text,
 )
 
 MARKS = {SUCCEEDED: "✓", CACHED: "≡", FAILED: "✗"}
 
 
 class Progress:
-    def __init__(self, enabled=True):
-        self.enabled = enabled
+    def __init__(self, enabled=True, verbose=False):
+        self.enabled, self.verbose = enabled, verbose
         # the stderr of now: a step of the local engine swaps sys.stderr for its own capture, and a
         # line from another thread (the heartbeat's warning) must not land in the step's output
         self.stream = sys.stderr
         self.lock = threading.Lock()
         self.started: dict[str, float] = {}
+        self.partial: dict[tuple[str, str], str] = {}  # (step, stream) → its last line, not ended yet
+        self.echoed: set[str] = set()  # steps whose output came live
 
     def __enter__(self):
         return self
@@ -48,7 +54,10 @@ class Progress:
                 self.started[step] = time.monotonic()
                 where = f" on {payload['worker']}" if payload.get("worker") else ""
                 self._line(f"  ▶ {step}{where}")
+            elif kind == STEP_OUTPUT:
+                self._echo_live(step, payload)
             elif kind == STEP_FINISHED:
+                self._echo_finished(step, payload)
                 status = payload.get("status")
                 mark = MARKS.get(status, "·")
                 took = f" ({time.monotonic() - self.started[step]:.2f}s)" if step in self.started else ""
@@ -59,5 +68,38 @@ class Progress:
             elif kind == WARNING:  # a run's warning (the state folder went away) names no step
                 self._line(f"  ! {step + ': ' if step else ''}{payload.get('message')}")
 
+    def _echo_live(self, step, payload):
+        if not self.verbose:
+            return
+        self.echoed.add(step)
+        key = (step, payload.get("stream", "stdout"))
+        *lines, rest = (self.partial.pop(key, "") + (payload.get("text") or "")).split("\n")
+        for line in lines:
+            self._line(f"  {step} | {line}")
+        if rest:
+            self.partial[key] = rest
+
+    def _echo_finished(self, step, payload):
+        """The end of a step: its last unfinished lines, or all it printed if nothing came live."""
+        if not self.verbose:
+            return
+        for key in [k for k in self.partial if k[0] == step]:
+            self._line(f"  {step} | {self.partial.pop(key)}")
+        summary = payload.get("summary") or {}
+        if step in self.echoed or not isinstance(summary, dict):
+            return
+        text = _printed(summary)
+        for line in truncated_text(text, "the step's log (nbscale show RUN)").splitlines():
+            self._line(f"  {step} | {line}")
+
     def _line(self, text: str) -> None:
         click.echo(text, file=self.stream)
+
+
+def _printed(summary: dict) -> str:
+    """What a step printed, stdout and stderr in the order it came (from its cells' outputs)."""
+    streams = [o for cell in summary.get("cells") or [] for o in cell.get("outputs", ())
+               if o.get("output_type") == "stream"]
+    if not streams:
+        return (summary.get("stdout") or "") + (summary.get("stderr") or "")
+    return "".join("".join(o.get("text") or "") for o in streams)

@@ -57,8 +57,9 @@ def print_diagnostics(pipeline, path, *, err: bool = True) -> None:
 
 
 def error_counts(pipeline) -> tuple[int, int]:
+    """(errors, warnings); infos are neither."""
     errors = sum(d.severity == "error" for d in pipeline.diagnostics)
-    return errors, len(pipeline.diagnostics) - errors
+    return errors, sum(d.severity == "warning" for d in pipeline.diagnostics)
 
 
 def duration_text(seconds) -> str:

@@ -14,6 +14,14 @@ import click
 from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, duration_text, error_headline, fail, reporting_errors
 
 
+def _nothing_to_run(notebook) -> str:
+    """Why a notebook has no step (the compiler's `nothing-to-run` diagnostic says it best)."""
+    from nbscale.compiler import compile_notebook
+
+    return next((d.message for d in compile_notebook(notebook).diagnostics if d.code == "nothing-to-run"),
+                "nothing to run")
+
+
 @click.command()
 @click.argument("notebook", type=click.Path(dir_okay=False))
 @click.option("-p", "--parameter", "assignments", multiple=True, metavar="NAME=VALUE",
@@ -27,8 +35,9 @@ from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, duration_text, error_headlin
 @click.option("--no-cache", is_flag=True, help="Run every step, even when its outputs are cached.")
 @click.option("--store", "store_url", metavar="URL", help="Artifact store (fsspec URL); default .nbscale/artifacts.")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-v", "--log", "verbose", is_flag=True, help="Echo what the steps print (on stderr).")
 def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_file, workers, no_cache,
-        store_url, output):
+        store_url, output, verbose):
     """Run NOTEBOOK as a pipeline. Ctrl-C or SIGTERM cancels the run (exit 130, 143)."""
     from nbscale.kernels import params
     from nbscale.kernels.interrupts import sigterm_interrupts
@@ -41,10 +50,12 @@ def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_fil
         given.update(params.parse_assignments(assignments))
         options = RunOptions(engine=engine, use_cache=not no_cache, store_url=store_url,
                              scheduler=scheduler, scheduler_file=scheduler_file, workers=workers)
-        with Progress(enabled=output == "text") as progress:
+        with Progress(enabled=output == "text" or verbose, verbose=verbose) as progress:
             result = run_notebook(notebook, given, options, on_event=progress.event)
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2, default=str))
+    elif result.ok and not result.steps:
+        click.echo(f"{notebook}: {_nothing_to_run(notebook)}")
     else:
         _print_summary(result)
     if result.error:
@@ -100,7 +111,9 @@ def show(run_id, notebook, logs):
     from nbscale.kernels.contract import FINISHED
 
     with reporting_errors():
-        run = _store_for(notebook).get_run(run_id)
+        store = _store_for(notebook)
+        run = store.get_run(run_id)
+        events = store.events_since(run["id"])
     click.echo(f"run {run['id']}  {run['status']}  engine {run['engine']}  {Path(run['notebook']).name}")
     if isinstance(run.get("error"), str):
         click.echo(f"why: {run['error']}")
@@ -111,8 +124,7 @@ def show(run_id, notebook, logs):
         click.echo(f"  {step['step']:<20} {step['status']:<16} {duration_text(step.get('duration_s'))}")
         if step.get("stale"):
             click.echo(f"    ran again because: {'; '.join(step['stale'])}")
-        if logs and step.get("stdout"):
-            click.echo("    | " + "\n    | ".join(step["stdout"].rstrip().splitlines()))
+        _show_output(run, step, events, logs)
         error = step.get("error")
         if isinstance(error, dict):
             click.echo(f"    error {error_headline(error)}")
@@ -121,6 +133,25 @@ def show(run_id, notebook, logs):
             click.echo(f"    {error}")
     for metric in run["metrics"]:
         click.echo(f"metric {metric['name']} = {metric['value']}")
+
+
+def _show_output(run, step, events, logs):
+    """A step's warnings, then (with --logs) what its cells printed and showed, from its log."""
+    from nbscale.kernels.contract import truncated_text
+    from nbscale.kernels.runner import step_log, step_warnings
+
+    for warning in step_warnings(events, step["step"]):
+        click.echo(f"    ! {warning.get('message')}")
+    log = step_log(run, step["step"])
+    if not logs:
+        return
+    text = Path(log).read_text(encoding="utf-8", errors="replace") if log else \
+        (step.get("stdout") or "") + (step.get("stderr") or "")
+    text = truncated_text(text, log)
+    if text.strip():
+        click.echo("    | " + "\n    | ".join(text.rstrip().splitlines()))
+    if log:
+        click.echo(f"    log: {log}")
 
 
 def register(group):
@@ -164,6 +195,9 @@ def _print_summary(result):
             click.echo(str(error.get("traceback", "")))
     for name, value in result.metrics.items():
         click.echo(f"metric {name} = {value}")
+    logs = [s["log"] for s in result.steps if s.get("log")]
+    if logs:
+        click.echo(f"logs: {Path(logs[0]).parent}  (nbscale show {result.run_id[:12]})")
 
 
 def _print_rich_table(title, rows):

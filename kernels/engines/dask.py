@@ -19,6 +19,7 @@ import threading
 import warnings
 
 from ..contract import STEP_FINISHED, WARNING, finished_payload
+from ..liveness import HEARTBEAT_THREAD
 from ..task import run_step
 from . import Engine
 from .dask_lifecycle import forget_run, killed_outcome, run_counted, stop_run_steps
@@ -171,7 +172,7 @@ def local_cluster(workers=None):
     # a worker that dies under a step is retried as its `retries:` tag says (dask_lifecycle), not
     # given up on by Dask after 3 deaths
     config = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}
-    if (sys.platform == "linux" and threading.active_count() == 1
+    if (sys.platform == "linux" and _only_safe_threads()
             and dask.config.get("distributed.worker.multiprocessing-method") == "spawn"):
         # Forked workers start in a third of the time and inherit the run time already imported
         # here. Spawn stays where fork is unsafe: macOS, a process with other threads (a lock
@@ -179,10 +180,36 @@ def local_cluster(workers=None):
         from .. import executor  # noqa: F401 - imported so that the workers inherit it
 
         config["distributed.worker.multiprocessing-method"] = "fork"
+    global _FILTERS_OF_FORKED
+    # quiet while the cluster starts, but the workers it forks meanwhile keep the warning filters
+    # this process had before: with "ignore" for life no step on them would show a warning
     with warnings.catch_warnings(), dask.config.set(config):
+        _FILTERS_OF_FORKED = list(warnings.filters)
         warnings.simplefilter("ignore")
-        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                            dashboard_address=_dashboard_address(), silence_logs=logging.ERROR)
+        try:
+            return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                dashboard_address=_dashboard_address(), silence_logs=logging.ERROR)
+        finally:
+            _FILTERS_OF_FORKED = None
+
+
+def _only_safe_threads() -> bool:
+    """Whether every other thread is one whose locks a worker never takes: the run store's
+    heartbeat (it only touches the run store, which no worker uses)."""
+    return all(t is threading.current_thread() or t.name == HEARTBEAT_THREAD for t in threading.enumerate())
+
+
+_FILTERS_OF_FORKED: list | None = None  # set while `local_cluster` starts the cluster quietly
+
+
+def _restore_filters_after_fork() -> None:
+    if _FILTERS_OF_FORKED is not None:
+        warnings.resetwarnings()  # also forgets which warnings were already shown
+        warnings.filters.extend(_FILTERS_OF_FORKED)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restore_filters_after_fork)
 
 
 def _dashboard_address():

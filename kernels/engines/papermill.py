@@ -43,7 +43,7 @@ from ..executor import StepError, StepResult
 from ..store import ArtifactStore
 from ..task import run_step
 from . import Engine
-from .papermill_cells import IN_KEY, IO_DIR, OUT_KEY, load_inputs, save_outputs  # noqa: F401 - step notebooks of earlier versions
+from .papermill_cells import IN_KEY, IO_DIR, OUT_KEY, SAVE_MARKER, load_inputs, save_outputs  # noqa: F401 - step notebooks of earlier versions
 
 KERNEL = "python3"
 # the step notebook's load and save cells call this module's functions inside the kernel
@@ -269,7 +269,7 @@ def step_notebook(spec, io_dir: str, kernel_name=KERNEL):
                          "load", tags=["nbscale-inputs"]))
     for cell, source in zip(spec.step["cells"], spec.step["source"]):
         nb.cells.append(code(source, "step", cell))
-    nb.cells.append(code(f"# nbscale: outputs of step {spec.step['name']!r}\n"
+    nb.cells.append(code(f"{SAVE_MARKER} {spec.step['name']!r}\n"
                          f"__import__({LOADER!r}, fromlist=['_']).save_outputs(globals(), {io_dir!r})",
                          "save", tags=["nbscale-outputs"]))
     return nb
@@ -287,7 +287,7 @@ def _write_inputs(io_dir, spec, inputs):
         json.dump({"name": step["name"], "outputs": step["outputs"], "groups": step["groups"],
                    "keep": [n for n in spec.keep if n not in step["outputs"]],
                    "metrics": spec.metrics if (spec.metrics or {}).get("step") == step["name"] else None,
-                   "parameters": spec.parameters}, f)
+                   "parameters": spec.parameters, "settings": step.get("settings", [])}, f)
 
 
 # --- reading the executed notebook back ---------------------------------------------------------
@@ -303,12 +303,14 @@ def _read_back(result: StepResult, executed, io_dir, spec, failure) -> None:
     cells = list(executed.cells) if executed is not None else []
     counts = {c.get("execution_count"): c for c in cells if c.get("cell_type") == "code"}
     stdout, stderr = [], []
+    exited = False  # a cell called sys.exit(0): the step's later cells did not run
     for cell in cells:
         meta = cell.metadata.get("nbscale", {})
         pm = cell.metadata.get("papermill", {})
-        if "cell" not in meta or pm.get("status") not in ("completed", "failed"):
+        if exited or "cell" not in meta or pm.get("status") not in ("completed", "failed"):
             continue
-        outputs = [_plain(o) for o in cell.get("outputs", [])]
+        exited = any(_is_clean_exit(o) for o in cell.get("outputs", []))
+        outputs = [_plain(o) for o in cell.get("outputs", []) if not _is_clean_exit(o)]
         result.cells.append({"cell": meta["cell"], "started": _epoch(pm.get("start_time")),
                              "finished": _epoch(pm.get("end_time")), "outputs": outputs})
         for output in outputs:
@@ -322,7 +324,11 @@ def _read_back(result: StepResult, executed, io_dir, spec, failure) -> None:
         try:
             values = ArtifactStore(io_dir).get(OUT_KEY)
         except KeyError:
-            result.error = StepError(None, None, "RuntimeError", "the step notebook saved no outputs", "")
+            if not exited:
+                result.error = StepError(None, None, "RuntimeError", "the step notebook saved no outputs", "")
+            elif spec.step["outputs"]:  # it exited before its inputs were loaded (in the prelude)
+                message = missing_outputs_message(spec.step["name"], spec.step["outputs"], spec.notebook)
+                result.error = StepError(None, None, "MissingOutputError", message, message + "\n")
             return
         result.outputs = {n: values[n] for n in spec.step["outputs"]}
         result.namespace_values = {n: v for n, v in values.items() if n not in result.outputs}
@@ -336,9 +342,22 @@ def _report(io_dir) -> dict:
         return {}
 
 
+def _is_clean_exit(output) -> bool:
+    """The error output of `sys.exit()` / `sys.exit(0)`, which ends a step successfully
+    (`executor.is_clean_exit`; papermill too takes "" and "0" as a clean stop)."""
+    return (output.get("output_type") == "error" and output.get("ename") == "SystemExit"
+            and output.get("evalue") in ("", "0", "None", "False"))
+
+
+def _failed_cell(cell) -> bool:
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    if errors:
+        return not all(_is_clean_exit(o) for o in errors)
+    return cell.get("metadata", {}).get("papermill", {}).get("status") == "failed"
+
+
 def _error(cells, counts, report, spec, failure) -> StepError | None:
-    failing = next((c for c in cells if c.get("metadata", {}).get("papermill", {}).get("status") == "failed"
-                    or any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+    failing = next((c for c in cells if _failed_cell(c)), None)
     if failing is None and failure is not None:  # a timeout or dead kernel: the last cell started
         started = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("start_time")]
         failing = started[-1] if started else None

@@ -11,10 +11,12 @@ import os
 
 from ..contract import missing_outputs_message
 from ..dependencies import record
-from ..namespace import evaluate_metrics, rebind_functions
+from ..executor import is_clean_exit
+from ..namespace import evaluate_metrics, rebind_functions, replay_settings
 from ..store import ArtifactStore
 
 IO_DIR, OUT_KEY, IN_KEY = "io", "outputs", "inputs"
+SAVE_MARKER = "# nbscale: outputs of step"  # the first line of the save cell
 _recording = None  # (context manager, Recording) of the step running in this kernel
 
 
@@ -24,10 +26,44 @@ def load_inputs(ns: dict, io_dir: str) -> None:
         step = json.load(f)
     ns.update(step["parameters"])
     ns.update(rebind_functions(ArtifactStore(io_dir).get(IN_KEY), ns))
+    error = replay_settings(step.get("settings", []), ns)  # what earlier steps set for the whole process
+    if error is not None:
+        raise RuntimeError(error["evalue"])
     # What the step's cells use beyond their code, recorded from here to the save cell (same thread).
     global _recording
     recorder = record(os.getcwd())
     _recording = (recorder, recorder.__enter__())
+    # ipykernel set MPLBACKEND for its own figures: matplotlib reading it is no dependency of the step
+    _recording[1].env_written.add("MPLBACKEND")
+    _stop_at_clean_exit()
+
+
+def _stop_at_clean_exit() -> None:
+    """`sys.exit(0)` in a step cell ends the step there, successfully (`executor.is_clean_exit`):
+    the cell's reply is made a success, so that papermill goes on, and the step's later cells run
+    as empty cells; the save cell still saves what the step defined so far."""
+    import warnings
+
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    warnings.filterwarnings("ignore", message="To exit: use 'exit'", category=UserWarning)
+    stopped = []
+
+    def after_cell(result) -> None:
+        if result is not None and is_clean_exit(result.error_in_exec):
+            result.error_in_exec = None
+            stopped.append(True)
+
+    def skip_when_stopped(lines: list[str]) -> list[str]:
+        if stopped and not (lines and lines[0].startswith(SAVE_MARKER)):
+            return []
+        return lines
+
+    shell.events.register("post_run_cell", after_cell)
+    shell.input_transformers_cleanup.insert(0, skip_when_stopped)
 
 
 def _stop_recording() -> dict | None:

@@ -7,6 +7,7 @@ from nbscale.kernels.contract import (
     FAILED,
     RUN_STARTED,
     STEP_FINISHED,
+    STEP_OUTPUT,
     STEP_STALE,
     STEP_STARTED,
     SUCCEEDED,
@@ -35,3 +36,35 @@ def test_disabled_progress_prints_nothing(capsys):
     with Progress(enabled=False) as progress:
         progress.event(RUN_STARTED, None, {"steps": 1, "engine": "local"})
     assert capsys.readouterr() == ("", "")
+
+
+def test_verbose_echoes_live_output_line_by_line(capsys):
+    with Progress(verbose=True) as progress:
+        progress.event(STEP_OUTPUT, "fit", {"stream": "stdout", "text": "epoch 1\nepo"})
+        progress.event(STEP_OUTPUT, "fit", {"stream": "stdout", "text": "ch 2\nlast"})
+        progress.event(STEP_FINISHED, "fit", {"status": SUCCEEDED, "summary": {"stdout": "not again\n"}})
+    err = capsys.readouterr().err
+    assert "  fit | epoch 1\n  fit | epoch 2\n  fit | last\n" in err
+    assert "not again" not in err  # the output came live: not echoed twice
+
+
+def test_verbose_echoes_a_steps_output_at_its_end_when_none_came_live(capsys):
+    with Progress(verbose=True) as progress:
+        progress.event(STEP_FINISHED, "fit", {"status": SUCCEEDED, "summary": {"stdout": "a\nb\n", "stderr": "w\n"}})
+    assert "  fit | a\n  fit | b\n  fit | w\n" in capsys.readouterr().err
+
+
+def test_output_is_not_echoed_without_verbose(capsys):
+    with Progress() as progress:
+        progress.event(STEP_OUTPUT, "fit", {"stream": "stdout", "text": "quiet\n"})
+        progress.event(STEP_FINISHED, "fit", {"status": SUCCEEDED, "summary": {"stdout": "quiet\n"}})
+    assert "quiet" not in capsys.readouterr().err
+
+
+def test_output_echoed_at_the_end_keeps_the_order_of_stdout_and_stderr(capsys):
+    cells = [{"cell": 1, "outputs": [{"output_type": "stream", "name": "stdout", "text": "first\n"},
+                                     {"output_type": "stream", "name": "stderr", "text": "then\n"},
+                                     {"output_type": "stream", "name": "stdout", "text": "last\n"}]}]
+    with Progress(verbose=True) as progress:
+        progress.event(STEP_FINISHED, "fit", {"status": SUCCEEDED, "summary": {"cells": cells}})
+    assert "  fit | first\n  fit | then\n  fit | last\n" in capsys.readouterr().err

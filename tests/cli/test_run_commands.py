@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import nbformat
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES_DIR, make_notebook
@@ -280,3 +281,53 @@ def test_a_read_only_run_store_is_read_and_refuses_a_run_with_a_message(tmp_path
         assert refused.stderr.startswith(f"error: cannot write the run store {store} (read-only")
     finally:
         subprocess.run(["chattr", "-i", str(store)])
+
+
+# --- what a step prints and shows ------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(16)
+
+
+def _showing(tmp_path):
+    return make_notebook(tmp_path, [
+        ("import warnings\nfrom IPython.display import Image", ["imports"]),
+        ("print('training')\nwarnings.warn('old API', FutureWarning)\n[1, 2, 3]", ["step:fit"]),
+        (f"display(Image(data={PNG!r}, format='png'))\n'done'", []),
+    ], name="showing")
+
+
+def test_show_gives_warnings_results_images_and_where_the_log_is(tmp_path):
+    nb = _showing(tmp_path)
+    ran = cli("run", nb, "--engine", "local")
+    assert ran.exit_code == 0, ran.output
+    assert "! fit: cell 1, line 2: FutureWarning: old API" in ran.output  # in the progress, as it came
+    run_id = RunStore(tmp_path / ".nbscale" / "runs.sqlite").list_runs()[0]["id"]
+    logs = tmp_path.resolve() / ".nbscale" / "logs" / run_id
+    assert f"logs: {logs}  (nbscale show {run_id[:12]})" in ran.output
+    shown = cli("show", run_id[:8], "--notebook", nb).output
+    assert "    ! cell 1, line 2: FutureWarning: old API" in shown
+    image = logs / "fit-cell2-1.png"
+    assert ("    | ── cell 1 ──\n    | training\n" in shown and "    | [1, 2, 3]\n    | ── cell 2 ──\n"
+            f"    | [image/png saved to {image}]\n    | 'done'\n    log: {logs / 'fit.log'}\n") in shown
+    assert image.read_bytes() == PNG
+    data = json.loads(cli("run", nb, "--engine", "local", "--no-cache", "--output", "json").stdout)
+    assert [w["message"] for w in data["steps"][0]["warnings"]] == ["cell 1, line 2: FutureWarning: old API"]
+    assert data["steps"][0]["log"].endswith("fit.log")
+
+
+def test_run_v_echoes_what_the_steps_print(tmp_path):
+    nb = make_notebook(tmp_path, [("print('epoch 1')\nprint('epoch 2')", ["step:fit"])])
+    quiet = cli("run", nb, "--engine", "local", "--no-cache")
+    assert "epoch 1" not in quiet.output
+    loud = cli("run", nb, "--engine", "local", "--no-cache", "-v")
+    assert "  fit | epoch 1\n  fit | epoch 2\n" in loud.output
+    on_dask = _nbscale("run", nb, "--no-cache", "--log", "--workers", "1")
+    assert on_dask.returncode == 0, on_dask.stderr
+    assert "  fit | epoch 1\n  fit | epoch 2\n" in on_dask.stderr
+
+
+def test_an_empty_notebook_says_nothing_to_run(tmp_path):
+    nb = make_notebook(tmp_path, [nbformat.v4.new_markdown_cell("# notes only")])
+    done = subprocess.run([*NBSCALE, "run", str(nb)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "nothing to run" in done.stdout and "succeeded" not in done.stdout

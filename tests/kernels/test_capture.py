@@ -8,7 +8,7 @@ import time
 import psutil
 from test_executor import ok, run
 
-from nbscale.kernels.capture import RssSampler, json_safe, short_repr
+from nbscale.kernels.capture import OutputBatcher, RssSampler, json_safe, live_output, short_repr
 
 # --- streams ---------------------------------------------------------------------------------
 
@@ -24,6 +24,51 @@ def test_shell_escapes(tmp_path):
     result = ok(run("!echo hi", "files = !ls", outputs=["files"], cwd=str(tmp_path)))
     assert "hi\n" in result.stdout and "\r" not in result.stdout
     assert list(result.outputs["files"]) == ["data.csv"]
+
+
+def test_many_writes_make_one_stream_output_holding_all_of_them():
+    result = ok(run("import sys\nfor i in range(20000):\n    print(i)\nprint('e', file=sys.stderr)"))
+    expected = "".join(f"{i}\n" for i in range(20000))
+    assert result.stdout == expected
+    outputs = result.cells[0]["outputs"]
+    assert [(o["name"], o["text"]) for o in outputs] == [("stdout", expected), ("stderr", "e\n")]
+    json.dumps(result.to_json())
+
+
+# --- live output -----------------------------------------------------------------------------
+
+
+def test_a_live_listener_gets_what_a_step_prints_by_the_end_of_each_cell():
+    heard = []
+    with live_output(lambda step, stream, text: heard.append((step, stream, text))):
+        ok(run("print('one')", "import sys\nprint('two', file=sys.stderr)", name="talker", cells=[1, 2]))
+    assert heard == [("talker", "stdout", "one\n"), ("talker", "stderr", "two\n")]
+    heard.clear()
+    ok(run("print('unheard')"))  # outside the block: nobody listens
+    assert heard == []
+
+
+def test_the_batcher_sends_at_most_the_last_characters_once_per_interval():
+    calls = []
+    batcher = OutputBatcher(lambda stream, text: calls.append((stream, text)), interval=3600, limit=10)
+    for i in range(1000):
+        batcher.add("stdout", f"{i:04d}\n")
+    assert calls == []  # within the interval: nothing sent yet
+    batcher.flush()
+    assert calls == [("stdout", "0998\n0999\n")]
+    batcher.flush()
+    assert len(calls) == 1  # nothing new: nothing sent
+    eager = OutputBatcher(lambda stream, text: calls.append((stream, text)), interval=0, limit=100)
+    eager.add("stderr", "now\n")
+    assert calls[-1] == ("stderr", "now\n")
+
+
+def test_a_failing_listener_does_not_fail_the_step():
+    def broken(step, stream, text):
+        raise RuntimeError("listener broke")
+
+    with live_output(broken):
+        assert ok(run("print('fine')")).stdout == "fine\n"
 
 
 # --- displays and per-cell outputs -----------------------------------------------------------

@@ -60,3 +60,17 @@ def test_a_lost_state_folder_is_named_with_what_went_with_it(tmp_path):
     message = contract.state_lost_message(contract.run_store_path(tmp_path / "nb.ipynb"))
     assert str(contract.state_dir(tmp_path / "nb.ipynb")) in message and "runs.sqlite" in message
     assert "history" in message and "lost" in message
+
+
+def test_step_logs_live_in_the_state_folder_one_folder_per_run(tmp_path):
+    nb = tmp_path / "nb.ipynb"
+    assert contract.logs_dir(nb, "r1") == tmp_path.resolve() / ".nbscale" / "logs" / "r1"
+    assert contract.step_log_path(nb, "r1", "train") == contract.logs_dir(nb, "r1") / "train.log"
+
+
+def test_long_output_is_kept_as_its_beginning_and_end_around_a_marker():
+    assert contract.truncated_text("short", "/log") == "short"
+    assert contract.truncated_text(None, "/log") is None
+    text = "".join(f"{i:07d}\n" for i in range(500_000))  # 4 MB
+    kept = contract.truncated_text(text, "/x/s.log", limit=1000)
+    assert kept == text[:250] + "\n… output truncated (4.0 MB); full log at /x/s.log\n" + text[-750:]

@@ -449,3 +449,24 @@ def test_on_dask_a_changed_file_and_module_rerun_and_keys_chain(tmp_path, local_
     (tmp_path / "helpers.py").write_text("def scale(v):\n    return v * 100\n")
     result = run_notebook(nb, options=dask)  # the workers imported the old helpers: they must not use them
     assert result.load("use")["m"] == 400
+
+
+def test_workers_forked_by_the_embedded_cluster_do_not_ignore_warnings(tmp_path):
+    # a fresh process: with no other thread than the run store's heartbeat the cluster forks its workers
+    script = (
+        "import warnings\n"
+        "from nbscale.kernels.liveness import Heartbeat\n"
+        "Heartbeat(lambda: None).start()  # as during a run: the heartbeat does not prevent the fork\n"
+        "from distributed import Client\n"
+        "from nbscale.kernels.engines.dask import local_cluster\n"
+        "cluster = local_cluster(1)\n"
+        "client = Client(cluster)\n"
+        "def probe():\n"
+        "    import multiprocessing, warnings\n"
+        "    blanket = [f for f in warnings.filters if f[0] == 'ignore' and f[1] is None and f[2] is Warning]\n"
+        "    return multiprocessing.get_start_method(allow_none=True), len(blanket)\n"
+        "print(list(client.run(probe).values()))\n"
+        "client.close(); cluster.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[('fork', 0)]"

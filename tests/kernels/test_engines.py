@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from nbscale.errors import PluginError
@@ -29,3 +31,82 @@ def test_a_broken_engine_plugin_names_itself(tmp_path, monkeypatch):
     with pytest.raises(PluginError, match=r"engine 'broken' \(brokenengine_missing:Engine.*failed to load"):
         get_engine("broken")
     assert isinstance(get_engine("local"), LocalEngine)
+
+
+# --- what a step shows and how it ends are the same under every engine ---------------------------
+
+ENGINES = ["local", "dask", "papermill", "kfp-local"]
+
+
+@pytest.fixture(scope="module")
+def one_worker():
+    """A cluster of one worker process: consecutive steps share it, as they share a busy worker."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                           host="127.0.0.1")
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+def run_collecting(path, engine, scheduler=None) -> tuple:
+    """Run the notebook; (its RunResult, each finished step's summary)."""
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    summaries = {}
+
+    def on_event(kind, step, payload):
+        if kind == "step_finished" and "summary" in payload:
+            summaries[step] = payload["summary"]
+        if kind == "warning":
+            summaries.setdefault("warnings", []).append(payload.get("message"))
+
+    options = RunOptions(engine=engine, use_cache=False, scheduler=scheduler if engine == "dask" else None)
+    return run_notebook(path, options=options, on_event=on_event), summaries
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sys_exit_means_the_same_under_every_engine(tmp_path, make_notebook, one_worker, engine):
+    path = make_notebook(tmp_path, [
+        ("import sys", ["imports"]),
+        ("x = 1\nprint('a ran')", ["step:a"]),
+        "sys.exit(0)",
+        "x = 99\nprint('not reached')",
+        ("y = x + 1", ["step:b"]),
+    ])
+    result, summaries = run_collecting(path, engine, one_worker)
+    assert {s["name"]: s["status"] for s in result.steps} == {"a": "succeeded", "b": "succeeded"}, result.steps
+    assert result.load("b")["y"] == 2  # a handed on x as it was when it exited
+    cells = summaries["a"].get("cells")
+    assert [c["cell"] for c in cells] == [0, 1, 2]  # the prelude, its cells up to the exit; not cell 3
+    assert [o.get("text") for o in cells[1]["outputs"]] == ["a ran\n"] and cells[2]["outputs"] == []
+
+    failing = make_notebook(tmp_path, [("import sys", ["imports"]), ("sys.exit(2)", ["step:c"]),
+                                       ("z = 1", ["step:d", "after:c"])], name="failing")
+    result, _ = run_collecting(failing, engine, one_worker)
+    assert {s["name"]: s["status"] for s in result.steps} == {"c": "failed", "d": "upstream_failed"}, result.steps
+    error = result.step("c")["error"]
+    assert (error["ename"], error["evalue"], error["cell"]) == ("SystemExit", "2", 1)
+
+
+def figures_by_cell(summary) -> dict:
+    return {c["cell"]: sum(1 for o in c["outputs"] if o["output_type"] == "display_data" and "image/png" in o["data"])
+            for c in summary["cells"]}
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_figures_land_in_their_cells_and_stay_in_their_step(tmp_path, make_notebook, one_worker, engine):
+    importlib.import_module("matplotlib")  # a test dependency: an ImportError must fail, not skip
+    path = make_notebook(tmp_path, [
+        ("%matplotlib inline\nimport matplotlib.pyplot as plt", ["imports"]),
+        ("fig = plt.figure()\nplt.plot([1, 2])\nv = 1", ["step:a"]),
+        "print('no figure here')\nimport matplotlib\nmatplotlib.interactive(False)\nleft_open = plt.figure()\n"
+        "plt.plot([3])",
+        ("print('open before', len(plt.get_fignums()))\nplt.bar([1], [v])\nw = v", ["step:b"]),
+    ])
+    result, summaries = run_collecting(path, engine, one_worker)
+    assert result.ok, [s.get("error") for s in result.steps]
+    assert figures_by_cell(summaries["a"]) == {0: 0, 1: 1, 2: 0}
+    assert figures_by_cell(summaries["b"]) == {0: 0, 3: 1}  # b's own figure, nothing of a's
+    assert summaries["b"]["stdout"] == "open before 0\n"
+    assert summaries.get("warnings") is None  # setting up figures is no change to put back

@@ -10,6 +10,8 @@ import json
 import math
 from dataclasses import asdict
 
+import pytest
+
 from nbscale.compiler.ir import Metrics, Prelude, Step
 from nbscale.kernels import contract, tracebacks
 from nbscale.kernels.executor import FAILED, SUCCEEDED, Frame, StepError, StepResult, execute_step
@@ -120,3 +122,35 @@ def test_summary_of_a_failed_step_is_json():
     error = summary["error"]
     assert (error["cell"], error["line"], error["ename"]) == (4, 2, "ZeroDivisionError")
     assert error["frames"] == [{"cell": 4, "line": 2, "name": "<module>"}]
+
+
+# --- sys.exit: the step ends there ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exit_call", ["sys.exit(0)", "sys.exit()", "raise SystemExit", "sys.exit(None)"])
+def test_a_clean_exit_ends_the_step_there_successfully(exit_call):
+    result = ok(run("a = 1\nprint('before')", f"import sys\n{exit_call}\na = 'rest of the cell'",
+                    "a = 'a later cell'\nprint('not reached')", outputs=["a"]))
+    assert result.outputs == {"a": 1} and result.stdout == "before\n" and result.stderr == ""
+    assert [c["cell"] for c in result.cells] == [1, 2]  # the later cell did not run
+    assert result.cells[1]["outputs"] == []  # no traceback for a clean exit
+
+
+def test_a_clean_exit_before_an_output_is_defined_misses_it():
+    result = run("import sys\nsys.exit(0)", "model = 1", name="train", outputs=["model"])
+    assert result.status == FAILED and result.error.ename == "MissingOutputError"
+
+
+def test_a_clean_exit_in_the_prelude_skips_the_step_s_cells():
+    prelude = Prelude(cells=[0], source=["import sys\nseen = 'prelude'\nsys.exit(0)"])
+    result = ok(run("seen = 'step'", prelude=prelude, defines=["seen"], cells=[1]))
+    assert result.namespace_values == {"seen": "prelude"} and [c["cell"] for c in result.cells] == [0]
+
+
+@pytest.mark.parametrize("exit_call, evalue", [("sys.exit(3)", "3"),
+                                               ("sys.exit('stopped: bad data')", "stopped: bad data")])
+def test_any_other_exit_fails_the_step_at_its_cell(exit_call, evalue):
+    result = run("a = 1", f"import sys\n{exit_call}", "b = 2", outputs=["a"])
+    assert result.status == FAILED and result.outputs == {}
+    assert (result.error.ename, result.error.evalue, result.error.cell) == ("SystemExit", evalue, 2)
+    assert [c["cell"] for c in result.cells] == [1, 2]

@@ -91,6 +91,8 @@ def test_metrics_numbers_dicts_numpy_and_warnings():
     result = ok(run("import numpy as np\nhits, total = 3, 4", name="evaluate", metrics=metrics))
     assert result.metrics == {"acc": 0.75, "scores.lr": 0.5, "scores.rf": 1.0, "np_acc": 0.25,
                               "flag": 1.0}
-    assert all(type(v) is float for v in result.metrics.values())
+    # integers stay integers (numpy's and bools too), other numbers are floats: all plain Python types
+    assert {k: type(v) for k, v in result.metrics.items()} == {
+        "acc": float, "scores.lr": float, "scores.rf": int, "np_acc": float, "flag": int}
     assert len(result.warnings) == 1 and "'label'" in result.warnings[0]
     json.dumps(result.to_json())

@@ -4,6 +4,7 @@ inside `papermill --engine nbscale`."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 from datetime import datetime
@@ -190,3 +191,51 @@ def test_a_step_run_in_a_kernel_records_what_it_reads(tmp_path):
     (tmp_path / "data.csv").write_text("30")
     changed = nbscale.run(path, engine="papermill")
     assert changed.load("read")["n"] == 30 and any("data.csv" in text for text in changed.steps[0]["stale"])
+
+
+SHOWN = [
+    ("import matplotlib.pyplot as plt\nimport pandas as pd", ["imports"]),
+    ("df = pd.DataFrame({f'column_{i}': [i * 1000.5, i] for i in range(14)})\nprint(df)\ndf", ["step:wide"]),
+    ("plt.plot([3, 1, 2])\nprint('plotted')", ["step:plot"]),
+    ("fig, ax = plt.subplots()\nax.bar([1, 2], [3, 4])\nfig.suptitle('two')", ["step:bars"]),
+]
+
+
+def plain_outputs(cell) -> list[dict]:
+    return [{k: v for k, v in o.items() if k != "execution_count"} for o in cell.outputs]
+
+
+@pytest.mark.parametrize("nbscale_engine", ["local", "papermill"])
+def test_prints_and_figures_equal_a_plain_papermill_run_cell_by_cell(tmp_path, nbscale_engine):
+    importlib.import_module("matplotlib")  # a test dependency: an ImportError must fail, not skip
+    path = write_nb(tmp_path, SHOWN)
+    plain = papermill.execute_notebook(str(path), str(tmp_path / "plain.ipynb"), kernel_name="python3",
+                                       progress_bar=False)
+    ours = papermill.execute_notebook(str(path), str(tmp_path / "ours.ipynb"), engine_name="nbscale",
+                                      nbscale_engine=nbscale_engine, progress_bar=False)
+    printed = plain.cells[1].outputs[0]["text"]
+    assert "..." not in printed and "column_13" in printed  # wrapped as in a kernel, not cut to a terminal
+    for index, (a, b) in enumerate(zip(plain.cells, ours.cells)):
+        assert plain_outputs(a) == plain_outputs(b), f"cell {index}"
+    kinds = [[(o["output_type"], sorted(o.get("data", {}))) for o in c.outputs] for c in ours.cells[2:]]
+    assert kinds == [[("stream", []), ("display_data", ["image/png", "text/plain"])],
+                     [("execute_result", ["text/plain"]), ("display_data", ["image/png", "text/plain"])]]
+
+
+def test_a_step_that_imports_matplotlib_in_a_kernel_is_cached(tmp_path):
+    """ipykernel sets MPLBACKEND for its figures: matplotlib reading it is no dependency of the step."""
+    importlib.import_module("matplotlib")  # a test dependency: an ImportError must fail, not skip
+    path = write_nb(tmp_path, [("import matplotlib.pyplot as plt\nplt.plot([1])\nn = 1", ["step:plot"])])
+    assert nbscale.run(path, engine="papermill").ok
+    again = nbscale.run(path, engine="papermill")
+    assert again.steps[0]["status"] == "cached", again.steps[0].get("stale")
+
+
+def test_a_clean_exit_in_the_imports_cell_ends_each_step_as_in_process(tmp_path):
+    """In a kernel the exit comes before the inputs are loaded: the step still succeeds, unrun."""
+    path = write_nb(tmp_path, [("import sys\nsys.exit(0)", ["imports"]), ("print('not reached')", ["step:a"])])
+    kernel = nbscale.run(path, engine="papermill")
+    local = nbscale.run(path, engine="local", use_cache=False, store_url=str(tmp_path / "local"))
+    for result in (kernel, local):
+        step = result.step("a")
+        assert (result.status, step["status"], step.get("error")) == ("succeeded", "succeeded", None)

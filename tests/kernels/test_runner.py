@@ -9,7 +9,16 @@ import time
 import pytest
 from conftest import make_notebook
 
-from nbscale.kernels.contract import CANCELLED_BY_USER, RUN_STARTED, STEP_STARTED, STOPPED_BY_SIGTERM, WARNING
+from nbscale.kernels.contract import (
+    CANCELLED_BY_USER,
+    RUN_STARTED,
+    STEP_FINISHED,
+    STEP_OUTPUT,
+    STEP_STARTED,
+    STOPPED_BY_SIGTERM,
+    WARNING,
+    step_log_path,
+)
 from nbscale.kernels.errors import ParameterError, PipelineNotRunnable, Terminated
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
@@ -265,3 +274,55 @@ def test_a_run_whose_state_folder_is_deleted_fails_with_a_warning(tmp_path):
     assert {s["status"] for s in result.steps} == {"succeeded"}  # the steps ran; their record is what was lost
     assert warnings == [result.error]
     assert "error" not in run_notebook(nb, options=LOCAL).to_json()  # a new store; all is well again
+
+
+# --- what a step prints and shows ------------------------------------------------------------------
+
+
+def _warning_notebook(tmp_path):
+    return make_notebook(tmp_path, [
+        ("import warnings", ["imports"]),
+        ("for i in range(3):\n    warnings.warn('old API', FutureWarning)\nx = 1\nprint('done')", ["step:a"]),
+    ])
+
+
+def _events(events, step, kind):
+    return [payload for k, s, payload in events if s == step and k == kind]
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_warnings_are_kept_per_cell_and_sent_once_each_as_they_come(tmp_path, engine):
+    nb = _warning_notebook(tmp_path)
+    events = []
+    result = run_notebook(nb, options=RunOptions(engine=engine, workers=1),
+                          on_event=lambda kind, step, payload: events.append((kind, step, payload)))
+    assert result.ok
+    warned = _events(events, "a", WARNING)
+    assert [(w["cell"], w["line"], w["category"], w["message"]) for w in warned] == [
+        (1, 2, "FutureWarning", "cell 1, line 2: FutureWarning: old API")]
+    kinds = [kind for kind, step, _ in events if step == "a"]
+    assert kinds.index(WARNING) < kinds.index(STEP_FINISHED)
+    assert result.step("a")["warnings"] == warned  # --output json
+    stored = default_run_store(nb).get_run(result.run_id)["steps"][0]
+    assert "FutureWarning: old API" in stored["stderr"]  # the panel shows it
+    log = step_log_path(nb, result.run_id, "a")
+    assert result.step("a")["log"] == str(log) and "FutureWarning: old API" in log.read_text()
+
+
+def test_long_output_is_cut_in_the_store_and_whole_in_the_log(tmp_path):
+    nb = make_notebook(tmp_path, [("for i in range(150_000):\n    print(f'{i:09d}')", ["step:talk"])])
+    result = run_notebook(nb, options=LOCAL)
+    stored = default_run_store(nb).get_run(result.run_id)["steps"][0]["stdout"]
+    log = step_log_path(nb, result.run_id, "talk")
+    assert f"… output truncated (1.5 MB); full log at {log}" in stored
+    assert stored.startswith("000000000\n") and stored.endswith("000149999\n") and len(stored) < 1_100_000
+    assert log.read_text() == "── cell 0 ──\n" + "".join(f"{i:09d}\n" for i in range(150_000))
+
+
+def test_a_step_in_this_process_sends_its_output_live(tmp_path):
+    nb = make_notebook(tmp_path, [("print('first')", ["step:a"]), ("print('second')", ["step:b"])])
+    events = []
+    run_notebook(nb, options=LOCAL, on_event=lambda kind, step, payload: events.append((kind, step, payload)))
+    assert _events(events, "a", STEP_OUTPUT) == [{"stream": "stdout", "text": "first\n"}]
+    kinds = [kind for kind, step, _ in events if step == "b"]
+    assert kinds == [STEP_STARTED, STEP_OUTPUT, STEP_FINISHED]

@@ -473,7 +473,8 @@ def test_a_killed_in_place_writer_leaves_no_artifact_and_its_files_go_later(tmp_
 
 
 def _chain(tmp_path, log, b_body="b = [x * 2 for x in a]", c_body="c = sum(b)"):
-    rec = f"\nopen({str(log)!r}, 'a').write('{{}}\\n'.format(%r))"
+    # the file is closed: pytest shows ResourceWarnings, and a step's warnings are now events
+    rec = f"\nwith open({str(log)!r}, 'a') as f_:\n    f_.write('{{}}\\n'.format(%r))"
     return make_notebook(tmp_path, [
         ("a = list(range(50))" + rec % "a", ["step:a"]),
         (b_body + rec % "b", ["step:b"]),
