@@ -26,7 +26,7 @@ import sys
 import threading
 import traceback
 
-from nbscale.kernels.contract import CANCELLED, RUN_CREATED, STEP_FINISHED
+from nbscale.kernels.contract import CANCELLED, RUN_CREATED, STEP_FINISHED, STEP_OUTPUT
 
 SAMPLE_INTERVAL_S = 0.5
 
@@ -71,6 +71,8 @@ def main() -> int:
         payload = payload or {}
         if kind == RUN_CREATED:  # the run is in the run store: the server may answer with its id
             channel.send({"type": "created", "run_id": payload["run_id"]})
+            return
+        if kind == STEP_OUTPUT:  # the panel reads a step's output when it ends, not as a live feed (yet)
             return
         channel.send({"type": "event", "kind": kind, "step": step, "payload": _compact(kind, payload)})
 

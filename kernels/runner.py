@@ -28,6 +28,7 @@ from .contract import (
     RUN_STARTED,
     RUNNING,
     STEP_FINISHED,
+    STEP_OUTPUT,
     STEP_STARTED,
     STOPPED_BY_SIGTERM,
     SUCCEEDED,
@@ -274,7 +275,8 @@ class _Recorder:
                 self.emit(WARNING, step, warning_payload(warning))
             log = self._write_log(step, summary)
         with self.lock:
-            self.store.add_event(self.run_id, kind, step, _event_payload(kind, payload))
+            if kind != STEP_OUTPUT:  # a live feed (the step's output is stored when it ends, in full in its log)
+                self.store.add_event(self.run_id, kind, step, _event_payload(kind, payload))
             if kind == STEP_STARTED:
                 self.store.update_step(self.run_id, step, status=RUNNING, hash=self.hashes[step])
             elif kind == STEP_FINISHED and step not in self.done:
