@@ -202,8 +202,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any) -> float | int | None:
+    """A finite number for JSON; an integer stays one (a metric counted, not measured)."""
     if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
         return value
     try:
         value = float(value)

@@ -15,6 +15,12 @@ kernel does once for its process:
   terminal) elsewhere. pandas imported before the step (by a worker unpickling a DataFrame) got
   0; the step gets 20, and so does `pd.reset_option`. What pandas asks of the shell to tell a
   kernel from a terminal (its type, a `kernel` attribute) is on `shell.StepShell`.
+- Settings a step makes for the whole process — numpy's print options and floating point error
+  handling, pandas' options, scikit-learn's configuration (`np.set_printoptions`, `np.seterr`,
+  `pd.set_option`, `sklearn.set_config`) — are put back when it ends, to the library's defaults
+  when the step imported it (`LibrarySettings`). A kernel runs one notebook; a worker runs steps of
+  many, in any order: a setting must reach the later steps of its notebook by being replayed
+  (`Step.settings`), not the next step that lands on the same worker.
 
 `MPLBACKEND` as nbscale sets it is not a dependency of the step: the variable is set through the
 recording `os.environ`, which counts it as written by the step, not as read.
@@ -22,10 +28,14 @@ recording `os.environ`, which counts it as written by the step, not as read.
 
 from __future__ import annotations
 
+import contextvars
+import inspect
 import os
 import sys
+import warnings
 
-__all__ = ["INLINE_BACKEND", "KERNEL_MAX_COLUMNS", "LibrarySetup", "inline_in_use", "set_up_inline", "user_backend"]
+__all__ = ["INLINE_BACKEND", "KERNEL_MAX_COLUMNS", "LibrarySettings", "LibrarySetup", "inline_in_use",
+           "set_up_inline", "user_backend"]
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 KERNEL_MAX_COLUMNS = 20  # pandas' display.max_columns when imported in a kernel (config_init.is_terminal)
@@ -48,9 +58,11 @@ class LibrarySetup:
         self.set_env = False
         self.saved_rc: dict | None = None
         self.had_pyplot = "matplotlib.pyplot" in sys.modules
+        self.settings = LibrarySettings()
 
     def start(self) -> None:
         _pandas_as_in_kernel()
+        self.settings.save()
         matplotlib = sys.modules.get("matplotlib")
         if matplotlib is None or not hasattr(matplotlib, "rcParams"):
             # matplotlib reads MPLBACKEND when the step imports it (ipykernel sets it at start)
@@ -79,9 +91,11 @@ class LibrarySetup:
                 set_up_inline(self.shell)
 
     def finish(self) -> None:
-        """Close the step's figures and put matplotlib back as the step found it."""
+        """Close the step's figures and put matplotlib, numpy, pandas and scikit-learn back as the
+        step found them."""
         if self.set_env and user_backend() == self.backend:
             del os.environ["MPLBACKEND"]
+        self.settings.restore()
         matplotlib = sys.modules.get("matplotlib")
         if matplotlib is None or not hasattr(matplotlib, "rcParams"):
             return
@@ -171,3 +185,107 @@ def _pandas_as_in_kernel() -> None:
         pandas.set_option(key, KERNEL_MAX_COLUMNS)
     except (AttributeError, KeyError, TypeError, ValueError):  # another pandas layout: left as it is
         pass
+
+
+class LibrarySettings:
+    """The process-wide settings of numpy, pandas and scikit-learn, saved before a step and put back
+    after it; a library the step imported goes back to its defaults. Only through each library's
+    public getters and setters, one setting at a time: a setting that cannot be put back (an
+    option another version of the library does not know) is left as it is."""
+
+    LIBRARIES = ("numpy", "pandas", "sklearn")
+
+    def __init__(self):
+        self.saved: dict[str, dict] = {}
+
+    def save(self) -> None:
+        self.saved = {}
+        for name in self.LIBRARIES:
+            module = sys.modules.get(name)
+            if module is not None:
+                current = _current(name, module)
+                if current is not None:
+                    self.saved[name] = current
+
+    def restore(self) -> None:
+        with warnings.catch_warnings():  # putting an option back (a deprecated one) is not the step's output
+            warnings.simplefilter("ignore")
+            for name in self.LIBRARIES:
+                module = sys.modules.get(name)
+                if module is None:
+                    continue
+                target = self.saved.get(name) or _defaults(name, module)
+                if target:
+                    _put_back(name, module, target)
+
+
+def _current(name: str, module) -> dict | None:
+    """The settings of an imported library, by kind: {kind: {setting: value}}."""
+    try:
+        if name == "numpy":
+            return {"print": module.get_printoptions(), "err": module.geterr()}
+        if name == "pandas":
+            return {"options": {key: module.get_option(key) for key in _pandas_keys()}}
+        if name == "sklearn":
+            return {"config": module.get_config()}
+    except Exception:  # noqa: BLE001 - a library only partly imported, or of another layout
+        return None
+    return None
+
+
+def _defaults(name: str, module) -> dict | None:
+    """The settings a library has when imported (for one the step imported itself)."""
+    try:
+        if name == "numpy":  # numpy 2 keeps both in context variables: a new context has the defaults
+            return contextvars.Context().run(_current, name, module)
+        if name == "pandas":
+            config = sys.modules["pandas._config.config"]
+            return {"options": {key: config._registered_options[key].defval for key in _pandas_keys()}}
+        if name == "sklearn":
+            return {"config": dict(sys.modules["sklearn._config"]._global_config)}
+    except Exception:  # noqa: BLE001 - another layout: left as the step left it
+        return None
+    return None
+
+
+def _pandas_keys() -> list[str]:
+    config = sys.modules["pandas._config.config"]
+    return [key for key in config._registered_options if key not in config._deprecated_options]
+
+
+def _put_back(name: str, module, target: dict) -> None:
+    current = _current(name, module) or {}
+    for kind, values in target.items():
+        changed = {k: v for k, v in values.items() if _differs(current.get(kind, {}).get(k, _MISSING), v)}
+        if not changed:
+            continue
+        try:
+            if kind == "print":
+                module.set_printoptions(**values)  # as a whole: its values depend on each other
+            elif kind == "err":
+                module.seterr(**values)
+            elif kind == "config":
+                accepted = inspect.signature(module.set_config).parameters
+                module.set_config(**{k: v for k, v in changed.items() if k in accepted})
+            else:
+                for key, value in changed.items():
+                    _set_pandas_option(module, key, value)
+        except Exception:  # noqa: BLE001 - a setting that cannot be put back stays as the step left it
+            pass
+
+
+def _set_pandas_option(pandas, key: str, value) -> None:
+    try:
+        pandas.set_option(key, value)
+    except Exception:  # noqa: BLE001 - one option that does not take its old value leaves the others
+        pass
+
+
+_MISSING = object()
+
+
+def _differs(a, b) -> bool:
+    try:
+        return bool(a != b)
+    except Exception:  # noqa: BLE001 - values that do not compare (arrays): take them as changed
+        return a is not b

@@ -29,8 +29,9 @@ What is restored, and what is left on purpose:
 - Attributes of classes (`pandas.DataFrame.head = ...`) are not saved: that would mean copying the
   dict of every class of every loaded module before each step (tens of thousands of classes,
   where the module check costs about a millisecond with pandas and scikit-learn loaded).
-- The state of objects changed in place (options dicts such as `pd.set_option`, a library's
-  registry) is not saved.
+- The state of objects changed in place (a library's registry) is not saved here; the options of
+  numpy, pandas and scikit-learn (`pd.set_option`, ...) are put back by
+  `kernel_libraries.LibrarySettings`, matplotlib's rcParams by `kernel_libraries` too.
 - `sys.stdout`/`sys.stderr`, `sys` hooks, builtins IPython installs and the warning filters are
   put back by the step shell (`shell.StepEnvironment`); they are not repeated here.
 

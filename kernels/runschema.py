@@ -5,6 +5,7 @@ are appended, never edited), the columns a step run may set, timestamps and JSON
 from __future__ import annotations
 
 import json
+import numbers
 import sqlite3
 from datetime import datetime, timezone
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from .contract import FINISHED, RUNNING, STATUSES
 from .errors import RunStoreError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA_V1 = """
 CREATE TABLE runs (
@@ -63,8 +64,22 @@ UPDATE runs SET heartbeat = CAST(strftime('%s', 'now') AS REAL) WHERE status IN 
 CREATE INDEX runs_status ON runs (status);
 """
 
+# v5: a metric keeps its type, so an integer metric (a count, an epoch) comes back an integer. A REAL
+# column stores 3 as 3.0, and SQLite cannot change a column's type: the table is made again with an
+# untyped value column (no affinity: SQLite keeps a value as it is given; "ANY" or NUMERIC would
+# turn 1.0 into 1). Values recorded before stay as they were stored (REAL).
+SCHEMA_V5 = """
+CREATE TABLE metrics_v5 (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, name TEXT NOT NULL,
+    value, step TEXT, PRIMARY KEY (run_id, name)
+);
+INSERT INTO metrics_v5 (run_id, name, value, step) SELECT run_id, name, value, step FROM metrics;
+DROP TABLE metrics;
+ALTER TABLE metrics_v5 RENAME TO metrics;
+"""
+
 # Migration i brings the schema from version i to i + 1; append, never edit.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5]
 
 STEP_FIELDS = {
     "status", "hash", "started", "finished", "duration_s", "cpu_s", "peak_rss_bytes",
@@ -88,6 +103,16 @@ def timestamp(value: Any) -> str | None:
 def to_json(value: Any) -> str | None:
     # default=str: an odd payload (a numpy float, a path) must never fail a run mid-way.
     return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
+
+
+def metric_value(value: Any) -> int | float:
+    """A metric as the store keeps it: an integer (bool and numpy integers too) stays an integer,
+    any other number is a float. Raises TypeError or ValueError for what is not a number."""
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):  # numpy scalars, 0-d arrays
+        value = value.item()
+    if isinstance(value, numbers.Integral) and -(2**63) <= int(value) < 2**63:  # SQLite's INTEGER
+        return int(value)
+    return float(value)
 
 
 def check_status(status: str) -> str:

@@ -30,6 +30,7 @@ from .runschema import (
     SCHEMA_VERSION,
     STEP_FIELDS,
     check_status,
+    metric_value,
     now,
     row_dict,
     step_values,
@@ -387,9 +388,10 @@ class RunStore:
             return db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
 
     def record_metrics(self, run_id: str, step: str | None, metrics: dict[str, Any]) -> None:
+        """Record a step's metrics (an integer stays an integer: `runschema.metric_value`)."""
         try:
-            rows = [(run_id, str(name), float(value), step) for name, value in metrics.items()]
-        except (TypeError, ValueError) as exc:
+            rows = [(run_id, str(name), metric_value(value), step) for name, value in metrics.items()]
+        except (TypeError, ValueError, OverflowError) as exc:
             raise RunStoreError(f"metrics must be numbers: {exc}") from exc
         with self._write() as db:
             db.executemany(

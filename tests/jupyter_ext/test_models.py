@@ -99,13 +99,14 @@ def test_long_logs_keep_their_end():
 def test_metrics_model_groups_by_run(tmp_path):
     store, first = _store_with_run(tmp_path)
     second = store.create_run("/abs/nb.ipynb", "nb", "local", {}, ["a"])
-    store.record_metrics(second, "a", {"acc": 0.95})
+    store.record_metrics(second, "a", {"acc": 0.95, "errors": 3})
     store.finish_run(second, "succeeded")
     model = models.metrics_model(store.metrics_history("/abs/nb.ipynb"))
-    assert model["names"] == ["acc", "loss"]
+    assert model["names"] == ["acc", "errors", "loss"]
     assert [r["run_id"] for r in model["runs"]] == [first, second]
     assert set(model["runs"][0]) == {"run_id", "created", "status", "metrics"}
-    assert model["runs"][1]["metrics"] == {"acc": 0.95}
+    assert model["runs"][1]["metrics"] == {"acc": 0.95, "errors": 3}
+    assert type(model["runs"][1]["metrics"]["errors"]) is int  # a count stays a count in the panel
     json.dumps(model, allow_nan=False)
 
 

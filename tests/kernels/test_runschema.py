@@ -18,6 +18,16 @@ def test_migrations_build_the_current_schema_in_order():
     columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     assert {"owner_pid", "owner_host", "owner_started", "owner_space", "heartbeat"} <= columns
     assert "stale" in {row[1] for row in db.execute("PRAGMA table_info(step_runs)")}
+    # v5: the metric value has no declared type, so SQLite keeps each value's own type
+    assert {row[1]: row[2] for row in db.execute("PRAGMA table_info(metrics)")}["value"] == ""
+
+
+def test_metric_values_keep_integers():
+    assert [(v, type(v)) for v in map(runschema.metric_value, [3, True, 0.5, "2"])] == [
+        (3, int), (1, int), (0.5, float), (2.0, float)]
+    assert type(runschema.metric_value(2**64)) is float  # beyond SQLite's INTEGER
+    with pytest.raises(ValueError):
+        runschema.metric_value("high")
 
 
 def test_step_values_stamp_times_and_encode_json():

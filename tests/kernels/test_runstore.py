@@ -116,8 +116,9 @@ def test_metrics_and_history(store):
     ]
     history = store.metrics_history("iris.ipynb")
     assert [(h["run_id"], h["name"], h["value"]) for h in history] == [
-        (first, "acc", 0.85), (first, "loss", 1.0), (second, "acc", 0.9),
+        (first, "acc", 0.85), (first, "loss", 1), (second, "acc", 0.9),
     ]
+    assert [type(m["value"]) for m in metrics] == [float, int]  # an integer metric stays an integer
     assert history[-1]["parameters"] == {"alpha": 0.2}
     with pytest.raises(RunStoreError, match="numbers"):
         store.record_metrics(first, "evaluate", {"acc": "high"})
@@ -230,6 +231,42 @@ def test_two_processes_write_at_once(tmp_path):
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2 * EVENTS_PER_PROCESS
+    db.close()
+
+
+def test_integer_metrics_come_back_as_integers_and_floats_as_floats(store):
+    import numpy as np
+
+    run_id = new_run(store)
+    store.record_metrics(run_id, "evaluate", {"epochs": 3, "n": np.int64(7), "flag": True, "acc": 1.0,
+                                              "loss": np.float32(0.5), "big": 2**70, "text": "2.5"})
+    values = {m["name"]: m["value"] for m in store.get_run(run_id)["metrics"]}
+    assert values == {"epochs": 3, "n": 7, "flag": 1, "acc": 1.0, "loss": 0.5, "big": float(2**70), "text": 2.5}
+    assert {name: type(value) for name, value in values.items()} == {
+        "epochs": int, "n": int, "flag": int, "acc": float, "loss": float, "big": float, "text": float}
+
+
+def test_a_version_4_store_keeps_its_metrics_and_records_integers_from_then_on(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("".join(runschema.MIGRATIONS[:4]) +
+                     "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (4);"
+                     "INSERT INTO runs (id, notebook, pipeline, engine, status, created)"
+                     " VALUES ('abc1', 'nb.ipynb', 'nb', 'local', 'succeeded', '2026-01-01T00:00:00');"
+                     "INSERT INTO metrics (run_id, name, value, step) VALUES ('abc1', 'epochs', 3, 'train'),"
+                     " ('abc1', 'acc', 0.5, 'train');")
+    db.close()
+    with RunStore(path) as store:
+        assert store.get_run("abc1")["metrics"] == [  # as v4 stored them: REAL
+            {"name": "acc", "value": 0.5, "step": "train"}, {"name": "epochs", "value": 3.0, "step": "train"}]
+        store.record_metrics("abc1", "train", {"epochs": 4})
+        assert [type(m["value"]) for m in store.get_run("abc1")["metrics"]] == [float, int]
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchone() == (5,)
+    db.execute("PRAGMA foreign_keys = ON")
+    with db:  # the new table still goes with its run
+        db.execute("DELETE FROM runs WHERE id = 'abc1'")
+    assert db.execute("SELECT count(*) FROM metrics").fetchone() == (0,)
     db.close()
 
 
@@ -414,7 +451,8 @@ def test_a_version_3_store_gains_owners_and_its_unfinished_runs_end_after_the_ti
     time.sleep(1.1)
     with RunStore(path, owner_timeout_s=1.0) as store:
         assert store.get_run("abc2")["status"] == "failed" and store.get_run("abc1")["status"] == "succeeded"
-        assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (4,)
+        assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (
+            runstore.SCHEMA_VERSION,)
 
 
 def filled_store(path, runs=30):
