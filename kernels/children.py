@@ -5,7 +5,9 @@ command that puts one in the background (IPython refuses `!cmd &`, but not
 `!nohup cmd > log 2>&1 & echo started`). On a shared worker they would outlive the step, its run
 and a Cancel. `step_children()` wraps one step: it
 records the processes below this one when the step starts and, when it ends (success, failure,
-timeout, interrupt), ends those that are new: SIGTERM, a short wait, then SIGKILL, and reaps them.
+timeout, interrupt), ends those that are new and in this process's session (a process another
+thread starts in a session of its own is not the step's): SIGTERM, a short wait, then SIGKILL, and
+reaps them.
 multiprocessing's resource tracker and fork server are left: they serve the whole process, not
 the step, and end with it; so is joblib's reusable worker pool (loky), which ends itself when
 idle (300 s) and is shared by later steps — `end_step_children()` (a cancel) ends it too.
@@ -86,7 +88,7 @@ def _end_new_processes(wait: float = TERMINATE_WAIT_S, *, keep_pools: bool) -> l
     if before is None:
         return []
     kept = SERVICE_MARKERS + (POOL_MARKERS if keep_pools else ())
-    new = [p for p in _descendants() if _identity(p) not in before and not _runs_any(p, kept)]
+    new = [p for p in _descendants() if _identity(p) not in before and not _runs_any(p, kept) and _ours(p)]
     for process in new:
         _signal(process, psutil.Process.terminate)
     alive = _wait_until_ended(new, wait)
@@ -94,6 +96,16 @@ def _end_new_processes(wait: float = TERMINATE_WAIT_S, *, keep_pools: bool) -> l
         _signal(process, psutil.Process.kill)
     _wait_until_ended(alive, wait)
     return [p.pid for p in new]
+
+
+def _ours(process: psutil.Process) -> bool:
+    """Whether the process is in this process's session. Another thread of this process (an engine
+    driving kfp.local, a host application) starts its own helpers in sessions of their own
+    (`start_new_session=True`): the step did not start those."""
+    try:
+        return os.getsid(process.pid) == os.getsid(0)
+    except OSError:  # gone already
+        return False
 
 
 def _wait_until_ended(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:

@@ -39,6 +39,17 @@ def test_a_popen_left_running_ends_with_the_step_and_older_ones_stay():
         older.wait()
 
 
+def test_a_process_another_thread_starts_in_its_own_session_is_not_the_steps():
+    # as the kfp-local engine of a run in another thread starts kfp.local while this step runs
+    with step_children():
+        detached = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        assert detached.poll() is None, "a process in a session of its own is not the step's"
+    finally:
+        detached.kill()
+        detached.wait()
+
+
 def test_a_process_ignoring_sigterm_is_killed():
     code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "print('ready', flush=True); time.sleep(600)")
