@@ -10,6 +10,8 @@ Each cell is one of:
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -50,3 +52,13 @@ def root(tmp_path):
     """A Jupyter server root: a folder of its own, so that tmp_path's other files lie outside it."""
     (tmp_path / "root").mkdir()
     return tmp_path / "root"
+
+
+def make_immutable(*paths) -> None:
+    """Read-only even for root: `chmod` for a user, `chattr +i` for root (undo with `chattr -i`)."""
+    if os.geteuid() != 0:
+        for path in paths:
+            os.chmod(path, 0o555 if os.path.isdir(path) else 0o444)
+        return
+    done = subprocess.run(["chattr", "+i", *map(str, paths)])
+    assert done.returncode == 0, "the read-only tests need chattr (e2fsprogs) when run as root"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -13,7 +14,7 @@ import time
 import nbformat
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLES_DIR, make_notebook
+from conftest import EXAMPLES_DIR, make_immutable, make_notebook
 
 from nbscale.cli import main
 from nbscale.kernels.contract import OWNER_STOPPED, STOPPED_BY_SIGTERM
@@ -271,8 +272,7 @@ def test_a_read_only_run_store_is_read_and_refuses_a_run_with_a_message(tmp_path
     nb = make_notebook(tmp_path, [("x = 1", ["step:a"])], name="nb")
     assert _nbscale("run", nb, "--engine", "local").returncode == 0
     store = tmp_path / ".nbscale" / "runs.sqlite"
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(store)]).returncode:
-        pytest.skip("chattr +i is not available here (read-only even for root)")
+    make_immutable(store)
     try:
         listing = _nbscale("runs", nb)
         assert listing.returncode == 0 and "succeeded" in listing.stdout
@@ -280,7 +280,8 @@ def test_a_read_only_run_store_is_read_and_refuses_a_run_with_a_message(tmp_path
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
         assert refused.stderr.startswith(f"error: cannot write the run store {store} (read-only")
     finally:
-        subprocess.run(["chattr", "-i", str(store)])
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(store)])
 
 
 # --- what a step prints and shows ------------------------------------------------------------------
