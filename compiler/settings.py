@@ -35,6 +35,8 @@ SETTING_CALLS = frozenset({
 # Objects whose items or attributes are settings: `plt.rcParams["figure.dpi"] = 120`,
 # `pd.options.display.max_rows = 50`.
 SETTING_OBJECTS = ("matplotlib.rcParams", "matplotlib.pyplot.rcParams", "pandas.options")
+# `%config InlineBackend.figure_formats = ["svg"]`: settings of a configurable the kernel keeps.
+SETTING_CONFIGURABLES = ("InlineBackend",)
 # Calls that seed a global random generator.
 SEED_CALLS = frozenset({
     "random.seed", "numpy.random.seed",
@@ -149,6 +151,8 @@ class _Finder:
         self.found.append(("setting", entry, reads & self.parameters))
 
     def _is_setting(self, stmt) -> bool:
+        if _is_config_magic(stmt):
+            return True
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
             func = stmt.value.func
             # `set_style()`, a function of the prelude (every step has it) that makes settings
@@ -262,6 +266,17 @@ def _run_now(stmt, *, into_with=True):
                 continue
             children.append(child)
         stack += reversed(children)
+
+
+def _is_config_magic(stmt) -> bool:
+    """`%config InlineBackend.x = v` (as to_python writes it: get_ipython().run_line_magic(...))."""
+    call = stmt.value if isinstance(stmt, ast.Expr) else None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "run_line_magic"
+            and isinstance(call.func.value, ast.Call) and getattr(call.func.value.func, "id", None) == "get_ipython"):
+        return False
+    args = [a.value if isinstance(a, ast.Constant) else None for a in call.args]
+    return (len(args) == 2 and args[0] == "config" and isinstance(args[1], str) and "=" in args[1]
+            and args[1].split(".", 1)[0].strip() in SETTING_CONFIGURABLES)
 
 
 def _run_now_in_body(function):

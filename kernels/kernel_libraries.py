@@ -29,6 +29,7 @@ recording `os.environ`, which counts it as written by the step, not as read.
 from __future__ import annotations
 
 import contextvars
+import copy
 import inspect
 import os
 import sys
@@ -188,12 +189,13 @@ def _pandas_as_in_kernel() -> None:
 
 
 class LibrarySettings:
-    """The process-wide settings of numpy, pandas and scikit-learn, saved before a step and put back
+    """The process-wide settings of numpy, pandas, scikit-learn and the inline backend's
+    configuration (`%config InlineBackend.figure_formats = ...`), saved before a step and put back
     after it; a library the step imported goes back to its defaults. Only through each library's
     public getters and setters, one setting at a time: a setting that cannot be put back (an
     option another version of the library does not know) is left as it is."""
 
-    LIBRARIES = ("numpy", "pandas", "sklearn")
+    LIBRARIES = ("numpy", "pandas", "sklearn", "matplotlib_inline.backend_inline")
 
     def __init__(self):
         self.saved: dict[str, dict] = {}
@@ -228,6 +230,9 @@ def _current(name: str, module) -> dict | None:
             return {"options": {key: module.get_option(key) for key in _pandas_keys()}}
         if name == "sklearn":
             return {"config": module.get_config()}
+        if name == "matplotlib_inline.backend_inline":
+            config = module.InlineBackend.instance()
+            return {"inline": {key: copy.copy(getattr(config, key)) for key in config.trait_names(config=True)}}
     except Exception:  # noqa: BLE001 - a library only partly imported, or of another layout
         return None
     return None
@@ -243,6 +248,9 @@ def _defaults(name: str, module) -> dict | None:
             return {"options": {key: config._registered_options[key].defval for key in _pandas_keys()}}
         if name == "sklearn":
             return {"config": dict(sys.modules["sklearn._config"]._global_config)}
+        if name == "matplotlib_inline.backend_inline":
+            config = module.InlineBackend.instance()
+            return {"inline": config.trait_defaults(*config.trait_names(config=True))}
     except Exception:  # noqa: BLE001 - another layout: left as the step left it
         return None
     return None
@@ -264,6 +272,10 @@ def _put_back(name: str, module, target: dict) -> None:
                 module.set_printoptions(**values)  # as a whole: its values depend on each other
             elif kind == "err":
                 module.seterr(**values)
+            elif kind == "inline":  # each through its observer, which sets the shell's formatters again
+                config = module.InlineBackend.instance()
+                for key, value in changed.items():
+                    setattr(config, key, value)
             elif kind == "config":
                 accepted = inspect.signature(module.set_config).parameters
                 module.set_config(**{k: v for k, v in changed.items() if k in accepted})

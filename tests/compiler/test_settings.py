@@ -129,6 +129,18 @@ def test_settings_in_the_prelude_need_no_replay():
     assert codes(p) == [] and all(s.settings == [] for s in p.steps)
 
 
+
+def test_an_inline_backend_config_magic_travels_and_other_magics_do_not():
+    p = compile_source([
+        ("%config InlineBackend.figure_formats = ['svg']\n%config Completer.use_jedi = False\n"
+         "%time x = 1\n%config InlineBackend", ["step:a"]),
+        ("y = x", ["step:b"]),
+    ])
+    assert codes(p) == []
+    assert p.step("b").settings == [{"cell": 0, "line": 1, "imports": [],
+                                     "source": "get_ipython().run_line_magic('config', "
+                                               "\"InlineBackend.figure_formats = ['svg']\")"}]
+
 def test_look_alikes_are_not_settings():
     p = compile_source([
         ("class Opts:\n    def set_option(self, *a):\n        pass\npd = Opts()\npd.set_option('x', 1)\n"

@@ -94,6 +94,17 @@ def test_a_backend_the_user_chose_is_kept(matplotlib, monkeypatch):
     assert again.namespace_values["backend"] == INLINE_BACKEND and len(figures(again.cells[0])) == 1
 
 
+
+def test_a_steps_inline_backend_config_ends_with_the_step(matplotlib):
+    """`%config InlineBackend.figure_formats = ...` changes the step's figures (as in a kernel), and
+    the next step on the process draws PNG again (a later step of its notebook gets it by replay)."""
+    svg = ok(run("%config InlineBackend.figure_formats = ['svg']\n" + PLOT))
+    shown = [o for o in svg.cells[0]["outputs"] if o["output_type"] == "display_data"]
+    assert len(shown) == 1 and "image/svg+xml" in shown[0]["data"] and "image/png" not in shown[0]["data"]
+    after = ok(run(PLOT))
+    assert len(figures(after.cells[0])) == 1
+    assert not [o for o in after.cells[0]["outputs"] if "image/svg+xml" in o.get("data", {})]
+
 FRESH_PROCESS = """
 import json, os, sys
 from nbscale.compiler.ir import Prelude, Step
