@@ -105,6 +105,15 @@ def test_a_steps_inline_backend_config_ends_with_the_step(matplotlib):
     assert len(figures(after.cells[0])) == 1
     assert not [o for o in after.cells[0]["outputs"] if "image/svg+xml" in o.get("data", {})]
 
+
+def test_tqdm_auto_prints_a_text_progress_bar_on_stderr():
+    """A step has no widget front end: tqdm.auto (papermill brings tqdm) picks its text form, and the
+    bar is kept as stderr of the cell (docs/running.md)."""
+    result = ok(run("from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='epochs'):\n    pass"))
+    streams = [o for o in result.cells[0]["outputs"] if o["output_type"] == "stream"]
+    assert [o["name"] for o in streams] == ["stderr"] and "epochs: 100%" in streams[0]["text"]
+    assert not [o for o in result.cells[0]["outputs"] if o["output_type"] == "display_data"]
+
 FRESH_PROCESS = """
 import json, os, sys
 from nbscale.compiler.ir import Prelude, Step
