@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from common import DOC, ROOT, bench_env, machine, median_process, nbscale_command, revision
-from doc_sections import produced_by, replace_section, sec
+from doc_sections import produced_by, publish, sec
 
 START, END = "<!-- bench_cache:start -->", "<!-- bench_cache:end -->"
 RUNS = 5
@@ -52,9 +52,7 @@ def main() -> None:
         f"{sec(dask)} with the default engine, {sec(local)} with `--engine local` (target: under 0.5 s).",
         "- Recording dependencies (`bench/bench_dependencies.py`, its output):", "",
         "```", costs, "```", END, ""])
-    print(text)
-    if not args.no_doc:
-        replace_section(DOC, START, END, text)
+    publish(text, DOC, START, END, write=not args.no_doc)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 from common import DOC, ROOT, machine, median_process, median_time, nbscale_command, revision
-from doc_sections import ms, produced_by, replace_section, table
+from doc_sections import ms, produced_by, publish, table
 
 from nbscale.compiler import compile_notebook
 
@@ -243,10 +243,7 @@ def main(argv=None) -> int:
             if args.profile:
                 stats.sort_stats("cumulative").print_stats(25)
     section = render(result, profile)
-    print(section)
-    if not args.no_doc:
-        replace_section(DOC, START, END, section)
-        print(f"updated {DOC.relative_to(ROOT)}")
+    publish(section, DOC, START, END, write=not args.no_doc)
     return 0
 
 

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import xxhash
 from common import DOC, Usage, machine, median_time, revision
-from doc_sections import produced_by, replace_section, table
+from doc_sections import produced_by, publish, table, usage_note
 
 from nbscale.kernels import digest
 from nbscale.kernels.store import ArtifactStore
@@ -131,8 +131,7 @@ def section(result: dict, command: str) -> str:
         "",
         *table(["hash", "per GB", "speed"], speeds),
         "",
-        f"*Machine during this part: other processes used {usage['other_cores']:.2f} cores on average; "
-        f"load average {usage['load_start']:.1f} → {usage['load_end']:.1f}.*",
+        usage_note(usage),
         END,
         "",
     ]
@@ -146,9 +145,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     command = "python bench/bench_digest.py" + (f" --gb {args.gb:g}" if args.gb != 1.0 else "")
     text = section(measure(args.gb), command)
-    print(text)
-    if not args.no_doc:
-        replace_section(DOC, START, END, text)
+    publish(text, DOC, START, END, write=not args.no_doc)
     return 0
 
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 from common import DOC, Usage, bench_env, machine, revision
-from doc_sections import ms, produced_by, replace_section, table
+from doc_sections import ms, produced_by, publish, table, usage_note
 
 START, END = "<!-- bench_isolation:start -->", "<!-- bench_isolation:end -->"
 RUNS = 50
@@ -152,8 +152,7 @@ def section(result: dict, command: str) -> str:
         "more than `isolated_step()` around nothing because running it changes a few module dicts itself (the "
         "step shell swaps `sys.stdout`, builtins and `__main__` in and out), which are compared and copied again.",
         "",
-        f"*Machine during this part: other processes used {usage['other_cores']:.2f} cores on average; "
-        f"load average {usage['load_start']:.1f} → {usage['load_end']:.1f}.*",
+        usage_note(usage),
         END,
         "",
     ]
@@ -169,9 +168,7 @@ def main(argv=None) -> int:
         print(json.dumps(measure_here()))
         return 0
     text = section(measure(), "python bench/bench_isolation.py")
-    print(text)
-    if not args.no_doc:
-        replace_section(DOC, START, END, text)
+    publish(text, DOC, START, END, write=not args.no_doc)
     return 0
 
 

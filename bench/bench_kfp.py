@@ -37,7 +37,7 @@ from pathlib import Path
 
 import nbformat
 from common import DOC, ROOT, machine, median_process, nbscale_command, revision
-from doc_sections import duration, produced_by, replace_section, table
+from doc_sections import duration, produced_by, publish, table
 
 START, END = "<!-- bench_kfp:start -->", "<!-- bench_kfp:end -->"
 KALE_PUBLISHED = {"4 steps": 5.2, "60-step chain": 4.4 + 1.3}  # seconds, PEERS.md
@@ -258,10 +258,7 @@ def main(argv=None) -> int:
         "kfp_runs": args.kfp_runs, "kale": kale, "compile": compile_rows, "run": run_rows,
     }
     section = render(result)
-    print(section)
-    if not args.no_doc:
-        replace_section(DOC, START, END, section)
-        print(f"updated {DOC.relative_to(ROOT)}", file=sys.stderr)
+    publish(section, DOC, START, END, write=not args.no_doc)
     return 0
 
 

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from common import DOC, ROOT, machine, revision
-from doc_sections import ms, produced_by, replace_section, table
+from doc_sections import ms, produced_by, publish, table
 
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -190,10 +190,7 @@ def main(argv=None) -> int:
                 results.append(measure_mode(lab, mode.strip(), args.runs, args.verbose))
     section = render(results, " ".join(["python bench/bench_panel.py",
                                         *(argv if argv is not None else sys.argv[1:])]))
-    print(section)
-    if not args.no_doc:
-        replace_section(DOC, START, END, section)
-        print(f"updated {DOC.relative_to(ROOT)}")
+    publish(section, DOC, START, END, write=not args.no_doc)
     return 0
 
 

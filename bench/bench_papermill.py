@@ -27,7 +27,7 @@ import sys
 import tempfile
 
 from common import DOC, ROOT, machine, revision, timed_process
-from doc_sections import produced_by, replace_section, table
+from doc_sections import produced_by, publish, table
 
 EXAMPLES = ROOT / "examples"
 NOTEBOOKS = ("iris.ipynb", "kale_style.ipynb", "mutation.ipynb", "magics.ipynb", "untagged.ipynb")
@@ -102,10 +102,7 @@ def main(argv=None) -> int:
         print(f"{name:<18} " + "  ".join(f"{column}: {t[column]:.2f}s" for column in COLUMNS), flush=True)
     command = " ".join(["python bench/bench_papermill.py", *(argv if argv is not None else sys.argv[1:])])
     text = section(results, args.repeats, (load_before, os.getloadavg()[0]), command)
-    print(text)
-    if not args.no_doc:
-        replace_section(DOC, START, END, text)
-        print(f"updated {DOC.relative_to(ROOT)}")
+    publish(text, DOC, START, END, write=not args.no_doc)
     return 0
 
 

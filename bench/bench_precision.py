@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from common import DOC, ROOT, machine, revision
-from doc_sections import produced_by, replace_section, table
+from doc_sections import produced_by, publish, table
 
 from nbscale.compiler.graph import ancestors
 
@@ -146,10 +146,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="nbscale-bench-") as tmp:
             result["then"] = score(compiler_at(args.against, Path(tmp)))
     section = render(result)
-    print(section)
-    if not args.no_doc:
-        replace_section(DOC, START, END, section)
-        print(f"updated {DOC.relative_to(ROOT)}")
+    publish(section, DOC, START, END, write=not args.no_doc)
     return 0
 
 

@@ -18,6 +18,20 @@ def replace_section(doc: Path, start: str, end: str, section: str) -> None:
     doc.write_text(text, encoding="utf-8")
 
 
+def publish(section: str, doc: Path, start: str, end: str, write: bool = True) -> None:
+    """Print a script's section and, unless told not to (`--no-doc`), put it into `doc`."""
+    print(section)
+    if write:
+        replace_section(doc, start, end, section)
+        print(f"updated {doc.name}")
+
+
+def usage_note(usage: dict) -> str:
+    """How busy the machine was while a part ran (bench/common.py's sampler: other cores, load)."""
+    return (f"*Machine during this part: other processes used {usage['other_cores']:.2f} cores on average; "
+            f"load average {usage['load_start']:.1f} → {usage['load_end']:.1f}.*")
+
+
 def produced_by(command: str, revision: str, machine: dict, extra: str = "") -> str:
     """The line that says what produced a section: the command, the revision and the machine."""
     return (f"Produced by `{command}` on {machine['date']} at {revision}; machine: `nproc` {machine['nproc']}, "

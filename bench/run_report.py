@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from common import THREAD_VARS
 from contenders import LABELS, NBSCALE_DASK, NBSCALE_LOCAL, PAPERMILL
-from doc_sections import gbps, ms, produced_by, ratio, sec, table
+from doc_sections import gbps, ms, produced_by, ratio, sec, table, usage_note
 from whole_process import DASK_CLI, LOCAL_CLI, PAPERMILL_CLI
 
 START, END = "<!-- bench_run:start -->", "<!-- bench_run:end -->"
@@ -278,5 +278,4 @@ def warm_up(res: dict) -> list[str]:
 
 
 def usage_line(u: dict) -> list[str]:
-    return ["", f"*Machine during this part: other processes used {u['other_cores']:.2f} cores on average; "
-                f"load average {u['load_start']:.1f} → {u['load_end']:.1f}.*"]
+    return ["", usage_note(u)]
