@@ -127,8 +127,10 @@ def _register_run_commands():
     from nbscale.cache_commands import register as register_cache
     from nbscale.kfp_commands import register as register_kfp
     from nbscale.run_commands import register
+    from nbscale.suggest_commands import register as register_suggest
 
     register(main)
+    register_suggest(main)
     register_kfp(main)
     register_cache(main)
 
