@@ -9,6 +9,7 @@ from .diagnostics import ERROR, Diagnostic
 from .hashing import step_hashes
 from .ir import Pipeline
 from .layout import lay_out
+from .metric_direction import declared_directions
 from .metrics import parse_metrics
 from .notebook import Cell, Notebook, read_notebook
 from .parameters import parse_parameters
@@ -38,6 +39,7 @@ def compile_notebook(notebook) -> Pipeline:
         pipeline.metrics, metric_problems = parse_metrics(
             layout.metrics_cell, layout.sources[layout.metrics_cell], layout.metrics_step)
         diagnostics += metric_problems
+    diagnostics += declared_directions(notebook.metadata)[1]  # metadata.nbscale.metrics: min | max
     pipeline.diagnostics = sorted(diagnostics, key=lambda d: (d.cell is None, d.cell or 0, d.line or 0))
     for name, value in step_hashes(pipeline).items():
         pipeline.step(name).hash = value

@@ -17,6 +17,7 @@ from .diagnostics import Diagnostic
 from .heap import Heap
 from .ir import Prelude, Step
 from .layout import Layout
+from .notebook import cell_label
 
 DYNAMIC_MESSAGES = {
     "*": "a star import binds names the analysis cannot see",
@@ -222,7 +223,7 @@ class _Builder:
 
     def _undefined_hint(self, name, use):
         if name in self.skipped_binds:
-            return f"it is bound only in cell {self.skipped_binds[name]}, which is tagged skip"
+            return f"it is bound only in {cell_label(self.skipped_binds[name])}, which is tagged skip"
         known = set(self.producer) | self.parameters | self.prelude_names
         close = difflib.get_close_matches(name, sorted(known), n=1)
         return f"did you mean '{close[0]}'?" if close else None
@@ -334,7 +335,7 @@ class _Builder:
             if cell is not None:
                 self.diagnostics[i] = Diagnostic(
                     diag.code, diag.message, diag.cell, diag.line, diag.col,
-                    hint=f"'{name}' is first bound in cell {cell}, which runs later")
+                    hint=f"'{name}' is first bound in {cell_label(cell)}, which runs later")
 
 
 def _groups(outputs, points, heap):

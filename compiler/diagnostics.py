@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .notebook import cell_label
+
 ERROR = "error"
 WARNING = "warning"
 INFO = "info"  # worth knowing, nothing to fix: the pipeline does what a top-to-bottom run does
@@ -48,7 +50,7 @@ class Diagnostic:
     def location(self, notebook: str = "") -> str:
         parts = [notebook] if notebook else []
         if self.cell is not None:
-            parts.append(f"cell {self.cell}")
+            parts.append(cell_label(self.cell))
             if self.line is not None:
                 parts.append(str(self.line))
                 if self.col is not None:
@@ -56,7 +58,8 @@ class Diagnostic:
         return ":".join(parts)
 
     def format(self, notebook: str = "", *, hint: bool = True) -> str:
-        """`file:cell N:line:col: severity[code]: message`, the one way a diagnostic is printed."""
+        """`file:cell N:line:col: severity[code]: message`, the one way a diagnostic is printed
+        (N as JupyterLab numbers the cell: `cell` + 1)."""
         text = f"{self.location(notebook)}: {self.severity}[{self.code}]: {self.message}"
         return text + (f"\n    hint: {self.hint}" if hint and self.hint else "")
 

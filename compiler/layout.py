@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from .diagnostics import Diagnostic
-from .notebook import Notebook
+from .notebook import Notebook, cell_label
 from .tags import FUNCTIONS, IMPORTS, METRICS, PARAMETERS, SKIP, CellTags, parse_cell_tags
 
 METRICS_STEP = "metrics"
@@ -84,7 +84,7 @@ def _metrics_step(layout, index, tags, current, seen):
     if layout.metrics_cell is not None:
         layout.diagnostics.append(Diagnostic(
             "duplicate-metrics", "a notebook has one metrics cell",
-            cell=index, hint=f"merge it into the metrics cell {layout.metrics_cell}"))
+            cell=index, hint=f"merge it into the metrics cell ({cell_label(layout.metrics_cell)})"))
         return current
     layout.metrics_cell = index
     name = tags.step or _free_name(METRICS_STEP, seen)
@@ -103,7 +103,7 @@ def _free_name(name, seen):
 def _new_step(layout, name, index, seen) -> StepLayout:
     if name in seen:
         layout.diagnostics.append(Diagnostic(
-            "duplicate-step", f"step '{name}' is already defined in cell {seen[name]}",
+            "duplicate-step", f"step '{name}' is already defined in {cell_label(seen[name])}",
             cell=index, hint="give this step another name, or move its cells next to the first"))
         name = _free_name(name, seen)
     seen[name] = index

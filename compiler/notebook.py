@@ -1,4 +1,10 @@
-"""Reading notebooks: nbformat v4 in, a small immutable model out."""
+"""Reading notebooks: nbformat v4 in, a small immutable model out; and the cell numbers people read.
+
+A cell's `index` is its 0-based position among all the notebook's cells (markdown and raw cells
+count). The IR, the run store and the JSON the panel gets keep that index. A person reads the
+number JupyterLab shows for the cell, 1-based ("Cell 5/12" in its status bar, also counting every
+cell): `cell_label` is the one place that turns an index into text.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import NotebookReadError
+
+
+def cell_number(index: int) -> int:
+    """The number JupyterLab shows for the cell at 0-based `index` (its status bar's "Cell N/M")."""
+    return index + 1
+
+
+def cell_index(number: int) -> int:
+    """The 0-based index of the cell JupyterLab numbers `number` (the inverse of `cell_number`)."""
+    return number - 1
+
+
+def cell_label(index: int, line: int | None = None) -> str:
+    """"cell 5", or "cell 5, line 2": how every message names the cell at 0-based `index`."""
+    label = f"cell {cell_number(index)}"
+    return label if line is None else f"{label}, line {line}"
 
 
 @dataclass(frozen=True)
@@ -76,16 +98,16 @@ def _check_shape(data, path):
         raise NotebookReadError(path, "not a Jupyter notebook ('cells' is not a list)")
     for i, cell in enumerate(cells):
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
-            raise NotebookReadError(path, f"cell {i} is malformed (missing or unknown 'cell_type')")
+            raise NotebookReadError(path, f"{cell_label(i)} is malformed (missing or unknown 'cell_type')")
         source = cell.get("source", "")
         if not isinstance(source, str) and not (
             isinstance(source, list) and all(isinstance(s, str) for s in source)
         ):
-            raise NotebookReadError(path, f"cell {i} is malformed ('source' is not text)")
+            raise NotebookReadError(path, f"{cell_label(i)} is malformed ('source' is not text)")
         meta = cell.get("metadata", {})
         tags = meta.get("tags", []) if isinstance(meta, dict) else None
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise NotebookReadError(path, f"cell {i} is malformed ('metadata.tags' is not a list of text)")
+            raise NotebookReadError(path, f"{cell_label(i)} is malformed ('metadata.tags' is not a list of text)")
 
 
 def _cell(index, raw, path) -> Cell:

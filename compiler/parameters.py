@@ -7,6 +7,7 @@ import ast
 from .diagnostics import Diagnostic
 from .errors import NbscaleCompileError
 from .ir import Parameter
+from .notebook import cell_label
 from .syntax import to_python
 
 TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict",
@@ -61,8 +62,8 @@ def _as_declared(declared: Parameter, injected: Parameter) -> Parameter:
     elif want == "int" and injected.type == "float" and float(value).is_integer():
         converted = int(value)
     else:
-        raise _NotLiteral(f"parameter '{declared.name}' is {want} (cell {declared.cell}) but the injected value is "
-                          f"{injected.type} {value!r}", "pass a value of the declared type")
+        raise _NotLiteral(f"parameter '{declared.name}' is {want} ({cell_label(declared.cell)}) but the injected "
+                          f"value is {injected.type} {value!r}", "pass a value of the declared type")
     return Parameter(name=declared.name, type=declared.type if want != "none" else injected.type,
                      default=converted, cell=injected.cell, line=injected.line)
 

@@ -10,7 +10,7 @@ from .dataflow import Flow, Reason, build_flow
 from .errors import NbscaleCompileError
 from .graph import ancestors
 from .layout import lay_out
-from .notebook import Notebook, read_notebook
+from .notebook import Notebook, cell_label, read_notebook
 from .parameters import parse_parameters
 
 
@@ -50,13 +50,13 @@ def explain(flow: Flow, tagged: dict[str, list[str]], up: str, down: str) -> lis
 
 
 def sentence(reason: Reason) -> str:
-    """"b reads X, which a may change at cell 4 line 2 (m1.fit(X, y))"."""
+    """"b reads X, which a may change at cell 4, line 2 (m1.fit(X, y))"."""
     head = f"{reason.step} {reason.uses} {reason.name}, which {reason.producer}"
     if reason.how == "hands on":
         with_ = f" together with {', '.join(reason.partners)}" if reason.partners else ""
         return f"{head} hands on{with_}, so that they stay the same objects for a step that may change them"
     site = reason.site
-    where = f" at cell {site.cell + 1} line {site.line}" if site else ""
+    where = f" at {cell_label(site.cell, site.line)}" if site else ""
     code = f" ({site.code})" if site and site.code else ""
     return f"{head} {reason.how}{where}{code}"
 

@@ -3,21 +3,30 @@
 `ServerCluster` is what the panel's Cluster section drives: a cluster the server owns (the
 configured factory's, or an embedded LocalCluster) or a scheduler it only connected to (from the
 panel, or `c.Nbscale.scheduler_address` at first need). Dask runs started from the panel run on
-it. `DaskCluster` wraps one live cluster and its asynchronous client, and answers ClusterModels.
+it. `DaskCluster` wraps one live cluster and its asynchronous client, and answers ClusterModels,
+with where the browser finds the cluster's Dask dashboard (`dashboard_model`): through
+jupyter-server-proxy when the dashboard is on the server's machine, as dask-labextension does, so
+it works on a remote server and on JupyterHub.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
+import ipaddress
 import logging
 import os
+import socket
 import time
+from urllib.parse import urlsplit
 
 from . import models
 from .errors import Conflict, ExtensionError, InvalidInput
 
 CLOSE_TIMEOUT_S = 10.0  # closing a client of a scheduler that stopped answering waits no longer
+# What a Scale, Adapt or Close of a running pipeline's own cluster would do, said as it is refused.
+DONE_TO = {"scale": "scaled", "adapt": "made adaptive", "close": "closed"}
 
 
 class ServerCluster:
@@ -73,23 +82,26 @@ class ServerCluster:
         self._wake()
         return await cluster.model()
 
-    async def scale(self, n: int) -> dict:
-        cluster = self._owned("scale")
+    async def scale(self, n: int, run_cluster: dict | None = None) -> dict:
+        """Scale the cluster the server owns; `run_cluster` is the run's own cluster the panel shows
+        while the server has none (it says why that one cannot be scaled)."""
+        cluster = self._owned("scale", run_cluster)
         await cluster.scale(n)
         return await cluster.model()
 
-    async def adapt(self, minimum: int, maximum: int) -> dict:
-        cluster = self._owned("adapt")
+    async def adapt(self, minimum: int, maximum: int, run_cluster: dict | None = None) -> dict:
+        cluster = self._owned("adapt", run_cluster)
         cluster.adapt(minimum, maximum)
         return await cluster.model()
 
-    async def close(self) -> dict:
+    async def close(self, run_cluster: dict | None = None) -> dict:
         """Close the cluster the server owns, disconnect from a scheduler, or end the start or connect
         under way; NoCluster afterwards."""
+        if self.current is None and self.pending is None:
+            self._refuse_run_cluster("close", run_cluster)
+            raise Conflict("no cluster to close")
         cluster, self.current = self.current, None
         attempt, self.pending = self.pending, None
-        if cluster is None and attempt is None:
-            raise Conflict("no cluster to close")
         if attempt is not None:
             self.log.info("nbscale: closed while %s; what it builds is closed when it is ready", attempt.doing)
         if cluster is not None:
@@ -145,12 +157,26 @@ class ServerCluster:
         if self.pending is not None:
             raise Conflict(f"already {self.pending.doing}; wait for it, or close it")
 
-    def _owned(self, what: str) -> DaskCluster:
+    def _owned(self, what: str, run_cluster: dict | None = None) -> DaskCluster:
         if self.current is None:
+            self._refuse_run_cluster(what, run_cluster)
             raise Conflict(f"no cluster to {what}; start one first")
         if self.current.cluster is None:
             raise Conflict(f"cannot {what} a cluster this server only connected to")
         return self.current
+
+    @staticmethod
+    def _refuse_run_cluster(what: str, run_cluster: dict | None) -> None:
+        """The panel shows a running pipeline's own cluster while the server has none: it lives in the
+        run's process and ends with the run, so the server cannot change it — say that, not "no cluster"."""
+        if run_cluster is None or run_cluster.get("status") != "running":
+            return
+        n = len(run_cluster.get("workers") or [])
+        shown = f"the {n} worker{'' if n == 1 else 's'} shown belong{'s' if n == 1 else ''} to"
+        end = ("Cancel the run to end it now" if what == "close"
+               else f"start a cluster to keep one for the next runs and {what} it")
+        raise Conflict(f"{shown} the running pipeline's own cluster, which ends with the run and cannot be "
+                       f"{DONE_TO[what]} from here; {end}")
 
     def _wake(self) -> None:
         if self.events is not None:
@@ -215,11 +241,13 @@ class DaskCluster:
             states = await asyncio.wait_for(self.client.scheduler.get_task_prefix_states(), 10)
         except Exception:  # noqa: BLE001 - an older or restricted scheduler: no task counts
             states = {}
+        dashboard = dashboard_model(self._dashboard_link(identity), identity)
         return models.cluster_model(identity, kind=self.kind, task_states=states, adaptive=self.adaptive_bounds,
-                                    dashboard_link=self._dashboard_link(identity))
+                                    dashboard_link=dashboard["link"], dashboard=dashboard)
 
     def _dashboard_link(self, identity: dict) -> str | None:
-        if importlib.util.find_spec("bokeh") is None or "dashboard" not in (identity.get("services") or {}):
+        """The link Dask itself gives (its `distributed.dashboard.link` template filled in)."""
+        if "dashboard" not in (identity.get("services") or {}):
             return None
         try:
             return self.client.dashboard_link
@@ -254,6 +282,56 @@ class DaskCluster:
         finally:
             if self.cluster is not None:
                 await maybe_await(self.cluster.close())
+
+
+def dashboard_model(link: str | None, identity: dict) -> dict:
+    """Where the browser finds the Dask dashboard: `{link, proxy_path, note}`.
+
+    `link` is Dask's own link; `proxy_path` (`proxy/<port>/status`, under the Jupyter server's base
+    URL) is set when jupyter-server-proxy is installed and the dashboard is on the server's machine —
+    the only way a browser on another machine (a remote server, JupyterHub) reaches it; `note` says
+    why there is no link, or why it goes straight to the dashboard. A `link` that is a path (a
+    `distributed.dashboard.link` such as `{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status`, the
+    dask-labextension convention) is already on the Jupyter server and is used as it is.
+    """
+    if importlib.util.find_spec("bokeh") is None:
+        return {"link": None, "proxy_path": None, "note": "install bokeh for the dashboard (pip install bokeh)"}
+    port = (identity.get("services") or {}).get("dashboard")
+    if not link or not isinstance(port, int):
+        return {"link": None, "proxy_path": None, "note": "the scheduler serves no dashboard"}
+    if link.startswith("/") and not link.startswith("//"):
+        return {"link": link, "proxy_path": None, "note": None}
+    host = urlsplit(link).hostname or ""
+    if not is_this_machine(host):
+        return {"link": link, "proxy_path": None,
+                "note": f"the dashboard is on {host}, not on the Jupyter server's machine: "
+                        "the link goes there directly"}
+    if importlib.util.find_spec("jupyter_server_proxy") is None:
+        return {"link": link, "proxy_path": None,
+                "note": "jupyter-server-proxy is not installed: the link goes straight to the dashboard's port, "
+                        "which only a browser on the server's machine can open (pip install jupyter-server-proxy)"}
+    return {"link": link, "proxy_path": f"proxy/{port}/status", "note": None}
+
+
+def is_this_machine(host: str) -> bool:
+    """Whether `host` names this machine (where jupyter-server-proxy's `proxy/<port>` reaches)."""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        pass
+    return host in ("localhost", "0.0.0.0", "::") or host in own_names()
+
+
+@functools.lru_cache(maxsize=1)
+def own_names() -> frozenset:
+    """This machine's host names and the addresses they resolve to (looked up once)."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    try:
+        names.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    except OSError:
+        pass
+    return frozenset(names)
 
 
 async def _started(client):

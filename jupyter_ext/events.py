@@ -1,9 +1,12 @@
-"""The event fan-out behind the websocket: subscribers per notebook, and the sampling loop.
+"""The event fan-out behind the websocket: subscribers per notebook, and two loops that feed it.
 
-The hub knows nothing of runs or clusters: parts publish Event models into it, and while anyone
-is subscribed it calls the `sample` coroutine it was given (the manager's: push run-store events
-and a cluster sample) every `sample_interval_s` while that reports activity, else every
-`idle_interval_s`. `wake()` makes the next sample come at once (a run or a cluster just started).
+The hub knows nothing of runs or clusters: parts publish Event models into it as things happen
+(a run started by the server sends each of its events at once). While anyone is subscribed it
+calls two coroutines it was given:
+- `follow` every `follow_interval_s` (the manager's: events other processes wrote to a watched run
+  store; cheap when nothing changed, so it runs often: a step's end shows within ~0.1 s);
+- `sample` every `sample_interval_s` while that reports activity, else every `idle_interval_s`
+  (the manager's: a cluster sample). `wake()` makes the next sample come at once.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ Subscriber = Callable[[dict], None]
 
 class EventHub:
     def __init__(self, sample: Callable[[], Awaitable[bool]] | None = None, *, log: logging.Logger | None = None,
-                 sample_interval_s: float = 0.5, idle_interval_s: float = 2.0):
-        self.sample = sample
+                 sample_interval_s: float = 0.5, idle_interval_s: float = 2.0,
+                 follow: Callable[[], Awaitable[object]] | None = None, follow_interval_s: float = 0.1):
+        self.sample, self.follow, self.follow_interval_s = sample, follow, follow_interval_s
         self.log = log or logging.getLogger("nbscale.jupyter_ext")
         self.sample_interval_s, self.idle_interval_s = sample_interval_s, idle_interval_s
         self._subscribers: dict[int, tuple[Path | None, Subscriber]] = {}
         self._next_key = 0
         self._loop_task: asyncio.Task | None = None
+        self._follow_task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._closed = False
 
@@ -63,6 +68,8 @@ class EventHub:
         if self._loop_task is not None:
             self.wake()
             self._loop_task.cancel()
+        if self._follow_task is not None:
+            self._follow_task.cancel()
 
     def _ensure_loop(self) -> None:
         try:
@@ -72,6 +79,16 @@ class EventHub:
         if self.sample is not None and (self._loop_task is None or self._loop_task.done()):
             self._wake = asyncio.Event()
             self._loop_task = loop.create_task(self._sample_loop())
+        if self.follow is not None and (self._follow_task is None or self._follow_task.done()):
+            self._follow_task = loop.create_task(self._follow_loop())
+
+    async def _follow_loop(self) -> None:
+        while self._subscribers and not self._closed:
+            try:
+                await self.follow()
+            except Exception:  # noqa: BLE001 - a failed look must not end the ones to come
+                self.log.debug("nbscale: following the run stores failed", exc_info=True)
+            await asyncio.sleep(self.follow_interval_s)
 
     async def _sample_loop(self) -> None:
         while self._subscribers and not self._closed:

@@ -24,8 +24,10 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from nbscale.kernels.errors import AmbiguousRunId, RunStoreError
 
+from . import comparison
 from .errors import Conflict, ExtensionError, InvalidInput, NotAllowed, NotFound, Unavailable, UpstreamError
 from .manager import NbscaleManager
+from .stepdetail import image_headers, step_detail, step_image
 
 AUTH_RESOURCE = "nbscale"
 # Running a notebook or starting cluster processes executes code, as a kernel does.
@@ -144,12 +146,46 @@ class RunHandler(NbscaleHandler):
         self.reply(await self.manager.runs.cancel(notebook, _run_id(run_id)), 202)
 
 
+class StepHandler(NbscaleHandler):
+    """StepDetail of one step of a run (stepdetail.py)."""
+
+    @web.authenticated
+    @authorized
+    @api_call
+    async def get(self, run_id, step):
+        manager = self.manager
+        self.reply(await step_detail(manager.runs, manager.notebooks, self.query_notebook(), _run_id(run_id), step))
+
+
+class StepFileHandler(NbscaleHandler):
+    """An image a step's cells showed, and only that (stepdetail.step_image)."""
+
+    @web.authenticated
+    @authorized
+    @api_call
+    async def get(self, run_id, step, name):
+        data, mime = await step_image(self.manager.runs, self.query_notebook(), _run_id(run_id), step, name)
+        for header, value in image_headers(mime).items():
+            self.set_header(header, value)
+        self.finish(data, set_content_type=mime)  # APIHandler.finish would say JSON
+
+
 class MetricsHandler(NbscaleHandler):
     @web.authenticated
     @authorized
     @api_call
     async def get(self):
         self.reply(await self.manager.runs.metrics(self.query_notebook()))
+
+
+class CompareHandler(NbscaleHandler):
+    @web.authenticated
+    @authorized
+    @api_call
+    async def get(self):
+        notebook = self.query_notebook()
+        run_ids = [part.strip() for part in self.get_query_argument("runs", "").split(",") if part.strip()]
+        self.reply(await comparison.compare(self.manager.runs, notebook, run_ids))
 
 
 class ClusterHandler(NbscaleHandler):
@@ -163,7 +199,9 @@ class ClusterHandler(NbscaleHandler):
     @authorized(*EXECUTE)
     @api_call
     async def post(self):
-        self.reply(await _cluster_action(self.manager.cluster, self.json_body()))
+        # the run's own cluster the panel shows while the server has none: refusals name it
+        run_cluster = self.manager.runs.cluster_sample()
+        self.reply(await _cluster_action(self.manager.cluster, self.json_body(), run_cluster))
 
 
 class KfpYamlHandler(NbscaleHandler):
@@ -240,7 +278,7 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 # --- request values -> typed arguments --------------------------------------------------------------
 
 
-async def _cluster_action(cluster, body: dict) -> dict:
+async def _cluster_action(cluster, body: dict, run_cluster: dict | None = None) -> dict:
     action = body.get("action")
     if action == "start":
         return await cluster.start(None if body.get("n") is None else _int(body, "n", minimum=0))
@@ -250,14 +288,14 @@ async def _cluster_action(cluster, body: dict) -> dict:
             raise InvalidInput("'address' must be a Dask scheduler address, e.g. tcp://host:8786")
         return await cluster.connect(address.strip())
     if action == "scale":
-        return await cluster.scale(_int(body, "n", minimum=0))
+        return await cluster.scale(_int(body, "n", minimum=0), run_cluster)
     if action == "adapt":
         minimum, maximum = _int(body, "minimum", minimum=0), _int(body, "maximum", minimum=1)
         if minimum > maximum:
             raise InvalidInput("'minimum' must not exceed 'maximum'")
-        return await cluster.adapt(minimum, maximum)
+        return await cluster.adapt(minimum, maximum, run_cluster)
     if action == "close":
-        return await cluster.close()
+        return await cluster.close(run_cluster)
     raise InvalidInput("'action' must be one of start, connect, scale, adapt, close")
 
 
@@ -317,7 +355,10 @@ def handlers(base_url: str) -> list[tuple]:
         (url("pipeline"), PipelineHandler),
         (url("runs"), RunsHandler),
         (url(r"runs/([^/]+)"), RunHandler),
+        (url(r"runs/([^/]+)/steps/([^/]+)"), StepHandler),
+        (url(r"runs/([^/]+)/steps/([^/]+)/files/([^/]+)"), StepFileHandler),
         (url("metrics"), MetricsHandler),
+        (url("compare"), CompareHandler),
         (url("cluster"), ClusterHandler),
         (url("kfp/yaml"), KfpYamlHandler),
         (url("kfp/submit"), KfpSubmitHandler),

@@ -7,7 +7,7 @@
 - `kfp` (`kfp.KfpService`): KFP v2 YAML and submitting to a KFP endpoint;
 - `events` (`events.EventHub`): the websocket's fan-out, and the samples this class takes for it.
 What needs two parts (a cluster model that falls back to a run's own cluster, the periodic sample,
-shutdown) lives here.
+following the run stores of watched notebooks, shutdown) lives here.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ class NbscaleManager:
                  cluster_factory: dict | None = None, kfp_host: str | None = None, kfp_hosts=(),
                  allow_hidden: bool = False,
                  log: logging.Logger | None = None, sample_interval_s: float = 0.5, idle_interval_s: float = 2.0,
+                 follow_interval_s: float = 0.1,
                  cancel_grace_s: float = 15.0, start_timeout_s: float = 120.0, connect_timeout_s: float = 10.0):
         self.log = log or logging.getLogger("nbscale.jupyter_ext")
         self.notebooks = Notebooks(root_dir, allow_hidden)
         self.events = EventHub(self.sample, log=self.log, sample_interval_s=sample_interval_s,
-                               idle_interval_s=idle_interval_s)
+                               idle_interval_s=idle_interval_s, follow=self.follow_stores,
+                               follow_interval_s=follow_interval_s)
         self.cluster = ServerCluster(factory=cluster_factory, scheduler_address=scheduler_address,
                                      events=self.events, log=self.log, connect_timeout_s=connect_timeout_s)
         self.runs = Runs(self.notebooks, self.events, default_engine=default_engine, cluster_factory=cluster_factory,
@@ -50,10 +52,14 @@ class NbscaleManager:
         return (await self.cluster.sample() or self.runs.cluster_sample()
                 or models.no_cluster(self.cluster.error))
 
+    async def follow_stores(self) -> bool:
+        """Publish what other processes' runs wrote to the run stores of the watched notebooks."""
+        return await self.runs.publish_store_events(self.events.watched())
+
     async def sample(self) -> bool:
-        """One sample for the event subscribers: new run-store events of the watched notebooks, and a
-        cluster sample while a run is active or there is a cluster. True while a run is active."""
-        active = await self.runs.publish_store_events(self.events.watched()) or bool(self.runs.active())
+        """One sample for the event subscribers: a cluster sample while a run is active or there is a
+        cluster. True while a run is active (started here, or another process's lately seen)."""
+        active = bool(self.runs.active()) or self.runs.foreign_active()
         if active or self.cluster.current is not None:
             self.events.publish({"type": "cluster", "payload": await self.cluster_sample()})
         return active

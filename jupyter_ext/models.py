@@ -12,17 +12,21 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+from nbscale.compiler.metric_direction import metric_directions
 from nbscale.kernels.contract import (
     CACHED,
     PENDING,
+    QUEUED,
     RUN_CREATED,
     RUN_FINISHED,
     RUN_STARTED,
     RUNNING,
     STEP_CACHED,
     STEP_FINISHED,
+    STEP_QUEUED,
     STEP_STARTED,
 )
+from nbscale.kernels.runschema import json_number
 
 LOG_LIMIT = 200_000  # characters of a step's stdout/stderr sent to the panel (the end is kept)
 
@@ -67,14 +71,14 @@ def run_detail(run: dict, notebook: str) -> dict:
     """RunDetail from `RunStore.get_run()`: the summary, every step run, the metrics, the run error."""
     detail = run_summary(run, notebook)
     detail["steps"] = [step_run(s) for s in run.get("steps", [])]
-    detail["metrics"] = {m["name"]: _number(m["value"]) for m in run.get("metrics", [])}
+    detail["metrics"] = {m["name"]: json_number(m["value"]) for m in run.get("metrics", [])}
     detail["error"] = _text(run.get("error"))
     return detail
 
 
 def step_run(row: dict) -> dict:
     return {
-        "name": row["step"], "status": row["status"], "duration_s": _number(row.get("duration_s")),
+        "name": row["step"], "status": row["status"], "duration_s": json_number(row.get("duration_s")),
         "cached": bool(row.get("cached")), "attempts": row.get("attempts") or 0,
         "started": row.get("started"), "finished": row.get("finished"),
         "stdout": _log(row.get("stdout")), "stderr": _log(row.get("stderr")),
@@ -94,20 +98,23 @@ def step_error(error: Any) -> dict | None:
     return {"cell": None, "line": None, "ename": "", "evalue": str(error), "traceback": ""}
 
 
-def metrics_model(history: list[dict]) -> dict:
-    """`{names, runs}` from `RunStore.metrics_history()` rows (oldest run first)."""
+def metrics_model(history: list[dict], declared: dict[str, str] | None = None) -> dict:
+    """`{names, runs, directions}` from `RunStore.metrics_history()` rows (oldest run first); `directions`:
+    "min" or "max" per metric, as the notebook declares (`declared`) or its name says (metric_direction)."""
     runs: dict[str, dict] = {}
     names: set[str] = set()
     for row in history:
         names.add(row["name"])
         run = runs.setdefault(row["run_id"], {"run_id": row["run_id"], "created": row["created"],
                                               "status": row["status"], "metrics": {}})
-        run["metrics"][row["name"]] = _number(row["value"])
-    return {"names": sorted(names), "runs": list(runs.values())}
+        run["metrics"][row["name"]] = json_number(row["value"])
+    return {"names": sorted(names), "runs": list(runs.values()),
+            "directions": metric_directions(sorted(names), declared)}
 
 
 def cluster_model(identity: dict, *, kind: str, task_states: dict | None = None,
-                  adaptive: dict | None = None, dashboard_link: str | None = None) -> dict:
+                  adaptive: dict | None = None, dashboard_link: str | None = None,
+                  dashboard: dict | None = None) -> dict:
     """ClusterModel from the scheduler's identity (`scheduler.identity(n_workers=-1)` or a sync
     client's `scheduler_info()`), in the manner of dask-labextension's `make_cluster_model`."""
     workers = []
@@ -116,13 +123,14 @@ def cluster_model(identity: dict, *, kind: str, task_states: dict | None = None,
         workers.append({
             "address": address, "name": str(info.get("name", address)), "nthreads": int(info.get("nthreads") or 0),
             "memory_used": int(metrics.get("memory") or 0), "memory_limit": int(info.get("memory_limit") or 0),
-            "cpu": _number(metrics.get("cpu")) or 0.0,
+            "cpu": json_number(metrics.get("cpu")) or 0.0,
         })
     return {
         "status": "running",  # the cluster's state, not a step status
         "kind": kind,
         "scheduler_address": identity.get("address", ""),
         "dashboard_link": dashboard_link,
+        "dashboard": dashboard,  # cluster.dashboard_model: {link, proxy_path, note}; None for a run's own cluster
         "workers": workers,
         "threads": sum(w["nthreads"] for w in workers),
         "memory_used": sum(w["memory_used"] for w in workers),
@@ -158,7 +166,7 @@ def event(kind: str, run_id: str, step: str | None, payload: dict | None) -> dic
     if kind == RUN_FINISHED:
         return {"type": "run", "run_id": run_id, "status": payload.get("status"),
                 "payload": {"kind": kind, "finished": payload.get("finished") or _now()}}
-    status = {STEP_STARTED: RUNNING, STEP_CACHED: CACHED}.get(kind) or payload.get("status")
+    status = {STEP_QUEUED: QUEUED, STEP_STARTED: RUNNING, STEP_CACHED: CACHED}.get(kind) or payload.get("status")
     out = {"type": "step" if step else "run", "run_id": run_id, "step": step,
            "payload": {"kind": kind, **_json_value(_event_payload(kind, payload))}}
     if status:
@@ -178,7 +186,7 @@ def _event_payload(kind: str, payload: dict) -> dict:
         return {k: v for k, v in payload.items() if k != "summary"}
     summary = payload.get("summary") or {}
     error = summary.get("error") or summary.get("reason") or payload.get("error")
-    out = {"duration_s": _number(summary.get("wall_s", payload.get("duration_s"))), "error": step_error(error),
+    out = {"duration_s": json_number(summary.get("wall_s", payload.get("duration_s"))), "error": step_error(error),
            "started": _iso(payload.get("started")), "finished": _iso(payload.get("finished")) or _now()}
     if payload.get("attempts") is not None:
         out["attempts"] = payload["attempts"]
@@ -200,19 +208,6 @@ def _iso(value: Any) -> str | None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _number(value: Any) -> float | int | None:
-    """A finite number for JSON; an integer stays one (a metric counted, not measured)."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _text(value: Any) -> str | None:

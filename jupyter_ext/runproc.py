@@ -9,8 +9,9 @@ Protocol (one JSON object per line):
 - stdin, server → run: the spec `{"notebook", "parameters", "options": RunOptions fields,
   "cluster_factory"}`, then `cancel` lines. End of stdin (the server went away) cancels too.
 - stdout, run → server: `{"type": "created", "run_id"}` (at the runner's `run_created` event, which
-  carries the id), `{"type": "event", "kind", "step", "payload"}`, `{"type": "cluster", "model"}`
-  samples of a cluster the run started for itself, `{"type": "done", "status"}`,
+  carries the id), `{"type": "event", "kind", "step", "payload"}` for every event as it happens, the
+  live-only ones too (`contract.LIVE_ONLY`: a running step's output, the cluster starting),
+  `{"type": "cluster", "model"}` samples of a cluster the run started for itself, `{"type": "done", "status"}`,
   `{"type": "error", "input": bool, "message"}`. Everything else the process prints goes to stderr.
 A cancel raises KeyboardInterrupt in the main thread: the runner marks the run cancelled, as on
 Ctrl-C in the CLI; SIGTERM does the same once the run began (exit code 143). This process owns the
@@ -26,7 +27,7 @@ import sys
 import threading
 import traceback
 
-from nbscale.kernels.contract import CANCELLED, RUN_CREATED, STEP_FINISHED, STEP_OUTPUT
+from nbscale.kernels.contract import CANCELLED, CLUSTER_STARTED, CLUSTER_STARTING, RUN_CREATED, STEP_FINISHED
 
 SAMPLE_INTERVAL_S = 0.5
 
@@ -71,8 +72,6 @@ def main() -> int:
         payload = payload or {}
         if kind == RUN_CREATED:  # the run is in the run store: the server may answer with its id
             channel.send({"type": "created", "run_id": payload["run_id"]})
-            return
-        if kind == STEP_OUTPUT:  # the panel reads a step's output when it ends, not as a live feed (yet)
             return
         channel.send({"type": "event", "kind": kind, "step": step, "payload": _compact(kind, payload)})
 
@@ -140,6 +139,7 @@ def _sample_own_cluster(factory):
     import dask
 
     inner = factory or dask.config.get("nbscale.cluster-factory", None)
+    # (the factory runs in this process: the cluster's phase goes to the panel like any event)
     dask.config.set({"nbscale.cluster-factory": {"module": __name__, "class": "own_cluster",
                                                  "kwargs": {"inner": inner}}})
 
@@ -148,7 +148,9 @@ def own_cluster(inner=None):
     """The engine's cluster (the configured factory's, or its embedded LocalCluster), sampled."""
     from nbscale.kernels.engines.dask import cluster_from_factory, local_cluster
 
+    _send_event(CLUSTER_STARTING)
     cluster = cluster_from_factory(inner) if inner else local_cluster()
+    _send_event(CLUSTER_STARTED, {"scheduler_address": cluster.scheduler_address})
     sampler = _Sampler(cluster)
     close = cluster.close
 
@@ -159,6 +161,12 @@ def own_cluster(inner=None):
     cluster.close = close_sampled
     sampler.start()
     return cluster
+
+
+def _send_event(kind: str, payload: dict | None = None) -> None:
+    """A live-only run event (no step) from this process itself."""
+    if _channel is not None:
+        _channel.send({"type": "event", "kind": kind, "step": None, "payload": payload or {}})
 
 
 class _Sampler(threading.Thread):

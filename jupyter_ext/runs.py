@@ -6,17 +6,22 @@ runs whose process died, `RunStore.reap`). A run started here executes in a proc
 (`runproc.py`: user code must not run inside the Jupyter server), supervised by a
 `supervisor.RunProcess`; cancelling interrupts it as Ctrl-C does the CLI. Events of runs
 started here are published as they happen; those of runs other processes write to the store of a
-watched notebook are read from the store at each sample (`publish_store_events`).
+watched notebook are read from the store as soon as its files change (`publish_store_events`, called
+every `EventHub.follow_interval_s`: a `stat` of the store and its WAL, a query only when they changed
+or a `REREAD_S` passed — a read also finishes runs whose process died, `RunStore.reap`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from nbscale.compiler.metric_direction import notebook_directions
 from nbscale.kernels.contract import FINISHED, RUN_FINISHED, run_store_path
 
 from . import models
@@ -25,6 +30,7 @@ from .notebooks import compile_without_errors
 from .supervisor import RunProcess
 
 DASK = "dask"
+REREAD_S = 1.0  # a watched store is read at least this often, written to or not
 
 
 class Runs:
@@ -44,6 +50,8 @@ class Runs:
         self._own: set[str] = set()  # every run started here
         self._processes: set[RunProcess] = set()  # every run process not yet ended
         self._followed: dict[Path, int] = {}  # watched notebook → last run-store event published
+        self._signatures: dict[Path, tuple] = {}  # watched notebook → (its store files' (mtime, size), when read)
+        self._foreign_seen = 0.0  # monotonic time another process's run event was last published
 
     # --- history ----------------------------------------------------------------------------------
 
@@ -63,7 +71,7 @@ class Runs:
     async def metrics(self, notebook: Path) -> dict:
         store = await self._store(notebook, create=False)
         history = [] if store is None else await asyncio.to_thread(store.metrics_history, str(notebook))
-        return models.metrics_model(history)
+        return models.metrics_model(history, await asyncio.to_thread(notebook_directions, notebook))
 
     # --- start and cancel ---------------------------------------------------------------------------
 
@@ -146,6 +154,7 @@ class Runs:
         of the `watched` notebooks since the last call; True when there were any."""
         for notebook in set(self._followed) - watched:
             del self._followed[notebook]
+            self._signatures.pop(notebook, None)
         seen = False
         for notebook in watched:
             try:
@@ -154,7 +163,16 @@ class Runs:
                 self.log.debug("nbscale: following runs of %s failed", notebook, exc_info=True)
         return seen
 
+    def foreign_active(self, within_s: float = 10.0) -> bool:
+        """Whether another process's run of a watched notebook reported something lately."""
+        return time.monotonic() - self._foreign_seen < within_s
+
     async def _publish_new_events(self, notebook: Path) -> bool:
+        signature, now = _store_signature(run_store_path(notebook)), time.monotonic()
+        last = self._signatures.get(notebook)
+        if notebook in self._followed and last and last[0] == signature and now - last[1] < REREAD_S:
+            return False  # nothing was written to the store since it was last read
+        self._signatures[notebook] = (signature, now)
         store = await self._store(notebook, create=False)
         if store is None:
             return False
@@ -165,6 +183,7 @@ class Runs:
         for row in rows:
             self._followed[notebook] = row["id"]
             if row["run_id"] not in self._own:  # the server's own runs are published as they happen
+                self._foreign_seen = time.monotonic()
                 self.events.publish(models.event(row["kind"], row["run_id"], row["step"], row["payload"] or {}),
                                     notebook)
         return bool(rows)
@@ -216,6 +235,19 @@ class Runs:
             for store in self._stores.values():
                 store.close()
             self._stores.clear()
+
+
+def _store_signature(path: Path) -> tuple:
+    """(mtime, size) of a run store and its WAL: a write to the store changes it."""
+    out = []
+    for name in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = os.stat(name)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_mtime_ns, st.st_size))
+    return tuple(out)
 
 
 def _engine_names() -> list[str]:

@@ -185,28 +185,42 @@ def live_output(listener: Callable[[str, str, str], None]):
 class OutputBatcher:
     """Hands printed text on in batches: at most one call per stream every `interval` seconds, with
     at most the last `limit` characters written since the previous call, so that megabytes of
-    prints cost a few calls. A call happens on a write (no thread of its own) and at `flush`."""
+    prints cost a few calls. A write sends at once when the interval has passed; otherwise a timer
+    sends it when the interval ends, so that a step that prints once and then computes for minutes
+    is seen printing (`flush` sends what is left and stops the timer)."""
 
     def __init__(self, listener, interval: float = OUTPUT_EVENT_INTERVAL_S, limit: int = OUTPUT_EVENT_CHARS):
         self.listener, self.interval, self.limit = listener, interval, limit
         self.pending: dict[str, list[str]] = {}
         self.sizes: dict[str, int] = {}
         self.last = time.monotonic()
+        self.lock = threading.Lock()  # the timer's thread flushes too
+        self.timer: threading.Timer | None = None
 
     def add(self, stream: str, text: str) -> None:
-        parts = self.pending.setdefault(stream, [])
-        parts.append(text)
-        self.sizes[stream] = self.sizes.get(stream, 0) + len(text)
-        if self.sizes[stream] > 4 * self.limit:  # only the last `limit` characters are sent: drop older text
-            kept = "".join(parts)[-self.limit:]
-            parts[:] = [kept]
-            self.sizes[stream] = len(kept)
-        if time.monotonic() - self.last >= self.interval:
+        with self.lock:
+            parts = self.pending.setdefault(stream, [])
+            parts.append(text)
+            self.sizes[stream] = self.sizes.get(stream, 0) + len(text)
+            if self.sizes[stream] > 4 * self.limit:  # only the last `limit` characters are sent: drop older text
+                kept = "".join(parts)[-self.limit:]
+                parts[:] = [kept]
+                self.sizes[stream] = len(kept)
+            wait = self.interval - (time.monotonic() - self.last)
+            if wait > 0 and self.timer is None:
+                self.timer = threading.Timer(wait, self.flush)
+                self.timer.daemon = True
+                self.timer.start()
+        if wait <= 0:
             self.flush()
 
     def flush(self) -> None:
-        self.last = time.monotonic()
-        pending, self.pending, self.sizes = self.pending, {}, {}
+        with self.lock:
+            self.last = time.monotonic()
+            pending, self.pending, self.sizes = self.pending, {}, {}
+            if self.timer is not None and self.timer is not threading.current_thread():
+                self.timer.cancel()
+            self.timer = None
         for stream, parts in pending.items():
             text = "".join(parts)[-self.limit:]
             try:

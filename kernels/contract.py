@@ -31,6 +31,9 @@ SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED = "succeeded", "failed", "
 STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED)
 FINISHED = (SUCCEEDED, FAILED, CACHED, UPSTREAM_FAILED, CANCELLED)
 OK = (SUCCEEDED, CACHED)
+# a live state, never a step row's status: the step's inputs are ready and it waits for a worker
+# (`STEP_QUEUED`); it is `running` only once its code started on one (`STEP_STARTED`)
+QUEUED = "queued"
 
 # --- events (kind, step, payload) ----------------------------------------------------------------
 RUN_CREATED, RUN_STARTED, RUN_FINISHED = "run_created", "run_started", "run_finished"
@@ -45,6 +48,12 @@ OUTPUT_EVENT_CHARS = 8_000
 # the step's log file (`step_log_path`) and the stored text says so (`truncated_text`)
 STORED_OUTPUT_CHARS = 1_000_000
 STEP_STALE = "step_stale"  # a stored result exists but a dependency changed: payload {"changes": [text]}
+STEP_QUEUED = "step_queued"  # every step it comes after has finished: it waits for a worker
+# the cluster a run starts for itself (an embedded LocalCluster) is starting / has started
+CLUSTER_STARTING, CLUSTER_STARTED = "cluster_starting", "cluster_started"
+# events that are a live feed only: sent to whoever follows the run as they happen (the panel,
+# `nbscale run -v`), never stored in the run store (what they show is stored when the step ends)
+LIVE_ONLY = frozenset({STEP_OUTPUT, CLUSTER_STARTING, CLUSTER_STARTED})
 
 # --- why a run ended without finishing its steps (the run's `error`) ------------------------------
 CANCELLED_BY_USER = "cancelled by the user"  # Ctrl-C, Cancel in the panel

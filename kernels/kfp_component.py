@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..compiler.notebook import cell_label
 from .contract import FAILED, deadline, error_dict, explain_timeout, timeout_message
 from .errors import MarshalError, StepTimeout
 from .executor import StepError, StepResult, execute_step
@@ -101,7 +102,7 @@ def run_kfp_step(*, notebook: str, step: dict, prelude: dict, parameters: dict |
         record.metadata.update({"status": result.status, "attempt": attempt, "wall_s": result.wall_s})
     if not result.ok:
         error = result.error
-        where = f" at cell {error.cell}, line {error.line}" if error.cell is not None else ""
+        where = f" at {cell_label(error.cell, error.line)}" if error.cell is not None else ""
         print(error.traceback, file=sys.stderr)
         raise SystemExit(f"nbscale: step {name!r} of {notebook} failed{where}: {error.ename}: {error.evalue}")
 

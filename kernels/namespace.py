@@ -14,6 +14,7 @@ import types
 from collections.abc import Mapping
 
 from ..compiler.ir import Metrics
+from ..compiler.notebook import cell_label
 from .capture import short_repr
 from .contract import error_dict
 from .tracebacks import is_cell_code
@@ -135,7 +136,7 @@ def replay_settings(settings, ns: dict):
     from ..compiler.settings import replay_source
 
     for setting in settings or ():
-        where = f"cell {setting['cell']}, line {setting['line']}"
+        where = cell_label(setting["cell"], setting["line"])
         try:
             exec(compile(replay_source(setting), f"<setting of {where}>", "exec"), dict(ns))
         except KeyboardInterrupt:

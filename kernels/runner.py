@@ -22,13 +22,15 @@ from .contract import (
     CANCELLED,
     CANCELLED_BY_USER,
     FAILED,
+    LIVE_ONLY,
     METRICS_KEY,
+    OK,
     RUN_CREATED,
     RUN_FINISHED,
     RUN_STARTED,
     RUNNING,
     STEP_FINISHED,
-    STEP_OUTPUT,
+    STEP_QUEUED,
     STEP_STARTED,
     STOPPED_BY_SIGTERM,
     SUCCEEDED,
@@ -128,6 +130,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
         specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd)
         store.start_run(run_id)
         recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
+        recorder.plan({s.step["name"]: s.step["after"] for s in specs})
         outcomes = {}
         if specs:
             engine = get_engine(options.engine, scheduler=options.scheduler, scheduler_file=options.scheduler_file,
@@ -257,16 +260,24 @@ def _cached_metrics(artifacts, step_hash, pipeline, name):
 
 
 class _Recorder:
-    """Turns engine events into run-store rows (thread-safe: Dask calls back from its loop)."""
+    """Turns engine events into run-store rows (thread-safe: Dask calls back from its loop), and
+    says which steps are queued: their upstream steps finished, their code has not started yet."""
 
     def __init__(self, store: RunStore, run_id, hashes, on_event, notebook):
         self.store, self.run_id, self.hashes, self.on_event = store, run_id, hashes, on_event
         self.notebook = notebook
         self.lock = threading.Lock()
         self.done: set[str] = set()
+        # queued/started bookkeeping, under its own lock so that a step's `step_queued` is never
+        # sent after its `step_started` (Dask reports starts from another thread)
+        self.order_lock = threading.Lock()
+        self.waiting: dict[str, set[str]] = {}  # planned step not yet queued → upstream steps it waits for
+        self.started: set[str] = set()
 
     def emit(self, kind, step, payload=None):
         payload = payload or {}
+        if kind == STEP_STARTED and step in self.done:
+            return  # a finished step computed again (its result was lost with a worker): it stays finished
         log = None
         if kind == STEP_FINISHED and payload.get("status") != CACHED and step not in self.done:
             # (outside the lock: noticing a lost state folder emits a warning)
@@ -275,14 +286,42 @@ class _Recorder:
                 self.emit(WARNING, step, warning_payload(warning))
             log = self._write_log(step, summary)
         with self.lock:
-            if kind != STEP_OUTPUT:  # a live feed (the step's output is stored when it ends, in full in its log)
+            if kind not in LIVE_ONLY:  # a live feed (a step's output is stored when it ends, in full in its log)
                 self.store.add_event(self.run_id, kind, step, _event_payload(kind, payload))
             if kind == STEP_STARTED:
                 self.store.update_step(self.run_id, step, status=RUNNING, hash=self.hashes[step])
             elif kind == STEP_FINISHED and step not in self.done:
                 self._finished(step, payload, log)
+        if kind == STEP_STARTED:
+            with self.order_lock:
+                self.started.add(step)
         if self.on_event is not None:
             self.on_event(kind, step, payload)
+        if kind == STEP_FINISHED and payload.get("status") in OK:
+            self.queue_ready(step)
+
+    def plan(self, after: dict[str, list[str]]) -> None:
+        """The steps the engine is given, with the steps each comes after; those that wait for
+        nothing are queued at once. Steps not planned were found cached: nothing to wait for."""
+        with self.order_lock:
+            self.waiting = {name: {u for u in ups if u in after} for name, ups in after.items()}
+        self.queue_ready(None)
+
+    def queue_ready(self, finished: str | None) -> None:
+        """`finished` ended well: emit `step_queued` for the steps that now wait for nothing."""
+        with self.order_lock:
+            ready = []
+            for name, upstream in list(self.waiting.items()):
+                upstream.discard(finished)
+                if not upstream:
+                    del self.waiting[name]
+                    if name not in self.started and name not in self.done:
+                        ready.append(name)
+            for name in ready:  # still under the lock: before any `step_started` of these steps
+                with self.lock:
+                    self.store.add_event(self.run_id, STEP_QUEUED, name, {})
+                if self.on_event is not None:
+                    self.on_event(STEP_QUEUED, name, {})
 
     def _finished(self, step, payload, log):
         self.done.add(step)

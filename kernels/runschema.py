@@ -5,6 +5,7 @@ are appended, never edited), the columns a step run may set, timestamps and JSON
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import sqlite3
 from datetime import datetime, timezone
@@ -113,6 +114,18 @@ def metric_value(value: Any) -> int | float:
     if isinstance(value, numbers.Integral) and -(2**63) <= int(value) < 2**63:  # SQLite's INTEGER
         return int(value)
     return float(value)
+
+
+def json_number(value: Any) -> int | float | None:
+    """A number as JSON can carry it, for the models read from the store: an integer stays one (a
+    metric counted, not measured), NaN and infinities and what is not a number become None."""
+    if value is None or isinstance(value, bool) or isinstance(value, int):
+        return value
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def check_status(status: str) -> str:

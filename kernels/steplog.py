@@ -6,16 +6,25 @@ log in the state folder (`contract.step_log_path`): streams as printed, a result
 its text/plain, an image as a file beside the log ("[image/png saved to PATH]"). The run store keeps
 at most `contract.STORED_OUTPUT_CHARS` of each stream (`contract.truncated_text` points to the
 log). `warnings_in` finds the Python warnings the cells showed on their stderr.
+
+Beside the log, `write_step_log` writes the same outputs as data (`cells_json_path`, read by the
+panel's step detail): per cell, its streams, text results, warnings and the file names of its
+images. Only text and image file names: never a cell's HTML or other rich markup.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from pathlib import Path
 
-__all__ = ["IMAGE_TYPES", "log_text", "warnings_in", "write_step_log"]
+from ..compiler.notebook import cell_label, cell_number
+from .contract import truncated_text
+
+__all__ = ["CELLS_FORMAT", "IMAGE_TYPES", "cell_records", "cells_json_path", "image_file_name", "log_text",
+           "warnings_in", "write_step_log"]
 
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/svg+xml": "svg"}
 RICH_OUTPUTS = ("display_data", "execute_result")
@@ -32,6 +41,7 @@ def write_step_log(path: Path, step: str, summary: dict) -> Path | None:
     else:  # an engine that keeps no per-cell outputs
         text = (summary.get("stdout") or "") + (summary.get("stderr") or "")
     path.write_text(text, encoding="utf-8")
+    _write_cells_json(path, step, cells)
     return path
 
 
@@ -42,7 +52,7 @@ def log_text(cells: list[dict], save_image) -> str:
     for entry in cells:
         if not entry.get("outputs"):
             continue
-        parts.append(f"── cell {entry.get('cell')} ──\n")
+        parts.append(f"── {cell_label(entry['cell'])} ──\n")
         images = 0
         for output in entry["outputs"]:
             if output.get("output_type") == "stream":
@@ -68,8 +78,14 @@ def _joined(text) -> str:
     return "".join(text) if isinstance(text, list) else str(text or "")  # nbformat may split text in lines
 
 
+def image_file_name(step: str, cell, n: int, mime: str) -> str:
+    """The file (in the step's log folder) of the n-th image (from 1) a cell of the step showed,
+    named with the cell's number as JupyterLab shows it (the log's header above it says the same)."""
+    return f"{step}-cell{cell_number(cell)}-{n}.{IMAGE_TYPES[mime]}"
+
+
 def _save_image(folder: Path, step: str, cell, n: int, mime: str, data) -> Path:
-    path = folder / f"{step}-cell{cell}-{n}.{IMAGE_TYPES[mime]}"
+    path = folder / image_file_name(step, cell, n, mime)
     text = _joined(data)
     if mime == "image/svg+xml":
         path.write_text(text, encoding="utf-8")
@@ -114,8 +130,67 @@ def _warning(cell, match) -> dict:
     location = cell_location(filename, lineno)
     if location is not None:
         cell, line = location
-        where = f"cell {cell}, line {line}" if line is not None else f"cell {cell}"
+        where = cell_label(cell, line)
     else:
         line, where = None, f"{filename}:{lineno}"
     return {"cell": cell, "line": line, "category": match["category"], "message": match["message"],
             "where": where}
+
+
+# --- the outputs as data, for the panel's step detail -------------------------------------------------
+
+CELLS_FORMAT = 1
+CELL_TEXT_CHARS = 200_000  # of one stream or result in the JSON; the log keeps it all
+# a warning as `warnings.showwarning` prints it: the formatted line, then maybe an indented source line
+_WARNING_BLOCK = re.compile(r"^\S[^\n]*?:\d+: \w*Warning: [^\n]*\n(?:  [^\n]*\n)?", re.MULTILINE)
+
+
+def cells_json_path(log_path: Path) -> Path:
+    """The structured twin of a step's log (`contract.step_log_path`): `STEP.cells.json`."""
+    return log_path.with_name(f"{log_path.stem}.cells.json")
+
+
+def _write_cells_json(log_path: Path, step: str, cells: list[dict]) -> None:
+    records = cell_records(step, cells, log_path)
+    data = {"format": CELLS_FORMAT, "step": step, "cells": records}
+    cells_json_path(log_path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def cell_records(step: str, cells: list[dict], log_path=None) -> list[dict]:
+    """Each cell that showed something, in order: `{"cell", "outputs", "warnings"}`. An output is
+    `{"type": "stream", "name", "text"}`, `{"type": "text", "text"}` (a result's or display's
+    text/plain), `{"type": "image", "mime", "file"}` (named as `write_step_log` saves it),
+    `{"type": "error", "ename", "evalue"}` or `{"type": "other", "mimes"}`. The Python warnings
+    a cell showed are in `warnings` (as `warnings_in` finds them) and left out of its stderr."""
+    records = []
+    for entry in cells:
+        if not entry.get("outputs"):
+            continue
+        cell = entry.get("cell")
+        outputs = [o for o in _records(step, cell, entry["outputs"], log_path) if o is not None]
+        records.append({"cell": cell, "outputs": outputs, "warnings": warnings_in([entry])})
+    return records
+
+
+def _records(step: str, cell, outputs: list[dict], log_path):
+    images = 0
+    for output in outputs:
+        kind = output.get("output_type")
+        if kind == "stream":
+            text = _joined(output.get("text"))
+            if output.get("name") == "stderr":
+                text = _WARNING_BLOCK.sub("", text)
+            yield {"type": "stream", "name": output.get("name") or "stdout",
+                   "text": truncated_text(text, log_path, CELL_TEXT_CHARS)} if text else None
+        elif kind in RICH_OUTPUTS:
+            data = output.get("data") or {}
+            image = next((m for m in IMAGE_TYPES if m in data), None)
+            if image is not None:
+                images += 1
+                yield {"type": "image", "mime": image, "file": image_file_name(step, cell, images, image)}
+            elif "text/plain" in data:
+                yield {"type": "text", "text": truncated_text(_joined(data["text/plain"]), log_path, CELL_TEXT_CHARS)}
+            elif data:
+                yield {"type": "other", "mimes": sorted(data)}
+        elif kind == "error":
+            yield {"type": "error", "ename": str(output.get("ename") or ""), "evalue": str(output.get("evalue") or "")}

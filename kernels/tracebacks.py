@@ -2,11 +2,13 @@
 
 `CellCompiler` (the step shell's compiler) names the code of each cell after its notebook cell:
 "<cell 4 [digest]>", or "<cell 4 +2 [digest]>" when its first line is line 3 of the cell (the body
-of a cell magic, leading blank lines). The name travels with the code object — also when a
-function is pickled by value to another process — so `cell_location` finds the cell and line of
-any frame. `step_error` turns a failure into a `StepError` (the shape of `contract.error_dict`,
+of a cell magic, leading blank lines); the number is the one JupyterLab shows, as a person may
+read the name (a warning's place on stderr). The name travels with the code object — also when a
+function is pickled by value to another process — so `cell_location` finds the cell index and
+line of any frame. `step_error` turns a failure into a `StepError` (the shape of `contract.error_dict`,
 plus the cell that was running) and `format_exception` writes the plain-text traceback a user
-reads: "cell 4, line 2" for notebook code, the frames of IPython and of the executor left out.
+reads: "cell 4, line 2" (`compiler.notebook.cell_label`) for notebook code, the frames of IPython
+and of the executor left out.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 
 import IPython
 from IPython.core.compilerop import CachingCompiler
+
+from ..compiler.notebook import cell_index, cell_label, cell_number
 
 __all__ = ["CellCompiler", "Frame", "StepError", "cell_location", "format_exception", "is_cell_code",
            "step_error"]
@@ -94,7 +98,7 @@ class CellCompiler(CachingCompiler):
         line_map = _line_map(raw_code, transformed_code, _start_line(source, raw_code))
         offset = line_map[0] - 1 if line_map else 0
         digest = hashlib.sha1(f"{cell}\0{offset}\0{transformed_code}".encode()).hexdigest()[:12]
-        name = f"<cell {cell}{f' +{offset}' if offset else ''} [{digest}]>"
+        name = f"<cell {cell_number(cell)}{f' +{offset}' if offset else ''} [{digest}]>"
         if any(line != i + 1 + offset for i, line in enumerate(line_map)):
             if len(_LINE_MAPS) >= _LINE_MAPS_MAX:
                 _LINE_MAPS.clear()
@@ -136,11 +140,11 @@ def _line_map(raw_code: str, transformed: str, start: int) -> list[int]:
 
 
 def cell_location(filename: str, lineno: int | None) -> tuple[int, int | None] | None:
-    """(cell, line) for a code name made by CellCompiler, else None."""
+    """(cell index, line) for a code name made by CellCompiler, else None."""
     match = _CODE_NAME.match(filename or "")
     if match is None:
         return None
-    cell, offset = int(match.group(1)), int(match.group(2) or 0)
+    cell, offset = cell_index(int(match.group(1))), int(match.group(2) or 0)
     if lineno is None:
         return cell, None
     line_map = _LINE_MAPS.get(filename)
@@ -239,7 +243,7 @@ def _format_one(exc: BaseException, sources: dict) -> list[str]:
         if loc is not None:
             # Written out by hand: copying a SyntaxError to relabel it loses its detail at times.
             text = _source_line(sources.get(loc[0]), loc[1]) or (exc.text or "").strip()
-            out.append(f"  cell {loc[0]}, line {loc[1]}\n" + (f"    {text}\n" if text else ""))
+            out.append(f"  {cell_label(*loc)}\n" + (f"    {text}\n" if text else ""))
             out.append(f"{type(exc).__name__}: {exc.msg}\n")
             return out
     out.extend(traceback.format_exception_only(type(exc), exc))
@@ -256,7 +260,7 @@ def _cell_frame(summary: traceback.FrameSummary, loc: tuple[int, int | None], so
     if sys.version_info >= (3, 11) and same and summary.lineno == getattr(summary, "end_lineno", -1):
         extra = {"end_lineno": line, "colno": summary.colno, "end_colno": summary.end_colno}
     return traceback.FrameSummary(  # "\n" ends the line as linecache's do (caret offsets)
-        _MARK + f"cell {cell}", line, summary.name, lookup_line=False, line=text + "\n", **extra
+        _MARK + cell_label(cell), line, summary.name, lookup_line=False, line=text + "\n", **extra
     )
 
 

@@ -112,7 +112,7 @@ class _PipelineRun:
 
     def _compile(self):
         from nbscale.compiler import compile_notebook
-        from nbscale.compiler.notebook import notebook_from_dict
+        from nbscale.compiler.notebook import cell_label, notebook_from_dict
         from nbscale.kernels import params
         from nbscale.kernels.errors import ParameterError
 
@@ -149,7 +149,7 @@ class _PipelineRun:
                     f"  {d.code}: {d.message}" for d in errors))
             for diag in placed:
                 text = f"[{diag.code}] {diag.message}" + (f" (hint: {diag.hint})" if diag.hint else "")
-                where = f"cell {diag.cell}" + (f", line {diag.line}" if diag.line else "")
+                where = cell_label(diag.cell, diag.line or None)
                 self._fail_at(diag.cell, "NbscaleCompileError", text, [f"{where}: {text}"], save=False)
             raise _CellFailure(placed[0].cell, "NbscaleCompileError", "see the cells' errors") from None
         return pipeline, values

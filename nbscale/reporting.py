@@ -68,6 +68,8 @@ def duration_text(seconds) -> str:
 
 def error_headline(error: dict) -> str:
     """One line for a step's error (the dict of `contract.error_dict`): where, when a cell is known
-    (a worker that died has none), then what."""
-    where = f"at cell {error.get('cell')}, line {error.get('line')}: " if error.get("cell") is not None else ""
+    (a worker that died has none), as JupyterLab numbers the cell, then what."""
+    from .compiler.notebook import cell_label  # here, not at import: `nbscale --help` loads no compiler
+
+    where = f"at {cell_label(error['cell'], error.get('line'))}: " if error.get("cell") is not None else ""
     return f"{where}{error.get('ename')}: {error.get('evalue')}"

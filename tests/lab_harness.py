@@ -62,6 +62,19 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data))
 
 
+def _tree_build_first(workdir: Path) -> Path:
+    """A folder whose nbscale is this tree's labextension build (nbscale/labextension), for
+    `--LabApp.extra_labextensions_path`, which JupyterLab searches before every other folder: without
+    it, an editable install's copy in the environment (made when it was installed) would be tested
+    instead of what `jlpm build` last built."""
+    folder = workdir / "labextensions"
+    link = folder / "nbscale"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(Path(__file__).resolve().parents[1] / "nbscale" / "labextension", target_is_directory=True)
+    return folder
+
+
 @contextmanager
 def running_lab(root: Path, workdir: Path, timeout: float = 90.0, extra_args: tuple[str, ...] = (),
                 settings: dict[str, dict] | None = None):
@@ -86,7 +99,8 @@ def running_lab(root: Path, workdir: Path, timeout: float = 90.0, extra_args: tu
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
                "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root}",
-               "--LabApp.expose_app_in_browser=True", *extra_args]
+               "--LabApp.expose_app_in_browser=True",
+               f"--LabApp.extra_labextensions_path={_tree_build_first(workdir)}", *extra_args]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -124,8 +138,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def browser_page(width: int = 1400, height: int = 900):
-    """A Playwright page in headless Debian Chromium."""
+def browser_page(width: int = 1400, height: int = 900, timeout_ms: int = 30_000):
+    """A Playwright page in headless Debian Chromium, `timeout_ms` for every wait. A script error
+    from nbscale's code on the page (`page.nbscale_errors`) fails the test when the page closes."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -133,7 +148,11 @@ def browser_page(width: int = 1400, height: int = 900):
         try:
             context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
             page = context.new_page()
+            page.set_default_timeout(timeout_ms)
+            page.nbscale_errors = []
+            page.on("pageerror", lambda exc: page.nbscale_errors.append(str(exc)))
             yield page
+            assert not [e for e in page.nbscale_errors if "nbscale" in e], page.nbscale_errors
         finally:
             browser.close()
 

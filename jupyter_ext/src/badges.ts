@@ -1,18 +1,38 @@
 /**
  * Coloured badges on tagged cells: the step a cell starts (in the step's colour, with the
- * shown run's status), or its pipeline role (imports, parameters, metrics, skip).
+ * shown run's status), or its pipeline role (imports, parameters, metrics, skip); marked with
+ * a warning when the compiler would refuse the cell's tags (a step tag on a skip cell, ...).
  */
 import { stepColour } from './colours';
 import { h } from './dom';
 import { statusLabel } from './format';
 import { stepStatuses } from './reducers';
 import { PanelState } from './state';
-import { roleOfTags, stepOfTags } from './tags';
+import { roleOfTags, stepOfTags, tagProblems } from './tags';
 
 export const BADGE_CLASS = 'nbscale-badge';
 
 /** The badge for a cell's tags, or null when the cell has no pipeline tag. */
 export function badgeFor(
+  tags: readonly string[] | null | undefined,
+  status?: string | null,
+  order?: readonly string[]
+): HTMLElement | null {
+  const badge = plainBadge(tags, status, order);
+  const problems = tagProblems(tags);
+  if (!problems.length) {
+    return badge;
+  }
+  // tags the compiler refuses: mark the badge (or show one), so the cell does not look fine
+  const marked = badge ?? h('div', { className: `${BADGE_CLASS} nbscale-badge-role`, 'data-role': '' }, 'tags');
+  marked.classList.add('nbscale-badge-invalid');
+  marked.dataset.problems = problems.join('\n');
+  marked.title = `${marked.title ? `${marked.title}\n` : ''}The compiler refuses these tags:\n${problems.join('\n')}`;
+  marked.prepend(h('span', { className: 'nbscale-badge-warning', 'aria-label': 'invalid tags' }, '⚠'));
+  return marked;
+}
+
+function plainBadge(
   tags: readonly string[] | null | undefined,
   status?: string | null,
   order?: readonly string[]

@@ -1,16 +1,21 @@
 /**
- * A small SVG line chart of one metric across runs (oldest left), the best run marked.
- * Scales with the sidebar through its viewBox; colours come from JupyterLab's CSS variables.
+ * A small SVG line chart of one metric across runs (oldest left), each point labelled by its run,
+ * the best run marked. Scales with the sidebar through its viewBox; colours come from
+ * JupyterLab's CSS variables.
  */
 import { s } from './dom';
 import { formatNumber, formatTime } from './format';
-import { ISeriesPoint } from './metrics';
+import { ISeriesPoint, runLabel } from './metrics';
 
 export interface IChartOptions {
   width?: number;
   height?: number;
   best?: string | null;
   title?: string;
+  /** A point's label under the axis (default: the start of its run id). */
+  label?: (point: ISeriesPoint) => string;
+  /** At most this many labels under the axis; the others are skipped evenly (always the newest). */
+  maxLabels?: number;
 }
 
 export interface IScale {
@@ -78,12 +83,10 @@ export function renderLineChart(points: ISeriesPoint[], options: IChartOptions =
       );
     }
   }
-  svg.appendChild(
-    s('text', { className: 'nbscale-chart-tick', x: left, y: height - 4, 'text-anchor': 'start' }, points.length ? 'oldest' : 'no runs yet')
-  );
-  if (points.length > 1) {
-    svg.appendChild(s('text', { className: 'nbscale-chart-tick', x: left + plotW, y: height - 4, 'text-anchor': 'end' }, 'newest'));
+  if (!points.length) {
+    svg.appendChild(s('text', { className: 'nbscale-chart-tick', x: left, y: height - 4, 'text-anchor': 'start' }, 'no runs yet'));
   }
+  runLabels(svg, points, x, height - 4, options);
 
   if (points.length > 1) {
     const d = points.map((p, i) => `${i ? 'L' : 'M'}${x(i).toFixed(1)},${y(p.value).toFixed(1)}`).join(' ');
@@ -100,7 +103,7 @@ export function renderLineChart(points: ISeriesPoint[], options: IChartOptions =
         r: best ? 5 : 3,
         'data-run': p.run_id
       },
-      s('title', {}, `${formatTime(p.created)}  ${formatNumber(p.value)}${best ? '  (best)' : ''}`)
+      s('title', {}, `run ${runLabel(p.run_id)} · ${formatTime(p.created)}  ${formatNumber(p.value)}${best ? '  (best)' : ''}`)
     );
     svg.appendChild(dot);
     if (best) {
@@ -120,4 +123,29 @@ export function renderLineChart(points: ISeriesPoint[], options: IChartOptions =
     }
   });
   return svg;
+}
+
+/** Each point's run under the axis, oldest left; with many runs every k-th and the newest. */
+function runLabels(
+  svg: SVGSVGElement,
+  points: ISeriesPoint[],
+  x: (i: number) => number,
+  y: number,
+  options: IChartOptions
+): void {
+  const label = options.label ?? ((p: ISeriesPoint) => runLabel(p.run_id));
+  const every = Math.max(1, Math.ceil(points.length / (options.maxLabels ?? 5)));
+  points.forEach((p, i) => {
+    const last = i === points.length - 1;
+    if (i % every !== 0 && !last) {
+      return;
+    }
+    if (!last && points.length - 1 - i < every) {
+      return; // too close to the newest, which is always labelled
+    }
+    const anchor = points.length > 1 && i === 0 ? 'start' : points.length > 1 && last ? 'end' : 'middle';
+    svg.appendChild(
+      s('text', { className: 'nbscale-chart-tick nbscale-chart-run', x: x(i), y, 'text-anchor': anchor, 'data-label-of': p.run_id }, label(p))
+    );
+  });
 }

@@ -1,9 +1,16 @@
 /**
  * Cluster: the Dask cluster the runs use: workers, threads, memory and CPU bars, tasks by
- * state; scale to N, adaptive min/max, close; a link to the Dask dashboard. The controls are
- * built once and keep what the user types while live samples re-render the figures.
+ * state; scale to N, adaptive min/max, close; the Dask dashboard's link (through the Jupyter
+ * server when it can be) and buttons that open its plots as main-area panes. The controls are
+ * built once and keep what the user types while live samples re-render the figures. A running
+ * pipeline's own cluster (kind 'run', shown while the server has none) lives in the run's process
+ * and ends with it: it gets no Scale/Adapt/Close controls at all, only the offer to start one.
  */
-import { bar, h, replace, safeHref } from './dom';
+import { PageConfig } from '@jupyterlab/coreutils';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { DASHBOARD_PLOTS, dashboardLinks, IPlotRequest, plotUrl } from './dashboardPane';
+import { bar, h, replace } from './dom';
 import { formatBytes } from './format';
 import { Section } from './section';
 import { PanelState, Part } from './state';
@@ -45,7 +52,12 @@ export class ClusterSection extends Section {
   private readonly _address: HTMLInputElement;
   private readonly _runOwn: HTMLElement;
   private readonly _controls: HTMLElement[];
+  private readonly _actions: HTMLElement;
+  private readonly _dashboard: HTMLElement;
+  private readonly _plotRequested = new Signal<this, IPlotRequest>(this);
   private _shownStatus: string | null = null;
+  private _shownOwn: boolean | null = null;
+  private _shownDashboard = '';
 
   constructor(state: PanelState) {
     super(state, 'Cluster', ['cluster']);
@@ -107,7 +119,9 @@ export class ClusterSection extends Section {
         )
       )
     ];
-    this._running = h('div', { className: 'nbscale-cluster-running' }, this._stats, ...this._controls);
+    this._actions = h('div', { className: 'nbscale-cluster-actions' });
+    this._dashboard = h('div', { className: 'nbscale-dashboard' });
+    this._running = h('div', { className: 'nbscale-cluster-running' }, this._stats, this._dashboard, this._actions);
     for (const input of [this._scaleN, this._adaptMin, this._adaptMax]) {
       input.addEventListener('input', () => (input.dataset.dirty = '1'));
     }
@@ -132,9 +146,13 @@ export class ClusterSection extends Section {
         )
       )
     );
-    this._running.insertBefore(this._runOwn, this._running.children[1]);
     this.body.append(this._none, this._running);
     this.refresh();
+  }
+
+  /** A dashboard plot button was clicked: open it as a main-area pane (index.ts). */
+  get plotRequested(): ISignal<this, IPlotRequest> {
+    return this._plotRequested;
   }
 
   async scale(n?: number): Promise<void> {
@@ -176,16 +194,63 @@ export class ClusterSection extends Section {
       }
       return;
     }
-    const own = cluster.kind === 'run';
-    this._runOwn.hidden = !own;
-    for (const control of this._controls) {
-      control.hidden = own;
-    }
+    this._showActions(cluster.kind === 'run');
+    this._renderDashboard(cluster);
     const workers = cluster.workers ?? [];
     this.setExtra(`${workers.length} worker${workers.length === 1 ? '' : 's'}`);
     this._fillControls(cluster, this._shownStatus !== 'running');
     this._shownStatus = cluster.status;
     this._renderStats(cluster);
+  }
+
+  /** Scale/Adapt/Close for a cluster the server has; for a run's own one, not there at all (a
+   * `hidden` attribute alone loses to the rows' `display: flex`). */
+  private _showActions(own: boolean): void {
+    if (own !== this._shownOwn) {
+      this._shownOwn = own;
+      replace(this._actions, ...(own ? [this._runOwn] : this._controls));
+    }
+  }
+
+  /** The dashboard's link, why it is missing or direct, and the plot buttons; rebuilt only when
+   * they change, so a sample never swaps a button under the pointer. */
+  private _renderDashboard(cluster: IClusterModel): void {
+    const links = dashboardLinks(cluster, PageConfig.getBaseUrl());
+    const key = JSON.stringify(links);
+    if (key === this._shownDashboard) {
+      return;
+    }
+    this._shownDashboard = key;
+    const root = links.root;
+    const plots = root
+      ? DASHBOARD_PLOTS.map(plot => {
+          const b = h(
+            'button',
+            { className: 'nbscale-button nbscale-plot-button', type: 'button', 'data-plot': plot.route, title: `Open the Dask ${plot.label} plot in a tab` },
+            plot.label
+          );
+          b.addEventListener('click', () => this._plotRequested.emit({ plot, url: plotUrl(root, plot) }));
+          return b;
+        })
+      : [];
+    replace(
+      this._dashboard,
+      links.href
+        ? h(
+            'a',
+            {
+              href: links.href,
+              target: '_blank',
+              rel: 'noopener noreferrer',
+              className: 'nbscale-dashboard-link',
+              'data-proxied': links.proxied ? '1' : '0'
+            },
+            'Dashboard ↗'
+          )
+        : null,
+      links.note ? h('span', { className: 'nbscale-muted nbscale-dashboard-note' }, links.note) : null,
+      plots.length ? h('div', { className: 'nbscale-buttons nbscale-plot-buttons', role: 'group', 'aria-label': 'Dask dashboard plots' }, ...plots) : null
+    );
   }
 
   /** Put the cluster's values in the inputs the user has not touched (and is not typing in). */
@@ -208,12 +273,25 @@ export class ClusterSection extends Section {
   private _renderStats(cluster: IClusterModel): void {
     const workers = cluster.workers ?? [];
     const threads = cluster.threads ?? workers.reduce((t, w) => t + (w.nthreads || 0), 0);
-    const dashboard = safeHref(cluster.dashboard_link ?? null);
     const tasks = taskStates(cluster.tasks);
     const table = h(
       'table',
-      { className: 'nbscale-table nbscale-workers' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'worker'), h('th', {}, 'threads'), h('th', {}, 'memory'), h('th', {}, 'CPU')))
+      { className: 'nbscale-table nbscale-workers', 'aria-label': 'Workers' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          // the columns shrink with the sidebar: a header that ellipsizes keeps its name as a title
+          ...[
+            ['worker', 'Worker (its address in the title)'],
+            ['threads', 'Threads'],
+            ['memory', 'Memory used'],
+            ['CPU', 'CPU use']
+          ].map(([text, title]) => h('th', { title, scope: 'col' }, text))
+        )
+      )
     );
     const tbody = h('tbody');
     for (const w of workers) {
@@ -223,8 +301,8 @@ export class ClusterSection extends Section {
           { 'data-worker': w.address },
           h('td', { className: 'nbscale-ellipsis', title: w.address }, String(w.name ?? w.address)),
           h('td', { className: 'nbscale-num' }, w.nthreads),
-          h('td', {}, bar(memoryFraction(w.memory_used, w.memory_limit), formatBytes(w.memory_used), 'nbscale-bar-small')),
-          h('td', {}, bar(cpuFraction(w.cpu, w.nthreads), `${Math.round(w.cpu ?? 0)}%`, 'nbscale-bar-small'))
+          h('td', {}, bar(memoryFraction(w.memory_used, w.memory_limit), formatBytes(w.memory_used), 'nbscale-bar-small', `worker ${w.name ?? w.address} memory`)),
+          h('td', {}, bar(cpuFraction(w.cpu, w.nthreads), `${Math.round(w.cpu ?? 0)}%`, 'nbscale-bar-small', `worker ${w.name ?? w.address} CPU`))
         )
       );
     }
@@ -235,10 +313,7 @@ export class ClusterSection extends Section {
         'div',
         { className: 'nbscale-cluster-title' },
         h('strong', {}, cluster.kind === 'run' ? "run's cluster" : cluster.kind ?? 'cluster'),
-        h('span', { className: 'nbscale-muted nbscale-ellipsis', title: cluster.scheduler_address ?? '' }, ` ${cluster.scheduler_address ?? ''}`),
-        dashboard
-          ? h('a', { href: dashboard, target: '_blank', rel: 'noopener noreferrer', className: 'nbscale-dashboard-link' }, 'Dashboard ↗')
-          : null
+        h('span', { className: 'nbscale-muted nbscale-ellipsis', title: cluster.scheduler_address ?? '' }, ` ${cluster.scheduler_address ?? ''}`)
       ),
       h(
         'dl',
@@ -257,14 +332,15 @@ export class ClusterSection extends Section {
         bar(
           memoryFraction(cluster.memory_used, cluster.memory_limit),
           `${formatBytes(cluster.memory_used)} / ${formatBytes(cluster.memory_limit)}`,
-          'nbscale-memory'
+          'nbscale-memory',
+          'Cluster memory'
         )
       ),
       h(
         'div',
         { className: 'nbscale-bar-row' },
         h('span', { className: 'nbscale-bar-name' }, 'CPU'),
-        bar(cpuFraction(cluster.cpu, threads), `${Math.round(cluster.cpu ?? 0)}% of ${Math.max(1, threads) * 100}%`, 'nbscale-cpu')
+        bar(cpuFraction(cluster.cpu, threads), `${Math.round(cluster.cpu ?? 0)}% of ${Math.max(1, threads) * 100}%`, 'nbscale-cpu', 'Cluster CPU')
       ),
       h(
         'div',

@@ -2,14 +2,21 @@
  * Every command id of the extension, in one place, and the commands themselves.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import { ICommandPalette, InputDialog, showErrorMessage } from '@jupyterlab/apputils';
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { ICommandPalette, InputDialog, MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
+import { Widget } from '@lumino/widgets';
 import { INotebookTracker } from '@jupyterlab/notebook';
 
 import { downloadText } from './dom';
 import { kfpYamlFileName } from './format';
+import { NbscaleApi } from './api';
 import { nbscaleIcon } from './icons';
 import { NbscalePanel } from './panel';
-import { stepOfTags, validateStepName, withStepTag } from './tags';
+import { PipelineView } from './pipelineView';
+import { PanelState } from './state';
+import { StepDetailApi } from './stepDetailApi';
+import { cellEditorContext, editCellTags } from './cellEditor';
+import { validateStepName, withStepTag } from './tags';
 import { Engine } from './wire';
 
 export namespace CommandIDs {
@@ -21,6 +28,7 @@ export namespace CommandIDs {
   export const scaleCluster = 'nbscale:scale-cluster';
   export const refresh = 'nbscale:refresh';
   export const setStepTag = 'nbscale:set-step-tag';
+  export const openPipelineView = 'nbscale:open-pipeline-view';
 }
 
 export const PALETTE_CATEGORY = 'nbscale';
@@ -49,9 +57,11 @@ export function addCommands(
   });
 
   commands.addCommand(CommandIDs.run, {
-    label: args => (args.engine ? `Run Pipeline (${args.engine})` : 'Run Notebook as Pipeline'),
-    caption: 'Run the tagged notebook as a pipeline (on Dask unless the settings say otherwise)',
-    isEnabled: () => hasNotebook() && !state.runActive,
+    label: args => (args.toolbar ? 'Run as pipeline' : args.engine ? `Run Pipeline (${args.engine})` : 'Run Notebook as Pipeline'),
+    // disabled while a run cannot start (compile errors, a run going on): the tooltip says why
+    caption: () => state.runBlockedReason ?? 'Run the tagged notebook as a pipeline (on Dask unless the settings say otherwise)',
+    icon: args => (args.toolbar ? nbscaleIcon : undefined),
+    isEnabled: () => !state.runBlockedReason,
     execute: async args => {
       shell.activateById(panel.id);
       const engine = (args.engine as Engine | undefined) ?? state.settings.defaultEngine;
@@ -123,34 +133,37 @@ export function addCommands(
 
   commands.addCommand(CommandIDs.setStepTag, {
     label: args => (args.toolbar ? '' : 'Set Pipeline Step…'),
-    caption: "Set or change the active cell's step:NAME tag (empty removes it)",
+    caption: "Edit the active cell's pipeline tags: role, step name, after:, resources, retries, cache, timeout",
     icon: args => (args.toolbar ? nbscaleIcon : undefined),
     isEnabled: () => !!tracker.activeCell,
     execute: async args => {
+      const nb = tracker.currentWidget;
       const cell = tracker.activeCell;
-      if (!cell) {
+      if (!nb || !cell) {
         return;
       }
       const tags = (cell.model.getMetadata('tags') as string[] | undefined) ?? [];
-      let name = args.name as string | undefined;
-      if (name === undefined) {
-        const answer = await InputDialog.getText({
-          title: 'Pipeline step of this cell',
-          label: 'Step name (empty removes the step tag)',
-          text: stepOfTags(tags) ?? '',
-          placeholder: 'train'
-        });
-        if (!answer.button.accept || answer.value === null) {
+      let next: string[] | null;
+      if (args.name !== undefined) {
+        // a step name given by the caller: set it (a skip/imports/... cell becomes a step)
+        const error = validateStepName(String(args.name));
+        if (error) {
+          fail('Invalid step name')(new Error(error));
           return;
         }
-        name = answer.value;
+        next = withStepTag(tags, String(args.name));
+      } else {
+        try {
+          const context = cellEditorContext(nb.content, cell.model, nb.context.path);
+          next = await editCellTags(tags, context, { showDialog, Dialog });
+        } catch (err) {
+          fail('Could not set the tags')(err);
+          return;
+        }
       }
-      const error = validateStepName(name);
-      if (error) {
-        fail('Invalid step name')(new Error(error));
+      if (next === null) {
         return;
       }
-      const next = withStepTag(tags, name);
       if (next.length) {
         cell.model.setMetadata('tags', next);
       } else {
@@ -159,9 +172,50 @@ export function addCommands(
     }
   });
 
+  // Run and Cancel are enabled (and the Run tooltip says why not) as the panel's state changes.
+  state.changed.connect(() => {
+    commands.notifyCommandChanged(CommandIDs.run);
+    commands.notifyCommandChanged(CommandIDs.cancelRun);
+  });
+
+  addPipelineViewCommand(app, state);
+
   if (palette) {
     for (const command of Object.values(CommandIDs)) {
       palette.addItem({ command, category: PALETTE_CATEGORY });
     }
   }
+}
+
+/** nbscale:open-pipeline-view {step?}: the main-area pipeline view of the panel's notebook (one, reused). */
+function addPipelineViewCommand(app: JupyterFrontEnd, state: PanelState): void {
+  let widget: MainAreaWidget<PipelineView> | null = null;
+  app.commands.addCommand(CommandIDs.openPipelineView, {
+    label: 'Open Pipeline View',
+    caption: "The notebook's pipeline in the main area: zoom, edge names, live statuses, step details",
+    isEnabled: () => !!state.path,
+    execute: args => {
+      if (!widget || widget.isDisposed) {
+        const view = new PipelineView(state, new StepDetailApi(new NbscaleApi()));
+        widget = new MainAreaWidget({ content: view });
+        widget.id = 'nbscale-pipeline-view-area';
+        widget.title.label = view.title.label;
+        widget.title.closable = true;
+        widget.title.icon = nbscaleIcon;
+        view.title.changed.connect(() => {
+          widget!.title.label = view.title.label;
+          widget!.title.caption = view.title.caption;
+        });
+        widget.toolbar.addItem('nbscale-pipeline-controls', new Widget({ node: view.controls }));
+      }
+      if (!widget.isAttached) {
+        app.shell.add(widget, 'main', { mode: 'split-bottom' }); // wide: a left-to-right pipeline fits
+      }
+      app.shell.activateById(widget.id);
+      const step = typeof args.step === 'string' ? args.step : null;
+      if (step) {
+        widget.content.selectStep(step, false);
+      }
+    }
+  });
 }

@@ -1,11 +1,14 @@
 /**
- * Renders a laid-out DAG as SVG: one box per step (coloured stripe = the step's badge colour,
- * fill = its status in the shown run), arrows for data and ordering edges.
+ * Renders a laid-out DAG as SVG at its natural size (text never shrinks below the CSS font size;
+ * a container scrolls or zooms it): one box per step (coloured stripe = the step's badge colour,
+ * outline = its status in the shown run, a mark for its diagnostics), arrows for data and
+ * ordering edges, and the names that flow when the layout made room for them.
  */
 import { stepColour } from './colours';
 import { s } from './dom';
-import { statusLabel } from './format';
+import { cellLabel, statusLabel } from './format';
 import { IDagLayout } from './layout';
+import { IDiagnostic, IPipelineModel } from './wire';
 
 export interface IDagRenderOptions {
   statuses?: Record<string, string>;
@@ -13,6 +16,50 @@ export interface IDagRenderOptions {
   onSelect?: (step: string) => void;
   /** Unique per panel so marker ids do not clash between documents. */
   idPrefix?: string;
+  /** The diagnostics of each step (`diagnosticsByStep`): marked on its box, listed in its title. */
+  diagnostics?: Record<string, IDiagnostic[]>;
+  /** Drawn size = layout size × zoom (the main-area view's zoom; the sidebar draws at 1). */
+  zoom?: number;
+}
+
+const SEVERITY_RANK: Record<string, number> = { error: 0, warning: 1, info: 2 };
+
+/** Step → the diagnostics about one of its cells (a diagnostic of no cell belongs to no step). */
+export function diagnosticsByStep(pipeline: Pick<IPipelineModel, 'steps' | 'diagnostics'>): Record<string, IDiagnostic[]> {
+  const stepOfCell = new Map<number, string>();
+  for (const step of pipeline.steps) {
+    for (const cell of step.cells ?? []) {
+      stepOfCell.set(cell, step.name);
+    }
+  }
+  const out: Record<string, IDiagnostic[]> = {};
+  for (const d of pipeline.diagnostics ?? []) {
+    const step = d.cell === null || d.cell === undefined ? undefined : stepOfCell.get(d.cell);
+    if (step !== undefined) {
+      (out[step] = out[step] ?? []).push(d);
+    }
+  }
+  return out;
+}
+
+/** The worst severity among diagnostics ('error' before 'warning' before 'info'). */
+export function worstSeverity(diagnostics: IDiagnostic[]): string | null {
+  let worst: string | null = null;
+  for (const d of diagnostics) {
+    if (worst === null || (SEVERITY_RANK[d.severity] ?? 3) < (SEVERITY_RANK[worst] ?? 3)) {
+      worst = d.severity;
+    }
+  }
+  return worst;
+}
+
+function nodeTitle(name: string, status: string, diagnostics: IDiagnostic[]): string {
+  const lines = [status === 'none' ? name : `${name}: ${statusLabel(status)}`];
+  for (const d of diagnostics) {
+    const where = d.cell === null || d.cell === undefined ? '' : ` (${cellLabel(d.cell)})`;
+    lines.push(`${d.severity}${where}: ${d.message}`);
+  }
+  return lines.join('\n');
 }
 
 function pathOf(points: { x: number; y: number }[]): string {
@@ -38,17 +85,16 @@ function pathOf(points: { x: number; y: number }[]): string {
 export function renderDag(layout: IDagLayout, options: IDagRenderOptions = {}): SVGSVGElement {
   const statuses = options.statuses ?? {};
   const markerId = `${options.idPrefix ?? 'nbscale'}-arrow`;
+  const zoom = options.zoom ?? 1;
   const svg = s('svg', {
     className: 'nbscale-dag',
     viewBox: `0 0 ${layout.width} ${layout.height}`,
-    width: layout.width,
-    height: layout.height,
+    width: Math.ceil(layout.width * zoom),
+    height: Math.ceil(layout.height * zoom),
     role: 'img',
     'aria-label': `Pipeline with ${layout.nodes.length} steps`,
     'data-steps': layout.nodes.length
   });
-  svg.style.maxWidth = '100%';
-  svg.style.height = 'auto';
   const defs = s(
     'defs',
     {},
@@ -86,6 +132,28 @@ export function renderDag(layout: IDagLayout, options: IDagRenderOptions = {}): 
     );
   }
   svg.appendChild(edges);
+  const labels = s('g', { className: 'nbscale-dag-edge-labels' });
+  for (const e of layout.edges) {
+    if (e.label) {
+      labels.appendChild(
+        s(
+          'text',
+          {
+            className: 'nbscale-dag-edge-label',
+            x: e.label.x,
+            y: e.label.y,
+            'text-anchor': 'middle',
+            'dominant-baseline': 'central',
+            'data-from': e.from,
+            'data-to': e.to
+          },
+          e.label.text,
+          s('title', {}, e.names.join(', '))
+        )
+      );
+    }
+  }
+  svg.appendChild(labels);
 
   const nodes = s('g', { className: 'nbscale-dag-nodes' });
   const order = layout.nodes.map(n => n.name);
@@ -93,15 +161,22 @@ export function renderDag(layout: IDagLayout, options: IDagRenderOptions = {}): 
     const status = statuses[n.name] ?? 'none';
     const left = n.x - n.width / 2;
     const top = n.y - n.height / 2;
+    const diagnostics = options.diagnostics?.[n.name] ?? [];
+    const severity = worstSeverity(diagnostics);
     const g = s('g', {
-      className: `nbscale-dag-node nbscale-status-${status}${options.selected === n.name ? ' nbscale-selected' : ''}`,
+      className: `nbscale-dag-node nbscale-status-${status}${options.selected === n.name ? ' nbscale-selected' : ''}${
+        severity ? ` nbscale-dag-has-${severity}` : ''
+      }`,
       'data-step': n.name,
       'data-status': status,
+      'data-severity': severity ?? undefined,
       tabindex: 0,
       role: 'button',
-      'aria-label': `step ${n.name}${status !== 'none' ? `, ${statusLabel(status)}` : ''}`
+      'aria-label': `step ${n.name}${status !== 'none' ? `, ${statusLabel(status)}` : ''}${
+        diagnostics.length ? `, ${diagnostics.length} diagnostic${diagnostics.length === 1 ? '' : 's'}` : ''
+      }`
     });
-    g.appendChild(s('title', {}, status === 'none' ? n.name : `${n.name}: ${statusLabel(status)}`));
+    g.appendChild(s('title', {}, nodeTitle(n.name, status, diagnostics)));
     g.appendChild(
       s('rect', { className: 'nbscale-dag-box', x: left, y: top, width: n.width, height: n.height, rx: 5, ry: 5 })
     );
@@ -111,6 +186,9 @@ export function renderDag(layout: IDagLayout, options: IDagRenderOptions = {}): 
     g.appendChild(
       s('text', { className: 'nbscale-dag-label', x: n.x + 3, y: n.y, 'text-anchor': 'middle', 'dominant-baseline': 'central' }, n.name)
     );
+    if (severity) {
+      g.appendChild(diagnosticMark(left + n.width, top, severity));
+    }
     if (options.onSelect) {
       const select = options.onSelect;
       g.addEventListener('click', () => select(n.name));
@@ -126,4 +204,14 @@ export function renderDag(layout: IDagLayout, options: IDagRenderOptions = {}): 
   }
   svg.appendChild(nodes);
   return svg;
+}
+
+/** A round mark on a box's top-right corner: "!" for an error or warning, "i" for information. */
+function diagnosticMark(x: number, y: number, severity: string): SVGGElement {
+  return s(
+    'g',
+    { className: `nbscale-dag-diagnostic nbscale-severity-${severity}`, 'aria-hidden': 'true' },
+    s('circle', { cx: x - 2, cy: y + 2, r: 7 }),
+    s('text', { x: x - 2, y: y + 2.5, 'text-anchor': 'middle', 'dominant-baseline': 'central' }, severity === 'info' ? 'i' : '!')
+  );
 }

@@ -71,8 +71,12 @@ export function replace(el: Element, ...children: Child[]): void {
   append(el, children);
 }
 
-/** A horizontal bar: `fraction` of 1 filled, with a text label on top. */
-export function bar(fraction: number, label: string, className = ''): HTMLElement {
+/**
+ * A horizontal bar: `fraction` of 1 filled, with a text label on top. It is a labelled
+ * progressbar: `name` is its accessible name ("Memory", "Run progress") and the label its
+ * value text, so a screen reader says "Memory, 1.2 GiB / 4 GiB" rather than a bare number.
+ */
+export function bar(fraction: number, label: string, className = '', name = ''): HTMLElement {
   const f = Math.max(0, Math.min(1, isFinite(fraction) ? fraction : 0));
   const fill = h('div', { className: 'nbscale-bar-fill' });
   fill.style.width = `${(f * 100).toFixed(1)}%`;
@@ -84,13 +88,57 @@ export function bar(fraction: number, label: string, className = ''): HTMLElemen
     {
       className: `nbscale-bar ${className}`.trim(),
       role: 'progressbar',
+      'aria-label': name || null,
       'aria-valuemin': 0,
       'aria-valuemax': 100,
-      'aria-valuenow': Math.round(f * 100)
+      'aria-valuenow': Math.round(f * 100),
+      'aria-valuetext': label || null,
+      title: name ? `${name}: ${label}` : label || null
     },
     fill,
-    h('span', { className: 'nbscale-bar-label' }, label)
+    h('span', { className: 'nbscale-bar-label', 'aria-hidden': 'true' }, label)
   );
+}
+
+export interface IButtonOptions {
+  /** The tooltip (and the accessible description). */
+  title?: string;
+  /** accept: the main action; warn: a destructive one; minimal: no background (icon-like). */
+  kind?: 'accept' | 'warn' | 'minimal' | 'default';
+  className?: string;
+  /** An accessible name when the text alone does not say it (an icon, "↺"). */
+  label?: string;
+  onClick?: () => void;
+}
+
+const BUTTON_KINDS: Record<string, string> = {
+  accept: 'jp-mod-accept nbscale-primary',
+  warn: 'jp-mod-warn nbscale-danger',
+  minimal: 'jp-mod-minimal',
+  default: 'nbscale-secondary'
+};
+
+/**
+ * A JupyterLab button: the markup @jupyterlab/ui-components' `Button` renders (`jp-Button`,
+ * small, styled, accept/warn) so it follows the theme like JupyterLab's own, without pulling
+ * React into the panel.
+ */
+export function button(text: string, options: IButtonOptions = {}): HTMLButtonElement {
+  const kind = BUTTON_KINDS[options.kind ?? 'default'];
+  const b = h(
+    'button',
+    {
+      type: 'button',
+      className: `jp-Button jp-mod-styled jp-mod-small nbscale-button ${kind} ${options.className ?? ''}`.trim(),
+      title: options.title ?? null,
+      'aria-label': options.label ?? null
+    },
+    text
+  );
+  if (options.onClick) {
+    b.addEventListener('click', options.onClick);
+  }
+  return b;
 }
 
 /** Only http(s) links are shown as links: a `javascript:` URL from anywhere is text. */

@@ -1,6 +1,7 @@
 /**
  * Text the panel shows for values from the server: durations, bytes, numbers, times, status
- * labels, tracebacks (without terminal colours), and the file name of an exported pipeline.
+ * labels, tracebacks (without terminal colours), the elapsed time of a running step, and the file
+ * name of an exported pipeline.
  */
 import { IStepError } from './wire';
 
@@ -126,4 +127,32 @@ export function errorTitle(error: IStepError): string {
 /** The file an exported pipeline downloads as: its name, with only file-name-safe characters. */
 export function kfpYamlFileName(pipelineName: string | null | undefined): string {
   return `${(pipelineName ?? 'pipeline').replace(/[^A-Za-z0-9_.-]/g, '_')}.yaml`;
+}
+
+/**
+ * The number JupyterLab shows for the cell at 0-based `index` (its status bar's "Cell N/M", which
+ * counts markdown cells too). The server's models keep the index; only text shows the number.
+ */
+export function cellNumber(index: number): number {
+  return index + 1;
+}
+
+/** "cell 5", or "cell 5, line 2": how the panel names the cell at 0-based `index` (as the CLI does). */
+export function cellLabel(index: number, line?: number | null): string {
+  const label = `cell ${cellNumber(index)}`;
+  return line ? `${label}, line ${line}` : label;
+}
+
+/** Seconds from an ISO timestamp to `now` (a running step's elapsed time); null without one. */
+export function secondsSince(iso: string | null | undefined, now: number = Date.now()): number | null {
+  const d = parseTime(iso);
+  return d ? Math.max(0, (now - d.getTime()) / 1000) : null;
+}
+
+/** A running step's elapsed time, in whole seconds so that it ticks calmly: "7 s", "2 min 5 s". */
+export function formatElapsed(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) {
+    return '';
+  }
+  return seconds < 60 ? `${Math.floor(seconds)} s` : formatDuration(Math.floor(seconds));
 }

@@ -11,8 +11,11 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { NbscaleApi } from './api';
 import { decorateCells, statusesFor, stepOrderFor } from './badges';
 import { addCommands } from './commands';
+import { openDashboardPane } from './dashboardPane';
 import { nbscaleIcon } from './icons';
 import { NbscalePanel, PANEL_ID } from './panel';
+import { openComparison } from './compareMainArea';
+import { RunListSection } from './runList';
 import { readSettings } from './settings';
 import { PanelState } from './state';
 
@@ -56,6 +59,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       restorer.add(panel, PANEL_ID);
     }
     addCommands(app, panel, tracker, palette);
+    // The run list (after the Run section); Compare opens the comparison in the main area.
+    const runList = new RunListSection(state, runIds => {
+      if (state.path) {
+        openComparison(app, api, state.path, runIds);
+      }
+    });
+    panel.insertWidget(panel.widgets.indexOf(panel.run) + 1, runList);
+    // The Cluster section's dashboard plot buttons open main-area panes.
+    panel.cluster.plotRequested.connect((_, request) => openDashboardPane(app, request));
 
     // Follow the active notebook.
     const follow = (nb: NotebookPanel | null) => {
@@ -128,6 +140,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (part === 'run' || part === 'pipeline' || part === 'settings' || part === 'path') {
         redraws.forEach(redraw => redraw());
       }
+    });
+
+    // The sidebar's "Open pipeline view" (and a step row's detail) open the main-area view.
+    state.pipelineViewRequested.connect((_, step) => {
+      void app.commands.execute('nbscale:open-pipeline-view', step ? { step } : {});
     });
 
     // A click on a step, a diagnostic or a traceback selects the cell.

@@ -19,6 +19,8 @@ export interface ILaidOutEdge {
   to: string;
   names: string[];
   points: { x: number; y: number }[];
+  /** Where the names that flow are written (centre), when the layout made room for them. */
+  label?: { x: number; y: number; width: number; height: number; text: string };
 }
 
 export interface IDagLayout {
@@ -34,11 +36,23 @@ export interface ILayoutOptions {
   charWidth?: number;
   nodeHeight?: number;
   padding?: number;
+  /** Make room for each edge's names (the main-area view); the sidebar shows them as titles. */
+  edgeLabels?: boolean;
 }
 
 export const NODE_HEIGHT = 30;
 const CHAR_WIDTH = 7.2;
 const MIN_WIDTH = 64;
+const LABEL_HEIGHT = 16;
+const LABEL_NAMES = 3; // more names than this are counted, not listed: "a, b, c +2"
+
+/** An edge's label: the names that flow along it (none: an ordering edge, no label). */
+export function edgeLabelText(names: string[]): string {
+  if (names.length <= LABEL_NAMES) {
+    return names.join(', ');
+  }
+  return `${names.slice(0, LABEL_NAMES).join(', ')} +${names.length - LABEL_NAMES}`;
+}
 
 /** The width a step box needs for its label. */
 export function nodeWidth(name: string, charWidth = CHAR_WIDTH): number {
@@ -64,8 +78,10 @@ export function layoutPipeline(pipeline: Pick<IPipelineModel, 'steps' | 'edges'>
     g.setNode(step.name, { width: nodeWidth(step.name, options.charWidth), height });
   }
   const edges = pipeline.edges.filter(e => names.has(e.from) && names.has(e.to) && e.from !== e.to);
+  const charWidth = options.charWidth ?? CHAR_WIDTH;
   for (const e of edges) {
-    g.setEdge(e.from, e.to, {});
+    const text = options.edgeLabels ? edgeLabelText(e.names ?? []) : '';
+    g.setEdge(e.from, e.to, text ? { width: Math.ceil(text.length * charWidth * 0.9 + 8), height: LABEL_HEIGHT, labelpos: 'c' } : {});
   }
   layout(g);
   const graph = g.graph() as { width?: number; height?: number };
@@ -75,7 +91,16 @@ export function layoutPipeline(pipeline: Pick<IPipelineModel, 'steps' | 'edges'>
   });
   const laidEdges: ILaidOutEdge[] = edges.map(e => {
     const data = g.edge(e.from, e.to) as any;
-    return { from: e.from, to: e.to, names: e.names ?? [], points: (data?.points ?? []).map((p: any) => ({ x: p.x, y: p.y })) };
+    const laid: ILaidOutEdge = {
+      from: e.from,
+      to: e.to,
+      names: e.names ?? [],
+      points: (data?.points ?? []).map((p: any) => ({ x: p.x, y: p.y }))
+    };
+    if (data?.width && typeof data.x === 'number') {
+      laid.label = { x: data.x, y: data.y, width: data.width, height: data.height, text: edgeLabelText(laid.names) };
+    }
+    return laid;
   });
   // Edge routes may bulge past the nodes' box: fit the drawing to everything, with the margin.
   let minX = Infinity;
@@ -96,6 +121,10 @@ export function layoutPipeline(pipeline: Pick<IPipelineModel, 'steps' | 'edges'>
     for (const p of e.points) {
       grow(p.x, p.y);
     }
+    if (e.label) {
+      grow(e.label.x - e.label.width / 2, e.label.y - e.label.height / 2);
+      grow(e.label.x + e.label.width / 2, e.label.y + e.label.height / 2);
+    }
   }
   if (!isFinite(minX)) {
     return { width: Math.max(graph.width ?? 0, 1), height: Math.max(graph.height ?? 0, 1), nodes, edges: laidEdges };
@@ -110,6 +139,10 @@ export function layoutPipeline(pipeline: Pick<IPipelineModel, 'steps' | 'edges'>
     for (const p of e.points) {
       p.x += dx;
       p.y += dy;
+    }
+    if (e.label) {
+      e.label.x += dx;
+      e.label.y += dy;
     }
   }
   return {

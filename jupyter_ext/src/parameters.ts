@@ -1,7 +1,8 @@
 /**
  * Pipeline parameters in the Run form: which input a parameter gets, the text it shows, the
- * typed value typed text means (or one clear line saying why it is not one), and which values
- * a run is sent (only those that differ from the notebook's).
+ * typed value typed text means (or one clear line saying why it is not one), the form values
+ * of each notebook (ParameterForms), and which values a run is sent (only those that differ
+ * from the notebook's).
  */
 import { IParameter } from './wire';
 
@@ -93,6 +94,16 @@ export function coerceParameter(kind: ParameterKind, text: string | boolean, nam
   }
 }
 
+/** Two parameter values are the same when their JSON is (1.0 from Python is 1 here). */
+export function sameValue(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
+/** Whether the form's value of a parameter differs from the notebook's default. */
+export function isChanged(p: IParameter, values: Record<string, unknown>): boolean {
+  return p.name in values && !sameValue(values[p.name], p.default);
+}
+
 /** Only the parameters whose value differs from the notebook's default are sent. */
 export function changedParameters(
   parameters: IParameter[],
@@ -100,12 +111,72 @@ export function changedParameters(
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const p of parameters) {
-    if (!(p.name in values)) {
-      continue;
-    }
-    if (JSON.stringify(values[p.name]) !== JSON.stringify(p.default)) {
+    if (isChanged(p, values)) {
       out[p.name] = values[p.name];
     }
   }
   return out;
+}
+
+interface IForm {
+  /** The parameters cell as last compiled: what a value is compared with and reset to. */
+  parameters: IParameter[];
+  values: Record<string, unknown>;
+}
+
+/**
+ * The Run form's values, one set per notebook (keyed by path): a value typed for one notebook
+ * never shows in, or is sent with, another's run. Kept for the session, so switching back to
+ * a notebook finds its edits again.
+ */
+export class ParameterForms {
+  private readonly _forms = new Map<string, IForm>();
+
+  /** The form values of a notebook ({} before its pipeline is known). */
+  values(path: string | null): Record<string, unknown> {
+    return (path && this._forms.get(path)?.values) || {};
+  }
+
+  /**
+   * Take a notebook's freshly compiled parameters cell. A new parameter gets its default; a
+   * parameter whose default or type changed in the notebook is reset to the new default (the
+   * notebook is the newer word); the user's other edits stay; removed parameters go.
+   */
+  sync(path: string, parameters: IParameter[]): void {
+    const before = this._forms.get(path);
+    const values: Record<string, unknown> = {};
+    for (const p of parameters) {
+      const old = before?.parameters.find(q => q.name === p.name);
+      const kept = old && old.type === p.type && sameValue(old.default, p.default) && p.name in before!.values;
+      values[p.name] = kept ? before!.values[p.name] : p.default;
+    }
+    this._forms.set(path, { parameters, values });
+  }
+
+  set(path: string, name: string, value: unknown): void {
+    const form = this._forms.get(path);
+    if (form) {
+      form.values = { ...form.values, [name]: value };
+    }
+  }
+
+  /** Back to the notebook's defaults: one parameter, or all of them. */
+  reset(path: string, name?: string): void {
+    const form = this._forms.get(path);
+    if (!form) {
+      return;
+    }
+    const values = { ...form.values };
+    for (const p of form.parameters) {
+      if (name === undefined || p.name === name) {
+        values[p.name] = p.default;
+      }
+    }
+    form.values = values;
+  }
+
+  /** Forget a notebook's form (closed, renamed). */
+  forget(path: string): void {
+    this._forms.delete(path);
+  }
 }

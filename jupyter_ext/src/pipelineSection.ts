@@ -1,10 +1,12 @@
 /**
- * Pipeline: the step DAG of the active notebook (dagre layout, SVG), coloured by the shown
- * run's statuses, and the compiler's diagnostics; clicking a step or a diagnostic selects
- * its cell in the notebook.
+ * Pipeline: the step DAG of the active notebook (dagre layout, SVG at a readable size in a
+ * scrolling box), coloured by the shown run's statuses, steps with diagnostics marked, and the
+ * compiler's diagnostics; clicking a step or a diagnostic selects its cell in the notebook. A
+ * button opens the main-area pipeline view.
  */
-import { renderDag } from './dag';
-import { h, replace } from './dom';
+import { diagnosticsByStep, renderDag } from './dag';
+import { button, h, replace } from './dom';
+import { cellLabel } from './format';
 import { IDagLayout, layoutPipeline } from './layout';
 import { stepStatuses } from './reducers';
 import { Section } from './section';
@@ -15,11 +17,7 @@ export function diagnosticLocation(d: IDiagnostic): string {
   if (d.cell === null || d.cell === undefined) {
     return 'notebook';
   }
-  let loc = `cell ${d.cell}`;
-  if (d.line !== null && d.line !== undefined) {
-    loc += `, line ${d.line}`;
-  }
-  return loc;
+  return cellLabel(d.cell, d.line);
 }
 
 const SEVERITY_ORDER: Record<string, number> = { error: 0, warning: 1, info: 2 };
@@ -124,6 +122,7 @@ export class PipelineSection extends Section {
       statuses: stepStatuses(pipeline, this.state.run),
       selected: this._selected,
       idPrefix: 'nbscale-dag',
+      diagnostics: diagnosticsByStep(pipeline),
       onSelect: name => {
         this._selected = name;
         const step = pipeline.steps.find(s => s.name === name);
@@ -131,7 +130,13 @@ export class PipelineSection extends Section {
         this._renderDag(pipeline);
       }
     });
-    replace(this._dag, svg);
+    const open = button('Open pipeline view', {
+      kind: 'minimal',
+      className: 'nbscale-open-pipeline-view',
+      title: 'Open the pipeline in the main area: zoom, edge names, live statuses, step details',
+      onClick: () => this.state.requestPipelineView(this._selected)
+    });
+    replace(this._dag, h('div', { className: 'nbscale-dag-scroll' }, svg), open);
   }
 
   private _renderDiagnostics(pipeline: IPipelineModel): void {

@@ -1,10 +1,24 @@
 /**
- * The shown run's state from what the server says: live events applied at once, fetched
- * details merged without moving a step back, the steps in pipeline order, progress counts.
+ * The shown run's state from what the server says: live events applied at once (queued and
+ * running steps, a running step's output, the cluster starting), fetched details merged without
+ * moving a step back, the steps in pipeline order, progress counts that never say 100 % of a run
+ * that did not succeed.
  *
  * Pure functions of the wire models: they return new objects and never mutate their inputs.
  */
 import { IEvent, IPipelineModel, IRunDetail, isFinished, IStepRun, Status } from './wire';
+
+// event kinds (payload.kind) the reducers read (kernels/contract.py)
+const STEP_QUEUED = 'step_queued';
+const STEP_OUTPUT = 'step_output';
+const CLUSTER_STARTING = 'cluster_starting';
+const CLUSTER_STARTED = 'cluster_started';
+/** The phase a run shows while its embedded cluster starts. */
+export const STARTING_CLUSTER = 'starting cluster';
+/** How much of a running step's live output the panel keeps (the tail). */
+export const LIVE_OUTPUT_CHARS = 20000;
+// statuses of a step that ran to its end (cancelled and upstream-failed steps never did)
+const RAN: ReadonlySet<string> = new Set(['succeeded', 'cached', 'failed']);
 
 export function emptyStep(name: string, status: Status = 'pending'): IStepRun {
   return {
@@ -22,21 +36,24 @@ export function emptyStep(name: string, status: Status = 'pending'): IStepRun {
 }
 
 export interface IProgress {
+  /** Steps that ran to their end (succeeded, cached or failed): not cancelled or skipped ones. */
   done: number;
   total: number;
   failed: number;
   running: number;
+  queued: number;
   fraction: number;
 }
 
-/** How many steps are finished, out of all the steps of the run (or of the pipeline). */
+/** How many steps ran to their end, out of all the steps of the run (or of the pipeline). */
 export function progress(steps: { status: string }[], total?: number): IProgress {
   const n = Math.max(total ?? 0, steps.length);
   let done = 0;
   let failed = 0;
   let running = 0;
+  let queued = 0;
   for (const s of steps) {
-    if (isFinished(s.status)) {
+    if (RAN.has(s.status)) {
       done += 1;
     }
     if (s.status === 'failed' || s.status === 'upstream_failed') {
@@ -45,8 +62,29 @@ export function progress(steps: { status: string }[], total?: number): IProgress
     if (s.status === 'running') {
       running += 1;
     }
+    if (s.status === 'queued') {
+      queued += 1;
+    }
   }
-  return { done, total: n, failed, running, fraction: n ? done / n : 0 };
+  return { done, total: n, failed, running, queued, fraction: n ? done / n : 0 };
+}
+
+/**
+ * What the progress of a run in `runStatus` says: `count` beside the status ("2/4 steps"), and
+ * the bar's label. Only a succeeded run is 100 %: an unfinished run's percentage is rounded down,
+ * a run that ended otherwise shows how many steps finished, out of how many, with its status.
+ */
+export function progressText(runStatus: string, p: IProgress): { count: string; bar: string } {
+  const count = `${p.done}/${p.total} steps`;
+  if (runStatus === 'succeeded') {
+    return { count, bar: '100%' };
+  }
+  if (isFinished(runStatus)) {
+    const label = runStatus === 'upstream_failed' ? 'upstream failed' : runStatus;
+    return { count: `${p.done} of ${p.total} steps finished`, bar: `${label}: ${p.done}/${p.total}` };
+  }
+  const percent = p.total ? Math.min(99, Math.floor((100 * p.done) / p.total)) : 0;
+  return { count, bar: `${percent}%` };
 }
 
 /**
@@ -101,23 +139,31 @@ export function applyEvent(run: IRunDetail, event: IEvent): IRunDetail {
     return run;
   }
   const payload = (event.payload ?? {}) as Record<string, any>;
-  if (event.type === 'run' && event.status && event.status !== run.status) {
-    return { ...run, status: event.status, finished: payload.finished ?? run.finished };
+  if (event.type === 'run' && !event.status && (payload.kind === CLUSTER_STARTING || payload.kind === CLUSTER_STARTED)) {
+    return applyPhase(run, payload.kind === CLUSTER_STARTING ? STARTING_CLUSTER : null);
   }
-  if (event.type === 'step' && event.step && event.status) {
+  if (event.type === 'run' && event.status && event.status !== run.status) {
+    const phase = isFinished(event.status) ? null : run.phase;
+    return { ...run, status: event.status, finished: payload.finished ?? run.finished, phase };
+  }
+  if (event.type === 'step' && event.step && payload.kind === STEP_OUTPUT) {
+    return applyOutput(run, event.step, payload.stream, payload.text);
+  }
+  const status = event.status ?? (payload.kind === STEP_QUEUED ? 'queued' : undefined);
+  if (event.type === 'step' && event.step && status) {
     const steps = run.steps.slice();
     const i = steps.findIndex(s => s.name === event.step);
     const previous = i >= 0 ? steps[i] : emptyStep(event.step);
-    if (previous.status === event.status && !payload.duration_s) {
-      return run;
+    if ((previous.status === status && !payload.duration_s) || rank(status) < rank(previous.status)) {
+      return run; // events of one step come in order; a late one never moves it back
     }
-    const next: IStepRun = { ...previous, status: event.status };
+    const next: IStepRun = { ...previous, status };
     for (const key of ['started', 'finished', 'duration_s', 'cached', 'attempts', 'error'] as const) {
       if (payload[key] !== undefined) {
         (next as any)[key] = payload[key];
       }
     }
-    if (event.status === 'cached') {
+    if (status === 'cached') {
       next.cached = true;
     }
     if (i >= 0) {
@@ -125,17 +171,43 @@ export function applyEvent(run: IRunDetail, event: IEvent): IRunDetail {
     } else {
       steps.push(next);
     }
-    const status = run.status === 'pending' ? 'running' : run.status;
-    return { ...run, status, steps };
+    const runStatus = run.status === 'pending' ? 'running' : run.status;
+    // a step queued or started: the cluster is up
+    return { ...run, status: runStatus, steps, phase: null };
   }
   return run;
 }
 
-// pending < running < any finished status: how far a step (or run) has got
-const RANK: Record<string, number> = { pending: 0, running: 1 };
+function applyPhase(run: IRunDetail, phase: string | null): IRunDetail {
+  return (run.phase ?? null) === phase || isFinished(run.status) ? run : { ...run, phase };
+}
+
+/** A running step's output so far, the tail of it, on the stream it came on. */
+function applyOutput(run: IRunDetail, step: string, stream: unknown, text: unknown): IRunDetail {
+  if (typeof text !== 'string' || !text) {
+    return run;
+  }
+  const key = stream === 'stderr' ? 'stderr' : 'stdout';
+  const steps = run.steps.slice();
+  const i = steps.findIndex(s => s.name === step);
+  const previous = i >= 0 ? steps[i] : emptyStep(step, 'running');
+  if (isFinished(previous.status)) {
+    return run; // the stored output came with the step's end
+  }
+  const next = { ...previous, [key]: ((previous[key] ?? '') + text).slice(-LIVE_OUTPUT_CHARS) };
+  if (i >= 0) {
+    steps[i] = next;
+  } else {
+    steps.push(next);
+  }
+  return { ...run, steps };
+}
+
+// pending < queued < running < any finished status: how far a step (or run) has got
+const RANK: Record<string, number> = { pending: 0, queued: 1, running: 2 };
 
 function rank(status: string): number {
-  return RANK[status] ?? 2;
+  return RANK[status] ?? 3;
 }
 
 /**
@@ -149,7 +221,12 @@ export function mergeDetail(previous: IRunDetail | null, fetched: IRunDetail): I
   const before = new Map(previous.steps.map(s => [s.name, s]));
   const steps = fetched.steps.map(s => {
     const p = before.get(s.name);
-    return p && rank(p.status) > rank(s.status) ? { ...s, status: p.status, finished: p.finished ?? s.finished } : s;
+    if (!p) {
+      return s;
+    }
+    const merged = rank(p.status) > rank(s.status) ? { ...s, status: p.status, finished: p.finished ?? s.finished } : s;
+    // a step still running has no stored output yet: keep what its live output showed
+    return isFinished(merged.status) ? merged : { ...merged, stdout: s.stdout || p.stdout, stderr: s.stderr || p.stderr };
   });
   for (const p of previous.steps) {
     if (!fetched.steps.some(s => s.name === p.name) && rank(p.status) > 0) {
@@ -157,5 +234,5 @@ export function mergeDetail(previous: IRunDetail | null, fetched: IRunDetail): I
     }
   }
   const status = rank(previous.status) > rank(fetched.status) ? previous.status : fetched.status;
-  return { ...fetched, status, steps };
+  return { ...fetched, status, steps, phase: isFinished(status) ? null : previous.phase ?? null };
 }

@@ -1,60 +1,63 @@
 /**
- * Run: the parameters form (typed inputs, pre-filled from the notebook's parameters cell),
- * the run / export / submit / cancel buttons, and the shown run's steps with live status,
- * durations, a progress count, logs, and the traceback of a failed step (as text).
+ * Run: the parameters form (parameterForm.ts: this notebook's values, changed ones marked),
+ * the run / export / submit / cancel buttons (JupyterLab's jp-Button), and the shown run's steps with live status,
+ * durations, a progress count, logs, and the traceback of a failed step (as text). Live: queued
+ * apart from running, a running step's elapsed time (ticking) and output, the "starting cluster"
+ * phase, and a progress that is 100 % only for a succeeded run (reducers.progressText).
  */
 import { stepColour } from './colours';
-import { bar, downloadText, h, replace, safeHref } from './dom';
+import { bar, button, downloadText, h, replace, safeHref } from './dom';
 import {
+  cellLabel,
   errorTitle,
   formatDuration,
+  formatElapsed,
   formatTime,
   hasTraceback,
   kfpYamlFileName,
+  secondsSince,
   statusLabel,
   tracebackText
 } from './format';
-import { coerceParameter, parameterKind, parameterText } from './parameters';
-import { mergeSteps, progress } from './reducers';
+import { ParameterForm } from './parameterForm';
+import { mergeSteps, progress, progressText } from './reducers';
 import { Section } from './section';
 import { PanelState, Part } from './state';
-import { Engine, IParameter, IStepRun } from './wire';
+import { Engine, IStepRun } from './wire';
 
 export class RunSection extends Section {
-  private readonly _form: HTMLFormElement;
+  readonly form: ParameterForm;
   private readonly _buttons: HTMLElement;
   private readonly _status: HTMLElement;
   private readonly _runButtons: HTMLButtonElement[] = [];
   private readonly _cancel: HTMLButtonElement;
-  private _invalid = new Set<string>();
   private _expanded = new Set<string>();
 
   constructor(state: PanelState) {
     super(state, 'Run', ['pipeline', 'parameters', 'run', 'settings']);
-    this._form = h('form', { className: 'nbscale-params', 'aria-label': 'Pipeline parameters' });
-    this._form.addEventListener('submit', ev => {
-      ev.preventDefault();
-      void this.run(this.state.settings.defaultEngine);
+    this.form = new ParameterForm(state, () => void this.run(this.state.settings.defaultEngine));
+    const dask = button('Run on Dask', {
+      title: 'Run the pipeline on the Dask cluster',
+      kind: 'accept',
+      onClick: () => void this.run('dask')
     });
-    const button = (label: string, title: string, onClick: () => void, className = '') => {
-      const b = h('button', { className: `nbscale-button ${className}`.trim(), type: 'button', title }, label);
-      b.addEventListener('click', onClick);
-      return b;
-    };
-    const dask = button('Run on Dask', 'Run the pipeline on the Dask cluster', () => void this.run('dask'), 'nbscale-primary');
     dask.dataset.engine = 'dask';
-    const papermill = button('Run with papermill', 'Run each step as a notebook in a Jupyter kernel', () => void this.run('papermill'));
+    const papermill = button('Run with papermill', {
+      title: 'Run each step as a notebook in a Jupyter kernel',
+      onClick: () => void this.run('papermill')
+    });
     papermill.dataset.engine = 'papermill';
     this._runButtons.push(dask, papermill);
-    const exportKfp = button('Export to KFP', 'Download the Kubeflow Pipelines YAML', () => void this.exportKfp());
-    const submitKfp = button('Submit to KFP', 'Submit the pipeline to the configured Kubeflow Pipelines host', () =>
-      void this.submitKfp()
-    );
-    this._cancel = button('Cancel', 'Cancel the running pipeline', () => void this.cancel(), 'nbscale-danger');
+    const exportKfp = button('Export to KFP', { title: 'Download the Kubeflow Pipelines YAML', onClick: () => void this.exportKfp() });
+    const submitKfp = button('Submit to KFP', {
+      title: 'Submit the pipeline to the configured Kubeflow Pipelines host',
+      onClick: () => void this.submitKfp()
+    });
+    this._cancel = button('Cancel', { title: 'Cancel the running pipeline', kind: 'warn', onClick: () => void this.cancel() });
     this._cancel.disabled = true;
     this._buttons = h(
       'div',
-      { className: 'nbscale-buttons' },
+      { className: 'nbscale-buttons', role: 'group', 'aria-label': 'Run actions' },
       dask,
       papermill,
       exportKfp,
@@ -62,13 +65,19 @@ export class RunSection extends Section {
       this._cancel
     );
     this._status = h('div', { className: 'nbscale-run-status', 'aria-live': 'polite' });
-    this.body.append(this._form, this._buttons, this._status);
+    this.body.append(this.form.node, this._buttons, this._status);
     this.refresh();
   }
 
   async run(engine: Engine): Promise<void> {
-    if (this._invalid.size) {
-      this.notice(`Fix the parameters first: ${[...this._invalid].join(', ')}`, 'error');
+    const blocked = this.state.runBlockedReason;
+    if (blocked) {
+      this.notice(blocked, 'error');
+      return;
+    }
+    const invalid = this.form.invalid;
+    if (invalid.length) {
+      this.notice(`Fix the parameters first: ${invalid.join(', ')}`, 'error');
       return;
     }
     await this.act('Could not start the run', () => this.state.startRun(engine));
@@ -101,87 +110,24 @@ export class RunSection extends Section {
 
   protected render(part: Part): void {
     if (part === 'path' || part === 'pipeline' || part === 'parameters') {
-      this._renderForm();
+      this.form.render();
     }
     this._renderStatus();
   }
 
-  private _renderForm(): void {
-    const pipeline = this.state.pipeline;
-    replace(this._form);
-    this._invalid.clear();
-    if (!this.state.path) {
-      this._form.appendChild(h('p', { className: 'nbscale-empty' }, 'Open a notebook to run it.'));
-      return;
+  /** Run buttons are disabled while a run cannot start; their title says why (the first error). */
+  private _blockRunButtons(reason: string | null): void {
+    for (const b of this._runButtons) {
+      b.dataset.title = b.dataset.title ?? b.title;
+      b.disabled = reason !== null;
+      b.title = reason ?? b.dataset.title;
     }
-    if (!pipeline) {
-      return;
-    }
-    if (!pipeline.parameters.length) {
-      this._form.appendChild(h('p', { className: 'nbscale-muted' }, 'No parameters (tag a cell "parameters" to add some).'));
-      return;
-    }
-    for (const p of pipeline.parameters) {
-      this._form.appendChild(this._field(p));
-    }
-    const reset = h('button', { type: 'button', className: 'nbscale-link-button', title: "Back to the notebook's values" }, 'Reset to defaults');
-    reset.addEventListener('click', () => this.state.resetParameters());
-    // an invisible submit button makes Enter in a field start the run
-    const submit = h('button', { type: 'submit', className: 'nbscale-hidden', tabindex: -1, 'aria-hidden': 'true' }, 'Run');
-    this._form.appendChild(h('div', { className: 'nbscale-params-footer' }, reset, submit));
-  }
-
-  private _field(p: IParameter): HTMLElement {
-    const kind = parameterKind(p);
-    const id = `nbscale-param-${p.name}`;
-    const value = p.name in this.state.parameterValues ? this.state.parameterValues[p.name] : p.default;
-    let input: HTMLInputElement;
-    if (kind === 'bool') {
-      input = h('input', { type: 'checkbox', id, name: p.name });
-      input.checked = !!value;
-    } else {
-      input = h('input', {
-        id,
-        name: p.name,
-        type: kind === 'int' || kind === 'float' ? 'number' : 'text',
-        step: kind === 'int' ? '1' : kind === 'float' ? 'any' : null,
-        spellcheck: 'false',
-        className: kind === 'json' ? 'nbscale-mono' : null
-      });
-      input.value = parameterText(kind, value);
-    }
-    input.dataset.kind = kind;
-    const error = h('div', { className: 'nbscale-field-error', role: 'alert' });
-    const onChange = () => {
-      try {
-        const v = coerceParameter(kind, kind === 'bool' ? input.checked : input.value, p.name);
-        this.state.setParameter(p.name, v);
-        this._invalid.delete(p.name);
-        input.removeAttribute('aria-invalid');
-        error.textContent = '';
-      } catch (err) {
-        this._invalid.add(p.name);
-        input.setAttribute('aria-invalid', 'true');
-        error.textContent = (err as Error).message;
-      }
-    };
-    input.addEventListener(kind === 'bool' ? 'change' : 'input', onChange);
-    return h(
-      'div',
-      { className: 'nbscale-field' },
-      h('label', { for: id, title: `${p.name}: ${p.type}, default ${JSON.stringify(p.default)}` }, p.name, h('span', { className: 'nbscale-type' }, p.type)),
-      input,
-      error
-    );
   }
 
   private _renderStatus(): void {
     const state = this.state;
     const active = state.runActive;
-    const noNotebook = !state.path;
-    for (const b of this._runButtons) {
-      b.disabled = noNotebook || active;
-    }
+    this._blockRunButtons(state.runBlockedReason);
     this._cancel.disabled = !active;
     const run = state.run;
     if (!run) {
@@ -198,12 +144,14 @@ export class RunSection extends Section {
     }
     const steps = mergeSteps(state.pipeline, run);
     const p = progress(steps);
+    const text = progressText(run.status, p);
     this.setExtra(`${statusLabel(run.status)} · ${p.done}/${p.total}`, `nbscale-status-text-${run.status}`);
     const header = h(
       'div',
       { className: 'nbscale-run-header', 'data-run': run.run_id, 'data-status': run.status },
       h('span', { className: `nbscale-chip nbscale-status-${run.status}` }, statusLabel(run.status)),
-      h('span', { className: 'nbscale-progress-count', 'data-done': p.done, 'data-total': p.total }, `${p.done}/${p.total} steps`),
+      run.phase ? h('span', { className: 'nbscale-run-phase', role: 'status' }, run.phase) : null,
+      h('span', { className: 'nbscale-progress-count', 'data-done': p.done, 'data-total': p.total }, text.count),
       h('span', { className: 'nbscale-muted' }, ` · ${run.engine} · ${formatTime(run.created)}`)
     );
     const list = h('ol', { className: 'nbscale-steps', 'aria-label': 'Steps' });
@@ -213,7 +161,7 @@ export class RunSection extends Section {
     replace(
       this._status,
       header,
-      bar(p.fraction, `${Math.round(p.fraction * 100)}%`, `nbscale-run-progress nbscale-status-${run.status}`),
+      bar(p.fraction, text.bar, `nbscale-run-progress nbscale-status-${run.status}`, 'Run progress'),
       state.runError ? h('p', { className: 'nbscale-error' }, state.runError) : null,
       run.error ? h('p', { className: 'nbscale-error nbscale-run-error' }, run.error) : null,
       list
@@ -224,7 +172,13 @@ export class RunSection extends Section {
     const pipelineStep = this.state.pipeline?.steps.find(s => s.name === step.name);
     const swatch = h('span', { className: 'nbscale-swatch', 'aria-hidden': 'true' });
     swatch.style.background = stepColour(step.name, this.state.pipeline?.steps.map(s => s.name));
-    const name = h('button', { className: 'nbscale-step-name', title: 'Select the step in the notebook' }, swatch, step.name);
+    // a long name ellipsizes in a narrow sidebar: the title keeps it whole
+    const name = h(
+      'button',
+      { className: 'nbscale-step-name', title: `${step.name}: select the step in the notebook` },
+      swatch,
+      h('span', { className: 'nbscale-step-label' }, step.name)
+    );
     name.addEventListener('click', () => this.state.requestCell(step.error?.cell ?? pipelineStep?.cells?.[0]));
     const row = h(
       'li',
@@ -242,9 +196,14 @@ export class RunSection extends Section {
         h('span', { className: 'nbscale-step-status' }, statusLabel(step.status)),
         step.cached && step.status !== 'cached' ? h('span', { className: 'nbscale-tag' }, 'cache') : null,
         step.attempts > 1 ? h('span', { className: 'nbscale-tag', title: 'attempts' }, `×${step.attempts}`) : null,
-        h('span', { className: 'nbscale-duration' }, step.status === 'cached' && !step.duration_s ? '' : formatDuration(step.duration_s))
+        this._durationCell(step)
       )
     );
+    if (step.status === 'running' && (step.stdout || step.stderr)) {
+      // a running step's output as it prints it (the last lines); the whole log comes with its end
+      const tail = [step.stdout, step.stderr].filter(Boolean).join('').split('\n').slice(-12).join('\n');
+      row.appendChild(h('pre', { className: 'nbscale-live-output', 'aria-label': `Output of ${step.name} so far` }, tail));
+    }
     if (step.error && step.status === 'upstream_failed' && !hasTraceback(step.error)) {
       // the reason is enough ("upstream failed: split"): the failing step shows the details
       row.appendChild(h('div', { className: 'nbscale-step-reason' }, errorTitle(step.error)));
@@ -253,7 +212,7 @@ export class RunSection extends Section {
       const jump = h(
         'button',
         { className: 'nbscale-link-button', title: 'Select the failing cell' },
-        err.cell !== null && err.cell !== undefined ? `cell ${err.cell}${err.line ? `, line ${err.line}` : ''}` : 'go to step'
+        err.cell !== null && err.cell !== undefined ? cellLabel(err.cell, err.line) : 'go to step'
       );
       jump.addEventListener('click', () => this.state.requestCell(err.cell ?? pipelineStep?.cells?.[0]));
       row.appendChild(
@@ -271,7 +230,7 @@ export class RunSection extends Section {
     const logs = [
       ['stdout', step.stdout],
       ['stderr', step.stderr]
-    ].filter(([, text]) => !!text);
+    ].filter(([, text]) => !!text && step.status !== 'running');
     for (const [label, text] of logs) {
       const key = `${step.name}/${label}`;
       const details = h('details', { className: 'nbscale-log' }, h('summary', {}, label as string), h('pre', {}, text as string));
@@ -286,5 +245,45 @@ export class RunSection extends Section {
       row.appendChild(details);
     }
     return row;
+  }
+
+  // --- elapsed time of running steps: ticks every second, without re-rendering the steps ---
+
+  private _ticker: ReturnType<typeof setInterval> | null = null;
+
+  private _durationCell(step: IStepRun): HTMLElement {
+    if (step.status === 'running' && step.started) {
+      const cell = h('span', { className: 'nbscale-duration nbscale-elapsed', 'data-started': step.started, title: 'running for' });
+      cell.textContent = formatElapsed(secondsSince(step.started));
+      this._startTicking();
+      return cell;
+    }
+    return h('span', { className: 'nbscale-duration' }, step.status === 'cached' && !step.duration_s ? '' : formatDuration(step.duration_s));
+  }
+
+  private _startTicking(): void {
+    if (this._ticker === null) {
+      this._ticker = setInterval(() => this.tick(), 1000);
+    }
+  }
+
+  /** Update the elapsed times shown; stops the ticker when no step runs. */
+  tick(now: number = Date.now()): void {
+    const cells = this.node.querySelectorAll<HTMLElement>('.nbscale-elapsed[data-started]');
+    cells.forEach(cell => {
+      cell.textContent = formatElapsed(secondsSince(cell.dataset.started, now));
+    });
+    if (!cells.length && this._ticker !== null) {
+      clearInterval(this._ticker);
+      this._ticker = null;
+    }
+  }
+
+  dispose(): void {
+    if (this._ticker !== null) {
+      clearInterval(this._ticker);
+      this._ticker = null;
+    }
+    super.dispose();
   }
 }

@@ -1,6 +1,10 @@
 /**
  * The base of the panel's four sections: a header that folds the section, a body that the
  * section renders from the PanelState, and a one-line notice for errors and confirmations.
+ * The header and body follow the WAI-ARIA accordion pattern JupyterLab's side panels use (a
+ * heading holding a button with aria-expanded/aria-controls, the body a region it labels);
+ * sections stack in one scrolling column instead of an AccordionPanel's split heights, so a
+ * long run or a big DAG never gets squeezed into a quarter of a narrow sidebar.
  */
 import { Widget } from '@lumino/widgets';
 
@@ -28,6 +32,7 @@ export abstract class Section extends Widget {
       'button',
       {
         className: 'nbscale-section-toggle',
+        id: `${this.id}-toggle`,
         'aria-expanded': 'true',
         'aria-controls': `${this.id}-body`,
         title: `Fold or unfold ${label}`
@@ -37,9 +42,15 @@ export abstract class Section extends Widget {
     );
     this._toggle.addEventListener('click', () => this.setCollapsed(!this.collapsed));
     this._extra = h('span', { className: 'nbscale-section-extra' });
-    this.body = h('div', { className: 'nbscale-section-body', id: `${this.id}-body` });
+    this.body = h('div', {
+      className: 'nbscale-section-body',
+      id: `${this.id}-body`,
+      role: 'region',
+      'aria-labelledby': `${this.id}-toggle`
+    });
     this._notice = h('div', { className: 'nbscale-notice', role: 'status', 'aria-live': 'polite' });
-    this.node.appendChild(h('div', { className: 'nbscale-section-header' }, this._toggle, this._extra));
+    const heading = h('h3', { className: 'nbscale-section-heading' }, this._toggle);
+    this.node.appendChild(h('div', { className: 'nbscale-section-header' }, heading, this._extra));
     this.node.appendChild(this._notice);
     this.node.appendChild(this.body);
     state.changed.connect(this._onChanged, this);
@@ -58,6 +69,8 @@ export abstract class Section extends Widget {
   setExtra(text: string, className = ''): void {
     this._extra.className = `nbscale-section-extra ${className}`.trim();
     this._extra.textContent = text;
+    // it ellipsizes in a narrow sidebar: the title keeps it whole
+    this._extra.title = text;
   }
 
   /** Show one line under the header; an empty text clears it. */

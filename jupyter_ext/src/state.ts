@@ -7,7 +7,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { EarlyEvents } from './earlyEvents';
 import { LiveMode, LiveUpdates, SocketFactory } from './events';
-import { changedParameters } from './parameters';
+import { changedParameters, ParameterForms } from './parameters';
 import { applyEvent, mergeDetail } from './reducers';
 import { DEFAULT_SETTINGS, IPanelSettings } from './settings';
 import {
@@ -19,10 +19,11 @@ import {
   IMetricsHistory,
   IPipelineModel,
   IRunDetail,
+  IRunSummary,
   isFinished
 } from './wire';
 
-export type Part = 'path' | 'pipeline' | 'run' | 'metrics' | 'cluster' | 'live' | 'settings' | 'parameters';
+export type Part = 'path' | 'pipeline' | 'run' | 'metrics' | 'cluster' | 'live' | 'settings' | 'parameters' | 'runs';
 
 export interface IPanelStateOptions {
   api: IApiClient;
@@ -51,13 +52,18 @@ export class PanelState {
   runError: string | null = null;
   history: IMetricsHistory | null = null;
   metricsError: string | null = null;
+  /** Every run of the notebook, newest first (the run list; any engine, CLI or panel). */
+  runs: IRunSummary[] | null = null;
+  runsError: string | null = null;
   cluster: IClusterModel | null = null;
   clusterError: string | null = null;
-  parameterValues: Record<string, unknown> = {};
+  /** The Run form's values, per notebook: one notebook's edits never reach another's run. */
+  readonly parameterForms = new ParameterForms();
   settings: IPanelSettings;
 
   private _changed = new Signal<this, Part>(this);
   private _cellRequested = new Signal<this, number>(this);
+  private _pipelineViewRequested = new Signal<this, string | null>(this);
   private _runFetch: Promise<void> | null = null;
   private _runDirty = false;
   private _clusterFollow: ReturnType<typeof setTimeout>[] = [];
@@ -89,12 +95,42 @@ export class PanelState {
     return this._cellRequested;
   }
 
+  /** A section asks for the main-area pipeline view, showing a step's detail (null: no step). */
+  get pipelineViewRequested(): ISignal<this, string | null> {
+    return this._pipelineViewRequested;
+  }
+
+  requestPipelineView(step: string | null = null): void {
+    this._pipelineViewRequested.emit(step);
+  }
+
   get liveMode(): LiveMode {
     return this.live.mode;
   }
 
   get runActive(): boolean {
     return !!this.run && !isFinished(this.run.status);
+  }
+
+  /**
+   * Why a run cannot start now, or null when it can: no notebook, a run going on, or compile
+   * errors in the pipeline (the first one named, with its 1-based cell number).
+   */
+  get runBlockedReason(): string | null {
+    if (!this.path) {
+      return 'Open a notebook to run it.';
+    }
+    if (this.runActive) {
+      return 'A run of this notebook is going on.';
+    }
+    const errors = (this.pipeline?.diagnostics ?? []).filter(d => d.severity === 'error');
+    if (!errors.length) {
+      return null;
+    }
+    const first = errors[0];
+    const where = first.cell !== null && first.cell !== undefined ? `cell ${first.cell + 1}: ` : '';
+    const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : '';
+    return `Fix the pipeline's errors first: ${where}${first.message}${more}`;
   }
 
   updateSettings(settings: Partial<IPanelSettings>): void {
@@ -121,13 +157,15 @@ export class PanelState {
     this.runError = null;
     this.history = null;
     this.metricsError = null;
+    this.runs = null;
+    this.runsError = null;
     this._early.clear();
     this._changed.emit('path');
     this.live.restart();
     if (!path) {
       return;
     }
-    await Promise.all([this.refreshPipeline(), this.loadLatestRun(), this.refreshMetrics(), this.refreshCluster()]);
+    await Promise.all([this.refreshPipeline(), this.loadLatestRun(), this.refreshMetrics(), this.refreshCluster(), this.refreshRuns()]);
   }
 
   async refreshPipeline(): Promise<void> {
@@ -159,23 +197,31 @@ export class PanelState {
     }
   }
 
-  /** Keep the user's edits for parameters whose default did not change. */
+  /** The followed notebook's form values (its own, never another notebook's). */
+  get parameterValues(): Record<string, unknown> {
+    return this.parameterForms.values(this.path);
+  }
+
+  /** Keep the user's edits for parameters whose default did not change (see ParameterForms.sync). */
   private _resetParameters(): void {
-    const next: Record<string, unknown> = {};
-    for (const p of this.pipeline?.parameters ?? []) {
-      next[p.name] = p.name in this.parameterValues ? this.parameterValues[p.name] : p.default;
+    if (this.path) {
+      this.parameterForms.sync(this.path, this.pipeline?.parameters ?? []);
     }
-    this.parameterValues = next;
     this._changed.emit('parameters');
   }
 
   setParameter(name: string, value: unknown): void {
-    this.parameterValues = { ...this.parameterValues, [name]: value };
+    if (this.path) {
+      this.parameterForms.set(this.path, name, value);
+    }
   }
 
-  resetParameters(): void {
-    this.parameterValues = {};
-    this._resetParameters();
+  /** Back to the notebook's defaults: one parameter (by name), or all of them. */
+  resetParameters(name?: string): void {
+    if (this.path) {
+      this.parameterForms.reset(this.path, name);
+    }
+    this._changed.emit('parameters');
   }
 
   async loadLatestRun(): Promise<void> {
@@ -297,7 +343,47 @@ export class PanelState {
     await Promise.all(tasks);
   }
 
+  /** The run list: how many runs it asks for. */
+  static readonly RUNS_LISTED = 200;
+
+  async refreshRuns(): Promise<void> {
+    const path = this.path;
+    if (!path) {
+      return;
+    }
+    try {
+      const runs = await this.api.runs(path, PanelState.RUNS_LISTED);
+      if (path !== this.path) {
+        return;
+      }
+      this.runs = runs;
+      this.runsError = null;
+    } catch (err) {
+      if (path !== this.path) {
+        return;
+      }
+      this.runsError = message(err);
+    }
+    this._changed.emit('runs');
+  }
+
+  /** A run event keeps the run list current: a new run or a finished one is fetched again. */
+  private _noteRunInList(event: IEvent): void {
+    if (event.type !== 'run' || !event.run_id || !event.status || !this.runs) {
+      return;
+    }
+    const listed = this.runs.find(r => r.run_id === event.run_id);
+    if (listed && listed.status !== event.status) {
+      this.runs = this.runs.map(r => (r.run_id === event.run_id ? { ...r, status: event.status as string } : r));
+      this._changed.emit('runs');
+    }
+    if (!listed || isFinished(event.status)) {
+      void this.refreshRuns(); // its parameters, times (and a run this list has not seen)
+    }
+  }
+
   handleEvent(event: IEvent): void {
+    this._noteRunInList(event);
     if (event.type === 'cluster') {
       const model = event.payload as IClusterModel | undefined;
       if (model && typeof model === 'object' && typeof model.status === 'string') {

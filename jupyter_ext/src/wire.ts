@@ -12,7 +12,9 @@ export type Status =
   | 'failed'
   | 'cached'
   | 'upstream_failed'
-  | 'cancelled';
+  | 'cancelled'
+  // live only (kernels/contract.py's QUEUED, from a `step_queued` event): never a stored status
+  | 'queued';
 
 /** Every step and run status (kernels/contract.py's STATUSES). */
 export const STATUSES: Status[] = [
@@ -120,6 +122,39 @@ export interface IRunDetail extends IRunSummary {
   metrics: Record<string, number>;
   /** Why the run failed or stopped. */
   error?: string | null;
+  /** Live only, from events: what the run is doing before its steps ('starting cluster'). */
+  phase?: string | null;
+}
+
+/** One output of a step's cell, as a kernel showed it (kernels/steplog.py's cell records). */
+export type ICellOutput =
+  | { type: 'stream'; name: 'stdout' | 'stderr' | string; text: string }
+  | { type: 'text'; text: string }
+  | { type: 'image'; mime: string; file: string }
+  | { type: 'error'; ename: string; evalue: string }
+  | { type: 'other'; mimes: string[] };
+
+export interface ICellWarning {
+  cell: number | null;
+  line: number | null;
+  category: string;
+  message: string;
+  where: string;
+}
+
+export interface ICellRecord {
+  /** 0-based index of the cell in the notebook. */
+  cell: number;
+  outputs: ICellOutput[];
+  warnings: ICellWarning[];
+}
+
+/** GET /nbscale/api/runs/RUN/steps/STEP (jupyter_ext/stepdetail.py). */
+export interface IStepDetail extends IStepRun {
+  run_id: string;
+  cells: ICellRecord[];
+  inputs: { name: string; from: string | null; bytes: number | null }[];
+  outputs: { name: string; bytes: number | null; marshaller: string | null }[];
 }
 
 export interface IMetricsHistory {
@@ -129,6 +164,51 @@ export interface IMetricsHistory {
     created: string;
     status: string;
     metrics: Record<string, number>;
+  }[];
+  /** "min" (lower is better) or "max" per metric: the notebook's metadata, else the name (compiler/metric_direction.py). */
+  directions?: Record<string, 'min' | 'max' | string>;
+}
+
+/** GET /nbscale/api/compare: runs side by side (kernels/compare.py; the first run is the reference). */
+export interface IComparedRun {
+  run_id: string;
+  notebook: string;
+  /** A run of another notebook than the one the panel follows. */
+  other_notebook: boolean;
+  pipeline: string | null;
+  engine: string | null;
+  status: string;
+  created: string | null;
+  started: string | null;
+  finished: string | null;
+  duration_s: number | null;
+}
+
+export interface IComparedStep {
+  status: string;
+  duration_s: number | null;
+  cached: boolean;
+  /** Its code ran in this run. */
+  ran: boolean;
+  hash: string | null;
+  stale: string[];
+  /** Why it ran, or what happened instead, against the reference run. */
+  why: string;
+}
+
+export interface IComparison {
+  notebook: string;
+  runs: IComparedRun[];
+  parameters: { name: string; values: unknown[]; set: boolean[]; changed: boolean }[];
+  steps: { name: string; runs: (IComparedStep | null)[]; reran: boolean }[];
+  metrics: {
+    name: string;
+    direction: 'min' | 'max' | string;
+    values: (number | null)[];
+    deltas: (number | null)[];
+    relative: (number | null)[];
+    better: (boolean | null)[];
+    changed: boolean;
   }[];
 }
 
@@ -141,11 +221,21 @@ export interface IWorkerModel {
   cpu: number;
 }
 
+/** Dask's own dashboard link; `proxy_path` (`proxy/<port>/status`, under the Jupyter server's
+ * base URL) when jupyter-server-proxy reaches it; `note`: why there is no link, or why it is direct. */
+export interface IDashboardModel {
+  link: string | null;
+  proxy_path: string | null;
+  note: string | null;
+}
+
 export interface IClusterModel {
   status: 'running' | 'none' | string;
   kind?: string;
   scheduler_address?: string;
   dashboard_link?: string | null;
+  /** Where the browser finds the Dask dashboard (server: cluster.dashboard_model). */
+  dashboard?: IDashboardModel | null;
   workers?: IWorkerModel[];
   threads?: number;
   memory_used?: number;

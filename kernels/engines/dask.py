@@ -75,7 +75,7 @@ class DaskEngine(Engine):
         workers = list(client.scheduler_info().get("workers", {}))
         spread = _spread(specs, workers)
         warm = self._warm_up(client, specs, workers)
-        futures, summaries = {}, {}
+        futures = {}
         for spec in specs:
             name = spec.step["name"]
             upstream = {u: futures[u] for u in spec.step["after"] if u in futures}
@@ -85,12 +85,13 @@ class DaskEngine(Engine):
                 _task, spec, upstream, topic, self.body, self.run_id,
                 key=f"nbscale-{name}-{spec.hash[7:19]}-{self.run_id[:8]}",
                 pure=False, resources=resources, workers=hint, allow_other_workers=hint is not None)
-            summaries[client.submit(_strip, futures[name], pure=False)] = name
         names_by_key = {future.key: name for name, future in futures.items()}
         outcomes = {}
         try:
-            for future in as_completed(list(summaries)):
-                outcome = self._outcome(client, future, summaries[future], names_by_key)
+            # each step as soon as its own task ends (not through a second task, which would wait
+            # on the step's worker behind the next step: a finished step would show as running)
+            for future in as_completed(list(futures.values())):
+                outcome = self._outcome(client, future, names_by_key[future.key], names_by_key)
                 if self.on_outcome is not None:
                     self.on_outcome(outcome)
                 outcomes[outcome.step] = outcome
@@ -98,7 +99,7 @@ class DaskEngine(Engine):
         except BaseException:
             # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it
             stop_run_steps(client, self.run_id, names_by_key, emit)
-            client.cancel(list(futures.values()) + list(summaries) + warm)
+            client.cancel(list(futures.values()) + warm)
             raise
         finally:
             client.unsubscribe_topic(topic)
@@ -110,7 +111,10 @@ class DaskEngine(Engine):
         or the worker of a step before it, died more often than the cluster allows)."""
         if future.status == "error":
             return killed_outcome(client, self.run_id, name, future.exception(), names_by_key)
-        return future.result()
+        try:
+            return stripped_outcome(client, future)
+        except Exception as exc:  # noqa: BLE001 - its result was lost with a worker, and computing it again failed
+            return killed_outcome(client, self.run_id, name, exc, names_by_key)
 
     def _warm_up(self, client, specs, workers):
         """Import the notebook's libraries on the workers the first step will not use (as many as
@@ -163,6 +167,31 @@ def _strip(outcome):
     return dataclasses.replace(outcome, values={})
 
 
+def stripped_outcome(client, future):
+    """A finished step's outcome without its values, read where the task's result is held, on the
+    worker's event loop (`client.run`): a task would queue behind whatever step the worker runs
+    next. Falls back to such a task when that worker is gone or a scheduler refuses `run`."""
+    try:
+        holders = client.who_has([future]).get(future.key) or ()
+        if holders:
+            answers = client.run(_held_outcome, future.key, workers=list(holders)[:1], on_error="return")
+            answer = next(iter(answers.values()), None)
+            if answer is not None and not isinstance(answer, BaseException):
+                return answer
+    except Exception:  # noqa: BLE001 - the task below reads it wherever the result is
+        pass
+    return client.submit(_strip, future, pure=False).result()
+
+
+def _held_outcome(key, dask_worker=None):
+    """The stripped outcome under `key` on this worker (run on its event loop); None if not here."""
+    try:
+        outcome = dask_worker.data[key]
+    except KeyError:
+        return None
+    return _strip(outcome)
+
+
 def local_cluster(workers=None):
     """The embedded LocalCluster: one single-threaded worker process per core (or `workers`)."""
     import dask
@@ -187,8 +216,10 @@ def local_cluster(workers=None):
         _FILTERS_OF_FORKED = list(warnings.filters)
         warnings.simplefilter("ignore")
         try:
+            # no dashboard: nothing links a run's own cluster, and starting bokeh's server costs
+            # every run about a second (the panel's and `--scheduler` clusters have theirs)
             return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                dashboard_address=_dashboard_address(), silence_logs=logging.ERROR)
+                                dashboard_address=None, silence_logs=logging.ERROR)
         finally:
             _FILTERS_OF_FORKED = None
 
@@ -210,14 +241,6 @@ def _restore_filters_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_restore_filters_after_fork)
-
-
-def _dashboard_address():
-    try:
-        import bokeh  # noqa: F401 - the dashboard needs it
-    except ImportError:
-        return None
-    return "127.0.0.1:0"
 
 
 def cluster_from_factory(factory: dict):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import nbformat
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT
@@ -49,9 +50,19 @@ def test_check_passes_on_iris():
 def test_check_reports_an_undefined_name_and_exits_1(undefined_nb):
     out = nbscale("check", undefined_nb)
     assert out.returncode == 1
-    line = f"{undefined_nb}:cell 2:2:9: error[undefined-name]: name 'missing_name' is not defined before it is used"
+    # the third cell (index 2), as JupyterLab's status bar numbers it
+    line = f"{undefined_nb}:cell 3:2:9: error[undefined-name]: name 'missing_name' is not defined before it is used"
     assert line in out.stdout.splitlines()
     assert "1 error(s)" in out.stdout
+
+
+def test_check_numbers_cells_as_jupyterlab_does_markdown_cells_included(tmp_path, make_notebook):
+    path = make_notebook(tmp_path, [("print(missing)", []), nbformat.v4.new_markdown_cell("# Notes"),
+                                    ("print(missing_too)", [])])
+    out = nbscale("check", path)
+    assert out.returncode == 1
+    assert [line.split(": ")[0] for line in out.stdout.splitlines() if "error[" in line] == [
+        f"{path}:cell 1:1:7", f"{path}:cell 3:1:7"]
 
 
 def test_check_prints_hints(tmp_path, make_notebook):

@@ -267,6 +267,7 @@ def test_compile_error_is_an_error_at_its_cell(tmp_path):
         nbscale_api(path, tmp_path / "out.ipynb", nbscale_engine="local")
     assert err.value.cell_index == 2 and err.value.exec_count == 3 and err.value.ename == "NbscaleCompileError"
     assert "undefined-name" in err.value.evalue and "nope" in err.value.evalue
+    assert err.value.traceback[0].startswith("cell 3, line 1: [undefined-name]")  # index 2, numbered from 1
 
 
 def test_stdout_file_log_output_and_language(tmp_path, caplog):

@@ -57,10 +57,11 @@ def test_diagnostics_and_step_errors_are_printed_alike(capsys):
     pipeline = compile_source(["y = undefined_name"], name="nb")
     print_diagnostics(pipeline, "nb.ipynb", err=False)
     out = capsys.readouterr().out
-    assert out.startswith("nb.ipynb:cell 0:1:5: error[undefined-name]: name 'undefined_name'")
+    assert out.startswith("nb.ipynb:cell 1:1:5: error[undefined-name]: name 'undefined_name'")  # index 0
     assert error_counts(pipeline) == (1, 0)
-    headline = error_headline({"cell": 2, "line": 3, "ename": "KeyError", "evalue": "'x'"})
-    assert headline == "at cell 2, line 3: KeyError: 'x'"
+    error = {"cell": 2, "line": 3, "ename": "KeyError", "evalue": "'x'"}
+    assert error_headline(error) == "at cell 3, line 3: KeyError: 'x'"  # index 2, as JupyterLab numbers it
+    assert error_headline({**error, "line": None}) == "at cell 3: KeyError: 'x'"
     died = {"cell": None, "line": None, "ename": "WorkerDied", "evalue": "the worker running this step died"}
     assert error_headline(died) == "WorkerDied: the worker running this step died"
 

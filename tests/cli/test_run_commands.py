@@ -61,12 +61,24 @@ def test_failed_run_exits_1_and_names_cell_and_line(tmp_path):
     nb = _failing(tmp_path)
     result = cli("run", nb, "--engine", "local")
     assert result.exit_code == 1
-    assert "second failed at cell 2, line 2" in result.output
+    assert "second failed at cell 3, line 2" in result.output  # index 2, as JupyterLab numbers it
     assert "KeyError" in result.output and "nope" in result.output
     data = json.loads(cli("run", nb, "--engine", "local", "--output", "json").stdout)
     assert data["status"] == "failed"
     statuses = {s["name"]: s["status"] for s in data["steps"]}
     assert statuses == {"first": "cached", "second": "failed", "third": "upstream_failed"}
+
+
+def test_a_failed_step_names_its_cell_as_jupyterlab_does_and_json_keeps_the_index(tmp_path):
+    nb = make_notebook(tmp_path, [nbformat.v4.new_markdown_cell("# Title"), ("x = 1", ["step:a"]),
+                                  ("raise KeyError('nope')", [])], name="titled")
+    result = cli("run", nb, "--engine", "local")
+    assert result.exit_code == 1
+    assert "a failed at cell 3, line 1: KeyError: 'nope'" in result.output  # JupyterLab's "Cell 3/3"
+    assert "  cell 3, line 1, in <module>" in result.output  # the traceback numbers it alike
+    data = json.loads(cli("run", nb, "--engine", "local", "--output", "json").stdout)
+    [step] = data["steps"]
+    assert (step["error"]["cell"], step["error"]["line"]) == (2, 1)  # JSON: the 0-based index
 
 
 def test_runs_and_show(tmp_path):
@@ -83,7 +95,7 @@ def test_runs_and_show(tmp_path):
     assert shown.exit_code == 0
     assert f"run {run_id}  failed" in shown.output
     assert "second" in shown.output and "upstream_failed" in shown.output
-    assert "error at cell 2, line 2: KeyError" in shown.output
+    assert "error at cell 3, line 2: KeyError" in shown.output
     assert "nope" in shown.output.split("error at cell")[1]  # the traceback follows
     assert "first says hi" in shown.output  # logs
     shown_ok = cli("show", ok["run_id"][:8], "--notebook", metrics_nb)
@@ -102,7 +114,7 @@ def test_bad_input_exits_2(tmp_path):
     result = CliRunner().invoke(main, ["run", str(bad), "--engine", "local"])
     assert result.exit_code == 2
     assert "bad.ipynb has 1 error(s)" in result.output
-    assert "bad.ipynb:cell 1:2:" in result.output and "syntax error" in result.output
+    assert "bad.ipynb:cell 2:2:" in result.output and "syntax error" in result.output
     result = CliRunner().invoke(main, ["run", str(nb), "--engine", "nope"])
     assert result.exit_code == 2 and "unknown engine" in result.output
 
@@ -301,18 +313,18 @@ def test_show_gives_warnings_results_images_and_where_the_log_is(tmp_path):
     nb = _showing(tmp_path)
     ran = cli("run", nb, "--engine", "local")
     assert ran.exit_code == 0, ran.output
-    assert "! fit: cell 1, line 2: FutureWarning: old API" in ran.output  # in the progress, as it came
+    assert "! fit: cell 2, line 2: FutureWarning: old API" in ran.output  # in the progress, as it came
     run_id = RunStore(tmp_path / ".nbscale" / "runs.sqlite").list_runs()[0]["id"]
     logs = tmp_path.resolve() / ".nbscale" / "logs" / run_id
     assert f"logs: {logs}  (nbscale show {run_id[:12]})" in ran.output
     shown = cli("show", run_id[:8], "--notebook", nb).output
-    assert "    ! cell 1, line 2: FutureWarning: old API" in shown
-    image = logs / "fit-cell2-1.png"
-    assert ("    | ── cell 1 ──\n    | training\n" in shown and "    | [1, 2, 3]\n    | ── cell 2 ──\n"
+    assert "    ! cell 2, line 2: FutureWarning: old API" in shown
+    image = logs / "fit-cell3-1.png"
+    assert ("    | ── cell 2 ──\n    | training\n" in shown and "    | [1, 2, 3]\n    | ── cell 3 ──\n"
             f"    | [image/png saved to {image}]\n    | 'done'\n    log: {logs / 'fit.log'}\n") in shown
     assert image.read_bytes() == PNG
     data = json.loads(cli("run", nb, "--engine", "local", "--no-cache", "--output", "json").stdout)
-    assert [w["message"] for w in data["steps"][0]["warnings"]] == ["cell 1, line 2: FutureWarning: old API"]
+    assert [w["message"] for w in data["steps"][0]["warnings"]] == ["cell 2, line 2: FutureWarning: old API"]
     assert data["steps"][0]["log"].endswith("fit.log")
 
 

@@ -68,8 +68,8 @@ def test_every_diagnostic_code_has_a_known_severity():
 
 
 def test_diagnostic_location():
-    assert Diagnostic("undefined-name", "m", cell=3, line=2, col=5).location("nb.ipynb") == "nb.ipynb:cell 3:2:5"
-    assert Diagnostic("unknown-tag", "m", cell=3).location("nb.ipynb") == "nb.ipynb:cell 3"
+    assert Diagnostic("undefined-name", "m", cell=3, line=2, col=5).location("nb.ipynb") == "nb.ipynb:cell 4:2:5"
+    assert Diagnostic("unknown-tag", "m", cell=3).location("nb.ipynb") == "nb.ipynb:cell 4"
     assert Diagnostic("cycle", "m").location("nb.ipynb") == "nb.ipynb"
 
 

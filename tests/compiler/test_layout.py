@@ -73,7 +73,7 @@ def test_same_step_name_after_another_step_is_a_duplicate():
     p = compile_source([("a = 1", ["step:s"]), ("b = a", ["step:t"]), ("c = b", ["step:s"])])
     [diag] = [d for d in p.diagnostics if d.code == "duplicate-step"]
     assert (diag.cell, diag.severity) == (2, "error")
-    assert "cell 0" in diag.message
+    assert diag.message == "step 's' is already defined in cell 1"  # the first cell, as JupyterLab numbers it
     assert len({s.name for s in p.steps}) == len(p.steps), "step names stay unique"
 
 

@@ -127,7 +127,7 @@ def test_a_second_metrics_cell_is_an_error():
     p = compile_source([TRAIN, ("acc", ["metrics"]), ("p", ["metrics"])])
     dup = [d for d in p.diagnostics if d.code == "duplicate-metrics"]
     assert [(d.cell, d.severity) for d in dup] == [(2, "error")]
-    assert "1" in dup[0].hint
+    assert dup[0].hint == "merge it into the metrics cell (cell 2)"  # index 1, as JupyterLab numbers it
     assert p.metrics.names == ["acc"]
 
 

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from nbscale.compiler import NbscaleCompileError, NotebookReadError, compile_notebook
-from nbscale.compiler.notebook import notebook_from_dict, read_notebook
+from nbscale.compiler.notebook import cell_index, cell_label, cell_number, notebook_from_dict, read_notebook
 
 
 def v4(cells, **extra):
@@ -167,7 +167,7 @@ def test_broken_v3_notebook_is_a_read_error(tmp_path):
 ])
 def test_malformed_cells(tmp_path, cell, what):
     err = read_error(write(tmp_path, v4([code("ok = 1"), cell])))
-    assert "cell 1 is malformed" in err.reason
+    assert "cell 2 is malformed" in err.reason  # the second cell, as JupyterLab numbers it
     assert what in err.reason
 
 
@@ -183,3 +183,10 @@ def test_pipeline_name_comes_from_the_file_or_metadata(make_notebook, tmp_path):
     assert (p.name, p.notebook) == ("churn", "churn.ipynb")
     named = make_notebook(tmp_path, ["x = 1"], name="other", metadata={"nbscale": {"name": "custom"}})
     assert compile_notebook(named).name == "custom"
+
+
+def test_a_cell_is_named_as_jupyterlab_numbers_it_from_its_0_based_index():
+    # the model, the IR and the wire keep the 0-based index; people read JupyterLab's "Cell N/M"
+    assert [cell_number(i) for i in (0, 1, 11)] == [1, 2, 12]
+    assert [cell_index(cell_number(i)) for i in (0, 1, 11)] == [0, 1, 11]
+    assert cell_label(0) == "cell 1" and cell_label(4, 2) == "cell 5, line 2" and cell_label(4, None) == "cell 5"

@@ -209,3 +209,4 @@ def test_injected_values_keep_the_declared_type():
         "name": ("str", "12"), "rate": ("float", 1.0), "n": ("int", 4), "opt": ("str", "x")}
     p = compile_source([("n = 3", ["parameters"]), ("n = 'many'", ["injected-parameters"]), ("b = n", ["step:a"])])
     assert [d.code for d in p.diagnostics] == ["bad-parameter"] and p.diagnostics[0].cell == 1
+    assert "parameter 'n' is int (cell 1) but" in p.diagnostics[0].message  # the declaring cell, numbered from 1

@@ -24,11 +24,11 @@ def notebook(cells):
 def test_an_edge_names_the_cell_line_and_code_that_binds_or_changes_the_name():
     nb = notebook(ISSUE)
     assert why(nb, "data", "a") == [
-        "a reads X, which data binds at cell 2 line 1 (X, y = make_classification(50, random_state=0))",
-        "a reads y, which data binds at cell 2 line 1 (X, y = make_classification(50, random_state=0))"]
+        "a reads X, which data binds at cell 2, line 1 (X, y = make_classification(50, random_state=0))",
+        "a reads y, which data binds at cell 2, line 1 (X, y = make_classification(50, random_state=0))"]
     # b changes X through m1, which holds it: a hands X on with m1, so they stay one object
-    assert why(nb, "b", "c") == ["c reads X, which b may change at cell 5 line 2 (m1.data_[0] = 5)"]
-    assert "b reads m1, which a binds at cell 3 line 1 (m1 = LogisticRegression())" in why(nb, "a", "b")
+    assert why(nb, "b", "c") == ["c reads X, which b may change at cell 5, line 2 (m1.data_[0] = 5)"]
+    assert "b reads m1, which a binds at cell 3, line 1 (m1 = LogisticRegression())" in why(nb, "a", "b")
     assert ("b reads X, which a hands on together with m1, so that they stay the same objects for a step that "
             "may change them") in why(nb, "a", "b")
 
@@ -47,4 +47,4 @@ def test_after_tags_indirect_and_missing_edges_are_explained():
 def test_why_reads_a_notebook_file(make_notebook, tmp_path):
     path = make_notebook(tmp_path, [("x = [1]", ["step:one"]), ("x.append(2)", ["step:two"]),
                                     ("y = len(x)", ["step:three"])])
-    assert why(path, "two", "three") == ["three reads x, which two may change at cell 2 line 1 (x.append(2))"]
+    assert why(path, "two", "three") == ["three reads x, which two may change at cell 2, line 1 (x.append(2))"]

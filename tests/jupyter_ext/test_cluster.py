@@ -1,18 +1,23 @@
 """The server's Dask cluster without HTTP: none yet, a configured scheduler that cannot be reached,
 a scheduler the server only connected to, one it started and owns, and a scheduler address that
-accepts connections and never answers (a real silent listener on 127.0.0.1)."""
+accepts connections and never answers (a real silent listener on 127.0.0.1); a running pipeline's
+own cluster named when it is asked to scale; where the dashboard link points."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
+import subprocess
+import sys
 import threading
+import urllib.request
 
 import pytest
 from server_parts import run
 
-from nbscale.jupyter_ext.cluster import ServerCluster
+from nbscale.jupyter_ext.cluster import ServerCluster, dashboard_model, is_this_machine
 from nbscale.jupyter_ext.errors import Conflict, InvalidInput
 from nbscale.jupyter_ext.events import EventHub
 
@@ -27,6 +32,30 @@ def test_cluster_calls_without_a_cluster():
                 await call
 
     run(main())
+
+
+RUN_CLUSTER = {"status": "running", "kind": "run", "scheduler_address": "tcp://127.0.0.1:1",
+               "workers": [{"address": "tcp://127.0.0.1:2"}, {"address": "tcp://127.0.0.1:3"}]}
+
+
+def test_a_runs_own_cluster_shown_instead_is_named_not_denied():
+    """The panel shows a running pipeline's own cluster while the server has none: Scale, Adapt and
+    Close say whose workers those are, not "no cluster to scale" beside two workers."""
+    async def main():
+        cluster = ServerCluster()
+        with pytest.raises(Conflict) as scaled:
+            await cluster.scale(2, RUN_CLUSTER)
+        with pytest.raises(Conflict) as adapted:
+            await cluster.adapt(1, 2, RUN_CLUSTER)
+        with pytest.raises(Conflict) as closed:
+            await cluster.close(RUN_CLUSTER)
+        return scaled.value.message, adapted.value.message, closed.value.message
+
+    scaled, adapted, closed = run(main())
+    assert scaled.startswith("the 2 workers shown belong to the running pipeline's own cluster")
+    assert "cannot be scaled from here; start a cluster" in scaled and "no cluster" not in scaled
+    assert "cannot be made adaptive" in adapted
+    assert "cannot be closed from here; Cancel the run" in closed
 
 
 def test_an_unreachable_configured_scheduler_is_reported_not_raised():
@@ -76,15 +105,34 @@ def test_a_started_cluster_scales_adapts_and_closes():
         cluster = ServerCluster()
         model = await cluster.start(1)
         assert model["kind"] == "LocalCluster" and len(model["workers"]) == 1 and model["adaptive"] is None
+        # bokeh and jupyter-server-proxy are installed (the `jupyter` extra): the dashboard, on this
+        # machine, is linked through the Jupyter server, and the plots the panes show are there
+        port = int(model["dashboard_link"].split(":")[-1].split("/")[0])
+        assert model["dashboard"] == {"link": model["dashboard_link"], "proxy_path": f"proxy/{port}/status",
+                                      "note": None}
+        plots = await asyncio.to_thread(get_json, f"http://127.0.0.1:{port}/individual-plots.json")  # the
+        # scheduler answers on this loop: the request must not block it
+        assert {"/individual-task-stream", "/individual-progress", "/individual-workers-memory"} <= {
+            p if p.startswith("/") else "/" + p for p in plots.values()}
         model = await cluster.adapt(1, 2)
         assert model["adaptive"] == {"minimum": 1, "maximum": 2}
         model = await cluster.scale(2)
-        assert model["adaptive"] is None and len(model["workers"]) == 2
+        assert model["adaptive"] is None
+        deadline = asyncio.get_running_loop().time() + 120  # scale answers after 10 s at most; a loaded
+        while len(model["workers"]) != 2:  # machine may take longer to start a worker process
+            assert asyncio.get_running_loop().time() < deadline, model["workers"]
+            await asyncio.sleep(0.2)
+            model = await cluster.sample()
         assert (await cluster.sample())["scheduler_address"] == model["scheduler_address"]
         await cluster.shutdown()
         assert cluster.current is None
 
     run(main())
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return json.load(answer)
 
 
 @contextlib.contextmanager
@@ -181,3 +229,41 @@ def test_a_close_during_a_connect_wins():
             await cluster.close()
 
     run(main())
+
+
+IDENTITY = {"address": "tcp://127.0.0.1:8786", "services": {"dashboard": 8787}}
+
+
+def test_the_dashboard_link_says_where_it_goes():
+    local = dashboard_model("http://127.0.0.1:8787/status", IDENTITY)
+    assert local == {"link": "http://127.0.0.1:8787/status", "proxy_path": "proxy/8787/status", "note": None}
+    assert dashboard_model(f"http://{socket.gethostname()}:8787/status", IDENTITY)["proxy_path"] == "proxy/8787/status"
+    elsewhere = dashboard_model("http://sched.example.org:8787/status", IDENTITY)
+    assert elsewhere["link"] == "http://sched.example.org:8787/status" and elsewhere["proxy_path"] is None
+    assert "on sched.example.org, not on the Jupyter server's machine" in elsewhere["note"]
+    # a configured link that is a path on the Jupyter server (dask-labextension's convention) is kept
+    configured = dashboard_model("/user/ann/proxy/8787/status", IDENTITY)
+    assert configured == {"link": "/user/ann/proxy/8787/status", "proxy_path": None, "note": None}
+    none = dashboard_model(None, {"services": {}})
+    assert none["link"] is None and none["note"] == "the scheduler serves no dashboard"
+    assert is_this_machine("localhost") and is_this_machine("::1") and not is_this_machine("192.0.2.7")
+
+
+MISSING = """
+import json, sys
+sys.modules[{name!r}] = None  # this interpreter cannot import it, as when it is not installed
+from nbscale.jupyter_ext.cluster import dashboard_model
+print(json.dumps(dashboard_model("http://127.0.0.1:8787/status", {{"services": {{"dashboard": 8787}}}})))
+"""
+
+
+@pytest.mark.parametrize("name, note", [
+    ("bokeh", "install bokeh for the dashboard (pip install bokeh)"),
+    ("jupyter_server_proxy", "jupyter-server-proxy is not installed: the link goes straight to the dashboard's port"),
+])
+def test_a_missing_package_is_named(name, note):
+    out = subprocess.run([sys.executable, "-c", MISSING.format(name=name)], capture_output=True, text=True,
+                         check=True).stdout
+    model = json.loads(out)
+    assert model["proxy_path"] is None and model["note"].startswith(note)
+    assert model["link"] == (None if name == "bokeh" else "http://127.0.0.1:8787/status")

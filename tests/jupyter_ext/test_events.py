@@ -68,3 +68,30 @@ def test_samples_come_fast_while_active_slowly_when_idle_and_at_once_when_woken(
         return fast
 
     assert asyncio.run(main()) >= 5
+
+
+def test_the_follow_loop_runs_often_while_anyone_listens_and_survives_failures():
+    calls = []
+
+    async def follow():
+        calls.append(time.monotonic())
+        if len(calls) == 2:
+            raise RuntimeError("a locked store")  # logged; the loop goes on
+
+    async def sample():
+        return False
+
+    async def main():
+        hub = EventHub(sample, idle_interval_s=5.0, follow=follow, follow_interval_s=0.02)
+        unsubscribe = hub.subscribe(lambda event: None)
+        await asyncio.sleep(0.5)
+        unsubscribe()
+        await asyncio.sleep(0.1)  # the loop sees nobody listens and ends
+        ended = len(calls)
+        await asyncio.sleep(0.2)
+        hub.close()
+        return ended
+
+    ended = asyncio.run(main())
+    assert ended >= 5  # many looks in half a second, not one per (idle) sample
+    assert len(calls) == ended

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import re
 import time
 import urllib.parse
 
@@ -18,19 +19,15 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 from conftest import make_notebook
+from model_keys import CLUSTER_KEYS, STEP_RUN_KEYS, SUMMARY_KEYS
 from pytest_jupyter.jupyter_server import *  # noqa: F403 - the jp_* fixtures, for this module only
 from traitlets.config import Config, Configurable
 
 from nbscale.errors import NbscaleError
 from nbscale.jupyter_ext import _load_jupyter_server_extension, errors
-from nbscale.jupyter_ext.handlers import status_for
+from nbscale.jupyter_ext.handlers import NbscaleHandler, handlers, status_for
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
-SUMMARY_KEYS = {"run_id", "notebook", "engine", "status", "created", "started", "finished", "parameters"}
-STEP_RUN_KEYS = {"name", "status", "duration_s", "cached", "attempts", "started", "finished", "stdout", "stderr",
-                 "error", "stale"}
-CLUSTER_KEYS = {"status", "kind", "scheduler_address", "dashboard_link", "workers", "threads", "memory_used",
-                "memory_limit", "cpu", "tasks", "adaptive"}
 FINISHED = {"succeeded", "failed", "cancelled"}
 
 NOTEBOOK = [
@@ -71,7 +68,8 @@ class Api:
         self.jp_fetch, self.aio, self.seen = jp_fetch, aio, []
 
     def call(self, method, endpoint, params=None, body=None, headers=None):
-        kwargs = {"method": method, "raise_error": False, "headers": headers}
+        # a cluster start can take 20-30 s on a loaded machine: past jp_fetch's default 20 s
+        kwargs = {"method": method, "raise_error": False, "headers": headers, "request_timeout": 120}
         if body is not None:
             kwargs["body"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
         elif method == "POST":
@@ -152,10 +150,27 @@ async def _websocket(url):
     return True
 
 
-ENDPOINTS = [
-    ("GET", "pipeline"), ("GET", "runs"), ("POST", "runs"), ("GET", "runs/abc"), ("DELETE", "runs/abc"),
-    ("GET", "metrics"), ("GET", "cluster"), ("POST", "cluster"), ("GET", "kfp/yaml"), ("POST", "kfp/submit"),
-]
+def http_endpoints() -> list[tuple[str, str]]:
+    """(method, endpoint) for every HTTP method of every route the extension registers (the
+    websocket's own check is tested below), each path parameter filled with "abc": a new endpoint
+    is in the credentials test the moment it is registered."""
+    found = []
+    for pattern, handler in handlers("/"):
+        if not issubclass(handler, NbscaleHandler):
+            continue
+        endpoint = re.sub(r"\([^)]*\)", "abc", pattern.split("/nbscale/api/", 1)[1]).rstrip("$")
+        found += [(method.upper(), endpoint) for method in ("get", "post", "put", "patch", "delete")
+                  if method in vars(handler) or any(method in vars(base) for base in handler.__mro__[1:]
+                                                    if issubclass(base, NbscaleHandler))]
+    return found
+
+
+ENDPOINTS = http_endpoints()
+
+
+def test_the_credentials_test_covers_every_endpoint():
+    assert {("GET", "compare"), ("GET", "runs/abc/steps/abc"), ("POST", "kfp/submit")} <= set(ENDPOINTS)
+    assert len(ENDPOINTS) >= 12
 
 
 def test_every_endpoint_refuses_requests_without_credentials(raw, aio, jp_http_port, jp_base_url, nb, manager, token):
@@ -449,7 +464,7 @@ def test_loading_logs_the_kfp_host_without_credentials(tmp_path):
     assert manager.kfp.hosts == ["https://u:s3cret-2@kfp2.example.com"]
     assert manager.kfp.host.startswith("https://user:") and manager.cluster.scheduler_address == "tcp://10.1.1.1:8786"
     assert manager.runs.default_engine == "dask" and manager.notebooks.root == tmp_path.resolve()
-    assert len(server.web_app.handlers) == 8
+    assert [h for _, h in server.web_app.handlers] == [h for _, h in handlers("/")]  # every route, once
     assert any("KFP https://kfp.example.com/, https://kfp2.example.com" in m for m in messages), messages
     assert not any("s3cret" in m for m in messages)
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 
+from model_keys import CLUSTER_KEYS, STEP_RUN_KEYS, SUMMARY_KEYS
+
 from nbscale.compiler import compile_source
 from nbscale.jupyter_ext import models
 from nbscale.kernels.runstore import RunStore
 
 STEP_KEYS = {"name", "cells", "inputs", "outputs", "resources", "hash"}
-SUMMARY_KEYS = {"run_id", "notebook", "engine", "status", "created", "started", "finished", "parameters"}
-STEP_RUN_KEYS = {"name", "status", "duration_s", "cached", "attempts", "started", "finished", "stdout", "stderr",
-                 "error", "stale"}
-CLUSTER_KEYS = {"status", "kind", "scheduler_address", "dashboard_link", "workers", "threads", "memory_used",
-                "memory_limit", "cpu", "tasks", "adaptive"}
 
 
 def _pipeline():

@@ -10,7 +10,15 @@ import time
 
 from conftest import make_notebook
 
-from nbscale.kernels.contract import CANCELLED, RUNNING, STOPPED_BY_SIGTERM, SUCCEEDED
+from nbscale.kernels.contract import (
+    CANCELLED,
+    CLUSTER_STARTED,
+    CLUSTER_STARTING,
+    RUNNING,
+    STEP_OUTPUT,
+    STOPPED_BY_SIGTERM,
+    SUCCEEDED,
+)
 from nbscale.kernels.runner import default_run_store
 
 
@@ -38,7 +46,10 @@ def test_a_run_reports_its_id_its_events_and_its_end(tmp_path):
     assert finished["step"] == "a" and finished["payload"]["status"] == SUCCEEDED
     assert set(finished["payload"]) == {"status", "duration_s", "error", "attempts", "started", "finished"}
     assert messages[-1] == {"type": "done", "status": SUCCEEDED}
-    assert not any("noise" in json.dumps(m) for m in messages)  # the step's prints stay off the channel
+    # the step's prints reach the channel only as its live output (step_output: shown, never stored)
+    noisy = [m for m in messages if "noise" in json.dumps(m)]
+    assert noisy and all(m["type"] == "event" and m["kind"] == STEP_OUTPUT and m["step"] == "a" for m in noisy)
+    assert noisy[0]["payload"]["stream"] == "stdout"
     assert default_run_store(nb).get_run(run_id)["status"] == SUCCEEDED
 
 
@@ -68,3 +79,16 @@ def test_sigterm_cancels_the_run_as_a_cancel_line_does(tmp_path):
     assert messages[-1] == {"type": "done", "status": CANCELLED}
     run = store.get_run(run_id)
     assert run["status"] == CANCELLED and run["error"] == STOPPED_BY_SIGTERM
+
+
+def test_a_dask_run_says_while_its_own_cluster_starts(tmp_path):
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"])], name="nb")
+    messages = talk(nb, engine="dask")
+    kinds = [m.get("kind") for m in messages if m["type"] == "event"]
+    assert kinds.index(CLUSTER_STARTING) < kinds.index(CLUSTER_STARTED) < kinds.index("step_started"), kinds
+    started = next(m for m in messages if m.get("kind") == CLUSTER_STARTED)
+    assert started["step"] is None and started["payload"]["scheduler_address"].startswith("tcp://")
+    assert messages[-1] == {"type": "done", "status": SUCCEEDED}
+    # live only: the run store does not keep them
+    stored = default_run_store(nb).events_since(messages[0]["run_id"])
+    assert not {CLUSTER_STARTING, CLUSTER_STARTED} & {e["kind"] for e in stored}

@@ -16,7 +16,17 @@ from nbscale.jupyter_ext.errors import Conflict, InvalidInput, NotFound
 from nbscale.jupyter_ext.events import EventHub
 from nbscale.jupyter_ext.notebooks import Notebooks
 from nbscale.jupyter_ext.runs import Runs
-from nbscale.kernels.contract import CANCELLED, FAILED, FINISHED, OWNER_STOPPED, RUNNING, SUCCEEDED, run_store_path
+from nbscale.kernels.contract import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    OWNER_STOPPED,
+    QUEUED,
+    RUNNING,
+    STEP_OUTPUT,
+    SUCCEEDED,
+    run_store_path,
+)
 from nbscale.kernels.errors import RunStoreCorrupt
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
@@ -75,9 +85,16 @@ def test_run_in_its_own_process_shares_the_cli_run_store_and_publishes_events(ro
     assert metrics["names"] == ["b"] and metrics["runs"][0]["metrics"] == {"b": 50.0}
     # the CLI's store holds the same run
     stored = default_run_store(nb).get_run(summary["run_id"])
+    stored_events = default_run_store(nb).events_since(summary["run_id"])
     assert stored["status"] == SUCCEEDED and stored["notebook"] == str(nb)
-    steps = [(e["step"], e["status"]) for e in events if e["type"] == "step"]
+    steps = [(e["step"], e.get("status")) for e in events if e["type"] == "step"]
     assert ("first", RUNNING) in steps and ("first", SUCCEEDED) in steps and ("second", SUCCEEDED) in steps
+    # queued (its inputs ready) before running, and a step's output as it printed it, not stored
+    assert steps.index(("second", QUEUED)) > steps.index(("first", SUCCEEDED))
+    assert steps.index(("second", QUEUED)) < steps.index(("second", RUNNING))
+    outputs = [e["payload"] for e in events if e["payload"]["kind"] == STEP_OUTPUT]
+    assert {"stream": "stdout", "text": "a is 5\n"}.items() <= outputs[0].items() and outputs[0].get("kind")
+    assert STEP_OUTPUT not in [e["kind"] for e in stored_events]
     run_events = [e for e in events if e["type"] == "run"]
     assert [e["payload"]["kind"] for e in run_events] == ["run_created", "run_started", "run_finished"]
     assert [e["status"] for e in run_events] == ["pending", RUNNING, SUCCEEDED]
@@ -119,7 +136,7 @@ def test_runs_of_a_notebook_without_a_store_are_empty_and_nothing_is_created(roo
     nb = make_notebook(root, TWO_STEPS, name="nb").resolve()
     runs = local_runs(root)
     assert run(runs.history(nb)) == {"runs": []}
-    assert run(runs.metrics(nb)) == {"names": [], "runs": []}
+    assert run(runs.metrics(nb)) == {"names": [], "runs": [], "directions": {}}
     with pytest.raises(NotFound):
         run(runs.detail(nb, "abc"))
     assert not (root / ".nbscale").exists()

@@ -63,6 +63,23 @@ def test_the_batcher_sends_at_most_the_last_characters_once_per_interval():
     assert calls[-1] == ("stderr", "now\n")
 
 
+
+def test_a_single_print_is_sent_when_the_interval_ends_without_another_write():
+    """A step that prints once and then computes: its line must not wait for the step's end."""
+    calls = []
+    batcher = OutputBatcher(lambda stream, text: calls.append((stream, text)), interval=0.2, limit=100)
+    batcher.flush()  # the interval starts now
+    batcher.add("stdout", "epoch 1\n")
+    assert calls == []
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert calls == [("stdout", "epoch 1\n")]
+    batcher.add("stdout", "epoch 2\n")
+    batcher.flush()  # the step ends: what is left goes now, and no timer sends it again
+    time.sleep(0.5)
+    assert calls == [("stdout", "epoch 1\n"), ("stdout", "epoch 2\n")]
+
 def test_a_failing_listener_does_not_fail_the_step():
     def broken(step, stream, text):
         raise RuntimeError("listener broke")

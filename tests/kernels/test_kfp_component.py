@@ -59,7 +59,8 @@ def test_kept_values_that_cannot_be_serialised_are_left_out(tmp_path):
 
 def test_a_failure_exits_non_zero_with_the_cell_and_line(tmp_path):
     record = artifact(dsl.Artifact, tmp_path, "step_record")
-    with pytest.raises(SystemExit, match=r"step 'bad' of nb.ipynb failed at cell 1, line 2: ValueError: boom"):
+    # the message numbers the cell (index 1) as JupyterLab does; the record keeps the index
+    with pytest.raises(SystemExit, match=r"step 'bad' of nb.ipynb failed at cell 2, line 2: ValueError: boom"):
         run_kfp_step(notebook="nb.ipynb", step=step("bad", "x = 1", "y = 2\nraise ValueError('boom')"),
                      prelude=PRELUDE, record=record)
     result = record_of(record)

@@ -13,7 +13,7 @@ from test_executor import ok, run
 
 from nbscale.compiler.ir import Metrics
 from nbscale.kernels.executor import Frame
-from nbscale.kernels.namespace import evaluate_metrics, rebind_functions
+from nbscale.kernels.namespace import evaluate_metrics, rebind_functions, replay_settings
 
 
 def notebook_function(source: str, name: str):
@@ -96,3 +96,11 @@ def test_metrics_numbers_dicts_numpy_and_warnings():
         "acc": float, "scores.lr": float, "scores.rf": int, "np_acc": float, "flag": int}
     assert len(result.warnings) == 1 and "'label'" in result.warnings[0]
     json.dumps(result.to_json())
+
+
+def test_a_setting_that_fails_to_replay_is_the_steps_error_at_its_cell():
+    setting = {"cell": 2, "line": 1, "source": "import missing_module_xyz", "imports": []}
+    error = replay_settings([setting], {})
+    assert (error["cell"], error["line"], error["ename"]) == (2, 1, "ModuleNotFoundError")
+    # the message numbers the cell (index 2) as JupyterLab does
+    assert error["evalue"].startswith("replaying the setting of cell 3, line 1 (import missing_module_xyz) failed")

@@ -14,6 +14,7 @@ from nbscale.kernels.contract import (
     RUN_STARTED,
     STEP_FINISHED,
     STEP_OUTPUT,
+    STEP_QUEUED,
     STEP_STARTED,
     STOPPED_BY_SIGTERM,
     WARNING,
@@ -299,7 +300,7 @@ def test_warnings_are_kept_per_cell_and_sent_once_each_as_they_come(tmp_path, en
     assert result.ok
     warned = _events(events, "a", WARNING)
     assert [(w["cell"], w["line"], w["category"], w["message"]) for w in warned] == [
-        (1, 2, "FutureWarning", "cell 1, line 2: FutureWarning: old API")]
+        (1, 2, "FutureWarning", "cell 2, line 2: FutureWarning: old API")]
     kinds = [kind for kind, step, _ in events if step == "a"]
     assert kinds.index(WARNING) < kinds.index(STEP_FINISHED)
     assert result.step("a")["warnings"] == warned  # --output json
@@ -316,7 +317,7 @@ def test_long_output_is_cut_in_the_store_and_whole_in_the_log(tmp_path):
     log = step_log_path(nb, result.run_id, "talk")
     assert f"… output truncated (1.5 MB); full log at {log}" in stored
     assert stored.startswith("000000000\n") and stored.endswith("000149999\n") and len(stored) < 1_100_000
-    assert log.read_text() == "── cell 0 ──\n" + "".join(f"{i:09d}\n" for i in range(150_000))
+    assert log.read_text() == "── cell 1 ──\n" + "".join(f"{i:09d}\n" for i in range(150_000))
 
 
 def test_a_step_in_this_process_sends_its_output_live(tmp_path):
@@ -325,4 +326,26 @@ def test_a_step_in_this_process_sends_its_output_live(tmp_path):
     run_notebook(nb, options=LOCAL, on_event=lambda kind, step, payload: events.append((kind, step, payload)))
     assert _events(events, "a", STEP_OUTPUT) == [{"stream": "stdout", "text": "first\n"}]
     kinds = [kind for kind, step, _ in events if step == "b"]
-    assert kinds == [STEP_STARTED, STEP_OUTPUT, STEP_FINISHED]
+    assert kinds == [STEP_QUEUED, STEP_STARTED, STEP_OUTPUT, STEP_FINISHED]
+
+
+def test_a_step_is_queued_once_the_steps_it_comes_after_finished_and_before_it_starts(tmp_path):
+    nb = make_notebook(tmp_path, [("a = 1", ["step:a"]), ("b = a + 1", ["step:b"]), ("c = a + 2", ["step:c"]),
+                                  ("d = b + c", ["step:d"])])
+    events = []
+    result = run_notebook(nb, options=LOCAL, on_event=lambda kind, step, payload: events.append((kind, step)))
+    order = [e for e in events if e[0] in (STEP_QUEUED, STEP_STARTED, STEP_FINISHED)]
+    for step, after in (("b", "a"), ("c", "a"), ("d", "b"), ("d", "c")):
+        assert order.index((STEP_FINISHED, after)) < order.index((STEP_QUEUED, step)), order
+    for step in "abcd":
+        assert order.index((STEP_QUEUED, step)) < order.index((STEP_STARTED, step)), order
+    # the local engine runs one step at a time: c waits, queued, while b runs
+    assert order.index((STEP_QUEUED, "c")) < order.index((STEP_FINISHED, "b")), order
+    # stored as events (a later reader sees when a step was queued), not as a step status
+    stored = default_run_store(nb).events_since(result.run_id)
+    assert [e["step"] for e in stored if e["kind"] == STEP_QUEUED] == ["a", "b", "c", "d"]
+    assert STEP_OUTPUT not in {e["kind"] for e in stored}
+    # a run that finds every step cached queues none
+    again = []
+    run_notebook(nb, options=LOCAL, on_event=lambda kind, step, payload: again.append(kind))
+    assert STEP_QUEUED not in again

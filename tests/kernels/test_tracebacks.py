@@ -10,6 +10,7 @@ from test_executor import ok, run
 from nbscale.compiler.ir import Prelude
 from nbscale.kernels.contract import FAILED, error_dict
 from nbscale.kernels.tracebacks import (
+    CellCompiler,
     Frame,
     StepError,
     cell_location,
@@ -33,18 +34,26 @@ def raised(source: str, filename: str) -> BaseException:
 def test_code_names_locate_cell_and_line():
     assert is_cell_code("<cell 4 [0123456789ab]>") and is_cell_code("<cell 4 +2 [0123456789ab]>")
     assert not is_cell_code("<ipython-input-1-abc>") and not is_cell_code("/lib/module.py")
-    assert cell_location("<cell 4 [0123456789ab]>", 3) == (4, 3)
-    assert cell_location("<cell 4 +2 [0123456789ab]>", 1) == (4, 3)  # first line is the cell's third
-    assert cell_location("<cell 4 [0123456789ab]>", None) == (4, None)
+    # a code name numbers its cell as JupyterLab does (a person may read it); the location is the index
+    assert cell_location("<cell 4 [0123456789ab]>", 3) == (3, 3)
+    assert cell_location("<cell 4 +2 [0123456789ab]>", 1) == (3, 3)  # first line is the cell's third
+    assert cell_location("<cell 4 [0123456789ab]>", None) == (3, None)
     assert cell_location("module.py", 3) is None
+
+
+def test_the_code_of_a_cell_is_named_as_jupyterlab_numbers_the_cell():
+    compiler = CellCompiler()
+    compiler.current = (0, "x = 1")
+    name = compiler.get_code_name("x = 1", "x = 1", 1)
+    assert name.startswith("<cell 1 [") and cell_location(name, 1) == (0, 1)
 
 
 def test_step_error_of_code_named_after_a_cell():
     source = "def f():\n    return 1 / 0\nf()"
     exc = raised(source, "<cell 7 +1 [0123456789ab]>")
-    error = step_error(exc, 9, {7: "# a comment\n" + source}, before_exec=False)
-    assert error.frames == [Frame(7, 4, "<module>"), Frame(7, 3, "f")]
-    assert (error.cell, error.line, error.running_cell) == (7, 3, 9)
+    error = step_error(exc, 9, {6: "# a comment\n" + source}, before_exec=False)
+    assert error.frames == [Frame(6, 4, "<module>"), Frame(6, 3, "f")]
+    assert (error.cell, error.line, error.running_cell) == (6, 3, 9)
     assert "  cell 7, line 3, in f\n    return 1 / 0\n" in error.traceback
     assert error.traceback.endswith("ZeroDivisionError: division by zero\n")
 
@@ -70,7 +79,7 @@ def test_exception_reports_notebook_cell_and_line():
     err = result.error
     assert (err.cell, err.line, err.running_cell) == (7, 3, 7)
     assert (err.ename, err.evalue) == ("ZeroDivisionError", "division by zero")
-    assert "cell 7, line 3" in err.traceback and "d = 1 / 0" in err.traceback
+    assert "cell 8, line 3" in err.traceback and "d = 1 / 0" in err.traceback  # index 7, numbered from 1
     if sys.version_info >= (3, 11):  # carets under the failing expression, as Python puts them
         assert "    d = 1 / 0\n        ~~^~~\n" in err.traceback
     assert "ipython-input" not in err.traceback and "\x1b[" not in err.traceback
@@ -84,7 +93,7 @@ def test_exception_in_prelude_function_names_both_cells():
     assert err.running_cell == 6  # the step cell that called it
     assert err.frames == [Frame(cell=6, line=2, name="<module>"), Frame(cell=1, line=3, name="helper")]
     assert (err.cell, err.line) == (1, 3)  # the deepest frame in a notebook cell
-    assert err.traceback.index("cell 6, line 2") < err.traceback.index("cell 1, line 3, in helper")
+    assert err.traceback.index("cell 7, line 2") < err.traceback.index("cell 2, line 3, in helper")
 
 
 def test_line_numbers_survive_magics_and_leading_blank_lines():
@@ -99,7 +108,7 @@ def test_failure_in_timed_cell_body_fails_the_step_at_its_line():
     assert result.status == FAILED
     err = result.error
     assert (err.ename, err.evalue, err.cell, err.line, err.running_cell) == ("RuntimeError", "late", 3, 3, 3)
-    assert "cell 3, line 3" in err.traceback and "raise RuntimeError('late')" in err.traceback
+    assert "cell 4, line 3" in err.traceback and "raise RuntimeError('late')" in err.traceback
     assert result.stderr == "" and "next cell" not in result.stdout
 
 
@@ -113,7 +122,7 @@ def test_failure_inside_capture_body_is_captured_and_mapped():
     result = ok(run("%%capture out\nx = 1\nraise ValueError('inside')", "text = out.stdout",
                     cells=[4, 5], outputs=["text"]))
     # as in Jupyter: %%capture swallows the failure, its traceback lands in the capture
-    assert "cell 4, line 3" in result.outputs["text"]
+    assert "cell 5, line 3" in result.outputs["text"]
     assert "ValueError: inside" in result.outputs["text"]
 
 
@@ -121,7 +130,7 @@ def test_syntax_error_reports_cell_and_line():
     result = run("ok = 1", "x = 1\ny = = 2", cells=[2, 9])
     err = result.error
     assert (err.ename, err.cell, err.line) == ("SyntaxError", 9, 2)
-    assert "cell 9, line 2" in err.traceback and "y = = 2" in err.traceback
+    assert "cell 10, line 2" in err.traceback and "y = = 2" in err.traceback
 
 
 def test_chained_exception_traceback_shows_both():

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from .... import __version__
 from ...errors import PipelineHasErrors, TargetError
 from ...ir import Pipeline
+from ...notebook import cell_number
 from .literals import Code, docstring, literal, string_literal, wrapped
 from .options import KfpOptions
 from .parameters import is_native, kfp_argument, wire_type
@@ -206,7 +207,7 @@ class _Generator:
             kwargs.append(("keep", sorted(self.keep[step.name])))
         kwargs.append(("record", Code(RECORD_OUTPUT)))
 
-        cells = ", ".join(str(c) for c in step.cells)
+        cells = ", ".join(str(cell_number(c)) for c in step.cells)  # as JupyterLab numbers them
         lines = [f"@dsl.component({', '.join(decorator)})"]
         lines += wrapped(f"def {self.functions[step.name]}(", signature, "):")
         lines.append(f"    {docstring(f'Step {step.name}: cell{_s(step.cells)} {cells} of {self.p.notebook}.', 4)}")

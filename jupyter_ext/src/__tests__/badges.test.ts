@@ -39,6 +39,20 @@ describe('cell badges', () => {
   it('keeps a step name with markup as text', () => {
     const badge = badgeFor(['step:<b>x</b>'])!;
     expect(badge.querySelector('b')).toBeNull();
-    expect(badge.textContent).toBe('<b>x</b>');
+    expect(badge.textContent).toBe('⚠<b>x</b>'); // and marked: not a valid step name
+    expect(badge.classList.contains('nbscale-badge-invalid')).toBe(true);
+  });
+
+  it('marks a cell whose tags the compiler refuses, so a skip cell with a step tag does not look fine', () => {
+    const badge = badgeFor(['step:explore', 'skip'])!;
+    expect(badge.dataset.role).toBe('skip'); // the compiler reads it as skip
+    expect(badge.classList.contains('nbscale-badge-invalid')).toBe(true);
+    expect(badge.title).toMatch(/'skip' cell cannot carry step tags/);
+    expect(badge.querySelector('.nbscale-badge-warning')).not.toBeNull();
+    const unknown = badgeFor(['paramters'])!;
+    expect(unknown.classList.contains('nbscale-badge-invalid')).toBe(true);
+    expect(unknown.dataset.problems).toBe("unknown tag 'paramters'");
+    expect(badgeFor(['step:a', 'hide-input'])!.classList.contains('nbscale-badge-invalid')).toBe(false);
+    expect(badgeFor(['hide-input'])).toBeNull();
   });
 });

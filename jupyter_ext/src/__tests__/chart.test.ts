@@ -37,3 +37,22 @@ describe('metric chart', () => {
     expect(r.max).toBeGreaterThan(3);
   });
 });
+
+describe('metric chart labels', () => {
+  it('labels each point with its run', () => {
+    const svg = renderLineChart(metricSeries(history(), 'acc_lr'));
+    const labels = Array.from(svg.querySelectorAll('.nbscale-chart-run'));
+    expect(labels.map(l => l.getAttribute('data-label-of'))).toEqual(['r1', 'r2', 'r3']);
+    expect(labels.map(l => l.textContent)).toEqual(['r1', 'r2', 'r3']);
+    expect(svg.querySelector('[data-run="r2"] title')!.textContent).toContain('run r2');
+  });
+
+  it('skips labels evenly when there are many runs, always naming the newest', () => {
+    const points = Array.from({ length: 12 }, (_, i) => ({ run_id: `run${String(i).padStart(2, '0')}xyz`, created: `2026-01-${10 + i}`, value: i }));
+    const svg = renderLineChart(points, { maxLabels: 4, label: p => p.run_id.slice(0, 5) });
+    const labels = Array.from(svg.querySelectorAll('.nbscale-chart-run')).map(l => l.textContent);
+    expect(labels.length).toBeLessThanOrEqual(5);
+    expect(labels[0]).toBe('run00');
+    expect(labels[labels.length - 1]).toBe('run11');
+  });
+});

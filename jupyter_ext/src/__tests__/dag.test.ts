@@ -1,4 +1,4 @@
-import { renderDag } from '../dag';
+import { diagnosticsByStep, renderDag, worstSeverity } from '../dag';
 import { layoutPipeline } from '../layout';
 import { irisPipeline } from './fixtures';
 
@@ -46,5 +46,46 @@ describe('DAG rendering (SVG)', () => {
     const svg = renderDag(layout);
     const edge = svg.querySelector('[data-from="split"][data-to="train_lr"] title')!;
     expect(edge.textContent).toBe('split → train_lr: X_train, y_train');
+  });
+
+  it('draws at its natural size: no shrinking to the container, a zoom scales the drawing', () => {
+    const svg = renderDag(layout);
+    expect(svg.getAttribute('width')).toBe(String(Math.ceil(layout.width)));
+    expect(svg.style.maxWidth).toBe('');
+    const zoomed = renderDag(layout, { zoom: 2 });
+    expect(zoomed.getAttribute('width')).toBe(String(Math.ceil(layout.width * 2)));
+    expect(zoomed.getAttribute('viewBox')).toBe(svg.getAttribute('viewBox'));
+  });
+
+  it('marks steps with diagnostics and lists them, cell numbers 1-based, in the title', () => {
+    const pipeline = irisPipeline();
+    pipeline.diagnostics = [
+      { severity: 'warning', code: 'seeding-call', message: 'np.random.seed does not travel', cell: 9, line: 1, col: 0 },
+      { severity: 'error', code: 'x', message: 'broken', cell: 9, line: 2, col: 0 },
+      { severity: 'info', code: 'y', message: 'fyi', cell: 4, line: null, col: null },
+      { severity: 'error', code: 'z', message: 'of the notebook', cell: null, line: null, col: null }
+    ];
+    const byStep = diagnosticsByStep(pipeline);
+    expect(Object.keys(byStep).sort()).toEqual(['load', 'train_lr']);
+    expect(worstSeverity(byStep.train_lr)).toBe('error');
+    const svg = renderDag(layout, { diagnostics: byStep });
+    const lr = svg.querySelector('[data-step="train_lr"]')!;
+    expect(lr.getAttribute('class')).toContain('nbscale-dag-has-error');
+    expect(lr.querySelector('.nbscale-dag-diagnostic.nbscale-severity-error')).not.toBeNull();
+    expect(lr.querySelector('title')!.textContent).toBe(
+      'train_lr\nwarning (cell 10): np.random.seed does not travel\nerror (cell 10): broken'
+    );
+    expect(lr.getAttribute('aria-label')).toContain('2 diagnostics');
+    expect(svg.querySelector('[data-step="load"]')!.getAttribute('data-severity')).toBe('info');
+    expect(svg.querySelector('[data-step="split"] .nbscale-dag-diagnostic')).toBeNull();
+  });
+
+  it('writes the names that flow on the edges when the layout made room for them', () => {
+    expect(renderDag(layout).querySelectorAll('.nbscale-dag-edge-label')).toHaveLength(0);
+    const svg = renderDag(layoutPipeline(irisPipeline(), { edgeLabels: true, direction: 'LR' }));
+    const labels = Array.from(svg.querySelectorAll('.nbscale-dag-edge-label'));
+    expect(labels).toHaveLength(7);
+    const split = svg.querySelector('.nbscale-dag-edge-label[data-from="split"][data-to="evaluate"]')!;
+    expect(split.childNodes[0].textContent).toBe('X_test, y_test');
   });
 });

@@ -1,11 +1,15 @@
 import {
+  cellLabel,
+  cellNumber,
   formatBytes,
   formatDuration,
+  formatElapsed,
   formatNumber,
   formatShortTime,
   formatTime,
   hasTraceback,
   kfpYamlFileName,
+  secondsSince,
   statusLabel,
   stripAnsi,
   tracebackText
@@ -70,5 +74,27 @@ describe('formatting', () => {
     expect(formatTime('not a time')).toBe('not a time');
     expect(formatTime(null)).toBe('');
     expect(formatShortTime(undefined)).toBe('');
+  });
+});
+
+describe('elapsed time of a running step', () => {
+  it('counts whole seconds from the step start', () => {
+    const started = '2026-12-02T00:00:00.000Z';
+    const at = (s: number) => Date.parse(started) + s * 1000;
+    expect(secondsSince(started, at(7.9))).toBeCloseTo(7.9);
+    expect(formatElapsed(secondsSince(started, at(7.9)))).toBe('7 s');
+    expect(formatElapsed(secondsSince(started, at(125.4)))).toBe('2 min 5 s');
+    expect(secondsSince(started, at(-2))).toBe(0); // a clock a little behind the server's
+    expect(secondsSince(null)).toBeNull();
+    expect(formatElapsed(null)).toBe('');
+  });
+});
+
+describe('cell numbers', () => {
+  it('numbers a cell from its 0-based index as JupyterLab does, from 1', () => {
+    expect(cellNumber(0)).toBe(1);
+    expect(cellLabel(0)).toBe('cell 1');
+    expect(cellLabel(4, 2)).toBe('cell 5, line 2');
+    expect(cellLabel(4, null)).toBe('cell 5');
   });
 });

@@ -1,4 +1,4 @@
-import { layoutPipeline, nodeWidth } from '../layout';
+import { edgeLabelText, layoutPipeline, nodeWidth } from '../layout';
 import { irisPipeline } from './fixtures';
 
 describe('DAG layout (dagre)', () => {
@@ -53,5 +53,35 @@ describe('DAG layout (dagre)', () => {
   it('ignores edges to unknown steps and self loops', () => {
     const l = layoutPipeline({ steps: pipeline.steps.slice(0, 2), edges: [...pipeline.edges, { from: 'load', to: 'load', names: [] }] });
     expect(l.edges).toHaveLength(1);
+  });
+
+  it('makes room for edge labels inside the drawing, clear of the boxes', () => {
+    const pipeline = irisPipeline();
+    pipeline.edges.push({ from: 'load', to: 'metrics', names: [] }); // an ordering edge: no label
+    const l = layoutPipeline(pipeline, { edgeLabels: true, direction: 'LR' });
+    const labelled = l.edges.filter(e => e.label);
+    expect(labelled).toHaveLength(7);
+    expect(l.edges.find(e => e.from === 'load' && e.to === 'metrics')!.label).toBeUndefined();
+    for (const e of labelled) {
+      const b = e.label!;
+      expect(b.text).toBe(edgeLabelText(e.names));
+      expect(b.x - b.width / 2).toBeGreaterThanOrEqual(0);
+      expect(b.x + b.width / 2).toBeLessThanOrEqual(l.width);
+      for (const n of l.nodes) {
+        const apart = Math.abs(b.x - n.x) >= (b.width + n.width) / 2 || Math.abs(b.y - n.y) >= (b.height + n.height) / 2;
+        expect(apart).toBe(true);
+      }
+    }
+    // left to right: every edge goes rightwards
+    const node = (name: string) => l.nodes.find(n => n.name === name)!;
+    for (const e of irisPipeline().edges) {
+      expect(node(e.from).x).toBeLessThan(node(e.to).x);
+    }
+  });
+
+  it('counts the names past three on a label', () => {
+    expect(edgeLabelText(['a', 'b'])).toBe('a, b');
+    expect(edgeLabelText(['a', 'b', 'c', 'd', 'e'])).toBe('a, b, c +2');
+    expect(edgeLabelText([])).toBe('');
   });
 });

@@ -61,4 +61,40 @@ describe('Metrics section', () => {
     section.dispose();
     state.dispose();
   });
+
+  it('puts the parameters that differ between runs in columns, beside every metric', async () => {
+    const { state } = await loaded(api => {
+      api.metricsHistory = history();
+      api.runList = ['r3', 'r2', 'r1'].map((id, i) => ({ ...summary(id, 'succeeded'), parameters: { seed: 3 - i, C: 1 } }));
+    });
+    const section = attach(new MetricsSection(state));
+    const heads = Array.from(section.node.querySelectorAll('.nbscale-metrics-table thead th')).map(th => th.textContent);
+    expect(heads).toEqual(['run', 'seed', 'acc_lr', 'acc_rf']);
+    expect(section.node.querySelector('tr[data-run="r1"] .nbscale-param-col')!.textContent).toBe('1');
+    expect(section.node.querySelector('.nbscale-table-scroll .nbscale-metrics-table')).not.toBeNull();
+    // the column picker hides and shows columns
+    const box = section.node.querySelector('.nbscale-column-picker input[data-column="metric:acc_lr"]') as HTMLInputElement;
+    box.checked = false;
+    box.dispatchEvent(new Event('change'));
+    const after = Array.from(section.node.querySelectorAll('.nbscale-metrics-table thead th')).map(th => th.textContent);
+    expect(after).toEqual(['run', 'seed', 'acc_rf']);
+    expect(section.node.querySelector('.nbscale-column-picker summary')!.textContent).toBe('Columns (2 of 3)');
+    section.setColumnShown('metric:acc_lr', true);
+    expect(section.node.querySelectorAll('.nbscale-metrics-table thead th')).toHaveLength(4);
+    section.dispose();
+    state.dispose();
+  });
+
+  it('uses the direction the server ships and labels the chart by run', async () => {
+    const { state } = await loaded(api => {
+      api.metricsHistory = { ...history(), directions: { acc_lr: 'min', acc_rf: 'max' } };
+    });
+    const section = attach(new MetricsSection(state));
+    expect(section.node.textContent).toContain('lower is better');
+    expect(section.node.querySelector('svg.nbscale-chart .nbscale-chart-best')!.getAttribute('data-run')).toBe('r1');
+    const labels = Array.from(section.node.querySelectorAll('svg.nbscale-chart .nbscale-chart-run')).map(t => t.textContent);
+    expect(labels).toEqual(['r1', 'r2', 'r3']);
+    section.dispose();
+    state.dispose();
+  });
 });

@@ -1,4 +1,4 @@
-import { changedParameters, coerceParameter, parameterKind, parameterText } from '../parameters';
+import { changedParameters, coerceParameter, ParameterForms, parameterKind, parameterText } from '../parameters';
 import { irisPipeline } from './fixtures';
 
 describe('parameters', () => {
@@ -39,5 +39,27 @@ describe('parameters', () => {
   it('sends only the parameters that differ from the notebook', () => {
     const params = irisPipeline().parameters;
     expect(changedParameters(params, { test_size: 0.25, seed: 7, C: 1.0 })).toEqual({ seed: 7 });
+  });
+
+  it('keeps form values per notebook and follows a changed default', () => {
+    const forms = new ParameterForms();
+    const seed = (d: unknown, type = 'int') => [{ name: 'seed', type, default: d }, { name: 'C', type: 'float', default: 1 }];
+    forms.sync('a.ipynb', seed(42));
+    forms.sync('b.ipynb', seed(1));
+    forms.set('a.ipynb', 'seed', 7);
+    forms.set('a.ipynb', 'C', 0.5);
+    expect(forms.values('b.ipynb')).toEqual({ seed: 1, C: 1 });
+    expect(forms.values(null)).toEqual({});
+    forms.sync('a.ipynb', seed(42)); // a recompile with the same defaults keeps the edits
+    expect(forms.values('a.ipynb')).toEqual({ seed: 7, C: 0.5 });
+    forms.sync('a.ipynb', seed(3)); // the notebook's seed changed: its value follows
+    expect(forms.values('a.ipynb')).toEqual({ seed: 3, C: 0.5 });
+    forms.set('a.ipynb', 'seed', 9);
+    forms.sync('a.ipynb', seed(3, 'float')); // so does a changed type
+    expect(forms.values('a.ipynb').seed).toBe(3);
+    forms.reset('a.ipynb', 'C');
+    expect(forms.values('a.ipynb')).toEqual({ seed: 3, C: 1 });
+    forms.forget('a.ipynb');
+    expect(forms.values('a.ipynb')).toEqual({});
   });
 });

@@ -62,7 +62,7 @@ describe('Pipeline section', () => {
     const items = section.node.querySelectorAll('.nbscale-diagnostic');
     expect(items).toHaveLength(2);
     expect(items[0].getAttribute('data-code')).toBe('undefined-name');
-    expect(items[0].textContent).toContain('cell 11, line 4');
+    expect(items[0].textContent).toContain('cell 12, line 4'); // index 11, as JupyterLab numbers it
     expect(section.node.textContent).toContain('1 error');
     const cells: number[] = [];
     state.cellRequested.connect((_, i) => cells.push(i));
@@ -94,6 +94,7 @@ describe('Pipeline section', () => {
       ['info', 1]
     ]);
     expect(diagnosticLocation(d('error', null))).toBe('notebook');
-    expect(diagnosticLocation({ ...d('error', 2), line: 3 })).toBe('cell 2, line 3');
+    expect(diagnosticLocation({ ...d('error', 2), line: 3 })).toBe('cell 3, line 3');
+    expect(diagnosticLocation(d('error', 0))).toBe('cell 1'); // the first cell is cell 1
   });
 });

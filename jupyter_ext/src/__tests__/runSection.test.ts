@@ -125,7 +125,9 @@ describe('Run section', () => {
     expect((window as any).__pwned).toBeUndefined();
     const cells: number[] = [];
     state.cellRequested.connect((_, i) => cells.push(i));
-    (section.node.querySelector('.nbscale-error-box .nbscale-link-button') as HTMLElement).click();
+    const jump = section.node.querySelector('.nbscale-error-box .nbscale-link-button') as HTMLElement;
+    expect(jump.textContent).toBe('cell 9, line 3'); // index 8, numbered as JupyterLab's status bar does
+    jump.click();
     expect(cells).toEqual([8]);
     expect(section.node.querySelector('[data-step="train_lr"] .nbscale-step-status')!.textContent).toBe('upstream failed');
     section.dispose();
@@ -190,6 +192,71 @@ describe('Run section', () => {
     expect(section.node.querySelector('.nbscale-notice-error')!.textContent).toBe(
       'Could not start the run: 409 a run of this notebook is already active'
     );
+    section.dispose();
+    state.dispose();
+  });
+});
+
+describe('Run section: live status', () => {
+  it('shows queued apart from running, ticks elapsed time and streams output', async () => {
+    const started = new Date(Date.now() - 3000).toISOString();
+    const { state } = await loaded(api => {
+      api.runList = [summary('r1', 'running')];
+      api.details.set('r1', detail('r1', 'running', [stepRun('load', 'running', { started })]));
+    });
+    const section = attach(new RunSection(state));
+    state.handleEvent({ type: 'run', run_id: 'r1', payload: { kind: 'cluster_starting' } });
+    expect(section.node.querySelector('.nbscale-run-phase')!.textContent).toBe('starting cluster');
+    state.handleEvent({ type: 'step', run_id: 'r1', step: 'split', status: 'queued', payload: { kind: 'step_queued' } });
+    expect(section.node.querySelector('.nbscale-run-phase')).toBeNull();
+    expect(section.node.querySelector('[data-step="split"]')!.getAttribute('data-status')).toBe('queued');
+    expect(section.node.querySelector('[data-step="split"] .nbscale-step-status')!.textContent).toBe('queued');
+    const elapsed = section.node.querySelector('[data-step="load"] .nbscale-elapsed')!;
+    expect(elapsed.textContent).toMatch(/^\d+ s$/);
+    section.tick(Date.parse(started) + 7_500);
+    expect(elapsed.textContent).toBe('7 s');
+    section.tick(Date.parse(started) + 65_000);
+    expect(elapsed.textContent).toBe('1 min 5 s');
+    state.handleEvent({ type: 'step', run_id: 'r1', step: 'load', payload: { kind: 'step_output', stream: 'stdout', text: 'epoch 1\n' } });
+    expect(section.node.querySelector('[data-step="load"] .nbscale-live-output')!.textContent).toContain('epoch 1');
+    section.dispose();
+    state.dispose();
+  });
+
+  it('shows a cancelled run with how many steps finished, never 100 %', async () => {
+    const { state } = await loaded(api => {
+      api.runList = [summary('r1', 'cancelled')];
+      api.details.set(
+        'r1',
+        detail('r1', 'cancelled', [
+          stepRun('load', 'succeeded'),
+          ...['split', 'train_lr', 'train_rf', 'evaluate', 'metrics'].map(n => stepRun(n, 'cancelled'))
+        ])
+      );
+    });
+    const section = attach(new RunSection(state));
+    expect(section.node.querySelector('.nbscale-progress-count')!.textContent).toBe('1 of 6 steps finished');
+    expect(section.node.querySelector('.nbscale-run-progress .nbscale-bar-label')!.textContent).toBe('cancelled: 1/6');
+    section.dispose();
+    state.dispose();
+  });
+});
+
+describe('Run buttons and compile errors', () => {
+  it('are disabled while the pipeline has an error, their title naming the first one, and enabled once fixed', async () => {
+    const error = { severity: 'error', code: 'undefined-name', message: "name 'undefined_thing' is not defined", cell: 4, line: 2, col: 6 };
+    const { state, api } = await loaded(a => a.pipelineModel.diagnostics.push(error));
+    const section = attach(new RunSection(state));
+    const dask = section.node.querySelector('button[data-engine="dask"]') as HTMLButtonElement;
+    expect(dask.disabled).toBe(true);
+    expect(dask.title).toBe("Fix the pipeline's errors first: cell 5: name 'undefined_thing' is not defined");
+    await section.run('dask'); // Enter in the form goes through run(): refused too
+    expect(api.callsTo('startRun')).toHaveLength(0);
+    // a warning does not block
+    api.pipelineModel.diagnostics = [{ ...error, severity: 'warning', code: 'global-seed' }];
+    await state.refreshPipeline();
+    expect(dask.disabled).toBe(false);
+    expect(dask.title).not.toMatch(/Fix the pipeline/); // back to the button's own title
     section.dispose();
     state.dispose();
   });
