@@ -142,7 +142,7 @@ export function applyEvent(run: IRunDetail, event: IEvent): IRunDetail {
   if (event.type === 'run' && !event.status && (payload.kind === CLUSTER_STARTING || payload.kind === CLUSTER_STARTED)) {
     return applyPhase(run, payload.kind === CLUSTER_STARTING ? STARTING_CLUSTER : null);
   }
-  if (event.type === 'run' && event.status && event.status !== run.status) {
+  if (event.type === 'run' && event.status && laterStatus(run.status, event.status) !== run.status) {
     const phase = isFinished(event.status) ? null : run.phase;
     return { ...run, status: event.status, finished: payload.finished ?? run.finished, phase };
   }
@@ -211,6 +211,14 @@ function rank(status: string): number {
 }
 
 /**
+ * The status a run (or step) has once `next` is heard after `current`: `next`, unless it is an
+ * earlier state (a late "running" after "cancelled", a cancel's answer sent before the run ended).
+ */
+export function laterStatus(current: Status | string, next: Status | string): Status {
+  return (rank(next) < rank(current) ? current : next) as Status;
+}
+
+/**
  * A fetched run detail, merged with what live events already showed: a fetch that left the
  * server before an event arrived must not move a step back (succeeded → running).
  */
@@ -233,6 +241,6 @@ export function mergeDetail(previous: IRunDetail | null, fetched: IRunDetail): I
       steps.push(p);
     }
   }
-  const status = rank(previous.status) > rank(fetched.status) ? previous.status : fetched.status;
+  const status = laterStatus(previous.status, fetched.status);
   return { ...fetched, status, steps, phase: isFinished(status) ? null : previous.phase ?? null };
 }

@@ -8,7 +8,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { EarlyEvents } from './earlyEvents';
 import { LiveMode, LiveUpdates, SocketFactory } from './events';
 import { changedParameters, ParameterForms } from './parameters';
-import { applyEvent, mergeDetail } from './reducers';
+import { applyEvent, laterStatus, mergeDetail } from './reducers';
 import { DEFAULT_SETTINGS, IPanelSettings } from './settings';
 import {
   ClusterAction,
@@ -481,7 +481,7 @@ export class PanelState {
       return;
     }
     const summary = await this.api.cancelRun(this.path, this.run.run_id);
-    if (this.run && summary.run_id === this.run.run_id) {
+    if (this.run && summary.run_id === this.run.run_id && laterStatus(this.run.status, summary.status) !== this.run.status) {
       this.run = { ...this.run, status: summary.status };
       this._changed.emit('run');
     }

@@ -1,6 +1,7 @@
 import {
   applyEvent,
   emptyStep,
+  laterStatus,
   LIVE_OUTPUT_CHARS,
   mergeDetail,
   mergeSteps,
@@ -81,6 +82,16 @@ describe('live events', () => {
 
   it('sets the run status from a run event', () => {
     expect(applyEvent(run, { type: 'run', run_id: 'r1', status: 'succeeded' }).status).toBe('succeeded');
+  });
+
+  it('never moves a finished run back: a late event or a cancel answer sent before the run ended', () => {
+    const cancelled = detail('r1', 'cancelled', [stepRun('load', 'cancelled')]);
+    expect(applyEvent(cancelled, { type: 'run', run_id: 'r1', status: 'running' })).toBe(cancelled);
+    expect(applyEvent(cancelled, { type: 'run', run_id: 'r1', status: 'pending' })).toBe(cancelled);
+    expect(laterStatus('cancelled', 'running')).toBe('cancelled');
+    expect(laterStatus('running', 'cancelled')).toBe('cancelled');
+    expect(laterStatus('cancelled', 'failed')).toBe('failed'); // the server's final word among final states
+    expect(mergeDetail(cancelled, detail('r1', 'running', [])).status).toBe('cancelled');
   });
 
   it('never moves a step back when a stale fetch arrives after an event', () => {

@@ -169,6 +169,25 @@ describe('Run section', () => {
     state.dispose();
   });
 
+  it('keeps a run cancelled when the cancel answer was sent before the run ended', async () => {
+    const { state, api } = await loaded(api => {
+      api.runList = [summary('r1', 'running')];
+      api.details.set('r1', detail('r1', 'running', []));
+    });
+    const section = attach(new RunSection(state));
+    // the websocket says "cancelled" while the DELETE's answer (sent when the cancel was asked) says "running"
+    api.cancelRun = async () => {
+      state.handleEvent({ type: 'run', run_id: 'r1', status: 'cancelled' });
+      return summary('r1', 'running');
+    };
+    await section.cancel();
+    expect(state.run?.status).toBe('cancelled');
+    const cancel = Array.from(section.node.querySelectorAll('button')).find(b => b.textContent === 'Cancel')!;
+    expect(cancel.disabled).toBe(true);
+    section.dispose();
+    state.dispose();
+  });
+
   it('links a submitted KFP run only through http(s)', async () => {
     const { state, api } = await loaded();
     const section = attach(new RunSection(state));
