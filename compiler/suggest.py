@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -401,7 +403,16 @@ def write_tags(path, tags: dict[int, list[str]], target) -> Path:
             else:
                 meta.pop("tags", None)
     target = Path(target)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    partial.replace(target)
+    # a file of its own per writer (two `suggest --write` at once never mix their halves), made as
+    # any new file is (the umask applies); written in place, the notebook keeps its own mode
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(6)}.partial")
+    try:
+        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8") as out:
+            out.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        if target.exists():
+            os.chmod(partial, target.stat().st_mode & 0o7777)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return target

@@ -57,6 +57,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A notebook's metadata naming its kernel: without it JupyterLab asks which kernel to start (a dialog
+# over the page).
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
@@ -143,6 +148,8 @@ def browser_page(width: int = 1400, height: int = 900, timeout_ms: int = 30_000)
     from nbscale's code on the page (`page.nbscale_errors`) fails the test when the page closes."""
     from playwright.sync_api import sync_playwright
 
+    # a missing browser fails the UI tests rather than skipping them (.ci/run installs it)
+    assert CHROMIUM is not None, "the UI tests need Debian's chromium: apt-get install chromium"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:

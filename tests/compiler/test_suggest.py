@@ -147,6 +147,9 @@ def test_write_tags_keeps_outputs_and_metadata_and_writes_atomically(tmp_path):
     assert written["cells"][0]["outputs"] == data["cells"][0]["outputs"]
     assert written["metadata"]["kernelspec"]["name"] == "python3"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+    path.chmod(0o640)
+    write_tags(path, {0: ["step:one"], 1: []}, path)  # in place: the notebook keeps its mode
+    assert path.stat().st_mode & 0o777 == 0o640
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab_harness import CHROMIUM, browser_page, open_notebook, open_panel, running_lab
+from lab_harness import KERNEL, browser_page, open_notebook, open_panel, running_lab
 
 NOTEBOOK = "editor.ipynb"
 RUN_TIMEOUT_MS = 120_000
@@ -31,16 +31,12 @@ CELLS = [  # (tags, source); the cell editor works on cells 3 (skip) and 4 (step
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _chromium():
-    assert CHROMIUM is not None, "the UI tests need Debian's chromium: apt-get install chromium"
-
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab-root")
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.update(KERNEL)
     nb.cells = [nbformat.v4.new_code_cell(source, metadata={"tags": tags}) for tags, source in CELLS]
     nbformat.write(nb, root / NOTEBOOK)
     work = tmp_path_factory.mktemp("lab-work")

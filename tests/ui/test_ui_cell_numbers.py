@@ -14,27 +14,22 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import make_notebook
-from lab_harness import CHROMIUM, browser_page, open_notebook, open_panel, running_lab
+from lab_harness import KERNEL, browser_page, open_notebook, open_panel, running_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_MS = 180_000
 CELL_COUNTER = re.compile(r"^Cell (\d+)/(\d+)$")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _chromium():
-    assert CHROMIUM is not None, "the UI tests need Debian's chromium: apt-get install chromium"
-
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab-root")
     title = nbformat.v4.new_markdown_cell("# Cell numbers")
-    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     make_notebook(root, [title, ("x = 1", ["step:a"]), ("y = x + undefined_thing", ["step:b"])], name="broken",
-                  metadata=kernel)
+                  metadata=KERNEL)
     make_notebook(root, [title, ("x = 1", ["step:a"]), ("y = x\nraise ValueError('boom')", ["step:b"])],
-                  name="failing", metadata=kernel)
+                  name="failing", metadata=KERNEL)
     work = tmp_path_factory.mktemp("lab-work")
     with running_lab(root, work) as server:
         yield server

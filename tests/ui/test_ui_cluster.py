@@ -19,15 +19,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab_harness import CHROMIUM, browser_page, open_notebook, open_panel, running_lab
+from lab_harness import KERNEL, browser_page, open_notebook, open_panel, running_lab
 
 NOTEBOOK = "slow.ipynb"
 ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _chromium():
-    assert CHROMIUM is not None, "the UI tests need Debian's chromium: apt-get install chromium"
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +31,7 @@ def lab(tmp_path_factory):
     out = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True)
     assert "nbscale" in out.stdout + out.stderr, "the nbscale labextension is not installed: pip install -e ."
     root = tmp_path_factory.mktemp("lab-root")
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})  # else a kernel dialog
+    nb = nbformat.v4.new_notebook(metadata=KERNEL)
     cells = [("import time", ["imports"]), ("a = 1", ["step:first"]), ("time.sleep(120)\nb = a", ["step:slow"])]
     nb.cells = [nbformat.v4.new_code_cell(src, metadata={"tags": tags}) for src, tags in cells]
     nbformat.write(nb, root / NOTEBOOK)

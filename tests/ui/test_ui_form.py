@@ -15,23 +15,19 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab_harness import CHROMIUM, browser_page, execute, open_notebook, open_panel, running_lab
+from lab_harness import KERNEL, browser_page, execute, open_notebook, open_panel, running_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_STEP = "a_step_with_a_name_much_too_long_for_the_sidebar"
 RUN_TIMEOUT_MS = 180_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _chromium():
-    assert CHROMIUM is not None, "the UI tests need Debian's chromium: apt-get install chromium"
-
 
 def _train_notebook() -> nbformat.NotebookNode:
     """A second notebook with a `seed` parameter (default 1, iris.ipynb's is 42) and a step that
     fails with a long traceback line, under a long step name."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.update(KERNEL)
     nb.cells = [
         nbformat.v4.new_code_cell("seed = 1\nlr = 0.1", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("values = [seed, lr]", metadata={"tags": ["step:prepare"]}),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_notebook
-from lab_harness import CHROMIUM, browser_page, execute, open_notebook, open_panel, running_lab
+from lab_harness import KERNEL, browser_page, execute, open_notebook, open_panel, running_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS_IMG = ROOT / "docs" / "img"
@@ -29,17 +29,11 @@ SWEEP = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _chromium():
-    assert CHROMIUM is not None, "the UI tests need Debian's chromium: apt-get install chromium"
-
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab-root")
-    # a kernelspec, or JupyterLab asks which kernel to start (a dialog over the page)
-    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    make_notebook(root, SWEEP, name="sweep", metadata=kernel)
+    make_notebook(root, SWEEP, name="sweep", metadata=KERNEL)
     return root
 
 

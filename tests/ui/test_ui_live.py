@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab_harness import CHROMIUM, browser_page, open_notebook, open_panel, running_lab
+from lab_harness import KERNEL, browser_page, open_notebook, open_panel, running_lab
 
 RUN_TIMEOUT_MS = 180_000
 # on the embedded 2-worker LocalCluster: `fast` ends in milliseconds, then three siblings read its
@@ -69,13 +69,12 @@ def _write(path: Path, cells) -> None:
         cell = nbformat.v4.new_code_cell(source)
         cell.metadata["tags"] = tags
         nb.cells.append(cell)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.update(KERNEL)
     nbformat.write(nb, path)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    assert CHROMIUM is not None, "the UI tests need Debian's chromium: apt-get install chromium"
     assert labextension_installed(), "the nbscale labextension is not installed: pip install -e . builds it"
     root = tmp_path_factory.mktemp("lab-root")
     _write(root / "live.ipynb", CELLS)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab_harness import CHROMIUM, browser_page, execute, open_notebook, open_panel, running_lab
+from lab_harness import browser_page, execute, open_notebook, open_panel, running_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS_IMG = ROOT / "docs" / "img"
@@ -44,10 +44,6 @@ ACTIVE_CELL_IS = """([path, i]) => {
     return !!nb && nb.content.activeCellIndex === i && nb.content.activeCell.node.classList.contains('jp-mod-active');
 }"""
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _chromium():
-    assert CHROMIUM is not None, "the UI tests need Debian's chromium: apt-get install chromium"
 
 
 def _sixteen_steps(path: Path) -> None:
