@@ -88,6 +88,8 @@ class StepSpec:
     # producer step → its key, for cached producers this run does not load: if this cached step's
     # stored result turns out damaged, it reads its inputs from there and runs
     stored_inputs: dict = field(default_factory=dict)
+    # a run id: large values are stored in the background (`handoff`), waited for under this id
+    background_run: str = ""
 
 
 @dataclass

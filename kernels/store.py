@@ -105,13 +105,15 @@ class ArtifactStore:
 
     def put(self, step_hash: str, outputs: dict[str, Any], groups: list[list[str]] | None = None,
             step_name: str | None = None, optional=(), *, replace: bool = False,
-            dependencies: dict | None = None) -> dict:
+            dependencies: dict | None = None, content_digests: dict | None = None) -> dict:
         """Store `outputs` under `step_hash`; return the manifest of what is stored.
 
         Names in `optional` are kept when they can be serialised and left out when they cannot.
         A complete artifact already stored under the hash wins (same hash, same content) and its
         manifest is returned, unless `replace` (for a caller that knows the stored one is stale).
         `dependencies`: the step's dynamic fingerprint (`kernels.fingerprints`), kept in the manifest.
+        `content_digests`: digests the values were handed on under (taken in memory, `handoff`),
+        kept beside the files' own so that a cached run chains on the same keys.
         """
         units = _units(outputs, groups or [])
         final = self._dir(step_hash)
@@ -124,6 +126,9 @@ class ArtifactStore:
         try:
             entries = self._write_units(folder, units, outputs, step_name, set(optional), writer, written)
             entries = {name: entries[name] for name in outputs if name in entries}  # the step's order
+            for name, digest in (content_digests or {}).items():
+                if name in entries:
+                    entries[name] = {**entries[name], "content": digest}
             manifest = _manifest(step_hash, step_name, writer, entries)
             if dependencies is not None:
                 manifest["dependencies"] = dependencies
@@ -470,7 +475,7 @@ def _well_formed(manifest: dict) -> bool:
     return isinstance(outputs, dict) and all(
         isinstance(e, dict) and isinstance(e.get("file"), str) and _FILE.fullmatch(e["file"])
         and type(e.get("bytes")) is int and isinstance(e.get("digest"), str) and isinstance(e.get("marshaller"), str)
-        for e in outputs.values())
+        and isinstance(e.get("content", ""), str) for e in outputs.values())
 
 
 def _files(manifest: dict) -> dict[str, dict]:

@@ -9,15 +9,11 @@ of this run or another one (`process_state`, `children`).
 
 from __future__ import annotations
 
-import copy
 import os
 import socket
-import sys
 import time
 import traceback
 from contextlib import contextmanager
-
-import cloudpickle
 
 from .capture import live_output
 from .children import step_children
@@ -44,6 +40,7 @@ from .contract import (
 )
 from .errors import ArtifactNotFound, MarshalError
 from .fingerprints import check
+from .handoff import memory_digests, read_only_message, start_write, step_inputs, wrote_into_read_only
 from .process_state import NUMPY_RANDOM_STATE, RANDOM_STATE, restored_process_state
 from .store import ArtifactStore
 
@@ -51,6 +48,7 @@ __all__ = ["RESTORED", "StepOutcome", "StepSpec", "execute_in_process", "input_d
            "restored_message", "reusable_manifest", "run_step", "stored_digests"]
 
 RESTORED = "restored"  # key of `execute`'s extra summary: what the step changed process-wide (warned about)
+NOTE = "note"  # key of `execute`'s extra summary: a warning about the attempt (it ran again on copies)
 RESTORED_SHOWN = 8
 
 
@@ -96,9 +94,11 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
         # what the step prints reaches `emit` as it comes (batched), from any engine's worker
         with live_output(lambda step, stream, text: emit(STEP_OUTPUT, step, {"stream": stream, "text": text})):
             result, extra = execute(spec, inputs)
-        restored = extra.pop(RESTORED, None)
+        restored, note = extra.pop(RESTORED, None), extra.pop(NOTE, None)
         if restored:
             emit(WARNING, name, {"message": restored_message(restored)})
+        if note:
+            emit(WARNING, name, {"message": note})
         if result.ok:
             break
         if attempt <= step.get("retries", 0):
@@ -129,7 +129,8 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str) -> tupl
 
 
 def stored_digests(manifest: dict) -> dict:
-    return {name: entry["digest"] for name, entry in manifest["outputs"].items()}
+    """The digests readers' keys chain on: taken in memory when the values were handed on that way."""
+    return {name: entry.get("content") or entry["digest"] for name, entry in manifest["outputs"].items()}
 
 
 def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, list[str]]:
@@ -155,15 +156,20 @@ def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, l
                        digests=stored_digests(manifest)), []
 
 
-def execute_in_process(spec: StepSpec, inputs: dict):
-    """One attempt of the step in this process, on copies of its inputs, within its timeout; what
-    it changed process-wide is put back and the processes it started are ended afterwards."""
+def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
+    """One attempt of the step in this process, on copies of its inputs (read-only views of arrays
+    it only reads), within its timeout; what it changed process-wide is put back and the processes
+    it started are ended afterwards."""
     from .executor import execute_step  # IPython: only paid when a step really runs
 
     step = spec.step
     with isolated_step() as state, deadline(step.get("timeout")):
-        result = execute_step(step, spec.prelude, spec.parameters, _copies(inputs, step),
+        values, viewed = step_inputs(inputs, set(step.get("defines", ())), views)
+        result = execute_step(step, spec.prelude, spec.parameters, values,
                               metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
+    if viewed and wrote_into_read_only(result.error):
+        result, extra = execute_in_process(spec, inputs, views=False)
+        return result, {**extra, NOTE: read_only_message(viewed)}
     _explain(result, spec)
     # reseeding the global generators a step drew from is routine, not worth a warning
     restored = [what for what in state.restored if what not in (RANDOM_STATE, NUMPY_RANDOM_STATE)]
@@ -224,47 +230,31 @@ def _inputs(step, upstream, store: ArtifactStore, stored: dict) -> dict[str, dic
     return grouped
 
 
-def _copies(grouped: dict[str, dict], step) -> dict:
-    """Each step works on its own copies; one copy per producer keeps shared objects shared.
-
-    pandas objects the step does not change get a shallow copy: pandas' copy-on-write keeps any
-    write private to the copy, without copying the data up front.
-    """
-    changed = set(step.get("defines", ()))
-    values = {}
-    for names in grouped.values():
-        lazy = {n: v for n, v in names.items() if n not in changed and _copy_on_write(v)}
-        values.update({n: v.copy(deep=False) for n, v in lazy.items()})
-        rest = {n: v for n, v in names.items() if n not in lazy}
-        try:
-            values.update(copy.deepcopy(rest))
-        except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
-            values.update(cloudpickle.loads(cloudpickle.dumps(rest)))
-    return values
-
-
-def _copy_on_write(value) -> bool:
-    pandas = sys.modules.get("pandas")
-    if pandas is None or not isinstance(value, (pandas.DataFrame, pandas.Series)):
-        return False
-    return int(pandas.__version__.split(".")[0]) >= 3 or pandas.options.mode.copy_on_write is True
-
-
 def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome):
     step = spec.step
     keep = {n: v for n, v in result.namespace_values.items() if n in spec.keep and n not in result.outputs}
     if result.metrics:
         keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
-    try:
+    in_memory = memory_digests(result.outputs) if spec.background_run else None
+
+    def write(content_digests=None):
         # kept values are best effort: what cannot be serialised is left out
         # replace: the step ran because what is stored there is missing, stale or not to be used
         # (cache:off, --no-cache); the digests downstream keys chain on must be of these values
-        manifest = store.put(outcome.key, {**result.outputs, **keep}, step["groups"], step["name"], optional=keep,
-                             replace=True, dependencies=result.dependencies)
+        return store.put(outcome.key, {**result.outputs, **keep}, step["groups"], step["name"], optional=keep,
+                         replace=True, dependencies=result.dependencies, content_digests=content_digests)
+
+    outcome.values = result.outputs
+    if in_memory is not None:  # readers start now; the write ends before the run does
+        start_write(spec.background_run, step["name"], lambda: write(in_memory))
+        outcome.digests = in_memory
+        return
+    try:
+        manifest = write()
     except MarshalError as exc:
+        outcome.values = {}
         outcome.status = FAILED
         outcome.summary["status"] = FAILED
         outcome.summary["error"] = error_dict("MarshalError", str(exc), str(exc))
         return
-    outcome.values = result.outputs
     outcome.digests = {n: d for n, d in stored_digests(manifest).items() if n in result.outputs}

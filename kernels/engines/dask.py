@@ -16,9 +16,11 @@ import logging
 import os
 import sys
 import threading
+import uuid
 import warnings
 
 from ..contract import STEP_FINISHED, WARNING, finished_payload
+from ..handoff import await_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
 from ..task import run_step
 from . import Engine
@@ -31,6 +33,8 @@ ALLOWED_FAILURES = 20  # worker deaths under one task before the embedded cluste
 
 class DaskEngine(Engine):
     name = "dask"
+    cluster_note = None  # which cluster the run uses, or why not the warm one (`connect`)
+    shared_address = None  # the address of the warm cluster the run shares (`connect`)
 
     def __init__(self, scheduler=None, scheduler_file=None, workers=None, run_id="", body=None,
                  on_outcome=None, warm_up=True, **options):
@@ -53,9 +57,23 @@ class DaskEngine(Engine):
             self.client = Client(self.scheduler, scheduler_file=self.scheduler_file, timeout="20s")
             return self.client
         factory = dask.config.get("nbscale.cluster-factory", None)
+        if not factory and self.workers is None and self._connect_warm():
+            return self.client
         self.cluster = cluster_from_factory(factory) if factory else local_cluster(self.workers)
         self.client = Client(self.cluster)
         return self.client
+
+    def _connect_warm(self) -> bool:
+        """Connect to the live warm cluster of the notebook's folder (`nbscale cluster start`), shared
+        with other runs: never closed here. `cluster_note` says which cluster the run uses, or why
+        not the warm one (a stale or hostile file: then a cluster of its own, as without one)."""
+        from .. import warm_cluster
+
+        notebook = self.options.get("notebook")
+        if notebook:
+            self.client, self.cluster_note = warm_cluster.connect(notebook)
+            self.shared_address = self.client.scheduler.address if self.client is not None else None
+        return self.client is not None
 
     def close(self):
         if self.client is not None:
@@ -69,6 +87,8 @@ class DaskEngine(Engine):
         from distributed import as_completed
 
         client = self.client or self.connect()
+        self.run_id = self.run_id or uuid.uuid4().hex
+        specs = [dataclasses.replace(spec, background_run=self.run_id) for spec in specs]
         topic = f"{TOPIC}-{self.run_id}"
         client.subscribe_topic(topic, lambda event: emit(*event[1]))
         declared = _declared_resources(client)
@@ -96,6 +116,7 @@ class DaskEngine(Engine):
                     self.on_outcome(outcome)
                 outcomes[outcome.step] = outcome
                 emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
+            self._wait_for_writes(client, emit)
         except BaseException:
             # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it
             stop_run_steps(client, self.run_id, names_by_key, emit)
@@ -105,6 +126,16 @@ class DaskEngine(Engine):
             client.unsubscribe_topic(topic)
             forget_run(client, self.run_id)
         return outcomes
+
+    def _wait_for_writes(self, client, emit):
+        """Wait for the store writes the steps left in the background, on the workers (and here,
+        for a body that runs steps in this process); a failed one is a warning: the run had its values."""
+        failed = wait_for_writes(self.run_id)
+        for answer in client.run(await_writes, self.run_id, on_error="return").values():
+            if isinstance(answer, dict):
+                failed.update(answer)
+        for step, error in sorted(failed.items()):
+            emit(WARNING, step, {"message": write_failed_message(error)})
 
     def _outcome(self, client, future, name, names_by_key):
         """A finished step's outcome, also when Dask gave up on its task (KilledWorker: its worker,

@@ -1,0 +1,218 @@
+"""Handing large values on at memory speed: no copy of an array a step only reads, digests taken
+in memory, and the artifact store written off the critical path.
+
+A 1 GB array cost three passes before the next step could use it: the store write (serialise,
+hash, write), then a deep copy for the reader (a fresh gigabyte of page faults). Now:
+
+- An array the reader does not change (by the dataflow analysis) is handed on as a read-only view.
+  If the analysis missed a write (a library that writes in place), numpy raises on it; the step
+  then runs again on copies, with a warning (`wrote_into_read_only`).
+- A step whose numeric arrays and frames reach `ASYNC_MIN_BYTES` hands its values on at once: the
+  cache key of each reader chains on digests taken from the values in memory (xxh3 over the
+  buffers, at memory speed), and the store is written by a background thread (`start_write`),
+  atomically and verified as every write. The manifest keeps those digests, so a cached run
+  chains on the same keys. The engine waits for the writes before it ends the run
+  (`wait_for_writes`); a write that fails costs only the cache entry, with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import pickle
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import cloudpickle
+
+from .digest import DIGEST, new_hash
+
+ASYNC_MIN_BYTES = 32 * 2**20  # below this a write costs little next to scheduling the next step
+VALUE_DIGEST = f"value-{DIGEST}"  # a digest of a value in memory, never of a file
+READ_ONLY_ERRORS = ("read-only", "readonly", "not writeable", "not writable")
+
+_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbscale-store-write")
+_pending: dict[str, dict[str, Future]] = {}  # run id → step → its store write
+_lock = threading.Lock()
+
+
+# --- what a reader gets -----------------------------------------------------------------------------
+
+
+def step_inputs(grouped: dict[str, dict], changed: set[str], views: bool = True) -> tuple[dict, list[str]]:
+    """The values a step works on, from its inputs grouped by producer: its own copies, except
+    numpy arrays it does not change (read-only views) and pandas objects (copy-on-write).
+
+    One copy per producer keeps objects shared between its values shared. Returns the values and
+    the names handed on as read-only views.
+    """
+    values, viewed = {}, []
+    for names in grouped.values():
+        rest = {}
+        for name, value in names.items():
+            if name not in changed and _copy_on_write(value):
+                values[name] = value.copy(deep=False)
+            elif views and name not in changed and _plain_array(value):
+                values[name] = _read_only_view(value)
+                viewed.append(name)
+            else:
+                rest[name] = value
+        try:
+            values.update(copy.deepcopy(rest))
+        except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
+            values.update(cloudpickle.loads(cloudpickle.dumps(rest)))
+    return values, viewed
+
+
+def wrote_into_read_only(error) -> bool:
+    """Whether a step's error is numpy refusing a write into a read-only array."""
+    if error is None or error.ename not in ("ValueError", "TypeError", "BufferError"):
+        return False
+    return any(text in error.evalue for text in READ_ONLY_ERRORS)
+
+
+def read_only_message(viewed: list[str]) -> str:
+    return (f"the step wrote into an array it received ({', '.join(viewed)}), which the analysis saw only "
+            "read and nbscale handed on without a copy; the step ran again on copies. Assign the name in the "
+            "step (e.g. `x = x.copy()`) to say that it changes it")
+
+
+def _read_only_view(array):
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _plain_array(value) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and type(value) is numpy.ndarray and not value.dtype.hasobject
+
+
+def _copy_on_write(value) -> bool:
+    pandas = sys.modules.get("pandas")
+    if pandas is None or not isinstance(value, (pandas.DataFrame, pandas.Series)):
+        return False
+    return int(pandas.__version__.split(".")[0]) >= 3 or pandas.options.mode.copy_on_write is True
+
+
+# --- digests of values in memory -------------------------------------------------------------------
+
+
+def memory_digests(outputs: dict) -> dict[str, str] | None:
+    """Each output's digest taken in memory, when the step hands on enough numeric data for a
+    background write to pay; None when it does not (the store is then written before the step
+    ends, as for any value) or when a value does not pickle (the write reports it)."""
+    sizes = [_numeric_bytes(v) for v in outputs.values()]
+    if sum(s for s in sizes if s) < ASYNC_MIN_BYTES:
+        return None
+    digests = {}
+    for (name, value), size in zip(outputs.items(), sizes):
+        try:
+            digests[name] = (_numeric_digest(value) if size is not None
+                             else _digest_of(cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
+        except Exception:  # noqa: BLE001 - the synchronous write gives the clear error
+            return None
+    return digests
+
+
+def _numeric_bytes(value) -> int | None:
+    """The bytes of a value digested from its buffers, or None for any other value."""
+    if _plain_array(value):
+        return value.nbytes
+    frame = _numeric_frame(value)
+    return None if frame is None else int(sum(column.nbytes for column in _columns(frame)))
+
+
+def _numeric_frame(value):
+    """A pandas frame or series whose columns and index are plain numpy arrays, as a frame."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None or not isinstance(value, (pandas.DataFrame, pandas.Series)):
+        return None
+    frame = value.to_frame() if isinstance(value, pandas.Series) else value
+    index = frame.index
+    if not (isinstance(index, pandas.RangeIndex) or (type(index) is pandas.Index and _numpy_dtype(index.dtype))):
+        return None
+    if not all(_numpy_dtype(dtype) for dtype in frame.dtypes):
+        return None
+    return frame
+
+
+def _numpy_dtype(dtype) -> bool:
+    numpy = sys.modules["numpy"]
+    return isinstance(dtype, numpy.dtype) and not dtype.hasobject
+
+
+def _columns(frame):
+    return [frame.iloc[:, i].to_numpy(copy=False) for i in range(frame.shape[1])]
+
+
+def _numeric_digest(value) -> str:
+    numpy = sys.modules["numpy"]
+    digest = new_hash()
+    if _plain_array(value):
+        digest.update(pickle.dumps(("ndarray", value.dtype.str, value.shape)))
+        _update(digest, value, numpy)
+        return f"{VALUE_DIGEST}:{digest.hexdigest()}"
+    frame = _numeric_frame(value)
+    index = frame.index
+    series = value is not frame
+    digest.update(pickle.dumps(("series" if series else "frame", list(frame.columns), [str(d) for d in frame.dtypes],
+                                value.name if series else None, dict(value.attrs), type(index).__name__,
+                                (index.start, index.stop, index.step) if hasattr(index, "start") else str(index.dtype),
+                                index.name, len(index))))
+    if not hasattr(index, "start"):
+        _update(digest, index.to_numpy(copy=False), numpy)
+    for column in _columns(frame):
+        _update(digest, column, numpy)
+    return f"{VALUE_DIGEST}:{digest.hexdigest()}"
+
+
+def _update(digest, array, numpy):
+    flat = numpy.ascontiguousarray(array).reshape(-1)
+    digest.update(flat.view(numpy.uint8) if flat.size else b"")
+
+
+def _digest_of(data: bytes) -> str:
+    digest = new_hash()
+    digest.update(data)
+    return f"{VALUE_DIGEST}:{digest.hexdigest()}"
+
+
+# --- writes off the critical path -------------------------------------------------------------------
+
+
+def start_write(run_id: str, step: str, write) -> None:
+    """Run `write()` (a store write) in the background; `wait_for_writes(run_id)` waits for it."""
+    future = _pool.submit(write)
+    with _lock:
+        _pending.setdefault(run_id, {})[step] = future
+
+
+def wait_for_writes(run_id: str) -> dict[str, str]:
+    """Wait for the run's background writes in this process; step → why its write failed."""
+    with _lock:
+        futures = _pending.pop(run_id, {})
+    return {step: error for step, future in futures.items() if (error := _error_of(future))}
+
+
+async def await_writes(run_id: str, dask_worker=None) -> dict[str, str]:
+    """`wait_for_writes` on a Dask worker's event loop (through `client.run`): no worker thread held."""
+    with _lock:
+        futures = _pending.pop(run_id, {})
+    if futures:
+        await asyncio.wait([asyncio.wrap_future(f) for f in futures.values()])
+    return {step: error for step, future in futures.items() if (error := _error_of(future))}
+
+
+def _error_of(future: Future) -> str | None:
+    try:
+        future.result()
+    except BaseException as exc:  # noqa: BLE001 - reported as a warning: only the cache entry is lost
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def write_failed_message(error: str) -> str:
+    return (f"the step's values could not be stored for the cache ({error}); this run used them from memory, "
+            "and the step runs again next time")

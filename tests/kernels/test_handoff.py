@@ -1,0 +1,192 @@
+"""Handing large values on: read-only views instead of copies (and the run again on copies when a
+step writes into one anyway), digests taken in memory, and store writes off the critical path —
+on real Dask runs, with the cache chaining on the same keys afterwards."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_notebook
+
+from nbscale.kernels.contract import WARNING
+from nbscale.kernels.handoff import ASYNC_MIN_BYTES, memory_digests, step_inputs, wrote_into_read_only
+from nbscale.kernels.runner import RunOptions, run_notebook
+from nbscale.kernels.store import ArtifactStore, key_path
+from nbscale.kernels.tracebacks import StepError
+
+DASK = RunOptions(engine="dask", workers=1)
+BIG = ASYNC_MIN_BYTES // 8 + 1_000  # float64 items: just over the size that writes in the background
+
+
+# --- what a reader gets ---------------------------------------------------------------------------
+
+
+def test_an_array_the_step_only_reads_is_a_read_only_view_and_others_are_copies():
+    array, changed_array, frame = np.arange(10.0), np.arange(5.0), pd.DataFrame({"x": [1.0, 2.0]})
+    items = [array]
+    values, viewed = step_inputs({"make": {"array": array, "changed": changed_array, "frame": frame,
+                                           "items": items}}, changed={"changed"})
+    assert viewed == ["array"]
+    assert np.shares_memory(values["array"], array) and not values["array"].flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        values["array"][0] = 99.0
+    assert array.flags.writeable and array[0] == 0.0  # the producer's value is untouched
+    assert not np.shares_memory(values["changed"], changed_array) and values["changed"].flags.writeable
+    values["frame"].loc[0, "x"] = 7.0  # copy-on-write: private to the reader
+    assert frame.loc[0, "x"] == 1.0
+    values["items"][0][0] = 5.0  # containers are deep copies, arrays in them too
+    assert array[0] == 0.0
+
+
+def test_object_arrays_and_subclasses_are_copied_not_viewed():
+    objects = np.empty(2, dtype=object)
+    objects[0], objects[1] = [1], [2]
+    masked = np.ma.masked_array([1.0, 2.0], mask=[False, True])
+    values, viewed = step_inputs({"make": {"objects": objects, "masked": masked}}, changed=set())
+    assert viewed == []
+    values["objects"][0].append(3)
+    assert objects[0] == [1]
+
+
+def test_views_can_be_turned_off():
+    array = np.arange(3.0)
+    values, viewed = step_inputs({"make": {"array": array}}, changed=set(), views=False)
+    assert viewed == [] and values["array"].flags.writeable and not np.shares_memory(values["array"], array)
+
+
+def test_which_errors_are_a_write_into_a_read_only_array():
+    assert wrote_into_read_only(_error("ValueError", "assignment destination is read-only"))
+    assert wrote_into_read_only(_error("ValueError", "output array is read-only"))
+    assert not wrote_into_read_only(_error("ValueError", "could not convert string to float"))
+    assert not wrote_into_read_only(_error("KeyError", "'read-only'"))
+    assert not wrote_into_read_only(None)
+
+
+# --- digests in memory ------------------------------------------------------------------------------
+
+
+def test_memory_digests_follow_the_values_and_small_outputs_keep_the_synchronous_write():
+    big = np.arange(BIG, dtype=np.float64)
+    assert memory_digests({"small": np.arange(10.0), "n": 3}) is None
+    first = memory_digests({"big": big, "n": 3})
+    assert set(first) == {"big", "n"} and all(d.startswith("value-xxh3_128:") for d in first.values())
+    assert memory_digests({"big": big.copy(), "n": 3}) == first  # the same values, another object
+    changed = big.copy()
+    changed[-1] += 1
+    assert memory_digests({"big": changed, "n": 3})["big"] != first["big"]
+    assert memory_digests({"big": big.reshape(2, -1), "n": 3})["big"] != first["big"]  # same bytes, other shape
+    assert memory_digests({"big": big.view(np.int64), "n": 3})["big"] != first["big"]  # same bytes, other dtype
+    assert memory_digests({"big": big, "n": 4})["n"] != first["n"]
+
+
+def test_memory_digests_of_frames_see_columns_index_and_values():
+    rows = BIG // 2
+    frame = pd.DataFrame({"a": np.arange(rows, dtype=np.float64), "b": np.ones(rows)})
+    digest = memory_digests({"frame": frame})["frame"]
+    assert memory_digests({"frame": frame.copy()})["frame"] == digest
+    assert memory_digests({"frame": frame.rename(columns={"b": "c"})})["frame"] != digest
+    assert memory_digests({"frame": frame.set_axis(np.arange(rows) + 1)})["frame"] != digest
+    other = frame.copy()
+    other.iloc[5, 1] = 2.0
+    assert memory_digests({"frame": other})["frame"] != digest
+    series = pd.Series(np.arange(BIG, dtype=np.float64), name="a")
+    assert memory_digests({"series": series})["series"] != memory_digests({"series": series.rename("z")})["series"]
+    strings = frame.assign(s="x")  # an object column: written before the step ends, as any value
+    assert memory_digests({"frame": strings}) is None
+
+
+def test_an_output_that_does_not_pickle_keeps_the_synchronous_write_and_its_error():
+    import threading
+
+    assert memory_digests({"big": np.zeros(BIG), "lock": threading.Lock()}) is None
+
+
+# --- real runs on Dask -------------------------------------------------------------------------------
+
+MAKE = f"value = np.arange({BIG}, dtype=np.float64)\nlabel = 'v'"
+
+
+def _events(kind):
+    seen = []
+
+    def on_event(event_kind, step, payload):
+        if event_kind == kind:
+            seen.append({"step": step, "payload": payload})
+    return seen, on_event
+
+
+def _error(ename, evalue):
+    return StepError(cell=None, line=None, ename=ename, evalue=evalue, traceback="")
+
+
+def test_a_big_value_is_handed_on_and_stored_for_a_cached_rerun(tmp_path):
+    nb = make_notebook(tmp_path, [("import numpy as np", ["imports"]), (MAKE, ["step:make"]),
+                                  ("total = float(value.sum())", ["step:use"])])
+    first = run_notebook(nb, options=DASK)
+    assert first.ok and first.load("use")["total"] == float(np.arange(BIG, dtype=np.float64).sum())
+    manifest = ArtifactStore(first.store_url).manifest(first.hashes["make"])
+    assert manifest["outputs"]["value"]["content"].startswith("value-xxh3_128:")  # written before the run ended
+    assert np.array_equal(first.load("make")["value"], np.arange(BIG, dtype=np.float64))
+    again = run_notebook(nb, options=DASK)
+    assert {s["name"]: s["status"] for s in again.steps} == {"make": "cached", "use": "cached"}
+    assert again.hashes == first.hashes  # readers' keys chain on the digests kept in the manifest
+
+
+def test_a_rerun_that_makes_the_same_big_value_leaves_its_reader_cached(tmp_path):
+    nb = make_notebook(tmp_path, [("import numpy as np", ["imports"]), (MAKE, ["step:make", "cache:off"]),
+                                  ("total = float(value.sum())", ["step:use"])])
+    assert run_notebook(nb, options=DASK).ok
+    again = run_notebook(nb, options=DASK)
+    assert {s["name"]: s["status"] for s in again.steps} == {"make": "succeeded", "use": "cached"}
+
+
+def test_a_step_that_writes_into_an_array_it_only_reads_runs_again_on_copies(tmp_path):
+    # the analysis cannot see into a local module: it takes `zero(value)` for a read
+    (tmp_path / "helpers.py").write_text("def zero(a):\n    a[:] = 0\n")
+    nb = make_notebook(tmp_path, [
+        ("import numpy as np\nimport helpers", ["imports"]),
+        ("value = np.arange(1000.0)", ["step:make"]),
+        ("helpers.zero(value)\nzeroed = float(value.sum())", ["step:writer"]),
+        ("np.add(value, 1, out=value)\nplus = float(value.sum())", ["step:adder"]),
+        ("total = float(value.sum())", ["step:reader"]),
+    ])
+    warnings, on_event = _events(WARNING)
+    result = run_notebook(nb, options=DASK, on_event=on_event)
+    assert result.ok
+    assert result.load("writer")["zeroed"] == 0.0
+    assert result.load("adder")["plus"] == float(np.arange(1000.0).sum() + 1000)
+    assert result.load("reader")["total"] == float(np.arange(1000.0).sum())  # nobody's write reached it
+    texts = {e["step"]: e["payload"]["message"] for e in warnings}
+    assert "ran again on copies" in texts["writer"] and "value" in texts["writer"] and "ran again" in texts["adder"]
+    assert "reader" not in texts
+
+
+def test_a_background_write_that_fails_is_a_warning_and_the_step_runs_again_next_time(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder would go")
+    # the reader is small: its values are written before it ends, and only `make`'s write fails...
+    nb = make_notebook(tmp_path, [("import numpy as np", ["imports"]), (MAKE, ["step:make"]),
+                                  ("last = float(value[-1])", ["step:use"])])
+    options = RunOptions(engine="dask", workers=1, store_url=str(blocker / "artifacts"))
+    warnings, on_event = _events(WARNING)
+    result = run_notebook(nb, options=options, on_event=on_event)
+    # ...and so does the reader's, a failed step (its values must be stored before it ends)
+    assert result.step("make")["status"] == "succeeded" and result.step("use")["status"] == "failed"
+    assert [e["step"] for e in warnings] == ["make"] and "could not be stored" in warnings[0]["payload"]["message"]
+    blocker.unlink()
+    again = run_notebook(nb, options=options)
+    assert again.ok and again.step("make")["status"] == "succeeded"  # nothing was stored: it ran again
+
+
+def test_a_manifest_whose_kept_digest_is_not_a_string_is_refused(tmp_path):
+    store, key = ArtifactStore(str(tmp_path / "store")), "sha256:" + "a" * 64
+    manifest = store.put(key, {"v": [1]}, content_digests={"v": "value-xxh3_128:x"})
+    assert manifest["outputs"]["v"]["content"] == "value-xxh3_128:x" and store.has(key)
+    path = tmp_path / "store" / key_path(key) / "manifest.json"
+    data = json.loads(path.read_text())
+    data["outputs"]["v"]["content"] = {"not": "a digest"}  # a hostile manifest
+    path.write_text(json.dumps(data))
+    assert not store.has(key)
