@@ -363,12 +363,13 @@ async def _local_cluster(n: int | None):
     from distributed import LocalCluster
 
     from nbscale.kernels.engines.dask import ALLOWED_FAILURES
+    from nbscale.kernels.engines.dask_collections import STEP_RESOURCE
 
     # nbscale, not Dask, decides how often a step whose worker died runs again (its `retries:`)
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         return await LocalCluster(n_workers=n if n is not None else (os.cpu_count() or 1), threads_per_worker=1,
                                   processes=True, asynchronous=True, dashboard_address="127.0.0.1:0",
-                                  silence_logs=logging.ERROR)
+                                  resources={STEP_RESOURCE: 1}, silence_logs=logging.ERROR)
 
 
 async def maybe_await(value):

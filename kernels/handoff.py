@@ -13,6 +13,11 @@ hash, write), then a deep copy for the reader (a fresh gigabyte of page faults).
   atomically and verified as every write. The manifest keeps those digests, so a cached run
   chains on the same keys. The engine waits for the writes before it ends the run
   (`wait_for_writes`); a write that fails costs only the cache entry, with a warning.
+- A Dask collection (a lazy DataFrame or Array) is handed on as it is, a graph, and never written
+  to the store: building it is cheap, computing it is the work. Its digest is new in every run,
+  because its inputs are read only when it is computed (maybe on other workers), where no
+  fingerprint of the reading step sees them: a step that reads one runs every time, and caches
+  what it computes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import copy
 import pickle
 import sys
 import threading
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import cloudpickle
@@ -51,7 +57,9 @@ def step_inputs(grouped: dict[str, dict], changed: set[str], views: bool = True)
     for names in grouped.values():
         rest = {}
         for name, value in names.items():
-            if name not in changed and _copy_on_write(value):
+            if is_dask_collection(value):  # a lazy graph: computing it never changes it
+                values[name] = value
+            elif name not in changed and _copy_on_write(value):
                 values[name] = value.copy(deep=False)
             elif views and name not in changed and _plain_array(value):
                 values[name] = _read_only_view(value)
@@ -94,6 +102,16 @@ def _copy_on_write(value) -> bool:
     if pandas is None or not isinstance(value, (pandas.DataFrame, pandas.Series)):
         return False
     return int(pandas.__version__.split(".")[0]) >= 3 or pandas.options.mode.copy_on_write is True
+
+
+def is_dask_collection(value) -> bool:
+    base = sys.modules.get("dask.base")
+    return base is not None and not isinstance(value, type) and base.is_dask_collection(value)
+
+
+def collection_digests(outputs: dict) -> dict[str, str]:
+    """A digest new in every run for each Dask collection among `outputs` (see the module's note)."""
+    return {name: f"dask-collection:{uuid.uuid4().hex}" for name, value in outputs.items() if is_dask_collection(value)}
 
 
 # --- digests of values in memory -------------------------------------------------------------------

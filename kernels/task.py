@@ -40,7 +40,15 @@ from .contract import (
 )
 from .errors import ArtifactNotFound, MarshalError
 from .fingerprints import check
-from .handoff import memory_digests, read_only_message, start_write, step_inputs, wrote_into_read_only
+from .handoff import (
+    collection_digests,
+    is_dask_collection,
+    memory_digests,
+    read_only_message,
+    start_write,
+    step_inputs,
+    wrote_into_read_only,
+)
 from .process_state import NUMPY_RANDOM_STATE, RANDOM_STATE, restored_process_state
 from .store import ArtifactStore
 
@@ -232,22 +240,26 @@ def _inputs(step, upstream, store: ArtifactStore, stored: dict) -> dict[str, dic
 
 def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome):
     step = spec.step
-    keep = {n: v for n, v in result.namespace_values.items() if n in spec.keep and n not in result.outputs}
+    lazy = collection_digests(result.outputs)  # handed on in memory only, never stored
+    stored = {n: v for n, v in result.outputs.items() if n not in lazy}
+    keep = {n: v for n, v in result.namespace_values.items()
+            if n in spec.keep and n not in result.outputs and not is_dask_collection(v)}
     if result.metrics:
         keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
-    in_memory = memory_digests(result.outputs) if spec.background_run else None
+    in_memory = memory_digests(stored) if spec.background_run else None
+    groups = [[n for n in group if n not in lazy] for group in step["groups"]]
 
     def write(content_digests=None):
         # kept values are best effort: what cannot be serialised is left out
         # replace: the step ran because what is stored there is missing, stale or not to be used
         # (cache:off, --no-cache); the digests downstream keys chain on must be of these values
-        return store.put(outcome.key, {**result.outputs, **keep}, step["groups"], step["name"], optional=keep,
+        return store.put(outcome.key, {**stored, **keep}, [g for g in groups if g], step["name"], optional=keep,
                          replace=True, dependencies=result.dependencies, content_digests=content_digests)
 
     outcome.values = result.outputs
     if in_memory is not None:  # readers start now; the write ends before the run does
         start_write(spec.background_run, step["name"], lambda: write(in_memory))
-        outcome.digests = in_memory
+        outcome.digests = {**in_memory, **lazy}
         return
     try:
         manifest = write()
@@ -257,4 +269,4 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         outcome.summary["status"] = FAILED
         outcome.summary["error"] = error_dict("MarshalError", str(exc), str(exc))
         return
-    outcome.digests = {n: d for n, d in stored_digests(manifest).items() if n in result.outputs}
+    outcome.digests = {**{n: d for n, d in stored_digests(manifest).items() if n in stored}, **lazy}

@@ -24,6 +24,7 @@ from ..handoff import await_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
 from ..task import run_step
 from . import Engine
+from .dask_collections import STEP_RESOURCE, collections_computed
 from .dask_lifecycle import forget_run, killed_outcome, run_counted, stop_run_steps
 
 TOPIC = "nbscale"
@@ -101,8 +102,10 @@ class DaskEngine(Engine):
             upstream = {u: futures[u] for u in spec.step["after"] if u in futures}
             resources = _resources(spec.step, declared, emit)
             hint = spread.get(name) if resources is None else None
+            if STEP_RESOURCE in declared:  # one step per worker, also while it waits on its own computes
+                resources = {**(resources or {}), STEP_RESOURCE: 1}
             futures[name] = client.submit(
-                _task, spec, upstream, topic, self.body, self.run_id,
+                _task, spec, upstream, topic, self.body, self.run_id, STEP_RESOURCE in declared,
                 key=f"nbscale-{name}-{spec.hash[7:19]}-{self.run_id[:8]}",
                 pure=False, resources=resources, workers=hint, allow_other_workers=hint is not None)
         names_by_key = {future.key: name for name, future in futures.items()}
@@ -157,7 +160,7 @@ class DaskEngine(Engine):
                 for i, w in enumerate(workers[1:len(specs)])]
 
 
-def _task(spec, upstream, topic, body, run_id):
+def _task(spec, upstream, topic, body, run_id, on_cluster=False):
     from distributed import get_worker
 
     worker = get_worker()
@@ -165,7 +168,8 @@ def _task(spec, upstream, topic, body, run_id):
     def emit(kind, step, payload=None):
         worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
 
-    return run_counted(body, spec, upstream, emit, run_id)
+    with collections_computed(on_cluster):
+        return run_counted(body, spec, upstream, emit, run_id)
 
 
 def _spread(specs, workers) -> dict:
@@ -249,7 +253,7 @@ def local_cluster(workers=None):
         try:
             # no dashboard: nothing links a run's own cluster, and starting bokeh's server costs
             # every run about a second (the panel's and `--scheduler` clusters have theirs)
-            return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+            return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, resources={STEP_RESOURCE: 1},
                                 dashboard_address=None, silence_logs=logging.ERROR)
         finally:
             _FILTERS_OF_FORKED = None

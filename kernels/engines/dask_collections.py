@@ -1,0 +1,30 @@
+"""Dask collections inside a step: computed on the step's own cluster without a deadlock.
+
+A step that computes a Dask DataFrame or Array on a worker uses that worker's client, as Dask does
+in any task: the graph's tasks run on every worker, and the step's thread secedes from the
+worker's pool while it waits. The freed thread could then start another step on the same worker,
+which waits for the first one's step shell while the first one's tasks wait for a thread: with
+one worker, both wait forever. So a worker runs one step at a time: the embedded cluster's workers
+declare `STEP_RESOURCE` (one each), every step takes it, and a seceded step keeps it. Workers of
+another cluster that do not declare it (`dask worker --resources nbscale-step=1` does) cannot
+promise that: there a step computes its collections in its own process, with Dask's threads.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+STEP_RESOURCE = "nbscale-step"
+
+
+@contextmanager
+def collections_computed(on_cluster: bool):
+    """Within the block, a step's `.compute()` runs on the cluster (`on_cluster`: the worker holds
+    STEP_RESOURCE) or, where a second step could take the worker's thread, in this process."""
+    if on_cluster:
+        yield
+        return
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        yield
