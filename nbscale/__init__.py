@@ -25,6 +25,13 @@ def run(path, parameters=None, engine="dask", **options):
     return run_notebook(path, parameters, RunOptions(engine=engine, **options))
 
 
+def load_ipython_extension(ip):
+    """`%load_ext nbscale`: the `%nbscale` line magic (nbscale/magic.py)."""
+    from nbscale.magic import load_ipython_extension as load
+
+    load(ip)
+
+
 def _jupyter_labextension_paths():
     """Where `jupyter labextension develop .` finds the built front end (an absolute path)."""
     from pathlib import Path

@@ -1,0 +1,94 @@
+"""What `%nbscale runs` and `%nbscale load` read from a notebook's run store and artifact store.
+
+`runs_bundle`: the history as an HTML table and text (texts escaped). `load_step_values`: the values
+a step of a run received (its parameters, and its inputs from the steps that handed them on) and,
+when it succeeded, the values it produced — from the artifact store, to debug a failed step in the
+kernel with exactly what it was given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from IPython.core.error import UsageError
+
+from .kernels.contract import METRICS_KEY, OK, artifacts_url, run_store_path
+from .run_static import e
+
+
+def open_store(notebook: Path):
+    from .kernels.runstore import RunStore
+
+    path = run_store_path(notebook)
+    if not path.exists():
+        raise UsageError(f"%nbscale: no runs of {notebook.name} yet (no run store at {path})")
+    return RunStore(path)
+
+
+def runs_bundle(notebook: Path, limit: int = 20) -> dict:
+    store = open_store(notebook)
+    try:
+        rows = store.list_runs(str(notebook.resolve()), limit=limit)
+    finally:
+        store.close()
+    if not rows:
+        return {"text/plain": f"no runs of {notebook.name} yet"}
+    columns = ("run", "status", "engine", "created", "error")
+    table = [(r["id"][:12], r["status"], r["engine"], str(r["created"])[:19],
+              r["error"] if isinstance(r.get("error"), str) else "") for r in rows]
+    text = "\n".join("  ".join(str(v) for v in row).rstrip() for row in [columns, *table])
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in table)
+    return {"text/plain": text, "text/html": f"<b>runs of {e(notebook.name)}</b><table><tr>{head}</tr>{body}</table>"}
+
+
+def load_step_values(notebook: Path, step: str, run_prefix: str | None = None,
+                     store_url: str | None = None) -> tuple[dict, list[str]]:
+    """(values, notes): what step `step` of the run received, then what it produced."""
+    from .compiler import compile_notebook
+    from .kernels.store import ArtifactStore
+
+    store = open_store(notebook)
+    try:
+        run = _the_run(store, notebook, run_prefix)
+    finally:
+        store.close()
+    rows = {row["step"]: row for row in run["steps"]}
+    if step not in rows:
+        raise UsageError(f"%nbscale load: run {run['id'][:12]} has no step {step!r} (its steps: {', '.join(rows)})")
+    compiled = next((s for s in compile_notebook(notebook).steps if s.name == step), None)
+    artifacts = ArtifactStore(store_url or artifacts_url(notebook))
+    notes = [] if compiled else [f"step {step!r} is no longer in the notebook: only what it produced is loaded"]
+    values = {name: run["parameters"][name] for name in (compiled.parameters if compiled else [])
+              if name in (run.get("parameters") or {})}
+    for name, producer in (compiled.sources if compiled else {}).items():
+        values.update(_stored(artifacts, rows.get(producer), [name], notes, f"input {name!r} (from {producer})"))
+    if rows[step]["status"] in OK:
+        produced = _stored(artifacts, rows[step], None, notes, f"the values step {step!r} produced")
+        produced.pop(METRICS_KEY, None)
+        values.update(produced)
+    else:
+        notes.append(f"step {step!r} ended {rows[step]['status']} in run {run['id'][:12]}: "
+                     "only what it received is loaded")
+    return values, notes
+
+
+def _the_run(store, notebook: Path, prefix: str | None) -> dict:
+    if prefix:
+        return store.get_run(prefix)
+    latest = store.list_runs(str(notebook.resolve()), limit=1)
+    if not latest:
+        raise UsageError(f"%nbscale: no runs of {notebook.name} yet")
+    return store.get_run(latest[0]["id"])
+
+
+def _stored(artifacts, row: dict | None, names, notes: list[str], what: str) -> dict:
+    """Values from the artifact under a step row's key; a note (and nothing) when they are not there."""
+    if not row or row.get("status") not in OK or not row.get("hash"):
+        notes.append(f"{what}: not stored (that step did not succeed in this run)")
+        return {}
+    try:
+        return artifacts.get(row["hash"], names)
+    except KeyError as exc:  # ArtifactNotFound, CorruptArtifact, or a name the artifact lacks
+        notes.append(f"{what}: not in the artifact store ({exc})")
+        return {}
