@@ -350,13 +350,28 @@ _MODULE_FILES: dict[str, tuple] = {}  # name → (module, its absolute file or N
 
 def _local_modules(recording: Recording) -> dict:
     found = {}
+    # what each module is for this notebook folder, decided once per module (sys.modules holds
+    # thousands once pandas is loaded, and every step asks)
+    verdicts = _LOCAL_VERDICTS.setdefault(recording.cwd, {})
     for name, module in list(sys.modules.items()):
-        _, path, ignored = _file_of(name, module)
-        if path is None or (ignored and not recording.inside(path)):  # most modules: libraries
-            continue
-        if recording.tracks(path) and os.path.isfile(path):  # not "<stdin>", not in a zip
+        verdict = verdicts.get(name)
+        if verdict is None or verdict[0] is not module:
+            verdict = verdicts[name] = (module, _local_path(recording, name, module))
+        path = verdict[1]
+        if path is not None and os.path.isfile(path):  # not "<stdin>", not in a zip
             found[path] = module
     return found
+
+
+def _local_path(recording: Recording, name: str, module) -> str | None:
+    """The module's file if a step's fingerprint records it (a local module, not a library's)."""
+    _, path, ignored = _file_of(name, module)
+    if path is None or (ignored and not recording.inside(path)) or not recording.tracks(path):
+        return None
+    return path
+
+
+_LOCAL_VERDICTS: dict[str, dict[str, tuple]] = {}  # notebook folder → module name → (module, its file or None)
 
 
 def _file_of(name: str, module) -> tuple:
@@ -390,13 +405,12 @@ def _as_imported(path: str, module) -> tuple[dict | None, bool]:
 
 def outdated_modules() -> list[str]:
     """Names of loaded modules whose file changed since nbscale first saw them: evict before a step."""
-    names = []
-    for name, module in list(sys.modules.items()):
-        path = _file_of(name, module)[1]
-        seen = _IMPORTED.get(path)
-        if seen is not None and seen[0] is getattr(module, "__spec__", None) and _changed_since(path, seen[1]):
-            names.append(name)
-    return names
+    # the few files seen as local modules are looked at, not every loaded module
+    changed = {id(spec) for path, (spec, state) in list(_IMPORTED.items())
+               if spec is not None and _changed_since(path, state)}
+    if not changed:
+        return []
+    return [name for name, module in list(sys.modules.items()) if id(getattr(module, "__spec__", None)) in changed]
 
 
 def _changed_since(path: str, state: dict | None) -> bool:
