@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import cloudpickle
 
-from .digest import DIGEST, new_hash
+from .digest import CHUNK, DIGEST, new_hash
 
 ASYNC_MIN_BYTES = 32 * 2**20  # below this a write costs little next to scheduling the next step
 VALUE_DIGEST = f"value-{DIGEST}"  # a digest of a value in memory, never of a file
@@ -187,8 +187,18 @@ def _numeric_digest(value) -> str:
 
 
 def _update(digest, array, numpy):
-    flat = numpy.ascontiguousarray(array).reshape(-1)
-    digest.update(flat.view(numpy.uint8) if flat.size else b"")
+    """Hash the array's items in C order, copying at most CHUNK bytes at a time (a strided view)."""
+    if array.flags.c_contiguous:
+        parts = [array]
+    elif array.flags.f_contiguous:  # the transpose is C-contiguous: the layout goes into the header
+        digest.update(b"F")
+        parts = [array.T]
+    else:
+        rows = max(1, CHUNK // max(1, array[:1].nbytes))
+        parts = (numpy.ascontiguousarray(array[i:i + rows]) for i in range(0, len(array), rows))
+    for part in parts:
+        flat = part.reshape(-1)
+        digest.update(flat.view(numpy.uint8) if flat.size else b"")
 
 
 def _digest_of(data: bytes) -> str:

@@ -82,6 +82,18 @@ def test_memory_digests_follow_the_values_and_small_outputs_keep_the_synchronous
     assert memory_digests({"big": big, "n": 4})["n"] != first["n"]
 
 
+def test_memory_digests_of_strided_and_fortran_arrays_follow_their_values():
+    square = np.arange(2048 * 2048, dtype=np.float64).reshape(2048, 2048) + 0.5
+    fortran = np.asfortranarray(square)
+    # the same values in another layout may digest apart (a cache miss), never a transpose together
+    assert memory_digests({"a": fortran})["a"] != memory_digests({"a": np.ascontiguousarray(square.T)})["a"]
+    strided = np.arange(BIG * 2, dtype=np.float64)[::2]
+    assert memory_digests({"a": strided})["a"] == memory_digests({"a": strided.copy()})["a"]
+    other = strided.copy()
+    other[-1] = -1.0
+    assert memory_digests({"a": strided})["a"] != memory_digests({"a": other})["a"]
+
+
 def test_memory_digests_of_frames_see_columns_index_and_values():
     rows = BIG // 2
     frame = pd.DataFrame({"a": np.arange(rows, dtype=np.float64), "b": np.ones(rows)})
