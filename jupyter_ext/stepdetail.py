@@ -77,7 +77,8 @@ def _read_image(notebook: Path, run_id: str, step: str, name: str) -> tuple[byte
     try:
         if path.resolve().parent != folder.resolve():
             raise missing
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))  # a symlink fails here
+        # a symlink fails here; a FIFO opens without waiting for a writer, and is refused below
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         raise missing from None
     with os.fdopen(fd, "rb") as file:

@@ -132,6 +132,11 @@ def test_only_images_the_step_named_are_served(get, ran, jp_root_dir):
     os.symlink(jp_root_dir / "secret.png", folder / "link.png")
     response = get(f"runs/{run_id}/steps/plot/files/link.png", path="nb.ipynb")
     assert response.code == 404 and b"SECRET-BYTES" not in response.body
+    # a named image that is a FIFO is refused at once: opening it used to wait for a writer forever
+    data["cells"][0]["outputs"].append({"type": "image", "mime": "image/png", "file": "pipe.png"})
+    (folder / "plot.cells.json").write_text(json.dumps(data))
+    os.mkfifo(folder / "pipe.png")
+    assert get(f"runs/{run_id}/steps/plot/files/pipe.png", path="nb.ipynb").code == 404
     # unknown step, unknown run
     assert get(f"runs/{run_id}/steps/nope", path="nb.ipynb").code == 404
     assert get(f"runs/{run_id}/steps/nope/files/x.png", path="nb.ipynb").code == 404
