@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from . import effects
 from .callables import Callable, callee_of, changed_arguments
 from .heap import Heap
+from .parsing import ParsedCell, Visitor, parse_cell
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
-from .syntax import READS_ONLY_SCOPE, to_python
+from .syntax import READS_ONLY_SCOPE
 
 READS_ONLY_SCOPE_NAME = READS_ONLY_SCOPE.split()[1].rstrip(":")
 
@@ -73,33 +74,26 @@ class Facts:
 
 
 def analyse_cells(cells, known: dict[str, Callable] | None = None, heap=None, modules=()) -> Facts:
-    """Facts for cells run one after another in one namespace. `cells`: (index, source) pairs.
+    """Facts for cells run one after another in one namespace. `cells`: (index, source) pairs,
+    or cells parsed already (`parsing.ParsedCell`, shared with the other passes of a compile).
 
     `known` holds callables defined before these cells (prelude, earlier steps): a reference to
     one counts as reading what it reads. `heap` continues the objects of earlier cells;
     `modules` are names already bound to imported modules.
     """
     walker = _ModuleWalker(dict(known or {}), heap, modules)
-    for index, source in cells:
-        tree = parse_cell(index, source, walker.facts)
-        if tree is not None:
-            walker.cell = index
-            for stmt in tree.body:
-                walker.visit(stmt)
+    for cell in cells:
+        parsed = cell if isinstance(cell, ParsedCell) else parse_cell(*cell)
+        if parsed.tree is None:
+            walker.facts.syntax_errors.append((parsed.index, *parsed.error))
+            continue
+        walker.cell = parsed.index
+        for stmt in parsed.tree.body:
+            walker.visit(stmt)
     return walker.facts
 
 
-def parse_cell(index, source, facts: Facts):
-    try:
-        return ast.parse(to_python(source))
-    except SyntaxError as exc:
-        facts.syntax_errors.append((index, exc.lineno or 1, exc.offset or 1, exc.msg))
-    except Exception as exc:  # IPython's transformer rejects some malformed input itself
-        facts.syntax_errors.append((index, 1, 1, str(exc)))
-    return None
-
-
-class _ModuleWalker(ast.NodeVisitor):
+class _ModuleWalker(Visitor):
     """Walks module-level statements in the order Python runs them."""
 
     def __init__(self, known: dict[str, Callable], heap=None, modules=()):

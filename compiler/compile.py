@@ -13,6 +13,7 @@ from .metric_direction import declared_directions
 from .metrics import parse_metrics
 from .notebook import Cell, Notebook, read_notebook
 from .parameters import parse_parameters
+from .parsing import ParsedCells, collector_paused
 from .settings import find_settings
 
 
@@ -20,11 +21,17 @@ def compile_notebook(notebook) -> Pipeline:
     """Compile a notebook (a path or a `Notebook`) into a Pipeline; problems are diagnostics."""
     if not isinstance(notebook, Notebook):
         notebook = read_notebook(notebook)
+    with collector_paused():
+        return _compile(notebook)
+
+
+def _compile(notebook: Notebook) -> Pipeline:
     layout = lay_out(notebook)
     parameters, param_problems = parse_parameters([(i, layout.sources[i]) for i in layout.parameters],
                                                   layout.injected)
-    flow = build_flow(layout, {p.name for p in parameters})
-    settings = _replay_settings(layout, flow, {p.name for p in parameters})
+    cells = ParsedCells(layout.sources)  # each cell parsed once, for every pass below
+    flow = build_flow(layout, {p.name for p in parameters}, cells)
+    settings = _replay_settings(layout, flow, {p.name for p in parameters}, cells)
     pipeline = Pipeline(
         name=_pipeline_name(notebook),
         notebook=Path(notebook.path).name,
@@ -37,7 +44,8 @@ def compile_notebook(notebook) -> Pipeline:
         diagnostics.append(nothing_to_run(layout))
     if layout.metrics_cell is not None:
         pipeline.metrics, metric_problems = parse_metrics(
-            layout.metrics_cell, layout.sources[layout.metrics_cell], layout.metrics_step)
+            layout.metrics_cell, layout.sources[layout.metrics_cell], layout.metrics_step,
+            cells[layout.metrics_cell])
         diagnostics += metric_problems
     diagnostics += declared_directions(notebook.metadata)[1]  # metadata.nbscale.metrics: min | max
     pipeline.diagnostics = sorted(diagnostics, key=lambda d: (d.cell is None, d.cell or 0, d.line or 0))
@@ -46,10 +54,9 @@ def compile_notebook(notebook) -> Pipeline:
     return pipeline
 
 
-def _replay_settings(layout, flow, parameter_names):
+def _replay_settings(layout, flow, parameter_names, cells: ParsedCells):
     """Each step replays the process-wide settings of the steps before it (compiler/settings.py)."""
-    settings = find_settings([(i, layout.sources[i]) for i in layout.prelude],
-                             [(s.name, [(i, layout.sources[i]) for i in s.cells]) for s in layout.steps],
+    settings = find_settings(cells.cells(layout.prelude), [(s.name, cells.cells(s.cells)) for s in layout.steps],
                              parameter_names, set(flow.prelude.names))
     for step in flow.steps:
         step.settings = settings.replayed.get(step.name, [])

@@ -18,6 +18,7 @@ from .heap import Heap
 from .ir import Prelude, Step
 from .layout import Layout
 from .notebook import cell_label
+from .parsing import ParsedCells
 
 DYNAMIC_MESSAGES = {
     "*": "a star import binds names the analysis cannot see",
@@ -57,14 +58,17 @@ class Reason:
     partners: tuple[str, ...] = ()
 
 
-def build_flow(layout: Layout, parameter_names: set[str]) -> Flow:
-    prelude_facts = analyse_cells([(i, layout.sources[i]) for i in layout.prelude])
+def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | None = None) -> Flow:
+    """`cells`: the notebook's cells parsed once for the whole compile (parsed here when not given)."""
+    cells = cells if cells is not None else ParsedCells(layout.sources)
+    prelude_facts = analyse_cells(cells.cells(layout.prelude))
     prelude_names = set(prelude_facts.binds)
-    builder = _Builder(layout, parameter_names, prelude_names)
+    builder = _Builder(layout, parameter_names, prelude_names, cells)
     builder.check_prelude(prelude_facts)
     known = dict(prelude_facts.callables)
     for step_layout in layout.steps:
-        facts = analyse_cells([(i, layout.sources[i]) for i in step_layout.cells], known,
+        builder.heap.epoch = len(builder.steps)
+        facts = analyse_cells(cells.cells(step_layout.cells), known,
                               builder.heap, builder.modules | prelude_facts.imported)
         known.update(facts.callables)
         builder.add_step(step_layout, facts)
@@ -75,8 +79,9 @@ def build_flow(layout: Layout, parameter_names: set[str]) -> Flow:
 
 
 class _Builder:
-    def __init__(self, layout: Layout, parameters: set[str], prelude_names: set[str]):
+    def __init__(self, layout: Layout, parameters: set[str], prelude_names: set[str], cells: ParsedCells):
         self.layout = layout
+        self.cells = cells
         self.parameters = parameters
         self.prelude_names = prelude_names
         self.steps: list[Step] = []
@@ -84,8 +89,9 @@ class _Builder:
         self.producer: dict[str, str] = {}  # name → step holding its current value
         self.binders: dict[str, list[str]] = {}  # name → steps binding it, in notebook order
         self.heap = Heap()
+        self.heap.history = {}  # what names were after each step (`_outputs`)
+        self.position: dict[str, int] = {}  # step → its place in notebook order
         self.received: dict[str, dict[str, frozenset]] = {}  # step → input name → its objects
-        self.points_after: dict[str, dict[str, frozenset]] = {}  # step → what names are after it
         self.carried: set[tuple[str, str]] = set()  # (step, name) it only hands on for a group
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
@@ -95,7 +101,7 @@ class _Builder:
     def _skipped_binds(self):
         found = {}
         for index in self.layout.skipped:
-            for name in analyse_cells([(index, self.layout.sources[index])]).binds:
+            for name in analyse_cells([self.cells[index]]).binds:
                 found.setdefault(name, index)
         return found
 
@@ -135,7 +141,7 @@ class _Builder:
         for name in facts.deletes:
             self.producer.pop(name, None)
         self.modules = (self.modules - facts.binds) | facts.imported
-        self.points_after[step.name] = dict(self.heap.points)
+        self.position[step.name] = len(self.steps)
         self.steps.append(step)
 
     def _resolve_reads(self, step, facts):
@@ -179,9 +185,8 @@ class _Builder:
     def _gather(self, step, names, shared):
         """`names` reach the objects `shared` that a step changes: `step` gets them from one
         producer, and so on upwards, so that they are the same objects all the way."""
-        order = {s.name: i for i, s in enumerate(self.steps)}
         producers = {step.sources[n] for n in names}
-        latest = self.steps[max(order[p] for p in producers)]
+        latest = self.steps[max(self.position[p] for p in producers)]
         received = self.received[step.name]
         held = self.received.setdefault(latest.name, {})
         for name in names:
@@ -269,9 +274,10 @@ class _Builder:
 
     def _after_tags(self):
         names = [s.name for s in self.steps]
+        order = {n: i for i, n in enumerate(names)}
         for step, layout_step in zip(self.steps, self.layout.steps):
             for target in layout_step.after:
-                if target in names:
+                if target in order:
                     step.after = _unique(step.after + [target])
                     continue
                 close = difflib.get_close_matches(target, names, n=1)
@@ -279,7 +285,6 @@ class _Builder:
                     "after-missing-step", f"step '{step.name}' is after '{target}', which is no step",
                     cell=layout_step.after_cells[target],
                     hint=f"did you mean '{close[0]}'?" if close else f"steps: {', '.join(names)}"))
-            order = {n: i for i, n in enumerate(names)}
             step.after.sort(key=order.get)
 
     def _cycle(self, cycle):
@@ -293,8 +298,8 @@ class _Builder:
         # Information only: notebook order settles which step hands the name on, and the value
         # travels from that step explicitly, whichever of the two runs first.
         reported = set()
-        memo = {s.name: graph.ancestors(s.name, upstream) for s in self.steps}
-        position = {s.name: i for i, s in enumerate(self.steps)}
+        memo = _Ancestors(upstream)  # only the steps asked about: every step's would be quadratic
+        position = self.position
         for step in self.steps:
             for name, producer in step.sources.items():
                 for other in self.binders.get(name, []):
@@ -321,9 +326,11 @@ class _Builder:
             for name, producer in step.sources.items():
                 if name not in by_name[producer].outputs:
                     by_name[producer].outputs.append(name)
+        self.heap.epoch = len(self.steps)  # what follows is no step's doing
         for step in self.steps:
             step.outputs.sort()
-            step.groups = _groups(step.outputs, self.points_after[step.name], self.heap)
+            after = {n: self.heap.points_at(n, self.position[step.name]) for n in step.outputs}
+            step.groups = _groups(step.outputs, after, self.heap)
 
     def _late_binding_hints(self):
         # "not defined" is clearer with where the name *is* bound, when that comes later
@@ -350,6 +357,18 @@ def _groups(outputs, points, heap):
             names, objects = g[0] + names, g[1] | objects
         groups.append((names, objects))
     return sorted(sorted(names) for names, _ in groups if len(names) > 1)
+
+
+class _Ancestors(dict):
+    """step → its ancestors, worked out when first asked for."""
+
+    def __init__(self, upstream):
+        super().__init__()
+        self.upstream = upstream
+
+    def __missing__(self, name):
+        found = self[name] = graph.ancestors(name, self.upstream)
+        return found
 
 
 def _parallel(a, b, ancestors):

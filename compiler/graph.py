@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 
 
@@ -12,16 +13,21 @@ def topological_order(names: list[str], upstream: dict[str, list[str]]) -> list[
     """
     position = {n: i for i, n in enumerate(names)}
     waiting = {n: {u for u in upstream.get(n, ()) if u in position} for n in names}
-    order, ready = [], sorted((n for n, ups in waiting.items() if not ups), key=position.get)
+    downstream: dict[str, list[str]] = {}
+    for name, ups in waiting.items():
+        for up in ups:
+            downstream.setdefault(up, []).append(name)
+    # the ready step first in notebook order goes next (a heap of positions, not a sorted list)
+    order, ready = [], [position[n] for n, ups in waiting.items() if not ups]
+    heapq.heapify(ready)
     while ready:
-        name = ready.pop(0)
+        name = names[heapq.heappop(ready)]
         order.append(name)
-        for other, ups in waiting.items():
-            if name in ups:
-                ups.discard(name)
-                if not ups:
-                    ready.append(other)
-                    ready.sort(key=position.get)
+        for other in downstream.get(name, ()):
+            ups = waiting[other]
+            ups.discard(name)
+            if not ups:
+                heapq.heappush(ready, position[other])
     return order if len(order) == len(names) else None
 
 

@@ -35,6 +35,10 @@ class Heap:
         # reverse indexes, so that what a change reaches is found by walking up from it
         self.holders: dict[str, set[str]] = {}  # object → objects holding it (owned or given)
         self.named: dict[str, set[str]] = {}  # object → names that may be it now
+        # name → [(epoch, objects)], every change of what it may be, when `history` is turned on:
+        # what a name was after step k, without copying every name's entry after every step
+        self.history: dict[str, list[tuple[int, frozenset[str]]]] | None = None
+        self.epoch = 0
         self._made = 0
         self._results: dict[int, tuple[object, frozenset[str]]] = {}
 
@@ -71,7 +75,18 @@ class Heap:
         for obj in objects:
             self.named.setdefault(obj, set()).add(name)
         self.points[name] = objects
+        if self.history is not None:
+            self.history.setdefault(name, []).append((self.epoch, objects))
         return objects
+
+    def points_at(self, name: str, epoch: int) -> frozenset[str] | None:
+        """What `name` might be at the end of `epoch` (None: not seen by then); needs `history`."""
+        found = None
+        for when, objects in reversed(self.history.get(name, ())):
+            if when <= epoch:
+                found = objects
+                break
+        return found
 
     def result(self, node, make) -> frozenset[str]:
         """The objects an expression node (a literal, a call) evaluates to, made once."""

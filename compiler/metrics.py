@@ -11,14 +11,15 @@ import ast
 
 from .diagnostics import Diagnostic
 from .ir import Metrics
-from .syntax import to_python
+from .parsing import ParsedCell, parse_cell
 
 
-def parse_metrics(index: int, source: str, step: str) -> tuple[Metrics, list[Diagnostic]]:
+def parse_metrics(index: int, source: str, step: str, parsed: ParsedCell | None = None
+                  ) -> tuple[Metrics, list[Diagnostic]]:
+    """`parsed`: the cell parsed already (by the compile that reads it for the analysis too)."""
     metrics, problems = Metrics(step=step), []
-    try:
-        tree = ast.parse(to_python(source))
-    except SyntaxError:
+    tree = (parsed or parse_cell(index, source)).tree
+    if tree is None:
         return metrics, problems  # reported once, by the dataflow analysis of the step
     for stmt in tree.body:
         for name, expr in _metric_entries(stmt, index, problems):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from . import effects
 from .heap import Heap, contents
+from .parsing import Visitor
 
 SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
                ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -93,7 +94,7 @@ def _walk_generators(walker, generators, skip_first_iter):
             walker.visit(cond)
 
 
-class _ScopeWalker(ast.NodeVisitor):
+class _ScopeWalker(Visitor):
     def __init__(self, modules=frozenset()):
         self.modules = set(modules)
         self.params: list[str] = []

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
+import re
 from dataclasses import dataclass, field
 
 from .analysis import KERNEL_NAMES
 from .diagnostics import Diagnostic
-from .syntax import to_python
+from .parsing import ParsedCell, child_nodes
 
 # Calls that change a process-wide setting every later cell sees (qualified through the imports).
 SETTING_CALLS = frozenset({
@@ -44,6 +46,13 @@ SEED_CALLS = frozenset({
     "tensorflow.random.set_seed", "tensorflow.set_random_seed", "tensorflow.keras.utils.set_random_seed",
     "keras.utils.set_random_seed",
 })
+# Everything the settings pass resolves names against; a module that is none of these, nor a
+# part of or a container of one (`numpy` of `numpy.random.seed`), makes no setting or seed.
+_KNOWN_NAMES = SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS)
+# Words in a cell that make the pass walk it (imports, definitions, magics).
+_ALWAYS_WALK = frozenset({"import", "def", "class", "get_ipython"})
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # the line ends of Python's tokenizer
 # Code that runs later, when called (a class body is taken as its methods).
 _LATER = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 # A setting inside a `with` block is scoped to it (`with warnings.catch_warnings(): ...`).
@@ -72,27 +81,33 @@ def replay_source(setting: dict) -> str:
     return "\n".join([*setting.get("imports", []), setting["source"]])
 
 
-def find_settings(prelude: list[tuple[int, str]], steps: list[tuple[str, list[tuple[int, str]]]],
-                  parameters: set[str], prelude_names: set[str]) -> Settings:
-    """Settings and seeds of `steps` ((name, [(cell, source)]) in notebook order); the prelude
-    only lends its imports. A step replays the settings of every step before it."""
+def find_settings(prelude: list[ParsedCell], steps: list[tuple[str, list[ParsedCell]]],
+                  parameters: set[str], prelude_names: set[str], skim: bool = True) -> Settings:
+    """Settings and seeds of `steps` ((name, [parsed cell]) in notebook order); the prelude
+    only lends its imports. A step replays the settings of every step before it.
+
+    `skim`: pass over the cells whose text shows that they hold nothing this pass looks for
+    (the result is the same; False walks every cell, for tests that say so)."""
     finder = _Finder(parameters, prelude_names)
-    for index, source in prelude:
-        finder.cell(index, source, step=None)
-    result, made = Settings(), []
-    names = [name for name, _ in steps]
+    finder.skim = skim
+    for cell in prelude:
+        finder.cell(cell, step=None)
+    result, made, made_reads = Settings(), [], set()
     for position, (name, cells) in enumerate(steps):
-        result.replayed[name] = [entry for entry, _ in made]
-        result.parameters[name] = set().union(*(reads for _, reads in made)) if made else set()
+        result.replayed[name] = list(made)
+        result.parameters[name] = set(made_reads)
         finder.found, finder.problems = [], []
-        for index, source in cells:
-            finder.cell(index, source, step=name)
-        made += [(entry, reads) for kind, entry, reads in finder.found if kind == "setting"]
-        later = names[position + 1:]
-        if later:  # what the last step sets or seeds affects no other step
+        for cell in cells:
+            finder.cell(cell, step=name)
+        for kind, entry, reads in finder.found:
+            if kind == "setting":
+                made.append(entry)
+                made_reads |= reads
+        if position + 1 < len(steps):  # what the last step sets or seeds affects no other step
+            later = [later_name for later_name, _ in steps[position + 1:position + 2 + _MORE_STEPS_SHOWN]]
             result.diagnostics += finder.problems
             seeds = [entry for kind, entry, _ in finder.found if kind == "seed"]
-            result.diagnostics += [_seed_warning(entry, name, later) for entry in seeds]
+            result.diagnostics += [_seed_warning(entry, name, later, len(steps) - position - 1) for entry in seeds]
     return result
 
 
@@ -108,32 +123,53 @@ class _Finder:
         self.setting_functions: dict[str, bool] = {}
         self.found: list[tuple[str, dict, set[str]]] = []  # ("setting" | "seed", entry, parameters read)
         self.problems: list[Diagnostic] = []
+        self.skim = True
 
-    def cell(self, index: int, source: str, step: str | None) -> None:
-        try:
-            python = to_python(source)
-            tree = ast.parse(python)
-        except Exception:  # noqa: BLE001 - a syntax error is reported once, by the dataflow analysis
+    def cell(self, cell: ParsedCell, step: str | None) -> None:
+        if cell.tree is None:
+            return  # a syntax error is reported once, by the dataflow analysis
+        if self.skim and not self._may_matter(cell.python):
             return
-        for stmt in tree.body:
+        # in a cell of many statements, skim each one too (a long cell with one `def` in it)
+        lines = _line_starts(cell.python) if self.skim and len(cell.tree.body) > 1 else None
+        for stmt in cell.tree.body:
+            if lines is not None and not self._may_matter(_statement_text(cell.python, lines, stmt)):
+                continue
+            nodes = _run_now_marked(stmt)  # one walk, shared by both passes over the statement
             if step is not None:
-                self._statement(stmt, index, python)
-            self._remember(stmt, in_prelude=step is None)
+                self._statement(stmt, nodes, cell.index, cell.python)
+            self._remember(stmt, nodes, in_prelude=step is None)
 
-    def _statement(self, stmt, index, python):
+    def _statement(self, stmt, nodes, index, python):
         if self._is_setting(stmt):
             self._setting(stmt, {"cell": index, "line": stmt.lineno}, python)
         elif not isinstance(stmt, _WITH):
-            for node in _run_now(stmt, into_with=False):
+            for node, in_with in nodes:
+                if in_with:
+                    continue
                 if node is not stmt and isinstance(node, ast.stmt) and self._is_setting(node):
                     self.problems.append(_nested_warning(node, index, python))
                 elif isinstance(node, ast.Call) and self.setting_functions.get(getattr(node.func, "id", None)) is False:
                     self.problems.append(_step_function_warning(node, index, python))
-        for node in _run_now(stmt):
+        for node, _ in nodes:
             seed = self._seed_of(node) if isinstance(node, ast.Call) else None
             if seed is not None:
                 code = ast.get_source_segment(python, node) or ast.unparse(node)
                 self.found.append(("seed", {"cell": index, "line": node.lineno, "source": code, **seed}, set()))
+
+    def _may_matter(self, python: str) -> bool:
+        """Whether a cell's text may hold anything this pass acts on: an import, a definition, a
+        name that may resolve to a setting or seed call or object, a call of a notebook function
+        that seeds or sets, or a store to a name the pass knows (it forgets what the name was).
+        False only when none of these can be there; most cells of a long notebook."""
+        if not python.isascii():
+            return True  # the parser normalises non-ASCII names (NFKC): the text may not show them
+        words = set(_WORD.findall(python))
+        if not words.isdisjoint(_ALWAYS_WALK) or not words.isdisjoint(self.seeding_functions) \
+                or not words.isdisjoint(self.setting_functions):
+            return True
+        return any(_may_set(self.imported[name].module) or _may_store(name, python)
+                   for name in words.intersection(self.imported))
 
     def _setting(self, stmt, where, python):
         source = ast.get_source_segment(python, stmt) or ast.unparse(stmt)
@@ -190,7 +226,7 @@ class _Finder:
             return ".".join([self.imported[node.id].module, *reversed(parts)])
         return None
 
-    def _remember(self, stmt, in_prelude: bool):
+    def _remember(self, stmt, nodes, in_prelude: bool):
         """What `stmt` leaves bound: imports (also inside `try:`), functions that seed, and
         functions of the prelude that make settings."""
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -201,12 +237,12 @@ class _Finder:
             if sets:
                 self.setting_functions[stmt.name] = in_prelude
             return
-        for node in _run_now(stmt):
+        for node, _ in nodes:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 for name, imported in _imports_of(node).items():
                     self._forget(name)
                     self.imported[name] = imported
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            elif isinstance(node, ast.Name):  # (only stores are marked)
                 self._forget(node.id)  # `pd = ...` is no module any more
             elif isinstance(node, ast.ClassDef):
                 self._forget(node.name)
@@ -229,6 +265,34 @@ class _Finder:
             return seed, sets
         finally:
             self.imported = outer
+
+
+def _line_starts(python: str) -> list[int]:
+    """Where each line of `python` starts; one more entry past the end."""
+    return [0, *(m.end() for m in _NEWLINE.finditer(python)), len(python) + 1]
+
+
+def _statement_text(python: str, line_starts: list[int], stmt: ast.stmt) -> str:
+    """The whole lines `stmt` is written on (more than the statement when `;` joins some)."""
+    return python[line_starts[stmt.lineno - 1]:line_starts[min(stmt.end_lineno, len(line_starts) - 1)]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _may_set(module: str) -> bool:
+    """Whether a name bound to `module` may make a setting or a seed call (see _KNOWN_NAMES)."""
+    return any(known == module or known.startswith(module + ".") or module.startswith(known + ".")
+               for known in _KNOWN_NAMES)
+
+
+@functools.lru_cache(maxsize=1024)
+def _name_not_followed_by_dot_or_call(name: str):
+    return re.compile(rf"\b{re.escape(name)}\b(?!\s*[.(])")
+
+
+def _may_store(name: str, python: str) -> bool:
+    """Whether `python` may bind `name`: it shows the name somewhere other than before `.` or `(`
+    (`math.sqrt(x)` reads math; `math = 1`, `for math in`, `math, b = ` may bind it)."""
+    return _name_not_followed_by_dot_or_call(name).search(python) is not None
 
 
 def _imports_of(node) -> dict[str, _Imported]:
@@ -258,7 +322,7 @@ def _run_now(stmt, *, into_with=True):
         node = stack.pop()
         yield node
         children = []
-        for child in ast.iter_child_nodes(node):
+        for child in child_nodes(node):
             if isinstance(child, _LATER):
                 continue
             if isinstance(child, _WITH) and not into_with:
@@ -266,6 +330,40 @@ def _run_now(stmt, *, into_with=True):
                 continue
             children.append(child)
         stack += reversed(children)
+
+
+def _run_now_marked(stmt) -> list[tuple[ast.AST, bool]]:
+    """The nodes of `_run_now(stmt)` the passes over a statement look at (statements, calls, and
+    names stored to), in the same order, each with whether `_run_now(stmt, into_with=False)`
+    leaves it out: it is in a `with` block inside `stmt` (but not in the block's context
+    expressions). One walk answers both instead of one walk per question."""
+    if isinstance(stmt, _LATER):
+        return [(stmt, False)]
+    found = []
+    stack = [(stmt, _SHOWN)]
+    while stack:
+        node, state = stack.pop()
+        if isinstance(node, (ast.stmt, ast.Call)) or (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)):
+            found.append((node, state != _SHOWN))
+        children = []
+        for child in child_nodes(node):
+            if isinstance(child, _LATER):
+                continue
+            if state == _SHOWN:
+                children.append((child, _BLOCK if isinstance(child, _WITH) else _SHOWN))
+            elif state == _BLOCK:  # a `with` inside stmt: only its context expressions are shown
+                children.append((child, _ITEM if isinstance(child, ast.withitem) else _HIDDEN))
+            elif state == _ITEM:
+                children.append((child, _SHOWN if child is node.context_expr else _HIDDEN))
+            else:
+                children.append((child, _HIDDEN))
+        stack += reversed(children)
+    return found
+
+
+# The states of `_run_now_marked`'s walk: shown without `with` blocks; a `with` block; one of its
+# items; inside a block.
+_SHOWN, _BLOCK, _ITEM, _HIDDEN = range(4)
 
 
 def _is_config_magic(stmt) -> bool:
@@ -304,10 +402,11 @@ def _nested_warning(node, index, python) -> Diagnostic:
         hint="make it a statement of its own at the top level of the cell, or move it to the imports cell")
 
 
-def _seed_warning(entry: dict, step: str, later: list[str]) -> Diagnostic:
+def _seed_warning(entry: dict, step: str, later: list[str], count: int) -> Diagnostic:
+    """`later`: the first of the `count` steps after `step`."""
     shown = ", ".join(repr(s) for s in later[:_MORE_STEPS_SHOWN])
-    if len(later) > _MORE_STEPS_SHOWN:
-        shown += f" and {len(later) - _MORE_STEPS_SHOWN} more"
+    if count > _MORE_STEPS_SHOWN:
+        shown += f" and {count - _MORE_STEPS_SHOWN} more"
     how = entry["seeds"] + (f" in {entry['via']}" if entry["via"] else "")
     return Diagnostic(
         "global-seed",

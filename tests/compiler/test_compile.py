@@ -27,6 +27,18 @@ def test_examples_match_golden_ir():
         assert ir == json.loads(golden.read_text()), f"{notebook.name} differs from {golden.name}"
 
 
+def test_generated_notebooks_match_the_ir_of_the_compiler_before_shared_trees():
+    # The golden IR was written by the compiler that parsed each cell once per pass and walked
+    # every statement for settings; the shared-tree compile must give exactly the same IR and
+    # diagnostics: a generated notebook (bench/bench_compile.py), its alias-heavy variant, and
+    # settings, seeds, magics, a syntax error and dynamic code (settings_mix).
+    notebooks = sorted(GOLDEN.glob("*.ipynb"))
+    assert {n.stem for n in notebooks} >= {"generated_120", "generated_120_alias", "settings_mix"}
+    for notebook in notebooks:
+        ir = compile_notebook(notebook).to_json()
+        assert ir == json.loads((GOLDEN / f"{notebook.stem}.json").read_text()), notebook.name
+
+
 def test_an_empty_or_markdown_only_notebook_says_nothing_to_run():
     from nbscale.compiler.notebook import Cell, Notebook
 

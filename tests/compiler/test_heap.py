@@ -44,3 +44,17 @@ def test_a_literal_evaluated_twice_is_one_object():
     node = ast.parse("[a]").body[0].value
     first = heap.result(node, lambda: frozenset({heap.fresh("list")}))
     assert heap.result(node, lambda: frozenset({heap.fresh("list")})) == first
+
+
+def test_the_history_says_what_a_name_was_after_each_epoch():
+    heap = Heap()
+    heap.history = {}
+    heap.epoch = 0
+    heap.bind("a")
+    first = heap.objects("a")
+    heap.epoch = 2
+    heap.bind("a", heap.objects("b"))
+    assert heap.points_at("a", 0) == heap.points_at("a", 1) == first
+    assert heap.points_at("a", 2) == heap.points_at("a", 9) == heap.objects("b")
+    assert heap.points_at("b", 1) is None  # not seen by then
+    assert heap.points_at("never", 5) is None

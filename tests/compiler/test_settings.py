@@ -304,3 +304,44 @@ def test_a_setting_that_fails_when_replayed_fails_the_later_step_at_the_setting(
     error = run_alone(cells, "b", fails=True)
     assert (error["cell"], error["line"]) == (0, 3)
     assert "pd.set_option('display.no_such_option', 1)" in error["evalue"]
+
+
+# Cells that try the text skim of the settings pass (find_settings(skim=True)): names stored to in
+# every way, aliases and parts of setting modules, non-ASCII names, `;`, long cells.
+SKIM_STEPS = [
+    ["import math\nimport numpy as np\nfrom numpy import random as npr\nimport pandas.options.display as pod",
+     "x = math.sqrt(2)\nnpr.seed(1)\npod.max_rows = 5"],
+    ["math = 3\npd_width = 80", "[math for math in range(2)]\nimport pandas as pd\npd.set_option('w', math)"],
+    ["for np in range(2):\n    pass\nnp.random.seed(0)", "np, other = 1, 2\nwith open('f') as math:\n    pass"],
+    ["class pd:\n    pass\npd.set_option('x', 1)", "import pandas as pd\n(pd) = 1\npd.set_option('y', 2)"],
+    ["import random as ran\nñ = 1\nran.seed(ñ)", "ｒａｎ = 2\nran.seed(3)"],
+    ["import random\ny = 1; random.seed(y)", "z = 2\nq = z\n" * 40 + "random.seed(q)\nrandom = None\nrandom.seed(1)"],
+    ["def reseed():\n    import random\n    random.seed(0)", "reseed()\nw = 1"],
+    ["import warnings\nmsg = 'warnings.simplefilter(\"x\")'", "%config InlineBackend.figure_format = 'svg'\nv = 1"],
+    ["import math\nmath += 1\nimport pandas as pd\npd.options.display.max_rows = math",
+     "pd.options .display.width = 3"],
+    ["w = 1\nif w:\n    np.random.seed(5)\nfor k in range(2):\n    pd.set_option('a',\n                  k)",
+     "u = (\n  np.random.seed(2))"],
+]
+
+
+def _cells(steps):
+    from nbscale.compiler.parsing import parse_cell
+
+    index, found = 1, []
+    for n, cells in enumerate(steps):
+        found.append((f"s{n}", [parse_cell(index + k, source) for k, source in enumerate(cells)]))
+        index += len(cells)
+    return found
+
+
+@pytest.mark.parametrize("order", [SKIM_STEPS, list(reversed(SKIM_STEPS)), [[c] for s in SKIM_STEPS for c in s]])
+def test_skimming_cells_finds_what_walking_every_cell_finds(order):
+    from nbscale.compiler.parsing import parse_cell
+    from nbscale.compiler.settings import find_settings
+
+    prelude = [parse_cell(0, "import pandas as pd\nimport numpy as np\nimport math")]
+    walked = find_settings(prelude, _cells(order), {"rows"}, {"pd", "np", "math"}, skim=False)
+    skimmed = find_settings(prelude, _cells(order), {"rows"}, {"pd", "np", "math"}, skim=True)
+    assert skimmed == walked
+    assert walked.diagnostics and any(walked.replayed.values())  # the cells do hold settings and seeds
