@@ -66,6 +66,7 @@ class Suggestion:
     critical_path: float  # the longest chain of dependent steps
     notes: list[str] = field(default_factory=list)
     pipeline: object = None  # the notebook compiled with the proposed tags (compiler.ir.Pipeline)
+    sources: dict[int, str] = field(default_factory=dict)  # the code cells the proposal was made from
 
     @property
     def speedup(self) -> float:
@@ -106,7 +107,7 @@ def suggest(path, durations: dict[int, float] | None = None, use_notebook_times:
     weights = {s.name: s.seconds for s in steps}
     return Suggestion(notebook=str(notebook.path), steps=steps, tags=tags, roles=roles, durations=kind,
                       total=sum(weights.values()), critical_path=_longest({s.name: s.after for s in steps}, weights),
-                      notes=notes, pipeline=pipeline)
+                      notes=notes, pipeline=pipeline, sources=sources)
 
 
 def _has_code(cell: Cell) -> bool:
@@ -390,11 +391,22 @@ def _check(notebook: Notebook, tags: dict[int, list[str]]):
     return pipeline
 
 
-def write_tags(path, tags: dict[int, list[str]], target) -> Path:
+def _code_sources(data: dict) -> dict[int, str]:
+    cells = data.get("cells", [])
+    return {i: "".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
+            for i, c in enumerate(cells) if isinstance(c, dict) and c.get("cell_type") == "code"}
+
+
+def write_tags(path, tags: dict[int, list[str]], target, sources: dict[int, str] | None = None) -> Path:
     """Write the notebook at `path` to `target` with each code cell's tags replaced by `tags`; the
-    rest of the file (outputs, metadata) as it was. Written to a temporary file, then moved."""
+    rest of the file (outputs, metadata) as it was. Written to a temporary file, then moved.
+    `sources`: the code cells the tags were proposed for; if the file's differ now (saved from
+    an editor meanwhile), nothing is written and SuggestError says so."""
     source = Path(path)
     data = json.loads(source.read_text(encoding="utf-8"))
+    if sources is not None and _code_sources(data) != sources:
+        raise SuggestError(f"{source}: its code cells changed since the steps were proposed; nothing written: "
+                           "propose again")
     for index, cell in enumerate(data.get("cells", [])):
         if index in tags:
             meta = cell.setdefault("metadata", {})

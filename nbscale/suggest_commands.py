@@ -26,8 +26,8 @@ def suggest(notebook, durations, write, in_place, out, fmt):
     """Propose step tags for NOTEBOOK: independent heavy cells in parallel steps, chains and tiny
     cells merged, cells that must stay together kept together."""
     from nbscale.compiler.graph import render
+    from nbscale.compiler.suggest import SuggestError, write_tags
     from nbscale.compiler.suggest import suggest as propose
-    from nbscale.compiler.suggest import write_tags
 
     if in_place and out:
         fail("error: --in-place writes the notebook itself; leave out -o", EXIT_BAD_INPUT)
@@ -41,9 +41,11 @@ def suggest(notebook, durations, write, in_place, out, fmt):
     written = None
     if write or in_place or out:
         try:
-            written = write_tags(notebook, proposal.tags, target)
+            written = write_tags(notebook, proposal.tags, target, proposal.sources)
         except OSError as exc:
             fail(f"error: cannot write {target}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+        except SuggestError as exc:
+            fail(f"error: {exc}", EXIT_BAD_INPUT)
     if fmt == "json":
         click.echo(json.dumps({**proposal.as_dict(), "written": str(written) if written else None}, indent=2))
     else:

@@ -152,6 +152,21 @@ def test_write_tags_keeps_outputs_and_metadata_and_writes_atomically(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o640
 
 
+def test_tags_are_not_written_when_the_code_cells_changed_since_the_proposal(tmp_path):
+    path = make_notebook(tmp_path, name="edited", cells=["import time", "a = 1", "b = a + 1", "c = 2"])
+    proposal = suggest(path)
+    data = json.loads(path.read_text())
+    data["cells"].insert(1, {"cell_type": "code", "metadata": {}, "source": "z = 0", "outputs": [],
+                             "execution_count": None})  # saved from an editor meanwhile: indexes move
+    path.write_text(json.dumps(data))
+    before = path.read_bytes()
+    with pytest.raises(SuggestError, match="changed since"):
+        write_tags(path, proposal.tags, path, proposal.sources)
+    assert path.read_bytes() == before
+    assert write_tags(make_notebook(tmp_path, name="same", cells=["import time", "a = 1", "b = a + 1", "c = 2"]),
+                      proposal.tags, tmp_path / "same.out.ipynb", proposal.sources).exists()
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_generated_notebooks_give_the_top_to_bottom_values(tmp_path, seed):
     rng = random.Random(seed)
