@@ -129,8 +129,9 @@ def metric_rows(runs: list[dict], declared: dict[str, str]) -> list[dict]:
         base = values[0] if values else None
         deltas = [None if v is None or base is None else v - base for v in values]
         rows.append({
-            "name": name, "direction": direction, "values": values, "deltas": deltas,
-            "relative": [None if d is None or not base else d / abs(base) for d in deltas],
+            # a difference of two finite numbers may still overflow: JSON carries no infinity
+            "name": name, "direction": direction, "values": values, "deltas": [json_number(d) for d in deltas],
+            "relative": [None if d is None or not base else json_number(d / abs(base)) for d in deltas],
             "better": [None if d is None or d == 0 else (d > 0) == (direction == MAX) for d in deltas],
             "changed": any(v != base for v in values),
         })

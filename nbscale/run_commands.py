@@ -75,7 +75,7 @@ def runs(notebook, limit, repair):
         _repair(_store_path(notebook))
         return
     with reporting_errors():
-        store = _store_for(notebook)
+        store = store_for(notebook)
         rows = store.list_runs(str(Path(notebook).resolve()) if notebook else None, limit=limit)
     if not rows:
         click.echo("no runs yet")
@@ -111,7 +111,7 @@ def show(run_id, notebook, logs):
     from nbscale.kernels.contract import FINISHED
 
     with reporting_errors():
-        store = _store_for(notebook)
+        store = store_for(notebook)
         run = store.get_run(run_id)
         events = store.events_since(run["id"])
     click.echo(f"run {run['id']}  {run['status']}  engine {run['engine']}  {Path(run['notebook']).name}")
@@ -166,12 +166,14 @@ def _store_path(notebook):
     return run_store_path(Path(notebook) if notebook else Path.cwd() / "_")
 
 
-def _store_for(notebook):
+def store_for(notebook):
+    """The run store beside NOTEBOOK (of the current folder without one); exits 2 when there is none."""
     from nbscale.kernels.runstore import RunStore
 
     path = _store_path(notebook)
     if not path.exists():
-        fail(f"no run store at {path} (no runs in this folder yet)", EXIT_BAD_INPUT)
+        fail(f"error: no run store at {path} (no runs in this folder yet; give the notebook to read the runs "
+             "beside it)", EXIT_BAD_INPUT)
     return RunStore(path)
 
 

@@ -123,3 +123,16 @@ def test_a_step_only_one_run_has():
     assert model["steps"][0]["runs"][1]["why"] == "a step the reference run does not have"
     assert model["parameters"] == [{"name": "x", "values": [None, 1], "set": [False, True], "changed": True}]
     assert model["metrics"][0]["values"] == [None, None]
+
+
+def test_metric_deltas_that_overflow_stay_json():
+    import json
+
+    def run(run_id, value):
+        return {"id": run_id, "notebook": "n", "status": "succeeded", "steps": [], "parameters": {},
+                "metrics": [{"name": "loss", "value": value}]}
+
+    model = comparison([run("a", -1.5e308), run("b", 1.5e308)])
+    row = model["metrics"][0]
+    assert row["deltas"] == [0.0, None] and row["better"] == [None, False]  # +inf: worse, not a number
+    json.dumps(model, allow_nan=False)
