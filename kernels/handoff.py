@@ -233,6 +233,12 @@ async def await_writes(run_id: str, dask_worker=None) -> dict[str, str]:
     return {step: error for step, future in futures.items() if (error := _error_of(future))}
 
 
+def forget_writes(run_id: str, dask_worker=None) -> None:
+    """Forget a cancelled run's writes (they still end: atomic, and then free their values)."""
+    with _lock:
+        _pending.pop(run_id, None)
+
+
 def _error_of(future: Future) -> str | None:
     try:
         future.result()

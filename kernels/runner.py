@@ -21,6 +21,7 @@ from .contract import (
     CACHED,
     CANCELLED,
     CANCELLED_BY_USER,
+    CLUSTER_STARTED,
     FAILED,
     LIVE_ONLY,
     METRICS_KEY,
@@ -134,7 +135,9 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
         outcomes = {}
         if specs:
             engine = get_engine(options.engine, scheduler=options.scheduler, scheduler_file=options.scheduler_file,
-                                workers=options.workers, run_id=run_id, **(engine_options or {}))
+                                workers=options.workers, run_id=run_id, notebook=str(notebook),
+                                **(engine_options or {}))
+            connect_engine(engine, recorder.emit)
             outcomes = engine.run(specs, recorder.emit)
     except BaseException as exc:
         store.remove_file_lost_listener(recorder.state_lost)
@@ -156,6 +159,23 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     run = store.get_run(run_id)
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
                      error)
+
+
+def connect_engine(engine, emit) -> None:
+    """Connect an engine that runs on a cluster (`connect()`) before its run, and say which cluster
+    the run uses when the engine has something to say (`cluster_note`: the shared warm cluster of
+    the notebook's folder, or why a warm cluster found there is not used)."""
+    if not callable(getattr(engine, "connect", None)):
+        return
+    engine.connect()
+    note = getattr(engine, "cluster_note", None)
+    if not note:
+        return
+    shared = getattr(engine, "shared_address", None)
+    if shared:
+        emit(CLUSTER_STARTED, None, {"scheduler_address": shared, "shared": True, "message": note})
+    else:
+        emit(WARNING, None, {"message": note})
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> tuple[list[StepSpec], dict]:

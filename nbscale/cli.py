@@ -125,6 +125,7 @@ def graph(notebook, fmt, why):
 
 def _register_run_commands():
     from nbscale.cache_commands import register as register_cache
+    from nbscale.cluster_commands import register as register_cluster
     from nbscale.kfp_commands import register as register_kfp
     from nbscale.run_commands import register
     from nbscale.suggest_commands import register as register_suggest
@@ -133,9 +134,19 @@ def _register_run_commands():
     register_suggest(main)
     register_kfp(main)
     register_cache(main)
+    register_cluster(main)
 
 
 _register_run_commands()
+
+
+def _register_diff_command():
+    from nbscale.diff_commands import register as register_diff
+
+    register_diff(main)
+
+
+_register_diff_command()
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ import click
 
 from .kernels.contract import (
     CACHED,
+    CLUSTER_STARTED,
     FAILED,
     RUN_STARTED,
     STEP_FINISHED,
@@ -62,6 +63,8 @@ class Progress:
                 mark = MARKS.get(status, "·")
                 took = f" ({time.monotonic() - self.started[step]:.2f}s)" if step in self.started else ""
                 self._line(f"  {mark} {step} {status}{took}")
+            elif kind == CLUSTER_STARTED and payload.get("message"):  # e.g. the shared warm cluster
+                self._line(f"  {payload['message']}")
             elif kind == STEP_STALE:
                 changes = "; ".join(payload.get("changes") or [])
                 self._line(f"  ↻ {step} runs again: {changes}")

@@ -20,7 +20,7 @@ import uuid
 import warnings
 
 from ..contract import STEP_FINISHED, WARNING, finished_payload
-from ..handoff import await_writes, wait_for_writes, write_failed_message
+from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
 from ..task import run_step
 from . import Engine
@@ -124,6 +124,7 @@ class DaskEngine(Engine):
             # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it
             stop_run_steps(client, self.run_id, names_by_key, emit)
             client.cancel(list(futures.values()) + warm)
+            _forget_writes(client, self.run_id)
             raise
         finally:
             client.unsubscribe_topic(topic)
@@ -158,6 +159,16 @@ class DaskEngine(Engine):
         return [client.submit(_warm_up, specs[0].prelude, workers=[w], pure=False,
                               key=f"nbscale-warm-up-{i}-{self.run_id[:8]}")
                 for i, w in enumerate(workers[1:len(specs)])]
+
+
+def _forget_writes(client, run_id):
+    """A cancelled run's background writes are not waited for: forget them where they are (on a
+    shared cluster the workers outlive the run), best effort."""
+    forget_writes(run_id)
+    try:
+        client.run(forget_writes, run_id, on_error="return")
+    except Exception:  # noqa: BLE001 - a few finished futures left on a worker
+        pass
 
 
 def _task(spec, upstream, topic, body, run_id, on_cluster=False):

@@ -1,0 +1,441 @@
+"""The warm cluster of a project folder: an embedded LocalCluster kept alive in the background.
+
+`nbscale cluster start` runs `warm_cluster_serve` as a detached process that holds the cluster
+and writes, in the folder's state folder (`contract.state_dir`), Dask's scheduler file and
+`warm-cluster.json` (pid, address, workers, started, idle timeout). Runs of the folder's notebooks
+find it (`lookup`) and share it instead of starting a cluster of their own; Dask's
+`distributed.scheduler.idle-timeout` ends it when nothing ran on it for a while.
+
+What a file in the state folder says is checked before anything trusts it: it must be JSON of the
+expected shape, name an address on this machine (a run never connects across hosts because a
+file says so), and a process that is this folder's warm cluster (a stale file, its process gone
+or killed, is noticed by its pid, or by a 2 s connect). Only such a verified process is ever
+signalled. Starts are serialised by an `fcntl` lock on `warm-cluster.lock`: two `start`s at once
+give one cluster.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .contract import STATE_DIR_NAME
+from .errors import NbscaleRuntimeError
+
+INFO_NAME = "warm-cluster.json"  # ours: pid, address, workers, started, idle timeout
+SCHEDULER_FILE_NAME = "warm-cluster-scheduler.json"  # Dask's own (`--scheduler-file` takes it)
+LOCK_NAME = "warm-cluster.lock"
+LOG_NAME = "warm-cluster.log"
+SERVE_MODULE = "nbscale.kernels.warm_cluster_serve"
+PROBE_TIMEOUT_S = 2.0  # a warm cluster that does not answer in this time is stale
+PATIENT_PROBE_S = 15.0  # ... before `start` replaces a cluster whose process still runs
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+DEFAULT_IDLE_TIMEOUT = "30 minutes"
+MAX_INFO_BYTES = 64_000
+
+LIVE, STALE, INVALID, NONE = "live", "stale", "invalid", "none"
+
+
+class WarmClusterError(NbscaleRuntimeError):
+    """A warm cluster could not be started, or a file of one is not usable."""
+
+
+@dataclass
+class WarmCluster:
+    """What `warm-cluster.json` says about a warm cluster."""
+
+    folder: str  # the project folder (absolute)
+    address: str
+    pid: int
+    workers: int
+    started: float  # epoch seconds
+    idle_timeout_s: float | None
+    scheduler_file: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Lookup:
+    """The warm cluster of a folder as found: LIVE (usable), STALE, INVALID, or NONE; and why."""
+
+    state: str
+    cluster: WarmCluster | None = None
+    reason: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.state == LIVE
+
+
+def state_folder(folder) -> Path:
+    """The state folder of a project folder (the one `contract.state_dir` gives its notebooks)."""
+    return Path(folder).resolve() / STATE_DIR_NAME
+
+
+def info_path(folder) -> Path:
+    return state_folder(folder) / INFO_NAME
+
+
+def scheduler_file_path(folder) -> Path:
+    return state_folder(folder) / SCHEDULER_FILE_NAME
+
+
+def log_path(folder) -> Path:
+    return state_folder(folder) / LOG_NAME
+
+
+# --- finding one ----------------------------------------------------------------------------------
+
+
+def lookup(folder, probe: bool = True) -> Lookup:
+    """The warm cluster of `folder`. `probe`: also check that its scheduler accepts a connection."""
+    path = info_path(folder)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_INFO_BYTES + 1)
+    except FileNotFoundError:
+        return Lookup(NONE)
+    except OSError as exc:
+        return Lookup(INVALID, reason=f"{path} cannot be read: {exc}")
+    cluster, problem = parse_info(raw, folder)
+    if cluster is None:
+        return Lookup(INVALID, reason=f"{path} {problem}")
+    problem = process_problem(cluster.pid, cluster.folder)
+    if problem:
+        return Lookup(STALE, cluster, problem)
+    if probe and not answers(cluster.address):
+        return Lookup(STALE, cluster, f"its scheduler at {cluster.address} does not answer")
+    return Lookup(LIVE, cluster)
+
+
+def parse_info(raw: bytes, folder) -> tuple[WarmCluster | None, str]:
+    """The cluster a `warm-cluster.json` describes, or None and what is wrong with it."""
+    if len(raw) > MAX_INFO_BYTES:
+        return None, "is too large to be a warm cluster file"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, "is not a warm cluster file (not JSON)"
+    kinds = {"address": str, "pid": int, "workers": int, "started": (int, float), "scheduler_file": str}
+    if not isinstance(data, dict) or any(not isinstance(data.get(k), t) or isinstance(data.get(k), bool)
+                                         for k, t in kinds.items()):
+        return None, f"is not a warm cluster file (it needs {', '.join(kinds)})"
+    if data["pid"] <= 0:
+        return None, f"names no process (pid {data['pid']})"
+    if not is_local_address(data["address"]):
+        return None, (f"names the address {data['address']!r}, which is not on this machine: a warm cluster "
+                      "is only used on the machine that runs it")
+    idle = data.get("idle_timeout_s")
+    cluster = WarmCluster(folder=str(Path(folder).resolve()), address=data["address"], pid=data["pid"],
+                          workers=data["workers"], started=float(data["started"]),
+                          idle_timeout_s=float(idle) if isinstance(idle, (int, float)) else None,
+                          scheduler_file=data["scheduler_file"])
+    return cluster, ""
+
+
+def is_local_address(address: str) -> bool:
+    """Whether a Dask address is a TCP address of this machine (loopback, or one of its interfaces)."""
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if parts.scheme != "tcp" or not host or not port:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a host name: resolving it is trusting the network
+    return ip.is_loopback or str(ip) in own_addresses()
+
+
+def own_addresses() -> set[str]:
+    import psutil
+
+    return {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family in (socket.AF_INET, socket.AF_INET6)}
+
+
+def is_serving(pid: int, folder) -> bool:
+    """Whether `pid` is a live warm cluster process of `folder` (not a reused pid, not another program)."""
+    return process_problem(pid, folder) is None
+
+
+def process_problem(pid: int, folder) -> str | None:
+    """Why `pid` is not the live warm cluster process of `folder`; None when it is."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return f"its process {pid} is gone"
+        command = process.cmdline()
+    except psutil.NoSuchProcess:
+        return f"its process {pid} is gone"
+    except psutil.AccessDenied:
+        return f"its process {pid} is not this folder's warm cluster (it belongs to another user)"
+    if SERVE_MODULE in command and str(Path(folder).resolve()) in command:
+        return None
+    return f"its process {pid} is gone (pid {pid} is now another program)"
+
+
+def answers(address: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a Dask scheduler answers at `address` within `timeout` (an `identity` request).
+
+    A TCP connect is not enough: the kernel accepts connections for a frozen process (SIGSTOP,
+    swapped out), and `Client(timeout=...)` then waits for its handshake for ever. The request
+    runs on a thread of its own: the caller may be inside an event loop (a Jupyter kernel)."""
+    import distributed.comm  # noqa: F401 - imported here, not on the clock (a second or more)
+
+    answer = []
+
+    def ask():
+        import asyncio
+
+        with suppress(Exception):
+            answer.append(asyncio.run(asyncio.wait_for(identity(address, timeout), timeout)))
+
+    thread = threading.Thread(target=ask, name="nbscale-warm-cluster-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 1)
+    return bool(answer) and isinstance(answer[0], dict) and answer[0].get("type") == "Scheduler"
+
+
+async def identity(address: str, timeout: float) -> dict:
+    from distributed.comm import connect as dask_connect
+
+    comm = await dask_connect(address, timeout=timeout)
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()
+
+
+def for_notebook(notebook) -> Lookup:
+    """The warm cluster a run of `notebook` may use: the one of the notebook's folder."""
+    return lookup(Path(notebook).resolve().parent)
+
+
+def connect(notebook, timeout: float = PROBE_TIMEOUT_S * 2):
+    """A Dask client of the live warm cluster of `notebook`'s folder, and a note saying which
+    cluster the run uses or why it does not use the warm one; (None, None) when there is none."""
+    found = for_notebook(notebook)
+    folder = Path(notebook).resolve().parent
+    if found.state == NONE:
+        return None, None
+    if not found.live:
+        return None, (f"not using the warm cluster of {folder}: {found.reason}; running on a cluster of its "
+                      "own (`nbscale cluster start` replaces it)")
+    from distributed import Client
+
+    try:
+        client = Client(found.cluster.address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError) as exc:
+        return None, (f"not using the warm cluster at {found.cluster.address}: it does not answer ({exc}); "
+                      "running on a cluster of its own")
+    return client, f"on the warm cluster of {folder} at {found.cluster.address} (nbscale cluster status)"
+
+
+# --- starting and stopping ------------------------------------------------------------------------
+
+
+@contextmanager
+def start_lock(folder, timeout: float = START_TIMEOUT_S):
+    """Held while a warm cluster of `folder` is started or stopped (`fcntl.flock`: the kernel lets
+    go of it when its holder dies, so a killed `start` never blocks the next one)."""
+    path = state_folder(folder) / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    raise WarmClusterError(f"another `nbscale cluster` command holds {path}: try again later") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def start(folder, workers: int | None = None, idle_timeout: str | float = DEFAULT_IDLE_TIMEOUT,
+          timeout: float = START_TIMEOUT_S) -> tuple[WarmCluster, bool]:
+    """The live warm cluster of `folder`, started in a detached process unless one runs already
+    (a stale or invalid one is replaced). Returns it and whether it was started now."""
+    from dask.utils import parse_timedelta
+
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise WarmClusterError(f"{folder} is not a folder")
+    idle_s = parse_timedelta(idle_timeout, default="s")
+    try:
+        with start_lock(folder, timeout):
+            found = lookup(folder)
+            if found.live:
+                return found.cluster, False
+            if found.cluster is not None and is_serving(found.cluster.pid, folder):
+                # its process runs but did not answer in time: slow (a loaded machine) or frozen
+                if answers(found.cluster.address, timeout=PATIENT_PROBE_S):
+                    return found.cluster, False
+                end_process(found.cluster.pid, STOP_TIMEOUT_S)  # one cluster per folder, never two
+            remove_files(folder)
+            process = spawn(folder, workers, idle_s)
+            return wait_until_live(folder, process, timeout), True
+    except OSError as exc:  # a read-only folder, a folder where the file should be
+        raise WarmClusterError(f"cannot start a warm cluster in {state_folder(folder)}: "
+                               f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}") from exc
+
+
+def spawn(folder: Path, workers: int | None, idle_s: float) -> subprocess.Popen:
+    """The warm cluster's process, detached: its own session, no terminal, output to its log."""
+    command = [sys.executable, "-m", SERVE_MODULE, str(folder), "--idle-timeout", str(idle_s)]
+    if workers:
+        command += ["--workers", str(workers)]
+    with open(log_path(folder), "ab") as log:
+        return subprocess.Popen(command, cwd=folder, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True)
+
+
+def wait_until_live(folder: Path, process: subprocess.Popen, timeout: float) -> WarmCluster:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = lookup(folder)
+        if found.live and found.cluster.pid == process.pid:
+            return found.cluster
+        if process.poll() is not None:
+            raise WarmClusterError(f"the warm cluster did not start (exit {process.returncode}):\n"
+                                   f"{log_tail(folder)}")
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    remove_files(folder)
+    raise WarmClusterError(f"the warm cluster did not answer within {timeout:.0f} s:\n{log_tail(folder)}")
+
+
+def log_tail(folder, lines: int = 20) -> str:
+    try:
+        return "\n".join(log_path(folder).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def stop(folder, timeout: float = STOP_TIMEOUT_S) -> Lookup:
+    """Stop the warm cluster of `folder` (SIGTERM to its verified process, SIGKILL after
+    `timeout`) and remove its files. Returns what was found."""
+    folder = Path(folder).resolve()
+    try:
+        with start_lock(folder, timeout):
+            found = lookup(folder, probe=False)
+            if found.cluster is not None and is_serving(found.cluster.pid, folder):
+                end_process(found.cluster.pid, timeout)
+            remove_files(folder)
+    except OSError as exc:
+        raise WarmClusterError(f"cannot remove the warm cluster's files in {state_folder(folder)}: "
+                               f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}") from exc
+    return found
+
+
+def end_process(pid: int, timeout: float) -> None:
+    """SIGTERM `pid` (it closes its cluster), then SIGKILL it and what is left below it."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        below = process.children(recursive=True)
+        os.kill(pid, signal.SIGTERM)
+        process.wait(timeout)
+    except psutil.NoSuchProcess:
+        return
+    except psutil.TimeoutExpired:
+        for p in [process, *below]:
+            with suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs([process, *below], timeout=5)
+
+
+def remove_files(folder, pid: int | None = None) -> None:
+    """Remove the warm cluster's files (with `pid`: only if they still describe that process)."""
+    if pid is not None:
+        found = lookup(folder, probe=False)
+        if found.cluster is None or found.cluster.pid != pid:
+            return
+    for path in (info_path(folder), scheduler_file_path(folder)):
+        with suppress(FileNotFoundError):
+            path.unlink()
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomically: a reader sees the old file, the new one, or none."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- what it is doing -----------------------------------------------------------------------------
+
+
+def status(folder) -> dict:
+    """The warm cluster of `folder` as `nbscale cluster status` shows it (JSON-serialisable)."""
+    folder = Path(folder).resolve()
+    found = lookup(folder)
+    answer = {"folder": str(folder), "state": found.state, "reason": found.reason or None}
+    if found.cluster is not None:
+        answer.update(found.cluster.to_json())
+    if found.live:
+        try:
+            answer.update(scheduler_facts(found.cluster.address))
+        except (OSError, TimeoutError) as exc:
+            answer.update(state=STALE, reason=f"its scheduler at {found.cluster.address} does not answer ({exc})")
+    return answer
+
+
+def scheduler_facts(address: str) -> dict:
+    from distributed import Client
+
+    with Client(address, timeout=f"{PROBE_TIMEOUT_S * 2}s", set_as_default=False) as client:
+        facts = client.run_on_scheduler(facts_on_scheduler)
+    facts["clients"] -= 1  # this one
+    return facts
+
+
+def facts_on_scheduler(dask_scheduler=None) -> dict:
+    """Workers, memory, idle time and the runs on a scheduler (run there by `run_on_scheduler`)."""
+    from .engines.dask_lifecycle import NAMESPACE
+
+    workers = list(dask_scheduler.workers.values())
+    runs = set(dask_scheduler.task_metadata.get(NAMESPACE, {}))
+    # tasks of runs whose records are gone already: keys end in the run id's first 8 characters
+    prefixes = {str(k).rsplit("-", 1)[-1] for k in dask_scheduler.tasks if str(k).startswith("nbscale-")}
+    runs |= {p for p in prefixes if not any(r.startswith(p) for r in runs)}
+    idle_since = dask_scheduler.idle_since
+    return {
+        "workers": len(workers),
+        "threads": sum(ws.nthreads for ws in workers),
+        "memory_bytes": sum(ws.memory.process for ws in workers),
+        "memory_limit_bytes": sum(ws.memory_limit or 0 for ws in workers),
+        "idle_s": round(time.time() - idle_since, 1) if idle_since else 0.0,
+        "tasks": len(dask_scheduler.tasks),
+        "clients": len([c for c in dask_scheduler.clients if c != "fire-and-forget"]),
+        "runs": sorted(runs),
+    }

@@ -1,0 +1,164 @@
+"""The warm cluster's own process: `python -m nbscale.kernels.warm_cluster_serve FOLDER`.
+
+It starts the embedded LocalCluster exactly as a run starts its own (`engines.dask.local_cluster`:
+forked single-threaded workers, the same Dask settings), with Dask's
+`distributed.scheduler.idle-timeout`, adds `OrphanedStepStopper` to its scheduler, writes the
+files `warm_cluster.lookup` reads, and holds the cluster until the scheduler closes itself (idle)
+or SIGTERM/SIGINT come (`nbscale cluster stop`). Then it closes the cluster and removes its files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from contextlib import suppress
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from .engines.dask_lifecycle import end_children, executing_keys
+from .warm_cluster import info_path, remove_files, scheduler_file_path, write_json
+
+STEP_KEY_PREFIX = "nbscale-"  # keys of a run's tasks: nbscale-<step>-<hash>-<first 8 of the run id>
+RESTART_TIMEOUT_S = 30.0
+CLOSED_SCHEDULER_WAIT_S = 3.0  # closing a cluster whose scheduler closed itself (idle) waits no longer
+log = logging.getLogger("nbscale.warm_cluster")
+
+
+class OrphanedStepStopper(SchedulerPlugin):
+    """When a run's client goes away without cancelling its run (its process was killed), restart
+    the workers still executing that run's steps: on a shared cluster nothing else would stop them.
+
+    Which runs a client submitted is seen as it submits them (`update_graph`); by the time
+    `remove_client` is called the scheduler has released the client's tasks, but the workers still
+    execute them (a thread cannot be stopped), so the workers are asked what they execute.
+    """
+
+    name = "nbscale-orphaned-step-stopper"
+
+    def __init__(self):
+        self.runs_of: dict[str, set[str]] = {}  # client id → run id prefixes of the tasks it submitted
+
+    def update_graph(self, scheduler, *, client, keys, **kwargs):
+        runs = {str(k).rsplit("-", 1)[-1] for k in keys if str(k).startswith(STEP_KEY_PREFIX)}
+        if runs:
+            self.runs_of.setdefault(client, set()).update(runs)
+
+    def remove_client(self, scheduler, client):
+        runs = self.runs_of.pop(client, set())
+        if runs:
+            scheduler._ongoing_background_tasks.call_soon(self.stop_runs, scheduler, runs, client)
+
+    async def stop_runs(self, scheduler, runs: set[str], client: str):
+        busy = set()
+        for run in runs:
+            found = await run_on_workers(scheduler, executing_keys, f"-{run}")
+            busy |= {worker for worker, keys in found.items() if keys}
+        if not busy:
+            return
+        log.warning("client %s went away while its run(s) %s were executing: restarting workers %s",
+                    client, ", ".join(sorted(runs)), ", ".join(sorted(busy)))
+        await run_on_workers(scheduler, end_children, workers=busy)
+        await scheduler.restart_workers(workers=sorted(busy), timeout=RESTART_TIMEOUT_S, wait_for_workers=False,
+                                        on_error="return", stimulus_id=f"nbscale-orphaned-{time.time()}")
+
+
+async def run_on_workers(scheduler, function, *args, workers=None) -> dict:
+    """`function(*args, dask_worker=...)` on the workers (as `Client.run` does), the answers that came."""
+    from distributed.protocol import Serialized, deserialize
+    from distributed.protocol.pickle import dumps
+
+    answers = await scheduler.broadcast(
+        msg={"op": "run", "function": dumps(function), "args": dumps(args), "kwargs": dumps({}), "wait": True},
+        workers=None if workers is None else list(workers), on_error="return")
+    results = {}
+    for worker, answer in answers.items():
+        if isinstance(answer, dict) and answer.get("status") == "OK":
+            result = answer.get("result")
+            # the scheduler passes results on to clients as they came: still serialised here
+            results[worker] = deserialize(result.header, result.frames) if isinstance(result, Serialized) else result
+    return results
+
+
+def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
+    import dask
+
+    from .engines.dask import local_cluster
+
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_handler(stopping, os.getpid()))
+    with dask.config.set({"distributed.scheduler.idle-timeout": f"{idle_timeout_s}s"}):
+        cluster = local_cluster(workers)
+    scheduler = cluster.scheduler
+    scheduler.add_plugin(OrphanedStepStopper())
+    write_json(scheduler_file_path(folder), scheduler.identity())
+    write_json(info_path(folder), {
+        "pid": os.getpid(), "address": cluster.scheduler_address, "workers": len(cluster.workers),
+        "started": time.time(), "idle_timeout_s": idle_timeout_s, "scheduler_file": str(scheduler_file_path(folder))})
+    log.warning("warm cluster of %s at %s (%d workers)", folder, cluster.scheduler_address, len(cluster.workers))
+    idle = False
+    try:
+        while not stopping.wait(0.5):
+            if scheduler.status.name in ("closing", "closed", "failed"):
+                log.warning("the scheduler closed (idle for %.0f s)", idle_timeout_s)
+                idle = True
+                break
+    finally:
+        remove_files(folder, pid=os.getpid())
+        close(cluster, CLOSED_SCHEDULER_WAIT_S if idle else RESTART_TIMEOUT_S)
+    return 0
+
+
+def close(cluster, timeout: float) -> None:
+    """Close the cluster, and end the worker processes left (a cluster whose scheduler closed
+    itself does not close in time: it asks that scheduler to retire the workers)."""
+    import psutil
+
+    try:
+        cluster.close(timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - what is left is ended below
+        log.warning("closing the cluster: %s", exc)
+    left = psutil.Process().children(recursive=True)
+    for child in left:
+        with suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(left, timeout=5)
+    for child in alive:
+        with suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def stop_handler(stopping: threading.Event, pid: int):
+    """Sets `stopping` in this process; a worker forked from it keeps the handler, and is killed
+    by the signal as if it had none (its nanny stops it with SIGTERM)."""
+
+    def handle(signum, frame):
+        if os.getpid() == pid:
+            stopping.set()
+            return
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    return handle
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
+    parser.add_argument("folder")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--idle-timeout", type=float, default=1800.0, help="seconds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    code = serve(os.path.abspath(args.folder), args.workers, args.idle_timeout)
+    # the cluster is closed and its files removed: nothing is left for the interpreter's exit
+    # hooks to do but wait on Dask's loop threads
+    logging.shutdown()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""`nbscale cluster start|status|stop`: the warm cluster of a project folder, kept in the
+background so that runs of the folder's notebooks share it instead of starting their own.
+
+The commands only parse and print; `nbscale.kernels.warm_cluster` does the work.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, fail, reporting_errors
+
+dir_option = click.option("--dir", "folder", default=".", show_default=True,
+                          type=click.Path(file_okay=False, exists=True),
+                          help="The project folder: runs of the notebooks in it use its warm cluster.")
+
+
+@click.group()
+def cluster():
+    """A warm Dask cluster for the notebooks of a folder (shared by their runs)."""
+
+
+@cluster.command()
+@dir_option
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: one per core).")
+@click.option("--idle-timeout", default="30m", show_default=True, metavar="TIME",
+              help="Stop after this long with nothing running (e.g. 90s, 30m, 2h; 0: never).")
+def start(folder, workers, idle_timeout):
+    """Start the warm cluster of a folder in the background (unless it runs already)."""
+    from dask.utils import parse_timedelta
+
+    from nbscale.kernels import warm_cluster
+
+    try:
+        idle_s = parse_timedelta(idle_timeout, default="s")
+    except (ValueError, KeyError, TypeError):
+        fail(f"error: --idle-timeout {idle_timeout!r} is not a time (e.g. 90s, 30m, 2h)", EXIT_BAD_INPUT)
+    with reporting_errors():
+        found, started = warm_cluster.start(folder, workers=workers, idle_timeout=idle_s)
+    if started:
+        click.echo(f"started the warm cluster of {found.folder} at {found.address} "
+                   f"({found.workers} workers, {_idle_text(found.idle_timeout_s)})")
+    else:
+        click.echo(f"the warm cluster of {found.folder} runs already at {found.address} "
+                   f"({found.workers} workers; `nbscale cluster stop` first to start another)")
+
+
+@cluster.command()
+@dir_option
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(folder, output):
+    """Show the warm cluster of a folder: address, workers, memory, idle time, runs on it.
+    Exits 1 when there is no live one."""
+    from nbscale.kernels import warm_cluster
+
+    with reporting_errors():
+        facts = warm_cluster.status(folder)
+    if output == "json":
+        click.echo(json.dumps(facts, indent=2))
+    else:
+        _print_status(facts)
+    sys.exit(0 if facts["state"] == warm_cluster.LIVE else EXIT_FAILED)
+
+
+@cluster.command()
+@dir_option
+def stop(folder):
+    """Stop the warm cluster of a folder and remove its files (a stale one's files too)."""
+    from nbscale.kernels import warm_cluster
+
+    with reporting_errors():
+        found = warm_cluster.stop(folder)
+    if found.state == warm_cluster.NONE:
+        click.echo(f"no warm cluster in {warm_cluster.state_folder(folder).parent}: nothing to stop")
+    elif found.state == warm_cluster.LIVE:
+        click.echo(f"stopped the warm cluster at {found.cluster.address}")
+    else:
+        click.echo(f"removed the files of the warm cluster, which was {found.state}: {found.reason}")
+
+
+def _print_status(facts: dict) -> None:
+    from dask.utils import format_bytes
+
+    state, folder = facts["state"], facts["folder"]
+    if state == "none":
+        click.echo(f"no warm cluster in {folder} (`nbscale cluster start --dir {folder}` starts one)")
+        return
+    if state != "live":
+        click.echo(f"the warm cluster of {folder} is {state}: {facts['reason']}")
+        click.echo("`nbscale cluster start` replaces it, `nbscale cluster stop` removes its files")
+        return
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(facts["started"]))
+    lines = [
+        f"warm cluster of {folder}: live",
+        f"  address  {facts['address']} (process {facts['pid']}; scheduler file {facts['scheduler_file']})",
+        f"  workers  {facts['workers']} ({facts['threads']} threads), memory {format_bytes(facts['memory_bytes'])}"
+        f" of {format_bytes(facts['memory_limit_bytes'])}",
+        f"  started  {started}; idle for {facts['idle_s']:.0f}s, {_idle_text(facts['idle_timeout_s'])}",
+        f"  runs     {', '.join(facts['runs']) or 'none'} ({facts['clients']} other client(s) connected)",
+    ]
+    click.echo("\n".join(lines))
+
+
+def _idle_text(seconds) -> str:
+    if not seconds:
+        return "never stops when idle"
+    return f"stops after {_duration(seconds)} idle"
+
+
+def _duration(seconds: float) -> str:
+    """90 → "1m 30s", 1800 → "30m", 7200 → "2h" (as --idle-timeout takes it)."""
+    seconds = round(seconds)
+    parts = [(seconds // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
+    return " ".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
+def register(group):
+    group.add_command(cluster)

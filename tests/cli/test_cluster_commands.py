@@ -1,0 +1,112 @@
+"""`nbscale cluster start|status|stop` (nbscale/cluster_commands.py) as real subprocesses, with the
+real background cluster: two starts at once, a cluster killed with kill -9, hostile files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+from conftest import make_notebook
+from warm_harness import DEADLINE_S, NBSCALE, end_clusters, gone, serving_pids, wait_for
+
+from nbscale.kernels import warm_cluster
+
+
+def nbscale(*args, cwd=None):
+    return subprocess.run([*NBSCALE, *map(str, args)], capture_output=True, text=True, timeout=DEADLINE_S, cwd=cwd)
+
+
+@pytest.fixture
+def project(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    yield folder
+    end_clusters(folder)
+    assert not serving_pids(folder)
+
+
+def test_start_status_stop(project):
+    started = nbscale("cluster", "start", "--dir", project, "--workers", "2", "--idle-timeout", "10m")
+    assert started.returncode == 0, started.stderr
+    info = json.loads(warm_cluster.info_path(project).read_text())
+    assert started.stdout == (f"started the warm cluster of {project} at {info['address']} (2 workers, "
+                              "stops after 10m idle)\n")
+    assert json.loads(warm_cluster.scheduler_file_path(project).read_text())["address"] == info["address"]
+    assert serving_pids(project) == [info["pid"]]
+
+    shown = nbscale("cluster", "status", cwd=project)  # --dir defaults to the current folder
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"warm cluster of {project}: live\n  address  {info['address']} "
+                                   f"(process {info['pid']}; ")
+    assert "  workers  2 (2 threads), memory " in shown.stdout and "stops after 10m idle" in shown.stdout
+    facts = json.loads(nbscale("cluster", "status", "--dir", project, "--output", "json").stdout)
+    assert (facts["state"], facts["workers"], facts["runs"], facts["idle_timeout_s"]) == ("live", 2, [], 600.0)
+
+    notebook = make_notebook(project, [("x = 1", ["step:a"])])
+    ran = nbscale("run", notebook)
+    assert ran.returncode == 0, ran.stderr
+    assert serving_pids(project) == [info["pid"]], "a run stopped or replaced the warm cluster"
+
+    stopped = nbscale("cluster", "stop", "--dir", project)
+    assert stopped.returncode == 0 and stopped.stdout == f"stopped the warm cluster at {info['address']}\n"
+    assert gone(info["pid"]) and not serving_pids(project)
+    assert not warm_cluster.info_path(project).exists() and not warm_cluster.scheduler_file_path(project).exists()
+    none = nbscale("cluster", "status", "--dir", project)
+    assert none.returncode == 1
+    assert none.stdout == f"no warm cluster in {project} (`nbscale cluster start --dir {project}` starts one)\n"
+    assert nbscale("cluster", "stop", "--dir", project).stdout == f"no warm cluster in {project}: nothing to stop\n"
+
+
+def test_two_starts_at_once_in_one_folder_give_one_cluster(project):
+    procs = [subprocess.Popen([*NBSCALE, "cluster", "start", "--dir", str(project), "--workers", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=DEADLINE_S) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    said = sorted(out.split(" at ")[0] for out, _ in outs)
+    assert said == [f"started the warm cluster of {project}", f"the warm cluster of {project} runs already"]
+    assert len(serving_pids(project)) == 1
+
+
+def test_a_killed_cluster_is_stale_in_status_and_start_replaces_it(project):
+    assert nbscale("cluster", "start", "--dir", project, "--workers", "1").returncode == 0
+    pid = json.loads(warm_cluster.info_path(project).read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: gone(pid), "the cluster process to die")
+    shown = nbscale("cluster", "status", "--dir", project)
+    assert shown.returncode == 1
+    assert shown.stdout == (f"the warm cluster of {project} is stale: its process {pid} is gone\n"
+                            "`nbscale cluster start` replaces it, `nbscale cluster stop` removes its files\n")
+    notebook = make_notebook(project, [("x = 1", ["step:a"])])
+    ran = nbscale("run", notebook)  # falls back to a cluster of its own, and says why
+    assert ran.returncode == 0, ran.stderr
+    assert f"! not using the warm cluster of {project}: its process {pid} is gone" in ran.stderr
+    again = nbscale("cluster", "start", "--dir", project, "--workers", "1")
+    assert again.returncode == 0 and again.stdout.startswith("started the warm cluster"), again.stderr
+    assert json.loads(warm_cluster.info_path(project).read_text())["pid"] != pid
+
+
+def test_a_hostile_file_is_refused_and_stop_removes_it_without_signalling_anyone(project):
+    path = warm_cluster.info_path(project)
+    path.parent.mkdir()
+    path.write_text(json.dumps({"address": "tcp://198.51.100.7:8786", "pid": os.getpid(), "workers": 1,
+                                "started": 0, "scheduler_file": "/etc/passwd"}))
+    shown = nbscale("cluster", "status", "--dir", project, "--output", "json")
+    assert shown.returncode == 1
+    facts = json.loads(shown.stdout)
+    assert facts["state"] == "invalid"
+    assert facts["reason"] == (f"{path} names the address 'tcp://198.51.100.7:8786', which is not on this "
+                               "machine: a warm cluster is only used on the machine that runs it")
+    stopped = nbscale("cluster", "stop", "--dir", project)
+    assert stopped.returncode == 0
+    assert stopped.stdout == f"removed the files of the warm cluster, which was invalid: {facts['reason']}\n"
+    assert not path.exists()  # and this test's process, which the file named, is still here
+
+
+def test_a_bad_idle_timeout_is_refused_and_nothing_starts(project):
+    refused = nbscale("cluster", "start", "--dir", project, "--idle-timeout", "soon")
+    assert refused.returncode == 2
+    assert refused.stderr == "error: --idle-timeout 'soon' is not a time (e.g. 90s, 30m, 2h)\n"
+    assert not serving_pids(project) and not warm_cluster.info_path(project).exists()

@@ -1,0 +1,317 @@
+"""The warm cluster of a folder (kernels/warm_cluster.py, kernels/warm_cluster_serve.py), with real
+processes: the detached cluster process, runs that share it (in this process and as `nbscale run`
+subprocesses), kill -9 of the cluster and of a run's process, stale and hostile files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+from conftest import make_notebook
+from warm_harness import DEADLINE_S, NBSCALE, end_clusters, gone, serving_pids, wait_for
+
+from nbscale.kernels import warm_cluster
+from nbscale.kernels.contract import CLUSTER_STARTED, OWNER_STOPPED, WARNING
+from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
+
+
+@pytest.fixture
+def warm_folder(tmp_path):
+    """A project folder whose clusters are stopped (and their processes gone) at the end."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    yield folder
+    end_clusters(folder)
+    assert not serving_pids(folder)
+
+
+@pytest.fixture(scope="module")
+def shared_warm(tmp_path_factory):
+    """One live warm cluster of two workers for the tests that only use it."""
+    folder = tmp_path_factory.mktemp("shared") / "project"
+    folder.mkdir()
+    try:
+        cluster, started = warm_cluster.start(folder, workers=2, idle_timeout=600)
+        assert started
+        yield folder, cluster
+    finally:
+        end_clusters(folder)
+    assert not serving_pids(folder)
+
+
+def events_of(notebook, **options):
+    seen = []
+    result = run_notebook(notebook, options=RunOptions(use_cache=False, **options),
+                          on_event=lambda kind, step, payload: seen.append((kind, step, payload)))
+    return result, seen
+
+
+# --- sharing it ------------------------------------------------------------------------------------
+
+
+def test_a_run_shares_the_warm_cluster_says_so_and_leaves_it_running(shared_warm):
+    folder, cluster = shared_warm
+    notebook = make_notebook(folder, [("import os\nparent = os.getppid()", ["step:where"])], name="where")
+    result, seen = events_of(notebook)
+    assert result.ok
+    assert result.load("where")["parent"] == cluster.pid, "the step did not run on the warm cluster's workers"
+    notes = [p for kind, _, p in seen if kind == CLUSTER_STARTED]
+    assert notes == [{"scheduler_address": cluster.address, "shared": True,
+                      "message": f"on the warm cluster of {folder} at {cluster.address} (nbscale cluster status)"}]
+    found = warm_cluster.lookup(folder)
+    assert found.live and found.cluster.pid == cluster.pid
+    assert warm_cluster.status(folder)["workers"] == 2
+
+
+def test_nbscale_run_and_papermill_share_it_too(shared_warm, tmp_path):
+    import nbscale
+
+    folder, cluster = shared_warm
+    notebook = make_notebook(folder, [("import os\nparent = os.getppid()\nprint('parent', parent)", ["step:where"])],
+                             name="entry")
+    assert nbscale.run(notebook, use_cache=False).load("where")["parent"] == cluster.pid
+    out = tmp_path / "out.ipynb"
+    done = subprocess.run([sys.executable, "-m", "papermill", "--engine", "nbscale", str(notebook), str(out)],
+                          capture_output=True, text=True, timeout=DEADLINE_S, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert f"parent {cluster.pid}" in out.read_text()
+
+
+def test_workers_or_a_scheduler_given_means_a_cluster_of_its_own(shared_warm):
+    folder, cluster = shared_warm
+    notebook = make_notebook(folder, [("import os\nparent = os.getppid()", ["step:where"])], name="own")
+    result, seen = events_of(notebook, workers=1)
+    assert result.ok and result.load("where")["parent"] == os.getpid()
+    assert not [kind for kind, _, _ in seen if kind == CLUSTER_STARTED]
+
+
+def test_two_runs_at_once_on_the_warm_cluster_both_finish_with_their_values(shared_warm):
+    folder, _ = shared_warm
+    notebook = make_notebook(folder, [("n = 1", ["parameters"]), ("import time\ntime.sleep(1)\ny = n * 10", ["step:a"]),
+                                      ("z = y + n", ["step:b"]), ("z", ["metrics"])], name="twice")
+    procs = [subprocess.Popen([*NBSCALE, "run", str(notebook), "-p", f"n={n}", "--no-cache", "--output", "json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (2, 3)]
+    answers = [p.communicate(timeout=DEADLINE_S) for p in procs]
+    for proc, (_, err) in zip(procs, answers):
+        assert proc.returncode == 0, err
+    metrics = [json.loads(out)["metrics"] for out, _ in answers]
+    assert metrics == [{"z": 22}, {"z": 33}]
+    assert warm_cluster.lookup(folder).live
+
+
+def test_status_names_the_runs_on_it(shared_warm, tmp_path):
+    folder, _ = shared_warm
+    flag = tmp_path / "go"
+    notebook = make_notebook(folder, [(f"import os, time\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.1)\n"
+                                       "x = 1", ["step:waits"])], name="waits")
+    proc = subprocess.Popen([*NBSCALE, "run", str(notebook), "--no-cache"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: runs_of(notebook), "the run to be recorded")
+        run_id = runs_of(notebook)[0]["id"]
+        wait_for(lambda: run_id in warm_cluster.status(folder)["runs"], "the run to show in status")
+        flag.write_text("")
+        assert proc.wait(timeout=DEADLINE_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    wait_for(lambda: run_id not in warm_cluster.status(folder)["runs"], "the finished run to leave status")
+
+
+def runs_of(notebook) -> list[dict]:
+    return default_run_store(notebook).list_runs(str(notebook.resolve()))
+
+
+# --- stopping a run's steps on the shared cluster --------------------------------------------------
+
+
+def sleeper(folder, tmp_path, name="sleeper"):
+    """A notebook whose step starts a child process, notes both pids, and sleeps."""
+    pids = tmp_path / f"{name}-pids.txt"
+    source = (f"import os, subprocess, time\nchild = subprocess.Popen(['sleep', '600'])\n"
+              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\ntime.sleep(600)\nx = 1")
+    return make_notebook(folder, [(source, ["step:sleeps"])], name=name), pids
+
+
+def started_run(notebook, pids):
+    proc = subprocess.Popen([*NBSCALE, "run", str(notebook), "--no-cache"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2 or proc.poll() is not None,
+             "the step to start")
+    assert proc.poll() is None, proc.stdout.read()
+    return proc, [int(p) for p in pids.read_text().split()]
+
+
+def test_ctrl_c_stops_only_that_runs_step_and_leaves_the_cluster_up(shared_warm, tmp_path):
+    folder, cluster = shared_warm
+    notebook, pids = sleeper(folder, tmp_path)
+    proc, (worker_pid, child_pid) = started_run(notebook, pids)
+    other = psutil.Process(cluster.pid).children()
+    other = [p.pid for p in other if p.pid != worker_pid]
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=DEADLINE_S)
+    assert proc.returncode == 130, out
+    wait_for(lambda: gone(worker_pid) and gone(child_pid), "the cancelled step's worker and child to end")
+    assert all(not gone(pid) for pid in other), "a worker without the run's step was restarted"
+    wait_for(lambda: warm_cluster.status(folder).get("workers") == 2, "the restarted worker to come back")
+    assert warm_cluster.lookup(folder).cluster.pid == cluster.pid
+    assert runs_of(notebook)[0]["status"] == "cancelled"
+    quick = make_notebook(folder, [("q = 1", ["step:quick"])], name="quick")
+    assert events_of(quick)[0].ok
+
+
+def test_a_killed_runs_step_is_stopped_by_the_cluster_and_the_run_ends(shared_warm, tmp_path):
+    folder, cluster = shared_warm
+    notebook, pids = sleeper(folder, tmp_path, name="orphan")
+    proc, (worker_pid, child_pid) = started_run(notebook, pids)
+    proc.kill()
+    proc.wait()
+    # without the scheduler plugin the step would sleep on for 10 minutes on the shared worker
+    wait_for(lambda: gone(worker_pid) and gone(child_pid), "the orphaned step's worker and child to end")
+    wait_for(lambda: warm_cluster.status(folder).get("workers") == 2, "the restarted worker to come back")
+    assert warm_cluster.lookup(folder).cluster.pid == cluster.pid
+    run = runs_of(notebook)[0]
+    assert (run["status"], run["error"]) == ("failed", OWNER_STOPPED)
+
+
+# --- stale and hostile files -----------------------------------------------------------------------
+
+
+def test_a_killed_cluster_is_stale_and_a_run_falls_back_to_its_own(warm_folder):
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    os.kill(cluster.pid, signal.SIGKILL)
+    wait_for(lambda: gone(cluster.pid), "the cluster process to die")
+    found = warm_cluster.lookup(warm_folder)
+    assert (found.state, found.reason) == (warm_cluster.STALE, f"its process {cluster.pid} is gone")
+    notebook = make_notebook(warm_folder, [("import os\nparent = os.getppid()", ["step:where"])], name="after")
+    result, seen = events_of(notebook)
+    assert result.ok and result.load("where")["parent"] == os.getpid()
+    warnings = [p["message"] for kind, _, p in seen if kind == WARNING]
+    assert warnings == [f"not using the warm cluster of {warm_folder}: its process {cluster.pid} is gone; running "
+                        "on a cluster of its own (`nbscale cluster start` replaces it)"]
+    again, started = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    assert started and again.pid != cluster.pid and warm_cluster.lookup(warm_folder).live
+
+
+def test_a_frozen_cluster_does_not_hang_a_run(warm_folder):
+    """Its port still accepts connections (the kernel does that), but its scheduler says nothing."""
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    os.kill(cluster.pid, signal.SIGSTOP)
+    try:
+        notebook = make_notebook(warm_folder, [("x = 1", ["step:a"])], name="frozen")
+        result, seen = events_of(notebook)
+        assert result.ok
+        assert [p["message"] for kind, _, p in seen if kind == WARNING] == [
+            f"not using the warm cluster of {warm_folder}: its scheduler at {cluster.address} does not answer; "
+            "running on a cluster of its own (`nbscale cluster start` replaces it)"]
+        assert warm_cluster.status(warm_folder)["state"] == warm_cluster.STALE
+    finally:
+        os.kill(cluster.pid, signal.SIGCONT)
+
+
+def test_a_file_naming_a_live_port_but_another_process_is_stale(warm_folder):
+    """A pid that is not this folder's cluster (pid reuse, a copied folder) is never trusted."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        write_info(warm_folder, address=f"tcp://127.0.0.1:{listener.getsockname()[1]}", pid=os.getpid())
+        found = warm_cluster.lookup(warm_folder)
+    assert found.state == warm_cluster.STALE
+    assert found.reason == f"its process {os.getpid()} is gone (pid {os.getpid()} is now another program)"
+
+
+def write_info(folder, **fields):
+    data = {"address": "tcp://127.0.0.1:1", "pid": 1, "workers": 1, "started": 0.0, "scheduler_file": "x",
+            **fields}
+    warm_cluster.state_folder(folder).mkdir(parents=True, exist_ok=True)
+    warm_cluster.info_path(folder).write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("{not json", "is not a warm cluster file (not JSON)"),
+    ("[1, 2]", "is not a warm cluster file (it needs address, pid, workers, started, scheduler_file)"),
+    (json.dumps({"address": "tcp://203.0.113.9:8786", "pid": 1, "workers": 1, "started": 0, "scheduler_file": "x"}),
+     "names the address 'tcp://203.0.113.9:8786', which is not on this machine: a warm cluster is only used on "
+     "the machine that runs it"),
+    (json.dumps({"address": "tcp://example.org:8786", "pid": 1, "workers": 1, "started": 0, "scheduler_file": "x"}),
+     "names the address 'tcp://example.org:8786', which is not on this machine: a warm cluster is only used on "
+     "the machine that runs it"),
+])
+def test_a_hostile_file_is_refused_with_what_is_wrong_and_a_run_still_runs(warm_folder, content, reason):
+    path = warm_cluster.info_path(warm_folder)
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    found = warm_cluster.lookup(warm_folder)
+    assert (found.state, found.reason) == (warm_cluster.INVALID, f"{path} {reason}")
+    notebook = make_notebook(warm_folder, [("x = 1", ["step:a"])], name="hostile")
+    result, seen = events_of(notebook)
+    assert result.ok
+    assert [p["message"] for kind, _, p in seen if kind == WARNING] == [
+        f"not using the warm cluster of {warm_folder}: {path} {reason}; running on a cluster of its own "
+        "(`nbscale cluster start` replaces it)"]
+    assert warm_cluster.stop(warm_folder).state == warm_cluster.INVALID
+    assert not path.exists()
+
+
+def test_stop_never_signals_a_process_the_file_names_unless_it_is_the_cluster(warm_folder):
+    bystander = subprocess.Popen(["sleep", "600"])
+    try:
+        write_info(warm_folder, pid=bystander.pid)
+        assert warm_cluster.stop(warm_folder).state == warm_cluster.STALE
+        assert bystander.poll() is None
+        assert not warm_cluster.info_path(warm_folder).exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_only_addresses_of_this_machine_are_local():
+    assert warm_cluster.is_local_address("tcp://127.0.0.1:8786")
+    assert warm_cluster.is_local_address("tcp://localhost:8786")
+    assert warm_cluster.is_local_address("tcp://[::1]:8786")
+    assert not warm_cluster.is_local_address("tcp://10.255.255.1:8786")
+    assert not warm_cluster.is_local_address("tls://127.0.0.1:8786")
+    assert not warm_cluster.is_local_address("tcp://127.0.0.1")
+    assert not warm_cluster.is_local_address("not an address")
+
+
+# --- its life --------------------------------------------------------------------------------------
+
+
+def test_two_starts_at_once_give_one_cluster(warm_folder):
+    import threading
+
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(warm_cluster.start(warm_folder, workers=1)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(started for _, started in answers) == [False, True]
+    assert answers[0][0].pid == answers[1][0].pid
+    assert serving_pids(warm_folder) == [answers[0][0].pid]
+
+
+def test_the_idle_timeout_ends_the_cluster_and_removes_its_files(warm_folder):
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=2)
+    wait_for(lambda: gone(cluster.pid), "the idle cluster to stop itself")
+    assert warm_cluster.lookup(warm_folder).state == warm_cluster.NONE
+    assert not warm_cluster.scheduler_file_path(warm_folder).exists()
+
+
+def test_stop_ends_the_cluster_and_its_workers(warm_folder):
+    cluster, _ = warm_cluster.start(warm_folder, workers=2)
+    workers = [p.pid for p in psutil.Process(cluster.pid).children(recursive=True)]
+    assert len(workers) >= 2
+    assert warm_cluster.stop(warm_folder).state == warm_cluster.LIVE
+    assert gone(cluster.pid) and all(gone(pid) for pid in workers)
+    assert warm_cluster.lookup(warm_folder).state == warm_cluster.NONE

@@ -1,0 +1,52 @@
+"""Helpers of the warm cluster tests (tests/kernels/test_warm_cluster.py,
+tests/cli/test_cluster_commands.py): waiting, finding and ending the cluster processes of a folder."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import psutil
+
+from nbscale.kernels import warm_cluster
+
+DEADLINE_S = 90
+NBSCALE = [sys.executable, "-m", "nbscale"]
+
+
+def wait_for(condition, what, timeout=DEADLINE_S):
+    end = time.time() + timeout
+    while time.time() < end:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def gone(pid) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def serving_pids(folder) -> list[int]:
+    """The warm cluster processes of `folder` (not their forked workers, whose parent is one)."""
+    found = []
+    for p in psutil.process_iter(["pid", "ppid", "cmdline"]):
+        command = p.info["cmdline"] or []
+        if warm_cluster.SERVE_MODULE in command and str(folder) in command:
+            found.append(p.info)
+    pids = {p["pid"] for p in found}
+    return sorted(p["pid"] for p in found if p["ppid"] not in pids)
+
+
+def end_clusters(folder) -> None:
+    """Stop the warm cluster of `folder`, and kill any process of it left (a test that failed midway)."""
+    try:
+        warm_cluster.stop(folder, timeout=20)
+    finally:
+        for pid in serving_pids(folder):
+            process = psutil.Process(pid)
+            for p in [process, *process.children(recursive=True)]:
+                p.kill()
