@@ -28,6 +28,7 @@ from . import comparison
 from .errors import Conflict, ExtensionError, InvalidInput, NotAllowed, NotFound, Unavailable, UpstreamError
 from .manager import NbscaleManager
 from .stepdetail import image_headers, step_detail, step_image
+from .suggestions import suggestion_model
 
 AUTH_RESOURCE = "nbscale"
 # Running a notebook or starting cluster processes executes code, as a kernel does.
@@ -168,6 +169,16 @@ class StepFileHandler(NbscaleHandler):
         for header, value in image_headers(mime).items():
             self.set_header(header, value)
         self.finish(data, set_content_type=mime)  # APIHandler.finish would say JSON
+
+
+class SuggestHandler(NbscaleHandler):
+    """Step tags proposed for the notebook (suggestions.py); nothing is written."""
+
+    @web.authenticated
+    @authorized
+    @api_call
+    async def get(self):
+        self.reply(await suggestion_model(self.manager.notebooks, self.query_notebook()))
 
 
 class MetricsHandler(NbscaleHandler):
@@ -353,6 +364,7 @@ def handlers(base_url: str) -> list[tuple]:
 
     return [
         (url("pipeline"), PipelineHandler),
+        (url("notebooks/suggest"), SuggestHandler),
         (url("runs"), RunsHandler),
         (url(r"runs/([^/]+)"), RunHandler),
         (url(r"runs/([^/]+)/steps/([^/]+)"), StepHandler),

@@ -15,13 +15,19 @@ def compile_notebook(path):
     return compiler.compile_notebook(path)
 
 
-def run(path, parameters=None, engine="dask", **options):
+def run(path, parameters=None, engine="dask", display=False, **options):
     """Run a notebook as a pipeline; returns a RunResult (status, steps, metrics, `load`).
 
     Options: use_cache, store_url, scheduler, scheduler_file, workers — as `nbscale run`.
+    `display=True`: in a kernel, the live view of `%nbscale run` until the run ends (an interrupt
+    cancels it); elsewhere the final state printed as text (nbscale/run_display.py).
     """
     from nbscale.kernels.runner import RunOptions, run_notebook
 
+    if display:
+        from nbscale.run_display import run_displayed
+
+        return run_displayed(path, parameters, RunOptions(engine=engine, **options))
     return run_notebook(path, parameters, RunOptions(engine=engine, **options))
 
 

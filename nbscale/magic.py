@@ -222,7 +222,8 @@ class NbscaleMagics(Magics):
         from .compiler.graph import render
         from .compiler.suggest import suggest
         from .graph_svg import pipeline_svg
-        from .suggest_commands import describe, last_run_durations
+        from .kernels.cell_durations import last_run_durations
+        from .suggest_commands import describe
 
         notebook = self.notebook(args)
         proposal = suggest(notebook, last_run_durations(notebook))

@@ -28,6 +28,7 @@ def suggest(notebook, durations, write, in_place, out, fmt):
     from nbscale.compiler.graph import render
     from nbscale.compiler.suggest import SuggestError, write_tags
     from nbscale.compiler.suggest import suggest as propose
+    from nbscale.kernels.cell_durations import last_run_durations
 
     if in_place and out:
         fail("error: --in-place writes the notebook itself; leave out -o", EXIT_BAD_INPUT)
@@ -78,31 +79,6 @@ def describe(proposal, dag: str) -> str:
               f"expected speed-up {proposal.speedup:.2f}× with enough workers"]
     lines += [f"note: {note}" for note in proposal.notes]
     return "\n".join(lines)
-
-
-def last_run_durations(notebook) -> dict[int, float] | None:
-    """Seconds per cell from the notebook's last successful run: each step's time spread over its
-    cells as the notebook is tagged now; None when there is no such run or it misses a step."""
-    from nbscale.compiler import compile_notebook
-    from nbscale.kernels.contract import SUCCEEDED, run_store_path
-    from nbscale.kernels.runstore import RunStore
-
-    path = run_store_path(Path(notebook))
-    if not path.exists():
-        return None
-    store = RunStore(path)
-    try:
-        runs = [r for r in store.list_runs(str(Path(notebook).resolve())) if r["status"] == SUCCEEDED]
-        steps = {s["step"]: s for s in store.get_run(runs[0]["id"])["steps"]} if runs else {}
-    finally:
-        store.close()
-    found: dict[int, float] = {}
-    for step in compile_notebook(notebook).steps:
-        took = steps.get(step.name, {}).get("duration_s")
-        if took is None or steps[step.name].get("cached"):
-            return None
-        found.update({cell: took / len(step.cells) for cell in step.cells})
-    return found or None
 
 
 def register(group):

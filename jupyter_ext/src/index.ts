@@ -10,13 +10,14 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { NbscaleApi } from './api';
 import { decorateCells, statusesFor, stepOrderFor } from './badges';
-import { addCommands } from './commands';
+import { addCommands, PALETTE_CATEGORY } from './commands';
 import { openDashboardPane } from './dashboardPane';
 import { nbscaleIcon } from './icons';
 import { NbscalePanel, PANEL_ID } from './panel';
 import { openComparison } from './compareMainArea';
 import { RunListSection } from './runList';
 import { readSettings } from './settings';
+import { addSuggestCommand } from './suggestCommand';
 import { PanelState } from './state';
 
 export const PLUGIN_ID = 'nbscale:plugin';
@@ -59,6 +60,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       restorer.add(panel, PANEL_ID);
     }
     addCommands(app, panel, tracker, palette);
+    addSuggestCommand(app, tracker, palette, PALETTE_CATEGORY);
     // The run list (after the Run section); Compare opens the comparison in the main area.
     const runList = new RunListSection(state, runIds => {
       if (state.path) {
