@@ -247,7 +247,7 @@ def connect(notebook, timeout: float = PROBE_TIMEOUT_S * 2):
     from distributed import Client
 
     try:
-        client = Client(found.cluster.address, timeout=f"{timeout}s")
+        client = Client(found.cluster.address, timeout=f"{timeout}s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         return None, (f"not using the warm cluster at {found.cluster.address}: it does not answer ({exc}); "
                       "running on a cluster of its own")

@@ -55,13 +55,16 @@ class DaskEngine(Engine):
         from distributed import Client
 
         if self.scheduler or self.scheduler_file:
-            self.client = Client(self.scheduler, scheduler_file=self.scheduler_file, timeout="20s")
+            self.client = Client(self.scheduler, scheduler_file=self.scheduler_file, timeout="20s",
+                                 set_as_default=False)
             return self.client
         factory = dask.config.get("nbscale.cluster-factory", None)
         if not factory and self.workers is None and self._connect_warm():
             return self.client
         self.cluster = cluster_from_factory(factory) if factory else local_cluster(self.workers)
-        self.client = Client(self.cluster)
+        # not the default client: the caller's own Dask computes (a kernel calling nbscale.run) keep
+        # their scheduler, and workers forked later do not inherit `scheduler: dask.distributed`
+        self.client = Client(self.cluster, set_as_default=False)
         return self.client
 
     def _connect_warm(self) -> bool:
@@ -113,7 +116,7 @@ class DaskEngine(Engine):
         try:
             # each step as soon as its own task ends (not through a second task, which would wait
             # on the step's worker behind the next step: a finished step would show as running)
-            for future in as_completed(list(futures.values())):
+            for future in as_completed(list(futures.values()), loop=client.loop):
                 outcome = self._outcome(client, future, names_by_key[future.key], names_by_key)
                 if self.on_outcome is not None:
                     self.on_outcome(outcome)

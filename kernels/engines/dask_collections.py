@@ -20,11 +20,12 @@ STEP_RESOURCE = "nbscale-step"
 @contextmanager
 def collections_computed(on_cluster: bool):
     """Within the block, a step's `.compute()` runs on the cluster (`on_cluster`: the worker holds
-    STEP_RESOURCE) or, where a second step could take the worker's thread, in this process."""
-    if on_cluster:
-        yield
-        return
+    STEP_RESOURCE) or, where a second step could take the worker's thread, in this process.
+
+    On the cluster, no scheduler is named: Dask then uses the worker's client. A `scheduler:
+    dask.distributed` setting the worker inherited (forked from a process with a default client)
+    would ask for a client the worker does not have yet, and fail."""
     import dask
 
-    with dask.config.set(scheduler="threads"):
+    with dask.config.set(scheduler=None if on_cluster else "threads"):
         yield

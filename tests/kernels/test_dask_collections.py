@@ -38,7 +38,7 @@ def _expected():
 def test_a_collection_is_computed_on_every_worker_of_the_embedded_cluster(tmp_path):
     nb = make_notebook(tmp_path, CELLS)
     result = run_notebook(nb, options=RunOptions(engine="dask", workers=2))
-    assert result.ok, result.to_json()
+    assert result.ok, [s.get("error") for s in result.steps]
     agg = result.load("agg")
     assert agg["means"].sort_index().equals(_expected())
     assert len(agg["workers"]) == 2  # the graph's tasks ran on both workers, not in the step's process
@@ -84,6 +84,18 @@ def test_on_workers_without_the_step_resource_the_step_computes_in_its_own_proce
     nb = make_notebook(tmp_path, CELLS)
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR) as cluster:
         result = run_notebook(nb, options=RunOptions(engine="dask", scheduler=cluster.scheduler_address))
-    assert result.ok, result.to_json()
+    assert result.ok, [s.get("error") for s in result.steps]
     agg = result.load("agg")
     assert agg["means"].sort_index().equals(_expected()) and len(agg["workers"]) == 1
+
+
+def test_workers_forked_from_a_process_with_a_default_client_still_compute(tmp_path):
+    # a kernel that made a Client() has `scheduler: dask.distributed` in its Dask config; the
+    # embedded cluster's workers inherit it and used to fail with "no Client active"
+    import dask
+
+    nb = make_notebook(tmp_path, CELLS)
+    with dask.config.set(scheduler="dask.distributed"):
+        result = run_notebook(nb, options=RunOptions(engine="dask", workers=2))
+    assert result.ok, [s.get("error") for s in result.steps]
+    assert result.load("agg")["means"].sort_index().equals(_expected())
