@@ -68,7 +68,8 @@ def render(rows: list[dict], command: str, usage: dict) -> str:
              "median of the repeats. Hand-off = `t_got − t_made`, stamped by the steps' own code: it holds "
              "everything between the two steps (digests, scheduling, the reader's inputs). The artifact store "
              "is written in the background meanwhile and before the run ends. Copy speed: `arr.copy()` / "
-             "`df.copy(deep=True)` of the same value in a fresh process.", "",
+             "`df.copy(deep=True)` of the same value in a fresh process. At small sizes the hand-off is the "
+             "fixed cost of starting the next step (scheduling, the step's set-up), not the value's size.", "",
              "| value | size | hand-off | throughput | copy speed | vs copy |", "|---|---:|---:|---:|---:|---:|"]
     for row in rows:
         gbps, copy = row["nbytes"] / row["seconds"] / 1e9, row["nbytes"] / row["copy"] / 1e9
