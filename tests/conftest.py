@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import nbformat
@@ -38,6 +39,16 @@ def make_notebook(tmp_path, cells, name="nb", metadata=None) -> Path:
 
 
 @pytest.fixture(name="make_notebook")
+def wait_for(condition, what, timeout=60):
+    """Poll `condition` until it holds; fail the test naming `what` after `timeout` seconds."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
 def _make_notebook_fixture():
     return make_notebook
 

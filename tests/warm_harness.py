@@ -4,8 +4,8 @@ tests/cli/test_cluster_commands.py): waiting, finding and ending the cluster pro
 from __future__ import annotations
 
 import sys
-import time
 
+import conftest
 import psutil
 
 from nbscale.kernels import warm_cluster
@@ -15,12 +15,7 @@ NBSCALE = [sys.executable, "-m", "nbscale"]
 
 
 def wait_for(condition, what, timeout=DEADLINE_S):
-    end = time.time() + timeout
-    while time.time() < end:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"gave up waiting for {what}")
+    conftest.wait_for(condition, what, timeout)
 
 
 def gone(pid) -> bool:

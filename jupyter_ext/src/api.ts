@@ -43,7 +43,8 @@ export class NbscaleApi implements IApiClient {
     return url;
   }
 
-  private async request<T>(
+  /** A call of the server API: its JSON (or text) answer, or an ApiError with the server's message. */
+  async request<T>(
     endpoint: string,
     init: RequestInit = {},
     query: Record<string, string | number | undefined> = {},

@@ -2,11 +2,9 @@
  * The step detail over HTTP: GET /nbscale/api/runs/RUN/steps/STEP and the URL of its images
  * (…/files/NAME), next to the panel's other calls (api.ts) and authenticated the same way.
  */
-import { ServerConnection } from '@jupyterlab/services';
-
 import { NbscaleApi } from './api';
 import { IStepDetailSource } from './stepDetail';
-import { ApiError, IStepDetail } from './wire';
+import { IStepDetail } from './wire';
 
 export class StepDetailApi implements IStepDetailSource {
   constructor(readonly api: NbscaleApi) {}
@@ -15,20 +13,8 @@ export class StepDetailApi implements IStepDetailSource {
     return `runs/${encodeURIComponent(runId)}/steps/${encodeURIComponent(step)}`;
   }
 
-  async stepDetail(path: string, runId: string, step: string): Promise<IStepDetail> {
-    const url = this.api.url(this.endpoint(runId, step), { path });
-    const response = await ServerConnection.makeRequest(url, {}, this.api.settings);
-    const text = await response.text();
-    if (!response.ok) {
-      let message = `${response.status} ${response.statusText}`.trim();
-      try {
-        message = JSON.parse(text).error ?? message;
-      } catch {
-        // not JSON: keep the status line
-      }
-      throw new ApiError(message, response.status);
-    }
-    return JSON.parse(text) as IStepDetail;
+  stepDetail(path: string, runId: string, step: string): Promise<IStepDetail> {
+    return this.api.request<IStepDetail>(this.endpoint(runId, step), {}, { path });
   }
 
   imageUrl(path: string, runId: string, step: string, file: string): string {

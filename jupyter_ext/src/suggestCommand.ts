@@ -6,28 +6,15 @@
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, ICommandPalette, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { ServerConnection } from '@jupyterlab/services';
 
 import { NbscaleApi } from './api';
 import { ISuggestCell, ISuggestion, showSuggestion } from './suggest';
-import { ApiError } from './wire';
 
 export const SUGGEST_COMMAND = 'nbscale:suggest-steps';
 
 /** The proposal for the notebook at `path`, or an ApiError with the server's message. */
-export async function fetchSuggestion(api: NbscaleApi, path: string): Promise<ISuggestion> {
-  const response = await ServerConnection.makeRequest(api.url('notebooks/suggest', { path }), {}, api.settings);
-  const text = await response.text();
-  if (!response.ok) {
-    let message = `${response.status} ${response.statusText}`.trim();
-    try {
-      message = JSON.parse(text).error ?? message;
-    } catch {
-      // not JSON: keep the status line
-    }
-    throw new ApiError(message, response.status);
-  }
-  return JSON.parse(text) as ISuggestion;
+export function fetchSuggestion(api: NbscaleApi, path: string): Promise<ISuggestion> {
+  return api.request<ISuggestion>('notebooks/suggest', {}, { path });
 }
 
 /** The notebook's cells as suggest.ts applies tags to them. */

@@ -10,11 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
-from conftest import make_notebook
+from conftest import make_notebook, wait_for
 from test_dask import process_cluster  # noqa: F401 - the `dask scheduler` + `dask worker` processes fixture
 
 from nbscale.kernels.engines.dask_lifecycle import death_reason
@@ -35,15 +34,6 @@ def limited_cluster():
                                host="127.0.0.1", memory_limit="400MB")
         yield cluster.scheduler_address
         cluster.close()
-
-
-def _wait_for(condition, what, timeout=DEADLINE_S):
-    end = time.time() + timeout
-    while time.time() < end:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def _lines(path):
@@ -177,7 +167,7 @@ def _cancel_cli_run(notebook, pids, flag, target):
     proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(notebook), flag, target],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, "the step to start")
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, "the step to start")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=DEADLINE_S)
     finally:
@@ -204,7 +194,7 @@ def test_cancel_restarts_the_busy_worker_and_the_next_run_starts_at_once(tmp_pat
     code, output, (worker_pid, child_pid) = _cancel_cli_run(notebook, pids, "--scheduler", limited_cluster)
     assert code != 0, output
     with Client(limited_cluster, timeout="20s") as client:
-        _wait_for(lambda: not any(_executing(client).values()) and len(client.scheduler_info()["workers"]) == 2,
+        wait_for(lambda: not any(_executing(client).values()) and len(client.scheduler_info()["workers"]) == 2,
                   "the worker to stop executing the cancelled step")
     assert _gone(worker_pid) and _gone(child_pid)
     store = default_run_store(notebook)
@@ -232,7 +222,7 @@ def test_cancel_on_an_external_cluster_leaves_other_clients_workers_alone(tmp_pa
 
     with Client(scheduler_file=process_cluster, timeout="20s") as other:
         future = other.submit(others_task, str(stop), key="another-clients-task", pure=False)
-        _wait_for(lambda: any("another-clients-task" in keys for keys in _executing(other).values()),
+        wait_for(lambda: any("another-clients-task" in keys for keys in _executing(other).values()),
                   "the other client's task to run")
         other_worker = next(w for w, keys in _executing(other).items() if "another-clients-task" in keys)
         before = other.run(os.getpid)
@@ -240,7 +230,7 @@ def test_cancel_on_an_external_cluster_leaves_other_clients_workers_alone(tmp_pa
         code, output, (worker_pid, child_pid) = _cancel_cli_run(notebook, pids, "--scheduler-file",
                                                                 process_cluster)
         assert code != 0, output
-        _wait_for(lambda: not any(k.startswith("nbscale-") for keys in _executing(other).values() for k in keys),
+        wait_for(lambda: not any(k.startswith("nbscale-") for keys in _executing(other).values() for k in keys),
                   "the cancelled step to stop")
         assert _gone(worker_pid) and _gone(child_pid)
         assert other.run(os.getpid)[other_worker] == before[other_worker], "the other client's worker was restarted"
