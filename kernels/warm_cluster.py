@@ -40,6 +40,8 @@ LOCK_NAME = "warm-cluster.lock"
 LOG_NAME = "warm-cluster.log"
 SERVE_MODULE = "nbscale.kernels.warm_cluster_serve"
 PROBE_TIMEOUT_S = 2.0  # a warm cluster that does not answer in this time is stale
+SCALE_HANDLER = "nbscale_scale"  # the scheduler handler of the warm cluster's process that scales it
+MAX_WORKERS = 256
 PATIENT_PROBE_S = 15.0  # ... before `start` replaces a cluster whose process still runs
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -408,6 +410,28 @@ def status(folder) -> dict:
         except (OSError, TimeoutError) as exc:
             answer.update(state=STALE, reason=f"its scheduler at {found.cluster.address} does not answer ({exc})")
     return answer
+
+
+def scale(folder, n: int, timeout: float = 60.0) -> dict:
+    """Scale the live warm cluster of `folder` to `n` workers and wait until it has them; the new
+    workers are started as the first ones were. WarmClusterError when there is none or `n` is refused."""
+    found = lookup(folder)
+    if not found.live:
+        raise WarmClusterError(f"no live warm cluster in {Path(folder).resolve()}"
+                               + (f": {found.reason}" if found.reason else "") + " (nbscale cluster start)")
+    from distributed import Client
+
+    with Client(found.cluster.address, timeout=f"{PROBE_TIMEOUT_S * 2}s", set_as_default=False) as client:
+        answer = client.sync(getattr(client.scheduler, SCALE_HANDLER), n=n)
+        if "error" in answer:
+            raise WarmClusterError(answer["error"])
+        deadline = time.monotonic() + timeout
+        while len(client.scheduler_info(n_workers=-1)["workers"]) != n:
+            if time.monotonic() > deadline:
+                raise WarmClusterError(f"the warm cluster did not reach {n} workers in {timeout:.0f} s "
+                                       f"(see {log_path(folder)})")
+            time.sleep(0.2)
+    return status(folder)
 
 
 def scheduler_facts(address: str) -> dict:

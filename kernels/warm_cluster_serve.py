@@ -20,7 +20,7 @@ from contextlib import suppress
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .engines.dask_lifecycle import end_children, executing_keys
-from .warm_cluster import info_path, remove_files, scheduler_file_path, write_json
+from .warm_cluster import MAX_WORKERS, SCALE_HANDLER, info_path, remove_files, scheduler_file_path, write_json
 
 STEP_KEY_PREFIX = "nbscale-"  # keys of a run's tasks: nbscale-<step>-<hash>-<first 8 of the run id>
 RESTART_TIMEOUT_S = 30.0
@@ -83,6 +83,19 @@ async def run_on_workers(scheduler, function, *args, workers=None) -> dict:
     return results
 
 
+def scale_handler(cluster):
+    """The scheduler's `nbscale_scale` handler (`warm_cluster.scale`): the cluster object lives in
+    this process, next to its scheduler, so a client asks the scheduler to scale it."""
+
+    def scale(n: int = 0) -> dict:
+        if type(n) is not int or not 1 <= n <= MAX_WORKERS:
+            return {"error": f"the number of workers must be 1 to {MAX_WORKERS}, not {n!r}"}
+        cluster.scale(n)  # on this loop: the workers start (or retire) in the background
+        return {"workers": n}
+
+    return scale
+
+
 def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
     import dask
 
@@ -95,6 +108,7 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
         cluster = local_cluster(workers)
     scheduler = cluster.scheduler
     scheduler.add_plugin(OrphanedStepStopper())
+    scheduler.handlers[SCALE_HANDLER] = scale_handler(cluster)
     write_json(scheduler_file_path(folder), scheduler.identity())
     write_json(info_path(folder), {
         "pid": os.getpid(), "address": cluster.scheduler_address, "workers": len(cluster.workers),

@@ -1,4 +1,4 @@
-"""`nbscale cluster start|status|stop`: the warm cluster of a project folder, kept in the
+"""`nbscale cluster start|status|scale|stop`: the warm cluster of a project folder, kept in the
 background so that runs of the folder's notebooks share it instead of starting their own.
 
 The commands only parse and print; `nbscale.kernels.warm_cluster` does the work.
@@ -64,6 +64,18 @@ def status(folder, output):
     else:
         _print_status(facts)
     sys.exit(0 if facts["state"] == warm_cluster.LIVE else EXIT_FAILED)
+
+
+@cluster.command()
+@dir_option
+@click.argument("workers", type=int)
+def scale(folder, workers):
+    """Scale the warm cluster of a folder to WORKERS worker processes (runs on it go on)."""
+    from nbscale.kernels import warm_cluster
+
+    with reporting_errors():
+        facts = warm_cluster.scale(folder, workers)
+    click.echo(f"the warm cluster of {facts['folder']} has {facts.get('workers')} workers")
 
 
 @cluster.command()

@@ -241,20 +241,14 @@ def widgets_available() -> bool:
 
 
 def scale_warm_cluster(notebook: Path, n: int) -> str | None:
-    """Scale the live warm cluster of the notebook's folder (`nbscale cluster start`), or say how;
-    None when there is none."""
-    try:
-        from .kernels import warm_cluster
-    except ImportError:
+    """Scale the live warm cluster of the notebook's folder (`nbscale cluster start`); None when
+    there is none."""
+    from .kernels import warm_cluster
+
+    if not warm_cluster.for_notebook(notebook).live:
         return None
-    found = warm_cluster.for_notebook(notebook)
-    if not found.live:
-        return None
-    if hasattr(warm_cluster, "scale"):
-        warm_cluster.scale(notebook.parent, n)
-        return f"scaled the warm cluster of {notebook.parent} to {n} workers"
-    return (f"the runs of {notebook.parent} share its warm cluster ({found.cluster.workers} workers), which "
-            f"cannot be resized in place yet: `nbscale cluster stop`, then `nbscale cluster start --workers {n}`")
+    facts = warm_cluster.scale(notebook.parent, n)
+    return f"scaled the warm cluster of {notebook.parent}, which the runs share, to {facts.get('workers')} workers"
 
 
 def load_ipython_extension(ip) -> None:

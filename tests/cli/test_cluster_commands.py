@@ -110,3 +110,21 @@ def test_a_bad_idle_timeout_is_refused_and_nothing_starts(project):
     assert refused.returncode == 2
     assert refused.stderr == "error: --idle-timeout 'soon' is not a time (e.g. 90s, 30m, 2h)\n"
     assert not serving_pids(project) and not warm_cluster.info_path(project).exists()
+
+
+def test_scale_grows_and_shrinks_the_warm_cluster_and_refuses_bad_counts(project):
+    assert nbscale("cluster", "start", "--dir", project, "--workers", "1").returncode == 0
+    grown = nbscale("cluster", "scale", "2", "--dir", project)
+    assert grown.returncode == 0 and grown.stdout == f"the warm cluster of {project} has 2 workers\n", grown.stderr
+    assert warm_cluster.status(project)["workers"] == 2
+    notebook = make_notebook(project, [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"])])
+    assert nbscale("run", notebook).returncode == 0  # runs use the new workers too
+    assert nbscale("cluster", "scale", "1", "--dir", project).returncode == 0
+    assert warm_cluster.status(project)["workers"] == 1
+    for bad in ("0", "-3", "100000"):
+        refused = nbscale("cluster", "scale", "--dir", project, "--", bad)
+        assert refused.returncode == 2 and "1 to 256" in refused.stderr, (bad, refused.stderr)
+    assert warm_cluster.status(project)["workers"] == 1
+    nbscale("cluster", "stop", "--dir", project)
+    nothing = nbscale("cluster", "scale", "2", "--dir", project)
+    assert nothing.returncode != 0 and "no live warm cluster" in nothing.stderr
