@@ -181,6 +181,15 @@ def step_shell():
         yield shell
 
 
+@contextmanager
+def no_step_meanwhile():
+    """No step of this process starts or ends while the block runs: for work in another thread
+    that changes process-wide state a step would snapshot and put back (a Dask cluster starting
+    imports modules, sets signal handlers and forks or spawns its workers)."""
+    with _LOCK:
+        yield
+
+
 def _get_shell() -> StepShell:
     """The process's step shell: no history file, no profile in the user's home, quiet."""
     global _SHELL

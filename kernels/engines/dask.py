@@ -261,7 +261,10 @@ def local_cluster(workers=None):
     global _FILTERS_OF_FORKED
     # quiet while the cluster starts, but the workers it forks meanwhile keep the warning filters
     # this process had before: with "ignore" for life no step on them would show a warning
-    with warnings.catch_warnings(), dask.config.set(config):
+    from ..shell import no_step_meanwhile
+
+    # a step of a run in another thread of this process would put back what the start changes
+    with no_step_meanwhile(), warnings.catch_warnings(), dask.config.set(config):
         _FILTERS_OF_FORKED = list(warnings.filters)
         warnings.simplefilter("ignore")
         try:
