@@ -18,6 +18,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
+from .errors import NbscaleError
 from .notebook_path import find_notebook, unsaved_warning
 from .run_static import e
 
@@ -42,8 +43,8 @@ class Parser(argparse.ArgumentParser):
         raise HelpShown(message or "")
 
 
-class HelpShown(Exception):
-    pass
+class HelpShown(NbscaleError):
+    """argparse asked to exit after printing help (or `--help`): the magic just returns."""
 
 
 def parser() -> Parser:
@@ -90,8 +91,6 @@ class NbscaleMagics(Magics):
     @line_magic
     def nbscale(self, line):
         """Run this notebook as a pipeline and watch it here: `%nbscale --help`."""
-        from .errors import NbscaleError
-
         try:
             args = parser().parse_args(shlex.split(line))
         except HelpShown as shown:  # argparse printed the help already

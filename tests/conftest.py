@@ -38,7 +38,6 @@ def make_notebook(tmp_path, cells, name="nb", metadata=None) -> Path:
     return path
 
 
-@pytest.fixture(name="make_notebook")
 def wait_for(condition, what, timeout=60):
     """Poll `condition` until it holds; fail the test naming `what` after `timeout` seconds."""
     end = time.time() + timeout
@@ -49,6 +48,7 @@ def wait_for(condition, what, timeout=60):
     raise AssertionError(f"gave up waiting for {what}")
 
 
+@pytest.fixture(name="make_notebook")
 def _make_notebook_fixture():
     return make_notebook
 
