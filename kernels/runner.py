@@ -356,7 +356,8 @@ class _Recorder:
             cpu_s=summary.get("cpu_s"), peak_rss_bytes=summary.get("peak_rss_bytes"),
             attempts=payload.get("attempts"), stdout=truncated_text(summary.get("stdout"), log),
             stderr=truncated_text(summary.get("stderr"), log),
-            error=summary.get("error") or summary.get("reason"), cached=False)
+            error=summary.get("error") or summary.get("reason"), cached=False,
+            profiles=summary.get("profiles") or None, lineage=summary.get("lineage") or None)
         if summary.get("metrics"):
             self.store.record_metrics(self.run_id, step, summary["metrics"])
 

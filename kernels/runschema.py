@@ -14,7 +14,7 @@ from typing import Any
 from .contract import FINISHED, RUNNING, STATUSES
 from .errors import RunStoreError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA_V1 = """
 CREATE TABLE runs (
@@ -79,14 +79,30 @@ DROP TABLE metrics;
 ALTER TABLE metrics_v5 RENAME TO metrics;
 """
 
+# v6: what a run learns beyond its status. Per step run: `profiles`, JSON summaries of the
+# DataFrame and array values it handed on (kernels/profiles); `lineage`, JSON of what produced
+# them (input and output digests, files read, package versions); `saved_s`, for a step found
+# cached, the wall time of the run that stored its result (the time the cache saved). `pins`: a
+# run pinned under a name per notebook (a baseline to compare later runs with).
+SCHEMA_V6 = """
+ALTER TABLE step_runs ADD COLUMN profiles TEXT;
+ALTER TABLE step_runs ADD COLUMN lineage TEXT;
+ALTER TABLE step_runs ADD COLUMN saved_s REAL;
+CREATE TABLE pins (
+    notebook TEXT NOT NULL, name TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, created TEXT NOT NULL,
+    PRIMARY KEY (notebook, name)
+);
+"""
+
 # Migration i brings the schema from version i to i + 1; append, never edit.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6]
 
 STEP_FIELDS = {
     "status", "hash", "started", "finished", "duration_s", "cpu_s", "peak_rss_bytes",
-    "attempts", "stdout", "stderr", "error", "cached", "stale",
+    "attempts", "stdout", "stderr", "error", "cached", "stale", "profiles", "lineage", "saved_s",
 }
-JSON_COLUMNS = {"parameters", "error", "payload", "manifest", "stale"}
+JSON_COLUMNS = {"parameters", "error", "payload", "manifest", "stale", "profiles", "lineage"}
 
 
 def now() -> str:
@@ -165,7 +181,7 @@ def step_values(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("started", "finished"):
         if key in values:
             values[key] = timestamp(values[key])
-    for key in ("error", "stale"):
+    for key in ("error", "stale", "profiles", "lineage"):
         if key in values:
             values[key] = to_json(values[key])
     if "cached" in values:

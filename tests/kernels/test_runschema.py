@@ -44,3 +44,23 @@ def test_rows_decode_json_columns_and_keep_plain_text():
     db.row_factory = sqlite3.Row
     row = db.execute("SELECT '{\"a\": 1}' AS parameters, 'plain reason' AS error, 1 AS cached").fetchone()
     assert runschema.row_dict(row) == {"parameters": {"a": 1}, "error": "plain reason", "cached": True}
+
+
+def test_a_version_5_store_gains_profiles_lineage_saved_time_and_pins(tmp_path):
+    import sqlite3
+
+    from nbscale.kernels.runstore import RunStore
+
+    path = tmp_path / "runs.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("".join(runschema.MIGRATIONS[:5]) +
+                     "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (5);"
+                     "INSERT INTO runs (id, notebook, pipeline, engine, status, created)"
+                     " VALUES ('abc1', 'nb.ipynb', 'nb', 'local', 'succeeded', '2026-01-01T00:00:00');"
+                     "INSERT INTO step_runs (run_id, step, position, status) VALUES ('abc1', 'load', 0, 'succeeded');")
+    db.close()
+    with RunStore(path) as store:
+        store.update_step("abc1", "load", profiles={"df": {"rows": 3}}, lineage={"inputs": {}}, saved_s=1.5)
+        step = store.get_run("abc1")["steps"][0]
+    assert (step["profiles"], step["lineage"], step["saved_s"]) == ({"df": {"rows": 3}}, {"inputs": {}}, 1.5)
+    assert sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE name = 'pins'").fetchone()

@@ -263,7 +263,7 @@ def test_a_version_4_store_keeps_its_metrics_and_records_integers_from_then_on(t
         store.record_metrics("abc1", "train", {"epochs": 4})
         assert [type(m["value"]) for m in store.get_run("abc1")["metrics"]] == [float, int]
     db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchone() == (5,)
+    assert db.execute("SELECT version FROM schema_version").fetchone() == (runstore.SCHEMA_VERSION,)
     db.execute("PRAGMA foreign_keys = ON")
     with db:  # the new table still goes with its run
         db.execute("DELETE FROM runs WHERE id = 'abc1'")
