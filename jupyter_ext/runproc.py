@@ -11,7 +11,8 @@ Protocol (one JSON object per line):
 - stdout, run → server: `{"type": "created", "run_id"}` (at the runner's `run_created` event, which
   carries the id), `{"type": "event", "kind", "step", "payload"}` for every event as it happens, the
   live-only ones too (`contract.LIVE_ONLY`: a running step's output, the cluster starting),
-  `{"type": "cluster", "model"}` samples of a cluster the run started for itself, `{"type": "done", "status"}`,
+  `{"type": "cluster", "model"}` samples of a cluster the run started for itself (a Dask run with no
+  scheduler given shares the notebook folder's warm cluster when one is live, as `nbscale run` does), `{"type": "done", "status"}`,
   `{"type": "error", "input": bool, "message"}`. Everything else the process prints goes to stderr.
 A cancel raises KeyboardInterrupt in the main thread: the runner marks the run cancelled, as on
 Ctrl-C in the CLI; SIGTERM does the same once the run began (exit code 143). This process owns the
@@ -76,7 +77,8 @@ def main() -> int:
         channel.send({"type": "event", "kind": kind, "step": step, "payload": _compact(kind, payload)})
 
     options = RunOptions(**spec["options"])
-    if options.engine == "dask" and not (options.scheduler or options.scheduler_file):
+    if options.engine == "dask" and not (options.scheduler or options.scheduler_file) \
+            and not _shares_warm_cluster(spec, options):
         _sample_own_cluster(spec.get("cluster_factory"))
     _running.set()
     try:
@@ -132,6 +134,18 @@ def _compact(kind, payload: dict) -> dict:
 
 
 # --- the cluster a run starts for itself ---------------------------------------------------------
+
+
+def _shares_warm_cluster(spec: dict, options) -> bool:
+    """Whether the engine will run on the live warm cluster of the notebook's folder (`nbscale cluster
+    start`) as `nbscale run` does, rather than on a cluster of its own (configured or embedded)."""
+    import dask
+
+    from nbscale.kernels import warm_cluster
+
+    if spec.get("cluster_factory") or dask.config.get("nbscale.cluster-factory", None) or options.workers:
+        return False
+    return warm_cluster.for_notebook(spec["notebook"]).live
 
 
 def _sample_own_cluster(factory):

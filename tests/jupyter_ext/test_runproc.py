@@ -9,7 +9,9 @@ import sys
 import time
 
 from conftest import make_notebook
+from warm_harness import end_clusters
 
+from nbscale.kernels import warm_cluster
 from nbscale.kernels.contract import (
     CANCELLED,
     CLUSTER_STARTED,
@@ -18,8 +20,9 @@ from nbscale.kernels.contract import (
     STEP_OUTPUT,
     STOPPED_BY_SIGTERM,
     SUCCEEDED,
+    artifacts_url,
 )
-from nbscale.kernels.runner import default_run_store
+from nbscale.kernels.runner import RunResult, default_run_store
 
 
 def talk(notebook, parameters=None, engine="local", timeout=120) -> list[dict]:
@@ -92,3 +95,26 @@ def test_a_dask_run_says_while_its_own_cluster_starts(tmp_path):
     # live only: the run store does not keep them
     stored = default_run_store(nb).events_since(messages[0]["run_id"])
     assert not {CLUSTER_STARTING, CLUSTER_STARTED} & {e["kind"] for e in stored}
+
+
+def test_a_dask_run_the_server_starts_shares_the_folders_warm_cluster(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    nb = make_notebook(folder, [("import os\nparent = os.getppid()", ["step:where"])], name="nb")
+    try:
+        cluster, _ = warm_cluster.start(folder, workers=1, idle_timeout=600)
+        messages = talk(nb, engine="dask")
+        assert messages[-1] == {"type": "done", "status": SUCCEEDED}
+        kinds = [m.get("kind") for m in messages if m["type"] == "event"]
+        assert CLUSTER_STARTING not in kinds, "the run started a cluster of its own"
+        started = next(m for m in messages if m.get("kind") == CLUSTER_STARTED)
+        assert started["payload"]["scheduler_address"] == cluster.address and started["payload"]["shared"] is True
+        store = default_run_store(nb)
+        run_id = messages[0]["run_id"]
+        assert store.get_run(run_id)["status"] == SUCCEEDED
+        hashes = {s["step"]: s["hash"] for s in store.get_run(run_id)["steps"]}
+        result = RunResult(run_id, SUCCEEDED, [], {}, artifacts_url(nb), hashes)
+        assert result.load("where")["parent"] == cluster.pid, "the step did not run on the warm cluster's workers"
+        assert warm_cluster.lookup(folder).live, "the run closed the shared cluster"
+    finally:
+        end_clusters(folder)
