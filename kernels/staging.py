@@ -8,6 +8,9 @@ an hour and whose writer is not a live process on this host.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import os
 import re
 import socket
@@ -21,6 +24,33 @@ SWEEP_EVERY_S = 600.0  # per process and folder: how often a writer looks for st
 
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())  # no "-": temp names are split on it
 _last_sweep: dict[str, float] = {}  # folder URL → when this process last swept it
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange(staged: str, final: str) -> bool:
+    """Swap two existing folders in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`): a reader of
+    `final` sees the old version or the new one, never no folder, as it would between moving the old
+    one aside and renaming the new one in. False where the system or file system cannot do it."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(staged), _AT_FDCWD, os.fsencode(final), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOENT, errno.EPERM, errno.ENOTSUP):
+        return False  # no such call or flag here, or `final` went away meanwhile: the caller moves it aside
+    raise OSError(code, os.strerror(code), final)
+
+
+@functools.lru_cache(maxsize=1)
+def _renameat2():
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except OSError:
+        return None
 
 
 def temp_name() -> str:

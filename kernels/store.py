@@ -42,7 +42,7 @@ from fsspec.implementations.local import LocalFileSystem
 from . import marshal
 from .digest import DigestReader, DigestWriter, file_digest
 from .errors import ArtifactNotFound, CorruptArtifact, CorruptArtifactWarning, MarshalError, NbscaleRuntimeError
-from .staging import STALE_AFTER_S, age, listing, sweep, sweep_now_and_then, temp_name
+from .staging import STALE_AFTER_S, age, exchange, listing, sweep, sweep_now_and_then, temp_name
 
 MANIFEST = "manifest.json"
 FORMAT = "nbscale.artifact/2"  # /1 had no digests: such an artifact is a miss, and is written again
@@ -105,7 +105,8 @@ class ArtifactStore:
 
     def put(self, step_hash: str, outputs: dict[str, Any], groups: list[list[str]] | None = None,
             step_name: str | None = None, optional=(), *, replace: bool = False,
-            dependencies: dict | None = None, content_digests: dict | None = None) -> dict:
+            dependencies: dict | None = None, content_digests: dict | None = None,
+            cost: dict | None = None) -> dict:
         """Store `outputs` under `step_hash`; return the manifest of what is stored.
 
         Names in `optional` are kept when they can be serialised and left out when they cannot.
@@ -114,6 +115,8 @@ class ArtifactStore:
         `dependencies`: the step's dynamic fingerprint (`kernels.fingerprints`), kept in the manifest.
         `content_digests`: digests the values were handed on under (taken in memory, `handoff`),
         kept beside the files' own so that a cached run chains on the same keys.
+        `cost`: what the step run that produced the values measured (`kernels.cost.measured`): a
+        later cache hit knows the time it saved.
         """
         units = _units(outputs, groups or [])
         final = self._dir(step_hash)
@@ -132,6 +135,8 @@ class ArtifactStore:
             manifest = _manifest(step_hash, step_name, writer, entries)
             if dependencies is not None:
                 manifest["dependencies"] = dependencies
+            if cost is not None:
+                manifest["cost"] = cost
             if self.by_rename:
                 return self._publish_by_rename(folder, final, manifest, replace)
             return self._publish_in_place(final, manifest, replace)
@@ -197,6 +202,8 @@ class ArtifactStore:
             existing, _ = self._read_manifest(final)
             if existing is not None and not replace:
                 return existing  # the first complete writer has won
+            if exchange(temp, final):  # readers never find it missing; `put` removes the old one, now at `temp`
+                return manifest
             replace = False  # once the stale one is out of the way, a newer complete one wins
             self._move_aside(final)  # an older format, a damaged folder, or the one to replace
         raise OSError(f"could not publish {final}: other writers kept replacing it")

@@ -9,7 +9,7 @@ import time
 
 import fsspec
 
-from nbscale.kernels.staging import TEMP_PREFIX, sweep, temp_name, writer_alive
+from nbscale.kernels.staging import TEMP_PREFIX, exchange, sweep, temp_name, writer_alive
 
 
 def _age(path, seconds):
@@ -55,3 +55,13 @@ def test_sweep_removes_only_old_folders_of_gone_writers(tmp_path):
     removed = sweep(fs, str(tmp_path))
     assert [os.path.basename(p) for p in removed] == [folders["old-dead"]]
     assert sorted(os.listdir(tmp_path)) == sorted(n for label, n in folders.items() if label != "old-dead")
+
+
+def test_exchange_swaps_two_folders_in_one_step(tmp_path):
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "v").write_text("2")
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "v").write_text("1")
+    assert exchange(str(tmp_path / "new"), str(tmp_path / "final"))  # Linux: renameat2 is there
+    assert (tmp_path / "final" / "v").read_text() == "2" and (tmp_path / "new" / "v").read_text() == "1"
+    assert not exchange(str(tmp_path / "new"), str(tmp_path / "gone"))  # nothing to swap with: the caller renames

@@ -142,6 +142,30 @@ def test_first_complete_writer_wins_unless_told_to_replace(store):
             [f"{key_path(HASH)}/{MANIFEST}", f"{key_path(HASH)}/{second['outputs']['a']['file']}"])
 
 
+def test_a_reader_never_misses_an_artifact_another_run_is_replacing(store):
+    # Two runs of one folder with the cache off store the same key again and again: a reader of that
+    # key must see the old version or the new one, never "no artifact" between the two.
+    store.put(HASH, {"x": list(range(1000))}, [], "s")
+    stop, missed = threading.Event(), []
+
+    def replace_again_and_again():
+        while not stop.is_set():
+            store.put(HASH, {"x": list(range(1000))}, [], "s", replace=True)
+
+    writer = threading.Thread(target=replace_again_and_again)
+    writer.start()
+    try:
+        for _ in range(1500):
+            try:
+                assert store.get(HASH)["x"][-1] == 999
+            except ArtifactNotFound as exc:
+                missed.append(exc)
+    finally:
+        stop.set()
+        writer.join()
+    assert not missed, f"{len(missed)} of 1500 reads found no artifact: {missed[0]}"
+
+
 def test_failed_put_leaves_nothing(store):
     with pytest.raises(MarshalError, match="'lock'"):
         store.put(HASH, {"a": np.arange(3), "lock": threading.Lock()}, [], "s")
