@@ -9,7 +9,7 @@ import json
 
 import pytest
 from conftest import make_notebook
-from pytest_jupyter.jupyter_server import *  # noqa: F403 - the jp_* fixtures, for this module only
+from server_fixtures import *  # noqa: F403 - the jp_* fixtures and the extension's, for this module only
 
 from nbscale.kernels.runner import RunOptions, run_notebook
 
@@ -23,24 +23,15 @@ LOCAL = RunOptions(engine="local")
 
 
 @pytest.fixture
-def jp_server_config():
-    return {"ServerApp": {"jpserver_extensions": {"nbscale.jupyter_ext": True}},
-            "Nbscale": {"default_engine": "local"}}
-
-
-@pytest.fixture
-def get(jp_fetch, jp_asyncio_loop, jp_serverapp):
-    manager = jp_serverapp.web_app.settings["nbscale_manager"]
-
+def get(jp_fetch, aio, manager):
     def fetch(endpoint, **params):
         async def call():  # the request's future made on the loop that runs it (a run may leave none set)
             return await jp_fetch("nbscale", "api", endpoint, params=params, method="GET", raise_error=False)
 
-        response = jp_asyncio_loop.run_until_complete(call())
+        response = aio(call())
         return response.code, json.loads(response.body)
 
-    yield fetch
-    jp_asyncio_loop.run_until_complete(manager.close())
+    return fetch
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import urllib.parse
 import pytest
 import tornado.httpclient
 from conftest import make_notebook
-from pytest_jupyter.jupyter_server import *  # noqa: F403 - the jp_* fixtures, for this module only
+from server_fixtures import *  # noqa: F403 - the jp_* fixtures and the extension's, for this module only
 
 from nbscale.kernels.contract import logs_dir
 from nbscale.kernels.runner import RunOptions, run_notebook
@@ -24,24 +24,6 @@ NOTEBOOK = [
     ("data = list(range(n))\nprint('made', len(data))", ["step:make"]),
     ("warnings.warn('old API', FutureWarning)\nplt.plot(data)\nplt.show()\ntotal = sum(data)\ntotal", ["step:plot"]),
 ]
-
-
-@pytest.fixture
-def jp_server_config():
-    return {"ServerApp": {"jpserver_extensions": {"nbscale.jupyter_ext": True}},
-            "Nbscale": {"default_engine": "local"}}
-
-
-@pytest.fixture
-def aio(jp_asyncio_loop):
-    return jp_asyncio_loop.run_until_complete
-
-
-@pytest.fixture
-def manager(jp_serverapp, aio):
-    manager = jp_serverapp.web_app.settings["nbscale_manager"]
-    yield manager
-    aio(manager.close())
 
 
 @pytest.fixture

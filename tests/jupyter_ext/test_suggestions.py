@@ -13,7 +13,7 @@ import urllib.parse
 import pytest
 import tornado.httpclient
 from conftest import make_notebook
-from pytest_jupyter.jupyter_server import *  # noqa: F403 - the jp_* fixtures, for this module only
+from server_fixtures import *  # noqa: F403 - the jp_* fixtures and the extension's, for this module only
 
 UNTAGGED = [
     "import time",
@@ -22,24 +22,6 @@ UNTAGGED = [
     "b = [i * 3 for i in range(n)]\nfor _ in b:\n    time.sleep(0)",
     "total = sum(a) + sum(b)\nprint(total)",
 ]
-
-
-@pytest.fixture
-def jp_server_config():
-    return {"ServerApp": {"jpserver_extensions": {"nbscale.jupyter_ext": True}},
-            "Nbscale": {"default_engine": "local"}}
-
-
-@pytest.fixture
-def aio(jp_asyncio_loop):
-    return jp_asyncio_loop.run_until_complete
-
-
-@pytest.fixture
-def manager(jp_serverapp, aio):
-    manager = jp_serverapp.web_app.settings["nbscale_manager"]
-    yield manager
-    aio(manager.close())
 
 
 @pytest.fixture
