@@ -153,6 +153,16 @@ def test_rss_sampler_sees_a_short_lived_allocation():
     assert sampler.peak - baseline > 150 * 1024 * 1024
 
 
+def test_rss_peak_is_of_the_block_only_and_sees_an_allocation_too_short_to_sample():
+    blob = b"x" * (300 * 1024 * 1024)  # touched: resident, then given back before the block
+    del blob
+    baseline = psutil.Process().memory_info().rss
+    with RssSampler(interval=3600) as sampler:  # no sample would come in time: the kernel keeps the peak
+        blob = b"x" * (120 * 1024 * 1024)
+        del blob
+    assert 100 * 1024 * 1024 < sampler.peak - baseline < 250 * 1024 * 1024
+
+
 def test_peak_rss_of_a_step():
     baseline = psutil.Process().memory_info().rss
     result = ok(run("import time\nblob = b'x' * (200 * 1024 * 1024)\ntime.sleep(0.05)\ndel blob"))
