@@ -122,14 +122,18 @@ def to_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
 
 
-def metric_value(value: Any) -> int | float:
+def metric_value(value: Any) -> int | float | None:
     """A metric as the store keeps it: an integer (bool and numpy integers too) stays an integer,
-    any other number is a float. Raises TypeError or ValueError for what is not a number."""
+    any other number is a float; None (NULL) for NaN and infinities, which a step's summary already
+    carries as None (JSON has no NaN). Raises TypeError or ValueError for what is not a number."""
+    if value is None:
+        return None
     if getattr(value, "shape", None) == () and hasattr(value, "item"):  # numpy scalars, 0-d arrays
         value = value.item()
     if isinstance(value, numbers.Integral) and -(2**63) <= int(value) < 2**63:  # SQLite's INTEGER
         return int(value)
-    return float(value)
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def json_number(value: Any) -> int | float | None:

@@ -207,6 +207,15 @@ def test_metrics_and_run_store_records(tmp_path):
     assert cached.metrics == {"score": 0.75}  # a cached metrics step reports its metrics again
 
 
+def test_a_nan_or_infinite_metric_is_recorded_as_none_and_the_run_succeeds(tmp_path):
+    nb = make_notebook(tmp_path, [("score = float('nan')\nspread = float('inf')\nok = 0.5", ["step:fit"]),
+                                  ("score\nspread\nok", ["metrics"])])
+    for _ in range(2):  # run, then from the cache
+        result = run_notebook(nb, options=LOCAL)
+        assert result.ok, result.steps
+        assert result.metrics == {"score": None, "spread": None, "ok": 0.5}
+
+
 # --- every run ends in a final state ---------------------------------------------------------------
 
 

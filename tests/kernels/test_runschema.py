@@ -28,6 +28,8 @@ def test_metric_values_keep_integers():
     assert type(runschema.metric_value(2**64)) is float  # beyond SQLite's INTEGER
     with pytest.raises(ValueError):
         runschema.metric_value("high")
+    # NaN and infinities (None in a step's JSON summary) are kept as NULL, not refused
+    assert [runschema.metric_value(v) for v in (None, float("nan"), float("-inf"))] == [None, None, None]
 
 
 def test_step_values_stamp_times_and_encode_json():
