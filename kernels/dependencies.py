@@ -413,6 +413,51 @@ def outdated_modules() -> list[str]:
     return [name for name, module in list(sys.modules.items()) if id(getattr(module, "__spec__", None)) in changed]
 
 
+def shadowed_modules(folder: str) -> list[str]:
+    """Names of loaded modules a step in `folder` must not be given: `folder` has a module of that
+    name (first on the step's sys.path, a fresh kernel there would import it), and the one loaded
+    is another file that is no library's: a local module of another notebook folder, imported by
+    an earlier step of this process (a shared worker, runs of two folders in one kernel)."""
+    shadowed = set()
+    for name, own in _module_files_in(folder).items():
+        module = sys.modules.get(name)
+        loaded = _module_file(module) if module is not None else None
+        if loaded is None or _is_ignored(loaded) or not os.path.isfile(own):
+            continue
+        if os.path.realpath(loaded) != os.path.realpath(own):
+            shadowed.add(name)
+    if not shadowed:
+        return []
+    return [name for name in list(sys.modules) if name.partition(".")[0] in shadowed]
+
+
+_FOLDER_ENTRIES: dict[str, tuple[int, dict[str, str]]] = {}  # folder → (its mtime, module name → file)
+
+
+def _module_files_in(folder: str) -> dict[str, str]:
+    """Top-level modules a folder holds: `name.py`, and `name/` (its `__init__.py`, which may not exist)."""
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+    except OSError:
+        return {}
+    cached = _FOLDER_ENTRIES.get(folder)
+    if cached is not None and cached[0] == mtime:  # entries added or removed change the folder's mtime
+        return cached[1]
+    found = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name, dot, suffix = entry.name.rpartition(".")
+                if dot and suffix == "py" and name.isidentifier():
+                    found[name] = entry.path
+                elif not dot and entry.name.isidentifier() and entry.is_dir():
+                    found[entry.name] = os.path.join(entry.path, "__init__.py")
+    except OSError:
+        return {}
+    _FOLDER_ENTRIES[folder] = (mtime, found)
+    return found
+
+
 def _changed_since(path: str, state: dict | None) -> bool:
     try:
         st = os.stat(path)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from ..compiler.ir import Metrics, Prelude, Step
 from .capture import RssSampler, StepRun, json_safe
 from .contract import FAILED, SUCCEEDED, error_dict, missing_outputs_message
-from .dependencies import outdated_modules, record
+from .dependencies import outdated_modules, record, shadowed_modules
 from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
 from .shell import StepEnvironment, StepShell, step_shell
 from .tracebacks import Frame, StepError, format_exception, step_error
@@ -100,7 +100,7 @@ def execute_step(
     with step_shell() as shell:
         run = StepRun(step, prelude)
         result = StepResult(step=step.name, status=SUCCEEDED, started_at=time.time())
-        evict_outdated_modules()
+        evict_outdated_modules(cwd or os.getcwd())
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with (record(cwd or os.getcwd()) as recording, RssSampler() as sampler,
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
@@ -127,10 +127,11 @@ def execute_step(
         return result
 
 
-def evict_outdated_modules() -> None:
-    """Forget local modules edited since this process imported them: the step imports them again
+def evict_outdated_modules(folder: str | None = None) -> None:
+    """Forget local modules edited since this process imported them, and those of another notebook
+    folder that `folder` (the step's) has its own module of the name of: the step imports them again
     and runs the code its fingerprint records, not what an earlier step on this worker saw."""
-    for name in outdated_modules():
+    for name in outdated_modules() + (shadowed_modules(folder) if folder else []):
         sys.modules.pop(name, None)
 
 

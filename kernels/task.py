@@ -171,7 +171,7 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
     from .executor import execute_step  # IPython: only paid when a step really runs
 
     step = spec.step
-    with isolated_step() as state, deadline(step.get("timeout")):
+    with isolated_step(spec.cwd) as state, deadline(step.get("timeout")):
         values, viewed = step_inputs(inputs, set(step.get("defines", ())), views)
         result = execute_step(step, spec.prelude, spec.parameters, values,
                               metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
@@ -194,21 +194,21 @@ def restored_message(restored: list[str]) -> str:
 
 
 @contextmanager
-def isolated_step():
+def isolated_step(folder: str | None = None):
     """Run the block as the one step of this process that other runs must not notice afterwards;
     it yields the `ProcessState`, whose `.restored` names what was put back once the block ended.
 
     Holds the process's step shell (steps of a worker with several threads take turns, so one
     step's snapshot never holds another's changes). nbscale's own once-per-process set-up (the
-    shell, its import hooks) and the eviction of edited local modules happen before the snapshot,
-    so that restoring keeps them.
+    shell, its import hooks) and the eviction of edited local modules (and of another folder's
+    that `folder`, the step's, shadows) happen before the snapshot, so that restoring keeps them.
     """
     from . import native_io
     from .executor import evict_outdated_modules
     from .shell import step_shell
 
     with step_shell():
-        evict_outdated_modules()
+        evict_outdated_modules(folder)
         native_io.install()
         with step_children(), restored_process_state() as state:
             yield state

@@ -470,3 +470,22 @@ def test_workers_forked_by_the_embedded_cluster_do_not_ignore_warnings(tmp_path)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[('fork', 0)]"
+
+
+def test_notebooks_of_two_folders_on_one_cluster_each_get_their_own_local_module(local_cluster, tmp_path):
+    # A cluster serving several folders (the JupyterLab server's, a shared scheduler): a worker that
+    # imported x/helpers.py for one notebook must not hand it to y/nb.ipynb, whose folder has its own.
+    found = {}
+    for _ in range(2):
+        for name in ("x", "y"):
+            folder = tmp_path / name
+            folder.mkdir(exist_ok=True)
+            (folder / "helpers.py").write_text(f"WHO = {name!r}\n")
+            notebook = make_notebook(folder, [("import helpers\nwho = helpers.WHO", ["step:a"]),
+                                              ("again = helpers.WHO", ["step:b"])], name="nb")
+            result = run_notebook(notebook, options=RunOptions(scheduler=local_cluster, use_cache=False))
+            assert result.ok, result.steps
+            # (by name: `helpers` itself, handed on as a module, imports only in its folder)
+            values = result.load("a", ["who"])["who"], result.load("b", ["again"])["again"]
+            found.setdefault(name, set()).update(values)
+    assert found == {"x": {"x"}, "y": {"y"}}

@@ -15,10 +15,12 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_notebook
 
 from nbscale.compiler.ir import Prelude, Step
-from nbscale.kernels.dependencies import RecordingEnviron, outdated_modules, record
+from nbscale.kernels.dependencies import RecordingEnviron, outdated_modules, record, shadowed_modules
 from nbscale.kernels.executor import execute_step
+from nbscale.kernels.runner import RunOptions, run_notebook
 
 
 @pytest.fixture
@@ -302,3 +304,22 @@ def test_a_step_run_by_the_executor_in_the_notebook_folder(folder, local_module)
     assert "data.csv" in fp["files_read"] and "out.txt" in fp["files_written"]
     assert f"{name}.py" in fp["modules"] and fp["env"]["NBSCALE_TEST_STEP_SEED"] is None
     assert fp["distributions"]["pandas"] == pd.__version__
+
+
+def test_a_local_module_of_another_folder_is_shadowed_by_the_steps_own(tmp_path):
+    sys.modules.pop("nbscale_shadow_probe", None)
+    results = []
+    for name in ("x", "y", "x"):
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        (folder / "nbscale_shadow_probe.py").write_text(f"WHO = {name!r}\n")
+        notebook = folder / "nb.ipynb"
+        if not notebook.exists():
+            make_notebook(folder, [("import nbscale_shadow_probe as p\nwho = p.WHO", ["step:a"])], name="nb")
+        result = run_notebook(notebook, options=RunOptions(engine="local", use_cache=False))
+        results.append(result.load("a")["who"])
+    assert results == ["x", "y", "x"]
+    # a library's module is never evicted because a folder holds a file of its name
+    (tmp_path / "x" / "json.py").write_text("")
+    assert "json" not in shadowed_modules(str(tmp_path / "x"))
+    sys.modules.pop("nbscale_shadow_probe", None)
