@@ -55,7 +55,8 @@ def test_a_step_that_reads_a_collection_runs_every_time_and_gives_the_same_value
     assert again.load("agg")["means"].equals(first.load("agg")["means"])
 
 
-SIBLINGS = [*CELLS[:2], ("a = float(ddf.x.sum().compute())", ["step:a"]), ("b = float(ddf.x.mean().compute())", ["step:b"])]
+SIBLINGS = [*CELLS[:2], ("a = float(ddf.x.sum().compute())", ["step:a"]),
+            ("b = float(ddf.x.mean().compute())", ["step:b"])]
 
 
 def _run_cli(nb, *args) -> dict:
