@@ -13,7 +13,8 @@ Protocol (one JSON object per line):
   live-only ones too (`contract.LIVE_ONLY`: a running step's output, the cluster starting),
   `{"type": "cluster", "model"}` samples of a cluster the run started for itself (a Dask run with no
   scheduler given shares the notebook folder's warm cluster when one is live, as `nbscale run` does),
-  `{"type": "done", "status"}`, `{"type": "error", "input": bool, "message"}`. Everything else the process prints goes to stderr.
+  `{"type": "done", "status"}`, `{"type": "error", "input": bool, "message"}`. Everything else the
+  process prints goes to stderr.
 A cancel raises KeyboardInterrupt in the main thread: the runner marks the run cancelled, as on
 Ctrl-C in the CLI; SIGTERM does the same once the run began (exit code 143). This process owns the
 run (its pid is the run's owner in the run store): if it dies, the supervisor finishes the run.
