@@ -12,7 +12,7 @@ from .layout import lay_out
 from .metric_direction import declared_directions
 from .metrics import parse_metrics
 from .notebook import Cell, Notebook, read_notebook
-from .parameters import parse_parameters
+from .parameters import immutable_names, parse_parameters
 from .parsing import ParsedCells, collector_paused
 from .settings import find_settings
 
@@ -30,7 +30,7 @@ def _compile(notebook: Notebook) -> Pipeline:
     parameters, param_problems = parse_parameters([(i, layout.sources[i]) for i in layout.parameters],
                                                   layout.injected)
     cells = ParsedCells(layout.sources)  # each cell parsed once, for every pass below
-    flow = build_flow(layout, {p.name for p in parameters}, cells)
+    flow = build_flow(layout, {p.name for p in parameters}, cells, immutable_names(parameters))
     settings = _replay_settings(layout, flow, {p.name for p in parameters}, cells)
     pipeline = Pipeline(
         name=_pipeline_name(notebook),

@@ -58,12 +58,16 @@ class Reason:
     partners: tuple[str, ...] = ()
 
 
-def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | None = None) -> Flow:
-    """`cells`: the notebook's cells parsed once for the whole compile (parsed here when not given)."""
+def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | None = None,
+               immutable: set[str] = frozenset()) -> Flow:
+    """`cells`: the notebook's cells parsed once for the whole compile (parsed here when not given);
+    `immutable`: parameters whose values cannot change in place (numbers, strings, booleans)."""
     cells = cells if cells is not None else ParsedCells(layout.sources)
     prelude_facts = analyse_cells(cells.cells(layout.prelude))
     prelude_names = set(prelude_facts.binds)
     builder = _Builder(layout, parameter_names, prelude_names, cells)
+    for name in immutable:  # `Model(random_state=seed)` twice: fitting one model changes no other
+        builder.heap.declare_immutable(name)
     builder.check_prelude(prelude_facts)
     known = dict(prelude_facts.callables)
     for step_layout in layout.steps:

@@ -202,7 +202,16 @@ def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str
         return frozenset().union(*(objects_of(heap, v, modules) for v in expr.values))
     if isinstance(expr, ast.NamedExpr):
         return objects_of(heap, expr.value, modules)
+    if is_immutable_literal(expr):
+        return heap.result(expr, lambda: frozenset({heap.fresh_immutable("literal")}))
     return frozenset()
+
+
+def is_immutable_literal(expr: ast.AST) -> bool:
+    """`3`, `-0.5`, `"text"`, `f"{x}"`, `b"."`, `True`, `None`: a value no code changes in place."""
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, (ast.USub, ast.UAdd)):
+        expr = expr.operand
+    return isinstance(expr, (ast.Constant, ast.JoinedStr))
 
 
 def _made_objects(heap, expr, modules):

@@ -38,6 +38,9 @@ class Heap:
         # name → [(epoch, objects)], every change of what it may be, when `history` is turned on:
         # what a name was after step k, without copying every name's entry after every step
         self.history: dict[str, list[tuple[int, frozenset[str]]]] | None = None
+        # objects of literal numbers, strings, bytes, booleans and None: nothing changes them in
+        # place, so holding one (`Model(random_state=seed)`) makes no path for a change to travel
+        self.immutable: set[str] = set()
         self.epoch = 0
         self._made = 0
         self._results: dict[int, tuple[object, frozenset[str]]] = {}
@@ -50,6 +53,19 @@ class Heap:
         self.owned[obj] = {contents(obj)}
         self.holders[contents(obj)] = {obj}
         return obj
+
+    def fresh_immutable(self, label: str) -> str:
+        """A new object that cannot change (the value of a literal number, string, ...)."""
+        self._made += 1
+        obj = f"{label}#{self._made}"
+        self.immutable.add(obj)
+        return obj
+
+    def declare_immutable(self, name: str) -> None:
+        """`name` is bound before the analysis to a value nothing changes in place (a parameter
+        declared as a number, string or boolean)."""
+        self.initial[name] = self.fresh_immutable(name)
+        self._point(name, frozenset({self.initial[name]}))
 
     def new_container(self, label: str, elements) -> str:
         """A literal (`[a, b]`, `{"k": v}`) or a constructed object owning `elements`."""
@@ -97,7 +113,7 @@ class Heap:
 
     def hold(self, holders, objects, owned=True):
         table = self.owned if owned else self.given
-        objects = set(objects)
+        objects = set(objects) - self.immutable
         for holder in holders:
             table.setdefault(holder, set()).update(objects)
         for obj in objects:

@@ -13,6 +13,13 @@ from .syntax import to_python
 TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict",
          type(None): "none"}
 ANNOTATIONS = {"int", "float", "str", "bool", "list", "dict"}
+# values of these types are never changed in place; a parameter declared None may be given a list
+IMMUTABLE_TYPES = {"int", "float", "str", "bool"}
+
+
+def immutable_names(parameters) -> set[str]:
+    """Names of the parameters whose values no code can change in place."""
+    return {p.name for p in parameters if p.type in IMMUTABLE_TYPES}
 
 
 def parse_parameters(cells, injected_cells=()) -> tuple[list[Parameter], list[Diagnostic]]:

@@ -41,6 +41,30 @@ def test_reading_a_name_without_fitting_method_calls_keeps_parallelism():
     assert p.step("c").sources["X"] == "split"
 
 
+def test_models_made_with_one_number_or_string_are_trained_in_parallel():
+    # `random_state=seed` in two constructors: fitting one model changes no other, as the number
+    # (a parameter or a literal bound in a step) cannot change in place
+    for seed_cell in (("seed = 0", ["parameters"]), ("seed, kind = 0, 'x'", ["step:seed"])):
+        p = compile_source([
+            seed_cell,
+            ("X, y = [[1], [2]], [0, 1]", ["step:load"]),
+            ("class M:\n    def __init__(self, random_state): self.r = random_state\n"
+             "    def fit(self, X, y): self.n = len(X)", ["functions"]),
+            ("forest = M(random_state=seed)\nforest.fit(X, y)", ["step:train_forest"]),
+            ("boosting = M(random_state=seed)\nboosting.fit(X, y)", ["step:train_boosting"]),
+        ])
+        assert "train_forest" not in p.step("train_boosting").after, seed_cell
+    # a list parameter held by both may be changed by either one's fit: still in order
+    p = compile_source([
+        ("layers = [3, 2]", ["parameters"]),
+        ("class M:\n    def __init__(self, layers): self.layers = layers\n"
+         "    def fit(self): self.layers.append(1)", ["functions"]),
+        ("a = M(layers)\na.fit()", ["step:a"]),
+        ("b = M(layers)\nb.fit()", ["step:b"]),
+    ])
+    assert p.step("b").after == ["a"]
+
+
 def test_nearest_earlier_binder_wins():
     p = compile_source([("x = 1", ["step:a"]), ("x = 2", ["step:b"]), ("y = x", ["step:c"])])
     assert p.step("c").sources == {"x": "b"}
