@@ -26,6 +26,7 @@ from nbscale.kernels.errors import AmbiguousRunId, RunStoreError
 
 from . import comparison
 from .errors import Conflict, ExtensionError, InvalidInput, NotAllowed, NotFound, Unavailable, UpstreamError
+from .lineage import lineage_model
 from .manager import NbscaleManager
 from .stepdetail import image_headers, step_detail, step_image
 from .suggestions import suggestion_model
@@ -187,6 +188,17 @@ class MetricsHandler(NbscaleHandler):
     @api_call
     async def get(self):
         self.reply(await self.manager.runs.metrics(self.query_notebook()))
+
+
+class LineageHandler(NbscaleHandler):
+    """What produced a metric or stored value of a run (lineage.py): `?name=NAME&path=NOTEBOOK`."""
+
+    @web.authenticated
+    @authorized
+    @api_call
+    async def get(self, run_id):
+        name = self.get_query_argument("name", "")
+        self.reply(await lineage_model(self.manager.runs, self.query_notebook(), _run_id(run_id), name))
 
 
 class CompareHandler(NbscaleHandler):
@@ -368,6 +380,7 @@ def handlers(base_url: str) -> list[tuple]:
         (url("runs"), RunsHandler),
         (url(r"runs/([^/]+)"), RunHandler),
         (url(r"runs/([^/]+)/steps/([^/]+)"), StepHandler),
+        (url(r"runs/([^/]+)/lineage"), LineageHandler),
         (url(r"runs/([^/]+)/steps/([^/]+)/files/([^/]+)"), StepFileHandler),
         (url("metrics"), MetricsHandler),
         (url("compare"), CompareHandler),

@@ -65,8 +65,13 @@ class Runs:
         return {"runs": [models.run_summary(r, api) for r in rows]}
 
     async def detail(self, notebook: Path, run_id: str) -> dict:
-        """RunDetail of a run of `notebook` (a unique prefix of its id works, as in the CLI)."""
-        return models.run_detail(await self._get(notebook, run_id), self.notebooks.api_path(notebook))
+        """RunDetail of a run of `notebook` (a unique prefix of its id works, as in the CLI), with its
+        metric regressions and cost once it finished (`run_insights`)."""
+        run = await self._get(notebook, run_id)
+        detail = models.run_detail(run, self.notebooks.api_path(notebook))
+        store = await self._store(notebook, create=False)
+        detail.update(await asyncio.to_thread(run_insights, store, run))
+        return detail
 
     async def metrics(self, notebook: Path) -> dict:
         store = await self._store(notebook, create=False)
@@ -235,6 +240,24 @@ class Runs:
             for store in self._stores.values():
                 store.close()
             self._stores.clear()
+
+
+def run_insights(store, run: dict) -> dict:
+    """`regressions` and `cost` of a finished run (kernels.regressions, kernels.cost), with the
+    notebook's project settings; {} while it runs. A bad setting is said in `insights_error`."""
+    from nbscale.errors import NbscaleError
+    from nbscale.kernels.cost import cached_hashes, load_prices, producing_steps, run_cost
+    from nbscale.kernels.regressions import check_run
+
+    if run["status"] not in FINISHED or store is None:
+        return {}
+    try:
+        # only the runs that stored the cached steps' results are read (the panel asks often)
+        producers = producing_steps(store, run["notebook"], cached_hashes(run), limit=20)
+        return {"regressions": check_run(store, run["id"]),
+                "cost": run_cost(run, load_prices(run["notebook"]), producers)}
+    except NbscaleError as exc:
+        return {"insights_error": str(exc)}
 
 
 def _store_signature(path: Path) -> tuple:

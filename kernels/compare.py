@@ -47,7 +47,17 @@ def comparison(runs: list[dict], declared: dict[str, str] | None = None) -> dict
         "parameters": parameter_rows(runs),
         "steps": step_rows(runs),
         "metrics": metric_rows(runs, declared or {}),
+        **drift_section(runs),
     }
+
+
+def drift_section(runs: list[dict]) -> dict:
+    """`drift`: the data drift of each later run's step outputs against the reference run's, one row
+    per column (`drift.comparison_drift`); no section when no run has data profiles to compare."""
+    from .drift import comparison_drift  # numpy and the sketches: only when runs are compared
+
+    rows = comparison_drift(runs)
+    return {"drift": rows} if rows else {}
 
 
 def run_header(run: dict, notebook: str | None) -> dict:

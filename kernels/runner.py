@@ -45,6 +45,7 @@ from .contract import (
     step_log_path,
     truncated_text,
 )
+from .cost import saved_seconds
 from .engines import get_engine
 from .errors import PipelineNotRunnable, RunStoreError, Terminated
 from .runstore import RunStore
@@ -67,6 +68,7 @@ class RunResult:
     store_url: str
     hashes: dict = field(default_factory=dict)
     error: str | None = None  # why a run that ran its steps still failed (its record was lost)
+    drift: dict | None = None  # its data drift against its reference run (`drift.safe_run_drift`)
 
     @property
     def ok(self) -> bool:
@@ -85,6 +87,8 @@ class RunResult:
         data = {"run_id": self.run_id, "status": self.status, "steps": self.steps, "metrics": self.metrics}
         if self.error:
             data["error"] = self.error
+        if self.drift:
+            data["drift"] = self.drift
         return data
 
 
@@ -158,7 +162,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
     run = store.get_run(run_id)
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
-                     error)
+                     error, drift=None if error else _drift(store, run_id))
 
 
 def connect_engine(engine, emit) -> None:
@@ -265,7 +269,8 @@ def _finish(pipeline, specs, outcomes, recorder, store_url, keys) -> str:
         # cached: either not planned (nothing that ran needed its values) or loaded from the store
         if step.name not in planned or outcomes.get(step.name) and outcomes[step.name].status == CACHED:
             key = keys[step.name]
-            recorder.cached(step.name, key, _cached_metrics(artifacts, key, pipeline, step.name))
+            recorder.cached(step.name, key, _cached_metrics(artifacts, key, pipeline, step.name),
+                            saved_seconds(artifacts, key), _stored_profiles(artifacts, key))
     failed = any(o.status in (FAILED, UPSTREAM_FAILED) for o in outcomes.values())
     return FAILED if failed else SUCCEEDED
 
@@ -371,10 +376,12 @@ class _Recorder:
         except OSError:
             return None
 
-    def cached(self, step, key, metrics):
+    def cached(self, step, key, metrics, saved_s=None, profiles=None):
         with self.lock:
             self.done.add(step)
-            self.store.update_step(self.run_id, step, status=CACHED, hash=key, cached=True, duration_s=0.0)
+            # saved_s: the wall time of the step run that stored the result (`cost.saved_seconds`)
+            self.store.update_step(self.run_id, step, status=CACHED, hash=key, cached=True, duration_s=0.0,
+                                   saved_s=saved_s, profiles=profiles)  # profiles: of the stored values
             if metrics:
                 self.store.record_metrics(self.run_id, step, metrics)
         if self.on_event is not None:
@@ -429,8 +436,26 @@ def steps_json(run, events) -> list[dict]:
         steps.append({"name": s["step"], "status": s["status"], "duration_s": s.get("duration_s"),
                       "cached": bool(s.get("cached")), "attempts": s.get("attempts"), "error": s.get("error"),
                       "stale": s.get("stale") or [], "warnings": step_warnings(events, s["step"]),
-                      "log": step_log(run, s["step"])})
+                      "log": step_log(run, s["step"]), "profiles": _light(s.get("profiles"))})
     return steps
+
+
+def _stored_profiles(artifacts, key):
+    from .profiles import stored_profiles  # numpy: only where profiles are read
+
+    return stored_profiles(artifacts, key)
+
+
+def _light(profiles):
+    from .profiles import light
+
+    return light(profiles) if profiles else None
+
+
+def _drift(store, run_id):
+    from .drift import safe_run_drift
+
+    return safe_run_drift(store, run_id)
 
 
 def _metrics(run) -> dict:

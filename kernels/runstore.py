@@ -453,6 +453,38 @@ class RunStore:
             ).fetchall()
         return [row_dict(row) for row in rows]
 
+    # -- pins: a run kept under a name per notebook (a baseline to compare later runs with) --------------
+
+    def pin(self, notebook: str, name: str, run_id: str) -> str:
+        """Pin run `run_id` (a unique prefix works) as `name` for `notebook`, replacing an earlier pin
+        of that name; the full run id. UnknownRun for an unknown run."""
+        run_id = self.resolve(run_id)
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO pins (notebook, name, run_id, created) VALUES (?, ?, ?, ?)",
+                       (str(notebook), str(name), run_id, now()))
+        return run_id
+
+    def unpin(self, notebook: str, name: str) -> bool:
+        """Remove the pin `name` of `notebook`; False when there was none."""
+        with self._write() as db:
+            return db.execute("DELETE FROM pins WHERE notebook = ? AND name = ?",
+                              (str(notebook), str(name))).rowcount > 0
+
+    def pinned(self, notebook: str, name: str) -> str | None:
+        """The run id pinned as `name` for `notebook`, or None."""
+        with self._read() as db:
+            row = db.execute("SELECT run_id FROM pins WHERE notebook = ? AND name = ?",
+                             (str(notebook), str(name))).fetchone()
+        return row[0] if row else None
+
+    def pins(self, notebook: str | None = None) -> list[dict]:
+        """Pins (of `notebook`, or of every notebook), by notebook and name: notebook, name, run_id, created."""
+        where, args = ("WHERE notebook = ?", (str(notebook),)) if notebook is not None else ("", ())
+        with self._read() as db:
+            rows = db.execute(f"SELECT notebook, name, run_id, created FROM pins {where} ORDER BY notebook, name",
+                              args).fetchall()
+        return [dict(row) for row in rows]
+
     @staticmethod
     def _all(db: sqlite3.Connection, sql: str, run_id: str) -> list[dict]:
         return [row_dict(row) for row in db.execute(sql, (run_id,)).fetchall()]

@@ -50,7 +50,7 @@ FORMAT = "nbscale.artifact/2"  # /1 had no digests: such an artifact is a miss, 
 _ALGORITHM = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _DIGEST = re.compile(r"[A-Za-z0-9_-]+")
 _FILE = re.compile(r"(?!\.)[^/\\]+")
-_READS = 3  # attempts of a read whose artifact another writer replaced meanwhile
+_READS = 8  # attempts of a read whose artifact another writer replaced meanwhile (each replace is one)
 
 
 def key_path(step_hash: str) -> str:
@@ -106,7 +106,7 @@ class ArtifactStore:
     def put(self, step_hash: str, outputs: dict[str, Any], groups: list[list[str]] | None = None,
             step_name: str | None = None, optional=(), *, replace: bool = False,
             dependencies: dict | None = None, content_digests: dict | None = None,
-            cost: dict | None = None) -> dict:
+            cost: dict | None = None, profiles: dict | None = None) -> dict:
         """Store `outputs` under `step_hash`; return the manifest of what is stored.
 
         Names in `optional` are kept when they can be serialised and left out when they cannot.
@@ -117,6 +117,7 @@ class ArtifactStore:
         kept beside the files' own so that a cached run chains on the same keys.
         `cost`: what the step run that produced the values measured (`kernels.cost.measured`): a
         later cache hit knows the time it saved.
+        `profiles`: the values' data profiles (`kernels.profiles`): a later cache hit still has them.
         """
         units = _units(outputs, groups or [])
         final = self._dir(step_hash)
@@ -137,6 +138,8 @@ class ArtifactStore:
                 manifest["dependencies"] = dependencies
             if cost is not None:
                 manifest["cost"] = cost
+            if profiles:
+                manifest["profiles"] = profiles
             if self.by_rename:
                 return self._publish_by_rename(folder, final, manifest, replace)
             return self._publish_in_place(final, manifest, replace)

@@ -38,6 +38,7 @@ from .contract import (
     failed_outcome,
     run_key,
 )
+from .cost import measured
 from .errors import ArtifactNotFound, MarshalError
 from .fingerprints import check
 from .handoff import (
@@ -50,6 +51,7 @@ from .handoff import (
     wrote_into_read_only,
 )
 from .process_state import NUMPY_RANDOM_STATE, RANDOM_STATE, restored_process_state
+from .steplineage import step_lineage
 from .store import ArtifactStore
 
 __all__ = ["RESTORED", "StepOutcome", "StepSpec", "execute_in_process", "input_digests", "isolated_step",
@@ -115,6 +117,8 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
                           started=started, finished=time.time(), key=key, stale=stale)
     if result.ok:
         _persist(store, spec, result, outcome)
+    # what produced its values (digests, files, versions): the run store keeps it (steplineage)
+    outcome.summary["lineage"] = step_lineage(spec, upstream, result, outcome)
     return outcome
 
 
@@ -246,6 +250,10 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
             if n in spec.keep and n not in result.outputs and not is_dask_collection(v)}
     if result.metrics:
         keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
+    # per-column summaries of its frames and arrays, stored with them for cache hits
+    from .profiles import step_profiles  # numpy: paid once a step has values to hand on
+
+    outcome.summary["profiles"] = step_profiles({**result.outputs, **keep})
     in_memory = memory_digests(stored) if spec.background_run else None
     groups = [[n for n in group if n not in lazy] for group in step["groups"]]
 
@@ -254,7 +262,9 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         # replace: the step ran because what is stored there is missing, stale or not to be used
         # (cache:off, --no-cache); the digests downstream keys chain on must be of these values
         return store.put(outcome.key, {**stored, **keep}, [g for g in groups if g], step["name"], optional=keep,
-                         replace=True, dependencies=result.dependencies, content_digests=content_digests)
+                         replace=True, dependencies=result.dependencies, content_digests=content_digests,
+                         cost=measured(outcome.summary),  # a later cache hit knows the time it saves
+                         profiles=outcome.summary["profiles"])
 
     outcome.values = result.outputs
     if in_memory is not None:  # readers start now; the write ends before the run does

@@ -148,5 +148,41 @@ def _register_diff_command():
 
 _register_diff_command()
 
+
+def _register_drift_commands():
+    from nbscale.drift_commands import register as register_drift
+
+    register_drift(main)
+
+
+_register_drift_commands()
+
+
+def _register_lineage_command():
+    from nbscale.lineage_commands import register as register_lineage
+
+    register_lineage(main)
+
+
+_register_lineage_command()
+
+
+def _register_cost_commands():
+    from nbscale.cost_commands import register as register_cost
+
+    register_cost(main)
+
+
+_register_cost_commands()
+
+
+def _register_sweep_command():
+    from nbscale.sweep_commands import register as register_sweep
+
+    register_sweep(main)
+
+
+_register_sweep_command()
+
 if __name__ == "__main__":
     main()

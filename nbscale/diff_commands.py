@@ -19,7 +19,7 @@ from .reporting import EXIT_BAD_INPUT, duration_text, fail, reporting_errors
 
 # The model's sections this module knows how to print; any other non-empty one (data drift, a
 # later item) is printed as a table of its rows, after these.
-KNOWN_SECTIONS = ("notebook", "runs", "parameters", "steps", "metrics")
+KNOWN_SECTIONS = ("notebook", "runs", "parameters", "steps", "metrics", "drift")
 LONGEST_VALUE = 80  # characters of a parameter value in the text output (JSON has it whole)
 # Unicode bidirectional controls: they can reorder what a terminal shows.
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -98,7 +98,7 @@ def print_model(model: dict) -> None:
                            f"(#1 is the reference: changes are against it)"))
         for section in (runs_table(model, labels), parameters_table(model, labels),
                         steps_table(model, labels), reasons_table(model, labels), metrics_table(model, labels),
-                        *extra_tables(model)):
+                        drift_table(model, labels), *extra_tables(model)):
             if section is not None:
                 console.print()
                 console.print(section)
@@ -196,6 +196,26 @@ def metric_cell(value, delta, relative, better):
     verdict, style = ("better", "green") if better else ("worse", "red")
     cell.append(Text(f"\n{change} {verdict}", style=style))
     return cell
+
+
+def drift_table(model: dict, labels: list[str]):
+    """Data drift of the later runs' step outputs against #1's, column by column (`kernels/drift.py`)."""
+    rows = model.get("drift") or []
+    if not rows:
+        return None
+    table = new_table("Data drift against #1 (* drifted)",
+                      ["run", "value", "column", "test", "score", "status"])
+    for row in rows:
+        score = "-" if row.get("score") is None else f"{row['score']:.4g}"
+        if row.get("p_value") is not None:
+            score += f" (p {row['p_value']:.3g})"
+        status = row["status"] + (f": {row['note']}" if row.get("note") else "")
+        style = "bold red" if row["status"] == "drifted" else ""
+        table.add_row(*(text(cell, style) for cell in (
+            labels[row["run"] - 1] if row["run"] <= len(labels) else str(row["run"]),
+            f"{row['step']}.{row['value']}", ("* " if row["status"] == "drifted" else "  ") + row["column"],
+            row.get("test") or "-", score, status)))
+    return table
 
 
 def extra_tables(model: dict):

@@ -3,7 +3,10 @@
 Options (Python API keyword → environment variable for the CLI): `nbscale_engine` →
 NBSCALE_ENGINE (dask, local, papermill), `scheduler` → NBSCALE_SCHEDULER (else Dask's
 `scheduler-address` config), `scheduler_file` → NBSCALE_SCHEDULER_FILE, `workers` →
-NBSCALE_WORKERS, `use_cache` → NBSCALE_NO_CACHE=1 turns it off, `store_url` → NBSCALE_STORE.
+NBSCALE_WORKERS, `use_cache` → NBSCALE_NO_CACHE=1 turns it off, `store_url` → NBSCALE_STORE;
+`fail_on_regression` → NBSCALE_FAIL_ON_REGRESSION=1 (the execution fails with `MetricRegression` when a
+metric regressed, after the output notebook is written), `regression_threshold` →
+NBSCALE_REGRESSION_THRESHOLD (a relative threshold for every metric).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 ENV = {"nbscale_engine": "NBSCALE_ENGINE", "scheduler": "NBSCALE_SCHEDULER",
        "scheduler_file": "NBSCALE_SCHEDULER_FILE", "workers": "NBSCALE_WORKERS", "store_url": "NBSCALE_STORE"}
+TRUE = ("1", "true", "yes", "on")
 
 
 def run_options(**given):
@@ -32,6 +36,16 @@ def run_options(**given):
 
         values["scheduler"] = dask.config.get("scheduler-address", None)
     return RunOptions(engine=engine, use_cache=bool(use_cache), **values)
+
+
+def regression_options(fail_on_regression=None, regression_threshold=None) -> tuple[bool, float | None]:
+    """(fail on a regressed metric, the relative threshold or None) from the engine's keyword
+    arguments, else NBSCALE_FAIL_ON_REGRESSION and NBSCALE_REGRESSION_THRESHOLD."""
+    if fail_on_regression is None:
+        fail_on_regression = os.environ.get("NBSCALE_FAIL_ON_REGRESSION", "").strip().lower() in TRUE
+    if regression_threshold is None:
+        regression_threshold = os.environ.get("NBSCALE_REGRESSION_THRESHOLD", "").strip() or None
+    return bool(fail_on_regression), regression_threshold
 
 
 def notebook_path(input_path) -> Path:

@@ -36,7 +36,7 @@ from papermill.log import logger
 
 from .errors import NbscaleError
 from .kernels.contract import STEP_FINISHED, STEP_STARTED  # stdlib only: keeps this import light
-from .papermill_options import notebook_path, run_options
+from .papermill_options import notebook_path, regression_options, run_options
 
 INJECTED = "injected-parameters"
 SKIPPED = "skipped"  # metadata.papermill.status of `skip` cells
@@ -51,13 +51,20 @@ class NbscaleEngine(NBClientEngine):
     def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
                                  start_timeout=60, execution_timeout=None, input_path=None, nbscale_engine=None,
                                  scheduler=None, scheduler_file=None, workers=None, use_cache=None, store_url=None,
-                                 **kwargs):
+                                 fail_on_regression=None, regression_threshold=None, **kwargs):
         options = run_options(nbscale_engine=nbscale_engine, scheduler=scheduler, scheduler_file=scheduler_file,
                            workers=workers, use_cache=use_cache, store_url=store_url)
+        failing, threshold = regression_options(fail_on_regression, regression_threshold)
         run = _PipelineRun(nb_man, kernel_name, input_path, options, log_output=log_output,
                            stdout_file=stdout_file, stderr_file=stderr_file, start_timeout=start_timeout,
                            execution_timeout=execution_timeout)
+        from .run_commands import run_settings
+
+        # a bad setting: nothing runs
+        run.settings = run_settings(run.notebook, threshold, "regression_threshold (NBSCALE_REGRESSION_THRESHOLD)")
         run.execute()
+        if failing:
+            raise_for_regressions(nb_man.nb)
         return nb_man.nb
 
     @classmethod
@@ -69,6 +76,21 @@ class NbscaleEngine(NBClientEngine):
     def nb_language(cls, nb, language=None):
         return (language or nb.metadata.get("kernelspec", {}).get("language")
                 or nb.metadata.get("language_info", {}).get("name") or "python")
+
+
+class MetricRegression(NbscaleError, PapermillException):
+    """`fail_on_regression`: the run succeeded but a metric regressed (`metadata.nbscale.regressions`)."""
+
+
+def raise_for_regressions(nb) -> None:
+    """MetricRegression when the run succeeded and a metric regressed (the output notebook is written)."""
+    from .diff_commands import literal
+
+    meta = nb.metadata.get("nbscale") or {}
+    rows = [row for row in (meta.get("regressions") or {}).get("metrics", []) if row["regressed"]]
+    if meta.get("status") == "succeeded" and rows:
+        raise MetricRegression(literal(f"metric regression(s) in run {str(meta.get('run_id'))[:12]}: "
+                                       + "; ".join(f"{row['name']}: {row['reason']}" for row in rows)))
 
 
 class _CellFailure(NbscaleError):
@@ -90,6 +112,7 @@ class _PipelineRun:
         self.lock = threading.RLock()
         self.done: set[str] = set()
         self.prelude: dict[int, tuple[int, dict]] = {}  # prelude cell → (step position, entry)
+        self.settings = None  # (regression thresholds, prices): `_run_settings`
 
     # --- the run ---------------------------------------------------------------------------------
     def execute(self):
@@ -207,6 +230,10 @@ class _PipelineRun:
         self.nb.metadata["nbscale"] = {
             "run_id": result.run_id, "engine": options.engine, "status": result.status, "parameters": values,
             "steps": result.steps, "metrics": result.metrics}
+        from .run_commands import run_insights, run_settings  # regressions and cost, into the metadata
+
+        settings = self.settings or run_settings(self.notebook, None)
+        self.nb.metadata["nbscale"].update(run_insights(self.notebook, result, settings))
 
     # --- events from the run (Dask calls back from its own thread) --------------------------------
     def _event(self, kind, step, payload):

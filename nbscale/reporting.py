@@ -23,6 +23,9 @@ EXIT_FAILED = 1
 # not a usable notebook, bad arguments, parameters, settings or files (a damaged or read-only run
 # store); unknown plug-in
 EXIT_BAD_INPUT = 2
+# the run or check succeeded but found what the caller asked to fail on: a regressed metric
+# (`nbscale run --fail-on-regression`), drifted data (`nbscale drift --fail-on-drift`)
+EXIT_CHECK_FAILED = 3
 EXIT_CANCELLED = 130  # Ctrl-C, as a shell reports SIGINT
 EXIT_TERMINATED = 143  # SIGTERM, as a shell reports it (128 + 15); the run is cancelled as on Ctrl-C
 

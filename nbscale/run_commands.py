@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, duration_text, error_headline, fail, reporting_errors
+from .reporting import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    EXIT_FAILED,
+    duration_text,
+    error_headline,
+    fail,
+    reporting_errors,
+)
 
 
 def _nothing_to_run(notebook) -> str:
@@ -36,9 +44,16 @@ def _nothing_to_run(notebook) -> str:
 @click.option("--store", "store_url", metavar="URL", help="Artifact store (fsspec URL); default .nbscale/artifacts.")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-v", "--log", "verbose", is_flag=True, help="Echo what the steps print (on stderr).")
+@click.option("--fail-on-regression", is_flag=True,
+              help=f"Exit {EXIT_CHECK_FAILED} when a metric is worse than the previous or the best earlier run's "
+                   "beyond the threshold (the run is recorded first).")
+@click.option("--regression-threshold", type=float, metavar="SHARE",
+              help="Relative threshold of a regression for every metric (0.05: 5 %% worse); default 0.01 "
+                   "or pyproject.toml [tool.nbscale.regressions].")
 def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_file, workers, no_cache,
-        store_url, output, verbose):
-    """Run NOTEBOOK as a pipeline. Ctrl-C or SIGTERM cancels the run (exit 130, 143)."""
+        store_url, output, verbose, fail_on_regression, regression_threshold):
+    """Run NOTEBOOK as a pipeline. Ctrl-C or SIGTERM cancels the run (exit 130, 143); a metric that
+    regressed exits 3 with --fail-on-regression."""
     from nbscale.kernels import params
     from nbscale.kernels.interrupts import sigterm_interrupts
     from nbscale.kernels.runner import RunOptions, run_notebook
@@ -48,19 +63,23 @@ def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_fil
     with reporting_errors(), sigterm_interrupts():
         given = params.load_file(parameters_file) if parameters_file else {}
         given.update(params.parse_assignments(assignments))
+        settings = run_settings(notebook, regression_threshold)  # bad settings: nothing runs
         options = RunOptions(engine=engine, use_cache=not no_cache, store_url=store_url,
                              scheduler=scheduler, scheduler_file=scheduler_file, workers=workers)
         with Progress(enabled=output == "text" or verbose, verbose=verbose) as progress:
             result = run_notebook(notebook, given, options, on_event=progress.event)
+    insights = run_insights(notebook, result, settings)
     if output == "json":
-        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+        click.echo(json.dumps({**result.to_json(), **insights}, indent=2, default=str))
     elif result.ok and not result.steps:
         click.echo(f"{notebook}: {_nothing_to_run(notebook)}")
     else:
         _print_summary(result)
+        print_insights(insights)
     if result.error:
         click.echo(f"error: {result.error}", err=True)
-    sys.exit(0 if result.ok else EXIT_FAILED)
+    regressed = fail_on_regression and (insights.get("regressions") or {}).get("regressed")
+    sys.exit(EXIT_FAILED if not result.ok else EXIT_CHECK_FAILED if regressed else 0)
 
 
 @click.command()
@@ -132,7 +151,10 @@ def show(run_id, notebook, logs):
         elif error:
             click.echo(f"    {error}")
     for metric in run["metrics"]:
-        click.echo(f"metric {metric['name']} = {metric['value']}")
+        click.echo(f"metric {metric['name']} = {metric_text(metric['value'])}")
+    if run["status"] in FINISHED:
+        with reporting_errors():  # regressions against the runs before it, and its cost
+            print_insights(stored_insights(store, run["id"], run_settings(run["notebook"], None)))
 
 
 def _show_output(run, step, events, logs):
@@ -152,6 +174,55 @@ def _show_output(run, step, events, logs):
         click.echo("    | " + "\n    | ".join(text.rstrip().splitlines()))
     if log:
         click.echo(f"    log: {log}")
+
+
+def run_settings(notebook, regression_threshold, where="--regression-threshold") -> tuple:
+    """The regression thresholds and the prices of a run of `notebook` (project, environment, the
+    threshold given as `where`)."""
+    from nbscale.kernels.cost import load_prices
+    from nbscale.kernels.regressions import load_thresholds
+
+    return load_thresholds(notebook, regression_threshold, where), load_prices(notebook)
+
+
+def run_insights(notebook, result, settings) -> dict:
+    """The finished run's `regressions` and `cost` models, read back from the run store ({} when its
+    record was lost)."""
+    from nbscale.kernels.errors import RunStoreError
+    from nbscale.kernels.runner import default_run_store
+
+    if result.error:
+        return {}
+    try:
+        with default_run_store(notebook) as store:
+            return stored_insights(store, result.run_id, settings)
+    except RunStoreError as exc:
+        click.echo(f"warning: cannot check the run's metrics and cost: {exc}", err=True)
+        return {}
+
+
+def stored_insights(store, run_id, settings) -> dict:
+    """`regressions` and `cost` of a run in `store`, with `settings` (`run_settings`)."""
+    from nbscale.kernels.cost import cached_hashes, producing_steps, run_cost
+    from nbscale.kernels.regressions import check_run
+
+    thresholds, prices = settings
+    run = store.get_run(run_id)
+    return {"regressions": check_run(store, run["id"], thresholds),
+            "cost": run_cost(run, prices, producing_steps(store, run["notebook"], cached_hashes(run)))}
+
+
+def print_insights(insights: dict) -> None:
+    """The summary's last lines: the metrics that regressed, and what the run cost and saved."""
+    from nbscale.kernels.regressions import summary_lines
+
+    from .cost_commands import cost_line
+    from .diff_commands import literal
+
+    for line in summary_lines(insights["regressions"]) if insights.get("regressions") else []:
+        click.echo(literal(line))
+    if insights.get("cost"):
+        click.echo(cost_line(insights["cost"]))
 
 
 def register(group):
@@ -196,7 +267,7 @@ def _print_summary(result):
             click.echo(f"{step['name']} failed {error_headline(error)}")
             click.echo(str(error.get("traceback", "")))
     for name, value in result.metrics.items():
-        click.echo(f"metric {name} = {value}")
+        click.echo(f"metric {name} = {metric_text(value)}")
     logs = [s["log"] for s in result.steps if s.get("log")]
     if logs:
         click.echo(f"logs: {Path(logs[0]).parent}  (nbscale show {result.run_id[:12]})")
@@ -212,3 +283,8 @@ def _print_rich_table(title, rows):
     for row in rows:
         table.add_row(*row)
     Console().print(table)
+
+
+def metric_text(value) -> str:
+    """A metric as the summary prints it; the store keeps NaN and infinities as None."""
+    return "none (NaN or infinite)" if value is None else str(value)

@@ -11,6 +11,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { downloadText, h, replace } from './dom';
+import { driftTable, IDriftModel } from './driftTable';
 import { formatDuration, formatNumber, formatTime, statusLabel } from './format';
 import { runLabel } from './metrics';
 import { formatValue } from './metricsSection';
@@ -26,7 +27,7 @@ export interface ICell {
 }
 
 export interface ICompareTable {
-  id: 'runs' | 'parameters' | 'steps' | 'metrics';
+  id: 'runs' | 'parameters' | 'steps' | 'metrics' | 'drift';
   title: string;
   columns: string[];
   rows: ICell[][];
@@ -48,7 +49,8 @@ export function runHeaders(model: IComparison): string[] {
 }
 
 export function comparisonTables(model: IComparison): ICompareTable[] {
-  return [runsTable(model), parametersTable(model), stepsTable(model), metricsTable(model)];
+  const drift = driftTable(model as IComparison & IDriftModel); // data drift: only when runs handed on frames
+  return [runsTable(model), parametersTable(model), stepsTable(model), metricsTable(model), ...(drift ? [drift] : [])];
 }
 
 function runsTable(model: IComparison): ICompareTable {

@@ -7,7 +7,9 @@
 import { renderLineChart } from './chart';
 import { h, replace } from './dom';
 import { formatNumber, formatShortTime, formatTime, statusLabel } from './format';
+import { ILineageSource, LineageApi, LineagePane } from './lineageView';
 import { bestRuns, metricDirection, metricSeries, runLabel, varyingParameters } from './metrics';
+import { regressedRow, regressionOf, renderRegressions } from './runInsights';
 import { Section } from './section';
 import { PanelState, Part } from './state';
 import { IMetricsHistory, isFinished } from './wire';
@@ -24,13 +26,16 @@ export class MetricsSection extends Section {
   private readonly _hidden = new Set<string>();
   private readonly _current: HTMLElement;
   private readonly _history: HTMLElement;
+  /** Where lineage comes from (the server's API unless a test sets another). */
+  lineageSource: ILineageSource | null = null;
+  private readonly _lineage = new LineagePane(() => (this.lineageSource ??= new LineageApi()));
   static readonly MAX_ROWS = 20;
 
   constructor(state: PanelState) {
     super(state, 'Metrics', ['metrics', 'run', 'settings', 'runs']);
     this._current = h('div', { className: 'nbscale-metrics-current' });
     this._history = h('div', { className: 'nbscale-metrics-history' });
-    this.body.append(this._current, this._history);
+    this.body.append(this._current, this._lineage.node, this._history);
     this.refresh();
   }
 
@@ -41,6 +46,12 @@ export class MetricsSection extends Section {
   selectMetric(name: string): void {
     this._metric = name;
     this._renderHistory();
+  }
+
+  /** Show what produced a metric of the shown run: its steps, files and versions (lineageView.ts). */
+  showLineage(name: string): Promise<void> {
+    const run = this.state.run;
+    return run && this.state.path ? this._lineage.show(this.state.path, run.run_id, name) : Promise.resolve();
   }
 
   /** Every column the table can show (parameters that differ between runs, then metrics). */
@@ -115,14 +126,15 @@ export class MetricsSection extends Section {
       tbody.appendChild(
         h(
           'tr',
-          { 'data-metric': name },
-          h('th', { scope: 'row' }, name),
-          h('td', { className: `nbscale-num${isBest ? ' nbscale-best' : ''}`, title: isBest ? 'best of all runs' : '' }, formatNumber(metrics[name]), isBest ? ' ★' : '')
+          { 'data-metric': name, ...regressedRow(run, name) },
+          h('th', { scope: 'row' }, name, regressionOf(run, name) ? ' ▼' : ''),
+          h('td', { className: `nbscale-num${isBest ? ' nbscale-best' : ''}`, title: isBest ? 'best of all runs' : '' }, formatNumber(metrics[name]), isBest ? ' ★' : ''),
+          h('td', {}, this._lineageButton(name))
         )
       );
     }
     table.appendChild(tbody);
-    replace(this._current, table);
+    replace(this._current, table, renderRegressions(run));
     this.setExtra(`${names.length} metric${names.length === 1 ? '' : 's'}`);
   }
 
@@ -238,6 +250,12 @@ export class MetricsSection extends Section {
       this._columnPicker(all, shown.length),
       h('div', { className: 'nbscale-table-scroll', tabindex: 0, 'aria-label': 'Metrics of each run (scrolls sideways)' }, table)
     );
+  }
+
+  private _lineageButton(name: string): HTMLElement {
+    const button = h('button', { className: 'nbscale-button nbscale-lineage-button', title: `What produced ${name}: steps, files read, package versions` }, 'Lineage');
+    button.addEventListener('click', () => void this.showLineage(name));
+    return button;
   }
 
   private _columnPicker(all: IMetricsColumn[], shown: number): HTMLElement {

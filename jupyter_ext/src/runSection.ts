@@ -21,6 +21,7 @@ import {
 } from './format';
 import { ParameterForm } from './parameterForm';
 import { mergeSteps, progress, progressText } from './reducers';
+import { renderCost } from './runInsights';
 import { Section } from './section';
 import { PanelState, Part } from './state';
 import { Engine, IStepRun } from './wire';
@@ -164,7 +165,8 @@ export class RunSection extends Section {
       bar(p.fraction, text.bar, `nbscale-run-progress nbscale-status-${run.status}`, 'Run progress'),
       state.runError ? h('p', { className: 'nbscale-error' }, state.runError) : null,
       run.error ? h('p', { className: 'nbscale-error nbscale-run-error' }, run.error) : null,
-      list
+      list,
+      renderCost(run)
     );
   }
 

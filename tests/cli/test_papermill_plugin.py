@@ -283,3 +283,53 @@ def test_stdout_file_log_output_and_language(tmp_path, caplog):
     nbformat.write(r_nb, str(tmp_path / "r.ipynb"))
     with pytest.raises(PapermillException, match="Python notebooks"):
         nbscale_api(tmp_path / "r.ipynb", tmp_path / "r_out.ipynb", nbscale_engine="local")
+
+
+# -- metric regressions and cost in the output notebook; fail_on_regression ----------------------------
+
+
+def _scored(folder):
+    return write_nb(folder, [("drop = 0.0", ["parameters"]),
+                             ("accuracy = 0.9 - drop\nloss = 0.1 + drop", ["step:score"]),
+                             ("accuracy\nloss", ["metrics"])], name="scored")
+
+
+def test_output_notebook_metadata_has_regressions_and_cost(tmp_path):
+    from nbscale.papermill_plugin import MetricRegression
+
+    path = _scored(tmp_path)
+    first = nbscale_api(path, tmp_path / "first.ipynb", nbscale_engine="local")
+    assert first.metadata.nbscale["regressions"]["regressed"] == []
+    assert first.metadata.nbscale["cost"]["total"]["cpu_s"] > 0
+    worse = nbscale_api(path, tmp_path / "worse.ipynb", {"drop": 0.2}, nbscale_engine="local")
+    assert worse.metadata.nbscale["regressions"]["regressed"] == ["accuracy", "loss"]
+    with pytest.raises(MetricRegression, match="accuracy: -14.3% against the previous run") as caught:
+        nbscale_api(path, tmp_path / "again.ipynb", {"drop": 0.3}, nbscale_engine="local", fail_on_regression=True)
+    assert isinstance(caught.value, PapermillException)
+    written = nbformat.read(tmp_path / "again.ipynb", as_version=4)  # written before the failure
+    assert written.metadata.nbscale["status"] == "succeeded"
+    assert written.metadata.nbscale["regressions"]["regressed"] == ["accuracy", "loss"]
+    cached = nbscale_api(path, tmp_path / "cached.ipynb", {"drop": 0.3}, nbscale_engine="local",
+                         fail_on_regression=True, regression_threshold=5)  # within 500 % of the best
+    assert cached.metadata.nbscale["cost"]["total"]["saved_s"] > 0
+
+
+def test_papermill_cli_fails_on_regression_by_environment(tmp_path):
+    path = _scored(tmp_path)
+    env = {**os.environ, "NBSCALE_ENGINE": "local", "NBSCALE_FAIL_ON_REGRESSION": "1"}
+    command = [sys.executable, "-m", "papermill", "--engine", "nbscale", str(path)]
+    first = subprocess.run([*command, str(tmp_path / "a.ipynb")], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    worse = subprocess.run([*command, str(tmp_path / "b.ipynb"), "-p", "drop", "0.1"], env=env, capture_output=True,
+                           text=True)
+    assert worse.returncode != 0 and "MetricRegression: metric regression(s) in run" in worse.stderr
+
+
+def test_a_bad_regression_threshold_runs_nothing(tmp_path, monkeypatch):
+    from nbscale.kernels.project_settings import SettingsError
+
+    path = _scored(tmp_path)
+    monkeypatch.setenv("NBSCALE_REGRESSION_THRESHOLD", "-1")
+    with pytest.raises(SettingsError, match=r"\(NBSCALE_REGRESSION_THRESHOLD\) must be a number ≥ 0, got '-1'"):
+        nbscale_api(path, tmp_path / "out.ipynb", nbscale_engine="local", fail_on_regression=True)
+    assert not (tmp_path / ".nbscale" / "runs.sqlite").exists()

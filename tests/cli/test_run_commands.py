@@ -34,7 +34,7 @@ def test_run_json_output(tmp_path):
     result = cli("run", nb, "--engine", "local", "--output", "json", "-p", "n_estimators=10")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"run_id", "status", "steps", "metrics"}
+    assert set(data) == {"run_id", "status", "steps", "metrics", "regressions", "cost"}
     assert data["status"] == "succeeded"
     assert [s["name"] for s in data["steps"]] == ["load", "split", "train_lr", "train_rf", "evaluate", "metrics"]
     for step in data["steps"]:
@@ -46,6 +46,13 @@ def test_run_json_output(tmp_path):
     rerun = json.loads(cli("run", nb, "--engine", "local", "--output", "json", "--no-cache",
                            "-p", "n_estimators=10").stdout)
     assert {s["status"] for s in rerun["steps"]} == {"succeeded"}
+
+
+def test_a_nan_metric_is_printed_as_such_and_the_run_succeeds(tmp_path):
+    nb = make_notebook(tmp_path, [("score = float('nan')\nok = 0.5", ["step:fit"]), ("score\nok", ["metrics"])])
+    result = cli("run", nb, "--engine", "local")
+    assert result.exit_code == 0, result.output
+    assert "metric score = none (NaN or infinite)" in result.output and "metric ok = 0.5" in result.output
 
 
 def _failing(tmp_path):
@@ -344,3 +351,79 @@ def test_an_empty_notebook_says_nothing_to_run(tmp_path):
     done = subprocess.run([*NBSCALE, "run", str(nb)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "nothing to run" in done.stdout and "succeeded" not in done.stdout
+
+
+# -- metric regressions and cost in the run summary; --fail-on-regression ------------------------------
+
+
+def _scored(tmp_path, metrics="accuracy\nloss"):
+    return make_notebook(tmp_path, [
+        ("drop = 0.0", ["parameters"]),
+        ("accuracy = 0.9 - drop\nloss = 0.1 + drop", ["step:score"]),
+        (metrics, ["metrics"]),
+    ], name="scored")
+
+
+def test_fail_on_regression_exits_3_after_the_run_is_recorded(tmp_path):
+    nb = _scored(tmp_path)
+    first = cli("run", nb, "--engine", "local", "--fail-on-regression")
+    assert first.exit_code == 0, first.output
+    assert "regression:" not in first.stdout and "cost: " in first.stdout
+    worse = cli("run", nb, "--engine", "local", "-p", "drop=0.2", "--fail-on-regression")
+    assert worse.exit_code == 3, worse.output
+    assert "regression: accuracy = 0.7 (-22.2% against the previous run" in worse.stdout
+    assert "regression: loss = 0.3 (+200.0% against the previous run" in worse.stdout
+    with RunStore(tmp_path / ".nbscale" / "runs.sqlite") as store:
+        latest = store.list_runs(limit=1)[0]
+    assert latest["status"] == "succeeded" and latest["finished"]  # recorded before the exit
+    # without the flag the regression is shown, the exit code is the run's
+    shown = cli("run", nb, "--engine", "local", "-p", "drop=0.3")
+    assert shown.exit_code == 0 and "regression: accuracy" in shown.stdout
+    better = cli("run", nb, "--engine", "local", "-p", "drop=-0.05", "--fail-on-regression")
+    assert better.exit_code == 0 and "regression:" not in better.stdout
+    lenient = cli("run", nb, "--engine", "local", "-p", "drop=0.0", "--fail-on-regression",
+                  "--regression-threshold", "1.5")
+    assert lenient.exit_code == 0, lenient.output  # -5 % accuracy, +100 % loss: within 150 %
+
+
+def test_run_json_has_regressions_and_cost(tmp_path):
+    nb = _scored(tmp_path)
+    cli("run", nb, "--engine", "local")
+    result = cli("run", nb, "--engine", "local", "-p", "drop=0.1", "--output", "json", "--fail-on-regression")
+    assert result.exit_code == 3
+    data = json.loads(result.stdout)
+    assert data["regressions"]["regressed"] == ["accuracy", "loss"]
+    assert {m["name"]: m["direction"] for m in data["regressions"]["metrics"]} == {"accuracy": "max", "loss": "min"}
+    assert data["cost"]["run_id"] == data["run_id"] and data["cost"]["total"]["cpu_s"] > 0
+    cached = json.loads(cli("run", nb, "--engine", "local", "-p", "drop=0.1", "--output", "json").stdout)
+    assert cached["cost"]["total"]["saved_s"] > 0 and cached["cost"]["total"]["saved_cost"] > 0
+
+
+def test_bad_regression_settings_run_nothing(tmp_path):
+    nb = _scored(tmp_path)
+    bad = cli("run", nb, "--engine", "local", "--regression-threshold", "-0.5")
+    assert bad.exit_code == 2 and "--regression-threshold must be a number ≥ 0" in bad.stderr
+    (tmp_path / "pyproject.toml").write_text("[tool.nbscale.regressions]\nthreshold = 'high'\n")
+    bad = cli("run", nb, "--engine", "local")
+    assert bad.exit_code == 2 and "[tool.nbscale.regressions] threshold must be a number" in bad.stderr
+    assert not (tmp_path / ".nbscale" / "runs.sqlite").exists()
+
+
+def test_a_hostile_metric_name_is_printed_literally(tmp_path):
+    nb = _scored(tmp_path, metrics="{'\\x1b[31maccuracy\\u202e': accuracy}")
+    cli("run", nb, "--engine", "local")
+    result = cli("run", nb, "--engine", "local", "-p", "drop=0.5", "--fail-on-regression")
+    assert result.exit_code == 3, result.output
+    line = next(line for line in result.stdout.splitlines() if line.startswith("regression:"))
+    assert "\x1b" not in line and "\u202e" not in line and "\\x1b[31maccuracy\\u202e" in line
+
+
+
+def test_show_says_which_metrics_regressed_and_what_the_run_cost(tmp_path):
+    nb = _scored(tmp_path)
+    cli("run", nb, "--engine", "local")
+    worse = json.loads(cli("run", nb, "--engine", "local", "-p", "drop=0.2", "--output", "json").stdout)
+    shown = cli("show", worse["run_id"][:10], "--notebook", nb, "--no-logs")
+    assert shown.exit_code == 0, shown.output
+    assert "regression: accuracy = 0.7 (-22.2% against the previous run" in shown.stdout
+    assert f"cost: {worse['cost']['total']['cost']:.3g} units" in shown.stdout

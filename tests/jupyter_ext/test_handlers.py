@@ -257,7 +257,7 @@ def test_a_run_started_over_http_is_in_the_cli_run_store_and_back(api, nb):
     assert summary["engine"] == "local" and summary["notebook"] == "nb.ipynb"  # the configured default engine
     detail = api.wait_run("nb.ipynb", summary["run_id"])
     assert detail["status"] == "succeeded", detail
-    assert set(detail) == SUMMARY_KEYS | {"steps", "metrics", "error"}
+    assert set(detail) == SUMMARY_KEYS | {"steps", "metrics", "error", "regressions", "cost"}
     assert all(set(s) == STEP_RUN_KEYS for s in detail["steps"])
     assert [s["status"] for s in detail["steps"]] == ["succeeded", "succeeded"]
     assert detail["steps"][0]["stdout"] == "a is 5\n" and detail["metrics"] == {"b": 50.0}

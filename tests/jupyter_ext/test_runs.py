@@ -299,3 +299,23 @@ def test_a_damaged_run_store_is_reported_as_such_not_as_a_missing_run(root):
         run(runs.history(nb))
     with pytest.raises(RunStoreCorrupt):
         run(runs.detail(nb, "abc"))
+
+
+def test_the_detail_of_a_finished_run_has_its_regressions_and_cost(root):
+    nb = make_notebook(root, TWO_STEPS, name="nb").resolve()
+    first = run_notebook(nb, {"alpha": 2}, RunOptions(engine="local"))
+    worse = run_notebook(nb, {"alpha": 1}, RunOptions(engine="local"))  # b falls from 30 to 20
+    cached = run_notebook(nb, {"alpha": 1}, RunOptions(engine="local"))
+
+    async def main():
+        runs = local_runs(root)
+        return [await runs.detail(nb, r.run_id) for r in (first, worse, cached)]
+
+    first_detail, worse_detail, cached_detail = run(main())
+    assert first_detail["regressions"]["regressed"] == [] and first_detail["cost"]["total"]["cpu_s"] > 0
+    assert worse_detail["regressions"]["regressed"] == ["b"]
+    assert worse_detail["regressions"]["metrics"][0]["previous"]["run_id"] == first.run_id
+    assert cached_detail["cost"]["total"]["saved_s"] > 0 and cached_detail["cost"]["total"]["saved_cost"] > 0
+    (root / "pyproject.toml").write_text("[tool.nbscale.cost]\ncore_hour = -1\n")
+    broken = run(local_runs(root).detail(nb, first.run_id))
+    assert "core_hour must be a number ≥ 0" in broken["insights_error"] and broken["status"] == SUCCEEDED

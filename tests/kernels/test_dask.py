@@ -202,6 +202,10 @@ MUST = {
     "mutation": {"train", "test", "data", "df", "rng", "total_train", "total_test"},
     "magics": {"files", "n_files", "total", "cap", "captured"},
     "untagged": {"a", "b", "w_hat", "error", "rng"},
+    "model_comparison": {"X_train", "y_test", "logreg", "forest", "boosting", "svm", "scores", "best_accuracy"},
+    "sweep": {"X_train", "y_test", "model", "accuracy", "log_loss"},
+    "dask_etl": {"labels", "table", "model", "accuracy", "roc_auc", "n_customers"},
+    "monitoring": {"reference", "current", "model", "scored", "accuracy_current", "auc_current"},
     "tricky": {"train", "test", "data", "counts", "alias", "noise", "shifted", "scaled", "model", "pred",
                "total", "applied", "n_rows", "arr", "out", "out_text", "rng"},
 }

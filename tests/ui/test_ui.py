@@ -144,7 +144,7 @@ def test_run_on_dask_reaches_succeeded_and_shows_metrics(page):
     # the DAG shows the run too
     assert set(panel.locator(".nbscale-dag-node").evaluate_all("ns => ns.map(n => n.dataset.status)")) == {"succeeded"}
     # metrics of this run, and the history table + chart
-    metric = panel.locator('.nbscale-metrics-run [data-metric="acc_lr"] td')
+    metric = panel.locator('.nbscale-metrics-run [data-metric="acc_lr"] td.nbscale-num')
     metric.wait_for()
     assert 0.5 < float(metric.inner_text().replace("★", "").strip()) <= 1.0
     panel.locator(".nbscale-metrics-table tbody tr").first.wait_for()

@@ -1,0 +1,65 @@
+"""A `[tool.nbscale.NAME]` table of the pyproject.toml nearest above a notebook (the project's
+settings for regressions, cost, …), and the error a bad one is.
+
+Only reads: the nearest pyproject.toml wins, as for `[tool.nbscale.kfp]`; a missing file or table is
+an empty table; an unreadable file or a table that is not a table is a `SettingsError` naming it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: tomli when installed, else project settings are not read
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
+
+from .errors import NbscaleRuntimeError
+
+
+class SettingsError(NbscaleRuntimeError):
+    """A project setting (pyproject.toml, an NBSCALE_* variable, a flag) is unreadable or mistyped."""
+
+
+def find_pyproject(notebook) -> Path | None:
+    """The pyproject.toml in the notebook's folder or the nearest folder above it."""
+    folder = Path(notebook).resolve().parent
+    for candidate in (folder, *folder.parents):
+        path = candidate / "pyproject.toml"
+        if path.is_file():
+            return path
+    return None
+
+
+def project_table(notebook, name: str) -> tuple[dict, str]:
+    """`[tool.nbscale.<name>]` of the nearest pyproject.toml ({} when none), and where it was read
+    (for messages about its values)."""
+    path = find_pyproject(notebook) if notebook is not None and tomllib is not None else None
+    if path is None:
+        return {}, f"[tool.nbscale.{name}]"
+    origin = f"{path} [tool.nbscale.{name}]"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read it: {exc}") from None
+    table = data.get("tool", {}).get("nbscale", {}).get(name, {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{origin} must be a table")
+    return table, origin
+
+
+def non_negative(value, where: str) -> float:
+    """`value` as a finite number ≥ 0, or a SettingsError that says where it was set and what to write."""
+    given = value
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise SettingsError(f"{where} must be a number ≥ 0, got {given!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise SettingsError(f"{where} must be a number ≥ 0, got {given!r}")
+    return float(value)

@@ -1,0 +1,145 @@
+"""Data profiles (kernels/profiles.py): per-column summaries of frames and arrays, their sketches,
+hostile input that never fails a step, and the profiles of real runs (cached steps keep theirs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_notebook
+
+from nbscale.kernels import profiles
+from nbscale.kernels.profiles import light, profile_value, step_profiles
+from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
+
+LOCAL = RunOptions(engine="local")
+
+
+def frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(10, 3, rows)
+    x[::17] = np.nan
+    x[5] = np.inf
+    return pd.DataFrame({
+        "x": x, "n": rng.integers(-50, 50, rows), "flag": rng.random(rows) < 0.3,
+        "city": rng.choice(["Oslo", "Lima", "Pune", None], rows, p=[0.5, 0.3, 0.15, 0.05]),
+        "kind": pd.Categorical(rng.choice(["a", "b", "c"], rows)),
+        "when": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10**6, rows), unit="s"),
+    })
+
+
+def columns(profile: dict) -> dict:
+    return {c["name"]: c for c in profile["columns"]}
+
+
+def strict_json(value) -> str:
+    return json.dumps(value, allow_nan=False)  # what the API sends: no NaN, no infinity
+
+
+def test_a_frame_profile_has_counts_nulls_moments_quantiles_and_top_categories():
+    df = frame(2000)
+    cols = columns(profile_value(df))
+    finite = df["x"][np.isfinite(df["x"])]
+    x = cols["x"]
+    assert (x["type"], x["count"], x["nulls"], x["infinite"]) == ("numeric", len(finite), df["x"].isna().sum(), 1)
+    assert x["mean"] == pytest.approx(finite.mean(), rel=1e-12) and x["std"] == pytest.approx(finite.std(), rel=1e-9)
+    assert (x["min"], x["max"]) == (finite.min(), finite.max())
+    assert x["quantiles"]["0.5"] == pytest.approx(finite.median(), abs=0.5)
+    assert cols["n"]["mean"] == pytest.approx(df["n"].mean()) and cols["n"]["type"] == "numeric"
+    assert cols["flag"]["type"] == "bool" and cols["flag"]["mean"] == pytest.approx(df["flag"].mean())
+    city = cols["city"]
+    assert city["type"] == "categorical" and city["nulls"] == df["city"].isna().sum()
+    assert city["top"][0] == ["Oslo", int((df["city"] == "Oslo").sum())]
+    assert dict(map(tuple, cols["kind"]["top"])) == df["kind"].value_counts().to_dict()
+    assert cols["when"]["type"] == "numeric" and cols["when"]["min"] == df["when"].min().timestamp()
+    strict_json(step_profiles({"df": df}))
+
+
+def test_hostile_column_names_are_kept_as_text():
+    names = ["\x1b[31mred\x1b[0m", "<img src=x onerror=alert(1)>", "n" * 5000, 7, ("a", 1), None, "dup", "dup",
+             "\u202eevil"]
+    df = pd.DataFrame([list(range(len(names)))] * 3, columns=names)
+    profile = profile_value(df)
+    shown = [c["name"] for c in profile["columns"]]
+    assert shown[:2] == names[:2] and shown[3:6] == ["7", "('a', 1)", "None"] and shown[6:8] == ["dup", "dup"]
+    assert len(shown[2]) == profiles.LONGEST_NAME and shown[2].endswith("…")
+    assert shown[8] == "\u202eevil"
+    strict_json(profile)
+
+
+def test_empty_frames_nan_and_inf_columns_and_mixed_objects_never_fail():
+    empty = profile_value(pd.DataFrame({"x": pd.Series([], dtype=float), "s": pd.Series([], dtype=object)}))
+    assert empty["rows"] == 0 and [c["count"] for c in empty["columns"]] == [0, 0]
+    odd = pd.DataFrame({"nan": [np.nan] * 4, "inf": [np.inf, -np.inf, np.inf, 1e308],
+                        "mixed": [1, "1", [1, 2], {"a": 1}], "huge": [1e300, -1e300, 1e300, 1e300],
+                        "z": [1 + 2j] * 4})
+    cols = columns(profile_value(odd))
+    assert (cols["nan"]["count"], cols["nan"]["nulls"], cols["nan"]["mean"]) == (0, 4, None)
+    assert (cols["inf"]["count"], cols["inf"]["infinite"], cols["inf"]["max"]) == (1, 3, 1e308)
+    assert cols["mixed"]["top"][0] == ["1", 2] and cols["z"]["type"] == "other"
+    strict_json(step_profiles({"odd": odd, "empty": pd.DataFrame()}))
+
+
+def test_values_that_are_not_frames_or_arrays_are_not_profiled_and_odd_ones_are_skipped():
+    class Hostile(pd.DataFrame):
+        @property
+        def iloc(self):
+            raise RuntimeError("no rows for you")
+
+    assert step_profiles({"n": 3, "s": "text", "d": {"a": 1}, "scalar": np.float64(2.0)}) is None
+    found = step_profiles({"bad": Hostile({"a": [1]}), "good": pd.Series([1.0, 2.0], name="v")})
+    assert list(found["values"]) == ["good"] and "no rows for you" in found["skipped"]["bad"]
+
+
+def test_arrays_wide_frames_and_dask_collections():
+    import dask.dataframe as dd
+
+    grid = np.arange(12.0).reshape(4, 3)
+    profile = profile_value(grid)
+    assert profile["shape"] == [4, 3] and [c["mean"] for c in profile["columns"]] == [4.5, 5.5, 6.5]
+    image = profile_value(np.ones((2, 3, 4)))
+    assert [(c["name"], c["count"]) for c in image["columns"]] == [("values", 24)]
+    wide = profile_value(pd.DataFrame(np.zeros((2, 250))))
+    assert (wide["columns_total"], wide["columns_profiled"], wide["truncated"]) == (250, 200, True)
+    lazy = dd.from_pandas(pd.DataFrame({"a": [1, 2]}), npartitions=1)
+    assert profile_value(lazy)["kind"] == "dask" and "not profiled" in profile_value(lazy)["note"]
+
+
+def test_large_frames_feed_the_sketches_a_bounded_sample():
+    rows = profiles.SAMPLE_ROWS + 50_000
+    text = pd.Series(np.where(np.arange(rows) % 10 == 0, None, "v"), dtype=object)
+    df = pd.DataFrame({"x": np.arange(rows, dtype=float), "s": text})
+    cols = columns(profile_value(df))
+    assert cols["x"]["count"] == rows and cols["x"]["sample"] == profiles.SAMPLE_ROWS
+    assert cols["x"]["mean"] == pytest.approx((rows - 1) / 2)
+    assert cols["s"]["nulls"] == pytest.approx(rows / 10, rel=0.05) and "nulls" in cols["s"]["estimated"]
+    again = columns(profile_value(df))["s"]  # the sample is seeded: the same data profiles alike
+    assert (again["nulls"], again["top"]) == (cols["s"]["nulls"], cols["s"]["top"])
+
+
+def test_light_profiles_drop_the_sketches():
+    found = light(step_profiles({"df": frame(50)}))
+    column = found["values"]["df"]["columns"][0]
+    assert "kll" not in column and "m2" not in column and column["quantiles"]
+
+
+def test_a_run_records_profiles_and_a_cached_step_keeps_them(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("import numpy as np\nimport pandas as pd\n"
+         "df = pd.DataFrame({'x': np.arange(100.0), '\\x1b[2J<b>': ['a', 'b'] * 50})\n"
+         "empty = df.iloc[:0]\narr = np.ones((10, 2))\nlabel = 'not a frame'", ["step:make"]),
+        ("total = float(df['x'].sum()) + len(empty) + arr.sum() + len(label)", ["step:use"]),
+    ])
+    first = run_notebook(nb, options=LOCAL)
+    second = run_notebook(nb, options=LOCAL)
+    assert first.ok and second.ok and second.step("make")["cached"]
+    with default_run_store(nb) as store:
+        ran, cached = ([s for s in store.get_run(r.run_id)["steps"] if s["step"] == "make"][0]
+                       for r in (first, second))
+    assert cached["status"] == "cached" and cached["profiles"] == ran["profiles"]
+    values = ran["profiles"]["values"]
+    assert set(values) == {"df", "empty", "arr"} and values["empty"]["rows"] == 0
+    assert [c["name"] for c in values["df"]["columns"]] == ["x", "\x1b[2J<b>"]
+    assert second.step("make")["profiles"]["values"]["df"]["columns"][0]["mean"] == 49.5  # the run's JSON
