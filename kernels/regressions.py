@@ -16,7 +16,6 @@ overrides them all. The report is JSON; `best_run` is the best run of a metric (
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ..compiler.metric_direction import DIRECTIONS, MAX, metric_direction, notebook_directions
@@ -213,15 +212,7 @@ def best_run(store, notebook, metric: str, declared: dict | None = None) -> dict
 
 def finite(value) -> float | int | None:
     """A metric value as a finite number, else None (NaN, infinities, None, what is not a number)."""
-    if isinstance(value, bool) or value is None:
-        return None if value is None else int(value)
-    if isinstance(value, int):
-        return value
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+    return int(value) if isinstance(value, bool) else json_number(value)
 
 
 def summary_lines(report: dict) -> list[str]:

@@ -78,20 +78,12 @@ def load_cost(notebook, run_id: str, core_hour=None, gb_hour=None) -> dict:
     unknown or ambiguous, or a price is not a number ≥ 0."""
     from nbscale.kernels.cost import cached_hashes, load_prices, producing_steps, run_cost
 
-    from .diff_commands import unresolved
-    from .run_commands import store_for
+    from .diff_commands import store_of_runs
 
-    store = store_for(notebook)
-    with reporting_errors():
-        try:
-            problems = unresolved(store, [run_id])
-            if problems:
-                fail("\n".join(problems), EXIT_BAD_INPUT)
-            run = store.get_run(run_id)
-            prices = load_prices(run["notebook"], core_hour, gb_hour)
-            return run_cost(run, prices, producing_steps(store, run["notebook"], cached_hashes(run)))
-        finally:
-            store.close()
+    with store_of_runs(notebook, [run_id]) as store:
+        run = store.get_run(run_id)
+        prices = load_prices(run["notebook"], core_hour, gb_hour)
+        return run_cost(run, prices, producing_steps(store, run["notebook"], cached_hashes(run)))
 
 
 def history_notebook(store, notebook) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -54,6 +55,16 @@ def load_model(notebook, run_ids: list[str]) -> dict:
     """The comparison model of `run_ids` from the run store of `notebook`'s folder (the current
     folder without one); exits 2, printing nothing on stdout, when a run is unknown or ambiguous."""
     from nbscale.kernels.compare import compare_runs
+
+    with store_of_runs(notebook, run_ids) as store:
+        return compare_runs(store, run_ids)
+
+
+@contextmanager
+def store_of_runs(notebook, run_ids: list[str]):
+    """The run store of `notebook`'s folder (the current folder without one) once each of `run_ids`
+    names one of its runs, else exit 2 with a line per bad id and nothing on stdout; errors in the
+    block exit as the CLI's do (`reporting_errors`); the store is closed after."""
     from nbscale.run_commands import store_for
 
     store = store_for(notebook)
@@ -62,7 +73,7 @@ def load_model(notebook, run_ids: list[str]) -> dict:
             problems = unresolved(store, run_ids)
             if problems:
                 fail("\n".join(problems), EXIT_BAD_INPUT)
-            return compare_runs(store, run_ids)
+            yield store
         finally:
             store.close()
 

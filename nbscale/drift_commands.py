@@ -33,22 +33,14 @@ def drift(run_id, reference, baseline, notebook, output, thresholds, fail_on_dri
     size (KS or Wasserstein; chi-squared or Jensen–Shannon), PSI, and the share of drifted columns."""
     from nbscale.kernels.drift import load_thresholds, run_drift
 
-    from .diff_commands import unresolved
-    from .run_commands import store_for
+    from .diff_commands import store_of_runs
 
     if reference and baseline:
         fail("error: give --reference RUN or --baseline NAME, not both", EXIT_BAD_INPUT)
-    store = store_for(notebook)
-    with reporting_errors():
-        try:
-            problems = unresolved(store, [run_id] + ([reference] if reference else []))
-            if problems:
-                fail("\n".join(problems), EXIT_BAD_INPUT)
-            run = store.get_run(run_id)
-            settings = load_thresholds(run["notebook"], _assignments(thresholds))
-            model = run_drift(store, run_id, reference, baseline, settings)
-        finally:
-            store.close()
+    with store_of_runs(notebook, [run_id] + ([reference] if reference else [])) as store:
+        run = store.get_run(run_id)
+        settings = load_thresholds(run["notebook"], _assignments(thresholds))
+        model = run_drift(store, run_id, reference, baseline, settings)
     if baseline and model["reference"] is None:
         fail(f"error: {_literal(model['why'])} (`nbscale baseline show` lists the pins)", EXIT_BAD_INPUT)
     if output == "json":
@@ -156,19 +148,11 @@ def baseline():
 @click.option("--notebook", type=click.Path(dir_okay=False), help="Notebook whose folder holds the run store.")
 def pin(run_id, name, notebook):
     """Pin RUN as NAME for its notebook (replacing an earlier pin of that name)."""
-    from .diff_commands import unresolved
-    from .run_commands import store_for
+    from .diff_commands import store_of_runs
 
-    store = store_for(notebook)
-    with reporting_errors():
-        try:
-            problems = unresolved(store, [run_id])
-            if problems:
-                fail("\n".join(problems), EXIT_BAD_INPUT)
-            run = store.get_run(run_id)
-            store.pin(run["notebook"], name, run["id"])
-        finally:
-            store.close()
+    with store_of_runs(notebook, [run_id]) as store:
+        run = store.get_run(run_id)
+        store.pin(run["notebook"], name, run["id"])
     click.echo(_literal(f"pinned run {run['id'][:12]} as {name!r} for {Path(run['notebook']).name}"))
 
 

@@ -14,8 +14,8 @@ import json
 
 import click
 
-from .diff_commands import literal, unresolved, value_text
-from .reporting import EXIT_BAD_INPUT, fail, reporting_errors
+from .diff_commands import literal, store_of_runs, value_text
+from .reporting import EXIT_BAD_INPUT, fail
 
 SHORT_DIGEST = 24  # characters of a digest or a key in the text output (JSON has them whole)
 
@@ -32,20 +32,11 @@ def lineage(run_id, name, notebook, output, openlineage_dir, namespace):
     """What produced metric or value NAME of RUN: the step, its hash, parameters, inputs (up the
     DAG), files read and package versions. With --openlineage DIR: export the run as OpenLineage
     run events instead (NAME not needed)."""
-    from nbscale.run_commands import store_for
-
-    store = store_for(notebook)
-    with reporting_errors():
-        try:
-            problems = unresolved(store, [run_id])
-            if problems:
-                fail("\n".join(problems), EXIT_BAD_INPUT)
-            if openlineage_dir is not None:
-                export(store, run_id, openlineage_dir, namespace, output)
-            else:
-                show(store, run_id, name, output)
-        finally:
-            store.close()
+    with store_of_runs(notebook, [run_id]) as store:
+        if openlineage_dir is not None:
+            export(store, run_id, openlineage_dir, namespace, output)
+        else:
+            show(store, run_id, name, output)
 
 
 def register(group):
