@@ -26,6 +26,7 @@ from .capture import RssSampler, StepRun, json_safe
 from .contract import FAILED, SUCCEEDED, error_dict, missing_outputs_message
 from .dependencies import outdated_modules, record, shadowed_modules
 from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
+from .process_state import library_imports_kept
 from .shell import StepEnvironment, StepShell, step_shell
 from .tracebacks import Frame, StepError, format_exception, step_error
 
@@ -104,7 +105,8 @@ def execute_step(
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with (record(cwd or os.getcwd()) as recording, RssSampler() as sampler,
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
-            result.error, stopped = _run_cells(shell, run, prelude.cells, prelude.source)
+            with library_imports_kept():
+                result.error, stopped = _run_cells(shell, run, prelude.cells, prelude.source)
             if result.error is None and not stopped:
                 ns.update(parameters or {})
                 ns.update(rebind_functions(inputs or {}, ns))

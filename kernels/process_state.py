@@ -76,15 +76,44 @@ HANDLED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2
                    "SIGWINCH", "SIGBREAK")
 
 
+_active: list[ProcessState] = []  # the snapshots whose blocks run now (a step's, one at a time)
+
+
 @contextmanager
 def restored_process_state():
     """Save process-wide state, run the block, put back what it changed (also when it raises);
     `.restored` of the state it yields then names what was put back."""
     state = ProcessState.save()
+    _active.append(state)
     try:
         yield state
     finally:
+        _active.remove(state)
         state.restored = state.restore()
+
+
+@contextmanager
+def library_imports_kept():
+    """Environment variables the block sets while it imports modules new to the process stay after
+    the step (the running snapshot takes them) and are no change to warn about: a library sets them
+    for itself when first imported (scikit-learn's KMP_* variables) and stays imported, so every
+    later step runs with them, as in a kernel. The imports cell runs in this block."""
+    before_env, before_modules = os.environ.copy(), len(sys.modules)
+    try:
+        yield
+    finally:
+        if _active and len(sys.modules) > before_modules:
+            _keep_environment_changes(_active[-1], before_env, os.environ.copy())
+
+
+def _keep_environment_changes(state: ProcessState, before: dict, now: dict) -> None:
+    for name in before.keys() | now.keys():
+        if before.get(name) == now.get(name):
+            continue
+        if name in now:
+            state.environ_items[name] = now[name]
+        else:
+            state.environ_items.pop(name, None)
 
 
 class ProcessState:

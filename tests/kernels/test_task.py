@@ -200,6 +200,33 @@ def test_a_step_that_changes_nothing_process_wide_warns_about_nothing(tmp_path):
     assert [e for e in events if e[0] == "warning"] == []
 
 
+def test_what_a_library_sets_for_itself_when_the_imports_cell_first_imports_it_stays(tmp_path):
+    # scikit-learn sets KMP_* variables when first imported: every step runs with them, no warning;
+    # a variable the imports cell sets without importing anything new is put back, with the warning
+    import os
+    import sys
+
+    (tmp_path / "nbscale_envlib.py").write_text("import os\nos.environ['NBSCALE_ENVLIB'] = 'set by the library'\n")
+    cells = [("import os\nimport nbscale_envlib", ["imports"]), ("seen = os.environ.get('NBSCALE_ENVLIB')", ["step:a"]),
+             ("both = (seen, os.environ.get('NBSCALE_ENVLIB'))", ["step:b"])]
+    try:
+        specs, events = _specs(tmp_path, cells), []
+        a = run_step(specs["a"], {}, lambda *e: events.append(e))
+        b = run_step(specs["b"], {"a": a}, lambda *e: events.append(e))
+        assert ArtifactStore(specs["b"].store_url).get(b.key)["both"] == ("set by the library", "set by the library")
+        assert [e for e in events if e[0] == "warning"] == []
+        assert os.environ.get("NBSCALE_ENVLIB") == "set by the library"
+        (tmp_path / "own").mkdir()
+        own = _specs(tmp_path / "own", [("import os\nos.environ['NBSCALE_ENV_OWN'] = '1'", ["imports"]),
+                                        ("x = 1", ["step:c"])])
+        run_step(own["c"], {}, lambda *e: events.append(e))
+        assert "NBSCALE_ENV_OWN" not in os.environ
+        assert any("NBSCALE_ENV_OWN" in e[2]["message"] for e in events if e[0] == "warning")
+    finally:
+        os.environ.pop("NBSCALE_ENVLIB", None)
+        sys.modules.pop("nbscale_envlib", None)
+
+
 def test_a_shell_command_left_in_the_background_ends_with_the_step(tmp_path):
     pid_file = tmp_path / "bg.pid"
     cells = [(f"!nohup sleep 600 > /dev/null 2>&1 & echo $! > {pid_file}", ["step:bg"])]
