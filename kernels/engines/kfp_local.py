@@ -277,6 +277,7 @@ class _Watcher:
             manifest = ArtifactStore(spec.store_url).put(outcome.key, values, spec.step["groups"], name, replace=True,
                                                          dependencies=result.get("dependencies"))
             outcome.digests = {n: d for n, d in stored_digests(manifest).items() if n in spec.step["outputs"]}
+            _describe(spec, known, values, result, outcome)
         except Exception as exc:  # noqa: BLE001 - any failure to store is this step's failure
             outcome.status = FAILED
             outcome.summary = {**result, "status": FAILED, "error": error_dict(
@@ -336,3 +337,19 @@ def _main(argv) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+def _describe(spec, upstream: dict, values: dict, result: dict, outcome) -> None:
+    """The step's lineage record and its values' profiles, as `task.run_step` makes them on the
+    other engines, from what the KFP task stored and recorded."""
+    from types import SimpleNamespace
+
+    from ..profiles import step_profiles
+    from ..steplineage import step_lineage
+
+    values = {n: v for n, v in values.items() if n != METRICS_KEY}
+    ran = SimpleNamespace(outputs={n: values[n] for n in spec.step["outputs"] if n in values},
+                          namespace_values=values, metrics=result.get("metrics") or {},
+                          dependencies=result.get("dependencies"))
+    outcome.summary = {**outcome.summary, "lineage": step_lineage(spec, upstream, ran, outcome),
+                       "profiles": step_profiles(values)}

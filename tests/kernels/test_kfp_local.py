@@ -235,3 +235,22 @@ def test_a_changed_data_file_reruns_the_step_under_kfp_local(tmp_path):
     (tmp_path / "data.csv").write_text("50")
     changed = run_notebook(nb, options=options)
     assert changed.load("use")["m"] == 100 and changed.step("read")["status"] == "succeeded"
+
+
+def test_a_kfp_local_run_records_lineage_and_profiles_as_the_other_engines_do(tmp_path):
+    import pandas as pd
+
+    from nbscale.kernels.lineage import lineage
+
+    (tmp_path / "data.csv").write_text("a\n1\n2\n3\n")
+    nb = make_notebook(tmp_path, [("import pandas as pd", ["imports"]), ("df = pd.read_csv('data.csv')", ["step:load"]),
+                                  ("score = float(df['a'].mean())", ["step:evaluate"]), ("score", ["metrics"])])
+    result, _ = run(nb, "kfp-local")
+    assert result.ok, result.steps
+    store = default_run_store(nb)
+    model = lineage(store, result.run_id, "score")
+    load = next(node for node in model["nodes"] if node["step"] == "load")
+    assert any(path.endswith("data.csv") for path in load["files_read"]), load
+    assert load["packages"].get("pandas") == pd.__version__
+    profiles = next(s for s in store.get_run(result.run_id)["steps"] if s["step"] == "load")["profiles"]
+    assert profiles and "df" in json.dumps(profiles)
