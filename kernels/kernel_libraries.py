@@ -195,7 +195,7 @@ class LibrarySettings:
     public getters and setters, one setting at a time: a setting that cannot be put back (an
     option another version of the library does not know) is left as it is."""
 
-    LIBRARIES = ("numpy", "pandas", "sklearn", "matplotlib_inline.backend_inline")
+    LIBRARIES = ("numpy", "pandas", "sklearn", "matplotlib_inline.backend_inline", "dask.config")
 
     def __init__(self):
         self.saved: dict[str, dict] = {}
@@ -233,6 +233,8 @@ def _current(name: str, module) -> dict | None:
         if name == "matplotlib_inline.backend_inline":
             config = module.InlineBackend.instance()
             return {"inline": {key: copy.copy(getattr(config, key)) for key in config.trait_names(config=True)}}
+        if name == "dask.config":
+            return {"dask": {key: module.config.get(key, _MISSING) for key in DASK_KEYS}}
     except Exception:  # noqa: BLE001 - a library only partly imported, or of another layout
         return None
     return None
@@ -251,6 +253,9 @@ def _defaults(name: str, module) -> dict | None:
         if name == "matplotlib_inline.backend_inline":
             config = module.InlineBackend.instance()
             return {"inline": config.trait_defaults(*config.trait_names(config=True))}
+        if name == "dask.config":  # as its YAML files and DASK_* variables set them
+            collected = module.collect()
+            return {"dask": {key: collected.get(key, _MISSING) for key in DASK_KEYS}}
     except Exception:  # noqa: BLE001 - another layout: left as the step left it
         return None
     return None
@@ -268,6 +273,11 @@ def _pandas_options(module) -> dict:
         root, leaf = get_root(key)
         values[key] = root[leaf]
     return values
+
+
+# Dask's process-wide choices a step may leave behind: a `Client()` sets both, and a later compute
+# (another step, another run on the worker) would ask a closed client ("no Client active")
+DASK_KEYS = ("scheduler", "shuffle")
 
 
 def _pandas_keys() -> list[str]:
@@ -290,6 +300,12 @@ def _put_back(name: str, module, target: dict) -> None:
                 config = module.InlineBackend.instance()
                 for key, value in changed.items():
                     setattr(config, key, value)
+            elif kind == "dask":
+                for key, value in changed.items():
+                    if value is _MISSING:
+                        module.config.pop(key, None)
+                    else:
+                        module.config[key] = value
             elif kind == "config":
                 accepted = inspect.signature(module.set_config).parameters
                 module.set_config(**{k: v for k, v in changed.items() if k in accepted})

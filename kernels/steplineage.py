@@ -117,16 +117,21 @@ def _dependencies(fingerprint: dict, spec, truncated: dict) -> dict:
         "packages": dict(sorted(packages.items())),
         "imported": sorted(d for d in imported if d in packages),
     }
-    # the packages the step's code imports are never the ones left out
+    # the packages the step's code imports are never the ones left out, nor the files and modules in
+    # the notebook's folder (relative paths) before those elsewhere (a kernel's or a test run's)
     order = {name: (name not in imported and name != "python", name) for name in fields["packages"]}
     for field, limit in (("files_read", MAX_PATHS), ("files_written", MAX_PATHS), ("modules", MAX_PATHS),
                          ("packages", MAX_PACKAGES)):
-        names = sorted(fields[field], key=order.get) if field == "packages" else list(fields[field])
+        names = sorted(fields[field], key=order.get if field == "packages" else _nearest_first)
         if len(names) > limit:
             truncated[field] = len(names) - limit
             fields[field] = {n: fields[field][n] for n in sorted(names[:limit])}
     fields["incomplete"] = list(fingerprint.get("incomplete") or [])[:10]
     return fields
+
+
+def _nearest_first(path: str) -> tuple:
+    return path.startswith("/"), path
 
 
 def file_digests(states: dict) -> dict:

@@ -196,6 +196,26 @@ def test_settings_a_step_makes_for_the_process_end_with_the_step(tmp_path):
     assert after_import == defaults  # the libraries' defaults: the first step imported them
     assert after_saved == defaults  # as the third step found them
 
+def test_a_client_a_step_leaves_open_does_not_become_every_later_steps_scheduler(tmp_path):
+    # `Client()` sets `scheduler: dask.distributed` process-wide; left behind, the next step's (or
+    # another run's) compute asked a closed client: "Requested dask.distributed scheduler but no Client active"
+    import dask
+
+    nb = tmp_path / "nb.ipynb"
+    cells = [("from distributed import Client\nimport dask.array as da", ["imports"]),
+             ("client = Client(processes=False, n_workers=1, dashboard_address=None)\n"
+              "x = float(da.ones(10, chunks=5).sum().compute())", ["step:a"]),
+             ("y = float(da.ones(10, chunks=5).sum().compute())", ["step:b"])]
+    notebook = nbformat.v4.new_notebook()
+    for source, tags in cells:
+        notebook.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags}))
+    nbformat.write(notebook, str(nb))
+    before = dask.config.get("scheduler", None)
+    result = run_notebook(nb, options=RunOptions(engine="local", use_cache=False))
+    assert result.ok, [s.get("error") for s in result.steps]
+    assert dask.config.get("scheduler", None) == before
+
+
 # --- a corpus of tutorial notebooks, one step per cell, against a plain papermill run ------------
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.ipynb"))

@@ -44,12 +44,15 @@ def test_columns_one_part_lacks_and_type_changes_merge_without_failing():
 
 
 def test_dask_partitions_are_profiled_in_parallel_and_merged():
+    import dask
     import dask.dataframe as dd
 
     from nbscale.kernels.profile_merge import profile_partitions
 
     df = frame(2000, seed=2).drop(columns=["when"])
-    merged = columns(profile_partitions(dd.from_pandas(df, npartitions=4)))
+    # the partitions on Dask's threads: which scheduler the test process's config names is not the subject
+    with dask.config.set(scheduler="threads"):
+        merged = columns(profile_partitions(dd.from_pandas(df, npartitions=4)))
     whole = columns(profile_value(df))
     for name in ("x", "n", "flag", "city", "kind"):
         assert (merged[name]["count"], merged[name]["nulls"]) == (whole[name]["count"], whole[name]["nulls"]), name

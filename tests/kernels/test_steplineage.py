@@ -32,6 +32,23 @@ def records(nb, run_id) -> dict:
         store.close()
 
 
+def test_files_in_the_notebooks_folder_are_kept_before_those_elsewhere(tmp_path):
+    # a kernel (or a test run) has many modules from elsewhere loaded: the folder's own are not the ones cut
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for i in range(MAX_PATHS + 5):
+        (elsewhere / f"far-{i:03d}.txt").write_text(str(i))
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    (folder / "near.txt").write_text("1")
+    nb = make_notebook(folder, [(f"import glob\nfar = [open(p).read() for p in sorted(glob.glob({str(elsewhere)!r} + "
+                                 "'/far-*.txt'))]\nnear = open('near.txt').read()", ["step:read"])])
+    result = run_notebook(nb, {}, options=RunOptions(engine="local"))
+    assert result.status == "succeeded", result.steps
+    record = records(nb, result.run_id)["read"]
+    assert "near.txt" in record["files_read"] and record["truncated"]["files_read"] == 6
+
+
 def test_a_step_reading_many_files_keeps_a_capped_record(tmp_path):
     for i in range(MAX_PATHS + 12):
         (tmp_path / f"part-{i:03d}.txt").write_text(str(i))
