@@ -17,12 +17,10 @@ Thresholds (defaults below) come from pyproject.toml `[tool.nbscale.drift]`, the
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .profile_merge import keyed
-from .profiles import BOOL, CATEGORICAL, NUMERIC, category_counts, frequent_sketch, kll_sketch
+from .profiles import BOOL, CATEGORICAL, NUMERIC, category_counts, finite_numbers, frequent_sketch, kll_sketch
 from .project_settings import SettingsError, non_negative, project_table
 
 TABLE = "drift"
@@ -174,7 +172,7 @@ def compare_column(reference: dict, current: dict, thresholds: dict) -> dict:
     row.setdefault("psi_drifted", row.get("psi") is not None and row["psi"] > thresholds["psi"])
     if reference.get("dtype") != current.get("dtype") and not row.get("note"):
         row["note"] = f"dtype changed: {reference.get('dtype')} → {current.get('dtype')}"
-    return _finite(row)
+    return finite_numbers(row)
 
 
 def _null_share(column: dict) -> float | None:
@@ -303,16 +301,6 @@ def _shifted_categories(categories: list, expected: np.ndarray, actual: np.ndarr
     before, after = expected / max(expected.sum(), 1e-300), actual / max(actual.sum(), 1e-300)
     order = np.argsort(-np.abs(after - before))[:shown]
     return [[categories[i], float(before[i]), float(after[i])] for i in order]
-
-
-def _finite(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 # -- for the comparison model (`kernels/compare.py`) -------------------------------------------------------

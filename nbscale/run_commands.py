@@ -30,18 +30,28 @@ def _nothing_to_run(notebook) -> str:
                 "nothing to run")
 
 
+def engine_options(command):
+    """Where and how a run runs (`nbscale run`, `nbscale sweep`): engine, cluster, cache, store."""
+    for option in reversed([
+        click.option("--engine", default="dask", show_default=True, help="dask, local, or a plug-in engine."),
+        click.option("--scheduler", metavar="ADDRESS", help="Use a running Dask scheduler (tcp://host:port)."),
+        click.option("--scheduler-file", type=click.Path(dir_okay=False), help="Dask scheduler file."),
+        click.option("--workers", type=click.IntRange(min=1), help="Workers of the embedded LocalCluster."),
+        click.option("--no-cache", is_flag=True, help="Run every step, even when its outputs are cached."),
+        click.option("--store", "store_url", metavar="URL",
+                     help="Artifact store (fsspec URL); default .nbscale/artifacts."),
+    ]):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.argument("notebook", type=click.Path(dir_okay=False))
 @click.option("-p", "--parameter", "assignments", multiple=True, metavar="NAME=VALUE",
               help="Set a pipeline parameter (typed like the parameters cell's value).")
 @click.option("-f", "--parameters-file", type=click.Path(exists=True, dir_okay=False),
               help="YAML file of NAME: VALUE parameters.")
-@click.option("--engine", default="dask", show_default=True, help="dask, local, or a plug-in engine.")
-@click.option("--scheduler", metavar="ADDRESS", help="Use a running Dask scheduler (tcp://host:port).")
-@click.option("--scheduler-file", type=click.Path(dir_okay=False), help="Dask scheduler file.")
-@click.option("--workers", type=click.IntRange(min=1), help="Workers of the embedded LocalCluster.")
-@click.option("--no-cache", is_flag=True, help="Run every step, even when its outputs are cached.")
-@click.option("--store", "store_url", metavar="URL", help="Artifact store (fsspec URL); default .nbscale/artifacts.")
+@engine_options
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-v", "--log", "verbose", is_flag=True, help="Echo what the steps print (on stderr).")
 @click.option("--fail-on-regression", is_flag=True,

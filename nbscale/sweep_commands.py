@@ -31,6 +31,7 @@ from pathlib import Path
 import click
 
 from .reporting import EXIT_FAILED, EXIT_OK, reporting_errors
+from .run_commands import engine_options
 
 DEFAULT_MAX_RUNS = 100
 PANEL_LIMIT = 20  # the panel's comparison view takes at most this many runs
@@ -43,12 +44,7 @@ PANEL_LIMIT = 20  # the panel's comparison view takes at most this many runs
 @click.option("--metric", metavar="NAME", help="Pick the best run by this metric (default: the notebook's first).")
 @click.option("--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS, show_default=True,
               help="Refuse a grid of more runs than this.")
-@click.option("--engine", default="dask", show_default=True, help="dask, local, or a plug-in engine.")
-@click.option("--scheduler", metavar="ADDRESS", help="Use a running Dask scheduler (tcp://host:port).")
-@click.option("--scheduler-file", type=click.Path(dir_okay=False), help="Dask scheduler file.")
-@click.option("--workers", type=click.IntRange(min=1), help="Workers of the sweep's embedded LocalCluster.")
-@click.option("--no-cache", is_flag=True, help="Run every step, even when its outputs are cached.")
-@click.option("--store", "store_url", metavar="URL", help="Artifact store (fsspec URL); default .nbscale/artifacts.")
+@engine_options
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def sweep(notebook, assignments, metric, max_runs, engine, scheduler, scheduler_file, workers, no_cache,
           store_url, output):
