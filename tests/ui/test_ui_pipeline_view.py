@@ -150,15 +150,19 @@ def test_a_run_is_coloured_live_and_a_click_shows_the_steps_figure_and_warning(p
         """() => { const ns = Array.from(document.querySelectorAll('#nbscale-pipeline-view .nbscale-dag-node'));
                    return ns.length === 7 && ns.every(n => n.dataset.status === 'succeeded'); }""",
         timeout=RUN_TIMEOUT_MS)
-    colour = view.locator('.nbscale-dag-node[data-step="plot"] .nbscale-dag-box').evaluate(
-        "b => getComputedStyle(b).stroke")
-    unrun = page.evaluate("""() => { const g = document.createElementNS('http://www.w3.org/2000/svg', 'g');
-        g.setAttribute('class', 'nbscale-dag-node nbscale-status-none');
+    # a step without a warning or error mark (those draw their own stroke) shows the success
+    # colour; read in one evaluation, since live updates redraw the nodes
+    colours = page.evaluate("""() => {
+        const svg = document.querySelector('#nbscale-pipeline-view svg.nbscale-dag');
+        const box = svg.querySelector('.nbscale-dag-node[data-step="split"] .nbscale-dag-box');
         const r = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
-        r.setAttribute('class', 'nbscale-dag-box'); g.appendChild(r);
-        document.querySelector('#nbscale-pipeline-view svg.nbscale-dag').appendChild(g);
-        const s = getComputedStyle(r).stroke; g.remove(); return s; }""")
-    assert colour != unrun, "a succeeded step is drawn in its status colour"
+        r.style.stroke = 'var(--jp-success-color1)';
+        svg.appendChild(r);
+        const expected = getComputedStyle(r).stroke; r.remove();
+        return {marked: box.parentNode.matches('.nbscale-dag-has-warning, .nbscale-dag-has-error'),
+                drawn: getComputedStyle(box).stroke, expected}; }""")
+    assert not colours["marked"], colours
+    assert colours["drawn"] == colours["expected"], f"a succeeded step is drawn in the success colour: {colours}"
     page.screenshot(path=str(img / "pipeline-view.png"))
     view.locator('.nbscale-dag-node[data-step="plot"]').click()
     page.wait_for_function(ACTIVE_CELL_IS, arg=["iris_plot.ipynb", lab.plot_cell])
