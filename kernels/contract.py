@@ -68,6 +68,8 @@ def state_lost_message(run_store) -> str:
 
 
 METRICS_KEY = "__nbscale_metrics__"  # a metrics step keeps its metrics under this name in the store
+# in a step's summary: its profiles are taken during its background store write; read them from the manifest
+PROFILES_STORED = "profiles_stored"
 
 
 @dataclass
@@ -90,6 +92,7 @@ class StepSpec:
     stored_inputs: dict = field(default_factory=dict)
     # a run id: large values are stored in the background (`handoff`), waited for under this id
     background_run: str = ""
+    profile: bool = True  # profile the values it hands on (`profiles`; off by a project setting)
 
 
 @dataclass

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import pickle
-import sys
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import cloudpickle
 
 from .digest import CHUNK, DIGEST, new_hash
+from .marshal import loaded_module
 
 ASYNC_MIN_BYTES = 32 * 2**20  # below this a write costs little next to scheduling the next step
 VALUE_DIGEST = f"value-{DIGEST}"  # a digest of a value in memory, never of a file
@@ -93,19 +93,19 @@ def _read_only_view(array):
 
 
 def _plain_array(value) -> bool:
-    numpy = sys.modules.get("numpy")
+    numpy = loaded_module("numpy")
     return numpy is not None and type(value) is numpy.ndarray and not value.dtype.hasobject
 
 
 def _copy_on_write(value) -> bool:
-    pandas = sys.modules.get("pandas")
+    pandas = loaded_module("pandas")
     if pandas is None or not isinstance(value, (pandas.DataFrame, pandas.Series)):
         return False
     return int(pandas.__version__.split(".")[0]) >= 3 or pandas.options.mode.copy_on_write is True
 
 
 def is_dask_collection(value) -> bool:
-    base = sys.modules.get("dask.base")
+    base = loaded_module("dask.base")
     return base is not None and not isinstance(value, type) and base.is_dask_collection(value)
 
 
@@ -144,7 +144,7 @@ def _numeric_bytes(value) -> int | None:
 
 def _numeric_frame(value):
     """A pandas frame or series whose columns and index are plain numpy arrays, as a frame."""
-    pandas = sys.modules.get("pandas")
+    pandas = loaded_module("pandas")
     if pandas is None or not isinstance(value, (pandas.DataFrame, pandas.Series)):
         return None
     frame = value.to_frame() if isinstance(value, pandas.Series) else value
@@ -157,7 +157,7 @@ def _numeric_frame(value):
 
 
 def _numpy_dtype(dtype) -> bool:
-    numpy = sys.modules["numpy"]
+    numpy = loaded_module("numpy")
     return isinstance(dtype, numpy.dtype) and not dtype.hasobject
 
 
@@ -166,7 +166,7 @@ def _columns(frame):
 
 
 def _numeric_digest(value) -> str:
-    numpy = sys.modules["numpy"]
+    numpy = loaded_module("numpy")
     digest = new_hash()
     if _plain_array(value):
         digest.update(pickle.dumps(("ndarray", value.dtype.str, value.shape)))

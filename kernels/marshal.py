@@ -67,8 +67,13 @@ class Marshaller:
 
 # A value can only be an instance of a numpy/pandas/sklearn class if that library is already
 # imported, so looking in sys.modules keeps marshalling a plain dict from importing any of them.
-def _loaded(module: str) -> Any:
-    return sys.modules.get(module)
+def loaded_module(module: str) -> Any:
+    """`module` if it is imported, else None; also None while another thread is still importing it
+    (a step's first `import pandas` while a store write runs: its classes are not there yet)."""
+    found = sys.modules.get(module)
+    if found is None or getattr(getattr(found, "__spec__", None), "_initializing", False):
+        return None
+    return found
 
 
 class NumpyMarshaller(Marshaller):
@@ -76,7 +81,7 @@ class NumpyMarshaller(Marshaller):
     suffix = ".npy"
 
     def can_handle(self, value: Any) -> bool:
-        np = _loaded("numpy")
+        np = loaded_module("numpy")
         # Exact types only: subclasses such as masked arrays would lose data in a .npy file.
         if np is None or type(value) not in (np.ndarray, np.memmap):
             return False
@@ -103,7 +108,7 @@ class PandasMarshaller(Marshaller):
     suffix = ".parquet"
 
     def can_handle(self, value: Any) -> bool:
-        pd = _loaded("pandas")
+        pd = loaded_module("pandas")
         # Exact types only: subclasses (e.g. GeoDataFrame) would come back as plain frames.
         return pd is not None and type(value) in (pd.DataFrame, pd.Series)
 
@@ -188,7 +193,7 @@ class SklearnMarshaller(Marshaller):
     spool_bytes = 64 * 2**20
 
     def can_handle(self, value: Any) -> bool:
-        base = _loaded("sklearn.base")
+        base = loaded_module("sklearn.base")
         return base is not None and isinstance(value, base.BaseEstimator)
 
     def dump(self, value: Any, fileobj: IO[bytes]) -> None:

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import base64
 import math
-import sys
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from .marshal import loaded_module
 
 FORMAT = "nbscale.profile/1"
 MAX_COLUMNS = 200
@@ -46,6 +49,13 @@ CHUNK = 131_072  # values per chunk of the moments pass (1 MiB): its later passe
 SMALL_COUNT = 5_000  # values counted in Python rather than by pandas
 NUMERIC, BOOL, CATEGORICAL, OTHER = "numeric", "bool", "categorical", "other"
 SKETCHES = ("kll", "frequent")
+BESIDE_MIN_BYTES = 8 * 2**20  # below this a profile costs less than handing it to a thread
+# what profiling imports: a thread must not import them while a step runs (the step would see them
+# half-initialised), so profiles are taken in a thread only once they are imported
+IMPORTS = ("pandas", "datasketches")
+
+# profiles of large values are taken beside the store write of the same values (`profiles_beside`)
+_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbscale-profile")
 
 
 # -- a step's values ----------------------------------------------------------------------------------
@@ -59,6 +69,33 @@ def step_profiles(values: dict) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - a profile is best effort, never a failed step
         warnings.warn(f"nbscale could not profile the step's values: {type(exc).__name__}: {exc}", stacklevel=2)
         return None
+
+
+def profiles_beside(values: dict) -> Callable[[], dict | None]:
+    """Start `step_profiles(values)` and return the function that gives its result.
+
+    Large values are profiled in a thread while the caller stores them (the store write reads the
+    same memory, and both mostly run outside the GIL), so that the profile adds nothing to the
+    step's critical path; small ones at once, where a thread would cost more than it saves. The
+    values must not change until the result has been asked for: a step's values never do (its
+    readers get copies or read-only views).
+    """
+    if _bytes(values) < BESIDE_MIN_BYTES or not all(loaded_module(m) for m in IMPORTS):
+        result = step_profiles(values)  # the first import of a library happens here, never in the thread
+        return lambda: result
+    return _pool.submit(step_profiles, values).result
+
+
+def _bytes(values: dict) -> int:
+    """The memory of the profilable values, without reading them (object columns count as pointers)."""
+    total = 0
+    for value in values.values():
+        kind = value_kind(value)
+        if kind == "dataframe":
+            total += int(value.memory_usage(index=False, deep=False).sum())
+        elif kind in ("series", "ndarray"):
+            total += int(value.nbytes)
+    return total
 
 
 def _step_profiles(values: dict) -> dict | None:
@@ -86,7 +123,7 @@ def value_kind(value: Any) -> str | None:
     """"dataframe", "series", "ndarray", "dask" (a collection, not profiled) or None."""
     if callable(getattr(type(value), "__dask_graph__", None)):
         return "dask"
-    pd = sys.modules.get("pandas")  # a pandas value exists only once pandas is imported
+    pd = loaded_module("pandas")  # a pandas value exists only once pandas is imported
     if pd is not None and isinstance(value, pd.DataFrame):
         return "dataframe"
     if pd is not None and isinstance(value, pd.Series):

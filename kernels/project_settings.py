@@ -8,6 +8,7 @@ an empty table; an unreadable file or a table that is not a table is a `Settings
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 try:
@@ -63,3 +64,26 @@ def non_negative(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise SettingsError(f"{where} must be a number ≥ 0, got {given!r}")
     return float(value)
+
+
+PROFILES_ENV = "NBSCALE_PROFILES"
+_SWITCH = {"1": True, "true": True, "on": True, "yes": True, "0": False, "false": False, "off": False, "no": False}
+
+
+def profiles_enabled(notebook) -> bool:
+    """Whether a run's steps profile their values (`kernels.profiles`): NBSCALE_PROFILES (on/off),
+    else `[tool.nbscale.profiles] enabled`, else yes. Off keeps values out of the run store (top
+    categories, quantiles) where the data must not be copied there."""
+    if os.environ.get(PROFILES_ENV, "").strip():
+        return switch(os.environ[PROFILES_ENV], PROFILES_ENV)
+    table, origin = project_table(notebook, "profiles")
+    return switch(table.get("enabled", True), f"{origin} enabled")
+
+
+def switch(value, where: str) -> bool:
+    """`value` as on or off: a boolean, or one of 1/0, true/false, on/off, yes/no."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _SWITCH:
+        return _SWITCH[value.strip().lower()]
+    raise SettingsError(f"{where} must be on or off (true/false, 1/0), got {value!r}")

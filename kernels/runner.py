@@ -26,6 +26,7 @@ from .contract import (
     LIVE_ONLY,
     METRICS_KEY,
     OK,
+    PROFILES_STORED,
     RUN_CREATED,
     RUN_FINISHED,
     RUN_STARTED,
@@ -48,6 +49,7 @@ from .contract import (
 from .cost import saved_seconds
 from .engines import get_engine
 from .errors import PipelineNotRunnable, RunStoreError, Terminated
+from .project_settings import profiles_enabled
 from .runstore import RunStore
 from .steplog import warnings_in, write_step_log
 from .store import ArtifactStore
@@ -123,6 +125,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     options = options or RunOptions()
     notebook = Path(notebook)
     store_url = options.store_url or artifacts_url(notebook)
+    profile = profiles_enabled(notebook)  # a bad setting is refused before the run is recorded
     store = run_store or default_run_store(notebook)
     hashes = step_hashes(pipeline, values)
     run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine, values,
@@ -132,7 +135,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     engine = None
     try:
         recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
-        specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd)
+        specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile)
         store.start_run(run_id)
         recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
         recorder.plan({s.step["name"]: s.step["after"] for s in specs})
@@ -182,7 +185,8 @@ def connect_engine(engine, emit) -> None:
         emit(WARNING, None, {"message": note})
 
 
-def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> tuple[list[StepSpec], dict]:
+def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
+          profile=True) -> tuple[list[StepSpec], dict]:
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
     cache keys known before running (of the steps found cached)."""
     folder = str(cwd or notebook.resolve().parent)
@@ -198,7 +202,7 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None) -> t
         StepSpec(step=ir_steps[name], prelude=ir["prelude"],
                  metrics=ir["metrics"], parameters={p: values[p] for p in by_name[name].parameters},
                  hash=hashes[name], store_url=store_url, cwd=folder, notebook=str(notebook),
-                 use_cache=options.use_cache, keep=sorted(finals[name]), key=keys.get(name, ""),
+                 use_cache=options.use_cache, keep=sorted(finals[name]), key=keys.get(name, ""), profile=profile,
                  stored_inputs={p: keys[p] for p in by_name[name].after if p in keys and p not in needed})
         for name in _topological(pipeline) if name in needed
     ], keys
@@ -271,6 +275,9 @@ def _finish(pipeline, specs, outcomes, recorder, store_url, keys) -> str:
             key = keys[step.name]
             recorder.cached(step.name, key, _cached_metrics(artifacts, key, pipeline, step.name),
                             saved_seconds(artifacts, key), _stored_profiles(artifacts, key))
+        elif step.name in outcomes and outcomes[step.name].ok and outcomes[step.name].summary.get(PROFILES_STORED):
+            # profiled during its background store write, which has ended: the manifest holds them
+            recorder.profiles(step.name, _stored_profiles(artifacts, outcomes[step.name].key))
     failed = any(o.status in (FAILED, UPSTREAM_FAILED) for o in outcomes.values())
     return FAILED if failed else SUCCEEDED
 
@@ -386,6 +393,11 @@ class _Recorder:
                 self.store.record_metrics(self.run_id, step, metrics)
         if self.on_event is not None:
             self.on_event(STEP_FINISHED, step, {"status": CACHED})
+
+    def profiles(self, step, profiles):
+        if profiles:
+            with self.lock:
+                self.store.update_step(self.run_id, step, profiles=profiles)
 
     def stopped(self, exc: BaseException):
         """The run stopped before its steps finished: Ctrl-C and SIGTERM cancel it, an error fails it."""

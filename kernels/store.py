@@ -34,6 +34,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import fsspec
@@ -106,7 +107,7 @@ class ArtifactStore:
     def put(self, step_hash: str, outputs: dict[str, Any], groups: list[list[str]] | None = None,
             step_name: str | None = None, optional=(), *, replace: bool = False,
             dependencies: dict | None = None, content_digests: dict | None = None,
-            cost: dict | None = None, profiles: dict | None = None) -> dict:
+            cost: dict | None = None, profiles: dict | Callable[[], dict | None] | None = None) -> dict:
         """Store `outputs` under `step_hash`; return the manifest of what is stored.
 
         Names in `optional` are kept when they can be serialised and left out when they cannot.
@@ -117,7 +118,8 @@ class ArtifactStore:
         kept beside the files' own so that a cached run chains on the same keys.
         `cost`: what the step run that produced the values measured (`kernels.cost.measured`): a
         later cache hit knows the time it saved.
-        `profiles`: the values' data profiles (`kernels.profiles`): a later cache hit still has them.
+        `profiles`: the values' data profiles (`kernels.profiles`): a later cache hit still has them;
+        or the function that gives them, asked once the values are written (they are taken meanwhile).
         """
         units = _units(outputs, groups or [])
         final = self._dir(step_hash)
@@ -138,6 +140,8 @@ class ArtifactStore:
                 manifest["dependencies"] = dependencies
             if cost is not None:
                 manifest["cost"] = cost
+            if callable(profiles):
+                profiles = profiles()
             if profiles:
                 manifest["profiles"] = profiles
             if self.by_rename:

@@ -23,6 +23,7 @@ from .contract import (
     CACHED,
     FAILED,
     METRICS_KEY,
+    PROFILES_STORED,
     STEP_CACHED,
     STEP_OUTPUT,
     STEP_RETRY,
@@ -250,10 +251,11 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
             if n in spec.keep and n not in result.outputs and not is_dask_collection(v)}
     if result.metrics:
         keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
-    # per-column summaries of its frames and arrays, stored with them for cache hits
-    from .profiles import step_profiles  # numpy: paid once a step has values to hand on
+    # per-column summaries of its frames and arrays, stored with them for cache hits; taken while
+    # the values are stored, not before
+    from .profiles import profiles_beside  # numpy: paid once a step has values to hand on
 
-    outcome.summary["profiles"] = step_profiles({**result.outputs, **keep})
+    profiles = profiles_beside({**result.outputs, **keep}) if spec.profile else lambda: None
     in_memory = memory_digests(stored) if spec.background_run else None
     groups = [[n for n in group if n not in lazy] for group in step["groups"]]
 
@@ -264,12 +266,13 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         return store.put(outcome.key, {**stored, **keep}, [g for g in groups if g], step["name"], optional=keep,
                          replace=True, dependencies=result.dependencies, content_digests=content_digests,
                          cost=measured(outcome.summary),  # a later cache hit knows the time it saves
-                         profiles=outcome.summary["profiles"])
+                         profiles=profiles)
 
     outcome.values = result.outputs
     if in_memory is not None:  # readers start now; the write ends before the run does
         start_write(spec.background_run, step["name"], lambda: write(in_memory))
         outcome.digests = {**in_memory, **lazy}
+        outcome.summary[PROFILES_STORED] = True  # the runner reads them from the manifest once written
         return
     try:
         manifest = write()
@@ -279,4 +282,5 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         outcome.summary["status"] = FAILED
         outcome.summary["error"] = error_dict("MarshalError", str(exc), str(exc))
         return
+    outcome.summary["profiles"] = profiles()
     outcome.digests = {**{n: d for n, d in stored_digests(manifest).items() if n in stored}, **lazy}

@@ -352,4 +352,4 @@ def _describe(spec, upstream: dict, values: dict, result: dict, outcome) -> None
                           namespace_values=values, metrics=result.get("metrics") or {},
                           dependencies=result.get("dependencies"))
     outcome.summary = {**outcome.summary, "lineage": step_lineage(spec, upstream, ran, outcome),
-                       "profiles": step_profiles(values)}
+                       "profiles": step_profiles(values) if spec.profile else None}

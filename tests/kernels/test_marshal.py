@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import wait_for
 
 from nbscale.errors import PluginError
 from nbscale.kernels import marshal
@@ -320,3 +321,26 @@ def test_plugins_come_before_builtins(fake_plugin, tmp_path):
 
     used, _, _ = roundtrip(np.array([1.0, 2.0]), tmp_path, "floats")
     assert used == "numpy"
+
+
+def test_a_module_another_thread_is_still_importing_is_not_loaded_yet(tmp_path, monkeypatch):
+    # a step's first `import pandas` while a store write or a profile looks for pandas' classes
+    from nbscale.kernels.marshal import loaded_module
+
+    (tmp_path / "half_imported.py").write_text(
+        "import threading\nreached = threading.Event()\nrelease = threading.Event()\n"
+        "import sys\nsys.modules[__name__].reached.set()\nrelease.wait(30)\nclass Frame:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importer = threading.Thread(target=__import__, args=("half_imported",))
+    importer.start()
+    try:
+        wait_for(lambda: "half_imported" in sys.modules and sys.modules["half_imported"].reached.is_set(),
+                 "the import to be half done")
+        assert not hasattr(sys.modules["half_imported"], "Frame")  # what a plain sys.modules look-up got
+        assert loaded_module("half_imported") is None
+    finally:
+        sys.modules["half_imported"].release.set()
+        importer.join(30)
+    assert loaded_module("half_imported").Frame
+    assert loaded_module("not_imported_anywhere") is None
+    del sys.modules["half_imported"]

@@ -143,3 +143,108 @@ def test_a_run_records_profiles_and_a_cached_step_keeps_them(tmp_path):
     assert set(values) == {"df", "empty", "arr"} and values["empty"]["rows"] == 0
     assert [c["name"] for c in values["df"]["columns"]] == ["x", "\x1b[2J<b>"]
     assert second.step("make")["profiles"]["values"]["df"]["columns"][0]["mean"] == 49.5  # the run's JSON
+
+
+def _exact_parts(found: dict) -> list:
+    # not the sketches nor the quantiles read from them: KLL's compactions are randomised
+    exact = ("name", "count", "nulls", "mean", "std", "min", "max")
+    return [{k: c.get(k) for k in exact} for value in found["values"].values() for c in value["columns"]]
+
+
+def test_large_values_are_profiled_in_a_thread_beside_the_store_write_and_small_ones_at_once(monkeypatch):
+    big = pd.DataFrame({"x": np.arange(profiles.BESIDE_MIN_BYTES // 8 + 10, dtype=np.float64)})
+    threads = []
+    real = profiles._step_profiles
+    monkeypatch.setattr(profiles, "_step_profiles", lambda values: threads.append(
+        __import__("threading").current_thread().name) or real(values))
+    later = profiles.profiles_beside({"big": big})
+    assert _exact_parts(later()) == _exact_parts(real({"big": big}))
+    profiles.profiles_beside({"small": frame(100)})()
+    assert threads[0].startswith("nbscale-profile") and threads[1] == "MainThread"
+
+
+def test_a_store_write_asks_for_the_profiles_once_its_values_are_written(tmp_path):
+    from nbscale.kernels.store import ArtifactStore
+
+    store, key, asked = ArtifactStore(str(tmp_path / "store")), "sha256:" + "b" * 64, []
+
+    def later():
+        asked.append(sorted(p.name for p in (tmp_path / "store").rglob("*") if p.suffix == ".npy"))
+        return step_profiles({"value": np.arange(10.0)})
+
+    manifest = store.put(key, {"value": np.arange(10.0)}, profiles=later)
+    assert len(asked) == 1 and asked[0], "asked once, after the value's file was written"
+    assert manifest["profiles"]["values"]["value"]["rows"] == 10
+    assert store.manifest(key)["profiles"] == manifest["profiles"]
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_large_frame_has_its_profile_in_the_run_and_in_the_cache(tmp_path, engine):
+    # 40 MB: the Dask engine hands it on from memory and profiles it during the background write
+    rows = 5_000_000
+    nb = make_notebook(tmp_path, [
+        ("import numpy as np\nimport pandas as pd", ["imports"]),
+        (f"df = pd.DataFrame({{'x': np.arange({rows}, dtype=np.float64)}})", ["step:make"]),
+        ("total = float(df['x'].sum())", ["step:use"]),
+    ])
+    options = RunOptions(engine=engine, workers=1)
+    first, second = run_notebook(nb, options=options), run_notebook(nb, options=options)
+    assert first.ok and second.ok and second.step("make")["cached"]
+    with default_run_store(nb) as store:
+        ran, cached = ([s for s in store.get_run(r.run_id)["steps"] if s["step"] == "make"][0]
+                       for r in (first, second))
+    column = ran["profiles"]["values"]["df"]["columns"][0]
+    assert ran["profiles"]["values"]["df"]["rows"] == rows and column["mean"] == (rows - 1) / 2
+    assert cached["profiles"] == ran["profiles"]
+    assert first.step("make")["profiles"]["values"]["df"]["rows"] == rows  # the run's JSON
+
+
+def test_profiles_turned_off_leave_no_values_in_the_run_store_or_the_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("NBSCALE_PROFILES", raising=False)
+    (tmp_path / "pyproject.toml").write_text("[tool.nbscale.profiles]\nenabled = false\n")
+    nb = make_notebook(tmp_path, [("import pandas as pd\ndf = pd.DataFrame({'secret': ['s3cr3t'] * 5})", ["step:make"]),
+                                  ("n = len(df)", ["step:use"])])
+    result = run_notebook(nb, options=LOCAL)
+    assert result.ok and result.load("use")["n"] == 5
+    with default_run_store(nb) as store:
+        rows = store.get_run(result.run_id)["steps"]
+    assert all(not row["profiles"] for row in rows)
+    from nbscale.kernels.store import ArtifactStore
+
+    assert "profiles" not in ArtifactStore(result.store_url).manifest(result.hashes["make"])
+    stored = b"".join(path.read_bytes() for path in (tmp_path / ".nbscale").glob("runs.sqlite*"))  # and its WAL
+    assert b"s3cr3t" not in stored  # a top category would be there
+
+
+def test_a_bad_profiles_setting_is_refused_before_a_run_is_recorded(tmp_path, monkeypatch):
+    from nbscale.kernels.project_settings import SettingsError
+
+    monkeypatch.setenv("NBSCALE_PROFILES", "sometimes")
+    nb = make_notebook(tmp_path, [("x = 1", ["step:make"])])
+    with pytest.raises(SettingsError, match="NBSCALE_PROFILES"):
+        run_notebook(nb, options=LOCAL)
+    with default_run_store(nb) as store:
+        assert store.list_runs() == []
+
+
+def test_a_profile_that_would_import_pandas_first_is_taken_at_once_not_in_a_thread():
+    # a thread importing pandas while the next step runs would show the step a half-imported pandas
+    import subprocess
+    import sys
+
+    script = """
+import sys, threading
+import numpy as np
+from nbscale.kernels import profiles
+assert "pandas" not in sys.modules
+real, seen = profiles._step_profiles, []
+profiles._step_profiles = lambda values: seen.append(threading.current_thread().name) or real(values)
+big = {"a": np.arange(profiles.BESIDE_MIN_BYTES // 8 + 10, dtype=np.float64)}
+profiles.profiles_beside(big)()
+profiles.profiles_beside(big)()  # pandas is imported now: a thread may take it
+print(seen)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = eval(done.stdout)  # noqa: S307 - our own script's list of two names
+    assert first == "MainThread" and second.startswith("nbscale-profile")
