@@ -87,14 +87,18 @@ def profiles_beside(values: dict) -> Callable[[], dict | None]:
 
 
 def _bytes(values: dict) -> int:
-    """The memory of the profilable values, without reading them (object columns count as pointers)."""
+    """The memory of the profilable values, without reading them (object columns count as pointers);
+    0 when a value will not say (a hostile subclass): it is then profiled at once, which never fails."""
     total = 0
-    for value in values.values():
-        kind = value_kind(value)
-        if kind == "dataframe":
-            total += int(value.memory_usage(index=False, deep=False).sum())
-        elif kind in ("series", "ndarray"):
-            total += int(value.nbytes)
+    try:
+        for value in values.values():
+            kind = value_kind(value)
+            if kind == "dataframe":
+                total += int(value.memory_usage(index=False, deep=False).sum())
+            elif kind in ("series", "ndarray"):
+                total += int(value.nbytes)
+    except Exception:  # noqa: BLE001 - a profile is best effort, never a failed step
+        return 0
     return total
 
 

@@ -248,3 +248,12 @@ print(seen)
     assert done.returncode == 0, done.stderr
     first, second = eval(done.stdout)  # noqa: S307 - our own script's list of two names
     assert first == "MainThread" and second.startswith("nbscale-profile")
+
+
+def test_a_frame_that_will_not_say_its_size_is_profiled_at_once_and_never_fails_the_step():
+    class Hostile(pd.DataFrame):
+        def memory_usage(self, *args, **kwargs):
+            raise RuntimeError("no size for you")
+
+    found = profiles.profiles_beside({"df": Hostile({"x": [1.0, 2.0]})})()
+    assert found["values"]["df"]["rows"] == 2 or "df" in found["skipped"]
