@@ -23,7 +23,6 @@ from .store import ArtifactStore
 __all__ = ["LINEAGE_MODEL_VERSION", "UnknownLineageName", "lineage", "run_nodes", "value_names"]
 
 LINEAGE_MODEL_VERSION = 1
-RUNS_SEARCHED = 200  # earlier runs looked through for the run that stored a cached step's result
 NAMES_LISTED = 40  # names an unknown-name error lists
 RECORDED, FROM_RUN, FROM_MANIFEST, NONE = "recorded", "run", "manifest", "none"  # where a node comes from
 
@@ -108,27 +107,16 @@ def _node_fields(record: dict, row: dict) -> dict:
 
 
 class _EarlierRuns:
-    """The lineage records of the run store's other runs, by cache key, read once when needed."""
+    """The lineage records of the run store's other runs, by cache key, each looked up once."""
 
     def __init__(self, store, run: dict):
         self.store, self.run = store, run
-        self.by_key: dict | None = None
+        self.by_key: dict = {}
 
     def record(self, key: str) -> tuple[dict | None, str | None]:
-        if self.by_key is None:
-            self.by_key = self._index()
-        return self.by_key.get(key, (None, None))
-
-    def _index(self) -> dict:
-        index: dict = {}
-        for other in self.store.list_runs(limit=RUNS_SEARCHED):  # newest first: the latest run that stored it
-            if other["id"] == self.run["id"]:
-                continue
-            for row in self.store.get_run(other["id"])["steps"]:
-                record = row.get("lineage")
-                if isinstance(record, dict) and not row.get("cached") and record.get("key"):
-                    index.setdefault(record["key"], (record, other["id"]))
-        return index
+        if key not in self.by_key:  # the latest run that stored it
+            self.by_key[key] = self.store.stored_lineage(key, self.run["id"])
+        return self.by_key[key]
 
 
 def _manifest_record(run: dict, row: dict) -> dict | None:

@@ -430,6 +430,24 @@ class RunStore:
             )
         return run
 
+    def stored_lineage(self, key: str, other_than: str) -> tuple[dict | None, str | None]:
+        """The lineage record of the newest step run (of a run other than `other_than`) that ran
+        under cache key `key` and was not itself cached, and its run's id; (None, None) if none.
+        Only that row's lineage is read, not whole runs with their profiles."""
+        self._reap_due()
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT s.run_id, s.lineage FROM step_runs s JOIN runs r ON r.id = s.run_id"
+                " WHERE s.hash = ? AND s.run_id != ? AND NOT s.cached AND s.lineage IS NOT NULL"
+                " ORDER BY r.created DESC, r.rowid DESC",
+                (key, other_than),
+            )
+            for row in rows:
+                record = row_dict(row)["lineage"]
+                if isinstance(record, dict) and record.get("key") == key:
+                    return record, row["run_id"]
+        return None, None
+
     def list_runs(self, notebook: str | None = None, limit: int = 50) -> list[dict]:
         """Runs, newest first."""
         self._reap_due()

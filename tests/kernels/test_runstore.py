@@ -547,3 +547,19 @@ def test_a_store_file_deleted_or_replaced_while_open_is_noticed(tmp_path):
     RunStore(tmp_path / "b" / "runs.sqlite").close()
     assert replaced.file_lost()
     replaced.close()
+
+
+def test_the_lineage_a_cache_key_was_stored_under_is_the_newest_run_that_ran_it(store):
+    key = "sha256:" + "c" * 64
+    older, newer, cached_here, other = (new_run(store) for _ in range(4))
+    for run_id, who in ((older, "older"), (newer, "newer")):
+        store.update_step(run_id, "train", status="succeeded", hash=key, lineage={"key": key, "who": who})
+    # a cached row, a row of another key and the asking run's own row are not the answer
+    store.update_step(cached_here, "train", status="cached", hash=key, cached=True,
+                      lineage={"key": key, "who": "cached"})
+    store.update_step(other, "train", status="succeeded", hash="sha256:" + "d" * 64,
+                      lineage={"key": "sha256:" + "d" * 64, "who": "other"})
+    record, run_id = store.stored_lineage(key, other_than=cached_here)
+    assert (record["who"], run_id) == ("newer", newer)
+    assert store.stored_lineage(key, other_than=newer)[0]["who"] == "older"
+    assert store.stored_lineage("sha256:" + "e" * 64, other_than=newer) == (None, None)
