@@ -218,7 +218,7 @@ class Runs:
         if store is None:
             raise NotFound(f"no run {run_id}")
         try:
-            run = await asyncio.to_thread(store.get_run, run_id)
+            run = await asyncio.to_thread(store.get_run, run_id, False)  # the panel asks often: no profiles
         except AmbiguousRunId as exc:
             raise InvalidInput(str(exc)) from None
         except UnknownRun:  # a damaged or read-only store is said as such (RunStoreError)

@@ -93,7 +93,7 @@ def _hashes(runs, notebook: Path, run_id: str) -> dict[str, str]:
     store = runs.store_for(notebook, create=False)
     if store is None:
         return {}
-    return {s["step"]: s["hash"] for s in store.get_run(run_id)["steps"] if s.get("hash")}
+    return {s["step"]: s["hash"] for s in store.get_run(run_id, heavy=False)["steps"] if s.get("hash")}
 
 
 def _output_sizes(notebook: Path, hashes: dict[str, str]) -> dict[str, dict]:

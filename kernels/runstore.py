@@ -41,6 +41,7 @@ __all__ = ["SCHEMA_VERSION", "STATUSES", "RunStore", "now"]
 
 BUSY_TIMEOUT_MS = 30_000
 REAP_INTERVAL_S = 1.0  # reads look for runs whose owner is gone at most this often
+HEAVY_FIELDS = frozenset({"profiles", "lineage"})  # large JSON a step run keeps; `get_run(heavy=False)` skips it
 
 
 class RunStore:
@@ -417,14 +418,19 @@ class RunStore:
             raise AmbiguousRunId(f"run id prefix {prefix!r} is ambiguous")
         return rows[0][0]
 
-    def get_run(self, run_id: str) -> dict:
+    def get_run(self, run_id: str, heavy: bool = True) -> dict:
+        """The run with its step runs and metrics. `heavy=False` leaves the steps' profiles and
+        lineage out (None): what a view that polls a run does not show costs it nothing."""
         self._reap_due()
         run_id = self.resolve(run_id)
+        columns = "*" if heavy else ", ".join(("run_id", "step", "position", *sorted(STEP_FIELDS - HEAVY_FIELDS)))
         with self._read() as db:
             run = row_dict(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
             run["steps"] = self._all(
-                db, "SELECT * FROM step_runs WHERE run_id = ? ORDER BY position", run_id
+                db, f"SELECT {columns} FROM step_runs WHERE run_id = ? ORDER BY position", run_id
             )
+            if not heavy:
+                run["steps"] = [{**row, **dict.fromkeys(HEAVY_FIELDS)} for row in run["steps"]]
             run["metrics"] = self._all(
                 db, "SELECT name, value, step FROM metrics WHERE run_id = ? ORDER BY name", run_id
             )

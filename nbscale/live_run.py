@@ -124,7 +124,7 @@ class LiveRun:
         for event in events:
             self.model.apply(event)
         if events or self.process.poll() is not None:
-            run = store.get_run(self.model.run_id)  # cached steps, times, errors, metrics
+            run = store.get_run(self.model.run_id, heavy=False)  # cached steps, times, errors, metrics
             self.model.apply_run(run)
             if run["status"] in FINISHED:
                 return True

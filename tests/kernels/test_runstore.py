@@ -563,3 +563,16 @@ def test_the_lineage_a_cache_key_was_stored_under_is_the_newest_run_that_ran_it(
     assert (record["who"], run_id) == ("newer", newer)
     assert store.stored_lineage(key, other_than=newer)[0]["who"] == "older"
     assert store.stored_lineage("sha256:" + "e" * 64, other_than=newer) == (None, None)
+
+
+def test_a_light_read_of_a_run_leaves_out_profiles_and_lineage_only(store):
+    run_id = new_run(store)
+    store.update_step(run_id, "train", status="succeeded", hash="sha256:" + "f" * 64, duration_s=1.5,
+                      profiles={"values": {"df": {"rows": 3}}}, lineage={"key": "k"})
+    full, light = store.get_run(run_id), store.get_run(run_id, heavy=False)
+    train = [s for s in light["steps"] if s["step"] == "train"][0]
+    assert train["profiles"] is None and train["lineage"] is None
+    assert [s for s in full["steps"] if s["step"] == "train"][0]["profiles"] == {"values": {"df": {"rows": 3}}}
+    without = lambda run: [{k: v for k, v in s.items() if k not in ("profiles", "lineage")}  # noqa: E731
+                           for s in run["steps"]]
+    assert without(light) == without(full) and light["metrics"] == full["metrics"]
