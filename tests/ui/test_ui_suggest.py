@@ -54,21 +54,24 @@ def page(lab):
 
 
 def _from_palette(page) -> None:
-    page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-InputArea-prompt").click()  # command mode
+    """Run "Suggest Steps…" from the command palette, under its nbscale header. The modal palette
+    closes when focus moves while it opens, so a palette gone before the click is opened again."""
     palette = page.locator(".lm-CommandPalette").filter(has=page.locator(".lm-CommandPalette-input:visible"))
-    for _ in range(5):  # what Ctrl+Shift+C does; the modal palette closes when focus moves as it opens
-        execute(page, "apputils:activate-command-palette")
+    for attempt in range(5):
+        page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-InputArea-prompt").click()  # command mode
+        execute(page, "apputils:activate-command-palette")  # what Ctrl+Shift+C does
         try:
             palette.wait_for(state="visible", timeout=5_000)
-            break
+            palette.locator(".lm-CommandPalette-input").fill("Suggest Steps", timeout=5_000)
+            item = palette.locator(".lm-CommandPalette-item", has_text="Suggest Steps…")
+            item.wait_for(timeout=5_000)
+            header = item.locator("xpath=preceding-sibling::*[contains(@class,'lm-CommandPalette-header')][1]")
+            assert header.inner_text(timeout=5_000).strip().lower() == "nbscale"
+            item.click(timeout=5_000)
+            return
         except PlaywrightTimeout:
-            continue
-    palette.locator(".lm-CommandPalette-input").fill("Suggest Steps")
-    item = palette.locator(".lm-CommandPalette-item", has_text="Suggest Steps…")
-    item.wait_for()
-    header = item.locator("xpath=preceding-sibling::*[contains(@class,'lm-CommandPalette-header')][1]")
-    assert header.inner_text().strip().lower() == "nbscale"
-    item.click()
+            if attempt == 4:
+                raise
 
 
 def _saved(lab) -> dict:
