@@ -151,7 +151,7 @@ def _numeric_frame(value):
     index = frame.index
     if not (isinstance(index, pandas.RangeIndex) or (type(index) is pandas.Index and _numpy_dtype(index.dtype))):
         return None
-    if not all(_numpy_dtype(dtype) for dtype in frame.dtypes):
+    if not all(_numpy_dtype(dtype) or isinstance(dtype, pandas.CategoricalDtype) for dtype in frame.dtypes):
         return None
     return frame
 
@@ -162,7 +162,18 @@ def _numpy_dtype(dtype) -> bool:
 
 
 def _columns(frame):
-    return [frame.iloc[:, i].to_numpy(copy=False) for i in range(frame.shape[1])]
+    """Each column's buffer: its values, or a categorical's codes (its categories: `_categories`)."""
+    pandas = loaded_module("pandas")
+    columns = (frame.iloc[:, i] for i in range(frame.shape[1]))
+    return [column.cat.codes.to_numpy(copy=False) if isinstance(column.dtype, pandas.CategoricalDtype)
+            else column.to_numpy(copy=False) for column in columns]
+
+
+def _categories(frame) -> list:
+    """What the codes of categorical columns stand for (labels, order): part of the value."""
+    pandas = loaded_module("pandas")
+    return [(i, list(dtype.categories), str(dtype.categories.dtype), bool(dtype.ordered))
+            for i, dtype in enumerate(frame.dtypes) if isinstance(dtype, pandas.CategoricalDtype)]
 
 
 def _numeric_digest(value) -> str:
@@ -178,7 +189,7 @@ def _numeric_digest(value) -> str:
     digest.update(pickle.dumps(("series" if series else "frame", list(frame.columns), [str(d) for d in frame.dtypes],
                                 value.name if series else None, dict(value.attrs), type(index).__name__,
                                 (index.start, index.stop, index.step) if hasattr(index, "start") else str(index.dtype),
-                                index.name, len(index))))
+                                index.name, len(index), _categories(frame))))
     if not hasattr(index, "start"):
         _update(digest, index.to_numpy(copy=False), numpy)
     for column in _columns(frame):

@@ -110,6 +110,21 @@ def test_memory_digests_of_frames_see_columns_index_and_values():
     assert memory_digests({"frame": strings}) is None
 
 
+def test_memory_digests_of_categorical_columns_see_codes_labels_and_order():
+    rows = BIG  # 8-byte numbers and 1-byte codes: over the size written in the background
+    codes = np.arange(rows) % 3
+    frame = pd.DataFrame({"x": np.ones(rows), "c": pd.Categorical.from_codes(codes, ["a", "b", "c"])})
+    digest = memory_digests({"frame": frame})["frame"]  # handed on from memory, as numbers are
+    assert memory_digests({"frame": frame.copy()})["frame"] == digest
+    # the same codes standing for other labels, or ordered, are another value
+    relabelled = frame.assign(c=pd.Categorical.from_codes(codes, ["a", "b", "z"]))
+    ordered = frame.assign(c=pd.Categorical.from_codes(codes, ["a", "b", "c"], ordered=True))
+    recoded = frame.assign(c=pd.Categorical.from_codes((codes + 1) % 3, ["a", "b", "c"]))
+    numbers = frame.assign(c=pd.Categorical.from_codes(codes, [1, 2, 3]))
+    found = {memory_digests({"frame": other})["frame"] for other in (relabelled, ordered, recoded, numbers)}
+    assert len(found) == 4 and digest not in found
+
+
 def test_an_output_that_does_not_pickle_keeps_the_synchronous_write_and_its_error():
     import threading
 
@@ -202,3 +217,19 @@ def test_a_manifest_whose_kept_digest_is_not_a_string_is_refused(tmp_path):
     data["outputs"]["v"]["content"] = {"not": "a digest"}  # a hostile manifest
     path.write_text(json.dumps(data))
     assert not store.has(key)
+
+
+def test_a_big_frame_with_a_categorical_column_is_handed_on_and_cached_like_numbers(tmp_path):
+    make = (f"df = pd.DataFrame({{'x': np.arange({BIG}, dtype=np.float64),"
+            f" 'c': pd.Categorical.from_codes(np.arange({BIG}) % 3, ['lo', 'mid', 'hi'], ordered=True)}})")
+    nb = make_notebook(tmp_path, [("import numpy as np\nimport pandas as pd", ["imports"]), (make, ["step:make"]),
+                                  ("top = str(df['c'].max())\ncounts = df['c'].value_counts().to_dict()", ["step:use"])])
+    first = run_notebook(nb, options=DASK)
+    assert first.ok and first.load("use")["top"] == "hi"
+    manifest = ArtifactStore(first.store_url).manifest(first.hashes["make"])
+    assert manifest["outputs"]["df"]["content"].startswith("value-xxh3_128:")  # from memory, in the background
+    stored = first.load("make")["df"]
+    assert stored["c"].cat.ordered and list(stored["c"].cat.categories) == ["lo", "mid", "hi"]
+    again = run_notebook(nb, options=DASK)
+    assert {s["name"]: s["status"] for s in again.steps} == {"make": "cached", "use": "cached"}
+    assert again.hashes == first.hashes
