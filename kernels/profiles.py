@@ -64,6 +64,8 @@ _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbscale-profile")
 def step_profiles(values: dict) -> dict | None:
     """Profiles of the frames and arrays among a step's `values` (name → value); None when none is
     one, or when profiling failed (a warning says why: the step's result stands)."""
+    if not values:
+        return None
     try:
         return _step_profiles(values)
     except Exception as exc:  # noqa: BLE001 - a profile is best effort, never a failed step
@@ -80,10 +82,16 @@ def profiles_beside(values: dict) -> Callable[[], dict | None]:
     values must not change until the result has been asked for: a step's values never do (its
     readers get copies or read-only views).
     """
-    if _bytes(values) < BESIDE_MIN_BYTES or not all(loaded_module(m) for m in IMPORTS):
+    if not can_wait(values):
         result = step_profiles(values)  # the first import of a library happens here, never in the thread
         return lambda: result
     return _pool.submit(step_profiles, values).result
+
+
+def can_wait(values: dict) -> bool:
+    """Whether `profiles_beside(values)` would profile in a thread: large values, and what
+    profiling imports already imported (so it may also be called later, from another thread)."""
+    return _bytes(values) >= BESIDE_MIN_BYTES and all(loaded_module(m) for m in IMPORTS)
 
 
 def _bytes(values: dict) -> int:

@@ -252,14 +252,14 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
     if result.metrics:
         keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
     # per-column summaries of its frames and arrays, stored with them for cache hits; taken while
-    # the values are stored, not before
-    from .profiles import profiles_beside  # numpy: paid once a step has values to hand on
+    # the values are stored, not before (`profiles_beside`)
+    from .profiles import can_wait, profiles_beside  # numpy: paid once a step has values to hand on
 
-    profiles = profiles_beside({**result.outputs, **keep}) if spec.profile else lambda: None
+    profiled = {**result.outputs, **keep} if spec.profile else {}
     in_memory = memory_digests(stored) if spec.background_run else None
     groups = [[n for n in group if n not in lazy] for group in step["groups"]]
 
-    def write(content_digests=None):
+    def write(content_digests=None, profiles=None):
         # kept values are best effort: what cannot be serialised is left out
         # replace: the step ran because what is stored there is missing, stale or not to be used
         # (cache:off, --no-cache); the digests downstream keys chain on must be of these values
@@ -270,12 +270,16 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
 
     outcome.values = result.outputs
     if in_memory is not None:  # readers start now; the write ends before the run does
-        start_write(spec.background_run, step["name"], lambda: write(in_memory))
+        # the profile starts with the write, not beside the next step's start (2 cores)
+        profiles = None if can_wait(profiled) else profiles_beside(profiled)
+        start_write(spec.background_run, step["name"],
+                    lambda: write(in_memory, profiles or profiles_beside(profiled)))
         outcome.digests = {**in_memory, **lazy}
         outcome.summary[PROFILES_STORED] = True  # the runner reads them from the manifest once written
         return
+    profiles = profiles_beside(profiled)
     try:
-        manifest = write()
+        manifest = write(profiles=profiles)
     except MarshalError as exc:
         outcome.values = {}
         outcome.status = FAILED
