@@ -1,12 +1,22 @@
 """The server's Dask cluster: at most one per server, started, connected to, scaled, adapted, closed.
 
-`ServerCluster` is what the panel's Cluster section drives: a cluster the server owns (the
-configured factory's, or an embedded LocalCluster) or a scheduler it only connected to (from the
-panel, or `c.Nbscale.scheduler_address` at first need). Dask runs started from the panel run on
-it. `DaskCluster` wraps one live cluster and its asynchronous client, and answers ClusterModels,
-with where the browser finds the cluster's Dask dashboard (`dashboard_model`): through
-jupyter-server-proxy when the dashboard is on the server's machine, as dask-labextension does, so
-it works on a remote server and on JupyterHub.
+`ServerCluster` is what the panel's Cluster section drives: the warm cluster of the server's root
+(kernels/warm_cluster.py), a cluster the configured factory built, or a scheduler the server only
+connected to (from the panel, or `c.Nbscale.scheduler_address` at first need). Dask runs started
+from the panel run on it. `DaskCluster` wraps one live cluster and its asynchronous client, and
+answers ClusterModels, with where the browser finds the cluster's Dask dashboard
+(`dashboard_model`): through jupyter-server-proxy when the dashboard is on the server's machine, as
+dask-labextension does, so it works on a remote server and on JupyterHub.
+
+The embedded LocalCluster the panel starts is a warm cluster, not one inside the server: a process
+of its own with its files in the root's state folder, so `nbscale run` of a notebook under the
+root, `papermill --engine nbscale`, `nbscale.run()` and `nbscale cluster status` find it and share
+it. The server starts it, or adopts the live one that runs under its root use (also on its own, at
+a GET of the cluster: after a restart, or one `nbscale cluster start` began); it outlives the
+server until Dask's `distributed.scheduler.idle-timeout` (default 30 minutes) ends it. The server
+checks before each use that its process still serves (its idle timeout, `nbscale cluster stop` or
+another server's Close end it); Close stops only the process it attached to, and is refused while
+steps of any run execute on it (a CLI run there would fail).
 """
 
 from __future__ import annotations
@@ -19,7 +29,10 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
+
+from nbscale.kernels.warm_cluster import ADAPT_HANDLER, ADAPTIVE_HANDLER, MAX_WORKERS, SCALE_HANDLER
 
 from . import models
 from .errors import Conflict, ExtensionError, InvalidInput
@@ -39,24 +52,32 @@ class ServerCluster:
     """
 
     def __init__(self, *, factory: dict | None = None, scheduler_address: str | None = None, events=None,
-                 log: logging.Logger | None = None, connect_timeout_s: float = 10.0):
+                 log: logging.Logger | None = None, connect_timeout_s: float = 10.0, warm_folder=None):
+        """`warm_folder`: the server's root, whose warm cluster is the server's embedded cluster
+        (without it, the embedded cluster is a LocalCluster inside this process)."""
         self.factory = factory or None
         self.scheduler_address = scheduler_address or None
+        self.warm_folder = Path(warm_folder).resolve() if warm_folder is not None else None
         self.events = events  # an EventHub: woken when a cluster appears, told when it is closed
         self.log = log or logging.getLogger("nbscale.jupyter_ext")
         self.connect_timeout_s = connect_timeout_s
         self.current: DaskCluster | None = None
         self.pending: Attempt | None = None  # the start or connect under way
-        self.error: str | None = None  # why the configured scheduler could not be reached
+        self.error: str | None = None  # why the configured scheduler could not be reached, or the warm one ended
         self._configured: asyncio.Future | None = None  # the one connect to `scheduler_address`
+        self._adopting: asyncio.Future | None = None  # the look for a live warm cluster under way
+        self._detaching: set[asyncio.Future] = set()  # clients of warm clusters that ended, being closed
 
     async def model(self) -> dict | None:
         """The cluster's ClusterModel, None while there is none."""
         await self.ensure_configured()
+        await self.adopt_warm()
+        self._forget_ended_warm()
         return None if self.current is None else await self.current.model()
 
     async def sample(self) -> dict | None:
         """Like `model`, for the periodic samples: an unreachable scheduler is a NoCluster, not an error."""
+        self._forget_ended_warm()
         if self.current is None:
             return None
         try:
@@ -65,15 +86,79 @@ class ServerCluster:
             return models.no_cluster(exc.message)
 
     async def scheduler_for_runs(self) -> str | None:
-        """The scheduler address Dask runs started here use (None: they start a cluster of their own)."""
+        """The scheduler address Dask runs started here use (None: they find the notebook folder's
+        warm cluster, or start a cluster of their own)."""
         await self.ensure_configured()
+        self._forget_ended_warm()
         return None if self.current is None else self.current.address
 
     async def start(self, n: int | None = None) -> dict:
-        cluster = await self._attach("starting a cluster", lambda: DaskCluster.start(self.factory, n))
-        self.log.info("nbscale: started a %s at %s", cluster.kind, cluster.address)
+        if self._embedded_is_warm():
+            if n is not None and not 1 <= n <= MAX_WORKERS:
+                raise InvalidInput(f"the number of workers must be 1 to {MAX_WORKERS}, not {n}")
+            folder, timeout = self.warm_folder, self.connect_timeout_s
+            cluster = await self._attach(f"starting the warm cluster of {folder}",
+                                         lambda: DaskCluster.start_warm(folder, n, timeout))
+        else:
+            cluster = await self._attach("starting a cluster", lambda: DaskCluster.start(self.factory, n))
+        self.log.info("nbscale: %s", cluster.describe())
         self._wake()
         return await cluster.model()
+
+    async def adopt_warm(self) -> None:
+        """Attach to the live warm cluster that runs under the root use, when the server has no
+        cluster (after a restart, or one `nbscale cluster start` began): the panel shows the cluster
+        the runs share. Callers that come while a look is under way wait for it."""
+        if self.current is not None or self.pending is not None or self.scheduler_address \
+                or not self._embedded_is_warm():
+            return
+        if self._adopting is None:
+            self._adopting = asyncio.ensure_future(self._adopt())
+        await asyncio.shield(self._adopting)
+
+    async def _adopt(self) -> None:
+        from nbscale.kernels import warm_cluster
+
+        folder, timeout = self.warm_folder, self.connect_timeout_s
+        try:
+            found = await asyncio.to_thread(warm_cluster.find, folder)
+            if found.live and self.current is None and self.pending is None:
+                cluster = await self._attach(f"attaching to the warm cluster of {found.folder}",
+                                             lambda: DaskCluster.attach_warm(found.cluster, timeout))
+                self.log.info("nbscale: %s", cluster.describe())
+                self._wake()
+        except ExtensionError as exc:  # it stopped meanwhile, or a start came first
+            self.log.info("nbscale: not attaching to the warm cluster of %s: %s", folder, exc.message)
+        finally:
+            self._adopting = None
+
+    def _forget_ended_warm(self) -> None:
+        """Forget the warm cluster when its process no longer serves: its idle timeout, `nbscale cluster
+        stop` or another server's Close ended it (a pid check, not a request to a gone scheduler)."""
+        cluster = self.current
+        ended = cluster.warm_ended() if cluster is not None else None
+        if not ended:
+            return
+        self.current, self.error = None, ended
+        self.log.info("nbscale: %s", ended)
+        detaching = asyncio.ensure_future(cluster.detach())  # not awaited: a sample does not wait on it
+        self._detaching.add(detaching)
+        detaching.add_done_callback(self._detaching.discard)
+        if self.events is not None:
+            self.events.publish({"type": "cluster", "payload": models.no_cluster(ended)})
+
+    def _embedded_is_warm(self) -> bool:
+        """Whether the embedded cluster is the root's warm cluster: not a factory's cluster, and a root
+        where its files can be written (a read-only root gets a LocalCluster in this process, as a
+        run there gets one of its own)."""
+        import dask
+
+        from nbscale.kernels.warm_cluster import state_folder
+
+        if self.warm_folder is None or self.factory or dask.config.get("nbscale.cluster-factory", None):
+            return False
+        state = state_folder(self.warm_folder)
+        return os.access(state if state.is_dir() else self.warm_folder, os.W_OK)
 
     async def connect(self, address: str) -> dict:
         cluster = await self._attach(f"connecting to {address}",
@@ -91,7 +176,7 @@ class ServerCluster:
 
     async def adapt(self, minimum: int, maximum: int, run_cluster: dict | None = None) -> dict:
         cluster = self._owned("adapt", run_cluster)
-        cluster.adapt(minimum, maximum)
+        await cluster.adapt(minimum, maximum)
         return await cluster.model()
 
     async def close(self, run_cluster: dict | None = None) -> dict:
@@ -100,6 +185,8 @@ class ServerCluster:
         if self.current is None and self.pending is None:
             self._refuse_run_cluster("close", run_cluster)
             raise Conflict("no cluster to close")
+        if self.current is not None:
+            await self.current.refuse_close_while_running()
         cluster, self.current = self.current, None
         attempt, self.pending = self.pending, None
         if attempt is not None:
@@ -111,10 +198,12 @@ class ServerCluster:
         return models.no_cluster()
 
     async def shutdown(self) -> None:
-        """At server shutdown: close (or disconnect from) whatever cluster there is."""
+        """At server shutdown: close (or disconnect from) whatever cluster there is; the warm cluster
+        goes on (runs under the root find it) until its idle timeout."""
         cluster, self.current, self.pending = self.current, None, None
         if cluster is not None:
-            await cluster.close()
+            await (cluster.detach() if cluster.warm is not None else cluster.close())
+        await asyncio.gather(*self._detaching, return_exceptions=True)
 
     async def ensure_configured(self) -> None:
         """Connect once to the configured `scheduler_address`, at first need; callers that come while
@@ -144,8 +233,8 @@ class ServerCluster:
             closed_meanwhile = self.pending is not attempt
             if not closed_meanwhile:
                 self.pending = None
-        if closed_meanwhile:
-            await cluster.close()
+        if closed_meanwhile:  # a warm cluster it only found running goes on for the runs that share it
+            await (cluster.detach() if cluster.warm is not None and not cluster.started else cluster.close())
             raise Conflict(f"the cluster was closed while {doing}")
         self.current, self.error = cluster, None
         return cluster
@@ -161,7 +250,7 @@ class ServerCluster:
         if self.current is None:
             self._refuse_run_cluster(what, run_cluster)
             raise Conflict(f"no cluster to {what}; start one first")
-        if self.current.cluster is None:
+        if self.current.cluster is None and self.current.warm is None:
             raise Conflict(f"cannot {what} a cluster this server only connected to")
         return self.current
 
@@ -191,12 +280,21 @@ class Attempt:
 
 
 class DaskCluster:
-    """One live cluster: one the server owns (`cluster` set) or one it only connected to."""
+    """One live cluster: one the server owns (`cluster` set), a warm cluster (`warm`: its process
+    scales it, on the server's requests), or one it only connected to."""
 
-    def __init__(self, client, cluster=None, kind: str = "remote"):
+    def __init__(self, client, cluster=None, kind: str = "remote", warm=None, started: bool = True):
         self.client, self.cluster, self.kind = client, cluster, kind
+        self.warm = warm  # the WarmCluster (kernels/warm_cluster.py) it is
+        self.started = started  # (a warm cluster) started by this server, not found running
         self.adaptive = None
         self.adaptive_bounds: dict | None = None
+
+    def describe(self) -> str:
+        if self.warm is None:
+            return f"started a {self.kind} at {self.address}"
+        return (f"{'started' if self.started else 'attached to'} the warm cluster of {self.warm.folder} at "
+                f"{self.address} (process {self.warm.pid})")
 
     @property
     def address(self) -> str:
@@ -214,6 +312,42 @@ class DaskCluster:
         except Exception as exc:  # noqa: BLE001 - report why the cluster did not start
             raise ExtensionError(f"could not start the cluster: {type(exc).__name__}: {exc}") from None
         return cls(client, cluster, type(cluster).__name__)
+
+    @classmethod
+    async def start_warm(cls, folder: Path, n: int | None, timeout: float) -> DaskCluster:
+        """The live warm cluster that runs in `folder` use, started unless it runs already (then
+        scaled to `n` when `n` is given), and a client of it."""
+        import dask
+        from dask.utils import parse_timedelta
+
+        from nbscale.kernels import warm_cluster
+
+        idle = dask.config.get("distributed.scheduler.idle-timeout", None)  # 0: never
+        idle = warm_cluster.DEFAULT_IDLE_TIMEOUT if idle is None else idle
+        try:
+            found, started = await asyncio.to_thread(warm_cluster.start_or_find, folder, n,
+                                                     parse_timedelta(idle, default="s"))
+        except warm_cluster.WarmClusterError as exc:
+            raise ExtensionError(f"could not start the cluster: {exc}") from None
+        cluster = await cls.attach_warm(found, timeout, started)
+        if not started and n is not None and found.workers != n:
+            await cluster.scale(n)
+        return cluster
+
+    @classmethod
+    async def attach_warm(cls, found, timeout: float, started: bool = False) -> DaskCluster:
+        """A client of the warm cluster `found` (a verified WarmCluster)."""
+        connected = await cls.connect(found.address, timeout)
+        return cls(connected.client, None, "LocalCluster", warm=found, started=started)
+
+    def warm_ended(self) -> str | None:
+        """Why the warm cluster this is no longer serves; None while it does (or it is no warm one)."""
+        from nbscale.kernels import warm_cluster
+
+        if self.warm is None or warm_cluster.is_serving(self.warm.pid, self.warm.folder):
+            return None
+        return (f"the warm cluster of {self.warm.folder} at {self.address} has stopped (idle for its timeout, "
+                "`nbscale cluster stop`, or closed from another server)")
 
     @classmethod
     async def connect(cls, address: str, timeout: float = 10.0) -> DaskCluster:
@@ -241,6 +375,8 @@ class DaskCluster:
             states = await asyncio.wait_for(self.client.scheduler.get_task_prefix_states(), 10)
         except Exception:  # noqa: BLE001 - an older or restricted scheduler: no task counts
             states = {}
+        if self.warm is not None:  # its process knows: the CLI or another server may have changed it
+            self.adaptive_bounds = (await self._ask_warm(ADAPTIVE_HANDLER)).get("adaptive")
         dashboard = dashboard_model(self._dashboard_link(identity), identity)
         return models.cluster_model(identity, kind=self.kind, task_states=states, adaptive=self.adaptive_bounds,
                                     dashboard_link=dashboard["link"], dashboard=dashboard)
@@ -254,9 +390,40 @@ class DaskCluster:
         except Exception:  # noqa: BLE001
             return None
 
+    async def _ask_warm(self, handler: str, **kwargs) -> dict:
+        """Ask the warm cluster's process (its scheduler's handler) to scale it, adapt it, or say how;
+        a refusal is InvalidInput with its reason."""
+        try:
+            answer = await asyncio.wait_for(getattr(self.client.scheduler, handler)(**kwargs), 10)
+        except Exception as exc:  # noqa: BLE001
+            raise ExtensionError(f"cannot reach the Dask scheduler at {self.address}: {type(exc).__name__}") from None
+        if not isinstance(answer, dict) or "error" in answer:
+            raise InvalidInput(str(answer.get("error") if isinstance(answer, dict) else answer))
+        return answer
+
+    async def refuse_close_while_running(self) -> None:
+        """Closing a warm cluster ends it for every run on it, also CLI runs the panel does not show:
+        refused while steps of any run execute or wait there."""
+        if self.warm is None:
+            return
+        from nbscale.kernels.warm_cluster import busy_runs
+
+        try:
+            runs = await asyncio.wait_for(self.client.run_on_scheduler(busy_runs), 10)
+        except Exception:  # noqa: BLE001 - a scheduler that does not answer has no runs to spare
+            return
+        if runs:
+            raise Conflict(f"steps of run{'s' if len(runs) > 1 else ''} {', '.join(runs)} run on the warm cluster "
+                           f"of {self.warm.folder} (started here or elsewhere, e.g. `nbscale run`): closing it would "
+                           "fail them. Close it when they end (it stops by itself once idle for its timeout), or "
+                           f"stop it anyway with `nbscale cluster stop --dir {self.warm.folder}`")
+
     async def scale(self, n: int) -> None:
-        self._stop_adaptive()
-        await maybe_await(self.cluster.scale(n))
+        if self.warm is not None:
+            await self._ask_warm(SCALE_HANDLER, n=n)
+        else:
+            self._stop_adaptive()
+            await maybe_await(self.cluster.scale(n))
         # Give new workers a moment, so the model answered shows them (a slow factory may take longer).
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -265,7 +432,10 @@ class DaskCluster:
                 break
             await asyncio.sleep(0.1)
 
-    def adapt(self, minimum: int, maximum: int) -> None:
+    async def adapt(self, minimum: int, maximum: int) -> None:
+        if self.warm is not None:
+            self.adaptive_bounds = (await self._ask_warm(ADAPT_HANDLER, minimum=minimum, maximum=maximum))["adaptive"]
+            return
         self._stop_adaptive()
         self.adaptive = self.cluster.adapt(minimum=minimum, maximum=maximum)
         self.adaptive_bounds = {"minimum": minimum, "maximum": maximum}
@@ -282,6 +452,15 @@ class DaskCluster:
         finally:
             if self.cluster is not None:
                 await maybe_await(self.cluster.close())
+            if self.warm is not None:  # the process this server attached to, never one started since
+                from nbscale.kernels import warm_cluster
+
+                await asyncio.to_thread(warm_cluster.stop, self.warm.folder, warm_cluster.STOP_TIMEOUT_S,
+                                        self.warm.pid)
+
+    async def detach(self) -> None:
+        """Let go of the cluster without closing it (a warm cluster goes on for the runs that share it)."""
+        await _close_quietly(self.client, CLOSE_TIMEOUT_S)
 
 
 def dashboard_model(link: str | None, identity: dict) -> dict:

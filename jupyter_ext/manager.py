@@ -34,8 +34,10 @@ class NbscaleManager:
         self.events = EventHub(self.sample, log=self.log, sample_interval_s=sample_interval_s,
                                idle_interval_s=idle_interval_s, follow=self.follow_stores,
                                follow_interval_s=follow_interval_s)
+        # the embedded cluster is the root's warm cluster: CLI runs under the root find and share it
         self.cluster = ServerCluster(factory=cluster_factory, scheduler_address=scheduler_address,
-                                     events=self.events, log=self.log, connect_timeout_s=connect_timeout_s)
+                                     events=self.events, log=self.log, connect_timeout_s=connect_timeout_s,
+                                     warm_folder=self.notebooks.root)
         self.runs = Runs(self.notebooks, self.events, default_engine=default_engine, cluster_factory=cluster_factory,
                          scheduler_for_runs=self.cluster.scheduler_for_runs, log=self.log,
                          cancel_grace_s=cancel_grace_s, start_timeout_s=start_timeout_s)

@@ -146,7 +146,8 @@ def _shares_warm_cluster(spec: dict, options) -> bool:
 
     if spec.get("cluster_factory") or dask.config.get("nbscale.cluster-factory", None) or options.workers:
         return False
-    return warm_cluster.for_notebook(spec["notebook"]).live
+    found = warm_cluster.for_notebook(spec["notebook"])
+    return found.live and warm_cluster.same_environment(found.cluster)
 
 
 def _sample_own_cluster(factory):

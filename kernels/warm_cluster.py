@@ -2,16 +2,21 @@
 
 `nbscale cluster start` runs `warm_cluster_serve` as a detached process that holds the cluster
 and writes, in the folder's state folder (`contract.state_dir`), Dask's scheduler file and
-`warm-cluster.json` (pid, address, workers, started, idle timeout). Runs of the folder's notebooks
-find it (`lookup`) and share it instead of starting a cluster of their own; Dask's
-`distributed.scheduler.idle-timeout` ends it when nothing ran on it for a while.
+`warm-cluster.json` (pid, address, workers, started, idle timeout). Runs of the notebooks in the
+folder and in its subfolders find it (`find`: the nearest live one of the notebook's folder and its
+ancestors) and share it instead of starting a cluster of their own; Dask's
+`distributed.scheduler.idle-timeout` ends it when nothing ran on it for a while. The JupyterLab
+server's cluster is such a cluster too: the panel starts (or adopts) the warm cluster of the
+server's root (jupyter_ext/cluster.py), so CLI runs under the root and `nbscale cluster status`
+find it, and it outlives the server until its idle timeout.
 
-What a file in the state folder says is checked before anything trusts it: it must be JSON of the
-expected shape, name an address on this machine (a run never connects across hosts because a
-file says so), and a process that is this folder's warm cluster (a stale file, its process gone
-or killed, is noticed by its pid, or by a 2 s connect). Only such a verified process is ever
-signalled. Starts are serialised by an `fcntl` lock on `warm-cluster.lock`: two `start`s at once
-give one cluster.
+What a file in the state folder says is checked before anything trusts it: it must be yours (its
+owner is this user: a run sends its code and data to the cluster and loads what comes back), JSON
+of the expected shape, name an address on this machine (a run never connects across hosts because
+a file says so), a process of this user that is this folder's warm cluster and listens on that
+address (a stale file, its process gone or killed, is noticed by its pid, or by a 2 s request).
+Only such a verified process is ever signalled. Starts are serialised by an `fcntl` lock on
+`warm-cluster.lock`: two `start`s at once give one cluster.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ LOG_NAME = "warm-cluster.log"
 SERVE_MODULE = "nbscale.kernels.warm_cluster_serve"
 PROBE_TIMEOUT_S = 2.0  # a warm cluster that does not answer in this time is stale
 SCALE_HANDLER = "nbscale_scale"  # the scheduler handler of the warm cluster's process that scales it
+ADAPT_HANDLER = "nbscale_adapt"  # ... that makes it adaptive
+ADAPTIVE_HANDLER = "nbscale_adaptive"  # ... that says its adaptive bounds (None: not adaptive)
 MAX_WORKERS = 256
 PATIENT_PROBE_S = 15.0  # ... before `start` replaces a cluster whose process still runs
 START_TIMEOUT_S = 120.0
@@ -66,6 +73,7 @@ class WarmCluster:
     started: float  # epoch seconds
     idle_timeout_s: float | None
     scheduler_file: str
+    prefix: str | None = None  # the Python environment (sys.prefix) its workers run steps in
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -78,6 +86,7 @@ class Lookup:
     state: str
     cluster: WarmCluster | None = None
     reason: str = ""
+    folder: str = ""  # the folder whose state folder was read
 
     @property
     def live(self) -> bool:
@@ -104,25 +113,47 @@ def log_path(folder) -> Path:
 # --- finding one ----------------------------------------------------------------------------------
 
 
+def find(folder, probe: bool = True) -> Lookup:
+    """The warm cluster that runs of notebooks in `folder` use: the nearest live one of `folder` and
+    its ancestors (a project's warm cluster serves its subfolders, as the Jupyter server's serves
+    every notebook under its root); when none is live, what `folder`'s own file says (stale,
+    invalid). A folder above's file that is not live is passed over without a word: a file left by a
+    cluster killed in the home folder must not put a warning on every run below it."""
+    start = Path(folder).resolve()
+    own = lookup(start, probe)
+    if own.live:
+        return own
+    for candidate in start.parents:
+        found = lookup(candidate, probe)
+        if found.live:
+            return found
+    return own
+
+
 def lookup(folder, probe: bool = True) -> Lookup:
-    """The warm cluster of `folder`. `probe`: also check that its scheduler accepts a connection."""
+    """The warm cluster of `folder` itself. `probe`: also check that its scheduler answers."""
+    folder = str(Path(folder).resolve())
     path = info_path(folder)
     try:
         with open(path, "rb") as f:
+            owner = os.fstat(f.fileno()).st_uid
             raw = f.read(MAX_INFO_BYTES + 1)
     except FileNotFoundError:
-        return Lookup(NONE)
+        return Lookup(NONE, folder=folder)
     except OSError as exc:
-        return Lookup(INVALID, reason=f"{path} cannot be read: {exc}")
+        return Lookup(INVALID, reason=f"{path} cannot be read: {exc}", folder=folder)
+    if owner != os.geteuid():
+        return Lookup(INVALID, reason=f"{path} belongs to another user (uid {owner}): only a file of yours "
+                                      "names a cluster to run on", folder=folder)
     cluster, problem = parse_info(raw, folder)
     if cluster is None:
-        return Lookup(INVALID, reason=f"{path} {problem}")
-    problem = process_problem(cluster.pid, cluster.folder)
+        return Lookup(INVALID, reason=f"{path} {problem}", folder=folder)
+    problem = process_problem(cluster.pid, cluster.folder) or address_problem(cluster.pid, cluster.address)
     if problem:
-        return Lookup(STALE, cluster, problem)
+        return Lookup(STALE, cluster, problem, folder)
     if probe and not answers(cluster.address):
-        return Lookup(STALE, cluster, f"its scheduler at {cluster.address} does not answer")
-    return Lookup(LIVE, cluster)
+        return Lookup(STALE, cluster, f"its scheduler at {cluster.address} does not answer", folder)
+    return Lookup(LIVE, cluster, folder=folder)
 
 
 def parse_info(raw: bytes, folder) -> tuple[WarmCluster | None, str]:
@@ -146,7 +177,8 @@ def parse_info(raw: bytes, folder) -> tuple[WarmCluster | None, str]:
     cluster = WarmCluster(folder=str(Path(folder).resolve()), address=data["address"], pid=data["pid"],
                           workers=data["workers"], started=float(data["started"]),
                           idle_timeout_s=float(idle) if isinstance(idle, (int, float)) else None,
-                          scheduler_file=data["scheduler_file"])
+                          scheduler_file=data["scheduler_file"],
+                          prefix=data["prefix"] if isinstance(data.get("prefix"), str) else None)
     return cluster, ""
 
 
@@ -189,13 +221,34 @@ def process_problem(pid: int, folder) -> str | None:
         if process.status() == psutil.STATUS_ZOMBIE:
             return f"its process {pid} is gone"
         command = process.cmdline()
+        uid = process.uids().real
     except psutil.NoSuchProcess:
         return f"its process {pid} is gone"
     except psutil.AccessDenied:
+        uid, command = None, []
+    if uid != os.getuid():
         return f"its process {pid} is not this folder's warm cluster (it belongs to another user)"
     if SERVE_MODULE in command and str(Path(folder).resolve()) in command:
         return None
     return f"its process {pid} is gone (pid {pid} is now another program)"
+
+
+def address_problem(pid: int, address: str) -> str | None:
+    """Why the verified process `pid` is not the one serving `address` (a file that names a port of
+    another program beside a real cluster's pid); None when `pid` listens there."""
+    import psutil
+
+    parts = urlsplit(address)
+    try:
+        listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        listening = []
+    for ip, port in listening:
+        if port == parts.port and (ip in ("0.0.0.0", "::") or ip == parts.hostname
+                                   or (parts.hostname == "localhost" and ipaddress.ip_address(ip).is_loopback)):
+            return None
+    return f"its process {pid} does not listen at {address}"
 
 
 def answers(address: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
@@ -232,20 +285,31 @@ async def identity(address: str, timeout: float) -> dict:
 
 
 def for_notebook(notebook) -> Lookup:
-    """The warm cluster a run of `notebook` may use: the one of the notebook's folder."""
-    return lookup(Path(notebook).resolve().parent)
+    """The warm cluster a run of `notebook` may use: the nearest of its folder and their ancestors."""
+    return find(Path(notebook).resolve().parent)
+
+
+def same_environment(cluster: WarmCluster) -> bool:
+    """Whether the cluster's workers run this process's Python environment (a run on it then sees
+    the packages it was started with)."""
+    return cluster.prefix == sys.prefix
 
 
 def connect(notebook, timeout: float = PROBE_TIMEOUT_S * 2):
-    """A Dask client of the live warm cluster of `notebook`'s folder, and a note saying which
-    cluster the run uses or why it does not use the warm one; (None, None) when there is none."""
+    """A Dask client of the live warm cluster of `notebook`'s folder (or of a folder above it), and a
+    note saying which cluster the run uses or why it does not use the warm one; (None, None) when
+    there is none."""
     found = for_notebook(notebook)
-    folder = Path(notebook).resolve().parent
+    folder = found.folder
     if found.state == NONE:
         return None, None
     if not found.live:
         return None, (f"not using the warm cluster of {folder}: {found.reason}; running on a cluster of its "
                       "own (`nbscale cluster start` replaces it)")
+    if not same_environment(found.cluster):  # its workers would run the steps with other packages
+        return None, (f"not using the warm cluster of {folder}: it runs the Python environment "
+                      f"{found.cluster.prefix or '(not recorded)'}, this run {sys.prefix}; running on a cluster "
+                      "of its own")
     from distributed import Client
 
     try:
@@ -279,6 +343,16 @@ def start_lock(folder, timeout: float = START_TIMEOUT_S):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def start_or_find(folder, workers: int | None = None, idle_timeout: str | float = DEFAULT_IDLE_TIMEOUT,
+                  timeout: float = START_TIMEOUT_S) -> tuple[WarmCluster, bool]:
+    """The live warm cluster that runs in `folder` use (its own or a folder's above it: `find`), else
+    `folder`'s own, started now. Returns it and whether it was started now."""
+    found = find(folder)
+    if found.live:
+        return found.cluster, False
+    return start(folder, workers, idle_timeout, timeout)
 
 
 def start(folder, workers: int | None = None, idle_timeout: str | float = DEFAULT_IDLE_TIMEOUT,
@@ -342,13 +416,19 @@ def log_tail(folder, lines: int = 20) -> str:
         return "(no log)"
 
 
-def stop(folder, timeout: float = STOP_TIMEOUT_S) -> Lookup:
-    """Stop the warm cluster of `folder` (SIGTERM to its verified process, SIGKILL after
-    `timeout`) and remove its files. Returns what was found."""
+def stop(folder, timeout: float = STOP_TIMEOUT_S, pid: int | None = None) -> Lookup:
+    """Stop the warm cluster that runs in `folder` use (`find`: its own, else the nearest live one
+    above it) — SIGTERM to its verified process, SIGKILL after `timeout` — and remove its files.
+    With `pid`: only `folder`'s own cluster, and only while its file still names that process (the
+    Jupyter server closing the cluster it attached to, never one started since). Returns what was found."""
     folder = Path(folder).resolve()
+    if pid is None:
+        folder = Path(find(folder, probe=False).folder or folder)
     try:
         with start_lock(folder, timeout):
             found = lookup(folder, probe=False)
+            if pid is not None and (found.cluster is None or found.cluster.pid != pid):
+                return found
             if found.cluster is not None and is_serving(found.cluster.pid, folder):
                 end_process(found.cluster.pid, timeout)
             remove_files(folder)
@@ -398,10 +478,12 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def status(folder) -> dict:
-    """The warm cluster of `folder` as `nbscale cluster status` shows it (JSON-serialisable)."""
-    folder = Path(folder).resolve()
-    found = lookup(folder)
-    answer = {"folder": str(folder), "state": found.state, "reason": found.reason or None}
+    """The warm cluster that runs in `folder` use (`find`) as `nbscale cluster status` shows it
+    (JSON-serialisable); `folder` is the one it belongs to, `asked` the one asked about."""
+    asked = Path(folder).resolve()
+    found = find(asked)
+    answer = {"folder": found.folder or str(asked), "asked": str(asked), "state": found.state,
+              "reason": found.reason or None}
     if found.cluster is not None:
         answer.update(found.cluster.to_json())
     if found.live:
@@ -415,7 +497,7 @@ def status(folder) -> dict:
 def scale(folder, n: int, timeout: float = 60.0) -> dict:
     """Scale the live warm cluster of `folder` to `n` workers and wait until it has them; the new
     workers are started as the first ones were. WarmClusterError when there is none or `n` is refused."""
-    found = lookup(folder)
+    found = find(folder)
     if not found.live:
         raise WarmClusterError(f"no live warm cluster in {Path(folder).resolve()}"
                                + (f": {found.reason}" if found.reason else "") + " (nbscale cluster start)")
@@ -429,7 +511,7 @@ def scale(folder, n: int, timeout: float = 60.0) -> dict:
         while len(client.scheduler_info(n_workers=-1)["workers"]) != n:
             if time.monotonic() > deadline:
                 raise WarmClusterError(f"the warm cluster did not reach {n} workers in {timeout:.0f} s "
-                                       f"(see {log_path(folder)})")
+                                       f"(see {log_path(found.folder)})")
             time.sleep(0.2)
     return status(folder)
 
@@ -441,6 +523,17 @@ def scheduler_facts(address: str) -> dict:
         facts = client.run_on_scheduler(facts_on_scheduler)
     facts["clients"] -= 1  # this one
     return facts
+
+
+BUSY_STATES = ("processing", "waiting", "queued", "no-worker")
+
+
+def busy_runs(dask_scheduler=None) -> list[str]:
+    """The runs (first 8 characters of their ids) with steps executing or waiting on a scheduler
+    (run there by `run_on_scheduler`): those that stopping the cluster would fail. A finished run's
+    results still held by its client do not count."""
+    return sorted({str(key).rsplit("-", 1)[-1] for key, task in dask_scheduler.tasks.items()
+                   if str(key).startswith("nbscale-") and task.state in BUSY_STATES})
 
 
 def facts_on_scheduler(dask_scheduler=None) -> dict:

@@ -2,9 +2,11 @@
 
 It starts the embedded LocalCluster exactly as a run starts its own (`engines.dask.local_cluster`:
 forked single-threaded workers, the same Dask settings), with Dask's
-`distributed.scheduler.idle-timeout`, adds `OrphanedStepStopper` to its scheduler, writes the
-files `warm_cluster.lookup` reads, and holds the cluster until the scheduler closes itself (idle)
-or SIGTERM/SIGINT come (`nbscale cluster stop`). Then it closes the cluster and removes its files.
+`distributed.scheduler.idle-timeout`, adds `OrphanedStepStopper` to its scheduler, Dask's dashboard
+(the panel links it), and the handlers that scale it or make it adaptive from another process (the
+CLI, the Jupyter server: `Scaling`), writes the files `warm_cluster.lookup` reads, and holds the
+cluster until the scheduler closes itself (idle) or SIGTERM/SIGINT come (`nbscale cluster stop`,
+the panel's Close). Then it closes the cluster and removes its files.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import suppress
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from . import warm_cluster
 from .engines.dask_lifecycle import end_children, executing_keys
-from .warm_cluster import MAX_WORKERS, SCALE_HANDLER, info_path, remove_files, scheduler_file_path, write_json
+from .warm_cluster import MAX_WORKERS, info_path, remove_files, scheduler_file_path, write_json
 
 STEP_KEY_PREFIX = "nbscale-"  # keys of a run's tasks: nbscale-<step>-<hash>-<first 8 of the run id>
 RESTART_TIMEOUT_S = 30.0
@@ -83,17 +87,71 @@ async def run_on_workers(scheduler, function, *args, workers=None) -> dict:
     return results
 
 
-def scale_handler(cluster):
-    """The scheduler's `nbscale_scale` handler (`warm_cluster.scale`): the cluster object lives in
-    this process, next to its scheduler, so a client asks the scheduler to scale it."""
+class Scaling:
+    """The scheduler's handlers that scale the cluster (`warm_cluster.scale`, the panel's Scale) and
+    make it adaptive (the panel's Adapt): the cluster object lives in this process, next to its
+    scheduler, so a client asks the scheduler. Scaling by hand ends adaptive mode, as in Dask."""
 
-    def scale(n: int = 0) -> dict:
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.adaptive = None
+        self.bounds: dict | None = None
+
+    def install(self, scheduler) -> None:
+        scheduler.handlers[warm_cluster.SCALE_HANDLER] = self.scale
+        scheduler.handlers[warm_cluster.ADAPT_HANDLER] = self.adapt
+        scheduler.handlers[warm_cluster.ADAPTIVE_HANDLER] = self.adaptive_bounds
+
+    def scale(self, n: int = 0) -> dict:
         if type(n) is not int or not 1 <= n <= MAX_WORKERS:
             return {"error": f"the number of workers must be 1 to {MAX_WORKERS}, not {n!r}"}
-        cluster.scale(n)  # on this loop: the workers start (or retire) in the background
+        self._stop_adaptive()
+        self.cluster.scale(n)  # on this loop: the workers start (or retire) in the background
         return {"workers": n}
 
-    return scale
+    def adapt(self, minimum: int = 0, maximum: int = 0) -> dict:
+        if (type(minimum) is not int or type(maximum) is not int
+                or not 0 <= minimum <= maximum or not 1 <= maximum <= MAX_WORKERS):
+            return {"error": f"adaptive bounds must be 0 ≤ minimum ≤ maximum, 1 ≤ maximum ≤ {MAX_WORKERS}"}
+        self._stop_adaptive()
+        self.adaptive = self.cluster.adapt(minimum=minimum, maximum=maximum)
+        self.bounds = {"minimum": minimum, "maximum": maximum}
+        return {"adaptive": self.bounds}
+
+    def adaptive_bounds(self) -> dict:
+        return {"adaptive": self.bounds}
+
+    def _stop_adaptive(self) -> None:
+        if self.adaptive is not None:
+            self.adaptive.stop()
+        self.adaptive = self.bounds = None
+
+
+def dashboard_module():
+    """Dask's dashboard module, None without bokeh (the panel then says to install it). Imported
+    before the cluster starts: the import takes a second, which the idle timeout would count."""
+    try:
+        import distributed.dashboard.scheduler as dashboard
+    except ImportError:
+        return None
+    return dashboard
+
+
+def connect_dashboard(cluster, dashboard) -> None:
+    """Dask's dashboard on the HTTP server the scheduler serves anyway (on the scheduler's loopback
+    address). `engines.dask.local_cluster` starts none, as a run's own cluster would pay a second
+    for it on every run; a warm cluster starts once, and the panel links its dashboard."""
+    if dashboard is None:
+        return
+    scheduler = cluster.scheduler
+
+    async def connect():  # on the scheduler's loop, as the Scheduler does it when it starts one
+        dashboard.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix="/")
+
+    try:
+        cluster.sync(connect)
+    except Exception as exc:  # noqa: BLE001 - the cluster serves runs without its dashboard
+        log.warning("no dashboard: %s", exc)
 
 
 def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
@@ -104,15 +162,18 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop_handler(stopping, os.getpid()))
+    dashboard = dashboard_module()
     with dask.config.set({"distributed.scheduler.idle-timeout": f"{idle_timeout_s}s"}):
         cluster = local_cluster(workers)
     scheduler = cluster.scheduler
     scheduler.add_plugin(OrphanedStepStopper())
-    scheduler.handlers[SCALE_HANDLER] = scale_handler(cluster)
+    Scaling(cluster).install(scheduler)
+    connect_dashboard(cluster, dashboard)  # before the files: whoever finds the cluster finds its dashboard
     write_json(scheduler_file_path(folder), scheduler.identity())
     write_json(info_path(folder), {
         "pid": os.getpid(), "address": cluster.scheduler_address, "workers": len(cluster.workers),
-        "started": time.time(), "idle_timeout_s": idle_timeout_s, "scheduler_file": str(scheduler_file_path(folder))})
+        "started": time.time(), "idle_timeout_s": idle_timeout_s, "scheduler_file": str(scheduler_file_path(folder)),
+        "prefix": sys.prefix})  # runs of another environment do not use it (`warm_cluster.connect`)
     log.warning("warm cluster of %s at %s (%d workers)", folder, cluster.scheduler_address, len(cluster.workers))
     idle = False
     try:

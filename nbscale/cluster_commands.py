@@ -1,5 +1,7 @@
 """`nbscale cluster start|status|scale|stop`: the warm cluster of a project folder, kept in the
-background so that runs of the folder's notebooks share it instead of starting their own.
+background so that runs of the notebooks in the folder and its subfolders share it instead of
+starting their own. `status`, `scale` and `stop` act on the cluster runs in `--dir` use: its own,
+else the nearest live one of a folder above it (the JupyterLab server's cluster of its root is one).
 
 The commands only parse and print; `nbscale.kernels.warm_cluster` does the work.
 """
@@ -53,8 +55,8 @@ def start(folder, workers, idle_timeout):
 @dir_option
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(folder, output):
-    """Show the warm cluster of a folder: address, workers, memory, idle time, runs on it.
-    Exits 1 when there is no live one."""
+    """Show the warm cluster runs in a folder use (its own, or a folder's above it): address,
+    workers, memory, idle time, runs on it. Exits 1 when there is no live one."""
     from nbscale.kernels import warm_cluster
 
     with reporting_errors():
@@ -81,7 +83,8 @@ def scale(folder, workers):
 @cluster.command()
 @dir_option
 def stop(folder):
-    """Stop the warm cluster of a folder and remove its files (a stale one's files too)."""
+    """Stop the warm cluster runs in a folder use (its own, or a folder's above it) and remove its
+    files (a stale one's files too)."""
     from nbscale.kernels import warm_cluster
 
     with reporting_errors():
@@ -89,7 +92,8 @@ def stop(folder):
     if found.state == warm_cluster.NONE:
         click.echo(f"no warm cluster in {warm_cluster.state_folder(folder).parent}: nothing to stop")
     elif found.state == warm_cluster.LIVE:
-        click.echo(f"stopped the warm cluster at {found.cluster.address}")
+        above = "" if found.folder == str(warm_cluster.state_folder(folder).parent) else f" of {found.folder}"
+        click.echo(f"stopped the warm cluster{above} at {found.cluster.address}")
     else:
         click.echo(f"removed the files of the warm cluster, which was {found.state}: {found.reason}")
 
@@ -106,8 +110,9 @@ def _print_status(facts: dict) -> None:
         click.echo("`nbscale cluster start` replaces it, `nbscale cluster stop` removes its files")
         return
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(facts["started"]))
+    serves = f" (runs in {facts['asked']} use it)" if facts.get("asked", folder) != folder else ""
     lines = [
-        f"warm cluster of {folder}: live",
+        f"warm cluster of {folder}: live{serves}",
         f"  address  {facts['address']} (process {facts['pid']}; scheduler file {facts['scheduler_file']})",
         f"  workers  {facts['workers']} ({facts['threads']} threads), memory {format_bytes(facts['memory_bytes'])}"
         f" of {format_bytes(facts['memory_limit_bytes'])}",

@@ -128,3 +128,16 @@ def test_scale_grows_and_shrinks_the_warm_cluster_and_refuses_bad_counts(project
     nbscale("cluster", "stop", "--dir", project)
     nothing = nbscale("cluster", "scale", "2", "--dir", project)
     assert nothing.returncode != 0 and "no live warm cluster" in nothing.stderr
+
+
+def test_status_and_stop_in_a_subfolder_name_the_cluster_above_it_that_runs_there_use(project):
+    assert nbscale("cluster", "start", "--dir", project, "--workers", "1").returncode == 0
+    info = json.loads(warm_cluster.info_path(project).read_text())
+    sub = project / "sub"
+    sub.mkdir()
+    shown = nbscale("cluster", "status", cwd=sub)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"warm cluster of {project}: live (runs in {sub} use it)\n")
+    stopped = nbscale("cluster", "stop", cwd=sub)
+    assert stopped.stdout == f"stopped the warm cluster of {project} at {info['address']}\n", stopped.stderr
+    assert gone(info["pid"]) and not warm_cluster.info_path(project).exists()

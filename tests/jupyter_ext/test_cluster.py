@@ -1,20 +1,27 @@
 """The server's Dask cluster without HTTP: none yet, a configured scheduler that cannot be reached,
 a scheduler the server only connected to, one it started and owns, and a scheduler address that
 accepts connections and never answers (a real silent listener on 127.0.0.1); a running pipeline's
-own cluster named when it is asked to scale; where the dashboard link points."""
+own cluster named when it is asked to scale; where the dashboard link points. With a root, the
+embedded cluster is the root's warm cluster (real detached processes): adopted after a restart,
+forgotten when it ends elsewhere (kill -9), a hostile file in the root's state folder, two servers,
+and a server killed with SIGKILL. With a real jupyter_server and CLI runs: test_cluster_server.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import urllib.request
 
+import psutil
 import pytest
+from conftest import wait_for
 from server_parts import run
 
 from nbscale.jupyter_ext.cluster import ServerCluster, dashboard_model, is_this_machine
@@ -267,3 +274,145 @@ def test_a_missing_package_is_named(name, note):
     model = json.loads(out)
     assert model["proxy_path"] is None and model["note"].startswith(note)
     assert model["link"] == (None if name == "bokeh" else "http://127.0.0.1:8787/status")
+
+
+# --- the embedded cluster is the root's warm cluster (kernels/warm_cluster.py) ------------------------
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A server root whose warm clusters are stopped (and their processes gone) at the end."""
+    from warm_harness import end_clusters, serving_pids
+
+    folder = tmp_path / "root"
+    (folder / "sub").mkdir(parents=True)
+    yield folder
+    end_clusters(folder)
+    assert not serving_pids(folder)
+
+
+def test_the_started_cluster_is_the_roots_warm_cluster_and_outlives_the_server(root):
+    """Its files are in the root's state folder, runs under the root find it, its dashboard is served,
+    its process (not the server's) scales it and keeps its adaptive bounds; the server's shutdown
+    leaves it running, and the next server adopts it."""
+    from nbscale.kernels import warm_cluster
+
+    async def main():
+        first = ServerCluster(warm_folder=root)
+        model = await first.start(1)
+        found = warm_cluster.find(root / "sub")
+        assert found.live and found.folder == str(root) and model["scheduler_address"] == found.cluster.address
+        assert found.cluster.pid != os.getpid() and model["kind"] == "LocalCluster" and len(model["workers"]) == 1
+        port = int(model["dashboard_link"].split(":")[-1].split("/")[0])
+        plots = await asyncio.to_thread(get_json, f"http://127.0.0.1:{port}/individual-plots.json")
+        assert "/individual-task-stream" in {p if p.startswith("/") else "/" + p for p in plots.values()}
+        assert (await first.adapt(1, 3))["adaptive"] == {"minimum": 1, "maximum": 3}
+        await first.shutdown()  # the server stops: the cluster goes on for the runs under the root
+        assert warm_cluster.lookup(root).live and warm_cluster.lookup(root).cluster.pid == found.cluster.pid
+
+        second = ServerCluster(warm_folder=root)
+        model = await second.model()  # adopted at the first look, with the bounds its process keeps
+        assert model["scheduler_address"] == found.cluster.address and model["adaptive"] == {"minimum": 1,
+                                                                                             "maximum": 3}
+        model = await second.scale(2)
+        assert model["adaptive"] is None and len(model["workers"]) == 2
+        assert await second.scheduler_for_runs() == found.cluster.address
+        assert await second.close() == {"status": "none"}
+        assert warm_cluster.lookup(root).state == warm_cluster.NONE
+        return found.cluster.pid
+
+    pid = run(main())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_warm_cluster_that_ended_elsewhere_is_forgotten_and_a_start_replaces_it(root):
+    """Killed -9 (or stopped by `nbscale cluster stop`, its idle timeout, another server): the server
+    notices by its pid at the next sample, shows why, hands no runs to it, and starts a new one."""
+    from nbscale.kernels import warm_cluster
+
+    events = []
+
+    async def main():
+        hub = EventHub()
+        hub.subscribe(events.append)
+        cluster = ServerCluster(warm_folder=root, events=hub)
+        first = (await cluster.start(1))["scheduler_address"]
+        pid = warm_cluster.lookup(root).cluster.pid
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.to_thread(wait_for, lambda: not psutil.pid_exists(pid)
+                                or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, "the cluster to die")
+        assert await cluster.sample() is None and cluster.current is None  # the manager shows `error`:
+        assert cluster.error.startswith(f"the warm cluster of {root} at {first} has stopped")
+        assert await cluster.scheduler_for_runs() is None
+        assert warm_cluster.lookup(root).state == warm_cluster.STALE
+        model = await cluster.start(1)
+        assert model["scheduler_address"] != first and warm_cluster.lookup(root).cluster.pid != pid
+        await cluster.close()
+        await cluster.shutdown()
+
+    run(main())
+    assert any(e["payload"].get("error", "").startswith(f"the warm cluster of {root}") for e in events)
+
+
+def test_a_hostile_file_in_the_roots_state_folder_is_neither_adopted_nor_signalled(root):
+    """A file naming a bystander process and a listener that would take the server's connection."""
+    from nbscale.kernels import warm_cluster
+
+    bystander = subprocess.Popen(["sleep", "600"])
+    with silent_listener() as address:
+        port = int(address.rsplit(":", 1)[1])
+        warm_cluster.state_folder(root).mkdir()
+        warm_cluster.info_path(root).write_text(json.dumps({"address": address, "pid": bystander.pid, "workers": 1,
+                                                            "started": 0, "scheduler_file": "x"}))
+
+        async def main():
+            cluster = ServerCluster(warm_folder=root)
+            assert await cluster.model() is None  # not adopted
+            model = await cluster.start(1)
+            assert model["scheduler_address"] != address
+            await cluster.close()
+
+        try:
+            connections = [c for c in psutil.net_connections("tcp") if c.raddr and c.raddr.port == port]
+            run(main())
+            assert bystander.poll() is None, "the process the file named was signalled"
+            assert [c for c in psutil.net_connections("tcp") if c.raddr and c.raddr.port == port] == connections
+        finally:
+            bystander.kill()
+            bystander.wait()
+
+
+def test_two_servers_starting_at_once_share_one_warm_cluster(root):
+    from warm_harness import serving_pids
+
+    async def main():
+        one, two = ServerCluster(warm_folder=root), ServerCluster(warm_folder=root)
+        first, second = await asyncio.gather(one.start(1), two.start(1))
+        assert first["scheduler_address"] == second["scheduler_address"]
+        assert len(serving_pids(root)) == 1
+        await two.close()  # the other server notices at its next sample
+        assert await one.sample() is None and one.current is None and "has stopped" in one.error
+        await one.shutdown()
+
+    run(main())
+
+
+def test_a_server_killed_with_sigkill_leaves_a_live_cluster_not_a_stale_file(root):
+    """The warm cluster is a process of its own session: kill -9 of the server that started it
+    leaves it serving (its idle timeout ends it), and what the state folder says stays true."""
+    from nbscale.kernels import warm_cluster
+
+    script = ("import asyncio, sys\nfrom nbscale.jupyter_ext.cluster import ServerCluster\n"
+              "async def main():\n    c = ServerCluster(warm_folder=sys.argv[1])\n    await c.start(1)\n"
+              "    print('started', flush=True)\n    await asyncio.sleep(600)\nasyncio.run(main())\n")
+    server = subprocess.Popen([sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline() == "started\n"
+        server.kill()
+        server.wait()
+        found = warm_cluster.find(root / "sub")
+        assert found.live and found.folder == str(root)
+        assert psutil.Process(found.cluster.pid).ppid() != server.pid
+    finally:
+        if server.poll() is None:
+            server.kill()

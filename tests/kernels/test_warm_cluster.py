@@ -315,3 +315,100 @@ def test_stop_ends_the_cluster_and_its_workers(warm_folder):
     assert warm_cluster.stop(warm_folder).state == warm_cluster.LIVE
     assert gone(cluster.pid) and all(gone(pid) for pid in workers)
     assert warm_cluster.lookup(warm_folder).state == warm_cluster.NONE
+
+
+# --- folders above, and whose files and processes ---------------------------------------------------
+
+
+def test_a_run_in_a_subfolder_uses_the_live_cluster_above_past_a_stale_file(shared_warm, tmp_path):
+    folder, cluster = shared_warm
+    deeper = folder / "sub" / "deeper"
+    deeper.mkdir(parents=True)
+    bystander = subprocess.Popen(["sleep", "600"])
+    try:
+        write_info(folder / "sub", pid=bystander.pid)  # stale: it does not hide the live one above
+        notebook = make_notebook(deeper, [("import os\nparent = os.getppid()", ["step:where"])], name="deep")
+        result, seen = events_of(notebook)
+        assert result.ok and result.load("where")["parent"] == cluster.pid
+        assert not [p for kind, _, p in seen if kind == WARNING]
+        facts = warm_cluster.status(deeper)
+        assert (facts["state"], facts["folder"], facts["asked"]) == ("live", str(folder), str(deeper))
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_the_nearest_live_cluster_wins_and_stop_with_a_pid_stops_only_that_one(warm_folder):
+    sub = warm_folder / "sub"
+    sub.mkdir()
+    above, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    own, _ = warm_cluster.start(sub, workers=1, idle_timeout=600)
+    other = warm_folder / "other"
+    other.mkdir()
+    assert warm_cluster.find(sub).cluster.pid == own.pid
+    assert warm_cluster.find(other).cluster.pid == above.pid
+    assert warm_cluster.stop(sub, pid=above.pid).cluster.pid == own.pid  # the file names another: untouched
+    assert warm_cluster.lookup(sub).live
+    assert warm_cluster.stop(sub).cluster.pid == own.pid and gone(own.pid)
+    assert warm_cluster.find(sub).cluster.pid == above.pid  # now the one above serves the subfolder
+    found = warm_cluster.stop(sub)  # stops what runs in sub use: the one above
+    assert found.folder == str(warm_folder) and gone(above.pid)
+
+
+def test_a_file_of_another_user_is_refused(warm_folder):
+    """A run sends its code and data to the cluster a file names, and loads what comes back."""
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    path = warm_cluster.info_path(warm_folder)
+    os.chown(path, 65534, 65534)  # the tests run as root (as CI does): hand the file to nobody
+    found = warm_cluster.lookup(warm_folder)
+    assert (found.state, found.reason) == (warm_cluster.INVALID, f"{path} belongs to another user (uid 65534): only "
+                                                                 "a file of yours names a cluster to run on")
+
+
+def test_a_process_of_another_user_that_looks_like_a_cluster_is_not_trusted(warm_folder):
+    lookalike = subprocess.Popen(["sh", "-c", "sleep 600; :", warm_cluster.SERVE_MODULE, str(warm_folder)],
+                                 user=65534)  # as nobody (the tests run as root, as CI does)
+    try:
+        wait_for(lambda: warm_cluster.SERVE_MODULE in psutil.Process(lookalike.pid).cmdline(), "it to start")
+        write_info(warm_folder, pid=lookalike.pid)
+        found = warm_cluster.lookup(warm_folder)
+        assert (found.state, found.reason) == (
+            warm_cluster.STALE, f"its process {lookalike.pid} is not this folder's warm cluster (it belongs to another "
+                                "user)")
+        assert warm_cluster.stop(warm_folder).state == warm_cluster.STALE and lookalike.poll() is None
+    finally:
+        lookalike.kill()
+        lookalike.wait()
+
+
+def test_a_file_naming_the_clusters_pid_but_another_port_is_stale(warm_folder):
+    import socket
+
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        write_info(warm_folder, address=address, pid=cluster.pid)
+        found = warm_cluster.lookup(warm_folder)
+    assert found.state == warm_cluster.STALE
+    assert found.reason == f"its process {cluster.pid} does not listen at {address}"
+
+
+def test_a_cluster_of_another_python_environment_is_not_used_and_the_run_says_why(warm_folder):
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    assert cluster.prefix == sys.prefix  # the file names the environment its workers run
+    # the same cluster as one started from another virtual environment would describe itself (a real
+    # second environment with nbscale installed would take minutes to build)
+    info = warm_cluster.info_path(warm_folder)
+    data = json.loads(info.read_text())
+    info.write_text(json.dumps({**data, "prefix": "/opt/other-venv"}))
+    assert warm_cluster.lookup(warm_folder).live  # still a live cluster: not replaced, not stopped
+    notebook = make_notebook(warm_folder, [("import os\nparent = os.getppid()", ["step:where"])], name="env")
+    result, seen = events_of(notebook)
+    assert result.ok and result.load("where")["parent"] == os.getpid(), "the step ran on the other environment"
+    warnings = [p["message"] for kind, _, p in seen if kind == WARNING]
+    assert warnings == [f"not using the warm cluster of {warm_folder}: it runs the Python environment "
+                        f"/opt/other-venv, this run {sys.prefix}; running on a cluster of its own"]
+    assert psutil.pid_exists(cluster.pid)
