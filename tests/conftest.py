@@ -73,3 +73,14 @@ def make_immutable(*paths) -> None:
         return
     done = subprocess.run(["chattr", "+i", *map(str, paths)])
     assert done.returncode == 0, "the read-only tests need chattr (e2fsprogs) when run as root"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_warm_cluster_outlives_its_module(tmp_path_factory):
+    """The JupyterLab server's cluster is the root's warm cluster, a detached process that outlives the
+    server until its idle timeout (30 minutes): end those a module's tests left in their folders."""
+    yield
+    from warm_harness import end_clusters, serving_folders
+
+    for folder in serving_folders(tmp_path_factory.getbasetemp()):
+        end_clusters(folder)

@@ -45,3 +45,15 @@ def end_clusters(folder) -> None:
             process = psutil.Process(pid)
             for p in [process, *process.children(recursive=True)]:
                 p.kill()
+
+
+def serving_folders(under) -> list[str]:
+    """The folders below `under` whose warm cluster processes run."""
+    folders = set()
+    for p in psutil.process_iter(["cmdline"]):
+        command = p.info["cmdline"] or []
+        if warm_cluster.SERVE_MODULE in command[:-1]:
+            folder = command[command.index(warm_cluster.SERVE_MODULE) + 1]
+            if folder.startswith(f"{under}/"):
+                folders.add(folder)
+    return sorted(folders)
