@@ -51,9 +51,13 @@ STEP_STALE = "step_stale"  # a stored result exists but a dependency changed: pa
 STEP_QUEUED = "step_queued"  # every step it comes after has finished: it waits for a worker
 # the cluster a run starts for itself (an embedded LocalCluster) is starting / has started
 CLUSTER_STARTING, CLUSTER_STARTED = "cluster_starting", "cluster_started"
+# how a running step's Dask compute on the cluster goes (`compute_progress`): payload {"done", "total",
+# "what": "compute"} (tasks), at most every PROGRESS_EVENT_INTERVAL_S; a compute that ended well sends done == total
+STEP_PROGRESS = "step_progress"
+PROGRESS_EVENT_INTERVAL_S = 0.5
 # events that are a live feed only: sent to whoever follows the run as they happen (the panel,
 # `nbscale run -v`), never stored in the run store (what they show is stored when the step ends)
-LIVE_ONLY = frozenset({STEP_OUTPUT, CLUSTER_STARTING, CLUSTER_STARTED})
+LIVE_ONLY = frozenset({STEP_OUTPUT, STEP_PROGRESS, CLUSTER_STARTING, CLUSTER_STARTED})
 
 # --- why a run ended without finishing its steps (the run's `error`) ------------------------------
 CANCELLED_BY_USER = "cancelled by the user"  # Ctrl-C, Cancel in the panel

@@ -32,6 +32,7 @@ from .contract import (
     RUN_STARTED,
     RUNNING,
     STEP_FINISHED,
+    STEP_PROGRESS,
     STEP_QUEUED,
     STEP_STARTED,
     STOPPED_BY_SIGTERM,
@@ -308,8 +309,10 @@ class _Recorder:
 
     def emit(self, kind, step, payload=None):
         payload = payload or {}
-        if kind == STEP_STARTED and step in self.done:
-            return  # a finished step computed again (its result was lost with a worker): it stays finished
+        if kind in (STEP_STARTED, STEP_PROGRESS) and step in self.done:
+            # a finished step computed again (its result was lost with a worker) stays finished; a
+            # compute's count can come after its step's end (it travels another way)
+            return
         log = None
         if kind == STEP_FINISHED and payload.get("status") != CACHED and step not in self.done:
             # (outside the lock: noticing a lost state folder emits a warning)

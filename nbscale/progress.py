@@ -1,7 +1,9 @@
 """Live per-step progress of a run on stderr, fed by run events: one plain line per event (no
 terminal library to import, so a cached re-run stays quick; logs get no escape codes). With
 `verbose` (`nbscale run -v`) it also echoes what the steps print, "step | line": live from
-STEP_OUTPUT events where the engine sends them, else when the step finishes."""
+STEP_OUTPUT events where the engine sends them, else when the step finishes. A step computing a Dask
+collection on the cluster shows how far the compute got ("step: computing 120/400 tasks", from
+STEP_PROGRESS events): its first count, then one every PROGRESS_LINE_S, and its end."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from .kernels.contract import (
     RUN_STARTED,
     STEP_FINISHED,
     STEP_OUTPUT,
+    STEP_PROGRESS,
     STEP_STALE,
     STEP_STARTED,
     SUCCEEDED,
@@ -26,6 +29,7 @@ from .kernels.contract import (
 )
 
 MARKS = {SUCCEEDED: "✓", CACHED: "≡", FAILED: "✗"}
+PROGRESS_LINE_S = 5.0  # a long compute's count, every so often: a log, not an animation
 
 
 class Progress:
@@ -38,6 +42,7 @@ class Progress:
         self.started: dict[str, float] = {}
         self.partial: dict[tuple[str, str], str] = {}  # (step, stream) → its last line, not ended yet
         self.echoed: set[str] = set()  # steps whose output came live
+        self.counted: dict[str, float] = {}  # step → when its running compute's count was last shown
 
     def __enter__(self):
         return self
@@ -57,6 +62,8 @@ class Progress:
                 self._line(f"  ▶ {step}{where}")
             elif kind == STEP_OUTPUT:
                 self._echo_live(step, payload)
+            elif kind == STEP_PROGRESS:
+                self._compute_progress(step, payload)
             elif kind == STEP_FINISHED:
                 self._echo_finished(step, payload)
                 status = payload.get("status")
@@ -70,6 +77,19 @@ class Progress:
                 self._line(f"  ↻ {step} runs again: {changes}")
             elif kind == WARNING:  # a run's warning (the state folder went away) names no step
                 self._line(f"  ! {step + ': ' if step else ''}{payload.get('message')}")
+
+    def _compute_progress(self, step, payload):
+        done, total = payload.get("done"), payload.get("total")
+        if not isinstance(done, int) or not isinstance(total, int):
+            return
+        now = time.monotonic()
+        if done < total and step in self.counted and now - self.counted[step] < PROGRESS_LINE_S:
+            return
+        if done < total:
+            self.counted[step] = now
+        else:  # this compute ended: the step's next one shows its first count
+            self.counted.pop(step, None)
+        self._line(f"  ⋯ {step}: computing {done}/{total} tasks")
 
     def _echo_live(self, step, payload):
         if not self.verbose:

@@ -1,8 +1,8 @@
 /**
  * The shown run's state from what the server says: live events applied at once (queued and
- * running steps, a running step's output, the cluster starting), fetched details merged without
- * moving a step back, the steps in pipeline order, progress counts that never say 100 % of a run
- * that did not succeed.
+ * running steps, a running step's output and its Dask compute's progress, the cluster starting),
+ * fetched details merged without moving a step back, the steps in pipeline order, progress counts
+ * that never say 100 % of a run that did not succeed.
  *
  * Pure functions of the wire models: they return new objects and never mutate their inputs.
  */
@@ -11,6 +11,7 @@ import { IEvent, IPipelineModel, IRunDetail, isFinished, IStepRun, Status } from
 // event kinds (payload.kind) the reducers read (kernels/contract.py)
 const STEP_QUEUED = 'step_queued';
 const STEP_OUTPUT = 'step_output';
+const STEP_PROGRESS = 'step_progress';
 const CLUSTER_STARTING = 'cluster_starting';
 const CLUSTER_STARTED = 'cluster_started';
 /** The phase a run shows while its embedded cluster starts. */
@@ -149,6 +150,9 @@ export function applyEvent(run: IRunDetail, event: IEvent): IRunDetail {
   if (event.type === 'step' && event.step && payload.kind === STEP_OUTPUT) {
     return applyOutput(run, event.step, payload.stream, payload.text);
   }
+  if (event.type === 'step' && event.step && payload.kind === STEP_PROGRESS) {
+    return applyCompute(run, event.step, payload.done, payload.total);
+  }
   const status = event.status ?? (payload.kind === STEP_QUEUED ? 'queued' : undefined);
   if (event.type === 'step' && event.step && status) {
     const steps = run.steps.slice();
@@ -203,6 +207,26 @@ function applyOutput(run: IRunDetail, step: string, stream: unknown, text: unkno
   return { ...run, steps };
 }
 
+/** How far a running step's Dask compute got (tasks done of its total); a finished step shows none. */
+function applyCompute(run: IRunDetail, step: string, done: unknown, total: unknown): IRunDetail {
+  if (typeof done !== 'number' || typeof total !== 'number' || total <= 0) {
+    return run;
+  }
+  const steps = run.steps.slice();
+  const i = steps.findIndex(s => s.name === step);
+  const previous = i >= 0 ? steps[i] : emptyStep(step, 'running');
+  if (isFinished(previous.status)) {
+    return run;
+  }
+  const next = { ...previous, compute: { done, total } };
+  if (i >= 0) {
+    steps[i] = next;
+  } else {
+    steps.push(next);
+  }
+  return { ...run, steps };
+}
+
 // pending < queued < running < any finished status: how far a step (or run) has got
 const RANK: Record<string, number> = { pending: 0, queued: 1, running: 2 };
 
@@ -233,8 +257,10 @@ export function mergeDetail(previous: IRunDetail | null, fetched: IRunDetail): I
       return s;
     }
     const merged = rank(p.status) > rank(s.status) ? { ...s, status: p.status, finished: p.finished ?? s.finished } : s;
-    // a step still running has no stored output yet: keep what its live output showed
-    return isFinished(merged.status) ? merged : { ...merged, stdout: s.stdout || p.stdout, stderr: s.stderr || p.stderr };
+    // a step still running has no stored output yet: keep what its live output and compute showed
+    return isFinished(merged.status)
+      ? merged
+      : { ...merged, stdout: s.stdout || p.stdout, stderr: s.stderr || p.stderr, compute: p.compute };
   });
   for (const p of previous.steps) {
     if (!fetched.steps.some(s => s.name === p.name) && rank(p.status) > 0) {

@@ -2,8 +2,9 @@
  * Run: the parameters form (parameterForm.ts: this notebook's values, changed ones marked),
  * the run / export / submit / cancel buttons (JupyterLab's jp-Button), and the shown run's steps with live status,
  * durations, a progress count, logs, and the traceback of a failed step (as text). Live: queued
- * apart from running, a running step's elapsed time (ticking) and output, the "starting cluster"
- * phase, and a progress that is 100 % only for a succeeded run (reducers.progressText).
+ * apart from running, a running step's elapsed time (ticking), output and Dask compute's progress
+ * (a small bar of tasks done), the "starting cluster" phase, and a progress that is 100 % only for
+ * a succeeded run (reducers.progressText).
  */
 import { stepColour } from './colours';
 import { bar, button, downloadText, h, replace, safeHref } from './dom';
@@ -24,7 +25,7 @@ import { mergeSteps, progress, progressText } from './reducers';
 import { renderCost } from './runInsights';
 import { Section } from './section';
 import { PanelState, Part } from './state';
-import { Engine, IStepRun } from './wire';
+import { Engine, IComputeProgress, IStepRun } from './wire';
 
 export class RunSection extends Section {
   readonly form: ParameterForm;
@@ -201,6 +202,9 @@ export class RunSection extends Section {
         this._durationCell(step)
       )
     );
+    if (step.status === 'running' && step.compute) {
+      row.appendChild(computeBar(step.name, step.compute));
+    }
     if (step.status === 'running' && (step.stdout || step.stderr)) {
       // a running step's output as it prints it (the last lines); the whole log comes with its end
       const tail = [step.stdout, step.stderr].filter(Boolean).join('').split('\n').slice(-12).join('\n');
@@ -288,4 +292,13 @@ export class RunSection extends Section {
     }
     super.dispose();
   }
+}
+
+/** A running step's Dask compute on the cluster: a small bar of its tasks done (step_progress events). */
+export function computeBar(step: string, compute: IComputeProgress): HTMLElement {
+  const label = `computing ${compute.done}/${compute.total} tasks`;
+  const node = bar(compute.done / compute.total, label, 'nbscale-bar-small nbscale-compute-progress', `Compute of ${step}`);
+  node.dataset.done = String(compute.done);
+  node.dataset.total = String(compute.total);
+  return node;
 }

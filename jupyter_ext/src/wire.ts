@@ -115,6 +115,14 @@ export interface IStepRun {
   error: IStepError | null;
   /** Why a stored result was not reused: the dependencies that changed (absent from older servers). */
   stale?: string[];
+  /** Live only, from events: how far the running step's Dask compute on the cluster got, in tasks. */
+  compute?: IComputeProgress | null;
+}
+
+/** A `step_progress` event's count: tasks of one compute done, out of its total. */
+export interface IComputeProgress {
+  done: number;
+  total: number;
 }
 
 export interface IRunDetail extends IRunSummary {

@@ -18,8 +18,9 @@ import sys
 import threading
 import uuid
 import warnings
+from functools import partial
 
-from ..contract import STEP_FINISHED, WARNING, finished_payload
+from ..contract import STEP_FINISHED, STEP_PROGRESS, WARNING, finished_payload
 from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
 from ..task import run_step
@@ -182,7 +183,7 @@ def _task(spec, upstream, topic, body, run_id, on_cluster=False):
     def emit(kind, step, payload=None):
         worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
 
-    with collections_computed(on_cluster):
+    with collections_computed(on_cluster, partial(emit, STEP_PROGRESS, spec.step["name"])):
         return run_counted(body, spec, upstream, emit, run_id)
 
 

@@ -8,6 +8,7 @@ from nbscale.kernels.contract import (
     RUN_STARTED,
     STEP_FINISHED,
     STEP_OUTPUT,
+    STEP_PROGRESS,
     STEP_STALE,
     STEP_STARTED,
     SUCCEEDED,
@@ -68,3 +69,13 @@ def test_output_echoed_at_the_end_keeps_the_order_of_stdout_and_stderr(capsys):
     with Progress(verbose=True) as progress:
         progress.event(STEP_FINISHED, "fit", {"status": SUCCEEDED, "summary": {"cells": cells}})
     assert "  fit | first\n  fit | then\n  fit | last\n" in capsys.readouterr().err
+
+
+def test_a_compute_shows_its_first_count_then_few_and_its_end(capsys):
+    with Progress() as progress:
+        for done in (3, 5, 9, 40):  # one compute of 40 tasks, counted more often than shown
+            progress.event(STEP_PROGRESS, "agg", {"done": done, "total": 40, "what": "compute"})
+        progress.event(STEP_PROGRESS, "agg", {"done": 2, "total": 10, "what": "compute"})  # the step's next one
+        progress.event(STEP_PROGRESS, "agg", {"done": "?", "total": None})  # not a count: nothing
+    lines = [line.strip() for line in capsys.readouterr().err.splitlines()]
+    assert lines == ["⋯ agg: computing 3/40 tasks", "⋯ agg: computing 40/40 tasks", "⋯ agg: computing 2/10 tasks"]

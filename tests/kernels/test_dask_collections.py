@@ -9,10 +9,12 @@ import logging
 import subprocess
 import sys
 
+import numpy as np
 from conftest import make_notebook
 from distributed import LocalCluster
 
-from nbscale.kernels.runner import RunOptions, run_notebook
+from nbscale.kernels.contract import STEP_PROGRESS
+from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 from nbscale.kernels.store import ArtifactStore
 
 ROWS = 200_000
@@ -100,3 +102,28 @@ def test_workers_forked_from_a_process_with_a_default_client_still_compute(tmp_p
         result = run_notebook(nb, options=RunOptions(engine="dask", workers=2))
     assert result.ok, [s.get("error") for s in result.steps]
     assert result.load("agg")["means"].sort_index().equals(_expected())
+
+
+SLOW = [
+    ("import time\nimport numpy as np\nimport pandas as pd\nimport dask.dataframe as dd", ["imports"]),
+    ("ddf = dd.from_pandas(pd.DataFrame({'x': np.arange(1600.0)}), npartitions=16)", ["step:make"]),
+    ("def slow(part):\n    time.sleep(0.2)\n    return part\n\n"
+     "total = float(ddf.map_partitions(slow).x.sum().compute())", ["step:agg"]),
+    ("plain = sum(range(10))", ["step:plain"]),
+]
+
+
+def test_a_step_computing_a_collection_on_the_cluster_shows_its_progress(tmp_path):
+    nb = make_notebook(tmp_path, SLOW)
+    events = []
+    result = run_notebook(nb, options=RunOptions(engine="dask", workers=2),
+                          on_event=lambda kind, step, payload: events.append((kind, step, payload)))
+    assert result.ok, [s.get("error") for s in result.steps]
+    assert result.load("agg")["total"] == float(np.arange(1600.0).sum())
+    progress = [p for kind, step, p in events if kind == STEP_PROGRESS and step == "agg"]
+    done = [p["done"] for p in progress]
+    assert len(progress) >= 2 and done == sorted(done) and done[0] < done[-1], progress
+    assert progress[-1]["done"] == progress[-1]["total"] and {p["what"] for p in progress} == {"compute"}
+    # steps that compute no collection (or only build one) show none; the run store keeps none
+    assert {step for kind, step, _ in events if kind == STEP_PROGRESS} == {"agg"}
+    assert STEP_PROGRESS not in {e["kind"] for e in default_run_store(nb).events_since(result.run_id)}

@@ -222,8 +222,9 @@ def test_a_manifest_whose_kept_digest_is_not_a_string_is_refused(tmp_path):
 def test_a_big_frame_with_a_categorical_column_is_handed_on_and_cached_like_numbers(tmp_path):
     make = (f"df = pd.DataFrame({{'x': np.arange({BIG}, dtype=np.float64),"
             f" 'c': pd.Categorical.from_codes(np.arange({BIG}) % 3, ['lo', 'mid', 'hi'], ordered=True)}})")
+    use = "top = str(df['c'].max())\ncounts = df['c'].value_counts().to_dict()"
     nb = make_notebook(tmp_path, [("import numpy as np\nimport pandas as pd", ["imports"]), (make, ["step:make"]),
-                                  ("top = str(df['c'].max())\ncounts = df['c'].value_counts().to_dict()", ["step:use"])])
+                                  (use, ["step:use"])])
     first = run_notebook(nb, options=DASK)
     assert first.ok and first.load("use")["top"] == "hi"
     manifest = ArtifactStore(first.store_url).manifest(first.hashes["make"])

@@ -242,6 +242,31 @@ describe('Run section: live status', () => {
     state.dispose();
   });
 
+  it("shows a running step's Dask compute as a small bar of its tasks, gone once the step ends", async () => {
+    const { state } = await loaded(api => {
+      api.runList = [summary('r1', 'running')];
+      api.details.set('r1', detail('r1', 'running', [stepRun('load', 'running', { started: new Date().toISOString() })]));
+    });
+    const section = attach(new RunSection(state));
+    const compute = () => section.node.querySelector<HTMLElement>('[data-step="load"] .nbscale-compute-progress');
+    const count = (done: number, total: number) =>
+      state.handleEvent({ type: 'step', run_id: 'r1', step: 'load', payload: { kind: 'step_progress', done, total, what: 'compute' } });
+    expect(compute()).toBeNull();
+    count(120, 400);
+    expect(compute()!.getAttribute('role')).toBe('progressbar');
+    expect(compute()!.getAttribute('aria-valuenow')).toBe('30');
+    expect(compute()!.querySelector('.nbscale-bar-label')!.textContent).toBe('computing 120/400 tasks');
+    expect(compute()!.dataset).toMatchObject({ done: '120', total: '400' });
+    count(400, 400);
+    expect(compute()!.getAttribute('aria-valuenow')).toBe('100');
+    state.handleEvent({ type: 'step', run_id: 'r1', step: 'load', status: 'succeeded', payload: { kind: 'step_finished' } });
+    expect(compute()).toBeNull();
+    count(10, 400); // a count that comes after its step's end
+    expect(compute()).toBeNull();
+    section.dispose();
+    state.dispose();
+  });
+
   it('shows a cancelled run with how many steps finished, never 100 %', async () => {
     const { state } = await loaded(api => {
       api.runList = [summary('r1', 'cancelled')];
