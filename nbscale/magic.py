@@ -240,14 +240,15 @@ def widgets_available() -> bool:
 
 
 def scale_warm_cluster(notebook: Path, n: int) -> str | None:
-    """Scale the live warm cluster of the notebook's folder (`nbscale cluster start`); None when
-    there is none."""
+    """Scale the live warm cluster the notebook's runs use (`nbscale cluster start`: its folder's, or
+    a folder's above it); None when there is none."""
     from .kernels import warm_cluster
 
-    if not warm_cluster.for_notebook(notebook).live:
+    found = warm_cluster.for_notebook(notebook)
+    if not found.live:
         return None
     facts = warm_cluster.scale(notebook.parent, n)
-    return f"scaled the warm cluster of {notebook.parent}, which the runs share, to {facts.get('workers')} workers"
+    return f"scaled the warm cluster of {found.folder}, which the runs share, to {facts.get('workers')} workers"
 
 
 def load_ipython_extension(ip) -> None:

@@ -188,7 +188,8 @@ def test_without_ipywidgets_the_view_is_static_and_says_so(tmp_path, scheduler):
 def test_scale_names_the_warm_cluster_the_runs_share(tmp_path):
     from nbscale.kernels import warm_cluster
 
-    path = make_notebook(tmp_path, [("%load_ext nbscale", ["skip"]), ("%nbscale scale 2", ["skip"])],
+    (tmp_path / "sub").mkdir()  # the notebook is in a subfolder of the cluster's folder
+    path = make_notebook(tmp_path / "sub", [("%load_ext nbscale", ["skip"]), ("%nbscale scale 2", ["skip"])],
                          metadata=KERNELSPEC)
     warm_cluster.start(tmp_path, workers=1)
     try:
@@ -196,7 +197,8 @@ def test_scale_names_the_warm_cluster_the_runs_share(tmp_path):
         assert warm_cluster.status(tmp_path)["workers"] == 2
     finally:
         warm_cluster.stop(tmp_path)
-    assert "scaled the warm cluster" in printed(nb.cells[1]) and "to 2 workers" in printed(nb.cells[1])
+    assert f"scaled the warm cluster of {tmp_path.resolve()}, which the runs share, to 2 workers" in printed(
+        nb.cells[1])
 
 
 def test_papermill_and_nbconvert_keep_the_final_table(tmp_path, scheduler):
