@@ -3,6 +3,15 @@
 Every contender runs a chain of N trivial steps and a chain of 1, in-process timings in a fresh
 process each. Per-step overhead = (T(N) - T(1)) / (N - 1); step to step = (end of the last step
 - end of the first) / (N - 1), from the steps' own time stamps.
+
+Run on its own, it measures growth: chains of N steps (default 10, 100, 1000) one after another
+on one warm cluster (`nbscale cluster start` in a fresh folder, 2 workers, started before the
+clock, with an uncounted chain of 20 run on it first), cache off: the run time, per step, the
+medians of the steps' own time stamps, whether the step-to-step time grows over the run (mean
+per fifth of it), and the CPU time per step of this process (client), the cluster's scheduler
+process and its workers (with their nannies):
+
+    python bench/step_overhead.py [--engine local] [--workers 2] [N ...]
 """
 
 from __future__ import annotations
@@ -79,3 +88,123 @@ def breakdown(runs: list[dict], n: int) -> dict:
         parts["cluster_start"].append(run["timers"].get("cluster start", 0.0))
         parts["cluster_close"].append(run["timers"].get("cluster close", 0.0))
     return {k: med(v) for k, v in parts.items()}
+
+
+# -- growth: chains of N steps on one warm cluster ------------------------------------------------
+
+
+def growth(sizes: list[int], engine: str = "dask", workers: int = 2) -> list[dict]:
+    """Chains of each size in `sizes`, run one after another on one warm cluster (or `engine`)."""
+    import tempfile
+
+    from nbscale.kernels import warm_cluster
+
+    folder = tempfile.mkdtemp(prefix="nbscale-growth-")
+    if engine == "dask":
+        warm_cluster.start(folder, workers=workers)
+    try:
+        growth_run(folder, len(sizes), 20, engine)  # uncounted: the workers' first steps import the run time
+        return [growth_run(folder, i, n, engine) for i, n in enumerate(sizes)]
+    finally:
+        if engine == "dask":
+            warm_cluster.stop(folder)
+
+
+def growth_run(folder: str, index: int, n: int, engine: str) -> dict:
+    import os
+    import statistics
+    import time
+
+    import nbformat
+    from bench_runtime import StepClock
+
+    from nbscale.compiler import compile_notebook
+    from nbscale.kernels import params
+    from nbscale.kernels.runner import RunOptions, run_pipeline
+
+    path = os.path.join(folder, f"chain{index}.ipynb")
+    nbformat.write(notebooks.chain(n), path)
+    pipeline = compile_notebook(path)
+    values = params.resolve(pipeline, {})
+    processes = _processes(folder, engine)
+    cpu0 = _cpu(processes)
+    clock = StepClock()
+    t0, start = time.time(), time.perf_counter()
+    result = run_pipeline(pipeline, values, path, RunOptions(engine=engine, use_cache=False), on_event=clock.on_event)
+    total = time.perf_counter() - start
+    cpu1 = _cpu(processes)
+    if not result.ok:
+        raise SystemExit(f"chain of {n} failed: {result.steps[:3]}")
+    steps = sorted(clock.steps.values(), key=lambda s: s["started"])
+    pairs = list(zip(steps, steps[1:]))
+    cadence = [b["finished"] - a["finished"] for a, b in pairs]
+    fifth = len(cadence) // 5
+    med = statistics.median
+    return {
+        "n": n, "total": total, "per_step": total / n,
+        "executor": med([s["wall_s"] for s in steps[1:]]) if n > 1 else None,
+        "in_task": med([s["finished"] - s["started"] - s["wall_s"] for s in steps[1:]]) if n > 1 else None,
+        "between": med([b["started"] - a["finished"] for a, b in pairs]) if pairs else None,
+        "head": steps[0]["started"] - t0, "tail": t0 + total - steps[-1]["finished"],
+        "fifths": [statistics.mean(cadence[i * fifth:(i + 1) * fifth]) for i in range(5)] if fifth else None,
+        "cpu_per_step": {k: (cpu1[k] - cpu0[k]) / n for k in cpu1},
+    }
+
+
+def _processes(folder, engine) -> dict:
+    import psutil
+
+    from nbscale.kernels import warm_cluster
+
+    roles = {"client": [psutil.Process()]}
+    if engine == "dask":
+        serve = psutil.Process(warm_cluster.lookup(folder).cluster.pid)
+        roles["scheduler"] = [serve]
+        roles["workers"] = serve.children(recursive=True)
+    return roles
+
+
+def _cpu(roles: dict) -> dict:
+    import psutil
+
+    out = {}
+    for role, processes in roles.items():
+        out[role] = 0.0
+        for process in processes:
+            try:
+                out[role] += sum(process.cpu_times()[:2])
+            except psutil.Error:
+                pass
+    return out
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{1000 * value:.1f}"
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+    import os
+
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    parser = argparse.ArgumentParser(description="Chains of N trivial steps on one warm cluster: growth")
+    parser.add_argument("sizes", nargs="*", type=int, default=[10, 100, 1000])
+    parser.add_argument("--engine", default="dask", choices=("dask", "local"))
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    for row in growth(args.sizes, args.engine, args.workers):
+        cpu = ", ".join(f"{k} {_ms(v)}" for k, v in row["cpu_per_step"].items())
+        print(f"n={row['n']:5d}  run {row['total']:7.2f} s  per step {_ms(row['per_step'])} ms | medians: executor "
+              f"{_ms(row['executor'])}, in task {_ms(row['in_task'])}, between steps {_ms(row['between'])} ms | "
+              f"head {row['head']:.2f} s, tail {row['tail']:.2f} s", flush=True)
+        if row["fifths"]:
+            fifths = [round(1000 * f, 1) for f in row["fifths"]]
+            print(f"         step to step by fifth of the run (mean, ms): {fifths}")
+        print(f"         CPU ms per step: {cpu}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

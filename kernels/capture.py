@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 import re
 import threading
 import time
@@ -299,7 +300,7 @@ class RssSampler:
 
     def __init__(self, interval: float = RSS_INTERVAL_S):
         self.interval = interval
-        self._process = psutil.Process()
+        self._process = _this_process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.peak = 0
@@ -327,6 +328,17 @@ class RssSampler:
             self._thread.join()
         self.peak = max(self.peak, self._rss(), kernel_peak_rss() if self._thread is None else 0)
         return False
+
+
+_PROCESSES: dict[int, psutil.Process] = {}  # pid → its psutil handle: making one reads /proc each time
+
+
+def _this_process() -> psutil.Process:
+    pid = os.getpid()  # a forked worker is another process
+    process = _PROCESSES.get(pid)
+    if process is None:
+        process = _PROCESSES[pid] = psutil.Process(pid)
+    return process
 
 
 def reset_peak_rss() -> bool:

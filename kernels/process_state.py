@@ -107,6 +107,7 @@ def library_imports_kept():
 
 
 def _keep_environment_changes(state: ProcessState, before: dict, now: dict) -> None:
+    state.environ_data = None  # what to put back is `environ_items` now, not the saved copy
     for name in before.keys() | now.keys():
         if before.get(name) == now.get(name):
             continue
@@ -125,6 +126,7 @@ class ProcessState:
         self.module_dicts: tuple = ([], [], [], None, [])  # see ModuleDicts.snapshot
         self.sys_lists: dict[str, tuple[list, list]] = {}
         self.environ = self.environ_items = None
+        self.environ_data: dict | None = None  # os.environ's own (encoded) entries, to see no change in C
         self.cwd: str | None = None
         self.umask = 0
         self.random_state = None
@@ -143,6 +145,7 @@ class ProcessState:
         state.module_dicts = _MODULE_DICTS.snapshot()
         state.sys_lists = {name: (getattr(sys, name), list(getattr(sys, name))) for name in SYS_LISTS}
         state.environ, state.environ_items = os.environ, dict(os.environ)
+        state.environ_data = _environ_data(os.environ)
         state.cwd = _cwd()
         state.umask = _umask()
         state.random_state = random.getstate()
@@ -167,6 +170,8 @@ class ProcessState:
     # --- modules ---------------------------------------------------------------------------------
     def _restore_modules(self) -> list[str]:
         if self.modules_version is not None and dict_version(sys.modules) == self.modules_version:
+            return []
+        if _same_entries(sys.modules, self.modules):  # the step shell swapped `__main__` and back: in C
             return []
         changed = []
         for name, module in self.modules.items():
@@ -210,6 +215,8 @@ class ProcessState:
         if os.environ is not self.environ:
             os.environ = self.environ  # noqa: B003 - the mapping that calls putenv, put back
             changed.append("os.environ")
+        elif self.environ_data is not None and _environ_data(os.environ) == self.environ_data:
+            return []  # nothing set or deleted: compared without decoding every variable
         now = dict(os.environ)
         for name in now.keys() - self.environ_items.keys():
             del os.environ[name]
@@ -399,6 +406,18 @@ def _is_patch(module_name: str, key: str, old, new) -> bool:
         return False  # a patch replaces behaviour; data is the library's own bookkeeping
     # `import pkg.sub` binds the (re-)imported submodule on its parent: the import system's doing
     return not (isinstance(new, types.ModuleType) and sys.modules.get(f"{module_name}.{key}") is new)
+
+
+def _environ_data(environ) -> dict | None:
+    """A copy of `os.environ`'s encoded entries (CPython's `_Environ._data`), None where it has none."""
+    data = getattr(environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else None
+
+
+def _same_entries(now: dict, before: dict) -> bool:
+    """Whether two dicts hold the same objects under the same names in the same order (compared in C)."""
+    return (len(now) == len(before) and all(map(operator.is_, now.values(), before.values()))
+            and list(now) == list(before))
 
 
 def _is_module(value) -> bool:

@@ -305,6 +305,7 @@ class _Recorder:
         # sent after its `step_started` (Dask reports starts from another thread)
         self.order_lock = threading.Lock()
         self.waiting: dict[str, set[str]] = {}  # planned step not yet queued → upstream steps it waits for
+        self.downstream: dict[str, list[str]] = {}  # planned step → the planned steps that come after it
         self.started: set[str] = set()
 
     def emit(self, kind, step, payload=None):
@@ -340,13 +341,23 @@ class _Recorder:
         nothing are queued at once. Steps not planned were found cached: nothing to wait for."""
         with self.order_lock:
             self.waiting = {name: {u for u in ups if u in after} for name, ups in after.items()}
+            self.downstream = {}
+            for name, upstream in self.waiting.items():
+                for u in upstream:
+                    self.downstream.setdefault(u, []).append(name)
         self.queue_ready(None)
 
     def queue_ready(self, finished: str | None) -> None:
         """`finished` ended well: emit `step_queued` for the steps that now wait for nothing."""
         with self.order_lock:
             ready = []
-            for name, upstream in list(self.waiting.items()):
+            # only the steps after `finished` can be ready now (any step, at the start): not a scan of
+            # every waiting step per finished one, which grows with the run
+            after = list(self.waiting) if finished is None else self.downstream.get(finished, ())
+            for name in after:
+                upstream = self.waiting.get(name)
+                if upstream is None:
+                    continue
                 upstream.discard(finished)
                 if not upstream:
                     del self.waiting[name]
@@ -447,10 +458,14 @@ def step_log(run: dict, step: str) -> str | None:
 def steps_json(run, events) -> list[dict]:
     """The steps of a run as `--output json` and the API give them: with their warnings and log."""
     steps = []
+    warnings: dict[str, list[dict]] = {}  # grouped once: not a pass over every event per step
+    for event in events:
+        if event["kind"] == WARNING and event.get("payload"):
+            warnings.setdefault(event["step"], []).append(event["payload"])
     for s in run["steps"]:
         steps.append({"name": s["step"], "status": s["status"], "duration_s": s.get("duration_s"),
                       "cached": bool(s.get("cached")), "attempts": s.get("attempts"), "error": s.get("error"),
-                      "stale": s.get("stale") or [], "warnings": step_warnings(events, s["step"]),
+                      "stale": s.get("stale") or [], "warnings": warnings.get(s["step"], []),
                       "log": step_log(run, s["step"]), "profiles": _light(s.get("profiles"))})
     return steps
 

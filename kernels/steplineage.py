@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["LINEAGE_VERSION", "file_digests", "public_url", "step_lineage"]
@@ -150,20 +151,21 @@ def _imported_distributions(spec) -> set[str]:
     return {dist for top in tops for dist in found.get(top, ())}
 
 
-def _imported_modules(source: str) -> set[str]:
+@lru_cache(maxsize=512)  # the prelude's cells would be parsed again for every step
+def _imported_modules(source: str) -> frozenset[str]:
     # cell by cell, IPython lines (magics, shell) dropped: what is left that parses is enough here
     lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
     try:
         tree = ast.parse("\n".join(lines))
     except SyntaxError:
-        return set()
+        return frozenset()
     tops = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             tops |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             tops.add(node.module.split(".")[0])
-    return tops
+    return frozenset(tops)
 
 
 def _versions(distributions: set[str]) -> dict:

@@ -132,7 +132,7 @@ class DaskEngine(Engine):
             raise
         finally:
             client.unsubscribe_topic(topic)
-            forget_run(client, self.run_id)
+            forget_run(client, self.run_id, topic)
         return outcomes
 
     def _wait_for_writes(self, client, emit):

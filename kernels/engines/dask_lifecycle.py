@@ -167,16 +167,25 @@ def killed_outcome(client, run_id: str, name: str, exc: BaseException, names_by_
     return died_outcome(name, reason, record.get("attempts", 0))
 
 
-def forget_run(client, run_id: str):
-    """Drop the run's records from the scheduler (best effort: a scheduler may refuse `run`)."""
+def forget_run(client, run_id: str, topic: str | None = None):
+    """Drop the run's records and its event topic from the scheduler, which keeps the last 1,000
+    events of every topic for good (a shared warm cluster serves many runs): one call. Best effort:
+    a scheduler may refuse `run_on_scheduler`; then a few bytes, or the events, stay."""
     try:
-        client.run_on_scheduler(_drop_records, run_id)
-    except Exception:  # noqa: BLE001 - a few bytes left on the scheduler
+        client.run_on_scheduler(_drop_records, run_id, topic)
+    except Exception:  # noqa: BLE001 - memory, not correctness
         pass
 
 
-def _drop_records(run_id, dask_scheduler=None):
+def _drop_records(run_id, topic=None, dask_scheduler=None):
     dask_scheduler.task_metadata.get(NAMESPACE, {}).pop(run_id, None)
+    broker = getattr(dask_scheduler, "_broker", None)  # the scheduler's event log: no public way to clear one
+    topics = getattr(broker, "_topics", None)
+    if topic is None or not isinstance(topics, dict) or topic not in topics:
+        return
+    topics[topic].events.clear()
+    if not topics[topic].subscribers:  # the client's unsubscribe may come after this
+        del topics[topic]
 
 
 # --- cancel: stop the run's steps where they execute -------------------------------------------------

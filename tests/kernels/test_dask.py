@@ -493,3 +493,34 @@ def test_notebooks_of_two_folders_on_one_cluster_each_get_their_own_local_module
             values = result.load("a", ["who"])["who"], result.load("b", ["again"])["again"]
             found.setdefault(name, set()).update(values)
     assert found == {"x": {"x"}, "y": {"y"}}
+
+
+# --- what a run leaves on a shared scheduler --------------------------------------------------------
+
+
+def test_a_run_leaves_no_events_on_the_scheduler_it_shares(tmp_path, local_cluster):
+    """Steps send their events on the run's topic; the scheduler, which keeps a topic's events,
+    keeps none of the run's once it ended (a warm cluster serves run after run)."""
+    from distributed import Client
+
+    notebook = make_notebook(tmp_path, [("a = 1\nprint('x' * 1000)", ["step:a"]), ("b = a + 1", ["step:b"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=local_cluster, use_cache=False))
+    assert result.ok, result.steps
+    assert result.step("a")["duration_s"] is not None and result.load("b")["b"] == 2
+    with Client(local_cluster, set_as_default=False) as client:
+        kept = client.run_on_scheduler(_events_of, f"nbscale-{result.run_id}")
+    assert kept == 0
+
+
+def _events_of(topic, dask_scheduler=None):
+    return len(dask_scheduler.get_events(topic))
+
+
+def test_a_step_with_much_output_keeps_all_of_it_in_its_log(tmp_path, local_cluster):
+    notebook = make_notebook(tmp_path, [
+        ("a = 1\nfor i in range(40_000):\n    print(f'line {i:06d} ' + 'y' * 30)", ["step:a"]),
+        ("b = a + 1", ["step:b"]),
+    ])
+    result = run_notebook(notebook, options=RunOptions(scheduler=local_cluster, use_cache=False))
+    assert result.ok, result.steps
+    assert "line 039999" in Path(result.step("a")["log"]).read_text()  # its whole output, from the worker

@@ -208,3 +208,50 @@ def test_the_programs_own_globals_are_left_alone():
         del main.nbscale_test_global
         if mp_main is None:
             del sys.modules["__mp_main__"]
+
+
+def test_a_module_moved_to_another_name_comes_back():
+    """The same module objects in the same number are not enough: under their names, in order."""
+    module = types.ModuleType("nbscale_test_moved")
+    sys.modules[module.__name__] = module  # the last entry
+    try:
+        state = ProcessState.save()
+        del sys.modules[module.__name__]
+        sys.modules["nbscale_test_renamed"] = module
+        changed = state.restore()
+        assert sys.modules.get(module.__name__) is module and "sys.modules['nbscale_test_moved']" in changed
+    finally:
+        sys.modules.pop(module.__name__, None)
+        sys.modules.pop("nbscale_test_renamed", None)
+
+
+def test_a_variable_a_library_sets_on_first_import_stays_and_others_come_back(tmp_path):
+    """What an import new to the process sets stays (`library_imports_kept`), also when the step then
+    removes it and leaves the environment as it was before the step; the step's own change is put back."""
+    from nbscale.kernels.process_state import library_imports_kept
+
+    (tmp_path / "nbscale_test_sets_env.py").write_text("import os\nos.environ['NBSCALE_TEST_LIBRARY'] = '1'\n")
+    sys.path.insert(0, str(tmp_path))
+    os.environ["NBSCALE_TEST_STEP"] = "before"
+    try:
+        with restored_process_state() as state:
+            os.environ["NBSCALE_TEST_STEP"] = "changed"
+            with library_imports_kept():
+                import nbscale_test_sets_env  # noqa: F401
+        assert os.environ.get("NBSCALE_TEST_LIBRARY") == "1" and os.environ["NBSCALE_TEST_STEP"] == "before"
+        assert "os.environ['NBSCALE_TEST_LIBRARY']" not in state.restored
+        del os.environ["NBSCALE_TEST_LIBRARY"]
+        sys.modules.pop("nbscale_test_sets_env")
+        with restored_process_state():
+            with library_imports_kept():
+                import nbscale_test_sets_env  # noqa: F401, F811
+            del os.environ["NBSCALE_TEST_LIBRARY"]  # the environment is as before the step again
+        assert os.environ.get("NBSCALE_TEST_LIBRARY") == "1"
+        with restored_process_state() as state:  # nothing changed: nothing put back
+            pass
+        assert state.restored == []
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("nbscale_test_sets_env", None)
+        for name in ("NBSCALE_TEST_LIBRARY", "NBSCALE_TEST_STEP"):
+            os.environ.pop(name, None)
