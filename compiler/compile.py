@@ -49,8 +49,11 @@ def _compile(notebook: Notebook) -> Pipeline:
         diagnostics += metric_problems
     diagnostics += declared_directions(notebook.metadata)[1]  # metadata.nbscale.metrics: min | max
     pipeline.diagnostics = sorted(diagnostics, key=lambda d: (d.cell is None, d.cell or 0, d.line or 0))
+    by_name = {}
+    for step in pipeline.steps:  # (`pipeline.step(name)` per step would be quadratic)
+        by_name.setdefault(step.name, step)
     for name, value in step_hashes(pipeline).items():
-        pipeline.step(name).hash = value
+        by_name[name].hash = value
     return pipeline
 
 

@@ -171,8 +171,12 @@ class _Builder:
         received = self.received.setdefault(step.name, {})
         for name in step.sources:
             received.setdefault(name, facts.read_objects.get(name) or self.heap.objects(name))
+        if not facts.changed:
+            return  # nothing changed in place: no group to keep together
         # names reaching one changed object must arrive in one copy, so it stays one object
-        touched = {n: self.heap.reach(received[n]) & facts.changed for n in sorted(step.sources)}
+        reaching = self.heap.reaching(facts.changed)  # (most names reach none: no closure for them)
+        touched = {n: self.heap.reach(received[n]) & facts.changed for n in sorted(step.sources)
+                   if not reaching.isdisjoint(received[n])}
         groups: list[tuple[list[str], set[str]]] = []
         for name, objects in touched.items():
             if not objects:
@@ -201,7 +205,8 @@ class _Builder:
                 step.sources[name] = latest.name
                 self.carried.add((latest.name, name))
         # the producer must have received them as one copy too, even when it changes nothing
-        upwards = sorted(n for n in latest.sources if not shared.isdisjoint(self.heap.reach(held[n])))
+        reaching = self.heap.reaching(shared)
+        upwards = sorted(n for n in latest.sources if not reaching.isdisjoint(held[n]))
         if upwards:
             self._gather(latest, upwards, shared)
 
@@ -302,14 +307,14 @@ class _Builder:
         # Information only: notebook order settles which step hands the name on, and the value
         # travels from that step explicitly, whichever of the two runs first.
         reported = set()
-        memo = _Ancestors(upstream)  # only the steps asked about: every step's would be quadratic
+        ancestors = _Ancestors([s.name for s in self.steps], upstream)
         position = self.position
         for step in self.steps:
             for name, producer in step.sources.items():
                 for other in self.binders.get(name, []):
                     if other in (producer, step.name) or (name, other, producer) in reported:
                         continue
-                    if position[other] < position[step.name] and _parallel(other, producer, memo):
+                    if position[other] < position[step.name] and ancestors.parallel(other, producer):
                         reported.add((name, other, producer))
                         self._ambiguous(step, name, producer, other)
 
@@ -363,20 +368,23 @@ def _groups(outputs, points, heap):
     return sorted(sorted(names) for names, _ in groups if len(names) > 1)
 
 
-class _Ancestors(dict):
-    """step → its ancestors, worked out when first asked for."""
+class _Ancestors:
+    """Every step's ancestors as a bit set (bit i: the i-th step in notebook order), in one pass in
+    topological order: a step's are its upstream steps and their ancestors. Sets of names per
+    step would be quadratic in time and memory; these are a few machine words per step."""
 
-    def __init__(self, upstream):
-        super().__init__()
-        self.upstream = upstream
+    def __init__(self, names: list[str], upstream: dict[str, list[str]]):
+        self.bit = {name: 1 << i for i, name in enumerate(names)}
+        self.bits: dict[str, int] = {}
+        for name in graph.topological_order(names, upstream):  # (no cycle: checked before)
+            found = 0
+            for up in upstream.get(name, ()):
+                found |= self.bit.get(up, 0) | self.bits.get(up, 0)  # (every `up` is a step)
+            self.bits[name] = found
 
-    def __missing__(self, name):
-        found = self[name] = graph.ancestors(name, self.upstream)
-        return found
-
-
-def _parallel(a, b, ancestors):
-    return a not in ancestors[b] and b not in ancestors[a]
+    def parallel(self, a: str, b: str) -> bool:
+        """Neither step is an ancestor of the other."""
+        return not self.bits[b] & self.bit[a] and not self.bits[a] & self.bit[b]
 
 
 def _unique(items):

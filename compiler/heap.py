@@ -154,12 +154,17 @@ class Heap:
                         todo.append(other)
         return seen
 
+    def reaching(self, objects) -> set[str]:
+        """`objects` and every object that holds one of them at any depth: the objects whose
+        `reach` meets `objects` (`holders` is the reverse of `owned` and `given`)."""
+        return self._closure(objects, (self.holders,))
+
     def names_reaching(self, changed, names=None) -> set[str]:
         """Names (of `names`, default all) whose value may have changed with the objects `changed`."""
         if not changed:
             return set()
         found = set()
-        for obj in self._closure(changed, (self.holders,)):  # every object that reaches a changed one
+        for obj in self.reaching(changed):
             found |= self.named.get(obj, set())
         return found if names is None else found & set(names)
 

@@ -51,6 +51,8 @@ SEED_CALLS = frozenset({
 _KNOWN_NAMES = SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS)
 # Words in a cell that make the pass walk it (imports, definitions, magics).
 _ALWAYS_WALK = frozenset({"import", "def", "class", "get_ipython"})
+# Words in a function's text that make the pass walk its body (an import in it, `%config`).
+_BODY_WALK = frozenset({"import", "get_ipython"})
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NEWLINE = re.compile(r"\r\n|\r|\n")  # the line ends of Python's tokenizer
 # Code that runs later, when called (a class body is taken as its methods).
@@ -138,7 +140,10 @@ class _Finder:
             nodes = _run_now_marked(stmt)  # one walk, shared by both passes over the statement
             if step is not None:
                 self._statement(stmt, nodes, cell.index, cell.python)
-            self._remember(stmt, nodes, in_prelude=step is None)
+            text = None  # the text of a definition (decorators too), for `_body_of` to skim
+            if self.skim and isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                text = _definition_text(cell.python, lines, stmt) if lines else cell.python
+            self._remember(stmt, nodes, in_prelude=step is None, text=text)
 
     def _statement(self, stmt, nodes, index, python):
         if self._is_setting(stmt):
@@ -226,12 +231,13 @@ class _Finder:
             return ".".join([self.imported[node.id].module, *reversed(parts)])
         return None
 
-    def _remember(self, stmt, nodes, in_prelude: bool):
+    def _remember(self, stmt, nodes, in_prelude: bool, text: str | None = None):
         """What `stmt` leaves bound: imports (also inside `try:`), functions that seed, and
-        functions of the prelude that make settings."""
+        functions of the prelude that make settings. `text`: code holding all of `stmt`, when
+        its words may rule out that a function seeds or sets (`_body_may_matter`)."""
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             self._forget(stmt.name)
-            seed, sets = self._body_of(stmt)
+            seed, sets = self._body_of(stmt) if text is None or self._body_may_matter(text) else (None, False)
             if seed:
                 self.seeding_functions[stmt.name] = seed
             if sets:
@@ -252,6 +258,17 @@ class _Finder:
         self.seeding_functions.pop(name, None)
         self.setting_functions.pop(name, None)
 
+    def _body_may_matter(self, text: str) -> bool:
+        """Whether a definition's text may hold what `_body_of` looks for: a name resolving through
+        an import (the notebook's, or one in the body), a seeding or setting function of the
+        notebook, or a `%config` magic. False for most functions of a long notebook, whose walk
+        would cost more than the rest of this pass."""
+        if not text.isascii():
+            return True  # the parser normalises non-ASCII names (NFKC): the text may not show them
+        words = set(_WORD.findall(text))
+        return not words.isdisjoint(_BODY_WALK) or not words.isdisjoint(self.imported) \
+            or not words.isdisjoint(self.seeding_functions) or not words.isdisjoint(self.setting_functions)
+
     def _body_of(self, function) -> tuple[str | None, bool]:
         """The seed call a function's body makes, if any, and whether it makes a setting."""
         outer = dict(self.imported)
@@ -270,6 +287,12 @@ class _Finder:
 def _line_starts(python: str) -> list[int]:
     """Where each line of `python` starts; one more entry past the end."""
     return [0, *(m.end() for m in _NEWLINE.finditer(python)), len(python) + 1]
+
+
+def _definition_text(python: str, line_starts: list[int], stmt: ast.stmt) -> str:
+    """The whole lines of `stmt` and of its decorators (a `def`'s line number is not theirs)."""
+    first = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", ()))])
+    return python[line_starts[first - 1]:line_starts[min(stmt.end_lineno, len(line_starts) - 1)]]
 
 
 def _statement_text(python: str, line_starts: list[int], stmt: ast.stmt) -> str:

@@ -25,11 +25,18 @@ def main():
     """nbscale: tagged notebook cells as pipeline steps."""
 
 
-def _compile(notebook):
-    """The notebook's IR (diagnostics included), or exit 2 when the file is not a usable notebook."""
+def _compile(notebook, cached=False):
+    """The notebook's IR (diagnostics included), or exit 2 when the file is not a usable notebook.
+    `cached`: reuse the compile of an unchanged notebook kept in its state folder (`check`)."""
     from nbscale.compiler import compile_notebook
 
     with reporting_errors():
+        if cached:  # in the user's cache folder: a check writes nothing beside the notebook
+            from platformdirs import user_cache_path
+
+            from nbscale.compiler.compile_cache import compile_cached
+
+            return compile_cached(notebook, user_cache_path("nbscale") / "compile")
         return compile_notebook(notebook)
 
 
@@ -37,7 +44,7 @@ def _compile(notebook):
 @click.argument("notebook", type=click.Path(dir_okay=False))
 def check(notebook):
     """Report the notebook's diagnostics; exit 1 when there are errors."""
-    pipeline = _compile(notebook)
+    pipeline = _compile(notebook, cached=True)
     print_diagnostics(pipeline, notebook, err=False)
     errors, warnings = error_counts(pipeline)
     steps = len(pipeline.steps)

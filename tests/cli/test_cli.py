@@ -80,6 +80,20 @@ def test_check_warnings_alone_exit_0(tmp_path, make_notebook):
     assert "0 error(s), 1 warning(s)" in out.stdout
 
 
+def test_a_second_check_of_an_unchanged_notebook_comes_from_the_users_cache_folder(tmp_path, make_notebook):
+    import os
+
+    (tmp_path / "project").mkdir()
+    path = make_notebook(tmp_path / "project", [("x = 1", ["step:a"]), ("y = x + z", ["step:b"])])
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first, second = (subprocess.run([sys.executable, "-m", "nbscale", "check", str(path)], capture_output=True,
+                                    text=True, env=env, timeout=60) for _ in range(2))
+    assert first.returncode == second.returncode == 1 and "undefined" in first.stdout
+    assert (first.stdout, first.stderr) == (second.stdout, second.stderr)
+    assert len(list((tmp_path / "cache" / "nbscale" / "compile").glob("*.ir"))) == 1
+    assert sorted(p.name for p in (tmp_path / "project").iterdir()) == ["nb.ipynb"]  # nothing beside it
+
+
 def test_check_exits_2_on_malformed_json(malformed_nb):
     out = nbscale("check", malformed_nb)
     assert out.returncode == 2

@@ -322,6 +322,13 @@ SKIM_STEPS = [
      "pd.options .display.width = 3"],
     ["w = 1\nif w:\n    np.random.seed(5)\nfor k in range(2):\n    pd.set_option('a',\n                  k)",
      "u = (\n  np.random.seed(2))"],
+    # function bodies: seeding and setting through each way a name can resolve, and plain ones
+    ["def plain(a):\n    return a + 1\nv = 1\ndef seeds():\n    np.random.seed(v)\n@plain\ndef also():\n    pass",
+     "import random as rr\ndef dressed():\n    pass\n@(lambda f: rr.seed(0) or f)\ndef dressed():\n    pass\nt = 1"],
+    ["def via():\n    seeds()\nx = 2\ndef opts():\n    pd.set_option('b', 1)", "via()\ndressed()\ny = 3"],
+    ["def imports_it():\n    from random import seed\n    seed(4)\nq = 1", "imports_it()\nopts()"],
+    ["def magic():\n    get_ipython().run_line_magic('config', 'InlineBackend.figure_format = \"svg\"')\nm = 1",
+     "def ｍａｇｉｃ２():\n    ｎｐ.random.seed(7)\nz = 1", "ｍａｇｉｃ２()\nmagic()"],
 ]
 
 
