@@ -20,7 +20,7 @@ import uuid
 import warnings
 from functools import partial
 
-from ..contract import STEP_FINISHED, STEP_PROGRESS, WARNING, finished_payload
+from ..contract import STEP_FINISHED, STEP_PROGRESS, WARNING, StepOutcome, failed_outcome, finished_payload
 from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
 from ..task import run_step
@@ -131,14 +131,17 @@ class DaskEngine(Engine):
             _forget_writes(client, self.run_id)
             raise
         finally:
-            client.unsubscribe_topic(topic)
-            forget_run(client, self.run_id, topic)
+            if client.status == "running":  # else there is no scheduler to tell
+                client.unsubscribe_topic(topic)
+                forget_run(client, self.run_id, topic)
         return outcomes
 
     def _wait_for_writes(self, client, emit):
         """Wait for the store writes the steps left in the background, on the workers (and here,
         for a body that runs steps in this process); a failed one is a warning: the run had its values."""
         failed = wait_for_writes(self.run_id)
+        if client.status != "running":  # the scheduler is gone: so are the workers' writes
+            return
         for answer in client.run(await_writes, self.run_id, on_error="return").values():
             if isinstance(answer, dict):
                 failed.update(answer)
@@ -150,6 +153,8 @@ class DaskEngine(Engine):
         or the worker of a step before it, died more often than the cluster allows)."""
         if future.status == "error":
             return killed_outcome(client, self.run_id, name, future.exception(), names_by_key)
+        if future.status == "cancelled":  # not by this run (it cancels only as it stops)
+            return _cancelled_outcome(client, name)
         try:
             return stripped_outcome(client, future)
         except Exception as exc:  # noqa: BLE001 - its result was lost with a worker, and computing it again failed
@@ -163,6 +168,18 @@ class DaskEngine(Engine):
         return [client.submit(_warm_up, specs[0].prelude, workers=[w], pure=False,
                               key=f"nbscale-warm-up-{i}-{self.run_id[:8]}")
                 for i, w in enumerate(workers[1:len(specs)])]
+
+
+def _cancelled_outcome(client, name: str) -> StepOutcome:
+    """The outcome of a step whose task was cancelled under the run: the client lost its scheduler
+    (the cluster was stopped or crashed: Dask cancels every future then), or another client of a
+    shared scheduler cancelled it."""
+    if client.status != "running":
+        why = (f"the connection to the Dask scheduler at {client.scheduler.address} was lost (the cluster "
+               "was stopped or crashed)")
+        return failed_outcome(name, "SchedulerLost", f"the step did not finish: {why}")
+    return failed_outcome(name, "CancelledError", "the step did not finish: its Dask task was cancelled on the "
+                          "cluster (by another client of the scheduler)")
 
 
 def _forget_writes(client, run_id):

@@ -412,3 +412,28 @@ def test_a_cluster_of_another_python_environment_is_not_used_and_the_run_says_wh
     assert warnings == [f"not using the warm cluster of {warm_folder}: it runs the Python environment "
                         f"/opt/other-venv, this run {sys.prefix}; running on a cluster of its own"]
     assert psutil.pid_exists(cluster.pid)
+
+
+def test_a_run_whose_warm_cluster_stops_under_it_ends_failed_saying_so(warm_folder):
+    # it waited for ever: Dask cancels every future when the scheduler goes, and the run asked a
+    # cancelled step's worker for its outcome through a client with no scheduler
+    warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    started = warm_folder / "started"
+    notebook = make_notebook(warm_folder, [
+        (f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(60)\nx = 1", ["step:slow"]),
+        ("y = x + 1", ["step:after"])], name="gone")
+    run = subprocess.Popen([*NBSCALE, "run", str(notebook), "--no-cache"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(started.exists, "the step to start on the warm cluster")
+        warm_cluster.stop(warm_folder)
+        out, err = run.communicate(timeout=DEADLINE_S)
+    finally:
+        run.kill()
+    assert run.returncode == 1, err
+    assert "the connection to the Dask scheduler at tcp://" in out + err and "was lost" in out + err
+    with default_run_store(notebook) as store:
+        latest = store.list_runs(limit=1)[0]
+        steps = {s["step"]: s for s in store.get_run(latest["id"])["steps"]}
+    assert latest["status"] == "failed" and steps["slow"]["status"] == "failed"
+    assert steps["after"]["status"] in ("failed", "upstream_failed")
