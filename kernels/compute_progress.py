@@ -44,7 +44,12 @@ class ReportingScheduler:
         self.thread = threading.get_ident()
 
     def __call__(self, dsk, keys, **kwargs):
-        client = get_client()
+        try:
+            client = get_client()
+        except ValueError:  # a thread the step started, outside any task: in threads, as Dask would
+            from dask.threaded import get
+
+            return get(dsk, keys, **kwargs)
         schedule = get_scheduler(scheduler=client)  # as Dask picks it with no scheduler set
         if threading.get_ident() != self.thread or schedule != client.get:
             return schedule(dsk, keys, **kwargs)

@@ -37,8 +37,12 @@ def cluster_api(jp_fetch, aio, manager):
 
     def call(body=None):
         kwargs = {"method": "GET"} if body is None else {"method": "POST", "body": json.dumps(body)}
-        # a cluster start can take 20-30 s on a loaded machine: past jp_fetch's default 20 s
-        response = aio(jp_fetch("nbscale", "api", "cluster", raise_error=False, request_timeout=120, **kwargs))
+
+        async def fetch():  # the request made on the server's loop: this thread may have no loop of its own
+            # a cluster start can take 20-30 s on a loaded machine: past jp_fetch's default 20 s
+            return await jp_fetch("nbscale", "api", "cluster", raise_error=False, request_timeout=120, **kwargs)
+
+        response = aio(fetch())
         return response.code, json.loads(response.body)
 
     return call

@@ -19,10 +19,20 @@ PARTITIONS = 12
 
 @pytest.fixture(scope="module")
 def client():
-    # workers in this process: the task functions below need no importable module on them
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster, set_as_default=False) as c:
-        yield c
+    # workers in this process: the task functions below need no importable module on them. They
+    # share this process's Dask config, which their steps' settings must not outlive (the tests
+    # after these compute with Dask's default scheduler)
+    import dask
+
+    before = dask.config.get("scheduler", None)
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                          silence_logs=logging.ERROR) as cluster, Client(cluster, set_as_default=False) as c:
+            yield c
+    finally:
+        dask.config.config.pop("scheduler", None)
+        if before is not None:
+            dask.config.set(scheduler=before)
 
 
 def _slow(partition):

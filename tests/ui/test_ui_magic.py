@@ -86,5 +86,9 @@ def test_cancel_during_a_long_step_ends_the_run_cancelled(page, lab):
         timeout=RUN_TIMEOUT_MS)
     widget.locator("button", has_text="Cancel").click()
     _wait_status(page, "cancelled")
+    # the run's status and its steps' reach the page as separate widget updates, moments apart
+    page.wait_for_function(
+        """() => { const s = Array.from(document.querySelectorAll('.nbscale-run-widget .nbscale-step .nbscale-status'));
+                   return s.length === 2 && s.every(e => e.textContent === 'cancelled'); }""", timeout=30_000)
     statuses = widget.locator(".nbscale-step .nbscale-status").all_inner_texts()
     assert statuses == ["cancelled", "cancelled"]
