@@ -28,6 +28,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -122,7 +123,9 @@ class ServerCluster:
         folder, timeout = self.warm_folder, self.connect_timeout_s
         try:
             found = await asyncio.to_thread(warm_cluster.find, folder)
-            if found.live and self.current is None and self.pending is None:
+            # one of another Python environment is not the server's: its runs would not use it
+            if found.live and warm_cluster.same_environment(found.cluster) and self.current is None \
+                    and self.pending is None:
                 cluster = await self._attach(f"attaching to the warm cluster of {found.folder}",
                                              lambda: DaskCluster.attach_warm(found.cluster, timeout))
                 self.log.info("nbscale: %s", cluster.describe())
@@ -329,6 +332,11 @@ class DaskCluster:
                                                      parse_timedelta(idle, default="s"))
         except warm_cluster.WarmClusterError as exc:
             raise ExtensionError(f"could not start the cluster: {exc}") from None
+        if not warm_cluster.same_environment(found):
+            raise ExtensionError(f"the warm cluster of {found.folder} runs another Python environment "
+                                 f"({found.prefix or 'not recorded'}) than this server ({sys.prefix}): runs "
+                                 f"started here would not use it; stop it (nbscale cluster stop --dir "
+                                 f"{found.folder}) or start the server in that environment")
         cluster = await cls.attach_warm(found, timeout, started)
         if not started and n is not None and found.workers != n:
             await cluster.scale(n)

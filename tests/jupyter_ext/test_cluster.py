@@ -416,3 +416,30 @@ def test_a_server_killed_with_sigkill_leaves_a_live_cluster_not_a_stale_file(roo
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_a_warm_cluster_of_another_python_environment_is_neither_adopted_nor_started_on(root):
+    """The server's runs would not use it (kernels/warm_cluster.same_environment): the panel must not
+    show it as the server's cluster."""
+    import json
+    import sys
+
+    from nbscale.errors import NbscaleError
+    from nbscale.kernels import warm_cluster
+
+    cluster, _ = warm_cluster.start(root, workers=1, idle_timeout=600)
+    # the file as a cluster started from another virtual environment writes it (building a second
+    # environment with nbscale installed would take minutes)
+    info = warm_cluster.info_path(root)
+    info.write_text(json.dumps({**json.loads(info.read_text()), "prefix": "/opt/other-venv"}))
+
+    async def main():
+        server = ServerCluster(warm_folder=root)
+        assert (await server.model()) is None  # not adopted
+        with pytest.raises(NbscaleError, match=f"another Python environment \\(/opt/other-venv\\) than this "
+                                               f"server \\({sys.prefix}\\)"):
+            await server.start(1)
+        assert server.current is None
+
+    run(main())
+    assert warm_cluster.lookup(root).live and warm_cluster.lookup(root).cluster.pid == cluster.pid  # left alone
