@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import logging
 import os
 import sys
@@ -113,6 +114,7 @@ class DaskEngine(Engine):
                 key=f"nbscale-{name}-{spec.hash[7:19]}-{self.run_id[:8]}",
                 pure=False, resources=resources, workers=hint, allow_other_workers=hint is not None)
         names_by_key = {future.key: name for name, future in futures.items()}
+        _warm_collections(client, specs)
         outcomes = {}
         try:
             # each step as soon as its own task ends (not through a second task, which would wait
@@ -217,6 +219,37 @@ def _spread(specs, workers) -> dict:
         groups.setdefault(tuple(sorted(spec.step["after"])), []).append(spec.step["name"])
     return {name: [workers[i % len(workers)]] for members in groups.values() if len(members) > 1
             for i, name in enumerate(members)}
+
+
+COLLECTION_MODULES = ("dask.dataframe", "dask.array", "dask.bag")
+
+
+def _warm_collections(client, specs) -> None:
+    """Import the Dask collection modules the notebook names on the scheduler and every worker, in a
+    thread of each, as the run starts: the first compute of a collection from a step would import
+    them there on its critical path (about a second for dask.dataframe), the scheduler's while it
+    takes the graph. Best effort."""
+    text = json.dumps([specs[0].prelude, [spec.step.get("source") for spec in specs]], default=str)
+    modules = [module for module in COLLECTION_MODULES if module in text]
+    if not modules:
+        return
+    try:
+        client.run_on_scheduler(_import_beside, modules)
+        client.run(_import_beside, modules, wait=False)
+    except Exception:  # noqa: BLE001 - a scheduler may refuse `run`: the first compute imports them
+        pass
+
+
+def _import_beside(modules):
+    """Import `modules` in a thread of this process (not on its event loop, which it would hold)."""
+    def imported():
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - not installed there: the step that computes says so
+                pass
+
+    threading.Thread(target=imported, name="nbscale-import", daemon=True).start()
 
 
 def _warm_up(prelude):

@@ -437,3 +437,26 @@ def test_a_run_whose_warm_cluster_stops_under_it_ends_failed_saying_so(warm_fold
         steps = {s["step"]: s for s in store.get_run(latest["id"])["steps"]}
     assert latest["status"] == "failed" and steps["slow"]["status"] == "failed"
     assert steps["after"]["status"] in ("failed", "upstream_failed")
+
+
+def test_the_dask_collection_modules_a_notebook_names_are_imported_on_the_scheduler_as_it_starts(warm_folder):
+    # the first compute of a collection from a step imported dask.dataframe there, on its critical path
+    from distributed import Client
+
+    def _loaded_here(module, dask_scheduler=None):  # nested: pickled by value, as the scheduler lacks this file
+        import sys
+
+        return module in sys.modules
+
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    plain = make_notebook(warm_folder, [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"])], name="plain")
+    frames = make_notebook(warm_folder, [("import dask.dataframe as dd\nimport pandas as pd", ["imports"]),
+                                         ("ddf = dd.from_pandas(pd.DataFrame({'k': [1, 2]}), npartitions=1)",
+                                          ["step:build"]),
+                                         ("n = ddf.npartitions", ["step:use"])], name="frames")
+    with Client(cluster.address, set_as_default=False) as client:
+        assert run_notebook(plain, options=RunOptions(use_cache=False)).ok
+        assert not client.run_on_scheduler(_loaded_here, "dask.dataframe")  # not for a notebook without them
+        result = run_notebook(frames, options=RunOptions(use_cache=False))  # no compute: no graph reaches it
+        assert result.ok and result.load("use")["n"] == 1
+        wait_for(lambda: client.run_on_scheduler(_loaded_here, "dask.dataframe"), "dask.dataframe on the scheduler")
