@@ -103,7 +103,7 @@ class KfpLocalEngine(Engine):
                 _stop(proc)
                 raise
         watcher.scan()
-        outcomes.update(watcher.finish(_tail(log_path)))
+        outcomes.update(watcher.finish(_tail(log_path) or f"(kfp.local printed nothing; exit code {proc.returncode})"))
         if all(o.ok for o in outcomes.values()):
             shutil.rmtree(root, ignore_errors=True)  # the values are in the artifact store now
         return outcomes
