@@ -11,10 +11,10 @@ The frame: 8 float64 columns, an int64, a bool and a 20-level categorical (about
 what a step pays once it succeeded: moments in one chunked pass, sketches fed a 50 k-row sample),
 median of RUNS. Then real `nbscale run`s of a notebook whose step makes the same frame and hands it
 to a second step, on the local engine and on Dask (embedded LocalCluster), each RUNS times with
-profiles on and off (NBSCALE_PROFILES): the profile is taken beside the frame's store write, so
-what it costs the run is the difference, with and without it, of the critical path from the end of
-`make`'s code to the start of `use` (storing the frame and handing it on; the step's own execution
-varies more from run to run than the profile costs).
+profiles on and off (NBSCALE_PROFILES): what it costs the run is the difference, with and without
+it, of the critical path from the end of `make`'s code to the start of `use` (storing the frame
+and handing it on; the step's own execution varies more from run to run than the profile costs).
+On Dask the frame is profiled in its background store write, off that path.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def section(result: dict, command: str) -> str:
         on, off = measured["on"], measured["off"]
         rows += [
             [f"{engine}: the step's execution", duration(on["step_s"]), duration(off["step_s"]), "—"],
-            [f"{engine}: the profile, taken beside the store write", duration(on["profile_s"]), "—", "—"],
+            [f"{engine}: the profile, as the step's values are stored", duration(on["profile_s"]), "—", "—"],
             [f"{engine}: end of `make`'s code → start of `use` (storing, handing on)", duration(on["after_s"]),
              duration(off["after_s"]),
              share(on["after_s"] - off["after_s"], on["step_s"]) + " of the step's execution"],
@@ -151,15 +151,15 @@ def section(result: dict, command: str) -> str:
         f"A DataFrame of {here['bytes'] / 1e9:.2f} GB ({result['rows']:,} rows: 8 float64 columns, an int64, a bool, "
         "a 20-level categorical). The profile (`kernels/profiles.py`) reads each column once in cache-sized chunks "
         "for counts, nulls and moments and feeds the KLL and frequent-items sketches a seeded sample of 50 000 "
-        f"rows. Profile runs in this process: {', '.join(duration(s) for s in here['profile_all'])}. In a run it is "
-        "taken in a thread while the frame is written to the store (on Dask, in the background write), so its "
-        "cost to the step is the difference, with profiles on and off (`NBSCALE_PROFILES`), of the critical path "
-        "after the step's code, "
+        f"rows; the columns in parallel. Profile runs in this process: "
+        f"{', '.join(duration(s) for s in here['profile_all'])}. In a run it is taken as the frame is stored (on "
+        "Dask, in the background write once the frame is written); its cost to the step is the difference, with "
+        "profiles on and off (`NBSCALE_PROFILES`), of the critical path after the step's code, "
         f"median of {RUNS} runs each, alternating. The target: under 5 % of the step's time.",
         "",
         *table(["what", "profiles on", "profiles off", "profile's share"], rows),
         "",
-        verdict(run),
+        verdict(here, run),
         "",
         usage_note(result["usage"]),
         END,
@@ -168,16 +168,21 @@ def section(result: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def verdict(run: dict) -> str:
-    """Whether the 5 % target held: the critical path's growth against the step's execution."""
+def verdict(here: dict, run: dict) -> str:
+    """Whether the 5 % target held, per engine: the profile alone (timed in this process, where
+    nothing competes with it) against the step's execution, and how much the critical path after
+    the step's code grew with profiles on (a difference of two noisy times: the store write of 1 GB
+    alone varies by a few hundred ms). In a run the profile's own wall time is longer than alone,
+    as it shares the cores with the store write: that time is not what it costs the step."""
     said = []
     for engine, measured in run.items():
         on, off = measured["on"], measured["off"]
-        cost = (on["after_s"] - off["after_s"]) / on["step_s"]
-        said.append(f"{engine}: {cost:+.1%} of the step's execution ({'met' if cost < 0.05 else '**missed**'})")
-        if cost < 0:
-            said[-1] += ", within the noise"
-    return "Profile's cost to the critical path: " + "; ".join(said) + "."
+        alone = here["profile_s"] / on["step_s"]
+        path = (on["after_s"] - off["after_s"]) / on["step_s"]
+        held = alone < 0.05 and path < 0.05
+        said.append(f"{engine}: the profile alone {alone:.1%} of the step's execution, the critical path after "
+                    f"it {path:+.1%} ({'met' if held else '**missed**'})")
+    return "Against the 5 % target: " + "; ".join(said) + "."
 
 
 def main(argv=None) -> int:

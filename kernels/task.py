@@ -251,9 +251,8 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
             if n in spec.keep and n not in result.outputs and not is_dask_collection(v)}
     if result.metrics:
         keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
-    # per-column summaries of its frames and arrays, stored with them for cache hits; taken while
-    # the values are stored, not before (`profiles_beside`)
-    from .profiles import can_wait, profiles_beside  # numpy: paid once a step has values to hand on
+    # per-column summaries of its frames and arrays, stored with them for cache hits
+    from .profiles import can_wait, step_profiles  # numpy: paid once a step has values to hand on
 
     profiled = {**result.outputs, **keep} if spec.profile else {}
     in_memory = memory_digests(stored) if spec.background_run else None
@@ -270,21 +269,21 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
 
     outcome.values = result.outputs
     if in_memory is not None:  # readers start now; the write ends before the run does
-        # the profile starts with the write, not beside the next step's start (2 cores)
-        profiles = None if can_wait(profiled) else profiles_beside(profiled)
-        start_write(spec.background_run, step["name"],
-                    lambda: write(in_memory, profiles or profiles_beside(profiled)))
+        # profiled in the write's thread once the values are written, off the critical path (beside
+        # it, the GIL and 2 cores would slow the next step's start); at once where that thread would
+        # be the first to import what profiling needs
+        profiles = (lambda: step_profiles(profiled)) if can_wait(profiled) else step_profiles(profiled)
+        start_write(spec.background_run, step["name"], lambda: write(in_memory, profiles))
         outcome.digests = {**in_memory, **lazy}
         outcome.summary[PROFILES_STORED] = True  # the runner reads them from the manifest once written
         return
-    profiles = profiles_beside(profiled)
     try:
-        manifest = write(profiles=profiles)
+        manifest = write(profiles=step_profiles(profiled))
     except MarshalError as exc:
         outcome.values = {}
         outcome.status = FAILED
         outcome.summary["status"] = FAILED
         outcome.summary["error"] = error_dict("MarshalError", str(exc), str(exc))
         return
-    outcome.summary["profiles"] = profiles()
+    outcome.summary["profiles"] = manifest.get("profiles")
     outcome.digests = {**{n: d for n, d in stored_digests(manifest).items() if n in stored}, **lazy}

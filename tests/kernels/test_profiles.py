@@ -151,16 +151,14 @@ def _exact_parts(found: dict) -> list:
     return [{k: c.get(k) for k in exact} for value in found["values"].values() for c in value["columns"]]
 
 
-def test_large_values_are_profiled_in_a_thread_beside_the_store_write_and_small_ones_at_once(monkeypatch):
-    big = pd.DataFrame({"x": np.arange(profiles.BESIDE_MIN_BYTES // 8 + 10, dtype=np.float64)})
-    threads = []
-    real = profiles._step_profiles
-    monkeypatch.setattr(profiles, "_step_profiles", lambda values: threads.append(
-        __import__("threading").current_thread().name) or real(values))
-    later = profiles.profiles_beside({"big": big})
-    assert _exact_parts(later()) == _exact_parts(real({"big": big}))
-    profiles.profiles_beside({"small": frame(100)})()
-    assert threads[0].startswith("nbscale-profile") and threads[1] == "MainThread"
+def test_only_large_values_wait_for_another_thread_and_their_columns_are_profiled_in_parallel(monkeypatch):
+    rows = profiles.PARALLEL_MIN_ROWS + 10
+    big = pd.DataFrame({"x": np.arange(rows, dtype=np.float64), "y": np.ones(rows), "n": np.arange(rows) % 7})
+    assert profiles.can_wait({"big": big}) and not profiles.can_wait({"small": frame(100)})
+    parallel = step_profiles({"big": big})
+    monkeypatch.setattr(profiles, "PARALLEL_MIN_ROWS", rows + 1)  # the same columns one after the other
+    assert _exact_parts(parallel) == _exact_parts(step_profiles({"big": big}))
+    assert [c["name"] for c in parallel["values"]["big"]["columns"]] == ["x", "y", "n"]  # in the frame's order
 
 
 def test_a_store_write_asks_for_the_profiles_once_its_values_are_written(tmp_path):
@@ -227,27 +225,24 @@ def test_a_bad_profiles_setting_is_refused_before_a_run_is_recorded(tmp_path, mo
         assert store.list_runs() == []
 
 
-def test_a_profile_that_would_import_pandas_first_is_taken_at_once_not_in_a_thread():
+def test_values_whose_profile_would_import_pandas_first_do_not_wait_for_another_thread():
     # a thread importing pandas while the next step runs would show the step a half-imported pandas
     import subprocess
     import sys
 
     script = """
-import sys, threading
+import sys
 import numpy as np
 from nbscale.kernels import profiles
 assert "pandas" not in sys.modules
-real, seen = profiles._step_profiles, []
-profiles._step_profiles = lambda values: seen.append(threading.current_thread().name) or real(values)
-big = {"a": np.arange(profiles.BESIDE_MIN_BYTES // 8 + 10, dtype=np.float64)}
-profiles.profiles_beside(big)()
-profiles.profiles_beside(big)()  # pandas is imported now: a thread may take it
-print(seen)
+big = {"a": np.arange(profiles.LATER_MIN_BYTES // 8 + 10, dtype=np.float64)}
+first = profiles.can_wait(big)
+profiles.step_profiles(big)  # at once: pandas is imported now, on this thread
+print([first, profiles.can_wait(big)])
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    first, second = eval(done.stdout)  # noqa: S307 - our own script's list of two names
-    assert first == "MainThread" and second.startswith("nbscale-profile")
+    assert done.stdout.strip() == "[False, True]"
 
 
 def test_a_frame_that_will_not_say_its_size_is_profiled_at_once_and_never_fails_the_step():
@@ -255,5 +250,7 @@ def test_a_frame_that_will_not_say_its_size_is_profiled_at_once_and_never_fails_
         def memory_usage(self, *args, **kwargs):
             raise RuntimeError("no size for you")
 
-    found = profiles.profiles_beside({"df": Hostile({"x": [1.0, 2.0]})})()
+    hostile = {"df": Hostile({"x": [1.0, 2.0]})}
+    assert not profiles.can_wait(hostile)
+    found = step_profiles(hostile)
     assert found["values"]["df"]["rows"] == 2 or "df" in found["skipped"]
