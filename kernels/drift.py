@@ -212,13 +212,15 @@ def _numeric(reference: dict, current: dict, thresholds: dict) -> dict:
 def ks(reference, current) -> tuple[float, float]:
     """Two-sample KS statistic (largest CDF gap at the sketches' quantiles) and its p-value (scipy's
     `kstwo` at the effective size n·m/(n+m), as `scipy.stats.ks_2samp(method="asymp")` computes it)."""
-    from scipy.stats import distributions
-
     ranks = np.linspace(0.0, 1.0, GRID + 1).tolist()
     points = np.unique(np.concatenate([reference.get_quantiles(ranks), current.get_quantiles(ranks)]))
     gap = np.abs(np.array(reference.get_cdf(points.tolist(), True)[:-1])
                  - np.array(current.get_cdf(points.tolist(), True)[:-1]))
     statistic = float(gap.max()) if gap.size else 0.0
+    if statistic == 0.0:  # P(D >= 0) = 1: no scipy (0.5 s to import) for the unchanged values of a cached run
+        return 0.0, 1.0
+    from scipy.stats import distributions
+
     size = max(1, round(reference.n * current.n / (reference.n + current.n)))
     return statistic, float(min(1.0, max(0.0, distributions.kstwo.sf(statistic, size))))
 
@@ -226,12 +228,17 @@ def ks(reference, current) -> tuple[float, float]:
 def wasserstein(reference, current, std, mean) -> float:
     """Wasserstein-1 distance of the two distributions (their quantile functions on a grid) in
     reference standard deviations (or, for a constant reference, in units of |mean|, else 1)."""
-    from scipy.stats import wasserstein_distance
-
     ranks = ((np.arange(GRID) + 0.5) / GRID).tolist()
-    distance = wasserstein_distance(reference.get_quantiles(ranks), current.get_quantiles(ranks))
+    before, after = reference.get_quantiles(ranks), current.get_quantiles(ranks)
+    distance = 0.0 if np.array_equal(before, after) else _wasserstein_distance(before, after)
     scale = std if std else (abs(mean) if mean else 1.0)
     return float(distance / scale)
+
+
+def _wasserstein_distance(before, after) -> float:
+    from scipy.stats import wasserstein_distance
+
+    return wasserstein_distance(before, after)
 
 
 def numeric_psi(reference, current) -> float:
@@ -264,9 +271,7 @@ def _categorical(reference: dict, current: dict, thresholds: dict) -> dict:
         return {"test": "chisquare", "score": statistic, "p_value": p_value, "threshold": thresholds["chi2_p_value"],
                 "drifted": p_value < thresholds["chi2_p_value"], "psi": score_psi, "categories": shifted}
     if test == "jensenshannon":
-        from scipy.spatial.distance import jensenshannon
-
-        score = float(jensenshannon(expected / expected.sum(), actual / actual.sum(), base=2))
+        score = jensen_shannon(expected / expected.sum(), actual / actual.sum())
         return {"test": "jensenshannon", "score": score, "threshold": thresholds["jensenshannon"],
                 "drifted": score > thresholds["jensenshannon"], "psi": score_psi, "categories": shifted}
     return {"test": "psi", "score": score_psi, "threshold": thresholds["psi"], "drifted": score_psi > thresholds["psi"],
@@ -284,8 +289,19 @@ def category_table(reference: dict, ref_n: int, current: dict, cur_n: int) -> tu
     return expected, actual, [*categories, OTHER]
 
 
+def jensen_shannon(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Jensen–Shannon distance, base 2 (0 for equal shares, without importing scipy)."""
+    if np.array_equal(expected, actual):
+        return 0.0
+    from scipy.spatial.distance import jensenshannon
+
+    return float(jensenshannon(expected, actual, base=2))
+
+
 def chi_squared(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
     """Chi-squared test of homogeneity of the two sides' counts (categories neither side has dropped)."""
+    if np.array_equal(expected, actual):  # statistic 0, P(X >= 0) = 1, without importing scipy
+        return 0.0, 1.0
     from scipy.stats import chi2_contingency
 
     table = np.vstack([expected, actual])

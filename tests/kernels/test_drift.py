@@ -3,6 +3,8 @@ changes, the reference run, and drift between real runs (the comparison model's 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,3 +126,37 @@ def test_a_cached_rerun_does_not_drift(tmp_path):
     cached = run_notebook(nb, options=LOCAL)
     assert cached.step("make")["cached"] and cached.drift["columns_compared"] == 3
     assert cached.drift["columns_drifted"] == 0
+
+
+@pytest.mark.parametrize("rows", [500, 5000])  # ks and chi-squared; Wasserstein and Jensen–Shannon
+def test_unchanged_values_score_as_scipy_does_without_importing_it(rows):
+    """A cached re-run compares each value with itself: scipy (0.5 s to import) is not needed for
+    that, and the figures are the ones scipy gives."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import json, sys
+        sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]
+        from test_drift import compare_profiles, data, load_thresholds, run_row
+        row = run_row("r", df=data({rows}))  # a cached step's values: the very profiles it stored
+        (value,) = compare_profiles(row, row, load_thresholds())["values"]
+        print(json.dumps([sorted(c.items()) for c in value["columns"]] + ["scipy" in sys.modules]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    *columns, scipy_imported = __import__("json").loads(out)
+    assert scipy_imported is False
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import chi2_contingency, distributions, wasserstein_distance
+
+    by_name = {dict(c)["name"]: dict(c) for c in columns}
+    numeric, categorical = by_name["moved"], by_name["cat"]
+    assert numeric["score"] == 0.0 and categorical["score"] == 0.0 and not numeric["drifted"]
+    if rows == 500:
+        assert numeric["p_value"] == float(distributions.kstwo.sf(0.0, rows // 2)) == 1.0
+        table = np.array([[350.0, 150.0], [350.0, 150.0]])
+        assert categorical["p_value"] == float(chi2_contingency(table, correction=False).pvalue) == 1.0
+    else:
+        assert wasserstein_distance([0.1, 0.5, 2.0], [0.1, 0.5, 2.0]) == numeric["score"]
+        assert float(jensenshannon([0.7, 0.3], [0.7, 0.3], base=2)) == categorical["score"]
