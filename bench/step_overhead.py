@@ -11,7 +11,10 @@ medians of the steps' own time stamps, whether the step-to-step time grows over 
 per fifth of it), and the CPU time per step of this process (client), the cluster's scheduler
 process and its workers (with their nannies):
 
-    python bench/step_overhead.py [--engine local] [--workers 2] [N ...]
+    python bench/step_overhead.py [--engine local] [--workers 2] [--one-task-per-step] [N ...]
+    python bench/step_overhead.py --write   # Dask (chains as one task, and one task per step) and
+                                            # local, 10 to 1,000 steps: docs/benchmarks.md section
+                                            # and docs/img/step-overhead.png
 """
 
 from __future__ import annotations
@@ -93,8 +96,9 @@ def breakdown(runs: list[dict], n: int) -> dict:
 # -- growth: chains of N steps on one warm cluster ------------------------------------------------
 
 
-def growth(sizes: list[int], engine: str = "dask", workers: int = 2) -> list[dict]:
-    """Chains of each size in `sizes`, run one after another on one warm cluster (or `engine`)."""
+def growth(sizes: list[int], engine: str = "dask", workers: int = 2, fuse: bool = True) -> list[dict]:
+    """Chains of each size in `sizes`, run one after another on one warm cluster (or `engine`);
+    `fuse`: the Dask engine runs a chain of steps as one task (its default)."""
     import tempfile
 
     from nbscale.kernels import warm_cluster
@@ -103,14 +107,15 @@ def growth(sizes: list[int], engine: str = "dask", workers: int = 2) -> list[dic
     if engine == "dask":
         warm_cluster.start(folder, workers=workers)
     try:
-        growth_run(folder, len(sizes), 20, engine)  # uncounted: the workers' first steps import the run time
-        return [growth_run(folder, i, n, engine) for i, n in enumerate(sizes)]
+        options = {"fuse": fuse} if engine == "dask" else {}
+        growth_run(folder, len(sizes), 20, engine, options)  # uncounted: the workers' first steps import the run time
+        return [growth_run(folder, i, n, engine, options) for i, n in enumerate(sizes)]
     finally:
         if engine == "dask":
             warm_cluster.stop(folder)
 
 
-def growth_run(folder: str, index: int, n: int, engine: str) -> dict:
+def growth_run(folder: str, index: int, n: int, engine: str, engine_options: dict) -> dict:
     import os
     import statistics
     import time
@@ -130,7 +135,8 @@ def growth_run(folder: str, index: int, n: int, engine: str) -> dict:
     cpu0 = _cpu(processes)
     clock = StepClock()
     t0, start = time.time(), time.perf_counter()
-    result = run_pipeline(pipeline, values, path, RunOptions(engine=engine, use_cache=False), on_event=clock.on_event)
+    result = run_pipeline(pipeline, values, path, RunOptions(engine=engine, use_cache=False), on_event=clock.on_event,
+                          engine_options=engine_options)
     total = time.perf_counter() - start
     cpu1 = _cpu(processes)
     if not result.ok:
@@ -182,26 +188,117 @@ def _ms(value) -> str:
     return "-" if value is None else f"{1000 * value:.1f}"
 
 
+MODES = {"Dask, warm cluster (a chain of steps is one task)": ("dask", True),
+         "Dask, warm cluster, one task per step": ("dask", False),
+         "local engine": ("local", True)}
+WRITE_SIZES = [10, 30, 100, 300, 1000]
+TARGET_PER_STEP = 0.005  # s, on a warm cluster, flat from 10 to 1,000 steps (issue 14)
+TARGET_CHAIN_1000 = 10.0  # s, a 1,000-step chain run on 2 cores (issue 14)
+START, END = "<!-- step_overhead:start -->", "<!-- step_overhead:end -->"
+IMAGE = "step-overhead.png"
+
+
 def main(argv: list[str]) -> int:
     import argparse
     import os
 
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     parser = argparse.ArgumentParser(description="Chains of N trivial steps on one warm cluster: growth")
-    parser.add_argument("sizes", nargs="*", type=int, default=[10, 100, 1000])
+    parser.add_argument("sizes", nargs="*", type=int)
     parser.add_argument("--engine", default="dask", choices=("dask", "local"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--one-task-per-step", action="store_true", help="Dask: do not run chains as one task")
+    parser.add_argument("--write", action="store_true", help="every mode; write the doc section and the plot")
     args = parser.parse_args(argv)
-    for row in growth(args.sizes, args.engine, args.workers):
-        cpu = ", ".join(f"{k} {_ms(v)}" for k, v in row["cpu_per_step"].items())
-        print(f"n={row['n']:5d}  run {row['total']:7.2f} s  per step {_ms(row['per_step'])} ms | medians: executor "
-              f"{_ms(row['executor'])}, in task {_ms(row['in_task'])}, between steps {_ms(row['between'])} ms | "
-              f"head {row['head']:.2f} s, tail {row['tail']:.2f} s", flush=True)
-        if row["fifths"]:
-            fifths = [round(1000 * f, 1) for f in row["fifths"]]
-            print(f"         step to step by fifth of the run (mean, ms): {fifths}")
-        print(f"         CPU ms per step: {cpu}", flush=True)
+    if args.write:
+        return write(args.sizes or WRITE_SIZES, args.workers)
+    for row in growth(args.sizes or [10, 100, 1000], args.engine, args.workers, fuse=not args.one_task_per_step):
+        _print(row)
     return 0
+
+
+def _print(row: dict) -> None:
+    cpu = ", ".join(f"{k} {_ms(v)}" for k, v in row["cpu_per_step"].items())
+    print(f"n={row['n']:5d}  run {row['total']:7.2f} s  per step {_ms(row['per_step'])} ms | medians: executor "
+          f"{_ms(row['executor'])}, in task {_ms(row['in_task'])}, between steps {_ms(row['between'])} ms | "
+          f"head {row['head']:.2f} s, tail {row['tail']:.2f} s", flush=True)
+    if row["fifths"]:
+        fifths = [round(1000 * f, 1) for f in row["fifths"]]
+        print(f"         step to step by fifth of the run (mean, ms): {fifths}")
+    print(f"         CPU ms per step: {cpu}", flush=True)
+
+
+def write(sizes: list[int], workers: int) -> int:
+    from common import DOC, Usage, machine, revision
+    from doc_sections import publish
+
+    results = {}
+    with Usage() as usage:
+        for label, (engine, fuse) in MODES.items():
+            print(label, flush=True)
+            results[label] = growth(sizes, engine, workers, fuse)
+            for row in results[label]:
+                _print(row)
+    plot(results)
+    command = "python bench/step_overhead.py --write"
+    section = render(results, command, revision("kernels", "compiler", "nbscale", what="run-time"), machine(),
+                     usage.to_json(), workers)
+    publish(section, DOC, START, END)
+    return 0
+
+
+def render(results: dict, command: str, rev: str, machine: dict, usage: dict, workers: int) -> str:
+    from doc_sections import produced_by, table, usage_note
+
+    sizes = [row["n"] for row in next(iter(results.values()))]
+    rows = [[label, *(f"{1000 * row['per_step']:.1f} ms" for row in mine), f"{mine[-1]['total']:.2f} s"]
+            for label, mine in results.items()]
+    dask = next(iter(results.values()))
+    worst, biggest = max(row["per_step"] for row in dask), dask[-1]
+    lines = [START, "## Per-step overhead against pipeline size (`bench/step_overhead.py`)", "",
+             produced_by(command, rev, machine), "",
+             f"A chain of N trivial steps (`v{{i}} = v{{i-1}} + 1`, `notebooks.chain(N)`), cache off, run with "
+             f"`run_pipeline` in this process; on Dask, on one warm cluster of {workers} workers (`nbscale cluster "
+             "start`, before the clock), chains of every size one after another after an uncounted chain of 20. "
+             "Per step = the whole run's wall time / N (nothing subtracted: compile excluded, run store, "
+             "scheduling and the steps' own set-up included).", "",
+             *table(["mode", *(f"N = {n:,}" for n in sizes), f"run of {sizes[-1]:,}"], rows), "",
+             "Where a step's time goes (medians over the steps of the largest chain, from each step's own stamps):",
+             "",
+             *table(["mode", "executor", "in the task, outside the executor", "step end → next step start"],
+                    [[label, _ms(mine[-1]["executor"]) + " ms", _ms(mine[-1]["in_task"]) + " ms",
+                      _ms(mine[-1]["between"]) + " ms"] for label, mine in results.items()]), "",
+             f"Targets (issue 14), on the warm Dask cluster: per step ≤ {TARGET_PER_STEP * 1000:.0f} ms and flat from "
+             f"10 to 1,000 steps — worst {1000 * worst:.1f} ms: **{'met' if worst <= TARGET_PER_STEP else 'missed'}**; "
+             f"a {biggest['n']:,}-step chain ≤ {TARGET_CHAIN_1000:.0f} s — {biggest['total']:.2f} s: "
+             f"**{'met' if biggest['total'] <= TARGET_CHAIN_1000 else 'missed'}**.", "",
+             f"![per-step overhead against pipeline size](img/{IMAGE})", "", usage_note(usage), END]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import time
+
+    from common import ROOT
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    for label, rows in results.items():
+        ax.plot([r["n"] for r in rows], [1000 * r["per_step"] for r in rows], marker="o", label=label)
+    ax.axhline(1000 * TARGET_PER_STEP, color="grey", linewidth=0.8, linestyle="--", label="target on warm Dask")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("steps in the chain")
+    ax.set_ylabel("ms per step")
+    ax.set_title(f"Per-step overhead against pipeline size, {time.strftime('%Y-%m-%d')}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = ROOT / "docs" / "img" / IMAGE
+    fig.savefig(path)
+    print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

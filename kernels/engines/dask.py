@@ -1,4 +1,5 @@
-"""The Dask engine: each step is one Dask task; independent steps run in parallel.
+"""The Dask engine: each step is one Dask task (a chain of steps, one task: `dask_chains`);
+independent steps run in parallel.
 
 The cluster is an embedded LocalCluster by default (started only when something has to run),
 an existing scheduler (`scheduler` address or `scheduler_file`), or a cluster built by the
@@ -26,8 +27,9 @@ from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed
 from ..liveness import HEARTBEAT_THREAD
 from ..task import run_step
 from . import Engine
+from .dask_chains import chains, reported_outcome, run_chain, stripped, upstream_failed
 from .dask_collections import STEP_RESOURCE, collections_computed
-from .dask_lifecycle import forget_run, killed_outcome, run_counted, stop_run_steps
+from .dask_lifecycle import StepRecord, TaskLine, forget_run, killed_outcome, run_counted, stop_run_steps
 
 TOPIC = "nbscale"
 RESOURCE_NAMES = ("cpu", "memory", "gpu")
@@ -40,12 +42,14 @@ class DaskEngine(Engine):
     shared_address = None  # the address of the warm cluster the run shares (`connect`)
 
     def __init__(self, scheduler=None, scheduler_file=None, workers=None, run_id="", body=None,
-                 on_outcome=None, warm_up=True, **options):
+                 on_outcome=None, warm_up=True, fuse=True, **options):
         """`body(spec, upstream, emit)` runs one step on a worker (default: `task.run_step`; it must
         pickle); `on_outcome(outcome)` sees each finished step on the client before it is reported;
-        `warm_up`: import the notebook's libraries on idle workers while the first step runs."""
+        `warm_up`: import the notebook's libraries on idle workers while the first step runs;
+        `fuse`: run a chain of steps as one task (`dask_chains`; not with `on_outcome`, which a
+        chain's steps would be reported before)."""
         super().__init__(**options)
-        self.warm_up = warm_up
+        self.warm_up, self.fuse = warm_up, fuse and on_outcome is None
         self.scheduler, self.scheduler_file, self.workers = scheduler, scheduler_file, workers
         self.run_id = run_id or ""
         self.body, self.on_outcome = body or run_step, on_outcome
@@ -96,40 +100,42 @@ class DaskEngine(Engine):
         self.run_id = self.run_id or uuid.uuid4().hex
         specs = [dataclasses.replace(spec, background_run=self.run_id) for spec in specs]
         topic = f"{TOPIC}-{self.run_id}"
-        client.subscribe_topic(topic, lambda event: emit(*event[1]))
+        reported = _Reported(emit)
+        client.subscribe_topic(topic, lambda event: reported.emit(*_unpacked(event[1])))
         declared = _declared_resources(client)
         workers = list(client.scheduler_info().get("workers", {}))
         spread = _spread(specs, workers)
         warm = self._warm_up(client, specs, workers)
-        futures = {}
-        for spec in specs:
-            name = spec.step["name"]
-            upstream = {u: futures[u] for u in spec.step["after"] if u in futures}
-            resources = _resources(spec.step, declared, emit)
-            hint = spread.get(name) if resources is None else None
+        futures, tasks, names_by_key = {}, {}, {}  # step → its task; key → task, and its steps
+        for chain in chains(specs, self.fuse):
+            head, names = chain[0].step, [spec.step["name"] for spec in chain]
+            upstream = {u: futures[u] for u in head["after"] if u in futures}
+            resources = _resources(head, declared, emit)
+            hint = spread.get(head["name"]) if resources is None else None
             if STEP_RESOURCE in declared:  # one step per worker, also while it waits on its own computes
                 resources = {**(resources or {}), STEP_RESOURCE: 1}
-            futures[name] = client.submit(
-                _task, spec, upstream, topic, self.body, self.run_id, STEP_RESOURCE in declared,
-                key=f"nbscale-{name}-{spec.hash[7:19]}-{self.run_id[:8]}",
+            future = client.submit(
+                _task, chain, upstream, topic, self.body, self.run_id, STEP_RESOURCE in declared,
+                key=f"nbscale-{head['name']}-{chain[0].hash[7:19]}-{self.run_id[:8]}",
                 pure=False, resources=resources, workers=hint, allow_other_workers=hint is not None)
-        names_by_key = {future.key: name for name, future in futures.items()}
+            futures.update(dict.fromkeys(names, future))
+            tasks[future.key], names_by_key[future.key] = future, names
         _warm_collections(client, specs)
         outcomes = {}
         try:
-            # each step as soon as its own task ends (not through a second task, which would wait
-            # on the step's worker behind the next step: a finished step would show as running)
-            for future in as_completed(list(futures.values()), loop=client.loop):
-                outcome = self._outcome(client, future, names_by_key[future.key], names_by_key)
-                if self.on_outcome is not None:
-                    self.on_outcome(outcome)
-                outcomes[outcome.step] = outcome
-                emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
+            # each chain as soon as its own task ends (not through a second task, which would wait
+            # on the worker behind the next step: a finished step would show as running)
+            for future in as_completed(list(tasks.values()), loop=client.loop):
+                for outcome in self._outcomes(client, future, names_by_key, reported):
+                    if self.on_outcome is not None:
+                        self.on_outcome(outcome)
+                    outcomes[outcome.step] = outcome
+                    reported.emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
             self._wait_for_writes(client, emit)
         except BaseException:
             # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it
-            stop_run_steps(client, self.run_id, names_by_key, emit)
-            client.cancel(list(futures.values()) + warm)
+            stop_run_steps(client, self.run_id, reported.unfinished(names_by_key), emit)
+            client.cancel(list(tasks.values()) + warm)
             _forget_writes(client, self.run_id)
             raise
         finally:
@@ -150,17 +156,22 @@ class DaskEngine(Engine):
         for step, error in sorted(failed.items()):
             emit(WARNING, step, {"message": write_failed_message(error)})
 
-    def _outcome(self, client, future, name, names_by_key):
-        """A finished step's outcome, also when Dask gave up on its task (KilledWorker: its worker,
-        or the worker of a step before it, died more often than the cluster allows)."""
+    def _outcomes(self, client, future, names_by_key, reported) -> list[StepOutcome]:
+        """The outcomes of a finished task's steps, also when Dask gave up on it (KilledWorker: its
+        worker, or the worker of a step before it, died more often than the cluster allows)."""
+        names = names_by_key[future.key]
         if future.status == "error":
-            return killed_outcome(client, self.run_id, name, future.exception(), names_by_key)
+            return _lost(names, reported, self._killed(client, future.exception(), names_by_key))
         if future.status == "cancelled":  # not by this run (it cancels only as it stops)
-            return _cancelled_outcome(client, name)
+            return _lost(names, reported, partial(_cancelled_outcome, client))
         try:
-            return stripped_outcome(client, future)
+            held = stripped_outcomes(client, future)
+            return [held[name] for name in names]
         except Exception as exc:  # noqa: BLE001 - its result was lost with a worker, and computing it again failed
-            return killed_outcome(client, self.run_id, name, exc, names_by_key)
+            return _lost(names, reported, self._killed(client, exc, names_by_key))
+
+    def _killed(self, client, exc, names_by_key):
+        return partial(killed_outcome, client, self.run_id, exc=exc, names_by_key=names_by_key)
 
     def _warm_up(self, client, specs, workers):
         """Import the notebook's libraries on the workers the first step will not use (as many as
@@ -170,6 +181,16 @@ class DaskEngine(Engine):
         return [client.submit(_warm_up, specs[0].prelude, workers=[w], pure=False,
                               key=f"nbscale-warm-up-{i}-{self.run_id[:8]}")
                 for i, w in enumerate(workers[1:len(specs)])]
+
+
+def _lost(names, reported, failed) -> list[StepOutcome]:
+    """The outcomes of a task's steps when its result is lost: the steps reported finished keep
+    theirs, the step that ran gets `failed(name)`, the steps after it did not run."""
+    outcomes = [reported.outcome(name) for name in names if reported.outcome(name) is not None]
+    rest = names[len(outcomes):]
+    if rest:
+        outcomes += [failed(rest[0])] + [upstream_failed(name, rest[0]) for name in rest[1:]]
+    return outcomes
 
 
 def _cancelled_outcome(client, name: str) -> StepOutcome:
@@ -194,7 +215,8 @@ def _forget_writes(client, run_id):
         pass
 
 
-def _task(spec, upstream, topic, body, run_id, on_cluster=False):
+def _task(specs, upstream, topic, body, run_id, on_cluster=False):
+    """The Dask task of a chain of steps (`dask_chains`): every step's outcome by name."""
     from distributed import get_worker
 
     worker = get_worker()
@@ -202,8 +224,54 @@ def _task(spec, upstream, topic, body, run_id, on_cluster=False):
     def emit(kind, step, payload=None):
         worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
 
-    with collections_computed(on_cluster, partial(emit, STEP_PROGRESS, spec.step["name"])):
-        return run_counted(body, spec, upstream, emit, run_id)
+    # no record of the chain's first step: the task's first attempt, so none of its steps began
+    # before (they begin only after it): their records need not be read
+    head = StepRecord(worker, run_id, specs[0].step["name"]).read()
+    known = {spec.step["name"]: {} for spec in specs} if not head else {specs[0].step["name"]: head}
+
+    line = TaskLine(worker)
+
+    def run_one(spec, outcomes):
+        with collections_computed(on_cluster, partial(emit, STEP_PROGRESS, spec.step["name"])):
+            return run_counted(body, spec, outcomes, emit, run_id, known.get(spec.step["name"]), line)
+
+    try:
+        return run_chain(specs, upstream, run_one, emit)
+    finally:
+        line.close()
+
+
+def _unpacked(value):
+    """An event as its task logged it: Dask's msgpack turns its lists into tuples on the way."""
+    if isinstance(value, (list, tuple)):
+        return [_unpacked(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _unpacked(item) for key, item in value.items()}
+    return value
+
+
+class _Reported:
+    """Each step's end reported once: from its chain's events as it ends, or as its task ends,
+    whichever comes first (they travel different ways). Thread-safe: events arrive on the loop."""
+
+    def __init__(self, emit):
+        self._emit, self._lock, self._payloads = emit, threading.Lock(), {}
+
+    def emit(self, kind, step, payload=None):
+        if kind == STEP_FINISHED:
+            with self._lock:
+                if step in self._payloads:
+                    return
+                self._payloads[step] = payload
+        self._emit(kind, step, payload)
+
+    def outcome(self, step) -> StepOutcome | None:
+        payload = self._payloads.get(step)
+        return None if payload is None else reported_outcome(step, payload)
+
+    def unfinished(self, names_by_key: dict) -> dict:
+        """Task key → the step of it that may still run (the first one not reported finished)."""
+        return {key: [name for name in names if name not in self._payloads][:1] for key, names in names_by_key.items()}
 
 
 def _spread(specs, workers) -> dict:
@@ -235,7 +303,7 @@ def _warm_collections(client, specs) -> None:
         return
     try:
         client.run_on_scheduler(_import_beside, modules)
-        client.run(_import_beside, modules, wait=False)
+        client.run(_import_beside, modules)  # (`wait=False` is for coroutines only) returns at once
     except Exception:  # noqa: BLE001 - a scheduler may refuse `run`: the first compute imports them
         pass
 
@@ -262,19 +330,19 @@ def _warm_up(prelude):
     execute_step(Step(name="__warm_up__", cells=[], source=[]), prelude, {}, {})
 
 
-def _strip(outcome):
-    """What the client needs to know; the values stay on the worker (not mutated: shared)."""
-    return dataclasses.replace(outcome, values={})
+def _strip(outcomes):
+    """What the client needs to know of a chain's outcomes; the values stay on the worker."""
+    return {name: stripped(outcome) for name, outcome in outcomes.items()}
 
 
-def stripped_outcome(client, future):
-    """A finished step's outcome without its values, read where the task's result is held, on the
-    worker's event loop (`client.run`): a task would queue behind whatever step the worker runs
+def stripped_outcomes(client, future) -> dict:
+    """A finished task's outcomes without their values, read where the task's result is held, on
+    the worker's event loop (`client.run`): a task would queue behind whatever step the worker runs
     next. Falls back to such a task when that worker is gone or a scheduler refuses `run`."""
     try:
         holders = client.who_has([future]).get(future.key) or ()
         if holders:
-            answers = client.run(_held_outcome, future.key, workers=list(holders)[:1], on_error="return")
+            answers = client.run(_held_outcomes, future.key, workers=list(holders)[:1], on_error="return")
             answer = next(iter(answers.values()), None)
             if answer is not None and not isinstance(answer, BaseException):
                 return answer
@@ -283,13 +351,13 @@ def stripped_outcome(client, future):
     return client.submit(_strip, future, pure=False).result()
 
 
-def _held_outcome(key, dask_worker=None):
-    """The stripped outcome under `key` on this worker (run on its event loop); None if not here."""
+def _held_outcomes(key, dask_worker=None):
+    """The stripped outcomes under `key` on this worker (run on its event loop); None if not here."""
     try:
-        outcome = dask_worker.data[key]
+        outcomes = dask_worker.data[key]
     except KeyError:
         return None
-    return _strip(outcome)
+    return _strip(outcomes)
 
 
 def local_cluster(workers=None):

@@ -57,15 +57,20 @@ class StepRecord:
         return [msg for _, msg in self._call("events", topic=MEMORY_TOPIC) or ()]
 
 
-def run_counted(body, spec, upstream, emit, run_id: str) -> StepOutcome:
+def run_counted(body, spec, upstream, emit, run_id: str, before: dict | None = None,
+                line: TaskLine | None = None) -> StepOutcome:
     """Run `body(spec, upstream, emit)` on this worker as an attempt of the step, unless earlier
-    runs of this task died under it as often as the step's `retries:` allows."""
+    runs of this task died under it as often as the step's `retries:` allows. `before`: the step's
+    record when the caller knows it (a round trip to the scheduler less), else read here; `line`:
+    what the steps of one task share (`TaskLine`; the caller closes it), else one of its own."""
     from distributed import get_worker
 
     worker = get_worker()
+    own_line = line is None
+    line = line or TaskLine(worker)
     name, retries = spec.step["name"], spec.step.get("retries", 0)
     record = StepRecord(worker, run_id, name)
-    before = record.read()
+    before = record.read() if before is None else before
     # a record left `running` means the worker died under it; a finished one that the task is
     # run again means its result was lost with a worker: computed again (a cache hit if stored)
     begun = before.get("attempts", 0) if before.get("running") else 0
@@ -77,6 +82,7 @@ def run_counted(body, spec, upstream, emit, run_id: str) -> StepOutcome:
         spec = dataclasses.replace(spec, step={**spec.step, "retries": retries - begun})
     memory = worker.memory_manager.memory_limit if hasattr(worker, "memory_manager") else None
     record.start(attempts=begun + 1, worker=worker.address, memory_limit=memory, memory=None, running=True)
+    line.flush()  # the step before's closing write, answered meanwhile
     counts = {"attempts": begun + 1}
 
     def counting_emit(kind, step, payload=None):
@@ -85,34 +91,77 @@ def run_counted(body, spec, upstream, emit, run_id: str) -> StepOutcome:
             record.write("attempts", counts["attempts"])
         emit(kind, step, payload)
 
-    sampler = MemorySampler(record)
-    sampler.start()
+    line.sample(record)
     try:
         outcome = body(spec, upstream, counting_emit)
     finally:
-        sampler.stop()
-        record.write("running", False)
+        line.sample(None)
+        line.send(record, "running", False)
+        if own_line:
+            line.close()
     outcome.attempts += begun
     return outcome
 
 
-class MemorySampler(threading.Thread):
-    """Records the most memory the worker process uses while the step runs (for a death reason)."""
+class TaskLine:
+    """What the steps of one Dask task share on its worker (a chain's steps run one after another):
+    one memory sampler thread, and the write that closes a step's record, sent without waiting for
+    the scheduler's answer. The next step's start waits for it after sending its own (one round trip
+    per step instead of two), and `close` before the task ends, so that the scheduler has every
+    record of the task before its result."""
 
-    def __init__(self, record: StepRecord):
+    def __init__(self, worker):
+        self.worker, self.pending, self.sampler = worker, None, None
+
+    def send(self, record: StepRecord, name, value):
+        import asyncio
+
+        self.flush()
+        write = self.worker.scheduler.set_metadata(keys=[*record.keys, name], value=value)
+        self.pending = asyncio.run_coroutine_threadsafe(write, self.worker.loop.asyncio_loop)
+
+    def flush(self):
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def sample(self, record: StepRecord | None):
+        """Sample the worker's memory for `record`'s step from now on (None: for no step)."""
+        if self.sampler is None and record is not None:
+            self.sampler = MemorySampler()
+            self.sampler.start()
+        if self.sampler is not None:
+            self.sampler.follow(record)
+
+    def close(self):
+        if self.sampler is not None:
+            self.sampler.stop()
+        self.flush()
+
+
+class MemorySampler(threading.Thread):
+    """Records the most memory the worker process uses while a step runs (for a death reason)."""
+
+    def __init__(self):
         super().__init__(name="nbscale-memory-sampler", daemon=True)
-        self.record, self.done = record, threading.Event()
+        self.record, self.most, self.done = None, 0, threading.Event()
+
+    def follow(self, record: StepRecord | None):
+        self.record, self.most = record, 0
 
     def run(self):
         import psutil
 
-        process, most = psutil.Process(), 0
+        process = psutil.Process()
         while not self.done.wait(SAMPLE_S):
+            record = self.record
+            if record is None:
+                continue
             rss = process.memory_info().rss
-            if rss > most * 1.02:  # a write only when it grew: the scheduler is shared
-                most = rss
+            if rss > self.most * 1.02:  # a write only when it grew: the scheduler is shared
+                self.most = rss
                 try:
-                    self.record.write("memory", rss)
+                    record.write("memory", rss)
                 except Exception:  # noqa: BLE001 - the scheduler is going away; the step decides
                     return
 
@@ -153,15 +202,16 @@ def died_outcome(step: str, reason: str, attempts: int) -> StepOutcome:
 
 def killed_outcome(client, run_id: str, name: str, exc: BaseException, names_by_key: dict) -> StepOutcome:
     """The outcome of a step whose task ended in an error rather than an outcome: Dask's
-    `KilledWorker` on the step itself is the death of its worker, on a step it comes after makes
-    it `upstream_failed`; any other error fails the step naming it."""
+    `KilledWorker` on the step's own task is the death of its worker, on a task it comes after makes
+    it `upstream_failed`; any other error fails the step naming it. `names_by_key`: task key → its
+    steps."""
     from distributed import KilledWorker
 
     if not isinstance(exc, KilledWorker):
         return failed_outcome(name, type(exc).__name__, f"the step's Dask task failed: {exc}")
-    blamed = names_by_key.get(exc.task, exc.task)
-    if blamed != name:
-        return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {blamed}"})
+    blamed = names_by_key.get(exc.task, [exc.task])
+    if name not in blamed:
+        return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {', '.join(blamed)}"})
     record = client.get_metadata([NAMESPACE, run_id, name], None) or {}
     reason = death_reason(record, [msg for _, msg in client.get_events(MEMORY_TOPIC)])
     return died_outcome(name, reason, record.get("attempts", 0))
@@ -221,7 +271,8 @@ def end_children(dask_worker=None, grace: float = TERMINATE_WAIT_S) -> int:
 
 
 def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeout: float = 30.0) -> dict:
-    """Stop this run's steps that are still executing: for each worker running one, say so
+    """Stop this run's steps that are still executing (`names_by_key`: task key → the steps of it
+    that may still run): for each worker running one, say so
     (a WARNING event per step), end its child processes and restart it. Returns worker → status.
     Never raises: it runs while a cancel is on its way out."""
     try:
@@ -234,7 +285,7 @@ def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeou
 def _stop(client, run_id, names_by_key, emit, restart_timeout) -> dict:
     suffix = f"-{run_id[:8]}"
     found = client.run(executing_keys, suffix, on_error="ignore")
-    busy = {worker: [names_by_key[k] for k in keys if k in names_by_key] for worker, keys in found.items()}
+    busy = {worker: [name for k in keys for name in names_by_key.get(k, ())] for worker, keys in found.items()}
     busy = {worker: steps for worker, steps in busy.items() if steps}
     if not busy:
         return {}

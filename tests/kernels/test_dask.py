@@ -422,6 +422,21 @@ def test_a_dask_run_logs_no_worker_error_and_warms_up_an_idle_worker(tmp_path):
     assert importers - {(tmp_path / "a.txt").read_text()}, "no idle worker imported the notebook's modules"
 
 
+def test_the_collection_modules_a_notebook_names_are_imported_on_the_workers_as_it_starts(tmp_path):
+    """`dask.dataframe` named by a step is imported on the workers in the background as the run
+    starts, off the critical path of the step that first computes a collection (the worker once
+    refused the call and logged an error on every such run)."""
+    nb = make_notebook(tmp_path, [("import time\ntime.sleep(1.5)\nx = 1", ["step:a"]),
+                                  ("import sys\nopen('loaded.txt', 'w').write(str('dask.dataframe' in sys.modules))\n"
+                                   "y = x", ["step:b"])], name="names_dd")
+    run = subprocess.run([sys.executable, "-m", "nbscale", "run", str(nb), "--workers", "1", "--no-cache"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    for sign in ("Combination not supported", "Traceback", "Error"):
+        assert sign not in run.stderr, run.stderr
+    assert (tmp_path / "loaded.txt").read_text() == "True"
+
+
 def test_a_changed_data_file_reruns_only_what_it_changes(tmp_path, cluster_options):
     """On a LocalCluster and on scheduler + worker processes: a step whose file changed runs again,
     and its reader runs again only when the values it receives changed (keys chain on them)."""
