@@ -36,6 +36,7 @@ from common import (
     DOC,
     ROOT,
     Usage,
+    bench_env,
     machine,
     median_process,
     median_time,
@@ -177,8 +178,6 @@ def check_times(path: Path, runs: int = PROCESS_RUNS) -> tuple[tuple[float, floa
     entry, and a check again of the unchanged notebook, its compile read from the cache; medians of
     `runs` after one uncounted run. CPU time says what wall time would be on an idle machine."""
     cmd = [*nbscale_command(), "check", str(path)]
-    home = path.parent / "cache-home"  # the user's cache folder of these checks (XDG_CACHE_HOME)
-    env = {**os.environ, "XDG_CACHE_HOME": str(home)}
 
     def medians(first: bool) -> tuple[float, float]:
         times = []
@@ -188,7 +187,14 @@ def check_times(path: Path, runs: int = PROCESS_RUNS) -> tuple[tuple[float, floa
             times.append(timed_process(cmd, env=env))
         return statistics.median(t[0] for t in times[1:]), statistics.median(t[1] for t in times[1:])
 
-    return medians(first=True), medians(first=False)  # (the last first check left the entry)
+    # the user's cache folder of these checks (XDG_CACHE_HOME): a temporary one, never one beside
+    # the notebook (for examples/iris.ipynb that was a folder left in the repository)
+    with tempfile.TemporaryDirectory(prefix="nbscale-bench-cache-") as tmp:
+        home = Path(tmp) / "cache-home"
+        # with .pyc files, as an installed package has them (`bench_env`: the caller's
+        # PYTHONDONTWRITEBYTECODE would make every check compile nbscale's modules from source)
+        env = {**bench_env(), "XDG_CACHE_HOME": str(home)}
+        return medians(first=True), medians(first=False)  # (the last first check left the entry)
 
 
 def write_generated(folder: Path, size: int, alias_heavy: bool = False) -> tuple[Path, object]:
@@ -290,13 +296,16 @@ def render(result: dict, profile: list | None = None) -> str:
         return "met" if good else "**missed**"
 
     cli = " ".join(Path(c).name if i == 0 else c for i, c in enumerate(nbscale_command()))
-    no_bytecode = "`PYTHONDONTWRITEBYTECODE` set (every process compiles nbscale's modules from source)"
+    no_bytecode = "`PYTHONDONTWRITEBYTECODE` set in the caller's environment (the in-process timings' process)"
     lines = [
         START,
         "## Compile time (`bench/bench_compile.py`)",
         "",
         produced_by(result["command"], revision("compiler", "nbscale", what="compiler"), result["machine"],
                     no_bytecode if result["machine"]["no_bytecode"] else ""),
+        "",
+        "`nbscale check` processes use .pyc files, as an installed package has them (in a private "
+        "`PYTHONPYCACHEPREFIX`; the caller's `PYTHONDONTWRITEBYTECODE` is not passed on to them).",
         "",
         "`compile_notebook` is the in-process compile (read, tags, layout, dataflow analysis, hashes), "
         "median of 7–15 runs after a warm-up. `nbscale check` is the whole process, wall clock, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import effects
@@ -38,33 +39,116 @@ class Use:
     optional: bool = False  # read after a binding that may not have run (if/for/try)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Site:
     """Where a name is bound or an object changed: notebook cell index, line, and the statement
-    (or expression) that does it, turned into text only when asked (`graph --why`)."""
+    (or expression) that does it, turned into text only when asked (`graph --why`). The node is
+    not kept (a big cell's tree would live as long as its facts): the cell, the node's type and
+    its position say where it is, and it is parsed again when its text is asked for."""
 
     cell: int
     line: int
-    node: ast.AST | None = None
+    node: ast.AST | None = None  # kept only when it has no position to be found by (`withitem`)
+    parsed: ParsedCell | None = field(default=None, compare=False)  # where the node is found again
+    kind: type | None = field(default=None, compare=False)
+    span: int = field(default=0, compare=False)  # its position, `_packed`
 
     @property
     def code(self) -> str:
-        if self.node is None:
+        node = self.node if self.node is not None else _found_again(self)
+        if node is None:
             return ""
-        code = ast.unparse(self.node).splitlines()[0]
+        code = ast.unparse(node).splitlines()[0]
         return code if len(code) <= 72 else code[:69] + "..."
+
+
+def _site(cell: int, line: int, parsed: ParsedCell | None, node: ast.AST | None) -> Site:
+    """A Site of `node`, keeping the node only when it has no position to be found by."""
+    if not _findable(parsed, node):
+        return Site(cell, line, node)
+    return Site(cell, line, None, parsed, type(node), _packed(node))
+
+
+def _findable(parsed: ParsedCell | None, node: ast.AST | None) -> bool:
+    return node is not None and parsed is not None and getattr(node, "end_col_offset", None) is not None
+
+
+class Sites(Mapping):
+    """Name → the Site of its first binding, each kept as one number (cell, line, node type and
+    position): a Site object, its position and its line number took 150 bytes a name, 9 MB for a
+    cell binding 60,000 names. A node without a position is kept in a Site as it is."""
+
+    def __init__(self):
+        self._sites: dict[str, int | Site] = {}
+        self._parsed: dict[int, ParsedCell] = {}  # cell index → the cell its nodes are found in
+
+    def add(self, name: str, cell: int, line: int, parsed: ParsedCell | None, node: ast.AST | None) -> None:
+        if not _findable(parsed, node):
+            self._sites[name] = Site(cell, line, node)
+            return
+        self._parsed.setdefault(cell, parsed)
+        kind = _KIND_NUMBER.get(type(node))
+        if kind is None:
+            kind = _KIND_NUMBER[type(node)] = len(_KINDS)
+            _KINDS.append(type(node))
+        self._sites[name] = (((cell << _BITS | line) << _BITS | kind) << _SPAN) | _packed(node)
+
+    def __getitem__(self, name: str) -> Site:
+        value = self._sites[name]
+        if type(value) is Site:
+            return value
+        span, rest = value & _SPAN_MASK, value >> _SPAN
+        kind, rest = rest & _MASK, rest >> _BITS
+        line, cell = rest & _MASK, rest >> _BITS
+        return Site(cell, line, None, self._parsed[cell], _KINDS[kind], span)
+
+    def __contains__(self, name) -> bool:
+        return name in self._sites
+
+    def __iter__(self):
+        return iter(self._sites)
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+
+_BITS = 32  # bits of each number `Sites` and `_packed` pack (a line, a column, a cell)
+_MASK = (1 << _BITS) - 1
+_SPAN = 4 * _BITS  # the bits of `_packed`
+_SPAN_MASK = (1 << _SPAN) - 1
+_KINDS: list[type] = []  # node types by number, as `Sites` packs them
+_KIND_NUMBER: dict[type, int] = {}
+
+
+def _packed(node: ast.AST) -> int:
+    """A node's position as one number (smaller than a tuple of four: one per name bound)."""
+    return ((node.lineno << _BITS | node.col_offset) << _BITS | node.end_lineno) << _BITS | node.end_col_offset
+
+
+def _found_again(site: Site) -> ast.AST | None:
+    """The node a Site was made for, in a new parse of the piece of its cell holding it."""
+    if site.parsed is None:
+        return None
+    line = site.span >> 3 * _BITS
+    for piece in site.parsed.parts():
+        if piece.line < line <= piece.line + piece.text.count("\n") + 1:
+            for stmt in piece.statements():
+                for node in ast.walk(stmt):
+                    if type(node) is site.kind and getattr(node, "end_col_offset", None) is not None \
+                            and _packed(node) == site.span:
+                        return node
+    return None
 
 
 @dataclass
 class Facts:
     reads: dict[str, Use] = field(default_factory=dict)
     binds: set[str] = field(default_factory=set)
-    bind_cells: dict[str, int] = field(default_factory=dict)  # name → first cell binding it
     imported: set[str] = field(default_factory=set)
     mutates: dict[str, Use] = field(default_factory=dict)  # names changed in place, directly
     changed: set[str] = field(default_factory=set)  # heap objects the cells may change
     read_objects: dict[str, frozenset] = field(default_factory=dict)  # name → its objects when first read
-    bind_sites: dict[str, Site] = field(default_factory=dict)  # name → its first binding
+    bind_sites: Sites = field(default_factory=Sites)  # name → its first binding (and cell)
     change_sites: list[tuple[frozenset, Site]] = field(default_factory=list)  # objects changed, where
     deletes: set[str] = field(default_factory=set)
     callables: dict[str, Callable] = field(default_factory=dict)
@@ -84,12 +168,13 @@ def analyse_cells(cells, known: dict[str, Callable] | None = None, heap=None, mo
     walker = _ModuleWalker(dict(known or {}), heap, modules)
     for cell in cells:
         parsed = cell if isinstance(cell, ParsedCell) else parse_cell(*cell)
-        if parsed.tree is None:
+        if parsed.error is not None:
             walker.facts.syntax_errors.append((parsed.index, *parsed.error))
             continue
-        walker.cell = parsed.index
-        for stmt in parsed.tree.body:
+        walker.cell, walker.parsed = parsed.index, parsed
+        for stmt in parsed.statements():
             walker.visit(stmt)
+            walker.heap.forget_results()  # (no statement evaluates another's nodes: let them go)
     return walker.facts
 
 
@@ -104,24 +189,22 @@ class _ModuleWalker(Visitor):
         self.modules = set(modules)
         self.known = known
         self.cell = 0
+        self.parsed: ParsedCell | None = None  # the cell being walked
         self.statement: ast.stmt | None = None  # the simple statement being walked
         self.bound: set[str] = set()  # surely bound by now
         self.maybe: set[str] = set()  # bound on some paths (if/for/while/try bodies)
         self.conditional = 0
 
-    def visit(self, node):
-        if isinstance(node, ast.stmt):
-            outer, self.statement = self.statement, node
-            try:
-                return super().visit(node)
-            finally:
-                self.statement = outer
-        return super().visit(node)
+    @classmethod
+    def _method_for(cls, kind: type):
+        method = super()._method_for(kind)
+        return _walking_statement(method) if issubclass(kind, ast.stmt) else method
 
     # --- recording -------------------------------------------------------------------------
     def _site(self, node):
         stmt = self.statement
-        return Site(self.cell, getattr(node, "lineno", 1), stmt if isinstance(stmt, SIMPLE_STATEMENTS) else node)
+        return _site(self.cell, getattr(node, "lineno", 1), self.parsed,
+                     stmt if isinstance(stmt, SIMPLE_STATEMENTS) else node)
 
     def _use(self, name, node, optional=False):
         return Use(name, self.cell, getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1,
@@ -134,7 +217,8 @@ class _ModuleWalker(Visitor):
         if name in self.bound:
             return
         optional = name in self.maybe
-        self.facts.read_objects.setdefault(name, self.heap.objects(name))
+        if name not in self.facts.read_objects:  # (objects() again would find the same)
+            self.facts.read_objects[name] = self.heap.objects(name)
         current = self.facts.reads.get(name)
         if current is None or (current.optional and not optional):
             self.facts.reads[name] = self._use(name, node, optional)
@@ -151,9 +235,10 @@ class _ModuleWalker(Visitor):
         if not same_object:
             self.heap.bind(name, objects)
         self.facts.binds.add(name)
-        self.facts.bind_cells.setdefault(name, self.cell)
         if name not in self.facts.bind_sites:
-            self.facts.bind_sites[name] = self._site(node or self.statement)
+            where, stmt = node or self.statement, self.statement
+            self.facts.bind_sites.add(name, self.cell, getattr(where, "lineno", 1), self.parsed,
+                                      stmt if isinstance(stmt, SIMPLE_STATEMENTS) else where)
         self.facts.deletes.discard(name)
         (self.maybe if self.conditional else self.bound).add(name)
 
@@ -420,6 +505,17 @@ class _ModuleWalker(Visitor):
 
 
 assert all(hasattr(_ModuleWalker, "visit_" + n.__name__) for n in SCOPE_NODES)
+
+
+def _walking_statement(method):
+    """`method` (a walker's visitor of a statement type), noting the statement being walked."""
+    def visit_statement(walker, node):
+        outer, walker.statement = walker.statement, node
+        try:
+            return method(walker, node)
+        finally:
+            walker.statement = outer
+    return visit_statement
 
 
 # Statements shown whole in a site's code (compound ones show the expression that acted).

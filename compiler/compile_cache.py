@@ -31,6 +31,7 @@ from pathlib import Path
 from .compile import compile_notebook
 from .ir import Pipeline
 from .notebook import Notebook, read_notebook
+from .parsing import collector_paused
 
 CACHE_FORMAT = "nbscale.compile-cache/1"
 MAX_ENTRIES = 64  # notebooks remembered (an entry is about the size of the notebook's code)
@@ -43,6 +44,11 @@ _compiler_digest: str | None = None
 
 def compile_cached(notebook, folder) -> Pipeline:
     """`compile_notebook(notebook)`, from `folder` when an entry for the same input is there."""
+    with collector_paused():  # (reading a big notebook makes as many objects as a compile)
+        return _compile_cached(notebook, folder)
+
+
+def _compile_cached(notebook, folder) -> Pipeline:
     if not isinstance(notebook, Notebook):
         notebook = read_notebook(notebook)
     key = notebook_key(notebook)
@@ -113,7 +119,7 @@ def load_entry(entry: Path, key: str) -> Pipeline | None:
 def store_entry(entry: Path, key: str, pipeline: Pipeline) -> None:
     """Write `entry` whole (a temporary file renamed into place); a folder that cannot be written
     only means no entry."""
-    ir = json.dumps(pipeline.to_json(), ensure_ascii=False, separators=(",", ":"))  # (C encoder: no indent)
+    ir = json.dumps(pipeline.to_json(copied=False), ensure_ascii=False, separators=(",", ":"))  # (C encoder: no indent)
     ir = ir.encode("utf-8", "surrogatepass")
     if len(ir) > MAX_ENTRY_BYTES:
         return

@@ -91,7 +91,6 @@ class _Builder:
         self.steps: list[Step] = []
         self.facts: dict[str, Facts] = {}
         self.producer: dict[str, str] = {}  # name → step holding its current value
-        self.binders: dict[str, list[str]] = {}  # name → steps binding it, in notebook order
         self.heap = Heap()
         self.heap.history = {}  # what names were after each step (`_outputs`)
         self.position: dict[str, int] = {}  # step → its place in notebook order
@@ -99,7 +98,6 @@ class _Builder:
         self.carried: set[tuple[str, str]] = set()  # (step, name) it only hands on for a group
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
-        self.first_bind_cell: dict[str, int] = {}
         self.skipped_binds = self._skipped_binds()
 
     def _skipped_binds(self):
@@ -121,8 +119,6 @@ class _Builder:
     def add_step(self, layout_step, facts: Facts):
         self.facts[layout_step.name] = facts
         self._report_code_problems(facts)
-        for name, cell in facts.bind_cells.items():
-            self.first_bind_cell.setdefault(name, cell)
         step = Step(name=layout_step.name, cells=list(layout_step.cells),
                     source=[self.layout.sources[i] for i in layout_step.cells])
         self._options(step, layout_step.options)
@@ -136,12 +132,13 @@ class _Builder:
             if name in self.producer:  # shares objects with what it mutates: hand it on too
                 step.sources[name] = self.producer[name]
         self._unify_groups(step, facts)
-        existing = facts.binds | (mutated & (set(step.sources) | facts.binds))
-        step.defines = sorted(existing - facts.deletes)
+        also = mutated - facts.binds - facts.deletes
+        also &= set(step.sources)  # (no copies of `binds`: a big cell binds tens of thousands of names)
+        step.defines = sorted(n for n in facts.binds if n not in facts.deletes)
+        if also:
+            step.defines = sorted(step.defines + list(also))
         for name in step.defines:
             self.producer[name] = step.name
-        for name in facts.binds:
-            self.binders.setdefault(name, []).append(step.name)
         for name in facts.deletes:
             self.producer.pop(name, None)
         self.modules = (self.modules - facts.binds) | facts.imported
@@ -309,14 +306,32 @@ class _Builder:
         reported = set()
         ancestors = _Ancestors([s.name for s in self.steps], upstream)
         position = self.position
+        binders = self._binders({name for step in self.steps for name in step.sources})
         for step in self.steps:
             for name, producer in step.sources.items():
-                for other in self.binders.get(name, []):
+                for other in binders.get(name, ()):
                     if other in (producer, step.name) or (name, other, producer) in reported:
                         continue
                     if position[other] < position[step.name] and ancestors.parallel(other, producer):
                         reported.add((name, other, producer))
                         self._ambiguous(step, name, producer, other)
+
+    def _first_bind_cell(self, name) -> int | None:
+        """The first cell of a step that binds `name`, in notebook order."""
+        for step in self.steps:
+            site = self.facts[step.name].bind_sites.get(name)
+            if site is not None:
+                return site.cell
+        return None
+
+    def _binders(self, names) -> dict[str, list[str]]:
+        """Name (of `names`) → the steps binding it, in notebook order. Found when needed, for the
+        names steps receive: kept for every name bound, it took megabytes for a big cell."""
+        found: dict[str, list[str]] = {}
+        for step in self.steps:
+            for name in names.intersection(self.facts[step.name].binds):
+                found.setdefault(name, []).append(step.name)
+        return found
 
     def _ambiguous(self, step, name, producer, other):
         use = self.facts[step.name].reads.get(name)
@@ -343,11 +358,14 @@ class _Builder:
 
     def _late_binding_hints(self):
         # "not defined" is clearer with where the name *is* bound, when that comes later
+        first_cell = {}
         for i, diag in enumerate(self.diagnostics):
             if diag.code != "undefined-name" or diag.hint:
                 continue
             name = diag.message.split("'")[1]
-            cell = self.first_bind_cell.get(name)
+            if name not in first_cell:
+                first_cell[name] = self._first_bind_cell(name)
+            cell = first_cell[name]
             if cell is not None:
                 self.diagnostics[i] = Diagnostic(
                     diag.code, diag.message, diag.cell, diag.line, diag.col,

@@ -35,6 +35,47 @@ def step_hashes(pipeline, parameter_values: dict | None = None) -> dict[str, str
         }
         if step.settings:  # only then, so that steps without settings keep their keys
             content["settings"] = [replay_source(s) for s in step.settings]
-        text = json.dumps(content, sort_keys=True, ensure_ascii=True, default=repr)
-        hashes[name] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        hashes[name] = "sha256:" + _json_digest(content)
     return hashes
+
+
+def _json_digest(content: dict) -> str:
+    """SHA-256 of `json.dumps(content, sort_keys=True, ensure_ascii=True, default=repr)`."""
+    if sum(map(len, content["source"])) < _BIG_SOURCE:
+        return hashlib.sha256(_dumps(content).encode()).hexdigest()
+    return _json_digest_in_parts(content)
+
+
+_BIG_SOURCE = 1 << 20  # characters of a step's cells from which its hash is made in parts
+
+
+def _json_digest_in_parts(content: dict) -> str:
+    """`_json_digest(content)` made from the parts of the JSON text, so that the text of a big
+    cell is never held as JSON and bytes at once (a 2.75 MB cell: 5.5 MB at the top of the
+    compile's memory). The parts are the text: a dict's items in key order joined by ", ", each
+    `"key": value`; the cell texts, a list of strings, each written a slice at a time
+    (ensure_ascii escapes each character by itself)."""
+    digest = hashlib.sha256()
+    digest.update(b"{")
+    for i, key in enumerate(sorted(content)):
+        digest.update(b"%s%s: " % (b", " if i else b"", _dumps(key).encode()))
+        value = content[key]
+        if key != "source":
+            digest.update(_dumps(value).encode())
+            continue
+        digest.update(b"[")
+        for j, text in enumerate(value):
+            digest.update(b", \"" if j else b"\"")
+            for start in range(0, len(text), _SLICE):
+                digest.update(_dumps(text[start:start + _SLICE])[1:-1].encode())
+            digest.update(b"\"")
+        digest.update(b"]")
+    digest.update(b"}")
+    return digest.hexdigest()
+
+
+_SLICE = 1 << 16  # characters of a cell's text written at a time
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=True, default=repr)

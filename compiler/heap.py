@@ -14,9 +14,22 @@ told from a mutation *of* it (shallow). Held references come in two kinds: *owne
 elements of a literal, constructor arguments, stored items) that the holder's own methods may
 change (`pipe.fit` fits its steps), and *given* ones (arguments of a method call such as
 `m.fit(X, y)`) that nothing but an explicit reach-through changes.
+
+A big cell binds tens of thousands of names, so the tables stay small per name: every object
+`fresh` makes owns its placeholder, so that link is implied, not stored (`_implied`: 25 MB for a
+cell binding 40,000 names); a name that may be one object points at it alone, not at a set of
+one; an object's few names are a tuple (`named`); a name's history is one epoch until it changes
+in a second one (`_remember`).
 """
 
 from __future__ import annotations
+
+_FEW = 8  # names of one object kept in a tuple; more go in a set
+
+
+def _each(objects) -> tuple | frozenset:
+    """The objects of a `points` or `history` entry (one object alone, or a frozenset)."""
+    return (objects,) if type(objects) is str else objects
 
 
 def contents(obj: str) -> str:
@@ -28,16 +41,18 @@ class Heap:
     """Names → objects they may be; objects → objects they may hold (owned or given)."""
 
     def __init__(self):
-        self.points: dict[str, frozenset[str]] = {}
+        # name → what it may be: one object alone (most names), or a frozenset of them (200 bytes)
+        self.points: dict[str, str | frozenset[str]] = {}
         self.owned: dict[str, set[str]] = {}
         self.given: dict[str, set[str]] = {}
         self.initial: dict[str, str] = {}  # name → the object it had before the analysis saw it bound
         # reverse indexes, so that what a change reaches is found by walking up from it
         self.holders: dict[str, set[str]] = {}  # object → objects holding it (owned or given)
-        self.named: dict[str, set[str]] = {}  # object → names that may be it now
-        # name → [(epoch, objects)], every change of what it may be, when `history` is turned on:
-        # what a name was after step k, without copying every name's entry after every step
-        self.history: dict[str, list[tuple[int, frozenset[str]]]] | None = None
+        self.named: dict[str, str | tuple | set[str]] = {}  # object → names that may be it now
+        # name → [(epoch, objects)], every change of what it may be, when `history` is turned on
+        # (or the one epoch it changed in: `_remember`): what a name was after step k, without
+        # copying every name's entry after every step
+        self.history: dict[str, int | list[tuple[int, str | frozenset[str]]]] | None = None
         # objects of literal numbers, strings, bytes, booleans and None: nothing changes them in
         # place, so holding one (`Model(random_state=seed)`) makes no path for a change to travel
         self.immutable: set[str] = set()
@@ -49,10 +64,7 @@ class Heap:
     def fresh(self, label: str) -> str:
         """A new object of unknown contents, named after `label` (a name or a literal kind)."""
         self._made += 1
-        obj = f"{label}#{self._made}"
-        self.owned[obj] = {contents(obj)}
-        self.holders[contents(obj)] = {obj}
-        return obj
+        return f"{label}#{self._made}"  # (it owns contents(obj): see `_implied`)
 
     def fresh_immutable(self, label: str) -> str:
         """A new object that cannot change (the value of a literal number, string, ...)."""
@@ -79,30 +91,67 @@ class Heap:
         if found is None:
             self.initial[name] = self.fresh(name)
             found = self._point(name, frozenset({self.initial[name]}))
-        return found
+        return frozenset((found,)) if type(found) is str else found
 
     def bind(self, name: str, objects=frozenset()):
         """`name = …`: it is now one of `objects`, or a new object when they are unknown."""
         self._point(name, frozenset(objects) or frozenset({self.fresh(name)}))
 
+    # (`named` holds one name alone and a few in a tuple: most objects have one or two, and a set
+    # costs 200 bytes)
     def _point(self, name, objects):
-        for obj in self.points.get(name, ()):
-            self.named[obj].discard(name)
+        named = self.named
+        for obj in _each(self.points.get(name, ())):
+            names = named[obj]
+            if type(names) is set:
+                names.discard(name)
+            elif type(names) is tuple:
+                rest = tuple(n for n in names if n != name)
+                named[obj] = rest[0] if len(rest) == 1 else rest
+            elif names == name:
+                del named[obj]
         for obj in objects:
-            self.named.setdefault(obj, set()).add(name)
-        self.points[name] = objects
+            names = named.get(obj)
+            if names is None:
+                named[obj] = name
+            elif type(names) is str:
+                if names != name:
+                    named[obj] = (names, name)
+            elif type(names) is tuple:
+                if name not in names:
+                    named[obj] = names + (name,) if len(names) < _FEW else {*names, name}
+            else:
+                names.add(name)
+        kept = next(iter(objects)) if len(objects) == 1 else objects
         if self.history is not None:
-            self.history.setdefault(name, []).append((self.epoch, objects))
+            self._remember(name, self.points.get(name), kept)
+        self.points[name] = kept
         return objects
+
+    def _remember(self, name, old, kept):
+        """Note in `history` that `name` is now `kept` (it was `old`). A name that changed in one
+        epoch only has just that epoch there (its value is `points`'): a tuple per name took 3 MB
+        for a big cell. Once it changes in a second epoch, it has a list of (epoch, objects), the
+        last of each epoch (what the name was at its end)."""
+        past, epoch = self.history.get(name), self.epoch
+        if past is None or (type(past) is int and past == epoch):
+            self.history[name] = epoch
+        elif type(past) is int:
+            self.history[name] = [(past, old), (epoch, kept)]
+        elif past[-1][0] == epoch:
+            past[-1] = (epoch, kept)
+        else:
+            past.append((epoch, kept))
 
     def points_at(self, name: str, epoch: int) -> frozenset[str] | None:
         """What `name` might be at the end of `epoch` (None: not seen by then); needs `history`."""
-        found = None
-        for when, objects in reversed(self.history.get(name, ())):
+        past = self.history.get(name)
+        if type(past) is int:
+            past = [(past, self.points[name])]
+        for when, objects in reversed(past or ()):
             if when <= epoch:
-                found = objects
-                break
-        return found
+                return frozenset((objects,)) if type(objects) is str else objects
+        return None
 
     def result(self, node, make) -> frozenset[str]:
         """The objects an expression node (a literal, a call) evaluates to, made once."""
@@ -110,6 +159,11 @@ class Heap:
         if key not in self._results:
             self._results[key] = (node, make())  # keeping the node keeps its id unique
         return self._results[key][1]
+
+    def forget_results(self) -> None:
+        """Drop the objects made for expression nodes (and the nodes): after a top-level statement,
+        whose nodes no other statement evaluates, so that its tree need not outlive it."""
+        self._results.clear()
 
     def hold(self, holders, objects, owned=True):
         table = self.owned if owned else self.given
@@ -125,7 +179,17 @@ class Heap:
         found = set()
         for obj in objects:
             found |= self.owned.get(obj, set()) | self.given.get(obj, set())
+            implied = self._implied(obj)
+            if implied is not None:
+                found.add(implied)
         return found
+
+    def _implied(self, obj: str, up: bool = False) -> str | None:
+        """The placeholder an object `fresh` made owns (every object but placeholders and
+        immutables), or with `up`, the object owning a placeholder."""
+        if obj.endswith(".*"):
+            return obj[:-2] if up else None
+        return None if up or obj in self.immutable else contents(obj)
 
     def elements(self, objects, depth: int = 1) -> frozenset[str]:
         """What `x[i]`, `x.attr` or a loop over `x` may be, `depth` levels down: a part of x
@@ -143,10 +207,14 @@ class Heap:
         """`objects` and everything they hold, at any depth: what their value depends on."""
         return self._closure(objects, (self.owned, self.given))
 
-    def _closure(self, objects, tables):
+    def _closure(self, objects, tables, up=False):
         seen, todo = set(objects), list(objects)
         while todo:
             obj = todo.pop()
+            implied = self._implied(obj, up)
+            if implied is not None and implied not in seen:
+                seen.add(implied)
+                todo.append(implied)
             for table in tables:
                 for other in table.get(obj, ()):
                     if other not in seen:
@@ -157,7 +225,7 @@ class Heap:
     def reaching(self, objects) -> set[str]:
         """`objects` and every object that holds one of them at any depth: the objects whose
         `reach` meets `objects` (`holders` is the reverse of `owned` and `given`)."""
-        return self._closure(objects, (self.holders,))
+        return self._closure(objects, (self.holders,), up=True)
 
     def names_reaching(self, changed, names=None) -> set[str]:
         """Names (of `names`, default all) whose value may have changed with the objects `changed`."""
@@ -165,7 +233,11 @@ class Heap:
             return set()
         found = set()
         for obj in self.reaching(changed):
-            found |= self.named.get(obj, set())
+            named = self.named.get(obj)
+            if type(named) is str:
+                found.add(named)
+            elif named:
+                found.update(named)
         return found if names is None else found & set(names)
 
     def share(self, a, b) -> bool:

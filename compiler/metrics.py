@@ -18,10 +18,10 @@ def parse_metrics(index: int, source: str, step: str, parsed: ParsedCell | None 
                   ) -> tuple[Metrics, list[Diagnostic]]:
     """`parsed`: the cell parsed already (by the compile that reads it for the analysis too)."""
     metrics, problems = Metrics(step=step), []
-    tree = (parsed or parse_cell(index, source)).tree
-    if tree is None:
+    parsed = parsed or parse_cell(index, source)
+    if parsed.error is not None:
         return metrics, problems  # reported once, by the dataflow analysis of the step
-    for stmt in tree.body:
+    for stmt in parsed.statements():
         for name, expr in _metric_entries(stmt, index, problems):
             if name is None:  # a dict whose keys are known only when it runs
                 if expr not in metrics.spread:

@@ -2,9 +2,13 @@
 
 The dataflow analysis, the settings pass and the metrics cell all need a cell's tree; parsing is
 the largest single cost of a compile, so `ParsedCells` parses each code cell once, on first use.
-A very large cell is parsed about 50 kB of top-level statements at a time (`parse_python`): one
+A very large cell is parsed about 10 kB of top-level statements at a time (`parse_python`): one
 parse of megabytes of source makes CPython's parser hold hundreds of megabytes of state at once,
-while the same statements parsed in pieces give the same tree.
+while the same statements parsed in pieces give the same tree. Such a cell keeps no tree at all:
+parsing it checks its syntax and remembers where its pieces are (`ParsedCell.pieces`), and each
+pass parses one piece again when it reaches it (`ParsedCell.parts`), so that the tree of only one
+piece lives at a time: the trees of a 2.75 MB cell took 210 MB, one piece's takes about 1 MB. The
+passes keep no node either (`analysis.Site` finds its node again when asked for its text).
 
 Building hundreds of thousands of tree nodes also wakes Python's cycle collector again and again,
 each time walking every node made so far; trees hold no cycles, so a compile runs with it paused
@@ -17,14 +21,16 @@ import ast
 import bisect
 import gc
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .errors import NbscaleCompileError
 from .syntax import to_python
 
 # Cells at least this long (characters) are parsed in pieces of about CHUNK_CHARS each.
 BIG_CELL = 200_000
-CHUNK_CHARS = 50_000
+CHUNK_CHARS = 10_000
 # A line that starts a top-level statement of its own: not indented, not a comment, and not the
 # `else:`/`except:`/... that continues the statement before it. Inside a string or brackets such a
 # line is no boundary, and the piece before it does not parse: it is then parsed with more lines.
@@ -37,16 +43,70 @@ class ParsedCell:
 
     index: int
     python: str
-    tree: ast.Module | None  # None: the cell does not parse (see `error`)
+    tree: ast.Module | None  # None: the cell does not parse (see `error`), or it is big (see `pieces`)
     error: tuple[int, int, str] | None = None  # (line, column, message) of the syntax error
+    # a big cell: (start, end, lines before it) of each piece of `python`, parsed when a pass reads it
+    pieces: list[tuple[int, int, int]] | None = None
+
+    def parts(self) -> Iterator[Piece]:
+        """The cell's text in pieces of whole top-level statements, in order: one piece holding the
+        whole cell, or a big cell's pieces (each parsed when its statements are asked for)."""
+        if self.error is not None:
+            return
+        if self.pieces is None:
+            yield Piece(self.python, 0, self.tree)
+            return
+        for start, end, line in self.pieces:
+            yield Piece(self.python[start:end], line)
+
+    def statements(self) -> Iterator[ast.stmt]:
+        """The cell's top-level statements, in order; a big cell's parsed a piece at a time."""
+        for piece in self.parts():
+            yield from piece.statements()
+
+
+@dataclass
+class Piece:
+    """Whole lines of a cell's Python, after `line` lines of it; its statements' line numbers are
+    the cell's."""
+
+    text: str
+    line: int
+    tree: ast.Module | None = None  # parsed already (a cell that is not big)
+
+    def statements(self) -> list[ast.stmt]:
+        tree = self.tree if self.tree is not None else ast.parse("\n" * self.line + self.text)
+        return tree.body
+
+    def segment(self, node: ast.AST) -> str | None:
+        """`ast.get_source_segment` of a node of this piece."""
+        if not self.line:
+            return ast.get_source_segment(self.text, node)
+        shifted = _Span(node.lineno - self.line, node.end_lineno - self.line, node.col_offset, node.end_col_offset)
+        return ast.get_source_segment(self.text, shifted)
+
+
+@dataclass
+class _Span:
+    lineno: int
+    end_lineno: int
+    col_offset: int
+    end_col_offset: int
 
 
 def parse_cell(index: int, source: str) -> ParsedCell:
-    """Parse one cell; a syntax error is kept, never raised."""
+    """Parse one cell; a syntax error is kept, never raised. A big cell keeps where its pieces are
+    instead of their trees."""
     python = source
     try:
         python = to_python(source)
-        return ParsedCell(index, python, parse_python(python))
+        if not _in_pieces(python):
+            return ParsedCell(index, python, ast.parse(python))
+        try:
+            pieces = [(start, end, line) for start, end, line, _ in _parsed_pieces(python)]
+        except _NoPieces:
+            return ParsedCell(index, python, ast.parse(python))
+        return ParsedCell(index, python, None, pieces=pieces)
     except SyntaxError as exc:
         return ParsedCell(index, python, None, (exc.lineno or 1, exc.offset or 1, exc.msg))
     except Exception as exc:  # noqa: BLE001 - IPython's transformer rejects some malformed input itself
@@ -72,10 +132,30 @@ class ParsedCells:
 
 def parse_python(python: str) -> ast.Module:
     """`ast.parse(python)`, in pieces when the text is big; raises SyntaxError as it does."""
-    if len(python) < BIG_CELL or "\r" in python or "__future__" in python:
-        return ast.parse(python)  # (a lone \r ends a line too; a future import may change the grammar)
-    starts = [0] + [m.start() for m in _STATEMENT_START.finditer(python) if m.start()] + [len(python)]
+    if not _in_pieces(python):
+        return ast.parse(python)
     module = ast.Module(body=[], type_ignores=[])
+    try:
+        for *_, tree in _parsed_pieces(python):
+            module.body += tree.body
+    except _NoPieces:
+        return ast.parse(python)  # the error as a parse of the whole cell reports it
+    return module
+
+
+def _in_pieces(python: str) -> bool:
+    # (a lone \r ends a line too; a future import may change the grammar)
+    return len(python) >= BIG_CELL and "\r" not in python and "__future__" not in python
+
+
+class _NoPieces(NbscaleCompileError):
+    """The text does not parse in pieces: its last piece fails even when it runs to the end."""
+
+
+def _parsed_pieces(python: str) -> Iterator[tuple[int, int, int, ast.Module]]:
+    """(start, end, lines before it, tree) of each piece of about CHUNK_CHARS characters of
+    whole top-level statements; raises _NoPieces when the text does not parse so."""
+    starts = [0] + [m.start() for m in _STATEMENT_START.finditer(python) if m.start()] + [len(python)]
     first, line = 0, 0  # the piece starts at python[starts[first]], on (0-based) line `line`
     while starts[first] < len(python):
         want = CHUNK_CHARS
@@ -88,12 +168,11 @@ def parse_python(python: str) -> ast.Module:
                 break
             except SyntaxError:
                 if starts[last] == len(python):
-                    return ast.parse(python)  # the error as a parse of the whole cell reports it
+                    raise _NoPieces from None
                 want *= 2
-        module.body += tree.body
+        yield starts[first], starts[last], line, tree
         line += piece.count("\n")
         first = last
-    return module
 
 
 def child_nodes(node: ast.AST) -> list[ast.AST]:
@@ -127,9 +206,13 @@ class Visitor(ast.NodeVisitor):
     def visit(self, node):
         method = self._methods.get(node.__class__)
         if method is None:
-            method = self._methods[node.__class__] = getattr(type(self), "visit_" + node.__class__.__name__,
-                                                             type(self).generic_visit)
+            method = self._methods[node.__class__] = self._method_for(node.__class__)
         return method(self, node)
+
+    @classmethod
+    def _method_for(cls, kind: type):
+        """The function that visits nodes of type `kind` (a subclass may wrap it)."""
+        return getattr(cls, "visit_" + kind.__name__, cls.generic_visit)
 
     def generic_visit(self, node):
         fields = _CHILD_FIELDS.get(node.__class__)
@@ -146,6 +229,27 @@ class Visitor(ast.NodeVisitor):
 
     def visit_Constant(self, node):
         pass  # no children (NodeVisitor's own visit_Constant looks for visit_Num, visit_Str, ...)
+
+    # The commonest nodes no visitor here looks at, visited as `generic_visit` does (children in
+    # field order) without its loop over fields.
+    def visit_Attribute(self, node):
+        self.visit(node.value)
+
+    def visit_BinOp(self, node):
+        self.visit(node.left)
+        self.visit(node.right)
+
+    def visit_Subscript(self, node):
+        self.visit(node.value)
+        self.visit(node.slice)
+
+    def visit_keyword(self, node):
+        self.visit(node.value)
+
+    def visit_Compare(self, node):
+        self.visit(node.left)
+        for item in node.comparators:
+            self.visit(item)
 
 
 @contextmanager

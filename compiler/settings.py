@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from .analysis import KERNEL_NAMES
 from .diagnostics import Diagnostic
-from .parsing import ParsedCell, child_nodes
+from .parsing import ParsedCell, Piece, child_nodes
 
 # Calls that change a process-wide setting every later cell sees (qualified through the imports).
 SETTING_CALLS = frozenset({
@@ -128,38 +128,40 @@ class _Finder:
         self.skim = True
 
     def cell(self, cell: ParsedCell, step: str | None) -> None:
-        if cell.tree is None:
+        if cell.error is not None:
             return  # a syntax error is reported once, by the dataflow analysis
-        if self.skim and not self._may_matter(cell.python):
-            return
-        # in a cell of many statements, skim each one too (a long cell with one `def` in it)
-        lines = _line_starts(cell.python) if self.skim and len(cell.tree.body) > 1 else None
-        for stmt in cell.tree.body:
-            if lines is not None and not self._may_matter(_statement_text(cell.python, lines, stmt)):
+        for piece in cell.parts():  # (a big cell's pieces are parsed only when their text may matter)
+            if self.skim and not self._may_matter(piece.text):
                 continue
-            nodes = _run_now_marked(stmt)  # one walk, shared by both passes over the statement
-            if step is not None:
-                self._statement(stmt, nodes, cell.index, cell.python)
-            text = None  # the text of a definition (decorators too), for `_body_of` to skim
-            if self.skim and isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                text = _definition_text(cell.python, lines, stmt) if lines else cell.python
-            self._remember(stmt, nodes, in_prelude=step is None, text=text)
+            statements = piece.statements()
+            # in a piece of many statements, skim each one too (a long cell with one `def` in it)
+            lines = _line_starts(piece.text) if self.skim and len(statements) > 1 else None
+            for stmt in statements:
+                if lines is not None and not self._may_matter(_statement_text(piece, lines, stmt)):
+                    continue
+                nodes = _run_now_marked(stmt)  # one walk, shared by both passes over the statement
+                if step is not None:
+                    self._statement(stmt, nodes, cell.index, piece)
+                text = None  # the text of a definition (decorators too), for `_body_of` to skim
+                if self.skim and isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    text = _definition_text(piece, lines, stmt) if lines else piece.text
+                self._remember(stmt, nodes, in_prelude=step is None, text=text)
 
-    def _statement(self, stmt, nodes, index, python):
+    def _statement(self, stmt, nodes, index, piece: Piece):
         if self._is_setting(stmt):
-            self._setting(stmt, {"cell": index, "line": stmt.lineno}, python)
+            self._setting(stmt, {"cell": index, "line": stmt.lineno}, piece)
         elif not isinstance(stmt, _WITH):
             for node, in_with in nodes:
                 if in_with:
                     continue
                 if node is not stmt and isinstance(node, ast.stmt) and self._is_setting(node):
-                    self.problems.append(_nested_warning(node, index, python))
+                    self.problems.append(_nested_warning(node, index, piece))
                 elif isinstance(node, ast.Call) and self.setting_functions.get(getattr(node.func, "id", None)) is False:
-                    self.problems.append(_step_function_warning(node, index, python))
+                    self.problems.append(_step_function_warning(node, index, piece))
         for node, _ in nodes:
             seed = self._seed_of(node) if isinstance(node, ast.Call) else None
             if seed is not None:
-                code = ast.get_source_segment(python, node) or ast.unparse(node)
+                code = piece.segment(node) or ast.unparse(node)
                 self.found.append(("seed", {"cell": index, "line": node.lineno, "source": code, **seed}, set()))
 
     def _may_matter(self, python: str) -> bool:
@@ -176,8 +178,8 @@ class _Finder:
         return any(_may_set(self.imported[name].module) or _may_store(name, python)
                    for name in words.intersection(self.imported))
 
-    def _setting(self, stmt, where, python):
-        source = ast.get_source_segment(python, stmt) or ast.unparse(stmt)
+    def _setting(self, stmt, where, piece: Piece):
+        source = piece.segment(stmt) or ast.unparse(stmt)
         reads = {n.id for n in _run_now(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         imports = [self.imported[n].statement for n in sorted(reads) if n in self.imported]
         unknown = sorted(reads - set(self.imported) - self.parameters - self.prelude_names - _BUILTIN_NAMES)
@@ -289,15 +291,21 @@ def _line_starts(python: str) -> list[int]:
     return [0, *(m.end() for m in _NEWLINE.finditer(python)), len(python) + 1]
 
 
-def _definition_text(python: str, line_starts: list[int], stmt: ast.stmt) -> str:
+def _definition_text(piece: Piece, line_starts: list[int], stmt: ast.stmt) -> str:
     """The whole lines of `stmt` and of its decorators (a `def`'s line number is not theirs)."""
     first = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", ()))])
-    return python[line_starts[first - 1]:line_starts[min(stmt.end_lineno, len(line_starts) - 1)]]
+    return _lines_of(piece, line_starts, first, stmt.end_lineno)
 
 
-def _statement_text(python: str, line_starts: list[int], stmt: ast.stmt) -> str:
+def _statement_text(piece: Piece, line_starts: list[int], stmt: ast.stmt) -> str:
     """The whole lines `stmt` is written on (more than the statement when `;` joins some)."""
-    return python[line_starts[stmt.lineno - 1]:line_starts[min(stmt.end_lineno, len(line_starts) - 1)]]
+    return _lines_of(piece, line_starts, stmt.lineno, stmt.end_lineno)
+
+
+def _lines_of(piece: Piece, line_starts: list[int], first: int, last: int) -> str:
+    """Lines `first` to `last` of the cell (counted from 1), out of `piece` (`line_starts`: its own)."""
+    first, last = first - piece.line, last - piece.line
+    return piece.text[line_starts[first - 1]:line_starts[min(last, len(line_starts) - 1)]]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -407,8 +415,8 @@ def _run_now_in_body(function):
             yield from _run_now(stmt, into_with=False)
 
 
-def _step_function_warning(call, index, python) -> Diagnostic:
-    code = (ast.get_source_segment(python, call) or ast.unparse(call)).splitlines()[0]
+def _step_function_warning(call, index, piece: Piece) -> Diagnostic:
+    code = (piece.segment(call) or ast.unparse(call)).splitlines()[0]
     return Diagnostic(
         "setting-not-replayed",
         f"'{code}' makes process-wide settings in a function of a step, so later steps run without them",
@@ -416,8 +424,8 @@ def _step_function_warning(call, index, python) -> Diagnostic:
         hint="define the function in the functions cell, and call it as a statement of its own")
 
 
-def _nested_warning(node, index, python) -> Diagnostic:
-    code = (ast.get_source_segment(python, node) or ast.unparse(node)).splitlines()[0]
+def _nested_warning(node, index, piece: Piece) -> Diagnostic:
+    code = (piece.segment(node) or ast.unparse(node)).splitlines()[0]
     return Diagnostic(
         "setting-not-replayed",
         f"'{code}' is inside a block, so later steps run without this setting",

@@ -23,6 +23,9 @@ _transformer = None
 
 
 def to_python(source: str) -> str:
+    if "%" not in source:  # no magic: the text is its own Python, unless IPython reads it otherwise
+        maybe = ("!" in source or "?" in source) and MAYBE_IPYTHON.search(source)  # (it needs one of %!?)
+        return _transformed(source) if maybe else source
     lines = source.split("\n")
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None and lines[first].lstrip().startswith("%%"):
@@ -30,6 +33,11 @@ def to_python(source: str) -> str:
     source = "\n".join(_statement_magic(line) for line in lines)
     if not MAYBE_IPYTHON.search(source):
         return source
+    return _transformed(source)
+
+
+def _transformed(source: str) -> str:
+    """IPython's own rewriting of `source` (`!shell`, `obj?`, `x = %magic`...)."""
     python = _ipython_transformer().transform_cell(source)
     if python.endswith("\n") and not source.endswith("\n"):
         python = python[:-1]

@@ -142,3 +142,12 @@ def test_match_statement_captures():
 def test_decorators_and_defaults_are_read_at_definition():
     f = facts("@register(REG)\ndef f(x=DEFAULT):\n    return x\n")
     assert {"register", "REG", "DEFAULT"} <= set(f.reads)
+
+
+def test_a_site_keeps_no_node_and_finds_its_code_again():
+    f = facts("import os\nx = [1,\n     2]\nfor item in x:\n    x.append(item)")
+    site = f.bind_sites["x"]
+    assert (site.cell, site.line, site.node) == (1 - 1, 2, None)
+    assert site.code == "x = [1, 2]"
+    assert f.bind_sites["item"].code == "item" and f.bind_sites["os"].code == "import os"
+    assert [s.code for _, s in f.change_sites] == ["x.append(item)"]

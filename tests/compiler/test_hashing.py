@@ -1,7 +1,7 @@
 import hashlib
 import json
 
-from nbscale.compiler import compile_source
+from nbscale.compiler import compile_source, hashing
 from nbscale.compiler.hashing import step_hashes
 
 BASE = [
@@ -87,3 +87,15 @@ def test_a_parameter_a_replayed_setting_reads_is_part_of_later_hashes():
     cells = [("rows = 5", ["parameters"]),
              ("import pandas as pd\npd.set_option('display.max_rows', rows)", ["step:a"]), ("y = 2", ["step:b"])]
     assert changed(hashes(cells), hashes(cells, {"rows": 6})) == {"a", "b"}
+
+
+def test_a_hash_is_the_digest_of_the_json_text_also_for_big_cells_with_any_characters():
+    # a cell's text is digested a slice at a time: a slice must not split what the text escapes
+    big = "".join(f"v_{i} = 'é中😀\"\\\\ \t'  # {i}\n" for i in range(12_000)) + "lone = '\ud800'"
+    p = compile_source([(big, ["step:a"]), ("y = v_5", ["step:b"]), ("import os", ["imports"])])
+    step = p.step("a")
+    content = {"version": 1, "source": step.source, "prelude": ["import os"], "parameters": {},
+               "inputs": {}, "upstream": {}, "image": None}
+    want = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    assert step.hash == "sha256:" + want
+    assert len(big) > 2 * hashing._SLICE and hashing._json_digest_in_parts(content) == want  # (as a bigger cell's)

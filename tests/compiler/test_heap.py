@@ -58,3 +58,44 @@ def test_the_history_says_what_a_name_was_after_each_epoch():
     assert heap.points_at("a", 2) == heap.points_at("a", 9) == heap.objects("b")
     assert heap.points_at("b", 1) is None  # not seen by then
     assert heap.points_at("never", 5) is None
+
+
+def test_a_fresh_objects_contents_are_implied_not_stored():
+    heap = Heap()
+    for i in range(100):
+        heap.bind(f"v{i}")
+    (obj,) = heap.objects("v7")
+    assert not heap.owned and not heap.holders
+    assert heap.held({obj}) == {contents(obj)} and heap.owned_reach({obj}) == {obj, contents(obj)}
+    assert heap.reaching({contents(obj)}) == {obj, contents(obj)}
+    assert heap.names_reaching({contents(obj)}) == {"v7"}
+    heap.declare_immutable("seed")
+    assert heap.elements(heap.objects("seed")) == heap.objects("seed")  # an immutable holds nothing
+
+
+def test_names_sharing_an_object_are_all_found_and_forgotten_when_bound_again():
+    heap = Heap()
+    heap.bind("a")
+    heap.bind("b", heap.objects("a"))
+    heap.bind("c", heap.objects("a"))
+    assert heap.names_reaching(heap.objects("a")) == {"a", "b", "c"}
+    heap.bind("b")
+    heap.bind("c")
+    assert heap.names_reaching(heap.objects("a")) == {"a"}
+    assert heap.names_reaching(heap.objects("a"), names=["b"]) == set()
+
+
+def test_the_history_keeps_the_last_value_of_each_epoch():
+    heap = Heap()
+    heap.history = {}
+    heap.bind("a")
+    heap.bind("a")  # epoch 0 again: only the last counts
+    at_0 = heap.objects("a")
+    heap.epoch = 3
+    heap.bind("a", heap.objects("b"))
+    heap.bind("a")
+    at_3 = heap.objects("a")
+    heap.epoch = 4
+    heap.bind("a", heap.objects("b") | at_0)
+    assert heap.points_at("a", 0) == heap.points_at("a", 2) == at_0
+    assert heap.points_at("a", 3) == at_3 and heap.points_at("a", 4) == heap.objects("b") | at_0

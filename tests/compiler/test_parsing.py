@@ -157,3 +157,33 @@ def test_a_compile_pauses_the_cycle_collector_and_resumes_it(tmp_path):
         assert not gc.isenabled()  # it stays as the caller had it
     finally:
         gc.enable()
+
+
+def test_a_big_cell_keeps_where_its_pieces_are_and_gives_the_same_statements(parse_calls):
+    source = big_source(9000)
+    parsed = parse_cell(5, source)
+    assert parsed.error is None and parsed.tree is None and len(parsed.pieces) > 2
+    statements = ast.Module(body=list(parsed.statements()), type_ignores=[])
+    whole = compile(source, "<unknown>", "exec", ast.PyCF_ONLY_AST)
+    assert ast.dump(statements, include_attributes=True) == ast.dump(whole, include_attributes=True)
+    first = next(parsed.parts())
+    assert first.line == 0 and source.startswith(first.text)
+    node = first.statements()[2].targets[0]  # v_0 = 0
+    assert first.segment(node) == "v_0"
+    last = list(parsed.parts())[-1]
+    node = last.statements()[-1]
+    assert last.line > 0 and last.segment(node) == source.rstrip("\n").rsplit("\n", 1)[-1]
+
+
+def test_the_analysis_of_a_big_cell_keeps_none_of_its_tree():
+    from nbscale.compiler.analysis import analyse_cells  # noqa: PLC0415 - this test is about parsing
+
+    def nodes_alive():
+        gc.collect()  # (garbage of earlier tests would count before and not after)
+        return sum(isinstance(o, ast.AST) for o in gc.get_objects())
+
+    before = nodes_alive()
+    facts = analyse_cells([parse_cell(0, big_source(9000))])
+    assert len(facts.binds) > 8000
+    assert nodes_alive() - before < 100  # (a tree of the cell: over 100,000 nodes)
+    assert facts.bind_sites["v_8990"].code.startswith("v_8990 = ")

@@ -176,3 +176,9 @@ def test_timeit_reads_but_binds_nothing():
     assert [d.code for d in p.diagnostics] == ["undefined-name"] and p.diagnostics[0].cell == 2
     p = compile_source([("y = 1", ["step:a"]), ("%%timeit\nx = y + 1\nw = x", ["step:b"]), ("z = x", ["step:c"])])
     assert p.step("b").sources == {"y": "a"} and [d.code for d in p.diagnostics] == ["undefined-name"]
+
+
+def test_a_cell_without_magics_is_its_own_python_not_a_copy():
+    source = "x = 1\nif x:\n    y = [x,\n         2]\n" * 3
+    assert to_python(source) is source  # (a big cell would be held twice)
+    assert to_python("files = !ls\nn = 50%3") == "files = get_ipython().getoutput('ls')\nn = 50%3"
