@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import operator
 import os
 import pkgutil
 import platform
@@ -55,7 +56,7 @@ from functools import lru_cache
 from . import native_io
 from .contract import STATE_DIR_NAME
 from .fingerprints import FINGERPRINT_VERSION, NOT_A_FILE, env_value, file_state, listing_digest
-from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers
+from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
 
 __all__ = ["Recording", "RecordingEnviron", "outdated_modules", "record"]
 
@@ -349,18 +350,54 @@ _MODULE_FILES: dict[str, tuple] = {}  # name → (module, its absolute file or N
 
 
 def _local_modules(recording: Recording) -> dict:
-    found = {}
+    found = {path: module for path, module in _local_candidates(recording).items() if os.path.isfile(path)}
+    main = sys.modules.get("__main__")  # a step gets a `__main__` of its own: looked at every time
+    if main is not None:
+        path = _local_path(recording, "__main__", main)
+        if path is not None and os.path.isfile(path):  # not "<stdin>", not in a zip
+            found[path] = main
+    return found
+
+
+def _local_candidates(recording: Recording) -> dict:
+    """{file: module} of the loaded modules (but `__main__`) whose files a fingerprint records:
+    found again only when other modules are loaded than at the last step of this folder."""
+    loaded = _loaded_now()
+    last = _CANDIDATES.get(recording.cwd)
+    if last is not None and _same_loaded(loaded, last[0]):
+        return last[1]
     # what each module is for this notebook folder, decided once per module (sys.modules holds
-    # thousands once pandas is loaded, and every step asks)
+    # thousands once pandas is loaded)
     verdicts = _LOCAL_VERDICTS.setdefault(recording.cwd, {})
-    for name, module in list(sys.modules.items()):
+    candidates = {}
+    for name, module in zip(*loaded):
+        if module is None:  # `__main__`
+            continue
         verdict = verdicts.get(name)
         if verdict is None or verdict[0] is not module:
             verdict = verdicts[name] = (module, _local_path(recording, name, module))
-        path = verdict[1]
-        if path is not None and os.path.isfile(path):  # not "<stdin>", not in a zip
-            found[path] = module
-    return found
+        if verdict[1] is not None:
+            candidates[verdict[1]] = module
+    _CANDIDATES[recording.cwd] = (loaded, candidates)
+    return candidates
+
+
+def _loaded_now() -> tuple[list, list]:
+    """The names and modules in sys.modules, `__main__` as None (the step shell swaps it in and
+    out at every step)."""
+    names, modules = list(sys.modules), list(sys.modules.values())
+    if "__main__" in sys.modules:
+        modules[names.index("__main__")] = None
+    return names, modules
+
+
+def _same_loaded(now: tuple[list, list], before: tuple[list, list]) -> bool:
+    """The same modules loaded (compared in C: a step that imports nothing new, the common case,
+    does not pay for a walk over thousands of modules)."""
+    return now[0] == before[0] and all(map(operator.is_, now[1], before[1]))
+
+
+_CANDIDATES: dict[str, tuple] = {}  # notebook folder → (`_loaded_now()` then, its `_local_candidates`)
 
 
 def _local_path(recording: Recording, name: str, module) -> str | None:
@@ -372,6 +409,7 @@ def _local_path(recording: Recording, name: str, module) -> str | None:
 
 
 _LOCAL_VERDICTS: dict[str, dict[str, tuple]] = {}  # notebook folder → module name → (module, its file or None)
+_DISTRIBUTIONS: tuple | None = None  # (`_loaded_now()`, `site_folders()`, `_loaded_distributions()`) last time
 
 
 def _file_of(name: str, module) -> tuple:
@@ -470,9 +508,15 @@ _VERSIONS_SEEN: dict[str, tuple[object, str]] = {}  # distribution → (top modu
 
 
 def _loaded_distributions() -> dict[str, str]:
-    by_module, versions = providers(), installed_versions()
+    """The versions of the distributions providing the loaded top-level modules, and `python`:
+    found again only when other modules are loaded, or the interpreter's folders changed."""
+    global _DISTRIBUTIONS
+    loaded, folders = _loaded_now(), site_folders()
+    if _DISTRIBUTIONS is not None and _DISTRIBUTIONS[1] == folders and _same_loaded(loaded, _DISTRIBUTIONS[0]):
+        return dict(_DISTRIBUTIONS[2])
+    by_module, versions = providers(folders), installed_versions(folders)
     found = {"python": platform.python_version()}
-    for top in [name for name in list(sys.modules) if "." not in name]:
+    for top in [name for name in loaded[0] if "." not in name]:
         spec = getattr(sys.modules.get(top), "__spec__", None)
         for dist in by_module.get(top, ()):
             seen = _VERSIONS_SEEN.get(dist)
@@ -480,4 +524,5 @@ def _loaded_distributions() -> dict[str, str]:
                 seen = _VERSIONS_SEEN[dist] = (spec, versions.get(dist, ""))
             if seen[1]:
                 found[dist] = seen[1]
-    return found
+    _DISTRIBUTIONS = (loaded, folders, found)
+    return dict(found)

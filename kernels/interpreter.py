@@ -46,7 +46,7 @@ def is_interpreter_path(path: str) -> bool:
     return "site-packages" in parts or "dist-packages" in parts or "__pycache__" in parts
 
 
-def _site_folders() -> tuple[tuple[str, int], ...]:
+def site_folders() -> tuple[tuple[str, int], ...]:
     """(folder, mtime) of the interpreter's folders on sys.path. Local folders (the notebook's)
     are left out: their mtime changes with every file a step writes there."""
     found = []
@@ -96,14 +96,15 @@ def _metadata_version(name: str) -> str:
         return ""
 
 
-def installed_versions() -> dict[str, str]:
-    """{distribution: version} installed now (canonical names)."""
-    return {name: version for name, version, _ in _metadata_folders(_site_folders()) if version}
+def installed_versions(folders: tuple | None = None) -> dict[str, str]:
+    """{distribution: version} installed now (canonical names); `folders`: `site_folders()` if
+    the caller has them."""
+    return {name: version for name, version, _ in _metadata_folders(folders or site_folders()) if version}
 
 
-def providers() -> dict[str, list[str]]:
+def providers(folders: tuple | None = None) -> dict[str, list[str]]:
     """Top-level module name → the distributions that provide it."""
-    return _providers(_site_folders())
+    return _providers(folders or site_folders())
 
 
 @lru_cache(maxsize=4)

@@ -21,7 +21,7 @@ import threading
 import time
 
 from ..children import TERMINATE_WAIT_S, end_step_children
-from ..contract import STEP_RETRY, UPSTREAM_FAILED, WARNING, StepOutcome, failed_outcome
+from ..contract import STEP_RETRY, STEP_STARTED, UPSTREAM_FAILED, WARNING, StepOutcome, failed_outcome
 
 NAMESPACE = "nbscale"  # top-level scheduler metadata key of the records
 MEMORY_TOPIC = "worker-restart-memory"  # the event a nanny logs when it restarts a worker over its limit
@@ -45,9 +45,6 @@ class StepRecord:
 
     def read(self) -> dict:
         return self._call("get_metadata", keys=self.keys, default=None) or {}
-
-    def start(self, **record):
-        self._call("set_metadata", keys=self.keys, value=record)
 
     def write(self, name, value):
         self._call("set_metadata", keys=[*self.keys, name], value=value)
@@ -81,11 +78,14 @@ def run_counted(body, spec, upstream, emit, run_id: str, before: dict | None = N
         emit(STEP_RETRY, name, {"attempt": begun, "error": reason})
         spec = dataclasses.replace(spec, step={**spec.step, "retries": retries - begun})
     memory = worker.memory_manager.memory_limit if hasattr(worker, "memory_manager") else None
-    record.start(attempts=begun + 1, worker=worker.address, memory_limit=memory, memory=None, running=True)
-    line.flush()  # the step before's closing write, answered meanwhile
+    # answered while the step gets ready (its inputs, its cache key): waited for as it starts its code
+    line.send(record.keys, {"attempts": begun + 1, "worker": worker.address, "memory_limit": memory,
+                            "memory": None, "running": True})
     counts = {"attempts": begun + 1}
 
     def counting_emit(kind, step, payload=None):
+        if kind == STEP_STARTED:  # its record is on the scheduler before its code runs
+            line.flush()
         if kind == STEP_RETRY:  # the body begins another attempt: a death from now on counts it
             counts["attempts"] += 1
             record.write("attempts", counts["attempts"])
@@ -96,7 +96,7 @@ def run_counted(body, spec, upstream, emit, run_id: str, before: dict | None = N
         outcome = body(spec, upstream, counting_emit)
     finally:
         line.sample(None)
-        line.send(record, "running", False)
+        line.send([*record.keys, "running"], False)
         if own_line:
             line.close()
     outcome.attempts += begun
@@ -105,19 +105,19 @@ def run_counted(body, spec, upstream, emit, run_id: str, before: dict | None = N
 
 class TaskLine:
     """What the steps of one Dask task share on its worker (a chain's steps run one after another):
-    one memory sampler thread, and the write that closes a step's record, sent without waiting for
-    the scheduler's answer. The next step's start waits for it after sending its own (one round trip
-    per step instead of two), and `close` before the task ends, so that the scheduler has every
-    record of the task before its result."""
+    one memory sampler thread, and the writes of their records, each sent without waiting for the
+    scheduler's answer: a step's start record is waited for as its code starts (answered while
+    the step gets ready), the write that closes it as the next one is sent or the task ends
+    (`close`), so that the scheduler has every record of the task before its result."""
 
     def __init__(self, worker):
         self.worker, self.pending, self.sampler = worker, None, None
 
-    def send(self, record: StepRecord, name, value):
+    def send(self, keys: list, value):
         import asyncio
 
         self.flush()
-        write = self.worker.scheduler.set_metadata(keys=[*record.keys, name], value=value)
+        write = self.worker.scheduler.set_metadata(keys=keys, value=value)
         self.pending = asyncio.run_coroutine_threadsafe(write, self.worker.loop.asyncio_loop)
 
     def flush(self):

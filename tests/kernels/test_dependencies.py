@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import pickle
 import platform
 import sqlite3
+import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import uuid
 
@@ -256,6 +259,42 @@ def test_a_module_imported_before_the_step_is_recorded(folder, local_module):
     with record(str(folder)) as rec:
         assert module.answer() == 42
     assert f"{module.__name__}.py" in rec.fingerprint()["modules"]
+
+
+def test_steps_that_load_nothing_new_still_see_what_changed_between_them(folder, local_module):
+    """The loaded modules are walked again only when others are loaded: a module imported by a
+    later step, or a module file deleted meanwhile, is still seen."""
+    def helpers(rec):  # (the test's own modules are local too)
+        return {m for m in rec.fingerprint()["modules"] if m.startswith("helpers_")}
+
+    first = __import__(local_module())
+    with record(str(folder)) as rec:
+        pass
+    assert helpers(rec) == {f"{first.__name__}.py"}
+    with record(str(folder)) as rec:  # nothing new loaded
+        second = __import__(local_module())
+    assert helpers(rec) == {f"{first.__name__}.py", f"{second.__name__}.py"}
+    (folder / f"{first.__name__}.py").unlink()
+    with record(str(folder)) as rec:
+        pass
+    assert helpers(rec) == {f"{second.__name__}.py"}
+
+
+def test_a_distribution_loaded_by_a_later_step_is_recorded(folder):
+    """In a fresh process (nothing of the distribution loaded yet): the second step's import counts."""
+    code = textwrap.dedent(f"""
+        import importlib.metadata, json
+        from nbscale.kernels.dependencies import record
+        with record({str(folder)!r}) as one:
+            pass
+        with record({str(folder)!r}) as two:
+            import platformdirs
+        print(json.dumps([one.distributions.get("platformdirs"), two.distributions.get("platformdirs"),
+                          importlib.metadata.version("platformdirs")]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    before, after, installed = json.loads(out)
+    assert (before, after) == (None, installed)
 
 
 def test_library_modules_are_not_local_modules(folder):
