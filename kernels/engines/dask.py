@@ -133,7 +133,10 @@ class DaskEngine(Engine):
                     reported.emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
             self._wait_for_writes(client, emit)
         except BaseException:
-            # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it
+            # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it;
+            # nothing its tasks report from now on counts (a task Dask runs again on another worker
+            # as this one restarts would report the step it finds died under it)
+            reported.close()
             stop_run_steps(client, self.run_id, reported.unfinished(names_by_key), emit)
             client.cancel(list(tasks.values()) + warm)
             _forget_writes(client, self.run_id)
@@ -255,15 +258,20 @@ class _Reported:
     whichever comes first (they travel different ways). Thread-safe: events arrive on the loop."""
 
     def __init__(self, emit):
-        self._emit, self._lock, self._payloads = emit, threading.Lock(), {}
+        self._emit, self._lock, self._payloads, self._closed = emit, threading.Lock(), {}, False
 
     def emit(self, kind, step, payload=None):
-        if kind == STEP_FINISHED:
-            with self._lock:
-                if step in self._payloads:
-                    return
+        with self._lock:
+            if self._closed or (kind == STEP_FINISHED and step in self._payloads):
+                return
+            if kind == STEP_FINISHED:
                 self._payloads[step] = payload
         self._emit(kind, step, payload)
+
+    def close(self):
+        """The run is stopping: what its tasks report is not its outcome any more."""
+        with self._lock:
+            self._closed = True
 
     def outcome(self, step) -> StepOutcome | None:
         payload = self._payloads.get(step)

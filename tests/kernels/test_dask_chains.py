@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import make_notebook
+from conftest import make_notebook, wait_for
 from test_dask_lifecycle import limited_cluster  # noqa: F401 - 2 workers with nannies
 
 from nbscale.kernels.contract import STEP_FINISHED, STEP_STARTED, StepSpec
@@ -135,3 +135,32 @@ def test_chained_or_not_the_run_gives_the_same_values(tmp_path, limited_cluster,
     assert result.status == "succeeded"
     assert result.load("total", ["z"]) == {"z": 20}
     assert len(keys) == (1 if fuse else 3)
+
+
+def test_cancel_stops_the_step_of_a_chain_that_runs_and_the_rest_never_start(tmp_path, limited_cluster):  # noqa: F811
+    from distributed import Client
+    from test_dask_lifecycle import _cancel_cli_run, _executing, _gone
+
+    from nbscale.kernels.runner import default_run_store
+
+    pids, woke, later = tmp_path / "pids.txt", tmp_path / "woke.txt", tmp_path / "later.txt"
+    notebook = make_notebook(tmp_path, [
+        ("x = 1", ["step:first"]),
+        (f"import os, time\nopen({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{os.getpid()}}')\ntime.sleep(60)\n"
+         f"open({str(woke)!r}, 'w').write('woke')\ny = x", ["step:sleeps"]),
+        (f"open({str(later)!r}, 'w').write('ran')\nz = y", ["step:after"]),
+    ])
+    code, output, (worker_pid, _) = _cancel_cli_run(notebook, pids, "--scheduler", limited_cluster)
+    assert code != 0, output
+    with Client(limited_cluster, timeout="20s") as client:
+        wait_for(lambda: not any(_executing(client).values()) and len(client.scheduler_info()["workers"]) == 2,
+                 "the worker to stop executing the cancelled chain")
+    assert _gone(worker_pid) and not woke.exists() and not later.exists()
+    store = default_run_store(notebook)
+    run = store.get_run(store.list_runs()[0]["id"])
+    assert run["status"] == "cancelled"
+    status = {s["step"]: s["status"] for s in run["steps"]}
+    assert status["sleeps"] == "cancelled", [(s["step"], s["status"], s["error"]) for s in run["steps"]]
+    assert status["first"] == "succeeded" and status["sleeps"] == "cancelled" and status["after"] != "succeeded"
+    warnings = [str(e["payload"]) for e in store.events_since(run["id"]) if e["kind"] == "warning"]
+    assert any("stopping step 'sleeps'" in w for w in warnings), warnings
