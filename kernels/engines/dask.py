@@ -67,7 +67,7 @@ class DaskEngine(Engine):
         factory = dask.config.get("nbscale.cluster-factory", None)
         if not factory and self.workers is None and self._connect_warm():
             return self.client
-        self.cluster = cluster_from_factory(factory) if factory else local_cluster(self.workers)
+        self.cluster = cluster_from_factory(factory) if factory else local_cluster(self.workers, http=False)
         # not the default client: the caller's own Dask computes (a kernel calling nbscale.run) keep
         # their scheduler, and workers forked later do not inherit `scheduler: dask.distributed`
         self.client = Client(self.cluster, set_as_default=False)
@@ -368,8 +368,10 @@ def _held_outcomes(key, dask_worker=None):
     return _strip(outcomes)
 
 
-def local_cluster(workers=None):
-    """The embedded LocalCluster: one single-threaded worker process per core (or `workers`)."""
+def local_cluster(workers=None, http=True):
+    """The embedded LocalCluster: one single-threaded worker process per core (or `workers`).
+    `http=False`: its scheduler and workers serve no HTTP routes (a run's own cluster, which no
+    dashboard shows: the scheduler's proxy route alone imports jupyter-server-proxy, 0.14 s)."""
     import dask
     from distributed import LocalCluster
 
@@ -377,6 +379,8 @@ def local_cluster(workers=None):
     # a worker that dies under a step is retried as its `retries:` tag says (dask_lifecycle), not
     # given up on by Dask after 3 deaths
     config = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}
+    if not http:
+        config.update({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []})
     if (sys.platform == "linux" and _only_safe_threads()
             and dask.config.get("distributed.worker.multiprocessing-method") == "spawn"):
         # Forked workers start in a third of the time and inherit the run time already imported

@@ -437,6 +437,23 @@ def test_the_collection_modules_a_notebook_names_are_imported_on_the_workers_as_
     assert (tmp_path / "loaded.txt").read_text() == "True"
 
 
+def test_a_runs_own_cluster_serves_no_http_routes(tmp_path):
+    """No dashboard shows a run's own cluster: its scheduler does not import what the routes need
+    (the proxy route alone imports jupyter-server-proxy, 0.14 s of every run's start)."""
+    import importlib.util
+
+    assert importlib.util.find_spec("jupyter_server_proxy"), "installed with the test extras"
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"])], name="routes")
+    code = textwrap.dedent(f"""
+        import sys
+        from nbscale.kernels.runner import RunOptions, run_notebook
+        result = run_notebook({str(nb)!r}, options=RunOptions(engine="dask", use_cache=False, workers=1))
+        print(result.status, "jupyter_server_proxy" in sys.modules, "prometheus_client" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.stdout.split() == ["succeeded", "False", "False"], out.stderr
+
+
 def test_a_changed_data_file_reruns_only_what_it_changes(tmp_path, cluster_options):
     """On a LocalCluster and on scheduler + worker processes: a step whose file changed runs again,
     and its reader runs again only when the values it receives changed (keys chain on them)."""
