@@ -41,10 +41,19 @@ def end_clusters(folder) -> None:
     try:
         warm_cluster.stop(folder, timeout=20)
     finally:
+        killed = []
         for pid in serving_pids(folder):
-            process = psutil.Process(pid)
-            for p in [process, *process.children(recursive=True)]:
+            try:
+                process = psutil.Process(pid)
+                killed += [process, *process.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        for p in killed:
+            try:
                 p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(killed, timeout=DEADLINE_S)  # a killed process is listed until it is gone
 
 
 def serving_folders(under) -> list[str]:
