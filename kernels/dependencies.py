@@ -107,12 +107,13 @@ class Recording:
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
         try:
-            for path, module in _local_modules(self).items():
+            loaded = _loaded_now()  # one look at sys.modules for both scans
+            for path, module in _local_modules(self, loaded).items():
                 state, outdated = _as_imported(path, module)
                 self.modules[path] = state
                 if outdated:
                     self.outdated_modules.append(self.key(path))
-            self.distributions = _loaded_distributions()
+            self.distributions = _loaded_distributions(loaded)
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
 
@@ -349,8 +350,8 @@ def _wrote_env(name) -> None:
 _MODULE_FILES: dict[str, tuple] = {}  # name → (module, its absolute file or None, is that ignored)
 
 
-def _local_modules(recording: Recording) -> dict:
-    found = {path: module for path, module in _local_candidates(recording).items() if os.path.isfile(path)}
+def _local_modules(recording: Recording, loaded: tuple[list, list]) -> dict:
+    found = {path: module for path, module in _local_candidates(recording, loaded).items() if os.path.isfile(path)}
     main = sys.modules.get("__main__")  # a step gets a `__main__` of its own: looked at every time
     if main is not None:
         path = _local_path(recording, "__main__", main)
@@ -359,10 +360,9 @@ def _local_modules(recording: Recording) -> dict:
     return found
 
 
-def _local_candidates(recording: Recording) -> dict:
+def _local_candidates(recording: Recording, loaded: tuple[list, list]) -> dict:
     """{file: module} of the loaded modules (but `__main__`) whose files a fingerprint records:
     found again only when other modules are loaded than at the last step of this folder."""
-    loaded = _loaded_now()
     last = _CANDIDATES.get(recording.cwd)
     if last is not None and _same_loaded(loaded, last[0]):
         return last[1]
@@ -507,11 +507,11 @@ def _changed_since(path: str, state: dict | None) -> bool:
 _VERSIONS_SEEN: dict[str, tuple[object, str]] = {}  # distribution → (top module spec, version then)
 
 
-def _loaded_distributions() -> dict[str, str]:
+def _loaded_distributions(loaded: tuple[list, list]) -> dict[str, str]:
     """The versions of the distributions providing the loaded top-level modules, and `python`:
     found again only when other modules are loaded, or the interpreter's folders changed."""
     global _DISTRIBUTIONS
-    loaded, folders = _loaded_now(), site_folders()
+    folders = site_folders()
     if _DISTRIBUTIONS is not None and _DISTRIBUTIONS[1] == folders and _same_loaded(loaded, _DISTRIBUTIONS[0]):
         return dict(_DISTRIBUTIONS[2])
     by_module, versions = providers(folders), installed_versions(folders)

@@ -189,7 +189,7 @@ class DaskEngine(Engine):
 def _lost(names, reported, failed) -> list[StepOutcome]:
     """The outcomes of a task's steps when its result is lost: the steps reported finished keep
     theirs, the step that ran gets `failed(name)`, the steps after it did not run."""
-    outcomes = [reported.outcome(name) for name in names if reported.outcome(name) is not None]
+    outcomes = [outcome for outcome in map(reported.outcome, names) if outcome is not None]
     rest = names[len(outcomes):]
     if rest:
         outcomes += [failed(rest[0])] + [upstream_failed(name, rest[0]) for name in rest[1:]]
