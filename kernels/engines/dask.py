@@ -29,7 +29,7 @@ from ..task import run_step
 from . import Engine
 from .dask_chains import chains, reported_outcome, run_chain, stripped, upstream_failed
 from .dask_collections import STEP_RESOURCE, collections_computed
-from .dask_lifecycle import StepRecord, TaskLine, forget_run, killed_outcome, run_counted, stop_run_steps
+from .dask_lifecycle import TaskLine, forget_run, killed_outcome, run_counted, stop_run_steps
 
 TOPIC = "nbscale"
 RESOURCE_NAMES = ("cpu", "memory", "gpu")
@@ -227,16 +227,11 @@ def _task(specs, upstream, topic, body, run_id, on_cluster=False):
     def emit(kind, step, payload=None):
         worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
 
-    # no record of the chain's first step: the task's first attempt, so none of its steps began
-    # before (they begin only after it): their records need not be read
-    head = StepRecord(worker, run_id, specs[0].step["name"]).read()
-    known = {spec.step["name"]: {} for spec in specs} if not head else {specs[0].step["name"]: head}
-
-    line = TaskLine(worker)
+    line = TaskLine(worker, run_id, specs[0].step["name"])
 
     def run_one(spec, outcomes):
         with collections_computed(on_cluster, partial(emit, STEP_PROGRESS, spec.step["name"])):
-            return run_counted(body, spec, outcomes, emit, run_id, known.get(spec.step["name"]), line)
+            return run_counted(body, spec, outcomes, emit, line)
 
     try:
         return run_chain(specs, upstream, run_one, emit)

@@ -4,8 +4,9 @@ Every Dask task costs a trip through the scheduler when it ends and the next one
 a batched message, about 7 ms here), and a chain of steps gains nothing from separate tasks: step
 b, whose only upstream step is a, and a, whose only downstream step is b, can never run beside each
 other, and Dask would place b where a's values are anyway. So a run of such steps is one task that
-runs them one after another on one worker, each still a step of its own: its own attempt record,
-retries, events and outcome (`dask_lifecycle.run_counted`). The task's result is every step's
+runs them one after another on one worker, each still a step of its own: its own attempts (the
+task's record on the scheduler says which step runs, and what attempts each began:
+`dask_lifecycle.run_counted`), retries, events and outcome. The task's result is every step's
 outcome by name; a step after the chain takes its upstream step's outcome from there.
 
 Losing the worker under a chain loses its values as it would with a task per step (Dask computes

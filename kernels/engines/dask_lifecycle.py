@@ -3,12 +3,15 @@
 Dask re-runs a task whose worker died on another worker, up to
 `distributed.scheduler.allowed-failures` times (repeating its side effects), then raises
 `KilledWorker`. nbscale decides instead, from the step's `retries:` tag, on any cluster: each
-run of the task first records on the scheduler (task metadata under `nbscale/<run>/<step>`) that
-it started, how many attempts it began, on which worker, with which memory limit, and then the
-most memory that worker was seen using. A re-run that finds the record still `running` knows the
-worker died: it retries only while attempts are left, else it fails the step with the reason and
-without running the user's code. When Dask gives up first (`KilledWorker`, an external cluster
-with fewer allowed failures), the client builds the same failed outcome from the same record.
+Dask task of a run (a chain of steps, `dask_chains`, or one step) keeps a record on the scheduler
+(task metadata under `nbscale/<run>/<its first step>`) of the step it runs: which one, how many
+attempts it began, on which worker, with which memory limit, and then the most memory that worker
+was seen using. A step's start is on the scheduler before its code runs, and it says the step
+before it in the chain has ended; the record says `running: false` once the task ends. A re-run
+of the task that finds the record still `running` knows the worker died under that step: the
+step is retried only while attempts are left, else it fails with the reason and without running
+the user's code. When Dask gives up first (`KilledWorker`, an external cluster with fewer allowed
+failures), the client builds the same failed outcome from the same record.
 
 Cancel stops the code: the workers executing the run's steps end the steps' child processes and
 are restarted through their nannies; workers running nothing of this run are left alone.
@@ -32,11 +35,11 @@ WORKER_DIED = "WorkerDied"
 # --- on the worker: the attempts of one step --------------------------------------------------------
 
 
-class StepRecord:
-    """The scheduler-side record of one step of one run, read and written from a worker thread."""
+class TaskRecord:
+    """The scheduler-side record of one Dask task of one run, read and written from a worker thread."""
 
-    def __init__(self, worker, run_id: str, step: str):
-        self.worker, self.keys = worker, [NAMESPACE, run_id, step]
+    def __init__(self, worker, run_id: str, head: str):
+        self.worker, self.keys = worker, [NAMESPACE, run_id, head]
 
     def _call(self, handler, **kwargs):
         from distributed.utils import sync
@@ -54,33 +57,20 @@ class StepRecord:
         return [msg for _, msg in self._call("events", topic=MEMORY_TOPIC) or ()]
 
 
-def run_counted(body, spec, upstream, emit, run_id: str, before: dict | None = None,
-                line: TaskLine | None = None) -> StepOutcome:
+def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
     """Run `body(spec, upstream, emit)` on this worker as an attempt of the step, unless earlier
-    runs of this task died under it as often as the step's `retries:` allows. `before`: the step's
-    record when the caller knows it (a round trip to the scheduler less), else read here; `line`:
-    what the steps of one task share (`TaskLine`; the caller closes it), else one of its own."""
-    from distributed import get_worker
-
-    worker = get_worker()
-    own_line = line is None
-    line = line or TaskLine(worker)
+    runs of its task died under it as often as the step's `retries:` allows. `line`: the task's
+    (`TaskLine`; the caller closes it)."""
     name, retries = spec.step["name"], spec.step.get("retries", 0)
-    record = StepRecord(worker, run_id, name)
-    before = record.read() if before is None else before
-    # a record left `running` means the worker died under it; a finished one that the task is
-    # run again means its result was lost with a worker: computed again (a cache hit if stored)
-    begun = before.get("attempts", 0) if before.get("running") else 0
+    died = line.died.get(name)
+    begun = died["attempts"] if died else 0
     if begun:
-        reason = death_reason(before, record.memory_restarts())
+        reason = death_reason(died, line.record.memory_restarts())
         if begun > retries:
             return died_outcome(name, reason, begun)
         emit(STEP_RETRY, name, {"attempt": begun, "error": reason})
         spec = dataclasses.replace(spec, step={**spec.step, "retries": retries - begun})
-    memory = worker.memory_manager.memory_limit if hasattr(worker, "memory_manager") else None
-    # answered while the step gets ready (its inputs, its cache key): waited for as it starts its code
-    line.send(record.keys, {"attempts": begun + 1, "worker": worker.address, "memory_limit": memory,
-                            "memory": None, "running": True})
+    line.begin(name, begun + 1)  # answered while the step gets ready: waited for as its code starts
     counts = {"attempts": begun + 1}
 
     def counting_emit(kind, step, payload=None):
@@ -88,30 +78,42 @@ def run_counted(body, spec, upstream, emit, run_id: str, before: dict | None = N
             line.flush()
         if kind == STEP_RETRY:  # the body begins another attempt: a death from now on counts it
             counts["attempts"] += 1
-            record.write("attempts", counts["attempts"])
+            line.record.write("attempts", counts["attempts"])
         emit(kind, step, payload)
 
-    line.sample(record)
+    line.sample(True)
     try:
         outcome = body(spec, upstream, counting_emit)
     finally:
-        line.sample(None)
-        line.send([*record.keys, "running"], False)
-        if own_line:
-            line.close()
+        line.sample(False)
     outcome.attempts += begun
     return outcome
 
 
 class TaskLine:
     """What the steps of one Dask task share on its worker (a chain's steps run one after another):
-    one memory sampler thread, and the writes of their records, each sent without waiting for the
-    scheduler's answer: a step's start record is waited for as its code starts (answered while
-    the step gets ready), the write that closes it as the next one is sent or the task ends
-    (`close`), so that the scheduler has every record of the task before its result."""
+    its record, one memory sampler thread, and the record's writes, each sent without waiting for
+    the scheduler's answer: a step's start is waited for as its code starts (answered while the
+    step gets ready), the write that ends the record as the task ends (`close`), so that the
+    scheduler has every record of the task before its result. One write per step: a step's start
+    says the one before it ended."""
 
-    def __init__(self, worker):
+    def __init__(self, worker, run_id: str, head: str):
         self.worker, self.pending, self.sampler = worker, None, None
+        self.record = TaskRecord(worker, run_id, head)
+        self.memory_limit = worker.memory_manager.memory_limit if hasattr(worker, "memory_manager") else None
+        before = self.record.read()  # empty on the task's first run
+        # the steps earlier runs of the task died under, not begun again since: step → its record
+        # then (kept across deaths under other steps, so that no death goes uncounted)
+        self.died = dict(before.get("died") or {})
+        if before.get("running"):
+            self.died[before["step"]] = {k: v for k, v in before.items() if k != "died"}
+
+    def begin(self, step: str, attempts: int):
+        self.died.pop(step, None)
+        self.send(self.record.keys, {"step": step, "attempts": attempts, "worker": self.worker.address,
+                                     "memory_limit": self.memory_limit, "memory": None, "running": True,
+                                     "died": dict(self.died)})
 
     def send(self, keys: list, value):
         import asyncio
@@ -125,17 +127,19 @@ class TaskLine:
         if pending is not None:
             pending.result()
 
-    def sample(self, record: StepRecord | None):
-        """Sample the worker's memory for `record`'s step from now on (None: for no step)."""
-        if self.sampler is None and record is not None:
+    def sample(self, running: bool):
+        """Sample the worker's memory for the record's step while one runs."""
+        if self.sampler is None and running:
             self.sampler = MemorySampler()
             self.sampler.start()
         if self.sampler is not None:
-            self.sampler.follow(record)
+            self.sampler.follow(self.record if running else None)
 
     def close(self):
+        """The task ends: its record says no step runs, once the scheduler has it."""
         if self.sampler is not None:
             self.sampler.stop()
+        self.send([*self.record.keys, "running"], False)
         self.flush()
 
 
@@ -146,7 +150,7 @@ class MemorySampler(threading.Thread):
         super().__init__(name="nbscale-memory-sampler", daemon=True)
         self.record, self.most, self.done = None, 0, threading.Event()
 
-    def follow(self, record: StepRecord | None):
+    def follow(self, record: TaskRecord | None):
         self.record, self.most = record, 0
 
     def run(self):
@@ -212,7 +216,9 @@ def killed_outcome(client, run_id: str, name: str, exc: BaseException, names_by_
     blamed = names_by_key.get(exc.task, [exc.task])
     if name not in blamed:
         return StepOutcome(name, UPSTREAM_FAILED, summary={"reason": f"upstream failed: {', '.join(blamed)}"})
-    record = client.get_metadata([NAMESPACE, run_id, name], None) or {}
+    record = client.get_metadata([NAMESPACE, run_id, blamed[0]], None) or {}
+    if record.get("step") != name:  # the step died under an earlier run of the task
+        record = (record.get("died") or {}).get(name) or {**record, "attempts": 0}
     reason = death_reason(record, [msg for _, msg in client.get_events(MEMORY_TOPIC)])
     return died_outcome(name, reason, record.get("attempts", 0))
 

@@ -96,6 +96,25 @@ def test_an_error_and_a_death_share_the_retries(tmp_path, limited_cluster):
     assert result.step("dies")["error"]["ename"] == "WorkerDied"
 
 
+def test_a_chain_counts_each_steps_deaths_also_across_deaths_under_another_step(tmp_path, limited_cluster):
+    """A chain is one task with one record: `b` dies under it, then `a` (run again to hand `b` its
+    input) dies on its second run; `b` still has its first death counted, so retries:1 gives it
+    exactly one more attempt."""
+    log_a, log_b = tmp_path / "a.txt", tmp_path / "b.txt"
+    note = "with open({!r}, 'a') as f:\n    f.write('start\\n')\n"
+    notebook = make_notebook(tmp_path, [
+        ("import os\n" + note.format(str(log_a))
+         + f"if len(open({str(log_a)!r}).readlines()) == 2:\n    os._exit(3)\na = 1", ["step:a", "retries:1"]),
+        ("import os\n" + note.format(str(log_b)) + "os._exit(3)\nb = a", ["step:b", "retries:1"]),
+    ])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    # `a` runs in each of the task's 4 runs (the last one finds `b` out of attempts before it starts)
+    assert _lines(log_a) == ["start"] * 4 and _lines(log_b) == ["start"] * 2
+    assert result.step("a")["status"] == "succeeded"
+    assert (result.step("b")["status"], result.step("b")["attempts"]) == ("failed", 2)
+    assert result.step("b")["error"]["ename"] == "WorkerDied"
+
+
 def test_a_step_killing_its_worker_once_succeeds_on_its_retry(tmp_path, process_cluster):  # noqa: F811
     marker = tmp_path / "killed-once"
     notebook = make_notebook(tmp_path, [
@@ -128,6 +147,23 @@ def test_dask_giving_up_first_is_the_same_failed_step(tmp_path):
         result = run_notebook(notebook, options=RunOptions(scheduler=cluster.scheduler_address, use_cache=False))
     assert [s["status"] for s in result.steps] == ["failed", "upstream_failed"]
     assert result.step("dies")["error"]["evalue"].startswith("the worker running this step died on tcp://")
+    assert _lines(log) == ["start"]
+
+
+def test_dask_giving_up_on_a_chain_fails_the_step_that_ran_in_it(tmp_path):
+    """As above, with the step that dies second in its chain (the task's record is its first step's)."""
+    import dask
+    from distributed import LocalCluster
+
+    log = tmp_path / "starts.txt"
+    notebook = make_notebook(tmp_path, [("a = 1", ["step:first"]), _dying_step(log, "b = a\nos._exit(3)", ["retries:2"]),
+                                        ("y = x", ["step:after"])])
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
+            n_workers=1, threads_per_worker=1, dashboard_address=None, host="127.0.0.1") as cluster:
+        result = run_notebook(notebook, options=RunOptions(scheduler=cluster.scheduler_address, use_cache=False))
+    assert [s["status"] for s in result.steps] == ["succeeded", "failed", "upstream_failed"]
+    assert result.step("dies")["error"]["evalue"].startswith("the worker running this step died on tcp://")
+    assert result.step("dies")["attempts"] == 1
     assert _lines(log) == ["start"]
 
 
