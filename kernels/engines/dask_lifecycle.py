@@ -92,14 +92,15 @@ def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
 
 class TaskLine:
     """What the steps of one Dask task share on its worker (a chain's steps run one after another):
-    its record, one memory sampler thread, and the record's writes, each sent without waiting for
-    the scheduler's answer: a step's start is waited for as its code starts (answered while the
+    its record, one memory sampler thread, and the record's writes. Each write is sent without
+    waiting for the scheduler's answer, and waited for before the next one is sent (so they are
+    applied in order, also the sampler's): a step's start as its code starts (answered while the
     step gets ready), the write that ends the record as the task ends (`close`), so that the
     scheduler has every record of the task before its result. One write per step: a step's start
     says the one before it ended."""
 
     def __init__(self, worker, run_id: str, head: str):
-        self.worker, self.pending, self.sampler = worker, None, None
+        self.worker, self.pending, self.sampler, self.lock = worker, None, None, threading.Lock()
         self.record = TaskRecord(worker, run_id, head)
         self.memory_limit = worker.memory_manager.memory_limit if hasattr(worker, "memory_manager") else None
         before = self.record.read()  # empty on the task's first run
@@ -118,22 +119,27 @@ class TaskLine:
     def send(self, keys: list, value):
         import asyncio
 
-        self.flush()
-        write = self.worker.scheduler.set_metadata(keys=keys, value=value)
-        self.pending = asyncio.run_coroutine_threadsafe(write, self.worker.loop.asyncio_loop)
+        with self.lock:
+            self._wait()
+            write = self.worker.scheduler.set_metadata(keys=keys, value=value)
+            self.pending = asyncio.run_coroutine_threadsafe(write, self.worker.loop.asyncio_loop)
 
     def flush(self):
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()
+        with self.lock:
+            self._wait()
+
+    def _wait(self):
+        if self.pending is not None:
+            self.pending.result()  # a failed write stays pending: every later write raises it
+            self.pending = None
 
     def sample(self, running: bool):
         """Sample the worker's memory for the record's step while one runs."""
         if self.sampler is None and running:
-            self.sampler = MemorySampler()
+            self.sampler = MemorySampler(self)
             self.sampler.start()
         if self.sampler is not None:
-            self.sampler.follow(self.record if running else None)
+            self.sampler.follow(running)
 
     def close(self):
         """The task ends: its record says no step runs, once the scheduler has it."""
@@ -146,26 +152,25 @@ class TaskLine:
 class MemorySampler(threading.Thread):
     """Records the most memory the worker process uses while a step runs (for a death reason)."""
 
-    def __init__(self):
+    def __init__(self, line: TaskLine):
         super().__init__(name="nbscale-memory-sampler", daemon=True)
-        self.record, self.most, self.done = None, 0, threading.Event()
+        self.line, self.running, self.most, self.done = line, False, 0, threading.Event()
 
-    def follow(self, record: TaskRecord | None):
-        self.record, self.most = record, 0
+    def follow(self, running: bool):
+        self.running, self.most = running, 0
 
     def run(self):
         import psutil
 
         process = psutil.Process()
         while not self.done.wait(SAMPLE_S):
-            record = self.record
-            if record is None:
+            if not self.running:
                 continue
             rss = process.memory_info().rss
             if rss > self.most * 1.02:  # a write only when it grew: the scheduler is shared
                 self.most = rss
                 try:
-                    record.write("memory", rss)
+                    self.line.send([*self.line.record.keys, "memory"], rss)
                 except Exception:  # noqa: BLE001 - the scheduler is going away; the step decides
                     return
 
