@@ -22,7 +22,15 @@ import uuid
 import warnings
 from functools import partial
 
-from ..contract import STEP_FINISHED, STEP_PROGRESS, WARNING, StepOutcome, failed_outcome, finished_payload
+from ..contract import (
+    PROFILES_STORED,
+    STEP_FINISHED,
+    STEP_PROGRESS,
+    WARNING,
+    StepOutcome,
+    failed_outcome,
+    finished_payload,
+)
 from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
 from ..task import run_step
@@ -131,7 +139,7 @@ class DaskEngine(Engine):
                         self.on_outcome(outcome)
                     outcomes[outcome.step] = outcome
                     reported.emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
-            self._wait_for_writes(client, emit)
+            self._wait_for_writes(client, emit, outcomes, specs)
         except BaseException:
             # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it;
             # nothing its tasks report from now on counts (a task Dask runs again on another worker
@@ -147,15 +155,17 @@ class DaskEngine(Engine):
                 forget_run(client, self.run_id, topic)
         return outcomes
 
-    def _wait_for_writes(self, client, emit):
+    def _wait_for_writes(self, client, emit, outcomes, specs):
         """Wait for the store writes the steps left in the background, on the workers (and here,
-        for a body that runs steps in this process); a failed one is a warning: the run had its values."""
+        for a body that runs steps in this process); a failed one is a warning: the run had its
+        values. So is one whose worker is gone, with the write."""
         failed = wait_for_writes(self.run_id)
         if client.status != "running":  # the scheduler is gone: so are the workers' writes
             return
         for answer in client.run(await_writes, self.run_id, on_error="return").values():
             if isinstance(answer, dict):
                 failed.update(answer)
+        failed.update(_lost_writes(outcomes, specs, failed))
         for step, error in sorted(failed.items()):
             emit(WARNING, step, {"message": write_failed_message(error)})
 
@@ -184,6 +194,21 @@ class DaskEngine(Engine):
         return [client.submit(_warm_up, specs[0].prelude, workers=[w], pure=False,
                               key=f"nbscale-warm-up-{i}-{self.run_id[:8]}")
                 for i, w in enumerate(workers[1:len(specs)])]
+
+
+def _lost_writes(outcomes: dict, specs: list, failed: dict) -> dict[str, str]:
+    """Step → why, for the steps whose background store write is not in the store once the writes
+    ended (its worker died meanwhile, and the write with it), nor said to have failed."""
+    from ..store import ArtifactStore
+
+    lost = {}
+    for spec in specs:
+        outcome = outcomes.get(spec.step["name"])
+        if outcome is None or not outcome.ok or not outcome.summary.get(PROFILES_STORED) or outcome.step in failed:
+            continue
+        if not ArtifactStore(spec.store_url).has(outcome.key, list(spec.step["outputs"])):
+            lost[outcome.step] = "the worker that was writing them is gone"
+    return lost
 
 
 def _lost(names, reported, failed) -> list[StepOutcome]:

@@ -556,3 +556,27 @@ def test_a_step_with_much_output_keeps_all_of_it_in_its_log(tmp_path, local_clus
     result = run_notebook(notebook, options=RunOptions(scheduler=local_cluster, use_cache=False))
     assert result.ok, result.steps
     assert "line 039999" in Path(result.step("a")["log"]).read_text()  # its whole output, from the worker
+
+
+def test_a_background_write_missing_from_the_store_once_the_writes_ended_is_named(tmp_path):
+    """A worker gone with its step's background write (`client.run` gets no answer from it): the
+    run warns that the values were not stored, for that step only."""
+    from nbscale.kernels.contract import PROFILES_STORED, SUCCEEDED, StepOutcome, StepSpec
+    from nbscale.kernels.engines.dask import _lost_writes
+    from nbscale.kernels.store import ArtifactStore
+
+    store = str(tmp_path / "artifacts")
+    ArtifactStore(store).put("sha256:" + "1" * 64, {"x": 1}, [["x"]], "written")
+
+    def spec(name):
+        return StepSpec(step={"name": name, "outputs": ["x"], "after": []}, prelude={}, metrics={}, parameters={},
+                        hash="", store_url=store, cwd="", notebook="")
+
+    def outcome(name, key, background=True):
+        return StepOutcome(name, SUCCEEDED, summary={PROFILES_STORED: True} if background else {}, key=key)
+
+    outcomes = {"written": outcome("written", "sha256:" + "1" * 64), "lost": outcome("lost", "sha256:" + "2" * 64),
+                "failed": outcome("failed", "sha256:" + "3" * 64),
+                "in_step": outcome("in_step", "sha256:" + "4" * 64, background=False)}
+    lost = _lost_writes(outcomes, [spec(name) for name in outcomes], {"failed": "disk full"})
+    assert list(lost) == ["lost"] and "gone" in lost["lost"]

@@ -156,8 +156,8 @@ def test_dask_giving_up_on_a_chain_fails_the_step_that_ran_in_it(tmp_path):
     from distributed import LocalCluster
 
     log = tmp_path / "starts.txt"
-    notebook = make_notebook(tmp_path, [("a = 1", ["step:first"]), _dying_step(log, "b = a\nos._exit(3)", ["retries:2"]),
-                                        ("y = x", ["step:after"])])
+    dies = _dying_step(log, "b = a\nos._exit(3)", ["retries:2"])
+    notebook = make_notebook(tmp_path, [("a = 1", ["step:first"]), dies, ("y = x", ["step:after"])])
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
             n_workers=1, threads_per_worker=1, dashboard_address=None, host="127.0.0.1") as cluster:
         result = run_notebook(notebook, options=RunOptions(scheduler=cluster.scheduler_address, use_cache=False))
