@@ -7,7 +7,8 @@ other, and Dask would place b where a's values are anyway. So a run of such step
 runs them one after another on one worker, each still a step of its own: its own attempts (the
 task's record on the scheduler says which step runs, and what attempts each began:
 `dask_lifecycle.run_counted`), retries, events and outcome. The task's result is every step's
-outcome by name; a step after the chain takes its upstream step's outcome from there.
+outcome by name (values: only the last step's); a step after the chain takes its upstream step's
+outcome from there.
 
 Losing the worker under a chain loses its values as it would with a task per step (Dask computes
 lost results again); the steps that finished are reported as they finish, through events.
@@ -50,13 +51,18 @@ def run_chain(specs: list, upstream: dict, run_one, emit) -> dict[str, StepOutco
     """Run the chain's steps in order: `run_one(spec, upstream_outcomes)` runs one. `upstream`:
     step name → the result of the task that ran it (its chain's outcomes). Each step but the last
     is reported finished as it ends (the last one is, as its task ends); after a step that did not
-    end well, the rest are `upstream_failed` without running."""
+    end well, the rest are `upstream_failed` without running. Only the last step's outcome keeps its
+    values: the next step is the only reader of the others', which are freed once it ran (a long
+    chain of big values holds two at a time, not all of them until the run ends)."""
     outcomes: dict[str, StepOutcome] = {}
     known = {name: result[name] for name, result in upstream.items()}
     for i, spec in enumerate(specs):
         step = spec.step
         outcome = run_one(spec, {u: known[u] for u in step["after"] if u in known})
         outcomes[step["name"]] = known[step["name"]] = outcome
+        if i:  # the step before handed its values to this one, their only reader: free them
+            before = specs[i - 1].step["name"]
+            outcomes[before] = known[before] = stripped(outcomes[before])
         if i < len(specs) - 1:
             _report(emit, outcome)
     return outcomes

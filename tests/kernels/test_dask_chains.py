@@ -11,8 +11,8 @@ import pytest
 from conftest import make_notebook, wait_for
 from test_dask_lifecycle import limited_cluster  # noqa: F401 - 2 workers with nannies
 
-from nbscale.kernels.contract import STEP_FINISHED, STEP_STARTED, StepSpec
-from nbscale.kernels.engines.dask_chains import chains
+from nbscale.kernels.contract import STEP_FINISHED, STEP_STARTED, SUCCEEDED, StepOutcome, StepSpec
+from nbscale.kernels.engines.dask_chains import chains, run_chain
 from nbscale.kernels.runner import RunOptions, run_notebook
 
 
@@ -56,6 +56,24 @@ def test_upstream_steps_outside_the_run_do_not_break_a_chain():
 def test_steps_asking_for_other_resources_are_not_chained():
     specs = [_spec("a"), _spec("b", ["a"], {"gpu": 1}), _spec("c", ["b"], {"gpu": 1}), _spec("d", ["c"])]
     assert _names(chains(specs)) == [["a"], ["b", "c"], ["d"]]
+
+
+def test_a_chain_keeps_only_its_last_steps_values_and_frees_the_others_once_read():
+    """The step after is the only reader of a chain step's values: each step gets its upstream
+    step's values, and the task's result holds only the last step's (not every value until the run
+    ends)."""
+    specs = [_spec("a"), _spec("b", ["a"]), _spec("c", ["b"])]
+    held = {}
+
+    def run_one(spec, upstream):
+        name = spec.step["name"]
+        held[name] = {u: dict(o.values) for u, o in upstream.items()}
+        return StepOutcome(name, SUCCEEDED, values={name: [name] * 3}, digests={name: "d-" + name})
+
+    outcomes = run_chain(specs, {}, run_one, lambda *event: None)
+    assert held == {"a": {}, "b": {"a": {"a": ["a"] * 3}}, "c": {"b": {"b": ["b"] * 3}}}
+    assert {name: o.values for name, o in outcomes.items()} == {"a": {}, "b": {}, "c": {"c": ["c"] * 3}}
+    assert {name: o.digests for name, o in outcomes.items()} == {n: {n: "d-" + n} for n in "abc"}
 
 
 # --- on a real cluster ------------------------------------------------------------------------------
