@@ -115,6 +115,7 @@ class DaskEngine(Engine):
         spread = _spread(specs, workers)
         warm = self._warm_up(client, specs, workers)
         futures, tasks, names_by_key = {}, {}, {}  # step → its task; key → task, and its steps
+        readers = _Readers()
         for chain in chains(specs, self.fuse):
             head, names = chain[0].step, [spec.step["name"] for spec in chain]
             upstream = {u: futures[u] for u in head["after"] if u in futures}
@@ -128,6 +129,8 @@ class DaskEngine(Engine):
                 pure=False, resources=resources, workers=hint, allow_other_workers=hint is not None)
             futures.update(dict.fromkeys(names, future))
             tasks[future.key], names_by_key[future.key] = future, names
+            readers.add(future.key, {u.key for u in upstream.values()})
+        futures.clear()  # held in `tasks` only, and there only while a task may read them
         _warm_collections(client, specs)
         outcomes = {}
         try:
@@ -139,6 +142,8 @@ class DaskEngine(Engine):
                         self.on_outcome(outcome)
                     outcomes[outcome.step] = outcome
                     reported.emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
+                for key in readers.done(future.key):  # Dask frees the values no task reads any more
+                    tasks.pop(key, None)
             self._wait_for_writes(client, emit, outcomes, specs)
         except BaseException:
             # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it;
@@ -194,6 +199,32 @@ class DaskEngine(Engine):
         return [client.submit(_warm_up, specs[0].prelude, workers=[w], pure=False,
                               key=f"nbscale-warm-up-{i}-{self.run_id[:8]}")
                 for i, w in enumerate(workers[1:len(specs)])]
+
+
+class _Readers:
+    """How many of the run's tasks have yet to read each task's result: once none has, the run lets
+    go of it, and Dask frees its values on the worker (held while a step may read them, not until
+    the run ends)."""
+
+    def __init__(self):
+        self.upstream: dict[str, set] = {}
+        self.left: dict[str, int] = {}
+
+    def add(self, key: str, upstream: set):
+        self.upstream[key] = upstream
+        self.left.setdefault(key, 0)
+        for up in upstream:
+            self.left[up] += 1
+
+    def done(self, key: str) -> list[str]:
+        """`key`'s task ended: the tasks whose results no task is left to read (`key`'s among them
+        when none reads it), all ended."""
+        free = []
+        for up in self.upstream.pop(key, ()):
+            self.left[up] -= 1
+            if not self.left[up]:
+                free.append(up)
+        return free + ([key] if not self.left[key] else [])
 
 
 def _lost_writes(outcomes: dict, specs: list, failed: dict) -> dict[str, str]:

@@ -580,3 +580,20 @@ def test_a_background_write_missing_from_the_store_once_the_writes_ended_is_name
                 "in_step": outcome("in_step", "sha256:" + "4" * 64, background=False)}
     lost = _lost_writes(outcomes, [spec(name) for name in outcomes], {"failed": "disk full"})
     assert list(lost) == ["lost"] and "gone" in lost["lost"]
+
+
+def test_a_steps_values_leave_worker_memory_once_every_step_reading_them_ended(tmp_path):
+    """`first` is read by `left` and `right` (no chain): once both ended, the run lets go of its
+    result and Dask frees it on the (one) worker, while `last` still runs (it waits up to 20 s)."""
+    notebook = make_notebook(tmp_path, [
+        ("import time\nfrom distributed import get_worker", ["imports"]),
+        ("x = list(range(10))", ["step:first"]),
+        ("l = len(x)", ["step:left"]),
+        ("r = sum(x)", ["step:right"]),
+        ("def held():\n    return [k for k in get_worker().data if str(k).startswith('nbscale-first-')]\n"
+         "deadline = time.time() + 20\nwhile held() and time.time() < deadline:\n    time.sleep(0.05)\n"
+         "still = held()\ntotal = l + r", ["step:last"]),
+    ])
+    result = run_notebook(notebook, options=RunOptions(engine="dask", workers=1, use_cache=False))
+    assert result.ok, result.steps
+    assert result.load("last")["still"] == []
