@@ -14,7 +14,7 @@ from .metrics import parse_metrics
 from .notebook import Cell, Notebook, read_notebook
 from .parameters import immutable_names, parse_parameters
 from .parsing import ParsedCells, collector_paused
-from .settings import find_settings
+from .settings import Settings, SettingsWalk
 
 
 def compile_notebook(notebook) -> Pipeline:
@@ -30,8 +30,14 @@ def _compile(notebook: Notebook) -> Pipeline:
     parameters, param_problems = parse_parameters([(i, layout.sources[i]) for i in layout.parameters],
                                                   layout.injected)
     cells = ParsedCells(layout.sources)  # each cell parsed once, for every pass below
-    flow = build_flow(layout, {p.name for p in parameters}, cells, immutable_names(parameters))
-    settings = _replay_settings(layout, flow, {p.name for p in parameters}, cells)
+    metrics = None
+    if layout.metrics_cell is not None:  # (before the analysis has walked the cell and let its tree go)
+        metrics = parse_metrics(layout.metrics_cell, layout.sources[layout.metrics_cell], layout.metrics_step,
+                                cells[layout.metrics_cell])
+    names = {p.name for p in parameters}
+    walk = SettingsWalk(names, [s.name for s in layout.steps])  # walks each step as the analysis does
+    flow = build_flow(layout, names, cells, immutable_names(parameters), also=walk)
+    settings = _replay_settings(flow, walk.settings)
     pipeline = Pipeline(
         name=_pipeline_name(notebook),
         notebook=Path(notebook.path).name,
@@ -42,10 +48,8 @@ def _compile(notebook: Notebook) -> Pipeline:
     diagnostics = layout.diagnostics + param_problems + flow.diagnostics + settings.diagnostics
     if not pipeline.steps and not any(d.severity == ERROR for d in diagnostics):
         diagnostics.append(nothing_to_run(layout))
-    if layout.metrics_cell is not None:
-        pipeline.metrics, metric_problems = parse_metrics(
-            layout.metrics_cell, layout.sources[layout.metrics_cell], layout.metrics_step,
-            cells[layout.metrics_cell])
+    if metrics is not None:
+        pipeline.metrics, metric_problems = metrics
         diagnostics += metric_problems
     diagnostics += declared_directions(notebook.metadata)[1]  # metadata.nbscale.metrics: min | max
     pipeline.diagnostics = sorted(diagnostics, key=lambda d: (d.cell is None, d.cell or 0, d.line or 0))
@@ -57,10 +61,8 @@ def _compile(notebook: Notebook) -> Pipeline:
     return pipeline
 
 
-def _replay_settings(layout, flow, parameter_names, cells: ParsedCells):
+def _replay_settings(flow, settings: Settings) -> Settings:
     """Each step replays the process-wide settings of the steps before it (compiler/settings.py)."""
-    settings = find_settings(cells.cells(layout.prelude), [(s.name, cells.cells(s.cells)) for s in layout.steps],
-                             parameter_names, set(flow.prelude.names))
     for step in flow.steps:
         step.settings = settings.replayed.get(step.name, [])
         step.parameters = sorted(set(step.parameters) | settings.parameters.get(step.name, set()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import graph
 from .analysis import KERNEL_NAMES, Facts, Site, analyse_cells
@@ -18,7 +19,10 @@ from .heap import Heap
 from .ir import Prelude, Step
 from .layout import Layout
 from .notebook import cell_label
-from .parsing import ParsedCells
+from .parsing import ParsedCell, ParsedCells
+
+if TYPE_CHECKING:
+    from .settings import SettingsWalk
 
 DYNAMIC_MESSAGES = {
     "*": "a star import binds names the analysis cannot see",
@@ -59,12 +63,19 @@ class Reason:
 
 
 def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | None = None,
-               immutable: set[str] = frozenset()) -> Flow:
+               immutable: set[str] = frozenset(), also: SettingsWalk | None = None) -> Flow:
     """`cells`: the notebook's cells parsed once for the whole compile (parsed here when not given);
-    `immutable`: parameters whose values cannot change in place (numbers, strings, booleans)."""
+    `immutable`: parameters whose values cannot change in place (numbers, strings, booleans);
+    `also`: the settings pass, handed the prelude and each step as soon as this analysis has walked
+    them. Then each cell's tree is let go (`ParsedCell.release`): a compile holds one step's trees
+    at a time, not the whole notebook's."""
     cells = cells if cells is not None else ParsedCells(layout.sources)
-    prelude_facts = analyse_cells(cells.cells(layout.prelude))
+    prelude = cells.cells(layout.prelude)
+    prelude_facts = analyse_cells(prelude)
     prelude_names = set(prelude_facts.binds)
+    if also is not None:
+        also.prelude(prelude, prelude_names)
+    _released(prelude)
     builder = _Builder(layout, parameter_names, prelude_names, cells)
     for name in immutable:  # `Model(random_state=seed)` twice: fitting one model changes no other
         builder.heap.declare_immutable(name)
@@ -72,8 +83,11 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     known = dict(prelude_facts.callables)
     for step_layout in layout.steps:
         builder.heap.epoch = len(builder.steps)
-        facts = analyse_cells(cells.cells(step_layout.cells), known,
-                              builder.heap, builder.modules | prelude_facts.imported)
+        step_cells = cells.cells(step_layout.cells)
+        facts = analyse_cells(step_cells, known, builder.heap, builder.modules | prelude_facts.imported)
+        if also is not None:
+            also.step(step_layout.name, step_cells)
+        _released(step_cells)
         known.update(facts.callables)
         builder.add_step(step_layout, facts)
     builder.finish()
@@ -103,8 +117,10 @@ class _Builder:
     def _skipped_binds(self):
         found = {}
         for index in self.layout.skipped:
-            for name in analyse_cells([self.cells[index]]).binds:
+            cell = self.cells[index]
+            for name in analyse_cells([cell]).binds:
                 found.setdefault(name, index)
+            cell.release()
         return found
 
     def check_prelude(self, facts: Facts):
@@ -407,3 +423,9 @@ class _Ancestors:
 
 def _unique(items):
     return list(dict.fromkeys(items))
+
+
+def _released(cells: list[ParsedCell]) -> None:
+    """Let the trees of `cells` go, every pass over them done (`ParsedCell.release`)."""
+    for cell in cells:
+        cell.release()

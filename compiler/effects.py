@@ -134,9 +134,10 @@ def import_names(node: ast.Import | ast.ImportFrom) -> list[str]:
 
 def callee_name(call: ast.Call) -> str | None:
     func = call.func
-    if isinstance(func, ast.Name):
+    kind = type(func)
+    if kind is ast.Name:
         return func.id
-    if isinstance(func, ast.Attribute):
+    if kind is ast.Attribute:
         return func.attr
     return None
 
@@ -185,22 +186,30 @@ def depth(expr: ast.AST) -> int:
 # --- values: which objects an expression may be ---------------------------------------------
 
 
+# Expression node types by what their value may be. The functions here that run for every
+# expression of every cell ask for a node's exact type (the parser makes no subclasses): a lookup
+# instead of a chain of isinstance calls.
+_PARTS = frozenset({ast.Attribute, ast.Subscript, ast.Starred})
+_MADE = frozenset({ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Call})
+
+
 def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str]:
     """Objects the value of `expr` may be; empty for a new object of unknown contents."""
     if expr is None:
         return frozenset()
-    if isinstance(expr, ast.Name):
+    kind = type(expr)
+    if kind is ast.Name:
         return heap.objects(expr.id)
-    if isinstance(expr, (ast.Attribute, ast.Subscript, ast.Starred)):
+    if kind in _PARTS:
         return part_objects(heap, expr, modules)
-    if isinstance(expr, (ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Call)):
+    if kind in _MADE:
         # one object per evaluation site, however often the walkers ask
         return heap.result(expr, lambda: _made_objects(heap, expr, modules))
-    if isinstance(expr, ast.IfExp):
+    if kind is ast.IfExp:
         return objects_of(heap, expr.body, modules) | objects_of(heap, expr.orelse, modules)
-    if isinstance(expr, ast.BoolOp):
+    if kind is ast.BoolOp:
         return frozenset().union(*(objects_of(heap, v, modules) for v in expr.values))
-    if isinstance(expr, ast.NamedExpr):
+    if kind is ast.NamedExpr:
         return objects_of(heap, expr.value, modules)
     if is_immutable_literal(expr):
         return heap.result(expr, lambda: frozenset({heap.fresh_immutable("literal")}))
@@ -209,9 +218,13 @@ def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str
 
 def is_immutable_literal(expr: ast.AST) -> bool:
     """`3`, `-0.5`, `"text"`, `f"{x}"`, `b"."`, `True`, `None`: a value no code changes in place."""
-    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, (ast.USub, ast.UAdd)):
+    if type(expr) is ast.UnaryOp and type(expr.op) in _SIGNS:
         expr = expr.operand
-    return isinstance(expr, (ast.Constant, ast.JoinedStr))
+    return type(expr) in _LITERALS
+
+
+_SIGNS = frozenset({ast.USub, ast.UAdd})
+_LITERALS = frozenset({ast.Constant, ast.JoinedStr})
 
 
 def _made_objects(heap, expr, modules):

@@ -100,8 +100,8 @@ class Heap:
     # (`named` holds one name alone and a few in a tuple: most objects have one or two, and a set
     # costs 200 bytes)
     def _point(self, name, objects):
-        named = self.named
-        for obj in _each(self.points.get(name, ())):
+        named, old = self.named, self.points.get(name)
+        for obj in () if old is None else _each(old):
             names = named[obj]
             if type(names) is set:
                 names.discard(name)
@@ -124,7 +124,7 @@ class Heap:
                 names.add(name)
         kept = next(iter(objects)) if len(objects) == 1 else objects
         if self.history is not None:
-            self._remember(name, self.points.get(name), kept)
+            self._remember(name, old, kept)
         self.points[name] = kept
         return objects
 
@@ -178,7 +178,11 @@ class Heap:
         """Objects directly held (owned or given) by any of `objects`."""
         found = set()
         for obj in objects:
-            found |= self.owned.get(obj, set()) | self.given.get(obj, set())
+            owned, given = self.owned.get(obj), self.given.get(obj)
+            if owned:
+                found |= owned
+            if given:
+                found |= given
             implied = self._implied(obj)
             if implied is not None:
                 found.add(implied)

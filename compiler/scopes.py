@@ -114,9 +114,11 @@ class _ScopeWalker(Visitor):
     def facts(self) -> ScopeFacts:
         local = (self.binds | set(self.params)) - self.globals - self.nonlocals
         # names are changed when the objects they had on entry are (or what those own)
-        initial = self.heap.initial.items()
-        mutated = {n for n, obj in initial if obj in self.changed or contents(obj) in self.changed}
-        deep = {n for n, obj in initial if contents(obj) in self.changed}
+        mutated, deep = set(), set()
+        if self.changed:  # (most scopes change nothing)
+            initial = self.heap.initial.items()
+            mutated = {n for n, obj in initial if obj in self.changed or contents(obj) in self.changed}
+            deep = {n for n, obj in initial if contents(obj) in self.changed}
         return ScopeFacts(
             # a class body's names are invisible to its methods: their free names stay free
             free=((self.loads | self.nonlocals) - local) | (self.nested_free - (set() if self.is_class else local)),
@@ -180,7 +182,7 @@ class _ScopeWalker(Visitor):
         self.nonlocals.update(node.names)
 
     def visit_Name(self, node):
-        if isinstance(node.ctx, ast.Load):
+        if type(node.ctx) is ast.Load:  # (the parser makes no subclasses)
             self.loads.add(node.id)
         else:
             self.bind(node.id)
@@ -250,7 +252,7 @@ class _ScopeWalker(Visitor):
         self.changed |= effects.call_changes(self.heap, node, self.modules)
         if effects.is_dynamic_call(node):
             self.dynamic.append(node)
-        self.generic_visit(node)
+        super().visit_Call(node)  # its function and arguments
 
     def visit_MatchAs(self, node):
         if node.name:

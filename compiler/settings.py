@@ -90,27 +90,51 @@ def find_settings(prelude: list[ParsedCell], steps: list[tuple[str, list[ParsedC
 
     `skim`: pass over the cells whose text shows that they hold nothing this pass looks for
     (the result is the same; False walks every cell, for tests that say so)."""
-    finder = _Finder(parameters, prelude_names)
-    finder.skim = skim
-    for cell in prelude:
-        finder.cell(cell, step=None)
-    result, made, made_reads = Settings(), [], set()
-    for position, (name, cells) in enumerate(steps):
-        result.replayed[name] = list(made)
-        result.parameters[name] = set(made_reads)
+    walk = SettingsWalk(parameters, [name for name, _ in steps], skim)
+    walk.prelude(prelude, prelude_names)
+    for name, cells in steps:
+        walk.step(name, cells)
+    return walk.settings
+
+
+class SettingsWalk:
+    """`find_settings` given the prelude, then one step at a time (`settings` holds the result):
+    the compile hands each step's cells to this pass right after the dataflow analysis walked
+    them, while their trees are at hand (`dataflow.build_flow`'s `also`)."""
+
+    def __init__(self, parameters: set[str], step_names: list[str], skim: bool = True):
+        self.settings = Settings()
+        self._step_names = step_names
+        self._finder = _Finder(parameters, set())
+        self._finder.skim = skim
+        self._made: list[dict] = []  # the settings of the steps walked so far, in order
+        self._made_reads: set[str] = set()
+        self._position = 0  # of the next step
+
+    def prelude(self, cells: list[ParsedCell], names: set[str]) -> None:
+        """The prelude's cells, and the names it binds (a setting may read them)."""
+        self._finder.prelude_names = names
+        for cell in cells:
+            self._finder.cell(cell, step=None)
+
+    def step(self, name: str, cells: list[ParsedCell]) -> None:
+        """The next step's cells, in notebook order."""
+        finder, result, position, steps = self._finder, self.settings, self._position, self._step_names
+        self._position += 1
+        result.replayed[name] = list(self._made)
+        result.parameters[name] = set(self._made_reads)
         finder.found, finder.problems = [], []
         for cell in cells:
             finder.cell(cell, step=name)
         for kind, entry, reads in finder.found:
             if kind == "setting":
-                made.append(entry)
-                made_reads |= reads
+                self._made.append(entry)
+                self._made_reads |= reads
         if position + 1 < len(steps):  # what the last step sets or seeds affects no other step
-            later = [later_name for later_name, _ in steps[position + 1:position + 2 + _MORE_STEPS_SHOWN]]
+            later = steps[position + 1:position + 2 + _MORE_STEPS_SHOWN]
             result.diagnostics += finder.problems
             seeds = [entry for kind, entry, _ in finder.found if kind == "seed"]
             result.diagnostics += [_seed_warning(entry, name, later, len(steps) - position - 1) for entry in seeds]
-    return result
 
 
 class _Finder:
@@ -317,7 +341,10 @@ def _may_set(module: str) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _name_not_followed_by_dot_or_call(name: str):
-    return re.compile(rf"\b{re.escape(name)}\b(?!\s*[.(])")
+    # `\bNAME\b(?!\s*[.(])`, written to start with the name: a pattern that starts with text is
+    # searched for that text first, 15 times faster than one starting with `\b` (a check per cell)
+    name = re.escape(name)
+    return re.compile(rf"{name}(?<!\w{name})\b(?!\s*[.(])")
 
 
 def _may_store(name: str, python: str) -> bool:

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 import click
 
 from .errors import NbscaleError
-from .kernels.contract import STOPPED_BY_SIGTERM
 from .kernels.errors import Terminated
 
 EXIT_OK = 0
@@ -49,6 +48,8 @@ def reporting_errors():
     except NbscaleError as exc:
         fail(f"error: {exc}", exit_code_for(exc))
     except Terminated:
+        from .kernels.contract import STOPPED_BY_SIGTERM  # (here: `nbscale check` need not import it)
+
         fail(f"cancelled: {STOPPED_BY_SIGTERM}", EXIT_TERMINATED)
     except KeyboardInterrupt:
         fail("cancelled", EXIT_CANCELLED)

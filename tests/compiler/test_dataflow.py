@@ -9,7 +9,11 @@ from precision_idioms import IDIOMS
 from value_fingerprint import fingerprint
 
 from nbscale.compiler import compile_source
+from nbscale.compiler.dataflow import build_flow
 from nbscale.compiler.graph import ancestors
+from nbscale.compiler.layout import lay_out
+from nbscale.compiler.notebook import Cell, Notebook
+from nbscale.compiler.parsing import ParsedCells
 
 
 def codes(pipeline):
@@ -422,3 +426,15 @@ def _run_steps_latest_first(pipeline):
     return _plain(final)
 
 
+
+
+def test_the_analysis_lets_each_tree_go_once_walked_and_a_site_finds_its_code_again():
+    sources = [("import math", ["imports"]), ("x = [1, 2]\nx.append(3)", ["step:a"]),
+               ("y = math.sqrt(len(x))", ["step:b"]), ("z = 1", ["skip"])]
+    notebook = Notebook("n.ipynb", tuple(Cell(i, "code", s, tuple(t)) for i, (s, t) in enumerate(sources)))
+    layout = lay_out(notebook)
+    cells = ParsedCells(layout.sources)
+    flow = build_flow(layout, set(), cells)
+    assert [cells[i].tree for i in layout.sources] == [None] * 4  # prelude, steps and the skipped cell
+    [reason] = flow.reasons()[("a", "b")]
+    assert (reason.name, reason.how, reason.site.code) == ("x", "binds", "x = [1, 2]")

@@ -187,3 +187,15 @@ def test_the_analysis_of_a_big_cell_keeps_none_of_its_tree():
     assert len(facts.binds) > 8000
     assert nodes_alive() - before < 100  # (a tree of the cell: over 100,000 nodes)
     assert facts.bind_sites["v_8990"].code.startswith("v_8990 = ")
+
+
+def test_a_released_cell_gives_the_same_statements_parsed_again():
+    source = "import math\nx = [1, 2]  # note\ny = math.sqrt(len(x))"
+    parsed = parse_cell(3, source)
+    kept = ast.dump(ast.Module(body=list(parsed.statements()), type_ignores=[]), include_attributes=True)
+    parsed.release()
+    assert parsed.tree is None
+    again = ast.dump(ast.Module(body=list(parsed.statements()), type_ignores=[]), include_attributes=True)
+    assert again == kept
+    piece = next(parsed.parts())
+    assert piece.segment(piece.statements()[2].value) == "math.sqrt(len(x))"

@@ -8,6 +8,7 @@ sees what a top-to-bottom run would (pandas options, warning filters, matplotlib
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import textwrap
 import pytest
 
 from nbscale.compiler import compile_source
+from nbscale.compiler import settings as settings_pass
 from nbscale.compiler.settings import SEED_CALLS, SETTING_CALLS, replay_source
 
 # (imports cell, setting statement): every form docs/tags.md lists, through its usual alias
@@ -352,3 +354,11 @@ def test_skimming_cells_finds_what_walking_every_cell_finds(order):
     skimmed = find_settings(prelude, _cells(order), {"rows"}, {"pd", "np", "math"}, skim=True)
     assert skimmed == walked
     assert walked.diagnostics and any(walked.replayed.values())  # the cells do hold settings and seeds
+
+
+@pytest.mark.parametrize("text", [
+    "np = 1", "a, np = b", "for np in rows: pass", "np", "np.log(x)", "np (x)", "np\n.x", "y = np .e",
+    "xnp = 1", "np_ = 1", "_np = 1", "9np = 1", "énp = 1", "npé = 1", "x = 'np'", "", "np.a; np = 2",
+])
+def test_the_skim_finds_a_name_not_before_a_dot_or_call_as_the_word_boundary_pattern_does(text):
+    assert settings_pass._may_store("np", text) == (re.search(r"\bnp\b(?!\s*[.(])", text) is not None)
