@@ -142,9 +142,13 @@ class TaskLine:
             self.sampler.follow(running)
 
     def close(self):
-        """The task ends: its record says no step runs, once the scheduler has it."""
+        """The task ends: its record says no step runs, once the scheduler has it, and still holds
+        the deaths of the steps that did not begin again (one out of attempts: a run of the task
+        to compute its lost result again fails it again rather than run it)."""
         if self.sampler is not None:
             self.sampler.stop()
+        if self.died:
+            self.send([*self.record.keys, "died"], dict(self.died))
         self.send([*self.record.keys, "running"], False)
         self.flush()
 

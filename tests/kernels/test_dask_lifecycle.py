@@ -115,6 +115,30 @@ def test_a_chain_counts_each_steps_deaths_also_across_deaths_under_another_step(
     assert result.step("b")["error"]["ename"] == "WorkerDied"
 
 
+def test_a_step_out_of_attempts_stays_so_when_its_task_runs_again(limited_cluster):
+    """A task whose step `x` was found out of attempts (its worker died under it), run again to
+    compute its lost result, finds `x` died as before: the task's end kept its deaths."""
+    from distributed import Client
+
+    def task_line_deaths(run_id):  # what a run of the task finds, then its end (no step began)
+        from distributed import get_worker
+
+        from nbscale.kernels.engines.dask_lifecycle import TaskLine
+
+        line = TaskLine(get_worker(), run_id, "x")
+        died = dict(line.died)
+        line.close()
+        return died
+
+    with Client(limited_cluster, timeout="20s") as client:
+        client.set_metadata(["nbscale", "run-a", "x"], {"step": "x", "attempts": 1, "worker": "tcp://w:1",
+                                                        "running": True, "died": {}})
+        first = client.submit(task_line_deaths, "run-a", pure=False).result()
+        again = client.submit(task_line_deaths, "run-a", pure=False).result()
+    assert first["x"]["attempts"] == 1 and first["x"]["worker"] == "tcp://w:1"
+    assert again == first
+
+
 def test_a_step_killing_its_worker_once_succeeds_on_its_retry(tmp_path, process_cluster):  # noqa: F811
     marker = tmp_path / "killed-once"
     notebook = make_notebook(tmp_path, [
