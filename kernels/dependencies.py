@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import operator
 import os
 import pkgutil
 import platform
@@ -57,6 +56,7 @@ from . import native_io
 from .contract import STATE_DIR_NAME
 from .fingerprints import FINGERPRINT_VERSION, NOT_A_FILE, env_value, file_state, listing_digest
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
+from .process_state import loaded_modules, same_modules
 
 __all__ = ["Recording", "RecordingEnviron", "outdated_modules", "record"]
 
@@ -107,7 +107,7 @@ class Recording:
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
         try:
-            loaded = _loaded_now()  # one look at sys.modules for both scans
+            loaded = loaded_modules()  # one look at sys.modules for both scans
             for path, module in _local_modules(self, loaded).items():
                 state, outdated = _as_imported(path, module)
                 self.modules[path] = state
@@ -364,7 +364,7 @@ def _local_candidates(recording: Recording, loaded: tuple[list, list]) -> dict:
     """{file: module} of the loaded modules (but `__main__`) whose files a fingerprint records:
     found again only when other modules are loaded than at the last step of this folder."""
     last = _CANDIDATES.get(recording.cwd)
-    if last is not None and _same_loaded(loaded, last[0]):
+    if last is not None and same_modules(loaded, last[0]):
         return last[1]
     # what each module is for this notebook folder, decided once per module (sys.modules holds
     # thousands once pandas is loaded)
@@ -382,22 +382,7 @@ def _local_candidates(recording: Recording, loaded: tuple[list, list]) -> dict:
     return candidates
 
 
-def _loaded_now() -> tuple[list, list]:
-    """The names and modules in sys.modules, `__main__` as None (the step shell swaps it in and
-    out at every step)."""
-    names, modules = list(sys.modules), list(sys.modules.values())
-    if "__main__" in sys.modules:
-        modules[names.index("__main__")] = None
-    return names, modules
-
-
-def _same_loaded(now: tuple[list, list], before: tuple[list, list]) -> bool:
-    """The same modules loaded (compared in C: a step that imports nothing new, the common case,
-    does not pay for a walk over thousands of modules)."""
-    return now[0] == before[0] and all(map(operator.is_, now[1], before[1]))
-
-
-_CANDIDATES: dict[str, tuple] = {}  # notebook folder → (`_loaded_now()` then, its `_local_candidates`)
+_CANDIDATES: dict[str, tuple] = {}  # notebook folder → (`loaded_modules()` then, its `_local_candidates`)
 
 
 def _local_path(recording: Recording, name: str, module) -> str | None:
@@ -409,7 +394,7 @@ def _local_path(recording: Recording, name: str, module) -> str | None:
 
 
 _LOCAL_VERDICTS: dict[str, dict[str, tuple]] = {}  # notebook folder → module name → (module, its file or None)
-_DISTRIBUTIONS: tuple | None = None  # (`_loaded_now()`, `site_folders()`, `_loaded_distributions()`) last time
+_DISTRIBUTIONS: tuple | None = None  # (`loaded_modules()`, `site_folders()`, `_loaded_distributions()`) last time
 
 
 def _file_of(name: str, module) -> tuple:
@@ -512,7 +497,7 @@ def _loaded_distributions(loaded: tuple[list, list]) -> dict[str, str]:
     found again only when other modules are loaded, or the interpreter's folders changed."""
     global _DISTRIBUTIONS
     folders = site_folders()
-    if _DISTRIBUTIONS is not None and _DISTRIBUTIONS[1] == folders and _same_loaded(loaded, _DISTRIBUTIONS[0]):
+    if _DISTRIBUTIONS is not None and _DISTRIBUTIONS[1] == folders and same_modules(loaded, _DISTRIBUTIONS[0]):
         return dict(_DISTRIBUTIONS[2])
     by_module, versions = providers(folders), installed_versions(folders)
     found = {"python": platform.python_version()}

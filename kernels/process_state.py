@@ -283,8 +283,7 @@ class ModuleDicts:
     def __init__(self):
         self.lock = threading.Lock()
         self.sys_modules_version: int | None = None
-        self.names: list[str] = []  # sys.modules as last listed, `__main__` left out
-        self.values: list = []
+        self.loaded: tuple[list, list] = ([], [])  # `loaded_modules()` as last listed
         self.modules: list[types.ModuleType] = []
         self.dicts: list[dict] = []
         self.slots: list[int] = []  # where each dict keeps its version number
@@ -309,14 +308,12 @@ class ModuleDicts:
             return self.modules, self.dicts, self.slots, versions, list(self.copies)
 
     def _loaded_changed(self) -> bool:
-        """Whether other modules are loaded now (the step shell swaps `__main__` in and out, which
-        gives sys.modules a new version number at every step)."""
-        names, values = list(sys.modules), list(sys.modules.values())
-        if "__main__" in sys.modules:
-            values[names.index("__main__")] = None
-        if names == self.names and all(map(operator.is_, values, self.values)):
+        """Whether other modules are loaded now than at the last snapshot (the step shell swaps
+        `__main__` in and out, which gives sys.modules a new version number at every step)."""
+        loaded = loaded_modules()
+        if same_modules(loaded, self.loaded):
             return False
-        self.names, self.values = names, values
+        self.loaded = loaded
         return True
 
     def _load(self, loaded: dict) -> None:
@@ -330,6 +327,21 @@ class ModuleDicts:
         old = [kept.get(id(m), (-1, None)) for m in self.modules]
         self.versions = [v for v, _ in old]  # -1: no copy yet, made by the caller
         self.copies = [c for _, c in old]
+
+
+def loaded_modules() -> tuple[list, list]:
+    """The names and modules in sys.modules, `__main__` as None (the step shell swaps it in and
+    out at every step)."""
+    names, modules = list(sys.modules), list(sys.modules.values())
+    if "__main__" in sys.modules:
+        modules[names.index("__main__")] = None
+    return names, modules
+
+
+def same_modules(now: tuple[list, list], before: tuple[list, list]) -> bool:
+    """Whether two `loaded_modules()` hold the same modules under the same names, compared in C (a
+    step that imports nothing new, the common case, pays for no walk over thousands of modules)."""
+    return now[0] == before[0] and all(map(operator.is_, now[1], before[1]))
 
 
 def _find_version_word() -> tuple[memoryview | None, int | None]:
