@@ -135,6 +135,8 @@ def _descendants() -> list[psutil.Process]:
             return psutil.Process().children(recursive=True)
         except psutil.Error:
             return []
+    if not _has_children():  # a step that starts none, the common case, pays one system call
+        return []
     found, parents = [], [os.getpid()]
     while parents:
         children = [pid for parent in parents for pid in _proc_children(parent)]
@@ -147,6 +149,17 @@ def _descendants() -> list[psutil.Process]:
         except psutil.Error:
             continue
     return processes
+
+
+def _has_children() -> bool:
+    """Whether this process has a child process, running or ended (any thread's; none is reaped)."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _proc_children(pid: int) -> list[int]:

@@ -14,6 +14,7 @@ with `finished_payload(outcome)`.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import hashlib
 import json
@@ -55,6 +56,10 @@ CLUSTER_STARTING, CLUSTER_STARTED = "cluster_starting", "cluster_started"
 # "what": "compute"} (tasks), at most every PROGRESS_EVENT_INTERVAL_S; a compute that ended well sends done == total
 STEP_PROGRESS = "step_progress"
 PROGRESS_EVENT_INTERVAL_S = 0.5
+# `task.run_step` emits STEP_STARTED as the step's own code is about to run: its `execute` calls
+# `code_starts()` then (after nbscale's own set-up: isolation, input copies), so that an engine may
+# make ready for the code in the meantime (the Dask engine's record of the running step, `dask_lifecycle`)
+_CODE_STARTS: contextvars.ContextVar = contextvars.ContextVar("nbscale_code_starts", default=None)
 # events that are a live feed only: sent to whoever follows the run as they happen (the panel,
 # `nbscale run -v`), never stored in the run store (what they show is stored when the step ends)
 LIVE_ONLY = frozenset({STEP_OUTPUT, STEP_PROGRESS, CLUSTER_STARTING, CLUSTER_STARTED})
@@ -157,6 +162,32 @@ def missing_outputs_message(step: str, missing: list[str], notebook: str = "") -
     one = len(missing) == 1
     return (f"step {step!r}{where} finished without defining its output(s) {names}: a downstream step reads "
             f"{'it' if one else 'them'}, but no cell of the step bound {'that name' if one else 'those names'}")
+
+
+@contextmanager
+def announced_code_start(announce):
+    """Within the block, `code_starts()` calls `announce()`, the first time only; the block's end
+    calls it if nothing did (an `execute` that failed before the code, or that does not say)."""
+    called = []
+
+    def once():
+        if not called:
+            called.append(True)
+            announce()
+
+    token = _CODE_STARTS.set(once)
+    try:
+        yield
+    finally:
+        _CODE_STARTS.reset(token)
+        once()
+
+
+def code_starts() -> None:
+    """The step's own code (its imports cell first) is about to run: said by an `execute`."""
+    announce = _CODE_STARTS.get()
+    if announce is not None:
+        announce()
 
 
 # --- timeouts ------------------------------------------------------------------------------------

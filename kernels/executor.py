@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..compiler.ir import Metrics, Prelude, Step
 from .capture import RssSampler, StepRun, json_safe
-from .contract import FAILED, SUCCEEDED, error_dict, missing_outputs_message
+from .contract import FAILED, SUCCEEDED, code_starts, error_dict, missing_outputs_message
 from .dependencies import outdated_modules, record, shadowed_modules
 from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
 from .process_state import library_imports_kept
@@ -102,6 +102,7 @@ def execute_step(
         run = StepRun(step, prelude)
         result = StepResult(step=step.name, status=SUCCEEDED, started_at=time.time())
         evict_outdated_modules(cwd or os.getcwd())
+        code_starts()
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with (record(cwd or os.getcwd()) as recording, RssSampler() as sampler,
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):

@@ -262,17 +262,29 @@ def _defaults(name: str, module) -> dict | None:
 
 
 def _pandas_options(module) -> dict:
-    """pandas' options by key, read from its option tree: `get_option` resolves and checks each key
-    again, 1-4 ms a step for the ~140 options, twice a step."""
+    """pandas' options by key, read from where its option tree keeps each (`get_option` resolves
+    and checks each key again: 1-4 ms a step for the ~140 options, twice a step)."""
     config = sys.modules["pandas._config.config"]
-    get_root = getattr(config, "_get_root", None)
-    if get_root is None:  # another layout
+    if getattr(config, "_get_root", None) is None:  # another layout
         return {key: module.get_option(key) for key in _pandas_keys()}
-    values = {}
-    for key in _pandas_keys():
-        root, leaf = get_root(key)
-        values[key] = root[leaf]
-    return values
+    try:
+        return {key: parent[leaf] for key, parent, leaf in _pandas_places(config)}
+    except KeyError:  # an option's place moved: found again
+        _PANDAS_PLACES.clear()
+        return {key: parent[leaf] for key, parent, leaf in _pandas_places(config)}
+
+
+_PANDAS_PLACES: dict = {}  # (option tree, how many options are registered) → [(key, its dict, its name there)]
+
+
+def _pandas_places(config) -> list:
+    """Where pandas keeps each option's value; found again once more options are registered."""
+    version = (id(config._global_config), len(config._registered_options), len(config._deprecated_options))
+    places = _PANDAS_PLACES.get(version)
+    if places is None:
+        _PANDAS_PLACES.clear()
+        places = _PANDAS_PLACES[version] = [(key, *config._get_root(key)) for key in _pandas_keys()]
+    return places
 
 
 # Dask's process-wide choices a step may leave behind: a `Client()` sets both, and a later compute
@@ -288,6 +300,8 @@ def _pandas_keys() -> list[str]:
 def _put_back(name: str, module, target: dict) -> None:
     current = _current(name, module) or {}
     for kind, values in target.items():
+        if _same(current.get(kind), values):  # the common case, decided in C
+            continue
         changed = {k: v for k, v in values.items() if _differs(current.get(kind, {}).get(k, _MISSING), v)}
         if not changed:
             continue
@@ -324,6 +338,13 @@ def _set_pandas_option(pandas, key: str, value) -> None:
 
 
 _MISSING = object()
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - values that do not compare (arrays): compared one by one
+        return False
 
 
 def _differs(a, b) -> bool:

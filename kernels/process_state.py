@@ -98,12 +98,22 @@ def library_imports_kept():
     the step (the running snapshot takes them) and are no change to warn about: a library sets them
     for itself when first imported (scikit-learn's KMP_* variables) and stays imported, so every
     later step runs with them, as in a kernel. The imports cell runs in this block."""
-    before_env, before_modules = os.environ.copy(), len(sys.modules)
+    before_env, before_modules = _environ_data(os.environ), len(sys.modules)
+    if before_env is None:  # no encoded entries to copy in C: the decoded ones
+        before_env = os.environ.copy()
     try:
         yield
     finally:
         if _active and len(sys.modules) > before_modules:
-            _keep_environment_changes(_active[-1], before_env, os.environ.copy())
+            _keep_environment_changes(_active[-1], _decoded(before_env), os.environ.copy())
+
+
+def _decoded(environ: dict) -> dict:
+    """`os.environ`'s entries from `_environ_data` (or already decoded ones, as they are)."""
+    decode_key, decode_value = getattr(os.environ, "decodekey", None), getattr(os.environ, "decodevalue", None)
+    if decode_key is None or decode_value is None or not all(isinstance(k, bytes) for k in environ):
+        return environ
+    return {decode_key(k): decode_value(v) for k, v in environ.items()}
 
 
 def _keep_environment_changes(state: ProcessState, before: dict, now: dict) -> None:

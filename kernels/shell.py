@@ -118,6 +118,15 @@ class StepShell(InteractiveShell):
         """A step has no GUI event loop to integrate (`%matplotlib inline` asks for none; IPython's
         base shell refuses every request): as in ipykernel with the inline backend, nothing to do."""
 
+    def should_run_async(self, raw_cell, *, transformed_cell=None, preprocessing_exc_tuple=None):
+        """IPython compiles the whole cell once more to find a top-level `await`: not for a cell
+        without the words that can begin one (`await`, `async for`, `async with`)."""
+        cell = raw_cell if transformed_cell is None else transformed_cell
+        if "await" not in cell and "async" not in cell:
+            return False
+        return super().should_run_async(raw_cell, transformed_cell=transformed_cell,
+                                        preprocessing_exc_tuple=preprocessing_exc_tuple)
+
     def run_cell(self, *args, **kwargs):
         self._depth += 1
         try:

@@ -33,6 +33,7 @@ from .contract import (
     WARNING,
     StepOutcome,
     StepSpec,
+    announced_code_start,
     deadline,
     error_dict,
     explain_timeout,
@@ -100,8 +101,22 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
             f"or read data from URLs (s3://…), and pass --store URL for artifacts"))
     inputs = _inputs(step, upstream, store, spec.stored_inputs)
     started = time.time()
-    emit(STEP_STARTED, name, {"hash": key})
-    for attempt in range(1, step.get("retries", 0) + 2):
+    with announced_code_start(lambda: emit(STEP_STARTED, name, {"hash": key})):
+        result, extra, attempt = _attempts(spec, inputs, emit, execute)
+    outcome = StepOutcome(name, result.status, summary={**result.to_json(), **extra}, attempts=attempt,
+                          started=started, finished=time.time(), key=key, stale=stale)
+    if result.ok:
+        _persist(store, spec, result, outcome)
+    # what produced its values (digests, files, versions): the run store keeps it (steplineage)
+    outcome.summary["lineage"] = step_lineage(spec, upstream, result, outcome)
+    return outcome
+
+
+def _attempts(spec: StepSpec, inputs: dict, emit, execute):
+    """The step's attempts, up to its `retries:`: the last one's StepResult and extra summary, and
+    how many ran."""
+    name, retries = spec.step["name"], spec.step.get("retries", 0)
+    for attempt in range(1, retries + 2):
         # what the step prints reaches `emit` as it comes (batched), from any engine's worker
         with live_output(lambda step, stream, text: emit(STEP_OUTPUT, step, {"stream": stream, "text": text})):
             result, extra = execute(spec, inputs)
@@ -112,15 +127,9 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
             emit(WARNING, name, {"message": note})
         if result.ok:
             break
-        if attempt <= step.get("retries", 0):
+        if attempt <= retries:
             emit(STEP_RETRY, name, {"attempt": attempt, "error": result.error.evalue})
-    outcome = StepOutcome(name, result.status, summary={**result.to_json(), **extra}, attempts=attempt,
-                          started=started, finished=time.time(), key=key, stale=stale)
-    if result.ok:
-        _persist(store, spec, result, outcome)
-    # what produced its values (digests, files, versions): the run store keeps it (steplineage)
-    outcome.summary["lineage"] = step_lineage(spec, upstream, result, outcome)
-    return outcome
+    return result, extra, attempt
 
 
 def input_digests(step: dict, upstream: dict) -> dict:

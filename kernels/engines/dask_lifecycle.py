@@ -6,12 +6,13 @@ Dask re-runs a task whose worker died on another worker, up to
 Dask task of a run (a chain of steps, `dask_chains`, or one step) keeps a record on the scheduler
 (task metadata under `nbscale/<run>/<its first step>`) of the step it runs: which one, how many
 attempts it began, on which worker, with which memory limit, and then the most memory that worker
-was seen using. A step's start is on the scheduler before its code runs, and it says the step
-before it in the chain has ended; the record says `running: false` once the task ends. A re-run
-of the task that finds the record still `running` knows the worker died under that step: the
-step is retried only while attempts are left, else it fails with the reason and without running
-the user's code. When Dask gives up first (`KilledWorker`, an external cluster with fewer allowed
-failures), the client builds the same failed outcome from the same record.
+was seen using. A step's start has left the worker before its code runs (delivered ahead of the
+news of the worker's death: `RecordWrites`), and it says the step before it in the chain has
+ended; the record says `running: false` once the task ends. A re-run of the task that finds the
+record still `running` knows the worker died under that step: the step is retried only while
+attempts are left, else it fails with the reason and without running the user's code. When Dask
+gives up first (`KilledWorker`, an external cluster with fewer allowed failures), the client
+builds the same failed outcome from the same record.
 
 Cancel stops the code: the workers executing the run's steps end the steps' child processes and
 are restarted through their nannies; workers running nothing of this run are left alone.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import weakref
 
 from ..children import TERMINATE_WAIT_S, end_step_children
 from ..contract import STEP_RETRY, STEP_STARTED, UPSTREAM_FAILED, WARNING, StepOutcome, failed_outcome
@@ -49,9 +51,6 @@ class TaskRecord:
     def read(self) -> dict:
         return self._call("get_metadata", keys=self.keys, default=None) or {}
 
-    def write(self, name, value):
-        self._call("set_metadata", keys=[*self.keys, name], value=value)
-
     def memory_restarts(self) -> list[dict]:
         """The nanny's memory restarts (topic `worker-restart-memory`) the scheduler remembers."""
         return [msg for _, msg in self._call("events", topic=MEMORY_TOPIC) or ()]
@@ -70,15 +69,16 @@ def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
             return died_outcome(name, reason, begun)
         emit(STEP_RETRY, name, {"attempt": begun, "error": reason})
         spec = dataclasses.replace(spec, step={**spec.step, "retries": retries - begun})
-    line.begin(name, begun + 1)  # answered while the step gets ready: waited for as its code starts
+    line.begin(name, begun + 1)  # sent while the step gets ready: waited for as its code starts
     counts = {"attempts": begun + 1}
 
     def counting_emit(kind, step, payload=None):
-        if kind == STEP_STARTED:  # its record is on the scheduler before its code runs
+        if kind == STEP_STARTED:  # as its code starts (`contract.code_starts`): its record has left
             line.flush()
         if kind == STEP_RETRY:  # the body begins another attempt: a death from now on counts it
             counts["attempts"] += 1
-            line.record.write("attempts", counts["attempts"])
+            line.send([*line.record.keys, "attempts"], counts["attempts"])
+            line.flush()
         emit(kind, step, payload)
 
     line.sample(True)
@@ -92,16 +92,17 @@ def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
 
 class TaskLine:
     """What the steps of one Dask task share on its worker (a chain's steps run one after another):
-    its record, one memory sampler thread, and the record's writes. Each write is sent without
-    waiting for the scheduler's answer, and waited for before the next one is sent (so they are
-    applied in order, also the sampler's): a step's start as its code starts (answered while the
-    step gets ready), the write that ends the record as the task ends (`close`), so that the
-    scheduler has every record of the task before its result. One write per step: a step's start
-    says the one before it ended."""
+    its record, one memory sampler thread, and the record's writes. The writes take the worker's
+    own connection to the scheduler (`RecordWrites`), which applies them in the order they are
+    sent, also the sampler's. A step's start is sent as the step gets ready, and its code waits
+    only until the write has left the worker; the write that ends the record as the task ends
+    (`close`) waits for the scheduler's answer, so that the scheduler has every record of the task
+    before its result. One write per step: a step's start says the one before it ended."""
 
     def __init__(self, worker, run_id: str, head: str):
         self.worker, self.pending, self.sampler, self.lock = worker, None, None, threading.Lock()
         self.record = TaskRecord(worker, run_id, head)
+        self.writes = RecordWrites.of(worker)
         self.memory_limit = worker.memory_manager.memory_limit if hasattr(worker, "memory_manager") else None
         before = self.record.read()  # empty on the task's first run
         # the steps earlier runs of the task died under, not begun again since: step → its record
@@ -116,15 +117,18 @@ class TaskLine:
                                      "memory_limit": self.memory_limit, "memory": None, "running": True,
                                      "died": dict(self.died)})
 
-    def send(self, keys: list, value):
+    def send(self, keys: list, value, answered: bool = False):
+        """Send a write once the one before it has left; `answered`: it ends once the scheduler
+        applied it (and every write before it)."""
         import asyncio
 
         with self.lock:
             self._wait()
-            write = self.worker.scheduler.set_metadata(keys=keys, value=value)
+            write = self.writes.set(keys, value, answered)
             self.pending = asyncio.run_coroutine_threadsafe(write, self.worker.loop.asyncio_loop)
 
     def flush(self):
+        """Wait until the last write has left the worker (or, sent `answered`, was applied)."""
         with self.lock:
             self._wait()
 
@@ -149,8 +153,51 @@ class TaskLine:
             self.sampler.stop()
         if self.died:
             self.send([*self.record.keys, "died"], dict(self.died))
-        self.send([*self.record.keys, "running"], False)
+        self.send([*self.record.keys, "running"], False, answered=True)
         self.flush()
+
+
+class RecordWrites:
+    """A worker's one connection to the scheduler for the records' writes (`set_metadata`), which
+    the scheduler reads and applies in the order they were sent. A write is done once it has left
+    the worker, in the operating system's hands: a worker that dies right after it still has it
+    delivered, ahead of its connection's end that tells the scheduler it died (so the task's next
+    run finds it). Not waiting for the scheduler's answer takes a round trip through a busy
+    scheduler off every step's start."""
+
+    _by_worker: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    _lock = threading.Lock()
+
+    def __init__(self, worker):
+        self.worker, self.comm, self.comm_lock = worker, None, None
+
+    @classmethod
+    def of(cls, worker) -> RecordWrites:
+        with cls._lock:
+            writes = cls._by_worker.get(worker)
+            if writes is None:
+                writes = cls._by_worker[worker] = cls(worker)
+            return writes
+
+    async def set(self, keys: list, value, answered: bool) -> None:
+        """On the worker's event loop."""
+        import asyncio
+
+        if self.comm_lock is None:
+            self.comm_lock = asyncio.Lock()
+        async with self.comm_lock:  # one write at a time on the connection, from any task's line
+            address = self.worker.scheduler.addr
+            if self.comm is None or self.comm.closed():
+                self.comm = await self.worker.rpc.connect(address)
+            try:
+                await self.comm.write({"op": "set_metadata", "keys": keys, "value": value, "reply": answered})
+                if answered:
+                    await self.comm.read()
+            except BaseException:
+                comm, self.comm = self.comm, None
+                comm.abort()
+                self.worker.rpc.reuse(address, comm)  # the pool lets go of the closed connection
+                raise
 
 
 class MemorySampler(threading.Thread):

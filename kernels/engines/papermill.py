@@ -34,6 +34,7 @@ from ..contract import (
     STEP_NOTEBOOK,
     SUCCEEDED,
     StepOutcome,
+    code_starts,
     finished_payload,
     missing_outputs_message,
     state_dir,
@@ -189,6 +190,7 @@ def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeo
         _write_inputs(io_dir, spec, inputs)
         source_path, executed_path = os.path.join(tmp, "step.ipynb"), os.path.join(tmp, "executed.ipynb")
         nbformat.write(step_notebook(spec, io_dir, kernel_name), source_path)
+        code_starts()
         wall0 = time.perf_counter()
         failure = None
         with _quiet_papermill_logs():

@@ -133,3 +133,26 @@ def test_an_ended_child_from_before_the_step_is_left_to_its_owner_to_wait_for():
     with step_children():
         pass
     assert older.wait(timeout=10) == 3, "nbscale must not reap a child it did not end"
+
+
+PROBE_CHILDREN = """
+import subprocess, threading, time
+from nbscale.kernels.children import _descendants, _has_children
+seen = [_has_children(), len(_descendants())]
+child = []
+thread = threading.Thread(target=lambda: child.append(subprocess.Popen(["sleep", "30"])))
+thread.start(); thread.join()  # started by a thread that has ended since
+seen += [_has_children(), [p.pid for p in _descendants()] == [child[0].pid]]
+child[0].kill()
+time.sleep(0.5)  # ended, not waited for: still a child, and still there to wait for
+seen += [_has_children(), _has_children()]
+seen.append(child[0].wait(timeout=10))
+seen.append(_has_children())
+print(seen)
+"""
+
+
+def test_the_check_for_children_sees_any_threads_running_or_ended_child_and_reaps_none():
+    out = subprocess.run([sys.executable, "-c", PROBE_CHILDREN], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[False, 0, True, True, True, True, -9, False]"

@@ -74,3 +74,22 @@ def test_long_output_is_kept_as_its_beginning_and_end_around_a_marker():
     text = "".join(f"{i:07d}\n" for i in range(500_000))  # 4 MB
     kept = contract.truncated_text(text, "/x/s.log", limit=1000)
     assert kept == text[:250] + "\n… output truncated (4.0 MB); full log at /x/s.log\n" + text[-750:]
+
+
+def test_code_starts_announces_once_within_its_block_and_the_block_end_makes_sure():
+    said = []
+    contract.code_starts()  # outside any block: nobody to tell
+    with contract.announced_code_start(lambda: said.append("started")):
+        assert said == []
+        contract.code_starts()
+        contract.code_starts()  # a second attempt of the step: already said
+        assert said == ["started"]
+    assert said == ["started"]
+    with contract.announced_code_start(lambda: said.append("again")):
+        pass  # an `execute` that never said: the block's end does
+    assert said == ["started", "again"]
+    with pytest.raises(ValueError), contract.announced_code_start(lambda: said.append("failed")):
+        raise ValueError("before the code")
+    assert said[-1] == "failed"
+    contract.code_starts()
+    assert said[-1] == "failed" and len(said) == 3, "the announcement ends with its block"

@@ -76,6 +76,19 @@ def test_os_exit_in_a_step_fails_it_and_its_dependents(tmp_path, limited_cluster
     assert _lines(log) == ["start"]
 
 
+def test_a_step_killing_its_worker_at_its_first_statement_is_blamed_not_the_step_before(tmp_path, limited_cluster):
+    """The step's start leaves the worker before its code runs (no time for anything else to send
+    it), and the scheduler has it before it learns of the death: the dying step is blamed, every
+    time, and the step before it in the chain (one task) succeeded."""
+    for attempt in range(3):
+        notebook = make_notebook(tmp_path, [("a = 1", ["step:first"]),
+                                            ("__import__('os')._exit(1)\nx = a", ["step:dies"])])
+        result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+        assert [(s["name"], s["status"]) for s in result.steps] == [("first", "succeeded"), ("dies", "failed")], attempt
+        assert result.step("dies")["error"]["ename"] == "WorkerDied", attempt
+        assert result.step("dies")["attempts"] == 1, attempt
+
+
 def test_a_died_worker_is_retried_as_retries_says(tmp_path, limited_cluster):
     log = tmp_path / "starts.txt"
     notebook = make_notebook(tmp_path, [_dying_step(log, "os._exit(1)", ["retries:1"])])

@@ -66,6 +66,35 @@ def test_line_magic_binds_names():
     assert "Wall time" in result.stdout
 
 
+def test_top_level_await_async_for_and_async_with_run_as_in_jupyter():
+    result = ok(run(textwrap.dedent("""\
+        import asyncio, contextlib
+        slept = await asyncio.sleep(0, result=3)
+
+        async def count():
+            for i in range(3):
+                yield i
+
+        @contextlib.asynccontextmanager
+        async def opened():
+            yield "open"
+
+        counted = [i async for i in count()]
+        async with opened() as state:
+            pass
+        async for i in count():
+            last = i
+        """), outputs=["slept", "counted", "state", "last"]))
+    assert result.outputs == {"slept": 3, "counted": [0, 1, 2], "state": "open", "last": 2}
+
+
+def test_only_a_cell_with_a_top_level_await_runs_async():
+    with step_shell() as shell:
+        for cell, expected in (("x = 1", False), ("x = 'await'", False), ("async def f():\n    await g()", False),
+                               ("import asyncio\nawait asyncio.sleep(0)", True)):
+            assert shell.should_run_async(cell, transformed_cell=cell) is expected, cell
+
+
 def test_cell_magic_capture():
     result = ok(run("%%capture out\nprint('hidden')", "captured = out.stdout",
                     outputs=["captured"]))

@@ -47,6 +47,23 @@ def test_run_step_passes_values_and_persists(tmp_path):
     assert stored["count"] == 3 and stored["items"] == [1, 2, 2]
 
 
+def test_step_started_is_emitted_once_as_the_code_starts_after_the_isolation_set_up(tmp_path):
+    from nbscale.kernels import process_state
+
+    specs = _specs(tmp_path, [("raise ValueError('flaky')", ["step:flaky", "retries:1"])])
+    seen = []
+
+    def emit(kind, step, payload=None):
+        if kind == "step_started":  # the step's process state is saved by now: its code is next
+            seen.append((kind, bool(process_state._active)))
+        elif kind == "step_retry":
+            seen.append((kind, None))
+
+    outcome = run_step(specs["flaky"], {}, emit)
+    assert outcome.attempts == 2
+    assert seen == [("step_started", True), ("step_retry", None)]
+
+
 def test_keys_chain_on_the_values_upstream_produced(tmp_path):
     specs = _specs(tmp_path, CELLS)
     make = run_step(specs["make"], {})
