@@ -79,31 +79,56 @@ def _findable(parsed: ParsedCell | None, node: ast.AST | None) -> bool:
 class Sites(Mapping):
     """Name → the Site of its first binding, each kept as one number (cell, line, node type and
     position): a Site object, its position and its line number took 150 bytes a name, 9 MB for a
-    cell binding 60,000 names. A node without a position is kept in a Site as it is."""
+    cell binding 60,000 names. A node without a position is kept in a Site as it is.
+
+    The number is a short one when its parts are small (`_short`): Python keeps a number of up to
+    60 bits in 32 bytes, a longer one in 48 or more (1 MB for those 60,000 names)."""
 
     def __init__(self):
         self._sites: dict[str, int | Site] = {}
         self._parsed: dict[int, ParsedCell] = {}  # cell index → the cell its nodes are found in
+        self._place: dict[int, int] = {}  # cell index → its place among these sites' cells
+        self._cells: list[int] = []  # cell indices by place
 
     def add(self, name: str, cell: int, line: int, parsed: ParsedCell | None, node: ast.AST | None) -> None:
         if not _findable(parsed, node):
             self._sites[name] = Site(cell, line, node)
             return
-        self._parsed.setdefault(cell, parsed)
+        place = self._place.get(cell)
+        if place is None:  # the first site in this cell
+            place = self._place[cell] = len(self._cells)
+            self._cells.append(cell)
+            self._parsed[cell] = parsed
         kind = _KIND_NUMBER.get(type(node))
         if kind is None:
             kind = _KIND_NUMBER[type(node)] = len(_KINDS)
             _KINDS.append(type(node))
-        self._sites[name] = (((cell << _BITS | line) << _BITS | kind) << _SPAN) | _packed(node)
+        value = _short(place, kind, line, node)
+        if value is None:
+            value = (((cell << _BITS | line) << _BITS | kind) << _SPAN) | _packed(node)
+        self._sites[name] = value
 
     def __getitem__(self, name: str) -> Site:
         value = self._sites[name]
         if type(value) is Site:
             return value
+        if not value >> _SHORT_BITS:
+            return self._short_site(value)
         span, rest = value & _SPAN_MASK, value >> _SPAN
         kind, rest = rest & _MASK, rest >> _BITS
         line, cell = rest & _MASK, rest >> _BITS
         return Site(cell, line, None, self._parsed[cell], _KINDS[kind], span)
+
+    def _short_site(self, value: int) -> Site:
+        end_col, value = value & 0xFFFF, value >> 16
+        col, value = value & 0xFF, value >> 8
+        lines, value = value & 0xF, value >> 4
+        line, value = value & 0x7, value >> 3
+        lineno, value = value & 0xFFFFF, value >> 20
+        kind, place = value & 0x1F, value >> 5
+        cell = self._cells[place]
+        span = ((lineno << _BITS | col) << _BITS | lineno + lines) << _BITS | end_col
+        return Site(cell, lineno + line, None, self._parsed[cell], _KINDS[kind], span)
 
     def __contains__(self, name) -> bool:
         return name in self._sites
@@ -114,6 +139,10 @@ class Sites(Mapping):
     def __len__(self) -> int:
         return len(self._sites)
 
+    def names(self):
+        """The names bound, as a set-like view (`dict.keys`): `Facts.binds`."""
+        return self._sites.keys()
+
 
 _BITS = 32  # bits of each number `Sites` and `_packed` pack (a line, a column, a cell)
 _MASK = (1 << _BITS) - 1
@@ -121,6 +150,24 @@ _SPAN = 4 * _BITS  # the bits of `_packed`
 _SPAN_MASK = (1 << _SPAN) - 1
 _KINDS: list[type] = []  # node types by number, as `Sites` packs them
 _KIND_NUMBER: dict[type, int] = {}
+
+
+# A short site (`_short`), from its high bits: the cell's place among the sites' cells (4 bits), the
+# node type (5), the node's first line (20), the site's line after it (3), the node's last line
+# after its first (4), its first column (8) and its last (16): 60 bits, which a longer site (one
+# that does not fit, or `Sites.add`'s number of a cell index, a line and a type above `_packed`,
+# longer than 160 bits) never is.
+_SHORT_BITS = 60
+
+
+def _short(place: int, kind: int, line: int, node: ast.AST) -> int | None:
+    """The site of `node` on `line` as a number of at most 60 bits, if its parts fit (`_SHORT_BITS`)."""
+    lineno, col, end_col = node.lineno, node.col_offset, node.end_col_offset
+    after, lines = line - lineno, node.end_lineno - lineno
+    if place < 16 and kind < 32 and lineno < 1 << 20 and 0 <= after < 8 and lines < 16 and col < 256 \
+            and end_col < 1 << 16:
+        return (((((place << 5 | kind) << 20 | lineno) << 3 | after) << 4 | lines) << 8 | col) << 16 | end_col
+    return None
 
 
 def _packed(node: ast.AST) -> int:
@@ -146,7 +193,6 @@ def _found_again(site: Site) -> ast.AST | None:
 @dataclass
 class Facts:
     reads: dict[str, Use] = field(default_factory=dict)
-    binds: set[str] = field(default_factory=set)
     imported: set[str] = field(default_factory=set)
     mutates: dict[str, Use] = field(default_factory=dict)  # names changed in place, directly
     changed: set[str] = field(default_factory=set)  # heap objects the cells may change
@@ -158,6 +204,12 @@ class Facts:
     heap: Heap = field(default_factory=Heap)
     dynamic: list[Use] = field(default_factory=list)  # star import / exec / eval / globals()
     syntax_errors: list[tuple[int, int, int, str]] = field(default_factory=list)
+
+    @property
+    def binds(self):
+        """The names bound: those with a bind site, as a set-like view (a set of them besides
+        took 2 MB for a big cell)."""
+        return self.bind_sites.names()
 
 
 def analyse_cells(cells, known: dict[str, Callable] | None = None, heap=None, modules=()) -> Facts:
@@ -194,7 +246,11 @@ class _ModuleWalker(Visitor):
         self.cell = 0
         self.parsed: ParsedCell | None = None  # the cell being walked
         self.statement: ast.stmt | None = None  # the simple statement being walked
-        self.bound: set[str] = set()  # surely bound by now
+        # Surely bound by now: the names with a bind site (`binds`), but for the `unsure` ones,
+        # bound on some paths only, or deleted since. (A set of the names surely bound, nearly
+        # every name bound, took 2 MB for a big cell.)
+        self.binds = self.facts.binds
+        self.unsure: set[str] = set()
         self.maybe: set[str] = set()  # bound on some paths (if/for/while/try bodies)
         self.conditional = 0
 
@@ -217,7 +273,7 @@ class _ModuleWalker(Visitor):
         callee = self.known.get(name)
         if callee is not None and name not in (seen or ()):
             self._called(callee, node, (seen or set()) | {name})
-        if name in self.bound:
+        if name in self.binds and name not in self.unsure:  # surely bound
             return
         optional = name in self.maybe
         if name not in self.facts.read_objects:  # (objects() again would find the same)
@@ -237,13 +293,18 @@ class _ModuleWalker(Visitor):
     def bind(self, name, objects=frozenset(), node=None, same_object=False):
         if not same_object:
             self.heap.bind(name, objects)
-        self.facts.binds.add(name)
-        if name not in self.facts.bind_sites:
+        first = name not in self.binds
+        if first:
             where, stmt = node or self.statement, self.statement
             self.facts.bind_sites.add(name, self.cell, getattr(where, "lineno", 1), self.parsed,
                                       stmt if isinstance(stmt, SIMPLE_STATEMENTS) else where)
         self.facts.deletes.discard(name)
-        (self.maybe if self.conditional else self.bound).add(name)
+        if not self.conditional:
+            self.unsure.discard(name)
+        else:
+            self.maybe.add(name)
+            if first:  # (a name surely bound before stays so)
+                self.unsure.add(name)
 
     def change(self, objects, names, node):
         """`objects` may change here; `names` are the ones the code changes directly."""
@@ -310,7 +371,7 @@ class _ModuleWalker(Visitor):
             if isinstance(target, ast.Name):
                 self.read(target.id, target)
                 self.facts.deletes.add(target.id)
-                self.bound.discard(target.id)
+                self.unsure.add(target.id)
                 self.maybe.discard(target.id)
             else:
                 self.assign(target, frozenset())

@@ -18,8 +18,9 @@ change (`pipe.fit` fits its steps), and *given* ones (arguments of a method call
 A big cell binds tens of thousands of names, so the tables stay small per name: every object
 `fresh` makes owns its placeholder, so that link is implied, not stored (`_implied`: 25 MB for a
 cell binding 40,000 names); a name that may be one object points at it alone, not at a set of
-one; an object's few names are a tuple (`named`); a name's history is one epoch until it changes
-in a second one (`_remember`).
+one; an object's few names are a tuple (`named`); a name's history is one epoch (none for the
+first) until it changes in a second one (`_remember`); an immutable object says so by its name, in
+no set of them (`immutable`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ def contents(obj: str) -> str:
     return obj + ".*"
 
 
+_IMMUTABLE = "!"  # the last character of an immutable object (`fresh` ends its others with a digit)
+
+
+def immutable(obj: str) -> bool:
+    """`obj` is the value of a literal number, string, bytes, boolean or None, or of a parameter
+    declared as one: nothing changes it in place. (Said by its name, not kept in a set: a big
+    cell's literal arguments made 20,000 objects that the set alone kept alive, 3 MB.)"""
+    return obj[-1] == _IMMUTABLE
+
+
 class Heap:
     """Names → objects they may be; objects → objects they may hold (owned or given)."""
 
@@ -50,12 +61,10 @@ class Heap:
         self.holders: dict[str, set[str]] = {}  # object → objects holding it (owned or given)
         self.named: dict[str, str | tuple | set[str]] = {}  # object → names that may be it now
         # name → [(epoch, objects)], every change of what it may be, when `history` is turned on
-        # (or the one epoch it changed in: `_remember`): what a name was after step k, without
-        # copying every name's entry after every step
+        # (or the one epoch it changed in, or nothing for epoch 0: `_remember`): what a name was
+        # after step k, without copying every name's entry after every step. It is turned on
+        # (`{}`) in epoch 0, before any name points at anything.
         self.history: dict[str, int | list[tuple[int, str | frozenset[str]]]] | None = None
-        # objects of literal numbers, strings, bytes, booleans and None: nothing changes them in
-        # place, so holding one (`Model(random_state=seed)`) makes no path for a change to travel
-        self.immutable: set[str] = set()
         self.epoch = 0
         self._made = 0
         self._results: dict[int, tuple[object, frozenset[str]]] = {}
@@ -67,11 +76,10 @@ class Heap:
         return f"{label}#{self._made}"  # (it owns contents(obj): see `_implied`)
 
     def fresh_immutable(self, label: str) -> str:
-        """A new object that cannot change (the value of a literal number, string, ...)."""
+        """A new object that cannot change (the value of a literal number, string, ...): holding
+        one (`Model(random_state=seed)`) makes no path for a change to travel (`immutable`)."""
         self._made += 1
-        obj = f"{label}#{self._made}"
-        self.immutable.add(obj)
-        return obj
+        return f"{label}#{self._made}{_IMMUTABLE}"
 
     def declare_immutable(self, name: str) -> None:
         """`name` is bound before the analysis to a value nothing changes in place (a parameter
@@ -130,14 +138,21 @@ class Heap:
 
     def _remember(self, name, old, kept):
         """Note in `history` that `name` is now `kept` (it was `old`). A name that changed in one
-        epoch only has just that epoch there (its value is `points`'): a tuple per name took 3 MB
-        for a big cell. Once it changes in a second epoch, it has a list of (epoch, objects), the
-        last of each epoch (what the name was at its end)."""
-        past, epoch = self.history.get(name), self.epoch
-        if past is None or (type(past) is int and past == epoch):
-            self.history[name] = epoch
-        elif type(past) is int:
-            self.history[name] = [(past, old), (epoch, kept)]
+        epoch only has just that epoch there (its value is `points`'), and a name that changed in
+        epoch 0 only has nothing: a tuple per name took 3 MB for a big cell, an epoch per name
+        2 MB (a notebook of one cell is one step, epoch 0). Once it changes in a second epoch, it
+        has a list of (epoch, objects), the last of each epoch (what the name was at its end)."""
+        history, epoch = self.history, self.epoch
+        past = history.get(name)
+        if past is None:
+            if old is None:  # a new name
+                if epoch:
+                    history[name] = epoch
+                return
+            past = 0  # (no entry, yet it pointed at something: in epoch 0 alone)
+        if type(past) is int:
+            if past != epoch:
+                history[name] = [(past, old), (epoch, kept)]
         elif past[-1][0] == epoch:
             past[-1] = (epoch, kept)
         else:
@@ -146,6 +161,8 @@ class Heap:
     def points_at(self, name: str, epoch: int) -> frozenset[str] | None:
         """What `name` might be at the end of `epoch` (None: not seen by then); needs `history`."""
         past = self.history.get(name)
+        if past is None and name in self.points:  # (changed in epoch 0 alone: `_remember`)
+            past = 0
         if type(past) is int:
             past = [(past, self.points[name])]
         for when, objects in reversed(past or ()):
@@ -167,7 +184,7 @@ class Heap:
 
     def hold(self, holders, objects, owned=True):
         table = self.owned if owned else self.given
-        objects = set(objects) - self.immutable
+        objects = {obj for obj in objects if not immutable(obj)}
         for holder in holders:
             table.setdefault(holder, set()).update(objects)
         for obj in objects:
@@ -193,7 +210,7 @@ class Heap:
         immutables), or with `up`, the object owning a placeholder."""
         if obj.endswith(".*"):
             return obj[:-2] if up else None
-        return None if up or obj in self.immutable else contents(obj)
+        return None if up or immutable(obj) else contents(obj)
 
     def elements(self, objects, depth: int = 1) -> frozenset[str]:
         """What `x[i]`, `x.attr` or a loop over `x` may be, `depth` levels down: a part of x

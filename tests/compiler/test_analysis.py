@@ -112,6 +112,19 @@ def test_del_removes_a_name():
     assert "x" not in f.deletes
 
 
+def test_a_name_is_surely_bound_after_an_unconditional_binding_until_deleted():
+    assert "x" not in facts("if c:\n    x = 1\nx = 2\nprint(x)").reads
+    assert "x" not in facts("x = 1\nif c:\n    x = 2\nprint(x)").reads  # still surely bound
+    f = facts("x = 1\ndel x\nif c:\n    x = 3\nprint(x)")
+    assert f.reads["x"].optional and (f.reads["x"].line, "x") == (5, *f.binds)
+    assert "x" not in facts("x = 1\ndel x\nx = 3\nprint(x)").reads
+
+
+def test_the_names_bound_are_the_keys_of_their_bind_sites_not_a_set_besides():
+    f = facts("a = 1\nif c:\n    b = a\nfor i in []: pass")
+    assert f.binds == set(f.bind_sites) == {"a", "b", "i"} and not isinstance(f.binds, (set, frozenset))
+
+
 def test_star_import_and_dynamic_calls_are_reported():
     f = facts("from os.path import *\nexec('a = 1')\nv = eval('1')\ng = globals()")
     assert [u.name for u in f.dynamic] == ["*", "exec", "eval", "globals"]
@@ -151,3 +164,17 @@ def test_a_site_keeps_no_node_and_finds_its_code_again():
     assert site.code == "x = [1, 2]"
     assert f.bind_sites["item"].code == "item" and f.bind_sites["os"].code == "import os"
     assert [s.code for _, s in f.change_sites] == ["x.append(item)"]
+
+
+def test_a_site_with_small_parts_is_one_short_number_and_a_bigger_one_a_long_number():
+    cells = ["a = 1", "(b,\n c) = 1, 2", "if a:\n    d = 2", "v = 0; " * 40 + "w = 1",  # w: column 280
+             "(e,\n\n\n\n\n\n\n\n\n f) = 1, 2"]  # f: 9 lines after its statement's first
+    cells += [f"g{i} = {i}" for i in range(20)]  # the 17th cell on: past the 16 places of a short site
+    f = facts(*cells)
+    short = {name for name, value in f.bind_sites._sites.items() if value < 2 ** 60}
+    assert short == {"a", "b", "c", "d", "v", "e", *(f"g{i}" for i in range(11))}
+    sites = {name: (site.cell, site.line, site.code) for name, site in f.bind_sites.items()}
+    assert sites["a"] == (0, 1, "a = 1") and sites["c"] == (1, 2, "b, c = (1, 2)")
+    assert sites["d"] == (2, 2, "d = 2") and sites["w"] == (3, 1, "w = 1") and sites["v"] == (3, 1, "v = 0")
+    assert sites["e"] == (4, 1, "e, f = (1, 2)") and sites["f"] == (4, 10, "e, f = (1, 2)")
+    assert sites["g10"] == (15, 1, "g10 = 10") and sites["g19"] == (24, 1, "g19 = 19")

@@ -1,6 +1,6 @@
 """The abstract objects: what names may be, what objects may hold, and what a change reaches."""
 
-from nbscale.compiler.heap import Heap, contents
+from nbscale.compiler.heap import Heap, contents, immutable
 
 
 def test_a_name_read_before_any_binding_gets_an_object_of_unknown_contents():
@@ -99,3 +99,44 @@ def test_the_history_keeps_the_last_value_of_each_epoch():
     heap.bind("a", heap.objects("b") | at_0)
     assert heap.points_at("a", 0) == heap.points_at("a", 2) == at_0
     assert heap.points_at("a", 3) == at_3 and heap.points_at("a", 4) == heap.objects("b") | at_0
+
+
+def _strings_in(value, found):
+    """Every string `value` holds, at any depth of its dicts, sets, lists and tuples."""
+    if isinstance(value, str):
+        found.add(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _strings_in(key, found)
+            _strings_in(item, found)
+    elif isinstance(value, (set, frozenset, list, tuple)):
+        for item in value:
+            _strings_in(item, found)
+    return found
+
+
+def test_an_immutable_is_told_by_its_name_and_no_table_keeps_it():
+    heap = Heap()
+    heap.bind("m")
+    (obj,) = heap.objects("m")
+    literal = heap.fresh_immutable("literal")  # `m.fit(3)`: the object of the 3
+    heap.hold([obj], {literal}, owned=False)
+    assert immutable(literal) and not immutable(obj) and not immutable(contents(obj))
+    assert heap.given == {obj: set()} and heap.held({obj}) == {contents(obj)}  # holding it makes no path
+    assert literal not in _strings_in(vars(heap), set())  # it lives no longer than its expression
+
+
+def test_a_name_changed_in_epoch_0_alone_has_no_history_entry():
+    heap = Heap()
+    heap.history = {}
+    heap.bind("a")
+    heap.bind("b")
+    heap.bind("a")  # epoch 0 again
+    at_0 = {name: heap.objects(name) for name in ("a", "b")}
+    heap.epoch = 1
+    heap.bind("c")
+    heap.bind("b", heap.objects("c"))
+    assert set(heap.history) == {"b", "c"}  # (a big cell is one step: epoch 0, no entry for any name)
+    assert heap.points_at("a", 0) == heap.points_at("a", 5) == at_0["a"]
+    assert heap.points_at("b", 0) == at_0["b"] and heap.points_at("b", 1) == heap.objects("c")
+    assert heap.points_at("c", 0) is None and heap.points_at("c", 1) == heap.objects("c")
