@@ -105,10 +105,13 @@ class _Builder:
         self.steps: list[Step] = []
         self.facts: dict[str, Facts] = {}
         self.producer: dict[str, str] = {}  # name → step holding its current value
+        self.handing_on: tuple[Step, set[str]] | None = None  # the last step added, its deletes (`_hand_on`)
         self.heap = Heap()
         self.heap.history = {}  # what names were after each step (`_outputs`)
         self.position: dict[str, int] = {}  # step → its place in notebook order
         self.received: dict[str, dict[str, frozenset]] = {}  # step → input name → its objects
+        # step → the names it must get from one producer, with the changed objects that tie them (`_gather`)
+        self.together: dict[str, list[tuple[set[str], set]]] = {}
         self.carried: set[tuple[str, str]] = set()  # (step, name) it only hands on for a group
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
@@ -133,6 +136,7 @@ class _Builder:
             self._undefined(name, use, hint)
 
     def add_step(self, layout_step, facts: Facts):
+        self._hand_on()
         self.facts[layout_step.name] = facts
         self._report_code_problems(facts)
         step = Step(name=layout_step.name, cells=list(layout_step.cells),
@@ -153,13 +157,23 @@ class _Builder:
         step.defines = sorted(n for n in facts.binds if n not in facts.deletes)
         if also:
             step.defines = sorted(step.defines + list(also))
-        for name in step.defines:
-            self.producer[name] = step.name
-        for name in facts.deletes:
-            self.producer.pop(name, None)
+        self.handing_on = (step, facts.deletes)
         self.modules = (self.modules - facts.binds) | facts.imported
         self.position[step.name] = len(self.steps)
         self.steps.append(step)
+
+    def _hand_on(self):
+        """The step added last now holds the current value of the names it defines, for the steps
+        after it: done when the next one is added, so that the last step, with no step to hand its
+        names to, adds none to `producer` (2 MB for a notebook of one cell binding 60,000 names)."""
+        if self.handing_on is None:
+            return
+        step, deletes = self.handing_on
+        for name in step.defines:
+            self.producer[name] = step.name
+        for name in deletes:
+            self.producer.pop(name, None)
+        self.handing_on = None
 
     def _resolve_reads(self, step, facts):
         for name, use in facts.reads.items():
@@ -206,6 +220,7 @@ class _Builder:
     def _gather(self, step, names, shared):
         """`names` reach the objects `shared` that a step changes: `step` gets them from one
         producer, and so on upwards, so that they are the same objects all the way."""
+        names, shared = self._tied(step.name, names, shared)
         producers = {step.sources[n] for n in names}
         latest = self.steps[max(self.position[p] for p in producers)]
         received = self.received[step.name]
@@ -222,6 +237,18 @@ class _Builder:
         upwards = sorted(n for n in latest.sources if not reaching.isdisjoint(held[n]))
         if upwards:
             self._gather(latest, upwards, shared)
+
+    def _tied(self, step_name, names, shared) -> tuple[list[str], set]:
+        """`names` with the names an earlier gathering in the step tied to any of them (they stay
+        together, with the objects that tied them, when a later step moves one to another producer)."""
+        together = self.together.setdefault(step_name, [])
+        tied, objects = set(names), set(shared)
+        for group in [g for g in together if not g[0].isdisjoint(tied)]:
+            together.remove(group)
+            tied |= group[0]
+            objects |= group[1]
+        together.append((tied, objects))
+        return sorted(tied), objects
 
     def reasons(self) -> dict[tuple[str, str], list[Reason]]:
         found: dict[tuple[str, str], list[Reason]] = {}

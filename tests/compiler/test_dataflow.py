@@ -378,6 +378,10 @@ def holder_programs(draw):
 @given(holder_programs())
 @example((["a = [[0]]", "bag = [a, a]", "a = a", "ka = Keeper()\nka.fit(a, a)", "a = [[0]]", "bag = [a, bag]",
            "ka.data_[0][0] = [10]"], [False, False, True, True, False, False, True]))  # one copy upstream too
+# `a` and `kb` (holding a's list) arrive together in s3, which changes the list; s4 later moves kb's
+# producer up to s2: `a` must move with it, or s3's change reaches another copy than kb's
+@example((["b = [[0]]", "a = [[0]]", "kb = Keeper()\nkb.fit(a, b)", "ka = Keeper()\nka.fit(b, b)", "b = [[0]]",
+           "a.append([0])", "ka.data_[0][0] = [10]"], [False, False, False, True, True, False, True]))
 def test_holders_and_held_objects_keep_top_to_bottom_values(program):
     cells, starts = program
     tagged, step = [KEEPER], 0
@@ -438,3 +442,11 @@ def test_the_analysis_lets_each_tree_go_once_walked_and_a_site_finds_its_code_ag
     assert [cells[i].tree for i in layout.sources] == [None] * 4  # prelude, steps and the skipped cell
     [reason] = flow.reasons()[("a", "b")]
     assert (reason.name, reason.how, reason.site.code) == ("x", "binds", "x = [1, 2]")
+
+
+def test_the_last_step_hands_its_names_to_no_table():
+    sources = [("x = 1\ny = 2", ["step:a"]), ("z = x\ndel y", ["step:b"]), ("w = z", ["step:c"])]
+    notebook = Notebook("n.ipynb", tuple(Cell(i, "code", s, tuple(t)) for i, (s, t) in enumerate(sources)))
+    flow = build_flow(lay_out(notebook), set())
+    assert flow.builder.producer == {"x": "a", "z": "b"}  # (y deleted by b; nothing after c to hand w to)
+    assert flow.steps[2].defines == ["w"] and flow.steps[2].sources == {"z": "b"}
