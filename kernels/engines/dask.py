@@ -279,11 +279,10 @@ def _task(specs, upstream, topic, body, run_id, on_cluster=False):
     from distributed import get_worker
 
     worker = get_worker()
-
-    def emit(kind, step, payload=None):
-        worker.log_event(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
-
     line = TaskLine(worker, run_id, specs[0].step["name"])
+
+    def emit(kind, step, payload=None):  # in order with the task's records
+        line.log(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
 
     def run_one(spec, outcomes):
         with collections_computed(on_cluster, partial(emit, STEP_PROGRESS, spec.step["name"])):

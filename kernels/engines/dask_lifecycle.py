@@ -7,7 +7,7 @@ Dask task of a run (a chain of steps, `dask_chains`, or one step) keeps a record
 (task metadata under `nbscale/<run>/<its first step>`) of the step it runs: which one, how many
 attempts it began, on which worker, with which memory limit, and then the most memory that worker
 was seen using. A step's start has left the worker before its code runs (delivered ahead of the
-news of the worker's death: `RecordWrites`), and it says the step before it in the chain has
+news of the worker's death: `SchedulerLine`), and it says the step before it in the chain has
 ended; the record says `running: false` once the task ends. A re-run of the task that finds the
 record still `running` knows the worker died under that step: the step is retried only while
 attempts are left, else it fails with the reason and without running the user's code. When Dask
@@ -73,13 +73,12 @@ def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
     counts = {"attempts": begun + 1}
 
     def counting_emit(kind, step, payload=None):
-        if kind == STEP_STARTED:  # as its code starts (`contract.code_starts`): its record has left
-            line.flush()
         if kind == STEP_RETRY:  # the body begins another attempt: a death from now on counts it
             counts["attempts"] += 1
-            line.send([*line.record.keys, "attempts"], counts["attempts"])
-            line.flush()
+            line.write([*line.record.keys, "attempts"], counts["attempts"])
         emit(kind, step, payload)
+        if kind in (STEP_STARTED, STEP_RETRY):  # its code (`contract.code_starts`), or another attempt's, is next
+            line.flush()
 
     line.sample(True)
     try:
@@ -92,17 +91,21 @@ def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
 
 class TaskLine:
     """What the steps of one Dask task share on its worker (a chain's steps run one after another):
-    its record, one memory sampler thread, and the record's writes. The writes take the worker's
-    own connection to the scheduler (`RecordWrites`), which applies them in the order they are
-    sent, also the sampler's. A step's start is sent as the step gets ready, and its code waits
-    only until the write has left the worker; the write that ends the record as the task ends
-    (`close`) waits for the scheduler's answer, so that the scheduler has every record of the task
-    before its result. One write per step: a step's start says the one before it ended."""
+    its record, one memory sampler thread, and the line to the scheduler that the record's writes
+    and the task's events take (`post`), in the order they are posted, over the worker's own
+    connection (`SchedulerLine`). Messages posted while none is being sent leave together: one
+    wake-up of the worker's event loop, not one per message. A step's start is posted as the step
+    gets ready, and its code waits only until it has left the worker (`flush`); the write that ends
+    the record as the task ends (`close`) waits for the scheduler's answer, so that the scheduler
+    has the task's every record and event before its result. One write per step: a step's start
+    says the one before it ended."""
 
     def __init__(self, worker, run_id: str, head: str):
-        self.worker, self.pending, self.sampler, self.lock = worker, None, None, threading.Lock()
+        self.worker, self.sampler, self.lock = worker, None, threading.Lock()
+        self.queue: list[dict] = []
+        self.waiting = self.sending = None  # the next batch to send (not started), the one sending
         self.record = TaskRecord(worker, run_id, head)
-        self.writes = RecordWrites.of(worker)
+        self.line = SchedulerLine.of(worker)
         self.memory_limit = worker.memory_manager.memory_limit if hasattr(worker, "memory_manager") else None
         before = self.record.read()  # empty on the task's first run
         # the steps earlier runs of the task died under, not begun again since: step → its record
@@ -113,29 +116,47 @@ class TaskLine:
 
     def begin(self, step: str, attempts: int):
         self.died.pop(step, None)
-        self.send(self.record.keys, {"step": step, "attempts": attempts, "worker": self.worker.address,
-                                     "memory_limit": self.memory_limit, "memory": None, "running": True,
-                                     "died": dict(self.died)})
+        self.write(self.record.keys, {"step": step, "attempts": attempts, "worker": self.worker.address,
+                                      "memory_limit": self.memory_limit, "memory": None, "running": True,
+                                      "died": dict(self.died)})
 
-    def send(self, keys: list, value, answered: bool = False):
-        """Send a write once the one before it has left; `answered`: it ends once the scheduler
-        applied it (and every write before it)."""
+    def write(self, keys: list, value, answered: bool = False):
+        """Post a write of the record (`answered`: the batch it leaves in waits for the scheduler
+        to have applied it, and everything before it)."""
+        self.post({"op": "set_metadata", "keys": keys, "value": value, "reply": answered})
+
+    def log(self, topic: str, event: list):
+        """Post an event (as `Worker.log_event`, which raises TypeError for one msgpack cannot send)."""
+        import msgpack
+
+        try:
+            msgpack.packb(event, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"an event must be msgpack serializable: {exc}") from exc
+        self.post({"op": "log_event", "topic": topic, "msg": event, "reply": False})
+
+    def post(self, message: dict):
         import asyncio
 
         with self.lock:
-            self._wait()
-            write = self.writes.set(keys, value, answered)
-            self.pending = asyncio.run_coroutine_threadsafe(write, self.worker.loop.asyncio_loop)
+            self.queue.append(message)
+            if self.waiting is None:  # else the batch waiting to leave takes it along
+                self.waiting = asyncio.run_coroutine_threadsafe(self._send_batch(), self.worker.loop.asyncio_loop)
+
+    async def _send_batch(self):
+        async with self.line.turn():  # after the batches posted before it, of any task on the worker
+            with self.lock:
+                batch, self.queue = self.queue, []
+                self.sending, self.waiting = self.waiting, None
+            await self.line.send(batch)
 
     def flush(self):
-        """Wait until the last write has left the worker (or, sent `answered`, was applied)."""
+        """Wait until what was posted has left the worker (or, posted `answered`, was applied).
+        A batch that failed raises here (the scheduler is gone); a later one connects again."""
         with self.lock:
-            self._wait()
-
-    def _wait(self):
-        if self.pending is not None:
-            self.pending.result()  # a failed write stays pending: every later write raises it
-            self.pending = None
+            batch = self.waiting or self.sending
+        if batch is not None:
+            batch.result()
 
     def sample(self, running: bool):
         """Sample the worker's memory for the record's step while one runs."""
@@ -152,18 +173,19 @@ class TaskLine:
         if self.sampler is not None:
             self.sampler.stop()
         if self.died:
-            self.send([*self.record.keys, "died"], dict(self.died))
-        self.send([*self.record.keys, "running"], False, answered=True)
+            self.write([*self.record.keys, "died"], dict(self.died))
+        self.write([*self.record.keys, "running"], False, answered=True)
         self.flush()
 
 
-class RecordWrites:
-    """A worker's one connection to the scheduler for the records' writes (`set_metadata`), which
-    the scheduler reads and applies in the order they were sent. A write is done once it has left
-    the worker, in the operating system's hands: a worker that dies right after it still has it
-    delivered, ahead of its connection's end that tells the scheduler it died (so the task's next
-    run finds it). Not waiting for the scheduler's answer takes a round trip through a busy
-    scheduler off every step's start."""
+class SchedulerLine:
+    """A worker's own connection to the scheduler for its tasks' records (`set_metadata`) and
+    events (`log_event`), which the scheduler reads and applies in the order they were sent. A
+    message is sent once it has left the worker, in the operating system's hands: a worker that
+    dies right after still has it delivered, ahead of the end of its connections that tells the
+    scheduler it died (so the task's next run finds the record). Not waiting for the scheduler's
+    answer takes a round trip through a busy scheduler off every step's start; one connection
+    keeps the messages in order (the connection pool hands out any of several)."""
 
     _by_worker: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
@@ -172,32 +194,36 @@ class RecordWrites:
         self.worker, self.comm, self.comm_lock = worker, None, None
 
     @classmethod
-    def of(cls, worker) -> RecordWrites:
+    def of(cls, worker) -> SchedulerLine:
         with cls._lock:
-            writes = cls._by_worker.get(worker)
-            if writes is None:
-                writes = cls._by_worker[worker] = cls(worker)
-            return writes
+            line = cls._by_worker.get(worker)
+            if line is None:
+                line = cls._by_worker[worker] = cls(worker)
+            return line
 
-    async def set(self, keys: list, value, answered: bool) -> None:
-        """On the worker's event loop."""
+    def turn(self):
+        """The connection for one batch at a time, in the order they asked (on the event loop)."""
         import asyncio
 
         if self.comm_lock is None:
             self.comm_lock = asyncio.Lock()
-        async with self.comm_lock:  # one write at a time on the connection, from any task's line
-            address = self.worker.scheduler.addr
-            if self.comm is None or self.comm.closed():
-                self.comm = await self.worker.rpc.connect(address)
-            try:
-                await self.comm.write({"op": "set_metadata", "keys": keys, "value": value, "reply": answered})
-                if answered:
+        return self.comm_lock
+
+    async def send(self, batch: list[dict]) -> None:
+        """Send the messages in order, reading the answer of those that ask for one; in its `turn`."""
+        address = self.worker.scheduler.addr
+        if self.comm is None or self.comm.closed():
+            self.comm = await self.worker.rpc.connect(address)
+        try:
+            for message in batch:
+                await self.comm.write(message)
+                if message["reply"]:
                     await self.comm.read()
-            except BaseException:
-                comm, self.comm = self.comm, None
-                comm.abort()
-                self.worker.rpc.reuse(address, comm)  # the pool lets go of the closed connection
-                raise
+        except BaseException:
+            comm, self.comm = self.comm, None
+            comm.abort()
+            self.worker.rpc.reuse(address, comm)  # the pool lets go of the closed connection
+            raise
 
 
 class MemorySampler(threading.Thread):
@@ -221,7 +247,7 @@ class MemorySampler(threading.Thread):
             if rss > self.most * 1.02:  # a write only when it grew: the scheduler is shared
                 self.most = rss
                 try:
-                    self.line.send([*self.line.record.keys, "memory"], rss)
+                    self.line.write([*self.line.record.keys, "memory"], rss)
                 except Exception:  # noqa: BLE001 - the scheduler is going away; the step decides
                     return
 

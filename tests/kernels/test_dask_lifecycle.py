@@ -152,6 +152,45 @@ def test_a_step_out_of_attempts_stays_so_when_its_task_runs_again(limited_cluste
     assert again == first
 
 
+def test_a_tasks_records_and_events_reach_the_scheduler_in_the_order_posted(limited_cluster):
+    """Posted from two threads of a worker (the step's, the memory sampler's) and in batches, the
+    writes and events arrive in each thread's order; `close` returns once the scheduler has them
+    all. An event msgpack cannot send is refused where it is posted, as `Worker.log_event` does."""
+    from distributed import Client
+
+    def post(run_id, topic, n):
+        import threading
+
+        from distributed import get_worker
+
+        from nbscale.kernels.engines.dask_lifecycle import TaskLine
+
+        line = TaskLine(get_worker(), run_id, "head")
+        refused = False
+        try:
+            line.log(topic, ["step_output", "s", {"not msgpack": object()}])
+        except TypeError:
+            refused = True
+        other = threading.Thread(target=lambda: [line.write([*line.record.keys, "other"], i) for i in range(n)])
+        other.start()
+        for i in range(n):
+            line.write([*line.record.keys, "count"], i)
+            line.log(topic, ["step_output", "s", {"i": i}])
+            if i % 50 == 0:
+                line.flush()
+        other.join()
+        line.close()
+        return refused
+
+    with Client(limited_cluster, timeout="20s") as client:
+        refused = client.submit(post, "run-order", "nbscale-order", 500, pure=False).result()
+        record = client.get_metadata(["nbscale", "run-order", "head"])
+        events = [msg for _, msg in client.get_events("nbscale-order")]
+    assert refused
+    assert (record["count"], record["other"], record["running"]) == (499, 499, False)
+    assert [e[2]["i"] for e in events] == list(range(500))
+
+
 def test_a_step_killing_its_worker_once_succeeds_on_its_retry(tmp_path, process_cluster):  # noqa: F811
     marker = tmp_path / "killed-once"
     notebook = make_notebook(tmp_path, [
