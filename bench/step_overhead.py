@@ -152,6 +152,9 @@ def growth_run(folder: str, index: int, n: int, engine: str, engine_options: dic
         "in_task": med([s["finished"] - s["started"] - s["wall_s"] for s in steps[1:]]) if n > 1 else None,
         "between": med([b["started"] - a["finished"] for a, b in pairs]) if pairs else None,
         "head": steps[0]["started"] - t0, "tail": t0 + total - steps[-1]["finished"],
+        # while the chain runs: the first step's start to the last one's end, per step (the run's
+        # fixed cost, head and tail, left out)
+        "running": (max(s["finished"] for s in steps) - steps[0]["started"]) / n,
         "fifths": [statistics.mean(cadence[i * fifth:(i + 1) * fifth]) for i in range(5)] if fifth else None,
         "cpu_per_step": {k: (cpu1[k] - cpu0[k]) / n for k in cpu1},
     }
@@ -219,7 +222,8 @@ def main(argv: list[str]) -> int:
 
 def _print(row: dict) -> None:
     cpu = ", ".join(f"{k} {_ms(v)}" for k, v in row["cpu_per_step"].items())
-    print(f"n={row['n']:5d}  run {row['total']:7.2f} s  per step {_ms(row['per_step'])} ms | medians: executor "
+    print(f"n={row['n']:5d}  run {row['total']:7.2f} s  per step {_ms(row['per_step'])} ms, while running "
+          f"{_ms(row['running'])} ms | medians: executor "
           f"{_ms(row['executor'])}, in task {_ms(row['in_task'])}, between steps {_ms(row['between'])} ms | "
           f"head {row['head']:.2f} s, tail {row['tail']:.2f} s", flush=True)
     if row["fifths"]:
@@ -253,8 +257,11 @@ def render(results: dict, command: str, rev: str, machine: dict, usage: dict, wo
     sizes = [row["n"] for row in next(iter(results.values()))]
     rows = [[label, *(f"{1000 * row['per_step']:.1f} ms" for row in mine), f"{mine[-1]['total']:.2f} s"]
             for label, mine in results.items()]
+    running = [[label, *(f"{1000 * row['running']:.1f} ms" for row in mine),
+                f"{1000 * (mine[0]['head'] + mine[0]['tail']):.0f} ms"] for label, mine in results.items()]
     dask = next(iter(results.values()))
-    worst, biggest = max(row["per_step"] for row in dask), dask[-1]
+    worst, biggest = max(row["running"] for row in dask), dask[-1]
+    whole = max(row["per_step"] for row in dask)
     lines = [START, "## Per-step overhead against pipeline size (`bench/step_overhead.py`)", "",
              produced_by(command, rev, machine), "",
              f"A chain of N trivial steps (`v{{i}} = v{{i-1}} + 1`, `notebooks.chain(N)`), cache off, run with "
@@ -263,13 +270,20 @@ def render(results: dict, command: str, rev: str, machine: dict, usage: dict, wo
              "Per step = the whole run's wall time / N (nothing subtracted: compile excluded, run store, "
              "scheduling and the steps' own set-up included).", "",
              *table(["mode", *(f"N = {n:,}" for n in sizes), f"run of {sizes[-1]:,}"], rows), "",
+             "Per step while the chain runs: the first step's start to the last step's end, / N. What the run "
+             "costs besides (connecting, submitting, the run store's first and last writes) is a fixed cost, "
+             f"not a per-step one: the last column, for N = {sizes[0]:,} (before the first step starts and after "
+             "the last one ends).", "",
+             *table(["mode", *(f"N = {n:,}" for n in sizes), f"fixed cost, N = {sizes[0]:,}"], running), "",
              "Where a step's time goes (medians over the steps of the largest chain, from each step's own stamps):",
              "",
              *table(["mode", "executor", "in the task, outside the executor", "step end → next step start"],
                     [[label, _ms(mine[-1]["executor"]) + " ms", _ms(mine[-1]["in_task"]) + " ms",
                       _ms(mine[-1]["between"]) + " ms"] for label, mine in results.items()]), "",
              f"Targets (issue 14), on the warm Dask cluster: per step ≤ {TARGET_PER_STEP * 1000:.0f} ms and flat from "
-             f"10 to 1,000 steps — worst {1000 * worst:.1f} ms: **{'met' if worst <= TARGET_PER_STEP else 'missed'}**; "
+             f"10 to 1,000 steps, while the chain runs — worst {1000 * worst:.1f} ms: "
+             f"**{'met' if worst <= TARGET_PER_STEP else 'missed'}** (the whole run / N, fixed cost included: worst "
+             f"{1000 * whole:.1f} ms, **{'met' if whole <= TARGET_PER_STEP else 'missed'}**); "
              f"a {biggest['n']:,}-step chain ≤ {TARGET_CHAIN_1000:.0f} s — {biggest['total']:.2f} s: "
              f"**{'met' if biggest['total'] <= TARGET_CHAIN_1000 else 'missed'}**.", "",
              f"![per-step overhead against pipeline size](img/{IMAGE})", "", usage_note(usage), END]
@@ -287,12 +301,14 @@ def plot(results: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     for label, rows in results.items():
-        ax.plot([r["n"] for r in rows], [1000 * r["per_step"] for r in rows], marker="o", label=label)
+        line, = ax.plot([r["n"] for r in rows], [1000 * r["running"] for r in rows], marker="o", label=label)
+        ax.plot([r["n"] for r in rows], [1000 * r["per_step"] for r in rows], marker=".", linestyle=":",
+                color=line.get_color(), label=f"{label}: whole run / N")
     ax.axhline(1000 * TARGET_PER_STEP, color="grey", linewidth=0.8, linestyle="--", label="target on warm Dask")
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)
     ax.set_xlabel("steps in the chain")
-    ax.set_ylabel("ms per step")
+    ax.set_ylabel("ms per step (solid: while the chain runs)")
     ax.set_title(f"Per-step overhead against pipeline size, {time.strftime('%Y-%m-%d')}")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -481,7 +481,8 @@ def _manifest(step_hash: str, step_name: str | None, writer: str, entries: dict[
 
 
 def _json(manifest: dict) -> bytes:
-    return json.dumps(manifest, indent=1, ensure_ascii=False).encode()
+    # no indent: json's encoder in C then, 4x faster than its Python one (a manifest per step run)
+    return json.dumps(manifest, ensure_ascii=False).encode()
 
 
 def _well_formed(manifest: dict) -> bool:
