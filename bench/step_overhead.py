@@ -108,11 +108,20 @@ def growth(sizes: list[int], engine: str = "dask", workers: int = 2, fuse: bool 
         warm_cluster.start(folder, workers=workers)
     try:
         options = {"fuse": fuse} if engine == "dask" else {}
-        growth_run(folder, len(sizes), 20, engine, options)  # uncounted: the workers' first steps import the run time
-        return [growth_run(folder, i, n, engine, options) for i, n in enumerate(sizes)]
+        # uncounted: the workers' first steps import the run time
+        growth_run(folder, GROWTH_REPEATS * len(sizes), 20, engine, options)
+        return [_median_run([growth_run(folder, GROWTH_REPEATS * i + r, n, engine, options)
+                             for r in range(GROWTH_REPEATS)]) for i, n in enumerate(sizes)]
     finally:
         if engine == "dask":
             warm_cluster.stop(folder)
+
+
+GROWTH_REPEATS = 3  # chains of each size; the one of median run time is reported (one of 100 steps lasts 0.5 s)
+
+
+def _median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda run: run["total"])[len(runs) // 2]
 
 
 def growth_run(folder: str, index: int, n: int, engine: str, engine_options: dict) -> dict:
@@ -266,7 +275,8 @@ def render(results: dict, command: str, rev: str, machine: dict, usage: dict, wo
              produced_by(command, rev, machine), "",
              f"A chain of N trivial steps (`v{{i}} = v{{i-1}} + 1`, `notebooks.chain(N)`), cache off, run with "
              f"`run_pipeline` in this process; on Dask, on one warm cluster of {workers} workers (`nbscale cluster "
-             "start`, before the clock), chains of every size one after another after an uncounted chain of 20. "
+             "start`, before the clock), chains of every size one after another after an uncounted chain of 20; "
+             f"{GROWTH_REPEATS} chains of each size, the one of median run time shown. "
              "Per step = the whole run's wall time / N (nothing subtracted: compile excluded, run store, "
              "scheduling and the steps' own set-up included).", "",
              *table(["mode", *(f"N = {n:,}" for n in sizes), f"run of {sizes[-1]:,}"], rows), "",
