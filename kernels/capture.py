@@ -26,6 +26,7 @@ import psutil
 
 from ..compiler.ir import Prelude, Step
 from .contract import OUTPUT_EVENT_CHARS, OUTPUT_EVENT_INTERVAL_S
+from .process_state import proc_status_field
 
 __all__ = ["OutputBatcher", "RssSampler", "StepRun", "StreamCapture", "json_safe", "live_output", "short_repr"]
 
@@ -316,17 +317,19 @@ class RssSampler:
             self.peak = max(self.peak, self._rss())
 
     def __enter__(self):
-        self.peak = self._rss()
-        if not reset_peak_rss():
+        if not reset_peak_rss():  # (after a reset the kernel's peak is at least the RSS now)
+            self.peak = self._rss()
             self._thread = threading.Thread(target=self._sample, name="nbscale-rss", daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-        self.peak = max(self.peak, self._rss(), kernel_peak_rss() if self._thread is None else 0)
+        if self._thread is None:
+            self.peak = kernel_peak_rss() or self._rss()
+            return False
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
         return False
 
 
@@ -344,8 +347,8 @@ def _this_process() -> psutil.Process:
 def reset_peak_rss() -> bool:
     """Make the kernel's peak RSS of this process its current RSS (Linux >= 4.0); False where it cannot."""
     try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+        with open("/proc/self/clear_refs", "wb", buffering=0) as f:
+            f.write(b"5")
         return True
     except OSError:
         return False
@@ -353,11 +356,5 @@ def reset_peak_rss() -> bool:
 
 def kernel_peak_rss() -> int:
     """The kernel's peak RSS of this process since the last reset (VmHWM), in bytes; 0 if unknown."""
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    value = proc_status_field(b"VmHWM")
+    return int(value.split()[0]) * 1024 if value else 0

@@ -130,13 +130,13 @@ def _running(process: psutil.Process) -> bool:
 def _descendants() -> list[psutil.Process]:
     """The processes below this one. Linux lists each thread's children in /proc, which is a few
     small reads; psutil's way reads the parent of every process on the machine."""
+    if not _has_children():  # a step that starts none, the common case, pays one system call
+        return []
     if not os.path.isdir(PROC_TASKS):
         try:
             return psutil.Process().children(recursive=True)
         except psutil.Error:
             return []
-    if not _has_children():  # a step that starts none, the common case, pays one system call
-        return []
     found, parents = [], [os.getpid()]
     while parents:
         children = [pid for parent in parents for pid in _proc_children(parent)]

@@ -36,6 +36,7 @@ DEFAULTS = {
 TESTS = {"numeric_test": ("auto", "ks", "wasserstein", "psi"), "categorical_test": ("auto", "chisquare",
                                                                                    "jensenshannon", "psi")}
 BASELINE = "baseline"  # the pin name used by default
+PROFILES = ("profiles",)  # the heavy step fields a drift check reads (not the lineage: 2 KB a step)
 GRID = 200  # quantile ranks compared
 FLOOR = 1e-4  # smallest proportion in PSI (an empty bin would make it infinite)
 
@@ -85,14 +86,14 @@ def reference_for(store, run: dict, reference: str | None = None, baseline: str 
 def run_drift(store, run_id: str, reference: str | None = None, baseline: str | None = None,
               thresholds: dict | None = None) -> dict:
     """The drift model of run `run_id` against its reference (see `reference_for`)."""
-    run = store.get_run(run_id)
+    run = store.get_run(run_id, heavy=PROFILES)
     ref_id, why = reference_for(store, run, reference, baseline)
     if thresholds is None:
         thresholds = load_thresholds(run["notebook"])
     if ref_id is None:
         return {"run_id": run["id"], "reference": None, "why": why, "thresholds": thresholds, "values": [],
                 **_totals([])}
-    return {**compare_profiles(store.get_run(ref_id), run, thresholds), "why": why}
+    return {**compare_profiles(store.get_run(ref_id, heavy=PROFILES), run, thresholds), "why": why}
 
 
 def compare_profiles(reference: dict, current: dict, thresholds: dict | None = None) -> dict:

@@ -62,7 +62,7 @@ import types
 from contextlib import contextmanager
 
 __all__ = ["NUMPY_RANDOM_STATE", "RANDOM_STATE", "ModuleDicts", "ProcessState", "changed_indexes", "dict_version",
-           "restored_process_state", "version_slots", "versions_at"]
+           "proc_status_field", "restored_process_state", "version_slots", "versions_at"]
 
 _ABSENT = object()
 # Module attributes the import system owns: rebinding them is not a patch (importlib.reload,
@@ -446,15 +446,30 @@ def _is_module(value) -> bool:
     return isinstance(value, types.ModuleType) and isinstance(getattr(value, "__dict__", None), dict)
 
 
+def proc_status_field(name: bytes) -> bytes | None:
+    """A field of /proc/self/status (`b"VmHWM"` → `b"1234 kB"`), None where there is none. One read
+    of the whole file: a step reads two fields of it."""
+    try:
+        with open("/proc/self/status", "rb", buffering=0) as f:
+            text = b"\n" + f.read(16384)  # every field after a newline, the first one too
+    except OSError:
+        return None
+    start = text.find(b"\n" + name + b":")
+    if start < 0:
+        return None
+    start += len(name) + 2
+    end = text.find(b"\n", start)
+    return text[start:end if end >= 0 else None].strip() or None
+
+
 def _umask() -> int:
     """The umask, read without changing it where Linux shows it (another thread may be creating files)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
+    value = proc_status_field(b"Umask")
+    if value:
+        try:
+            return int(value, 8)
+        except ValueError:
+            pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

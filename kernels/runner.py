@@ -164,7 +164,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     store.remove_file_lost_listener(recorder.state_lost)
     store.finish_run(run_id, status, error)
     recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
-    run = store.get_run(run_id)
+    run = store.get_run(run_id, heavy=("profiles",))  # (the lineage records stay in the store)
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
                      error, drift=None if error else _drift(store, run_id))
 

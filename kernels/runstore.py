@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -418,19 +418,21 @@ class RunStore:
             raise AmbiguousRunId(f"run id prefix {prefix!r} is ambiguous")
         return rows[0][0]
 
-    def get_run(self, run_id: str, heavy: bool = True) -> dict:
+    def get_run(self, run_id: str, heavy: bool | Collection[str] = True) -> dict:
         """The run with its step runs and metrics. `heavy=False` leaves the steps' profiles and
-        lineage out (None): what a view that polls a run does not show costs it nothing."""
+        lineage out (None): what a view that polls a run does not show costs it nothing; or the
+        heavy fields to read (`("profiles",)`: a drift check reads no lineage)."""
         self._reap_due()
         run_id = self.resolve(run_id)
-        columns = "*" if heavy else ", ".join(("run_id", "step", "position", *sorted(STEP_FIELDS - HEAVY_FIELDS)))
+        left_out = HEAVY_FIELDS - (HEAVY_FIELDS if heavy is True else set(heavy or ()))
+        columns = "*" if not left_out else ", ".join(("run_id", "step", "position", *sorted(STEP_FIELDS - left_out)))
         with self._read() as db:
             run = row_dict(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
             run["steps"] = self._all(
                 db, f"SELECT {columns} FROM step_runs WHERE run_id = ? ORDER BY position", run_id
             )
-            if not heavy:
-                run["steps"] = [{**row, **dict.fromkeys(HEAVY_FIELDS)} for row in run["steps"]]
+            if left_out:
+                run["steps"] = [{**row, **dict.fromkeys(left_out)} for row in run["steps"]]
             run["metrics"] = self._all(
                 db, "SELECT name, value, step FROM metrics WHERE run_id = ? ORDER BY name", run_id
             )

@@ -255,3 +255,17 @@ def test_a_variable_a_library_sets_on_first_import_stays_and_others_come_back(tm
         sys.modules.pop("nbscale_test_sets_env", None)
         for name in ("NBSCALE_TEST_LIBRARY", "NBSCALE_TEST_STEP"):
             os.environ.pop(name, None)
+
+
+def test_a_proc_status_field_is_read_and_the_umask_from_it_without_changing_it():
+    from nbscale.kernels.process_state import _umask, proc_status_field
+
+    old = os.umask(0o027)
+    try:
+        assert _umask() == 0o027 and proc_status_field(b"Umask") == b"0027"
+        assert os.umask(0o027) == 0o027, "reading the umask changed it"
+    finally:
+        os.umask(old)
+    assert proc_status_field(b"VmHWM").endswith(b" kB")
+    assert proc_status_field(b"Name")  # the first line
+    assert proc_status_field(b"NoSuchField") is None

@@ -576,3 +576,6 @@ def test_a_light_read_of_a_run_leaves_out_profiles_and_lineage_only(store):
     without = lambda run: [{k: v for k, v in s.items() if k not in ("profiles", "lineage")}  # noqa: E731
                            for s in run["steps"]]
     assert without(light) == without(full) and light["metrics"] == full["metrics"]
+    profiled = store.get_run(run_id, heavy=("profiles",))
+    train = [s for s in profiled["steps"] if s["step"] == "train"][0]
+    assert train["profiles"] == {"values": {"df": {"rows": 3}}} and train["lineage"] is None
