@@ -282,7 +282,8 @@ def _task(specs, upstream, topic, body, run_id, on_cluster=False):
     line = TaskLine(worker, run_id, specs[0].step["name"])
 
     def emit(kind, step, payload=None):  # in order with the task's records
-        line.log(topic, [kind, step, {**(payload or {}), "worker": worker.address}])
+        # a chain step's end leaves with the next step's start, which follows at once (or the task's end)
+        line.log(topic, [kind, step, {**(payload or {}), "worker": worker.address}], wake=kind != STEP_FINISHED)
 
     def run_one(spec, outcomes):
         with collections_computed(on_cluster, partial(emit, STEP_PROGRESS, spec.step["name"])):

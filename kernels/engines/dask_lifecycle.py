@@ -125,22 +125,23 @@ class TaskLine:
         to have applied it, and everything before it)."""
         self.post({"op": "set_metadata", "keys": keys, "value": value, "reply": answered})
 
-    def log(self, topic: str, event: list):
-        """Post an event (as `Worker.log_event`, which raises TypeError for one msgpack cannot send)."""
+    def log(self, topic: str, event: list, wake: bool = True):
+        """Post an event (as `Worker.log_event`, which raises TypeError for one msgpack cannot send).
+        Without `wake`, it leaves with the next message posted (one that must leave now follows)."""
         import msgpack
 
         try:
             msgpack.packb(event, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise TypeError(f"an event must be msgpack serializable: {exc}") from exc
-        self.post({"op": "log_event", "topic": topic, "msg": event, "reply": False})
+        self.post({"op": "log_event", "topic": topic, "msg": event, "reply": False}, wake)
 
-    def post(self, message: dict):
+    def post(self, message: dict, wake: bool = True):
         import asyncio
 
         with self.lock:
             self.queue.append(message)
-            if self.waiting is None:  # else the batch waiting to leave takes it along
+            if wake and self.waiting is None:  # else the batch waiting to leave takes it along
                 self.waiting = asyncio.run_coroutine_threadsafe(self._send_batch(), self.worker.loop.asyncio_loop)
 
     async def _send_batch(self):

@@ -65,12 +65,14 @@ def process_cluster(tmp_path_factory):
                             "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"], f"worker{i}"))
     from distributed import Client
 
-    client = Client(scheduler_file=str(sched_file), timeout="30s")
+    # not the default client: one shut down with the cluster leaves Dask's `scheduler` setting
+    # pointing at it, and a later local-engine compute in this process asks for a client that is gone
+    client = Client(scheduler_file=str(sched_file), timeout="30s", set_as_default=False)
     client.wait_for_workers(2, timeout=30)
     client.close()
     yield str(sched_file)
     try:
-        with Client(scheduler_file=str(sched_file), timeout="10s") as client:
+        with Client(scheduler_file=str(sched_file), timeout="10s", set_as_default=False) as client:
             client.shutdown()  # ends the scheduler and the workers cleanly
     except Exception:  # noqa: BLE001 - fall back to terminate below
         pass
