@@ -21,6 +21,7 @@ from ..registry import Registry
 from .errors import MarshalError, NbscaleRuntimeError, PluginError
 
 ENTRY_POINT_GROUP = "nbscale.marshallers"
+WRITE_CHUNK = 16 * 2**20  # bytes per write from a value's buffer
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -90,7 +91,20 @@ class NumpyMarshaller(Marshaller):
     def dump(self, value: Any, fileobj: IO[bytes]) -> None:
         import numpy as np
 
-        np.save(fileobj, value, allow_pickle=False)
+        if value.dtype.names is not None or not (value.flags.c_contiguous or value.flags.f_contiguous):
+            np.save(fileobj, value, allow_pickle=False)
+            return
+        # np.save copies every 16 MB into a new bytes object unless `fileobj` is a real file (the
+        # store's is a hashing writer): the same bytes, written from the array's own buffer
+        header = np.lib.format.header_data_from_array_1_0(value)
+        try:
+            np.lib.format.write_array_header_1_0(fileobj, header)
+        except ValueError:  # a header too long for format 1.0, as np.save decides
+            np.lib.format.write_array_header_2_0(fileobj, header)
+        data = value.T if header["fortran_order"] else value
+        buffer = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+        for start in range(0, buffer.nbytes, WRITE_CHUNK):
+            fileobj.write(buffer[start:start + WRITE_CHUNK])
 
     def load(self, fileobj: IO[bytes]) -> Any:
         import numpy as np

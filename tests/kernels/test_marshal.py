@@ -37,6 +37,55 @@ def test_numpy_array_is_a_memory_mappable_npy(tmp_path):
     np.testing.assert_array_equal(mapped, value)
 
 
+NPY_CASES = {
+    "C order": np.arange(24, dtype="<f8").reshape(2, 3, 4),
+    "F order": np.asfortranarray(np.arange(12, dtype=">i4").reshape(3, 4)),
+    "strided": np.arange(40, dtype="int16").reshape(4, 10)[:, ::3],
+    "0-d": np.array(7.5),
+    "empty": np.zeros((0, 5), dtype="uint8"),
+    "structured": np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]),
+    "datetime": np.array(["2026-01-01", "2026-12-03"], dtype="datetime64[D]"),
+    "bool": np.array([[True, False], [False, True]]),
+    "long header": np.zeros((1,) * 32, dtype="f4"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NPY_CASES))
+def test_npy_bytes_are_those_np_save_writes(case):
+    """The store writes through a hashing writer, not a real file: the bytes stay np.save's."""
+    value, written, saved = NPY_CASES[case], io.BytesIO(), io.BytesIO()
+    marshal.NumpyMarshaller().dump(value, written)
+    np.save(saved, value, allow_pickle=False)
+    assert written.getvalue() == saved.getvalue()
+    written.seek(0)
+    loaded = np.load(written, allow_pickle=False)
+    np.testing.assert_array_equal(loaded, value)
+    assert loaded.dtype == value.dtype and loaded.flags.f_contiguous == value.flags.f_contiguous
+
+
+class RecordingWriter(io.RawIOBase):
+    def __init__(self):
+        self.parts = []
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.parts.append(data)
+        return memoryview(data).nbytes
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_large_array_is_written_from_its_own_buffer(order):
+    """No copy of a large array on its way to the store (np.save copies each 16 MB to bytes)."""
+    value = np.ones((3 * 2**20, 4), dtype="float64", order=order)  # 96 MiB
+    writer = RecordingWriter()
+    marshal.NumpyMarshaller().dump(value, writer)
+    data = [part for part in writer.parts if memoryview(part).nbytes > 2**20]
+    assert sum(memoryview(part).nbytes for part in data) == value.nbytes
+    assert all(np.shares_memory(np.frombuffer(part, dtype=np.uint8), value) for part in data)
+
+
 def test_object_array_falls_through_to_cloudpickle(tmp_path):
     value = np.array([{"a": 1}, None], dtype=object)
     used, loaded, _ = roundtrip(value, tmp_path)
