@@ -45,9 +45,11 @@ from common import DOC, ROOT, Folders, LoadSampler, Usage, bench_env, machine, r
 from contenders import Context
 from doc_sections import replace_section
 
-FULL = {"chain": 50, "cpu_seconds": 2.0, "handoff_bytes": 10**9, "whole_chain": 20, "repeats": 3,
+FULL = {"chain": 50, "cpu_seconds": 2.0, "handoff_bytes": 10**9, "whole_chain": 20,
+        "whole_handoff_bytes": 400 * 10**6, "repeats": 3,
         "cached_repeats": 5, "handoff_repeats": 3, "warm_up_repeats": 5}
-QUICK = {"chain": 10, "cpu_seconds": 0.3, "handoff_bytes": 64 * 10**6, "whole_chain": 5, "repeats": 1,
+QUICK = {"chain": 10, "cpu_seconds": 0.3, "handoff_bytes": 64 * 10**6, "whole_chain": 5,
+         "whole_handoff_bytes": 32 * 10**6, "repeats": 1,
          "cached_repeats": 3, "handoff_repeats": 1, "warm_up_repeats": 1}
 BENCHMARKS = {"chain": step_overhead.measure, "parallel": parallel_steps.measure, "whole": whole_process.measure,
               "handoff": handoff.measure, "warm_up": warm_up.measure}
@@ -64,8 +66,9 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"--only: unknown benchmark(s) {', '.join(sorted(unknown))}; known: {', '.join(BENCHMARKS)}")
     command = " ".join(["python bench/bench_run.py", *(["--quick"] if args.quick else []),
-                        *([f"--rev {args.rev}"] if args.rev else []), *([f"--only {args.only}"] if args.only else [])])
-    res = measure(QUICK if args.quick else FULL, only, args.rev, command)
+                        *([f"--rev {args.rev}"] if args.rev else []), *([f"--only {args.only}"] if args.only else []),
+                        *([f"--ploomber {args.ploomber}"] if args.ploomber else [])])
+    res = measure(QUICK if args.quick else FULL, only, args.rev, command, args.ploomber)
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, default=str))
     if args.profile and "imports" in res:
@@ -83,6 +86,8 @@ def parse_args(argv):
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--rev", help="measure nbscale as committed at this git revision (e.g. HEAD) instead "
                                       "of the working tree")
+    parser.add_argument("--ploomber", help="the `ploomber` command of a virtual environment of its own: also "
+                                           "measure Ploomber's parallel executor (see bench/ploomber_project.py)")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="measure nothing: render (and write to the doc) results saved with --json")
     parser.add_argument("--only", help=f"comma-separated benchmarks to run: {','.join(BENCHMARKS)} "
@@ -90,7 +95,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def measure(cfg: dict, only: set, rev: str | None, command: str) -> dict:
+def measure(cfg: dict, only: set, rev: str | None, command: str, ploomber: str | None = None) -> dict:
     """Run the benchmarks in `only`; their results, with the machine and its load."""
     started = time.perf_counter()
     sampler = LoadSampler()
@@ -105,7 +110,7 @@ def measure(cfg: dict, only: set, rev: str | None, command: str) -> dict:
             for env in filter(None, envs.values()):
                 env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pkg), env.get("PYTHONPATH")]))
             res["revision"] = f"commit {git('rev-parse', '--short', rev)} (a clean `git archive` snapshot)"
-        ctx = Context(cfg, Folders(Path(tmp) / "runs", notebooks.write), envs, log, iris)
+        ctx = Context(cfg, Folders(Path(tmp) / "runs", notebooks.write), envs, log, iris, ploomber)
         log(f"measuring nbscale from {nbscale_location(envs['default'], tmp)}")
         for name, fn in BENCHMARKS.items():
             if name in only:

@@ -31,6 +31,7 @@ class Context:
     envs: dict  # "default": bench_env(); "as_given": bytecode as the caller's environment has it, or None
     log: Callable[[str], None]
     iris: Path  # examples/iris.ipynb (of the measured revision)
+    ploomber: str | None = None  # the `ploomber` command of its own virtual environment, if given
 
 
 def contender_task(ctx: Context, contender: str, path: Path, **extra) -> dict:

@@ -4,8 +4,8 @@ Every notebook is an ordinary tagged notebook with a python3 kernelspec, so the 
 under `nbscale run` (as a pipeline) and under papermill (top to bottom, tags ignored).
 
 - `chain(n)`: n trivial steps, each reading the previous step's value (per-step overhead).
-- `cpu_parallel(iters)`: one small data step, four independent CPU-bound training steps (pure
-  Python, no BLAS, no threads), one step that reads the four results.
+- `cpu_parallel(iters, trainings)`: one small data step, `trainings` (4) independent CPU-bound
+  training steps (pure Python, no BLAS, no threads), one step that reads their results.
 - `handoff(kind, nbytes)`: a step that makes a numpy array or a DataFrame of `nbytes` and a step
   that reads it; each step records `time.time()` at the end / the start of its code, so the
   time between the two is the hand-off (persist, schedule, move, copy, set up).
@@ -86,20 +86,21 @@ for _ in range(512):
 '''
 
 
-def cpu_parallel(iters: int) -> nbformat.NotebookNode:
-    """`data` → four independent `train_*` steps (`iters` SGD updates each) → `report`."""
+def cpu_parallel(iters: int, trainings: int = 4) -> nbformat.NotebookNode:
+    """`data` → `trainings` independent `train_*` steps (`iters` SGD updates each) → `report`."""
+    names = "abcdefgh"[:trainings]
     cells = [
         ("import math\nimport random", ["imports"]),
         (f"iters = {iters}", ["parameters"]),
         (TRAIN_FUNCTION, ["functions"]),
         (DATA_SOURCE, ["step:data"]),
     ]
-    for k, name in enumerate("abcd", start=1):
+    for k, name in enumerate(names, start=1):
         cells.append((f"model_{name} = train(data, seed={k}, iters=iters)", [f"step:train_{name}"]))
-    cells.append(("scores = {name: accuracy(m, data) for name, m in "
-                  "[('a', model_a), ('b', model_b), ('c', model_c), ('d', model_d)]}\n"
+    models = ", ".join(f"('{name}', model_{name})" for name in names)
+    cells.append((f"scores = {{name: accuracy(m, data) for name, m in [{models}]}}\n"
                   "best = max(scores.values())\nprint(scores)", ["step:report"]))
-    return _notebook(cells, f"Four independent CPU-bound training steps ({iters:,} updates each)")
+    return _notebook(cells, f"{trainings} independent CPU-bound training steps ({iters:,} updates each)")
 
 
 def handoff(kind: str, nbytes: int) -> nbformat.NotebookNode:

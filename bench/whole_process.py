@@ -1,5 +1,7 @@
-"""Benchmarks (3) and (5): whole processes — `nbscale run` vs `papermill` on a generated chain and
-on examples/iris.ipynb, and `nbscale run` again with nothing changed (every step cached).
+"""Benchmarks (3) and (5): whole processes — `nbscale run` vs `papermill` on the workloads of
+issue 14 (a generated chain, two independent CPU-bound steps and a join, examples/iris.ipynb, a
+large array handed between two steps), and `nbscale run` again with nothing changed (every step
+cached).
 
 Also, to see inside those numbers: the iris run in-process on Dask and local (per-step
 timeline), Python's own start-up, and `python -X importtime` of a cached `nbscale run`.
@@ -13,10 +15,13 @@ import sys
 from pathlib import Path
 
 import notebooks
+import parallel_steps
+import ploomber_project
 from common import ROOT, TASK_TIMEOUT, med, run_task, script, timed_process
 from contenders import NBSCALE_DASK, NBSCALE_LOCAL, Context, contender_task, in_fresh_folder
 
 PAPERMILL_CLI, DASK_CLI, LOCAL_CLI = "papermill", "nbscale (Dask)", "nbscale (local)"
+PLOOMBER_CLI = "Ploomber (parallel executor)"
 COMMANDS = {
     PAPERMILL_CLI: lambda p: [script("papermill"), p.name, "out.ipynb", "-k", "python3", "--no-progress-bar"],
     DASK_CLI: lambda p: [script("nbscale"), "run", p.name],
@@ -28,17 +33,55 @@ IMPORTS_WATCHED = ("nbscale.cli", "nbscale.run_commands", "nbscale.kernels.runne
                    "dask", "numpy", "pandas", "yaml")
 
 
+def workloads(ctx: Context) -> list[tuple[str, object, float, object]]:
+    """(label, notebook, goal, Ploomber project writer or None): the goal is issue 14's bound on
+    nbscale (Dask) / papermill."""
+    cfg = ctx.cfg
+    mb = cfg["whole_handoff_bytes"] / 1e6
+    iters = parallel_steps.calibrate(cfg["cpu_seconds"])
+    return [
+        (f"generated chain of {cfg['whole_chain']} steps", notebooks.chain(cfg["whole_chain"]), 0.5, None),
+        (f"2 independent steps of {cfg['cpu_seconds']:g} s CPU each + join",
+         notebooks.cpu_parallel(iters, trainings=2), 0.45,
+         lambda folder: ploomber_project.cpu_parallel(folder, iters, trainings=2)),
+        ("examples/iris.ipynb", ctx.iris, 0.7, None),
+        (f"a {mb:,.0f} MB numpy array handed between 2 steps",
+         notebooks.handoff("numpy", cfg["whole_handoff_bytes"]), 0.5, None),
+    ]
+
+
 def measure(ctx: Context) -> dict:
-    nbs = {f"generated chain of {ctx.cfg['whole_chain']} steps": notebooks.chain(ctx.cfg["whole_chain"]),
-           "examples/iris.ipynb": ctx.iris}
-    out = {"notebooks": {label: measure_notebook(ctx, label, nb) for label, nb in nbs.items()},
-           "commands": {k: " ".join(Path(c).name if i == 0 else c for i, c in enumerate(v(Path("NB"))))
-                        for k, v in COMMANDS.items()}}
+    out = {"notebooks": {}, "commands": {k: " ".join(Path(c).name if i == 0 else c
+                                                     for i, c in enumerate(v(Path("NB"))))
+                                         for k, v in COMMANDS.items()}}
+    if ctx.ploomber:
+        out["commands"][PLOOMBER_CLI] = " ".join(["ploomber", *ploomber_project.build_command(ctx.ploomber)[1:]])
+        out["ploomber_version"] = ploomber_project.version(ctx.ploomber)
+    for label, nb, goal, project in workloads(ctx):
+        out["notebooks"][label] = {**measure_notebook(ctx, label, nb), "goal": goal}
+        if ctx.ploomber and project:
+            out["notebooks"][label][PLOOMBER_CLI] = measure_ploomber(ctx, label, project)
     out["iris_timeline"] = iris_timeline(ctx)
     env = ctx.envs["default"]
     out["python_startup"] = med([timed_process([sys.executable, "-c", "pass"], ROOT, env)[0] for _ in range(5)])
     out["nbscale_help"] = med([timed_process([script("nbscale"), "--help"], ROOT, env)[0] for _ in range(5)])
     return out
+
+
+def measure_ploomber(ctx: Context, label: str, project) -> float:
+    """`ploomber build` of the equivalent project in a fresh folder (round 0 uncounted, as for the others)."""
+    times = []
+    for r in range(ctx.cfg["repeats"] + 1):
+        folder, _ = ctx.folders.new("ploomber")
+        try:
+            project(folder)
+            measured = timed_process(ploomber_project.build_command(ctx.ploomber), folder, ctx.envs["default"])[0]
+        finally:
+            ctx.folders.drop(folder)
+        ctx.log(f"  whole {label[:24]:<24} {PLOOMBER_CLI:<16} repeat {r}: {measured:.2f} s")
+        if r:
+            times.append(measured)
+    return med(times)
 
 
 def measure_notebook(ctx: Context, label: str, nb) -> dict:
