@@ -127,6 +127,16 @@ def task_nbscale(spec):
     timers.wrap(dask_engine.DaskEngine, "close", "cluster close")
     for method in ("add_event", "update_step", "record_metrics", "create_run", "start_run", "finish_run"):
         timers.wrap(runstore.RunStore, method, "run store")
+    peaks = {}
+    if spec.get("handoff"):  # the workers' peak memory, read before the cluster closes
+        original_close = dask_engine.DaskEngine.close
+
+        def close_reading_peaks(engine):
+            if engine.client is not None:
+                peaks.update(engine.client.run(peak_rss))
+            original_close(engine)
+
+        dask_engine.DaskEngine.close = close_reading_peaks
     clock = StepClock()
     options = RunOptions(engine=spec["engine"], use_cache=False, workers=spec.get("workers"),
                          scheduler=spec.get("scheduler"))
@@ -139,10 +149,22 @@ def task_nbscale(spec):
         raise SystemExit(f"nbscale run failed: {json.dumps(result.to_json(), default=str)[:2000]}")
     out = {"total": total, "t0": t0, "steps": clock.timeline(), "timers": timers.totals, "calls": timers.calls}
     if spec.get("handoff"):
-        made = result.load("make", ["t_made", "nbytes"])
+        dask_engine.DaskEngine.close = original_close
+        made = result.load("make", ["t_made", "nbytes", "rss_before"])
         got = result.load("use", ["t_got"])
-        out["handoff"] = {"t_made": made["t_made"], "t_got": got["t_got"], "nbytes": made["nbytes"]}
+        worker = out["steps"]["make"].get("worker")
+        out["handoff"] = {"t_made": made["t_made"], "t_got": got["t_got"], "nbytes": made["nbytes"],
+                          "rss_before": made["rss_before"], "peak": peaks.get(worker) or peak_rss()}
     return out
+
+
+def peak_rss() -> int:
+    """The process's peak resident memory so far (VmHWM), in bytes; 0 where /proc has none."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0
 
 
 def task_watcher(scheduler, prefix):

@@ -3,7 +3,10 @@ on the Dask and local engines, beside the machine's copy speed for the same valu
 
 Hand-off = `t_got - t_made`, stamped by the two steps' own code (`notebooks.handoff`). The parts
 a hand-off is made of (copy, deepcopy, persist, cloudpickle) are measured alone in another fresh
-process (bench_runtime.py `memcopy`).
+process (bench_runtime.py `memcopy`). Memory: the peak resident memory of the process that made the
+value (its worker's, or the run's own process on the local engine) from the moment the value was
+made to the run's end, above what the process held before the value existed, per byte of the value
+(1.0: the value alone); the worst of the repeats.
 """
 
 from __future__ import annotations
@@ -50,13 +53,14 @@ def parts_alone(ctx: Context, kind: str, nbytes: int) -> dict:
 
 
 def summary(runs: list[dict]) -> dict:
-    seconds, persist_sched, copy_setup, same = [], [], [], []
+    seconds, persist_sched, copy_setup, same, memory = [], [], [], [], []
     for run in runs:
         h, make, use = run["handoff"], run["steps"]["make"], run["steps"]["use"]
         seconds.append(h["t_got"] - h["t_made"])
+        memory.append((h["peak"] - h["rss_before"]) / h["nbytes"])
         # `finished` is stamped before the outputs are persisted; `started` before inputs are copied
         persist_sched.append(use["started"] - make["finished"])
         copy_setup.append(h["t_got"] - use["started"])
         same.append(make.get("worker") == use.get("worker"))
     return {"seconds": med(seconds), "persist_and_schedule": med(persist_sched), "copy_and_setup": med(copy_setup),
-            "same_worker": all(same)}
+            "same_worker": all(same), "memory": max(memory)}

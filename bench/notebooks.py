@@ -8,7 +8,9 @@ under `nbscale run` (as a pipeline) and under papermill (top to bottom, tags ign
   training steps (pure Python, no BLAS, no threads), one step that reads their results.
 - `handoff(kind, nbytes)`: a step that makes a numpy array or a DataFrame of `nbytes` and a step
   that reads it; each step records `time.time()` at the end / the start of its code, so the
-  time between the two is the hand-off (persist, schedule, move, copy, set up).
+  time between the two is the hand-off (persist, schedule, move, copy, set up); `make` also
+  records its process's resident memory before the value exists, and resets the process's peak
+  once the value is made.
 - `warm_up()`: a `load` step, two sibling steps that the Dask engine places on different
   workers, and a `report` step; every step runs an `imports` cell with pandas and scikit-learn,
   so the first step on each worker imports them there.
@@ -103,8 +105,19 @@ def cpu_parallel(iters: int, trainings: int = 4) -> nbformat.NotebookNode:
     return _notebook(cells, f"{trainings} independent CPU-bound training steps ({iters:,} updates each)")
 
 
+# the resident memory of the step's process before the value exists (Linux; 0 elsewhere)
+RSS_NOW = ("import os\nrss_before = (int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+           "              if os.path.exists('/proc/self/statm') else 0)\n")
+# the kernel's peak resident memory of the process starts again from here (Linux >= 4.0): a peak
+# read later is that of the hand-off, not of building the value
+PEAK_RESET = ("if os.path.exists('/proc/self/clear_refs'):\n"
+              "    with open('/proc/self/clear_refs', 'w') as f:\n"
+              "        f.write('5')\n")
+
+
 def handoff(kind: str, nbytes: int) -> nbformat.NotebookNode:
-    """`make` builds `value` (float64, `nbytes` in all) and stamps `t_made`; `use` stamps `t_got`."""
+    """`make` stamps `rss_before`, builds `value` (float64, `nbytes` in all) and stamps `t_made`; `use`
+    stamps `t_got`."""
     if kind == "numpy":
         make = f"value = np.arange({nbytes // 8}, dtype=np.float64)"
     elif kind == "pandas":
@@ -115,8 +128,8 @@ def handoff(kind: str, nbytes: int) -> nbformat.NotebookNode:
         raise ValueError(kind)
     cells = [
         ("import time\nimport numpy as np\nimport pandas as pd", ["imports"]),
-        (make + "\nnbytes = int(value.nbytes if hasattr(value, 'nbytes') else value.memory_usage().sum())\n"
-         "t_made = time.time()", ["step:make"]),
+        (RSS_NOW + make + "\nnbytes = int(value.nbytes if hasattr(value, 'nbytes') else value.memory_usage().sum())\n"
+         + PEAK_RESET + "t_made = time.time()", ["step:make"]),
         ("t_got = time.time()\nchecksum = float(value.iloc[-1, -1] if hasattr(value, 'iloc') else value[-1])",
          ["step:use"]),
     ]

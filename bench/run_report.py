@@ -15,6 +15,8 @@ from whole_process import DASK_CLI, LOCAL_CLI, PAPERMILL_CLI, PLOOMBER_CLI
 START, END = "<!-- bench_run:start -->", "<!-- bench_run:end -->"
 TARGET_PARALLEL = 1.7  # speed-up, 4 independent steps on 2 workers
 TARGET_CACHED = 0.3  # seconds, whole `nbscale run` process, nothing changed (issue 14)
+TARGET_HANDOFF_GBPS = 1.5  # a 1 GB value from one step to the next on Dask (issue 14)
+TARGET_HANDOFF_MEMORY = 2.0  # peak memory above the process's own, per byte of the value (issue 14)
 SHARED_CORES = 0.15  # other processes' average use above which the machine counts as shared
 
 
@@ -60,6 +62,15 @@ def targets(res: dict) -> list[str]:
         speedup = res["parallel"]["speedup"]
         rows.append([f"(2) 4 independent CPU-bound steps, 2-worker LocalCluster vs papermill ≥ {TARGET_PARALLEL}×",
                      f"{speedup:.2f}×", verdict(speedup >= TARGET_PARALLEL)])
+    for kind, data in res.get("handoff", {}).get("kinds", {}).items():
+        nbytes = data["actual_bytes"]
+        speed = gbps(nbytes, data["rows"][NBSCALE_DASK]["seconds"])
+        rows.append([f"(4) {kind} value of {nbytes / 1e9:.2f} GB handed on, Dask ≥ {TARGET_HANDOFF_GBPS} GB/s",
+                     f"{speed:.2f} GB/s", verdict(speed >= TARGET_HANDOFF_GBPS)])
+        for contender, r in data["rows"].items():
+            rows.append([f"(4) memory of the process that made the {kind} value ≤ {TARGET_HANDOFF_MEMORY:g}× "
+                         f"the value, {contender.split('-')[1]}", f"{r['memory']:.2f}×",
+                         verdict(r["memory"] <= TARGET_HANDOFF_MEMORY)])
     for label, row in res.get("whole", {}).get("notebooks", {}).items():
         rows.append([f"(3) re-run with nothing changed, whole `nbscale run` ≤ {TARGET_CACHED} s, {label}",
                      sec(row["cached"]), verdict(row["cached"] <= TARGET_CACHED)])
@@ -185,7 +196,7 @@ def handoff(res: dict) -> list[str]:
             tp = gbps(nbytes, r["seconds"])
             rows.append([f"{kind} ({nbytes / 1e9:.2f} GB)", contender.split("-")[1], sec(r["seconds"]),
                          f"{tp:.2f} GB/s", f"{tp / copy_speed:.3f}×", sec(r["persist_and_schedule"]),
-                         sec(r["copy_and_setup"]), "yes" if r["same_worker"] else "no"])
+                         sec(r["copy_and_setup"]), "yes" if r["same_worker"] else "no", f"{r['memory']:.2f}×"])
         parts.append([kind, f"{sec(b['copy'], 3)} ({gbps(nbytes, b['copy']):.1f} GB/s)",
                       f"{sec(b['copy_first'], 3)} ({gbps(nbytes, b['copy_first']):.2f} GB/s)", sec(b["deepcopy"], 3),
                       f"{sec(b['persist'])} ({gbps(nbytes, b['persist']):.2f} GB/s)", sec(b["cloudpickle"])])
@@ -198,10 +209,14 @@ def handoff(res: dict) -> list[str]:
         "(`make`'s task after its code: persisting its outputs; Dask scheduling; moving the value if `use` runs "
         "elsewhere) and *start of use → its code* (the step's copy of its inputs, setting up the step). "
         "Throughput = bytes / hand-off; ratio = throughput / copy speed. Copy speed: `arr.copy()` / "
-        "`df.copy(deep=True)` of the same value in a fresh process, median of 5 after a first copy.",
+        "`df.copy(deep=True)` of the same value in a fresh process, median of 5 after a first copy. Memory: the "
+        "peak resident memory (VmHWM, reset by `make` once the value is made, read as the run ends) of the process "
+        "that made the value (its worker; on the local engine the run's own process), minus its resident memory as "
+        "`make` began, per byte of the value (1.00×: the value alone; building it is not counted); the worst of "
+        "the repeats. It holds the value, the reader's inputs and the store write.",
         "",
         *table(["value", "engine", "hand-off", "throughput", "vs copy speed", "end of make → start of use",
-                "start of use → its code", "same worker"], rows),
+                "start of use → its code", "same worker", "memory / value"], rows),
         "",
         "The parts, measured on their own in another fresh process (median of 2–5):",
         "",
