@@ -47,6 +47,8 @@ NPY_CASES = {
     "datetime": np.array(["2026-01-01", "2026-12-03"], dtype="datetime64[D]"),
     "bool": np.array([[True, False], [False, True]]),
     "long header": np.zeros((1,) * 32, dtype="f4"),
+    "read-only view": np.lib.stride_tricks.as_strided(np.arange(6.0), writeable=False).reshape(2, 3),
+    "complex": np.array([1 + 2j, 3 - 4j], dtype="<c16"),
 }
 
 
