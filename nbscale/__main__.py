@@ -1,3 +1,3 @@
-from nbscale.cli import main
+from nbscale.cli import console_main
 
-main()
+console_main()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import gc
 import sys
 from pathlib import Path
 
@@ -53,6 +51,17 @@ def main():
     """nbscale: tagged notebook cells as pipeline steps."""
 
 
+def console_main():
+    """The `nbscale` console script: the command, then an exit without the interpreter's teardown
+    (`process_exit`)."""
+    try:
+        main()  # standalone: it ends with SystemExit, also on errors it reports
+    except SystemExit as done:
+        from nbscale.process_exit import exit_now
+
+        exit_now(done.code)
+
+
 def _compile(notebook, cached=False):
     """The notebook's IR (diagnostics included), or exit 2 when the file is not a usable notebook.
     `cached`: reuse the compile of an unchanged notebook kept in its state folder (`check`)."""
@@ -77,9 +86,6 @@ def check(notebook):
     errors, warnings = error_counts(pipeline)
     steps = len(pipeline.steps)
     click.echo(f"{notebook}: {steps} step{'s' * (steps != 1)}, {errors} error(s), {warnings} warning(s)")
-    # The process ends with the check: its last collection, as Python shuts down, would walk every
-    # object left (15 ms of a check); frozen, they are freed without it.
-    atexit.register(gc.freeze)
     sys.exit(EXIT_FAILED if errors else EXIT_OK)
 
 
