@@ -89,6 +89,28 @@ def test_a_step_killing_its_worker_at_its_first_statement_is_blamed_not_the_step
         assert result.step("dies")["attempts"] == 1, attempt
 
 
+def test_a_dropped_connection_to_the_scheduler_is_made_again_for_the_next_steps(tmp_path, limited_cluster):
+    """The worker's own line to the scheduler (`SchedulerLine`) breaks between two steps of a chain
+    (a dropped connection): the next step's start connects again, and every step's record and
+    event arrive (the run sees each step start and succeed)."""
+    drop = ("from distributed import get_worker\n"
+            "from nbscale.kernels.engines.dask_lifecycle import SchedulerLine\n"
+            "line = SchedulerLine.of(get_worker())\n"
+            "dropped = line.comm is not None and not line.comm.closed()\n"
+            "line.comm.abort()\n")
+    notebook = make_notebook(tmp_path, [("a = 1", ["step:first"]), (drop + "b = a + 1", ["step:drops"]),
+                                        ("c = b + 1", ["step:after"]), ("d = c + 1", ["step:last"])])
+    events = []
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False),
+                          on_event=lambda kind, step, payload=None: events.append((kind, step)))
+    assert [(s["name"], s["status"]) for s in result.steps] == [
+        ("first", "succeeded"), ("drops", "succeeded"), ("after", "succeeded"), ("last", "succeeded")]
+    assert result.load("drops", ["dropped"]) == {"dropped": True}  # it had a live connection to drop
+    assert result.load("last", ["d"]) == {"d": 4}
+    for step in ("after", "last"):
+        assert ("step_started", step) in events and ("step_finished", step) in events
+
+
 def test_a_died_worker_is_retried_as_retries_says(tmp_path, limited_cluster):
     log = tmp_path / "starts.txt"
     notebook = make_notebook(tmp_path, [_dying_step(log, "os._exit(1)", ["retries:1"])])
