@@ -599,3 +599,25 @@ def test_a_steps_values_leave_worker_memory_once_every_step_reading_them_ended(t
     result = run_notebook(notebook, options=RunOptions(engine="dask", workers=1, use_cache=False))
     assert result.ok, result.steps
     assert result.load("last")["still"] == []
+
+
+def _worker_timers(dask_worker):
+    return {name: pc.callback_time for name, pc in dask_worker.periodic_callbacks.items()}
+
+
+def test_a_runs_own_cluster_skips_the_dashboards_work_on_its_workers_unless_the_user_chose_it():
+    import dask
+    from distributed import Client
+
+    from nbscale.kernels.engines.dask import local_cluster
+
+    with local_cluster(1, http=False) as cluster, Client(cluster, set_as_default=False) as client:
+        (timers,) = client.run(_worker_timers).values()
+    assert "profile" not in timers and timers["tick"] == 1000  # Dask's: a 10 ms profile, a 20 ms tick
+    with dask.config.set({"distributed.admin.tick.interval": "50ms"}):
+        with local_cluster(1, http=False) as cluster, Client(cluster, set_as_default=False) as client:
+            (timers,) = client.run(_worker_timers).values()
+    assert timers["tick"] == 50
+    with local_cluster(1) as cluster, Client(cluster, set_as_default=False) as client:  # a dashboard may show it
+        (timers,) = client.run(_worker_timers).values()
+    assert timers["profile"] == 10 and timers["tick"] == 20
