@@ -197,7 +197,7 @@ def task_warm_up(spec):
 
     # forked workers inherit this process's modules: the notebook's libraries must not be among them
     inherited = sorted(m for m in spec["libraries"] if m in sys.modules)
-    cluster = local_cluster(spec["workers"])
+    cluster = local_cluster(spec["workers"], http=False)  # as the engine makes it
     watcher = task_watcher(cluster.scheduler, spec["watch_prefix"])
     cluster.scheduler.add_plugin(watcher, name="nbscale-bench-watcher")
     try:
