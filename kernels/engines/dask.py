@@ -453,8 +453,13 @@ def local_cluster(workers=None, http=True):
         try:
             # no dashboard: nothing links a run's own cluster, and starting bokeh's server costs
             # every run about a second (the panel's and `--scheduler` clusters have theirs)
+            # `config`: the settings above also for a worker its nanny starts again (after a Cancel or
+            # a death): a nanny keeps the config it was made with, but by reference to the nested
+            # dicts this `with` puts back as it ends, so without a copy of its own a restarted worker
+            # came back with Dask's defaults
             return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, resources={STEP_RESOURCE: 1},
-                                dashboard_address=None, silence_logs=logging.ERROR)
+                                dashboard_address=None, silence_logs=logging.ERROR,
+                                config=_dicts_copied(dask.config.config))
         finally:
             _FILTERS_OF_FORKED = None
 
@@ -474,6 +479,12 @@ def _unless_chosen(settings: dict) -> dict:
     shipped = dask.config.merge(*dask.config.defaults)
     return {key: value for key, value in settings.items()
             if dask.config.get(key, None) == dask.config.get(key, None, config=shipped)}
+
+
+def _dicts_copied(tree: dict) -> dict:
+    """`tree` with each nested dict copied and the values shared (Dask config may hold objects that
+    cannot be copied, e.g. a `pool`)."""
+    return {key: _dicts_copied(value) if isinstance(value, dict) else value for key, value in tree.items()}
 
 
 def _only_safe_threads() -> bool:

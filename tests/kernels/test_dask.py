@@ -613,7 +613,10 @@ def test_a_runs_own_cluster_skips_the_dashboards_work_on_its_workers_unless_the_
 
     with local_cluster(1, http=False) as cluster, Client(cluster, set_as_default=False) as client:
         (timers,) = client.run(_worker_timers).values()
-    assert "profile" not in timers and timers["tick"] == 1000  # Dask's: a 10 ms profile, a 20 ms tick
+        assert "profile" not in timers and timers["tick"] == 1000  # Dask's: a 10 ms profile, a 20 ms tick
+        client.restart()  # as a Cancel restarts workers through their nannies
+        (timers,) = client.run(_worker_timers).values()
+        assert "profile" not in timers and timers["tick"] == 1000
     with dask.config.set({"distributed.admin.tick.interval": "50ms"}):
         with local_cluster(1, http=False) as cluster, Client(cluster, set_as_default=False) as client:
             (timers,) = client.run(_worker_timers).values()
@@ -621,3 +624,18 @@ def test_a_runs_own_cluster_skips_the_dashboards_work_on_its_workers_unless_the_
     with local_cluster(1) as cluster, Client(cluster, set_as_default=False) as client:  # a dashboard may show it
         (timers,) = client.run(_worker_timers).values()
     assert timers["profile"] == 10 and timers["tick"] == 20
+
+
+def test_the_config_a_nanny_keeps_is_a_copy_that_the_end_of_a_config_block_leaves_alone():
+    import threading
+
+    import dask
+
+    from nbscale.kernels.engines.dask import _dicts_copied
+
+    lock = threading.Lock()  # a value deepcopy refuses, as Dask's `pool` setting can be
+    with dask.config.set({"distributed.admin.tick.interval": "1s", "nbscale-test": {"lock": lock}}):
+        kept = _dicts_copied(dask.config.config)
+    assert kept["distributed"]["admin"]["tick"]["interval"] == "1s"  # the block's nested dict is back at 20ms
+    assert dask.config.get("distributed.admin.tick.interval") == "20ms"
+    assert kept["nbscale-test"]["lock"] is lock
