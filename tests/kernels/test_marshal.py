@@ -384,13 +384,18 @@ def test_a_module_another_thread_is_still_importing_is_not_loaded_yet(tmp_path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     importer = threading.Thread(target=__import__, args=("half_imported",))
     importer.start()
+    def half_done():  # (the module is in sys.modules before its first line has run)
+        event = getattr(sys.modules.get("half_imported"), "reached", None)
+        return event is not None and event.is_set()
+
     try:
-        wait_for(lambda: "half_imported" in sys.modules and sys.modules["half_imported"].reached.is_set(),
-                 "the import to be half done")
+        wait_for(half_done, "the import to be half done")
         assert not hasattr(sys.modules["half_imported"], "Frame")  # what a plain sys.modules look-up got
         assert loaded_module("half_imported") is None
     finally:
-        sys.modules["half_imported"].release.set()
+        release = getattr(sys.modules.get("half_imported"), "release", None)
+        if release is not None:
+            release.set()
         importer.join(30)
     assert loaded_module("half_imported").Frame
     assert loaded_module("not_imported_anywhere") is None
