@@ -42,6 +42,12 @@ from .dask_lifecycle import TaskLine, forget_run, killed_outcome, run_counted, s
 TOPIC = "nbscale"
 RESOURCE_NAMES = ("cpu", "memory", "gpu")
 ALLOWED_FAILURES = 20  # worker deaths under one task before the embedded cluster's scheduler gives up
+# What a worker does for a dashboard, which a run's own cluster has none of. Each wake-up of the
+# worker's event loop takes the GIL from the step's thread: a pure-Python step ran 5% slower with
+# them (2.22 s against 2.12 s, median of 5). Dask's profiler samples every thread's stack there
+# 100 times a second for the dashboard's Profile page; the tick (every 20 ms) times the loop only
+# for "event loop was unresponsive" warnings, which `silence_logs` hides.
+UNSEEN_WORKER_WORK = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
 
 
 class DaskEngine(Engine):
@@ -455,21 +461,14 @@ def local_cluster(workers=None, http=True):
             # every run about a second (the panel's and `--scheduler` clusters have theirs)
             # `config`: the settings above also for a worker its nanny starts again (after a Cancel or
             # a death): a nanny keeps the config it was made with, but by reference to the nested
-            # dicts this `with` puts back as it ends, so without a copy of its own a restarted worker
-            # came back with Dask's defaults
+            # dicts this `with` puts back as it ends, so without a copy of its own (`merge` copies the
+            # dicts and shares the values, which may not be copyable) a restarted worker came back
+            # with Dask's defaults
             return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, resources={STEP_RESOURCE: 1},
                                 dashboard_address=None, silence_logs=logging.ERROR,
-                                config=_dicts_copied(dask.config.config))
+                                config=dask.config.merge(dask.config.config))
         finally:
             _FILTERS_OF_FORKED = None
-
-
-# What a worker does for a dashboard, which a run's own cluster has none of. Each wake-up of the
-# worker's event loop takes the GIL from the step's thread: a pure-Python step ran 5% slower with
-# them (2.22 s against 2.12 s, median of 5). Dask's profiler samples every thread's stack there
-# 100 times a second for the dashboard's Profile page; the tick (every 20 ms) times the loop only
-# for "event loop was unresponsive" warnings, which `silence_logs` hides.
-UNSEEN_WORKER_WORK = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
 
 
 def _unless_chosen(settings: dict) -> dict:
@@ -479,12 +478,6 @@ def _unless_chosen(settings: dict) -> dict:
     shipped = dask.config.merge(*dask.config.defaults)
     return {key: value for key, value in settings.items()
             if dask.config.get(key, None) == dask.config.get(key, None, config=shipped)}
-
-
-def _dicts_copied(tree: dict) -> dict:
-    """`tree` with each nested dict copied and the values shared (Dask config may hold objects that
-    cannot be copied, e.g. a `pool`)."""
-    return {key: _dicts_copied(value) if isinstance(value, dict) else value for key, value in tree.items()}
 
 
 def _only_safe_threads() -> bool:

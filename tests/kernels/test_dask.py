@@ -627,15 +627,14 @@ def test_a_runs_own_cluster_skips_the_dashboards_work_on_its_workers_unless_the_
 
 
 def test_the_config_a_nanny_keeps_is_a_copy_that_the_end_of_a_config_block_leaves_alone():
+    # what `local_cluster` relies on in Dask's `merge` for the config its nannies keep
     import threading
 
     import dask
 
-    from nbscale.kernels.engines.dask import _dicts_copied
-
     lock = threading.Lock()  # a value deepcopy refuses, as Dask's `pool` setting can be
     with dask.config.set({"distributed.admin.tick.interval": "1s", "nbscale-test": {"lock": lock}}):
-        kept = _dicts_copied(dask.config.config)
+        kept = dask.config.merge(dask.config.config)
     assert kept["distributed"]["admin"]["tick"]["interval"] == "1s"  # the block's nested dict is back at 20ms
     assert dask.config.get("distributed.admin.tick.interval") == "20ms"
     assert kept["nbscale-test"]["lock"] is lock

@@ -384,6 +384,7 @@ def test_a_module_another_thread_is_still_importing_is_not_loaded_yet(tmp_path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     importer = threading.Thread(target=__import__, args=("half_imported",))
     importer.start()
+
     def half_done():  # (the module is in sys.modules before its first line has run)
         event = getattr(sys.modules.get("half_imported"), "reached", None)
         return event is not None and event.is_set()
