@@ -549,9 +549,10 @@ async def _local_cluster(n: int | None):
     import dask
     from distributed import LocalCluster
 
-    from nbscale.kernels.engines.dask import ALLOWED_FAILURES
+    from nbscale.kernels.engines.dask import ALLOWED_FAILURES, quick_nannies
     from nbscale.kernels.engines.dask_collections import STEP_RESOURCE
 
+    quick_nannies()
     # nbscale, not Dask, decides how often a step whose worker died runs again (its `retries:`)
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         return await LocalCluster(n_workers=n if n is not None else (os.cpu_count() or 1), threads_per_worker=1,

@@ -48,6 +48,9 @@ ALLOWED_FAILURES = 20  # worker deaths under one task before the embedded cluste
 # 100 times a second for the dashboard's Profile page; the tick (every 20 ms) times the loop only
 # for "event loop was unresponsive" warnings, which `silence_logs` hides.
 UNSEEN_WORKER_WORK = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
+# How often a nanny looks for its new worker's "started" message (distributed polls every 50 ms): a
+# cluster's start waited up to 50 ms after its last worker had registered, 5% of a short run.
+NANNY_POLL_S = 0.005
 
 
 class DaskEngine(Engine):
@@ -444,9 +447,15 @@ def local_cluster(workers=None, http=True):
         # Forked workers start in a third of the time and inherit the run time already imported
         # here. Spawn stays where fork is unsafe: macOS, a process with other threads (a lock
         # one of them holds would stay locked in the workers), or a method the user chose.
+        from distributed.versions import get_versions
+
         from .. import executor  # noqa: F401 - imported so that the workers inherit it
 
+        # the client asks them as it connects; asked before the fork, each worker inherits the
+        # answers instead of reading nine packages' metadata as it registers
+        get_versions()
         config["distributed.worker.multiprocessing-method"] = "fork"
+    quick_nannies()
     global _FILTERS_OF_FORKED
     # quiet while the cluster starts, but the workers it forks meanwhile keep the warning filters
     # this process had before: with "ignore" for life no step on them would show a warning
@@ -469,6 +478,15 @@ def local_cluster(workers=None, http=True):
                                 config=dask.config.merge(dask.config.config))
         finally:
             _FILTERS_OF_FORKED = None
+
+
+def quick_nannies() -> None:
+    """Nannies that see their worker start (and start again after a Cancel) within 5 ms: a setting of
+    distributed's `WorkerProcess` class, process-wide (polling faster during a start costs nothing)."""
+    from distributed.nanny import WorkerProcess
+
+    if getattr(WorkerProcess, "_init_msg_interval", 0) > NANNY_POLL_S:
+        WorkerProcess._init_msg_interval = NANNY_POLL_S
 
 
 def _unless_chosen(settings: dict) -> dict:

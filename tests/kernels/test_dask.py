@@ -626,6 +626,31 @@ def test_a_runs_own_cluster_skips_the_dashboards_work_on_its_workers_unless_the_
     assert timers["profile"] == 10 and timers["tick"] == 20
 
 
+FRESH_CLUSTER = """
+import json
+from distributed import Client
+from distributed.nanny import WorkerProcess
+from distributed.versions import _version_cached
+from nbscale.kernels.engines.dask import local_cluster
+
+def hits():
+    return _version_cached.cache_info().hits
+
+with local_cluster(1, http=False) as cluster, Client(cluster, set_as_default=False) as client:
+    print(json.dumps({"poll": WorkerProcess._init_msg_interval, "worker_hits": list(client.run(hits).values())}))
+"""
+
+
+def test_a_fresh_process_cluster_start_waits_for_no_poll_nor_metadata_reads_on_its_workers():
+    # a fresh process: in this one, earlier tests' clients already asked the versions before any fork
+    done = subprocess.run([sys.executable, "-c", FRESH_CLUSTER], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["poll"] <= 0.005  # distributed's nannies poll every 50 ms for their worker's start
+    # the worker's version check as it registered was answered by what it inherited, not read again
+    assert seen["worker_hits"][0] >= 9
+
+
 def test_the_config_a_nanny_keeps_is_a_copy_that_the_end_of_a_config_block_leaves_alone():
     # what `local_cluster` relies on in Dask's `merge` for the config its nannies keep
     import threading
