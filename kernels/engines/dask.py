@@ -205,7 +205,7 @@ class DaskEngine(Engine):
         there are other steps), while that step runs."""
         if not self.warm_up or len(specs) < 2 or not specs[0].prelude.get("cells"):
             return []
-        return [client.submit(_warm_up, specs[0].prelude, workers=[w], pure=False,
+        return [client.submit(_warm_up, specs[0].prelude, specs[0].cwd, workers=[w], pure=False,
                               key=f"nbscale-warm-up-{i}-{self.run_id[:8]}")
                 for i, w in enumerate(workers[1:len(specs)])]
 
@@ -388,14 +388,21 @@ def _import_beside(modules):
     threading.Thread(target=imported, name="nbscale-import", daemon=True).start()
 
 
-def _warm_up(prelude):
-    """Run the imports/functions cells once on an idle worker, so that its first step does not
-    pay for importing the notebook's libraries on the critical path. Failures do not matter here:
-    the step reports them."""
+def _warm_up(prelude, folder):
+    """Run the imports/functions cells once on an idle worker, as a step runs them, so that its first
+    step does not pay on the critical path for importing the notebook's libraries, nor for what a
+    process sets up once for its steps (the step shell, the scan of the marshaller plug-ins its
+    first store write makes). What the cells change process-wide is put back, as after a step.
+    Failures do not matter here: the step reports them."""
     from ...compiler.ir import Step
     from ..executor import execute_step
+    from ..marshal import marshallers
+    from ..task import isolated_step
 
-    execute_step(Step(name="__warm_up__", cells=[], source=[]), prelude, {}, {})
+    folder = folder if folder and os.path.isdir(folder) else None  # a worker elsewhere: its step says so
+    with isolated_step(folder):
+        execute_step(Step(name="__warm_up__", cells=[], source=[]), prelude, {}, {}, cwd=folder)
+    marshallers()
 
 
 def _strip(outcomes):

@@ -424,6 +424,34 @@ def test_a_dask_run_logs_no_worker_error_and_warms_up_an_idle_worker(tmp_path):
     assert importers - {(tmp_path / "a.txt").read_text()}, "no idle worker imported the notebook's modules"
 
 
+def _warmed_state():
+    from nbscale.kernels import marshal
+
+    return {"path": "/nbscale-test-warm" in sys.path, "plugins_scanned": marshal._ordered is not None}
+
+
+def test_the_warm_up_readies_an_idle_workers_first_step_and_puts_back_what_the_cells_change(tmp_path):
+    """It runs the imports cells as a step does (isolated: a shared cluster's next run must not see
+    what they set) and makes the marshaller plug-in scan a first store write would wait for."""
+    from distributed import Client
+
+    from nbscale.kernels.engines.dask import local_cluster
+
+    nb = make_notebook(tmp_path, [("import sys\nsys.path.append('/nbscale-test-warm')", ["imports"]),
+                                  ("import time\ntime.sleep(0.5)\nx = 1", ["step:a"]),
+                                  ("y = x + 1", ["step:b"])], name="warm_env")
+    with local_cluster(2, http=False) as cluster, Client(cluster, set_as_default=False) as client:
+        result = run_notebook(nb, options=RunOptions(scheduler=cluster.scheduler_address, use_cache=False))
+        assert result.ok, result.steps
+        deadline = time.monotonic() + 30
+        states = client.run(_warmed_state)
+        while not all(state["plugins_scanned"] for state in states.values()):
+            assert time.monotonic() < deadline, f"a worker was left cold: {states}"
+            time.sleep(0.1)
+            states = client.run(_warmed_state)
+    assert [s["path"] for s in states.values()] == [False, False], states  # put back on both workers
+
+
 def test_the_collection_modules_a_notebook_names_are_imported_on_the_workers_as_it_starts(tmp_path):
     """`dask.dataframe` named by a step is imported on the workers in the background as the run
     starts, off the critical path of the step that first computes a collection (the worker once
