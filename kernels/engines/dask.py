@@ -119,8 +119,10 @@ class DaskEngine(Engine):
         topic = f"{TOPIC}-{self.run_id}"
         reported = _Reported(emit)
         client.subscribe_topic(topic, lambda event: reported.emit(*_unpacked(event[1])))
-        declared = _declared_resources(client)
-        workers = list(client.scheduler_info().get("workers", {}))
+        # every worker: distributed 2025.7 to 2026.6 give 5 by default (the spread and warm-up were cut to them)
+        info = client.scheduler_info(n_workers=-1)
+        declared = _declared_resources(info)
+        workers = list(info.get("workers", {}))
         spread = _spread(specs, workers)
         warm = self._warm_up(client, specs, workers)
         futures, tasks, names_by_key = {}, {}, {}  # step → its task; key → task, and its steps
@@ -531,9 +533,9 @@ def cluster_from_factory(factory: dict):
     return cls(*factory.get("args", []), **factory.get("kwargs", {}))
 
 
-def _declared_resources(client) -> set[str]:
-    workers = client.scheduler_info().get("workers", {}).values()
-    return {name for w in workers for name in (w.get("resources") or {})}
+def _declared_resources(info: dict) -> set[str]:
+    """The resources the workers of a scheduler's `info` (`Client.scheduler_info`) declare."""
+    return {name for w in info.get("workers", {}).values() for name in (w.get("resources") or {})}
 
 
 def _resources(step, declared, emit):

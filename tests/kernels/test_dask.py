@@ -424,6 +424,24 @@ def test_a_dask_run_logs_no_worker_error_and_warms_up_an_idle_worker(tmp_path):
     assert importers - {(tmp_path / "a.txt").read_text()}, "no idle worker imported the notebook's modules"
 
 
+def test_sibling_steps_go_to_different_workers_on_a_cluster_of_more_than_five(tmp_path):
+    """Steps that read the same step are spread over the workers (Dask would queue them where
+    that step's value is), all of them: distributed 2025.7 to 2026.6 list 5 workers unless asked
+    for every one."""
+    from distributed import LocalCluster
+
+    n = 6
+    cells = [("x = 1", ["step:root"])] + [(f"import os, time\ntime.sleep(1)\np{i} = (os.getpid(), x)", [f"step:s{i}"])
+                                         for i in range(n)]
+    nb = make_notebook(tmp_path, cells, name="spread")
+    # two threads a worker: nothing but the spread keeps two siblings off one worker
+    with LocalCluster(n_workers=n, threads_per_worker=2, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        result = run_notebook(nb, options=RunOptions(scheduler=cluster.scheduler_address, use_cache=False))
+    assert result.ok, result.steps
+    assert len({result.load(f"s{i}")[f"p{i}"][0] for i in range(n)}) == n
+
+
 def _warmed_state():
     from nbscale.kernels import marshal
 
