@@ -672,6 +672,18 @@ def test_a_runs_own_cluster_skips_the_dashboards_work_on_its_workers_unless_the_
     assert timers["profile"] == 10 and timers["tick"] == 20
 
 
+def test_the_runs_client_sends_to_the_scheduler_without_holding_messages_for_a_batch(local_cluster):
+    # distributed's client holds a message up to 10 ms for others to join it: the run's last ones
+    # (its values released, then the close) waited for that at every run's end
+    from nbscale.kernels.engines.dask import DaskEngine
+
+    engine = DaskEngine(scheduler=local_cluster)
+    try:
+        assert engine.connect().scheduler_comm.interval <= 0.001
+    finally:
+        engine.close()
+
+
 FRESH_CLUSTER = """
 import json
 from distributed import Client
