@@ -499,9 +499,7 @@ def local_cluster(workers=None, http=True):
 
 
 def _send_promptly(client) -> None:
-    comm = getattr(client, "scheduler_comm", None)  # distributed's BatchedSend
-    if comm is not None and getattr(comm, "interval", 0) > CLIENT_BATCH_S:
-        comm.interval = CLIENT_BATCH_S
+    _lower(getattr(client, "scheduler_comm", None), "interval", CLIENT_BATCH_S)  # distributed's BatchedSend
 
 
 def quick_nannies() -> None:
@@ -509,8 +507,14 @@ def quick_nannies() -> None:
     distributed's `WorkerProcess` class, process-wide (polling faster during a start costs nothing)."""
     from distributed.nanny import WorkerProcess
 
-    if getattr(WorkerProcess, "_init_msg_interval", 0) > NANNY_POLL_S:
-        WorkerProcess._init_msg_interval = NANNY_POLL_S
+    _lower(WorkerProcess, "_init_msg_interval", NANNY_POLL_S)
+
+
+def _lower(owner, name: str, most: float) -> None:
+    """Set distributed's interval `owner.name` to `most` if it is longer; left alone where a version
+    of distributed has no such attribute."""
+    if owner is not None and getattr(owner, name, 0) > most:
+        setattr(owner, name, most)
 
 
 def _unless_chosen(settings: dict) -> dict:

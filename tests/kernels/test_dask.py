@@ -21,7 +21,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EXAMPLES, make_notebook
+from conftest import EXAMPLES, make_notebook, wait_for
 
 from nbscale.compiler import compile_notebook
 from nbscale.kernels.runner import RunOptions, default_run_store, final_names, run_notebook
@@ -461,12 +461,9 @@ def test_the_warm_up_readies_an_idle_workers_first_step_and_puts_back_what_the_c
     with local_cluster(2, http=False) as cluster, Client(cluster, set_as_default=False) as client:
         result = run_notebook(nb, options=RunOptions(scheduler=cluster.scheduler_address, use_cache=False))
         assert result.ok, result.steps
-        deadline = time.monotonic() + 30
+        wait_for(lambda: all(state["plugins_scanned"] for state in client.run(_warmed_state).values()),
+                 "both workers to be warmed up", timeout=30)
         states = client.run(_warmed_state)
-        while not all(state["plugins_scanned"] for state in states.values()):
-            assert time.monotonic() < deadline, f"a worker was left cold: {states}"
-            time.sleep(0.1)
-            states = client.run(_warmed_state)
     assert [s["path"] for s in states.values()] == [False, False], states  # put back on both workers
 
 
