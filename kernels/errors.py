@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..errors import NbscaleError, PluginError
 
 __all__ = [
-    "AmbiguousRunId", "ArtifactNotFound", "CorruptArtifact", "CorruptArtifactWarning", "MarshalError",
-    "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable", "PluginError", "RunStoreCorrupt",
+    "AmbiguousRunId", "ArtifactNotFound", "ClusterStartError", "CorruptArtifact", "CorruptArtifactWarning",
+    "MarshalError", "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable", "PluginError", "RunStoreCorrupt",
     "RunStoreError", "RunStoreReadOnly", "StepTimeout", "Terminated", "UnknownRun",
 ]
 
@@ -117,6 +117,21 @@ class PipelineNotRunnable(NbscaleRuntimeError):
 
 class StepTimeout(NbscaleRuntimeError):
     """A step ran longer than its `timeout:` tag allows."""
+
+
+class ClusterStartError(NbscaleRuntimeError):
+    """The embedded Dask cluster could not start its workers."""
+
+    exit_code = 1  # the run is recorded as failed; nothing was wrong with what was asked
+
+    def __init__(self, cause: BaseException):
+        reasons = []
+        while cause is not None and len(reasons) < 4:
+            reasons.append(str(cause).rstrip(".") or type(cause).__name__)
+            cause = cause.__cause__ or cause.__context__
+        super().__init__(f"the embedded Dask cluster could not start its workers ({': '.join(reasons)}); a worker "
+                         "process that exits as it starts is the usual cause (a `distributed.worker.preload`, "
+                         "the memory it may use); `--engine local` runs without Dask")
 
 
 class Terminated(KeyboardInterrupt):

@@ -442,6 +442,82 @@ def test_sibling_steps_go_to_different_workers_on_a_cluster_of_more_than_five(tm
     assert len({result.load(f"s{i}")[f"p{i}"][0] for i in range(n)}) == n
 
 
+LATE_WORKER = """
+import os, time
+
+
+def dask_setup(worker):
+    if worker.name != 0:  # every worker of the cluster but its first starts late, or dies starting
+        time.sleep({delay})
+        if {dies}:
+            os._exit(3)
+        with open({stamp!r}, "w") as f:
+            f.write(repr(time.time()))
+"""
+
+
+def late_worker_preload(tmp_path, delay=3.0, dies=False):
+    """A worker preload (run as a worker starts, before it registers) that holds back every worker
+    but the cluster's first by `delay` s, and then kills it (`dies`) or notes when it registers."""
+    import distributed  # noqa: F401 - its defaults in Dask's config first: else a block setting
+    # `distributed.worker.preload` would remove them all as it ends
+
+    preload, stamp = tmp_path / "late_worker.py", tmp_path / "late_worker_up.txt"
+    preload.write_text(LATE_WORKER.format(delay=delay, dies=dies, stamp=str(stamp)))
+    return str(preload), stamp
+
+
+def test_a_runs_own_cluster_starts_its_first_step_on_the_first_worker_up(tmp_path):
+    import dask
+
+    preload, late_worker_up = late_worker_preload(tmp_path)
+    nb = make_notebook(tmp_path, [("x = 1", ["step:first"]), ("y = x + 1", ["step:second"])], name="early")
+    with dask.config.set({"distributed.worker.preload": [preload]}):
+        result = run_notebook(nb, options=RunOptions(workers=2, use_cache=False))
+    assert result.ok, result.steps
+    steps = {s["step"]: s for s in default_run_store(nb).get_run(result.run_id)["steps"]}
+    # both steps ended while the other worker was still starting (the run waited for it to end)
+    assert _ts(steps["second"]["finished"]) < float(late_worker_up.read_text())
+    assert result.load("second")["y"] == 2
+
+
+def test_independent_first_steps_of_a_runs_own_cluster_go_to_different_workers(tmp_path):
+    nb = make_notebook(tmp_path, [(f"import os, time\ntime.sleep(1)\np{i} = os.getpid()", [f"step:s{i}"])
+                                  for i in range(2)], name="roots")
+    result = run_notebook(nb, options=RunOptions(workers=2, use_cache=False))
+    assert result.ok, result.steps
+    assert result.load("s0")["p0"] != result.load("s1")["p1"]
+
+
+def test_a_worker_that_dies_as_the_runs_cluster_starts_fails_the_run_with_what_to_do(tmp_path):
+    import dask
+
+    from nbscale.kernels.errors import ClusterStartError
+
+    preload, _ = late_worker_preload(tmp_path, delay=0.2, dies=True)
+    nb = make_notebook(tmp_path, [("x = 1", ["step:first"])], name="dies")
+    refused = "could not start its workers .*Nanny failed to start.*--engine local"
+    with dask.config.set({"distributed.worker.preload": [preload]}), pytest.raises(ClusterStartError, match=refused):
+        run_notebook(nb, options=RunOptions(workers=2, use_cache=False))
+    run = default_run_store(nb).list_runs()[0]
+    assert run["status"] == "failed" and "could not start its workers" in run["error"]
+
+
+def test_events_held_back_are_passed_on_in_order_and_a_steps_end_still_counts_once():
+    from nbscale.kernels.contract import STEP_FINISHED, STEP_STARTED
+    from nbscale.kernels.engines.dask import _Reported
+
+    seen = []
+    reported = _Reported(lambda *event: seen.append(event))
+    with reported.held():
+        reported.emit(STEP_STARTED, "a")
+        reported.emit(STEP_FINISHED, "a", {"status": "succeeded"})
+        assert seen == []
+        assert reported.outcome("a") is not None  # known at once, passed on later
+    reported.emit(STEP_FINISHED, "a", {"status": "failed"})  # as its task's end reports it again
+    assert seen == [(STEP_STARTED, "a", None), (STEP_FINISHED, "a", {"status": "succeeded"})]
+
+
 def _warmed_state():
     from nbscale.kernels import marshal
 

@@ -14,7 +14,10 @@ import sys
 import psutil
 import pytest
 from conftest import make_notebook, wait_for
-from test_dask import process_cluster  # noqa: F401 - the `dask scheduler` + `dask worker` processes fixture
+from test_dask import (
+    late_worker_preload,
+    process_cluster,  # noqa: F401 - the `dask scheduler` + `dask worker` processes fixture
+)
 
 from nbscale.kernels.engines.dask_lifecycle import death_reason
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
@@ -319,6 +322,31 @@ def _gone(pid) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_ctrl_c_while_the_runs_own_cluster_still_starts_workers_stops_its_first_step_cleanly(tmp_path):
+    """The first step runs while the other workers start: Ctrl-C then lets the start end, and cancels
+    as at any other time (cut short, the start left half-started workers: exit 1 after 20 s and
+    their tracebacks)."""
+    notebook, pids = _sleeper(tmp_path)
+    preload, late_worker_up = late_worker_preload(tmp_path, delay=3.0)
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PRELOAD": repr([preload])}
+    proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(notebook), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, "the step to start")
+        assert not late_worker_up.exists()  # Ctrl-C comes while the other worker starts
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    assert "cancelled" in output and "Traceback" not in output, output
+    assert late_worker_up.exists()  # the start ended before the cancel went on
+    worker_pid, child_pid = (int(p) for p in pids.read_text().split())
+    wait_for(lambda: _gone(worker_pid) and _gone(child_pid), "the step's processes to end")
+    assert default_run_store(notebook).list_runs()[0]["status"] == "cancelled"
 
 
 def test_cancel_restarts_the_busy_worker_and_the_next_run_starts_at_once(tmp_path, limited_cluster):
