@@ -123,7 +123,8 @@ def task_nbscale(spec):
         import nbscale.kernels.executor  # noqa: F401
 
     timers = Timers()
-    timers.wrap(dask_engine.DaskEngine, "connect", "cluster start")
+    timers.wrap(dask_engine.DaskEngine, "connect", "cluster start")  # its scheduler and the client
+    timers.wrap(dask_engine, "_start_workers", "cluster start")  # its workers, as the first step starts
     timers.wrap(dask_engine.DaskEngine, "close", "cluster close")
     for method in ("add_event", "update_step", "record_metrics", "create_run", "start_run", "finish_run"):
         timers.wrap(runstore.RunStore, method, "run store")

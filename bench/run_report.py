@@ -117,7 +117,7 @@ def chain(res: dict) -> list[str]:
             ["between steps", ms(bd["between"]), ms(bl["between"])],
             ["run store (client, per step)", ms(bd["run_store"]), ms(bl["run_store"])],
             ["run starts → first step starts", sec(bd["head"]), sec(bl["head"])],
-            ["… of which cluster start (`DaskEngine.connect`)", sec(bd["cluster_start"]), "—"],
+            ["… of which cluster start (`DaskEngine.connect`, then its workers' start, which the first step overlaps)", sec(bd["cluster_start"]), "—"],
             ["last step ends → run returns", sec(bd["tail"]), sec(bl["tail"])],
             ["… of which cluster close (`DaskEngine.close`)", sec(bd["cluster_close"]), "—"]]),
         "",
@@ -257,7 +257,8 @@ def whole(res: dict) -> list[str]:
                [[label, *(sec(r["cpu"][k]) for k in clis)] for label, r in w["notebooks"].items()]),
         "",
         f"Inside the iris run on Dask (in-process, median of {cfg['repeats']}: whole run {sec(it['total'])}; local "
-        f"engine {sec(it['local_total'])}): cluster start {sec(it['cluster_start'])}, cluster close "
+        f"engine {sec(it['local_total'])}): cluster start {sec(it['cluster_start'])} (its workers' start overlaps "
+        f"the first step), cluster close "
         f"{sec(it['cluster_close'])}. Times from the run's start.",
         "",
         *table(["step", "starts", "ends", "step time on Dask", "on the local engine"],
