@@ -117,7 +117,8 @@ def chain(res: dict) -> list[str]:
             ["between steps", ms(bd["between"]), ms(bl["between"])],
             ["run store (client, per step)", ms(bd["run_store"]), ms(bl["run_store"])],
             ["run starts → first step starts", sec(bd["head"]), sec(bl["head"])],
-            ["… of which cluster start (`DaskEngine.connect`, then its workers' start, which the first step overlaps)", sec(bd["cluster_start"]), "—"],
+            ["… of which cluster start (`DaskEngine.connect`, then its workers' start, which the first step "
+             "overlaps)", sec(bd["cluster_start"]), "—"],
             ["last step ends → run returns", sec(bd["tail"]), sec(bl["tail"])],
             ["… of which cluster close (`DaskEngine.close`)", sec(bd["cluster_close"]), "—"]]),
         "",
