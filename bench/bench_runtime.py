@@ -124,7 +124,7 @@ def task_nbscale(spec):
 
     timers = Timers()
     timers.wrap(dask_engine.DaskEngine, "connect", "cluster start")  # its scheduler and the client
-    timers.wrap(dask_engine, "_start_workers", "cluster start")  # its workers, as the first step starts
+    timers.wrap(dask_engine, "_start_named_workers", "cluster start")  # its workers, as the first step starts
     timers.wrap(dask_engine.DaskEngine, "close", "cluster close")
     for method in ("add_event", "update_step", "record_metrics", "create_run", "start_run", "finish_run"):
         timers.wrap(runstore.RunStore, method, "run store")

@@ -279,8 +279,8 @@ def _sole_root(plan: list, specs: list) -> bool:
     """Whether the plan's first chain is the only one that reads no step of the run: it can start
     before the workers are known, as the spread of sibling steps among them needs them."""
     planned = {spec.step["name"] for spec in specs}
-    return sum(not planned.intersection(chain[0].step["after"]) for chain in plan) == 1 and \
-        not planned.intersection(plan[0][0].step["after"])
+    roots = [chain for chain in plan if not planned.intersection(chain[0].step["after"])]
+    return len(roots) == 1 and roots[0] is plan[0]
 
 
 def _busy_first(client, workers: list[str], futures) -> list[str]:
@@ -289,7 +289,8 @@ def _busy_first(client, workers: list[str], futures) -> list[str]:
         return workers
     keys = {future.key for future in futures}
     busy = {worker for worker, running in client.processing().items() if keys.intersection(running)}
-    busy.update(w for holders in client.who_has(list(futures)).values() for w in holders)
+    if not busy:  # ended already: where its result is held
+        busy = {w for holders in client.who_has(list(futures)).values() for w in holders}
     return sorted(workers, key=lambda worker: worker not in busy)
 
 
@@ -555,12 +556,12 @@ def local_scheduler(workers=None, http=True):
         with _quiet_start(config):
             while len(cluster.worker_spec) < n:
                 cluster.worker_spec.update(cluster.new_worker_spec())
-            _start_workers(cluster)
+            _start_named_workers(cluster)
 
     return cluster, start_workers
 
 
-def _start_workers(cluster) -> None:
+def _start_named_workers(cluster) -> None:
     """Start the workers `cluster.worker_spec` names, as LocalCluster's own start does: a worker that
     fails to start raises. Ctrl-C or SIGTERM meanwhile lets the start end first (at most
     `START_SETTLE_S`), then raises: a start cut short left nannies the cluster did not know of (they
