@@ -49,7 +49,7 @@ from .contract import (
 )
 from .cost import saved_seconds
 from .engines import get_engine
-from .errors import PipelineNotRunnable, RunStoreError, Terminated
+from .errors import ParameterError, PipelineNotRunnable, RunStoreError, Terminated
 from .project_settings import profiles_enabled
 from .runstore import RunStore
 from .steplog import warnings_in, write_step_log
@@ -103,6 +103,11 @@ class RunOptions:
     scheduler: str | None = None
     scheduler_file: str | None = None
     workers: int | None = None
+
+    def __post_init__(self):
+        # refused before anything is recorded: a cluster of no worker ran nothing, and waited for good
+        if self.workers is not None and (type(self.workers) is not int or self.workers < 1):
+            raise ParameterError(f"workers: a whole number of at least 1, not {self.workers!r}")
 
 
 def run_notebook(notebook, parameters=None, options: RunOptions | None = None, *,

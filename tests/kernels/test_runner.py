@@ -358,3 +358,13 @@ def test_a_step_is_queued_once_the_steps_it_comes_after_finished_and_before_it_s
     again = []
     run_notebook(nb, options=LOCAL, on_event=lambda kind, step, payload: again.append(kind))
     assert STEP_QUEUED not in again
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, "2", True])
+def test_a_number_of_workers_that_is_not_a_whole_number_of_at_least_one_is_refused_before_a_run(tmp_path, workers):
+    from nbscale.kernels.errors import ParameterError
+
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"])], name="workers")
+    with pytest.raises(ParameterError, match="workers: a whole number of at least 1"):
+        run_notebook(nb, options=RunOptions(workers=workers))
+    assert not (tmp_path / ".nbscale").exists() or default_run_store(nb).list_runs() == []
