@@ -7,7 +7,8 @@ quantile sketch (Apache DataSketches KLL, numeric columns) and top categories (a
 sketch, for categorical, string, object and bool columns). Every part is mergeable, as whylogs'
 profiles are: `profile_merge.merge(a, b)` of two partitions' profiles is the profile of both (counts, nulls and
 moments exactly; quantiles and frequencies within the sketches' error), so partitions can be
-profiled in parallel. Sketches are kept serialised (base64) in the JSON; `light` drops them.
+profiled in parallel. Sketches are kept serialised (base64) in the JSON; `profile_records.light`
+drops them.
 
 Cost stays a small part of a step's time, with no second pass over large data: counts, nulls and
 moments are vectorised numpy over cache-sized chunks (one read of the column), and the sketches are
@@ -48,7 +49,6 @@ QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 CHUNK = 131_072  # values per chunk of the moments pass (1 MiB): its later passes read the CPU cache
 SMALL_COUNT = 5_000  # values counted in Python rather than by pandas
 NUMERIC, BOOL, CATEGORICAL, OTHER = "numeric", "bool", "categorical", "other"
-SKETCHES = ("kll", "frequent")
 LATER_MIN_BYTES = 8 * 2**20  # below this a profile costs less than handing it to another thread
 # what profiling imports: a thread must not import them while a step runs (the step would see them
 # half-initialised), so profiles are taken in another thread only once they are imported
@@ -464,30 +464,3 @@ def with_derived(stats: dict, sketch=None) -> dict:
     stats["quantiles"] = ({str(q): v for q, v in zip(QUANTILES, sketch.get_quantiles(list(QUANTILES)))}
                           if sketch is not None and not sketch.is_empty() else {})
     return stats
-
-
-# -- for JSON readers ---------------------------------------------------------------------------------
-
-
-def light(profiles: dict | None) -> dict | None:
-    """`profiles` without the serialised sketches and merge state: small JSON for `nbscale show`,
-    the API and the panel."""
-    if not isinstance(profiles, dict):
-        return None
-    values = {}
-    for name, profile in (profiles.get("values") or {}).items():
-        if not isinstance(profile, dict):
-            continue
-        columns = [{k: v for k, v in column.items() if k not in (*SKETCHES, "m2")}
-                   for column in profile.get("columns") or [] if isinstance(column, dict)]
-        values[name] = {**profile, "columns": columns} if "columns" in profile else dict(profile)
-    return {**profiles, "values": values}
-
-
-def stored_profiles(artifacts, key: str) -> dict | None:
-    """The profiles kept in the manifest of the artifact stored under `key` (a cache hit's), or None."""
-    try:
-        profiles = artifacts.manifest(key).get("profiles")
-    except Exception:  # noqa: BLE001 - gone or damaged: the step's row has no profiles, nothing more
-        return None
-    return profiles if isinstance(profiles, dict) else None

@@ -8,9 +8,11 @@ run store deleted under it fails it with the news that its record is lost.
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ..compiler import compile_notebook
@@ -50,6 +52,7 @@ from .contract import (
 from .cost import saved_seconds
 from .engines import get_engine
 from .errors import ParameterError, PipelineNotRunnable, RunStoreError, Terminated
+from .profile_records import light, stored_profiles
 from .project_settings import profiles_enabled
 from .runstore import RunStore
 from .steplog import warnings_in, write_step_log
@@ -71,7 +74,19 @@ class RunResult:
     store_url: str
     hashes: dict = field(default_factory=dict)
     error: str | None = None  # why a run that ran its steps still failed (its record was lost)
-    drift: dict | None = None  # its data drift against its reference run (`drift.safe_run_drift`)
+    run_store: str | None = field(default=None, repr=False)  # the run store's file, which `drift` reads
+
+    @cached_property
+    def drift(self) -> dict | None:
+        """Its data drift against its reference run (`drift.safe_run_drift`), computed when first read:
+        comparing profiles needs numpy and scipy, and a run whose drift nobody reads (`nbscale run`
+        without --json, a cached re-run) should not pay for them."""
+        if self.error or not self.run_store or not os.path.isfile(self.run_store):
+            return None
+        from .drift import safe_run_drift
+
+        with RunStore(self.run_store) as store:
+            return safe_run_drift(store, self.run_id)
 
     @property
     def ok(self) -> bool:
@@ -171,7 +186,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
     run = store.get_run(run_id, heavy=("profiles",))  # (the lineage records stay in the store)
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
-                     error, drift=None if error else _drift(store, run_id))
+                     error, store.path)
 
 
 def connect_engine(engine, emit) -> None:
@@ -280,10 +295,10 @@ def _finish(pipeline, specs, outcomes, recorder, store_url, keys) -> str:
         if step.name not in planned or outcomes.get(step.name) and outcomes[step.name].status == CACHED:
             key = keys[step.name]
             recorder.cached(step.name, key, _cached_metrics(artifacts, key, pipeline, step.name),
-                            saved_seconds(artifacts, key), _stored_profiles(artifacts, key))
+                            saved_seconds(artifacts, key), stored_profiles(artifacts, key))
         elif step.name in outcomes and outcomes[step.name].ok and outcomes[step.name].summary.get(PROFILES_STORED):
             # profiled during its background store write, which has ended: the manifest holds them
-            recorder.profiles(step.name, _stored_profiles(artifacts, outcomes[step.name].key))
+            recorder.profiles(step.name, stored_profiles(artifacts, outcomes[step.name].key))
     failed = any(o.status in (FAILED, UPSTREAM_FAILED) for o in outcomes.values())
     return FAILED if failed else SUCCEEDED
 
@@ -471,26 +486,8 @@ def steps_json(run, events) -> list[dict]:
         steps.append({"name": s["step"], "status": s["status"], "duration_s": s.get("duration_s"),
                       "cached": bool(s.get("cached")), "attempts": s.get("attempts"), "error": s.get("error"),
                       "stale": s.get("stale") or [], "warnings": warnings.get(s["step"], []),
-                      "log": step_log(run, s["step"]), "profiles": _light(s.get("profiles"))})
+                      "log": step_log(run, s["step"]), "profiles": light(s.get("profiles") or None)})
     return steps
-
-
-def _stored_profiles(artifacts, key):
-    from .profiles import stored_profiles  # numpy: only where profiles are read
-
-    return stored_profiles(artifacts, key)
-
-
-def _light(profiles):
-    from .profiles import light
-
-    return light(profiles) if profiles else None
-
-
-def _drift(store, run_id):
-    from .drift import safe_run_drift
-
-    return safe_run_drift(store, run_id)
 
 
 def _metrics(run) -> dict:

@@ -99,4 +99,5 @@ def stored_result(notebook: Path, run_id: str, store_url: str | None) -> RunResu
     metrics = {m["name"]: m["value"] for m in run.get("metrics") or []}
     hashes = {s["step"]: s["hash"] for s in run["steps"] if s.get("hash")}
     error = run.get("error") if isinstance(run.get("error"), str) else None
-    return RunResult(run["id"], run["status"], steps, metrics, store_url or artifacts_url(notebook), hashes, error)
+    return RunResult(run["id"], run["status"], steps, metrics, store_url or artifacts_url(notebook), hashes, error,
+                     store.path)

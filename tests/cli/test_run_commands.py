@@ -43,6 +43,7 @@ def test_run_json_output(tmp_path):
     assert set(data["metrics"]) == {"acc_lr", "acc_rf"} and 0.8 < data["metrics"]["acc_lr"] <= 1
     again = json.loads(cli("run", nb, "--engine", "local", "--output", "json", "-p", "n_estimators=10").stdout)
     assert {s["status"] for s in again["steps"]} == {"cached"} and again["metrics"] == data["metrics"]
+    assert again["drift"]["reference"] == data["run_id"] and again["drift"]["columns_drifted"] == 0
     rerun = json.loads(cli("run", nb, "--engine", "local", "--output", "json", "--no-cache",
                            "-p", "n_estimators=10").stdout)
     assert {s["status"] for s in rerun["steps"]} == {"succeeded"}

@@ -3,6 +3,7 @@ changes, the reference run, and drift between real runs (the comparison model's 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,19 @@ def test_a_cached_rerun_does_not_drift(tmp_path):
     cached = run_notebook(nb, options=LOCAL)
     assert cached.step("make")["cached"] and cached.drift["columns_compared"] == 3
     assert cached.drift["columns_drifted"] == 0
+
+
+def test_a_results_drift_is_computed_when_first_read_against_the_run_before_it(tmp_path):
+    nb = shift_notebook(tmp_path)
+    base = run_notebook(nb, options=LOCAL)
+    shifted = run_notebook(nb, {"shift": 2.0, "small": 0.9}, options=LOCAL)
+    assert "drift" not in vars(shifted)  # not computed yet: a run whose drift nobody reads pays nothing for it
+    run_notebook(nb, options=LOCAL)  # a later run is not the reference of an earlier one
+    assert shifted.drift["reference"] == base.run_id and shifted.drift["columns_drifted"] == 2
+    assert shifted.drift is shifted.drift  # computed once
+    gone = run_notebook(nb, {"shift": 3.0}, options=LOCAL)
+    os.remove(gone.run_store)  # the run store went with its folder: no drift, no new empty store
+    assert gone.drift is None and not os.path.exists(gone.run_store)
 
 
 @pytest.mark.parametrize("rows", [500, 5000])  # ks and chi-squared; Wasserstein and Jensen–Shannon

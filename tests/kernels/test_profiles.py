@@ -11,7 +11,7 @@ import pytest
 from conftest import make_notebook
 
 from nbscale.kernels import profiles
-from nbscale.kernels.profiles import light, profile_value, step_profiles
+from nbscale.kernels.profiles import profile_value, step_profiles
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
 LOCAL = RunOptions(engine="local")
@@ -117,12 +117,6 @@ def test_large_frames_feed_the_sketches_a_bounded_sample():
     assert cols["s"]["nulls"] == pytest.approx(rows / 10, rel=0.05) and "nulls" in cols["s"]["estimated"]
     again = columns(profile_value(df))["s"]  # the sample is seeded: the same data profiles alike
     assert (again["nulls"], again["top"]) == (cols["s"]["nulls"], cols["s"]["top"])
-
-
-def test_light_profiles_drop_the_sketches():
-    found = light(step_profiles({"df": frame(50)}))
-    column = found["values"]["df"]["columns"][0]
-    assert "kll" not in column and "m2" not in column and column["quantiles"]
 
 
 def test_a_run_records_profiles_and_a_cached_step_keeps_them(tmp_path):
