@@ -14,6 +14,13 @@ What is recorded, and how:
   returns after one truth test. Skipped: the interpreter's files (`interpreter.py`: prefix
   trees, stdlib, site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
   /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped.
+- Changes while the step runs: a file or folder is looked at as the step first reads or lists it
+  (a file's inode, size, mtime and ctime; a folder's entry names) and again as it ends. One that
+  changed meanwhile by another hand (another process, a thread of the step) is listed under
+  `changed_while_running`, and the cache entry never holds: its state at the end is not what the
+  step read, so recording it would let a later run reuse a result made from the older data. The
+  step's own doing is not such a change: what it wrote, appended to, touched, chmod-ed, linked,
+  made or removed, the files it added to a folder it listed, and SQLite files (written from C).
 - Local modules: EVERY module in `sys.modules` at the end of the step whose file is not skipped
   as above (e.g. `helpers.py` beside the notebook). A module imported before the step (by an
   earlier step on the same worker, the prelude, anything) is as usable as one the step imports,
@@ -45,6 +52,7 @@ import importlib.util
 import os
 import pkgutil
 import platform
+import stat
 import sys
 import tempfile
 import threading
@@ -84,6 +92,8 @@ class Recording:
         self.modules: dict[str, dict] = {}  # set when the step ends: path → state as imported
         self.distributions: dict[str, str] = {}
         self.outdated_modules: list[str] = []  # local modules whose file changed since imported
+        self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
+        self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
         self._inside = self.cwd.rstrip(os.sep) + os.sep
         self._state_dir = os.path.join(self.cwd, STATE_DIR_NAME) + os.sep
@@ -117,6 +127,21 @@ class Recording:
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
 
+    def changed_meanwhile(self) -> list[str]:
+        """Files and folders the step read or listed that changed while it ran, not by its own hand:
+        their state now is not what the step saw, so the fingerprint must not promise it."""
+        own = self.writes | self.changed_by_step
+        changed = []
+        for path, first in self.first_seen.items():
+            now = _look(path)
+            if path in own or now == first:
+                continue
+            if isinstance(first, frozenset) and isinstance(now, frozenset) and all(
+                    os.path.join(path, name) in own for name in first ^ now):
+                continue  # the step's own files came or went
+            changed.append(self.key(path))
+        return sorted(changed)
+
     def fingerprint(self) -> dict:
         """The state now of everything the step used: call it right after the step."""
         reads = self.reads - self.writes - set(self.modules)  # a file written is a product
@@ -130,6 +155,7 @@ class Recording:
             "env": {name: env_value(name, value) for name, value in sorted(self.env.items())},
             "env_set": {name: env_value(name, value) for name, value in sorted(self.env_set.items())},
             "incomplete": list(self.problems),
+            "changed_while_running": self.changed_meanwhile(),
         }
 
     def _file_states(self, paths) -> dict:
@@ -206,7 +232,10 @@ def _opened(recording: Recording, args) -> None:
     path, _mode, flags = args
     # A file opened to append to is a log the step adds to (as later steps may), not a product
     # whose content the step decides: checking it would make every earlier writer stale.
-    if isinstance(path, int) or flags & _O_DIRECTORY or flags & os.O_APPEND:
+    if isinstance(path, int) or flags & _O_DIRECTORY:
+        return
+    if flags & os.O_APPEND:
+        _changed_by_step(recording, (path,))
         return
     _saw(recording, path, write=bool(flags & _WRITE_FLAGS))
 
@@ -221,6 +250,8 @@ def _changed(recording: Recording, args) -> None:  # os.rename/replace (src, dst
 def _connected(recording: Recording, args) -> None:  # sqlite3.connect(database)
     if args[0] not in (":memory:", b":memory:", ""):
         _saw(recording, args[0], write=False)
+        # SQLite writes it from C, unseen: a change while the step runs may be the step's own
+        _changed_by_step(recording, args[:1])
 
 
 def _listed(recording: Recording, args) -> None:  # os.listdir(path) / os.scandir(path)
@@ -230,16 +261,48 @@ def _listed(recording: Recording, args) -> None:  # os.listdir(path) / os.scandi
     path = os.path.abspath(os.fsdecode(path))
     if recording.tracks(path):
         recording.listings.add(path)
+        _first_look(recording, path)
+
+
+def _changed_by_step(recording: Recording, paths) -> None:  # os.utime, os.chmod, os.chown, os.mkdir, ...
+    for path in paths:
+        if isinstance(path, (str, bytes, os.PathLike)):
+            recording.changed_by_step.add(os.path.abspath(os.fsdecode(path)))
 
 
 def _saw(recording: Recording, path, *, write: bool) -> None:
     path = os.path.abspath(os.fsdecode(path))
     if recording.tracks(path):
         (recording.writes if write else recording.reads).add(path)
+        if not write:
+            _first_look(recording, path)
+
+
+def _first_look(recording: Recording, path: str) -> None:
+    if path not in recording.first_seen:
+        recording.first_seen[path] = None  # listing a folder below raises the audit event again
+        recording.first_seen[path] = _look(path)
+
+
+def _look(path: str):
+    """What shows that a file or folder changed: None when absent, a folder's entry names, a
+    file's inode, size, mtime and ctime (ctime cannot be set back: a replaced or rewritten file
+    shows even when its size and mtime were kept)."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            return frozenset(os.listdir(path))
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 _HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.truncate": _changed,
-             "sqlite3.connect": _connected, "os.listdir": _listed, "os.scandir": _listed}
+             "sqlite3.connect": _connected, "os.listdir": _listed, "os.scandir": _listed,
+             # (path, dir_fd / mode / ...), (src, dst, ...) of a hard link: both change; of a symlink only dst
+             **dict.fromkeys(("os.utime", "os.chmod", "os.chown", "os.mkdir", "os.rmdir", "os.link"),
+                             lambda recording, args: _changed_by_step(recording, args[:2])),
+             "os.symlink": lambda recording, args: _changed_by_step(recording, args[1:2])}
 _IGNORED = ("/proc/", "/dev/", "/sys/")
 
 

@@ -10,7 +10,9 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "distributions": {name: version},                                 and "python"
      "env":           {name: value | None},                            secret-looking names: a digest
      "env_set":       {name: value | None},                            what the step left of those it set
-     "incomplete":    [reason, ...]}                                   events that were not recorded
+     "incomplete":    [reason, ...],                                   events that were not recorded
+     "changed_while_running": [path, ...]}                             read or listed, then changed by another
+                                                                       hand before the step ended: never holds
 
 Paths inside the notebook folder are relative to it, so a fingerprint holds wherever the folder
 is mounted; others are absolute. `check(fingerprint, cwd)` returns the `Change`s, empty when all
@@ -94,8 +96,11 @@ def _digest(path: str, st, algorithm: str) -> str | None:
         with open(path, "rb") as f:
             while chunk := f.read(_CHUNK):
                 hasher.update(chunk)
+            after = os.fstat(f.fileno())
     except OSError:
         return None
+    if (after.st_ino, after.st_size, after.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+        return None  # replaced or written while hashed: the digest would not be of the state `st` says
     if len(_DIGESTS) > 10_000:
         _DIGESTS.clear()
     _DIGESTS[cache_key] = digest = f"{algorithm}:{hasher.hexdigest()}"
@@ -129,6 +134,8 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
                        "the dependencies were recorded by another nbscale version")]
     changes = [Change(FINGERPRINT, "", INCOMPLETE, text=f"some dependencies were not recorded ({reason})")
                for reason in fingerprint.get("incomplete", ())]
+    changes += [Change(FILE, name, CONTENT, text=f"{name} changed while the step ran (it may have read either version)")
+                for name in fingerprint.get("changed_while_running", ())]
     for kind, section in ((FILE, "files_read"), (PRODUCT, "files_written"), (MODULE, "modules")):
         for name, old in fingerprint.get(section, {}).items():
             changes.extend(_file_change(kind, name, old, os.path.join(cwd, name)))

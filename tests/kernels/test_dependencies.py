@@ -23,6 +23,7 @@ from conftest import make_notebook
 from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import RecordingEnviron, outdated_modules, record, shadowed_modules
 from nbscale.kernels.executor import execute_step
+from nbscale.kernels.fingerprints import check
 from nbscale.kernels.runner import RunOptions, run_notebook
 
 
@@ -135,6 +136,93 @@ def test_listings_are_recorded_but_not_those_of_imports(folder, local_module):
         sorted(folder.glob("*.csv"))
     assert rec.listings == {str(folder)}
     assert list(rec.fingerprint()["directories"]) == ["."]
+
+
+# --- changes while the step runs -----------------------------------------------------------------
+
+
+def elsewhere(action) -> None:
+    """`action` by another hand: a thread the recording does not watch, as another process would be."""
+    thread = threading.Thread(target=action)
+    thread.start()
+    thread.join()
+
+
+def test_a_file_changed_by_another_hand_after_the_step_read_it_never_holds(folder):
+    with record(str(folder)) as rec:
+        old = (folder / "data.csv").read_text()
+        elsewhere(lambda: (folder / "data.csv").write_text("a,b\n7,8\n9,9\n"))
+    assert old == "a,b\n1,2\n"
+    fp = rec.fingerprint()
+    assert fp["changed_while_running"] == ["data.csv"]
+    # its state at the end matches the file now, and yet the result came from the older data
+    assert [c.text for c in check(fp, str(folder))] == [
+        "data.csv changed while the step ran (it may have read either version)"]
+
+
+def test_a_file_replaced_with_the_same_size_and_mtime_is_still_seen(folder):
+    before = os.stat(folder / "data.csv")
+    with record(str(folder)) as rec:
+        (folder / "data.csv").read_text()
+
+        def replace():  # an editor's atomic save that keeps the size and mtime
+            (folder / "new.tmp").write_text("a,b\n3,4\n")
+            os.utime(folder / "new.tmp", ns=(before.st_atime_ns, before.st_mtime_ns))
+            os.replace(folder / "new.tmp", folder / "data.csv")
+        elsewhere(replace)
+    assert rec.fingerprint()["changed_while_running"] == ["data.csv"]
+
+
+def test_a_file_missing_when_read_and_made_meanwhile_never_holds(folder):
+    with record(str(folder)) as rec:
+        with pytest.raises(FileNotFoundError):
+            open(folder / "later.csv")
+        elsewhere(lambda: (folder / "later.csv").write_text("x"))
+    assert rec.fingerprint()["changed_while_running"] == ["later.csv"]
+
+
+def test_a_folder_given_a_file_by_another_hand_never_holds_but_the_steps_own_files_do(folder):
+    with record(str(folder)) as rec:
+        sorted(folder.glob("*.csv"))
+        (folder / "summary.txt").write_text("mine")  # the step's own file in the folder it listed
+        os.mkdir(folder / "out")
+    assert rec.fingerprint()["changed_while_running"] == []
+    with record(str(folder)) as rec:
+        sorted(folder.glob("*.csv"))
+        elsewhere(lambda: (folder / "dropped.csv").write_text("a\n1\n"))
+    assert rec.fingerprint()["changed_while_running"] == ["."]
+
+
+def test_the_steps_own_changes_to_what_it_read_are_not_changes_meanwhile(folder):
+    (folder / "log.txt").write_text("first\n")
+    with record(str(folder)) as rec:
+        (folder / "data.csv").read_text()
+        os.utime(folder / "data.csv", ns=(1, 1))
+        os.chmod(folder / "data.csv", 0o600)
+        (folder / "log.txt").read_text()
+        with open(folder / "log.txt", "a") as f:  # a log the step reads, then adds to
+            f.write("second\n")
+        sqlite3.connect(folder / "db.sqlite").execute("create table t (x)").connection.close()
+    fp = rec.fingerprint()
+    assert fp["changed_while_running"] == [] and "data.csv" in fp["files_read"]
+    assert check(fp, str(folder)) == []
+
+
+def test_a_step_whose_input_changed_while_it_ran_runs_again_and_says_why(folder):
+    # the change is made by a process the step starts, which nbscale does not watch
+    nb = make_notebook(folder, [
+        ("import subprocess, sys\ntext = open('data.csv').read()\n"
+         "subprocess.run([sys.executable, '-c', \"open('data.csv', 'w').write('a,b\\\\n5,6\\\\n')\"], check=True)",
+         ["step:read"]),
+        ("n = len(text)", ["step:use"]),
+    ])
+    first = run_notebook(nb, options=RunOptions(engine="local"))
+    assert first.ok and first.load("read")["text"] == "a,b\n1,2\n"
+    again = run_notebook(nb, options=RunOptions(engine="local"))
+    read = again.step("read")
+    assert not read["cached"] and read["stale"] == [
+        "data.csv changed while the step ran (it may have read either version)"]
+    assert again.load("read")["text"] == "a,b\n5,6\n"
 
 
 # --- when recording is on ------------------------------------------------------------------------

@@ -96,6 +96,18 @@ def test_same_size_new_mtime_is_compared_by_content(folder):
     assert texts(check(fp, str(folder))) == ["data.csv changed (content)"]
 
 
+def test_a_file_written_between_its_stat_and_its_digest_gets_no_digest(folder):
+    # else the digest of the new content would be kept beside the size and mtime of the old one,
+    # and a later check, finding the mtime changed, would compare contents and call the new data old
+    from nbscale.kernels.fingerprints import DIGEST, _digest
+
+    path = folder / "data.csv"
+    seen = os.stat(path)
+    path.write_text("a,b\n1,2\n3,4\n")
+    assert _digest(str(path), seen, DIGEST) is None
+    assert _digest(str(path), os.stat(path), DIGEST).startswith(DIGEST + ":")
+
+
 def test_a_missing_file_is_a_change_and_a_new_one_too(folder):
     def step():
         (folder / "data.csv").read_text()
