@@ -8,7 +8,7 @@ import json
 from . import graph
 from .settings import replay_source
 
-HASH_VERSION = 1
+HASH_VERSION = 2  # 2: parameter values tagged with their types, dict keys in their order
 
 
 def step_hashes(pipeline, parameter_values: dict | None = None) -> dict[str, str]:
@@ -28,7 +28,7 @@ def step_hashes(pipeline, parameter_values: dict | None = None) -> dict[str, str
             "version": HASH_VERSION,
             "source": step.source,
             "prelude": pipeline.prelude.source,
-            "parameters": {p: values.get(p) for p in step.parameters},
+            "parameters": {p: parameter_key(values.get(p)) for p in step.parameters},
             "inputs": step.sources,
             "upstream": {u: hashes[u] for u in step.after},
             "image": step.image,
@@ -37,6 +37,29 @@ def step_hashes(pipeline, parameter_values: dict | None = None) -> dict[str, str
             content["settings"] = [replay_source(s) for s in step.settings]
         hashes[name] = "sha256:" + _json_digest(content)
     return hashes
+
+
+def parameter_key(value):
+    """A JSON value that tells `value` apart from every other value a step could see: plain JSON
+    would take {"b": 2, "a": 1} for {"a": 1, "b": 2}, {1: "x"} for {"1": "x"} and (1, 2) for [1, 2],
+    and `repr` shortens a big numpy array to its ends. Anything but plain scalars, lists, tuples and
+    dicts is known by its type and the digest of its pickle; one that cannot be pickled gets a key
+    of its own, so that a step reading it is never taken from the cache."""
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind in (list, tuple):
+        return [kind.__name__, [parameter_key(item) for item in value]]
+    if kind is dict:
+        return ["dict", [[parameter_key(k), parameter_key(v)] for k, v in value.items()]]
+    import pickle
+    import uuid
+
+    try:
+        data = pickle.dumps(value, protocol=5)
+    except Exception:  # noqa: BLE001 - a lambda, a lock, a generator: nothing tells two of them apart
+        return ["unpicklable", f"{kind.__module__}.{kind.__qualname__}", uuid.uuid4().hex]
+    return ["object", f"{kind.__module__}.{kind.__qualname__}", hashlib.sha256(data).hexdigest()]
 
 
 def _json_digest(content: dict) -> str:

@@ -58,6 +58,28 @@ def test_parameters_change_only_steps_that_read_them():
     assert changed(hashes(BASE), hashes(BASE, {"beta": 2})) == set()
 
 
+def test_parameter_values_that_json_would_confuse_give_other_hashes():
+    import numpy as np
+
+    cells = [("cfg = None", ["parameters"]), ("r = repr(cfg)", ["step:use"])]
+    arr = np.arange(5000)
+    edited = arr.copy()
+    edited[2000] = -1  # repr shows only the array's ends
+    pairs = [({"a": 1, "b": 2}, {"b": 2, "a": 1}), ({1: "x"}, {"1": "x"}), ((1, 2), [1, 2]),
+             (1, 1.0), (1, True), (1, "1"), (None, "None"), ([[1]], [(1,)]), (arr, edited),
+             (np.float64(1.5), 1.5)]
+    for one, other in pairs:
+        assert hashes(cells, {"cfg": one}) != hashes(cells, {"cfg": other}), (one, other)
+    # equal values, made apart, keep their key: the cache still hits
+    assert hashes(cells, {"cfg": {"a": [1, (2, 3)]}}) == hashes(cells, {"cfg": {"a": [1, (2, 3)]}})
+    assert hashes(cells, {"cfg": np.arange(5000)}) == hashes(cells, {"cfg": np.arange(5000)})
+
+
+def test_a_parameter_value_that_cannot_be_pickled_is_never_taken_for_another():
+    cells = [("fn = None", ["parameters"]), ("r = fn(1)", ["step:use"])]
+    assert hashes(cells, {"fn": lambda v: v}) != hashes(cells, {"fn": lambda v: v})
+
+
 def test_image_is_part_of_the_hash():
     assert changed(hashes(BASE), hashes(edit(BASE, 5, tags=["step:right", "image:python:3.12"]))) == {"right", "join"}
 
@@ -79,7 +101,7 @@ def test_a_step_without_settings_keeps_the_hash_it_had_before_settings_existed()
     p = compile_source([("x = 1", ["step:a"]), ("y = x", ["step:b"])])
     assert all(s.settings == [] for s in p.steps)
     assert p.step("a").hash == "sha256:" + hashlib.sha256(json.dumps({
-        "version": 1, "source": ["x = 1"], "prelude": [], "parameters": {}, "inputs": {},
+        "version": hashing.HASH_VERSION, "source": ["x = 1"], "prelude": [], "parameters": {}, "inputs": {},
         "upstream": {}, "image": None}, sort_keys=True).encode()).hexdigest()
 
 
@@ -94,7 +116,7 @@ def test_a_hash_is_the_digest_of_the_json_text_also_for_big_cells_with_any_chara
     big = "".join(f"v_{i} = 'é中😀\"\\\\ \t'  # {i}\n" for i in range(12_000)) + "lone = '\ud800'"
     p = compile_source([(big, ["step:a"]), ("y = v_5", ["step:b"]), ("import os", ["imports"])])
     step = p.step("a")
-    content = {"version": 1, "source": step.source, "prelude": ["import os"], "parameters": {},
+    content = {"version": hashing.HASH_VERSION, "source": step.source, "prelude": ["import os"], "parameters": {},
                "inputs": {}, "upstream": {}, "image": None}
     want = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     assert step.hash == "sha256:" + want
