@@ -180,7 +180,8 @@ def _numeric_digest(value) -> str:
     numpy = loaded_module("numpy")
     digest = new_hash()
     if _plain_array(value):
-        digest.update(pickle.dumps(("ndarray", value.dtype.str, value.shape)))
+        # the dtype itself: its `str` is "|V16" for every 16-byte record, whatever its fields' names and types
+        digest.update(pickle.dumps(("ndarray", value.dtype, value.shape)))
         _update(digest, value, numpy)
         return f"{VALUE_DIGEST}:{digest.hexdigest()}"
     frame = _numeric_frame(value)
@@ -189,12 +190,18 @@ def _numeric_digest(value) -> str:
     digest.update(pickle.dumps(("series" if series else "frame", list(frame.columns), [str(d) for d in frame.dtypes],
                                 value.name if series else None, dict(value.attrs), type(index).__name__,
                                 (index.start, index.stop, index.step) if hasattr(index, "start") else str(index.dtype),
-                                index.name, len(index), _categories(frame))))
+                                index.name, len(index), _categories(frame), _labels(frame.columns),
+                                value.flags.allows_duplicate_labels)))
     if not hasattr(index, "start"):
         _update(digest, index.to_numpy(copy=False), numpy)
     for column in _columns(frame):
         _update(digest, column, numpy)
     return f"{VALUE_DIGEST}:{digest.hexdigest()}"
+
+
+def _labels(columns) -> tuple:
+    """What a frame's column labels are besides their values: their index's type, dtype and level names."""
+    return type(columns).__name__, str(columns.dtype), list(columns.names)
 
 
 def _update(digest, array, numpy):

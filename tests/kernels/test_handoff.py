@@ -110,6 +110,27 @@ def test_memory_digests_of_frames_see_columns_index_and_values():
     assert memory_digests({"frame": strings}) is None
 
 
+def test_memory_digests_see_what_the_bytes_do_not_say():
+    # record fields' names and types, column level names, the columns' index type, frame flags
+    records = np.zeros(BIG // 2, dtype=[("a", "<i8"), ("b", "<f8")])  # 16 bytes each
+    renamed = records.view([("x", "<i8"), ("y", "<f8")])
+    retyped = records.view([("a", "<f8"), ("b", "<i8")])
+    found = {memory_digests({"v": v})["v"] for v in (records, renamed, retyped)}
+    assert len(found) == 3
+    rows = BIG // 2
+    frame = pd.DataFrame({"a": np.zeros(rows), "b": np.ones(rows)})
+    digest = memory_digests({"frame": frame})["frame"]
+    named = frame.copy()
+    named.columns.name = "v2"
+    multi = frame.set_axis(pd.MultiIndex.from_tuples([("k", "a"), ("k", "b")], names=["x", "y"]), axis=1)
+    multi_renamed = multi.copy()
+    multi_renamed.columns = multi_renamed.columns.set_names(["p", "q"])
+    numbered, ranged = frame.set_axis([0, 1], axis=1), frame.set_axis(pd.RangeIndex(2), axis=1)
+    strict = frame.set_flags(allows_duplicate_labels=False)
+    others = {memory_digests({"frame": f})["frame"] for f in (named, multi, multi_renamed, numbered, ranged, strict)}
+    assert len(others) == 6 and digest not in others
+
+
 def test_memory_digests_of_categorical_columns_see_codes_labels_and_order():
     rows = BIG  # 8-byte numbers and 1-byte codes: over the size written in the background
     codes = np.arange(rows) % 3
