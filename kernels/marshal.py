@@ -169,7 +169,66 @@ def _to_arrow(value: Any) -> Any:
         encoded = json.dumps(meta).encode()
     except (TypeError, ValueError) as exc:
         raise CannotMarshal(f"attrs are not JSON: {exc}") from exc
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: encoded})
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: encoded})
+    problem = _lossy(frame, table, meta)
+    if problem:  # the next marshaller (a pickle) keeps it as it is
+        raise CannotMarshal(f"a Parquet copy would change {problem}")
+    return table
+
+
+def _lossy(frame: Any, table: Any, meta: dict) -> str | None:
+    """What a Parquet copy of `frame` would not give back as it was, or None. A cached step's
+    readers get the copy where a fresh run hands on the frame itself, so they must see the same
+    frame: its dtypes (a datetime64[s] comes back as [ms]), column and index types, names and
+    freq, its flags, and the Python objects in object columns (NaN would come back as None, an
+    np.int64 as an int, 1 beside 2.5 as 1.0). Found on a one-row slice written
+    and read as the store does, plus a look at object columns' values."""
+    import io
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    for i in meta["object_columns"]:
+        if not _plain_objects(frame.iloc[:, i]):
+            return f"the Python objects in column {str(frame.columns[i])[:80]!r}"
+    if meta["object_index"] and not _plain_objects(frame.index):
+        return "the Python objects in the index"
+    buffer = io.BytesIO()
+    pq.write_table(table.slice(0, 1), buffer)  # one row: a categorical's dictionary goes with it
+    buffer.seek(0)
+    back = _from_arrow(pq.read_table(buffer), meta)
+    back = back.to_frame(_SERIES_COLUMN) if isinstance(back, pd.Series) else back
+    for what, before, after in (("the column dtypes", list(frame.dtypes), list(back.dtypes)),
+                                ("the column labels", (*_axis(frame.columns), list(frame.columns)),
+                                 (*_axis(back.columns), list(back.columns))),
+                                ("the index", _axis(frame.index), _axis(back.index)),
+                                ("the frame's flags", frame.flags.allows_duplicate_labels,
+                                 back.flags.allows_duplicate_labels)):
+        if before != after:
+            return what
+    return None
+
+
+_EXACT_OBJECTS = {"string": str, "bytes": bytes, "integer": int, "floating": float, "boolean": bool, "empty": None}
+
+
+def _plain_objects(values: Any) -> bool:
+    """Objects of one plain Python type (str, bytes, int, float or bool; not numpy's scalars) and
+    None for missing values: what Parquet gives back as the same Python objects."""
+    import pandas as pd
+
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind not in _EXACT_OBJECTS:
+        return False
+    present = pd.notna(values)
+    exact = _EXACT_OBJECTS[kind]
+    return (all(type(value) is exact for value in values[present])
+            and all(value is None for value in values[~present]))
+
+
+def _axis(index: Any) -> tuple:
+    """An index's type, dtype, level names and freq."""
+    return type(index).__name__, str(index.dtype), list(index.names), getattr(index, "freq", None)
 
 
 def _reject_nested(table: Any, object_columns: list[int]) -> None:

@@ -159,6 +159,52 @@ def test_frames_parquet_cannot_hold_fall_back_to_pickle(frame, tmp_path):
     assert [type(v) for v in loaded.iloc[:, 0]] == [type(v) for v in frame.iloc[:, 0]]
 
 
+def _flagged():
+    return pd.DataFrame({"a": [1.0]}).set_flags(allows_duplicate_labels=False)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame({"t": np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[s]")}),
+        pd.DataFrame({"x": [1.0, 2.0]}, index=pd.date_range("2020", periods=2, freq="D")),
+        pd.DataFrame({"m": pd.Series([1, 2.5], dtype=object)}),
+        pd.DataFrame({"m": pd.Series([np.int64(1), np.int64(2)], dtype=object)}),
+        pd.DataFrame({"m": pd.Series(["a", np.nan], dtype=object)}),
+        pd.DataFrame({"c": pd.Categorical([1, 2])}),
+        _flagged(),
+        pd.DataFrame(np.zeros((2, 2))),
+    ],
+    ids=["datetime64-s", "index-freq", "int-beside-float", "numpy-scalars", "nan-in-strings", "int-categories",
+         "flags", "range-labels"],
+)
+def test_frames_a_parquet_copy_would_change_are_pickled_and_come_back_the_same(frame, tmp_path):
+    # a cached step's readers get the stored copy where a fresh run hands on the frame itself
+    used, loaded, _ = roundtrip(frame, tmp_path)
+    assert used == "cloudpickle"
+    pd.testing.assert_frame_equal(loaded, frame, check_exact=True, check_freq=True, check_flags=True,
+                                  check_index_type=True, check_column_type=True)
+    assert [type(v) for v in loaded.iloc[:, 0]] == [type(v) for v in frame.iloc[:, 0]]
+
+
+def test_a_reader_of_a_cached_frame_sees_what_a_fresh_run_hands_on(tmp_path):
+    from conftest import make_notebook
+
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    make = ("import numpy as np\nimport pandas as pd\n"
+            "df = pd.DataFrame({'t': np.array(['2020-01-01', '2021-01-01'], dtype='datetime64[s]'),\n"
+            "                   'm': pd.Series([1, 2.5], dtype=object)})\n"
+            "df.index = pd.date_range('2020', periods=2, freq='D')")
+    read = "info = [str(df['t'].dtype), str(df.index.freq), repr(df['m'].tolist())]"
+    nb = make_notebook(tmp_path, [(make, ["step:a"]), ("# v1\n" + read, ["step:b"])])
+    fresh = run_notebook(nb, options=RunOptions(engine="local"))
+    make_notebook(tmp_path, [(make, ["step:a"]), ("# v2\n" + read, ["step:b"])])  # only b changes
+    again = run_notebook(nb, options=RunOptions(engine="local"))
+    assert again.step("a")["cached"] and not again.step("b")["cached"]
+    assert again.load("b")["info"] == fresh.load("b")["info"] == ["datetime64[s]", "<Day>", "[1, 2.5]"]
+
+
 @pytest.mark.parametrize(
     "columns",
     [pd.MultiIndex.from_tuples([("a", "x"), ("a", "y"), ("b", "x")]), pd.Index([0, 1, 2])],
