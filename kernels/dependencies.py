@@ -66,7 +66,7 @@ from .fingerprints import FINGERPRINT_VERSION, NOT_A_FILE, env_value, file_state
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
 from .process_state import loaded_modules, same_modules
 
-__all__ = ["Recording", "RecordingEnviron", "outdated_modules", "record"]
+__all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modules", "record"]
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous files are no dependency
@@ -496,7 +496,21 @@ def outdated_modules() -> list[str]:
                if spec is not None and _changed_since(path, state)}
     if not changed:
         return []
-    return [name for name, module in list(sys.modules.items()) if id(getattr(module, "__spec__", None)) in changed]
+    return [name for name, module in list(sys.modules.items())
+            if id(getattr(module, "__spec__", None)) in changed and not _own(name)]
+
+
+def local_module_names() -> list[str]:
+    """Names of the loaded modules nbscale has seen as local modules (not a library's)."""
+    specs = {id(spec) for spec, _state in list(_IMPORTED.values()) if spec is not None}
+    return [name for name, module in list(sys.modules.items())
+            if id(getattr(module, "__spec__", None)) in specs and not _own(name)]
+
+
+def _own(name: str) -> bool:
+    """nbscale itself: local where a notebook sits in its source tree, and never imported again by
+    the run time that is running (its hooks and state would split in two)."""
+    return name.partition(".")[0] == "nbscale"
 
 
 def shadowed_modules(folder: str) -> list[str]:

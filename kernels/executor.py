@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from ..compiler.ir import Metrics, Prelude, Step
 from .capture import RssSampler, StepRun, json_safe
 from .contract import FAILED, SUCCEEDED, code_starts, error_dict, missing_outputs_message
-from .dependencies import outdated_modules, record, shadowed_modules
+from .dependencies import local_module_names, outdated_modules, record, shadowed_modules
 from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
 from .process_state import library_imports_kept
 from .shell import StepEnvironment, StepShell, step_shell
@@ -134,7 +134,12 @@ def evict_outdated_modules(folder: str | None = None) -> None:
     """Forget local modules edited since this process imported them, and those of another notebook
     folder that `folder` (the step's) has its own module of the name of: the step imports them again
     and runs the code its fingerprint records, not what an earlier step on this worker saw."""
-    for name in outdated_modules() + (shadowed_modules(folder) if folder else []):
+    stale = outdated_modules() + (shadowed_modules(folder) if folder else [])
+    if stale:
+        # every local module goes: one that imported a stale one holds its old objects (`from util
+        # import K`), and a package keeps its old submodule as an attribute (`from pkg import mod`)
+        stale += local_module_names()
+    for name in stale:
         sys.modules.pop(name, None)
 
 

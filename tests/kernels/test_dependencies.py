@@ -21,7 +21,13 @@ import pytest
 from conftest import make_notebook
 
 from nbscale.compiler.ir import Prelude, Step
-from nbscale.kernels.dependencies import RecordingEnviron, outdated_modules, record, shadowed_modules
+from nbscale.kernels.dependencies import (
+    RecordingEnviron,
+    local_module_names,
+    outdated_modules,
+    record,
+    shadowed_modules,
+)
 from nbscale.kernels.executor import execute_step
 from nbscale.kernels.fingerprints import check
 from nbscale.kernels.runner import RunOptions, run_notebook
@@ -413,6 +419,17 @@ def test_a_module_edited_after_it_was_imported_is_outdated(folder, local_module)
     assert second.outdated_modules == [f"{name}.py"]
     # the state recorded is the one that was imported, not the file's current one
     assert second.fingerprint()["modules"] == first.fingerprint()["modules"]
+
+
+def test_nbscale_itself_is_never_a_local_module_to_import_again():
+    # a notebook in nbscale's own source tree sees nbscale's modules as local: importing them again
+    # would split the running run time in two (its audit hook, its state)
+    import nbscale.kernels.dependencies as module
+
+    source_tree = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__)))
+    with record(source_tree):
+        pass
+    assert [n for n in local_module_names() if n.partition(".")[0] == "nbscale"] == []
 
 
 # --- a real step ---------------------------------------------------------------------------------

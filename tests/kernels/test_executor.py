@@ -154,3 +154,39 @@ def test_any_other_exit_fails_the_step_at_its_cell(exit_call, evalue):
     assert result.status == FAILED and result.outputs == {}
     assert (result.error.ename, result.error.evalue, result.error.cell) == ("SystemExit", evalue, 2)
     assert [c["cell"] for c in result.cells] == [1, 2]
+
+
+def test_an_edited_local_module_is_imported_again_with_every_local_module_that_holds_it(tmp_path):
+    # in one process (a worker, the server, a kernel): `from pkg.sub import mod` reads the package's
+    # attribute, and `helpers` keeps the objects it took from `util` with `from util import K`
+    import sys
+    import uuid
+
+    from conftest import make_notebook
+
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    tag = uuid.uuid4().hex[:8]
+    pkg, helpers, util = f"pkg_{tag}", f"helpers_{tag}", f"util_{tag}"
+    (tmp_path / pkg / "sub").mkdir(parents=True)
+    (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / pkg / "sub" / "__init__.py").write_text("")
+    (tmp_path / pkg / "sub" / "mod.py").write_text("V = 1\n")
+    (tmp_path / f"{util}.py").write_text("K = 1\n")
+    (tmp_path / f"{helpers}.py").write_text(f"from {util} import K\n")
+    nb = make_notebook(tmp_path, [(f"from {pkg}.sub import mod\nimport {helpers}", ["imports"]),
+                                  ("v = mod.V\nk = " + helpers + ".K", ["step:s1"])])
+    local = RunOptions(engine="local")
+    try:
+        first = run_notebook(nb, options=local)
+        assert (first.load("s1")["v"], first.load("s1")["k"]) == (1, 1)
+        (tmp_path / pkg / "sub" / "mod.py").write_text("V = 22\n")
+        (tmp_path / f"{util}.py").write_text("K = 33\n")
+        edited = run_notebook(nb, options=local)
+        assert not edited.step("s1")["cached"]
+        assert (edited.load("s1")["v"], edited.load("s1")["k"]) == (22, 33)
+        again = run_notebook(nb, options=local)  # and what is stored is what a fresh process gives
+        assert again.step("s1")["cached"] and again.load("s1")["v"] == 22
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] in (pkg, helpers, util)]:
+            del sys.modules[name]
