@@ -21,6 +21,12 @@ What is recorded, and how:
   step read, so recording it would let a later run reuse a result made from the older data. The
   step's own doing is not such a change: what it wrote, appended to, touched, chmod-ed, linked,
   made or removed, the files it added to a folder it listed, and SQLite files (written from C).
+- What local modules read as they were imported: a file opened or a variable read by a local
+  module's top-level code (`CONFIG = json.load(open("config.json"))`) is kept with that import of
+  the module, whichever step (or worker warm-up) imported it, and is a dependency of every step
+  that ends with the module loaded. When one of them changes, the module is outdated (evicted and
+  imported again before the next step), as when its own file changes. What a module's functions
+  read and memoise later (`functools.lru_cache`) is the step's that called them, and only its.
 - Local modules: EVERY module in `sys.modules` at the end of the step whose file is not skipped
   as above (e.g. `helpers.py` beside the notebook). A module imported before the step (by an
   earlier step on the same worker, the prelude, anything) is as usable as one the step imports,
@@ -123,9 +129,24 @@ class Recording:
                 self.modules[path] = state
                 if outdated:
                     self.outdated_modules.append(self.key(path))
+                self._add_import_reads(path, module)
             self.distributions = _loaded_distributions(loaded)
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
+
+    def _add_import_reads(self, path: str, module) -> None:
+        """What a loaded local module read as it was imported (`CONFIG = json.load(open(...))`): the
+        step uses it through the module, whichever step imported it (or the worker's warm-up)."""
+        seen = _IMPORT_READS.get(path)
+        if seen is None or seen[0] is not getattr(module, "__spec__", None):
+            return
+        for file, look in seen[1].items():
+            if self.tracks(file) and file not in self.writes:
+                self.reads.add(file)
+                self.first_seen.setdefault(file, look)
+        for name, value in seen[2].items():
+            if name not in self.env_written:
+                self.env.setdefault(name, value)
 
     def changed_meanwhile(self) -> list[str]:
         """Files and folders the step read or listed that changed while it ran, not by its own hand:
@@ -276,6 +297,9 @@ def _saw(recording: Recording, path, *, write: bool) -> None:
         (recording.writes if write else recording.reads).add(path)
         if not write:
             _first_look(recording, path)
+            imported = _import_reads(sys._getframe(1))
+            if imported is not None:
+                imported[1].setdefault(path, recording.first_seen[path])
 
 
 def _first_look(recording: Recording, path: str) -> None:
@@ -398,8 +422,13 @@ class RecordingEnviron(MutableMapping):
 
 def _read_env(name, value) -> None:
     recording = _ACTIVE.get(threading.get_ident())
-    if recording is not None and name not in recording.env and name not in recording.env_written:
+    if recording is None:
+        return
+    if name not in recording.env and name not in recording.env_written:
         recording.env[name] = value
+    imported = _import_reads(sys._getframe(1))
+    if imported is not None:
+        imported[2].setdefault(name, value)
 
 
 def _wrote_env(name) -> None:
@@ -489,11 +518,46 @@ def _as_imported(path: str, module) -> tuple[dict | None, bool]:
     return seen[1], _changed_since(path, seen[1])
 
 
+# module file → (the spec of that import of it, {file: what it was when read}, {variable: value read}):
+# what a local module's top-level code read as it was imported, by whichever step or warm-up imported it
+_IMPORT_READS: dict[str, tuple[object, dict, dict]] = {}
+
+
+def _import_reads(frame) -> tuple | None:
+    """The import-time record of the local module whose top-level code made this call, or None (a
+    step's own code, a function called later, a library's import)."""
+    while frame is not None:
+        if frame.f_code.co_name == "<module>":
+            spec = frame.f_globals.get("__spec__")
+            origin = getattr(spec, "origin", None)
+            if (spec is None or not isinstance(origin, str) or not getattr(spec, "has_location", False)
+                    or frame.f_globals.get("__name__") == "__main__" or _own(str(spec.name))):
+                return None
+            path = os.path.abspath(origin)  # as `_module_file` names it
+            if _is_ignored(path):
+                return None
+            seen = _IMPORT_READS.get(path)
+            if seen is None or seen[0] is not spec:  # this import of it is a new one
+                seen = _IMPORT_READS[path] = (spec, {}, {})
+            return seen
+        frame = frame.f_back
+    return None
+
+
+def _import_reads_changed(path: str, spec) -> bool:
+    seen = _IMPORT_READS.get(path)
+    if seen is None or seen[0] is not spec:
+        return False
+    return (any(_look(file) != look for file, look in seen[1].items())
+            or any(os.environ.get(name) != value for name, value in seen[2].items()))
+
+
 def outdated_modules() -> list[str]:
-    """Names of loaded modules whose file changed since nbscale first saw them: evict before a step."""
+    """Names of loaded modules whose file, or a file or variable they read as they were imported,
+    changed since nbscale first saw them: evict before a step."""
     # the few files seen as local modules are looked at, not every loaded module
     changed = {id(spec) for path, (spec, state) in list(_IMPORTED.items())
-               if spec is not None and _changed_since(path, state)}
+               if spec is not None and (_changed_since(path, state) or _import_reads_changed(path, spec))}
     if not changed:
         return []
     return [name for name, module in list(sys.modules.items())

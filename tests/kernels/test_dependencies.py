@@ -421,6 +421,57 @@ def test_a_module_edited_after_it_was_imported_is_outdated(folder, local_module)
     assert second.fingerprint()["modules"] == first.fingerprint()["modules"]
 
 
+def test_what_a_local_module_read_as_it_was_imported_is_a_dependency_of_every_step_using_it(
+        folder, local_module, monkeypatch):
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("NBSCALE_TEST_IMPORT_MODE", raising=False)
+    name = local_module("import os\nMODE = os.environ.get('NBSCALE_TEST_IMPORT_MODE', 'a')\n"
+                        "TEXT = open('data.csv').read()\n")
+    with record(str(folder)) as importing:
+        module = __import__(name)
+    with record(str(folder)) as using:  # a later step: the module is loaded already, nothing is read
+        assert (module.MODE, module.TEXT) == ("a", "a,b\n1,2\n")
+    for fp in (importing.fingerprint(), using.fingerprint()):
+        assert "data.csv" in fp["files_read"] and fp["env"]["NBSCALE_TEST_IMPORT_MODE"] is None
+    assert name not in outdated_modules()
+    (folder / "data.csv").write_text("a,b\n5,6\n")  # the module holds the old text: import it again
+    assert name in outdated_modules()
+
+
+def test_a_variable_a_local_module_read_as_it_was_imported_makes_it_outdated(folder, local_module, monkeypatch):
+    monkeypatch.delenv("NBSCALE_TEST_IMPORT_MODE", raising=False)
+    name = local_module("import os\nMODE = os.environ.get('NBSCALE_TEST_IMPORT_MODE', 'a')\n")
+    with record(str(folder)):
+        __import__(name)
+    assert name not in outdated_modules()
+    monkeypatch.setenv("NBSCALE_TEST_IMPORT_MODE", "b")
+    assert name in outdated_modules()
+
+
+def test_a_step_reading_a_config_through_a_helper_module_runs_again_when_the_config_changes(tmp_path):
+    # the helper is imported once per process (the imports cell, a worker's warm-up): later steps
+    # read its CONFIG without reading the file
+    import json as json_module
+    import uuid as uuid_module
+
+    helper = f"settings_{uuid_module.uuid4().hex[:8]}"
+    (tmp_path / f"{helper}.py").write_text("import json\nCONFIG = json.load(open('config.json'))\n")
+    (tmp_path / "config.json").write_text(json_module.dumps({"n": 1}))
+    nb = make_notebook(tmp_path, [(f"import {helper}", ["imports"]), ("a = 1", ["step:first"]),
+                                  (f"n = {helper}.CONFIG['n']", ["step:later"])])
+    local = RunOptions(engine="local")
+    try:
+        assert run_notebook(nb, options=local).load("later")["n"] == 1
+        (tmp_path / "config.json").write_text(json_module.dumps({"n": 22}))
+        again = run_notebook(nb, options=local)  # the same process: the helper is imported again
+        later = again.step("later")
+        assert not later["cached"] and later["stale"] == ["config.json changed (content)"]
+        assert again.load("later")["n"] == 22
+        assert run_notebook(nb, options=local).step("later")["cached"]
+    finally:
+        sys.modules.pop(helper, None)
+
+
 def test_nbscale_itself_is_never_a_local_module_to_import_again():
     # a notebook in nbscale's own source tree sees nbscale's modules as local: importing them again
     # would split the running run time in two (its audit hook, its state)
