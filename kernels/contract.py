@@ -214,22 +214,33 @@ def deadline(seconds):
     if not seconds:
         yield
         return
-    thread_id, lock, state = threading.get_ident(), threading.Lock(), {"armed": True}
+    thread_id, lock, state = threading.get_ident(), threading.Lock(), {"armed": True, "timer": None}
 
-    def fire():
+    def fire(after: float):
         with lock:
-            if state["armed"]:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(StepTimeout))
+            if not state["armed"]:
+                return
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(StepTimeout))
+            # again until the step has ended: a bare `except:` in its code may have swallowed it
+            state["timer"] = _start_timer(after, fire, TIMEOUT_REFIRE_S)
 
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    timer.start()
+    state["timer"] = _start_timer(seconds, fire, TIMEOUT_REFIRE_S)
     try:
         yield
     finally:
         with lock:
             state["armed"] = False
-            timer.cancel()
+            state["timer"].cancel()
+
+
+TIMEOUT_REFIRE_S = 1.0  # how often a timeout is raised again in a step that has not ended
+
+
+def _start_timer(seconds: float, function, *args) -> threading.Timer:
+    timer = threading.Timer(seconds, function, args)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 # --- where a notebook's state lives --------------------------------------------------------------

@@ -115,8 +115,9 @@ class PipelineNotRunnable(NbscaleRuntimeError):
     """The notebook has errors (diagnostics) and cannot run."""
 
 
-class StepTimeout(NbscaleRuntimeError):
-    """A step ran longer than its `timeout:` tag allows."""
+class StepTimeout(BaseException):
+    """A step ran longer than its `timeout:` tag allows. Not an `Exception`, as KeyboardInterrupt is
+    not: it is raised in the step's own code, and an `except Exception:` there must not swallow it."""
 
 
 class ClusterStartError(NbscaleRuntimeError):

@@ -39,9 +39,10 @@ from .contract import (
     explain_timeout,
     failed_outcome,
     run_key,
+    timeout_message,
 )
 from .cost import measured
-from .errors import ArtifactNotFound, MarshalError
+from .errors import ArtifactNotFound, MarshalError, StepTimeout
 from .fingerprints import check
 from .handoff import (
     collection_digests,
@@ -182,13 +183,18 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
     """One attempt of the step in this process, on copies of its inputs (read-only views of arrays
     it only reads), within its timeout; what it changed process-wide is put back and the processes
     it started are ended afterwards."""
-    from .executor import execute_step  # IPython: only paid when a step really runs
+    from .executor import StepError, StepResult, execute_step  # IPython: only paid when a step really runs
 
     step = spec.step
-    with isolated_step(spec.cwd) as state, deadline(step.get("timeout")):
-        values, viewed = step_inputs(inputs, set(step.get("defines", ())), views)
-        result = execute_step(step, spec.prelude, spec.parameters, values,
-                              metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
+    with isolated_step(spec.cwd) as state:
+        try:
+            with deadline(step.get("timeout")):
+                values, viewed = step_inputs(inputs, set(step.get("defines", ())), views)
+                result = execute_step(step, spec.prelude, spec.parameters, values,
+                                      metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
+        except StepTimeout:  # it struck outside the step's cells (copying inputs, collecting outputs)
+            return StepResult(step["name"], FAILED, error=StepError(**error_dict(
+                "StepTimeout", timeout_message(step["name"], step.get("timeout"))))), {}
     if viewed and wrote_into_read_only(result.error):
         result, extra = execute_in_process(spec, inputs, views=False)
         return result, {**extra, NOTE: read_only_message(viewed)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import make_notebook
 
 from nbscale.compiler import compile_notebook
@@ -111,6 +112,21 @@ def test_timeout_tag_stops_the_step_at_its_cell_and_line(tmp_path):
     error = out.summary["error"]
     assert out.status == FAILED and error["ename"] == "StepTimeout" and "timeout of 1 s" in error["evalue"]
     assert (error["cell"], error["line"]) == (0, 2)
+
+
+@pytest.mark.parametrize("handler", ["except Exception:\n        swallowed += 1",
+                                     "except BaseException:\n        swallowed += 1\n        if swallowed > 2:\n"
+                                     "            raise"])
+def test_a_timeout_the_steps_own_except_swallows_still_stops_it(tmp_path, handler):
+    import time
+
+    code = f"swallowed = 0\nwhile True:\n    try:\n        n = sum(range(1000))\n    {handler}"
+    specs = _specs(tmp_path, [(code, ["step:stubborn", "timeout:1s"])])
+    start = time.monotonic()
+    out = run_step(specs["stubborn"], {})
+    assert time.monotonic() - start < 8  # raised again every second until the step ends
+    assert out.status == FAILED and out.summary["error"]["ename"] == "StepTimeout"
+    assert "timeout of 1 s" in out.summary["error"]["evalue"]
 
 
 def test_a_step_finishing_in_time_is_not_interrupted_later(tmp_path):
