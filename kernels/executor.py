@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -94,8 +95,9 @@ def execute_step(
     """Run `step` in a fresh namespace: prelude cells, parameters, inputs, then its cells.
 
     `step`, `prelude` and `metrics` may be IR dataclasses or their JSON dicts. Parameter and
-    input values are bound as Python objects. KeyboardInterrupt propagates; any other failure
-    of the step's code is reported in the result.
+    input values are bound as Python objects. A KeyboardInterrupt in the main thread (Ctrl-C, a
+    kernel's interrupt) propagates; any other failure of the step's code, a KeyboardInterrupt it
+    raised in another thread (a worker's) among them, is reported in the result.
     """
     step, prelude, metrics = _coerce_ir(step, prelude, metrics)
     with step_shell() as shell:
@@ -180,8 +182,9 @@ def _run_cells(shell: StepShell, run: StepRun, cells: list[int], sources: list[s
             shell.compile.current = None
             run.finish_cell()
         exc = outcome.error_before_exec or outcome.error_in_exec
-        if isinstance(exc, KeyboardInterrupt):
-            raise exc
+        if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+            raise exc  # Ctrl-C, SIGTERM, a kernel's interrupt: the run is cancelled
+        # elsewhere (a worker's thread) no signal can raise it: the step's code did, and failed
         # Tracebacks IPython showed that are not this cell's failure (a failing event callback,
         # a traceback the code asked for) go to stderr, as they would be printed in Jupyter.
         for shown in run.pending_tracebacks:

@@ -79,6 +79,17 @@ def test_os_exit_in_a_step_fails_it_and_its_dependents(tmp_path, limited_cluster
     assert _lines(log) == ["start"]
 
 
+def test_a_keyboard_interrupt_the_step_raises_fails_it_once_and_leaves_its_worker(tmp_path, limited_cluster):
+    # re-raised on the worker, it killed the worker and the step started again on the next, without end
+    log = tmp_path / "starts.txt"
+    notebook = make_notebook(tmp_path, [("a = 1", ["step:first"]), _dying_step(log, "raise KeyboardInterrupt('x')"),
+                                        ("y = a + 1", ["step:other"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    assert [s["status"] for s in result.steps] == ["succeeded", "failed", "succeeded"]
+    assert result.step("dies")["error"]["ename"] == "KeyboardInterrupt" and result.step("dies")["attempts"] == 1
+    assert _lines(log) == ["start"]
+
+
 def test_a_step_killing_its_worker_at_its_first_statement_is_blamed_not_the_step_before(tmp_path, limited_cluster):
     """The step's start leaves the worker before its code runs (no time for anything else to send
     it), and the scheduler has it before it learns of the death: the dying step is blamed, every

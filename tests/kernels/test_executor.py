@@ -190,3 +190,20 @@ def test_an_edited_local_module_is_imported_again_with_every_local_module_that_h
     finally:
         for name in [n for n in sys.modules if n.split(".")[0] in (pkg, helpers, util)]:
             del sys.modules[name]
+
+
+def test_a_keyboard_interrupt_the_step_raises_off_the_main_thread_is_its_failure():
+    # a Dask worker runs steps in its threads, where no signal arrives: re-raised there, it killed
+    # the worker, and the step ran again on the next one without end
+    import threading
+
+    step = Step(name="s", cells=[0], outputs=[], source=["raise KeyboardInterrupt('from the code')"])
+    found = {}
+    thread = threading.Thread(target=lambda: found.update(result=execute_step(step, Prelude(), {}, {})))
+    thread.start()
+    thread.join(60)
+    result = found["result"]
+    assert result.status == FAILED and result.error.ename == "KeyboardInterrupt"
+    assert "from the code" in result.error.evalue
+    with pytest.raises(KeyboardInterrupt):  # in the main thread it is Ctrl-C: the run is cancelled
+        execute_step(step, Prelude(), {}, {})
