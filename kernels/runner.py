@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -352,9 +353,19 @@ class _Recorder:
             with self.order_lock:
                 self.started.add(step)
         if self.on_event is not None:
-            self.on_event(kind, step, payload)
+            self._tell(kind, step, payload)
         if kind == STEP_FINISHED and payload.get("status") in OK:
             self.queue_ready(step)
+
+    def _tell(self, kind, step, payload) -> None:
+        """Pass the event on to the caller's `on_event`. One that fails (a live view whose reader went
+        away: `nbscale run … 2>&1 | head`) is told no more: what is shown is not what the run does."""
+        try:
+            self.on_event(kind, step, payload)
+        except Exception as exc:  # noqa: BLE001 - the run goes on, and is recorded as it went
+            self.on_event = None
+            warnings.warn(f"the run's live view stopped ({type(exc).__name__}: {exc}); the run goes on",
+                          RuntimeWarning, stacklevel=2)
 
     def plan(self, after: dict[str, list[str]]) -> None:
         """The steps the engine is given, with the steps each comes after; those that wait for

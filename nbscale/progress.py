@@ -116,7 +116,12 @@ class Progress:
             self._line(f"  {step} | {line}")
 
     def _line(self, text: str) -> None:
-        click.echo(text, file=self.stream)
+        if self.stream is None:
+            return
+        try:
+            click.echo(text, file=self.stream)
+        except BrokenPipeError:  # its reader went away (`nbscale run … 2>&1 | head`): the run goes on
+            self.stream = None
 
 
 def _printed(summary: dict) -> str:

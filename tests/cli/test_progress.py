@@ -79,3 +79,20 @@ def test_a_compute_shows_its_first_count_then_few_and_its_end(capsys):
         progress.event(STEP_PROGRESS, "agg", {"done": "?", "total": None})  # not a count: nothing
     lines = [line.strip() for line in capsys.readouterr().err.splitlines()]
     assert lines == ["⋯ agg: computing 3/40 tasks", "⋯ agg: computing 40/40 tasks", "⋯ agg: computing 2/10 tasks"]
+
+
+def test_a_cli_run_whose_reader_goes_away_is_recorded_as_succeeded(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import make_notebook
+
+    from nbscale.kernels.runner import default_run_store
+
+    nb = make_notebook(tmp_path, [("import time\ntime.sleep(1)\na = 1", ["step:first"]), ("b = a", ["step:second"])])
+    done = subprocess.run(f"{sys.executable} -m nbscale run {nb} --engine local 2>&1 | head -1", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("running 2 steps")
+    with default_run_store(nb) as store:
+        [run] = store.list_runs()
+        assert run["status"] == "succeeded", run

@@ -11,7 +11,6 @@ from conftest import make_notebook
 
 from nbscale.kernels.contract import (
     CANCELLED_BY_USER,
-    RUN_STARTED,
     STEP_FINISHED,
     STEP_OUTPUT,
     STEP_QUEUED,
@@ -246,15 +245,17 @@ def test_a_run_interrupted_in_a_step_is_cancelled_and_says_why(tmp_path, raised,
     assert [e["kind"] for e in store.events_since(run["id"])][-1] == "run_finished"
 
 
-def test_a_run_stopped_by_an_error_outside_its_steps_fails_and_says_why(tmp_path):
+def test_a_run_stopped_by_an_error_outside_its_steps_fails_and_says_why(tmp_path, monkeypatch):
+    from nbscale.kernels.engines.local import LocalEngine
+
     nb = _three_steps(tmp_path)
 
-    def on_event(kind, step, payload):
-        if kind == RUN_STARTED:
-            raise RuntimeError("the engine broke")
+    def broken(self, specs, emit):
+        raise RuntimeError("the engine broke")
 
+    monkeypatch.setattr(LocalEngine, "run", broken)
     with pytest.raises(RuntimeError):
-        run_notebook(nb, options=LOCAL, on_event=on_event)
+        run_notebook(nb, options=LOCAL)
     store = default_run_store(nb)
     run = store.get_run(store.list_runs()[0]["id"])
     assert run["status"] == "failed" and run["error"] == "RuntimeError: the engine broke"
@@ -368,3 +369,19 @@ def test_a_number_of_workers_that_is_not_a_whole_number_of_at_least_one_is_refus
     with pytest.raises(ParameterError, match="workers: a whole number of at least 1"):
         run_notebook(nb, options=RunOptions(workers=workers))
     assert not (tmp_path / ".nbscale").exists() or default_run_store(nb).list_runs() == []
+
+
+def test_an_on_event_that_fails_stops_being_told_and_the_run_is_recorded_as_it_went(tmp_path):
+    # a live view whose reader went away (`nbscale run … 2>&1 | head`) recorded a good run as failed
+    nb = make_notebook(tmp_path, [("a = 1", ["step:first"]), ("b = a + 1", ["step:second"])])
+    told = []
+
+    def broken_view(kind, step, payload):
+        told.append(kind)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.warns(RuntimeWarning, match="live view stopped"):
+        result = run_notebook(nb, options=LOCAL, on_event=broken_view)
+    assert result.ok and result.load("second") == {"b": 2} and len(told) == 1
+    with default_run_store(nb) as store:
+        assert store.get_run(result.run_id)["status"] == "succeeded"
