@@ -53,6 +53,7 @@ class RunStore:
         self.path = os.fspath(path)
         self.heartbeat_s, self.owner_timeout_s = heartbeat_s, owner_timeout_s
         self.read_only = False
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._owned: set[str] = set()  # runs this store created and has not finished
         self._heartbeat: Heartbeat | None = None  # runs while this store owns runs
@@ -143,6 +144,7 @@ class RunStore:
         # from read to write fails at once under WAL instead of waiting for busy_timeout.
         if self.read_only:
             raise RunStoreReadOnly(self.path, "the file could only be opened for reading")
+        self._same_process()
         with self._lock, self._sqlite_errors():
             try:  # BEGIN inside: a Ctrl-C right after it must not leave the transaction open
                 self._db.execute("BEGIN IMMEDIATE")
@@ -154,9 +156,17 @@ class RunStore:
                 raise
             self._db.execute("COMMIT")
 
+    def _same_process(self) -> None:
+        """SQLite's connection must not be used by a forked copy of this process (a step's `os.fork`):
+        the copy, which is not the run, would write the run's rows through it, and could damage the file."""
+        if os.getpid() != self._pid:
+            raise RunStoreError(f"{self.path}: opened by process {self._pid}; a process forked from it "
+                                f"({os.getpid()}) does not use it")
+
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         # One read transaction: a consistent snapshot across the several SELECTs of a call.
+        self._same_process()
         with self._lock, self._sqlite_errors():
             try:
                 self._db.execute("BEGIN")

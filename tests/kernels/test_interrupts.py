@@ -62,3 +62,28 @@ def test_the_handler_is_restored_and_other_threads_leave_it_alone():
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+FORK_SCRIPT = """
+import os, signal, sys, time
+from nbscale.kernels.errors import Terminated
+from nbscale.kernels.interrupts import sigterm_interrupts
+with sigterm_interrupts():
+    pid = os.fork()
+    if pid == 0:  # a child a step forked: SIGTERM must end it, not run the run's clean-up
+        try:
+            time.sleep(60)
+        except Terminated:
+            print("child cleaned up as the run", flush=True)
+        os._exit(0)
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    print("child", os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exited", flush=True)
+"""
+
+
+def test_a_forked_child_ends_on_sigterm_instead_of_cleaning_up_as_the_run():
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["child", str(int(signal.SIGTERM))]

@@ -579,3 +579,27 @@ def test_a_light_read_of_a_run_leaves_out_profiles_and_lineage_only(store):
     profiled = store.get_run(run_id, heavy=("profiles",))
     train = [s for s in profiled["steps"] if s["step"] == "train"][0]
     assert train["profiles"] == {"values": {"df": {"rows": 3}}} and train["lineage"] is None
+
+
+def test_a_forked_copy_of_the_process_does_not_use_the_store(tmp_path):
+    # a step's os.fork copies the run's connection: the copy is not the run, and SQLite's connection
+    # must not be shared across a fork
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run("nb.ipynb", "p", "local", {}, ["a"])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            store.finish_run(run_id, "cancelled", "from the fork")
+            answer = b"wrote"
+        except RunStoreError as exc:
+            answer = str(exc).encode()
+        os.write(write, answer)
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as f:
+        answer = f.read().decode()
+    assert "a process forked from it" in answer
+    assert store.get_run(run_id)["status"] == "pending"
