@@ -62,7 +62,13 @@ class RunStore:
         self._next_reap = 0.0
         parent = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(parent):
-            os.makedirs(parent, exist_ok=True)
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:  # a read-only folder or file system, a file in the way
+                raise RunStoreError(
+                    f"cannot create the folder {parent} for the run store ({exc.strerror or exc}): no run can be "
+                    "recorded. Make the notebook's folder writable, or run a copy of the notebook in a writable "
+                    "folder") from exc
         try:
             self._open(self.path)
         except RunStoreError as exc:

@@ -521,6 +521,14 @@ def test_a_read_only_store_can_be_read_but_says_it_cannot_be_written(tmp_path, i
             new_run(store)
 
 
+def test_a_store_whose_folder_cannot_be_made_says_so(tmp_path, immutable):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    immutable(folder)  # a read-only notebook folder with no state folder yet
+    with pytest.raises(RunStoreError, match=r"cannot create the folder .*\.nbscale for the run store"):
+        RunStore(folder / ".nbscale" / "runs.sqlite")
+
+
 def test_a_read_only_current_store_is_found_out_at_the_first_write(tmp_path, immutable):
     path = tmp_path / "runs.sqlite"
     filled_store(path, runs=2)
