@@ -377,7 +377,13 @@ def start(folder, workers: int | None = None, idle_timeout: str | float = DEFAUL
                 end_process(found.cluster.pid, STOP_TIMEOUT_S)  # one cluster per folder, never two
             remove_files(folder)
             process = spawn(folder, workers, idle_s)
-            return wait_until_live(folder, process, timeout), True
+            try:
+                return wait_until_live(folder, process, timeout), True
+            except BaseException:  # it did not start in time, or Ctrl-C: no cluster is left behind
+                end_process(process.pid, STOP_TIMEOUT_S)
+                process.wait()
+                remove_files(folder, pid=process.pid)
+                raise
     except OSError as exc:  # a read-only folder, a folder where the file should be
         raise WarmClusterError(f"cannot start a warm cluster in {state_folder(folder)}: "
                                f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}") from exc
@@ -403,9 +409,6 @@ def wait_until_live(folder: Path, process: subprocess.Popen, timeout: float) -> 
             raise WarmClusterError(f"the warm cluster did not start (exit {process.returncode}):\n"
                                    f"{log_tail(folder)}")
         time.sleep(0.1)
-    process.kill()
-    process.wait()
-    remove_files(folder)
     raise WarmClusterError(f"the warm cluster did not answer within {timeout:.0f} s:\n{log_tail(folder)}")
 
 

@@ -308,6 +308,24 @@ def test_the_idle_timeout_ends_the_cluster_and_removes_its_files(warm_folder):
     assert not warm_cluster.scheduler_file_path(warm_folder).exists()
 
 
+def test_ctrl_c_while_the_cluster_starts_leaves_no_cluster(warm_folder):
+    # it said "cancelled", and the detached cluster came up a second later, for its idle timeout
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "nbscale", "cluster", "start", "--workers", "1"]
+    starting = subprocess.Popen(command, cwd=warm_folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: serving_pids(warm_folder), "the cluster's process to be spawned", timeout=60)
+    starting.send_signal(signal.SIGINT)
+    _, err = starting.communicate(timeout=60)
+    assert starting.returncode == 130, err
+    time.sleep(2)  # past the moment it would have come up
+    assert not serving_pids(warm_folder)
+    assert warm_cluster.lookup(warm_folder).state == warm_cluster.NONE
+
+
 def test_stop_ends_the_cluster_and_its_workers(warm_folder):
     cluster, _ = warm_cluster.start(warm_folder, workers=2)
     workers = [p.pid for p in psutil.Process(cluster.pid).children(recursive=True)]
