@@ -15,11 +15,13 @@ config), as Dask tasks on the workers. papermill is imported only when a step ru
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import re
+import signal
 import tempfile
 import threading
 import time
@@ -89,12 +91,14 @@ class PapermillEngine(Engine):
         outcomes, running = {}, {}
         pool = ThreadPoolExecutor(max_workers=self.workers or os.cpu_count() or 1,
                                   thread_name_prefix="nbscale-papermill")
+        kernels: set[int] = set()  # process groups of the steps' kernels
         try:
             while waiting or running:
                 for name, spec in list(waiting.items()):
                     if all(u in outcomes for u in spec.step["after"]):
                         upstream = {u: outcomes[u] for u in spec.step["after"]}
-                        running[pool.submit(run_step_in_kernel, spec, upstream, emit, **self.kernel)] = name
+                        running[pool.submit(run_step_in_kernel, spec, upstream, emit, **self.kernel,
+                                            on_kernel=kernels.add)] = name
                         del waiting[name]
                 if not running:
                     raise RuntimeError(f"steps {sorted(waiting)} wait for steps that are not planned")
@@ -105,6 +109,9 @@ class PapermillEngine(Engine):
                     keeper.keep(outcome)
                     outcomes[outcome.step] = outcome
                     emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
+        except BaseException:  # Ctrl-C, SIGTERM: the steps' code stops with their kernels
+            _kill_groups(kernels)
+            raise
         finally:
             pool.shutdown(wait=not running, cancel_futures=True)
         return outcomes
@@ -154,26 +161,34 @@ class _NotebookKeeper:
 
 
 def run_step_in_kernel(spec, upstream: dict, emit=None, *, kernel_name=KERNEL, start_timeout=60,
-                       execution_timeout=None) -> StepOutcome:
+                       execution_timeout=None, on_kernel=None) -> StepOutcome:
     """Run one step as a notebook in a kernel; the `task.run_step` of this engine.
 
     The outcome's summary holds the executed step notebook (`step_notebook`, nbformat JSON) for
-    the engine to keep. Never raises (but for KeyboardInterrupt).
+    the engine to keep. Never raises (but for KeyboardInterrupt). `on_kernel(process group)` is
+    told of each kernel started, for a cancel to stop it.
     """
     execute = functools.partial(_execute_in_kernel, kernel_name=kernel_name, start_timeout=start_timeout,
-                                execution_timeout=execution_timeout)
+                                execution_timeout=execution_timeout, on_kernel=on_kernel)
     return run_step(spec, upstream, emit, execute)
 
 
-def _execute_in_kernel(spec, inputs, *, kernel_name, start_timeout, execution_timeout):
+def _execute_in_kernel(spec, inputs, *, kernel_name, start_timeout, execution_timeout, on_kernel=None):
     """One attempt of the step, as a notebook in a kernel (the `execute` of `task.run_step`)."""
     result, notebook = execute_step_notebook(spec, inputs, kernel_name=kernel_name, start_timeout=start_timeout,
-                                             execution_timeout=execution_timeout or spec.step.get("timeout"))
+                                             execution_timeout=execution_timeout or spec.step.get("timeout"),
+                                             on_kernel=on_kernel)
     return result, {"step_notebook": notebook}
 
 
+def _kill_groups(groups: set[int]) -> None:
+    for group in list(groups):
+        with contextlib.suppress(OSError):  # ended already
+            os.killpg(group, signal.SIGKILL)
+
+
 def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeout=60,
-                          execution_timeout=None) -> tuple[StepResult, dict]:
+                          execution_timeout=None, on_kernel=None) -> tuple[StepResult, dict]:
     """Build the step's notebook, run it through papermill, read results and outputs back.
 
     `inputs`: producer step → {name: value}. Returns the StepResult (its `cells` are the step
@@ -199,7 +214,7 @@ def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeo
                     source_path, executed_path, kernel_name=kernel_name, progress_bar=False,
                     start_timeout=start_timeout, autosave_cell_every=0,
                     execution_timeout=execution_timeout, resources={"metadata": {"path": spec.cwd}},
-                    kernel_manager_class=_kernel_manager_class(os.path.join(tmp, "kernel.log")))
+                    kernel_manager_class=_kernel_manager_class(os.path.join(tmp, "kernel.log"), on_kernel))
             except papermill.PapermillExecutionError:
                 pass  # the error is in the executed notebook, at its cell
             except CellTimeoutError as exc:
@@ -217,7 +232,7 @@ def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeo
     return result, notebook
 
 
-def _kernel_manager_class(log_path):
+def _kernel_manager_class(log_path, on_kernel=None):
     """A kernel manager that writes the kernel process's own stderr to `log_path`.
 
     What the step prints reaches the notebook through the kernel's messages; the process's
@@ -231,9 +246,13 @@ def _kernel_manager_class(log_path):
             log = open(log_path, "ab")  # noqa: SIM115 - the kernel process holds it
             try:
                 kw.setdefault("stderr", log)
-                return await super().start_kernel(**kw)
+                started = await super().start_kernel(**kw)
             finally:
                 log.close()
+            group = getattr(self.provisioner, "pgid", None)
+            if on_kernel is not None and group:
+                on_kernel(group)
+            return started
 
     return StepKernelManager
 

@@ -239,3 +239,29 @@ def test_a_clean_exit_in_the_imports_cell_ends_each_step_as_in_process(tmp_path)
     for result in (kernel, local):
         step = result.step("a")
         assert (result.status, step["status"], step.get("error")) == ("succeeded", "succeeded", None)
+
+
+def test_ctrl_c_stops_the_steps_kernel_and_its_code(tmp_path):
+    # the run said "cancelled" only when the step had ended, and the step's code ran on to its end
+    import signal
+    import sys
+    import time
+
+    import psutil
+
+    marker = tmp_path / "marker.txt"
+    path = write_nb(tmp_path, [(f"import time\nfor i in range(15):\n    time.sleep(1)\nopen({str(marker)!r}, 'w')\nr = 1",
+                                ["step:slow"]), ("s = r", ["step:after"])])
+    run = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(path), "--engine", "papermill", "--no-cache"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "running 2 steps" in run.stderr.readline()
+    assert "▶ slow" in run.stderr.readline()
+    time.sleep(3)  # the kernel runs the loop
+    kernels = [p for p in psutil.Process(run.pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+    asked = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    run.communicate(timeout=60)
+    assert run.returncode == 130 and time.monotonic() - asked < 8
+    assert kernels and not [p for p in kernels if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    time.sleep(13)  # past the moment the loop would have ended
+    assert not marker.exists()
