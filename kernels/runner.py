@@ -161,6 +161,13 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
         store.start_run(run_id)
         recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
         recorder.plan({s.step["name"]: s.step["after"] for s in specs})
+        # cached steps are recorded as found, not as the run ends: a run cancelled or killed later
+        # must not turn them into cancelled ones
+        recorder.record_cached = _cached_step_recorder(pipeline, recorder, store_url)
+        planned = {s.step["name"] for s in specs}
+        for step in pipeline.steps:
+            if step.name not in planned:
+                recorder.record_cached(step.name, keys.get(step.name) or hashes[step.name])
         outcomes = {}
         if specs:
             engine = get_engine(options.engine, scheduler=options.scheduler, scheduler_file=options.scheduler_file,
@@ -178,14 +185,18 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     # the key each step's result is stored under: found cached, or reported by the engine; an
     # engine that keeps its own cache (kfp-local) stores under the static hash
     keys = {**hashes, **keys, **{name: o.key for name, o in outcomes.items() if o.key}}
-    status = _finish(pipeline, specs, outcomes, recorder, store_url, keys)
+    status = _finish(pipeline, outcomes, recorder, store_url, keys)
     error = None
     if store.file_lost():  # the steps ran, but what they stored went with the folder
         status, error = FAILED, state_lost_message(store.path)
     store.remove_file_lost_listener(recorder.state_lost)
-    store.finish_run(run_id, status, error)
-    recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
+    final = store.finish_run(run_id, status, error)
     run = store.get_run(run_id, heavy=("profiles",))  # (the lineage records stay in the store)
+    if final == status:
+        recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
+    else:  # another process took it for dead while it stalled, and recorded its end: that stands
+        status, error = final, run.get("error") if isinstance(run.get("error"), str) else None
+        recorder.tell(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
                      error, store.path)
 
@@ -288,20 +299,29 @@ def _topological(pipeline):
     return topological_order([s.name for s in pipeline.steps], {s.name: s.after for s in pipeline.steps})
 
 
-def _finish(pipeline, specs, outcomes, recorder, store_url, keys) -> str:
-    planned = {s.step["name"] for s in specs}
+def _finish(pipeline, outcomes, recorder, store_url, keys) -> str:
     artifacts = ArtifactStore(store_url)
     for step in pipeline.steps:
-        # cached: either not planned (nothing that ran needed its values) or loaded from the store
-        if step.name not in planned or outcomes.get(step.name) and outcomes[step.name].status == CACHED:
-            key = keys[step.name]
-            recorder.cached(step.name, key, _cached_metrics(artifacts, key, pipeline, step.name),
-                            saved_seconds(artifacts, key), stored_profiles(artifacts, key))
-        elif step.name in outcomes and outcomes[step.name].ok and outcomes[step.name].summary.get(PROFILES_STORED):
+        outcome = outcomes.get(step.name)
+        if outcome is not None and outcome.status == CACHED and step.name not in recorder.cached_steps:
+            recorder.record_cached(step.name, keys[step.name])  # loaded from the store, and not reported
+        elif outcome is not None and outcome.ok and outcome.summary.get(PROFILES_STORED):
             # profiled during its background store write, which has ended: the manifest holds them
-            recorder.profiles(step.name, stored_profiles(artifacts, outcomes[step.name].key))
+            recorder.profiles(step.name, stored_profiles(artifacts, outcome.key))
     failed = any(o.status in (FAILED, UPSTREAM_FAILED) for o in outcomes.values())
     return FAILED if failed else SUCCEEDED
+
+
+def _cached_step_recorder(pipeline, recorder, store_url):
+    """`record(step, key, tell=True)`: record a step found cached, with the metrics, the time it saves
+    and the profiles its stored result holds."""
+    artifacts = ArtifactStore(store_url)
+
+    def record(step: str, key: str, tell: bool = True) -> None:
+        recorder.cached(step, key, _cached_metrics(artifacts, key, pipeline, step), saved_seconds(artifacts, key),
+                        stored_profiles(artifacts, key), tell=tell)
+
+    return record
 
 
 def _cached_metrics(artifacts, step_hash, pipeline, name):
@@ -328,6 +348,8 @@ class _Recorder:
         self.waiting: dict[str, set[str]] = {}  # planned step not yet queued → upstream steps it waits for
         self.downstream: dict[str, list[str]] = {}  # planned step → the planned steps that come after it
         self.started: set[str] = set()
+        self.record_cached = None  # record(step, key, tell) of a step found cached (`_cached_step_recorder`)
+        self.cached_steps: set[str] = set()  # recorded as cached
 
     def emit(self, kind, step, payload=None):
         payload = payload or {}
@@ -352,12 +374,15 @@ class _Recorder:
         if kind == STEP_STARTED:
             with self.order_lock:
                 self.started.add(step)
+        if (kind == STEP_FINISHED and payload.get("status") == CACHED and self.record_cached is not None
+                and step not in self.cached_steps):  # an engine that loaded it from the store as it ran
+            self.record_cached(step, payload.get("key") or self.hashes[step], tell=False)
         if self.on_event is not None:
-            self._tell(kind, step, payload)
+            self.tell(kind, step, payload)
         if kind == STEP_FINISHED and payload.get("status") in OK:
             self.queue_ready(step)
 
-    def _tell(self, kind, step, payload) -> None:
+    def tell(self, kind, step, payload) -> None:
         """Pass the event on to the caller's `on_event`. One that fails (a live view whose reader went
         away: `nbscale run … 2>&1 | head`) is told no more: what is shown is not what the run does."""
         try:
@@ -398,7 +423,7 @@ class _Recorder:
                 with self.lock:
                     self.store.add_event(self.run_id, STEP_QUEUED, name, {})
                 if self.on_event is not None:
-                    self.on_event(STEP_QUEUED, name, {})
+                    self.tell(STEP_QUEUED, name, {})
 
     def _finished(self, step, payload, log):
         self.done.add(step)
@@ -428,16 +453,17 @@ class _Recorder:
         except OSError:
             return None
 
-    def cached(self, step, key, metrics, saved_s=None, profiles=None):
+    def cached(self, step, key, metrics, saved_s=None, profiles=None, tell=True):
         with self.lock:
             self.done.add(step)
+            self.cached_steps.add(step)
             # saved_s: the wall time of the step run that stored the result (`cost.saved_seconds`)
             self.store.update_step(self.run_id, step, status=CACHED, hash=key, cached=True, duration_s=0.0,
                                    saved_s=saved_s, profiles=profiles)  # profiles: of the stored values
             if metrics:
                 self.store.record_metrics(self.run_id, step, metrics)
-        if self.on_event is not None:
-            self.on_event(STEP_FINISHED, step, {"status": CACHED})
+        if tell and self.on_event is not None:
+            self.tell(STEP_FINISHED, step, {"status": CACHED})
 
     def profiles(self, step, profiles):
         if profiles:
@@ -453,7 +479,7 @@ class _Recorder:
         with self.lock, suppress(RunStoreError):  # the error that stopped the run is the one to report
             status = self.store.end_unfinished(self.run_id, status, reason)
         if self.on_event is not None:
-            self.on_event(RUN_FINISHED, None, {"status": status, "error": reason})
+            self.tell(RUN_FINISHED, None, {"status": status, "error": reason})
 
     def state_lost(self):
         """The run store's file was deleted or replaced during the run (called once, from any thread)."""

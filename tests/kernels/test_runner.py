@@ -385,3 +385,23 @@ def test_an_on_event_that_fails_stops_being_told_and_the_run_is_recorded_as_it_w
     assert result.ok and result.load("second") == {"b": 2} and len(told) == 1
     with default_run_store(nb) as store:
         assert store.get_run(result.run_id)["status"] == "succeeded"
+
+
+def test_steps_found_cached_stay_cached_in_a_run_cancelled_later(tmp_path):
+    # they were recorded as the run ended, so a run cancelled (or killed) before that listed them as cancelled
+    nb = make_notebook(tmp_path, [("a = 1", ["step:first"]), ("accuracy = 0.5", ["metrics"]),
+                                  ("b = a + 1", ["step:slow", "cache:off"]), ("c = b", ["step:last"])])
+    assert run_notebook(nb, options=LOCAL).ok
+
+    def ctrl_c_when_slow_starts(kind, step, payload):
+        if kind == STEP_STARTED and step == "slow":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_notebook(nb, options=LOCAL, on_event=ctrl_c_when_slow_starts)
+    with default_run_store(nb) as store:
+        run = store.get_run(store.list_runs()[0]["id"])
+    assert run["status"] == "cancelled"
+    assert {s["step"]: s["status"] for s in run["steps"]} == {
+        "first": "cached", "metrics": "cached", "slow": "cancelled", "last": "cancelled"}
+    assert {m["name"]: m["value"] for m in run["metrics"]} == {"accuracy": 0.5}

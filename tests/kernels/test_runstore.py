@@ -611,3 +611,19 @@ def test_a_forked_copy_of_the_process_does_not_use_the_store(tmp_path):
         answer = f.read().decode()
     assert "a process forked from it" in answer
     assert store.get_run(run_id)["status"] == "pending"
+
+
+def test_a_run_another_process_ended_as_dead_does_not_come_back(tmp_path):
+    # its owner stalled past the heartbeat timeout (a suspended VM, a long C call), was reaped, then went on
+    owner = RunStore(tmp_path / "runs.sqlite")
+    run_id = new_run(owner)
+    owner.start_run(run_id)
+    owner.update_step(run_id, STEPS[0], status="running")
+    with RunStore(tmp_path / "runs.sqlite") as reaper:  # what `reap` does to a run whose owner is gone
+        reaper.end_unfinished(run_id, "failed", "the process running it stopped")
+    owner.update_step(run_id, STEPS[0], status="succeeded")
+    assert owner.finish_run(run_id, "succeeded") == "failed"
+    run = owner.get_run(run_id)
+    assert run["status"] == "failed" and run["error"] == "the process running it stopped"
+    assert run["steps"][0]["status"] == "failed"
+    assert [e["payload"]["status"] for e in owner.events_since(run_id) if e["kind"] == "run_finished"] == ["failed"]
