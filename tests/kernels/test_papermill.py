@@ -250,8 +250,8 @@ def test_ctrl_c_stops_the_steps_kernel_and_its_code(tmp_path):
     import psutil
 
     marker = tmp_path / "marker.txt"
-    path = write_nb(tmp_path, [(f"import time\nfor i in range(15):\n    time.sleep(1)\nopen({str(marker)!r}, 'w')\nr = 1",
-                                ["step:slow"]), ("s = r", ["step:after"])])
+    slow = f"import time\nfor i in range(15):\n    time.sleep(1)\nopen({str(marker)!r}, 'w')\nr = 1"
+    path = write_nb(tmp_path, [(slow, ["step:slow"]), ("s = r", ["step:after"])])
     run = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(path), "--engine", "papermill", "--no-cache"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "running 2 steps" in run.stderr.readline()
