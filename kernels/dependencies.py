@@ -21,6 +21,8 @@ What is recorded, and how:
   step read, so recording it would let a later run reuse a result made from the older data. The
   step's own doing is not such a change: what it wrote, appended to, touched, chmod-ed, linked,
   made or removed, the files it added to a folder it listed, and SQLite files (written from C).
+- Local modules the step tried to import and did not find: their files beside the notebook are
+  recorded as absent, so that one appearing runs the step again (`try: import extras`).
 - What local modules read as they were imported: a file opened or a variable read by a local
   module's top-level code (`CONFIG = json.load(open("config.json"))`) is kept with that import of
   the module, whichever step (or worker warm-up) imported it, and is a dependency of every step
@@ -100,6 +102,7 @@ class Recording:
         self.outdated_modules: list[str] = []  # local modules whose file changed since imported
         self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
+        self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
         self._inside = self.cwd.rstrip(os.sep) + os.sep
         self._state_dir = os.path.join(self.cwd, STATE_DIR_NAME) + os.sep
@@ -122,6 +125,7 @@ class Recording:
 
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
+        self._missing_modules()
         try:
             loaded = loaded_modules()  # one look at sys.modules for both scans
             for path, module in _local_modules(self, loaded).items():
@@ -133,6 +137,18 @@ class Recording:
             self.distributions = _loaded_distributions(loaded)
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
+
+    def _missing_modules(self) -> None:
+        """A module the step tried to import and did not find (`try: import extras except
+        ImportError: ...`) is a dependency too: its file beside the notebook, absent, whose
+        appearance would change what the step does."""
+        for name in self.imports_tried:
+            if name in sys.modules or not name.isidentifier():
+                continue
+            for candidate in (os.path.join(self.cwd, f"{name}.py"), os.path.join(self.cwd, name, "__init__.py")):
+                if not os.path.exists(candidate):
+                    self.reads.add(candidate)
+                    self.first_seen.setdefault(candidate, None)
 
     def _add_import_reads(self, path: str, module) -> None:
         """What a loaded local module read as it was imported (`CONFIG = json.load(open(...))`): the
@@ -321,7 +337,13 @@ def _look(path: str):
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
+def _import_tried(recording: Recording, args) -> None:  # import (module, filename, sys.path, ...)
+    if isinstance(args[0], str):
+        recording.imports_tried.add(args[0].partition(".")[0])
+
+
 _HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.truncate": _changed,
+             "import": _import_tried,
              "sqlite3.connect": _connected, "os.listdir": _listed, "os.scandir": _listed,
              # (path, dir_fd / mode / ...), (src, dst, ...) of a hard link: both change; of a symlink only dst
              **dict.fromkeys(("os.utime", "os.chmod", "os.chown", "os.mkdir", "os.rmdir", "os.link"),

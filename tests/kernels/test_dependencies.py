@@ -472,6 +472,20 @@ def test_a_step_reading_a_config_through_a_helper_module_runs_again_when_the_con
         sys.modules.pop(helper, None)
 
 
+def test_a_local_module_the_step_did_not_find_is_a_dependency_when_it_appears(folder, monkeypatch):
+    monkeypatch.syspath_prepend(str(folder))
+    name = f"extras_{uuid.uuid4().hex[:8]}"
+    with record(str(folder)) as rec:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    fp = rec.fingerprint()
+    assert fp["files_read"][f"{name}.py"] is None and check(fp, str(folder)) == []
+    (folder / f"{name}.py").write_text("V = 1\n")  # now the step would import it
+    assert [c.text for c in check(fp, str(folder))] == [f"{name}.py appeared"]
+
+
 def test_nbscale_itself_is_never_a_local_module_to_import_again():
     # a notebook in nbscale's own source tree sees nbscale's modules as local: importing them again
     # would split the running run time in two (its audit hook, its state)
