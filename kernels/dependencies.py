@@ -340,6 +340,10 @@ def _look(path: str):
 def _import_tried(recording: Recording, args) -> None:  # import (module, filename, sys.path, ...)
     if isinstance(args[0], str):
         recording.imports_tried.add(args[0].partition(".")[0])
+        _STEP_IMPORTS.add(args[0])
+
+
+_STEP_IMPORTS: set[str] = set()  # modules a step (or a warm-up) began to import in this process
 
 
 _HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.truncate": _changed,
@@ -587,10 +591,11 @@ def outdated_modules() -> list[str]:
 
 
 def local_module_names() -> list[str]:
-    """Names of the loaded modules nbscale has seen as local modules (not a library's)."""
+    """Names of the loaded local modules (not a library's) that steps imported: not the ones the
+    program calling nbscale imported for itself (its references to them would stay on the old ones)."""
     specs = {id(spec) for spec, _state in list(_IMPORTED.values()) if spec is not None}
     return [name for name, module in list(sys.modules.items())
-            if id(getattr(module, "__spec__", None)) in specs and not _own(name)]
+            if name in _STEP_IMPORTS and id(getattr(module, "__spec__", None)) in specs and not _own(name)]
 
 
 def _own(name: str) -> bool:

@@ -138,8 +138,8 @@ def evict_outdated_modules(folder: str | None = None) -> None:
     and runs the code its fingerprint records, not what an earlier step on this worker saw."""
     stale = outdated_modules() + (shadowed_modules(folder) if folder else [])
     if stale:
-        # every local module goes: one that imported a stale one holds its old objects (`from util
-        # import K`), and a package keeps its old submodule as an attribute (`from pkg import mod`)
+        # every local module steps imported goes: one that imported a stale one holds its old objects
+        # (`from util import K`), and a package keeps its old submodule as an attribute (`from pkg import mod`)
         stale += local_module_names()
     for name in stale:
         sys.modules.pop(name, None)

@@ -486,6 +486,18 @@ def test_a_local_module_the_step_did_not_find_is_a_dependency_when_it_appears(fo
     assert [c.text for c in check(fp, str(folder))] == [f"{name}.py appeared"]
 
 
+def test_a_module_the_calling_program_imported_is_not_one_to_import_again_for_steps(folder, local_module):
+    # evicted, the program would keep its references on the old module (a pickled function of it
+    # would no longer be "the same object")
+    mine = local_module()
+    __import__(mine)  # by the program that calls nbscale, outside any step
+    theirs = local_module()
+    with record(str(folder)):
+        __import__(theirs)
+    names = local_module_names()
+    assert theirs in names and mine not in names
+
+
 def test_nbscale_itself_is_never_a_local_module_to_import_again():
     # a notebook in nbscale's own source tree sees nbscale's modules as local: importing them again
     # would split the running run time in two (its audit hook, its state)
