@@ -10,6 +10,7 @@ import click
 from nbscale.kfp_commands import kfp_options, refuse_kfp_flags, target_options
 from nbscale.reporting import (
     EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_OK,
     error_counts,
@@ -36,6 +37,13 @@ class _Commands(click.Group):
     def list_commands(self, ctx):
         self._register()
         return super().list_commands(ctx)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C before a command took it over (while loading): 130, as shells say
+            click.echo(err=True)  # ends the terminal's ^C line
+            raise click.exceptions.Exit(EXIT_CANCELLED) from None
 
     def _register(self):
         if not self._registered:

@@ -113,6 +113,18 @@ def test_check_exits_2_on_a_bad_notebook_version(tmp_path):
     assert nbscale("check", path).returncode == 2
 
 
+def test_ctrl_c_while_a_command_loads_exits_130_not_1(monkeypatch, tmp_path, make_notebook):
+    # click's own answer to a Ctrl-C is "Aborted!" and 1, which reads as a failure
+    import nbscale.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_compile", interrupted)
+    result = CliRunner().invoke(main, ["check", str(make_notebook(tmp_path, [("x = 1", ["step:a"])]))])
+    assert result.exit_code == 130 and "Aborted" not in result.output
+
+
 def test_bad_arguments_exit_2():
     assert nbscale("check").returncode == 2
     assert nbscale("frobnicate", IRIS).returncode == 2
