@@ -316,6 +316,13 @@ def forget_run(client, run_id: str, topic: str | None = None):
         pass
 
 
+def drop_runs_of(dask_scheduler, prefixes) -> None:
+    """Drop the records of the runs whose ids begin with one of `prefixes` (a client that went away
+    without ending its run: its process was killed)."""
+    for run_id in [r for r in dask_scheduler.task_metadata.get(NAMESPACE, {}) if r.startswith(tuple(prefixes))]:
+        _drop_records(run_id, dask_scheduler=dask_scheduler)
+
+
 def _drop_records(run_id, topic=None, dask_scheduler=None):
     dask_scheduler.task_metadata.get(NAMESPACE, {}).pop(run_id, None)
     broker = getattr(dask_scheduler, "_broker", None)  # the scheduler's event log: no public way to clear one

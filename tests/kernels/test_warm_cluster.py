@@ -178,6 +178,8 @@ def test_a_killed_runs_step_is_stopped_by_the_cluster_and_the_run_ends(shared_wa
     assert warm_cluster.lookup(folder).cluster.pid == cluster.pid
     run = runs_of(notebook)[0]
     assert (run["status"], run["error"]) == ("failed", OWNER_STOPPED)
+    wait_for(lambda: not [r for r in warm_cluster.status(folder).get("runs", []) if r[:8] == run["id"][:8]],
+             "the killed run to leave the cluster's status")
 
 
 # --- stale and hostile files -----------------------------------------------------------------------
