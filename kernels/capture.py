@@ -195,6 +195,7 @@ class OutputBatcher:
         self.listener, self.interval, self.limit = listener, interval, limit
         self.pending: dict[str, list[str]] = {}
         self.sizes: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}  # characters not sent since the last call, per stream
         self.last = time.monotonic()
         self.lock = threading.Lock()  # the timer's thread flushes too
         self.timer: threading.Timer | None = None
@@ -207,6 +208,7 @@ class OutputBatcher:
             if self.sizes[stream] > 4 * self.limit:  # only the last `limit` characters are sent: drop older text
                 kept = "".join(parts)[-self.limit:]
                 parts[:] = [kept]
+                self.dropped[stream] = self.dropped.get(stream, 0) + self.sizes[stream] - len(kept)
                 self.sizes[stream] = len(kept)
             wait = self.interval - (time.monotonic() - self.last)
             if wait > 0 and self.timer is None:
@@ -219,16 +221,28 @@ class OutputBatcher:
     def flush(self) -> None:
         with self.lock:
             self.last = time.monotonic()
-            pending, self.pending, self.sizes = self.pending, {}, {}
+            pending, dropped, self.pending, self.sizes, self.dropped = self.pending, self.dropped, {}, {}, {}
             if self.timer is not None and self.timer is not threading.current_thread():
                 self.timer.cancel()
             self.timer = None
         for stream, parts in pending.items():
-            text = "".join(parts)[-self.limit:]
+            text = _with_gap("".join(parts), self.limit, dropped.get(stream, 0))
             try:
                 self.listener(stream, text)
             except Exception:  # noqa: BLE001 - a listener's failure must not fail the user's print
                 pass
+
+
+def _with_gap(text: str, limit: int, dropped: int) -> str:
+    """The last `limit` characters of `text`, from a line's start, after a line that says how much
+    was left out: a live view must not pass a fragment off as a whole line, nor a gap as none."""
+    if len(text) > limit:
+        dropped += len(text) - limit
+        text = text[-limit:]
+    if not dropped:
+        return text
+    start = text.find("\n") + 1 if "\n" in text[:-1] else 0
+    return f"[… {dropped + start:,} characters not shown live; the step's log has them all]\n{text[start:]}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ def test_the_batcher_sends_at_most_the_last_characters_once_per_interval():
         batcher.add("stdout", f"{i:04d}\n")
     assert calls == []  # within the interval: nothing sent yet
     batcher.flush()
-    assert calls == [("stdout", "0998\n0999\n")]
+    # what was left out is said, and the text starts at a line's start: `8\n0999\n` is no line of the step's
+    assert calls == [("stdout", "[… 4,995 characters not shown live; the step's log has them all]\n0999\n")]
     batcher.flush()
     assert len(calls) == 1  # nothing new: nothing sent
     eager = OutputBatcher(lambda stream, text: calls.append((stream, text)), interval=0, limit=100)
