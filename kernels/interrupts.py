@@ -4,6 +4,8 @@ While `sigterm_interrupts()` is active, SIGTERM raises `Terminated` (a KeyboardI
 main thread, so a run stopped by `kill`, a service manager or a batch scheduler is cancelled and
 recorded ("stopped by SIGTERM") instead of dying mid-step. A second SIGTERM ends the process at once.
 A process forked from it (by a step's code) ends on SIGTERM as any process does: it is not the run.
+Both Ctrl-C and SIGTERM are noted (`interrupt_requested`): a step whose own code swallows the
+KeyboardInterrupt still cancels the run when it ends.
 """
 
 from __future__ import annotations
@@ -30,10 +32,33 @@ def sigterm_interrupts() -> Iterator[None]:
         if os.getpid() != owner:  # a child a step forked, ended with the step: not the run's process
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        _REQUESTED.append(Terminated)
         raise Terminated()
 
+    def interrupted(signum, frame):
+        if os.getpid() == owner:
+            _REQUESTED.append(KeyboardInterrupt)
+        raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, terminated)
+    # noted only where Ctrl-C raises KeyboardInterrupt (not in a job that ignores it)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupted)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
+        _REQUESTED.clear()
+
+
+_REQUESTED: list[type[KeyboardInterrupt]] = []  # interrupts asked for while `sigterm_interrupts` is on
+
+
+def interrupt_requested() -> type[KeyboardInterrupt] | None:
+    """The interrupt (KeyboardInterrupt, Terminated) asked for in this process while
+    `sigterm_interrupts` is on, or None: a step that swallowed it (`except BaseException`) has not
+    cancelled the run, and its engine must, before the next step starts."""
+    return _REQUESTED[-1] if _REQUESTED else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..contract import STEP_FINISHED, finished_payload
+from ..interrupts import interrupt_requested
 from ..task import run_step
 from . import Engine
 
@@ -16,4 +17,7 @@ class LocalEngine(Engine):
             outcome = run_step(spec, outcomes, emit)
             outcomes[spec.step["name"]] = outcome
             emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
+            requested = interrupt_requested()
+            if requested is not None:  # Ctrl-C that the step's own `except` swallowed: cancel now
+                raise requested()
         return outcomes

@@ -87,3 +87,39 @@ def test_a_forked_child_ends_on_sigterm_instead_of_cleaning_up_as_the_run():
     done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["child", str(int(signal.SIGTERM))]
+
+
+def test_a_ctrl_c_is_noted_while_active_and_forgotten_after():
+    from nbscale.kernels.interrupts import interrupt_requested
+
+    with sigterm_interrupts():
+        assert interrupt_requested() is None
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # as a step's own `except BaseException` would
+        assert interrupt_requested() is KeyboardInterrupt
+    assert interrupt_requested() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_the_steps_code_swallows_still_cancels_a_local_run(tmp_path):
+    # the step went on, and so did the run: the next step ran and the run "succeeded"
+    import sqlite3
+    import time
+
+    from conftest import make_notebook
+
+    swallow = ("import time\nt0 = time.time()\nwhile time.time() - t0 < 4:\n    try:\n        time.sleep(0.1)\n"
+               "    except BaseException:\n        pass\na = 1")
+    nb = make_notebook(tmp_path, [(swallow, ["step:swallow"]), ("b = a", ["step:after"])])
+    run = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(nb), "--engine", "local", "--no-cache"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "running 2 steps" in run.stderr.readline() and "▶ swallow" in run.stderr.readline()
+    time.sleep(1)
+    run.send_signal(signal.SIGINT)
+    run.communicate(timeout=60)
+    assert run.returncode == 130
+    with sqlite3.connect(tmp_path / ".nbscale" / "runs.sqlite") as db:
+        assert db.execute("SELECT status FROM runs").fetchall() == [("cancelled",)]
+        assert dict(db.execute("SELECT step, status FROM step_runs").fetchall()) == {
+            "swallow": "succeeded", "after": "cancelled"}
