@@ -377,16 +377,18 @@ class _Recorder:
         if (kind == STEP_FINISHED and payload.get("status") == CACHED and self.record_cached is not None
                 and step not in self.cached_steps):  # an engine that loaded it from the store as it ran
             self.record_cached(step, payload.get("key") or self.hashes[step], tell=False)
-        if self.on_event is not None:
-            self.tell(kind, step, payload)
+        self.tell(kind, step, payload)
         if kind == STEP_FINISHED and payload.get("status") in OK:
             self.queue_ready(step)
 
     def tell(self, kind, step, payload) -> None:
         """Pass the event on to the caller's `on_event`. One that fails (a live view whose reader went
         away: `nbscale run … 2>&1 | head`) is told no more: what is shown is not what the run does."""
+        on_event = self.on_event  # (another thread may stop telling it meanwhile)
+        if on_event is None:
+            return
         try:
-            self.on_event(kind, step, payload)
+            on_event(kind, step, payload)
         except Exception as exc:  # noqa: BLE001 - the run goes on, and is recorded as it went
             self.on_event = None
             warnings.warn(f"the run's live view stopped ({type(exc).__name__}: {exc}); the run goes on",
@@ -422,8 +424,7 @@ class _Recorder:
             for name in ready:  # still under the lock: before any `step_started` of these steps
                 with self.lock:
                     self.store.add_event(self.run_id, STEP_QUEUED, name, {})
-                if self.on_event is not None:
-                    self.tell(STEP_QUEUED, name, {})
+                self.tell(STEP_QUEUED, name, {})
 
     def _finished(self, step, payload, log):
         self.done.add(step)
@@ -462,7 +463,7 @@ class _Recorder:
                                    saved_s=saved_s, profiles=profiles)  # profiles: of the stored values
             if metrics:
                 self.store.record_metrics(self.run_id, step, metrics)
-        if tell and self.on_event is not None:
+        if tell:
             self.tell(STEP_FINISHED, step, {"status": CACHED})
 
     def profiles(self, step, profiles):
@@ -478,8 +479,7 @@ class _Recorder:
             status, reason = FAILED, f"{type(exc).__name__}: {exc}"
         with self.lock, suppress(RunStoreError):  # the error that stopped the run is the one to report
             status = self.store.end_unfinished(self.run_id, status, reason)
-        if self.on_event is not None:
-            self.tell(RUN_FINISHED, None, {"status": status, "error": reason})
+        self.tell(RUN_FINISHED, None, {"status": status, "error": reason})
 
     def state_lost(self):
         """The run store's file was deleted or replaced during the run (called once, from any thread)."""
