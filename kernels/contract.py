@@ -231,6 +231,8 @@ def deadline(seconds):
         with lock:
             state["armed"] = False
             state["timer"].cancel()
+            # one raised just before: not delivered yet, it would strike the code after the step
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
 TIMEOUT_REFIRE_S = 1.0  # how often a timeout is raised again in a step that has not ended

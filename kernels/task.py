@@ -77,6 +77,9 @@ def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOut
     emit = emit or (lambda *args: None)
     try:
         return _run_step(spec, upstream, emit, execute or execute_in_process)
+    except StepTimeout:  # struck as the step ended, in nbscale's own code
+        return failed_outcome(spec.step["name"], "StepTimeout", timeout_message(spec.step["name"],
+                                                                                spec.step.get("timeout")))
     except Exception as exc:  # noqa: BLE001 - a broken task must not take the run down
         return failed_outcome(spec.step["name"], type(exc).__name__, f"nbscale could not run the step: {exc}",
                               traceback.format_exc())

@@ -129,6 +129,19 @@ def test_a_timeout_the_steps_own_except_swallows_still_stops_it(tmp_path, handle
     assert "timeout of 1 s" in out.summary["error"]["evalue"]
 
 
+def test_a_timeout_striking_nbscales_own_code_after_the_step_is_the_steps_timeout(tmp_path):
+    from nbscale.kernels.errors import StepTimeout
+
+    specs = _specs(tmp_path, [("x = 1", ["step:late", "timeout:1s"])])
+
+    def struck_as_the_step_ended(spec, inputs):
+        raise StepTimeout()
+
+    out = run_step(specs["late"], {}, execute=struck_as_the_step_ended)
+    assert out.status == FAILED and out.summary["error"]["ename"] == "StepTimeout"
+    assert "timeout of 1 s" in out.summary["error"]["evalue"]
+
+
 def test_a_step_finishing_in_time_is_not_interrupted_later(tmp_path):
     import time
 
