@@ -170,8 +170,10 @@ class Recording:
         own = self.writes | self.changed_by_step
         changed = []
         for path, first in self.first_seen.items():
-            now = _look(path)
-            if path in own or now == first:
+            if path in own:
+                continue
+            now = _look(path)  # (a stat, or a folder's listing: not for what the step changed itself)
+            if now == first:
                 continue
             if isinstance(first, frozenset) and isinstance(now, frozenset) and all(
                     os.path.join(path, name) in own for name in first ^ now):

@@ -242,10 +242,11 @@ class RunStore:
         self._update_run(run_id, status=RUNNING, started=now())
 
     @staticmethod
-    def _ended_by_another(db: sqlite3.Connection, run_id: str) -> bool:
-        """Is this process's unfinished run finished in the file (another process reaped it)?"""
+    def _status(db: sqlite3.Connection, run_id: str) -> str:
         row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return row is not None and row["status"] in FINISHED
+        if row is None:
+            raise UnknownRun(f"no run {run_id!r}")
+        return row["status"]
 
     def finish_run(self, run_id: str, status: str, error: Any = None) -> str:
         """End the run with `status`; the final status. A run another process ended meanwhile keeps
@@ -253,27 +254,23 @@ class RunStore:
         and told its readers so, and a run must not come back from the dead."""
         check_status(status)
         with self._write() as db:
-            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise UnknownRun(f"no run {run_id!r}")
-            if row["status"] not in FINISHED:
+            recorded = self._status(db, run_id)
+            if recorded not in FINISHED:
                 db.execute("UPDATE runs SET status = ?, finished = ?, error = ? WHERE id = ?",
                            (status, now(), to_json(error), run_id))
         self._owned.discard(run_id)
-        return row["status"] if row["status"] in FINISHED else status
+        return recorded if recorded in FINISHED else status
 
     def end_unfinished(self, run_id: str, status: str, error: Any) -> str:
         """Finish a run that stopped before its steps did (cancelled, or its process died): running
         steps end `failed` (with `error`) or `cancelled` as the run, pending ones `cancelled`, and a
         `run_finished` event records it. A run already finished keeps its status; the final status."""
         with self._write() as db:
-            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise UnknownRun(f"no run {run_id!r}")
-            if row["status"] not in FINISHED:
+            recorded = self._status(db, run_id)
+            if recorded not in FINISHED:
                 self._end(db, run_id, check_status(status), error)
         self._owned.discard(run_id)
-        return row["status"] if row["status"] in FINISHED else status
+        return recorded if recorded in FINISHED else status
 
     @staticmethod
     def _end(db: sqlite3.Connection, run_id: str, status: str, error: Any) -> None:
@@ -381,8 +378,8 @@ class RunStore:
         values = step_values(fields)
         columns = ", ".join(f"{name} = ?" for name in values)
         with self._write() as db:
-            if run_id in self._owned and self._ended_by_another(db, run_id):
-                return  # its steps stay as the process that took the run for dead left them
+            if run_id in self._owned and self._status(db, run_id) in FINISHED:
+                return  # another process took this one's run for dead: its steps stay as it left them
             cursor = db.execute(
                 f"UPDATE step_runs SET {columns} WHERE run_id = ? AND step = ?",
                 (*values.values(), run_id, step),

@@ -58,19 +58,22 @@ class OrphanedStepStopper(SchedulerPlugin):
 
     async def stop_runs(self, scheduler, runs: set[str], client: str):
         try:
-            busy = set()
-            for run in runs:
-                found = await run_on_workers(scheduler, executing_keys, f"-{run}")
-                busy |= {worker for worker, keys in found.items() if keys}
-            if not busy:
-                return
-            log.warning("client %s went away while its run(s) %s were executing: restarting workers %s",
-                        client, ", ".join(sorted(runs)), ", ".join(sorted(busy)))
-            await run_on_workers(scheduler, end_children, workers=busy)
-            await scheduler.restart_workers(workers=sorted(busy), timeout=RESTART_TIMEOUT_S, wait_for_workers=False,
-                                            on_error="return", stimulus_id=f"nbscale-orphaned-{time.time()}")
+            await self.restart_busy_workers(scheduler, runs, client)
         finally:  # its records, which `nbscale cluster status` lists as runs on the cluster, go with it
             drop_runs_of(scheduler, runs)
+
+    async def restart_busy_workers(self, scheduler, runs: set[str], client: str):
+        busy = set()
+        for run in runs:
+            found = await run_on_workers(scheduler, executing_keys, f"-{run}")
+            busy |= {worker for worker, keys in found.items() if keys}
+        if not busy:
+            return
+        log.warning("client %s went away while its run(s) %s were executing: restarting workers %s",
+                    client, ", ".join(sorted(runs)), ", ".join(sorted(busy)))
+        await run_on_workers(scheduler, end_children, workers=busy)
+        await scheduler.restart_workers(workers=sorted(busy), timeout=RESTART_TIMEOUT_S, wait_for_workers=False,
+                                        on_error="return", stimulus_id=f"nbscale-orphaned-{time.time()}")
 
 
 async def run_on_workers(scheduler, function, *args, workers=None) -> dict:
