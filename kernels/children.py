@@ -20,6 +20,11 @@ found. One step at a time per process: `task.isolated_step` holds the process's 
 `end_step_children()` ends the new processes of the step running now; it may be called from
 another thread while the step runs (the Dask engine calls it when a run is cancelled), and then
 the step's blocking wait on its child returns.
+
+A process killed outright (`kill -9` of `nbscale run`) ends nothing: what its steps started lives
+on, re-parented to init. So a step's processes carry its run's owner in their environment
+(`OWNER_ENV`, set by `marked_for_owner` around the step), and `end_orphans_of()`, called by the
+run store when it finds the owner gone, ends those still in the step's session.
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ from contextlib import contextmanager
 
 import psutil
 
-__all__ = ["TERMINATE_WAIT_S", "end_step_children", "step_children"]
+from .liveness import START_TIME_TOLERANCE_S
+
+__all__ = ["OWNER_ENV", "TERMINATE_WAIT_S", "end_orphans_of", "end_step_children", "marked_for_owner", "owner_marker",
+           "step_children"]
 
 TERMINATE_WAIT_S = 2.0  # after SIGTERM, before SIGKILL
 POLL_S = 0.02
@@ -46,6 +54,8 @@ SERVICE_MARKERS = ("resource_tracker import main", "forkserver import main")
 # ended under it, the next step's first call can fail before loky notices. Ended on cancel only.
 POOL_MARKERS = ("popen_loky_posix",)
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+# "<owner pid>:<owner start time>:<the step's session>" in the environment of what a step starts
+OWNER_ENV = "NBSCALE_STEP_OWNER"
 
 _lock = threading.Lock()
 _before: set[tuple[int, float]] | None = None  # (pid, start time) of the descendants when the step started
@@ -69,6 +79,58 @@ def step_children():
                 _before = None
             if was_subreaper is False:
                 _set_subreaper(False)
+
+
+def owner_marker(pid: int, started: float) -> str:
+    """How a run's owner is named in the environment of its steps' processes."""
+    return f"{pid}:{started!r}"
+
+
+@contextmanager
+def marked_for_owner(owner: str):
+    """Run the block (a step of the run owned by `owner`, an `owner_marker`) with the owner and this
+    process's session in the environment its processes inherit; put back afterwards."""
+    if not owner:
+        yield
+        return
+    previous = os.environ.get(OWNER_ENV)
+    os.environ[OWNER_ENV] = f"{owner}:{os.getsid(0)}"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(OWNER_ENV, None)
+        else:
+            os.environ[OWNER_ENV] = previous
+
+
+def end_orphans_of(pid: int, started: float, wait: float = TERMINATE_WAIT_S) -> list[int]:
+    """End the processes the steps of a run started, once its owner (`pid` started at `started`) is
+    gone without ending them: those whose environment names that owner and that are still in the
+    step's session (one started in a session of its own left it on purpose, as `step_children`
+    has it). SIGTERM, then SIGKILL after `wait` seconds. The pids ended."""
+    orphans = [p for p in psutil.process_iter() if _left_by(p, pid, started)]
+    for process in orphans:
+        _signal(process, psutil.Process.terminate)
+    alive = _wait_until_ended(orphans, wait)
+    for process in alive:
+        _signal(process, psutil.Process.kill)
+    return [p.pid for p in orphans]
+
+
+def _left_by(process: psutil.Process, pid: int, started: float) -> bool:
+    try:
+        marker = process.environ().get(OWNER_ENV)
+    except psutil.Error:  # gone, a zombie, or not ours to read
+        return False
+    try:
+        owner_pid, owner_started, session = marker.split(":")
+        same_owner = int(owner_pid) == int(pid) and abs(float(owner_started) - float(started)) <= START_TIME_TOLERANCE_S
+        in_session = os.getsid(process.pid) == int(session)
+    except (AttributeError, ValueError, OSError):
+        return False
+    return same_owner and in_session and process.pid != os.getpid() and not _runs_any(
+        process, SERVICE_MARKERS + POOL_MARKERS)
 
 
 def end_step_children(wait: float = TERMINATE_WAIT_S) -> list[int]:

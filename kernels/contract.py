@@ -102,6 +102,7 @@ class StepSpec:
     # a run id: large values are stored in the background (`handoff`), waited for under this id
     background_run: str = ""
     profile: bool = True  # profile the values it hands on (`profiles`; off by a project setting)
+    owner: str = ""  # the run's owner (`children.owner_marker`), named to the processes the step starts
 
 
 @dataclass

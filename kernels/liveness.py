@@ -68,11 +68,17 @@ def owner_gone(pid, host, started, heartbeat, *, space: str | None = "", now: fl
     """True when the run's owner has stopped: where its pid is visible, its process is gone;
     elsewhere (or when the run names no owner: written before owners were recorded), its heartbeat
     is too old."""
-    here = current_owner()
-    if pid and host == here.host and (space or "") == here.space:
+    if owner_visible(pid, host, space):
         return not process_alive(int(pid), started)
     now = time.time() if now is None else now
     return heartbeat is None or now - float(heartbeat) > timeout
+
+
+def owner_visible(pid, host, space: str | None = "") -> bool:
+    """Whether the owner's pid names a process in this process table (this host, boot and pid
+    namespace)."""
+    here = current_owner()
+    return bool(pid) and host == here.host and (space or "") == here.space
 
 
 def process_alive(pid: int, started: float | None) -> bool:

@@ -20,6 +20,7 @@ from ..compiler import compile_notebook
 from ..compiler.diagnostics import errors_text
 from ..compiler.hashing import step_hashes
 from . import params as params_mod
+from .children import owner_marker
 from .contract import (
     CACHED,
     CANCELLED,
@@ -53,6 +54,7 @@ from .contract import (
 from .cost import saved_seconds
 from .engines import get_engine
 from .errors import ParameterError, PipelineNotRunnable, RunStoreError, Terminated
+from .liveness import current_owner
 from .profile_records import light, stored_profiles
 from .project_settings import profiles_enabled
 from .runstore import RunStore
@@ -231,11 +233,13 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
     finals = final_names(pipeline)
     ir = pipeline.to_json()
     ir_steps = {s["name"]: s for s in ir["steps"]}
+    owner = owner_marker(current_owner().pid, current_owner().started)  # the run store records the same
     return [
         StepSpec(step=ir_steps[name], prelude=ir["prelude"],
                  metrics=ir["metrics"], parameters={p: values[p] for p in by_name[name].parameters},
                  hash=hashes[name], store_url=store_url, cwd=folder, notebook=str(notebook),
                  use_cache=options.use_cache, keep=sorted(finals[name]), key=keys.get(name, ""), profile=profile,
+                 owner=owner,
                  stored_inputs={p: keys[p] for p in by_name[name].after if p in keys and p not in needed})
         for name in _topological(pipeline) if name in needed
     ], keys

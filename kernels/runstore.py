@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import storefile
+from .children import end_orphans_of
 from .contract import CANCELLED, FAILED, FINISHED, OWNER_STOPPED, PENDING, RUN_FINISHED, RUNNING, STATUSES
 from .errors import AmbiguousRunId, RunStoreError, RunStoreReadOnly, UnknownRun
-from .liveness import HEARTBEAT_INTERVAL_S, OWNER_TIMEOUT_S, Heartbeat, current_owner, owner_gone
+from .liveness import HEARTBEAT_INTERVAL_S, OWNER_TIMEOUT_S, Heartbeat, current_owner, owner_gone, owner_visible
 from .runschema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -305,6 +306,8 @@ class RunStore:
                 if still:
                     self._end(db, row["id"], FAILED, OWNER_STOPPED)
                     reaped.append(row["id"])
+            if row["id"] in reaped and owner_visible(row["owner_pid"], row["owner_host"], row["owner_space"]):
+                end_orphans_of(row["owner_pid"], row["owner_started"] or 0.0)  # what its steps started
         return reaped
 
     def _reap_due(self) -> None:

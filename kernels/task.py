@@ -16,7 +16,7 @@ import traceback
 from contextlib import contextmanager
 
 from .capture import live_output
-from .children import step_children
+from .children import marked_for_owner, step_children
 
 # StepSpec and StepOutcome are imported from here by tasks pickled to workers: keep the names.
 from .contract import (
@@ -189,7 +189,7 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
     from .executor import StepError, StepResult, execute_step  # IPython: only paid when a step really runs
 
     step = spec.step
-    with isolated_step(spec.cwd) as state:
+    with isolated_step(spec.cwd, spec.owner) as state:
         try:
             with deadline(step.get("timeout")):
                 values, viewed = step_inputs(inputs, set(step.get("defines", ())), views)
@@ -217,14 +217,15 @@ def restored_message(restored: list[str]) -> str:
 
 
 @contextmanager
-def isolated_step(folder: str | None = None):
+def isolated_step(folder: str | None = None, owner: str = ""):
     """Run the block as the one step of this process that other runs must not notice afterwards;
     it yields the `ProcessState`, whose `.restored` names what was put back once the block ended.
 
     Holds the process's step shell (steps of a worker with several threads take turns, so one
     step's snapshot never holds another's changes). nbscale's own once-per-process set-up (the
     shell, its import hooks) and the eviction of edited local modules (and of another folder's
-    that `folder`, the step's, shadows) happen before the snapshot, so that restoring keeps them.
+    that `folder`, the step's, shadows) happen before the snapshot, so that restoring keeps them;
+    so does naming the run's `owner` to the processes the step starts (`children.marked_for_owner`).
     """
     from . import native_io
     from .executor import evict_outdated_modules
@@ -233,7 +234,7 @@ def isolated_step(folder: str | None = None):
     with step_shell():
         evict_outdated_modules(folder)
         native_io.install()
-        with step_children(), restored_process_state() as state:
+        with step_children(), marked_for_owner(owner), restored_process_state() as state:
             yield state
 
 

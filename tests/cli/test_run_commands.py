@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,9 +13,10 @@ import sys
 import time
 
 import nbformat
+import psutil
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLES_DIR, make_immutable, make_notebook
+from conftest import EXAMPLES_DIR, make_immutable, make_notebook, wait_for
 
 from nbscale.cli import main
 from nbscale.kernels.contract import OWNER_STOPPED, STOPPED_BY_SIGTERM
@@ -221,6 +223,44 @@ def test_a_killed_run_shows_failed_at_the_next_look(tmp_path):
     shown = _nbscale("show", run_id[:8], "--notebook", nb)
     assert f"why: {OWNER_STOPPED}" in shown.stdout
     assert "slow" in shown.stdout and "after" in shown.stdout and "cancelled" in shown.stdout
+
+
+def _ended(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE  # ended; init has not collected it yet
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_what_a_killed_runs_step_started_ends_at_the_next_look(tmp_path, engine):
+    # kill -9 ends the step's code (on dask, its workers die with the run), not the processes it
+    # started: re-parented to init, they would run on; the next look at the store ends them
+    cells = [("import subprocess, time", ["imports"]),
+             ("kept = subprocess.Popen(['sleep', '600'])\n"
+              "left = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+              "open('pids', 'w').write(f'{kept.pid} {left.pid}')\n"
+              "time.sleep(60)\nx = 1", ["step:slow"])]
+    nb = make_notebook(tmp_path, cells, name="spawns")
+    proc = subprocess.Popen(NBSCALE + ["run", str(nb), "--engine", engine], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=tmp_path)  # the step's processes hold pipes open
+    pids = tmp_path / "pids"
+    try:
+        wait_for(lambda: pids.exists() and pids.read_text(), "the step's processes")
+        kept, left = (psutil.Process(int(pid)) for pid in pids.read_text().split())
+        proc.kill()
+        proc.wait(timeout=30)
+        time.sleep(0.5)
+        assert not _ended(kept), "nothing ends it before a look at the store"
+        listing = _nbscale("runs", nb)
+        assert listing.returncode == 0 and OWNER_STOPPED in listing.stdout, listing.stderr
+        wait_for(lambda: _ended(kept), "the step's process to end", timeout=10)
+        assert not _ended(left), "a process the step put in a session of its own left the step on purpose"
+    finally:
+        proc.kill()
+        for pid in (pids.read_text().split() if pids.exists() else ()):
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(int(pid)).kill()
 
 
 def test_sigterm_cancels_the_run_like_ctrl_c(tmp_path):

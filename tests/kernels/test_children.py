@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 import threading
@@ -11,7 +12,14 @@ import time
 import psutil
 import pytest
 
-from nbscale.kernels.children import end_step_children, step_children
+from nbscale.kernels.children import (
+    OWNER_ENV,
+    end_orphans_of,
+    end_step_children,
+    marked_for_owner,
+    owner_marker,
+    step_children,
+)
 
 
 def _gone(pid: int) -> bool:
@@ -156,3 +164,45 @@ def test_the_check_for_children_sees_any_threads_running_or_ended_child_and_reap
     out = subprocess.run([sys.executable, "-c", PROBE_CHILDREN], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[False, 0, True, True, True, True, -9, False]"
+
+
+def test_a_steps_processes_name_its_runs_owner_and_its_session_and_the_mark_goes_afterwards():
+    assert OWNER_ENV not in os.environ
+    with marked_for_owner(owner_marker(123, 4.5)):
+        seen = subprocess.run([sys.executable, "-c", f"import os; print(os.environ[{OWNER_ENV!r}])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert seen == f"123:4.5:{os.getsid(0)}"
+    assert OWNER_ENV not in os.environ
+
+
+def _sleep_marked(owner: str, **options) -> subprocess.Popen:
+    with marked_for_owner(owner):
+        return subprocess.Popen(["sleep", "600"], **options)
+
+
+def test_the_orphans_of_a_gone_owner_end_and_no_other_process():
+    orphan = _sleep_marked(owner_marker(123, 4.5))
+    detached = _sleep_marked(owner_marker(123, 4.5), start_new_session=True)  # left the step on purpose
+    other_run = _sleep_marked(owner_marker(124, 4.5))
+    unmarked = subprocess.Popen(["sleep", "600"])
+    processes = (orphan, detached, other_run, unmarked)
+    try:
+        assert end_orphans_of(123, 99.0) == [], "pid 123 started at another time is another owner"
+        assert end_orphans_of(123, 4.5) == [orphan.pid]
+        assert orphan.wait(timeout=10) == -15
+        assert [p.poll() for p in processes[1:]] == [None, None, None]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def test_an_orphan_ignoring_sigterm_is_killed():
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(600)")
+    with marked_for_owner(owner_marker(123, 4.5)):
+        stubborn = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "ready"
+    assert end_orphans_of(123, 4.5, wait=0.5) == [stubborn.pid]
+    assert stubborn.wait(timeout=10) == -9
+    stubborn.stdout.close()
