@@ -8,6 +8,11 @@ cannot travel faithfully, because the generator's state advances between cells: 
 `global-seed` warning. Calls are recognised by what they resolve to through the notebook's
 imports (`import pandas as pd` → `pandas.set_option`), never by the alias alone.
 
+Assignments travel too when they store into process state a later cell would see: an attribute
+of what an import binds (`helpers.LEVEL = 5`: a module or class is not handed on as a value), and
+an item or attribute of what the prelude made (`config["lr"] = 0.5`: the prelude runs afresh
+before every step), until a step binds that name again.
+
 The `imports`/`functions` cells (the prelude) run before every step already: a setting there
 needs no replay, and a seed there seeds every step alike (reproducible; see docs/tags.md).
 """
@@ -107,13 +112,14 @@ class SettingsWalk:
         self._step_names = step_names
         self._finder = _Finder(parameters, set())
         self._finder.skim = skim
-        self._made: list[dict] = []  # the settings of the steps walked so far, in order
+        # the settings of the steps walked so far, in order, with the prelude's name each stores into
+        self._made: list[tuple[dict, str | None]] = []
         self._made_reads: set[str] = set()
         self._position = 0  # of the next step
 
     def prelude(self, cells: list[ParsedCell], names: set[str]) -> None:
         """The prelude's cells, and the names it binds (a setting may read them)."""
-        self._finder.prelude_names = names
+        self._finder.prelude_names = set(names)  # (a step that binds one of them again takes it off)
         for cell in cells:
             self._finder.cell(cell, step=None)
 
@@ -121,19 +127,23 @@ class SettingsWalk:
         """The next step's cells, in notebook order."""
         finder, result, position, steps = self._finder, self.settings, self._position, self._step_names
         self._position += 1
-        result.replayed[name] = list(self._made)
+        result.replayed[name] = [entry for entry, _ in self._made]
         result.parameters[name] = set(self._made_reads)
         finder.found, finder.problems = [], []
+        prelude_names = set(finder.prelude_names)
         for cell in cells:
             finder.cell(cell, step=name)
-        for kind, entry, reads in finder.found:
+        for kind, entry, reads, into in finder.found:
             if kind == "setting":
-                self._made.append(entry)
+                self._made.append((entry, into))
                 self._made_reads |= reads
+        rebound = prelude_names - finder.prelude_names  # later steps get the step's own value: no replay into it
+        if rebound:
+            self._made = [(entry, into) for entry, into in self._made if into not in rebound]
         if position + 1 < len(steps):  # what the last step sets or seeds affects no other step
             later = steps[position + 1:position + 2 + _MORE_STEPS_SHOWN]
             result.diagnostics += finder.problems
-            seeds = [entry for kind, entry, _ in finder.found if kind == "seed"]
+            seeds = [entry for kind, entry, _, _ in finder.found if kind == "seed"]
             result.diagnostics += [_seed_warning(entry, name, later, len(steps) - position - 1) for entry in seeds]
 
 
@@ -147,7 +157,8 @@ class _Finder:
         self.seeding_functions: dict[str, str] = {}  # function name → the seed call in its body
         # functions whose body makes a setting → whether the prelude defines it (every step has it)
         self.setting_functions: dict[str, bool] = {}
-        self.found: list[tuple[str, dict, set[str]]] = []  # ("setting" | "seed", entry, parameters read)
+        # ("setting" | "seed", entry, parameters read, the prelude's name a setting stores into or None)
+        self.found: list[tuple[str, dict, set[str], str | None]] = []
         self.problems: list[Diagnostic] = []
         self.skim = True
 
@@ -186,12 +197,12 @@ class _Finder:
             seed = self._seed_of(node) if isinstance(node, ast.Call) else None
             if seed is not None:
                 code = piece.segment(node) or ast.unparse(node)
-                self.found.append(("seed", {"cell": index, "line": node.lineno, "source": code, **seed}, set()))
+                self.found.append(("seed", {"cell": index, "line": node.lineno, "source": code, **seed}, set(), None))
 
     def _may_matter(self, python: str) -> bool:
         """Whether a cell's text may hold anything this pass acts on: an import, a definition, a
         name that may resolve to a setting or seed call or object, a call of a notebook function
-        that seeds or sets, or a store to a name the pass knows (it forgets what the name was).
+        that seeds or sets, or a store to a name the pass knows (it forgets what the name was) or to its attributes.
         False only when none of these can be there; most cells of a long notebook."""
         if not python.isascii():
             return True  # the parser normalises non-ASCII names (NFKC): the text may not show them
@@ -199,8 +210,10 @@ class _Finder:
         if not words.isdisjoint(_ALWAYS_WALK) or not words.isdisjoint(self.seeding_functions) \
                 or not words.isdisjoint(self.setting_functions):
             return True
-        return any(_may_set(self.imported[name].module) or _may_store(name, python)
-                   for name in words.intersection(self.imported))
+        if any(_may_set(self.imported[name].module) for name in words.intersection(self.imported)):
+            return True
+        stored = words.intersection(self.imported) | words.intersection(self.prelude_names)
+        return any(_may_store(name, python) or _may_store_into(name, python) for name in stored)
 
     def _setting(self, stmt, where, piece: Piece):
         source = piece.segment(stmt) or ast.unparse(stmt)
@@ -215,7 +228,7 @@ class _Finder:
                 hint="give the setting literal values or pipeline parameters, or move it to the imports cell"))
             return
         entry = {**where, "source": source, "imports": _unique(imports)}
-        self.found.append(("setting", entry, reads & self.parameters))
+        self.found.append(("setting", entry, reads & self.parameters, self._prelude_root(stmt)))
 
     def _is_setting(self, stmt) -> bool:
         if _is_config_magic(stmt):
@@ -231,11 +244,31 @@ class _Finder:
 
     def _is_setting_target(self, target) -> bool:
         if isinstance(target, ast.Subscript):  # rcParams["figure.dpi"] = 120
-            return self._qualified(target.value) in SETTING_OBJECTS
-        if isinstance(target, ast.Attribute):  # pd.options.display.max_rows = 50
-            name = self._qualified(target) or ""
-            return any(name.startswith(obj + ".") for obj in SETTING_OBJECTS)
+            return self._qualified(target.value) in SETTING_OBJECTS or self._into_prelude(target)
+        if isinstance(target, ast.Attribute):
+            # pd.options.display.max_rows = 50, and any attribute of what an import binds: a module's
+            # (helpers.LEVEL = 5, torch.backends.cudnn.benchmark = True) or a class's, which every
+            # later cell sees top to bottom, while a step's process puts back all of a local module
+            return self._qualified(target.value) is not None or self._into_prelude(target)
         return False
+
+    def _into_prelude(self, target) -> bool:
+        """Whether `target` stores into what the imports or functions cells made (`config["lr"] =
+        0.1`, `config.lr = 0.1`): they run again before every step, so a later step sees the
+        change only when it is replayed there."""
+        while isinstance(target, (ast.Attribute, ast.Subscript)):
+            target = target.value
+        return isinstance(target, ast.Name) and target.id in self.prelude_names and target.id not in self.imported
+
+    def _prelude_root(self, stmt) -> str | None:
+        """The prelude's name a setting statement stores into, if it does."""
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+        for target in targets:
+            if isinstance(target, (ast.Attribute, ast.Subscript)) and self._into_prelude(target):
+                while isinstance(target, (ast.Attribute, ast.Subscript)):
+                    target = target.value
+                return target.id
+        return None
 
     def _seed_of(self, call: ast.Call) -> dict | None:
         """{"seeds": the seed call, "via": the notebook's function that makes it, or None}."""
@@ -262,7 +295,7 @@ class _Finder:
         functions of the prelude that make settings. `text`: code holding all of `stmt`, when
         its words may rule out that a function seeds or sets (`_body_may_matter`)."""
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            self._forget(stmt.name)
+            self._rebound(stmt.name, in_prelude)
             seed, sets = self._body_of(stmt) if text is None or self._body_may_matter(text) else (None, False)
             if seed:
                 self.seeding_functions[stmt.name] = seed
@@ -272,12 +305,18 @@ class _Finder:
         for node, _ in nodes:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 for name, imported in _imports_of(node).items():
-                    self._forget(name)
+                    self._rebound(name, in_prelude)
                     self.imported[name] = imported
             elif isinstance(node, ast.Name):  # (only stores are marked)
-                self._forget(node.id)  # `pd = ...` is no module any more
+                self._rebound(node.id, in_prelude)  # `pd = ...` is no module any more
             elif isinstance(node, ast.ClassDef):
-                self._forget(node.name)
+                self._rebound(node.name, in_prelude)
+
+    def _rebound(self, name, in_prelude: bool):
+        """`name` is bound again: forget what it was; in a step, it is no longer what the prelude made."""
+        self._forget(name)
+        if not in_prelude:
+            self.prelude_names.discard(name)
 
     def _forget(self, name):
         self.imported.pop(name, None)
@@ -351,6 +390,17 @@ def _may_store(name: str, python: str) -> bool:
     """Whether `python` may bind `name`: it shows the name somewhere other than before `.` or `(`
     (`math.sqrt(x)` reads math; `math = 1`, `for math in`, `math, b = ` may bind it)."""
     return _name_not_followed_by_dot_or_call(name).search(python) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _store_into(name: str):
+    name = re.escape(name)  # (starts with the name, as _name_not_followed_by_dot_or_call says why)
+    return re.compile(rf"{name}(?<!\w{name})(?:\s*(?:\.\s*\w+|\[[^\n]*?\]))+\s*(?:[-+*/%&|^@]|//|\*\*|<<|>>)?=(?!=)")
+
+
+def _may_store_into(name: str, python: str) -> bool:
+    """Whether `python` may store into an attribute or item of `name`: `name.a = …`, `name["a"].b += …`."""
+    return _store_into(name).search(python) is not None
 
 
 def _imports_of(node) -> dict[str, _Imported]:

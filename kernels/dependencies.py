@@ -600,6 +600,19 @@ def local_module_names() -> list[str]:
             if name in _STEP_IMPORTS and id(getattr(module, "__spec__", None)) in specs and not _own(name)]
 
 
+def step_local_module_names() -> list[str]:
+    """Names of the loaded modules steps imported that are no library's (the notebook's own files):
+    known as soon as they are imported, where `local_module_names` waits for a step's fingerprint."""
+    found = []
+    for name in list(_STEP_IMPORTS):
+        module = sys.modules.get(name)
+        if module is not None and not _own(name):
+            _, path, ignored = _file_of(name, module)
+            if path is not None and not ignored:
+                found.append(name)
+    return found
+
+
 def _own(name: str) -> bool:
     """nbscale itself: local where a notebook sits in its source tree, and never imported again by
     the run time that is running (its hooks and state would split in two)."""

@@ -16,7 +16,10 @@ What is restored, and what is left on purpose:
   data rather than behaviour — only functions, classes, modules and other callables come back. A
   library's own data (a flag of lazy initialisation, a singleton made on first use, a counter, a
   timing a gc callback writes while the step runs) must not go back: undoing it would do the
-  work twice or undo what someone other than the step did.
+  work twice or undo what someone other than the step did. The notebook's own local modules
+  (files beside it that steps imported) are put back whole, data too, and lose what the step
+  added: `helpers.LEVEL = 5` in one step must not reach whichever step runs next on that worker
+  (the compiler replays such a statement before every later step, as top to bottom).
 - `sys.path` is put back as it was. Import hooks (`sys.meta_path`, `sys.path_hooks`) the step
   added stay (a library imported in the step may depend on its hook, as `six.moves` does); hooks
   it removed or replaced come back.
@@ -97,7 +100,8 @@ def library_imports_kept():
     """Environment variables the block sets while it imports modules new to the process stay after
     the step (the running snapshot takes them) and are no change to warn about: a library sets them
     for itself when first imported (scikit-learn's KMP_* variables) and stays imported, so every
-    later step runs with them, as in a kernel. The imports cell runs in this block."""
+    later step runs with them, as in a kernel. The imports cell runs in this block. The notebook's
+    local modules it imported first are saved as they are after it, to be put back after the step."""
     before_env, before_modules = _environ_data(os.environ), len(sys.modules)
     if before_env is None:  # no encoded entries to copy in C: the decoded ones
         before_env = os.environ.copy()
@@ -106,6 +110,7 @@ def library_imports_kept():
     finally:
         if _active and len(sys.modules) > before_modules:
             _keep_environment_changes(_active[-1], _decoded(before_env), os.environ.copy())
+            _active[-1].save_new_local_modules()
 
 
 def _decoded(environ: dict) -> dict:
@@ -145,6 +150,7 @@ class ProcessState:
         self.recursion_limit = 0
         self.root_handlers: list = []
         self.root_level = 0
+        self.new_local_modules: dict[str, tuple[types.ModuleType, dict]] = {}  # name → module, its dict's copy
         self.restored: list[str] = []  # set by restored_process_state()
 
     @classmethod
@@ -165,6 +171,14 @@ class ProcessState:
         root = logging.getLogger()
         state.root_handlers, state.root_level = list(root.handlers), root.level
         return state
+
+    def save_new_local_modules(self) -> None:
+        """Save the dicts of the local modules loaded since `save()` (by the imports cell): `restore`
+        puts them back as they are now."""
+        for name in _local_modules():
+            module = sys.modules.get(name)
+            if name not in self.modules and name not in self.new_local_modules and _is_module(module):
+                self.new_local_modules[name] = (module, module.__dict__.copy())
 
     def restore(self) -> list[str]:
         """Put back what changed since `save()`; the names of what was put back, e.g. `json.dumps`."""
@@ -196,12 +210,16 @@ class ProcessState:
             suspects = range(len(modules))
         else:
             suspects = changed_indexes(versions_at(slots), versions)
-        changed = []
+        changed, local = [], None
         for i in suspects:
             now, old = dicts[i], copies[i]
             if len(now) == len(old) and all(map(operator.is_, now.values(), old.values())):
                 continue  # changed and changed back, or no version numbers: decided in C
-            changed.extend(_restore_module(modules[i], old))
+            if local is None:
+                local = _local_modules()
+            changed.extend(_restore_module(modules[i], old, modules[i].__name__ in local))
+        for module, old in self.new_local_modules.values():
+            changed.extend(_restore_module(module, old, local=True))
         return changed
 
     # --- interpreter and OS state ------------------------------------------------------------------
@@ -410,24 +428,43 @@ def changed_indexes(now: list, before: list) -> list[int]:
 _MODULE_DICTS = ModuleDicts()
 
 
-def _restore_module(module: types.ModuleType, old: dict) -> list[str]:
-    """Put back the rebound or deleted attributes of one module that should be put back."""
+def _restore_module(module: types.ModuleType, old: dict, local: bool = False) -> list[str]:
+    """Put back the rebound or deleted attributes of one module that should be put back; those
+    of a `local` module (the notebook's own, `dependencies.step_local_module_names`) all, data too, and
+    the ones the step added go. The patches put back (behaviour, not data)."""
     now, name, changed = module.__dict__, module.__name__, []
     for key, value in old.items():
         current = now.get(key, _ABSENT)
-        if current is value or not _is_patch(name, key, value, current):
+        if current is value or _is_bookkeeping(name, key, current):
+            continue
+        if _is_patch(value):
+            changed.append(f"{name}.{key}")
+        elif not local:
             continue
         now[key] = value
-        changed.append(f"{name}.{key}")
+    if local:
+        for key in [key for key in now if key not in old and not _is_bookkeeping(name, key, now[key])]:
+            del now[key]
     return changed
 
 
-def _is_patch(module_name: str, key: str, old, new) -> bool:
-    """Whether a rebinding is one to undo (see the module docstring for what is left)."""
-    if key in IMPORT_METADATA or not (callable(old) or isinstance(old, types.ModuleType)):
-        return False  # a patch replaces behaviour; data is the library's own bookkeeping
-    # `import pkg.sub` binds the (re-)imported submodule on its parent: the import system's doing
-    return not (isinstance(new, types.ModuleType) and sys.modules.get(f"{module_name}.{key}") is new)
+def _is_bookkeeping(module_name: str, key: str, new) -> bool:
+    """Whether a rebinding is the import system's doing: import metadata, or the (re-)imported
+    submodule `import pkg.sub` binds on its parent."""
+    return key in IMPORT_METADATA or (
+        isinstance(new, types.ModuleType) and sys.modules.get(f"{module_name}.{key}") is new)
+
+
+def _is_patch(old) -> bool:
+    """Whether a rebinding replaced behaviour; a library's data is its own bookkeeping (see the
+    module docstring for what is left)."""
+    return callable(old) or isinstance(old, types.ModuleType)
+
+
+def _local_modules() -> set[str]:
+    from .dependencies import step_local_module_names  # (it imports this module)
+
+    return set(step_local_module_names())
 
 
 def _environ_data(environ) -> dict | None:

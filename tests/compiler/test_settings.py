@@ -161,6 +161,45 @@ def test_an_alias_bound_again_is_no_module_any_more():
     assert p.step("b").settings == []
 
 
+def test_attributes_set_on_what_an_import_binds_travel_with_the_import():
+    p = compile_source([
+        ("import helpers\nfrom models import Config", ["imports"]),
+        ("import torch\nhelpers.LEVEL = 5\nhelpers.N += 1\ntorch.backends.cudnn.benchmark = True\n"
+         "Config.debug = True\nx = 1", ["step:a"]),
+        ("y = helpers.level()", ["step:b"]),
+    ])
+    assert codes(p) == [], p.diagnostics
+    assert [replay_source(s) for s in p.step("b").settings] == [
+        "import helpers\nhelpers.LEVEL = 5", "import helpers\nhelpers.N += 1",
+        "import torch\ntorch.backends.cudnn.benchmark = True", "from models import Config\nConfig.debug = True"]
+
+
+def test_stores_into_what_the_prelude_made_travel_until_a_step_binds_the_name_again():
+    p = compile_source([
+        ("import math\ncfg = {'lr': 0.1, 'opt': {}}\nclass Opts:\n    depth = 1", ["imports"]),
+        ("cfg['lr'] = 0.5\ncfg['opt']['m'] = 0.9\nOpts.depth += 1\nx = 1", ["step:a"]),
+        ("y = cfg['lr'] * Opts.depth", ["step:b"]),
+        ("cfg = {'lr': 1.0}\nz = 1", ["step:c"]),  # c hands on a cfg of its own: a's stores stop travelling
+        ("w = cfg['lr']", ["step:d"]),
+    ])
+    assert codes(p) == [], p.diagnostics
+    assert [s["source"] for s in p.step("b").settings] == ["cfg['lr'] = 0.5", "cfg['opt']['m'] = 0.9",
+                                                          "Opts.depth += 1"]
+    assert [s["source"] for s in p.step("d").settings] == ["Opts.depth += 1"]
+    assert p.step("d").inputs == ["cfg"]
+
+
+def test_a_store_reading_a_computed_value_or_into_a_name_bound_again_is_no_setting():
+    p = compile_source([
+        ("import math\nimport helpers\ncfg = {}", ["imports"]),
+        ("rate = 0.3\nhelpers.RATE = rate\nmath = 3\ncfg2 = cfg\nclass helpers:\n    pass\n"
+         "helpers.X = 1\nx = 1", ["step:a"]),
+        ("y = cfg", ["step:b"]),
+    ])
+    assert codes(p) == ["setting-not-replayed"] and "reads 'rate'" in p.diagnostics[0].message
+    assert p.step("b").settings == []
+
+
 # -- seeds --------------------------------------------------------------------------------------
 
 SEEDS = [

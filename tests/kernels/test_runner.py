@@ -405,3 +405,22 @@ def test_steps_found_cached_stay_cached_in_a_run_cancelled_later(tmp_path):
     assert {s["step"]: s["status"] for s in run["steps"]} == {
         "first": "cached", "metrics": "cached", "slow": "cancelled", "last": "cancelled"}
     assert {m["name"]: m["value"] for m in run["metrics"]} == {"accuracy": 0.5}
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_what_a_step_sets_on_a_local_module_reaches_later_steps_once_as_top_to_bottom(tmp_path, engine):
+    # one process runs every step (one worker): a's change must neither be lost nor applied twice
+    (tmp_path / "knobs_replayed.py").write_text("LEVEL = 1\nCOUNT = 0\n\ndef level():\n    return LEVEL\n")
+    nb = make_notebook(tmp_path, [
+        ("import knobs_replayed as knobs", ["imports"]),
+        ("first = knobs.level()", ["step:before"]),
+        ("knobs.LEVEL = 5\nknobs.COUNT += 1\nknobs.ADDED = 'a'\nx = 1", ["step:sets"]),
+        ("seen = (knobs.level(), knobs.COUNT, knobs.ADDED)", ["step:later"]),
+        ("again = (knobs.level(), knobs.COUNT)", ["step:last"]),
+    ])
+    for _ in range(2):  # and again in the same process, whose module the first run changed
+        result = run_notebook(nb, options=RunOptions(engine=engine, workers=1, use_cache=False))
+        assert result.ok, result.steps
+        assert result.load("before")["first"] == 1
+        assert result.load("later")["seen"] == (5, 1, "a")
+        assert result.load("last")["again"] == (5, 1)
