@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
-import weakref
 from pathlib import Path
 
 from .errors import RunStoreCorrupt, RunStoreError, RunStoreReadOnly
@@ -104,16 +104,20 @@ def move_aside(path) -> Path:
 
 class FileWatch:
     """Holds the store's file open, so its inode cannot be reused, and tells whether the path still
-    names it: deleted (no links left) or replaced (the path now names another file) means lost."""
+    names it: deleted (no links left) or replaced (the path now names another file) means lost.
+
+    One descriptor per file for the whole process, shared by every watch of it and closed only
+    once the file is lost: closing any descriptor of a file drops every POSIX lock the process
+    holds on it, SQLite's own among them (another connection of this process would then take
+    itself for the last one, and delete the -wal and -shm files under its neighbours)."""
 
     def __init__(self, path):
         self.path = os.fspath(path)
         self.fd: int | None = None
         try:
-            self.fd = os.open(self.path, os.O_RDONLY)
+            self.fd = _held_descriptor(self.path)
         except OSError:
             return  # a store we cannot watch is reported as never lost
-        self._closer = weakref.finalize(self, os.close, self.fd)  # a store dropped without close()
 
     def lost(self) -> bool:
         if self.fd is None:
@@ -128,6 +132,27 @@ class FileWatch:
         return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
     def close(self) -> None:
-        if self.fd is not None:
-            self._closer()
-            self.fd = None
+        self.fd = None  # the descriptor stays with the process (see the class's docstring)
+
+
+_HELD: dict[tuple[int, int], int] = {}  # (device, inode) → this process's descriptor of the file
+_HELD_LOCK = threading.Lock()
+
+
+def _held_descriptor(path: str) -> int:
+    """This process's one descriptor of the file at `path`. Never closed while the file has a
+    name: closing even a descriptor that never locked drops the process's locks on the file (a
+    second one, opened as another thread opened the same file, is kept too). Descriptors of files
+    deleted or replaced since are closed: nothing of this process can lock those any more."""
+    with _HELD_LOCK:
+        st = os.stat(path)
+        held = _HELD.get((st.st_dev, st.st_ino))
+        if held is not None:
+            return held
+        for key, other in list(_HELD.items()):
+            if os.fstat(other).st_nlink == 0:
+                os.close(other)
+                del _HELD[key]
+        fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(fd)
+        return _HELD.setdefault((st.st_dev, st.st_ino), fd)

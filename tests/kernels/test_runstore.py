@@ -627,3 +627,21 @@ def test_a_run_another_process_ended_as_dead_does_not_come_back(tmp_path):
     assert run["status"] == "failed" and run["error"] == "the process running it stopped"
     assert run["steps"][0]["status"] == "failed"
     assert [e["payload"]["status"] for e in owner.events_since(run_id) if e["kind"] == "run_finished"] == ["failed"]
+
+
+def test_closing_one_store_keeps_the_locks_of_another_on_the_same_file(tmp_path):
+    # closing any descriptor of a file drops every POSIX lock the process holds on it: the other
+    # process would take itself for SQLite's last connection and delete the -wal file under `held`
+    path = tmp_path / "runs.sqlite"
+    held = RunStore(path)
+    new_run(held)
+    RunStore(path).close()  # as the server's second look at a folder (its cell durations) does
+    code = ("import sys; from nbscale.kernels.runstore import RunStore; s = RunStore(sys.argv[1]); "
+            "print(s.create_run('nb.ipynb', 'p', 'local', {}, ['a'])); s.close()")
+    other = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    made = other.stdout.strip()
+    assert held.get_run(made)["status"] == "pending", "the run another process made is seen"
+    mine = new_run(held)
+    with RunStore(path) as fresh:
+        assert fresh.get_run(mine)["status"] == "pending", "what it writes afterwards is not lost"
+    held.close()
