@@ -87,6 +87,8 @@ class NbscaleHandler(APIHandler):
             body = json.loads(self.request.body or b"{}")
         except ValueError:
             raise InvalidInput("the request body is not JSON") from None
+        except RecursionError:
+            raise InvalidInput("the request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise InvalidInput("the request body must be a JSON object")
         return body
@@ -239,7 +241,7 @@ class KfpYamlHandler(NbscaleHandler):
 
 class KfpSubmitHandler(NbscaleHandler):
     @web.authenticated
-    @authorized
+    @authorized(*EXECUTE)  # it runs the notebook's code, on the cluster and with the server's credentials
     @api_call
     async def post(self):
         body = self.json_body()

@@ -26,9 +26,12 @@ from nbscale.kernels.contract import CANCELLED, CANCELLED_BY_USER, FAILED, RUN_F
 
 from . import models
 from .errors import ExtensionError, InvalidInput
+from .kfp import CREDENTIAL_ENV
 
 # Server credentials a run's user code has no business seeing.
-CHILD_ENV_DROP = ("JUPYTER_TOKEN", "JUPYTER_PASSWORD", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN")
+# the server's own credentials: the code of a run must not read them (nor store them as a value)
+CHILD_ENV_DROP = ("JUPYTER_TOKEN", "JUPYTER_PASSWORD", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN",
+                  *CREDENTIAL_ENV.values())
 
 
 class RunProcess:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 
 from .errors import ParameterError
 
@@ -49,8 +50,37 @@ def resolve(pipeline, given: dict) -> dict:
         raise ParameterError(f"unknown parameter(s) {', '.join(unknown)}; parameters: {known}")
     values = {name: p.default for name, p in declared.items()}
     for name, value in given.items():
-        values[name] = coerce(declared[name], value)
+        values[name] = checked(name, coerce(declared[name], value))
     return values
+
+
+def checked(name: str, value):
+    """`value`, when the run store, the logs and KFP can hold it as given: finite numbers, text
+    that is Unicode (no lone surrogate, which no UTF-8 file can hold); else ParameterError."""
+    for part in _parts(value):
+        if isinstance(part, float) and not math.isfinite(part):
+            raise ParameterError(f"parameter '{name}' must be a finite number, got {part!r} "
+                                 "(JSON, the run store and KFP cannot hold it)")
+        if isinstance(part, str):
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ParameterError(f"parameter '{name}' holds text that is not valid Unicode "
+                                     f"({exc.object[exc.start:exc.end]!r} at position {exc.start})") from None
+    return value
+
+
+def _parts(value):
+    """`value` and everything in it, dict keys too (no recursion: any depth)."""
+    stack = [value]
+    while stack:
+        part = stack.pop()
+        yield part
+        if isinstance(part, dict):
+            stack.extend(part.keys())
+            stack.extend(part.values())
+        elif isinstance(part, (list, tuple)):
+            stack.extend(part)
 
 
 def coerce(param, value):
@@ -145,7 +175,7 @@ def resolve_papermill(pipeline, given: dict) -> tuple[dict, dict]:
     unknown = {}
     for name, value in given.items():
         if name in declared:
-            values[name] = from_papermill(declared[name], value)
+            values[name] = checked(name, from_papermill(declared[name], value))
         else:
             unknown[name] = value
     return values, unknown

@@ -19,6 +19,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 from conftest import make_notebook
+from jupyter_server.auth import Authorizer
 from model_keys import CLUSTER_KEYS, STEP_RUN_KEYS, SUMMARY_KEYS
 from pytest_jupyter.jupyter_server import *  # noqa: F403 - the jp_* fixtures, for this module only
 from traitlets.config import Config, Configurable
@@ -302,6 +303,30 @@ def test_bad_requests_are_json_errors(api, nb, jp_root_dir):
     assert code == 400 and body == {"error": "missing 'path': a notebook path relative to the server's root"}
     code, body = api.post("kfp/submit", {"path": "nb.ipynb", "parameters": [1]})
     assert code == 400 and "parameters" in body["error"]
+    deep = '{"path": "nb.ipynb", "parameters": {"alpha": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    assert api.post("runs", deep) == (400, {"error": "the request body is nested too deeply"})
+
+
+def test_parameter_values_no_file_can_hold_are_refused_and_change_nothing(api, manager, jp_root_dir):
+    from kfp_stand_in import KfpStandIn  # a KFP API server cannot run here: tests/kfp_stand_in.py stands in
+
+    from nbscale.jupyter_ext.kfp import KfpService
+
+    make_notebook(jp_root_dir, [("label = 'a'\nrate = 0.5", ["parameters"]), ("x = label * 2", ["step:a"])],
+                  name="typed")
+    with KfpStandIn() as stand_in:
+        manager.kfp = KfpService(stand_in.url)
+        for raw_value, said in (('"\\ud800"', "not valid Unicode"), ("1e999", "finite number"),
+                                ("NaN", "finite number")):
+            name = "label" if "ud800" in raw_value else "rate"
+            body = '{"path": "typed.ipynb", "parameters": {"' + name + '": ' + raw_value + "}}"
+            for endpoint in ("runs", "kfp/submit"):
+                code, answer = api.post(endpoint, body)
+                assert code == 400 and said in answer["error"], (endpoint, raw_value, code, answer)
+        assert stand_in.runs == []
+    assert not (jp_root_dir / ".nbscale").exists()
+    code, run = api.post("runs", {"path": "typed.ipynb"})  # the store is fine: the next run starts
+    assert code == 202, run
 
 
 def test_each_error_class_has_one_status_and_all_are_nbscale_errors():
@@ -573,3 +598,43 @@ def test_kfp_yaml_of_a_hostile_name_runs_no_code_in_the_server(where, payload, a
     code, body = api.get("kfp/yaml", path="hostile.ipynb")
     assert code in (200, 400), body
     assert not sentinel.exists(), "the notebook's name ran as code in the server"
+
+
+class NoExecute(Authorizer):
+    """A deployment's authorizer that lets a user read but not run code."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return action != "execute"
+
+
+class TestAUserWhoMayNotExecute:
+    @pytest.fixture
+    def jp_server_config(self):
+        return {"ServerApp": {"jpserver_extensions": {"nbscale.jupyter_ext": True}, "authorizer_class": NoExecute},
+                "Nbscale": {"default_engine": "local"}}
+
+    def test_may_neither_run_nor_submit_to_kfp_but_may_read(self, api, manager, nb):
+        from kfp_stand_in import KfpStandIn  # a KFP API server cannot run here: tests/kfp_stand_in.py stands in
+
+        from nbscale.jupyter_ext.kfp import KfpService
+
+        with KfpStandIn() as stand_in:
+            manager.kfp = KfpService(stand_in.url)
+            for endpoint in ("runs", "kfp/submit"):
+                code, body = api.post(endpoint, {"path": "nb.ipynb"})
+                assert code == 403 and "execute" in body["error"], (endpoint, body)
+            assert stand_in.runs == []
+        assert api.get("runs", path="nb.ipynb")[0] == 200
+
+
+def test_a_run_started_by_the_server_cannot_read_the_servers_credentials(api, jp_root_dir, monkeypatch):
+    for name in ("JUPYTER_TOKEN", "NBSCALE_KFP_TOKEN", "NBSCALE_KFP_COOKIES"):
+        monkeypatch.setenv(name, f"SECRET-{name}")
+    monkeypatch.setenv("NBSCALE_TEST_PLAIN", "plain")
+    make_notebook(jp_root_dir, [(
+        "import os\nnames = ['JUPYTER_TOKEN', 'NBSCALE_KFP_TOKEN', 'NBSCALE_KFP_COOKIES', 'NBSCALE_TEST_PLAIN']\n"
+        "seen = sum(os.environ.get(n) is not None for n in names)\nseen", ["step:a", "metrics"])], name="env")
+    code, summary = api.post("runs", {"path": "env.ipynb", "use_cache": False})
+    assert code == 202, summary
+    detail = api.wait_run("env.ipynb", summary["run_id"])
+    assert detail["status"] == "succeeded" and detail["metrics"] == {"seen": 1}, detail  # the plain one only

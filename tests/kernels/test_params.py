@@ -114,3 +114,18 @@ def test_parameters_file(tmp_path):
     wrong.write_text("n: 1.5\n")
     with pytest.raises(ParameterError, match="'n' is int"):
         params.resolve(_nb(tmp_path), params.load_file(wrong))
+
+
+@pytest.mark.parametrize("given, said", [
+    ({"rate": float("inf")}, "'rate' must be a finite number, got inf"),
+    ({"rate": "nan"}, "'rate' must be a finite number, got nan"),  # text read as a float
+    ({"layers": [1, float("-inf")]}, "'layers' must be a finite number"),
+    ({"label": "a\ud800b"}, "'label' holds text that is not valid Unicode ('\\ud800' at position 1)"),
+    ({"opts": {"\udcff": 1}}, "'opts' holds text that is not valid Unicode"),
+])
+def test_values_no_file_can_hold_are_refused(tmp_path, given, said):
+    nb = make_notebook(tmp_path, [("rate = 0.5\nlabel = 'x'\nlayers = [1]\nopts = {}", ["parameters"]),
+                                  ("y = rate", ["step:a"])])
+    with pytest.raises(ParameterError) as err:
+        params.resolve(compile_notebook(nb), given)
+    assert said in str(err.value)
