@@ -47,7 +47,12 @@ FINGERPRINT_VERSION = 1
 DIGEST = "xxh3_128" if xxhash is not None else "blake2b"
 NOT_A_FILE = "not-a-file"  # file_state of a folder or a device: no dependency
 _CHUNK = 1 << 20
-_SECRET = re.compile(r"KEY|SECRET|TOKEN|PASS|CREDENTIAL|AUTH|PRIVATE|COOKIE|SESSION", re.IGNORECASE)
+_SECRET = re.compile(r"KEY|SECRET|TOKEN|PASS|PWD|CREDENTIAL|AUTH|PRIVATE|COOKIE|SESSION|DSN|CERT|CONN|DATABASE"
+                     r"|(^|_)PAT(_|$)", re.IGNORECASE)
+# values kept (and shown) as they are: short, no credentials in a URL (`postgres://u:pw@db`), no
+# token-like run of letters and digits (`ghp_16C7e42F292c6912E7710c838347Ae178B4a`)
+_PLAIN_VALUE_MAX = 40
+_CREDENTIAL_LIKE = re.compile(r"://[^/\s]*@|(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}")
 
 # Kinds of Change, and what changed.
 FILE, PRODUCT, MODULE, DIRECTORY, DISTRIBUTION, ENV, FINGERPRINT = (
@@ -117,11 +122,16 @@ def listing_digest(path: str) -> str | None:
 
 
 def env_value(name: str, value: str | None) -> str | None:
-    """What a fingerprint keeps of a variable: its value, or a keyed digest for a secret-looking name."""
-    if value is None or not _SECRET.search(name):
+    """What a fingerprint keeps of a variable: its value when it is plainly no credential (stores,
+    the API and `nbscale show` then say how it changed), else a keyed digest."""
+    if value is None or _plain(name, value):
         return value
     return "hidden:" + hashlib.blake2b(value.encode(errors="surrogateescape"), digest_size=16,
                                        key=b"nbscale-env").hexdigest()
+
+
+def _plain(name: str, value: str) -> bool:
+    return not _SECRET.search(name) and len(value) <= _PLAIN_VALUE_MAX and not _CREDENTIAL_LIKE.search(value)
 
 
 # --- checking ------------------------------------------------------------------------------------
@@ -191,12 +201,16 @@ def _env_changes(recorded: dict, set_by_step: dict) -> list[Change]:
         new = env_value(name, os.environ.get(name))
         if new == old or (name in set_by_step and new == set_by_step[name]):
             continue
-        if _SECRET.search(name):  # its values are digests: say only whether it is set
+        if _hidden(old) or _hidden(new):  # a digest: say only whether it is set
             text = f"env {name} changed" if None not in (old, new) else f"env {name}: {_set(old)} → {_set(new)}"
         else:
             text = f"env {name}: {_quoted(old)} → {_quoted(new)}"
         changes.append(Change(ENV, name, VALUE, old, new, text))
     return changes
+
+
+def _hidden(value: str | None) -> bool:
+    return value is not None and value.startswith("hidden:")
 
 
 def _quoted(value: str | None) -> str:

@@ -198,6 +198,22 @@ def test_a_changed_secret_is_a_change_without_its_value(folder, monkeypatch):
     assert texts(check(fp, str(folder))) == ["env NBSCALE_TEST_PASSWORD changed"]
 
 
+@pytest.mark.parametrize("name, one, two", [
+    ("NBSCALE_TEST_DATABASE_URL", "postgres://u:SuperSecretPw@db/x", "postgres://u:OtherPw2@db/x"),
+    ("NBSCALE_TEST_SENTRY_DSN", "https://dsnkey123@o1.sentry.io/1", "https://dsnkey456@o1.sentry.io/1"),
+    ("NBSCALE_TEST_GITHUB_PAT", "ghp_PATSECRET", "ghp_OTHERSECRET"),
+    ("NBSCALE_TEST_REMOTE", "https://user:pw1@example.com/data", "https://user:pw2@example.com/data"),  # by value
+    ("NBSCALE_TEST_HEADER", "Bearer 16C7e42F292c6912E7710c838347Ae", "Bearer 26C7e42F292c6912E7710c838347Ae"),
+    ("NBSCALE_TEST_LONG", "x" * 41, "y" * 41),
+])
+def test_a_credential_like_value_is_kept_and_shown_as_a_digest_only(folder, monkeypatch, name, one, two):
+    monkeypatch.setenv(name, one)
+    fp = recorded(folder, lambda: os.environ[name])
+    assert fp["env"][name].startswith("hidden:") and one not in json.dumps(fp)
+    monkeypatch.setenv(name, two)
+    assert texts(check(fp, str(folder))) == [f"env {name} changed"]
+
+
 def test_a_variable_the_step_set_itself_holds_at_the_value_it_left(folder, monkeypatch):
     monkeypatch.delenv("NBSCALE_TEST_DEFAULTED", raising=False)
     fp = recorded(folder, lambda: os.environ.setdefault("NBSCALE_TEST_DEFAULTED", "1"))  # as libraries do
