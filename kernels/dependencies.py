@@ -669,7 +669,8 @@ def _changed_since(path: str, state: dict | None) -> bool:
         st = os.stat(path)
     except OSError:
         return state is not None
-    return state is None or (st.st_size, st.st_mtime_ns) != (state["size"], state["mtime_ns"])
+    return state is None or (st.st_size, st.st_mtime_ns, st.st_ino) != (
+        state["size"], state["mtime_ns"], state.get("ino", st.st_ino))
 
 
 _VERSIONS_SEEN: dict[str, tuple[object, str]] = {}  # distribution → (top module spec, version then)

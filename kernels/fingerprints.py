@@ -3,10 +3,10 @@
 A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint()` makes:
 
     {"version": 1,
-     "files_read":    {path: {"size", "mtime_ns", "digest"} | None},   None: absent when the step ended
+     "files_read":    {path: {"size", "mtime_ns", "ino", "digest"} | None},  None: absent when the step ended
      "files_written": {path: ... },                                    the step's products
      "directories":   {path: digest of the entry names | None},       folders the step listed
-     "modules":       {path: {"size", "mtime_ns", "digest"}},          local modules loaded
+     "modules":       {path: {"size", "mtime_ns", "ino", "digest"}},   local modules loaded
      "distributions": {name: version},                                 and "python"
      "env":           {name: value | None},                            secret-looking names: a digest
      "env_set":       {name: value | None},                            what the step left of those it set
@@ -16,9 +16,9 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
 
 Paths inside the notebook folder are relative to it, so a fingerprint holds wherever the folder
 is mounted; others are absolute. `check(fingerprint, cwd)` returns the `Change`s, empty when all
-still holds. Files and modules are compared by size and mtime first (one `stat`), and by content
-digest only when those differ: a `touch` is not a change, a different size is one without
-reading the file, and a change that keeps both size and mtime is NOT seen. A variable the step
+still holds. Files and modules are compared by size, mtime and inode first (one `stat`), and by
+content digest only when those differ: a `touch` is not a change, a different size is one without
+reading the file, and a change in place that keeps both size and mtime is NOT seen. A variable the step
 read and then set holds at the value it read or the one it left (a library's
 `os.environ.setdefault` at import must not invalidate the step in the process that ran it; in
 another process, a variable preset to that value is taken as no change). Digests are xxh3_128
@@ -77,14 +77,14 @@ _DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, inode, algorithm) → 
 
 
 def file_state(path: str) -> dict | str | None:
-    """{size, mtime_ns, digest} of a regular file, None when absent, NOT_A_FILE otherwise."""
+    """{size, mtime_ns, ino, digest} of a regular file, None when absent, NOT_A_FILE otherwise."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if not stat.S_ISREG(st.st_mode):
         return NOT_A_FILE
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "digest": _digest(path, st, DIGEST)}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "digest": _digest(path, st, DIGEST)}
 
 
 def _digest(path: str, st, algorithm: str) -> str | None:
@@ -175,8 +175,9 @@ def _file_change(kind: str, name: str, old: dict | None, path: str) -> list[Chan
             return []  # absent then, absent now
         what, said = (MISSING, "is missing") if st is None else (APPEARED, "appeared")
         return [Change(kind, name, what, text=f"{label} {said}")]
-    if (st.st_size, st.st_mtime_ns) == (old["size"], old["mtime_ns"]):
-        return []  # the fast path: one stat
+    if (st.st_size, st.st_mtime_ns, st.st_ino) == (old["size"], old["mtime_ns"], old.get("ino", st.st_ino)):
+        return []  # the fast path: one stat (another file of the same size and time, as another project's
+        # data.csv beside a copy of the notebook that shares its store, is compared by content)
     digest = old.get("digest") or ""
     if st.st_size == old["size"] and digest and _digest(path, st, digest.partition(":")[0]) == digest:
         return []  # touched, same content

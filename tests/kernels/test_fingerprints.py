@@ -74,6 +74,18 @@ def test_touch_without_a_content_change_is_no_change(folder):
     assert check(fp, str(folder)) == []
 
 
+def test_another_file_of_the_same_size_and_time_is_compared_by_content(folder, tmp_path):
+    # a copy of the project sharing its store: its data.csv is another file, with equal size and time
+    fp = reads_data(folder)
+    for name, content in (("other", (folder / "data.csv").read_text().replace("1", "9")),
+                          ("same", (folder / "data.csv").read_text())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "data.csv").write_text(content)
+        set_mtime(tmp_path / name / "data.csv", fp["files_read"]["data.csv"]["mtime_ns"])
+    assert texts(check(fp, str(tmp_path / "other"))) == ["data.csv changed (content)"]
+    assert check(fp, str(tmp_path / "same")) == []  # the same content: it holds
+
+
 def test_same_mtime_but_another_size_is_a_change(folder):
     fp = reads_data(folder)
     (folder / "data.csv").write_text("a,b\n1,2\n3,4\n")
