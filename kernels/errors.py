@@ -18,14 +18,14 @@ class NbscaleRuntimeError(NbscaleError):
 class MarshalError(NbscaleRuntimeError):
     """A step output cannot be serialised (or deserialised)."""
 
-    def __init__(self, variable: str, type_name: str, step: str | None, reason: str):
+    def __init__(self, variable: str, type_name: str, step: str | None, reason: str, doing: str = "serialised"):
         self.variable = variable
         self.type_name = type_name
         self.step = step
         self.reason = reason
         where = f"step {step!r}: " if step else ""
         super().__init__(
-            f"{where}output {variable!r} of type {type_name} cannot be serialised: {reason}"
+            f"{where}output {variable!r} of type {type_name} cannot be {doing}: {reason}"
         )
 
 

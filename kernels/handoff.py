@@ -32,7 +32,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import cloudpickle
 
 from .digest import CHUNK, DIGEST, new_hash
-from .marshal import loaded_module
+from .errors import MarshalError
+from .marshal import loaded_module, type_name
 
 ASYNC_MIN_BYTES = 32 * 2**20  # below this a write costs little next to scheduling the next step
 VALUE_DIGEST = f"value-{DIGEST}"  # a digest of a value in memory, never of a file
@@ -54,7 +55,7 @@ def step_inputs(grouped: dict[str, dict], changed: set[str], views: bool = True)
     the names handed on as read-only views.
     """
     values, viewed = {}, []
-    for names in grouped.values():
+    for producer, names in grouped.items():
         rest = {}
         for name, value in names.items():
             if is_dask_collection(value):  # a lazy graph: computing it never changes it
@@ -66,11 +67,33 @@ def step_inputs(grouped: dict[str, dict], changed: set[str], views: bool = True)
                 viewed.append(name)
             else:
                 rest[name] = value
-        try:
-            values.update(copy.deepcopy(rest))
-        except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
-            values.update(cloudpickle.loads(cloudpickle.dumps(rest)))
+        values.update(_copied(rest, producer))
     return values, viewed
+
+
+def _copied(values: dict, producer: str) -> dict:
+    """A copy of one producer's values (objects they share stay shared); MarshalError naming the
+    value that cannot be copied, e.g. an exception whose `__init__` takes other arguments than it
+    hands to `Exception.__init__`: it pickles, and fails to be made again."""
+    try:
+        return copy.deepcopy(values)
+    except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
+        pass
+    try:
+        return cloudpickle.loads(cloudpickle.dumps(values))
+    except Exception as exc:  # noqa: BLE001 - said with the value's name, not as nbscale's own failure
+        name = next((n for n, v in values.items() if not _round_trips(v)), next(iter(values)))
+        raise MarshalError(name, type_name(values[name]), producer, f"{type(exc).__name__}: {exc} (an object that "
+                           "pickles but cannot be made again from its pickle; give its class a __reduce__, or hand "
+                           "on plain data)", doing="handed on") from None
+
+
+def _round_trips(value) -> bool:
+    try:
+        cloudpickle.loads(cloudpickle.dumps(value))
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def wrote_into_read_only(error) -> bool:

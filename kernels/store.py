@@ -350,14 +350,17 @@ class ArtifactStore:
         for name, entry in entries.items():
             if "group" in entry:
                 if entry["file"] not in groups:
-                    groups[entry["file"]] = self._load(folder, entry, marshal.load_group)
+                    groups[entry["file"]] = self._load(folder, entry, marshal.load_group, name)
                 values[name] = groups[entry["file"]][name]
             else:
-                values[name] = self._load(folder, entry, lambda f, m=entry["marshaller"]: marshal.load_value(f, m))
+                values[name] = self._load(folder, entry, lambda f, m=entry["marshaller"]: marshal.load_value(f, m),
+                                          name)
         return values
 
-    def _load(self, folder: str, entry: dict, load) -> Any:
-        """Load one file: its size checked first, its digest (hashed as it is read) after."""
+    def _load(self, folder: str, entry: dict, load, name: str) -> Any:
+        """Load one file: its size checked first, its digest (hashed as it is read) after. Intact
+        bytes that cannot be loaded (a missing plug-in, a class that cannot be made again) are a
+        MarshalError naming `name`, a value the file holds."""
         file = entry["file"]
         try:
             f = self.fs.open(f"{folder}/{file}", "rb")
@@ -372,8 +375,9 @@ class ArtifactStore:
             try:
                 value = load(source)
             except Exception as exc:
-                if source.digest() == entry["digest"]:
-                    raise  # the bytes are intact: a real failure (e.g. a missing plug-in)
+                if source.digest() == entry["digest"]:  # the bytes are intact: a real failure
+                    raise MarshalError(name, f"{entry['marshaller']} data", None, f"{type(exc).__name__}: {exc}",
+                                       doing="loaded") from exc
                 raise _Damaged(file, f"digest mismatch ({type(exc).__name__} while loading)") from exc
             if source.digest() != entry["digest"]:
                 raise _Damaged(file, "digest mismatch")

@@ -169,6 +169,9 @@ def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, l
         return None, stale
     try:
         values = store.get(key, step["outputs"])
+    except MarshalError as exc:  # stored intact, and cannot be loaded (a missing plug-in, a class changed)
+        emit(WARNING, name, {"message": f"the stored result cannot be loaded ({exc}): the step runs again"})
+        return None, [f"the stored result cannot be loaded: {exc}"]
     except ArtifactNotFound as exc:  # corrupt (the store removed it) or gone: the step runs instead
         emit(WARNING, name, {"message": str(exc)})
         unloaded = sorted({p for p in step["sources"].values() if p not in upstream and p not in spec.stored_inputs})
@@ -198,6 +201,8 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
         except StepTimeout:  # it struck outside the step's cells (copying inputs, collecting outputs)
             return StepResult(step["name"], FAILED, error=StepError(**error_dict(
                 "StepTimeout", timeout_message(step["name"], step.get("timeout"))))), {}
+        except MarshalError as exc:  # an input that cannot be copied for it: said, without nbscale's traceback
+            return StepResult(step["name"], FAILED, error=StepError(**error_dict("MarshalError", str(exc)))), {}
     if viewed and wrote_into_read_only(result.error):
         result, extra = execute_in_process(spec, inputs, views=False)
         return result, {**extra, NOTE: read_only_message(viewed)}

@@ -255,3 +255,24 @@ def test_a_big_frame_with_a_categorical_column_is_handed_on_and_cached_like_numb
     again = run_notebook(nb, options=DASK)
     assert {s["name"]: s["status"] for s in again.steps} == {"make": "cached", "use": "cached"}
     assert again.hashes == first.hashes
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_value_that_pickles_but_cannot_be_made_again_is_blamed_on_its_name_and_producer(tmp_path, engine):
+    nb = make_notebook(tmp_path, [
+        ("class FetchError(Exception):\n    def __init__(self, url, code):\n"
+         "        super().__init__(f'{url}: {code}')\n        self.url, self.code = url, code\n"
+         "errors = [FetchError('http://x', 404)]\nk = 5", ["step:a"]),
+        ("m = len(errors) + k", ["step:b"]),
+    ])
+    for attempt in range(2):  # the second run finds a's stored result, which cannot be loaded either
+        warnings, on_event = _events(WARNING)
+        result = run_notebook(nb, options=RunOptions(engine=engine, workers=1), on_event=on_event)
+        steps = {s["name"]: s for s in result.steps}
+        assert steps["a"]["status"] == "succeeded", (attempt, steps["a"])
+        error = steps["b"]["error"]
+        assert steps["b"]["status"] == "failed" and error["ename"] == "MarshalError", (attempt, error)
+        assert error["evalue"].startswith("step 'a': output 'errors' of type list cannot be handed on: TypeError")
+        assert "Traceback" not in error["traceback"]
+        if attempt:
+            assert any("cannot be loaded" in w["payload"]["message"] for w in warnings if w["step"] == "a")
