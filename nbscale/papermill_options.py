@@ -48,13 +48,31 @@ def regression_options(fail_on_regression=None, regression_threshold=None) -> tu
     return bool(fail_on_regression), regression_threshold
 
 
-def notebook_path(input_path) -> Path:
-    """Where the notebook lives, for the run store and the cache (.nbscale next to it)."""
+def notebook_path(input_path, start_dir=None) -> Path:
+    """Where the notebook lives, for the run store and the cache (.nbscale next to it).
+
+    A relative `input_path` is relative to `start_dir`, the folder papermill was started in (as
+    papermill reads it), not to the working folder of the steps (`--cwd`); a notebook that is not
+    a local file is named in `start_dir`. Default: the current folder.
+    """
+    start = Path(start_dir) if start_dir else Path.cwd()
     if isinstance(input_path, (str, os.PathLike)):
         text = str(input_path)
-        if text not in ("", "-") and "://" not in text and Path(text).is_file():
-            return Path(text).resolve()
+        if text not in ("", "-") and "://" not in text and (start / text).is_file():
+            return (start / text).resolve()
         name = Path(text).name if text.endswith(".ipynb") else "notebook.ipynb"
     else:
         name = "notebook.ipynb"
-    return Path.cwd() / name
+    return start.resolve() / name
+
+
+def papermill_start_dir() -> str | None:
+    """The folder papermill was started in, once it has changed to `--cwd`: its local file
+    handler reads the input notebook relative to it (None when it keeps none)."""
+    from papermill.iorw import papermill_io
+
+    try:
+        folder = getattr(papermill_io.get_handler("local"), "_cwd", None)
+    except Exception:  # noqa: BLE001 - papermill without a local handler: the current folder
+        return None
+    return folder if isinstance(folder, str) and os.path.isdir(folder) else None

@@ -36,12 +36,30 @@ from papermill.log import logger
 
 from .errors import NbscaleError
 from .kernels.contract import STEP_FINISHED, STEP_STARTED  # stdlib only: keeps this import light
-from .papermill_options import notebook_path, regression_options, run_options
+from .papermill_options import notebook_path, papermill_start_dir, regression_options, run_options
 
 INJECTED = "injected-parameters"
 SKIPPED = "skipped"  # metadata.papermill.status of `skip` cells
 ENGINE_LABEL = "papermill+{}"
 CELLS_KEY = "cells"  # artifact-store key prefix of the cell outputs recorded with a step
+NOT_RECORDED = "reused a stored result whose cell outputs were not kept with it"  # metadata.nbscale.note
+
+
+def _keep_pending(nb_man) -> None:
+    """Cells left `pending` stay pending: papermill's `notebook_complete` marks them completed ("in
+    case callbacks were never called"), but here pending means the cell did not run (its step ended
+    early, or after a failure)."""
+    complete = nb_man.notebook_complete
+
+    def notebook_complete(**kwargs):
+        pending = [c for c in nb_man.nb.cells if c.metadata.papermill.get("status") == nb_man.PENDING]
+        complete(**kwargs)
+        for cell in pending:
+            cell.metadata.papermill["status"] = nb_man.PENDING
+        if pending:
+            nb_man.save()
+
+    nb_man.notebook_complete = notebook_complete
 
 
 class NbscaleEngine(NBClientEngine):
@@ -52,6 +70,7 @@ class NbscaleEngine(NBClientEngine):
                                  start_timeout=60, execution_timeout=None, input_path=None, nbscale_engine=None,
                                  scheduler=None, scheduler_file=None, workers=None, use_cache=None, store_url=None,
                                  fail_on_regression=None, regression_threshold=None, **kwargs):
+        _keep_pending(nb_man)  # (papermill calls it once this returns)
         options = run_options(nbscale_engine=nbscale_engine, scheduler=scheduler, scheduler_file=scheduler_file,
                            workers=workers, use_cache=use_cache, store_url=store_url)
         failing, threshold = regression_options(fail_on_regression, regression_threshold)
@@ -108,7 +127,8 @@ class _PipelineRun:
         self.kernel_name, self.options = kernel_name, options
         self.log_output, self.stdout_file, self.stderr_file = log_output, stdout_file, stderr_file
         self.start_timeout, self.execution_timeout = start_timeout, execution_timeout
-        self.notebook = notebook_path(input_path)
+        # papermill has changed to --cwd by now: the input path is relative to where it started
+        self.notebook = notebook_path(input_path, papermill_start_dir())
         self.lock = threading.RLock()
         self.done: set[str] = set()
         self.prelude: dict[int, tuple[int, dict]] = {}  # prelude cell → (step position, entry)
@@ -212,10 +232,9 @@ class _PipelineRun:
         store_url = options.store_url or artifacts_url(self.notebook)
         self.artifacts = ArtifactStore(store_url)
         self.hashes = step_hashes(pipeline, values)
-        self.recorded = {s.name: self._recorded_cells(s) for s in pipeline.steps}
-        # A cached step whose cell outputs were never recorded (`nbscale run` made it) runs again.
-        plan = dataclasses.replace(pipeline, steps=[
-            dataclasses.replace(s, cache=s.cache and self.recorded[s.name] is not None) for s in pipeline.steps])
+        self.records = _CellRecords(self.artifacts, pipeline)
+        self.produced = {}  # step that ran → (its result's key, its summary, its cell entries)
+        plan = self._plan(os.getcwd())
         engine_options = {}
         if options.engine == "papermill":
             engine_options = {"kernel_name": self.kernel_name, "start_timeout": self.start_timeout,
@@ -226,6 +245,7 @@ class _PipelineRun:
             result = runner.run_pipeline(plan, values, self.notebook, options, on_event=self._event,
                                          cwd=os.getcwd(), engine_label=ENGINE_LABEL.format(options.engine),
                                          engine_options=engine_options)
+        self.records.keep_all(self.produced)  # the stored results are all written once the run ends
         self.run_id, self.status = result.run_id, result.status
         self.nb.metadata["nbscale"] = {
             "run_id": result.run_id, "engine": options.engine, "status": result.status, "parameters": values,
@@ -259,11 +279,11 @@ class _PipelineRun:
         status = payload.get("status")
         summary = payload.get("summary") or {}
         if status == CACHED:
-            entries, cached = self.recorded.get(step) or [], True
+            entries, cached = self._reused_cells(step, payload.get("key") or self.reused.get(step)), True
         elif status in (SUCCEEDED, FAILED):
             entries, cached = summary.get("cells") or [], False
-            if status == SUCCEEDED:
-                self._record_cells(step, entries)
+            if status == SUCCEEDED and payload.get("key"):
+                self.produced[step] = (payload["key"], summary, entries)
         else:
             return  # upstream failed: its cells stay pending, as papermill leaves cells after a failure
         own = set(self.pipeline.step(step).cells)
@@ -299,6 +319,8 @@ class _PipelineRun:
         pm.update(start_time=start, end_time=end, duration=duration, exception=False,
                   status=self.nb_man.COMPLETED)
         cell.metadata["nbscale"] = {"step": step, "cached": cached} if step else {"prelude": True, "cached": cached}
+        if entry.get("note"):
+            cell.metadata["nbscale"]["note"] = entry["note"]
         if log:
             self._log(outputs)
         if self.nb_man.pbar and not was_done:
@@ -366,33 +388,29 @@ class _PipelineRun:
         language.setdefault("version", platform.python_version())
 
     # --- recorded cell outputs (for cached steps) -------------------------------------------------
-    def _cells_key(self, step_hash):
-        return f"{CELLS_KEY}:{step_hash.partition(':')[2]}"
+    def _plan(self, folder):
+        """The pipeline to run: a stored result whose cell outputs were not recorded with it
+        (`nbscale run` stored it, or stored it again since) is not reused, so that the output
+        notebook is complete. `self.reused`: step → the key of the stored result the run reuses,
+        for the steps settled before it runs (the others are decided as their upstream steps end)."""
+        from nbscale.kernels.runner import cached_steps
 
-    # Recorded by position in the step and in the prelude (what the hash covers), not by notebook
-    # cell index: an injected-parameters cell shifts the indexes of an unchanged step.
-    def _recorded_cells(self, step):
-        if not self.hashes[step.name]:
-            return None
-        try:
-            entries = self.artifacts.get(self._cells_key(self.hashes[step.name]), ["cells"])["cells"]
-        except KeyError:  # ArtifactNotFound
-            return None
-        places = {"step": step.cells, "prelude": self.pipeline.prelude.cells}
-        try:
-            return [{**e, "cell": places[e["role"]][e["position"]]} for e in entries]
-        except (KeyError, IndexError, TypeError):
-            return None
+        self.reused = cached_steps(self.pipeline, self.hashes, self.artifacts, folder, self.options.use_cache)[0]
+        recorded = {name for name, key in self.reused.items()
+                    if self.records.load(self.pipeline.step(name), key) is not None}
+        return dataclasses.replace(self.pipeline, steps=[
+            dataclasses.replace(s, cache=s.cache and (s.name not in self.reused or s.name in recorded))
+            for s in self.pipeline.steps])
 
-    def _record_cells(self, step, entries):
-        places = {i: ("step", k) for k, i in enumerate(self.pipeline.step(step).cells)}
-        places.update({i: ("prelude", k) for k, i in enumerate(self.pipeline.prelude.cells)})
-        recorded = [{**e, "role": places[e["cell"]][0], "position": places[e["cell"]][1]}
-                    for e in entries if e["cell"] in places]
-        try:
-            self.artifacts.put(self._cells_key(self.hashes[step]), {"cells": recorded}, step_name=step)
-        except Exception as exc:  # noqa: BLE001 - the run succeeded; a cached re-run will just run again
-            logger.warning(f"nbscale: could not record the cell outputs of step {step}: {exc}")
+    def _reused_cells(self, step, key):
+        """The recorded cell entries of the stored result `step` reuses; without a record of that
+        result (decided as the run went, or stored anew since the check): its cells, empty, with a note."""
+        entries = self.records.load(self.pipeline.step(step), key) if key else None
+        if entries is not None:
+            return entries
+        logger.warning(f"nbscale: step {step} reused a stored result whose cell outputs were not kept with it: "
+                       "its cells show no outputs")
+        return [{"cell": index, "outputs": [], "note": NOT_RECORDED} for index in self.pipeline.step(step).cells]
 
     def _log(self, outputs):
         for output in outputs:
@@ -406,6 +424,66 @@ class _PipelineRun:
             if target:
                 target.write(output["text"])
                 target.flush()
+
+
+class _CellRecords:
+    """The cell outputs of stored step results, kept beside them in the artifact store.
+
+    A record is keyed by the cache key its result is stored under (static hash and input digests:
+    `cells:<digest of the key>`) and names that result (its manifest's `writer`). A result stored
+    again under the same key (a file it read changed; `nbscale run`) makes the record stale, and a
+    stale record is never shown: a cached step shows the outputs of the run that stored what it reuses.
+    Entries are kept by position in the step and in the prelude (what the key covers), not by
+    notebook cell index: an injected-parameters cell shifts the indexes of an unchanged step.
+    """
+
+    def __init__(self, artifacts, pipeline):
+        self.artifacts, self.pipeline = artifacts, pipeline
+
+    @staticmethod
+    def key(result_key):
+        return f"{CELLS_KEY}:{result_key.partition(':')[2]}"
+
+    def load(self, step, result_key):
+        """The entries recorded with the result stored under `result_key`, placed at `step`'s
+        cells; None when there is no record, or it belongs to another result."""
+        try:
+            record = self.artifacts.get(self.key(result_key), ["cells", "result"])
+            stored = self.artifacts.manifest(result_key)
+        except (KeyError, OSError, ValueError):  # ArtifactNotFound (a KeyError), unreadable
+            return None
+        if record["result"] != stored.get("writer"):
+            return None
+        places = {"step": step.cells, "prelude": self.pipeline.prelude.cells}
+        try:
+            return [{**e, "cell": places[e["role"]][e["position"]]} for e in record["cells"]]
+        except (KeyError, IndexError, TypeError):
+            return None
+
+    def keep_all(self, produced):
+        for step, (result_key, summary, entries) in produced.items():
+            self.keep(step, result_key, summary, entries)
+
+    def keep(self, step, result_key, summary, entries):
+        """Record `entries` with the result `step` stored under `result_key`, when what is stored
+        there is that run's (its measured cost is the run's own; else another writer replaced it)."""
+        from nbscale.kernels.cost import measured
+
+        try:
+            stored = self.artifacts.manifest(result_key)
+        except (KeyError, OSError, ValueError):
+            return  # not stored (or damaged): nothing to reuse, nothing to record
+        if stored.get("cost") != measured(summary):  # timings to the microsecond: another run's result
+            return
+        places = {i: ("step", k) for k, i in enumerate(self.pipeline.step(step).cells)}
+        places.update({i: ("prelude", k) for k, i in enumerate(self.pipeline.prelude.cells)})
+        cells = [{**e, "role": places[e["cell"]][0], "position": places[e["cell"]][1]}
+                 for e in entries if e["cell"] in places]
+        try:  # replace: a record of an earlier result stored under this key is stale
+            self.artifacts.put(self.key(result_key), {"cells": cells, "result": stored["writer"]}, step_name=step,
+                               replace=True)
+        except Exception as exc:  # noqa: BLE001 - the run succeeded; a cached re-run will just run again
+            logger.warning(f"nbscale: could not record the cell outputs of step {step}: {exc}")
 
 
 def _count(cells, index):

@@ -32,3 +32,11 @@ def test_the_notebook_path_is_the_input_file_or_a_name_in_the_working_folder(tmp
     assert notebook_path("s3://bucket/remote.ipynb") == Path.cwd() / "remote.ipynb"
     assert notebook_path("-") == Path.cwd() / "notebook.ipynb"
     assert notebook_path(None) == Path.cwd() / "notebook.ipynb"
+
+
+def test_a_relative_input_path_is_relative_to_the_folder_papermill_started_in(tmp_path, monkeypatch):
+    (tmp_path / "nb.ipynb").write_text("{}")
+    (tmp_path / "d1").mkdir()
+    monkeypatch.chdir(tmp_path / "d1")  # papermill's --cwd
+    assert notebook_path("nb.ipynb", str(tmp_path)) == (tmp_path / "nb.ipynb").resolve()
+    assert notebook_path("s3://bucket/remote.ipynb", str(tmp_path)) == tmp_path.resolve() / "remote.ipynb"

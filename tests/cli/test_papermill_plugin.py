@@ -333,3 +333,83 @@ def test_a_bad_regression_threshold_runs_nothing(tmp_path, monkeypatch):
     with pytest.raises(SettingsError, match=r"\(NBSCALE_REGRESSION_THRESHOLD\) must be a number ≥ 0, got '-1'"):
         nbscale_api(path, tmp_path / "out.ipynb", nbscale_engine="local", fail_on_regression=True)
     assert not (tmp_path / ".nbscale" / "runs.sqlite").exists()
+
+
+# -- cell outputs of cached steps, the state folder under --cwd, cells a step never reached -----------------
+
+
+READS_A_FILE = [("n = 1", ["parameters"]),
+                ("v = open('data.txt').read().strip()\nprint('value read:', v)", ["step:a"]),
+                ("r = int(v)", ["metrics"])]
+
+
+def _shown(nb):
+    """(what step a printed, whether it was cached, the metric)."""
+    cell = nb.cells[1]
+    return "".join(o.get("text", "") for o in cell.outputs), cell.metadata.nbscale["cached"], nb.metadata.nbscale[
+        "metrics"]["r"]
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_cached_step_shows_the_outputs_of_the_run_that_stored_its_result(tmp_path, scheduler, engine):
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    path = write_nb(tmp_path, READS_A_FILE)
+    options = {"nbscale_engine": engine, "cwd": str(tmp_path), **({"scheduler": scheduler} if engine == "dask" else {})}
+
+    def run(out, text):
+        if text:
+            (tmp_path / "data.txt").write_text(text)
+        return _shown(nbscale_api(path, tmp_path / out, **options))
+
+    assert run("o1.ipynb", "111\n") == ("value read: 111\n", False, 111)
+    assert run("o2.ipynb", "222\n") == ("value read: 222\n", False, 222)  # the file changed: a runs again
+    assert run("o3.ipynb", None) == ("value read: 222\n", True, 222)  # reused: the outputs of the run that stored it
+    (tmp_path / "data.txt").write_text("333\n")
+    assert run_notebook(path, options=RunOptions(engine="local")).status == "succeeded"  # stores a's result anew
+    assert run("o4.ipynb", None) == ("value read: 333\n", False, 333)  # no cell outputs kept with it: runs again
+    assert run("o5.ipynb", None) == ("value read: 333\n", True, 333)
+
+
+def test_a_step_reused_without_its_cell_outputs_shows_none_with_a_note(tmp_path, caplog):
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    path = write_nb(tmp_path, [("v = len(open('data.txt').read())", ["step:x"]), ("print('length', v)", ["step:y"])])
+    (tmp_path / "data.txt").write_text("aaa")
+    run_notebook(path, options=RunOptions(engine="local"))  # `nbscale run` keeps no cell outputs
+    (tmp_path / "data.txt").write_text("bbb")  # x runs again and gives the same value: y is reused as the run goes
+    with caplog.at_level("WARNING", logger="papermill"):
+        nb = nbscale_api(path, tmp_path / "out.ipynb", nbscale_engine="local", cwd=str(tmp_path))
+    assert {s["name"]: s["status"] for s in nb.metadata.nbscale["steps"]} == {"x": "succeeded", "y": "cached"}
+    y = nb.cells[1]
+    assert y.outputs == [] and y.metadata.nbscale["cached"] is True and "not kept" in y.metadata.nbscale["note"]
+    assert "step y reused a stored result whose cell outputs were not kept" in caplog.text
+
+
+def test_state_goes_beside_the_input_notebook_whatever_the_working_folder(tmp_path):
+    path = write_nb(tmp_path, [("import os\nprint(os.getcwd())", ["step:a"])])
+    (tmp_path / "d1").mkdir()
+    env = {**os.environ, "NBSCALE_ENGINE": "local"}
+    proc = subprocess.run([sys.executable, "-m", "papermill", "--engine", "nbscale", path.name, "out.ipynb",
+                           "--cwd", "d1", "--no-progress-bar"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert nb.cells[0].outputs[0]["text"] == f"{(tmp_path / 'd1').resolve()}\n"  # the steps ran in --cwd
+    assert not (tmp_path / "d1" / ".nbscale").exists()
+    from nbscale.kernels.runner import default_run_store
+
+    with default_run_store(path) as store:
+        assert store.get_run(nb.metadata.nbscale["run_id"])["notebook"] == str(path.resolve())
+
+
+def test_cells_a_step_never_reached_stay_pending(tmp_path):
+    path = write_nb(tmp_path, [("import sys\nprint('before')\nsys.exit(0)", ["step:a"]), "print('never')\nz = 1",
+                               ("print('b')", ["step:b"])])
+    for out in ("out.ipynb", "cached.ipynb"):
+        nb = nbscale_api(path, tmp_path / out, nbscale_engine="local")
+        ran, never, b = nb.cells
+        assert ran.metadata.papermill["status"] == b.metadata.papermill["status"] == "completed"
+        assert never.metadata.papermill["status"] == "pending" and never.metadata.papermill["start_time"] is None
+        assert never.outputs == [] and never.execution_count is None and "nbscale" not in never.metadata
+        assert nbformat.read(tmp_path / out, as_version=4).cells[1].metadata.papermill["status"] == "pending"
