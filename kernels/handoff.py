@@ -147,6 +147,13 @@ def memory_digests(outputs: dict) -> dict[str, str] | None:
     sizes = [_numeric_bytes(v) for v in outputs.values()]
     if sum(s for s in sizes if s) < ASYNC_MIN_BYTES:
         return None
+    return value_digests(outputs, sizes)
+
+
+def value_digests(outputs: dict, sizes: list | None = None) -> dict[str, str] | None:
+    """Each output's digest taken in memory (as the store would record it); None when a value
+    does not pickle (the write reports it)."""
+    sizes = sizes if sizes is not None else [_numeric_bytes(v) for v in outputs.values()]
     digests = {}
     for (name, value), size in zip(outputs.items(), sizes):
         try:

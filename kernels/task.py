@@ -51,6 +51,7 @@ from .handoff import (
     read_only_message,
     start_write,
     step_inputs,
+    value_digests,
     wrote_into_read_only,
 )
 from .process_state import NUMPY_RANDOM_STATE, RANDOM_STATE, restored_process_state
@@ -110,7 +111,9 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     outcome = StepOutcome(name, result.status, summary={**result.to_json(), **extra}, attempts=attempt,
                           started=started, finished=time.time(), key=key, stale=stale)
     if result.ok:
-        _persist(store, spec, result, outcome)
+        unstored = _persist(store, spec, result, outcome)
+        if unstored:
+            emit(WARNING, name, {"message": unstored})
     # what produced its values (digests, files, versions): the run store keeps it (steplineage)
     outcome.summary["lineage"] = step_lineage(spec, upstream, result, outcome)
     return outcome
@@ -267,7 +270,9 @@ def _inputs(step, upstream, store: ArtifactStore, stored: dict) -> dict[str, dic
     return grouped
 
 
-def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome):
+def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome) -> str | None:
+    """Store the step's result under its key (in the background for a run that can wait for it);
+    a warning when the store cannot take it."""
     step = spec.step
     lazy = collection_digests(result.outputs)  # handed on in memory only, never stored
     stored = {n: v for n, v in result.outputs.items() if n not in lazy}
@@ -309,5 +314,9 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         outcome.summary["status"] = FAILED
         outcome.summary["error"] = error_dict("MarshalError", str(exc), str(exc))
         return
+    except OSError as exc:  # a full disk, a file where a folder must be: only the cache entry is lost
+        outcome.digests = {**(value_digests(stored) or {}), **lazy}
+        return (f"could not store the step's result in {store.root} ({type(exc).__name__}: {exc}): it is handed on "
+                "in memory, and the next run computes it again")
     outcome.summary["profiles"] = manifest.get("profiles")
     outcome.digests = {**{n: d for n, d in stored_digests(manifest).items() if n in stored}, **lazy}

@@ -215,15 +215,16 @@ def test_a_step_that_writes_into_an_array_it_only_reads_runs_again_on_copies(tmp
 def test_a_background_write_that_fails_is_a_warning_and_the_step_runs_again_next_time(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store's folder would go")
-    # the reader is small: its values are written before it ends, and only `make`'s write fails...
+    # the reader is small: its values are written before it ends, and `make`'s in the background...
     nb = make_notebook(tmp_path, [("import numpy as np", ["imports"]), (MAKE, ["step:make"]),
                                   ("last = float(value[-1])", ["step:use"])])
     options = RunOptions(engine="dask", workers=1, store_url=str(blocker / "artifacts"))
     warnings, on_event = _events(WARNING)
     result = run_notebook(nb, options=options, on_event=on_event)
-    # ...and so does the reader's, a failed step (its values must be stored before it ends)
-    assert result.step("make")["status"] == "succeeded" and result.step("use")["status"] == "failed"
-    assert [e["step"] for e in warnings] == ["make"] and "could not be stored" in warnings[0]["payload"]["message"]
+    # ...and either failing costs only the cache entry, said as a warning
+    assert result.ok
+    said = {e["step"]: e["payload"]["message"] for e in warnings}
+    assert "could not be stored" in said["make"] and "could not store the step's result" in said["use"]
     blocker.unlink()
     again = run_notebook(nb, options=options)
     assert again.ok and again.step("make")["status"] == "succeeded"  # nothing was stored: it ran again

@@ -352,3 +352,26 @@ def test_an_edited_local_module_is_imported_afresh_and_stays_for_later_steps(tmp
     finally:
         for name in [n for n in sys.modules if n.startswith("nbscale_iso_pkg")]:
             del sys.modules[name]
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_store_that_cannot_take_a_result_costs_only_its_cache_entry(tmp_path, engine):
+    from conftest import make_notebook
+
+    from nbscale.kernels.contract import WARNING
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    nb = make_notebook(tmp_path, [("x = list(range(10))", ["step:a"]),
+                                  ("total = sum(x)\ntotal", ["step:b", "metrics"])])
+    (tmp_path / ".nbscale").mkdir()
+    (tmp_path / ".nbscale" / "artifacts").write_text("a file where the store's folder must be")
+    warned = []
+
+    def on_event(kind, step, payload):
+        if kind == WARNING:
+            warned.append(payload["message"])
+
+    result = run_notebook(nb, options=RunOptions(engine=engine, workers=1), on_event=on_event)
+    assert result.ok, result.steps
+    assert result.metrics == {"total": 45}  # handed on in memory
+    assert any("could not store" in w and "NotADirectoryError" in w for w in warned), warned
