@@ -55,6 +55,7 @@ from .handoff import (
     wrote_into_read_only,
 )
 from .process_state import NUMPY_RANDOM_STATE, RANDOM_STATE, restored_process_state
+from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
 from .store import ArtifactStore
 
@@ -195,7 +196,7 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
     from .executor import StepError, StepResult, execute_step  # IPython: only paid when a step really runs
 
     step = spec.step
-    with isolated_step(spec.cwd, spec.owner) as state:
+    with step_threads() as left, isolated_step(spec.cwd, spec.owner) as state:
         try:
             with deadline(step.get("timeout")):
                 values, viewed = step_inputs(inputs, set(step.get("defines", ())), views)
@@ -212,7 +213,10 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
     _explain(result, spec)
     # reseeding the global generators a step drew from is routine, not worth a warning
     restored = [what for what in state.restored if what not in (RANDOM_STATE, NUMPY_RANDOM_STATE)]
-    return result, {RESTORED: restored} if restored else {}
+    extra = {RESTORED: restored} if restored else {}
+    if left:
+        extra[NOTE] = left_threads_message(left)
+    return result, extra
 
 
 def restored_message(restored: list[str]) -> str:

@@ -375,3 +375,28 @@ def test_a_store_that_cannot_take_a_result_costs_only_its_cache_entry(tmp_path, 
     assert result.ok, result.steps
     assert result.metrics == {"total": 45}  # handed on in memory
     assert any("could not store" in w and "NotADirectoryError" in w for w in warned), warned
+
+
+def test_a_thread_a_step_leaves_running_is_a_warning_naming_it(tmp_path):
+    from conftest import make_notebook
+
+    from nbscale.kernels.contract import WARNING
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    nb = make_notebook(tmp_path, [("import threading\nstop = threading.Event()\n"
+                                   "threading.Thread(target=stop.wait, name='poller').start()\nx = 1", ["step:a"])])
+    warned = []
+
+    def on_event(kind, step, payload):
+        if kind == WARNING:
+            warned.append(payload["message"])
+
+    try:
+        result = run_notebook(nb, options=RunOptions(engine="local"), on_event=on_event)
+        assert result.ok and any("left a thread running (poller)" in w for w in warned), warned
+    finally:
+        import threading
+
+        for thread in threading.enumerate():
+            if thread.name == "poller":
+                thread._target.__self__.set()  # the step's Event: let it end
