@@ -56,3 +56,15 @@ def test_bad_metadata_and_flags_name_where_they_were_set(tmp_path):
         load_options(nb)
     with pytest.raises(OptionsError, match="command line: experiment must be a non-empty str"):
         load_options(make_notebook(tmp_path, ["x = 1"]), {"experiment": 3})
+
+
+@pytest.mark.parametrize("requirement", ["x'$(touch /tmp/nbscale-shell)", 'a"b', "pkg`id`", "a\\b", "a\nb", " "])
+def test_a_requirement_a_shell_would_read_more_into_is_refused(tmp_path, requirement):
+    # the kfp SDK writes each into a `pip install` shell command, quoted with repr()
+    nb = make_notebook(tmp_path, ["x = 1"], name="pkgs",
+                       metadata={"nbscale": {"kfp": {"packages_to_install": ["numpy>=1.2", requirement]}}})
+    with pytest.raises(OptionsError, match="pkgs.ipynb metadata nbscale.kfp: packages_to_install holds"):
+        load_options(nb)
+    fine = ["numpy>=1.2,<3", "pkg @ git+https://example.com/pkg.git@v1", "scikit-learn[all]~=1.5"]
+    plain = make_notebook(tmp_path, ["x = 1"], name="plain")
+    assert load_options(plain, {"packages_to_install": fine}).packages_to_install == fine

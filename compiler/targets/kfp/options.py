@@ -8,6 +8,7 @@ type is an `OptionsError` naming where it was set.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class KfpOptions:
 _TYPES = {"base_image": str, "packages_to_install": list, "pipeline_name": str, "experiment": str,
           "install_kfp_package": bool, "accelerator": str, "host": str}
 OPTION_NAMES = tuple(_TYPES)
+# what a shell reads in a double-quoted word (or ends it with): never in a requirement
+_SHELL_ACTIVE = re.compile(r"[\"'$`\\\x00-\x1f\x7f]")
 
 
 class OptionsError(NbscaleCompileError):
@@ -70,6 +73,10 @@ def _apply(options: KfpOptions, table: dict, origin: str) -> None:
             if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
                 raise OptionsError(f"{origin}: {key} must be a list of strings, got {value!r}")
             value = list(value)
+            quoted = next((v for v in value if _SHELL_ACTIVE.search(v) or not v.strip()), None)
+            if quoted is not None:  # the kfp SDK puts each into a `pip install` shell command
+                raise OptionsError(f"{origin}: {key} holds {quoted!r}: a requirement is not empty and has no "
+                                   "quotes, $, backquotes, backslashes or line breaks")
         elif not isinstance(value, expected) or (expected is str and not value.strip()):
             raise OptionsError(f"{origin}: {key} must be a non-empty {expected.__name__}, got {value!r}")
         setattr(options, key, value)
