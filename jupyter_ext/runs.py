@@ -70,7 +70,10 @@ class Runs:
         run = await self._get(notebook, run_id)
         detail = models.run_detail(run, self.notebooks.api_path(notebook))
         store = await self._store(notebook, create=False)
-        detail.update(await asyncio.to_thread(run_insights, store, run))
+        insights = await asyncio.to_thread(run_insights, store, run)
+        if isinstance(insights.get("regressions"), dict) and "notebook" in insights["regressions"]:
+            insights["regressions"]["notebook"] = detail["notebook"]  # the API names files from the root
+        detail.update(insights)
         return detail
 
     async def metrics(self, notebook: Path) -> dict:

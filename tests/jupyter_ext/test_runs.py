@@ -315,6 +315,7 @@ def test_the_detail_of_a_finished_run_has_its_regressions_and_cost(root):
     assert first_detail["regressions"]["regressed"] == [] and first_detail["cost"]["total"]["cpu_s"] > 0
     assert worse_detail["regressions"]["regressed"] == ["b"]
     assert worse_detail["regressions"]["metrics"][0]["previous"]["run_id"] == first.run_id
+    assert {d["regressions"]["notebook"] for d in (first_detail, worse_detail)} == {"nb.ipynb"}  # never absolute
     assert cached_detail["cost"]["total"]["saved_s"] > 0 and cached_detail["cost"]["total"]["saved_cost"] > 0
     (root / "pyproject.toml").write_text("[tool.nbscale.cost]\ncore_hour = -1\n")
     broken = run(local_runs(root).detail(nb, first.run_id))
