@@ -66,10 +66,7 @@ class RunStore:
             try:
                 os.makedirs(parent, exist_ok=True)
             except OSError as exc:  # a read-only folder or file system, a file in the way
-                raise RunStoreError(
-                    f"cannot create the folder {parent} for the run store ({exc.strerror or exc}): no run can be "
-                    "recorded. Make the notebook's folder writable, or run a copy of the notebook in a writable "
-                    "folder") from exc
+                raise RunStoreError(_unmade_folder_message(parent, exc)) from exc
         try:
             self._open(self.path)
         except RunStoreError as exc:
@@ -549,3 +546,15 @@ class RunStore:
     @staticmethod
     def _all(db: sqlite3.Connection, sql: str, run_id: str) -> list[dict]:
         return [row_dict(row) for row in db.execute(sql, (run_id,)).fetchall()]
+
+
+def _unmade_folder_message(folder: str, exc: OSError) -> str:
+    """Why the run store's folder cannot be made, and what to do: a file or a broken link in its
+    place is not a folder that is not writable."""
+    blocker = next((p for p in (folder, os.path.dirname(folder)) if os.path.lexists(p) and not os.path.isdir(p)), None)
+    if blocker is not None:
+        what = "a link to nothing" if os.path.islink(blocker) and not os.path.exists(blocker) else "a file"
+        return (f"cannot create the folder {folder} for the run store: {blocker} is {what}, not a folder. Move it "
+                "away (nbscale keeps its state in that folder)")
+    return (f"cannot create the folder {folder} for the run store ({exc.strerror or exc}): no run can be recorded. "
+            "Make the notebook's folder writable, or run a copy of the notebook in a writable folder")

@@ -1,6 +1,7 @@
 import gc
 import multiprocessing
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -645,3 +646,16 @@ def test_closing_one_store_keeps_the_locks_of_another_on_the_same_file(tmp_path)
     with RunStore(path) as fresh:
         assert fresh.get_run(mine)["status"] == "pending", "what it writes afterwards is not lost"
     held.close()
+
+
+@pytest.mark.parametrize("blocker", ["file", "broken link"])
+def test_a_file_or_broken_link_where_the_state_folder_goes_is_said_as_such(tmp_path, blocker):
+    state = tmp_path / ".nbscale"
+    if blocker == "file":
+        state.write_text("x")
+    else:
+        state.symlink_to(tmp_path / "gone")
+    said = {"file": "is a file, not a folder", "broken link": "is a link to nothing, not a folder"}[blocker]
+    with pytest.raises(RunStoreError, match=f"{re.escape(str(state))} {said}. Move it away"):
+        RunStore(state / "runs.sqlite")
+    assert not (tmp_path / "gone").exists()
