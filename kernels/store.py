@@ -159,6 +159,7 @@ class ArtifactStore:
                      optional: set[str], writer: str, written: list[str]) -> dict[str, dict]:
         """Write each unit to ``<folder>/<index>-<label>.<writer><suffix>``; return the entries."""
         entries: dict[str, dict] = {}
+        refused: list[MarshalError] = []  # every output that cannot be stored is named, not the first only
         for index, names in enumerate(units):
             values = {n: outputs[n] for n in names}
             stem = f"{index}-{names[0] if len(names) == 1 else 'group'}.{writer}"
@@ -166,9 +167,9 @@ class ArtifactStore:
             written.append(file)
             try:
                 used, size, digest = self._write_unit(f"{folder}/{file}", values, step)
-            except MarshalError:
+            except MarshalError as exc:
                 if not optional.issuperset(names):
-                    raise
+                    refused.append(exc)
                 self.fs.rm(f"{folder}/{file}")
                 continue
             suffix = marshal.get_marshaller(used).suffix
@@ -178,6 +179,12 @@ class ArtifactStore:
             for name in names:
                 entry = {"file": file, "marshaller": used, "bytes": size, "digest": digest}
                 entries[name] = entry if len(names) == 1 else {**entry, "group": index}
+        if refused:
+            first, others = refused[0], refused[1:]
+            if not others:
+                raise first
+            also = "; ".join(f"{e.variable!r} of type {e.type_name}: {e.reason}" for e in others)
+            raise MarshalError(first.variable, first.type_name, step, f"{first.reason} (and output {also})")
         return entries
 
     def _write_unit(self, path: str, values: dict[str, Any], step: str | None) -> tuple[str, int, str]:

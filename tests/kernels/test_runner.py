@@ -180,6 +180,15 @@ def test_unpicklable_output_fails_naming_variable_type_and_step(tmp_path):
     assert "'lock'" in evalue and "_thread.lock" in evalue and "'make'" in evalue
 
 
+def test_every_unpicklable_output_is_named_at_once(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("import threading\nlock = threading.Lock()\ngen = (i for i in range(3))\nok = 1", ["step:make"]),
+        ("held = lock.locked()\nfirst = next(gen)\nn = ok", ["step:use"]),
+    ])
+    evalue = run_notebook(nb, options=LOCAL).step("make")["error"]["evalue"]
+    assert "'lock'" in evalue and "_thread.lock" in evalue and "'gen'" in evalue and "generator" in evalue
+
+
 def test_unknown_parameter_and_compile_errors_raise(tmp_path):
     nb = _cache_notebook(tmp_path, tmp_path / "log")
     with pytest.raises(ParameterError, match="alpha, beta"):
