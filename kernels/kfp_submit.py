@@ -35,6 +35,8 @@ def submit_pipeline(pipeline, options, parameters: dict | None = None, *, run_na
     module = generate(pipeline, options)
     given = dict(parameters or {})
     values = params.resolve(pipeline, given)
+    for name in given:
+        _exact_in_kfp(name, values[name])
     arguments = {name: kfp_argument(module.parameter_types[name], values[name]) for name in given}
     name = options.pipeline_name or pipeline.name
     with tempfile.TemporaryDirectory(prefix="nbscale-kfp-") as tmp:
@@ -44,6 +46,17 @@ def submit_pipeline(pipeline, options, parameters: dict | None = None, *, run_na
         return endpoint.submit(yaml_path, name, options.experiment,
                                run_name or f"{name} {time.strftime('%Y-%m-%d %H:%M:%S')}", arguments,
                                description=f"{pipeline.notebook}, compiled by nbscale")
+
+
+KFP_EXACT_INT = 2 ** 53  # KFP's API carries numbers as doubles: integers beyond this lose digits
+
+
+def _exact_in_kfp(name: str, value) -> None:
+    from nbscale.kernels.errors import ParameterError
+
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > KFP_EXACT_INT:
+        raise ParameterError(f"parameter '{name}' is {value}: KFP carries numbers as doubles, exact only up to "
+                             f"±2**53; pass it as text")
 
 
 class EndpointError(NbscaleRuntimeError):

@@ -34,3 +34,20 @@ def test_credentials_do_not_follow_a_redirect_to_another_host():
         with pytest.raises(EndpointError, match="answered 307.*redirect") as err:
             KfpEndpoint(configured.url, token=TOKEN, cookies=COOKIE).check()
         assert err.value.status == 307 and elsewhere.requests == []
+
+
+def test_an_integer_kfp_would_round_is_refused_before_anything_is_sent(tmp_path):
+    from conftest import make_notebook
+
+    from nbscale.compiler import compile_notebook
+    from nbscale.compiler.targets.kfp import KfpOptions
+    from nbscale.kernels.errors import ParameterError
+    from nbscale.kernels.kfp_submit import submit_pipeline
+
+    pipeline = compile_notebook(make_notebook(tmp_path, [("n = 1", ["parameters"]), ("m = n + 1", ["step:a"])]))
+    with KfpStandIn() as stand_in:
+        with pytest.raises(ParameterError, match=r"parameter 'n' is 1180591620717411303424: .* exact only up to"):
+            submit_pipeline(pipeline, KfpOptions(host=stand_in.url), {"n": 2 ** 70})
+        assert stand_in.requests == []
+        submit_pipeline(pipeline, KfpOptions(host=stand_in.url), {"n": 2 ** 53})
+        assert len(stand_in.runs) == 1
