@@ -200,6 +200,8 @@ class Facts:
     bind_sites: Sites = field(default_factory=Sites)  # name → its first binding (and cell)
     change_sites: list[tuple[frozenset, Site]] = field(default_factory=list)  # objects changed, where
     deletes: set[str] = field(default_factory=set)
+    delete_sites: dict[str, Use] = field(default_factory=dict)  # name → where it is deleted
+    maybe_binds: set[str] = field(default_factory=set)  # bound (or deleted) on some paths only
     callables: dict[str, Callable] = field(default_factory=dict)
     heap: Heap = field(default_factory=Heap)
     dynamic: list[Use] = field(default_factory=list)  # star import / exec / eval / globals()
@@ -230,7 +232,9 @@ def analyse_cells(cells, known: dict[str, Callable] | None = None, heap=None, mo
         for stmt in parsed.statements():
             walker.visit(stmt)
             walker.heap.forget_results()  # (no statement evaluates another's nodes: let them go)
-    return walker.facts
+    facts = walker.facts
+    facts.maybe_binds = {n for n in walker.unsure if n in facts.bind_sites and n not in facts.deletes}
+    return facts
 
 
 class _ModuleWalker(Visitor):
@@ -253,6 +257,7 @@ class _ModuleWalker(Visitor):
         self.unsure: set[str] = set()
         self.maybe: set[str] = set()  # bound on some paths (if/for/while/try bodies)
         self.conditional = 0
+        self.assigned: ast.AST | None = None  # the value of the assignment being walked
 
     @classmethod
     def _method_for(cls, kind: type):
@@ -344,6 +349,7 @@ class _ModuleWalker(Visitor):
 
     # --- statements ------------------------------------------------------------------------
     def visit_Assign(self, node):
+        self.assigned = node.value  # (a call whose value is used: `df.add(1)` is no `set.add`)
         self.visit(node.value)
         objects = effects.objects_of(self.heap, node.value, self.modules)
         for target in node.targets:
@@ -368,13 +374,27 @@ class _ModuleWalker(Visitor):
 
     def visit_Delete(self, node):
         for target in node.targets:
-            if isinstance(target, ast.Name):
-                self.read(target.id, target)
-                self.facts.deletes.add(target.id)
-                self.unsure.add(target.id)
-                self.maybe.discard(target.id)
-            else:
-                self.assign(target, frozenset())
+            self._delete(target)
+
+    def _delete(self, target):
+        if isinstance(target, (ast.Tuple, ast.List)):  # `del (a, b)` deletes a and b
+            for part in target.elts:
+                self._delete(part)
+        elif isinstance(target, ast.Name):
+            self._delete_name(target.id, target)
+        else:  # `del d[k]`, `del o.a`: d and o change
+            self.assign(target, frozenset())
+
+    def _delete_name(self, name, node):
+        self.read(name, node)
+        if self.conditional:  # it may still be there: the step hands on what it has, if anything
+            self.bind(name, node=node, same_object=True)
+            self.unsure.add(name)
+            return
+        self.facts.deletes.add(name)
+        self.facts.delete_sites.setdefault(name, self._use(name, node))
+        self.unsure.add(name)
+        self.maybe.discard(name)
 
     def visit_Import(self, node):
         for name in effects.import_names(node):
@@ -538,20 +558,34 @@ class _ModuleWalker(Visitor):
 
     def visit_Call(self, node):
         super().visit_Call(node)  # its function and arguments
-        changed = effects.call_changes(self.heap, node, self.modules)
-        names = effects.mutated_by_call(node, self.modules) - self.modules
+        used = node is self.assigned
+        changed = effects.call_changes(self.heap, node, self.modules, used)
+        names = effects.mutated_by_call(node, self.modules, used) - self.modules
         callee, args, keywords = callee_of(node, self.known, self.modules)
         if callee is not None:  # a function of the notebook: it says which parameters it changes
             given = effects.argument_objects(self.heap, node, self.modules)
             for expr, param in changed_arguments(callee, args, keywords):
                 objects = effects.objects_of(self.heap, expr, self.modules)
                 self.heap.hold(objects, given - objects, owned=False)
+                self.heap.spoil(objects)  # (it may store anything in it)
                 changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
                 names |= {effects.root_name(expr)} - {None} - self.modules
+        changed |= self._mapped_changes(node)
         if changed or names:  # (most calls change nothing)
             self.change(changed, sorted(names), node)
         if effects.is_dynamic_call(node):
             self.facts.dynamic.append(self._use(node.func.id, node))
+
+    def _mapped_changes(self, node) -> set[str]:
+        """`map(f, frames)` with a function of the notebook that changes its parameter: it
+        changes the elements of `frames`."""
+        func, args = node.func, node.args
+        if type(func) is not ast.Name or func.id != "map" or len(args) != 2 or type(args[0]) is not ast.Name:
+            return set()
+        callee = self.known.get(args[0].id)
+        if callee is None or 0 not in callee.mutated_params:
+            return set()
+        return set(effects.elements_of(self.heap, [args[1]], self.modules))
 
     def _scope_now(self, node):
         # Lambdas and comprehensions in an expression: their reads happen (about) now.

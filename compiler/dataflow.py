@@ -113,6 +113,10 @@ class _Builder:
         # step → the names it must get from one producer, with the changed objects that tie them (`_gather`)
         self.together: dict[str, list[tuple[set[str], set]]] = {}
         self.carried: set[tuple[str, str]] = set()  # (step, name) it only hands on for a group
+        # (step, name) → the step holding the name's value before it, for a name the step binds on
+        # some paths only (`if flag: x = 2`): taken from it when a later step takes the name
+        self.fallback: dict[tuple[str, str], str] = {}
+        self.passed: set[tuple[str, str]] = set()  # (step, name) it receives for `fallback`
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
         self.skipped_binds = self._skipped_binds()
@@ -145,6 +149,9 @@ class _Builder:
         if not any(self.layout.sources[i].strip() for i in step.cells):
             self.diagnostics.append(Diagnostic("empty-step", f"step '{step.name}' has no code",
                                                cell=step.cells[0] if step.cells else None))
+        for name in facts.maybe_binds:
+            if name in self.producer:
+                self.fallback[(step.name, name)] = self.producer[name]
         self._resolve_reads(step, facts)
         mutated = set(facts.mutates) | self.heap.names_reaching(facts.changed)
         mutated -= facts.imported | self.prelude_names | self.modules
@@ -255,7 +262,8 @@ class _Builder:
         for step in self.steps:
             reads = self.facts[step.name].reads
             for name, producer in sorted(step.sources.items()):
-                uses = "reads" if name in reads else "hands on" if (step.name, name) in self.carried else "changes"
+                handing_on = (step.name, name) in self.carried or (step.name, name) in self.passed
+                uses = "reads" if name in reads else "hands on" if handing_on else "changes"
                 reason = self._reason(step, name, producer, uses)
                 found.setdefault((producer, step.name), []).append(reason)
         return found
@@ -307,6 +315,7 @@ class _Builder:
 
     # --- after all steps -------------------------------------------------------------------
     def finish(self):
+        self._pass_through()
         for step in self.steps:
             step.sources = dict(sorted(step.sources.items()))
             step.inputs = list(step.sources)
@@ -320,6 +329,23 @@ class _Builder:
             self._ambiguities(upstream)
         self._outputs()
         self._late_binding_hints()
+
+    def _pass_through(self):
+        """A step that binds a name on some paths only, when a later step takes the name from it,
+        receives the value before it and hands that on when its binding does not run (as top to
+        bottom, the name keeps its value). Latest steps first: what one now takes, an earlier
+        one may have to pass through in turn."""
+        if not self.fallback:
+            return
+        by_name = {s.name: s for s in self.steps}
+        for step in reversed(self.steps):
+            for name, producer in list(step.sources.items()):
+                earlier = self.fallback.get((producer, name))
+                source = by_name[producer].sources
+                if earlier is not None and name not in source:
+                    source[name] = earlier
+                    self.passed.add((producer, name))
+                    self.received.setdefault(producer, {}).setdefault(name, self.heap.objects(name))
 
     def _after_tags(self):
         names = [s.name for s in self.steps]
@@ -409,10 +435,23 @@ class _Builder:
             if name not in first_cell:
                 first_cell[name] = self._first_bind_cell(name)
             cell = first_cell[name]
-            if cell is not None:
-                self.diagnostics[i] = Diagnostic(
-                    diag.code, diag.message, diag.cell, diag.line, diag.col,
-                    hint=f"'{name}' is first bound in {cell_label(cell)}, which runs later")
+            deleted = self._deleted_before(name, diag.cell)
+            if deleted is not None:
+                hint = f"'{name}' is deleted in {cell_label(deleted.cell, deleted.line)}"
+            elif cell is not None and cell > diag.cell:
+                hint = f"'{name}' is first bound in {cell_label(cell)}, which runs later"
+            else:
+                continue
+            self.diagnostics[i] = Diagnostic(diag.code, diag.message, diag.cell, diag.line, diag.col, hint=hint)
+
+    def _deleted_before(self, name, cell):
+        """Where the last step before `cell` that deletes `name` does so, or None."""
+        found = None
+        for step in self.steps:
+            use = self.facts[step.name].delete_sites.get(name)
+            if use is not None and use.cell < cell:
+                found = use
+        return found
 
 
 def _groups(outputs, points, heap):

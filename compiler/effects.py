@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import ast
 
+from .heap import immutable
+
 # Methods that never modify their receiver (pandas, numpy, scikit-learn, str, dict, list, set,
-# pathlib). Any other method call may modify it; `inplace=True` always does.
+# pathlib). Any other method call may modify it; `inplace=` (unless literally False) always does.
+# Drawing methods (`plot`, `hist`, `boxplot`) are not here: on an Axes they change it and its figure.
 READ_ONLY_METHODS = frozenset("""
     copy deepcopy head tail describe info mean median sum min max std var sem count nunique
     unique value_counts groupby agg aggregate apply applymap map merge join concat astype assign
@@ -26,7 +29,7 @@ READ_ONLY_METHODS = frozenset("""
     isna isnull notna notnull fillna dropna drop rename sort_values sort_index reset_index
     set_index query filter select_dtypes sample nlargest nsmallest corr cov cumsum cumprod
     cummax cummin diff pct_change shift rolling expanding ewm resample pivot pivot_table melt
-    stack unstack iterrows itertuples items iteritems plot hist boxplot all any argmax argmin
+    stack unstack iterrows itertuples items iteritems all any argmax argmin
     argsort idxmax idxmin clip where mask duplicated drop_duplicates explode equals isin
     between memory_usage first last nth size prod quantile rank mode skew kurt squeeze
     transpose swapaxes nonzero searchsorted take compress repeat tobytes view item isdigit
@@ -34,10 +37,32 @@ READ_ONLY_METHODS = frozenset("""
     issubset issuperset union intersection difference symmetric_difference isdisjoint
     exists is_file is_dir read_text read_bytes glob rglob iterdir resolve with_suffix
     with_name joinpath relative_to stat open fetchall fetchone
+    ffill bfill backfill pad reindex reindex_like interpolate combine combine_first align
+    sub subtract mul multiply div divide truediv floordiv mod pow radd rsub rmul rdiv rtruediv
+    rfloordiv rmod rpow eq ne lt le gt ge asfreq truncate droplevel add_prefix add_suffix
+    rename_axis convert_dtypes infer_objects factorize to_period to_timestamp tz_localize
+    tz_convert strftime contains len match fullmatch extract extractall findall cat get_dummies
+    slice slice_replace removeprefix removesuffix casefold normalize
     """.split())
 
-# Functions that modify their positional arguments in place.
-IN_PLACE_FUNCTIONS = frozenset({"shuffle", "copyto", "put", "place", "putmask", "fill_diagonal"})
+# Methods read-only when their value is used (`total = df.add(1)`, pandas) and in place when
+# called for their effect alone (`seen.add(x)`, a set's).
+VALUE_METHODS = frozenset({"add"})
+
+# Functions (plain, or of a module: `np.put`, `heapq.heappush`) that modify their first argument
+# in place; those in IN_PLACE_HOLDING also store their other arguments in it (`setattr(o, "v", x)`).
+IN_PLACE_FUNCTIONS = frozenset("""
+    shuffle copyto put place putmask fill_diagonal at next setattr delattr heappush heappop
+    heapify heapreplace heappushpop insort insort_left insort_right
+    """.split())
+IN_PLACE_HOLDING = frozenset({"setattr", "heappush", "heapreplace", "heappushpop", "insort",
+                              "insort_left", "insort_right"})
+# Methods of any object that modify their first argument (`rng.shuffle(x)`).
+IN_PLACE_ARGUMENT_METHODS = frozenset({"shuffle"})
+# Types whose methods called through the type change their first argument (`dict.update(d, o)`).
+BUILTIN_TYPES = frozenset({"dict", "list", "set", "bytearray", "object", "deque"})
+# Keyword arguments a call writes into: numpy's `out=`, and the Axes drawn on (`df.plot(ax=ax)`).
+WRITTEN_KEYWORDS = frozenset({"out", "ax"})
 
 # Calls that hide reads and writes from static analysis.
 DYNAMIC_CALLS = frozenset({"exec", "eval", "globals", "locals", "vars", "__import__"})
@@ -64,6 +89,18 @@ RETURNS_PART = frozenset({"parameters", "named_parameters", "buffers", "named_bu
                           "named_children", "modules", "named_modules", "state_dict", "values",
                           "items", "keys", "view", "reshape", "ravel", "transpose", "swapaxes",
                           "squeeze", "unsqueeze"})
+
+# Attributes whose values nothing changes in place (`X.shape[1]`, `X.dtype`): numbers, tuples of
+# them, dtypes. Such a value is no part of X, so a model given it holds nothing of X.
+IMMUTABLE_ATTRIBUTES = frozenset({"shape", "ndim", "size", "dtype", "nbytes", "itemsize"})
+# Functions and methods whose results are numbers, strings, booleans or bytes.
+IMMUTABLE_RESULT_FUNCTIONS = frozenset("""
+    len int float str bool complex bytes repr ascii hash id ord chr bin oct hex format isinstance
+    issubclass callable hasattr
+    """.split())
+IMMUTABLE_RESULT_METHODS = frozenset({"item", "is_integer", "bit_length"})
+# Builtins making a new container of what they are given (`list(frames)` holds the frames).
+CONTAINER_MAKERS = frozenset({"dict", "list", "tuple", "set", "frozenset"})
 
 # Calls whose unpacked results refer to each other (a figure and its axes): one object for all.
 SHARED_RESULTS = frozenset({"subplots", "subplot_mosaic"})
@@ -142,26 +179,66 @@ def callee_name(call: ast.Call) -> str | None:
     return None
 
 
-def mutated_by_call(call: ast.Call, modules=frozenset()) -> set[str]:
+def mutated_by_call(call: ast.Call, modules=frozenset(), used=False) -> set[str]:
     """Names whose objects this call may modify in place (without knowing the callee's code).
 
     `modules`: names bound to imported modules; `np.log(a)` changes neither `np` nor `a`.
+    `used`: the call's value is used (assigned), which tells `df.add(1)` from `seen.add(x)`.
     """
     mutated = set()
     func = call.func
     if isinstance(func, ast.Attribute) and func.attr != "pipe":  # `df.pipe(f)` is `f(df)`
         receiver = root_name(func.value)
-        if receiver and receiver not in modules and (
-                func.attr not in READ_ONLY_METHODS or has_inplace_flag(call)):
+        if receiver and receiver not in modules and receiver not in BUILTIN_TYPES \
+                and changes_receiver(call, func.attr, used):
             mutated.add(receiver)
-    if callee_name(call) in IN_PLACE_FUNCTIONS:
-        mutated |= {n for n in map(root_name, call.args) if n}
+    for expr in written_arguments(call, modules):
+        name = root_name(expr)
+        if name:
+            mutated.add(name)
     return mutated
 
 
+def changes_receiver(call: ast.Call, method: str, used=False) -> bool:
+    if has_inplace_flag(call):
+        return True
+    return method not in READ_ONLY_METHODS and not (used and method in VALUE_METHODS)
+
+
+def written_arguments(call: ast.Call, modules=frozenset()) -> list[ast.AST]:
+    """Argument expressions the call changes in place: the first one of a known in-place function
+    (`random.shuffle(x)`, `next(it)`, `dict.update(d, o)`), and `out=`/`ax=` keyword values."""
+    written = [k.value for k in call.keywords if k.arg in WRITTEN_KEYWORDS]
+    if call.args and _changes_first_argument(call, modules):
+        written.append(call.args[0])
+    return written
+
+
+def _changes_first_argument(call: ast.Call, modules) -> bool:
+    func = call.func
+    if type(func) is ast.Name:
+        return func.id in IN_PLACE_FUNCTIONS
+    if type(func) is not ast.Attribute:
+        return False
+    if func.attr in IN_PLACE_ARGUMENT_METHODS:
+        return True
+    if type(func.value) is ast.Name and func.value.id in BUILTIN_TYPES:  # `list.append(lst, x)`
+        return func.attr not in READ_ONLY_METHODS
+    return func.attr in IN_PLACE_FUNCTIONS and _on_module(func.value, modules)
+
+
+def _holds_other_arguments(call: ast.Call) -> bool:
+    """`setattr(o, "v", x)`, `heappush(h, x)`, `list.append(lst, x)`: the first argument keeps the others."""
+    func = call.func
+    if type(func) is ast.Attribute and type(func.value) is ast.Name and func.value.id in BUILTIN_TYPES:
+        return True
+    return callee_name(call) in IN_PLACE_HOLDING
+
+
 def has_inplace_flag(call: ast.Call) -> bool:
+    """`inplace=True`, or any value but a literal False (`inplace=flag` may be true)."""
     return any(
-        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
+        k.arg == "inplace" and not (isinstance(k.value, ast.Constant) and k.value.value in (False, None))
         for k in call.keywords
     )
 
@@ -191,6 +268,7 @@ def depth(expr: ast.AST) -> int:
 # instead of a chain of isinstance calls.
 _PARTS = frozenset({ast.Attribute, ast.Subscript, ast.Starred})
 _MADE = frozenset({ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Call})
+_OPERATIONS = frozenset({ast.BinOp, ast.UnaryOp, ast.Compare})
 
 
 def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str]:
@@ -201,6 +279,8 @@ def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str
     if kind is ast.Name:
         return heap.objects(expr.id)
     if kind in _PARTS:
+        if _immutable_attribute(expr):
+            return _immutable_value(heap, expr, "attribute")
         return part_objects(heap, expr, modules)
     if kind in _MADE:
         # one object per evaluation site, however often the walkers ask
@@ -212,8 +292,43 @@ def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str
     if kind is ast.NamedExpr:
         return objects_of(heap, expr.value, modules)
     if is_immutable_literal(expr):
-        return heap.result(expr, lambda: frozenset({heap.fresh_immutable("literal")}))
+        return _immutable_value(heap, expr, "literal")
+    if kind in _OPERATIONS:  # once per evaluation site: a chain `a + b + c …` is walked once
+        return heap.result(expr, lambda: _operation_objects(heap, expr, modules))
     return frozenset()
+
+
+def _operation_objects(heap, expr, modules) -> frozenset[str]:
+    if _operands_immutable(heap, expr, modules):
+        return frozenset({heap.fresh_immutable("number")})  # `1.0 / 4`, `X.shape[1] * 2`, `not x`
+    return frozenset()
+
+
+def _immutable_value(heap, expr, label) -> frozenset[str]:
+    return heap.result(expr, lambda: frozenset({heap.fresh_immutable(label)}))
+
+
+def all_immutable(objects) -> bool:
+    return bool(objects) and all(map(immutable, objects))
+
+
+def _immutable_attribute(expr) -> bool:
+    """`X.shape`, `X.shape[1]`, `df.values.dtype`: a chain through an immutable attribute."""
+    while type(expr) in _PARTS:
+        if type(expr) is ast.Attribute and expr.attr in IMMUTABLE_ATTRIBUTES:
+            return True
+        expr = expr.value
+    return False
+
+
+def _operands_immutable(heap, expr, modules) -> bool:
+    """Arithmetic and comparisons of immutable values give one (numbers, strings, booleans);
+    `not` always gives a boolean. (An array operand gives a new array: a new object, not this.)"""
+    kind = type(expr)
+    if kind is ast.UnaryOp:
+        return type(expr.op) is ast.Not or all_immutable(objects_of(heap, expr.operand, modules))
+    operands = [expr.left, expr.right] if kind is ast.BinOp else [expr.left, *expr.comparators]
+    return all(all_immutable(objects_of(heap, e, modules)) for e in operands)
 
 
 def is_immutable_literal(expr: ast.AST) -> bool:
@@ -232,7 +347,15 @@ def _made_objects(heap, expr, modules):
         return call_result(heap, expr, modules)
     parts = [*expr.keys, *expr.values] if isinstance(expr, ast.Dict) else expr.elts
     held = [objects_of(heap, e, modules) for e in parts if e is not None]
-    return frozenset({heap.new_container(type(expr).__name__.lower(), set().union(*held))})
+    if isinstance(expr, ast.Tuple) and all(map(all_immutable, held)):
+        return frozenset({heap.fresh_immutable("tuple")})  # `(64, 32)`
+    return _container(heap, type(expr).__name__.lower(), held)
+
+
+def _container(heap, label, held) -> frozenset[str]:
+    """A new container holding each of `held` (an empty one: an object of unknown origin)."""
+    exact = all(held)
+    return frozenset({heap.new_container(label, set().union(*held), exact=exact)})
 
 
 def part_objects(heap, expr: ast.AST, modules=frozenset()) -> frozenset[str]:
@@ -258,6 +381,12 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
         if func.attr in RETURNS_PART:
             return heap.elements(part_objects(heap, func.value, modules))
     name = callee_name(call)
+    if type(func) is ast.Name and name in IMMUTABLE_RESULT_FUNCTIONS:
+        return frozenset({heap.fresh_immutable(name)})  # `len(X)`, `int("100")`
+    if type(func) is ast.Attribute and name in IMMUTABLE_RESULT_METHODS:
+        return frozenset({heap.fresh_immutable(name)})
+    if type(func) is ast.Name and name in CONTAINER_MAKERS or _is_shallow_copy(call, modules):
+        return _made_container(heap, call, modules)
     if name and (name[:1].isupper() or name in WRAPPING_FACTORIES):
         made = heap.fresh(name)
         heap.hold([made], argument_objects(heap, call, modules), owned=name not in CLONING_CONSTRUCTORS)
@@ -271,36 +400,85 @@ def _on_module(expr, modules) -> bool:
     return root is not None and root in modules
 
 
+def _is_shallow_copy(call, modules) -> bool:
+    """`copy.copy(rows)`, `copy(rows)`: a new container of the same elements."""
+    func = call.func
+    if type(func) is ast.Name:
+        return func.id == "copy"
+    return type(func) is ast.Attribute and func.attr == "copy" and _on_module(func.value, modules)
+
+
+def _made_container(heap, call, modules) -> frozenset[str]:
+    """`dict(n=5)`, `list(frames)`: a new container holding the elements of its positional
+    arguments and its keyword values."""
+    held = [heap.elements(objects_of(heap, a, modules)) for a in call.args]
+    held += [_keyword_objects(heap, k, modules) for k in call.keywords]
+    return _container(heap, callee_name(call), held)
+
+
 def argument_objects(heap, call: ast.Call, modules=frozenset()) -> set[str]:
+    """What the callee is given: `*args` and `**params` give it what they hold, not themselves."""
+    found = set()
+    for arg in call.args:
+        objects = objects_of(heap, arg.value if type(arg) is ast.Starred else arg, modules)
+        found |= heap.held(objects) if type(arg) is ast.Starred else objects
+    for keyword in call.keywords:
+        found |= _keyword_objects(heap, keyword, modules)
+    return found
+
+
+def _keyword_objects(heap, keyword, modules):
+    objects = objects_of(heap, keyword.value, modules)
+    return heap.held(objects) if keyword.arg is None else objects
+
+
+def untracked_arguments(heap, call: ast.Call, modules=frozenset()) -> bool:
+    """Whether an argument is a new object of unknown origin (`d.update(load())`), which no
+    object stands for: a container given it holds more than the heap knows."""
     values = [*call.args, *(k.value for k in call.keywords)]
-    return set().union(*(objects_of(heap, v, modules) for v in values))
+    return not all(objects_of(heap, v, modules) for v in values)
 
 
 # --- mutations: which objects a call or a store changes -------------------------------------
 
 
-def call_changes(heap, call: ast.Call, modules=frozenset()) -> set[str]:
+def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[str]:
     """Objects the call may change (and the references it makes its receiver hold).
 
     A container method (`data.append(x)`) changes the container; any other non-read-only method
     (`m.fit(X, y)`, `opt.step()`) changes the receiver and what it owns, and makes it hold its
-    arguments as *given*: they are not changed.
+    arguments as *given*: they are not changed. `used`: as for `mutated_by_call`.
     """
     changed = set()
     func = call.func
-    if isinstance(func, ast.Attribute) and func.attr != "pipe" and not _on_module(func.value, modules):
-        inplace = has_inplace_flag(call)
-        if func.attr not in READ_ONLY_METHODS or inplace:
-            receiver = part_objects(heap, func.value, modules)
-            args = argument_objects(heap, call, modules)
-            if func.attr in CONTAINER_METHODS or func.attr in READ_ONLY_METHODS:
-                heap.hold(receiver, heap.elements(args))
-                changed |= receiver
-            else:
-                heap.hold(receiver, args, owned=func.attr in OWNING_METHODS)
-                changed |= heap.owned_reach(receiver)
-    if callee_name(call) in IN_PLACE_FUNCTIONS:
-        changed |= set().union(*(objects_of(heap, a, modules) for a in call.args))
+    if isinstance(func, ast.Attribute) and func.attr != "pipe" and not _on_module(func.value, modules) \
+            and changes_receiver(call, func.attr, used) and not _on_builtin_type(func.value):
+        receiver = part_objects(heap, func.value, modules)
+        args = argument_objects(heap, call, modules)
+        if untracked_arguments(heap, call, modules):
+            heap.spoil(receiver)
+        if func.attr in CONTAINER_METHODS or func.attr in READ_ONLY_METHODS:
+            heap.hold(receiver, heap.elements(args))
+            changed |= receiver
+        else:
+            heap.hold(receiver, args, owned=func.attr in OWNING_METHODS)
+            changed |= heap.owned_reach(receiver)
+    written = written_arguments(call, modules)
+    if written:
+        changed |= _written_changes(heap, call, written, modules)
+    return changed
+
+
+def _on_builtin_type(expr) -> bool:
+    return type(expr) is ast.Name and expr.id in BUILTIN_TYPES
+
+
+def _written_changes(heap, call, written, modules) -> set[str]:
+    changed = set().union(*(objects_of(heap, e, modules) for e in written))
+    if _holds_other_arguments(call):
+        heap.hold(changed, set().union(*(objects_of(heap, a, modules) for a in call.args[1:])))
+        if untracked_arguments(heap, call, modules):
+            heap.spoil(changed)
     return changed
 
 
@@ -308,6 +486,8 @@ def store_changes(heap, target: ast.AST, value: frozenset[str], modules=frozense
     """`x[k] = v`, `x.a = v`, `m.data_[0] = v`: the object written into now holds `value`."""
     written = part_objects(heap, target.value, modules)
     heap.hold(written, value)
+    if not value:  # (a new object of unknown origin)
+        heap.spoil(written)
     return set(written)
 
 
@@ -365,5 +545,8 @@ def unpacked(heap, target, objects, value=None, modules=frozenset()):
 def augmented_changes(heap, node: ast.AugAssign, modules=frozenset()) -> set[str]:
     """`x += v` changes x's object in place (a list, an array) and may make it hold v's elements."""
     changed = heap.objects(node.target.id)
-    heap.hold(changed, heap.elements(objects_of(heap, node.value, modules)))
+    added = objects_of(heap, node.value, modules)
+    heap.hold(changed, heap.elements(added))
+    if not added:
+        heap.spoil(changed)
     return set(changed)

@@ -13,7 +13,9 @@ holds a placeholder `OBJ.*` for its unknown contents, so a mutation *through* it
 told from a mutation *of* it (shallow). Held references come in two kinds: *owned* ones (the
 elements of a literal, constructor arguments, stored items) that the holder's own methods may
 change (`pipe.fit` fits its steps), and *given* ones (arguments of a method call such as
-`m.fit(X, y)`) that nothing but an explicit reach-through changes.
+`m.fit(X, y)`) that nothing but an explicit reach-through changes. A container made of known
+objects (`{"n": 5}`, `[train, test]`) is *exact*: it owns no placeholder until something of
+unknown origin goes in (`spoil`), so `Model(**params)` owns the values alone.
 
 A big cell binds tens of thousands of names, so the tables stay small per name: every object
 `fresh` makes owns its placeholder, so that link is implied, not stored (`_implied`: 25 MB for a
@@ -39,6 +41,7 @@ def contents(obj: str) -> str:
 
 
 _IMMUTABLE = "!"  # the last character of an immutable object (`fresh` ends its others with a digit)
+_EXACT = "~"  # the last character of an object whose contents are all known (`fresh_exact`)
 
 
 def immutable(obj: str) -> bool:
@@ -66,6 +69,7 @@ class Heap:
         # (`{}`) in epoch 0, before any name points at anything.
         self.history: dict[str, int | list[tuple[int, str | frozenset[str]]]] | None = None
         self.epoch = 0
+        self.spoiled: set[str] = set()  # exact objects that came to hold something unknown
         self._made = 0
         self._results: dict[int, tuple[object, frozenset[str]]] = {}
 
@@ -81,15 +85,30 @@ class Heap:
         self._made += 1
         return f"{label}#{self._made}{_IMMUTABLE}"
 
+    def fresh_exact(self, label: str) -> str:
+        """A new container whose every element is a known object (`{"n": 5}`, `[train, test]`):
+        it owns no placeholder, so what it holds is all a change through it reaches (`**params`
+        gives a constructor its values, not the dict), until `spoil` says otherwise."""
+        self._made += 1
+        return f"{label}#{self._made}{_EXACT}"
+
+    def spoil(self, objects) -> None:
+        """`objects` may now hold something of unknown origin (`d["k"] = load()`): exact ones
+        own their placeholder from now on."""
+        for obj in objects:
+            if obj[-1] == _EXACT:
+                self.spoiled.add(obj)
+
     def declare_immutable(self, name: str) -> None:
         """`name` is bound before the analysis to a value nothing changes in place (a parameter
         declared as a number, string or boolean)."""
         self.initial[name] = self.fresh_immutable(name)
         self._point(name, frozenset({self.initial[name]}))
 
-    def new_container(self, label: str, elements) -> str:
-        """A literal (`[a, b]`, `{"k": v}`) or a constructed object owning `elements`."""
-        obj = self.fresh(label)
+    def new_container(self, label: str, elements, exact=False) -> str:
+        """A literal (`[a, b]`, `{"k": v}`) or a constructed object owning `elements` (`exact`:
+        and nothing else)."""
+        obj = self.fresh_exact(label) if exact else self.fresh(label)
         self.hold([obj], elements)
         return obj
 
@@ -206,11 +225,13 @@ class Heap:
         return found
 
     def _implied(self, obj: str, up: bool = False) -> str | None:
-        """The placeholder an object `fresh` made owns (every object but placeholders and
-        immutables), or with `up`, the object owning a placeholder."""
+        """The placeholder an object `fresh` made owns (every object but placeholders, immutables
+        and unspoiled exact ones), or with `up`, the object owning a placeholder."""
         if obj.endswith(".*"):
             return obj[:-2] if up else None
-        return None if up or immutable(obj) else contents(obj)
+        if up or immutable(obj) or (obj[-1] == _EXACT and obj not in self.spoiled):
+            return None
+        return contents(obj)
 
     def elements(self, objects, depth: int = 1) -> frozenset[str]:
         """What `x[i]`, `x.attr` or a loop over `x` may be, `depth` levels down: a part of x

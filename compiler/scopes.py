@@ -110,6 +110,7 @@ class _ScopeWalker(Visitor):
         self.nested_global_binds: set[str] = set()
         self.heap = Heap()
         self.dynamic: list[ast.AST] = []
+        self.assigned: ast.AST | None = None  # the value of the assignment being walked
 
     def facts(self) -> ScopeFacts:
         local = (self.binds | set(self.params)) - self.globals - self.nonlocals
@@ -208,6 +209,7 @@ class _ScopeWalker(Visitor):
         self.generic_visit(node)
 
     def visit_Assign(self, node):
+        self.assigned = node.value
         self.visit(node.value)
         objects = effects.objects_of(self.heap, node.value, self.modules)
         for target in node.targets:
@@ -249,7 +251,8 @@ class _ScopeWalker(Visitor):
                 self.assign(target, frozenset())
 
     def visit_Call(self, node):
-        self.changed |= effects.call_changes(self.heap, node, self.modules)
+        used = node is self.assigned  # (`df.add(1)` is no `set.add`)
+        self.changed |= effects.call_changes(self.heap, node, self.modules, used)
         if effects.is_dynamic_call(node):
             self.dynamic.append(node)
         super().visit_Call(node)  # its function and arguments

@@ -178,3 +178,22 @@ def test_a_site_with_small_parts_is_one_short_number_and_a_bigger_one_a_long_num
     assert sites["d"] == (2, 2, "d = 2") and sites["w"] == (3, 1, "w = 1") and sites["v"] == (3, 1, "v = 0")
     assert sites["e"] == (4, 1, "e, f = (1, 2)") and sites["f"] == (4, 10, "e, f = (1, 2)")
     assert sites["g10"] == (15, 1, "g10 = 10") and sites["g19"] == (24, 1, "g19 = 19")
+
+
+def test_del_of_a_tuple_or_list_deletes_each_name():
+    f = facts("del (a, b)\ndel [c, d[0]]")
+    assert {"a", "b", "c"} <= f.deletes and not {"a", "b", "c"} & set(f.binds)
+    assert {"a", "b", "c", "d"} <= set(f.reads) and "d" in f.mutates
+
+
+def test_a_del_on_some_paths_leaves_the_name_maybe_bound():
+    f = facts("if flag:\n    del x")
+    assert "x" not in f.deletes and f.maybe_binds == {"x"} and "x" in f.reads
+    f = facts("if flag:\n    y = 2\nz = 1\ntry:\n    pass\nexcept Exception as err:\n    pass")
+    assert f.maybe_binds == {"y", "err"}
+    assert facts("y = 1\nif flag:\n    y = 2").maybe_binds == set()  # surely bound before
+
+
+def test_map_with_a_function_that_changes_its_parameter_changes_the_elements():
+    f = facts("def add_feat(d):\n    d['w'] = 1\ntrain, test = {}, {}", "list(map(add_feat, [train, test]))")
+    assert f.heap.names_reaching(f.changed) >= {"train", "test"}

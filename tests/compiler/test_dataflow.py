@@ -450,3 +450,74 @@ def test_the_last_step_hands_its_names_to_no_table():
     flow = build_flow(lay_out(notebook), set())
     assert flow.builder.producer == {"x": "a", "z": "b"}  # (y deleted by b; nothing after c to hand w to)
     assert flow.steps[2].defines == ["w"] and flow.steps[2].sources == {"z": "b"}
+
+
+MODEL = ("class Model:\n    def __init__(self, *args, **kwargs): self.args = (args, kwargs)\n"
+         "    def fit(self, X, y): self.n = len(X); return self", ["functions"])
+
+
+def test_models_given_sizes_and_computed_numbers_are_fitted_in_parallel():
+    data = ("X = [[1.0, 2.0], [3.0, 4.0]]\ny = [0, 1]", ["step:data"])
+    for cfg, m1, m2 in [
+            ("n = 1", "k = len(X[0])\nm1 = Model(max_iter=k).fit(X, y)", "m2 = Model(n_estimators=3).fit(X, y)"),
+            ("k = X.shape[1] if hasattr(X, 'shape') else len(X)", "m1 = Model(k).fit(X, y)", "m2 = Model(k).fit(X, y)"),
+            ("C = 1.0 / 4\niters = int('100')", "m1 = Model(C=C, n=iters).fit(X, y)", "m2 = Model(C, iters).fit(X, y)"),
+            ("params = dict(n_estimators=5)", "m1 = Model(**params).fit(X, y)", "m2 = Model(**params).fit(X, y)")]:
+        p = compile_source([MODEL, data, (cfg, ["step:cfg"]), (m1, ["step:m1"]), (m2, ["step:m2"]),
+                            ("print(X, y)", ["step:use"])])
+        assert not p.diagnostics, cfg
+        assert "m1" not in p.step("m2").after, cfg
+        assert "m1" not in p.step("use").after and "m2" not in p.step("use").after, cfg
+
+
+def test_a_model_owning_a_mutable_argument_still_hands_it_on_when_fitting_it():
+    p = compile_source([
+        ("class M:\n    def __init__(self, opts): self.opts = opts\n"
+         "    def fit(self, X): self.opts.append(len(X)); return self", ["functions"]),
+        ("X = [1, 2]\nopts = [0]", ["step:data"]),
+        ("m1 = M(opts).fit(X)", ["step:m1"]),
+        ("n = len(opts)", ["step:use"]),
+    ])
+    assert p.step("use").sources["opts"] == "m1"
+
+
+def test_read_only_pandas_methods_keep_readers_parallel():
+    p = compile_source([
+        ("import pandas as pd", ["imports"]),
+        ("df = pd.DataFrame({'a': ['x', 'y']})", ["step:data"]),
+        ("n1 = df['a'].str.contains('x').sum()", ["step:s1"]),
+        ("n2 = df['a'].str.len().sum()\nf = df.ffill()", ["step:s2"]),
+        ("r = df.reindex([0, 1])\nq = df.add(1)", ["step:s3"]),
+    ])
+    assert [p.step(s).after for s in ("s1", "s2", "s3")] == [["data"]] * 3
+
+
+def test_drawing_on_axes_and_advancing_an_iterator_are_changes():
+    p = compile_source([
+        ("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt", ["imports"]),
+        ("fig, ax = plt.subplots()\nit = iter([1, 2, 3])", ["step:a"]),
+        ("ax.plot([1, 2, 3])\nfirst = next(it)", ["step:b"]),
+        ("n = len(ax.lines)\nrest = list(it)", ["step:c"]),
+    ])
+    assert p.step("c").sources == {"ax": "b", "it": "b"}
+
+
+def test_a_name_bound_on_some_paths_hands_on_its_earlier_value_when_the_binding_does_not_run():
+    for b in ("if flag:\n    x = 2", "if flag:\n    del x", "try:\n    pass\nexcept Exception as x:\n    pass",
+              "for x in []:\n    pass"):
+        p = compile_source([("x = 1\nflag = False", ["step:a"]), (b, ["step:b"]), ("print(x)", ["step:c"])])
+        assert p.step("c").sources["x"] == "b" and p.step("b").sources["x"] == "a", b
+        assert "x" in p.step("a").outputs and "x" in p.step("b").outputs, b
+        assert not [d for d in p.diagnostics if d.code == "undefined-name"], b
+    # nobody takes it later: no edge for it
+    p = compile_source([("i = 0", ["step:a"]), ("for i in range(3):\n    pass", ["step:b"])])
+    assert p.step("b").after == []
+
+
+def test_a_name_deleted_earlier_is_said_to_be_deleted_not_bound_later():
+    p = compile_source([("x = 1", ["step:a"]), ("del x", ["step:b"]), ("print(x)", ["step:c"])])
+    (diag,) = [d for d in p.diagnostics if d.code == "undefined-name"]
+    assert diag.hint == "'x' is deleted in cell 2, line 1"
+    p = compile_source([("print(x)", ["step:a"]), ("x = 1", ["step:b"])])
+    (diag,) = [d for d in p.diagnostics if d.code == "undefined-name"]
+    assert diag.hint == "'x' is first bound in cell 2, which runs later"

@@ -1,7 +1,7 @@
 import ast
 
 from nbscale.compiler import effects
-from nbscale.compiler.heap import Heap
+from nbscale.compiler.heap import Heap, immutable
 
 
 def expr(text):
@@ -111,3 +111,70 @@ def test_zip_enumerate_and_items_loops_pair_targets_with_their_own_containers():
     assert changed_with(heap, "wi") == {"wi", "w"} and changed_with(heap, "xi") == {"xi", "x"}
     assert changed_with(heap, "v") == {"v", "vals"} and changed_with(heap, "t") == {"t", "tables"}
     assert changed_with(heap, "a") == {"a", "p"} and changed_with(heap, "b") == {"b", "q"}
+
+
+def test_sizes_lengths_and_arithmetic_on_numbers_are_no_part_of_what_they_are_taken_from():
+    # `k = X.shape[1]` then `Model(max_iter=k).fit(X, y)`: the model owns k, and k is no part of X
+    heap = run(Heap(), "k = X.shape[1]\nn = len(X) * 2\nC = 1.0 / 4\nt = X.dtype\nlayers = (64, k)")
+    for name in ("k", "n", "C", "t", "layers"):
+        assert all(map(immutable, heap.objects(name))), name
+    run(heap, "m = Model(max_iter=k, C=C, n=n, layers=layers)")
+    assert heap.names_reaching(effects.call_changes(heap, expr("m.fit(X, y)"))) == {"m"}
+    run(heap, "col = X.values[0]\nw = v * 2")  # a part of X; a new array, not immutable
+    assert "X" in changed_with(heap, "col") and not all(map(immutable, heap.objects("w")))
+
+
+def test_unpacked_keyword_arguments_give_a_constructor_the_values_not_the_dict():
+    heap = run(Heap(), "params = dict(n_estimators=5)\nm1 = RF(**params)\nm2 = RF(**params)")
+    assert heap.names_reaching(effects.call_changes(heap, expr("m1.fit(X, y)"))) == {"m1"}
+    # a dict holding an estimator still gives it to the constructor, whose fit changes it
+    heap = run(Heap(), "opts = {'estimator': base}\nw = Wrapper(**opts)")
+    assert "base" in heap.names_reaching(effects.call_changes(heap, expr("w.fit(X, y)")))
+    # a dict of unknown contents may hold anything: fitting may change what it holds
+    heap = run(Heap(), "loaded = load()\nw = Wrapper(**loaded)")
+    assert "loaded" in heap.names_reaching(effects.call_changes(heap, expr("w.fit(X, y)")))
+    heap = run(Heap(), "cfg = {'a': 1}")
+    effects.store_changes(heap, stmt("cfg['b'] = make()").targets[0], frozenset())
+    run(heap, "w = Wrapper(**cfg)")
+    assert "cfg" in heap.names_reaching(effects.call_changes(heap, expr("w.fit(X, y)")))
+
+
+def test_pandas_methods_that_return_new_values_are_read_only():
+    for text in ("df['a'].str.contains('x')", "df['a'].str.len()", "df.ffill()", "df.reindex([0, 1])",
+                 "df.sub(1)", "s.dt.strftime('%Y')"):
+        assert effects.mutated_by_call(expr(text)) == set(), text
+    assert effects.mutated_by_call(expr("df.ffill(inplace=True)")) == {"df"}
+    assert effects.mutated_by_call(expr("df.dropna(inplace=flag)")) == {"df"}  # may be true
+    # `add` is pandas' when its value is used, a set's when it is called for its effect
+    assert effects.mutated_by_call(expr("df.add(1)"), used=True) == set()
+    assert effects.mutated_by_call(expr("seen.add(x)")) == {"seen"}
+
+
+def test_drawing_changes_the_axes_drawn_on():
+    assert effects.mutated_by_call(expr("ax.plot([1, 2])")) == {"ax"}
+    assert effects.mutated_by_call(expr("ax.hist(v)")) == {"ax"}
+    assert effects.mutated_by_call(expr("df.plot(ax=ax)")) == {"df", "ax"}
+    assert effects.mutated_by_call(expr("sns.histplot(df, ax=ax)"), {"sns"}) == {"ax"}
+
+
+def test_builtin_and_stdlib_functions_that_change_their_first_argument():
+    modules = {"heapq", "bisect", "random", "np"}
+    for text, changed in [("next(it)", {"it"}), ("setattr(o, 'v', x)", {"o"}), ("delattr(o, 'v')", {"o"}),
+                          ("heapq.heappush(h, 3)", {"h"}), ("heapq.heapify(h)", {"h"}),
+                          ("heappop(h)", {"h"}), ("bisect.insort(a, 3)", {"a"}),
+                          ("random.shuffle(deck)", {"deck"}), ("rng.shuffle(deck)", {"rng", "deck"}),
+                          ("dict.update(d, other)", {"d"}), ("np.add(a, b, out=a)", {"a"}),
+                          ("np.add.at(a, [0], 1)", {"a"})]:
+        assert effects.mutated_by_call(expr(text), modules) == changed, text
+    assert effects.mutated_by_call(expr("queue.put(item)"), modules) == {"queue"}  # a method, not np.put
+    heap = run(Heap(), "o = C()\nheappush(h, row)\nsetattr(o, 'v', row)")
+    assert changed_with(heap, "row") == {"row", "h", "o"}  # both hold it now
+
+
+def test_shallow_copies_hold_the_elements_of_what_they_copy():
+    heap = run(Heap(), "c = list(rows)\ne = copy(rows)")
+    heap.bind("d", effects.objects_of(heap, expr("copy.copy(rows)"), {"copy"}))
+    for name in ("c", "d", "e"):
+        changed = effects.store_changes(heap, stmt(f"{name}[0][0] = 9").targets[0], frozenset(), {"copy"})
+        assert "rows" in heap.names_reaching(changed), name
+    assert changed_with(heap, "c") == {"c"}  # `c.append(x)` changes the copy alone

@@ -140,3 +140,13 @@ def test_a_name_changed_in_epoch_0_alone_has_no_history_entry():
     assert heap.points_at("a", 0) == heap.points_at("a", 5) == at_0["a"]
     assert heap.points_at("b", 0) == at_0["b"] and heap.points_at("b", 1) == heap.objects("c")
     assert heap.points_at("c", 0) is None and heap.points_at("c", 1) == heap.objects("c")
+
+
+def test_an_exact_container_owns_only_what_it_was_given_until_it_is_spoiled():
+    heap = Heap()
+    (base,) = heap.objects("base")
+    params = heap.new_container("dict", {base}, exact=True)
+    assert heap.held({params}) == {base}  # no placeholder: `**params` gives base alone
+    heap.spoil({params})  # `params["x"] = load()`: something unknown is in it now
+    assert heap.held({params}) == {base, contents(params)}
+    assert heap.names_reaching({contents(params)}) == set() and params in heap.reaching({contents(params)})
