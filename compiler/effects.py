@@ -88,7 +88,13 @@ RETURNS_SELF = frozenset({"fit", "partial_fit", "set_params", "set_output", "tra
 RETURNS_PART = frozenset({"parameters", "named_parameters", "buffers", "named_buffers", "children",
                           "named_children", "modules", "named_modules", "state_dict", "values",
                           "items", "keys", "view", "reshape", "ravel", "transpose", "swapaxes",
-                          "squeeze", "unsqueeze"})
+                          "squeeze", "unsqueeze", "get", "setdefault", "pop"})
+# Functions of a module whose result may be their first argument itself or a view of its data
+# (`b = np.asarray(a); b += 1` changes a).
+RETURNS_FIRST_ARGUMENT = frozenset({"asarray", "asanyarray", "ascontiguousarray", "asfortranarray", "reshape",
+                                    "ravel", "transpose", "squeeze", "swapaxes", "moveaxis", "expand_dims",
+                                    "atleast_1d", "atleast_2d", "atleast_3d", "flip", "fliplr", "flipud",
+                                    "rot90", "diagonal", "require"})
 
 # Attributes whose values nothing changes in place (`X.shape[1]`, `X.dtype`): numbers, tuples of
 # them, dtypes. Such a value is no part of X, so a model given it holds nothing of X.
@@ -380,6 +386,9 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
             return part_objects(heap, func.value, modules)
         if func.attr in RETURNS_PART:
             return heap.elements(part_objects(heap, func.value, modules))
+    if isinstance(func, ast.Attribute) and func.attr in RETURNS_FIRST_ARGUMENT and call.args \
+            and _on_module(func.value, modules):
+        return objects_of(heap, call.args[0], modules)
     name = callee_name(call)
     if type(func) is ast.Name and name in IMMUTABLE_RESULT_FUNCTIONS:
         return frozenset({heap.fresh_immutable(name)})  # `len(X)`, `int("100")`

@@ -521,3 +521,14 @@ def test_a_name_deleted_earlier_is_said_to_be_deleted_not_bound_later():
     p = compile_source([("print(x)", ["step:a"]), ("x = 1", ["step:b"])])
     (diag,) = [d for d in p.diagnostics if d.code == "undefined-name"]
     assert diag.hint == "'x' is first bound in cell 2, which runs later"
+
+
+def test_a_value_taken_out_of_a_container_or_a_view_of_an_array_is_still_its_part():
+    p = compile_source([
+        ("import numpy as np", ["imports"]),
+        ("cfg = {'inner': {'x': 0}}\na = np.zeros(3)", ["step:make"]),
+        ("sub = cfg.get('inner')\nsub['x'] = 1", ["step:via_get"]),
+        ("b = np.asarray(a)\nb += 1", ["step:via_view"]),
+        ("seen = (cfg['inner']['x'], a.tolist())", ["step:use"]),
+    ])
+    assert p.step("use").sources == {"a": "via_view", "cfg": "via_get"}
