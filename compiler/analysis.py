@@ -351,10 +351,11 @@ class _ModuleWalker(Visitor):
     def visit_Assign(self, node):
         self.assigned = node.value  # (a call whose value is used: `df.add(1)` is no `set.add`)
         self.visit(node.value)
-        objects = effects.objects_of(self.heap, node.value, self.modules)
+        objects = effects.objects_of(self.heap, node.value, self.modules) | self._returned_arguments(node.value)
         for target in node.targets:
             self.assign(target, objects, node.value)
         self._maybe_lambda(node.targets, node.value)
+        self._maybe_closure(node.targets, node.value)
 
     def visit_AnnAssign(self, node):
         self.visit(node.annotation)
@@ -506,6 +507,23 @@ class _ModuleWalker(Visitor):
         for name in sorted(immediate):
             self.read(name, node)
         self.define(node.name, node, facts)
+        self._define_methods(node)
+
+    def _define_methods(self, node):
+        """The methods of a notebook class that change an argument, known by name as `.NAME`: what an
+        object is an instance of is not tracked, so `p.apply(df)` counts as changing df wherever a
+        class of the notebook has an `apply` that changes its parameter."""
+        for stmt in node.body:
+            if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            facts = scope_facts(stmt, self.modules)
+            static = any(getattr(d, "id", None) == "staticmethod" for d in stmt.decorator_list)
+            params = list(facts.params)[0 if static else 1:]  # an instance's call gives no `self`
+            positions = [i for i, p in enumerate(params) if p in facts.mutated_params]
+            if positions:
+                key = "." + stmt.name
+                self.known[key] = self.facts.callables[key] = Callable(
+                    key, set(), set(), set(), positions, params, set(facts.deep_mutated))
 
     def _free_of_methods(self, node):
         free = set()
@@ -519,7 +537,9 @@ class _ModuleWalker(Visitor):
         self._note_dynamic(facts.dynamic)
         reads = set(facts.free)
         mutates, binds = set(facts.mutated_free), set(facts.global_binds)
-        for callee_name in list(reads):  # calling a known function runs its body too
+        # calling a known function runs its body too; so does calling what a known decorator made
+        # (`@track def f`: a call of f runs track's wrapper)
+        for callee_name in [*reads, *_decorator_names(node)]:
             callee = self.known.get(callee_name)
             if callee is not None and callee_name != name:
                 reads |= callee.reads
@@ -532,8 +552,35 @@ class _ModuleWalker(Visitor):
             if callee is not None and callee_name != name:
                 deep |= callee.deep & callee.mutates
         self.known[name] = self.facts.callables[name] = Callable(
-            name, reads - {name}, binds, mutates, positions, list(facts.params), deep)
+            name, reads - {name}, binds, mutates, positions, list(facts.params), deep, _makes_functions(node),
+            _returned_params(node, list(facts.params)))
         self.bind(name, node=node)
+
+    def _returned_arguments(self, value) -> frozenset[str]:
+        """`a = ident(b)` with a function of the notebook that may return its parameter: a may be b."""
+        if type(value) is not ast.Call:
+            return frozenset()
+        callee, args, keywords = callee_of(value, self.known, self.modules)
+        if callee is None or not callee.returns_params:
+            return frozenset()
+        found = frozenset()
+        for pos in callee.returns_params:
+            param = callee.param_names[pos] if pos < len(callee.param_names) else None
+            expr = args[pos] if pos < len(args) else next((k.value for k in keywords if k.arg == param), None)
+            if expr is not None and type(expr) is not ast.Starred:
+                found |= effects.objects_of(self.heap, expr, self.modules)
+        return found
+
+    def _maybe_closure(self, targets, value):
+        """`g = make()`, where `make` of the notebook defines a function: g may be that closure, and
+        calling g reads and changes what make's body does (`def make(): return lambda: K * 10`)."""
+        if not (isinstance(value, ast.Call) and len(targets) == 1 and isinstance(targets[0], ast.Name)):
+            return
+        factory, _, _ = callee_of(value, self.known, self.modules)
+        if factory is not None and factory.makes_functions:
+            name = targets[0].id
+            self.known[name] = self.facts.callables[name] = Callable(
+                name, factory.reads - {name}, factory.binds, factory.mutates, [], [], factory.deep)
 
     def _maybe_lambda(self, targets, value):
         # `f = lambda x: x + k` is used like a def: its body reads happen when it is called.
@@ -599,6 +646,24 @@ class _ModuleWalker(Visitor):
             self.change_name(name, node, name in facts.deep_mutated)
         for name in facts.walrus_binds:
             self.bind(name, node=node)
+        changed = self._comprehension_changes(node)
+        if changed:
+            self.change(changed, [], node)
+
+    def _comprehension_changes(self, node) -> set[str]:
+        """`[add_feat(d) for d in (train, test)]` with a function of the notebook that changes its
+        parameter: it changes the elements of what the comprehension walks."""
+        changed: set[str] = set()
+        for generator in getattr(node, "generators", ()):
+            if type(generator.target) is not ast.Name:
+                continue
+            target = generator.target.id
+            for call in (n for n in ast.walk(node) if type(n) is ast.Call):
+                callee, args, keywords = callee_of(call, self.known, self.modules)
+                if callee is not None and any(type(expr) is ast.Name and expr.id == target
+                                              for expr, _ in changed_arguments(callee, args, keywords)):
+                    changed |= set(effects.elements_of(self.heap, [generator.iter], self.modules))
+        return changed
 
     visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _scope_now
 
@@ -620,3 +685,41 @@ def _walking_statement(method):
 # Statements shown whole in a site's code (compound ones show the expression that acted).
 SIMPLE_STATEMENTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Delete, ast.Import,
                      ast.ImportFrom, ast.Return)
+
+
+def _decorator_names(node) -> list[str]:
+    """The names of a definition's decorators that may be functions of the notebook: `@track`,
+    `@track(...)`."""
+    names = []
+    for decorator in getattr(node, "decorator_list", ()):
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if isinstance(target, ast.Name):
+            names.append(target.id)
+    return names
+
+
+def _makes_functions(node) -> bool:
+    """Whether a function's body defines a function or a lambda (not counting itself); a class's
+    methods are no closures it returns."""
+    if isinstance(node, ast.ClassDef):
+        return False
+    body = node.body if isinstance(node.body, list) else [node.body]
+    return any(isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+               for stmt in body for inner in ast.walk(stmt))
+
+
+def _returned_params(node, params: list[str]) -> list[int]:
+    """Positions of the parameters a function may return as they are (`return x`), not counting
+    the returns of functions defined in it."""
+    if isinstance(node, ast.Lambda):
+        body = node.body
+        return [params.index(body.id)] if type(body) is ast.Name and body.id in params else []
+    found, stack = set(), list(getattr(node, "body", ()))
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if type(stmt) is ast.Return and type(stmt.value) is ast.Name and stmt.value.id in params:
+            found.add(params.index(stmt.value.id))
+        stack.extend(ast.iter_child_nodes(stmt))
+    return sorted(found)

@@ -22,14 +22,20 @@ class Callable:
     mutated_params: list[int]  # positions of parameters it modifies in place
     param_names: list[str]
     deep: set[str] = field(default_factory=set)  # of those, names it changes *through* (`p[0]["x"] = 1`)
+    makes_functions: bool = False  # its body defines a function or lambda, which it may return (a closure)
+    returns_params: list[int] = field(default_factory=list)  # positions of parameters it may return as they are
 
 
 def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
-    """(Callable, positional and keyword argument expressions) for `f(…)` and `x.pipe(f, …)`;
-    (None, [], []) when the callee is no function of the notebook."""
+    """(Callable, positional and keyword argument expressions) for `f(…)`, `x.pipe(f, …)` and
+    `x.m(…)` where a class of the notebook has a method `m` that changes an argument (known as
+    `.m`); (None, [], []) when the callee is no function of the notebook."""
     func = call.func
     if isinstance(func, ast.Name) and func.id in known:
         return known[func.id], list(call.args), call.keywords
+    method = "." + func.attr if isinstance(func, ast.Attribute) else None
+    if method in known and not (isinstance(func.value, ast.Name) and func.value.id in modules):
+        return known[method], list(call.args), call.keywords  # a method of a notebook class (by name)
     if isinstance(func, ast.Attribute) and func.attr == "pipe" and call.args:
         piped = call.args[0]
         if isinstance(piped, ast.Name) and piped.id in known:

@@ -532,3 +532,30 @@ def test_a_value_taken_out_of_a_container_or_a_view_of_an_array_is_still_its_par
         ("seen = (cfg['inner']['x'], a.tolist())", ["step:use"]),
     ])
     assert p.step("use").sources == {"a": "via_view", "cfg": "via_get"}
+
+
+def test_changes_made_through_notebook_functions_called_indirectly_hand_the_value_on():
+    p = compile_source([
+        ("calls = []\ndef track(fn):\n    def w(*a):\n        calls.append(1)\n        return fn(*a)\n    return w\n"
+         "@track\ndef sq(x):\n    return x * x\n"
+         "K = 2\ndef make():\n    return lambda: K * 10\n"
+         "def add_feat(d):\n    d['w'] = 1\n"
+         "class P:\n    def apply(self, d):\n        d['x'] = 1\n"
+         "def ident(v):\n    return v\n"
+         "train, test, df, b = {}, {}, {}, [1]", ["step:a"]),
+        ("K = 3\ng = make()", ["step:factory"]),  # g reads the K of its step, as top to bottom
+        ("y = sq(3)\nr = g()", ["step:b"]),
+        ("_ = [add_feat(d) for d in (train, test)]\nP().apply(df)\nalias = ident(b)\nalias.append(2)", ["step:c"]),
+        ("seen = (calls, train, test, df, b)", ["step:d"]),
+    ])
+    assert p.step("b").sources["calls"] == "a" and p.step("b").sources["K"] == "factory"
+    assert p.step("d").sources == {"b": "c", "calls": "b", "df": "c", "test": "c", "train": "c"}
+
+
+def test_a_method_name_of_a_notebook_class_that_changes_nothing_adds_no_edge():
+    p = compile_source([
+        ("class Scorer:\n    def score(self, X, y):\n        return 0.5\nX, y = [1], [2]", ["step:a"]),
+        ("s1 = Scorer().score(X, y)", ["step:b"]),
+        ("s2 = Scorer().score(X, y)", ["step:c"]),
+    ])
+    assert p.step("c").sources == {"X": "a", "y": "a", "Scorer": "a"}
