@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import effects
-from .callables import Callable, callee_of, changed_arguments
+from .callables import Callable, argument_for, callee_of, changed_arguments
 from .heap import Heap
 from .parsing import ParsedCell, Visitor, parse_cell
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
@@ -565,8 +565,7 @@ class _ModuleWalker(Visitor):
             return frozenset()
         found = frozenset()
         for pos in callee.returns_params:
-            param = callee.param_names[pos] if pos < len(callee.param_names) else None
-            expr = args[pos] if pos < len(args) else next((k.value for k in keywords if k.arg == param), None)
+            expr, _ = argument_for(callee, pos, args, keywords)
             if expr is not None and type(expr) is not ast.Starred:
                 found |= effects.objects_of(self.heap, expr, self.modules)
         return found

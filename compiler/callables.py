@@ -56,8 +56,15 @@ def changed_arguments(callee: Callable, args, keywords) -> list[tuple[ast.AST, s
     """(argument expression, parameter name) for each parameter `callee` changes in place."""
     found = []
     for pos in callee.mutated_params:
-        param = callee.param_names[pos] if pos < len(callee.param_names) else None
-        expr = args[pos] if pos < len(args) else next((k.value for k in keywords if k.arg == param), None)
+        expr, param = argument_for(callee, pos, args, keywords)
         if expr is not None:
             found.append((expr, param))
     return found
+
+
+def argument_for(callee: Callable, pos: int, args, keywords) -> tuple[ast.AST | None, str | None]:
+    """The argument expression a call gives `callee`'s parameter at `pos` (None if none), and the
+    parameter's name."""
+    param = callee.param_names[pos] if pos < len(callee.param_names) else None
+    expr = args[pos] if pos < len(args) else next((k.value for k in keywords if k.arg == param), None)
+    return expr, param
