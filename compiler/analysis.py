@@ -546,6 +546,11 @@ class _ModuleWalker(Visitor):
                 mutates |= callee.mutates
                 binds |= callee.binds
         positions = [i for i, p in enumerate(facts.params) if p in facts.mutated_params]
+        for changed in self._changed_through_calls(name, node):  # `def f(y): g(y)`, g changing its parameter
+            if changed in facts.params:
+                positions = sorted({*positions, list(facts.params).index(changed)})
+            elif changed in facts.free:
+                mutates.add(changed)
         deep = set(facts.deep_mutated)
         for callee_name in list(facts.free):
             callee = self.known.get(callee_name)
@@ -569,6 +574,15 @@ class _ModuleWalker(Visitor):
             if expr is not None and type(expr) is not ast.Starred:
                 found |= effects.objects_of(self.heap, expr, self.modules)
         return found
+
+    def _changed_through_calls(self, name, node) -> set[str]:
+        """Names a definition's body hands to functions of the notebook that change them."""
+        changed = set()
+        for call in (n for n in ast.walk(node) if type(n) is ast.Call):
+            callee, args, keywords = callee_of(call, self.known, self.modules)
+            if callee is not None and callee.name != name:
+                changed |= {effects.root_name(expr) for expr, _ in changed_arguments(callee, args, keywords)}
+        return changed - {None}
 
     def _maybe_closure(self, targets, value):
         """`g = make()`, where `make` of the notebook defines a function: g may be that closure, and

@@ -559,3 +559,13 @@ def test_a_method_name_of_a_notebook_class_that_changes_nothing_adds_no_edge():
         ("s2 = Scorer().score(X, y)", ["step:c"]),
     ])
     assert p.step("c").sources == {"X": "a", "y": "a", "Scorer": "a"}
+
+
+def test_a_function_handing_its_parameter_to_a_mutating_function_changes_it_too():
+    p = compile_source([
+        ("data = []\ndef g(x):\n    x.append(1)\ndef f(y):\n    g(y)\ndef h():\n    g(data)", ["step:a"]),
+        ("f(data)", ["step:b"]),
+        ("h()", ["step:c"]),
+        ("seen = data", ["step:d"]),
+    ])
+    assert p.step("c").sources["data"] == "b" and p.step("d").sources == {"data": "c"}
