@@ -546,7 +546,7 @@ class _ModuleWalker(Visitor):
                 mutates |= callee.mutates
                 binds |= callee.binds
         positions = [i for i, p in enumerate(facts.params) if p in facts.mutated_params]
-        for changed in self._changed_through_calls(name, node):  # `def f(y): g(y)`, g changing its parameter
+        for changed in self._changed_through_calls(name, node, facts.free):  # `def f(y): g(y)`
             if changed in facts.params:
                 positions = sorted({*positions, list(facts.params).index(changed)})
             elif changed in facts.free:
@@ -575,8 +575,11 @@ class _ModuleWalker(Visitor):
                 found |= effects.objects_of(self.heap, expr, self.modules)
         return found
 
-    def _changed_through_calls(self, name, node) -> set[str]:
-        """Names a definition's body hands to functions of the notebook that change them."""
+    def _changed_through_calls(self, name, node, free) -> set[str]:
+        """Names a definition's body hands to functions of the notebook that change them (one it
+        calls is among its free names: most definitions call none, and are not walked)."""
+        if not any(n != name and n in self.known and self.known[n].mutated_params for n in free):
+            return set()
         changed = set()
         for call in (n for n in ast.walk(node) if type(n) is ast.Call):
             callee, args, keywords = callee_of(call, self.known, self.modules)
@@ -667,15 +670,16 @@ class _ModuleWalker(Visitor):
         """`[add_feat(d) for d in (train, test)]` with a function of the notebook that changes its
         parameter: it changes the elements of what the comprehension walks."""
         changed: set[str] = set()
-        for generator in getattr(node, "generators", ()):
-            if type(generator.target) is not ast.Name:
-                continue
-            target = generator.target.id
-            for call in (n for n in ast.walk(node) if type(n) is ast.Call):
-                callee, args, keywords = callee_of(call, self.known, self.modules)
-                if callee is not None and any(type(expr) is ast.Name and expr.id == target
-                                              for expr, _ in changed_arguments(callee, args, keywords)):
-                    changed |= set(effects.elements_of(self.heap, [generator.iter], self.modules))
+        call = getattr(node, "elt", None)
+        if type(call) is not ast.Call:  # the element itself (looking deeper would walk every comprehension)
+            return changed
+        callee, args, keywords = callee_of(call, self.known, self.modules)
+        if callee is None:
+            return changed
+        given = {expr.id for expr, _ in changed_arguments(callee, args, keywords) if type(expr) is ast.Name}
+        for generator in node.generators:
+            if type(generator.target) is ast.Name and generator.target.id in given:
+                changed |= set(effects.elements_of(self.heap, [generator.iter], self.modules))
         return changed
 
     visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _scope_now
@@ -712,13 +716,14 @@ def _decorator_names(node) -> list[str]:
 
 
 def _makes_functions(node) -> bool:
-    """Whether a function's body defines a function or a lambda (not counting itself); a class's
-    methods are no closures it returns."""
+    """Whether a function's body defines a function or returns a lambda (not counting itself); a
+    class's methods are no closures it returns."""
     if isinstance(node, ast.ClassDef):
         return False
-    body = node.body if isinstance(node.body, list) else [node.body]
-    return any(isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-               for stmt in body for inner in ast.walk(stmt))
+    if isinstance(node, ast.Lambda):
+        return isinstance(node.body, ast.Lambda)
+    return any(isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))
+               or (type(stmt) is ast.Return and isinstance(stmt.value, ast.Lambda)) for stmt in _body_statements(node))
 
 
 def _returned_params(node, params: list[str]) -> list[int]:
@@ -727,12 +732,18 @@ def _returned_params(node, params: list[str]) -> list[int]:
     if isinstance(node, ast.Lambda):
         body = node.body
         return [params.index(body.id)] if type(body) is ast.Name and body.id in params else []
-    found, stack = set(), list(getattr(node, "body", ()))
+    return sorted({params.index(stmt.value.id) for stmt in _body_statements(node)
+                   if type(stmt) is ast.Return and type(stmt.value) is ast.Name and stmt.value.id in params})
+
+
+def _body_statements(node):
+    """The statements of a definition's body, through `if`, loops, `try` and `with` blocks, not
+    into nested definitions (statements only: no expression is walked)."""
+    stack = list(getattr(node, "body", ()))
     while stack:
         stmt = stack.pop()
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+        yield stmt
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             continue
-        if type(stmt) is ast.Return and type(stmt.value) is ast.Name and stmt.value.id in params:
-            found.add(params.index(stmt.value.id))
-        stack.extend(ast.iter_child_nodes(stmt))
-    return sorted(found)
+        for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+            stack.extend(getattr(stmt, block, ()))
