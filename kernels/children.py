@@ -110,11 +110,7 @@ def end_orphans_of(pid: int, started: float, wait: float = TERMINATE_WAIT_S) -> 
     step's session (one started in a session of its own left it on purpose, as `step_children`
     has it). SIGTERM, then SIGKILL after `wait` seconds. The pids ended."""
     orphans = [p for p in psutil.process_iter() if _left_by(p, pid, started)]
-    for process in orphans:
-        _signal(process, psutil.Process.terminate)
-    alive = _wait_until_ended(orphans, wait)
-    for process in alive:
-        _signal(process, psutil.Process.kill)
+    _terminate_then_kill(orphans, wait)
     return [p.pid for p in orphans]
 
 
@@ -151,13 +147,19 @@ def _end_new_processes(wait: float = TERMINATE_WAIT_S, *, keep_pools: bool) -> l
         return []
     kept = SERVICE_MARKERS + (POOL_MARKERS if keep_pools else ())
     new = [p for p in _descendants() if _identity(p) not in before and not _runs_any(p, kept) and _ours(p)]
-    for process in new:
+    _terminate_then_kill(new, wait)
+    return [p.pid for p in new]
+
+
+def _terminate_then_kill(processes: list[psutil.Process], wait: float) -> None:
+    """SIGTERM, then SIGKILL for those still running after `wait` seconds; returns once they ended
+    (or `wait` more seconds passed), without reaping them."""
+    for process in processes:
         _signal(process, psutil.Process.terminate)
-    alive = _wait_until_ended(new, wait)
+    alive = _wait_until_ended(processes, wait)
     for process in alive:
         _signal(process, psutil.Process.kill)
     _wait_until_ended(alive, wait)
-    return [p.pid for p in new]
 
 
 def _ours(process: psutil.Process) -> bool:

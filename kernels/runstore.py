@@ -294,7 +294,7 @@ class RunStore:
         gone = [row for row in rows if row["id"] not in self._owned and owner_gone(
             row["owner_pid"], row["owner_host"], row["owner_started"], row["heartbeat"], space=row["owner_space"],
             now=stamp, timeout=self.owner_timeout_s)]
-        reaped = []
+        reaped, owners = [], []
         for row in gone:
             with self._write() as db:
                 # unchanged since read: not finished meanwhile, no heartbeat since
@@ -304,7 +304,11 @@ class RunStore:
                     self._end(db, row["id"], FAILED, OWNER_STOPPED)
                     reaped.append(row["id"])
             if row["id"] in reaped and owner_visible(row["owner_pid"], row["owner_host"], row["owner_space"]):
-                end_orphans_of(row["owner_pid"], row["owner_started"] or 0.0)  # what its steps started
+                owners.append((row["owner_pid"], row["owner_started"] or 0.0))
+        if owners:
+            # what their steps started; not while the read that found them waits (a process that
+            # ignores SIGTERM holds it 2 s), and not a daemon: a CLI that exits first still ends them
+            threading.Thread(target=_end_orphans_of_all, args=(owners,), name="nbscale-end-orphans").start()
         return reaped
 
     def _reap_due(self) -> None:
@@ -546,6 +550,11 @@ class RunStore:
     @staticmethod
     def _all(db: sqlite3.Connection, sql: str, run_id: str) -> list[dict]:
         return [row_dict(row) for row in db.execute(sql, (run_id,)).fetchall()]
+
+
+def _end_orphans_of_all(owners: list[tuple[int, float]]) -> None:
+    for pid, started in owners:
+        end_orphans_of(pid, started)
 
 
 def _unmade_folder_message(folder: str, exc: OSError) -> str:

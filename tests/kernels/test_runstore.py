@@ -15,6 +15,7 @@ import pytest
 from conftest import make_immutable
 
 from nbscale.kernels import runschema, runstore
+from nbscale.kernels.children import marked_for_owner, owner_marker
 from nbscale.kernels.contract import OWNER_STOPPED
 from nbscale.kernels.errors import RunStoreCorrupt, RunStoreError, RunStoreReadOnly, UnknownRun
 from nbscale.kernels.runstore import STATUSES, RunStore
@@ -391,6 +392,30 @@ def test_owner_pid_gone_or_reused_or_stale_elsewhere(tmp_path):
         store.close()
     finally:
         proc.communicate("")
+
+
+def test_reaping_ends_a_dead_owners_stubborn_orphan_without_holding_the_read(tmp_path):
+    # the orphan ignores SIGTERM: ending it takes TERMINATE_WAIT_S, which the read that found
+    # its owner gone (a panel poll, `nbscale runs`) does not wait for
+    path = tmp_path / "runs.sqlite"
+    owner = dead_pid()
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(600)")
+    with marked_for_owner(owner_marker(owner, 4.5)):
+        stubborn = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stubborn.stdout.readline().strip() == "ready"
+        with RunStore(path) as store:
+            run_id = new_run(store)
+            store.finish_run(run_id, "succeeded")
+            set_owner(path, run_id, status="running", owner_pid=owner, owner_started=4.5)
+            assert store.reap() == [run_id]
+            assert stubborn.poll() is None, "the read waited for the orphan to be killed"
+            assert stubborn.wait(timeout=30) == -9
+    finally:
+        stubborn.kill()
+        stubborn.wait()
+        stubborn.stdout.close()
 
 
 def test_the_store_renews_its_own_runs_heartbeat_until_they_finish(tmp_path):
