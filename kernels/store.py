@@ -177,7 +177,8 @@ class ArtifactStore:
                 self.fs.mv(f"{folder}/{file}", f"{folder}/{stem}{suffix}")
                 written[-1] = file = stem + suffix
             for name in names:
-                entry = {"file": file, "marshaller": used, "bytes": size, "digest": digest}
+                entry = {"file": file, "marshaller": used, "bytes": size, "digest": digest,
+                         "type": marshal.type_name(outputs[name])}  # to name it if it cannot be loaded
                 entries[name] = entry if len(names) == 1 else {**entry, "group": index}
         if refused:
             first, others = refused[0], refused[1:]
@@ -342,7 +343,7 @@ class ArtifactStore:
             if missing:
                 raise ArtifactNotFound(step_hash, missing)
             try:
-                values = self._read(folder, {name: outputs[name] for name in wanted})
+                values = self._read(folder, {name: outputs[name] for name in wanted}, manifest.get("step"))
             except _Damaged as exc:
                 if not self._same_writer(folder, manifest):
                     continue  # another writer's version replaced it while we read: read that one
@@ -351,23 +352,23 @@ class ArtifactStore:
             return values
         raise ArtifactNotFound(step_hash)
 
-    def _read(self, folder: str, entries: dict[str, dict]) -> dict[str, Any]:
+    def _read(self, folder: str, entries: dict[str, dict], step: str | None) -> dict[str, Any]:
         values: dict[str, Any] = {}
         groups: dict[str, dict] = {}
         for name, entry in entries.items():
             if "group" in entry:
                 if entry["file"] not in groups:
-                    groups[entry["file"]] = self._load(folder, entry, marshal.load_group, name)
+                    groups[entry["file"]] = self._load(folder, entry, marshal.load_group, name, step)
                 values[name] = groups[entry["file"]][name]
             else:
                 values[name] = self._load(folder, entry, lambda f, m=entry["marshaller"]: marshal.load_value(f, m),
-                                          name)
+                                          name, step)
         return values
 
-    def _load(self, folder: str, entry: dict, load, name: str) -> Any:
+    def _load(self, folder: str, entry: dict, load, name: str, step: str | None) -> Any:
         """Load one file: its size checked first, its digest (hashed as it is read) after. Intact
         bytes that cannot be loaded (a missing plug-in, a class that cannot be made again) are a
-        MarshalError naming `name`, a value the file holds."""
+        MarshalError naming `name`, a value the file holds, its type and the `step` that stored it."""
         file = entry["file"]
         try:
             f = self.fs.open(f"{folder}/{file}", "rb")
@@ -383,8 +384,9 @@ class ArtifactStore:
                 value = load(source)
             except Exception as exc:
                 if source.digest() == entry["digest"]:  # the bytes are intact: a real failure
-                    raise MarshalError(name, f"{entry['marshaller']} data", None, f"{type(exc).__name__}: {exc}",
-                                       doing="loaded") from exc
+                    # an artifact stored before entries named their type: what its marshaller wrote
+                    kind = entry.get("type") or f"{entry['marshaller']} data"
+                    raise MarshalError(name, kind, step, f"{type(exc).__name__}: {exc}", doing="loaded") from exc
                 raise _Damaged(file, f"digest mismatch ({type(exc).__name__} while loading)") from exc
             if source.digest() != entry["digest"]:
                 raise _Damaged(file, "digest mismatch")
@@ -501,7 +503,7 @@ def _well_formed(manifest: dict) -> bool:
     return isinstance(outputs, dict) and all(
         isinstance(e, dict) and isinstance(e.get("file"), str) and _FILE.fullmatch(e["file"])
         and type(e.get("bytes")) is int and isinstance(e.get("digest"), str) and isinstance(e.get("marshaller"), str)
-        and isinstance(e.get("content", ""), str) for e in outputs.values())
+        and isinstance(e.get("content", ""), str) and isinstance(e.get("type", ""), str) for e in outputs.values())
 
 
 def _files(manifest: dict) -> dict[str, dict]:

@@ -187,6 +187,23 @@ def test_crash_inside_a_marshaller_keeps_the_previous_version(store, monkeypatch
     assert not [path for path in files_under(store) if ".tmp-" in path]
 
 
+
+class Unmakeable(Exception):
+    """Pickles, but cannot be made again: pickle calls it with `args`, which its __init__ does not take."""
+
+    def __init__(self, code, detail):
+        super().__init__(f"{code}: {detail}")
+
+
+def test_intact_bytes_that_cannot_be_loaded_name_the_value_its_type_and_step(store):
+    store.put(HASH, {"failure": Unmakeable(3, "late"), "n": 1}, [], "make")
+    with pytest.raises(MarshalError) as raised:
+        store.get(HASH)
+    assert raised.value.variable == "failure" and raised.value.step == "make"
+    assert raised.value.type_name == f"{__name__}.Unmakeable"
+    assert "cannot be loaded" in str(raised.value) and "TypeError" in str(raised.value)
+    assert store.get(HASH, ["n"]) == {"n": 1}, "an intact artifact is kept"
+
 def test_local_npy_file_can_be_memory_mapped(tmp_path):
     store = ArtifactStore(str(tmp_path / "artifacts"))
     store.put(HASH, {"X": np.arange(10)}, [], "s")
