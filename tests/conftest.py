@@ -48,6 +48,16 @@ def wait_for(condition, what, timeout=60):
     raise AssertionError(f"gave up waiting for {what}")
 
 
+
+def collect_events(kind):
+    """([{"step", "payload"} of each run event of `kind`], the `on_event` callback that collects them)."""
+    seen = []
+
+    def on_event(event_kind, step, payload):
+        if event_kind == kind:
+            seen.append({"step": step, "payload": payload})
+    return seen, on_event
+
 @pytest.fixture(name="make_notebook")
 def _make_notebook_fixture():
     return make_notebook

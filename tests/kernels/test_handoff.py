@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_notebook
+from conftest import collect_events, make_notebook
 
 from nbscale.kernels.contract import WARNING
 from nbscale.kernels.handoff import ASYNC_MIN_BYTES, memory_digests, step_inputs, wrote_into_read_only
@@ -157,15 +157,6 @@ def test_an_output_that_does_not_pickle_keeps_the_synchronous_write_and_its_erro
 MAKE = f"value = np.arange({BIG}, dtype=np.float64)\nlabel = 'v'"
 
 
-def _events(kind):
-    seen = []
-
-    def on_event(event_kind, step, payload):
-        if event_kind == kind:
-            seen.append({"step": step, "payload": payload})
-    return seen, on_event
-
-
 def _error(ename, evalue):
     return StepError(cell=None, line=None, ename=ename, evalue=evalue, traceback="")
 
@@ -201,7 +192,7 @@ def test_a_step_that_writes_into_an_array_it_only_reads_runs_again_on_copies(tmp
         ("np.add(value, 1, out=value)\nplus = float(value.sum())", ["step:adder"]),
         ("total = float(value.sum())", ["step:reader"]),
     ])
-    warnings, on_event = _events(WARNING)
+    warnings, on_event = collect_events(WARNING)
     result = run_notebook(nb, options=DASK, on_event=on_event)
     assert result.ok
     assert result.load("writer")["zeroed"] == 0.0
@@ -220,7 +211,7 @@ def test_a_background_write_that_fails_is_a_warning_and_the_step_runs_again_next
     nb = make_notebook(tmp_path, [("import numpy as np", ["imports"]), (MAKE, ["step:make"]),
                                   ("last = float(value[-1])", ["step:use"])])
     options = RunOptions(engine="dask", workers=1, store_url=str(blocker / "artifacts"))
-    warnings, on_event = _events(WARNING)
+    warnings, on_event = collect_events(WARNING)
     result = run_notebook(nb, options=options, on_event=on_event)
     # ...and either failing costs only the cache entry, said as a warning
     assert result.ok
@@ -268,7 +259,7 @@ def test_a_value_that_pickles_but_cannot_be_made_again_is_blamed_on_its_name_and
         ("m = len(errors) + k", ["step:b"]),
     ])
     for attempt in range(2):  # the second run finds a's stored result, which cannot be loaded either
-        warnings, on_event = _events(WARNING)
+        warnings, on_event = collect_events(WARNING)
         result = run_notebook(nb, options=RunOptions(engine=engine, workers=1), on_event=on_event)
         steps = {s["name"]: s for s in result.steps}
         assert steps["a"]["status"] == "succeeded", (attempt, steps["a"])

@@ -356,7 +356,7 @@ def test_an_edited_local_module_is_imported_afresh_and_stays_for_later_steps(tmp
 
 @pytest.mark.parametrize("engine", ["local", "dask"])
 def test_a_store_that_cannot_take_a_result_costs_only_its_cache_entry(tmp_path, engine):
-    from conftest import make_notebook
+    from conftest import collect_events, make_notebook
 
     from nbscale.kernels.contract import WARNING
     from nbscale.kernels.runner import RunOptions, run_notebook
@@ -365,35 +365,27 @@ def test_a_store_that_cannot_take_a_result_costs_only_its_cache_entry(tmp_path, 
                                   ("total = sum(x)\ntotal", ["step:b", "metrics"])])
     (tmp_path / ".nbscale").mkdir()
     (tmp_path / ".nbscale" / "artifacts").write_text("a file where the store's folder must be")
-    warned = []
-
-    def on_event(kind, step, payload):
-        if kind == WARNING:
-            warned.append(payload["message"])
-
+    warned, on_event = collect_events(WARNING)
     result = run_notebook(nb, options=RunOptions(engine=engine, workers=1), on_event=on_event)
     assert result.ok, result.steps
     assert result.metrics == {"total": 45}  # handed on in memory
-    assert any("could not store" in w and "NotADirectoryError" in w for w in warned), warned
+    messages = [w["payload"]["message"] for w in warned]
+    assert any("could not store" in m and "NotADirectoryError" in m for m in messages), messages
 
 
 def test_a_thread_a_step_leaves_running_is_a_warning_naming_it(tmp_path):
-    from conftest import make_notebook
+    from conftest import collect_events, make_notebook
 
     from nbscale.kernels.contract import WARNING
     from nbscale.kernels.runner import RunOptions, run_notebook
 
     nb = make_notebook(tmp_path, [("import threading\nstop = threading.Event()\n"
                                    "threading.Thread(target=stop.wait, name='poller').start()\nx = 1", ["step:a"])])
-    warned = []
-
-    def on_event(kind, step, payload):
-        if kind == WARNING:
-            warned.append(payload["message"])
-
+    warned, on_event = collect_events(WARNING)
     try:
         result = run_notebook(nb, options=RunOptions(engine="local"), on_event=on_event)
-        assert result.ok and any("left a thread running (poller)" in w for w in warned), warned
+        messages = [w["payload"]["message"] for w in warned]
+        assert result.ok and any("left a thread running (poller)" in m for m in messages), messages
     finally:
         import threading
 
