@@ -84,6 +84,7 @@ class RunStore:
         self._db.row_factory = sqlite3.Row
         with self._sqlite_errors():
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._refuse_foreign(self._db)
             if self.read_only:
                 self._check_version(self._version(self._db))
                 return
@@ -183,6 +184,16 @@ class RunStore:
             self._db.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # no transaction left to end (SQLite ended it on a fatal error)
+
+    def _refuse_foreign(self, db: sqlite3.Connection) -> None:
+        """Another program's database (`runs.sqlite` a link to it, or a `--store` typed wrong) is
+        left as it is: no journal switch, no tables of ours added to it."""
+        tables = {row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        if tables and not {"schema_version", "runs"} <= tables:
+            raise RunStoreError(f"{self.path} is not an nbscale run store (it holds other tables: "
+                                f"{', '.join(sorted(tables)[:5])}); nothing was changed. Move it away, or run "
+                                "the notebook from another folder")
 
     @staticmethod
     def _version(db: sqlite3.Connection) -> int:

@@ -684,3 +684,21 @@ def test_a_file_or_broken_link_where_the_state_folder_goes_is_said_as_such(tmp_p
     with pytest.raises(RunStoreError, match=f"{re.escape(str(state))} {said}. Move it away"):
         RunStore(state / "runs.sqlite")
     assert not (tmp_path / "gone").exists()
+
+
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path):
+    # `.nbscale/runs.sqlite` a link to an application's database (a crafted clone), or a path typed wrong
+    app = tmp_path / "app.db"
+    db = sqlite3.connect(app)
+    db.execute("CREATE TABLE users (name TEXT)")
+    db.execute("INSERT INTO users VALUES ('alice')")
+    db.commit()
+    db.close()
+    before = app.read_bytes()
+    (tmp_path / ".nbscale").mkdir()
+    link = tmp_path / ".nbscale" / "runs.sqlite"
+    link.symlink_to(app)
+    with pytest.raises(RunStoreError, match=r"not an nbscale run store \(it holds other tables: users\)"):
+        RunStore(link)
+    assert app.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".nbscale", "app.db"], "no -wal or -shm beside it"
