@@ -44,7 +44,19 @@ class Notebooks:
             raise InvalidInput(f"{shown(path)} is not a notebook (.ipynb)")
         if not resolved.is_file():
             raise NotFound(f"no notebook {shown(path)}")
+        self._refuse_state_outside(resolved)
         return resolved
+
+    def _refuse_state_outside(self, notebook: Path) -> None:
+        """The notebook's state folder (run store, artifacts, logs), which its runs write and its
+        panel reads, must not link out of the root either."""
+        from nbscale.kernels.contract import STATE_DIR_NAME
+
+        for name in ("", "runs.sqlite", "artifacts", "logs"):
+            part = notebook.parent / STATE_DIR_NAME / name
+            if not part.resolve().is_relative_to(self.root):
+                raise NotAllowed(f"{STATE_DIR_NAME}/{name} beside this notebook links outside the server's "
+                                 "root directory")
 
     def api_path(self, notebook: Path) -> str:
         """The path the API shows for a resolved notebook: relative to the root, never absolute."""

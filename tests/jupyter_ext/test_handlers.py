@@ -216,6 +216,17 @@ def test_xsrf_is_enforced_for_cookie_authentication(raw, api, nb, token):
     assert not (nb.parent / ".nbscale").exists()
 
 
+def test_a_notebook_whose_state_folder_links_out_of_the_root_is_refused(api, jp_root_dir, tmp_path):
+    make_notebook(jp_root_dir, NOTEBOOK, name="nb")
+    elsewhere = tmp_path / "victim"
+    elsewhere.mkdir()
+    (jp_root_dir / ".nbscale").symlink_to(elsewhere)
+    code, body = api.post("runs", {"path": "nb.ipynb", "engine": "local"})
+    assert code == 403 and "links outside the server's root" in body["error"]
+    code, body = api.call("GET", "runs", params={"path": "nb.ipynb"})
+    assert code == 403
+    assert list(elsewhere.iterdir()) == [], "nothing was written there"
+
 def test_paths_outside_the_root_are_refused(api, jp_root_dir, tmp_path, aio, jp_ws_fetch):
     outside = make_notebook(tmp_path, NOTEBOOK, name="outside")
     make_notebook(jp_root_dir, NOTEBOOK, name="nb")

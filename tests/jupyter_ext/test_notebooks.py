@@ -71,3 +71,25 @@ def test_file_system_errors_are_request_errors_with_a_message(root, tmp_path):
         with pytest.raises(InvalidInput, match=says) as err:
             notebooks.resolve(path)
         assert len(err.value.message) < 300 and str(root) not in err.value.message
+
+
+@pytest.mark.parametrize("linked", ["", "runs.sqlite", "artifacts", "logs"])
+def test_a_state_folder_linking_out_of_the_root_is_refused(root, tmp_path, linked):
+    # runs of the notebook would write there, and its panel read from there
+    make_notebook(root, TWO_STEPS, name="nb")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    state = root / ".nbscale"
+    if linked:
+        state.mkdir()
+    (state / linked if linked else state).symlink_to(elsewhere)
+    with pytest.raises(NotAllowed, match=f"^.nbscale/{linked} beside this notebook links outside"):
+        Notebooks(root).resolve("nb.ipynb")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_state_folder_linking_inside_the_root_is_followed(root):
+    nb = make_notebook(root, TWO_STEPS, name="nb")
+    (root / "state").mkdir()
+    (root / ".nbscale").symlink_to(root / "state")
+    assert Notebooks(root).resolve("nb.ipynb") == nb
