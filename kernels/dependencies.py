@@ -45,6 +45,12 @@ What is recorded, and how:
   both values (`env_set`: a library's `setdefault` at import must not invalidate it). Enumerating
   (`.copy()`, `.items()`, iteration) is not reading every variable, or any step that starts a
   subprocess would depend on the whole environment (`dict(os.environ)` does read them all).
+  `TZ`, which the C library reads itself (`time.localtime`), is a dependency of every step.
+- The working directory, when the step asks for it (`os.getcwd`, so `os.path.abspath`,
+  `Path.cwd`, `Path.resolve`): a value made from it holds the folder. A path inside the notebook
+  folder that the step names absolutely is kept under that name too, so a copy of the project
+  checks the file its code names. A folder pyarrow reads as a dataset counts as listed, and every
+  file in it as read; a SQLite database's `-wal` file counts as read with it.
 
 Not seen: files opened by threads or processes the step starts, by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
@@ -84,6 +90,7 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous
 _ACTIVE: dict[int, Recording] = {}  # thread id → its recording; empty while no step records
 _LOCK = threading.Lock()
 _HOOKED = False
+READ_BY_C = ("TZ",)  # variables the C library reads itself: every step depends on them
 
 
 class Recording:
@@ -94,7 +101,11 @@ class Recording:
         self.reads: set[str] = set()  # absolute paths
         self.writes: set[str] = set()
         self.listings: set[str] = set()
+        self.given_absolute: set[str] = set()  # read or listed by an absolute name inside the folder
+        self.cwd_seen: str | None = None  # the working directory, once the step asked for it
         self.env: dict[str, str | None] = {}  # first value seen, None when unset
+        # C reads some without asking os.environ (`time.localtime`): their values as the step began
+        self.env_read_by_c = {name: os.environ.get(name) for name in READ_BY_C}
         self.env_written: set[str] = set()
         self.env_set: dict[str, str | None] = {}  # set when the step ends: read, then set by the step → value left
         self.modules: dict[str, dict] = {}  # set when the step ends: path → state as imported
@@ -181,24 +192,34 @@ class Recording:
             changed.append(self.key(path))
         return sorted(changed)
 
+    def keys(self, path: str) -> list[str]:
+        """The names a path is checked by: relative inside the notebook folder (a copy of the
+        project reads its own file), and also absolute when the step named it so (a copy of the
+        project still reads the original's)."""
+        key = self.key(path)
+        return [key, path] if key != path and path in self.given_absolute else [key]
+
     def fingerprint(self) -> dict:
         """The state now of everything the step used: call it right after the step."""
         reads = self.reads - self.writes - set(self.modules)  # a file written is a product
-        return {
+        fingerprint = {
             "version": FINGERPRINT_VERSION,
             "files_read": self._file_states(reads),
             "files_written": self._file_states(self.writes),
-            "directories": {self.key(p): listing_digest(p) for p in sorted(self.listings)},
+            "directories": {k: listing_digest(p) for p in sorted(self.listings) for k in self.keys(p)},
             "modules": {self.key(p): s for p, s in sorted(self.modules.items())},
             "distributions": dict(sorted(self.distributions.items())),
-            "env": {name: env_value(name, value) for name, value in sorted(self.env.items())},
+            "env": {name: env_value(name, value) for name, value in sorted({**self.env_read_by_c, **self.env}.items())},
             "env_set": {name: env_value(name, value) for name, value in sorted(self.env_set.items())},
             "incomplete": list(self.problems),
             "changed_while_running": self.changed_meanwhile(),
         }
+        if self.cwd_seen is not None:
+            fingerprint["cwd"] = self.cwd_seen
+        return fingerprint
 
     def _file_states(self, paths) -> dict:
-        states = {self.key(p): file_state(p) for p in sorted(paths)}
+        states = {k: file_state(p) for p in sorted(paths) for k in self.keys(p)}
         return {k: s for k, s in states.items() if s is not NOT_A_FILE}  # directories, devices
 
 
@@ -229,6 +250,8 @@ def _start(recording: Recording) -> None:
             _HOOKED = True
         if not _ACTIVE and not isinstance(os.environ, RecordingEnviron):
             os.environ = RecordingEnviron(os.environ)  # noqa: B003 - the same variables, seen through a wrapper
+        if not _ACTIVE:
+            os.getcwd = _recording_getcwd  # `os.path.abspath`, `Path.cwd`, `Path.resolve` ask it too
         _ACTIVE[ident] = recording
 
 
@@ -237,7 +260,42 @@ def _stop(recording: Recording) -> None:
         _ACTIVE.pop(threading.get_ident(), None)
         if not _ACTIVE and isinstance(os.environ, RecordingEnviron):
             os.environ = os.environ.environ  # noqa: B003 - the real mapping back
+        if not _ACTIVE:
+            os.getcwd = _REAL_GETCWD
     recording.env_set = {name: os.environ.get(name) for name in recording.env if name in recording.env_written}
+
+
+_REAL_GETCWD = os.getcwd
+
+
+def _recording_getcwd() -> str:
+    """`os.getcwd` while any recording is active: a value made from it (`os.path.abspath("out")`)
+    holds the folder, so a run from another folder must not reuse it."""
+    cwd = _REAL_GETCWD()
+    recording = _ACTIVE.get(threading.get_ident())
+    if recording is not None and recording.cwd_seen is None and not _asked_by_nbscale(sys._getframe(1)):
+        recording.cwd_seen = cwd
+    return cwd
+
+
+def _asked_by_nbscale(frame) -> bool:
+    """Whether the code that asked is nbscale's own (as it sets up the step), past the library
+    frames between (`posixpath.abspath`, `pathlib`, IPython)."""
+    packages = _nbscale_packages()
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(packages):
+            return True
+        if not is_interpreter_path(name):
+            return False  # the step's code, or a local module
+        frame = frame.f_back
+    return False
+
+
+def _abspath(path) -> str:
+    """os.path.abspath without asking the wrapped `os.getcwd`: the hook's own look is not the step's."""
+    path = os.fsdecode(path)
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(_REAL_GETCWD(), path))
 
 
 def _after_fork_in_child() -> None:
@@ -288,36 +346,47 @@ def _changed(recording: Recording, args) -> None:  # os.rename/replace (src, dst
 
 def _connected(recording: Recording, args) -> None:  # sqlite3.connect(database)
     if args[0] not in (":memory:", b":memory:", ""):
-        _saw(recording, args[0], write=False)
-        # SQLite writes it from C, unseen: a change while the step runs may be the step's own
-        _changed_by_step(recording, args[:1])
+        # in WAL mode, commits stay in the -wal file until a checkpoint: the database file keeps
+        # its size and time while a writer that holds it open adds rows
+        files = (args[0], os.fsdecode(args[0]) + "-wal")
+        for path in files:
+            _saw(recording, path, write=False)
+        # SQLite writes them from C, unseen: a change while the step runs may be the step's own
+        _changed_by_step(recording, files)
 
 
 def _listed(recording: Recording, args) -> None:  # os.listdir(path) / os.scandir(path)
     path = "." if args[0] is None else args[0]
     if isinstance(path, int) or _importing(sys._getframe(2)):
         return
-    path = os.path.abspath(os.fsdecode(path))
+    given, path = path, _abspath(path)
     if recording.tracks(path):
         recording.listings.add(path)
+        _note_absolute(recording, given, path)
         _first_look(recording, path)
 
 
 def _changed_by_step(recording: Recording, paths) -> None:  # os.utime, os.chmod, os.chown, os.mkdir, ...
     for path in paths:
         if isinstance(path, (str, bytes, os.PathLike)):
-            recording.changed_by_step.add(os.path.abspath(os.fsdecode(path)))
+            recording.changed_by_step.add(_abspath(path))
 
 
 def _saw(recording: Recording, path, *, write: bool) -> None:
-    path = os.path.abspath(os.fsdecode(path))
+    given, path = path, _abspath(path)
     if recording.tracks(path):
         (recording.writes if write else recording.reads).add(path)
         if not write:
+            _note_absolute(recording, given, path)
             _first_look(recording, path)
             imported = _import_reads(sys._getframe(1))
             if imported is not None:
                 imported[1].setdefault(path, recording.first_seen[path])
+
+
+def _note_absolute(recording: Recording, given, path: str) -> None:
+    if recording.inside(path) and os.path.isabs(os.fsdecode(given)):
+        recording.given_absolute.add(path)
 
 
 def _first_look(recording: Recording, path: str) -> None:
@@ -366,12 +435,17 @@ def _is_ignored(path: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _nbscale_prefixes() -> tuple[str, ...]:
+    temp = tempfile.gettempdir()  # nbscale's temp folders: the IPython home, papermill's, KFP's
+    return _nbscale_packages() + tuple({os.path.join(t, "nbscale-") for t in (temp, os.path.realpath(temp))})
+
+
+@lru_cache(maxsize=1)
+def _nbscale_packages() -> tuple[str, ...]:
     folders = []
     for name in ("nbscale", "nbscale.compiler", "nbscale.kernels", "nbscale.jupyter_ext"):
         spec = importlib.util.find_spec(name)
         folders.extend((spec.submodule_search_locations or ()) if spec else ())
-    temp = tempfile.gettempdir()  # nbscale's temp folders: the IPython home, papermill's, KFP's
-    return folder_prefixes(folders) + tuple({os.path.join(t, "nbscale-") for t in (temp, os.path.realpath(temp))})
+    return folder_prefixes(folders)
 
 
 _MACHINERY = ("<frozen importlib", os.path.dirname(importlib.__file__) + os.sep, os.path.splitext(pkgutil.__file__)[0])

@@ -11,18 +11,21 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "env":           {name: value | None},                            secret-looking names: a digest
      "env_set":       {name: value | None},                            what the step left of those it set
      "incomplete":    [reason, ...],                                   events that were not recorded
-     "changed_while_running": [path, ...]}                             read or listed, then changed by another
+     "changed_while_running": [path, ...],                            read or listed, then changed by another
                                                                        hand before the step ended: never holds
+     "cwd":           path}                                            the working directory, if the step asked it
 
-Paths inside the notebook folder are relative to it, so a fingerprint holds wherever the folder
-is mounted; others are absolute. `check(fingerprint, cwd)` returns the `Change`s, empty when all
-still holds. Files and modules are compared by size, mtime and inode first (one `stat`), and by
-content digest only when those differ: a `touch` is not a change, a different size is one without
-reading the file, and a change in place that keeps both size and mtime is NOT seen. A variable the step
-read and then set holds at the value it read or the one it left (a library's
-`os.environ.setdefault` at import must not invalidate the step in the process that ran it; in
-another process, a variable preset to that value is taken as no change). Digests are xxh3_128
-when `xxhash` is installed, else blake2b; a fingerprint names its algorithm per digest.
+Paths inside the notebook folder are relative to it, so a fingerprint holds wherever the folder is
+mounted; others are absolute, and so is one inside it that the step named by its absolute path (kept
+under both names: a copy of the project must check the file its code names, and its own).
+`check(fingerprint, cwd)` returns the `Change`s, empty when all still holds. Files and modules are
+compared by size, mtime and inode first (one `stat`), and by content digest only when those differ:
+a `touch` is not a change, a different size is one without reading the file, and a change in place
+that keeps both size and mtime is NOT seen. A variable the step read and then set holds at the value
+it read or the one it left (a library's `os.environ.setdefault` at import must not invalidate the
+step in the process that ran it; in another process, a variable preset to that value is taken as no
+change). Digests are xxh3_128 when `xxhash` is installed, else blake2b; a fingerprint names its
+algorithm per digest.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import os
 import platform
 import re
 import stat
+import time
 from dataclasses import dataclass
 
 from .interpreter import installed_versions
@@ -41,29 +45,31 @@ try:
 except ImportError:  # another engineer adds it to the dependencies; blake2b until then
     xxhash = None
 
-__all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "listing_digest"]
+__all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "listing_digest",
+           "plainly_no_credential"]
 
 FINGERPRINT_VERSION = 1
 DIGEST = "xxh3_128" if xxhash is not None else "blake2b"
 NOT_A_FILE = "not-a-file"  # file_state of a folder or a device: no dependency
 _CHUNK = 1 << 20
-_SECRET = re.compile(r"KEY|SECRET|TOKEN|PASS|PWD|CREDENTIAL|AUTH|PRIVATE|COOKIE|SESSION|DSN|CERT|CONN|DATABASE"
-                     r"|(^|_)PAT(_|$)", re.IGNORECASE)
+_SECRET = re.compile(r"KEY|SECRET|TOKEN|PASS|PWD|CRED|AUTH|PRIVATE|COOKIE|SESSION|DSN|CERT|CONN|DATABASE"
+                     r"|SALT|SIGN|BEARER|JWT|HMAC|ACCESS|LOGIN"
+                     r"|(^|_)(PAT|PW|PIN|OTP)(_|$)", re.IGNORECASE)
 # values kept (and shown) as they are: short, no credentials in a URL (`postgres://u:pw@db`), no
 # token-like run of letters and digits (`ghp_16C7e42F292c6912E7710c838347Ae178B4a`)
 _PLAIN_VALUE_MAX = 40
 _CREDENTIAL_LIKE = re.compile(r"://[^/\s]*@|(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}")
 
 # Kinds of Change, and what changed.
-FILE, PRODUCT, MODULE, DIRECTORY, DISTRIBUTION, ENV, FINGERPRINT = (
-    "file", "product", "module", "directory", "distribution", "env", "fingerprint")
+FILE, PRODUCT, MODULE, DIRECTORY, DISTRIBUTION, ENV, CWD, FINGERPRINT = (
+    "file", "product", "module", "directory", "distribution", "env", "cwd", "fingerprint")
 CONTENT, MISSING, APPEARED, VERSION, VALUE, INCOMPLETE = (
     "content", "missing", "appeared", "version", "value", "incomplete")
 
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # FILE | PRODUCT | MODULE | DIRECTORY | DISTRIBUTION | ENV | FINGERPRINT
+    kind: str  # FILE | PRODUCT | MODULE | DIRECTORY | DISTRIBUTION | ENV | CWD | FINGERPRINT
     name: str  # path as in the fingerprint, distribution or variable
     what: str  # CONTENT | MISSING | APPEARED | VERSION | VALUE | INCOMPLETE
     old: object = None
@@ -123,14 +129,52 @@ def listing_digest(path: str) -> str | None:
 
 def env_value(name: str, value: str | None) -> str | None:
     """What a fingerprint keeps of a variable: its value when it is plainly no credential (stores,
-    the API and `nbscale show` then say how it changed), else a keyed digest."""
-    if value is None or _plain(name, value):
+    the API and `nbscale show` then say how it changed), else a digest keyed by this user's secret
+    (`_env_key`): whoever reads a shared store cannot test guesses of a password against it."""
+    if value is None or plainly_no_credential(name, value):
         return value
     return "hidden:" + hashlib.blake2b(value.encode(errors="surrogateescape"), digest_size=16,
-                                       key=b"nbscale-env").hexdigest()
+                                       key=_env_key()).hexdigest()
 
 
-def _plain(name: str, value: str) -> bool:
+_ENV_KEY: list[bytes] = []
+
+
+def _env_key() -> bytes:
+    """32 random bytes kept in the user's state folder (mode 0600), made on first use. Another user
+    or machine has another key, so its hidden values read as changed: the step runs again, never
+    wrongly cached. Without a usable state folder, a key for this process alone."""
+    if not _ENV_KEY:
+        _ENV_KEY.append(_stored_key() or os.urandom(32))
+    return _ENV_KEY[0]
+
+
+def _stored_key() -> bytes | None:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    path = os.path.join(base, "nbscale", "env-digest-key")
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # made before, or by another process just now: read it
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
+        for _ in range(50):  # another process may be writing it this instant
+            with open(path, "rb") as f:
+                key = f.read()
+            if len(key) == 32:
+                return key
+            time.sleep(0.01)
+    except OSError:
+        pass
+    return None
+
+
+def plainly_no_credential(name: str, value: str) -> bool:
+    """Whether a value named `name` may be kept and shown as it is: short, of a name that does not
+    look secret, without a password in a URL or a token-like run of letters and digits."""
     return not _SECRET.search(name) and len(value) <= _PLAIN_VALUE_MAX and not _CREDENTIAL_LIKE.search(value)
 
 
@@ -154,9 +198,22 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
         if new != old:
             what = MISSING if new is None else APPEARED if old is None else CONTENT
             changes.append(Change(DIRECTORY, name, what, old, new, f"the listing of {name} changed"))
+    recorded_cwd = fingerprint.get("cwd")
+    if recorded_cwd is not None and recorded_cwd != os.path.abspath(cwd):
+        changes.append(Change(CWD, "", VALUE, recorded_cwd, os.path.abspath(cwd),
+                              f"the working directory changed ({recorded_cwd} → {os.path.abspath(cwd)}), "
+                              "and the step asked for it"))
     changes.extend(_version_changes(fingerprint.get("distributions", {})))
     changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
-    return changes
+    return _once(changes, cwd)
+
+
+def _once(changes: list[Change], cwd: str) -> list[Change]:
+    """Each change said once: a path kept under both names (relative, and absolute as the step named
+    it) changes under both when the project was not copied."""
+    relative = {(c.kind, os.path.normpath(os.path.join(os.path.abspath(cwd), c.name))) for c in changes
+                if c.name and not os.path.isabs(c.name)}
+    return [c for c in changes if not (os.path.isabs(c.name) and (c.kind, os.path.normpath(c.name)) in relative)]
 
 
 _LABELS = {FILE: "{}", PRODUCT: "{} (written by the step)", MODULE: "{}"}

@@ -66,12 +66,25 @@ def _audited(function, argument: str, position: int, flags: int):
     @functools.wraps(function)
     def audited(*args, **kwargs):
         path = args[position] if len(args) > position else kwargs.get(argument)
-        if isinstance(path, (str, os.PathLike)) and not os.path.isdir(path):
-            sys.audit("open", os.fspath(path), "rb" if flags == READ_FLAGS else "wb", flags)
+        if isinstance(path, (str, os.PathLike)):
+            mode = "rb" if flags == READ_FLAGS else "wb"
+            if not os.path.isdir(path):
+                sys.audit("open", os.fspath(path), mode, flags)
+            elif flags == READ_FLAGS:
+                _audit_dataset(os.fspath(path), mode)
         return function(*args, **kwargs)
 
     audited.__nbscale_audited__ = True
     return audited
+
+
+def _audit_dataset(folder: str, mode: str) -> None:
+    """A dataset folder (`parts/*.parquet`, Hive-style `year=2024/` subfolders) pyarrow lists and
+    reads in C: each folder listed (`os.walk` lists through `os.scandir`, itself audited) and every
+    file in them read, as pyarrow may read any of them."""
+    for root, _folders, files in os.walk(folder):
+        for name in files:
+            sys.audit("open", os.path.join(root, name), mode, READ_FLAGS)
 
 
 PATCHES = {"pyarrow": audit_os_file, "pyarrow.parquet": audit_parquet}

@@ -109,6 +109,27 @@ def test_renames_removals_and_sqlite_are_seen(folder):
     assert written["gone.txt"] is None and written["new.txt"]["size"] == 1  # absence is a state
 
 
+
+def test_rows_a_writer_holding_a_wal_database_open_commits_are_seen(folder):
+    # WAL mode: commits land in db.sqlite-wal; db.sqlite keeps its size and time until a checkpoint
+    writer = sqlite3.connect(folder / "db.sqlite")
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    writer.commit()
+    try:
+        with record(str(folder)) as rec:
+            reader = sqlite3.connect(folder / "db.sqlite")
+            assert reader.execute("SELECT sum(x) FROM t").fetchone() == (1,)
+            reader.close()
+        fp = json.loads(json.dumps(rec.fingerprint()))
+        assert check(fp, str(folder)) == []
+        writer.execute("INSERT INTO t VALUES (5)")
+        writer.commit()
+        assert [c.name for c in check(fp, str(folder))] == ["db.sqlite-wal"]
+    finally:
+        writer.close()
+
 def test_interpreter_files_are_not_recorded(folder):
     with record(str(folder)) as rec:
         for path in (np.__file__, os.__file__, "/proc/self/status", os.devnull):
@@ -129,7 +150,8 @@ def test_a_missing_file_the_step_tried_is_recorded_as_absent(folder):
     with record(str(folder)) as rec:
         with pytest.raises(FileNotFoundError):
             open(folder / "later.csv")
-    assert rec.fingerprint()["files_read"] == {"later.csv": None}
+    # named absolutely: kept under that name too
+    assert rec.fingerprint()["files_read"] == {"later.csv": None, str(folder / "later.csv"): None}
 
 
 def test_listings_are_recorded_but_not_those_of_imports(folder, local_module):
@@ -141,7 +163,7 @@ def test_listings_are_recorded_but_not_those_of_imports(folder, local_module):
     with record(str(folder)) as rec:
         sorted(folder.glob("*.csv"))
     assert rec.listings == {str(folder)}
-    assert list(rec.fingerprint()["directories"]) == ["."]
+    assert list(rec.fingerprint()["directories"]) == [".", str(folder)]
 
 
 # --- changes while the step runs -----------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
 import sys
 import uuid
 
@@ -13,6 +15,7 @@ import pytest
 from nbscale.kernels.dependencies import record
 from nbscale.kernels.fingerprints import (
     CONTENT,
+    CWD,
     DISTRIBUTION,
     ENV,
     FILE,
@@ -22,6 +25,7 @@ from nbscale.kernels.fingerprints import (
     PRODUCT,
     Change,
     check,
+    env_value,
 )
 
 
@@ -156,11 +160,44 @@ def test_a_listing_that_changed_is_a_change(folder):
     assert texts(check(fp, str(folder))) == ["the listing of . changed"]
 
 
-def test_a_moved_notebook_folder_still_holds(folder, tmp_path):
-    fp = reads_data(folder)
+def test_a_moved_notebook_folder_still_holds(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(folder)
+    fp = recorded(folder, lambda: open("data.csv").read())  # named relative to the notebook
     moved = tmp_path / "elsewhere"
     folder.rename(moved)
     assert check(fp, str(moved)) == []
+
+
+def test_a_file_named_absolutely_is_checked_where_the_code_names_it(folder, tmp_path):
+    # a copy of the project (its `.nbscale` too) runs code that still names the original's file
+    fp = reads_data(folder)
+    assert set(fp["files_read"]) == {"data.csv", str(folder / "data.csv")}
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "data.csv").write_text((folder / "data.csv").read_text())
+    assert check(fp, str(copy)) == []
+    (folder / "data.csv").write_text("a,b\n7,7\n")  # the file the code reads, not the copy's
+    assert texts(check(fp, str(copy))) == [f"{folder / 'data.csv'} changed (content)"]
+    assert texts(check(fp, str(folder))) == ["data.csv changed (content)"], "said once"
+
+
+def test_the_working_directory_is_a_dependency_once_the_step_asks_for_it(folder, tmp_path):
+    fp = recorded(folder, lambda: os.path.abspath("results"))
+    assert fp["cwd"] == os.getcwd()
+    other = tmp_path / "other"
+    other.mkdir()
+    assert check(fp, os.getcwd()) == []
+    (change,) = check(fp, str(other))
+    assert change.kind == CWD and change.text.startswith("the working directory changed")
+    assert "cwd" not in recorded(folder, lambda: open(folder / "data.csv").read()), "not asked: no dependency"
+
+
+def test_tz_read_by_c_is_a_dependency_of_every_step(folder, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    fp = recorded(folder, lambda: None)
+    assert check(fp, str(folder)) == []
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    assert texts(check(fp, str(folder))) == ["env TZ: 'UTC' → 'Asia/Tokyo'"]
 
 
 # --- modules, distributions, environment ---------------------------------------------------------
@@ -229,7 +266,8 @@ def test_a_credential_like_value_is_kept_and_shown_as_a_digest_only(folder, monk
 def test_a_variable_the_step_set_itself_holds_at_the_value_it_left(folder, monkeypatch):
     monkeypatch.delenv("NBSCALE_TEST_DEFAULTED", raising=False)
     fp = recorded(folder, lambda: os.environ.setdefault("NBSCALE_TEST_DEFAULTED", "1"))  # as libraries do
-    assert fp["env"] == {"NBSCALE_TEST_DEFAULTED": None} and fp["env_set"] == {"NBSCALE_TEST_DEFAULTED": "1"}
+    assert fp["env"] == {"NBSCALE_TEST_DEFAULTED": None, "TZ": os.environ.get("TZ")}  # TZ: read by C, always
+    assert fp["env_set"] == {"NBSCALE_TEST_DEFAULTED": "1"}
     assert check(fp, str(folder)) == []
     monkeypatch.setenv("NBSCALE_TEST_DEFAULTED", "2")  # someone else's value is a change
     assert texts(check(fp, str(folder))) == ["env NBSCALE_TEST_DEFAULTED: unset → '2'"]
@@ -243,3 +281,26 @@ def test_a_fingerprint_of_another_version_or_incomplete_is_a_change(folder):
     assert [c.kind for c in check({**fp, "version": 0}, str(folder))] == [FINGERPRINT]
     changes = check({**fp, "incomplete": ["open: ValueError: odd path"]}, str(folder))
     assert texts(changes) == ["some dependencies were not recorded (open: ValueError: odd path)"]
+
+
+@pytest.mark.parametrize("name", ["DB_PW", "SMTP_PIN", "MY_SALT", "LOGIN_NAME", "ACCESS_ID", "JWT"])
+def test_more_names_that_look_secret_are_kept_as_digests(name):
+    assert env_value(name, "hunter2").startswith("hidden:")
+    assert env_value("MODE", "fast") == "fast" and env_value("PWD_LIKE_MODE", None) is None
+
+
+def test_a_hidden_value_is_keyed_by_a_secret_of_this_user_not_a_public_key(tmp_path):
+    # a reader of a shared store could otherwise test password guesses against the digest
+    code = ("from nbscale.kernels.fingerprints import env_value; "
+            "print(env_value('API_TOKEN', 'letmein'))")
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    first, again = (subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True).stdout.strip() for _ in range(2))
+    assert first == again and first.startswith("hidden:"), "the same user's processes agree"
+    key = tmp_path / "state" / "nbscale" / "env-digest-key"
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == 32
+    public = hashlib.blake2b(b"letmein", digest_size=16, key=b"nbscale-env").hexdigest()
+    assert first != f"hidden:{public}"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**env, "XDG_STATE_HOME": str(tmp_path / "other")}).stdout.strip()
+    assert other != first, "another user's key: another digest (the step runs again, never wrongly cached)"

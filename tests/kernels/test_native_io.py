@@ -44,3 +44,20 @@ def test_parquet_is_seen_when_pyarrow_is_first_imported_inside_the_step(tmp_path
     assert out.returncode == 0, out.stderr
     read, written = json.loads(out.stdout.strip().splitlines()[-1])
     assert written == ["made.parquet"]
+
+
+def test_a_dataset_folder_counts_as_listed_and_each_file_in_it_as_read(tmp_path, monkeypatch):
+    # `pd.read_parquet("parts")`: pyarrow lists the folder and reads its files in C++
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "parts" / "year=2024").mkdir(parents=True)
+    pd.DataFrame({"a": [1, 2]}).to_parquet(tmp_path / "parts" / "year=2024" / "p1.parquet")
+    with record(str(tmp_path)) as rec:
+        assert int(pd.read_parquet("parts")["a"].sum()) == 3
+    fp = rec.fingerprint()
+    assert "parts/year=2024/p1.parquet" in fp["files_read"] and "parts/year=2024" in fp["directories"]
+    assert check(fp, str(tmp_path)) == []
+    pd.DataFrame({"a": [100]}).to_parquet(tmp_path / "parts" / "year=2024" / "p2.parquet")  # a new part
+    assert [c.text for c in check(fp, str(tmp_path))] == ["the listing of parts/year=2024 changed"]
+    (tmp_path / "parts" / "year=2024" / "p2.parquet").unlink()
+    pd.DataFrame({"a": [5, 6]}).to_parquet(tmp_path / "parts" / "year=2024" / "p1.parquet")  # a part rewritten
+    assert [c.name for c in check(fp, str(tmp_path))] == ["parts/year=2024/p1.parquet"]
