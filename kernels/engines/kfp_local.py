@@ -85,8 +85,9 @@ class KfpLocalEngine(Engine):
                           keep={s.step["name"]: s.keep for s in to_run if s.keep}, imported=imported)
         folder = _run_folder(to_run[0].notebook)
         yaml_path = write_yaml(module, folder / "pipeline.yaml", python_path=folder / "pipeline_dsl.py")
-        arguments = {p.name: kfp_argument(module.parameter_types[p.name], p.default) for p in pipeline.parameters}
-        (folder / "arguments.json").write_text(json.dumps(arguments, ensure_ascii=False), encoding="utf-8")
+        values = _parameter_values(specs)
+        arguments = {p.name: kfp_argument(module.parameter_types[p.name], values[p.name]) for p in pipeline.parameters}
+        _write_private(folder / "arguments.json", json.dumps(arguments, ensure_ascii=False))
         root = folder / "outputs"
         watcher = _Watcher(to_run, module, root, emit, cached=outcomes)
         log_path = folder / "kfp-local.log"
@@ -102,6 +103,9 @@ class KfpLocalEngine(Engine):
             except BaseException:
                 _stop(proc)
                 raise
+            finally:
+                (folder / "arguments.json").unlink(missing_ok=True)  # the values may be secrets
+                _hide_secrets(log_path, _parameter_values(specs))  # kfp.local logs each task's inputs
         watcher.scan()
         outcomes.update(watcher.finish(_tail(log_path) or f"(kfp.local printed nothing; exit code {proc.returncode})"))
         if all(o.ok for o in outcomes.values()):
@@ -144,22 +148,46 @@ def _entry_uri(spec) -> str:
     return path if protocol in ("file", "local") else store.fs.unstrip_protocol(path)
 
 
-def _pipeline(specs) -> Pipeline:
-    """The IR of the steps to run, parameters typed by this run's values."""
-    from ...compiler.ir import Metrics, Parameter, Pipeline, Prelude, Step
-
+def _parameter_values(specs) -> dict:
     values = {}
     for spec in specs:
         values.update(spec.parameters)
+    return values
+
+
+def _pipeline(specs) -> Pipeline:
+    """The IR of the steps to run, parameters typed by this run's values. Their defaults are empty
+    values of those types: the run's values go to the run as arguments, never into the pipeline
+    files it keeps (a value may be a secret)."""
+    from ...compiler.ir import Metrics, Parameter, Pipeline, Prelude, Step
+
     first = specs[0]
     return Pipeline(
         name=Path(first.notebook).stem,
         notebook=Path(first.notebook).name,
-        parameters=[Parameter(name, _type_name(value), value) for name, value in sorted(values.items())],
+        parameters=[Parameter(name, _type_name(value), _empty_like(value))
+                    for name, value in sorted(_parameter_values(specs).items())],
         prelude=Prelude(**first.prelude),
         steps=[Step(**spec.step) for spec in specs],
         metrics=Metrics(**first.metrics),
     )
+
+
+_EMPTY = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "dict": dict, "none": lambda: None}
+
+
+def _empty_like(value):
+    """An empty value of the type, travelling as the value does (`wire_type`: a string holding
+    "{{" goes as JSON text, and so must its default)."""
+    if isinstance(value, str) and "{{" in value:
+        return "{{}}"
+    return _EMPTY[_type_name(value)]()
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _type_name(value) -> str:
@@ -190,6 +218,22 @@ def _stop(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _hide_secrets(log_path: Path, values: dict) -> None:
+    """The log without the text of parameters that may be credentials (`plainly_no_credential`),
+    as given and as JSON inside kfp.local's task inputs."""
+    from ..fingerprints import plainly_no_credential
+
+    secrets = {name: value for name, value in values.items()
+               if isinstance(value, str) and value and not plainly_no_credential(name, value)}
+    if not secrets:
+        return
+    text = log_path.read_text(encoding="utf-8", errors="surrogateescape")
+    for name, value in secrets.items():
+        for form in {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}:
+            text = text.replace(form, f"<parameter {name}, hidden>")
+    log_path.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def _tail(path: Path) -> str:
