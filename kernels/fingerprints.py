@@ -45,8 +45,8 @@ try:
 except ImportError:  # another engineer adds it to the dependencies; blake2b until then
     xxhash = None
 
-__all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "listing_digest",
-           "plainly_no_credential"]
+__all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "hidden",
+           "listing_digest", "may_be_credential", "plainly_no_credential"]
 
 FINGERPRINT_VERSION = 1
 DIGEST = "xxh3_128" if xxhash is not None else "blake2b"
@@ -133,8 +133,7 @@ def env_value(name: str, value: str | None) -> str | None:
     (`_env_key`): whoever reads a shared store cannot test guesses of a password against it."""
     if value is None or plainly_no_credential(name, value):
         return value
-    return "hidden:" + hashlib.blake2b(value.encode(errors="surrogateescape"), digest_size=16,
-                                       key=_env_key()).hexdigest()
+    return hidden(value)
 
 
 _ENV_KEY: list[bytes] = []
@@ -170,6 +169,18 @@ def _stored_key() -> bytes | None:
     except OSError:
         pass
     return None
+
+
+def may_be_credential(name: str, text: str) -> bool:
+    """A value of any length that may be a secret: its name looks secret, or it holds a password in
+    a URL or a token-like run of letters and digits."""
+    return bool(_SECRET.search(name) or _CREDENTIAL_LIKE.search(text))
+
+
+def hidden(text: str) -> str:
+    """The digest a credential is kept as (keyed: see `env_value`)."""
+    return "hidden:" + hashlib.blake2b(text.encode(errors="surrogateescape"), digest_size=16,
+                                       key=_env_key()).hexdigest()
 
 
 def plainly_no_credential(name: str, value: str) -> bool:

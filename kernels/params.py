@@ -181,6 +181,19 @@ def resolve_papermill(pipeline, given: dict) -> tuple[dict, dict]:
     return values, unknown
 
 
+def recorded(values: dict) -> dict:
+    """Parameter values as run records keep them (run store, lineage): a value that may be a
+    credential (`api_token`, a DSN with a password) as a keyed digest, which still shows whether two
+    runs had the same value; the run itself gets the value."""
+    from .fingerprints import hidden, may_be_credential
+
+    kept = {}
+    for name, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        kept[name] = hidden(text) if value is not None and may_be_credential(name, text) else value
+    return kept
+
+
 def _type_name(value):
     return {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict",
             type(None): "none"}.get(type(value), type(value).__name__)

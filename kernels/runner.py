@@ -152,8 +152,8 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     profile = profiles_enabled(notebook)  # a bad setting is refused before the run is recorded
     store = run_store or default_run_store(notebook)
     hashes = step_hashes(pipeline, values)
-    run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine, values,
-                              [s.name for s in pipeline.steps])
+    run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine,
+                              params_mod.recorded(values), [s.name for s in pipeline.steps])
     recorder = _Recorder(store, run_id, hashes, on_event, notebook)
     store.on_file_lost(recorder.state_lost)  # the heartbeat notices it during the run
     engine = None

@@ -25,6 +25,8 @@ import math
 from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
+from .params import recorded
+
 __all__ = ["LINEAGE_VERSION", "file_digests", "public_url", "step_lineage"]
 
 LINEAGE_VERSION = 1
@@ -78,6 +80,7 @@ def _digest_of(upstream: dict, producer: str, name: str) -> str | None:
 
 def _parameters(step: dict, values: dict, truncated: dict) -> dict:
     kept = {}
+    values = recorded({name: values.get(name) for name in step.get("parameters", ())})
     for name in step.get("parameters", ()):
         value = values.get(name)
         if isinstance(value, float) and not math.isfinite(value):

@@ -129,3 +129,10 @@ def test_values_no_file_can_hold_are_refused(tmp_path, given, said):
     with pytest.raises(ParameterError) as err:
         params.resolve(compile_notebook(nb), given)
     assert said in str(err.value)
+
+
+def test_recorded_values_hide_what_may_be_a_credential_and_keep_the_rest():
+    kept = params.recorded({"api_token": "abc", "db_pw": 7, "dsn": "postgres://u:pw@db/x", "alpha": 0.5,
+                            "layers": [64, 32] * 20, "name": "iris", "maybe": None})
+    assert {n for n, v in kept.items() if str(v).startswith("hidden:")} == {"api_token", "db_pw", "dsn"}
+    assert kept["layers"] == [64, 32] * 20 and kept["name"] == "iris" and kept["maybe"] is None

@@ -215,6 +215,23 @@ def test_metrics_and_run_store_records(tmp_path):
     assert cached.metrics == {"score": 0.75}  # a cached metrics step reports its metrics again
 
 
+
+def test_a_parameter_that_may_be_a_credential_is_recorded_as_a_digest(tmp_path):
+    # the run gets the value; the run store (panel, `nbscale runs`) and the lineage keep a digest
+    nb = make_notebook(tmp_path, [("api_token = ''\nrounds = 2", ["parameters"]),
+                                  ("n = float(len(api_token) * rounds)", ["step:use"]), ("n", ["metrics"])])
+    runs = []
+    for secret in ("PARAMSECRET", "OTHERSECRET", "OTHERSECRET"):
+        result = run_notebook(nb, {"api_token": secret, "rounds": 3}, options=LOCAL)
+        assert result.ok and result.metrics == {"n": 33.0}
+        runs.append(default_run_store(nb).get_run(result.run_id))
+    recorded = [run["parameters"] for run in runs]
+    assert [p["rounds"] for p in recorded] == [3, 3, 3]
+    assert all(p["api_token"].startswith("hidden:") for p in recorded)
+    assert recorded[0]["api_token"] != recorded[1]["api_token"] == recorded[2]["api_token"], "still compared"
+    kept = b"".join(p.read_bytes() for p in (tmp_path / ".nbscale").rglob("*") if p.is_file())
+    assert b"PARAMSECRET" not in kept and b"OTHERSECRET" not in kept
+
 def test_a_nan_or_infinite_metric_is_recorded_as_none_and_the_run_succeeds(tmp_path):
     nb = make_notebook(tmp_path, [("score = float('nan')\nspread = float('inf')\nok = 0.5", ["step:fit"]),
                                   ("score\nspread\nok", ["metrics"])])
