@@ -49,8 +49,10 @@ What is recorded, and how:
 - The working directory, when the step asks for it (`os.getcwd`, so `os.path.abspath`,
   `Path.cwd`, `Path.resolve`): a value made from it holds the folder. A path inside the notebook
   folder that the step names absolutely is kept under that name too, so a copy of the project
-  checks the file its code names. A folder pyarrow reads as a dataset counts as listed, and every
-  file in it as read; a SQLite database's `-wal` file counts as read with it.
+  checks the file its code names. What a glob matches (`glob.glob`, `Path.glob`/`rglob`: their
+  audit events), as a glob tests files it does not list. A folder pyarrow reads as a dataset
+  counts as listed, and every file in it as read; a SQLite database's `-wal` file counts as read
+  with it.
 
 Not seen: files opened by threads or processes the step starts, by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
@@ -76,7 +78,7 @@ from functools import lru_cache
 
 from . import native_io
 from .contract import STATE_DIR_NAME
-from .fingerprints import FINGERPRINT_VERSION, NOT_A_FILE, env_value, file_state, listing_digest
+from .fingerprints import FINGERPRINT_VERSION, NOT_A_FILE, env_value, file_state, glob_digest, listing_digest
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
 from .process_state import loaded_modules, same_modules
 
@@ -101,6 +103,7 @@ class Recording:
         self.reads: set[str] = set()  # absolute paths
         self.writes: set[str] = set()
         self.listings: set[str] = set()
+        self.globs: set[tuple] = set()  # (kind, absolute folder, pattern, recursive) of glob, Path.glob
         self.given_absolute: set[str] = set()  # read or listed by an absolute name inside the folder
         self.cwd_seen: str | None = None  # the working directory, once the step asked for it
         self.env: dict[str, str | None] = {}  # first value seen, None when unset
@@ -207,6 +210,8 @@ class Recording:
             "files_read": self._file_states(reads),
             "files_written": self._file_states(self.writes),
             "directories": {k: listing_digest(p) for p in sorted(self.listings) for k in self.keys(p)},
+            "globs": [[kind, self.key(folder), pattern, recursive, glob_digest(kind, folder, pattern, recursive)]
+                      for kind, folder, pattern, recursive in sorted(self.globs)],
             "modules": {self.key(p): s for p, s in sorted(self.modules.items())},
             "distributions": dict(sorted(self.distributions.items())),
             "env": {name: env_value(name, value) for name, value in sorted({**self.env_read_by_c, **self.env}.items())},
@@ -366,6 +371,25 @@ def _listed(recording: Recording, args) -> None:  # os.listdir(path) / os.scandi
         _first_look(recording, path)
 
 
+def _globbed(recording: Recording, args) -> None:  # glob.glob/2 (pattern, recursive, root_dir, dir_fd)
+    pattern, recursive, root_dir, dir_fd = args[:4]
+    if dir_fd is None and isinstance(pattern, str):
+        _note_glob(recording, "glob", root_dir if root_dir is not None else ".", pattern, bool(recursive))
+
+
+def _path_globbed(recording: Recording, args, prefix: str = "") -> None:  # pathlib.Path.glob/rglob (path, pattern)
+    if isinstance(args[1], str):
+        _note_glob(recording, "path", args[0], prefix + args[1], True)
+
+
+def _note_glob(recording: Recording, kind: str, folder, pattern: str, recursive: bool) -> None:
+    """What a glob matches, not only the folders it lists: `data/*/part.csv` tests each folder for
+    the file (`os.stat`), which no audit event shows."""
+    folder = _abspath(folder)
+    if recording.tracks(folder):
+        recording.globs.add((kind, folder, pattern, recursive))
+
+
 def _changed_by_step(recording: Recording, paths) -> None:  # os.utime, os.chmod, os.chown, os.mkdir, ...
     for path in paths:
         if isinstance(path, (str, bytes, os.PathLike)):
@@ -420,6 +444,8 @@ _STEP_IMPORTS: set[str] = set()  # modules a step (or a warm-up) began to import
 _HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.truncate": _changed,
              "import": _import_tried,
              "sqlite3.connect": _connected, "os.listdir": _listed, "os.scandir": _listed,
+             "glob.glob/2": _globbed, "pathlib.Path.glob": _path_globbed,
+             "pathlib.Path.rglob": lambda recording, args: _path_globbed(recording, args, "**/"),
              # (path, dir_fd / mode / ...), (src, dst, ...) of a hard link: both change; of a symlink only dst
              **dict.fromkeys(("os.utime", "os.chmod", "os.chown", "os.mkdir", "os.rmdir", "os.link"),
                              lambda recording, args: _changed_by_step(recording, args[:2])),

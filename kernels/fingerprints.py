@@ -6,6 +6,7 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "files_read":    {path: {"size", "mtime_ns", "ino", "digest"} | None},  None: absent when the step ended
      "files_written": {path: ... },                                    the step's products
      "directories":   {path: digest of the entry names | None},       folders the step listed
+     "globs":         [[kind, folder, pattern, recursive, digest]],    what glob / Path.glob matched
      "modules":       {path: {"size", "mtime_ns", "ino", "digest"}},   local modules loaded
      "distributions": {name: version},                                 and "python"
      "env":           {name: value | None},                            secret-looking names: a digest
@@ -30,6 +31,7 @@ algorithm per digest.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import platform
@@ -37,6 +39,7 @@ import re
 import stat
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .interpreter import installed_versions
 
@@ -45,7 +48,7 @@ try:
 except ImportError:  # another engineer adds it to the dependencies; blake2b until then
     xxhash = None
 
-__all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "hidden",
+__all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "glob_digest", "hidden",
            "listing_digest", "may_be_credential", "plainly_no_credential"]
 
 FINGERPRINT_VERSION = 1
@@ -116,6 +119,21 @@ def _digest(path: str, st, algorithm: str) -> str | None:
         _DIGESTS.clear()
     _DIGESTS[cache_key] = digest = f"{algorithm}:{hasher.hexdigest()}"
     return digest
+
+
+def glob_digest(kind: str, folder: str, pattern: str, recursive: bool) -> str:
+    """A digest of what a glob matches now: `glob.glob(pattern, root_dir=folder)` ("glob") or
+    `Path(folder).glob(pattern)` ("path")."""
+    try:
+        if kind == "glob":
+            names = glob.glob(pattern, root_dir=folder, recursive=recursive)
+        else:
+            names = [str(p.relative_to(folder)) if not os.path.isabs(pattern) else str(p)
+                     for p in Path(folder).glob(pattern)]
+    except (OSError, ValueError) as exc:
+        names = [f"<{type(exc).__name__}>"]
+    return "blake2b:" + hashlib.blake2b("\0".join(sorted(names)).encode(errors="surrogateescape"),
+                                        digest_size=16).hexdigest()
 
 
 def listing_digest(path: str) -> str | None:
@@ -209,6 +227,11 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
         if new != old:
             what = MISSING if new is None else APPEARED if old is None else CONTENT
             changes.append(Change(DIRECTORY, name, what, old, new, f"the listing of {name} changed"))
+    listed = {c.name for c in changes if c.kind == DIRECTORY}  # said already, more briefly
+    for kind, name, pattern, recursive, old in fingerprint.get("globs", ()):
+        if name not in listed and glob_digest(kind, os.path.join(cwd, name), pattern, recursive) != old:
+            where = "" if name == "." else f" in {name}"
+            changes.append(Change(DIRECTORY, name, CONTENT, old, None, f"what {pattern}{where} matches changed"))
     recorded_cwd = fingerprint.get("cwd")
     if recorded_cwd is not None and recorded_cwd != os.path.abspath(cwd):
         changes.append(Change(CWD, "", VALUE, recorded_cwd, os.path.abspath(cwd),

@@ -304,3 +304,23 @@ def test_a_hidden_value_is_keyed_by_a_secret_of_this_user_not_a_public_key(tmp_p
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**env, "XDG_STATE_HOME": str(tmp_path / "other")}).stdout.strip()
     assert other != first, "another user's key: another digest (the step runs again, never wrongly cached)"
+
+
+@pytest.mark.parametrize("how", ["glob", "Path.glob", "Path.rglob"])
+def test_what_a_glob_matches_is_a_dependency_not_only_the_folders_it_lists(folder, how, monkeypatch):
+    # `data/*/part.csv` tests each folder for part.csv (os.stat): a part.csv appearing in a folder
+    # that was there before changes no listing the step made
+    import glob as glob_module
+    from pathlib import Path
+
+    monkeypatch.chdir(folder)
+    for sub in ("a", "b"):
+        (folder / "data" / sub).mkdir(parents=True)
+    (folder / "data" / "a" / "part.csv").write_text("1")
+    find = {"glob": lambda: glob_module.glob("data/*/part.csv"),
+            "Path.glob": lambda: list(Path("data").glob("*/part.csv")),
+            "Path.rglob": lambda: list(Path("data").rglob("part.csv"))}[how]
+    fp = recorded(folder, find)
+    assert check(fp, str(folder)) == []
+    (folder / "data" / "b" / "part.csv").write_text("100")
+    assert any(c.text.startswith("what ") and "part.csv" in c.text for c in check(fp, str(folder)))
