@@ -27,7 +27,9 @@ What is recorded, and how:
   module's top-level code (`CONFIG = json.load(open("config.json"))`) is kept with that import of
   the module, whichever step (or worker warm-up) imported it, and is a dependency of every step
   that ends with the module loaded. When one of them changes, the module is outdated (evicted and
-  imported again before the next step), as when its own file changes. What a module's functions
+  imported again before the next step), as when its own file changes. An installed library's
+  import-time reads (pandas reads `PANDAS_*` variables) are kept by its top-level package, and
+  count the same way (the library is not evicted). What a module's functions
   read and memoise later (`functools.lru_cache`) is the step's that called them, and only its.
 - Local modules: EVERY module in `sys.modules` at the end of the step whose file is not skipped
   as above (e.g. `helpers.py` beside the notebook). A module imported before the step (by an
@@ -149,6 +151,8 @@ class Recording:
                     self.outdated_modules.append(self.key(path))
                 self._add_import_reads(path, module)
             self.distributions = _loaded_distributions(loaded)
+            for top in [name for name in loaded[0] if name in _LIBRARY_IMPORT_READS]:
+                self._add_reads(_LIBRARY_IMPORT_READS[top], sys.modules.get(top))
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
 
@@ -167,7 +171,11 @@ class Recording:
     def _add_import_reads(self, path: str, module) -> None:
         """What a loaded local module read as it was imported (`CONFIG = json.load(open(...))`): the
         step uses it through the module, whichever step imported it (or the worker's warm-up)."""
-        seen = _IMPORT_READS.get(path)
+        self._add_reads(_IMPORT_READS.get(path), module)
+
+    def _add_reads(self, seen: tuple | None, module) -> None:
+        """The files and variables of an import-time record (`_import_reads`), if it is of the
+        import of `module` loaded now."""
         if seen is None or seen[0] is not getattr(module, "__spec__", None):
             return
         for file, look in seen[1].items():
@@ -663,13 +671,29 @@ def _import_reads(frame) -> tuple | None:
                 return None
             path = os.path.abspath(origin)  # as `_module_file` names it
             if _is_ignored(path):
-                return None
+                return _library_import_reads(spec)
             seen = _IMPORT_READS.get(path)
             if seen is None or seen[0] is not spec:  # this import of it is a new one
                 seen = _IMPORT_READS[path] = (spec, {}, {})
             return seen
         frame = frame.f_back
     return None
+
+
+def _library_import_reads(spec) -> tuple | None:
+    """The import-time record of an installed library, by its top-level package (pandas reads
+    `PANDAS_*` variables as `pandas.core.config_init` is imported): not the standard library's."""
+    top = str(spec.name).partition(".")[0]
+    module = sys.modules.get(top)
+    if top in sys.stdlib_module_names or module is None:
+        return None
+    seen = _LIBRARY_IMPORT_READS.get(top)
+    if seen is None or seen[0] is not getattr(module, "__spec__", None):  # this import of it is a new one
+        seen = _LIBRARY_IMPORT_READS[top] = (module.__spec__, {}, {})
+    return seen
+
+
+_LIBRARY_IMPORT_READS: dict[str, tuple[object, dict, dict]] = {}  # top-level name → (spec, files, variables)
 
 
 def _import_reads_changed(path: str, spec) -> bool:

@@ -566,3 +566,28 @@ def test_a_local_module_of_another_folder_is_shadowed_by_the_steps_own(tmp_path)
     (tmp_path / "x" / "json.py").write_text("")
     assert "json" not in shadowed_modules(str(tmp_path / "x"))
     sys.modules.pop("nbscale_shadow_probe", None)
+
+
+def test_what_a_library_read_as_it_was_imported_counts_for_every_step_that_has_it_loaded(folder, tmp_path,
+                                                                                          monkeypatch):
+    # pandas reads PANDAS_* variables as it is imported: a later step in the same process uses the
+    # library as that import set it up, though it imports nothing itself
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    name = f"mylib_{uuid.uuid4().hex[:8]}"
+    (site / name).mkdir(parents=True)
+    (site / name / "__init__.py").write_text("from . import config\n")
+    (site / name / "config.py").write_text("import os\nMODE = os.environ.get('MYLIB_MODE', 'old')\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("MYLIB_MODE", "new")
+    try:
+        with record(str(folder)) as first:
+            __import__(name)
+        with record(str(folder)) as later:
+            assert sys.modules[name].config.MODE == "new"
+        assert first.fingerprint()["env"]["MYLIB_MODE"] == "new"
+        assert later.fingerprint()["env"]["MYLIB_MODE"] == "new"
+        monkeypatch.setenv("MYLIB_MODE", "other")
+        assert [c.name for c in check(later.fingerprint(), str(folder))] == ["MYLIB_MODE"]
+    finally:
+        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            sys.modules.pop(module)
