@@ -80,7 +80,15 @@ from functools import lru_cache
 
 from . import native_io
 from .contract import STATE_DIR_NAME
-from .fingerprints import FINGERPRINT_VERSION, NOT_A_FILE, env_value, file_state, glob_digest, listing_digest
+from .fingerprints import (
+    FINGERPRINT_VERSION,
+    NOT_A_FILE,
+    env_value,
+    file_state,
+    findable,
+    glob_digest,
+    listing_digest,
+)
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
 from .process_state import loaded_modules, same_modules
 
@@ -119,6 +127,7 @@ class Recording:
         self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
+        self.absent_modules: set[str] = set()  # of those, the ones found nowhere
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
         self._inside = self.cwd.rstrip(os.sep) + os.sep
         self._state_dir = os.path.join(self.cwd, STATE_DIR_NAME) + os.sep
@@ -163,6 +172,8 @@ class Recording:
         for name in self.imports_tried:
             if name in sys.modules or not name.isidentifier():
                 continue
+            if findable(name) is False:  # nor installed: a library installed later runs the step again
+                self.absent_modules.add(name)
             for candidate in (os.path.join(self.cwd, f"{name}.py"), os.path.join(self.cwd, name, "__init__.py")):
                 if not os.path.exists(candidate):
                     self.reads.add(candidate)
@@ -226,6 +237,7 @@ class Recording:
             "env_set": {name: env_value(name, value) for name, value in sorted(self.env_set.items())},
             "incomplete": list(self.problems),
             "changed_while_running": self.changed_meanwhile(),
+            "absent_modules": sorted(self.absent_modules),
         }
         if self.cwd_seen is not None:
             fingerprint["cwd"] = self.cwd_seen

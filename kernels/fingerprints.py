@@ -14,6 +14,7 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "incomplete":    [reason, ...],                                   events that were not recorded
      "changed_while_running": [path, ...],                            read or listed, then changed by another
                                                                        hand before the step ended: never holds
+     "absent_modules": [name, ...],                                    tried, found nowhere (`try: import x`)
      "cwd":           path}                                            the working directory, if the step asked it
 
 Paths inside the notebook folder are relative to it, so a fingerprint holds wherever the folder is
@@ -238,6 +239,11 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
                               f"the working directory changed ({recorded_cwd} → {os.path.abspath(cwd)}), "
                               "and the step asked for it"))
     changes.extend(_version_changes(fingerprint.get("distributions", {})))
+    appeared = {c.name for c in changes if c.what == APPEARED}  # a local module's file: said already
+    for name in fingerprint.get("absent_modules", ()):
+        if not {f"{name}.py", f"{name}/__init__.py"} & appeared and findable(name):
+            changes.append(Change(DISTRIBUTION, name, APPEARED, None, None,
+                                  f"{name} can be imported now (the step tried, and it could not)"))
     changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
     return _once(changes, cwd)
 
@@ -274,6 +280,16 @@ def _file_change(kind: str, name: str, old: dict | None, path: str) -> list[Chan
         return []  # touched, same content
     text = f"{name} changed" if kind == MODULE else f"{label} changed (content)"
     return [Change(kind, name, CONTENT, digest or None, None, text)]
+
+
+def findable(name: str) -> bool | None:
+    """Whether the import system finds a top-level module now (None: it could not tell)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return None
 
 
 def _version_changes(recorded: dict) -> list[Change]:

@@ -324,3 +324,26 @@ def test_what_a_glob_matches_is_a_dependency_not_only_the_folders_it_lists(folde
     assert check(fp, str(folder)) == []
     (folder / "data" / "b" / "part.csv").write_text("100")
     assert any(c.text.startswith("what ") and "part.csv" in c.text for c in check(fp, str(folder)))
+
+
+def test_a_library_the_step_could_not_import_appearing_later_is_a_change(folder, tmp_path, monkeypatch):
+    # `try: import optlib / except ImportError: fast = "fallback"`, then `pip install optlib`
+    name = f"optlib_{uuid.uuid4().hex[:8]}"
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+
+    def step():
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+    fp = recorded(folder, step)
+    assert fp["absent_modules"] == [name]
+    assert check(fp, str(folder)) == []
+    (site / f"{name}.py").write_text("ACCEL = 'accelerated'\n")
+    import importlib
+
+    importlib.invalidate_caches()
+    assert texts(check(fp, str(folder))) == [f"{name} can be imported now (the step tried, and it could not)"]
