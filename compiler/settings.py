@@ -38,10 +38,12 @@ SETTING_CALLS = frozenset({
     "matplotlib.rc", "matplotlib.pyplot.rc", "matplotlib.style.use", "matplotlib.pyplot.style.use",
     "matplotlib.rcParams.update", "matplotlib.pyplot.rcParams.update",
     "seaborn.set", "seaborn.set_theme", "seaborn.set_style", "seaborn.set_context", "seaborn.set_palette",
+    "os.environ.update", "os.environ.setdefault",
 })
 # Objects whose items or attributes are settings: `plt.rcParams["figure.dpi"] = 120`,
-# `pd.options.display.max_rows = 50`.
-SETTING_OBJECTS = ("matplotlib.rcParams", "matplotlib.pyplot.rcParams", "pandas.options")
+# `pd.options.display.max_rows = 50`, `os.environ["MODE"] = "fast"` (put back after the step that
+# set it, as every process-wide change is: later steps get it by replay).
+SETTING_OBJECTS = ("matplotlib.rcParams", "matplotlib.pyplot.rcParams", "pandas.options", "os.environ")
 # `%config InlineBackend.figure_formats = ["svg"]`: settings of a configurable the kernel keeps.
 SETTING_CONFIGURABLES = ("InlineBackend",)
 # Calls that seed a global random generator.

@@ -212,11 +212,24 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
         return result, {**extra, NOTE: read_only_message(viewed)}
     _explain(result, spec)
     # reseeding the global generators a step drew from is routine, not worth a warning
-    restored = [what for what in state.restored if what not in (RANDOM_STATE, NUMPY_RANDOM_STATE)]
+    restored = [what for what in state.restored if what not in (RANDOM_STATE, NUMPY_RANDOM_STATE)
+                and not _travels(what, step)]
     extra = {RESTORED: restored} if restored else {}
     if left:
         extra[NOTE] = left_threads_message(left)
     return result, extra
+
+
+def _travels(restored: str, step: dict) -> bool:
+    """Whether a variable put back after the step is one a statement sets that travels to later
+    steps (`os.environ["MODE"] = "fast"`: `compiler.settings`), in the step or replayed into it:
+    later steps see it, so it is nothing to warn about."""
+    if not restored.startswith("os.environ["):
+        return False
+    name = restored[len("os.environ["):-1]  # its repr
+    texts = [*step.get("source", ()), *(s.get("source", "") for s in step.get("settings", ()))]
+    quoted = {name, f'"{name[1:-1]}"'}
+    return any(f"environ[{q}]" in text.replace(" ", "") for text in texts for q in quoted)
 
 
 def restored_message(restored: list[str]) -> str:

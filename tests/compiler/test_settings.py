@@ -41,6 +41,10 @@ SETTINGS = [
     ("import matplotlib.pyplot as plt", "plt.rc('font', size=9)"),
     ("import seaborn as sns", "sns.set_theme(style='whitegrid')"),
     ("import seaborn as sns", "sns.set()"),
+    ("import os", "os.environ['MODE'] = 'fast'"),
+    ("from os import environ", "environ['MODE'] = 'fast'"),
+    ("import os", "os.environ.update({'MODE': 'fast'})"),
+    ("import os", "os.environ.setdefault('MODE', 'fast')"),
 ]
 
 

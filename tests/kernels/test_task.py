@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import make_notebook
 
@@ -392,3 +394,21 @@ def test_a_thread_a_step_leaves_running_is_a_warning_naming_it(tmp_path):
         for thread in threading.enumerate():
             if thread.name == "poller":
                 thread._target.__self__.set()  # the step's Event: let it end
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_variable_a_step_sets_travels_to_later_steps_without_a_warning(tmp_path, engine):
+    # top to bottom, `os.environ["MODE_X"] = ...` in one cell is seen by every later cell
+    from conftest import collect_events, make_notebook
+
+    from nbscale.kernels.contract import WARNING
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    nb = make_notebook(tmp_path, [("import os", ["imports"]),
+                                  ("os.environ['MODE_X'] = 'fast1'\na = 1", ["step:a"]),
+                                  ("b = os.environ.get('MODE_X')", ["step:b"])])
+    warned, on_event = collect_events(WARNING)
+    result = run_notebook(nb, options=RunOptions(engine=engine, workers=1, use_cache=False), on_event=on_event)
+    assert result.ok and result.load("b")["b"] == "fast1"
+    assert [w for w in warned if "MODE_X" in w["payload"]["message"]] == []
+    assert os.environ.get("MODE_X") is None, "put back after the run"
