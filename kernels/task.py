@@ -213,23 +213,27 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
     _explain(result, spec)
     # reseeding the global generators a step drew from is routine, not worth a warning
     restored = [what for what in state.restored if what not in (RANDOM_STATE, NUMPY_RANDOM_STATE)
-                and not _travels(what, step)]
+                and not _made_again(what, step, spec.prelude)]
     extra = {RESTORED: restored} if restored else {}
     if left:
         extra[NOTE] = left_threads_message(left)
     return result, extra
 
 
-def _travels(restored: str, step: dict) -> bool:
-    """Whether a variable put back after the step is one a statement sets that travels to later
-    steps (`os.environ["MODE"] = "fast"`: `compiler.settings`), in the step or replayed into it:
-    later steps see it, so it is nothing to warn about."""
-    if not restored.startswith("os.environ["):
-        return False
-    name = restored[len("os.environ["):-1]  # its repr
-    texts = [*step.get("source", ()), *(s.get("source", "") for s in step.get("settings", ()))]
-    quoted = {name, f'"{name[1:-1]}"'}
-    return any(f"environ[{q}]" in text.replace(" ", "") for text in texts for q in quoted)
+def _made_again(restored: str, step: dict, prelude: dict) -> bool:
+    """Whether what was put back after the step is made again before every later step, so that
+    they see it as top to bottom: by the imports cell (`sys.path.insert(0, "lib")`), or by a
+    statement that travels (`os.environ["MODE"] = "fast"`: `compiler.settings`) in the step or
+    replayed into it. Nothing to warn about then."""
+    before = [*prelude.get("source", ()), *(s.get("source", "") for s in step.get("settings", ()))]
+    if restored.startswith("os.environ["):
+        name = restored[len("os.environ["):-1]  # its repr
+        quoted = {name, f'"{name[1:-1]}"'}
+        return any(f"environ[{q}]" in text.replace(" ", "") for text in [*before, *step.get("source", ())]
+                   for q in quoted)
+    made_by = {"the working directory": ("chdir(", "%cd ")}.get(restored, (restored,) if restored.startswith(
+        "sys.") else ())
+    return any(word in text for text in before for word in made_by)
 
 
 def restored_message(restored: list[str]) -> str:
