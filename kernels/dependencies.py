@@ -70,6 +70,7 @@ import importlib.util
 import os
 import pkgutil
 import platform
+import re
 import stat
 import sys
 import tempfile
@@ -404,9 +405,11 @@ def _path_globbed(recording: Recording, args, prefix: str = "") -> None:  # path
 
 def _note_glob(recording: Recording, kind: str, folder, pattern: str, recursive: bool) -> None:
     """What a glob matches, not only the folders it lists: `data/*/part.csv` tests each folder for
-    the file (`os.stat`), which no audit event shows."""
+    the file (`os.stat`), which no audit event shows. Not a library's look into the interpreter's
+    folders, nor one made while a module is imported (plug-ins, fonts)."""
     folder = _abspath(folder)
-    if recording.tracks(folder):
+    fixed = _abspath(os.path.join(folder, re.split(r"[*?\[]", pattern, maxsplit=1)[0]))  # before a wildcard
+    if recording.tracks(folder) and recording.tracks(fixed) and not _importing(sys._getframe(3)):
         recording.globs.add((kind, folder, pattern, recursive))
 
 
