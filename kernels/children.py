@@ -104,14 +104,27 @@ def marked_for_owner(owner: str):
             os.environ[OWNER_ENV] = previous
 
 
-def end_orphans_of(pid: int, started: float, wait: float = TERMINATE_WAIT_S) -> list[int]:
+def end_orphans_of(pid: int, started: float, wait: float = TERMINATE_WAIT_S, *, orphaned_only: bool = False
+                   ) -> list[int]:
     """End the processes the steps of a run started, once its owner (`pid` started at `started`) is
     gone without ending them: those whose environment names that owner and that are still in the
     step's session (one started in a session of its own left it on purpose, as `step_children`
-    has it). SIGTERM, then SIGKILL after `wait` seconds. The pids ended."""
-    orphans = [p for p in psutil.process_iter() if _left_by(p, pid, started)]
+    has it). SIGTERM, then SIGKILL after `wait` seconds. The pids ended.
+
+    `orphaned_only`: the owner is this process, at the end of a run that did not end cleanly (a
+    worker restarted under a cancelled step leaves what the step started to init): only those
+    re-parented to init, not the processes of another run's step going on in this process."""
+    orphans = [p for p in psutil.process_iter() if _left_by(p, pid, started)
+               and (not orphaned_only or _orphaned(p))]
     _terminate_then_kill(orphans, wait)
     return [p.pid for p in orphans]
+
+
+def _orphaned(process: psutil.Process) -> bool:
+    try:
+        return process.ppid() == 1
+    except psutil.Error:
+        return False
 
 
 def _left_by(process: psutil.Process, pid: int, started: float) -> bool:

@@ -20,7 +20,7 @@ from ..compiler import compile_notebook
 from ..compiler.diagnostics import errors_text
 from ..compiler.hashing import step_hashes
 from . import params as params_mod
-from .children import owner_marker
+from .children import end_orphans_of, owner_marker
 from .contract import (
     CACHED,
     CANCELLED,
@@ -184,6 +184,10 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     finally:
         if engine is not None:
             engine.close()
+            if not (outcomes and all(o.ok for o in outcomes.values())):
+                # a worker restarted under a cancelled or failing step left what the step started to init
+                owner = current_owner()
+                end_orphans_of(owner.pid, owner.started, orphaned_only=True)
     # the key each step's result is stored under: found cached, or reported by the engine; an
     # engine that keeps its own cache (kfp-local) stores under the static hash
     keys = {**hashes, **keys, **{name: o.key for name, o in outcomes.items() if o.key}}

@@ -263,6 +263,30 @@ def test_what_a_killed_runs_step_started_ends_at_the_next_look(tmp_path, engine)
                 psutil.Process(int(pid)).kill()
 
 
+
+def test_what_a_step_blocked_on_a_subprocess_started_ends_when_the_run_is_cancelled(tmp_path):
+    # the step waits in subprocess.run: the cancel restarts its worker, which leaves the child to
+    # init; the run ends it before it exits
+    beat = tmp_path / "beat"
+    child = f"import time\nwhile True:\n    open({str(beat)!r}, 'w').write(str(time.time()))\n    time.sleep(0.2)"
+    nb = make_notebook(tmp_path, [("import subprocess, sys", ["imports"]), ("x = 1", ["step:one"]),
+                                  (f"subprocess.run([sys.executable, '-c', {child!r}])\ny = x", ["step:blocked"])],
+                       name="blocked")
+    proc = subprocess.Popen(NBSCALE + ["run", str(nb), "--no-cache"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        wait_for(beat.exists, "the step's child to start")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 143 and "cancelled" in out, out
+        time.sleep(1)
+        before = beat.stat().st_mtime
+        time.sleep(1.5)
+        assert beat.stat().st_mtime == before, "the step's child runs on"
+    finally:
+        proc.kill()
+        subprocess.run(["pkill", "-f", str(beat)], check=False)
+
 def test_sigterm_cancels_the_run_like_ctrl_c(tmp_path):
     nb = _slow(tmp_path, 60)
     proc = _start_run(nb)
