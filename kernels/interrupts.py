@@ -6,13 +6,20 @@ recorded ("stopped by SIGTERM") instead of dying mid-step. A second SIGTERM ends
 A process forked from it (by a step's code) ends on SIGTERM as any process does: it is not the run.
 Both Ctrl-C and SIGTERM are noted (`interrupt_requested`): a step whose own code swallows the
 KeyboardInterrupt still cancels the run when it ends.
+
+A step running in this process's main thread (`step_in_main_thread`: the local engine) may not end
+on the interrupt: its cleanup can wait for ever (leaving `with ThreadPoolExecutor()` joins workers
+that loop). The interrupt is then raised again every `REPEAT_S` seconds until the step ends;
+`exit_without_waiting` then ends the process without waiting for the threads it left.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,15 +39,20 @@ def sigterm_interrupts() -> Iterator[None]:
         if os.getpid() != owner:  # a child a step forked, ended with the step: not the run's process
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        _REQUESTED.append(Terminated)
+        _requested(Terminated)
         raise Terminated()
 
     def interrupted(signum, frame):
         if os.getpid() == owner:
-            _REQUESTED.append(KeyboardInterrupt)
+            _requested(KeyboardInterrupt)
         raise KeyboardInterrupt
 
+    def repeated(signum, frame):
+        if os.getpid() == owner and _REQUESTED:
+            raise _REQUESTED[-1]()
+
     previous = signal.signal(signal.SIGTERM, terminated)
+    previous_repeat = signal.signal(REPEAT_SIGNAL, repeated)
     # noted only where Ctrl-C raises KeyboardInterrupt (not in a job that ignores it)
     previous_int = signal.getsignal(signal.SIGINT)
     if previous_int is signal.default_int_handler:
@@ -49,12 +61,72 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(REPEAT_SIGNAL, previous_repeat)
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)
         _REQUESTED.clear()
 
 
 _REQUESTED: list[type[KeyboardInterrupt]] = []  # interrupts asked for while `sigterm_interrupts` is on
+REPEAT_S = 5.0  # a step in the main thread that has not ended this long after an interrupt gets it again
+REPEAT_SIGNAL = getattr(signal, "SIGUSR2", signal.SIGTERM)
+_STEPS: list[int] = []  # the number of the step running in the main thread, while one does
+_count = 0
+
+
+def _requested(kind: type[KeyboardInterrupt]) -> None:
+    _REQUESTED.append(kind)
+    if _STEPS and _STEPS[-1] not in _REPEATING:  # one repeater per step
+        _REPEATING.add(_STEPS[-1])
+        threading.Thread(target=_repeat_until_ended, args=(_STEPS[-1],), name="nbscale-interrupt",
+                         daemon=True).start()
+
+
+_REPEATING: set[int] = set()
+
+
+def _repeat_until_ended(step: int) -> None:
+    main = threading.main_thread().ident
+    while True:
+        time.sleep(REPEAT_S)
+        if not _STEPS or _STEPS[-1] != step or not _REQUESTED:
+            return
+        signal.pthread_kill(main, REPEAT_SIGNAL)
+
+
+@contextmanager
+def step_in_main_thread() -> Iterator[None]:
+    """The block runs one step's code in the main thread: after an interrupt, it is interrupted
+    again until it ends (see the module's docstring)."""
+    global _count
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _count += 1
+    _STEPS.append(_count)
+    before = set(threading.enumerate())
+    try:
+        yield
+    finally:
+        _STEPS.pop()
+        if _REQUESTED:
+            _LEFT.update(t for t in threading.enumerate() if t not in before and not t.daemon)
+
+
+_LEFT: set[threading.Thread] = set()  # threads an interrupted step left
+
+
+def exit_without_waiting(code: int) -> None:
+    """Exit with `code`. When an interrupted step left threads running (a pool whose workers loop),
+    interpreter exit would wait for them for ever: end the process at once then, streams flushed."""
+    if not any(t.is_alive() for t in _LEFT):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def interrupt_requested() -> type[KeyboardInterrupt] | None:

@@ -50,9 +50,17 @@ def reporting_errors():
     except Terminated:
         from .kernels.contract import STOPPED_BY_SIGTERM  # (here: `nbscale check` need not import it)
 
-        fail(f"cancelled: {STOPPED_BY_SIGTERM}", EXIT_TERMINATED)
+        cancelled(f"cancelled: {STOPPED_BY_SIGTERM}", EXIT_TERMINATED)
     except KeyboardInterrupt:
-        fail("cancelled", EXIT_CANCELLED)
+        cancelled("cancelled", EXIT_CANCELLED)
+
+
+def cancelled(message: str, code: int) -> None:
+    """Say it and exit, without waiting for threads a cancelled step left running."""
+    from .kernels.interrupts import exit_without_waiting
+
+    click.echo(message, err=True)
+    exit_without_waiting(code)
 
 
 def print_diagnostics(pipeline, path, *, err: bool = True) -> None:

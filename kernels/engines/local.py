@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..contract import STEP_FINISHED, finished_payload
-from ..interrupts import interrupt_requested
+from ..interrupts import interrupt_requested, step_in_main_thread
 from ..task import run_step
 from . import Engine
 
@@ -14,7 +14,8 @@ class LocalEngine(Engine):
     def run(self, specs, emit) -> dict:
         outcomes = {}
         for spec in specs:
-            outcome = run_step(spec, outcomes, emit)
+            with step_in_main_thread():
+                outcome = run_step(spec, outcomes, emit)
             outcomes[spec.step["name"]] = outcome
             emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
             requested = interrupt_requested()

@@ -287,6 +287,28 @@ def test_what_a_step_blocked_on_a_subprocess_started_ends_when_the_run_is_cancel
         proc.kill()
         subprocess.run(["pkill", "-f", str(beat)], check=False)
 
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_local_step_whose_cleanup_waits_for_looping_threads_is_cancelled_and_the_process_ends(tmp_path, sig,
+                                                                                                 code):
+    # the interrupt lands in ex.map; leaving the `with` then joins workers that never return: the
+    # interrupt is raised again until the step ends, and the process exits without waiting for them
+    beat = tmp_path / "beat"
+    nb = make_notebook(tmp_path, [
+        ("import time\nfrom concurrent.futures import ThreadPoolExecutor", ["imports"]), ("x = 1", ["step:one"]),
+        (f"def work(k):\n    while True:\n        time.sleep(0.1)\n        open({str(beat)!r}, 'w').write('x')\n"
+         "with ThreadPoolExecutor(2) as ex:\n    list(ex.map(work, range(2)))\ny = x", ["step:pool"])], name="pool")
+    proc = _start_run(nb, "--no-cache")
+    try:
+        wait_for(beat.exists, "the step's threads to start")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == code and "cancelled" in err, (out, err)
+        listing = _nbscale("runs", nb)
+        assert "cancelled" in listing.stdout.splitlines()[0], listing.stdout
+    finally:
+        proc.kill()
+
 def test_sigterm_cancels_the_run_like_ctrl_c(tmp_path):
     nb = _slow(tmp_path, 60)
     proc = _start_run(nb)
