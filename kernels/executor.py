@@ -23,9 +23,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from ..compiler.ir import Metrics, Prelude, Step
+from ..compiler.notebook import cell_label
 from .capture import RssSampler, StepRun, json_safe
 from .contract import FAILED, SUCCEEDED, code_starts, error_dict, missing_outputs_message
 from .dependencies import local_module_names, outdated_modules, record, shadowed_modules
+from .interrupts import raised_by_code
 from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
 from .process_state import library_imports_kept
 from .shell import StepEnvironment, StepShell, step_shell
@@ -110,14 +112,14 @@ def execute_step(
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
             with library_imports_kept():
                 result.error, stopped = _run_cells(shell, run, prelude.cells, prelude.source)
-            if result.error is None and not stopped:
+            if result.error is None and stopped is None:
                 ns.update(parameters or {})
                 ns.update(rebind_functions(inputs or {}, ns))
                 error = replay_settings(step.settings, ns)  # what earlier steps set process-wide
                 result.error = StepError(**error) if error is not None else None
-            if result.error is None and not stopped:
-                result.error, _ = _run_cells(shell, run, step.cells, step.source)
-            _collect(result, step, metrics, ns, notebook)
+            if result.error is None and stopped is None:
+                result.error, stopped = _run_cells(shell, run, step.cells, step.source)
+            _collect(result, step, metrics, ns, notebook, stopped)
         result.wall_s = time.perf_counter() - wall0
         result.cpu_s = time.process_time() - cpu0
         result.peak_rss_bytes = sampler.peak
@@ -170,8 +172,9 @@ def is_clean_exit(exc: BaseException | None) -> bool:
     return isinstance(exc, SystemExit) and (exc.code is None or (isinstance(exc.code, int) and exc.code == 0))
 
 
-def _run_cells(shell: StepShell, run: StepRun, cells: list[int], sources: list[str]) -> tuple[StepError | None, bool]:
-    """Run the cells in order until one fails or exits cleanly: (its error, whether it exited)."""
+def _run_cells(shell: StepShell, run: StepRun, cells: list[int], sources: list[str]
+               ) -> tuple[StepError | None, int | None]:
+    """Run the cells in order until one fails or exits cleanly: (its error, the cell that exited)."""
     for cell, source in zip(cells, sources):
         run.start_cell(cell)
         shell.compile.current = (cell, source)
@@ -182,9 +185,11 @@ def _run_cells(shell: StepShell, run: StepRun, cells: list[int], sources: list[s
             shell.compile.current = None
             run.finish_cell()
         exc = outcome.error_before_exec or outcome.error_in_exec
-        if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        if (isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
+                and not raised_by_code(exc)):
             raise exc  # Ctrl-C, SIGTERM, a kernel's interrupt: the run is cancelled
-        # elsewhere (a worker's thread) no signal can raise it: the step's code did, and failed
+        # elsewhere (a worker's thread) no signal can raise it, nor when none came: the step's code
+        # did, and failed
         # Tracebacks IPython showed that are not this cell's failure (a failing event callback,
         # a traceback the code asked for) go to stderr, as they would be printed in Jupyter.
         for shown in run.pending_tracebacks:
@@ -192,14 +197,15 @@ def _run_cells(shell: StepShell, run: StepRun, cells: list[int], sources: list[s
                 run.stderr.write(format_exception(shown, run.sources))
         run.pending_tracebacks.clear()
         if is_clean_exit(exc):
-            return None, True
+            return None, cell
         if exc is not None:
             before_exec = outcome.error_before_exec is not None
-            return step_error(exc, cell, run.sources, before_exec=before_exec), False
-    return None, False
+            return step_error(exc, cell, run.sources, before_exec=before_exec), None
+    return None, None
 
 
-def _collect(result: StepResult, step: Step, metrics: Metrics | None, ns: dict, notebook: str) -> None:
+def _collect(result: StepResult, step: Step, metrics: Metrics | None, ns: dict, notebook: str,
+             exited: int | None) -> None:
     """Metrics, defined names and outputs from the step's namespace, while it is installed."""
     if result.error is None and metrics is not None and metrics.step == step.name:
         result.metrics, metric_warnings = evaluate_metrics(metrics, ns)
@@ -210,6 +216,8 @@ def _collect(result: StepResult, step: Step, metrics: Metrics | None, ns: dict, 
     missing = [n for n in step.outputs if n not in ns]
     if missing:
         message = missing_outputs_message(step.name, missing, notebook)
+        if exited is not None:
+            message += f" (the step ended early: sys.exit() in {cell_label(exited)})"
         result.error = StepError(**error_dict("MissingOutputError", message))
     else:
         result.outputs = {n: ns[n] for n in step.outputs}

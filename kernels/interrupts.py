@@ -53,6 +53,7 @@ def sigterm_interrupts() -> Iterator[None]:
 
     previous = signal.signal(signal.SIGTERM, terminated)
     previous_repeat = signal.signal(REPEAT_SIGNAL, repeated)
+    _WATCHING.append(owner)
     # noted only where Ctrl-C raises KeyboardInterrupt (not in a job that ignores it)
     previous_int = signal.getsignal(signal.SIGINT)
     if previous_int is signal.default_int_handler:
@@ -60,6 +61,7 @@ def sigterm_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
+        _WATCHING.pop()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(REPEAT_SIGNAL, previous_repeat)
         if previous_int is signal.default_int_handler:
@@ -127,6 +129,17 @@ def exit_without_waiting(code: int) -> None:
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+_WATCHING: list[int] = []  # while `sigterm_interrupts` is on: the process it is on in
+
+
+def raised_by_code(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt in the main thread came from the step's own code (`raise
+    KeyboardInterrupt`), not from Ctrl-C or SIGTERM: known only while `sigterm_interrupts` watches
+    the signals (the CLI, the server's runs), and this process is the one it watches."""
+    return (isinstance(exc, KeyboardInterrupt) and bool(_WATCHING) and _WATCHING[-1] == os.getpid()
+            and not _REQUESTED)
 
 
 def interrupt_requested() -> type[KeyboardInterrupt] | None:

@@ -263,8 +263,29 @@ def isolated_step(folder: str | None = None, owner: str = ""):
     with step_shell():
         evict_outdated_modules(folder)
         native_io.install()
-        with step_children(), marked_for_owner(owner), restored_process_state() as state:
+        with step_children(), marked_for_owner(owner), restored_process_state() as state, exit_refused():
             yield state
+
+
+@contextmanager
+def exit_refused():
+    """`os._exit` in the step's code fails the step (SystemExit with what happened) instead of ending
+    the process that runs it: under the local engine that is the run's own process, which would end
+    with the step's exit code (0: a pipeline that stopped half-way looked like a success). A process
+    the step forked exits as asked."""
+    real, owner = os._exit, os.getpid()
+
+    def refused(code):
+        if os.getpid() != owner:
+            real(code)
+        raise SystemExit(f"os._exit({code!r}) would end the process running the step, and the run with it: "
+                         "the step fails instead (sys.exit() ends a step early)")
+
+    os._exit = refused
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 def _explain(result, spec):

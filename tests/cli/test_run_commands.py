@@ -309,6 +309,30 @@ def test_a_local_step_whose_cleanup_waits_for_looping_threads_is_cancelled_and_t
     finally:
         proc.kill()
 
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+@pytest.mark.parametrize("code, said", [
+    ("os._exit(0)", "SystemExit: os._exit(0) would end the process running the step"),
+    ("raise KeyboardInterrupt", "KeyboardInterrupt"),  # nobody pressed Ctrl-C: the step failed
+])
+def test_a_step_that_exits_the_process_or_raises_keyboardinterrupt_fails_the_run(tmp_path, engine, code, said):
+    # under the local engine os._exit(0) ended nbscale's own process with 0: a pipeline that stopped
+    # half-way looked like a success
+    nb = make_notebook(tmp_path, [("import os", ["imports"]), ("x = 1", ["step:one"]),
+                                  (f"{code}\ny = x + 1", ["step:bad"]), ("z = y + 1", ["step:after"])], name="exits")
+    done = _nbscale("run", nb, "--engine", engine, cwd=tmp_path)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "bad failed at cell 3, line 1" in done.stdout and said in done.stdout, done.stdout
+    assert "after  upstream_failed" in done.stdout
+
+
+def test_a_step_ended_early_by_sys_exit_says_so_when_an_output_is_missing(tmp_path):
+    nb = make_notebook(tmp_path, [("import sys", ["imports"]), ("x = 1", ["step:one"]),
+                                  ("sys.exit(0)", ["step:bad"]), ("y = x + 1", ["step:bad"]),
+                                  ("z = y + 1", ["step:after"])], name="early")
+    done = _nbscale("run", nb, "--engine", "local", cwd=tmp_path)
+    assert done.returncode == 1 and "(the step ended early: sys.exit() in cell 3)" in done.stdout, done.stdout
+
 def test_sigterm_cancels_the_run_like_ctrl_c(tmp_path):
     nb = _slow(tmp_path, 60)
     proc = _start_run(nb)
