@@ -263,16 +263,17 @@ def isolated_step(folder: str | None = None, owner: str = ""):
     with step_shell():
         evict_outdated_modules(folder)
         native_io.install()
-        with step_children(), marked_for_owner(owner), restored_process_state() as state, exit_refused():
+        with step_children(), marked_for_owner(owner), restored_process_state() as state:
             yield state
 
 
 @contextmanager
 def exit_refused():
     """`os._exit` in the step's code fails the step (SystemExit with what happened) instead of ending
-    the process that runs it: under the local engine that is the run's own process, which would end
-    with the step's exit code (0: a pipeline that stopped half-way looked like a success). A process
-    the step forked exits as asked."""
+    the process that runs it, for a step run in the run's own process (the local engine), which would
+    end with the step's exit code (0: a pipeline that stopped half-way looked like a success). On a
+    worker, `os._exit` is a worker's death (retried as `retries:` says). A process the step forked
+    exits as asked."""
     real, owner = os._exit, os.getpid()
 
     def refused(code):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..contract import STEP_FINISHED, finished_payload
 from ..interrupts import interrupt_requested, step_in_main_thread
-from ..task import run_step
+from ..task import exit_refused, run_step
 from . import Engine
 
 
@@ -14,7 +14,7 @@ class LocalEngine(Engine):
     def run(self, specs, emit) -> dict:
         outcomes = {}
         for spec in specs:
-            with step_in_main_thread():
+            with step_in_main_thread(), exit_refused():
                 outcome = run_step(spec, outcomes, emit)
             outcomes[spec.step["name"]] = outcome
             emit(STEP_FINISHED, outcome.step, finished_payload(outcome))

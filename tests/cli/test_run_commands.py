@@ -310,14 +310,14 @@ def test_a_local_step_whose_cleanup_waits_for_looping_threads_is_cancelled_and_t
         proc.kill()
 
 
-@pytest.mark.parametrize("engine", ["local", "dask"])
-@pytest.mark.parametrize("code, said", [
-    ("os._exit(0)", "SystemExit: os._exit(0) would end the process running the step"),
-    ("raise KeyboardInterrupt", "KeyboardInterrupt"),  # nobody pressed Ctrl-C: the step failed
+@pytest.mark.parametrize("engine, code, said", [
+    # under the local engine os._exit(0) ended nbscale's own process with 0: a pipeline that stopped
+    # half-way looked like a success (on a worker it is the worker's death, tested with the engine)
+    ("local", "os._exit(0)", "SystemExit: os._exit(0) would end the process running the step"),
+    ("local", "raise KeyboardInterrupt", "KeyboardInterrupt"),  # nobody pressed Ctrl-C: the step failed
+    ("dask", "raise KeyboardInterrupt", "KeyboardInterrupt"),
 ])
 def test_a_step_that_exits_the_process_or_raises_keyboardinterrupt_fails_the_run(tmp_path, engine, code, said):
-    # under the local engine os._exit(0) ended nbscale's own process with 0: a pipeline that stopped
-    # half-way looked like a success
     nb = make_notebook(tmp_path, [("import os", ["imports"]), ("x = 1", ["step:one"]),
                                   (f"{code}\ny = x + 1", ["step:bad"]), ("z = y + 1", ["step:after"])], name="exits")
     done = _nbscale("run", nb, "--engine", engine, cwd=tmp_path)
@@ -346,10 +346,12 @@ def test_sigterm_cancels_the_run_like_ctrl_c(tmp_path):
 
 
 def test_a_step_that_ends_the_local_engine_process_leaves_a_failed_run(tmp_path):
-    nb = make_notebook(tmp_path, [("import os\nx = 1", ["step:first"]), ("os._exit(3)", ["step:exits"]),
+    # (os._exit in a step fails the step: a real death of the process is a signal)
+    nb = make_notebook(tmp_path, [("import os, signal\nx = 1", ["step:first"]),
+                                  ("os.kill(os.getpid(), signal.SIGKILL)", ["step:exits"]),
                                   ("y = x", ["step:after"])], name="exits")
     result = _nbscale("run", nb, "--engine", "local")
-    assert result.returncode == 3
+    assert result.returncode == -9
     listing = _nbscale("runs", nb)
     assert "failed" in listing.stdout and OWNER_STOPPED in listing.stdout
     store = RunStore(tmp_path / ".nbscale" / "runs.sqlite")
