@@ -70,9 +70,12 @@ def sigterm_interrupts() -> Iterator[None]:
 
 
 _REQUESTED: list[type[KeyboardInterrupt]] = []  # interrupts asked for while `sigterm_interrupts` is on
+_WATCHING: list[int] = []  # while `sigterm_interrupts` is on: the process it is on in
 REPEAT_S = 5.0  # a step in the main thread that has not ended this long after an interrupt gets it again
 REPEAT_SIGNAL = getattr(signal, "SIGUSR2", signal.SIGTERM)
 _STEPS: list[int] = []  # the number of the step running in the main thread, while one does
+_REPEATING: set[int] = set()  # the steps whose interrupt is being repeated
+_LEFT: set[threading.Thread] = set()  # threads an interrupted step left
 _count = 0
 
 
@@ -82,9 +85,6 @@ def _requested(kind: type[KeyboardInterrupt]) -> None:
         _REPEATING.add(_STEPS[-1])
         threading.Thread(target=_repeat_until_ended, args=(_STEPS[-1],), name="nbscale-interrupt",
                          daemon=True).start()
-
-
-_REPEATING: set[int] = set()
 
 
 def _repeat_until_ended(step: int) -> None:
@@ -115,8 +115,6 @@ def step_in_main_thread() -> Iterator[None]:
             _LEFT.update(t for t in threading.enumerate() if t not in before and not t.daemon)
 
 
-_LEFT: set[threading.Thread] = set()  # threads an interrupted step left
-
 
 def exit_without_waiting(code: int) -> None:
     """Exit with `code`. When an interrupted step left threads running (a pool whose workers loop),
@@ -130,8 +128,6 @@ def exit_without_waiting(code: int) -> None:
             pass
     os._exit(code)
 
-
-_WATCHING: list[int] = []  # while `sigterm_interrupts` is on: the process it is on in
 
 
 def raised_by_code(exc: BaseException) -> bool:

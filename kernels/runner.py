@@ -187,7 +187,8 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
             if not (outcomes and all(o.ok for o in outcomes.values())):
                 # a worker restarted under a cancelled or failing step left what the step started to init
                 owner = current_owner()
-                end_orphans_of(owner.pid, owner.started, orphaned_only=True)
+                with suppress(Exception):  # never in the way of the run's own outcome
+                    end_orphans_of(owner.pid, owner.started, orphaned_only=True)
     # the key each step's result is stored under: found cached, or reported by the engine; an
     # engine that keeps its own cache (kfp-local) stores under the static hash
     keys = {**hashes, **keys, **{name: o.key for name, o in outcomes.items() if o.key}}
