@@ -228,24 +228,38 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
         if new != old:
             what = MISSING if new is None else APPEARED if old is None else CONTENT
             changes.append(Change(DIRECTORY, name, what, old, new, f"the listing of {name} changed"))
-    listed = {c.name for c in changes if c.kind == DIRECTORY}  # said already, more briefly
-    for kind, name, pattern, recursive, old in fingerprint.get("globs", ()):
+    changes += _glob_changes(fingerprint.get("globs", ()), cwd, {c.name for c in changes if c.kind == DIRECTORY})
+    changes += _cwd_change(fingerprint.get("cwd"), cwd)
+    changes.extend(_version_changes(fingerprint.get("distributions", {})))
+    changes += _importable_now(fingerprint.get("absent_modules", ()), {c.name for c in changes if c.what == APPEARED})
+    changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
+    return _once(changes, cwd)
+
+
+def _glob_changes(globs, cwd: str, listed: set[str]) -> list[Change]:
+    """Globs whose matches changed; not in a folder whose listing is said to have changed already."""
+    changes = []
+    for kind, name, pattern, recursive, old in globs:
         if name not in listed and glob_digest(kind, os.path.join(cwd, name), pattern, recursive) != old:
             where = "" if name == "." else f" in {name}"
             changes.append(Change(DIRECTORY, name, CONTENT, old, None, f"what {pattern}{where} matches changed"))
-    recorded_cwd = fingerprint.get("cwd")
-    if recorded_cwd is not None and recorded_cwd != os.path.abspath(cwd):
-        changes.append(Change(CWD, "", VALUE, recorded_cwd, os.path.abspath(cwd),
-                              f"the working directory changed ({recorded_cwd} → {os.path.abspath(cwd)}), "
-                              "and the step asked for it"))
-    changes.extend(_version_changes(fingerprint.get("distributions", {})))
-    appeared = {c.name for c in changes if c.what == APPEARED}  # a local module's file: said already
-    for name in fingerprint.get("absent_modules", ()):
-        if not {f"{name}.py", f"{name}/__init__.py"} & appeared and findable(name):
-            changes.append(Change(DISTRIBUTION, name, APPEARED, None, None,
-                                  f"{name} can be imported now (the step tried, and it could not)"))
-    changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
-    return _once(changes, cwd)
+    return changes
+
+
+def _cwd_change(recorded: str | None, cwd: str) -> list[Change]:
+    now = os.path.abspath(cwd)
+    if recorded is None or recorded == now:
+        return []
+    return [Change(CWD, "", VALUE, recorded, now,
+                   f"the working directory changed ({recorded} → {now}), and the step asked for it")]
+
+
+def _importable_now(absent, appeared: set[str]) -> list[Change]:
+    """Modules the step could not import that can be now; not a local module whose file is said to
+    have appeared already."""
+    return [Change(DISTRIBUTION, name, APPEARED, None, None,
+                   f"{name} can be imported now (the step tried, and it could not)")
+            for name in absent if not {f"{name}.py", f"{name}/__init__.py"} & appeared and findable(name)]
 
 
 def _once(changes: list[Change], cwd: str) -> list[Change]:
