@@ -50,7 +50,7 @@ except ImportError:  # another engineer adds it to the dependencies; blake2b unt
     xxhash = None
 
 __all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "glob_digest", "hidden",
-           "listing_digest", "may_be_credential", "plainly_no_credential"]
+           "listing_digest", "may_be_credential"]
 
 FINGERPRINT_VERSION = 1
 DIGEST = "xxh3_128" if xxhash is not None else "blake2b"
@@ -150,7 +150,7 @@ def env_value(name: str, value: str | None) -> str | None:
     """What a fingerprint keeps of a variable: its value when it is plainly no credential (stores,
     the API and `nbscale show` then say how it changed), else a digest keyed by this user's secret
     (`_env_key`): whoever reads a shared store cannot test guesses of a password against it."""
-    if value is None or plainly_no_credential(name, value):
+    if value is None or _plain(name, value):
         return value
     return hidden(value)
 
@@ -202,7 +202,7 @@ def hidden(text: str) -> str:
                                        key=_env_key()).hexdigest()
 
 
-def plainly_no_credential(name: str, value: str) -> bool:
+def _plain(name: str, value: str) -> bool:
     """Whether a value named `name` may be kept and shown as it is: short, of a name that does not
     look secret, without a password in a URL or a token-like run of letters and digits."""
     return not _SECRET.search(name) and len(value) <= _PLAIN_VALUE_MAX and not _CREDENTIAL_LIKE.search(value)

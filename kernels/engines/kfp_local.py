@@ -105,7 +105,7 @@ class KfpLocalEngine(Engine):
                 raise
             finally:
                 (folder / "arguments.json").unlink(missing_ok=True)  # the values may be secrets
-                _hide_secrets(log_path, _parameter_values(specs))  # kfp.local logs each task's inputs
+                _hide_secrets(log_path, values)  # kfp.local logs each task's inputs
         watcher.scan()
         outcomes.update(watcher.finish(_tail(log_path) or f"(kfp.local printed nothing; exit code {proc.returncode})"))
         if all(o.ok for o in outcomes.values()):
@@ -221,12 +221,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _hide_secrets(log_path: Path, values: dict) -> None:
-    """The log without the text of parameters that may be credentials (`plainly_no_credential`),
-    as given and as JSON inside kfp.local's task inputs."""
-    from ..fingerprints import plainly_no_credential
+    """The log without the text of parameters that may be credentials (`may_be_credential`, as the
+    run store keeps them), as given and as JSON inside kfp.local's task inputs."""
+    from ..fingerprints import may_be_credential
 
     secrets = {name: value for name, value in values.items()
-               if isinstance(value, str) and value and not plainly_no_credential(name, value)}
+               if isinstance(value, str) and value and may_be_credential(name, value)}
     if not secrets:
         return
     text = log_path.read_text(encoding="utf-8", errors="surrogateescape")
