@@ -28,9 +28,10 @@ What is recorded, and how:
   the module, whichever step (or worker warm-up) imported it, and is a dependency of every step
   that ends with the module loaded. When one of them changes, the module is outdated (evicted and
   imported again before the next step), as when its own file changes. An installed library's
-  import-time reads (pandas reads `PANDAS_*` variables) are kept by its top-level package, and
-  count the same way (the library is not evicted). What a module's functions
-  read and memoise later (`functools.lru_cache`) is the step's that called them, and only its.
+  import-time reads of its own variables (pandas reads `PANDAS_*`) are kept by its top-level
+  package, and count the same way (the library is not evicted); the files it reads then do not.
+  What a module's functions read and memoise later (`functools.lru_cache`) is the step's that
+  called them, and only its.
 - Local modules: EVERY module in `sys.modules` at the end of the step whose file is not skipped
   as above (e.g. `helpers.py` beside the notebook). A module imported before the step (by an
   earlier step on the same worker, the prelude, anything) is as usable as one the step imports,
@@ -120,6 +121,7 @@ class Recording:
         self.env: dict[str, str | None] = {}  # first value seen, None when unset
         # C reads some without asking os.environ (`time.localtime`): their values as the step began
         self.env_read_by_c = {name: os.environ.get(name) for name in READ_BY_C}
+        self.env_of_libraries: dict[str, str | None] = {}  # what loaded libraries read of their own as imported
         self.env_written: set[str] = set()
         self.env_set: dict[str, str | None] = {}  # set when the step ends: read, then set by the step → value left
         self.modules: dict[str, dict] = {}  # set when the step ends: path → state as imported
@@ -162,7 +164,7 @@ class Recording:
                 self._add_import_reads(path, module)
             self.distributions = _loaded_distributions(loaded)
             for top in [name for name in loaded[0] if name in _LIBRARY_IMPORT_READS]:
-                self._add_reads(_LIBRARY_IMPORT_READS[top], sys.modules.get(top))
+                self._add_reads(_LIBRARY_IMPORT_READS[top], sys.modules.get(top), library=top)
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
 
@@ -185,18 +187,22 @@ class Recording:
         step uses it through the module, whichever step imported it (or the worker's warm-up)."""
         self._add_reads(_IMPORT_READS.get(path), module)
 
-    def _add_reads(self, seen: tuple | None, module) -> None:
+    def _add_reads(self, seen: tuple | None, module, library: str | None = None) -> None:
         """The files and variables of an import-time record (`_import_reads`), if it is of the
-        import of `module` loaded now."""
+        import of `module` loaded now. Of an installed `library`, only its own variables
+        (`PANDAS_…` of pandas), kept apart: what it asks of the terminal or the locale as it is
+        imported (`COLUMNS`, `LANG`), or the caches it reads (matplotlib's font list), would make
+        every step run again when those change."""
         if seen is None or seen[0] is not getattr(module, "__spec__", None):
             return
-        for file, look in seen[1].items():
+        for file, look in seen[1].items() if library is None else ():  # a library's: caches (fonts), not data
             if self.tracks(file) and file not in self.writes:
                 self.reads.add(file)
                 self.first_seen.setdefault(file, look)
+        into = self.env if library is None else self.env_of_libraries
         for name, value in seen[2].items():
-            if name not in self.env_written:
-                self.env.setdefault(name, value)
+            if name not in self.env_written and (library is None or name.upper().startswith(library.upper() + "_")):
+                into.setdefault(name, value)
 
     def changed_meanwhile(self) -> list[str]:
         """Files and folders the step read or listed that changed while it ran, not by its own hand:
@@ -234,7 +240,8 @@ class Recording:
                       for kind, folder, pattern, recursive in sorted(self.globs)],
             "modules": {self.key(p): s for p, s in sorted(self.modules.items())},
             "distributions": dict(sorted(self.distributions.items())),
-            "env": {name: env_value(name, value) for name, value in sorted({**self.env_read_by_c, **self.env}.items())},
+            "env": {name: env_value(name, value)
+                    for name, value in sorted({**self.env_read_by_c, **self.env_of_libraries, **self.env}.items())},
             "env_set": {name: env_value(name, value) for name, value in sorted(self.env_set.items())},
             "incomplete": list(self.problems),
             "changed_while_running": self.changed_meanwhile(),

@@ -576,18 +576,20 @@ def test_what_a_library_read_as_it_was_imported_counts_for_every_step_that_has_i
     name = f"mylib_{uuid.uuid4().hex[:8]}"
     (site / name).mkdir(parents=True)
     (site / name / "__init__.py").write_text("from . import config\n")
-    (site / name / "config.py").write_text("import os\nMODE = os.environ.get('MYLIB_MODE', 'old')\n")
+    var = f"{name.upper()}_MODE"  # its own variable (`PANDAS_…` of pandas); not `COLUMNS` or `LANG`
+    (site / name / "config.py").write_text(f"import os\nMODE = os.environ.get({var!r}, 'old')\n"
+                                           "COLUMNS = os.environ.get('COLUMNS')\n")
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("MYLIB_MODE", "new")
+    monkeypatch.setenv(var, "new")
     try:
         with record(str(folder)) as first:
             __import__(name)
         with record(str(folder)) as later:
             assert sys.modules[name].config.MODE == "new"
-        assert first.fingerprint()["env"]["MYLIB_MODE"] == "new"
-        assert later.fingerprint()["env"]["MYLIB_MODE"] == "new"
-        monkeypatch.setenv("MYLIB_MODE", "other")
-        assert [c.name for c in check(later.fingerprint(), str(folder))] == ["MYLIB_MODE"]
+        assert first.fingerprint()["env"][var] == "new" and "COLUMNS" in first.env  # the step imported it
+        assert later.fingerprint()["env"][var] == "new" and "COLUMNS" not in later.fingerprint()["env"]
+        monkeypatch.setenv(var, "other")
+        assert [c.name for c in check(later.fingerprint(), str(folder))] == [var]
     finally:
         for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
             sys.modules.pop(module)
