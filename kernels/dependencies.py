@@ -163,8 +163,8 @@ class Recording:
                     self.outdated_modules.append(self.key(path))
                 self._add_import_reads(path, module)
             self.distributions = _loaded_distributions(loaded)
-            for top in [name for name in loaded[0] if name in _LIBRARY_IMPORT_READS]:
-                self._add_reads(_LIBRARY_IMPORT_READS[top], sys.modules.get(top), library=top)
+            for top, seen in list(_LIBRARY_IMPORT_READS.items()):  # the few recorded, not every loaded module
+                self._add_reads(seen, sys.modules.get(top), library=top)
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
 

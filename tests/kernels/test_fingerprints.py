@@ -349,3 +349,14 @@ def test_a_library_the_step_could_not_import_appearing_later_is_a_change(folder,
 
     importlib.invalidate_caches()
     assert texts(check(fp, str(folder))) == [f"{name} can be imported now (the step tried, and it could not)"]
+
+
+def test_processes_making_the_digest_key_at_once_agree_on_it(tmp_path):
+    # the first steps of two runs started together both find no key yet
+    code = ("from nbscale.kernels.fingerprints import env_value; "
+            "print(env_value('API_TOKEN', 'letmein'))")
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    digests = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(digests) == 1 and digests.pop().startswith("hidden:")
