@@ -42,6 +42,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from . import marshal
 from .digest import DigestReader, DigestWriter, file_digest
+from .direct_write import DirectFileWriter
 from .errors import ArtifactNotFound, CorruptArtifact, CorruptArtifactWarning, MarshalError, NbscaleRuntimeError
 from .staging import STALE_AFTER_S, age, exchange, listing, sweep, sweep_now_and_then, temp_name
 
@@ -189,7 +190,7 @@ class ArtifactStore:
         return entries
 
     def _write_unit(self, path: str, values: dict[str, Any], step: str | None) -> tuple[str, int, str]:
-        with self.fs.open(path, "wb") as f:
+        with (DirectFileWriter(path) if self.local else self.fs.open(path, "wb")) as f:
             sink = DigestWriter(f)
             if len(values) == 1:
                 ((name, value),) = values.items()
