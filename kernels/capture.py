@@ -40,8 +40,20 @@ class StreamCapture(io.StringIO):
         super().__init__()
         self.name = name
         self._run, self._stream = run, stream
+        self._closed_by_step = False
+
+    def close(self) -> None:
+        # `sys.stdout.close()` in a step: later writes fail as they would top to bottom, and what it
+        # printed before is still the step's output (a closed StringIO would lose it)
+        self._closed_by_step = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed_by_step
 
     def write(self, text) -> int:
+        if self._closed_by_step:
+            raise ValueError("I/O operation on closed file.")
         written = super().write(text)
         if self._run is not None:
             self._run.add_stream(self._stream, text)

@@ -3,7 +3,8 @@
 Steps of different runs share worker processes (a Dask cluster, the CLI's own process under the
 local engine). What one step changes for the whole process — `sys.path`, `os.environ`, the
 working directory, the umask, the global random generators' seeds, `sys.modules`, a library
-function it patched (`json.dumps = ...`), signal handlers, the root logger, the recursion limit —
+function it patched (`json.dumps = ...`), signal handlers, the root logger, the recursion limit,
+the standard file descriptors 0–2 (closed, or pointed at a file) —
 would otherwise be what a later step of another notebook sees. `ProcessState.save()` before the
 step and `.restore()` after it (or the `restored_process_state()` context manager) put back what
 the step changed.
@@ -75,6 +76,8 @@ IMPORT_METADATA = frozenset({"__spec__", "__loader__", "__file__", "__cached__",
 SYS_LISTS = ("path", "meta_path", "path_hooks")
 KEEP_ADDED = ("meta_path", "path_hooks")  # lists whose added entries stay
 RANDOM_STATE, NUMPY_RANDOM_STATE = "random (global state)", "numpy.random (global state)"
+STD_FD_NAMES = {0: "standard input (file descriptor 0)", 1: "standard output (file descriptor 1)",
+                2: "standard error (file descriptor 2)"}
 HANDLED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGPIPE",
                    "SIGWINCH", "SIGBREAK")
 
@@ -150,6 +153,7 @@ class ProcessState:
         self.recursion_limit = 0
         self.root_handlers: list = []
         self.root_level = 0
+        self.std_fds: dict[int, tuple[int, tuple]] = {}  # 0, 1, 2 → a copy of the descriptor, what it was
         self.new_local_modules: dict[str, tuple[types.ModuleType, dict]] = {}  # name → module, its dict's copy
         self.restored: list[str] = []  # set by restored_process_state()
 
@@ -170,6 +174,7 @@ class ProcessState:
         state.recursion_limit = sys.getrecursionlimit()
         root = logging.getLogger()
         state.root_handlers, state.root_level = list(root.handlers), root.level
+        state.std_fds = _saved_std_fds()
         return state
 
     def save_new_local_modules(self) -> None:
@@ -184,7 +189,8 @@ class ProcessState:
         """Put back what changed since `save()`; the names of what was put back, e.g. `json.dumps`."""
         changed: list[str] = []
         for part in (self._restore_modules, self._restore_attributes, self._restore_sys_lists,
-                     self._restore_environ, self._restore_cwd, self._restore_random, self._restore_misc):
+                     self._restore_environ, self._restore_cwd, self._restore_random, self._restore_misc,
+                     self._restore_std_fds):
             try:
                 changed.extend(part())
             except Exception as exc:  # noqa: BLE001 - one part failing must not stop the others
@@ -297,6 +303,21 @@ class ProcessState:
             root.handlers[:] = self.root_handlers
             root.setLevel(self.root_level)
             changed.append("root logger")
+        return changed
+
+    def _restore_std_fds(self) -> list[str]:
+        """Standard input, output and error as the process had them. A step that closed descriptor 1
+        would leave it to the next file opened (a later step's store file would get what C code
+        prints); one that pointed it at a file would send every later step's output there."""
+        changed = []
+        saved, self.std_fds = self.std_fds, {}
+        for fd, (copy, before) in saved.items():
+            try:
+                if _fd_identity(fd) != before:
+                    os.dup2(copy, fd)
+                    changed.append(STD_FD_NAMES[fd])
+            finally:
+                os.close(copy)
         return changed
 
 
@@ -497,6 +518,23 @@ def proc_status_field(name: bytes) -> bytes | None:
     start += len(name) + 2
     end = text.find(b"\n", start)
     return text[start:end if end >= 0 else None].strip() or None
+
+
+def _saved_std_fds() -> dict[int, tuple[int, tuple]]:
+    saved = {}
+    for fd in STD_FD_NAMES:
+        identity = _fd_identity(fd)
+        if identity is not None:  # a daemon's closed stdin stays closed
+            saved[fd] = (os.dup(fd), identity)
+    return saved
+
+
+def _fd_identity(fd: int) -> tuple | None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_mode
 
 
 def _umask() -> int:

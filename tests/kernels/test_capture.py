@@ -168,3 +168,10 @@ def test_peak_rss_of_a_step():
     baseline = psutil.Process().memory_info().rss
     result = ok(run("import time\nblob = b'x' * (200 * 1024 * 1024)\ntime.sleep(0.05)\ndel blob"))
     assert result.peak_rss_bytes - baseline > 150 * 1024 * 1024
+
+
+def test_a_step_that_closes_sys_stdout_keeps_what_it_printed_and_fails_later_writes_as_python_would():
+    result = run("print('kept')\nimport sys\nsys.stdout.close()\nprint('lost')")
+    assert result.status == "failed" and "I/O operation on closed file" in result.error.evalue
+    assert result.stdout == "kept\n"
+    assert ok(run("import sys\nsys.stdout.close()\nsys.stderr.write('still here')")).stderr == "still here"

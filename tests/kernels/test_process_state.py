@@ -269,3 +269,33 @@ def test_a_proc_status_field_is_read_and_the_umask_from_it_without_changing_it()
     assert proc_status_field(b"VmHWM").endswith(b" kB")
     assert proc_status_field(b"Name")  # the first line
     assert proc_status_field(b"NoSuchField") is None
+
+
+def test_standard_descriptors_a_step_closed_or_redirected_come_back(tmp_path):
+    before = {fd: os.fstat(fd) for fd in (1, 2)}
+    spare = {fd: os.dup(fd) for fd in (1, 2)}  # to mend the test's own descriptors if restoring fails
+    try:
+        with restored_process_state() as state:
+            os.close(1)
+            reused = os.open(tmp_path / "store-file", os.O_WRONLY | os.O_CREAT)  # the lowest free: 1
+            assert reused == 1
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        for fd in (1, 2):
+            now = os.fstat(fd)
+            assert (now.st_dev, now.st_ino) == (before[fd].st_dev, before[fd].st_ino)
+        assert {"standard output (file descriptor 1)", "standard error (file descriptor 2)"} <= set(state.restored)
+        os.write(1, b"")  # usable again
+        assert (tmp_path / "store-file").read_bytes() == b""
+    finally:
+        for fd, copy in spare.items():
+            if os.fstat(fd).st_ino != before[fd].st_ino:
+                os.dup2(copy, fd)
+            os.close(copy)
+
+
+def test_unchanged_descriptors_are_not_reported_and_no_copy_is_left_open():
+    open_before = len(os.listdir("/proc/self/fd"))
+    with restored_process_state() as state:
+        pass
+    assert not [what for what in state.restored if "descriptor" in what]
+    assert len(os.listdir("/proc/self/fd")) == open_before
