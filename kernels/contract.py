@@ -50,6 +50,8 @@ OUTPUT_EVENT_CHARS = 8_000
 STORED_OUTPUT_CHARS = 1_000_000
 STEP_STALE = "step_stale"  # a stored result exists but a dependency changed: payload {"changes": [text]}
 STEP_QUEUED = "step_queued"  # every step it comes after has finished: it waits for a worker
+# a signal asked the run to stop, payload {"reason"}: a run whose process dies before it ends is cancelled
+STOP_REQUESTED = "stop_requested"
 # the cluster a run starts for itself (an embedded LocalCluster) is starting / has started
 CLUSTER_STARTING, CLUSTER_STARTED = "cluster_starting", "cluster_started"
 # how a running step's Dask compute on the cluster goes (`compute_progress`): payload {"done", "total",
@@ -68,6 +70,8 @@ LIVE_ONLY = frozenset({STEP_OUTPUT, STEP_PROGRESS, CLUSTER_STARTING, CLUSTER_STA
 CANCELLED_BY_USER = "cancelled by the user"  # Ctrl-C, Cancel in the panel
 STOPPED_BY_SIGTERM = "stopped by SIGTERM"  # handled like Ctrl-C: the run is cancelled
 OWNER_STOPPED = "the process running it stopped"  # found by whoever opens the run store next
+OWNER_STOPPED_EARLY = "the process running it ended before its steps did"  # after a stop was asked for
+STOPPED_TWICE_BY_SIGTERM = f"stopped by SIGTERM, sent again: {OWNER_STOPPED_EARLY}"
 
 
 def state_lost_message(run_store) -> str:

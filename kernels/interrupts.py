@@ -2,7 +2,9 @@
 
 While `sigterm_interrupts()` is active, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the
 main thread, so a run stopped by `kill`, a service manager or a batch scheduler is cancelled and
-recorded ("stopped by SIGTERM") instead of dying mid-step. A second SIGTERM ends the process at once.
+recorded ("stopped by SIGTERM") instead of dying mid-step. A second SIGTERM ends the process at once,
+after its `last_words` (the runner's: the run is recorded cancelled, not left for the next reader to
+find its owner gone and fail it).
 A process forked from it (by a step's code) ends on SIGTERM as any process does: it is not the run.
 Both Ctrl-C and SIGTERM are noted (`interrupt_requested`): a step whose own code swallows the
 KeyboardInterrupt still cancels the run when it ends.
@@ -35,12 +37,19 @@ def sigterm_interrupts() -> Iterator[None]:
     owner = os.getpid()
 
     def terminated(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # while cleaning up, another SIGTERM ends it
         if os.getpid() != owner:  # a child a step forked, ended with the step: not the run's process
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        signal.signal(signal.SIGTERM, terminated_again)  # while cleaning up, another SIGTERM ends it
         _requested(Terminated)
         raise Terminated()
+
+    def terminated_again(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.getpid() == owner:
+            _say_last_words()
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def interrupted(signum, frame):
         if os.getpid() == owner:
@@ -69,6 +78,8 @@ def sigterm_interrupts() -> Iterator[None]:
         _REQUESTED.clear()
 
 
+_LAST_WORDS: list = []  # what a second SIGTERM does before the process ends (`last_words`)
+_STOP_NOTES: list = []  # told of the first Ctrl-C or SIGTERM (`stop_requests_noted`)
 _REQUESTED: list[type[KeyboardInterrupt]] = []  # interrupts asked for while `sigterm_interrupts` is on
 _WATCHING: list[int] = []  # while `sigterm_interrupts` is on: the process it is on in
 REPEAT_S = 5.0  # a step in the main thread that has not ended this long after an interrupt gets it again
@@ -80,6 +91,8 @@ _count = 0
 
 
 def _requested(kind: type[KeyboardInterrupt]) -> None:
+    if not _REQUESTED:
+        _tell(_STOP_NOTES, kind)
     _REQUESTED.append(kind)
     if _STEPS and _STEPS[-1] not in _REPEATING:  # one repeater per step
         _REPEATING.add(_STEPS[-1])
@@ -94,6 +107,45 @@ def _repeat_until_ended(step: int) -> None:
         if not _STEPS or _STEPS[-1] != step or not _REQUESTED:
             return
         signal.pthread_kill(main, REPEAT_SIGNAL)
+
+
+@contextmanager
+def last_words(say) -> Iterator[None]:
+    """While the block runs, a second SIGTERM calls `say()` before the process ends. It runs in a
+    signal handler, whatever the main thread was doing: it must take no lock the program holds,
+    and wait for nothing long."""
+    with _listening(_LAST_WORDS, say):
+        yield
+
+
+@contextmanager
+def stop_requests_noted(note) -> Iterator[None]:
+    """While the block runs, the first Ctrl-C or SIGTERM calls `note(kind)` (KeyboardInterrupt or
+    Terminated) before it interrupts: a process killed before it has cancelled can still be known
+    to have been asked to stop. A signal handler too, as for `last_words`."""
+    with _listening(_STOP_NOTES, note):
+        yield
+
+
+@contextmanager
+def _listening(listeners: list, listener) -> Iterator[None]:
+    listeners.append(listener)
+    try:
+        yield
+    finally:
+        listeners.remove(listener)
+
+
+def _say_last_words() -> None:
+    _tell(_LAST_WORDS)
+
+
+def _tell(listeners: list, *args) -> None:
+    for listener in reversed(listeners):
+        try:
+            listener(*args)
+        except Exception:  # noqa: BLE001 - the signal does what it does either way
+            pass
 
 
 @contextmanager

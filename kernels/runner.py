@@ -13,7 +13,7 @@ import threading
 import warnings
 from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 from ..compiler import compile_notebook
@@ -40,6 +40,7 @@ from .contract import (
     STEP_QUEUED,
     STEP_STARTED,
     STOPPED_BY_SIGTERM,
+    STOPPED_TWICE_BY_SIGTERM,
     SUCCEEDED,
     UPSTREAM_FAILED,
     WARNING,
@@ -54,6 +55,7 @@ from .contract import (
 from .cost import saved_seconds
 from .engines import get_engine
 from .errors import ParameterError, PipelineNotRunnable, RunStoreError, Terminated
+from .interrupts import last_words, stop_requests_noted
 from .liveness import current_owner
 from .profile_records import light, stored_profiles
 from .project_settings import profiles_enabled
@@ -176,7 +178,9 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
                                 workers=options.workers, run_id=run_id, notebook=str(notebook),
                                 **(engine_options or {}))
             connect_engine(engine, recorder.emit)
-            outcomes = engine.run(specs, recorder.emit)
+            with stop_requests_noted(partial(_note_stop, store, run_id)), \
+                    last_words(partial(store.end_unfinished_at_once, run_id, CANCELLED, STOPPED_TWICE_BY_SIGTERM)):
+                outcomes = engine.run(specs, recorder.emit)
     except BaseException as exc:
         store.remove_file_lost_listener(recorder.state_lost)
         recorder.stopped(exc)
@@ -494,6 +498,11 @@ class _Recorder:
         """The run store's file was deleted or replaced during the run (called once, from any thread)."""
         with suppress(RunStoreError):
             self.emit(WARNING, None, {"message": state_lost_message(self.store.path)})
+
+
+def _note_stop(store: RunStore, run_id: str, kind: type[KeyboardInterrupt]) -> None:
+    store.note_stop_requested_at_once(run_id, STOPPED_BY_SIGTERM if issubclass(kind, Terminated)
+                                      else CANCELLED_BY_USER)
 
 
 def _event_payload(kind, payload):

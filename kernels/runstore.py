@@ -23,7 +23,18 @@ from typing import Any
 
 from . import storefile
 from .children import end_orphans_of
-from .contract import CANCELLED, FAILED, FINISHED, OWNER_STOPPED, PENDING, RUN_FINISHED, RUNNING, STATUSES
+from .contract import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    OWNER_STOPPED,
+    OWNER_STOPPED_EARLY,
+    PENDING,
+    RUN_FINISHED,
+    RUNNING,
+    STATUSES,
+    STOP_REQUESTED,
+)
 from .errors import AmbiguousRunId, RunStoreError, RunStoreReadOnly, UnknownRun
 from .liveness import HEARTBEAT_INTERVAL_S, OWNER_TIMEOUT_S, Heartbeat, current_owner, owner_gone, owner_visible
 from .runschema import (
@@ -281,6 +292,36 @@ class RunStore:
         self._owned.discard(run_id)
         return recorded if recorded in FINISHED else status
 
+    def end_unfinished_at_once(self, run_id: str, status: str, error: Any) -> None:
+        """`end_unfinished` for a process about to end (a second SIGTERM): see `_at_once`."""
+        with self._at_once() as db:
+            if self._status(db, run_id) not in FINISHED:
+                self._end(db, run_id, check_status(status), error)
+
+    def note_stop_requested_at_once(self, run_id: str, reason: str) -> None:
+        """A signal asked the run to stop: if its process dies before the run ends (SIGKILL after the
+        grace time of a service manager or Kubernetes), whoever finds its owner gone ends it
+        cancelled for `reason`, not failed. See `_at_once`."""
+        with self._at_once() as db:
+            db.execute("INSERT INTO events (run_id, time, kind, step, payload) VALUES (?, ?, ?, NULL, ?)",
+                       (run_id, now(), STOP_REQUESTED, to_json({"reason": reason})))
+
+    @contextmanager
+    def _at_once(self, wait_s: float = 1.0) -> Iterator[sqlite3.Connection]:
+        """A write from a signal handler: through a connection of its own, taking none of this
+        store's locks (the thread it interrupted may hold them), giving up after `wait_s` if another
+        writer holds the file."""
+        if self.read_only:
+            raise RunStoreReadOnly(self.path, "the file could only be opened for reading")
+        db = sqlite3.connect(self.path, timeout=wait_s, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        finally:
+            db.close()  # uncommitted: rolled back
+
     @staticmethod
     def _end(db: sqlite3.Connection, run_id: str, status: str, error: Any) -> None:
         stamp = now()
@@ -312,7 +353,9 @@ class RunStore:
                 still = db.execute("SELECT 1 FROM runs WHERE id = ? AND status IN (?, ?) AND heartbeat IS ?",
                                    (row["id"], PENDING, RUNNING, row["heartbeat"])).fetchone()
                 if still:
-                    self._end(db, row["id"], FAILED, OWNER_STOPPED)
+                    asked = self._stop_requested(db, row["id"])
+                    self._end(db, row["id"], *((CANCELLED, f"{asked} ({OWNER_STOPPED_EARLY})") if asked
+                                               else (FAILED, OWNER_STOPPED)))
                     reaped.append(row["id"])
             if row["id"] in reaped and owner_visible(row["owner_pid"], row["owner_host"], row["owner_space"]):
                 owners.append((row["owner_pid"], row["owner_started"] or 0.0))
@@ -321,6 +364,13 @@ class RunStore:
             # ignores SIGTERM holds it 2 s), and not a daemon: a CLI that exits first still ends them
             threading.Thread(target=_end_orphans_of_all, args=(owners,), name="nbscale-end-orphans").start()
         return reaped
+
+    @staticmethod
+    def _stop_requested(db: sqlite3.Connection, run_id: str) -> str | None:
+        row = db.execute("SELECT payload FROM events WHERE run_id = ? AND kind = ? ORDER BY id LIMIT 1",
+                         (run_id, STOP_REQUESTED)).fetchone()
+        payload = row_dict(row).get("payload") if row else None
+        return payload.get("reason") if isinstance(payload, dict) else None
 
     def _reap_due(self) -> None:
         """`reap`, at most once per REAP_INTERVAL_S (every read calls this)."""

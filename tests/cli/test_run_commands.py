@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from conftest import EXAMPLES_DIR, make_immutable, make_notebook, wait_for
 
 from nbscale.cli import main
-from nbscale.kernels.contract import OWNER_STOPPED, STOPPED_BY_SIGTERM
+from nbscale.kernels.contract import OWNER_STOPPED, OWNER_STOPPED_EARLY, STOPPED_BY_SIGTERM, STOPPED_TWICE_BY_SIGTERM
 from nbscale.kernels.errors import RunStoreError
 from nbscale.kernels.runstore import RunStore
 
@@ -345,6 +345,45 @@ def test_sigterm_cancels_the_run_like_ctrl_c(tmp_path):
     assert {s["step"]: s["status"] for s in run["steps"]} == {"slow": "cancelled", "after": "cancelled"}
 
 
+def _stubborn_run(tmp_path, engine):
+    """A run whose step does not end when interrupted (its cleanup sleeps), once it runs; its id."""
+    nb = make_notebook(tmp_path, [
+        ("import time", ["imports"]),
+        ("try:\n    time.sleep(60)\nexcept BaseException:\n    time.sleep(60)  # a cleanup that does not end\nx = 1",
+         ["step:slow"]),
+        ("y = x", ["step:after"])], name="stubborn")
+    proc = subprocess.Popen(NBSCALE + ["run", str(nb), "--engine", engine], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    return proc, _running(tmp_path / ".nbscale" / "runs.sqlite")
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_second_sigterm_ends_the_process_and_the_run_is_recorded_cancelled(tmp_path, engine):
+    proc, run_id = _stubborn_run(tmp_path, engine)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert proc.poll() is None  # still cleaning up
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    run = RunStore(tmp_path / ".nbscale" / "runs.sqlite").get_run(run_id)
+    assert (run["status"], run["error"]) == ("cancelled", STOPPED_TWICE_BY_SIGTERM)
+    assert {s["step"]: s["status"] for s in run["steps"]} == {"slow": "cancelled", "after": "cancelled"}
+
+
+@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGTERM, STOPPED_BY_SIGTERM), (signal.SIGINT, "cancelled by the user")])
+def test_a_run_killed_after_it_was_asked_to_stop_is_found_cancelled_not_failed(tmp_path, sig, reason):
+    # a service manager's or Kubernetes' way: SIGTERM, then SIGKILL after a grace time
+    proc, run_id = _stubborn_run(tmp_path, "local")
+    proc.send_signal(sig)
+    time.sleep(1.0)
+    proc.kill()
+    proc.communicate(timeout=30)
+    run = RunStore(tmp_path / ".nbscale" / "runs.sqlite").get_run(run_id)  # opening it finds the owner gone
+    assert (run["status"], run["error"]) == ("cancelled", f"{reason} ({OWNER_STOPPED_EARLY})")
+    assert {s["step"]: s["status"] for s in run["steps"]} == {"slow": "cancelled", "after": "cancelled"}
+
+
 def test_a_step_that_ends_the_local_engine_process_leaves_a_failed_run(tmp_path):
     # (os._exit in a step fails the step: a real death of the process is a signal)
     nb = make_notebook(tmp_path, [("import os, signal\nx = 1", ["step:first"]),
@@ -540,3 +579,17 @@ def test_show_says_which_metrics_regressed_and_what_the_run_cost(tmp_path):
     assert shown.exit_code == 0, shown.output
     assert "regression: accuracy = 0.7 (-22.2% against the previous run" in shown.stdout
     assert f"cost: {worse['cost']['total']['cost']:.3g} units" in shown.stdout
+
+
+def test_a_step_that_closes_standard_output_leaves_the_run_and_its_summary_whole(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("import os, sys\nprint('kept')\nsys.stdout.close()\nos.close(1)\nx = 1", ["step:closes"]),
+        ("y = x + 1\nprint('after', y)", ["step:after"]),
+    ])
+    proc = subprocess.run([*NBSCALE, "run", str(nb), "--engine", "local"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "closes  succeeded" in proc.stdout and "after   succeeded" in proc.stdout  # printed after the step
+    assert "standard output (file descriptor 1)" in proc.stderr
+    steps = dict(sqlite3.connect(tmp_path / ".nbscale" / "runs.sqlite").execute("select step, stdout from step_runs"))
+    assert steps == {"closes": "kept\n", "after": "after 2\n"}

@@ -123,3 +123,31 @@ def test_a_ctrl_c_the_steps_code_swallows_still_cancels_a_local_run(tmp_path):
         assert db.execute("SELECT status FROM runs").fetchall() == [("cancelled",)]
         assert dict(db.execute("SELECT step, status FROM step_runs").fetchall()) == {
             "swallow": "succeeded", "after": "cancelled"}
+
+
+def test_a_second_sigterm_says_the_last_words_of_the_block_it_stops(tmp_path):
+    script = """
+import sys, time
+from pathlib import Path
+from nbscale.kernels.errors import Terminated
+from nbscale.kernels.interrupts import last_words, sigterm_interrupts
+with sigterm_interrupts():
+    with last_words(lambda: Path("outside").write_text("no")):
+        pass
+    with last_words(lambda: Path("said").write_text("cancelled")):
+        try:
+            print("ready", flush=True)
+            time.sleep(60)
+        except Terminated:
+            print("cleaning up", flush=True)
+            time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "cleaning up"
+    assert not (tmp_path / "said").exists()  # the first SIGTERM is a request, not the end
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    assert (tmp_path / "said").read_text() == "cancelled" and not (tmp_path / "outside").exists()
