@@ -61,6 +61,49 @@ CLIENT_BATCH_S = 0.001
 START_SETTLE_S = 30.0  # at most this long, a cancelled run lets its cluster's start end before it stops
 
 
+class _LostSchedulerNoise(logging.Filter):
+    """Drops the tracebacks distributed's client logs as it fails to reconnect to a scheduler that
+    went away (a warm cluster stopped or killed under a run): the run says it once, as the failed
+    step's reason (`_cancelled_outcome`). On `distributed.client` while an engine is connected."""
+
+    def __init__(self):
+        super().__init__()
+        self._holders, self._lock = 0, threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (_connection_lost(exc) or str(record.msg).startswith("Failed to reconnect to scheduler"))
+
+    def hold(self) -> None:
+        with self._lock:
+            self._holders += 1
+            if self._holders == 1:
+                logging.getLogger("distributed.client").addFilter(self)
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                logging.getLogger("distributed.client").removeFilter(self)
+
+
+def _connection_lost(exc: BaseException | None) -> bool:
+    from distributed.comm.core import CommClosedError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # the reconnect's CancelledError, caused by the closed comm
+        seen.add(id(exc))
+        if isinstance(exc, (CommClosedError, OSError, asyncio.CancelledError, asyncio.TimeoutError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+_LOST_SCHEDULER_NOISE = _LostSchedulerNoise()
+
+
 class DaskEngine(Engine):
     name = "dask"
     cluster_note = None  # which cluster the run uses, or why not the warm one (`connect`)
@@ -80,11 +123,14 @@ class DaskEngine(Engine):
         self.body, self.on_outcome = body or run_step, on_outcome
         self.client = self.cluster = None
         self._start_workers = None  # starts the workers of the run's own cluster (`run`, once)
+        self._quieted = False  # holds `_LOST_SCHEDULER_NOISE` (`connect`, `close`)
 
     # --- cluster -----------------------------------------------------------------------------
     def connect(self):
         client = self._connect()
         _send_promptly(client)
+        _LOST_SCHEDULER_NOISE.hold()
+        self._quieted = True
         return client
 
     def _connect(self):
@@ -121,11 +167,16 @@ class DaskEngine(Engine):
 
     def close(self):
         self._start_workers = None
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-        self.client = self.cluster = None
+        try:
+            if self.client is not None:
+                self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+        finally:
+            self.client = self.cluster = None
+            if self._quieted:
+                self._quieted = False
+                _LOST_SCHEDULER_NOISE.release()
 
     # --- running -----------------------------------------------------------------------------
     def run(self, specs, emit) -> dict:

@@ -88,6 +88,23 @@ def test_a_killed_cluster_is_stale_in_status_and_start_replaces_it(project):
     assert json.loads(warm_cluster.info_path(project).read_text())["pid"] != pid
 
 
+def test_a_cluster_killed_under_a_run_fails_its_step_with_one_clear_reason_and_no_traceback(project):
+    assert nbscale("cluster", "start", "--dir", project, "--workers", "1").returncode == 0
+    pid = json.loads(warm_cluster.info_path(project).read_text())["pid"]
+    started = project / "started"
+    notebook = make_notebook(project, [
+        ("x = 1", ["step:a"]),
+        (f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(30)\ny = x", ["step:b"])])
+    run = subprocess.Popen([*NBSCALE, "run", str(notebook)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, cwd=project)
+    wait_for(started.exists, "step b to start on the warm cluster")
+    os.kill(pid, signal.SIGKILL)
+    out, err = run.communicate(timeout=DEADLINE_S)
+    assert run.returncode == 1, err
+    assert "b failed SchedulerLost: the step did not finish: the connection to the Dask scheduler at" in out
+    assert "Traceback" not in err and "ERROR" not in err, err
+
+
 def test_a_hostile_file_is_refused_and_stop_removes_it_without_signalling_anyone(project):
     path = warm_cluster.info_path(project)
     path.parent.mkdir()

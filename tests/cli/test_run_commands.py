@@ -371,7 +371,8 @@ def test_a_second_sigterm_ends_the_process_and_the_run_is_recorded_cancelled(tmp
     assert {s["step"]: s["status"] for s in run["steps"]} == {"slow": "cancelled", "after": "cancelled"}
 
 
-@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGTERM, STOPPED_BY_SIGTERM), (signal.SIGINT, "cancelled by the user")])
+@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGTERM, STOPPED_BY_SIGTERM),
+                                             (signal.SIGINT, "cancelled by the user")])
 def test_a_run_killed_after_it_was_asked_to_stop_is_found_cancelled_not_failed(tmp_path, sig, reason):
     # a service manager's or Kubernetes' way: SIGTERM, then SIGKILL after a grace time
     proc, run_id = _stubborn_run(tmp_path, "local")
