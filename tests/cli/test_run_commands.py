@@ -347,14 +347,17 @@ def test_sigterm_cancels_the_run_like_ctrl_c(tmp_path):
 
 def _stubborn_run(tmp_path, engine):
     """A run whose step does not end when interrupted (its cleanup sleeps), once it runs; its id."""
+    inside = tmp_path / "inside"
     nb = make_notebook(tmp_path, [
         ("import time", ["imports"]),
-        ("try:\n    time.sleep(60)\nexcept BaseException:\n    time.sleep(60)  # a cleanup that does not end\nx = 1",
-         ["step:slow"]),
+        (f"try:\n    open({str(inside)!r}, 'w').close()\n    time.sleep(60)\n"
+         "except BaseException:\n    time.sleep(60)  # a cleanup that does not end\nx = 1", ["step:slow"]),
         ("y = x", ["step:after"])], name="stubborn")
     proc = subprocess.Popen(NBSCALE + ["run", str(nb), "--engine", engine], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    return proc, _running(tmp_path / ".nbscale" / "runs.sqlite")
+    run_id = _running(tmp_path / ".nbscale" / "runs.sqlite")
+    wait_for(inside.exists, "the step to be inside its try")  # a signal before it ends the step at once
+    return proc, run_id
 
 
 @pytest.mark.parametrize("engine", ["local", "dask"])
