@@ -48,7 +48,7 @@ def sigterm_interrupts() -> Iterator[None]:
     def terminated_again(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if os.getpid() == owner:
-            _say_last_words()
+            _tell(_LAST_WORDS)
         os.kill(os.getpid(), signal.SIGTERM)
 
     def interrupted(signum, frame):
@@ -134,10 +134,6 @@ def _listening(listeners: list, listener) -> Iterator[None]:
         yield
     finally:
         listeners.remove(listener)
-
-
-def _say_last_words() -> None:
-    _tell(_LAST_WORDS)
 
 
 def _tell(listeners: list, *args) -> None:
