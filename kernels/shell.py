@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import getpass
 import inspect
 import os
 import shutil
@@ -30,6 +31,7 @@ from pathlib import Path
 from IPython.core.display_functions import display as ipython_display
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
+from IPython.core.error import StdinNotImplementedError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magics.execution import ExecutionMagics
 from IPython.core.profiledir import ProfileDir
@@ -233,13 +235,14 @@ class _ProcessState:
 
     SYS_ATTRS = ("stdout", "stderr", "ps1", "ps2", "ps3", "excepthook", "displayhook",
                  "last_type", "last_value", "last_traceback", "last_exc")
-    BUILTINS = ("display", "__IPYTHON__")
+    BUILTINS = ("display", "__IPYTHON__", "input")
 
     @classmethod
     def save(cls) -> _ProcessState:
         state = cls()
         state.sys = {a: getattr(sys, a, _ABSENT) for a in cls.SYS_ATTRS}
         state.builtins = {a: builtins.__dict__.get(a, _ABSENT) for a in cls.BUILTINS}
+        state.getpass = getpass.getpass
         state.main = sys.modules.get("__main__", _ABSENT)
         state.singletons = {c: c.__dict__.get("_instance", _ABSENT)
                             for c in (InteractiveShell, StepShell)}
@@ -257,6 +260,7 @@ class _ProcessState:
                 builtins.__dict__.pop(name, None)
             else:
                 builtins.__dict__[name] = value
+        getpass.getpass = self.getpass
         if self.main is _ABSENT:
             sys.modules.pop("__main__", None)
         else:
@@ -267,6 +271,22 @@ class _ProcessState:
                     delattr(cls, "_instance")
             else:
                 cls._instance = value
+
+
+def _stdin_is_a_terminal() -> bool:
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
+
+
+def _input_refused(prompt="", *args, **kwargs):
+    """`input()` and `getpass.getpass()` in a step whose process has no terminal: nobody is there to answer
+    (a worker, a batch run, the server's runs), and reading a pipe would hang the run; papermill's kernels
+    refuse it alike."""
+    raise StdinNotImplementedError(
+        "a pipeline step cannot ask for input (input() or getpass() was called): make the value a parameter "
+        "(a `parameters` cell, `nbscale run -p NAME=VALUE`), or read it from a file or an environment variable")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -332,6 +352,9 @@ class StepEnvironment:
         sys.modules["__main__"] = module  # pickle and friends find the step's classes
         builtins.__dict__["display"] = ipython_display
         builtins.__dict__["__IPYTHON__"] = True
+        if not _stdin_is_a_terminal():  # a person at a terminal may answer (`breakpoint()` under --engine local)
+            builtins.__dict__["input"] = _input_refused
+            getpass.getpass = _input_refused
         for cls in (InteractiveShell, StepShell):  # get_ipython() and display() use it
             cls._instance = shell
         shell.step_run = self.run

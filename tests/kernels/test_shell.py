@@ -180,3 +180,52 @@ def test_no_files_in_home_and_an_existing_ipython_is_left_alone(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "isolated"
+
+
+@pytest.fixture
+def stdin_of(request):
+    """Put `make()`'s descriptor on this process's descriptor 0 for the test (and back)."""
+    saved = os.dup(0)
+
+    def put(fd):
+        os.dup2(fd, 0)
+        os.close(fd)
+
+    yield put
+    os.dup2(saved, 0)
+    os.close(saved)
+
+
+@pytest.mark.parametrize("call", ["input('your name? ')", "__import__('getpass').getpass()"])
+def test_without_a_terminal_asking_for_input_fails_at_once_with_what_to_do_instead(call, stdin_of):
+    import getpass
+
+    read, write = os.pipe()  # a pipe nobody writes to: a batch job's stdin, which would block for ever
+    stdin_of(read)
+    before = (builtins.input, getpass.getpass)
+    try:
+        result = run(f"x = 1\nname = {call}")
+    finally:
+        os.close(write)
+    assert result.status == FAILED
+    error = result.error
+    assert error.ename == "StdinNotImplementedError" and "make the value a parameter" in error.evalue
+    assert (error.cell, error.line) == (1, 2)  # cells as a person counts them
+    assert (builtins.input, getpass.getpass) == before  # the process's own, after the step
+
+
+def test_at_a_terminal_input_is_answered(stdin_of):
+    import pty
+
+    controller, terminal = pty.openpty()
+    os.write(controller, b"alice\n")
+    stdin_of(terminal)
+    sys_stdin = sys.stdin
+    sys.stdin = open(0, closefd=False)  # (pytest stands in for it)
+    try:
+        result = ok(run("name = input()", outputs=["name"]))
+    finally:
+        sys.stdin.close()
+        sys.stdin = sys_stdin
+        os.close(controller)
+    assert result.outputs == {"name": "alice"}
