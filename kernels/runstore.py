@@ -303,8 +303,7 @@ class RunStore:
         grace time of a service manager or Kubernetes), whoever finds its owner gone ends it
         cancelled for `reason`, not failed. See `_at_once`."""
         with self._at_once() as db:
-            db.execute("INSERT INTO events (run_id, time, kind, step, payload) VALUES (?, ?, ?, NULL, ?)",
-                       (run_id, now(), STOP_REQUESTED, to_json({"reason": reason})))
+            _insert_event(db, run_id, STOP_REQUESTED, None, {"reason": reason})
 
     @contextmanager
     def _at_once(self, wait_s: float = 1.0) -> Iterator[sqlite3.Connection]:
@@ -316,6 +315,7 @@ class RunStore:
         db = sqlite3.connect(self.path, timeout=wait_s, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
+            self._refuse_foreign(db)  # the file may have been replaced since the store opened it
             db.execute("BEGIN IMMEDIATE")
             yield db
             db.execute("COMMIT")
@@ -332,8 +332,7 @@ class RunStore:
                    (CANCELLED, stamp, run_id, PENDING, RUNNING))
         db.execute("UPDATE runs SET status = ?, finished = ?, error = ? WHERE id = ?",
                    (status, stamp, to_json(error), run_id))
-        db.execute("INSERT INTO events (run_id, time, kind, step, payload) VALUES (?, ?, ?, NULL, ?)",
-                   (run_id, stamp, RUN_FINISHED, to_json({"status": status, "error": error})))
+        _insert_event(db, run_id, RUN_FINISHED, None, {"status": status, "error": error}, stamp)
 
     # -- owners: heartbeats, and the runs whose owner is gone ----------------------------------------
 
@@ -458,11 +457,7 @@ class RunStore:
         self, run_id: str, kind: str, step: str | None = None, payload: Any = None
     ) -> int:
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO events (run_id, time, kind, step, payload) VALUES (?, ?, ?, ?, ?)",
-                (run_id, now(), kind, step, to_json(payload)),
-            )
-            return cursor.lastrowid
+            return _insert_event(db, run_id, kind, step, payload)
 
     def events_since(self, run_id: str, after_id: int = 0) -> list[dict]:
         with self._read() as db:
@@ -611,6 +606,12 @@ class RunStore:
     @staticmethod
     def _all(db: sqlite3.Connection, sql: str, run_id: str) -> list[dict]:
         return [row_dict(row) for row in db.execute(sql, (run_id,)).fetchall()]
+
+
+def _insert_event(db: sqlite3.Connection, run_id: str, kind: str, step: str | None, payload: Any,
+                  stamp: str | None = None) -> int:
+    return db.execute("INSERT INTO events (run_id, time, kind, step, payload) VALUES (?, ?, ?, ?, ?)",
+                      (run_id, stamp or now(), kind, step, to_json(payload))).lastrowid
 
 
 def _end_orphans_of_all(owners: list[tuple[int, float]]) -> None:
