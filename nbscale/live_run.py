@@ -147,9 +147,11 @@ class LiveRun:
             self.handle.update(self.bundle(), raw=True)
 
     def _end(self) -> None:
+        # the static parts first: whoever sees the widget's final state (and saves the notebook then)
+        # gets a display that already shows it, as both leave on the kernel's one iopub channel in order
+        self.update_display()
         if self.view is not None:
             self.view.refresh()
-        self.update_display()  # the static parts now show the final state
         self.ended.set()
 
     # -- cancel and wait --------------------------------------------------------------------------
