@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import pickle
 import threading
 import uuid
@@ -42,6 +43,18 @@ READ_ONLY_ERRORS = ("read-only", "readonly", "not writeable", "not writable")
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbscale-store-write")
 _pending: dict[str, dict[str, Future]] = {}  # run id → step → its store write
 _lock = threading.Lock()
+
+
+def _fresh_after_fork() -> None:
+    """A forked process (a Dask worker) gets a pool of its own: the copied one counts the parent's
+    threads, which did not come along, and would never run a write. The parent's writes are not its."""
+    global _pool, _pending, _lock
+    _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbscale-store-write")
+    _pending, _lock = {}, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_after_fork)
 
 
 # --- what a reader gets -----------------------------------------------------------------------------

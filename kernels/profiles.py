@@ -55,8 +55,22 @@ LATER_MIN_BYTES = 8 * 2**20  # below this a profile costs less than handing it t
 IMPORTS = ("pandas", "datasketches")
 PARALLEL_MIN_ROWS = 1_000_000  # columns of fewer rows are profiled one after the other
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-_column_pool = ThreadPoolExecutor(max_workers=min(_cores, 8), thread_name_prefix="nbscale-profile-column") \
-    if _cores > 1 else None
+
+
+def _new_column_pool() -> ThreadPoolExecutor | None:
+    return ThreadPoolExecutor(max_workers=min(_cores, 8), thread_name_prefix="nbscale-profile-column") \
+        if _cores > 1 else None
+
+
+def _fresh_pool_after_fork() -> None:
+    # the copied pool counts the parent's threads, which did not come along, and would never run a column
+    global _column_pool
+    _column_pool = _new_column_pool()
+
+
+_column_pool = _new_column_pool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_pool_after_fork)
 
 
 # -- a step's values ----------------------------------------------------------------------------------

@@ -49,6 +49,27 @@ def wait_for(condition, what, timeout=60):
 
 
 
+def in_forked_child(work, timeout=30) -> str:
+    """Run `work()` in a child forked from this process: "ok", "failed" (it raised) or "hung" (still
+    running after `timeout` seconds: killed)."""
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest machinery from here on
+        try:
+            work()
+        except BaseException:  # noqa: BLE001 - reported through the exit code
+            os._exit(1)
+        os._exit(0)
+    end = time.time() + timeout
+    while time.time() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return "ok" if os.waitstatus_to_exitcode(status) == 0 else "failed"
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return "hung"
+
+
 def collect_events(kind):
     """([{"step", "payload"} of each run event of `kind`], the `on_event` callback that collects them)."""
     seen = []

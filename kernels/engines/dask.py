@@ -22,6 +22,7 @@ import sys
 import threading
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from ..contract import (
@@ -725,8 +726,22 @@ def _restore_filters_after_fork() -> None:
         warnings.filters.extend(_FILTERS_OF_FORKED)
 
 
+def _fresh_offload_pool_after_fork() -> None:
+    """A new offload pool for a forked worker. distributed serializes and deserializes every
+    message over 10 MiB in a one-thread pool, which the scheduler also uses for each graph it
+    receives: a worker forked after the run's first submit (or restarted after a Cancel) came from a
+    process whose pool had its thread. The thread does not come along, and the copied pool, counting
+    it as idle, never started another: the worker's large messages waited for ever."""
+    utils = sys.modules.get("distributed.utils")
+    pool = getattr(utils, "_offload_executor", None)
+    if isinstance(pool, ThreadPoolExecutor):
+        utils._offload_executor = ThreadPoolExecutor(max_workers=getattr(pool, "_max_workers", 1),
+                                                     thread_name_prefix="Dask-Offload")
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_restore_filters_after_fork)
+    os.register_at_fork(after_in_child=_fresh_offload_pool_after_fork)
 
 
 def cluster_from_factory(factory: dict):

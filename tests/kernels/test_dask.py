@@ -629,6 +629,37 @@ def test_workers_forked_by_the_embedded_cluster_do_not_ignore_warnings(tmp_path)
     assert done.stdout.strip().splitlines()[-1] == "[('fork', 0)]"
 
 
+def test_workers_forked_after_the_scheduler_offloaded_work_can_send_large_messages(tmp_path):
+    # The scheduler offloads every graph it receives to distributed's one-thread "offload" pool, and
+    # a run submits its first step while the workers start; a worker restarted after a Cancel is
+    # forked later still. Forked from a process whose pool had its thread, a worker's pool believed
+    # it had one and never ran anything: every message over 10 MiB (a step computing a collection
+    # made from a frame, a large value sent to another worker or back) waited for ever.
+    script = (
+        "import numpy as np\n"
+        "from distributed import Client, utils\n"
+        "from nbscale.kernels.engines.dask import local_scheduler\n"
+        "from nbscale.kernels.engines.dask_lifecycle import restart_workers\n"
+        "cluster, start_workers = local_scheduler(1, http=False)  # decides to fork: no other thread yet\n"
+        "utils._offload_executor.submit(lambda: None).result()  # as the scheduler's first graph does\n"
+        "start_workers()\n"
+        "client = Client(cluster)\n"
+        "def big():\n"
+        "    return np.ones(2_000_000)  # 16 MB: its worker serializes it in the offload pool\n"
+        "print(client.run(lambda: __import__('multiprocessing').get_start_method()))\n"
+        "print(client.submit(big, pure=False).result(timeout=60).sum())\n"
+        "print(restart_workers(client, list(client.scheduler_info()['workers']), 60))\n"
+        "client.wait_for_workers(1, timeout=60)\n"
+        "print(client.submit(big, pure=False).result(timeout=60).sum())\n"
+        "client.close(); cluster.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert "'fork'" in lines[0]  # the case in question: forked workers
+    assert lines[1] == lines[3] == "2000000.0"
+    assert "'OK'" in lines[2]
+
+
 def test_notebooks_of_two_folders_on_one_cluster_each_get_their_own_local_module(local_cluster, tmp_path):
     # A cluster serving several folders (the JupyterLab server's, a shared scheduler): a worker that
     # imported x/helpers.py for one notebook must not hand it to y/nb.ipynb, whose folder has its own.

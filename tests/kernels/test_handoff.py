@@ -9,8 +9,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import collect_events, make_notebook
+from conftest import collect_events, in_forked_child, make_notebook
 
+from nbscale.kernels import handoff
 from nbscale.kernels.contract import WARNING
 from nbscale.kernels.handoff import ASYNC_MIN_BYTES, memory_digests, step_inputs, wrote_into_read_only
 from nbscale.kernels.runner import RunOptions, run_notebook
@@ -269,3 +270,19 @@ def test_a_value_that_pickles_but_cannot_be_made_again_is_blamed_on_its_name_and
         assert "Traceback" not in error["traceback"]
         if attempt:
             assert any("cannot be loaded" in w["payload"]["message"] for w in warnings if w["step"] == "a")
+
+
+def test_a_process_forked_after_a_background_write_can_write_in_the_background(tmp_path):
+    # a Dask worker forked from a process whose write pool had threads: the copied pool counted
+    # them (they did not come along) and never ran a write; the run waited for it for ever
+    handoff.start_write("parent-run", "s", lambda: None)
+    assert handoff.wait_for_writes("parent-run") == {}
+    target = tmp_path / "written"
+
+    def write_in_child():
+        assert handoff.wait_for_writes("parent-run") == {}  # the parent's writes are not the child's
+        handoff.start_write("child-run", "s", lambda: target.write_text("yes"))
+        assert handoff.wait_for_writes("child-run") == {}
+
+    assert in_forked_child(write_in_child) == "ok"
+    assert target.read_text() == "yes"

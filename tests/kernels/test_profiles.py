@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_notebook
+from conftest import in_forked_child, make_notebook
 
 from nbscale.kernels import profiles
 from nbscale.kernels.profiles import profile_value, step_profiles
@@ -153,6 +153,19 @@ def test_only_large_values_wait_for_another_thread_and_their_columns_are_profile
     monkeypatch.setattr(profiles, "PARALLEL_MIN_ROWS", rows + 1)  # the same columns one after the other
     assert _exact_parts(parallel) == _exact_parts(step_profiles({"big": big}))
     assert [c["name"] for c in parallel["values"]["big"]["columns"]] == ["x", "y", "n"]  # in the frame's order
+
+
+def test_a_process_forked_after_a_parallel_profile_profiles_columns_in_parallel():
+    # a Dask worker forked from a process whose column pool had threads: the copied pool counted
+    # them (they did not come along) and never profiled a column; the step waited for ever
+    rows = profiles.PARALLEL_MIN_ROWS + 10
+    big = pd.DataFrame({"x": np.arange(rows, dtype=np.float64), "y": np.ones(rows)})
+    expected = _exact_parts(step_profiles({"big": big}))
+
+    def profile_in_child():
+        assert _exact_parts(step_profiles({"big": big})) == expected
+
+    assert in_forked_child(profile_in_child) == "ok"
 
 
 def test_a_store_write_asks_for_the_profiles_once_its_values_are_written(tmp_path):
