@@ -128,6 +128,38 @@ def stop_requests_noted(note) -> Iterator[None]:
 
 
 @contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and a repeated interrupt wait until the block ends, then do what they would
+    have done. For code that an exception raised at any point breaks beyond repair: a C++ extension
+    module's import (nanobind turns a KeyboardInterrupt raised while it makes its enums into a C++
+    exception, and the process aborts). Only the main thread runs signal handlers: elsewhere,
+    nothing to hold back."""
+    signals = tuple(dict.fromkeys((signal.SIGINT, signal.SIGTERM, REPEAT_SIGNAL)))
+    handlers = {signum: signal.getsignal(signum) for signum in signals}
+    if threading.current_thread() is not threading.main_thread() or None in handlers.values():
+        yield  # (None: a handler set outside Python, which could not be put back)
+        return
+    arrived: list[int] = []
+    for signum in signals:
+        signal.signal(signum, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(arrived):
+            _deliver(signum, handlers[signum])
+
+
+def _deliver(signum: int, handler) -> None:
+    """What `handler` (as `signal.getsignal` gives it) does with a signal that came meanwhile."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)
+
+
+@contextmanager
 def _listening(listeners: list, listener) -> Iterator[None]:
     listeners.append(listener)
     try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import sys
 import time
 import warnings
 from collections import Counter
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .interrupts import uninterrupted
 from .marshal import loaded_module
 
 FORMAT = "nbscale.profile/1"
@@ -96,10 +98,22 @@ def can_wait(values: dict) -> bool:
     if _bytes(values) < LATER_MIN_BYTES:
         return False
     try:
-        import datasketches  # noqa: F401
+        _sketches()
     except ImportError:  # profiled at once, which says what is missing
         return False
     return all(loaded_module(m) for m in IMPORTS)
+
+
+def _sketches():
+    """The sketches' library, a C++ extension: a Ctrl-C during its import would abort the process
+    (nanobind makes the KeyboardInterrupt a C++ exception), so the interrupt waits until it is
+    imported."""
+    if "datasketches" in sys.modules:  # imported, or being imported by another thread (waited for)
+        import datasketches
+    else:
+        with uninterrupted():
+            import datasketches
+    return datasketches
 
 
 def _bytes(values: dict) -> int:
@@ -120,7 +134,7 @@ def _bytes(values: dict) -> int:
 
 def _step_profiles(values: dict) -> dict | None:
     started = time.perf_counter()
-    import datasketches  # noqa: F401 - missing where the step ran (a bare worker): a warning, no profiles
+    _sketches()  # missing where the step ran (a bare worker): a warning, no profiles
     profiled, skipped = {}, {}
     for name, value in values.items():
         kind = value_kind(value)
@@ -422,7 +436,7 @@ def top_counts(counts: dict[str, int], scale: float) -> list:
 
 
 def _kll(values: np.ndarray):
-    from datasketches import kll_doubles_sketch
+    kll_doubles_sketch = _sketches().kll_doubles_sketch
 
     sketch = kll_doubles_sketch(KLL_K)
     sketch.update(np.ascontiguousarray(values, dtype=np.float64))
@@ -430,7 +444,7 @@ def _kll(values: np.ndarray):
 
 
 def _frequent(counts: dict[str, int]):
-    from datasketches import frequent_strings_sketch
+    frequent_strings_sketch = _sketches().frequent_strings_sketch
 
     sketch = frequent_strings_sketch(FREQUENT_LG_K)
     for value, count in sorted(counts.items(), key=lambda item: -item[1])[:FED_ITEMS]:
@@ -445,7 +459,7 @@ def encode(sketch) -> str:
 
 def kll_sketch(column: dict):
     """The column's KLL quantile sketch (None when it has none)."""
-    from datasketches import kll_doubles_sketch
+    kll_doubles_sketch = _sketches().kll_doubles_sketch
 
     text = column.get("kll")
     return kll_doubles_sketch.deserialize(base64.b64decode(text)) if text else None
@@ -453,7 +467,7 @@ def kll_sketch(column: dict):
 
 def frequent_sketch(column: dict):
     """The column's frequent-items sketch (None when it has none)."""
-    from datasketches import frequent_strings_sketch
+    frequent_strings_sketch = _sketches().frequent_strings_sketch
 
     text = column.get("frequent")
     return frequent_strings_sketch.deserialize(base64.b64decode(text)) if text else None
@@ -461,7 +475,7 @@ def frequent_sketch(column: dict):
 
 def category_counts(column: dict) -> dict[str, float]:
     """Category → estimated count in the sketch (its sample), the most frequent ones."""
-    from datasketches import frequent_items_error_type
+    frequent_items_error_type = _sketches().frequent_items_error_type
 
     sketch = frequent_sketch(column)
     if sketch is None:

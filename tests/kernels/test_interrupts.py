@@ -151,3 +151,47 @@ with sigterm_interrupts():
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGTERM
     assert (tmp_path / "said").read_text() == "cancelled" and not (tmp_path / "outside").exists()
+
+
+UNINTERRUPTED = """
+import os, signal, sys
+from nbscale.kernels.errors import Terminated
+from nbscale.kernels.interrupts import sigterm_interrupts, uninterrupted
+done = []
+try:
+    with sigterm_interrupts():
+        try:
+            with uninterrupted():
+                os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+                for _ in range(1000):  # bytecodes at which the handler would have run
+                    done.append(len(done))
+            print("not interrupted", flush=True)
+        except (KeyboardInterrupt, Terminated) as exc:
+            print(type(exc).__name__, "after", len(done), signal.getsignal(signal.SIGINT).__name__, flush=True)
+except KeyboardInterrupt:
+    pass
+print("handlers back:", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+"""
+
+
+def test_a_signal_during_an_uninterrupted_block_acts_once_the_block_ends():
+    for name, raised in (("SIGINT", "KeyboardInterrupt"), ("SIGTERM", "Terminated")):
+        done = subprocess.run([sys.executable, "-c", UNINTERRUPTED, name], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        # the block ran to its end, then the run's own handler raised as it would have
+        assert done.stdout.splitlines() == [f"{raised} after 1000 interrupted", "handlers back: True"], done.stdout
+
+
+def test_an_uninterrupted_block_outside_the_main_thread_changes_no_handler():
+    from nbscale.kernels.interrupts import uninterrupted
+
+    seen = []
+
+    def block():
+        with uninterrupted():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    thread = threading.Thread(target=block)
+    thread.start()
+    thread.join()
+    assert seen == [signal.getsignal(signal.SIGINT)]

@@ -4,6 +4,8 @@ hostile input that never fails a step, and the profiles of real runs (cached ste
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -166,6 +168,35 @@ def test_a_process_forked_after_a_parallel_profile_profiles_columns_in_parallel(
         assert _exact_parts(step_profiles({"big": big})) == expected
 
     assert in_forked_child(profile_in_child) == "ok"
+
+
+CTRL_C_IN_SKETCHES_IMPORT = """
+import os, signal, sys
+import numpy as np
+from nbscale.kernels import profiles
+sent = []
+
+def tracer(frame, event, arg):  # Ctrl-C as the C++ extension makes its enums (Python code it calls)
+    if not sent and "datasketches" in sys.modules and frame.f_code.co_filename.endswith("enum.py"):
+        sent.append(frame.f_code.co_name)
+        os.kill(os.getpid(), signal.SIGINT)
+
+sys.settrace(tracer)
+try:
+    profiles.step_profiles({"a": np.arange(10.0)})
+except KeyboardInterrupt:
+    sys.settrace(None)
+    print("interrupted once imported:", bool(sent), "datasketches" in sys.modules, flush=True)
+"""
+
+
+def test_a_ctrl_c_while_the_sketches_library_is_imported_interrupts_after_the_import_without_aborting():
+    # nanobind turned the KeyboardInterrupt into a C++ exception and the process aborted (SIGABRT):
+    # `nbscale run` died with its run left running (seen in CI)
+    done = subprocess.run([sys.executable, "-c", CTRL_C_IN_SKETCHES_IMPORT], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "interrupted once imported: True True"
 
 
 def test_a_store_write_asks_for_the_profiles_once_its_values_are_written(tmp_path):
