@@ -15,11 +15,12 @@ values from one step to the next (output history, `_`, `__future__` flags, event
 
 from __future__ import annotations
 
-import atexit
 import builtins
 import getpass
 import inspect
+import multiprocessing.util
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from traitlets.config import Config
 
 from .capture import StepRun
 from .kernel_libraries import LibrarySetup, inline_in_use, set_up_inline
+from .liveness import process_alive
 from .tracebacks import CellCompiler, format_exception
 
 __all__ = ["StepEnvironment", "StepShell", "step_shell"]
@@ -205,8 +207,7 @@ def _get_shell() -> StepShell:
     """The process's step shell: no history file, no profile in the user's home, quiet."""
     global _SHELL
     if _SHELL is None:
-        home = tempfile.mkdtemp(prefix="nbscale-ipython-")
-        atexit.register(shutil.rmtree, home, True)
+        home = _shell_home()
         config = Config()
         config.HistoryManager.enabled = False
         config.HistoryManager.hist_file = ":memory:"
@@ -224,6 +225,40 @@ def _get_shell() -> StepShell:
         shell.base_compiler_flags = shell.compile.flags
         _SHELL = shell
     return _SHELL
+
+
+_HOME_PREFIX = "nbscale-ipython-"
+_HOME_NAME = re.compile(re.escape(_HOME_PREFIX) + r"(\d+)-[a-z0-9_]+")
+
+
+def _shell_home() -> str:
+    """A new temporary IPython folder for this process's shell, removed when the process ends.
+
+    Its name carries the process id: a process killed outright (a Dask worker restarted to stop a
+    step) cannot remove its folder, so each new one removes those of ended processes."""
+    _remove_folders_of_ended_processes()
+    home = tempfile.mkdtemp(prefix=f"{_HOME_PREFIX}{os.getpid()}-")
+    # Not atexit: a forked multiprocessing child (a Dask worker) ends with os._exit and never runs
+    # it, and a child forked from this process that does run it would remove our folder.
+    # multiprocessing's finalizers run in both kinds of process, only in the one that made them.
+    multiprocessing.util.Finalize(None, shutil.rmtree, args=(home, True), exitpriority=0)
+    return home
+
+
+def _remove_folders_of_ended_processes() -> None:
+    with os.scandir(tempfile.gettempdir()) as entries:
+        for entry in entries:
+            match = _HOME_NAME.fullmatch(entry.name)
+            if match and _ours(entry) and not process_alive(int(match.group(1)), None):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _ours(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False) and entry.stat(
+            follow_symlinks=False).st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 _ABSENT = object()

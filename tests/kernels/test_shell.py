@@ -182,6 +182,68 @@ def test_no_files_in_home_and_an_existing_ipython_is_left_alone(tmp_path):
     assert proc.stdout.strip() == "isolated"
 
 
+FOLDERS_SCRIPT = textwrap.dedent("""
+    import glob, multiprocessing, os, signal, sys, tempfile
+    from nbscale.compiler.ir import Step
+    from nbscale.kernels.executor import execute_step
+
+    def shell_folders():
+        return set(glob.glob(os.path.join(tempfile.gettempdir(), "nbscale-ipython-*")))
+
+    def one_step(then_die=False):
+        assert execute_step(Step(name="s", cells=[1], source=["x = 1"], outputs=["x"]),
+                            None, {}, {}).ok
+        if then_die:  # as a worker killed to stop its step
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def forked(then_die=False):
+        child = multiprocessing.get_context("fork").Process(target=one_step, args=(then_die,))
+        child.start()
+        child.join(60)
+        return child
+
+    # a forked multiprocessing child (as a Dask worker is) ends with os._exit: no atexit
+    assert forked().exitcode == 0 and shell_folders() == set(), shell_folders()
+
+    killed = forked(then_die=True)
+    left = shell_folders()
+    assert killed.exitcode == -signal.SIGKILL and len(left) == 1, left
+    assert f"nbscale-ipython-{killed.pid}-" in left.pop()
+    # names like those of an ended process that are not its folders: left alone
+    elsewhere = tempfile.mkdtemp(dir=os.environ["HOME"])
+    open(os.path.join(elsewhere, "keep"), "w").close()
+    os.symlink(elsewhere, os.path.join(tempfile.gettempdir(), f"nbscale-ipython-{killed.pid}-link"))
+    open(os.path.join(tempfile.gettempdir(), f"nbscale-ipython-{killed.pid}-file"), "w").close()
+
+    one_step()  # this process's first shell: it removes the killed child's folder
+    mine = {f for f in shell_folders() if f"nbscale-ipython-{os.getpid()}-" in f}
+    assert len(mine) == 1 and shell_folders() == mine | {
+        os.path.join(tempfile.gettempdir(), f"nbscale-ipython-{killed.pid}-{n}")
+        for n in ("link", "file")}, shell_folders()
+    assert os.listdir(elsewhere) == ["keep"]
+
+    # a forked child that ends through sys.exit runs the atexit handlers it inherited
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)
+    os.waitpid(pid, 0)
+    assert mine <= shell_folders(), "a child removed this process's shell folder"
+    print("cleaned")
+""")
+
+
+def test_the_shell_folder_goes_with_its_process_and_only_with_it(tmp_path):
+    """Also when the process was killed: the next shell's process removes it."""
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-c", FOLDERS_SCRIPT], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "cleaned"
+    assert sorted(p.name.rsplit("-", 1)[1] for p in (tmp_path / "tmp").iterdir()) == ["file", "link"]
+
+
 @pytest.fixture
 def stdin_of(request):
     """Put `make()`'s descriptor on this process's descriptor 0 for the test (and back)."""
