@@ -40,7 +40,12 @@ ASYNC_MIN_BYTES = 32 * 2**20  # below this a write costs little next to scheduli
 VALUE_DIGEST = f"value-{DIGEST}"  # a digest of a value in memory, never of a file
 READ_ONLY_ERRORS = ("read-only", "readonly", "not writeable", "not writable")
 
-_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbscale-store-write")
+
+def _new_write_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbscale-store-write")
+
+
+_pool = _new_write_pool()
 _pending: dict[str, dict[str, Future]] = {}  # run id → step → its store write
 _lock = threading.Lock()
 
@@ -49,8 +54,7 @@ def _fresh_after_fork() -> None:
     """A forked process (a Dask worker) gets a pool of its own: the copied one counts the parent's
     threads, which did not come along, and would never run a write. The parent's writes are not its."""
     global _pool, _pending, _lock
-    _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbscale-store-write")
-    _pending, _lock = {}, threading.Lock()
+    _pool, _pending, _lock = _new_write_pool(), {}, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

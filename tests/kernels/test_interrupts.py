@@ -52,16 +52,21 @@ def test_the_handler_is_restored_and_other_threads_leave_it_alone():
     with sigterm_interrupts():
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
+    assert in_another_thread(sigterm_interrupts, signal.SIGTERM) is before
+
+
+def in_another_thread(block, signum):
+    """The handler of `signum` seen inside `block()`, run in a thread that is not the main one."""
     seen = []
 
-    def in_thread():
-        with sigterm_interrupts():
-            seen.append(signal.getsignal(signal.SIGTERM))
+    def run():
+        with block():
+            seen.append(signal.getsignal(signum))
 
-    thread = threading.Thread(target=in_thread)
+    thread = threading.Thread(target=run)
     thread.start()
     thread.join()
-    assert seen == [before]
+    return seen[0]
 
 
 FORK_SCRIPT = """
@@ -185,13 +190,4 @@ def test_a_signal_during_an_uninterrupted_block_acts_once_the_block_ends():
 def test_an_uninterrupted_block_outside_the_main_thread_changes_no_handler():
     from nbscale.kernels.interrupts import uninterrupted
 
-    seen = []
-
-    def block():
-        with uninterrupted():
-            seen.append(signal.getsignal(signal.SIGINT))
-
-    thread = threading.Thread(target=block)
-    thread.start()
-    thread.join()
-    assert seen == [signal.getsignal(signal.SIGINT)]
+    assert in_another_thread(uninterrupted, signal.SIGINT) is signal.getsignal(signal.SIGINT)
