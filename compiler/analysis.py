@@ -20,7 +20,7 @@ from .callables import Callable, argument_for, callee_of, changed_arguments
 from .heap import Heap
 from .parsing import ParsedCell, Visitor, parse_cell
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
-from .syntax import READS_ONLY_SCOPE
+from .syntax import EXPANDED_ARGUMENT, READS_ONLY_SCOPE, expanded_names
 
 READS_ONLY_SCOPE_NAME = READS_ONLY_SCOPE.split()[1].rstrip(":")
 
@@ -274,13 +274,13 @@ class _ModuleWalker(Visitor):
         return Use(name, self.cell, getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1,
                    optional)
 
-    def read(self, name, node, seen=None):
+    def read(self, name, node, seen=None, optional=False):
         callee = self.known.get(name)
         if callee is not None and name not in (seen or ()):
             self._called(callee, node, (seen or set()) | {name})
         if name in self.binds and name not in self.unsure:  # surely bound
             return
-        optional = name in self.maybe
+        optional = optional or name in self.maybe
         if name not in self.facts.read_objects:  # (objects() again would find the same)
             self.facts.read_objects[name] = self.heap.objects(name)
         current = self.facts.reads.get(name)
@@ -621,6 +621,8 @@ class _ModuleWalker(Visitor):
 
     def visit_Call(self, node):
         super().visit_Call(node)  # its function and arguments
+        for name in sorted(_expanded_reads(node)):
+            self.read(name, node, optional=True)
         used = node is self.assigned
         changed = effects.call_changes(self.heap, node, self.modules, used)
         names = effects.mutated_by_call(node, self.modules, used) - self.modules
@@ -686,6 +688,19 @@ class _ModuleWalker(Visitor):
 
 
 assert all(hasattr(_ModuleWalker, "visit_" + n.__name__) for n in SCOPE_NODES)
+
+
+def _expanded_reads(call: ast.Call) -> set[str]:
+    """The names IPython's expansion of a `!command` or a magic's line reads (`syntax.expanded_names`)."""
+    func = call.func
+    if not (type(func) is ast.Attribute and func.attr in EXPANDED_ARGUMENT and type(func.value) is ast.Call
+            and type(func.value.func) is ast.Name and func.value.func.id == "get_ipython"):
+        return set()
+    index = EXPANDED_ARGUMENT[func.attr]
+    argument = call.args[index] if len(call.args) > index else None
+    if type(argument) is not ast.Constant or type(argument.value) is not str:
+        return set()
+    return expanded_names(argument.value)
 
 
 def _walking_statement(method):

@@ -6,6 +6,7 @@ cell's line numbers so diagnostics point at the line the user wrote.
 
 from __future__ import annotations
 
+import ast
 import re
 
 # Cell magics whose body is Python: analyse the body. Any other cell magic (%%bash,
@@ -18,6 +19,11 @@ STATEMENT_LINE_MAGIC = re.compile(r"^(\s*)%(time|timeit|prun|memit)\s+(?:-\w+(?:
 READS_ONLY_SCOPE = "class __nbscale_timeit__:"
 # Cheap test for "might hold IPython syntax", so that pure-Python cells never import IPython.
 MAYBE_IPYTHON = re.compile(r"^\s*[%!?]|^[^#'\"\n]*=\s*[%!]|\?\s*$", re.MULTILINE)
+
+# `get_ipython()` methods (as to_python writes IPython syntax) whose string argument, at this index,
+# IPython expands with the names of the code that runs it: `!echo {path}`, `files = !ls $folder`,
+# `%cd {folder}`, `%%writefile {name}`.
+EXPANDED_ARGUMENT = {"system": 0, "getoutput": 0, "run_line_magic": 1, "run_cell_magic": 1}
 
 _transformer = None
 
@@ -57,6 +63,8 @@ def _cell_magic(lines, first):
     name, _, args = magic_line.partition(" ")
     blank = [""] * (first + 1)
     if name not in PYTHON_BODY_CELL_MAGICS:
+        if "{" in args or "$" in args:  # its line may expand names (its body is not expanded)
+            blank[first] = f"get_ipython().run_cell_magic({name!r}, {args!r}, '')"
         return "\n".join(blank + [""] * (len(lines) - first - 1))
     if name == "capture":
         # %%capture [--no-stdout ...] NAME binds NAME to the captured output
@@ -78,3 +86,25 @@ def _ipython_transformer():
 
         _transformer = TransformerManager()
     return _transformer
+
+
+def expanded_names(command: str) -> set[str]:
+    """The names IPython's expansion of `command` reads: `{expression}` and `$name` (its
+    `var_expand`). A name it cannot find there leaves the command as written (`!echo $HOME` is
+    the shell's), so none of them need exist."""
+    if "{" not in command and "$" not in command:
+        return set()
+    from IPython.utils.text import DollarFormatter
+
+    names: set[str] = set()
+    try:
+        fields = [(field, spec) for _, field, spec, _ in DollarFormatter().parse(command) if field]
+    except ValueError:  # unbalanced braces: IPython leaves such a command as written
+        return names
+    for field, spec in fields:
+        try:  # IPython evaluates `{a[1:2]}` whole: what a format string calls a spec is a slice
+            tree = ast.parse(f"{field}:{spec}" if spec else field, mode="eval")
+        except SyntaxError:
+            continue
+        names |= {node.id for node in ast.walk(tree) if type(node) is ast.Name and type(node.ctx) is ast.Load}
+    return names

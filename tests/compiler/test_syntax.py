@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from nbscale.compiler import compile_source
-from nbscale.compiler.syntax import to_python
+from nbscale.compiler.syntax import expanded_names, to_python
 
 
 def codes(pipeline):
@@ -124,6 +124,34 @@ def test_magic_bound_names_flow_between_steps():
     assert not p.has_errors, p.diagnostics
     assert p.step("b").inputs == ["files", "x"]
     assert p.step("c").sources == {"log": "b"}
+
+
+def test_the_names_ipython_expands_in_a_command():
+    assert expanded_names("echo {a} {b + 1} $c $d.e {x[1:2]} {{literal}} $$f {len(g)!r}") == {
+        "a", "b", "c", "d", "x", "len", "g"}
+    assert expanded_names("ls -la") == set()
+    assert expanded_names("echo {unbalanced") == set()  # IPython leaves it as written
+    assert expanded_names("echo {not python here}") == set()
+
+
+def test_names_in_shell_commands_and_magic_lines_are_inputs():
+    p = compile_source([
+        ("folder = 'data'\nname = 'out.txt'", ["parameters"]),
+        ("n = 3", ["step:a"]),
+        ("out = !echo {n + 1} $name\n%cd {folder}", ["step:b"]),
+        ("%%writefile {name}\ntext {n}", ["step:c"]),
+    ])
+    assert not p.has_errors, p.diagnostics
+    assert (p.step("b").inputs, p.step("b").parameters) == (["n"], ["folder", "name"])
+    # a cell magic's body is not expanded, its line is
+    assert (p.step("c").inputs, p.step("c").parameters) == ([], ["name"])
+
+
+def test_a_name_a_command_expands_need_not_exist():
+    """`!echo $HOME` is the shell's variable when the notebook has no HOME: IPython leaves the
+    command as written when a name is missing."""
+    p = compile_source([("!echo $HOME {missing}", ["step:a"])])
+    assert "undefined-name" not in codes(p) and p.step("a").inputs == []
 
 
 def test_bash_cell_reads_no_python_names():

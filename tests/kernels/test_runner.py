@@ -119,6 +119,17 @@ def test_changed_parameter_reruns_readers_and_downstream(tmp_path):
     assert _ran(log, n) == []
 
 
+def test_a_shell_command_expands_parameters_and_earlier_steps_values_and_reruns_with_them(tmp_path):
+    nb = make_notebook(tmp_path, [
+        ("greeting = 'hi'", ["parameters"]),
+        ("n = 7", ["step:a"]),
+        ("said = !echo {greeting} {n + 1}", ["step:b"]),
+    ])
+    assert run_notebook(nb, options=LOCAL).load("b")["said"] == ["hi 8"]
+    again = run_notebook(nb, {"greeting": "yo"}, options=LOCAL)
+    assert _status(again) == {"a": "cached", "b": "succeeded"} and again.load("b")["said"] == ["yo 8"]
+
+
 def _failing(tmp_path, fixed=False):
     second = "y = x + 1\nz = y * 2" if fixed else "y = x + 1\nz = y / 0"
     return make_notebook(tmp_path, [
