@@ -13,7 +13,8 @@ What is recorded, and how:
   The hook records only for the thread whose recording is active; when no step records it
   returns after one truth test. Skipped: the interpreter's files (`interpreter.py`: prefix
   trees, stdlib, site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
-  /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped.
+  /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped. A
+  module's `.pyc` read counts as a read of its source (the code it runs).
 - Changes while the step runs: a file or folder is looked at as the step first reads or lists it
   (a file's inode, size, mtime and ctime; a folder's entry names) and again as it ends. One that
   changed meanwhile by another hand (another process, a thread of the step) is listed under
@@ -276,7 +277,7 @@ def _start(recording: Recording) -> None:
             raise RuntimeError("a dependency recording is already active in this thread")
         if not _HOOKED:
             # The hook must not compute these: it may run inside tempfile's or site's own locks.
-            _nbscale_prefixes()
+            _nbscale_packages(), _own_temp_folder()
             is_interpreter_path(os.sep)
             sys.addaudithook(_on_audit)
             native_io.install()
@@ -367,7 +368,21 @@ def _opened(recording: Recording, args) -> None:
     if flags & os.O_APPEND:
         _changed_by_step(recording, (path,))
         return
-    _saw(recording, path, write=bool(flags & _WRITE_FLAGS))
+    write = bool(flags & _WRITE_FLAGS)
+    _saw(recording, path if write else _source_of_bytecode(path), write=write)
+
+
+def _source_of_bytecode(path):
+    """A module's source for its bytecode cache: a module loaded from a valid `.pyc` (by import, or
+    `importlib` from a file path) opens only that, yet runs the source's code, so the source is
+    what it read (and a `.pyc` is skipped as the interpreter's)."""
+    if not isinstance(path, str) or not path.endswith(".pyc"):
+        return path
+    try:
+        source = importlib.util.source_from_cache(_abspath(path))
+    except ValueError:  # not in a bytecode cache's layout: a .pyc file of the user's own
+        return path
+    return source if os.path.exists(source) else path
 
 
 def _changed(recording: Recording, args) -> None:  # os.rename/replace (src, dst, ...), os.remove, os.truncate
@@ -483,16 +498,26 @@ _HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.
 _IGNORED = ("/proc/", "/dev/", "/sys/")
 
 
+# nbscale's temporary folders a step may read: the step shell's IPython home (shell.py) and the
+# papermill engine's step folder, by their whole shape (`tempfile.mkdtemp` ends a name with 8
+# characters of [a-z0-9_]): a user's /tmp/nbscale-data is the user's.
+SHELL_HOME_PREFIX = "nbscale-ipython-"
+PAPERMILL_STEP_PREFIX = "nbscale-papermill-"
+_OWN_TEMP_NAME = rf"(?:{SHELL_HOME_PREFIX}\d+|{PAPERMILL_STEP_PREFIX}[A-Za-z0-9_-]+)-[a-z0-9_]{{8}}/"
+
+
 @lru_cache(maxsize=8192)
 def _is_ignored(path: str) -> bool:
     """Never a dependency: the interpreter's files, nbscale's own, virtual file systems."""
-    return path.startswith(_IGNORED) or is_interpreter_path(path) or path.startswith(_nbscale_prefixes())
+    return (path.startswith(_IGNORED) or is_interpreter_path(path) or path.startswith(_nbscale_packages())
+            or _own_temp_folder().match(path) is not None)
 
 
 @lru_cache(maxsize=1)
-def _nbscale_prefixes() -> tuple[str, ...]:
-    temp = tempfile.gettempdir()  # nbscale's temp folders: the IPython home, papermill's, KFP's
-    return _nbscale_packages() + tuple({os.path.join(t, "nbscale-") for t in (temp, os.path.realpath(temp))})
+def _own_temp_folder() -> re.Pattern:
+    temp = tempfile.gettempdir()
+    folders = "|".join(sorted({re.escape(t.rstrip(os.sep) + os.sep) for t in (temp, os.path.realpath(temp))}))
+    return re.compile(f"(?:{folders}){_OWN_TEMP_NAME}")
 
 
 @lru_cache(maxsize=1)

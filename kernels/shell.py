@@ -40,6 +40,7 @@ from traitlets import Type
 from traitlets.config import Config
 
 from .capture import StepRun
+from .dependencies import SHELL_HOME_PREFIX
 from .kernel_libraries import LibrarySetup, inline_in_use, set_up_inline
 from .liveness import process_alive
 from .tracebacks import CellCompiler, format_exception
@@ -227,8 +228,7 @@ def _get_shell() -> StepShell:
     return _SHELL
 
 
-_HOME_PREFIX = "nbscale-ipython-"
-_HOME_NAME = re.compile(re.escape(_HOME_PREFIX) + r"(\d+)-[a-z0-9_]+")
+_HOME_NAME = re.compile(re.escape(SHELL_HOME_PREFIX) + r"(\d+)-[a-z0-9_]+")
 
 
 def _shell_home() -> str:
@@ -237,7 +237,7 @@ def _shell_home() -> str:
     Its name carries the process id: a process killed outright (a Dask worker restarted to stop a
     step) cannot remove its folder, so each new one removes those of ended processes."""
     _remove_folders_of_ended_processes()
-    home = tempfile.mkdtemp(prefix=f"{_HOME_PREFIX}{os.getpid()}-")
+    home = tempfile.mkdtemp(prefix=f"{SHELL_HOME_PREFIX}{os.getpid()}-")
     # Not atexit: a forked multiprocessing child (a Dask worker) ends with os._exit and never runs
     # it, and a child forked from this process that does run it would remove our folder.
     # multiprocessing's finalizers run in both kinds of process, only in the one that made them.

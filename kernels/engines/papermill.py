@@ -42,6 +42,7 @@ from ..contract import (
     state_dir,
     timeout_message,
 )
+from ..dependencies import PAPERMILL_STEP_PREFIX
 from ..executor import StepError, StepResult
 from ..store import ArtifactStore
 from ..task import run_step
@@ -200,7 +201,7 @@ def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeo
 
     name = spec.step["name"]
     result = StepResult(step=name, status=SUCCEEDED, started_at=time.time())
-    with tempfile.TemporaryDirectory(prefix=f"nbscale-{name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{PAPERMILL_STEP_PREFIX}{name}-") as tmp:
         io_dir = os.path.join(tmp, IO_DIR)
         _write_inputs(io_dir, spec, inputs)
         source_path, executed_path = os.path.join(tmp, "step.ipynb"), os.path.join(tmp, "executed.ipynb")

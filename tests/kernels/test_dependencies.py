@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
 import pickle
 import platform
+import py_compile
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -144,6 +147,39 @@ def test_an_anonymous_temp_file_is_no_dependency(folder):
             f.write(b"x")
     fp = rec.fingerprint()
     assert tempfile.gettempdir() not in fp["files_written"] and fp["files_read"] == {}
+
+
+def test_only_nbscales_own_temp_folders_are_skipped(folder):
+    """A user's folder under a name like nbscale's (`/tmp/nbscale-data-…`) holds dependencies."""
+    users = tempfile.mkdtemp(prefix="nbscale-data-")
+    own = [tempfile.mkdtemp(prefix=f"nbscale-ipython-{os.getpid()}-"), tempfile.mkdtemp(prefix="nbscale-papermill-a-b-")]
+    try:
+        for d in [users, *own]:
+            pathlib.Path(d, "rows.csv").write_text("a\n1\n")
+        with record(str(folder)) as rec:
+            for d in [users, *own]:
+                with open(os.path.join(d, "rows.csv")) as f:
+                    f.read()
+        assert [os.path.basename(os.path.dirname(p)) for p in rec.reads] == [os.path.basename(users)]
+    finally:
+        for d in [users, *own]:
+            shutil.rmtree(d)
+
+
+def test_a_module_run_from_its_bytecode_cache_depends_on_its_source(folder):
+    """A module loaded from a file path (`importlib`, not kept in sys.modules) whose `.pyc` is valid
+    opens only the `.pyc`, and runs the source's code: an edit of the source must show."""
+    plugin = folder / "plugin.py"
+    plugin.write_text("VAL = 1\n")
+    py_compile.compile(str(plugin), cfile=importlib.util.cache_from_source(str(plugin)), doraise=True)
+    with record(str(folder)) as rec:
+        spec = importlib.util.spec_from_file_location("plugin_from_path", plugin)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    assert module.VAL == 1
+    fp = json.loads(json.dumps(rec.fingerprint()))
+    plugin.write_text("VAL = 22\n")
+    assert [c.name for c in check(fp, str(folder))] == ["plugin.py"]
 
 
 def test_a_missing_file_the_step_tried_is_recorded_as_absent(folder):
