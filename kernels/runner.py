@@ -53,8 +53,8 @@ from .contract import (
     truncated_text,
 )
 from .cost import saved_seconds
-from .engines import get_engine
-from .errors import ParameterError, PipelineNotRunnable, RunStoreError, Terminated
+from .engines import check_engine_name, get_engine
+from .errors import CorruptArtifact, ParameterError, PipelineNotRunnable, RunStoreError, Terminated
 from .interrupts import last_words, stop_requests_noted
 from .liveness import current_owner
 from .profile_records import light, stored_profiles
@@ -152,6 +152,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     notebook = Path(notebook)
     store_url = options.store_url or artifacts_url(notebook)
     profile = profiles_enabled(notebook)  # a bad setting is refused before the run is recorded
+    check_engine_name(options.engine)  # so is an unknown engine
     store = run_store or default_run_store(notebook)
     hashes = step_hashes(pipeline, values)
     run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine,
@@ -276,6 +277,9 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True) -> tuple[d
         if manifest is None:
             why[name] = changes or ["no stored result for its code, parameters and inputs"]
             continue
+        if name == pipeline.metrics.step and not _metrics_intact(artifacts, key):
+            why[name] = ["its stored metrics were damaged"]
+            continue
         keys[name], digests[name] = key, stored_digests(manifest)
     return keys, why
 
@@ -342,8 +346,21 @@ def _cached_metrics(artifacts, step_hash, pipeline, name):
         return {}
     try:
         return artifacts.get(step_hash, [METRICS_KEY])[METRICS_KEY]
-    except KeyError:
+    except KeyError:  # none stored (checked intact as the run was planned: `_metrics_intact`)
         return {}
+
+
+def _metrics_intact(artifacts, step_hash) -> bool:
+    """Whether the metrics a cached metrics step stored can be read back: planning looks at sizes
+    only, and a run that reused a damaged entry would report no metrics (nor regressions). A
+    damaged one is removed by the store, so the step runs again."""
+    try:
+        artifacts.get(step_hash, [METRICS_KEY])
+    except CorruptArtifact:
+        return False
+    except KeyError:  # none stored
+        pass
+    return True
 
 
 class _Recorder:

@@ -36,6 +36,14 @@ def _builtins() -> dict:
 
 
 engines = Registry("engine", ENTRY_POINT_GROUP, _builtins)
+BUILTIN_NAMES = ("local", "dask", "papermill", "kfp-local")  # `_builtins()`'s, known without importing them
+
+
+def check_engine_name(name: str) -> None:
+    """PluginError for a name no engine has, before anything is recorded. Imports nothing for a
+    built-in one: a run whose steps are all cached starts no engine."""
+    if name not in BUILTIN_NAMES:
+        engines.get(name)
 
 
 def engine_names() -> list[str]:

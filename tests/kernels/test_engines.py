@@ -7,12 +7,13 @@ import importlib
 import pytest
 
 from nbscale.errors import PluginError
-from nbscale.kernels.engines import engine_names, engines, get_engine
+from nbscale.kernels.engines import BUILTIN_NAMES, _builtins, engine_names, engines, get_engine
 from nbscale.kernels.engines.local import LocalEngine
 
 
 def test_builtin_engines():
     assert {"dask", "local", "papermill", "kfp-local"} <= set(engine_names())
+    assert set(BUILTIN_NAMES) == set(_builtins())  # what a run checks a name against, unimported
     assert isinstance(get_engine("local"), LocalEngine)
 
 

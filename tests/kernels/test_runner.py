@@ -9,6 +9,7 @@ import time
 import pytest
 from conftest import make_notebook
 
+from nbscale.errors import PluginError
 from nbscale.kernels.contract import (
     CANCELLED_BY_USER,
     STEP_FINISHED,
@@ -19,7 +20,7 @@ from nbscale.kernels.contract import (
     WARNING,
     step_log_path,
 )
-from nbscale.kernels.errors import ParameterError, PipelineNotRunnable, Terminated
+from nbscale.kernels.errors import CorruptArtifactWarning, ParameterError, PipelineNotRunnable, Terminated
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
 LOCAL = RunOptions(engine="local")
@@ -224,6 +225,27 @@ def test_metrics_and_run_store_records(tmp_path):
     assert run["parameters"] == {"k": 3}
     cached = run_notebook(nb, options=LOCAL)
     assert cached.metrics == {"score": 0.75}  # a cached metrics step reports its metrics again
+
+
+def test_damaged_stored_metrics_run_the_metrics_step_again(tmp_path):
+    """Planning looks at sizes: a bit flipped in the stored metrics left a run `cached` with no
+    metrics (and no regression check)."""
+    nb = make_notebook(tmp_path, [("acc = 0.5", ["step:make"]), ("acc", ["metrics"])])
+    assert run_notebook(nb, options=LOCAL).metrics == {"acc": 0.5}
+    (stored,) = (tmp_path / ".nbscale" / "artifacts").rglob("*__nbscale_metrics__*")
+    damaged = bytearray(stored.read_bytes())
+    damaged[-2] ^= 1
+    stored.write_bytes(bytes(damaged))
+    with pytest.warns(CorruptArtifactWarning):
+        again = run_notebook(nb, options=LOCAL)
+    assert _status(again) == {"make": "cached", "metrics": "succeeded"} and again.metrics == {"acc": 0.5}
+
+
+def test_an_unknown_engine_is_refused_before_anything_is_recorded(tmp_path):
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"])])
+    with pytest.raises(PluginError, match="unknown engine 'bogus'"):
+        run_notebook(nb, options=RunOptions(engine="bogus"))
+    assert not (tmp_path / ".nbscale").exists()
 
 
 
