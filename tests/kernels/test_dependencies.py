@@ -152,7 +152,8 @@ def test_an_anonymous_temp_file_is_no_dependency(folder):
 def test_only_nbscales_own_temp_folders_are_skipped(folder):
     """A user's folder under a name like nbscale's (`/tmp/nbscale-data-…`) holds dependencies."""
     users = tempfile.mkdtemp(prefix="nbscale-data-")
-    own = [tempfile.mkdtemp(prefix=f"nbscale-ipython-{os.getpid()}-"), tempfile.mkdtemp(prefix="nbscale-papermill-a-b-")]
+    own = [tempfile.mkdtemp(prefix=f"nbscale-ipython-{os.getpid()}-"),
+           tempfile.mkdtemp(prefix="nbscale-papermill-a-b-")]
     try:
         for d in [users, *own]:
             pathlib.Path(d, "rows.csv").write_text("a\n1\n")
