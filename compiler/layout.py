@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from .diagnostics import Diagnostic
@@ -62,7 +63,13 @@ def lay_out(notebook: Notebook) -> Layout:
 
 
 def default_step_name(notebook_name: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_\-]", "_", notebook_name) or "main"
+    # Accents come off (é → e); a run of letters with no ASCII form (анализ данных) becomes one
+    # '_', and a name left without a letter or digit is "main" rather than a row of underscores.
+    # ASCII names keep one '_' per character, as before, so their steps keep their names.
+    plain = "".join(c for c in unicodedata.normalize("NFKD", notebook_name) if not unicodedata.combining(c))
+    name = re.sub(r"[^A-Za-z0-9_\-]", "_", re.sub(r"[^A-Za-z0-9_\-]*[^\x00-\x7f][^A-Za-z0-9_\-]*", "_", plain))
+    if not re.search(r"[A-Za-z0-9]", name):
+        return "main"
     return name if re.match(r"[A-Za-z_]", name) else f"nb_{name}"
 
 

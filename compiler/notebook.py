@@ -9,10 +9,14 @@ cell): `cell_label` is the one place that turns an index into text.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import NotebookReadError
+
+# A \uD800-\uDFFF escape: only then is a lone surrogate possible, and worth a second look.
+LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def cell_number(index: int) -> int:
@@ -58,13 +62,33 @@ def read_notebook(path) -> Notebook:
         raise NotebookReadError(path, "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise NotebookReadError(path, f"cannot be read: {exc}") from None
+    return notebook_from_dict(_parse_json(text, path), path)
+
+
+def _parse_json(text: str, path):
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise NotebookReadError(
             path, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
-    return notebook_from_dict(data, path)
+    except RecursionError:  # the parser recurses once per '[' or '{'
+        raise NotebookReadError(path, "not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # a number longer than int() takes (sys.get_int_max_str_digits)
+        raise NotebookReadError(path, f"not valid JSON ({exc})") from None
+    if LONE_SURROGATE.search(text) and not _is_text(data):
+        # JSON can spell half a UTF-16 pair on its own ("\ud800"); Python keeps it, but no file,
+        # terminal or YAML takes it, so it would fail later, far from here, while printing
+        raise NotebookReadError(path, "not valid JSON (a string holds a lone UTF-16 surrogate)")
+    return data
+
+
+def _is_text(data) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def notebook_from_dict(data, path="notebook.ipynb") -> Notebook:

@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import pytest
+import yaml
 from conftest import EXAMPLES, ROOT, make_notebook
 from kfp_compiled import TRICKY, compile_yaml, executor_of, executors, task_of
 
@@ -142,6 +143,37 @@ def test_names_that_collide_with_python_kfp_or_each_other(tmp_path):
     assert len(set(module.components.values())) == 6
     names = sorted(t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values())
     assert names == sorted(["dsl", "a-b", "a_b", "list", "collide_task", "collide"])
+
+
+# Every name the step grammar accepts; kfp turns a function name into its task name, and the
+# pairs below would meet there (`_`/`__` are empty to kfp; case, '_'/'-' and leading '_' vanish).
+ACCEPTED_STEP_NAMES = ["_", "__", "_2", "Ab", "ab", "_a", "a", "a_b", "a-b", "a__b", "step", "pipeline",
+                       "main", "class", "None", "True", "dsl", "set_timeout", "BASE_IMAGE", "base_image",
+                       "x" * 300, "X" * 300]
+
+
+def test_every_accepted_step_name_compiles_to_its_own_kfp_task(tmp_path):
+    cells = [(f"v{i} = {i}", [f"step:{name}"]) for i, name in enumerate(ACCEPTED_STEP_NAMES)]
+    nb = make_notebook(tmp_path, cells, name="names")
+    assert not compile_notebook(nb).diagnostics
+    module, _, (spec, *_) = compile_yaml(nb, tmp_path)
+    tasks = spec["root"]["dag"]["tasks"]
+    # `components` names the task kfp made (kfp-local finds a step's outputs by it), one per step
+    assert sorted(module.components.values()) == sorted(tasks)
+    assert len(set(module.components.values())) == len(ACCEPTED_STEP_NAMES)
+    assert {module.components[n]: n for n in ACCEPTED_STEP_NAMES} == \
+        {key: t["taskInfo"]["name"] for key, t in tasks.items()}
+    assert module.components["_"] == "step" and module.components["a_b"] == "a-b"
+
+
+def test_an_untagged_notebook_with_a_non_ascii_name_compiles_in_the_cli(tmp_path):
+    for stem, step in [("анализ", "main"), ("é", "e")]:
+        nb = make_notebook(tmp_path, ["x = 1"], name=stem)
+        out = subprocess.run(["nbscale", "compile", str(nb), "--target", "kfp", "-o", "out.yaml"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+        spec = yaml.safe_load((tmp_path / "out.yaml").read_text(encoding="utf-8"))
+        assert [t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values()] == [step]
 
 
 def test_untagged_notebook_and_pipeline_names(tmp_path):

@@ -35,6 +35,15 @@ def test_notebook_names_become_valid_step_names():
     assert default_step_name("") == "main"
 
 
+def test_non_ascii_notebook_names_give_readable_step_names():
+    # not a row of '_' (kfp cannot name a component '_'): accents come off, other scripts go
+    assert default_step_name("é") == "e"
+    assert default_step_name("naïve-bayes") == "naive-bayes"
+    assert default_step_name("анализ") == "main"
+    assert default_step_name("__") == "main"
+    assert default_step_name("анализ данных v2") == "_v2"
+
+
 def test_untagged_example_is_one_step(examples_dir):
     p = compile_notebook(examples_dir / "untagged.ipynb")
     assert [s.name for s in p.steps] == ["untagged"]

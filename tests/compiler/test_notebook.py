@@ -1,6 +1,7 @@
 """Reading notebooks: v4 in, v3 upgraded, everything else refused with a clear NotebookReadError."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -101,6 +102,30 @@ def test_not_utf8(tmp_path):
     path = tmp_path / "latin.ipynb"
     path.write_bytes(b'{"nbformat": 4, "cells": [], "x": "\xe9"}')
     assert "cannot be read" in str(read_error(path))
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"nbformat": 4, "cells": [], "metadata": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),
+    ('{"nbformat": 4, "cells": [], "metadata": {"n": 1' + "0" * 5000 + "}}", "digits"),
+    ('{"nbformat": 4, "cells": [{"cell_type": "code", "source": "", "metadata": {"tags": ["step:a\\ud800"]}}]}',
+     "lone UTF-16 surrogate"),
+], ids=["deep", "long-number", "lone-surrogate"])
+def test_json_python_cannot_hold_is_not_valid_json(tmp_path, text, why):
+    err = read_error(write(tmp_path, text))
+    assert err.reason.startswith("not valid JSON") and why in err.reason
+
+
+def test_a_surrogate_pair_is_text(tmp_path):
+    path = write(tmp_path, '{"nbformat": 4, "cells": [{"cell_type": "code", "source": "x = \'\\ud83d\\ude00\'"}]}')
+    assert read_notebook(path).cells[0].source == "x = '\U0001F600'"
+
+
+def test_deeply_nested_json_is_a_clear_error_in_the_cli(tmp_path):
+    path = write(tmp_path, "[" * 100000 + "]" * 100000, name="deep.ipynb")
+    for command in (["check"], ["compile", "--target", "ir"], ["graph"]):
+        out = subprocess.run(["nbscale", *command, str(path)], capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert out.returncode == 2 and "not valid JSON (nested too deeply)" in out.stderr
 
 
 @pytest.mark.parametrize("data", [[], [1, 2], "\"text\"", 3, None, {"cells": []}, {"metadata": {}}])

@@ -89,6 +89,19 @@ def _identifier(text: str) -> str:
     return text if text and not text[0].isdigit() else f"_{text}"
 
 
+def _component_base(step: str) -> str:
+    """The function name a step's component starts from, already in the form kfp keeps as it is.
+
+    kfp names a component after its function (`_` → space, first letter upper-cased) and its task
+    after that, lower-cased with runs of other characters as one '-'. A name of lower-case words
+    joined by single '_' comes through unchanged (`a_b` → task `a-b`), so two functions are two
+    tasks, `KfpModule.components` is the task's real name, and no function is `_` or `__`
+    (kfp's component name for those is empty, and kfp crashes on it).
+    """
+    words = re.sub(r"[^a-z0-9]+", "_", step.lower()).strip("_")
+    return words if words and not words[0].isdigit() else f"step_{words}".rstrip("_")
+
+
 @dataclass
 class _Unit:
     """Outputs of one step written as one artifact: a single name, or a group sharing objects."""
@@ -105,7 +118,7 @@ class _Generator:
         self.p, self.o, self.keep, self.imported = pipeline, options, keep, imported
         self.display_name = options.pipeline_name or pipeline.name
         self.module_names = _Names([*self.MODULE_NAMES, *(p.name for p in pipeline.parameters)])
-        self.functions = {s.name: self.module_names.take(s.name) for s in pipeline.steps}
+        self.functions = {s.name: self.module_names.take(_component_base(s.name)) for s in pipeline.steps}
         self.pipeline_function = self.module_names.take(f"{kfp_name(self.display_name)}_pipeline")
         self.units = {s.name: _units(s) for s in pipeline.steps}
         self.out_keys: dict[str, dict[int, str]] = {}  # step → unit index → output name
