@@ -2,7 +2,7 @@
 cache hits saved) and `nbscale history STEP` (one step across runs, with the runs where it got slower).
 
 The models are `kernels.cost`'s; this module finds the runs (as `nbscale show` does: the run store of
-the notebook's folder, unique id prefixes) and prints them, every name literally (`diff_commands.literal`).
+the notebook's folder, unique id prefixes) and prints them, every name literally (`reporting.literal`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from .diff_commands import literal, new_table, text
-from .reporting import EXIT_BAD_INPUT, duration_text, fail, reporting_errors
+from .diff_commands import new_table, text
+from .reporting import EXIT_BAD_INPUT, duration_text, fail, literal, reporting_errors
 
 
 @click.command()

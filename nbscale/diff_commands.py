@@ -4,26 +4,24 @@ The model is `kernels.compare.compare_runs`, the one the panel's comparison view
 only finds the runs (as `nbscale show` does: the run store of the notebook's folder, unique id
 prefixes) and prints the model. RUN_A is the reference: changes, deltas and reasons are said
 against it. Every value that comes from a notebook, a file name or a parameter is printed
-literally: rich markup is not interpreted and control characters (ANSI escapes) are shown escaped.
+literally: rich markup is not interpreted and control characters (ANSI escapes) are shown escaped
+(`reporting.literal`).
 """
 
 from __future__ import annotations
 
 import json
-import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from .reporting import EXIT_BAD_INPUT, duration_text, fail, reporting_errors
+from .reporting import EXIT_BAD_INPUT, duration_text, fail, literal, reporting_errors
 
 # The model's sections this module knows how to print; any other non-empty one (data drift, a
 # later item) is printed as a table of its rows, after these.
 KNOWN_SECTIONS = ("notebook", "runs", "parameters", "steps", "metrics", "drift")
 LONGEST_VALUE = 80  # characters of a parameter value in the text output (JSON has it whole)
-# Unicode bidirectional controls: they can reorder what a terminal shows.
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @click.command()
@@ -263,13 +261,6 @@ def text(value: str, style: str = ""):
     from rich.text import Text
 
     return Text(literal(value), style=style)
-
-
-def literal(value: str) -> str:
-    """`value` with control characters (ANSI escapes among them) and bidi controls written as escapes."""
-    return "".join(char.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS else char
-                   for char in value)
 
 
 def value_text(value) -> str:

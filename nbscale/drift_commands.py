@@ -3,7 +3,7 @@
 
 The model is `kernels.drift.run_drift`; this module finds the runs as `nbscale diff` does (the run
 store of the notebook's folder, unique id prefixes; an unknown or ambiguous id exits 2 with nothing
-on stdout) and prints the model, every name literally (`diff_commands.literal`).
+on stdout) and prints the model, every name literally (`reporting.literal`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .reporting import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, fail, reporting_errors
+from .reporting import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, fail, literal, reporting_errors
 
 
 @click.command()
@@ -42,7 +42,7 @@ def drift(run_id, reference, baseline, notebook, output, thresholds, fail_on_dri
         settings = load_thresholds(run["notebook"], _assignments(thresholds))
         model = run_drift(store, run_id, reference, baseline, settings)
     if baseline and model["reference"] is None:
-        fail(f"error: {_literal(model['why'])} (`nbscale baseline show` lists the pins)", EXIT_BAD_INPUT)
+        fail(f"error: {literal(model['why'])} (`nbscale baseline show` lists the pins)", EXIT_BAD_INPUT)
     if output == "json":
         click.echo(json.dumps(model, indent=2))
     else:
@@ -55,15 +55,9 @@ def _assignments(pairs) -> dict:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            fail(f"error: --threshold takes NAME=VALUE, got {_literal(repr(pair))}", EXIT_BAD_INPUT)
+            fail(f"error: --threshold takes NAME=VALUE, got {literal(repr(pair))}", EXIT_BAD_INPUT)
         given[name.strip()] = value.strip()
     return given
-
-
-def _literal(value: str) -> str:
-    from .diff_commands import literal
-
-    return literal(value)
 
 
 # -- printing ------------------------------------------------------------------------------------------
@@ -153,7 +147,7 @@ def pin(run_id, name, notebook):
     with store_of_runs(notebook, [run_id]) as store:
         run = store.get_run(run_id)
         store.pin(run["notebook"], name, run["id"])
-    click.echo(_literal(f"pinned run {run['id'][:12]} as {name!r} for {Path(run['notebook']).name}"))
+    click.echo(literal(f"pinned run {run['id'][:12]} as {name!r} for {Path(run['notebook']).name}"))
 
 
 @baseline.command(name="show")
@@ -171,7 +165,7 @@ def show_pins(notebook):
     if not pins:
         click.echo("no pinned runs (`nbscale baseline pin RUN` pins one)")
     for entry in pins:
-        click.echo(_literal(f"{entry['name']}  {entry['run_id'][:12]}  {Path(entry['notebook']).name}  "
+        click.echo(literal(f"{entry['name']}  {entry['run_id'][:12]}  {Path(entry['notebook']).name}  "
                             f"pinned {entry['created'][:19].replace('T', ' ')}"))
 
 
@@ -188,12 +182,12 @@ def unpin(name, notebook):
             found = [p for p in store.pins(str(Path(notebook).resolve()) if notebook else None) if p["name"] == name]
             if len(found) != 1:
                 where = "" if found else " (`nbscale baseline show` lists the pins)"
-                fail(_literal(f"error: {len(found) or 'no'} notebooks have a pin named {name!r}{where}"
+                fail(literal(f"error: {len(found) or 'no'} notebooks have a pin named {name!r}{where}"
                               + ("; give --notebook NB" if found else "")), EXIT_BAD_INPUT)
             store.unpin(found[0]["notebook"], name)
         finally:
             store.close()
-    click.echo(_literal(f"unpinned {name!r} of {Path(found[0]['notebook']).name}"))
+    click.echo(literal(f"unpinned {name!r} of {Path(found[0]['notebook']).name}"))
 
 
 def register(group):

@@ -5,7 +5,7 @@ NAME and every step upstream of it, with hashes, parameters, digests, files read
 versions. `--openlineage DIR` writes the run's OpenLineage run events (`kernels.openlineage`), one
 JSON file per event, for Marquez or another consumer; NAME is not needed then. Runs are found as
 `nbscale show` and `nbscale diff` find them (the run store of the notebook's folder, unique id
-prefixes). Names, paths and values are printed literally (`diff_commands.literal`).
+prefixes). Names, paths and values are printed literally (`reporting.literal`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import json
 
 import click
 
-from .diff_commands import literal, store_of_runs, value_text
-from .reporting import EXIT_BAD_INPUT, fail
+from .diff_commands import store_of_runs, value_text
+from .reporting import EXIT_BAD_INPUT, fail, literal
 
 SHORT_DIGEST = 24  # characters of a digest or a key in the text output (JSON has them whole)
 

@@ -103,7 +103,7 @@ class MetricRegression(NbscaleError, PapermillException):
 
 def raise_for_regressions(nb) -> None:
     """MetricRegression when the run succeeded and a metric regressed (the output notebook is written)."""
-    from .diff_commands import literal
+    from .reporting import literal
 
     meta = nb.metadata.get("nbscale") or {}
     rows = [row for row in (meta.get("regressions") or {}).get("metrics", []) if row["regressed"]]

@@ -3,7 +3,8 @@ terminal library to import, so a cached re-run stays quick; logs get no escape c
 `verbose` (`nbscale run -v`) it also echoes what the steps print, "step | line": live from
 STEP_OUTPUT events where the engine sends them, else when the step finishes. A step computing a Dask
 collection on the cluster shows how far the compute got ("step: computing 120/400 tasks", from
-STEP_PROGRESS events): its first count, then one every PROGRESS_LINE_S, and its end."""
+STEP_PROGRESS events): its first count, then one every PROGRESS_LINE_S, and its end. Every line goes
+through `reporting.literal`: what a step prints or raises may hold escape codes, shown, not obeyed."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .kernels.contract import (
     WARNING,
     truncated_text,
 )
+from .reporting import literal_lines
 
 MARKS = {SUCCEEDED: "✓", CACHED: "≡", FAILED: "✗"}
 PROGRESS_LINE_S = 5.0  # a long compute's count, every so often: a log, not an animation
@@ -119,7 +121,7 @@ class Progress:
         if self.stream is None:
             return
         try:
-            click.echo(text, file=self.stream)
+            click.echo(literal_lines(text), file=self.stream)
         except BrokenPipeError:  # its reader went away (`nbscale run … 2>&1 | head`): the run goes on
             self.stream = None
 

@@ -2,12 +2,14 @@
 
 One place maps error classes to exit codes (`exit_code_for`, used by `reporting_errors`) and
 prints diagnostics, a run's steps and a step's error, so `check`, `compile`, `graph`, `run`,
-`show` and `submit` speak alike.
+`show` and `submit` speak alike. Text a notebook controls (names, values, exception messages, what
+a step printed) is printed through `literal`: a terminal shows its escape codes, never obeys them.
 """
 
 from __future__ import annotations
 
 import sys
+import unicodedata
 from contextlib import contextmanager
 
 import click
@@ -27,6 +29,10 @@ EXIT_BAD_INPUT = 2
 EXIT_CHECK_FAILED = 3
 EXIT_CANCELLED = 130  # Ctrl-C, as a shell reports SIGINT
 EXIT_TERMINATED = 143  # SIGTERM, as a shell reports it (128 + 15); the run is cancelled as on Ctrl-C
+# Unicode bidirectional controls: they can reorder what a terminal shows.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# what multi-line text (a traceback, a step's output) keeps: its lines and their indentation
+LINE_LAYOUT = "\n\t"
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -46,7 +52,7 @@ def reporting_errors():
     try:
         yield
     except NbscaleError as exc:
-        fail(f"error: {exc}", exit_code_for(exc))
+        fail(f"error: {literal_lines(str(exc))}", exit_code_for(exc))  # it may quote a notebook's value
     except Terminated:
         from .kernels.contract import STOPPED_BY_SIGTERM  # (here: `nbscale check` need not import it)
 
@@ -65,7 +71,7 @@ def cancelled(message: str, code: int) -> None:
 
 def print_diagnostics(pipeline, path, *, err: bool = True) -> None:
     for diag in pipeline.diagnostics:
-        click.echo(diag.format(str(path)), err=err)
+        click.echo(literal_lines(diag.format(str(path))), err=err)  # it may quote a cell's tag or text
 
 
 def error_counts(pipeline) -> tuple[int, int]:
@@ -85,3 +91,16 @@ def error_headline(error: dict) -> str:
 
     where = f"at {cell_label(error['cell'], error.get('line'))}: " if error.get("cell") is not None else ""
     return f"{where}{error.get('ename')}: {error.get('evalue')}"
+
+
+def literal(value: str, keep: str = "") -> str:
+    """`value` with control characters (ANSI and OSC escapes among them) and bidi controls written
+    as escapes (`\\x1b`), but for those in `keep`. The one sanitiser of what the CLI prints."""
+    return "".join(char.encode("unicode_escape").decode("ascii")
+                   if (unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS) and char not in keep
+                   else char for char in value)
+
+
+def literal_lines(text: str) -> str:
+    """Multi-line `text` (a traceback, a step's output) shown literally, its newlines and tabs kept."""
+    return literal(text, keep=LINE_LAYOUT)

@@ -1,6 +1,8 @@
 """`nbscale run`, `nbscale runs`, `nbscale show`: running pipelines and reading run history.
 
 Heavy imports (Dask, the executor) happen inside the commands, so `nbscale check` stays light.
+What a notebook controls (metric names, exception messages, tracebacks, what steps printed, file
+names) is printed through `reporting.literal`: escape codes in it are shown, never obeyed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from .reporting import (
     duration_text,
     error_headline,
     fail,
+    literal,
+    literal_lines,
     reporting_errors,
 )
 
@@ -82,12 +86,12 @@ def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_fil
     if output == "json":
         click.echo(json.dumps({**result.to_json(), **insights}, indent=2, default=str))
     elif result.ok and not result.steps:
-        click.echo(f"{notebook}: {_nothing_to_run(notebook)}")
+        click.echo(literal(f"{notebook}: {_nothing_to_run(notebook)}"))
     else:
         _print_summary(result)
         print_insights(insights)
     if result.error:
-        click.echo(f"error: {result.error}", err=True)
+        click.echo(f"error: {literal_lines(result.error)}", err=True)
     regressed = fail_on_regression and (insights.get("regressions") or {}).get("regressed")
     sys.exit(EXIT_FAILED if not result.ok else EXIT_CHECK_FAILED if regressed else 0)
 
@@ -111,8 +115,8 @@ def runs(notebook, limit, repair):
         return
     for row in rows:
         why = f"  ({row['error']})" if isinstance(row.get("error"), str) else ""
-        click.echo(f"{row['id'][:12]}  {row['status']:<10} {row['engine']:<8} {row['created'][:19]}  "
-                   f"{Path(row['notebook']).name}{why}")
+        click.echo(literal(f"{row['id'][:12]}  {row['status']:<10} {row['engine']:<8} {row['created'][:19]}  "
+                           f"{Path(row['notebook']).name}{why}"))
 
 
 def _repair(path):
@@ -143,25 +147,25 @@ def show(run_id, notebook, logs):
         store = store_for(notebook)
         run = store.get_run(run_id)
         events = store.events_since(run["id"])
-    click.echo(f"run {run['id']}  {run['status']}  engine {run['engine']}  {Path(run['notebook']).name}")
+    click.echo(literal(f"run {run['id']}  {run['status']}  engine {run['engine']}  {Path(run['notebook']).name}"))
     if isinstance(run.get("error"), str):
-        click.echo(f"why: {run['error']}")
+        click.echo(f"why: {literal_lines(run['error'])}")
     if run["status"] not in FINISHED and run.get("owner_pid"):
-        click.echo(f"running in process {run['owner_pid']} on {run.get('owner_host')}")
+        click.echo(literal(f"running in process {run['owner_pid']} on {run.get('owner_host')}"))
     click.echo(f"parameters: {json.dumps(run['parameters'])}")
     for step in run["steps"]:
         click.echo(f"  {step['step']:<20} {step['status']:<16} {duration_text(step.get('duration_s'))}")
         if step.get("stale"):
-            click.echo(f"    ran again because: {'; '.join(step['stale'])}")
+            click.echo(f"    ran again because: {literal('; '.join(step['stale']))}")
         _show_output(run, step, events, logs)
         error = step.get("error")
         if isinstance(error, dict):
-            click.echo(f"    error {error_headline(error)}")
-            click.echo("    " + "\n    ".join(str(error.get("traceback", "")).splitlines()))
+            click.echo(f"    error {literal_lines(error_headline(error))}")
+            click.echo("    " + "\n    ".join(literal_lines(str(error.get("traceback", ""))).splitlines()))
         elif error:
-            click.echo(f"    {error}")
+            click.echo("    " + "\n    ".join(literal_lines(str(error)).splitlines()))
     for metric in run["metrics"]:
-        click.echo(f"metric {metric['name']} = {metric_text(metric['value'])}")
+        click.echo(f"metric {literal(metric['name'])} = {metric_text(metric['value'])}")
     if run["status"] in FINISHED:
         with reporting_errors():  # regressions against the runs before it, and its cost
             print_insights(stored_insights(store, run["id"], run_settings(run["notebook"], None)))
@@ -173,7 +177,7 @@ def _show_output(run, step, events, logs):
     from nbscale.kernels.runner import step_log, step_warnings
 
     for warning in step_warnings(events, step["step"]):
-        click.echo(f"    ! {warning.get('message')}")
+        click.echo(f"    ! {literal_lines(str(warning.get('message')))}")
     log = step_log(run, step["step"])
     if not logs:
         return
@@ -181,9 +185,10 @@ def _show_output(run, step, events, logs):
         (step.get("stdout") or "") + (step.get("stderr") or "")
     text = truncated_text(text, log)
     if text.strip():
-        click.echo("    | " + "\n    | ".join(text.rstrip().splitlines()))
+        # split first: a carriage return (a progress bar's redraw) starts a line, not an escape
+        click.echo("    | " + "\n    | ".join(literal_lines(line) for line in text.rstrip().splitlines()))
     if log:
-        click.echo(f"    log: {log}")
+        click.echo(f"    log: {literal(str(log))}")
 
 
 def run_settings(notebook, regression_threshold, where="--regression-threshold") -> tuple:
@@ -207,7 +212,7 @@ def run_insights(notebook, result, settings) -> dict:
         with default_run_store(notebook) as store:
             return stored_insights(store, result.run_id, settings)
     except RunStoreError as exc:
-        click.echo(f"warning: cannot check the run's metrics and cost: {exc}", err=True)
+        click.echo(f"warning: cannot check the run's metrics and cost: {literal_lines(str(exc))}", err=True)
         return {}
 
 
@@ -227,7 +232,6 @@ def print_insights(insights: dict) -> None:
     from nbscale.kernels.regressions import summary_lines
 
     from .cost_commands import cost_line
-    from .diff_commands import literal
 
     for line in summary_lines(insights["regressions"]) if insights.get("regressions") else []:
         click.echo(literal(line))
@@ -274,13 +278,13 @@ def _print_summary(result):
     for step in result.steps:
         error = step.get("error")
         if isinstance(error, dict):
-            click.echo(f"{step['name']} failed {error_headline(error)}")
-            click.echo(str(error.get("traceback", "")))
+            click.echo(f"{step['name']} failed {literal_lines(error_headline(error))}")
+            click.echo(literal_lines(str(error.get("traceback", ""))))
     for name, value in result.metrics.items():
-        click.echo(f"metric {name} = {metric_text(value)}")
+        click.echo(f"metric {literal(name)} = {metric_text(value)}")
     logs = [s["log"] for s in result.steps if s.get("log")]
     if logs:
-        click.echo(f"logs: {Path(logs[0]).parent}  (nbscale show {result.run_id[:12]})")
+        click.echo(f"logs: {literal(str(Path(logs[0]).parent))}  (nbscale show {result.run_id[:12]})")
 
 
 def _print_rich_table(title, rows):

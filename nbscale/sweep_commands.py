@@ -30,7 +30,7 @@ from pathlib import Path
 
 import click
 
-from .reporting import EXIT_FAILED, EXIT_OK, reporting_errors
+from .reporting import EXIT_FAILED, EXIT_OK, literal, reporting_errors
 from .run_commands import engine_options
 
 DEFAULT_MAX_RUNS = 100
@@ -97,7 +97,6 @@ def value_grid(pipeline, assignments) -> dict[str, list]:
     from nbscale.kernels import params
     from nbscale.kernels.errors import ParameterError
 
-    from .diff_commands import literal
 
     texts: dict[str, str] = {}
     for pair in assignments:
@@ -138,7 +137,6 @@ def typed_values(param, text: str) -> list:
 def json_values(name: str, text: str) -> list:
     from nbscale.kernels.errors import ParameterError
 
-    from .diff_commands import literal
 
     try:
         values = json.loads(text)
@@ -257,7 +255,6 @@ def shared_cluster(options, notebook, announce=False):
 
 
 def assignment_text(combo: dict) -> str:
-    from .diff_commands import literal
 
     return " ".join(f"{name}={literal(json.dumps(value, ensure_ascii=False))}" for name, value in combo.items())
 
@@ -318,7 +315,7 @@ def closing_lines(summary: dict) -> list[str]:
     """The best run (or why there is none), the failed runs, and how to compare the runs."""
     from nbscale.compiler.metric_direction import MIN
 
-    from .diff_commands import literal, number_text
+    from .diff_commands import number_text
 
     lines = []
     metric, best = summary["metric"], summary["best"]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import make_notebook
 
 from nbscale.cli import main
-from nbscale.diff_commands import literal, print_model
+from nbscale.diff_commands import print_model
 from nbscale.kernels.compare import CACHED_REASON, KEY_CHANGED, NOT_STORED, compare_runs
 from nbscale.kernels.contract import SUCCEEDED
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
@@ -131,10 +131,6 @@ def test_a_hostile_notebook_name_is_printed_literally(tmp_path):
     result = cli("diff", *ids, "--notebook", nb)
     assert result.exit_code == 0, result.output
     assert "runs of [bold]nb\\x1b[31m.ipynb" in result.stdout and "\x1b" not in result.stdout
-
-
-def test_literal_escapes_control_and_bidi_characters():
-    assert literal("a\x1bb\x9b\x07\u202e[bold]é") == "a\\x1bb\\x9b\\x07\\u202e[bold]é"
 
 
 def test_an_unknown_id_is_an_error_naming_it(runs):

@@ -71,6 +71,18 @@ def test_output_echoed_at_the_end_keeps_the_order_of_stdout_and_stderr(capsys):
     assert "  fit | first\n  fit | then\n  fit | last\n" in capsys.readouterr().err
 
 
+
+def test_escape_codes_in_what_a_step_prints_or_warns_are_shown_as_text(capsys):
+    with Progress(verbose=True) as progress:
+        progress.event(STEP_OUTPUT, "fit", {"stream": "stdout", "text": "a\x1b]0;PWNED\x07\tb\nlast\x1b[2J"})
+        progress.event(WARNING, "fit", {"message": "old\x1b[31m"})
+        progress.event(STEP_STALE, "fit", {"changes": ["data\x07.csv changed"]})
+        progress.event(STEP_FINISHED, "fit", {"status": SUCCEEDED})
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    assert "  fit | a\\x1b]0;PWNED\\x07\tb\n" in err and "  fit | last\\x1b[2J\n" in err  # tabs, lines kept
+    assert "! fit: old\\x1b[31m" in err and "↻ fit runs again: data\\x07.csv changed" in err
+
 def test_a_compute_shows_its_first_count_then_few_and_its_end(capsys):
     with Progress() as progress:
         for done in (3, 5, 9, 40):  # one compute of 40 tasks, counted more often than shown

@@ -1,4 +1,5 @@
-"""What the CLI prints and its exit codes: one mapping from error classes."""
+"""What the CLI prints and its exit codes: one mapping from error classes; one sanitiser of what a
+notebook controls."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from nbscale.reporting import (
     error_counts,
     error_headline,
     exit_code_for,
+    literal,
+    literal_lines,
     print_diagnostics,
     reporting_errors,
 )
@@ -87,3 +90,22 @@ def test_sigterm_and_a_damaged_run_store_have_their_own_words():
     result = run_command(damaged)
     assert result.exit_code == EXIT_BAD_INPUT
     assert result.output.startswith("error: the run store /x/.nbscale/runs.sqlite is damaged (file is not a database)")
+
+
+def test_literal_escapes_control_and_bidi_characters():
+    assert literal("a\x1bb\x9b\x07\u202e[bold]é") == "a\\x1bb\\x9b\\x07\\u202e[bold]é"
+    assert literal("a\nb\tc") == "a\\nb\\tc"  # one line stays one line
+
+
+def test_literal_lines_keeps_lines_and_tabs_and_escapes_the_rest():
+    traceback = "Traceback:\n\tcell 1\nValueError: x\x1b]0;PWNED\x07\r"
+    assert literal_lines(traceback) == "Traceback:\n\tcell 1\nValueError: x\\x1b]0;PWNED\\x07\\r"
+    assert literal_lines(literal_lines(traceback)) == literal_lines(traceback)  # printing twice is harmless
+
+
+def test_an_error_quoting_a_notebooks_value_shows_its_escapes():
+    def hostile():
+        raise PluginError("unknown engine '\x1b]0;PWNED\x07'")
+
+    result = run_command(hostile)
+    assert result.output == "error: unknown engine '\\x1b]0;PWNED\\x07'\n"

@@ -575,6 +575,42 @@ def test_a_hostile_metric_name_is_printed_literally(tmp_path):
 
 
 
+OSC = "\x1b]0;PWNED\x07"  # sets the terminal's title
+SHOWN = "\\x1b]0;PWNED\\x07"  # the title's escape as text
+
+
+def _hostile(tmp_path):
+    """A notebook whose printed output, warning, metric name and exception message hold escapes."""
+    return make_notebook(tmp_path, [
+        ("import warnings", ["imports"]),
+        (f"print({'out' + OSC!r})\nwarnings.warn({'old' + OSC!r})\nscores = {{{'m' + OSC!r}: 1.0}}", ["step:train"]),
+        ("scores", ["metrics"]),
+        (f"raise ValueError({'boom' + OSC!r})", ["step:boom"]),
+    ], name="hostile")
+
+
+def test_escape_codes_a_notebook_prints_or_raises_are_shown_not_obeyed(tmp_path):
+    nb = _hostile(tmp_path)
+    ran = cli("run", nb, "--engine", "local", "-v")  # -v: the progress echoes what the steps print
+    assert ran.exit_code == 1, ran.output
+    run_id = RunStore(tmp_path / ".nbscale" / "runs.sqlite").list_runs()[0]["id"]
+    shown = cli("show", run_id[:8], "--notebook", nb, "--logs")
+    listing = cli("runs", nb)
+    assert shown.exit_code == 0 and listing.exit_code == 0
+    for output in (ran.output, shown.output, listing.output):
+        assert "\x1b" not in output and "\x07" not in output
+    boom = f"ValueError: boom{SHOWN}"
+    assert f"boom failed at cell 4, line 1: {boom}\n" in ran.output
+    assert f"\n{boom}\n" in ran.output  # the traceback's last line, its lines kept
+    assert f"metric scores.m{SHOWN} = 1.0" in ran.output and f"train | out{SHOWN}" in ran.output
+    assert f"UserWarning: old{SHOWN}" in ran.output
+    assert f"    error at cell 4, line 1: {boom}\n" in shown.output and f"\n    {boom}\n" in shown.output
+    assert f"    | out{SHOWN}\n" in shown.output and f"metric scores.m{SHOWN} = 1.0" in shown.output
+    assert f"    ! cell 2, line 2: UserWarning: old{SHOWN}\n" in shown.output
+    assert json.loads(cli("run", nb, "--engine", "local", "--output", "json").stdout)["metrics"] == \
+        {"scores.m" + OSC: 1.0}  # JSON escapes by itself: the value is kept whole
+
+
 def test_show_says_which_metrics_regressed_and_what_the_run_cost(tmp_path):
     nb = _scored(tmp_path)
     cli("run", nb, "--engine", "local")
