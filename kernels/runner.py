@@ -160,49 +160,53 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     recorder = _Recorder(store, run_id, hashes, on_event, notebook)
     store.on_file_lost(recorder.state_lost)  # the heartbeat notices it during the run
     engine = None
+    # The whole run up to its recorded end: a Ctrl-C or SIGTERM as the engine closes, or as the run's
+    # end is recorded, cancels it like one during a step (it stayed `running`, then read `failed`).
     try:
-        recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
-        specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile)
-        store.start_run(run_id)
-        recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
-        recorder.plan({s.step["name"]: s.step["after"] for s in specs})
-        # cached steps are recorded as found, not as the run ends: a run cancelled or killed later
-        # must not turn them into cancelled ones
-        recorder.record_cached = _cached_step_recorder(pipeline, recorder, store_url)
-        planned = {s.step["name"] for s in specs}
-        for step in pipeline.steps:
-            if step.name not in planned:
-                recorder.record_cached(step.name, keys.get(step.name) or hashes[step.name])
-        outcomes = {}
-        if specs:
-            engine = get_engine(options.engine, scheduler=options.scheduler, scheduler_file=options.scheduler_file,
-                                workers=options.workers, run_id=run_id, notebook=str(notebook),
-                                **(engine_options or {}))
-            connect_engine(engine, recorder.emit)
-            with stop_requests_noted(partial(_note_stop, store, run_id)), \
-                    last_words(partial(store.end_unfinished_at_once, run_id, CANCELLED, STOPPED_TWICE_BY_SIGTERM)):
-                outcomes = engine.run(specs, recorder.emit)
+        try:
+            recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
+            specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile)
+            store.start_run(run_id)
+            recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
+            recorder.plan({s.step["name"]: s.step["after"] for s in specs})
+            # cached steps are recorded as found, not as the run ends: a run cancelled or killed later
+            # must not turn them into cancelled ones
+            recorder.record_cached = _cached_step_recorder(pipeline, recorder, store_url)
+            planned = {s.step["name"] for s in specs}
+            for step in pipeline.steps:
+                if step.name not in planned:
+                    recorder.record_cached(step.name, keys.get(step.name) or hashes[step.name])
+            outcomes = {}
+            if specs:
+                engine = get_engine(options.engine, scheduler=options.scheduler,
+                                    scheduler_file=options.scheduler_file, workers=options.workers,
+                                    run_id=run_id, notebook=str(notebook), **(engine_options or {}))
+                connect_engine(engine, recorder.emit)
+                with stop_requests_noted(partial(_note_stop, store, run_id)), \
+                        last_words(partial(store.end_unfinished_at_once, run_id, CANCELLED, STOPPED_TWICE_BY_SIGTERM)):
+                    outcomes = engine.run(specs, recorder.emit)
+        finally:
+            if engine is not None:
+                engine.close()
+                if not (outcomes and all(o.ok for o in outcomes.values())):
+                    # a worker restarted under a cancelled or failing step left what the step started to init
+                    owner = current_owner()
+                    with suppress(Exception):  # never in the way of the run's own outcome
+                        end_orphans_of(owner.pid, owner.started, orphaned_only=True)
+        # the key each step's result is stored under: found cached, or reported by the engine; an
+        # engine that keeps its own cache (kfp-local) stores under the static hash
+        keys = {**hashes, **keys, **{name: o.key for name, o in outcomes.items() if o.key}}
+        with stop_requests_noted(partial(_note_stop, store, run_id)):
+            status = _finish(pipeline, outcomes, recorder, store_url, keys)
+            error = None
+            if store.file_lost():  # the steps ran, but what they stored went with the folder
+                status, error = FAILED, state_lost_message(store.path)
+            store.remove_file_lost_listener(recorder.state_lost)
+            final = store.finish_run(run_id, status, error)
     except BaseException as exc:
         store.remove_file_lost_listener(recorder.state_lost)
         recorder.stopped(exc)
         raise
-    finally:
-        if engine is not None:
-            engine.close()
-            if not (outcomes and all(o.ok for o in outcomes.values())):
-                # a worker restarted under a cancelled or failing step left what the step started to init
-                owner = current_owner()
-                with suppress(Exception):  # never in the way of the run's own outcome
-                    end_orphans_of(owner.pid, owner.started, orphaned_only=True)
-    # the key each step's result is stored under: found cached, or reported by the engine; an
-    # engine that keeps its own cache (kfp-local) stores under the static hash
-    keys = {**hashes, **keys, **{name: o.key for name, o in outcomes.items() if o.key}}
-    status = _finish(pipeline, outcomes, recorder, store_url, keys)
-    error = None
-    if store.file_lost():  # the steps ran, but what they stored went with the folder
-        status, error = FAILED, state_lost_message(store.path)
-    store.remove_file_lost_listener(recorder.state_lost)
-    final = store.finish_run(run_id, status, error)
     run = store.get_run(run_id, heavy=("profiles",))  # (the lineage records stay in the store)
     if final == status:
         recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})

@@ -27,6 +27,8 @@ import dataclasses
 import logging
 import os
 import platform
+import signal
+import sys
 import threading
 from datetime import datetime, timezone
 
@@ -241,7 +243,7 @@ class _PipelineRun:
                               "execution_timeout": self.execution_timeout}
         # papermill runs the notebook in its working directory (--cwd); its CLI logs at INFO, so
         # Dask's chatter would show
-        with _quiet("distributed"):
+        with _quiet("distributed"), _sigterm_cancels():
             result = runner.run_pipeline(plan, values, self.notebook, options, on_event=self._event,
                                          cwd=os.getcwd(), engine_label=ENGINE_LABEL.format(options.engine),
                                          engine_options=engine_options)
@@ -491,6 +493,31 @@ def _count(cells, index):
     if not cells[index].source.strip():
         return None
     return sum(1 for c in cells[:index + 1] if c.cell_type == "code" and c.source.strip())
+
+
+@contextlib.contextmanager
+def _sigterm_cancels():
+    """SIGTERM (a batch scheduler's, a service manager's) cancels the run, recorded "stopped by
+    SIGTERM", as it does `nbscale run`; then the process ends as SIGTERM would have ended it. Only
+    where nothing else handles SIGTERM (papermill's command; a caller with a handler keeps it)."""
+    from .kernels.errors import Terminated
+    from .kernels.interrupts import sigterm_interrupts
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    try:
+        with sigterm_interrupts():
+            yield
+    except Terminated:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
 
 
 @contextlib.contextmanager

@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 
 import nbformat
@@ -323,6 +325,36 @@ def test_papermill_cli_fails_on_regression_by_environment(tmp_path):
     worse = subprocess.run([*command, str(tmp_path / "b.ipynb"), "-p", "drop", "0.1"], env=env, capture_output=True,
                            text=True)
     assert worse.returncode != 0 and "MetricRegression: metric regression(s) in run" in worse.stderr
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_sigterm_cancels_the_run_then_ends_papermill_as_sigterm_does(tmp_path, engine):
+    """It ended the process at once and left the run `running` for the next reader to fail."""
+    from conftest import wait_for
+
+    from nbscale.kernels.contract import STOPPED_BY_SIGTERM
+    from nbscale.kernels.runner import default_run_store
+
+    tick = tmp_path / "tick"
+    path = write_nb(tmp_path, [("import time", ["imports"]), ("x = 1", ["step:one"]),
+                               (f"while True:\n    open({str(tick)!r}, 'a').write('x')\n    time.sleep(0.1)",
+                                ["step:loop"])])
+    proc = subprocess.Popen([sys.executable, "-m", "papermill", "--engine", "nbscale", str(path),
+                             str(tmp_path / "out.ipynb")], env={**os.environ, "NBSCALE_ENGINE": engine},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(tick.exists, "the looping step")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err
+    with default_run_store(path) as store:
+        run = store.get_run(store.list_runs()[0]["id"])
+    assert (run["status"], run["error"]) == ("cancelled", STOPPED_BY_SIGTERM)
+    size = tick.stat().st_size
+    time.sleep(0.5)
+    assert tick.stat().st_size == size, "the step runs on"
 
 
 def test_a_bad_regression_threshold_runs_nothing(tmp_path, monkeypatch):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import threading
 import time
 
@@ -21,6 +23,7 @@ from nbscale.kernels.contract import (
     step_log_path,
 )
 from nbscale.kernels.errors import CorruptArtifactWarning, ParameterError, PipelineNotRunnable, Terminated
+from nbscale.kernels.interrupts import sigterm_interrupts
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
 LOCAL = RunOptions(engine="local")
@@ -302,6 +305,34 @@ def test_a_run_interrupted_in_a_step_is_cancelled_and_says_why(tmp_path, raised,
     assert {s["step"]: s["status"] for s in run["steps"]} == {"a": "succeeded", "b": "cancelled", "c": "cancelled"}
     assert seen[-1] == ("run_finished", {"status": status, "error": reason})
     assert [e["kind"] for e in store.events_since(run["id"])][-1] == "run_finished"
+
+
+@pytest.mark.parametrize("where", ["the engine closes", "the run's end is recorded"])
+@pytest.mark.parametrize("signum, raised, reason", [
+    (signal.SIGINT, KeyboardInterrupt, CANCELLED_BY_USER),
+    (signal.SIGTERM, Terminated, STOPPED_BY_SIGTERM),
+])
+def test_a_signal_after_the_last_step_cancels_the_run(tmp_path, monkeypatch, where, signum, raised, reason):
+    """It left the run `running` (then read `failed`: "the process running it stopped") while the
+    command said cancelled."""
+    from nbscale.kernels import runner
+    from nbscale.kernels.engines.local import LocalEngine
+
+    nb = _three_steps(tmp_path)
+    target, name = (LocalEngine, "close") if where == "the engine closes" else (runner, "_finish")
+    real = getattr(target, name)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signum)  # a real signal, handled by the run's own handlers
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, signalled)
+    with sigterm_interrupts(), pytest.raises(raised):
+        run_notebook(nb, options=LOCAL)
+    store = default_run_store(nb)
+    run = store.get_run(store.list_runs()[0]["id"])
+    assert (run["status"], run["error"]) == ("cancelled", reason)
+    assert {s["step"]: s["status"] for s in run["steps"]} == dict.fromkeys("abc", "succeeded")
 
 
 def test_a_run_stopped_by_an_error_outside_its_steps_fails_and_says_why(tmp_path, monkeypatch):
