@@ -29,6 +29,7 @@ CODES = {
     "empty-step": WARNING,
     "global-seed": WARNING,
     "setting-not-replayed": WARNING,
+    "prelude-object-changed": WARNING,
     "ambiguous-name": INFO,
     "nothing-to-run": INFO,
 }

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from .analysis import KERNEL_NAMES
 from .diagnostics import Diagnostic
+from .effects import root_name
 from .parsing import ParsedCell, Piece, child_nodes
 
 # Calls that change a process-wide setting every later cell sees (qualified through the imports).
@@ -53,6 +54,11 @@ SEED_CALLS = frozenset({
     "tensorflow.random.set_seed", "tensorflow.set_random_seed", "tensorflow.keras.utils.set_random_seed",
     "keras.utils.set_random_seed",
 })
+# Calls that change a container in place (`results.append(score)`, `next(ids)`): one the imports
+# or functions cells made is made again before every step, so later steps do not see the change.
+CONTAINER_CHANGES = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault",
+                               "discard", "popitem", "sort", "reverse"})
+ADVANCING_CALLS = frozenset({"next"})
 # Everything the settings pass resolves names against; a module that is none of these, nor a
 # part of or a container of one (`numpy` of `numpy.random.seed`), makes no setting or seed.
 _KNOWN_NAMES = SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS)
@@ -68,6 +74,7 @@ _LATER = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _WITH = (ast.With, ast.AsyncWith)
 _BUILTIN_NAMES = frozenset(dir(builtins)) | KERNEL_NAMES
 _MORE_STEPS_SHOWN = 5
+_CHANGING_WORDS = CONTAINER_CHANGES | ADVANCING_CALLS
 
 
 @dataclass
@@ -196,10 +203,25 @@ class _Finder:
                 elif isinstance(node, ast.Call) and self.setting_functions.get(getattr(node.func, "id", None)) is False:
                     self.problems.append(_step_function_warning(node, index, piece))
         for node, _ in nodes:
+            changed = self._prelude_object_changed(node) if isinstance(node, ast.Call) else None
+            if changed is not None:
+                self.problems.append(_prelude_change_warning(node, changed, index, piece))
             seed = self._seed_of(node) if isinstance(node, ast.Call) else None
             if seed is not None:
                 code = piece.segment(node) or ast.unparse(node)
                 self.found.append(("seed", {"cell": index, "line": node.lineno, "source": code, **seed}, set(), None))
+
+    def _prelude_object_changed(self, call: ast.Call) -> str | None:
+        """The prelude's name whose object `call` changes in place, if it does (a module's is no
+        object of the prelude's: `np.random.shuffle(x)`)."""
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr in CONTAINER_CHANGES:
+            root = root_name(func.value)
+        elif isinstance(func, ast.Name) and func.id in ADVANCING_CALLS and call.args:
+            root = root_name(call.args[0])
+        else:
+            return None
+        return root if root in self.prelude_names and root not in self.imported else None
 
     def _may_matter(self, python: str) -> bool:
         """Whether a cell's text may hold anything this pass acts on: an import, a definition, a
@@ -213,6 +235,8 @@ class _Finder:
                 or not words.isdisjoint(self.setting_functions):
             return True
         if any(_may_set(self.imported[name].module) for name in words.intersection(self.imported)):
+            return True
+        if not words.isdisjoint(self.prelude_names) and not words.isdisjoint(_CHANGING_WORDS):
             return True
         stored = words.intersection(self.imported) | words.intersection(self.prelude_names)
         return any(_may_store(name, python) or _may_store_into(name, python) for name in stored)
@@ -510,6 +534,16 @@ def _nested_warning(node, index, piece: Piece) -> Diagnostic:
         f"'{code}' is inside a block, so later steps run without this setting",
         cell=index, line=node.lineno, col=node.col_offset + 1,
         hint="make it a statement of its own at the top level of the cell, or move it to the imports cell")
+
+
+def _prelude_change_warning(call, name: str, index, piece: Piece) -> Diagnostic:
+    code = (piece.segment(call) or ast.unparse(call)).splitlines()[0]
+    return Diagnostic(
+        "prelude-object-changed",
+        f"'{code}' changes '{name}', which the imports or functions cells make again before every "
+        "step, so later steps do not see the change as they do top to bottom",
+        cell=index, line=call.lineno, col=call.col_offset + 1,
+        hint=f"make '{name}' in a step (then the change is handed on), or return what you collect")
 
 
 def _seed_warning(entry: dict, step: str, later: list[str], count: int) -> Diagnostic:

@@ -193,6 +193,36 @@ def test_stores_into_what_the_prelude_made_travel_until_a_step_binds_the_name_ag
     assert p.step("d").inputs == ["cfg"]
 
 
+def test_a_step_changing_what_the_prelude_made_in_place_is_a_warning():
+    """`results.append(x)` on a list the functions cell made: the prelude makes it again before
+    every step, so a later step found it empty (top to bottom it holds every step's item)."""
+    p = compile_source([
+        ("import itertools\nimport logging\nresults = []\nids = itertools.count()\nlog = logging.getLogger()\n"
+         "class Registry:\n    items = []", ["functions"]),
+        ("results.append(1)\nlog.info('x')\nfor k in range(2):\n    Registry.items.extend([k])", ["step:a"]),
+        ("i = next(ids)\nresults = [0]\nresults.append(2)", ["step:b"]),  # bound again: b hands its own on
+        ("n = len(results) + i\nids.__next__()", ["step:c"]),
+        ("results.append(3)", ["step:last"]),  # no step after it
+    ])
+    changed = [(d.cell, d.line, d.col) for d in p.diagnostics if d.code == "prelude-object-changed"]
+    assert changed == [(1, 1, 1), (1, 4, 5), (2, 1, 5)], p.diagnostics
+    assert all(d.severity == "warning" for d in p.diagnostics)
+    assert "'results.append(1)' changes 'results'" in p.diagnostics[0].message
+
+
+def test_the_skim_finds_changes_to_what_the_prelude_made():
+    from nbscale.compiler.parsing import parse_cell
+    from nbscale.compiler.settings import find_settings
+
+    def found(skim):
+        prelude = [parse_cell(0, "seen = set()\nq = []")]
+        steps = [("a", [parse_cell(1, "x = 1\nseen.update({x})")]), ("b", [parse_cell(2, "q.sort()")]),
+                 ("c", [parse_cell(3, "y = 2")])]
+        return find_settings(prelude, steps, set(), {"seen", "q"}, skim=skim)
+
+    assert found(skim=True) == found(skim=False) and len(found(skim=True).diagnostics) == 2
+
+
 def test_a_store_reading_a_computed_value_or_into_a_name_bound_again_is_no_setting():
     p = compile_source([
         ("import math\nimport helpers\ncfg = {}", ["imports"]),
