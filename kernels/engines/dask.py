@@ -188,7 +188,7 @@ class DaskEngine(Engine):
         specs = [dataclasses.replace(spec, background_run=self.run_id) for spec in specs]
         topic = f"{TOPIC}-{self.run_id}"
         reported = _Reported(emit)
-        client.subscribe_topic(topic, lambda event: reported.emit(*_unpacked(event[1])))
+        client.subscribe_topic(topic, reported.from_topic)
         plan, tasks, warm, outcomes = list(chains(specs, self.fuse)), _Tasks(), [], {}
         start_workers, self._start_workers = self._start_workers, None
         try:
@@ -211,6 +211,7 @@ class DaskEngine(Engine):
             # each chain as soon as its own task ends (not through a second task, which would wait
             # on the worker behind the next step: a finished step would show as running)
             for future in as_completed(list(tasks.by_key.values()), loop=client.loop):
+                reported.raise_failure()
                 for outcome in self._outcomes(client, future, tasks.names, reported):
                     if self.on_outcome is not None:
                         self.on_outcome(outcome)
@@ -218,6 +219,7 @@ class DaskEngine(Engine):
                     reported.emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
                 for key in tasks.readers.done(future.key):  # Dask frees the values no task reads any more
                     tasks.by_key.pop(key, None)
+            reported.raise_failure()
             self._wait_for_writes(client, emit, outcomes, specs)
         except BaseException:
             # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it;
@@ -430,6 +432,21 @@ class _Reported:
     def __init__(self, emit):
         self._emit, self._lock, self._payloads, self._closed = emit, threading.Lock(), {}, False
         self._waiting: list | None = None  # events held back (`held`), in order
+        self._failure: Exception | None = None  # the first error passing on a task's event
+
+    def from_topic(self, event) -> None:
+        """An event a task published, passed on from the client's loop. An error doing so (a run
+        store that cannot write: the disk is full) stops the run from its own thread
+        (`raise_failure`): raised here, Dask would log it with its traceback."""
+        try:
+            self.emit(*_unpacked(event[1]))
+        except Exception as exc:  # noqa: BLE001 - raised again in the run's thread
+            with self._lock:
+                self._failure = self._failure or exc
+
+    def raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
     def emit(self, kind, step, payload=None):
         with self._lock:

@@ -8,6 +8,7 @@ RunOptions(scheduler=...).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -516,6 +517,31 @@ def test_events_held_back_are_passed_on_in_order_and_a_steps_end_still_counts_on
         assert reported.outcome("a") is not None  # known at once, passed on later
     reported.emit(STEP_FINISHED, "a", {"status": "failed"})  # as its task's end reports it again
     assert seen == [(STEP_STARTED, "a", None), (STEP_FINISHED, "a", {"status": "succeeded"})]
+
+
+def test_a_run_store_that_fails_on_an_event_from_a_worker_stops_the_run_without_dask_tracebacks(
+        tmp_path, local_cluster, caplog, monkeypatch):
+    """A disk that fills during a run: the events tasks publish reach the run store on the
+    client's loop, where the write error was logged by Dask with its traceback, twice. (A stand-in
+    for the full disk: a tmpfs to fill needs root. The store's write fails as sqlite's would.)"""
+    from nbscale.kernels.contract import STEP_STARTED
+    from nbscale.kernels.errors import RunStoreError
+    from nbscale.kernels.runstore import RunStore
+
+    nb = make_notebook(tmp_path, [("import time", ["imports"]), ("x = 1", ["step:a"]),
+                                  ("time.sleep(1)\ny = x", ["step:b"])], name="full")
+    real = RunStore.add_event
+
+    def add_event(store, run_id, kind, step, payload):
+        if kind == STEP_STARTED and step == "b":
+            raise RunStoreError("the run store failed: database or disk is full")
+        return real(store, run_id, kind, step, payload)
+
+    monkeypatch.setattr(RunStore, "add_event", add_event)
+    with pytest.raises(RunStoreError, match="disk is full"):
+        run_notebook(nb, options=RunOptions(scheduler=local_cluster, use_cache=False))
+    logged = [r for r in caplog.records if r.name.startswith("distributed") and r.levelno >= logging.ERROR]
+    assert not logged, [r.getMessage() for r in logged]
 
 
 def _warmed_state():
