@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .array_views import views_as_references, views_restored
 from .errors import StepTimeout
 
 # --- statuses ------------------------------------------------------------------------------------
@@ -125,6 +126,12 @@ class StepOutcome:
     @property
     def ok(self) -> bool:
         return self.status in OK
+
+    def __getstate__(self) -> dict:  # sent to another worker: numpy views among its values stay views
+        return {**self.__dict__, "values": views_as_references(self.values)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({**state, "values": views_restored(state["values"])})
 
 
 def finished_payload(outcome: StepOutcome) -> dict:

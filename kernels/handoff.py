@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import cloudpickle
 
+from .array_views import views_as_references, views_restored
 from .digest import CHUNK, DIGEST, new_hash
 from .errors import MarshalError
 from .marshal import loaded_module, type_name
@@ -92,12 +93,13 @@ def _copied(values: dict, producer: str) -> dict:
     """A copy of one producer's values (objects they share stay shared); MarshalError naming the
     value that cannot be copied, e.g. an exception whose `__init__` takes other arguments than it
     hands to `Exception.__init__`: it pickles, and fails to be made again."""
+    values = views_as_references(values)
     try:
-        return copy.deepcopy(values)
+        return views_restored(copy.deepcopy(values))
     except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
         pass
     try:
-        return cloudpickle.loads(cloudpickle.dumps(values))
+        return views_restored(cloudpickle.loads(cloudpickle.dumps(values)))
     except Exception as exc:  # noqa: BLE001 - said with the value's name, not as nbscale's own failure
         name = next((n for n, v in values.items() if not _round_trips(v)), next(iter(values)))
         raise MarshalError(name, type_name(values[name]), producer, f"{type(exc).__name__}: {exc} (an object that "

@@ -194,6 +194,10 @@ TRICKY = [
      "pred = model.predict(test[['x', 'x2']])\n%time total = float(pred.sum())", ["step:fit"]),
     ("applied = shift(10)\nn_rows = counts['n'] + len(train)\n!echo shell-escape\n"
      "arr = np.arange(6).reshape(2, 3)\narr[0, 0] = 99", ["step:apply"]),
+    # numpy views handed on with their array: a change through one is a change to the other
+    ("grid = np.arange(6.0)\nrow = grid.reshape(2, 3)[1]\nback = grid[::-1]", ["step:views"]),
+    ("row[:] = -1", ["step:through_view"]),
+    ("back[0] = 50\ngrid_sum = float(grid.sum())", ["step:through_reversed"]),
     ("%%capture out\nprint(applied, n_rows)", ["step:report"]),
     ("out_text = out.stdout", []),
 ]
@@ -210,7 +214,7 @@ MUST = {
     "dask_etl": {"labels", "table", "model", "accuracy", "roc_auc", "n_customers"},
     "monitoring": {"reference", "current", "model", "scored", "accuracy_current", "auc_current"},
     "tricky": {"train", "test", "data", "counts", "alias", "noise", "shifted", "scaled", "model", "pred",
-               "total", "applied", "n_rows", "arr", "out", "out_text", "rng"},
+               "total", "applied", "n_rows", "arr", "out", "out_text", "rng", "grid", "row", "back", "grid_sum"},
 }
 
 NOTEBOOKS = [p.stem for p in EXAMPLES] + ["tricky"]
