@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import effects
-from .callables import Callable, argument_for, callee_of, changed_arguments
+from .callables import Callable, argument_for, callee_of, changed_arguments, lambda_callable
 from .heap import Heap
 from .parsing import ParsedCell, Visitor, parse_cell
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
@@ -520,10 +520,11 @@ class _ModuleWalker(Visitor):
             static = any(getattr(d, "id", None) == "staticmethod" for d in stmt.decorator_list)
             params = list(facts.params)[0 if static else 1:]  # an instance's call gives no `self`
             positions = [i for i, p in enumerate(params) if p in facts.mutated_params]
-            if positions:
+            receiver = not static and bool(facts.params) and list(facts.params)[0] in facts.deep_mutated
+            if positions or receiver:
                 key = "." + stmt.name
                 self.known[key] = self.facts.callables[key] = Callable(
-                    key, set(), set(), set(), positions, params, set(facts.deep_mutated))
+                    key, set(), set(), set(), positions, params, set(facts.deep_mutated), deep_receiver=receiver)
 
     def _free_of_methods(self, node):
         free = set()
@@ -627,6 +628,11 @@ class _ModuleWalker(Visitor):
         changed = effects.call_changes(self.heap, node, self.modules, used)
         names = effects.mutated_by_call(node, self.modules, used) - self.modules
         callee, args, keywords = callee_of(node, self.known, self.modules)
+        if callee is not None and callee.deep_receiver and type(node.func) is ast.Attribute:
+            receiver = effects.root_name(node.func.value)
+            if receiver is not None and receiver not in self.modules:
+                changed |= self.heap.owned_reach(self.heap.objects(receiver))
+                names |= {receiver}
         if callee is not None:  # a function of the notebook: it says which parameters it changes
             given = effects.argument_objects(self.heap, node, self.modules)
             for expr, param in changed_arguments(callee, args, keywords):
@@ -642,12 +648,15 @@ class _ModuleWalker(Visitor):
             self.facts.dynamic.append(self._use(node.func.id, node))
 
     def _mapped_changes(self, node) -> set[str]:
-        """`map(f, frames)` with a function of the notebook that changes its parameter: it
-        changes the elements of `frames`."""
+        """`map(f, frames)` with a function of the notebook (or a lambda) that changes its parameter:
+        it changes the elements of `frames`."""
         func, args = node.func, node.args
-        if type(func) is not ast.Name or func.id != "map" or len(args) != 2 or type(args[0]) is not ast.Name:
+        if type(func) is not ast.Name or func.id != "map" or len(args) != 2:
             return set()
-        callee = self.known.get(args[0].id)
+        if type(args[0]) is ast.Lambda:
+            callee = lambda_callable(args[0], self.modules)
+        else:
+            callee = self.known.get(args[0].id) if type(args[0]) is ast.Name else None
         if callee is None or 0 not in callee.mutated_params:
             return set()
         return set(effects.elements_of(self.heap, [args[1]], self.modules))

@@ -24,6 +24,9 @@ class Callable:
     deep: set[str] = field(default_factory=set)  # of those, names it changes *through* (`p[0]["x"] = 1`)
     makes_functions: bool = False  # its body defines a function or lambda, which it may return (a closure)
     returns_params: list[int] = field(default_factory=list)  # positions of parameters it may return as they are
+    # a method that changes what its instance holds (`self.df["z"] = 1`): `obj.m()` changes what
+    # `obj` was made from (`Acc(df)` owns `df`)
+    deep_receiver: bool = False
 
 
 def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):

@@ -520,14 +520,19 @@ def loop_sources(target: ast.AST, iterable: ast.AST) -> list[tuple[ast.AST, list
 
 
 def iterated(expr: ast.AST) -> list[ast.AST]:
-    """Expressions whose elements a loop over `expr` gets."""
+    """Expressions whose elements a loop over `expr` may get."""
     if isinstance(expr, ast.Call):
         func = expr.func
         if isinstance(func, ast.Name) and func.id in ITERATING_CALLS:
             return list(expr.args)
         if isinstance(func, ast.Attribute) and func.attr in {"values", "items"}:
             return [func.value]
-        return []
+        # Any other call may hand out what its arguments hold (`itertools.chain([a], [b])`,
+        # `random.sample(frames, 2)`), or what its receiver holds (`frames.copy()`).
+        receiver = [func.value] if isinstance(func, ast.Attribute) else []
+        return [*receiver, *expr.args, *(k.value for k in expr.keywords)]
+    if isinstance(expr, (ast.GeneratorExp, ast.ListComp, ast.SetComp)):  # `(d for d in (a, b))`
+        return [part for generator in expr.generators for part in iterated(generator.iter)]
     return [expr]
 
 

@@ -432,6 +432,37 @@ def _run_steps_latest_first(pipeline):
 
 
 
+# Changes the analysis once missed, so that a later step read the value from before them.
+CHANGES_THROUGH = {
+    "a loop over a generator": "for d in (x for x in (tr, te)):\n    d['y'] = 2",
+    "a loop over a call it does not know": "import itertools\nfor d in itertools.chain([tr], [te]):\n    d['y'] = 2",
+    "a loop over a copy of a list": "both = [tr, te]\nfor d in both.copy():\n    d['y'] = 2",
+    "a lambda given to map": "list(map(lambda d: d.update(y=2), [tr, te]))",
+}
+
+
+@pytest.mark.parametrize("change", CHANGES_THROUGH.values(), ids=CHANGES_THROUGH)
+def test_a_change_made_through_another_name_reaches_the_steps_after_it(change):
+    cells = [("tr = {'y': 0}\nte = {'y': 0}", ["step:make"]), (change, ["step:change"]),
+             ("total = tr['y'] + te['y']", ["step:read"])]
+    pipeline = compile_source(cells)
+    assert not pipeline.has_errors, pipeline.diagnostics
+    assert _top_to_bottom([source for source, _ in cells])["total"] == 4
+    assert _run_steps_latest_first(pipeline)["total"] == 4
+
+
+def test_a_method_changing_what_its_object_was_made_from_reaches_the_steps_after_it():
+    cells = [("import pandas as pd", ["imports"]),
+             ("class Acc:\n    def __init__(self, df):\n        self.df = df\n    def add(self):\n"
+              "        self.df['z'] = 1", ["functions"]),
+             ("df = pd.DataFrame({'x': [1, 2]})\nacc = Acc(df)", ["step:make"]), ("acc.add()", ["step:change"]),
+             ("n = len(df.columns)", ["step:read"])]
+    pipeline = compile_source(cells)
+    assert _top_to_bottom([source for source, _ in cells])["n"] == 2
+    assert pipeline.step("read").sources == {"df": "change"}
+    assert _run_steps_latest_first(pipeline)["n"] == 2
+
+
 def test_the_analysis_lets_each_tree_go_once_walked_and_a_site_finds_its_code_again():
     sources = [("import math", ["imports"]), ("x = [1, 2]\nx.append(3)", ["step:a"]),
                ("y = math.sqrt(len(x))", ["step:b"]), ("z = 1", ["skip"])]
