@@ -40,6 +40,7 @@ SETTING_CALLS = frozenset({
     "matplotlib.rcParams.update", "matplotlib.pyplot.rcParams.update",
     "seaborn.set", "seaborn.set_theme", "seaborn.set_style", "seaborn.set_context", "seaborn.set_palette",
     "os.environ.update", "os.environ.setdefault",
+    "os.chdir",  # a relative path: replayed from the notebook folder, where every step starts
 })
 # Objects whose items or attributes are settings: `plt.rcParams["figure.dpi"] = 120`,
 # `pd.options.display.max_rows = 50`, `os.environ["MODE"] = "fast"` (put back after the step that

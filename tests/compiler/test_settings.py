@@ -45,6 +45,7 @@ SETTINGS = [
     ("from os import environ", "environ['MODE'] = 'fast'"),
     ("import os", "os.environ.update({'MODE': 'fast'})"),
     ("import os", "os.environ.setdefault('MODE', 'fast')"),
+    ("import os", "os.chdir('data')"),
 ]
 
 

@@ -134,6 +134,16 @@ def test_a_shell_command_expands_parameters_and_earlier_steps_values_and_reruns_
     assert _status(again) == {"a": "cached", "b": "succeeded"} and again.load("b")["said"] == ["yo 8"]
 
 
+def test_a_working_directory_a_step_changes_is_the_later_steps_as_top_to_bottom(tmp_path):
+    (tmp_path / "v.txt").write_text("outer")
+    nb = make_notebook(tmp_path, [
+        ("import os", ["imports"]),
+        ("os.makedirs('sub', exist_ok=True)\nopen('sub/v.txt', 'w').write('inner')\nos.chdir('sub')", ["step:a"]),
+        ("seen = open('v.txt').read()", ["step:b"]),
+    ])
+    assert run_notebook(nb, options=LOCAL).load("b")["seen"] == "inner"
+
+
 def _failing(tmp_path, fixed=False):
     second = "y = x + 1\nz = y * 2" if fixed else "y = x + 1\nz = y / 0"
     return make_notebook(tmp_path, [
