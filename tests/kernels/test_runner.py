@@ -141,7 +141,11 @@ def test_a_working_directory_a_step_changes_is_the_later_steps_as_top_to_bottom(
         ("os.makedirs('sub', exist_ok=True)\nopen('sub/v.txt', 'w').write('inner')\nos.chdir('sub')", ["step:a"]),
         ("seen = open('v.txt').read()", ["step:b"]),
     ])
-    assert run_notebook(nb, options=LOCAL).load("b")["seen"] == "inner"
+    warned = []
+    result = run_notebook(nb, options=LOCAL, on_event=lambda kind, step, payload: kind == WARNING and warned.append(
+        payload["message"]))
+    assert result.load("b")["seen"] == "inner"
+    assert not [w for w in warned if "working directory" in w], warned  # it travels: nothing to warn of
 
 
 def _failing(tmp_path, fixed=False):
