@@ -123,11 +123,21 @@ CLONING_CONSTRUCTORS = frozenset("""
     """.split())
 
 
+# Calls that give a part of their first argument: `vars(o)[k] = v` and `getattr(o, "items").append(x)` change o.
+PART_OF_FIRST_ARGUMENT = frozenset({"vars", "getattr"})
+
+
 def root_name(expr: ast.AST) -> str | None:
-    """`df` for `df`, `df.a`, `df["x"].loc[0]`; None when the chain starts at a call or literal."""
-    while isinstance(expr, (ast.Attribute, ast.Subscript, ast.Starred)):
-        expr = expr.value
-    return expr.id if isinstance(expr, ast.Name) else None
+    """`df` for `df`, `df.a`, `df["x"].loc[0]`, `vars(df)["a"]`, `getattr(df, "a")`; None when the
+    chain starts at another call or a literal."""
+    while True:
+        if isinstance(expr, (ast.Attribute, ast.Subscript, ast.Starred)):
+            expr = expr.value
+        elif (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.args
+              and expr.func.id in PART_OF_FIRST_ARGUMENT):
+            expr = expr.args[0]
+        else:
+            return expr.id if isinstance(expr, ast.Name) else None
 
 
 def target_names(target: ast.AST) -> list[str]:

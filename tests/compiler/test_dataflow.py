@@ -451,6 +451,15 @@ def test_a_change_made_through_another_name_reaches_the_steps_after_it(change):
     assert _run_steps_latest_first(pipeline)["total"] == 4
 
 
+def test_a_change_through_vars_or_getattr_reaches_the_steps_after_it():
+    cells = [("import types\no = types.SimpleNamespace(x=1, items=[1])", ["step:make"]),
+             ("vars(o)['x'] = 5\ngetattr(o, 'items').append(2)", ["step:change"]),
+             ("n = o.x + len(o.items)", ["step:read"])]
+    pipeline = compile_source(cells)
+    assert _top_to_bottom([source for source, _ in cells])["n"] == 7
+    assert pipeline.step("read").sources == {"o": "change"} and _run_steps_latest_first(pipeline)["n"] == 7
+
+
 def test_a_method_changing_what_its_object_was_made_from_reaches_the_steps_after_it():
     cells = [("import pandas as pd", ["imports"]),
              ("class Acc:\n    def __init__(self, df):\n        self.df = df\n    def add(self):\n"
