@@ -107,6 +107,8 @@ IMMUTABLE_RESULT_FUNCTIONS = frozenset("""
 IMMUTABLE_RESULT_METHODS = frozenset({"item", "is_integer", "bit_length"})
 # Builtins making a new container of what they are given (`list(frames)` holds the frames).
 CONTAINER_MAKERS = frozenset({"dict", "list", "tuple", "set", "frozenset"})
+# ... and the standard library's (`deque([frames])`, `collections.OrderedDict(pairs)`)
+LIBRARY_CONTAINER_MAKERS = frozenset({"deque", "OrderedDict", "ChainMap", "UserList", "UserDict"})
 
 # Calls whose unpacked results refer to each other (a figure and its axes): one object for all.
 SHARED_RESULTS = frozenset({"subplots", "subplot_mosaic"})
@@ -404,7 +406,8 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
         return frozenset({heap.fresh_immutable(name)})  # `len(X)`, `int("100")`
     if type(func) is ast.Attribute and name in IMMUTABLE_RESULT_METHODS:
         return frozenset({heap.fresh_immutable(name)})
-    if type(func) is ast.Name and name in CONTAINER_MAKERS or _is_shallow_copy(call, modules):
+    if (type(func) is ast.Name and name in CONTAINER_MAKERS or name in LIBRARY_CONTAINER_MAKERS
+            or _is_shallow_copy(call, modules)):
         return _made_container(heap, call, modules)
     if name and (name[:1].isupper() or name in WRAPPING_FACTORIES):
         made = heap.fresh(name)
