@@ -41,11 +41,15 @@ SETTING_CALLS = frozenset({
     "seaborn.set", "seaborn.set_theme", "seaborn.set_style", "seaborn.set_context", "seaborn.set_palette",
     "os.environ.update", "os.environ.setdefault",
     "os.chdir",  # a relative path: replayed from the notebook folder, where every step starts
+    "decimal.setcontext",
 })
 # Objects whose items or attributes are settings: `plt.rcParams["figure.dpi"] = 120`,
 # `pd.options.display.max_rows = 50`, `os.environ["MODE"] = "fast"` (put back after the step that
 # set it, as every process-wide change is: later steps get it by replay).
 SETTING_OBJECTS = ("matplotlib.rcParams", "matplotlib.pyplot.rcParams", "pandas.options", "os.environ")
+# Calls giving an object whose attributes are settings: `decimal.getcontext().prec = 4` (the
+# thread's context, which a step's process puts back).
+SETTING_CONTEXTS = frozenset({"decimal.getcontext"})
 # `%config InlineBackend.figure_formats = ["svg"]`: settings of a configurable the kernel keeps.
 SETTING_CONFIGURABLES = ("InlineBackend",)
 # Calls that seed a global random generator.
@@ -62,7 +66,7 @@ CONTAINER_CHANGES = frozenset({"append", "extend", "insert", "pop", "remove", "c
 ADVANCING_CALLS = frozenset({"next"})
 # Everything the settings pass resolves names against; a module that is none of these, nor a
 # part of or a container of one (`numpy` of `numpy.random.seed`), makes no setting or seed.
-_KNOWN_NAMES = SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS)
+_KNOWN_NAMES = SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS) | SETTING_CONTEXTS
 # Words in a cell that make the pass walk it (imports, definitions, magics).
 _ALWAYS_WALK = frozenset({"import", "def", "class", "get_ipython"})
 # Words in a function's text that make the pass walk its body (an import in it, `%config`).
@@ -276,7 +280,8 @@ class _Finder:
             # pd.options.display.max_rows = 50, and any attribute of what an import binds: a module's
             # (helpers.LEVEL = 5, torch.backends.cudnn.benchmark = True) or a class's, which every
             # later cell sees top to bottom, while a step's process puts back all of a local module
-            return self._qualified(target.value) is not None or self._into_prelude(target)
+            return self._qualified(target.value) is not None or self._into_prelude(target) or (
+                isinstance(target.value, ast.Call) and self._qualified(target.value.func) in SETTING_CONTEXTS)
         return False
 
     def _into_prelude(self, target) -> bool:

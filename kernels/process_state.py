@@ -65,8 +65,8 @@ import time
 import types
 from contextlib import contextmanager
 
-__all__ = ["NUMPY_RANDOM_STATE", "RANDOM_STATE", "ModuleDicts", "ProcessState", "changed_indexes", "dict_version",
-           "proc_status_field", "restored_process_state", "version_slots", "versions_at"]
+__all__ = ["DECIMAL_CONTEXT", "NUMPY_RANDOM_STATE", "RANDOM_STATE", "ModuleDicts", "ProcessState", "changed_indexes",
+           "dict_version", "proc_status_field", "restored_process_state", "version_slots", "versions_at"]
 
 _ABSENT = object()
 # Module attributes the import system owns: rebinding them is not a patch (importlib.reload,
@@ -76,6 +76,7 @@ IMPORT_METADATA = frozenset({"__spec__", "__loader__", "__file__", "__cached__",
 SYS_LISTS = ("path", "meta_path", "path_hooks")
 KEEP_ADDED = ("meta_path", "path_hooks")  # lists whose added entries stay
 RANDOM_STATE, NUMPY_RANDOM_STATE = "random (global state)", "numpy.random (global state)"
+DECIMAL_CONTEXT = "decimal's context (precision, rounding, traps)"
 STD_FD_NAMES = {0: "standard input (file descriptor 0)", 1: "standard output (file descriptor 1)",
                 2: "standard error (file descriptor 2)"}
 HANDLED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGPIPE",
@@ -149,6 +150,7 @@ class ProcessState:
         self.umask = 0
         self.random_state = None
         self.numpy_state = None
+        self.decimal_context = None  # a copy of the thread's, when decimal is loaded
         self.signals: dict = {}
         self.recursion_limit = 0
         self.root_handlers: list = []
@@ -170,6 +172,7 @@ class ProcessState:
         state.umask = _umask()
         state.random_state = random.getstate()
         state.numpy_state = _numpy_state()
+        state.decimal_context = _decimal_context()
         state.signals = _signal_handlers()
         state.recursion_limit = sys.getrecursionlimit()
         root = logging.getLogger()
@@ -189,7 +192,8 @@ class ProcessState:
         """Put back what changed since `save()`; the names of what was put back, e.g. `json.dumps`."""
         changed: list[str] = []
         for part in (self._restore_modules, self._restore_attributes, self._restore_sys_lists,
-                     self._restore_environ, self._restore_cwd, self._restore_random, self._restore_misc,
+                     self._restore_environ, self._restore_cwd, self._restore_random, self._restore_decimal,
+                     self._restore_misc,
                      self._restore_std_fds):
             try:
                 changed.extend(part())
@@ -286,6 +290,18 @@ class ProcessState:
             numpy_random.seed()
             changed.append(NUMPY_RANDOM_STATE)
         return changed
+
+    def _restore_decimal(self) -> list[str]:
+        """decimal's context of this thread: a precision a step set would reach the next step (or the
+        next run's, on a shared worker) that runs in the thread."""
+        decimal = sys.modules.get("decimal")
+        if decimal is None:
+            return []
+        saved = self.decimal_context if self.decimal_context is not None else decimal.Context()
+        if _decimal_settings(decimal.getcontext()) == _decimal_settings(saved):
+            return []
+        decimal.setcontext(saved)
+        return [DECIMAL_CONTEXT]
 
     def _restore_misc(self) -> list[str]:
         changed = []
@@ -557,6 +573,18 @@ def _numpy_state():
         return numpy_random.get_state() if numpy_random is not None else None
     except Exception:  # noqa: BLE001 - a half-imported or replaced numpy: treated as not loaded
         return None
+
+
+def _decimal_context():
+    """A copy of this thread's decimal context, if `decimal` is loaded (None if not)."""
+    decimal = sys.modules.get("decimal")
+    return decimal.getcontext().copy() if decimal is not None else None
+
+
+def _decimal_settings(context) -> tuple:
+    """What a context decides (not its flags, which record what happened in it)."""
+    return (context.prec, context.rounding, context.Emin, context.Emax, context.capitals, context.clamp,
+            sorted(str(signal) for signal, on in context.traps.items() if on))
 
 
 def _cwd() -> str | None:

@@ -54,7 +54,7 @@ from .handoff import (
     value_digests,
     wrote_into_read_only,
 )
-from .process_state import NUMPY_RANDOM_STATE, RANDOM_STATE, restored_process_state
+from .process_state import DECIMAL_CONTEXT, NUMPY_RANDOM_STATE, RANDOM_STATE, restored_process_state
 from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
 from .store import ArtifactStore
@@ -231,6 +231,8 @@ def _made_again(restored: str, step: dict, prelude: dict) -> bool:
         quoted = {name, f'"{name[1:-1]}"'}
         return any(f"environ[{q}]" in text.replace(" ", "") for text in [*before, *step.get("source", ())]
                    for q in quoted)
+    if restored == DECIMAL_CONTEXT:  # `decimal.getcontext().prec = 4` travels: in the step or replayed into it
+        return any("getcontext()" in text or "setcontext(" in text for text in [*before, *step.get("source", ())])
     made_by = {"the working directory": ("chdir(", "%cd ")}.get(restored, (restored,) if restored.startswith(
         "sys.") else ())
     return any(word in text for text in before for word in made_by)

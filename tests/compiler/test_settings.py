@@ -46,6 +46,9 @@ SETTINGS = [
     ("import os", "os.environ.update({'MODE': 'fast'})"),
     ("import os", "os.environ.setdefault('MODE', 'fast')"),
     ("import os", "os.chdir('data')"),
+    ("import decimal", "decimal.getcontext().prec = 4"),
+    ("from decimal import getcontext", "getcontext().rounding = 'ROUND_DOWN'"),
+    ("import decimal", "decimal.setcontext(decimal.Context(prec=6))"),
 ]
 
 

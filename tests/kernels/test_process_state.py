@@ -11,7 +11,7 @@ import types
 
 import numpy as np
 
-from nbscale.kernels.process_state import ProcessState, restored_process_state
+from nbscale.kernels.process_state import DECIMAL_CONTEXT, ProcessState, restored_process_state
 
 
 def test_environ_path_cwd_and_umask_come_back(tmp_path):
@@ -134,6 +134,21 @@ def test_root_logger_and_recursion_limit_come_back():
         logging.basicConfig(level=logging.DEBUG, force=True)
         sys.setrecursionlimit(limit + 100)
     assert root.handlers == handlers and root.level == level and sys.getrecursionlimit() == limit
+
+
+def test_the_decimal_context_a_step_changes_comes_back_and_computing_with_it_is_no_change():
+    """It is the thread's: on a shared worker, a precision a step set reached another run's steps."""
+    import decimal
+
+    before = decimal.getcontext().prec
+    with restored_process_state() as state:
+        decimal.getcontext().prec = 4
+        decimal.getcontext().traps[decimal.Inexact] = True
+    assert decimal.getcontext().prec == before and not decimal.getcontext().traps[decimal.Inexact]
+    assert state.restored == [DECIMAL_CONTEXT]
+    with restored_process_state() as state:
+        assert str(decimal.Decimal(1) / decimal.Decimal(3)).startswith("0.333")  # sets flags only
+    assert state.restored == []
 
 
 def test_restoring_also_happens_when_the_block_raises():
