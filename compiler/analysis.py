@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from . import effects
 from .callables import Callable, argument_for, callee_of, changed_arguments, lambda_callable
-from .heap import Heap
+from .heap import Heap, immutable
 from .parsing import ParsedCell, Visitor, parse_cell
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
 from .syntax import EXPANDED_ARGUMENT, READS_ONLY_SCOPE, expanded_names
@@ -627,6 +627,7 @@ class _ModuleWalker(Visitor):
         used = node is self.assigned
         changed = effects.call_changes(self.heap, node, self.modules, used)
         names = effects.mutated_by_call(node, self.modules, used) - self.modules
+        names -= self._seeds_given(node)
         callee, args, keywords = callee_of(node, self.known, self.modules)
         if callee is not None and callee.deep_receiver and type(node.func) is ast.Attribute:
             receiver = effects.root_name(node.func.value)
@@ -646,6 +647,18 @@ class _ModuleWalker(Visitor):
             self.change(changed, sorted(names), node)
         if effects.is_dynamic_call(node):
             self.facts.dynamic.append(self._use(node.func.id, node))
+
+    def _seeds_given(self, call) -> set[str]:
+        """Names given as `random_state=`/`rng=` that hold a number or a string (a seed, which no
+        call changes), not a generator it draws from: `Model(random_state=seed)` in sibling steps
+        must not order them."""
+        seeds = set()
+        for keyword in call.keywords:
+            if keyword.arg in effects.GENERATOR_KEYWORDS and type(keyword.value) is ast.Name:
+                objects = self.heap.objects(keyword.value.id)
+                if objects and all(immutable(obj) for obj in objects):
+                    seeds.add(keyword.value.id)
+        return seeds
 
     def _mapped_changes(self, node) -> set[str]:
         """`map(f, frames)` with a function of the notebook (or a lambda) that changes its parameter:

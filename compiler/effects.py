@@ -61,8 +61,10 @@ IN_PLACE_HOLDING = frozenset({"setattr", "heappush", "heapreplace", "heappushpop
 IN_PLACE_ARGUMENT_METHODS = frozenset({"shuffle"})
 # Types whose methods called through the type change their first argument (`dict.update(d, o)`).
 BUILTIN_TYPES = frozenset({"dict", "list", "set", "bytearray", "object", "deque"})
-# Keyword arguments a call writes into: numpy's `out=`, and the Axes drawn on (`df.plot(ax=ax)`).
-WRITTEN_KEYWORDS = frozenset({"out", "ax"})
+# Keyword arguments a call writes into: numpy's `out=`, the Axes drawn on (`df.plot(ax=ax)`), and a
+# random generator it draws from (`train_test_split(X, random_state=rs)` advances `rs`).
+WRITTEN_KEYWORDS = frozenset({"out", "ax", *"random_state rng".split()})
+GENERATOR_KEYWORDS = frozenset({"random_state", "rng"})  # (a number there is a seed: nothing changes)
 
 # Calls that hide reads and writes from static analysis.
 DYNAMIC_CALLS = frozenset({"exec", "eval", "globals", "locals", "vars", "__import__"})
@@ -496,7 +498,8 @@ def _on_builtin_type(expr) -> bool:
 
 
 def _written_changes(heap, call, written, modules) -> set[str]:
-    changed = set().union(*(objects_of(heap, e, modules) for e in written))
+    # (a number or a string given there cannot change: `random_state=seed` is a seed)
+    changed = {obj for e in written for obj in objects_of(heap, e, modules) if not immutable(obj)}
     if _holds_other_arguments(call):
         heap.hold(changed, set().union(*(objects_of(heap, a, modules) for a in call.args[1:])))
         if untracked_arguments(heap, call, modules):

@@ -462,6 +462,18 @@ def test_a_change_through_vars_or_getattr_reaches_the_steps_after_it():
     assert pipeline.step("read").sources == {"o": "change"} and _run_steps_latest_first(pipeline)["n"] == 7
 
 
+def test_a_generator_given_as_random_state_is_advanced_by_the_call():
+    """The docs advise passing a generator to scikit-learn: it draws from it, so the next step's
+    draws continue from there (a number there is a seed: see the parallel trainings test)."""
+    cells = [("import numpy as np\nfrom sklearn.model_selection import train_test_split", ["imports"]),
+             ("rs = np.random.RandomState(0)", ["step:make"]),
+             ("parts = train_test_split(np.arange(8), random_state=rs)", ["step:split"]),
+             ("z = rs.rand()", ["step:draw"])]
+    pipeline = compile_source(cells)
+    assert pipeline.step("draw").sources == {"rs": "split"}
+    assert _run_steps_latest_first(pipeline)["z"] == _top_to_bottom([source for source, _ in cells])["z"]
+
+
 def test_a_method_changing_what_its_object_was_made_from_reaches_the_steps_after_it():
     cells = [("import pandas as pd", ["imports"]),
              ("class Acc:\n    def __init__(self, df):\n        self.df = df\n    def add(self):\n"
