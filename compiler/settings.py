@@ -169,6 +169,8 @@ class _Finder:
         self.prelude_names = prelude_names
         self.imported: dict[str, _Imported] = {}
         self.seeding_functions: dict[str, str] = {}  # function name → the seed call in its body
+        # functions of the prelude that change a mutable default of theirs → that parameter
+        self.keeping_functions: dict[str, str] = {}
         # functions whose body makes a setting → whether the prelude defines it (every step has it)
         self.setting_functions: dict[str, bool] = {}
         # ("setting" | "seed", entry, parameters read, the prelude's name a setting stores into or None)
@@ -210,7 +212,15 @@ class _Finder:
         for node, _ in nodes:
             changed = self._prelude_object_changed(node) if isinstance(node, ast.Call) else None
             if changed is not None:
-                self.problems.append(_prelude_change_warning(node, changed, index, piece))
+                self.problems.append(_prelude_change_warning(
+                    node, f"'{changed}'", index, piece,
+                    f"make '{changed}' in a step (then the change is handed on), or return what you collect"))
+            kept = self.keeping_functions.get(node.func.id) if isinstance(node, ast.Call) and isinstance(
+                node.func, ast.Name) else None
+            if kept is not None:
+                self.problems.append(_prelude_change_warning(
+                    node, f"the default value of {node.func.id}'s parameter '{kept}'", index, piece,
+                    f"give '{kept}' a value made in a step as an argument"))
             seed = self._seed_of(node) if isinstance(node, ast.Call) else None
             if seed is not None:
                 code = piece.segment(node) or ast.unparse(node)
@@ -241,7 +251,8 @@ class _Finder:
             return True
         if any(_may_set(self.imported[name].module) for name in words.intersection(self.imported)):
             return True
-        if not words.isdisjoint(self.prelude_names) and not words.isdisjoint(_CHANGING_WORDS):
+        if not words.isdisjoint(self.prelude_names) and not words.isdisjoint(_CHANGING_WORDS) \
+                or not words.isdisjoint(self.keeping_functions):
             return True
         stored = words.intersection(self.imported) | words.intersection(self.prelude_names)
         return any(_may_store(name, python) or _may_store_into(name, python) for name in stored)
@@ -328,6 +339,9 @@ class _Finder:
         its words may rule out that a function seeds or sets (`_body_may_matter`)."""
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             self._rebound(stmt.name, in_prelude)
+            kept = _changed_mutable_default(stmt) if in_prelude else None
+            if kept:
+                self.keeping_functions[stmt.name] = kept
             seed, sets = self._body_of(stmt) if text is None or self._body_may_matter(text) else (None, False)
             if seed:
                 self.seeding_functions[stmt.name] = seed
@@ -351,6 +365,7 @@ class _Finder:
             self.prelude_names.discard(name)
 
     def _forget(self, name):
+        self.keeping_functions.pop(name, None)
         self.imported.pop(name, None)
         self.seeding_functions.pop(name, None)
         self.setting_functions.pop(name, None)
@@ -542,14 +557,34 @@ def _nested_warning(node, index, piece: Piece) -> Diagnostic:
         hint="make it a statement of its own at the top level of the cell, or move it to the imports cell")
 
 
-def _prelude_change_warning(call, name: str, index, piece: Piece) -> Diagnostic:
+def _changed_mutable_default(function) -> str | None:
+    """The parameter with a mutable default (`seen=[]`) that the function's body changes in place,
+    if one: top to bottom the default keeps what every call added."""
+    args = function.args
+    positional = [*args.posonlyargs, *args.args]
+    defaults = [*zip(positional[len(positional) - len(args.defaults):], args.defaults),
+                *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None)]
+    mutable = {a.arg for a, d in defaults if isinstance(d, (ast.List, ast.Dict, ast.Set)) or (
+        isinstance(d, ast.Call) and isinstance(d.func, ast.Name) and d.func.id in {"list", "dict", "set"})}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in CONTAINER_CHANGES and root_name(node.func.value) in mutable:
+            return root_name(node.func.value)
+        if isinstance(node, (ast.Assign, ast.AugAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, (ast.Subscript, ast.Attribute)) and root_name(target) in mutable:
+                    return root_name(target)
+    return None
+
+
+def _prelude_change_warning(call, what: str, index, piece: Piece, hint: str) -> Diagnostic:
+    """`what`: the object the call changes, as the message names it."""
     code = (piece.segment(call) or ast.unparse(call)).splitlines()[0]
     return Diagnostic(
         "prelude-object-changed",
-        f"'{code}' changes '{name}', which the imports or functions cells make again before every "
-        "step, so later steps do not see the change as they do top to bottom",
-        cell=index, line=call.lineno, col=call.col_offset + 1,
-        hint=f"make '{name}' in a step (then the change is handed on), or return what you collect")
+        f"'{code}' changes {what}, which the imports or functions cells make again before every "
+        "step, so later steps do not see the change as they do top to bottom", cell=index, line=call.lineno,
+        col=call.col_offset + 1, hint=hint)
 
 
 def _seed_warning(entry: dict, step: str, later: list[str], count: int) -> Diagnostic:

@@ -214,6 +214,19 @@ def test_a_step_changing_what_the_prelude_made_in_place_is_a_warning():
     assert "'results.append(1)' changes 'results'" in p.diagnostics[0].message
 
 
+def test_calling_a_prelude_function_that_changes_its_mutable_default_is_a_warning():
+    p = compile_source([
+        ("def register(x, seen=[]):\n    seen.append(x)\n    return len(seen)\n"
+         "def tally(x, *, counts=dict()):\n    counts[x] = counts.get(x, 0) + 1\n"
+         "def reads(x, given=[]):\n    return len(given) + x", ["functions"]),
+        ("a = register(1)\nb = reads(1)\ntally('k')", ["step:a"]),
+        ("c = register(2)", ["step:b"]),  # the last step: no step after it
+    ])
+    found = [(d.cell, d.line, d.col) for d in p.diagnostics if d.code == "prelude-object-changed"]
+    assert found == [(1, 1, 5), (1, 3, 1)], p.diagnostics
+    assert "the default value of register's parameter 'seen'" in p.diagnostics[0].message
+
+
 def test_the_skim_finds_changes_to_what_the_prelude_made():
     from nbscale.compiler.parsing import parse_cell
     from nbscale.compiler.settings import find_settings
