@@ -370,8 +370,11 @@ class _ModuleWalker(Visitor):
             self.read(name, node.target)
             self.change(effects.augmented_changes(self.heap, node, self.modules), [name], node.target)
             self.bind(name, node=node.target, same_object=True)
-        else:
+        else:  # `arrs[0] += 1`, `m.w += 1`: the object held there changes in place (an array, a list)
+            held = effects.objects_of(self.heap, node.target, self.modules)
             self.assign(node.target, frozenset())
+            if held:
+                self.change(set(held), [], node.target)
 
     def visit_Delete(self, node):
         for target in node.targets:

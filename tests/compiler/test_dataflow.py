@@ -438,6 +438,8 @@ CHANGES_THROUGH = {
     "a loop over a call it does not know": "import itertools\nfor d in itertools.chain([tr], [te]):\n    d['y'] = 2",
     "a loop over a copy of a list": "both = [tr, te]\nfor d in both.copy():\n    d['y'] = 2",
     "a lambda given to map": "list(map(lambda d: d.update(y=2), [tr, te]))",
+    "an augmented assignment through a holder": "box = [tr]\nbox[0] |= {'y': 2}\nholder = {'t': te}\n"
+                                                "holder['t'] |= {'y': 2}",
     "a standard library container": "from collections import deque\nq = deque([tr, te])\nq[0]['y'] = 2\n"
                                     "q.pop()['y'] = 2",
 }
