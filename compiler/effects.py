@@ -403,6 +403,10 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
     if isinstance(func, ast.Attribute) and func.attr in RETURNS_FIRST_ARGUMENT and call.args \
             and _on_module(func.value, modules):
         return objects_of(heap, call.args[0], modules)
+    if (isinstance(func, ast.Attribute) and func.attr == "copy" and not call.args
+            and not _on_module(func.value, modules)):
+        # `d.copy()`: a dict's, a list's or a set's is shallow, a new container of the same elements
+        return _container(heap, "copy", [heap.elements(part_objects(heap, func.value, modules))])
     name = callee_name(call)
     if type(func) is ast.Name and name in IMMUTABLE_RESULT_FUNCTIONS:
         return frozenset({heap.fresh_immutable(name)})  # `len(X)`, `int("100")`

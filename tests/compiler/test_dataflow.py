@@ -440,6 +440,7 @@ CHANGES_THROUGH = {
     "a lambda given to map": "list(map(lambda d: d.update(y=2), [tr, te]))",
     "an augmented assignment through a holder": "box = [tr]\nbox[0] |= {'y': 2}\nholder = {'t': te}\n"
                                                 "holder['t'] |= {'y': 2}",
+    "a shallow copy's elements": "both = {'tr': tr, 'te': te}.copy()\nfor d in both.values():\n    d['y'] = 2",
     "a standard library container": "from collections import deque\nq = deque([tr, te])\nq[0]['y'] = 2\n"
                                     "q.pop()['y'] = 2",
 }
