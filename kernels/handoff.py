@@ -26,6 +26,7 @@ import asyncio
 import copy
 import os
 import pickle
+import sys
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -89,15 +90,33 @@ def step_inputs(grouped: dict[str, dict], changed: set[str], views: bool = True)
     return values, viewed
 
 
+def _deepcopy_would_share(values: dict) -> bool:
+    """Whether pandas' deepcopy would get this group wrong where a pickle does not: it shares the
+    Python objects of an object column (a list in a cell) with the original, so a step's change
+    to one reached its producer's value; and it gives a frame's copy a new index and columns, so a
+    name bound to them (`idx = df.index`) no longer was."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None:
+        return False
+    frames = [v for v in values.values() if isinstance(v, (pandas.DataFrame, pandas.Series))]
+    if not frames:
+        return False
+    parts = {id(part) for frame in frames for part in (frame.index, getattr(frame, "columns", None))}
+    return any(id(v) in parts for v in values.values()) or any(
+        any(dtype.kind == "O" for dtype in (frame.dtypes if isinstance(frame, pandas.DataFrame) else [frame.dtype]))
+        for frame in frames)
+
+
 def _copied(values: dict, producer: str) -> dict:
     """A copy of one producer's values (objects they share stay shared); MarshalError naming the
     value that cannot be copied, e.g. an exception whose `__init__` takes other arguments than it
     hands to `Exception.__init__`: it pickles, and fails to be made again."""
     values = views_as_references(values)
-    try:
-        return views_restored(copy.deepcopy(values))
-    except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
-        pass
+    if not _deepcopy_would_share(values):
+        try:
+            return views_restored(copy.deepcopy(values))
+        except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
+            pass
     try:
         return views_restored(cloudpickle.loads(cloudpickle.dumps(values)))
     except Exception as exc:  # noqa: BLE001 - said with the value's name, not as nbscale's own failure

@@ -286,3 +286,15 @@ def test_a_process_forked_after_a_background_write_can_write_in_the_background(t
 
     assert in_forked_child(write_in_child) == "ok"
     assert target.read_text() == "yes"
+
+
+def test_a_frames_copy_shares_nothing_with_the_producers_and_keeps_names_bound_to_its_parts():
+    """pandas' deepcopy shares a list in an object column with the original (a step's change to it
+    reached its producer's value) and makes a new index (`idx = df.index` no longer was)."""
+    df = pd.DataFrame({"tags": [["a"], ["b"]], "x": [1, 2]})
+    got, _ = step_inputs({"make": {"df": df, "idx": df.index, "cols": df.columns}}, changed={"df", "idx", "cols"})
+    got["df"]["tags"][0].append("q")
+    assert df["tags"][0] == ["a"]
+    assert got["idx"] is got["df"].index and got["cols"] is got["df"].columns
+    plain = pd.DataFrame({"x": [1.0, 2.0]})
+    assert step_inputs({"make": {"plain": plain}}, changed={"plain"})[0]["plain"].equals(plain)
