@@ -53,10 +53,10 @@ VALUE_METHODS = frozenset({"add"})
 # in place; those in IN_PLACE_HOLDING also store their other arguments in it (`setattr(o, "v", x)`).
 IN_PLACE_FUNCTIONS = frozenset("""
     shuffle copyto put place putmask fill_diagonal at next setattr delattr heappush heappop
-    heapify heapreplace heappushpop insort insort_left insort_right
+    heapify heapreplace heappushpop insort insort_left insort_right setitem delitem iadd iconcat
     """.split())
 IN_PLACE_HOLDING = frozenset({"setattr", "heappush", "heapreplace", "heappushpop", "insort",
-                              "insort_left", "insort_right"})
+                              "insort_left", "insort_right", "setitem", "iadd", "iconcat"})
 # Methods of any object that modify their first argument (`rng.shuffle(x)`).
 IN_PLACE_ARGUMENT_METHODS = frozenset({"shuffle"})
 # Types whose methods called through the type change their first argument (`dict.update(d, o)`).

@@ -54,7 +54,7 @@ SETTING_CONTEXTS = frozenset({"decimal.getcontext"})
 SETTING_CONFIGURABLES = ("InlineBackend",)
 # Calls that seed a global random generator.
 SEED_CALLS = frozenset({
-    "random.seed", "numpy.random.seed",
+    "random.seed", "numpy.random.seed", "random.setstate", "numpy.random.set_state",
     "torch.manual_seed", "torch.cuda.manual_seed", "torch.cuda.manual_seed_all", "torch.random.manual_seed",
     "tensorflow.random.set_seed", "tensorflow.set_random_seed", "tensorflow.keras.utils.set_random_seed",
     "keras.utils.set_random_seed",

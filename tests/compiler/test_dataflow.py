@@ -441,6 +441,7 @@ CHANGES_THROUGH = {
     "an augmented assignment through a holder": "box = [tr]\nbox[0] |= {'y': 2}\nholder = {'t': te}\n"
                                                 "holder['t'] |= {'y': 2}",
     "a shallow copy's elements": "both = {'tr': tr, 'te': te}.copy()\nfor d in both.values():\n    d['y'] = 2",
+    "operator's in-place functions": "import operator\noperator.setitem(tr, 'y', 2)\noperator.setitem(te, 'y', 2)",
     "a standard library container": "from collections import deque\nq = deque([tr, te])\nq[0]['y'] = 2\n"
                                     "q.pop()['y'] = 2",
 }

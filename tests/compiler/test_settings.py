@@ -260,6 +260,8 @@ SEEDS = [
     ("import torch", "torch.manual_seed(0)"),
     ("import torch", "torch.cuda.manual_seed_all(0)"),
     ("import tensorflow as tf", "tf.random.set_seed(0)"),
+    ("import numpy as np", "np.random.set_state(np.random.RandomState(0).get_state())"),
+    ("import random", "random.setstate(random.Random(0).getstate())"),
 ]
 
 
