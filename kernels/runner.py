@@ -185,6 +185,9 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
                 with stop_requests_noted(partial(_note_stop, store, run_id)), \
                         last_words(partial(store.end_unfinished_at_once, run_id, CANCELLED, STOPPED_TWICE_BY_SIGTERM)):
                     outcomes = engine.run(specs, recorder.emit)
+        except BaseException as exc:
+            _stop(store, recorder, exc)  # before the engine closes, which takes a while: the panel says so at once
+            raise
         finally:
             if engine is not None:
                 engine.close()
@@ -204,8 +207,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
             store.remove_file_lost_listener(recorder.state_lost)
             final = store.finish_run(run_id, status, error)
     except BaseException as exc:
-        store.remove_file_lost_listener(recorder.state_lost)
-        recorder.stopped(exc)
+        _stop(store, recorder, exc)  # (once: after the one above, nothing more)
         raise
     run = store.get_run(run_id, heavy=("profiles",))  # (the lineage records stay in the store)
     if final == status:
@@ -215,6 +217,11 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
         recorder.tell(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
                      error, store.path)
+
+
+def _stop(store, recorder, exc) -> None:
+    store.remove_file_lost_listener(recorder.state_lost)
+    recorder.stopped(exc)
 
 
 def connect_engine(engine, emit) -> None:
@@ -383,6 +390,7 @@ class _Recorder:
         self.downstream: dict[str, list[str]] = {}  # planned step → the planned steps that come after it
         self.started: set[str] = set()
         self.record_cached = None  # record(step, key, tell) of a step found cached (`_cached_step_recorder`)
+        self.has_stopped = False  # `stopped` has recorded the run's end
         self.cached_steps: set[str] = set()  # recorded as cached
 
     def emit(self, kind, step, payload=None):
@@ -506,7 +514,11 @@ class _Recorder:
                 self.store.update_step(self.run_id, step, profiles=profiles)
 
     def stopped(self, exc: BaseException):
-        """The run stopped before its steps finished: Ctrl-C and SIGTERM cancel it, an error fails it."""
+        """The run stopped before its steps finished: Ctrl-C and SIGTERM cancel it, an error fails it.
+        Said once: what stops the run as the engine closes does not say it again."""
+        if self.has_stopped:
+            return
+        self.has_stopped = True
         if isinstance(exc, KeyboardInterrupt):
             status, reason = CANCELLED, STOPPED_BY_SIGTERM if isinstance(exc, Terminated) else CANCELLED_BY_USER
         else:
