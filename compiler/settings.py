@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from .analysis import KERNEL_NAMES
 from .diagnostics import Diagnostic
-from .effects import root_name
+from .effects import CONTAINER_METHODS, VALUE_METHODS, root_name
 from .parsing import ParsedCell, Piece, child_nodes
 
 # Calls that change a process-wide setting every later cell sees (qualified through the imports).
@@ -61,8 +61,8 @@ SEED_CALLS = frozenset({
 })
 # Calls that change a container in place (`results.append(score)`, `next(ids)`): one the imports
 # or functions cells made is made again before every step, so later steps do not see the change.
-CONTAINER_CHANGES = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault",
-                               "discard", "popitem", "sort", "reverse"})
+# (`add` only changes a set when its value is unused: pandas' `df.add(1)` makes a new frame.)
+CONTAINER_CHANGES = CONTAINER_METHODS - VALUE_METHODS
 ADVANCING_CALLS = frozenset({"next"})
 # Everything the settings pass resolves names against; a module that is none of these, nor a
 # part of or a container of one (`numpy` of `numpy.random.seed`), makes no setting or seed.

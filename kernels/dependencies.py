@@ -502,8 +502,9 @@ _IGNORED = ("/proc/", "/dev/", "/sys/")
 # papermill engine's step folder, by their whole shape (`tempfile.mkdtemp` ends a name with 8
 # characters of [a-z0-9_]): a user's /tmp/nbscale-data is the user's.
 SHELL_HOME_PREFIX = "nbscale-ipython-"
+SHELL_HOME_NAME = re.compile(rf"{SHELL_HOME_PREFIX}(\d+)-[a-z0-9_]+")  # the pid of the process it is for
 PAPERMILL_STEP_PREFIX = "nbscale-papermill-"
-_OWN_TEMP_NAME = rf"(?:{SHELL_HOME_PREFIX}\d+|{PAPERMILL_STEP_PREFIX}[A-Za-z0-9_-]+)-[a-z0-9_]{{8}}/"
+_OWN_TEMP_NAME = rf"(?:{SHELL_HOME_NAME.pattern}|{PAPERMILL_STEP_PREFIX}[A-Za-z0-9_-]+-[a-z0-9_]{{8}})/"
 
 
 @lru_cache(maxsize=8192)

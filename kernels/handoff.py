@@ -102,9 +102,8 @@ def _deepcopy_would_share(values: dict) -> bool:
     if not frames:
         return False
     parts = {id(part) for frame in frames for part in (frame.index, getattr(frame, "columns", None))}
-    return any(id(v) in parts for v in values.values()) or any(
-        any(dtype.kind == "O" for dtype in (frame.dtypes if isinstance(frame, pandas.DataFrame) else [frame.dtype]))
-        for frame in frames)
+    dtypes = [dtype for frame in frames for dtype in (frame.dtypes if frame.ndim == 2 else [frame.dtype])]
+    return any(id(v) in parts for v in values.values()) or any(dtype.kind == "O" for dtype in dtypes)
 
 
 def _copied(values: dict, producer: str) -> dict:

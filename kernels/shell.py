@@ -20,7 +20,6 @@ import getpass
 import inspect
 import multiprocessing.util
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from traitlets import Type
 from traitlets.config import Config
 
 from .capture import StepRun
-from .dependencies import SHELL_HOME_PREFIX
+from .dependencies import SHELL_HOME_NAME, SHELL_HOME_PREFIX
 from .kernel_libraries import LibrarySetup, inline_in_use, set_up_inline
 from .liveness import process_alive
 from .tracebacks import CellCompiler, format_exception
@@ -228,9 +227,6 @@ def _get_shell() -> StepShell:
     return _SHELL
 
 
-_HOME_NAME = re.compile(re.escape(SHELL_HOME_PREFIX) + r"(\d+)-[a-z0-9_]+")
-
-
 def _shell_home() -> str:
     """A new temporary IPython folder for this process's shell, removed when the process ends.
 
@@ -248,7 +244,7 @@ def _shell_home() -> str:
 def _remove_folders_of_ended_processes() -> None:
     with os.scandir(tempfile.gettempdir()) as entries:
         for entry in entries:
-            match = _HOME_NAME.fullmatch(entry.name)
+            match = SHELL_HOME_NAME.fullmatch(entry.name)
             if match and _ours(entry) and not process_alive(int(match.group(1)), None):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
