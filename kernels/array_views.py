@@ -1,79 +1,200 @@
 """numpy views among values handed on together, kept views of the same array.
 
-`v = a[1:]` in one step and `v[:] = 0` in the next change `a` top to bottom. A step that may change
-either name gets both, copied as one group (`handoff`), stored as one pickle (`marshal`) or sent as
-one outcome (Dask): but a copy or a pickle of each array holds its own memory, and the change to
-`v` did not reach `a`. `views_as_references` writes each top-level array that is a view into
-another value of the group as where it lies in that array (`ViewOf`); `views_restored`, after the
-copy, makes it a view of the copy again. Only views into a C-contiguous array that owns its memory
-are kept (what slicing, `ravel`, `reshape` and `T` of a fresh array give); any other array is
-copied as before. numpy is not imported here: a group without arrays costs a type check per value.
+`v = a[1:]` or `d = {'head': a[:2]}` in one step and `v[:] = 0` or `d['head'][:] = 3` in the next
+change `a` top to bottom. A step that may change either name gets both, copied as one group
+(`handoff`), stored as one pickle (`marshal`) or sent as one outcome (Dask): but a copy or a pickle of
+each array holds its own memory, and the change through the view did not reach `a`. Here an array
+that is a view into an *owner* of the group is copied or pickled as where it lies in that owner, and
+made again as a view of the owner's copy:
+
+- an owner is a plain C-contiguous array that owns its memory (what `np.zeros`, `np.arange`, `copy`
+  give; slicing, `ravel`, `reshape`, `T`, `np.split`, `list(X)` of one give its views), a value of the
+  group or one found in its containers (below). A view of an array that is not in the group is
+  copied as before, its own items only: the 10-item head of a gigabyte array stays 10 items (so two
+  such views that overlap are two copies, as before). Arrays of objects, subclasses, and arrays over
+  memory numpy does not own (`frombuffer`, `memmap`) are never owners: their views are copied as before.
+- which owners a group holds is found by a walk through its dicts, lists and tuples (and their
+  subclasses; not through other objects' attributes), breadth first and bounded: it looks at no
+  more than `WALK_LIMIT` values in all, however long a list or deep a nesting, so a list of a
+  million floats costs 10,000 type checks, not a million. Only a group with an array among its
+  values is walked: one whose arrays all lie in containers (`d = {'a': a, 'h': a[:2]}` alone) is
+  copied as before, so that a group without arrays costs one type check per value.
+- a copy (`copied`: deepcopy) keeps the views that walk found: it copies their owners first and
+  seeds deepcopy's memo with views of the copies. A view further than the walk looked, or inside
+  another object (an attribute), is copied on its own, as before.
+- a pickle (`dump`, `sendable`) keeps every view of an owner wherever it lies, also inside other
+  objects: the pickler reduces it to `_view_of(owner, where)`, and the owner, memoised, is pickled
+  once however many views share it. An outcome sent by Dask pickles its values in one such pickle
+  whose array buffers are handed out of band to Dask's own pickler: no array is pickled twice or
+  copied once more than before.
+
+numpy is not imported here: a group without it loaded costs one dictionary lookup, and a group
+without owners is copied and pickled as any value (`cloudpickle`, `copy.deepcopy`).
 """
 
 from __future__ import annotations
 
+import copy
+import io
+import pickle
 import sys
-from dataclasses import dataclass
+from collections import deque
+from itertools import islice
+
+import cloudpickle
+
+WALK_LIMIT = 10_000  # values the walk for owners and views looks at, in all
+_CONTAINERS = (dict, list, tuple)
 
 
-@dataclass(frozen=True)
-class ViewOf:
-    """Where a view lies in the array named `base`: byte offset, shape, strides, dtype."""
+class _Found:
+    """The owners of a group (id → array) and the views of them its walk found (id → (view, owner))."""
 
-    base: str
-    offset: int
-    shape: tuple
-    strides: tuple
-    dtype: object
-    writeable: bool
+    __slots__ = ("owners", "views")
+
+    def __init__(self, owners: dict, views: dict):
+        self.owners, self.views = owners, views
 
 
-def views_as_references(values: dict) -> dict:
-    """`values`, each array that is a view into another value of it replaced by its `ViewOf`."""
+def _found(values: dict) -> _Found | None:
+    """The group's owners and their views within `WALK_LIMIT` values; None when it has no owner."""
     numpy = sys.modules.get("numpy")
-    if numpy is None or len(values) < 2:
-        return values
-    owners = {id(v): name for name, v in values.items() if _owns_c_memory(numpy, v)}
-    if not owners:
-        return values
-    out = dict(values)
-    for name, value in values.items():
-        base = _owner(numpy, value)
-        if base is not None and base is not value and id(base) in owners and not value.dtype.hasobject:
-            out[name] = ViewOf(owners[id(base)], _address(value) - _address(base), value.shape, value.strides,
-                               value.dtype, value.flags.writeable)
-    return out
-
-
-def views_restored(values: dict) -> dict:
-    """`values` with each `ViewOf` made a view of its (copied) base again."""
-    if not any(type(v) is ViewOf for v in values.values()):
-        return values
-    import numpy
-
-    out = dict(values)
-    for name, value in values.items():
-        if type(value) is ViewOf:
-            view = numpy.ndarray(value.shape, value.dtype, buffer=values[value.base], offset=value.offset,
-                                 strides=value.strides)
-            view.flags.writeable = value.writeable and values[value.base].flags.writeable
-            out[name] = view
-    return out
-
-
-def _owns_c_memory(numpy, value) -> bool:
-    return type(value) is numpy.ndarray and value.base is None and value.flags.c_contiguous \
-        and not value.dtype.hasobject and value.size > 0
-
-
-def _owner(numpy, value):
-    """The array whose memory `value` (a plain array) lies in: itself, or the end of its `base` chain."""
-    if type(value) is not numpy.ndarray:
+    if numpy is None:
         return None
-    while type(value.base) is numpy.ndarray:
+    ndarray = numpy.ndarray
+    if not any(type(value) is ndarray for value in values.values()):
+        return None  # a group with no array of its own: not walked
+    owners, arrays, seen = {}, [], set()
+    queue, left = deque(values.values()), WALK_LIMIT
+    while queue and left > 0:
+        value = queue.popleft()
+        left -= 1
+        if type(value) is ndarray:
+            if _owns_c_memory(value):
+                owners[id(value)] = value
+            elif value.base is not None:
+                arrays.append(value)
+        elif isinstance(value, _CONTAINERS) and id(value) not in seen:
+            seen.add(id(value))
+            items = dict.values(value) if isinstance(value, dict) else (list.__iter__(value) if isinstance(
+                value, list) else tuple.__iter__(value))
+            queue.extend(islice(items, left))  # never more than the walk may still look at
+    if not owners:
+        return None
+    views = {}
+    for array in arrays:
+        owner = _owner(ndarray, array)
+        if id(owner) in owners and not array.dtype.hasobject:
+            views[id(array)] = (array, owner)
+    return _Found(owners, views)
+
+
+# --- a copy -----------------------------------------------------------------------------------------
+
+
+def copied(values: dict) -> dict:
+    """A deep copy of `values` in which each view the walk found is a view of its owner's copy."""
+    found = _found(values)
+    if found is None or not found.views:
+        return copy.deepcopy(values)
+    memo: dict = {}
+    for view, owner in found.views.values():
+        memo[id(view)] = _view_of(copy.deepcopy(owner, memo), *_where(view, owner))  # the owner's copy: memoised
+    return copy.deepcopy(values, memo)
+
+
+# --- a pickle ---------------------------------------------------------------------------------------
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, with each array that lies in one of `owners` pickled as a view of it."""
+
+    def __init__(self, file, owners: dict, **kwargs):
+        super().__init__(file, **kwargs)
+        self._owners = owners
+        self._ndarray = sys.modules["numpy"].ndarray
+
+    def reducer_override(self, obj):
+        if type(obj) is self._ndarray and obj.base is not None and not obj.dtype.hasobject:
+            owner = _owner(self._ndarray, obj)
+            if id(owner) in self._owners:
+                return _view_of, (owner, *_where(obj, owner))
+        return super().reducer_override(obj)
+
+
+def dump(values: dict, fileobj, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+    """Pickle `values` into `fileobj` (read back by `pickle.load`), views of the group's owners kept views."""
+    found = _found(values)
+    if found is None:
+        cloudpickle.dump(values, fileobj, protocol=protocol)
+    else:
+        _Pickler(fileobj, found.owners, protocol=protocol).dump(values)
+
+
+def dumps(values: dict, protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
+    with io.BytesIO() as file:
+        dump(values, file, protocol)
+        return file.getvalue()
+
+
+class _Sent:
+    """Values sent in a pickle of their own (Dask pickles an outcome with its pickler, not `_Pickler`):
+    their arrays' buffers are passed out to the outer pickler, out of band when it takes them."""
+
+    __slots__ = ("values", "owners")
+
+    def __init__(self, values: dict, owners: dict):
+        self.values, self.owners = values, owners
+
+    def __reduce_ex__(self, protocol):
+        buffers = []
+        with io.BytesIO() as file:
+            _Pickler(file, self.owners, protocol=5, buffer_callback=buffers.append).dump(self.values)
+            data = file.getvalue()
+        if protocol < 5:  # the outer pickle takes no buffer: each as a byte array, pickled as any array
+            numpy = sys.modules["numpy"]
+            buffers = [numpy.frombuffer(b.raw(), numpy.uint8) for b in buffers]
+        return _received, (data, *buffers)
+
+
+def sendable(values: dict):
+    """What to pickle for `values` sent to another process (`received` undoes it): itself when the group
+    has no owner, else a `_Sent`, in whose one pickle the views of its owners stay views."""
+    found = _found(values)
+    return values if found is None else _Sent(values, found.owners)
+
+
+def received(values):
+    """The values `sendable` wrapped (only when not pickled: a `copy.copy` of an outcome)."""
+    return values.values if type(values) is _Sent else values
+
+
+def _received(data: bytes, *buffers) -> dict:
+    return pickle.loads(data, buffers=buffers)
+
+
+# --- where a view lies ------------------------------------------------------------------------------
+
+
+def _where(view, owner) -> tuple:
+    """Byte offset, shape, strides, dtype and writeability of `view` in `owner`."""
+    offset = view.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+    return offset, view.shape, view.strides, view.dtype, view.flags.writeable
+
+
+def _view_of(owner, offset: int, shape: tuple, strides: tuple, dtype, writeable: bool):
+    """The view of `owner` at `offset` (module level: a pickle names it)."""
+    view = sys.modules["numpy"].ndarray(shape, dtype, buffer=owner, offset=offset, strides=strides)
+    view.flags.writeable = writeable and owner.flags.writeable
+    return view
+
+
+def _owns_c_memory(value) -> bool:
+    return value.base is None and value.flags.c_contiguous and not value.dtype.hasobject and value.size > 0
+
+
+def _owner(ndarray, value):
+    """The array whose memory `value` (a plain array) lies in: the end of its `base` chain."""
+    while type(value.base) is ndarray:
         value = value.base
     return value
-
-
-def _address(array) -> int:
-    return array.__array_interface__["data"][0]

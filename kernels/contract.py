@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .array_views import views_as_references, views_restored
+from .array_views import received, sendable
 from .errors import StepTimeout
 
 # --- statuses ------------------------------------------------------------------------------------
@@ -128,10 +128,10 @@ class StepOutcome:
         return self.status in OK
 
     def __getstate__(self) -> dict:  # sent to another worker: numpy views among its values stay views
-        return {**self.__dict__, "values": views_as_references(self.values)}
+        return {**self.__dict__, "values": sendable(self.values)}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({**state, "values": views_restored(state["values"])})
+        self.__dict__.update({**state, "values": received(state["values"])})
 
 
 def finished_payload(outcome: StepOutcome) -> dict:

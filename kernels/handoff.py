@@ -23,7 +23,6 @@ hash, write), then a deep copy for the reader (a fresh gigabyte of page faults).
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import pickle
 import sys
@@ -33,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import cloudpickle
 
-from .array_views import views_as_references, views_restored
+from . import array_views
 from .digest import CHUNK, DIGEST, new_hash
 from .errors import MarshalError
 from .marshal import loaded_module, type_name
@@ -110,14 +109,13 @@ def _copied(values: dict, producer: str) -> dict:
     """A copy of one producer's values (objects they share stay shared); MarshalError naming the
     value that cannot be copied, e.g. an exception whose `__init__` takes other arguments than it
     hands to `Exception.__init__`: it pickles, and fails to be made again."""
-    values = views_as_references(values)
     if not _deepcopy_would_share(values):
         try:
-            return views_restored(copy.deepcopy(values))
+            return array_views.copied(values)  # (numpy views of the group's arrays: views of their copies)
         except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
             pass
     try:
-        return views_restored(cloudpickle.loads(cloudpickle.dumps(values)))
+        return cloudpickle.loads(array_views.dumps(values))
     except Exception as exc:  # noqa: BLE001 - said with the value's name, not as nbscale's own failure
         name = next((n for n, v in values.items() if not _round_trips(v)), next(iter(values)))
         raise MarshalError(name, type_name(values[name]), producer, f"{type(exc).__name__}: {exc} (an object that "

@@ -18,7 +18,7 @@ from typing import IO, Any
 import cloudpickle
 
 from ..registry import Registry
-from .array_views import views_as_references, views_restored
+from . import array_views
 from .errors import MarshalError, NbscaleRuntimeError, PluginError
 
 ENTRY_POINT_GROUP = "nbscale.marshallers"
@@ -388,7 +388,7 @@ def load_value(fileobj: IO[bytes], marshaller_name: str) -> Any:
 def dump_group(values: dict[str, Any], fileobj: IO[bytes], *, step: str | None) -> str:
     """Serialise several names in one pickle pass, so objects they share stay shared."""
     try:
-        cloudpickle.dump(views_as_references(dict(values)), fileobj, protocol=pickle.HIGHEST_PROTOCOL)
+        array_views.dump(dict(values), fileobj, protocol=pickle.HIGHEST_PROTOCOL)  # numpy views stay views
     except OSError:
         raise
     except Exception as exc:
@@ -398,7 +398,7 @@ def dump_group(values: dict[str, Any], fileobj: IO[bytes], *, step: str | None) 
 
 
 def load_group(fileobj: IO[bytes]) -> dict[str, Any]:
-    return views_restored(pickle.load(fileobj))
+    return pickle.load(fileobj)
 
 
 def _culprit(values: dict[str, Any]) -> tuple[str, Any]:

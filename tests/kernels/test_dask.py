@@ -198,6 +198,10 @@ TRICKY = [
     ("grid = np.arange(6.0)\nrow = grid.reshape(2, 3)[1]\nback = grid[::-1]", ["step:views"]),
     ("row[:] = -1", ["step:through_view"]),
     ("back[0] = 50\ngrid_sum = float(grid.sum())", ["step:through_reversed"]),
+    # views inside containers (a dict, a tuple, a list in it) are views of the array handed on with them
+    ("vec = np.zeros(6)\nhalves = {'head': vec[:3], 'pair': (vec[3:5], [vec[5:]])}", ["step:nested_views"]),
+    ("halves['head'][:] = 3\nhalves['pair'][1][0][:] = 4", ["step:through_nested"]),
+    ("vec_sum = float(vec.sum())", ["step:nested_sum"]),
     ("%%capture out\nprint(applied, n_rows)", ["step:report"]),
     ("out_text = out.stdout", []),
 ]
@@ -214,7 +218,8 @@ MUST = {
     "dask_etl": {"labels", "table", "model", "accuracy", "roc_auc", "n_customers"},
     "monitoring": {"reference", "current", "model", "scored", "accuracy_current", "auc_current"},
     "tricky": {"train", "test", "data", "counts", "alias", "noise", "shifted", "scaled", "model", "pred",
-               "total", "applied", "n_rows", "arr", "out", "out_text", "rng", "grid", "row", "back", "grid_sum"},
+               "total", "applied", "n_rows", "arr", "out", "out_text", "rng", "grid", "row", "back", "grid_sum",
+               "vec", "halves", "vec_sum"},
 }
 
 NOTEBOOKS = [p.stem for p in EXAMPLES] + ["tricky"]
