@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from . import effects
 from .callables import Callable, argument_for, callee_of, changed_arguments, lambda_callable
-from .heap import Heap, immutable
+from .heap import FILLING, Heap, immutable
 from .parsing import ParsedCell, Visitor, parse_cell
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
 from .syntax import EXPANDED_ARGUMENT, READS_ONLY_SCOPE, expanded_names
@@ -294,6 +294,24 @@ class _ModuleWalker(Visitor):
             self.change_name(name, node, name in callee.deep)
         for name in callee.binds:
             self.bind(name, node=node)
+        self._drawn_by(callee.draws, callee.indexes, node)
+
+    def _drawn_by(self, draws, indexes, node):
+        """Code that draws from the names `draws` (a loop, `list(it)`) and reads items of `indexes`
+        (`counts[k]`) changes those that are iterators and defaultdicts."""
+        if not self.heap.kinds or not (draws or indexes):
+            return
+        changed = set()
+        for name in sorted(draws):
+            changed |= self.heap.drawn(self.heap.objects(name))
+        for name in sorted(indexes):
+            changed |= self.heap.of_kind(self.heap.objects(name), FILLING)
+        self.change(changed, [], node)
+
+    def _draw(self, expr, node=None):
+        """A loop, an unpacking or `x in it` draws from the value of `expr`."""
+        if self.heap.kinds:
+            self.change(self.heap.drawn(effects.objects_of(self.heap, expr, self.modules)), [], node or expr)
 
     def bind(self, name, objects=frozenset(), node=None, same_object=False):
         if not same_object:
@@ -329,6 +347,8 @@ class _ModuleWalker(Visitor):
         if isinstance(target, ast.Name):
             self.bind(target.id, objects, target)
         elif isinstance(target, (ast.Tuple, ast.List)):
+            if self.heap.kinds:  # `first, *rest = it` draws from it
+                self.change(self.heap.drawn(objects), [], target)
             for part, part_objects in effects.unpacked(self.heap, target, objects, value, self.modules):
                 self.assign(part, part_objects)
         elif isinstance(target, ast.Starred):
@@ -352,6 +372,7 @@ class _ModuleWalker(Visitor):
         self.assigned = node.value  # (a call whose value is used: `df.add(1)` is no `set.add`)
         self.visit(node.value)
         objects = effects.objects_of(self.heap, node.value, self.modules) | self._returned_arguments(node.value)
+        objects |= self._generated(node.value)
         for target in node.targets:
             self.assign(target, objects, node.value)
         self._maybe_lambda(node.targets, node.value)
@@ -421,6 +442,7 @@ class _ModuleWalker(Visitor):
 
     def visit_For(self, node):
         self.visit(node.iter)
+        self._draw(node.iter)
         sources = [(part, effects.elements_of(self.heap, exprs, self.modules))
                    for part, exprs in effects.loop_sources(node.target, node.iter)]
         # a loop over a non-empty literal (`for df in [train, test]`) surely runs its body
@@ -560,10 +582,26 @@ class _ModuleWalker(Visitor):
             callee = self.known.get(callee_name)
             if callee is not None and callee_name != name:
                 deep |= callee.deep & callee.mutates
+        draws, indexes = set(facts.drawn_free), set(facts.indexed_free)
+        for callee_name in list(facts.free):
+            callee = self.known.get(callee_name)
+            if callee is not None and callee_name != name:
+                draws |= callee.draws
+                indexes |= callee.indexes
         self.known[name] = self.facts.callables[name] = Callable(
             name, reads - {name}, binds, mutates, positions, list(facts.params), deep, _makes_functions(node),
-            _returned_params(node, list(facts.params)))
+            _returned_params(node, list(facts.params)), draws=draws, indexes=indexes, generator=facts.generator)
         self.bind(name, node=node)
+
+    def _generated(self, value) -> frozenset[str]:
+        """`g = gen(xs)` with a generator function of the notebook: g is an iterator drawing on xs."""
+        if type(value) is not ast.Call:
+            return frozenset()
+        callee, _, _ = callee_of(value, self.known, self.modules)
+        if callee is None or not callee.generator:
+            return frozenset()
+        given = effects.given_objects(self.heap, value, self.modules)
+        return effects.iterator(self.heap, callee.name, given, self.heap.elements(given))  # (it may yield them)
 
     def _returned_arguments(self, value) -> frozenset[str]:
         """`a = ident(b)` with a function of the notebook that may return its parameter: a may be b."""
@@ -600,7 +638,8 @@ class _ModuleWalker(Visitor):
         if factory is not None and factory.makes_functions:
             name = targets[0].id
             self.known[name] = self.facts.callables[name] = Callable(
-                name, factory.reads - {name}, factory.binds, factory.mutates, [], [], factory.deep)
+                name, factory.reads - {name}, factory.binds, factory.mutates, [], [], factory.deep,
+                draws=factory.draws, indexes=factory.indexes)
 
     def _maybe_lambda(self, targets, value):
         # `f = lambda x: x + k` is used like a def: its body reads happen when it is called.
@@ -622,6 +661,23 @@ class _ModuleWalker(Visitor):
     def visit_NamedExpr(self, node):
         self.visit(node.value)
         self.bind(node.target.id, effects.objects_of(self.heap, node.value, self.modules), node)
+
+    def visit_Subscript(self, node):
+        super().visit_Subscript(node)
+        if type(node.ctx) is ast.Load and FILLING in self.heap.made_kinds:  # `counts[k]` inserts k in a defaultdict
+            objects = effects.objects_of(self.heap, node.value, self.modules)
+            self.change(self.heap.of_kind(objects, FILLING), [], node)
+
+    def visit_Starred(self, node):
+        self.visit(node.value)
+        if type(node.ctx) is ast.Load:  # `[*it]`
+            self._draw(node.value)
+
+    def visit_Compare(self, node):
+        super().visit_Compare(node)
+        for op, right in zip(node.ops, node.comparators):
+            if type(op) in (ast.In, ast.NotIn):  # `x in it` draws from it up to x
+                self._draw(right)
 
     def visit_Call(self, node):
         super().visit_Call(node)  # its function and arguments
@@ -689,6 +745,9 @@ class _ModuleWalker(Visitor):
             self.change_name(name, node, name in facts.deep_mutated)
         for name in facts.walrus_binds:
             self.bind(name, node=node)
+        if type(node) is not ast.Lambda:  # (a generator expression draws later, when drawn from: this is sooner)
+            self._draw(node.generators[0].iter, node)
+        self._drawn_by(facts.drawn_free, facts.indexed_free, node)
         changed = self._comprehension_changes(node)
         if changed:
             self.change(changed, [], node)

@@ -27,6 +27,11 @@ class Callable:
     # a method that changes what its instance holds (`self.df["z"] = 1`): `obj.m()` changes what
     # `obj` was made from (`Acc(df)` owns `df`)
     deep_receiver: bool = False
+    # free names it draws from (`list(it)`, a loop) and reads items of (`counts[k]`): a change when
+    # they are iterators and defaultdicts (`heap.kinds`)
+    draws: set[str] = field(default_factory=set)
+    indexes: set[str] = field(default_factory=set)
+    generator: bool = False  # it yields: a call makes an iterator drawing on its arguments
 
 
 def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
@@ -52,7 +57,8 @@ def lambda_callable(node: ast.Lambda, modules=frozenset()) -> Callable:
     facts = scope_facts(node, modules)
     params = list(facts.params)
     return Callable("<lambda>", set(facts.free), set(), set(facts.mutated_free),
-                    [i for i, p in enumerate(params) if p in facts.mutated_params], params, set(facts.deep_mutated))
+                    [i for i, p in enumerate(params) if p in facts.mutated_params], params, set(facts.deep_mutated),
+                    draws=set(facts.drawn_free), indexes=set(facts.indexed_free))
 
 
 def changed_arguments(callee: Callable, args, keywords) -> list[tuple[ast.AST, str | None]]:

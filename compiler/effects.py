@@ -13,14 +13,34 @@ from __future__ import annotations
 
 import ast
 
-from .heap import immutable
+from .heap import FILLING, ITERATOR, VIEW, immutable
 
+# Calls whose results are iterators drawing lazily on their arguments (a file's position advances
+# as it is read): drawing from one is a change of it, and a change of what it draws on reaches
+# it. Builtins and itertools' functions, called by name or on `itertools`.
+ITERATOR_FUNCTIONS = frozenset({"iter", "zip", "map", "filter", "enumerate", "reversed", "open"})
+ITERTOOLS = frozenset("""
+    islice chain cycle zip_longest starmap takewhile dropwhile filterfalse accumulate pairwise
+    batched compress product permutations combinations combinations_with_replacement count repeat
+    groupby
+    """.split())
+# ... of which these are iterators only on `itertools`: other code has functions of these names, and
+# `total = product(a, b)` given to `print` would be drawn from
+AMBIGUOUS_ITERTOOLS = frozenset({"count", "repeat", "product", "compress", "groupby", "accumulate"})
+# ... and these give a tuple of iterators (`a, b = tee(it)`), one abstract iterator for all
+ITERATOR_TUPLES = frozenset({"tee"})
+# Methods whose results are iterators over their receiver (`df.iterrows()`, `path.open()`).
+ITERATOR_METHODS = frozenset({"iterrows", "itertuples", "iteritems", "open"})
+# Methods whose results are lazy views of their receiver: they read it when used, so a change of
+# the receiver reaches them (they change nothing of it).
+LAZY_VIEW_METHODS = frozenset({"groupby", "rolling", "expanding", "ewm", "resample", "coarsen",
+                               "weighted"})
 # Methods that never modify their receiver (pandas, numpy, scikit-learn, str, dict, list, set,
 # pathlib). Any other method call may modify it; `inplace=` (unless literally False) always does.
 # Drawing methods (`plot`, `hist`, `boxplot`) are not here: on an Axes they change it and its figure.
 READ_ONLY_METHODS = frozenset("""
     copy deepcopy head tail describe info mean median sum min max std var sem count nunique
-    unique value_counts groupby agg aggregate apply applymap map merge join concat astype assign
+    unique value_counts agg aggregate apply applymap map merge join concat astype assign
     to_numpy to_list tolist to_dict to_csv to_parquet to_json to_pickle to_string to_html
     to_records to_frame to_series to_markdown predict predict_proba predict_log_proba
     decision_function score transform inverse_transform get_params keys values items get
@@ -28,22 +48,22 @@ READ_ONLY_METHODS = frozenset("""
     format_map replace startswith endswith encode decode reshape ravel flatten dot round abs
     isna isnull notna notnull fillna dropna drop rename sort_values sort_index reset_index
     set_index query filter select_dtypes sample nlargest nsmallest corr cov cumsum cumprod
-    cummax cummin diff pct_change shift rolling expanding ewm resample pivot pivot_table melt
-    stack unstack iterrows itertuples items iteritems all any argmax argmin
+    cummax cummin diff pct_change shift pivot pivot_table melt
+    stack unstack items all any argmax argmin
     argsort idxmax idxmin clip where mask duplicated drop_duplicates explode equals isin
     between memory_usage first last nth size prod quantile rank mode skew kurt squeeze
     transpose swapaxes nonzero searchsorted take compress repeat tobytes view item isdigit
     isalpha isalnum isidentifier zfill center ljust rjust partition rpartition splitlines
     issubset issuperset union intersection difference symmetric_difference isdisjoint
     exists is_file is_dir read_text read_bytes glob rglob iterdir resolve with_suffix
-    with_name joinpath relative_to stat open fetchall fetchone
+    with_name joinpath relative_to stat fetchall fetchone
     ffill bfill backfill pad reindex reindex_like interpolate combine combine_first align
     sub subtract mul multiply div divide truediv floordiv mod pow radd rsub rmul rdiv rtruediv
     rfloordiv rmod rpow eq ne lt le gt ge asfreq truncate droplevel add_prefix add_suffix
     rename_axis convert_dtypes infer_objects factorize to_period to_timestamp tz_localize
     tz_convert strftime contains len match fullmatch extract extractall findall cat get_dummies
     slice slice_replace removeprefix removesuffix casefold normalize
-    """.split())
+    """.split()) | LAZY_VIEW_METHODS | ITERATOR_METHODS
 
 # Methods read-only when their value is used (`total = df.add(1)`, pandas) and in place when
 # called for their effect alone (`seen.add(x)`, a set's).
@@ -70,8 +90,13 @@ GENERATOR_KEYWORDS = frozenset({"random_state", "rng"})  # (a number there is a 
 DYNAMIC_CALLS = frozenset({"exec", "eval", "globals", "locals", "vars", "__import__"})
 
 # Calls whose result iterates over their arguments' elements (loop targets alias them).
-ITERATING_CALLS = frozenset({"enumerate", "zip", "reversed", "iter", "list", "tuple", "sorted",
-                             "filter", "map"})
+ITERATING_CALLS = (ITERATOR_FUNCTIONS - {"open"}) | {"list", "tuple", "sorted"}
+
+# Makers of containers that insert the key a subscript misses (reading one changes it).
+FILLING_MAKERS = frozenset({"defaultdict"})
+# Functions of a module whose result is a list of views of their first argument's data.
+SPLITTING_FUNCTIONS = frozenset({"split", "array_split", "hsplit", "vsplit", "dsplit", "tensor_split",
+                                 "chunk", "unbind"})
 
 # Methods of built-in containers: they change the container, never the objects it holds.
 CONTAINER_METHODS = frozenset("""
@@ -110,7 +135,8 @@ IMMUTABLE_RESULT_METHODS = frozenset({"item", "is_integer", "bit_length"})
 # Builtins making a new container of what they are given (`list(frames)` holds the frames).
 CONTAINER_MAKERS = frozenset({"dict", "list", "tuple", "set", "frozenset"})
 # ... and the standard library's (`deque([frames])`, `collections.OrderedDict(pairs)`)
-LIBRARY_CONTAINER_MAKERS = frozenset({"deque", "OrderedDict", "ChainMap", "UserList", "UserDict"})
+LIBRARY_CONTAINER_MAKERS = frozenset({"deque", "OrderedDict", "ChainMap", "UserList", "UserDict",
+                                      *FILLING_MAKERS})
 
 # Calls whose unpacked results refer to each other (a figure and its axes): one object for all.
 SHARED_RESULTS = frozenset({"subplots", "subplot_mosaic"})
@@ -315,6 +341,9 @@ def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str
         return _immutable_value(heap, expr, "literal")
     if kind in _OPERATIONS:  # once per evaluation site: a chain `a + b + c …` is walked once
         return heap.result(expr, lambda: _operation_objects(heap, expr, modules))
+    if kind is ast.GeneratorExp:  # (its first iterable alone is evaluated here)
+        return heap.result(expr, lambda: iterator(heap, "generator", objects_of(heap, expr.generators[0].iter,
+                                                                                 modules)))
     return frozenset()
 
 
@@ -400,9 +429,18 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
             return part_objects(heap, func.value, modules)
         if func.attr in RETURNS_PART:
             return heap.elements(part_objects(heap, func.value, modules))
-    if isinstance(func, ast.Attribute) and func.attr in RETURNS_FIRST_ARGUMENT and call.args \
-            and _on_module(func.value, modules):
-        return objects_of(heap, call.args[0], modules)
+        if func.attr in LAZY_VIEW_METHODS:
+            return _viewing(heap, func.attr, part_objects(heap, func.value, modules))
+        if func.attr in ITERATOR_METHODS:
+            return iterator(heap, func.attr, part_objects(heap, func.value, modules))
+    if isinstance(func, ast.Attribute) and call.args and _on_module(func.value, modules):
+        if func.attr in RETURNS_FIRST_ARGUMENT:
+            return objects_of(heap, call.args[0], modules)
+        if func.attr in SPLITTING_FUNCTIONS:  # `parts = np.split(a, 3)`: `parts[0][:] = 5` changes a
+            return _container(heap, func.attr, [objects_of(heap, call.args[0], modules)])
+    if makes_iterator(call, modules):
+        made = iterator(heap, callee_name(call), given_objects(heap, call, modules))
+        return _container(heap, "tee", [made]) if callee_name(call) in ITERATOR_TUPLES else made
     if (isinstance(func, ast.Attribute) and func.attr == "copy" and not call.args
             and not _on_module(func.value, modules)):
         # `d.copy()`: a dict's, a list's or a set's is shallow, a new container of the same elements
@@ -420,6 +458,31 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
         heap.hold([made], argument_objects(heap, call, modules), owned=name not in CLONING_CONSTRUCTORS)
         return frozenset({made})
     return frozenset()
+
+
+def makes_iterator(call: ast.Call, modules=frozenset()) -> bool:
+    """`zip(a, b)`, `islice(it, 3)`, `itertools.chain(a, b)`: a builtin's or itertools' iterator."""
+    func = call.func
+    itertools = ITERTOOLS | ITERATOR_TUPLES
+    if type(func) is ast.Name:
+        return func.id in ITERATOR_FUNCTIONS or (func.id in itertools and func.id not in AMBIGUOUS_ITERTOOLS)
+    return (type(func) is ast.Attribute and func.attr in itertools and type(func.value) is ast.Name
+            and func.value.id == "itertools" and func.value.id in modules)
+
+
+def iterator(heap, label, source, yielded=None) -> frozenset[str]:
+    """A new iterator drawing on `source` and yielding `yielded` (by default what `source` holds)."""
+    made = heap.fresh_kind(label, ITERATOR)
+    heap.hold([made], source, owned=False)
+    heap.hold([made], heap.held(source) if yielded is None else yielded)
+    return frozenset({made})
+
+
+def _viewing(heap, label, source) -> frozenset[str]:
+    """A new lazy view of `source` (`df.groupby(k)`): given it, and changing nothing of it."""
+    made = heap.fresh_kind(label, VIEW)
+    heap.hold([made], source, owned=False)
+    return frozenset({made})
 
 
 def _on_module(expr, modules) -> bool:
@@ -441,7 +504,10 @@ def _made_container(heap, call, modules) -> frozenset[str]:
     arguments and its keyword values."""
     held = [heap.elements(objects_of(heap, a, modules)) for a in call.args]
     held += [_keyword_objects(heap, k, modules) for k in call.keywords]
-    return _container(heap, callee_name(call), held)
+    made = _container(heap, callee_name(call), held)
+    if callee_name(call) in FILLING_MAKERS:
+        heap.mark(made, FILLING)
+    return made
 
 
 def argument_objects(heap, call: ast.Call, modules=frozenset()) -> set[str]:
@@ -449,7 +515,7 @@ def argument_objects(heap, call: ast.Call, modules=frozenset()) -> set[str]:
     found = set()
     for arg in call.args:
         objects = objects_of(heap, arg.value if type(arg) is ast.Starred else arg, modules)
-        found |= heap.held(objects) if type(arg) is ast.Starred else objects
+        found |= heap.held(objects) if type(arg) is ast.Starred else heap.yielded(objects)
     for keyword in call.keywords:
         found |= _keyword_objects(heap, keyword, modules)
     return found
@@ -494,7 +560,40 @@ def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[s
     written = written_arguments(call, modules)
     if written:
         changed |= _written_changes(heap, call, written, modules)
+    if ITERATOR in heap.made_kinds and _may_be_given_an_iterator(call, modules):
+        # `list(it)`, `sum(it)`, `islice(it, 3)`: any call given an iterator may draw from it
+        changed |= heap.drawn(given_objects(heap, call, modules))
     return changed
+
+
+# Arguments that give a call no iterator to draw from (`f(x + 1, "a", [it])`): most, which are then
+# not evaluated a second time (a 5,000-cell check spent 10% on it). A generator expression draws
+# on its source where it is written (`analysis`); a call of a module's function or an object's
+# method gives a new value, unless it makes an iterator (`itertools.chain(a, b)`, `df.iterrows()`).
+_NEVER_ITERATORS = (ast.Constant, ast.BinOp, ast.UnaryOp, ast.Compare, ast.JoinedStr, ast.Lambda, ast.List,
+                    ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _may_be_given_an_iterator(call: ast.Call, modules) -> bool:
+    return any(_may_be_an_iterator(value, modules) for value in [*call.args, *(k.value for k in call.keywords)])
+
+
+def _may_be_an_iterator(value: ast.AST, modules) -> bool:
+    if type(value) is ast.Call and type(value.func) is ast.Attribute:
+        return value.func.attr in ITERATOR_METHODS or makes_iterator(value, modules)
+    return type(value) is ast.Starred or not isinstance(value, _NEVER_ITERATORS)
+
+
+def given_objects(heap, call: ast.Call, modules=frozenset()) -> set[str]:
+    """The objects a call is given themselves (`f(*it)` is given the iterator, to draw from)."""
+    found = set()
+    for value in [*call.args, *(k.value for k in call.keywords)]:
+        if type(value) is ast.Starred:  # (and what it holds: `zip(*its)` draws on each)
+            objects = objects_of(heap, value.value, modules)
+            found |= objects | heap.held(objects)
+        else:
+            found |= objects_of(heap, value, modules)
+    return found
 
 
 def _on_builtin_type(expr) -> bool:

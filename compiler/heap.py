@@ -23,11 +23,24 @@ cell binding 40,000 names); a name that may be one object points at it alone, no
 one; an object's few names are a tuple (`named`); a name's history is one epoch (none for the
 first) until it changes in a second one (`_remember`); an immutable object says so by its name, in
 no set of them (`immutable`).
+
+A few objects change when they are only read: an iterator (`iter(xs)`, `zip(a, b)`, a generator)
+advances when a loop, a call or an unpacking draws from it, and a `defaultdict` inserts the key a
+subscript misses. They are noted in `kinds` (`fresh_kind`), so that such a read is a change
+(`drawn`, `of_kind`). An iterator is given what it draws on (`zip(a, b)`: a and b), as a lazy
+view is what it views (`df.groupby(k)`: df), so that a change of that reaches them; an iterator
+owns what it yields (what a and b hold), and that alone is what a loop over it, or `list(it)`,
+gets (`held`); a loop over a view gets new objects (a group is a copy).
 """
 
 from __future__ import annotations
 
 _FEW = 8  # names of one object kept in a tuple; more go in a set
+
+ITERATOR = "iterator"  # drawing from it (a loop, `list(it)`, unpacking) advances it
+FILLING = "filling"  # reading a missing key inserts it (a `defaultdict`)
+VIEW = "view"  # a lazy view (`df.groupby(k)`): it reads what it views when used
+_LAZY = frozenset({ITERATOR, VIEW})  # given what they draw on, which is no element of theirs
 
 
 def _each(objects) -> tuple | frozenset:
@@ -70,6 +83,8 @@ class Heap:
         self.history: dict[str, int | list[tuple[int, str | frozenset[str]]]] | None = None
         self.epoch = 0
         self.spoiled: set[str] = set()  # exact objects that came to hold something unknown
+        self.kinds: dict[str, str] = {}  # the few objects a read changes, and views → their kind
+        self.made_kinds: set[str] = set()  # the kinds of those (most cells make no FILLING one)
         self._made = 0
         self._results: dict[int, tuple[object, frozenset[str]]] = {}
 
@@ -78,6 +93,33 @@ class Heap:
         """A new object of unknown contents, named after `label` (a name or a literal kind)."""
         self._made += 1
         return f"{label}#{self._made}"  # (it owns contents(obj): see `_implied`)
+
+    def fresh_kind(self, label: str, kind: str) -> str:
+        """A new object of a `kind`: one a read changes (ITERATOR, FILLING), or a VIEW."""
+        obj = self.fresh(label)
+        self.mark([obj], kind)
+        return obj
+
+    def mark(self, objects, kind: str) -> None:
+        """`objects` are of a `kind` (ITERATOR, FILLING, VIEW)."""
+        self.kinds.update(dict.fromkeys(objects, kind))
+        self.made_kinds.add(kind)
+
+    def of_kind(self, objects, kind: str) -> set[str]:
+        if kind not in self.made_kinds:
+            return set()
+        return {obj for obj in objects if self.kinds.get(obj) == kind}
+
+    def drawn(self, objects) -> set[str]:
+        """The iterators drawing from `objects` advances: those of them that are iterators, and
+        the iterators those draw from in turn (`zip(it, xs)`, `(x for x in it)`); not the ones a
+        list holds (`list(its)` advances none)."""
+        found, todo = set(), self.of_kind(objects, ITERATOR)
+        while todo:
+            obj = todo.pop()
+            found.add(obj)
+            todo |= self.of_kind(self.given.get(obj, ()), ITERATOR) - found
+        return found
 
     def fresh_immutable(self, label: str) -> str:
         """A new object that cannot change (the value of a literal number, string, ...): holding
@@ -211,10 +253,13 @@ class Heap:
 
     # --- what a reference reaches ----------------------------------------------------------
     def held(self, objects) -> set[str]:
-        """Objects directly held (owned or given) by any of `objects`."""
-        found = set()
+        """Objects directly held (owned or given) by any of `objects`: for an iterator, what it
+        yields, not what it draws on (nor for a view what it views)."""
+        found, kinds = set(), self.kinds
         for obj in objects:
             owned, given = self.owned.get(obj), self.given.get(obj)
+            if kinds and kinds.get(obj) in _LAZY:
+                given = None
             if owned:
                 found |= owned
             if given:
@@ -235,11 +280,17 @@ class Heap:
 
     def elements(self, objects, depth: int = 1) -> frozenset[str]:
         """What `x[i]`, `x.attr` or a loop over `x` may be, `depth` levels down: a part of x
-        (the same abstract object) or something x holds."""
+        (the same abstract object, unless x is an iterator) or something x holds."""
         found = set(objects)
         for _ in range(depth):
             found |= self.held(found)
-        return frozenset(found)
+        return frozenset(found - self.of_kind(objects, ITERATOR))  # (an iterator yields no part of itself)
+
+    def yielded(self, objects) -> set[str]:
+        """`objects`, each iterator among them replaced by what it yields: what a call given them
+        keeps (`Counter(str(x) for x in xs)` keeps none of xs, and no generator)."""
+        drawn = self.of_kind(objects, ITERATOR)
+        return (set(objects) - drawn) | self.held(drawn) if drawn else set(objects)
 
     def owned_reach(self, objects) -> set[str]:
         """`objects` and everything they own, at any depth: what their own methods may change."""

@@ -30,6 +30,11 @@ class ScopeFacts:
     deep_mutated: set[str] = field(default_factory=set)  # those of both it may change through (`p[0]["x"] = 1`)
     params: list[str] = field(default_factory=list)
     walrus_binds: set[str] = field(default_factory=set)  # comprehension `:=` targets
+    # enclosing names it draws from (loops over them, unpacks them, gives them to calls) and reads
+    # items of (`counts[k]`): changes when they are iterators and defaultdicts (`heap.kinds`)
+    drawn_free: set[str] = field(default_factory=set)
+    indexed_free: set[str] = field(default_factory=set)
+    generator: bool = False  # `yield` in its own body (not in a function defined in it)
     dynamic: list[ast.AST] = field(default_factory=list)  # exec/eval/globals()… seen inside
 
 
@@ -107,6 +112,9 @@ class _ScopeWalker(Visitor):
         self.changed: set[str] = set()  # objects it may change
         self.nested_free: set[str] = set()
         self.walrus: set[str] = set()
+        self.drawn: set[str] = set()  # names it draws from (`ScopeFacts.drawn_free`)
+        self.indexed: set[str] = set()  # names it reads items of
+        self.generator = False
         self.nested_global_binds: set[str] = set()
         self.heap = Heap()
         self.dynamic: list[ast.AST] = []
@@ -129,6 +137,9 @@ class _ScopeWalker(Visitor):
             deep_mutated=deep - (local - set(self.params)),
             params=self.params,
             walrus_binds=self.walrus,
+            drawn_free=self.drawn - local,
+            indexed_free=self.indexed - local,
+            generator=self.generator,
             dynamic=self.dynamic,
         )
 
@@ -151,8 +162,15 @@ class _ScopeWalker(Visitor):
             self.changed |= effects.store_changes(self.heap, target, objects, self.modules)
 
     def loop(self, target, iterable):
+        self._draws(iterable)
         for part, exprs in effects.loop_sources(target, iterable):
             self.assign(part, effects.elements_of(self.heap, exprs, self.modules))
+
+    def _draws(self, expr):
+        if type(expr) is ast.Starred:
+            expr = expr.value
+        if type(expr) is ast.Name:
+            self.drawn.add(expr.id)
 
     def change_name(self, name, deep):
         objects = self.heap.objects(name)
@@ -164,6 +182,8 @@ class _ScopeWalker(Visitor):
             self.visit(part)
         inner = scope_facts(node, self.modules)
         self.nested_free |= inner.free
+        self.drawn |= inner.drawn_free
+        self.indexed |= inner.indexed_free
         for name in inner.mutated_free:
             self.change_name(name, name in inner.deep_mutated)
         for name in inner.walrus_binds:
@@ -212,6 +232,8 @@ class _ScopeWalker(Visitor):
         self.assigned = node.value
         self.visit(node.value)
         objects = effects.objects_of(self.heap, node.value, self.modules)
+        if any(type(t) in (ast.Tuple, ast.List) for t in node.targets):  # `a, b = it`
+            self._draws(node.value)
         for target in node.targets:
             self.assign(target, objects, node.value)
 
@@ -255,7 +277,29 @@ class _ScopeWalker(Visitor):
         self.changed |= effects.call_changes(self.heap, node, self.modules, used)
         if effects.is_dynamic_call(node):
             self.dynamic.append(node)
+        for value in [*node.args, *(k.value for k in node.keywords)]:  # `list(it)`: any call may draw
+            self._draws(value)
         super().visit_Call(node)  # its function and arguments
+
+    def visit_Subscript(self, node):
+        super().visit_Subscript(node)
+        if type(node.ctx) is ast.Load and type(node.value) is ast.Name:
+            self.indexed.add(node.value.id)
+
+    def visit_Starred(self, node):
+        if type(node.ctx) is ast.Load:  # `[*it]`
+            self._draws(node)
+        self.visit(node.value)
+
+    def visit_YieldFrom(self, node):
+        self.generator = True
+        self._draws(node.value)
+        self.visit(node.value)
+
+    def visit_Yield(self, node):
+        self.generator = True
+        if node.value is not None:
+            self.visit(node.value)
 
     def visit_MatchAs(self, node):
         if node.name:

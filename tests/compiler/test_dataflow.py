@@ -627,3 +627,124 @@ def test_a_function_handing_its_parameter_to_a_mutating_function_changes_it_too(
         ("seen = data", ["step:d"]),
     ])
     assert p.step("c").sources["data"] == "b" and p.step("d").sources == {"data": "c"}
+
+
+# Reads that advance an iterator: a later step drawing from it must see it where this one left it.
+DRAWS = {
+    "islice": "import itertools\nhead = list(itertools.islice(it, 2))",
+    "a loop it leaves": "for first in it:\n    break",
+    "a comprehension": "small = [x for x in it if x < 2]",
+    "an unpacking": "first, *rest = it",
+    "a search": "found = 2 in it",
+    "a starred argument": "print(*it)",
+    "sum": "total = sum(it)",
+    "a lazy wrapper drawn from": "z = zip(it, 'ab')\npair = next(z)",
+    "a tee": "from itertools import tee\na, b = tee(it)\nfirst = next(a)",
+}
+
+
+@pytest.mark.parametrize("draw", DRAWS.values(), ids=DRAWS)
+def test_drawing_from_an_iterator_advances_it_for_the_steps_after(draw):
+    cells = [("it = iter([1, 2, 3, 4])", ["step:make"]), (draw, ["step:draw"]),
+             ("rest_after = list(it)", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("read").sources["it"] == "draw"  # (a zip of it is handed on with it: it draws on it)
+    expected = _top_to_bottom([source for source, _ in cells])["rest_after"]
+    assert _run_steps_latest_first(p)["rest_after"] == expected
+
+
+@pytest.mark.parametrize("body", ["return list(it)", "for x in it:\n        return [x]", "yield from it",
+                                  "return [x for x in it]"])
+def test_a_function_of_the_notebook_drawing_from_an_iterator_advances_it(body):
+    cells = [(f"def drain():\n    {body}\ndef outer():\n    return list(drain())", ["functions"]),
+             ("it = iter([1, 2, 3])", ["step:make"]), ("got = outer()", ["step:draw"]),
+             ("rest = list(it)", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("read").sources == {"it": "draw"}
+    assert _run_steps_latest_first(p)["rest"] == _top_to_bottom([source for source, _ in cells])["rest"]
+
+
+def test_the_iterators_of_a_tee_are_advanced_by_drawing_from_them():
+    cells = [("import itertools\na, b = itertools.tee(iter([1, 2, 3]))", ["step:make"]),
+             ("head = list(a)", ["step:draw"]), ("rest = list(a)", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("read").sources["a"] == "draw"
+    assert _run_steps_latest_first(p)["rest"] == _top_to_bottom([source for source, _ in cells])["rest"] == []
+
+
+LAZY_ITERATORS = {"zip": "z = zip(data, data)", "enumerate": "z = enumerate(data)", "iter": "z = iter(data)",
+                  "map": "z = map(str, data)", "itertools": "from itertools import chain\nz = chain(data, [0])"}
+
+
+@pytest.mark.parametrize("make", LAZY_ITERATORS.values(), ids=LAZY_ITERATORS)
+def test_a_lazy_iterator_sees_a_later_change_of_what_it_iterates(make):
+    cells = [(f"data = [1, 2]\n{make}", ["step:make"]), ("data.append(3)", ["step:change"]),
+             ("n = len(list(z))", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("change").sources == {"data": "make", "z": "make"} and p.step("read").sources == {"z": "change"}
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"]
+
+
+def test_generators_are_iterators_drawing_on_what_they_are_given():
+    """(A generator cannot be copied between steps: the edges alone are checked.)"""
+    p = compile_source([
+        ("def gen(xs):\n    for x in xs:\n        yield x", ["functions"]),
+        ("data = [1, 2]\ng = gen(data)\nh = (x for x in data)", ["step:make"]),
+        ("data.append(3)", ["step:change"]),
+        ("first = next(g)\nfor x in h:\n    break", ["step:draw"]),
+        ("rest = list(g) + list(h)", ["step:read"]),
+    ])
+    assert p.step("change").sources == {"data": "make", "g": "make", "h": "make"}
+    assert p.step("read").sources == {"g": "draw", "h": "draw"}
+
+
+def test_iterating_lists_zips_and_views_keeps_sibling_steps_parallel_until_a_change_of_what_they_view():
+    cells = [
+        ("import pandas as pd", ["imports"]),
+        ("X = [[1], [2]]\ny = [0, 1]\ndf = pd.DataFrame({'k': [1, 1], 'v': [1, 2]})", ["step:data"]),
+        ("for a, b in zip(X, y):\n    pass\np1 = list(enumerate(y))\ng1 = df.groupby('k')\nn1 = sum(v for v in y)",
+         ["step:s1"]),
+        ("for row in X:\n    pass\np2 = dict(zip(y, y))\ng2 = df.groupby('k')\nr2 = df['v'].rolling(2).sum()",
+         ["step:s2"]),
+        ("seen = (X, y, df, p1, p2, g1, g2)", ["step:use"]),
+    ]
+    p = compile_source(cells)
+    assert p.step("s1").after == p.step("s2").after == ["data"]
+    assert p.step("use").sources == {"X": "data", "y": "data", "df": "data", "p1": "s1", "p2": "s2",
+                                     "g1": "s1", "g2": "s2"}
+    # a change of df reaches both views (in one copy with df: the later view's step hands the earlier one
+    # on); what lists made of zips hold is no list of X or y
+    p = compile_source([*cells[:-1], ("df.loc[0, 'v'] = 9\nX.append([3])", ["step:change"]), cells[-1]])
+    assert p.step("use").sources == {"X": "change", "y": "data", "df": "change", "p1": "s1", "p2": "s2",
+                                     "g1": "change", "g2": "change"}
+
+
+@pytest.mark.parametrize("read", ["seen = [k for k in ['x', 'y'] if counts[k] > 0]",
+                                  "for k in ['a', 'b']:\n    print(counts[k])", "v = get('z')"])
+def test_reading_a_missing_key_of_a_defaultdict_inserts_it(read):
+    cells = [("def get(k):\n    return counts[k]", ["functions"]),
+             ("from collections import defaultdict\ncounts = defaultdict(int)\ncounts['x'] += 1", ["step:make"]),
+             (read, ["step:read"]), ("n = len(counts)", ["step:count"])]
+    p = compile_source(cells)
+    assert p.step("count").sources == {"counts": "read"}
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"]
+
+
+@pytest.mark.parametrize("view, use", [("g = df.groupby('k')", "n = int(g['v'].sum().sum())"),
+                                       ("g = df['v'].rolling(2)", "n = float(g.sum().sum())"),
+                                       ("g = df.expanding()", "n = float(g.sum()['v'].sum())")])
+def test_a_lazy_view_of_a_frame_sees_a_later_change_of_it(view, use):
+    cells = [("import pandas as pd", ["imports"]),
+             (f"df = pd.DataFrame({{'k': [1, 1, 2], 'v': [1.0, 2.0, 3.0]}})\n{view}", ["step:make"]),
+             ("df.loc[0, 'v'] = 100.0", ["step:change"]), (use, ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("change").sources == {"df": "make", "g": "make"} and p.step("read").sources == {"g": "change"}
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"]
+
+
+@pytest.mark.parametrize("split", ["parts = np.split(a, 3)", "parts = np.array_split(a, 4)",
+                                   "parts = list(np.hsplit(a, 2))"])
+def test_the_parts_a_split_gives_are_views_of_the_array(split):
+    p = compile_source([("import numpy as np", ["imports"]), (f"a = np.zeros(6)\n{split}", ["step:make"]),
+                        ("parts[0][:] = 5", ["step:change"]), ("n = float(a.sum())", ["step:read"])])
+    assert p.step("change").sources == {"a": "make", "parts": "make"} and p.step("read").sources == {"a": "change"}

@@ -1,7 +1,7 @@
 import ast
 
 from nbscale.compiler import effects
-from nbscale.compiler.heap import Heap, immutable
+from nbscale.compiler.heap import FILLING, Heap, immutable
 
 
 def expr(text):
@@ -178,3 +178,28 @@ def test_shallow_copies_hold_the_elements_of_what_they_copy():
         changed = effects.store_changes(heap, stmt(f"{name}[0][0] = 9").targets[0], frozenset(), {"copy"})
         assert "rows" in heap.names_reaching(changed), name
     assert changed_with(heap, "c") == {"c"}  # `c.append(x)` changes the copy alone
+
+
+def test_an_iterator_draws_on_what_it_is_given_and_yields_what_that_holds():
+    heap = run(Heap(), "rows = [r1, r2]\nit = iter(rows)\nz = zip(it, other)\ng = (x for x in rows)\n"
+                       "kept = list(it)\nc = Counter(x for x in rows)")
+    # a change of rows reaches the lazy ones, not what was drawn out of them (a list, a Counter)
+    assert changed_with(heap, "rows") == {"rows", "it", "z", "g"}
+    for name in ("r1", "r2"):  # which keep what rows holds
+        assert changed_with(heap, name) == {name, "rows", "it", "z", "g", "kept", "c"}
+    assert "it" in heap.names_reaching(heap.drawn(heap.objects("z")))  # drawing from z advances it
+    assert heap.drawn(heap.objects("rows")) == set()  # a list is no iterator
+
+
+def test_lazy_views_defaultdicts_and_splits():
+    heap = run(Heap(), "g = df.groupby('k')\nr = df['v'].rolling(2)\ncounts = defaultdict(int)\n"
+                       "parts = np.split(a, 3)\nfor key, grp in g: pass")
+    heap.bind("d2", effects.objects_of(heap, expr("collections.defaultdict(list)"), {"collections"}))
+    heap.bind("p2", effects.objects_of(heap, expr("np.array_split(a, 3)"), {"np"}))
+    # a change of df reaches its views (and what a loop over g may be: g itself, as `g['v']` may)
+    assert changed_with(heap, "df") == {"df", "g", "r", "key", "grp"}
+    assert "df" not in changed_with(heap, "g") | changed_with(heap, "grp")  # a view, a group change no df
+    assert heap.of_kind(heap.objects("counts") | heap.objects("d2"), FILLING) == heap.objects("counts") | \
+        heap.objects("d2")
+    changed = effects.store_changes(heap, stmt("p2[0][:] = 5").targets[0], frozenset(), {"np"})
+    assert "a" in heap.names_reaching(changed)
