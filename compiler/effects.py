@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 
-from .heap import FILLING, ITERATOR, VIEW, immutable
+from .heap import FILLING, IN_PLACE, ITERATOR, VIEW, immutable
 
 # Calls whose results are iterators drawing lazily on their arguments (a file's position advances
 # as it is read): drawing from one is a change of it, and a change of what it draws on reaches
@@ -255,9 +255,24 @@ def written_arguments(call: ast.Call, modules=frozenset()) -> list[ast.AST]:
     """Argument expressions the call changes in place: the first one of a known in-place function
     (`random.shuffle(x)`, `next(it)`, `dict.update(d, o)`), and `out=`/`ax=` keyword values."""
     written = [k.value for k in call.keywords if k.arg in WRITTEN_KEYWORDS]
-    if call.args and _changes_first_argument(call, modules):
+    if call.args and (_changes_first_argument(call, modules) or _copies_nothing_of_it(call, modules)):
         written.append(call.args[0])
     return written
+
+
+def copies_nothing(call: ast.Call) -> bool:
+    """`copy=False`: the call (or what it makes) works on what it is given in place."""
+    return any(k.arg == "copy" and isinstance(k.value, ast.Constant) and k.value.value is False
+               for k in call.keywords)
+
+
+def _copies_nothing_of_it(call: ast.Call, modules) -> bool:
+    """`np.nan_to_num(X, copy=False)`, `normalize(X, copy=False)`: a function (not a class, not a
+    method: `X.astype(float, copy=False)` changes nothing) changing its first argument in place."""
+    func = call.func
+    if not copies_nothing(call) or (callee_name(call) or "")[:1].isupper():
+        return False
+    return type(func) is ast.Name or (type(func) is ast.Attribute and _on_module(func.value, modules))
 
 
 def _changes_first_argument(call: ast.Call, modules) -> bool:
@@ -454,7 +469,7 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
             or _is_shallow_copy(call, modules)):
         return _made_container(heap, call, modules)
     if name and (name[:1].isupper() or name in WRAPPING_FACTORIES):
-        made = heap.fresh(name)
+        made = heap.fresh_kind(name, IN_PLACE) if copies_nothing(call) else heap.fresh(name)
         heap.hold([made], argument_objects(heap, call, modules), owned=name not in CLONING_CONSTRUCTORS)
         return frozenset({made})
     return frozenset()
@@ -558,12 +573,24 @@ def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[s
             heap.hold(receiver, args, owned=func.attr in OWNING_METHODS)
             changed |= heap.owned_reach(receiver)
     written = written_arguments(call, modules)
+    if _by_an_in_place_object(heap, call, modules):  # `StandardScaler(copy=False).fit_transform(X)` changes X
+        written.append(call.args[0])
     if written:
         changed |= _written_changes(heap, call, written, modules)
     if ITERATOR in heap.made_kinds and _may_be_given_an_iterator(call, modules):
         # `list(it)`, `sum(it)`, `islice(it, 3)`: any call given an iterator may draw from it
         changed |= heap.drawn(given_objects(heap, call, modules))
     return changed
+
+
+def _by_an_in_place_object(heap, call: ast.Call, modules) -> bool:
+    """A method with an argument called on an object made with `copy=False`, or on one owning such
+    an object (a pipeline of such steps)."""
+    func = call.func
+    if IN_PLACE not in heap.made_kinds or not call.args or type(func) is not ast.Attribute \
+            or _on_module(func.value, modules):
+        return False
+    return bool(heap.of_kind(heap.owned_reach(part_objects(heap, func.value, modules)), IN_PLACE))
 
 
 # Arguments that give a call no iterator to draw from (`f(x + 1, "a", [it])`): most, which are then

@@ -40,6 +40,7 @@ _FEW = 8  # names of one object kept in a tuple; more go in a set
 ITERATOR = "iterator"  # drawing from it (a loop, `list(it)`, unpacking) advances it
 FILLING = "filling"  # reading a missing key inserts it (a `defaultdict`)
 VIEW = "view"  # a lazy view (`df.groupby(k)`): it reads what it views when used
+IN_PLACE = "in_place"  # its methods change their first argument (`StandardScaler(copy=False)`)
 _LAZY = frozenset({ITERATOR, VIEW})  # given what they draw on, which is no element of theirs
 
 

@@ -748,3 +748,34 @@ def test_the_parts_a_split_gives_are_views_of_the_array(split):
     p = compile_source([("import numpy as np", ["imports"]), (f"a = np.zeros(6)\n{split}", ["step:make"]),
                         ("parts[0][:] = 5", ["step:change"]), ("n = float(a.sum())", ["step:read"])])
     assert p.step("change").sources == {"a": "make", "parts": "make"} and p.step("read").sources == {"a": "change"}
+
+
+COPY_FALSE = {
+    "a function": "np.nan_to_num(X, copy=False)",
+    "a function of a submodule": "sklearn.preprocessing.normalize(X, copy=False)",
+    "a transformer": "Xs = StandardScaler(copy=False).fit_transform(X)",
+    "a transformer made earlier": "sc = StandardScaler(copy=False)\nsc.fit(X)\nXs = sc.transform(X)",
+    "a pipeline of one": "pipe = make_pipeline(StandardScaler(copy=False))\nXs = pipe.fit_transform(X)",
+}
+
+
+@pytest.mark.parametrize("change", COPY_FALSE.values(), ids=COPY_FALSE)
+def test_copy_false_changes_what_the_call_is_given(change):
+    missing = "np.nan" if "nan_to_num" in change else "0.0"  # (scikit-learn refuses a NaN)
+    cells = [("import numpy as np\nimport sklearn.preprocessing\nfrom sklearn.preprocessing import StandardScaler\n"
+              "from sklearn.pipeline import make_pipeline", ["imports"]),
+             (f"X = np.array([[1.0, {missing}], [2.0, 4.0], [3.0, 2.0]])", ["step:make"]),
+             (change, ["step:change"]), ("n = float(np.nansum(X))", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("read").sources == {"X": "change"}
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"]
+
+
+def test_copying_transformers_and_copy_false_methods_keep_their_readers_parallel():
+    p = compile_source([("import numpy as np\nfrom sklearn.preprocessing import StandardScaler", ["imports"]),
+                        ("X = np.ones((3, 2))", ["step:make"]),
+                        ("a = StandardScaler().fit_transform(X)", ["step:a"]),
+                        ("b = StandardScaler(copy=True).fit_transform(X)", ["step:b"]),
+                        ("c = X.astype(float, copy=False).sum()", ["step:c"]),
+                        ("n = float(X.sum())", ["step:read"])])
+    assert [p.step(s).after for s in ("a", "b", "c", "read")] == [["make"]] * 4
