@@ -305,6 +305,7 @@ class ArtifactStore:
     def manifest(self, step_hash: str) -> dict:
         """The manifest of a complete artifact; ArtifactNotFound if there is none."""
         data, problem = self._read_manifest(self._dir(step_hash))
+        problem = problem or _other_key(data, step_hash)
         if problem:
             raise self._corrupt(step_hash, None, MANIFEST, problem)
         if data is None:
@@ -433,6 +434,7 @@ class ArtifactStore:
         ArtifactNotFound when nothing of the current format is stored under the hash."""
         folder = self._dir(step_hash)
         manifest, problem = self._read_manifest(folder)
+        problem = problem or _other_key(manifest, step_hash)
         if problem:
             return [f"{MANIFEST}: {problem}"]
         if manifest is None:
@@ -497,6 +499,14 @@ def _manifest(step_hash: str, step_name: str | None, writer: str, entries: dict[
 def _json(manifest: dict) -> bytes:
     # no indent: json's encoder in C then, 4x faster than its Python one (a manifest per step run)
     return json.dumps(manifest, ensure_ascii=False).encode()
+
+
+def _other_key(manifest: dict | None, step_hash: str) -> str | None:
+    """What is wrong with a manifest stored under `step_hash` that names another key: a folder
+    moved or copied into another's place, whose values are not this key's."""
+    if manifest is None or manifest.get("hash") == step_hash:
+        return None
+    return f"the manifest is of another key ({str(manifest.get('hash'))[:80]}): a folder moved into this one's place"
 
 
 def _well_formed(manifest: dict) -> bool:

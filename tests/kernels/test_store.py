@@ -286,6 +286,25 @@ def test_flipped_byte_is_a_miss_with_a_warning_naming_step_and_file(store):
     np.testing.assert_array_equal(store.get(HASH)["b"], np.arange(2))
 
 
+def test_two_results_swapped_on_disk_are_each_a_miss_not_the_others_value(store):
+    other = "sha256:" + "cd34" * 16
+    store.put(HASH, {"a": 10}, [], "make")
+    store.put(other, {"a": 20}, [], "make")
+    mine, theirs = store._dir(HASH), store._dir(other)
+    store.fs.mv(mine, mine + ".x", recursive=True)
+    store.fs.mv(theirs, mine, recursive=True)
+    store.fs.mv(mine + ".x", theirs, recursive=True)
+    assert store.verify(HASH) == [f"manifest.json: the manifest is of another key ({other}): a folder moved "
+                                  "into this one's place"]
+    with pytest.warns(CorruptArtifactWarning, match="another key"), pytest.raises(CorruptArtifact):
+        store.get(HASH)
+    with pytest.warns(CorruptArtifactWarning, match="another key"):
+        assert not store.has(other)
+    assert not store.has(HASH) and not store.has(other)  # both misses: the next runs store their own
+    store.put(HASH, {"a": 11}, [], "make")
+    assert store.get(HASH) == {"a": 11} and store.verify(HASH) == []
+
+
 @pytest.mark.parametrize("value", [np.arange(5000.0), pd.DataFrame({"x": range(500)}), {"k": list(range(500))}],
                          ids=["numpy", "parquet", "pickle"])
 @pytest.mark.parametrize("where", [0.0, 0.5, 0.999])
