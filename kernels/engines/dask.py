@@ -125,6 +125,7 @@ class DaskEngine(Engine):
         self.client = self.cluster = None
         self._start_workers = None  # starts the workers of the run's own cluster (`run`, once)
         self._quieted = False  # holds `_LOST_SCHEDULER_NOISE` (`connect`, `close`)
+        self._folder_on_path = None  # put on sys.path for the own cluster's scheduler (`_scheduler_imports_from`)
 
     # --- cluster -----------------------------------------------------------------------------
     def connect(self):
@@ -149,6 +150,7 @@ class DaskEngine(Engine):
             self.cluster = cluster_from_factory(factory)
         else:  # its workers start as the run does (`run`), after its first step is submitted
             self.cluster, self._start_workers = local_scheduler(self.workers, http=False)
+            self._folder_on_path = _scheduler_imports_from(self.options.get("notebook"))
         # not the default client: the caller's own Dask computes (a kernel calling nbscale.run) keep
         # their scheduler, and workers forked later do not inherit `scheduler: dask.distributed`
         self.client = Client(self.cluster, set_as_default=False)
@@ -172,7 +174,12 @@ class DaskEngine(Engine):
             if self.client is not None:
                 self.client.close()
             if self.cluster is not None:
-                self.cluster.close()
+                try:
+                    self.cluster.close()
+                finally:
+                    _FORKING.stop(self.cluster)
+                    _scheduler_imports_no_more(self._folder_on_path)
+                    self._folder_on_path = None
         finally:
             self.client = self.cluster = None
             if self._quieted:
@@ -626,8 +633,67 @@ def local_scheduler(workers=None, http=True):
             while len(cluster.worker_spec) < n:
                 cluster.worker_spec.update(cluster.new_worker_spec())
             _start_named_workers(cluster)
+        if config.get(MP_METHOD) == "fork":
+            _FORKING.keep(cluster)
 
     return cluster, start_workers
+
+
+def _scheduler_imports_from(notebook: str | None) -> str | None:
+    """The notebook's folder, put last on this process's `sys.path` while the run's own cluster is
+    open: its scheduler, in this process, unpickles the graphs a step computes
+    (`dask.compute(delayed(sq)(i))`), which name the functions of a module beside the notebook
+    (`from helpers import sq`); from `nbscale run` (a console script, whose path has no folder of the
+    user's) it could not import them, and the step failed where top to bottom it ran."""
+    folder = os.path.dirname(os.path.abspath(notebook)) if notebook else None
+    if folder is None or folder in sys.path:
+        return None
+    sys.path.append(folder)
+    return folder
+
+
+def _scheduler_imports_no_more(folder: str | None) -> None:
+    if folder is not None:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+
+
+MP_METHOD = "distributed.worker.multiprocessing-method"
+
+
+class _Forking:
+    """A worker the cluster's nannies start again (after a Cancel, or a worker's death) is forked too,
+    as the first ones were, until the cluster closes. Spawned (Dask's default), it would run the
+    top-level code of the host's script again: `nbscale.run()` in a script without an
+    `if __name__ == "__main__":` guard ran the rest of the script once more in each new worker.
+    The nannies read the method as they start a worker, from this process's Dask config: it says
+    fork while any such cluster is open, and what it said before once none is."""
+
+    def __init__(self):
+        self.clusters: set[int] = set()
+        self.before = None
+        self.lock = threading.Lock()
+
+    def keep(self, cluster) -> None:
+        import dask
+
+        with self.lock:
+            if not self.clusters:
+                self.before = dask.config.get(MP_METHOD)
+                dask.config.set({MP_METHOD: "fork"})
+            self.clusters.add(id(cluster))
+
+    def stop(self, cluster) -> None:
+        import dask
+
+        with self.lock:
+            if id(cluster) in self.clusters:
+                self.clusters.discard(id(cluster))
+                if not self.clusters:
+                    dask.config.set({MP_METHOD: self.before})
+
+
+_FORKING = _Forking()
 
 
 def _start_named_workers(cluster) -> None:
@@ -664,7 +730,7 @@ def _start_config(http: bool) -> dict:
         config.update({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []})
         config.update(_unless_chosen(UNSEEN_WORKER_WORK))
     if (sys.platform == "linux" and _only_safe_threads()
-            and dask.config.get("distributed.worker.multiprocessing-method") == "spawn"):
+            and dask.config.get(MP_METHOD) == "spawn"):
         # Forked workers start in a third of the time and inherit the run time already imported
         # here. Spawn stays where fork is unsafe: macOS, a process with other threads (a lock
         # one of them holds would stay locked in the workers), or a method the user chose.
@@ -675,7 +741,7 @@ def _start_config(http: bool) -> dict:
         # the client asks them as it connects; asked before the fork, each worker inherits the
         # answers instead of reading nine packages' metadata as it registers
         get_versions()
-        config["distributed.worker.multiprocessing-method"] = "fork"
+        config[MP_METHOD] = "fork"
     quick_nannies()
     return config
 

@@ -388,6 +388,10 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout) -> dict:
     for worker, steps in busy.items():
         for step in steps:
             emit(WARNING, step, {"message": f"stopping step {step!r}: restarting worker {worker}"})
+    for worker, asker in _computing_for(client, list(busy), suffix).items():
+        emit(WARNING, None, {"message": f"stopping what step(s) {', '.join(busy[asker])} computed on the cluster: "
+                                        f"restarting worker {worker}"})
+        busy.setdefault(worker, [])
     client.run(end_children, workers=list(busy), on_error="ignore")
     restarted = restart_workers(client, list(busy), restart_timeout)
     for worker, status in restarted.items():
@@ -395,6 +399,42 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout) -> dict:
             emit(WARNING, None, {"message": f"worker {worker} could not be restarted ({status}): step(s) "
                                             f"{', '.join(busy.get(worker, []))} may keep running there"})
     return restarted
+
+
+def _computing_for(client, steps_on: list[str], suffix: str) -> dict:
+    """Other workers executing what the steps on `steps_on` submitted from inside them
+    (`dask.compute(...)`, `client.submit` through the worker's client): worker → the worker of the
+    step that asked for it. Restarting the step's worker drops its client's wishes, but a task
+    already executing elsewhere goes on to its end. A worker that also executes another run's step
+    is left alone (cancelling this run must not kill that one's), as is what the step handed to
+    `fire_and_forget` (nothing says whose it is)."""
+    wanted = client.run(_client_keys, workers=steps_on, on_error="ignore")
+    by_key = {key: worker for worker, keys in wanted.items() if isinstance(keys, list) for key in keys}
+    if not by_key:
+        return {}
+    found = client.run_on_scheduler(_processing_workers, list(by_key), suffix)
+    return {worker: by_key[key] for worker, key in found.items() if worker not in steps_on}
+
+
+def _client_keys(dask_worker=None) -> list:
+    """The keys this worker's own client (a step's `dask.compute`, `get_client().submit`) holds."""
+    own = getattr(dask_worker, "_client", None)
+    return list(getattr(own, "futures", {}) or {})
+
+
+def _processing_workers(keys, suffix, dask_scheduler=None) -> dict:
+    """Worker → one of `keys` it executes, for the workers executing no other run's step."""
+    found = {}
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        ws = getattr(ts, "processing_on", None) if ts is not None else None
+        if ws is not None and not any(_another_runs_step(t.key, suffix) for t in ws.processing):
+            found.setdefault(ws.address, key)
+    return found
+
+
+def _another_runs_step(key, suffix: str) -> bool:
+    return isinstance(key, str) and key.startswith("nbscale-") and not key.endswith(suffix)
 
 
 def restart_workers(client, workers: list[str], timeout: float) -> dict:

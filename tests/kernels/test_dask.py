@@ -695,6 +695,19 @@ def test_workers_forked_after_the_scheduler_offloaded_work_can_send_large_messag
     assert "'OK'" in lines[2]
 
 
+def test_a_step_computing_a_function_of_a_module_beside_the_notebook_runs_on_the_runs_own_cluster(tmp_path):
+    """The own cluster's scheduler, in the run's process, unpickles the graph a step computes, which
+    names `helpers.sq`: it imports it from the notebook's folder, as top to bottom (and on none after)."""
+    (tmp_path / "helpers.py").write_text("def sq(x):\n    return x * x\n")
+    notebook = make_notebook(tmp_path, [("import dask\nfrom helpers import sq", ["imports"]),
+                                        ("total = sum(dask.compute(*[dask.delayed(sq)(i) for i in range(4)]))",
+                                         ["step:a"])], name="beside")
+    result = run_notebook(notebook, options=RunOptions(engine="dask", use_cache=False, workers=1))
+    assert result.ok, result.steps
+    assert result.load("a", ["total"])["total"] == 14
+    assert str(tmp_path) not in sys.path
+
+
 def test_notebooks_of_two_folders_on_one_cluster_each_get_their_own_local_module(local_cluster, tmp_path):
     # A cluster serving several folders (the JupyterLab server's, a shared scheduler): a worker that
     # imported x/helpers.py for one notebook must not hand it to y/nb.ipynb, whose folder has its own.

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -413,3 +414,77 @@ def test_cancel_on_an_external_cluster_leaves_other_clients_workers_alone(tmp_pa
         other.wait_for_workers(2, timeout=DEADLINE_S)
     quick = make_notebook(tmp_path, [("q = 1", ["step:quick"])], name="quick")
     assert run_notebook(quick, options=RunOptions(scheduler_file=process_cluster, use_cache=False)).ok
+
+
+def test_cancel_on_the_runs_own_cluster_never_runs_the_host_script_again(tmp_path):
+    """`nbscale.run()` in a script without a main guard, interrupted: the worker restarted for the
+    Cancel is forked as the first ones were. Spawned, it ran the script's top-level code again (its
+    side effects twice more, and runs nobody asked for)."""
+    notebook, pids = _sleeper(tmp_path)
+    ran_in = tmp_path / "ran-in.txt"
+    script = tmp_path / "host.py"
+    script.write_text(f"import os\nopen({str(ran_in)!r}, 'a').write(f'{{os.getpid()}}\\n')\nimport nbscale\n"
+                      f"try:\n    nbscale.run({str(notebook)!r}, engine='dask', use_cache=False)\n"
+                      "except KeyboardInterrupt:\n    print('interrupted')\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=tmp_path)
+    try:
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, "the step to start")
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in output, output
+    worker_pid, child_pid = (int(p) for p in pids.read_text().split())
+    wait_for(lambda: _gone(worker_pid) and _gone(child_pid), "the step's processes to end")
+    assert ran_in.read_text().split() == [str(proc.pid)]
+    assert default_run_store(notebook).list_runs()[0]["status"] == "cancelled"
+
+
+@pytest.fixture(scope="module")
+def step_cluster():
+    """Two single-threaded worker processes that declare the step resource, as a warm cluster's do:
+    a step's computes run on the cluster (`dask_collections`), not in the step's own process."""
+    from distributed import LocalCluster
+
+    from nbscale.kernels.engines.dask_collections import STEP_RESOURCE
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           host="127.0.0.1", resources={STEP_RESOURCE: 1})
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+def test_cancel_stops_what_the_step_computes_on_other_workers_of_a_shared_cluster(tmp_path, step_cluster):
+    """A step's own `dask.compute` runs on the other worker of a cluster that outlives the run (a warm
+    cluster): Cancel restarts that worker too, or the computation went on after the run ended."""
+    beats = [tmp_path / f"beat{i}.txt" for i in range(2)]  # (one on each worker)
+    source = (f"import dask, os, time\ndef beats(n):\n    for _ in range(3000):\n"
+              f"        open(os.path.join({str(tmp_path)!r}, f'beat{{n}}.txt'), 'a').write('.')\n"
+              "        time.sleep(0.05)\n    return n\n"
+              "done = dask.compute(*[dask.delayed(beats)(n) for n in range(2)])")
+    folder = tmp_path / "computes"
+    folder.mkdir()
+    notebook = make_notebook(folder, [(source, ["step:computes"])], name="computes")
+    proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(notebook), "--scheduler", step_cluster],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: all(b.exists() and b.stat().st_size > 5 for b in beats), "the computation to start")
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    wait_for(lambda: all(_still(b) for b in beats), "the computation to stop")
+    store = default_run_store(notebook)
+    run = store.list_runs()[0]
+    warnings = [str(e["payload"]) for e in store.events_since(run["id"]) if e["kind"] == "warning"]
+    assert run["status"] == "cancelled" and any("computed on the cluster" in w for w in warnings), warnings
+
+
+def _still(path, wait: float = 0.5) -> bool:
+    before = path.stat().st_size
+    time.sleep(wait)
+    return path.stat().st_size == before
