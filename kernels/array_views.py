@@ -58,7 +58,9 @@ class _Found:
 
 def _found(values: dict) -> _Found | None:
     """The group's owners and their views within `WALK_LIMIT` values; None when it has no owner."""
-    numpy = sys.modules.get("numpy")
+    from .marshal import loaded_module  # (marshal imports this module)
+
+    numpy = loaded_module("numpy")  # (not while a thread imports it: a worker's background import)
     if numpy is None:
         return None
     ndarray = numpy.ndarray

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
-import sys
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -94,7 +93,7 @@ def _deepcopy_would_share(values: dict) -> bool:
     Python objects of an object column (a list in a cell) with the original, so a step's change
     to one reached its producer's value; and it gives a frame's copy a new index and columns, so a
     name bound to them (`idx = df.index`) no longer was."""
-    pandas = sys.modules.get("pandas")
+    pandas = loaded_module("pandas")  # (not while a thread imports it: a worker's background import)
     if pandas is None:
         return False
     frames = [v for v in values.values() if isinstance(v, (pandas.DataFrame, pandas.Series))]

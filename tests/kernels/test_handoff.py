@@ -298,3 +298,19 @@ def test_a_frames_copy_shares_nothing_with_the_producers_and_keeps_names_bound_t
     assert got["idx"] is got["df"].index and got["cols"] is got["df"].columns
     plain = pd.DataFrame({"x": [1.0, 2.0]})
     assert step_inputs({"make": {"plain": plain}}, changed={"plain"})[0]["plain"].equals(plain)
+
+
+@pytest.mark.parametrize("module", ["pandas", "numpy"])
+def test_a_step_is_handed_its_values_while_another_thread_still_imports_pandas_or_numpy(monkeypatch, module):
+    """A worker imports `dask.dataframe` (pandas, numpy) in the background as a run starts: a step's
+    values were copied meanwhile, and the copy read the half-imported module ("partially initialized
+    module 'pandas' has no attribute 'DataFrame'": the step failed, one run in three)."""
+    import importlib.machinery
+    import types
+
+    half = types.ModuleType(module)
+    half.__spec__ = importlib.machinery.ModuleSpec(module, None)
+    half.__spec__._initializing = True
+    monkeypatch.setitem(__import__("sys").modules, module, half)
+    values, _ = step_inputs({"producer": {"rows": [1, 2], "meta": {"n": 1}}}, changed={"rows", "meta"})
+    assert values == {"rows": [1, 2], "meta": {"n": 1}}
