@@ -726,6 +726,10 @@ def _start_config(http: bool) -> dict:
     # a worker that dies under a step is retried as its `retries:` tag says (dask_lifecycle), not
     # given up on by Dask after 3 deaths
     config = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}
+    # a step may start processes of its own, as top to bottom (`multiprocessing.Pool`, joblib's loky
+    # behind `n_jobs=-1`): a daemonic worker may not ("daemonic processes are not allowed to have
+    # children"; joblib warned and ran on one core). The nanny still ends its worker as it closes.
+    config.update(_unless_chosen({"distributed.worker.daemon": False}))
     if not http:
         config.update({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []})
         config.update(_unless_chosen(UNSEEN_WORKER_WORK))

@@ -708,6 +708,21 @@ def test_a_step_computing_a_function_of_a_module_beside_the_notebook_runs_on_the
     assert str(tmp_path) not in sys.path
 
 
+def test_a_step_on_the_runs_own_cluster_may_start_a_process_pool(tmp_path):
+    """As top to bottom: a daemonic worker could not (`multiprocessing.Pool` failed, joblib's loky
+    warned and ran on one core)."""
+    (tmp_path / "work.py").write_text("def sq(x):\n    return x * x\n")
+    notebook = make_notebook(tmp_path, [
+        ("import multiprocessing, warnings\nfrom concurrent.futures import ProcessPoolExecutor\nfrom work import sq",
+         ["imports"]),
+        ("with multiprocessing.get_context('fork').Pool(2) as pool:\n    a = sum(pool.map(sq, range(10)))\n"
+         "with ProcessPoolExecutor(2) as ex:\n    b = sum(ex.map(sq, range(10)))\n"
+         "daemon = multiprocessing.current_process().daemon", ["step:pools"])], name="pools")
+    result = run_notebook(notebook, options=RunOptions(engine="dask", use_cache=False, workers=1))
+    assert result.ok, result.steps
+    assert result.load("pools", ["a", "b", "daemon"]) == {"a": 285, "b": 285, "daemon": False}
+
+
 def test_notebooks_of_two_folders_on_one_cluster_each_get_their_own_local_module(local_cluster, tmp_path):
     # A cluster serving several folders (the JupyterLab server's, a shared scheduler): a worker that
     # imported x/helpers.py for one notebook must not hand it to y/nb.ipynb, whose folder has its own.
