@@ -115,7 +115,19 @@ RETURNS_SELF = frozenset({"fit", "partial_fit", "set_params", "set_output", "tra
 RETURNS_PART = frozenset({"parameters", "named_parameters", "buffers", "named_buffers", "children",
                           "named_children", "modules", "named_modules", "state_dict", "values",
                           "items", "keys", "view", "reshape", "ravel", "transpose", "swapaxes",
-                          "squeeze", "unsqueeze", "get", "setdefault", "pop"})
+                          "squeeze", "unsqueeze", "get", "setdefault", "pop",
+                          # a figure's axes (`ax = fig.add_subplot()`: drawing on ax changes fig)
+                          "add_subplot", "add_axes", "gca", "twinx", "twiny", "inset_axes"})
+# Calls whose result may be an element of their first argument: the builtins `max`, `min`, `next`
+# (`best = max(cands, key=…)`, `next(iter(models.values()))`) and, of a module or an object,
+# `choice`, `choices`, `sample` (`rng.choice(cands)`): a change through the result changes it.
+ELEMENT_FUNCTIONS = frozenset({"max", "min", "next"})
+ELEMENT_METHODS = frozenset({"choice", "choices", "sample"})
+# Functions (plain, or of a module) whose result is a new object holding their first argument's
+# parts (`dataclasses.replace(base, lr=…)` shares base's fields), or that first argument itself
+# when it is a generator (`np.random.default_rng(rng)` is rng; given a seed, a new generator).
+SHARING_COPIES = frozenset({"replace"})
+SAME_OR_NEW = frozenset({"default_rng", "check_random_state"})
 # Functions of a module whose result may be their first argument itself or a view of its data
 # (`b = np.asarray(a); b += 1` changes a).
 RETURNS_FIRST_ARGUMENT = frozenset({"asarray", "asanyarray", "ascontiguousarray", "asfortranarray", "reshape",
@@ -133,7 +145,7 @@ IMMUTABLE_RESULT_FUNCTIONS = frozenset("""
     """.split())
 IMMUTABLE_RESULT_METHODS = frozenset({"item", "is_integer", "bit_length"})
 # Builtins making a new container of what they are given (`list(frames)` holds the frames).
-CONTAINER_MAKERS = frozenset({"dict", "list", "tuple", "set", "frozenset"})
+CONTAINER_MAKERS = frozenset({"dict", "list", "tuple", "set", "frozenset", "sorted"})
 # ... and the standard library's (`deque([frames])`, `collections.OrderedDict(pairs)`)
 LIBRARY_CONTAINER_MAKERS = frozenset({"deque", "OrderedDict", "ChainMap", "UserList", "UserDict",
                                       *FILLING_MAKERS})
@@ -461,6 +473,14 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
         # `d.copy()`: a dict's, a list's or a set's is shallow, a new container of the same elements
         return _container(heap, "copy", [heap.elements(part_objects(heap, func.value, modules))])
     name = callee_name(call)
+    if call.args and (name in ELEMENT_METHODS or (type(func) is ast.Name and name in ELEMENT_FUNCTIONS)):
+        return heap.elements(objects_of(heap, call.args[0], modules))
+    if call.args and (type(func) is ast.Name or (type(func) is ast.Attribute and _on_module(func.value, modules))):
+        if name in SHARING_COPIES:
+            return _container(heap, name, [heap.elements(objects_of(heap, call.args[0], modules))])
+        if name in SAME_OR_NEW:  # (a generator is given by its name: `default_rng(seeds[i])` is given a seed)
+            given = objects_of(heap, call.args[0], modules) if type(call.args[0]) is ast.Name else ()
+            return frozenset({heap.fresh(name), *(obj for obj in given if not immutable(obj))})
     if type(func) is ast.Name and name in IMMUTABLE_RESULT_FUNCTIONS:
         return frozenset({heap.fresh_immutable(name)})  # `len(X)`, `int("100")`
     if type(func) is ast.Attribute and name in IMMUTABLE_RESULT_METHODS:

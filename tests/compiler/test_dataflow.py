@@ -779,3 +779,39 @@ def test_copying_transformers_and_copy_false_methods_keep_their_readers_parallel
                         ("c = X.astype(float, copy=False).sum()", ["step:c"]),
                         ("n = float(X.sum())", ["step:read"])])
     assert [p.step(s).after for s in ("a", "b", "c", "read")] == [["make"]] * 4
+
+
+RESULTS_THAT_ARE_PARTS = {
+    "max of a list": ("cands = [{'s': 1}, {'s': 2}]\nbest = max(cands, key=lambda c: c['s'])",
+                      "best['chosen'] = True", "n = sum('chosen' in c for c in cands)"),
+    "an item of sorted": ("cands = [{'s': 1}, {'s': 2}]\ntop = sorted(cands, key=lambda c: c['s'])[-1]",
+                          "top['chosen'] = True", "n = sum('chosen' in c for c in cands)"),
+    "next of an iterator": ("boxes = {'a': [1]}\nfirst = next(iter(boxes.values()))", "first.append(2)",
+                            "n = len(boxes['a'])"),
+    "a random choice": ("import random\nrng = random.Random(0)\ncands = [{'id': 1}, {'id': 2}]\npick = rng.choice(cands)",
+                        "pick['used'] = True", "n = sum('used' in c for c in cands)"),
+    "dataclasses.replace": ("import dataclasses\n@dataclasses.dataclass\nclass Cfg:\n    layers: list\n"
+                            "base = Cfg([64])\nexp = dataclasses.replace(base)", "exp.layers.append(32)",
+                            "n = len(base.layers)"),
+    "a generator given to default_rng": ("import numpy as np\nrng = np.random.default_rng(0)\ng = np.random.default_rng(rng)",
+                                         "x = float(g.random())", "n = float(rng.random())"),
+    "axes a figure adds": ("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+                           "fig = plt.figure()\nax = fig.add_subplot(1, 1, 1)\nax2 = fig.gca().twinx()",
+                           "ax.plot([1, 2])\nax2.plot([3])", "n = sum(len(a.lines) for a in fig.axes)"),
+}
+
+
+@pytest.mark.parametrize("make, change, read", RESULTS_THAT_ARE_PARTS.values(), ids=RESULTS_THAT_ARE_PARTS)
+def test_a_result_that_may_be_a_part_of_what_the_call_was_given_hands_its_changes_on(make, change, read):
+    cells = [(make, ["step:make"]), (change, ["step:change"]), (read, ["step:read"])]
+    p = compile_source(cells)
+    assert "change" in p.step("read").after
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"]
+
+
+def test_a_seed_given_to_default_rng_or_a_max_of_numbers_ties_no_steps():
+    p = compile_source([("import numpy as np\nseeds = [1, 2]", ["step:make"]),
+                        ("a = np.random.default_rng(seeds[0]).random()", ["step:a"]),
+                        ("b = np.random.default_rng(max(seeds)).random()", ["step:b"]),
+                        ("c = (a, b, seeds)", ["step:read"])])
+    assert p.step("a").after == ["make"] and p.step("b").after == ["make"]
