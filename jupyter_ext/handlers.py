@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import urllib.parse
 from http.client import responses
 from pathlib import Path
 
@@ -235,7 +236,7 @@ class KfpYamlHandler(NbscaleHandler):
     @api_call
     async def get(self):
         filename, text = await self.manager.kfp.yaml(self.query_notebook())
-        self.set_header("Content-Disposition", f'attachment; filename="{_safe_filename(filename)}"')
+        self.set_header("Content-Disposition", _attachment(filename))
         self.finish(text, set_content_type="application/yaml; charset=utf-8")
 
 
@@ -325,7 +326,7 @@ async def _cluster_action(cluster, body: dict, run_cluster: dict | None = None) 
 
 
 def _limit(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_RUNS_LISTED:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_RUNS_LISTED:  # (`²` is a digit)
         raise InvalidInput(f"'limit' must be an integer from 1 to {MAX_RUNS_LISTED}")
     return int(text)
 
@@ -368,8 +369,12 @@ def _use_cache(body: dict) -> bool:
     return value
 
 
-def _safe_filename(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "pipeline.yaml"
+def _attachment(name: str) -> str:
+    """A Content-Disposition for a download named `name`: an ASCII name every client reads, and the
+    name itself (RFC 6266's `filename*`) for those that read that. Tornado refuses a header value
+    outside Latin-1: `日本.ipynb`'s download answered 500."""
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name) or "pipeline.yaml"
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"
 
 
 def handlers(base_url: str) -> list[tuple]:

@@ -302,6 +302,7 @@ def test_bad_requests_are_json_errors(api, nb, jp_root_dir):
     assert code == 400 and body["detail"]["diagnostics"][0]["code"] == "undefined-name"
     assert api.get("runs", path="nb.ipynb", limit="lots")[0] == 400
     assert api.get("runs", path="nb.ipynb", limit="0")[0] == 400
+    assert api.get("runs", path="nb.ipynb", limit="²")[0] == 400  # a digit to str.isdigit, not to int()
     assert api.get("runs/0123abcd", path="nb.ipynb") == (404, {"error": "no run 0123abcd"})
     for body in ({"action": "explode"}, {"action": "scale", "n": -1}, {"action": "scale"},
                  {"action": "scale", "n": True}, {"action": "start", "n": "2"}, {"action": "connect", "address": ""},
@@ -462,8 +463,16 @@ def test_kfp_yaml_download_and_submit(api, nb, jp_root_dir):
 
 def test_kfp_yaml_is_an_attachment(api, nb, jp_fetch, aio):
     response = aio(jp_fetch("nbscale", "api", "kfp", "yaml", params={"path": "nb.ipynb"}))
-    assert response.headers["Content-Disposition"] == 'attachment; filename="nb.yaml"'
+    assert response.headers["Content-Disposition"] == "attachment; filename=\"nb.yaml\"; filename*=UTF-8''nb.yaml"
     assert response.headers["Content-Type"].startswith("application/yaml")
+
+
+def test_a_kfp_yaml_download_of_a_notebook_named_in_any_script_names_it(api, nb, jp_fetch, aio, jp_root_dir):
+    (jp_root_dir / "日本 é.ipynb").write_text((jp_root_dir / "nb.ipynb").read_text())
+    response = aio(jp_fetch("nbscale", "api", "kfp", "yaml", params={"path": "日本 é.ipynb"}))
+    assert response.code == 200
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename=\"____.yaml\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC%20%C3%A9.yaml")
 
 
 @pytest.mark.parametrize("jp_server_config", [{
