@@ -244,9 +244,15 @@ class _PipelineRun:
         # papermill runs the notebook in its working directory (--cwd); its CLI logs at INFO, so
         # Dask's chatter would show
         with _quiet("distributed"), _sigterm_cancels():
-            result = runner.run_pipeline(plan, values, self.notebook, options, on_event=self._event,
-                                         cwd=os.getcwd(), engine_label=ENGINE_LABEL.format(options.engine),
-                                         engine_options=engine_options)
+            try:
+                result = runner.run_pipeline(plan, values, self.notebook, options, on_event=self._event,
+                                             cwd=os.getcwd(), engine_label=ENGINE_LABEL.format(options.engine),
+                                             engine_options=engine_options)
+            except KeyboardInterrupt:  # the run is recorded cancelled; the notebook says where it stopped
+                with self.lock:
+                    for step in self.pipeline.steps:
+                        self._cancelled(step.name, {"reason": "cancelled by the user"})
+                raise
         self.records.keep_all(self.produced)  # the stored results are all written once the run ends
         self.run_id, self.status = result.run_id, result.status
         self.nb.metadata["nbscale"] = {
@@ -275,11 +281,13 @@ class _PipelineRun:
             self.nb_man.pbar.set_description(f"Executing step {step}")
 
     def _finished(self, step, payload):
-        from nbscale.kernels.contract import CACHED, FAILED, SUCCEEDED
+        from nbscale.kernels.contract import CACHED, CANCELLED, FAILED, SUCCEEDED
 
         self.done.add(step)
         status = payload.get("status")
         summary = payload.get("summary") or {}
+        if status == CANCELLED:
+            return self._cancelled(step, summary)
         if status == CACHED:
             entries, cached = self._reused_cells(step, payload.get("key") or self.reused.get(step)), True
         elif status in (SUCCEEDED, FAILED):
@@ -327,6 +335,22 @@ class _PipelineRun:
             self._log(outputs)
         if self.nb_man.pbar and not was_done:
             self.nb_man.pbar.update(1)
+
+    def _cancelled(self, step, summary):
+        """A step stopped while it ran (Ctrl-C): its running cell ends as papermill's own engine ends
+        it, with a KeyboardInterrupt (the step's output so far is in its log); the cells after it
+        stay pending. (It stayed "running", without an error.)"""
+        cells = self.pipeline.step(step).cells
+        running = [i for i in cells if self.nb.cells[i].metadata.papermill.get("status") == self.nb_man.RUNNING]
+        if not running:
+            return
+        reason = summary.get("reason") or "cancelled"
+        self._fail_at(running[0], "KeyboardInterrupt", f"{reason} (the step's output so far is in its log: "
+                      "nbscale show)", [f"KeyboardInterrupt: {reason}"], save=False)
+        for index in running[1:]:
+            self.nb.cells[index].metadata.papermill.update(status=self.nb_man.PENDING, start_time=None,
+                                                           exception=None)
+        self.nb_man.save()
 
     def _error(self, step, summary, entries):
         error = summary.get("error") or {}

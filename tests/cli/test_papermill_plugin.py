@@ -357,6 +357,32 @@ def test_sigterm_cancels_the_run_then_ends_papermill_as_sigterm_does(tmp_path, e
     assert tick.stat().st_size == size, "the step runs on"
 
 
+def test_ctrl_c_ends_the_running_cell_with_a_keyboard_interrupt_as_papermills_own_engine(tmp_path):
+    """The interrupted cell stayed "running", without outputs or an error, in the notebook written."""
+    from conftest import wait_for
+
+    tick = tmp_path / "tick"
+    path = write_nb(tmp_path, [("import time", ["imports"]), ("x = 1", ["step:one"]),
+                               (f"while True:\n    open({str(tick)!r}, 'a').write('x')\n    time.sleep(0.1)",
+                                ["step:loop"]), ("y = x", ["step:after"])])
+    out = tmp_path / "out.ipynb"
+    proc = subprocess.Popen([sys.executable, "-m", "papermill", "--engine", "nbscale", str(path), str(out)],
+                            env={**os.environ, "NBSCALE_ENGINE": "local"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(tick.exists, "the looping step")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    cells = nbformat.read(out, as_version=4).cells
+    statuses = [c.metadata.papermill["status"] for c in cells if c.cell_type == "code"]
+    assert statuses[-2:] == ["failed", "pending"], statuses
+    (error,) = [o for o in cells[-2].outputs if o.output_type == "error"]
+    assert error.ename == "KeyboardInterrupt"
+
+
 def test_a_bad_regression_threshold_runs_nothing(tmp_path, monkeypatch):
     from nbscale.kernels.project_settings import SettingsError
 
