@@ -98,7 +98,10 @@ def gc(notebook, store_url, keep_last, older_than, dry_run):
               or (limit is not None and time.time() - (e["used"] or e["created"] or 0) > limit)]
     for e in doomed:
         if not dry_run:
-            store.remove(e["key"])
+            try:
+                store.remove(e["key"])
+            except OSError as exc:  # a read-only store (or folder): said, as `nbscale run` says it
+                fail(f"error: cannot remove {e['key']} from {store.root}: {exc.strerror or exc}", EXIT_BAD_INPUT)
         click.echo(f"{'would remove' if dry_run else 'removed'} {e['step'] or '?'} ({e['key']}, {_size(e['bytes'])})")
     click.echo(f"{len(doomed)} result(s), {_size(sum(e['bytes'] or 0 for e in doomed))}")
 

@@ -55,3 +55,23 @@ def test_why_names_the_changed_dependency(tmp_path):
     assert cli("cache", "why", nb, "nope").exit_code == 2
     ran = json.loads(cli("run", nb, "--engine", "local", "--output", "json").output)
     assert [s["status"] for s in ran["steps"]] == ["succeeded", "succeeded"]
+
+
+def test_gc_on_a_read_only_store_says_so_in_one_line(tmp_path, monkeypatch):
+    """A stand-in for a read-only file system (the tests run as root, whom permissions do not stop):
+    the store's removal fails as it does there. It printed a traceback and exited 1."""
+    import errno
+
+    from nbscale.kernels.store import ArtifactStore
+
+    nb = notebook(tmp_path)
+    assert cli("run", nb, "--engine", "local").exit_code == 0
+
+    def read_only(self, key):
+        raise OSError(errno.EROFS, "Read-only file system", f"{self.root}/{key}/manifest.json")
+
+    monkeypatch.setattr(ArtifactStore, "remove", read_only)
+    result = cli("cache", "gc", nb, "--keep-last", "0")
+    assert result.exit_code == 2, result.output
+    assert "error: cannot remove" in result.output and "Read-only file system" in result.output
+    assert "Traceback" not in result.output
