@@ -26,6 +26,8 @@ def parse_assignments(pairs) -> dict[str, str]:
         name, eq, value = pair.partition("=")
         if not eq or not name.strip():
             raise ParameterError(f"'{pair}' is not NAME=VALUE")
+        if name.strip() in values:  # (`-p x=1 -p x=2`: which one was meant?)
+            raise ParameterError(f"parameter '{name.strip()}' is given twice")
         values[name.strip()] = value
     return values
 

@@ -21,6 +21,8 @@ def test_parse_assignments():
         params.parse_assignments(["novalue"])
     with pytest.raises(ParameterError):
         params.parse_assignments(["=3"])
+    with pytest.raises(ParameterError, match="'x' is given twice"):  # (the last one silently won)
+        params.parse_assignments(["x=1", " x =2"])
 
 
 @pytest.mark.parametrize("type_, default, text, expected", [
