@@ -74,7 +74,7 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     prelude_facts = analyse_cells(prelude)
     prelude_names = set(prelude_facts.binds)
     if also is not None:
-        also.prelude(prelude, prelude_names)
+        also.prelude(prelude, prelude_names, prelude_facts.callables)
     _released(prelude)
     builder = _Builder(layout, parameter_names, prelude_names, cells)
     for name in immutable:  # `Model(random_state=seed)` twice: fitting one model changes no other
@@ -86,7 +86,7 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
         step_cells = cells.cells(step_layout.cells)
         facts = analyse_cells(step_cells, known, builder.heap, builder.modules | prelude_facts.imported)
         if also is not None:
-            also.step(step_layout.name, step_cells)
+            also.step(step_layout.name, step_cells, facts.callables)
         _released(step_cells)
         known.update(facts.callables)
         builder.add_step(step_layout, facts)

@@ -26,9 +26,11 @@ import re
 from dataclasses import dataclass, field
 
 from .analysis import KERNEL_NAMES
+from .callables import Callable, callee_of, changed_arguments
 from .diagnostics import Diagnostic
 from .effects import CONTAINER_METHODS, VALUE_METHODS, root_name
 from .parsing import ParsedCell, Piece, child_nodes
+from .scopes import scope_facts
 
 # Calls that change a process-wide setting every later cell sees (qualified through the imports).
 SETTING_CALLS = frozenset({
@@ -64,6 +66,9 @@ SEED_CALLS = frozenset({
 # (`add` only changes a set when its value is unused: pandas' `df.add(1)` makes a new frame.)
 CONTAINER_CHANGES = CONTAINER_METHODS - VALUE_METHODS
 ADVANCING_CALLS = frozenset({"next"})
+# Decorators that keep a function's results: one of the prelude is made again, empty, before every
+# step, so a later step computes again what top to bottom it would take from the cache.
+CACHING_DECORATORS = frozenset({"functools.lru_cache", "functools.cache"})
 # Everything the settings pass resolves names against; a module that is none of these, nor a
 # part of or a container of one (`numpy` of `numpy.random.seed`), makes no setting or seed.
 _KNOWN_NAMES = SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS) | SETTING_CONTEXTS
@@ -131,15 +136,19 @@ class SettingsWalk:
         self._made_reads: set[str] = set()
         self._position = 0  # of the next step
 
-    def prelude(self, cells: list[ParsedCell], names: set[str]) -> None:
-        """The prelude's cells, and the names it binds (a setting may read them)."""
+    def prelude(self, cells: list[ParsedCell], names: set[str], callables: dict[str, Callable] | None = None) -> None:
+        """The prelude's cells, and the names it binds (a setting may read them); `callables`: the
+        functions and classes it defines, as the dataflow analysis sees them."""
         self._finder.prelude_names = set(names)  # (a step that binds one of them again takes it off)
+        self._finder.functions(callables or {})
         for cell in cells:
             self._finder.cell(cell, step=None)
 
-    def step(self, name: str, cells: list[ParsedCell]) -> None:
-        """The next step's cells, in notebook order."""
+    def step(self, name: str, cells: list[ParsedCell], callables: dict[str, Callable] | None = None) -> None:
+        """The next step's cells, in notebook order; `callables`: the functions and classes they
+        define, as the dataflow analysis sees them."""
         finder, result, position, steps = self._finder, self.settings, self._position, self._step_names
+        finder.functions(callables or {})
         self._position += 1
         result.replayed[name] = [entry for entry, _ in self._made]
         result.parameters[name] = set(self._made_reads)
@@ -173,10 +182,26 @@ class _Finder:
         self.keeping_functions: dict[str, str] = {}
         # functions whose body makes a setting → whether the prelude defines it (every step has it)
         self.setting_functions: dict[str, bool] = {}
+        # the notebook's functions (and methods, as `.NAME`) as the dataflow analysis sees them
+        self.known: dict[str, Callable] = {}
+        self.changing_functions: set[str] = set()  # those of them that change a name of the prelude
+        self.changing_methods: set[str] = set()  # methods of the prelude's classes that change their object
+        # functions of the prelude that keep their results (`@lru_cache`) → step names they read
+        self.caching_functions: dict[str, list[str]] = {}
         # ("setting" | "seed", entry, parameters read, the prelude's name a setting stores into or None)
         self.found: list[tuple[str, dict, set[str], str | None]] = []
         self.problems: list[Diagnostic] = []
         self.skim = True
+
+    def functions(self, callables: dict[str, Callable]) -> None:
+        """Functions defined next (a step's, the prelude's): those changing the prelude's names."""
+        self.known.update(callables)
+        for name, callee in callables.items():
+            self._note_changing(name, callee)
+
+    def _note_changing(self, name: str, callee: Callable | None) -> None:
+        if callee is not None and (callee.mutated_params or not callee.mutates.isdisjoint(self.prelude_names)):
+            self.changing_functions.add(name)
 
     def cell(self, cell: ParsedCell, step: str | None) -> None:
         if cell.error is not None:
@@ -209,12 +234,13 @@ class _Finder:
                     self.problems.append(_nested_warning(node, index, piece))
                 elif isinstance(node, ast.Call) and self.setting_functions.get(getattr(node.func, "id", None)) is False:
                     self.problems.append(_step_function_warning(node, index, piece))
-        for node, _ in nodes:
-            changed = self._prelude_object_changed(node) if isinstance(node, ast.Call) else None
+        for node, _ in [*nodes, *_decorators(stmt)]:
+            # (a name is a decorator's: `_decorators`; those `nodes` holds are names stored to)
+            changed = self._prelude_object_changed(node) if isinstance(node, ast.Call) or (
+                isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) else None
             if changed is not None:
-                self.problems.append(_prelude_change_warning(
-                    node, f"'{changed}'", index, piece,
-                    f"make '{changed}' in a step (then the change is handed on), or return what you collect"))
+                what, hint = changed
+                self.problems.append(_prelude_change_warning(node, what, index, piece, hint))
             kept = self.keeping_functions.get(node.func.id) if isinstance(node, ast.Call) and isinstance(
                 node.func, ast.Name) else None
             if kept is not None:
@@ -226,17 +252,37 @@ class _Finder:
                 code = piece.segment(node) or ast.unparse(node)
                 self.found.append(("seed", {"cell": index, "line": node.lineno, "source": code, **seed}, set(), None))
 
-    def _prelude_object_changed(self, call: ast.Call) -> str | None:
-        """The prelude's name whose object `call` changes in place, if it does (a module's is no
-        object of the prelude's: `np.random.shuffle(x)`)."""
-        func = call.func
-        if isinstance(func, ast.Attribute) and func.attr in CONTAINER_CHANGES:
+    def _prelude_object_changed(self, call: ast.Call | ast.Name) -> tuple[str, str] | None:
+        """(The object of the prelude that `call` changes in place, as a message names it, a hint),
+        if it changes one: a name's object (a module's is no object of the prelude's:
+        `np.random.shuffle(x)`), also through a function or method of the notebook that changes it
+        (`log_result(v)` appending to a list of the prelude), or the cache of a function of the
+        prelude. A name alone is a decorator (`@track`), a call of it."""
+        func = call.func if type(call) is ast.Call else call
+        root = None
+        if isinstance(func, ast.Attribute) and (func.attr in CONTAINER_CHANGES or func.attr in self.changing_methods):
             root = root_name(func.value)
-        elif isinstance(func, ast.Name) and func.id in ADVANCING_CALLS and call.args:
+        elif isinstance(func, ast.Name) and func.id in ADVANCING_CALLS and type(call) is ast.Call and call.args:
             root = root_name(call.args[0])
-        else:
-            return None
-        return root if root in self.prelude_names and root not in self.imported else None
+        elif isinstance(func, ast.Name) and func.id in self.changing_functions and func.id not in self.imported:
+            root = self._changed_by_function(call, self.known[func.id])
+        elif isinstance(func, ast.Name) and func.id in self.caching_functions:
+            reads = ", ".join(repr(n) for n in self.caching_functions[func.id])
+            return (f"the cache of {func.id} (its results depend on {reads}, which steps make)",
+                    f"drop the cache of {func.id}, or make the function in a step")
+        if root in self.prelude_names and root not in self.imported:
+            return f"'{root}'", f"make '{root}' in a step (then the change is handed on), or return what you collect"
+        return None
+
+    def _changed_by_function(self, call, callee: Callable) -> str | None:
+        """The name of the prelude a call of a function of the notebook changes, if one: a global
+        it changes, or an argument."""
+        changed = sorted(callee.mutates & self.prelude_names)
+        if not changed and type(call) is ast.Call:
+            _, args, keywords = callee_of(call, self.known)
+            changed = [root_name(expr) for expr, _ in changed_arguments(callee, args, keywords)]
+            changed = [name for name in changed if name in self.prelude_names]
+        return changed[0] if changed else None
 
     def _may_matter(self, python: str) -> bool:
         """Whether a cell's text may hold anything this pass acts on: an import, a definition, a
@@ -251,8 +297,10 @@ class _Finder:
             return True
         if any(_may_set(self.imported[name].module) for name in words.intersection(self.imported)):
             return True
-        if not words.isdisjoint(self.prelude_names) and not words.isdisjoint(_CHANGING_WORDS) \
-                or not words.isdisjoint(self.keeping_functions):
+        if not words.isdisjoint(self.prelude_names) and (
+                not words.isdisjoint(_CHANGING_WORDS) or not words.isdisjoint(self.changing_methods)) \
+                or not words.isdisjoint(self.keeping_functions) or not words.isdisjoint(self.changing_functions) \
+                or not words.isdisjoint(self.caching_functions):
             return True
         stored = words.intersection(self.imported) | words.intersection(self.prelude_names)
         return any(_may_store(name, python) or _may_store_into(name, python) for name in stored)
@@ -342,6 +390,10 @@ class _Finder:
             kept = _changed_mutable_default(stmt) if in_prelude else None
             if kept:
                 self.keeping_functions[stmt.name] = kept
+            self._note_changing(stmt.name, self.known.get(stmt.name))
+            reads = self._cached_reads(stmt) if in_prelude and stmt.decorator_list else None
+            if reads:
+                self.caching_functions[stmt.name] = reads
             seed, sets = self._body_of(stmt) if text is None or self._body_may_matter(text) else (None, False)
             if seed:
                 self.seeding_functions[stmt.name] = seed
@@ -357,6 +409,8 @@ class _Finder:
                 self._rebound(node.id, in_prelude)  # `pd = ...` is no module any more
             elif isinstance(node, ast.ClassDef):
                 self._rebound(node.name, in_prelude)
+                if in_prelude:
+                    self.changing_methods |= _changing_methods(node)
 
     def _rebound(self, name, in_prelude: bool):
         """`name` is bound again: forget what it was; in a step, it is no longer what the prelude made."""
@@ -364,7 +418,18 @@ class _Finder:
         if not in_prelude:
             self.prelude_names.discard(name)
 
+    def _cached_reads(self, function) -> list[str]:
+        """The names a function of the prelude kept by a cache (`@lru_cache`) reads that steps make
+        (none of the prelude's, no builtin): its results may then differ from a fresh call's."""
+        if not any(self._qualified(d.func if isinstance(d, ast.Call) else d) in CACHING_DECORATORS
+                   for d in function.decorator_list):
+            return []
+        free = scope_facts(function, set(self.imported)).free
+        return sorted(free - self.prelude_names - set(self.imported) - _BUILTIN_NAMES - {function.name})
+
     def _forget(self, name):
+        self.changing_functions.discard(name)
+        self.caching_functions.pop(name, None)
         self.keeping_functions.pop(name, None)
         self.imported.pop(name, None)
         self.seeding_functions.pop(name, None)
@@ -537,6 +602,30 @@ def _run_now_in_body(function):
     for stmt in function.body:
         if not isinstance(stmt, _WITH):
             yield from _run_now(stmt, into_with=False)
+
+
+def _decorators(stmt) -> list[tuple[ast.AST, bool]]:
+    """The decorators of a definition, which run when it does: each call in them, and a decorator
+    that is a name (`@track`, a call of it)."""
+    found = []
+    for decorator in getattr(stmt, "decorator_list", ()):
+        if isinstance(decorator, ast.Name):
+            found.append((decorator, False))
+        else:
+            found += [(node, False) for node in ast.walk(decorator) if isinstance(node, ast.Call)]
+    return found
+
+
+def _changing_methods(node: ast.ClassDef) -> set[str]:
+    """The methods of a class that change their object (`self.items.append(x)`, `cls.n += 1`)."""
+    found = set()
+    for stmt in node.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.args.args \
+                and not any(getattr(d, "id", None) == "staticmethod" for d in stmt.decorator_list):
+            facts = scope_facts(stmt)
+            if facts.params and facts.params[0] in facts.mutated_params | facts.deep_mutated:
+                found.add(stmt.name)
+    return found
 
 
 def _step_function_warning(call, index, piece: Piece) -> Diagnostic:

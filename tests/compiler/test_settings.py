@@ -227,6 +227,53 @@ def test_calling_a_prelude_function_that_changes_its_mutable_default_is_a_warnin
     assert "the default value of register's parameter 'seen'" in p.diagnostics[0].message
 
 
+def test_a_function_decorator_or_method_of_the_prelude_changing_its_objects_is_a_warning():
+    """A function of the prelude that appends to a list of the prelude, a decorator registering
+    into a dict of it, a classmethod appending to its class's list, a method of an object the
+    prelude made: each step changes its own copy, silently, unless warned."""
+    p = compile_source([
+        ("import functools\nRESULTS = []\nMODELS = {}\n"
+         "def log_result(v):\n    RESULTS.append(v)\n"
+         "def register(name):\n    def deco(f):\n        MODELS[name] = f\n        return f\n    return deco\n"
+         "def track(f):\n    MODELS[f.__name__] = f\n    return f\n"
+         "def put(box, v):\n    box.append(v)\n"
+         "def pure(x):\n    return x + 1\n"
+         "class Registry:\n    items = []\n    @classmethod\n    def add(cls, x):\n        cls.items.append(x)\n"
+         "    def size(self):\n        return len(self.items)\n"
+         "reg = Registry()", ["functions"]),
+        ("log_result(1)\n@register('lin')\ndef lin(x):\n    return x\n@track\ndef sq(x):\n    return x * x",
+         ["step:a"]),
+        ("Registry.add('y')\nn = reg.size() + pure(1)\nput(RESULTS, 2)\nlog_result = print\nlog_result(3)",
+         ["step:b"]),
+        ("def via():\n    put(RESULTS, 4)\nvia()\nm = len(RESULTS) + len(MODELS)", ["step:c"]),
+        ("k = 0", ["step:last"]),
+    ])
+    changed = [(d.cell, d.line, d.col) for d in p.diagnostics if d.code == "prelude-object-changed"]
+    assert changed == [(1, 1, 1), (1, 2, 2), (1, 5, 2), (2, 1, 1), (2, 3, 1), (3, 3, 1)], p.diagnostics
+    messages = [d.message for d in p.diagnostics]
+    assert "'log_result(1)' changes 'RESULTS'" in messages[0] and "'register('lin')' changes 'MODELS'" in messages[1]
+    assert "changes 'MODELS'" in messages[2] and "'Registry.add('y')' changes 'Registry'" in messages[3]
+    assert "'via()' changes 'RESULTS'" in messages[5]
+
+
+def test_a_cached_function_of_the_prelude_reading_what_steps_make_is_a_warning():
+    """`@lru_cache` on a function of the prelude reading a step's value: top to bottom a later
+    call returns the cached result; a step's fresh cache computes it again from the changed value."""
+    p = compile_source([
+        ("from functools import lru_cache\nimport functools\nLIMIT = 3", ["imports"]),
+        ("@lru_cache(maxsize=None)\ndef lookup(k):\n    return CFG[k]\n"
+         "@functools.cache\ndef load(path):\n    return open(path).read()[:LIMIT]\n"
+         "@lru_cache\ndef also(k):\n    return CFG.get(k)", ["functions"]),
+        ("CFG = {'x': 1}\ntext = load('a.txt')", ["step:a"]),
+        ("v1 = lookup('x')\nCFG['x'] = 2", ["step:b"]),
+        ("v2 = also('x')", ["step:c"]),
+        ("v3 = lookup('x')", ["step:last"]),
+    ])
+    changed = [(d.cell, d.line, d.col) for d in p.diagnostics if d.code == "prelude-object-changed"]
+    assert changed == [(3, 1, 6), (4, 1, 6)], p.diagnostics
+    assert "changes the cache of lookup (its results depend on 'CFG'" in p.diagnostics[0].message
+
+
 def test_the_skim_finds_changes_to_what_the_prelude_made():
     from nbscale.compiler.parsing import parse_cell
     from nbscale.compiler.settings import find_settings
