@@ -546,10 +546,15 @@ class _ModuleWalker(Visitor):
             params = list(facts.params)[0 if static else 1:]  # an instance's call gives no `self`
             positions = [i for i, p in enumerate(params) if p in facts.mutated_params]
             receiver = not static and bool(facts.params) and list(facts.params)[0] in facts.deep_mutated
-            if positions or receiver:
+            returned = None
+            if not static and facts.params:  # `return self._h`: a part of its instance
+                itself, parts, holding = _returned_params(stmt, list(facts.params)[:1])
+                returned = 0 if itself or holding else max((depth for _, depth in parts), default=None)
+            if positions or receiver or returned is not None:
                 key = "." + stmt.name
                 self.known[key] = self.facts.callables[key] = Callable(
-                    key, set(), set(), set(), positions, params, set(facts.deep_mutated), deep_receiver=receiver)
+                    key, set(), set(), set(), positions, params, set(facts.deep_mutated), deep_receiver=receiver,
+                    returns_receiver=returned)
 
     def _free_of_methods(self, node):
         free = set()
@@ -588,9 +593,10 @@ class _ModuleWalker(Visitor):
             if callee is not None and callee_name != name:
                 draws |= callee.draws
                 indexes |= callee.indexes
+        returned, parts, holding = _returned_params(node, list(facts.params))
         self.known[name] = self.facts.callables[name] = Callable(
             name, reads - {name}, binds, mutates, positions, list(facts.params), deep, _makes_functions(node),
-            _returned_params(node, list(facts.params)), draws=draws, indexes=indexes, generator=facts.generator)
+            returned, parts, holding, draws=draws, indexes=indexes, generator=facts.generator)
         self.bind(name, node=node)
 
     def _generated(self, value) -> frozenset[str]:
@@ -604,17 +610,35 @@ class _ModuleWalker(Visitor):
         return effects.iterator(self.heap, callee.name, given, self.heap.elements(given))  # (it may yield them)
 
     def _returned_arguments(self, value) -> frozenset[str]:
-        """`a = ident(b)` with a function of the notebook that may return its parameter: a may be b."""
+        """`a = ident(b)` with a function of the notebook that may return its parameter: a may be b;
+        `a = section(b, k)` (`return p[k]`, `return p.steps[-1][1]`): a may be a part of b, or what b
+        holds; `a = wrap(b)` (`return {"w": p}`): a holds b."""
         if type(value) is not ast.Call:
             return frozenset()
         callee, args, keywords = callee_of(value, self.known, self.modules)
-        if callee is None or not callee.returns_params:
+        if callee is None or not (callee.returns_params or callee.returns_parts or callee.returns_holding
+                                  or callee.returns_receiver is not None):
             return frozenset()
         found = frozenset()
-        for pos in callee.returns_params:
+        if callee.returns_receiver is not None and type(value.func) is ast.Attribute and value.func.attr != "pipe":
+            receiver = effects.objects_of(self.heap, value.func.value, self.modules)
+            found |= self.heap.elements(receiver, callee.returns_receiver)
+        for pos, depth in [*((p, 0) for p in callee.returns_params), *callee.returns_parts]:
             expr, _ = argument_for(callee, pos, args, keywords)
             if expr is not None and type(expr) is not ast.Starred:
-                found |= effects.objects_of(self.heap, expr, self.modules)
+                objects = effects.objects_of(self.heap, expr, self.modules)
+                found |= self.heap.elements(objects, depth) if depth else objects
+        held = set()
+        for pos in callee.returns_holding:
+            expr, _ = argument_for(callee, pos, args, keywords)
+            if expr is not None and type(expr) is not ast.Starred:
+                held |= effects.objects_of(self.heap, expr, self.modules)
+        if held:
+            made = effects.objects_of(self.heap, value, self.modules)
+            if not made:  # (a new object of unknown contents)
+                made = frozenset({self.heap.fresh(callee.name)})
+            self.heap.hold(made, held)
+            found |= made
         return found
 
     def _changed_through_calls(self, name, node, free) -> set[str]:
@@ -825,14 +849,45 @@ def _makes_functions(node) -> bool:
                or (type(stmt) is ast.Return and isinstance(stmt.value, ast.Lambda)) for stmt in _body_statements(node))
 
 
-def _returned_params(node, params: list[str]) -> list[int]:
-    """Positions of the parameters a function may return as they are (`return x`), not counting
-    the returns of functions defined in it."""
+def _returned_params(node, params: list[str]) -> tuple[list[int], list[tuple[int, int]], list[int]]:
+    """What a function may return of its parameters, not counting the returns of functions defined
+    in it: the positions of those it may return as they are (`return x`), (position, depth) of
+    those a part of which it may return (`return cfg[k]`, `return p.steps[-1][1]`: depth 3), and
+    the positions of those a container it returns may hold (`return {"w": w}`, `return a, b`)."""
     if isinstance(node, ast.Lambda):
-        body = node.body
-        return [params.index(body.id)] if type(body) is ast.Name and body.id in params else []
-    return sorted({params.index(stmt.value.id) for stmt in _body_statements(node)
-                   if type(stmt) is ast.Return and type(stmt.value) is ast.Name and stmt.value.id in params})
+        values = [node.body]
+    else:
+        values = [stmt.value for stmt in _body_statements(node) if type(stmt) is ast.Return and stmt.value is not None]
+    returned, parts, holding = set(), set(), set()
+    for value in values:
+        _returned_value(value, params, returned, parts, holding)
+    return sorted(returned), sorted(parts), sorted(holding)
+
+
+def _returned_value(value, params, returned, parts, holding, held=False):
+    """Note in `returned`, `parts` and `holding` what returning `value` returns of `params` (`held`:
+    `value` is an element of a container the function returns)."""
+    kind, depth = type(value), 0
+    while kind is ast.Attribute or kind is ast.Subscript:
+        value, depth = value.value, depth + 1
+        kind = type(value)
+    if kind is ast.Name:
+        if value.id in params:
+            position = params.index(value.id)
+            if held:
+                holding.add(position)
+            elif depth:
+                parts.add((position, depth))
+            else:
+                returned.add(position)
+    elif depth:
+        return  # (a part of something else: `return f(p)[0]`)
+    elif kind is ast.IfExp:
+        for part in (value.body, value.orelse):
+            _returned_value(part, params, returned, parts, holding, held)
+    elif kind in (ast.Tuple, ast.List, ast.Set, ast.Dict):
+        for part in (value.values if kind is ast.Dict else value.elts):
+            _returned_value(part.value if type(part) is ast.Starred else part, params, returned, parts, holding, True)
 
 
 def _body_statements(node):

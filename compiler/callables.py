@@ -24,6 +24,10 @@ class Callable:
     deep: set[str] = field(default_factory=set)  # of those, names it changes *through* (`p[0]["x"] = 1`)
     makes_functions: bool = False  # its body defines a function or lambda, which it may return (a closure)
     returns_params: list[int] = field(default_factory=list)  # positions of parameters it may return as they are
+    # (position, depth) of parameters a part of which it may return (`return p.steps[-1][1]`: depth 3)
+    returns_parts: list[tuple[int, int]] = field(default_factory=list)
+    # positions of parameters a container it returns may hold (`return {"w": w}`)
+    returns_holding: list[int] = field(default_factory=list)
     # a method that changes what its instance holds (`self.df["z"] = 1`): `obj.m()` changes what
     # `obj` was made from (`Acc(df)` owns `df`)
     deep_receiver: bool = False
@@ -32,6 +36,9 @@ class Callable:
     draws: set[str] = field(default_factory=set)
     indexes: set[str] = field(default_factory=set)
     generator: bool = False  # it yields: a call makes an iterator drawing on its arguments
+    # a method that may return a part of its instance, this many levels down (`return self._h`: 1), or
+    # the instance itself (0): `obj.m()` is a part of `obj`
+    returns_receiver: int | None = None
 
 
 def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):

@@ -1,3 +1,7 @@
+import pytest
+from test_dataflow import _run_steps_latest_first, _top_to_bottom
+
+from nbscale.compiler import compile_source
 from nbscale.compiler.analysis import analyse_cells
 
 
@@ -197,3 +201,58 @@ def test_a_del_on_some_paths_leaves_the_name_maybe_bound():
 def test_map_with_a_function_that_changes_its_parameter_changes_the_elements():
     f = facts("def add_feat(d):\n    d['w'] = 1\ntrain, test = {}, {}", "list(map(add_feat, [train, test]))")
     assert f.heap.names_reaching(f.changed) >= {"train", "test"}
+
+
+# A function of the notebook returning a part of its parameter, or a new container holding it: a
+# later change through the result reaches the argument, and a change of the argument the result.
+RETURNS_OF_PARAMETERS = {
+    "an item": ("def section(cfg, k):\n    return cfg[k]",
+                ["cfg = {'model': {'lr': 0.1}}\nm = section(cfg, 'model')", "m['depth'] = 3",
+                 "n = len(cfg['model'])"]),
+    "an item changed through the argument": ("def section(cfg, k):\n    return cfg[k]",
+                                             ["cfg = {'model': {'lr': 0.1}}\nm = section(cfg, 'model')",
+                                              "cfg['model']['depth'] = 3", "n = len(m)"]),
+    "a part some levels down": ("def last(p):\n    return p.steps[-1][1]",
+                                ["class P:\n    def __init__(self, steps):\n        self.steps = steps\n"
+                                 "p = P([('a', [0]), ('b', [1])])\nb = last(p)", "p.steps[-1][1].append(2)",
+                                 "n = len(b)"]),
+    "an attribute, by keyword": ("def weights(obj=None):\n    return obj.w",
+                                 ["class O:\n    w = None\no = O()\no.w = [0]\nw = weights(obj=o)", "w.append(1)",
+                                  "n = len(o.w)"]),
+    "a new dict holding it": ("def init_state(w):\n    return {'w': w, 'step': 0}",
+                              ["w = [0.0]\nstate = init_state(w)", "state['w'][0] += 1.0", "n = w[0]"]),
+    "a tuple holding it": ("def pair(a, b):\n    return (a, b) if a else [b]",
+                           ["a, b = [1], [2]\nt = pair(a, b)", "t[1].append(3)", "n = len(b)"]),
+    "a lambda's list": ("wrap = lambda x: [x]",
+                        ["x = [1]\nw = wrap(x)", "w[0].append(2)", "n = len(x)"]),
+    "a method returning a part of its instance": (
+        "class Tracker:\n    def __init__(self):\n        self._h = []\n    def log(self, v):\n"
+        "        self._h.append(v)\n    def history(self):\n        return self._h",
+        ["tracker = Tracker()\nhist = tracker.history()", "tracker.log(0.5)", "n = len(hist)"]),
+    "a method returning its instance": (
+        "class Box:\n    def __init__(self):\n        self.items = []\n    def me(self):\n        return self",
+        ["box = Box()\nsame = box.me()", "same.items.append(1)", "n = len(box.items)"]),
+}
+
+
+@pytest.mark.parametrize("name", RETURNS_OF_PARAMETERS)
+def test_a_result_holding_or_part_of_a_parameter_shares_the_arguments_objects(name):
+    functions, steps = RETURNS_OF_PARAMETERS[name]
+    pipeline = compile_source([(functions, ["functions"]),
+                               *((code, [f"step:s{i}"]) for i, code in enumerate(steps))])
+    assert not pipeline.has_errors, pipeline.diagnostics
+    assert "s1" in pipeline.step("s2").after, name
+    expected = _top_to_bottom([functions, *steps])
+    actual = _run_steps_latest_first(pipeline)
+    assert actual["n"] == expected["n"], name
+
+
+def test_siblings_giving_the_same_data_to_a_helper_returning_a_part_of_it_stay_parallel():
+    pipeline = compile_source([
+        ("def section(cfg, k):\n    return cfg[k]\ndef wrap(x):\n    return {'x': x}", ["functions"]),
+        ("cfg = {'a': [1], 'b': [2]}", ["step:make"]),
+        ("a = len(section(cfg, 'a'))\nwa = wrap(cfg)", ["step:one"]),
+        ("b = len(section(cfg, 'b'))\nwb = wrap(cfg)", ["step:two"]),
+        ("c = sum(section(cfg, 'a'))", ["step:three"]),
+    ])
+    assert [pipeline.step(s).after for s in ("one", "two", "three")] == [["make"]] * 3

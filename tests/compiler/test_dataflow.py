@@ -788,13 +788,14 @@ RESULTS_THAT_ARE_PARTS = {
                           "top['chosen'] = True", "n = sum('chosen' in c for c in cands)"),
     "next of an iterator": ("boxes = {'a': [1]}\nfirst = next(iter(boxes.values()))", "first.append(2)",
                             "n = len(boxes['a'])"),
-    "a random choice": ("import random\nrng = random.Random(0)\ncands = [{'id': 1}, {'id': 2}]\npick = rng.choice(cands)",
-                        "pick['used'] = True", "n = sum('used' in c for c in cands)"),
+    "a random choice": ("import random\nrng = random.Random(0)\ncands = [{'id': 1}, {'id': 2}]\n"
+                        "pick = rng.choice(cands)", "pick['used'] = True", "n = sum('used' in c for c in cands)"),
     "dataclasses.replace": ("import dataclasses\n@dataclasses.dataclass\nclass Cfg:\n    layers: list\n"
                             "base = Cfg([64])\nexp = dataclasses.replace(base)", "exp.layers.append(32)",
                             "n = len(base.layers)"),
-    "a generator given to default_rng": ("import numpy as np\nrng = np.random.default_rng(0)\ng = np.random.default_rng(rng)",
-                                         "x = float(g.random())", "n = float(rng.random())"),
+    "a generator given to default_rng": ("import numpy as np\nrng = np.random.default_rng(0)\n"
+                                         "g = np.random.default_rng(rng)", "x = float(g.random())",
+                                         "n = float(rng.random())"),
     "axes a figure adds": ("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
                            "fig = plt.figure()\nax = fig.add_subplot(1, 1, 1)\nax2 = fig.gca().twinx()",
                            "ax.plot([1, 2])\nax2.plot([3])", "n = sum(len(a.lines) for a in fig.axes)"),
