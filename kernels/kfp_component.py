@@ -45,6 +45,8 @@ class ArtifactFolder(ArtifactStore):
     be read as the other. The key argument of put/get is kept for the manifest only.
     """
 
+    folder_per_key = False  # its one folder holds what a step wrote under its own key
+
     def _dir(self, step_hash: str) -> str:
         return self.root
 

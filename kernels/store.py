@@ -76,6 +76,7 @@ class ArtifactStore:
     """Step outputs under their step hash, in the folder or bucket of an fsspec URL."""
 
     rename_folders = True  # publish by renaming the whole folder, where the file system is local
+    folder_per_key = True  # each key has a folder of its own, whose manifest names that key
 
     def __init__(self, url: str, **storage_options: Any):
         self.url = str(url)
@@ -302,10 +303,18 @@ class ArtifactStore:
             return None, "the manifest lacks file names, sizes or digests"
         return data, None
 
+    def _other_key(self, manifest: dict | None, step_hash: str) -> str | None:
+        """What is wrong with a manifest stored under `step_hash` that names another key: a folder
+        moved or copied into another's place, whose values are not this key's."""
+        if manifest is None or not self.folder_per_key or manifest.get("hash") == step_hash:
+            return None
+        other = str(manifest.get("hash"))[:80]
+        return f"the manifest is of another key ({other}): a folder moved into this one's place"
+
     def manifest(self, step_hash: str) -> dict:
         """The manifest of a complete artifact; ArtifactNotFound if there is none."""
         data, problem = self._read_manifest(self._dir(step_hash))
-        problem = problem or _other_key(data, step_hash)
+        problem = problem or self._other_key(data, step_hash)
         if problem:
             raise self._corrupt(step_hash, None, MANIFEST, problem)
         if data is None:
@@ -434,7 +443,7 @@ class ArtifactStore:
         ArtifactNotFound when nothing of the current format is stored under the hash."""
         folder = self._dir(step_hash)
         manifest, problem = self._read_manifest(folder)
-        problem = problem or _other_key(manifest, step_hash)
+        problem = problem or self._other_key(manifest, step_hash)
         if problem:
             return [f"{MANIFEST}: {problem}"]
         if manifest is None:
@@ -499,14 +508,6 @@ def _manifest(step_hash: str, step_name: str | None, writer: str, entries: dict[
 def _json(manifest: dict) -> bytes:
     # no indent: json's encoder in C then, 4x faster than its Python one (a manifest per step run)
     return json.dumps(manifest, ensure_ascii=False).encode()
-
-
-def _other_key(manifest: dict | None, step_hash: str) -> str | None:
-    """What is wrong with a manifest stored under `step_hash` that names another key: a folder
-    moved or copied into another's place, whose values are not this key's."""
-    if manifest is None or manifest.get("hash") == step_hash:
-        return None
-    return f"the manifest is of another key ({str(manifest.get('hash'))[:80]}): a folder moved into this one's place"
 
 
 def _well_formed(manifest: dict) -> bool:

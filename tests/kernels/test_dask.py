@@ -698,8 +698,9 @@ def test_workers_forked_after_the_scheduler_offloaded_work_can_send_large_messag
 def test_a_step_computing_a_function_of_a_module_beside_the_notebook_runs_on_the_runs_own_cluster(tmp_path):
     """The own cluster's scheduler, in the run's process, unpickles the graph a step computes, which
     names `helpers.sq`: it imports it from the notebook's folder, as top to bottom (and on none after)."""
-    (tmp_path / "helpers.py").write_text("def sq(x):\n    return x * x\n")
-    notebook = make_notebook(tmp_path, [("import dask\nfrom helpers import sq", ["imports"]),
+    # (a name of its own: this process's scheduler keeps the modules it imported, as other tests' `helpers`)
+    (tmp_path / "beside_squares.py").write_text("def sq(x):\n    return x * x\n")
+    notebook = make_notebook(tmp_path, [("import dask\nfrom beside_squares import sq", ["imports"]),
                                         ("total = sum(dask.compute(*[dask.delayed(sq)(i) for i in range(4)]))",
                                          ["step:a"])], name="beside")
     result = run_notebook(notebook, options=RunOptions(engine="dask", use_cache=False, workers=1))
