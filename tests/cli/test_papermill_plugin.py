@@ -330,25 +330,12 @@ def test_papermill_cli_fails_on_regression_by_environment(tmp_path):
 @pytest.mark.parametrize("engine", ["local", "dask"])
 def test_sigterm_cancels_the_run_then_ends_papermill_as_sigterm_does(tmp_path, engine):
     """It ended the process at once and left the run `running` for the next reader to fail."""
-    from conftest import wait_for
 
     from nbscale.kernels.contract import STOPPED_BY_SIGTERM
     from nbscale.kernels.runner import default_run_store
 
-    tick = tmp_path / "tick"
-    path = write_nb(tmp_path, [("import time", ["imports"]), ("x = 1", ["step:one"]),
-                               (f"while True:\n    open({str(tick)!r}, 'a').write('x')\n    time.sleep(0.1)",
-                                ["step:loop"])])
-    proc = subprocess.Popen([sys.executable, "-m", "papermill", "--engine", "nbscale", str(path),
-                             str(tmp_path / "out.ipynb")], env={**os.environ, "NBSCALE_ENGINE": engine},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(tick.exists, "the looping step")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == -signal.SIGTERM, err
+    path, tick, code, err = _papermill_signalled(tmp_path, engine, signal.SIGTERM)
+    assert code == -signal.SIGTERM, err
     with default_run_store(path) as store:
         run = store.get_run(store.list_runs()[0]["id"])
     assert (run["status"], run["error"]) == ("cancelled", STOPPED_BY_SIGTERM)
@@ -357,26 +344,32 @@ def test_sigterm_cancels_the_run_then_ends_papermill_as_sigterm_does(tmp_path, e
     assert tick.stat().st_size == size, "the step runs on"
 
 
-def test_ctrl_c_ends_the_running_cell_with_a_keyboard_interrupt_as_papermills_own_engine(tmp_path):
-    """The interrupted cell stayed "running", without outputs or an error, in the notebook written."""
+def _papermill_signalled(tmp_path, engine, sig, then=()):
+    """`papermill --engine nbscale` of a notebook whose step `loop` ticks a file for ever (followed by
+    the cells `then`), sent `sig` once it ticks: the notebook, the tick file, the exit code, stderr."""
     from conftest import wait_for
 
     tick = tmp_path / "tick"
     path = write_nb(tmp_path, [("import time", ["imports"]), ("x = 1", ["step:one"]),
                                (f"while True:\n    open({str(tick)!r}, 'a').write('x')\n    time.sleep(0.1)",
-                                ["step:loop"]), ("y = x", ["step:after"])])
-    out = tmp_path / "out.ipynb"
-    proc = subprocess.Popen([sys.executable, "-m", "papermill", "--engine", "nbscale", str(path), str(out)],
-                            env={**os.environ, "NBSCALE_ENGINE": "local"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                                ["step:loop"]), *then])
+    proc = subprocess.Popen([sys.executable, "-m", "papermill", "--engine", "nbscale", str(path),
+                             str(tmp_path / "out.ipynb")], env={**os.environ, "NBSCALE_ENGINE": engine},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(tick.exists, "the looping step")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 1, err
-    cells = nbformat.read(out, as_version=4).cells
+    return path, tick, proc.returncode, err
+
+
+def test_ctrl_c_ends_the_running_cell_with_a_keyboard_interrupt_as_papermills_own_engine(tmp_path):
+    """The interrupted cell stayed "running", without outputs or an error, in the notebook written."""
+    _, _, code, err = _papermill_signalled(tmp_path, "local", signal.SIGINT, then=[("y = x", ["step:after"])])
+    assert code == 1, err
+    cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
     statuses = [c.metadata.papermill["status"] for c in cells if c.cell_type == "code"]
     assert statuses[-2:] == ["failed", "pending"], statuses
     (error,) = [o for o in cells[-2].outputs if o.output_type == "error"]
