@@ -66,21 +66,13 @@ def _found(values: dict) -> _Found | None:
     ndarray = numpy.ndarray
     if not any(type(value) is ndarray for value in values.values()):
         return None  # a group with no array of its own: not walked
-    owners, arrays, seen = {}, [], set()
-    queue, left = deque(values.values()), WALK_LIMIT
-    while queue and left > 0:
-        value = queue.popleft()
-        left -= 1
+    owners, arrays = {}, []
+    for value in walked(values):
         if type(value) is ndarray:
             if _owns_c_memory(value):
                 owners[id(value)] = value
             elif value.base is not None:
                 arrays.append(value)
-        elif isinstance(value, _CONTAINERS) and id(value) not in seen:
-            seen.add(id(value))
-            items = dict.values(value) if isinstance(value, dict) else (list.__iter__(value) if isinstance(
-                value, list) else tuple.__iter__(value))
-            queue.extend(islice(items, left))  # never more than the walk may still look at
     if not owners:
         return None
     views = {}
@@ -89,6 +81,20 @@ def _found(values: dict) -> _Found | None:
         if id(owner) in owners and not array.dtype.hasobject:
             views[id(array)] = (array, owner)
     return _Found(owners, views)
+
+
+def walked(values: dict):
+    """The values and what their dicts, lists and tuples hold, breadth first, `WALK_LIMIT` in all."""
+    queue, left, seen = deque(values.values()), WALK_LIMIT, set()
+    while queue and left > 0:
+        value = queue.popleft()
+        left -= 1
+        yield value
+        if isinstance(value, _CONTAINERS) and id(value) not in seen:
+            seen.add(id(value))
+            items = dict.values(value) if isinstance(value, dict) else (list.__iter__(value) if isinstance(
+                value, list) else tuple.__iter__(value))
+            queue.extend(islice(items, left))  # never more than the walk may still look at
 
 
 # --- a copy -----------------------------------------------------------------------------------------

@@ -23,9 +23,11 @@ hash, write), then a deep copy for the reader (a fresh gigabyte of page faults).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pickle
 import threading
+import types
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -89,10 +91,14 @@ def step_inputs(grouped: dict[str, dict], changed: set[str], views: bool = True)
 
 
 def _deepcopy_would_share(values: dict) -> bool:
-    """Whether pandas' deepcopy would get this group wrong where a pickle does not: it shares the
-    Python objects of an object column (a list in a cell) with the original, so a step's change
-    to one reached its producer's value; and it gives a frame's copy a new index and columns, so a
-    name bound to them (`idx = df.index`) no longer was."""
+    """Whether deepcopy would get this group wrong where a pickle does not. It keeps functions and
+    builtin methods as they are: a closure (`add = make(log)`) or a bound method (`app = log.append`)
+    in the group would change the producer's object, not the step's copy of it, when called. And
+    pandas' deepcopy shares the Python objects of an object column (a list in a cell) with the
+    original, so a step's change to one reached its producer's value; and it gives a frame's copy a
+    new index and columns, so a name bound to them (`idx = df.index`) no longer was."""
+    if _holds_bound_callable(values):
+        return True
     pandas = loaded_module("pandas")  # (not while a thread imports it: a worker's background import)
     if pandas is None:
         return False
@@ -102,6 +108,19 @@ def _deepcopy_would_share(values: dict) -> bool:
     parts = {id(part) for frame in frames for part in (frame.index, getattr(frame, "columns", None))}
     dtypes = [dtype for frame in frames for dtype in (frame.dtypes if frame.ndim == 2 else [frame.dtype])]
     return any(id(v) in parts for v in values.values()) or any(dtype.kind == "O" for dtype in dtypes)
+
+
+def _holds_bound_callable(values: dict) -> bool:
+    """A function with closure cells, a builtin method bound to an object, or a `partial` over one,
+    among the values or in their dicts, lists and tuples (`array_views.walked`: bounded)."""
+    for value in array_views.walked(values):
+        kind = type(value)
+        if kind is functools.partial:
+            value, kind = value.func, type(value.func)
+        if kind is types.FunctionType and value.__closure__ or kind is types.BuiltinMethodType and not isinstance(
+                value.__self__, (types.ModuleType, type(None))):
+            return True
+    return False
 
 
 def _copied(values: dict, producer: str) -> dict:

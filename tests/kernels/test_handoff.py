@@ -4,6 +4,7 @@ on real Dask runs, with the cache chaining on the same keys afterwards."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -314,3 +315,38 @@ def test_a_step_is_handed_its_values_while_another_thread_still_imports_pandas_o
     monkeypatch.setitem(__import__("sys").modules, module, half)
     values, _ = step_inputs({"producer": {"rows": [1, 2], "meta": {"n": 1}}}, changed={"rows", "meta"})
     assert values == {"rows": [1, 2], "meta": {"n": 1}}
+
+
+def _closure_over(lst):
+    return lambda x: lst.append(x)
+
+
+CALLABLES_OVER_LOG = {
+    "a closure": lambda log: _closure_over(log),
+    "a bound builtin method": lambda log: log.append,
+    "a partial over a closure": lambda log: functools.partial(_closure_over(log)),
+    "a closure in a dict": lambda log: {"add": _closure_over(log)},
+}
+
+
+@pytest.mark.parametrize("case", CALLABLES_OVER_LOG)
+def test_a_callable_handed_on_with_what_it_changes_changes_the_steps_copy(case):
+    """deepcopy keeps functions and builtin methods as they are: called, the copy's closure changed
+    the producer's list, not the step's copy handed on with it."""
+    log = []
+    made = CALLABLES_OVER_LOG[case](log)
+    got, _ = step_inputs({"make": {"log": log, "add": made}}, changed={"log", "add"})
+    add = got["add"]["add"] if isinstance(got["add"], dict) else got["add"]
+    add(3)
+    assert log == [] and got["log"] == [3]
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_closure_and_the_list_it_appends_to_stay_one_across_steps(tmp_path, engine):
+    nb = make_notebook(tmp_path, [
+        ("def make(lst):\n    return lambda x: lst.append(x)", ["functions"]),
+        ("log = []", ["step:a"]), ("add = make(log)\napp = log.append", ["step:b"]),
+        ("add(1)\napp(2)", ["step:c"]), ("n = len(log)", ["step:d"]),
+    ])
+    result = run_notebook(nb, options=RunOptions(engine=engine, workers=1, use_cache=False))
+    assert result.ok and result.load("d", ["n"]) == {"n": 2}
