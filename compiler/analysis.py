@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import effects
-from .callables import Callable, argument_for, callee_of, changed_arguments, lambda_callable
+from .callables import SPECIAL_METHODS, Callable, argument_for, callee_of, changed_arguments, lambda_callable
 from .heap import FILLING, Heap, immutable
 from .parsing import ParsedCell, Visitor, parse_cell
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
 from .syntax import EXPANDED_ARGUMENT, READS_ONLY_SCOPE, expanded_names
 
 READS_ONLY_SCOPE_NAME = READS_ONLY_SCOPE.split()[1].rstrip(":")
+_SPECIAL = frozenset().union(*SPECIAL_METHODS.values())
 
 # Names a notebook kernel provides without any cell binding them.
 KERNEL_NAMES = frozenset(dir(builtins)) | {
@@ -312,6 +313,18 @@ class _ModuleWalker(Visitor):
         """A loop, an unpacking or `x in it` draws from the value of `expr`."""
         if self.heap.kinds:
             self.change(self.heap.drawn(effects.objects_of(self.heap, expr, self.modules)), [], node or expr)
+        self._special_use("iterate", expr, node)
+
+    def _special_use(self, use: str, expr, node=None):
+        """Python calls a special method of the value of `expr` (`SPECIAL_METHODS[use]`): when a class of
+        the notebook has one that changes its instance, the value changes, if it may be an instance
+        (what an object is an instance of is not tracked, as for methods called by name)."""
+        if not any(getattr(self.known.get("." + m), "changes_self", False) for m in SPECIAL_METHODS[use]):
+            return
+        if type(expr) is ast.Name and (expr.id in self.known or expr.id in self.modules):
+            return
+        changed = self.heap.may_be_instances(effects.objects_of(self.heap, expr, self.modules))
+        self.change(changed, [], node or expr)
 
     def bind(self, name, objects=frozenset(), node=None, same_object=False):
         if not same_object:
@@ -377,6 +390,7 @@ class _ModuleWalker(Visitor):
             self.assign(target, objects, node.value)
         self._maybe_lambda(node.targets, node.value)
         self._maybe_closure(node.targets, node.value)
+        self._note_bound_method(node.targets, node.value)
 
     def visit_AnnAssign(self, node):
         self.visit(node.annotation)
@@ -475,6 +489,7 @@ class _ModuleWalker(Visitor):
     def visit_With(self, node):
         for item in node.items:
             self.visit(item.context_expr)
+            self._special_use("with", item.context_expr)
             if item.optional_vars is not None:
                 self.assign(item.optional_vars, effects.objects_of(self.heap, item.context_expr, self.modules))
         for stmt in node.body:
@@ -550,11 +565,13 @@ class _ModuleWalker(Visitor):
             if not static and facts.params:  # `return self._h`: a part of its instance
                 itself, parts, holding = _returned_params(stmt, list(facts.params)[:1])
                 returned = 0 if itself or holding else max((depth for _, depth in parts), default=None)
-            if positions or receiver or returned is not None:
+            changes_self = stmt.name in _SPECIAL and not static and bool(facts.params) and \
+                not {list(facts.params)[0]}.isdisjoint(facts.mutated_params | facts.deep_mutated)
+            if positions or receiver or returned is not None or changes_self:
                 key = "." + stmt.name
                 self.known[key] = self.facts.callables[key] = Callable(
                     key, set(), set(), set(), positions, params, set(facts.deep_mutated), deep_receiver=receiver,
-                    returns_receiver=returned)
+                    returns_receiver=returned, changes_self=changes_self)
 
     def _free_of_methods(self, node):
         free = set()
@@ -688,9 +705,12 @@ class _ModuleWalker(Visitor):
 
     def visit_Subscript(self, node):
         super().visit_Subscript(node)
-        if type(node.ctx) is ast.Load and FILLING in self.heap.made_kinds:  # `counts[k]` inserts k in a defaultdict
+        if type(node.ctx) is not ast.Load:
+            return
+        if FILLING in self.heap.made_kinds:  # `counts[k]` inserts k in a defaultdict
             objects = effects.objects_of(self.heap, node.value, self.modules)
             self.change(self.heap.of_kind(objects, FILLING), [], node)
+        self._special_use("index", node.value, node)
 
     def visit_Starred(self, node):
         self.visit(node.value)
@@ -702,9 +722,11 @@ class _ModuleWalker(Visitor):
         for op, right in zip(node.ops, node.comparators):
             if type(op) in (ast.In, ast.NotIn):  # `x in it` draws from it up to x
                 self._draw(right)
+                self._special_use("contains", right)
 
     def visit_Call(self, node):
         super().visit_Call(node)  # its function and arguments
+        self._note_callable_made(node)
         for name in sorted(_expanded_reads(node)):
             self.read(name, node, optional=True)
         used = node is self.assigned
@@ -726,10 +748,65 @@ class _ModuleWalker(Visitor):
                 changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
                 names |= {effects.root_name(expr)} - {None} - self.modules
         changed |= self._mapped_changes(node)
+        changed |= self._called_value_changes(node)
         if changed or names:  # (most calls change nothing)
             self.change(changed, sorted(names), node)
         if effects.is_dynamic_call(node):
             self.facts.dynamic.append(self._use(node.func.id, node))
+
+    def _called_value_changes(self, node) -> set[str]:
+        """Calling a value rather than a function of the notebook: a bound method, a `partial` or a
+        closure made earlier changes what it was made to change (`heap.calls_change`: `app =
+        data.append`, then `app(3)`); an instance changes when a notebook class's `__call__` changes it
+        (`scorer(y, p)`); `list(obj)`, `iter(obj)` call `__iter__`."""
+        func = node.func
+        if type(func) not in (ast.Name, ast.Subscript) or (type(func) is ast.Name and func.id in self.modules):
+            return set()
+        if type(func) is ast.Name and func.id in effects.ITERATING_CALLS | {"iter", "next"} and node.args:
+            self._special_use("iterate", node.args[0], node)
+        self._special_use("call", func, node)
+        return self.heap.changed_by_calling(effects.objects_of(self.heap, func, self.modules))
+
+    def _note_bound_method(self, targets, value):
+        """`app = data.append`: calling app later changes data, as `data.append(…)` does (`m.fit`: m and
+        what it owns; `df.head`, a read-only method: nothing) (`heap.calls_change`)."""
+        if len(targets) != 1 or type(targets[0]) is not ast.Name or type(value) is not ast.Attribute \
+                or value.attr in effects.READ_ONLY_METHODS or value.attr in effects.IMMUTABLE_ATTRIBUTES \
+                or effects.root_name(value) in self.modules:
+            return
+        receiver = effects.part_objects(self.heap, value.value, self.modules)
+        self.heap.on_call(self.heap.objects(targets[0].id), receiver, deep=value.attr not in effects.CONTAINER_METHODS)
+
+    def _note_callable_made(self, node):
+        """`partial(f, log)`, and `make(log)` with a notebook function that makes a function: the
+        callable made holds what it was given (a partial's arguments, a closure's cells), and calling
+        it changes what `f(log, …)`, or `make`'s inner function, would (`heap.calls_change`)."""
+        if effects.callee_name(node) == "partial" and node.args:
+            label = "partial"
+            changed = self._changes_of(ast.Call(func=node.args[0], args=node.args[1:], keywords=node.keywords))
+        else:
+            callee, args, keywords = callee_of(node, self.known, self.modules)
+            if callee is None or not callee.makes_functions:
+                return
+            label, changed = callee.name, self._argument_changes(callee, args, keywords)
+        made = self.heap.result(node, lambda: frozenset({self.heap.fresh(label)}))  # (before anything asks)
+        self.heap.hold(made, effects.argument_objects(self.heap, node, self.modules))
+        self.heap.on_call(made, changed)
+
+    def _changes_of(self, call) -> set[str]:
+        """The objects `call` (one the notebook does not run: a bound method's or a partial's) would
+        change."""
+        changed = effects.call_changes(self.heap, call, self.modules)
+        callee, args, keywords = callee_of(call, self.known, self.modules)
+        return changed | self._argument_changes(callee, args, keywords) if callee is not None else changed
+
+    def _argument_changes(self, callee, args, keywords) -> set[str]:
+        """The objects given to the parameters a function of the notebook changes."""
+        changed = set()
+        for expr, param in changed_arguments(callee, args, keywords):
+            objects = effects.objects_of(self.heap, expr, self.modules)
+            changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
+        return changed
 
     def _seeds_given(self, call) -> set[str]:
         """Names given as `random_state=`/`rng=` that hold a number or a string (a seed, which no

@@ -39,6 +39,20 @@ class Callable:
     # a method that may return a part of its instance, this many levels down (`return self._h`: 1), or
     # the instance itself (0): `obj.m()` is a part of `obj`
     returns_receiver: int | None = None
+    # a special method (`__call__`, `__enter__`, `__iter__`…) that changes its instance: Python calls
+    # it for `obj(…)`, `with obj:`, `for x in obj` (`SPECIAL_METHODS`)
+    changes_self: bool = False
+
+
+# what Python calls a special method for: `obj(…)`; `with obj:`; `for x in obj`, `list(obj)`, `[*obj]`;
+# `obj[k]`; `x in obj`
+SPECIAL_METHODS = {
+    "call": ("__call__",),
+    "with": ("__enter__", "__exit__", "__aenter__", "__aexit__"),
+    "iterate": ("__iter__", "__next__", "__aiter__", "__anext__"),
+    "index": ("__getitem__", "__missing__"),
+    "contains": ("__contains__",),
+}
 
 
 def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):

@@ -74,7 +74,7 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     prelude_facts = analyse_cells(prelude)
     prelude_names = set(prelude_facts.binds)
     if also is not None:
-        also.prelude(prelude, prelude_names, prelude_facts.callables)
+        also.prelude(prelude, prelude_names, prelude_facts.callables, *_prelude_objects(prelude_facts, prelude_names))
     _released(prelude)
     builder = _Builder(layout, parameter_names, prelude_names, cells)
     for name in immutable:  # `Model(random_state=seed)` twice: fitting one model changes no other
@@ -94,6 +94,15 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     prelude = Prelude(cells=list(layout.prelude), source=[layout.sources[i] for i in layout.prelude],
                       names=sorted(prelude_names))
     return Flow(prelude, builder.steps, builder.diagnostics, builder)
+
+
+def _prelude_objects(facts, names) -> tuple[set[str], set[str]]:
+    """The prelude's names whose call changes an object (`app = RESULTS.append`, a partial, a
+    closure), and those that may be instances of a class of the notebook (`timer = Timer()`)."""
+    heap = facts.heap
+    calling = {n for n in names if heap.changed_by_calling(heap.objects(n))}
+    made = names - set(facts.callables) - facts.imported  # (a class or an import is no instance)
+    return calling, {n for n in made if heap.may_be_instances(heap.objects(n))}
 
 
 class _Builder:

@@ -41,6 +41,7 @@ ITERATOR = "iterator"  # drawing from it (a loop, `list(it)`, unpacking) advance
 FILLING = "filling"  # reading a missing key inserts it (a `defaultdict`)
 VIEW = "view"  # a lazy view (`df.groupby(k)`): it reads what it views when used
 IN_PLACE = "in_place"  # its methods change their first argument (`StandardScaler(copy=False)`)
+LITERAL_LABELS = frozenset({"list", "dict", "set", "tuple"})  # what `effects` names a literal container after
 _LAZY = frozenset({ITERATOR, VIEW})  # given what they draw on, which is no element of theirs
 
 
@@ -86,6 +87,9 @@ class Heap:
         self.spoiled: set[str] = set()  # exact objects that came to hold something unknown
         self.kinds: dict[str, str] = {}  # the few objects a read changes, and views → their kind
         self.made_kinds: set[str] = set()  # the kinds of those (most cells make no FILLING one)
+        # a callable value → (objects a call of it changes, and whether what they own too): a bound
+        # method taken as a value (`app = data.append`: its object), a `partial`, a closure (`on_call`)
+        self.calls_change: dict[str, tuple[frozenset[str], bool]] = {}
         self._made = 0
         self._results: dict[int, tuple[object, frozenset[str]]] = {}
 
@@ -105,6 +109,30 @@ class Heap:
         """`objects` are of a `kind` (ITERATOR, FILLING, VIEW)."""
         self.kinds.update(dict.fromkeys(objects, kind))
         self.made_kinds.add(kind)
+
+    def on_call(self, objects, changed, deep=False) -> None:
+        """Calling any of `objects` (callable values) changes `changed` (`deep`: and what they own,
+        as they are when it is called)."""
+        if changed:
+            for obj in objects:
+                before, was_deep = self.calls_change.get(obj, (frozenset(), False))
+                self.calls_change[obj] = (before | frozenset(changed), was_deep or deep)
+
+    def changed_by_calling(self, objects) -> set[str]:
+        found = set()
+        for obj in objects if self.calls_change else ():
+            changed, deep = self.calls_change.get(obj, ((), False))
+            found |= self.owned_reach(changed) if deep else set(changed)
+        return found
+
+    def may_be_instances(self, objects) -> set[str]:
+        """Those of `objects` that may be instances of a class of the notebook: not a literal's
+        value, an exact container, an iterator or view the analysis made, nor the object of a name
+        bound outside the steps (an import, a builtin, a parameter)."""
+        return {obj for obj in objects
+                if obj[-1] not in (_IMMUTABLE, _EXACT) and obj not in self.kinds
+                and obj.rsplit("#", 1)[0] not in LITERAL_LABELS
+                and self.initial.get(obj.rsplit("#", 1)[0]) != obj}
 
     def of_kind(self, objects, kind: str) -> set[str]:
         if kind not in self.made_kinds:

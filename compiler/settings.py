@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from .analysis import KERNEL_NAMES
-from .callables import Callable, callee_of, changed_arguments
+from .callables import SPECIAL_METHODS, Callable, callee_of, changed_arguments
 from .diagnostics import Diagnostic
 from .effects import CONTAINER_METHODS, VALUE_METHODS, root_name
 from .parsing import ParsedCell, Piece, child_nodes
@@ -82,6 +82,8 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")  # the line ends of Python's tokenizer
 _LATER = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 # A setting inside a `with` block is scoped to it (`with warnings.catch_warnings(): ...`).
 _WITH = (ast.With, ast.AsyncWith)
+# what may change an object of the prelude: a call, a decorator's name, `with obj:`, `for x in obj:`
+_CHANGING_NODES = (ast.Call, ast.Name, *_WITH, ast.For, ast.AsyncFor)
 _BUILTIN_NAMES = frozenset(dir(builtins)) | KERNEL_NAMES
 _MORE_STEPS_SHOWN = 5
 _CHANGING_WORDS = CONTAINER_CHANGES | ADVANCING_CALLS
@@ -136,10 +138,14 @@ class SettingsWalk:
         self._made_reads: set[str] = set()
         self._position = 0  # of the next step
 
-    def prelude(self, cells: list[ParsedCell], names: set[str], callables: dict[str, Callable] | None = None) -> None:
+    def prelude(self, cells: list[ParsedCell], names: set[str], callables: dict[str, Callable] | None = None,
+                calling: set[str] = frozenset(), instances: set[str] = frozenset()) -> None:
         """The prelude's cells, and the names it binds (a setting may read them); `callables`: the
-        functions and classes it defines, as the dataflow analysis sees them."""
+        functions and classes it defines, as the dataflow analysis sees them; `calling`: those of its
+        names whose call changes an object (a bound method, a partial, a closure); `instances`: those
+        that may be instances of its classes."""
         self._finder.prelude_names = set(names)  # (a step that binds one of them again takes it off)
+        self._finder.calling, self._finder.instances = set(calling), set(instances)
         self._finder.functions(callables or {})
         for cell in cells:
             self._finder.cell(cell, step=None)
@@ -186,6 +192,11 @@ class _Finder:
         self.known: dict[str, Callable] = {}
         self.changing_functions: set[str] = set()  # those of them that change a name of the prelude
         self.changing_methods: set[str] = set()  # methods of the prelude's classes that change their object
+        self.calling: set[str] = set()  # names of the prelude whose call changes an object (`prelude`)
+        self.instances: set[str] = set()  # names of the prelude that may be instances of its classes
+        # what Python calls a special method for that a notebook class has changing its instance
+        # (`SPECIAL_METHODS`: "call", "with", "iterate")
+        self.special_uses: set[str] = set()
         # functions of the prelude that keep their results (`@lru_cache`) → step names they read
         self.caching_functions: dict[str, list[str]] = {}
         # ("setting" | "seed", entry, parameters read, the prelude's name a setting stores into or None)
@@ -198,6 +209,8 @@ class _Finder:
         self.known.update(callables)
         for name, callee in callables.items():
             self._note_changing(name, callee)
+        self.special_uses |= {use for use, methods in SPECIAL_METHODS.items()
+                              if any(callables.get("." + m) and callables["." + m].changes_self for m in methods)}
 
     def _note_changing(self, name: str, callee: Callable | None) -> None:
         if callee is not None and (callee.mutated_params or not callee.mutates.isdisjoint(self.prelude_names)):
@@ -236,8 +249,8 @@ class _Finder:
                     self.problems.append(_step_function_warning(node, index, piece))
         for node, _ in [*nodes, *_decorators(stmt)]:
             # (a name is a decorator's: `_decorators`; those `nodes` holds are names stored to)
-            changed = self._prelude_object_changed(node) if isinstance(node, ast.Call) or (
-                isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) else None
+            changed = self._prelude_object_changed(node) if isinstance(node, _CHANGING_NODES) and (
+                not isinstance(node, ast.Name) or isinstance(node.ctx, ast.Load)) else None
             if changed is not None:
                 what, hint = changed
                 self.problems.append(_prelude_change_warning(node, what, index, piece, hint))
@@ -252,15 +265,24 @@ class _Finder:
                 code = piece.segment(node) or ast.unparse(node)
                 self.found.append(("seed", {"cell": index, "line": node.lineno, "source": code, **seed}, set(), None))
 
-    def _prelude_object_changed(self, call: ast.Call | ast.Name) -> tuple[str, str] | None:
+    def _prelude_object_changed(self, call: ast.AST) -> tuple[str, str] | None:
         """(The object of the prelude that `call` changes in place, as a message names it, a hint),
         if it changes one: a name's object (a module's is no object of the prelude's:
         `np.random.shuffle(x)`), also through a function or method of the notebook that changes it
         (`log_result(v)` appending to a list of the prelude), or the cache of a function of the
         prelude. A name alone is a decorator (`@track`), a call of it."""
+        if isinstance(call, (ast.With, ast.AsyncWith, ast.For, ast.AsyncFor)):
+            return self._special_use_of_prelude(call)
         func = call.func if type(call) is ast.Call else call
         root = None
-        if isinstance(func, ast.Attribute) and (func.attr in CONTAINER_CHANGES or func.attr in self.changing_methods):
+        if type(call) is ast.Call and isinstance(func, ast.Name) and func.id in self.prelude_names and (
+                func.id in self.calling or func.id in self.instances and "call" in self.special_uses):
+            root = func.id  # a bound method, partial or closure (or an instance of a class with `__call__`) changes
+        elif isinstance(func, ast.Name) and func.id in ("iter", "next", "list", "tuple", "sorted") \
+                and "iterate" in self.special_uses and type(call) is ast.Call and call.args \
+                and root_name(call.args[0]) in self.instances:
+            root = root_name(call.args[0])
+        elif isinstance(func, ast.Attribute) and (func.attr in CONTAINER_CHANGES or func.attr in self.changing_methods):
             root = root_name(func.value)
         elif isinstance(func, ast.Name) and func.id in ADVANCING_CALLS and type(call) is ast.Call and call.args:
             root = root_name(call.args[0])
@@ -272,6 +294,16 @@ class _Finder:
                     f"drop the cache of {func.id}, or make the function in a step")
         if root in self.prelude_names and root not in self.imported:
             return f"'{root}'", f"make '{root}' in a step (then the change is handed on), or return what you collect"
+        return None
+
+    def _special_use_of_prelude(self, stmt) -> tuple[str, str] | None:
+        """`with timer:`, `for batch in loader:` over an object of the prelude, when a class of the
+        notebook has a `__enter__`/`__exit__` or `__iter__`/`__next__` changing its instance."""
+        use, exprs = (("with", [item.context_expr for item in stmt.items]) if isinstance(stmt, _WITH)
+                      else ("iterate", [stmt.iter]))
+        for expr in exprs if use in self.special_uses else ():
+            if type(expr) is ast.Name and expr.id in self.prelude_names and expr.id in self.instances:
+                return f"'{expr.id}'", f"make '{expr.id}' in a step (then the change is handed on)"
         return None
 
     def _changed_by_function(self, call, callee: Callable) -> str | None:
@@ -297,10 +329,10 @@ class _Finder:
             return True
         if any(_may_set(self.imported[name].module) for name in words.intersection(self.imported)):
             return True
-        if not words.isdisjoint(self.prelude_names) and (
+        if not words.isdisjoint(self.prelude_names) and (self.special_uses or
                 not words.isdisjoint(_CHANGING_WORDS) or not words.isdisjoint(self.changing_methods)) \
                 or not words.isdisjoint(self.keeping_functions) or not words.isdisjoint(self.changing_functions) \
-                or not words.isdisjoint(self.caching_functions):
+                or not words.isdisjoint(self.caching_functions) or not words.isdisjoint(self.calling):
             return True
         stored = words.intersection(self.imported) | words.intersection(self.prelude_names)
         return any(_may_store(name, python) or _may_store_into(name, python) for name in stored)

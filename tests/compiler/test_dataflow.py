@@ -1,4 +1,3 @@
-import copy
 import os
 import types
 
@@ -14,6 +13,7 @@ from nbscale.compiler.graph import ancestors
 from nbscale.compiler.layout import lay_out
 from nbscale.compiler.notebook import Cell, Notebook
 from nbscale.compiler.parsing import ParsedCells
+from nbscale.kernels.handoff import _copied as copied
 
 
 def codes(pipeline):
@@ -408,8 +408,8 @@ def _top_to_bottom(sources):
 
 
 def _run_steps_latest_first(pipeline):
-    """Each step in a fresh namespace (prelude, then its inputs copied once per producer, as the
-    run time does), in a dependency order that runs later steps first wherever it may: an edge
+    """Each step in a fresh namespace (prelude, then its inputs copied once per producer by the run
+    time's copy), in a dependency order that runs later steps first wherever it may: an edge
     the compiler missed then shows as a wrong or missing value."""
     results, done = {}, set()
     while len(done) < len(pipeline.steps):
@@ -419,7 +419,7 @@ def _run_steps_latest_first(pipeline):
             exec(source, ns)
         for producer in dict.fromkeys(step.sources.values()):
             names = [n for n, p in step.sources.items() if p == producer]
-            ns.update(copy.deepcopy({n: results[producer][n] for n in names}))
+            ns.update(copied({n: results[producer][n] for n in names}, producer))
         for source in step.source:
             exec(source, ns)
         results[step.name] = ns
@@ -816,3 +816,80 @@ def test_a_seed_given_to_default_rng_or_a_max_of_numbers_ties_no_steps():
                         ("b = np.random.default_rng(max(seeds)).random()", ["step:b"]),
                         ("c = (a, b, seeds)", ["step:read"])])
     assert p.step("a").after == ["make"] and p.step("b").after == ["make"]
+
+
+# Code Python runs for a special method of a notebook class, or through a callable value made
+# earlier: once not seen to change anything, so the last step read the value from before it.
+SPECIAL_CLASS = ("class Box:\n    def __init__(self):\n        self.seen = []\n"
+                 "    def {method}(self, *args):\n        self.seen.append(len(args))\n{extra}")
+CALLED_FOR = {
+    "`with obj:` (__enter__)": ("__enter__", "        return self\n    def __exit__(self, *a):\n        pass\n",
+                                "with box:\n    pass"),
+    "`obj(...)` (__call__)": ("__call__", "", "box(1, 2)"),
+    "`for x in obj` (__iter__)": ("__iter__", "        return iter([1])\n", "for x in box:\n    pass"),
+    "`list(obj)` (__iter__)": ("__iter__", "        return iter([1])\n", "got = list(box)"),
+    "`obj[k]` (__getitem__)": ("__getitem__", "        return 0\n", "got = box[3]"),
+    "`k in obj` (__contains__)": ("__contains__", "        return True\n", "got = 3 in box"),
+}
+
+
+@pytest.mark.parametrize("case", CALLED_FOR)
+def test_a_special_method_that_changes_its_instance_changes_it(case):
+    method, extra, use = CALLED_FOR[case]
+    extra = extra if method != "__enter__" else "        self.seen.append(0)\n" + extra
+    cells = [(SPECIAL_CLASS.format(method=method, extra=extra), ["functions"]), ("box = Box()", ["step:make"]),
+             (use, ["step:use"]), ("n = len(box.seen)", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("read").sources == {"box": "use"}
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"] > 0
+
+
+def test_special_methods_that_change_nothing_keep_loops_and_reads_parallel():
+    cells = [("class Box:\n    def __iter__(self):\n        return iter([1])\n    def __call__(self, x):\n"
+              "        return x\n", ["functions"]),
+             ("box = Box()\nrows = [1, 2]", ["step:make"]), ("a = [r for r in box] + [box(1)]", ["step:one"]),
+             ("b = [r for r in rows]", ["step:two"]), ("c = list(box)", ["step:three"])]
+    p = compile_source(cells)
+    assert p.step("three").sources == {"box": "make"} and not p.step("one").defines == ["box"]
+
+
+def test_a_changing_iter_of_a_notebook_class_leaves_loops_over_literals_reads():
+    cells = [("class Loader:\n    def __iter__(self):\n        self.epoch = 1\n        yield 1\n", ["functions"]),
+             ("rows = [1, 2]\nnames = {'a': 1}", ["step:make"]), ("a = [r for r in rows]\nfor k in names:\n    pass",
+                                                                 ["step:one"]), ("b = sum(rows)", ["step:two"])]
+    p = compile_source(cells)
+    assert p.step("two").sources == {"rows": "make"} and "rows" not in p.step("one").defines
+
+
+CALLABLE_VALUES = {
+    "a bound method": ("log = []", "app = log.append", "app(3)"),
+    "a bound method of a notebook class": ("class Log:\n    def __init__(self):\n        self.items = []\n"
+                                           "    def add(self, x):\n        self.items.append(x)\nlog = Log()",
+                                           "app = log.add", "app(3)"),
+    "functools.partial over a type's method": ("from functools import partial\nlog = []",
+                                               "add = partial(list.append, log)", "add(3)"),
+    "functools.partial over a notebook function": ("def put(lst, x):\n    lst.append(x)\nlog = []",
+                                                   "import functools\nadd = functools.partial(put, log)\ndel functools",
+                                                   "add(3)"),
+    "a closure": ("def make(lst):\n    return lambda x: lst.append(x)\nlog = []", "add = make(log)", "add(3)"),
+    "a closure kept in a dict": ("def make(lst):\n    def add(x):\n        lst.append(x)\n    return add\nlog = []",
+                                 "ops = {'add': make(log)}", "ops['add'](3)"),
+}
+
+
+@pytest.mark.parametrize("case", CALLABLE_VALUES)
+def test_calling_a_callable_value_changes_what_it_was_made_to_change(case):
+    make, take, call = CALLABLE_VALUES[case]
+    cells = [(make, ["step:make"]), (take, ["step:take"]), (call, ["step:call"]),
+             ("n = len(log if isinstance(log, list) else log.items)", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("read").sources == {"log": "call"}
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"] == 1
+
+
+def test_a_partial_of_a_function_that_only_reads_keeps_siblings_parallel():
+    cells = [("import functools\ndef total(xs, k):\n    return sum(xs) * k", ["functions"]),
+             ("xs = [1, 2]\nf = functools.partial(total, xs)", ["step:make"]), ("a = f(2)", ["step:one"]),
+             ("b = f(3)", ["step:two"]), ("c = len(xs)", ["step:three"])]
+    p = compile_source(cells)
+    assert p.step("two").sources == {"f": "make"} and p.step("three").sources == {"xs": "make"}

@@ -256,6 +256,26 @@ def test_a_function_decorator_or_method_of_the_prelude_changing_its_objects_is_a
     assert "'via()' changes 'RESULTS'" in messages[5]
 
 
+def test_special_methods_and_callable_values_changing_objects_of_the_prelude_are_warnings():
+    """Prelude cells run before every step: `with timer:` (its `__enter__` changes it), `acc(3)`
+    (`__call__`), a loop over a loader (`__iter__`), a bound method, a partial or a closure made there
+    changed the step's own fresh object, where top to bottom they changed the notebook's one."""
+    p = compile_source([
+        ("import functools\nfrom statistics import mean", ["imports"]),
+        ("class Timer:\n    def __enter__(self):\n        self.n = 1\n        return self\n"
+         "    def __exit__(self, *a):\n        pass\n    def __call__(self, x):\n        self.last = x\n"
+         "    def __iter__(self):\n        self.epoch = 1\n        return iter([])\n"
+         "def make(lst):\n    return lambda x: lst.append(x)\n"
+         "timer = Timer()\nRESULTS = []\napp = RESULTS.append\nadd = functools.partial(list.append, RESULTS)\n"
+         "put = make(RESULTS)\nsize = len", ["functions"]),
+        ("with timer:\n    pass\ntimer(3)\nfor x in timer:\n    pass\nlist(timer)", ["step:a"]),
+        ("app(1)\nadd(2)\nput(3)\nm = mean([1, 2]) + size([1])\nwith open('f', 'w') as f:\n    pass", ["step:b"]),
+        ("k = 0", ["step:last"]),
+    ])
+    changed = [(d.cell, d.line) for d in p.diagnostics if d.code == "prelude-object-changed"]
+    assert changed == [(2, 1), (2, 3), (2, 4), (2, 6), (3, 1), (3, 2), (3, 3)], p.diagnostics
+
+
 def test_a_cached_function_of_the_prelude_reading_what_steps_make_is_a_warning():
     """`@lru_cache` on a function of the prelude reading a step's value: top to bottom a later
     call returns the cached result; a step's fresh cache computes it again from the changed value."""
