@@ -644,18 +644,34 @@ def _scheduler_imports_from(notebook: str | None) -> str | None:
     open: its scheduler, in this process, unpickles the graphs a step computes
     (`dask.compute(delayed(sq)(i))`), which name the functions of a module beside the notebook
     (`from helpers import sq`); from `nbscale run` (a console script, whose path has no folder of the
-    user's) it could not import them, and the step failed where top to bottom it ran."""
+    user's) it could not import them, and the step failed where top to bottom it ran. Counted: two
+    runs of one folder's notebooks in one process (threads of a server, `nbscale.run()` twice) keep
+    it there until both close. A folder the path held already is left as it is."""
     folder = os.path.dirname(os.path.abspath(notebook)) if notebook else None
-    if folder is None or folder in sys.path:
+    if folder is None:
         return None
-    sys.path.append(folder)
+    with _PATH_LOCK:
+        if folder not in _ADDED_FOLDERS and folder in sys.path:
+            return None
+        if folder not in _ADDED_FOLDERS:
+            sys.path.append(folder)
+        _ADDED_FOLDERS[folder] = _ADDED_FOLDERS.get(folder, 0) + 1
     return folder
 
 
 def _scheduler_imports_no_more(folder: str | None) -> None:
-    if folder is not None:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(folder)
+    if folder is None:
+        return
+    with _PATH_LOCK:
+        _ADDED_FOLDERS[folder] -= 1
+        if not _ADDED_FOLDERS[folder]:
+            del _ADDED_FOLDERS[folder]
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
+
+
+_ADDED_FOLDERS: dict[str, int] = {}  # folder → open clusters that put it on sys.path
+_PATH_LOCK = threading.Lock()
 
 
 MP_METHOD = "distributed.worker.multiprocessing-method"

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -889,3 +890,32 @@ def test_the_config_a_nanny_keeps_is_a_copy_that_the_end_of_a_config_block_leave
     assert kept["distributed"]["admin"]["tick"]["interval"] == "1s"  # the block's nested dict is back at 20ms
     assert dask.config.get("distributed.admin.tick.interval") == "20ms"
     assert kept["nbscale-test"]["lock"] is lock
+
+
+def test_two_runs_of_one_folder_keep_it_importable_until_both_close(tmp_path):
+    """Two runs in one process, each with its own cluster, of notebooks in one folder: the first one
+    to close took the folder off `sys.path` while the other's scheduler still had to import a module
+    of it (the step failed: no module named beside_twice)."""
+    (tmp_path / "beside_twice.py").write_text("def sq(x):\n    return x * x\n")
+    holder = make_notebook(tmp_path, [("import time\ntime.sleep(3)\nx = 1", ["step:a"])], name="holder")
+    compute = "time.sleep(7)\ntotal = sum(dask.compute(*[dask.delayed(sq)(i) for i in range(4)]))"
+    computer = make_notebook(tmp_path, [("import time\nimport dask\nfrom beside_twice import sq", ["imports"]),
+                                        (compute, ["step:a"])], name="computer")
+    started, results = threading.Event(), {}
+
+    def on_event(kind, step, payload):
+        if kind == "step_started":
+            started.set()
+
+    def run_holder():  # opens its cluster first, and closes it first
+        results["holder"] = run_notebook(holder, options=RunOptions(engine="dask", use_cache=False, workers=1),
+                                         on_event=on_event)
+
+    thread = threading.Thread(target=run_holder)
+    thread.start()
+    assert started.wait(120)
+    result = run_notebook(computer, options=RunOptions(engine="dask", use_cache=False, workers=1))
+    thread.join(180)
+    assert results["holder"].ok and result.ok, result.steps
+    assert result.load("a", ["total"])["total"] == 14
+    assert str(tmp_path) not in sys.path
