@@ -7,7 +7,8 @@ store beside the notebook.
 
 Protocol (one JSON object per line):
 - stdin, server → run: the spec `{"notebook", "parameters", "options": RunOptions fields,
-  "cluster_factory"}`, then `cancel` lines. End of stdin (the server went away) cancels too.
+  "cluster_factory"}`, then `cancel` lines (the user's), or `server-closing` (the server closes).
+  The end of stdin (the server went away) cancels too, recorded as `server-closing` is.
 - stdout, run → server: `{"type": "created", "run_id"}` (at the runner's `run_created` event, which
   carries the id), `{"type": "event", "kind", "step", "payload"}` for every event as it happens, the
   live-only ones too (`contract.LIVE_ONLY`: a running step's output, the cluster starting),
@@ -32,6 +33,8 @@ import traceback
 from nbscale.kernels.contract import CANCELLED, CLUSTER_STARTED, CLUSTER_STARTING, RUN_CREATED, STEP_FINISHED
 
 SAMPLE_INTERVAL_S = 0.5
+CANCEL_LINE = "cancel"  # the user cancelled the run
+SERVER_CLOSING_LINE = "server-closing"  # the server is closing: as the end of stdin, said as that
 
 
 class Channel:
@@ -103,12 +106,24 @@ def main() -> int:
 
 
 def _watch_server():
-    """A `cancel` line, or the end of stdin (the server is gone), interrupts the run."""
+    """A `cancel` line, or the end of stdin (the server is gone: recorded as that), interrupts the run."""
     for line in sys.stdin:
-        if line.strip() == "cancel":
+        if line.strip() == CANCEL_LINE:
             break
+        if line.strip() == SERVER_CLOSING_LINE:
+            _server_gone()
+            break
+    else:
+        _server_gone()
     _running.wait()  # a cancel before the run begins takes effect as it begins
     _interrupt_main()
+
+
+def _server_gone():
+    from nbscale.kernels.errors import ServerGone
+    from nbscale.kernels.interrupts import interrupt_as
+
+    interrupt_as(ServerGone)
 
 
 def _interrupt_main():

@@ -236,7 +236,7 @@ class Runs:
         """Cancel the runs started here, wait for their processes, close the run stores."""
         processes = list(self._processes)
         for process in processes:
-            process.cancel(grace=5)
+            process.cancel(grace=5, closing=True)
         for process in processes:
             await asyncio.to_thread(process.join, 10)
         with self._stores_lock:

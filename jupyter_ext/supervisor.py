@@ -22,11 +22,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-from nbscale.kernels.contract import CANCELLED, CANCELLED_BY_USER, FAILED, RUN_FINISHED
+from nbscale.kernels.contract import CANCELLED, CANCELLED_BY_USER, FAILED, RUN_FINISHED, SERVER_WENT_AWAY
 
 from . import models
 from .errors import ExtensionError, InvalidInput
 from .kfp import CREDENTIAL_ENV
+from .runproc import CANCEL_LINE, SERVER_CLOSING_LINE
 
 # Server credentials a run's user code has no business seeing.
 # the server's own credentials: the code of a run must not read them (nor store them as a value)
@@ -42,6 +43,7 @@ class RunProcess:
         self.thread: threading.Thread | None = None
         self.created: asyncio.Future = loop.create_future()  # the run id, once the run store has the run
         self.cancel_requested = False
+        self.server_closing = False  # the cancel came from the server closing (`cancel`)
         self.finished_event_sent = False
         self.cluster_sample: dict | None = None  # the latest model of a cluster the run started for itself
         self.error: str | None = None
@@ -65,15 +67,17 @@ class RunProcess:
         self.thread.start()
         return self.created
 
-    def cancel(self, grace: float) -> None:
-        """Ask the run to stop (as Ctrl-C does the CLI); kill its process if it has not after `grace` s."""
+    def cancel(self, grace: float, closing: bool = False) -> None:
+        """Ask the run to stop (as Ctrl-C does the CLI); kill its process if it has not after `grace` s.
+        `closing`: the server is closing (the run is recorded as stopped for that, not by the user)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         first = not self.cancel_requested
         self.cancel_requested = True
+        self.server_closing = self.server_closing or closing
         with self.stdin_lock:
             try:
-                self.proc.stdin.write("cancel\n")
+                self.proc.stdin.write((SERVER_CLOSING_LINE if closing else CANCEL_LINE) + "\n")
                 self.proc.stdin.flush()
             except (OSError, ValueError):
                 pass
@@ -160,7 +164,7 @@ class RunProcess:
             return None
         status = CANCELLED if self.cancel_requested else FAILED
         if status == CANCELLED:
-            error = CANCELLED_BY_USER
+            error = SERVER_WENT_AWAY if self.server_closing else CANCELLED_BY_USER
         else:
             error = self.error or f"the run process ended with exit code {code}: {self._stderr_tail()}"
         return self.owner.store_for(self.notebook).end_unfinished(self.run_id, status, error)

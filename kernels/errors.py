@@ -137,3 +137,8 @@ class ClusterStartError(NbscaleRuntimeError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread: handled like Ctrl-C (the run is cancelled), reported as SIGTERM."""
+
+
+class ServerGone(KeyboardInterrupt):
+    """The Jupyter server that started the run went away (its channel closed): handled like Ctrl-C
+    (the run is cancelled), reported as that."""

@@ -52,9 +52,10 @@ def sigterm_interrupts() -> Iterator[None]:
         os.kill(os.getpid(), signal.SIGTERM)
 
     def interrupted(signum, frame):
+        kind = _SIGINT_MEANS[-1] if _SIGINT_MEANS else KeyboardInterrupt
         if os.getpid() == owner:
-            _requested(KeyboardInterrupt)
-        raise KeyboardInterrupt
+            _requested(kind)
+        raise kind
 
     def repeated(signum, frame):
         if os.getpid() == owner and _REQUESTED:
@@ -81,6 +82,7 @@ def sigterm_interrupts() -> Iterator[None]:
 _LAST_WORDS: list = []  # what a second SIGTERM does before the process ends (`last_words`)
 _STOP_NOTES: list = []  # told of the first Ctrl-C or SIGTERM (`stop_requests_noted`)
 _REQUESTED: list[type[KeyboardInterrupt]] = []  # interrupts asked for while `sigterm_interrupts` is on
+_SIGINT_MEANS: list[type[KeyboardInterrupt]] = []  # what a SIGINT raises instead of KeyboardInterrupt (`interrupt_as`)
 _WATCHING: list[int] = []  # while `sigterm_interrupts` is on: the process it is on in
 REPEAT_S = 5.0  # a step in the main thread that has not ended this long after an interrupt gets it again
 REPEAT_SIGNAL = getattr(signal, "SIGUSR2", signal.SIGTERM)
@@ -88,6 +90,12 @@ _STEPS: list[int] = []  # the number of the step running in the main thread, whi
 _REPEATING: set[int] = set()  # the steps whose interrupt is being repeated
 _LEFT: set[threading.Thread] = set()  # threads an interrupted step left
 _count = 0
+
+
+def interrupt_as(kind: type[KeyboardInterrupt]) -> None:
+    """From now on a SIGINT under `sigterm_interrupts` raises `kind` (a KeyboardInterrupt of its own
+    reason: the run process of a server that went away sends itself one)."""
+    _SIGINT_MEANS.append(kind)
 
 
 def _requested(kind: type[KeyboardInterrupt]) -> None:

@@ -35,6 +35,7 @@ from .contract import (
     RUN_FINISHED,
     RUN_STARTED,
     RUNNING,
+    SERVER_WENT_AWAY,
     STEP_FINISHED,
     STEP_PROGRESS,
     STEP_QUEUED,
@@ -54,7 +55,7 @@ from .contract import (
 )
 from .cost import saved_seconds
 from .engines import check_engine_name, get_engine
-from .errors import CorruptArtifact, ParameterError, PipelineNotRunnable, RunStoreError, Terminated
+from .errors import CorruptArtifact, ParameterError, PipelineNotRunnable, RunStoreError, ServerGone, Terminated
 from .interrupts import last_words, stop_requests_noted
 from .liveness import current_owner
 from .profile_records import light, stored_profiles
@@ -520,7 +521,7 @@ class _Recorder:
             return
         self.has_stopped = True
         if isinstance(exc, KeyboardInterrupt):
-            status, reason = CANCELLED, STOPPED_BY_SIGTERM if isinstance(exc, Terminated) else CANCELLED_BY_USER
+            status, reason = CANCELLED, stop_reason(type(exc))
         else:
             status, reason = FAILED, f"{type(exc).__name__}: {exc}"
         with self.lock, suppress(RunStoreError):  # the error that stopped the run is the one to report
@@ -534,8 +535,14 @@ class _Recorder:
 
 
 def _note_stop(store: RunStore, run_id: str, kind: type[KeyboardInterrupt]) -> None:
-    store.note_stop_requested_at_once(run_id, STOPPED_BY_SIGTERM if issubclass(kind, Terminated)
-                                      else CANCELLED_BY_USER)
+    store.note_stop_requested_at_once(run_id, stop_reason(kind))
+
+
+def stop_reason(kind: type[KeyboardInterrupt]) -> str:
+    """Why an interrupt of this kind cancelled the run, as the run store says it."""
+    if issubclass(kind, Terminated):
+        return STOPPED_BY_SIGTERM
+    return SERVER_WENT_AWAY if issubclass(kind, ServerGone) else CANCELLED_BY_USER
 
 
 def _event_payload(kind, payload):

@@ -8,15 +8,18 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import make_notebook
 from warm_harness import end_clusters
 
 from nbscale.kernels import warm_cluster
 from nbscale.kernels.contract import (
     CANCELLED,
+    CANCELLED_BY_USER,
     CLUSTER_STARTED,
     CLUSTER_STARTING,
     RUNNING,
+    SERVER_WENT_AWAY,
     STEP_OUTPUT,
     STOPPED_BY_SIGTERM,
     SUCCEEDED,
@@ -62,7 +65,25 @@ def test_bad_input_is_reported_as_such(tmp_path):
     assert message["type"] == "error" and message["input"] is True and "unknown parameter" in message["message"]
 
 
-def test_sigterm_cancels_the_run_as_a_cancel_line_does(tmp_path):
+def _sigterm(proc):
+    proc.send_signal(signal.SIGTERM)
+
+
+def _cancel_line(proc):
+    proc.stdin.write("cancel\n")
+    proc.stdin.flush()
+
+
+def _server_gone(proc):
+    proc.stdin.close()
+
+
+@pytest.mark.parametrize("stop, code, reason", [(_sigterm, 143, STOPPED_BY_SIGTERM),
+                                                (_cancel_line, 130, CANCELLED_BY_USER),
+                                                (_server_gone, 130, SERVER_WENT_AWAY)],
+                         ids=["SIGTERM", "a cancel line", "the end of stdin"])
+def test_sigterm_a_cancel_line_and_the_server_going_away_cancel_the_run_each_said_as_itself(tmp_path, stop, code,
+                                                                                            reason):
     nb = make_notebook(tmp_path, [("import time", ["imports"]), ("time.sleep(60)\nx = 1", ["step:slow"])], name="nb")
     spec = {"notebook": str(nb), "parameters": {}, "options": {"engine": "local", "use_cache": False},
             "cluster_factory": None}
@@ -75,13 +96,14 @@ def test_sigterm_cancels_the_run_as_a_cancel_line_does(tmp_path):
         deadline = time.monotonic() + 60
         while store.get_run(run_id)["steps"][0]["status"] != RUNNING and time.monotonic() < deadline:
             time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
+        stop(proc)
         messages = [json.loads(line) for line in proc.stdout]
-        proc.stdin.close()
-        assert proc.wait(30) == 143
+        if not proc.stdin.closed:
+            proc.stdin.close()
+        assert proc.wait(30) == code
     assert messages[-1] == {"type": "done", "status": CANCELLED}
     run = store.get_run(run_id)
-    assert run["status"] == CANCELLED and run["error"] == STOPPED_BY_SIGTERM
+    assert run["status"] == CANCELLED and run["error"] == reason
 
 
 def test_a_dask_run_says_while_its_own_cluster_starts(tmp_path):

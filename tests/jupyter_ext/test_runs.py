@@ -18,11 +18,13 @@ from nbscale.jupyter_ext.notebooks import Notebooks
 from nbscale.jupyter_ext.runs import Runs
 from nbscale.kernels.contract import (
     CANCELLED,
+    CANCELLED_BY_USER,
     FAILED,
     FINISHED,
     OWNER_STOPPED,
     QUEUED,
     RUNNING,
+    SERVER_WENT_AWAY,
     STEP_OUTPUT,
     SUCCEEDED,
     run_store_path,
@@ -56,6 +58,13 @@ async def wait_step_running(runs, nb, run_id, step, timeout=30.0):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"step {step} never ran")
+
+
+async def slow_step_running(runs, nb) -> str:
+    """Start a run of SLOW; its id once its `slow` step runs."""
+    run_id = (await runs.start(nb))["run_id"]
+    await wait_step_running(runs, nb, run_id, "slow")
+    return run_id
 
 
 def test_run_in_its_own_process_shares_the_cli_run_store_and_publishes_events(root):
@@ -171,21 +180,33 @@ def test_cancel_stops_the_run_process_and_marks_the_run_cancelled(root):
 
     async def main():
         runs = local_runs(root)
-        summary = await runs.start(nb)
-        await wait_step_running(runs, nb, summary["run_id"], "slow")
+        run_id = await slow_step_running(runs, nb)
         started = time.monotonic()
-        answer = await runs.cancel(nb, summary["run_id"])
-        detail = await wait_finished(runs, nb, summary["run_id"])
+        answer = await runs.cancel(nb, run_id)
+        detail = await wait_finished(runs, nb, run_id)
         took = time.monotonic() - started
         with pytest.raises(Conflict, match="already cancelled"):
-            await runs.cancel(nb, summary["run_id"])
+            await runs.cancel(nb, run_id)
         await runs.close()
         return answer, detail, took
 
     answer, detail, took = run(main())
     assert answer["status"] == RUNNING
-    assert detail["status"] == CANCELLED and took < 10
+    assert detail["status"] == CANCELLED and detail["error"] == CANCELLED_BY_USER and took < 10
     assert [s["status"] for s in detail["steps"]] == [SUCCEEDED, CANCELLED, CANCELLED]
+
+
+def test_a_run_the_closing_server_stops_is_cancelled_for_that_not_by_the_user(root):
+    nb = make_notebook(root, SLOW, name="slow").resolve()
+
+    async def main():
+        runs = local_runs(root)
+        run_id = await slow_step_running(runs, nb)
+        await runs.close()
+        return default_run_store(nb).get_run(run_id)
+
+    stopped = run(main())
+    assert stopped["status"] == CANCELLED and stopped["error"] == SERVER_WENT_AWAY, stopped
 
 
 def test_a_run_process_that_dies_leaves_a_failed_run(root):
@@ -195,10 +216,9 @@ def test_a_run_process_that_dies_leaves_a_failed_run(root):
     async def main():
         runs = local_runs(root)
         runs.events.subscribe(events.append)
-        summary = await runs.start(nb)
-        await wait_step_running(runs, nb, summary["run_id"], "slow")
-        runs.process(summary["run_id"]).proc.kill()
-        detail = await wait_finished(runs, nb, summary["run_id"])
+        run_id = await slow_step_running(runs, nb)
+        runs.process(run_id).proc.kill()
+        detail = await wait_finished(runs, nb, run_id)
         await runs.close()
         return detail
 
