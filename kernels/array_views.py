@@ -73,6 +73,10 @@ def _found(values: dict) -> _Found | None:
                 owners[id(value)] = value
             elif value.base is not None:
                 arrays.append(value)
+                owner = _owner(ndarray, value)
+                # all of an array's memory, as an array a pickle gave back is of the buffer it read
+                if owner is not value and _whole(value, owner) and _plain_c_memory(owner):
+                    owners[id(owner)] = owner
     if not owners:
         return None
     views = {}
@@ -81,6 +85,18 @@ def _found(values: dict) -> _Found | None:
         if id(owner) in owners and not array.dtype.hasobject:
             views[id(array)] = (array, owner)
     return _Found(owners, views)
+
+
+def owners(values: dict) -> set[int]:
+    """The ids of the arrays whose memory the plain arrays among `values` (and in their containers,
+    as far as `walked` looks) lie in: two groups with one in common hold views of one array."""
+    from .marshal import loaded_module  # (marshal imports this module)
+
+    numpy = loaded_module("numpy")
+    if numpy is None:
+        return set()
+    ndarray = numpy.ndarray
+    return {id(_owner(ndarray, value)) for value in walked(values) if type(value) is ndarray}
 
 
 def walked(values: dict):
@@ -125,7 +141,7 @@ class _Pickler(cloudpickle.Pickler):
     def reducer_override(self, obj):
         if type(obj) is self._ndarray and obj.base is not None and not obj.dtype.hasobject:
             owner = _owner(self._ndarray, obj)
-            if id(owner) in self._owners:
+            if owner is not obj and id(owner) in self._owners:
                 return _view_of, (owner, *_where(obj, owner))
         return super().reducer_override(obj)
 
@@ -198,7 +214,17 @@ def _view_of(owner, offset: int, shape: tuple, strides: tuple, dtype, writeable:
 
 
 def _owns_c_memory(value) -> bool:
-    return value.base is None and value.flags.c_contiguous and not value.dtype.hasobject and value.size > 0
+    return value.base is None and _plain_c_memory(value)
+
+
+def _plain_c_memory(value) -> bool:
+    return value.flags.c_contiguous and not value.dtype.hasobject and value.size > 0
+
+
+def _whole(view, owner) -> bool:
+    """`view` is all of `owner`'s memory, in order: copying the owner costs no more than the view."""
+    return view.flags.c_contiguous and view.nbytes == owner.nbytes and \
+        view.__array_interface__["data"][0] == owner.__array_interface__["data"][0]
 
 
 def _owner(ndarray, value):

@@ -40,7 +40,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from . import marshal
+from . import array_views, marshal
 from .digest import DigestReader, DigestWriter, file_digest
 from .direct_write import DirectFileWriter
 from .errors import ArtifactNotFound, CorruptArtifact, CorruptArtifactWarning, MarshalError, NbscaleRuntimeError
@@ -123,7 +123,7 @@ class ArtifactStore:
         `profiles`: the values' data profiles (`kernels.profiles`): a later cache hit still has them;
         or the function that gives them, asked once the values are written (they are taken meanwhile).
         """
-        units = _units(outputs, groups or [])
+        units = _joined_by_shared_arrays(_units(outputs, groups or []), outputs)
         final = self._dir(step_hash)
         if self.by_rename:  # only folder renames use temp folders
             sweep_now_and_then(self.fs, self._temp_parent(final))
@@ -490,6 +490,22 @@ def _units(outputs: dict[str, Any], groups: list[list[str]]) -> list[list[str]]:
     if len(grouped) != len(set(grouped)):
         raise ValueError(f"an output appears in two groups: {groups}")
     return units + [[name] for name in outputs if name not in grouped]
+
+
+def _joined_by_shared_arrays(units: list[list[str]], outputs: dict[str, Any]) -> list[list[str]]:
+    """Units holding arrays that lie in one array's memory (`v = x[:2]` beside `x`) joined into one:
+    written as one pickle they load as views of one array, as a fresh run hands them on; written
+    apart they would load as two arrays, and a change through one would not reach the other."""
+    if len(units) < 2:
+        return units
+    joined: list[tuple[list[str], set[int]]] = []
+    for unit in units:
+        names, owned = list(unit), array_views.owners({n: outputs[n] for n in unit})
+        for other in [j for j in joined if owned and j[1] & owned]:
+            joined.remove(other)
+            names, owned = other[0] + names, other[1] | owned
+        joined.append((names, owned))
+    return [names for names, _ in joined]
 
 
 def _expected_suffix(values: dict[str, Any]) -> str:

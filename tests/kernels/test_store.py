@@ -594,3 +594,31 @@ def test_damaged_step_whose_inputs_were_not_loaded_reads_them_from_the_store_and
     assert again.ok, again.steps
     assert _ran(log, 3) == ["b", "c"]  # a stays cached: b read its input from a's stored result
     assert again.load("c")["c"] == first.load("c")["c"] + 1
+
+
+def test_arrays_lying_in_one_arrays_memory_are_stored_together_and_load_as_views(tmp_path):
+    """`v = x[:2]` beside `x`, not grouped by the step: written as two files they loaded as two
+    arrays, and a reader's change through x no longer reached v, as it does in a fresh run."""
+    from nbscale.kernels.handoff import step_inputs
+    from nbscale.kernels.store import ArtifactStore
+
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    x = np.zeros(1000)
+    store.put("sha256:" + "a" * 64, {"x": x, "v": x[:2], "w": x[::2].copy(), "k": 1}, [], "a")
+    got = store.get("sha256:" + "a" * 64)
+    files = {entry["file"] for entry in store.manifest("sha256:" + "a" * 64)["outputs"].values()}
+    assert len(files) == 3  # x and v together; w, which lies in memory of its own, and k apart
+    mine, _ = step_inputs({"a": got}, changed={"x", "v"})  # as a reader of the cached step gets them
+    mine["x"][0] = 7.0
+    assert mine["v"][0] == 7.0 and got["v"][0] == 0.0
+
+
+def test_a_reader_of_a_cached_step_sees_a_change_through_an_array_reach_its_view(tmp_path):
+    nb = make_notebook(tmp_path, [("import numpy as np", ["imports"]), ("x = np.zeros(3)\nv = x[:2]", ["step:a"]),
+                                  ("x[0] = 7.0\nres = float(v[0])", ["step:b"])])
+    assert run_notebook(nb, options=RunOptions(engine="local")).load("b", ["res"]) == {"res": 7.0}
+    cells = json.loads(nb.read_text())
+    cells["cells"][-1]["source"] = "x[0] = 7.0\nres = float(v[0])  # b again, a cached"
+    nb.write_text(json.dumps(cells))
+    again = run_notebook(nb, options=RunOptions(engine="local"))
+    assert [s["cached"] for s in again.steps] == [True, False] and again.load("b", ["res"]) == {"res": 7.0}
