@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import effects
-from .callables import SPECIAL_METHODS, Callable, argument_for, callee_of, changed_arguments, lambda_callable
+from .callables import (
+    SPECIAL_METHODS,
+    Callable,
+    argument_for,
+    callee_of,
+    changed_arguments,
+    lambda_callable,
+    star_parameters,
+)
 from .heap import FILLING, Heap, immutable
 from .parsing import ParsedCell, Visitor, parse_cell
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
 from .syntax import EXPANDED_ARGUMENT, READS_ONLY_SCOPE, expanded_names
 
 READS_ONLY_SCOPE_NAME = READS_ONLY_SCOPE.split()[1].rstrip(":")
-_SPECIAL = frozenset().union(*SPECIAL_METHODS.values())
 
 # Names a notebook kernel provides without any cell binding them.
 KERNEL_NAMES = frozenset(dir(builtins)) | {
@@ -288,9 +296,9 @@ class _ModuleWalker(Visitor):
         if current is None or (current.optional and not optional):
             self.facts.reads[name] = self._use(name, node, optional)
 
-    def _called(self, callee: Callable, node, seen):
+    def _called(self, callee: Callable, node, seen, optional=False):
         for name in sorted(callee.reads):
-            self.read(name, node, seen)
+            self.read(name, node, seen, optional)
         for name in sorted(callee.mutates):
             self.change_name(name, node, name in callee.deep)
         for name in callee.binds:
@@ -550,9 +558,12 @@ class _ModuleWalker(Visitor):
         self._define_methods(node)
 
     def _define_methods(self, node):
-        """The methods of a notebook class that change an argument, known by name as `.NAME`: what an
-        object is an instance of is not tracked, so `p.apply(df)` counts as changing df wherever a
-        class of the notebook has an `apply` that changes its parameter."""
+        """The methods of a notebook class that change an argument or their instance, known by name
+        as `.NAME`: what an object is an instance of is not tracked, so `p.apply(df)` counts as
+        changing df wherever a class of the notebook has an `apply` that changes its parameter, and
+        `m.predict(X)` as changing m where one has a `predict` that changes its instance (`self.calls
+        += 1`: a name that is a read-only method's elsewhere). `__init__` tells what calling the
+        class changes (`Features(df)` adding a column to df)."""
         for stmt in node.body:
             if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
@@ -565,13 +576,18 @@ class _ModuleWalker(Visitor):
             if not static and facts.params:  # `return self._h`: a part of its instance
                 itself, parts, holding = _returned_params(stmt, list(facts.params)[:1])
                 returned = 0 if itself or holding else max((depth for _, depth in parts), default=None)
-            changes_self = stmt.name in _SPECIAL and not static and bool(facts.params) and \
+            key = "." + stmt.name
+            changes_self = not static and bool(facts.params) and \
                 not {list(facts.params)[0]}.isdisjoint(facts.mutated_params | facts.deep_mutated)
+            if stmt.name == "__init__" and positions and node.name in self.known:
+                self.known[node.name] = self.facts.callables[node.name] = dataclasses.replace(
+                    self.known[node.name], mutated_params=positions, param_names=params,
+                    deep=self.known[node.name].deep | set(facts.deep_mutated), **star_parameters(stmt))
             if positions or receiver or returned is not None or changes_self:
-                key = "." + stmt.name
+                changes_self = changes_self or getattr(self.known.get(key), "changes_self", False)  # (any class's)
                 self.known[key] = self.facts.callables[key] = Callable(
                     key, set(), set(), set(), positions, params, set(facts.deep_mutated), deep_receiver=receiver,
-                    returns_receiver=returned, changes_self=changes_self)
+                    returns_receiver=returned, changes_self=changes_self, **star_parameters(stmt))
 
     def _free_of_methods(self, node):
         free = set()
@@ -613,8 +629,10 @@ class _ModuleWalker(Visitor):
         returned, parts, holding = _returned_params(node, list(facts.params))
         self.known[name] = self.facts.callables[name] = Callable(
             name, reads - {name}, binds, mutates, positions, list(facts.params), deep, _makes_functions(node),
-            returned, parts, holding, draws=draws, indexes=indexes, generator=facts.generator)
+            returned, parts, holding, draws=draws, indexes=indexes, generator=facts.generator,
+            **star_parameters(node))
         self.bind(name, node=node)
+        self.heap.functions.update(dict.fromkeys(self.heap.objects(name), self.known[name]))
 
     def _generated(self, value) -> frozenset[str]:
         """`g = gen(xs)` with a generator function of the notebook: g is an iterator drawing on xs."""
@@ -683,9 +701,15 @@ class _ModuleWalker(Visitor):
                 draws=factory.draws, indexes=factory.indexes)
 
     def _maybe_lambda(self, targets, value):
-        # `f = lambda x: x + k` is used like a def: its body reads happen when it is called.
-        if isinstance(value, ast.Lambda) and len(targets) == 1 and isinstance(targets[0], ast.Name):
+        # `f = lambda x: x + k` is used like a def: its body reads happen when it is called; so is
+        # `h = g`, another name for a function of the notebook
+        if len(targets) != 1 or not isinstance(targets[0], ast.Name):
+            return
+        if isinstance(value, ast.Lambda):
             self.define(targets[0].id, value)
+        elif type(value) is ast.Name and value.id in self.known and value.id != targets[0].id:
+            name = targets[0].id
+            self.known[name] = self.facts.callables[name] = dataclasses.replace(self.known[value.id], name=name)
 
     def _note_dynamic(self, nodes):
         for node in nodes:
@@ -734,6 +758,9 @@ class _ModuleWalker(Visitor):
         names = effects.mutated_by_call(node, self.modules, used) - self.modules
         names -= self._seeds_given(node)
         callee, args, keywords = callee_of(node, self.known, self.modules)
+        if callee is not None and callee.changes_self and type(node.func) is ast.Attribute \
+                and effects.root_name(node.func.value) not in self.modules:  # (`m.predict(X)`: read-only elsewhere)
+            changed |= set(effects.part_objects(self.heap, node.func.value, self.modules))
         if callee is not None and callee.deep_receiver and type(node.func) is ast.Attribute:
             receiver = effects.root_name(node.func.value)
             if receiver is not None and receiver not in self.modules:
@@ -747,6 +774,9 @@ class _ModuleWalker(Visitor):
                 self.heap.spoil(objects)  # (it may store anything in it)
                 changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
                 names |= {effects.root_name(expr)} - {None} - self.modules
+        for held in self._held_functions(node) if callee is None else ():  # `ops["g"](5)`, `for f in fs: f()`
+            self._called(held, node, {held.name}, optional=True)  # (which of them is called is not known)
+            changed |= self._argument_changes(held, list(node.args), node.keywords)
         changed |= self._mapped_changes(node)
         changed |= self._called_value_changes(node)
         if changed or names:  # (most calls change nothing)
@@ -766,6 +796,16 @@ class _ModuleWalker(Visitor):
             self._special_use("iterate", node.args[0], node)
         self._special_use("call", func, node)
         return self.heap.changed_by_calling(effects.objects_of(self.heap, func, self.modules))
+
+    def _held_functions(self, node) -> list[Callable]:
+        """The functions of the notebook that calling a value taken from a container, or bound by a
+        loop, may call (`heap.functions`)."""
+        func = node.func
+        if not self.heap.functions or type(func) not in (ast.Name, ast.Subscript) or (
+                type(func) is ast.Name and (func.id in self.known or func.id in self.modules)):
+            return []
+        objects = effects.objects_of(self.heap, func, self.modules)
+        return [self.heap.functions[obj] for obj in sorted(objects) if obj in self.heap.functions]
 
     def _note_bound_method(self, targets, value):
         """`app = data.append`: calling app later changes data, as `data.append(…)` does (`m.fit`: m and
@@ -962,6 +1002,9 @@ def _returned_value(value, params, returned, parts, holding, held=False):
     elif kind is ast.IfExp:
         for part in (value.body, value.orelse):
             _returned_value(part, params, returned, parts, holding, held)
+    elif kind is ast.Call and value.args and effects.callee_name(value) in effects.ELEMENT_FUNCTIONS \
+            and type(value.func) is ast.Name:  # `return max(ms, key=…)`: an element, as `return ms[0]`
+        _returned_value(ast.Subscript(value.args[0], ast.Constant(0)), params, returned, parts, holding, held)
     elif kind in (ast.Tuple, ast.List, ast.Set, ast.Dict):
         for part in (value.values if kind is ast.Dict else value.elts):
             _returned_value(part.value if type(part) is ast.Starred else part, params, returned, parts, holding, True)

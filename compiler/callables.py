@@ -42,6 +42,9 @@ class Callable:
     # a special method (`__call__`, `__enter__`, `__iter__`…) that changes its instance: Python calls
     # it for `obj(…)`, `with obj:`, `for x in obj` (`SPECIAL_METHODS`)
     changes_self: bool = False
+    # its `*args` and `**kwargs` parameters: every extra positional (keyword) argument is given to it
+    vararg: str | None = None
+    kwarg: str | None = None
 
 
 # what Python calls a special method for: `obj(…)`; `with obj:`; `for x in obj`, `list(obj)`, `[*obj]`;
@@ -79,16 +82,30 @@ def lambda_callable(node: ast.Lambda, modules=frozenset()) -> Callable:
     params = list(facts.params)
     return Callable("<lambda>", set(facts.free), set(), set(facts.mutated_free),
                     [i for i, p in enumerate(params) if p in facts.mutated_params], params, set(facts.deep_mutated),
-                    draws=set(facts.drawn_free), indexes=set(facts.indexed_free))
+                    draws=set(facts.drawn_free), indexes=set(facts.indexed_free), **star_parameters(node))
+
+
+def star_parameters(node) -> dict[str, str | None]:
+    """The names of a function's (or lambda's) `*args` and `**kwargs` parameters, as `Callable` fields."""
+    args = getattr(node, "args", None)
+    if not isinstance(args, ast.arguments):
+        return {}
+    return {"vararg": args.vararg.arg if args.vararg else None, "kwarg": args.kwarg.arg if args.kwarg else None}
 
 
 def changed_arguments(callee: Callable, args, keywords) -> list[tuple[ast.AST, str | None]]:
     """(argument expression, parameter name) for each parameter `callee` changes in place."""
     found = []
     for pos in callee.mutated_params:
-        expr, param = argument_for(callee, pos, args, keywords)
-        if expr is not None:
-            found.append((expr, param))
+        param = callee.param_names[pos] if pos < len(callee.param_names) else None
+        if param is not None and param == callee.vararg:  # `def add(*frames)`: each extra argument
+            found += [(arg.value if type(arg) is ast.Starred else arg, param) for arg in args[pos:]]
+        elif param is not None and param == callee.kwarg:  # `def add(**frames)`: each extra keyword argument
+            found += [(k.value, param) for k in keywords if k.arg is None or k.arg not in callee.param_names]
+        else:
+            expr, param = argument_for(callee, pos, args, keywords)
+            if expr is not None:
+                found.append((expr, param))
     return found
 
 

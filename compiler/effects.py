@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 
-from .heap import FILLING, IN_PLACE, ITERATOR, VIEW, immutable
+from .heap import FILLING, GENERATOR, IN_PLACE, ITERATOR, VIEW, immutable
 
 # Calls whose results are iterators drawing lazily on their arguments (a file's position advances
 # as it is read): drawing from one is a change of it, and a change of what it draws on reaches
@@ -112,6 +112,10 @@ OWNING_METHODS = frozenset({"set_params", "add_module", "register_module", "regi
 # Methods returning their receiver (`m2 = m1.fit(X, y)` is m1) or a part of it.
 RETURNS_SELF = frozenset({"fit", "partial_fit", "set_params", "set_output", "train", "eval", "to",
                           "cuda", "cpu", "requires_grad_"})
+# Methods whose result is their object when it already is what they convert to (`X.tocsr()` of a CSR
+# matrix), or given `copy=False` (`X.astype(np.float64, copy=False)`, `df.to_numpy(copy=False)`)
+MAY_RETURN_SELF = frozenset({"tocsr", "tocsc", "tocoo", "tolil", "todok", "todia", "tobsr", "asformat", "asfptype"})
+CONVERTING_METHODS = frozenset({"astype", "to_numpy", "to_sparse", "asformat"})
 RETURNS_PART = frozenset({"parameters", "named_parameters", "buffers", "named_buffers", "children",
                           "named_children", "modules", "named_modules", "state_dict", "values",
                           "items", "keys", "view", "reshape", "ravel", "transpose", "swapaxes",
@@ -128,6 +132,10 @@ ELEMENT_METHODS = frozenset({"choice", "choices", "sample"})
 # when it is a generator (`np.random.default_rng(rng)` is rng; given a seed, a new generator).
 SHARING_COPIES = frozenset({"replace"})
 SAME_OR_NEW = frozenset({"default_rng", "check_random_state"})
+# What makes a random generator (`GENERATOR`): any method of one draws from it, a name that is a
+# read-only method elsewhere too (`rr.sample(items, 10)`, not pandas' `df.sample`)
+GENERATOR_MAKERS = frozenset({"Random", "SystemRandom", "RandomState", "Generator", "default_rng",
+                              "check_random_state"})
 # Functions of a module whose result may be their first argument itself or a view of its data
 # (`b = np.asarray(a); b += 1` changes a).
 RETURNS_FIRST_ARGUMENT = frozenset({"asarray", "asanyarray", "ascontiguousarray", "asfortranarray", "reshape",
@@ -452,7 +460,8 @@ def part_objects(heap, expr: ast.AST, modules=frozenset()) -> frozenset[str]:
 def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
     func = call.func
     if isinstance(func, ast.Attribute) and not _on_module(func.value, modules):
-        if func.attr in RETURNS_SELF:
+        if func.attr in RETURNS_SELF or func.attr in MAY_RETURN_SELF or (
+                func.attr in CONVERTING_METHODS and copies_nothing(call)):
             return part_objects(heap, func.value, modules)
         if func.attr in RETURNS_PART:
             return heap.elements(part_objects(heap, func.value, modules))
@@ -480,7 +489,7 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
             return _container(heap, name, [heap.elements(objects_of(heap, call.args[0], modules))])
         if name in SAME_OR_NEW:  # (a generator is given by its name: `default_rng(seeds[i])` is given a seed)
             given = objects_of(heap, call.args[0], modules) if type(call.args[0]) is ast.Name else ()
-            return frozenset({heap.fresh(name), *(obj for obj in given if not immutable(obj))})
+            return frozenset({heap.fresh_kind(name, GENERATOR), *(obj for obj in given if not immutable(obj))})
     if type(func) is ast.Name and name in IMMUTABLE_RESULT_FUNCTIONS:
         return frozenset({heap.fresh_immutable(name)})  # `len(X)`, `int("100")`
     if type(func) is ast.Attribute and name in IMMUTABLE_RESULT_METHODS:
@@ -488,6 +497,8 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
     if (type(func) is ast.Name and name in CONTAINER_MAKERS or name in LIBRARY_CONTAINER_MAKERS
             or _is_shallow_copy(call, modules)):
         return _made_container(heap, call, modules)
+    if name in GENERATOR_MAKERS:  # `random.Random(0)`, `np.random.default_rng()`
+        return frozenset({heap.fresh_kind(name, GENERATOR)})
     if name and (name[:1].isupper() or name in WRAPPING_FACTORIES):
         made = heap.fresh_kind(name, IN_PLACE) if copies_nothing(call) else heap.fresh(name)
         heap.hold([made], argument_objects(heap, call, modules), owned=name not in CLONING_CONSTRUCTORS)
@@ -580,6 +591,8 @@ def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[s
     """
     changed = set()
     func = call.func
+    if isinstance(func, ast.Attribute) and GENERATOR in heap.made_kinds and not _on_module(func.value, modules):
+        changed |= heap.of_kind(part_objects(heap, func.value, modules), GENERATOR)  # it draws, whatever its name
     if isinstance(func, ast.Attribute) and func.attr != "pipe" and not _on_module(func.value, modules) \
             and changes_receiver(call, func.attr, used) and not _on_builtin_type(func.value):
         receiver = part_objects(heap, func.value, modules)

@@ -41,6 +41,7 @@ ITERATOR = "iterator"  # drawing from it (a loop, `list(it)`, unpacking) advance
 FILLING = "filling"  # reading a missing key inserts it (a `defaultdict`)
 VIEW = "view"  # a lazy view (`df.groupby(k)`): it reads what it views when used
 IN_PLACE = "in_place"  # its methods change their first argument (`StandardScaler(copy=False)`)
+GENERATOR = "generator"  # a random generator: every method call draws from it (`rr.sample(xs, 3)` too)
 LITERAL_LABELS = frozenset({"list", "dict", "set", "tuple"})  # what `effects` names a literal container after
 _LAZY = frozenset({ITERATOR, VIEW})  # given what they draw on, which is no element of theirs
 
@@ -90,6 +91,7 @@ class Heap:
         # a callable value → (objects a call of it changes, and whether what they own too): a bound
         # method taken as a value (`app = data.append`: its object), a `partial`, a closure (`on_call`)
         self.calls_change: dict[str, tuple[frozenset[str], bool]] = {}
+        self.functions: dict = {}  # the object of a function the notebook defines → its `Callable`
         self._made = 0
         self._results: dict[int, tuple[object, frozenset[str]]] = {}
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from ..compiler.ir import Metrics
 from ..compiler.notebook import cell_label
+from .array_views import walked
 from .capture import short_repr
 from .contract import error_dict
 from .tracebacks import is_cell_code
@@ -33,20 +34,35 @@ _DYNAMIC_CODE = "<dynamic-code>"
 
 
 def rebind_functions(inputs: dict, ns: dict) -> dict:
-    """Give notebook functions among `inputs` this namespace as their globals.
+    """Give notebook functions among `inputs`, and in the dicts and lists they hold, this namespace
+    as their globals.
 
     A function defined in an earlier step arrives (cloudpickled by value) with a private globals
-    dict holding the values it read back then; in the notebook it reads the current ones.
-    Functions whose globals are a real module's (library code) are left alone.
+    dict holding the values it read back then, or (copied in memory) with the globals of the step
+    that made it; in the notebook it reads, and changes, the current ones (`ops["f"](5)` too: the
+    step's dicts and lists are its own copies, changed in place; a tuple's function keeps its
+    globals). Functions whose globals are a real module's (library code) are left alone.
     """
     rebound: dict[int, types.FunctionType] = {}
-    out = {}
-    for name, value in inputs.items():
-        if _is_notebook_function(value) and value.__globals__ is not ns:
-            if id(value) not in rebound:
-                rebound[id(value)] = _rebind(value, ns)
-            value = rebound[id(value)]
-        out[name] = value
+
+    def rebind(value):
+        if not _is_notebook_function(value) or value.__globals__ is ns:
+            return value
+        if id(value) not in rebound:
+            rebound[id(value)] = _rebind(value, ns)
+        return rebound[id(value)]
+
+    out = {name: rebind(value) for name, value in inputs.items()}
+    if any(type(value) in (dict, list) for value in out.values()):
+        for held in walked(out):
+            if type(held) is dict:
+                for key, value in held.items():
+                    if _is_notebook_function(value):
+                        held[key] = rebind(value)
+            elif type(held) is list:
+                for index, value in enumerate(held):
+                    if _is_notebook_function(value):
+                        held[index] = rebind(value)
     return out
 
 

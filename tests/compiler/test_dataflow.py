@@ -14,6 +14,7 @@ from nbscale.compiler.layout import lay_out
 from nbscale.compiler.notebook import Cell, Notebook
 from nbscale.compiler.parsing import ParsedCells
 from nbscale.kernels.handoff import _copied as copied
+from nbscale.kernels.namespace import rebind_functions
 
 
 def codes(pipeline):
@@ -409,8 +410,9 @@ def _top_to_bottom(sources):
 
 def _run_steps_latest_first(pipeline):
     """Each step in a fresh namespace (prelude, then its inputs copied once per producer by the run
-    time's copy), in a dependency order that runs later steps first wherever it may: an edge
-    the compiler missed then shows as a wrong or missing value."""
+    time's copy, their functions given the namespace as their globals, as the executor does), in a
+    dependency order that runs later steps first wherever it may: an edge the compiler missed then
+    shows as a wrong or missing value."""
     results, done = {}, set()
     while len(done) < len(pipeline.steps):
         step = next(s for s in reversed(pipeline.steps) if s.name not in done and set(s.after) <= done)
@@ -419,7 +421,7 @@ def _run_steps_latest_first(pipeline):
             exec(source, ns)
         for producer in dict.fromkeys(step.sources.values()):
             names = [n for n, p in step.sources.items() if p == producer]
-            ns.update(copied({n: results[producer][n] for n in names}, producer))
+            ns.update(rebind_functions(copied({n: results[producer][n] for n in names}, producer), ns))
         for source in step.source:
             exec(source, ns)
         results[step.name] = ns
@@ -893,3 +895,68 @@ def test_a_partial_of_a_function_that_only_reads_keeps_siblings_parallel():
              ("b = f(3)", ["step:two"]), ("c = len(xs)", ["step:three"])]
     p = compile_source(cells)
     assert p.step("two").sources == {"f": "make"} and p.step("three").sources == {"xs": "make"}
+
+
+STAR_PARAMETERS = {
+    "*frames": ("def add_feats(*frames):\n    for f in frames:\n        f['x2'] = 1", "add_feats(train, test)"),
+    "*frames given a list": ("def add_feats(*frames):\n    for f in frames:\n        f['x2'] = 1",
+                             "add_feats(*[train, test])"),
+    "**frames": ("def add_feats(**frames):\n    for f in frames.values():\n        f['x2'] = 1",
+                 "add_feats(a=train, b=test)"),
+    "a method's *frames": ("class P:\n    def apply_all(self, *frames):\n        for f in frames:\n"
+                           "            f['x2'] = 1\np = P()", "p.apply_all(train, test)"),
+}
+
+
+@pytest.mark.parametrize("case", STAR_PARAMETERS)
+def test_a_function_changing_its_star_parameters_changes_every_argument_given_to_them(case):
+    define, call = STAR_PARAMETERS[case]
+    cells = [(define, ["functions"]), ("train = {'x': 1}\ntest = {'x': 2}", ["step:make"]), (call, ["step:feats"]),
+             ("n = len(train) + len(test)", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("read").sources == {"train": "feats", "test": "feats"}
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"] == 4
+
+
+@pytest.mark.parametrize("call", ["h(4)", "ops['g'](4)", "for f in fs:\n    f(4)"])
+def test_a_function_called_through_another_name_a_container_or_a_loop_reads_and_changes_the_steps_globals(call):
+    cells = [("log = []\ndef g(x):\n    log.append(x * SCALE)\nh = g\nops = {'g': g}\nfs = [g]\nSCALE = 1",
+              ["step:make"]), ("SCALE = 10", ["step:rescale"]), (call, ["step:call"]),
+             ("n = sum(log)", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("call").sources["SCALE"] == "rescale" and p.step("read").sources == {"log": "call"}
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"] == 40
+
+
+# Values a later step read from before a change the analysis once missed (a fourth round of attacks).
+MISSED_CHANGES = {
+    "a notebook method named as a read-only one that changes its instance": [
+        ("class Model:\n    def __init__(self):\n        self.calls = 0\n    def predict(self, x):\n"
+         "        self.calls += 1\n        return x", ["functions"]),
+        ("m = Model()", ["step:make"]), ("p = m.predict(3)", ["step:use"]), ("n = m.calls", ["step:read"])],
+    "a notebook class whose __init__ changes its argument": [
+        ("class Features:\n    def __init__(self, d):\n        d['ratio'] = 1\n", ["functions"]),
+        ("d = {'x': 1}", ["step:make"]), ("f = Features(d)", ["step:use"]), ("n = len(d)", ["step:read"])],
+    "a random generator's method named as a read-only one": [
+        ("import random", ["imports"]), ("rr = random.Random(0)\nitems = list(range(100))", ["step:make"]),
+        ("picked = rr.sample(items, 10)", ["step:use"]), ("n = rr.random()", ["step:read"])],
+    "astype(copy=False), which may return the array itself": [
+        ("import numpy as np", ["imports"]), ("X = np.ones(4)\nXf = X.astype(np.float64, copy=False)", ["step:make"]),
+        ("Xf[0] = 100.0", ["step:use"]), ("n = float(X.sum())", ["step:read"])],
+    "tocsr() of a CSR matrix, which returns it": [
+        ("import numpy as np\nimport scipy.sparse as sp", ["imports"]),
+        ("X = sp.csr_matrix(np.eye(2))\nXc = X.tocsr()", ["step:make"]), ("Xc.data[:] = 5.0", ["step:use"]),
+        ("n = float(X.sum())", ["step:read"])],
+    "a function returning max() of its parameter": [
+        ("def strongest(ms):\n    return max(ms, key=len)", ["functions"]),
+        ("cands = [[1], [1, 2]]\nbest = strongest(cands)", ["step:make"]), ("best.append(3)", ["step:use"]),
+        ("n = len(cands[1])", ["step:read"])],
+}
+
+
+@pytest.mark.parametrize("case", MISSED_CHANGES)
+def test_a_change_the_analysis_once_missed_reaches_the_step_after_it(case):
+    cells = MISSED_CHANGES[case]
+    p = compile_source(cells)
+    assert "use" in p.step("read").sources.values(), p.step("read").sources
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"]
