@@ -181,14 +181,17 @@ def _lossy(frame: Any, table: Any, meta: dict) -> str | None:
     """What a Parquet copy of `frame` would not give back as it was, or None. A cached step's
     readers get the copy where a fresh run hands on the frame itself, so they must see the same
     frame: its dtypes (a datetime64[s] comes back as [ms]), column and index types, names and
-    freq, its flags, and the Python objects in object columns (NaN would come back as None, an
-    np.int64 as an int, 1 beside 2.5 as 1.0). Found on a one-row slice written
-    and read as the store does, plus a look at object columns' values."""
+    freq, its flags, the Python objects in object columns (NaN would come back as None, an
+    np.int64 as an int, 1 beside 2.5 as 1.0), a MultiIndex's levels and its attrs (through JSON a
+    tuple comes back a list). Found on a one-row slice written and read as the store does, plus a
+    look at object columns' values, the levels and the attrs."""
     import io
 
     import pandas as pd
     import pyarrow.parquet as pq
 
+    if not _same_json(meta["attrs"], json.loads(table.schema.metadata[_META_KEY])["attrs"]):
+        return "the attrs"
     for i in meta["object_columns"]:
         if not _plain_objects(frame.iloc[:, i]):
             return f"the Python objects in column {str(frame.columns[i])[:80]!r}"
@@ -207,7 +210,49 @@ def _lossy(frame: Any, table: Any, meta: dict) -> str | None:
                                  back.flags.allows_duplicate_labels)):
         if before != after:
             return what
+    for what, labels, again in (("the index", frame.index, back.index),
+                                ("the column labels", frame.columns, back.columns)):
+        if labels.nlevels > 1 and not _same_levels(labels, again):
+            return f"the levels of {what}"
     return None
+
+
+def _same_levels(index: Any, again: Any) -> bool:
+    """Whether a MultiIndex comes back with its levels. Parquet keeps each row's values, from which
+    pandas makes the levels again (`from_arrays`): sorted, only the values in use, of the dtype the
+    values come back as (which `again`, the one-row slice's, shows), without a freq, an object
+    level's values as plain Python objects. The levels are small; their codes one small int a row."""
+    return all(level.dtype == level_again.dtype and _level_made_again(level, codes)
+               for level, codes, level_again in zip(index.levels, index.codes, again.levels))
+
+
+def _level_made_again(level: Any, codes: Any) -> bool:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(level.dtype, pd.CategoricalDtype):  # made from the categories, used or not
+        return level.equals(pd.CategoricalIndex(level.categories, dtype=level.dtype))
+    if getattr(level, "freq", None) is not None:  # a date_range's: Parquet keeps no freq
+        return False
+    if not level.is_monotonic_increasing or (level.dtype == object and not _plain_objects(level)):
+        return False
+    used = np.zeros(len(level) + 1, dtype=bool)
+    used[codes] = True  # a missing value's code, -1, marks the extra last one
+    return bool(used[:-1].all())  # not so when no row uses a value any more (`df[df.x < 2]`)
+
+
+def _same_json(value: Any, again: Any) -> bool:
+    """Whether `again`, `value` after a JSON round trip, is `value`: the same types all the way
+    down (a tuple comes back a list, a key 2024 as "2024", an np.float64 as a float)."""
+    if type(value) is not type(again):
+        return False
+    if isinstance(value, dict):
+        return (len(value) == len(again)
+                and all(type(k) is type(j) and k == j for k, j in zip(value, again))
+                and all(_same_json(value[k], again[k]) for k in value))
+    if isinstance(value, list):
+        return len(value) == len(again) and all(map(_same_json, value, again))
+    return value == again or (value != value and again != again)  # NaN is NaN
 
 
 _EXACT_OBJECTS = {"string": str, "bytes": bytes, "integer": int, "floating": float, "boolean": bool, "empty": None}

@@ -206,6 +206,108 @@ def test_a_reader_of_a_cached_frame_sees_what_a_fresh_run_hands_on(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "attrs",
+    [{"units": ("m", "s")}, {2024: "year"}, {"scale": np.float64(1.5)}, {"nested": {"k": (1, 2)}}],
+    ids=["tuple", "int-key", "numpy-scalar", "nested-tuple"],
+)
+def test_attrs_json_would_change_are_pickled_and_come_back_the_same(attrs, tmp_path):
+    # the Parquet copy keeps attrs as JSON: a tuple would come back a list, a key 2024 as "2024"
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    frame.attrs = attrs
+    used, loaded, _ = roundtrip(frame, tmp_path)
+    assert used == "cloudpickle"
+    assert loaded.attrs == attrs and repr(loaded.attrs) == repr(attrs)
+
+
+def test_attrs_json_gives_back_unchanged_keep_the_frame_on_parquet(tmp_path):
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    frame.attrs = {"units": ["m", "s"], "meta": {"n": 1, "x": 0.5, "ok": True, "none": None}}
+    used, loaded, _ = roundtrip(frame, tmp_path)
+    assert used == "parquet"
+    assert repr(loaded.attrs) == repr(frame.attrs)
+
+
+def _levels(index):
+    """An index as a reader sees it: each level's dtype, values and their types, freq, and codes."""
+    if not isinstance(index, pd.MultiIndex):
+        return [(str(index.dtype), list(index), [type(v) for v in index])]
+    return [(str(level.dtype), list(level), [type(v) for v in level], getattr(level, "freq", None), codes.tolist())
+            for level, codes in zip(index.levels, index.codes)]
+
+
+def _rows_of(frame):
+    return frame[frame["x"] < 2]  # its index keeps the levels of the rows left out
+
+
+_MI = pd.MultiIndex
+_SECONDS = pd.to_datetime(["2020-01-01", "2020-01-02"]).as_unit("s")
+LOSSY_LEVELS = {
+    "unused-levels": _rows_of(pd.DataFrame({"x": [1.0, 2.0, 3.0]},
+                                           index=_MI.from_arrays([["a", "b", "c"], [1, 2, 3]]))),
+    "datetime64-s-level": pd.DataFrame({"x": [1.0, 2.0]}, index=_MI.from_arrays([_SECONDS, [1, 2]])),
+    "int-beside-float-level": pd.DataFrame({"x": [1.0, 2.0]},
+                                           index=_MI.from_arrays([pd.Index([1, 2.5], dtype=object), [0, 1]])),
+    "numpy-scalar-level": pd.DataFrame(
+        {"x": [1.0, 2.0]}, index=_MI.from_arrays([pd.Index([np.int64(1), np.int64(2)], dtype=object), [0, 1]])),
+    "object-bool-level": pd.DataFrame({"x": [1.0, 2.0]},
+                                      index=_MI.from_arrays([pd.Index([True, False], dtype=object), [0, 1]])),
+    "level-freq": pd.DataFrame({"x": [1.0, 2.0]}, index=_MI.from_arrays([pd.date_range("2020", periods=2), [0, 1]])),
+    "unsorted-levels": pd.DataFrame({"x": [1.0, 2.0]}, index=_MI(levels=[["b", "a"], [0, 1]], codes=[[0, 1], [0, 1]])),
+    "unused-column-levels": pd.DataFrame(
+        np.arange(6).reshape(2, 3), columns=_MI.from_tuples([("a", "x"), ("a", "y"), ("b", "x")])).iloc[:, :2],
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOSSY_LEVELS))
+def test_multiindex_levels_a_parquet_copy_would_change_are_pickled_and_come_back_the_same(case, tmp_path):
+    # Parquet keeps each row's values; pandas makes the levels again from those it reads
+    frame = LOSSY_LEVELS[case]
+    used, loaded, _ = roundtrip(frame, tmp_path)
+    assert used == "cloudpickle"
+    pd.testing.assert_frame_equal(loaded, frame, check_exact=True, check_freq=True)
+    assert _levels(loaded.index) == _levels(frame.index) and _levels(loaded.columns) == _levels(frame.columns)
+
+
+SAFE_LEVELS = {
+    "str-and-int": pd.DataFrame({"x": [1.0, 2.0]}, index=_MI.from_arrays([["a", "b"], [1, 2]], names=["k", "n"])),
+    "missing-value": pd.DataFrame({"x": [1.0, 2.0, 3.0]}, index=_MI.from_arrays([["a", None, "b"], [0, 1, 2]])),
+    "categorical-unused-category": pd.DataFrame(
+        {"x": [1.0, 2.0]}, index=_MI.from_arrays([pd.Categorical(["a", "b"], categories=["b", "a", "c"]), [0, 1]])),
+    "tz-aware": pd.DataFrame({"x": [1.0, 2.0]},
+                             index=_MI.from_arrays([_SECONDS.as_unit("ns").tz_localize("UTC"), [0, 1]])),
+    "columns": pd.DataFrame(np.arange(6).reshape(2, 3), columns=_MI.from_tuples([("a", 1), ("a", 2), ("b", 1)])),
+    "datetime64-s-column-level": pd.DataFrame(np.arange(4).reshape(2, 2),  # kept in pandas' metadata
+                                              columns=_MI.from_arrays([["a", "b"], _SECONDS])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAFE_LEVELS))
+def test_multiindex_frames_parquet_gives_back_unchanged_stay_on_parquet(case, tmp_path):
+    frame = SAFE_LEVELS[case]
+    used, loaded, _ = roundtrip(frame, tmp_path)
+    assert used == "parquet"
+    pd.testing.assert_frame_equal(loaded, frame, check_exact=True, check_freq=True)
+    assert _levels(loaded.index) == _levels(frame.index) and _levels(loaded.columns) == _levels(frame.columns)
+
+
+def test_a_reader_of_a_cached_multiindex_frame_sees_the_levels_a_fresh_run_hands_on(tmp_path):
+    from conftest import make_notebook
+
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    make = ("import pandas as pd\n"
+            "df = pd.DataFrame({'x': [1.0, 2.0, 3.0]}, index=pd.MultiIndex.from_arrays([['a', 'b', 'c'], [1, 2, 3]]))\n"
+            "df = df[df.x < 2]")
+    read = "levels = list(df.index.levels[0])"
+    nb = make_notebook(tmp_path, [(make, ["step:a"]), ("# v1\n" + read, ["step:b"])])
+    fresh = run_notebook(nb, options=RunOptions(engine="local"))
+    make_notebook(tmp_path, [(make, ["step:a"]), ("# v2\n" + read, ["step:b"])])  # only b changes
+    again = run_notebook(nb, options=RunOptions(engine="local"))
+    assert again.step("a")["cached"] and not again.step("b")["cached"]
+    assert again.load("b")["levels"] == fresh.load("b")["levels"] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
     "columns",
     [pd.MultiIndex.from_tuples([("a", "x"), ("a", "y"), ("b", "x")]), pd.Index([0, 1, 2])],
     ids=["multiindex", "int-labels"],
