@@ -8,6 +8,14 @@ import sys
 import textwrap
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.dataset as ds
+import pyarrow.feather as feather
+import pyarrow.json as pjson
+import pyarrow.orc as orc
+import pyarrow.parquet as pq
+import pytest
 
 from nbscale.kernels.dependencies import record
 from nbscale.kernels.fingerprints import check
@@ -61,3 +69,102 @@ def test_a_dataset_folder_counts_as_listed_and_each_file_in_it_as_read(tmp_path,
     (tmp_path / "parts" / "year=2024" / "p2.parquet").unlink()
     pd.DataFrame({"a": [5, 6]}).to_parquet(tmp_path / "parts" / "year=2024" / "p1.parquet")  # a part rewritten
     assert [c.name for c in check(fp, str(tmp_path))] == ["parts/year=2024/p1.parquet"]
+
+
+
+def _write_formats(folder, a):
+    """The same one-column table in each format pyarrow reads, in files named after the format."""
+    table = pa.table({"a": [a]})
+    pq.write_table(table, folder / "t.parquet")
+    feather.write_feather(table, folder / "t.feather")
+    orc.write_table(table, folder / "t.orc")
+    (folder / "t.csv").write_text(f"a\n{a}\n")
+    (folder / "t.json").write_text(f'{{"a": {a}}}\n')
+    with pa.OSFile(str(folder / "t.arrow"), "w") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+READERS = {  # each reads the file of its first word, from the path (a str) the step names it by;
+    # looked up as it is called: the wrappers replace the module attributes once a recording starts
+    "parquet ParquetFile": lambda p: pq.ParquetFile(p).read(),
+    "parquet read_schema": lambda p: pq.read_schema(p),
+    "parquet read_metadata": lambda p: pq.read_metadata(p),
+    "parquet ParquetDataset": lambda p: pq.ParquetDataset(p).read(),
+    "parquet read_pandas": lambda p: pq.read_pandas(p),
+    "parquet dataset": lambda p: ds.dataset(p).to_table(),
+    "parquet dataset-of-paths": lambda p: ds.dataset([p]).to_table(),
+    "csv read_csv": lambda p: pcsv.read_csv(p),
+    "csv open_csv": lambda p: pcsv.open_csv(p).read_all(),
+    "json read_json": lambda p: pjson.read_json(p),
+    "json open_json": lambda p: pjson.open_json(p).read_all(),
+    "feather read_table": lambda p: feather.read_table(p),
+    "feather read_feather": lambda p: feather.read_feather(p),
+    "orc read_table": lambda p: orc.read_table(p),
+    "orc ORCFile": lambda p: orc.ORCFile(p).read(),
+    "arrow ipc.open_file": lambda p: pa.ipc.open_file(p).read_all(),
+    "arrow memory_map": lambda p: pa.ipc.open_file(pa.memory_map(p)).read_all(),
+    "arrow input_stream": lambda p: pa.input_stream(p).read(),
+}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_a_file_pyarrow_opens_in_cpp_is_a_dependency_and_a_change_is_seen(reader, tmp_path, monkeypatch):
+    # `pq.ParquetFile("t.parquet")`, `pyarrow.csv.read_csv("t.csv")`...: no Python `open` to see
+    monkeypatch.chdir(tmp_path)
+    _write_formats(tmp_path, 1)
+    name = "t." + reader.split()[0]
+    with record(str(tmp_path)) as rec:
+        READERS[reader](name)
+    fp = rec.fingerprint()
+    assert name in fp["files_read"]
+    assert check(fp, str(tmp_path)) == []
+    _write_formats(tmp_path, 22)
+    assert name in [c.name for c in check(fp, str(tmp_path))]
+
+
+def _ipc_file(path, table):
+    with pa.ipc.new_file(path, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _parquet_writer(path, table):
+    with pq.ParquetWriter(path, table.schema) as writer:
+        writer.write_table(table)
+
+
+WRITERS = {
+    "csv write_csv": lambda p, t: pcsv.write_csv(t, p),
+    "feather write_feather": lambda p, t: feather.write_feather(t, p),
+    "orc write_table": lambda p, t: orc.write_table(t, p),
+    "parquet ParquetWriter": _parquet_writer,
+    "arrow ipc.new_file": _ipc_file,
+    "arrow output_stream": lambda p, t: pa.output_stream(p).close(),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_file_pyarrow_writes_in_cpp_is_a_product(writer, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = "out." + writer.split()[0]
+    with record(str(tmp_path)) as rec:
+        WRITERS[writer](name, pa.table({"a": [1]}))
+    assert list(rec.fingerprint()["files_written"]) == [name]
+
+
+def test_a_missing_file_a_pyarrow_reader_fails_on_is_a_dependency_once_it_appears(tmp_path, monkeypatch):
+    # seen before pyarrow opens it, as Python's `open` is: `try: pq.ParquetFile(...)` / `except`
+    monkeypatch.chdir(tmp_path)
+    with record(str(tmp_path)) as rec, pytest.raises(FileNotFoundError):
+        pq.ParquetFile("later.parquet")
+    fp = rec.fingerprint()
+    assert check(fp, str(tmp_path)) == []
+    pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "later.parquet")
+    assert [c.name for c in check(fp, str(tmp_path))] == ["later.parquet"]
+
+
+def test_a_uri_of_another_file_system_is_no_local_file(tmp_path, monkeypatch):
+    # (pyarrow's `mock://` file system needs no network; `s3://`, `gs://`... are named the same way)
+    monkeypatch.chdir(tmp_path)
+    with record(str(tmp_path)) as rec, pytest.raises(FileNotFoundError):
+        pq.read_table("mock:///t.parquet")
+    assert rec.fingerprint()["files_read"] == {}
