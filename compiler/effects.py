@@ -591,8 +591,8 @@ def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[s
     """
     changed = set()
     func = call.func
-    if isinstance(func, ast.Attribute) and GENERATOR in heap.made_kinds and not _on_module(func.value, modules):
-        changed |= heap.of_kind(part_objects(heap, func.value, modules), GENERATOR)  # it draws, whatever its name
+    if GENERATOR in heap.made_kinds:
+        changed |= _generators_drawn(heap, call, modules)
     if isinstance(func, ast.Attribute) and func.attr != "pipe" and not _on_module(func.value, modules) \
             and changes_receiver(call, func.attr, used) and not _on_builtin_type(func.value):
         receiver = part_objects(heap, func.value, modules)
@@ -614,6 +614,17 @@ def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[s
         # `list(it)`, `sum(it)`, `islice(it, 3)`: any call given an iterator may draw from it
         changed |= heap.drawn(given_objects(heap, call, modules))
     return changed
+
+
+def _generators_drawn(heap, call: ast.Call, modules) -> set[str]:
+    """A random generator's method draws from it, whatever its name (`rr.sample(xs, 3)`); a call
+    given a generator, or what holds one, may draw from it (`cross_val_score(m, X, y, cv=kf)` with
+    `kf = KFold(shuffle=True, random_state=rs)`)."""
+    func, reached = call.func, set()
+    if isinstance(func, ast.Attribute) and not _on_module(func.value, modules):
+        reached |= part_objects(heap, func.value, modules)
+    given = argument_objects(heap, call, modules)
+    return heap.of_kind(reached | heap.owned_reach(given), GENERATOR)
 
 
 def _by_an_in_place_object(heap, call: ast.Call, modules) -> bool:

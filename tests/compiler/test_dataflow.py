@@ -940,6 +940,12 @@ MISSED_CHANGES = {
     "a random generator's method named as a read-only one": [
         ("import random", ["imports"]), ("rr = random.Random(0)\nitems = list(range(100))", ["step:make"]),
         ("picked = rr.sample(items, 10)", ["step:use"]), ("n = rr.random()", ["step:read"])],
+    "a call given what holds a random generator": [
+        ("import numpy as np\nfrom sklearn.model_selection import KFold, cross_val_score\n"
+         "from sklearn.linear_model import Ridge", ["imports"]),
+        ("rs = np.random.RandomState(0)\nX = rs.rand(12, 2)\ny = rs.rand(12)\n"
+         "kf = KFold(n_splits=3, shuffle=True, random_state=rs)", ["step:make"]),
+        ("scores = cross_val_score(Ridge(), X, y, cv=kf)", ["step:use"]), ("n = rs.rand()", ["step:read"])],
     "astype(copy=False), which may return the array itself": [
         ("import numpy as np", ["imports"]), ("X = np.ones(4)\nXf = X.astype(np.float64, copy=False)", ["step:make"]),
         ("Xf[0] = 100.0", ["step:use"]), ("n = float(X.sum())", ["step:read"])],
