@@ -642,7 +642,7 @@ class _ModuleWalker(Visitor):
         if callee is None or not callee.generator:
             return frozenset()
         given = effects.given_objects(self.heap, value, self.modules)
-        return effects.iterator(self.heap, callee.name, given, self.heap.elements(given))  # (it may yield them)
+        return effects.generator(self.heap, callee.name, given, self.heap.elements(given))  # (it may yield them)
 
     def _returned_arguments(self, value) -> frozenset[str]:
         """`a = ident(b)` with a function of the notebook that may return its parameter: a may be b;

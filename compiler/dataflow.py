@@ -195,6 +195,8 @@ class _Builder:
         for name, use in facts.reads.items():
             if name in self.producer:
                 step.sources[name] = self.producer[name]
+                if self.heap.generators and facts.read_objects.get(name, frozenset()) & self.heap.generators:
+                    self._generator_handed_on(name, use)
             elif name in self.parameters:
                 step.parameters.append(name)
             elif name in self.prelude_names or name in KERNEL_NAMES or use.optional:
@@ -298,6 +300,13 @@ class _Builder:
         known = set(self.producer) | self.parameters | self.prelude_names
         close = difflib.get_close_matches(name, sorted(known), n=1)
         return f"did you mean '{close[0]}'?" if close else None
+
+    def _generator_handed_on(self, name, use):
+        self.diagnostics.append(Diagnostic(
+            "generator-handed-on", f"'{name}' may be a generator made in step '{self.producer[name]}': a "
+            "generator cannot be copied or pickled, so no step can hand it on to another: the run would fail",
+            cell=use.cell, line=use.line, col=use.col,
+            hint=f"make it a list in step '{self.producer[name]}' (list(...)), or draw from it in that step"))
 
     def _undefined(self, name, use, hint):
         self.diagnostics.append(Diagnostic(

@@ -30,6 +30,7 @@ CODES = {
     "global-seed": WARNING,
     "setting-not-replayed": WARNING,
     "prelude-object-changed": WARNING,
+    "generator-handed-on": WARNING,
     "ambiguous-name": INFO,
     "nothing-to-run": INFO,
 }

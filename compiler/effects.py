@@ -377,7 +377,7 @@ def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str
     if kind in _OPERATIONS:  # once per evaluation site: a chain `a + b + c …` is walked once
         return heap.result(expr, lambda: _operation_objects(heap, expr, modules))
     if kind is ast.GeneratorExp:  # (its first iterable alone is evaluated here)
-        return heap.result(expr, lambda: iterator(heap, "generator", objects_of(heap, expr.generators[0].iter,
+        return heap.result(expr, lambda: generator(heap, "generator", objects_of(heap, expr.generators[0].iter,
                                                                                  modules)))
     return frozenset()
 
@@ -522,6 +522,14 @@ def iterator(heap, label, source, yielded=None) -> frozenset[str]:
     heap.hold([made], source, owned=False)
     heap.hold([made], heap.held(source) if yielded is None else yielded)
     return frozenset({made})
+
+
+def generator(heap, label, source, yielded=None) -> frozenset[str]:
+    """A new generator (`(x for x in xs)`, a call of a generator function): an iterator that no step
+    can hand on to another, as it cannot be copied or pickled (`heap.generators`)."""
+    made = iterator(heap, label, source, yielded)
+    heap.generators |= made
+    return made
 
 
 def _viewing(heap, label, source) -> frozenset[str]:

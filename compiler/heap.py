@@ -92,6 +92,7 @@ class Heap:
         # method taken as a value (`app = data.append`: its object), a `partial`, a closure (`on_call`)
         self.calls_change: dict[str, tuple[frozenset[str], bool]] = {}
         self.functions: dict = {}  # the object of a function the notebook defines → its `Callable`
+        self.generators: set[str] = set()  # generator objects: no copy or pickle of one can be made
         self._made = 0
         self._results: dict[int, tuple[object, frozenset[str]]] = {}
 

@@ -966,3 +966,14 @@ def test_a_change_the_analysis_once_missed_reaches_the_step_after_it(case):
     p = compile_source(cells)
     assert "use" in p.step("read").sources.values(), p.step("read").sources
     assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"]
+
+
+@pytest.mark.parametrize("make", ["gen = (x * 2 for x in data)", "def twice(xs):\n    for x in xs:\n"
+                                  "        yield x * 2\ngen = twice(data)"])
+def test_a_generator_handed_to_another_step_is_a_warning_at_its_reader(make):
+    """No copy or pickle of a generator can be made: the run fails where top to bottom it runs."""
+    p = compile_source([(f"data = [3, 1, 4]\n{make}\nz = zip(data, data)\nkept = list(x for x in data)",
+                         ["step:make"]), ("first = next(gen)\npairs = list(z)\nn = len(kept)", ["step:use"])])
+    found = [(d.code, d.cell, d.line) for d in p.diagnostics]
+    assert found == [("generator-handed-on", 1, 1)], p.diagnostics  # not zip's (it pickles), nor a list's
+    assert "step 'make'" in p.diagnostics[0].message and "list(" in p.diagnostics[0].hint
