@@ -32,6 +32,7 @@ from .scopes import SCOPE_NODES, outer_parts, scope_facts
 from .syntax import EXPANDED_ARGUMENT, READS_ONLY_SCOPE, expanded_names
 
 READS_ONLY_SCOPE_NAME = READS_ONLY_SCOPE.split()[1].rstrip(":")
+_CALLING_ITER = effects.ITERATING_CALLS | {"iter", "next"}  # calls that call their argument's `__iter__`
 
 # Names a notebook kernel provides without any cell binding them.
 KERNEL_NAMES = frozenset(dir(builtins)) | {
@@ -792,7 +793,7 @@ class _ModuleWalker(Visitor):
         func = node.func
         if type(func) not in (ast.Name, ast.Subscript) or (type(func) is ast.Name and func.id in self.modules):
             return set()
-        if type(func) is ast.Name and func.id in effects.ITERATING_CALLS | {"iter", "next"} and node.args:
+        if type(func) is ast.Name and func.id in _CALLING_ITER and node.args:
             self._special_use("iterate", node.args[0], node)
         self._special_use("call", func, node)
         return self.heap.changed_by_calling(effects.objects_of(self.heap, func, self.modules))
