@@ -38,6 +38,7 @@ import copy
 import io
 import pickle
 import sys
+import weakref
 from collections import deque
 from itertools import islice
 
@@ -203,7 +204,32 @@ def _received(data: bytes, *buffers) -> dict:
 def _where(view, owner) -> tuple:
     """Byte offset, shape, strides, dtype and writeability of `view` in `owner`."""
     offset = view.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
-    return offset, view.shape, view.strides, view.dtype, view.flags.writeable
+    return offset, view.shape, view.strides, view.dtype, _writeable(view, owner)
+
+
+def read_only_view(array):
+    """A read-only view of `array` for a step that only reads it (`handoff`). What such a step hands
+    on of that memory (the view itself, `y = x[2:5]` of it) is read-only only for that reason, and
+    writeable again in its readers, as top to bottom: the memory is noted (`_writeable`)."""
+    view = array.view()
+    view.flags.writeable = False
+    memory = _owner(type(array), array)
+    _READ_ONLY_FOR_A_STEP[id(memory)] = memory
+    return view
+
+
+# the arrays whose memory a step was handed read-only views of: id → array (numpy joins a view's
+# base chain, so a view of such a view names the memory, not the view)
+_READ_ONLY_FOR_A_STEP: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _writeable(view, owner) -> bool:
+    """Whether `view`, made again, is writeable: as it is, unless it is read-only only because it
+    lies in memory a step was handed read-only (a view the notebook made read-only stays so)."""
+    if view.flags.writeable:
+        return True
+    memory = _owner(type(view), view)
+    return _READ_ONLY_FOR_A_STEP.get(id(memory)) is memory
 
 
 def _view_of(owner, offset: int, shape: tuple, strides: tuple, dtype, writeable: bool):

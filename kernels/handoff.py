@@ -82,7 +82,7 @@ def step_inputs(grouped: dict[str, dict], changed: set[str], views: bool = True)
             elif name not in changed and _copy_on_write(value):
                 values[name] = value.copy(deep=False)
             elif views and name not in changed and _plain_array(value):
-                values[name] = _read_only_view(value)
+                values[name] = array_views.read_only_view(value)
                 viewed.append(name)
             else:
                 rest[name] = value
@@ -160,12 +160,6 @@ def read_only_message(viewed: list[str]) -> str:
     return (f"the step wrote into an array it received ({', '.join(viewed)}), which the analysis saw only "
             "read and nbscale handed on without a copy; the step ran again on copies. Assign the name in the "
             "step (e.g. `x = x.copy()`) to say that it changes it")
-
-
-def _read_only_view(array):
-    view = array.view()
-    view.flags.writeable = False
-    return view
 
 
 def _plain_array(value) -> bool:

@@ -350,3 +350,15 @@ def test_a_closure_and_the_list_it_appends_to_stay_one_across_steps(tmp_path, en
     ])
     result = run_notebook(nb, options=RunOptions(engine=engine, workers=1, use_cache=False))
     assert result.ok and result.load("d", ["n"]) == {"n": 2}
+
+
+@pytest.mark.parametrize("middle, last", [("v = x[:3].copy()", "x[0] = -2.0\nout = float(x[0])"),
+                                          ("y = x[2:5]", "y[0] = -1.0\nout = float(x[2])")])
+def test_an_array_a_step_only_read_is_writeable_again_in_the_step_it_hands_it_on_to(tmp_path, middle, last):
+    """The middle step gets x as a read-only view and hands it on (with y, a view of it): its
+    reader, which writes into it, got it read-only and failed where top to bottom it ran."""
+    nb = make_notebook(tmp_path, [("import numpy as np", ["imports"]), ("x = np.arange(10.0)", ["step:p1"]),
+                                  (middle, ["step:p2"]), (last, ["step:cons"])])
+    result = run_notebook(nb, options=RunOptions(engine="local", use_cache=False))
+    assert result.ok, result.steps
+    assert result.load("cons", ["out"])["out"] < 0
