@@ -56,7 +56,7 @@ from .contract import (
 from .cost import saved_seconds
 from .engines import check_engine_name, get_engine
 from .errors import CorruptArtifact, ParameterError, PipelineNotRunnable, RunStoreError, ServerGone, Terminated
-from .interrupts import last_words, stop_requests_noted
+from .interrupts import interrupt_requested, last_words, stop_requests_noted
 from .liveness import current_owner
 from .profile_records import light, stored_profiles
 from .project_settings import profiles_enabled
@@ -209,6 +209,9 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
             final = store.finish_run(run_id, status, error)
     except BaseException as exc:
         _stop(store, recorder, exc)  # (once: after the one above, nothing more)
+        requested = interrupt_requested()  # a step's own KeyboardInterrupt in its place says nothing of why
+        if isinstance(exc, KeyboardInterrupt) and requested is not None and not isinstance(exc, requested):
+            raise requested() from exc
         raise
     run = store.get_run(run_id, heavy=("profiles",))  # (the lineage records stay in the store)
     if final == status:
@@ -520,8 +523,8 @@ class _Recorder:
         if self.has_stopped:
             return
         self.has_stopped = True
-        if isinstance(exc, KeyboardInterrupt):
-            status, reason = CANCELLED, stop_reason(type(exc))
+        if isinstance(exc, KeyboardInterrupt):  # (the one asked for: a step may raise one of its own instead)
+            status, reason = CANCELLED, stop_reason(interrupt_requested() or type(exc))
         else:
             status, reason = FAILED, f"{type(exc).__name__}: {exc}"
         with self.lock, suppress(RunStoreError):  # the error that stopped the run is the one to report

@@ -65,6 +65,12 @@ def test_bad_input_is_reported_as_such(tmp_path):
     assert message["type"] == "error" and message["input"] is True and "unknown parameter" in message["message"]
 
 
+SLEEPS = "time.sleep(60)\nx = 1"
+# cleans up and raises a KeyboardInterrupt of its own: why the run stopped is still the interrupt asked for
+REPLACES_THE_INTERRUPT = ("try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+                          "    raise KeyboardInterrupt('cleaned up')\nx = 1")
+
+
 def _sigterm(proc):
     proc.send_signal(signal.SIGTERM)
 
@@ -82,9 +88,10 @@ def _server_gone(proc):
                                                 (_cancel_line, 130, CANCELLED_BY_USER),
                                                 (_server_gone, 130, SERVER_WENT_AWAY)],
                          ids=["SIGTERM", "a cancel line", "the end of stdin"])
+@pytest.mark.parametrize("step", [SLEEPS, REPLACES_THE_INTERRUPT], ids=["a step", "a step raising one of its own"])
 def test_sigterm_a_cancel_line_and_the_server_going_away_cancel_the_run_each_said_as_itself(tmp_path, stop, code,
-                                                                                            reason):
-    nb = make_notebook(tmp_path, [("import time", ["imports"]), ("time.sleep(60)\nx = 1", ["step:slow"])], name="nb")
+                                                                                            reason, step):
+    nb = make_notebook(tmp_path, [("import time", ["imports"]), (step, ["step:slow"])], name="nb")
     spec = {"notebook": str(nb), "parameters": {}, "options": {"engine": "local", "use_cache": False},
             "cluster_factory": None}
     with subprocess.Popen([sys.executable, "-P", "-m", "nbscale.jupyter_ext.runproc"], stdin=subprocess.PIPE,
