@@ -666,8 +666,10 @@ def _scheduler_imports_no_more(folder: str | None) -> None:
         _ADDED_FOLDERS[folder] -= 1
         if not _ADDED_FOLDERS[folder]:
             del _ADDED_FOLDERS[folder]
-            with contextlib.suppress(ValueError):
-                sys.path.remove(folder)
+            # the last one: the entry appended here (one the user put first since stays where it is)
+            last = max((i for i, entry in enumerate(sys.path) if entry == folder), default=None)
+            if last is not None:
+                del sys.path[last]
 
 
 _ADDED_FOLDERS: dict[str, int] = {}  # folder → open clusters that put it on sys.path

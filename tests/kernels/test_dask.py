@@ -919,3 +919,18 @@ def test_two_runs_of_one_folder_keep_it_importable_until_both_close(tmp_path):
     assert results["holder"].ok and result.ok, result.steps
     assert result.load("a", ["total"])["total"] == 14
     assert str(tmp_path) not in sys.path
+
+
+def test_the_folder_a_run_put_on_sys_path_goes_and_an_entry_the_user_made_meanwhile_stays(tmp_path):
+    from nbscale.kernels.engines.dask import _scheduler_imports_from, _scheduler_imports_no_more
+
+    before = list(sys.path)
+    folder = _scheduler_imports_from(str(tmp_path / "nb.ipynb"))
+    try:
+        assert folder == str(tmp_path) and sys.path[-1] == folder
+        sys.path.insert(0, folder)  # the user's code, while the run's cluster is open
+    finally:
+        _scheduler_imports_no_more(folder)
+    assert sys.path[0] == folder and sys.path.count(folder) == 1  # the user's, first, stays
+    sys.path.remove(folder)
+    assert sys.path == before
