@@ -21,12 +21,19 @@ from urllib.parse import unquote, urlsplit
 
 READ_FLAGS = os.O_RDONLY
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 MODE = None  # flags: those of the call's `mode` argument, the one after the path ("r", "r+", "w", "a")
-_MODE_FLAGS = {"r": READ_FLAGS, "r+": os.O_RDWR, "w": WRITE_FLAGS, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND}
+# not flags but what the call opens: a Parquet `_metadata` file and the data files it names; the
+# files a dataset writer writes (known only as it writes them); a file system's `open_*` methods
+METADATA, WRITTEN, FILE_SYSTEM = "metadata", "written", "file system"
+_MODE_FLAGS = {"r": READ_FLAGS, "r+": os.O_RDWR, "w": WRITE_FLAGS, "a": APPEND_FLAGS}
+_FILE_SYSTEM_OPENS = {"open_input_file": READ_FLAGS, "open_input_stream": READ_FLAGS,
+                      "open_output_stream": WRITE_FLAGS, "open_append_stream": APPEND_FLAGS}
 _installed = False
 
 # Where each reader and writer takes its path: (name, argument, position, flags), by module.
-# Classes are wrapped as subclasses (still the class for isinstance), functions as functions.
+# Classes are wrapped as subclasses (an instance of the original, as pyarrow makes them itself, still
+# counts as one for isinstance), functions as functions.
 AUDITED = {
     "pyarrow": (("OSFile", "path", 0, MODE), ("memory_map", "path", 0, MODE),
                 ("input_stream", "source", 0, READ_FLAGS), ("output_stream", "source", 0, WRITE_FLAGS)),
@@ -43,9 +50,17 @@ AUDITED = {
     "pyarrow.orc": (("read_table", "source", 0, READ_FLAGS), ("ORCFile", "source", 0, READ_FLAGS),
                     ("write_table", "where", 1, WRITE_FLAGS), ("ORCWriter", "where", 0, WRITE_FLAGS)),
     "pyarrow.ipc": (("open_file", "source", 0, READ_FLAGS), ("open_stream", "source", 0, READ_FLAGS),
-                    ("new_file", "sink", 0, WRITE_FLAGS), ("new_stream", "sink", 0, WRITE_FLAGS)),
-    "pyarrow.dataset": (("dataset", "source", 0, READ_FLAGS),),
+                    ("RecordBatchFileReader", "source", 0, READ_FLAGS),
+                    ("RecordBatchStreamReader", "source", 0, READ_FLAGS),
+                    ("new_file", "sink", 0, WRITE_FLAGS), ("new_stream", "sink", 0, WRITE_FLAGS),
+                    ("RecordBatchFileWriter", "sink", 0, WRITE_FLAGS),
+                    ("RecordBatchStreamWriter", "sink", 0, WRITE_FLAGS)),
+    "pyarrow.dataset": (("dataset", "source", 0, READ_FLAGS), ("parquet_dataset", "metadata_path", 0, METADATA),
+                        # also `pq.write_to_dataset`, so pandas' `to_parquet(partition_cols=...)`
+                        ("write_dataset", "base_dir", 1, WRITTEN)),
+    "pyarrow.fs": (("LocalFileSystem", None, None, FILE_SYSTEM), ("SubTreeFileSystem", None, None, FILE_SYSTEM)),
 }
+AUDITED["pyarrow.csv"] += (("CSVWriter", "sink", 0, WRITE_FLAGS),)
 
 
 def install() -> None:
@@ -69,8 +84,12 @@ def audit_module(module) -> None:
         original = getattr(module, name, None)
         if original is not None and not getattr(original, "__nbscale_audited__", False):
             where = (argument, position, flags)
-            if isinstance(original, type):
+            if flags is FILE_SYSTEM:
+                setattr(module, name, _audited_file_system(original, module.__name__))
+            elif isinstance(original, type):
                 setattr(module, name, _audited_class(original, where, module.__name__))
+            elif flags is WRITTEN:
+                setattr(module, name, _audited_dataset_writer(original, where))
             else:
                 setattr(module, name, _audited(original, where))
 
@@ -85,44 +104,134 @@ def _audited(function, where: tuple):
     return audited
 
 
+def _audited_dataset_writer(function, where: tuple):
+    """`ds.write_dataset(data, "out", ...)`: the files it writes under the folder (part names pyarrow
+    makes up, one folder per partition) are its products, each as Python's `open` of it to write
+    would show it. Known from a `file_visitor` (chained to the caller's), audited once the call
+    returns (pyarrow may call the visitor from its own threads; the recorder sees the step's)."""
+    argument, position, _flags = where
+
+    @functools.wraps(function)
+    def audited(*args, **kwargs):
+        root = _local_root(kwargs.get("filesystem"))
+        base = args[position] if len(args) > position else kwargs.get(argument)
+        if root is None or not _local_paths(base, root):
+            return function(*args, **kwargs)
+        written, visitor = [], kwargs.get("file_visitor")
+
+        def file_visitor(written_file):
+            written.append(written_file.path)
+            if visitor is not None:
+                visitor(written_file)
+
+        try:
+            return function(*args, **{**kwargs, "file_visitor": file_visitor})
+        finally:
+            for path in written:
+                sys.audit("open", _under(root, path), "wb", WRITE_FLAGS)
+
+    audited.__nbscale_audited__ = True
+    return audited
+
+
+class _AuditedType(type):
+    """The metaclass of a wrapping subclass: an instance of the original class (pyarrow makes those
+    itself: `pa.input_stream(path)` is an `OSFile`) is one of the wrapper, as before it was wrapped.
+    Only for the wrapper itself; a user's subclass of it checks as any class does."""
+
+    def __instancecheck__(cls, instance):
+        original = cls.__dict__.get("__nbscale_original__")
+        return isinstance(instance, original) if original is not None else super().__instancecheck__(instance)
+
+    def __subclasscheck__(cls, subclass):
+        original = cls.__dict__.get("__nbscale_original__")
+        return issubclass(subclass, original) if original is not None else super().__subclasscheck__(subclass)
+
+
 def _audited_class(original: type, where: tuple, module: str) -> type:
     plain = original.__new__ is object.__new__  # else an extension type, opened in C by its __new__
 
-    class Audited(original):
+    class Audited(original, metaclass=_AuditedType):
         __nbscale_audited__ = True
 
         def __new__(cls, *args, **kwargs):
             _audit_call(args, kwargs, *where)  # before the file is opened, as Python's own `open`
             return super().__new__(cls) if plain else super().__new__(cls, *args, **kwargs)
 
-    Audited.__qualname__ = Audited.__name__ = original.__name__
+    return _named_as(Audited, original, module)
+
+
+def _audited_file_system(original: type, module: str) -> type:
+    """`LocalFileSystem().open_input_file(path)`, `SubTreeFileSystem(base, LocalFileSystem())`'s
+    (the path is under `base`): each `open_*` method audited as Python's `open` with that mode. A
+    file system pyarrow makes itself (`FileSystem.from_uri`) is the original class, not audited."""
+    namespace = {"__nbscale_audited__": True}
+    for name, flags in _FILE_SYSTEM_OPENS.items():
+        namespace[name] = _audited_open_method(getattr(original, name), flags)
+    return _named_as(_AuditedType(original.__name__, (original,), namespace), original, module)
+
+
+def _audited_open_method(method, flags: int):
+    mode = "rb" if flags == READ_FLAGS else "ab" if flags == APPEND_FLAGS else "wb"
+
+    @functools.wraps(method)
+    def audited(self, path, *args, **kwargs):
+        root = _local_root(self)
+        for local in _local_paths(path, root) if root is not None else ():
+            sys.audit("open", local, mode, flags)
+        return method(self, path, *args, **kwargs)
+
+    return audited
+
+
+def _named_as(audited: type, original: type, module: str) -> type:
+    audited.__nbscale_original__ = original
+    audited.__qualname__ = audited.__name__ = original.__name__
     # pickled by reference as `module.Name`, which is now this class (and the original elsewhere)
-    Audited.__module__, Audited.__doc__ = module, original.__doc__
-    return Audited
+    audited.__module__, audited.__doc__ = module, original.__doc__
+    return audited
 
 
 def _audit_call(args: tuple, kwargs: dict, argument: str, position: int, flags: int | None) -> None:
     source = args[position] if len(args) > position else kwargs.get(argument)
-    if not _local_file_system(kwargs.get("filesystem")):
+    root = _local_root(kwargs.get("filesystem"))
+    if root is None:
+        return
+    if flags is METADATA:
+        for path in _local_paths(source, root):
+            sys.audit("open", path, "rb", READ_FLAGS)
+            _audit_metadata_files(path)
         return
     if flags is MODE:
         mode = args[position + 1] if len(args) > position + 1 else kwargs.get("mode", "r")
         flags = _MODE_FLAGS.get(str(mode).replace("b", ""), WRITE_FLAGS)
     mode = "rb" if flags == READ_FLAGS else "wb"
-    for path in _local_paths(source):
+    for path in _local_paths(source, root):
         if not os.path.isdir(path):
             sys.audit("open", path, mode, flags)
         elif flags == READ_FLAGS:
             _audit_dataset(path, mode)
 
 
-def _local_file_system(filesystem) -> bool:
-    # pyarrow's and fsspec's LocalFileSystem both read the path as a local one; S3 and the like are
-    # no local file (and no dependency nbscale can see)
-    return filesystem is None or type(filesystem).__name__ == "LocalFileSystem"
+def _local_root(filesystem) -> str | None:
+    """Where a file system's paths are on the local disk: "" for none given or a local one (pyarrow's
+    and fsspec's LocalFileSystem read the path as a local one), the folder of a
+    `SubTreeFileSystem` of a local one (its paths are relative to it); None for S3 and the like (no
+    local file, and no dependency nbscale can see)."""
+    if filesystem is None or type(filesystem).__name__ == "LocalFileSystem":
+        return ""
+    if type(filesystem).__name__ == "SubTreeFileSystem":
+        root = _local_root(getattr(filesystem, "base_fs", None))
+        base = getattr(filesystem, "base_path", None)
+        return None if root is None or not isinstance(base, str) else _under(root, base)
+    return None
 
 
-def _local_paths(source) -> list:
+def _under(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/")) if root else path
+
+
+def _local_paths(source, root: str = "") -> list:
     """The local paths named by a path, or a list of them (a dataset's files); none for a file
     object or a buffer (opened already, or no file), nor for the URI of another file system."""
     sources = source if isinstance(source, (list, tuple)) else [source]
@@ -132,8 +241,25 @@ def _local_paths(source) -> list:
             path = unquote(urlsplit(path).path)
         elif isinstance(path, str) and "://" in path:
             continue
-        paths.append(path)
+        paths.append(_under(root, os.fsdecode(path)) if root else path)
     return paths
+
+
+def _audit_metadata_files(path) -> None:
+    """`ds.parquet_dataset("data/_metadata")` reads the data files that `_metadata` names, relative
+    to its folder: read from its row groups (pyarrow reads them the same way). A `_metadata` that
+    cannot be read is pyarrow's error to raise."""
+    try:
+        import pyarrow.parquet as pq
+
+        metadata = pq.read_metadata(path)
+        names = {metadata.row_group(i).column(0).file_path for i in range(metadata.num_row_groups)
+                 if metadata.num_columns}
+    except Exception:  # noqa: BLE001 - pyarrow's own call raises it
+        return
+    folder = os.path.dirname(os.fsdecode(path))
+    for name in sorted(n for n in names if n):
+        sys.audit("open", os.path.join(folder, name), "rb", READ_FLAGS)
 
 
 def _audit_dataset(folder, mode: str) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.dataset as ds
 import pyarrow.feather as feather
+import pyarrow.fs as pafs
 import pyarrow.json as pjson
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
@@ -82,6 +86,13 @@ def _write_formats(folder, a):
     (folder / "t.json").write_text(f'{{"a": {a}}}\n')
     with pa.OSFile(str(folder / "t.arrow"), "w") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
+    with pa.OSFile(str(folder / "t.arrows"), "w") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)  # the IPC stream format
+
+
+def _here():
+    """The test's folder as a `SubTreeFileSystem` of the local one: its paths are relative to it."""
+    return pafs.SubTreeFileSystem(os.getcwd(), pafs.LocalFileSystem())
 
 
 READERS = {  # each reads the file of its first word, from the path (a str) the step names it by;
@@ -104,6 +115,14 @@ READERS = {  # each reads the file of its first word, from the path (a str) the 
     "arrow ipc.open_file": lambda p: pa.ipc.open_file(p).read_all(),
     "arrow memory_map": lambda p: pa.ipc.open_file(pa.memory_map(p)).read_all(),
     "arrow input_stream": lambda p: pa.input_stream(p).read(),
+    "arrow ipc.RecordBatchFileReader": lambda p: pa.ipc.RecordBatchFileReader(p).read_all(),
+    "arrows ipc.RecordBatchStreamReader": lambda p: pa.ipc.RecordBatchStreamReader(p).read_all(),
+    "parquet LocalFileSystem.open_input_file":
+        lambda p: pq.read_table(pafs.LocalFileSystem().open_input_file(os.path.abspath(p))),
+    "csv LocalFileSystem.open_input_stream": lambda p: pcsv.read_csv(pafs.LocalFileSystem().open_input_stream(p)),
+    "parquet SubTreeFileSystem.open_input_file": lambda p: pq.read_table(_here().open_input_file(p)),
+    "arrows SubTreeFileSystem.open_input_stream": lambda p: pa.ipc.open_stream(_here().open_input_stream(p)).read_all(),
+    "parquet read_table-filesystem=SubTreeFileSystem": lambda p: pq.read_table(p, filesystem=_here()),
 }
 
 
@@ -139,6 +158,11 @@ WRITERS = {
     "parquet ParquetWriter": _parquet_writer,
     "arrow ipc.new_file": _ipc_file,
     "arrow output_stream": lambda p, t: pa.output_stream(p).close(),
+    "arrow ipc.RecordBatchFileWriter": lambda p, t: pa.ipc.RecordBatchFileWriter(p, t.schema).close(),
+    "arrows ipc.RecordBatchStreamWriter": lambda p, t: pa.ipc.RecordBatchStreamWriter(p, t.schema).close(),
+    "csv CSVWriter": lambda p, t: pcsv.CSVWriter(p, t.schema).close(),
+    "bin LocalFileSystem.open_output_stream": lambda p, t: pafs.LocalFileSystem().open_output_stream(p).close(),
+    "bin SubTreeFileSystem.open_output_stream": lambda p, t: _here().open_output_stream(p).close(),
 }
 
 
@@ -149,6 +173,87 @@ def test_a_file_pyarrow_writes_in_cpp_is_a_product(writer, tmp_path, monkeypatch
     with record(str(tmp_path)) as rec:
         WRITERS[writer](name, pa.table({"a": [1]}))
     assert list(rec.fingerprint()["files_written"]) == [name]
+
+
+def test_a_file_a_pyarrow_file_system_appends_to_is_a_log_as_with_pythons_open(tmp_path, monkeypatch):
+    # `open(p, "a")`: a file the step adds to, not a product (nor a dependency)
+    monkeypatch.chdir(tmp_path)
+    with record(str(tmp_path)) as rec, pafs.LocalFileSystem().open_append_stream("log.txt") as log:
+        log.write(b"one line")
+    assert str(tmp_path / "log.txt") in rec.changed_by_step
+    fp = rec.fingerprint()
+    assert fp["files_written"] == {} and fp["files_read"] == {}
+
+
+def _write_to_dataset(folder, table, seen):
+    pq.write_to_dataset(table, folder, partition_cols=["k"], file_visitor=lambda f: seen.append(f.path))
+
+
+DATASET_WRITERS = {  # each writes the table into the folder, part files named by pyarrow
+    "pandas to_parquet-partition_cols": lambda p, t, seen: t.to_pandas().to_parquet(p, partition_cols=["k"]),
+    "parquet write_to_dataset": lambda p, t, seen: pq.write_to_dataset(t, p),
+    "parquet write_to_dataset-with-file_visitor": _write_to_dataset,
+    "parquet write_dataset": lambda p, t, seen: ds.write_dataset(t, p, format="parquet"),
+    "csv write_dataset-hive": lambda p, t, seen: ds.write_dataset(t, p, format="csv", partitioning=["k"],
+                                                                  partitioning_flavor="hive"),
+    "feather write_dataset-filesystem=SubTreeFileSystem":
+        lambda p, t, seen: ds.write_dataset(t, p, format="feather", filesystem=_here()),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(DATASET_WRITERS))
+def test_the_files_a_pyarrow_dataset_writer_writes_are_its_products(writer, tmp_path, monkeypatch):
+    # `to_parquet("out", partition_cols=[...])`: the folder deleted, the writer must run again
+    monkeypatch.chdir(tmp_path)
+    seen = []  # a file_visitor of the step's own still sees every file
+    with record(str(tmp_path)) as rec:
+        DATASET_WRITERS[writer]("out", pa.table({"a": [1, 2], "k": ["x", "y"]}), seen)
+    fp = rec.fingerprint()
+    written = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert written and sorted(fp["files_written"]) == written
+    assert len(seen) == (2 if "file_visitor" in writer else 0)
+    assert check(fp, str(tmp_path)) == []
+    shutil.rmtree(tmp_path / "out")
+    assert sorted(c.name for c in check(fp, str(tmp_path))) == written
+
+
+def test_a_parquet_metadata_file_and_the_files_it_names_are_dependencies(tmp_path, monkeypatch):
+    # `ds.parquet_dataset("data/_metadata")`: pyarrow reads `_metadata`, then the files it names
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+
+    def write(a):
+        pq.write_table(pa.table({"a": [a]}), tmp_path / "data" / "p.parquet")
+        metadata = pq.read_metadata(tmp_path / "data" / "p.parquet")
+        metadata.set_file_path("p.parquet")
+        metadata.write_metadata_file(str(tmp_path / "data" / "_metadata"))
+
+    write(1)
+    with record(str(tmp_path)) as rec:
+        assert ds.parquet_dataset("data/_metadata").to_table()["a"].to_pylist() == [1]
+    fp = rec.fingerprint()
+    assert {"data/_metadata", "data/p.parquet"} <= set(fp["files_read"])
+    assert check(fp, str(tmp_path)) == []
+    pq.write_table(pa.table({"a": [22]}), tmp_path / "data" / "p.parquet")  # the data file alone
+    assert "data/p.parquet" in [c.name for c in check(fp, str(tmp_path))]
+
+
+def test_isinstance_and_pickling_hold_for_objects_pyarrow_makes_itself(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.bin").write_bytes(b"x")
+    with record(str(tmp_path)):  # the wrappers are installed
+        stream = pa.input_stream("f.bin")  # an OSFile made by pyarrow, of the original class
+        assert isinstance(stream, pa.OSFile) and issubclass(type(stream), pa.OSFile)
+        assert isinstance(pafs.FileSystem.from_uri(str(tmp_path))[0], pafs.LocalFileSystem)
+        local, here = pafs.LocalFileSystem(), _here()
+        assert isinstance(local, pafs.FileSystem) and isinstance(here, pafs.SubTreeFileSystem)
+        assert isinstance(pickle.loads(pickle.dumps(local)), pafs.LocalFileSystem)
+        assert pickle.loads(pickle.dumps(here)).base_path == here.base_path
+
+        class Mine(pa.OSFile):  # a user's subclass is a class as any other
+            pass
+
+        assert not isinstance(stream, Mine) and isinstance(Mine("f.bin"), pa.OSFile)
 
 
 def test_a_missing_file_a_pyarrow_reader_fails_on_is_a_dependency_once_it_appears(tmp_path, monkeypatch):
