@@ -266,6 +266,7 @@ class _ModuleWalker(Visitor):
         self.binds = self.facts.binds
         self.unsure: set[str] = set()
         self.maybe: set[str] = set()  # bound on some paths (if/for/while/try bodies)
+        self.captures: list[frozenset[str]] = []  # what a `match` statement's patterns capture may be
         self.conditional = 0
         self.assigned: ast.AST | None = None  # the value of the assignment being walked
 
@@ -508,6 +509,9 @@ class _ModuleWalker(Visitor):
 
     def visit_Match(self, node):
         self.visit(node.subject)
+        # a name a pattern captures may be the subject or any part of it (`case {'jan': d}`, `case [first, *_]`)
+        self.captures.append(frozenset(self.heap.owned_reach(effects.objects_of(self.heap, node.subject,
+                                                                                self.modules))))
         for case in node.cases:
             self.conditional += 1
             self.visit(case.pattern)
@@ -516,21 +520,22 @@ class _ModuleWalker(Visitor):
             for stmt in case.body:
                 self.visit(stmt)
             self.conditional -= 1
+        self.captures.pop()
 
     def visit_MatchAs(self, node):
         if node.pattern is not None:
             self.visit(node.pattern)
         if node.name:
-            self.bind(node.name, node=node)
+            self.bind(node.name, self.captures[-1], node=node)
 
     def visit_MatchStar(self, node):
-        if node.name:
-            self.bind(node.name, node=node)
+        if node.name:  # (a new list of parts of the subject)
+            self.bind(node.name, effects.container(self.heap, "list", [self.captures[-1]]), node=node)
 
     def visit_MatchMapping(self, node):
         self.generic_visit(node)
-        if node.rest:
-            self.bind(node.rest, node=node)
+        if node.rest:  # (a new dict of parts of the subject)
+            self.bind(node.rest, effects.container(self.heap, "dict", [self.captures[-1]]), node=node)
 
     def visit_Global(self, node):
         pass  # `global` at module level changes nothing
@@ -779,6 +784,7 @@ class _ModuleWalker(Visitor):
             self._called(held, node, {held.name}, optional=True)  # (which of them is called is not known)
             changed |= self._argument_changes(held, list(node.args), node.keywords)
         changed |= self._mapped_changes(node)
+        changed |= self._passed_function_changes(node, callee)
         changed |= self._called_value_changes(node)
         if changed or names:  # (most calls change nothing)
             self.change(changed, sorted(names), node)
@@ -890,25 +896,57 @@ class _ModuleWalker(Visitor):
         if type(node) is not ast.Lambda:  # (a generator expression draws later, when drawn from: this is sooner)
             self._draw(node.generators[0].iter, node)
         self._drawn_by(facts.drawn_free, facts.indexed_free, node)
-        changed = self._comprehension_changes(node)
+        changed = self._comprehension_changes(node, facts)
         if changed:
             self.change(changed, [], node)
 
-    def _comprehension_changes(self, node) -> set[str]:
-        """`[add_feat(d) for d in (train, test)]` with a function of the notebook that changes its
-        parameter: it changes the elements of what the comprehension walks."""
+    def _comprehension_changes(self, node, facts) -> set[str]:
+        """`[add_feat(d) for d in (train, test)]`, `{k: cap(d) for k, d in frames.items()}`,
+        `[round(fit(m), 3) for m in ms]`, `[fit(ms[k]) for k in ms]` with a function of the notebook that
+        changes its parameter: it changes the elements the comprehension gives it, or what it is given."""
         changed: set[str] = set()
-        call = getattr(node, "elt", None)
-        if type(call) is not ast.Call:  # the element itself (looking deeper would walk every comprehension)
-            return changed
-        callee, args, keywords = callee_of(call, self.known, self.modules)
-        if callee is None:
-            return changed
-        given = {expr.id for expr, _ in changed_arguments(callee, args, keywords) if type(expr) is ast.Name}
-        for generator in node.generators:
-            if type(generator.target) is ast.Name and generator.target.id in given:
-                changed |= set(effects.elements_of(self.heap, [generator.iter], self.modules))
+        for call in self._changing_calls(node, facts.free):
+            callee, args, keywords = callee_of(call, self.known, self.modules)
+            given = {effects.root_name(expr) for expr, _ in changed_arguments(callee, args, keywords)} - {None}
+            generators = getattr(node, "generators", ())  # (none in a lambda)
+            for generator in generators:
+                for part, exprs in effects.loop_sources(generator.target, generator.iter):
+                    if {n.id for n in ast.walk(part) if type(n) is ast.Name} & given:
+                        changed |= self.heap.owned_reach(effects.elements_of(self.heap, exprs, self.modules))
+            bound = {n.id for g in generators for n in ast.walk(g.target) if type(n) is ast.Name}
+            bound |= set(facts.params) if type(node) is ast.Lambda else set()
+            for name in sorted(given - bound - self.modules):  # `fit(ms[k])`: ms is the comprehension's free name
+                changed |= self.heap.owned_reach(self.heap.objects(name))
         return changed
+
+    def _changing_calls(self, node, free) -> list[ast.Call]:
+        """The calls in a comprehension or lambda of functions of the notebook that change an argument
+        (walked only when such a function is among its free names, or its element is a call)."""
+        if not any(n in self.known and self.known[n].mutated_params for n in free) and \
+                type(getattr(node, "elt", None)) is not ast.Call:
+            return []
+        return [call for call in ast.walk(node) if type(call) is ast.Call
+                and getattr(callee_of(call, self.known, self.modules)[0], "mutated_params", None)]
+
+    def _passed_function_changes(self, node, callee) -> set[str]:
+        """`ex.map(fit_one, models)`, `max(ms, key=lambda m: m.fit(X, y).score(X, y))`, `reduce(f, parts,
+        base)`: a function the notebook does not define, given one of the notebook's (or a lambda) that
+        changes its parameter, may call it on anything else it is given (`map` is exact: `_mapped_changes`)."""
+        if callee is not None or (type(node.func) is ast.Name and node.func.id == "map"):
+            return set()
+        passed = [*node.args, *(k.value for k in node.keywords)]
+        functions = [arg for arg in passed if self._changes_a_parameter(arg)]
+        changed: set[str] = set()
+        for arg in passed if functions else ():
+            if arg not in functions and type(arg) is not ast.Starred:
+                changed |= self.heap.owned_reach(effects.objects_of(self.heap, arg, self.modules))
+        return changed
+
+    def _changes_a_parameter(self, expr) -> bool:
+        if type(expr) is ast.Lambda:
+            facts = scope_facts(expr, self.modules)
+            return bool(facts.mutated_params) or bool(self._changing_calls(expr, facts.free))
+        return type(expr) is ast.Name and expr.id in self.known and bool(self.known[expr.id].mutated_params)
 
     visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _scope_now
 

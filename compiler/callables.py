@@ -65,6 +65,9 @@ def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
     func = call.func
     if isinstance(func, ast.Name) and func.id in known:
         return known[func.id], list(call.args), call.keywords
+    if type(func) is ast.Call and func.args and type(func.args[0]) is ast.Name and func.args[0].id in known \
+            and getattr(func.func, "id", getattr(func.func, "attr", None)) == "delayed":
+        return known[func.args[0].id], list(call.args), call.keywords  # `delayed(f)(x)` calls f(x)
     method = "." + func.attr if isinstance(func, ast.Attribute) else None
     if method in known and not (isinstance(func.value, ast.Name) and func.value.id in modules):
         return known[method], list(call.args), call.keywords  # a method of a notebook class (by name)

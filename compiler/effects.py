@@ -141,7 +141,11 @@ GENERATOR_MAKERS = frozenset({"Random", "SystemRandom", "RandomState", "Generato
 RETURNS_FIRST_ARGUMENT = frozenset({"asarray", "asanyarray", "ascontiguousarray", "asfortranarray", "reshape",
                                     "ravel", "transpose", "squeeze", "swapaxes", "moveaxis", "expand_dims",
                                     "atleast_1d", "atleast_2d", "atleast_3d", "flip", "fliplr", "flipud",
-                                    "rot90", "diagonal", "require"})
+                                    "rot90", "diagonal", "require", "asmatrix", "sliding_window_view",
+                                    "as_strided", "frombuffer"})
+# ... also when imported by name (`from numpy.lib.stride_tricks import sliding_window_view`), or a
+# builtin: names no notebook would give a function of its own
+VIEWING_FUNCTIONS = frozenset({"memoryview", "sliding_window_view", "as_strided", "asmatrix", "frombuffer"})
 
 # Attributes whose values nothing changes in place (`X.shape[1]`, `X.dtype`): numbers, tuples of
 # them, dtypes. Such a value is no part of X, so a model given it holds nothing of X.
@@ -280,6 +284,12 @@ def written_arguments(call: ast.Call, modules=frozenset()) -> list[ast.AST]:
     return written
 
 
+def _may_not_copy(call: ast.Call) -> bool:
+    """`np.array(a, copy=False)` or `copy=None`: `a` itself when it needs no conversion."""
+    return any(k.arg == "copy" and not (isinstance(k.value, ast.Constant) and k.value.value is True)
+               for k in call.keywords)
+
+
 def copies_nothing(call: ast.Call) -> bool:
     """`copy=False`: the call (or what it makes) works on what it is given in place."""
     return any(k.arg == "copy" and isinstance(k.value, ast.Constant) and k.value.value is False
@@ -350,6 +360,7 @@ def depth(expr: ast.AST) -> int:
 _PARTS = frozenset({ast.Attribute, ast.Subscript, ast.Starred})
 _MADE = frozenset({ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Call})
 _OPERATIONS = frozenset({ast.BinOp, ast.UnaryOp, ast.Compare})
+_COMPREHENSIONS = frozenset({ast.ListComp, ast.SetComp, ast.DictComp})
 
 
 def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str]:
@@ -376,6 +387,8 @@ def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str
         return _immutable_value(heap, expr, "literal")
     if kind in _OPERATIONS:  # once per evaluation site: a chain `a + b + c …` is walked once
         return heap.result(expr, lambda: _operation_objects(heap, expr, modules))
+    if kind in _COMPREHENSIONS:
+        return heap.result(expr, lambda: _comprehension_objects(heap, expr, modules))
     if kind is ast.GeneratorExp:  # (its first iterable alone is evaluated here)
         return heap.result(expr, lambda: generator(heap, "generator", objects_of(heap, expr.generators[0].iter,
                                                                                  modules)))
@@ -433,10 +446,24 @@ def _made_objects(heap, expr, modules):
     held = [objects_of(heap, e, modules) for e in parts if e is not None]
     if isinstance(expr, ast.Tuple) and all(map(all_immutable, held)):
         return frozenset({heap.fresh_immutable("tuple")})  # `(64, 32)`
-    return _container(heap, type(expr).__name__.lower(), held)
+    return container(heap, type(expr).__name__.lower(), held)
 
 
-def _container(heap, label, held) -> frozenset[str]:
+def _comprehension_objects(heap, expr, modules) -> frozenset[str]:
+    """`[d for d in frames if ...]`, `{k: v for k, v in grid.items()}`: a new container holding the
+    parts its loops give, where its element is a loop variable; empty (a new object of unknown
+    contents) where the element is anything else."""
+    results = [expr.key, expr.value] if type(expr) is ast.DictComp else [expr.elt]
+    names = {value.id for value in results if type(value) is ast.Name}
+    held: set[str] = set()
+    for generator in expr.generators if names else ():
+        for part, exprs in loop_sources(generator.target, generator.iter):
+            if names & {n.id for n in ast.walk(part) if type(n) is ast.Name}:
+                held |= elements_of(heap, exprs, modules)
+    return container(heap, type(expr).__name__.lower(), [held]) if held else frozenset()
+
+
+def container(heap, label, held) -> frozenset[str]:
     """A new container holding each of `held` (an empty one: an object of unknown origin)."""
     exact = all(held)
     return frozenset({heap.new_container(label, set().union(*held), exact=exact)})
@@ -470,23 +497,25 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
         if func.attr in ITERATOR_METHODS:
             return iterator(heap, func.attr, part_objects(heap, func.value, modules))
     if isinstance(func, ast.Attribute) and call.args and _on_module(func.value, modules):
-        if func.attr in RETURNS_FIRST_ARGUMENT:
+        if func.attr in RETURNS_FIRST_ARGUMENT or func.attr == "array" and _may_not_copy(call):
             return objects_of(heap, call.args[0], modules)
         if func.attr in SPLITTING_FUNCTIONS:  # `parts = np.split(a, 3)`: `parts[0][:] = 5` changes a
-            return _container(heap, func.attr, [objects_of(heap, call.args[0], modules)])
+            return container(heap, func.attr, [objects_of(heap, call.args[0], modules)])
+    if type(func) is ast.Name and func.id in VIEWING_FUNCTIONS and call.args:  # `memoryview(a)`: a view of a
+        return objects_of(heap, call.args[0], modules)
     if makes_iterator(call, modules):
         made = iterator(heap, callee_name(call), given_objects(heap, call, modules))
-        return _container(heap, "tee", [made]) if callee_name(call) in ITERATOR_TUPLES else made
+        return container(heap, "tee", [made]) if callee_name(call) in ITERATOR_TUPLES else made
     if (isinstance(func, ast.Attribute) and func.attr == "copy" and not call.args
             and not _on_module(func.value, modules)):
         # `d.copy()`: a dict's, a list's or a set's is shallow, a new container of the same elements
-        return _container(heap, "copy", [heap.elements(part_objects(heap, func.value, modules))])
+        return container(heap, "copy", [heap.elements(part_objects(heap, func.value, modules))])
     name = callee_name(call)
     if call.args and (name in ELEMENT_METHODS or (type(func) is ast.Name and name in ELEMENT_FUNCTIONS)):
         return heap.elements(objects_of(heap, call.args[0], modules))
     if call.args and (type(func) is ast.Name or (type(func) is ast.Attribute and _on_module(func.value, modules))):
         if name in SHARING_COPIES:
-            return _container(heap, name, [heap.elements(objects_of(heap, call.args[0], modules))])
+            return container(heap, name, [heap.elements(objects_of(heap, call.args[0], modules))])
         if name in SAME_OR_NEW:  # (a generator is given by its name: `default_rng(seeds[i])` is given a seed)
             given = objects_of(heap, call.args[0], modules) if type(call.args[0]) is ast.Name else ()
             return frozenset({heap.fresh_kind(name, GENERATOR), *(obj for obj in given if not immutable(obj))})
@@ -558,7 +587,7 @@ def _made_container(heap, call, modules) -> frozenset[str]:
     arguments and its keyword values."""
     held = [heap.elements(objects_of(heap, a, modules)) for a in call.args]
     held += [_keyword_objects(heap, k, modules) for k in call.keywords]
-    made = _container(heap, callee_name(call), held)
+    made = container(heap, callee_name(call), held)
     if callee_name(call) in FILLING_MAKERS:
         heap.mark(made, FILLING)
     return made

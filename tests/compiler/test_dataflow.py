@@ -960,6 +960,43 @@ MISSED_CHANGES = {
 }
 
 
+FIT = ("def fit(m):\n    m.append(1)\n    return len(m)", ["functions"])
+MISSED_CHANGES.update({
+    "a dict comprehension over items() calling a function that changes its argument": [
+        FIT, ("ms = {'a': [], 'b': []}", ["step:make"]), ("r = {k: fit(m) for k, m in ms.items()}", ["step:use"]),
+        ("n = len(ms['b'])", ["step:read"])],
+    "such a call inside another call in a comprehension": [
+        FIT, ("ms = [[], []]", ["step:make"]), ("r = [round(fit(m), 3) for m in ms]", ["step:use"]),
+        ("n = len(ms[1])", ["step:read"])],
+    "such a call given a part of a free name in a comprehension": [
+        FIT, ("ms = {'a': [], 'b': []}", ["step:make"]), ("r = [fit(ms[k]) for k in ms]", ["step:use"]),
+        ("n = len(ms['b'])", ["step:read"])],
+    "a key function that changes its argument": [
+        FIT, ("ms = [[], [0]]", ["step:make"]), ("best = max(ms, key=lambda m: fit(m))", ["step:use"]),
+        ("n = len(ms[0])", ["step:read"])],
+    "reduce() with a lambda changing its accumulator": [
+        ("from functools import reduce", ["imports"]), ("base = {}\nparts = [{'a': 1}, {'b': 2}]", ["step:make"]),
+        ("reduce(lambda acc, d: acc.update(d) or acc, parts, base)", ["step:use"]), ("n = len(base)", ["step:read"])],
+    "joblib's delayed(f)(m) over a list": [
+        FIT, ("from joblib import Parallel, delayed", ["imports"]), ("ms = [[], []]", ["step:make"]),
+        ("r = Parallel(n_jobs=1)(delayed(fit)(m) for m in ms)", ["step:use"]), ("n = len(ms[1])", ["step:read"])],
+    "a name a match pattern captures": [
+        ("frames = {'jan': {'x': 1}}", ["step:make"]),
+        ("match frames:\n    case {'jan': d}:\n        d['x'] = 10", ["step:use"]),
+        ("n = frames['jan']['x']", ["step:read"])],
+    "a list comprehension selecting elements": [
+        ("configs = [{'lr': 0.1}, {'lr': 0.2}]", ["step:make"]),
+        ("cfgs = [c for c in configs if c['lr'] < 1]\ncfgs[0]['lr'] = 1.0", ["step:use"]),
+        ("n = configs[0]['lr']", ["step:read"])],
+    "np.array(a, copy=None), which may be a": [
+        ("import numpy as np", ["imports"]), ("a = np.arange(6.0)", ["step:make"]),
+        ("b = np.array(a, copy=None)\nb *= 2", ["step:use"]), ("n = float(a.sum())", ["step:read"])],
+    "memoryview(a)": [
+        ("import numpy as np", ["imports"]), ("a = np.arange(6.0)", ["step:make"]),
+        ("mv = memoryview(a)\nmv[0] = 100.0", ["step:use"]), ("n = float(a.sum())", ["step:read"])],
+})
+
+
 @pytest.mark.parametrize("case", MISSED_CHANGES)
 def test_a_change_the_analysis_once_missed_reaches_the_step_after_it(case):
     cells = MISSED_CHANGES[case]
