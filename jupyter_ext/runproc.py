@@ -60,9 +60,13 @@ _running = threading.Event()  # set while run_notebook may be interrupted
 
 def main() -> int:
     global _channel
-    spec = json.loads(sys.stdin.readline())
+    line = sys.stdin.readline()
     # The channel keeps the original stdout; fd 1 (prints, logging, workers) now goes to stderr.
     _channel = channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
+    spec = _spec(line)
+    if spec is None:  # said on the channel, for the server: no traceback in its place
+        channel.send({"type": "error", "input": True, "message": f"not a run spec: {line[:200]!r}"})
+        return 2
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -80,7 +84,11 @@ def main() -> int:
             return
         channel.send({"type": "event", "kind": kind, "step": step, "payload": _compact(kind, payload)})
 
-    options = RunOptions(**spec["options"])
+    try:
+        options = RunOptions(**spec["options"])
+    except (TypeError, NbscaleError) as exc:  # an option it does not know, a bad value
+        channel.send({"type": "error", "input": True, "message": f"bad run options: {exc}"})
+        return 2
     if options.engine == "dask" and not (options.scheduler or options.scheduler_file) \
             and not _shares_warm_cluster(spec, options):
         _sample_own_cluster(spec.get("cluster_factory"))
@@ -103,6 +111,16 @@ def main() -> int:
         return 1
     channel.send({"type": "done", "status": result.status})
     return 0
+
+
+def _spec(line: str) -> dict | None:
+    """The spec line as a dict with `notebook` and `options` (a dict), or None when it is not one."""
+    try:
+        spec = json.loads(line)
+    except ValueError:
+        return None
+    ok = isinstance(spec, dict) and isinstance(spec.get("notebook"), str) and isinstance(spec.get("options"), dict)
+    return spec if ok else None
 
 
 def _watch_server():

@@ -147,3 +147,14 @@ def test_a_dask_run_the_server_starts_shares_the_folders_warm_cluster(tmp_path):
         assert warm_cluster.lookup(folder).live, "the run closed the shared cluster"
     finally:
         end_clusters(folder)
+
+
+@pytest.mark.parametrize("line", ["", "{not json", "[1, 2]", '{"notebook": "nb.ipynb"}',
+                                  '{"notebook": "nb.ipynb", "options": {"warp": 9}}',
+                                  '{"notebook": "nb.ipynb", "options": {"workers": 0}}'])
+def test_a_spec_line_that_is_not_one_is_an_input_error_on_the_channel_not_a_traceback(tmp_path, line):
+    done = subprocess.run([sys.executable, "-P", "-m", "nbscale.jupyter_ext.runproc"], input=line + "\n",
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    (message,) = [json.loads(out) for out in done.stdout.splitlines()]
+    assert done.returncode == 2 and message["type"] == "error" and message["input"] is True, (done, message)
+    assert "Traceback" not in done.stderr
