@@ -886,6 +886,9 @@ class _ModuleWalker(Visitor):
         for part in outer_parts(node):
             self.visit(part)
         facts = scope_facts(node, self.modules)
+        if type(node) is ast.Lambda:  # kept in a container and called later: `ops["scale"](2)` (`_held_functions`)
+            made = effects.objects_of(self.heap, node, self.modules)
+            self.heap.functions.update(dict.fromkeys(made, lambda_callable(node, self.modules, facts)))
         self._note_dynamic(facts.dynamic)
         for name in sorted(facts.free):
             self.read(name, node)

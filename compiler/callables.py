@@ -80,8 +80,8 @@ def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
     return None, [], []
 
 
-def lambda_callable(node: ast.Lambda, modules=frozenset()) -> Callable:
-    facts = scope_facts(node, modules)
+def lambda_callable(node: ast.Lambda, modules=frozenset(), facts=None) -> Callable:
+    facts = facts or scope_facts(node, modules)
     params = list(facts.params)
     return Callable("<lambda>", set(facts.free), set(), set(facts.mutated_free),
                     [i for i, p in enumerate(params) if p in facts.mutated_params], params, set(facts.deep_mutated),

@@ -389,6 +389,8 @@ def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str
         return heap.result(expr, lambda: _operation_objects(heap, expr, modules))
     if kind in _COMPREHENSIONS:
         return heap.result(expr, lambda: _comprehension_objects(heap, expr, modules))
+    if kind is ast.Lambda:  # one function object per evaluation site (`heap.functions` knows what it does)
+        return heap.result(expr, lambda: frozenset({heap.fresh("lambda")}))
     if kind is ast.GeneratorExp:  # (its first iterable alone is evaluated here)
         return heap.result(expr, lambda: generator(heap, "generator", objects_of(heap, expr.generators[0].iter,
                                                                                  modules)))

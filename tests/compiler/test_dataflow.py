@@ -918,9 +918,10 @@ def test_a_function_changing_its_star_parameters_changes_every_argument_given_to
     assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"] == 4
 
 
-@pytest.mark.parametrize("call", ["h(4)", "ops['g'](4)", "for f in fs:\n    f(4)"])
+@pytest.mark.parametrize("call", ["h(4)", "ops['g'](4)", "for f in fs:\n    f(4)", "lams['g'](4)"])
 def test_a_function_called_through_another_name_a_container_or_a_loop_reads_and_changes_the_steps_globals(call):
-    cells = [("log = []\ndef g(x):\n    log.append(x * SCALE)\nh = g\nops = {'g': g}\nfs = [g]\nSCALE = 1",
+    cells = [("log = []\ndef g(x):\n    log.append(x * SCALE)\nh = g\nops = {'g': g}\nfs = [g]\nSCALE = 1\n"
+              "lams = {'g': lambda x: log.append(x * SCALE)}",
               ["step:make"]), ("SCALE = 10", ["step:rescale"]), (call, ["step:call"]),
              ("n = sum(log)", ["step:read"])]
     p = compile_source(cells)
