@@ -19,12 +19,6 @@ from .errors import ParameterError
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
-class Text(str):
-    """A value written as text (`-p NAME=VALUE`): the parameter's type says how to read it. A plain
-    str (a YAML file's `z: "1"`, the Python API's, papermill's `-r`) is a string already: a parameter
-    of no type keeps it as it is."""
-
-
 def parse_assignments(pairs) -> dict[str, str]:
     """["alpha=0.1", ...] → {"alpha": "0.1"} (values still text)."""
     values = {}
@@ -34,7 +28,7 @@ def parse_assignments(pairs) -> dict[str, str]:
             raise ParameterError(f"'{pair}' is not NAME=VALUE")
         if name.strip() in values:  # (`-p x=1 -p x=2`: which one was meant?)
             raise ParameterError(f"parameter '{name.strip()}' is given twice")
-        values[name.strip()] = Text(value)
+        values[name.strip()] = value
     return values
 
 
@@ -93,10 +87,8 @@ def _parts(value):
 
 def coerce(param, value):
     kind = param.type
-    if isinstance(value, str) and kind != "str" and (kind != "none" or type(value) is Text):
-        return _from_text(param, str(value))
-    if type(value) is Text:
-        value = str(value)
+    if isinstance(value, str) and kind != "str":
+        return _from_text(param, value)
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind != "none" and _type_name(value) != kind:

@@ -118,7 +118,7 @@ def typed_values(param, text: str) -> list:
     from nbscale.kernels import params
     from nbscale.kernels.errors import ParameterError
 
-    pieces = json_values(param.name, text) if text.lstrip().startswith("[") else map(params.Text, text.split(","))
+    pieces = json_values(param.name, text) if text.lstrip().startswith("[") else text.split(",")
     values, seen = [], set()
     for piece in pieces:
         try:

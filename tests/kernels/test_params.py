@@ -138,22 +138,3 @@ def test_recorded_values_hide_what_may_be_a_credential_and_keep_the_rest():
                             "layers": [64, 32] * 20, "name": "iris", "maybe": None})
     assert {n for n, v in kept.items() if str(v).startswith("hidden:")} == {"api_token", "db_pw", "dsn"}
     assert kept["layers"] == [64, 32] * 20 and kept["name"] == "iris" and kept["maybe"] is None
-
-
-@pytest.mark.parametrize("given, expected", [(params.Text("1"), 1), (params.Text('"1"'), "1"),
-                                             (params.Text("[1, 2]"), [1, 2]), (params.Text("abc"), "abc"),
-                                             ("1", "1"), ("[1, 2]", "[1, 2]"), (1, 1)])
-def test_a_parameter_of_no_type_reads_command_line_text_and_keeps_a_string_given_as_one(given, expected):
-    """`-p z=1` is text, read as a literal; a YAML file's `z: "1"`, or "1" from the Python API or
-    papermill's `-r`, is a string already (it arrived as the int 1)."""
-    value = params.coerce(p("z", "none", None), given)
-    assert value == expected and type(value) is type(expected)
-
-
-def test_a_parameters_file_string_and_a_command_line_value_are_typed_as_they_were_written(tmp_path):
-    nb = make_notebook(tmp_path, [("z = None\nk = 1", ["parameters"]), ("w = z", ["step:a"])])
-    pipeline = compile_notebook(nb)
-    (tmp_path / "p.yaml").write_text('z: "1"\n')
-    assert params.resolve(pipeline, params.load_file(tmp_path / "p.yaml")) == {"z": "1", "k": 1}
-    assert params.resolve(pipeline, params.parse_assignments(["z=1", "k=2"])) == {"z": 1, "k": 2}
-    assert type(params.resolve(pipeline, params.parse_assignments(["z=abc"]))["z"]) is str
