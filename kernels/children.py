@@ -39,7 +39,7 @@ from contextlib import contextmanager
 
 import psutil
 
-from .liveness import START_TIME_TOLERANCE_S
+from .liveness import START_TIME_TOLERANCE_S, process_start_time
 
 __all__ = ["OWNER_ENV", "TERMINATE_WAIT_S", "end_orphans_of", "end_step_children", "marked_for_owner", "owner_marker",
            "step_children"]
@@ -256,10 +256,7 @@ def _proc_children(pid: int) -> list[int]:
 
 def _identity(process: psutil.Process) -> tuple[int, float]:
     """A pid is reused after a process ends: with its start time it names one process."""
-    try:
-        return process.pid, process.create_time()
-    except psutil.Error:
-        return process.pid, 0.0
+    return process.pid, process_start_time(process.pid) or 0.0
 
 
 def _runs_any(process: psutil.Process, markers: tuple[str, ...]) -> bool:

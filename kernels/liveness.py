@@ -55,12 +55,44 @@ def pid_space() -> str:
 
 
 def process_start_time(pid: int) -> float | None:
+    """When the process `pid` started (None: no such process). Where there is a /proc, in seconds
+    since the machine booted, as the kernel counts it: psutil's `create_time` adds the boot time as
+    the wall clock has it now, which a clock step (NTP, a virtual machine resumed) moves, and a
+    live owner whose start moved by 32 s was taken for another process that had its pid. Elsewhere
+    psutil's (epoch seconds, recorded as the process started)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # (the command name may hold anything)
+        return int(fields[19]) / _CLOCK_TICKS  # field 22, `starttime`, in clock ticks since boot
+    except FileNotFoundError:
+        return None if os.path.isdir("/proc/self") else _epoch_start_time(pid)
+    except (OSError, IndexError, ValueError):
+        return _epoch_start_time(pid)
+
+
+def _epoch_start_time(pid: int) -> float | None:
     import psutil
 
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
         return None
+
+
+def same_start(pid: int, started: float) -> bool:
+    """Whether the process `pid` is the one that started at `started` (a `process_start_time`)."""
+    now = _epoch_start_time(pid) if _recorded_as_epoch(started) else process_start_time(pid)
+    return now is not None and abs(now - started) <= START_TIME_TOLERANCE_S
+
+
+def _recorded_as_epoch(started: float) -> bool:
+    """Where there is no clock since boot; and for an owner an earlier nbscale recorded (in epoch
+    seconds: a start since boot later than now)."""
+    return _SINCE_BOOT is None or started > time.clock_gettime(_SINCE_BOOT) + START_TIME_TOLERANCE_S
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_SINCE_BOOT = getattr(time, "CLOCK_BOOTTIME", None)
 
 
 def owner_gone(pid, host, started, heartbeat, *, space: str | None = "", now: float | None = None,
@@ -88,7 +120,7 @@ def process_alive(pid: int, started: float | None) -> bool:
 
     try:
         process = psutil.Process(pid)
-        if started and abs(process.create_time() - float(started)) > START_TIME_TOLERANCE_S:
+        if started and not same_start(pid, float(started)):
             return False  # the pid was reused
         if process.status() == psutil.STATUS_ZOMBIE:
             return process.ppid() == os.getpid()

@@ -25,6 +25,23 @@ def test_this_process_is_alive_and_an_ended_one_is_not():
     assert not process_alive(me.pid, me.started - 3600)  # the same pid, another process: reused
 
 
+def test_a_step_of_the_wall_clock_does_not_make_a_live_owner_another_process(monkeypatch):
+    """The boot time the wall clock implies moves when the clock is stepped (NTP, a virtual machine
+    resumed): a live run's owner once judged by it was taken for a process that reused its pid."""
+    import psutil
+    from psutil import _pslinux
+
+    me = current_owner()
+    shifted = _pslinux.boot_time() + 32
+    monkeypatch.setattr(_pslinux, "boot_time", lambda: shifted)
+    assert process_start_time(me.pid) == me.started
+    assert process_alive(me.pid, me.started)
+    monkeypatch.undo()
+    # an owner recorded by an earlier nbscale, in epoch seconds, is judged as before
+    assert process_alive(me.pid, psutil.Process().create_time())
+    assert not process_alive(me.pid, psutil.Process().create_time() - 3600)
+
+
 def test_a_zombie_is_alive_only_for_its_parent():
     # our own zombie child: its supervisor (us) still has to finish its run
     child = subprocess.Popen([sys.executable, "-c", "pass"])
