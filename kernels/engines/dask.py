@@ -197,14 +197,16 @@ class DaskEngine(Engine):
         reported = _Reported(emit)
         client.subscribe_topic(topic, reported.from_topic)
         plan, tasks, warm, outcomes = list(chains(specs, self.fuse)), _Tasks(), [], {}
+        names_dask = _names_dask(specs)
         start_workers, self._start_workers = self._start_workers, None
         try:
             if start_workers is not None:  # the run's own cluster, its workers not started yet
                 # its events wait: recorded now, they would write and print while workers fork
                 with reported.held():
+                    useful = _workers_useful(plan, specs, names_dask)
                     if _sole_root(plan, specs):  # starts on the first worker up
                         self._submit(client, plan.pop(0), tasks, {STEP_RESOURCE}, {}, topic, emit)
-                    start_workers()
+                    start_workers(useful)
             # every worker: distributed 2025.7 to 2026.6 give 5 by default (the spread and warm-up were cut to them)
             info = client.scheduler_info(n_workers=-1)
             declared = _declared_resources(info)
@@ -214,7 +216,8 @@ class DaskEngine(Engine):
             for chain in plan:
                 self._submit(client, chain, tasks, declared, spread, topic, emit)
             tasks.by_step.clear()  # held in `by_key` only, and there only while a task may read them
-            _warm_collections(client, specs)
+            if names_dask:
+                _warm_collections(client, specs)
             # each chain as soon as its own task ends (not through a second task, which would wait
             # on the worker behind the next step: a finished step would show as running)
             for future in as_completed(list(tasks.by_key.values()), loop=client.loop):
@@ -515,12 +518,33 @@ def _spread(specs, workers) -> dict:
 COLLECTION_MODULES = ("dask.dataframe", "dask.array", "dask.bag")
 
 
+def _notebook_text(specs) -> str:
+    return json.dumps([specs[0].prelude, [spec.step.get("source") for spec in specs]], default=str)
+
+
+def _names_dask(specs) -> bool:
+    """Whether the notebook's code names Dask (its collections, `delayed`, a client of its own)."""
+    return bool(specs) and "dask" in _notebook_text(specs)
+
+
+def _workers_useful(plan: list, specs: list, names_dask: bool) -> int | None:
+    """At most how many of the run's own workers its steps can keep busy at once: one when each step
+    reads the one before it (a worker more only costs its start and warm-up, on the cores the steps
+    need), else one per chain of the plan; None (a worker per core) when the notebook uses Dask
+    itself, whose computes from a step split among the workers."""
+    if names_dask:
+        return None
+    if all(before.step["name"] in spec.step["after"] for before, spec in zip(specs, specs[1:])):
+        return 1
+    return len(plan)
+
+
 def _warm_collections(client, specs) -> None:
     """Import the Dask collection modules the notebook names on the scheduler and every worker, in a
     thread of each, as the run starts: the first compute of a collection from a step would import
     them there on its critical path (about a second for dask.dataframe), the scheduler's while it
     takes the graph. Best effort."""
-    text = json.dumps([specs[0].prelude, [spec.step.get("source") for spec in specs]], default=str)
+    text = _notebook_text(specs)
     modules = [module for module in COLLECTION_MODULES if module in text]
     if not modules:
         return
@@ -603,7 +627,8 @@ def local_cluster(workers=None, http=True):
 
 def local_scheduler(workers=None, http=True):
     """The embedded LocalCluster with its scheduler only, and the function that starts its workers
-    (one single-threaded worker process per core, or `workers`) and returns once all are up, raising
+    (one single-threaded worker process per core, or `workers`, or as many as the run can use: see
+    `start_workers`) and returns once all are up, raising
     as the cluster's start would. In between, a run submits its first step: it then starts on the
     first worker up, not after the last (50-60 ms sooner with 4 workers on 2 cores).
     `http=False`: its scheduler and workers serve no HTTP routes (a run's own cluster, which no
@@ -628,9 +653,15 @@ def local_scheduler(workers=None, http=True):
                                dashboard_address=None, silence_logs=logging.ERROR,
                                config=dask.config.merge(dask.config.config))
 
-    def start_workers():
+    def start_workers(useful=None):
+        """`useful`: start no more workers than that (`DaskEngine.run`), each with the memory share
+        of one of them; none are started later."""
+        wanted = min(n, useful) if useful and not workers else n
+        if wanted < n:
+            limit = parse_memory_limit("auto", 1, wanted, logger=logging.getLogger(__name__))
+            cluster.new_spec = {**cluster.new_spec, "options": {**cluster.new_spec["options"], "memory_limit": limit}}
         with _quiet_start(config):
-            while len(cluster.worker_spec) < n:
+            while len(cluster.worker_spec) < wanted:
                 cluster.worker_spec.update(cluster.new_worker_spec())
             _start_named_workers(cluster)
         if config.get(MP_METHOD) == "fork":

@@ -500,6 +500,46 @@ def test_independent_first_steps_of_a_runs_own_cluster_go_to_different_workers(t
     assert result.load("s0")["p0"] != result.load("s1")["p1"]
 
 
+WORKER_STARTS = """
+import os
+
+
+def dask_setup(worker):
+    with open({stamp!r}, "a") as f:
+        f.write(f"{{os.getpid()}} {{worker.memory_manager.memory_limit}}\\n")
+"""
+
+CHAIN = [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"]), ("z = y + 1", ["step:c"])]
+
+
+@pytest.mark.parametrize("cells, asked, started", [
+    (CHAIN, None, 1),
+    (CHAIN, 2, 2),
+    ([("x = 1", ["step:a"]), ("y = x + 1", ["step:b"]), ("z = x + 2", ["step:c"])], None, "cores"),
+    ([("import dask\nx = 1", ["step:a"]), ("y = x + 1", ["step:b"])], None, "cores"),
+], ids=["chain", "chain-workers-asked-for", "two-steps-read-one", "names-dask"])
+def test_a_runs_own_cluster_starts_only_the_workers_its_steps_can_keep_busy(tmp_path, cells, asked, started):
+    """A chain of steps keeps one worker busy at a time: a second one only cost its start and its
+    warm-up on the cores the steps need. Steps that may run at once, or compute with Dask, get a
+    worker per core; `workers` asked for are started."""
+    import dask
+    import distributed  # noqa: F401 - its defaults in Dask's config first (see late_worker_preload)
+    from distributed.worker_memory import parse_memory_limit
+
+    stamp, preload = tmp_path / "workers.txt", tmp_path / "starts.py"
+    preload.write_text(WORKER_STARTS.format(stamp=str(stamp)))
+    nb = make_notebook(tmp_path, cells, name="busy")
+    with dask.config.set({"distributed.worker.preload": [str(preload)]}):
+        result = run_notebook(nb, options=RunOptions(workers=asked, use_cache=False))
+    assert result.ok, result.steps
+    workers = [line.split() for line in stamp.read_text().splitlines()]
+    expected = os.cpu_count() if started == "cores" else started
+    assert len(workers) == expected
+    # each has its share of the memory: the one worker of a chain all of it
+    share = parse_memory_limit("auto", 1, expected, logger=logging.getLogger(__name__))
+    assert {int(limit) for _, limit in workers} == {share}
+
+
 def test_a_worker_that_dies_as_the_runs_cluster_starts_fails_the_run_with_what_to_do(tmp_path):
     import dask
 
