@@ -774,12 +774,12 @@ class _ModuleWalker(Visitor):
                 names |= {receiver}
         if callee is not None:  # a function of the notebook: it says which parameters it changes
             given = effects.argument_objects(self.heap, node, self.modules)
-            for expr, param in changed_arguments(callee, args, keywords):
+            for expr, _ in changed_arguments(callee, args, keywords):
                 objects = effects.objects_of(self.heap, expr, self.modules)
                 self.heap.hold(objects, given - objects, owned=False)
                 self.heap.spoil(objects)  # (it may store anything in it)
-                changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
                 names |= {effects.root_name(expr)} - {None} - self.modules
+            changed |= self._argument_changes(callee, args, keywords)
         for held in self._held_functions(node) if callee is None else ():  # `ops["g"](5)`, `for f in fs: f()`
             self._called(held, node, {held.name}, optional=True)  # (which of them is called is not known)
             changed |= self._argument_changes(held, list(node.args), node.keywords)

@@ -523,8 +523,9 @@ def _notebook_text(specs) -> str:
 
 
 def _names_dask(specs) -> bool:
-    """Whether the notebook's code names Dask (its collections, `delayed`, a client of its own)."""
-    return bool(specs) and "dask" in _notebook_text(specs)
+    """Whether the notebook's code names Dask (its collections, `delayed`, `distributed`'s clients)."""
+    text = _notebook_text(specs) if specs else ""
+    return "dask" in text or "distributed" in text
 
 
 def _workers_useful(plan: list, specs: list, names_dask: bool) -> int | None:

@@ -517,7 +517,8 @@ CHAIN = [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"]), ("z = y + 1", ["step:
     (CHAIN, 2, 2),
     ([("x = 1", ["step:a"]), ("y = x + 1", ["step:b"]), ("z = x + 2", ["step:c"])], None, "cores"),
     ([("import dask\nx = 1", ["step:a"]), ("y = x + 1", ["step:b"])], None, "cores"),
-], ids=["chain", "chain-workers-asked-for", "two-steps-read-one", "names-dask"])
+    ([("from distributed import worker_client\nx = 1", ["step:a"]), ("y = x + 1", ["step:b"])], None, "cores"),
+], ids=["chain", "chain-workers-asked-for", "two-steps-read-one", "names-dask", "names-distributed"])
 def test_a_runs_own_cluster_starts_only_the_workers_its_steps_can_keep_busy(tmp_path, cells, asked, started):
     """A chain of steps keeps one worker busy at a time: a second one only cost its start and its
     warm-up on the cores the steps need. Steps that may run at once, or compute with Dask, get a
