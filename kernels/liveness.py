@@ -27,7 +27,7 @@ START_TIME_TOLERANCE_S = 1.0  # the same process reports the same start time; al
 class Owner:
     pid: int
     host: str
-    started: float  # the process's start time (epoch seconds)
+    started: float  # the process's start time (`process_start_time`: since boot where there is a /proc)
     space: str = ""  # the boot and pid namespace its pid belongs to ("" where unknown)
 
 

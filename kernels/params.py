@@ -5,7 +5,8 @@ the parameter's type, taken from its literal in the parameters cell, decides how
 read — int, float, bool (true/false/yes/no/on/off/1/0, any case), str (kept verbatim), list and
 dict (JSON, or a Python literal such as `['a', 'b']`). A parameter whose literal is `None` has no
 type: its text is read as JSON or a Python literal when it is one, else kept as text.
-Values that are already typed (YAML files, the Python API) are checked against the type.
+Values that are already typed (YAML files, the Python API) are checked against the type; a
+string from a YAML file is text to read for a typed parameter, and a string for one of no type.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def parse_assignments(pairs) -> dict[str, str]:
     return values
 
 
+class FileString(str):
+    """A string a parameters file gives (YAML `name: "5"`): a value, not text to read, for a
+    parameter of no type, as papermill's `-f` hands it to the notebook."""
+
+
 def load_file(path) -> dict:
     import yaml
 
@@ -39,7 +45,7 @@ def load_file(path) -> dict:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ParameterError(f"{path}: a parameters file holds a mapping of NAME: VALUE")
-    return data
+    return {name: FileString(value) if isinstance(value, str) else value for name, value in data.items()}
 
 
 def resolve(pipeline, given: dict) -> dict:
@@ -87,6 +93,10 @@ def _parts(value):
 
 def coerce(param, value):
     kind = param.type
+    if isinstance(value, FileString):
+        value = str(value)  # (the step gets a plain str)
+        if kind == "none":
+            return value
     if isinstance(value, str) and kind != "str":
         return _from_text(param, value)
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):

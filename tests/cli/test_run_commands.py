@@ -130,14 +130,15 @@ def test_bad_input_exits_2(tmp_path):
 
 
 def test_parameters_file_option(tmp_path):
-    nb = make_notebook(tmp_path, [("alpha = 1\nname = 'x'", ["parameters"]), ("b = alpha * 2", ["step:a"]),
-                                  ("b", ["metrics"])])
-    (tmp_path / "params.yaml").write_text("alpha: 4\nname: '5'\n")
+    nb = make_notebook(tmp_path, [("alpha = 1\nname = 'x'\ntag = None", ["parameters"]),
+                                  ("b = alpha * 2\ntag_is_text = int(isinstance(tag, str))", ["step:a"]),
+                                  ("b\ntag_is_text", ["metrics"])])
+    (tmp_path / "params.yaml").write_text("alpha: 4\nname: '5'\ntag: '12'\n")
     data = json.loads(cli("run", nb, "--engine", "local", "--output", "json", "-f", tmp_path / "params.yaml").stdout)
-    assert data["metrics"] == {"b": 8.0}
+    assert data["metrics"] == {"b": 8.0, "tag_is_text": 1.0}  # a YAML string, as papermill's -f gives it
     data = json.loads(cli("run", nb, "--engine", "local", "--output", "json", "-f", tmp_path / "params.yaml",
-                          "-p", "alpha=10").stdout)
-    assert data["metrics"] == {"b": 20.0}  # -p wins over -f
+                          "-p", "alpha=10", "-p", "tag=12").stdout)
+    assert data["metrics"] == {"b": 20.0, "tag_is_text": 0.0}  # -p wins over -f; its text is read
 
 
 def test_concurrent_runs_in_one_folder(tmp_path):

@@ -118,6 +118,19 @@ def test_parameters_file(tmp_path):
         params.resolve(_nb(tmp_path), params.load_file(wrong))
 
 
+def test_a_string_in_a_parameters_file_stays_a_string_for_a_parameter_of_no_type(tmp_path):
+    """papermill's `-f` hands a YAML string to the notebook as it is; `-p` text is read."""
+    pipeline = compile_notebook(make_notebook(tmp_path, [("tag = None\nn = 3", ["parameters"]),
+                                                          ("t = (tag, n)", ["step:a"])]))
+    path = tmp_path / "params.yaml"
+    path.write_text("tag: '5'\nn: '7'\n")
+    values = params.resolve(pipeline, params.load_file(path))
+    assert values == {"tag": "5", "n": 7} and type(values["tag"]) is str  # (n is an int: its text is read)
+    path.write_text("tag: [1, '2']\n")
+    assert params.resolve(pipeline, params.load_file(path))["tag"] == [1, "2"]
+    assert params.resolve(pipeline, params.parse_assignments(["tag=5"]))["tag"] == 5
+
+
 @pytest.mark.parametrize("given, said", [
     ({"rate": float("inf")}, "'rate' must be a finite number, got inf"),
     ({"rate": "nan"}, "'rate' must be a finite number, got nan"),  # text read as a float
