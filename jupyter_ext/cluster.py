@@ -28,7 +28,6 @@ import ipaddress
 import logging
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -332,10 +331,10 @@ class DaskCluster:
                                                      parse_timedelta(idle, default="s"))
         except warm_cluster.WarmClusterError as exc:
             raise ExtensionError(f"could not start the cluster: {exc}") from None
-        if not warm_cluster.same_environment(found):
-            raise ExtensionError(f"the warm cluster of {found.folder} runs another Python environment "
-                                 f"({found.prefix or 'not recorded'}) than this server ({sys.prefix}): runs "
-                                 f"started here would not use it; stop it (nbscale cluster stop --dir "
+        difference = warm_cluster.environment_difference(found)
+        if difference:
+            raise ExtensionError(f"the warm cluster of {found.folder} is not this server's environment ({difference}): "
+                                 f"runs started here would not use it; stop it (nbscale cluster stop --dir "
                                  f"{found.folder}) or start the server in that environment")
         cluster = await cls.attach_warm(found, timeout, started)
         if not started and n is not None and found.workers != n:

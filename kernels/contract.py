@@ -109,6 +109,9 @@ class StepSpec:
     background_run: str = ""
     profile: bool = True  # profile the values it hands on (`profiles`; off by a project setting)
     owner: str = ""  # the run's owner (`children.owner_marker`), named to the processes the step starts
+    # the environment variables of the process that runs the pipeline, for a worker that has others
+    # (a warm cluster's have those of `nbscale cluster start`): the step sees these, as top to bottom
+    environ: dict | None = None
 
 
 @dataclass

@@ -66,7 +66,8 @@ import types
 from contextlib import contextmanager
 
 __all__ = ["DECIMAL_CONTEXT", "NUMPY_RANDOM_STATE", "RANDOM_STATE", "ModuleDicts", "ProcessState", "changed_indexes",
-           "dict_version", "proc_status_field", "restored_process_state", "version_slots", "versions_at"]
+           "dict_version", "environment", "proc_status_field", "restored_process_state", "set_environ", "version_slots",
+           "versions_at"]
 
 _ABSENT = object()
 # Module attributes the import system owns: rebinding them is not a patch (importlib.reload,
@@ -255,17 +256,7 @@ class ProcessState:
             changed.append("os.environ")
         elif self.environ_data is not None and _environ_data(os.environ) == self.environ_data:
             return []  # nothing set or deleted: compared without decoding every variable
-        now = dict(os.environ)
-        for name in now.keys() - self.environ_items.keys():
-            del os.environ[name]
-            changed.append(f"os.environ[{name!r}]")
-        for name, value in self.environ_items.items():
-            if now.get(name) != value:
-                os.environ[name] = value
-                changed.append(f"os.environ[{name!r}]")
-        if any(c == "os.environ['TZ']" for c in changed) and hasattr(time, "tzset"):
-            time.tzset()
-        return changed
+        return changed + [f"os.environ[{name!r}]" for name in set_environ(self.environ_items)]
 
     def _restore_cwd(self) -> list[str]:
         if self.cwd is None or _cwd() == self.cwd:
@@ -502,6 +493,36 @@ def _local_modules() -> set[str]:
     from .dependencies import step_local_module_names  # (it imports this module)
 
     return set(step_local_module_names())
+
+
+def set_environ(items: dict) -> list[str]:
+    """Make `os.environ` hold exactly `items` (the C library's environment too); the names changed."""
+    now, changed = dict(os.environ), []
+    for name in now.keys() - items.keys():
+        del os.environ[name]
+        changed.append(name)
+    for name, value in items.items():
+        if now.get(name) != value:
+            os.environ[name] = value
+            changed.append(name)
+    if "TZ" in changed and hasattr(time, "tzset"):
+        time.tzset()
+    return changed
+
+
+@contextmanager
+def environment(environ: dict | None):
+    """Run the block with exactly the variables `environ` (None: as they are), then put back the
+    ones it found."""
+    if environ is None:
+        yield
+        return
+    before = dict(os.environ)
+    set_environ(environ)
+    try:
+        yield
+    finally:
+        set_environ(before)
 
 
 def _environ_data(environ) -> dict | None:

@@ -54,7 +54,7 @@ from .handoff import (
     value_digests,
     wrote_into_read_only,
 )
-from .process_state import DECIMAL_CONTEXT, NUMPY_RANDOM_STATE, RANDOM_STATE, restored_process_state
+from .process_state import DECIMAL_CONTEXT, NUMPY_RANDOM_STATE, RANDOM_STATE, environment, restored_process_state
 from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
 from .store import ArtifactStore
@@ -78,7 +78,8 @@ def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOut
     """
     emit = emit or (lambda *args: None)
     try:
-        return _run_step(spec, upstream, emit, execute or execute_in_process)
+        with environment(spec.environ):  # (its cache check too: the variables it read are compared)
+            return _run_step(spec, upstream, emit, execute or execute_in_process)
     except StepTimeout:  # struck as the step ended, in nbscale's own code
         return failed_outcome(spec.step["name"], "StepTimeout", timeout_message(spec.step["name"],
                                                                                 spec.step.get("timeout")))

@@ -74,6 +74,7 @@ class WarmCluster:
     idle_timeout_s: float | None
     scheduler_file: str
     prefix: str | None = None  # the Python environment (sys.prefix) its workers run steps in
+    pythonpath: str | None = None  # the PYTHONPATH it started with: its workers' sys.path has it
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -178,7 +179,8 @@ def parse_info(raw: bytes, folder) -> tuple[WarmCluster | None, str]:
                           workers=data["workers"], started=float(data["started"]),
                           idle_timeout_s=float(idle) if isinstance(idle, (int, float)) else None,
                           scheduler_file=data["scheduler_file"],
-                          prefix=data["prefix"] if isinstance(data.get("prefix"), str) else None)
+                          prefix=data["prefix"] if isinstance(data.get("prefix"), str) else None,
+                          pythonpath=data["pythonpath"] if isinstance(data.get("pythonpath"), str) else None)
     return cluster, ""
 
 
@@ -290,9 +292,19 @@ def for_notebook(notebook) -> Lookup:
 
 
 def same_environment(cluster: WarmCluster) -> bool:
-    """Whether the cluster's workers run this process's Python environment (a run on it then sees
-    the packages it was started with)."""
-    return cluster.prefix == sys.prefix
+    return environment_difference(cluster) is None
+
+
+def environment_difference(cluster: WarmCluster) -> str | None:
+    """How the Python environment the cluster's workers run steps in differs from this process's
+    (its packages; its PYTHONPATH, on their sys.path: `import util` would load another file than
+    top to bottom); None when it does not."""
+    if cluster.prefix != sys.prefix:
+        return f"it runs the Python environment {cluster.prefix or '(not recorded)'}, this run {sys.prefix}"
+    if cluster.pythonpath != os.environ.get("PYTHONPATH"):
+        return (f"it was started with PYTHONPATH={cluster.pythonpath or '(unset)'}, this run has "
+                f"PYTHONPATH={os.environ.get('PYTHONPATH') or '(unset)'}")
+    return None
 
 
 def connect(notebook, timeout: float = PROBE_TIMEOUT_S * 2):
@@ -306,10 +318,9 @@ def connect(notebook, timeout: float = PROBE_TIMEOUT_S * 2):
     if not found.live:
         return None, (f"not using the warm cluster of {folder}: {found.reason}; running on a cluster of its "
                       "own (`nbscale cluster start` replaces it)")
-    if not same_environment(found.cluster):  # its workers would run the steps with other packages
-        return None, (f"not using the warm cluster of {folder}: it runs the Python environment "
-                      f"{found.cluster.prefix or '(not recorded)'}, this run {sys.prefix}; running on a cluster "
-                      "of its own")
+    difference = environment_difference(found.cluster)  # its workers would import other files
+    if difference:
+        return None, f"not using the warm cluster of {folder}: {difference}; running on a cluster of its own"
     from distributed import Client
 
     try:

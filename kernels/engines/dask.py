@@ -192,7 +192,9 @@ class DaskEngine(Engine):
 
         client = self.client or self.connect()
         self.run_id = self.run_id or uuid.uuid4().hex
-        specs = [dataclasses.replace(spec, background_run=self.run_id) for spec in specs]
+        # a shared cluster's workers have the environment they were started with, not this run's
+        environ = dict(os.environ) if self.shared_address else None
+        specs = [dataclasses.replace(spec, background_run=self.run_id, environ=environ) for spec in specs]
         topic = f"{TOPIC}-{self.run_id}"
         reported = _Reported(emit)
         client.subscribe_topic(topic, reported.from_topic)

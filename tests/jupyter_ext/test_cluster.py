@@ -436,8 +436,8 @@ def test_a_warm_cluster_of_another_python_environment_is_neither_adopted_nor_sta
     async def main():
         server = ServerCluster(warm_folder=root)
         assert (await server.model()) is None  # not adopted
-        with pytest.raises(NbscaleError, match=f"another Python environment \\(/opt/other-venv\\) than this "
-                                               f"server \\({sys.prefix}\\)"):
+        with pytest.raises(NbscaleError, match=f"is not this server's environment \\(it runs the Python environment "
+                                               f"/opt/other-venv, this run {sys.prefix}\\)"):
             await server.start(1)
         assert server.current is None
 

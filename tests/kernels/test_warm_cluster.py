@@ -69,6 +69,42 @@ def test_a_run_shares_the_warm_cluster_says_so_and_leaves_it_running(shared_warm
     assert warm_cluster.status(folder)["workers"] == 2
 
 
+def test_a_step_on_the_warm_cluster_sees_the_runs_environment_and_a_change_to_it_runs_it_again(
+        shared_warm, monkeypatch):
+    """Its workers have the variables `nbscale cluster start` had: a step read those, and a cached one
+    was reused after the variable it read changed in the shell running the pipeline."""
+    folder, cluster = shared_warm
+    notebook = make_notebook(folder, [("import os\nmode = os.environ.get('NBS_MODE')\nparent = os.getppid()",
+                                       ["step:read"])], name="environ")
+
+    def mode_seen():
+        result = run_notebook(notebook)
+        assert result.ok and result.load("read")["parent"] == cluster.pid  # on the warm cluster
+        return result.load("read")["mode"], result.step("read")["status"]
+
+    monkeypatch.setenv("NBS_MODE", "2")
+    assert mode_seen() == ("2", "succeeded")
+    assert mode_seen() == ("2", "cached")
+    monkeypatch.setenv("NBS_MODE", "3")
+    assert mode_seen() == ("3", "succeeded")
+    monkeypatch.delenv("NBS_MODE")
+    assert mode_seen() == (None, "succeeded")  # (the workers' own environment is back after a step)
+
+
+def test_a_warm_cluster_started_with_another_pythonpath_is_not_used(shared_warm, monkeypatch, tmp_path):
+    """Its workers' sys.path holds the PYTHONPATH it started with: `import util` would load another file."""
+    folder, cluster = shared_warm
+    started_with = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    notebook = make_notebook(folder, [("import os\nparent = os.getppid()", ["step:where"])], name="pythonpath")
+    result, seen = events_of(notebook)
+    assert result.ok and result.load("where")["parent"] == os.getpid()  # on a cluster of its own
+    warnings = [p["message"] for kind, _, p in seen if kind == WARNING]
+    assert warnings == [f"not using the warm cluster of {folder}: it was started with PYTHONPATH="
+                        f"{started_with or '(unset)'}, this run has PYTHONPATH={tmp_path}; "
+                        "running on a cluster of its own"]
+
+
 def test_nbscale_run_and_papermill_share_it_too(shared_warm, tmp_path):
     import nbscale
 
