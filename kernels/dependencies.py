@@ -23,7 +23,10 @@ What is recorded, and how:
   step's own doing is not such a change: what it wrote, appended to, touched, chmod-ed, linked,
   made or removed, the files it added to a folder it listed, and SQLite files (written from C).
 - Local modules the step tried to import and did not find: their files beside the notebook are
-  recorded as absent, so that one appearing runs the step again (`try: import extras`).
+  recorded as absent, so that one appearing runs the step again (`try: import extras`). So are
+  the files a fresh run would import instead of a loaded local module (`Recording._shadows`): the
+  module in a folder before its own on the step's sys.path (the notebook folder first), a package
+  beside it; and PYTHONPATH, for one found beyond the notebook folder.
 - What local modules read as they were imported: a file opened or a variable read by a local
   module's top-level code (`CONFIG = json.load(open("config.json"))`) is kept with that import of
   the module, whichever step (or worker warm-up) imported it, and is a dependency of every step
@@ -157,12 +160,14 @@ class Recording:
         self._missing_modules()
         try:
             loaded = loaded_modules()  # one look at sys.modules for both scans
-            for path, module in _local_modules(self, loaded).items():
+            local = _local_modules(self, loaded)
+            for path, module in local.items():
                 state, outdated = _as_imported(path, module)
                 self.modules[path] = state
                 if outdated:
                     self.outdated_modules.append(self.key(path))
                 self._add_import_reads(path, module)
+            self._shadows(local)
             self.distributions = _loaded_distributions(loaded)
             for top, seen in list(_LIBRARY_IMPORT_READS.items()):  # the few recorded, not every loaded module
                 self._add_reads(seen, sys.modules.get(top), library=top)
@@ -179,9 +184,40 @@ class Recording:
             if findable(name) is False:  # nor installed: a library installed later runs the step again
                 self.absent_modules.add(name)
             for candidate in (os.path.join(self.cwd, f"{name}.py"), os.path.join(self.cwd, name, "__init__.py")):
-                if not os.path.exists(candidate):
-                    self.reads.add(candidate)
-                    self.first_seen.setdefault(candidate, None)
+                self._absent(candidate)
+
+    def _shadows(self, local: dict) -> None:
+        """The files that, appearing, a fresh run would import instead of a loaded local module that
+        steps imported: a
+        package `name/` beside `name.py` (packages come first), and the module in a folder before
+        its own on sys.path (`helper.py` beside the notebook, over `lib/helper.py` found through
+        `sys.path.append`). Recorded absent, as a missing module's files are. And PYTHONPATH, for a
+        module found beyond the notebook folder: another one puts other folders first."""
+        entries = None
+        for path, module in local.items():
+            name = getattr(module, "__name__", None)
+            # imported by a step (not by the program calling nbscale); `pkg.sub`: its package decides
+            if name not in _STEP_IMPORTS or not name.isidentifier():
+                continue
+            folder, file = os.path.split(path)
+            package = file == "__init__.py"
+            home = os.path.dirname(folder) if package else folder
+            if not package:
+                self._absent(os.path.join(folder, name, "__init__.py"))
+            if entries is None:  # the notebook folder first, as the step shell puts it (Jupyter's "")
+                entries = [os.path.realpath(entry or ".") for entry in [self.cwd, *sys.path] if isinstance(entry, str)]
+            before = entries[:entries.index(os.path.realpath(home))] if os.path.realpath(home) in entries else []
+            if before:  # found further along sys.path, which PYTHONPATH makes as the process starts
+                self.env.setdefault("PYTHONPATH", os.environ.get("PYTHONPATH"))
+            for entry in before:
+                self._absent(os.path.join(entry, f"{name}.py"))
+                self._absent(os.path.join(entry, name, "__init__.py"))
+
+    def _absent(self, path: str) -> None:
+        """`path`, absent now, is a dependency: its appearance changes what the step does."""
+        if path not in self.reads and self.tracks(path) and not os.path.exists(path):
+            self.reads.add(path)
+            self.first_seen.setdefault(path, None)
 
     def _add_import_reads(self, path: str, module) -> None:
         """What a loaded local module read as it was imported (`CONFIG = json.load(open(...))`): the
@@ -797,10 +833,11 @@ def shadowed_modules(folder: str) -> list[str]:
     is another file that is no library's: a local module of another notebook folder, imported by
     an earlier step of this process (a shared worker, runs of two folders in one kernel)."""
     shadowed = set()
-    for name, own in _module_files_in(folder).items():
+    for name, files in _module_files_in(folder).items():
         module = sys.modules.get(name)
         loaded = _module_file(module) if module is not None else None
-        if loaded is None or _is_ignored(loaded) or not os.path.isfile(own):
+        own = next((file for file in files if os.path.isfile(file)), None)  # (the first the import system takes)
+        if loaded is None or _is_ignored(loaded) or own is None:
             continue
         if os.path.realpath(loaded) != os.path.realpath(own):
             shadowed.add(name)
@@ -809,11 +846,12 @@ def shadowed_modules(folder: str) -> list[str]:
     return [name for name in list(sys.modules) if name.partition(".")[0] in shadowed]
 
 
-_FOLDER_ENTRIES: dict[str, tuple[int, dict[str, str]]] = {}  # folder → (its mtime, module name → file)
+_FOLDER_ENTRIES: dict[str, tuple[int, dict[str, tuple]]] = {}  # folder → (its mtime, module name → files)
 
 
-def _module_files_in(folder: str) -> dict[str, str]:
-    """Top-level modules a folder holds: `name.py`, and `name/` (its `__init__.py`, which may not exist)."""
+def _module_files_in(folder: str) -> dict[str, tuple[str, ...]]:
+    """Top-level modules a folder holds: name → the files `import name` would load, in the order the
+    import system tries them: `name/__init__.py` of a folder `name/` (which may not exist), `name.py`."""
     try:
         mtime = os.stat(folder).st_mtime_ns
     except OSError:
@@ -827,9 +865,9 @@ def _module_files_in(folder: str) -> dict[str, str]:
             for entry in entries:
                 name, dot, suffix = entry.name.rpartition(".")
                 if dot and suffix == "py" and name.isidentifier():
-                    found[name] = entry.path
+                    found[name] = found.get(name, ()) + (entry.path,)
                 elif not dot and entry.name.isidentifier() and entry.is_dir():
-                    found[entry.name] = os.path.join(entry.path, "__init__.py")
+                    found[entry.name] = (os.path.join(entry.path, "__init__.py"), *found.get(entry.name, ()))
     except OSError:
         return {}
     _FOLDER_ENTRIES[folder] = (mtime, found)

@@ -22,11 +22,19 @@ from functools import lru_cache
 __all__ = ["installed_versions", "is_interpreter_path", "providers"]
 
 
+# what an installation keeps in its prefix (a virtual environment, conda, /usr/local): not the whole
+# prefix, which may be a project's own folder (`python -m venv .` in it, data and code beside `lib/`)
+PREFIX_FOLDERS = ("lib", "lib64", "Lib", "DLLs", "include", "Include", "bin", "Scripts", "share", "etc",
+                  "libexec", "conda-meta", "Library", "ssl", "man")
+
+
 @lru_cache(maxsize=1)
 def _interpreter_prefixes() -> tuple[str, ...]:
-    roots = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
-             site.getusersitepackages(), *site.getsitepackages()}
-    roots.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
+    roots = {site.getusersitepackages(), *site.getsitepackages(),
+             *(os.path.join(prefix, folder) for prefix in prefixes if prefix for folder in PREFIX_FOLDERS)}
+    roots.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib",
+                                                                     "include", "platinclude", "scripts"))
     return folder_prefixes(roots)
 
 

@@ -1,5 +1,9 @@
 """Reads and writes that bypass Python's `open`, made visible to the dependency recorder.
 
+Dask's readers (`dd.read_csv("data/*.csv")`, `db.read_text`, `dd.read_parquet`...) build a graph
+whose tasks open the files, in threads or processes the step's recorder does not watch: the files
+their path (a glob, a list, a folder) names count as read by the step that calls them.
+
 pyarrow opens files in C++ (pandas' `read_parquet` hands a local path to
 `pyarrow.parquet.read_table`; `to_parquet` opens a `pyarrow.OSFile`; `pq.ParquetFile`,
 `pyarrow.csv.read_csv`, `pyarrow.feather.read_table`, `pyarrow.dataset.dataset`... open the path
@@ -14,6 +18,7 @@ by Python's `open` or an `OSFile`: seen already.
 from __future__ import annotations
 
 import functools
+import glob
 import importlib.abc
 import os
 import sys
@@ -61,6 +66,16 @@ AUDITED = {
     "pyarrow.fs": (("LocalFileSystem", None, None, FILE_SYSTEM), ("SubTreeFileSystem", None, None, FILE_SYSTEM)),
 }
 AUDITED["pyarrow.csv"] += (("CSVWriter", "sink", 0, WRITE_FLAGS),)
+# Dask's readers: their tasks open the files (in other threads, or other processes), which the
+# recorder of the step that builds the collection does not see; the path may be a glob, a list, a folder
+AUDITED.update({
+    "dask.dataframe": tuple((name, argument, 0, READ_FLAGS) for name, argument in (
+        ("read_csv", "urlpath"), ("read_table", "urlpath"), ("read_fwf", "urlpath"), ("read_json", "url_path"),
+        ("read_parquet", "path"), ("read_orc", "path"), ("read_hdf", "pattern"))),
+    "dask.bag": (("read_text", "urlpath", 0, READ_FLAGS), ("read_avro", "urlpath", 0, READ_FLAGS)),
+    "dask.bytes": (("read_bytes", "urlpath", 0, READ_FLAGS),),
+    "dask.array": (("from_zarr", "url", 0, READ_FLAGS), ("from_npy_stack", "dirname", 0, READ_FLAGS)),
+})
 
 
 def install() -> None:
@@ -207,10 +222,20 @@ def _audit_call(args: tuple, kwargs: dict, argument: str, position: int, flags: 
         flags = _MODE_FLAGS.get(str(mode).replace("b", ""), WRITE_FLAGS)
     mode = "rb" if flags == READ_FLAGS else "wb"
     for path in _local_paths(source, root):
-        if not os.path.isdir(path):
+        if flags == READ_FLAGS and not os.path.exists(path) and glob.has_magic(path):
+            for match in glob.glob(path, recursive=True):  # (a glob dependency itself: audited)
+                _audit_read(match, mode)
+        elif not os.path.isdir(path):
             sys.audit("open", path, mode, flags)
         elif flags == READ_FLAGS:
             _audit_dataset(path, mode)
+
+
+def _audit_read(path: str, mode: str) -> None:
+    if os.path.isdir(path):
+        _audit_dataset(path, mode)
+    else:
+        sys.audit("open", path, mode, READ_FLAGS)
 
 
 def _local_root(filesystem) -> str | None:

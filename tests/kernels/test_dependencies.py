@@ -545,6 +545,53 @@ def test_a_local_module_the_step_did_not_find_is_a_dependency_when_it_appears(fo
     assert [c.text for c in check(fp, str(folder))] == [f"{name}.py appeared"]
 
 
+def test_a_file_a_fresh_run_would_import_instead_of_a_loaded_module_is_a_dependency_when_it_appears(
+        folder, monkeypatch):
+    """`import helper` found in lib/ (appended to sys.path): helper.py beside the notebook, or
+    lib/helper/ as a package, would be imported instead by a fresh run; and another PYTHONPATH
+    puts other folders before lib/."""
+    lib = folder.parent / "lib"
+    lib.mkdir()
+    name = f"helper_{uuid.uuid4().hex[:8]}"
+    (lib / f"{name}.py").write_text("H = 'lib'\n")
+    monkeypatch.syspath_prepend(str(lib))  # (the notebook folder comes first in a step)
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    try:
+        with record(str(folder)) as rec:
+            __import__(name)
+    finally:
+        sys.modules.pop(name, None)
+    fp = rec.fingerprint()
+    assert check(fp, str(folder)) == []
+    assert fp["env"]["PYTHONPATH"] == "/somewhere"
+    (folder / f"{name}.py").write_text("H = 'beside'\n")
+    assert [c.text for c in check(fp, str(folder))] == [f"{name}.py appeared"]
+    (folder / f"{name}.py").unlink()
+    (lib / name).mkdir()
+    (lib / name / "__init__.py").write_text("H = 'package'\n")
+    assert [c.text for c in check(fp, str(folder))] == [f"{lib / name / '__init__.py'} appeared"]
+    (lib / name / "__init__.py").unlink()
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    assert [c.kind for c in check(fp, str(folder))] == ["env"]
+
+
+def test_a_module_beside_the_notebook_depends_on_no_pythonpath(tmp_path):
+    """Only a module found beyond the notebook folder: one beside it comes first whatever PYTHONPATH says
+    (a fresh process: this one has local modules of its own, pytest's)."""
+    (tmp_path / "beside.py").write_text("B = 1\n")
+    nb = make_notebook(tmp_path, [("import beside", ["imports"]), ("b = beside.B", ["step:a"])], name="pp")
+
+    def status(pythonpath):
+        env = {**os.environ, "PYTHONPATH": pythonpath}
+        done = subprocess.run([sys.executable, "-m", "nbscale", "run", str(nb), "--engine", "local", "--output",
+                               "json"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)["steps"][0]["status"]
+
+    assert status(str(tmp_path / "one")) == "succeeded"
+    assert status(str(tmp_path / "two")) == "cached"
+
+
 def test_a_module_the_calling_program_imported_is_not_one_to_import_again_for_steps(folder, local_module):
     # evicted, the program would keep its references on the old module (a pickled function of it
     # would no longer be "the same object")

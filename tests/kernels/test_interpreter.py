@@ -20,6 +20,17 @@ def test_interpreter_files_are_told_from_the_users(tmp_path):
     assert not is_interpreter_path(str(tmp_path / "data.csv"))
 
 
+def test_a_projects_own_files_in_the_folder_of_its_virtual_environment_are_the_users():
+    """`python -m venv .` in the project: its data and code beside `lib/` and `bin/` are not the
+    interpreter's (their changes were not seen), what the environment keeps there is."""
+    import sys
+
+    for own in ("data/x.csv", "src/helper.py", "notebooks/nb.ipynb"):
+        assert not is_interpreter_path(os.path.join(sys.prefix, own))
+    for installed in ("lib/python3/site-packages/x.py", "bin/python", "share/jupyter/x.json", "include/x.h"):
+        assert is_interpreter_path(os.path.join(sys.prefix, installed))
+
+
 def test_installed_versions_and_providers_are_the_installations():
     versions = installed_versions()
     assert versions["numpy"] == np.__version__ and versions["pandas"] == pd.__version__

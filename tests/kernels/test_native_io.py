@@ -273,3 +273,32 @@ def test_a_uri_of_another_file_system_is_no_local_file(tmp_path, monkeypatch):
     with record(str(tmp_path)) as rec, pytest.raises(FileNotFoundError):
         pq.read_table("mock:///t.parquet")
     assert rec.fingerprint()["files_read"] == {}
+
+
+@pytest.mark.parametrize("read", [
+    lambda dd, db, da: dd.read_csv("data/*.csv").x.sum().compute(),
+    lambda dd, db, da: db.read_text("data/*.csv").compute(),
+    lambda dd, db, da: dd.read_csv(["data/a.csv", "data/b.csv"]).x.sum().compute(),
+    lambda dd, db, da: dd.read_parquet("parts").x.sum().compute(),
+], ids=["read_csv-glob", "read_text-glob", "read_csv-list", "read_parquet-folder"])
+def test_the_files_a_dask_reader_names_are_read_by_the_step_that_calls_it(read, tmp_path, monkeypatch):
+    """Dask's tasks open them, in threads (or processes) the step's recorder does not watch."""
+    import dask.array as da
+    import dask.bag as db
+    import dask.dataframe as dd
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("x\n1\n")
+    (tmp_path / "data" / "b.csv").write_text("x\n2\n")
+    (tmp_path / "parts").mkdir()
+    for i in range(2):
+        pd.DataFrame({"x": [i]}).to_parquet(tmp_path / "parts" / f"{i}.parquet")
+    with record(str(tmp_path)) as rec:
+        read(dd, db, da)
+    fp = rec.fingerprint()
+    assert check(fp, str(tmp_path)) == []
+    (tmp_path / "data" / "b.csv").write_text("x\n100\n")
+    pd.DataFrame({"x": [100, 200]}).to_parquet(tmp_path / "parts" / "1.parquet")
+    changed = {c.name for c in check(fp, str(tmp_path))}
+    assert changed & {"data/b.csv", "parts/1.parquet"}, fp["files_read"]
