@@ -534,7 +534,8 @@ def _workers_useful(plan: list, specs: list, names_dask: bool) -> int | None:
     """At most how many of the run's own workers its steps can keep busy at once: one when each step
     reads the one before it (a worker more only costs its start and warm-up, on the cores the steps
     need), else one per chain of the plan; None (a worker per core) when the notebook uses Dask
-    itself, whose computes from a step split among the workers."""
+    itself, whose computes from a step split among the workers (and the others start as soon as
+    a step computes on the cluster all the same: `_more_workers_for_computes`)."""
     if names_dask:
         return None
     if all(before.step["name"] in spec.step["after"] for before, spec in zip(specs, specs[1:])):
@@ -657,12 +658,11 @@ def local_scheduler(workers=None, http=True):
                                config=dask.config.merge(dask.config.config))
 
     def start_workers(useful=None):
-        """`useful`: start no more workers than that (`DaskEngine.run`), each with the memory share
-        of one of them; none are started later."""
+        """`useful`: start no more workers than that (`DaskEngine.run`) until a step computes on the
+        cluster (`_more_workers_for_computes`)."""
         wanted = min(n, useful) if useful and not workers else n
         if wanted < n:
-            limit = parse_memory_limit("auto", 1, wanted, logger=logging.getLogger(__name__))
-            cluster.new_spec = {**cluster.new_spec, "options": {**cluster.new_spec["options"], "memory_limit": limit}}
+            cluster.scheduler.add_plugin(_more_workers_for_computes(cluster, n))
         with _quiet_start(config):
             while len(cluster.worker_spec) < wanted:
                 cluster.worker_spec.update(cluster.new_worker_spec())
@@ -671,6 +671,27 @@ def local_scheduler(workers=None, http=True):
             _FORKING.keep(cluster)
 
     return cluster, start_workers
+
+
+def _more_workers_for_computes(cluster, n: int):
+    """A scheduler plugin that starts the rest of the cluster's `n` workers as soon as a client submits
+    a task that is no step of a run: a step computing on the cluster through a module the notebook
+    imports (`get_client().submit(f).result()`, which names no Dask in the notebook) waited for ever
+    on one worker, whose thread the step holds."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class MoreWorkersForComputes(SchedulerPlugin):
+        name = "nbscale-more-workers-for-computes"
+
+        def __init__(self):
+            self.cluster = cluster
+
+        def update_graph(self, scheduler, *args, keys=(), **kwargs):
+            if self.cluster is not None and any(not str(key).startswith("nbscale-") for key in keys):
+                self.cluster, started = None, self.cluster
+                started.scale(n)  # (on the scheduler's loop: the start goes on there)
+
+    return MoreWorkersForComputes()
 
 
 def _scheduler_imports_from(notebook: str | None) -> str | None:

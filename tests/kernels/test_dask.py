@@ -534,11 +534,27 @@ def test_a_runs_own_cluster_starts_only_the_workers_its_steps_can_keep_busy(tmp_
         result = run_notebook(nb, options=RunOptions(workers=asked, use_cache=False))
     assert result.ok, result.steps
     workers = [line.split() for line in stamp.read_text().splitlines()]
-    expected = os.cpu_count() if started == "cores" else started
-    assert len(workers) == expected
-    # each has its share of the memory: the one worker of a chain all of it
-    share = parse_memory_limit("auto", 1, expected, logger=logging.getLogger(__name__))
+    assert len(workers) == (os.cpu_count() if started == "cores" else started)
+    # each has its share of the memory of the cluster it might have been
+    share = parse_memory_limit("auto", 1, asked or os.cpu_count(), logger=logging.getLogger(__name__))
     assert {int(limit) for _, limit in workers} == {share}
+
+
+def test_a_step_of_a_chain_computing_on_the_cluster_through_a_module_gets_the_other_workers(tmp_path):
+    """The notebook names no Dask, so its chain starts on one worker: `get_client().submit(...).result()`
+    in a module it imports waited for ever, the worker's only thread held by the step."""
+    (tmp_path / "helper.py").write_text(textwrap.dedent("""
+        from distributed import get_client
+
+        def total(values):
+            client = get_client()
+            return sum(client.gather(client.map(lambda v: v * v, values)))
+    """))
+    nb = make_notebook(tmp_path, [("import helper", ["imports"]), ("values = list(range(10))", ["step:a"]),
+                                  ("t = helper.total(values)", ["step:b"])], name="helper_client")
+    result = run_notebook(nb, options=RunOptions(use_cache=False))
+    assert result.ok, result.steps
+    assert result.load("b")["t"] == 285
 
 
 def test_a_worker_that_dies_as_the_runs_cluster_starts_fails_the_run_with_what_to_do(tmp_path):
