@@ -110,8 +110,9 @@ class StepSpec:
     profile: bool = True  # profile the values it hands on (`profiles`; off by a project setting)
     owner: str = ""  # the run's owner (`children.owner_marker`), named to the processes the step starts
     # the environment variables of the process that runs the pipeline, for a worker that has others
-    # (a warm cluster's have those of `nbscale cluster start`): the step sees these, as top to bottom
-    environ: dict | None = None
+    # (a warm cluster's have those of `nbscale cluster start`): the step sees these, as top to bottom;
+    # never in its repr (Dask logs a failed task's arguments; credentials stay out of logs)
+    environ: dict | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -93,3 +93,12 @@ def test_code_starts_announces_once_within_its_block_and_the_block_end_makes_sur
     assert said[-1] == "failed"
     contract.code_starts()
     assert said[-1] == "failed" and len(said) == 3, "the announcement ends with its block"
+
+
+def test_a_step_specs_environment_is_never_in_its_repr():
+    """Dask logs a failed task's arguments: the variables of the shell running the pipeline (a warm
+    cluster's steps get them) must not reach its log."""
+    spec = contract.StepSpec(step={"name": "a"}, prelude={}, metrics={}, parameters={}, hash="h", store_url="s",
+                             cwd="c", notebook="n", environ={"AWS_SECRET_ACCESS_KEY": "hunter2"})
+    assert "hunter2" not in repr(spec) and "AWS_SECRET_ACCESS_KEY" not in repr(spec)
+    assert spec.environ == {"AWS_SECRET_ACCESS_KEY": "hunter2"}
