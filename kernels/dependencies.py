@@ -136,6 +136,7 @@ class Recording:
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
+        self.sys_path: list | None = None  # as the step's code left it (`note_sys_path`)
         self._inside = self.cwd.rstrip(os.sep) + os.sep
         self._state_dir = os.path.join(self.cwd, STATE_DIR_NAME) + os.sep
 
@@ -186,6 +187,11 @@ class Recording:
             for candidate in (os.path.join(self.cwd, f"{name}.py"), os.path.join(self.cwd, name, "__init__.py")):
                 self._absent(candidate)
 
+    def note_sys_path(self) -> None:
+        """Keep `sys.path` as the step's code saw it, before the step shell takes out the notebook
+        folder it put first (the imports cell may have put folders before that)."""
+        self.sys_path = list(sys.path)
+
     def _shadows(self, local: dict) -> None:
         """The files that, appearing, a fresh run would import instead of a loaded local module that
         steps imported: a
@@ -204,8 +210,11 @@ class Recording:
             home = os.path.dirname(folder) if package else folder
             if not package:
                 self._absent(os.path.join(folder, name, "__init__.py"))
-            if entries is None:  # the notebook folder first, as the step shell puts it (Jupyter's "")
-                entries = [os.path.realpath(entry or ".") for entry in [self.cwd, *sys.path] if isinstance(entry, str)]
+            if entries is None:
+                path = self.sys_path or sys.path
+                entries = [os.path.realpath(entry or ".") for entry in path if isinstance(entry, str)]
+                if os.path.realpath(self.cwd) not in entries:  # first, as the step shell puts it (Jupyter's "")
+                    entries.insert(0, os.path.realpath(self.cwd))
             before = entries[:entries.index(os.path.realpath(home))] if os.path.realpath(home) in entries else []
             if before:  # found further along sys.path, which PYTHONPATH makes as the process starts
                 self.env.setdefault("PYTHONPATH", os.environ.get("PYTHONPATH"))

@@ -120,6 +120,7 @@ def execute_step(
             if result.error is None and stopped is None:
                 result.error, stopped = _run_cells(shell, run, step.cells, step.source)
             _collect(result, step, metrics, ns, notebook, stopped)
+            recording.note_sys_path()
         result.wall_s = time.perf_counter() - wall0
         result.cpu_s = time.process_time() - cpu0
         result.peak_rss_bytes = sampler.peak

@@ -222,13 +222,26 @@ def _audit_call(args: tuple, kwargs: dict, argument: str, position: int, flags: 
         flags = _MODE_FLAGS.get(str(mode).replace("b", ""), WRITE_FLAGS)
     mode = "rb" if flags == READ_FLAGS else "wb"
     for path in _local_paths(source, root):
+        if path.startswith("~") and not os.path.exists(path):
+            path = os.path.expanduser(path)  # (as fsspec, whose paths Dask's readers take, reads it)
         if flags == READ_FLAGS and not os.path.exists(path) and glob.has_magic(path):
-            for match in glob.glob(path, recursive=True):  # (a glob dependency itself: audited)
+            for match in _matches(path):
                 _audit_read(match, mode)
         elif not os.path.isdir(path):
             sys.audit("open", path, mode, flags)
         elif flags == READ_FLAGS:
             _audit_dataset(path, mode)
+
+
+def _matches(pattern: str) -> list[str]:
+    """What a glob matches as Dask's readers expand it: fsspec's glob (hidden files too, `**` at any
+    depth), which lists the folders it looks in (listings the recorder sees)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    try:
+        return LocalFileSystem().glob(pattern)
+    except Exception:  # noqa: BLE001 - the reader raises its own error for a pattern it cannot take
+        return []
 
 
 def _audit_read(path: str, mode: str) -> None:

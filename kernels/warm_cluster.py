@@ -74,7 +74,7 @@ class WarmCluster:
     idle_timeout_s: float | None
     scheduler_file: str
     prefix: str | None = None  # the Python environment (sys.prefix) its workers run steps in
-    pythonpath: str | None = None  # the PYTHONPATH it started with: its workers' sys.path has it
+    pythonpath: list | None = None  # the PYTHONPATH it started with (`pythonpath_entries`): on its workers' sys.path
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -180,7 +180,7 @@ def parse_info(raw: bytes, folder) -> tuple[WarmCluster | None, str]:
                           idle_timeout_s=float(idle) if isinstance(idle, (int, float)) else None,
                           scheduler_file=data["scheduler_file"],
                           prefix=data["prefix"] if isinstance(data.get("prefix"), str) else None,
-                          pythonpath=data["pythonpath"] if isinstance(data.get("pythonpath"), str) else None)
+                          pythonpath=_strings(data.get("pythonpath")))
     return cluster, ""
 
 
@@ -301,10 +301,21 @@ def environment_difference(cluster: WarmCluster) -> str | None:
     top to bottom); None when it does not."""
     if cluster.prefix != sys.prefix:
         return f"it runs the Python environment {cluster.prefix or '(not recorded)'}, this run {sys.prefix}"
-    if cluster.pythonpath != os.environ.get("PYTHONPATH"):
-        return (f"it was started with PYTHONPATH={cluster.pythonpath or '(unset)'}, this run has "
-                f"PYTHONPATH={os.environ.get('PYTHONPATH') or '(unset)'}")
+    if (cluster.pythonpath or []) != pythonpath_entries():
+        return (f"it was started with PYTHONPATH={os.pathsep.join(cluster.pythonpath or []) or '(unset)'}, this run "
+                f"has PYTHONPATH={os.pathsep.join(pythonpath_entries()) or '(unset)'}")
     return None
+
+
+def pythonpath_entries() -> list[str]:
+    """The folders PYTHONPATH puts on this process's sys.path, as Python does: relative ones (an empty
+    one is ".") in its working directory, each once; none for an empty PYTHONPATH."""
+    value = os.environ.get("PYTHONPATH") or ""
+    return list(dict.fromkeys(os.path.abspath(entry or ".") for entry in value.split(os.pathsep))) if value else []
+
+
+def _strings(value) -> list[str] | None:
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
 
 
 def connect(notebook, timeout: float = PROBE_TIMEOUT_S * 2):

@@ -180,7 +180,7 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
         "pid": os.getpid(), "address": cluster.scheduler_address, "workers": len(cluster.workers),
         "started": time.time(), "idle_timeout_s": idle_timeout_s, "scheduler_file": str(scheduler_file_path(folder)),
         # runs of another environment do not use it (`warm_cluster.connect`)
-        "prefix": sys.prefix, "pythonpath": os.environ.get("PYTHONPATH")})
+        "prefix": sys.prefix, "pythonpath": warm_cluster.pythonpath_entries()})
     log.warning("warm cluster of %s at %s (%d workers)", folder, cluster.scheduler_address, len(cluster.workers))
     idle = False
     try:

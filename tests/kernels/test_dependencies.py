@@ -575,6 +575,28 @@ def test_a_file_a_fresh_run_would_import_instead_of_a_loaded_module_is_a_depende
     assert [c.kind for c in check(fp, str(folder))] == ["env"]
 
 
+def test_a_module_beside_the_notebook_is_shadowed_by_one_in_a_folder_the_imports_cell_put_first(tmp_path):
+    """`sys.path.insert(0, "../lib")`: lib/ comes before the notebook folder, which the step shell put
+    first and takes out as the step ends (a fresh process: the module must be imported by a step)."""
+    nb_folder, lib = tmp_path / "nb", tmp_path / "lib"
+    nb_folder.mkdir()
+    lib.mkdir()
+    (nb_folder / "helper.py").write_text("H = 'notebook folder'\n")
+    nb = make_notebook(nb_folder, [("import sys\nsys.path.insert(0, '../lib')\nimport helper", ["imports"]),
+                                   ("h = helper.H", ["step:a"])], name="first")
+
+    def run():
+        done = subprocess.run([sys.executable, "-m", "nbscale", "run", str(nb), "--engine", "local", "--output",
+                               "json"], capture_output=True, text=True, cwd=nb_folder, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)["steps"][0]["status"]
+
+    assert run() == "succeeded"
+    assert run() == "cached"
+    (lib / "helper.py").write_text("H = 'lib'\n")
+    assert run() == "succeeded"
+
+
 def test_a_module_beside_the_notebook_depends_on_no_pythonpath(tmp_path):
     """Only a module found beyond the notebook folder: one beside it comes first whatever PYTHONPATH says
     (a fresh process: this one has local modules of its own, pytest's)."""

@@ -94,7 +94,7 @@ def test_a_step_on_the_warm_cluster_sees_the_runs_environment_and_a_change_to_it
 def test_a_warm_cluster_started_with_another_pythonpath_is_not_used(shared_warm, monkeypatch, tmp_path):
     """Its workers' sys.path holds the PYTHONPATH it started with: `import util` would load another file."""
     folder, cluster = shared_warm
-    started_with = os.environ.get("PYTHONPATH")
+    started_with = os.pathsep.join(warm_cluster.pythonpath_entries())
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     notebook = make_notebook(folder, [("import os\nparent = os.getppid()", ["step:where"])], name="pythonpath")
     result, seen = events_of(notebook)
@@ -103,6 +103,19 @@ def test_a_warm_cluster_started_with_another_pythonpath_is_not_used(shared_warm,
     assert warnings == [f"not using the warm cluster of {folder}: it was started with PYTHONPATH="
                         f"{started_with or '(unset)'}, this run has PYTHONPATH={tmp_path}; "
                         "running on a cluster of its own"]
+
+
+def test_pythonpath_entries_are_the_folders_python_puts_on_sys_path(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    assert warm_cluster.pythonpath_entries() == []
+    monkeypatch.setenv("PYTHONPATH", "")
+    assert warm_cluster.pythonpath_entries() == []  # (as unset: no message "(unset)" against "(unset)")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["lib", "", "/abs", "lib"]))
+    assert warm_cluster.pythonpath_entries() == [str(tmp_path / "lib"), str(tmp_path), "/abs"]
+    done = subprocess.run([sys.executable, "-c", "import sys; print(sys.path)"], capture_output=True, text=True,
+                          cwd=tmp_path, check=True)
+    assert all(entry in done.stdout for entry in warm_cluster.pythonpath_entries())
 
 
 def test_nbscale_run_and_papermill_share_it_too(shared_warm, tmp_path):
