@@ -194,12 +194,12 @@ class Recording:
 
     def _shadows(self, local: dict) -> None:
         """The files that, appearing, a fresh run would import instead of a loaded local module that
-        steps imported: a
-        package `name/` beside `name.py` (packages come first), and the module in a folder before
-        its own on sys.path (`helper.py` beside the notebook, over `lib/helper.py` found through
-        `sys.path.append`). Recorded absent, as a missing module's files are. And PYTHONPATH, for a
-        module found beyond the notebook folder: another one puts other folders first."""
-        entries = None
+        steps imported, from a folder on the step's sys.path: a package `name/` beside `name.py`
+        (packages come first), and the module in a folder before its own (`helper.py` beside the
+        notebook, over `lib/helper.py` found through `sys.path.append`). Recorded absent, as a
+        missing module's files are. And PYTHONPATH, for a module found beyond the notebook folder:
+        another one puts other folders first."""
+        entries = self._step_path()
         for path, module in local.items():
             name = getattr(module, "__name__", None)
             # imported by a step (not by the program calling nbscale); `pkg.sub`: its package decides
@@ -207,20 +207,24 @@ class Recording:
                 continue
             folder, file = os.path.split(path)
             package = file == "__init__.py"
-            home = os.path.dirname(folder) if package else folder
+            home = os.path.realpath(os.path.dirname(folder) if package else folder)
+            if home not in entries:  # (a module of another notebook folder, loaded in this process)
+                continue
             if not package:
                 self._absent(os.path.join(folder, name, "__init__.py"))
-            if entries is None:
-                path = self.sys_path or sys.path
-                entries = [os.path.realpath(entry or ".") for entry in path if isinstance(entry, str)]
-                if os.path.realpath(self.cwd) not in entries:  # first, as the step shell puts it (Jupyter's "")
-                    entries.insert(0, os.path.realpath(self.cwd))
-            before = entries[:entries.index(os.path.realpath(home))] if os.path.realpath(home) in entries else []
+            before = entries[:entries.index(home)]
             if before:  # found further along sys.path, which PYTHONPATH makes as the process starts
                 self.env.setdefault("PYTHONPATH", os.environ.get("PYTHONPATH"))
             for entry in before:
                 self._absent(os.path.join(entry, f"{name}.py"))
                 self._absent(os.path.join(entry, name, "__init__.py"))
+
+    def _step_path(self) -> list[str]:
+        """The folders on the step's sys.path, resolved: the notebook folder first, as the step shell
+        puts it (Jupyter's ""), unless the imports cell put others before it."""
+        entries = [os.path.realpath(entry or ".") for entry in self.sys_path or sys.path if isinstance(entry, str)]
+        here = os.path.realpath(self.cwd)
+        return entries if here in entries else [here, *entries]
 
     def _absent(self, path: str) -> None:
         """`path`, absent now, is a dependency: its appearance changes what the step does."""
