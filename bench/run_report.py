@@ -238,7 +238,9 @@ def whole(res: dict) -> list[str]:
         "Each command in a fresh folder holding only the notebook (nbscale's first run there also creates its run "
         f"store and artifact store); median of {cfg['repeats']} after a warm-up round. Commands: "
         + "; ".join(f"`{v}`" for v in w["commands"].values())
-        + f". The Dask run starts an embedded LocalCluster sized to the machine ({m['nproc']} workers).",
+        + f". The Dask run starts an embedded LocalCluster of as many workers as its steps can keep busy, "
+          f"at most one per core ({m['nproc']}): one for the chain and the 400 MB hand-off, "
+          f"{m['nproc']} for the others.",
         "",
         *table(["notebook", "papermill", "nbscale (Dask)", "ratio", "nbscale (Dask) / papermill", "goal",
                 "nbscale (local)", "ratio", *([PLOOMBER_CLI, "ratio"] if ploomber else [])],
