@@ -199,12 +199,13 @@ class Recording:
         notebook, over `lib/helper.py` found through `sys.path.append`). Recorded absent, as a
         missing module's files are. And PYTHONPATH, for a module found beyond the notebook folder:
         another one puts other folders first."""
-        entries = self._step_path()
+        entries = None
         for path, module in local.items():
             name = getattr(module, "__name__", None)
             # imported by a step (not by the program calling nbscale); `pkg.sub`: its package decides
             if name not in _STEP_IMPORTS or not name.isidentifier():
                 continue
+            entries = self._step_path() if entries is None else entries  # (most steps have no local module)
             folder, file = os.path.split(path)
             package = file == "__init__.py"
             home = os.path.realpath(os.path.dirname(folder) if package else folder)
