@@ -301,9 +301,10 @@ def environment_difference(cluster: WarmCluster) -> str | None:
     top to bottom); None when it does not."""
     if cluster.prefix != sys.prefix:
         return f"it runs the Python environment {cluster.prefix or '(not recorded)'}, this run {sys.prefix}"
-    if (cluster.pythonpath or []) != pythonpath_entries():
-        return (f"it was started with PYTHONPATH={os.pathsep.join(cluster.pythonpath or []) or '(unset)'}, this run "
-                f"has PYTHONPATH={os.pathsep.join(pythonpath_entries()) or '(unset)'}")
+    here, there = pythonpath_entries(), cluster.pythonpath or []
+    if here != there:
+        return (f"it was started with PYTHONPATH={os.pathsep.join(there) or '(unset)'}, this run "
+                f"has PYTHONPATH={os.pathsep.join(here) or '(unset)'}")
     return None
 
 

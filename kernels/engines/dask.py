@@ -199,7 +199,8 @@ class DaskEngine(Engine):
         reported = _Reported(emit)
         client.subscribe_topic(topic, reported.from_topic)
         plan, tasks, warm, outcomes = list(chains(specs, self.fuse)), _Tasks(), [], {}
-        names_dask = _names_dask(specs)
+        text = _notebook_text(specs)
+        names_dask = "dask" in text or "distributed" in text  # (its collections, `delayed`, clients)
         start_workers, self._start_workers = self._start_workers, None
         try:
             if start_workers is not None:  # the run's own cluster, its workers not started yet
@@ -219,7 +220,7 @@ class DaskEngine(Engine):
                 self._submit(client, chain, tasks, declared, spread, topic, emit)
             tasks.by_step.clear()  # held in `by_key` only, and there only while a task may read them
             if names_dask:
-                _warm_collections(client, specs)
+                _warm_collections(client, text)
             # each chain as soon as its own task ends (not through a second task, which would wait
             # on the worker behind the next step: a finished step would show as running)
             for future in as_completed(list(tasks.by_key.values()), loop=client.loop):
@@ -521,13 +522,8 @@ COLLECTION_MODULES = ("dask.dataframe", "dask.array", "dask.bag")
 
 
 def _notebook_text(specs) -> str:
-    return json.dumps([specs[0].prelude, [spec.step.get("source") for spec in specs]], default=str)
-
-
-def _names_dask(specs) -> bool:
-    """Whether the notebook's code names Dask (its collections, `delayed`, `distributed`'s clients)."""
-    text = _notebook_text(specs) if specs else ""
-    return "dask" in text or "distributed" in text
+    """The notebook's code the run's steps and prelude hold, as one text to look for names in."""
+    return json.dumps([specs[0].prelude, [spec.step.get("source") for spec in specs]], default=str) if specs else ""
 
 
 def _workers_useful(plan: list, specs: list, names_dask: bool) -> int | None:
@@ -543,12 +539,11 @@ def _workers_useful(plan: list, specs: list, names_dask: bool) -> int | None:
     return len(plan)
 
 
-def _warm_collections(client, specs) -> None:
+def _warm_collections(client, text: str) -> None:
     """Import the Dask collection modules the notebook names on the scheduler and every worker, in a
     thread of each, as the run starts: the first compute of a collection from a step would import
     them there on its critical path (about a second for dask.dataframe), the scheduler's while it
-    takes the graph. Best effort."""
-    text = _notebook_text(specs)
+    takes the graph. Best effort. `text`: the notebook's (`_notebook_text`)."""
     modules = [module for module in COLLECTION_MODULES if module in text]
     if not modules:
         return

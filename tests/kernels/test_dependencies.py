@@ -699,3 +699,21 @@ def test_what_a_library_read_as_it_was_imported_counts_for_every_step_that_has_i
     finally:
         for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
             sys.modules.pop(module)
+
+
+def test_a_package_beside_a_loaded_module_of_the_same_name_shadows_it(folder, monkeypatch):
+    """A shared worker imported `name.py`; then `name/__init__.py` appears beside it: a fresh import
+    takes the package (packages come first), so the loaded module is not to be given to a step."""
+    monkeypatch.syspath_prepend(str(folder))
+    name = f"both_{uuid.uuid4().hex[:8]}"
+    (folder / f"{name}.py").write_text("V = 'module'\n")
+    try:
+        __import__(name)
+        assert name not in shadowed_modules(str(folder))
+        (folder / name).mkdir()
+        assert name not in shadowed_modules(str(folder))  # (a folder without __init__.py loses to the module)
+        (folder / name / "__init__.py").write_text("V = 'package'\n")
+        os.utime(folder, None)  # (the folder's listing is cached by its mtime, which the mkdir changed already)
+        assert name in shadowed_modules(str(folder))
+    finally:
+        sys.modules.pop(name, None)
