@@ -258,6 +258,7 @@ class _ModuleWalker(Visitor):
         self.modules = set(modules)
         self.known = known
         self.cell = 0
+        self.loops = 0  # loops around the statement being walked (`break` outside one is refused)
         self.parsed: ParsedCell | None = None  # the cell being walked
         self.statement: ast.stmt | None = None  # the simple statement being walked
         # Surely bound by now: the names with a bind site (`binds`), but for the `unsure` ones,
@@ -384,6 +385,11 @@ class _ModuleWalker(Visitor):
                 self.read(name, target)
             self.change(effects.store_changes(self.heap, target, objects, self.modules), names, target)
 
+    def _in_loop(self, stmts):
+        self.loops += 1
+        self._conditionally(stmts)
+        self.loops -= 1
+
     def _conditionally(self, stmts):
         self.conditional += 1
         for stmt in stmts:
@@ -462,7 +468,8 @@ class _ModuleWalker(Visitor):
 
     def visit_While(self, node):
         self.visit(node.test)
-        self._conditionally(node.body + node.orelse)
+        self._in_loop(node.body)
+        self._conditionally(node.orelse)
 
     def visit_For(self, node):
         self.visit(node.iter)
@@ -474,7 +481,11 @@ class _ModuleWalker(Visitor):
         self.conditional += not surely
         for part, objects in sources:
             self.assign(part, objects)
-        for stmt in node.body + node.orelse:
+        self.loops += 1
+        for stmt in node.body:
+            self.visit(stmt)
+        self.loops -= 1
+        for stmt in node.orelse:
             self.visit(stmt)
         self.conditional -= not surely
 
@@ -539,6 +550,31 @@ class _ModuleWalker(Visitor):
 
     def visit_Global(self, node):
         pass  # `global` at module level changes nothing
+
+    # What Python's compiler refuses but its parser takes: caught here, so that `check` reports it
+    # instead of a run failing at the cell after the steps before it ran.
+    def visit_Return(self, node):
+        self._refused(node, "'return' outside function")
+
+    def visit_Yield(self, node):
+        self._refused(node, "'yield' outside function")
+
+    visit_YieldFrom = visit_Yield
+
+    def visit_Break(self, node):
+        if not self.loops:
+            self._refused(node, "'break' outside loop")
+
+    def visit_Continue(self, node):
+        if not self.loops:
+            self._refused(node, "'continue' not properly in loop")
+
+    def visit_Nonlocal(self, node):
+        self._refused(node, "nonlocal declaration not allowed at module level")
+
+    def _refused(self, node, message: str):
+        self.facts.syntax_errors.append((self.cell, node.lineno, node.col_offset + 1, message))
+        self.generic_visit(node)
 
     # --- definitions -----------------------------------------------------------------------
     def visit_FunctionDef(self, node):

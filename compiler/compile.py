@@ -14,6 +14,7 @@ from .metrics import parse_metrics
 from .notebook import Cell, Notebook, read_notebook
 from .parameters import immutable_names, parse_parameters
 from .parsing import ParsedCells, collector_paused
+from .recursion import with_room_to_recurse
 from .settings import Settings, SettingsWalk
 
 
@@ -22,7 +23,10 @@ def compile_notebook(notebook) -> Pipeline:
     if not isinstance(notebook, Notebook):
         notebook = read_notebook(notebook)
     with collector_paused():
-        return _compile(notebook)
+        try:
+            return _compile(notebook)
+        except RecursionError:  # deeply nested code: the passes recurse once per level or so
+            return with_room_to_recurse(_compile, notebook)
 
 
 def _compile(notebook: Notebook) -> Pipeline:

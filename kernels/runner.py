@@ -19,6 +19,7 @@ from pathlib import Path
 from ..compiler import compile_notebook
 from ..compiler.diagnostics import errors_text
 from ..compiler.hashing import step_hashes
+from ..compiler.python_check import refused_cells
 from . import params as params_mod
 from .children import end_orphans_of, owner_marker
 from .contract import (
@@ -154,6 +155,9 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     store_url = options.store_url or artifacts_url(notebook)
     profile = profiles_enabled(notebook)  # a bad setting is refused before the run is recorded
     check_engine_name(options.engine)  # so is an unknown engine
+    refused = refused_cells(pipeline)  # and a cell Python would not run, before earlier steps run
+    if refused:
+        raise PipelineNotRunnable(errors_text(refused, str(notebook)))
     store = run_store or default_run_store(notebook)
     hashes = step_hashes(pipeline, values)
     run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine,

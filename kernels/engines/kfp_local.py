@@ -178,9 +178,13 @@ _EMPTY = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "d
 
 def _empty_like(value):
     """An empty value of the type, travelling as the value does (`wire_type`: a string holding
-    "{{" goes as JSON text, and so must its default)."""
+    "{{", or an int a double cannot hold, goes as JSON text, and so must its default)."""
+    from ...compiler.targets.kfp.parameters import EXACT_INT
+
     if isinstance(value, str) and "{{" in value:
         return "{{}}"
+    if type(value) is int and abs(value) > EXACT_INT:
+        return EXACT_INT + 1
     return _EMPTY[_type_name(value)]()
 
 

@@ -151,6 +151,18 @@ def test_syntax_error_location():
     assert f.syntax_errors and f.syntax_errors[0][:2] == (1, 3)
 
 
+def test_what_pythons_compiler_refuses_at_module_level_is_a_syntax_error():
+    for code, message in [("return 1", "'return' outside function"), ("x = yield 2", "'yield' outside function"),
+                          ("if x:\n    break", "'break' outside loop"),
+                          ("for a in b:\n    pass\nelse:\n    continue", "'continue' not properly in loop"),
+                          ("nonlocal q", "nonlocal declaration not allowed at module level")]:
+        f = facts("x = 1", code)
+        assert [(cell, message_) for cell, _, _, message_ in f.syntax_errors] == [(1, message)], code
+    fine = facts("for a in b:\n    while a:\n        break\n    continue\n"
+                 "def g():\n    yield 1\n    return 2\nh = lambda: (yield)\nawait thing()")
+    assert not fine.syntax_errors
+
+
 def test_match_statement_captures():
     f = facts("match cmd:\n    case {'go': where, **rest}:\n        pass\n    case [first, *others]:\n        pass\n")
     assert {"where", "rest", "first", "others"} <= f.binds and "cmd" in f.reads

@@ -234,3 +234,45 @@ def test_settings_of_earlier_steps_and_spread_metrics_reach_run_kfp_step(tmp_pat
         {"cell": 1, "line": 3, "source": "warnings.simplefilter('ignore')", "imports": ["import warnings"]}]
     assert calls["metrics"]["metrics"]["spread"] == ["{f'acc_{k}': v for k, v in accs.items()}"]
     assert calls["metrics"]["step"]["settings"] == calls["b"]["step"]["settings"]
+
+
+def test_a_step_named_like_the_pipeline_leaves_kfp_the_whole_pipeline(tmp_path):
+    # kfp reads a YAML that has a component named as its pipeline as that component alone
+    from kfp.components import load_component_from_file
+
+    nb = make_notebook(tmp_path, [("n = 2", ["parameters"]), ("x = n + 1", ["step:train"]),
+                                  ("y = x * 2", ["step:report"])], name="train")
+    module, path, (spec, *_) = compile_yaml(nb, tmp_path)
+    loaded = load_component_from_file(str(path))
+    assert loaded.name == "train" and list(loaded.component_spec.inputs) == ["n"]
+    assert sorted(t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values()) == ["report", "train"]
+    assert module.components["train"] != "train"
+
+
+@pytest.mark.parametrize("parameter", ["dsl", "set_timeout"])
+def test_parameters_named_like_what_the_pipeline_calls_compile(tmp_path, parameter):
+    # the pipeline function's arguments are the parameters: one named `dsl` hid the module its
+    # importers were written with, one named `set_timeout` the timeout helper
+    nb = make_notebook(tmp_path, [(f"{parameter} = 1", ["parameters"]),
+                                  (f"x = {parameter} + 1", ["step:a", "timeout:10m"]),
+                                  ("y = x + 1", ["step:b", "timeout:10m"])], name="p")
+    pipeline = compile_notebook(nb)
+    from nbscale.compiler.targets.kfp import write_yaml
+
+    module = generate(pipeline, imported={"a": "file:///tmp/cache/a"})  # a cached step, as kfp-local writes it
+    path = write_yaml(module, tmp_path / "p.yaml")
+    spec, *_ = yaml.safe_load_all(path.read_text(encoding="utf-8"))
+    assert list(spec["root"]["inputDefinitions"]["parameters"]) == [parameter]
+    assert sorted(t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values()) == ["a (cached)", "b"]
+
+
+@pytest.mark.parametrize("name", ["_debug", "Output", "größe"])
+def test_a_parameter_kfp_cannot_name_is_refused_at_its_cell_and_line(tmp_path, name):
+    from nbscale.compiler.errors import TargetError
+
+    nb = make_notebook(tmp_path, [("import os", ["imports"]), (f"x = 1\n{name} = 2", ["parameters"]),
+                                  (f"y = {name}", ["step:a"])], name="p")
+    pipeline = compile_notebook(nb)
+    assert not pipeline.has_errors
+    with pytest.raises(TargetError, match=rf"p\.ipynb:cell 2:2: parameter '{name}' cannot be a Kubeflow"):
+        generate(pipeline)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from kfp_compiled import TRICKY
 
+from nbscale.compiler.errors import TargetError
 from nbscale.compiler.targets.kfp import kfp_argument, wire_type
 
 
@@ -20,3 +22,12 @@ def test_wire_types():
     assert [wire_type(t) for t in ("int", "float", "str", "bool")] == ["int", "float", "str", "bool"]
     assert [wire_type(t) for t in ("list", "dict", "none")] == ["json"] * 3
     assert wire_type("str", "a {{ b }}") == "json" and wire_type("str", "a { b }") == "str"
+
+
+def test_an_int_a_double_cannot_hold_travels_as_text_or_is_refused():
+    big = 2**53 + 1
+    assert wire_type("int", 2**53) == "int" and wire_type("int", -big) == "json" and wire_type("int", big) == "json"
+    assert json.loads(kfp_argument("json", big)) == big  # exact, as JSON text
+    assert kfp_argument("int", 2**53) == 2**53
+    with pytest.raises(TargetError, match="beyond what a Kubeflow Pipelines int carries"):
+        kfp_argument("int", big)  # a value given at run time to an int input

@@ -227,6 +227,16 @@ def test_unknown_parameter_and_compile_errors_raise(tmp_path):
         run_notebook(bad, options=LOCAL)
 
 
+def test_a_cell_python_refuses_stops_the_run_before_any_step_runs(tmp_path):
+    # the parser takes it, so only Python's compiler sees it: the earlier step must not run
+    nb = make_notebook(tmp_path, [("open('ran', 'w').close()\nx = 1", ["step:a"]),
+                                  ("def f():\n    nonlocal y\n    y = 2\nz = x", ["step:b"])], name="late")
+    with pytest.raises(PipelineNotRunnable, match=r"late\.ipynb:cell 2:2:5: error\[syntax-error\]: .*nonlocal 'y'"):
+        run_notebook(nb, options=LOCAL)
+    assert not (tmp_path / "ran").exists()
+    assert not default_run_store(nb).list_runs(str(nb.resolve()))
+
+
 def test_metrics_and_run_store_records(tmp_path):
     nb = make_notebook(tmp_path, [
         ("k = 3", ["parameters"]),

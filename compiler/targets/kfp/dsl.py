@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from .... import __version__
 from ...errors import PipelineHasErrors, TargetError
 from ...ir import Pipeline
-from ...notebook import cell_number
+from ...notebook import cell_label, cell_number
 from .literals import Code, docstring, literal, string_literal, wrapped
 from .options import KfpOptions
 from .parameters import is_native, kfp_argument, wire_type
@@ -34,6 +34,13 @@ RUNTIME = "nbscale.kernels.kfp_component"
 RUNTIME_ENTRY = "run_kfp_step"  # the function of RUNTIME a component calls
 METRICS_OUTPUT = "metrics"
 RECORD_OUTPUT = "step_record"
+# What the pipeline function's body calls besides components. Its parameters are named as the
+# notebook's are (they are the pipeline's inputs), and a KFP parameter name starts with a letter,
+# so these names are never hidden by one (a parameter `dsl` would hide the module).
+DSL_ALIAS = "_dsl"
+SET_TIMEOUT_NAME = "_set_timeout"
+KFP_PARAMETER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # what kfp accepts as an input's name
+KFP_RESERVED_PARAMETERS = ("Output",)  # kfp refuses a function argument of this name
 
 
 @dataclass
@@ -111,13 +118,17 @@ class _Unit:
 
 
 class _Generator:
-    MODULE_NAMES = ("dsl", "kfp", "set_timeout", "BASE_IMAGE", "PACKAGES_TO_INSTALL", "str", "int",
-                    "float", "bool")
+    MODULE_NAMES = ("dsl", "kfp", DSL_ALIAS, SET_TIMEOUT_NAME, "BASE_IMAGE", "PACKAGES_TO_INSTALL", "str",
+                    "int", "float", "bool")
 
     def __init__(self, pipeline: Pipeline, options: KfpOptions, keep: dict, imported: dict):
         self.p, self.o, self.keep, self.imported = pipeline, options, keep, imported
         self.display_name = options.pipeline_name or pipeline.name
-        self.module_names = _Names([*self.MODULE_NAMES, *(p.name for p in pipeline.parameters)])
+        # kfp reads a YAML whose pipeline is named like one of its components as that component
+        # alone, so no component function takes the pipeline's own name.
+        pipeline_as_component = kfp_name(self.display_name).replace("-", "_")
+        self.module_names = _Names([*self.MODULE_NAMES, pipeline_as_component,
+                                    *(p.name for p in pipeline.parameters)])
         self.functions = {s.name: self.module_names.take(_component_base(s.name)) for s in pipeline.steps}
         self.pipeline_function = self.module_names.take(f"{kfp_name(self.display_name)}_pipeline")
         self.units = {s.name: _units(s) for s in pipeline.steps}
@@ -158,6 +169,7 @@ class _Generator:
             docstring(about),
             "",
             "from kfp import dsl",
+            *([f"from kfp import dsl as {DSL_ALIAS}"] if self.imported else []),
             "",
             f"BASE_IMAGE = {string_literal(self.o.base_image)}",
             f"PACKAGES_TO_INSTALL = {packages}",
@@ -278,9 +290,9 @@ class _Generator:
     def _task(self, step, tasks) -> list[str]:
         var = tasks[step.name]
         if step.name in self.imported:
-            args = [f"artifact_uri={string_literal(self.imported[step.name])}", "artifact_class=dsl.Dataset",
-                    "reimport=False"]
-            lines = wrapped(f"    {var} = dsl.importer(", args, "    )")
+            args = [f"artifact_uri={string_literal(self.imported[step.name])}",
+                    f"artifact_class={DSL_ALIAS}.Dataset", "reimport=False"]
+            lines = wrapped(f"    {var} = {DSL_ALIAS}.importer(", args, "    )")
             lines.append(f"    {var}.set_display_name({string_literal(step.name + ' (cached)')})")
             return lines
         args = []
@@ -299,7 +311,7 @@ class _Generator:
                 lines.append(f"    {var}.after({tasks[upstream]})")
         lines += [f"    {var}.{call}" for call in self._settings(step)]
         if step.timeout:
-            lines.append(f"    set_timeout({var}, {int(step.timeout)})")
+            lines.append(f"    {SET_TIMEOUT_NAME}({var}, {int(step.timeout)})")
         return lines
 
     def _settings(self, step) -> list[str]:
@@ -320,11 +332,11 @@ class _Generator:
         return calls
 
 
-SET_TIMEOUT = '''\
-def set_timeout(task, seconds):
+SET_TIMEOUT = f'''\
+def {SET_TIMEOUT_NAME}(task, seconds):
     """A pod deadline for one task, as kfp-kubernetes' set_timeout writes it (without needing that
     package). nbscale's run time also stops the step itself after `seconds`."""
-    task.platform_config.setdefault("kubernetes", {})["activeDeadlineSeconds"] = str(seconds)
+    task.platform_config.setdefault("kubernetes", {{}})["activeDeadlineSeconds"] = str(seconds)
 '''
 
 
@@ -340,6 +352,11 @@ def check_values(pipeline: Pipeline) -> None:
     bad = [n for n in names if not (isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n))]
     if bad:
         raise TargetError(f"parameter names must be Python identifiers: {', '.join(map(repr, bad))}")
+    for p in pipeline.parameters:
+        if not KFP_PARAMETER_NAME.fullmatch(p.name) or p.name in KFP_RESERVED_PARAMETERS:
+            raise TargetError(f"{_where(pipeline, p)}parameter {p.name!r} cannot be a Kubeflow Pipelines input: its "
+                              "name must start with an ASCII letter and hold only ASCII letters, digits and '_'"
+                              f" (and not be {' or '.join(KFP_RESERVED_PARAMETERS)}); rename it")
     for step in pipeline.steps:
         unknown = [p for p in step.parameters if p not in names]
         if unknown:
@@ -351,6 +368,14 @@ def check_values(pipeline: Pipeline) -> None:
         cpu = (step.resources or {}).get("cpu")
         if cpu is not None and (type(cpu) not in (int, float, str) or (type(cpu) is not str and cpu < 0)):
             raise TargetError(f"step {step.name!r}: cpu must be a number or a quantity such as '500m', got {cpu!r}")
+
+
+def _where(pipeline: Pipeline, parameter) -> str:
+    """"NB:cell N:LINE: " for a parameter, as `nbscale check` points at code."""
+    if parameter.cell is None:
+        return ""
+    line = f":{parameter.line}" if parameter.line is not None else ""
+    return f"{pipeline.notebook}:{cell_label(parameter.cell)}{line}: "
 
 
 def _whole(value) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 
 from ...errors import UnsafeGeneratedCode
-from .dsl import RUNTIME, RUNTIME_ENTRY, SET_TIMEOUT
+from .dsl import DSL_ALIAS, RUNTIME, RUNTIME_ENTRY, SET_TIMEOUT, SET_TIMEOUT_NAME
 
 MODULE_CONSTANTS = ("BASE_IMAGE", "PACKAGES_TO_INSTALL")
 PARAMETER_TYPES = frozenset({"str", "int", "float", "bool"})
@@ -22,7 +22,7 @@ TASK_METHODS = frozenset({
     "set_accelerator_type", "set_accelerator_limit", "set_retry", "set_caching_options",
 })
 NON_FINITE = ("inf", "-inf", "nan")  # literals.literal writes these floats as float('inf')
-BUILTINS = frozenset({"dsl", "set_timeout", "str", "int", "float", "bool", *MODULE_CONSTANTS})
+BUILTINS = frozenset({"dsl", DSL_ALIAS, SET_TIMEOUT_NAME, "str", "int", "float", "bool", *MODULE_CONSTANTS})
 
 
 def verify_module(text: str, pipeline_function: str | None = None) -> None:
@@ -62,9 +62,9 @@ def _is_name(node, *ids) -> bool:
     return isinstance(node, ast.Name) and node.id in ids
 
 
-def _is_dsl(node, *attrs) -> bool:
-    """`dsl.ATTR` for one of `attrs`."""
-    return isinstance(node, ast.Attribute) and _is_name(node.value, "dsl") and node.attr in attrs
+def _is_dsl(node, *attrs, module: str = "dsl") -> bool:
+    """`dsl.ATTR` for one of `attrs` (`_dsl.ATTR` with module=DSL_ALIAS)."""
+    return isinstance(node, ast.Attribute) and _is_name(node.value, module) and node.attr in attrs
 
 
 def _is_docstring(node) -> bool:
@@ -76,6 +76,7 @@ class _Checker:
         self.defined = set(BUILTINS)  # names a new function may not take
         self.components: set[str] = set()
         self.has_set_timeout = False
+        self.has_alias = False  # `from kfp import dsl as _dsl`, for the pipeline's importers
 
     def module(self, tree: ast.Module, pipeline_function: str | None) -> None:
         body = tree.body
@@ -85,14 +86,19 @@ class _Checker:
         _require(isinstance(first, ast.ImportFrom) and first.module == "kfp" and first.level == 0
                  and [(a.name, a.asname) for a in first.names] == [("dsl", None)], first,
                  "the second statement is not 'from kfp import dsl'")
-        for node, name in zip(body[2:4], MODULE_CONSTANTS):
+        alias = body[2]
+        self.has_alias = (isinstance(alias, ast.ImportFrom) and alias.module == "kfp" and alias.level == 0
+                          and [(a.name, a.asname) for a in alias.names] == [("dsl", DSL_ALIAS)])
+        start = 3 if self.has_alias else 2
+        _require(len(body) >= start + 3, tree, "too few statements")
+        for node, name in zip(body[start:start + 2], MODULE_CONSTANTS):
             _require(isinstance(node, ast.Assign) and len(node.targets) == 1 and _is_name(node.targets[0], name)
                      and is_data(node.value), node, f"not an assignment of a literal to {name}")
-        *functions, pipeline = body[4:]
+        *functions, pipeline = body[start + 2:]
         for node in functions:
-            if isinstance(node, ast.FunctionDef) and node.name == "set_timeout":
+            if isinstance(node, ast.FunctionDef) and node.name == SET_TIMEOUT_NAME:
                 _require(not self.has_set_timeout and ast.dump(node) == ast.dump(ast.parse(SET_TIMEOUT).body[0]),
-                         node, "set_timeout differs from nbscale's")
+                         node, f"{SET_TIMEOUT_NAME} differs from nbscale's")
                 self.has_set_timeout = True
             else:
                 self.component(node)
@@ -158,9 +164,10 @@ class _Checker:
         _require(name not in tasks | params | self.defined | BUILTINS, node, f"task {name!r} reuses a name")
         _require(isinstance(call, ast.Call) and not call.args and all(k.arg for k in call.keywords), node,
                  f"{name} is not a call with keyword arguments")
-        if _is_dsl(call.func, "importer"):
-            literals = all(is_data(k.value) or _is_dsl(k.value, "Dataset") for k in call.keywords)
-            _require("dsl" in self.defined and literals, node, "dsl.importer(...) of something other than literals")
+        if _is_dsl(call.func, "importer", module=DSL_ALIAS):
+            literals = all(is_data(k.value) or _is_dsl(k.value, "Dataset", module=DSL_ALIAS) for k in call.keywords)
+            _require(self.has_alias and DSL_ALIAS in self.defined and literals, node,
+                     f"{DSL_ALIAS}.importer(...) of something other than literals")
         else:
             _require(_is_name(call.func, *self.components), node, f"{name} is not a task of a component")
             _require(all(_is_name(k.value, *params) or _is_output(k.value, tasks) for k in call.keywords), node,
@@ -168,11 +175,11 @@ class _Checker:
         tasks.add(name)
 
     def task_setting(self, call, tasks: set) -> None:
-        """`set_timeout(task, seconds)`, or a chain of task methods on a task, with literal arguments."""
-        if isinstance(call, ast.Call) and _is_name(call.func, "set_timeout"):
-            _require(self.has_set_timeout and "set_timeout" in self.defined and len(call.args) == 2
+        """`_set_timeout(task, seconds)`, or a chain of task methods on a task, with literal arguments."""
+        if isinstance(call, ast.Call) and _is_name(call.func, SET_TIMEOUT_NAME):
+            _require(self.has_set_timeout and SET_TIMEOUT_NAME in self.defined and len(call.args) == 2
                      and not call.keywords and _is_name(call.args[0], *tasks) and isinstance(call.args[1], ast.Constant)
-                     and type(call.args[1].value) is int, call, "set_timeout(...) of something other than task, int")
+                     and type(call.args[1].value) is int, call, f"{SET_TIMEOUT_NAME}(...) of something other than task, int")
             return
         while True:
             _require(isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)

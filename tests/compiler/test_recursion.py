@@ -1,0 +1,40 @@
+"""compiler/recursion.py: code nested as deep as Python compiles it compiles here too."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from nbscale.compiler import compile_source
+from nbscale.compiler.errors import NbscaleCompileError
+from nbscale.compiler.recursion import with_room_to_recurse
+
+
+@pytest.mark.parametrize("code", [
+    "x = " + " + ".join(["a"] * 2000),  # a long sum: one BinOp inside the next
+    "x = a" + ".lower()" * 900,  # chained calls
+    "x = " + "[" * 190 + "a" + "]" * 190,  # as deep as Python's parser nests brackets
+    "if a == 0:\n    x = 0\n" + "".join(f"elif a == {i}:\n    x = {i}\n" for i in range(1, 700)),
+])
+def test_deeply_nested_code_compiles_with_its_dataflow(code):
+    compile(code, "cell", "exec")  # Python takes it
+    pipeline = compile_source([("a = 1", ["step:first"]), (code, ["step:deep"]), ("y = x", ["step:last"])])
+    assert not pipeline.diagnostics, pipeline.diagnostics
+    assert pipeline.step("deep").inputs == ["a"] and pipeline.step("last").inputs == ["x"]
+
+
+def test_the_recursion_limit_is_given_back_and_errors_pass_through():
+    limit = sys.getrecursionlimit()
+    assert with_room_to_recurse(sys.getrecursionlimit) > limit
+    assert sys.getrecursionlimit() == limit
+    with pytest.raises(KeyError):
+        with_room_to_recurse({}.__getitem__, "missing")
+
+
+def test_deeper_than_the_room_given_is_a_clear_error():
+    def endless(n):
+        return endless(n + 1)
+
+    with pytest.raises(NbscaleCompileError, match="nests deeper than nbscale can analyse"):
+        with_room_to_recurse(endless, 0)
