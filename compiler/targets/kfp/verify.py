@@ -179,7 +179,8 @@ class _Checker:
         if isinstance(call, ast.Call) and _is_name(call.func, SET_TIMEOUT_NAME):
             _require(self.has_set_timeout and SET_TIMEOUT_NAME in self.defined and len(call.args) == 2
                      and not call.keywords and _is_name(call.args[0], *tasks) and isinstance(call.args[1], ast.Constant)
-                     and type(call.args[1].value) is int, call, f"{SET_TIMEOUT_NAME}(...) of something other than task, int")
+                     and type(call.args[1].value) is int, call,
+                     f"{SET_TIMEOUT_NAME}(...) of something other than task, int")
             return
         while True:
             _require(isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
