@@ -23,6 +23,8 @@ from .callables import (
     argument_for,
     callee_of,
     changed_arguments,
+    default_values,
+    defaults_used,
     lambda_callable,
     star_parameters,
 )
@@ -493,12 +495,14 @@ class _ModuleWalker(Visitor):
 
     def visit_Try(self, node):
         self._conditionally(node.body)
+        raised = self._raised_objects(node.body) if any(h.name for h in node.handlers) else set()
         for handler in node.handlers:
             if handler.type is not None:
                 self.visit(handler.type)
             self.conditional += 1
             if handler.name:
                 self.bind(handler.name, node=handler)
+                self.heap.hold(self.heap.objects(handler.name), raised, owned=False)
             self.conditional -= 1
             self._conditionally(handler.body)
         self._conditionally(node.orelse)
@@ -507,16 +511,38 @@ class _ModuleWalker(Visitor):
 
     visit_TryStar = visit_Try
 
+    def _raised_objects(self, body) -> set[str]:
+        """What the exceptions the block raises itself may hold (`raise ValueError(rows)`: a handler's
+        `e.args[0]` is rows). Those raised in a function it calls are not followed."""
+        found = set()
+        for stmt in body:
+            for node in ast.walk(stmt):
+                if type(node) is ast.Raise and node.exc is not None:
+                    exc = node.exc
+                    found |= effects.argument_objects(self.heap, exc, self.modules) if type(exc) is ast.Call \
+                        else set(effects.objects_of(self.heap, exc, self.modules))
+        return found
+
     def visit_With(self, node):
         for item in node.items:
             self.visit(item.context_expr)
             self._special_use("with", item.context_expr)
             if item.optional_vars is not None:
-                self.assign(item.optional_vars, effects.objects_of(self.heap, item.context_expr, self.modules))
+                self.assign(item.optional_vars, self._entered(item.context_expr))
         for stmt in node.body:
             self.visit(stmt)
 
     visit_AsyncWith = visit_With
+
+    def _entered(self, context_expr) -> set[str]:
+        """What `with EXPR as v` may bind v to: EXPR's value, or, for a call, what it was given
+        (`nullcontext(x)`, `closing(conn)` and a notebook's `@contextmanager` yield it). A value
+        nothing changes in place (a path) binds v to no more than it was."""
+        objects = set(effects.objects_of(self.heap, context_expr, self.modules))
+        if type(context_expr) is ast.Call:
+            given = effects.argument_objects(self.heap, context_expr, self.modules)
+            objects |= {obj for obj in given if not immutable(obj)}
+        return objects
 
     def visit_Match(self, node):
         self.visit(node.subject)
@@ -596,6 +622,10 @@ class _ModuleWalker(Visitor):
         immediate = facts.free - self._free_of_methods(node)
         for name in sorted(immediate):
             self.read(name, node)
+        if facts.mutated_free:  # (`class C: registry.append(1)` changes it now; a method, when called)
+            body = scope_facts(_without_methods(node), self.modules)
+            for name in sorted(body.mutated_free - self.modules):
+                self.change_name(name, node, name in body.deep_mutated)
         self.define(node.name, node, facts)
         self._define_methods(node)
 
@@ -630,6 +660,14 @@ class _ModuleWalker(Visitor):
                 self.known[key] = self.facts.callables[key] = Callable(
                     key, set(), set(), set(), positions, params, set(facts.deep_mutated), deep_receiver=receiver,
                     returns_receiver=returned, changes_self=changes_self, **star_parameters(stmt))
+
+    def _changed_defaults(self, node, changed_params) -> dict[str, frozenset]:
+        """What the defaults of the parameters a function changes may be, as they are now (Python
+        evaluates a default once, where the function is defined)."""
+        if type(node) is ast.ClassDef:
+            return {}
+        return {param: frozenset(effects.objects_of(self.heap, default, self.modules))
+                for param, default in default_values(node) if param in changed_params}
 
     def _free_of_methods(self, node):
         free = set()
@@ -672,6 +710,7 @@ class _ModuleWalker(Visitor):
         self.known[name] = self.facts.callables[name] = Callable(
             name, reads - {name}, binds, mutates, positions, list(facts.params), deep, _makes_functions(node),
             returned, parts, holding, draws=draws, indexes=indexes, generator=facts.generator,
+            defaults=self._changed_defaults(node, [list(facts.params)[i] for i in positions]),
             **star_parameters(node))
         self.bind(name, node=node)
         self.heap.functions.update(dict.fromkeys(self.heap.objects(name), self.known[name]))
@@ -821,11 +860,37 @@ class _ModuleWalker(Visitor):
             changed |= self._argument_changes(held, list(node.args), node.keywords)
         changed |= self._mapped_changes(node)
         changed |= self._passed_function_changes(node, callee)
+        self._bound_methods_given([*node.args, *(k.value for k in node.keywords)])
         changed |= self._called_value_changes(node)
         if changed or names:  # (most calls change nothing)
             self.change(changed, sorted(names), node)
         if effects.is_dynamic_call(node):
             self.facts.dynamic.append(self._use(node.func.id, node))
+
+    def visit_List(self, node):
+        super().visit_List(node)
+        self._bound_methods_given(node.elts)
+
+    visit_Tuple = visit_Set = visit_List
+
+    def visit_Dict(self, node):
+        self.generic_visit(node)
+        self._bound_methods_given(node.values)
+
+    def _bound_methods_given(self, exprs):
+        """A changing method taken as a value, given to a call (`map(lst.append, xs)`) or put in a
+        container (`cbs = [lst.append]`), may be called by whatever gets it: its object changes here,
+        and calling it later (`for cb in cbs: cb(1)`) changes it again (`heap.calls_change`)."""
+        for expr in exprs:
+            expr = expr.value if type(expr) is ast.Starred else expr
+            if type(expr) is not ast.Attribute or expr.attr not in effects.CHANGING_METHOD_VALUES \
+                    or effects.root_name(expr) in self.modules:
+                continue
+            receiver = effects.part_objects(self.heap, expr.value, self.modules)
+            deep = expr.attr not in effects.CONTAINER_METHODS  # (`m.fit` changes what m owns)
+            self.heap.on_call(effects.objects_of(self.heap, expr, self.modules), receiver, deep=deep)
+            changed = self.heap.owned_reach(receiver) if deep else set(receiver)
+            self.change(changed, sorted({effects.root_name(expr)} - {None}), expr)
 
     def _called_value_changes(self, node) -> set[str]:
         """Calling a value rather than a function of the notebook: a bound method, a `partial` or a
@@ -889,6 +954,8 @@ class _ModuleWalker(Visitor):
         for expr, param in changed_arguments(callee, args, keywords):
             objects = effects.objects_of(self.heap, expr, self.modules)
             changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
+        for param, objects in defaults_used(callee, args, keywords):
+            changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
         return changed
 
     def _seeds_given(self, call) -> set[str]:
@@ -924,7 +991,10 @@ class _ModuleWalker(Visitor):
         facts = scope_facts(node, self.modules)
         if type(node) is ast.Lambda:  # kept in a container and called later: `ops["scale"](2)` (`_held_functions`)
             made = effects.objects_of(self.heap, node, self.modules)
-            self.heap.functions.update(dict.fromkeys(made, lambda_callable(node, self.modules, facts)))
+            made_callable = lambda_callable(node, self.modules, facts)
+            changed = [made_callable.param_names[i] for i in made_callable.mutated_params]
+            made_callable.defaults = self._changed_defaults(node, changed)
+            self.heap.functions.update(dict.fromkeys(made, made_callable))
         self._note_dynamic(facts.dynamic)
         for name in sorted(facts.free):
             self.read(name, node)
@@ -1020,6 +1090,12 @@ def _walking_statement(method):
 # Statements shown whole in a site's code (compound ones show the expression that acted).
 SIMPLE_STATEMENTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Delete, ast.Import,
                      ast.ImportFrom, ast.Return)
+
+
+def _without_methods(node: ast.ClassDef) -> ast.ClassDef:
+    """The class with its body's statements that run when it is defined, not its methods'."""
+    body = [stmt for stmt in node.body if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return ast.ClassDef(name=node.name, bases=[], keywords=[], body=body or [ast.Pass()], decorator_list=[])
 
 
 def _decorator_names(node) -> list[str]:

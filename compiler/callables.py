@@ -45,6 +45,9 @@ class Callable:
     # its `*args` and `**kwargs` parameters: every extra positional (keyword) argument is given to it
     vararg: str | None = None
     kwarg: str | None = None
+    # parameter → what its default value may be, for the parameters it changes: a call that gives
+    # none changes the default (`def add(x, into=log)`, then `add(1)` changes log)
+    defaults: dict[str, frozenset] = field(default_factory=dict)
 
 
 # what Python calls a special method for: `obj(…)`; `with obj:`; `for x in obj`, `list(obj)`, `[*obj]`;
@@ -59,12 +62,14 @@ SPECIAL_METHODS = {
 
 
 def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
-    """(Callable, positional and keyword argument expressions) for `f(…)`, `x.pipe(f, …)` and
+    """(Callable, positional and keyword argument expressions) for `f(…)`, `(lambda …: …)(…)`, `x.pipe(f, …)` and
     `x.m(…)` where a class of the notebook has a method `m` that changes an argument (known as
     `.m`); (None, [], []) when the callee is no function of the notebook."""
     func = call.func
     if isinstance(func, ast.Name) and func.id in known:
         return known[func.id], list(call.args), call.keywords
+    if type(func) is ast.Lambda:  # `(lambda q: q.append(1))(lst)`
+        return lambda_callable(func, modules), list(call.args), call.keywords
     if type(func) is ast.Call and func.args and type(func.args[0]) is ast.Name and func.args[0].id in known \
             and getattr(func.func, "id", getattr(func.func, "attr", None)) == "delayed":
         return known[func.args[0].id], list(call.args), call.keywords  # `delayed(f)(x)` calls f(x)
@@ -110,6 +115,28 @@ def changed_arguments(callee: Callable, args, keywords) -> list[tuple[ast.AST, s
             if expr is not None:
                 found.append((expr, param))
     return found
+
+
+def defaults_used(callee: Callable, args, keywords) -> list[tuple[str, frozenset]]:
+    """(parameter, its default's objects) for each parameter `callee` changes that the call may
+    leave to its default (always, when it unpacks `*args` or `**kwargs`: what they give is unknown)."""
+    if not callee.defaults:
+        return []
+    unpacked = any(type(a) is ast.Starred for a in args) or any(k.arg is None for k in keywords)
+    used = []
+    for pos in callee.mutated_params:
+        param = callee.param_names[pos] if pos < len(callee.param_names) else None
+        if param in callee.defaults and (unpacked or argument_for(callee, pos, args, keywords)[0] is None):
+            used.append((param, callee.defaults[param]))
+    return used
+
+
+def default_values(node) -> list[tuple[str, ast.AST]]:
+    """(parameter, default expression) of a function or lambda."""
+    args = node.args
+    positional = [*args.posonlyargs, *args.args]
+    return [*((a.arg, d) for a, d in zip(positional[len(positional) - len(args.defaults):], args.defaults)),
+            *((a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None)]
 
 
 def argument_for(callee: Callable, pos: int, args, keywords) -> tuple[ast.AST | None, str | None]:

@@ -105,6 +105,12 @@ CONTAINER_METHODS = frozenset("""
     popleft rotate
     """.split())
 
+# Methods whose bound method, taken as a value (`map(lst.append, xs)`, `pool.submit(m.fit, X, y)`,
+# `cbs = [log.append]`), changes its object when whatever gets it calls it. (Not every method: a
+# value taken as `df.values` or `data.target` is no method, and would tie steps that only read.)
+CHANGING_METHOD_VALUES = CONTAINER_METHODS | frozenset({"fit", "partial_fit", "fit_transform", "fit_predict",
+                                                        "put", "put_nowait", "write", "writerow", "writerows"})
+
 # Methods that store their arguments as parts the receiver owns (its own methods change them).
 OWNING_METHODS = frozenset({"set_params", "add_module", "register_module", "register_buffer",
                             "register_parameter", "add_param_group"})

@@ -997,6 +997,45 @@ MISSED_CHANGES.update({
         ("mv = memoryview(a)\nmv[0] = 100.0", ["step:use"]), ("n = float(a.sum())", ["step:read"])],
 })
 
+LIST_MADE = ("lst = []", ["step:make"])
+LIST_READ = ("n = len(lst)", ["step:read"])
+MISSED_CHANGES.update({  # a ninth round
+    name: [LIST_MADE, (use, ["step:use"]), LIST_READ] for name, use in {
+        "a default argument bound to an earlier step's list": "def add(x, into=lst):\n    into.append(x)\nadd(1)",
+        "a keyword-only default": "def add(x, *, into=lst):\n    into.append(x)\nadd(1)",
+        "a lambda's default": "f = lambda q=lst: q.append(1)\nf()",
+        "a default through another function": "def put(q):\n    q.append(1)\ndef add(into=lst):\n"
+                                              "    put(into)\nadd()",
+        "a class body": "class C:\n    lst.append(1)",
+        "a with statement's alias": "import contextlib\nwith contextlib.nullcontext(lst) as l2:\n    l2.append(1)",
+        "an immediately called lambda": "(lambda q: q.append(1))(lst)",
+        "map() of a bound method": "r = list(map(lst.append, range(3)))",
+        "filter() of a bound method": "r = list(filter(lst.append, [5, 6]))",
+        "an executor's map of a bound method": "from concurrent.futures import ThreadPoolExecutor\n"
+                                               "with ThreadPoolExecutor(2) as ex:\n"
+                                               "    r = list(ex.map(lst.append, [1]))",
+        "a bound method kept in a list": "cbs = [lst.append]\nfor cb in cbs:\n    cb(1)",
+        "an exception's arguments": "try:\n    raise ValueError(lst)\nexcept ValueError as e:\n    e.args[0].append(1)",
+        "an exception raised by name": "err = KeyError('k', lst)\ntry:\n    raise err\nexcept KeyError as e:\n"
+                                       "    e.args[1].append(1)",
+    }.items()
+})
+
+
+def test_values_taken_from_objects_a_path_entered_and_read_only_methods_keep_siblings_parallel():
+    # what the ninth round's changes must not catch: no step below changes what `make` made
+    cells = [("import numpy as np\nfrom sklearn.linear_model import LogisticRegression", ["imports"]),
+             ("X = np.eye(4)\ny = [0, 1, 0, 1]\nout = 'x.txt'\nnames = ['a']\n"
+              "data = {'X': X}", ["step:make"]),
+             ("with open(out, 'w') as f:\n    f.write('1')\nm = LogisticRegression().fit(data['X'], y)\n"
+              "u = list(map(str.upper, names))", ["step:one"]),
+             ("with open(out) as f:\n    text = f.read()\nm2 = LogisticRegression().fit(X.T, y)\n"
+              "k = list(map(names.count, names))", ["step:two"]),
+             ("n = len(names) + X.shape[0] + len(data) + len(out)", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("read").sources == dict.fromkeys(["names", "X", "data", "out"], "make")
+    assert p.step("two").after == ["make"]
+
 
 @pytest.mark.parametrize("case", MISSED_CHANGES)
 def test_a_change_the_analysis_once_missed_reaches_the_step_after_it(case):
