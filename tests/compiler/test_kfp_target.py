@@ -35,3 +35,13 @@ def test_overrides_win_and_bad_ones_are_option_errors(tmp_path):
     with pytest.raises(OptionsError, match="command line: base_image must be a non-empty str"):
         get_target("kfp").write(compile_notebook(nb), tmp_path / "q.yaml", notebook=nb, base_image=3)
     assert not (tmp_path / "q.yaml").exists()
+
+
+def test_a_cell_python_refuses_writes_no_yaml(tmp_path):
+    from nbscale.compiler.errors import TargetError
+
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"]), ("def f():\n    nonlocal y\n    y = x", ["step:b"])],
+                       name="late")
+    with pytest.raises(TargetError, match=r"late\.ipynb:cell 2:2:5: error\[syntax-error\]"):
+        get_target("kfp").write(compile_notebook(nb), tmp_path / "late.yaml", notebook=nb)
+    assert not (tmp_path / "late.yaml").exists()
