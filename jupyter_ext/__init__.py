@@ -10,7 +10,8 @@ e.g. in `jupyter_server_config.py`:
     c.Nbscale.kfp_hosts = ["https://kfp-staging.example.com"]  # credentials); others a request may name
 
 The heavy parts (manager, handlers, Dask) are imported when the server loads the extension; see
-`manager.py` for how the server side is put together.
+`manager.py` for how the server side is put together. The server runs the extension as
+`extension.NbscaleExtension`, which stops it at shutdown (`_unload_jupyter_server_extension`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ NbscaleConfig = Nbscale  # alias; configure it as c.Nbscale.*
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "nbscale.jupyter_ext"}]
+    from .extension import NbscaleExtension
+
+    return [{"module": "nbscale.jupyter_ext", "app": NbscaleExtension}]
 
 
 def _load_jupyter_server_extension(serverapp):
@@ -75,6 +78,14 @@ def _load_jupyter_server_extension(serverapp):
                        web_app.settings["base_url"], config.default_engine,
                        f", scheduler {config.scheduler_address}" if config.scheduler_address else "",
                        _kfp_note(config, redact_url))
+
+
+async def _unload_jupyter_server_extension(serverapp):
+    """At server shutdown (through `NbscaleExtension.stop_extension`): cancel the runs started here,
+    kill those still running after `cancel_grace`, close the server's cluster."""
+    manager = serverapp.web_app.settings.get("nbscale_manager")
+    if manager is not None:
+        await manager.close()
 
 
 def _kfp_note(config: Nbscale, redact_url) -> str:

@@ -31,6 +31,7 @@ from .supervisor import RunProcess
 
 DASK = "dask"
 REREAD_S = 1.0  # a watched store is read at least this often, written to or not
+CLOSE_MARGIN_S = 10.0  # at shutdown, for a killed run's supervisor to end the run and its steps' processes
 
 
 class Runs:
@@ -233,12 +234,14 @@ class Runs:
     # --- shutdown --------------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Cancel the runs started here, wait for their processes, close the run stores."""
+        """Cancel the runs started here, wait for their processes (killed after `cancel_grace_s`),
+        close the run stores."""
         processes = list(self._processes)
         for process in processes:
-            process.cancel(grace=5, closing=True)
+            process.cancel(grace=self.cancel_grace_s, closing=True)
         for process in processes:
-            await asyncio.to_thread(process.join, 10)
+            # past the grace time the cancel's timer kills it; the supervisor then ends the run
+            await asyncio.to_thread(process.join, self.cancel_grace_s + CLOSE_MARGIN_S)
         with self._stores_lock:
             for store in self._stores.values():
                 store.close()

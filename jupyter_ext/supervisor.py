@@ -4,8 +4,10 @@ The thread reads the process's JSON lines (protocol in `runproc.py`), turns its 
 models, keeps its latest cluster sample, and when the process ends makes the run store final if
 the process could not (killed, crashed, cancelled before the run began). It does so before it
 collects the dead process: until then the run store's own check for dead owners leaves the run to
-this supervisor, which knows more (a requested cancel, the exit code, the end of stderr). Everything that touches
-the server's state goes back to the event loop through `call_soon_threadsafe`.
+this supervisor, which knows more (a requested cancel, the exit code, the end of stderr). A process killed
+(after a cancel's grace time, by the OOM killer) or crashed ended nothing its steps started, so the
+supervisor then ends those, as the run store does for a dead owner (`children.end_orphans_of`).
+Everything that touches the server's state goes back to the event loop through `call_soon_threadsafe`.
 
 The owner (`runs.Runs`) provides `log`, `events` (an EventHub), `store_for(notebook)`, and
 `run_created(process, run_id)` / `run_ended(process, final_status)`, called on the loop.
@@ -22,7 +24,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+from nbscale.kernels.children import end_orphans_of
 from nbscale.kernels.contract import CANCELLED, CANCELLED_BY_USER, FAILED, RUN_FINISHED, SERVER_WENT_AWAY
+from nbscale.kernels.liveness import process_start_time
 
 from . import models
 from .errors import ExtensionError, InvalidInput
@@ -61,6 +65,8 @@ class RunProcess:
             [sys.executable, *safe_path, "-m", "nbscale.jupyter_ext.runproc"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.stderr, cwd=str(self.notebook.parent), env=env, text=True,
             encoding="utf-8", start_new_session=True)
+        # with the pid, how the run store and its steps' processes name the run's owner
+        self.started = process_start_time(self.proc.pid) or 0.0
         self.proc.stdin.write(json.dumps(spec) + "\n")
         self.proc.stdin.flush()
         self.thread = threading.Thread(target=self._supervise, name="nbscale-run", daemon=True)
@@ -112,6 +118,8 @@ class RunProcess:
                 self._handle(message)
             try:
                 status = self._finalize(self._exit_code())
+                # killed or crashed, it ended nothing its steps started (after a clean end none is found)
+                end_orphans_of(self.proc.pid, self.started)
             finally:
                 self.proc.wait()  # collect it: from now on its run has a dead owner
             with self.stdin_lock:

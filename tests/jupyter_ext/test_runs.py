@@ -4,6 +4,7 @@ a run process that dies, and the events of runs started here."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -206,6 +207,30 @@ def test_a_run_the_closing_server_stops_is_cancelled_for_that_not_by_the_user(ro
         return default_run_store(nb).get_run(run_id)
 
     stopped = run(main())
+    assert stopped["status"] == CANCELLED and stopped["error"] == SERVER_WENT_AWAY, stopped
+
+
+def test_a_run_whose_step_ignores_the_closing_servers_cancel_is_killed_after_the_configured_grace(root):
+    # the step swallows the cancel's Ctrl-C; it says so once the cancel can no longer stop it
+    stubborn = [("import time", ["imports"]),
+                ("for _ in range(600):\n    try:\n        open('swallowing', 'w').close()\n        time.sleep(1)\n"
+                 "    except BaseException:\n        pass", ["step:slow"])]
+    nb = make_notebook(root, stubborn, name="stubborn").resolve()
+
+    async def main():
+        runs = local_runs(root, cancel_grace_s=6.0)
+        run_id = (await runs.start(nb))["run_id"]
+        deadline = time.monotonic() + 30
+        while not (root / "swallowing").exists():
+            assert time.monotonic() < deadline, "the step never swallowed"
+            await asyncio.sleep(0.05)
+        process = runs.process(run_id).proc
+        started = time.monotonic()
+        await runs.close()
+        return time.monotonic() - started, process, default_run_store(nb).get_run(run_id)
+
+    took, process, stopped = run(main())
+    assert process.poll() == -signal.SIGKILL and took >= 6.0
     assert stopped["status"] == CANCELLED and stopped["error"] == SERVER_WENT_AWAY, stopped
 
 
