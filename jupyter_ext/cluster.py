@@ -96,9 +96,9 @@ class ServerCluster:
         if self._embedded_is_warm():
             if n is not None and not 1 <= n <= MAX_WORKERS:
                 raise InvalidInput(f"the number of workers must be 1 to {MAX_WORKERS}, not {n}")
-            folder, timeout = self.warm_folder, self.connect_timeout_s
-            cluster = await self._attach(f"starting the warm cluster of {folder}",
-                                         lambda: DaskCluster.start_warm(folder, n, timeout))
+            folder, timeout, shown = self.warm_folder, self.connect_timeout_s, ROOT_SHOWN
+            cluster = await self._attach(f"starting the warm cluster of {shown}",
+                                         lambda: DaskCluster.start_warm(folder, n, timeout, shown))
         else:
             cluster = await self._attach("starting a cluster", lambda: DaskCluster.start(self.factory, n))
         self.log.info("nbscale: %s", cluster.describe())
@@ -125,8 +125,9 @@ class ServerCluster:
             # one of another Python environment is not the server's: its runs would not use it
             if found.live and warm_cluster.same_environment(found.cluster) and self.current is None \
                     and self.pending is None:
-                cluster = await self._attach(f"attaching to the warm cluster of {found.folder}",
-                                             lambda: DaskCluster.attach_warm(found.cluster, timeout))
+                shown = shown_folder(found.folder, folder)
+                cluster = await self._attach(f"attaching to the warm cluster of {shown}",
+                                             lambda: DaskCluster.attach_warm(found.cluster, timeout, shown=shown))
                 self.log.info("nbscale: %s", cluster.describe())
                 self._wake()
         except ExtensionError as exc:  # it stopped meanwhile, or a start came first
@@ -285,9 +286,11 @@ class DaskCluster:
     """One live cluster: one the server owns (`cluster` set), a warm cluster (`warm`: its process
     scales it, on the server's requests), or one it only connected to."""
 
-    def __init__(self, client, cluster=None, kind: str = "remote", warm=None, started: bool = True):
+    def __init__(self, client, cluster=None, kind: str = "remote", warm=None, started: bool = True,
+                 shown: str = ""):
         self.client, self.cluster, self.kind = client, cluster, kind
         self.warm = warm  # the WarmCluster (kernels/warm_cluster.py) it is
+        self.shown = shown  # its folder as answers name it (`shown_folder`)
         self.started = started  # (a warm cluster) started by this server, not found running
         self.adaptive = None
         self.adaptive_bounds: dict | None = None
@@ -316,7 +319,7 @@ class DaskCluster:
         return cls(client, cluster, type(cluster).__name__)
 
     @classmethod
-    async def start_warm(cls, folder: Path, n: int | None, timeout: float) -> DaskCluster:
+    async def start_warm(cls, folder: Path, n: int | None, timeout: float, shown: str) -> DaskCluster:
         """The live warm cluster that runs in `folder` use, started unless it runs already (then
         scaled to `n` when `n` is given), and a client of it."""
         import dask
@@ -333,19 +336,19 @@ class DaskCluster:
             raise ExtensionError(f"could not start the cluster: {exc}") from None
         difference = warm_cluster.environment_difference(found)
         if difference:
-            raise ExtensionError(f"the warm cluster of {found.folder} is not this server's environment ({difference}): "
-                                 f"runs started here would not use it; stop it (nbscale cluster stop --dir "
-                                 f"{found.folder}) or start the server in that environment")
-        cluster = await cls.attach_warm(found, timeout, started)
+            raise ExtensionError(f"the warm cluster of {shown} is not this server's environment ({difference}): "
+                                 f"runs started here would not use it; stop it ({stop_hint(shown)}) or start the "
+                                 "server in that environment")
+        cluster = await cls.attach_warm(found, timeout, started, shown)
         if not started and n is not None and found.workers != n:
             await cluster.scale(n)
         return cluster
 
     @classmethod
-    async def attach_warm(cls, found, timeout: float, started: bool = False) -> DaskCluster:
+    async def attach_warm(cls, found, timeout: float, started: bool = False, shown: str = "") -> DaskCluster:
         """A client of the warm cluster `found` (a verified WarmCluster)."""
         connected = await cls.connect(found.address, timeout)
-        return cls(connected.client, None, "LocalCluster", warm=found, started=started)
+        return cls(connected.client, None, "LocalCluster", warm=found, started=started, shown=shown)
 
     def warm_ended(self) -> str | None:
         """Why the warm cluster this is no longer serves; None while it does (or it is no warm one)."""
@@ -353,7 +356,7 @@ class DaskCluster:
 
         if self.warm is None or warm_cluster.is_serving(self.warm.pid, self.warm.folder):
             return None
-        return (f"the warm cluster of {self.warm.folder} at {self.address} has stopped (idle for its timeout, "
+        return (f"the warm cluster of {self.shown} at {self.address} has stopped (idle for its timeout, "
                 "`nbscale cluster stop`, or closed from another server)")
 
     @classmethod
@@ -421,9 +424,9 @@ class DaskCluster:
             return
         if runs:
             raise Conflict(f"steps of run{'s' if len(runs) > 1 else ''} {', '.join(runs)} run on the warm cluster "
-                           f"of {self.warm.folder} (started here or elsewhere, e.g. `nbscale run`): closing it would "
+                           f"of {self.shown} (started here or elsewhere, e.g. `nbscale run`): closing it would "
                            "fail them. Close it when they end (it stops by itself once idle for its timeout), or "
-                           f"stop it anyway with `nbscale cluster stop --dir {self.warm.folder}`")
+                           f"stop it anyway with {stop_hint(self.shown)}")
 
     async def scale(self, n: int) -> None:
         if self.warm is not None:
@@ -468,6 +471,28 @@ class DaskCluster:
     async def detach(self) -> None:
         """Let go of the cluster without closing it (a warm cluster goes on for the runs that share it)."""
         await _close_quietly(self.client, CLOSE_TIMEOUT_S)
+
+
+ROOT_SHOWN = "the server's root"
+ABOVE_ROOT_SHOWN = "a folder above the server's root"
+
+
+def shown_folder(folder, root) -> str:
+    """A warm cluster's folder as answers name it: relative to the server's root, never absolute (the
+    server log has the whole path)."""
+    folder, root = Path(folder), Path(root)
+    if folder == root:
+        return ROOT_SHOWN
+    return folder.relative_to(root).as_posix() if folder.is_relative_to(root) else ABOVE_ROOT_SHOWN
+
+
+def stop_hint(shown: str) -> str:
+    """The command that stops the warm cluster of a folder shown as `shown`."""
+    if shown == ROOT_SHOWN:
+        return "`nbscale cluster stop` in the server's root"
+    if shown == ABOVE_ROOT_SHOWN:
+        return "`nbscale cluster stop` in the folder above the server's root that holds it"
+    return f"`nbscale cluster stop --dir {shown}` in the server's root"
 
 
 def dashboard_model(link: str | None, identity: dict) -> dict:

@@ -83,6 +83,10 @@ class NbscaleHandler(APIHandler):
     def query_notebook(self) -> Path:
         return self.notebook(self.get_query_argument("path", ""))
 
+    def refuse_root_state_outside(self) -> None:
+        notebooks = self.manager.notebooks
+        notebooks.refuse_state_outside(notebooks.root, "in the server's root")
+
     def json_body(self) -> dict:
         try:
             body = json.loads(self.request.body or b"{}")
@@ -219,12 +223,14 @@ class ClusterHandler(NbscaleHandler):
     @authorized
     @api_call
     async def get(self):
+        self.refuse_root_state_outside()  # a live warm cluster is adopted from the root's state folder
         self.reply(await self.manager.cluster_model())
 
     @web.authenticated
     @authorized(*EXECUTE)
     @api_call
     async def post(self):
+        self.refuse_root_state_outside()  # the warm cluster's files (info, lock, log) are written there
         # the run's own cluster the panel shows while the server has none: refusals name it
         run_cluster = self.manager.runs.cluster_sample()
         self.reply(await _cluster_action(self.manager.cluster, self.json_body(), run_cluster))

@@ -8,7 +8,9 @@ its credentials (from its own environment) only to endpoints its configuration n
 experiment, never a host: a host in its metadata or project is ignored, with a warning in the
 answer. What an endpoint answers is not passed on to the browser (that would let a request read
 internal URLs): the answer says which endpoint failed and how; the detail goes to the server log.
-Credentials never appear in answers or logs (`redact_url`).
+Credentials never appear in answers or logs: URLs are logged through `redact_url`, and what an
+endpoint answered reaches the log only as `EndpointError` made it, masked
+(`nbscale.kernels.kfp_submit.masked`: an auth proxy may quote the credential it refused).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from nbscale.compiler.errors import NbscaleCompileError
 from nbscale.compiler.targets import kfp  # the kfp SDK itself is imported only when YAML is written
+from nbscale.kernels.steplineage import public_url
 
 from .errors import Conflict, InvalidInput, NotAllowed, Unavailable, UpstreamError
 from .notebooks import compile_without_errors
@@ -34,16 +37,18 @@ NO_ENDPOINT = "no KFP endpoint configured for this server (c.Nbscale.kfp_host)"
 class KfpService:
     """KFP YAML of a notebook, and submitting it to one of the server's configured endpoints."""
 
-    def __init__(self, host: str | None = None, hosts=(), log: logging.Logger | None = None):
+    def __init__(self, host: str | None = None, hosts=(), log: logging.Logger | None = None, root=None):
         self.host = host or None  # the default endpoint
         self.hosts = [h for h in hosts if h]  # other endpoints a request may name
         self.log = log or logging.getLogger("nbscale.jupyter_ext")
+        # the server's root: a pyproject.toml above it is not the server's to read, nor its path to show
+        self.root = root
 
     async def yaml(self, notebook: Path) -> tuple[str, str]:
         """(file name, YAML text) of the notebook's KFP v2 pipeline."""
         target = kfp
         pipeline = await asyncio.to_thread(compile_without_errors, notebook, "exporting")
-        text = await asyncio.to_thread(_yaml_text, target, notebook, pipeline)
+        text = await asyncio.to_thread(_yaml_text, target, notebook, pipeline, self.root)
         return f"{pipeline.name}.yaml", text
 
     async def submit(self, notebook: Path, parameters: dict, experiment: str | None = None,
@@ -76,7 +81,7 @@ class KfpService:
         from nbscale.kernels.errors import ParameterError
         from nbscale.kernels.kfp_submit import EndpointError, submit_pipeline
 
-        options = _options(target, notebook, {"experiment": experiment})
+        options = _options(target, notebook, {"experiment": experiment}, self.root)
         warnings = self._ignored_host(notebook, options)
         options.host = endpoint
         credentials = {name: os.environ.get(variable) for name, variable in CREDENTIAL_ENV.items()}
@@ -124,15 +129,15 @@ def _names(requested: str, configured: str) -> bool:
     return wanted in (configured.rstrip("/"), redact_url(configured).rstrip("/"), _host_port(configured))
 
 
-def _options(target, notebook: Path, overrides: dict | None = None):
+def _options(target, notebook: Path, overrides: dict | None = None, root=None):
     try:
-        return target.load_options(notebook, overrides)
+        return target.load_options(notebook, overrides, boundary=root)
     except NbscaleCompileError as exc:  # OptionsError: a mistyped project default or notebook metadata
         raise InvalidInput(str(exc)) from None
 
 
-def _yaml_text(target, notebook: Path, pipeline) -> str:
-    options = _options(target, notebook)
+def _yaml_text(target, notebook: Path, pipeline, root=None) -> str:
+    options = _options(target, notebook, root=root)
     with tempfile.TemporaryDirectory(prefix="nbscale-kfp-") as tmp:
         path = Path(tmp) / "pipeline.yaml"
         try:
@@ -144,10 +149,7 @@ def _yaml_text(target, notebook: Path, pipeline) -> str:
 
 def redact_url(url: str | None) -> str:
     """A URL without user info, query or fragment (which may carry credentials), for logs."""
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, _host_port(url), parts.path, "", ""))
+    return public_url(url) if url else ""
 
 
 def _host_port(url: str) -> str:

@@ -41,7 +41,7 @@ class NbscaleManager:
         self.runs = Runs(self.notebooks, self.events, default_engine=default_engine, cluster_factory=cluster_factory,
                          scheduler_for_runs=self.cluster.scheduler_for_runs, log=self.log,
                          cancel_grace_s=cancel_grace_s, start_timeout_s=start_timeout_s)
-        self.kfp = KfpService(kfp_host, kfp_hosts, log=self.log)
+        self.kfp = KfpService(kfp_host, kfp_hosts, log=self.log, root=self.notebooks.root)
 
     async def cluster_model(self) -> dict:
         """The server's cluster (connecting to the configured scheduler at first need); while there is

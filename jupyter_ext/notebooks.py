@@ -16,6 +16,10 @@ from pathlib import Path
 from . import models
 from .errors import InvalidInput, NotAllowed, NotFound
 
+# how deep below a state folder links are looked for: `.nbscale/NAME/NAME` covers the folders of
+# runs (`logs/RUN_ID`, `runs/RUN_ID`, `kfp-local/RUN`) and the store's (`artifacts/sha256`)
+STATE_LINK_DEPTH = 2
+
 
 class Notebooks:
     def __init__(self, root_dir, allow_hidden: bool = False):
@@ -48,15 +52,44 @@ class Notebooks:
         return resolved
 
     def _refuse_state_outside(self, notebook: Path) -> None:
-        """The notebook's state folder (run store, artifacts, logs), which its runs write and its
-        panel reads, must not link out of the root either."""
+        self.refuse_state_outside(notebook.parent)
+
+    def refuse_state_outside(self, folder: Path, whose: str = "beside this notebook") -> None:
+        """The state folder in `folder` (run store, artifacts, logs, executed notebooks, the warm
+        cluster's files — whatever runs and cluster actions write, and the panel reads) must not link
+        out of the root. Every link in it is checked rather than a list of its files, so a state
+        file added later is covered too; `STATE_LINK_DEPTH` levels, as far as a request's writes
+        reach through names that exist before it (deeper, a run writes only into folders it makes)."""
         from nbscale.kernels.contract import STATE_DIR_NAME
 
-        for name in ("", "runs.sqlite", "artifacts", "logs"):
-            part = notebook.parent / STATE_DIR_NAME / name
-            if not part.resolve().is_relative_to(self.root):
-                raise NotAllowed(f"{STATE_DIR_NAME}/{name} beside this notebook links outside the server's "
-                                 "root directory")
+        state = folder / STATE_DIR_NAME
+        outside = state if os.path.islink(state) and not self.inside(state) else self._link_out(state, STATE_LINK_DEPTH)
+        if outside is not None:
+            where = outside.relative_to(folder).as_posix()
+            raise NotAllowed(f"{where} {whose} links outside the server's root directory")
+
+    def _link_out(self, folder: Path, depth: int) -> Path | None:
+        """The first symbolic link in `folder`, or up to `depth` - 1 levels below it, that resolves
+        outside the root (None: none does). Only links are resolved (a plain entry of a checked
+        folder cannot lead out), and `scandir` tells links and folders without a stat: the check
+        costs one directory read per folder, however many runs the state folder holds."""
+        try:
+            with os.scandir(folder) as found:
+                entries = [(Path(e.path), e.is_symlink()) for e in found
+                           if e.is_symlink() or e.is_dir(follow_symlinks=False)]
+        except OSError:  # none there, or not a folder: nothing is used through it
+            return None
+        for path, link in entries:
+            if link and not self.inside(path):
+                return path
+            if depth > 1 and (deeper := self._link_out(path, depth - 1)) is not None:
+                return deeper
+        return None
+
+    def inside(self, path) -> bool:
+        """Does `path`, its links followed, stay inside the root? (A link loop is taken as it
+        stands: it cannot be opened anyway.)"""
+        return Path(os.path.realpath(path)).is_relative_to(self.root)
 
     def api_path(self, notebook: Path) -> str:
         """The path the API shows for a resolved notebook: relative to the root, never absolute."""

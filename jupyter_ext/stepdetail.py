@@ -4,12 +4,13 @@
 its error) with what its cells showed (`kernels.steplog`'s `STEP.cells.json` beside its log) and
 the sizes of the values it took and gave (the artifact store's manifests). `step_image` hands out
 only an image file that the step's own cells JSON names, from the run's log folder: never another
-file, never through a symbolic link.
+file, never through a symbolic link, never from a log folder that leads out of the server's root.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import stat
@@ -33,7 +34,7 @@ async def step_detail(runs, notebooks, notebook: Path, run_id: str, step: str) -
     if row is None:
         raise NotFound(f"run {detail['run_id'][:12]} has no step {step!r}")
     full_id = detail["run_id"]
-    cells = await asyncio.to_thread(_cells, notebook, full_id, step)
+    cells = await asyncio.to_thread(_cells, notebooks, notebook, full_id, step)
     hashes = await asyncio.to_thread(_hashes, runs, notebook, full_id)
     pipeline = await _pipeline(notebooks, notebook)
     sizes = await asyncio.to_thread(_output_sizes, notebook, hashes)
@@ -46,13 +47,24 @@ async def step_image(runs, notebook: Path, run_id: str, step: str, name: str) ->
     detail = await runs.detail(notebook, run_id)
     if not any(s["name"] == step for s in detail["steps"]):
         raise NotFound(f"run {detail['run_id'][:12]} has no step {step!r}")
-    return await asyncio.to_thread(_read_image, notebook, detail["run_id"], step, name)
+    return await asyncio.to_thread(_read_image, runs.notebooks, notebook, detail["run_id"], step, name)
 
 
-def _cells(notebook: Path, run_id: str, step: str) -> list[dict]:
-    path = cells_json_path(step_log_path(notebook, run_id, step))
+def _log_folder(notebooks, notebook: Path, run_id: str) -> Path | None:
+    """The run's log folder, its links followed, if it stays inside the server's root: a folder
+    swapped for a link out of the root after the run is read through by nobody (None)."""
+    folder = logs_dir(notebook, run_id)
+    real = Path(os.path.realpath(folder))
+    return real if real.is_relative_to(notebooks.root) else None
+
+
+def _cells(notebooks, notebook: Path, run_id: str, step: str) -> list[dict]:
+    folder = _log_folder(notebooks, notebook, run_id)
+    if folder is None:
+        return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with _open_plain(folder / cells_json_path(step_log_path(notebook, run_id, step)).name) as file:
+            data = json.loads(file.read().decode("utf-8"))
     except (OSError, ValueError):  # no outputs, an older run, or a damaged file: nothing to show
         return []
     cells = data.get("cells") if isinstance(data, dict) else None
@@ -64,28 +76,33 @@ def _image_names(cells: list[dict]) -> set[str]:
             if isinstance(o, dict) and o.get("type") == "image" and isinstance(o.get("file"), str)}
 
 
-def _read_image(notebook: Path, run_id: str, step: str, name: str) -> tuple[bytes, str]:
+def _read_image(notebooks, notebook: Path, run_id: str, step: str, name: str) -> tuple[bytes, str]:
     missing = NotFound(f"step {step!r} showed no image {name!r}")
     mime = MIME_OF_SUFFIX.get(Path(name).suffix.lower())
     # only a plain file name the step's JSON lists, with an image's suffix
     if mime is None or name != Path(name).name or name.startswith(".") or "\\" in name:
         raise missing
-    if name not in _image_names(_cells(notebook, run_id, step)):
+    folder = _log_folder(notebooks, notebook, run_id)
+    if folder is None or name not in _image_names(_cells(notebooks, notebook, run_id, step)):
         raise missing
-    folder = logs_dir(notebook, run_id)
-    path = folder / name
     try:
-        if path.resolve().parent != folder.resolve():
-            raise missing
-        # a symlink fails here; a FIFO opens without waiting for a writer, and is refused below
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with _open_plain(folder / name) as file:
+            if os.fstat(file.fileno()).st_size > MAX_IMAGE_BYTES:
+                raise missing
+            return file.read(), mime
     except OSError:
         raise missing from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_IMAGE_BYTES:
-            raise missing
-        return file.read(), mime
+
+
+def _open_plain(path: Path):
+    """`path` opened for reading if it is a regular file, not a symbolic link (OSError otherwise);
+    a FIFO opens without waiting for a writer, and is refused."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    file = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        file.close()
+        raise OSError(errno.EINVAL, "not a regular file")
+    return file
 
 
 def _hashes(runs, notebook: Path, run_id: str) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 Credentials (a bearer token, session cookies) go only into the HTTP requests to the given host —
 never into the YAML, a log or a return value, and never to another host: the health check does not
-follow redirects (kfp's own client drops them on a redirect to another host).
+follow redirects (kfp's own client drops them on a redirect to another host). An endpoint, or the
+auth proxy in front of it, may quote the credential it refused (`401 invalid credentials: Bearer …`):
+an `EndpointError` is made of its answer only after `masked` has taken the credentials out.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from pathlib import Path
@@ -64,11 +68,15 @@ class EndpointError(NbscaleRuntimeError):
 
     `status` is the HTTP status the endpoint answered (None if none); `unreachable` says no answer
     came at all. The message may quote the endpoint's answer: the server logs it, and tells the
-    browser only the status."""
+    browser only the status. It is `masked` first, of the `sent` credentials too, so no log or
+    terminal that shows it holds one."""
 
-    def __init__(self, message: str, status: int | None = None, unreachable: bool = False):
-        super().__init__(message)
+    def __init__(self, message: str, status: int | None = None, unreachable: bool = False, *, sent=()):
+        super().__init__(masked(message, sent)[:MESSAGE_MAX])
         self.status, self.unreachable = status, unreachable
+
+
+MESSAGE_MAX = 400  # cut after masking: a cut made before could keep the start of a secret
 
 
 class KfpEndpoint:
@@ -88,6 +96,16 @@ class KfpEndpoint:
             headers["Cookie"] = self.cookies
         return headers
 
+    def credentials(self) -> list[str]:
+        """What this endpoint is sent that no message may show: the token (all the Authorization
+        header holds beyond "Bearer"), the cookies and each cookie's value, user info in the host URL."""
+        sent = [self.token, self.cookies]
+        for cookie in (self.cookies or "").split(";"):
+            sent += [cookie.strip(), cookie.partition("=")[2].strip()]
+        parts = urllib.parse.urlsplit(self.host)
+        sent += [parts.password, parts.netloc.rpartition("@")[0]]
+        return [value for value in sent if value]
+
     def check(self) -> None:
         request = urllib.request.Request(self.host + self.HEALTHZ, headers=self._headers())
         opener = urllib.request.build_opener(NoRedirect)  # credentials stay with this host
@@ -97,20 +115,21 @@ class KfpEndpoint:
         except urllib.error.HTTPError as exc:
             moved = " (a redirect: give the URL it points to as the host)" if 300 <= exc.code < 400 else ""
             raise EndpointError(f"health check answered {exc.code} {exc.reason}{moved}{_body_message(exc.read())}",
-                                status=exc.code) from None
+                                status=exc.code, sent=self.credentials()) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise EndpointError(f"cannot reach the KFP API ({reason})", unreachable=True) from None
+            raise EndpointError(f"cannot reach the KFP API ({reason})", unreachable=True,
+                                sent=self.credentials()) from None
 
     def submit(self, yaml_path: Path, name: str, experiment: str, run_name: str, arguments: dict, *,
                description: str) -> dict:
         try:
             with _quiet():
                 return self._submit(yaml_path, name, experiment, run_name, arguments, description)
-        except EndpointError:
-            raise
+        except EndpointError as exc:  # (its message may quote an answer: masked again, of these credentials)
+            raise EndpointError(str(exc), exc.status, exc.unreachable, sent=self.credentials()) from None
         except Exception as exc:  # noqa: BLE001 - whatever kfp raises becomes one line
-            raise EndpointError(_describe(exc), status=_status(exc)) from None
+            raise EndpointError(_describe(exc), status=_status(exc), sent=self.credentials()) from None
 
     def _submit(self, yaml_path, name, experiment, run_name, arguments, description) -> dict:
         import kfp
@@ -201,6 +220,66 @@ def _body_message(body) -> str:
     except ValueError:
         message = body
     message = " ".join(str(message or "").split())
-    return f": {message[:300]}" if message else ""
+    return f": {message}" if message else ""
 
 
+# --- masking -------------------------------------------------------------------------------------
+
+HIDDEN = "<hidden>"
+# a credential after its scheme (RFC 6750's b64token; Basic's base64 of user:password)
+_SCHEME = re.compile(r"\b(Bearer)\s+[\w.~+/-]+=*|\b(Basic)\s+[A-Za-z0-9+/]{8,}=*", re.IGNORECASE)
+_VALUE = r"(?!(?:Bearer|Basic)\b)[^\s\"',;&)}\]]+"  # (after a scheme: the scheme's rule hides the token)
+# the value of a secret-looking name (`may_be_credential`) in `name=value` and `"name": "value"`;
+# after `name: ` only for names of headers and keys, as prose has `401 Unauthorized: invalid …`.
+# Names are bounded: an unbounded run before a literal backtracks in quadratic time on a long answer.
+_NAMED = re.compile(rf"(?P<name>[\w.-]{{1,64}})(?P<sep>\s*=\s*)(?P<value>{_VALUE})"
+                    rf"|(?P<q>[\"'])(?P<qname>[\w.-]{{1,64}})(?P=q)(?P<qsep>\s*:\s*[\"']?)(?P<qvalue>{_VALUE})")
+_HEADER = re.compile(rf"\b(?P<name>(?:proxy-)?authorization|(?:set-)?cookie|[\w-]{{0,32}}(?:password|passwd|secret"
+                     rf"|token|api[_-]?key)[\w-]{{0,32}})(?P<sep>\s*:\s*)(?P<value>{_VALUE})", re.IGNORECASE)
+LONG_WORD = 1000  # a word longer is hidden whole, not searched (`may_be_credential` is not linear in it)
+
+
+def masked(text: str, sent=()) -> str:
+    """`text` (an endpoint's answer, an error) without the credentials `sent` to it, as given or
+    encoded, nor what looks like one: a token after Bearer or Basic, the value of a secret-looking
+    name (`password=…`, `"token": …`, `Cookie: …`), a URL with user info, a token-like run of
+    letters and digits (`fingerprints.may_be_credential`, which decides what the run store hides).
+    Linear in the length of `text`: an endpoint decides how long its answer is."""
+    for secret in sorted(_forms(sent), key=len, reverse=True):
+        text = re.sub(_quoted(secret), HIDDEN, text)
+    text = _SCHEME.sub(lambda m: f"{m.group(1) or m.group(2)} {HIDDEN}", text)
+    text = _NAMED.sub(_hide_named, text)
+    text = _HEADER.sub(lambda m: m["name"] + m["sep"] + HIDDEN, text)
+    return re.sub(r"\S+", _hide_word, text)
+
+
+def _hide_word(match) -> str:
+    from .fingerprints import may_be_credential
+
+    word = match.group(0)
+    return HIDDEN if len(word) > LONG_WORD or may_be_credential("", word) else word
+
+
+def _hide_named(match) -> str:
+    from .fingerprints import may_be_credential
+
+    quoted = match["qname"] is not None
+    name, sep = (match["qname"], match["q"] + match["qname"] + match["q"] + match["qsep"]) if quoted \
+        else (match["name"], match["name"] + match["sep"])
+    return sep + HIDDEN if may_be_credential(name, "") else match.group(0)
+
+
+def _forms(sent) -> set[str]:
+    """Each credential as an answer may quote it: as sent, URL-encoded or decoded, JSON-escaped."""
+    forms = set()
+    for secret in sent:
+        forms |= {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+                  urllib.parse.unquote(secret), json.dumps(secret)[1:-1]}
+    return {form for form in forms if form}
+
+
+def _quoted(secret: str) -> str:
+    """A pattern for `secret`: anywhere, or only as a word when short (a cookie `lang=en` sent must
+    not turn every "en" into <hidden>, nor a value `1` the status 401)."""
+    pattern = re.escape(secret)
+    return pattern if len(secret) >= 8 else rf"(?<![\w]){pattern}(?![\w])"

@@ -195,15 +195,56 @@ def resolve_papermill(pipeline, given: dict) -> tuple[dict, dict]:
 
 def recorded(values: dict) -> dict:
     """Parameter values as run records keep them (run store, lineage): a value that may be a
-    credential (`api_token`, a DSN with a password) as a keyed digest, which still shows whether two
-    runs had the same value; the run itself gets the value."""
+    credential (`api_token`, a DSN with a password, `{"password": ...}` or `{"Authorization": ...}`
+    at any depth of a dict or list) as a keyed digest, which still shows whether two runs had the
+    same value; the run itself (and its cache key) gets the value."""
+    return {name: _recorded(name, value) for name, value in values.items()}
+
+
+def _recorded(name, value):
+    """`value` with what may be a credential hidden: all of it under a secret-looking `name`, else
+    each string, dict key and value inside that looks like one (no part of a secret is kept).
+    A stack, not recursion, as in `_parts`: any depth the run store can hold."""
+    root = [None]
+    stack = [(name, value, root, 0)]  # (name, value, the copy it goes into, its place there)
+    while stack:
+        name, value, into, place = stack.pop()
+        if _secret_name(name) or not isinstance(value, (dict, list, tuple)):
+            into[place] = _recorded_leaf(name, value)
+        elif isinstance(value, dict):
+            into[place] = copy = dict.fromkeys(_recorded_key(key) for key in value)  # (keeps the order)
+            stack.extend((key, item, copy, _recorded_key(key)) for key, item in value.items())
+        else:
+            into[place] = copy = [None] * len(value)
+            stack.extend(("", item, copy, i) for i, item in enumerate(value))
+    return root[0]
+
+
+def _recorded_leaf(name, value):
     from .fingerprints import hidden, may_be_credential
 
-    kept = {}
-    for name, value in values.items():
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        kept[name] = hidden(text) if value is not None and may_be_credential(name, text) else value
-    return kept
+    if value is None:
+        return None
+    text = _text(value)
+    return hidden(text) if may_be_credential(str(name), text) else value
+
+
+def _secret_name(name) -> bool:
+    from .fingerprints import may_be_credential
+
+    return may_be_credential(str(name), "")
+
+
+def _recorded_key(key):
+    """A dict key that is itself a token or a URL with a password (`{"https://u:pw@host": 1}`)."""
+    from .fingerprints import hidden, may_be_credential
+
+    return hidden(key) if isinstance(key, str) and may_be_credential("", key) else key
+
+
+def _text(value) -> str:
+    # the text the digest is taken of: as before for a whole value, so records made earlier still match
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _type_name(value):

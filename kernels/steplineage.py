@@ -43,8 +43,12 @@ def public_url(url: str) -> str:
     if not parts.scheme or len(parts.scheme) == 1:  # a path (or a Windows drive letter)
         return str(url)
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:  # a malformed port: left out
+        port = None
+    if port is not None:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 

@@ -97,6 +97,7 @@ def submit(notebook, host, experiment, run_name, assignments, parameters_file, n
     from nbscale.kernels import params
     from nbscale.kernels.errors import ParameterError
     from nbscale.kernels.kfp_submit import EndpointError, submit_pipeline
+    from nbscale.kernels.steplineage import public_url
 
     pipeline, options = _prepare(notebook, _overrides(**flags, experiment=experiment, host=host))
     if not options.host:
@@ -111,7 +112,7 @@ def submit(notebook, host, experiment, run_name, assignments, parameters_file, n
     except ParameterError as exc:
         fail(f"error: {exc}", EXIT_BAD_INPUT)
     except EndpointError as exc:
-        fail(f"error: {options.host}: {exc}", EXIT_FAILED)
+        fail(f"error: {public_url(options.host)}: {exc}", EXIT_FAILED)
     click.echo(f"pipeline {result['pipeline']!r} version {result['version_name']!r} "
                f"({'uploaded' if result['uploaded'] else 'unchanged'}); experiment {options.experiment!r}")
     click.echo(f"run {result['run_id']}: {result['url']}")

@@ -224,20 +224,45 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
-def _hide_secrets(log_path: Path, values: dict) -> None:
-    """The log without the text of parameters that may be credentials (`may_be_credential`, as the
-    run store keeps them), as given and as JSON inside kfp.local's task inputs."""
-    from ..fingerprints import may_be_credential
+MIN_HIDDEN_TEXT = 4  # characters
 
-    secrets = {name: value for name, value in values.items()
-               if isinstance(value, str) and value and may_be_credential(name, value)}
+
+def _hide_secrets(log_path: Path, values: dict) -> None:
+    """The log without the text of what the run store hides of the parameters (`params.recorded`:
+    credentials, at any depth of a dict or list), as given and as JSON inside kfp.local's task
+    inputs."""
+    from ..params import recorded
+
+    kept = recorded(values)
+    secrets = {}
+    for name, value in values.items():
+        if kept[name] != value:  # (the texts it hid: those the record no longer holds)
+            hidden = _texts(value) - _texts(kept[name])
+            # (a text of a few characters would take every such run of characters out of the log)
+            secrets.update(dict.fromkeys((t for t in hidden if len(t) >= MIN_HIDDEN_TEXT), name))
     if not secrets:
         return
     text = log_path.read_text(encoding="utf-8", errors="surrogateescape")
-    for name, value in secrets.items():
-        for form in {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}:
-            text = text.replace(form, f"<parameter {name}, hidden>")
+    for secret in sorted(secrets, key=len, reverse=True):  # (a longer one may hold a shorter)
+        for form in {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}:
+            text = text.replace(form, f"<parameter {secrets[secret]}, hidden>")
     log_path.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+def _texts(value) -> set[str]:
+    """The strings a parameter value holds at any depth (dict keys too), and its numbers as text."""
+    found, stack = set(), [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple)):
+            stack += item
+        elif isinstance(item, str) and item:
+            found.add(item)
+        elif type(item) in (int, float):
+            found.add(str(item))
+    return found
 
 
 def _tail(path: Path) -> str:

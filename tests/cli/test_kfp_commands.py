@@ -191,6 +191,11 @@ def test_an_unreachable_endpoint_and_bad_input(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: http://127.0.0.1:{port}: cannot reach the KFP API ([Errno 111] Connection refused)"]
     assert TOKEN not in result.stderr + result.stdout
+    with_password = subprocess.run(  # user info in --host: the error names the host without it
+        [sys.executable, "-m", "nbscale", "submit", str(IRIS), "--host", f"http://kf:HOSTPW42@127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=120)
+    assert with_password.returncode == 1 and f"error: http://127.0.0.1:{port}: cannot reach" in with_password.stderr
+    assert "HOSTPW42" not in with_password.stderr + with_password.stdout
     unknown = CliRunner().invoke(main, ["submit", str(IRIS), "--host", "http://127.0.0.1:9", "-p", "nope=1"])
     assert unknown.exit_code == 2 and "unknown parameter(s) nope" in unknown.output
     nohost = CliRunner().invoke(main, ["submit", str(IRIS)], env={"NBSCALE_KFP_HOST": ""})

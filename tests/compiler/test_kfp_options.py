@@ -68,3 +68,33 @@ def test_a_requirement_a_shell_would_read_more_into_is_refused(tmp_path, require
     fine = ["numpy>=1.2,<3", "pkg @ git+https://example.com/pkg.git@v1", "scikit-learn[all]~=1.5"]
     plain = make_notebook(tmp_path, ["x = 1"], name="plain")
     assert load_options(plain, {"packages_to_install": fine}).packages_to_install == fine
+
+
+def test_a_boundary_keeps_project_files_above_it_unread_and_out_of_messages(tmp_path):
+    # the Jupyter server's root: a pyproject.toml above it is not the server's to read or to name
+    (tmp_path / "pyproject.toml").write_text('[tool.nbscale.kfp]\nbase_image = "above/root:1"\n')
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    nb = make_notebook(root / "sub", ["x = 1"])
+    assert load_options(nb).base_image == "above/root:1"  # the CLI reads the nearest one above
+    assert load_options(nb, boundary=root).base_image == "python:3.11-slim"
+    (root / "pyproject.toml").write_text("[tool.nbscale.kfp]\nbogus = 1\n")
+    with pytest.raises(OptionsError, match=r"^pyproject.toml \[tool.nbscale.kfp\]: unknown key 'bogus'") as bad:
+        load_options(nb, boundary=root)
+    assert str(tmp_path) not in str(bad.value)
+    (root / "sub" / "pyproject.toml").write_bytes(b"\xff")
+    with pytest.raises(OptionsError, match="^sub/pyproject.toml: cannot read it") as unreadable:
+        load_options(nb, boundary=root)
+    assert str(tmp_path) not in str(unreadable.value)
+
+
+def test_a_project_file_linking_above_the_boundary_is_refused(tmp_path):
+    (tmp_path / "outside.toml").write_text('[tool.nbscale.kfp]\nbase_image = "above/root:1"\n')
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = make_notebook(root, ["x = 1"])
+    (root / "pyproject.toml").symlink_to(tmp_path / "outside.toml")
+    with pytest.raises(OptionsError, match="^pyproject.toml: it links outside the folder") as refused:
+        load_options(nb, boundary=root)
+    assert str(tmp_path) not in str(refused.value)
+    assert load_options(nb).base_image == "above/root:1"  # the CLI follows it

@@ -24,7 +24,7 @@ import pytest
 from conftest import wait_for
 from server_parts import run
 
-from nbscale.jupyter_ext.cluster import ServerCluster, dashboard_model, is_this_machine
+from nbscale.jupyter_ext.cluster import ServerCluster, dashboard_model, is_this_machine, shown_folder, stop_hint
 from nbscale.jupyter_ext.errors import Conflict, InvalidInput
 from nbscale.jupyter_ext.events import EventHub
 
@@ -342,7 +342,8 @@ def test_a_warm_cluster_that_ended_elsewhere_is_forgotten_and_a_start_replaces_i
         await asyncio.to_thread(wait_for, lambda: not psutil.pid_exists(pid)
                                 or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, "the cluster to die")
         assert await cluster.sample() is None and cluster.current is None  # the manager shows `error`:
-        assert cluster.error.startswith(f"the warm cluster of {root} at {first} has stopped")
+        # the error is answered (NoCluster): the root is named, never by its server path
+        assert cluster.error.startswith(f"the warm cluster of the server's root at {first} has stopped")
         assert await cluster.scheduler_for_runs() is None
         assert warm_cluster.lookup(root).state == warm_cluster.STALE
         model = await cluster.start(1)
@@ -351,7 +352,7 @@ def test_a_warm_cluster_that_ended_elsewhere_is_forgotten_and_a_start_replaces_i
         await cluster.shutdown()
 
     run(main())
-    assert any(e["payload"].get("error", "").startswith(f"the warm cluster of {root}") for e in events)
+    assert any(e["payload"].get("error", "").startswith("the warm cluster of the server's root") for e in events)
 
 
 def test_a_hostile_file_in_the_roots_state_folder_is_neither_adopted_nor_signalled(root):
@@ -437,9 +438,37 @@ def test_a_warm_cluster_of_another_python_environment_is_neither_adopted_nor_sta
         server = ServerCluster(warm_folder=root)
         assert (await server.model()) is None  # not adopted
         with pytest.raises(NbscaleError, match=f"is not this server's environment \\(it runs the Python environment "
-                                               f"/opt/other-venv, this run {sys.prefix}\\)"):
+                                               f"/opt/other-venv, this run {sys.prefix}\\)") as refused:
             await server.start(1)
+        assert "(`nbscale cluster stop` in the server's root)" in str(refused.value)
+        assert str(root) not in str(refused.value)
         assert server.current is None
 
     run(main())
     assert warm_cluster.lookup(root).live and warm_cluster.lookup(root).cluster.pid == cluster.pid  # left alone
+
+
+def test_a_start_cut_off_by_a_close_names_the_root_not_its_server_path(root):
+    async def main():
+        cluster = ServerCluster(warm_folder=root)
+        starting = asyncio.ensure_future(cluster.start(1))
+        await asyncio.sleep(0.2)  # the start is under way
+        with pytest.raises(Conflict) as second:
+            await cluster.start(1)
+        assert second.value.message.startswith("already starting the warm cluster of the server's root;")
+        await cluster.close()
+        with pytest.raises(Conflict) as cut:
+            await asyncio.wait_for(starting, 120)
+        assert cut.value.message == "the cluster was closed while starting the warm cluster of the server's root"
+        await cluster.shutdown()
+
+    run(main())
+
+
+def test_warm_cluster_folders_are_shown_relative_to_the_root(tmp_path):
+    root = tmp_path / "root"
+    assert shown_folder(root, root) == "the server's root"
+    assert shown_folder(root / "a" / "b", root) == "a/b"
+    assert shown_folder(tmp_path, root) == "a folder above the server's root"  # `find` looks above the root
+    assert stop_hint(shown_folder(root / "a", root)) == "`nbscale cluster stop --dir a` in the server's root"
+    assert str(tmp_path) not in stop_hint(shown_folder(tmp_path, root))

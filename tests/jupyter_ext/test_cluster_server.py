@@ -102,7 +102,8 @@ def test_close_waits_for_a_cli_runs_step_then_stops_the_cluster(root, cluster_ap
         assert proc.poll() is None and int(started.read_text()) == pid, proc.stdout.read()
         code, refused = cluster_api({"action": "close"})
         assert code == 409 and "closing it would fail them" in refused["error"], refused
-        assert f"`nbscale cluster stop --dir {root}`" in refused["error"]
+        assert "`nbscale cluster stop` in the server's root" in refused["error"]
+        assert str(root) not in refused["error"]
         assert cluster_api()[1]["scheduler_address"] == model["scheduler_address"]
         flag.write_text("")
         out, _ = proc.communicate(timeout=DEADLINE_S)

@@ -227,6 +227,30 @@ def test_a_notebook_whose_state_folder_links_out_of_the_root_is_refused(api, jp_
     assert code == 403
     assert list(elsewhere.iterdir()) == [], "nothing was written there"
 
+def test_cluster_actions_refuse_a_root_state_folder_linking_out_of_the_root(api, jp_root_dir, tmp_path):
+    # starting the warm cluster appends to the root's .nbscale/warm-cluster.log (and writes its info)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (jp_root_dir / ".nbscale").mkdir()
+    (jp_root_dir / ".nbscale" / "warm-cluster.log").symlink_to(victim)
+    code, body = api.post("cluster", {"action": "start", "n": 1})
+    assert code == 403, body
+    assert body["error"] == ".nbscale/warm-cluster.log in the server's root links outside the server's root directory"
+    assert api.get("cluster")[0] == 403
+    assert victim.read_text() == "precious\n"
+
+
+def test_kfp_yaml_reads_no_project_file_above_the_root_nor_names_its_path(api, nb, jp_root_dir):
+    above = jp_root_dir.parent / "pyproject.toml"
+    above.write_text('[tool.nbscale.kfp]\nbase_image = "above-the-root:1"\n')
+    code, text = api.get("kfp/yaml", path="nb.ipynb")
+    assert code == 200 and "above-the-root:1" not in text
+    (jp_root_dir / "pyproject.toml").write_text("[tool.nbscale.kfp]\nbogus = 1\n")
+    code, body = api.get("kfp/yaml", path="nb.ipynb")
+    assert code == 400 and body["error"].startswith("pyproject.toml [tool.nbscale.kfp]: unknown key 'bogus'")
+    assert str(jp_root_dir) not in body["error"]
+
+
 def test_paths_outside_the_root_are_refused(api, jp_root_dir, tmp_path, aio, jp_ws_fetch):
     outside = make_notebook(tmp_path, NOTEBOOK, name="outside")
     make_notebook(jp_root_dir, NOTEBOOK, name="nb")

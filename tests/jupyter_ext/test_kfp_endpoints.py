@@ -149,3 +149,23 @@ def test_credentials_do_not_follow_a_redirect(tmp_path, monkeypatch):
         with pytest.raises(UpstreamError, match="answered 302"):
             run(KfpService(configured.url).submit(nb, {}))
         assert elsewhere.requests == []
+
+
+def test_an_upstream_answer_quoting_the_servers_credentials_is_logged_without_them(tmp_path, monkeypatch, caplog):
+    """The KFP API stand-in plays an auth proxy that quotes the token and cookie it refused, at the
+    health check and then at the run kfp's client starts."""
+    from kfp_stand_in import API, COOKIE, TOKEN, KfpStandIn
+
+    monkeypatch.setenv("NBSCALE_KFP_TOKEN", TOKEN)
+    monkeypatch.setenv("NBSCALE_KFP_COOKIES", COOKIE)
+    nb = make_notebook(tmp_path, TWO_STEPS, name="nb")
+    log = logging.getLogger("test-nbscale-kfp-credentials")
+    echo = {"message": f"invalid credentials: Bearer {TOKEN}; Cookie: {COOKIE}"}
+    with KfpStandIn() as stand_in, caplog.at_level(logging.WARNING, logger=log.name):
+        for refused in (("GET", API + "/healthz"), ("POST", API + "/runs")):
+            stand_in.fail = {refused: (401, echo)}
+            with pytest.raises(UpstreamError, match="answered 401$"):
+                run(KfpService(stand_in.url, log=log).submit(nb, {}))
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 2 and all("invalid credentials: Bearer <hidden>; Cookie: <hidden>" in m for m in logged)
+    assert "SECRET" not in "\n".join(logged)

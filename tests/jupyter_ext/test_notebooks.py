@@ -83,9 +83,45 @@ def test_a_state_folder_linking_out_of_the_root_is_refused(root, tmp_path, linke
     if linked:
         state.mkdir()
     (state / linked if linked else state).symlink_to(elsewhere)
-    with pytest.raises(NotAllowed, match=f"^.nbscale/{linked} beside this notebook links outside"):
+    shown = f".nbscale/{linked}" if linked else ".nbscale"
+    with pytest.raises(NotAllowed, match=f"^{shown} beside this notebook links outside"):
         Notebooks(root).resolve("nb.ipynb")
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("linked, is_file", [("artifacts/sha256", False), ("runs", False), ("kfp-local", False),
+                                              ("logs/0123abcd", False), ("warm-cluster.log", True),
+                                              ("a-state-file-added-later", True)])
+def test_any_link_out_of_the_root_in_a_state_folder_is_refused(root, tmp_path, linked, is_file):
+    # step results, executed notebooks, kfp-local's files, a run's logs, the warm cluster's log:
+    # a run or a cluster action would write or read through the link
+    (root / "sub").mkdir()
+    make_notebook(root / "sub", TWO_STEPS, name="nb")
+    target = tmp_path / "victim"
+    target.write_text("precious\n") if is_file else target.mkdir()
+    link = root / "sub" / ".nbscale" / linked
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    notebooks = Notebooks(root)
+    with pytest.raises(NotAllowed, match=f"^.nbscale/{linked} beside this notebook links outside") as refused:
+        notebooks.resolve("sub/nb.ipynb")
+    assert str(tmp_path) not in refused.value.message
+    # the root's own state folder, which the server's warm cluster writes, the same way
+    (root / ".nbscale").symlink_to(root / "sub" / ".nbscale")
+    with pytest.raises(NotAllowed, match=f"^.nbscale/{linked} in the server's root links outside"):
+        notebooks.refuse_state_outside(root, "in the server's root")
+
+
+def test_links_inside_the_root_below_a_state_folder_are_followed(root):
+    nb = make_notebook(root, TWO_STEPS, name="nb")
+    (root / "kept" / "sha256").mkdir(parents=True)
+    (root / ".nbscale").mkdir()
+    (root / ".nbscale" / "artifacts").symlink_to(root / "kept")
+    (root / ".nbscale" / "runs").symlink_to(root / "missing")  # dangling, but inside
+    assert Notebooks(root).resolve("nb.ipynb") == nb
+    (root / "kept" / "out").symlink_to(root.parent)  # below a followed link: still checked
+    with pytest.raises(NotAllowed, match="^.nbscale/artifacts/out beside"):
+        Notebooks(root).resolve("nb.ipynb")
 
 
 def test_a_state_folder_linking_inside_the_root_is_followed(root):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import urllib.parse
 
 import pytest
@@ -15,6 +16,8 @@ import tornado.httpclient
 from conftest import make_notebook
 from server_fixtures import *  # noqa: F403 - the jp_* fixtures and the extension's, for this module only
 
+from nbscale.jupyter_ext.errors import NotFound
+from nbscale.jupyter_ext.stepdetail import step_detail, step_image
 from nbscale.kernels.contract import logs_dir
 from nbscale.kernels.runner import RunOptions, run_notebook
 
@@ -138,3 +141,23 @@ def test_the_step_endpoints_need_credentials(ran, aio, http_server_client, jp_ba
         response = aio(fetch())
         assert response.code == 403, endpoint
         assert b"PNG" not in response.body
+
+
+def test_a_log_folder_swapped_for_a_link_out_of_the_root_is_not_read(get, ran, manager, aio, tmp_path):
+    nb, run_id = ran
+    folder = logs_dir(nb, run_id)
+    image = next(o["file"] for o in _json(get(f"runs/{run_id}/steps/plot", path="nb.ipynb"))["cells"][0]["outputs"]
+                 if o["type"] == "image")
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(folder, outside)
+    (outside / image).write_bytes(b"\x89PNG OUTSIDE-ROOT")
+    shutil.rmtree(folder)
+    folder.symlink_to(outside)
+    response = get(f"runs/{run_id}/steps/plot/files/{image}", path="nb.ipynb")
+    assert response.code in (403, 404) and b"OUTSIDE-ROOT" not in response.body
+    assert str(tmp_path) not in response.body.decode()
+    # past the request's check (the link made just after it): still nothing is read through it
+    with pytest.raises(NotFound):
+        aio(step_image(manager.runs, nb, run_id, "plot", image))
+    detail = aio(step_detail(manager.runs, manager.notebooks, nb, run_id, "plot"))
+    assert detail["status"] == "succeeded" and detail["cells"] == []

@@ -141,17 +141,20 @@ def test_parameters_with_tricky_values_arrive_unchanged(tmp_path):
 def test_a_runs_parameter_values_are_not_kept_in_the_pipeline_files(tmp_path):
     # a value given at run time may be a secret: it goes to the run as an argument, and the
     # compiled pipeline, its Python module and the argument file kept beside them never hold it
-    nb = make_notebook(tmp_path, [("api_token = ''", ["parameters"]),
-                                  ("n = float(len(api_token))", ["step:use"]), ("n", ["metrics"])], name="secret")
-    result, _ = run(nb, "kfp-local", {"api_token": "PARAMSECRET"})
+    nb = make_notebook(tmp_path, [("api_token = ''\ndb = {}", ["parameters"]),
+                                  ("n = float(len(api_token) + len(db['auth']['password']))", ["step:use"]),
+                                  ("n", ["metrics"])], name="secret")
+    db = {"user": "analyst", "auth": {"password": "NESTEDPW9"}}  # a credential deep in a dict too
+    result, _ = run(nb, "kfp-local", {"api_token": "PARAMSECRET", "db": db})
     assert result.ok, result.steps
-    assert result.metrics == {"n": 11.0}
+    assert result.metrics == {"n": 20.0}
     kept = [p for p in (tmp_path / ".nbscale" / "kfp-local").rglob("*") if p.is_file()]
     assert {p.name for p in kept} >= {"pipeline.yaml", "pipeline_dsl.py"}
     assert not [p.name for p in kept if p.name == "arguments.json"]
-    assert [p.name for p in kept if b"PARAMSECRET" in p.read_bytes()] == []
+    assert [p.name for p in kept if b"PARAMSECRET" in p.read_bytes() or b"NESTEDPW9" in p.read_bytes()] == []
     log = next(p for p in kept if p.name == "kfp-local.log").read_text()
     assert "<parameter api_token, hidden>" in log, "kfp.local logs each task's inputs"
+    assert "<parameter db, hidden>" in log and "analyst" in log
 
 def test_failures_retries_and_timeouts_are_recorded(tmp_path):
     nb = make_notebook(tmp_path, [

@@ -151,3 +151,53 @@ def test_recorded_values_hide_what_may_be_a_credential_and_keep_the_rest():
                             "layers": [64, 32] * 20, "name": "iris", "maybe": None})
     assert {n for n, v in kept.items() if str(v).startswith("hidden:")} == {"api_token", "db_pw", "dsn"}
     assert kept["layers"] == [64, 32] * 20 and kept["name"] == "iris" and kept["maybe"] is None
+
+
+def test_recorded_values_hide_a_credential_nested_at_any_depth_and_keep_the_rest():
+    db = {"user": "u", "password": "hunter2pw", "port": 5432}
+    config = {"db": db, "headers": {"Authorization": "Bearer s3cr3t", "Accept": "json"},
+              "hosts": [{"url": "postgres://u:pw@db/x"}, "ghp_16C7e42F292c6912E7710c838347Ae178B4a", 3],
+              "auth": {"user": "u", "pin": 1234}, "ghp_16C7e42F292c6912E7710c838347Ae178B4b": 1}
+    kept = params.recorded({"config": config})["config"]
+    assert kept["db"]["user"] == "u" and kept["db"]["port"] == 5432 and kept["headers"]["Accept"] == "json"
+    assert kept["db"]["password"].startswith("hidden:") and kept["headers"]["Authorization"].startswith("hidden:")
+    assert kept["auth"].startswith("hidden:"), "all of a value under a secret-looking key"
+    assert kept["hosts"][0]["url"].startswith("hidden:") and kept["hosts"][1].startswith("hidden:")
+    assert kept["hosts"][2] == 3
+    assert "ghp_16C7e42F292c6912E7710c838347Ae178B4b" not in str(kept), "a token as a dict key"
+    again = params.recorded({"config": {**config, "db": {**db}}})["config"]
+    other = params.recorded({"config": {**config, "db": {**db, "password": "other"}}})["config"]
+    assert again["db"]["password"] == kept["db"]["password"] != other["db"]["password"], "still compared"
+    deep = params.recorded({"x": _nested({"token": "t"}, 990)})["x"]
+    assert _innermost(deep, 990)["token"].startswith("hidden:"), "as deep as JSON nests"
+
+
+def _nested(value, depth):
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _innermost(value, depth):
+    for _ in range(depth):
+        (value,) = value
+    return value
+
+
+def test_a_run_gets_a_nested_credential_but_records_only_its_digest(tmp_path):
+    """A run on the local engine: the step reads the real password, the cache tells two passwords
+    apart, and nothing under .nbscale (run store, lineage, artifacts) holds one."""
+    from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
+
+    nb = make_notebook(tmp_path, [('db = {"user": "", "password": ""}', ["parameters"]),
+                                  ('n = float(len(db["password"]))', ["step:use"]), ("n", ["metrics"])])
+    runs = []
+    for secret in ("hunter2pw", "OTHERSECRETPW", "OTHERSECRETPW"):
+        result = run_notebook(nb, {"db": {"user": "u", "password": secret}}, options=RunOptions(engine="local"))
+        assert result.ok and result.metrics == {"n": float(len(secret))}
+        runs.append(default_run_store(nb).get_run(result.run_id))
+    assert [run["steps"][0]["status"] for run in runs] == ["succeeded", "succeeded", "cached"], "keyed by the value"
+    recorded = [run["parameters"]["db"] for run in runs]
+    assert all(db["user"] == "u" and db["password"].startswith("hidden:") for db in recorded)
+    kept = b"".join(p.read_bytes() for p in (tmp_path / ".nbscale").rglob("*") if p.is_file())
+    assert b"hunter2pw" not in kept and b"OTHERSECRETPW" not in kept

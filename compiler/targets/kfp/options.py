@@ -8,6 +8,7 @@ type is an `OptionsError` naming where it was set.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,15 +49,18 @@ class OptionsError(NbscaleCompileError):
     """A project default in pyproject.toml or the notebook's metadata is unknown or mistyped."""
 
 
-def load_options(notebook, overrides: dict | None = None) -> KfpOptions:
+def load_options(notebook, overrides: dict | None = None, boundary=None) -> KfpOptions:
     """KFP options for `notebook`: defaults, then pyproject.toml `[tool.nbscale.kfp]` (the nearest
-    one above the notebook), then the notebook's metadata `nbscale.kfp`, then `overrides` — the
-    command-line flags that were given (None values are ignored)."""
+    one above the notebook, no higher than `boundary` when one is given: the Jupyter server's root,
+    above which nothing is the server's to read), then the notebook's metadata `nbscale.kfp`, then
+    `overrides` — the command-line flags that were given (None values are ignored)."""
     options = KfpOptions()
     notebook = Path(notebook)
-    pyproject = _find_pyproject(notebook.resolve().parent)
+    boundary = Path(boundary).resolve() if boundary is not None else None
+    pyproject = _find_pyproject(notebook.resolve().parent, boundary)
     if pyproject is not None:
-        _apply(options, _pyproject_table(pyproject), f"{pyproject} [tool.nbscale.kfp]")
+        shown = _shown(pyproject, boundary)
+        _apply(options, _pyproject_table(pyproject, shown), f"{shown} [tool.nbscale.kfp]")
     _apply(options, _metadata_table(notebook), f"{notebook.name} metadata nbscale.kfp")
     _apply(options, {k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
     return options
@@ -83,15 +87,25 @@ def _apply(options: KfpOptions, table: dict, origin: str) -> None:
         options.origin[key] = origin
 
 
-def _find_pyproject(folder: Path) -> Path | None:
-    for candidate in (folder, *folder.parents):
+def _find_pyproject(folder: Path, boundary: Path | None = None) -> Path | None:
+    folders = [f for f in (folder, *folder.parents) if boundary is None or f.is_relative_to(boundary)]
+    for candidate in folders:
         path = candidate / "pyproject.toml"
         if path.is_file():
+            if boundary is not None and not Path(os.path.realpath(path)).is_relative_to(boundary):
+                raise OptionsError(f"{_shown(path, boundary)}: it links outside the folder project settings "
+                                   "are read from, so it is not read")
             return path
     return None
 
 
-def _pyproject_table(path: Path) -> dict:
+def _shown(path: Path, boundary: Path | None) -> str:
+    """How messages name a pyproject.toml: relative to the boundary (a server's answer carries no
+    absolute server path), else as found."""
+    return path.relative_to(boundary).as_posix() if boundary is not None else str(path)
+
+
+def _pyproject_table(path: Path, shown: str) -> dict:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -102,10 +116,12 @@ def _pyproject_table(path: Path) -> dict:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise OptionsError(f"{path}: cannot read it: {exc}") from None
+        # an OSError's own text names the file by its whole path: the message names it as `shown`
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise OptionsError(f"{shown}: cannot read it: {reason}") from None
     table = data.get("tool", {}).get("nbscale", {}).get("kfp", {})
     if not isinstance(table, dict):
-        raise OptionsError(f"{path}: [tool.nbscale.kfp] must be a table")
+        raise OptionsError(f"{shown}: [tool.nbscale.kfp] must be a table")
     return table
 
 
