@@ -535,11 +535,12 @@ class _ModuleWalker(Visitor):
     visit_AsyncWith = visit_With
 
     def _entered(self, context_expr) -> set[str]:
-        """What `with EXPR as v` may bind v to: EXPR's value, or, for a call, what it was given
-        (`nullcontext(x)`, `closing(conn)` and a notebook's `@contextmanager` yield it). A value
-        nothing changes in place (a path) binds v to no more than it was."""
+        """What `with EXPR as v` may bind v to: EXPR's value, or what a call was given when it may
+        hand that on (`nullcontext(x)`, `closing(conn)`, a notebook's `@contextmanager` yielding its
+        argument). `open(path)`, `sqlite3.connect(db)`, `tqdm(X)` bind v to something new."""
         objects = set(effects.objects_of(self.heap, context_expr, self.modules))
-        if type(context_expr) is ast.Call:
+        if type(context_expr) is ast.Call and (effects.callee_name(context_expr) in effects.ENTERING_ARGUMENT
+                                               or callee_of(context_expr, self.known, self.modules)[0]):
             given = effects.argument_objects(self.heap, context_expr, self.modules)
             objects |= {obj for obj in given if not immutable(obj)}
         return objects
@@ -659,7 +660,8 @@ class _ModuleWalker(Visitor):
                 changes_self = changes_self or getattr(self.known.get(key), "changes_self", False)  # (any class's)
                 self.known[key] = self.facts.callables[key] = Callable(
                     key, set(), set(), set(), positions, params, set(facts.deep_mutated), deep_receiver=receiver,
-                    returns_receiver=returned, changes_self=changes_self, **star_parameters(stmt))
+                    returns_receiver=returned, changes_self=changes_self,
+                    defaults=self._changed_defaults(stmt, [params[i] for i in positions]), **star_parameters(stmt))
 
     def _changed_defaults(self, node, changed_params) -> dict[str, frozenset]:
         """What the defaults of the parameters a function changes may be, as they are now (Python
@@ -839,6 +841,8 @@ class _ModuleWalker(Visitor):
         names = effects.mutated_by_call(node, self.modules, used) - self.modules
         names -= self._seeds_given(node)
         callee, args, keywords = callee_of(node, self.known, self.modules)
+        if type(node.func) is ast.Lambda:  # `(lambda q=log: q.append(1))()`: its defaults are the call's
+            callee.defaults = self._changed_defaults(node.func, [callee.param_names[i] for i in callee.mutated_params])
         if callee is not None and callee.changes_self and type(node.func) is ast.Attribute \
                 and effects.root_name(node.func.value) not in self.modules:  # (`m.predict(X)`: read-only elsewhere)
             changed |= set(effects.part_objects(self.heap, node.func.value, self.modules))
@@ -861,6 +865,7 @@ class _ModuleWalker(Visitor):
         changed |= self._mapped_changes(node)
         changed |= self._passed_function_changes(node, callee)
         self._bound_methods_given([*node.args, *(k.value for k in node.keywords)])
+        changed |= self._given_callable_changes(node)
         changed |= self._called_value_changes(node)
         if changed or names:  # (most calls change nothing)
             self.change(changed, sorted(names), node)
@@ -883,14 +888,38 @@ class _ModuleWalker(Visitor):
         and calling it later (`for cb in cbs: cb(1)`) changes it again (`heap.calls_change`)."""
         for expr in exprs:
             expr = expr.value if type(expr) is ast.Starred else expr
-            if type(expr) is not ast.Attribute or expr.attr not in effects.CHANGING_METHOD_VALUES \
-                    or effects.root_name(expr) in self.modules:
+            root = effects.root_name(expr) if type(expr) is ast.Attribute else None
+            # (`list.append`, `MyClass.add`: a function of a type, which changes what it is given)
+            if root is None or root in self.modules or root in self.known or \
+                    (root in KERNEL_NAMES and root not in self.binds) or \
+                    not (expr.attr in effects.CHANGING_METHOD_VALUES or self._changes_its_instance(expr.attr)):
                 continue
             receiver = effects.part_objects(self.heap, expr.value, self.modules)
             deep = expr.attr not in effects.CONTAINER_METHODS  # (`m.fit` changes what m owns)
             self.heap.on_call(effects.objects_of(self.heap, expr, self.modules), receiver, deep=deep)
             changed = self.heap.owned_reach(receiver) if deep else set(receiver)
             self.change(changed, sorted({effects.root_name(expr)} - {None}), expr)
+
+    def _given_callable_changes(self, node) -> set[str]:
+        """A callable value given to a call (`push = log.append`, then `map(push, xs)`) may be called
+        by it: what calling it changes (`heap.calls_change`), and the defaults a notebook function
+        given away may fall back on (`ex.map(add, xs)` with `def add(x, into=log)`)."""
+        changed = set()
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            arg = arg.value if type(arg) is ast.Starred else arg
+            if self.heap.sure_callables:
+                objects = effects.objects_of(self.heap, arg, self.modules)
+                changed |= self.heap.changed_by_calling(objects & self.heap.sure_callables)
+            if type(arg) is ast.Name and arg.id in self.heap.method_names:
+                changed |= self.heap.changed_by_calling(self.heap.objects(arg.id))
+            if type(arg) is ast.Name and arg.id in self.known:
+                changed |= set().union(*self.known[arg.id].defaults.values())
+        return changed
+
+    def _changes_its_instance(self, method: str) -> bool:
+        """A notebook class has a method of this name that changes its instance (`acc.record`)."""
+        known = self.known.get("." + method)
+        return known is not None and (known.changes_self or known.deep_receiver)
 
     def _called_value_changes(self, node) -> set[str]:
         """Calling a value rather than a function of the notebook: a bound method, a `partial` or a
@@ -923,7 +952,10 @@ class _ModuleWalker(Visitor):
                 or effects.root_name(value) in self.modules:
             return
         receiver = effects.part_objects(self.heap, value.value, self.modules)
-        self.heap.on_call(self.heap.objects(targets[0].id), receiver, deep=value.attr not in effects.CONTAINER_METHODS)
+        self.heap.on_call(self.heap.objects(targets[0].id), receiver, deep=value.attr not in effects.CONTAINER_METHODS,
+                          sure=False)
+        if value.attr in effects.CHANGING_METHOD_VALUES or self._changes_its_instance(value.attr):
+            self.heap.method_names.add(targets[0].id)
 
     def _note_callable_made(self, node):
         """`partial(f, log)`, and `make(log)` with a notebook function that makes a function: the
@@ -980,9 +1012,12 @@ class _ModuleWalker(Visitor):
             callee = lambda_callable(args[0], self.modules)
         else:
             callee = self.known.get(args[0].id) if type(args[0]) is ast.Name else None
-        if callee is None or 0 not in callee.mutated_params:
+        if callee is None:
             return set()
-        return set(effects.elements_of(self.heap, [args[1]], self.modules))
+        changed = set().union(*(objects for _, objects in defaults_used(callee, [args[1]], [])))
+        if 0 in callee.mutated_params:
+            changed |= set(effects.elements_of(self.heap, [args[1]], self.modules))
+        return changed
 
     def _scope_now(self, node):
         # Lambdas and comprehensions in an expression: their reads happen (about) now.
@@ -1008,6 +1043,8 @@ class _ModuleWalker(Visitor):
         changed = self._comprehension_changes(node, facts)
         if changed:
             self.change(changed, [], node)
+        if type(node) is not ast.Lambda:  # `[log.append for _ in xs]`
+            self._bound_methods_given([node.key, node.value] if type(node) is ast.DictComp else [node.elt])
 
     def _comprehension_changes(self, node, facts) -> set[str]:
         """`[add_feat(d) for d in (train, test)]`, `{k: cap(d) for k, d in frames.items()}`,

@@ -111,6 +111,9 @@ CONTAINER_METHODS = frozenset("""
 CHANGING_METHOD_VALUES = CONTAINER_METHODS | frozenset({"fit", "partial_fit", "fit_transform", "fit_predict",
                                                         "put", "put_nowait", "write", "writerow", "writerows"})
 
+# Context managers whose `as` value is what they were given (`with closing(conn) as c`: c is conn).
+ENTERING_ARGUMENT = frozenset({"nullcontext", "closing"})
+
 # Methods that store their arguments as parts the receiver owns (its own methods change them).
 OWNING_METHODS = frozenset({"set_params", "add_module", "register_module", "register_buffer",
                             "register_parameter", "add_param_group"})

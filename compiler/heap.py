@@ -92,6 +92,12 @@ class Heap:
         # a callable value → (objects a call of it changes, and whether what they own too): a bound
         # method taken as a value (`app = data.append`: its object), a `partial`, a closure (`on_call`)
         self.calls_change: dict[str, tuple[frozenset[str], bool]] = {}
+        # those surely callable (a partial, a closure): given to a call, they may be called by it
+        self.sure_callables: set[str] = set()
+        # names bound to a changing method's bound method (`push = log.append`): its object is the
+        # receiver's, so the name, not the object, says that giving it away gives a callable
+        # (`best = grid.best_estimator_` may be no method at all)
+        self.method_names: set[str] = set()
         self.functions: dict = {}  # the object of a function the notebook defines → its `Callable`
         self.generators: set[str] = set()  # generator objects: no copy or pickle of one can be made
         self._made = 0
@@ -114,9 +120,11 @@ class Heap:
         self.kinds.update(dict.fromkeys(objects, kind))
         self.made_kinds.add(kind)
 
-    def on_call(self, objects, changed, deep=False) -> None:
+    def on_call(self, objects, changed, deep=False, sure=True) -> None:
         """Calling any of `objects` (callable values) changes `changed` (`deep`: and what they own,
-        as they are when it is called)."""
+        as they are when it is called); `sure`: they are callables (`sure_callables`)."""
+        if sure:
+            self.sure_callables.update(objects)
         if changed:
             for obj in objects:
                 before, was_deep = self.calls_change.get(obj, (frozenset(), False))
@@ -197,6 +205,8 @@ class Heap:
 
     def bind(self, name: str, objects=frozenset()):
         """`name = …`: it is now one of `objects`, or a new object when they are unknown."""
+        if self.method_names:
+            self.method_names.discard(name)
         self._point(name, frozenset(objects) or frozenset({self.fresh(name)}))
 
     # (`named` holds one name alone and a few in a tuple: most objects have one or two, and a set

@@ -5,6 +5,9 @@ The passes walk syntax trees recursively, several Python frames per level of nes
 frames, while Python itself compiles such code up to about 3,000 levels deep. A compile that runs
 out of frames runs once more on a thread with a big stack and a higher limit, so that code Python
 runs compiles here too. The usual compile pays nothing for it.
+
+The recursion limit is the process's, not the thread's: two deep compiles at once would lower it
+under each other (Python then aborts the process), so they take turns (`_ONE_AT_A_TIME`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,16 @@ from .errors import NbscaleCompileError
 
 STACK_BYTES = 512 * 2**20  # reserved, not used: only the pages the recursion reaches are touched
 FRAMES = 100_000  # Python's compiler gives up near 3,000 levels; a level here takes a few frames
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def with_room_to_recurse(function, *args):
     """`function(*args)`, on a thread with a big stack and a high recursion limit."""
+    with _ONE_AT_A_TIME:
+        return _on_a_deep_thread(function, *args)
+
+
+def _on_a_deep_thread(function, *args):
     outcome: dict = {}
 
     def target():

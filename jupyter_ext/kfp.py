@@ -87,7 +87,7 @@ class KfpService:
         credentials = {name: os.environ.get(variable) for name, variable in CREDENTIAL_ENV.items()}
         try:
             result = submit_pipeline(pipeline, options, parameters, run_name=run_name, **credentials)
-        except ParameterError as exc:
+        except (ParameterError, NbscaleCompileError) as exc:
             raise InvalidInput(str(exc)) from None
         except EndpointError as exc:
             self.log.warning("nbscale: submitting %s to KFP at %s failed: %s", notebook.name,
@@ -142,6 +142,8 @@ def _yaml_text(target, notebook: Path, pipeline, root=None) -> str:
         path = Path(tmp) / "pipeline.yaml"
         try:
             target.compile_pipeline(pipeline, options, path)
+        except NbscaleCompileError as exc:  # what KFP cannot take (a parameter name, a cell Python refuses)
+            raise InvalidInput(str(exc)) from None
         except ImportError as exc:
             raise Unavailable(f"KFP export needs the kfp package (pip install 'nbscale[kfp]'): {exc}") from None
         return path.read_text(encoding="utf-8")

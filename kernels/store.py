@@ -208,6 +208,8 @@ class ArtifactStore:
         with open(f"{temp}/{MANIFEST}", "wb") as f:
             f.write(_json(manifest))
         self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        if self._linked(final):  # not ours (see `_linked`): the link is moved aside, never written through
+            self._move_aside(final)
         for _ in range(5):
             try:
                 os.rename(temp, final)  # atomic: readers see the whole folder or none
@@ -256,6 +258,11 @@ class ArtifactStore:
             except FileNotFoundError:
                 pass
 
+    def _linked(self, folder: str) -> bool:
+        """A step's folder that is a symbolic link: the store makes none, so one is somebody else's
+        (planted where a step's predictable hash would write): it is neither read nor written through."""
+        return self.local and os.path.islink(folder)
+
     def _move_aside(self, folder: str) -> None:
         """Take an artifact away: in one rename where folders are renamed, else manifest first."""
         if self.by_rename:
@@ -290,6 +297,8 @@ class ArtifactStore:
         """(manifest, None); (None, None) when there is none or it has an older format (a plain
         miss); or (None, problem) when it cannot be read."""
         self.fs.invalidate_cache(folder)  # object stores cache listings; another process may have written
+        if self._linked(folder):
+            return None, None
         try:
             with self.fs.open(f"{folder}/{MANIFEST}", "rb") as f:
                 data = json.loads(f.read())

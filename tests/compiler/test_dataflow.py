@@ -1008,6 +1008,9 @@ MISSED_CHANGES.update({  # a ninth round
                                               "    put(into)\nadd()",
         "a class body": "class C:\n    lst.append(1)",
         "a with statement's alias": "import contextlib\nwith contextlib.nullcontext(lst) as l2:\n    l2.append(1)",
+        "a notebook context manager yielding its argument": "from contextlib import contextmanager\n"
+                                                            "@contextmanager\ndef using(x):\n    yield x\n"
+                                                            "with using(lst) as l2:\n    l2.append(1)",
         "an immediately called lambda": "(lambda q: q.append(1))(lst)",
         "map() of a bound method": "r = list(map(lst.append, range(3)))",
         "filter() of a bound method": "r = list(filter(lst.append, [5, 6]))",
@@ -1015,6 +1018,19 @@ MISSED_CHANGES.update({  # a ninth round
                                                "with ThreadPoolExecutor(2) as ex:\n"
                                                "    r = list(ex.map(lst.append, [1]))",
         "a bound method kept in a list": "cbs = [lst.append]\nfor cb in cbs:\n    cb(1)",
+        "a method's default": "class C:\n    def add(self, x, into=lst):\n        into.append(x)\nC().add(1)",
+        "a default map() falls back on": "def add(x, into=lst):\n    into.append(x)\nr = list(map(add, [1, 2]))",
+        "a default an executor falls back on": "from concurrent.futures import ThreadPoolExecutor\n"
+                                               "def add(x, into=lst):\n    into.append(x)\n"
+                                               "with ThreadPoolExecutor(2) as ex:\n    r = list(ex.map(add, [1]))",
+        "a default a partial falls back on": "import functools\ndef add(x, into=lst):\n    into.append(x)\n"
+                                             "functools.partial(add)(1)",
+        "an immediately called lambda's default": "(lambda q=lst: q.append(1))()",
+        "bound methods made by a comprehension": "cbs = [lst.append for _ in range(2)]\nfor cb in cbs:\n    cb(1)",
+        "a bound method by name given to map()": "push = lst.append\nr = list(map(push, [1, 2]))",
+        "a notebook method given to map()": "class Acc:\n    def __init__(self, into):\n        self.into = into\n"
+                                            "    def record(self, x):\n        self.into.append(x)\n"
+                                            "acc = Acc(lst)\nr = list(map(acc.record, [1]))",
         "an exception's arguments": "try:\n    raise ValueError(lst)\nexcept ValueError as e:\n    e.args[0].append(1)",
         "an exception raised by name": "err = KeyError('k', lst)\ntry:\n    raise err\nexcept KeyError as e:\n"
                                        "    e.args[1].append(1)",
@@ -1024,16 +1040,18 @@ MISSED_CHANGES.update({  # a ninth round
 
 def test_values_taken_from_objects_a_path_entered_and_read_only_methods_keep_siblings_parallel():
     # what the ninth round's changes must not catch: no step below changes what `make` made
-    cells = [("import numpy as np\nfrom sklearn.linear_model import LogisticRegression", ["imports"]),
-             ("X = np.eye(4)\ny = [0, 1, 0, 1]\nout = 'x.txt'\nnames = ['a']\n"
-              "data = {'X': X}", ["step:make"]),
+    cells = [("import sqlite3\nfrom pathlib import Path\nimport numpy as np\n"
+              "from sklearn.linear_model import LogisticRegression", ["imports"]),
+             ("X = np.eye(4)\ny = [0, 1, 0, 1]\nout = Path('x.txt')\nnames = ['a']\n"
+              "data = {'X': X}\ndb = Path('d.db')", ["step:make"]),
              ("with open(out, 'w') as f:\n    f.write('1')\nm = LogisticRegression().fit(data['X'], y)\n"
-              "u = list(map(str.upper, names))", ["step:one"]),
+              "u = list(map(str.upper, names))\nwith sqlite3.connect(db) as conn:\n    conn.execute('select 1')",
+              ["step:one"]),
              ("with open(out) as f:\n    text = f.read()\nm2 = LogisticRegression().fit(X.T, y)\n"
-              "k = list(map(names.count, names))", ["step:two"]),
-             ("n = len(names) + X.shape[0] + len(data) + len(out)", ["step:read"])]
+              "k = list(map(names.count, names))\nwith memoryview(X) as mv:\n    total = mv.nbytes", ["step:two"]),
+             ("n = len(names) + X.shape[0] + len(data) + len(str(out)) + len(str(db))", ["step:read"])]
     p = compile_source(cells)
-    assert p.step("read").sources == dict.fromkeys(["names", "X", "data", "out"], "make")
+    assert p.step("read").sources == dict.fromkeys(["names", "X", "data", "out", "db"], "make")
     assert p.step("two").after == ["make"]
 
 

@@ -38,3 +38,15 @@ def test_deeper_than_the_room_given_is_a_clear_error():
 
     with pytest.raises(NbscaleCompileError, match="nests deeper than nbscale can analyse"):
         with_room_to_recurse(endless, 0)
+
+
+def test_deep_compiles_on_several_threads_at_once_all_compile_and_give_the_limit_back():
+    # the limit is the process's: overlapping deep compiles once lowered it under each other
+    from concurrent.futures import ThreadPoolExecutor
+
+    limit = sys.getrecursionlimit()
+    cells = [("a = 1", ["step:first"]), ("x = " + " + ".join(["a"] * 2500), ["step:deep"])]
+    with ThreadPoolExecutor(8) as pool:
+        pipelines = list(pool.map(lambda _: compile_source(cells), range(64)))
+    assert all(not p.diagnostics and p.step("deep").inputs == ["a"] for p in pipelines)
+    assert sys.getrecursionlimit() == limit

@@ -622,3 +622,21 @@ def test_a_reader_of_a_cached_step_sees_a_change_through_an_array_reach_its_view
     nb.write_text(json.dumps(cells))
     again = run_notebook(nb, options=RunOptions(engine="local"))
     assert [s["cached"] for s in again.steps] == [True, False] and again.load("b", ["res"]) == {"res": 7.0}
+
+
+def test_a_step_folder_that_is_a_link_is_neither_read_nor_written_through(tmp_path):
+    # the store makes no links: one planted where a step's (predictable) hash would go leads
+    # somewhere else, maybe out of a Jupyter server's root
+    key = "sha256:" + "ab" * 32
+    elsewhere = ArtifactStore(str(tmp_path / "elsewhere"))
+    elsewhere.put(key, {"x": [1, 2]}, [], "a")
+    outside = tmp_path / "elsewhere" / "sha256" / ("ab" * 32)
+    before = {p.name: p.read_bytes() for p in outside.iterdir()}
+    (tmp_path / "store" / "sha256").mkdir(parents=True)
+    link = tmp_path / "store" / "sha256" / ("ab" * 32)
+    link.symlink_to(outside)
+    store = ArtifactStore(str(tmp_path / "store"))
+    assert not store.has(key)  # a valid entry over there is no entry here
+    store.put(key, {"x": [3]}, [], "a")
+    assert store.get(key) == {"x": [3]} and not link.is_symlink()
+    assert {p.name: p.read_bytes() for p in outside.iterdir()} == before

@@ -23,9 +23,11 @@ import re
 from dataclasses import dataclass, field
 
 from .... import __version__
+from ...diagnostics import errors_text
 from ...errors import PipelineHasErrors, TargetError
 from ...ir import Pipeline
 from ...notebook import cell_label, cell_number
+from ...python_check import refused_cells
 from .literals import Code, docstring, literal, string_literal, wrapped
 from .options import KfpOptions
 from .parameters import is_native, kfp_argument, wire_type
@@ -73,6 +75,9 @@ def generate(pipeline: Pipeline, options: KfpOptions | None = None, *, keep: dic
     if pipeline.has_errors:
         raise PipelineHasErrors(pipeline)
     check_values(pipeline)
+    refused = refused_cells(pipeline)  # a cell Python would not run would fail in its pod
+    if refused:
+        raise TargetError(errors_text(refused, pipeline.notebook))
     return _Generator(pipeline, options or KfpOptions(), keep or {}, imported or {}).module()
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...diagnostics import errors_text
-from ...python_check import refused_cells
 from .. import Target, TargetError
 from .dsl import KfpModule, generate
 from .image import missing_packages_note
@@ -23,9 +21,6 @@ class KfpTarget(Target):
     def write(self, pipeline, path, *, notebook, emit_python=None, **overrides) -> list[str]:
         """The YAML at `path` and, with `emit_python`, the DSL module there. `overrides`: KFP
         options given on the command line; the rest come from the project (`load_options`)."""
-        refused = refused_cells(pipeline)  # a cell Python would not run fails in a pod otherwise
-        if refused:
-            raise TargetError(errors_text(refused, str(notebook)))
         options = load_options(notebook, overrides)
         require_sdk()
         try:
