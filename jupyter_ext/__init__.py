@@ -11,7 +11,8 @@ e.g. in `jupyter_server_config.py`:
 
 The heavy parts (manager, handlers, Dask) are imported when the server loads the extension; see
 `manager.py` for how the server side is put together. The server runs the extension as
-`extension.NbscaleExtension`, which stops it at shutdown (`_unload_jupyter_server_extension`).
+`extension.NbscaleExtension`, which loads it (`load_server_extension`) and stops it at shutdown
+(`unload_server_extension`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _jupyter_server_extension_points():
     return [{"module": "nbscale.jupyter_ext", "app": NbscaleExtension}]
 
 
-def _load_jupyter_server_extension(serverapp):
+def load_server_extension(serverapp):
     from .handlers import handlers
     from .kfp import redact_url
     from .manager import NbscaleManager
@@ -80,7 +81,7 @@ def _load_jupyter_server_extension(serverapp):
                        _kfp_note(config, redact_url))
 
 
-async def _unload_jupyter_server_extension(serverapp):
+async def unload_server_extension(serverapp):
     """At server shutdown (through `NbscaleExtension.stop_extension`): cancel the runs started here,
     kill those still running after `cancel_grace`, close the server's cluster."""
     manager = serverapp.web_app.settings.get("nbscale_manager")

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from jupyter_server.extension.application import ExtensionApp
 
-from . import _load_jupyter_server_extension, _unload_jupyter_server_extension
+from . import load_server_extension, unload_server_extension
 
 
 class NbscaleExtension(ExtensionApp):
     name = "nbscale"
 
     def initialize_handlers(self):
-        _load_jupyter_server_extension(self.serverapp)
+        load_server_extension(self.serverapp)
 
     async def stop_extension(self):
-        await _unload_jupyter_server_extension(self.serverapp)
+        await unload_server_extension(self.serverapp)

@@ -25,7 +25,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403 - the jp_* fixtures, f
 from traitlets.config import Config, Configurable
 
 from nbscale.errors import NbscaleError
-from nbscale.jupyter_ext import _load_jupyter_server_extension, errors
+from nbscale.jupyter_ext import errors, load_server_extension
 from nbscale.jupyter_ext.handlers import NbscaleHandler, handlers, status_for
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
@@ -528,7 +528,7 @@ def test_loading_logs_the_kfp_host_without_credentials(tmp_path):
                                                      "kfp_hosts": ["https://u:s3cret-2@kfp2.example.com"],
                                                      "scheduler_address": "tcp://10.1.1.1:8786"}}))
     server.root_dir, server.log, server.web_app = str(tmp_path), log, WebApp()
-    _load_jupyter_server_extension(server)
+    load_server_extension(server)
     manager = server.web_app.settings["nbscale_manager"]
     assert manager.kfp.hosts == ["https://u:s3cret-2@kfp2.example.com"]
     assert manager.kfp.host.startswith("https://user:") and manager.cluster.scheduler_address == "tcp://10.1.1.1:8786"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from conftest import make_notebook
-from server_parts import TWO_STEPS, run
+from server_parts import TWO_STEPS, run, wait_finished
 
 from nbscale.jupyter_ext.errors import Conflict, InvalidInput, NotFound
 from nbscale.jupyter_ext.events import EventHub
@@ -21,7 +21,6 @@ from nbscale.kernels.contract import (
     CANCELLED,
     CANCELLED_BY_USER,
     FAILED,
-    FINISHED,
     OWNER_STOPPED,
     QUEUED,
     RUNNING,
@@ -39,16 +38,6 @@ SLOW = [("import time", ["imports"]), ("a = 1", ["step:quick"]), ("time.sleep(60
 
 def local_runs(root, **kwargs) -> Runs:
     return Runs(Notebooks(root), EventHub(), default_engine="local", **kwargs)
-
-
-async def wait_finished(runs, nb, run_id, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        detail = await runs.detail(nb, run_id)
-        if detail["status"] in FINISHED and run_id not in runs.active():
-            return detail
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not finish: {detail['status']}")
 
 
 async def wait_step_running(runs, nb, run_id, step, timeout=30.0):

@@ -12,12 +12,12 @@ import time
 import psutil
 import pytest
 from conftest import make_notebook
-from server_parts import run
+from server_parts import run, wait_finished
 
 from nbscale.jupyter_ext.events import EventHub
 from nbscale.jupyter_ext.notebooks import Notebooks
 from nbscale.jupyter_ext.runs import Runs
-from nbscale.kernels.contract import CANCELLED, FAILED, FINISHED
+from nbscale.kernels.contract import CANCELLED, FAILED
 
 # The step starts a process and will not stop: it swallows the cancel's Ctrl-C. It says the pid
 # of its process once the cancel can no longer stop it.
@@ -47,15 +47,6 @@ async def child_started(root, timeout=60.0) -> int:
     return int((root / "child.pid").read_text())
 
 
-async def ended(runs, nb, run_id, timeout=60.0) -> dict:
-    """The run once it is final and its supervisor is done with it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        detail = await runs.detail(nb, run_id)
-        if detail["status"] in FINISHED and run_id not in runs.active():
-            return detail
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not end: {detail['status']}")
 
 
 def kill_run_process(runs, run_id) -> None:
@@ -81,7 +72,7 @@ def test_the_processes_a_step_started_end_when_its_run_process_is_killed(root, e
                 await runs.cancel(nb, run_id)  # ignored by the step: killed after the grace time
             else:
                 kill_run_process(runs, run_id)
-            return await ended(runs, nb, run_id)
+            return await wait_finished(runs, nb, run_id, timeout=60.0)
         finally:
             await runs.close()
 
