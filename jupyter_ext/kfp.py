@@ -10,7 +10,7 @@ answer. What an endpoint answers is not passed on to the browser (that would let
 internal URLs): the answer says which endpoint failed and how; the detail goes to the server log.
 Credentials never appear in answers or logs: URLs are logged through `redact_url`, and what an
 endpoint answered reaches the log only as `EndpointError` made it, masked
-(`nbscale.kernels.kfp_submit.masked`: an auth proxy may quote the credential it refused).
+(`nbscale.kernels.masking.masked`: an auth proxy may quote the credential it refused).
 """
 
 from __future__ import annotations

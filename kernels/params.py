@@ -213,20 +213,41 @@ def _recorded(name, value):
             into[place] = _recorded_leaf(name, value)
         elif isinstance(value, dict):
             into[place] = copy = dict.fromkeys(_recorded_key(key) for key in value)  # (keeps the order)
-            stack.extend((key, item, copy, _recorded_key(key)) for key, item in value.items())
+            named = _named_by(value)
+            stack.extend((key if named is None or key in NAME_KEYS else named, item, copy, _recorded_key(key))
+                         for key, item in value.items())
         else:
             into[place] = copy = [None] * len(value)
-            stack.extend(("", item, copy, i) for i, item in enumerate(value))
+            stack.extend((_named_by_before(value, i), item, copy, i) for i, item in enumerate(value))
     return root[0]
+
+
+NAME_KEYS = ("name", "Name", "key", "Key")  # `{"name": "DB_PASSWORD", "value": …}`: env lists, tags
+
+
+def _named_by(entry: dict):
+    """The secret-looking name an entry gives its other values (`{"name": "DB_PASSWORD", "value": …}`)."""
+    return next((v for k, v in entry.items() if k in NAME_KEYS and isinstance(v, str) and _secret_name(v)), None)
+
+
+def _named_by_before(items, i: int) -> str:
+    """What names the item at `i` of a list: the first of a pair (`["Authorization", "Bearer …"]`), or
+    the flag before it (`["--password", …]`); "" when nothing secret-looking does."""
+    before = items[i - 1] if i else None
+    if isinstance(before, str) and _secret_name(before) and (len(items) == 2 or before.startswith("-")):
+        return before
+    return ""
 
 
 def _recorded_leaf(name, value):
     from .fingerprints import hidden, may_be_credential
+    from .masking import holds_credential
 
     if value is None:
         return None
     text = _text(value)
-    return hidden(text) if may_be_credential(str(name), text) else value
+    secret = may_be_credential(str(name), text) or (isinstance(value, str) and holds_credential(value))
+    return hidden(text) if secret else value
 
 
 def _secret_name(name) -> bool:

@@ -172,6 +172,21 @@ def test_recorded_values_hide_a_credential_nested_at_any_depth_and_keep_the_rest
     assert _innermost(deep, 990)["token"].startswith("hidden:"), "as deep as JSON nests"
 
 
+def test_recorded_values_hide_credentials_named_beside_them_or_inside_their_text():
+    # the name is a sibling (an env list, a header pair, a flag) or part of the text itself
+    kept = params.recorded({
+        "env": [{"name": "DB_PASSWORD", "value": "S3cretEnvPw"}, {"name": "MODE", "value": "fast"}],
+        "headers": [["Authorization", "Bearer S3cretHdr"], ["Accept", "json"]],
+        "args": ["--password", "S3cretArgPw", "--epochs", "3"],
+        "jdbc_url": "jdbc:postgresql://db/x?user=u&password=S3cretJdbcPw",
+        "odbc": "Server=db;Uid=u;Pwd=S3cretOdbcPw", "columns": ["key", "value", "score"],
+        "title": "a run with the password policy of May"})
+    assert "S3cret" not in str(kept)
+    assert kept["env"][0]["name"] == "DB_PASSWORD" and kept["env"][1] == {"name": "MODE", "value": "fast"}
+    assert kept["headers"][1] == ["Accept", "json"] and kept["args"][2:] == ["--epochs", "3"]
+    assert kept["columns"] == ["key", "value", "score"] and kept["title"] == "a run with the password policy of May"
+
+
 def _nested(value, depth):
     for _ in range(depth):
         value = [value]
