@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import urllib.parse
 from http.client import responses
 from pathlib import Path
@@ -48,12 +49,22 @@ def status_for(error: Exception) -> int:
     return next((code for cls, code in STATUS if isinstance(error, cls)), 500)
 
 
-def error_body(error: Exception) -> dict:
-    body = {"error": getattr(error, "message", None) or str(error)}
+def error_body(error: Exception, root: Path | None = None) -> dict:
+    """The answer to an error. Its message names files under `root` relative to it: a part's error
+    (a run store's, an OS error's) names them by their whole path, which is not the browser's to learn."""
+    body = {"error": _relative(getattr(error, "message", None) or str(error), root)}
     detail = getattr(error, "detail", None)
     if detail is not None:
         body["detail"] = detail
     return body
+
+
+def _relative(text: str, root: Path | None) -> str:
+    if root is None:
+        return text
+    for form in {str(root), os.path.realpath(root)}:
+        text = text.replace(form + os.sep, "").replace(form, ".")
+    return text
 
 
 def api_call(method):
@@ -64,7 +75,7 @@ def api_call(method):
         try:
             return await method(self, *args, **kwargs)
         except ANSWERED as exc:
-            self.reply(error_body(exc), status_for(exc))
+            self.reply(error_body(exc, self.manager.notebooks.root), status_for(exc))
 
     return wrapper
 
@@ -282,7 +293,7 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.notebook = self.manager.notebooks.resolve(path) if path else None
         except ANSWERED as exc:
             self.set_status(status_for(exc))
-            self.finish(json.dumps(error_body(exc)))
+            self.finish(json.dumps(error_body(exc, self.manager.notebooks.root)))
             return
         await super().get(*args, **kwargs)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import re
 import time
 import urllib.parse
@@ -599,6 +600,8 @@ def test_a_corrupt_run_store_is_an_answer_not_a_500(api, nb):
         code, body = api.get(endpoint, path="nb.ipynb")
         assert code != 500 and 400 <= code < 600, (endpoint, code, body)
         assert "runs.sqlite" in body["error"], (endpoint, body)
+        assert str(nb.parent) not in body["error"] and os.path.realpath(nb.parent) not in body["error"]
+        assert ".nbscale/runs.sqlite" in body["error"], "named relative to the server's root"
 
 
 def test_kfp_submit_needs_a_configured_endpoint_not_the_notebooks(api, manager, jp_root_dir, monkeypatch):
