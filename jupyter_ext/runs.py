@@ -71,7 +71,7 @@ class Runs:
         run = await self._get(notebook, run_id)
         detail = models.run_detail(run, self.notebooks.api_path(notebook))
         store = await self._store(notebook, create=False)
-        insights = await asyncio.to_thread(run_insights, store, run)
+        insights = await asyncio.to_thread(run_insights, store, run, self.notebooks.root)
         if isinstance(insights.get("regressions"), dict) and "notebook" in insights["regressions"]:
             insights["regressions"]["notebook"] = detail["notebook"]  # the API names files from the root
         detail.update(insights)
@@ -248,20 +248,21 @@ class Runs:
             self._stores.clear()
 
 
-def run_insights(store, run: dict) -> dict:
+def run_insights(store, run: dict, root=None) -> dict:
     """`regressions` and `cost` of a finished run (kernels.regressions, kernels.cost), with the
-    notebook's project settings; {} while it runs. A bad setting is said in `insights_error`."""
+    notebook's project settings (none read above `root`, the server's); {} while it runs. A bad
+    setting is said in `insights_error`."""
     from nbscale.errors import NbscaleError
     from nbscale.kernels.cost import cached_hashes, load_prices, producing_steps, run_cost
-    from nbscale.kernels.regressions import check_run
+    from nbscale.kernels.regressions import check_run, load_thresholds
 
     if run["status"] not in FINISHED or store is None:
         return {}
     try:
         # only the runs that stored the cached steps' results are read (the panel asks often)
         producers = producing_steps(store, run["notebook"], cached_hashes(run), limit=20)
-        return {"regressions": check_run(store, run["id"]),
-                "cost": run_cost(run, load_prices(run["notebook"]), producers)}
+        return {"regressions": check_run(store, run["id"], load_thresholds(run["notebook"], boundary=root)),
+                "cost": run_cost(run, load_prices(run["notebook"], boundary=root), producers)}
     except NbscaleError as exc:
         return {"insights_error": str(exc)}
 

@@ -49,10 +49,10 @@ class Prices:
         return {"core_hour": self.core_hour, "gb_hour": self.gb_hour, "unit": "units"}
 
 
-def load_prices(notebook=None, core_hour=None, gb_hour=None) -> Prices:
+def load_prices(notebook=None, core_hour=None, gb_hour=None, boundary=None) -> Prices:
     """Prices for `notebook`'s runs: defaults < its pyproject.toml < NBSCALE_* variables < the
     arguments (flags). A bad value is a SettingsError saying where it was set."""
-    table, origin = project_table(notebook, TABLE) if notebook is not None else ({}, "")
+    table, origin = project_table(notebook, TABLE, boundary) if notebook is not None else ({}, "")
     unknown = set(table) - set(ENV)
     if unknown:
         raise SettingsError(f"{origin}: unknown key(s) {', '.join(sorted(map(repr, unknown)))}; "

@@ -9,16 +9,8 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: tomli when installed, else project settings are not read
-    try:
-        import tomli as tomllib
-    except ModuleNotFoundError:
-        tomllib = None
-
+from ..compiler.pyproject import PyprojectError, find_pyproject, nbscale_table, shown
 from .errors import NbscaleRuntimeError
 
 
@@ -26,31 +18,16 @@ class SettingsError(NbscaleRuntimeError):
     """A project setting (pyproject.toml, an NBSCALE_* variable, a flag) is unreadable or mistyped."""
 
 
-def find_pyproject(notebook) -> Path | None:
-    """The pyproject.toml in the notebook's folder or the nearest folder above it."""
-    folder = Path(notebook).resolve().parent
-    for candidate in (folder, *folder.parents):
-        path = candidate / "pyproject.toml"
-        if path.is_file():
-            return path
-    return None
-
-
-def project_table(notebook, name: str) -> tuple[dict, str]:
-    """`[tool.nbscale.<name>]` of the nearest pyproject.toml ({} when none), and where it was read
-    (for messages about its values)."""
-    path = find_pyproject(notebook) if notebook is not None and tomllib is not None else None
-    if path is None:
-        return {}, f"[tool.nbscale.{name}]"
-    origin = f"{path} [tool.nbscale.{name}]"
+def project_table(notebook, name: str, boundary=None) -> tuple[dict, str]:
+    """`[tool.nbscale.<name>]` of the nearest pyproject.toml ({} when none; none read above
+    `boundary`, the Jupyter server's root), and where it was read (for messages about its values)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"{path}: cannot read it: {exc}") from None
-    table = data.get("tool", {}).get("nbscale", {}).get(name, {})
-    if not isinstance(table, dict):
-        raise SettingsError(f"{origin} must be a table")
-    return table, origin
+        path = find_pyproject(notebook, boundary) if notebook is not None else None
+        if path is None:
+            return {}, f"[tool.nbscale.{name}]"
+        return nbscale_table(path, name, boundary), f"{shown(path, boundary)} [tool.nbscale.{name}]"
+    except PyprojectError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def non_negative(value, where: str) -> float:

@@ -53,13 +53,14 @@ class Thresholds:
         return self.metrics.get(name, self.default)
 
 
-def load_thresholds(notebook=None, relative: float | None = None, where: str = "--regression-threshold") -> Thresholds:
+def load_thresholds(notebook=None, relative: float | None = None, where: str = "--regression-threshold",
+                    boundary=None) -> Thresholds:
     """The thresholds for `notebook`'s runs: defaults < its project's pyproject.toml < `relative`
     (a flag, named `where` in errors: one relative threshold for every metric). A bad setting is a
     SettingsError."""
     if relative is not None:
         return Thresholds(Threshold(non_negative(relative, where), DEFAULT_ABSOLUTE))
-    table, origin = project_table(notebook, TABLE) if notebook is not None else ({}, "")
+    table, origin = project_table(notebook, TABLE, boundary) if notebook is not None else ({}, "")
     unknown = set(table) - {"threshold", "absolute", "metrics"}
     if unknown:
         raise SettingsError(f"{origin}: unknown key(s) {', '.join(sorted(map(repr, unknown)))}; "

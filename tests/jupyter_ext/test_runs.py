@@ -354,3 +354,12 @@ def test_the_detail_of_a_finished_run_has_its_regressions_and_cost(root):
     (root / "pyproject.toml").write_text("[tool.nbscale.cost]\ncore_hour = -1\n")
     broken = run(local_runs(root).detail(nb, first.run_id))
     assert "core_hour must be a number ≥ 0" in broken["insights_error"] and broken["status"] == SUCCEEDED
+    assert broken["insights_error"].startswith("pyproject.toml [tool.nbscale.cost]"), "named relative to the root"
+    # a project file above the server's root is not the server's to read
+    (root / "pyproject.toml").unlink()
+    (root.parent / "pyproject.toml").write_text("[tool.nbscale.cost]\ncore_hour = -1\n")
+    try:
+        above = run(local_runs(root).detail(nb, first.run_id))
+    finally:
+        (root.parent / "pyproject.toml").unlink()
+    assert "insights_error" not in above and above["cost"]["total"]["cpu_s"] > 0

@@ -8,13 +8,13 @@ type is an `OptionsError` naming where it was set.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .... import __version__
 from ...errors import NbscaleCompileError
+from ...pyproject import PyprojectError, find_pyproject, nbscale_table, shown
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 DEFAULT_ACCELERATOR = "nvidia.com/gpu"
@@ -56,11 +56,13 @@ def load_options(notebook, overrides: dict | None = None, boundary=None) -> KfpO
     `overrides` — the command-line flags that were given (None values are ignored)."""
     options = KfpOptions()
     notebook = Path(notebook)
-    boundary = Path(boundary).resolve() if boundary is not None else None
-    pyproject = _find_pyproject(notebook.resolve().parent, boundary)
+    try:
+        pyproject = find_pyproject(notebook, boundary)
+        table = nbscale_table(pyproject, "kfp", boundary) if pyproject is not None else {}
+    except PyprojectError as exc:
+        raise OptionsError(str(exc)) from None
     if pyproject is not None:
-        shown = _shown(pyproject, boundary)
-        _apply(options, _pyproject_table(pyproject, shown), f"{shown} [tool.nbscale.kfp]")
+        _apply(options, table, f"{shown(pyproject, boundary)} [tool.nbscale.kfp]")
     _apply(options, _metadata_table(notebook), f"{notebook.name} metadata nbscale.kfp")
     _apply(options, {k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
     return options
@@ -85,44 +87,6 @@ def _apply(options: KfpOptions, table: dict, origin: str) -> None:
             raise OptionsError(f"{origin}: {key} must be a non-empty {expected.__name__}, got {value!r}")
         setattr(options, key, value)
         options.origin[key] = origin
-
-
-def _find_pyproject(folder: Path, boundary: Path | None = None) -> Path | None:
-    folders = [f for f in (folder, *folder.parents) if boundary is None or f.is_relative_to(boundary)]
-    for candidate in folders:
-        path = candidate / "pyproject.toml"
-        if path.is_file():
-            if boundary is not None and not Path(os.path.realpath(path)).is_relative_to(boundary):
-                raise OptionsError(f"{_shown(path, boundary)}: it links outside the folder project settings "
-                                   "are read from, so it is not read")
-            return path
-    return None
-
-
-def _shown(path: Path, boundary: Path | None) -> str:
-    """How messages name a pyproject.toml: relative to the boundary (a server's answer carries no
-    absolute server path), else as found."""
-    return path.relative_to(boundary).as_posix() if boundary is not None else str(path)
-
-
-def _pyproject_table(path: Path, shown: str) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        # an OSError's own text names the file by its whole path: the message names it as `shown`
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise OptionsError(f"{shown}: cannot read it: {reason}") from None
-    table = data.get("tool", {}).get("nbscale", {}).get("kfp", {})
-    if not isinstance(table, dict):
-        raise OptionsError(f"{shown}: [tool.nbscale.kfp] must be a table")
-    return table
 
 
 def metadata_host(notebook) -> str | None:
