@@ -658,18 +658,19 @@ class _ModuleWalker(Visitor):
                     deep=self.known[node.name].deep | set(facts.deep_mutated), **star_parameters(stmt))
             if positions or receiver or returned is not None or changes_self:
                 changes_self = changes_self or getattr(self.known.get(key), "changes_self", False)  # (any class's)
-                self.known[key] = self.facts.callables[key] = Callable(
+                self.known[key] = self.facts.callables[key] = method = Callable(
                     key, set(), set(), set(), positions, params, set(facts.deep_mutated), deep_receiver=receiver,
-                    returns_receiver=returned, changes_self=changes_self,
-                    defaults=self._changed_defaults(stmt, [params[i] for i in positions]), **star_parameters(stmt))
+                    returns_receiver=returned, changes_self=changes_self, **star_parameters(stmt))
+                method.defaults = self._changed_defaults(stmt, method)
 
-    def _changed_defaults(self, node, changed_params) -> dict[str, frozenset]:
+    def _changed_defaults(self, node, callee: Callable) -> dict[str, frozenset]:
         """What the defaults of the parameters a function changes may be, as they are now (Python
         evaluates a default once, where the function is defined)."""
-        if type(node) is ast.ClassDef:
+        if type(node) is ast.ClassDef or not callee.mutated_params:
             return {}
+        changed = callee.changed_param_names
         return {param: frozenset(effects.objects_of(self.heap, default, self.modules))
-                for param, default in default_values(node) if param in changed_params}
+                for param, default in default_values(node) if param in changed}
 
     def _free_of_methods(self, node):
         free = set()
@@ -712,8 +713,8 @@ class _ModuleWalker(Visitor):
         self.known[name] = self.facts.callables[name] = Callable(
             name, reads - {name}, binds, mutates, positions, list(facts.params), deep, _makes_functions(node),
             returned, parts, holding, draws=draws, indexes=indexes, generator=facts.generator,
-            defaults=self._changed_defaults(node, [list(facts.params)[i] for i in positions]),
             **star_parameters(node))
+        self.known[name].defaults = self._changed_defaults(node, self.known[name])
         self.bind(name, node=node)
         self.heap.functions.update(dict.fromkeys(self.heap.objects(name), self.known[name]))
 
@@ -842,7 +843,7 @@ class _ModuleWalker(Visitor):
         names -= self._seeds_given(node)
         callee, args, keywords = callee_of(node, self.known, self.modules)
         if type(node.func) is ast.Lambda:  # `(lambda q=log: q.append(1))()`: its defaults are the call's
-            callee.defaults = self._changed_defaults(node.func, [callee.param_names[i] for i in callee.mutated_params])
+            callee.defaults = self._changed_defaults(node.func, callee)
         if callee is not None and callee.changes_self and type(node.func) is ast.Attribute \
                 and effects.root_name(node.func.value) not in self.modules:  # (`m.predict(X)`: read-only elsewhere)
             changed |= set(effects.part_objects(self.heap, node.func.value, self.modules))
@@ -1027,8 +1028,7 @@ class _ModuleWalker(Visitor):
         if type(node) is ast.Lambda:  # kept in a container and called later: `ops["scale"](2)` (`_held_functions`)
             made = effects.objects_of(self.heap, node, self.modules)
             made_callable = lambda_callable(node, self.modules, facts)
-            changed = [made_callable.param_names[i] for i in made_callable.mutated_params]
-            made_callable.defaults = self._changed_defaults(node, changed)
+            made_callable.defaults = self._changed_defaults(node, made_callable)
             self.heap.functions.update(dict.fromkeys(made, made_callable))
         self._note_dynamic(facts.dynamic)
         for name in sorted(facts.free):

@@ -49,6 +49,10 @@ class Callable:
     # none changes the default (`def add(x, into=log)`, then `add(1)` changes log)
     defaults: dict[str, frozenset] = field(default_factory=dict)
 
+    @property
+    def changed_param_names(self) -> list[str]:
+        return [self.param_names[i] for i in self.mutated_params if i < len(self.param_names)]
+
 
 # what Python calls a special method for: `obj(…)`; `with obj:`; `for x in obj`, `list(obj)`, `[*obj]`;
 # `obj[k]`; `x in obj`
