@@ -535,15 +535,20 @@ class _ModuleWalker(Visitor):
     visit_AsyncWith = visit_With
 
     def _entered(self, context_expr) -> set[str]:
-        """What `with EXPR as v` may bind v to: EXPR's value, or what a call was given when it may
-        hand that on (`nullcontext(x)`, `closing(conn)`, a notebook's `@contextmanager` yielding its
-        argument). `open(path)`, `sqlite3.connect(db)`, `tqdm(X)` bind v to something new."""
+        """What `with EXPR as v` may bind v to: EXPR's value, or what a call was given when it hands
+        that on (`nullcontext(x)`, `closing(conn)`, a notebook's `@contextmanager` yielding its
+        argument). `open(path)`, `sqlite3.connect(db)`, `tqdm(X)`, a `@contextmanager` yielding a new
+        connection bind v to something new."""
         objects = set(effects.objects_of(self.heap, context_expr, self.modules))
-        if type(context_expr) is ast.Call and (effects.callee_name(context_expr) in effects.ENTERING_ARGUMENT
-                                               or callee_of(context_expr, self.known, self.modules)[0]):
+        if type(context_expr) is not ast.Call:
+            return objects
+        if effects.callee_name(context_expr) in effects.ENTERING_ARGUMENT:
             given = effects.argument_objects(self.heap, context_expr, self.modules)
-            objects |= {obj for obj in given if not immutable(obj)}
-        return objects
+        else:
+            callee, args, keywords = callee_of(context_expr, self.known, self.modules)
+            yielded = [argument_for(callee, pos, args, keywords)[0] for pos in callee.yields_params] if callee else []
+            given = set().union(*(effects.objects_of(self.heap, arg, self.modules) for arg in yielded if arg))
+        return objects | {obj for obj in given if not immutable(obj)}
 
     def visit_Match(self, node):
         self.visit(node.subject)
@@ -663,6 +668,38 @@ class _ModuleWalker(Visitor):
                     returns_receiver=returned, changes_self=changes_self, **star_parameters(stmt))
                 method.defaults = self._changed_defaults(stmt, method)
 
+    def _hold_defaults(self, function_objects, node) -> None:
+        """A function holds its default values (`def add(x, into=log)`: `add.__defaults__` is log), so
+        it travels with them: a later step given both gets the one list, as the notebook has it."""
+        if type(node) is not ast.ClassDef:
+            for _, default in default_values(node):
+                self.heap.hold(function_objects, effects.objects_of(self.heap, default, self.modules), owned=False)
+
+    def _inner_defaults_changed(self, node, own_params: set) -> frozenset:
+        """The notebook's objects that functions defined inside `node` take as defaults and change
+        (`def outer(): def inner(x, into=log): into.append(x)`): calling `node` may change them."""
+        if type(node) is ast.ClassDef or type(node) is ast.Lambda:
+            return frozenset()
+        found = set()
+        for inner in ast.walk(node):
+            defaults = default_values(inner) if inner is not node and type(inner) in _FUNCTION_NODES else ()
+            if defaults:
+                changed = scope_facts(inner, self.modules).mutated_params
+                found |= {obj for param, default in defaults
+                          if param in changed and effects.root_name(default) not in own_params | {None}
+                          for obj in effects.objects_of(self.heap, default, self.modules)}
+        return frozenset(found)
+
+    def _changed_by_callees(self, names, itself=None) -> frozenset:
+        """What calling code that calls these notebook functions changes whatever it gives them: the
+        defaults they change (`def wrap(x): add(x)`, `lambda v: add(v)` with `def add(x, into=log)`)."""
+        found = set()
+        for name in names:
+            callee = self.known.get(name)
+            if callee is not None and name != itself:
+                found |= callee.always_changes.union(*callee.defaults.values())
+        return frozenset(found)
+
     def _changed_defaults(self, node, callee: Callable) -> dict[str, frozenset]:
         """What the defaults of the parameters a function changes may be, as they are now (Python
         evaluates a default once, where the function is defined)."""
@@ -713,10 +750,14 @@ class _ModuleWalker(Visitor):
         self.known[name] = self.facts.callables[name] = Callable(
             name, reads - {name}, binds, mutates, positions, list(facts.params), deep, _makes_functions(node),
             returned, parts, holding, draws=draws, indexes=indexes, generator=facts.generator,
+            yields_params=_yielded_params(node, list(facts.params)) if facts.generator else [],
             **star_parameters(node))
         self.known[name].defaults = self._changed_defaults(node, self.known[name])
+        self.known[name].always_changes = self._changed_by_callees(reads, name) | \
+            self._inner_defaults_changed(node, set(facts.params))
         self.bind(name, node=node)
         self.heap.functions.update(dict.fromkeys(self.heap.objects(name), self.known[name]))
+        self._hold_defaults(self.heap.objects(name), node)
 
     def _generated(self, value) -> frozenset[str]:
         """`g = gen(xs)` with a generator function of the notebook: g is an iterator drawing on xs."""
@@ -914,7 +955,7 @@ class _ModuleWalker(Visitor):
             if type(arg) is ast.Name and arg.id in self.heap.method_names:
                 changed |= self.heap.changed_by_calling(self.heap.objects(arg.id))
             if type(arg) is ast.Name and arg.id in self.known:
-                changed |= set().union(*self.known[arg.id].defaults.values())
+                changed |= self._changed_by_callees([arg.id])
         return changed
 
     def _changes_its_instance(self, method: str) -> bool:
@@ -989,7 +1030,7 @@ class _ModuleWalker(Visitor):
             changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
         for param, objects in defaults_used(callee, args, keywords):
             changed |= self.heap.owned_reach(objects) if param in callee.deep else set(objects)
-        return changed
+        return changed | callee.always_changes
 
     def _seeds_given(self, call) -> set[str]:
         """Names given as `random_state=`/`rng=` that hold a number or a string (a seed, which no
@@ -1011,11 +1052,12 @@ class _ModuleWalker(Visitor):
             return set()
         if type(args[0]) is ast.Lambda:
             callee = lambda_callable(args[0], self.modules)
+            callee.always_changes = self._changed_by_callees(scope_facts(args[0], self.modules).free)
         else:
             callee = self.known.get(args[0].id) if type(args[0]) is ast.Name else None
         if callee is None:
             return set()
-        changed = set().union(*(objects for _, objects in defaults_used(callee, [args[1]], [])))
+        changed = set(callee.always_changes).union(*(objects for _, objects in defaults_used(callee, [args[1]], [])))
         if 0 in callee.mutated_params:
             changed |= set(effects.elements_of(self.heap, [args[1]], self.modules))
         return changed
@@ -1029,7 +1071,9 @@ class _ModuleWalker(Visitor):
             made = effects.objects_of(self.heap, node, self.modules)
             made_callable = lambda_callable(node, self.modules, facts)
             made_callable.defaults = self._changed_defaults(node, made_callable)
+            made_callable.always_changes = self._changed_by_callees(facts.free)
             self.heap.functions.update(dict.fromkeys(made, made_callable))
+            self._hold_defaults(made, node)
         self._note_dynamic(facts.dynamic)
         for name in sorted(facts.free):
             self.read(name, node)
@@ -1199,6 +1243,22 @@ def _returned_value(value, params, returned, parts, holding, held=False):
     elif kind in (ast.Tuple, ast.List, ast.Set, ast.Dict):
         for part in (value.values if kind is ast.Dict else value.elts):
             _returned_value(part.value if type(part) is ast.Starred else part, params, returned, parts, holding, True)
+
+
+_FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def _yielded_params(node, params: list[str]) -> list[int]:
+    """The positions of the parameters a generator function may yield, or yield a part or a
+    container of."""
+    if isinstance(node, ast.Lambda):
+        return []
+    returned, parts, holding = set(), set(), set()
+    for stmt in _body_statements(node):
+        value = getattr(stmt, "value", None)
+        if type(value) in (ast.Yield, ast.YieldFrom) and value.value is not None:
+            _returned_value(value.value, params, returned, parts, holding)
+    return sorted(returned | holding | {position for position, _ in parts})
 
 
 def _body_statements(node):

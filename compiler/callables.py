@@ -36,6 +36,9 @@ class Callable:
     draws: set[str] = field(default_factory=set)
     indexes: set[str] = field(default_factory=set)
     generator: bool = False  # it yields: a call makes an iterator drawing on its arguments
+    # positions of parameters it may yield, a part of or a container of (`@contextmanager def
+    # using(x): yield x`: `with using(log) as y` binds y to log)
+    yields_params: list[int] = field(default_factory=list)
     # a method that may return a part of its instance, this many levels down (`return self._h`: 1), or
     # the instance itself (0): `obj.m()` is a part of `obj`
     returns_receiver: int | None = None
@@ -48,6 +51,8 @@ class Callable:
     # parameter → what its default value may be, for the parameters it changes: a call that gives
     # none changes the default (`def add(x, into=log)`, then `add(1)` changes log)
     defaults: dict[str, frozenset] = field(default_factory=dict)
+    # objects any call changes: the defaults of the functions it calls (`def wrap(x): add(x)`)
+    always_changes: frozenset = frozenset()
 
     @property
     def changed_param_names(self) -> list[str]:

@@ -111,16 +111,25 @@ def _deepcopy_would_share(values: dict) -> bool:
 
 
 def _holds_bound_callable(values: dict) -> bool:
-    """A function with closure cells, a builtin method bound to an object, or a `partial` over one,
-    among the values or in their dicts, lists and tuples (`array_views.walked`: bounded)."""
+    """A function with closure cells or a default that is not a plain constant (`def add(x,
+    into=log)`), a builtin method bound to an object, or a `partial` over one, among the values or in
+    their dicts, lists and tuples (`array_views.walked`: bounded)."""
     for value in array_views.walked(values):
         kind = type(value)
         if kind is functools.partial:
             value, kind = value.func, type(value.func)
-        if kind is types.FunctionType and value.__closure__ or kind is types.BuiltinMethodType and not isinstance(
-                value.__self__, (types.ModuleType, type(None))):
+        if kind is types.FunctionType and (value.__closure__ or _holding_defaults(value)) \
+                or kind is types.BuiltinMethodType and not isinstance(value.__self__, (types.ModuleType, type(None))):
             return True
     return False
+
+
+_CONSTANTS = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _holding_defaults(function) -> bool:
+    defaults = [*(function.__defaults__ or ()), *(function.__kwdefaults__ or {}).values()]
+    return any(type(default) not in _CONSTANTS for default in defaults)
 
 
 def _copied(values: dict, producer: str) -> dict:

@@ -2,7 +2,9 @@
 
 An auth proxy may quote back the credential it refused, and a connection string carries its
 password inside (`Server=db;Pwd=…`, `jdbc:…?password=…`): `masked` takes out the credentials that
-were sent and anything that looks like one; `holds_credential` says whether a text has any.
+were sent and anything that looks like one. `holds_credential` says whether a parameter's text
+has one; it is stricter, as a text parameter is mostly prose or an expression (`title="Basic
+statistics"`, `query="signal=strong"`), and what it calls a credential is recorded only as a digest.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def _hide_named(match) -> str:
     quoted = match["qname"] is not None
     name, sep = (match["qname"], match["q"] + match["qname"] + match["q"] + match["qsep"]) if quoted \
         else (match["name"], match["name"] + match["sep"])
-    return sep + HIDDEN if may_be_credential(name, "") else match.group(0)
+    return sep + HIDDEN if may_be_credential(name, "") or secret_name(name) else match.group(0)
 
 
 def _forms(sent) -> set[str]:
@@ -71,7 +73,35 @@ def _quoted(secret: str) -> str:
     return pattern if len(secret) >= 8 else rf"(?<![\w]){pattern}(?![\w])"
 
 
+# words of a name that make its value a secret (`db_password`, `sig`, `apiKey`); "key" only after
+# a word that makes it one (`api_key`, `secret_key`: not `sort_key`, `monkey`)
+SECRET_WORDS = frozenset("""
+    password passwd pwd pw pass passphrase secret secrets token tokens sig signature auth authorization
+    credential credentials cookie cookies apikey jwt bearer otp
+    """.split())
+KEY_QUALIFIERS = frozenset("api access secret private account master signing encryption client app".split())
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_TOKEN_AFTER_SCHEME = re.compile(r"\b(?:Bearer|Basic)\s+(?=[\w.~+/-]*[\d.~+/=-])[\w.~+/-]{8,}=*", re.IGNORECASE)
+_AUTHORIZATION = re.compile(r"\b(?:proxy-)?authorization\s*[:=]\s*\S", re.IGNORECASE)
+_SECRET_FLAG = re.compile(r"(?:^|\s)--?(?P<name>[\w-]{1,64})[\s=]+(?P<value>[^\s-]\S*)")
+
+
+def secret_name(name: str) -> bool:
+    """Whether a name says its value is a secret, word by word (`DB_PASSWORD`, `sasSig`, `api-key`)."""
+    words = [w.lower() for w in _WORDS.findall(name)]
+    return any(w in SECRET_WORDS or (w == "key" and i and words[i - 1] in KEY_QUALIFIERS)
+               for i, w in enumerate(words))
+
+
 def holds_credential(text: str) -> bool:
-    """Whether `text` holds what `masked` would take out (a parameter's text is then recorded as
-    a digest: `params.recorded`)."""
-    return masked(text) != text
+    """Whether a parameter's text holds a credential: a token after Bearer or Basic, the value of a
+    secret name (`password=…`, `?sig=…`, `--password …`, `"token": …`), a URL with user info or a
+    token-like run of letters and digits (`fingerprints.may_be_credential`)."""
+    from .fingerprints import may_be_credential
+
+    if _TOKEN_AFTER_SCHEME.search(text) or _AUTHORIZATION.search(text) or _HEADER.search(text) \
+            or may_be_credential("", text):
+        return True
+    named = (m["name"] or m["qname"] for m in _NAMED.finditer(text))
+    return any(secret_name(name) for name in named) or \
+        any(secret_name(m["name"]) for m in _SECRET_FLAG.finditer(text))

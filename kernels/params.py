@@ -231,12 +231,13 @@ def _named_by(entry: dict):
 
 
 def _named_by_before(items, i: int) -> str:
-    """What names the item at `i` of a list: the first of a pair (`["Authorization", "Bearer …"]`), or
-    the flag before it (`["--password", …]`); "" when nothing secret-looking does."""
+    """What names the item at `i` of a list: the secret name before it (`["Authorization", "Bearer …"]`,
+    `["--password", …]`, `["user", "u", "password", …]`, word by word: not `["key", "value"]`); ""
+    when none does."""
+    from .masking import secret_name
+
     before = items[i - 1] if i else None
-    if isinstance(before, str) and _secret_name(before) and (len(items) == 2 or before.startswith("-")):
-        return before
-    return ""
+    return before if isinstance(before, str) and secret_name(before) else ""
 
 
 def _recorded_leaf(name, value):

@@ -1026,6 +1026,14 @@ MISSED_CHANGES.update({  # a ninth round
         "a default a partial falls back on": "import functools\ndef add(x, into=lst):\n    into.append(x)\n"
                                              "functools.partial(add)(1)",
         "an immediately called lambda's default": "(lambda q=lst: q.append(1))()",
+        "a default a wrapper falls back on": "def add(x, into=lst):\n    into.append(x)\ndef wrap(x):\n    add(x)\n"
+                                             "wrap(1)",
+        "a default a lambda given to map() falls back on": "def add(x, into=lst):\n    into.append(x)\n"
+                                                           "r = list(map(lambda v: add(v), [1]))",
+        "a default an inner function falls back on": "def add(x, into=lst):\n    into.append(x)\ndef outer():\n"
+                                                     "    def inner():\n        add(1)\n    inner()\nouter()",
+        "an inner function's own default": "def outer():\n    def inner(x, into=lst):\n        into.append(x)\n"
+                                           "    inner(1)\nouter()",
         "bound methods made by a comprehension": "cbs = [lst.append for _ in range(2)]\nfor cb in cbs:\n    cb(1)",
         "a bound method by name given to map()": "push = lst.append\nr = list(map(push, [1, 2]))",
         "a notebook method given to map()": "class Acc:\n    def __init__(self, into):\n        self.into = into\n"
@@ -1038,17 +1046,31 @@ MISSED_CHANGES.update({  # a ninth round
 })
 
 
+def test_a_function_and_the_default_it_changes_travel_together_to_the_step_that_calls_it():
+    # `add.__defaults__[0]` is lst: a step given both must get the one list, not two copies
+    cells = [("lst = []", ["step:make"]), ("def add(x, into=lst):\n    into.append(x)\ndef wrap(x):\n    add(x)",
+                                          ["step:define"]),
+             ("wrap(1)", ["step:use"]), ("n = len(lst)", ["step:read"])]
+    p = compile_source(cells)
+    assert p.step("use").sources == {"add": "define", "lst": "define", "wrap": "define"}
+    assert p.step("read").sources == {"lst": "use"}
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"] == 1
+
+
 def test_values_taken_from_objects_a_path_entered_and_read_only_methods_keep_siblings_parallel():
     # what the ninth round's changes must not catch: no step below changes what `make` made
     cells = [("import sqlite3\nfrom pathlib import Path\nimport numpy as np\n"
               "from sklearn.linear_model import LogisticRegression", ["imports"]),
+             ("from contextlib import contextmanager\n@contextmanager\ndef connected(settings):\n"
+              "    conn = sqlite3.connect(':memory:')\n    yield conn\n    conn.close()", ["functions"]),
              ("X = np.eye(4)\ny = [0, 1, 0, 1]\nout = Path('x.txt')\nnames = ['a']\n"
               "data = {'X': X}\ndb = Path('d.db')", ["step:make"]),
              ("with open(out, 'w') as f:\n    f.write('1')\nm = LogisticRegression().fit(data['X'], y)\n"
               "u = list(map(str.upper, names))\nwith sqlite3.connect(db) as conn:\n    conn.execute('select 1')",
               ["step:one"]),
              ("with open(out) as f:\n    text = f.read()\nm2 = LogisticRegression().fit(X.T, y)\n"
-              "k = list(map(names.count, names))\nwith memoryview(X) as mv:\n    total = mv.nbytes", ["step:two"]),
+              "k = list(map(names.count, names))\nwith memoryview(X) as mv:\n    total = mv.nbytes\n"
+              "with connected(data) as conn:\n    conn.execute('select 1')", ["step:two"]),
              ("n = len(names) + X.shape[0] + len(data) + len(str(out)) + len(str(db))", ["step:read"])]
     p = compile_source(cells)
     assert p.step("read").sources == dict.fromkeys(["names", "X", "data", "out", "db"], "make")

@@ -362,3 +362,16 @@ def test_an_array_a_step_only_read_is_writeable_again_in_the_step_it_hands_it_on
     result = run_notebook(nb, options=RunOptions(engine="local", use_cache=False))
     assert result.ok, result.steps
     assert result.load("cons", ["out"])["out"] < 0
+
+
+def test_a_copied_function_keeps_its_default_the_very_object_handed_on_with_it():
+    # deepcopy keeps a function as it is, and its default would stay the producer's list
+    log = []
+
+    def add(x, into=log):
+        into.append(x)
+
+    copy = handoff._copied({"add": add, "log": log, "scale": lambda x, k=2: x * k}, "define")
+    copy["add"](1)
+    assert copy["log"] == [1] and log == []
+    assert copy["add"].__defaults__[0] is copy["log"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nbscale.kernels.masking import HIDDEN, holds_credential, masked
+from nbscale.kernels.masking import HIDDEN, holds_credential, masked, secret_name
 
 
 def test_what_looks_like_a_credential_is_masked_and_the_rest_kept():
@@ -13,8 +13,17 @@ def test_what_looks_like_a_credential_is_masked_and_the_rest_kept():
     assert out.startswith("401 Unauthorized: Bearer " + HIDDEN) and out.endswith("lang=en")
 
 
-def test_holds_credential_tells_connection_strings_from_plain_text():
-    assert holds_credential("jdbc:postgresql://db/x?user=u&password=pw123")
-    assert holds_credential("Server=db;Uid=u;Pwd=pw123")
-    assert not holds_credential("a run with the password policy of May")
-    assert not holds_credential("learning_rate=0.1")
+def test_holds_credential_tells_connection_strings_from_prose_and_expressions():
+    for secret in ["jdbc:postgresql://db/x?user=u&password=pw123", "Server=db;Uid=u;Pwd=pw123",
+                   "https://acct.blob.core.windows.net/c/f.csv?sv=2022-11-02&sig=AbC%2FdEf%2BgHi%3D",
+                   "--user bob --password Hunter2xyz", "Authorization: Bearer abc", "Bearer eyJhbGciOi.x.y",
+                   '{"apiKey": "k1"}']:
+        assert holds_credential(secret), secret
+    for plain in ["a run with the password policy of May", "learning_rate=0.1", "Basic statistics",
+                  "Bearer of bad news", "monkey = 3", "signal=strong", "y ~ x, design=balanced", "sort_key=date"]:
+        assert not holds_credential(plain), plain
+
+
+def test_secret_names_are_read_word_by_word():
+    assert all(map(secret_name, ["DB_PASSWORD", "sasSig", "api-key", "AccessKey", "--password", "token"]))
+    assert not any(map(secret_name, ["monkey", "signal", "design", "sort_key", "author", "n_passes", "key"]))

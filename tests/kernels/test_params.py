@@ -180,11 +180,15 @@ def test_recorded_values_hide_credentials_named_beside_them_or_inside_their_text
         "args": ["--password", "S3cretArgPw", "--epochs", "3"],
         "jdbc_url": "jdbc:postgresql://db/x?user=u&password=S3cretJdbcPw",
         "odbc": "Server=db;Uid=u;Pwd=S3cretOdbcPw", "columns": ["key", "value", "score"],
-        "title": "a run with the password policy of May"})
+        "title": "a run with the password policy of May", "accounts": ["user", "bob", "password", "S3cretFlat"],
+        "sas": "https://a.blob.core.windows.net/c/f.csv?sv=2022-11-02&sig=S3cretSig%2Fx",
+        "cli": "--user bob --password S3cretCli", "heading": "Basic statistics", "query": "signal=strong"})
     assert "S3cret" not in str(kept)
     assert kept["env"][0]["name"] == "DB_PASSWORD" and kept["env"][1] == {"name": "MODE", "value": "fast"}
     assert kept["headers"][1] == ["Accept", "json"] and kept["args"][2:] == ["--epochs", "3"]
     assert kept["columns"] == ["key", "value", "score"] and kept["title"] == "a run with the password policy of May"
+    assert kept["heading"] == "Basic statistics" and kept["query"] == "signal=strong" and kept["accounts"][:3] == [
+        "user", "bob", "password"]
 
 
 def _nested(value, depth):
