@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import urllib.parse
 from http.client import responses
 from pathlib import Path
@@ -60,10 +61,13 @@ def error_body(error: Exception, root: Path | None = None) -> dict:
 
 
 def _relative(text: str, root: Path | None) -> str:
-    if root is None:
+    """`text` with paths under `root` relative to it (not a sibling's that starts alike, `/srv/nb2`
+    under `/srv/nb`; nothing to take off a root that is `/`)."""
+    if root is None or Path(root).parent == Path(root):
         return text
     for form in {str(root), os.path.realpath(root)}:
-        text = text.replace(form + os.sep, "").replace(form, ".")
+        text = re.sub(re.escape(form) + r"(?:/|(?![\w.-]))", lambda m: "" if m.group(0).endswith("/") else ".",
+                      text)
     return text
 
 

@@ -15,6 +15,7 @@ import os
 import re
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 import tornado.httpclient
@@ -27,7 +28,7 @@ from traitlets.config import Config, Configurable
 
 from nbscale.errors import NbscaleError
 from nbscale.jupyter_ext import errors, load_server_extension
-from nbscale.jupyter_ext.handlers import NbscaleHandler, handlers, status_for
+from nbscale.jupyter_ext.handlers import NbscaleHandler, error_body, handlers, status_for
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -685,3 +686,11 @@ def test_a_run_started_by_the_server_cannot_read_the_servers_credentials(api, jp
     assert code == 202, summary
     detail = api.wait_run("env.ipynb", summary["run_id"])
     assert detail["status"] == "succeeded" and detail["metrics"] == {"seen": 1}, detail  # the plain one only
+
+
+def test_an_error_names_paths_under_the_root_relative_to_it_and_no_other_path_is_mangled():
+    error = errors.InvalidInput("the run store /srv/nb/d/.nbscale/runs.sqlite is damaged; /srv/nb2/x is not; "
+                                "root /srv/nb here")
+    assert error_body(error, Path("/srv/nb"))["error"] == (
+        "the run store d/.nbscale/runs.sqlite is damaged; /srv/nb2/x is not; root . here")
+    assert error_body(error, Path("/"))["error"] == str(error)  # a server serving `/`: nothing to take off
