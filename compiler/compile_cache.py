@@ -16,6 +16,11 @@ cost more than reading an entry), so upgrading it compiles notebooks again.
 
 The analysis is whole-notebook (each step continues the objects and functions of the steps
 before it), so an entry holds a whole compile: a changed cell compiles the notebook again.
+
+A run also asks whether Python compiles every cell it will run (`python_check`: a third of a
+compile again). `python_refusals` remembers a "yes" as an empty marker file in the same folder,
+keyed like an entry but by the cells a run compiles only, and pruned with the entries; a "no" is
+not remembered (the run stops there).
 """
 
 from __future__ import annotations
@@ -29,17 +34,27 @@ import time
 from pathlib import Path
 
 from .compile import compile_notebook
+from .diagnostics import Diagnostic
 from .ir import Pipeline
 from .notebook import Notebook, read_notebook
 from .parsing import collector_paused
+from .python_check import FLAGS, refused_cells
 
 CACHE_FORMAT = "nbscale.compile-cache/1"
 MAX_ENTRIES = 64  # notebooks remembered (an entry is about the size of the notebook's code)
 MAX_ENTRY_BYTES = 64 * 2**20  # bigger compiles are not kept
 SUFFIX = ".ir"
 PART = ".part"  # an entry being written
+PYTHON_OK = ".python-ok"  # a marker: Python compiles every cell a run of the pipeline compiles
 STALE_PART_SECONDS = 600  # a part file this old was left by a process that died while writing
 _compiler_digest: str | None = None
+
+
+def default_folder() -> Path:
+    """The user's compile cache (a check or a run writes nothing beside the notebook)."""
+    from platformdirs import user_cache_path
+
+    return user_cache_path("nbscale") / "compile"
 
 
 def compile_cached(notebook, folder) -> Pipeline:
@@ -60,6 +75,29 @@ def _compile_cached(notebook, folder) -> Pipeline:
         pipeline = compile_notebook(notebook)
         store_entry(entry, key, pipeline)
     return pipeline
+
+
+def python_refusals(pipeline: Pipeline, folder) -> list[Diagnostic]:
+    """`refused_cells(pipeline)`, without compiling the cells again when `folder` remembers that
+    Python compiles all of them."""
+    cells = {}
+    for part in (pipeline.prelude, *pipeline.steps):
+        cells.update(zip(part.cells, part.source))
+    text = json.dumps([CACHE_FORMAT, PYTHON_OK, compiler_digest(), sys.version, ipython_identity(), FLAGS,
+                       sorted(cells.items())], ensure_ascii=False)
+    marker = Path(folder) / (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() + PYTHON_OK)
+    if marker.is_file():
+        _used(marker)
+        return []
+    refused = refused_cells(pipeline)
+    if not refused:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()  # empty: nothing in it can be torn
+            prune(marker.parent)
+        except OSError:  # a folder that cannot be written only means no marker
+            pass
+    return refused
 
 
 def notebook_key(notebook: Notebook) -> str | None:
@@ -109,11 +147,15 @@ def load_entry(entry: Path, key: str) -> Pipeline | None:
         pipeline = Pipeline.from_json(json.loads(ir.decode("utf-8", "surrogatepass")))
     except (OSError, ValueError, RecursionError):  # ValueError: too few lines, bad UTF-8, bad JSON, not an IR
         return None
+    _used(entry)
+    return pipeline
+
+
+def _used(path: Path) -> None:
     try:
-        os.utime(entry)  # used now: pruning keeps it
+        os.utime(path)  # used now: pruning keeps it
     except OSError:
         pass
-    return pipeline
 
 
 def store_entry(entry: Path, key: str, pipeline: Pipeline) -> None:
@@ -141,21 +183,23 @@ def store_entry(entry: Path, key: str, pipeline: Pipeline) -> None:
         pass
 
 
-def prune(folder: Path, keep: int = MAX_ENTRIES) -> None:
-    """Remove all but the `keep` entries used last, and part files left by dead writers (another
-    process may be removing them too)."""
-    entries, now = [], time.time()
+def prune(folder: Path, keep: int | None = None) -> None:
+    """Remove all but the `keep` entries and `keep` markers used last, and part files left by dead
+    writers (another process may be removing them too)."""
+    kept: dict[str, list] = {SUFFIX: [], PYTHON_OK: []}
+    keep, now = MAX_ENTRIES if keep is None else keep, time.time()
     for path in folder.iterdir():
         try:
             modified = path.stat().st_mtime
         except OSError:
             continue
-        if path.name.endswith(SUFFIX):
-            entries.append((modified, path.name))
+        if path.suffix in kept:
+            kept[path.suffix].append((modified, path.name))
         elif path.name.endswith(PART) and now - modified > STALE_PART_SECONDS:
             _remove(path)
-    for _, name in sorted(entries, reverse=True)[keep:]:
-        _remove(folder / name)
+    for files in kept.values():
+        for _, name in sorted(files, reverse=True)[keep:]:
+            _remove(folder / name)
 
 
 def _remove(path: Path) -> None:

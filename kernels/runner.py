@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 
-from ..compiler import compile_notebook
+from ..compiler.compile_cache import compile_cached, default_folder, python_refusals
 from ..compiler.diagnostics import errors_text
 from ..compiler.hashing import step_hashes
-from ..compiler.python_check import refused_cells
 from . import params as params_mod
 from .children import end_orphans_of, owner_marker
 from .contract import (
@@ -136,7 +135,7 @@ def run_notebook(notebook, parameters=None, options: RunOptions | None = None, *
                  on_event=None, run_store: RunStore | None = None) -> RunResult:
     """Compile `notebook`, type `parameters` by its parameters cell, and run it."""
     notebook = Path(notebook)
-    pipeline = compile_notebook(notebook)
+    pipeline = compile_cached(notebook, default_folder())
     if pipeline.has_errors:
         raise PipelineNotRunnable(errors_text(pipeline.diagnostics, str(notebook)))
     values = params_mod.resolve(pipeline, parameters or {})
@@ -155,7 +154,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     store_url = options.store_url or artifacts_url(notebook)
     profile = profiles_enabled(notebook)  # a bad setting is refused before the run is recorded
     check_engine_name(options.engine)  # so is an unknown engine
-    refused = refused_cells(pipeline)  # and a cell Python would not run, before earlier steps run
+    refused = python_refusals(pipeline, default_folder())  # and a cell Python would not run, before earlier steps run
     if refused:
         raise PipelineNotRunnable(errors_text(refused, str(notebook)))
     store = run_store or default_run_store(notebook)
@@ -307,7 +306,7 @@ def cache_report(notebook, parameters=None, options: RunOptions | None = None) -
     """Per step, whether a run now would reuse its stored result, under which key, and why not."""
     options = options or RunOptions()
     notebook = Path(notebook)
-    pipeline = compile_notebook(notebook)
+    pipeline = compile_cached(notebook, default_folder())
     if pipeline.has_errors:
         raise PipelineNotRunnable(errors_text(pipeline.diagnostics, str(notebook)))
     hashes = step_hashes(pipeline, params_mod.resolve(pipeline, parameters or {}))

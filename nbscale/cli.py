@@ -77,11 +77,9 @@ def _compile(notebook, cached=False):
 
     with reporting_errors():
         if cached:  # in the user's cache folder: a check writes nothing beside the notebook
-            from platformdirs import user_cache_path
+            from nbscale.compiler.compile_cache import compile_cached, default_folder
 
-            from nbscale.compiler.compile_cache import compile_cached
-
-            return compile_cached(notebook, user_cache_path("nbscale") / "compile")
+            return compile_cached(notebook, default_folder())
         return compile_notebook(notebook)
 
 

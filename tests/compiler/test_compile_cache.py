@@ -10,13 +10,15 @@ from pathlib import Path
 
 from conftest import make_notebook
 
-from nbscale.compiler import compile_notebook
+from nbscale.compiler import compile_cache, compile_notebook
 from nbscale.compiler.compile_cache import (
     MAX_ENTRIES,
+    PYTHON_OK,
     SUFFIX,
     compile_cached,
     load_entry,
     notebook_key,
+    python_refusals,
     store_entry,
 )
 from nbscale.compiler.notebook import read_notebook
@@ -184,3 +186,44 @@ def test_a_folder_that_cannot_be_written_only_means_no_entry(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     assert compile_cached(path, blocker / "cache").to_json() == compile_notebook(path).to_json()
+
+
+def counted_checks(monkeypatch) -> list:
+    """The pipelines whose cells Python is asked to compile, from here on."""
+    checked = []
+    real = compile_cache.refused_cells
+    monkeypatch.setattr(compile_cache, "refused_cells", lambda pipeline: checked.append(pipeline) or real(pipeline))
+    return checked
+
+
+def test_a_pipeline_python_compiles_is_checked_once_then_remembered(tmp_path, monkeypatch):
+    checked = counted_checks(monkeypatch)
+    folder = tmp_path / "cache"
+    path = make_notebook(tmp_path, CELLS)
+    assert python_refusals(compile_cached(path, folder), folder) == []
+    assert python_refusals(compile_cached(path, folder), folder) == []
+    assert len(checked) == 1 and len(list(folder.glob("*" + PYTHON_OK))) == 1
+
+
+def test_a_changed_cell_is_compiled_again_and_a_refusal_is_never_remembered(tmp_path, monkeypatch):
+    checked = counted_checks(monkeypatch)
+    folder = tmp_path / "cache"
+    python_refusals(compile_cached(make_notebook(tmp_path, CELLS), folder), folder)
+    refused = make_notebook(tmp_path, [*CELLS[:2], ("print(y)\nbreak", ["step:c"])])  # was fine: now refused
+    for _ in range(2):
+        found = python_refusals(compile_cached(refused, folder), folder)
+        assert [(d.code, d.cell, d.line) for d in found] == [("syntax-error", 2, 2)]
+    assert len(checked) == 3 and len(list(folder.glob("*" + PYTHON_OK))) == 1
+
+
+def test_a_marker_is_pruned_with_the_entries_and_an_unwritable_folder_still_checks(tmp_path, monkeypatch):
+    monkeypatch.setattr(compile_cache, "MAX_ENTRIES", 2)
+    folder = tmp_path / "cache"
+    for i in range(4):
+        path = make_notebook(tmp_path, [(f"v = {i}", ["step:a"])], name=f"nb{i}")
+        python_refusals(compile_cached(path, folder), folder)
+    assert len(list(folder.glob("*" + PYTHON_OK))) == 2 and len(entries(folder)) == 2
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    refused = compile_notebook(make_notebook(tmp_path, [("return 1", ["step:a"])], name="bad"))
+    assert [d.code for d in python_refusals(refused, blocker / "cache")] == ["syntax-error"]
