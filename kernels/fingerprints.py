@@ -56,9 +56,6 @@ FINGERPRINT_VERSION = 1
 DIGEST = "xxh3_128" if xxhash is not None else "blake2b"
 NOT_A_FILE = "not-a-file"  # file_state of a folder or a device: no dependency
 _CHUNK = 1 << 20
-_SECRET = re.compile(r"KEY|SECRET|TOKEN|PASS|PWD|CRED|AUTH|PRIVATE|COOKIE|SESSION|DSN|CERT|CONN|DATABASE"
-                     r"|SALT|SIGN|BEARER|JWT|HMAC|ACCESS|LOGIN"
-                     r"|(^|_)(PAT|PW|PIN|OTP)(_|$)", re.IGNORECASE)
 # values kept (and shown) as they are: short, no credentials in a URL (`postgres://u:pw@db`), no
 # token-like run of letters and digits (`ghp_16C7e42F292c6912E7710c838347Ae178B4a`)
 _PLAIN_VALUE_MAX = 40
@@ -193,7 +190,9 @@ def _stored_key() -> bytes | None:
 def may_be_credential(name: str, text: str) -> bool:
     """A value of any length that may be a secret: its name looks secret, or it holds a password in
     a URL or a token-like run of letters and digits."""
-    return bool(_SECRET.search(name) or _CREDENTIAL_LIKE.search(text))
+    from .masking import secret_name
+
+    return bool(secret_name(name) or _CREDENTIAL_LIKE.search(text))
 
 
 def hidden(text: str) -> str:
@@ -205,7 +204,9 @@ def hidden(text: str) -> str:
 def _plain(name: str, value: str) -> bool:
     """Whether a value named `name` may be kept and shown as it is: short, of a name that does not
     look secret, without a password in a URL or a token-like run of letters and digits."""
-    return not _SECRET.search(name) and len(value) <= _PLAIN_VALUE_MAX and not _CREDENTIAL_LIKE.search(value)
+    from .masking import holds_credential
+
+    return not may_be_credential(name, value) and len(value) <= _PLAIN_VALUE_MAX and not holds_credential(value)
 
 
 # --- checking ------------------------------------------------------------------------------------

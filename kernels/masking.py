@@ -17,7 +17,7 @@ HIDDEN = "<hidden>"
 # a credential after its scheme (RFC 6750's b64token; Basic's base64 of user:password)
 _SCHEME = re.compile(r"\b(Bearer)\s+[\w.~+/-]+=*|\b(Basic)\s+[A-Za-z0-9+/]{8,}=*", re.IGNORECASE)
 _VALUE = r"(?!(?:Bearer|Basic)\b)[^\s\"',;&)}\]]+"  # (after a scheme: the scheme's rule hides the token)
-# the value of a secret-looking name (`may_be_credential`) in `name=value` and `"name": "value"`;
+# the value of a secret-looking name (`secret_name`) in `name=value` and `"name": "value"`;
 # after `name: ` only for names of headers and keys, as prose has `401 Unauthorized: invalid …`.
 # Names are bounded: an unbounded run before a literal backtracks in quadratic time on a long answer.
 _NAMED = re.compile(rf"(?P<name>[\w.-]{{1,64}})(?P<sep>\s*=\s*)(?P<value>{_VALUE})"
@@ -49,12 +49,10 @@ def _hide_word(match) -> str:
 
 
 def _hide_named(match) -> str:
-    from .fingerprints import may_be_credential
-
     quoted = match["qname"] is not None
     name, sep = (match["qname"], match["q"] + match["qname"] + match["q"] + match["qsep"]) if quoted \
         else (match["name"], match["name"] + match["sep"])
-    return sep + HIDDEN if may_be_credential(name, "") or secret_name(name) else match.group(0)
+    return sep + HIDDEN if secret_name(name) else match.group(0)
 
 
 def _forms(sent) -> set[str]:
@@ -73,13 +71,26 @@ def _quoted(secret: str) -> str:
     return pattern if len(secret) >= 8 else rf"(?<![\w]){pattern}(?![\w])"
 
 
-# words of a name that make its value a secret (`db_password`, `sig`, `apiKey`); "key" only after
-# a word that makes it one (`api_key`, `secret_key`: not `sort_key`, `monkey`)
+# The one rule for "a name whose value is a secret", for run records, the environment of a step's
+# fingerprint and masked text alike. Word by word (`DB_PASSWORD`, `sasSig`, `apiKey`), so that
+# `n_passes`, `author`, `keyword`, `design` and `max_tokens` keep their values; a word that runs
+# names together counts by its ending (`PGPASSWORD`, `githubtoken`, `secretkey`).
 SECRET_WORDS = frozenset("""
-    password passwd pwd pw pass passphrase secret secrets token tokens sig signature auth authorization
-    credential credentials cookie cookies apikey jwt bearer otp
+    password passwords passwd pwd pw pass passphrase secret secrets token sig signature sign signing
+    auth authorization oauth credential credentials cred creds cookie cookies apikey jwt bearer otp pat pin
+    salt hmac dsn login access private session cert certs conn database
     """.split())
+SECRET_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "credential", "credentials", "apikey",
+                  "cookie")
+# "key" is a secret after a word that makes it one (`api_key`, `AWS_SECRET_ACCESS_KEY`), or as the
+# last word after another (`STRIPE_KEY`), unless that word says it keys data (`sort_key`,
+# `public_key`); alone (`["key", "value"]`, a column) or before another word (`key_column`,
+# `key_size`) it names no secret
 KEY_QUALIFIERS = frozenset("api access secret private account master signing encryption client app".split())
+PLAIN_KEYS = frozenset("""
+    sort primary foreign join group groupby partition index dict cache hash lookup unique composite row
+    shard merge random rng map order public dedup bucket object cluster
+    """.split())
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _TOKEN_AFTER_SCHEME = re.compile(r"\b(?:Bearer|Basic)\s+(?=[\w.~+/-]*[\d.~+/=-])[\w.~+/-]{8,}=*", re.IGNORECASE)
 _AUTHORIZATION = re.compile(r"\b(?:proxy-)?authorization\s*[:=]\s*\S", re.IGNORECASE)
@@ -87,10 +98,21 @@ _SECRET_FLAG = re.compile(r"(?:^|\s)--?(?P<name>[\w-]{1,64})[\s=]+(?P<value>[^\s
 
 
 def secret_name(name: str) -> bool:
-    """Whether a name says its value is a secret, word by word (`DB_PASSWORD`, `sasSig`, `api-key`)."""
-    words = [w.lower() for w in _WORDS.findall(name)]
-    return any(w in SECRET_WORDS or (w == "key" and i and words[i - 1] in KEY_QUALIFIERS)
-               for i, w in enumerate(words))
+    """Whether a name says its value is a secret (`DB_PASSWORD`, `sasSig`, `api-key`, `PGPASSWORD`)."""
+    words = [w.lower() for w in _WORDS.findall(name[:256])]
+    return any(_secret_word(words, i) for i in range(len(words)))
+
+
+def _secret_word(words: list[str], i: int) -> bool:
+    word = words[i]
+    if word in SECRET_WORDS or word.endswith(SECRET_ENDINGS):
+        return True
+    if word.endswith("key") and word[:-3] in KEY_QUALIFIERS:  # `secretkey`, `accesskey`
+        return True
+    if word != "key":
+        return False
+    before = words[i - 1] if i else ""
+    return before in KEY_QUALIFIERS or (i == len(words) - 1 and before not in PLAIN_KEYS | {""})
 
 
 def holds_credential(text: str) -> bool:

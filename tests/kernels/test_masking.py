@@ -25,5 +25,9 @@ def test_holds_credential_tells_connection_strings_from_prose_and_expressions():
 
 
 def test_secret_names_are_read_word_by_word():
-    assert all(map(secret_name, ["DB_PASSWORD", "sasSig", "api-key", "AccessKey", "--password", "token"]))
-    assert not any(map(secret_name, ["monkey", "signal", "design", "sort_key", "author", "n_passes", "key"]))
+    assert all(map(secret_name, ["DB_PASSWORD", "sasSig", "api-key", "AccessKey", "--password", "token",
+                                 "PGPASSWORD", "githubtoken", "secretkey", "AWS_SECRET_ACCESS_KEY", "STRIPE_KEY",
+                                 "openai_key", "oauth", "GITHUB_PAT", "db_pw", "MY_SALT", "dsn", "LOGIN_NAME"]))
+    assert not any(map(secret_name, ["monkey", "signal", "design", "sort_key", "author", "n_passes", "keyword",
+                                     "max_tokens", "tokenizer", "key", "public_key", "key_column", "key_size", "pattern",
+                                     "bypass_rate", "n_estimators", "x" * 10_000]))

@@ -153,6 +153,15 @@ def test_recorded_values_hide_what_may_be_a_credential_and_keep_the_rest():
     assert kept["layers"] == [64, 32] * 20 and kept["name"] == "iris" and kept["maybe"] is None
 
 
+def test_recorded_values_keep_names_that_only_contain_a_secret_looking_word():
+    shown = {"n_passes": 3, "author": "ann", "keyword": "churn", "max_tokens": 512, "tokenizer": "bert-base",
+             "design": "ab", "sort_key": "date", "signal": "strong"}
+    secret = {"api_key": "k1", "PGPASSWORD": "p", "openai_key": "k2", "db_pw": "p2", "session": "s"}
+    kept = params.recorded({**shown, **secret})
+    assert {n: kept[n] for n in shown} == shown
+    assert all(kept[n].startswith("hidden:") for n in secret)
+
+
 def test_recorded_values_hide_a_credential_nested_at_any_depth_and_keep_the_rest():
     db = {"user": "u", "password": "hunter2pw", "port": 5432}
     config = {"db": db, "headers": {"Authorization": "Bearer s3cr3t", "Accept": "json"},
@@ -177,7 +186,7 @@ def test_recorded_values_hide_credentials_named_beside_them_or_inside_their_text
     kept = params.recorded({
         "env": [{"name": "DB_PASSWORD", "value": "S3cretEnvPw"}, {"name": "MODE", "value": "fast"}],
         "headers": [["Authorization", "Bearer S3cretHdr"], ["Accept", "json"]],
-        "args": ["--password", "S3cretArgPw", "--epochs", "3"],
+        "args": ["--password", "S3cretArgValue", "--epochs", "3"],
         "jdbc_url": "jdbc:postgresql://db/x?user=u&password=S3cretJdbcPw",
         "odbc": "Server=db;Uid=u;Pwd=S3cretOdbcPw", "columns": ["key", "value", "score"],
         "title": "a run with the password policy of May", "accounts": ["user", "bob", "password", "S3cretFlat"],
