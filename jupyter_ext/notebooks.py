@@ -74,14 +74,14 @@ class Notebooks:
         folder cannot lead out), and `scandir` tells links and folders without a stat: the check
         costs one directory read per folder, however many runs the state folder holds."""
         try:
-            with os.scandir(folder) as found:
-                entries = [(Path(e.path), e.is_symlink()) for e in found
-                           if e.is_symlink() or e.is_dir(follow_symlinks=False)]
+            with os.scandir(folder) as found:  # (at the last level only links matter: logs/ holds a folder per run)
+                entries = [(e.path, e.is_symlink()) for e in found
+                           if e.is_symlink() or (depth > 1 and e.is_dir(follow_symlinks=False))]
         except OSError:  # none there, or not a folder: nothing is used through it
             return None
         for path, link in entries:
             if link and not self.inside(path):
-                return path
+                return Path(path)
             if depth > 1 and (deeper := self._link_out(path, depth - 1)) is not None:
                 return deeper
         return None
