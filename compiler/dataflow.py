@@ -238,23 +238,24 @@ class _Builder:
     def _gather(self, step, names, shared):
         """`names` reach the objects `shared` that a step changes: `step` gets them from one
         producer, and so on upwards, so that they are the same objects all the way."""
-        names, shared = self._tied(step.name, names, shared)
-        producers = {step.sources[n] for n in names}
-        latest = self.steps[max(self.position[p] for p in producers)]
-        received = self.received[step.name]
-        held = self.received.setdefault(latest.name, {})
-        for name in names:
-            source = step.sources[name]
-            if source != latest.name and name not in latest.defines:
-                latest.sources.setdefault(name, source)
-                held.setdefault(name, received[name])
-                step.sources[name] = latest.name
-                self.carried.add((latest.name, name))
-        # the producer must have received them as one copy too, even when it changes nothing
-        reaching = self.heap.reaching(shared)
-        upwards = sorted(n for n in latest.sources if not reaching.isdisjoint(held[n]))
-        if upwards:
-            self._gather(latest, upwards, shared)
+        reaching = reached = None
+        while names:
+            names, shared = self._tied(step.name, names, shared)
+            producers = {step.sources[n] for n in names}
+            latest = self.steps[max(self.position[p] for p in producers)]
+            received = self.received[step.name]
+            held = self.received.setdefault(latest.name, {})
+            for name in names:
+                source = step.sources[name]
+                if source != latest.name and name not in latest.defines:
+                    latest.sources.setdefault(name, source)
+                    held.setdefault(name, received[name])
+                    step.sources[name] = latest.name
+                    self.carried.add((latest.name, name))
+            if shared != reached:  # (once per gathering, unless a tie adds objects: a chain of
+                reaching, reached = self.heap.reaching(shared), shared  # n steps cost n closures)
+            # the producer must have received them as one copy too, even when it changes nothing
+            step, names = latest, sorted(n for n in latest.sources if not reaching.isdisjoint(held[n]))
 
     def _tied(self, step_name, names, shared) -> tuple[list[str], set]:
         """`names` with the names an earlier gathering in the step tied to any of them (they stay
