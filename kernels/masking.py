@@ -9,6 +9,7 @@ statistics"`, `query="signal=strong"`), and what it calls a credential is record
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import urllib.parse
@@ -38,6 +39,7 @@ def masked(text: str, sent=()) -> str:
     text = _SCHEME.sub(lambda m: f"{m.group(1) or m.group(2)} {HIDDEN}", text)
     text = _NAMED.sub(_hide_named, text)
     text = _HEADER.sub(lambda m: m["name"] + m["sep"] + HIDDEN, text)
+    text = _SECRET_FLAG.sub(_hide_flag, text)  # `keytool -storepass …`
     return re.sub(r"\S+", _hide_word, text)
 
 
@@ -46,6 +48,11 @@ def _hide_word(match) -> str:
 
     word = match.group(0)
     return HIDDEN if len(word) > LONG_WORD or may_be_credential("", word) else word
+
+
+def _hide_flag(match) -> str:
+    whole = match.group(0)
+    return whole[:match.start("value") - match.start()] + HIDDEN if secret_name(match["name"]) else whole
 
 
 def _hide_named(match) -> str:
@@ -72,25 +79,45 @@ def _quoted(secret: str) -> str:
 
 
 # The one rule for "a name whose value is a secret", for run records, the environment of a step's
-# fingerprint and masked text alike. Word by word (`DB_PASSWORD`, `sasSig`, `apiKey`), so that
-# `n_passes`, `author`, `keyword`, `design` and `max_tokens` keep their values; a word that runs
-# names together counts by its ending (`PGPASSWORD`, `githubtoken`, `secretkey`).
-SECRET_WORDS = frozenset("""
-    password passwords passwd pwd pw pass passphrase secret secrets token sig signature sign signing
-    auth authorization oauth credential credentials cred creds cookie cookies apikey jwt bearer otp pat pin
-    salt hmac dsn login access private session cert certs conn database
+# fingerprint and masked text alike. Any part of a name that may name a secret counts, also run
+# together with other words (`PGPASSWORD`, `SSHPASS`, `JSESSIONID`, `dbcreds`), unless it lies in a
+# word known to mean something else (`n_passes`, `author`, `keyword`, `tokenizer`, `design`) or
+# next to one that says so (`sort_key`, `max_tokens`, `pad_token_id`, `pin_memory`): a name that
+# is not known to be harmless is hidden.
+_SECRET_PART = re.compile(r"key|secret|token|pass|pwd|cred|auth|private|cookie|session|sessid|dsn|cert|conn|database"
+                          r"|salt|sign|bearer|jwt|hmac|access|login", re.IGNORECASE)
+SECRET_WORDS = frozenset("pat pw pin otp sig".split())  # as whole words only (`GITHUB_PAT`, `sasSig`)
+HARMLESS_WORDS = frozenset("""
+    keyword keywords monkey monkeys donkey turkey hockey jockey whiskey hotkey hotkeys turnkey keyboard keyboards
+    keynote keyframe keyframes keypoint keypoints keystroke keystrokes keystone
+    passes passed passing passenger passengers compass bypass lowpass highpass bandpass allpass multipass
+    passthrough surpass trespass encompass overpass underpass
+    author authors authored authoring authorship
+    tokenizer tokenizers tokenize tokenized tokenizing tokenization detokenize detokenizer
+    design designs designed designer signal signals signaling signalling significance significant signif
+    assign assigned assignment assignments
+    connected connectivity connectome uncertainty uncertainties certainty concert accessor accessors
+    accessible accessibility secretary credible credibility incredible
     """.split())
-SECRET_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "credential", "credentials", "apikey",
-                  "cookie")
-# "key" is a secret after a word that makes it one (`api_key`, `AWS_SECRET_ACCESS_KEY`), or as the
-# last word after another (`STRIPE_KEY`), unless that word says it keys data (`sort_key`,
-# `public_key`); alone (`["key", "value"]`, a column) or before another word (`key_column`,
-# `key_size`) it names no secret
-KEY_QUALIFIERS = frozenset("api access secret private account master signing encryption client app".split())
-PLAIN_KEYS = frozenset("""
-    sort primary foreign join group groupby partition index dict cache hash lookup unique composite row
-    shard merge random rng map order public dedup bucket object cluster
-    """.split())
+# (word, the word after it) and (the word before it, word) that make a secret-looking word harmless
+_KEY_OF_DATA = """sort primary foreign join group groupby partition index dict cache hash lookup unique composite
+    row shard merge random rng prng map order public dedup bucket object cluster label text image target
+    input output prompt response feature batch obs neighbors column field metric dropout time labels sample layer
+    color id""".split()
+_COUNTED_TOKENS = "max min n num total new input output prompt completion context generated special".split()
+_SPECIAL_TOKEN = "pad eos bos unk sep cls mask special start end image".split()
+HARMLESS_PAIRS = frozenset(
+    [(before, key) for before in _KEY_OF_DATA for key in ("key", "keys")]
+    + [(key, after) for key in ("key", "keys") for after in
+       "column columns col cols field fields name names func fn size length len type".split()]
+    + [(before, "tokens") for before in _COUNTED_TOKENS]
+    + [(before, "token") for before in _SPECIAL_TOKEN]
+    + [("token", after) for after in "type types count counts limit budget length len ids".split()]
+    + [("pass", after) for after in "at rate through threshold count".split()]
+    + [("session", after) for after in "length gap timeout window count".split()]
+    + [("access", after) for after in "level mode pattern count".split()]
+    + [("sig", after) for after in "level figs digits threshold".split()]
+    + [("pin", "memory")])
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _TOKEN_AFTER_SCHEME = re.compile(r"\b(?:Bearer|Basic)\s+(?=[\w.~+/-]*[\d.~+/=-])[\w.~+/-]{8,}=*", re.IGNORECASE)
 _AUTHORIZATION = re.compile(r"\b(?:proxy-)?authorization\s*[:=]\s*\S", re.IGNORECASE)
@@ -98,21 +125,24 @@ _SECRET_FLAG = re.compile(r"(?:^|\s)--?(?P<name>[\w-]{1,64})[\s=]+(?P<value>[^\s
 
 
 def secret_name(name: str) -> bool:
-    """Whether a name says its value is a secret (`DB_PASSWORD`, `sasSig`, `api-key`, `PGPASSWORD`)."""
-    words = [w.lower() for w in _WORDS.findall(name[:256])]
-    return any(_secret_word(words, i) for i in range(len(words)))
+    """Whether a name may say its value is a secret (`DB_PASSWORD`, `sasSig`, `api-key`, `PGPASSWORD`)."""
+    found = list(_WORDS.finditer(name))
+    starts, words = [m.start() for m in found], [m.group(0).lower() for m in found]
+    if any(word in SECRET_WORDS and not _harmless(words, i) for i, word in enumerate(words)):
+        return True
+    for part in _SECRET_PART.finditer(name):
+        # the word the part lies in; none (it spans words, or is no word's) explains nothing
+        i = bisect.bisect_right(starts, part.start()) - 1
+        if i < 0 or found[i].end() < part.end() or not _harmless(words, i):
+            return True
+    return False
 
 
-def _secret_word(words: list[str], i: int) -> bool:
+def _harmless(words: list[str], i: int) -> bool:
     word = words[i]
-    if word in SECRET_WORDS or word.endswith(SECRET_ENDINGS):
-        return True
-    if word.endswith("key") and word[:-3] in KEY_QUALIFIERS:  # `secretkey`, `accesskey`
-        return True
-    if word != "key":
-        return False
     before = words[i - 1] if i else ""
-    return before in KEY_QUALIFIERS or (i == len(words) - 1 and before not in PLAIN_KEYS | {""})
+    after = words[i + 1] if i + 1 < len(words) else ""
+    return word in HARMLESS_WORDS or (word, after) in HARMLESS_PAIRS or (before, word) in HARMLESS_PAIRS
 
 
 def holds_credential(text: str) -> bool:

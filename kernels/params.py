@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 
 from .errors import ParameterError
 
@@ -198,24 +199,37 @@ def recorded(values: dict) -> dict:
     credential (`api_token`, a DSN with a password, `{"password": ...}` or `{"Authorization": ...}`
     at any depth of a dict or list) as a keyed digest, which still shows whether two runs had the
     same value; the run itself (and its cache key) gets the value."""
-    return {name: _recorded(name, value) for name, value in values.items()}
+    return {name: _recorded(name, value, set()) for name, value in values.items()}
 
 
-def _recorded(name, value):
+def hidden_texts(values: dict) -> dict[str, set[str]]:
+    """Per parameter, the texts `recorded` hides (strings, and numbers as text, of what it replaced
+    by a digest; not the dict keys around them): what a log must not show either."""
+    found = {}
+    for name, value in values.items():
+        _recorded(name, value, texts := set())
+        if texts:
+            found[name] = texts
+    return found
+
+
+def _recorded(name, value, hidden: set):
     """`value` with what may be a credential hidden: all of it under a secret-looking `name`, else
-    each string, dict key and value inside that looks like one (no part of a secret is kept).
-    A stack, not recursion, as in `_parts`: any depth the run store can hold."""
+    each string, dict key and value inside that looks like one (no part of a secret is kept); the
+    texts it hides are added to `hidden`. A stack, not recursion, as in `_parts`: any depth the run
+    store can hold."""
     root = [None]
     stack = [(name, value, root, 0)]  # (name, value, the copy it goes into, its place there)
     while stack:
         name, value, into, place = stack.pop()
         if _secret_name(name) or not isinstance(value, (dict, list, tuple)):
-            into[place] = _recorded_leaf(name, value)
+            into[place] = _recorded_leaf(name, value, hidden)
         elif isinstance(value, dict):
-            into[place] = copy = dict.fromkeys(_recorded_key(key) for key in value)  # (keeps the order)
+            keys = [_recorded_key(key, hidden) for key in value]
+            into[place] = copy = dict.fromkeys(keys)  # (keeps the order)
             named = _named_by(value)
-            stack.extend((key if named is None or key in NAME_KEYS else named, item, copy, _recorded_key(key))
-                         for key, item in value.items())
+            stack.extend((key if named is None or key in NAME_KEYS else named, item, copy, kept)
+                         for (key, item), kept in zip(value.items(), keys))
         else:
             into[place] = copy = [None] * len(value)
             stack.extend((_named_by_before(value, i), item, copy, i) for i, item in enumerate(value))
@@ -232,15 +246,20 @@ def _named_by(entry: dict):
 
 def _named_by_before(items, i: int) -> str:
     """What names the item at `i` of a list: the secret name before it (`["Authorization", "Bearer …"]`,
-    `["--password", …]`, `["user", "u", "password", …]`, word by word: not `["key", "value"]`); ""
+    `["--password", …]`, `["user", "u", "password", …]`; not `["key", "value"]`, column labels); ""
     when none does."""
     from .masking import secret_name
 
     before = items[i - 1] if i else None
-    return before if isinstance(before, str) and secret_name(before) else ""
+    named = isinstance(before, str) and _LIST_NAME.fullmatch(before) is not None \
+        and before.lower() not in ("key", "keys") and secret_name(before)
+    return before if named else ""
 
 
-def _recorded_leaf(name, value):
+_LIST_NAME = re.compile(r"-{0,2}[\w.-]{1,64}")  # a name or a flag; a URL or a sentence names nothing
+
+
+def _recorded_leaf(name, value, texts: set):
     from .fingerprints import hidden, may_be_credential
     from .masking import holds_credential
 
@@ -248,7 +267,10 @@ def _recorded_leaf(name, value):
         return None
     text = _text(value)
     secret = may_be_credential(str(name), text) or (isinstance(value, str) and holds_credential(value))
-    return hidden(text) if secret else value
+    if not secret:
+        return value
+    texts |= _values_as_text(value)
+    return hidden(text)
 
 
 def _secret_name(name) -> bool:
@@ -257,11 +279,34 @@ def _secret_name(name) -> bool:
     return may_be_credential(str(name), "")
 
 
-def _recorded_key(key):
+def _recorded_key(key, texts: set):
     """A dict key that is itself a token or a URL with a password (`{"https://u:pw@host": 1}`)."""
     from .fingerprints import hidden, may_be_credential
 
-    return hidden(key) if isinstance(key, str) and may_be_credential("", key) else key
+    if isinstance(key, str) and may_be_credential("", key):
+        texts.add(key)
+        return hidden(key)
+    return key
+
+
+def _values_as_text(value) -> set[str]:
+    """The strings and numbers (as text) in a value, at any depth; of its dict keys, those that are
+    credentials themselves (not `password` in `{"password": …}`)."""
+    from .fingerprints import may_be_credential
+
+    found, stack = set(), [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found.update(key for key in item if isinstance(key, str) and may_be_credential("", key))
+            stack += item.values()
+        elif isinstance(item, (list, tuple)):
+            stack += item
+        elif isinstance(item, str) and item:
+            found.add(item)
+        elif type(item) in (int, float):
+            found.add(str(item))
+    return found
 
 
 def _text(value) -> str:

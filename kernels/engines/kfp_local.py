@@ -231,15 +231,12 @@ def _hide_secrets(log_path: Path, values: dict) -> None:
     """The log without the text of what the run store hides of the parameters (`params.recorded`:
     credentials, at any depth of a dict or list), as given and as JSON inside kfp.local's task
     inputs."""
-    from ..params import recorded
+    from ..params import hidden_texts
 
-    kept = recorded(values)
     secrets = {}
-    for name, value in values.items():
-        if kept[name] != value:  # (the texts it hid: those the record no longer holds)
-            hidden = _texts(value) - _texts(kept[name])
-            # (a text of a few characters would take every such run of characters out of the log)
-            secrets.update(dict.fromkeys((t for t in hidden if len(t) >= MIN_HIDDEN_TEXT), name))
+    for name, texts in hidden_texts(values).items():
+        # (a text of a few characters would take every such run of characters out of the log)
+        secrets.update(dict.fromkeys((t for t in texts if len(t) >= MIN_HIDDEN_TEXT), name))
     if not secrets:
         return
     text = log_path.read_text(encoding="utf-8", errors="surrogateescape")
@@ -247,22 +244,6 @@ def _hide_secrets(log_path: Path, values: dict) -> None:
         for form in {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}:
             text = text.replace(form, f"<parameter {secrets[secret]}, hidden>")
     log_path.write_text(text, encoding="utf-8", errors="surrogateescape")
-
-
-def _texts(value) -> set[str]:
-    """The strings a parameter value holds at any depth (dict keys too), and its numbers as text."""
-    found, stack = set(), [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack += [*item.keys(), *item.values()]
-        elif isinstance(item, (list, tuple)):
-            stack += item
-        elif isinstance(item, str) and item:
-            found.add(item)
-        elif type(item) in (int, float):
-            found.add(str(item))
-    return found
 
 
 def _tail(path: Path) -> str:

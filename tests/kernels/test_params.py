@@ -153,6 +153,16 @@ def test_recorded_values_hide_what_may_be_a_credential_and_keep_the_rest():
     assert kept["layers"] == [64, 32] * 20 and kept["name"] == "iris" and kept["maybe"] is None
 
 
+def test_hidden_texts_are_the_values_a_record_hides_not_the_keys_around_them():
+    token = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+    values = {"api_token": "PARAMSECRET", "n": 3, "title": "password policy",
+              "db": {"user": "analyst", "auth": {"password": "NESTEDPW9", token: 1}},
+              "env": [{"name": "DB_PASSWORD", "value": "EnvPw"}], "hosts": ["postgres://u:pw@db/x", "plain"]}
+    assert params.hidden_texts(values) == {"api_token": {"PARAMSECRET"}, "db": {"NESTEDPW9", token, "1"},
+                                           "env": {"EnvPw"}, "hosts": {"postgres://u:pw@db/x"}}
+    assert params.hidden_texts({"n_passes": 3, "author": "ann"}) == {}
+
+
 def test_recorded_values_keep_names_that_only_contain_a_secret_looking_word():
     shown = {"n_passes": 3, "author": "ann", "keyword": "churn", "max_tokens": 512, "tokenizer": "bert-base",
              "design": "ab", "sort_key": "date", "signal": "strong"}
