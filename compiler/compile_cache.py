@@ -11,8 +11,12 @@ renamed into place, so two processes checking at once each see a whole entry or 
 folder keeps the MAX_ENTRIES entries used last.
 
 IPython turns magics into Python: the key also holds the identity of the installed IPython (its
-`__init__.py`'s path, size and modification time, found without importing it: its version would
-cost more than reading an entry), so upgrading it compiles notebooks again.
+path and a digest of its input transformer, read without importing it: its version would cost
+more than reading an entry), so upgrading or editing it compiles notebooks again. The compiler's
+own digest is taken as the package is imported, so a long-lived process (a kernel, the server)
+whose compiler or IPython was replaced on disk since never files what it compiles under the new
+one's key. No user cache folder (no home), or one that cannot be read, means no cache, never a
+failed check or run.
 
 The analysis is whole-notebook (each step continues the objects and functions of the steps
 before it), so an entry holds a whole compile: a changed cell compiles the notebook again.
@@ -29,6 +33,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -50,11 +55,16 @@ STALE_PART_SECONDS = 600  # a part file this old was left by a process that died
 _compiler_digest: str | None = None
 
 
-def default_folder() -> Path:
-    """The user's compile cache (a check or a run writes nothing beside the notebook)."""
+def default_folder() -> Path | None:
+    """The user's compile cache (a check or a run writes nothing beside the notebook); None where
+    the user has no home to keep it in (a container's user without one)."""
     from platformdirs import user_cache_path
 
-    return user_cache_path("nbscale") / "compile"
+    try:
+        folder = user_cache_path("nbscale") / "compile"
+    except (RuntimeError, OSError, KeyError):
+        return None
+    return folder if folder.is_absolute() else None  # (`~` left as it is: no home either)
 
 
 def compile_cached(notebook, folder) -> Pipeline:
@@ -66,7 +76,7 @@ def compile_cached(notebook, folder) -> Pipeline:
 def _compile_cached(notebook, folder) -> Pipeline:
     if not isinstance(notebook, Notebook):
         notebook = read_notebook(notebook)
-    key = notebook_key(notebook)
+    key = notebook_key(notebook) if folder is not None else None
     if key is None:
         return compile_notebook(notebook)
     entry = Path(folder) / (key + SUFFIX)
@@ -79,18 +89,16 @@ def _compile_cached(notebook, folder) -> Pipeline:
 
 def python_refusals(pipeline: Pipeline, folder) -> list[Diagnostic]:
     """`refused_cells(pipeline)`, without compiling the cells again when `folder` remembers that
-    Python compiles all of them."""
-    cells = {}
-    for part in (pipeline.prelude, *pipeline.steps):
-        cells.update(zip(part.cells, part.source))
-    text = json.dumps([CACHE_FORMAT, PYTHON_OK, compiler_digest(), sys.version, ipython_identity(), FLAGS,
-                       sorted(cells.items())], ensure_ascii=False)
-    marker = Path(folder) / (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() + PYTHON_OK)
-    if marker.is_file():
-        _used(marker)
-        return []
+    Python compiles all of them (None: no folder)."""
+    marker = _python_ok_marker(pipeline, folder)
+    try:
+        if marker is not None and marker.is_file():
+            _used(marker)
+            return []
+    except OSError:  # a folder this user cannot look into: no marker
+        marker = None
     refused = refused_cells(pipeline)
-    if not refused:
+    if not refused and marker is not None:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()  # empty: nothing in it can be torn
@@ -100,9 +108,26 @@ def python_refusals(pipeline: Pipeline, folder) -> list[Diagnostic]:
     return refused
 
 
+def _python_ok_marker(pipeline: Pipeline, folder) -> Path | None:
+    ipython = ipython_identity()
+    if folder is None or ipython is None:
+        return None
+    cells = {}
+    for part in (pipeline.prelude, *pipeline.steps):
+        cells.update(zip(part.cells, part.source))
+    # (`-W error` turns a SyntaxWarning such as `x is 1` into a refusal)
+    text = json.dumps([CACHE_FORMAT, PYTHON_OK, compiler_digest(), sys.version, sys.warnoptions, ipython, FLAGS,
+                       sorted(cells.items())], ensure_ascii=False)
+    return Path(folder) / (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() + PYTHON_OK)
+
+
 def notebook_key(notebook: Notebook) -> str | None:
-    """SHA-256 of what a compile of `notebook` reads, and of the compiler that reads it."""
-    content = [CACHE_FORMAT, compiler_digest(), sys.version, ipython_identity(), Path(notebook.path).name,
+    """SHA-256 of what a compile of `notebook` reads, and of the compiler that reads it (None: no
+    key, no entry)."""
+    ipython = ipython_identity()
+    if ipython is None:
+        return None
+    content = [CACHE_FORMAT, compiler_digest(), sys.version, ipython, Path(notebook.path).name,
                notebook.metadata,
                [[c.index, c.cell_type, c.source, list(c.tags)] for c in notebook.cells]]
     try:
@@ -112,20 +137,43 @@ def notebook_key(notebook: Notebook) -> str | None:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def ipython_identity() -> list:
-    """Where the installed IPython is and when it was written ([] without one): an upgrade changes it."""
-    spec = importlib.util.find_spec("IPython")
-    if spec is None or not spec.origin:
+def ipython_identity() -> list | None:
+    """Which IPython rewrites cells ([] without one): its package's path and a digest of its input
+    transformer (where `%magic` and `!shell` become Python), read without importing it (that would
+    cost more than reading an entry). None when this process runs an IPython replaced on disk since
+    it started (a kernel after `%pip install -U ipython`): what it compiles is keyed by nothing."""
+    origin = _ipython_origin()
+    if origin is None:
         return []
+    transformer = Path(origin).parent / "core" / "inputtransformer2.py"
     try:
-        stat = os.stat(spec.origin)
+        source = transformer.read_bytes()
+        if "IPython" in sys.modules and max(os.stat(origin).st_mtime, os.stat(transformer).st_mtime) \
+                >= _process_started():
+            return None
     except OSError:
-        return [spec.origin]
-    return [spec.origin, stat.st_size, stat.st_mtime_ns]
+        return [origin]
+    return [origin, hashlib.sha256(source).hexdigest()]
+
+
+def _ipython_origin() -> str | None:
+    spec = importlib.util.find_spec("IPython")  # (the loaded one's, once imported)
+    return spec.origin if spec is not None and spec.origin else None
+
+
+def _process_started() -> float:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - not known: take the files as newer than the process
+        return 0.0
 
 
 def compiler_digest() -> str:
-    """SHA-256 of the compiler package's Python files (an editable install changes without a version)."""
+    """SHA-256 of the compiler package's Python files (an editable install changes without a version),
+    taken as the package is imported (`compiler/__init__.py`): a long-lived process whose compiler
+    was edited since keys what it compiles by the code it runs."""
     global _compiler_digest
     if _compiler_digest is None:
         digest = hashlib.sha256()
@@ -140,7 +188,7 @@ def compiler_digest() -> str:
 def load_entry(entry: Path, key: str) -> Pipeline | None:
     """The pipeline stored in `entry` for `key`, or None (absent, torn, corrupt or another key)."""
     try:
-        data = entry.read_bytes()
+        data = _regular_file_bytes(entry)
         stored_key, digest, ir = data.split(b"\n", 2)
         if stored_key.decode() != key or digest.decode() != hashlib.sha256(ir).hexdigest():
             return None
@@ -149,6 +197,17 @@ def load_entry(entry: Path, key: str) -> Pipeline | None:
         return None
     _used(entry)
     return pipeline
+
+
+def _regular_file_bytes(path: Path) -> bytes:
+    """The bytes of `path` if it is a regular file no bigger than an entry may be (a FIFO there
+    would block the read for ever, a huge file fill the memory): else OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_ENTRY_BYTES + 4096:
+            raise OSError(f"{path} is no compile cache entry")
+        return file.read()
 
 
 def _used(path: Path) -> None:
@@ -161,7 +220,10 @@ def _used(path: Path) -> None:
 def store_entry(entry: Path, key: str, pipeline: Pipeline) -> None:
     """Write `entry` whole (a temporary file renamed into place); a folder that cannot be written
     only means no entry."""
-    ir = json.dumps(pipeline.to_json(copied=False), ensure_ascii=False, separators=(",", ":"))  # (C encoder: no indent)
+    try:  # (C encoder: no indent)
+        ir = json.dumps(pipeline.to_json(copied=False), ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):  # an int too long to write as text: no entry
+        return
     ir = ir.encode("utf-8", "surrogatepass")
     if len(ir) > MAX_ENTRY_BYTES:
         return

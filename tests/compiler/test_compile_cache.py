@@ -227,3 +227,51 @@ def test_a_marker_is_pruned_with_the_entries_and_an_unwritable_folder_still_chec
     blocker.write_text("not a folder")
     refused = compile_notebook(make_notebook(tmp_path, [("return 1", ["step:a"])], name="bad"))
     assert [d.code for d in python_refusals(refused, blocker / "cache")] == ["syntax-error"]
+
+
+def test_an_edited_input_transformer_is_another_entry(tmp_path, monkeypatch):
+    # what turns `!ls` and `%time` into Python may change while IPython's __init__.py does not
+    fake = tmp_path / "site" / "IPython"
+    (fake / "core").mkdir(parents=True)
+    (fake / "__init__.py").write_text("# an IPython\n")
+    transformer = fake / "core" / "inputtransformer2.py"
+    transformer.write_text("# one\n")
+    monkeypatch.setattr(compile_cache, "_ipython_origin", lambda: str(fake / "__init__.py"))
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    first = compile_cache.ipython_identity()
+    transformer.write_text("# two\n")  # same size, same __init__.py
+    assert first != compile_cache.ipython_identity() and first[0] == str(fake / "__init__.py")
+
+
+def test_a_process_whose_ipython_was_replaced_on_disk_keeps_no_entry(tmp_path, monkeypatch):
+    import IPython  # noqa: F401 - loaded, as in a kernel
+
+    path = make_notebook(tmp_path, CELLS)
+    folder = tmp_path / "cache"
+    monkeypatch.setattr(compile_cache, "_process_started", lambda: time.time() + 3600)  # files older: fine
+    assert compile_cache.ipython_identity() and notebook_key(read_notebook(path)) is not None
+    monkeypatch.setattr(compile_cache, "_process_started", lambda: 0.0)  # files newer than the process
+    assert compile_cache.ipython_identity() is None and notebook_key(read_notebook(path)) is None
+    assert compile_cached(path, folder).to_json() == compile_notebook(path).to_json()
+    assert python_refusals(compile_notebook(path), folder) == []
+    assert not folder.exists(), "neither an entry nor a marker"
+
+
+def test_no_cache_folder_a_folder_it_cannot_look_into_and_odd_entries_still_compile(tmp_path, monkeypatch):
+    import platformdirs
+
+    path = make_notebook(tmp_path, [("n = 0x" + "f" * 5000, ["parameters"]), *CELLS])  # an int JSON cannot write
+    monkeypatch.setattr(platformdirs, "user_cache_path", lambda *a: (_ for _ in ()).throw(RuntimeError("no home")))
+    assert compile_cache.default_folder() is None
+    assert compile_cached(path, None).to_json() == compile_notebook(path).to_json()
+    too_long = tmp_path / ("x" * 300)  # ENAMETOOLONG as the marker is looked for
+    refused = compile_notebook(make_notebook(tmp_path, [("return 1", ["step:a"])], name="bad"))
+    assert [d.code for d in python_refusals(refused, too_long)] == ["syntax-error"]
+    assert python_refusals(compile_notebook(path), too_long) == []
+    folder = tmp_path / "cache"
+    assert [d.code for d in compile_cached(path, folder).diagnostics] == ["bad-parameter"]
+    plain = make_notebook(tmp_path, CELLS, name="plain")
+    key = notebook_key(read_notebook(plain))
+    folder.mkdir(exist_ok=True)
+    os.mkfifo(folder / (key + SUFFIX))  # a read would wait for a writer for ever
+    assert compile_cached(plain, folder).to_json() == compile_notebook(plain).to_json()
