@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 
 from .diagnostics import Diagnostic
 from .errors import NbscaleCompileError
@@ -103,7 +104,14 @@ def _parameter(stmt, index) -> Parameter | None:
 
 
 def _as_json(value, name):
-    if isinstance(value, (bool, int, str, type(None))):
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            str(value)  # (Python refuses to write an int of more than 4,300 digits as text, as JSON must)
+        except ValueError:
+            raise _NotLiteral(f"parameter '{name}': an int of more than {sys.get_int_max_str_digits():,} "
+                              "digits is not a JSON value") from None
+        return value
+    if isinstance(value, (bool, str, type(None))):
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):

@@ -38,9 +38,14 @@ FOREIGN_TAGS = frozenset({
 LIST_SEPARATOR = re.compile(r"[,;]")
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 # re.ASCII: \d must not match other scripts' digits ('٣', '²'), which int() rejects or misreads.
-CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$", re.ASCII)
-MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$", re.ASCII)  # Kubernetes quantities
-DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$", re.ASCII)
+# Numbers have at most 18 digits: they fit the 64-bit ints of Kubernetes and KFP (and Python
+# writes no int of more than 4,300 digits as text at all).
+CPU = re.compile(r"^(\d{1,18}(\.\d{1,18})?|\d{1,18}m)$", re.ASCII)
+MEMORY = re.compile(r"^\d{1,18}(\.\d{1,18})?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$", re.ASCII)  # Kubernetes quantities
+DURATION = re.compile(r"^(?:(\d{1,18})h)?(?:(\d{1,18})m)?(?:(\d{1,18})s)?$", re.ASCII)
+WHOLE = re.compile(r"\d{1,18}", re.ASCII)
+MAX_RETRIES = 1000
+MAX_TIMEOUT = 10 * 365 * 24 * 3600  # seconds
 RESOURCE_KEYS = ("cpu", "memory", "gpu")
 
 
@@ -77,9 +82,15 @@ class _TagError(NbscaleCompileError):
         self.code, self.message, self.hint = code, message, hint
 
 
+MAX_TAG = 1000  # characters: a tag is a name or a short setting; a longer one is quoted shortened
+
+
 def _apply(tag: str, parsed: CellTags) -> None:
     if tag in FOREIGN_TAGS:
         return
+    if len(tag) > MAX_TAG:
+        raise _TagError("bad-tag-value", f"a tag of {len(tag):,} characters ('{tag[:40]}…')",
+                        f"tags are names and short settings, of at most {MAX_TAG} characters")
     if tag.startswith("limit:"):  # Kale: limit:RESOURCE:VALUE
         _apply_kale_limit(tag, parsed)
         return
@@ -141,8 +152,8 @@ class _Values:
 
     @staticmethod
     def retries(value, parsed, tag):
-        if not _is_whole(value):
-            raise _TagError("bad-tag-value", f"'{tag}': retries must be a whole number ≥ 0")
+        if not _is_whole(value) or int(value) > MAX_RETRIES:
+            raise _TagError("bad-tag-value", f"'{tag}': retries must be a whole number from 0 to {MAX_RETRIES:,}")
         parsed.options["retries"] = int(value)
 
     @staticmethod
@@ -170,6 +181,8 @@ def parse_duration(value: str, tag: str = "") -> int:
         seconds = h * 3600 + m * 60 + s
     if seconds <= 0:
         raise _TagError("bad-tag-value", f"'{tag or value}': a timeout must be positive")
+    if seconds > MAX_TIMEOUT:  # (a thread waits at most 292 years; KFP keeps 32-bit seconds)
+        raise _TagError("bad-tag-value", f"'{tag or value}': a timeout of at most 10 years ({MAX_TIMEOUT:,} s)")
     return seconds
 
 
@@ -194,7 +207,7 @@ def _resource_value(name, amount, tag):
 
 
 def _is_whole(text):
-    return text.isascii() and text.isdigit()
+    return WHOLE.fullmatch(text) is not None
 
 
 def _number(text):

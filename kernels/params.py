@@ -15,6 +15,7 @@ import ast
 import json
 import math
 import re
+import sys
 
 from .errors import ParameterError
 
@@ -67,6 +68,9 @@ def checked(name: str, value):
     """`value`, when the run store, the logs and KFP can hold it as given: finite numbers, text
     that is Unicode (no lone surrogate, which no UTF-8 file can hold); else ParameterError."""
     for part in _parts(value):
+        if type(part) is int and _too_long(part):
+            raise ParameterError(f"parameter '{name}' holds an int of more than {sys.get_int_max_str_digits():,} "
+                                 "digits (JSON, the run store and KFP cannot hold it as text)")
         if isinstance(part, float) and not math.isfinite(part):
             raise ParameterError(f"parameter '{name}' must be a finite number, got {part!r} "
                                  "(JSON, the run store and KFP cannot hold it)")
@@ -77,6 +81,23 @@ def checked(name: str, value):
                 raise ParameterError(f"parameter '{name}' holds text that is not valid Unicode "
                                      f"({exc.object[exc.start:exc.end]!r} at position {exc.start})") from None
     return value
+
+
+def _too_long(number: int) -> bool:
+    try:
+        str(number)
+    except ValueError:  # Python writes no int of more than 4,300 digits as text
+        return True
+    return False
+
+
+def shown(value, limit: int = 80) -> str:
+    """`value` as an error message quotes it: its repr, shortened (a value may be megabytes)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to write, in it
+        text = f"an int of {value.bit_length():,} bits" if type(value) is int else f"a {_type_name(value)} of such ints"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _parts(value):
@@ -103,7 +124,7 @@ def coerce(param, value):
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind != "none" and _type_name(value) != kind:
-        raise ParameterError(f"parameter '{param.name}' is {kind}, got {_type_name(value)} {value!r}")
+        raise ParameterError(f"parameter '{param.name}' is {kind}, got {_type_name(value)} {shown(value)}")
     return value
 
 
@@ -123,9 +144,9 @@ def _from_text(param, text):
     except ValueError:
         if kind == "none":
             return text  # untyped: what is not a literal stays text, as papermill reads it
-        raise ParameterError(f"parameter '{name}' is {kind}: cannot read {text!r} as {kind}") from None
+        raise ParameterError(f"parameter '{name}' is {kind}: cannot read {shown(text)} as {kind}") from None
     if kind != "none" and _type_name(value) != kind:
-        raise ParameterError(f"parameter '{name}' is {kind}, got {_type_name(value)} {text!r}")
+        raise ParameterError(f"parameter '{name}' is {kind}, got {_type_name(value)} {shown(text)}")
     return value
 
 

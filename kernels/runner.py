@@ -131,6 +131,15 @@ class RunOptions:
             raise ParameterError(f"workers: a whole number of at least 1, not {self.workers!r}")
 
 
+def _refuse_undecodable(notebook: Path) -> None:
+    try:
+        str(notebook.resolve()).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(notebook).decode("utf-8", "backslashreplace")
+        raise PipelineNotRunnable(f"{shown}: the notebook's path is not valid UTF-8; rename the file or "
+                                  "its folder (run records keep the path as text)") from None
+
+
 def run_notebook(notebook, parameters=None, options: RunOptions | None = None, *,
                  on_event=None, run_store: RunStore | None = None) -> RunResult:
     """Compile `notebook`, type `parameters` by its parameters cell, and run it."""
@@ -151,6 +160,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     """
     options = options or RunOptions()
     notebook = Path(notebook)
+    _refuse_undecodable(notebook)  # the run store, logs and events hold it as UTF-8
     store_url = options.store_url or artifacts_url(notebook)
     profile = profiles_enabled(notebook)  # a bad setting is refused before the run is recorded
     check_engine_name(options.engine)  # so is an unknown engine

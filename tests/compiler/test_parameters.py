@@ -210,3 +210,10 @@ def test_injected_values_keep_the_declared_type():
     p = compile_source([("n = 3", ["parameters"]), ("n = 'many'", ["injected-parameters"]), ("b = n", ["step:a"])])
     assert [d.code for d in p.diagnostics] == ["bad-parameter"] and p.diagnostics[0].cell == 1
     assert "parameter 'n' is int (cell 1) but" in p.diagnostics[0].message  # the declaring cell, numbered from 1
+
+
+def test_an_int_too_long_to_write_as_text_is_a_bad_parameter_at_its_line():
+    pipeline = compile_source([("a = 1\nn = 0x" + "f" * 5000, ["parameters"]), ("m = n % 7", ["step:s"])])
+    (problem,) = [d for d in pipeline.diagnostics if d.code == "bad-parameter"]
+    assert (problem.cell, problem.line) == (0, 2) and "more than 4,300 digits" in problem.message
+    assert len(problem.message) < 200

@@ -285,3 +285,11 @@ def test_semicolon_separates_lists_because_nbformat_forbids_commas_in_tags():
     parsed, problems = parse_cell_tags(["resources:cpu=2;memory=4Gi;gpu=1", "after:a;b"], 0)
     assert not problems
     assert parsed.options["resources"] == {"cpu": 2, "memory": "4Gi", "gpu": 1} and parsed.after == ["a", "b"]
+
+
+def test_numbers_too_big_for_kubernetes_kfp_or_a_thread_and_huge_tags_are_bad_values():
+    for tag in ["retries:1001", "retries:" + "9" * 5000, "timeout:" + "9" * 30 + "s", "timeout:99999999999",
+                "resources:cpu=" + "9" * 40, "resources:memory=" + "9" * 19 + "Gi", "x" * 1001]:
+        (problem,) = parse_cell_tags([tag], cell=3)[1]
+        assert problem.code == "bad-tag-value" and problem.cell == 3 and len(problem.message) < 1200, tag
+    assert parse_cell_tags(["retries:1000", "timeout:87600h"], cell=0)[1] == []

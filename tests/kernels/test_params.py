@@ -239,3 +239,14 @@ def test_a_run_gets_a_nested_credential_but_records_only_its_digest(tmp_path):
     assert all(db["user"] == "u" and db["password"].startswith("hidden:") for db in recorded)
     kept = b"".join(p.read_bytes() for p in (tmp_path / ".nbscale").rglob("*") if p.is_file())
     assert b"hunter2pw" not in kept and b"OTHERSECRETPW" not in kept
+
+
+@pytest.mark.parametrize("kind, default, given", [
+    ("int", 1, "0x" + "f" * 5000), ("none", None, "0x" + "f" * 5000), ("int", 1, "9" * 5000),
+    ("int", 1, 10 ** 5000), ("str", "a", [10 ** 5000]), ("list", [], [1, {"k": 10 ** 5000}])],
+    ids=["hex-text", "untyped-hex", "decimal-text", "int", "in-a-list-for-str", "nested"])
+def test_an_int_too_long_to_write_as_text_is_refused_with_a_short_message(kind, default, given):
+    param = Parameter(name="n", type=kind, default=default, cell=0, line=1)
+    with pytest.raises(ParameterError) as raised:
+        params.checked("n", params.coerce(param, given))
+    assert "parameter 'n'" in str(raised.value) and len(str(raised.value)) < 200

@@ -276,6 +276,15 @@ def test_an_unknown_engine_is_refused_before_anything_is_recorded(tmp_path):
 
 
 
+def test_a_notebook_whose_path_is_not_utf8_is_refused_before_anything_is_recorded(tmp_path):
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"])])
+    odd = nb.with_name(os.fsdecode(b"bad\xffname.ipynb"))
+    nb.rename(odd)
+    with pytest.raises(PipelineNotRunnable, match=r"bad\\xffname.ipynb: the notebook's path is not valid UTF-8"):
+        run_notebook(odd, options=RunOptions(engine="local"))
+    assert not (tmp_path / ".nbscale").exists()
+
+
 def test_a_parameter_that_may_be_a_credential_is_recorded_as_a_digest(tmp_path):
     # the run gets the value; the run store (panel, `nbscale runs`) and the lineage keep a digest
     nb = make_notebook(tmp_path, [("api_token = ''\nrounds = 2", ["parameters"]),
