@@ -61,9 +61,12 @@ What is recorded, and how:
   counts as listed, and every file in it as read; a SQLite database's `-wal` file counts as read
   with it.
 
-Not seen: files opened by threads or processes the step starts, by C code that bypasses
+- Files the step's cells name (`mentions`): read, or written when they changed while the step
+  ran; what a shell command, a process or a C library opens under a name written out.
+
+Not seen: files opened by threads or processes the step starts, or by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
-any C library given a path), relative to a `dir_fd`, or
+any C library given a path), under a name the cells do not write out; relative to a `dir_fd`, or
 only tested with `os.stat`/`exists`; listings made while a module is imported; C `getenv`;
 `os.environb`; the network. Steps that depend on those need `cache:off`.
 """
@@ -96,6 +99,7 @@ from .fingerprints import (
     listing_digest,
 )
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
+from .mentions import mentioned_files
 from .process_state import loaded_modules, same_modules
 
 __all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modules", "record"]
@@ -132,6 +136,7 @@ class Recording:
         self.distributions: dict[str, str] = {}
         self.outdated_modules: list[str] = []  # local modules whose file changed since imported
         self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
+        self.mentioned: dict[str, object] = {}  # path → what it was as the step began (`mention`)
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
@@ -156,8 +161,15 @@ class Recording:
             return "."
         return path[len(self._inside):] if self.inside(path) else path
 
+    def mention(self, paths) -> None:
+        """Files the step's cells name (`mentions`), looked at before it runs."""
+        for path in paths:
+            if self.tracks(path):
+                self.mentioned[path] = _look(path)
+
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
+        self._named_files()
         self._missing_modules()
         try:
             loaded = loaded_modules()  # one look at sys.modules for both scans
@@ -174,6 +186,18 @@ class Recording:
                 self._add_reads(seen, sys.modules.get(top), library=top)
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
+
+    def _named_files(self) -> None:
+        """A file the cells name and no audit event showed is read if it is as it was, and written
+        if it changed while the step ran (by a writer nothing saw: the step's, most likely)."""
+        for path, first in self.mentioned.items():
+            if path in self.reads or path in self.writes or path in self.changed_by_step:
+                continue
+            if _look(path) == first:
+                self.reads.add(path)
+                self.first_seen.setdefault(path, first)
+            else:
+                self.writes.add(path)
 
     def _missing_modules(self) -> None:
         """A module the step tried to import and did not find (`try: import extras except
@@ -308,9 +332,11 @@ class Recording:
 
 
 @contextmanager
-def record(cwd: str | None = None):
-    """Record what the code run inside the block (in this thread) reads, writes and imports."""
+def record(cwd: str | None = None, sources=()):
+    """Record what the code run inside the block (in this thread) reads, writes and imports;
+    `sources`: the step's cells, whose named files count too (`mentions`)."""
     recording = Recording(cwd or os.getcwd())
+    recording.mention(mentioned_files(sources, recording.cwd))
     _start(recording)
     try:
         yield recording

@@ -108,7 +108,7 @@ def execute_step(
         evict_outdated_modules(cwd or os.getcwd())
         code_starts()
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        with (record(cwd or os.getcwd()) as recording, RssSampler() as sampler,
+        with (record(cwd or os.getcwd(), step.source) as recording, RssSampler() as sampler,
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
             with library_imports_kept():
                 result.error, stopped = _run_cells(shell, run, prelude.cells, prelude.source)

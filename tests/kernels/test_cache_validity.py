@@ -120,3 +120,24 @@ def test_a_changed_parquet_file_reruns_the_step_that_reads_it(tmp_path):
     pd.DataFrame({"x": [1, 2, 30]}).to_parquet(tmp_path / "data.parquet")
     changed = run_notebook(nb, options=LOCAL)
     assert changed.load("read")["total"] == 33 and any("data.parquet" in t for t in stale(changed, "read"))
+
+
+def test_files_a_shell_command_or_a_process_reads_or_writes_by_a_name_in_the_cells_are_dependencies(tmp_path):
+    # no audit event shows what `cat` or `cp` open (nor a C or Rust library): the names in the cells do
+    (tmp_path / "notes.txt").write_text("a\nb\n")
+    (tmp_path / "in data.txt").write_text("5")
+    nb = make_notebook(tmp_path, [
+        ("lines = !cat notes.txt\nn = len(lines)", ["step:shell"]),
+        ("import subprocess\nv = int(subprocess.run(['cat', 'in data.txt'], capture_output=True).stdout)\n"
+         "subprocess.run(['cp', 'in data.txt', 'copy.txt'], check=True)", ["step:process"])])
+    first = run_notebook(nb, options=LOCAL)
+    assert (first.load("shell")["n"], first.load("process")["v"]) == (2, 5)
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    (tmp_path / "notes.txt").write_text("a\nb\nc\n")
+    (tmp_path / "in data.txt").write_text("50")
+    changed = run_notebook(nb, options=LOCAL)
+    assert status(changed) == {"shell": "succeeded", "process": "succeeded"}
+    assert (changed.load("shell")["n"], changed.load("process")["v"]) == (3, 50)
+    (tmp_path / "copy.txt").unlink()  # what `cp` wrote is the step's product: gone, the step runs again
+    assert status(run_notebook(nb, options=LOCAL)) == {"shell": "cached", "process": "succeeded"}
+    assert (tmp_path / "copy.txt").read_text() == "50"

@@ -1,0 +1,37 @@
+"""Files a step's code names as text: dependencies that no audit event shows.
+
+The recorder (`dependencies`) sees the files Python opens. A C or Rust library given a path
+(polars, DuckDB, h5py, OpenCV, a model file loaded by XGBoost), a shell command (`!wc -l data.csv`)
+or a process the step starts (`subprocess.run(["python", "prep.py"])`) opens them where no audit
+hook looks, and a cached result would outlive a change to them. Their names are mostly written in
+the step's cells: every quoted text, and every word that holds `/` or `.`, that names an existing
+file is one of the step's files too — read, or written when it changed while the step ran (by
+the step's own unseen writer, most likely). A name built as the step runs (`f"data/{month}.csv"`)
+is not seen: such a step still needs `cache:off`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from itertools import chain
+
+MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
+_QUOTED = re.compile(r"""(['"])([^'"\\\n\x00]{1,4096})\1""")  # `"my data.csv"`, spaces and all
+_WORD = re.compile(r"""[^\s'"`()\[\]{},;=<>|&*?\\\x00]{1,4096}""")  # `!wc -l data/x.csv`, `prep.py`
+
+
+def mentioned_files(sources, cwd: str) -> list[str]:
+    """The existing files (absolute paths) that the texts in `sources` name, relative to `cwd`."""
+    seen, found = set(), {}
+    for source in sources:
+        for text in chain((m.group(2) for m in _QUOTED.finditer(source)), (m.group(0) for m in _WORD.finditer(source))):
+            if text in seen or ("/" not in text and "." not in text):
+                continue
+            if len(seen) >= MAX_CANDIDATES:
+                return list(found)
+            seen.add(text)
+            path = os.path.abspath(os.path.join(cwd, os.path.expanduser(text)))
+            if os.path.isfile(path):
+                found[path] = None
+    return list(found)
