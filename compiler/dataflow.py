@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from . import graph
 from .analysis import KERNEL_NAMES, Facts, Site, analyse_cells
 from .diagnostics import Diagnostic
+from .file_edges import file_edges
 from .heap import Heap
 from .ir import Prelude, Step
 from .layout import Layout
@@ -126,6 +127,7 @@ class _Builder:
         # some paths only (`if flag: x = 2`): taken from it when a later step takes the name
         self.fallback: dict[tuple[str, str], str] = {}
         self.passed: set[tuple[str, str]] = set()  # (step, name) it receives for `fallback`
+        self.files_handed_on: dict[str, dict[str, list[str]]] = {}  # step → writer → files (`_file_edges`)
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
         self.skipped_binds = self._skipped_binds()
@@ -340,6 +342,7 @@ class _Builder:
             step.inputs = list(step.sources)
             step.after = _unique([step.sources[n] for n in step.inputs])
         self._after_tags()
+        self._file_edges()
         upstream = {s.name: s.after for s in self.steps}
         cycle = graph.find_cycle([s.name for s in self.steps], upstream)
         if cycle:
@@ -380,6 +383,15 @@ class _Builder:
                     cell=layout_step.after_cells[target],
                     hint=f"did you mean '{close[0]}'?" if close else f"steps: {', '.join(names)}"))
             step.after.sort(key=order.get)
+
+    def _file_edges(self):
+        """A later step whose cells name a file an earlier one writes comes after it (`file_edges`)."""
+        order = {s.name: i for i, s in enumerate(self.steps)}
+        self.files_handed_on = file_edges([(s.name, s.source) for s in self.steps])
+        for step in self.steps:
+            writers = self.files_handed_on.get(step.name)
+            if writers:
+                step.after = sorted(_unique(step.after + list(writers)), key=order.get)
 
     def _cycle(self, cycle):
         first = next(s for s in self.layout.steps if s.name == cycle[0])

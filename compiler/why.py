@@ -36,6 +36,9 @@ def explain(flow: Flow, tagged: dict[str, list[str]], up: str, down: str) -> lis
         if name not in names:
             raise UnknownStep(f"no step named '{name}'; steps: {', '.join(names)}")
     lines = [sentence(r) for r in flow.reasons().get((up, down), [])]
+    files = flow.builder.files_handed_on.get(down, {}).get(up) if flow.builder else None
+    if files:
+        lines.append(f"{down} names the file{'s' if len(files) > 1 else ''} {', '.join(files)}, which {up} writes")
     if up in tagged.get(down, []):
         lines.append(f"{down} is tagged after:{up}")
     if lines:

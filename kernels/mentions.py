@@ -13,20 +13,18 @@ is not seen: such a step still needs `cache:off`.
 from __future__ import annotations
 
 import os
-import re
-from itertools import chain
+
+from ..compiler.file_edges import named_texts
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
-_QUOTED = re.compile(r"""(['"])([^'"\\\n\x00]{1,4096})\1""")  # `"my data.csv"`, spaces and all
-_WORD = re.compile(r"""[^\s'"`()\[\]{},;=<>|&*?\\\x00]{1,4096}""")  # `!wc -l data/x.csv`, `prep.py`
 
 
 def mentioned_files(sources, cwd: str) -> list[str]:
     """The existing files (absolute paths) that the texts in `sources` name, relative to `cwd`."""
     seen, found = set(), {}
     for source in sources:
-        for text in chain((m.group(2) for m in _QUOTED.finditer(source)), (m.group(0) for m in _WORD.finditer(source))):
-            if text in seen or ("/" not in text and "." not in text):
+        for text in named_texts(source):
+            if text in seen:
                 continue
             if len(seen) >= MAX_CANDIDATES:
                 return list(found)

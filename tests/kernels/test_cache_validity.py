@@ -141,3 +141,15 @@ def test_files_a_shell_command_or_a_process_reads_or_writes_by_a_name_in_the_cel
     (tmp_path / "copy.txt").unlink()  # what `cp` wrote is the step's product: gone, the step runs again
     assert status(run_notebook(nb, options=LOCAL)) == {"shell": "cached", "process": "succeeded"}
     assert (tmp_path / "copy.txt").read_text() == "50"
+
+
+def test_a_file_one_step_writes_and_a_later_one_reads_is_read_after_each_new_write(tmp_path):
+    # no name passes between them: the file's name orders them, and the reader is decided after the writer
+    (tmp_path / "data.csv").write_text("1\n")
+    nb = make_notebook(tmp_path, [("open('out.txt', 'w').write(open('data.csv').read())", ["step:write"]),
+                                  ("v = open('out.txt').read()", ["step:read"])])
+    assert run_notebook(nb, options=LOCAL).load("read")["v"] == "1\n"
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    (tmp_path / "data.csv").write_text("2\n")
+    changed = run_notebook(nb, options=LOCAL)
+    assert status(changed) == {"write": "succeeded", "read": "succeeded"} and changed.load("read")["v"] == "2\n"

@@ -1,0 +1,84 @@
+"""Steps that hand a file on: a step whose cells name a file that an earlier step writes comes after it.
+
+Data edges come from names. A file that one step writes and a later one reads
+(`df.to_csv("clean.csv")`, then `pd.read_csv("clean.csv")`; `!sort raw.txt > sorted.txt`, then
+`!wc -l sorted.txt`) is no name: without an edge the reader could run first or beside the writer,
+or keep a cached result while the writer runs again and rewrites the file. So each step comes
+after the last earlier step that writes a file its cells name, as it would top to bottom. What
+counts as written is what the text shows (`open(P, "w")`, `.to_csv(P)`, `np.save(P, …)`,
+`joblib.dump(m, P)`, `shutil.copy(src, P)`, `Path(P).write_text(…)`, a shell redirect `> P`,
+`%%writefile P`), with `P` written out as a string; steps that only read a file stay parallel.
+A name built as the step runs (`f"out/{day}.csv"`) makes no edge: use `after:`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+_QUOTED = re.compile(r"""(['"])([^'"\\\n\x00]{1,4096})\1""")  # `"my data.csv"`, spaces and all
+_WORD = re.compile(r"""[^\s'"`()\[\]{},;=<>|&*?\\\x00]{1,4096}""")  # `!wc -l data/x.csv`, `prep.py`
+_PATH = r"""(?P<q>['"])(?P<path>[^'"\\\n\x00]{1,4096})(?P=q)"""
+_WRITES = [re.compile(pattern) for pattern in (
+    rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"][rb]*[wax+]",
+    rf"\.(?:to_csv|to_parquet|to_json|to_pickle|to_excel|to_feather|to_hdf|to_orc|to_stata|to_xml|to_html"
+    rf"|to_latex|to_markdown|to_netcdf|to_zarr|savefig|save|save_model|write_csv|write_parquet|write_json"
+    rf"|write_ndjson|write_ipc|write_excel|write_database|write_delta)\(\s*(?:\w+\s*=\s*)?{_PATH}",
+    rf"\bPath\(\s*{_PATH}\s*\)\s*\.\s*(?:write_text|write_bytes|touch|open\(\s*['\"][rb]*[wax+])",
+    rf"\b(?:np|numpy)\.(?:save|savez|savez_compressed|savetxt)\(\s*{_PATH}",
+    rf"\b(?:joblib\.dump|torch\.save|pickle_dump|cloudpickle\.dump)\([^,()]+,\s*{_PATH}",
+    rf"\b(?:shutil\.(?:copy|copy2|copyfile|move)|os\.(?:rename|replace|link|symlink))\([^,()]+,\s*{_PATH}",
+)]
+_MAY_WRITE = re.compile(r"open\(|\.(?:to_|save|write)|save|dump\(|shutil\.|os\.(?:rename|replace|link|symlink)")
+_SHELL_LINE = re.compile(r"^\s*(?:\w+\s*=\s*)?!(?P<command>.*)$", re.MULTILINE)  # `!cmd`, `files = !ls`
+_SHELL_CELL = re.compile(r"\A\s*%%(?:bash|sh|script\b[^\n]*)\n(?P<command>.*)", re.DOTALL)
+_REDIRECT = re.compile(r"(?<![<>&0-9])[0-9]?>>?\s*(?P<path>[^\s;|&<>()]+)")
+_WRITEFILE = re.compile(r"\A\s*%%writefile(?:\s+-a)?\s+(?P<path>\S+)")
+
+
+def named_texts(source: str) -> Iterator[str]:
+    """Every quoted text and every word that may be a path (it holds `/` or `.`) in `source`."""
+    for match in _QUOTED.finditer(source):
+        yield match.group(2)
+    for match in _WORD.finditer(source):
+        word = match.group(0)
+        if "/" in word or "." in word:
+            yield word
+
+
+def written_paths(source: str) -> set[str]:
+    """The files `source` writes under a name it writes out, normalised (`normalised`)."""
+    found = set()
+    if _MAY_WRITE.search(source):  # (one search: most cells write no file)
+        found = {m["path"] for pattern in _WRITES for m in pattern.finditer(source)}
+    if "!" in source or "%%" in source:
+        shell = [*_SHELL_LINE.finditer(source), *_SHELL_CELL.finditer(source)]
+        found |= {m["path"] for command in shell for m in _REDIRECT.finditer(command["command"])}
+        found |= {m["path"] for m in _WRITEFILE.finditer(source)}
+    return {normalised(path) for path in found if path not in ("/dev/null", "&1", "&2")}
+
+
+def normalised(text: str) -> str:
+    """A name as the same file is named elsewhere in the notebook (`./out.csv` is `out.csv`)."""
+    return os.path.normpath(os.path.expanduser(text.strip()))
+
+
+def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
+    """`steps`: (name, its cells' sources) in notebook order. Step → the earlier steps it comes
+    after for files, each with the files: the last earlier writer of each file its cells name."""
+    writer: dict[str, str] = {}  # file → the last step so far that writes it
+    edges: dict[str, dict[str, list[str]]] = {}
+    for name, sources in steps:
+        if writer:
+            # (a cheap test first: most words of most cells are no written file's name)
+            endings = {os.path.basename(path) for path in writer}
+            named = {normalised(t) for source in sources for t in named_texts(source)
+                     if t.rstrip("/").rpartition("/")[2] in endings}
+            for path in sorted(named & writer.keys()):
+                if writer[path] != name:
+                    edges.setdefault(name, {}).setdefault(writer[path], []).append(path)
+        for source in sources:
+            for path in written_paths(source):
+                writer[path] = name
+    return edges

@@ -1,0 +1,37 @@
+"""compiler/file_edges.py: a step that names a file an earlier step writes comes after it."""
+
+from __future__ import annotations
+
+from conftest import make_notebook
+
+from nbscale.compiler import compile_notebook
+from nbscale.compiler.file_edges import file_edges, written_paths
+from nbscale.compiler.why import why
+
+
+def test_written_files_are_found_in_python_calls_shell_redirects_and_writefile():
+    source = ("df.to_csv('clean.csv', index=False)\nopen('./log.txt', 'a').write('x')\nnp.save('arr.npy', a)\n"
+              "joblib.dump(model, 'model.pkl')\nshutil.copy('a.txt', 'out/b.txt')\nPath('p.txt').write_text('x')\n"
+              "open('read.txt').read()\nopen('also_read.txt', 'rb')\nfiles = !sort raw.txt > sorted.txt 2>/dev/null")
+    assert written_paths(source) == {"clean.csv", "log.txt", "arr.npy", "model.pkl", "out/b.txt", "p.txt",
+                                     "sorted.txt"}
+    assert written_paths("%%writefile -a prep.py\nprint(1)") == {"prep.py"}
+    assert written_paths("%%bash\ncut -d, -f1 data.csv >> cols.txt\n") == {"cols.txt"}
+    assert written_paths("name = f'out/{day}.csv'\ndf.to_csv(name)\nx = 'a > b'") == set()
+
+
+def test_a_reader_comes_after_the_last_earlier_writer_and_readers_stay_parallel():
+    steps = [("a", ["df.to_csv('clean.csv')"]), ("b", ["x = pd.read_csv('./clean.csv')"]),
+             ("c", ["y = pd.read_csv('clean.csv')"]), ("d", ["!sort clean.csv > clean.csv"]),
+             ("e", ["z = open('clean.csv').read()"]), ("f", ["w = open('raw.csv').read()"])]
+    assert file_edges(steps) == {"b": {"a": ["clean.csv"]}, "c": {"a": ["clean.csv"]}, "d": {"a": ["clean.csv"]},
+                                 "e": {"d": ["clean.csv"]}}
+
+
+def test_the_pipeline_orders_a_file_handed_on_and_says_why(tmp_path):
+    nb = make_notebook(tmp_path, [("open('out.txt', 'w').write('1')\nok = 1", ["step:write"]),
+                                  ("v = open('out.txt').read()", ["step:read"]), ("w = 2", ["step:other"])])
+    pipeline = compile_notebook(nb)
+    assert {s.name: s.after for s in pipeline.steps} == {"write": [], "read": ["write"], "other": []}
+    assert not [d for d in pipeline.diagnostics if d.severity == "error"]
+    assert why(nb, "write", "read") == ["read names the file out.txt, which write writes"]
