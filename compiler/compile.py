@@ -14,7 +14,7 @@ from .metrics import parse_metrics
 from .notebook import Cell, Notebook, read_notebook
 from .parameters import immutable_names, parse_parameters
 from .parsing import ParsedCells, collector_paused
-from .recursion import with_room_to_recurse
+from .recursion import compiling, with_room_to_recurse
 from .settings import Settings, SettingsWalk
 
 
@@ -22,7 +22,7 @@ def compile_notebook(notebook) -> Pipeline:
     """Compile a notebook (a path or a `Notebook`) into a Pipeline; problems are diagnostics."""
     if not isinstance(notebook, Notebook):
         notebook = read_notebook(notebook)
-    with collector_paused():
+    with collector_paused(), compiling():
         try:
             return _compile(notebook)
         except RecursionError:  # deeply nested code: the passes recurse once per level or so

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 
 from .diagnostics import Diagnostic
+from .recursion import compiling
 from .syntax import to_python
 
 FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT  # IPython runs a top-level `await`
@@ -18,6 +19,11 @@ FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT  # IPython runs a top-level `await`
 
 def refused_cells(pipeline) -> list[Diagnostic]:
     """A syntax-error diagnostic for each cell of the prelude or a step that Python refuses."""
+    with compiling():  # (Python's compiler recurses as deep as the process's limit allows)
+        return _refused_cells(pipeline)
+
+
+def _refused_cells(pipeline) -> list[Diagnostic]:
     problems, seen = [], set()
     parts = [(pipeline.prelude.cells, pipeline.prelude.source), *((s.cells, s.source) for s in pipeline.steps)]
     for cells, sources in parts:

@@ -7,19 +7,30 @@ out of frames runs once more on a thread with a big stack and a higher limit, so
 runs compiles here too. The usual compile pays nothing for it.
 
 The recursion limit is the process's, not the thread's: two deep compiles at once would lower it
-under each other (Python then aborts the process), so they take turns (`_ONE_AT_A_TIME`).
+under each other, and a compile on another thread would recurse past its own stack while the
+limit is high, then find itself past the limit when it comes down (Python then aborts the process:
+"Cannot recover from stack overflow"). So compiles take turns (`compiling`), deep or not: under
+the GIL, threads gain nothing by compiling side by side.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from contextlib import contextmanager
 
 from .errors import NbscaleCompileError
 
 STACK_BYTES = 512 * 2**20  # reserved, not used: only the pages the recursion reaches are touched
 FRAMES = 100_000  # Python's compiler gives up near 3,000 levels; a level here takes a few frames
-_ONE_AT_A_TIME = threading.Lock()
+_ONE_AT_A_TIME = threading.RLock()  # (a compile that held it retries deep, holding it still)
+
+
+@contextmanager
+def compiling():
+    """Held while the compiler walks syntax trees or Python compiles cells: one compile at a time."""
+    with _ONE_AT_A_TIME:
+        yield
 
 
 def with_room_to_recurse(function, *args):

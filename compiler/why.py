@@ -12,6 +12,7 @@ from .graph import ancestors
 from .layout import lay_out
 from .notebook import Notebook, cell_label, read_notebook
 from .parameters import immutable_names, parse_parameters
+from .recursion import compiling
 
 
 class UnknownStep(NbscaleCompileError):
@@ -24,7 +25,8 @@ def why(notebook, up: str, down: str) -> list[str]:
         notebook = read_notebook(notebook)
     layout = lay_out(notebook)
     parameters, _ = parse_parameters([(i, layout.sources[i]) for i in layout.parameters], layout.injected)
-    flow = build_flow(layout, {p.name for p in parameters}, immutable=immutable_names(parameters))
+    with compiling():
+        flow = build_flow(layout, {p.name for p in parameters}, immutable=immutable_names(parameters))
     tagged = {s.name: s.after for s in layout.steps}
     return explain(flow, tagged, up, down)
 

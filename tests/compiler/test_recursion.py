@@ -50,3 +50,25 @@ def test_deep_compiles_on_several_threads_at_once_all_compile_and_give_the_limit
         pipelines = list(pool.map(lambda _: compile_source(cells), range(64)))
     assert all(not p.diagnostics and p.step("deep").inputs == ["a"] for p in pipelines)
     assert sys.getrecursionlimit() == limit
+
+
+def test_no_compile_runs_while_a_deep_compile_holds_the_limit_high():
+    # a compile beside it recursed past its own stack, then past the limit as it came down: an abort
+    import threading
+
+    high, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def deep():
+        high.set()
+        release.wait(10)
+
+    holder = threading.Thread(target=with_room_to_recurse, args=(deep,))
+    holder.start()
+    assert high.wait(10)
+    other = threading.Thread(target=lambda: (compile_source([("x = 1", ["step:a"])]), done.set()))
+    other.start()
+    assert not done.wait(0.5), "a compile ran while the limit was raised"
+    release.set()
+    assert done.wait(10)
+    holder.join(10)
+    other.join(10)
