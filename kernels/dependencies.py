@@ -193,11 +193,12 @@ class Recording:
         for path, first in self.mentioned.items():
             if path in self.reads or path in self.writes or path in self.changed_by_step:
                 continue
-            if _look(path) == first:
+            now = _look(path)
+            if now != first:
+                self.writes.add(path)
+            elif now is not None:  # (a file it would write, absent before and after: nothing)
                 self.reads.add(path)
                 self.first_seen.setdefault(path, first)
-            else:
-                self.writes.add(path)
 
     def _missing_modules(self) -> None:
         """A module the step tried to import and did not find (`try: import extras except

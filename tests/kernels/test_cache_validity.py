@@ -153,3 +153,13 @@ def test_a_file_one_step_writes_and_a_later_one_reads_is_read_after_each_new_wri
     (tmp_path / "data.csv").write_text("2\n")
     changed = run_notebook(nb, options=LOCAL)
     assert status(changed) == {"write": "succeeded", "read": "succeeded"} and changed.load("read")["v"] == "2\n"
+
+
+def test_a_file_a_shell_command_writes_for_the_first_time_is_the_steps_product(tmp_path):
+    (tmp_path / "raw.txt").write_text("b\na\n")
+    nb = make_notebook(tmp_path, [("!sort raw.txt > sorted.txt\nok = 1", ["step:sort"]),
+                                  ("lines = !cat sorted.txt", ["step:read"])])
+    assert list(run_notebook(nb, options=LOCAL).load("read")["lines"]) == ["a", "b"]
+    (tmp_path / "sorted.txt").unlink()  # gone: the step that wrote it runs again, and its reader after it
+    again = run_notebook(nb, options=LOCAL)
+    assert status(again)["sort"] == "succeeded" and list(again.load("read")["lines"]) == ["a", "b"]
