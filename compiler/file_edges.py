@@ -7,7 +7,8 @@ or keep a cached result while the writer runs again and rewrites the file. So ea
 after the last earlier step that writes a file its cells name, as it would top to bottom. What
 counts as written is what the text shows (`open(P, "w")`, `.to_csv(P)`, `np.save(P, …)`,
 `joblib.dump(m, P)`, `shutil.copy(src, P)`, `Path(P).write_text(…)`, a shell redirect `> P`,
-`%%writefile P`), with `P` written out as a string; steps that only read a file stay parallel.
+`%%writefile P`; a removal too: `os.remove(P)`, `!rm P`), with `P` written out as a string; steps
+that only read a file stay parallel.
 A name built as the step runs (`f"out/{day}.csv"`) makes no edge: use `after:`.
 """
 
@@ -29,22 +30,52 @@ _WRITES = [re.compile(pattern) for pattern in (
     rf"\b(?:np|numpy)\.(?:save|savez|savez_compressed|savetxt)\(\s*{_PATH}",
     rf"\b(?:joblib\.dump|torch\.save|pickle_dump|cloudpickle\.dump)\([^,()]+,\s*{_PATH}",
     rf"\b(?:shutil\.(?:copy|copy2|copyfile|move)|os\.(?:rename|replace|link|symlink))\([^,()]+,\s*{_PATH}",
+    rf"\b(?:os\.(?:remove|unlink)|shutil\.rmtree)\(\s*{_PATH}",  # a removal changes the file too
+    rf"\bPath\(\s*{_PATH}\s*\)\s*\.\s*unlink\(",
 )]
-_MAY_WRITE = re.compile(r"open\(|\.(?:to_|save|write)|save|dump\(|shutil\.|os\.(?:rename|replace|link|symlink)")
+_MAY_WRITE = re.compile(r"open\(|\.(?:to_|save|write)|save|dump\(|shutil\.|os\.(?:rename|replace|link|symlink|remove)"
+                        r"|unlink\(")
 _SHELL_LINE = re.compile(r"^\s*(?:\w+\s*=\s*)?!(?P<command>.*)$", re.MULTILINE)  # `!cmd`, `files = !ls`
 _SHELL_CELL = re.compile(r"\A\s*%%(?:bash|sh|script\b[^\n]*)\n(?P<command>.*)", re.DOTALL)
 _REDIRECT = re.compile(r"(?<![<>&0-9])[0-9]?>>?\s*(?P<path>[^\s;|&<>()]+)")
 _WRITEFILE = re.compile(r"\A\s*%%writefile(?:\s+-a)?\s+(?P<path>\S+)")
+_APPEND_OPEN = re.compile(rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"][rb]*a[rb]*['\"]")
+_REMOVE = re.compile(r"(?:^|[;&|]\s*)rm\s+(?P<args>[^;&|<>]*)")  # `!rm -f a.txt b.txt`
+_NUMBER = re.compile(r"[-+]?[\d.]+(?:e[-+]?\d+)?j?", re.IGNORECASE)
 
 
-def named_texts(source: str) -> Iterator[str]:
+def named_texts(source: str, quoted_only: bool = False) -> Iterator[str]:
     """Every quoted text and every word that may be a path (it holds `/` or `.`) in `source`."""
     for match in _QUOTED.finditer(source):
         yield match.group(2)
+    if quoted_only:
+        return
     for match in _WORD.finditer(source):
         word = match.group(0)
-        if "/" in word or "." in word:
+        if ("/" in word or "." in word) and not _NUMBER.fullmatch(word):
             yield word
+
+
+def shell_words(source: str) -> Iterator[str]:
+    """The words of the shell commands in `source` (`!cmd`, `%%bash`): there a name is a file's."""
+    for command in _shell_commands(source):
+        for match in _WORD.finditer(command):
+            yield match.group(0)
+
+
+def _shell_commands(source: str) -> list[str]:
+    if "!" not in source and "%%" not in source:
+        return []
+    return [m["command"] for m in (*_SHELL_LINE.finditer(source), *_SHELL_CELL.finditer(source))]
+
+
+def appended_paths(source: str) -> set[str]:
+    """Of `written_paths`, the files `source` only appends to (`open(P, "a")`, `>> P`): logs."""
+    found = {m["path"] for m in _APPEND_OPEN.finditer(source)} if "open(" in source else set()
+    for command in _shell_commands(source):
+        found |= {m["path"] for m in _REDIRECT.finditer(command) if m.group(0).lstrip("0123456789").startswith(">>")}
+    found |= {m["path"] for m in _WRITEFILE.finditer(source) if "-a" in m.group(0).split()}
+    return {normalised(path) for path in found}
 
 
 def written_paths(source: str) -> set[str]:
@@ -52,10 +83,10 @@ def written_paths(source: str) -> set[str]:
     found = set()
     if _MAY_WRITE.search(source):  # (one search: most cells write no file)
         found = {m["path"] for pattern in _WRITES for m in pattern.finditer(source)}
-    if "!" in source or "%%" in source:
-        shell = [*_SHELL_LINE.finditer(source), *_SHELL_CELL.finditer(source)]
-        found |= {m["path"] for command in shell for m in _REDIRECT.finditer(command["command"])}
-        found |= {m["path"] for m in _WRITEFILE.finditer(source)}
+    for command in _shell_commands(source):
+        found |= {m["path"] for m in _REDIRECT.finditer(command)}
+        found |= {word for m in _REMOVE.finditer(command) for word in m["args"].split() if not word.startswith("-")}
+    found |= {m["path"] for m in _WRITEFILE.finditer(source)}
     return {normalised(path) for path in found if path not in ("/dev/null", "&1", "&2")}
 
 

@@ -99,7 +99,7 @@ from .fingerprints import (
     listing_digest,
 )
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
-from .mentions import mentioned_files
+from .mentions import APPENDS, MAX_CANDIDATES, WRITES, named_files
 from .process_state import loaded_modules, same_modules
 
 __all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modules", "record"]
@@ -161,11 +161,13 @@ class Recording:
             return "."
         return path[len(self._inside):] if self.inside(path) else path
 
-    def mention(self, paths) -> None:
-        """Files the step's cells name (`mentions`), looked at before it runs."""
-        for path in paths:
-            if self.tracks(path):
-                self.mentioned[path] = _look(path)
+    def mention(self, named: dict[str, str], cut_short: bool = False) -> None:
+        """Files the step's cells name (`mentions.named_files`), looked at before it runs."""
+        for path, use in named.items():
+            if self.tracks(path) and use != APPENDS:  # (a log it appends to is nothing)
+                self.mentioned[path] = (_look(path), use == WRITES)
+        if cut_short:  # (names may be missing: the result must not be reused)
+            self.problems.append(f"more than {MAX_CANDIDATES:,} names of files in the step's cells")
 
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
@@ -188,17 +190,19 @@ class Recording:
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
 
     def _named_files(self) -> None:
-        """A file the cells name and no audit event showed is read if it is as it was, and written
-        if it changed while the step ran (by a writer nothing saw: the step's, most likely)."""
-        for path, first in self.mentioned.items():
-            if path in self.reads or path in self.writes or path in self.changed_by_step:
+        """What the files the cells name and no audit event showed were to the step (`mentions`)."""
+        for path, (first, written) in self.mentioned.items():
+            if path in self.reads or path in self.writes:
                 continue
             now = _look(path)
-            if now != first:
+            if _grew(first, now):  # a log it (or Python, seen) appended to: nothing
+                continue
+            if now == first or path in self.changed_by_step:  # (touched, chmod-ed by Python: as it is now)
+                if now is not None or not written:  # (one it would write, absent throughout: nothing)
+                    self.reads.add(path)
+                    self.first_seen.setdefault(path, now)
+            elif now is not None:  # written, made or changed by an unseen writer: a product
                 self.writes.add(path)
-            elif now is not None:  # (a file it would write, absent before and after: nothing)
-                self.reads.add(path)
-                self.first_seen.setdefault(path, first)
 
     def _missing_modules(self) -> None:
         """A module the step tried to import and did not find (`try: import extras except
@@ -337,7 +341,7 @@ def record(cwd: str | None = None, sources=()):
     """Record what the code run inside the block (in this thread) reads, writes and imports;
     `sources`: the step's cells, whose named files count too (`mentions`)."""
     recording = Recording(cwd or os.getcwd())
-    recording.mention(mentioned_files(sources, recording.cwd))
+    recording.mention(*named_files(sources, recording.cwd))
     _start(recording)
     try:
         yield recording
@@ -539,6 +543,11 @@ def _first_look(recording: Recording, path: str) -> None:
     if path not in recording.first_seen:
         recording.first_seen[path] = None  # listing a folder below raises the audit event again
         recording.first_seen[path] = _look(path)
+
+
+def _grew(first, now) -> bool:
+    """Whether a file only grew (the same file, longer): appended to, as a log is."""
+    return isinstance(first, tuple) and isinstance(now, tuple) and first[0] == now[0] and now[1] > first[1]
 
 
 def _look(path: str):

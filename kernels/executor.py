@@ -28,6 +28,7 @@ from .capture import RssSampler, StepRun, json_safe
 from .contract import FAILED, SUCCEEDED, code_starts, error_dict, missing_outputs_message
 from .dependencies import local_module_names, outdated_modules, record, shadowed_modules
 from .interrupts import raised_by_code
+from .mentions import step_texts
 from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
 from .process_state import library_imports_kept
 from .shell import StepEnvironment, StepShell, step_shell
@@ -108,7 +109,8 @@ def execute_step(
         evict_outdated_modules(cwd or os.getcwd())
         code_starts()
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        with (record(cwd or os.getcwd(), step.source) as recording, RssSampler() as sampler,
+        named = step_texts(step.source, prelude.source, parameters)  # what names its files (`mentions`)
+        with (record(cwd or os.getcwd(), named) as recording, RssSampler() as sampler,
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
             with library_imports_kept():
                 result.error, stopped = _run_cells(shell, run, prelude.cells, prelude.source)

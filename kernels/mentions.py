@@ -4,10 +4,15 @@ The recorder (`dependencies`) sees the files Python opens. A C or Rust library g
 (polars, DuckDB, h5py, OpenCV, a model file loaded by XGBoost), a shell command (`!wc -l data.csv`)
 or a process the step starts (`subprocess.run(["python", "prep.py"])`) opens them where no audit
 hook looks, and a cached result would outlive a change to them. Their names are mostly written in
-the step's cells: every quoted text, and every word that holds `/` or `.`, that names an existing
-file is one of the step's files too — read, or written when it changed while the step ran (by
-the step's own unseen writer, most likely) — and so is a file the text writes (`!sort a > b.txt`),
-which may not exist before the step: a product once it does. A name built as the step runs
+the step's cells (and the imports, functions and parameters cells it runs with): every quoted
+text, and every word that holds `/` or `.`, that names a file is one of the step's files too.
+How the file looks as the step ends says what it was (`Recording._named_files`): one that is as
+it was is read (an absent one too: appearing later is a change); one the text writes (`!sort a >
+b.txt`, `df.to_csv(P)`, `!rm P`), or that appeared, or that changed otherwise, is the step's
+product once it exists (its own unseen writer, most likely: a file another process rewrites while
+the step runs is taken for the step's); one that only grew (the same file, longer: a log) is
+nothing, so steps that append to one log do not make each other run again (a copy onto an existing
+file that makes it longer reads as such a log: its step is not run again when it goes). A name built as the step runs
 (`f"data/{month}.csv"`) is not seen: such a step still needs `cache:off`.
 """
 
@@ -15,26 +20,51 @@ from __future__ import annotations
 
 import os
 
-from ..compiler.file_edges import named_texts, written_paths
+from ..compiler.file_edges import appended_paths, named_texts, shell_words, written_paths
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
+MAX_ABSENT = 100  # names of files not there yet kept per step
 
 
-def mentioned_files(sources, cwd: str) -> list[str]:
-    """The files (absolute paths) that the texts in `sources` name, relative to `cwd`: those that
-    exist, and those the text writes (`file_edges.written_paths`), which may not exist yet."""
-    seen, found = set(), {}
+NAMES, WRITES, APPENDS = "names", "writes", "appends"
+
+
+def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
+    """The files (absolute path → NAMES, WRITES or APPENDS: what the text does with it) that the
+    texts in `sources` name, relative to `cwd`: those that exist, those the text writes or appends
+    to (`file_edges.written_paths`), and, up to MAX_ABSENT, quoted names and shell words of files
+    not there yet (a later one is a change); and whether MAX_CANDIDATES cut the search short
+    (then some may be missing)."""
+    found: dict[str, str] = {}
     for source in sources:
+        appended = appended_paths(source)
         for text in written_paths(source):
-            found[os.path.abspath(os.path.join(cwd, text))] = None
+            found[_resolved(cwd, text)] = APPENDS if text in appended else WRITES
+    seen, absent = set(), 0
     for source in sources:
+        quoted_or_shell = {*named_texts(source, quoted_only=True), *shell_words(source)}
         for text in named_texts(source):
             if text in seen:
                 continue
             if len(seen) >= MAX_CANDIDATES:
-                return list(found)
+                return found, True
             seen.add(text)
-            path = os.path.abspath(os.path.join(cwd, os.path.expanduser(text)))
+            path = _resolved(cwd, text)
+            if path in found:
+                continue
             if os.path.isfile(path):
-                found[path] = None
-    return list(found)
+                found[path] = NAMES
+            elif absent < MAX_ABSENT and text in quoted_or_shell and ("." in text or "/" in text) \
+                    and not os.path.exists(path) and os.path.isdir(os.path.dirname(path)):
+                found[path], absent = NAMES, absent + 1
+    return found, False
+
+
+def step_texts(source: list[str], prelude_source: list[str], parameters: dict) -> list[str]:
+    """What names a step's files: its cells, the imports and functions cells it runs with, and the
+    text parameters it is given (`DATA = "sales.csv"`, then `!wc -l {DATA}`)."""
+    return [*prelude_source, *source, *(repr(v) for v in (parameters or {}).values() if isinstance(v, str))]
+
+
+def _resolved(cwd: str, text: str) -> str:
+    return os.path.abspath(os.path.join(cwd, os.path.expanduser(text)))

@@ -31,7 +31,7 @@ def load_inputs(ns: dict, io_dir: str) -> None:
         raise RuntimeError(error["evalue"])
     # What the step's cells use beyond their code, recorded from here to the save cell (same thread).
     global _recording
-    recorder = record(os.getcwd())
+    recorder = record(os.getcwd(), step.get("named", []))
     _recording = (recorder, recorder.__enter__())
     # ipykernel set MPLBACKEND for its own figures: matplotlib reading it is no dependency of the step
     _recording[1].env_written.add("MPLBACKEND")

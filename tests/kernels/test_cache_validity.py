@@ -134,13 +134,13 @@ def test_files_a_shell_command_or_a_process_reads_or_writes_by_a_name_in_the_cel
     assert (first.load("shell")["n"], first.load("process")["v"]) == (2, 5)
     assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
     (tmp_path / "notes.txt").write_text("a\nb\nc\n")
-    (tmp_path / "in data.txt").write_text("50")
+    (tmp_path / "in data.txt").write_text("7")
     changed = run_notebook(nb, options=LOCAL)
     assert status(changed) == {"shell": "succeeded", "process": "succeeded"}
-    assert (changed.load("shell")["n"], changed.load("process")["v"]) == (3, 50)
+    assert (changed.load("shell")["n"], changed.load("process")["v"]) == (3, 7)
     (tmp_path / "copy.txt").unlink()  # what `cp` wrote is the step's product: gone, the step runs again
     assert status(run_notebook(nb, options=LOCAL)) == {"shell": "cached", "process": "succeeded"}
-    assert (tmp_path / "copy.txt").read_text() == "50"
+    assert (tmp_path / "copy.txt").read_text() == "7"
 
 
 def test_a_file_one_step_writes_and_a_later_one_reads_is_read_after_each_new_write(tmp_path):
@@ -163,3 +163,30 @@ def test_a_file_a_shell_command_writes_for_the_first_time_is_the_steps_product(t
     (tmp_path / "sorted.txt").unlink()  # gone: the step that wrote it runs again, and its reader after it
     again = run_notebook(nb, options=LOCAL)
     assert status(again)["sort"] == "succeeded" and list(again.load("read")["lines"]) == ["a", "b"]
+
+
+def test_steps_that_append_to_one_log_or_clean_up_a_file_do_not_run_each_other_again(tmp_path):
+    (tmp_path / "data.txt").write_text("5")
+    nb = make_notebook(tmp_path, [("!echo a >> run.log\n!rm -f report.txt\nok = 1", ["step:first"]),
+                                  ("!echo b >> run.log\nv = int(open('data.txt').read())", ["step:second"]),
+                                  ("open('report.txt', 'w').write(str(v))", ["step:report"])])
+    run_notebook(nb, options=LOCAL)
+    for _ in range(2):  # the log grew and the report came back: neither is a change to the others
+        again = run_notebook(nb, options=LOCAL)
+        assert set(status(again).values()) == {"cached"}, status(again)
+    assert (tmp_path / "report.txt").read_text() == "5"
+
+
+def test_a_named_file_that_appears_and_a_file_a_text_parameter_names_are_dependencies(tmp_path):
+    (tmp_path / "sales.csv").write_text("1\n")
+    nb = make_notebook(tmp_path, [("DATA = 'sales.csv'", ["parameters"]),
+                                  ("extra = !cat extra.txt 2>/dev/null || echo none", ["step:optional"]),
+                                  ("rows = !cat {DATA}", ["step:by_parameter"])])
+    first = run_notebook(nb, options=LOCAL)
+    assert (list(first.load("optional")["extra"]), list(first.load("by_parameter")["rows"])) == (["none"], ["1"])
+    (tmp_path / "extra.txt").write_text("here\n")
+    (tmp_path / "sales.csv").write_text("1\n2\n")
+    changed = run_notebook(nb, options=LOCAL)
+    assert status(changed) == {"optional": "succeeded", "by_parameter": "succeeded"}
+    assert list(changed.load("optional")["extra"]) == ["here"]
+    assert list(changed.load("by_parameter")["rows"]) == ["1", "2"]

@@ -1,30 +1,34 @@
-"""kernels/mentions.py: the existing files a step's cells name as text."""
+"""kernels/mentions.py: the files a step's cells name as text."""
 
 from __future__ import annotations
 
-import os
-
 from nbscale.kernels import mentions
-from nbscale.kernels.mentions import mentioned_files
+from nbscale.kernels.mentions import named_files, step_texts
 
 
-def test_quoted_names_shell_words_and_folders_that_name_existing_files_are_found(tmp_path):
+def test_quoted_names_shell_words_written_and_absent_files_are_found(tmp_path):
     for name in ("data.csv", "my data.csv", "sub/x.parquet", "prep.py"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("x")
-    sources = ['df = pl.read_csv("data.csv")\nother = open("my data.csv")',
-               "!python prep.py --input sub/x.parquet --missing gone.csv\nsub.method(0.5)",
+    sources = ['df = pl.read_csv("data.csv")\nother = open("my data.csv")\ndf.to_csv("out/new.csv")',
+               "!python prep.py --input sub/x.parquet --extra later.txt > sorted.txt\nsub.method(0.5)",
                f"t = duckdb.sql(\"select * from '{tmp_path / 'data.csv'}'\")"]
-    found = mentioned_files(sources, str(tmp_path))
-    assert found == [str(tmp_path / n) for n in ("data.csv", "my data.csv", "prep.py", "sub/x.parquet")]
-    assert mentioned_files(["x = 'sub'\ny = 'missing.csv'\nz = '.'"], str(tmp_path)) == []  # a folder, nothing
+    found, cut = named_files(sources, str(tmp_path))
+    assert not cut
+    assert found == {str(tmp_path / n): w for n, w in [
+        ("out/new.csv", "writes"), ("sorted.txt", "writes"), ("data.csv", "names"), ("my data.csv", "names"),
+        ("prep.py", "names"), ("sub/x.parquet", "names"), ("later.txt", "names")]}  # (later.txt: absent, a shell word)
+    assert named_files(["!echo x >> run.log\nopen('b.log', 'a')"], str(tmp_path))[0] == {
+        str(tmp_path / "run.log"): "appends", str(tmp_path / "b.log"): "appends"}
+    assert named_files(["x = 'sub'\ny = df.head\nz = '.'\nn = 0.5"], str(tmp_path)) == ({}, False)
 
 
-def test_home_relative_names_and_the_cap_on_texts_looked_up(tmp_path, monkeypatch):
+def test_home_names_parameters_and_the_cap_on_texts_looked_up(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "cfg.json").write_text("{}")
-    assert mentioned_files(["c = load('~/cfg.json')"], "/") == [str(tmp_path / "cfg.json")]
+    assert named_files(["c = load('~/cfg.json')"], "/")[0] == {str(tmp_path / "cfg.json"): "names"}
+    assert step_texts(["!wc -l {DATA}"], ["import os"], {"DATA": "cfg.json", "n": 3}) == [
+        "import os", "!wc -l {DATA}", "'cfg.json'"]
     monkeypatch.setattr(mentions, "MAX_CANDIDATES", 3)
     many = "\n".join(f"v{i} = 'f{i}.txt'" for i in range(10)) + "\nlast = 'cfg.json'"
-    assert mentioned_files([many], str(tmp_path)) == []
-    assert os.path.isfile(tmp_path / "cfg.json")
+    assert named_files([many], str(tmp_path))[1] is True
