@@ -41,6 +41,7 @@ _REDIRECT = re.compile(r"(?<![<>&0-9])[0-9]?>>?\s*(?P<path>[^\s;|&<>()]+)")
 _WRITEFILE = re.compile(r"\A\s*%%writefile(?:\s+-a)?\s+(?P<path>\S+)")
 _APPEND_OPEN = re.compile(rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"][rb]*a[rb]*['\"]")
 _REMOVE = re.compile(r"(?:^|[;&|]\s*)rm\s+(?P<args>[^;&|<>]*)")  # `!rm -f a.txt b.txt`
+_GLOB = re.compile(r"[\w./~-]*[*?][\w./*?-]*")
 _NUMBER = re.compile(r"[-+]?[\d.]+(?:e[-+]?\d+)?j?", re.IGNORECASE)
 
 
@@ -54,6 +55,13 @@ def named_texts(source: str, quoted_only: bool = False) -> Iterator[str]:
         word = match.group(0)
         if ("/" in word or "." in word) and not _NUMBER.fullmatch(word):
             yield word
+
+
+def named_globs(source: str) -> Iterator[str]:
+    """Wildcard names in `source`'s quoted texts and shell commands (`"data/*.csv"`, `!cat logs/*.txt`)."""
+    for text in (*(m.group(2) for m in _QUOTED.finditer(source)), *_shell_commands(source)):
+        if "*" in text or "?" in text:
+            yield from (m.group(0) for m in _GLOB.finditer(text))
 
 
 def shell_words(source: str) -> Iterator[str]:

@@ -73,6 +73,7 @@ only tested with `os.stat`/`exists`; listings made while a module is imported; C
 
 from __future__ import annotations
 
+import glob
 import importlib
 import importlib.util
 import os
@@ -99,7 +100,7 @@ from .fingerprints import (
     listing_digest,
 )
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
-from .mentions import APPENDS, MAX_CANDIDATES, WRITES, named_files
+from .mentions import APPENDS, MAX_CANDIDATES, NAMES, WRITES, named_files, named_globs_and_folders
 from .process_state import loaded_modules, same_modules
 
 __all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modules", "record"]
@@ -188,6 +189,22 @@ class Recording:
                 self._add_reads(seen, sys.modules.get(top), library=top)
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
+
+    def mention_globs(self, patterns: list[str], folders: list[str]) -> None:
+        """Wildcard names and folders the cells name (`mentions`): what they match or hold is a
+        dependency, as a glob's or a listing's; so are the files a wildcard matches now."""
+        for pattern in patterns:
+            _note_glob(self, "glob", self.cwd, pattern, "**" in pattern, frame=None)
+            try:
+                matched = glob.glob(pattern, root_dir=self.cwd, recursive="**" in pattern)[:MAX_CANDIDATES]
+            except (OSError, ValueError):
+                continue
+            self.mention({os.path.join(self.cwd, name): NAMES for name in matched
+                          if os.path.isfile(os.path.join(self.cwd, name))})
+        for folder in folders:  # (inside the notebook folder only: not `~`, `/tmp`, `/`)
+            if self.inside(folder) and self.tracks(folder):
+                self.listings.add(folder)
+                self.first_seen.setdefault(folder, _look(folder))
 
     def _named_files(self) -> None:
         """What the files the cells name and no audit event showed were to the step (`mentions`)."""
@@ -342,6 +359,7 @@ def record(cwd: str | None = None, sources=()):
     `sources`: the step's cells, whose named files count too (`mentions`)."""
     recording = Recording(cwd or os.getcwd())
     recording.mention(*named_files(sources, recording.cwd))
+    recording.mention_globs(*named_globs_and_folders(sources, recording.cwd))
     _start(recording)
     try:
         yield recording
@@ -506,13 +524,14 @@ def _path_globbed(recording: Recording, args, prefix: str = "") -> None:  # path
         _note_glob(recording, "path", args[0], prefix + args[1], True)
 
 
-def _note_glob(recording: Recording, kind: str, folder, pattern: str, recursive: bool) -> None:
+def _note_glob(recording: Recording, kind: str, folder, pattern: str, recursive: bool, frame=True) -> None:
     """What a glob matches, not only the folders it lists: `data/*/part.csv` tests each folder for
     the file (`os.stat`), which no audit event shows. Not a library's look into the interpreter's
-    folders, nor one made while a module is imported (plug-ins, fonts)."""
+    folders, nor one made while a module is imported (plug-ins, fonts). `frame=None`: named in the
+    cells (`mentions`), not made by a call."""
     folder = _abspath(folder)
     fixed = _abspath(os.path.join(folder, re.split(r"[*?\[]", pattern, maxsplit=1)[0]))  # before a wildcard
-    if recording.tracks(folder) and recording.tracks(fixed) and not _importing(sys._getframe(3)):
+    if recording.tracks(folder) and recording.tracks(fixed) and (frame is None or not _importing(sys._getframe(3))):
         recording.globs.add((kind, folder, pattern, recursive))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from ..compiler.file_edges import appended_paths, named_texts, shell_words, written_paths
+from ..compiler.file_edges import appended_paths, named_globs, named_texts, shell_words, written_paths
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
 MAX_ABSENT = 100  # names of files not there yet kept per step
@@ -58,6 +58,20 @@ def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
                     and not os.path.exists(path) and os.path.isdir(os.path.dirname(path)):
                 found[path], absent = NAMES, absent + 1
     return found, False
+
+
+def named_globs_and_folders(sources, cwd: str) -> tuple[list[str], list[str]]:
+    """The wildcard names (`data/*.csv`) and the existing folders (`!ls data/`, `"data"`) that the
+    quoted texts and shell commands in `sources` name, relative to `cwd` (not `cwd` itself; the
+    recording keeps the folders inside it only)."""
+    patterns, folders = {}, {}
+    for source in sources:
+        patterns.update(dict.fromkeys(named_globs(source)))
+        for text in {*named_texts(source, quoted_only=True), *shell_words(source)}:
+            path = _resolved(cwd, text)
+            if path != cwd and len(folders) < MAX_ABSENT and os.path.isdir(path):
+                folders[path] = None
+    return list(patterns)[:MAX_ABSENT], list(folders)
 
 
 def step_texts(source: list[str], prelude_source: list[str], parameters: dict) -> list[str]:

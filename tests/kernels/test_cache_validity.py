@@ -190,3 +190,17 @@ def test_a_named_file_that_appears_and_a_file_a_text_parameter_names_are_depende
     assert status(changed) == {"optional": "succeeded", "by_parameter": "succeeded"}
     assert list(changed.load("optional")["extra"]) == ["here"]
     assert list(changed.load("by_parameter")["rows"]) == ["1", "2"]
+
+
+def test_a_wildcard_or_a_folder_a_shell_command_names_is_a_dependency(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "p1.csv").write_text("1\n")
+    nb = make_notebook(tmp_path, [("rows = !cat data/*.csv", ["step:glob"]), ("names = !ls data/", ["step:folder"])])
+    first = run_notebook(nb, options=LOCAL)
+    assert (list(first.load("glob")["rows"]), list(first.load("folder")["names"])) == (["1"], ["p1.csv"])
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    (tmp_path / "data" / "p1.csv").write_text("10\n")  # a matched file changes: the glob step only
+    assert status(run_notebook(nb, options=LOCAL)) == {"glob": "succeeded", "folder": "cached"}
+    (tmp_path / "data" / "p2.csv").write_text("2\n")  # a new match, a new entry: both
+    both = run_notebook(nb, options=LOCAL)
+    assert list(both.load("glob")["rows"]) == ["10", "2"] and list(both.load("folder")["names"]) == ["p1.csv", "p2.csv"]

@@ -32,3 +32,12 @@ def test_home_names_parameters_and_the_cap_on_texts_looked_up(tmp_path, monkeypa
     monkeypatch.setattr(mentions, "MAX_CANDIDATES", 3)
     many = "\n".join(f"v{i} = 'f{i}.txt'" for i in range(10)) + "\nlast = 'cfg.json'"
     assert named_files([many], str(tmp_path))[1] is True
+
+
+def test_wildcards_and_folders_inside_quotes_and_shell_commands_are_named(tmp_path):
+    from nbscale.kernels.mentions import named_globs_and_folders
+
+    (tmp_path / "data").mkdir()
+    sources = ["!cat data/*.csv | wc -l\nfiles = glob('logs/**/*.txt')", "names = !ls data/\nx = a * b"]
+    patterns, folders = named_globs_and_folders(sources, str(tmp_path))
+    assert patterns == ["logs/**/*.txt", "data/*.csv"] and folders == [str(tmp_path / "data")]
