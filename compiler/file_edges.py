@@ -107,11 +107,10 @@ def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[s
     """`steps`: (name, its cells' sources) in notebook order. Step → the earlier steps it comes
     after for files, each with the files: the last earlier writer of each file its cells name."""
     writer: dict[str, str] = {}  # file → the last step so far that writes it
+    endings: set[str] = set()  # their base names: a cheap test first, as most words name no such file
     edges: dict[str, dict[str, list[str]]] = {}
     for name, sources in steps:
         if writer:
-            # (a cheap test first: most words of most cells are no written file's name)
-            endings = {os.path.basename(path) for path in writer}
             named = {normalised(t) for source in sources for t in named_texts(source)
                      if t.rstrip("/").rpartition("/")[2] in endings}
             for path in sorted(named & writer.keys()):
@@ -120,4 +119,5 @@ def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[s
         for source in sources:
             for path in written_paths(source):
                 writer[path] = name
+                endings.add(os.path.basename(path))
     return edges
