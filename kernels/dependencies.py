@@ -61,8 +61,9 @@ What is recorded, and how:
   counts as listed, and every file in it as read; a SQLite database's `-wal` file counts as read
   with it.
 
-- Files the step's cells name (`mentions`): read, or written when they changed while the step
-  ran; what a shell command, a process or a C library opens under a name written out.
+- Files, wildcards and folders the step's cells name (`mentions`): what a shell command, a
+  process or a C library opens under a name written out; read, a product or nothing by how the
+  file looks as the step ends (`Recording._named_files`).
 
 Not seen: files opened by threads or processes the step starts, or by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
@@ -137,7 +138,8 @@ class Recording:
         self.distributions: dict[str, str] = {}
         self.outdated_modules: list[str] = []  # local modules whose file changed since imported
         self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
-        self.mentioned: dict[str, object] = {}  # path → what it was as the step began (`mention`)
+        # path → (what it was as the step began, whether the cells write it) (`mention`)
+        self.mentioned: dict[str, tuple[object, bool]] = {}
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
@@ -194,7 +196,7 @@ class Recording:
         """Wildcard names and folders the cells name (`mentions`): what they match or hold is a
         dependency, as a glob's or a listing's; so are the files a wildcard matches now."""
         for pattern in patterns:
-            _note_glob(self, "glob", self.cwd, pattern, "**" in pattern, frame=None)
+            _note_glob(self, "glob", self.cwd, pattern, "**" in pattern, named=True)
             try:
                 matched = glob.glob(pattern, root_dir=self.cwd, recursive="**" in pattern)[:MAX_CANDIDATES]
             except (OSError, ValueError):
@@ -524,14 +526,14 @@ def _path_globbed(recording: Recording, args, prefix: str = "") -> None:  # path
         _note_glob(recording, "path", args[0], prefix + args[1], True)
 
 
-def _note_glob(recording: Recording, kind: str, folder, pattern: str, recursive: bool, frame=True) -> None:
+def _note_glob(recording: Recording, kind: str, folder, pattern: str, recursive: bool, named: bool = False) -> None:
     """What a glob matches, not only the folders it lists: `data/*/part.csv` tests each folder for
     the file (`os.stat`), which no audit event shows. Not a library's look into the interpreter's
-    folders, nor one made while a module is imported (plug-ins, fonts). `frame=None`: named in the
+    folders, nor one made while a module is imported (plug-ins, fonts). `named`: written in the
     cells (`mentions`), not made by a call."""
     folder = _abspath(folder)
     fixed = _abspath(os.path.join(folder, re.split(r"[*?\[]", pattern, maxsplit=1)[0]))  # before a wildcard
-    if recording.tracks(folder) and recording.tracks(fixed) and (frame is None or not _importing(sys._getframe(3))):
+    if recording.tracks(folder) and recording.tracks(fixed) and (named or not _importing(sys._getframe(3))):
         recording.globs.add((kind, folder, pattern, recursive))
 
 
