@@ -116,8 +116,8 @@ def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[s
             for path in sorted(named & writer.keys()):
                 if writer[path] != name:
                     edges.setdefault(name, {}).setdefault(writer[path], []).append(path)
-        for source in sources:
-            for path in written_paths(source):
+        for source in sources:  # (appending to a log orders nothing: steps that log stay parallel)
+            for path in written_paths(source) - appended_paths(source):
                 writer[path] = name
                 endings.add(os.path.basename(path))
     return edges

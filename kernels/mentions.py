@@ -19,11 +19,13 @@ file that makes it longer reads as such a log: its step is not run again when it
 from __future__ import annotations
 
 import os
+import re
 
 from ..compiler.file_edges import appended_paths, named_globs, named_texts, shell_words, written_paths
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
 MAX_ABSENT = 100  # names of files not there yet kept per step
+_WILDCARD = re.compile(r"[*?\[]")  # a pattern (`named_globs_and_folders`), not a file's name
 
 
 NAMES, WRITES, APPENDS = "names", "writes", "appends"
@@ -54,8 +56,7 @@ def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
                 continue
             if os.path.isfile(path):
                 found[path] = NAMES
-            elif absent < MAX_ABSENT and text in quoted_or_shell and ("." in text or "/" in text) \
-                    and not os.path.exists(path) and os.path.isdir(os.path.dirname(path)):
+            elif absent < MAX_ABSENT and text in quoted_or_shell and _may_appear(text, path):
                 found[path], absent = NAMES, absent + 1
     return found, False
 
@@ -78,6 +79,13 @@ def step_texts(source: list[str], prelude_source: list[str], parameters: dict) -
     """What names a step's files: its cells, the imports and functions cells it runs with, and the
     text parameters it is given (`DATA = "sales.csv"`, then `!wc -l {DATA}`)."""
     return [*prelude_source, *source, *(repr(v) for v in (parameters or {}).values() if isinstance(v, str))]
+
+
+def _may_appear(text: str, path: str) -> bool:
+    """Whether a quoted or shell name of no file may name one that appears later: a name like a
+    file's (it holds `.` or `/`), no wildcard, nothing there now, in a folder that exists."""
+    return ("." in text or "/" in text) and not _WILDCARD.search(text) and not os.path.exists(path) \
+        and os.path.isdir(os.path.dirname(path))
 
 
 def _resolved(cwd: str, text: str) -> str:

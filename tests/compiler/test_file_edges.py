@@ -35,3 +35,8 @@ def test_the_pipeline_orders_a_file_handed_on_and_says_why(tmp_path):
     assert {s.name: s.after for s in pipeline.steps} == {"write": [], "read": ["write"], "other": []}
     assert not [d for d in pipeline.diagnostics if d.severity == "error"]
     assert why(nb, "write", "read") == ["read names the file out.txt, which write writes"]
+
+
+def test_steps_that_append_to_one_log_stay_parallel():
+    steps = [(n, [f"{n} = 1\nopen('ran.log', 'a').write('{n}')\n!echo {n} >> run.log"]) for n in "abc"]
+    assert file_edges(steps) == {}
