@@ -22,7 +22,7 @@ _QUOTED = re.compile(r"""(['"])([^'"\\\n\x00]{1,4096})\1""")  # `"my data.csv"`,
 _WORD = re.compile(r"""[^\s'"`()\[\]{},;=<>|&*?\\\x00]{1,4096}""")  # `!wc -l data/x.csv`, `prep.py`
 _PATH = r"""(?P<q>['"])(?P<path>[^'"\\\n\x00]{1,4096})(?P=q)"""
 _WRITES = [re.compile(pattern) for pattern in (
-    rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"][rb]*[wax+]",
+    rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"](?P<mode>[rbt]*[wax+])",
     rf"\.(?:to_csv|to_parquet|to_json|to_pickle|to_excel|to_feather|to_hdf|to_orc|to_stata|to_xml|to_html"
     rf"|to_latex|to_markdown|to_netcdf|to_zarr|savefig|save|save_model|write_csv|write_parquet|write_json"
     rf"|write_ndjson|write_ipc|write_excel|write_database|write_delta)\(\s*(?:\w+\s*=\s*)?{_PATH}",
@@ -39,7 +39,6 @@ _SHELL_LINE = re.compile(r"^\s*(?:\w+\s*=\s*)?!(?P<command>.*)$", re.MULTILINE) 
 _SHELL_CELL = re.compile(r"\A\s*%%(?:bash|sh|script\b[^\n]*)\n(?P<command>.*)", re.DOTALL)
 _REDIRECT = re.compile(r"(?<![<>&0-9])[0-9]?>>?\s*(?P<path>[^\s;|&<>()]+)")
 _WRITEFILE = re.compile(r"\A\s*%%writefile(?:\s+-a)?\s+(?P<path>\S+)")
-_APPEND_OPEN = re.compile(rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"][rb]*a[rb]*['\"]")
 _REMOVE = re.compile(r"(?:^|[;&|]\s*)rm\s+(?P<args>[^;&|<>]*)")  # `!rm -f a.txt b.txt`
 _GLOB = re.compile(r"[\w./~-]*[*?][\w./*?-]*")
 _NUMBER = re.compile(r"[-+]?[\d.]+(?:e[-+]?\d+)?j?", re.IGNORECASE)
@@ -77,25 +76,33 @@ def _shell_commands(source: str) -> list[str]:
     return [m["command"] for m in (*_SHELL_LINE.finditer(source), *_SHELL_CELL.finditer(source))]
 
 
-def appended_paths(source: str) -> set[str]:
-    """Of `written_paths`, the files `source` only appends to (`open(P, "a")`, `>> P`): logs."""
-    found = {m["path"] for m in _APPEND_OPEN.finditer(source)} if "open(" in source else set()
+def file_writes(source: str) -> dict[str, bool]:
+    """The files `source` writes under a name it writes out, normalised (`normalised`), each with
+    whether it only appends to it (`open(P, "a")`, `>> P`, `%%writefile -a P`: a log)."""
+    found: dict[str, bool] = {}
+
+    def wrote(path, appends=False):
+        found[path] = found.get(path, True) and appends
+
+    if _MAY_WRITE.search(source):  # (one search: most cells write no file)
+        for pattern in _WRITES:
+            for m in pattern.finditer(source):
+                wrote(m["path"], (m.groupdict().get("mode") or "").endswith("a"))
     for command in _shell_commands(source):
-        found |= {m["path"] for m in _REDIRECT.finditer(command) if m.group(0).lstrip("0123456789").startswith(">>")}
-    found |= {m["path"] for m in _WRITEFILE.finditer(source) if "-a" in m.group(0).split()}
-    return {normalised(path) for path in found}
+        for m in _REDIRECT.finditer(command):
+            wrote(m["path"], m.group(0).lstrip("0123456789").startswith(">>"))
+        for m in _REMOVE.finditer(command):
+            for word in m["args"].split():
+                if not word.startswith("-"):
+                    wrote(word)
+    for m in _WRITEFILE.finditer(source):
+        wrote(m["path"], "-a" in m.group(0).split())
+    return {normalised(path): appends for path, appends in found.items() if path not in ("/dev/null", "&1", "&2")}
 
 
 def written_paths(source: str) -> set[str]:
-    """The files `source` writes under a name it writes out, normalised (`normalised`)."""
-    found = set()
-    if _MAY_WRITE.search(source):  # (one search: most cells write no file)
-        found = {m["path"] for pattern in _WRITES for m in pattern.finditer(source)}
-    for command in _shell_commands(source):
-        found |= {m["path"] for m in _REDIRECT.finditer(command)}
-        found |= {word for m in _REMOVE.finditer(command) for word in m["args"].split() if not word.startswith("-")}
-    found |= {m["path"] for m in _WRITEFILE.finditer(source)}
-    return {normalised(path) for path in found if path not in ("/dev/null", "&1", "&2")}
+    """The files `source` writes under a name it writes out (`file_writes`)."""
+    return set(file_writes(source))
 
 
 def normalised(text: str) -> str:
@@ -117,7 +124,7 @@ def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[s
                 if writer[path] != name:
                     edges.setdefault(name, {}).setdefault(writer[path], []).append(path)
         for source in sources:  # (appending to a log orders nothing: steps that log stay parallel)
-            for path in written_paths(source) - appended_paths(source):
+            for path in (path for path, appends in file_writes(source).items() if not appends):
                 writer[path] = name
                 endings.add(os.path.basename(path))
     return edges

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 
-from ..compiler.file_edges import appended_paths, named_globs, named_texts, shell_words, written_paths
+from ..compiler.file_edges import file_writes, named_globs, named_texts, shell_words
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
 MAX_ABSENT = 100  # names of files not there yet kept per step
@@ -34,14 +34,13 @@ NAMES, WRITES, APPENDS = "names", "writes", "appends"
 def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
     """The files (absolute path → NAMES, WRITES or APPENDS: what the text does with it) that the
     texts in `sources` name, relative to `cwd`: those that exist, those the text writes or appends
-    to (`file_edges.written_paths`), and, up to MAX_ABSENT, quoted names and shell words of files
+    to (`file_edges.file_writes`), and, up to MAX_ABSENT, quoted names and shell words of files
     not there yet (a later one is a change); and whether MAX_CANDIDATES cut the search short
     (then some may be missing)."""
     found: dict[str, str] = {}
     for source in sources:
-        appended = appended_paths(source)
-        for text in written_paths(source):
-            found[_resolved(cwd, text)] = APPENDS if text in appended else WRITES
+        for text, appends in file_writes(source).items():
+            found[_resolved(cwd, text)] = APPENDS if appends else WRITES
     seen, absent = set(), 0
     for source in sources:
         quoted_or_shell = {*named_texts(source, quoted_only=True), *shell_words(source)}
