@@ -193,9 +193,13 @@ class Recording:
             self.problems.append(f"loaded modules: {type(exc).__name__}: {exc}")
 
     def mention_globs(self, patterns: list[str], folders: list[str]) -> None:
-        """Wildcard names and folders the cells name (`mentions`): what they match or hold is a
-        dependency, as a glob's or a listing's; so are the files a wildcard matches now."""
+        """Wildcard names and folders the cells name (`mentions`), inside the notebook folder: what
+        they match or hold is a dependency, as a glob's or a listing's; so are the files a wildcard
+        matches now."""
         for pattern in patterns:
+            fixed = os.path.join(self.cwd, os.path.expanduser(re.split(r"[*?\[]", pattern, maxsplit=1)[0]))
+            if not self.inside(os.path.abspath(fixed) + os.sep):  # (`!ls /**`: not the whole disk)
+                continue
             _note_glob(self, "glob", self.cwd, pattern, "**" in pattern, named=True)
             try:
                 matched = glob.glob(pattern, root_dir=self.cwd, recursive="**" in pattern)[:MAX_CANDIDATES]

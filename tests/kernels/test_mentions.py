@@ -41,3 +41,12 @@ def test_wildcards_and_folders_inside_quotes_and_shell_commands_are_named(tmp_pa
     sources = ["!cat data/*.csv | wc -l\nfiles = glob('logs/**/*.txt')", "names = !ls data/\nx = a * b"]
     patterns, folders = named_globs_and_folders(sources, str(tmp_path))
     assert patterns == ["logs/**/*.txt", "data/*.csv"] and folders == [str(tmp_path / "data")]
+
+
+def test_a_named_wildcard_outside_the_notebook_folder_is_not_searched(tmp_path):
+    from nbscale.kernels.dependencies import Recording
+
+    (tmp_path / "p1.csv").write_text("1")
+    recording = Recording(str(tmp_path))
+    recording.mention_globs(["/**/*.csv", "~/*.csv", "../*.csv", "*.csv"], [])
+    assert [g[2] for g in recording.globs] == ["*.csv"] and list(recording.mentioned) == [str(tmp_path / "p1.csv")]
