@@ -63,11 +63,12 @@ What is recorded, and how:
 
 - Files, wildcards and folders the step's cells name (`mentions`): what a shell command, a
   process or a C library opens under a name written out; read, a product or nothing by how the
-  file looks as the step ends (`Recording._named_files`).
+  file looks as the step ends (`Recording._named_files`). So do files the texts among the values
+  it is given name, and, read as they are at its end, those the texts it made and kept name.
 
 Not seen: files opened by threads or processes the step starts, or by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
-any C library given a path), under a name the cells do not write out; relative to a `dir_fd`, or
+any C library given a path), under a name neither the cells nor the step's values hold; relative to a `dir_fd`, or
 only tested with `os.stat`/`exists`; listings made while a module is imported; C `getenv`;
 `os.environb`; the network. Steps that depend on those need `cache:off`.
 """
@@ -101,7 +102,16 @@ from .fingerprints import (
     listing_digest,
 )
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
-from .mentions import APPENDS, MAX_CANDIDATES, NAMES, WRITES, named_files, named_globs_and_folders
+from .mentions import (
+    APPENDS,
+    MAX_CANDIDATES,
+    NAMES,
+    WRITES,
+    made_names,
+    named_files,
+    named_globs_and_folders,
+    value_names,
+)
 from .process_state import loaded_modules, same_modules
 
 __all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modules", "record"]
@@ -140,6 +150,7 @@ class Recording:
         self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
         # path → (what it was as the step began, whether the cells write it) (`mention`)
         self.mentioned: dict[str, tuple[object, bool]] = {}
+        self.made_named: list[str] = []  # files the texts the step made name (`name_made`)
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
@@ -171,6 +182,11 @@ class Recording:
                 self.mentioned[path] = (_look(path), use == WRITES)
         if cut_short:  # (names may be missing: the result must not be reused)
             self.problems.append(f"more than {MAX_CANDIDATES:,} names of files in the step's cells")
+
+    def name_made(self, values) -> None:
+        """The values the step made and kept (`path = Path("data") / name`): the files their texts
+        name are read, as they are at the step's end (when it read them is not known)."""
+        self.made_named.extend(path for path in made_names(values, self.cwd) if self.tracks(path))
 
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
@@ -226,6 +242,10 @@ class Recording:
                     self.first_seen.setdefault(path, now)
             elif now is not None:  # written, made or changed by an unseen writer: a product
                 self.writes.add(path)
+        for path in self.made_named:
+            if path not in self.reads and path not in self.writes and path not in self.mentioned:
+                self.reads.add(path)
+                self.first_seen.setdefault(path, _look(path))
 
     def _missing_modules(self) -> None:
         """A module the step tried to import and did not find (`try: import extras except
@@ -360,12 +380,16 @@ class Recording:
 
 
 @contextmanager
-def record(cwd: str | None = None, sources=()):
+def record(cwd: str | None = None, sources=(), values=()):
     """Record what the code run inside the block (in this thread) reads, writes and imports;
-    `sources`: the step's cells, whose named files count too (`mentions`)."""
+    `sources`: the step's cells, whose named files count too, and so do those the texts among
+    `values` (the parameters and inputs it is given) name (`mentions`)."""
     recording = Recording(cwd or os.getcwd())
-    recording.mention(*named_files(sources, recording.cwd))
+    given, patterns = value_names(values, recording.cwd)
+    named, cut_short = named_files(sources, recording.cwd)
+    recording.mention({**given, **named}, cut_short)  # (the cells say best what they do with a file)
     recording.mention_globs(*named_globs_and_folders(sources, recording.cwd))
+    recording.mention_globs(patterns, [])
     _start(recording)
     try:
         yield recording

@@ -12,19 +12,28 @@ b.txt`, `df.to_csv(P)`, `!rm P`), or that appeared, or that changed otherwise, i
 product once it exists (its own unseen writer, most likely: a file another process rewrites while
 the step runs is taken for the step's); one that only grew (the same file, longer: a log) is
 nothing, so steps that append to one log do not make each other run again (a copy onto an existing
-file that makes it longer reads as such a log: its step is not run again when it goes). A name built as the step runs
-(`f"data/{month}.csv"`) is not seen: such a step still needs `cache:off`.
+file that makes it longer reads as such a log: its step is not run again when it goes).
+
+Names built as the steps run are values: a text a step is given (`DATA = f"data/{month}.csv"` in
+an earlier step, then `pl.read_csv(DATA)`), whole, names a file as a quoted text does; one a step
+makes and keeps in a variable (`path = Path("data") / name`, then `!wc -l {path}`) names a file
+it read, as the file is when the step ends. A name built and used inside one expression
+(`pl.read_csv(f"data/{m}.csv")`) is not seen: such a step still needs `cache:off`.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+from pathlib import PurePath
 
 from ..compiler.file_edges import file_writes, named_globs, named_texts, shell_words
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
 MAX_ABSENT = 100  # names of files not there yet kept per step
+MAX_VALUE_TEXTS = 1_000  # texts taken from a step's values (a list of 100,000 file names: the first ones)
+_VALUE_DEPTH = 3  # lists in dicts in lists: configs, not data
 _WILDCARD = re.compile(r"[*?\[]")  # a pattern (`named_globs_and_folders`), not a file's name
 
 
@@ -78,6 +87,63 @@ def step_texts(source: list[str], prelude_source: list[str], parameters: dict) -
     """What names a step's files: its cells, the imports and functions cells it runs with, and the
     text parameters it is given (`DATA = "sales.csv"`, then `!wc -l {DATA}`)."""
     return [*prelude_source, *source, *(repr(v) for v in (parameters or {}).values() if isinstance(v, str))]
+
+
+def value_texts(values) -> list[str]:
+    """The texts among `values` that may be a file's name: strings of one line of at most 4,096
+    characters and pathlib paths, also in lists, tuples, sets and dict values up to three levels
+    down; at most MAX_VALUE_TEXTS, and no code of the values' own runs (a subclass's `__iter__`
+    or `__str__`: the built-in one is used)."""
+    texts, stack, visits = [], [(value, 0) for value in reversed(list(values))], 0
+    while stack and len(texts) < MAX_VALUE_TEXTS and visits < 10 * MAX_VALUE_TEXTS:
+        value, depth = stack.pop()
+        visits += 1
+        if isinstance(value, str):
+            if 0 < len(value) <= 4096 and "\n" not in value and "\x00" not in value:
+                texts.append(str.__str__(value))
+        elif isinstance(value, PurePath):
+            texts.append(PurePath.__str__(value))
+        elif depth < _VALUE_DEPTH and (items := _items(value)) is not None:
+            stack.extend((item, depth + 1) for item in reversed(list(itertools.islice(items, MAX_VALUE_TEXTS))))
+    return texts
+
+
+def _items(value):
+    if isinstance(value, dict):
+        return dict.values(value)
+    if isinstance(value, list):
+        return list.__iter__(value)
+    if isinstance(value, tuple):
+        return tuple.__iter__(value)
+    if type(value) in (set, frozenset):  # (a subclass may define its own iteration)
+        return iter(value)
+    return None
+
+
+def value_names(values, cwd: str) -> tuple[dict[str, str], list[str]]:
+    """The files (absolute path → NAMES) that the texts among a step's given values name as a whole
+    (`value_texts`), relative to `cwd`, those not there yet as a quoted name's (`_may_appear`); and
+    the wildcard ones, as patterns (`Recording.mention_globs`)."""
+    named, patterns, absent = {}, [], 0
+    for text in value_texts(values):
+        if "." not in text and "/" not in text:
+            continue  # a word, a label, a category: no file's name
+        if _WILDCARD.search(text):
+            if len(patterns) < MAX_ABSENT:
+                patterns.append(text)
+            continue
+        path = _resolved(cwd, text)
+        if os.path.isfile(path):
+            named[path] = NAMES
+        elif absent < MAX_ABSENT and _may_appear(text, path):
+            named[path], absent = NAMES, absent + 1
+    return named, patterns
+
+
+def made_names(values, cwd: str) -> list[str]:
+    """The existing files that the texts among the values a step made name as a whole."""
+    paths = (_resolved(cwd, text) for text in value_texts(values) if "." in text or "/" in text)
+    return [path for path in paths if not _WILDCARD.search(path) and os.path.isfile(path)]
 
 
 def _may_appear(text: str, path: str) -> bool:

@@ -44,7 +44,7 @@ from ..contract import (
 )
 from ..dependencies import PAPERMILL_STEP_PREFIX
 from ..executor import StepError, StepResult
-from ..mentions import step_texts
+from ..mentions import step_texts, value_texts
 from ..store import ArtifactStore
 from ..task import run_step
 from . import Engine
@@ -311,7 +311,9 @@ def _write_inputs(io_dir, spec, inputs):
                    "keep": [n for n in spec.keep if n not in step["outputs"]],
                    "metrics": spec.metrics if (spec.metrics or {}).get("step") == step["name"] else None,
                    "parameters": spec.parameters, "settings": step.get("settings", []),
-                   "named": step_texts(step["source"], spec.prelude.get("source", []), spec.parameters)}, f)
+                   "named": step_texts(step["source"], spec.prelude.get("source", []), spec.parameters),
+                   "given": value_texts([*(spec.parameters or {}).values(), *values.values()]),
+                   "defines": step.get("defines", [])}, f)
 
 
 # --- reading the executed notebook back ---------------------------------------------------------

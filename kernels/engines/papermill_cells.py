@@ -31,7 +31,7 @@ def load_inputs(ns: dict, io_dir: str) -> None:
         raise RuntimeError(error["evalue"])
     # What the step's cells use beyond their code, recorded from here to the save cell (same thread).
     global _recording
-    recorder = record(os.getcwd(), step.get("named", []))
+    recorder = record(os.getcwd(), step.get("named", []), step.get("given", []))
     _recording = (recorder, recorder.__enter__())
     # ipykernel set MPLBACKEND for its own figures: matplotlib reading it is no dependency of the step
     _recording[1].env_written.add("MPLBACKEND")
@@ -85,6 +85,8 @@ def save_outputs(ns: dict, io_dir: str) -> None:
     with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
         step = json.load(f)
     report = {"missing": [n for n in step["outputs"] if n not in ns], "metrics": {}, "warnings": []}
+    if _recording is not None:
+        _recording[1].name_made([ns[name] for name in step.get("defines", []) if name in ns])
     report["dependencies"] = _stop_recording()
     if step["metrics"] and not report["missing"]:
         report["metrics"], report["warnings"] = evaluate_metrics(Metrics(**step["metrics"]), ns)

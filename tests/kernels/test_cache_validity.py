@@ -204,3 +204,27 @@ def test_a_wildcard_or_a_folder_a_shell_command_names_is_a_dependency(tmp_path):
     (tmp_path / "data" / "p2.csv").write_text("2\n")  # a new match, a new entry: both
     both = run_notebook(nb, options=LOCAL)
     assert list(both.load("glob")["rows"]) == ["10", "2"] and list(both.load("folder")["names"]) == ["p1.csv", "p2.csv"]
+
+
+def test_files_named_by_texts_a_step_is_given_or_made_are_dependencies(tmp_path):
+    # `cat` opens them where no audit event shows it, under names no cell writes out: an earlier step
+    # built one, the step built the other and kept it in a variable
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "2024-01.csv").write_text("1\n")
+    (tmp_path / "data" / "notes.txt").write_text("a\n")
+    nb = make_notebook(tmp_path, [
+        ("month = '2024-01'\nDATA = f'data/{month}.' + 'csv'\nCFG = {'inputs': [DATA]}", ["step:config"]),
+        ("import subprocess\nrows = subprocess.run(['cat', CFG['inputs'][0]], capture_output=True).stdout",
+         ["step:given"]),
+        ("import pathlib, subprocess\nnotes = pathlib.Path('data') / ('notes' + '.txt')\n"
+         "text = subprocess.run(['cat', str(notes)], capture_output=True).stdout", ["step:made"])])
+    first = run_notebook(nb, options=LOCAL)
+    assert (first.load("given")["rows"], first.load("made")["text"]) == (b"1\n", b"a\n")
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    (tmp_path / "data" / "2024-01.csv").write_text("1\n2\n")
+    (tmp_path / "data" / "notes.txt").write_text("b\n")
+    changed = run_notebook(nb, options=LOCAL)
+    # config made the name, so it may have read the file too (when is not known): it runs again as well
+    assert status(changed) == {"config": "succeeded", "given": "succeeded", "made": "succeeded"}
+    assert (changed.load("given")["rows"], changed.load("made")["text"]) == (b"1\n2\n", b"b\n")
+    assert any("2024-01.csv" in text for text in stale(changed, "given"))

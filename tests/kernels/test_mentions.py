@@ -50,3 +50,30 @@ def test_a_named_wildcard_outside_the_notebook_folder_is_not_searched(tmp_path):
     recording = Recording(str(tmp_path))
     recording.mention_globs(["/**/*.csv", "~/*.csv", "../*.csv", "*.csv"], [])
     assert [g[2] for g in recording.globs] == ["*.csv"] and list(recording.mentioned) == [str(tmp_path / "p1.csv")]
+
+
+def test_texts_among_values_are_taken_whole_bounded_and_without_running_the_values_code(tmp_path):
+    from pathlib import Path
+
+    from nbscale.kernels.mentions import made_names, value_names, value_texts
+
+    class Hostile(str):
+        def __str__(self):
+            raise AssertionError("a value's own code ran")
+
+    class Items(list):
+        def __iter__(self):
+            raise AssertionError("a value's own code ran")
+
+    (tmp_path / "a.csv").write_text("1")
+    (tmp_path / "b c.txt").write_text("1")
+    values = ["a.csv", Path("b c.txt"), {"deep": [("x/y.bin", {"k": ["too/deep.bin"]})]}, Hostile("a.csv"),
+              Items(["in/items.csv"]), "two\nlines.csv", "x" * 5000, "plain words", 3.5, b"bytes.csv", "x\x00.csv"]
+    assert value_texts(values) == ["a.csv", "b c.txt", "x/y.bin", "a.csv", "in/items.csv", "plain words"]
+    assert value_texts([[f"f{i}.csv" for i in range(5000)]]) == [f"f{i}.csv" for i in range(mentions.MAX_VALUE_TEXTS)]
+    named, patterns = value_names(["a.csv", "later.csv", "data/*.csv", "missing/dir.csv", "label"], str(tmp_path))
+    # a name not there yet counts (as a quoted one), not in a folder that is not there, nor a word without . or /
+    assert named == {str(tmp_path / "a.csv"): "names", str(tmp_path / "later.csv"): "names"}
+    assert patterns == ["data/*.csv"]
+    assert made_names(["a.csv", "later.csv", Path("b c.txt"), "*.csv"], str(tmp_path)) == [
+        str(tmp_path / "a.csv"), str(tmp_path / "b c.txt")]

@@ -193,6 +193,24 @@ def test_a_step_run_in_a_kernel_records_what_it_reads(tmp_path):
     assert changed.load("read")["n"] == 30 and any("data.csv" in text for text in changed.steps[0]["stale"])
 
 
+
+def test_a_step_run_in_a_kernel_records_files_named_by_texts_it_is_given_or_makes(tmp_path):
+    """`cat` opens them unseen, by names built as the steps run (`mentions.value_names`, `made_names`)."""
+    (tmp_path / "a.txt").write_text("1")
+    (tmp_path / "b.txt").write_text("2")
+    path = write_nb(tmp_path, [("NAME = 'a' + '.txt'", ["step:config"]),
+                               ("import subprocess\nother = 'b' + '.txt'\n"
+                                "v = subprocess.run(['cat', NAME, other], capture_output=True, text=True).stdout",
+                                ["step:read"])])
+    assert nbscale.run(path, engine="papermill").load("read")["v"] == "12"
+    assert [s["status"] for s in nbscale.run(path, engine="papermill").steps] == ["cached", "cached"]
+    for name, text in (("a.txt", "3"), ("b.txt", "4")):
+        (tmp_path / name).write_text(text)
+        changed = nbscale.run(path, engine="papermill")
+        assert changed.steps[1]["status"] == "succeeded" and any(name in t for t in changed.steps[1]["stale"])
+    assert changed.load("read")["v"] == "34"
+
+
 SHOWN = [
     ("import matplotlib.pyplot as plt\nimport pandas as pd", ["imports"]),
     ("df = pd.DataFrame({f'column_{i}': [i * 1000.5, i] for i in range(14)})\nprint(df)\ndf", ["step:wide"]),
