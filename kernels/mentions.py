@@ -98,10 +98,12 @@ def value_texts(values) -> list[str]:
     while stack and len(texts) < MAX_VALUE_TEXTS and visits < 10 * MAX_VALUE_TEXTS:
         value, depth = stack.pop()
         visits += 1
-        if isinstance(value, str):
-            if 0 < len(value) <= 4096 and "\n" not in value and "\x00" not in value:
-                texts.append(str.__str__(value))
-        elif isinstance(value, PurePath):
+        kind = type(value)  # (not isinstance: a proxy's `__class__` may claim to be a str)
+        if issubclass(kind, str):
+            text = str.__str__(value)
+            if 0 < len(text) <= 4096 and "\n" not in text and "\x00" not in text:
+                texts.append(text)
+        elif issubclass(kind, PurePath):
             texts.append(PurePath.__str__(value))
         elif depth < _VALUE_DEPTH and (items := _items(value)) is not None:
             stack.extend((item, depth + 1) for item in reversed(list(itertools.islice(items, MAX_VALUE_TEXTS))))
@@ -109,13 +111,14 @@ def value_texts(values) -> list[str]:
 
 
 def _items(value):
-    if isinstance(value, dict):
+    kind = type(value)
+    if issubclass(kind, dict):
         return dict.values(value)
-    if isinstance(value, list):
+    if issubclass(kind, list):
         return list.__iter__(value)
-    if isinstance(value, tuple):
+    if issubclass(kind, tuple):
         return tuple.__iter__(value)
-    if type(value) in (set, frozenset):  # (a subclass may define its own iteration)
+    if kind in (set, frozenset):  # (a subclass may define its own iteration)
         return iter(value)
     return None
 
@@ -142,8 +145,9 @@ def value_names(values, cwd: str) -> tuple[dict[str, str], list[str]]:
 
 def made_names(values, cwd: str) -> list[str]:
     """The existing files that the texts among the values a step made name as a whole."""
-    paths = (_resolved(cwd, text) for text in value_texts(values) if "." in text or "/" in text)
-    return [path for path in paths if not _WILDCARD.search(path) and os.path.isfile(path)]
+    paths = [_resolved(cwd, text) for text in value_texts(values)
+             if ("." in text or "/" in text) and not _WILDCARD.search(text)]
+    return [path for path in paths if os.path.isfile(path)]
 
 
 def _may_appear(text: str, path: str) -> bool:

@@ -77,3 +77,16 @@ def test_texts_among_values_are_taken_whole_bounded_and_without_running_the_valu
     assert patterns == ["data/*.csv"]
     assert made_names(["a.csv", "later.csv", Path("b c.txt"), "*.csv"], str(tmp_path)) == [
         str(tmp_path / "a.csv"), str(tmp_path / "b c.txt")]
+
+
+def test_a_proxy_claiming_to_be_a_text_and_a_folder_with_wildcard_characters(tmp_path):
+    from nbscale.kernels.mentions import made_names, value_texts
+
+    class Proxy:  # isinstance(Proxy(), str) is True through `__class__`; it is no text
+        __class__ = str
+
+    assert isinstance(Proxy(), str) and value_texts([Proxy(), "a.csv"]) == ["a.csv"]
+    folder = tmp_path / "runs[1]"  # the folder's name is no wildcard: its files are still named
+    folder.mkdir()
+    (folder / "a.csv").write_text("1")
+    assert made_names(["a.csv"], str(folder)) == [str(folder / "a.csv")]
