@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Iterator
 
 _QUOTED = re.compile(r"""(['"])([^'"\\\n\x00]{1,4096})\1""")  # `"my data.csv"`, spaces and all
@@ -39,9 +40,11 @@ _SHELL_LINE = re.compile(r"^\s*(?:\w+\s*=\s*)?!(?P<command>.*)$", re.MULTILINE) 
 _SHELL_CELL = re.compile(r"\A\s*%%(?:bash|sh|script\b[^\n]*)\n(?P<command>.*)", re.DOTALL)
 _REDIRECT = re.compile(r"(?<![<>&0-9])[0-9]?>>?\s*(?P<path>[^\s;|&<>()]+)")
 _WRITEFILE = re.compile(r"\A\s*%%writefile(?:\s+-a)?\s+(?P<path>\S+)")
-_REMOVE = re.compile(r"(?:^|[;&|]\s*)rm\s+(?P<args>[^;&|<>]*)")  # `!rm -f a.txt b.txt`
+_REMOVE = re.compile(r"(?:^|[;&|\n]\s*)rm\s+(?P<args>[^;&|<>\n]*)")  # `!rm -f a.txt b.txt`
 _GLOB = re.compile(r"[\w./~-]*[*?][\w./*?-]*")
 _NUMBER = re.compile(r"[-+]?[\d.]+(?:e[-+]?\d+)?j?", re.IGNORECASE)
+_CD = re.compile(r"(?:^|(?<=[;&|(\n]))[ \t]*cd(?:[ \t]+(?P<folder>[^\s;&|()]+))?[ \t]*(?=$|[;&|)\n])")  # `cd sub &&`
+_PUNCTUATION = re.compile(r"[;&|<>()]+|[0-9]?>>?|&>")
 
 
 def named_texts(source: str, quoted_only: bool = False) -> Iterator[str]:
@@ -64,10 +67,42 @@ def named_globs(source: str) -> Iterator[str]:
 
 
 def shell_words(source: str) -> Iterator[str]:
-    """The words of the shell commands in `source` (`!cmd`, `%%bash`): there a name is a file's."""
+    """The words of the shell commands in `source` (`!cmd`, `%%bash`): there a name is a file's.
+    Read as the shell reads them (`my\\ data.csv` is one word), and after `cd DIR` relative to DIR."""
     for command in _shell_commands(source):
-        for match in _WORD.finditer(command):
-            yield match.group(0)
+        for folder, segment in _shell_segments(command):
+            for word in _shell_split(segment):
+                yield _in_folder(folder, word)
+
+
+def _shell_split(segment: str) -> list[str]:
+    try:
+        lexer = shlex.shlex(segment, posix=True, punctuation_chars=";&|<>()")
+        lexer.whitespace_split, lexer.commenters = True, ""
+        words = list(lexer)
+    except ValueError:  # an open quote: the words as they are written
+        words = [m.group(0) for m in _WORD.finditer(segment)]
+    return [w for w in words if w and len(w) <= 4096 and "\x00" not in w and not _PUNCTUATION.fullmatch(w)]
+
+
+def _shell_segments(command: str) -> Iterator[tuple[str | None, str]]:
+    """(the folder a `cd` moved to, relative to the notebook's, or None; the command's text run
+    there). After a `cd` to a folder not written out (`cd $DIR`, `cd -`), the notebook's, as before."""
+    folder, start = None, 0
+    for m in _CD.finditer(command):
+        yield folder, command[start:m.start()]
+        target, start = m["folder"], m.end()
+        if not target or target == "~" or target.startswith(("$", "-", "{", "`")):
+            folder = None
+        else:
+            folder = os.path.normpath(os.path.join(folder or "", target))
+    yield folder, command[start:]
+
+
+def _in_folder(folder: str | None, name: str) -> str:
+    if folder is None or name.startswith(("/", "~", "-", "$", "{")) or ("." not in name and "/" not in name):
+        return name  # (a word without . or / names no file here: `cat`, `-l`)
+    return os.path.normpath(os.path.join(folder, name))
 
 
 def _shell_commands(source: str) -> list[str]:
@@ -89,12 +124,13 @@ def file_writes(source: str) -> dict[str, bool]:
             for m in pattern.finditer(source):
                 wrote(m["path"], (m.groupdict().get("mode") or "").endswith("a"))
     for command in _shell_commands(source):
-        for m in _REDIRECT.finditer(command):
-            wrote(m["path"], m.group(0).lstrip("0123456789").startswith(">>"))
-        for m in _REMOVE.finditer(command):
-            for word in m["args"].split():
-                if not word.startswith("-"):
-                    wrote(word)
+        for folder, segment in _shell_segments(command):
+            for m in _REDIRECT.finditer(segment):
+                wrote(_in_folder(folder, m["path"]), m.group(0).lstrip("0123456789").startswith(">>"))
+            for m in _REMOVE.finditer(segment):
+                for word in m["args"].split():
+                    if not word.startswith("-"):
+                        wrote(_in_folder(folder, word))
     for m in _WRITEFILE.finditer(source):
         wrote(m["path"], "-a" in m.group(0).split())
     return {normalised(path): appends for path, appends in found.items() if path not in ("/dev/null", "&1", "&2")}

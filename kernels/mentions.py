@@ -52,8 +52,9 @@ def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
             found[_resolved(cwd, text)] = APPENDS if appends else WRITES
     seen, absent = set(), 0
     for source in sources:
-        quoted_or_shell = {*named_texts(source, quoted_only=True), *shell_words(source)}
-        for text in named_texts(source):
+        shell = list(shell_words(source))  # (`cd sub && cat x.csv`: sub/x.csv, no word of the cell)
+        quoted_or_shell = {*named_texts(source, quoted_only=True), *shell}
+        for text in (*named_texts(source), *shell):
             if text in seen:
                 continue
             if len(seen) >= MAX_CANDIDATES:

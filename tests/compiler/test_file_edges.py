@@ -20,6 +20,20 @@ def test_written_files_are_found_in_python_calls_shell_redirects_and_writefile()
     assert written_paths("name = f'out/{day}.csv'\ndf.to_csv(name)\nx = 'a > b'") == set()
 
 
+def test_shell_words_are_read_as_the_shell_reads_them_and_after_cd_in_its_folder():
+    from nbscale.compiler.file_edges import shell_words
+
+    assert list(shell_words("!cat my\\ data.csv 'x y.txt' 2>/dev/null || echo none")) == [
+        "cat", "my data.csv", "x y.txt", "2", "/dev/null", "echo", "none"]
+    assert list(shell_words("!cd sub && wc -l x.csv > out.txt; cd deeper && cat ../y.csv /abs/z.csv")) == [
+        "wc", "-l", "sub/x.csv", "sub/out.txt", "cat", "sub/y.csv", "/abs/z.csv"]
+    assert list(shell_words("!cd $DIR && cat z.csv\n!cat a.csv")) == ["cat", "z.csv", "cat", "a.csv"]
+    assert list(shell_words("!echo 'open quote > q.txt")) == ["echo", "open", "quote", "q.txt"]
+    bash = "%%bash\ncd data\nsort a.csv > b.csv\nrm -f c.txt\n"
+    assert written_paths(bash) == {"data/b.csv", "data/c.txt"}
+    assert written_paths("!cd out && sort ../a.csv > ../b.csv") == {"b.csv"}
+
+
 def test_a_reader_comes_after_the_last_earlier_writer_and_readers_stay_parallel():
     steps = [("a", ["df.to_csv('clean.csv')"]), ("b", ["x = pd.read_csv('./clean.csv')"]),
              ("c", ["y = pd.read_csv('clean.csv')"]), ("d", ["!sort clean.csv > clean.csv"]),

@@ -228,3 +228,18 @@ def test_files_named_by_texts_a_step_is_given_or_made_are_dependencies(tmp_path)
     assert status(changed) == {"config": "succeeded", "given": "succeeded", "made": "succeeded"}
     assert (changed.load("given")["rows"], changed.load("made")["text"]) == (b"1\n2\n", b"b\n")
     assert any("2024-01.csv" in text for text in stale(changed, "given"))
+
+
+def test_a_file_a_shell_command_names_after_cd_or_with_an_escaped_space_is_a_dependency(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("1\n")
+    (tmp_path / "my data.csv").write_text("a\n")
+    nb = make_notebook(tmp_path, [("rows = !cd data && cat x.csv", ["step:cd"]),
+                                  ("lines = !cat my\\ data.csv", ["step:escaped"])])
+    first = run_notebook(nb, options=LOCAL)
+    assert (list(first.load("cd")["rows"]), list(first.load("escaped")["lines"])) == (["1"], ["a"])
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    (tmp_path / "data" / "x.csv").write_text("2\n")
+    (tmp_path / "my data.csv").write_text("b\n")
+    changed = run_notebook(nb, options=LOCAL)
+    assert (list(changed.load("cd")["rows"]), list(changed.load("escaped")["lines"])) == (["2"], ["b"])
