@@ -44,13 +44,20 @@ _REMOVE = re.compile(r"(?:^|[;&|\n]\s*)rm\s+(?P<args>[^;&|<>\n]*)")  # `!rm -f a
 _GLOB = re.compile(r"[\w./~-]*[*?][\w./*?-]*")
 _NUMBER = re.compile(r"[-+]?[\d.]+(?:e[-+]?\d+)?j?", re.IGNORECASE)
 _CD = re.compile(r"(?:^|(?<=[;&|(\n]))[ \t]*cd(?:[ \t]+(?P<folder>[^\s;&|()]+))?[ \t]*(?=$|[;&|)\n])")  # `cd sub &&`
+_CWD = re.compile(rf"\bcwd\s*=\s*{_PATH}")  # a process's folder: `subprocess.run(..., cwd="tools")`
 _PUNCTUATION = re.compile(r"[;&|<>()]+|[0-9]?>>?|&>")
 
 
 def named_texts(source: str, quoted_only: bool = False) -> Iterator[str]:
-    """Every quoted text and every word that may be a path (it holds `/` or `.`) in `source`."""
+    """Every quoted text and every word that may be a path (it holds `/` or `.`) in `source`; a
+    quoted one also in each folder a process is started in (`subprocess.run([...], cwd="tools")`)."""
+    folders = [m["path"] for m in _CWD.finditer(source)] if "cwd" in source else []
     for match in _QUOTED.finditer(source):
         yield match.group(2)
+        for folder in folders:
+            text = match.group(2)
+            if ("/" in text or "." in text) and not text.startswith(("/", "~")) and text != folder:
+                yield os.path.normpath(os.path.join(folder, text))
     if quoted_only:
         return
     for match in _WORD.finditer(source):

@@ -243,3 +243,15 @@ def test_a_file_a_shell_command_names_after_cd_or_with_an_escaped_space_is_a_dep
     (tmp_path / "my data.csv").write_text("b\n")
     changed = run_notebook(nb, options=LOCAL)
     assert (list(changed.load("cd")["rows"]), list(changed.load("escaped")["lines"])) == (["2"], ["b"])
+
+
+def test_a_file_a_process_started_in_a_folder_names_is_a_dependency(tmp_path):
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "x.txt").write_text("1")
+    nb = make_notebook(tmp_path, [("import subprocess\n"
+                                   "v = subprocess.run(['cat', 'x.txt'], cwd='tools', capture_output=True).stdout",
+                                   ["step:in_folder"])])
+    assert run_notebook(nb, options=LOCAL).load("in_folder")["v"] == b"1"
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    (tmp_path / "tools" / "x.txt").write_text("2")
+    assert run_notebook(nb, options=LOCAL).load("in_folder")["v"] == b"2"
