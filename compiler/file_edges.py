@@ -43,7 +43,8 @@ _WRITEFILE = re.compile(r"\A\s*%%writefile(?:\s+-a)?\s+(?P<path>\S+)")
 _REMOVE = re.compile(r"(?:^|[;&|\n]\s*)rm\s+(?P<args>[^;&|<>\n]*)")  # `!rm -f a.txt b.txt`
 _GLOB = re.compile(r"[\w./~-]*[*?][\w./*?-]*")
 _NUMBER = re.compile(r"[-+]?[\d.]+(?:e[-+]?\d+)?j?", re.IGNORECASE)
-_CD = re.compile(r"(?:^|(?<=[;&|(\n]))[ \t]*cd(?:[ \t]+(?P<folder>[^\s;&|()]+))?[ \t]*(?=$|[;&|)\n])")  # `cd sub &&`
+_CD = re.compile(r"(?:^|(?<=[;&|(\n]))[ \t]*(?:cd|pushd|popd)(?![^\s;&|()])(?:[ \t]+(?P<folder>[^\s;&|()<>]+))?"
+                 r"[^;&|()\n]*(?=$|[;&|)\n])")  # `cd sub &&`, `pushd sub >/dev/null &&`
 _CWD = re.compile(rf"\bcwd\s*=\s*{_PATH}")  # a process's folder: `subprocess.run(..., cwd="tools")`
 _PUNCTUATION = re.compile(r"[;&|<>()]+|[0-9]?>>?|&>")
 

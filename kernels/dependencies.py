@@ -64,11 +64,13 @@ What is recorded, and how:
 - Files, wildcards and folders the step's cells name (`mentions`): what a shell command, a
   process or a C library opens under a name written out; read, a product or nothing by how the
   file looks as the step ends (`Recording._named_files`). So do files the texts among the values
-  it is given name, and, read as they are at its end, those the texts it made and kept name.
+  it is given name, and those the processes it starts name by their arguments as they start
+  (`_command_started`: their audit events; IPython's `!cmd` made to raise one).
 
-Not seen: files opened by threads or processes the step starts, or by C code that bypasses
+Not seen: files opened by threads the step starts, or by its processes, or by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
-any C library given a path), under a name neither the cells nor the step's values hold; relative to a `dir_fd`, or
+any C library given a path), under a name neither the cells, the step's values nor a process's
+arguments hold; relative to a `dir_fd`, or
 only tested with `os.stat`/`exists`; listings made while a module is imported; C `getenv`;
 `os.environb`; the network. Steps that depend on those need `cache:off`.
 """
@@ -107,14 +109,14 @@ from .mentions import (
     MAX_CANDIDATES,
     NAMES,
     WRITES,
-    made_names,
+    command_names,
     named_files,
     named_globs_and_folders,
     value_names,
 )
 from .process_state import loaded_modules, same_modules
 
-__all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modules", "record"]
+__all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modules", "record", "see_shell_commands"]
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous files are no dependency
@@ -148,9 +150,11 @@ class Recording:
         self.distributions: dict[str, str] = {}
         self.outdated_modules: list[str] = []  # local modules whose file changed since imported
         self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
-        # path → (what it was as the step began, whether the cells write it) (`mention`)
-        self.mentioned: dict[str, tuple[object, bool]] = {}
-        self.made_named: list[str] = []  # files the texts the step made name (`name_made`)
+        # path → (what it was as the step began, or as a process it started named it; `mentions` use)
+        self.mentioned: dict[str, tuple[object, str]] = {}
+        self.command_names = 0  # files the commands it started named (`_command_started`)
+        self.quiet = False  # while nbscale looks on the step's behalf: its own audit events are not the step's
+        self.appended: set[str] = set()  # logs the commands it started append to (`>> run.log`): nothing
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
@@ -179,14 +183,9 @@ class Recording:
         """Files the step's cells name (`mentions.named_files`), looked at before it runs."""
         for path, use in named.items():
             if self.tracks(path) and use != APPENDS:  # (a log it appends to is nothing)
-                self.mentioned[path] = (_look(path), use == WRITES)
+                self.mentioned[path] = (_look(path), use)
         if cut_short:  # (names may be missing: the result must not be reused)
             self.problems.append(f"more than {MAX_CANDIDATES:,} names of files in the step's cells")
-
-    def name_made(self, values) -> None:
-        """The values the step made and kept (`path = Path("data") / name`): the files their texts
-        name are read, as they are at the step's end (when it read them is not known)."""
-        self.made_named.extend(path for path in made_names(values, self.cwd) if self.tracks(path))
 
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
@@ -213,6 +212,11 @@ class Recording:
         they match or hold is a dependency, as a glob's or a listing's; so are the files a wildcard
         matches now."""
         for pattern in patterns:
+            parts = pattern.split("/")  # (`**/**` is `**`)
+            pattern = "/".join(p for i, p in enumerate(parts) if not (p == "**" and i and parts[i - 1] == "**"))
+            if pattern.count("**") > 2:  # (each `**` more multiplies the folders a glob walks)
+                self.problems.append(f"a named wildcard with more than two '**' is not followed: {pattern}")
+                continue
             fixed = os.path.join(self.cwd, os.path.expanduser(re.split(r"[*?\[]", pattern, maxsplit=1)[0]))
             if not self.inside(os.path.abspath(fixed) + os.sep):  # (`!ls /**`: not the whole disk)
                 continue
@@ -230,22 +234,21 @@ class Recording:
 
     def _named_files(self) -> None:
         """What the files the cells name and no audit event showed were to the step (`mentions`)."""
-        for path, (first, written) in self.mentioned.items():
-            if path in self.reads or path in self.writes:
+        for path, (first, use) in self.mentioned.items():
+            if path in self.reads or path in self.writes or path in self.appended:
                 continue
             now = _look(path)
             if _grew(first, now):  # a log it (or Python, seen) appended to: nothing
                 continue
             if now == first or path in self.changed_by_step:  # (touched, chmod-ed by Python: as it is now)
-                if now is not None or not written:  # (one it would write, absent throughout: nothing)
+                if now is not None or use == NAMES:  # (one it would write, absent throughout: nothing)
                     self.reads.add(path)
                     self.first_seen.setdefault(path, now)
             elif now is not None:  # written, made or changed by an unseen writer: a product
                 self.writes.add(path)
-        for path in self.made_named:
-            if path not in self.reads and path not in self.writes and path not in self.mentioned:
-                self.reads.add(path)
-                self.first_seen.setdefault(path, _look(path))
+            elif use != WRITES:  # read, then gone (`!cat job.txt; rm job.txt`, `!mv job.txt done/`): one
+                self.reads.add(path)  # that comes back is read by a fresh run (not a clean-up's `rm -f`)
+                self.first_seen.setdefault(path, None)
 
     def _missing_modules(self) -> None:
         """A module the step tried to import and did not find (`try: import extras except
@@ -385,11 +388,11 @@ def record(cwd: str | None = None, sources=(), values=()):
     `sources`: the step's cells, whose named files count too, and so do those the texts among
     `values` (the parameters and inputs it is given) name (`mentions`)."""
     recording = Recording(cwd or os.getcwd())
-    given, patterns = value_names(values, recording.cwd)
+    given, patterns, folders = value_names(values, recording.cwd)
     named, cut_short = named_files(sources, recording.cwd)
     recording.mention({**given, **named}, cut_short)  # (the cells say best what they do with a file)
     recording.mention_globs(*named_globs_and_folders(sources, recording.cwd))
-    recording.mention_globs(patterns, [])
+    recording.mention_globs(patterns, folders)
     _start(recording)
     try:
         yield recording
@@ -415,6 +418,7 @@ def _start(recording: Recording) -> None:
             os.environ = RecordingEnviron(os.environ)  # noqa: B003 - the same variables, seen through a wrapper
         if not _ACTIVE:
             os.getcwd = _recording_getcwd  # `os.path.abspath`, `Path.cwd`, `Path.resolve` ask it too
+            see_shell_commands()  # (done already where a step's process state is kept: `task.isolated_step`)
         _ACTIVE[ident] = recording
 
 
@@ -481,7 +485,7 @@ def _on_audit(event: str, args: tuple, _active=_ACTIVE) -> None:
     if handler is None:
         return
     recording = _ACTIVE.get(threading.get_ident())
-    if recording is not None:
+    if recording is not None and not recording.quiet:
         try:
             handler(recording, args)
         except Exception as exc:  # noqa: BLE001 - the step's own call must go on; the cache must not trust it
@@ -607,9 +611,54 @@ def _look(path: str):
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
             return frozenset(os.listdir(path))
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: a NUL, a lone surrogate)
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _command_started(recording: Recording, command, cwd=None) -> None:
+    """A process the step starts (`subprocess`, `os.system`, `!cmd`), before it runs: the files its
+    arguments or shell words name (`mentions.command_names`), relative to the folder it runs in
+    now (after `%cd` or `os.chdir` too), are looked at as the cells' named files are, unless the
+    cells named them already (looked at earlier: before the step ran)."""
+    if recording.command_names >= MAX_CANDIDATES:
+        if recording.command_names == MAX_CANDIDATES:
+            recording.problems.append(f"more than {MAX_CANDIDATES:,} names of files in the commands the step ran")
+            recording.command_names += 1
+        return
+    folder = _abspath(cwd) if cwd is not None else _REAL_GETCWD()
+    if not isinstance(command, (str, list, tuple)):
+        command = [command]  # (`subprocess.run(Path("prep.sh"))`)
+    named, patterns, folders = command_names(command, folder)
+    recording.appended.update(path for path, use in named.items() if use == APPENDS)
+    new = {path: use for path, use in named.items() if path not in recording.mentioned}
+    recording.command_names += len(new)
+    recording.mention(new)
+    if patterns or folders:
+        recording.quiet = True  # (the folders the glob lists are nbscale's look, not the step's)
+        try:
+            recording.mention_globs([p if folder == recording.cwd else os.path.join(folder, p) for p in patterns],
+                                    [f for f in folders if f not in recording.first_seen])
+        finally:
+            recording.quiet = False
+
+
+def see_shell_commands() -> None:
+    """IPython runs `!cmd` through a pseudo-terminal (pexpect), which no audit event shows with the
+    command: its `system` (the shell's and ipykernel's) is wrapped to tell the command first, with
+    its `{name}`s filled in, as event `nbscale.system`."""
+    for name in ("IPython.core.interactiveshell", "ipykernel.zmqshell"):
+        module = sys.modules.get(name)
+        system = getattr(module, "system", None)
+        if system is None or getattr(system, "tells_nbscale", False):
+            continue
+
+        def told(cmd, _system=system):
+            sys.audit("nbscale.system", cmd)
+            return _system(cmd)
+
+        told.tells_nbscale = True
+        module.system = told
 
 
 def _import_tried(recording: Recording, args) -> None:  # import (module, filename, sys.path, ...)
@@ -623,6 +672,13 @@ _STEP_IMPORTS: set[str] = set()  # modules a step (or a warm-up) began to import
 
 _HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.truncate": _changed,
              "import": _import_tried,
+             # the processes a step starts: (executable, args, cwd, env), (command,), (path, argv, env), ...
+             "subprocess.Popen": lambda recording, args: _command_started(recording, args[1], args[2]),
+             **dict.fromkeys(("os.system", "nbscale.system"),
+                             lambda recording, args: _command_started(recording, os.fsdecode(args[0]))),
+             **dict.fromkeys(("os.posix_spawn", "os.exec"),
+                             lambda recording, args: _command_started(recording, args[1])),
+             "os.spawn": lambda recording, args: _command_started(recording, args[2]),
              "sqlite3.connect": _connected, "os.listdir": _listed, "os.scandir": _listed,
              "glob.glob/2": _globbed, "pathlib.Path.glob": _path_globbed,
              "pathlib.Path.rglob": lambda recording, args: _path_globbed(recording, args, "**/"),

@@ -123,7 +123,6 @@ def execute_step(
             if result.error is None and stopped is None:
                 result.error, stopped = _run_cells(shell, run, step.cells, step.source)
             _collect(result, step, metrics, ns, notebook, stopped)
-            recording.name_made(result.namespace_values.values())
             recording.note_sys_path()
         result.wall_s = time.perf_counter() - wall0
         result.cpu_s = time.process_time() - cpu0

@@ -14,11 +14,15 @@ the step runs is taken for the step's); one that only grew (the same file, longe
 nothing, so steps that append to one log do not make each other run again (a copy onto an existing
 file that makes it longer reads as such a log: its step is not run again when it goes).
 
-Names built as the steps run are values: a text a step is given (`DATA = f"data/{month}.csv"` in
-an earlier step, then `pl.read_csv(DATA)`), whole, names a file as a quoted text does; one a step
-makes and keeps in a variable (`path = Path("data") / name`, then `!wc -l {path}`) names a file
-it read, as the file is when the step ends. A name built and used inside one expression
-(`pl.read_csv(f"data/{m}.csv")`) is not seen: such a step still needs `cache:off`.
+Names built as the steps run are seen two more ways. A text among the values a step is given
+(`DATA = f"data/{month}.csv"` in an earlier step, then `pl.read_csv(DATA)`), whole, names a file
+or folder as a quoted text does (`value_names`). A process the step starts names files as it
+starts (`command_names`, from its audit event: `subprocess`, `os.system`, and `!cmd` with its
+`{name}`s filled in), relative to the folder it runs in then (after `%cd`, `os.chdir`). A file a
+step reads and then removes (`!cat job.txt`, `!rm job.txt`) is read as absent: one that comes back
+runs the step again; one only removed (`!rm -f report.txt`, a clean-up) is nothing. A name built
+inside the step and given to a C library (`pl.read_csv(f"data/{m}.csv")`, or a variable holding it)
+is not seen: such a step still needs `cache:off`.
 """
 
 from __future__ import annotations
@@ -26,18 +30,23 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from pathlib import PurePath
+from collections import Counter
+from pathlib import Path, PosixPath, PurePath, PurePosixPath, PureWindowsPath, WindowsPath
 
 from ..compiler.file_edges import file_writes, named_globs, named_texts, shell_words
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
 MAX_ABSENT = 100  # names of files not there yet kept per step
 MAX_VALUE_TEXTS = 1_000  # texts taken from a step's values (a list of 100,000 file names: the first ones)
+MAX_VALUE_ITEMS = 50_000  # values looked at for them per step (a table as nested lists: its first cells)
+_SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash"}  # `sh -c COMMAND`: the command's words name its files
+_PATH_TYPES = (PurePath, PurePosixPath, PureWindowsPath, Path, PosixPath, WindowsPath)
 _VALUE_DEPTH = 3  # lists in dicts in lists: configs, not data
 _WILDCARD = re.compile(r"[*?\[]")  # a pattern (`named_globs_and_folders`), not a file's name
 
 
 NAMES, WRITES, APPENDS = "names", "writes", "appends"
+NAMES_AND_WRITES = "names and writes"  # written, and named elsewhere too: `!cat job.txt` then `!rm job.txt`
 
 
 def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
@@ -50,11 +59,14 @@ def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
     for source in sources:
         for text, appends in file_writes(source).items():
             found[_resolved(cwd, text)] = APPENDS if appends else WRITES
-    seen, absent = set(), 0
+    seen, absent, named_again = set(), 0, Counter()
     for source in sources:
         shell = list(shell_words(source))  # (`cd sub && cat x.csv`: sub/x.csv, no word of the cell)
         quoted_or_shell = {*named_texts(source, quoted_only=True), *shell}
-        for text in (*named_texts(source), *shell):
+        texts = [*named_texts(source), *shell]
+        if found:
+            named_again.update(_resolved(cwd, text) for text in texts[:MAX_CANDIDATES])
+        for text in texts:
             if text in seen:
                 continue
             if len(seen) >= MAX_CANDIDATES:
@@ -65,8 +77,11 @@ def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
                 continue
             if os.path.isfile(path):
                 found[path] = NAMES
-            elif absent < MAX_ABSENT and text in quoted_or_shell and _may_appear(text, path):
+            elif absent < MAX_ABSENT and text in quoted_or_shell and _may_appear(text, path, cwd):
                 found[path], absent = NAMES, absent + 1
+    for path, use in found.items():
+        if use == WRITES and named_again[path] > 2:  # (once where it is written, once as a shell word)
+            found[path] = NAMES_AND_WRITES
     return found, False
 
 
@@ -92,29 +107,47 @@ def step_texts(source: list[str], prelude_source: list[str], parameters: dict) -
 
 def value_texts(values) -> list[str]:
     """The texts among `values` that may be a file's name: strings of one line of at most 4,096
-    characters and pathlib paths, also in lists, tuples, sets and dict values up to three levels
-    down; at most MAX_VALUE_TEXTS, and no code of the values' own runs (a subclass's `__iter__`
-    or `__str__`: the built-in one is used)."""
-    texts, stack, visits = [], [(value, 0) for value in reversed(list(values))], 0
-    while stack and len(texts) < MAX_VALUE_TEXTS and visits < 10 * MAX_VALUE_TEXTS:
-        value, depth = stack.pop()
-        visits += 1
-        kind = type(value)  # (not isinstance: a proxy's `__class__` may claim to be a str)
-        if issubclass(kind, str):
-            text = str.__str__(value)
-            if 0 < len(text) <= 4096 and "\n" not in text and "\x00" not in text:
+    characters and pathlib paths, also in lists, tuples, sets and dicts (keys and values) up to
+    three levels down, level by level (a name beside a large table is found before the table's
+    cells); at most MAX_VALUE_TEXTS of them among the first MAX_VALUE_ITEMS values looked at, and no
+    code of the values' own runs (a subclass's `__iter__` or `__str__`: the built-in one is used)."""
+    texts, level, looked = [], list(values), 0
+    for depth in range(_VALUE_DEPTH + 1):
+        deeper = []
+        for value in level:
+            looked += 1
+            if looked > MAX_VALUE_ITEMS or len(texts) >= MAX_VALUE_TEXTS:
+                return texts
+            text = _text(value)
+            if text is not None:
                 texts.append(text)
-        elif issubclass(kind, PurePath):
-            texts.append(PurePath.__str__(value))
-        elif depth < _VALUE_DEPTH and (items := _items(value)) is not None:
-            stack.extend((item, depth + 1) for item in reversed(list(itertools.islice(items, MAX_VALUE_TEXTS))))
+            elif depth < _VALUE_DEPTH and (items := _items(value)) is not None:
+                deeper.extend(itertools.islice(items, MAX_VALUE_ITEMS - looked))
+        level = deeper
     return texts
+
+
+def _text(value) -> str | None:
+    kind = type(value)  # (not isinstance: a proxy's `__class__` may claim to be a str)
+    if issubclass(kind, str):
+        text = str.__str__(value)
+    elif kind in _PATH_TYPES:  # (not a subclass: its own code could run)
+        text = str(value)
+    else:
+        return None
+    if not 0 < len(text) <= 4096 or "\n" in text or "\x00" in text:
+        return None
+    try:
+        os.fsencode(text)  # (a lone surrogate names no file)
+    except UnicodeError:
+        return None
+    return text
 
 
 def _items(value):
     kind = type(value)
     if issubclass(kind, dict):
-        return dict.values(value)
+        return itertools.chain(dict.keys(value), dict.values(value))  # ({"a.csv": "sales"}: keys too)
     if issubclass(kind, list):
         return list.__iter__(value)
     if issubclass(kind, tuple):
@@ -124,14 +157,17 @@ def _items(value):
     return None
 
 
-def value_names(values, cwd: str) -> tuple[dict[str, str], list[str]]:
-    """The files (absolute path → NAMES) that the texts among a step's given values name as a whole
-    (`value_texts`), relative to `cwd`, those not there yet as a quoted name's (`_may_appear`); and
-    the wildcard ones, as patterns (`Recording.mention_globs`)."""
-    named, patterns, absent = {}, [], 0
+def value_names(values, cwd: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """What the texts among a step's given values name as a whole (`value_texts`), relative to
+    `cwd`, as a quoted text does: files (absolute path → NAMES; those not there yet as a quoted
+    name's, `_may_appear`), wildcards (patterns) and folders (`Recording.mention_globs`)."""
+    named, patterns, folders, absent = {}, [], [], 0
     for text in value_texts(values):
-        if "." not in text and "/" not in text:
-            continue  # a word, a label, a category: no file's name
+        if "." not in text and "/" not in text:  # a word, a label, a category: no file's name, but
+            path = _resolved(cwd, text)  # maybe a folder's (`DIR = "data"`)
+            if path != cwd and len(folders) < MAX_ABSENT and os.path.isdir(path):
+                folders.append(path)
+            continue
         if _WILDCARD.search(text):
             if len(patterns) < MAX_ABSENT:
                 patterns.append(text)
@@ -139,23 +175,69 @@ def value_names(values, cwd: str) -> tuple[dict[str, str], list[str]]:
         path = _resolved(cwd, text)
         if os.path.isfile(path):
             named[path] = NAMES
-        elif absent < MAX_ABSENT and _may_appear(text, path):
+        elif os.path.isdir(path):
+            if path != cwd and len(folders) < MAX_ABSENT:
+                folders.append(path)
+        elif absent < MAX_ABSENT and _may_appear(text, path, cwd):
             named[path], absent = NAMES, absent + 1
-    return named, patterns
+    return named, patterns, folders
 
 
-def made_names(values, cwd: str) -> list[str]:
-    """The existing files that the texts among the values a step made name as a whole."""
-    paths = [_resolved(cwd, text) for text in value_texts(values)
-             if ("." in text or "/" in text) and not _WILDCARD.search(text)]
-    return [path for path in paths if os.path.isfile(path)]
+def command_names(command, cwd: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """What a command a step starts names, as it starts (`dependencies`: a process's audit event):
+    its arguments, whole (`--input=x.csv` too), or the words of a shell command (`sh -c`,
+    `os.system`, `!cmd` with its `{name}`s filled in), relative to `cwd`, the folder it runs in. The
+    files (absolute path → NAMES, WRITES or APPENDS, as `named_files` gives them) that exist, or are
+    written, or may appear; a shell command's wildcards, as patterns relative to `cwd`; and the
+    folders inside `cwd` it names (`ls data`)."""
+    patterns = []
+    if not isinstance(command, str):
+        argv = [text for text in map(_argument, command) if text is not None]
+        if len(argv) < 3 or os.path.basename(argv[0]) not in _SHELLS or argv[1] != "-c":
+            words = [arg.partition("=")[2] if arg.startswith("-") else arg for arg in argv]
+            return _files_named(words, set(words), {}, cwd), patterns, _folders_named(words[1:], cwd)
+        command = argv[2]
+    script = f"%%bash\n{command}"  # (a shell command of several lines is one script)
+    writes = {_resolved(cwd, text): APPENDS if appends else WRITES for text, appends in file_writes(script).items()}
+    words = list(shell_words(script))
+    patterns = list(named_globs(script))[:MAX_ABSENT]
+    return _files_named(words, set(words), writes, cwd), patterns, _folders_named(words, cwd)
 
 
-def _may_appear(text: str, path: str) -> bool:
+def _folders_named(words: list[str], cwd: str) -> list[str]:
+    inside = os.path.join(cwd, "")
+    paths = {_resolved(cwd, word) for word in words[:MAX_CANDIDATES] if not word.startswith("-")}
+    return sorted(path for path in paths if path.startswith(inside) and os.path.isdir(path))[:MAX_ABSENT]
+
+
+def _files_named(texts: list[str], may_be_absent: set[str], found: dict[str, str], cwd: str) -> dict[str, str]:
+    absent = 0
+    for text in texts[:MAX_CANDIDATES]:
+        if ("." not in text and "/" not in text) or _WILDCARD.search(text) or text.startswith("-"):
+            continue
+        path = _resolved(cwd, text)
+        if path in found:
+            continue
+        if os.path.isfile(path):
+            found[path] = NAMES
+        elif absent < MAX_ABSENT and text in may_be_absent and _may_appear(text, path, cwd):
+            found[path], absent = NAMES, absent + 1
+    return found
+
+
+def _argument(arg) -> str | None:
+    if isinstance(arg, (str, bytes)) or type(arg) in _PATH_TYPES:
+        text = os.fsdecode(arg)
+        return text if 0 < len(text) <= 4096 and "\x00" not in text else None
+    return None
+
+
+def _may_appear(text: str, path: str, cwd: str) -> bool:
     """Whether a quoted or shell name of no file may name one that appears later: a name like a
-    file's (it holds `.` or `/`), no wildcard, nothing there now, in a folder that exists."""
+    file's (it holds `.` or `/`), no wildcard, nothing there now, in a folder that exists or inside
+    the notebook folder (`overrides/extra.txt`, the folder made later too)."""
     return ("." in text or "/" in text) and not _WILDCARD.search(text) and not os.path.exists(path) \
-        and os.path.isdir(os.path.dirname(path))
+        and (os.path.isdir(os.path.dirname(path)) or path.startswith(os.path.join(cwd, "")))
 
 
 def _resolved(cwd: str, text: str) -> str:

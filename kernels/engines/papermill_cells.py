@@ -85,8 +85,6 @@ def save_outputs(ns: dict, io_dir: str) -> None:
     with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
         step = json.load(f)
     report = {"missing": [n for n in step["outputs"] if n not in ns], "metrics": {}, "warnings": []}
-    if _recording is not None:
-        _recording[1].name_made([ns[name] for name in step.get("defines", []) if name in ns])
     report["dependencies"] = _stop_recording()
     if step["metrics"] and not report["missing"]:
         report["metrics"], report["warnings"] = evaluate_metrics(Metrics(**step["metrics"]), ns)

@@ -206,9 +206,9 @@ def test_a_wildcard_or_a_folder_a_shell_command_names_is_a_dependency(tmp_path):
     assert list(both.load("glob")["rows"]) == ["10", "2"] and list(both.load("folder")["names"]) == ["p1.csv", "p2.csv"]
 
 
-def test_files_named_by_texts_a_step_is_given_or_made_are_dependencies(tmp_path):
+def test_files_named_by_texts_a_step_is_given_or_by_the_commands_it_starts_are_dependencies(tmp_path):
     # `cat` opens them where no audit event shows it, under names no cell writes out: an earlier step
-    # built one, the step built the other and kept it in a variable
+    # built one, the step built the other and started the process with it
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "2024-01.csv").write_text("1\n")
     (tmp_path / "data" / "notes.txt").write_text("a\n")
@@ -224,8 +224,7 @@ def test_files_named_by_texts_a_step_is_given_or_made_are_dependencies(tmp_path)
     (tmp_path / "data" / "2024-01.csv").write_text("1\n2\n")
     (tmp_path / "data" / "notes.txt").write_text("b\n")
     changed = run_notebook(nb, options=LOCAL)
-    # config made the name, so it may have read the file too (when is not known): it runs again as well
-    assert status(changed) == {"config": "succeeded", "given": "succeeded", "made": "succeeded"}
+    assert status(changed) == {"config": "cached", "given": "succeeded", "made": "succeeded"}
     assert (changed.load("given")["rows"], changed.load("made")["text"]) == (b"1\n2\n", b"b\n")
     assert any("2024-01.csv" in text for text in stale(changed, "given"))
 
@@ -255,3 +254,60 @@ def test_a_file_a_process_started_in_a_folder_names_is_a_dependency(tmp_path):
     assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
     (tmp_path / "tools" / "x.txt").write_text("2")
     assert run_notebook(nb, options=LOCAL).load("in_folder")["v"] == b"2"
+
+
+def test_what_commands_name_as_they_run_counts_in_the_folder_they_run_in(tmp_path):
+    # `{name}` filled in as `!cat` runs, `%cd` and `os.chdir` before a command: seen as the command starts
+    (tmp_path / "data").mkdir()
+    for name in ("x", "y", "z"):
+        (tmp_path / "data" / f"{name}.csv").write_text("1\n")
+    nb = make_notebook(tmp_path, [
+        ("name = 'x' + '.csv'\nrows = !cat data/{name}", ["step:filled_in"]),
+        ("%cd data\nlines = !cat y.csv\n%cd ..", ["step:magic_cd"]),
+        ("import os, subprocess\nos.chdir('data')\n"
+         "v = subprocess.run(['cat', 'z' + '.csv'], capture_output=True, text=True).stdout\nos.chdir('..')",
+         ["step:chdir"])])
+    run_notebook(nb, options=LOCAL)
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    for name in ("x", "y", "z"):
+        (tmp_path / "data" / f"{name}.csv").write_text("2\n")
+    changed = run_notebook(nb, options=LOCAL)
+    assert set(status(changed).values()) == {"succeeded"}
+    assert [s["warnings"] for s in changed.steps] == [[], [], []]  # (seeing `!cmd` changes nothing of the step's)
+    assert (list(changed.load("filled_in")["rows"]), list(changed.load("magic_cd")["lines"]),
+            changed.load("chdir")["v"]) == (["2"], ["2"], "2\n")
+
+
+def test_a_file_read_then_removed_and_one_in_a_folder_not_there_yet_count_and_a_clean_up_does_not(tmp_path):
+    (tmp_path / "job.txt").write_text("first\n")
+    nb = make_notebook(tmp_path, [
+        ("job = !cat job.txt\n!rm job.txt", ["step:consume"]),
+        ("extra = !cat overrides/extra.txt 2>/dev/null || echo none", ["step:optional"]),
+        ("!rm -f report.txt\nok = 1", ["step:clean"]),
+        ("open('report.txt', 'w').write('r')", ["step:report"])])
+    first = run_notebook(nb, options=LOCAL)
+    assert (list(first.load("consume")["job"]), list(first.load("optional")["extra"])) == (["first"], ["none"])
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}  # the clean-up's file came back
+    (tmp_path / "job.txt").write_text("second\n")
+    (tmp_path / "overrides").mkdir()
+    (tmp_path / "overrides" / "extra.txt").write_text("here\n")
+    changed = run_notebook(nb, options=LOCAL)
+    assert status(changed) == {"consume": "succeeded", "optional": "succeeded", "clean": "cached", "report": "cached"}
+    assert (list(changed.load("consume")["job"]), list(changed.load("optional")["extra"])) == (["second"], ["here"])
+
+
+def test_a_folder_a_given_text_names_is_listed_and_a_log_a_command_appends_to_is_nothing(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "p1.csv").write_text("1\n")
+    nb = make_notebook(tmp_path, [
+        ("DIR = 'da' + 'ta'\nLOG = 'run' + '.log'", ["step:config"]),
+        ("import subprocess\nnames = subprocess.run(['ls', DIR], capture_output=True, text=True).stdout.split()",
+         ["step:listing"]),
+        ("!echo a >> {LOG}\nlogged = 1", ["step:logs"]),
+        ("!echo b >> {LOG}\nalso = 1", ["step:also_logs", "cache:off"])])
+    assert run_notebook(nb, options=LOCAL).load("listing")["names"] == ["p1.csv"]
+    again = run_notebook(nb, options=LOCAL)
+    assert status(again) == {"config": "cached", "listing": "cached", "logs": "cached", "also_logs": "succeeded"}
+    (tmp_path / "data" / "p2.csv").write_text("2\n")
+    changed = run_notebook(nb, options=LOCAL)
+    assert changed.load("listing")["names"] == ["p1.csv", "p2.csv"] and status(changed)["logs"] == "cached"

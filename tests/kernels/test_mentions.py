@@ -53,9 +53,10 @@ def test_a_named_wildcard_outside_the_notebook_folder_is_not_searched(tmp_path):
 
 
 def test_texts_among_values_are_taken_whole_bounded_and_without_running_the_values_code(tmp_path):
+    import json
     from pathlib import Path
 
-    from nbscale.kernels.mentions import made_names, value_names, value_texts
+    from nbscale.kernels.mentions import value_names, value_texts
 
     class Hostile(str):
         def __str__(self):
@@ -65,22 +66,48 @@ def test_texts_among_values_are_taken_whole_bounded_and_without_running_the_valu
         def __iter__(self):
             raise AssertionError("a value's own code ran")
 
-    (tmp_path / "a.csv").write_text("1")
-    (tmp_path / "b c.txt").write_text("1")
-    values = ["a.csv", Path("b c.txt"), {"deep": [("x/y.bin", {"k": ["too/deep.bin"]})]}, Hostile("a.csv"),
-              Items(["in/items.csv"]), "two\nlines.csv", "x" * 5000, "plain words", 3.5, b"bytes.csv", "x\x00.csv"]
-    assert value_texts(values) == ["a.csv", "b c.txt", "x/y.bin", "a.csv", "in/items.csv", "plain words"]
+    class OwnPath(type(Path())):
+        def __str__(self):
+            raise AssertionError("a value's own code ran")
+
+    values = ["a.csv", Path("b c.txt"), {"deep": [("x/y.bin", {"k": ["too/deep.bin"]})], "key.csv": 1},
+              Hostile("h.csv"), Items(["in/items.csv"]), "two\nlines.csv", "x" * 5000, "plain words", 3.5,
+              b"bytes.csv", "x\x00.csv", Path("nul\x00.csv"), json.loads('"\\ud800.csv"'), OwnPath("own.csv")]
+    # level by level: the top level's texts first, then a dict's keys and values, then deeper
+    assert value_texts(values) == ["a.csv", "b c.txt", "h.csv", "plain words", "deep", "key.csv", "in/items.csv",
+                                   "x/y.bin"]
     assert value_texts([[f"f{i}.csv" for i in range(5000)]]) == [f"f{i}.csv" for i in range(mentions.MAX_VALUE_TEXTS)]
-    named, patterns = value_names(["a.csv", "later.csv", "data/*.csv", "missing/dir.csv", "label"], str(tmp_path))
-    # a name not there yet counts (as a quoted one), not in a folder that is not there, nor a word without . or /
-    assert named == {str(tmp_path / "a.csv"): "names", str(tmp_path / "later.csv"): "names"}
-    assert patterns == ["data/*.csv"]
-    assert made_names(["a.csv", "later.csv", Path("b c.txt"), "*.csv"], str(tmp_path)) == [
-        str(tmp_path / "a.csv"), str(tmp_path / "b c.txt")]
+    # a name beside a large table of numbers is found, and the table is looked at only so far
+    assert value_texts([[[i] * 10 for i in range(10_000)], "late.csv"]) == ["late.csv"]
+    (tmp_path / "a.csv").write_text("1")
+    (tmp_path / "data").mkdir()
+    named, patterns, folders = value_names(
+        ["a.csv", "later.csv", "data/*.csv", "missing/dir.csv", "label", "data", "/elsewhere/x.csv"], str(tmp_path))
+    # a name not there yet counts (as a quoted one), also in a folder not there yet inside the notebook's
+    assert named == {str(tmp_path / n): "names" for n in ("a.csv", "later.csv", "missing/dir.csv")}
+    assert patterns == ["data/*.csv"] and folders == [str(tmp_path / "data")]
+
+
+def test_the_commands_a_step_starts_name_files_as_they_run(tmp_path):
+    from nbscale.kernels.mentions import command_names
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("1")
+    (tmp_path / "a.csv").write_text("1")
+    # --in=a.csv: a.csv of the folder it runs in, not there yet (a process's output, maybe)
+    assert command_names(["cat", "x.csv", "--in=a.csv", "-v", 3], str(tmp_path / "data")) == (
+        {str(tmp_path / "data" / "x.csv"): "names", str(tmp_path / "data" / "a.csv"): "names"}, [], [])
+    assert command_names(["python", "prep.py", "--in=a.csv", "data"], str(tmp_path)) == (
+        {str(tmp_path / "prep.py"): "names", str(tmp_path / "a.csv"): "names"}, [], [str(tmp_path / "data")])
+    named, patterns, folders = command_names(
+        ["/bin/bash", "-c", "cat data/x.csv > out.txt; cat data/*.csv >> run.log; cd data && cat y.csv"], str(tmp_path))
+    assert named == {str(tmp_path / "out.txt"): "writes", str(tmp_path / "run.log"): "appends",
+                     str(tmp_path / "data" / "x.csv"): "names", str(tmp_path / "data" / "y.csv"): "names"}
+    assert patterns == ["data/*.csv"] and folders == []
 
 
 def test_a_proxy_claiming_to_be_a_text_and_a_folder_with_wildcard_characters(tmp_path):
-    from nbscale.kernels.mentions import made_names, value_texts
+    from nbscale.kernels.mentions import value_names, value_texts
 
     class Proxy:  # isinstance(Proxy(), str) is True through `__class__`; it is no text
         __class__ = str
@@ -89,4 +116,14 @@ def test_a_proxy_claiming_to_be_a_text_and_a_folder_with_wildcard_characters(tmp
     folder = tmp_path / "runs[1]"  # the folder's name is no wildcard: its files are still named
     folder.mkdir()
     (folder / "a.csv").write_text("1")
-    assert made_names(["a.csv"], str(folder)) == [str(folder / "a.csv")]
+    assert value_names(["a.csv"], str(folder))[0] == {str(folder / "a.csv"): "names"}
+
+
+def test_a_named_wildcard_of_many_double_stars_is_not_walked(tmp_path):
+    from nbscale.kernels.dependencies import Recording
+
+    (tmp_path / "p1.csv").write_text("1")
+    recording = Recording(str(tmp_path))
+    recording.mention_globs(["**/**/**/**/*.csv", "a/**/b/**/c/**/*.csv"], [])
+    assert [g[2] for g in recording.globs] == ["**/*.csv"]  # (`**/**` is `**`)
+    assert recording.problems == ["a named wildcard with more than two '**' is not followed: a/**/b/**/c/**/*.csv"]
