@@ -7,7 +7,7 @@ from ..errors import NbscaleError, PluginError
 __all__ = [
     "AmbiguousRunId", "ArtifactNotFound", "ClusterStartError", "CorruptArtifact", "CorruptArtifactWarning",
     "MarshalError", "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable", "PluginError", "RunStoreCorrupt",
-    "RunStoreError", "RunStoreReadOnly", "StepTimeout", "Terminated", "UnknownRun",
+    "RunStoreError", "RunStoreReadOnly", "StepTimeout", "StoreUnusable", "Terminated", "UnknownRun",
 ]
 
 
@@ -113,6 +113,11 @@ class ParameterError(NbscaleRuntimeError):
 
 class PipelineNotRunnable(NbscaleRuntimeError):
     """The notebook has errors (diagnostics) and cannot run."""
+
+
+class StoreUnusable(NbscaleRuntimeError):
+    """An artifact store URL that names no store this process can open (an unknown protocol, a
+    file system whose fsspec package is not installed, a malformed URL)."""
 
 
 class StepTimeout(BaseException):

@@ -162,7 +162,8 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     notebook = Path(notebook)
     _refuse_undecodable(notebook)  # the run store, logs and events hold it as UTF-8
     store_url = options.store_url or artifacts_url(notebook)
-    profile = profiles_enabled(notebook)  # a bad setting is refused before the run is recorded
+    ArtifactStore(store_url)  # a store that cannot be opened is refused before the run is recorded
+    profile = profiles_enabled(notebook)  # so is a bad setting
     check_engine_name(options.engine)  # so is an unknown engine
     refused = python_refusals(pipeline, default_folder())  # and a cell Python would not run, before earlier steps run
     if refused:

@@ -43,7 +43,14 @@ from fsspec.implementations.local import LocalFileSystem
 from . import array_views, marshal
 from .digest import DigestReader, DigestWriter, file_digest
 from .direct_write import DirectFileWriter
-from .errors import ArtifactNotFound, CorruptArtifact, CorruptArtifactWarning, MarshalError, NbscaleRuntimeError
+from .errors import (
+    ArtifactNotFound,
+    CorruptArtifact,
+    CorruptArtifactWarning,
+    MarshalError,
+    NbscaleRuntimeError,
+    StoreUnusable,
+)
 from .staging import STALE_AFTER_S, age, exchange, listing, sweep, sweep_now_and_then, temp_name
 
 MANIFEST = "manifest.json"
@@ -80,7 +87,10 @@ class ArtifactStore:
 
     def __init__(self, url: str, **storage_options: Any):
         self.url = str(url)
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options)
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options)
+        except Exception as exc:  # noqa: BLE001 - fsspec's (ValueError, ImportError, a file system's own)
+            raise StoreUnusable(f"cannot open the artifact store {self.url!r}: {type(exc).__name__}: {exc}") from None
         self.root = self.root.rstrip("/")
         self.local = isinstance(self.fs, LocalFileSystem)
 

@@ -260,12 +260,14 @@ def isolated_step(folder: str | None = None, owner: str = ""):
     so does naming the run's `owner` to the processes the step starts (`children.marked_for_owner`).
     """
     from . import native_io
+    from .dependencies import see_shell_commands
     from .executor import evict_outdated_modules
     from .shell import step_shell
 
     with step_shell():
         evict_outdated_modules(folder)
         native_io.install()
+        see_shell_commands()
         with step_children(), marked_for_owner(owner), restored_process_state() as state:
             yield state
 
@@ -360,7 +362,8 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         outcome.summary["status"] = FAILED
         outcome.summary["error"] = error_dict("MarshalError", str(exc), str(exc))
         return
-    except OSError as exc:  # a full disk, a file where a folder must be: only the cache entry is lost
+    except Exception as exc:  # noqa: BLE001 - a full disk, a file where a folder must be, a read-only
+        # file system (fsspec's HTTP: NotImplementedError): only the cache entry is lost
         outcome.digests = {**(value_digests(stored) or {}), **lazy}
         return (f"could not store the step's result in {store.root} ({type(exc).__name__}: {exc}): it is handed on "
                 "in memory, and the next run computes it again")

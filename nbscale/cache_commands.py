@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, fail, reporting_errors
+from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, fail, literal, reporting_errors
 
 AGE = re.compile(r"^(\d+)([smhdw])$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -25,8 +25,9 @@ def _store(notebook, store_url):
     from nbscale.kernels.contract import artifacts_url
     from nbscale.kernels.store import ArtifactStore
 
-    # any file name in the folder gives the folder's store
-    return ArtifactStore(store_url or artifacts_url(Path(notebook) if notebook else Path.cwd() / "_"))
+    with reporting_errors():  # a store that cannot be opened: exit 2, with the reason
+        # any file name in the folder gives the folder's store
+        return ArtifactStore(store_url or artifacts_url(Path(notebook) if notebook else Path.cwd() / "_"))
 
 
 def _when(epoch) -> str:
@@ -126,7 +127,7 @@ def why(notebook, step, assignments, store_url):
     with reporting_errors():
         report = cache_report(notebook, params.parse_assignments(assignments), RunOptions(store_url=store_url))
     if step is not None and step not in report:
-        fail(f"error: no step {step!r} in {notebook}; steps: {', '.join(report)}", EXIT_BAD_INPUT)
+        fail(literal(f"error: no step {step!r} in {notebook}; steps: {', '.join(report)}"), EXIT_BAD_INPUT)
     for name, entry in report.items():
         if step is None or name == step:
             verdict = "reused" if entry["reused"] else "runs"

@@ -378,6 +378,42 @@ def test_a_store_that_cannot_take_a_result_costs_only_its_cache_entry(tmp_path, 
     assert any("could not store" in m and "NotADirectoryError" in m for m in messages), messages
 
 
+def test_a_store_that_refuses_writes_costs_only_the_cache_entries_and_one_it_cannot_open_is_refused(tmp_path):
+    """fsspec's HTTP file system reads and refuses writes with NotImplementedError; a stand-in with the
+    same behaviour over fsspec's memory file system (no HTTP server here), registered in this process
+    (so the local engine)."""
+    import fsspec
+    from conftest import collect_events, make_notebook
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from nbscale.kernels.contract import WARNING
+    from nbscale.kernels.errors import StoreUnusable
+    from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
+
+    class ReadOnly(MemoryFileSystem):
+        protocol = "nbscale-test-readonly"
+
+        def _open(self, path, mode="rb", **kwargs):
+            if "r" not in mode:
+                raise NotImplementedError
+            return super()._open(path, mode, **kwargs)
+
+        def rm(self, *args, **kwargs):
+            raise NotImplementedError
+
+    fsspec.register_implementation(ReadOnly.protocol, ReadOnly, clobber=True)
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"]), ("y = x + 1", ["step:b"])])
+    warned, on_event = collect_events(WARNING)
+    result = run_notebook(nb, options=RunOptions(engine="local", store_url=f"{ReadOnly.protocol}://store"),
+                          on_event=on_event)
+    assert result.ok and [s["status"] for s in result.steps] == ["succeeded", "succeeded"]
+    assert sum("could not store" in w["payload"]["message"] for w in warned) == 2
+    with pytest.raises(StoreUnusable, match="cannot open the artifact store 'nbscale-no-such://x'"):
+        run_notebook(nb, options=RunOptions(engine="local", store_url="nbscale-no-such://x"))
+    with default_run_store(nb) as runs:
+        assert [r["status"] for r in runs.list_runs()] == ["succeeded"]  # (nothing recorded for the refused one)
+
+
 def test_a_thread_a_step_leaves_running_is_a_warning_naming_it(tmp_path):
     from conftest import collect_events, make_notebook
 
