@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .diagnostics import Diagnostic
 from .errors import NbscaleCompileError
+from .image_reference import image_problem
 
 # Role tags: at most one per cell.
 IMPORTS, FUNCTIONS, PARAMETERS, METRICS, SKIP = "imports", "functions", "parameters", "metrics", "skip"
@@ -148,6 +149,9 @@ class _Values:
 
     @staticmethod
     def image(value, parsed, tag):
+        problem = image_problem(value)
+        if problem is not None:
+            raise _TagError("bad-tag-value", f"'{tag}': {problem}")
         parsed.options["image"] = value
 
     @staticmethod

@@ -99,13 +99,14 @@ PAYLOADS = [
 
 def hostile_notebooks(folder: Path, payload: str) -> list[tuple[Path, str]]:
     """(notebook, the display name KFP must show) for each way text reaches the module: the file
-    name, metadata nbscale.name, parameter defaults, an image tag and KFP options in metadata;
-    metadata nbscale.kfp.pipeline_name; pyproject.toml [tool.nbscale.kfp] pipeline_name."""
+    name, metadata nbscale.name, parameter defaults and KFP options in metadata; metadata
+    nbscale.kfp.pipeline_name; pyproject.toml [tool.nbscale.kfp] pipeline_name."""
     cells = [(f"text = {payload!r}\nmapping = {{{payload!r}: [{payload!r}]}}", ["parameters"]),
-             ("x = len(text)", ["step:first", f"image:{payload}", "resources:gpu=1"]),
+             ("x = len(text)", ["step:first", "resources:gpu=1"]),
              ("y = [x, mapping]", ["step:second"])]
-    # (not packages_to_install: a requirement with quotes is refused, test_kfp_options.py)
-    options = {"base_image": payload, "accelerator": payload}
+    # (not packages_to_install: a requirement with quotes is refused, test_kfp_options.py; nor an
+    # image: not an image reference, refused too, below)
+    options = {"accelerator": payload}
     file_name = payload if "\x00" not in payload else "nb"  # a file name holds anything but NUL and '/'
     for sub in "abc":
         (folder / sub).mkdir()
@@ -133,9 +134,19 @@ def check_round_trip(notebook: Path, display: str, yaml_path: Path) -> None:
         assert json.loads(spec["root"]["inputDefinitions"]["parameters"]["mapping"]["defaultValue"]) == {
             display: [display]}
         first = executor_of(spec, "first")["container"]
-        assert first["image"] == display.strip()  # the tag grammar strips a tag's value
         assert first["resources"]["accelerator"]["resourceType"] == display
-        assert executor_of(spec, "second")["container"]["image"] == display
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))
+def test_a_hostile_image_is_refused_where_it_is_written(payload, tmp_path):
+    from nbscale.compiler.targets.kfp import load_options
+    from nbscale.compiler.targets.kfp.options import OptionsError
+
+    nb = make_notebook(tmp_path, [("x = 1", ["step:first", f"image:{payload}"])], name="img",
+                       metadata={"nbscale": {"kfp": {"base_image": payload}}})
+    assert [d.code for d in compile_notebook(nb).diagnostics] == ["bad-tag-value"]
+    with pytest.raises(OptionsError, match="base_image .* is not an image reference"):
+        load_options(nb)
 
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))

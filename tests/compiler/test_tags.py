@@ -113,7 +113,10 @@ def test_unknown_resource_is_named_in_the_message():
 
 def test_image_keeps_colons_in_the_reference():
     assert ok("image:python:3.11-slim").options["image"] == "python:3.11-slim"
-    assert ok("image:ghcr.io/org/img@sha256:abc").options["image"] == "ghcr.io/org/img@sha256:abc"
+    digest = "sha256:" + "ab" * 32
+    assert ok(f"image:ghcr.io/org/img@{digest}").options["image"] == f"ghcr.io/org/img@{digest}"
+    for bad in ("image:Python:3", "image:not an image", "image:img:", "image:a\x1b]0;T\x07", "image:" + "x" * 300):
+        assert problem(bad).code == "bad-tag-value", bad
 
 
 def test_retries():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .... import __version__
 from ...errors import NbscaleCompileError
+from ...image_reference import image_problem
 from ...pyproject import PyprojectError, find_pyproject, nbscale_table, shown
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -85,6 +86,8 @@ def _apply(options: KfpOptions, table: dict, origin: str) -> None:
                                    "quotes, $, backquotes, backslashes or line breaks")
         elif not isinstance(value, expected) or (expected is str and not value.strip()):
             raise OptionsError(f"{origin}: {key} must be a non-empty {expected.__name__}, got {value!r}")
+        elif key == "base_image" and (problem := image_problem(value)) is not None:
+            raise OptionsError(f"{origin}: base_image {value!r} is {problem}")
         setattr(options, key, value)
         options.origin[key] = origin
 
