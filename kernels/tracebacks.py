@@ -181,20 +181,15 @@ def step_error(exc: BaseException, running_cell: int, sources: dict, *, before_e
         cell=cell,
         line=line,
         ename=type(exc).__name__,
-        evalue=_strip_ansi(str(exc)),
+        evalue=str(exc),  # whole: escape codes in it are shown as text where it is shown
         traceback=format_exception(exc, sources),
         frames=frames,
         running_cell=running_cell,
     )
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _MARK = "\x00"  # marks a rewritten filename in a formatted traceback
 _MARKED = re.compile(r'File "\x00([^"]*)", line ')
-
-
-def _strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
 
 
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
@@ -223,7 +218,7 @@ def format_exception(exc: BaseException, sources: dict) -> str:
         if older is not None:
             parts.insert(0, link)
         current = older
-    return _strip_ansi("".join(parts))
+    return "".join(parts)
 
 
 def _format_one(exc: BaseException, sources: dict) -> list[str]:

@@ -86,6 +86,12 @@ def test_exception_reports_notebook_cell_and_line():
     assert "interactiveshell" not in err.traceback  # IPython's own frames hidden
 
 
+def test_an_exception_message_is_kept_whole_escape_codes_and_all():
+    message = "A\x1b[2JB\x1b[31mC\x1b]0;T\x07D"  # shown as text where it is shown, never dropped
+    err = run("x = 1", f"raise ValueError({message!r})").error
+    assert err.evalue == message and f"ValueError: {message}" in err.traceback
+
+
 def test_exception_in_prelude_function_names_both_cells():
     prelude = Prelude(cells=[1], source=["def helper(v):\n    scale = 0\n    return v / scale"])
     result = run("x = 1", "y = 2\nhelper(y)", cells=[4, 6], prelude=prelude)
