@@ -15,6 +15,7 @@ from nbscale.reporting import (
     EXIT_OK,
     error_counts,
     fail,
+    literal,
     print_diagnostics,
     reporting_errors,
 )
@@ -91,7 +92,7 @@ def check(notebook):
     print_diagnostics(pipeline, notebook, err=False)
     errors, warnings = error_counts(pipeline)
     steps = len(pipeline.steps)
-    click.echo(f"{notebook}: {steps} step{'s' * (steps != 1)}, {errors} error(s), {warnings} warning(s)")
+    click.echo(literal(f"{notebook}: {steps} step{'s' * (steps != 1)}, {errors} error(s), {warnings} warning(s)"))
     sys.exit(EXIT_FAILED if errors else EXIT_OK)
 
 
@@ -134,7 +135,7 @@ def compile_(notebook, target, output, emit_python, **kfp_flags):
     pipeline = _compile(notebook)
     if pipeline.has_errors:
         print_diagnostics(pipeline, notebook)
-        fail(f"error: {notebook} has errors; nothing written", EXIT_FAILED)
+        fail(literal(f"error: {notebook} has errors; nothing written"), EXIT_FAILED)
     with tempfile.TemporaryDirectory(prefix="nbscale-compile-") as tmp:
         path = Path(output) if output else Path(tmp) / f"pipeline.{target}"
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, fail, print_diagnostics
+from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, fail, literal, print_diagnostics
 
 FLAGS = {"emit_python": "--emit-python", "base_image": "--base-image", "packages_to_install": "--package",
          "pipeline_name": "--pipeline-name"}  # target option → the flag of `compile` that sets it
@@ -63,7 +63,7 @@ def _prepare(notebook: str, overrides: dict):
         pipeline = compile_notebook(notebook)
         if pipeline.has_errors:
             print_diagnostics(pipeline, notebook)
-            fail(f"error: {notebook} has errors; nothing written", EXIT_FAILED)
+            fail(literal(f"error: {notebook} has errors; nothing written"), EXIT_FAILED)
         options = load_options(notebook, overrides)
         require_sdk()
     except NbscaleCompileError as exc:  # not a notebook, a bad project setting, no kfp SDK

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .reporting import EXIT_BAD_INPUT, EXIT_OK, fail, reporting_errors
+from .reporting import EXIT_BAD_INPUT, EXIT_OK, fail, literal, reporting_errors
 
 
 @click.command()
@@ -35,7 +35,7 @@ def suggest(notebook, durations, write, in_place, out, fmt):
     with reporting_errors():
         given = last_run_durations(notebook) if durations in ("auto", "last-run") else None
         if durations == "last-run" and not given:
-            fail(f"error: {notebook} has no successful run whose steps cover its cells", EXIT_BAD_INPUT)
+            fail(literal(f"error: {notebook} has no successful run whose steps cover its cells"), EXIT_BAD_INPUT)
         proposal = propose(notebook, given if durations != "estimate" else None,
                            use_notebook_times=durations in ("auto", "notebook"))
     target = Path(notebook) if in_place else Path(out) if out else _suggested_path(Path(notebook))

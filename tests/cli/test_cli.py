@@ -170,6 +170,15 @@ def test_compile_with_errors_writes_nothing_and_exits_1(undefined_nb, tmp_path):
     assert out.stdout == ""
 
 
+def test_a_notebook_name_with_escape_codes_is_printed_as_text(tmp_path, make_notebook):
+    name = "e\x1b]0;PWNED\x07\u202ex"  # a window title change and a right-to-left override
+    path = make_notebook(tmp_path, [("y = missing", ["step:a"])], name=name)
+    checked, compiled = nbscale("check", path), nbscale("compile", path, "--target", "kfp", "-o", tmp_path / "p.yaml")
+    assert (checked.returncode, compiled.returncode) == (1, 1)
+    for printed in (checked.stdout, compiled.stderr):
+        assert "\x1b" not in printed and "\u202e" not in printed and "e\\x1b]0;PWNED\\x07\\u202ex.ipynb" in printed
+
+
 def test_compile_with_errors_prints_nothing_on_stdout(undefined_nb):
     out = nbscale("compile", undefined_nb)
     assert out.returncode == 1 and out.stdout == ""
