@@ -36,12 +36,13 @@ def start(folder, workers, idle_timeout):
     from dask.utils import parse_timedelta
 
     from nbscale.kernels import warm_cluster
+    from nbscale.kernels.interrupts import sigterm_interrupts
 
     try:
         idle_s = parse_timedelta(idle_timeout, default="s")
     except (ValueError, KeyError, TypeError):
         fail(f"error: --idle-timeout {idle_timeout!r} is not a time (e.g. 90s, 30m, 2h)", EXIT_BAD_INPUT)
-    with reporting_errors():
+    with reporting_errors(), sigterm_interrupts():  # SIGTERM as Ctrl-C: no cluster is left behind
         found, started = warm_cluster.start(folder, workers=workers, idle_timeout=idle_s)
     if started:
         click.echo(f"started the warm cluster of {found.folder} at {found.address} "

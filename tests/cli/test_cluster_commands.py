@@ -70,6 +70,17 @@ def test_two_starts_at_once_in_one_folder_give_one_cluster(project):
     assert len(serving_pids(project)) == 1
 
 
+def test_sigterm_while_a_cluster_starts_cancels_the_start_as_ctrl_c_does(project):
+    start = subprocess.Popen([*NBSCALE, "cluster", "start", "--dir", str(project), "--workers", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: serving_pids(project), "the cluster's process")  # (started, not yet serving)
+    start.send_signal(signal.SIGTERM)
+    _, err = start.communicate(timeout=DEADLINE_S)
+    assert (start.returncode, err) == (143, "cancelled: stopped by SIGTERM\n")
+    wait_for(lambda: not serving_pids(project), "no cluster left behind")
+    assert not warm_cluster.info_path(project).exists()
+
+
 def test_a_killed_cluster_is_stale_in_status_and_start_replaces_it(project):
     assert nbscale("cluster", "start", "--dir", project, "--workers", "1").returncode == 0
     pid = json.loads(warm_cluster.info_path(project).read_text())["pid"]
