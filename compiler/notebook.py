@@ -60,9 +60,23 @@ def read_notebook(path) -> Notebook:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise NotebookReadError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise NotebookReadError(path, f"cannot be read: {_encoding_named(path) or exc}") from None
+    except OSError as exc:
         raise NotebookReadError(path, f"cannot be read: {exc}") from None
+    if "\x00" in text[:4]:  # (UTF-16 of ASCII text decodes as UTF-8, with a NUL after every character)
+        raise NotebookReadError(path, f"cannot be read: {_encoding_named(path)}")
     return notebook_from_dict(_parse_json(text, path), path)
+
+
+def _encoding_named(path: Path) -> str | None:
+    """What a notebook that is not UTF-8 most likely is, when its first bytes say so (a file saved
+    as UTF-16 by an editor)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) == 4 and b"\x00\x00" in (head[::2], head[1::2])):
+        return "it is UTF-16 text; a notebook is UTF-8 (save it as UTF-8)"
+    return None
 
 
 def _parse_json(text: str, path):
@@ -100,6 +114,8 @@ def notebook_from_dict(data, path="notebook.ipynb") -> Notebook:
     elif major != 4:
         raise NotebookReadError(path, f"nbformat {major!r} is not supported (only v4, and v3 upgraded)")
     _check_shape(data, path)
+    if not isinstance(data.get("metadata") or {}, dict):
+        raise NotebookReadError(path, "not a Jupyter notebook ('metadata' is not a mapping)")
     cells = tuple(_cell(i, raw, path) for i, raw in enumerate(data["cells"]))
     return Notebook(path=str(path), cells=cells, metadata=data.get("metadata") or {})
 
@@ -129,7 +145,9 @@ def _check_shape(data, path):
         ):
             raise NotebookReadError(path, f"{cell_label(i)} is malformed ('source' is not text)")
         meta = cell.get("metadata", {})
-        tags = meta.get("tags", []) if isinstance(meta, dict) else None
+        if not isinstance(meta, dict):
+            raise NotebookReadError(path, f"{cell_label(i)} is malformed ('metadata' is not a mapping)")
+        tags = meta.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise NotebookReadError(path, f"{cell_label(i)} is malformed ('metadata.tags' is not a list of text)")
 

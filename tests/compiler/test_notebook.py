@@ -102,6 +102,15 @@ def test_not_utf8(tmp_path):
     path = tmp_path / "latin.ipynb"
     path.write_bytes(b'{"nbformat": 4, "cells": [], "x": "\xe9"}')
     assert "cannot be read" in str(read_error(path))
+    for text in ('{"nbformat": 4, "cells": [], "x": "\u00e9"}', '{"nbformat": 4, "cells": []}'):
+        for encoding in ("utf-16", "utf-16-le", "utf-16-be"):  # with its byte order mark, and without
+            path.write_bytes(text.encode(encoding))
+            assert "it is UTF-16 text; a notebook is UTF-8" in str(read_error(path)), (text, encoding)
+
+
+def test_notebook_metadata_that_is_not_a_mapping(tmp_path):
+    err = read_error(write(tmp_path, '{"nbformat": 4, "cells": [], "metadata": [1]}'))
+    assert "'metadata' is not a mapping" in err.reason
 
 
 @pytest.mark.parametrize("text, why", [
@@ -188,7 +197,8 @@ def test_broken_v3_notebook_is_a_read_error(tmp_path):
     ({"cell_type": "code", "source": ["a", 1]}, "'source' is not text"),
     ({"cell_type": "code", "source": "x", "metadata": {"tags": "step:a"}}, "metadata.tags"),
     ({"cell_type": "code", "source": "x", "metadata": {"tags": [1]}}, "metadata.tags"),
-    ({"cell_type": "code", "source": "x", "metadata": "m"}, "metadata.tags"),
+    ({"cell_type": "code", "source": "x", "metadata": "m"}, "'metadata' is not a mapping"),
+    ({"cell_type": "code", "source": "x", "metadata": [1]}, "'metadata' is not a mapping"),
 ])
 def test_malformed_cells(tmp_path, cell, what):
     err = read_error(write(tmp_path, v4([code("ok = 1"), cell])))
