@@ -198,11 +198,14 @@ def _lossy(frame: Any, table: Any, meta: dict) -> str | None:
     if meta["object_index"] and not _plain_objects(frame.index):
         return "the Python objects in the index"
     buffer = io.BytesIO()
-    pq.write_table(table.slice(0, 1), buffer)  # one row: a categorical's dictionary goes with it
-    buffer.seek(0)
-    back = _from_arrow(pq.read_table(buffer), meta)
+    try:
+        pq.write_table(table.slice(0, 1), buffer)  # one row: a categorical's dictionary goes with it
+        buffer.seek(0)
+        back = _from_arrow(pq.read_table(buffer), meta)
+    except Exception as exc:  # noqa: BLE001 - pyarrow cannot read back categorical column labels, lists of
+        return f"everything: it does not read back ({type(exc).__name__}: {exc})"  # arrow dtypes...
     back = back.to_frame(_SERIES_COLUMN) if isinstance(back, pd.Series) else back
-    for what, before, after in (("the column dtypes", list(frame.dtypes), list(back.dtypes)),
+    for what, before, after in (("the column dtypes", _dtypes(frame), _dtypes(back)),
                                 ("the column labels", (*_axis(frame.columns), list(frame.columns)),
                                  (*_axis(back.columns), list(back.columns))),
                                 ("the index", _axis(frame.index), _axis(back.index)),
@@ -273,8 +276,20 @@ def _plain_objects(values: Any) -> bool:
 
 
 def _axis(index: Any) -> tuple:
-    """An index's type, dtype, level names and freq."""
-    return type(index).__name__, str(index.dtype), list(index.names), getattr(index, "freq", None)
+    """An index's type, dtype (its time zone's type too), level names and freq."""
+    return (type(index).__name__, str(index.dtype), _tz_type(index.dtype), list(index.names),
+            getattr(index, "freq", None))
+
+
+def _dtypes(frame: Any) -> list:
+    """The columns' dtypes, with their time zones' types: `datetime.timezone.utc` and
+    `ZoneInfo("UTC")` make equal dtypes, but a step may test `tz is timezone.utc`."""
+    return [(dtype, _tz_type(dtype)) for dtype in frame.dtypes]
+
+
+def _tz_type(dtype: Any) -> str | None:
+    tz = getattr(dtype, "tz", None)
+    return None if tz is None else f"{type(tz).__module__}.{type(tz).__qualname__}"
 
 
 def _reject_nested(table: Any, object_columns: list[int]) -> None:

@@ -1,3 +1,4 @@
+import datetime
 import io
 import sqlite3
 import subprocess
@@ -157,6 +158,8 @@ def test_frames_parquet_cannot_hold_fall_back_to_pickle(frame, tmp_path):
     assert used == "cloudpickle"
     pd.testing.assert_frame_equal(loaded, frame)
     assert [type(v) for v in loaded.iloc[:, 0]] == [type(v) for v in frame.iloc[:, 0]]
+    for before, after in ((frame.dtypes.iloc[0], loaded.dtypes.iloc[0]), (frame.index.dtype, loaded.index.dtype)):
+        assert type(getattr(before, "tz", None)) is type(getattr(after, "tz", None))  # timezone.utc stays itself
 
 
 def _flagged():
@@ -174,9 +177,12 @@ def _flagged():
         pd.DataFrame({"c": pd.Categorical([1, 2])}),
         _flagged(),
         pd.DataFrame(np.zeros((2, 2))),
+        pd.crosstab(pd.Series([1, 2, 3]), pd.cut(pd.Series([1.0, 2.0, 3.0]), 2)),  # pyarrow cannot read it back
+        pd.DataFrame({"t": pd.to_datetime(["2020-01-01"]).tz_localize(datetime.timezone.utc)}),
+        pd.DataFrame({"x": [1.0]}, index=pd.to_datetime(["2020-01-01"]).tz_localize(datetime.timezone.utc)),
     ],
     ids=["datetime64-s", "index-freq", "int-beside-float", "numpy-scalars", "nan-in-strings", "int-categories",
-         "flags", "range-labels"],
+         "flags", "range-labels", "interval-column-labels", "utc-column", "utc-index"],
 )
 def test_frames_a_parquet_copy_would_change_are_pickled_and_come_back_the_same(frame, tmp_path):
     # a cached step's readers get the stored copy where a fresh run hands on the frame itself
