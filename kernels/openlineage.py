@@ -26,6 +26,7 @@ from pathlib import Path
 from .. import __version__
 from .contract import CACHED, CANCELLED, FAILED, SUCCEEDED, UPSTREAM_FAILED, artifacts_url
 from .lineage import run_nodes, run_summary
+from .runschema import utf8_json
 from .steplineage import public_url
 
 __all__ = ["DIGEST_FACET", "DIGEST_FACET_SCHEMA", "PRODUCER", "SCHEMA_URL", "SPEC_VERSION", "default_namespace",
@@ -105,7 +106,7 @@ def write_events(events: list[dict], folder) -> list[Path]:
     for i, event in enumerate(events, 1):
         name = _UNSAFE.sub("_", event["job"]["name"])[:100]
         path = folder / f"{i:03d}-{name}-{event['eventType']}.json"
-        path.write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.write_text(utf8_json(event, indent=2) + "\n", encoding="utf-8")
         paths.append(path)
     return paths
 

@@ -119,7 +119,19 @@ def timestamp(value: Any) -> str | None:
 
 def to_json(value: Any) -> str | None:
     # default=str: an odd payload (a numpy float, a path) must never fail a run mid-way.
-    return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
+    return None if value is None else utf8_json(value, default=str)
+
+
+def utf8_json(value: Any, **options: Any) -> str:
+    """`json.dumps` keeping non-ASCII text as it is, unless the text holds what UTF-8 cannot (a file
+    name's undecodable byte, which Python keeps as a lone surrogate): then escaped (`\\udce9`),
+    which reads back as the same text."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, **options)
+    return text
 
 
 def metric_value(value: Any) -> int | float | None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from pathlib import Path
 
 from ..compiler.notebook import cell_label, cell_number
 from .contract import truncated_text
+from .runschema import utf8_json
 
 __all__ = ["CELLS_FORMAT", "IMAGE_TYPES", "cell_records", "cells_json_path", "image_file_name", "log_text",
            "warnings_in", "write_step_log"]
@@ -153,7 +153,7 @@ def cells_json_path(log_path: Path) -> Path:
 def _write_cells_json(log_path: Path, step: str, cells: list[dict]) -> None:
     records = cell_records(step, cells, log_path)
     data = {"format": CELLS_FORMAT, "step": step, "cells": records}
-    cells_json_path(log_path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    cells_json_path(log_path).write_text(utf8_json(data), encoding="utf-8")
 
 
 def cell_records(step: str, cells: list[dict], log_path=None) -> list[dict]:

@@ -51,6 +51,7 @@ from .errors import (
     NbscaleRuntimeError,
     StoreUnusable,
 )
+from .runschema import utf8_json
 from .staging import STALE_AFTER_S, age, exchange, listing, sweep, sweep_now_and_then, temp_name
 
 MANIFEST = "manifest.json"
@@ -542,7 +543,7 @@ def _manifest(step_hash: str, step_name: str | None, writer: str, entries: dict[
 
 def _json(manifest: dict) -> bytes:
     # no indent: json's encoder in C then, 4x faster than its Python one (a manifest per step run)
-    return json.dumps(manifest, ensure_ascii=False).encode()
+    return utf8_json(manifest).encode()
 
 
 def _well_formed(manifest: dict) -> bool:

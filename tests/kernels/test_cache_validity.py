@@ -311,3 +311,16 @@ def test_a_folder_a_given_text_names_is_listed_and_a_log_a_command_appends_to_is
     (tmp_path / "data" / "p2.csv").write_text("2\n")
     changed = run_notebook(nb, options=LOCAL)
     assert changed.load("listing")["names"] == ["p1.csv", "p2.csv"] and status(changed)["logs"] == "cached"
+
+
+def test_a_file_whose_name_is_not_utf8_is_a_dependency_and_fails_nothing(tmp_path):
+    # os.listdir gives its undecodable byte as a lone surrogate, which UTF-8 (the run store's JSON) cannot hold
+    (tmp_path / "raw").mkdir()
+    (tmp_path / os.fsdecode(b"raw/caf\xe9.txt")).write_text("1")
+    nb = make_notebook(tmp_path, [("import os, subprocess\nname = os.listdir('raw')[0]\n"
+                                   "v = subprocess.run(['cat', 'raw/' + name], capture_output=True, text=True).stdout\n"
+                                   "w = open('raw/' + name).read()", ["step:a"])])
+    assert run_notebook(nb, options=LOCAL).load("a")["v"] == "1"
+    assert status(run_notebook(nb, options=LOCAL)) == {"a": "cached"}
+    (tmp_path / os.fsdecode(b"raw/caf\xe9.txt")).write_text("2")
+    assert run_notebook(nb, options=LOCAL).load("a")["w"] == "2"
