@@ -93,6 +93,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from . import native_io
+from .children import OWNER_ENV
 from .contract import STATE_DIR_NAME
 from .fingerprints import (
     FINGERPRINT_VERSION,
@@ -118,6 +119,14 @@ from .process_state import loaded_modules, same_modules
 
 __all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modules", "record", "see_shell_commands"]
 
+# What the process running a step is given by what started it, nbscale (the step's owner,
+# matplotlib's inline backend), a Jupyter kernel (colours, pagers) or a shell's bookkeeping (`_`, the
+# command that started it): no dependency of the step's. A step that reads the whole environment
+# (`dict(os.environ)`, `{**os.environ, ...}` for a subprocess) reads them too, and the process
+# checking its result has other values.
+RUNTIME_ENV = frozenset({OWNER_ENV, "MPLBACKEND", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER",
+                         "GIT_PAGER", "_", "OLDPWD", "SHLVL"})
+RUNTIME_ENV_PREFIXES = ("JPY_", "PYDEVD_")  # a kernel's launcher's (JPY_PARENT_PID) and debugger's
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous files are no dependency
 
@@ -327,7 +336,8 @@ class Recording:
                 self.first_seen.setdefault(file, look)
         into = self.env if library is None else self.env_of_libraries
         for name, value in seen[2].items():
-            if name not in self.env_written and (library is None or name.upper().startswith(library.upper() + "_")):
+            if name not in self.env_written and not _set_for_the_step(name) and (
+                    library is None or name.upper().startswith(library.upper() + "_")):
                 into.setdefault(name, value)
 
     def changed_meanwhile(self) -> list[str]:
@@ -799,11 +809,15 @@ def _read_env(name, value) -> None:
     recording = _ACTIVE.get(threading.get_ident())
     if recording is None:
         return
-    if name not in recording.env and name not in recording.env_written:
+    if name not in recording.env and name not in recording.env_written and not _set_for_the_step(name):
         recording.env[name] = value
     imported = _import_reads(sys._getframe(1))
     if imported is not None:
         imported[2].setdefault(name, value)
+
+
+def _set_for_the_step(name) -> bool:
+    return name in RUNTIME_ENV or (isinstance(name, str) and name.startswith(RUNTIME_ENV_PREFIXES))
 
 
 def _wrote_env(name) -> None:

@@ -32,9 +32,7 @@ def load_inputs(ns: dict, io_dir: str) -> None:
     # What the step's cells use beyond their code, recorded from here to the save cell (same thread).
     global _recording
     recorder = record(os.getcwd(), step.get("named", []), step.get("given", []))
-    _recording = (recorder, recorder.__enter__())
-    # ipykernel set MPLBACKEND for its own figures: matplotlib reading it is no dependency of the step
-    _recording[1].env_written.add("MPLBACKEND")
+    _recording = (recorder, recorder.__enter__())  # (what ipykernel set, MPLBACKEND..., is no dependency)
     _stop_at_clean_exit()
 
 

@@ -324,3 +324,13 @@ def test_a_file_whose_name_is_not_utf8_is_a_dependency_and_fails_nothing(tmp_pat
     assert status(run_notebook(nb, options=LOCAL)) == {"a": "cached"}
     (tmp_path / os.fsdecode(b"raw/caf\xe9.txt")).write_text("2")
     assert run_notebook(nb, options=LOCAL).load("a")["w"] == "2"
+
+
+def test_a_step_passing_the_whole_environment_to_a_process_is_cached(tmp_path):
+    # dict(os.environ) reads every variable, those the process running the step is given among them
+    nb = make_notebook(tmp_path, [("import os, subprocess\n"
+                                   "a = subprocess.run(['true'], env=dict(os.environ, CUDA_VISIBLE_DEVICES='0'))\n"
+                                   "b = subprocess.run(['true'], env={**os.environ, 'OMP_NUM_THREADS': '1'})\n"
+                                   "done = a.returncode + b.returncode", ["step:a"])])
+    assert run_notebook(nb, options=LOCAL).load("a")["done"] == 0
+    assert status(run_notebook(nb, options=LOCAL)) == {"a": "cached"}

@@ -240,6 +240,15 @@ def test_prints_and_figures_equal_a_plain_papermill_run_cell_by_cell(tmp_path, n
                      [("execute_result", ["text/plain"]), ("display_data", ["image/png", "text/plain"])]]
 
 
+def test_a_step_passing_the_kernels_whole_environment_to_a_process_is_cached(tmp_path):
+    """ipykernel and its launcher set CLICOLOR, PAGER, JPY_PARENT_PID...: no dependency of the step's."""
+    path = write_nb(tmp_path, [("import os, subprocess\n"
+                                "n = subprocess.run(['true'], env=dict(os.environ, X='0')).returncode", ["step:s"])])
+    assert nbscale.run(path, engine="papermill").ok
+    again = nbscale.run(path, engine="papermill")
+    assert again.steps[0]["status"] == "cached", again.steps[0].get("stale")
+
+
 def test_a_step_that_imports_matplotlib_in_a_kernel_is_cached(tmp_path):
     """ipykernel sets MPLBACKEND for its figures: matplotlib reading it is no dependency of the step."""
     importlib.import_module("matplotlib")  # a test dependency: an ImportError must fail, not skip
