@@ -185,23 +185,48 @@ def value_names(values, cwd: str) -> tuple[dict[str, str], list[str], list[str]]
 
 def command_names(command, cwd: str) -> tuple[dict[str, str], list[str], list[str]]:
     """What a command a step starts names, as it starts (`dependencies`: a process's audit event):
-    its arguments, whole (`--input=x.csv` too), or the words of a shell command (`sh -c`,
-    `os.system`, `!cmd` with its `{name}`s filled in), relative to `cwd`, the folder it runs in. The
-    files (absolute path → NAMES, WRITES or APPENDS, as `named_files` gives them) that exist, or are
-    written, or may appear; a shell command's wildcards, as patterns relative to `cwd`; and the
-    folders inside `cwd` it names (`ls data`)."""
-    patterns = []
-    if not isinstance(command, str):
+    its arguments, whole, and the value of each `--input=x.csv` or `data.path=x.csv`; or, for a
+    shell command (`sh -c`, `bash -lc`, `env bash -e -c`, `timeout 60 sh -c`, `os.system`, `!cmd`
+    with its `{name}`s filled in), its words and the arguments after it; relative to `cwd`, the
+    folder it runs in. The files (absolute path → NAMES, WRITES or APPENDS, as `named_files` gives
+    them) that exist, or are written, or may appear; a shell command's wildcards, as patterns
+    relative to `cwd`; and the folders inside `cwd` it names (`ls data`)."""
+    writes, patterns = {}, []
+    if isinstance(command, str):
+        script, words = command, []
+    else:
         argv = [text for text in map(_argument, command) if text is not None]
-        if len(argv) < 3 or os.path.basename(argv[0]) not in _SHELLS or argv[1] != "-c":
-            words = [arg.partition("=")[2] if arg.startswith("-") else arg for arg in argv]
-            return _files_named(words, set(words), {}, cwd), patterns, _folders_named(words[1:], cwd)
-        command = argv[2]
-    script = f"%%bash\n{command}"  # (a shell command of several lines is one script)
-    writes = {_resolved(cwd, text): APPENDS if appends else WRITES for text, appends in file_writes(script).items()}
-    words = list(shell_words(script))
-    patterns = list(named_globs(script))[:MAX_ABSENT]
+        script, words = _shell_script(argv)
+    if script is not None:
+        script = f"%%bash\n{script}"  # (a shell command of several lines is one script)
+        writes = {_resolved(cwd, text): APPENDS if appends else WRITES
+                  for text, appends in file_writes(script).items()}
+        words += shell_words(script)
+        patterns = list(named_globs(script))[:MAX_ABSENT]
+    words = [part for word in words for part in _word_parts(word)]
     return _files_named(words, set(words), writes, cwd), patterns, _folders_named(words, cwd)
+
+
+def _shell_script(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the script a shell among `argv` is given with `-c`, and the arguments after it; or None and
+    `argv`)."""
+    for i, arg in enumerate(argv[:4]):  # (`env bash -c`, `timeout 60 sh -c`, `nice -n 5 bash -c`)
+        if os.path.basename(arg) not in _SHELLS:
+            continue
+        j = i + 1
+        while j < len(argv) - 1 and argv[j].startswith("-"):
+            if not argv[j].startswith("--") and "c" in argv[j][1:]:  # -c, -lc, -ec
+                return argv[j + 1], argv[j + 2:]
+            j += 1
+    return None, argv
+
+
+def _word_parts(word: str) -> list[str]:
+    """A word, and the value of an option or setting it holds (`--input=x.csv`, `data.path=x.csv`)."""
+    name, equals, value = word.partition("=")
+    if not equals:
+        return [word]
+    return [value] if word.startswith("-") else [word, value]
 
 
 def _folders_named(words: list[str], cwd: str) -> list[str]:

@@ -104,6 +104,12 @@ def test_the_commands_a_step_starts_name_files_as_they_run(tmp_path):
     assert named == {str(tmp_path / "out.txt"): "writes", str(tmp_path / "run.log"): "appends",
                      str(tmp_path / "data" / "x.csv"): "names", str(tmp_path / "data" / "y.csv"): "names"}
     assert patterns == ["data/*.csv"] and folders == []
+    x = str(tmp_path / "data" / "x.csv")
+    for argv in (["bash", "-lc", "wc -l data/x.csv"], ["/usr/bin/env", "bash", "-e", "-c", "wc -l data/x.csv"],
+                 ["timeout", "60", "sh", "-c", 'wc -l < "$1"', "_", "data/x.csv"],
+                 ["python", "prep.py", "data.path=data/x.csv"], ["sh", "-c", "python prep.py --input=data/x.csv"]):
+        named = command_names(argv, str(tmp_path))[0]
+        assert named.get(x) == "names", argv
 
 
 def test_a_proxy_claiming_to_be_a_text_and_a_folder_with_wildcard_characters(tmp_path):
