@@ -103,6 +103,7 @@ from .fingerprints import (
     findable,
     glob_digest,
     listing_digest,
+    prefix_digest,
 )
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
 from .mentions import (
@@ -127,6 +128,8 @@ __all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modu
 RUNTIME_ENV = frozenset({OWNER_ENV, "MPLBACKEND", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER",
                          "GIT_PAGER", "_", "OLDPWD", "SHLVL"})
 RUNTIME_ENV_PREFIXES = ("JPY_", "PYDEVD_")  # a kernel's launcher's (JPY_PARENT_PID) and debugger's
+HEAD_BYTES = 64 * 1024  # of a named file looked at first: appended to (a log) or rewritten longer?
+HEADS_BUDGET = 16 * 2**20  # such bytes read per step (10,000 named files: the first ones)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous files are no dependency
 
@@ -164,6 +167,8 @@ class Recording:
         self.command_names = 0  # files the commands it started named (`_command_started`)
         self.quiet = False  # while nbscale looks on the step's behalf: its own audit events are not the step's
         self.appended: set[str] = set()  # logs the commands it started append to (`>> run.log`): nothing
+        self.heads: dict[str, tuple[int, str | None]] = {}  # named file → (length, digest) of its first bytes
+        self._head_budget = HEADS_BUDGET
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
@@ -189,10 +194,16 @@ class Recording:
         return path[len(self._inside):] if self.inside(path) else path
 
     def mention(self, named: dict[str, str], cut_short: bool = False) -> None:
-        """Files the step's cells name (`mentions.named_files`), looked at before it runs."""
+        """Files the step's cells name (`mentions.named_files`), looked at before it runs; of a file,
+        the digest of its first bytes too (`_named_files`: appended to, or rewritten longer?)."""
         for path, use in named.items():
             if self.tracks(path) and use != APPENDS:  # (a log it appends to is nothing)
-                self.mentioned[path] = (_look(path), use)
+                first = _look(path)
+                self.mentioned[path] = (first, use)
+                if isinstance(first, tuple) and self._head_budget > 0:
+                    length = min(first[1], HEAD_BYTES)
+                    self.heads[path] = (length, prefix_digest(path, length))
+                    self._head_budget -= max(length, 1)
         if cut_short:  # (names may be missing: the result must not be reused)
             self.problems.append(f"more than {MAX_CANDIDATES:,} names of files in the step's cells")
 
@@ -247,8 +258,8 @@ class Recording:
             if path in self.reads or path in self.writes or path in self.appended:
                 continue
             now = _look(path)
-            if _grew(first, now):  # a log it (or Python, seen) appended to: nothing
-                continue
+            if _grew(first, now) and use == NAMES and not self._rewritten(path):
+                continue  # a log it (or Python, seen) appended to: nothing
             if now == first or path in self.changed_by_step:  # (touched, chmod-ed by Python: as it is now)
                 if now is not None or use == NAMES:  # (one it would write, absent throughout: nothing)
                     self.reads.add(path)
@@ -258,6 +269,12 @@ class Recording:
             elif use != WRITES:  # read, then gone (`!cat job.txt; rm job.txt`, `!mv job.txt done/`): one
                 self.reads.add(path)  # that comes back is read by a fresh run (not a clean-up's `rm -f`)
                 self.first_seen.setdefault(path, None)
+
+    def _rewritten(self, path: str) -> bool:
+        """Whether a named file that grew holds other first bytes than it did (`!python train.py
+        --out model.pkl` wrote a longer model): a product, not a log appended to."""
+        length, digest = self.heads.get(path, (0, None))
+        return digest is not None and prefix_digest(path, length) != digest
 
     def _missing_modules(self) -> None:
         """A module the step tried to import and did not find (`try: import extras except

@@ -94,8 +94,18 @@ def file_state(path: str) -> dict | str | None:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "digest": _digest(path, st, DIGEST)}
 
 
-def _digest(path: str, st, algorithm: str) -> str | None:
-    cache_key = (path, st.st_size, st.st_mtime_ns, st.st_ino, algorithm)
+def prefix_digest(path: str, length: int) -> str | None:
+    """The digest of a file's first `length` bytes (what `file_state` gave it when it was that long),
+    or None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _digest(path, st, DIGEST, length) if st.st_size >= length else None
+
+
+def _digest(path: str, st, algorithm: str, length: int | None = None) -> str | None:
+    cache_key = (path, st.st_size, st.st_mtime_ns, st.st_ino, algorithm, length)
     if cache_key in _DIGESTS:
         return _DIGESTS[cache_key]
     if algorithm == "xxh3_128" and xxhash is not None:
@@ -104,10 +114,12 @@ def _digest(path: str, st, algorithm: str) -> str | None:
         hasher = hashlib.blake2b(digest_size=16)
     else:
         return None  # made with a digest this process cannot make: it cannot be confirmed
+    left = st.st_size if length is None else length
     try:
         with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
+            while left > 0 and (chunk := f.read(min(_CHUNK, left))):
                 hasher.update(chunk)
+                left -= len(chunk)
             after = os.fstat(f.fileno())
     except OSError:
         return None
@@ -293,6 +305,9 @@ def _file_change(kind: str, name: str, old: dict | None, path: str) -> list[Chan
     digest = old.get("digest") or ""
     if st.st_size == old["size"] and digest and _digest(path, st, digest.partition(":")[0]) == digest:
         return []  # touched, same content
+    if (kind == PRODUCT and digest and st.st_size > old["size"] and st.st_ino == old.get("ino")
+            and _digest(path, st, digest.partition(":")[0], old["size"]) == digest):
+        return []  # a later step appended to what the step wrote (a report it began, a log): still there
     text = f"{name} changed" if kind == MODULE else f"{label} changed (content)"
     return [Change(kind, name, CONTENT, digest or None, None, text)]
 

@@ -334,3 +334,25 @@ def test_a_step_passing_the_whole_environment_to_a_process_is_cached(tmp_path):
                                    "done = a.returncode + b.returncode", ["step:a"])])
     assert run_notebook(nb, options=LOCAL).load("a")["done"] == 0
     assert status(run_notebook(nb, options=LOCAL)) == {"a": "cached"}
+
+
+def test_a_product_a_process_rewrites_longer_is_still_a_product(tmp_path):
+    # a model written again, longer, on the same inode looked like a log that grew: nothing
+    (tmp_path / "make.py").write_text("import sys\nopen(sys.argv[2], 'w').write('a' * 10)\n")
+    nb = make_notebook(tmp_path, [("!python make.py --out model.bin\nok = 1", ["step:train"])])
+    run_notebook(nb, options=LOCAL)
+    (tmp_path / "make.py").write_text("import sys\nopen(sys.argv[2], 'r+').write('b' * 20)\n")  # in place
+    assert status(run_notebook(nb, options=LOCAL)) == {"train": "succeeded"}
+    assert (tmp_path / "model.bin").read_text() == "b" * 20
+    (tmp_path / "model.bin").write_text("")  # the product is emptied: the step makes it again
+    assert status(run_notebook(nb, options=LOCAL)) == {"train": "succeeded"}
+    assert (tmp_path / "model.bin").read_text() == "b" * 20
+
+
+def test_a_report_one_step_begins_and_a_later_one_appends_to_stays_whole(tmp_path):
+    nb = make_notebook(tmp_path, [("!echo 'epoch,loss' > report.txt\nok = 1", ["step:start"]),
+                                  ("!echo 1,0.5 >> report.txt\nalso = 1", ["step:train"])])
+    run_notebook(nb, options=LOCAL)
+    for _ in range(2):  # the report grew after `start` wrote it: what it wrote is still there
+        assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    assert (tmp_path / "report.txt").read_text() == "epoch,loss\n1,0.5\n"
