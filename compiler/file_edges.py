@@ -7,8 +7,9 @@ or keep a cached result while the writer runs again and rewrites the file. So ea
 after the last earlier step that writes a file its cells name, as it would top to bottom. What
 counts as written is what the text shows (`open(P, "w")`, `.to_csv(P)`, `np.save(P, …)`,
 `joblib.dump(m, P)`, `shutil.copy(src, P)`, `Path(P).write_text(…)`, a shell redirect `> P`,
-`%%writefile P`; a removal too: `os.remove(P)`, `!rm P`), with `P` written out as a string; steps
-that only read a file stay parallel.
+`%%writefile P`, `!cp a P`, `!tar -czf P …`, a program's output option, `!python train.py --out P`
+or `subprocess.run([..., "-o", P])`; a removal too: `os.remove(P)`, `!rm P`), with `P` written out
+as a string; steps that only read a file stay parallel.
 A name built as the step runs (`f"out/{day}.csv"`) makes no edge: use `after:`.
 """
 
@@ -46,6 +47,11 @@ _NUMBER = re.compile(r"[-+]?[\d.]+(?:e[-+]?\d+)?j?", re.IGNORECASE)
 _CD = re.compile(r"(?:^|(?<=[;&|(\n]))[ \t]*(?:cd|pushd|popd)(?![^\s;&|()])(?:[ \t]+(?P<folder>[^\s;&|()<>]+))?"
                  r"[^;&|()\n]*(?=$|[;&|)\n])")  # `cd sub &&`, `pushd sub >/dev/null &&`
 _CWD = re.compile(rf"\bcwd\s*=\s*{_PATH}")  # a process's folder: `subprocess.run(..., cwd="tools")`
+# an option naming what a program writes: one of its words (`--out`, `--output-file`, `save_path`,
+# `--model-out`, `--outdir`), not a word holding one (`--layout`, `--checkout`)
+_OUTPUT_WORDS = {"o", "out", "output", "outfile", "outdir", "outpath", "save", "dest", "destination", "export", "dump"}
+_OUTPUT_ARGUMENT = re.compile(rf"""(['"])-(?P<option>-?[\w-]+)\1\s*,\s*{_PATH}""")  # ["--out", "m.pkl"]
+_SEPARATORS = {"&&", "||", ";", "|", "&", "(", ")"}
 _PUNCTUATION = re.compile(r"[;&|<>()]+|[0-9]?>>?|&>")
 
 
@@ -84,13 +90,18 @@ def shell_words(source: str) -> Iterator[str]:
 
 
 def _shell_split(segment: str) -> list[str]:
+    return [w for w in _shell_tokens(segment) if not _PUNCTUATION.fullmatch(w)]
+
+
+def _shell_tokens(segment: str) -> list[str]:
+    """Words and operators (`&&`, `|`, `>`), as the shell reads them."""
     try:
         lexer = shlex.shlex(segment, posix=True, punctuation_chars=";&|<>()")
         lexer.whitespace_split, lexer.commenters = True, ""
         words = list(lexer)
     except ValueError:  # an open quote: the words as they are written
         words = [m.group(0) for m in _WORD.finditer(segment)]
-    return [w for w in words if w and len(w) <= 4096 and "\x00" not in w and not _PUNCTUATION.fullmatch(w)]
+    return [w for w in words if w and len(w) <= 4096 and "\x00" not in w]
 
 
 def _shell_segments(command: str) -> Iterator[tuple[str | None, str]]:
@@ -111,6 +122,32 @@ def _in_folder(folder: str | None, name: str) -> str:
     if folder is None or name.startswith(("/", "~", "-", "$", "{")) or ("." not in name and "/" not in name):
         return name  # (a word without . or / names no file here: `cat`, `-l`)
     return os.path.normpath(os.path.join(folder, name))
+
+
+def _outputs(words: list[str]) -> Iterator[str]:
+    """The files a command's words say it writes: the value of an output option (`-o X`, `--out X`,
+    `--output=X`, `save_path=X`), the target of `cp`/`mv` (`cp a b`), the archive `tar -czf X`
+    makes. A program's own options are guesses: a file so named and not written is nothing."""
+    for i, word in enumerate(words):
+        name, equals, value = word.partition("=")
+        if equals and _is_output_option(name) and value:
+            yield value
+        elif i + 1 < len(words) and (word in ("-o", "-O") or (word.startswith("--") and _is_output_option(word)) or (
+                word.startswith("-") and not word.startswith("--") and "f" in word and "c" in word
+                and i and words[i - 1] == "tar")):
+            yield words[i + 1]
+        elif word in ("cp", "mv", "rsync", "install") and (i == 0 or words[i - 1] in _SEPARATORS):
+            arguments = [w for w in words[i + 1:_command_end(words, i)] if not w.startswith("-")]
+            if len(arguments) >= 2:
+                yield arguments[-1]
+
+
+def _is_output_option(name: str) -> bool:
+    return bool(_OUTPUT_WORDS.intersection(re.split(r"[-_]", name.lstrip("-").lower())))
+
+
+def _command_end(words: list[str], start: int) -> int:
+    return next((j for j in range(start + 1, len(words)) if words[j] in _SEPARATORS), len(words))
 
 
 def _shell_commands(source: str) -> list[str]:
@@ -139,6 +176,12 @@ def file_writes(source: str) -> dict[str, bool]:
                 for word in m["args"].split():
                     if not word.startswith("-"):
                         wrote(_in_folder(folder, word))
+            for path in _outputs(_shell_tokens(segment)):
+                wrote(_in_folder(folder, path))
+    if '"-' in source or "'-" in source:
+        for m in _OUTPUT_ARGUMENT.finditer(source):  # subprocess.run(["python", "train.py", "--out", "m.pkl"])
+            if _is_output_option(m["option"]):
+                wrote(m["path"])
     for m in _WRITEFILE.finditer(source):
         wrote(m["path"], "-a" in m.group(0).split())
     return {normalised(path): appends for path, appends in found.items() if path not in ("/dev/null", "&1", "&2")}

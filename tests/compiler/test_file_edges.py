@@ -20,6 +20,18 @@ def test_written_files_are_found_in_python_calls_shell_redirects_and_writefile()
     assert written_paths("name = f'out/{day}.csv'\ndf.to_csv(name)\nx = 'a > b'") == set()
 
 
+def test_what_a_program_writes_is_read_off_its_output_options_and_cp_mv_tar():
+    assert written_paths("!python train.py --out model.pkl --epochs 3\n!python m.py --output=out/m.bin") == {
+        "model.pkl", "out/m.bin"}
+    assert written_paths("!cp a.csv b.csv && cat c.csv\n!mv -f x y/z.txt\n!tar -czf data.tgz data") == {
+        "b.csv", "y/z.txt", "data.tgz"}
+    assert written_paths("!python t.py save_path=ck.pt\n!wget -O f.zip http://x\n!x --model-out m.bin") == {
+        "ck.pt", "f.zip", "m.bin"}
+    assert written_paths('subprocess.run(["python", "train.py", "--out", "model.pkl"])\nrun(["x", "-o", "o.bin"])') == {
+        "model.pkl", "o.bin"}
+    assert written_paths("!x --layout g.json\n!git checkout main.py\nx = 'a-b'\n!cat a | cp - b.txt") == set()
+
+
 def test_shell_words_are_read_as_the_shell_reads_them_and_after_cd_in_its_folder():
     from nbscale.compiler.file_edges import shell_words
 

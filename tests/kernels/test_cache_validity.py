@@ -356,3 +356,16 @@ def test_a_report_one_step_begins_and_a_later_one_appends_to_stays_whole(tmp_pat
     for _ in range(2):  # the report grew after `start` wrote it: what it wrote is still there
         assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
     assert (tmp_path / "report.txt").read_text() == "epoch,loss\n1,0.5\n"
+
+
+def test_a_file_a_process_writes_is_read_after_it_on_a_cluster_too(tmp_path):
+    # `--out model.pkl` orders the reader after the writer (on Dask they ran side by side), and a new
+    # model makes the reader run again
+    (tmp_path / "train.py").write_text("import pickle, sys\npickle.dump(10, open(sys.argv[2], 'wb'))\n")
+    nb = make_notebook(tmp_path, [("!python train.py --out model.pkl\nok = 1", ["step:train"]),
+                                  ("import pickle\nm = pickle.load(open('model.pkl', 'rb'))", ["step:use"])])
+    dask = RunOptions(engine="dask", workers=2)
+    assert run_notebook(nb, options=dask).load("use")["m"] == 10
+    (tmp_path / "train.py").write_text("import pickle, sys\npickle.dump(1000, open(sys.argv[2], 'wb'))\n")
+    changed = run_notebook(nb, options=dask)
+    assert status(changed) == {"train": "succeeded", "use": "succeeded"} and changed.load("use")["m"] == 1000
