@@ -128,6 +128,7 @@ __all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modu
 RUNTIME_ENV = frozenset({OWNER_ENV, "MPLBACKEND", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER",
                          "GIT_PAGER", "_", "OLDPWD", "SHLVL"})
 RUNTIME_ENV_PREFIXES = ("JPY_", "PYDEVD_")  # a kernel's launcher's (JPY_PARENT_PID) and debugger's
+MAX_COMMAND_NAMES = 100_000  # files the processes a step starts may name (a loop copying images one by one)
 HEAD_BYTES = 64 * 1024  # of a named file looked at first: appended to (a log) or rewritten longer?
 HEADS_BUDGET = 16 * 2**20  # such bytes read per step (10,000 named files: the first ones)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -249,8 +250,9 @@ class Recording:
                           if os.path.isfile(os.path.join(self.cwd, name))})
         for folder in folders:  # (inside the notebook folder only: not `~`, `/tmp`, `/`)
             if self.inside(folder) and self.tracks(folder):
+                # as it is at the end: what changes meanwhile is taken for the step's own processes'
+                # doing (`!mkdir -p out && python train.py --outdir out`), as a named file's change is
                 self.listings.add(folder)
-                self.first_seen.setdefault(folder, _look(folder))
 
     def _named_files(self) -> None:
         """What the files the cells name and no audit event showed were to the step (`mentions`)."""
@@ -648,9 +650,9 @@ def _command_started(recording: Recording, command, cwd=None) -> None:
     arguments or shell words name (`mentions.command_names`), relative to the folder it runs in
     now (after `%cd` or `os.chdir` too), are looked at as the cells' named files are, unless the
     cells named them already (looked at earlier: before the step ran)."""
-    if recording.command_names >= MAX_CANDIDATES:
-        if recording.command_names == MAX_CANDIDATES:
-            recording.problems.append(f"more than {MAX_CANDIDATES:,} names of files in the commands the step ran")
+    if recording.command_names >= MAX_COMMAND_NAMES:
+        if recording.command_names == MAX_COMMAND_NAMES:
+            recording.problems.append(f"more than {MAX_COMMAND_NAMES:,} names of files in the commands the step ran")
             recording.command_names += 1
         return
     folder = _abspath(cwd) if cwd is not None else _REAL_GETCWD()

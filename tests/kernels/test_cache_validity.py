@@ -369,3 +369,13 @@ def test_a_file_a_process_writes_is_read_after_it_on_a_cluster_too(tmp_path):
     (tmp_path / "train.py").write_text("import pickle, sys\npickle.dump(1000, open(sys.argv[2], 'wb'))\n")
     changed = run_notebook(nb, options=dask)
     assert status(changed) == {"train": "succeeded", "use": "succeeded"} and changed.load("use")["m"] == 1000
+
+
+def test_a_named_folder_the_steps_process_writes_into_is_no_change_while_it_ran(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "w.py").write_text("import sys\nopen(sys.argv[2] + '/a.txt', 'w').write('a')\n")
+    nb = make_notebook(tmp_path, [("!python w.py --in out\nok = 1", ["step:write"])])
+    run_notebook(nb, options=LOCAL)
+    assert status(run_notebook(nb, options=LOCAL)) == {"write": "cached"}
+    (tmp_path / "out" / "b.txt").write_text("b")  # a new entry in the folder it names: it runs again
+    assert status(run_notebook(nb, options=LOCAL)) == {"write": "succeeded"}
