@@ -18,7 +18,7 @@ from typing import IO, Any
 import cloudpickle
 
 from ..registry import Registry
-from . import array_views
+from . import array_views, pickling  # noqa: F401 - (pickling: lru_cache'd functions of a step's pickle too)
 from .errors import MarshalError, NbscaleRuntimeError, PluginError
 
 ENTRY_POINT_GROUP = "nbscale.marshallers"
