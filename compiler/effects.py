@@ -514,6 +514,8 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
             return container(heap, func.attr, [objects_of(heap, call.args[0], modules)])
     if type(func) is ast.Name and func.id in VIEWING_FUNCTIONS and call.args:  # `memoryview(a)`: a view of a
         return objects_of(heap, call.args[0], modules)
+    if type(func) is ast.Name and func.id in PART_OF_FIRST_ARGUMENT and call.args:  # `b = getattr(o, "lst")`: o.lst
+        return heap.elements(objects_of(heap, call.args[0], modules))
     if makes_iterator(call, modules):
         made = iterator(heap, callee_name(call), given_objects(heap, call, modules))
         return container(heap, "tee", [made]) if callee_name(call) in ITERATOR_TUPLES else made

@@ -101,6 +101,17 @@ def test_mutating_one_alias_hands_on_the_whole_group():
     assert "train" in p.step("mutate").inputs
 
 
+@pytest.mark.parametrize("part", ["o.lst", 'getattr(o, "lst")', 'getattr(o, "lst", None)'])
+def test_a_part_taken_by_getattr_is_a_part_as_an_attribute_is(part):
+    p = compile_source([
+        ("class O:\n    pass\no = O()\no.lst = [1]", ["step:make"]),
+        (f"b = {part}", ["step:take"]),
+        ("b.append(9)", ["step:change"]),
+        ("out = o.lst", ["step:report"]),
+    ])
+    assert p.step("report").sources == {"o": "change"}
+
+
 def test_method_call_mutation_and_inplace_flag():
     p = compile_source([
         ("df = {'a': None}", ["step:load"]),
