@@ -72,13 +72,7 @@ def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
             if len(seen) >= MAX_CANDIDATES:
                 return found, True
             seen.add(text)
-            path = _resolved(cwd, text)
-            if path in found:
-                continue
-            if os.path.isfile(path):
-                found[path] = NAMES
-            elif absent < MAX_ABSENT and text in quoted_or_shell and _may_appear(text, path, cwd):
-                found[path], absent = NAMES, absent + 1
+            absent = _name_file(found, text, cwd, text in quoted_or_shell, absent)
     for path, use in found.items():
         if use == WRITES and named_again[path] > 2:  # (once where it is written, once as a shell word)
             found[path] = NAMES_AND_WRITES
@@ -204,7 +198,7 @@ def command_names(command, cwd: str) -> tuple[dict[str, str], list[str], list[st
         words += shell_words(script)
         patterns = list(named_globs(script))[:MAX_ABSENT]
     words = [part for word in words for part in _word_parts(word)]
-    return _files_named(words, set(words), writes, cwd), patterns, _folders_named(words, cwd)
+    return _files_named(words, writes, cwd), patterns, _folders_named(words, cwd)
 
 
 def _shell_script(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -235,19 +229,25 @@ def _folders_named(words: list[str], cwd: str) -> list[str]:
     return sorted(path for path in paths if path.startswith(inside) and os.path.isdir(path))[:MAX_ABSENT]
 
 
-def _files_named(texts: list[str], may_be_absent: set[str], found: dict[str, str], cwd: str) -> dict[str, str]:
+def _files_named(texts: list[str], found: dict[str, str], cwd: str) -> dict[str, str]:
     absent = 0
     for text in texts[:MAX_CANDIDATES]:
-        if ("." not in text and "/" not in text) or _WILDCARD.search(text) or text.startswith("-"):
-            continue
-        path = _resolved(cwd, text)
-        if path in found:
-            continue
-        if os.path.isfile(path):
-            found[path] = NAMES
-        elif absent < MAX_ABSENT and text in may_be_absent and _may_appear(text, path, cwd):
-            found[path], absent = NAMES, absent + 1
+        if ("." in text or "/" in text) and not _WILDCARD.search(text) and not text.startswith("-"):
+            absent = _name_file(found, text, cwd, True, absent)
     return found
+
+
+def _name_file(found: dict[str, str], text: str, cwd: str, may_be_absent: bool, absent: int) -> int:
+    """Adds the file `text` names to `found` (unless there already) when it is there, or when it
+    may appear (`_may_appear`, and fewer than MAX_ABSENT such names so far); the count of those."""
+    path = _resolved(cwd, text)
+    if path in found:
+        return absent
+    if os.path.isfile(path):
+        found[path] = NAMES
+    elif may_be_absent and absent < MAX_ABSENT and _may_appear(text, path, cwd):
+        found[path], absent = NAMES, absent + 1
+    return absent
 
 
 def _argument(arg) -> str | None:
