@@ -51,7 +51,14 @@ _CWD = re.compile(rf"\bcwd\s*=\s*{_PATH}")  # a process's folder: `subprocess.ru
 # `--model-out`, `--outdir`), not a word holding one (`--layout`, `--checkout`)
 _OUTPUT_WORDS = {"o", "out", "output", "outfile", "outdir", "outpath", "save", "dest", "destination", "export", "dump"}
 _OUTPUT_ARGUMENT = re.compile(rf"""(['"])-(?P<option>-?[\w-]+)\1\s*,\s*{_PATH}""")  # ["--out", "m.pkl"]
-_SEPARATORS = {"&&", "||", ";", "|", "&", "(", ")"}
+_NOT_OUTPUT_WORDS = {"format", "fmt", "type", "level", "mode", "every", "freq", "frequency", "interval", "steps",
+                     "only", "encoding", "width", "precision", "verbosity", "best", "top", "limit"}
+_DASH_O_OUTPUT = {"gcc", "g++", "cc", "c++", "clang", "clang++", "gfortran", "nvcc", "ld", "rustc", "go", "sort",
+                  "curl", "pandoc", "jupyter", "nuitka", "pyinstaller", "f2py"}  # whose `-o X` is what they write
+_SEPARATORS = {"&&", "||", ";", "|", "&", "(", ")", "|&"}
+_COMMAND_STRING = re.compile(r"""\b(?:os\.system|os\.popen|subprocess\.(?:run|call|check_call|check_output|Popen))"""
+                             r"""\(\s*(?P<q>['"])(?P<command>[^'"\n\x00]{1,4096})(?P=q)""")
+_CD_OR_PARENTHESIS = re.compile(rf"{_CD.pattern}|(?P<open>\()|(?P<close>\))")
 _PUNCTUATION = re.compile(r"[;&|<>()]+|[0-9]?>>?|&>")
 
 
@@ -107,10 +114,17 @@ def _shell_tokens(segment: str) -> list[str]:
 def _shell_segments(command: str) -> Iterator[tuple[str | None, str]]:
     """(the folder a `cd` moved to, relative to the notebook's, or None; the command's text run
     there). After a `cd` to a folder not written out (`cd $DIR`, `cd -`), the notebook's, as before."""
-    folder, start = None, 0
-    for m in _CD.finditer(command):
+    folder, start, outer = None, 0, []
+    for m in _CD_OR_PARENTHESIS.finditer(command):
         yield folder, command[start:m.start()]
-        target, start = m["folder"], m.end()
+        start = m.end()
+        if m["open"]:  # a subshell: its `cd` ends with it
+            outer.append(folder)
+            continue
+        if m["close"]:
+            folder = outer.pop() if outer else folder
+            continue
+        target = m["folder"]
         if not target or target == "~" or target.startswith(("$", "-", "{", "`")):
             folder = None
         else:
@@ -124,30 +138,58 @@ def _in_folder(folder: str | None, name: str) -> str:
     return os.path.normpath(os.path.join(folder, name))
 
 
-def _outputs(words: list[str]) -> Iterator[str]:
-    """The files a command's words say it writes: the value of an output option (`-o X`, `--out X`,
-    `--output=X`, `save_path=X`), the target of `cp`/`mv` (`cp a b`), the archive `tar -czf X`
-    makes. A program's own options are guesses: a file so named and not written is nothing."""
-    for i, word in enumerate(words):
+def _outputs(segment: str) -> Iterator[str]:
+    """The files (and folders) the commands in `segment` say they write: the value of an output
+    option (`--out X`, `--output=X`, `save_path=X`, `--output-dir D`; `-o X` of the programs whose
+    `-o` is that: compilers, `sort`, `curl`, `pandoc`; `wget -O X`, `wget -P D`), `tee`'s files,
+    the target of `cp`/`mv` (also `gsutil cp`, `aws s3 cp`, `cp -t D`), the archive `tar -czf X`
+    makes, the folder `mkdir` makes. A program's own options are guesses: a file so named and not
+    written is nothing."""
+    for line in segment.split("\n"):
+        for words in _commands(_shell_tokens(line)):
+            yield from _command_outputs(words)
+
+
+def _commands(tokens: list[str]) -> Iterator[list[str]]:
+    command: list[str] = []
+    for token in tokens:
+        if token in _SEPARATORS or _PUNCTUATION.fullmatch(token) and token.rstrip("<>&0123456789") == "":
+            if token in _SEPARATORS:
+                yield command
+                command = []
+            else:
+                command.append(token)  # (a redirect: `_REDIRECT` sees its file)
+        else:
+            command.append(token)
+    yield command
+
+
+def _command_outputs(words: list[str]) -> Iterator[str]:
+    program = os.path.basename(words[0]) if words else ""
+    for i, word in enumerate(words[1:], 1):
         name, equals, value = word.partition("=")
-        if equals and _is_output_option(name) and value:
+        following = words[i + 1] if i + 1 < len(words) else None
+        if equals and _is_output_option(name) and value and "$" not in value:
             yield value
-        elif i + 1 < len(words) and (word in ("-o", "-O") or (word.startswith("--") and _is_output_option(word)) or (
-                word.startswith("-") and not word.startswith("--") and "f" in word and "c" in word
-                and i and words[i - 1] == "tar")):
-            yield words[i + 1]
-        elif word in ("cp", "mv", "rsync", "install") and (i == 0 or words[i - 1] in _SEPARATORS):
-            arguments = [w for w in words[i + 1:_command_end(words, i)] if not w.startswith("-")]
-            if len(arguments) >= 2:
-                yield arguments[-1]
+        elif following is None or following.startswith(("-", "$", ">", "<", "|")):
+            continue
+        elif (word.startswith("--") and _is_output_option(word)) or (word == "-o" and program in _DASH_O_OUTPUT) \
+                or (word in ("-O", "-P") and program == "wget") or (word == "-t" and program in ("cp", "mv")) \
+                or (program == "curl" and re.fullmatch(r"-[a-zA-Z]*o", word)) \
+                or (program == "tar" and re.fullmatch(r"-?[a-zA-Z]*c[a-zA-Z]*f", word)):
+            yield following
+    if program == "tee" or program == "mkdir":
+        yield from (w for w in words[1:] if not w.startswith(("-", ">", "<")))
+    moving = next((i for i, w in enumerate(words[:3]) if w in ("cp", "mv")), None)  # (`gsutil cp`, `aws s3 cp`)
+    if moving is not None and "-t" not in words:
+        arguments = [w for w in words[moving + 1:] if not w.startswith(("-", ">", "<"))]
+        if len(arguments) >= 2:
+            yield arguments[-1]
 
 
 def _is_output_option(name: str) -> bool:
-    return bool(_OUTPUT_WORDS.intersection(re.split(r"[-_]", name.lstrip("-").lower())))
-
-
-def _command_end(words: list[str], start: int) -> int:
-    return next((j for j in range(start + 1, len(words)) if words[j] in _SEPARATORS), len(words))
+    words = set(re.split(r"[-_]", name.lstrip("-").lower()))
+    return bool(_OUTPUT_WORDS & words) and not _NOT_OUTPUT_WORDS & words
 
 
 def _shell_commands(source: str) -> list[str]:
@@ -176,8 +218,12 @@ def file_writes(source: str) -> dict[str, bool]:
                 for word in m["args"].split():
                     if not word.startswith("-"):
                         wrote(_in_folder(folder, word))
-            for path in _outputs(_shell_tokens(segment)):
+            for path in _outputs(segment):
                 wrote(_in_folder(folder, path))
+    if "os." in source or "subprocess." in source:  # os.system("python train.py --out m.pkl")
+        for m in _COMMAND_STRING.finditer(source):
+            for path in _outputs(m["command"]):
+                wrote(path)
     if '"-' in source or "'-" in source:
         for m in _OUTPUT_ARGUMENT.finditer(source):  # subprocess.run(["python", "train.py", "--out", "m.pkl"])
             if _is_output_option(m["option"]):
@@ -199,19 +245,45 @@ def normalised(text: str) -> str:
 
 def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
     """`steps`: (name, its cells' sources) in notebook order. Step → the earlier steps it comes
-    after for files, each with the files: the last earlier writer of each file its cells name."""
-    writer: dict[str, str] = {}  # file → the last step so far that writes it
-    endings: set[str] = set()  # their base names: a cheap test first, as most words name no such file
+    after for files, each with the files: the last earlier writer of each file its cells name; and
+    every earlier step that writes into a folder the file is in (`--output-dir runs/exp1`, then
+    `runs/exp1/metrics.json`) or, for a folder or wildcard it names (`glob("models/*.pkl")`), every
+    earlier step that writes in it: a folder gathers what each writer puts there."""
+    wrote: dict[str, list[str]] = {}  # path → the steps so far that write it, in order
+    inside: dict[str, list[str]] = {}  # folder → the steps so far that write a path in it
+    parts: set[str] = set()  # the written paths' parts: a cheap test first, as most words name no such file
     edges: dict[str, dict[str, list[str]]] = {}
     for name, sources in steps:
-        if writer:
+        if wrote:
             named = {normalised(t) for source in sources for t in named_texts(source)
-                     if t.rstrip("/").rpartition("/")[2] in endings}
-            for path in sorted(named & writer.keys()):
-                if writer[path] != name:
-                    edges.setdefault(name, {}).setdefault(writer[path], []).append(path)
+                     if parts.intersection(t.split("/"))}
+            for path in sorted(named):
+                for writer in _writers_of(path, wrote, inside):
+                    if writer != name and path not in edges.setdefault(name, {}).setdefault(writer, []):
+                        edges[name][writer].append(path)
+            if not edges.get(name, True):
+                edges.pop(name)
         for source in sources:  # (appending to a log orders nothing: steps that log stay parallel)
             for path in (path for path, appends in file_writes(source).items() if not appends):
-                writer[path] = name
-                endings.add(os.path.basename(path))
-    return edges
+                wrote.setdefault(path, []).append(name)
+                parts.update(path.split("/"))
+                for folder in _folders_of(path):
+                    if name not in inside.setdefault(folder, []):
+                        inside[folder].append(name)
+    return {step: {w: files for w, files in after.items() if files} for step, after in edges.items() if after}
+
+
+def _writers_of(path: str, wrote: dict[str, list[str]], inside: dict[str, list[str]]) -> list[str]:
+    """The steps a reader of `path` comes after: its last writer, every writer of a folder it is in
+    (`--output-dir runs`), and, for a folder or a wildcard's folder, every step that writes in it."""
+    folder = re.split(r"[*?\[]", path, maxsplit=1)[0].rstrip("/")  # (a file's own name: nothing is in it)
+    writers = wrote[path][-1:] if path in wrote else []
+    writers += [w for ancestor in _folders_of(path) for w in wrote.get(ancestor, ())]
+    writers += inside.get(folder, []) if folder else []
+    return list(dict.fromkeys(writers))
+
+
+def _folders_of(path: str) -> list[str]:
+    """`a/b/c.txt`: `a`, `a/b`."""
+    pieces = path.split("/")
+    return ["/".join(pieces[:i]) for i in range(1, len(pieces)) if pieces[:i] != [""]]

@@ -30,6 +30,28 @@ def test_what_a_program_writes_is_read_off_its_output_options_and_cp_mv_tar():
     assert written_paths('subprocess.run(["python", "train.py", "--out", "model.pkl"])\nrun(["x", "-o", "o.bin"])') == {
         "model.pkl", "o.bin"}
     assert written_paths("!x --layout g.json\n!git checkout main.py\nx = 'a-b'\n!cat a | cp - b.txt") == set()
+    # each line of a %%bash cell is a command of its own; `-o` is an output only for the programs it is
+    assert written_paths("%%bash\nmkdir -p runs\ncp runs/m.txt models/best.txt\necho copied model\n"
+                         "cp data/raw.csv backup/raw.csv\npython train.py --data data/raw.csv") == {
+        "runs", "models/best.txt", "backup/raw.csv"}
+    assert written_paths("!unzip -o data.zip\n!python -O train.py\n!grep -o foo d.txt\n!ssh -o K=V h\n"
+                         "!python x.py --output-format json --save-every 5 --out=$(date).pkl") == set()
+    assert written_paths("!cp -t backup a.csv b.csv\n!python t.py 2>&1 | tee logs/t.log\n!curl -sSLo f.zip u\n"
+                         "!gsutil cp gs://b/x.csv data/x.csv\n!wget -P dl u\nos.system('python f.py --out e.pkl')") == {
+        "backup", "logs/t.log", "f.zip", "data/x.csv", "dl", "e.pkl"}
+    assert written_paths("!(cd data && sort raw.txt > sorted.txt); python t.py --out model.txt") == {
+        "data/sorted.txt", "model.txt"}  # (a subshell's cd ends with it)
+
+
+def test_a_folder_gathers_what_every_writer_puts_in_it():
+    steps = [("train", ["!python train.py --output-dir runs/exp1"]), ("read", ["m = open('runs/exp1/m.json')"]),
+             ("rf", ["!python t.py --out models/rf.pkl"]), ("gbm", ["!python t.py --out models/gbm.pkl"]),
+             ("compare", ["fs = glob.glob('models/*.pkl')"]), ("one", ["x = open('models/rf.pkl')"]),
+             ("other", ["y = open('elsewhere/rf.pkl')"])]
+    edges = file_edges(steps)
+    assert edges["read"] == {"train": ["runs/exp1/m.json"]}  # in a folder the writer writes
+    assert set(edges["compare"]) == {"rf", "gbm"}  # every writer in the folder a wildcard names
+    assert edges["one"] == {"rf": ["models/rf.pkl"]} and "other" not in edges
 
 
 def test_shell_words_are_read_as_the_shell_reads_them_and_after_cd_in_its_folder():
