@@ -103,7 +103,6 @@ from .fingerprints import (
     findable,
     glob_digest,
     listing_digest,
-    prefix_digest,
 )
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
 from .mentions import (
@@ -126,11 +125,10 @@ __all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modu
 # (`dict(os.environ)`, `{**os.environ, ...}` for a subprocess) reads them too, and the process
 # checking its result has other values.
 RUNTIME_ENV = frozenset({OWNER_ENV, "MPLBACKEND", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER",
-                         "GIT_PAGER", "_", "OLDPWD", "SHLVL"})
-RUNTIME_ENV_PREFIXES = ("JPY_", "PYDEVD_")  # a kernel's launcher's (JPY_PARENT_PID) and debugger's
+                         "GIT_PAGER", "_", "OLDPWD", "SHLVL", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS",
+                         "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"})  # (the last four: a Dask nanny's worker)
+RUNTIME_ENV_PREFIXES = ("JPY_", "PYDEVD_", "__DASK_")  # a kernel's launcher's (JPY_PARENT_PID), a nanny's (its pid)
 MAX_COMMAND_NAMES = 100_000  # files the processes a step starts may name (a loop copying images one by one)
-HEAD_BYTES = 64 * 1024  # of a named file looked at first: appended to (a log) or rewritten longer?
-HEADS_BUDGET = 16 * 2**20  # such bytes read per step (10,000 named files: the first ones)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous files are no dependency
 
@@ -168,8 +166,6 @@ class Recording:
         self.command_names = 0  # files the commands it started named (`_command_started`)
         self.quiet = False  # while nbscale looks on the step's behalf: its own audit events are not the step's
         self.appended: set[str] = set()  # logs the commands it started append to (`>> run.log`): nothing
-        self.heads: dict[str, tuple[int, str | None]] = {}  # named file → (length, digest) of its first bytes
-        self._head_budget = HEADS_BUDGET
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
@@ -195,16 +191,10 @@ class Recording:
         return path[len(self._inside):] if self.inside(path) else path
 
     def mention(self, named: dict[str, str], cut_short: bool = False) -> None:
-        """Files the step's cells name (`mentions.named_files`), looked at before it runs; of a file,
-        the digest of its first bytes too (`_named_files`: appended to, or rewritten longer?)."""
+        """Files the step's cells name (`mentions.named_files`), looked at before it runs."""
         for path, use in named.items():
             if self.tracks(path) and use != APPENDS:  # (a log it appends to is nothing)
-                first = _look(path)
-                self.mentioned[path] = (first, use)
-                if isinstance(first, tuple) and self._head_budget > 0:
-                    length = min(first[1], HEAD_BYTES)
-                    self.heads[path] = (length, prefix_digest(path, length))
-                    self._head_budget -= max(length, 1)
+                self.mentioned[path] = (_look(path), use)
         if cut_short:  # (names may be missing: the result must not be reused)
             self.problems.append(f"more than {MAX_CANDIDATES:,} names of files in the step's cells")
 
@@ -260,8 +250,8 @@ class Recording:
             if path in self.reads or path in self.writes or path in self.appended:
                 continue
             now = _look(path)
-            if _grew(first, now) and use == NAMES and not self._rewritten(path):
-                continue  # a log it (or Python, seen) appended to: nothing
+            if _grew(first, now) and path in self.changed_by_step:
+                continue  # a log it appended to through Python (seen): nothing
             if now == first or path in self.changed_by_step:  # (touched, chmod-ed by Python: as it is now)
                 if now is not None or use == NAMES:  # (one it would write, absent throughout: nothing)
                     self.reads.add(path)
@@ -271,12 +261,6 @@ class Recording:
             elif use != WRITES:  # read, then gone (`!cat job.txt; rm job.txt`, `!mv job.txt done/`): one
                 self.reads.add(path)  # that comes back is read by a fresh run (not a clean-up's `rm -f`)
                 self.first_seen.setdefault(path, None)
-
-    def _rewritten(self, path: str) -> bool:
-        """Whether a named file that grew holds other first bytes than it did (`!python train.py
-        --out model.pkl` wrote a longer model): a product, not a log appended to."""
-        length, digest = self.heads.get(path, (0, None))
-        return digest is not None and prefix_digest(path, length) != digest
 
     def _missing_modules(self) -> None:
         """A module the step tried to import and did not find (`try: import extras except
@@ -828,7 +812,8 @@ def _read_env(name, value) -> None:
     recording = _ACTIVE.get(threading.get_ident())
     if recording is None:
         return
-    if name not in recording.env and name not in recording.env_written and not _set_for_the_step(name):
+    if name not in recording.env and name not in recording.env_written and not _set_for_the_step(name) \
+            and name not in _SET_BY_LIBRARIES:
         recording.env[name] = value
     imported = _import_reads(sys._getframe(1))
     if imported is not None:
@@ -843,6 +828,19 @@ def _wrote_env(name) -> None:
     recording = _ACTIVE.get(threading.get_ident())
     if recording is not None:
         recording.env_written.add(name)
+        if _in_library_import(sys._getframe(1)):
+            _SET_BY_LIBRARIES.add(name)
+
+
+# Variables an installed library set as it was imported in this process (`KMP_INIT_AT_FORK`, set by
+# an import in one step's imports cell, read by another import in a later step): this process's own
+# doing, which the process checking a step's result has not done, so no dependency of any step's.
+_SET_BY_LIBRARIES: set[str] = set()
+
+
+def _in_library_import(frame) -> bool:
+    imported = _import_reads(frame)
+    return imported is not None and any(imported is seen for seen in list(_LIBRARY_IMPORT_READS.values()))
 
 
 # --- modules and distributions ---------------------------------------------------------------------

@@ -94,16 +94,6 @@ def file_state(path: str) -> dict | str | None:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "digest": _digest(path, st, DIGEST)}
 
 
-def prefix_digest(path: str, length: int) -> str | None:
-    """The digest of a file's first `length` bytes (what `file_state` gave it when it was that long),
-    or None when it cannot be read."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return _digest(path, st, DIGEST, length) if st.st_size >= length else None
-
-
 def _digest(path: str, st, algorithm: str, length: int | None = None) -> str | None:
     cache_key = (path, st.st_size, st.st_mtime_ns, st.st_ino, algorithm, length)
     if cache_key in _DIGESTS:

@@ -10,9 +10,9 @@ How the file looks as the step ends says what it was (`Recording._named_files`):
 it was is read (an absent one too: appearing later is a change); one the text writes (`!sort a >
 b.txt`, `df.to_csv(P)`, `!rm P`), or that appeared, or that changed otherwise, is the step's
 product once it exists (its own unseen writer, most likely: a file another process rewrites while
-the step runs is taken for the step's); one that only grew (the same file, longer: a log) is
-nothing, so steps that append to one log do not make each other run again (a copy onto an existing
-file that makes it longer reads as such a log: its step is not run again when it goes).
+the step runs is taken for the step's, a longer one too); one the text appends to (`>> run.log`)
+is nothing. Steps that append to one log do not make each other run again: a product that only
+grew since its step wrote it, the same first bytes, is no change (`fingerprints`).
 
 Names built as the steps run are seen two more ways. A text among the values a step is given
 (`DATA = f"data/{month}.csv"` in an earlier step, then `pl.read_csv(DATA)`), whole, names a file
@@ -34,6 +34,7 @@ from collections import Counter
 from pathlib import Path, PosixPath, PurePath, PurePosixPath, PureWindowsPath, WindowsPath
 
 from ..compiler.file_edges import file_writes, named_globs, named_texts, shell_words
+from .masking import holds_credential
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
 MAX_ABSENT = 100  # names of files not there yet kept per step
@@ -42,6 +43,7 @@ MAX_VALUE_ITEMS = 50_000  # values looked at for them per step (a table as neste
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash"}  # `sh -c COMMAND`: the command's words name its files
 _PATH_TYPES = (PurePath, PurePosixPath, PureWindowsPath, Path, PosixPath, WindowsPath)
 _VALUE_DEPTH = 3  # lists in dicts in lists: configs, not data
+_URL = re.compile(r"[A-Za-z][\w+.-]*://")  # `s3://`, `https://`, `postgresql://`: no local file
 _WILDCARD = re.compile(r"[*?\[]")  # a pattern (`named_globs_and_folders`), not a file's name
 
 
@@ -82,13 +84,15 @@ def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
 def named_globs_and_folders(sources, cwd: str) -> tuple[list[str], list[str]]:
     """The wildcard names (`data/*.csv`) and the existing folders (`!ls data/`, `"data"`) that the
     quoted texts and shell commands in `sources` name, relative to `cwd` (not `cwd` itself; the
-    recording keeps the folders inside it only)."""
+    recording keeps the folders inside it only); not a folder the text writes in (`!mkdir -p out`,
+    `--output-dir out`): what later steps put there is no change to this one."""
     patterns, folders = {}, {}
     for source in sources:
         patterns.update(dict.fromkeys(named_globs(source)))
+        written = {_resolved(cwd, text) for text in file_writes(source)}
         for text in {*named_texts(source, quoted_only=True), *shell_words(source)}:
             path = _resolved(cwd, text)
-            if path != cwd and len(folders) < MAX_ABSENT and os.path.isdir(path):
+            if path != cwd and path not in written and len(folders) < MAX_ABSENT and os.path.isdir(path):
                 folders[path] = None
     return list(patterns)[:MAX_ABSENT], list(folders)
 
@@ -198,7 +202,8 @@ def command_names(command, cwd: str) -> tuple[dict[str, str], list[str], list[st
         words += shell_words(script)
         patterns = list(named_globs(script))[:MAX_ABSENT]
     words = [part for word in words for part in _word_parts(word)]
-    return _files_named(words, writes, cwd), patterns, _folders_named(words, cwd)
+    folders = [folder for folder in _folders_named(words, cwd) if folder not in writes]  # (not `mkdir -p out`)
+    return _files_named(words, writes, cwd), patterns, folders
 
 
 def _shell_script(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -260,9 +265,12 @@ def _argument(arg) -> str | None:
 def _may_appear(text: str, path: str, cwd: str) -> bool:
     """Whether a quoted or shell name of no file may name one that appears later: a name like a
     file's (it holds `.` or `/`), no wildcard, nothing there now, in a folder that exists or inside
-    the notebook folder (`overrides/extra.txt`, the folder made later too)."""
-    return ("." in text or "/" in text) and not _WILDCARD.search(text) and not os.path.exists(path) \
-        and (os.path.isdir(os.path.dirname(path)) or path.startswith(os.path.join(cwd, "")))
+    the notebook folder (`overrides/extra.txt`, the folder made later too); never a URL
+    (`postgresql://u:pw@db/x`) nor a text holding a credential, which the record would keep."""
+    return ("." in text or "/" in text) and not _WILDCARD.search(text) and not _URL.match(text) \
+        and not os.path.exists(path) \
+        and (os.path.isdir(os.path.dirname(path)) or path.startswith(os.path.join(cwd, ""))) \
+        and not holds_credential(text)
 
 
 def _resolved(cwd: str, text: str) -> str:

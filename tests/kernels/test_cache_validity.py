@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import make_notebook
 
 from nbscale.kernels.runner import RunOptions, run_notebook
@@ -326,14 +327,18 @@ def test_a_file_whose_name_is_not_utf8_is_a_dependency_and_fails_nothing(tmp_pat
     assert run_notebook(nb, options=LOCAL).load("a")["w"] == "2"
 
 
-def test_a_step_passing_the_whole_environment_to_a_process_is_cached(tmp_path):
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_step_passing_the_whole_environment_to_a_process_is_cached(tmp_path, engine):
     # dict(os.environ) reads every variable, those the process running the step is given among them
+    # (on Dask: the nanny's pid, its thread counts)
     nb = make_notebook(tmp_path, [("import os, subprocess\n"
                                    "a = subprocess.run(['true'], env=dict(os.environ, CUDA_VISIBLE_DEVICES='0'))\n"
                                    "b = subprocess.run(['true'], env={**os.environ, 'OMP_NUM_THREADS': '1'})\n"
                                    "done = a.returncode + b.returncode", ["step:a"])])
-    assert run_notebook(nb, options=LOCAL).load("a")["done"] == 0
-    assert status(run_notebook(nb, options=LOCAL)) == {"a": "cached"}
+    options = RunOptions(engine=engine, workers=1)
+    assert run_notebook(nb, options=options).load("a")["done"] == 0
+    again = run_notebook(nb, options=options)
+    assert status(again) == {"a": "cached"}, stale(again, "a")
 
 
 def test_a_product_a_process_rewrites_longer_is_still_a_product(tmp_path):
@@ -379,3 +384,47 @@ def test_a_named_folder_the_steps_process_writes_into_is_no_change_while_it_ran(
     assert status(run_notebook(nb, options=LOCAL)) == {"write": "cached"}
     (tmp_path / "out" / "b.txt").write_text("b")  # a new entry in the folder it names: it runs again
     assert status(run_notebook(nb, options=LOCAL)) == {"write": "succeeded"}
+
+
+def test_a_folder_a_step_makes_or_writes_in_is_no_listing_of_it(tmp_path):
+    # a later step adding to `data` made `download` run again once ("the listing of data changed")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / ".gitkeep").write_text("")
+    nb = make_notebook(tmp_path, [("!mkdir -p data && seq 1 3 > data/raw.txt\nok = 1", ["step:download"]),
+                                  ("!python -c 'print(1)' --output-dir data > data/sorted.txt\nalso = 1",
+                                   ["step:prep"])])
+    run_notebook(nb, options=LOCAL)
+    again = run_notebook(nb, options=LOCAL)
+    assert set(status(again).values()) == {"cached"}, [s["stale"] for s in again.steps]
+
+
+def test_a_librarys_import_reading_a_variable_an_earlier_import_set_is_no_dependency(tmp_path):
+    # (a fresh process: sklearn imported by the step, after joblib's import set KMP_INIT_AT_FORK)
+    import json
+    import subprocess
+    import sys
+
+    nb = make_notebook(tmp_path, [("import joblib", ["imports"]), ("x = 1", ["step:a"]),
+                                  ("import sklearn\ny = x + 1", ["step:b"])])
+
+    def statuses():
+        done = subprocess.run([sys.executable, "-m", "nbscale", "run", str(nb), "--engine", "local", "--output",
+                               "json"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return {s["name"]: (s["status"], s["stale"]) for s in json.loads(done.stdout)["steps"]}
+
+    statuses()
+    assert statuses() == {"a": ("cached", []), "b": ("cached", [])}
+
+
+def test_a_url_holding_a_password_is_no_file_name_kept_anywhere(tmp_path):
+    # a text that names no file yet is kept as a file that may appear: never a URL, nor a credential
+    nb = make_notebook(tmp_path, [("db_url = 'postgresql://localhost/db'", ["parameters"]),
+                                  ("host = db_url.split('@')[-1]\n"
+                                   "other = 'mysql://root:An0therPassw0rd@db:3306/x'.split('@')[-1]", ["step:a"])])
+    result = run_notebook(nb, {"db_url": "postgresql://admin:S3cretPassw0rd@dbhost:5432/prod"}, LOCAL)
+    assert result.load("a")["host"] == "dbhost:5432/prod"
+    for path in (tmp_path / ".nbscale").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"S3cretPassw0rd" not in data and b"An0therPassw0rd" not in data, path
