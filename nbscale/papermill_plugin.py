@@ -37,7 +37,7 @@ from papermill.exceptions import PapermillException
 from papermill.log import logger
 
 from .errors import NbscaleError
-from .kernels.contract import STEP_FINISHED, STEP_STARTED  # stdlib only: keeps this import light
+from .kernels.contract import RUN_CREATED, STEP_FINISHED, STEP_STARTED  # stdlib only: keeps this import light
 from .papermill_options import notebook_path, papermill_start_dir, regression_options, run_options
 
 INJECTED = "injected-parameters"
@@ -248,10 +248,8 @@ class _PipelineRun:
                 result = runner.run_pipeline(plan, values, self.notebook, options, on_event=self._event,
                                              cwd=os.getcwd(), engine_label=ENGINE_LABEL.format(options.engine),
                                              engine_options=engine_options)
-            except KeyboardInterrupt:  # the run is recorded cancelled; the notebook says where it stopped
-                with self.lock:
-                    for step in self.pipeline.steps:
-                        self._cancelled(step.name, {"reason": "cancelled by the user"})
+            except KeyboardInterrupt as stop:  # the run is recorded cancelled; the notebook says where it stopped
+                self._stopped(stop)
                 raise
         self.records.keep_all(self.produced)  # the stored results are all written once the run ends
         self.run_id, self.status = result.run_id, result.status
@@ -263,10 +261,27 @@ class _PipelineRun:
         settings = self.settings or run_settings(self.notebook, None)
         self.nb.metadata["nbscale"].update(run_insights(self.notebook, result, settings))
 
+    def _stopped(self, stop: KeyboardInterrupt):
+        """Ctrl-C or SIGTERM: the running cells end as stopped by it, the cells that ran keep their
+        counts, and the notebook names its run (`nbscale show`), as a finished one does."""
+        from .kernels.contract import CANCELLED, STOPPED_BY_SIGTERM
+        from .kernels.errors import Terminated
+
+        reason = STOPPED_BY_SIGTERM if isinstance(stop, Terminated) else "cancelled by the user"
+        with self.lock:
+            for step in self.pipeline.steps:
+                self._cancelled(step.name, {"reason": reason})
+            self.nb.metadata["nbscale"] = {"run_id": getattr(self, "run_id", None), "engine": self.options.engine,
+                                           "status": CANCELLED, "parameters": self.values}
+            self._number_cells()
+            self.nb_man.save()
+
     # --- events from the run (Dask calls back from its own thread) --------------------------------
     def _event(self, kind, step, payload):
         with self.lock:
-            if kind == STEP_STARTED and step not in self.done:
+            if kind == RUN_CREATED:
+                self.run_id = (payload or {}).get("run_id")
+            elif kind == STEP_STARTED and step not in self.done:
                 self._started(step)
             elif kind == STEP_FINISHED and step not in self.done:
                 self._finished(step, payload or {})

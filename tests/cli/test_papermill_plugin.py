@@ -339,6 +339,10 @@ def test_sigterm_cancels_the_run_then_ends_papermill_as_sigterm_does(tmp_path, e
     with default_run_store(path) as store:
         run = store.get_run(store.list_runs()[0]["id"])
     assert (run["status"], run["error"]) == ("cancelled", STOPPED_BY_SIGTERM)
+    written = nbformat.read(tmp_path / "out.ipynb", as_version=4)  # what ran, and where it stopped and why
+    assert [c.execution_count for c in written.cells] == [1, 2, 3]  # (as papermill numbers them)
+    assert [o.evalue for o in written.cells[2].outputs if o.output_type == "error"][0].startswith(STOPPED_BY_SIGTERM)
+    assert written.metadata.nbscale["run_id"] == run["id"] and written.metadata.nbscale["status"] == "cancelled"
     size = tick.stat().st_size
     time.sleep(0.5)
     assert tick.stat().st_size == size, "the step runs on"
