@@ -75,6 +75,8 @@ class NbscaleEngine(NBClientEngine):
         _keep_pending(nb_man)  # (papermill calls it once this returns)
         options = run_options(nbscale_engine=nbscale_engine, scheduler=scheduler, scheduler_file=scheduler_file,
                            workers=workers, use_cache=use_cache, store_url=store_url)
+        if options.engine != "papermill":
+            _kernel_passed_over(kernel_name)
         failing, threshold = regression_options(fail_on_regression, regression_threshold)
         run = _PipelineRun(nb_man, kernel_name, input_path, options, log_output=log_output,
                            stdout_file=stdout_file, stderr_file=stderr_file, start_timeout=start_timeout,
@@ -532,6 +534,22 @@ def _count(cells, index):
     if not cells[index].source.strip():
         return None
     return sum(1 for c in cells[:index + 1] if c.cell_type == "code" and c.source.strip())
+
+
+def _kernel_passed_over(kernel_name: str) -> None:
+    """Steps run in this Python unless the inner engine is papermill. The kernel `-k` or the
+    notebook names must still exist, as papermill's own engine requires (NoSuchKernel); one of
+    another Python is said to be passed over."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec(kernel_name)  # NoSuchKernel, as papermill's engine raises
+    python = spec.argv[0] if spec.argv else ""
+    other = [f"its Python ({python})"] if os.path.isabs(python) and \
+        os.path.realpath(python) != os.path.realpath(sys.executable) else []
+    other += [f"its environment variables ({', '.join(sorted(spec.env))})"] if spec.env else []
+    if other:
+        logger.warning(f"the steps run in this Python ({sys.executable}), not as kernel {kernel_name!r} would run "
+                       f"them: {' and '.join(other)} go unused; NBSCALE_ENGINE=papermill runs them in the kernel")
 
 
 @contextlib.contextmanager

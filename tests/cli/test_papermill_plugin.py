@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -468,3 +469,22 @@ def test_cells_a_step_never_reached_stay_pending(tmp_path):
         assert never.metadata.papermill["status"] == "pending" and never.metadata.papermill["start_time"] is None
         assert never.outputs == [] and never.execution_count is None and "nbscale" not in never.metadata
         assert nbformat.read(tmp_path / out, as_version=4).cells[1].metadata.papermill["status"] == "pending"
+
+
+def test_the_kernel_named_must_exist_and_one_passed_over_is_said(tmp_path, monkeypatch, caplog):
+    """Steps run in this Python (engines local, dask): `-k no-such-kernel` ran anyway; a kernel with a
+    Python or variables of its own was passed over without a word."""
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    kernels = tmp_path / "share" / "jupyter" / "kernels" / "myenv"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "myenv",
+        "language": "python", "env": {"MYENV_MARKER": "set"}}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
+    path = write_nb(tmp_path, [("x = 1", ["step:a"])])
+    with pytest.raises(NoSuchKernel):
+        nbscale_api(path, tmp_path / "out.ipynb", kernel_name="no-such-kernel", nbscale_engine="local")
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        nbscale_api(path, tmp_path / "out.ipynb", kernel_name="myenv", nbscale_engine="local")
+    assert "not as kernel 'myenv' would run them: its environment variables (MYENV_MARKER) go unused" in caplog.text
