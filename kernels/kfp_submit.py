@@ -87,6 +87,22 @@ class KfpEndpoint:
     def __init__(self, host: str, *, token=None, cookies=None, namespace=None):
         self.host = host.rstrip("/")
         self.token, self.cookies, self.namespace = token, cookies, namespace
+        self._check_host()
+
+    def _check_host(self) -> None:
+        """An http(s) URL of a host, without a user or password: urllib sent `user:pw@host` to the
+        name resolver as a host name, and a malformed URL failed with a traceback."""
+        try:
+            parts = urllib.parse.urlsplit(self.host)
+            hostname = parts.hostname
+        except ValueError as exc:
+            raise EndpointError(f"the host is not a URL ({exc})", sent=[self.host]) from None
+        if parts.scheme not in ("http", "https") or not hostname:
+            raise EndpointError("the host is not an http(s) URL of a host (e.g. https://kfp.example.com)",
+                                sent=self.credentials())
+        if parts.username or parts.password:
+            raise EndpointError("a user name or password in the host URL is not sent anywhere: give a token "
+                                "(--token, NBSCALE_KFP_TOKEN) or cookies (--cookies)", sent=self.credentials())
 
     def _headers(self) -> dict:
         headers = {"Accept": "application/json"}

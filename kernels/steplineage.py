@@ -39,10 +39,13 @@ MAX_PARAMETER_CHARS = 200  # a longer parameter value is kept as its JSON's star
 def public_url(url: str) -> str:
     """`url` without what may be a credential: user info (`s3://key:secret@bucket`), the query
     (signed URLs, `?token=`) and the fragment. A plain path is returned unchanged."""
-    parts = urlsplit(str(url))
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+    except ValueError:  # `http://[::1`: nothing of it is shown, it may hold anything
+        return "(a malformed URL)"
     if not parts.scheme or len(parts.scheme) == 1:  # a path (or a Windows drive letter)
         return str(url)
-    host = parts.hostname or ""
     try:
         port = parts.port
     except ValueError:  # a malformed port: left out

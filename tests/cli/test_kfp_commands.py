@@ -191,11 +191,16 @@ def test_an_unreachable_endpoint_and_bad_input(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: http://127.0.0.1:{port}: cannot reach the KFP API ([Errno 111] Connection refused)"]
     assert TOKEN not in result.stderr + result.stdout
-    with_password = subprocess.run(  # user info in --host: the error names the host without it
+    with_password = subprocess.run(  # user info in --host: refused (urllib took it for the host's name), unsaid
         [sys.executable, "-m", "nbscale", "submit", str(IRIS), "--host", f"http://kf:HOSTPW42@127.0.0.1:{port}"],
         capture_output=True, text=True, timeout=120)
-    assert with_password.returncode == 1 and f"error: http://127.0.0.1:{port}: cannot reach" in with_password.stderr
+    assert with_password.returncode == 1 and with_password.stderr.startswith(
+        f"error: http://127.0.0.1:{port}: a user name or password in the host URL is not sent anywhere")
     assert "HOSTPW42" not in with_password.stderr + with_password.stdout
+    for host, said in (("not a url", "error: not a url: the host is not an http(s) URL"),
+                       ("http://[::1", "error: (a malformed URL): the host is not a URL (Invalid IPv6 URL)")):
+        bad = CliRunner().invoke(main, ["submit", str(IRIS), "--host", host])
+        assert bad.exit_code == 1 and bad.output.startswith(said) and "Traceback" not in bad.output, bad.output
     unknown = CliRunner().invoke(main, ["submit", str(IRIS), "--host", "http://127.0.0.1:9", "-p", "nope=1"])
     assert unknown.exit_code == 2 and "unknown parameter(s) nope" in unknown.output
     nohost = CliRunner().invoke(main, ["submit", str(IRIS)], env={"NBSCALE_KFP_HOST": ""})
