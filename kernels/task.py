@@ -10,6 +10,7 @@ of this run or another one (`process_state`, `children`).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import traceback
@@ -236,7 +237,14 @@ def _made_again(restored: str, step: dict, prelude: dict) -> bool:
         return any("getcontext()" in text or "setcontext(" in text for text in [*before, *step.get("source", ())])
     made_by = {"the working directory": ("chdir(", "%cd ")}.get(restored, (restored,) if restored.startswith(
         "sys.") else ())
-    return any(word in text for text in before for word in made_by)
+    if any(word in text for text in before for word in made_by):
+        return True
+    # a module's attribute (`matplotlib.pyplot._backend_mod`) changed while the imports cell used its
+    # package (`matplotlib.use("Agg")`) and the step's own code never names it: the imports cell's doing
+    top = restored.partition(".")[0]
+    named = re.compile(rf"\b{re.escape(top)}\b")
+    return top.isidentifier() and top not in ("sys", "os") and any(named.search(text) for text in before) \
+        and not any(named.search(text) for text in step.get("source", ()))
 
 
 def restored_message(restored: list[str]) -> str:

@@ -475,3 +475,14 @@ def test_what_the_imports_cell_changes_is_no_warning_and_a_steps_own_change_is(t
     said = {w["step"]: w["payload"]["message"] for w in warned if "process-wide" in w["payload"]["message"]}
     assert "a" not in said
     assert "recursion limit" in said["b"]
+
+
+def test_a_library_the_imports_cell_sets_up_is_no_warning_and_a_step_patching_it_is():
+    """`matplotlib.use("Agg")` in the imports cell changes pyplot's module as it runs again before each
+    step: no warning for a step that never names matplotlib; one for a step that patches a library."""
+    from nbscale.kernels.task import _made_again
+
+    prelude = {"source": ["import json\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt"]}
+    assert _made_again("matplotlib.pyplot._backend_mod", {"source": ["y = 2"]}, prelude)
+    assert not _made_again("json.dumps", {"source": ["json.dumps = repr"]}, prelude)
+    assert not _made_again("matplotlib.pyplot._backend_mod", {"source": ["plt.switch_backend('pdf')"]}, {})
