@@ -46,11 +46,13 @@ _GLOB = re.compile(r"[\w./~-]*[*?][\w./*?-]*")
 _NUMBER = re.compile(r"[-+]?[\d.]+(?:e[-+]?\d+)?j?", re.IGNORECASE)
 _CD = re.compile(r"(?:^|(?<=[;&|(\n]))[ \t]*(?:cd|pushd|popd)(?![^\s;&|()])(?:[ \t]+(?P<folder>[^\s;&|()<>]+))?"
                  r"[^;&|()\n]*(?=$|[;&|)\n])")  # `cd sub &&`, `pushd sub >/dev/null &&`
+_MAGIC_CD = re.compile(r"^\s*%cd\s+(?P<folder>[^\s;&|]+)\s*$")  # `%cd data`: later `!` lines run there
 _CWD = re.compile(rf"\bcwd\s*=\s*{_PATH}")  # a process's folder: `subprocess.run(..., cwd="tools")`
 # an option naming what a program writes: one of its words (`--out`, `--output-file`, `save_path`,
 # `--model-out`, `--outdir`), not a word holding one (`--layout`, `--checkout`)
 _OUTPUT_WORDS = {"o", "out", "output", "outfile", "outdir", "outpath", "save", "dest", "destination", "export", "dump"}
-_OUTPUT_ARGUMENT = re.compile(rf"""(['"])-(?P<option>-?[\w-]+)\1\s*,\s*{_PATH}""")  # ["--out", "m.pkl"]
+_OUTPUT_ARGUMENT = re.compile(rf"""(?:\[\s*['"](?P<program>[\w.+-]+)['"][^\]]*?)?"""
+                             rf"""(['"])-(?P<option>-?[\w-]+)\2\s*,\s*{_PATH}""")  # ["gcc", ..., "-o", "a.out"]
 _NOT_OUTPUT_WORDS = {"format", "fmt", "type", "level", "mode", "every", "freq", "frequency", "interval", "steps",
                      "only", "encoding", "width", "precision", "verbosity", "best", "top", "limit"}
 _DASH_O_OUTPUT = {"gcc", "g++", "cc", "c++", "clang", "clang++", "gfortran", "nvcc", "ld", "rustc", "go", "sort",
@@ -193,9 +195,20 @@ def _is_output_option(name: str) -> bool:
 
 
 def _shell_commands(source: str) -> list[str]:
+    """The shell commands of `source`: its `!` lines, each after the `%cd` before it (`cd DIR &&`),
+    and a `%%bash` cell's script."""
     if "!" not in source and "%%" not in source:
         return []
-    return [m["command"] for m in (*_SHELL_LINE.finditer(source), *_SHELL_CELL.finditer(source))]
+    if "%cd" not in source:
+        return [m["command"] for m in (*_SHELL_LINE.finditer(source), *_SHELL_CELL.finditer(source))]
+    commands, folder = [], None
+    for line in source.splitlines():
+        if (moved := _MAGIC_CD.match(line)) is not None:
+            folder = None if moved["folder"] in ("~", "-") else os.path.join(folder or "", moved["folder"])
+        elif (shell := _SHELL_LINE.match(line)) is not None:
+            commands.append(f"cd {shlex.quote(os.path.normpath(folder))} && {shell['command']}" if folder
+                            else shell["command"])
+    return commands + [m["command"] for m in _SHELL_CELL.finditer(source)]
 
 
 def file_writes(source: str) -> dict[str, bool]:
@@ -226,7 +239,7 @@ def file_writes(source: str) -> dict[str, bool]:
                 wrote(path)
     if '"-' in source or "'-" in source:
         for m in _OUTPUT_ARGUMENT.finditer(source):  # subprocess.run(["python", "train.py", "--out", "m.pkl"])
-            if _is_output_option(m["option"]):
+            if _is_output_option(m["option"]) and (m["option"] != "o" or m["program"] in _DASH_O_OUTPUT):
                 wrote(m["path"])
     for m in _WRITEFILE.finditer(source):
         wrote(m["path"], "-a" in m.group(0).split())

@@ -27,8 +27,9 @@ def test_what_a_program_writes_is_read_off_its_output_options_and_cp_mv_tar():
         "b.csv", "y/z.txt", "data.tgz"}
     assert written_paths("!python t.py save_path=ck.pt\n!wget -O f.zip http://x\n!x --model-out m.bin") == {
         "ck.pt", "f.zip", "m.bin"}
-    assert written_paths('subprocess.run(["python", "train.py", "--out", "model.pkl"])\nrun(["x", "-o", "o.bin"])') == {
-        "model.pkl", "o.bin"}
+    assert written_paths('subprocess.run(["python", "train.py", "--out", "model.pkl"])\nrun(["gcc", "-o", "o.bin"])\n'
+                         'run(["grep", "-o", "pattern.x", "f.txt"])') == {"model.pkl", "o.bin"}
+    assert written_paths("%cd work\n!python t.py --out m.pkl\n%cd ..\n!cat x.txt > y.txt") == {"work/m.pkl", "y.txt"}
     assert written_paths("!x --layout g.json\n!git checkout main.py\nx = 'a-b'\n!cat a | cp - b.txt") == set()
     # each line of a %%bash cell is a command of its own; `-o` is an output only for the programs it is
     assert written_paths("%%bash\nmkdir -p runs\ncp runs/m.txt models/best.txt\necho copied model\n"
