@@ -75,8 +75,6 @@ class NbscaleEngine(NBClientEngine):
         _keep_pending(nb_man)  # (papermill calls it once this returns)
         options = run_options(nbscale_engine=nbscale_engine, scheduler=scheduler, scheduler_file=scheduler_file,
                            workers=workers, use_cache=use_cache, store_url=store_url)
-        if options.engine != "papermill":
-            _kernel_passed_over(kernel_name)
         failing, threshold = regression_options(fail_on_regression, regression_threshold)
         run = _PipelineRun(nb_man, kernel_name, input_path, options, log_output=log_output,
                            stdout_file=stdout_file, stderr_file=stderr_file, start_timeout=start_timeout,
@@ -141,6 +139,8 @@ class _PipelineRun:
     # --- the run ---------------------------------------------------------------------------------
     def execute(self):
         self._check_language()
+        if self.options.engine != "papermill":
+            _kernel_passed_over(self.kernel_name)
         try:
             self.pipeline, self.values = self._compile()
         except _CellFailure as failure:

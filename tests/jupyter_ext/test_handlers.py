@@ -504,10 +504,13 @@ def test_a_kfp_yaml_download_of_a_notebook_named_in_any_script_names_it(api, nb,
 @pytest.mark.parametrize("jp_server_config", [{
     "ServerApp": {"jpserver_extensions": {"nbscale.jupyter_ext": True}},
     "Nbscale": {"kfp_host": "http://user:s3cret-pass@127.0.0.1:9/"}}])
-def test_kfp_submit_to_an_unreachable_host_is_a_502_without_credentials(api, nb, caplog):
+def test_kfp_submit_to_a_host_with_a_password_is_a_502_without_credentials(api, nb, caplog):
+    # (a user name or password in the host URL is never sent: urllib took `user:pw@host` for a host name)
     code, body = api.post("kfp/submit", {"path": "nb.ipynb", "parameters": {}, "experiment": "e", "run_name": "r"})
-    assert (code, body) == (502, {"error": "cannot reach the KFP API at http://127.0.0.1:9/"})
+    assert (code, body) == (502, {"error": "submitting to KFP at http://127.0.0.1:9/ failed; the server log has the "
+                                           "reason"})
     assert not any("s3cret" in text for text in api.seen)
+    assert "a user name or password in the host URL is not sent anywhere" in caplog.text and "s3cret" not in caplog.text
 
 
 def test_loading_logs_the_kfp_host_without_credentials(tmp_path):

@@ -49,8 +49,11 @@ def test_kfp_submit_without_a_configured_endpoint_is_a_conflict_whatever_the_not
 def test_kfp_submit_to_an_unreachable_host_names_it_without_credentials(tmp_path):
     nb = make_notebook(tmp_path, TWO_STEPS, name="nb")
     with pytest.raises(UpstreamError) as err:
-        run(KfpService("http://user:s3cret@127.0.0.1:9/?token=abc").submit(nb, {}))
+        run(KfpService("http://127.0.0.1:9/?token=abc").submit(nb, {}))
     assert err.value.message == "cannot reach the KFP API at http://127.0.0.1:9/"
+    with pytest.raises(UpstreamError) as err:  # a password in the URL: refused, and not said
+        run(KfpService("http://user:s3cret@127.0.0.1:9/").submit(nb, {}))
+    assert err.value.message == "submitting to KFP at http://127.0.0.1:9/ failed; the server log has the reason"
 
 
 def test_redact_url_drops_credentials():
