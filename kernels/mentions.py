@@ -27,11 +27,13 @@ is not seen: such a step still needs `cache:off`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
 from collections import Counter
 from pathlib import Path, PosixPath, PurePath, PurePosixPath, PureWindowsPath, WindowsPath
+from typing import NamedTuple
 
 from ..compiler.file_edges import file_writes, named_globs, named_texts, shell_words
 from .masking import holds_credential
@@ -59,13 +61,13 @@ def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
     (then some may be missing)."""
     found: dict[str, str] = {}
     for source in sources:
-        for text, appends in file_writes(source).items():
+        for text, appends in _scanned(source).writes:
             found[_resolved(cwd, text)] = APPENDS if appends else WRITES
     seen, absent, named_again = set(), 0, Counter()
     for source in sources:
-        shell = list(shell_words(source))  # (`cd sub && cat x.csv`: sub/x.csv, no word of the cell)
-        quoted_or_shell = {*named_texts(source, quoted_only=True), *shell}
-        texts = [*named_texts(source), *shell]
+        scan = _scanned(source)
+        quoted_or_shell = {*scan.quoted, *scan.shell}
+        texts = [*scan.texts, *scan.shell]  # (`cd sub && cat x.csv`: sub/x.csv, no word of the cell)
         if found:
             named_again.update(_resolved(cwd, text) for text in texts[:MAX_CANDIDATES])
         for text in texts:
@@ -88,13 +90,30 @@ def named_globs_and_folders(sources, cwd: str) -> tuple[list[str], list[str]]:
     `--output-dir out`): what later steps put there is no change to this one."""
     patterns, folders = {}, {}
     for source in sources:
-        patterns.update(dict.fromkeys(named_globs(source)))
-        written = {_resolved(cwd, text) for text in file_writes(source)}
-        for text in {*named_texts(source, quoted_only=True), *shell_words(source)}:
+        scan = _scanned(source)
+        patterns.update(dict.fromkeys(scan.globs))
+        written = {_resolved(cwd, text) for text, _appends in scan.writes}
+        for text in {*scan.quoted, *scan.shell}:
             path = _resolved(cwd, text)
             if path != cwd and path not in written and len(folders) < MAX_ABSENT and os.path.isdir(path):
                 folders[path] = None
     return list(patterns)[:MAX_ABSENT], list(folders)
+
+
+class _Scan(NamedTuple):
+    texts: tuple[str, ...]  # quoted texts and path-like words (`file_edges.named_texts`)
+    quoted: tuple[str, ...]  # quoted texts alone
+    shell: tuple[str, ...]  # shell commands' words
+    globs: tuple[str, ...]  # wildcard names
+    writes: tuple[tuple[str, bool], ...]  # what it writes, and whether it only appends
+
+
+@functools.lru_cache(maxsize=32)
+def _scanned(source: str) -> _Scan:
+    """One scan of a cell's text for `named_files` and `named_globs_and_folders`, kept for the next
+    step that runs it: the imports and functions cells run with every step."""
+    return _Scan(tuple(named_texts(source)), tuple(named_texts(source, quoted_only=True)),
+                 tuple(shell_words(source)), tuple(named_globs(source)), tuple(file_writes(source).items()))
 
 
 def step_texts(source: list[str], prelude_source: list[str], parameters: dict) -> list[str]:
