@@ -4,9 +4,13 @@ A value written through the page cache needs as much fresh memory again as the v
 memory is ready, the write is a copy (3 GB/s and more) and the disk catches up later; on a
 virtual machine whose host hands memory out on first touch it costs as much as the bytes are
 large (0.4 GB/s here), and the run waits for it before it returns. Written with ``O_DIRECT``
-from one reused, aligned buffer, the same bytes cost disk time only (about 1 GB/s here). Which
+from two reused, aligned buffers, the same bytes cost disk time only (about 2 GB/s here): a
+thread of the file's own writes one while the other fills (the copy and the digest are then no
+longer added to the disk's time). Which
 of the two is faster is only known by trying: the writer times each full buffer it writes,
-takes the faster way, and tries the other again now and then.
+takes the faster way, and tries the other again now and then: less and less often while it keeps
+losing. What a process learned of a file system's two ways holds for its next file there (a Dask
+worker writes one file per value): that file starts the faster way.
 
 Small files (under one buffer) and the unaligned tail of a large one always go through the page
 cache: a direct write would wait on the disk. A file system that refuses direct writes (tmpfs,
@@ -19,7 +23,10 @@ import errno
 import io
 import mmap
 import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 try:
     import fcntl
@@ -28,8 +35,29 @@ except ImportError:  # Windows: no O_DIRECT either
 
 BUFFER = 8 * 2**20  # bytes per timed write: a multiple of any block size, as O_DIRECT needs
 FAST_ENOUGH = 2e9  # bytes/s through the page cache above which the other way is not tried
-RETRY_EVERY = 8  # full buffers written the faster way before the other is timed again
+RETRY_FIRST = 8  # full buffers written the faster way before the other is timed again
+RETRY_MOST = 256  # the longest wait (2 GiB) after the other way lost again and again
 _O_DIRECT = getattr(os, "O_DIRECT", 0) if fcntl is not None else 0
+
+
+@dataclass
+class _Ways:
+    """What this process learned of one file system: each way's bytes/s, as last timed."""
+
+    rate: dict = field(default_factory=dict)  # direct (bool) → bytes/s of its last full buffer
+    retry_after: int = RETRY_FIRST  # full buffers the faster way before the slower one is timed again
+    since_tried: int = 0
+    direct_refused: bool = False  # the file system takes no direct writes
+
+
+_learned: dict[int, _Ways] = {}  # st_dev → what writes there taught
+_learned_lock = threading.Lock()  # the store writes several files at once, each in its own thread
+
+
+def _ways_of(fd: int) -> _Ways:
+    device = os.fstat(fd).st_dev
+    with _learned_lock:
+        return _learned.setdefault(device, _Ways())
 
 
 class DirectFileWriter(io.RawIOBase):
@@ -38,13 +66,16 @@ class DirectFileWriter(io.RawIOBase):
     def __init__(self, path: str):
         super().__init__()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        self._buffer: mmap.mmap | None = None  # page-aligned; made once a file needs it
+        self._buffer: mmap.mmap | None = None  # page-aligned, filling; made once a file needs it
+        self._spare: mmap.mmap | None = None  # the other one: being written, or written last
         self._filled = 0
-        self._position = 0
+        self._position = 0  # where the bytes handed on so far end
         self._direct = False  # O_DIRECT is set on the descriptor now
-        self._may_go_direct = bool(_O_DIRECT)
-        self._rate: dict[bool, float] = {}  # bytes/s of the last full buffer written each way
-        self._since_tried = 0
+        self._writer: ThreadPoolExecutor | None = None  # writes full buffers; made at the first one
+        self._writing: Future | None = None  # the write of the full buffer handed on last
+        self._ways = _ways_of(self._fd)
+        self._may_go_direct = bool(_O_DIRECT) and not self._ways.direct_refused
+        self._rate: dict[bool, float] = {}  # bytes/s of this file's last full buffer each way
 
     def writable(self) -> bool:
         return True
@@ -53,7 +84,9 @@ class DirectFileWriter(io.RawIOBase):
         view = memoryview(data).cast("B")
         total = view.nbytes
         if not self._may_go_direct:
+            self._drain()  # what is buffered goes first (a write in the thread may just have been refused)
             self._write_all(view)
+            self._position += total
             return total
         while view.nbytes:
             if self._buffer is None:
@@ -63,7 +96,7 @@ class DirectFileWriter(io.RawIOBase):
             self._filled += take
             view = view[take:]
             if self._filled == BUFFER:
-                self._write_buffer(direct=self._direct_next())
+                self._hand_on(direct=self._direct_next())
         return total
 
     def tell(self) -> int:
@@ -76,7 +109,7 @@ class DirectFileWriter(io.RawIOBase):
         if whence == io.SEEK_CUR and offset == 0:
             return self.tell()
         # From here on every write is an ordinary one: a direct write needs aligned offsets.
-        self._write_buffer(direct=False)
+        self._drain()
         self._may_go_direct = False
         self._position = os.lseek(self._fd, offset, whence)
         return self._position
@@ -88,51 +121,92 @@ class DirectFileWriter(io.RawIOBase):
         if self.closed:
             return
         try:
-            self._write_buffer(direct=False)
+            self._drain()
         finally:
-            os.close(self._fd)
-            # Dropped, not closed: a profiler holding a frame of ours (distributed samples every
-            # thread's stack) keeps slices of it alive a moment longer, and close() would raise.
-            self._buffer = None
-            super().close()
+            try:
+                self._finish()
+            finally:
+                if self._writer is not None:  # the descriptor is never closed under a write
+                    self._writer.shutdown(wait=True)
+                os.close(self._fd)
+                # Dropped, not closed: a profiler holding a frame of ours (distributed samples every
+                # thread's stack) keeps slices of them alive a moment longer, and close() would raise.
+                self._buffer = self._spare = None
+                super().close()
 
     def _direct_next(self) -> bool:
         """Whether the next full buffer goes past the page cache."""
         if not self._may_go_direct:
             return False
-        cached, direct = self._rate.get(False), self._rate.get(True)
+        ways = self._ways
+        cached, direct = ways.rate.get(False), ways.rate.get(True)
         if cached is None or (direct is None and cached >= FAST_ENOUGH):
             return False
         if direct is None:
             return True
-        self._since_tried += 1
         faster = direct > cached
-        if self._since_tried >= RETRY_EVERY:
-            self._since_tried = 0
+        ways.since_tried += 1
+        if ways.since_tried >= ways.retry_after:
+            ways.since_tried = 0
             return not faster
         return faster
 
-    def _write_buffer(self, direct: bool) -> None:
+    def _hand_on(self, direct: bool) -> None:
+        """Write what is buffered: a full buffer in the writer's thread while the other one fills,
+        a part (the tail, a small file) here and now, through the page cache."""
         if not self._filled:
             return
-        data = memoryview(self._buffer)[:self._filled]
+        self._finish()  # one write at a time, in order, and the flag never changes under one
         if direct != self._direct:
             self._set_direct(direct)
-        began = time.perf_counter()
-        self._write_or_fall_back(data)
-        if data.nbytes == BUFFER:
-            self._rate[self._direct] = BUFFER / max(time.perf_counter() - began, 1e-9)
-        self._filled = 0
+        data = memoryview(self._buffer)[:self._filled]
+        start, self._position, self._filled = self._position, self._position + self._filled, 0
+        if data.nbytes < BUFFER:
+            self._write_or_fall_back(data, start)
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbscale-direct-write")
+        self._writing = self._writer.submit(self._write_timed, data, start)
+        self._buffer, self._spare = (self._spare if self._spare is not None else mmap.mmap(-1, BUFFER)), self._buffer
 
-    def _write_or_fall_back(self, data: memoryview) -> None:
+    def _drain(self) -> None:
+        """Everything handed on or buffered is written when this returns."""
+        self._hand_on(direct=False)
+        self._finish()
+
+    def _finish(self) -> None:
+        """Wait for the write in the thread, if any; its error is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _write_timed(self, data: memoryview, start: int) -> None:
+        began = time.perf_counter()
+        self._write_or_fall_back(data, start)
+        self._timed(self._direct, BUFFER / max(time.perf_counter() - began, 1e-9))
+
+    def _timed(self, direct: bool, rate: float) -> None:
+        """Keep a full buffer's rate; a slower way timed again that lost again waits twice as long
+        for its next try (a page cache that is slow on this machine stays slow), one that won is
+        the faster way from now on."""
+        self._rate[direct] = rate
+        ways = self._ways
+        before, other = ways.rate.get(direct), ways.rate.get(not direct)
+        ways.rate[direct] = rate
+        if before is not None and other is not None and before < other:  # the slower way's retry
+            ways.retry_after = (min(2 * ways.retry_after, RETRY_MOST) if rate < other else RETRY_FIRST)
+
+    def _write_or_fall_back(self, data: memoryview, start: int) -> None:
+        """Write `data` at `start` (where the descriptor stands)."""
         try:
             self._write_all(data)
         except OSError as exc:
             if not self._direct or exc.errno != errno.EINVAL:
                 raise
             self._may_go_direct = False  # the file system takes the flag but not the writes
+            self._ways.direct_refused = True
             self._set_direct(False)
-            os.lseek(self._fd, self._position, io.SEEK_SET)
+            os.lseek(self._fd, start, io.SEEK_SET)
             self._write_all(data)
 
     def _set_direct(self, on: bool) -> None:
@@ -143,11 +217,10 @@ class DirectFileWriter(io.RawIOBase):
             if not on:
                 raise
             self._may_go_direct = False  # no direct writes on this file system
+            self._ways.direct_refused = True
             return
         self._direct = on
 
     def _write_all(self, view: memoryview) -> None:
         while view.nbytes:
-            written = os.write(self._fd, view)
-            self._position += written
-            view = view[written:]
+            view = view[os.write(self._fd, view):]

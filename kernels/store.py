@@ -31,10 +31,12 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 import uuid
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import fsspec
@@ -132,8 +134,10 @@ class ArtifactStore:
         `cost`: what the step run that produced the values measured (`kernels.cost.measured`): a
         later cache hit knows the time it saved.
         `profiles`: the values' data profiles (`kernels.profiles`): a later cache hit still has them;
-        or the function that gives them, asked once the values are written (they are taken meanwhile).
+        or the function that gives them, called in a thread of its own while the values are written
+        (the disk and the profile each keep a core busy; one after the other, the write waited for both).
         """
+        profiling = _started(profiles) if callable(profiles) else None
         units = _joined_by_shared_arrays(_units(outputs, groups or []), outputs)
         final = self._dir(step_hash)
         if self.by_rename:  # only folder renames use temp folders
@@ -153,8 +157,8 @@ class ArtifactStore:
                 manifest["dependencies"] = dependencies
             if cost is not None:
                 manifest["cost"] = cost
-            if callable(profiles):
-                profiles = profiles()
+            if profiling is not None:
+                profiles = profiling.result()
             if profiles:
                 manifest["profiles"] = profiles
             if self.by_rename:
@@ -498,6 +502,20 @@ class ArtifactStore:
                           "bytes": sum(e["bytes"] for e in _files(manifest).values()) if manifest else None,
                           "created": meta.get("created"), "used": used, "ok": manifest is not None})
         return found
+
+
+def _started(function: Callable[[], Any]) -> Future:
+    """`function()` running in a thread of its own; its result (or exception) in the future."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(function())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="nbscale-store-profile", daemon=True).start()
+    return future
 
 
 def _units(outputs: dict[str, Any], groups: list[list[str]]) -> list[list[str]]:

@@ -354,8 +354,7 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
 
     outcome.values = result.outputs
     if in_memory is not None:  # readers start now; the write ends before the run does
-        # profiled in the write's thread once the values are written, off the critical path (beside
-        # it, the GIL and 2 cores would slow the next step's start); at once where that thread would
+        # profiled beside the write, off the critical path; at once where the profiling thread would
         # be the first to import what profiling needs
         profiles = (lambda: step_profiles(profiled)) if can_wait(profiled) else step_profiles(profiled)
         start_write(spec.background_run, step["name"], lambda: write(in_memory, profiles))

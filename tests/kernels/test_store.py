@@ -640,3 +640,42 @@ def test_a_step_folder_that_is_a_link_is_neither_read_nor_written_through(tmp_pa
     store.put(key, {"x": [3]}, [], "a")
     assert store.get(key) == {"x": [3]} and not link.is_symlink()
     assert {p.name: p.read_bytes() for p in outside.iterdir()} == before
+
+
+def test_the_profile_is_taken_while_the_values_are_written(tmp_path, monkeypatch):
+    # the profile waits for the write to begin, the write for the profile: one after the other,
+    # each would wait in vain (5 s) and the order would be write, then profile
+    from nbscale.kernels import store as store_module
+
+    writing, profiling, order = threading.Event(), threading.Event(), []
+
+    class WaitingWriter(store_module.DirectFileWriter):
+        def write(self, data):
+            if not writing.is_set():
+                order.append("write")
+                writing.set()
+                profiling.wait(5)
+            return super().write(data)
+
+    def profile():
+        order.append("profile")
+        profiling.set()
+        assert writing.wait(5)
+        return {"format": "test", "thread": threading.current_thread().name}
+
+    monkeypatch.setattr(store_module, "DirectFileWriter", WaitingWriter)
+    started = time.monotonic()
+    manifest = ArtifactStore(str(tmp_path)).put("k" * 64, {"x": np.arange(10.0)}, step_name="s", profiles=profile)
+    assert time.monotonic() - started < 4
+    assert manifest["profiles"]["thread"] != threading.current_thread().name
+    assert sorted(order) == ["profile", "write"]
+
+
+def test_a_profile_that_fails_fails_the_put_and_leaves_nothing(tmp_path):
+    def profile():
+        raise RuntimeError("profiling broke")
+
+    store = ArtifactStore(str(tmp_path))
+    with pytest.raises(RuntimeError, match="profiling broke"):
+        store.put("k" * 64, {"x": np.arange(10.0)}, step_name="s", profiles=profile)
+    assert not store.has("k" * 64)
