@@ -134,10 +134,13 @@ def _bytes(values: dict) -> int:
 
 def _step_profiles(values: dict) -> dict | None:
     started = time.perf_counter()
+    kinds = {name: value_kind(value) for name, value in values.items()}
+    if not any(kinds.values()):  # no frame or array: nothing imports the sketches (16 ms a process)
+        return None
     _sketches()  # missing where the step ran (a bare worker): a warning, no profiles
     profiled, skipped = {}, {}
     for name, value in values.items():
-        kind = value_kind(value)
+        kind = kinds[name]
         if kind is None:
             continue
         if len(profiled) >= MAX_VALUES:

@@ -37,6 +37,7 @@ from ..contract import (
 from ..errors import ClusterStartError
 from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
+from ..marshal import marshallers
 from ..task import run_step
 from . import Engine
 from .dask_chains import chains, reported_outcome, run_chain, stripped, upstream_failed
@@ -658,6 +659,8 @@ def local_scheduler(workers=None, http=True):
         wanted = min(n, useful) if useful and not workers else n
         if wanted < n:
             cluster.scheduler.add_plugin(_more_workers_for_computes(cluster, n))
+        if config.get(MP_METHOD) == "fork":
+            _inherited_by_forks()
         with _quiet_start(config):
             while len(cluster.worker_spec) < wanted:
                 cluster.worker_spec.update(cluster.new_worker_spec())
@@ -666,6 +669,13 @@ def local_scheduler(workers=None, http=True):
             _FORKING.keep(cluster)
 
     return cluster, start_workers
+
+
+def _inherited_by_forks() -> None:
+    """What every step's store write needs, made once here for the workers forked from this
+    process: the marshallers' entry-point scan (40 ms here) was paid again by each worker, in the
+    first step it ran (on the way to the next step: twice in a run of two parallel steps)."""
+    marshallers()
 
 
 def _more_workers_for_computes(cluster, n: int):

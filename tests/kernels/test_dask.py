@@ -991,3 +991,21 @@ def test_the_folder_a_run_put_on_sys_path_goes_and_an_entry_the_user_made_meanwh
     assert sys.path[0] == folder and sys.path.count(folder) == 1  # the user's, first, stays
     sys.path.remove(folder)
     assert sys.path == before
+
+
+def test_forked_workers_start_with_the_marshallers_scanned(tmp_path):
+    # the entry-point scan of the marshaller plug-ins (40 ms) is made once, before the workers fork,
+    # not again by each worker in the first step it runs
+    script = (
+        "from distributed import Client\n"
+        "from nbscale.kernels import marshal\n"
+        "from nbscale.kernels.engines.dask import local_scheduler\n"
+        "cluster, start_workers = local_scheduler(2, http=False)\n"
+        "start_workers()\n"
+        "client = Client(cluster)\n"
+        "print(sorted(client.run(lambda: (marshal._ordered is not None, __import__('multiprocessing')"
+        ".get_start_method())).values()))\n"
+        "client.close(); cluster.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[(True, 'fork'), (True, 'fork')]"

@@ -293,3 +293,14 @@ def test_a_frame_that_will_not_say_its_size_is_profiled_at_once_and_never_fails_
     assert not profiles.can_wait(hostile)
     found = step_profiles(hostile)
     assert found["values"]["df"]["rows"] == 2 or "df" in found["skipped"]
+
+
+def test_a_step_with_no_frame_or_array_imports_no_sketches_library():
+    # the sketches library costs 16 ms to import: a step handing on a list and a number has no use for it
+    script = ("import sys\nfrom nbscale.kernels.profiles import step_profiles\n"
+              "print(step_profiles({'data': [(1.0, 0)] * 5, 'n': 5}), 'datasketches' in sys.modules)\n"
+              "import numpy as np\n"
+              "print(step_profiles({'a': np.arange(3.0)})['values']['a']['rows'], 'datasketches' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["None False", "3 True"]
