@@ -37,7 +37,7 @@ from ..contract import (
 from ..errors import ClusterStartError
 from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
-from ..marshal import marshallers
+from ..marshal import registry as marshal_registry
 from ..task import run_step
 from . import Engine
 from .dask_chains import chains, reported_outcome, run_chain, stripped, upstream_failed
@@ -673,9 +673,11 @@ def local_scheduler(workers=None, http=True):
 
 def _inherited_by_forks() -> None:
     """What every step's store write needs, made once here for the workers forked from this
-    process: the marshallers' entry-point scan (40 ms here) was paid again by each worker, in the
-    first step it ran (on the way to the next step: twice in a run of two parallel steps)."""
-    marshallers()
+    process: the scan of the installed distributions for marshaller plug-ins (40 ms here) was paid
+    again by each worker, in the first step it ran (on the way to the next step: twice in a run of
+    two parallel steps). Scanned only: a plug-in is imported where it is used, in the workers (one
+    that started a thread here would make the fork unsafe)."""
+    marshal_registry.entry_point_names()
 
 
 def _more_workers_for_computes(cluster, n: int):

@@ -994,7 +994,7 @@ def test_the_folder_a_run_put_on_sys_path_goes_and_an_entry_the_user_made_meanwh
 
 
 def test_forked_workers_start_with_the_marshallers_scanned(tmp_path):
-    # the entry-point scan of the marshaller plug-ins (40 ms) is made once, before the workers fork,
+    # the entry-point scan for marshaller plug-ins (40 ms) is made once, before the workers fork,
     # not again by each worker in the first step it runs
     script = (
         "from distributed import Client\n"
@@ -1003,7 +1003,7 @@ def test_forked_workers_start_with_the_marshallers_scanned(tmp_path):
         "cluster, start_workers = local_scheduler(2, http=False)\n"
         "start_workers()\n"
         "client = Client(cluster)\n"
-        "print(sorted(client.run(lambda: (marshal._ordered is not None, __import__('multiprocessing')"
+        "print(sorted(client.run(lambda: (marshal.registry._entry_points is not None, __import__('multiprocessing')"
         ".get_start_method())).values()))\n"
         "client.close(); cluster.close()\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
