@@ -66,6 +66,7 @@ class DirectFileWriter(io.RawIOBase):
     def __init__(self, path: str):
         super().__init__()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        self._pid = os.getpid()  # a forked copy of this writer is not its process's to write with
         self._buffer: mmap.mmap | None = None  # page-aligned, filling; made once a file needs it
         self._spare: mmap.mmap | None = None  # the other one: being written, or written last
         self._filled = 0
@@ -73,6 +74,7 @@ class DirectFileWriter(io.RawIOBase):
         self._direct = False  # O_DIRECT is set on the descriptor now
         self._writer: ThreadPoolExecutor | None = None  # writes full buffers; made at the first one
         self._writing: Future | None = None  # the write of the full buffer handed on last
+        self._failed = False  # a write failed: the file is lost, nothing more is written
         self._ways = _ways_of(self._fd)
         self._may_go_direct = bool(_O_DIRECT) and not self._ways.direct_refused
         self._rate: dict[bool, float] = {}  # bytes/s of this file's last full buffer each way
@@ -81,6 +83,8 @@ class DirectFileWriter(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
+        if self._failed:
+            raise OSError(errno.EIO, "an earlier write of this file failed")
         view = memoryview(data).cast("B")
         total = view.nbytes
         if not self._may_go_direct:
@@ -96,7 +100,7 @@ class DirectFileWriter(io.RawIOBase):
             self._filled += take
             view = view[take:]
             if self._filled == BUFFER:
-                self._hand_on(direct=self._direct_next())
+                self._hand_on()
         return total
 
     def tell(self) -> int:
@@ -109,8 +113,8 @@ class DirectFileWriter(io.RawIOBase):
         if whence == io.SEEK_CUR and offset == 0:
             return self.tell()
         # From here on every write is an ordinary one: a direct write needs aligned offsets.
-        self._drain()
         self._may_go_direct = False
+        self._drain()
         self._position = os.lseek(self._fd, offset, whence)
         return self._position
 
@@ -120,6 +124,9 @@ class DirectFileWriter(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
+        if os.getpid() != self._pid:  # a forked child's copy: the file and the writing thread are the parent's
+            self._closed_here()
+            return
         try:
             self._drain()
         finally:
@@ -128,11 +135,14 @@ class DirectFileWriter(io.RawIOBase):
             finally:
                 if self._writer is not None:  # the descriptor is never closed under a write
                     self._writer.shutdown(wait=True)
-                os.close(self._fd)
-                # Dropped, not closed: a profiler holding a frame of ours (distributed samples every
-                # thread's stack) keeps slices of them alive a moment longer, and close() would raise.
-                self._buffer = self._spare = None
-                super().close()
+                self._closed_here()
+
+    def _closed_here(self) -> None:
+        os.close(self._fd)
+        # Dropped, not closed: a profiler holding a frame of ours (distributed samples every
+        # thread's stack) keeps slices of them alive a moment longer, and close() would raise.
+        self._buffer = self._spare = None
+        super().close()
 
     def _direct_next(self) -> bool:
         """Whether the next full buffer goes past the page cache."""
@@ -151,17 +161,21 @@ class DirectFileWriter(io.RawIOBase):
             return not faster
         return faster
 
-    def _hand_on(self, direct: bool) -> None:
+    def _hand_on(self, ordinary: bool = False) -> None:
         """Write what is buffered: a full buffer in the writer's thread while the other one fills,
-        a part (the tail, a small file) here and now, through the page cache."""
+        the faster way; a part (the tail, a small file), or any buffer when `ordinary`, here and
+        now through the page cache."""
         if not self._filled:
             return
         self._finish()  # one write at a time, in order, and the flag never changes under one
-        if direct != self._direct:
-            self._set_direct(direct)
+        if self._failed:  # the file is lost (the store removes it): no bytes more at a wrong offset
+            self._filled = 0
+            return
+        full = self._filled == BUFFER and not ordinary
+        self._set_direct(full and self._direct_next())  # decided now: the last write may have refused it
         data = memoryview(self._buffer)[:self._filled]
         start, self._position, self._filled = self._position, self._position + self._filled, 0
-        if data.nbytes < BUFFER:
+        if not full:
             self._write_or_fall_back(data, start)
             return
         if self._writer is None:
@@ -170,15 +184,26 @@ class DirectFileWriter(io.RawIOBase):
         self._buffer, self._spare = (self._spare if self._spare is not None else mmap.mmap(-1, BUFFER)), self._buffer
 
     def _drain(self) -> None:
-        """Everything handed on or buffered is written when this returns."""
-        self._hand_on(direct=False)
+        """Everything handed on or buffered is written, and the descriptor takes ordinary writes,
+        when this returns."""
+        self._hand_on(ordinary=True)
         self._finish()
+        self._set_direct(False)
 
     def _finish(self) -> None:
-        """Wait for the write in the thread, if any; its error is raised here."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
+        """Wait for the write in the thread, if any; its error is raised here, once. Interrupted
+        (Ctrl-C), the write is still waited for by the next call: its buffer is not filled again
+        under it."""
+        writing = self._writing
+        if writing is None:
+            return
+        try:
             writing.result()
+        except BaseException:
+            if writing.done():
+                self._writing, self._failed = None, True
+            raise
+        self._writing = None
 
     def _write_timed(self, data: memoryview, start: int) -> None:
         began = time.perf_counter()
@@ -210,6 +235,8 @@ class DirectFileWriter(io.RawIOBase):
             self._write_all(data)
 
     def _set_direct(self, on: bool) -> None:
+        if on == self._direct:
+            return
         flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
         try:
             fcntl.fcntl(self._fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)

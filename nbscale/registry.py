@@ -57,12 +57,20 @@ class Registry:
             self._plugins = dict(self._builtins()) if self._builtins else {}
         return self._plugins
 
+    def scan_again(self) -> None:
+        """Scan the installed distributions now, for plug-ins installed since the last scan (a
+        process that forks workers scans for them once, as it forks them)."""
+        self._entry_points = self._scan()
+
     def _scanned(self) -> dict:
         # importlib.metadata and the scan of every installed distribution cost ~0.1 s: paid only
         # when a plug-in that is not built in is asked for, or the list of names
         if self._entry_points is None:
-            from importlib.metadata import entry_points
-
-            builtins = self._loaded()
-            self._entry_points = {ep.name: ep for ep in entry_points(group=self.group) if ep.name not in builtins}
+            self._entry_points = self._scan()
         return self._entry_points
+
+    def _scan(self) -> dict:
+        from importlib.metadata import entry_points
+
+        builtins = self._loaded()
+        return {ep.name: ep for ep in entry_points(group=self.group) if ep.name not in builtins}

@@ -25,6 +25,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+from .. import marshal
 from ..contract import (
     PROFILES_STORED,
     STEP_FINISHED,
@@ -37,7 +38,6 @@ from ..contract import (
 from ..errors import ClusterStartError
 from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
-from ..marshal import registry as marshal_registry
 from ..task import run_step
 from . import Engine
 from .dask_chains import chains, reported_outcome, run_chain, stripped, upstream_failed
@@ -675,9 +675,11 @@ def _inherited_by_forks() -> None:
     """What every step's store write needs, made once here for the workers forked from this
     process: the scan of the installed distributions for marshaller plug-ins (40 ms here) was paid
     again by each worker, in the first step it ran (on the way to the next step: twice in a run of
-    two parallel steps). Scanned only: a plug-in is imported where it is used, in the workers (one
-    that started a thread here would make the fork unsafe)."""
-    marshal_registry.entry_point_names()
+    two parallel steps). Scanned again at each start (8 ms here), so that the workers of a
+    long-lived process (the JupyterLab server's) see a plug-in installed since; scanned only: a
+    plug-in is imported where it is used, in the workers (one that started a thread here would make
+    the fork unsafe)."""
+    marshal.registry.scan_again()  # (the module's: `reload_marshallers` makes a new one)
 
 
 def _more_workers_for_computes(cluster, n: int):

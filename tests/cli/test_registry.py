@@ -56,3 +56,12 @@ def test_registered_plugins_join_the_builtins():
     registry = Registry("widget", GROUP, lambda: {"a": 1})
     registry.register("z", 26)
     assert registry.names() == ["a", "z"] and registry.get("z") == 26
+
+
+def test_a_plugin_installed_after_the_scan_is_found_by_a_scan_again(tmp_path, monkeypatch):
+    registry = Registry("widget", GROUP, lambda: {"a": 1})
+    assert registry.entry_point_names() == []  # scanned, and kept
+    install_entry_points(tmp_path, monkeypatch, "late = testplug:LATE", "LATE = 'installed since'\n")
+    assert registry.entry_point_names() == []
+    registry.scan_again()
+    assert registry.entry_point_names() == ["late"] and registry.get("late") == "installed since"

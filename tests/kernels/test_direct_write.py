@@ -2,6 +2,7 @@
 
 import errno
 import os
+import signal
 import threading
 import time
 
@@ -182,3 +183,129 @@ def test_an_error_of_the_threads_write_is_raised_by_close_and_the_descriptor_clo
     assert f.closed
     with pytest.raises(OSError):
         os.fstat(fd)  # closed after the write ended, not under it
+
+
+def _direct_learned_faster(folder):
+    direct_write._learned[os.stat(folder).st_dev] = direct_write._Ways(rate={False: 4e8, True: 2e9})
+
+
+@needs_o_direct
+def test_a_seek_back_after_a_direct_buffer_writes_through_the_page_cache(tmp_path):
+    # a marshaller that fills in a length once it knows it: its last buffer had gone past the page cache
+    _direct_learned_faster(tmp_path)
+    data = bytearray(_payload(BUFFER))
+    with DirectFileWriter(str(tmp_path / "f")) as f:
+        f.write(data)
+        f.seek(5)
+        f.write(b"HEADER")  # unaligned: O_DIRECT would refuse it (EINVAL)
+        f.seek(0, os.SEEK_END)
+        f.write(b"tail")
+    data[5:11] = b"HEADER"
+    assert (tmp_path / "f").read_bytes() == bytes(data) + b"tail"
+
+
+@needs_o_direct
+def test_a_direct_write_refused_while_the_next_buffer_fills_leaves_later_writes_ordinary(tmp_path, monkeypatch):
+    # the file system takes the flag but refuses the first direct write, late: the next buffer was
+    # decided (direct) while that write was still going
+    _direct_learned_faster(tmp_path)
+    real_write, refused = os.write, []
+
+    def write(fd, data):
+        if not refused and direct_write.fcntl.fcntl(fd, direct_write.fcntl.F_GETFL) & direct_write._O_DIRECT:
+            refused.append(True)
+            time.sleep(0.2)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_write.os, "write", write)
+    data = _payload(2 * BUFFER + 2**20 + 3)
+    with DirectFileWriter(str(tmp_path / "f")) as f:
+        f.write(data[:BUFFER])
+        f.write(data[BUFFER:2 * BUFFER])
+        f.write(bytes(data[2 * BUFFER:]))  # an ordinary write, from memory O_DIRECT would refuse
+    assert refused and (tmp_path / "f").read_bytes() == data
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+@needs_o_direct
+def test_an_interrupt_while_waiting_for_a_write_does_not_refill_the_buffer_under_it(tmp_path, monkeypatch):
+    release, first = threading.Event(), []
+    real_write = os.write
+
+    def write(fd, data):
+        if not first:
+            first.append(True)
+            assert release.wait(10)
+        return real_write(fd, data)
+
+    def interrupt(signum, frame):
+        raise _Interrupted
+
+    monkeypatch.setattr(direct_write.os, "write", write)
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    data = _payload(3 * BUFFER + 7)
+    try:
+        f = DirectFileWriter(str(tmp_path / "f"))
+        f.write(data[:BUFFER])  # in the thread, which waits for `release`
+        threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGUSR1)).start()
+        with pytest.raises(_Interrupted):
+            f.write(data[BUFFER:2 * BUFFER])  # full: waits for the first write, and is interrupted there
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    threading.Timer(0.3, release.set).start()
+    f.write(data[2 * BUFFER:])  # the caller goes on: the buffer being written is not filled again
+    f.close()
+    assert (tmp_path / "f").read_bytes() == data
+
+
+@needs_o_direct
+def test_after_a_failed_write_the_file_takes_no_more_bytes(tmp_path, monkeypatch):
+    def write(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(direct_write.os, "write", write)
+    f = DirectFileWriter(str(tmp_path / "f"))
+    f.write(_payload(BUFFER))
+    with pytest.raises(OSError, match="No space"):
+        f.write(_payload(BUFFER))  # waits for the first one, which failed
+    with pytest.raises(OSError, match="an earlier write of this file failed"):
+        f.write(b"more")
+    f.close()  # the error was said once: closing says nothing more
+    assert f.closed
+
+
+@needs_o_direct
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (3.12: fork with a thread running)
+def test_a_forked_child_closing_its_copy_of_the_writer_neither_waits_nor_writes(tmp_path, monkeypatch):
+    release, first = threading.Event(), []
+    real_write = os.write
+
+    def write(fd, data):
+        if not first:
+            first.append(True)
+            assert release.wait(10)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_write.os, "write", write)
+    data = _payload(BUFFER + 100)
+    f = DirectFileWriter(str(tmp_path / "f"))
+    f.write(data[:BUFFER])  # its write waits in the thread, which the child does not have
+    f.write(data[BUFFER:])
+    child = os.fork()
+    if child == 0:
+        f.close()
+        os._exit(0)
+    deadline = time.monotonic() + 10
+    while (ended := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if ended[0] == 0:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    release.set()
+    f.close()
+    assert ended[0] == child and os.waitstatus_to_exitcode(ended[1]) == 0, "the child hung closing its copy"
+    assert (tmp_path / "f").read_bytes() == data
