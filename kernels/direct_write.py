@@ -6,11 +6,11 @@ virtual machine whose host hands memory out on first touch it costs as much as t
 large (0.4 GB/s here), and the run waits for it before it returns. Written with ``O_DIRECT``
 from two reused, aligned buffers, the same bytes cost disk time only (about 2 GB/s here): a
 thread of the file's own writes one while the other fills (the copy and the digest are then no
-longer added to the disk's time). Which
-of the two is faster is only known by trying: the writer times each full buffer it writes,
-takes the faster way, and tries the other again now and then: less and less often while it keeps
-losing. What a process learned of a file system's two ways holds for its next file there (a Dask
-worker writes one file per value): that file starts the faster way.
+longer added to the disk's time). Which of the two is faster is only known by trying: the writer
+times each full buffer it writes, takes the faster way, and tries the other again now and then,
+less and less often while it keeps losing. What a process learned of a file system's two ways
+holds for its next file there (a Dask worker writes one file per value): that file starts the
+faster way.
 
 Small files (under one buffer) and the unaligned tail of a large one always go through the page
 cache: a direct write would wait on the disk. A file system that refuses direct writes (tmpfs,
