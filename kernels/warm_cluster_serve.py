@@ -23,7 +23,7 @@ from contextlib import suppress
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from . import warm_cluster
-from .engines.dask_lifecycle import drop_runs_of, end_children, executing_keys
+from .engines.dask_lifecycle import drop_runs_of, end_for_restart, executing_keys
 from .warm_cluster import MAX_WORKERS, info_path, remove_files, scheduler_file_path, write_json
 
 STEP_KEY_PREFIX = "nbscale-"  # keys of a run's tasks: nbscale-<step>-<hash>-<first 8 of the run id>
@@ -71,7 +71,7 @@ class OrphanedStepStopper(SchedulerPlugin):
             return
         log.warning("client %s went away while its run(s) %s were executing: restarting workers %s",
                     client, ", ".join(sorted(runs)), ", ".join(sorted(busy)))
-        await run_on_workers(scheduler, end_children, workers=busy)
+        await run_on_workers(scheduler, end_for_restart, workers=busy)
         await scheduler.restart_workers(workers=sorted(busy), timeout=RESTART_TIMEOUT_S, wait_for_workers=False,
                                         on_error="return", stimulus_id=f"nbscale-orphaned-{time.time()}")
 

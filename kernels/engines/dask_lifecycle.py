@@ -21,6 +21,8 @@ are restarted through their nannies; workers running nothing of this run are lef
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import threading
 import time
 import weakref
@@ -31,6 +33,7 @@ from ..contract import STEP_RETRY, STEP_STARTED, UPSTREAM_FAILED, WARNING, StepO
 NAMESPACE = "nbscale"  # top-level scheduler metadata key of the records
 MEMORY_TOPIC = "worker-restart-memory"  # the event a nanny logs when it restarts a worker over its limit
 SAMPLE_S = 0.2  # how often a running step's worker memory is sampled
+KILL_AFTER_S = 0.5  # a worker restarted to stop a step is killed this long after it was told (`end_for_restart`)
 WORKER_DIED = "WorkerDied"
 
 
@@ -366,10 +369,26 @@ def end_children(dask_worker=None, grace: float = TERMINATE_WAIT_S) -> int:
     return ended + len(rest)
 
 
+def end_for_restart(dask_worker=None, grace: float = TERMINATE_WAIT_S) -> int:
+    """Before a worker is restarted to stop its step (via `client.run`): end its child processes
+    (`end_children`), and kill its process KILL_AFTER_S from now, unless the restart ended it first.
+    The nanny's restart asks the worker to close and then waits 4 s for the step's thread, which a
+    running step never gives back: its code went on for those 4 s (a file it appends to grew) before
+    the nanny killed the process. Only a worker with a nanny, which starts it again. Returns how many
+    child processes were ended."""
+    ended = end_children(dask_worker, grace)
+    if getattr(dask_worker, "nanny", None):
+        killer = threading.Timer(KILL_AFTER_S, os.kill, (os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM)))
+        killer.daemon = True
+        killer.start()
+    return ended
+
+
 def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeout: float = 30.0) -> dict:
     """Stop this run's steps that are still executing (`names_by_key`: task key → the steps of it
     that may still run): for each worker running one, say so
-    (a WARNING event per step), end its child processes and restart it. Returns worker → status.
+    (a WARNING event per step), end its child processes and restart it (killed if it does not close
+    at once: `end_for_restart`). Returns worker → status.
     Never raises: it runs while a cancel is on its way out."""
     try:
         return _stop(client, run_id, names_by_key, emit, restart_timeout)
@@ -392,7 +411,7 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout) -> dict:
         emit(WARNING, None, {"message": f"stopping what step(s) {', '.join(busy[asker])} computed on the cluster: "
                                         f"restarting worker {worker}"})
         busy.setdefault(worker, [])
-    client.run(end_children, workers=list(busy), on_error="ignore")
+    client.run(end_for_restart, workers=list(busy), on_error="ignore")
     restarted = restart_workers(client, list(busy), restart_timeout)
     for worker, status in restarted.items():
         if status != "OK":  # no nanny ("removed"), or it did not stop in time

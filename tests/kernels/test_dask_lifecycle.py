@@ -372,6 +372,35 @@ def test_ctrl_c_while_the_runs_own_cluster_still_starts_workers_stops_its_first_
     assert default_run_store(notebook).list_runs()[0]["status"] == "cancelled"
 
 
+def test_ctrl_c_stops_a_running_steps_code_at_once_not_after_the_nannys_grace(tmp_path):
+    """The nanny's restart asks the worker to close and waits 4 s for the step's thread before it
+    kills the process: the step went on writing for those 4 s. Now the worker is killed half a
+    second after it was told; the file stops growing well before that grace would have ended."""
+    ticks = tmp_path / "ticks.txt"
+    source = (f"import time\nfor i in range(2000):\n    with open({str(ticks)!r}, 'a') as f:\n"
+              f"        f.write(f'{{i}}\\n')\n    time.sleep(0.05)\nx = 1")
+    folder = tmp_path / "ticker"
+    folder.mkdir()
+    notebook = make_notebook(folder, [(source, ["step:ticks"])], name="ticker")
+    proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(notebook), "--no-cache"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: ticks.exists() and len(ticks.read_text().split()) >= 5, "the step to write")
+        proc.send_signal(signal.SIGINT)
+        at_signal = len(ticks.read_text().split())
+        output, _ = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    after_exit = len(ticks.read_text().split())
+    time.sleep(0.5)
+    assert len(ticks.read_text().split()) == after_exit  # stopped before the run returned
+    # 20 lines a second: the nanny's 4 s grace wrote about 80 more; half a second, about 10, and the
+    # cancel's own work (finding the busy workers, ending child processes) a few more
+    assert after_exit - at_signal < 40, (at_signal, after_exit)
+
+
 def test_cancel_restarts_the_busy_worker_and_the_next_run_starts_at_once(tmp_path, limited_cluster):
     from distributed import Client
 
