@@ -362,12 +362,23 @@ def _papermill_signalled(tmp_path, engine, sig, then=()):
                              str(tmp_path / "out.ipynb")], env={**os.environ, "NBSCALE_ENGINE": engine},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(tick.exists, "the looping step")
+        # and step `one` done: on Dask it runs beside `loop` (no edge between them), and under load it
+        # had not ended when the signal came (its cells then rightly have no count)
+        wait_for(lambda: tick.exists() and _completed(tmp_path / "out.ipynb", 1), "the looping step")
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     return path, tick, proc.returncode, err
+
+
+def _completed(path, index) -> bool:
+    """Whether papermill's notebook at `path` (written as the run goes) has cell `index` completed."""
+    try:
+        cell = nbformat.read(path, as_version=4).cells[index]
+    except Exception:  # noqa: BLE001 - not written yet, or being written
+        return False
+    return cell.metadata.get("papermill", {}).get("status") == "completed"
 
 
 def test_ctrl_c_ends_the_running_cell_with_a_keyboard_interrupt_as_papermills_own_engine(tmp_path):
