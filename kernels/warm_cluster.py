@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -88,6 +88,7 @@ class Lookup:
     cluster: WarmCluster | None = None
     reason: str = ""
     folder: str = ""  # the folder whose state folder was read
+    runs: list = field(default_factory=list)  # `stop`: the runs that were on the cluster it stopped
 
     @property
     def live(self) -> bool:
@@ -141,6 +142,8 @@ def lookup(folder, probe: bool = True) -> Lookup:
             raw = f.read(MAX_INFO_BYTES + 1)
     except FileNotFoundError:
         return Lookup(NONE, folder=folder)
+    except NotADirectoryError:
+        return Lookup(INVALID, reason=_not_a_folder(folder), folder=folder)
     except OSError as exc:
         return Lookup(INVALID, reason=f"{path} cannot be read: {exc}", folder=folder)
     if owner != os.geteuid():
@@ -155,6 +158,10 @@ def lookup(folder, probe: bool = True) -> Lookup:
     if probe and not answers(cluster.address):
         return Lookup(STALE, cluster, f"its scheduler at {cluster.address} does not answer", folder)
     return Lookup(LIVE, cluster, folder=folder)
+
+
+def _not_a_folder(folder) -> str:
+    return f"{state_folder(folder)} is a file, not a folder: move it away to keep a warm cluster here"
 
 
 def parse_info(raw: bytes, folder) -> tuple[WarmCluster | None, str]:
@@ -232,6 +239,8 @@ def process_problem(pid: int, folder) -> str | None:
         return f"its process {pid} is not this folder's warm cluster (it belongs to another user)"
     if SERVE_MODULE in command and str(Path(folder).resolve()) in command:
         return None
+    if SERVE_MODULE in command:
+        return f"its process {pid} is the warm cluster of another folder (a file copied from there?)"
     return f"its process {pid} is gone (pid {pid} is now another program)"
 
 
@@ -379,14 +388,17 @@ def start_or_find(folder, workers: int | None = None, idle_timeout: str | float 
 
 
 def start(folder, workers: int | None = None, idle_timeout: str | float = DEFAULT_IDLE_TIMEOUT,
-          timeout: float = START_TIMEOUT_S) -> tuple[WarmCluster, bool]:
+          timeout: float = START_TIMEOUT_S, say=None) -> tuple[WarmCluster, bool]:
     """The live warm cluster of `folder`, started in a detached process unless one runs already
-    (a stale or invalid one is replaced). Returns it and whether it was started now."""
+    (a stale or invalid one is replaced). Returns it and whether it was started now. `say(text)`:
+    told before a wait of seconds (a cluster whose process runs but does not answer)."""
     from dask.utils import parse_timedelta
 
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise WarmClusterError(f"{folder} is not a folder")
+    if state_folder(folder).exists() and not state_folder(folder).is_dir():
+        raise WarmClusterError(_not_a_folder(folder))
     idle_s = parse_timedelta(idle_timeout, default="s")
     try:
         with start_lock(folder, timeout):
@@ -395,6 +407,9 @@ def start(folder, workers: int | None = None, idle_timeout: str | float = DEFAUL
                 return found.cluster, False
             if found.cluster is not None and is_serving(found.cluster.pid, folder):
                 # its process runs but did not answer in time: slow (a loaded machine) or frozen
+                if say is not None:
+                    say(f"the warm cluster of {folder} (process {found.cluster.pid}) does not answer: waiting "
+                        f"up to {PATIENT_PROBE_S:.0f} s for it, then replacing it (up to {STOP_TIMEOUT_S:.0f} s more)")
                 if answers(found.cluster.address, timeout=PATIENT_PROBE_S):
                     return found.cluster, False
                 end_process(found.cluster.pid, STOP_TIMEOUT_S)  # one cluster per folder, never two
@@ -450,18 +465,31 @@ def stop(folder, timeout: float = STOP_TIMEOUT_S, pid: int | None = None) -> Loo
     folder = Path(folder).resolve()
     if pid is None:
         folder = Path(find(folder, probe=False).folder or folder)
+    if not any(path.exists() for path in (info_path(folder), scheduler_file_path(folder))):
+        return lookup(folder, probe=False)  # nothing to stop: no lock file made, nothing written
     try:
         with start_lock(folder, timeout):
             found = lookup(folder, probe=False)
             if pid is not None and (found.cluster is None or found.cluster.pid != pid):
                 return found
             if found.cluster is not None and is_serving(found.cluster.pid, folder):
+                found.runs = _runs_on(found.cluster.address)
                 end_process(found.cluster.pid, timeout)
             remove_files(folder)
     except OSError as exc:
         raise WarmClusterError(f"cannot remove the warm cluster's files in {state_folder(folder)}: "
                                f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}") from exc
     return found
+
+
+def _runs_on(address: str) -> list[str]:
+    """The runs with steps on the cluster at `address` (none when it does not answer)."""
+    if not answers(address):
+        return []
+    try:
+        return list(scheduler_facts(address).get("runs", []))
+    except Exception:  # noqa: BLE001 - it is being stopped: what it ran is only told
+        return []
 
 
 def end_process(pid: int, timeout: float) -> None:

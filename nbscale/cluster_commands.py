@@ -9,13 +9,15 @@ The commands only parse and print; `nbscale.kernels.warm_cluster` does the work.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 
 import click
 
-from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, fail, reporting_errors
+from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, fail, literal, reporting_errors
 
+SHORTEST_IDLE_S = 1.0  # a shorter idle timeout ended the cluster before its start was confirmed
 dir_option = click.option("--dir", "folder", default=".", show_default=True,
                           type=click.Path(file_okay=False, exists=True),
                           help="The project folder: runs of the notebooks in it use its warm cluster.")
@@ -42,14 +44,17 @@ def start(folder, workers, idle_timeout):
         idle_s = parse_timedelta(idle_timeout, default="s")
     except (ValueError, KeyError, TypeError):
         fail(f"error: --idle-timeout {idle_timeout!r} is not a time (e.g. 90s, 30m, 2h)", EXIT_BAD_INPUT)
+    if 0 < idle_s < SHORTEST_IDLE_S:
+        fail(f"error: --idle-timeout {idle_timeout!r} is too short: at least 1s (0: never stop)", EXIT_BAD_INPUT)
     with reporting_errors(), sigterm_interrupts():  # SIGTERM as Ctrl-C: no cluster is left behind
-        found, started = warm_cluster.start(folder, workers=workers, idle_timeout=idle_s)
+        found, started = warm_cluster.start(folder, workers=workers, idle_timeout=idle_s,
+                                            say=lambda text: click.echo(literal(text), err=True))
     if started:
-        click.echo(f"started the warm cluster of {found.folder} at {found.address} "
-                   f"({found.workers} workers, {_idle_text(found.idle_timeout_s)})")
+        click.echo(literal(f"started the warm cluster of {found.folder} at {found.address} "
+                           f"({found.workers} workers, {_idle_text(found.idle_timeout_s)})"))
     else:
-        click.echo(f"the warm cluster of {found.folder} runs already at {found.address} "
-                   f"({found.workers} workers; `nbscale cluster stop` first to start another)")
+        click.echo(literal(f"the warm cluster of {found.folder} runs already at {found.address} "
+                           f"({found.workers} workers; `nbscale cluster stop` first to start another)"))
 
 
 @cluster.command()
@@ -91,30 +96,37 @@ def stop(folder):
     with reporting_errors():
         found = warm_cluster.stop(folder)
     if found.state == warm_cluster.NONE:
-        click.echo(f"no warm cluster in {warm_cluster.state_folder(folder).parent}: nothing to stop")
+        click.echo(literal(f"no warm cluster in {warm_cluster.state_folder(folder).parent}: nothing to stop"))
     elif found.state == warm_cluster.LIVE:
         above = "" if found.folder == str(warm_cluster.state_folder(folder).parent) else f" of {found.folder}"
-        click.echo(f"stopped the warm cluster{above} at {found.cluster.address}")
+        click.echo(literal(f"stopped the warm cluster{above} at {found.cluster.address}"))
+        if found.runs:
+            click.echo(literal(f"warning: run(s) {', '.join(found.runs)} were running on it: they fail "
+                               "(the cluster was stopped)"), err=True)
     else:
-        click.echo(f"removed the files of the warm cluster, which was {found.state}: {found.reason}")
+        click.echo(literal(f"removed the files of the warm cluster, which was {found.state}: {found.reason}"))
 
 
 def _print_status(facts: dict) -> None:
     from dask.utils import format_bytes
 
+    from nbscale.kernels import warm_cluster
+
     state, folder = facts["state"], facts["folder"]
     if state == "none":
-        click.echo(f"no warm cluster in {folder} (`nbscale cluster start --dir {folder}` starts one)")
+        click.echo(literal(f"no warm cluster in {folder} (`nbscale cluster start --dir {shlex.quote(folder)}` "
+                           "starts one)"))
         return
     if state != "live":
-        click.echo(f"the warm cluster of {folder} is {state}: {facts['reason']}")
-        click.echo("`nbscale cluster start` replaces it, `nbscale cluster stop` removes its files")
+        click.echo(literal(f"the warm cluster of {folder} is {state}: {facts['reason']}"))
+        if warm_cluster.state_folder(folder).is_dir():
+            click.echo("`nbscale cluster start` replaces it, `nbscale cluster stop` removes its files")
         return
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(facts["started"]))
     serves = f" (runs in {facts['asked']} use it)" if facts.get("asked", folder) != folder else ""
     lines = [
-        f"warm cluster of {folder}: live{serves}",
-        f"  address  {facts['address']} (process {facts['pid']}; scheduler file {facts['scheduler_file']})",
+        literal(f"warm cluster of {folder}: live{serves}"),
+        literal(f"  address  {facts['address']} (process {facts['pid']}; scheduler file {facts['scheduler_file']})"),
         f"  workers  {facts['workers']} ({facts['threads']} threads), memory {format_bytes(facts['memory_bytes'])}"
         f" of {format_bytes(facts['memory_limit_bytes'])}",
         f"  started  {started}; idle for {facts['idle_s']:.0f}s, {_idle_text(facts['idle_timeout_s'])}",

@@ -169,3 +169,82 @@ def test_status_and_stop_in_a_subfolder_name_the_cluster_above_it_that_runs_ther
     stopped = nbscale("cluster", "stop", cwd=sub)
     assert stopped.stdout == f"stopped the warm cluster of {project} at {info['address']}\n", stopped.stderr
     assert gone(info["pid"]) and not warm_cluster.info_path(project).exists()
+
+
+def test_an_idle_timeout_under_a_second_is_refused_up_front(project):
+    # it was taken, and the cluster ended idle before its start was confirmed: "did not start (exit 0)"
+    refused = nbscale("cluster", "start", "--dir", project, "--idle-timeout", "0.1s")
+    assert refused.returncode == 2
+    assert refused.stderr == "error: --idle-timeout '0.1s' is too short: at least 1s (0: never stop)\n"
+    assert not serving_pids(project) and not warm_cluster.state_folder(project).exists()
+
+
+def test_stop_where_there_is_no_cluster_writes_nothing(project):
+    stopped = nbscale("cluster", "stop", "--dir", project)
+    assert stopped.returncode == 0 and stopped.stdout == f"no warm cluster in {project}: nothing to stop\n"
+    assert not warm_cluster.state_folder(project).exists()  # not even the lock file
+
+
+def test_a_state_folder_that_is_a_file_is_named_so_by_status_and_start(project):
+    (project / ".nbscale").write_text("not a folder")
+    shown = nbscale("cluster", "status", "--dir", project)
+    assert shown.returncode == 1
+    reason = f"{project / '.nbscale'} is a file, not a folder: move it away to keep a warm cluster here"
+    assert shown.stdout == f"the warm cluster of {project} is invalid: {reason}\n"  # no "start replaces it"
+    started = nbscale("cluster", "start", "--dir", project, "--workers", "1")
+    assert started.returncode != 0 and reason in started.stderr
+    assert not serving_pids(project)
+
+
+def test_stop_says_which_runs_it_ended(project):
+    assert nbscale("cluster", "start", "--dir", project, "--workers", "1").returncode == 0
+    started = project / "started"
+    notebook = make_notebook(project, [(f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(60)\nx = 1",
+                                        ["step:slow"])])
+    run = subprocess.Popen([*NBSCALE, "run", str(notebook)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, cwd=project)
+    try:
+        wait_for(started.exists, "the step to start on the warm cluster")
+        runs = warm_cluster.status(project)["runs"]
+        stopped = nbscale("cluster", "stop", "--dir", project)
+        out, err = run.communicate(timeout=DEADLINE_S)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert stopped.returncode == 0 and len(runs) == 1
+    assert stopped.stderr == f"warning: run(s) {runs[0]} were running on it: they fail (the cluster was stopped)\n"
+    assert run.returncode == 1, err
+
+
+def test_a_file_copied_from_another_folders_cluster_is_named_so(project, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    assert nbscale("cluster", "start", "--dir", other, "--workers", "1").returncode == 0
+    try:
+        pid = json.loads(warm_cluster.info_path(other).read_text())["pid"]
+        warm_cluster.state_folder(project).mkdir()
+        warm_cluster.info_path(project).write_bytes(warm_cluster.info_path(other).read_bytes())
+        facts = json.loads(nbscale("cluster", "status", "--dir", project, "--output", "json").stdout)
+        assert facts["reason"] == (f"its process {pid} is the warm cluster of another folder "
+                                   "(a file copied from there?)")
+    finally:
+        end_clusters(other)
+
+
+def test_start_says_why_it_waits_for_a_cluster_that_does_not_answer(project):
+    assert nbscale("cluster", "start", "--dir", project, "--workers", "1").returncode == 0
+    pid = json.loads(warm_cluster.info_path(project).read_text())["pid"]
+    os.kill(pid, signal.SIGSTOP)  # frozen: its process runs, its scheduler does not answer
+    start = subprocess.Popen([*NBSCALE, "cluster", "start", "--dir", str(project), "--workers", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        said = start.stderr.readline()  # before the long wait, not after it
+        os.kill(pid, signal.SIGCONT)  # it answers the patient probe: kept
+        out, err = start.communicate(timeout=DEADLINE_S)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if start.poll() is None:
+            start.kill()
+    assert said == (f"the warm cluster of {project} (process {pid}) does not answer: waiting up to 15 s for "
+                    f"it, then replacing it (up to {warm_cluster.STOP_TIMEOUT_S:.0f} s more)\n")
+    assert start.returncode == 0 and "runs already" in out, err
