@@ -347,11 +347,19 @@ def test_sigterm_cancels_the_run_like_ctrl_c(tmp_path):
 
 
 def _stubborn_run(tmp_path, engine):
-    """A run whose step does not end when interrupted (its cleanup sleeps), once it runs; its id."""
-    inside = tmp_path / "inside"
+    """A run whose step does not end when interrupted (its cleanup sleeps), once it runs; its id.
+    On Dask the step's worker is killed half a second after the cancel tells it, whatever the step
+    does: there the step also starts a process that ignores SIGTERM, which the cancel waits 2 s for
+    (`children.TERMINATE_WAIT_S`) before it kills it."""
+    inside, ignoring = tmp_path / "inside", ""
+    if engine == "dask":  # (its pid noted for the test to end it: a second SIGTERM leaves it behind)
+        ignoring = ("import subprocess, sys\nchild = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+                    "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'], stdin=subprocess.DEVNULL, "
+                    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+                    f"open({str(tmp_path / 'ignoring.pid')!r}, 'w').write(str(child.pid))\n")
     nb = make_notebook(tmp_path, [
         ("import time", ["imports"]),
-        (f"try:\n    open({str(inside)!r}, 'w').close()\n    time.sleep(60)\n"
+        (f"{ignoring}try:\n    open({str(inside)!r}, 'w').close()\n    time.sleep(60)\n"
          "except BaseException:\n    time.sleep(60)  # a cleanup that does not end\nx = 1", ["step:slow"]),
         ("y = x", ["step:after"])], name="stubborn")
     proc = subprocess.Popen(NBSCALE + ["run", str(nb), "--engine", engine], stdout=subprocess.PIPE,
@@ -364,11 +372,16 @@ def _stubborn_run(tmp_path, engine):
 @pytest.mark.parametrize("engine", ["local", "dask"])
 def test_a_second_sigterm_ends_the_process_and_the_run_is_recorded_cancelled(tmp_path, engine):
     proc, run_id = _stubborn_run(tmp_path, engine)
-    proc.send_signal(signal.SIGTERM)
-    time.sleep(1.0)
-    assert proc.poll() is None  # still cleaning up
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert proc.poll() is None  # still cleaning up
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if (tmp_path / "ignoring.pid").exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int((tmp_path / "ignoring.pid").read_text()), signal.SIGKILL)
     assert proc.returncode == -signal.SIGTERM
     run = RunStore(tmp_path / ".nbscale" / "runs.sqlite").get_run(run_id)
     assert (run["status"], run["error"]) == ("cancelled", STOPPED_TWICE_BY_SIGTERM)
