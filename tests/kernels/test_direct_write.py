@@ -144,17 +144,25 @@ def test_the_wait_between_tries_is_bounded(tmp_path):
         assert ways.retry_after == direct_write.RETRY_MOST
 
 
-@needs_o_direct
-def test_the_next_buffer_fills_while_the_last_one_is_written(tmp_path, monkeypatch):
-    release, writers = threading.Event(), []
+def _first_write_waits(monkeypatch) -> tuple[threading.Event, list]:
+    """os.write as the writer calls it, its first call waiting (up to 10 s) for the event returned;
+    the list gets the thread that made that call."""
+    release, first = threading.Event(), []
     real_write = os.write
 
     def write(fd, data):
-        writers.append(threading.current_thread())
-        assert release.wait(10)
+        if not first:
+            first.append(threading.current_thread())
+            assert release.wait(10)
         return real_write(fd, data)
 
     monkeypatch.setattr(direct_write.os, "write", write)
+    return release, first
+
+
+@needs_o_direct
+def test_the_next_buffer_fills_while_the_last_one_is_written(tmp_path, monkeypatch):
+    release, writers = _first_write_waits(monkeypatch)
     data = _payload(3 * BUFFER + 5)
     f = DirectFileWriter(str(tmp_path / "f"))
     f.write(data[:BUFFER])  # full: handed to the file's thread, which waits in os.write
@@ -233,19 +241,11 @@ class _Interrupted(BaseException):
 
 @needs_o_direct
 def test_an_interrupt_while_waiting_for_a_write_does_not_refill_the_buffer_under_it(tmp_path, monkeypatch):
-    release, first = threading.Event(), []
-    real_write = os.write
-
-    def write(fd, data):
-        if not first:
-            first.append(True)
-            assert release.wait(10)
-        return real_write(fd, data)
+    release, _ = _first_write_waits(monkeypatch)
 
     def interrupt(signum, frame):
         raise _Interrupted
 
-    monkeypatch.setattr(direct_write.os, "write", write)
     previous = signal.signal(signal.SIGUSR1, interrupt)
     data = _payload(3 * BUFFER + 7)
     try:
@@ -281,16 +281,7 @@ def test_after_a_failed_write_the_file_takes_no_more_bytes(tmp_path, monkeypatch
 @needs_o_direct
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (3.12: fork with a thread running)
 def test_a_forked_child_closing_its_copy_of_the_writer_neither_waits_nor_writes(tmp_path, monkeypatch):
-    release, first = threading.Event(), []
-    real_write = os.write
-
-    def write(fd, data):
-        if not first:
-            first.append(True)
-            assert release.wait(10)
-        return real_write(fd, data)
-
-    monkeypatch.setattr(direct_write.os, "write", write)
+    release, _ = _first_write_waits(monkeypatch)
     data = _payload(BUFFER + 100)
     f = DirectFileWriter(str(tmp_path / "f"))
     f.write(data[:BUFFER])  # its write waits in the thread, which the child does not have
