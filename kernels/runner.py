@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -407,6 +408,7 @@ class _Recorder:
         self.waiting: dict[str, set[str]] = {}  # planned step not yet queued → upstream steps it waits for
         self.downstream: dict[str, list[str]] = {}  # planned step → the planned steps that come after it
         self.started: set[str] = set()
+        self.started_at: dict[str, float] = {}  # step → when it last started (the time a lost step ran)
         self.record_cached = None  # record(step, key, tell) of a step found cached (`_cached_step_recorder`)
         self.has_stopped = False  # `stopped` has recorded the run's end
         self.cached_steps: set[str] = set()  # recorded as cached
@@ -428,6 +430,7 @@ class _Recorder:
             if kind not in LIVE_ONLY:  # a live feed (a step's output is stored when it ends, in full in its log)
                 self.store.add_event(self.run_id, kind, step, _event_payload(kind, payload))
             if kind == STEP_STARTED:
+                self.started_at[step] = time.time()
                 self.store.update_step(self.run_id, step, status=RUNNING, hash=self.hashes[step])
             elif kind == STEP_FINISHED and step not in self.done:
                 self._finished(step, payload, log)
@@ -492,10 +495,14 @@ class _Recorder:
         status = payload["status"]
         if status == CACHED:
             return  # recorded by `cached`, with the metrics
+        started, finished, duration = payload.get("started"), payload.get("finished"), summary.get("wall_s")
+        if duration is None and self.started_at.get(step):  # lost with its worker or scheduler: it ran until now
+            started, finished = started or self.started_at[step], finished or time.time()
+            duration = max(0.0, finished - started)
         self.store.update_step(
             self.run_id, step, status=status, hash=payload.get("key") or self.hashes[step],
-            started=payload.get("started") or None, stale=payload.get("stale") or None,
-            finished=payload.get("finished") or None, duration_s=summary.get("wall_s"),
+            started=started or None, stale=payload.get("stale") or None,
+            finished=finished or None, duration_s=duration,
             cpu_s=summary.get("cpu_s"), peak_rss_bytes=summary.get("peak_rss_bytes"),
             attempts=payload.get("attempts"), stdout=truncated_text(summary.get("stdout"), log),
             stderr=truncated_text(summary.get("stderr"), log),

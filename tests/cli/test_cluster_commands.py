@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 
@@ -113,6 +114,8 @@ def test_a_cluster_killed_under_a_run_fails_its_step_with_one_clear_reason_and_n
     out, err = run.communicate(timeout=DEADLINE_S)
     assert run.returncode == 1, err
     assert "b failed SchedulerLost: the step did not finish: the connection to the Dask scheduler at" in out
+    # the table gives it the time it ran until then, as the progress line does (it said "-")
+    assert re.search(r"^b\s+failed\s+\d", out, re.MULTILINE), out
     assert "Traceback" not in err and "ERROR" not in err, err
 
 
