@@ -407,8 +407,7 @@ class _Recorder:
         self.order_lock = threading.Lock()
         self.waiting: dict[str, set[str]] = {}  # planned step not yet queued → upstream steps it waits for
         self.downstream: dict[str, list[str]] = {}  # planned step → the planned steps that come after it
-        self.started: set[str] = set()
-        self.started_at: dict[str, float] = {}  # step → when it last started (the time a lost step ran)
+        self.started_at: dict[str, float] = {}  # step → when it last started (also the time a lost step ran)
         self.record_cached = None  # record(step, key, tell) of a step found cached (`_cached_step_recorder`)
         self.has_stopped = False  # `stopped` has recorded the run's end
         self.cached_steps: set[str] = set()  # recorded as cached
@@ -430,13 +429,12 @@ class _Recorder:
             if kind not in LIVE_ONLY:  # a live feed (a step's output is stored when it ends, in full in its log)
                 self.store.add_event(self.run_id, kind, step, _event_payload(kind, payload))
             if kind == STEP_STARTED:
-                self.started_at[step] = time.time()
                 self.store.update_step(self.run_id, step, status=RUNNING, hash=self.hashes[step])
             elif kind == STEP_FINISHED and step not in self.done:
                 self._finished(step, payload, log)
         if kind == STEP_STARTED:
             with self.order_lock:
-                self.started.add(step)
+                self.started_at[step] = time.time()
         if (kind == STEP_FINISHED and payload.get("status") == CACHED and self.record_cached is not None
                 and step not in self.cached_steps):  # an engine that loaded it from the store as it ran
             self.record_cached(step, payload.get("key") or self.hashes[step], tell=False)
@@ -482,7 +480,7 @@ class _Recorder:
                 upstream.discard(finished)
                 if not upstream:
                     del self.waiting[name]
-                    if name not in self.started and name not in self.done:
+                    if name not in self.started_at and name not in self.done:
                         ready.append(name)
             for name in ready:  # still under the lock: before any `step_started` of these steps
                 with self.lock:

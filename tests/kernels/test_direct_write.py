@@ -57,17 +57,22 @@ def test_fast_page_cache_writes_never_go_direct(tmp_path, monkeypatch):
     assert set(writer._rate) == {False}
 
 
-def test_a_seek_back_is_honoured_and_later_writes_are_ordinary(tmp_path):
-    data = bytearray(_payload(2 * BUFFER + 10))
-    with DirectFileWriter(str(tmp_path / "f")) as f:
+def _header_filled_in_afterwards(path, nbytes: int) -> None:
+    """Write `nbytes`, seek back to write a header over bytes 5-10, append a tail; check the file."""
+    data = bytearray(_payload(nbytes))
+    with DirectFileWriter(str(path)) as f:
         f.write(data)
         f.seek(5)
-        f.write(b"HEADER")
+        f.write(b"HEADER")  # unaligned: O_DIRECT would refuse it (EINVAL)
         assert f.tell() == 11
         f.seek(0, os.SEEK_END)
         f.write(b"tail")
     data[5:11] = b"HEADER"
-    assert (tmp_path / "f").read_bytes() == bytes(data) + b"tail"
+    assert path.read_bytes() == bytes(data) + b"tail"
+
+
+def test_a_seek_back_is_honoured_and_later_writes_are_ordinary(tmp_path):
+    _header_filled_in_afterwards(tmp_path / "f", 2 * BUFFER + 10)
 
 
 @needs_o_direct
@@ -201,15 +206,7 @@ def _direct_learned_faster(folder):
 def test_a_seek_back_after_a_direct_buffer_writes_through_the_page_cache(tmp_path):
     # a marshaller that fills in a length once it knows it: its last buffer had gone past the page cache
     _direct_learned_faster(tmp_path)
-    data = bytearray(_payload(BUFFER))
-    with DirectFileWriter(str(tmp_path / "f")) as f:
-        f.write(data)
-        f.seek(5)
-        f.write(b"HEADER")  # unaligned: O_DIRECT would refuse it (EINVAL)
-        f.seek(0, os.SEEK_END)
-        f.write(b"tail")
-    data[5:11] = b"HEADER"
-    assert (tmp_path / "f").read_bytes() == bytes(data) + b"tail"
+    _header_filled_in_afterwards(tmp_path / "f", BUFFER)
 
 
 @needs_o_direct
