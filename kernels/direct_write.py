@@ -1,15 +1,16 @@
 """Writing a large store file through the page cache or past it (``O_DIRECT``), whichever is faster.
 
 A value written through the page cache needs as much fresh memory again as the value. Where that
-memory is ready, the write is a copy (3 GB/s and more) and the disk catches up later; on a
-virtual machine whose host hands memory out on first touch it costs as much as the bytes are
-large (0.4 GB/s here), and the run waits for it before it returns. Written with ``O_DIRECT``
-from two reused, aligned buffers, the same bytes cost disk time only (about 2 GB/s here): a
-thread of the file's own writes one while the other fills (the copy and the digest are then no
-longer added to the disk's time). Which of the two is faster is only known by trying: the writer
-times each full buffer it writes, takes the faster way, and tries the other again now and then,
-less and less often while it keeps losing. What a process learned of a file system's two ways
-holds for its next file there (a Dask worker writes one file per value): that file starts the
+memory is ready, the write is a copy (3 GB/s and more) and the disk catches up later; on a virtual
+machine whose host hands memory out on first touch it costs as much as the bytes are large (0.4
+GB/s here), and the run waits for it before it returns. Written with ``O_DIRECT`` from three
+reused, aligned buffers, the same bytes cost disk time only (about 2 GB/s here): a thread of the
+file's own writes them while the next one fills (the copy and the digest are then no longer added
+to the disk's time), the one after it already handed over, so that the disk does not wait for two
+threads to hand a buffer over between writes. Which of the two is faster is only known by trying:
+the writer times each full buffer it writes, takes the faster way, and tries the other again now
+and then, less and less often while it keeps losing. What a process learned of a file system's two
+ways holds for its next file there (a Dask worker writes one file per value): that file starts the
 faster way.
 
 Small files (under one buffer) and the unaligned tail of a large one always go through the page
@@ -25,6 +26,7 @@ import mmap
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -37,6 +39,7 @@ BUFFER = 8 * 2**20  # bytes per timed write: a multiple of any block size, as O_
 FAST_ENOUGH = 2e9  # bytes/s through the page cache above which the other way is not tried
 RETRY_FIRST = 8  # full buffers written the faster way before the other is timed again
 RETRY_MOST = 256  # the longest wait (2 GiB) after the other way lost again and again
+IN_FLIGHT = 2  # full buffers in the file's thread at most: one being written, the next one waiting
 _O_DIRECT = getattr(os, "O_DIRECT", 0) if fcntl is not None else 0
 
 
@@ -68,13 +71,13 @@ class DirectFileWriter(io.RawIOBase):
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         self._pid = os.getpid()  # a forked copy of this writer is not its process's to write with
         self._buffer: mmap.mmap | None = None  # page-aligned, filling; made once a file needs it
-        self._spare: mmap.mmap | None = None  # the other one: being written, or written last
         self._filled = 0
         self._position = 0  # where the bytes handed on so far end
         self._direct = False  # O_DIRECT is set on the descriptor now
         self._writer: ThreadPoolExecutor | None = None  # writes full buffers; made at the first one
-        self._writing: Future | None = None  # the write of the full buffer handed on last
-        self._failed = False  # a write failed: the file is lost, nothing more is written
+        self._writing: deque[tuple[Future, mmap.mmap]] = deque()  # in the thread, with their buffers, oldest first
+        self._failed = False  # a write failed (raised here): the file is lost, nothing more is written
+        self._lost = False  # a write in the thread failed: the thread writes nothing more
         self._ways = _ways_of(self._fd)
         self._may_go_direct = bool(_O_DIRECT) and not self._ways.direct_refused
         self._rate: dict[bool, float] = {}  # bytes/s of this file's last full buffer each way
@@ -94,7 +97,7 @@ class DirectFileWriter(io.RawIOBase):
             return total
         while view.nbytes:
             if self._buffer is None:
-                self._buffer = mmap.mmap(-1, BUFFER)
+                self._buffer = self._next_buffer()
             take = min(view.nbytes, BUFFER - self._filled)
             self._buffer[self._filled:self._filled + take] = view[:take]
             self._filled += take
@@ -141,7 +144,8 @@ class DirectFileWriter(io.RawIOBase):
         os.close(self._fd)
         # Dropped, not closed: a profiler holding a frame of ours (distributed samples every
         # thread's stack) keeps slices of them alive a moment longer, and close() would raise.
-        self._buffer = self._spare = None
+        self._buffer = None
+        self._writing.clear()
         super().close()
 
     def _direct_next(self) -> bool:
@@ -162,26 +166,35 @@ class DirectFileWriter(io.RawIOBase):
         return faster
 
     def _hand_on(self, ordinary: bool = False) -> None:
-        """Write what is buffered: a full buffer in the writer's thread while the other one fills,
-        the faster way; a part (the tail, a small file), or any buffer when `ordinary`, here and
-        now through the page cache."""
+        """Write what is buffered: a full buffer in the writer's thread while the next one fills, the
+        faster way; a part (the tail, a small file), or any buffer when `ordinary`, here and now
+        through the page cache, once the thread has written what it was given."""
         if not self._filled:
             return
-        self._finish()  # one write at a time, in order, and the flag never changes under one
+        full = self._filled == BUFFER and not ordinary
+        if not full:
+            self._finish()  # in order
         if self._failed:  # the file is lost (the store removes it): no bytes more at a wrong offset
             self._filled = 0
             return
-        full = self._filled == BUFFER and not ordinary
-        self._set_direct(full and self._direct_next())  # decided now: the last write may have refused it
         data = memoryview(self._buffer)[:self._filled]
         start, self._position, self._filled = self._position, self._position + self._filled, 0
         if not full:
+            self._set_direct(False)
             self._write_or_fall_back(data, start)
             return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbscale-direct-write")
-        self._writing = self._writer.submit(self._write_timed, data, start)
-        self._buffer, self._spare = (self._spare if self._spare is not None else mmap.mmap(-1, BUFFER)), self._buffer
+        future = self._writer.submit(self._write_timed, data, start)
+        self._writing.append((future, self._buffer))
+        self._buffer = None
+
+    def _next_buffer(self) -> mmap.mmap:
+        """A buffer to fill: a new one while fewer than `IN_FLIGHT` are in the thread, else the
+        oldest one's, once it is written."""
+        if len(self._writing) < IN_FLIGHT:
+            return mmap.mmap(-1, BUFFER)
+        return self._finish(keep=IN_FLIGHT - 1)
 
     def _drain(self) -> None:
         """Everything handed on or buffered is written, and the descriptor takes ordinary writes,
@@ -190,24 +203,36 @@ class DirectFileWriter(io.RawIOBase):
         self._finish()
         self._set_direct(False)
 
-    def _finish(self) -> None:
-        """Wait for the write in the thread, if any; its error is raised here, once. Interrupted
-        (Ctrl-C), the write is still waited for by the next call: its buffer is not filled again
+    def _finish(self, keep: int = 0) -> mmap.mmap | None:
+        """Wait for the writes in the thread, oldest first, until `keep` are left; return the buffer
+        of the last one waited for. A failed write's error is raised here, once. Interrupted
+        (Ctrl-C), a write is still waited for by the next call: its buffer is not filled again
         under it."""
-        writing = self._writing
-        if writing is None:
-            return
-        try:
-            writing.result()
-        except BaseException:
-            if writing.done():
-                self._writing, self._failed = None, True
-            raise
-        self._writing = None
+        freed = None
+        while len(self._writing) > keep:
+            future, freed = self._writing[0]
+            try:
+                future.result()
+            except BaseException:
+                if future.done():  # (the writes after it write nothing: `_write_timed`)
+                    self._writing.popleft()
+                    self._failed = True
+                raise
+            self._writing.popleft()
+        return freed
 
     def _write_timed(self, data: memoryview, start: int) -> None:
-        began = time.perf_counter()
-        self._write_or_fall_back(data, start)
+        """In the file's thread: write a full buffer the way the rates known as it starts say (the
+        buffer written just before it timed: a page cache that turned slow is left at once)."""
+        if self._lost:  # an earlier write failed: nothing at a wrong offset
+            return
+        try:
+            self._set_direct(self._direct_next())
+            began = time.perf_counter()
+            self._write_or_fall_back(data, start)
+        except BaseException:
+            self._lost = True
+            raise
         self._timed(self._direct, BUFFER / max(time.perf_counter() - began, 1e-9))
 
     def _timed(self, direct: bool, rate: float) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nbscale.kernels import direct_write
-from nbscale.kernels.direct_write import BUFFER, DirectFileWriter
+from nbscale.kernels.direct_write import BUFFER, IN_FLIGHT, DirectFileWriter
 
 needs_o_direct = pytest.mark.skipif(not direct_write._O_DIRECT, reason="no O_DIRECT on this system")
 
@@ -182,6 +182,46 @@ def test_the_next_buffer_fills_while_the_last_one_is_written(tmp_path, monkeypat
 
 
 @needs_o_direct
+def test_the_thread_writes_the_next_full_buffer_as_soon_as_the_last_one_is_written(tmp_path, monkeypatch):
+    # the disk does not wait for the caller to come back and hand the next one over
+    assert IN_FLIGHT >= 2
+    release, _ = _first_write_waits(monkeypatch)
+    data = _payload(IN_FLIGHT * BUFFER + 100)
+    f = DirectFileWriter(str(tmp_path / "f"))
+    f.write(data[:IN_FLIGHT * BUFFER])  # returns while the first write waits
+    assert not release.is_set()
+    release.set()
+    deadline = time.monotonic() + 10
+    while os.stat(tmp_path / "f").st_size < IN_FLIGHT * BUFFER and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert os.stat(tmp_path / "f").st_size == IN_FLIGHT * BUFFER  # written with no call of ours
+    f.write(data[IN_FLIGHT * BUFFER:])
+    f.close()
+    assert (tmp_path / "f").read_bytes() == data
+
+
+@needs_o_direct
+def test_the_buffers_handed_on_after_a_failed_write_are_not_written(tmp_path, monkeypatch):
+    release, calls, real_write = threading.Event(), [], os.write
+
+    def write(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            assert release.wait(10)
+            raise OSError(errno.EIO, "Input/output error")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_write.os, "write", write)
+    f = DirectFileWriter(str(tmp_path / "f"))
+    f.write(_payload(IN_FLIGHT * BUFFER))  # the second waits in the thread behind the first
+    release.set()
+    with pytest.raises(OSError, match="Input/output"):
+        f.close()
+    assert calls == [BUFFER]  # not the second one, at the offset where the first should have ended
+    assert os.stat(tmp_path / "f").st_size == 0
+
+
+@needs_o_direct
 def test_an_error_of_the_threads_write_is_raised_by_close_and_the_descriptor_closed(tmp_path, monkeypatch):
     def write(fd, data):
         time.sleep(0.2)  # still writing when close() begins
@@ -244,17 +284,18 @@ def test_an_interrupt_while_waiting_for_a_write_does_not_refill_the_buffer_under
         raise _Interrupted
 
     previous = signal.signal(signal.SIGUSR1, interrupt)
-    data = _payload(3 * BUFFER + 7)
+    data = _payload((IN_FLIGHT + 2) * BUFFER + 7)
     try:
         f = DirectFileWriter(str(tmp_path / "f"))
         f.write(data[:BUFFER])  # in the thread, which waits for `release`
+        f.write(data[BUFFER:IN_FLIGHT * BUFFER])  # handed to the thread too: every buffer is in use
         threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGUSR1)).start()
         with pytest.raises(_Interrupted):
-            f.write(data[BUFFER:2 * BUFFER])  # full: waits for the first write, and is interrupted there
+            f.write(data[IN_FLIGHT * BUFFER:(IN_FLIGHT + 1) * BUFFER])  # waits for the first write's buffer
     finally:
         signal.signal(signal.SIGUSR1, previous)
     threading.Timer(0.3, release.set).start()
-    f.write(data[2 * BUFFER:])  # the caller goes on: the buffer being written is not filled again
+    f.write(data[IN_FLIGHT * BUFFER:])  # the caller goes on: the buffer being written is not filled again
     f.close()
     assert (tmp_path / "f").read_bytes() == data
 
@@ -266,9 +307,9 @@ def test_after_a_failed_write_the_file_takes_no_more_bytes(tmp_path, monkeypatch
 
     monkeypatch.setattr(direct_write.os, "write", write)
     f = DirectFileWriter(str(tmp_path / "f"))
-    f.write(_payload(BUFFER))
+    f.write(_payload(IN_FLIGHT * BUFFER))
     with pytest.raises(OSError, match="No space"):
-        f.write(_payload(BUFFER))  # waits for the first one, which failed
+        f.write(_payload(BUFFER))  # waits for the first one's buffer: that write failed
     with pytest.raises(OSError, match="an earlier write of this file failed"):
         f.write(b"more")
     f.close()  # the error was said once: closing says nothing more
