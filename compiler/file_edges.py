@@ -276,14 +276,39 @@ def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[s
                         edges[name][writer].append(path)
             if not edges.get(name, True):
                 edges.pop(name)
-        for source in sources:  # (appending to a log orders nothing: steps that log stay parallel)
-            for path in (path for path, appends in file_writes(source).items() if not appends):
-                wrote.setdefault(path, []).append(name)
+        # appending to a log orders nothing (steps that log stay parallel); appending to a file an
+        # earlier step writes builds it on (`files_built_together`): its readers come after that too
+        for source in sources:
+            for path in (path for path, appends in file_writes(source).items() if not appends or path in wrote):
+                if wrote.setdefault(path, [])[-1:] != [name]:
+                    wrote[path].append(name)
                 parts.update(path.split("/"))
                 for folder in _folders_of(path):
                     if name not in inside.setdefault(folder, []):
                         inside[folder].append(name)
     return {step: {w: files for w, files in after.items() if files} for step, after in edges.items() if after}
+
+
+def files_built_together(steps: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """`steps`: (name, its cells' sources) in notebook order. Each file a step writes and later
+    steps append to (`open(P, "w")`, then `open(P, "a")` or `>> P`), with those steps, the writer
+    first, up to the next step that writes it anew. Such a file is only whole when they all ran, in
+    order: a log that no step writes anew is not one."""
+    building: dict[str, list[str]] = {}  # path → the writer and the appenders after it so far
+    together: list[tuple[str, list[str]]] = []
+    for name, sources in steps:
+        writes: dict[str, bool] = {}
+        for source in sources:
+            for path, appends in file_writes(source).items():
+                writes[path] = writes.get(path, True) and appends
+        for path, appends in writes.items():
+            if not appends:
+                if len(building.get(path, ())) > 1:
+                    together.append((path, building[path]))
+                building[path] = [name]
+            elif path in building and name not in building[path]:
+                building[path].append(name)
+    return together + [(path, names) for path, names in building.items() if len(names) > 1]
 
 
 def _writers_of(path: str, wrote: dict[str, list[str]], inside: dict[str, list[str]]) -> list[str]:

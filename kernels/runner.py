@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..compiler.compile_cache import compile_cached, default_folder, python_refusals
 from ..compiler.diagnostics import errors_text
+from ..compiler.file_edges import files_built_together
 from ..compiler.hashing import step_hashes
 from . import params as params_mod
 from .children import end_orphans_of, owner_marker
@@ -266,6 +267,7 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
     cache keys known before running (of the steps found cached)."""
     folder = str(cwd or notebook.resolve().parent)
     keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache)[0]
+    rebuilt = built_together(pipeline, keys)  # not reused when decided later either
     to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
     needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
@@ -278,7 +280,7 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
         StepSpec(step=ir_steps[name], prelude=ir["prelude"],
                  metrics=ir["metrics"], parameters={p: values[p] for p in by_name[name].parameters},
                  hash=hashes[name], store_url=store_url, cwd=folder, notebook=str(notebook),
-                 use_cache=options.use_cache, keep=sorted(finals[name]), key=keys.get(name, ""), profile=profile,
+                 use_cache=options.use_cache and name not in rebuilt, keep=sorted(finals[name]), key=keys.get(name, ""), profile=profile,
                  owner=owner,
                  stored_inputs={p: keys[p] for p in by_name[name].after if p in keys and p not in needed})
         for name in _topological(pipeline) if name in needed
@@ -311,7 +313,26 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True) -> tuple[d
             why[name] = ["its stored metrics were damaged"]
             continue
         keys[name], digests[name] = key, stored_digests(manifest)
+    for path, names in _built_files(pipeline):
+        if all(n in keys for n in names):
+            continue
+        for name in names:
+            keys.pop(name, None)
+            others = ", ".join(n for n in names if n != name)
+            why.setdefault(name, []).append(
+                f"it builds {path} with {others} ({names[0]} writes it, the others append to it), and one of "
+                "them runs: they all run again, in order (else the file would miss lines, or have some twice)")
     return keys, why
+
+
+def built_together(pipeline, keys: dict) -> set[str]:
+    """The steps that build a file together (one writes it, later ones append to it) where one of
+    them is not reused (not in `keys`): none of them may be (`cached_steps` says why)."""
+    return {n for _, names in _built_files(pipeline) if not all(m in keys for m in names) for n in names}
+
+
+def _built_files(pipeline) -> list[tuple[str, list[str]]]:
+    return files_built_together([(s.name, s.source) for s in pipeline.steps])
 
 
 def cache_report(notebook, parameters=None, options: RunOptions | None = None) -> dict[str, dict]:

@@ -499,3 +499,17 @@ def test_the_kernel_named_must_exist_and_one_passed_over_is_said(tmp_path, monke
     with caplog.at_level(logging.WARNING, logger="papermill"):
         nbscale_api(path, tmp_path / "out.ipynb", kernel_name="myenv", nbscale_engine="local")
     assert "not as kernel 'myenv' would run them: its environment variables (MYENV_MARKER) go unused" in caplog.text
+
+
+def test_a_file_built_by_several_steps_is_left_as_plain_papermill_leaves_it(tmp_path):
+    def cells(line):
+        return [("with open('report.txt', 'w') as f:\n    f.write('header\\n')\nn = 1", ["step:make"]),
+                (f"with open('report.txt', 'a') as f:\n    f.write('{line}\\n')\nm = n + 1", ["step:append"])]
+
+    nbscale_api(write_nb(tmp_path, cells("line A")), tmp_path / "a.ipynb", nbscale_engine="local", cwd=tmp_path)
+    path = write_nb(tmp_path, cells("line B"))  # only the appending step changed
+    nbscale_api(path, tmp_path / "b.ipynb", nbscale_engine="local", cwd=tmp_path)
+    by_nbscale = (tmp_path / "report.txt").read_text()
+    papermill.execute_notebook(str(path), str(tmp_path / "plain.ipynb"), kernel_name="python3", progress_bar=False,
+                               cwd=str(tmp_path))
+    assert by_nbscale == (tmp_path / "report.txt").read_text() == "header\nline B\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import make_notebook
 
 from nbscale.compiler import compile_notebook
-from nbscale.compiler.file_edges import file_edges, written_paths
+from nbscale.compiler.file_edges import file_edges, files_built_together, written_paths
 from nbscale.compiler.why import why
 
 
@@ -89,3 +89,32 @@ def test_the_pipeline_orders_a_file_handed_on_and_says_why(tmp_path):
 def test_steps_that_append_to_one_log_stay_parallel():
     steps = [(n, [f"{n} = 1\nopen('ran.log', 'a').write('{n}')\n!echo {n} >> run.log"]) for n in "abc"]
     assert file_edges(steps) == {}
+
+
+def test_a_file_written_by_one_step_and_appended_to_by_later_ones_is_built_by_them_together():
+    steps = [
+        ("head", ["open('report.txt', 'w').write('header')"]),
+        ("log", ["open('run.log', 'a').write('x')"]),  # a log no step writes anew: nothing
+        ("part_a", ["with open('./report.txt', 'a') as f:\n    f.write('a')"]),
+        ("part_b", ["!echo b >> report.txt"]),
+        ("again", ["open('report.txt', mode='w').write('new')"]),  # written anew: the next file
+        ("part_c", ["%%writefile -a report.txt\nc"]),
+        ("unrelated", ["x = 1"]),
+    ]
+    assert files_built_together(steps) == [("report.txt", ["head", "part_a", "part_b"]),
+                                           ("report.txt", ["again", "part_c"])]
+
+
+def test_a_step_that_writes_and_appends_to_one_file_builds_it_alone():
+    steps = [("both", ["open('r.txt', 'w').write('a')\nopen('r.txt', 'a').write('b')"]),
+             ("logs", ["open('r.log', 'a').write('x')"]), ("more", ["open('r.log', 'a').write('y')"])]
+    assert files_built_together(steps) == []
+
+
+def test_a_reader_comes_after_the_steps_that_append_to_a_file_an_earlier_step_writes():
+    steps = [("make", ["open('report.txt', 'w').write('header')"]),
+             ("add", ["open('report.txt', 'a').write('line')"]),
+             ("more", ["!echo more >> report.txt"]),
+             ("show", ["text = open('report.txt').read()"])]
+    assert file_edges(steps) == {"add": {"make": ["report.txt"]}, "more": {"add": ["report.txt"]},
+                                 "show": {"more": ["report.txt"]}}

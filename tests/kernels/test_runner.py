@@ -24,7 +24,7 @@ from nbscale.kernels.contract import (
 )
 from nbscale.kernels.errors import CorruptArtifactWarning, ParameterError, PipelineNotRunnable, Terminated
 from nbscale.kernels.interrupts import sigterm_interrupts
-from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
+from nbscale.kernels.runner import RunOptions, cache_report, default_run_store, run_notebook
 
 LOCAL = RunOptions(engine="local")
 
@@ -547,3 +547,38 @@ def test_what_a_step_sets_on_a_local_module_reaches_later_steps_once_as_top_to_b
         assert result.load("before")["first"] == 1
         assert result.load("later")["seen"] == (5, 1, "a")
         assert result.load("last")["again"] == (5, 1)
+
+
+def _report_notebook(tmp_path, line):
+    return make_notebook(tmp_path, [
+        ("with open('report.txt', 'w') as f:\n    f.write('header\\n')\nn = 1", ["step:make"]),
+        (f"with open('report.txt', 'a') as f:\n    f.write('{line}\\n')\nm = n + 1", ["step:append"]),
+        ("k = 3", ["step:other"]),
+    ], name="report")
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_file_built_by_several_steps_is_what_a_run_top_to_bottom_leaves(tmp_path, engine):
+    options = RunOptions(engine=engine, workers=1)
+    report = tmp_path / "report.txt"
+    nb = _report_notebook(tmp_path, "line A")
+    run_notebook(nb, options=options)
+    assert report.read_text() == "header\nline A\n"
+    nb = _report_notebook(tmp_path, "line B")  # only the appending step changed
+    result = run_notebook(nb, options=options)
+    assert report.read_text() == "header\nline B\n"  # not line A, then line B
+    statuses = {s["name"]: s["status"] for s in result.steps}
+    assert statuses == {"make": "succeeded", "append": "succeeded", "other": "cached"}
+    report.unlink()  # the writer runs again: so does the step that appends to what it writes
+    run_notebook(nb, options=options)
+    assert report.read_text() == "header\nline B\n"
+    result = run_notebook(nb, options=options)
+    assert {s["status"] for s in result.steps} == {"cached"}
+    assert report.read_text() == "header\nline B\n"
+
+
+def test_the_cache_report_says_why_the_steps_building_a_file_run_together(tmp_path):
+    run_notebook(_report_notebook(tmp_path, "line A"), options=RunOptions(engine="local"))
+    report = cache_report(_report_notebook(tmp_path, "line B"), options=RunOptions(engine="local"))
+    assert not report["make"]["reused"] and not report["append"]["reused"] and report["other"]["reused"]
+    assert any("it builds report.txt with append (make writes it" in w for w in report["make"]["why"])
