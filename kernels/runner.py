@@ -280,8 +280,8 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
         StepSpec(step=ir_steps[name], prelude=ir["prelude"],
                  metrics=ir["metrics"], parameters={p: values[p] for p in by_name[name].parameters},
                  hash=hashes[name], store_url=store_url, cwd=folder, notebook=str(notebook),
-                 use_cache=options.use_cache and name not in rebuilt, keep=sorted(finals[name]), key=keys.get(name, ""), profile=profile,
-                 owner=owner,
+                 use_cache=options.use_cache and name not in rebuilt, keep=sorted(finals[name]), key=keys.get(name, ""),
+                 profile=profile, owner=owner,
                  stored_inputs={p: keys[p] for p in by_name[name].after if p in keys and p not in needed})
         for name in _topological(pipeline) if name in needed
     ], keys
