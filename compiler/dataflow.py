@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from . import graph
 from .analysis import KERNEL_NAMES, Facts, Site, analyse_cells
 from .diagnostics import Diagnostic
-from .file_edges import file_edges
+from .file_edges import FileOrder, file_order
 from .heap import Heap
 from .ir import Prelude, Step
 from .layout import Layout
@@ -127,7 +127,7 @@ class _Builder:
         # some paths only (`if flag: x = 2`): taken from it when a later step takes the name
         self.fallback: dict[tuple[str, str], str] = {}
         self.passed: set[tuple[str, str]] = set()  # (step, name) it receives for `fallback`
-        self.files_handed_on: dict[str, dict[str, list[str]]] = {}  # step → writer → files (`_file_edges`)
+        self.files: FileOrder = FileOrder({}, {})  # step → earlier step → files (`_file_edges`)
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
         self.skipped_binds = self._skipped_binds()
@@ -385,13 +385,14 @@ class _Builder:
             step.after.sort(key=order.get)
 
     def _file_edges(self):
-        """A later step whose cells name a file an earlier one writes comes after it (`file_edges`)."""
+        """A later step whose cells name a file an earlier one writes comes after it, one that writes
+        a file anew after the earlier ones that read the version it replaces (`file_order`)."""
         order = {s.name: i for i, s in enumerate(self.steps)}
-        self.files_handed_on = file_edges([(s.name, s.source) for s in self.steps])
+        self.files = file_order([(s.name, s.source) for s in self.steps])
         for step in self.steps:
-            writers = self.files_handed_on.get(step.name)
-            if writers:
-                step.after = sorted(_unique(step.after + list(writers)), key=order.get)
+            earlier = [*self.files.handed_on.get(step.name, ()), *self.files.replaces.get(step.name, ())]
+            if earlier:
+                step.after = sorted(_unique(step.after + earlier), key=order.get)
 
     def _cycle(self, cycle):
         first = next(s for s in self.layout.steps if s.name == cycle[0])

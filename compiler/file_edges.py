@@ -9,7 +9,8 @@ counts as written is what the text shows (`open(P, "w")`, `.to_csv(P)`, `np.save
 `joblib.dump(m, P)`, `shutil.copy(src, P)`, `Path(P).write_text(…)`, a shell redirect `> P`,
 `%%writefile P`, `!cp a P`, `!tar -czf P …`, a program's output option, `!python train.py --out P`
 or `subprocess.run([..., "-o", P])`; a removal too: `os.remove(P)`, `!rm P`), with `P` written out
-as a string; steps that only read a file stay parallel.
+as a string; steps that only read a file stay parallel, and a step that writes it anew comes after
+them (they read the version it replaces: `file_versions`).
 A name built as the step runs (`f"out/{day}.csv"`) makes no edge: use `after:`.
 """
 
@@ -19,6 +20,7 @@ import os
 import re
 import shlex
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 _QUOTED = re.compile(r"""(['"])([^'"\\\n\x00]{1,4096})\1""")  # `"my data.csv"`, spaces and all
 _WORD = re.compile(r"""[^\s'"`()\[\]{},;=<>|&*?\\\x00]{1,4096}""")  # `!wc -l data/x.csv`, `prep.py`
@@ -256,59 +258,70 @@ def normalised(text: str) -> str:
     return os.path.normpath(os.path.expanduser(text.strip()))
 
 
+@dataclass
+class FileOrder:
+    """Step → earlier step → the files it comes after that step for."""
+
+    handed_on: dict[str, dict[str, list[str]]]  # it names a file the earlier step writes
+    replaces: dict[str, dict[str, list[str]]]  # it writes anew (or appends to) a file the earlier step read
+
+
 def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
-    """`steps`: (name, its cells' sources) in notebook order. Step → the earlier steps it comes
-    after for files, each with the files: the last earlier writer of each file its cells name; and
-    every earlier step that writes into a folder the file is in (`--output-dir runs/exp1`, then
-    `runs/exp1/metrics.json`) or, for a folder or wildcard it names (`glob("models/*.pkl")`), every
-    earlier step that writes in it: a folder gathers what each writer puts there."""
+    """The steps each step comes after because it names a file they write (`file_order`)."""
+    return file_order(steps).handed_on
+
+
+def file_order(steps: list[tuple[str, list[str]]]) -> FileOrder:
+    """`steps`: (name, its cells' sources) in notebook order. Each step comes after the last earlier
+    writer of each file its cells name; after every earlier step that writes into a folder the file
+    is in (`--output-dir runs/exp1`, then `runs/exp1/metrics.json`) or, for a folder or wildcard it
+    names (`glob("models/*.pkl")`), every earlier step that writes in it: a folder gathers what each
+    writer puts there. A step that writes a file anew comes after the earlier steps that named the
+    version it replaces (they read it as a run top to bottom has them read it). Appending to a log
+    orders nothing (steps that log stay parallel); appending to a file an earlier step writes builds
+    it on, and counts as writing it (`file_versions`)."""
+    writes = [(name, step_writes(sources)) for name, sources in steps]
+    parts = {part for _, written in writes for path in written for part in path.split("/")}
     wrote: dict[str, list[str]] = {}  # path → the steps so far that write it, in order
     inside: dict[str, list[str]] = {}  # folder → the steps so far that write a path in it
-    parts: set[str] = set()  # the written paths' parts: a cheap test first, as most words name no such file
-    edges: dict[str, dict[str, list[str]]] = {}
-    for name, sources in steps:
-        if wrote:
-            named = {normalised(t) for source in sources for t in named_texts(source)
-                     if parts.intersection(t.split("/"))}
-            for path in sorted(named):
-                for writer in _writers_of(path, wrote, inside):
-                    if writer != name and path not in edges.setdefault(name, {}).setdefault(writer, []):
-                        edges[name][writer].append(path)
-            if not edges.get(name, True):
-                edges.pop(name)
-        # appending to a log orders nothing (steps that log stay parallel); appending to a file an
-        # earlier step writes builds it on (`files_built_together`): its readers come after that too
-        for source in sources:
-            for path in (path for path, appends in file_writes(source).items() if not appends or path in wrote):
-                if wrote.setdefault(path, [])[-1:] != [name]:
-                    wrote[path].append(name)
-                parts.update(path.split("/"))
-                for folder in _folders_of(path):
-                    if name not in inside.setdefault(folder, []):
-                        inside[folder].append(name)
-    return {step: {w: files for w, files in after.items() if files} for step, after in edges.items() if after}
+    named_since: dict[str, list[str]] = {}  # path → the steps that named it since it was last written
+    order = FileOrder({}, {})
+    for (name, sources), (_, written) in zip(steps, writes):
+        # (a cheap test first: most words name no file a step writes)
+        named = {normalised(t) for source in sources for t in named_texts(source)
+                 if parts.intersection(t.split("/"))} if parts else set()
+        for path in sorted(named) if wrote else ():
+            for writer in _writers_of(path, wrote, inside):
+                if writer != name:
+                    _add(order.handed_on, name, writer, path)
+        counted = [path for path, appends in written.items() if not appends or path in wrote]
+        for path in counted:
+            for reader in named_since.pop(path, ()):
+                if reader != name and path not in order.handed_on.get(name, {}).get(reader, ()):
+                    _add(order.replaces, name, reader, path)
+            if wrote.setdefault(path, [])[-1:] != [name]:
+                wrote[path].append(name)
+            for folder in _folders_of(path):
+                if name not in inside.setdefault(folder, []):
+                    inside[folder].append(name)
+        for path in named.difference(counted):
+            named_since.setdefault(path, []).append(name)
+    return order
 
 
-def files_built_together(steps: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
-    """`steps`: (name, its cells' sources) in notebook order. Each file a step writes and later
-    steps append to (`open(P, "w")`, then `open(P, "a")` or `>> P`), with those steps, the writer
-    first, up to the next step that writes it anew. Such a file is only whole when they all ran, in
-    order: a log that no step writes anew is not one."""
-    building: dict[str, list[str]] = {}  # path → the writer and the appenders after it so far
-    together: list[tuple[str, list[str]]] = []
-    for name, sources in steps:
-        writes: dict[str, bool] = {}
-        for source in sources:
-            for path, appends in file_writes(source).items():
-                writes[path] = writes.get(path, True) and appends
-        for path, appends in writes.items():
-            if not appends:
-                if len(building.get(path, ())) > 1:
-                    together.append((path, building[path]))
-                building[path] = [name]
-            elif path in building and name not in building[path]:
-                building[path].append(name)
-    return together + [(path, names) for path, names in building.items() if len(names) > 1]
+def _add(edges: dict, step: str, earlier: str, path: str) -> None:
+    files = edges.setdefault(step, {}).setdefault(earlier, [])
+    if path not in files:
+        files.append(path)
+
+
+def step_writes(sources: list[str]) -> dict[str, bool]:
+    """The files a step's cells write (`file_writes`), each with whether the step only appends to it."""
+    writes: dict[str, bool] = {}
+    for source in sources:
+        for path, appends in file_writes(source).items():
+            writes[path] = writes.get(path, True) and appends
+    return writes
 
 
 def _writers_of(path: str, wrote: dict[str, list[str]], inside: dict[str, list[str]]) -> list[str]:

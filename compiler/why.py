@@ -38,9 +38,15 @@ def explain(flow: Flow, tagged: dict[str, list[str]], up: str, down: str) -> lis
         if name not in names:
             raise UnknownStep(f"no step named '{name}'; steps: {', '.join(names)}")
     lines = [sentence(r) for r in flow.reasons().get((up, down), [])]
-    files = flow.builder.files_handed_on.get(down, {}).get(up) if flow.builder else None
-    if files:
-        lines.append(f"{down} names the file{'s' if len(files) > 1 else ''} {', '.join(files)}, which {up} writes")
+    files = flow.builder.files if flow.builder else None
+    handed_on = files.handed_on.get(down, {}).get(up) if files else None
+    if handed_on:
+        lines.append(f"{down} names the file{'s' if len(handed_on) > 1 else ''} {', '.join(handed_on)}, "
+                     f"which {up} writes")
+    replaced = files.replaces.get(down, {}).get(up) if files else None
+    if replaced:
+        lines.append(f"{down} writes the file{'s' if len(replaced) > 1 else ''} {', '.join(replaced)} anew, "
+                     f"which {up} reads before")
     if up in tagged.get(down, []):
         lines.append(f"{down} is tagged after:{up}")
     if lines:

@@ -102,6 +102,9 @@ class StepSpec:
     use_cache: bool = True
     keep: list[str] = field(default_factory=list)  # names worth keeping beyond the outputs
     key: str = ""  # the cache key, when the plan already knows it (a cached step); else from the inputs
+    # with a `key`: files whose version the step used a later step replaced (`file_versions`): the
+    # stored result is not checked against them, as the plan did not check it
+    unchecked: tuple = ()
     # producer step → its key, for cached producers this run does not load: if this cached step's
     # stored result turns out damaged, it reads its inputs from there and runs
     stored_inputs: dict = field(default_factory=dict)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..compiler.compile_cache import compile_cached, default_folder, python_refusals
 from ..compiler.diagnostics import errors_text
-from ..compiler.file_edges import files_built_together
+from ..compiler.file_versions import FileVersions, file_versions
 from ..compiler.hashing import step_hashes
 from . import params as params_mod
 from .children import end_orphans_of, owner_marker
@@ -267,7 +267,8 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
     cache keys known before running (of the steps found cached)."""
     folder = str(cwd or notebook.resolve().parent)
     keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache)[0]
-    rebuilt = built_together(pipeline, keys)  # not reused when decided later either
+    versions = _file_versions(pipeline)
+    rebuilt = _built_together(keys, versions)  # not reused when decided later either
     to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
     needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
@@ -281,7 +282,7 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
                  metrics=ir["metrics"], parameters={p: values[p] for p in by_name[name].parameters},
                  hash=hashes[name], store_url=store_url, cwd=folder, notebook=str(notebook),
                  use_cache=options.use_cache and name not in rebuilt, keep=sorted(finals[name]), key=keys.get(name, ""),
-                 profile=profile, owner=owner,
+                 profile=profile, owner=owner, unchecked=tuple(sorted(versions.gone.get(name, ()))),
                  stored_inputs={p: keys[p] for p in by_name[name].after if p in keys and p not in needed})
         for name in _topological(pipeline) if name in needed
     ], keys
@@ -295,17 +296,17 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True) -> tuple[d
     digests: dict[str, dict] = {}
     why: dict[str, list] = {}
     by_name = {s.name: s for s in pipeline.steps}
+    versions = _file_versions(pipeline)
     for name in _topological(pipeline):
         step = by_name[name]
-        waiting = [u for u in step.after if u not in keys]
         if not use_cache or not step.cache:
             why[name] = ["caching is off for it (--no-cache or cache:off)"]
             continue
-        if waiting:
-            why[name] = [f"it comes after {', '.join(waiting)}, which run(s) again: decided when they finish"]
+        if _waiting(step, keys, why):
             continue
         key = run_key(hashes[name], {n: digests[p].get(n, "") for n, p in step.sources.items()})
-        manifest, changes = reusable_manifest(artifacts, key, step.outputs, folder)
+        # a file whose version the step used is gone (a later step wrote it anew): its check says nothing
+        manifest, changes = reusable_manifest(artifacts, key, step.outputs, folder, versions.gone.get(name, ()))
         if manifest is None:
             why[name] = changes or ["no stored result for its code, parameters and inputs"]
             continue
@@ -313,26 +314,36 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True) -> tuple[d
             why[name] = ["its stored metrics were damaged"]
             continue
         keys[name], digests[name] = key, stored_digests(manifest)
-    for path, names in _built_files(pipeline):
+    for path, names in versions.together:
         if all(n in keys for n in names):
             continue
         for name in names:
             keys.pop(name, None)
             others = ", ".join(n for n in names if n != name)
             why.setdefault(name, []).append(
-                f"it builds {path} with {others} ({names[0]} writes it, the others append to it), and one of "
-                "them runs: they all run again, in order (else the file would miss lines, or have some twice)")
+                f"it uses {path} with {others} ({names[0]} writes it), and one of them runs: they all run "
+                "again, in order, so that each finds the file as a run top to bottom leaves it")
+    for name in _topological(pipeline):  # what comes after the steps taken out is decided as they finish
+        if name in keys and _waiting(by_name[name], keys, why):
+            del keys[name]
     return keys, why
 
 
-def built_together(pipeline, keys: dict) -> set[str]:
-    """The steps that build a file together (one writes it, later ones append to it) where one of
-    them is not reused (not in `keys`): none of them may be (`cached_steps` says why)."""
-    return {n for _, names in _built_files(pipeline) if not all(m in keys for m in names) for n in names}
+def _waiting(step, keys: dict, why: dict) -> bool:
+    waiting = [u for u in step.after if u not in keys]
+    if waiting:
+        why[step.name] = [f"it comes after {', '.join(waiting)}, which run(s) again: decided when they finish"]
+    return bool(waiting)
 
 
-def _built_files(pipeline) -> list[tuple[str, list[str]]]:
-    return files_built_together([(s.name, s.source) for s in pipeline.steps])
+def _built_together(keys: dict, versions: FileVersions) -> set[str]:
+    """The steps that use one version of a file together (`file_versions`) where one of them is not
+    reused (not in `keys`): none of them may be (`cached_steps` says why)."""
+    return {n for _, names in versions.together if not all(m in keys for m in names) for n in names}
+
+
+def _file_versions(pipeline) -> FileVersions:
+    return file_versions([(s.name, s.source) for s in pipeline.steps])
 
 
 def cache_report(notebook, parameters=None, options: RunOptions | None = None) -> dict[str, dict]:

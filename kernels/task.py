@@ -44,7 +44,7 @@ from .contract import (
 )
 from .cost import measured
 from .errors import ArtifactNotFound, MarshalError, StepTimeout
-from .fingerprints import check
+from .fingerprints import FILE, PRODUCT, check
 from .handoff import (
     collection_digests,
     is_dask_collection,
@@ -147,9 +147,10 @@ def input_digests(step: dict, upstream: dict) -> dict:
     return {name: upstream[producer].digests.get(name, "") for name, producer in step["sources"].items()}
 
 
-def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str) -> tuple[dict | None, list[str]]:
+def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, unchecked=()) -> tuple[dict | None, list[str]]:
     """The manifest stored under `key` if its result still holds, and else why not: the changes
-    of the dependencies the step recorded when it ran (files, local modules, versions, env)."""
+    of the dependencies the step recorded when it ran (files, local modules, versions, env), but for
+    the files in `unchecked` (as the cells name them)."""
     if not store.has(key, outputs):
         return None, []
     try:
@@ -157,6 +158,10 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str) -> tupl
     except ArtifactNotFound:
         return None, []
     changes = check(manifest["dependencies"], cwd) if manifest.get("dependencies") else []
+    if unchecked:
+        skipped = {os.path.normpath(os.path.join(os.path.abspath(cwd), path)) for path in unchecked}
+        changes = [c for c in changes if not (c.kind in (FILE, PRODUCT) and
+                                             os.path.normpath(os.path.join(os.path.abspath(cwd), c.name)) in skipped)]
     return (None, [c.text for c in changes]) if changes else (manifest, [])
 
 
@@ -168,7 +173,7 @@ def stored_digests(manifest: dict) -> dict:
 def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, list[str]]:
     """The step's stored result as a CACHED outcome, or None and why it cannot be reused."""
     name, step = spec.step["name"], spec.step
-    manifest, stale = reusable_manifest(store, key, step["outputs"], spec.cwd)
+    manifest, stale = reusable_manifest(store, key, step["outputs"], spec.cwd, spec.unchecked if spec.key else ())
     if stale:
         emit(STEP_STALE, name, {"changes": stale})
     if manifest is None:

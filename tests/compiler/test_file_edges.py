@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import make_notebook
 
 from nbscale.compiler import compile_notebook
-from nbscale.compiler.file_edges import file_edges, files_built_together, written_paths
+from nbscale.compiler.file_edges import file_edges, file_order, written_paths
 from nbscale.compiler.why import why
 
 
@@ -91,26 +91,6 @@ def test_steps_that_append_to_one_log_stay_parallel():
     assert file_edges(steps) == {}
 
 
-def test_a_file_written_by_one_step_and_appended_to_by_later_ones_is_built_by_them_together():
-    steps = [
-        ("head", ["open('report.txt', 'w').write('header')"]),
-        ("log", ["open('run.log', 'a').write('x')"]),  # a log no step writes anew: nothing
-        ("part_a", ["with open('./report.txt', 'a') as f:\n    f.write('a')"]),
-        ("part_b", ["!echo b >> report.txt"]),
-        ("again", ["open('report.txt', mode='w').write('new')"]),  # written anew: the next file
-        ("part_c", ["%%writefile -a report.txt\nc"]),
-        ("unrelated", ["x = 1"]),
-    ]
-    assert files_built_together(steps) == [("report.txt", ["head", "part_a", "part_b"]),
-                                           ("report.txt", ["again", "part_c"])]
-
-
-def test_a_step_that_writes_and_appends_to_one_file_builds_it_alone():
-    steps = [("both", ["open('r.txt', 'w').write('a')\nopen('r.txt', 'a').write('b')"]),
-             ("logs", ["open('r.log', 'a').write('x')"]), ("more", ["open('r.log', 'a').write('y')"])]
-    assert files_built_together(steps) == []
-
-
 def test_a_reader_comes_after_the_steps_that_append_to_a_file_an_earlier_step_writes():
     steps = [("make", ["open('report.txt', 'w').write('header')"]),
              ("add", ["open('report.txt', 'a').write('line')"]),
@@ -118,3 +98,24 @@ def test_a_reader_comes_after_the_steps_that_append_to_a_file_an_earlier_step_wr
              ("show", ["text = open('report.txt').read()"])]
     assert file_edges(steps) == {"add": {"make": ["report.txt"]}, "more": {"add": ["report.txt"]},
                                  "show": {"more": ["report.txt"]}}
+
+
+def test_a_step_that_writes_a_file_anew_comes_after_the_steps_that_read_the_version_it_replaces():
+    steps = [("input", ["raw = open('data.txt').read()"]),  # the file the notebook found
+             ("w1", ["open('data.txt', 'w').write('first')"]),
+             ("r1", ["a = open('data.txt').read()"]), ("r2", ["!wc -c data.txt"]),
+             ("w2", ["open('data.txt', 'w').write('second')"]),
+             ("r3", ["b = open('data.txt').read()"])]
+    order = file_order(steps)
+    assert order.replaces == {"w1": {"input": ["data.txt"]}, "w2": {"r1": ["data.txt"], "r2": ["data.txt"]}}
+    assert order.handed_on == {"r1": {"w1": ["data.txt"]}, "r2": {"w1": ["data.txt"]}, "w2": {"w1": ["data.txt"]},
+                               "r3": {"w2": ["data.txt"]}}
+
+
+def test_the_pipeline_orders_a_file_written_anew_after_its_readers_and_says_why(tmp_path):
+    nb = make_notebook(tmp_path, [("open('out.txt', 'w').write('1')", ["step:first"]),
+                                  ("v = open('out.txt').read()", ["step:read"]),
+                                  ("open('out.txt', 'w').write('2')", ["step:again"])])
+    pipeline = compile_notebook(nb)
+    assert {s.name: s.after for s in pipeline.steps} == {"first": [], "read": ["first"], "again": ["first", "read"]}
+    assert why(nb, "read", "again") == ["again writes the file out.txt anew, which read reads before"]

@@ -25,6 +25,7 @@ from nbscale.kernels.contract import (
 from nbscale.kernels.errors import CorruptArtifactWarning, ParameterError, PipelineNotRunnable, Terminated
 from nbscale.kernels.interrupts import sigterm_interrupts
 from nbscale.kernels.runner import RunOptions, cache_report, default_run_store, run_notebook
+from nbscale.kernels.store import ArtifactStore
 
 LOCAL = RunOptions(engine="local")
 
@@ -581,4 +582,30 @@ def test_the_cache_report_says_why_the_steps_building_a_file_run_together(tmp_pa
     run_notebook(_report_notebook(tmp_path, "line A"), options=RunOptions(engine="local"))
     report = cache_report(_report_notebook(tmp_path, "line B"), options=RunOptions(engine="local"))
     assert not report["make"]["reused"] and not report["append"]["reused"] and report["other"]["reused"]
-    assert any("it builds report.txt with append (make writes it" in w for w in report["make"]["why"])
+    assert any("it uses report.txt with append (make writes it)" in w for w in report["make"]["why"])
+
+
+def _overwrite_notebook(tmp_path, read="a = open('out.txt').read()"):
+    return make_notebook(tmp_path, [
+        ("open('out.txt', 'w').write('first')\nx = 1", ["step:w1"]),
+        (read, ["step:r1"]),
+        ("open('out.txt', 'w').write('second')\ny = 2", ["step:w2"]),
+    ], name="overwrite")
+
+
+def test_steps_that_write_one_file_in_turn_are_reused_and_a_reader_between_them_reads_its_version(tmp_path):
+    options = RunOptions(engine="dask", workers=2)
+    out = tmp_path / "out.txt"
+    run_notebook(_overwrite_notebook(tmp_path), options=options)
+    result = run_notebook(_overwrite_notebook(tmp_path), options=options)
+    assert {s["name"]: s["status"] for s in result.steps} == {"w1": "cached", "r1": "cached", "w2": "cached"}
+    result = run_notebook(_overwrite_notebook(tmp_path, "a = open('out.txt').read() + '?'"), options=options)
+    assert {s["name"]: s["status"] for s in result.steps} == {"w1": "succeeded", "r1": "succeeded",
+                                                               "w2": "succeeded"}
+    stored = ArtifactStore(result.store_url).get(result.hashes["r1"], ["a"])
+    assert stored["a"] == "first?"  # the version before w2's, as top to bottom
+    assert out.read_text() == "second"
+    out.unlink()  # the last writer's file is gone: it runs again; the steps of the first version stand
+    result = run_notebook(_overwrite_notebook(tmp_path, "a = open('out.txt').read() + '?'"), options=options)
+    assert {s["name"]: s["status"] for s in result.steps} == {"w1": "cached", "r1": "cached", "w2": "succeeded"}
+    assert out.read_text() == "second"

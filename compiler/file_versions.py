@@ -1,0 +1,81 @@
+"""Versions of a file several steps write: which steps run together, and which checks say nothing.
+
+A file a step writes and later steps append to is whole only when they all ran, in order. One a
+later step writes anew (or appends to) holds, at the end of a run, only its last version: the
+version an earlier step wrote or read is gone. So:
+
+- a step whose version of a file is gone is not checked against the file as it is when a run is
+  planned (it holds a later version: the check would fail at every run, and the steps that write
+  the file would run again each time); the stored result stands while the step that made that
+  version stands;
+- the steps of one version that is gone, or of a file built by appending (its writer, its
+  appenders and the steps that read it in between), run together: when one of them has to run,
+  the others run too, in order, so that each finds the file as a run top to bottom would. The
+  next step that writes the file anew comes after them (`file_edges.file_order`), and runs again
+  when it finds the file changed.
+
+A file no step writes anew (a log steps append to, data the notebook reads) has no versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .file_edges import named_texts, normalised, step_writes
+
+WRITE, APPEND, READ = "write", "append", "read"
+
+
+@dataclass
+class FileVersions:
+    together: list[tuple[str, list[str]]] = field(default_factory=list)  # (file, the steps that run together)
+    gone: dict[str, set[str]] = field(default_factory=dict)  # step → files whose version it used is gone
+
+
+def file_versions(steps: list[tuple[str, list[str]]]) -> FileVersions:
+    """`steps`: (name, its cells' sources) in notebook order."""
+    versions = FileVersions()
+    for path, uses in _uses(steps).items():
+        segments = _versions(uses)
+        for index, segment in enumerate(segments):
+            appends = [i for i, (_, use) in enumerate(segment) if use == APPEND]
+            if index < len(segments) - 1:  # written anew later: this version is gone
+                members, gone = segment, segment
+            elif appends:  # the last version, built by appending: readers before the last append read a part
+                members = segment[:appends[-1] + 1]
+                gone = [(name, use) for name, use in members if use == READ]
+            else:
+                continue
+            for name, _ in gone:
+                versions.gone.setdefault(name, set()).add(path)
+            if len(members) > 1:
+                versions.together.append((path, [name for name, _ in members]))
+    return versions
+
+
+def _uses(steps) -> dict[str, list[tuple[str, str]]]:
+    """File → (step, how it uses the file) in notebook order, for the files some step writes anew."""
+    writes = [step_writes(sources) for _, sources in steps]
+    anew = {path for written in writes for path, appends in written.items() if not appends}
+    if not anew:
+        return {}
+    parts = {part for path in anew for part in path.split("/")}
+    uses: dict[str, list[tuple[str, str]]] = {}
+    for (name, sources), written in zip(steps, writes):
+        named = {normalised(t) for source in sources for t in named_texts(source) if parts.intersection(t.split("/"))}
+        for path in sorted((named | set(written)) & anew):
+            use = READ if path not in written else APPEND if written[path] else WRITE
+            uses.setdefault(path, []).append((name, use))
+    return uses
+
+
+def _versions(uses: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The uses split where a step writes the file anew; uses before the first one (of the file the
+    notebook found, or of a log) are no version of the pipeline's."""
+    segments: list[list[tuple[str, str]]] = []
+    for name, use in uses:
+        if use == WRITE:
+            segments.append([(name, use)])
+        elif segments:
+            segments[-1].append((name, use))
+    return segments

@@ -1,0 +1,36 @@
+"""Versions of a file several steps write: the steps that run together, the checks that say nothing."""
+
+from __future__ import annotations
+
+from nbscale.compiler.file_versions import file_versions
+
+
+def test_a_file_written_by_one_step_and_appended_to_by_later_ones_is_built_by_them_together():
+    steps = [
+        ("head", ["open('report.txt', 'w').write('header')"]),
+        ("log", ["open('run.log', 'a').write('x')"]),  # a log no step writes anew: nothing
+        ("peek", ["n = len(open('report.txt').read())"]),  # reads a part: the file grows after it
+        ("part_a", ["with open('./report.txt', 'a') as f:\n    f.write('a')"]),
+        ("part_b", ["!echo b >> report.txt"]),
+        ("show", ["text = open('report.txt').read()"]),  # reads the whole: it can run alone
+    ]
+    versions = file_versions(steps)
+    assert versions.together == [("report.txt", ["head", "peek", "part_a", "part_b"])]
+    assert versions.gone == {"peek": {"report.txt"}}
+
+
+def test_the_steps_of_a_version_a_later_step_replaces_run_together_and_are_not_checked_against_the_file():
+    steps = [("w1", ["open('out.txt', 'w').write('first')"]),
+             ("r1", ["a = open('out.txt').read()"]),
+             ("w2", ["open('out.txt', 'w').write('second')\nopen('out.txt', 'a').write('!')"]),
+             ("r2", ["b = open('out.txt').read()"])]
+    versions = file_versions(steps)
+    assert versions.together == [("out.txt", ["w1", "r1"])]
+    assert versions.gone == {"w1": {"out.txt"}, "r1": {"out.txt"}}
+
+
+def test_logs_and_the_files_a_notebook_reads_have_no_versions():
+    steps = [("a", ["open('run.log', 'a').write('a')\nx = open('data.csv').read()"]),
+             ("b", ["!echo b >> run.log"]),
+             ("c", ["open('data.csv', 'w').write(x)"])]  # it replaces the file the notebook found
+    assert file_versions(steps).together == [] and file_versions(steps).gone == {}
