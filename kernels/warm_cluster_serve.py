@@ -23,7 +23,7 @@ from contextlib import suppress
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from . import warm_cluster
-from .engines.dask_lifecycle import drop_runs_of, end_for_restart, executing_keys
+from .engines.dask_lifecycle import ORPHAN_STOPPER, drop_runs_of, end_for_restart, executing_keys
 from .warm_cluster import MAX_WORKERS, info_path, remove_files, scheduler_file_path, write_json
 
 STEP_KEY_PREFIX = "nbscale-"  # keys of a run's tasks: nbscale-<step>-<hash>-<first 8 of the run id>
@@ -41,7 +41,7 @@ class OrphanedStepStopper(SchedulerPlugin):
     execute them (a thread cannot be stopped), so the workers are asked what they execute.
     """
 
-    name = "nbscale-orphaned-step-stopper"
+    name = ORPHAN_STOPPER
 
     def __init__(self):
         self.runs_of: dict[str, set[str]] = {}  # client id → run id prefixes of the tasks it submitted
@@ -50,6 +50,12 @@ class OrphanedStepStopper(SchedulerPlugin):
         runs = {str(k).rsplit("-", 1)[-1] for k in keys if str(k).startswith(STEP_KEY_PREFIX)}
         if runs:
             self.runs_of.setdefault(client, set()).update(runs)
+
+    def forget(self, run: str) -> None:
+        """A run that ended (`dask_lifecycle.forget_run`): what of it may still execute, a warm-up
+        of an idle worker, is no orphaned step; its client leaving restarts no worker."""
+        for runs in self.runs_of.values():
+            runs.discard(run)
 
     def remove_client(self, scheduler, client):
         runs = self.runs_of.pop(client, set())

@@ -33,6 +33,7 @@ from ..contract import STEP_RETRY, STEP_STARTED, UPSTREAM_FAILED, WARNING, StepO
 NAMESPACE = "nbscale"  # top-level scheduler metadata key of the records
 MEMORY_TOPIC = "worker-restart-memory"  # the event a nanny logs when it restarts a worker over its limit
 SAMPLE_S = 0.2  # how often a running step's worker memory is sampled
+ORPHAN_STOPPER = "nbscale-orphaned-step-stopper"  # the warm cluster's scheduler plugin (`warm_cluster_serve`)
 KILL_AFTER_S = 0.5  # a worker restarted to stop a step is killed this long after it was told (`end_for_restart`)
 WORKER_DIED = "WorkerDied"
 
@@ -328,6 +329,9 @@ def drop_runs_of(dask_scheduler, prefixes) -> None:
 
 def _drop_records(run_id, topic=None, dask_scheduler=None):
     dask_scheduler.task_metadata.get(NAMESPACE, {}).pop(run_id, None)
+    stopper = dask_scheduler.plugins.get(ORPHAN_STOPPER)
+    if stopper is not None:  # the run ended: a warm-up of it still executing is no orphaned step
+        stopper.forget(run_id[:8])
     broker = getattr(dask_scheduler, "_broker", None)  # the scheduler's event log: no public way to clear one
     topics = getattr(broker, "_topics", None)
     if topic is None or not isinstance(topics, dict) or topic not in topics:
