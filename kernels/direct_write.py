@@ -3,15 +3,15 @@
 A value written through the page cache needs as much fresh memory again as the value. Where that
 memory is ready, the write is a copy (3 GB/s and more) and the disk catches up later; on a virtual
 machine whose host hands memory out on first touch it costs as much as the bytes are large (0.4
-GB/s here), and the run waits for it before it returns. Written with ``O_DIRECT`` from three
-reused, aligned buffers, the same bytes cost disk time only (about 2 GB/s here): a thread of the
-file's own writes them while the next one fills (the copy and the digest are then no longer added
-to the disk's time), the one after it already handed over, so that the disk does not wait for two
-threads to hand a buffer over between writes. Which of the two is faster is only known by trying:
-the writer times each full buffer it writes, takes the faster way, and tries the other again now
-and then, less and less often while it keeps losing. What a process learned of a file system's two
-ways holds for its next file there (a Dask worker writes one file per value): that file starts the
-faster way.
+GB/s here), and the run waits for it before it returns. Written with ``O_DIRECT`` from two reused,
+aligned buffers, the same bytes cost disk time only (about 2 GB/s here): a thread of the file's
+own writes one while the other fills (the copy and the digest are then no longer added to the
+disk's time), and a full buffer is handed to it at once, to write as soon as the one before ends:
+the disk does not wait for two threads to hand a buffer over. Which of the two is faster is only
+known by trying: the writer times each full buffer it writes, takes the faster way, and tries the
+other again now and then, less and less often while it keeps losing. What a process learned of a
+file system's two ways holds for its next file there (a Dask worker writes one file per value):
+that file starts the faster way.
 
 Small files (under one buffer) and the unaligned tail of a large one always go through the page
 cache: a direct write would wait on the disk. A file system that refuses direct writes (tmpfs,
@@ -40,6 +40,7 @@ FAST_ENOUGH = 2e9  # bytes/s through the page cache above which the other way is
 RETRY_FIRST = 8  # full buffers written the faster way before the other is timed again
 RETRY_MOST = 256  # the longest wait (2 GiB) after the other way lost again and again
 IN_FLIGHT = 2  # full buffers in the file's thread at most: one being written, the next one waiting
+# (the caller fills the first again once it is written: two buffers in all)
 _O_DIRECT = getattr(os, "O_DIRECT", 0) if fcntl is not None else 0
 
 
