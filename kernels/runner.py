@@ -266,8 +266,8 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
     cache keys known before running (of the steps found cached)."""
     folder = str(cwd or notebook.resolve().parent)
-    keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache)[0]
     versions = _file_versions(pipeline)
+    keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions)[0]
     rebuilt = _built_together(keys, versions)  # not reused when decided later either
     to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
@@ -288,7 +288,8 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
     ], keys
 
 
-def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True) -> tuple[dict[str, str], dict[str, list]]:
+def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True,
+                 versions: FileVersions | None = None) -> tuple[dict[str, str], dict[str, list]]:
     """The steps whose stored result holds, with their keys, found in order; and for the others,
     why not. A step is settled here only when every step it comes after is cached (else its
     inputs, or the files it reads, are known only once those ran: `task.run_step` decides then)."""
@@ -296,7 +297,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True) -> tuple[d
     digests: dict[str, dict] = {}
     why: dict[str, list] = {}
     by_name = {s.name: s for s in pipeline.steps}
-    versions = _file_versions(pipeline)
+    versions = versions or _file_versions(pipeline)
     for name in _topological(pipeline):
         step = by_name[name]
         if not use_cache or not step.cache:
