@@ -131,7 +131,8 @@ def why(notebook, step, assignments, store_url):
     for name, entry in report.items():
         if step is None or name == step:
             verdict = "reused" if entry["reused"] else "runs"
-            click.echo(f"{name}: {verdict}" + "".join(f"\n    {reason}" for reason in entry["why"]))
+            # a reason names files as the cells or the step named them: any text at all
+            click.echo(literal(f"{name}: {verdict}") + "".join(f"\n    {literal(reason)}" for reason in entry["why"]))
 
 
 def register(group):

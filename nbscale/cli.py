@@ -164,7 +164,7 @@ def graph(notebook, fmt, why):
         from nbscale.compiler.why import why as reasons
 
         with reporting_errors():
-            click.echo("\n".join(reasons(notebook, *why)))
+            click.echo("\n".join(literal(line) for line in reasons(notebook, *why)))  # (file names: any text)
         return
 
     pipeline = _compile(notebook)

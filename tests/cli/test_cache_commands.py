@@ -75,3 +75,14 @@ def test_gc_on_a_read_only_store_says_so_in_one_line(tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     assert "error: cannot remove" in result.output and "Read-only file system" in result.output
     assert "Traceback" not in result.output
+
+
+def test_why_writes_control_characters_of_a_file_name_as_escapes(tmp_path):
+    # a file name in a cell's text is any text: a terminal must not take it for its own escapes
+    name = "\x1b]0;pwned\x07r.txt"
+    nb = make_notebook(tmp_path, [(f"open('{name}', 'w').write('h')\nn = 1", ["step:make"]),
+                                  (f"open('{name}', 'a').write('x')\nm = n", ["step:append"])])
+    out = cli("cache", "why", nb).output
+    assert "\\x1b]0;pwned\\x07r.txt" in out and "\x1b" not in out and "\x07" not in out
+    graph = cli("graph", nb, "--why", "make", "append").output
+    assert "\\x1b]0;pwned\\x07r.txt" in graph and "\x1b" not in graph
