@@ -57,8 +57,8 @@ def ls(notebook, store_url):
         click.echo("the store is empty")
     for e in entries:
         state = "" if e["ok"] else "  (unreadable or an older format)"
-        click.echo(f"{e['step'] or '?':<20} {_size(e['bytes']):>10}  created {_when(e['created'])}  "
-                   f"used {_when(e['used'])}  {e['key']}{state}")
+        click.echo(literal(f"{e['step'] or '?':<20} {_size(e['bytes']):>10}  created {_when(e['created'])}  "
+                           f"used {_when(e['used'])}  {e['key']}{state}"))
     total = sum(e["bytes"] or 0 for e in entries)
     click.echo(f"{len(entries)} stored result(s), {_size(total)}")
 
@@ -73,7 +73,7 @@ def verify(notebook, store_url):
     for e in store.entries():
         problems = store.verify(e["hash"]) if e["ok"] else ["unreadable manifest or an older format"]
         for problem in problems:
-            click.echo(f"{e['step'] or '?'} ({e['key']}): {problem}")
+            click.echo(literal(f"{e['step'] or '?'} ({e['key']}): {problem}"))
         damaged += bool(problems)
     click.echo(f"{damaged} damaged result(s)")
     sys.exit(EXIT_FAILED if damaged else EXIT_OK)
@@ -103,7 +103,8 @@ def gc(notebook, store_url, keep_last, older_than, dry_run):
                 store.remove(e["key"])
             except OSError as exc:  # a read-only store (or folder): said, as `nbscale run` says it
                 fail(f"error: cannot remove {e['key']} from {store.root}: {exc.strerror or exc}", EXIT_BAD_INPUT)
-        click.echo(f"{'would remove' if dry_run else 'removed'} {e['step'] or '?'} ({e['key']}, {_size(e['bytes'])})")
+        click.echo(literal(f"{'would remove' if dry_run else 'removed'} {e['step'] or '?'} ({e['key']}, "
+                           f"{_size(e['bytes'])})"))
     click.echo(f"{len(doomed)} result(s), {_size(sum(e['bytes'] or 0 for e in doomed))}")
 
 

@@ -144,11 +144,11 @@ def compile_(notebook, target, output, emit_python, **kfp_flags):
         except OSError as exc:
             fail(f"error: cannot write {exc.filename or output}: {exc.strerror or exc}", EXIT_BAD_INPUT)
         if output:
-            click.echo(f"wrote {output}" + (f" and {emit_python}" if emit_python else ""), err=True)
+            click.echo(literal(f"wrote {output}" + (f" and {emit_python}" if emit_python else "")), err=True)
         else:
             click.echo(path.read_text(encoding="utf-8"), nl=False)
     for note in notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(literal(f"note: {note}"), err=True)
 
 
 @main.command()

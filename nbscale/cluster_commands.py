@@ -83,7 +83,7 @@ def scale(folder, workers):
 
     with reporting_errors():
         facts = warm_cluster.scale(folder, workers)
-    click.echo(f"the warm cluster of {facts['folder']} has {facts.get('workers')} workers")
+    click.echo(literal(f"the warm cluster of {facts['folder']} has {facts.get('workers')} workers"))
 
 
 @cluster.command()

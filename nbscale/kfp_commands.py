@@ -113,9 +113,10 @@ def submit(notebook, host, experiment, run_name, assignments, parameters_file, n
         fail(f"error: {exc}", EXIT_BAD_INPUT)
     except EndpointError as exc:
         fail(f"error: {public_url(options.host)}: {exc}", EXIT_FAILED)
-    click.echo(f"pipeline {result['pipeline']!r} version {result['version_name']!r} "
-               f"({'uploaded' if result['uploaded'] else 'unchanged'}); experiment {options.experiment!r}")
-    click.echo(f"run {result['run_id']}: {result['url']}")
+    # (what the server answered: any text)
+    click.echo(literal(f"pipeline {result['pipeline']!r} version {result['version_name']!r} "
+                       f"({'uploaded' if result['uploaded'] else 'unchanged'}); experiment {options.experiment!r}"))
+    click.echo(literal(f"run {result['run_id']}: {result['url']}"))
     _note_missing_packages(pipeline, options)
 
 
@@ -135,7 +136,7 @@ def _note_missing_packages(pipeline, options) -> None:
 
     note = missing_packages_note(pipeline, options)
     if note:
-        click.echo(f"note: {note}", err=True)
+        click.echo(literal(f"note: {note}"), err=True)
 
 
 def register(group):

@@ -41,7 +41,7 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT):
-    click.echo(message, err=True)
+    click.echo(literal_lines(message), err=True)  # (paths, names, a server's words: any text)
     sys.exit(code)
 
 

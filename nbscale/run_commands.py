@@ -124,15 +124,15 @@ def _repair(path):
     from nbscale.kernels.storefile import repair
 
     if not path.exists():
-        click.echo(f"no run store at {path}: nothing to repair")
+        click.echo(literal(f"no run store at {path}: nothing to repair"))
         return
     with reporting_errors():
         moved = repair(path)
         if moved is None:
-            click.echo(f"the run store {path} is sound: nothing moved")
+            click.echo(literal(f"the run store {path} is sound: nothing moved"))
             return
         RunStore(path).close()
-    click.echo(f"moved the damaged run store to {moved} (kept for inspection); {path} starts empty")
+    click.echo(literal(f"moved the damaged run store to {moved} (kept for inspection); {path} starts empty"))
 
 
 @click.command()

@@ -51,8 +51,8 @@ def suggest(notebook, durations, write, in_place, out, fmt):
         click.echo(json.dumps({**proposal.as_dict(), "written": str(written) if written else None}, indent=2))
     else:
         click.echo(describe(proposal, render(proposal.pipeline, "text")))
-        click.echo(f"wrote {written}" if written else
-                   f"nothing written: --write writes {target.name}, --in-place the notebook itself")
+        click.echo(literal(f"wrote {written}" if written else
+                           f"nothing written: --write writes {target.name}, --in-place the notebook itself"))
     sys.exit(EXIT_OK)
 
 

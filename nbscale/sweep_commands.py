@@ -204,7 +204,7 @@ def run_all(notebook, combos: list[dict], options, quiet=False) -> list[dict]:
         with shared_cluster(options, notebook, announce=not quiet) as shared:
             for number, combo in enumerate(combos, 1):
                 if not quiet:
-                    click.echo(f"[{number}/{len(combos)}] {assignment_text(combo)}", err=True)
+                    click.echo(literal(f"[{number}/{len(combos)}] {assignment_text(combo)}"), err=True)
                 with Progress(enabled=not quiet) as progress:
                     result = run_notebook(notebook, combo, shared, on_event=progress.event)
                 results.append({"parameters": combo, "run_id": result.run_id, "status": result.status,

@@ -18,6 +18,7 @@ from nbscale.reporting import (
     error_counts,
     error_headline,
     exit_code_for,
+    fail,
     literal,
     literal_lines,
     print_diagnostics,
@@ -109,3 +110,9 @@ def test_an_error_quoting_a_notebooks_value_shows_its_escapes():
 
     result = run_command(hostile)
     assert result.output == "error: unknown engine '\\x1b]0;PWNED\\x07'\n"
+
+
+def test_fail_writes_what_it_quotes_with_escapes():
+    # a path or a server's answer in the message: any text
+    result = run_command(lambda: fail("error: cannot write /tmp/\x1b]0;PWNED\x07/out.yaml\nsecond line"))
+    assert result.output == "error: cannot write /tmp/\\x1b]0;PWNED\\x07/out.yaml\nsecond line\n"
