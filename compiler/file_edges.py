@@ -248,6 +248,17 @@ def file_writes(source: str) -> dict[str, bool]:
     return {normalised(path): appends for path, appends in found.items() if path not in ("/dev/null", "&1", "&2")}
 
 
+_EDITS = re.compile(rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"][bt]*r[bt]*\+")  # `open(P, "r+")`, `"rb+"`
+
+
+def edited_in_place(source: str) -> set[str]:
+    """The files `source` opens to change in place (`open(P, "r+")`), normalised: what they hold
+    afterwards depends on what they held, as for a file appended to."""
+    if "+" not in source:
+        return set()
+    return {normalised(m["path"]) for m in _EDITS.finditer(source)}
+
+
 def written_paths(source: str) -> set[str]:
     """The files `source` writes under a name it writes out (`file_writes`)."""
     return set(file_writes(source))

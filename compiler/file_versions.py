@@ -1,6 +1,7 @@
 """Versions of a file several steps write: which steps run together, and which checks say nothing.
 
-A file a step writes and later steps append to is whole only when they all ran, in order. One a
+A file a step writes and later steps append to (or edit in place, `open(P, "r+")`) is whole only
+when they all ran, in order. One a
 later step writes anew (or appends to) holds, at the end of a run, only its last version: the
 version an earlier step wrote or read is gone. So:
 
@@ -21,9 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .file_edges import named_texts, normalised, step_writes
+from .file_edges import edited_in_place, named_texts, normalised, step_writes
 
-WRITE, APPEND, READ = "write", "append", "read"
+WRITE, APPEND, EDIT, READ = "write", "append", "edit", "read"
 
 
 @dataclass
@@ -38,12 +39,15 @@ def file_versions(steps: list[tuple[str, list[str]]]) -> FileVersions:
     for path, uses in _uses(steps).items():
         segments = _versions(uses)
         for index, segment in enumerate(segments):
-            appends = [i for i, (_, use) in enumerate(segment) if use == APPEND]
+            builds = [i for i, (_, use) in enumerate(segment) if use in (APPEND, EDIT)]
             if index < len(segments) - 1:  # written anew later: this version is gone
                 members, gone = segment, segment
-            elif appends:  # the last version, built by appending: readers before the last append read a part
-                members = segment[:appends[-1] + 1]
-                gone = [(name, use) for name, use in members if use == READ]
+            elif builds:  # the last version, built on: readers before the last append or edit read a part
+                members = segment[:builds[-1] + 1]
+                # after an edit in place the file is the editor's product (its check finds the file
+                # gone or changed), no longer what the steps before it made
+                last_edits = members[-1][1] == EDIT
+                gone = [(name, use) for name, use in members[:-1] if use == READ or last_edits]
             else:
                 continue
             for name, _ in gone:
@@ -63,8 +67,9 @@ def _uses(steps) -> dict[str, list[tuple[str, str]]]:
     uses: dict[str, list[tuple[str, str]]] = {}
     for (name, sources), written in zip(steps, writes):
         named = {normalised(t) for source in sources for t in named_texts(source) if parts.intersection(t.split("/"))}
+        edited = set().union(*(edited_in_place(source) for source in sources))  # (builds on the file, as an append)
         for path in sorted((named | set(written)) & anew):
-            use = READ if path not in written else APPEND if written[path] else WRITE
+            use = READ if path not in written else EDIT if path in edited else APPEND if written[path] else WRITE
             uses.setdefault(path, []).append((name, use))
     return uses
 

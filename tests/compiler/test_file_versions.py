@@ -34,3 +34,12 @@ def test_logs_and_the_files_a_notebook_reads_have_no_versions():
              ("b", ["!echo b >> run.log"]),
              ("c", ["open('data.csv', 'w').write(x)"])]  # it replaces the file the notebook found
     assert file_versions(steps).together == [] and file_versions(steps).gone == {}
+
+
+def test_a_step_that_edits_a_file_in_place_builds_on_the_version_before_as_an_append_does():
+    steps = [("make", ["open('model.bin', 'wb').write(b'0000')"]),
+             ("patch", ["with open('model.bin', 'rb+') as f:\n    f.seek(2)\n    f.write(b'1')"]),
+             ("use", ["blob = open('model.bin', 'rb').read()"])]
+    versions = file_versions(steps)
+    assert versions.together == [("model.bin", ["make", "patch"])]
+    assert versions.gone == {"make": {"model.bin"}}  # the file holds the patch's product, which its check guards

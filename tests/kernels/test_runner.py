@@ -609,3 +609,26 @@ def test_steps_that_write_one_file_in_turn_are_reused_and_a_reader_between_them_
     result = run_notebook(_overwrite_notebook(tmp_path, "a = open('out.txt').read() + '?'"), options=options)
     assert {s["name"]: s["status"] for s in result.steps} == {"w1": "cached", "r1": "cached", "w2": "succeeded"}
     assert out.read_text() == "second"
+
+
+def _patched_notebook(tmp_path, add):
+    return make_notebook(tmp_path, [
+        ("open('model.bin', 'wb').write(b'0000')", ["step:make"]),
+        (f"with open('model.bin', 'rb+') as f:\n    v = f.read(1)\n    f.seek(0)\n    f.write(bytes([v[0] + {add}]))",
+         ["step:patch"]),  # builds on what the file holds
+    ], name="patched")
+
+
+def test_a_file_edited_in_place_by_a_later_step_is_rebuilt_with_its_writer_and_reused_when_nothing_changed(tmp_path):
+    options = RunOptions(engine="local")
+    model = tmp_path / "model.bin"
+    run_notebook(_patched_notebook(tmp_path, 1), options=options)
+    assert model.read_bytes() == b"1000"
+    again = run_notebook(_patched_notebook(tmp_path, 1), options=options)
+    assert {s["status"] for s in again.steps} == {"cached"}
+    changed = run_notebook(_patched_notebook(tmp_path, 2), options=options)
+    assert {s["name"]: s["status"] for s in changed.steps} == {"make": "succeeded", "patch": "succeeded"}
+    assert model.read_bytes() == b"2000"  # as top to bottom; the new patch alone on the old file gave b"3000"
+    model.unlink()
+    run_notebook(_patched_notebook(tmp_path, 2), options=options)
+    assert model.read_bytes() == b"2000"
