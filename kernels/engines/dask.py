@@ -203,6 +203,7 @@ class DaskEngine(Engine):
         text = _notebook_text(specs)
         names_dask = "dask" in text or "distributed" in text  # (its collections, `delayed`, clients)
         start_workers, self._start_workers = self._start_workers, None
+        ended = False  # every step finished: nothing of the run is left to stop (`forget_run`)
         try:
             if start_workers is not None:  # the run's own cluster, its workers not started yet
                 # its events wait: recorded now, they would write and print while workers fork
@@ -235,6 +236,7 @@ class DaskEngine(Engine):
                     tasks.by_key.pop(key, None)
             reported.raise_failure()
             self._wait_for_writes(client, emit, outcomes, specs)
+            ended = True
         except BaseException:
             # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it;
             # nothing its tasks report from now on counts (a task Dask runs again on another worker
@@ -247,7 +249,7 @@ class DaskEngine(Engine):
         finally:
             if client.status == "running":  # else there is no scheduler to tell
                 client.unsubscribe_topic(topic)
-                forget_run(client, self.run_id, topic)
+                forget_run(client, self.run_id, topic, ended)
         return outcomes
 
     def _submit(self, client, chain, tasks, declared, spread, topic, emit):

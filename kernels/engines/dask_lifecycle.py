@@ -310,12 +310,15 @@ def killed_outcome(client, run_id: str, name: str, exc: BaseException, names_by_
     return died_outcome(name, reason, record.get("attempts", 0))
 
 
-def forget_run(client, run_id: str, topic: str | None = None):
+def forget_run(client, run_id: str, topic: str | None = None, ended: bool = False):
     """Drop the run's records and its event topic from the scheduler, which keeps the last 1,000
     events of every topic for good (a shared warm cluster serves many runs): one call. Best effort:
-    a scheduler may refuse `run_on_scheduler`; then a few bytes, or the events, stay."""
+    a scheduler may refuse `run_on_scheduler`; then a few bytes, or the events, stay. `ended`: all
+    its steps finished, so what of it may still execute (a warm-up of an idle worker) is no orphaned
+    step; a run cancelled stays the orphaned-step stopper's until its client leaves (its steps'
+    stop may not have gone through)."""
     try:
-        client.run_on_scheduler(_drop_records, run_id, topic)
+        client.run_on_scheduler(_drop_records, run_id, topic, ended)
     except Exception:  # noqa: BLE001 - memory, not correctness
         pass
 
@@ -327,10 +330,10 @@ def drop_runs_of(dask_scheduler, prefixes) -> None:
         _drop_records(run_id, dask_scheduler=dask_scheduler)
 
 
-def _drop_records(run_id, topic=None, dask_scheduler=None):
+def _drop_records(run_id, topic=None, ended=False, dask_scheduler=None):
     dask_scheduler.task_metadata.get(NAMESPACE, {}).pop(run_id, None)
     stopper = dask_scheduler.plugins.get(ORPHAN_STOPPER)
-    if stopper is not None:  # the run ended: a warm-up of it still executing is no orphaned step
+    if ended and stopper is not None:
         stopper.forget(run_id[:8])
     broker = getattr(dask_scheduler, "_broker", None)  # the scheduler's event log: no public way to clear one
     topics = getattr(broker, "_topics", None)

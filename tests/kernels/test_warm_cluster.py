@@ -231,9 +231,11 @@ def test_a_killed_runs_step_is_stopped_by_the_cluster_and_the_run_ends(shared_wa
              "the killed run to leave the cluster's status")
 
 
-def test_a_warm_up_still_running_when_its_run_ended_restarts_no_worker(shared_warm):
+@pytest.mark.parametrize("ended", [True, False])
+def test_a_warm_up_still_running_when_its_run_ended_restarts_no_worker(shared_warm, ended):
     # a run that ended as runs end leaves an idle worker's warm-up (its key ends in the run's id) to
-    # finish: its client going away is no killed run, whose steps the cluster stops
+    # finish: its client going away is no killed run, whose steps the cluster stops; a cancelled run
+    # (not ended) stays the stopper's, in case stopping its steps did not go through
     import time
 
     from distributed import Client
@@ -241,20 +243,22 @@ def test_a_warm_up_still_running_when_its_run_ended_restarts_no_worker(shared_wa
     from nbscale.kernels.engines.dask_lifecycle import forget_run
 
     folder, cluster = shared_warm
+    wait_for(lambda: warm_cluster.status(folder).get("workers") == 2, "two workers")
     workers = sorted(p.pid for p in psutil.Process(cluster.pid).children())
-    run_id = "abcdef12" + "0" * 24
+    run_id = ("abcdef12" if ended else "fedcba21") + "0" * 24
     client = Client(cluster.address, timeout=30)
     try:
         warm_up = client.submit(time.sleep, 4, key=f"nbscale-warm-up-0-{run_id[:8]}", pure=False)
         wait_for(lambda: any(client.processing().values()) and warm_up.status == "pending",
                  "the warm-up to execute")
         time.sleep(0.5)
-        forget_run(client, run_id)
+        forget_run(client, run_id, ended=ended)
     finally:
         client.close()
     time.sleep(2)  # the orphaned-step stopper answers a client that went away at once
-    assert sorted(p.pid for p in psutil.Process(cluster.pid).children()) == workers
-    assert warm_cluster.status(folder).get("workers") == 2
+    restarted = sorted(p.pid for p in psutil.Process(cluster.pid).children()) != workers
+    assert restarted is not ended
+    wait_for(lambda: warm_cluster.status(folder).get("workers") == 2, "the workers to be back")
 
 
 # --- stale and hostile files -----------------------------------------------------------------------
