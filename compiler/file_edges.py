@@ -298,9 +298,7 @@ def file_order(steps: list[tuple[str, list[str]]]) -> FileOrder:
     named_since: dict[str, list[str]] = {}  # path → the steps that named it since it was last written
     order = FileOrder({}, {})
     for (name, sources), (_, written) in zip(steps, writes):
-        # (a cheap test first: most words name no file a step writes)
-        named = {normalised(t) for source in sources for t in named_texts(source)
-                 if parts.intersection(t.split("/"))} if parts else set()
+        named = named_paths(sources, parts)
         for path in sorted(named) if wrote else ():
             for writer in _writers_of(path, wrote, inside):
                 if writer != name:
@@ -324,6 +322,14 @@ def _add(edges: dict, step: str, earlier: str, path: str) -> None:
     files = edges.setdefault(step, {}).setdefault(earlier, [])
     if path not in files:
         files.append(path)
+
+
+def named_paths(sources: list[str], parts: set[str]) -> set[str]:
+    """The texts of `sources` that may name a file (`named_texts`), normalised, among those with a
+    part in `parts` (of the paths some step writes: a cheap test first, as most words name none)."""
+    if not parts:
+        return set()
+    return {normalised(t) for source in sources for t in named_texts(source) if parts.intersection(t.split("/"))}
 
 
 def step_writes(sources: list[str]) -> dict[str, bool]:

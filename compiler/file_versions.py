@@ -1,9 +1,8 @@
 """Versions of a file several steps write: which steps run together, and which checks say nothing.
 
 A file a step writes and later steps append to (or edit in place, `open(P, "r+")`) is whole only
-when they all ran, in order. One a
-later step writes anew (or appends to) holds, at the end of a run, only its last version: the
-version an earlier step wrote or read is gone. So:
+when they all ran, in order. One a later step writes anew (or appends to) holds, at the end of a
+run, only its last version: the version an earlier step wrote or read is gone. So:
 
 - a step whose version of a file is gone is not checked against the file as it is when a run is
   planned (it holds a later version: the check would fail at every run, and the steps that write
@@ -22,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .file_edges import edited_in_place, named_texts, normalised, step_writes
+from .file_edges import edited_in_place, named_paths, step_writes
 
 WRITE, APPEND, EDIT, READ = "write", "append", "edit", "read"
 
@@ -66,7 +65,7 @@ def _uses(steps) -> dict[str, list[tuple[str, str]]]:
     parts = {part for path in anew for part in path.split("/")}
     uses: dict[str, list[tuple[str, str]]] = {}
     for (name, sources), written in zip(steps, writes):
-        named = {normalised(t) for source in sources for t in named_texts(source) if parts.intersection(t.split("/"))}
+        named = named_paths(sources, parts)
         edited = set().union(*(edited_in_place(source) for source in sources))  # (builds on the file, as an append)
         for path in sorted((named | set(written)) & anew):
             use = READ if path not in written else EDIT if path in edited else APPEND if written[path] else WRITE

@@ -159,9 +159,10 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, uncheck
         return None, []
     changes = check(manifest["dependencies"], cwd) if manifest.get("dependencies") else []
     if unchecked:
-        skipped = {os.path.normpath(os.path.join(os.path.abspath(cwd), path)) for path in unchecked}
-        changes = [c for c in changes if not (c.kind in (FILE, PRODUCT) and
-                                             os.path.normpath(os.path.join(os.path.abspath(cwd), c.name)) in skipped)]
+        folder = os.path.abspath(cwd)
+        skipped = {os.path.normpath(os.path.join(folder, path)) for path in unchecked}
+        changes = [c for c in changes
+                   if c.kind not in (FILE, PRODUCT) or os.path.normpath(os.path.join(folder, c.name)) not in skipped]
     return (None, [c.text for c in changes]) if changes else (manifest, [])
 
 
