@@ -103,6 +103,8 @@ from .fingerprints import (
     findable,
     glob_digest,
     listing_digest,
+    same_stat,
+    stat_key,
 )
 from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
 from .mentions import (
@@ -626,7 +628,7 @@ def _look(path: str):
             return frozenset(os.listdir(path))
     except (OSError, ValueError):  # (ValueError: a NUL, a lone surrogate)
         return None
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+    return stat_key(st)
 
 
 def _command_started(recording: Recording, command, cwd=None) -> None:
@@ -1065,8 +1067,7 @@ def _changed_since(path: str, state: dict | None) -> bool:
         st = os.stat(path)
     except OSError:
         return state is not None
-    return state is None or (st.st_size, st.st_mtime_ns, st.st_ino) != (
-        state["size"], state["mtime_ns"], state.get("ino", st.st_ino))
+    return state is None or not same_stat(st, state)
 
 
 _VERSIONS_SEEN: dict[str, tuple[object, str]] = {}  # distribution → (top module spec, version then)

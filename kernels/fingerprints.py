@@ -3,11 +3,11 @@
 A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint()` makes:
 
     {"version": 1,
-     "files_read":    {path: {"size", "mtime_ns", "ino", "digest"} | None},  None: absent when the step ended
+     "files_read":    {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest"} | None},  None: absent then
      "files_written": {path: ... },                                    the step's products
      "directories":   {path: digest of the entry names | None},       folders the step listed
      "globs":         [[kind, folder, pattern, recursive, digest]],    what glob / Path.glob matched
-     "modules":       {path: {"size", "mtime_ns", "ino", "digest"}},   local modules loaded
+     "modules":       {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest"}},  local modules loaded
      "distributions": {name: version},                                 and "python"
      "env":           {name: value | None},                            secret-looking names: a digest
      "env_set":       {name: value | None},                            what the step left of those it set
@@ -21,13 +21,14 @@ Paths inside the notebook folder are relative to it, so a fingerprint holds wher
 mounted; others are absolute, and so is one inside it that the step named by its absolute path (kept
 under both names: a copy of the project must check the file its code names, and its own).
 `check(fingerprint, cwd)` returns the `Change`s, empty when all still holds. Files and modules are
-compared by size, mtime and inode first (one `stat`), and by content digest only when those differ:
-a `touch` is not a change, a different size is one without reading the file, and a change in place
-that keeps both size and mtime is NOT seen. A variable the step read and then set holds at the value
-it read or the one it left (a library's `os.environ.setdefault` at import must not invalidate the
-step in the process that ran it; in another process, a variable preset to that value is taken as no
-change). Digests are xxh3_128 when `xxhash` is installed, else blake2b; a fingerprint names its
-algorithm per digest.
+compared by size, mtime, ctime and inode first (one `stat`), and by content digest only when those
+differ: a `touch` is not a change, a different size is one without reading the file, and a change
+in place that keeps size and mtime (`os.utime` setting the old mtime back, `cp -p`, `rsync -t`) is
+seen, since no one can set a ctime back. (A fingerprint without a ctime is compared by content.)
+A variable the step read and then set holds at the value it read or the one it left (a library's
+`os.environ.setdefault` at import must not invalidate the step in the process that ran it; in
+another process, a variable preset to that value is taken as no change). Digests are xxh3_128 when
+`xxhash` is installed, else blake2b; a fingerprint names its algorithm per digest.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ except ImportError:  # another engineer adds it to the dependencies; blake2b unt
     xxhash = None
 
 __all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "glob_digest", "hidden",
-           "listing_digest", "may_be_credential"]
+           "listing_digest", "may_be_credential", "same_stat", "stat_key"]
 
 FINGERPRINT_VERSION = 1
 DIGEST = "xxh3_128" if xxhash is not None else "blake2b"
@@ -80,22 +81,34 @@ class Change:
 
 # --- states --------------------------------------------------------------------------------------
 
-_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, inode, algorithm) → digest, this process
+_DIGESTS: dict[tuple, str] = {}  # (path, stat_key, algorithm, length) → digest, this process
+
+
+def stat_key(st) -> tuple:
+    """What shows, without reading a file, that it may have changed: its inode, size, mtime and
+    ctime (a write or `os.utime` sets the ctime to now, and nothing sets it back)."""
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def same_stat(st, state: dict) -> bool:
+    """Whether `st` shows the file as `file_state` found it (an old state without a ctime: no)."""
+    return stat_key(st) == (state.get("ino", st.st_ino), state["size"], state["mtime_ns"], state.get("ctime_ns"))
 
 
 def file_state(path: str) -> dict | str | None:
-    """{size, mtime_ns, ino, digest} of a regular file, None when absent, NOT_A_FILE otherwise."""
+    """{size, mtime_ns, ctime_ns, ino, digest} of a regular file, None when absent, NOT_A_FILE otherwise."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if not stat.S_ISREG(st.st_mode):
         return NOT_A_FILE
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "digest": _digest(path, st, DIGEST)}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino,
+            "digest": _digest(path, st, DIGEST)}
 
 
 def _digest(path: str, st, algorithm: str, length: int | None = None) -> str | None:
-    cache_key = (path, st.st_size, st.st_mtime_ns, st.st_ino, algorithm, length)
+    cache_key = (path, stat_key(st), algorithm, length)
     if cache_key in _DIGESTS:
         return _DIGESTS[cache_key]
     if algorithm == "xxh3_128" and xxhash is not None:
@@ -113,7 +126,7 @@ def _digest(path: str, st, algorithm: str, length: int | None = None) -> str | N
             after = os.fstat(f.fileno())
     except OSError:
         return None
-    if (after.st_ino, after.st_size, after.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+    if stat_key(after) != stat_key(st):
         return None  # replaced or written while hashed: the digest would not be of the state `st` says
     if len(_DIGESTS) > 10_000:
         _DIGESTS.clear()
@@ -289,7 +302,7 @@ def _file_change(kind: str, name: str, old: dict | None, path: str) -> list[Chan
             return []  # absent then, absent now
         what, said = (MISSING, "is missing") if st is None else (APPEARED, "appeared")
         return [Change(kind, name, what, text=f"{label} {said}")]
-    if (st.st_size, st.st_mtime_ns, st.st_ino) == (old["size"], old["mtime_ns"], old.get("ino", st.st_ino)):
+    if same_stat(st, old):
         return []  # the fast path: one stat (another file of the same size and time, as another project's
         # data.csv beside a copy of the notebook that shares its store, is compared by content)
     digest = old.get("digest") or ""

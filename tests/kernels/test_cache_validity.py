@@ -5,6 +5,7 @@ local modules, environment) decide whether its stored result still holds."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from conftest import make_notebook
@@ -48,6 +49,20 @@ def test_a_changed_data_file_reruns_the_step_and_touch_alone_does_not(tmp_path):
     changed = run_notebook(nb, options=LOCAL)
     assert status(changed) == {"read": "succeeded", "use": "succeeded"} and changed.load("use")["m"] == 140
     assert any("data.csv" in text for text in stale(changed, "read"))
+
+
+def test_a_data_file_rewritten_under_its_old_size_and_mtime_reruns_the_step(tmp_path):
+    # `cp -p` / `rsync -t` of new data, or a tool that sets the mtime back: only the ctime shows it
+    data = tmp_path / "data.csv"
+    data.write_text("5\n")
+    nb = make_notebook(tmp_path, [("n = int(open('data.csv').read())", ["step:read"]), ("m = n * 2", ["step:use"])])
+    assert run_notebook(nb, options=LOCAL).load("use")["m"] == 10
+    stamp = data.stat().st_mtime_ns
+    time.sleep(0.02)  # a kernel with a coarse file clock gives a new ctime a tick later
+    data.write_text("7\n")
+    os.utime(data, ns=(stamp, stamp))
+    changed = run_notebook(nb, options=LOCAL)
+    assert status(changed) == {"read": "succeeded", "use": "succeeded"} and changed.load("use")["m"] == 14
 
 
 def test_a_changed_local_module_and_environment_variable_rerun_the_step(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -478,6 +479,21 @@ def test_a_module_edited_after_it_was_imported_is_outdated(folder, local_module)
     assert second.outdated_modules == [f"{name}.py"]
     # the state recorded is the one that was imported, not the file's current one
     assert second.fingerprint()["modules"] == first.fingerprint()["modules"]
+
+
+def test_a_module_rewritten_under_its_old_size_and_mtime_is_outdated(folder, local_module):
+    # a warm worker keeps its imports between runs: a helper copied in with `cp -p` must be imported again
+    name = local_module()
+    module = __import__(name)
+    with record(str(folder)):
+        module.answer()
+    path = folder / f"{name}.py"
+    before = path.stat()
+    time.sleep(0.02)  # a kernel with a coarse file clock gives a new ctime a tick later
+    path.write_text(path.read_text().replace("42", "43"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    assert name in outdated_modules()
 
 
 def test_what_a_local_module_read_as_it_was_imported_is_a_dependency_of_every_step_using_it(

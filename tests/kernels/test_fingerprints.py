@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import numpy as np
@@ -56,6 +57,14 @@ def set_mtime(path, mtime_ns: int) -> None:
     os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
+def rewrite_keeping_mtime(path, text: str) -> None:
+    """Another content of the same size, the old mtime set back (as `cp -p` or `rsync -t` may)."""
+    mtime = os.stat(path).st_mtime_ns
+    time.sleep(0.02)  # a kernel with a coarse file clock (before Linux 6.13) gives a new ctime a tick later
+    path.write_text(text)
+    set_mtime(path, mtime)
+
+
 # --- files ---------------------------------------------------------------------------------------
 
 
@@ -97,12 +106,28 @@ def test_same_mtime_but_another_size_is_a_change(folder):
     assert texts(check(fp, str(folder))) == ["data.csv changed (content)"]
 
 
-def test_same_size_same_mtime_change_is_not_seen(folder):
-    """The documented limit: size and mtime are the fast path; a change keeping both is missed."""
+def test_a_change_keeping_size_and_mtime_is_seen_by_its_ctime(folder):
+    # `cp -p`, `rsync -t` or `os.utime` can set a file's old mtime back; nothing sets its ctime back
     fp = reads_data(folder)
-    (folder / "data.csv").write_text("a,b\n9,9\n")
-    set_mtime(folder / "data.csv", fp["files_read"]["data.csv"]["mtime_ns"])
+    rewrite_keeping_mtime(folder / "data.csv", "a,b\n9,9\n")
+    assert texts(check(fp, str(folder))) == ["data.csv changed (content)"]
+
+
+def test_a_fingerprint_without_a_ctime_is_compared_by_content(folder):
+    fp = reads_data(folder)
+    del fp["files_read"]["data.csv"]["ctime_ns"]  # taken before ctimes were kept
     assert check(fp, str(folder)) == []
+    rewrite_keeping_mtime(folder / "data.csv", "a,b\n9,9\n")
+    assert texts(check(fp, str(folder))) == ["data.csv changed (content)"]
+
+
+def test_a_digest_taken_in_this_process_is_not_reused_for_a_file_rewritten_under_its_old_mtime(folder):
+    from nbscale.kernels.fingerprints import DIGEST, _digest
+
+    path = folder / "data.csv"
+    before = _digest(str(path), os.stat(path), DIGEST)
+    rewrite_keeping_mtime(path, "a,b\n9,9\n")
+    assert _digest(str(path), os.stat(path), DIGEST) != before
 
 
 def test_same_size_new_mtime_is_compared_by_content(folder):
