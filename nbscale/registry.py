@@ -11,14 +11,26 @@ may import it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 
 from .errors import PluginError
+
+
+class Lazy:
+    """A built-in imported when first asked for: a run on Dask does not pay for papermill's engine."""
+
+    def __init__(self, module: str, attribute: str):
+        self.module, self.attribute = module, attribute
+
+    def load(self):
+        return getattr(import_module(self.module), self.attribute)
 
 
 class Registry:
     def __init__(self, kind: str, group: str, builtins: Callable[[], dict] | None = None):
         """`kind`: what a plug-in is, for messages ("engine"); `group`: the entry-point group;
-        `builtins()`: name → plug-in, called once on first use (so importing a registry is cheap)."""
+        `builtins()`: name → plug-in (or a `Lazy` one), called once on first use (so importing a
+        registry is cheap)."""
         self.kind, self.group = kind, group
         self._builtins = builtins
         self._plugins: dict[str, object] | None = None
@@ -37,6 +49,8 @@ class Registry:
     def get(self, name: str):
         plugins = self._loaded()
         if name in plugins:
+            if isinstance(plugins[name], Lazy):
+                plugins[name] = plugins[name].load()
             return plugins[name]
         entry = self._scanned().get(name)
         if entry is None:

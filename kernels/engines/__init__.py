@@ -8,7 +8,7 @@ started. Third-party engines register under the entry-point group `nbscale.engin
 
 from __future__ import annotations
 
-from ...registry import Registry
+from ...registry import Lazy, Registry
 
 ENTRY_POINT_GROUP = "nbscale.engines"
 
@@ -27,22 +27,18 @@ class Engine:
 
 
 def _builtins() -> dict:
-    from .dask import DaskEngine
-    from .kfp_local import KfpLocalEngine
-    from .local import LocalEngine
-    from .papermill import PapermillEngine
-
-    return {"local": LocalEngine, "dask": DaskEngine, "papermill": PapermillEngine, "kfp-local": KfpLocalEngine}
+    return {"local": Lazy(f"{__name__}.local", "LocalEngine"), "dask": Lazy(f"{__name__}.dask", "DaskEngine"),
+            "papermill": Lazy(f"{__name__}.papermill", "PapermillEngine"),
+            "kfp-local": Lazy(f"{__name__}.kfp_local", "KfpLocalEngine")}
 
 
 engines = Registry("engine", ENTRY_POINT_GROUP, _builtins)
-BUILTIN_NAMES = ("local", "dask", "papermill", "kfp-local")  # `_builtins()`'s, known without importing them
 
 
 def check_engine_name(name: str) -> None:
     """PluginError for a name no engine has, before anything is recorded. Imports nothing for a
     built-in one: a run whose steps are all cached starts no engine."""
-    if name not in BUILTIN_NAMES:
+    if name not in _builtins():
         engines.get(name)
 
 

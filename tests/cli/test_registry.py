@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from nbscale.errors import NbscaleError, PluginError
-from nbscale.registry import Registry
+from nbscale.registry import Lazy, Registry
 
 GROUP = "nbscale.test-registry"
 
@@ -27,6 +27,16 @@ def install_entry_points(folder, monkeypatch, entries: str, module: str = ""):
 def test_builtins_are_listed_and_returned():
     registry = Registry("widget", GROUP, lambda: {"a": 1, "b": 2})
     assert registry.names() == ["a", "b"] and registry.get("b") == 2 and "a" in registry
+
+
+def test_a_lazy_builtin_is_imported_when_first_asked_for(tmp_path, monkeypatch):
+    (tmp_path / "lazyplug.py").write_text("WIDGET = 'the widget'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "lazyplug", raising=False)
+    registry = Registry("widget", GROUP, lambda: {"w": Lazy("lazyplug", "WIDGET"), "n": 1})
+    assert registry.names() == ["n", "w"] and "w" in registry and registry.get("n") == 1
+    assert "lazyplug" not in sys.modules
+    assert registry.get("w") == "the widget" and registry.get("w") == "the widget"
 
 
 def test_an_unknown_name_lists_the_known_ones():
