@@ -10,7 +10,10 @@ thread starts in a session of its own is not the step's): SIGTERM, a short wait,
 reaps them.
 multiprocessing's resource tracker and fork server are left: they serve the whole process, not
 the step, and end with it; so is joblib's reusable worker pool (loky), which ends itself when
-idle (300 s) and is shared by later steps — `end_step_children()` (a cancel) ends it too.
+idle (300 s) and is shared by later steps — `end_step_children()` (a cancel) ends it too, and so
+does the exit of the process that ran the steps (`_end_pools_at_exit`): a Dask worker exits
+through multiprocessing, which skips the exit hooks that shut such pools down and then waits for
+their processes.
 
 On Linux this process is made a *child subreaper* while the step runs, so a process orphaned by
 its parent (the shell that put it in the background exits at once) is re-parented here instead of
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import multiprocessing.util
 import os
 import sys
 import threading
@@ -59,12 +63,16 @@ OWNER_ENV = "NBSCALE_STEP_OWNER"
 
 _lock = threading.Lock()
 _before: set[tuple[int, float]] | None = None  # (pid, start time) of the descendants when the step started
+_ends_pools_at_exit: int | None = None  # the pid of the process `_end_pools_at_exit` is registered in
+# where loky keeps its reusable pool: joblib's copy, and loky installed on its own
+LOKY_POOLS = ("joblib.externals.loky.reusable_executor", "loky.reusable_executor")
 
 
 @contextmanager
 def step_children():
     """Run the block as a step: the processes it starts are ended when it ends."""
     global _before
+    _register_end_of_pools()
     was_subreaper = _set_subreaper(True)
     with _lock:
         _before = {_identity(p) for p in _descendants()}
@@ -79,6 +87,42 @@ def step_children():
                 _before = None
             if was_subreaper is False:
                 _set_subreaper(False)
+
+
+def _register_end_of_pools() -> None:
+    """Once per process (a forked one starts with no exit handlers of multiprocessing's)."""
+    global _ends_pools_at_exit
+    with _lock:
+        if _ends_pools_at_exit == os.getpid():
+            return
+        _ends_pools_at_exit = os.getpid()
+    # run by multiprocessing's exit before it joins the process's children (priority >= 0), both when
+    # a Dask worker exits and at the interpreter's exit
+    multiprocessing.util.Finalize(None, _end_pools_at_exit, exitpriority=100)
+
+
+def _end_pools_at_exit() -> None:
+    """End the worker pools the process's steps left: joblib's (loky, its memory-mapped folders
+    removed) and any other process a step started that is still running (a ProcessPoolExecutor
+    never shut down). A Dask worker's exit waited for them until its nanny killed it, 4 s at the end
+    of every run that used `n_jobs`, and they lived on, re-parented to init."""
+    for name in LOKY_POOLS:
+        pool = getattr(sys.modules.get(name), "_executor", None)
+        if pool is not None:
+            try:
+                (pool.terminate if hasattr(pool, "terminate") else pool.shutdown)(kill_workers=True)
+            except Exception:  # noqa: BLE001 - a pool broken already: its processes are ended below
+                pass
+    left = [p for p in _descendants() if _marked(p) and not _runs_any(p, SERVICE_MARKERS)]
+    _terminate_then_kill(left, TERMINATE_WAIT_S)
+
+
+def _marked(process: psutil.Process) -> bool:
+    """Whether a step started the process (`marked_for_owner`)."""
+    try:
+        return OWNER_ENV in process.environ()
+    except psutil.Error:
+        return False
 
 
 def owner_marker(pid: int, started: float) -> str:

@@ -133,6 +133,50 @@ def test_joblibs_reusable_pool_serves_later_steps_and_a_cancel_ends_it():
     assert new and all(p.pid in ended and _gone(p.pid) for p in new)
 
 
+def _steps_leaving_pools(pids):
+    """In a multiprocessing child (as a Dask worker is): steps that leave joblib's pool and a
+    ProcessPoolExecutor running; the pids of their processes put in `pids`."""
+    import concurrent.futures
+
+    import joblib
+
+    with step_children():
+        joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4))
+    with step_children():
+        executor = concurrent.futures.ProcessPoolExecutor(2)
+        assert list(executor.map(abs, [-1, -2])) == [1, 2]
+    for process in psutil.Process().children(recursive=True):
+        pids.put(process.pid)
+    pids.put(None)
+
+
+def test_the_pools_steps_leave_end_as_a_multiprocessing_child_exits():
+    # multiprocessing's exit joins a child's non-daemon processes and skips the hooks that shut the
+    # pools down: a Dask worker waited for them until its nanny killed it, and they lived on
+    import multiprocessing
+
+    importlib.import_module("joblib")  # a test dependency: an ImportError must fail, not skip
+    context = multiprocessing.get_context("fork")
+    pids = context.Queue()
+    child = context.Process(target=_steps_leaving_pools, args=(pids,))
+    child.start()
+    started = list(iter(lambda: pids.get(timeout=60), None))
+    child.join(timeout=20)
+    hung = child.exitcode is None
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0, "the child's exit waited for the pools its steps left"
+    pools = [pid for pid in started if not _gone(pid) and "resource_tracker" not in " ".join(_cmdline(pid))]
+    assert started and not pools
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
+
+
 def test_an_ended_child_from_before_the_step_is_left_to_its_owner_to_wait_for():
     older = subprocess.Popen(["sh", "-c", "exit 3"])
     deadline = time.monotonic() + 30

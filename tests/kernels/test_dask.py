@@ -22,6 +22,7 @@ from pathlib import Path
 import cloudpickle
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from conftest import EXAMPLES, make_notebook, wait_for
 
@@ -780,6 +781,34 @@ def test_a_step_on_the_runs_own_cluster_may_start_a_process_pool(tmp_path):
     result = run_notebook(notebook, options=RunOptions(engine="dask", use_cache=False, workers=1))
     assert result.ok, result.steps
     assert result.load("pools", ["a", "b", "daemon"]) == {"a": 285, "b": 285, "daemon": False}
+
+
+def test_the_pools_a_step_leaves_end_with_the_runs_own_cluster(tmp_path):
+    """joblib's reusable pool (behind `n_jobs=2`) and a ProcessPoolExecutor never shut down: the
+    worker's exit waited for their processes until its nanny killed it (4 s), and they lived on."""
+    from nbscale.kernels.children import OWNER_ENV
+
+    (tmp_path / "work.py").write_text("def sq(x):\n    return x * x\n")
+    notebook = make_notebook(tmp_path, [
+        ("from concurrent.futures import ProcessPoolExecutor\nfrom joblib import Parallel, delayed\n"
+         "from work import sq", ["imports"]),
+        ("a = sum(Parallel(n_jobs=2)(delayed(sq)(i) for i in range(10)))\n"
+         "ex = ProcessPoolExecutor(2)\nb = sum(ex.map(sq, range(10)))", ["step:pools"])], name="pools")
+    result = run_notebook(notebook, options=RunOptions(engine="dask", use_cache=False, workers=1))
+    assert result.ok, result.steps
+    assert result.load("pools", ["a", "b"]) == {"a": 285, "b": 285}
+
+    def left():
+        found = []
+        for process in psutil.process_iter():
+            try:
+                if process.environ().get(OWNER_ENV, "").startswith(f"{os.getpid()}:"):
+                    found.append(" ".join(process.cmdline()))
+            except psutil.Error:
+                continue
+        return found
+
+    wait_for(lambda: not left(), "the processes the step started to end", timeout=10)
 
 
 def test_notebooks_of_two_folders_on_one_cluster_each_get_their_own_local_module(local_cluster, tmp_path):
