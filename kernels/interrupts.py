@@ -61,6 +61,7 @@ def sigterm_interrupts() -> Iterator[None]:
         if os.getpid() == owner and _REQUESTED:
             raise _REQUESTED[-1]()
 
+    terminated.in_forks_default = True  # (`_default_sigterm_in_forks`)
     previous = signal.signal(signal.SIGTERM, terminated)
     previous_repeat = signal.signal(REPEAT_SIGNAL, repeated)
     _WATCHING.append(owner)
@@ -90,6 +91,20 @@ _STEPS: list[int] = []  # the number of the step running in the main thread, whi
 _REPEATING: set[int] = set()  # the steps whose interrupt is being repeated
 _LEFT: set[threading.Thread] = set()  # threads an interrupted step left
 _count = 0
+
+
+def _default_sigterm_in_forks() -> None:
+    """A process forked from the run's (a worker of its own cluster, a pool a step starts) ends on
+    SIGTERM at once. With `terminated` inherited, a Python handler that runs only between bytecodes,
+    a SIGTERM that came just before a blocking wait in C was never acted on: a pool worker about to
+    wait on its queue's lock outlived `Pool.terminate`, which then waited for it for ever (1 run in
+    about 40 of a step using `with multiprocessing.Pool(2)` on Dask)."""
+    if getattr(signal.getsignal(signal.SIGTERM), "in_forks_default", False) and os.getpid() not in _WATCHING:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_sigterm_in_forks)
 
 
 def interrupt_as(kind: type[KeyboardInterrupt]) -> None:

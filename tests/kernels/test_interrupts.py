@@ -94,6 +94,35 @@ def test_a_forked_child_ends_on_sigterm_instead_of_cleaning_up_as_the_run():
     assert done.stdout.split() == ["child", str(int(signal.SIGTERM))]
 
 
+FORKED_HANDLERS_SCRIPT = """
+import multiprocessing, os, signal, threading
+from nbscale.kernels.interrupts import sigterm_interrupts
+
+def handlers(_):
+    return signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+def forked_from_a_thread(found):  # as a Dask worker's step thread forks a pool
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        found.extend(pool.map(handlers, [0]))
+
+with sigterm_interrupts():
+    found = []
+    thread = threading.Thread(target=forked_from_a_thread, args=(found,))
+    thread.start()
+    thread.join()
+    print("run", signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "forked", *found, flush=True)
+"""
+
+
+def test_a_process_forked_from_the_run_gets_the_default_sigterm_at_once():
+    # a Python handler runs between bytecodes only: a SIGTERM just before a pool worker blocked on its
+    # queue's lock was never acted on, and `Pool.terminate` waited for that worker for ever
+    done = subprocess.run([sys.executable, "-c", FORKED_HANDLERS_SCRIPT], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["run", "True", "forked", "True"]
+
+
 def test_a_ctrl_c_is_noted_while_active_and_forgotten_after():
     from nbscale.kernels.interrupts import interrupt_requested
 
