@@ -133,13 +133,11 @@ def test_joblibs_reusable_pool_serves_later_steps_and_a_cancel_ends_it():
     assert new and all(p.pid in ended and _gone(p.pid) for p in new)
 
 
-def _steps_leaving_pools(pids):
-    """In a multiprocessing child (as a Dask worker is): steps that leave joblib's pool and a
-    ProcessPoolExecutor running; the pids of their processes put in `pids`."""
-    import concurrent.futures
+POOLS_LEFT_SCRIPT = """
+import concurrent.futures, multiprocessing, psutil, joblib
+from nbscale.kernels.children import step_children
 
-    import joblib
-
+def steps(pids):  # in a multiprocessing child, as a Dask worker is: steps leaving their pools running
     with step_children():
         joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4))
     with step_children():
@@ -149,32 +147,38 @@ def _steps_leaving_pools(pids):
         pids.put(process.pid)
     pids.put(None)
 
-
-def test_the_pools_steps_leave_end_as_a_multiprocessing_child_exits():
-    # multiprocessing's exit joins a child's non-daemon processes and skips the hooks that shut the
-    # pools down: a Dask worker waited for them until its nanny killed it, and they lived on
-    import multiprocessing
-
-    importlib.import_module("joblib")  # a test dependency: an ImportError must fail, not skip
-    context = multiprocessing.get_context("fork")
-    pids = context.Queue()
-    child = context.Process(target=_steps_leaving_pools, args=(pids,))
-    child.start()
-    started = list(iter(lambda: pids.get(timeout=60), None))
-    child.join(timeout=20)
-    hung = child.exitcode is None
-    if hung:
-        child.kill()
-    assert not hung and child.exitcode == 0, "the child's exit waited for the pools its steps left"
-    pools = [pid for pid in started if not _gone(pid) and "resource_tracker" not in " ".join(_cmdline(pid))]
-    assert started and not pools
-
-
-def _cmdline(pid: int) -> list[str]:
+def alive(pid):
     try:
-        return psutil.Process(pid).cmdline()
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(process.cmdline())
     except psutil.Error:
-        return []
+        return False
+
+context = multiprocessing.get_context("fork")
+pids = context.Queue()
+child = context.Process(target=steps, args=(pids,))
+child.start()
+started = list(iter(lambda: pids.get(timeout=60), None))
+child.join(timeout=20)
+hung = child.exitcode is None
+if hung:
+    child.kill()
+print("started", len(started), "hung", hung, "exit", child.exitcode, "alive", sum(map(alive, started)))
+"""
+
+
+def test_the_pools_steps_leave_end_as_a_multiprocessing_child_exits(tmp_path):
+    # multiprocessing's exit joins a child's non-daemon processes and skips the hooks that shut the
+    # pools down: a Dask worker waited for them until its nanny killed it, and they lived on (in a
+    # fresh process: a child forked from this one's threads could hang on a lock one of them held)
+    importlib.import_module("joblib")  # a test dependency: an ImportError must fail, not skip
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:  # (not pipes, which processes left would hold)
+        done = subprocess.run([sys.executable, "-c", POOLS_LEFT_SCRIPT], stdout=stdout, stderr=stderr, timeout=180)
+    assert done.returncode == 0, err.read_text()
+    words = out.read_text().split()
+    assert int(words[1]) > 0, words  # the steps' pools had processes
+    assert words[2:] == ["hung", "False", "exit", "0", "alive", "0"], words
 
 
 def test_an_ended_child_from_before_the_step_is_left_to_its_owner_to_wait_for():
