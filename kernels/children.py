@@ -12,8 +12,7 @@ multiprocessing's resource tracker and fork server are left: they serve the whol
 the step, and end with it; so is joblib's reusable worker pool (loky), which ends itself when
 idle (300 s) and is shared by later steps — `end_step_children()` (a cancel) ends it too, and so
 does the exit of the process that ran the steps (`_end_pools_at_exit`): a Dask worker exits
-through multiprocessing, which skips the exit hooks that shut such pools down and then waits for
-their processes.
+through multiprocessing, which skips loky's exit hook and then waits for the pool's processes.
 
 On Linux this process is made a *child subreaper* while the step runs, so a process orphaned by
 its parent (the shell that put it in the background exits at once) is re-parented here instead of
@@ -102,27 +101,18 @@ def _register_end_of_pools() -> None:
 
 
 def _end_pools_at_exit() -> None:
-    """End the worker pools the process's steps left: joblib's (loky, its memory-mapped folders
-    removed) and any other process a step started that is still running (a ProcessPoolExecutor
-    never shut down). A Dask worker's exit waited for them until its nanny killed it, 4 s at the end
-    of every run that used `n_jobs`, and they lived on, re-parented to init."""
+    """End joblib's reusable pool (loky) and remove its memory-mapped folders, as loky's own exit hook
+    would. A Dask worker exits through multiprocessing, which skips that hook and then waits for the
+    pool's processes: the worker waited until its nanny killed it, 4 s at the end of every run that
+    used `n_jobs`, and the pool lived on, re-parented to init. (Any other process a step starts ends
+    with the step, a `multiprocessing.Pool`'s daemonic workers as the process exits.)"""
     for name in LOKY_POOLS:
         pool = getattr(sys.modules.get(name), "_executor", None)
         if pool is not None:
             try:
                 (pool.terminate if hasattr(pool, "terminate") else pool.shutdown)(kill_workers=True)
-            except Exception:  # noqa: BLE001 - a pool broken already: its processes are ended below
+            except Exception:  # noqa: BLE001 - a broken pool: nothing more can be done at exit
                 pass
-    left = [p for p in _descendants() if _marked(p) and not _runs_any(p, SERVICE_MARKERS)]
-    _terminate_then_kill(left, TERMINATE_WAIT_S)
-
-
-def _marked(process: psutil.Process) -> bool:
-    """Whether a step started the process (`marked_for_owner`)."""
-    try:
-        return OWNER_ENV in process.environ()
-    except psutil.Error:
-        return False
 
 
 def owner_marker(pid: int, started: float) -> str:

@@ -134,15 +134,24 @@ def test_joblibs_reusable_pool_serves_later_steps_and_a_cancel_ends_it():
 
 
 POOLS_LEFT_SCRIPT = """
-import concurrent.futures, multiprocessing, psutil, joblib
-from nbscale.kernels.children import step_children
+import concurrent.futures, contextlib, multiprocessing, psutil, joblib, subprocess
+from nbscale.kernels.children import marked_for_owner, step_children
 
-def steps(pids):  # in a multiprocessing child, as a Dask worker is: steps leaving their pools running
-    with step_children():
+LEFT = []  # what the steps keep: nothing shuts these pools down before the process exits
+
+@contextlib.contextmanager
+def step():  # as a worker runs a step of a run
+    with step_children(), marked_for_owner("1:2.0"):
+        yield
+
+def steps(pids, kept):  # in a multiprocessing child, as a Dask worker is: steps leaving their pools running
+    with step():
         joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4))
-    with step_children():
-        executor = concurrent.futures.ProcessPoolExecutor(2)
-        assert list(executor.map(abs, [-1, -2])) == [1, 2]
+    with step():
+        LEFT.append(concurrent.futures.ProcessPoolExecutor(2))
+        assert list(LEFT[-1].map(abs, [-1, -2])) == [1, 2]
+    with step():  # left the step's session on purpose: it stays
+        kept.put(subprocess.Popen(["sleep", "60"], start_new_session=True).pid)
     for process in psutil.Process().children(recursive=True):
         pids.put(process.pid)
     pids.put(None)
@@ -155,15 +164,18 @@ def alive(pid):
         return False
 
 context = multiprocessing.get_context("fork")
-pids = context.Queue()
-child = context.Process(target=steps, args=(pids,))
+pids, kept = context.Queue(), context.Queue()
+child = context.Process(target=steps, args=(pids, kept))
 child.start()
-started = list(iter(lambda: pids.get(timeout=60), None))
+own_session = kept.get(timeout=60)
+started = [pid for pid in iter(lambda: pids.get(timeout=60), None) if pid != own_session]
 child.join(timeout=20)
 hung = child.exitcode is None
 if hung:
     child.kill()
-print("started", len(started), "hung", hung, "exit", child.exitcode, "alive", sum(map(alive, started)))
+print("started", len(started), "hung", hung, "exit", child.exitcode, "alive", sum(map(alive, started)),
+      "own-session", alive(own_session))
+psutil.Process(own_session).kill()
 """
 
 
@@ -178,7 +190,7 @@ def test_the_pools_steps_leave_end_as_a_multiprocessing_child_exits(tmp_path):
     assert done.returncode == 0, err.read_text()
     words = out.read_text().split()
     assert int(words[1]) > 0, words  # the steps' pools had processes
-    assert words[2:] == ["hung", "False", "exit", "0", "alive", "0"], words
+    assert words[2:] == ["hung", "False", "exit", "0", "alive", "0", "own-session", "True"], words
 
 
 def test_an_ended_child_from_before_the_step_is_left_to_its_owner_to_wait_for():
