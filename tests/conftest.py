@@ -23,6 +23,14 @@ EXAMPLES_DIR = ROOT / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.ipynb"))
 
 
+def rewrite_keeping_mtime(path, text: str) -> None:
+    """Another content for a file, its old mtime set back (as `cp -p` or `rsync -t` may)."""
+    mtime = os.stat(path).st_mtime_ns
+    time.sleep(0.02)  # a kernel with a coarse file clock (before Linux 6.13) gives a new ctime a tick later
+    Path(path).write_text(text)
+    os.utime(path, ns=(mtime, mtime))
+
+
 def make_notebook(tmp_path, cells, name="nb", metadata=None) -> Path:
     nb = nbformat.v4.new_notebook(metadata=metadata or {})
     for cell in cells:

@@ -5,10 +5,9 @@ local modules, environment) decide whether its stored result still holds."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
-from conftest import make_notebook
+from conftest import make_notebook, rewrite_keeping_mtime
 
 from nbscale.kernels.runner import RunOptions, run_notebook
 
@@ -57,10 +56,7 @@ def test_a_data_file_rewritten_under_its_old_size_and_mtime_reruns_the_step(tmp_
     data.write_text("5\n")
     nb = make_notebook(tmp_path, [("n = int(open('data.csv').read())", ["step:read"]), ("m = n * 2", ["step:use"])])
     assert run_notebook(nb, options=LOCAL).load("use")["m"] == 10
-    stamp = data.stat().st_mtime_ns
-    time.sleep(0.02)  # a kernel with a coarse file clock gives a new ctime a tick later
-    data.write_text("7\n")
-    os.utime(data, ns=(stamp, stamp))
+    rewrite_keeping_mtime(data, "7\n")
     changed = run_notebook(nb, options=LOCAL)
     assert status(changed) == {"read": "succeeded", "use": "succeeded"} and changed.load("use")["m"] == 14
 

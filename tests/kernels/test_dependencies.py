@@ -16,13 +16,12 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 import uuid
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_notebook
+from conftest import make_notebook, rewrite_keeping_mtime
 
 from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import (
@@ -489,9 +488,7 @@ def test_a_module_rewritten_under_its_old_size_and_mtime_is_outdated(folder, loc
         module.answer()
     path = folder / f"{name}.py"
     before = path.stat()
-    time.sleep(0.02)  # a kernel with a coarse file clock gives a new ctime a tick later
-    path.write_text(path.read_text().replace("42", "43"))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    rewrite_keeping_mtime(path, path.read_text().replace("42", "43"))
     assert path.stat().st_size == before.st_size
     assert name in outdated_modules()
 

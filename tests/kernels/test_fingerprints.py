@@ -7,11 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import numpy as np
 import pytest
+from conftest import rewrite_keeping_mtime
 
 from nbscale.kernels.dependencies import record
 from nbscale.kernels.fingerprints import (
@@ -55,14 +55,6 @@ def texts(changes: list[Change]) -> list[str]:
 
 def set_mtime(path, mtime_ns: int) -> None:
     os.utime(path, ns=(mtime_ns, mtime_ns))
-
-
-def rewrite_keeping_mtime(path, text: str) -> None:
-    """Another content of the same size, the old mtime set back (as `cp -p` or `rsync -t` may)."""
-    mtime = os.stat(path).st_mtime_ns
-    time.sleep(0.02)  # a kernel with a coarse file clock (before Linux 6.13) gives a new ctime a tick later
-    path.write_text(text)
-    set_mtime(path, mtime)
 
 
 # --- files ---------------------------------------------------------------------------------------
