@@ -119,7 +119,8 @@ from .mentions import (
 )
 from .process_state import loaded_modules, same_modules
 
-__all__ = ["Recording", "RecordingEnviron", "local_module_names", "outdated_modules", "record", "see_shell_commands"]
+__all__ = ["Recording", "RecordingEnviron", "local_module_names", "note_loaded_distributions", "outdated_distributions",
+           "outdated_modules", "record", "see_shell_commands", "watch_imports"]
 
 # What the process running a step is given by what started it, nbscale (the step's owner,
 # matplotlib's inline backend), a Jupyter kernel (colours, pagers) or a shell's bookkeeping (`_`, the
@@ -416,19 +417,31 @@ def record(cwd: str | None = None, sources=(), values=()):
         recording.finish()
 
 
-def _start(recording: Recording) -> None:
+def _hook() -> None:
+    """Add the audit hook, once per process (hooks cannot be removed)."""
     global _HOOKED
+    if not _HOOKED:
+        # The hook must not compute these: it may run inside tempfile's or site's own locks.
+        _nbscale_packages(), _own_temp_folder()
+        is_interpreter_path(os.sep)
+        sys.addaudithook(_on_audit)
+        native_io.install()
+        _HOOKED = True
+
+
+def watch_imports() -> None:
+    """From now on, note what is installed as each library's import begins, in any step of this
+    process, recorded or not (`_import_began`)."""
+    with _LOCK:
+        _hook()
+
+
+def _start(recording: Recording) -> None:
     ident = threading.get_ident()
     with _LOCK:
         if ident in _ACTIVE:
             raise RuntimeError("a dependency recording is already active in this thread")
-        if not _HOOKED:
-            # The hook must not compute these: it may run inside tempfile's or site's own locks.
-            _nbscale_packages(), _own_temp_folder()
-            is_interpreter_path(os.sep)
-            sys.addaudithook(_on_audit)
-            native_io.install()
-            _HOOKED = True
+        _hook()
         if not _ACTIVE and not isinstance(os.environ, RecordingEnviron):
             os.environ = RecordingEnviron(os.environ)  # noqa: B003 - the same variables, seen through a wrapper
         if not _ACTIVE:
@@ -494,6 +507,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def _on_audit(event: str, args: tuple, _active=_ACTIVE) -> None:
+    if event == "import":  # (raised only for a module not loaded yet)
+        _import_began(args)
     if not _active:  # all that any audit event in the process pays while no step records
         return
     handler = _HANDLERS.get(event)
@@ -1087,8 +1102,67 @@ def _loaded_distributions(loaded: tuple[list, list]) -> dict[str, str]:
         for dist in by_module.get(top, ()):
             seen = _VERSIONS_SEEN.get(dist)
             if seen is None or seen[0] is not spec or spec is None:
-                seen = _VERSIONS_SEEN[dist] = (spec, versions.get(dist, ""))
+                installed = _INSTALLED_AT_IMPORT.get(top, versions)  # (this process saw its import begin)
+                seen = _VERSIONS_SEEN[dist] = (spec, installed.get(dist, ""))
             if seen[1]:
                 found[dist] = seen[1]
     _DISTRIBUTIONS = (loaded, folders, found)
     return dict(found)
+
+
+_INSTALLED_AT_IMPORT: dict[str, dict] = {}  # top-level module → {distribution: version} installed as its import began
+_VERSIONS_NOW: list = [None, {}]  # `site_folders()` and `installed_versions()` of them, last looked at
+_NOTING = threading.local()  # an import during the look itself (`importlib.metadata`) is not looked at again
+
+
+def _import_began(args) -> None:
+    """What is installed as a library's import begins: the version this process runs from then on,
+    whatever is installed by the time the step that imported it ends (a long step, a `pip install -U`
+    meanwhile). Costs a `stat` of the interpreter's folders per top-level module imported."""
+    name = args[0]
+    if type(name) is not str or "." in name or getattr(_NOTING, "on", False):
+        return
+    _NOTING.on = True
+    try:
+        folders = site_folders()
+        if _VERSIONS_NOW[0] != folders:
+            _VERSIONS_NOW[:] = [folders, installed_versions(folders)]
+        _INSTALLED_AT_IMPORT[name] = _VERSIONS_NOW[1]
+    except Exception:  # noqa: BLE001 - an import must never fail for this; the version is then looked up later
+        pass
+    finally:
+        _NOTING.on = False
+
+
+def note_loaded_distributions() -> None:
+    """Remember the installed version of each library loaded now that was not seen before, as soon
+    as the step (or worker warm-up) that imported it ends, also when no fingerprint is recorded:
+    `outdated_distributions` compares what is installed later with it."""
+    _loaded_distributions(loaded_modules())
+
+
+_UP_TO_DATE_AT: tuple | None = None  # `site_folders()` when every loaded library was last found as installed
+
+
+def outdated_distributions() -> dict[str, tuple[str, str]]:
+    """Libraries this process imported that were upgraded, downgraded or removed since:
+    {distribution: (version loaded, version installed now, "" when none)}. A loaded module cannot be
+    imported again (its objects live on in others, its extension modules stay), so a step here
+    would run the old code while its fingerprint and the user think the new one ran. Only looked
+    for once the interpreter's folders changed (installing or removing a package changes them)."""
+    global _UP_TO_DATE_AT
+    folders = site_folders()
+    if folders == _UP_TO_DATE_AT:
+        return {}
+    installed = installed_versions(folders)
+    found = {}
+    for dist, (spec, then) in list(_VERSIONS_SEEN.items()):
+        module = sys.modules.get(getattr(spec, "name", None) or "")
+        if not then or module is None or getattr(module, "__spec__", None) is not spec:
+            continue  # not loaded any more (or loaded again): nothing old is left to run
+        now = installed.get(dist, "")
+        if now != then:
+            found[dist] = (then, now)
+    if not found:
+        _UP_TO_DATE_AT = folders
+    return found

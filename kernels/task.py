@@ -201,10 +201,15 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
     """One attempt of the step in this process, on copies of its inputs (read-only views of arrays
     it only reads), within its timeout; what it changed process-wide is put back and the processes
     it started are ended afterwards."""
+    from .dependencies import outdated_distributions
     from .executor import StepError, StepResult, execute_step  # IPython: only paid when a step really runs
 
     step = spec.step
     with step_threads() as left, isolated_step(spec.cwd, spec.owner) as state:
+        outdated = outdated_distributions()
+        if outdated:
+            return StepResult(step["name"], FAILED, error=StepError(**error_dict(
+                OUTDATED_LIBRARIES, outdated_message(outdated)))), {}
         try:
             with deadline(step.get("timeout")):
                 values, viewed = step_inputs(inputs, set(step.get("defines", ())), views)
@@ -274,7 +279,7 @@ def isolated_step(folder: str | None = None, owner: str = ""):
     so does naming the run's `owner` to the processes the step starts (`children.marked_for_owner`).
     """
     from . import native_io
-    from .dependencies import see_shell_commands
+    from .dependencies import note_loaded_distributions, see_shell_commands, watch_imports
     from .executor import evict_outdated_modules
     from .shell import step_shell
 
@@ -282,8 +287,25 @@ def isolated_step(folder: str | None = None, owner: str = ""):
         evict_outdated_modules(folder)
         native_io.install()
         see_shell_commands()
-        with step_children(), marked_for_owner(owner), restored_process_state() as state:
-            yield state
+        watch_imports()
+        try:
+            with step_children(), marked_for_owner(owner), restored_process_state() as state:
+                yield state
+        finally:
+            note_loaded_distributions()  # the versions of the libraries it imported, as it ends
+
+
+OUTDATED_LIBRARIES = "OutdatedLibraries"  # the error of a step refused by a process holding an old library
+
+
+def outdated_message(outdated: dict) -> str:
+    """Why a step does not run in a process that imported a library since upgraded (or removed)."""
+    changes = ", ".join(f"{name} {then} (installed now: {now or 'none'})"
+                        for name, (then, now) in sorted(outdated.items()))
+    return (f"this process ({socket.gethostname()}, pid {os.getpid()}) imported {changes} before it was reinstalled; "
+            "a library cannot be imported again in the same process, so the step would run the old code. "
+            "Restart the process: the kernel for a run inside it, the workers for a Dask cluster "
+            "(`nbscale cluster stop` ends the warm cluster; a run restarts its idle workers itself)")
 
 
 @contextmanager

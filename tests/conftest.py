@@ -11,6 +11,7 @@ Each cell is one of:
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -29,6 +30,24 @@ def rewrite_keeping_mtime(path, text: str) -> None:
     time.sleep(0.02)  # a kernel with a coarse file clock (before Linux 6.13) gives a new ctime a tick later
     Path(path).write_text(text)
     os.utime(path, ns=(mtime, mtime))
+
+
+def install_library(site: Path, name: str, version: str, value) -> None:
+    """Install (or reinstall, as pip does: the old metadata folder goes) a one-module library `name`
+    whose `VALUE` is `value`, in `site` (a folder named site-packages, as an interpreter's is)."""
+    site.mkdir(parents=True, exist_ok=True)
+    for old in site.glob(f"{name}-*.dist-info"):
+        for file in old.iterdir():
+            file.unlink()
+        old.rmdir()
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "top_level.txt").write_text(f"{name}\n")
+    (site / f"{name}.py").write_text(f"VALUE = {value!r}\n")
+    shutil.rmtree(site / "__pycache__", ignore_errors=True)  # (pip removes the old bytecode too)
+    # a new mtime for the folder, whatever the clock's granularity: the installation is seen as changed
+    later = max(site.stat().st_mtime_ns, time.time_ns()) + 1_000_000_000
+    os.utime(site, ns=(later, later))
 
 
 def make_notebook(tmp_path, cells, name="nb", metadata=None) -> Path:

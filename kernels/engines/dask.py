@@ -42,7 +42,7 @@ from ..task import run_step
 from . import Engine
 from .dask_chains import chains, reported_outcome, run_chain, stripped, upstream_failed
 from .dask_collections import STEP_RESOURCE, collections_computed
-from .dask_lifecycle import TaskLine, forget_run, killed_outcome, run_counted, stop_run_steps
+from .dask_lifecycle import TaskLine, forget_run, killed_outcome, restart_outdated_workers, run_counted, stop_run_steps
 
 TOPIC = "nbscale"
 RESOURCE_NAMES = ("cpu", "memory", "gpu")
@@ -212,6 +212,8 @@ class DaskEngine(Engine):
                     if _sole_root(plan, specs):  # starts on the first worker up
                         self._submit(client, plan.pop(0), tasks, {STEP_RESOURCE}, {}, topic, emit)
                     start_workers(useful)
+            elif self.shared_address:  # the warm cluster's workers may have imported an older library
+                restart_outdated_workers(client, emit)
             # every worker: distributed 2025.7 to 2026.6 give 5 by default (the spread and warm-up were cut to them)
             info = client.scheduler_info(n_workers=-1)
             declared = _declared_resources(info)

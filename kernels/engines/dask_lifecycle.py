@@ -463,6 +463,47 @@ def _another_runs_step(key, suffix: str) -> bool:
     return isinstance(key, str) and key.startswith("nbscale-") and not key.endswith(suffix)
 
 
+# --- a shared cluster's workers that hold a library since reinstalled ---------------------------------
+
+
+def outdated_libraries(dask_worker=None) -> dict | None:
+    """(via `client.run`) The libraries this worker imported that were reinstalled in another version
+    since (`dependencies.outdated_distributions`), or None while it executes a task: another run's
+    step must not die under it."""
+    from ..dependencies import outdated_distributions
+
+    if dask_worker.state.executing or dask_worker.state.long_running:
+        return None
+    return outdated_distributions()
+
+
+def restart_outdated_workers(client, emit, timeout: float = 60.0) -> dict:
+    """Restart the idle workers of a shared cluster (the warm one) that hold a library reinstalled
+    since they imported it: a step there would run the old code (a step a busy one takes fails,
+    saying why). Waits until as many workers are back. Returns worker → its outdated libraries.
+    Never raises: the run goes on, its steps refuse an outdated worker themselves."""
+    try:
+        found = client.run(outdated_libraries, on_error="return")
+        stale = {worker: libraries for worker, libraries in found.items() if isinstance(libraries, dict) and libraries}
+        if not stale:
+            return {}
+        for worker, libraries in sorted(stale.items()):
+            changes = ", ".join(f"{name} {then} → {now or 'removed'}"
+                                for name, (then, now) in sorted(libraries.items()))
+            emit(WARNING, None, {"message": f"restarting worker {worker}: it imported a library reinstalled since "
+                                            f"({changes}), and would run the old code"})
+        count = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        restarted = restart_workers(client, sorted(stale), timeout)
+        for worker, status in sorted(restarted.items()):
+            if status != "OK":  # no nanny to start it again
+                emit(WARNING, None, {"message": f"worker {worker} could not be restarted ({status})"})
+        client.wait_for_workers(count, timeout=timeout)
+        return stale
+    except Exception as exc:  # noqa: BLE001 - the steps check their worker themselves
+        emit(WARNING, None, {"message": f"could not restart the workers that hold outdated libraries: {exc}"})
+        return {}
+
+
 def restart_workers(client, workers: list[str], timeout: float) -> dict:
     """Restart `workers` through their nannies, returning once their processes are gone (the
     nannies start new ones meanwhile); a worker without a nanny is closed ("removed").

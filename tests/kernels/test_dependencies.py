@@ -21,15 +21,18 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_notebook, rewrite_keeping_mtime
+from conftest import install_library, make_notebook, rewrite_keeping_mtime
 
 from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import (
     RecordingEnviron,
     local_module_names,
+    note_loaded_distributions,
+    outdated_distributions,
     outdated_modules,
     record,
     shadowed_modules,
+    watch_imports,
 )
 from nbscale.kernels.executor import execute_step
 from nbscale.kernels.fingerprints import check
@@ -728,5 +731,74 @@ def test_a_package_beside_a_loaded_module_of_the_same_name_shadows_it(folder, mo
         (folder / name / "__init__.py").write_text("V = 'package'\n")
         os.utime(folder, None)  # (the folder's listing is cached by its mtime, which the mkdir changed already)
         assert name in shadowed_modules(str(folder))
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_library_reinstalled_in_another_version_after_its_import_is_outdated(folder, tmp_path, monkeypatch):
+    # `pip install -U lib` while a process (a warm worker, a kernel) has the old one imported
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
+    install_library(site, name, "1.0", 1)
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        with record(str(folder)) as rec:
+            assert __import__(name).VALUE == 1
+        assert rec.fingerprint()["distributions"][name] == "1.0"
+        assert outdated_distributions() == {}
+        install_library(site, f"other{name}", "0.1", 0)  # another library installed: nothing outdated
+        assert outdated_distributions() == {}
+        install_library(site, name, "2.0", 2)
+        assert outdated_distributions() == {name: ("1.0", "2.0")}
+        with record(str(folder)) as rec:  # what a step in this process records: the version that runs
+            assert sys.modules[name].VALUE == 1
+        assert rec.fingerprint()["distributions"][name] == "1.0"
+        install_library(site, name, "1.0", 1)  # back to the version it imported
+        assert outdated_distributions() == {}
+        shutil.rmtree(next(site.glob(f"{name}-*.dist-info")))  # pip uninstall
+        os.utime(site, ns=(site.stat().st_mtime_ns + 10**9,) * 2)
+        assert outdated_distributions() == {name: ("1.0", "")}
+        sys.modules.pop(name)  # not loaded any more: a step importing it gets what is installed
+        assert outdated_distributions() == {}
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_library_imported_by_no_recorded_step_is_noted_too(folder, tmp_path, monkeypatch):
+    # a worker's warm-up, or a run with the cache off, records no fingerprint: the version is noted anyway
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
+    install_library(site, name, "1.0", 1)
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        __import__(name)
+        note_loaded_distributions()
+        install_library(site, name, "1.1", 2)
+        assert outdated_distributions() == {name: ("1.0", "1.1")}
+    finally:
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_library_reinstalled_while_the_step_that_imported_it_runs_is_kept_at_the_version_imported(
+        folder, tmp_path, monkeypatch, recorded):
+    # a long step imports lib 1.0; `pip install -U lib` while it runs: 1.0's code ran, and later
+    # steps in this process would run it too
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
+    install_library(site, name, "1.0", 1)
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        if recorded:
+            with record(str(folder)) as rec:
+                assert __import__(name).VALUE == 1
+                install_library(site, name, "2.0", 2)
+            assert rec.fingerprint()["distributions"][name] == "1.0"
+        else:  # a step with the cache off, a worker's warm-up
+            watch_imports()
+            assert __import__(name).VALUE == 1
+            install_library(site, name, "2.0", 2)
+            note_loaded_distributions()
+        assert outdated_distributions() == {name: ("1.0", "2.0")}
     finally:
         sys.modules.pop(name, None)

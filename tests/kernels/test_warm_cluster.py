@@ -10,10 +10,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import uuid
 
 import psutil
 import pytest
-from conftest import make_notebook
+from conftest import install_library, make_notebook
 from warm_harness import DEADLINE_S, NBSCALE, end_clusters, gone, serving_pids, wait_for
 
 from nbscale.kernels import warm_cluster
@@ -559,3 +561,59 @@ def test_the_dask_collection_modules_a_notebook_names_are_imported_on_the_schedu
         result = run_notebook(frames, options=RunOptions(use_cache=False))  # no compute: no graph reaches it
         assert result.ok and result.load("use")["n"] == 1
         wait_for(lambda: client.run_on_scheduler(_loaded_here, "dask.dataframe"), "dask.dataframe on the scheduler")
+
+
+def test_a_library_reinstalled_since_a_worker_imported_it_restarts_that_idle_worker(warm_folder, tmp_path,
+                                                                                   monkeypatch):
+    # `pip install -U lib` between two runs: the warm worker holds the old lib, which it cannot import again
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
+    install_library(site, name, "1.0", 1)
+    monkeypatch.setenv("PYTHONPATH", str(site))  # the cluster's workers and this run's agree on it
+    warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    notebook = make_notebook(warm_folder, [(f"import os\nv = (__import__({name!r}).VALUE, os.getpid())", ["step:use"])],
+                             name="lib")
+    result, seen = events_of(notebook)
+    assert result.ok and result.load("use")["v"][0] == 1
+    worker_pid = result.load("use")["v"][1]
+    assert not [p for kind, _, p in seen if kind == WARNING]
+    install_library(site, name, "2.0", 2)
+    result, seen = events_of(notebook)
+    assert result.ok and result.load("use")["v"][0] == 2, "the step ran the library's old code"
+    assert result.load("use")["v"][1] != worker_pid and gone(worker_pid)
+    warnings = [p["message"] for kind, _, p in seen if kind == WARNING]
+    assert len(warnings) == 1 and f"({name} 1.0 → 2.0)" in warnings[0] and warnings[0].startswith("restarting worker")
+    result, seen = events_of(notebook)
+    assert result.ok and result.load("use")["v"][0] == 2 and not [p for kind, _, p in seen if kind == WARNING]
+
+
+def test_a_worker_busy_with_another_runs_step_is_not_restarted_and_a_step_landing_there_says_why(
+        warm_folder, tmp_path, monkeypatch):
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
+    install_library(site, name, "1.0", 1)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    started, go_on = tmp_path / "started", tmp_path / "go-on"
+    long = make_notebook(warm_folder, [(
+        f"import os, time\nv = __import__({name!r}).VALUE\nopen({str(started)!r}, 'w').close()\n"
+        f"while not os.path.exists({str(go_on)!r}):\n    time.sleep(0.05)", ["step:long"])], name="long")
+    proc = subprocess.Popen([*NBSCALE, "run", str(long), "--no-cache"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: started.exists() or proc.poll() is not None, "the long step to start")
+        assert proc.poll() is None, proc.stdout.read()
+        install_library(site, name, "2.0", 2)  # while the long step runs with 1.0
+        other = make_notebook(warm_folder, [(f"w = __import__({name!r}).VALUE", ["step:other"])], name="other")
+        go_on_later = threading.Timer(3.0, go_on.touch)  # the other run's step waits for the one worker
+        go_on_later.start()
+        result, seen = events_of(other)
+        out, _ = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        go_on.touch()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out  # the long step was not killed by the other run
+    assert not [p for kind, _, p in seen if kind == WARNING and p["message"].startswith("restarting worker")]
+    error = result.step("other")["error"]
+    assert error["ename"] == "OutdatedLibraries" and f"{name} 1.0 (installed now: 2.0)" in error["evalue"]
