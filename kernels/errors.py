@@ -130,14 +130,19 @@ class ClusterStartError(NbscaleRuntimeError):
 
     exit_code = 1  # the run is recorded as failed; nothing was wrong with what was asked
 
-    def __init__(self, cause: BaseException):
+    def __init__(self, cause: BaseException, script: str | None = None):
         reasons = []
         while cause is not None and len(reasons) < 4:
             reasons.append(str(cause).rstrip(".") or type(cause).__name__)
             cause = cause.__cause__ or cause.__context__
-        super().__init__(f"the embedded Dask cluster could not start its workers ({': '.join(reasons)}); a worker "
-                         "process that exits as it starts is the usual cause (a `distributed.worker.preload`, "
-                         "the memory it may use); `--engine local` runs without Dask")
+        usual = ("a worker process that exits as it starts is the usual cause (a `distributed.worker.preload`, "
+                 "the memory it may use)")
+        if script:  # multiprocessing's spawn runs the main script in each new process before anything else
+            usual = (f"the workers start as new Python processes (this process has other threads: they are not "
+                     f"forked from it), and each runs {script} again as it starts; a script that calls nbscale "
+                     f"outside `if __name__ == \"__main__\":` fails that way. Else, {usual}")
+        super().__init__(f"the embedded Dask cluster could not start its workers ({': '.join(reasons)}); {usual}; "
+                         "`--engine local` runs without Dask")
 
 
 class Terminated(KeyboardInterrupt):

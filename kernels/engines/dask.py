@@ -45,6 +45,7 @@ from .dask_collections import STEP_RESOURCE, collections_computed
 from .dask_lifecycle import TaskLine, forget_run, killed_outcome, restart_outdated_workers, run_counted, stop_run_steps
 
 TOPIC = "nbscale"
+OFFLOAD_THREAD = "Dask-Offload"  # the name distributed gives its offload pool's thread (`distributed.utils`)
 RESOURCE_NAMES = ("cpu", "memory", "gpu")
 ALLOWED_FAILURES = 20  # worker deaths under one task before the embedded cluster's scheduler gives up
 # What a worker does for a dashboard, which a run's own cluster has none of. Each wake-up of the
@@ -802,7 +803,18 @@ def _start_named_workers(cluster) -> None:
                 cluster.sync(lambda: asyncio.shield(started[0]), callback_timeout=START_SETTLE_S)
         raise
     except Exception as exc:
-        raise ClusterStartError(exc) from exc
+        raise ClusterStartError(exc, _script_run_again()) from exc
+
+
+def _script_run_again() -> str | None:
+    """The script a spawned worker runs as it starts (multiprocessing's `spawn` runs `__main__`'s
+    file in each new process), or None: workers forked, or a main without a file (IPython, `-c`)."""
+    import dask
+
+    main = sys.modules.get("__main__")
+    if dask.config.get(MP_METHOD) == "fork" or getattr(getattr(main, "__spec__", None), "name", None):
+        return None
+    return getattr(main, "__file__", None)
 
 
 def _start_config(http: bool) -> dict:
@@ -886,8 +898,13 @@ def _unless_chosen(settings: dict) -> dict:
 
 def _only_safe_threads() -> bool:
     """Whether every other thread is one whose locks a worker never takes: the run store's
-    heartbeat (it only touches the run store, which no worker uses)."""
-    return all(t is threading.current_thread() or t.name == HEARTBEAT_THREAD for t in threading.enumerate())
+    heartbeat (it only touches the run store, which no worker uses), and distributed's offload
+    pool, which an earlier run in this process left (a forked worker gets a pool of its own:
+    `_fresh_offload_pool_after_fork`). Spawned instead, the workers of a script's second
+    `nbscale.run()` ran the script again as they started, and failed unless it had an
+    `if __name__ == "__main__":` guard."""
+    return all(t is threading.current_thread() or t.name == HEARTBEAT_THREAD or t.name.startswith(OFFLOAD_THREAD)
+               for t in threading.enumerate())
 
 
 _FILTERS_OF_FORKED: list | None = None  # set while `local_cluster` starts the cluster quietly
@@ -909,7 +926,7 @@ def _fresh_offload_pool_after_fork() -> None:
     pool = getattr(utils, "_offload_executor", None)
     if isinstance(pool, ThreadPoolExecutor):
         utils._offload_executor = ThreadPoolExecutor(max_workers=getattr(pool, "_max_workers", 1),
-                                                     thread_name_prefix="Dask-Offload")
+                                                     thread_name_prefix=OFFLOAD_THREAD)
 
 
 if hasattr(os, "register_at_fork"):

@@ -1038,3 +1038,39 @@ def test_forked_workers_start_with_the_marshallers_scanned(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[(True, 'fork'), (True, 'fork')]"
+
+
+def test_a_script_without_a_main_guard_runs_notebooks_one_after_another(tmp_path):
+    # `for lr in ...: nbscale.run("train.ipynb", ...)`: the first run leaves distributed's offload
+    # thread behind; spawned because of it, the second run's workers ran the script again as they
+    # started, and the run failed ("the current process has finished its bootstrapping phase")
+    nb = make_notebook(tmp_path, [("import os\npid = os.getpid()", ["step:where"]), ("seen = pid", ["step:after"])])
+    script = tmp_path / "sweep.py"
+    script.write_text(textwrap.dedent(f"""
+        import os
+        import nbscale
+        for i in range(2):
+            result = nbscale.run({str(nb)!r}, use_cache=False)
+            print(result.status, result.load("where")["pid"] != os.getpid())
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["succeeded", "True"] * 2
+
+
+def test_workers_spawned_for_a_script_without_a_main_guard_fail_saying_so(tmp_path):
+    # a thread of the user's makes forking unsafe: the workers are spawned, and each runs the script
+    # again, which calls nbscale.run() as it is imported
+    nb = make_notebook(tmp_path, [("x = 1", ["step:one"]), ("y = x", ["step:two"])])
+    script = tmp_path / "with_thread.py"
+    script.write_text(textwrap.dedent(f"""
+        import threading, time
+        import nbscale
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        nbscale.run({str(nb)!r}, use_cache=False)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("nbscale.kernels.errors.ClusterStartError")
+    assert f"runs {script} again as it starts" in last and 'if __name__ == "__main__":' in last
