@@ -98,6 +98,7 @@ from .contract import STATE_DIR_NAME
 from .fingerprints import (
     FINGERPRINT_VERSION,
     NOT_A_FILE,
+    distribution_files,
     env_value,
     file_state,
     findable,
@@ -106,7 +107,14 @@ from .fingerprints import (
     same_stat,
     stat_key,
 )
-from .interpreter import folder_prefixes, installed_versions, is_interpreter_path, providers, site_folders
+from .interpreter import (
+    folder_prefixes,
+    installed_versions,
+    is_interpreter_path,
+    metadata_folder,
+    providers,
+    site_folders,
+)
 from .mentions import (
     APPENDS,
     MAX_CANDIDATES,
@@ -162,6 +170,7 @@ class Recording:
         self.env_set: dict[str, str | None] = {}  # set when the step ends: read, then set by the step → value left
         self.modules: dict[str, dict] = {}  # set when the step ends: path → state as imported
         self.distributions: dict[str, str] = {}
+        self.distribution_files: dict[str, str] = {}  # the digest of each one's RECORD, where it has one
         self.outdated_modules: list[str] = []  # local modules whose file changed since imported
         self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
         # path → (what it was as the step began, or as a process it started named it; `mentions` use)
@@ -215,7 +224,7 @@ class Recording:
                     self.outdated_modules.append(self.key(path))
                 self._add_import_reads(path, module)
             self._shadows(local)
-            self.distributions = _loaded_distributions(loaded)
+            self.distributions, self.distribution_files = _loaded_distributions(loaded)
             for top, seen in list(_LIBRARY_IMPORT_READS.items()):  # the few recorded, not every loaded module
                 self._add_reads(seen, sys.modules.get(top), library=top)
         except Exception as exc:  # noqa: BLE001 - never the step's failure; the cache must not trust it
@@ -382,6 +391,7 @@ class Recording:
                       for kind, folder, pattern, recursive in sorted(self.globs)],
             "modules": {self.key(p): s for p, s in sorted(self.modules.items())},
             "distributions": dict(sorted(self.distributions.items())),
+            "distribution_files": dict(sorted(self.distribution_files.items())),
             "env": {name: env_value(name, value)
                     for name, value in sorted({**self.env_read_by_c, **self.env_of_libraries, **self.env}.items())},
             "env_set": {name: env_value(name, value) for name, value in sorted(self.env_set.items())},
@@ -1085,53 +1095,70 @@ def _changed_since(path: str, state: dict | None) -> bool:
     return state is None or not same_stat(st, state)
 
 
-_VERSIONS_SEEN: dict[str, tuple[object, str]] = {}  # distribution → (top module spec, version then)
+_VERSIONS_SEEN: dict[str, tuple] = {}  # distribution → (top module spec, version then, digest of its files then)
 
 
-def _loaded_distributions(loaded: tuple[list, list]) -> dict[str, str]:
-    """The versions of the distributions providing the loaded top-level modules, and `python`:
-    found again only when other modules are loaded, or the interpreter's folders changed."""
+def _installed(dist: str, folders: tuple, versions: dict) -> tuple[str, str | None]:
+    """(version, digest of its files: `fingerprints.distribution_files`) of a distribution installed now."""
+    return versions.get(dist, ""), distribution_files(metadata_folder(dist, folders))
+
+
+def _loaded_distributions(loaded: tuple[list, list]) -> tuple[dict[str, str], dict[str, str]]:
+    """The versions of the distributions providing the loaded top-level modules, and `python`, and
+    the digests of their files: as installed when this process imported them. Found again only when
+    other modules are loaded, or the interpreter's folders changed."""
     global _DISTRIBUTIONS
     folders = site_folders()
     if _DISTRIBUTIONS is not None and _DISTRIBUTIONS[1] == folders and same_modules(loaded, _DISTRIBUTIONS[0]):
-        return dict(_DISTRIBUTIONS[2])
+        return dict(_DISTRIBUTIONS[2]), dict(_DISTRIBUTIONS[3])
     by_module, versions = providers(folders), installed_versions(folders)
-    found = {"python": platform.python_version()}
+    found, files = {"python": platform.python_version()}, {}
     for top in [name for name in loaded[0] if "." not in name]:
         spec = getattr(sys.modules.get(top), "__spec__", None)
         for dist in by_module.get(top, ()):
             seen = _VERSIONS_SEEN.get(dist)
             if seen is None or seen[0] is not spec or spec is None:
-                installed = _INSTALLED_AT_IMPORT.get(top, versions)  # (this process saw its import begin)
-                seen = _VERSIONS_SEEN[dist] = (spec, installed.get(dist, ""))
+                # as its import began, when this process saw it begin
+                then = _INSTALLED_AT_IMPORT.get(top, {}).get(dist) or _installed(dist, folders, versions)
+                seen = _VERSIONS_SEEN[dist] = (spec, *then)
             if seen[1]:
                 found[dist] = seen[1]
-    _DISTRIBUTIONS = (loaded, folders, found)
-    return dict(found)
+                if seen[2]:
+                    files[dist] = seen[2]
+    _DISTRIBUTIONS = (loaded, folders, found, files)
+    return dict(found), dict(files)
 
 
-_INSTALLED_AT_IMPORT: dict[str, dict] = {}  # top-level module → {distribution: version} installed as its import began
+_INSTALLED_AT_IMPORT: dict[str, dict] = {}  # top-level module → {distribution: `_installed` as its import began}
 _VERSIONS_NOW: list = [None, {}]  # `site_folders()` and `installed_versions()` of them, last looked at
 _NOTING = threading.local()  # an import during the look itself (`importlib.metadata`) is not looked at again
 
 
 def _import_began(args) -> None:
-    """What is installed as a library's import begins: the version this process runs from then on,
-    whatever is installed by the time the step that imported it ends (a long step, a `pip install -U`
-    meanwhile). Costs a `stat` of the interpreter's folders per top-level module imported."""
+    """What is installed as a library's import begins: the version (and files) this process runs
+    from then on, whatever is installed by the time the step that imported it ends (a long step, a
+    `pip install -U` meanwhile). Costs a `stat` of the interpreter's folders per top-level module
+    imported (and once per library, a read of its RECORD)."""
     name = args[0]
     if type(name) is not str or "." in name or getattr(_NOTING, "on", False):
         return
     _NOTING.on = True
-    try:
+    recording = _ACTIVE.get(threading.get_ident())
+    quiet = recording.quiet if recording is not None else None
+    if recording is not None:
+        recording.quiet = True
+    try:  # (what it reads is nbscale's look, not the step's: a project that is its own venv has RECORDs in it)
         folders = site_folders()
         if _VERSIONS_NOW[0] != folders:
             _VERSIONS_NOW[:] = [folders, installed_versions(folders)]
-        _INSTALLED_AT_IMPORT[name] = _VERSIONS_NOW[1]
+        _INSTALLED_AT_IMPORT[name] = {dist: _installed(dist, folders, _VERSIONS_NOW[1])
+                                      for dist in providers(folders).get(name, ())}
     except Exception:  # noqa: BLE001 - an import must never fail for this; the version is then looked up later
         pass
     finally:
         _NOTING.on = False
+        if recording is not None:
+            recording.quiet = quiet
 
 
 def note_loaded_distributions() -> None:
@@ -1145,24 +1172,28 @@ _UP_TO_DATE_AT: tuple | None = None  # `site_folders()` when every loaded librar
 
 
 def outdated_distributions() -> dict[str, tuple[str, str]]:
-    """Libraries this process imported that were upgraded, downgraded or removed since:
-    {distribution: (version loaded, version installed now, "" when none)}. A loaded module cannot be
-    imported again (its objects live on in others, its extension modules stay), so a step here
-    would run the old code while its fingerprint and the user think the new one ran. Only looked
-    for once the interpreter's folders changed (installing or removing a package changes them)."""
+    """Libraries this process imported that were installed again since in another version (or with
+    other files under the same one), or removed: {distribution: (version loaded, what is installed
+    now: "2.0", "1.0, other files", "" for none)}. A loaded module cannot be imported again (its
+    objects live on in others, its extension modules stay), so a step here would run the old code
+    while its fingerprint and the user think the new one ran. Only looked for once the interpreter's
+    folders changed (installing or removing a package changes them)."""
     global _UP_TO_DATE_AT
     folders = site_folders()
     if folders == _UP_TO_DATE_AT:
         return {}
-    installed = installed_versions(folders)
+    versions = installed_versions(folders)
     found = {}
-    for dist, (spec, then) in list(_VERSIONS_SEEN.items()):
+    for dist, (spec, then, files) in list(_VERSIONS_SEEN.items()):
         module = sys.modules.get(getattr(spec, "name", None) or "")
         if not then or module is None or getattr(module, "__spec__", None) is not spec:
             continue  # not loaded any more (or loaded again): nothing old is left to run
-        now = installed.get(dist, "")
+        now, now_files = _installed(dist, folders, versions)
         if now != then:
             found[dist] = (then, now)
+        elif files and now_files != files:
+            found[dist] = (then, f"{now}, other files")
     if not found:
         _UP_TO_DATE_AT = folders
     return found
+

@@ -9,6 +9,7 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "globs":         [[kind, folder, pattern, recursive, digest]],    what glob / Path.glob matched
      "modules":       {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest"}},  local modules loaded
      "distributions": {name: version},                                 and "python"
+     "distribution_files": {name: digest of its RECORD},              its files, under that version
      "env":           {name: value | None},                            secret-looking names: a digest
      "env_set":       {name: value | None},                            what the step left of those it set
      "incomplete":    [reason, ...],                                   events that were not recorded
@@ -41,9 +42,10 @@ import re
 import stat
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from .interpreter import installed_versions
+from .interpreter import installed_versions, metadata_folder, site_folders
 
 try:
     import xxhash
@@ -132,6 +134,20 @@ def _digest(path: str, st, algorithm: str, length: int | None = None) -> str | N
         _DIGESTS.clear()
     _DIGESTS[cache_key] = digest = f"{algorithm}:{hasher.hexdigest()}"
     return digest
+
+
+def distribution_files(metadata_folder: str | None) -> str | None:
+    """The digest of a distribution's RECORD, which lists its files with their sha256: a package
+    installed again under the same version with other files (`pip install .` after an edit) has
+    another. None without one (an egg, some system packages): its version alone says."""
+    if metadata_folder is None:
+        return None
+    path = os.path.join(metadata_folder, "RECORD")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _digest(path, st, DIGEST)
 
 
 def glob_digest(kind: str, folder: str, pattern: str, recursive: bool) -> str:
@@ -246,7 +262,7 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
             changes.append(Change(DIRECTORY, name, what, old, new, f"the listing of {name} changed"))
     changes += _glob_changes(fingerprint.get("globs", ()), cwd, {c.name for c in changes if c.kind == DIRECTORY})
     changes += _cwd_change(fingerprint.get("cwd"), cwd)
-    changes.extend(_version_changes(fingerprint.get("distributions", {})))
+    changes.extend(_version_changes(fingerprint.get("distributions", {}), fingerprint.get("distribution_files", {})))
     changes += _importable_now(fingerprint.get("absent_modules", ()), {c.name for c in changes if c.what == APPEARED})
     changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
     return _once(changes, cwd)
@@ -325,15 +341,27 @@ def findable(name: str) -> bool | None:
         return None
 
 
-def _version_changes(recorded: dict) -> list[Change]:
-    current = installed_versions() if set(recorded) - {"python"} else {}
+def _version_changes(recorded: dict, files: dict) -> list[Change]:
+    folders = site_folders() if set(recorded) - {"python"} else ()
+    current = installed_versions(folders) if folders else {}
     current["python"] = platform.python_version()
     changes = []
     for dist, old in recorded.items():
         new = current.get(dist)
         if new != old:
             changes.append(Change(DISTRIBUTION, dist, VERSION, old, new, f"{dist} {old} → {new or 'not installed'}"))
+        elif files.get(dist) and (now := _files_now(dist, folders)) != files[dist]:
+            changes.append(Change(DISTRIBUTION, dist, CONTENT, files[dist], now,
+                                  f"{dist} {old} was installed again with other files"))
     return changes
+
+
+@lru_cache(maxsize=1024)
+def _files_now(dist: str, folders: tuple) -> str | None:
+    """`distribution_files` of an installed distribution, read once per state of the interpreter's
+    folders (installing a package again replaces its metadata folder, which changes its folder's
+    mtime): a cached run checks the same libraries for every step."""
+    return distribution_files(metadata_folder(dist, folders))
 
 
 def _env_changes(recorded: dict, set_by_step: dict) -> list[Change]:

@@ -19,7 +19,7 @@ import sys
 import sysconfig
 from functools import lru_cache
 
-__all__ = ["installed_versions", "is_interpreter_path", "providers"]
+__all__ = ["installed_versions", "is_interpreter_path", "metadata_folder", "providers"]
 
 
 # what an installation keeps in its prefix (a virtual environment, conda, /usr/local): not the whole
@@ -108,6 +108,16 @@ def installed_versions(folders: tuple | None = None) -> dict[str, str]:
     """{distribution: version} installed now (canonical names); `folders`: `site_folders()` if
     the caller has them."""
     return {name: version for name, version, _ in _metadata_folders(folders or site_folders()) if version}
+
+
+def metadata_folder(distribution: str, folders: tuple | None = None) -> str | None:
+    """The metadata folder (`name-1.0.dist-info`) of an installed distribution (canonical name)."""
+    return _metadata_folder_of(folders or site_folders()).get(distribution)
+
+
+@lru_cache(maxsize=4)
+def _metadata_folder_of(site_folders: tuple) -> dict[str, str]:
+    return {name: folder for name, _, folder in _metadata_folders(site_folders)}
 
 
 def providers(folders: tuple | None = None) -> dict[str, list[str]]:

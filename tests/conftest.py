@@ -10,6 +10,8 @@ Each cell is one of:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import subprocess
@@ -34,7 +36,8 @@ def rewrite_keeping_mtime(path, text: str) -> None:
 
 def install_library(site: Path, name: str, version: str, value) -> None:
     """Install (or reinstall, as pip does: the old metadata folder goes) a one-module library `name`
-    whose `VALUE` is `value`, in `site` (a folder named site-packages, as an interpreter's is)."""
+    whose `VALUE` is `value`, in `site` (a folder named site-packages, as an interpreter's is), with
+    the RECORD of its files pip writes."""
     site.mkdir(parents=True, exist_ok=True)
     for old in site.glob(f"{name}-*.dist-info"):
         for file in old.iterdir():
@@ -43,7 +46,11 @@ def install_library(site: Path, name: str, version: str, value) -> None:
     info = site / f"{name}-{version}.dist-info"
     info.mkdir()
     (info / "top_level.txt").write_text(f"{name}\n")
-    (site / f"{name}.py").write_text(f"VALUE = {value!r}\n")
+    module = f"VALUE = {value!r}\n".encode()
+    (site / f"{name}.py").write_bytes(module)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(module).digest()).rstrip(b"=").decode()
+    (info / "RECORD").write_text(f"{name}.py,sha256={digest},{len(module)}\n{info.name}/top_level.txt,,\n"
+                                 f"{info.name}/RECORD,,\n")  # as pip writes it
     shutil.rmtree(site / "__pycache__", ignore_errors=True)  # (pip removes the old bytecode too)
     # a new mtime for the folder, whatever the clock's granularity: the installation is seen as changed
     later = max(site.stat().st_mtime_ns, time.time_ns()) + 1_000_000_000

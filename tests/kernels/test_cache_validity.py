@@ -4,10 +4,13 @@ local modules, environment) decide whether its stored result still holds."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
-from conftest import make_notebook, rewrite_keeping_mtime
+from conftest import install_library, make_notebook, rewrite_keeping_mtime
 
 from nbscale.kernels.runner import RunOptions, run_notebook
 
@@ -439,3 +442,26 @@ def test_a_url_holding_a_password_is_no_file_name_kept_anywhere(tmp_path):
         if path.is_file():
             data = path.read_bytes()
             assert b"S3cretPassw0rd" not in data and b"An0therPassw0rd" not in data, path
+
+
+def test_a_package_installed_again_under_its_version_with_other_code_reruns_the_step(tmp_path):
+    # a data scientist's own package, `pip install .` after an edit, its version left at 0.1.0; each
+    # run a fresh `nbscale run` process, as from a terminal
+    site = tmp_path / "venv" / "lib" / "site-packages"  # (beside the project, not in its folder)
+    install_library(site, "mypkg", "0.1.0", "first")
+    (tmp_path / "project").mkdir()
+    nb = make_notebook(tmp_path / "project", [("import mypkg\nopen('seen.txt', 'w').write(mypkg.VALUE)", ["step:use"])])
+    env = {**os.environ, "PYTHONPATH": str(site)}
+
+    def run() -> dict:
+        done = subprocess.run([sys.executable, "-m", "nbscale", "run", str(nb), "--engine", "local", "--output",
+                               "json"], capture_output=True, text=True, env=env, timeout=300, cwd=nb.parent)
+        assert done.returncode == 0, done.stderr
+        return {step["name"]: step for step in json.loads(done.stdout)["steps"]}
+
+    assert run()["use"]["status"] == "succeeded"
+    assert run()["use"]["status"] == "cached"
+    install_library(site, "mypkg", "0.1.0", "edited")
+    use = run()["use"]
+    assert use["status"] == "succeeded" and use["stale"] == ["mypkg 0.1.0 was installed again with other files"]
+    assert (nb.parent / "seen.txt").read_text() == "edited"

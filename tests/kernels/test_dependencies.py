@@ -753,8 +753,10 @@ def test_a_library_reinstalled_in_another_version_after_its_import_is_outdated(f
         with record(str(folder)) as rec:  # what a step in this process records: the version that runs
             assert sys.modules[name].VALUE == 1
         assert rec.fingerprint()["distributions"][name] == "1.0"
-        install_library(site, name, "1.0", 1)  # back to the version it imported
+        install_library(site, name, "1.0", 1)  # back to the version it imported, the same files
         assert outdated_distributions() == {}
+        install_library(site, name, "1.0", 3)  # the same version with other files (`pip install .` after an edit)
+        assert outdated_distributions() == {name: ("1.0", "1.0, other files")}
         shutil.rmtree(next(site.glob(f"{name}-*.dist-info")))  # pip uninstall
         os.utime(site, ns=(site.stat().st_mtime_ns + 10**9,) * 2)
         assert outdated_distributions() == {name: ("1.0", "")}

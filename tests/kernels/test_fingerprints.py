@@ -11,7 +11,7 @@ import uuid
 
 import numpy as np
 import pytest
-from conftest import rewrite_keeping_mtime
+from conftest import install_library, rewrite_keeping_mtime
 
 from nbscale.kernels.dependencies import record
 from nbscale.kernels.fingerprints import (
@@ -377,3 +377,22 @@ def test_processes_making_the_digest_key_at_once_agree_on_it(tmp_path):
              for _ in range(4)]
     digests = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert len(digests) == 1 and digests.pop().startswith("hidden:")
+
+
+def test_a_library_installed_again_under_its_version_with_other_files_is_a_change(folder, tmp_path, monkeypatch):
+    # `pip install .` of one's own package after an edit, its version unchanged
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    name = f"mypkg{uuid.uuid4().hex[:8]}"
+    install_library(site, name, "0.1.0", "first")
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        fp = recorded(folder, lambda: __import__(name))
+        assert fp["distributions"][name] == "0.1.0" and fp["distribution_files"][name]
+        install_library(site, name, "0.1.0", "first")  # the same files again: no change
+        assert check(fp, str(folder)) == []
+        install_library(site, name, "0.1.0", "edited")
+        assert texts(check(fp, str(folder))) == [f"{name} 0.1.0 was installed again with other files"]
+        del fp["distribution_files"]  # a fingerprint from before nbscale read RECORDs: its version says
+        assert check(fp, str(folder)) == []
+    finally:
+        sys.modules.pop(name, None)
