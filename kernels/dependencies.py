@@ -80,6 +80,7 @@ from __future__ import annotations
 import glob
 import importlib
 import importlib.util
+import ipaddress
 import os
 import pkgutil
 import platform
@@ -91,6 +92,7 @@ import threading
 from collections.abc import MutableMapping
 from contextlib import contextmanager
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from . import native_io
 from .children import OWNER_ENV
@@ -182,6 +184,7 @@ class Recording:
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
+        self.network: set[str] = set()  # what the step read over the network (`_connected_to`), which no check sees
         self.sys_path: list | None = None  # as the step's code left it (`note_sys_path`)
         self._inside = self.cwd.rstrip(os.sep) + os.sep
         self._state_dir = os.path.join(self.cwd, STATE_DIR_NAME) + os.sep
@@ -401,6 +404,8 @@ class Recording:
         }
         if self.cwd_seen is not None:
             fingerprint["cwd"] = self.cwd_seen
+        if self.network:
+            fingerprint["network"] = sorted(self.network)
         return fingerprint
 
     def _file_states(self, paths) -> dict:
@@ -725,7 +730,40 @@ _HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.
              # (path, dir_fd / mode / ...), (src, dst, ...) of a hard link: both change; of a symlink only dst
              **dict.fromkeys(("os.utime", "os.chmod", "os.chown", "os.mkdir", "os.rmdir", "os.link"),
                              lambda recording, args: _changed_by_step(recording, args[:2])),
-             "os.symlink": lambda recording, args: _changed_by_step(recording, args[1:2])}
+             "os.symlink": lambda recording, args: _changed_by_step(recording, args[1:2]),
+             # (url, data, headers, method), (socket, address)
+             "urllib.Request": lambda recording, args: _connected_to(recording, args[0]),
+             "socket.connect": lambda recording, args: _connected_to(recording, args[1])}
+MAX_NETWORK = 20  # places a fingerprint names that the step read over the network
+
+
+def _connected_to(recording: Recording, target) -> None:
+    """A URL the step opened (`urllib`, so `pd.read_csv(url)`), or an address its own thread
+    connected a socket to (`requests`, a database client written in Python): what it read there
+    may change while nothing nbscale checks does. This machine's own addresses are left out (the
+    cluster's scheduler, services of the machine) and so are Unix sockets."""
+    if isinstance(target, str) and "://" in target:
+        parts = urlsplit(target)
+        if parts.scheme in ("", "file") or _loopback(parts.hostname or ""):
+            return
+        place = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    elif isinstance(target, tuple) and len(target) >= 2 and isinstance(target[0], str):
+        if _loopback(target[0]):
+            return
+        place = f"{target[0]}:{target[1]}"
+    else:  # a Unix socket's path, a Bluetooth or netlink address
+        return
+    if len(recording.network) < MAX_NETWORK:
+        recording.network.add(place)  # (never a URL's user, password, path or query)
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name
+        return False
 _IGNORED = ("/proc/", "/dev/", "/sys/")
 
 

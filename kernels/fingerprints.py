@@ -16,7 +16,8 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "changed_while_running": [path, ...],                            read or listed, then changed by another
                                                                        hand before the step ended: never holds
      "absent_modules": [name, ...],                                    tried, found nowhere (`try: import x`)
-     "cwd":           path}                                            the working directory, if the step asked it
+     "cwd":           path,                                            the working directory, if the step asked it
+     "network":       [host:port | scheme://host, ...]}               read over the network: named, never checked
 
 Paths inside the notebook folder are relative to it, so a fingerprint holds wherever the folder is
 mounted; others are absolute, and so is one inside it that the step named by its absolute path (kept

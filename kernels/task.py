@@ -114,12 +114,23 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     outcome = StepOutcome(name, result.status, summary={**result.to_json(), **extra}, attempts=attempt,
                           started=started, finished=time.time(), key=key, stale=stale)
     if result.ok:
+        network = (result.dependencies or {}).get("network")
+        if network and step.get("cache", True):  # (kept for reuse)
+            emit(WARNING, name, {"message": network_message(network)})
         unstored = _persist(store, spec, result, outcome)
         if unstored:
             emit(WARNING, name, {"message": unstored})
     # what produced its values (digests, files, versions): the run store keeps it (steplineage)
     outcome.summary["lineage"] = step_lineage(spec, upstream, result, outcome)
     return outcome
+
+
+def network_message(places: list[str]) -> str:
+    """The warning for a step that read over the network (`dependencies._connected_to`)."""
+    shown = ", ".join(places[:3]) + (f" and {len(places) - 3} more" if len(places) > 3 else "")
+    return (f"the step read over the network ({shown}): nbscale cannot see whether what it read there changes, "
+            "and reuses its result while its code, inputs and files stay the same; tag it `cache:off` to run it "
+            "every time")
 
 
 def _attempts(spec: StepSpec, inputs: dict, emit, execute):

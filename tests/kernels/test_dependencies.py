@@ -804,3 +804,30 @@ def test_a_library_reinstalled_while_the_step_that_imported_it_runs_is_kept_at_t
         assert outdated_distributions() == {name: ("1.0", "2.0")}
     finally:
         sys.modules.pop(name, None)
+
+
+def test_what_a_step_reads_over_the_network_is_named_and_this_machines_addresses_are_not(folder, tmp_path):
+    import socket
+    import urllib.request
+
+    def connect(address, family=socket.AF_INET):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setblocking(False)  # (192.0.2.0/24 is reserved for documentation: nothing answers)
+            sock.connect_ex(address)
+
+    def step():
+        connect(("192.0.2.1", 5432))  # a database written in Python, `requests`
+        connect(("127.0.0.1", 1))  # the cluster's scheduler, a service of this machine
+        connect(str(tmp_path / "no.sock"), socket.AF_UNIX)
+        try:  # `pd.read_csv(url)`: the password and the path are not kept
+            urllib.request.urlopen("http://user:secret@192.0.2.2:8080/data.csv?token=abc", timeout=0.01)
+        except OSError:
+            pass
+
+    with record(str(folder)) as rec:
+        step()
+    assert rec.fingerprint()["network"] == ["192.0.2.1:5432", "http://192.0.2.2:8080"]
+    assert "secret" not in json.dumps(rec.fingerprint())
+    with record(str(folder)) as rec:
+        connect(("127.0.0.1", 1))
+    assert "network" not in rec.fingerprint()

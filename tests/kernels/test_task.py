@@ -513,3 +513,19 @@ def test_a_process_holding_a_library_reinstalled_since_refuses_the_step_saying_w
         assert again.status == SUCCEEDED and again.values["v"] == 2
     finally:
         sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("tags", [["step:download"], ["step:download", "cache:off"]])
+def test_a_step_that_read_over_the_network_warns_that_its_reuse_cannot_be_checked(tmp_path, tags):
+    connect = ("import socket\nwith socket.socket() as s:\n    s.setblocking(False)\n"
+               "    s.connect_ex(('192.0.2.7', 443))\nrows = 3")
+    specs = _specs(tmp_path, [(connect, tags), ("n = rows", ["step:count"])])
+    events = []
+    outcome = run_step(specs["download"], {}, lambda *e: events.append(e))
+    assert outcome.status == SUCCEEDED
+    warnings = [payload["message"] for kind, step, payload in events if kind == "warning"]
+    if "cache:off" in tags:  # never reused: nothing to warn of
+        assert warnings == []
+    else:  # its result is kept, and would be reused with nothing to check
+        assert len(warnings) == 1 and "read over the network (192.0.2.7:443)" in warnings[0]
+        assert "cache:off" in warnings[0]
