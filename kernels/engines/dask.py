@@ -769,6 +769,23 @@ class _Forking:
                 self.before = dask.config.get(MP_METHOD)
                 dask.config.set({MP_METHOD: "fork"})
             self.clusters.add(id(cluster))
+        self._stop_as_it_closes(cluster)
+
+    def _stop_as_it_closes(self, cluster) -> None:
+        """However the cluster is closed (`close()`, `with`, `async with`: each awaits its `_close`):
+        a cluster of `local_cluster` closed by its caller (a sweep, a server) left the whole process
+        forking every LocalCluster's workers after it, from whatever threads it then had."""
+        closing = getattr(cluster, "_close", None)
+        if closing is None:
+            return
+
+        async def _close(*args, **kwargs):
+            try:
+                return await closing(*args, **kwargs)
+            finally:
+                self.stop(cluster)
+
+        cluster._close = _close
 
     def stop(self, cluster) -> None:
         import dask

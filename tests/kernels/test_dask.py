@@ -1074,3 +1074,23 @@ def test_workers_spawned_for_a_script_without_a_main_guard_fail_saying_so(tmp_pa
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("nbscale.kernels.errors.ClusterStartError")
     assert f"runs {script} again as it starts" in last and 'if __name__ == "__main__":' in last
+
+
+def test_a_forked_cluster_closed_by_its_caller_leaves_the_processes_dask_settings_as_they_were(tmp_path):
+    # a sweep's or a server's cluster (`local_cluster`): closed by `close()` or `with`, not by the
+    # engine; while one is open its nannies fork the workers they start again
+    script = textwrap.dedent("""
+        import dask
+        from nbscale.kernels.engines.dask import MP_METHOD, local_cluster
+        cluster = local_cluster(1)
+        seen = [dask.config.get(MP_METHOD)]
+        cluster.close()
+        seen.append(dask.config.get(MP_METHOD))
+        with local_cluster(1):
+            seen.append(dask.config.get(MP_METHOD))
+        seen.append(dask.config.get(MP_METHOD))
+        print(seen)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "['fork', 'spawn', 'fork', 'spawn']"
