@@ -764,6 +764,8 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a host name
         return False
+
+
 _IGNORED = ("/proc/", "/dev/", "/sys/")
 
 
@@ -1234,4 +1236,3 @@ def outdated_distributions() -> dict[str, tuple[str, str]]:
     if not found:
         _UP_TO_DATE_AT = folders
     return found
-

@@ -467,9 +467,9 @@ def _another_runs_step(key, suffix: str) -> bool:
 
 
 def outdated_libraries(dask_worker=None) -> dict | None:
-    """(via `client.run`) The libraries this worker imported that were reinstalled in another version
-    since (`dependencies.outdated_distributions`), or None while it executes a task: another run's
-    step must not die under it."""
+    """(via `client.run`) The libraries this worker imported that were installed again since (another
+    version, other files) or removed (`dependencies.outdated_distributions`), or None while it
+    executes a task: another run's step must not die under it."""
     from ..dependencies import outdated_distributions
 
     if dask_worker.state.executing or dask_worker.state.long_running:

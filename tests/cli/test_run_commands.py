@@ -353,10 +353,14 @@ def _stubborn_run(tmp_path, engine):
     (`children.TERMINATE_WAIT_S`) before it kills it."""
     inside, ignoring = tmp_path / "inside", ""
     if engine == "dask":  # (its pid noted for the test to end it: a second SIGTERM leaves it behind)
-        ignoring = ("import subprocess, sys\nchild = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
-                    "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'], stdin=subprocess.DEVNULL, "
+        # the child notes its pid once it ignores SIGTERM, and the step waits for that: a cancel
+        # arriving while it still started would end it at once (ci73)
+        pid_file = str(tmp_path / "ignoring.pid")
+        ignoring = ("import os, subprocess, sys\nchild = subprocess.Popen([sys.executable, '-c', 'import os, signal, "
+                    f"sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open(sys.argv[1], \"w\").write("
+                    f"str(os.getpid())); time.sleep(60)', {pid_file!r}], stdin=subprocess.DEVNULL, "
                     "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-                    f"open({str(tmp_path / 'ignoring.pid')!r}, 'w').write(str(child.pid))\n")
+                    f"while not os.path.exists({pid_file!r}):\n    time.sleep(0.01)\n")
     nb = make_notebook(tmp_path, [
         ("import time", ["imports"]),
         (f"{ignoring}try:\n    open({str(inside)!r}, 'w').close()\n    time.sleep(60)\n"

@@ -735,75 +735,59 @@ def test_a_package_beside_a_loaded_module_of_the_same_name_shadows_it(folder, mo
         sys.modules.pop(name, None)
 
 
-def test_a_library_reinstalled_in_another_version_after_its_import_is_outdated(folder, tmp_path, monkeypatch):
+@pytest.fixture
+def library(tmp_path, monkeypatch):
+    """(site folder, name) of a library `name` 1.0 (VALUE 1) installed there, importable; unloaded afterwards."""
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
+    install_library(site, name, "1.0", 1)
+    monkeypatch.syspath_prepend(str(site))
+    yield site, name
+    sys.modules.pop(name, None)
+
+
+def test_a_library_reinstalled_in_another_version_after_its_import_is_outdated(folder, library):
     # `pip install -U lib` while a process (a warm worker, a kernel) has the old one imported
-    site = tmp_path / "venv" / "lib" / "site-packages"
-    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
-    install_library(site, name, "1.0", 1)
-    monkeypatch.syspath_prepend(str(site))
-    try:
-        with record(str(folder)) as rec:
-            assert __import__(name).VALUE == 1
-        assert rec.fingerprint()["distributions"][name] == "1.0"
-        assert outdated_distributions() == {}
-        install_library(site, f"other{name}", "0.1", 0)  # another library installed: nothing outdated
-        assert outdated_distributions() == {}
-        install_library(site, name, "2.0", 2)
-        assert outdated_distributions() == {name: ("1.0", "2.0")}
-        with record(str(folder)) as rec:  # what a step in this process records: the version that runs
-            assert sys.modules[name].VALUE == 1
-        assert rec.fingerprint()["distributions"][name] == "1.0"
-        install_library(site, name, "1.0", 1)  # back to the version it imported, the same files
-        assert outdated_distributions() == {}
-        install_library(site, name, "1.0", 3)  # the same version with other files (`pip install .` after an edit)
-        assert outdated_distributions() == {name: ("1.0", "1.0, other files")}
-        shutil.rmtree(next(site.glob(f"{name}-*.dist-info")))  # pip uninstall
-        os.utime(site, ns=(site.stat().st_mtime_ns + 10**9,) * 2)
-        assert outdated_distributions() == {name: ("1.0", "")}
-        sys.modules.pop(name)  # not loaded any more: a step importing it gets what is installed
-        assert outdated_distributions() == {}
-    finally:
-        sys.modules.pop(name, None)
-
-
-def test_a_library_imported_by_no_recorded_step_is_noted_too(folder, tmp_path, monkeypatch):
-    # a worker's warm-up, or a run with the cache off, records no fingerprint: the version is noted anyway
-    site = tmp_path / "venv" / "lib" / "site-packages"
-    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
-    install_library(site, name, "1.0", 1)
-    monkeypatch.syspath_prepend(str(site))
-    try:
-        __import__(name)
-        note_loaded_distributions()
-        install_library(site, name, "1.1", 2)
-        assert outdated_distributions() == {name: ("1.0", "1.1")}
-    finally:
-        sys.modules.pop(name, None)
+    site, name = library
+    with record(str(folder)) as rec:
+        assert __import__(name).VALUE == 1
+    assert rec.fingerprint()["distributions"][name] == "1.0"
+    assert outdated_distributions() == {}
+    install_library(site, f"other{name}", "0.1", 0)  # another library installed: nothing outdated
+    assert outdated_distributions() == {}
+    install_library(site, name, "2.0", 2)
+    assert outdated_distributions() == {name: ("1.0", "2.0")}
+    with record(str(folder)) as rec:  # what a step in this process records: the version that runs
+        assert sys.modules[name].VALUE == 1
+    assert rec.fingerprint()["distributions"][name] == "1.0"
+    install_library(site, name, "1.0", 1)  # back to the version it imported, the same files
+    assert outdated_distributions() == {}
+    install_library(site, name, "1.0", 3)  # the same version with other files (`pip install .` after an edit)
+    assert outdated_distributions() == {name: ("1.0", "1.0, other files")}
+    shutil.rmtree(next(site.glob(f"{name}-*.dist-info")))  # pip uninstall
+    os.utime(site, ns=(site.stat().st_mtime_ns + 10**9,) * 2)
+    assert outdated_distributions() == {name: ("1.0", "")}
+    sys.modules.pop(name)  # not loaded any more: a step importing it gets what is installed
+    assert outdated_distributions() == {}
 
 
 @pytest.mark.parametrize("recorded", [True, False])
 def test_a_library_reinstalled_while_the_step_that_imported_it_runs_is_kept_at_the_version_imported(
-        folder, tmp_path, monkeypatch, recorded):
+        folder, library, recorded):
     # a long step imports lib 1.0; `pip install -U lib` while it runs: 1.0's code ran, and later
     # steps in this process would run it too
-    site = tmp_path / "venv" / "lib" / "site-packages"
-    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
-    install_library(site, name, "1.0", 1)
-    monkeypatch.syspath_prepend(str(site))
-    try:
-        if recorded:
-            with record(str(folder)) as rec:
-                assert __import__(name).VALUE == 1
-                install_library(site, name, "2.0", 2)
-            assert rec.fingerprint()["distributions"][name] == "1.0"
-        else:  # a step with the cache off, a worker's warm-up
-            watch_imports()
+    site, name = library
+    if recorded:
+        with record(str(folder)) as rec:
             assert __import__(name).VALUE == 1
             install_library(site, name, "2.0", 2)
-            note_loaded_distributions()
-        assert outdated_distributions() == {name: ("1.0", "2.0")}
-    finally:
-        sys.modules.pop(name, None)
+        assert rec.fingerprint()["distributions"][name] == "1.0"
+    else:  # a step with the cache off, a worker's warm-up
+        watch_imports()
+        assert __import__(name).VALUE == 1
+        install_library(site, name, "2.0", 2)
+        note_loaded_distributions()
+    assert outdated_distributions() == {name: ("1.0", "2.0")}
 
 
 def test_what_a_step_reads_over_the_network_is_named_and_this_machines_addresses_are_not(folder, tmp_path):
