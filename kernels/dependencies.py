@@ -129,8 +129,8 @@ from .mentions import (
 )
 from .process_state import loaded_modules, same_modules
 
-__all__ = ["Recording", "RecordingEnviron", "local_module_names", "note_loaded_distributions", "outdated_distributions",
-           "outdated_modules", "record", "see_shell_commands", "watch_imports"]
+__all__ = ["Recording", "RecordingEnviron", "forget_bytecode", "local_module_names", "note_loaded_distributions",
+           "outdated_distributions", "outdated_modules", "record", "see_shell_commands", "watch_imports"]
 
 # What the process running a step is given by what started it, nbscale (the step's owner,
 # matplotlib's inline backend), a Jupyter kernel (colours, pagers) or a shell's bookkeeping (`_`, the
@@ -1051,6 +1051,18 @@ def outdated_modules() -> list[str]:
         return []
     return [name for name, module in list(sys.modules.items())
             if id(getattr(module, "__spec__", None)) in changed and not _own(name)]
+
+
+def forget_bytecode(path: str | None) -> None:
+    """Remove the bytecode Python cached for a module file that changed: it checks a cache against
+    its source's size and whole-second mtime only, so a file rewritten under both (`cp -p`, `rsync
+    -t`, two saves within a second) would run its old code once imported again."""
+    if not path or not path.endswith(".py"):
+        return
+    try:
+        os.remove(importlib.util.cache_from_source(path))
+    except (OSError, ValueError, NotImplementedError):  # none cached, or no cache for this interpreter
+        pass
 
 
 def local_module_names() -> list[str]:

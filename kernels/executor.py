@@ -26,7 +26,7 @@ from ..compiler.ir import Metrics, Prelude, Step
 from ..compiler.notebook import cell_label
 from .capture import RssSampler, StepRun, json_safe
 from .contract import FAILED, SUCCEEDED, code_starts, error_dict, missing_outputs_message
-from .dependencies import local_module_names, outdated_modules, record, shadowed_modules
+from .dependencies import forget_bytecode, local_module_names, outdated_modules, record, shadowed_modules
 from .interrupts import raised_by_code
 from .mentions import step_texts
 from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
@@ -142,7 +142,10 @@ def evict_outdated_modules(folder: str | None = None) -> None:
     """Forget local modules edited since this process imported them, and those of another notebook
     folder that `folder` (the step's) has its own module of the name of: the step imports them again
     and runs the code its fingerprint records, not what an earlier step on this worker saw."""
-    stale = outdated_modules() + (shadowed_modules(folder) if folder else [])
+    outdated = outdated_modules()
+    for name in outdated:  # imported again below: from their source, not from bytecode cached before the change
+        forget_bytecode(getattr(sys.modules.get(name), "__file__", None))
+    stale = outdated + (shadowed_modules(folder) if folder else [])
     if stale:
         # every local module steps imported goes: one that imported a stale one holds its old objects
         # (`from util import K`), and a package keeps its old submodule as an attribute (`from pkg import mod`)

@@ -44,7 +44,7 @@ from .contract import (
 )
 from .cost import measured
 from .errors import ArtifactNotFound, MarshalError, StepTimeout
-from .fingerprints import FILE, PRODUCT, check
+from .fingerprints import FILE, MODULE, PRODUCT, check
 from .handoff import (
     collection_digests,
     is_dask_collection,
@@ -169,6 +169,12 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, uncheck
     except ArtifactNotFound:
         return None, []
     changes = check(manifest["dependencies"], cwd) if manifest.get("dependencies") else []
+    if any(change.kind == MODULE for change in changes):
+        from .dependencies import forget_bytecode
+
+        for change in changes:
+            if change.kind == MODULE:  # the step imports it again: from its source, not stale bytecode
+                forget_bytecode(os.path.join(cwd, change.name))
     if unchecked:
         folder = os.path.abspath(cwd)
         skipped = {os.path.normpath(os.path.join(folder, path)) for path in unchecked}

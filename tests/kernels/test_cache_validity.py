@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import py_compile
 import subprocess
 import sys
 
@@ -465,3 +466,22 @@ def test_a_package_installed_again_under_its_version_with_other_code_reruns_the_
     use = run()["use"]
     assert use["status"] == "succeeded" and use["stale"] == ["mypkg 0.1.0 was installed again with other files"]
     assert (nb.parent / "seen.txt").read_text() == "edited"
+
+
+def test_a_module_rewritten_under_its_old_size_and_mtime_reruns_the_step_with_its_new_code(tmp_path):
+    # nbscale sees the change (its ctime), and the step it runs again must not import the module's
+    # old bytecode, which Python checks against size and mtime only; each run a fresh `nbscale run`
+    helpers = tmp_path / "helpers.py"
+    helpers.write_text("def f():\n    return 1\n")
+    py_compile.compile(str(helpers))  # as an import writes it
+    nb = make_notebook(tmp_path, [("from helpers import f\nopen('seen.txt', 'w').write(str(f()))", ["step:use"])])
+
+    def run() -> str:
+        done = subprocess.run([sys.executable, "-m", "nbscale", "run", str(nb), "--engine", "local"],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return (tmp_path / "seen.txt").read_text()
+
+    assert run() == "1"
+    rewrite_keeping_mtime(helpers, "def f():\n    return 2\n")
+    assert run() == "2"

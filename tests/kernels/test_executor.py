@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import json
 import math
+import py_compile
+import sys
+import uuid
 from dataclasses import asdict
 
 import pytest
+from conftest import rewrite_keeping_mtime
 
 from nbscale.compiler.ir import Metrics, Prelude, Step
 from nbscale.kernels import contract, tracebacks
-from nbscale.kernels.executor import FAILED, SUCCEEDED, Frame, StepError, StepResult, execute_step
+from nbscale.kernels.dependencies import record
+from nbscale.kernels.executor import (
+    FAILED,
+    SUCCEEDED,
+    Frame,
+    StepError,
+    StepResult,
+    evict_outdated_modules,
+    execute_step,
+)
 
 NO_PRELUDE = Prelude()
 
@@ -207,3 +220,21 @@ def test_a_keyboard_interrupt_the_step_raises_off_the_main_thread_is_its_failure
     assert "from the code" in result.error.evalue
     with pytest.raises(KeyboardInterrupt):  # in the main thread it is Ctrl-C: the run is cancelled
         execute_step(step, Prelude(), {}, {})
+
+
+def test_a_module_rewritten_under_its_old_size_and_mtime_is_imported_again_from_its_source(tmp_path, monkeypatch):
+    # a warm worker imported helpers.py, whose bytecode Python cached; `cp -p` then brings in new code
+    # of the same size: Python checks a cache against size and mtime only, and would run the old code
+    name = f"helpers_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text("ANSWER = 1\n")
+    py_compile.compile(str(path))  # as an import writes it
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with record(str(tmp_path)):  # a step imports it
+            assert __import__(name).ANSWER == 1
+        rewrite_keeping_mtime(path, "ANSWER = 2\n")
+        evict_outdated_modules(str(tmp_path))  # before the next step
+        assert __import__(name).ANSWER == 2
+    finally:
+        sys.modules.pop(name, None)
