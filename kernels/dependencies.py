@@ -129,8 +129,9 @@ from .mentions import (
 )
 from .process_state import loaded_modules, same_modules
 
-__all__ = ["Recording", "RecordingEnviron", "forget_bytecode", "local_module_names", "note_loaded_distributions",
-           "outdated_distributions", "outdated_modules", "record", "see_shell_commands", "watch_imports"]
+__all__ = ["Recording", "RecordingEnviron", "forget_bytecode", "forget_stale_bytecode", "local_module_names",
+           "note_loaded_distributions", "outdated_distributions", "outdated_modules", "record", "see_shell_commands",
+           "stale_bytecode", "watch_imports"]
 
 # What the process running a step is given by what started it, nbscale (the step's owner,
 # matplotlib's inline backend), a Jupyter kernel (colours, pagers) or a shell's bookkeeping (`_`, the
@@ -221,7 +222,10 @@ class Recording:
             loaded = loaded_modules()  # one look at sys.modules for both scans
             local = _local_modules(self, loaded)
             for path, module in local.items():
-                state, outdated = _as_imported(path, module)
+                state, outdated, first = _as_imported(path, module)
+                if first and _ran_stale_bytecode(path, module):
+                    self.problems.append(f"{self.key(path)} was imported from bytecode cached before the file "
+                                         "last changed (the step may have run its old code)")
                 self.modules[path] = state
                 if outdated:
                     self.outdated_modules.append(self.key(path))
@@ -981,14 +985,27 @@ def _module_file(module) -> str | None:
 _IMPORTED: dict[str, tuple[object, dict | None]] = {}  # path → (module spec, state when first seen)
 
 
-def _as_imported(path: str, module) -> tuple[dict | None, bool]:
-    """The file's state when nbscale first saw this import of it, and whether it changed since."""
+def _ran_stale_bytecode(path: str, module) -> bool:
+    """Whether this import of a local module, first seen now, came from bytecode cached before the
+    file last changed (a module elsewhere than beside the notebook, which `forget_stale_bytecode`
+    looks at before each step): then it is outdated in this process, and its cache goes."""
+    spec = getattr(module, "__spec__", None)
+    if spec is None or not stale_bytecode(path, getattr(spec, "cached", None)):
+        return False
+    forget_bytecode(path)
+    _IMPORTED[path] = (spec, None)  # evicted before the next step (`outdated_modules`)
+    return True
+
+
+def _as_imported(path: str, module) -> tuple[dict | None, bool, bool]:
+    """The file's state when nbscale first saw this import of it, whether it changed since, and
+    whether that is now."""
     spec = getattr(module, "__spec__", None)
     seen = _IMPORTED.get(path)
     if seen is None or seen[0] is not spec or spec is None:
         _IMPORTED[path] = (spec, file_state(path))
-        return _IMPORTED[path][1], False
-    return seen[1], _changed_since(path, seen[1])
+        return _IMPORTED[path][1], False, True
+    return seen[1], _changed_since(path, seen[1]), False
 
 
 # module file → (the spec of that import of it, {file: what it was when read}, {variable: value read}):
@@ -1051,6 +1068,43 @@ def outdated_modules() -> list[str]:
         return []
     return [name for name, module in list(sys.modules.items())
             if id(getattr(module, "__spec__", None)) in changed and not _own(name)]
+
+
+def stale_bytecode(source: str, cached: str | None = None) -> bool:
+    """Whether Python would run bytecode it cached for `source` before the file last changed: it
+    takes a cache whose header holds the source's size and whole-second mtime, which a file
+    rewritten within the same second, or under its old mtime (`cp -p`), still has. A cache written
+    after the file's last change (its ctime) is the file's."""
+    cached = cached or importlib.util.cache_from_source(source)
+    try:
+        st, cache_st = os.stat(source), os.stat(cached)
+        if cache_st.st_mtime_ns >= st.st_ctime_ns:  # (the common case: two stats)
+            return False
+        with open(cached, "rb") as f:
+            header = f.read(16)
+    except OSError:
+        return False
+    if len(header) < 16 or int.from_bytes(header[4:8], "little") != 0:  # a hash-based cache is checked by content
+        return False
+    return (int.from_bytes(header[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+            and int.from_bytes(header[12:16], "little") == st.st_size & 0xFFFFFFFF)
+
+
+def forget_stale_bytecode(folder: str | None) -> None:
+    """Before a step: remove the bytecode cached for the modules beside the notebook that changed
+    since (`stale_bytecode`), so that the step imports them from their source."""
+    if not folder:
+        return
+    try:
+        entries = list(os.scandir(os.path.join(folder, "__pycache__")))
+    except OSError:  # none: nothing was cached here
+        return
+    tag = f".{sys.implementation.cache_tag}.pyc"
+    for entry in entries:
+        if entry.name.endswith(tag):
+            source = os.path.join(folder, entry.name[:-len(tag)] + ".py")
+            if stale_bytecode(source, entry.path):
+                forget_bytecode(source)
 
 
 def forget_bytecode(path: str | None) -> None:

@@ -296,12 +296,13 @@ def isolated_step(folder: str | None = None, owner: str = ""):
     so does naming the run's `owner` to the processes the step starts (`children.marked_for_owner`).
     """
     from . import native_io
-    from .dependencies import note_loaded_distributions, see_shell_commands, watch_imports
+    from .dependencies import forget_stale_bytecode, note_loaded_distributions, see_shell_commands, watch_imports
     from .executor import evict_outdated_modules
     from .shell import step_shell
 
     with step_shell():
         evict_outdated_modules(folder)
+        forget_stale_bytecode(folder)
         native_io.install()
         see_shell_commands()
         watch_imports()

@@ -485,3 +485,8 @@ def test_a_module_rewritten_under_its_old_size_and_mtime_reruns_the_step_with_it
     assert run() == "1"
     rewrite_keeping_mtime(helpers, "def f():\n    return 2\n")
     assert run() == "2"
+    # and with the cell edited too: a step that has no result to check imports the file as well
+    py_compile.compile(str(helpers))  # (an import since, by anything)
+    rewrite_keeping_mtime(helpers, "def f():\n    return 3\n")
+    nb.write_text(nb.read_text().replace("str(f())", "str(f() + 0)"))
+    assert run() == "3"

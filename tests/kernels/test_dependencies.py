@@ -26,12 +26,14 @@ from conftest import install_library, make_notebook, rewrite_keeping_mtime
 from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import (
     RecordingEnviron,
+    forget_stale_bytecode,
     local_module_names,
     note_loaded_distributions,
     outdated_distributions,
     outdated_modules,
     record,
     shadowed_modules,
+    stale_bytecode,
     watch_imports,
 )
 from nbscale.kernels.executor import execute_step
@@ -815,3 +817,45 @@ def test_what_a_step_reads_over_the_network_is_named_and_this_machines_addresses
     with record(str(folder)) as rec:
         connect(("127.0.0.1", 1))
     assert "network" not in rec.fingerprint()
+
+
+def test_bytecode_cached_before_its_module_last_changed_is_stale_and_is_forgotten_before_a_step(folder):
+    source = folder / "helpers.py"
+    source.write_text("ANSWER = 1\n")
+    cached = py_compile.compile(str(source))  # as an import writes it
+    other = folder / "other.py"
+    other.write_text("X = 1\n")
+    py_compile.compile(str(other))
+    assert not stale_bytecode(str(source))
+    rewrite_keeping_mtime(source, "ANSWER = 2\n")  # Python would still take the cache: same size and mtime
+    assert stale_bytecode(str(source))
+    forget_stale_bytecode(str(folder))
+    assert not os.path.exists(cached) and os.path.exists(importlib.util.cache_from_source(str(other)))
+    py_compile.compile(str(source))
+    rewrite_keeping_mtime(source, "ANSWER = 333\n")  # another size: Python compiles the file again
+    assert not stale_bytecode(str(source))
+    py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    rewrite_keeping_mtime(source, "ANSWER = 444\n")  # a hash-based cache: Python checks the content
+    assert not stale_bytecode(str(source))
+
+
+def test_a_local_module_first_imported_from_stale_bytecode_is_no_dependency_to_trust(folder, tmp_path, monkeypatch):
+    # elsewhere than beside the notebook (a PYTHONPATH folder), which no sweep before the step looks at
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    name = f"shared_{uuid.uuid4().hex[:8]}"
+    source = lib / f"{name}.py"
+    source.write_text("ANSWER = 1\n")
+    py_compile.compile(str(source))
+    rewrite_keeping_mtime(source, "ANSWER = 2\n")
+    monkeypatch.syspath_prepend(str(lib))
+    try:
+        with record(str(folder)) as rec:
+            assert __import__(name).ANSWER == 1  # Python's own doing: the old code ran
+        assert any("imported from bytecode cached before the file last changed" in p
+                   for p in rec.fingerprint()["incomplete"])  # so the result is never reused
+        assert name in outdated_modules()  # and the next step imports the file
+        sys.modules.pop(name)
+        assert __import__(name).ANSWER == 2
+    finally:
+        sys.modules.pop(name, None)
