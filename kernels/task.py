@@ -320,8 +320,9 @@ def outdated_message(outdated: dict) -> str:
     """Why a step does not run in a process that imported a library since upgraded (or removed)."""
     changes = ", ".join(f"{name} {then} (installed now: {now or 'none'})"
                         for name, (then, now) in sorted(outdated.items()))
-    return (f"this process ({socket.gethostname()}, pid {os.getpid()}) imported {changes} before it was reinstalled; "
-            "a library cannot be imported again in the same process, so the step would run the old code. "
+    return (f"this process ({socket.gethostname()}, pid {os.getpid()}) imported {changes} before it was installed "
+            "again or removed; a library cannot be imported again in the same process, so the step would run the "
+            "old code. "
             "Restart the process: the kernel for a run inside it, the workers for a Dask cluster "
             "(`nbscale cluster stop` ends the warm cluster; a run restarts its idle workers itself)")
 

@@ -490,8 +490,8 @@ def restart_outdated_workers(client, emit, timeout: float = 60.0) -> dict:
         for worker, libraries in sorted(stale.items()):
             changes = ", ".join(f"{name} {then} → {now or 'removed'}"
                                 for name, (then, now) in sorted(libraries.items()))
-            emit(WARNING, None, {"message": f"restarting worker {worker}: it imported a library reinstalled since "
-                                            f"({changes}), and would run the old code"})
+            emit(WARNING, None, {"message": f"restarting worker {worker}: it imported a library installed again or "
+                                            f"removed since ({changes}), and would run the old code"})
         count = len(client.scheduler_info(n_workers=-1).get("workers", {}))
         restarted = restart_workers(client, sorted(stale), timeout)
         for worker, status in sorted(restarted.items()):
