@@ -15,7 +15,9 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -55,6 +57,18 @@ def install_library(site: Path, name: str, version: str, value) -> None:
     # a new mtime for the folder, whatever the clock's granularity: the installation is seen as changed
     later = max(site.stat().st_mtime_ns, time.time_ns()) + 1_000_000_000
     os.utime(site, ns=(later, later))
+
+
+@pytest.fixture
+def library(tmp_path, monkeypatch):
+    """(site folder, name) of a library `name` 1.0 (VALUE 1) installed there (`install_library`),
+    importable from this process; unloaded afterwards."""
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
+    install_library(site, name, "1.0", 1)
+    monkeypatch.syspath_prepend(str(site))
+    yield site, name
+    sys.modules.pop(name, None)
 
 
 def make_notebook(tmp_path, cells, name="nb", metadata=None) -> Path:

@@ -737,17 +737,6 @@ def test_a_package_beside_a_loaded_module_of_the_same_name_shadows_it(folder, mo
         sys.modules.pop(name, None)
 
 
-@pytest.fixture
-def library(tmp_path, monkeypatch):
-    """(site folder, name) of a library `name` 1.0 (VALUE 1) installed there, importable; unloaded afterwards."""
-    site = tmp_path / "venv" / "lib" / "site-packages"
-    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
-    install_library(site, name, "1.0", 1)
-    monkeypatch.syspath_prepend(str(site))
-    yield site, name
-    sys.modules.pop(name, None)
-
-
 def test_a_library_reinstalled_in_another_version_after_its_import_is_outdated(folder, library):
     # `pip install -U lib` while a process (a warm worker, a kernel) has the old one imported
     site, name = library

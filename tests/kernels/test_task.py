@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 
 import pytest
 from conftest import install_library, make_notebook
@@ -489,30 +488,24 @@ def test_a_library_the_imports_cell_sets_up_is_no_warning_and_a_step_patching_it
     assert not _made_again("matplotlib.pyplot._backend_mod", {"source": ["plt.switch_backend('pdf')"]}, {})
 
 
-def test_a_process_holding_a_library_reinstalled_since_refuses_the_step_saying_which(tmp_path, monkeypatch):
+def test_a_process_holding_a_library_reinstalled_since_refuses_the_step_saying_which(tmp_path, library):
     # a kernel (or a warm worker) imported lib 1.0; `pip install lib==2.0` followed: the step would run
     # 1.0's code while everything says 2.0 is installed
-    site = tmp_path / "venv" / "lib" / "site-packages"
-    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
-    install_library(site, name, "1.0", 1)
-    monkeypatch.syspath_prepend(str(site))
+    site, name = library
     (tmp_path / "nb").mkdir()
     specs = _specs(tmp_path / "nb", [(f"import {name}\nv = {name}.VALUE", ["step:use"]),
                                            ("w = v", ["step:read"])], use_cache=False)
-    try:
-        first = run_step(specs["use"], {})
-        assert first.status == SUCCEEDED and first.values["v"] == 1
-        install_library(site, name, "2.0", 2)
-        refused = run_step(specs["use"], {})
-        assert refused.status == FAILED and refused.values == {}
-        error = refused.summary["error"]
-        assert error["ename"] == "OutdatedLibraries"
-        assert f"imported {name} 1.0 (installed now: 2.0)" in error["evalue"] and "Restart" in error["evalue"]
-        sys.modules.pop(name)  # what a restarted process is: the step imports 2.0
-        again = run_step(specs["use"], {})
-        assert again.status == SUCCEEDED and again.values["v"] == 2
-    finally:
-        sys.modules.pop(name, None)
+    first = run_step(specs["use"], {})
+    assert first.status == SUCCEEDED and first.values["v"] == 1
+    install_library(site, name, "2.0", 2)
+    refused = run_step(specs["use"], {})
+    assert refused.status == FAILED and refused.values == {}
+    error = refused.summary["error"]
+    assert error["ename"] == "OutdatedLibraries"
+    assert f"imported {name} 1.0 (installed now: 2.0)" in error["evalue"] and "Restart" in error["evalue"]
+    sys.modules.pop(name)  # what a restarted process is: the step imports 2.0
+    again = run_step(specs["use"], {})
+    assert again.status == SUCCEEDED and again.values["v"] == 2
 
 
 @pytest.mark.parametrize("tags", [["step:download"], ["step:download", "cache:off"]])

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 
 import psutil
 import pytest
@@ -563,12 +562,10 @@ def test_the_dask_collection_modules_a_notebook_names_are_imported_on_the_schedu
         wait_for(lambda: client.run_on_scheduler(_loaded_here, "dask.dataframe"), "dask.dataframe on the scheduler")
 
 
-def test_a_library_reinstalled_since_a_worker_imported_it_restarts_that_idle_worker(warm_folder, tmp_path,
+def test_a_library_reinstalled_since_a_worker_imported_it_restarts_that_idle_worker(warm_folder, tmp_path, library,
                                                                                    monkeypatch):
     # `pip install -U lib` between two runs: the warm worker holds the old lib, which it cannot import again
-    site = tmp_path / "venv" / "lib" / "site-packages"
-    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
-    install_library(site, name, "1.0", 1)
+    site, name = library
     monkeypatch.setenv("PYTHONPATH", str(site))  # the cluster's workers and this run's agree on it
     warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
     notebook = make_notebook(warm_folder, [(f"import os\nv = (__import__({name!r}).VALUE, os.getpid())", ["step:use"])],
@@ -588,10 +585,8 @@ def test_a_library_reinstalled_since_a_worker_imported_it_restarts_that_idle_wor
 
 
 def test_a_worker_busy_with_another_runs_step_is_not_restarted_and_a_step_landing_there_says_why(
-        warm_folder, tmp_path, monkeypatch):
-    site = tmp_path / "venv" / "lib" / "site-packages"
-    name = f"nbsprobe{uuid.uuid4().hex[:8]}"
-    install_library(site, name, "1.0", 1)
+        warm_folder, tmp_path, library, monkeypatch):
+    site, name = library
     monkeypatch.setenv("PYTHONPATH", str(site))
     warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
     started, go_on = tmp_path / "started", tmp_path / "go-on"
