@@ -24,6 +24,8 @@ or half-removed artifact).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import hashlib
 import json
@@ -62,6 +64,9 @@ FORMAT = "nbscale.artifact/2"  # /1 had no digests: such an artifact is a miss, 
 _ALGORITHM = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _DIGEST = re.compile(r"[A-Za-z0-9_-]+")
 _FILE = re.compile(r"(?!\.)[^/\\]+")
+# set where the caller tells of a damaged artifact itself (a step's warning event, its failure):
+# the store's Python warning would say it a second time, with a path into nbscale
+_CALLER_TELLS = contextvars.ContextVar("nbscale_store_caller_tells", default=False)
 _READS = 8  # attempts of a read whose artifact another writer replaced meanwhile (each replace is one)
 
 
@@ -436,7 +441,8 @@ class ArtifactStore:
         folder = self._dir(step_hash)
         path = f"{folder}/{file}" if self.local else self.fs.unstrip_protocol(f"{folder}/{file}")
         error = CorruptArtifact(step_hash, (manifest or {}).get("step"), path, reason)
-        warnings.warn(str(error), CorruptArtifactWarning, stacklevel=_caller_level())
+        if not _CALLER_TELLS.get():
+            warnings.warn(str(error), CorruptArtifactWarning, stacklevel=_caller_level())
         if manifest is None or self._same_writer(folder, manifest):  # not replaced meanwhile
             if self.by_rename:
                 self._move_aside(folder)
@@ -579,6 +585,17 @@ def _files(manifest: dict) -> dict[str, dict]:
 
 def _name(info: dict) -> str:
     return info["name"].rstrip("/").rsplit("/", 1)[-1]
+
+
+@contextlib.contextmanager
+def caller_tells_of_damage():
+    """Within: a damaged artifact is no Python warning, as the caller says so itself. Only around
+    `get`, which raises it: `has` answers False, and the warning is all that says why."""
+    token = _CALLER_TELLS.set(True)
+    try:
+        yield
+    finally:
+        _CALLER_TELLS.reset(token)
 
 
 def _caller_level() -> int:

@@ -58,7 +58,7 @@ from .handoff import (
 from .process_state import DECIMAL_CONTEXT, NUMPY_RANDOM_STATE, RANDOM_STATE, environment, restored_process_state
 from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
-from .store import ArtifactStore
+from .store import ArtifactStore, caller_tells_of_damage
 
 __all__ = ["RESTORED", "StepOutcome", "StepSpec", "execute_in_process", "input_digests", "isolated_step",
            "restored_message", "reusable_manifest", "run_step", "stored_digests"]
@@ -197,7 +197,8 @@ def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, l
     if manifest is None:
         return None, stale
     try:
-        values = store.get(key, step["outputs"])
+        with caller_tells_of_damage():  # (below, as the step's warning)
+            values = store.get(key, step["outputs"])
     except MarshalError as exc:  # stored intact, and cannot be loaded (a missing plug-in, a class changed)
         emit(WARNING, name, {"message": f"the stored result cannot be loaded ({exc}): the step runs again"})
         return None, [f"the stored result cannot be loaded: {exc}"]

@@ -27,7 +27,7 @@ from nbscale.kernels.errors import ArtifactNotFound, CorruptArtifact, CorruptArt
 from nbscale.kernels.kfp_component import ArtifactFolder
 from nbscale.kernels.runner import RunOptions, run_notebook
 from nbscale.kernels.staging import TEMP_PREFIX
-from nbscale.kernels.store import FORMAT, MANIFEST, ArtifactStore, key_path
+from nbscale.kernels.store import FORMAT, MANIFEST, ArtifactStore, caller_tells_of_damage, key_path
 
 HASH = "sha256:" + "ab12" * 16
 LOCAL = RunOptions(engine="local")
@@ -284,6 +284,20 @@ def test_flipped_byte_is_a_miss_with_a_warning_naming_step_and_file(store):
     assert not store.has(HASH) and not files_under(store)
     store.put(HASH, {"a": [1], "b": np.arange(2)}, [], "make")
     np.testing.assert_array_equal(store.get(HASH)["b"], np.arange(2))
+
+
+def test_a_caller_that_tells_of_the_damage_itself_gets_the_miss_without_a_warning(store):
+    store.put(HASH, {"b": np.arange(1000)}, [], "make")
+    damage(store, stored_file(store, "b"), "flip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptArtifactWarning)
+        with caller_tells_of_damage(), pytest.raises(CorruptArtifact, match="digest mismatch"):
+            store.get(HASH)
+    assert not store.has(HASH)  # removed all the same
+    store.put(HASH, {"b": np.arange(1000)}, [], "make")
+    damage(store, stored_file(store, "b"), "flip")
+    with pytest.warns(CorruptArtifactWarning), pytest.raises(CorruptArtifact):  # others are warned again
+        store.get(HASH)
 
 
 def test_two_results_swapped_on_disk_are_each_a_miss_not_the_others_value(store):
@@ -563,9 +577,12 @@ def test_flipped_byte_in_a_cached_step_makes_it_run_again(tmp_path):
     assert first.ok
     file = _damage_step(first, "a", "a", "flip")
     events = []
-    with pytest.warns(CorruptArtifactWarning, match="step 'a'"):  # b changed: it needs a's values
+    with warnings.catch_warnings(record=True) as caught:  # b changed: it needs a's values
+        warnings.simplefilter("always")
         again = run_notebook(_chain(tmp_path, log, b_body="b = [x * 3 for x in a]"), options=LOCAL,
                              on_event=lambda kind, step, payload: events.append((kind, step, payload)))
+    # said once, as the step's warning (a Python warning too printed it twice, with a path into nbscale)
+    assert not [w for w in caught if issubclass(w.category, CorruptArtifactWarning)]
     assert again.ok
     assert _ran(log, 3) == ["a", "b", "c"]  # a ran again instead of handing on damaged values
     assert {s["name"]: s["status"] for s in again.steps} == {"a": "succeeded", "b": "succeeded", "c": "succeeded"}
@@ -589,8 +606,10 @@ def test_damaged_step_whose_inputs_were_not_loaded_reads_them_from_the_store_and
     log = tmp_path / "ran.log"
     first = run_notebook(_chain(tmp_path, log), options=LOCAL)
     _damage_step(first, "b", "b", "flip")
-    with pytest.warns(CorruptArtifactWarning):
-        again = run_notebook(_chain(tmp_path, log, c_body="c = sum(b) + 1"), options=LOCAL)
+    events = []
+    again = run_notebook(_chain(tmp_path, log, c_body="c = sum(b) + 1"), options=LOCAL,
+                         on_event=lambda kind, step, payload: events.append((kind, step, payload)))
+    assert [step for kind, step, _ in events if kind == "warning"] == ["b"]  # the damage, said once
     assert again.ok, again.steps
     assert _ran(log, 3) == ["b", "c"]  # a stays cached: b read its input from a's stored result
     assert again.load("c")["c"] == first.load("c")["c"] + 1
