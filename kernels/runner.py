@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import warnings
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -64,7 +64,7 @@ from .profile_records import light, stored_profiles
 from .project_settings import profiles_enabled
 from .runstore import RunStore
 from .steplog import warnings_in, write_step_log
-from .store import ArtifactStore
+from .store import ArtifactStore, caller_tells_of_damage
 from .task import reusable_manifest, stored_digests
 
 
@@ -182,10 +182,13 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     try:
         try:
             recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
-            specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile)
+            damaged: dict[str, CorruptArtifact] = {}
+            specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile, damaged)
             store.start_run(run_id)
             recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
             recorder.plan({s.step["name"]: s.step["after"] for s in specs})
+            for name, error in damaged.items():  # found as the cache was looked up (removed: the step runs)
+                recorder.emit(WARNING, name, {"message": str(error)})
             # cached steps are recorded as found, not as the run ends: a run cancelled or killed later
             # must not turn them into cancelled ones
             recorder.record_cached = _cached_step_recorder(pipeline, recorder, store_url)
@@ -262,12 +265,12 @@ def connect_engine(engine, emit) -> None:
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
-          profile=True) -> tuple[list[StepSpec], dict]:
+          profile=True, damaged: dict | None = None) -> tuple[list[StepSpec], dict]:
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
-    cache keys known before running (of the steps found cached)."""
+    cache keys known before running (of the steps found cached). `damaged`: see `cached_steps`."""
     folder = str(cwd or notebook.resolve().parent)
     versions = _file_versions(pipeline)
-    keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions)[0]
+    keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions, damaged)[0]
     rebuilt = _built_together(keys, versions)  # not reused when decided later either
     to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
@@ -288,11 +291,13 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
     ], keys
 
 
-def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True,
-                 versions: FileVersions | None = None) -> tuple[dict[str, str], dict[str, list]]:
+def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: FileVersions | None = None,
+                 damaged: dict | None = None) -> tuple[dict[str, str], dict[str, list]]:
     """The steps whose stored result holds, with their keys, found in order; and for the others,
     why not. A step is settled here only when every step it comes after is cached (else its
-    inputs, or the files it reads, are known only once those ran: `task.run_step` decides then)."""
+    inputs, or the files it reads, are known only once those ran: `task.run_step` decides then).
+    `damaged`: filled with the CorruptArtifact of each step whose stored result was found damaged
+    (and removed), for the caller to tell of; without it, the store warns (`caller_tells_of_damage`)."""
     keys: dict[str, str] = {}
     digests: dict[str, dict] = {}
     why: dict[str, list] = {}
@@ -307,7 +312,12 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True,
             continue
         key = run_key(hashes[name], {n: digests[p].get(n, "") for n, p in step.sources.items()})
         # a file whose version the step used is gone (a later step wrote it anew): its check says nothing
-        manifest, changes = reusable_manifest(artifacts, key, step.outputs, folder, versions.gone.get(name, ()))
+        with caller_tells_of_damage() if damaged is not None else nullcontext([]) as found:
+            manifest, changes = reusable_manifest(artifacts, key, step.outputs, folder, versions.gone.get(name, ()))
+        if found:
+            damaged[name] = found[0]
+            why[name] = [f"the stored result was damaged: {found[0]}"]
+            continue
         if manifest is None:
             why[name] = changes or ["no stored result for its code, parameters and inputs"]
             continue

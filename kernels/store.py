@@ -66,7 +66,7 @@ _DIGEST = re.compile(r"[A-Za-z0-9_-]+")
 _FILE = re.compile(r"(?!\.)[^/\\]+")
 # set where the caller tells of a damaged artifact itself (a step's warning event, its failure):
 # the store's Python warning would say it a second time, with a path into nbscale
-_CALLER_TELLS = contextvars.ContextVar("nbscale_store_caller_tells", default=False)
+_CALLER_TELLS: contextvars.ContextVar[list | None] = contextvars.ContextVar("nbscale_store_caller_tells", default=None)
 _READS = 8  # attempts of a read whose artifact another writer replaced meanwhile (each replace is one)
 
 
@@ -441,8 +441,11 @@ class ArtifactStore:
         folder = self._dir(step_hash)
         path = f"{folder}/{file}" if self.local else self.fs.unstrip_protocol(f"{folder}/{file}")
         error = CorruptArtifact(step_hash, (manifest or {}).get("step"), path, reason)
-        if not _CALLER_TELLS.get():
+        told = _CALLER_TELLS.get()
+        if told is None:
             warnings.warn(str(error), CorruptArtifactWarning, stacklevel=_caller_level())
+        else:
+            told.append(error)
         if manifest is None or self._same_writer(folder, manifest):  # not replaced meanwhile
             if self.by_rename:
                 self._move_aside(folder)
@@ -589,11 +592,14 @@ def _name(info: dict) -> str:
 
 @contextlib.contextmanager
 def caller_tells_of_damage():
-    """Within: a damaged artifact is no Python warning, as the caller says so itself. Only around
-    `get`, which raises it: `has` answers False, and the warning is all that says why."""
-    token = _CALLER_TELLS.set(True)
+    """Within: the damaged artifacts the store finds (and removes) are no Python warnings but
+    CorruptArtifact errors in the list this gives, for the caller to tell of (a run: as the step's
+    warning; the Python warning said it a second time, with a path into nbscale). `has` answers
+    False for one; `get` raises it as well."""
+    told: list[CorruptArtifact] = []
+    token = _CALLER_TELLS.set(told)
     try:
-        yield
+        yield told
     finally:
         _CALLER_TELLS.reset(token)
 

@@ -191,13 +191,17 @@ def stored_digests(manifest: dict) -> dict:
 def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, list[str]]:
     """The step's stored result as a CACHED outcome, or None and why it cannot be reused."""
     name, step = spec.step["name"], spec.step
-    manifest, stale = reusable_manifest(store, key, step["outputs"], spec.cwd, spec.unchecked if spec.key else ())
+    with caller_tells_of_damage() as damaged:  # (a file of another size than its manifest says)
+        manifest, stale = reusable_manifest(store, key, step["outputs"], spec.cwd, spec.unchecked if spec.key else ())
+    if damaged:
+        emit(WARNING, name, {"message": str(damaged[0])})
+        return None, [f"the stored result was damaged: {damaged[0]}"]
     if stale:
         emit(STEP_STALE, name, {"changes": stale})
     if manifest is None:
         return None, stale
     try:
-        with caller_tells_of_damage():  # (below, as the step's warning)
+        with caller_tells_of_damage():  # told below, as the step's warning
             values = store.get(key, step["outputs"])
     except MarshalError as exc:  # stored intact, and cannot be loaded (a missing plug-in, a class changed)
         emit(WARNING, name, {"message": f"the stored result cannot be loaded ({exc}): the step runs again"})

@@ -291,8 +291,14 @@ def test_a_caller_that_tells_of_the_damage_itself_gets_the_miss_without_a_warnin
     damage(store, stored_file(store, "b"), "flip")
     with warnings.catch_warnings():
         warnings.simplefilter("error", CorruptArtifactWarning)
-        with caller_tells_of_damage(), pytest.raises(CorruptArtifact, match="digest mismatch"):
+        with caller_tells_of_damage() as told, pytest.raises(CorruptArtifact, match="digest mismatch"):
             store.get(HASH)
+        assert [e.reason for e in told] == ["digest mismatch"]
+        store.put(HASH, {"b": np.arange(1000)}, [], "make")
+        damage(store, stored_file(store, "b"), "truncate")
+        with caller_tells_of_damage() as told:
+            assert not store.has(HASH)
+        assert len(told) == 1 and "expected" in told[0].reason
     assert not store.has(HASH)  # removed all the same
     store.put(HASH, {"b": np.arange(1000)}, [], "make")
     damage(store, stored_file(store, "b"), "flip")
@@ -595,9 +601,14 @@ def test_flipped_byte_in_a_cached_step_makes_it_run_again(tmp_path):
 def test_truncated_artifact_is_recomputed(tmp_path):
     log = tmp_path / "ran.log"
     first = run_notebook(_chain(tmp_path, log), options=LOCAL)
-    _damage_step(first, "a", "a", "truncate")
-    with pytest.warns(CorruptArtifactWarning, match="step 'a'"):
-        again = run_notebook(_chain(tmp_path, log), options=LOCAL)
+    file = _damage_step(first, "a", "a", "truncate")
+    events = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptArtifactWarning)  # said as the step's warning, not as one more
+        again = run_notebook(_chain(tmp_path, log), options=LOCAL,
+                             on_event=lambda kind, step, payload: events.append((kind, step, payload)))
+    warned = [p["message"] for kind, step, p in events if kind == "warning" and step == "a"]
+    assert len(warned) == 1 and file in warned[0] and "bytes" in warned[0] and "expected" in warned[0]
     assert again.ok and _ran(log, 3) == ["a"]  # b and c keep their cached results
     assert again.load("a")["a"] == list(range(50))
 
