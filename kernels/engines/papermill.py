@@ -43,6 +43,7 @@ from ..contract import (
     timeout_message,
 )
 from ..dependencies import PAPERMILL_STEP_PREFIX
+from ..errors import MarshalError
 from ..executor import StepError, StepResult
 from ..mentions import step_texts, value_texts
 from ..store import ArtifactStore
@@ -346,8 +347,9 @@ def _read_back(result: StepResult, executed, io_dir, spec, failure) -> None:
     result.stdout, result.stderr = "".join(stdout), "".join(stderr)
     result.error = _error(cells, counts, report, spec, failure)
     if result.error is None:
+        store = ArtifactStore(io_dir)
         try:
-            values = ArtifactStore(io_dir).get(OUT_KEY)
+            values = store.get(OUT_KEY, spec.step["outputs"])
         except KeyError:
             if not exited:
                 result.error = StepError(None, None, "RuntimeError", "the step notebook saved no outputs", "")
@@ -355,8 +357,22 @@ def _read_back(result: StepResult, executed, io_dir, spec, failure) -> None:
                 message = missing_outputs_message(spec.step["name"], spec.step["outputs"], spec.notebook)
                 result.error = StepError(None, None, "MissingOutputError", message, message + "\n")
             return
-        result.outputs = {n: values[n] for n in spec.step["outputs"]}
-        result.namespace_values = {n: v for n, v in values.items() if n not in result.outputs}
+        result.outputs = values
+        result.namespace_values = _kept_values(store, spec.step["outputs"])
+
+
+def _kept_values(store: ArtifactStore, outputs: list) -> dict:
+    """The final values the step notebook kept besides its outputs: best effort, as they are kept
+    (one pickled that cannot be made again, a ctypes buffer, is left out, not the step's failure)."""
+    names = [name for name in store.manifest(OUT_KEY)["outputs"] if name not in outputs]
+    try:
+        return store.get(OUT_KEY, names) if names else {}
+    except MarshalError:
+        kept = {}
+        for name in names:
+            with contextlib.suppress(MarshalError):
+                kept.update(store.get(OUT_KEY, [name]))
+        return kept
 
 
 def _report(io_dir) -> dict:

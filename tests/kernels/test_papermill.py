@@ -211,6 +211,14 @@ def test_a_step_run_in_a_kernel_records_files_named_by_texts_it_is_given_or_make
     assert changed.load("read")["v"] == "34"
 
 
+def test_a_final_value_that_pickles_and_cannot_be_made_again_is_left_out_not_the_steps_failure(tmp_path):
+    # kept values are best effort, in a kernel as in process: a ctypes buffer pickles, and does not load
+    path = write_nb(tmp_path, [("import ctypes\nbuf = ctypes.create_string_buffer(8)\nn = 3", ["step:make"]),
+                               ("m = n * 2", ["step:use"])])
+    result = nbscale.run(path, engine="papermill")
+    assert result.ok and result.load("use")["m"] == 6, result.steps
+
+
 SHOWN = [
     ("import matplotlib.pyplot as plt\nimport pandas as pd", ["imports"]),
     ("df = pd.DataFrame({f'column_{i}': [i * 1000.5, i] for i in range(14)})\nprint(df)\ndf", ["step:wide"]),
