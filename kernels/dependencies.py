@@ -89,6 +89,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import MutableMapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -122,6 +123,7 @@ from .mentions import (
     MAX_CANDIDATES,
     NAMES,
     WRITES,
+    built_files,
     command_names,
     named_files,
     named_globs_and_folders,
@@ -151,14 +153,19 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous
 _ACTIVE: dict[int, Recording] = {}  # thread id → its recording; empty while no step records
 _LOCK = threading.Lock()
 _HOOKED = False
+CLOCK_TICK_NS = 20_000_000  # how far a file's times may lag `time.time_ns()` (the kernel's coarse clock)
 READ_BY_C = ("TZ",)  # variables the C library reads itself: every step depends on them
 
 
 class Recording:
     """What one step used while it ran in the thread that entered `record`."""
 
-    def __init__(self, cwd: str):
+    def __init__(self, cwd: str, notebook: str = ""):
         self.cwd = os.path.abspath(cwd)
+        self.began_ns = time.time_ns()  # (`mention_built`)
+        # the notebook, which changes with every save: a text naming it (`NB = "train.ipynb"` for a
+        # report's title) made the step run again after any edit; read through `open`, it still counts
+        self.notebook = {os.path.join(self.cwd, os.path.basename(notebook))} if notebook else set()
         self.reads: set[str] = set()  # absolute paths
         self.writes: set[str] = set()
         self.listings: set[str] = set()
@@ -209,10 +216,31 @@ class Recording:
     def mention(self, named: dict[str, str], cut_short: bool = False) -> None:
         """Files the step's cells name (`mentions.named_files`), looked at before it runs."""
         for path, use in named.items():
-            if self.tracks(path) and use != APPENDS:  # (a log it appends to is nothing)
+            if self.tracks(path) and use != APPENDS and path not in self.notebook:  # (a log it appends to is nothing)
                 self.mentioned[path] = (_look(path), use)
         if cut_short:  # (names may be missing: the result must not be reused)
             self.problems.append(f"more than {MAX_CANDIDATES:,} names of files in the step's cells")
+
+    def mention_built(self, values) -> None:
+        """Files named by texts among the values the step made (`mentions.built_files`), looked at
+        as it ends: a C library given one (`path = f"data/{m}.csv"`, `pl.read_csv(path)`) read it
+        where no audit event shows. One unchanged since the step began is read; one written or
+        changed since is its product, as a named file that an unseen writer changed is."""
+        for path in built_files(values, self.cwd):
+            if path in self.mentioned or path in self.reads or path in self.writes or path in self.appended:
+                continue  # (the cells or the given values named it: `_named_files` decides)
+            if not self.tracks(path) or path in self.notebook:
+                continue
+            now = _look(path)
+            if not isinstance(now, tuple):  # gone meanwhile, or a folder now
+                continue
+            # the file system's clock is coarse (a tick behind `time_ns` at most): a file changed just
+            # before the step began is taken for its product, which a later change re-runs as well
+            if max(now[2], now[3]) >= self.began_ns - CLOCK_TICK_NS:
+                self.writes.add(path)
+            else:
+                self.reads.add(path)
+                self.first_seen.setdefault(path, now)
 
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
@@ -418,11 +446,11 @@ class Recording:
 
 
 @contextmanager
-def record(cwd: str | None = None, sources=(), values=()):
+def record(cwd: str | None = None, sources=(), values=(), notebook: str = ""):
     """Record what the code run inside the block (in this thread) reads, writes and imports;
     `sources`: the step's cells, whose named files count too, and so do those the texts among
-    `values` (the parameters and inputs it is given) name (`mentions`)."""
-    recording = Recording(cwd or os.getcwd())
+    `values` (the parameters and inputs it is given) name (`mentions`), but for the `notebook`."""
+    recording = Recording(cwd or os.getcwd(), notebook)
     given, patterns, folders = value_names(values, recording.cwd)
     named, cut_short = named_files(sources, recording.cwd)
     recording.mention({**given, **named}, cut_short)  # (the cells say best what they do with a file)

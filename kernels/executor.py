@@ -111,7 +111,7 @@ def execute_step(
         wall0, cpu0 = time.perf_counter(), time.process_time()
         named = step_texts(step.source, prelude.source, parameters)  # what names its files (`mentions`)
         given = [*(parameters or {}).values(), *(inputs or {}).values()]  # (texts among them name files too)
-        with (record(cwd or os.getcwd(), named, given) as recording, RssSampler() as sampler,
+        with (record(cwd or os.getcwd(), named, given, notebook) as recording, RssSampler() as sampler,
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
             with library_imports_kept():
                 result.error, stopped = _run_cells(shell, run, prelude.cells, prelude.source)
@@ -123,6 +123,8 @@ def execute_step(
             if result.error is None and stopped is None:
                 result.error, stopped = _run_cells(shell, run, step.cells, step.source)
             _collect(result, step, metrics, ns, notebook, stopped)
+            if result.error is None:  # a path it built and gave a C library (`pl.read_csv(path)`)
+                recording.mention_built(result.namespace_values.values())
             recording.note_sys_path()
         result.wall_s = time.perf_counter() - wall0
         result.cpu_s = time.process_time() - cpu0

@@ -14,15 +14,18 @@ the step runs is taken for the step's, a longer one too); one the text appends t
 is nothing. Steps that append to one log do not make each other run again: a product that only
 grew since its step wrote it, the same first bytes, is no change (`fingerprints`).
 
-Names built as the steps run are seen two more ways. A text among the values a step is given
+Names built as the steps run are seen three more ways. A text among the values a step is given
 (`DATA = f"data/{month}.csv"` in an earlier step, then `pl.read_csv(DATA)`), whole, names a file
-or folder as a quoted text does (`value_names`). A process the step starts names files as it
+or folder as a quoted text does (`value_names`). So does a text among the values the step made
+itself (`path = f"data/{m}.csv"`, then `pl.read_csv(path)` in the same step), but only a file, and
+only as the step ends (`built_files`): unchanged since the step began, it was read; changed, it is
+the step's product. A process the step starts names files as it
 starts (`command_names`, from its audit event: `subprocess`, `os.system`, and `!cmd` with its
 `{name}`s filled in), relative to the folder it runs in then (after `%cd`, `os.chdir`). A file a
 step reads and then removes (`!cat job.txt`, `!rm job.txt`) is read as absent: one that comes back
 runs the step again; one only removed (`!rm -f report.txt`, a clean-up) is nothing. A name built
-inside the step and given to a C library (`pl.read_csv(f"data/{m}.csv")`, or a variable holding it)
-is not seen: such a step still needs `cache:off`.
+inside the step and given to a C library without being kept (`pl.read_csv(f"data/{m}.csv")`, or a
+local variable of a function) is not seen: such a step still needs `cache:off`.
 """
 
 from __future__ import annotations
@@ -198,6 +201,20 @@ def value_names(values, cwd: str) -> tuple[dict[str, str], list[str], list[str]]
         elif absent < MAX_ABSENT and _may_appear(text, path, cwd):
             named[path], absent = NAMES, absent + 1
     return named, patterns, folders
+
+
+def built_files(values, cwd: str) -> list[str]:
+    """The files that texts among the values a step made itself name as a whole (`value_texts`),
+    relative to `cwd`: files there now only (a name of one not there is where the step would have
+    written, had it written); no folders or wildcards, whose listings would change with every file
+    a later step adds."""
+    found = []
+    for text in value_texts(values):
+        if ("." in text or "/" in text) and not _WILDCARD.search(text) and not _URL.match(text):
+            path = _resolved(cwd, text)
+            if os.path.isfile(path):
+                found.append(path)
+    return found
 
 
 def command_names(command, cwd: str) -> tuple[dict[str, str], list[str], list[str]]:

@@ -313,7 +313,8 @@ def _write_inputs(io_dir, spec, inputs):
                    "metrics": spec.metrics if (spec.metrics or {}).get("step") == step["name"] else None,
                    "parameters": spec.parameters, "settings": step.get("settings", []),
                    "named": step_texts(step["source"], spec.prelude.get("source", []), spec.parameters),
-                   "given": value_texts([*(spec.parameters or {}).values(), *values.values()])}, f)
+                   "given": value_texts([*(spec.parameters or {}).values(), *values.values()]),
+                   "defines": step.get("defines", []), "notebook": spec.notebook}, f)
 
 
 # --- reading the executed notebook back ---------------------------------------------------------

@@ -31,7 +31,7 @@ def load_inputs(ns: dict, io_dir: str) -> None:
         raise RuntimeError(error["evalue"])
     # What the step's cells use beyond their code, recorded from here to the save cell (same thread).
     global _recording
-    recorder = record(os.getcwd(), step.get("named", []), step.get("given", []))
+    recorder = record(os.getcwd(), step.get("named", []), step.get("given", []), step.get("notebook", ""))
     _recording = (recorder, recorder.__enter__())  # (what ipykernel set, MPLBACKEND..., is no dependency)
     _stop_at_clean_exit()
 
@@ -64,12 +64,14 @@ def _stop_at_clean_exit() -> None:
     shell.input_transformers_cleanup.insert(0, skip_when_stopped)
 
 
-def _stop_recording() -> dict | None:
+def _stop_recording(made=()) -> dict | None:
+    """The step's fingerprint; `made`: the values it defined (a path it built and gave a C library)."""
     global _recording
     if _recording is None:
         return None
     recorder, recording = _recording
     _recording = None
+    recording.mention_built(made)
     recorder.__exit__(None, None, None)
     return recording.fingerprint()
 
@@ -83,7 +85,7 @@ def save_outputs(ns: dict, io_dir: str) -> None:
     with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
         step = json.load(f)
     report = {"missing": [n for n in step["outputs"] if n not in ns], "metrics": {}, "warnings": []}
-    report["dependencies"] = _stop_recording()
+    report["dependencies"] = _stop_recording([ns[n] for n in step.get("defines", []) if n in ns])
     if step["metrics"] and not report["missing"]:
         report["metrics"], report["warnings"] = evaluate_metrics(Metrics(**step["metrics"]), ns)
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -490,3 +490,52 @@ def test_a_module_rewritten_under_its_old_size_and_mtime_reruns_the_step_with_it
     rewrite_keeping_mtime(helpers, "def f():\n    return 3\n")
     nb.write_text(nb.read_text().replace("str(f())", "str(f() + 0)"))
     assert run() == "3"
+
+
+# C code (here libc through ctypes, as polars, DuckDB or h5py do) opens files where no audit event shows
+C_READ = '''import ctypes
+libc = ctypes.CDLL(None)
+path = "/".join(["da" + "ta", "rows" + ".txt"])  # built as the step runs: no cell names the file
+fd = libc.open(path.encode(), 0)
+buf = ctypes.create_string_buffer(64)
+size = libc.read(fd, buf, 64)
+libc.close(fd)
+rows = buf.raw[:size].decode().split()
+del buf'''
+C_WRITE = '''import ctypes, os
+libc = ctypes.CDLL(None)
+out = "-".join(["sum", "mary.txt"])
+fd = libc.open(out.encode(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+libc.write(fd, b"done", 4)
+libc.close(fd)
+made = True'''
+
+
+@pytest.mark.parametrize("engine", ["dask", "papermill"])
+def test_a_file_c_code_reads_or_writes_by_a_name_the_step_built_and_kept_is_a_dependency(tmp_path, engine):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.txt").write_text("1 2\n")
+    nb = make_notebook(tmp_path, [(C_READ, ["step:read"]), (C_WRITE, ["step:write"]),
+                                  ("n = len(rows)", ["step:count"])])
+    options = RunOptions(engine=engine)
+    assert run_notebook(nb, options=options).load("count")["n"] == 2
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+    (tmp_path / "data" / "rows.txt").write_text("1 2 3\n")  # read by C code only
+    (tmp_path / "sum-mary.txt").unlink()  # written by C code only
+    again = run_notebook(nb, options=options)
+    assert status(again) == {"read": "succeeded", "write": "succeeded", "count": "succeeded"}
+    assert again.load("count")["n"] == 3 and (tmp_path / "sum-mary.txt").read_text() == "done"
+    assert any("data/rows.txt changed" in text for text in stale(again, "read"))
+    assert any("sum-mary.txt" in text and "missing" in text for text in stale(again, "write"))
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}  # its own write is no change
+
+
+def test_a_text_naming_the_notebook_itself_is_no_dependency_an_edit_of_another_cell_changes(tmp_path):
+    nb = make_notebook(tmp_path, [("title = 'Report of ' + 'nb.ipynb'\nsource = 'nb.ipynb'", ["step:a"]),
+                                  ("t = title", ["step:b"])])
+    assert nb.name == "nb.ipynb"
+    run_notebook(nb, options=LOCAL)
+    cells = json.loads(nb.read_text())
+    cells["cells"][-1]["source"] = "t = title + '!'"
+    nb.write_text(json.dumps(cells))  # the notebook file changed
+    assert status(run_notebook(nb, options=LOCAL)) == {"a": "cached", "b": "succeeded"}

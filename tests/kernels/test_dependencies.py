@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -87,6 +89,26 @@ def test_files_read_and_written_are_recorded_as_absolute_paths(folder, monkeypat
     assert set(fp["files_read"]) == {"data.csv"}  # relative inside the notebook folder
     assert set(fp["files_written"]) == {"out.txt", "sub/deeper.txt"}
     assert fp["files_read"]["data.csv"]["size"] == 8
+
+
+def test_a_file_named_by_a_text_the_step_made_is_read_unless_it_changed_while_the_step_ran(folder):
+    (folder / "before.bin").write_text("old")
+    (folder / "rewritten.bin").write_text("old")
+    (folder / "nb.ipynb").write_text("{}")
+    os.utime(folder / "before.bin", (1e9, 1e9))
+    os.utime(folder / "rewritten.bin", (1e9, 1e9))
+    time.sleep(0.05)  # (the file system's clock is coarse: `CLOCK_TICK_NS`)
+    libc = ctypes.CDLL(None)
+    with record(str(folder), notebook="nb.ipynb") as rec:
+        fd = libc.open(str(folder / "rewritten.bin").encode(), os.O_WRONLY)  # C code: no audit event
+        libc.write(fd, b"new content", 11)
+        libc.close(fd)
+        assert not rec.writes and not rec.reads
+        rec.mention_built([{"paths": ["before.bin", "rewritten.bin", "nb.ipynb", "absent.bin"]}])
+    assert rec.reads == {str(folder / "before.bin")}  # unchanged since the step began: read
+    assert rec.writes == {str(folder / "rewritten.bin")}  # changed meanwhile (its ctime): its product
+    fp = rec.fingerprint()
+    assert set(fp["files_read"]) == {"before.bin"} and "nb.ipynb" not in fp["files_written"]
 
 
 def test_pandas_numpy_and_pickle_are_seen(folder):

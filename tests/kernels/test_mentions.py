@@ -88,6 +88,18 @@ def test_texts_among_values_are_taken_whole_bounded_and_without_running_the_valu
     assert patterns == ["data/*.csv"] and folders == [str(tmp_path / "data")]
 
 
+def test_texts_among_the_values_a_step_made_name_only_the_files_there(tmp_path):
+    from nbscale.kernels.mentions import built_files
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("1")
+    (tmp_path / "y.bin").write_text("1")
+    values = ["data/x.csv", ["y.bin", "data"], "data/*.csv", "later.csv", "s3://bucket/y.bin", "v1.2", 7]
+    # not a folder (a later step adding a file there would make this one run again), nor a name not
+    # there yet (where the step would write), nor a wildcard or a URL
+    assert built_files(values, str(tmp_path)) == [str(tmp_path / "data" / "x.csv"), str(tmp_path / "y.bin")]
+
+
 def test_the_commands_a_step_starts_name_files_as_they_run(tmp_path):
     from nbscale.kernels.mentions import command_names
 
