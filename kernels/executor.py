@@ -124,7 +124,7 @@ def execute_step(
                 result.error, stopped = _run_cells(shell, run, step.cells, step.source)
             _collect(result, step, metrics, ns, notebook, stopped)
             if result.error is None:  # a path it built and gave a C library (`pl.read_csv(path)`)
-                recording.mention_built(result.namespace_values.values())
+                recording.mention_built(made_here(result.namespace_values, step.outputs))
             recording.note_sys_path()
         result.wall_s = time.perf_counter() - wall0
         result.cpu_s = time.process_time() - cpu0
@@ -138,6 +138,12 @@ def execute_step(
             result.status = FAILED
             result.outputs = {}
         return result
+
+
+def made_here(defined: dict, outputs) -> list:
+    """The values a step made for itself: not those it hands on, which a later step may write to
+    (`OUT = f"{run}.pdf"`, saved anew by a later step every run, would make this one run again)."""
+    return [value for name, value in defined.items() if name not in outputs]
 
 
 def evict_outdated_modules(folder: str | None = None) -> None:

@@ -17,9 +17,9 @@ grew since its step wrote it, the same first bytes, is no change (`fingerprints`
 Names built as the steps run are seen three more ways. A text among the values a step is given
 (`DATA = f"data/{month}.csv"` in an earlier step, then `pl.read_csv(DATA)`), whole, names a file
 or folder as a quoted text does (`value_names`). So does a text among the values the step made
-itself (`path = f"data/{m}.csv"`, then `pl.read_csv(path)` in the same step), but only a file, and
-only as the step ends (`built_files`): unchanged since the step began, it was read; changed, it is
-the step's product. A process the step starts names files as it
+itself and hands on to no later step (`path = f"data/{m}.csv"`, then `pl.read_csv(path)` in the
+same step), but only a file, and only as the step ends (`built_files`): unchanged since the step
+began, it was read; changed, it is the step's product. A process the step starts names files as it
 starts (`command_names`, from its audit event: `subprocess`, `os.system`, and `!cmd` with its
 `{name}`s filled in), relative to the folder it runs in then (after `%cd`, `os.chdir`). A file a
 step reads and then removes (`!cat job.txt`, `!rm job.txt`) is read as absent: one that comes back

@@ -11,7 +11,7 @@ import os
 
 from ..contract import missing_outputs_message
 from ..dependencies import record
-from ..executor import is_clean_exit
+from ..executor import is_clean_exit, made_here
 from ..namespace import evaluate_metrics, rebind_functions, replay_settings
 from ..store import ArtifactStore
 
@@ -85,7 +85,8 @@ def save_outputs(ns: dict, io_dir: str) -> None:
     with open(os.path.join(io_dir, "step.json"), encoding="utf-8") as f:
         step = json.load(f)
     report = {"missing": [n for n in step["outputs"] if n not in ns], "metrics": {}, "warnings": []}
-    report["dependencies"] = _stop_recording([ns[n] for n in step.get("defines", []) if n in ns])
+    report["dependencies"] = _stop_recording(made_here({n: ns[n] for n in step.get("defines", []) if n in ns},
+                                                       step["outputs"]))
     if step["metrics"] and not report["missing"]:
         report["metrics"], report["warnings"] = evaluate_metrics(Metrics(**step["metrics"]), ns)
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -530,6 +530,20 @@ def test_a_file_c_code_reads_or_writes_by_a_name_the_step_built_and_kept_is_a_de
     assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}  # its own write is no change
 
 
+def test_a_name_a_step_builds_and_hands_to_a_later_writer_does_not_make_it_run_again_each_time(tmp_path):
+    # the later step writes the file anew every run (a PDF stamped with its time): the step that
+    # named it did not read it, and must not run again after each of its writes
+    nb = make_notebook(tmp_path, [("import os\nREPORT = ''.join(['rep', 'ort.txt'])\nx = 1", ["step:name"]),
+                                  ("open(REPORT, 'w').write(os.urandom(8).hex())", ["step:write", "cache:off"])])
+    run_notebook(nb, options=LOCAL)
+    cells = json.loads(nb.read_text())
+    cells["cells"][0]["source"] = "".join(cells["cells"][0]["source"]).replace("x = 1", "x = 2")
+    nb.write_text(json.dumps(cells))  # the step runs again while the file is there
+    assert status(run_notebook(nb, options=LOCAL))["name"] == "succeeded"
+    for _ in range(2):
+        assert status(run_notebook(nb, options=LOCAL)) == {"name": "cached", "write": "succeeded"}
+
+
 def test_a_text_naming_the_notebook_itself_is_no_dependency_an_edit_of_another_cell_changes(tmp_path):
     nb = make_notebook(tmp_path, [("title = 'Report of ' + 'nb.ipynb'\nsource = 'nb.ipynb'", ["step:a"]),
                                   ("t = title", ["step:b"])])
