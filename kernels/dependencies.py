@@ -226,9 +226,10 @@ class Recording:
         as it ends: a C library given one (`path = f"data/{m}.csv"`, `pl.read_csv(path)`) read it
         where no audit event shows. One unchanged since the step began is read; one written or
         changed since is its product, as a named file that an unseen writer changed is."""
+        seen = (self.mentioned, self.reads, self.writes, self.appended, self.changed_by_step)
         for path in built_files(values, self.cwd):
-            if path in self.mentioned or path in self.reads or path in self.writes or path in self.appended:
-                continue  # (the cells or the given values named it: `_named_files` decides)
+            if any(path in paths for paths in seen):  # named by the cells or given values (`_named_files`
+                continue  # decides), opened through Python, or a log the step appended to
             if not self.tracks(path) or path in self.notebook:
                 continue
             now = _look(path)

@@ -103,12 +103,14 @@ def test_a_file_named_by_a_text_the_step_made_is_read_unless_it_changed_while_th
         fd = libc.open(str(folder / "rewritten.bin").encode(), os.O_WRONLY)  # C code: no audit event
         libc.write(fd, b"new content", 11)
         libc.close(fd)
+        with open(folder / "run.log", "a") as log:  # a log it appends to is nothing
+            log.write("line\n")
         assert not rec.writes and not rec.reads
-        rec.mention_built([{"paths": ["before.bin", "rewritten.bin", "nb.ipynb", "absent.bin"]}])
+        rec.mention_built([{"paths": ["before.bin", "rewritten.bin", "nb.ipynb", "absent.bin", "run.log"]}])
     assert rec.reads == {str(folder / "before.bin")}  # unchanged since the step began: read
     assert rec.writes == {str(folder / "rewritten.bin")}  # changed meanwhile (its ctime): its product
     fp = rec.fingerprint()
-    assert set(fp["files_read"]) == {"before.bin"} and "nb.ipynb" not in fp["files_written"]
+    assert set(fp["files_read"]) == {"before.bin"} and set(fp["files_written"]) == {"rewritten.bin"}
 
 
 def test_pandas_numpy_and_pickle_are_seen(folder):
