@@ -166,6 +166,7 @@ class Recording:
         # the notebook, which changes with every save: a text naming it (`NB = "train.ipynb"` for a
         # report's title) made the step run again after any edit; read through `open`, it still counts
         self.notebook = {os.path.join(self.cwd, os.path.basename(notebook))} if notebook else set()
+        self.unread_maybe: set[str] = set()  # read as far as we know (`mention_built`): kept without a digest
         self.reads: set[str] = set()  # absolute paths
         self.writes: set[str] = set()
         self.listings: set[str] = set()
@@ -239,8 +240,10 @@ class Recording:
             # before the step began is taken for its product, which a later change re-runs as well
             if max(now[2], now[3]) >= self.began_ns - CLOCK_TICK_NS:
                 self.writes.add(path)
-            else:
+            else:  # (maybe only listed: `files = sorted(glob(...))`, then one of them read; a digest of
+                # every such file could cost more than the step, so any other stat of it is a change)
                 self.reads.add(path)
+                self.unread_maybe.add(path)
                 self.first_seen.setdefault(path, now)
 
     def finish(self) -> None:
@@ -442,7 +445,7 @@ class Recording:
         return fingerprint
 
     def _file_states(self, paths) -> dict:
-        states = {k: file_state(p) for p in sorted(paths) for k in self.keys(p)}
+        states = {k: file_state(p, p not in self.unread_maybe) for p in sorted(paths) for k in self.keys(p)}
         return {k: s for k, s in states.items() if s is not NOT_A_FILE}  # directories, devices
 
 

@@ -98,8 +98,9 @@ def same_stat(st, state: dict) -> bool:
     return stat_key(st) == (state.get("ino", st.st_ino), state["size"], state["mtime_ns"], state.get("ctime_ns"))
 
 
-def file_state(path: str) -> dict | str | None:
-    """{size, mtime_ns, ctime_ns, ino, digest} of a regular file, None when absent, NOT_A_FILE otherwise."""
+def file_state(path: str, digest: bool = True) -> dict | str | None:
+    """{size, mtime_ns, ctime_ns, ino, digest} of a regular file, None when absent, NOT_A_FILE otherwise.
+    `digest=False`: its digest None, so that any other stat is a change (`_file_change`)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -107,7 +108,7 @@ def file_state(path: str) -> dict | str | None:
     if not stat.S_ISREG(st.st_mode):
         return NOT_A_FILE
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino,
-            "digest": _digest(path, st, DIGEST)}
+            "digest": _digest(path, st, DIGEST) if digest else None}
 
 
 def _digest(path: str, st, algorithm: str, length: int | None = None) -> str | None:
