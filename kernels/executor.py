@@ -123,8 +123,6 @@ def execute_step(
             if result.error is None and stopped is None:
                 result.error, stopped = _run_cells(shell, run, step.cells, step.source)
             _collect(result, step, metrics, ns, notebook, stopped)
-            if result.error is None:  # a path it built and gave a C library (`pl.read_csv(path)`)
-                recording.mention_built(made_here(result.namespace_values, step.outputs))
             recording.note_sys_path()
         result.wall_s = time.perf_counter() - wall0
         result.cpu_s = time.process_time() - cpu0
@@ -133,6 +131,8 @@ def execute_step(
         result.displays = run.displays
         result.cells = run.cell_outputs()
         if result.error is None:
+            # (once the recording ended: nbscale's own looks are no events of the step's)
+            recording.mention_built(made_here(result.namespace_values, step.outputs))
             result.dependencies = recording.fingerprint()
         if result.error is not None:
             result.status = FAILED

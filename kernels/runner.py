@@ -65,7 +65,7 @@ from .project_settings import profiles_enabled
 from .runstore import RunStore
 from .steplog import warnings_in, write_step_log
 from .store import ArtifactStore, caller_tells_of_damage
-from .task import reusable_manifest, stored_digests
+from .task import damage_reason, reusable_manifest, stored_digests
 
 
 def default_run_store(notebook) -> RunStore:
@@ -316,7 +316,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
             manifest, changes = reusable_manifest(artifacts, key, step.outputs, folder, versions.gone.get(name, ()))
         if found:
             damaged[name] = found[0]
-            why[name] = [f"the stored result was damaged: {found[0]}"]
+            why[name] = [damage_reason(found[0])]
             continue
         if manifest is None:
             why[name] = changes or ["no stored result for its code, parameters and inputs"]

@@ -60,8 +60,8 @@ from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
 from .store import ArtifactStore, caller_tells_of_damage
 
-__all__ = ["RESTORED", "StepOutcome", "StepSpec", "execute_in_process", "input_digests", "isolated_step",
-           "restored_message", "reusable_manifest", "run_step", "stored_digests"]
+__all__ = ["RESTORED", "StepOutcome", "StepSpec", "damage_reason", "execute_in_process", "input_digests",
+           "isolated_step", "restored_message", "reusable_manifest", "run_step", "stored_digests"]
 
 RESTORED = "restored"  # key of `execute`'s extra summary: what the step changed process-wide (warned about)
 NOTE = "note"  # key of `execute`'s extra summary: a warning about the attempt (it ran again on copies)
@@ -188,6 +188,11 @@ def stored_digests(manifest: dict) -> dict:
     return {name: entry.get("content") or entry["digest"] for name, entry in manifest["outputs"].items()}
 
 
+def damage_reason(error: Exception) -> str:
+    """Why a step whose stored result was found damaged (and removed) runs again."""
+    return f"the stored result was damaged: {error}"
+
+
 def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, list[str]]:
     """The step's stored result as a CACHED outcome, or None and why it cannot be reused."""
     name, step = spec.step["name"], spec.step
@@ -195,7 +200,7 @@ def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, l
         manifest, stale = reusable_manifest(store, key, step["outputs"], spec.cwd, spec.unchecked if spec.key else ())
     if damaged:
         emit(WARNING, name, {"message": str(damaged[0])})
-        return None, [f"the stored result was damaged: {damaged[0]}"]
+        return None, [damage_reason(damaged[0])]
     if stale:
         emit(STEP_STALE, name, {"changes": stale})
     if manifest is None:
@@ -212,7 +217,7 @@ def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, l
         if unloaded:  # cached upstream steps this run did not load, as it planned to use the cache
             return failed_outcome(name, type(exc).__name__, f"{exc}; its inputs from {', '.join(unloaded)} "
                                   "were not loaded in this run: run the pipeline again to recompute it"), []
-        return None, [f"the stored result was damaged: {exc}"]
+        return None, [damage_reason(exc)]
     now = time.time()
     emit(STEP_CACHED, name, {"hash": key})
     return StepOutcome(name, CACHED, values=values, started=now, finished=now, key=key,

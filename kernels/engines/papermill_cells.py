@@ -71,8 +71,8 @@ def _stop_recording(made=()) -> dict | None:
         return None
     recorder, recording = _recording
     _recording = None
-    recording.mention_built(made)
     recorder.__exit__(None, None, None)
+    recording.mention_built(made)
     return recording.fingerprint()
 
 

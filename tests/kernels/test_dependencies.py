@@ -106,7 +106,7 @@ def test_a_file_named_by_a_text_the_step_made_is_read_unless_it_changed_while_th
         with open(folder / "run.log", "a") as log:  # a log it appends to is nothing
             log.write("line\n")
         assert not rec.writes and not rec.reads
-        rec.mention_built([{"paths": ["before.bin", "rewritten.bin", "nb.ipynb", "absent.bin", "run.log"]}])
+    rec.mention_built([{"paths": ["before.bin", "rewritten.bin", "nb.ipynb", "absent.bin", "run.log"]}])
     assert rec.reads == {str(folder / "before.bin")}  # unchanged since the step began: read
     assert rec.writes == {str(folder / "rewritten.bin")}  # changed meanwhile (its ctime): its product
     fp = rec.fingerprint()
