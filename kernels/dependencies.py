@@ -69,10 +69,12 @@ What is recorded, and how:
 
 Not seen: files opened by threads the step starts, or by its processes, or by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
-any C library given a path), under a name neither the cells, the step's values nor a process's
-arguments hold; relative to a `dir_fd`, or
+any C library given a path), under a name neither the cells, the step's values (given, or kept for
+itself) nor a process's arguments hold; relative to a `dir_fd`, or
 only tested with `os.stat`/`exists`; listings made while a module is imported; C `getenv`;
-`os.environb`; the network. Steps that depend on those need `cache:off`.
+`os.environb`; what the step read over the network (its hosts are named and warned of: its own
+thread's connections and URLs, and connections left open as it ends, `_sockets_left_open`). Steps
+that depend on those need `cache:off`.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ import tempfile
 import threading
 import time
 from collections.abc import MutableMapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -128,6 +130,7 @@ from .mentions import (
     named_files,
     named_globs_and_folders,
     value_names,
+    value_texts,
 )
 from .process_state import loaded_modules, same_modules
 
@@ -153,7 +156,6 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous
 _ACTIVE: dict[int, Recording] = {}  # thread id → its recording; empty while no step records
 _LOCK = threading.Lock()
 _HOOKED = False
-CLOCK_TICK_NS = 20_000_000  # how far a file's times may lag `time.time_ns()` (the kernel's coarse clock)
 READ_BY_C = ("TZ",)  # variables the C library reads itself: every step depends on them
 
 
@@ -167,6 +169,7 @@ class Recording:
         # report's title) made the step run again after any edit; read through `open`, it still counts
         self.notebook = {os.path.join(self.cwd, os.path.basename(notebook))} if notebook else set()
         self.unread_maybe: set[str] = set()  # read as far as we know (`mention_built`): kept without a digest
+        self.sockets_before = open_sockets()  # (`_sockets_left_open`)
         self.reads: set[str] = set()  # absolute paths
         self.writes: set[str] = set()
         self.listings: set[str] = set()
@@ -222,13 +225,16 @@ class Recording:
         if cut_short:  # (names may be missing: the result must not be reused)
             self.problems.append(f"more than {MAX_CANDIDATES:,} names of files in the step's cells")
 
-    def mention_built(self, values) -> None:
-        """Files named by texts among the values the step made (`mentions.built_files`), looked at
-        as it ends: a C library given one (`path = f"data/{m}.csv"`, `pl.read_csv(path)`) read it
-        where no audit event shows. One unchanged since the step began is read; one written or
-        changed since is its product, as a named file that an unseen writer changed is."""
+    def mention_built(self, values, handed_on=()) -> None:
+        """Files named by texts among the values the step made for itself (`mentions.built_files`),
+        looked at as it ends: a C library given one (`path = f"data/{m}.csv"`, `pl.read_csv(path)`)
+        read it where no audit event shows. One unchanged since the step began is read; one written
+        or changed since is its product, as a named file that an unseen writer changed is. Not a
+        text among the values it hands on (`handed_on`, also inside them: `CFG = {"in": [path]}`):
+        a later step that writes that file anew every run (`OUT = f"{run}.pdf"`) would make this
+        one run again every time, and the later step takes the name as a given text anyway."""
         seen = (self.mentioned, self.reads, self.writes, self.appended, self.changed_by_step)
-        for path in built_files(values, self.cwd):
+        for path in built_files(values, self.cwd, value_texts(handed_on)):
             if any(path in paths for paths in seen):  # named by the cells or given values (`_named_files`
                 continue  # decides), opened through Python, or a log the step appended to
             if not self.tracks(path) or path in self.notebook:
@@ -236,9 +242,10 @@ class Recording:
             now = _look(path)
             if not isinstance(now, tuple):  # gone meanwhile, or a folder now
                 continue
-            # the file system's clock is coarse (a tick behind `time_ns` at most): a file changed just
-            # before the step began is taken for its product, which a later change re-runs as well
-            if max(now[2], now[3]) >= self.began_ns - CLOCK_TICK_NS:
+            # the file system's clock is coarse (a tick behind `time_ns`): what the step wrote in its first
+            # tick is taken as read, which is harmless (gone, it runs the step again, which writes it);
+            # a read taken for a product would not be (a product may grow: `_file_change`)
+            if max(now[2], now[3]) >= self.began_ns:
                 self.writes.add(path)
             else:  # (maybe only listed: `files = sorted(glob(...))`, then one of them read; a digest of
                 # every such file could cost more than the step, so any other stat of it is a change)
@@ -250,6 +257,7 @@ class Recording:
         """Snapshot of the modules and distributions loaded at the end of the step."""
         self._named_files()
         self._missing_modules()
+        self._sockets_left_open()
         try:
             loaded = loaded_modules()  # one look at sys.modules for both scans
             local = _local_modules(self, loaded)
@@ -324,6 +332,18 @@ class Recording:
                 self.absent_modules.add(name)
             for candidate in (os.path.join(self.cwd, f"{name}.py"), os.path.join(self.cwd, name, "__init__.py")):
                 self._absent(candidate)
+
+    def _sockets_left_open(self) -> None:
+        """Connections the step opened and left open (a database connection kept in a variable, an
+        SQLAlchemy engine's pool, s3fs's sessions): C code and other threads make them where no
+        audit event shows (`_connected_to` sees the step's own thread's Python ones)."""
+        now = open_sockets()
+        if not now - self.sockets_before:
+            return
+        peers = _cluster_peers()
+        for host, port in tcp_peers(now, self.sockets_before):
+            if (host, port) not in peers:
+                _connected_to(self, (host, port))
 
     def note_sys_path(self) -> None:
         """Keep `sys.path` as the step's code saw it, before the step shell takes out the notebook
@@ -791,6 +811,81 @@ def _connected_to(recording: Recording, target) -> None:
         return
     if len(recording.network) < MAX_NETWORK:
         recording.network.add(place)  # (never a URL's user, password, path or query)
+
+
+_FDS = "/proc/self/fd"
+_TCP_TABLES = (("/proc/self/net/tcp", False), ("/proc/self/net/tcp6", True))
+_LISTENING = "0A"  # a TCP state in those tables: a server's socket, connected to nothing
+
+
+def open_sockets() -> frozenset[int]:
+    """The inodes of this process's open sockets (Linux; none known elsewhere): one directory read
+    and a `readlink` per open file."""
+    try:
+        fds = os.listdir(_FDS)
+    except OSError:
+        return frozenset()
+    inodes = set()
+    for fd in fds:
+        try:
+            target = os.readlink(f"{_FDS}/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:[") and target.endswith("]") and target[8:-1].isdigit():
+            inodes.add(int(target[8:-1]))
+    return frozenset(inodes)
+
+
+def tcp_peers(open_now, open_before=frozenset()) -> list[tuple[str, int]]:
+    """(address, port) that each TCP socket open now and not before is connected or connecting to;
+    not a connection this process accepted (on a port it listens on: a Dask worker's peers fetching
+    data from it), which is no read."""
+    rows = []
+    for table, v6 in _TCP_TABLES:
+        try:
+            with open(table, encoding="ascii") as f:
+                rows += [(row.split(), v6) for row in f.read().splitlines()[1:]]
+        except OSError:
+            continue
+    mine = [(fields, v6) for fields, v6 in rows
+            if len(fields) > 9 and fields[9].isdigit() and int(fields[9]) in open_now]
+    listening = {_table_address(fields[1], v6)[1] for fields, v6 in mine if fields[3] == _LISTENING}
+    return [_table_address(fields[2], v6) for fields, v6 in mine
+            if fields[3] != _LISTENING and int(fields[9]) not in open_before
+            and _table_address(fields[1], v6)[1] not in listening]
+
+
+def _table_address(text: str, v6: bool) -> tuple[str, int]:
+    """`0100007F:1F90` → ("127.0.0.1", 8080): the kernel's table writes each 32-bit word in host order."""
+    address, port = text.split(":")
+    raw = bytes.fromhex(address)
+    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)) if sys.byteorder == "little" else raw
+    ip = ipaddress.ip_address(raw)
+    if v6 and ip.ipv4_mapped is not None:  # `::ffff:127.0.0.1`: a v4 address on a v6 socket
+        ip = ip.ipv4_mapped
+    return str(ip), int(port, 16)
+
+
+def _cluster_peers() -> set[tuple[str, int]]:
+    """The Dask schedulers and workers this process holds connections to (a worker's, and those of a
+    client a step computes through, which fetches results from the workers holding them): the
+    cluster's traffic, not what a step read. (`ConnectionPool._instances` and `_global_clients` are
+    distributed's own registries of them; the pins in pyproject.toml keep them.)"""
+    core, client, worker = (sys.modules.get(f"distributed.{name}") for name in ("core", "client", "worker"))
+    addresses = set()
+    with suppress(Exception):  # another shape of distributed: what was found so far
+        for pool in list(core.ConnectionPool._instances) if core is not None else ():
+            addresses.update(pool.available, pool.occupied)
+        for found in list(client._global_clients.values()) if client is not None else ():
+            addresses.add(found.scheduler.address)
+        if worker is not None:
+            addresses.add(worker.get_worker().scheduler.address)  # (ValueError: no worker here)
+    peers = set()
+    for address in addresses:
+        host, _, port = str(address).rpartition("://")[2].rpartition(":")
+        if port.isdigit():
+            peers.add((host.strip("[]"), int(port)))
+    return peers
 
 
 def _loopback(host: str) -> bool:

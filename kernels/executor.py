@@ -132,7 +132,7 @@ def execute_step(
         result.cells = run.cell_outputs()
         if result.error is None:
             # (once the recording ended: nbscale's own looks are no events of the step's)
-            recording.mention_built(made_here(result.namespace_values, step.outputs))
+            recording.mention_built(*made_here(result.namespace_values, step.outputs))
             result.dependencies = recording.fingerprint()
         if result.error is not None:
             result.status = FAILED
@@ -140,10 +140,10 @@ def execute_step(
         return result
 
 
-def made_here(defined: dict, outputs) -> list:
-    """The values a step made for itself: not those it hands on, which a later step may write to
-    (`OUT = f"{run}.pdf"`, saved anew by a later step every run, would make this one run again)."""
-    return [value for name, value in defined.items() if name not in outputs]
+def made_here(defined: dict, outputs) -> tuple[list, list]:
+    """The values a step made for itself, and those it hands on (`Recording.mention_built`)."""
+    return ([value for name, value in defined.items() if name not in outputs],
+            [value for name, value in defined.items() if name in outputs])
 
 
 def evict_outdated_modules(folder: str | None = None) -> None:

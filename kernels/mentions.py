@@ -203,13 +203,15 @@ def value_names(values, cwd: str) -> tuple[dict[str, str], list[str], list[str]]
     return named, patterns, folders
 
 
-def built_files(values, cwd: str) -> list[str]:
+def built_files(values, cwd: str, but=()) -> list[str]:
     """The files that texts among the values a step made itself name as a whole (`value_texts`),
-    relative to `cwd`: files there now only (a name of one not there is where the step would have
-    written, had it written); no folders or wildcards, whose listings would change with every file
-    a later step adds."""
-    found = []
+    relative to `cwd`, but for the texts in `but`: files there now only (a name of one not there is
+    where the step would have written, had it written); no folders or wildcards, whose listings
+    would change with every file a later step adds."""
+    found, but = [], set(but)
     for text in value_texts(values):
+        if text in but:
+            continue
         if ("." in text or "/" in text) and not _WILDCARD.search(text) and not _URL.match(text):
             path = _resolved(cwd, text)
             if os.path.isfile(path):

@@ -71,6 +71,53 @@ def library(tmp_path, monkeypatch):
     sys.modules.pop(name, None)
 
 
+# A step's code that connects to `address` from C (libc through ctypes, as libpq under psycopg2 does),
+# where no audit event shows, and keeps the connection open in `kept`
+C_CONNECT = """import ctypes, socket
+libc = ctypes.CDLL(None)
+class _Address(ctypes.Structure):
+    _fields_ = [("family", ctypes.c_ushort), ("port", ctypes.c_uint16), ("ip", ctypes.c_uint8 * 4),
+                ("zero", ctypes.c_uint8 * 8)]
+def c_connect(host, port):
+    fd = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    address = _Address(socket.AF_INET, socket.htons(port), (ctypes.c_uint8 * 4)(*socket.inet_aton(host)))
+    assert libc.connect(fd, ctypes.byref(address), ctypes.sizeof(address)) == 0
+    return fd
+"""
+
+
+def this_machines_address() -> str:
+    """This machine's address on its network (not loopback): the route a datagram would take."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # (nothing is sent)
+        return probe.getsockname()[0]
+
+
+_SERVER = """import socket, sys
+server = socket.create_server((sys.argv[1], 0))
+print(server.getsockname()[1], flush=True)
+taken = []
+while True:
+    taken.append(server.accept()[0])
+"""
+
+
+@pytest.fixture
+def server_elsewhere():
+    """(host, port) of a TCP server in a process of its own, on this machine's network address, which
+    takes every connection and keeps it: for a step, another machine's database as far as it can tell."""
+    host = this_machines_address()
+    server = subprocess.Popen([sys.executable, "-c", _SERVER, host], stdout=subprocess.PIPE, text=True)
+    try:
+        yield host, int(server.stdout.readline())
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
+
+
 def make_notebook(tmp_path, cells, name="nb", metadata=None) -> Path:
     nb = nbformat.v4.new_notebook(metadata=metadata or {})
     for cell in cells:

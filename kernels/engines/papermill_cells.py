@@ -64,15 +64,16 @@ def _stop_at_clean_exit() -> None:
     shell.input_transformers_cleanup.insert(0, skip_when_stopped)
 
 
-def _stop_recording(made=()) -> dict | None:
-    """The step's fingerprint; `made`: the values it defined (a path it built and gave a C library)."""
+def _stop_recording(made=((), ())) -> dict | None:
+    """The step's fingerprint; `made`: the values it defined for itself and those it hands on
+    (`executor.made_here`: a path it built and gave a C library)."""
     global _recording
     if _recording is None:
         return None
     recorder, recording = _recording
     _recording = None
     recorder.__exit__(None, None, None)
-    recording.mention_built(made)
+    recording.mention_built(*made)
     return recording.fingerprint()
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from conftest import EXAMPLES, make_notebook, wait_for
+from conftest import C_CONNECT, EXAMPLES, make_notebook, this_machines_address, wait_for
 
 from nbscale.compiler import compile_notebook
 from nbscale.kernels.runner import RunOptions, default_run_store, final_names, run_notebook
@@ -1094,3 +1094,26 @@ def test_a_forked_cluster_closed_by_its_caller_leaves_the_processes_dask_setting
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "['fork', 'spawn', 'fork', 'spawn']"
+
+
+def test_on_a_cluster_of_other_addresses_its_own_connections_are_no_network_reads_and_a_steps_are(
+        tmp_path, server_elsewhere):
+    """Workers on a network address (as on machines of a real cluster) talk to the scheduler and to
+    each other over it: a step's client that computes on the cluster is no network read; a database
+    connection the step's C code made and kept is, and says so."""
+    from distributed import LocalCluster
+
+    host, port = server_elsewhere
+    nb = make_notebook(tmp_path, [
+        ("from distributed import get_client\nanswer = get_client().submit(abs, -41).result() + 1", ["step:compute"]),
+        (C_CONNECT + f"kept = c_connect({host!r}, {port})\nrows = answer", ["step:query"]),
+    ])
+    events = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host=this_machines_address()) as cluster:
+        result = run_notebook(nb, options=RunOptions(engine="dask", scheduler=cluster.scheduler_address),
+                              on_event=lambda *event: events.append(event))
+    assert result.ok and result.load("query")["rows"] == 42
+    warned = {step: payload["message"] for kind, step, payload in events if kind == "warning"}
+    assert set(warned) == {"query"}, warned
+    assert f"read over the network ({host}:{port})" in warned["query"]

@@ -11,6 +11,7 @@ import pickle
 import platform
 import py_compile
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import install_library, make_notebook, rewrite_keeping_mtime
+from conftest import C_CONNECT, install_library, make_notebook, rewrite_keeping_mtime
 
 from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import (
@@ -97,16 +98,21 @@ def test_a_file_named_by_a_text_the_step_made_is_read_unless_it_changed_while_th
     (folder / "nb.ipynb").write_text("{}")
     os.utime(folder / "before.bin", (1e9, 1e9))
     os.utime(folder / "rewritten.bin", (1e9, 1e9))
-    time.sleep(0.05)  # (the file system's clock is coarse: `CLOCK_TICK_NS`)
+    time.sleep(0.05)  # (the file system's clock is coarse)
     libc = ctypes.CDLL(None)
     with record(str(folder), notebook="nb.ipynb") as rec:
+        time.sleep(0.05)  # (what a step writes in its first clock tick is taken as read: harmless)
         fd = libc.open(str(folder / "rewritten.bin").encode(), os.O_WRONLY)  # C code: no audit event
         libc.write(fd, b"new content", 11)
         libc.close(fd)
         with open(folder / "run.log", "a") as log:  # a log it appends to is nothing
             log.write("line\n")
         assert not rec.writes and not rec.reads
-    rec.mention_built([{"paths": ["before.bin", "rewritten.bin", "nb.ipynb", "absent.bin", "run.log"]}])
+    (folder / "handed.bin").write_text("old")
+    os.utime(folder / "handed.bin", (1e9, 1e9))
+    # a name it hands on (in a config a later step reads) is that step's to take, as a given text
+    rec.mention_built([{"paths": ["before.bin", "rewritten.bin", "nb.ipynb", "absent.bin", "run.log"]},
+                       "handed.bin"], handed_on=[{"inputs": ["handed.bin"]}])
     assert rec.reads == {str(folder / "before.bin")}  # unchanged since the step began: read
     assert rec.writes == {str(folder / "rewritten.bin")}  # changed meanwhile (its ctime): its product
     fp = rec.fingerprint()
@@ -835,6 +841,34 @@ def test_what_a_step_reads_over_the_network_is_named_and_this_machines_addresses
     with record(str(folder)) as rec:
         connect(("127.0.0.1", 1))
     assert "network" not in rec.fingerprint()
+
+
+def test_a_connection_c_code_or_another_thread_made_and_left_open_is_a_network_read(folder, server_elsewhere):
+    # libpq under psycopg2, an SQLAlchemy pool, s3fs's threads: no audit event of the step's thread shows them
+    host, port = server_elsewhere
+    code = {}
+    exec(C_CONNECT, code)
+    local = socket.create_server(("127.0.0.1", 0))
+    listening = socket.create_server((host, 0))  # as a Dask worker does, for its peers
+    with record(str(folder)) as rec:
+        kept = code["c_connect"](host, port)
+        thread_kept = []
+        thread = threading.Thread(target=lambda: thread_kept.append(socket.create_connection((host, port))))
+        thread.start()
+        thread.join()
+        on_this_machine = socket.create_connection(local.getsockname())  # a service here: no network
+        peer = subprocess.Popen([sys.executable, "-c", "import socket, sys, time\n"
+                                 f"s = socket.create_connection(({host!r}, {listening.getsockname()[1]}))\n"
+                                 "sys.stdin.read()"], stdin=subprocess.PIPE)
+        accepted = listening.accept()[0]  # a peer fetching from this process: no read of the step's
+    peer.communicate()
+    assert rec.fingerprint()["network"] == [f"{host}:{port}"]
+    with record(str(folder)) as rec:  # open before the step: not its doing
+        os.close(os.dup(kept))
+    assert "network" not in rec.fingerprint()
+    for connection in (*thread_kept, on_this_machine, local, accepted, listening):
+        connection.close()
+    os.close(kept)
 
 
 def test_bytecode_cached_before_its_module_last_changed_is_stale_and_is_forgotten_before_a_step(folder):

@@ -98,6 +98,7 @@ def test_texts_among_the_values_a_step_made_name_only_the_files_there(tmp_path):
     # not a folder (a later step adding a file there would make this one run again), nor a name not
     # there yet (where the step would write), nor a wildcard or a URL
     assert built_files(values, str(tmp_path)) == [str(tmp_path / "data" / "x.csv"), str(tmp_path / "y.bin")]
+    assert built_files(values, str(tmp_path), but=["y.bin"]) == [str(tmp_path / "data" / "x.csv")]
 
 
 def test_the_commands_a_step_starts_name_files_as_they_run(tmp_path):
