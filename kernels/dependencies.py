@@ -870,7 +870,8 @@ def _cluster_peers() -> set[tuple[str, int]]:
     """The Dask schedulers and workers this process holds connections to (a worker's, and those of a
     client a step computes through, which fetches results from the workers holding them): the
     cluster's traffic, not what a step read. (`ConnectionPool._instances` and `_global_clients` are
-    distributed's own registries of them; the pins in pyproject.toml keep them.)"""
+    distributed's own registries of them; should a release drop one, its peers' connections are
+    warned of, never hidden, and `test_dask`'s test of this fails.)"""
     core, client, worker = (sys.modules.get(f"distributed.{name}") for name in ("core", "client", "worker"))
     addresses = set()
     with suppress(Exception):  # another shape of distributed: what was found so far
