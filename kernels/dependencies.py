@@ -840,19 +840,18 @@ def tcp_peers(open_now, open_before=frozenset()) -> list[tuple[str, int]]:
     """(address, port) that each TCP socket open now and not before is connected or connecting to;
     not a connection this process accepted (on a port it listens on: a Dask worker's peers fetching
     data from it), which is no read."""
-    rows = []
+    mine = []  # (inode, state, local port, remote end) of this process's sockets
     for table, v6 in _TCP_TABLES:
         try:
             with open(table, encoding="ascii") as f:
-                rows += [(row.split(), v6) for row in f.read().splitlines()[1:]]
+                rows = [row.split() for row in f.read().splitlines()[1:]]
         except OSError:
             continue
-    mine = [(fields, v6) for fields, v6 in rows
-            if len(fields) > 9 and fields[9].isdigit() and int(fields[9]) in open_now]
-    listening = {_table_address(fields[1], v6)[1] for fields, v6 in mine if fields[3] == _LISTENING}
-    return [_table_address(fields[2], v6) for fields, v6 in mine
-            if fields[3] != _LISTENING and int(fields[9]) not in open_before
-            and _table_address(fields[1], v6)[1] not in listening]
+        mine += [(int(fields[9]), fields[3], _table_address(fields[1], v6)[1], _table_address(fields[2], v6))
+                 for fields in rows if len(fields) > 9 and fields[9].isdigit() and int(fields[9]) in open_now]
+    listening = {port for _, state, port, _ in mine if state == _LISTENING}
+    return [remote for inode, state, port, remote in mine
+            if state != _LISTENING and inode not in open_before and port not in listening]
 
 
 def _table_address(text: str, v6: bool) -> tuple[str, int]:
