@@ -15,8 +15,10 @@ owner is this user: a run sends its code and data to the cluster and loads what 
 of the expected shape, name an address on this machine (a run never connects across hosts because
 a file says so), a process of this user that is this folder's warm cluster and listens on that
 address (a stale file, its process gone or killed, is noticed by its pid, or by a 2 s request).
-Only such a verified process is ever signalled. Starts are serialised by an `fcntl` lock on
-`warm-cluster.lock`: two `start`s at once give one cluster.
+A cluster of another environment (`sys.prefix`, `PYTHONPATH`) or of other nbscale code
+(`own_code`: installed again since it started) is not used; `start` replaces one of other code
+once no run is on it. Only such a verified process is ever signalled. Starts are serialised by an
+`fcntl` lock on `warm-cluster.lock`: two `start`s at once give one cluster.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import own_code
 from .contract import STATE_DIR_NAME
 from .errors import NbscaleRuntimeError
 
@@ -75,6 +78,7 @@ class WarmCluster:
     scheduler_file: str
     prefix: str | None = None  # the Python environment (sys.prefix) its workers run steps in
     pythonpath: list | None = None  # the PYTHONPATH it started with (`pythonpath_entries`): on its workers' sys.path
+    code: str | None = None  # the nbscale code its processes run (`own_code`); None: started by a release before it
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -187,7 +191,8 @@ def parse_info(raw: bytes, folder) -> tuple[WarmCluster | None, str]:
                           idle_timeout_s=float(idle) if isinstance(idle, (int, float)) else None,
                           scheduler_file=data["scheduler_file"],
                           prefix=data["prefix"] if isinstance(data.get("prefix"), str) else None,
-                          pythonpath=_strings(data.get("pythonpath")))
+                          pythonpath=_strings(data.get("pythonpath")),
+                          code=data["code"] if isinstance(data.get("code"), str) else None)
     return cluster, ""
 
 
@@ -307,14 +312,28 @@ def same_environment(cluster: WarmCluster) -> bool:
 def environment_difference(cluster: WarmCluster) -> str | None:
     """How the Python environment the cluster's workers run steps in differs from this process's
     (its packages; its PYTHONPATH, on their sys.path: `import util` would load another file than
-    top to bottom); None when it does not."""
+    top to bottom; the nbscale code they run: `own_code`); None when it does not."""
     if cluster.prefix != sys.prefix:
         return f"it runs the Python environment {cluster.prefix or '(not recorded)'}, this run {sys.prefix}"
     here, there = pythonpath_entries(), cluster.pythonpath or []
     if here != there:
         return (f"it was started with PYTHONPATH={os.pathsep.join(there) or '(unset)'}, this run "
                 f"has PYTHONPATH={os.pathsep.join(here) or '(unset)'}")
+    if cluster.code != own_code.IMPORTED:
+        if cluster.code == own_code.on_disk():
+            return ("this process imported nbscale before it was installed again or edited, and the cluster runs "
+                    "the code there now: start this process again (the kernel, the server) to use it")
+        return ("it runs other nbscale code than this run (nbscale was installed again or edited since it "
+                "started; `nbscale cluster start` replaces it once no run uses it)")
     return None
+
+
+def outdated(cluster: WarmCluster) -> bool:
+    """Whether the cluster runs in this process's environment with other nbscale code than the one
+    installed now: no run started from now on would use it. (A long-lived process that imported
+    nbscale before it was replaced does not count its own code: it would replace a current
+    cluster with another current one, for ever.)"""
+    return cluster.prefix == sys.prefix and cluster.code != own_code.on_disk()
 
 
 def pythonpath_entries() -> list[str]:
@@ -382,16 +401,17 @@ def start_or_find(folder, workers: int | None = None, idle_timeout: str | float 
     """The live warm cluster that runs in `folder` use (its own or a folder's above it: `find`), else
     `folder`'s own, started now. Returns it and whether it was started now."""
     found = find(folder)
-    if found.live:
+    if found.live and not outdated(found.cluster):
         return found.cluster, False
-    return start(folder, workers, idle_timeout, timeout)
+    return start(found.folder if found.live else folder, workers, idle_timeout, timeout)
 
 
 def start(folder, workers: int | None = None, idle_timeout: str | float = DEFAULT_IDLE_TIMEOUT,
           timeout: float = START_TIMEOUT_S, say=None) -> tuple[WarmCluster, bool]:
     """The live warm cluster of `folder`, started in a detached process unless one runs already
-    (a stale or invalid one is replaced). Returns it and whether it was started now. `say(text)`:
-    told before a wait of seconds (a cluster whose process runs but does not answer)."""
+    (a stale or invalid one is replaced, and so is one running other nbscale code than this
+    process's, once no run uses it). Returns it and whether it was started now. `say(text)`: told
+    before a wait of seconds (a cluster whose process runs but does not answer), and of a replaced one."""
     from dask.utils import parse_timedelta
 
     folder = Path(folder).resolve()
@@ -403,9 +423,14 @@ def start(folder, workers: int | None = None, idle_timeout: str | float = DEFAUL
     try:
         with start_lock(folder, timeout):
             found = lookup(folder)
-            if found.live:
+            if found.live and outdated(found.cluster) and not _runs_on(found.cluster.address):
+                if say is not None:
+                    say(f"replacing the warm cluster of {folder}: it runs other nbscale code than this one "
+                        "(installed again or edited since it started)")
+                end_process(found.cluster.pid, STOP_TIMEOUT_S)
+            elif found.live:
                 return found.cluster, False
-            if found.cluster is not None and is_serving(found.cluster.pid, folder):
+            elif found.cluster is not None and is_serving(found.cluster.pid, folder):
                 # its process runs but did not answer in time: slow (a loaded machine) or frozen
                 if say is not None:
                     say(f"the warm cluster of {folder} (process {found.cluster.pid}) does not answer: waiting "
@@ -540,6 +565,7 @@ def status(folder) -> dict:
               "reason": found.reason or None}
     if found.cluster is not None:
         answer.update(found.cluster.to_json())
+        answer["not_used"] = environment_difference(found.cluster)  # why runs started here do not use it
     if found.live:
         try:
             answer.update(scheduler_facts(found.cluster.address))

@@ -22,7 +22,7 @@ from contextlib import suppress
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from . import warm_cluster
+from . import own_code, warm_cluster
 from .engines.dask_lifecycle import ORPHAN_STOPPER, drop_runs_of, end_for_restart, executing_keys
 from .warm_cluster import MAX_WORKERS, info_path, remove_files, scheduler_file_path, write_json
 
@@ -186,7 +186,7 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
         "pid": os.getpid(), "address": cluster.scheduler_address, "workers": len(cluster.workers),
         "started": time.time(), "idle_timeout_s": idle_timeout_s, "scheduler_file": str(scheduler_file_path(folder)),
         # runs of another environment do not use it (`warm_cluster.connect`)
-        "prefix": sys.prefix, "pythonpath": warm_cluster.pythonpath_entries()})
+        "prefix": sys.prefix, "pythonpath": warm_cluster.pythonpath_entries(), "code": own_code.IMPORTED})
     log.warning("warm cluster of %s at %s (%d workers)", folder, cluster.scheduler_address, len(cluster.workers))
     idle = False
     try:

@@ -123,7 +123,8 @@ def _print_status(facts: dict) -> None:
             click.echo("`nbscale cluster start` replaces it, `nbscale cluster stop` removes its files")
         return
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(facts["started"]))
-    serves = f" (runs in {facts['asked']} use it)" if facts.get("asked", folder) != folder else ""
+    used_below = facts.get("asked", folder) != folder and not facts.get("not_used")
+    serves = f" (runs in {facts['asked']} use it)" if used_below else ""
     lines = [
         literal(f"warm cluster of {folder}: live{serves}"),
         literal(f"  address  {facts['address']} (process {facts['pid']}; scheduler file {facts['scheduler_file']})"),
@@ -132,6 +133,8 @@ def _print_status(facts: dict) -> None:
         f"  started  {started}; idle for {facts['idle_s']:.0f}s, {_idle_text(facts['idle_timeout_s'])}",
         f"  runs     {', '.join(facts['runs']) or 'none'} ({facts['clients']} other client(s) connected)",
     ]
+    if facts.get("not_used"):
+        lines.append(literal(f"  not used by runs started here: {facts['not_used']}"))
     click.echo("\n".join(lines))
 
 

@@ -248,3 +248,23 @@ def test_start_says_why_it_waits_for_a_cluster_that_does_not_answer(project):
     assert said == (f"the warm cluster of {project} (process {pid}) does not answer: waiting up to 15 s for "
                     f"it, then replacing it (up to {warm_cluster.STOP_TIMEOUT_S:.0f} s more)\n")
     assert start.returncode == 0 and "runs already" in out, err
+
+
+def test_status_and_start_name_a_cluster_of_other_nbscale_code_and_start_replaces_it(project):
+    assert nbscale("cluster", "start", "--dir", project, "--workers", "1").returncode == 0
+    info = warm_cluster.info_path(project)
+    old = json.loads(info.read_text())
+    info.write_text(json.dumps({k: v for k, v in old.items() if k != "code"}))  # as a release before wrote it
+    shown = nbscale("cluster", "status", "--dir", project)
+    assert shown.returncode == 0, shown.stderr
+    assert ("  not used by runs started here: it runs other nbscale code than this run (nbscale was installed "
+            "again or edited since it started; `nbscale cluster start` replaces it once no run uses it)\n"
+            ) in shown.stdout
+    started = nbscale("cluster", "start", "--dir", project, "--workers", "1")
+    assert started.returncode == 0, started.stderr
+    assert started.stderr == (f"replacing the warm cluster of {project}: it runs other nbscale code than this one "
+                              "(installed again or edited since it started)\n")
+    new = json.loads(info.read_text())
+    assert new["pid"] != old["pid"] and started.stdout.startswith(f"started the warm cluster of {project} at ")
+    wait_for(lambda: gone(old["pid"]), "the replaced cluster's process to end")
+    assert "not used" not in nbscale("cluster", "status", "--dir", project).stdout

@@ -17,7 +17,7 @@ import pytest
 from conftest import install_library, make_notebook
 from warm_harness import DEADLINE_S, NBSCALE, end_clusters, gone, serving_pids, wait_for
 
-from nbscale.kernels import warm_cluster
+from nbscale.kernels import own_code, warm_cluster
 from nbscale.kernels.contract import CLUSTER_STARTED, OWNER_STOPPED, WARNING
 from nbscale.kernels.runner import RunOptions, default_run_store, run_notebook
 
@@ -612,3 +612,66 @@ def test_a_worker_busy_with_another_runs_step_is_not_restarted_and_a_step_landin
     assert not [p for kind, _, p in seen if kind == WARNING and p["message"].startswith("restarting worker")]
     error = result.step("other")["error"]
     assert error["ename"] == "OutdatedLibraries" and f"{name} 1.0 (installed now: 2.0)" in error["evalue"]
+
+
+# --- a cluster of other nbscale code ---------------------------------------------------------------
+
+
+def as_started_by_other_code(folder) -> None:
+    """The live cluster's file as a cluster started before nbscale was installed again describes
+    itself: no digest of its code, as a release before `own_code` wrote (installing a second
+    nbscale in this environment under a running test would change the code the tests run)."""
+    info = warm_cluster.info_path(folder)
+    data = json.loads(info.read_text())
+    del data["code"]
+    info.write_text(json.dumps(data))
+
+
+def test_a_cluster_of_other_nbscale_code_is_not_used_and_start_replaces_it_once_no_run_uses_it(warm_folder):
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    assert cluster.code == own_code.IMPORTED
+    as_started_by_other_code(warm_folder)
+    other_code = ("it runs other nbscale code than this run (nbscale was installed again or edited since it "
+                  "started; `nbscale cluster start` replaces it once no run uses it)")
+    notebook = make_notebook(warm_folder, [("import os\nparent = os.getppid()", ["step:where"])], name="code")
+    result, seen = events_of(notebook)
+    assert result.ok and result.load("where")["parent"] == os.getpid(), "the step ran on the old code"
+    assert [p["message"] for kind, _, p in seen if kind == WARNING] == [
+        f"not using the warm cluster of {warm_folder}: {other_code}; running on a cluster of its own"]
+    assert warm_cluster.status(warm_folder)["not_used"] == other_code
+    said = []
+    replaced, started = warm_cluster.start(warm_folder, workers=1, idle_timeout=600, say=said.append)
+    assert started and replaced.pid != cluster.pid and replaced.code == own_code.IMPORTED
+    assert said == [f"replacing the warm cluster of {warm_folder}: it runs other nbscale code than this one "
+                    "(installed again or edited since it started)"]
+    wait_for(lambda: gone(cluster.pid), "the old cluster's process to end")
+    result, seen = events_of(notebook)
+    assert result.ok and result.load("where")["parent"] == replaced.pid
+    assert warm_cluster.status(warm_folder)["not_used"] is None
+
+
+def test_a_cluster_of_other_nbscale_code_with_a_run_on_it_is_left_running(warm_folder):
+    from distributed import Client
+
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    as_started_by_other_code(warm_folder)
+    with Client(cluster.address, set_as_default=False) as client:  # a run of a process of the old code
+        running = client.submit(__import__("time").sleep, 60, key="nbscale-step-0123abcd")
+        wait_for(lambda: warm_cluster.status(warm_folder).get("runs"), "the task to be on the cluster")
+        kept, started = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+        assert not started and kept.pid == cluster.pid and not running.done()
+        running.cancel()
+
+
+def test_a_process_that_imported_nbscale_before_it_was_replaced_neither_uses_nor_replaces_a_current_cluster(
+        warm_folder, monkeypatch):
+    """A kernel or a server started before nbscale was installed again: the cluster runs the code
+    installed now, which this process does not. Replacing it would start the same code again, for
+    ever (the JupyterLab server's panel starts its cluster through `start_or_find`)."""
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    monkeypatch.setattr(own_code, "IMPORTED", "the code this process imported before the files changed")
+    found, started = warm_cluster.start_or_find(warm_folder, 1, 600)
+    assert not started and found.pid == cluster.pid
+    assert warm_cluster.environment_difference(found) == (
+        "this process imported nbscale before it was installed again or edited, and the cluster runs the code "
+        "there now: start this process again (the kernel, the server) to use it")
