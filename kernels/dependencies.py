@@ -10,14 +10,17 @@ What is recorded, and how:
   event counts (builtin `open`, `pathlib`, `os.open`, and so pandas, numpy, pickle...), and also
   renames, removals and truncations (written), `sqlite3.connect` (read) and directory listings
   (`os.listdir`/`os.scandir`: glob, `Path.glob`, `os.walk`; not those the import system makes).
-  The hook records only for the thread whose recording is active; when no step records it
-  returns after one truth test. Skipped: the interpreter's files (`interpreter.py`: prefix
-  trees, stdlib, site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
+  The hook records for the thread whose recording is active, and for the threads the step's
+  code starts until the step ends (`ThreadPoolExecutor.map(load, parts)`: `threading.Thread.start`
+  marks them while any step records, as Python raises no audit event as a thread starts; not the
+  threads nbscale starts on the step's behalf); when no step records it returns after one truth
+  test. Skipped: the interpreter's files (`interpreter.py`: prefix trees, stdlib,
+  site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
   /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped. A
   module's `.pyc` read counts as a read of its source (the code it runs).
 - Changes while the step runs: a file or folder is looked at as the step first reads or lists it
   (a file's inode, size, mtime and ctime; a folder's entry names) and again as it ends. One that
-  changed meanwhile by another hand (another process, a thread of the step) is listed under
+  changed meanwhile by another hand (another process, a thread that ran before the step) is listed under
   `changed_while_running`, and the cache entry never holds: its state at the end is not what the
   step read, so recording it would let a later run reuse a result made from the older data. The
   step's own doing is not such a change: what it wrote, appended to, touched, chmod-ed, linked,
@@ -67,13 +70,14 @@ What is recorded, and how:
   it is given name, and those the processes it starts name by their arguments as they start
   (`_command_started`: their audit events; IPython's `!cmd` made to raise one).
 
-Not seen: files opened by threads the step starts, or by its processes, or by C code that bypasses
+Not seen: files opened by threads the step did not start (a pool a library started before it), or
+by the step's processes, or by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
 any C library given a path), under a name neither the cells, the step's values (given, or kept for
 itself) nor a process's arguments hold; relative to a `dir_fd`, or
 only tested with `os.stat`/`exists`; listings made while a module is imported; C `getenv`;
 `os.environb`; what the step read over the network (its hosts are named and warned of: its own
-thread's connections and URLs, and connections left open as it ends, `_sockets_left_open`). Steps
+threads' connections and URLs, and connections left open as it ends, `_sockets_left_open`). Steps
 that depend on those need `cache:off`.
 """
 
@@ -191,6 +195,8 @@ class Recording:
         self.mentioned: dict[str, tuple[object, str]] = {}
         self.command_names = 0  # files the commands it started named (`_command_started`)
         self.quiet = False  # while nbscale looks on the step's behalf: its own audit events are not the step's
+        self.active = False  # between `_start` and `_stop`: threads the step started record into it meanwhile
+        self.lock = threading.RLock()  # such a thread's event against the step's end (`_on_audit`, `_stop`)
         self.appended: set[str] = set()  # logs the commands it started append to (`>> run.log`): nothing
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
@@ -335,8 +341,8 @@ class Recording:
 
     def _sockets_left_open(self) -> None:
         """Connections the step opened and left open (a database connection kept in a variable, an
-        SQLAlchemy engine's pool, s3fs's sessions): C code and other threads make them where no
-        audit event shows (`_connected_to` sees the step's own thread's Python ones)."""
+        SQLAlchemy engine's pool, s3fs's sessions): C code and threads the step did not start make
+        them where no audit event of the step's shows (`_connected_to` sees its threads' Python ones)."""
         now = open_sockets()
         if not now - self.sockets_before:
             return
@@ -517,28 +523,58 @@ def _start(recording: Recording) -> None:
             os.environ = RecordingEnviron(os.environ)  # noqa: B003 - the same variables, seen through a wrapper
         if not _ACTIVE:
             os.getcwd = _recording_getcwd  # `os.path.abspath`, `Path.cwd`, `Path.resolve` ask it too
+            threading.Thread.start = _thread_start
             see_shell_commands()  # (done already where a step's process state is kept: `task.isolated_step`)
+        recording.active = True
         _ACTIVE[ident] = recording
 
 
 def _stop(recording: Recording) -> None:
+    with recording.lock:  # a thread of the step in the middle of an event ends it first
+        recording.active = False
     with _LOCK:
         _ACTIVE.pop(threading.get_ident(), None)
         if not _ACTIVE and isinstance(os.environ, RecordingEnviron):
             os.environ = os.environ.environ  # noqa: B003 - the real mapping back
         if not _ACTIVE:
             os.getcwd = _REAL_GETCWD
+            threading.Thread.start = _REAL_THREAD_START
     recording.env_set = {name: os.environ.get(name) for name in recording.env if name in recording.env_written}
 
 
 _REAL_GETCWD = os.getcwd
+_REAL_THREAD_START = threading.Thread.start
+_STARTED_BY = "_nbscale_recording"  # the attribute of a thread a step started: that step's recording
+
+
+def _thread_start(thread: threading.Thread) -> None:
+    """`threading.Thread.start` while any recording is active: a thread the step's code starts
+    (`ThreadPoolExecutor.map(load, parts)`, which builds each file's name in the thread) records
+    into the step's recording until the step ends; Python raises no audit event as a thread starts.
+    Not the threads nbscale starts on the step's behalf."""
+    recording = _recording_here()
+    if recording is not None and not _asked_by_nbscale(sys._getframe(1)):
+        setattr(thread, _STARTED_BY, recording)
+    return _REAL_THREAD_START(thread)
+
+
+def _recording_here() -> Recording | None:
+    """The recording of this thread: its own, or that of the running step that started it."""
+    ident = threading.get_ident()
+    recording = _ACTIVE.get(ident)
+    if recording is None:
+        # (`threading._active`, not `current_thread()`, which makes a dummy thread for a foreign one)
+        recording = getattr(threading._active.get(ident), _STARTED_BY, None)
+        if recording is not None and not recording.active:
+            return None
+    return recording
 
 
 def _recording_getcwd() -> str:
     """`os.getcwd` while any recording is active: a value made from it (`os.path.abspath("out")`)
     holds the folder, so a run from another folder must not reuse it."""
     cwd = _REAL_GETCWD()
-    recording = _ACTIVE.get(threading.get_ident())
+    recording = _recording_here()
     if recording is not None and recording.cwd_seen is None and not _asked_by_nbscale(sys._getframe(1)):
         recording.cwd_seen = cwd
     return cwd
@@ -586,11 +622,22 @@ def _on_audit(event: str, args: tuple, _active=_ACTIVE) -> None:
     if handler is None:
         return
     recording = _ACTIVE.get(threading.get_ident())
+    if recording is not None:
+        if not recording.quiet:
+            _handle(handler, recording, event, args)
+        return
+    recording = _recording_here()  # a thread the step started
     if recording is not None and not recording.quiet:
-        try:
-            handler(recording, args)
-        except Exception as exc:  # noqa: BLE001 - the step's own call must go on; the cache must not trust it
-            recording.problems.append(f"{event}: {type(exc).__name__}: {exc}")
+        with recording.lock:
+            if recording.active:
+                _handle(handler, recording, event, args)
+
+
+def _handle(handler, recording: Recording, event: str, args) -> None:
+    try:
+        handler(recording, args)
+    except Exception as exc:  # noqa: BLE001 - the step's own call must go on; the cache must not trust it
+        recording.problems.append(f"{event}: {type(exc).__name__}: {exc}")
 
 
 def _opened(recording: Recording, args) -> None:
@@ -794,7 +841,7 @@ MAX_NETWORK = 20  # places a fingerprint names that the step read over the netwo
 
 
 def _connected_to(recording: Recording, target) -> None:
-    """A URL the step opened (`urllib`, so `pd.read_csv(url)`), or an address its own thread
+    """A URL the step opened (`urllib`, so `pd.read_csv(url)`), or an address its threads
     connected a socket to (`requests`, a database client written in Python): what it read there
     may change while nothing nbscale checks does. This machine's own addresses are left out (the
     cluster's scheduler, services of the machine) and so are Unix sockets."""
@@ -1007,7 +1054,7 @@ class RecordingEnviron(MutableMapping):
 
 
 def _read_env(name, value) -> None:
-    recording = _ACTIVE.get(threading.get_ident())
+    recording = _recording_here()
     if recording is None:
         return
     if name not in recording.env and name not in recording.env_written and not _set_for_the_step(name) \
@@ -1023,7 +1070,7 @@ def _set_for_the_step(name) -> bool:
 
 
 def _wrote_env(name) -> None:
-    recording = _ACTIVE.get(threading.get_ident())
+    recording = _recording_here()
     if recording is not None:
         recording.env_written.add(name)
         if _in_library_import(sys._getframe(1)):

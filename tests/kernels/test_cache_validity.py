@@ -530,6 +530,39 @@ def test_a_file_c_code_reads_or_writes_by_a_name_the_step_built_and_kept_is_a_de
     assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}  # its own write is no change
 
 
+THREADED_READ = '''from concurrent.futures import ThreadPoolExecutor
+import threading, subprocess
+def load(i):
+    with open("part%d.txt" % i) as f:
+        return int(f.read())
+with ThreadPoolExecutor(2) as ex:
+    total = sum(ex.map(load, range(3)))
+def write_summary():
+    subprocess.run(["cp", "part" + "0.txt", "co" + "py.txt"], check=True)
+writer = threading.Thread(target=write_summary)
+writer.start()
+writer.join()'''
+
+
+@pytest.mark.parametrize("engine", ["dask", "local", "papermill"])
+def test_files_a_steps_threads_read_and_their_processes_write_by_names_they_build_are_dependencies(tmp_path, engine):
+    # the names are built in the threads: no audit event of the step's thread, no text of the step names them
+    for i in range(3):
+        (tmp_path / f"part{i}.txt").write_text(str(i))
+    nb = make_notebook(tmp_path, [(THREADED_READ, ["step:load"]), ("doubled = 2 * total", ["step:use"])])
+    options = RunOptions(engine=engine)
+    assert run_notebook(nb, options=options).load("use")["doubled"] == 6
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+    (tmp_path / "part2.txt").write_text("12")
+    again = run_notebook(nb, options=options)
+    assert status(again) == {"load": "succeeded", "use": "succeeded"} and again.load("use")["doubled"] == 26
+    assert any("part2.txt changed" in text for text in stale(again, "load"))
+    (tmp_path / "copy.txt").unlink()  # written by a process a thread of the step started
+    assert status(run_notebook(nb, options=options)) == {"load": "succeeded", "use": "cached"}
+    assert (tmp_path / "copy.txt").read_text() == "0"
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+
+
 def test_a_name_a_step_builds_and_hands_to_a_later_writer_does_not_make_it_run_again_each_time(tmp_path):
     # the later step writes the file anew every run (a PDF stamped with its time): the step that
     # named it did not read it, and must not run again after each of its writes

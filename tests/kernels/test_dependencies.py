@@ -20,6 +20,7 @@ import textwrap
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from conftest import C_CONNECT, install_library, make_notebook, rewrite_keeping_
 
 from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import (
+    _REAL_THREAD_START,
     RecordingEnviron,
     forget_stale_bytecode,
     local_module_names,
@@ -246,11 +248,14 @@ def test_listings_are_recorded_but_not_those_of_imports(folder, local_module):
 # --- changes while the step runs -----------------------------------------------------------------
 
 
+_ANOTHER_HAND = ThreadPoolExecutor(1, thread_name_prefix="another-hand")
+_ANOTHER_HAND.submit(int).result()  # its thread runs from before any recording: no step started it
+
+
 def elsewhere(action) -> None:
-    """`action` by another hand: a thread the recording does not watch, as another process would be."""
-    thread = threading.Thread(target=action)
-    thread.start()
-    thread.join()
+    """`action` by another hand, as another process would do it: a thread that ran before the
+    step began (one the step starts records into the step)."""
+    _ANOTHER_HAND.submit(action).result()
 
 
 def test_a_file_changed_by_another_hand_after_the_step_read_it_never_holds(folder):
@@ -364,6 +369,58 @@ def test_a_recording_sees_only_its_own_thread(folder, monkeypatch):
     thread.join()
     assert rec.reads == set() and rec.writes == set()
     assert rec.env == {"NBSCALE_TEST_MINE": None}
+
+
+def test_threads_the_step_starts_record_into_it_while_it_runs(folder, monkeypatch):
+    """`ex.map(load, range(n))` building each file's name in the pool's threads: no audit event of
+    the step's own thread shows them, and no text of the step names them."""
+    monkeypatch.setenv("NBSCALE_TEST_IN_THREAD", "set")
+    for i in range(3):
+        (folder / f"part{i}.txt").write_text(str(i))
+
+    def load(i):
+        return int((folder / f"part{i}.txt").read_text())
+
+    def nested():  # a thread started by a thread of the step
+        inner = threading.Thread(target=lambda: (folder / "inner.txt").write_text("made"))
+        inner.start()
+        inner.join()
+        os.environ.get("NBSCALE_TEST_IN_THREAD")
+
+    with record(str(folder)) as rec:
+        with ThreadPoolExecutor(2) as ex:
+            assert sum(ex.map(load, range(3))) == 3
+        thread = threading.Thread(target=nested)
+        thread.start()
+        thread.join()
+    assert rec.reads == {str(folder / f"part{i}.txt") for i in range(3)}
+    assert rec.writes == {str(folder / "inner.txt")} and rec.env == {"NBSCALE_TEST_IN_THREAD": "set"}
+    assert threading.Thread.start is _REAL_THREAD_START  # put back once no step records
+    assert rec.fingerprint()["changed_while_running"] == []  # the step's threads' doing is its own
+
+
+def test_a_thread_the_step_started_records_nothing_after_the_step_ended(folder):
+    go, done = threading.Event(), threading.Event()
+
+    def late():
+        go.wait(10)
+        (folder / "data.csv").read_text()
+        (folder / "late.txt").write_text("after the step")
+        done.set()
+
+    with record(str(folder)) as rec:
+        threading.Thread(target=late, daemon=True).start()
+    go.set()
+    assert done.wait(10)
+    assert rec.reads == set() and rec.writes == set() and not rec.problems
+
+
+def test_a_thread_nbscale_starts_on_the_steps_behalf_is_not_the_steps(folder):
+    from nbscale.kernels.store import _started  # the thread that profiles a step's values as they are stored
+
+    with record(str(folder)) as rec:
+        assert _started(lambda: (folder / "data.csv").read_text()).result() == "a,b\n1,2\n"
+    assert rec.reads == set()
 
 
 def test_recordings_in_two_threads_stay_apart(folder):
