@@ -13,7 +13,9 @@ What is recorded, and how:
   The hook records for the thread whose recording is active, and for the threads the step's
   code starts until the step ends (`ThreadPoolExecutor.map(load, parts)`: `threading.Thread.start`
   marks them while any step records, as Python raises no audit event as a thread starts; not the
-  threads nbscale starts on the step's behalf); when no step records it returns after one truth
+  threads nbscale starts on the step's behalf), and for the work the step hands to a
+  `ThreadPoolExecutor` that ran before it (`ThreadPoolExecutor.submit`, wrapped likewise: a
+  module's pool reuses its idle threads); when no step records it returns after one truth
   test. Skipped: the interpreter's files (`interpreter.py`: prefix trees, stdlib,
   site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
   /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped. A
@@ -70,8 +72,9 @@ What is recorded, and how:
   it is given name, and those the processes it starts name by their arguments as they start
   (`_command_started`: their audit events; IPython's `!cmd` made to raise one).
 
-Not seen: files opened by threads the step did not start (a pool a library started before it), or
-by the step's processes, or by C code that bypasses
+Not seen: files opened by threads the step did not start nor hand work to through a
+`ThreadPoolExecutor` (a `multiprocessing.pool.ThreadPool` made before it), or by the step's
+processes, or by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
 any C library given a path), under a name neither the cells, the step's values (given, or kept for
 itself) nor a process's arguments hold; relative to a `dir_fd`, or
@@ -97,6 +100,7 @@ import tempfile
 import threading
 import time
 from collections.abc import MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -524,6 +528,7 @@ def _start(recording: Recording) -> None:
         if not _ACTIVE:
             os.getcwd = _recording_getcwd  # `os.path.abspath`, `Path.cwd`, `Path.resolve` ask it too
             threading.Thread.start = _thread_start
+            ThreadPoolExecutor.submit = _pool_submit
             see_shell_commands()  # (done already where a step's process state is kept: `task.isolated_step`)
         recording.active = True
         _ACTIVE[ident] = recording
@@ -539,12 +544,15 @@ def _stop(recording: Recording) -> None:
         if not _ACTIVE:
             os.getcwd = _REAL_GETCWD
             threading.Thread.start = _REAL_THREAD_START
+            ThreadPoolExecutor.submit = _REAL_POOL_SUBMIT
     recording.env_set = {name: os.environ.get(name) for name in recording.env if name in recording.env_written}
 
 
 _REAL_GETCWD = os.getcwd
 _REAL_THREAD_START = threading.Thread.start
+_REAL_POOL_SUBMIT = ThreadPoolExecutor.submit
 _STARTED_BY = "_nbscale_recording"  # the attribute of a thread a step started: that step's recording
+_LENT = threading.local()  # `.recording`: that of the step whose work a pool's thread does now
 
 
 def _thread_start(thread: threading.Thread) -> None:
@@ -558,13 +566,38 @@ def _thread_start(thread: threading.Thread) -> None:
     return _REAL_THREAD_START(thread)
 
 
+def _pool_submit(pool, fn, /, *args, **kwargs):
+    """`ThreadPoolExecutor.submit` while any recording is active: the work a step hands to a pool
+    records into the step, also on a thread that ran before it (a module's pool, Dask's threaded
+    scheduler's), whose idle threads the pool reuses."""
+    recording = _recording_here()
+    if recording is not None and not _asked_by_nbscale(sys._getframe(1)):
+        fn = _lent_to(recording, fn)
+    return _REAL_POOL_SUBMIT(pool, fn, *args, **kwargs)
+
+
+def _lent_to(recording: Recording, fn):
+    def work(*args, **kwargs):
+        before = getattr(_LENT, "recording", None)
+        _LENT.recording = recording
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _LENT.recording = before
+
+    return work
+
+
 def _recording_here() -> Recording | None:
-    """The recording of this thread: its own, or that of the running step that started it."""
+    """The recording of this thread: its own, or that of the running step whose work it does (a
+    pool's) or that started it."""
     ident = threading.get_ident()
     recording = _ACTIVE.get(ident)
     if recording is None:
-        # (`threading._active`, not `current_thread()`, which makes a dummy thread for a foreign one)
-        recording = getattr(threading._active.get(ident), _STARTED_BY, None)
+        recording = getattr(_LENT, "recording", None)
+        if recording is None:
+            # (`threading._active`, not `current_thread()`, which makes a dummy thread for a foreign one)
+            recording = getattr(threading._active.get(ident), _STARTED_BY, None)
         if recording is not None and not recording.active:
             return None
     return recording

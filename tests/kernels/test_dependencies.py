@@ -10,6 +10,7 @@ import pathlib
 import pickle
 import platform
 import py_compile
+import queue
 import shutil
 import socket
 import sqlite3
@@ -29,6 +30,7 @@ from conftest import C_CONNECT, install_library, make_notebook, rewrite_keeping_
 
 from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import (
+    _REAL_POOL_SUBMIT,
     _REAL_THREAD_START,
     RecordingEnviron,
     forget_stale_bytecode,
@@ -248,14 +250,24 @@ def test_listings_are_recorded_but_not_those_of_imports(folder, local_module):
 # --- changes while the step runs -----------------------------------------------------------------
 
 
-_ANOTHER_HAND = ThreadPoolExecutor(1, thread_name_prefix="another-hand")
-_ANOTHER_HAND.submit(int).result()  # its thread runs from before any recording: no step started it
+def _another_hand(todo: queue.Queue) -> None:
+    while True:
+        action, done = todo.get()
+        action()
+        done.set()
+
+
+_ANOTHER_HAND: queue.Queue = queue.Queue()
+threading.Thread(target=_another_hand, args=(_ANOTHER_HAND,), daemon=True).start()  # before any recording
 
 
 def elsewhere(action) -> None:
     """`action` by another hand, as another process would do it: a thread that ran before the
-    step began (one the step starts records into the step)."""
-    _ANOTHER_HAND.submit(action).result()
+    step began, given work through no pool (a thread the step starts, and the work it hands to a
+    pool, record into the step)."""
+    done = threading.Event()
+    _ANOTHER_HAND.put((action, done))
+    assert done.wait(30)
 
 
 def test_a_file_changed_by_another_hand_after_the_step_read_it_never_holds(folder):
@@ -397,6 +409,23 @@ def test_threads_the_step_starts_record_into_it_while_it_runs(folder, monkeypatc
     assert rec.writes == {str(folder / "inner.txt")} and rec.env == {"NBSCALE_TEST_IN_THREAD": "set"}
     assert threading.Thread.start is _REAL_THREAD_START  # put back once no step records
     assert rec.fingerprint()["changed_while_running"] == []  # the step's threads' doing is its own
+
+
+def test_work_a_step_hands_to_a_pool_started_before_it_records_into_that_step(folder):
+    """A module's pool (`POOL = ThreadPoolExecutor(4)` in helpers.py), Dask's threaded scheduler: its
+    idle threads, started by no step or by an earlier one, do the step's work."""
+    (folder / "a.txt").write_text("a")
+    (folder / "b.txt").write_text("b")
+    pool = ThreadPoolExecutor(1)
+    assert pool.submit(int).result() == 0  # its thread runs from before the steps
+    with record(str(folder)) as first:
+        assert pool.submit(lambda: (folder / "a.txt").read_text()).result() == "a"
+    with record(str(folder)) as second:
+        assert list(pool.map(lambda name: (folder / name).read_text(), ["b.txt"])) == ["b"]
+    assert pool.submit(lambda: (folder / "a.txt").read_text()).result() == "a"  # no step's
+    pool.shutdown()
+    assert first.reads == {str(folder / "a.txt")} and second.reads == {str(folder / "b.txt")}
+    assert ThreadPoolExecutor.submit is _REAL_POOL_SUBMIT
 
 
 def test_a_thread_the_step_started_records_nothing_after_the_step_ended(folder):
