@@ -20,6 +20,11 @@ What is recorded, and how:
   site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
   /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped. A
   module's `.pyc` read counts as a read of its source (the code it runs).
+- Files the step tests without opening them (`os.path.exists`, `isfile`, `getmtime`, `Path.is_file`:
+  `os.stat` and `os.lstat` are wrapped while any step records, as no audit event shows a stat):
+  compared by their stat as the step ends, no digest; a missing one is a dependency too, so one
+  that appears runs the step again (`Recording._stated_files`). Not folders: their listings say
+  what they hold.
 - Changes while the step runs: a file or folder is looked at as the step first reads or lists it
   (a file's inode, size, mtime and ctime; a folder's entry names) and again as it ends. One that
   changed meanwhile by another hand (another process, a thread that ran before the step) is listed under
@@ -77,8 +82,8 @@ Not seen: files opened by threads the step did not start nor hand work to throug
 processes, or by C code that bypasses
 Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
 any C library given a path), under a name neither the cells, the step's values (given, or kept for
-itself) nor a process's arguments hold; relative to a `dir_fd`, or
-only tested with `os.stat`/`exists`; listings made while a module is imported; C `getenv`;
+itself) nor a process's arguments hold; relative to a `dir_fd`, or only tested with
+`os.access`; listings made while a module is imported; C `getenv`;
 `os.environb`; what the step read over the network (its hosts are named and warned of: its own
 threads' connections and URLs, and connections left open as it ends, `_sockets_left_open`). Steps
 that depend on those need `cache:off`.
@@ -156,6 +161,7 @@ RUNTIME_ENV = frozenset({OWNER_ENV, "MPLBACKEND", "TERM", "CLICOLOR", "CLICOLOR_
                          "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"})  # (the last four: a Dask nanny's worker)
 RUNTIME_ENV_PREFIXES = ("JPY_", "PYDEVD_", "__DASK_")  # a kernel's launcher's (JPY_PARENT_PID), a nanny's (its pid)
 MAX_COMMAND_NAMES = 100_000  # files the processes a step starts may name (a loop copying images one by one)
+MAX_STATED = 100_000  # files a step may only test (`os.path.exists` in a loop over candidate names)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # O_TMPFILE includes it: anonymous files are no dependency
 
@@ -197,6 +203,8 @@ class Recording:
         self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
         # path → (what it was as the step began, or as a process it started named it; `mentions` use)
         self.mentioned: dict[str, tuple[object, str]] = {}
+        # path → what a stat showed as the step first tested it without opening it (`_stated`): a file, or None
+        self.stated: dict[str, tuple | None] = {}
         self.command_names = 0  # files the commands it started named (`_command_started`)
         self.quiet = False  # while nbscale looks on the step's behalf: its own audit events are not the step's
         self.active = False  # between `_start` and `_stop`: threads the step started record into it meanwhile
@@ -266,6 +274,7 @@ class Recording:
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
         self._named_files()
+        self._stated_files()
         self._missing_modules()
         self._sockets_left_open()
         try:
@@ -329,6 +338,38 @@ class Recording:
                 self.writes.add(path)
             elif use != WRITES:  # read, then gone (`!cat job.txt; rm job.txt`, `!mv job.txt done/`): one
                 self.reads.add(path)  # that comes back is read by a fresh run (not a clean-up's `rm -f`)
+                self.first_seen.setdefault(path, None)
+
+    def note_stated(self, path: str, st) -> None:
+        """The step tested `path` without opening it (`_stated`); `st` its stat, None when absent."""
+        if path in self.stated or not self.tracks(path) or path in self.notebook:
+            return
+        if len(self.stated) >= MAX_STATED:
+            if len(self.stated) == MAX_STATED:
+                self.problems.append(f"more than {MAX_STATED:,} files tested without being opened")
+                self.stated[""] = None  # (said once)
+            return
+        self.stated[path] = stat_key(st) if st is not None else None
+
+    def _stated_files(self) -> None:
+        """What the files the step only tested (`if os.path.exists(f"data/{m}.csv")`, `getmtime`) were
+        to it: one that appears, goes or changes makes the step run again (compared by its stat, as
+        a file the step may only have tested; no digest). Opened, named or written ones are decided
+        where they were seen; folders by their listings, when the step listed them."""
+        for path, first in self.stated.items():
+            if not path or path in self.reads or path in self.writes or path in self.appended or path in self.mentioned:
+                continue
+            now = _look(path)
+            if isinstance(now, frozenset):  # a folder now (`os.makedirs` after testing the name)
+                continue
+            if now == first or path in self.changed_by_step:  # (touched, chmod-ed by Python: as it is now)
+                self.reads.add(path)
+                self.unread_maybe.add(path)
+                self.first_seen.setdefault(path, now)
+            elif now is not None:  # made or changed by a writer no audit event showed: a product
+                self.writes.add(path)
+            else:  # there when tested, gone by no removal of the step's through Python: back, it counts
+                self.reads.add(path)
                 self.first_seen.setdefault(path, None)
 
     def _missing_modules(self) -> None:
@@ -529,6 +570,7 @@ def _start(recording: Recording) -> None:
             os.getcwd = _recording_getcwd  # `os.path.abspath`, `Path.cwd`, `Path.resolve` ask it too
             threading.Thread.start = _thread_start
             ThreadPoolExecutor.submit = _pool_submit
+            os.stat, os.lstat = _recording_stat, _recording_lstat  # `os.path.exists`, `Path.is_file` call them
             see_shell_commands()  # (done already where a step's process state is kept: `task.isolated_step`)
         recording.active = True
         _ACTIVE[ident] = recording
@@ -545,10 +587,12 @@ def _stop(recording: Recording) -> None:
             os.getcwd = _REAL_GETCWD
             threading.Thread.start = _REAL_THREAD_START
             ThreadPoolExecutor.submit = _REAL_POOL_SUBMIT
+            os.stat, os.lstat = _REAL_STAT, _REAL_LSTAT
     recording.env_set = {name: os.environ.get(name) for name in recording.env if name in recording.env_written}
 
 
 _REAL_GETCWD = os.getcwd
+_REAL_STAT, _REAL_LSTAT = os.stat, os.lstat
 _REAL_THREAD_START = threading.Thread.start
 _REAL_POOL_SUBMIT = ThreadPoolExecutor.submit
 _STARTED_BY = "_nbscale_recording"  # the attribute of a thread a step started: that step's recording
@@ -586,6 +630,55 @@ def _lent_to(recording: Recording, fn):
             _LENT.recording = before
 
     return work
+
+
+def _recording_stat(path, *, dir_fd=None, follow_symlinks=True):
+    """`os.stat` while any recording is active (`os.path.exists`, `isfile`, `getmtime`, `getsize`,
+    `pathlib.Path.exists`, `is_file`, `stat` call it): a file the step tests without opening it is
+    a dependency (`Recording._stated_files`); no audit event shows such a test."""
+    try:
+        st = _REAL_STAT(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+    except FileNotFoundError:
+        _stated(path, dir_fd, None)
+        raise
+    _stated(path, dir_fd, st)
+    return st
+
+
+def _recording_lstat(path, *, dir_fd=None):
+    """`os.lstat` while any recording is active (`os.path.lexists`, `islink`), as `_recording_stat`."""
+    try:
+        st = _REAL_LSTAT(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        _stated(path, dir_fd, None)
+        raise
+    _stated(path, dir_fd, st)
+    return st
+
+
+def _as_able_as_the_originals() -> None:
+    """What code asks of `os.stat` before passing it a `dir_fd` or an fd (`shutil.rmtree` chooses its
+    symlink-safe way as `shutil` is imported): the wrappers take what the functions take."""
+    for real, wrapper in ((_REAL_STAT, _recording_stat), (_REAL_LSTAT, _recording_lstat)):
+        for able in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks):
+            if real in able:
+                able.add(wrapper)
+
+
+_as_able_as_the_originals()
+
+
+def _stated(path, dir_fd, st) -> None:
+    if dir_fd is not None or isinstance(path, int) or (st is not None and not stat.S_ISREG(st.st_mode)):
+        return  # (a folder: what it holds counts when the step lists it)
+    recording = _recording_here()
+    if recording is None or recording.quiet or _asked_by_nbscale(sys._getframe(2)):
+        return
+    try:
+        full = _abspath(path)
+    except (TypeError, ValueError):  # (not a path; a NUL: the stat raised already)
+        return
+    recording.note_stated(full, st)
 
 
 def _recording_here() -> Recording | None:

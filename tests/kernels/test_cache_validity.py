@@ -563,6 +563,32 @@ def test_files_a_steps_threads_read_and_their_processes_write_by_names_they_buil
     assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
 
 
+TESTED_FILES = '''import os
+frames = []
+for month in ["may", "june", "july"]:
+    if os.path.exists("data/" + month + ".csv"):
+        with open("data/" + month + ".csv") as f:
+            frames.append(f.read())
+del month
+rows = len(frames)'''
+
+
+@pytest.mark.parametrize("engine", ["dask", "local", "papermill"])
+def test_a_file_a_step_tested_for_and_did_not_find_runs_it_again_when_it_appears(tmp_path, engine):
+    # a month's data dropped later: no step opened it, no text of theirs names it
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "may.csv").write_text("a\n")
+    nb = make_notebook(tmp_path, [(TESTED_FILES, ["step:load"]), ("n = rows", ["step:count"])])
+    options = RunOptions(engine=engine)
+    assert run_notebook(nb, options=options).load("count")["n"] == 1
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+    (tmp_path / "data" / "july.csv").write_text("b\n")
+    again = run_notebook(nb, options=options)
+    assert status(again) == {"load": "succeeded", "count": "succeeded"} and again.load("count")["n"] == 2
+    assert "data/july.csv appeared" in stale(again, "load")
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+
+
 def test_a_name_a_step_builds_and_hands_to_a_later_writer_does_not_make_it_run_again_each_time(tmp_path):
     # the later step writes the file anew every run (a PDF stamped with its time): the step that
     # named it did not read it, and must not run again after each of its writes

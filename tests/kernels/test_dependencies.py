@@ -30,7 +30,9 @@ from conftest import C_CONNECT, install_library, make_notebook, rewrite_keeping_
 
 from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import (
+    _REAL_LSTAT,
     _REAL_POOL_SUBMIT,
+    _REAL_STAT,
     _REAL_THREAD_START,
     RecordingEnviron,
     forget_stale_bytecode,
@@ -450,6 +452,48 @@ def test_a_thread_nbscale_starts_on_the_steps_behalf_is_not_the_steps(folder):
     with record(str(folder)) as rec:
         assert _started(lambda: (folder / "data.csv").read_text()).result() == "a,b\n1,2\n"
     assert rec.reads == set()
+
+
+def test_files_the_step_only_tests_are_dependencies_compared_by_their_stat(folder, monkeypatch):
+    """`if os.path.exists(f"data/{m}.csv")` over months of which some are missing: no file is opened
+    but those there, no text names the others, and one appearing changes what the step does."""
+    monkeypatch.chdir(folder)
+    (folder / "june.csv").write_text("x\n")
+    (folder / "sub").mkdir()
+    with record(str(folder)) as rec:
+        found = [m for m in ("may", "june") if os.path.exists(f"{m}.csv")]
+        assert pathlib.Path("data.csv").is_file() and os.path.getsize("data.csv") > 0
+        assert os.path.isdir("sub") and not os.path.lexists("gone.txt")
+        if not os.path.exists("made.txt"):
+            pathlib.Path("made.txt").write_text("the step's own")
+        assert os.stat is not _REAL_STAT
+        # `shutil` imported now must still choose its symlink-safe `rmtree`, which asks these
+        assert {os.stat, os.open, os.unlink} <= os.supports_dir_fd and os.stat in os.supports_follow_symlinks
+        assert (os.lstat in os.supports_dir_fd) == (_REAL_LSTAT in os.supports_dir_fd) and os.stat in os.supports_fd
+    assert found == ["june"] and os.stat is _REAL_STAT and os.lstat is _REAL_LSTAT
+    fp = rec.fingerprint()
+    read = fp["files_read"]
+    assert set(read) == {"may.csv", "june.csv", "data.csv", "gone.txt"} and list(fp["files_written"]) == ["made.txt"]
+    assert read["may.csv"] is None and read["gone.txt"] is None  # absent then
+    assert read["june.csv"]["digest"] is None is read["data.csv"]["digest"]  # tested: their stat, no bytes read
+    assert check(fp, str(folder)) == []
+    (folder / "may.csv").write_text("y\n")
+    (folder / "june.csv").unlink()
+    assert sorted(c.text for c in check(fp, str(folder))) == ["june.csv is missing", "may.csv appeared"]
+
+
+def test_files_nbscale_tests_on_the_steps_behalf_are_not_its_and_too_many_tested_files_are_said(folder, monkeypatch):
+    from nbscale.kernels import dependencies
+
+    with record(str(folder)) as rec:
+        dependencies._look(str(folder / "missing.txt"))  # the recorder's own look
+    assert rec.stated == {}
+    monkeypatch.setattr(dependencies, "MAX_STATED", 2)
+    with record(str(folder)) as rec:
+        for i in range(4):
+            os.path.exists(folder / f"candidate{i}.txt")
+    assert len([p for p in rec.stated if p]) == 2
+    assert rec.problems == ["more than 2 files tested without being opened"]
 
 
 def test_recordings_in_two_threads_stay_apart(folder):
