@@ -106,7 +106,7 @@ import threading
 import time
 from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -678,7 +678,9 @@ def _stated(path, dir_fd, st) -> None:
         full = _abspath(path)
     except (TypeError, ValueError):  # (not a path; a NUL: the stat raised already)
         return
-    recording.note_stated(full, st)
+    with _guard(recording):
+        if recording.active:
+            recording.note_stated(full, st)
 
 
 def _recording_here() -> Recording | None:
@@ -696,13 +698,25 @@ def _recording_here() -> Recording | None:
     return recording
 
 
+_NO_LOCK = nullcontext()
+
+
+def _guard(recording: Recording):
+    """What a thread holds while it records into `recording`: nothing in the step's own thread; in
+    a thread the step started or lent work to, the recording's lock, which the step's end takes
+    (`_stop`): nothing is added to a recording once it ended, as it is being read."""
+    return _NO_LOCK if _ACTIVE.get(threading.get_ident()) is recording else recording.lock
+
+
 def _recording_getcwd() -> str:
     """`os.getcwd` while any recording is active: a value made from it (`os.path.abspath("out")`)
     holds the folder, so a run from another folder must not reuse it."""
     cwd = _REAL_GETCWD()
     recording = _recording_here()
     if recording is not None and recording.cwd_seen is None and not _asked_by_nbscale(sys._getframe(1)):
-        recording.cwd_seen = cwd
+        with _guard(recording):
+            if recording.active:
+                recording.cwd_seen = cwd
     return cwd
 
 
@@ -752,9 +766,9 @@ def _on_audit(event: str, args: tuple, _active=_ACTIVE) -> None:
         if not recording.quiet:
             _handle(handler, recording, event, args)
         return
-    recording = _recording_here()  # a thread the step started
+    recording = _recording_here()  # a thread the step started or lent work to
     if recording is not None and not recording.quiet:
-        with recording.lock:
+        with _guard(recording):
             if recording.active:
                 _handle(handler, recording, event, args)
 
@@ -1183,9 +1197,10 @@ def _read_env(name, value) -> None:
     recording = _recording_here()
     if recording is None:
         return
-    if name not in recording.env and name not in recording.env_written and not _set_for_the_step(name) \
-            and name not in _SET_BY_LIBRARIES:
-        recording.env[name] = value
+    with _guard(recording):
+        if recording.active and name not in recording.env and name not in recording.env_written \
+                and not _set_for_the_step(name) and name not in _SET_BY_LIBRARIES:
+            recording.env[name] = value
     imported = _import_reads(sys._getframe(1))
     if imported is not None:
         imported[2].setdefault(name, value)
@@ -1198,7 +1213,9 @@ def _set_for_the_step(name) -> bool:
 def _wrote_env(name) -> None:
     recording = _recording_here()
     if recording is not None:
-        recording.env_written.add(name)
+        with _guard(recording):
+            if recording.active:
+                recording.env_written.add(name)
         if _in_library_import(sys._getframe(1)):
             _SET_BY_LIBRARIES.add(name)
 

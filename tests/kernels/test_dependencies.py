@@ -446,6 +446,32 @@ def test_a_thread_the_step_started_records_nothing_after_the_step_ended(folder):
     assert rec.reads == set() and rec.writes == set() and not rec.problems
 
 
+def test_a_thread_of_the_step_busy_as_it_ends_adds_nothing_once_it_ended(folder, monkeypatch):
+    monkeypatch.setenv("NBSCALE_TEST_BUSY", "1")
+    for attempt in range(20):
+        stop = threading.Event()
+
+        def busy(stop=stop, attempt=attempt):
+            i = 0
+            while not stop.is_set():
+                os.path.exists(folder / f"candidate{attempt}-{i}.txt")
+                os.environ.get(f"NBSCALE_TEST_BUSY_{i}")
+                (folder / "data.csv").read_text()
+                i += 1
+
+        with record(str(folder)) as rec:
+            thread = threading.Thread(target=busy, daemon=True)
+            thread.start()
+            time.sleep(0.002)
+        ended = (len(rec.stated), len(rec.env), set(rec.reads))
+        fp = rec.fingerprint()  # read while the thread goes on
+        time.sleep(0.002)
+        stop.set()
+        thread.join()
+        assert (len(rec.stated), len(rec.env), set(rec.reads)) == ended
+        assert "data.csv" in fp["files_read"] and not rec.problems
+
+
 def test_a_thread_nbscale_starts_on_the_steps_behalf_is_not_the_steps(folder):
     from nbscale.kernels.store import _started  # the thread that profiles a step's values as they are stored
 
