@@ -20,11 +20,12 @@ What is recorded, and how:
   site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
   /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped. A
   module's `.pyc` read counts as a read of its source (the code it runs).
-- Files the step tests without opening them (`os.path.exists`, `isfile`, `getmtime`, `Path.is_file`:
-  `os.stat` and `os.lstat` are wrapped while any step records, as no audit event shows a stat):
+- Files the step tests without opening them (`os.path.exists`, `isfile`, `getmtime`, `Path.is_file`,
+  `os.access`, `shutil.which`: `os.stat`, `os.lstat` and `os.access` are wrapped while any step
+  records, as no audit event shows a stat):
   compared by their stat as the step ends, no digest; a missing one is a dependency too, so one
-  that appears runs the step again (`Recording._stated_files`). Not folders: their listings say
-  what they hold.
+  that appears runs the step again, and a folder tested is one by being a folder, not by what it
+  holds (`Recording._stated_files`; the fingerprint's `tested`).
 - Changes while the step runs: a file or folder is looked at as the step first reads or lists it
   (a file's inode, size, mtime and ctime; a folder's entry names) and again as it ends. One that
   changed meanwhile by another hand (another process, a thread that ran before the step) is listed under
@@ -116,6 +117,7 @@ from .contract import STATE_DIR_NAME
 from .fingerprints import (
     FINGERPRINT_VERSION,
     NOT_A_FILE,
+    TESTED_FOLDER,
     distribution_files,
     env_value,
     file_state,
@@ -203,8 +205,10 @@ class Recording:
         self.first_seen: dict[str, object] = {}  # path → what it was when the step first read or listed it
         # path → (what it was as the step began, or as a process it started named it; `mentions` use)
         self.mentioned: dict[str, tuple[object, str]] = {}
-        # path → what a stat showed as the step first tested it without opening it (`_stated`): a file, or None
-        self.stated: dict[str, tuple | None] = {}
+        # path → what a stat showed as the step first tested it without opening it (`_stated`): a file's
+        # `stat_key`, TESTED_FOLDER, or None (absent)
+        self.stated: dict[str, tuple | str | None] = {}
+        self.tested: dict[str, str | None] = {}  # of those, the folders and the absent ones, as the step ended
         self.command_names = 0  # files the commands it started named (`_command_started`)
         self.quiet = False  # while nbscale looks on the step's behalf: its own audit events are not the step's
         self.active = False  # between `_start` and `_stop`: threads the step started record into it meanwhile
@@ -346,21 +350,26 @@ class Recording:
             return
         if len(self.stated) >= MAX_STATED:
             if len(self.stated) == MAX_STATED:
-                self.problems.append(f"more than {MAX_STATED:,} files tested without being opened")
+                self.problems.append(f"more than {MAX_STATED:,} paths tested without being opened")
                 self.stated[""] = None  # (said once)
             return
-        self.stated[path] = stat_key(st) if st is not None else None
+        self.stated[path] = None if st is None else TESTED_FOLDER if stat.S_ISDIR(st.st_mode) else stat_key(st)
 
     def _stated_files(self) -> None:
         """What the files the step only tested (`if os.path.exists(f"data/{m}.csv")`, `getmtime`) were
         to it: one that appears, goes or changes makes the step run again (compared by its stat, as
-        a file the step may only have tested; no digest). Opened, named or written ones are decided
-        where they were seen; folders by their listings, when the step listed them."""
+        a file the step may only have tested; no digest). A folder tested (`os.path.isdir`) counts
+        by being one, not by what it holds (that counts when the step lists it); a path absent when
+        tested and as the step ended, by being absent: a folder made there later counts too.
+        Opened, named or written ones are decided where they were seen."""
         for path, first in self.stated.items():
             if not path or path in self.reads or path in self.writes or path in self.appended or path in self.mentioned:
                 continue
-            now = _look(path)
-            if isinstance(now, frozenset):  # a folder now (`os.makedirs` after testing the name)
+            now = _tested_look(path)
+            if first is None and now is None or first == TESTED_FOLDER == now:
+                self.tested[path] = first  # (a folder the step tested, then removed: nothing)
+                continue
+            if now == TESTED_FOLDER or first == TESTED_FOLDER:  # a folder now (`os.makedirs` after testing the name)
                 continue
             if now == first or path in self.changed_by_step:  # (touched, chmod-ed by Python: as it is now)
                 self.reads.add(path)
@@ -513,6 +522,8 @@ class Recording:
             fingerprint["cwd"] = self.cwd_seen
         if self.network:
             fingerprint["network"] = sorted(self.network)
+        if self.tested:
+            fingerprint["tested"] = {k: was for p, was in sorted(self.tested.items()) for k in self.keys(p)}
         return fingerprint
 
     def _file_states(self, paths) -> dict:
@@ -571,6 +582,7 @@ def _start(recording: Recording) -> None:
             threading.Thread.start = _thread_start
             ThreadPoolExecutor.submit = _pool_submit
             os.stat, os.lstat = _recording_stat, _recording_lstat  # `os.path.exists`, `Path.is_file` call them
+            os.access = _recording_access  # `shutil.which`, `if os.access(path, os.R_OK)`
             see_shell_commands()  # (done already where a step's process state is kept: `task.isolated_step`)
         recording.active = True
         _ACTIVE[ident] = recording
@@ -588,11 +600,12 @@ def _stop(recording: Recording) -> None:
             threading.Thread.start = _REAL_THREAD_START
             ThreadPoolExecutor.submit = _REAL_POOL_SUBMIT
             os.stat, os.lstat = _REAL_STAT, _REAL_LSTAT
+            os.access = _REAL_ACCESS
     recording.env_set = {name: os.environ.get(name) for name in recording.env if name in recording.env_written}
 
 
 _REAL_GETCWD = os.getcwd
-_REAL_STAT, _REAL_LSTAT = os.stat, os.lstat
+_REAL_STAT, _REAL_LSTAT, _REAL_ACCESS = os.stat, os.lstat, os.access
 _REAL_THREAD_START = threading.Thread.start
 _REAL_POOL_SUBMIT = ThreadPoolExecutor.submit
 _STARTED_BY = "_nbscale_recording"  # the attribute of a thread a step started: that step's recording
@@ -656,11 +669,25 @@ def _recording_lstat(path, *, dir_fd=None):
     return st
 
 
+def _recording_access(path, mode, *, dir_fd=None, effective_ids=False, follow_symlinks=True):
+    """`os.access` while any recording is active (`if os.access("data/july.csv", os.R_OK)`,
+    `shutil.which`): a test, as `_recording_stat`'s; what it tested is looked at by a stat."""
+    allowed = _REAL_ACCESS(path, mode, dir_fd=dir_fd, effective_ids=effective_ids, follow_symlinks=follow_symlinks)
+    if dir_fd is None and not isinstance(path, int) and _recording_here() is not None:
+        try:
+            st = _REAL_STAT(path, follow_symlinks=follow_symlinks)
+        except (OSError, TypeError, ValueError):  # (absent, or not a path: `_stated` tells)
+            st = None
+        _stated(path, dir_fd, st)
+    return allowed
+
+
 def _as_able_as_the_originals() -> None:
     """What code asks of `os.stat` before passing it a `dir_fd` or an fd (`shutil.rmtree` chooses its
     symlink-safe way as `shutil` is imported): the wrappers take what the functions take."""
-    for real, wrapper in ((_REAL_STAT, _recording_stat), (_REAL_LSTAT, _recording_lstat)):
-        for able in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks):
+    for real, wrapper in ((_REAL_STAT, _recording_stat), (_REAL_LSTAT, _recording_lstat),
+                          (_REAL_ACCESS, _recording_access)):
+        for able in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks, os.supports_effective_ids):
             if real in able:
                 able.add(wrapper)
 
@@ -669,8 +696,9 @@ _as_able_as_the_originals()
 
 
 def _stated(path, dir_fd, st) -> None:
-    if dir_fd is not None or isinstance(path, int) or (st is not None and not stat.S_ISREG(st.st_mode)):
-        return  # (a folder: what it holds counts when the step lists it)
+    if dir_fd is not None or isinstance(path, int) or (st is not None and not stat.S_ISREG(st.st_mode)
+                                                       and not stat.S_ISDIR(st.st_mode)):
+        return  # (a device, a socket)
     recording = _recording_here()
     if recording is None or recording.quiet or _asked_by_nbscale(sys._getframe(2)):
         return
@@ -902,6 +930,15 @@ def _look(path: str):
     except (OSError, ValueError):  # (ValueError: a NUL, a lone surrogate)
         return None
     return stat_key(st)
+
+
+def _tested_look(path: str):
+    """As `_look`, but a folder is TESTED_FOLDER, not its listing (a folder the step made may be big)."""
+    try:
+        st = _REAL_STAT(path)
+    except (OSError, ValueError):
+        return None
+    return TESTED_FOLDER if stat.S_ISDIR(st.st_mode) else stat_key(st)
 
 
 def _command_started(recording: Recording, command, cwd=None) -> None:

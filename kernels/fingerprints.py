@@ -6,6 +6,8 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "files_read":    {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest"} | None},  None: absent then
      "files_written": {path: ... },                                    the step's products
      "directories":   {path: digest of the entry names | None},       folders the step listed
+     "tested":        {path: "folder" | None},                         tested without being opened (a stat):
+                                                                       a folder then, or nothing (optional)
      "globs":         [[kind, folder, pattern, recursive, digest]],    what glob / Path.glob matched
      "modules":       {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest"}},  local modules loaded
      "distributions": {name: version},                                 and "python"
@@ -70,6 +72,7 @@ FILE, PRODUCT, MODULE, DIRECTORY, DISTRIBUTION, ENV, CWD, FINGERPRINT = (
     "file", "product", "module", "directory", "distribution", "env", "cwd", "fingerprint")
 CONTENT, MISSING, APPEARED, VERSION, VALUE, INCOMPLETE = (
     "content", "missing", "appeared", "version", "value", "incomplete")
+TESTED_FOLDER = "folder"  # what a path the step tested without opening it was (`"tested"`), if not absent
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,7 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
     for kind, section in ((FILE, "files_read"), (PRODUCT, "files_written"), (MODULE, "modules")):
         for name, old in fingerprint.get(section, {}).items():
             changes.extend(_file_change(kind, name, old, os.path.join(cwd, name)))
+    changes += _tested_changes(fingerprint.get("tested", {}), cwd)
     for name, old in fingerprint.get("directories", {}).items():
         new = listing_digest(os.path.join(cwd, name))
         if new != old:
@@ -268,6 +272,20 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
     changes += _importable_now(fingerprint.get("absent_modules", ()), {c.name for c in changes if c.what == APPEARED})
     changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
     return _once(changes, cwd)
+
+
+def _tested_changes(tested: dict, cwd: str) -> list[Change]:
+    """Paths the step tested that were absent (anything there now is a change: a folder too, which
+    `files_read` does not see) or folders (one no longer there is)."""
+    changes = []
+    for name, was in tested.items():
+        path = os.path.join(cwd, name)
+        if was is None and os.path.lexists(path):
+            changes.append(Change(FILE, name, APPEARED, text=f"{name} appeared"))
+        elif was == TESTED_FOLDER and not os.path.isdir(path):
+            said = "is missing" if not os.path.lexists(path) else "is no longer a folder"
+            changes.append(Change(DIRECTORY, name, MISSING, text=f"{name} {said}"))
+    return changes
 
 
 def _glob_changes(globs, cwd: str, listed: set[str]) -> list[Change]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import py_compile
+import shutil
 import subprocess
 import sys
 
@@ -587,6 +588,22 @@ def test_a_file_a_step_tested_for_and_did_not_find_runs_it_again_when_it_appears
     assert status(again) == {"load": "succeeded", "count": "succeeded"} and again.load("count")["n"] == 2
     assert "data/july.csv appeared" in stale(again, "load")
     assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+
+
+def test_a_folder_a_step_tested_for_runs_it_again_when_it_appears_or_goes_not_when_it_fills(tmp_path):
+    (tmp_path / "parts" / "may").mkdir(parents=True)
+    nb = make_notebook(tmp_path, [("import os\nfound = [m for m in ['may', 'june'] if os.path.isdir('parts/' + m)]",
+                                   ["step:find"])])
+    assert run_notebook(nb, options=LOCAL).load("find")["found"] == ["may"]
+    (tmp_path / "parts" / "may" / "1.csv").write_text("x\n")  # what it holds: the step never looked
+    assert status(run_notebook(nb, options=LOCAL)) == {"find": "cached"}
+    (tmp_path / "parts" / "june").mkdir()
+    again = run_notebook(nb, options=LOCAL)
+    assert again.load("find")["found"] == ["may", "june"] and "parts/june appeared" in stale(again, "find")
+    shutil.rmtree(tmp_path / "parts" / "may")
+    again = run_notebook(nb, options=LOCAL)
+    assert again.load("find")["found"] == ["june"] and "parts/may is missing" in stale(again, "find")
+    assert status(run_notebook(nb, options=LOCAL)) == {"find": "cached"}
 
 
 def test_a_name_a_step_builds_and_hands_to_a_later_writer_does_not_make_it_run_again_each_time(tmp_path):

@@ -30,6 +30,7 @@ from conftest import C_CONNECT, install_library, make_notebook, rewrite_keeping_
 
 from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import (
+    _REAL_ACCESS,
     _REAL_LSTAT,
     _REAL_POOL_SUBMIT,
     _REAL_STAT,
@@ -489,23 +490,30 @@ def test_files_the_step_only_tests_are_dependencies_compared_by_their_stat(folde
     with record(str(folder)) as rec:
         found = [m for m in ("may", "june") if os.path.exists(f"{m}.csv")]
         assert pathlib.Path("data.csv").is_file() and os.path.getsize("data.csv") > 0
-        assert os.path.isdir("sub") and not os.path.lexists("gone.txt")
+        assert os.path.isdir("sub") and not os.path.lexists("gone.txt") and not os.access("asked.txt", os.R_OK)
         if not os.path.exists("made.txt"):
             pathlib.Path("made.txt").write_text("the step's own")
         assert os.stat is not _REAL_STAT
         # `shutil` imported now must still choose its symlink-safe `rmtree`, which asks these
         assert {os.stat, os.open, os.unlink} <= os.supports_dir_fd and os.stat in os.supports_follow_symlinks
         assert (os.lstat in os.supports_dir_fd) == (_REAL_LSTAT in os.supports_dir_fd) and os.stat in os.supports_fd
-    assert found == ["june"] and os.stat is _REAL_STAT and os.lstat is _REAL_LSTAT
+    assert found == ["june"] and os.stat is _REAL_STAT and os.lstat is _REAL_LSTAT and os.access is _REAL_ACCESS
     fp = rec.fingerprint()
     read = fp["files_read"]
-    assert set(read) == {"may.csv", "june.csv", "data.csv", "gone.txt"} and list(fp["files_written"]) == ["made.txt"]
-    assert read["may.csv"] is None and read["gone.txt"] is None  # absent then
+    assert set(read) == {"june.csv", "data.csv"} and list(fp["files_written"]) == ["made.txt"]
     assert read["june.csv"]["digest"] is None is read["data.csv"]["digest"]  # tested: their stat, no bytes read
+    # a folder by being one (not by what it holds), an absent path by being absent (a folder made there too)
+    assert fp["tested"] == {"asked.txt": None, "gone.txt": None, "may.csv": None, "sub": "folder"}
+    assert check(fp, str(folder)) == []
+    (folder / "sub" / "new.txt").write_text("held")
     assert check(fp, str(folder)) == []
     (folder / "may.csv").write_text("y\n")
     (folder / "june.csv").unlink()
-    assert sorted(c.text for c in check(fp, str(folder))) == ["june.csv is missing", "may.csv appeared"]
+    (folder / "gone.txt").mkdir()
+    (folder / "asked.txt").write_text("")
+    shutil.rmtree(folder / "sub")
+    assert sorted(c.text for c in check(fp, str(folder))) == [
+        "asked.txt appeared", "gone.txt appeared", "june.csv is missing", "may.csv appeared", "sub is missing"]
 
 
 def test_files_nbscale_tests_on_the_steps_behalf_are_not_its_and_too_many_tested_files_are_said(folder, monkeypatch):
@@ -519,7 +527,7 @@ def test_files_nbscale_tests_on_the_steps_behalf_are_not_its_and_too_many_tested
         for i in range(4):
             os.path.exists(folder / f"candidate{i}.txt")
     assert len([p for p in rec.stated if p]) == 2
-    assert rec.problems == ["more than 2 files tested without being opened"]
+    assert rec.problems == ["more than 2 paths tested without being opened"]
 
 
 def test_recordings_in_two_threads_stay_apart(folder):
