@@ -21,8 +21,8 @@ What is recorded, and how:
   /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped. A
   module's `.pyc` read counts as a read of its source (the code it runs).
 - Files the step tests without opening them (`os.path.exists`, `isfile`, `getmtime`, `Path.is_file`,
-  `os.access`, `shutil.which`: `os.stat`, `os.lstat` and `os.access` are wrapped while any step
-  records, as no audit event shows a stat):
+  `os.access`, `shutil.which`, an `os.scandir` entry's `stat()`: `os.stat`, `os.lstat`, `os.access`
+  and `os.scandir` are wrapped while any step records, as no audit event shows a stat):
   compared by their stat as the step ends, no digest; a missing one is a dependency too, so one
   that appears runs the step again, and a folder tested is one by being a folder, not by what it
   holds (`Recording._stated_files`; the fingerprint's `tested`).
@@ -583,6 +583,7 @@ def _start(recording: Recording) -> None:
             ThreadPoolExecutor.submit = _pool_submit
             os.stat, os.lstat = _recording_stat, _recording_lstat  # `os.path.exists`, `Path.is_file` call them
             os.access = _recording_access  # `shutil.which`, `if os.access(path, os.R_OK)`
+            os.scandir = _recording_scandir  # its entries' `stat()`: `max(os.scandir(d), key=newest)`
             see_shell_commands()  # (done already where a step's process state is kept: `task.isolated_step`)
         recording.active = True
         _ACTIVE[ident] = recording
@@ -600,12 +601,12 @@ def _stop(recording: Recording) -> None:
             threading.Thread.start = _REAL_THREAD_START
             ThreadPoolExecutor.submit = _REAL_POOL_SUBMIT
             os.stat, os.lstat = _REAL_STAT, _REAL_LSTAT
-            os.access = _REAL_ACCESS
+            os.access, os.scandir = _REAL_ACCESS, _REAL_SCANDIR
     recording.env_set = {name: os.environ.get(name) for name in recording.env if name in recording.env_written}
 
 
 _REAL_GETCWD = os.getcwd
-_REAL_STAT, _REAL_LSTAT, _REAL_ACCESS = os.stat, os.lstat, os.access
+_REAL_STAT, _REAL_LSTAT, _REAL_ACCESS, _REAL_SCANDIR = os.stat, os.lstat, os.access, os.scandir
 _REAL_THREAD_START = threading.Thread.start
 _REAL_POOL_SUBMIT = ThreadPoolExecutor.submit
 _STARTED_BY = "_nbscale_recording"  # the attribute of a thread a step started: that step's recording
@@ -682,11 +683,88 @@ def _recording_access(path, mode, *, dir_fd=None, effective_ids=False, follow_sy
     return allowed
 
 
+def _recording_scandir(path="."):
+    """`os.scandir` while any recording is active: the listing is recorded as ever (its audit
+    event); what an entry's `stat()` shows (`max(os.scandir("data"), key=lambda e: e.stat().st_mtime)`)
+    is a test of that file, as `os.stat`'s, which the entry does not call."""
+    entries = _REAL_SCANDIR(path)
+    if isinstance(path, int) or _recording_here() is None or _asked_by_nbscale(sys._getframe(1)):
+        return entries
+    return _RecordedEntries(entries)
+
+
+class _RecordedEntries:
+    """`os.scandir`'s iterator, giving `_RecordedEntry`s."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries):
+        self._entries = entries
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return _RecordedEntry(next(self._entries))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._entries.close()
+
+    def close(self) -> None:
+        self._entries.close()
+
+
+class _RecordedEntry:
+    """An `os.DirEntry` (which no class can extend) whose `stat()` is seen: all else is the entry's."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry):
+        self._entry = entry
+
+    def __getattr__(self, name):  # (`is_junction` and what later Pythons add)
+        return getattr(self._entry, name)
+
+    # what `os.walk`, `glob` and `Path.glob` ask of every entry, without `__getattr__`'s detour
+    name = property(lambda self: self._entry.name)
+    path = property(lambda self: self._entry.path)
+
+    def is_dir(self, *, follow_symlinks=True) -> bool:
+        return self._entry.is_dir(follow_symlinks=follow_symlinks)
+
+    def is_file(self, *, follow_symlinks=True) -> bool:
+        return self._entry.is_file(follow_symlinks=follow_symlinks)
+
+    def is_symlink(self) -> bool:
+        return self._entry.is_symlink()
+
+    def inode(self) -> int:
+        return self._entry.inode()
+
+    def __fspath__(self):
+        return self._entry.__fspath__()
+
+    def __repr__(self) -> str:
+        return repr(self._entry)
+
+    def stat(self, *, follow_symlinks=True):
+        try:
+            st = self._entry.stat(follow_symlinks=follow_symlinks)
+        except FileNotFoundError:  # (gone since it was listed)
+            _stated(self._entry.path, None, None)
+            raise
+        _stated(self._entry.path, None, st)
+        return st
+
+
 def _as_able_as_the_originals() -> None:
     """What code asks of `os.stat` before passing it a `dir_fd` or an fd (`shutil.rmtree` chooses its
     symlink-safe way as `shutil` is imported): the wrappers take what the functions take."""
     for real, wrapper in ((_REAL_STAT, _recording_stat), (_REAL_LSTAT, _recording_lstat),
-                          (_REAL_ACCESS, _recording_access)):
+                          (_REAL_ACCESS, _recording_access), (_REAL_SCANDIR, _recording_scandir)):
         for able in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks, os.supports_effective_ids):
             if real in able:
                 able.add(wrapper)

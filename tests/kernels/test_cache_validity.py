@@ -590,6 +590,23 @@ def test_a_file_a_step_tested_for_and_did_not_find_runs_it_again_when_it_appears
     assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
 
 
+@pytest.mark.parametrize("engine", ["dask", "local"])
+def test_a_step_that_picks_the_newest_file_by_its_listing_runs_again_when_another_becomes_newest(tmp_path, engine):
+    # the names stay the same; only what the entries' stat() shows changes, which no os.stat shows
+    (tmp_path / "exports").mkdir()
+    for i, name in enumerate(["a.csv", "b.csv"]):
+        (tmp_path / "exports" / name).write_text(f"{name}\n")
+        os.utime(tmp_path / "exports" / name, ns=(10**18 + i, 10**18 + i))
+    code = "import os\nnewest = max(os.scandir('exports'), key=lambda e: e.stat().st_mtime_ns).name"
+    nb = make_notebook(tmp_path, [(code, ["step:pick"])])
+    options = RunOptions(engine=engine)
+    assert run_notebook(nb, options=options).load("pick")["newest"] == "b.csv"
+    assert status(run_notebook(nb, options=options)) == {"pick": "cached"}
+    os.utime(tmp_path / "exports" / "a.csv")
+    again = run_notebook(nb, options=options)
+    assert again.load("pick")["newest"] == "a.csv" and stale(again, "pick") == ["exports/a.csv changed (content)"]
+
+
 def test_a_folder_a_step_tested_for_runs_it_again_when_it_appears_or_goes_not_when_it_fills(tmp_path):
     (tmp_path / "parts" / "may").mkdir(parents=True)
     nb = make_notebook(tmp_path, [("import os\nfound = [m for m in ['may', 'june'] if os.path.isdir('parts/' + m)]",

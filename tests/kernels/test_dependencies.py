@@ -33,6 +33,7 @@ from nbscale.kernels.dependencies import (
     _REAL_ACCESS,
     _REAL_LSTAT,
     _REAL_POOL_SUBMIT,
+    _REAL_SCANDIR,
     _REAL_STAT,
     _REAL_THREAD_START,
     RecordingEnviron,
@@ -514,6 +515,32 @@ def test_files_the_step_only_tests_are_dependencies_compared_by_their_stat(folde
     shutil.rmtree(folder / "sub")
     assert sorted(c.text for c in check(fp, str(folder))) == [
         "asked.txt appeared", "gone.txt appeared", "june.csv is missing", "may.csv appeared", "sub is missing"]
+
+
+def test_what_the_entries_of_a_listing_show_of_their_files_is_a_dependency(folder, monkeypatch):
+    """`max(os.scandir(d), key=lambda e: e.stat().st_mtime)`: the newest file by its entry's stat
+    (which calls no `os.stat`); another file made newer changes what the step picks, not the names."""
+    monkeypatch.chdir(folder)
+    (folder / "parts").mkdir()
+    for i, name in enumerate(["old.csv", "new.csv"]):
+        (folder / "parts" / name).write_text("x\n")
+        os.utime(folder / "parts" / name, ns=(10**18 + i, 10**18 + i))
+    with record(str(folder)) as rec:
+        with os.scandir("parts") as entries:
+            newest = max(entries, key=lambda e: e.stat().st_mtime_ns)
+        walked = [name for _, _, names in os.walk("parts") for name in names]
+        fd = os.open("parts", os.O_RDONLY)
+        try:
+            by_fd = sorted(e.name for e in os.scandir(fd))  # (names only: nothing to look at by path)
+        finally:
+            os.close(fd)
+        assert os.fspath(newest) == os.path.join("parts", "new.csv") and newest.is_file()
+    assert os.scandir is _REAL_SCANDIR and sorted(walked) == by_fd == ["new.csv", "old.csv"]
+    fp = rec.fingerprint()
+    assert set(fp["files_read"]) == {"parts/old.csv", "parts/new.csv"} and "parts" in fp["directories"]
+    assert check(fp, str(folder)) == []
+    os.utime(folder / "parts" / "old.csv")  # now the newest: the same names
+    assert [c.name for c in check(fp, str(folder))] == ["parts/old.csv"]
 
 
 def test_files_nbscale_tests_on_the_steps_behalf_are_not_its_and_too_many_tested_files_are_said(folder, monkeypatch):
