@@ -15,8 +15,10 @@ What is recorded, and how:
   marks them while any step records, as Python raises no audit event as a thread starts; not the
   threads nbscale starts on the step's behalf), and for the work the step hands to a
   `ThreadPoolExecutor` that ran before it (`ThreadPoolExecutor.submit`, wrapped likewise: a
-  module's pool reuses its idle threads); when no step records it returns after one truth
-  test. Skipped: the interpreter's files (`interpreter.py`: prefix trees, stdlib,
+  module's pool reuses its idle threads; a `multiprocessing.pool.ThreadPool`'s too). Work handed
+  to a process pool (joblib's loky workers, `ProcessPoolExecutor`, `multiprocessing.Pool`) is
+  recorded in the worker and reported back (`other_processes`). When no step records the hook
+  returns after one truth test. Skipped: the interpreter's files (`interpreter.py`: prefix trees, stdlib,
   site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
   /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped. A
   module's `.pyc` read counts as a read of its source (the code it runs).
@@ -79,14 +81,14 @@ What is recorded, and how:
   (`_command_started`: their audit events; IPython's `!cmd` made to raise one).
 
 Not seen: files opened by threads the step did not start nor hand work to through a
-`ThreadPoolExecutor` (a `multiprocessing.pool.ThreadPool` made before it), or by the step's
-processes, or by C code that bypasses
-Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a local path; HDF5;
-any C library given a path), under a name neither the cells, the step's values (given, or kept for
-itself) nor a process's arguments hold; relative to a `dir_fd`, or only tested with
-`os.access`; listings made while a module is imported; C `getenv`;
-`os.environb`; what the step read over the network (its hosts are named and warned of: its own
-threads' connections and URLs, and connections left open as it ends, `_sockets_left_open`). Steps
+`ThreadPoolExecutor` or a `multiprocessing.pool.ThreadPool`, or by the processes it starts other
+than a process pool's workers (`other_processes`: the work it hands them is recorded there), or by
+C code that bypasses Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a
+local path; HDF5; any C library given a path), under a name neither the cells, the step's values
+(given, or kept for itself) nor a process's arguments hold; relative to a `dir_fd`; listings made
+while a module is imported; C `getenv`; `os.environb`; what the step read over the network (its
+hosts are named and warned of: its own threads' connections and URLs, and connections left open
+as it ends, `_sockets_left_open`). Steps
 that depend on those need `cache:off`.
 """
 
@@ -220,6 +222,7 @@ class Recording:
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
         self.network: set[str] = set()  # what the step read over the network (`_connected_to`), which no check sees
         self.sys_path: list | None = None  # as the step's code left it (`note_sys_path`)
+        self.elsewhere: str | None = None  # where its work in other processes reports (`other_processes`)
         self._inside = self.cwd.rstrip(os.sep) + os.sep
         self._state_dir = os.path.join(self.cwd, STATE_DIR_NAME) + os.sep
 
@@ -277,6 +280,7 @@ class Recording:
 
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
+        other_processes.take_reports(self)  # (its work in other processes: as if done here)
         self._named_files()
         self._stated_files()
         self._missing_modules()
@@ -559,6 +563,7 @@ def _hook() -> None:
         is_interpreter_path(os.sep)
         sys.addaudithook(_on_audit)
         native_io.install()
+        other_processes.wrap_pools()
         _HOOKED = True
 
 
@@ -862,6 +867,7 @@ if hasattr(os, "register_at_fork"):
 def _on_audit(event: str, args: tuple, _active=_ACTIVE) -> None:
     if event == "import":  # (raised only for a module not loaded yet)
         _import_began(args)
+        other_processes.wrap_loky_if_loaded()  # (joblib imports more after loky's executor)
     if not _active:  # all that any audit event in the process pays while no step records
         return
     handler = _HANDLERS.get(event)
@@ -1215,7 +1221,7 @@ _OWN_TEMP_NAME = rf"(?:{SHELL_HOME_NAME.pattern}|{PAPERMILL_STEP_PREFIX}[A-Za-z0
 def _is_ignored(path: str) -> bool:
     """Never a dependency: the interpreter's files, nbscale's own, virtual file systems."""
     return (path.startswith(_IGNORED) or is_interpreter_path(path) or path.startswith(_nbscale_packages())
-            or _own_temp_folder().match(path) is not None)
+            or _own_temp_folder().match(path) is not None or path.startswith(other_processes.folders_root()))
 
 
 @lru_cache(maxsize=1)
@@ -1734,3 +1740,6 @@ def outdated_distributions() -> dict[str, tuple[str, str]]:
     if not found:
         _UP_TO_DATE_AT = folders
     return found
+
+
+from . import other_processes  # noqa: E402 - it builds on this module's recordings

@@ -607,6 +607,31 @@ def test_a_step_that_picks_the_newest_file_by_its_listing_runs_again_when_anothe
     assert again.load("pick")["newest"] == "a.csv" and stale(again, "pick") == ["exports/a.csv changed (content)"]
 
 
+LOADED_IN_WORKERS = """from joblib import Parallel, delayed
+
+def load(month):
+    with open(f"data/{month}.csv") as rows:
+        return len(rows.read().split())
+
+rows = sum(Parallel(n_jobs=2)(delayed(load)(m) for m in ["may", "june"]))"""
+
+
+@pytest.mark.parametrize("engine", ["dask", "local", "papermill"])
+def test_files_a_step_reads_in_joblib_workers_by_names_they_build_are_dependencies(tmp_path, engine):
+    # loky's worker processes read them (and outlive the step): no audit hook of the step's sees it
+    (tmp_path / "data").mkdir()
+    for month in ("may", "june"):
+        (tmp_path / "data" / f"{month}.csv").write_text("a\n")
+    nb = make_notebook(tmp_path, [(LOADED_IN_WORKERS, ["step:load"]), ("n = rows", ["step:count"])])
+    options = RunOptions(engine=engine)
+    assert run_notebook(nb, options=options).load("count")["n"] == 2
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+    (tmp_path / "data" / "june.csv").write_text("a\nb\n")
+    again = run_notebook(nb, options=options)
+    assert again.load("count")["n"] == 3 and stale(again, "load") == ["data/june.csv changed (content)"]
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+
+
 def test_a_folder_a_step_tested_for_runs_it_again_when_it_appears_or_goes_not_when_it_fills(tmp_path):
     (tmp_path / "parts" / "may").mkdir(parents=True)
     nb = make_notebook(tmp_path, [("import os\nfound = [m for m in ['may', 'june'] if os.path.isdir('parts/' + m)]",

@@ -1,0 +1,192 @@
+"""What the work a step hands to other processes reads and writes there: the step's dependencies.
+
+`joblib.Parallel(n_jobs=2)(delayed(load)(m) for m in months)` reads `data/{m}.csv` in loky's worker
+processes, where no audit hook of the step's sees it (and a loky pool outlives the step: the next
+step reuses its processes). So while a step records, the function it hands to a process pool
+(`concurrent.futures.ProcessPoolExecutor`, `multiprocessing.Pool`, loky's executor behind joblib)
+goes wrapped (`InOtherProcess`): in the worker process, the call is recorded as a step's is
+(`dependencies.Recording`), and what it read, tested, listed, wrote and which variables it read is
+written to a report in a folder of the step's recording; as the step ends its recording takes the
+reports in as its own (`take_reports`). A `multiprocessing.pool.ThreadPool`'s work is lent to the
+step's recording, as a `ThreadPoolExecutor`'s is (its threads may have run before the step).
+
+Not seen: work still running as the step ends (its report comes too late), pools of other kinds,
+and processes the step starts by other means (`subprocess`: their arguments' named files count).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing.pool
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import suppress
+from functools import lru_cache
+
+from . import dependencies as deps
+
+FOLDER_PREFIX = "nbscale-elsewhere-"  # a recording's folder of reports (`folder_of`)
+LOKY_EXECUTOR = "joblib.externals.loky.process_executor"  # joblib's copy of loky: its `ProcessPoolExecutor`
+
+
+@lru_cache(maxsize=1)
+def folders_root() -> str:
+    """What every report folder's path begins with: no step's dependency."""
+    return os.path.join(tempfile.gettempdir(), FOLDER_PREFIX)
+
+
+class InOtherProcess:
+    """A function a step hands to another process; it pickles as `fn` does, by reference to this class."""
+
+    def __init__(self, fn, cwd: str, folder: str):
+        self.fn, self.cwd, self.folder, self.pid = fn, cwd, folder, os.getpid()
+
+    def __call__(self, *args, **kwargs):
+        if os.getpid() == self.pid:  # (run in the step's own process after all: its recording sees it)
+            return self.fn(*args, **kwargs)
+        return recorded_here(self.fn, args, kwargs, self.cwd, self.folder)
+
+
+def recorded_here(fn, args, kwargs, cwd: str, folder: str):
+    """Call `fn` recorded, in this process (a pool's worker), and report what it used to `folder`."""
+    recording = deps.Recording(cwd)
+    deps._start(recording)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        deps._stop(recording)
+        recording._stated_files()
+        _write_report(recording, folder)
+
+
+def _write_report(recording, folder: str) -> None:
+    report = {
+        "reads": sorted(recording.reads), "writes": sorted(recording.writes),
+        "appended": sorted(recording.appended), "changed_by_step": sorted(recording.changed_by_step),
+        "unread_maybe": sorted(recording.unread_maybe), "listings": sorted(recording.listings),
+        "globs": sorted(recording.globs), "tested": recording.tested, "env": recording.env,
+        "network": sorted(recording.network), "problems": recording.problems,
+        "first_seen": {path: _look_to_json(look) for path, look in recording.first_seen.items()},
+    }
+    name = os.path.join(folder, f"{os.getpid()}-{uuid.uuid4().hex}")
+    try:
+        with open(name + ".part", "w", encoding="utf-8") as out:
+            json.dump(report, out)
+        os.replace(name + ".part", name + ".json")  # (the step reads whole reports only)
+    except OSError:  # the step ended and took its reports in already: this one is too late
+        with suppress(OSError):
+            os.unlink(name + ".part")
+
+
+def folder_of(recording) -> str:
+    """The folder the work `recording`'s step hands to other processes reports to, made once."""
+    with deps._guard(recording):
+        if recording.elsewhere is None:
+            recording.elsewhere = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+        return recording.elsewhere
+
+
+def take_reports(recording) -> None:
+    """Take in what the step's work in other processes reported as the step's own; then the folder
+    goes (a report written later, by work that outlived the step, finds no folder)."""
+    folder, recording.elsewhere = recording.elsewhere, None
+    if folder is None:
+        return
+    try:
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json"):
+                with open(os.path.join(folder, name), encoding="utf-8") as report:
+                    _take(recording, json.load(report))
+    except (OSError, ValueError) as exc:
+        recording.problems.append(f"what work in other processes reported: {type(exc).__name__}: {exc}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _take(recording, report: dict) -> None:
+    for name in ("reads", "writes", "appended", "changed_by_step", "unread_maybe", "listings"):
+        getattr(recording, name).update(report[name])
+    recording.globs.update(tuple(g) for g in report["globs"])
+    recording.network.update(report["network"])
+    for path, look in report["first_seen"].items():
+        recording.first_seen.setdefault(path, _look_from_json(look))
+    for path, was in report["tested"].items():
+        recording.tested.setdefault(path, was)
+    for name, value in report["env"].items():
+        recording.env.setdefault(name, value)
+    recording.problems.extend(f"in another process: {p}" for p in report["problems"] if p not in recording.problems)
+
+
+def _look_to_json(look):
+    """A `dependencies._look`: a file's stat key, a folder's names, or None (absent)."""
+    if isinstance(look, frozenset):
+        return {"names": sorted(look)}
+    return list(look) if isinstance(look, tuple) else None
+
+
+def _look_from_json(look):
+    if isinstance(look, dict):
+        return frozenset(look["names"])
+    return tuple(look) if isinstance(look, list) else None
+
+
+# --- the pools -------------------------------------------------------------------------------------
+
+def _handed_on(fn, frame):
+    """`fn` as the pool should get it: wrapped when a recording step hands it on (not nbscale)."""
+    recording = deps._recording_here()
+    if recording is None or deps._asked_by_nbscale(frame):
+        return fn
+    return InOtherProcess(fn, recording.cwd, folder_of(recording))
+
+
+def _wrapped_submit(real):
+    def submit(executor, fn, /, *args, **kwargs):
+        return real(executor, _handed_on(fn, sys._getframe(1)), *args, **kwargs)
+
+    submit.__wrapped__ = real
+    return submit
+
+
+def _wrapped_pool_method(real):
+    """A `multiprocessing.pool.Pool` method taking the function first (`apply_async`, `_map_async`,
+    `imap`, `imap_unordered`: `map`, `starmap` and `apply` go through them)."""
+    def method(pool, func, *args, **kwargs):
+        if isinstance(pool, multiprocessing.pool.ThreadPool):  # its threads may have run before the step
+            recording = deps._recording_here()
+            if recording is not None and not deps._asked_by_nbscale(sys._getframe(1)):
+                func = deps._lent_to(recording, func)
+        else:
+            func = _handed_on(func, sys._getframe(1))
+        return real(pool, func, *args, **kwargs)
+
+    method.__wrapped__ = real
+    return method
+
+
+def _wrap(cls, name: str, wrapper) -> None:
+    real = cls.__dict__.get(name)
+    if real is not None and not hasattr(real, "__wrapped__"):
+        setattr(cls, name, wrapper(real))
+
+
+def wrap_pools() -> None:
+    """Wrap the standard library's process pools, once per process; the wrappers pass everything on
+    untouched while no step records."""
+    _wrap(ProcessPoolExecutor, "submit", _wrapped_submit)
+    for name in ("apply_async", "_map_async", "imap", "imap_unordered"):
+        _wrap(multiprocessing.pool.Pool, name, _wrapped_pool_method)
+    wrap_loky_if_loaded()
+
+
+def wrap_loky_if_loaded() -> None:
+    """Wrap loky's executor once joblib has loaded it (as a step imports joblib, its import events
+    after loky's call this)."""
+    module = sys.modules.get(LOKY_EXECUTOR)
+    executor = getattr(module, "ProcessPoolExecutor", None)
+    if executor is not None:
+        _wrap(executor, "submit", _wrapped_submit)

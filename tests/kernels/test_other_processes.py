@@ -1,0 +1,85 @@
+"""Tests for nbscale.kernels.other_processes: real process pools (fork and spawn), real loky workers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pathlib
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+from joblib import Parallel, delayed
+
+from nbscale.kernels.dependencies import record
+from nbscale.kernels.fingerprints import check
+from nbscale.kernels.other_processes import FOLDER_PREFIX, InOtherProcess
+
+
+def total_of(name: str) -> int:
+    """Reads `name` (a name built in the worker: no text of the step's holds it)."""
+    with open(f"{name}.csv") as rows:
+        return sum(int(line) for line in rows.read().split())
+
+
+def written_and_looked_for(name: str) -> bool:
+    pathlib.Path(f"out-{name}.txt").write_text(name)
+    return os.path.exists(f"maybe-{name}.csv")
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    for name, rows in (("may", "1\n2\n"), ("june", "3\n")):
+        (tmp_path / f"{name}.csv").write_text(rows)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _recorded(folder, run):
+    with record(str(folder)) as rec:
+        result = run()
+    assert rec.elsewhere is None and not [n for n in os.listdir(os.path.dirname(rec.cwd)) if FOLDER_PREFIX in n]
+    return result, rec.fingerprint()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_what_a_process_pool_reads_for_the_step_is_its_dependency(folder, method):
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        pool.submit(abs, -1).result()  # its processes started before the step
+        totals, fp = _recorded(folder, lambda: list(pool.map(total_of, ["may", "june"])))
+    assert totals == [3, 3] and set(fp["files_read"]) == {"may.csv", "june.csv"}
+    assert check(fp, str(folder)) == []
+    (folder / "june.csv").write_text("3\n4\n")
+    assert [c.text for c in check(fp, str(folder))] == ["june.csv changed (content)"]
+
+
+def test_a_multiprocessing_pool_reports_reads_tests_and_products_and_a_thread_pool_made_before_its_reads(folder):
+    with multiprocessing.get_context("fork").Pool(2) as pool, multiprocessing.pool.ThreadPool(2) as threads:
+        threads.map(abs, [-1, -2])  # its threads ran before the step
+
+        def run():
+            return pool.map(written_and_looked_for, ["may", "june"]), threads.map(total_of, ["may"])
+
+        (found, totals), fp = _recorded(folder, run)
+    assert found == [False, False] and totals == [3]
+    assert set(fp["files_written"]) == {"out-may.txt", "out-june.txt"} and set(fp["files_read"]) == {"may.csv"}
+    assert fp["tested"] == {"maybe-june.csv": None, "maybe-may.csv": None}
+    (folder / "maybe-june.csv").write_text("")
+    assert [c.text for c in check(fp, str(folder))] == ["maybe-june.csv appeared"]
+
+
+def test_joblib_work_on_loky_workers_that_outlive_the_step_is_the_steps(folder):
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]  # loky's workers, started
+    totals, fp = _recorded(folder, lambda: Parallel(n_jobs=2)(delayed(total_of)(m) for m in ["may", "june"]))
+    assert totals == [3, 3] and set(fp["files_read"]) == {"may.csv", "june.csv"}
+    (folder / "may.csv").write_text("9\n")
+    assert [c.text for c in check(fp, str(folder))] == ["may.csv changed (content)"]
+
+
+def test_outside_a_recording_the_pools_get_the_function_itself(folder):
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        assert pool.submit(total_of, "may").result() == 3
+    with record(str(folder)) as rec:
+        wrapped = InOtherProcess(total_of, rec.cwd, str(folder))
+        assert wrapped("june") == 3  # called in the step's own process: its recording sees it directly
+    assert set(rec.fingerprint()["files_read"]) == {"june.csv"}
