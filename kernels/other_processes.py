@@ -59,6 +59,7 @@ def recorded_here(fn, args, kwargs, cwd: str, folder: str):
         return fn(*args, **kwargs)
     finally:
         deps._stop(recording)
+        take_reports(recording)  # (of work it handed on in turn)
         recording._stated_files()
         _write_report(recording, folder)
 
@@ -99,12 +100,17 @@ def take_reports(recording) -> None:
     try:
         for name in sorted(os.listdir(folder)):
             if name.endswith(".json"):
-                with open(os.path.join(folder, name), encoding="utf-8") as report:
-                    _take(recording, json.load(report))
-    except (OSError, ValueError) as exc:
-        recording.problems.append(f"what work in other processes reported: {type(exc).__name__}: {exc}")
+                _take_file(recording, os.path.join(folder, name))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _take_file(recording, path: str) -> None:
+    try:
+        with open(path, encoding="utf-8") as report:
+            _take(recording, json.load(report))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # (not a report of ours)
+        recording.problems.append(f"what work in other processes reported: {type(exc).__name__}: {exc}")
 
 
 def _take(recording, report: dict) -> None:

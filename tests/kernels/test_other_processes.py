@@ -83,3 +83,19 @@ def test_outside_a_recording_the_pools_get_the_function_itself(folder):
         wrapped = InOtherProcess(total_of, rec.cwd, str(folder))
         assert wrapped("june") == 3  # called in the step's own process: its recording sees it directly
     assert set(rec.fingerprint()["files_read"]) == {"june.csv"}
+
+
+def nested_total(name: str) -> int:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as inner:
+        return inner.submit(total_of, name).result()
+
+
+def test_work_handed_on_again_from_a_worker_and_a_bad_report_are_the_steps_too(folder):
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        with record(str(folder)) as rec:
+            assert pool.submit(nested_total, "june").result() == 3
+            with open(os.path.join(rec.elsewhere, "1-x.json"), "w") as bad:  # (not nbscale's making)
+                bad.write('{"reads": 1}')
+    fp = rec.fingerprint()
+    assert set(fp["files_read"]) == {"june.csv"}
+    assert [p for p in fp["incomplete"] if p.startswith("what work in other processes reported")]
