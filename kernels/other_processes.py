@@ -83,12 +83,13 @@ def _write_report(recording, folder: str) -> None:
             os.unlink(name + ".part")
 
 
-def folder_of(recording) -> str:
-    """The folder the work `recording`'s step hands to other processes reports to, made once."""
+def folder_of(recording) -> str | None:
+    """The folder the work `recording`'s step hands to other processes reports to, made once; None
+    once the step ended (a thread of its handing work on later: its report would come too late)."""
     with deps._guard(recording):
-        if recording.elsewhere is None:
+        if recording.elsewhere is None and recording.active:
             recording.elsewhere = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
-        return recording.elsewhere
+        return recording.elsewhere if recording.active else None
 
 
 def take_reports(recording) -> None:
@@ -147,7 +148,8 @@ def _handed_on(fn, frame):
     recording = deps._recording_here()
     if recording is None or deps._asked_by_nbscale(frame):
         return fn
-    return InOtherProcess(fn, recording.cwd, folder_of(recording))
+    folder = folder_of(recording)
+    return fn if folder is None else InOtherProcess(fn, recording.cwd, folder)
 
 
 def _wrapped_submit(real):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import multiprocessing
 import os
 import pathlib
+import threading
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -12,7 +14,7 @@ from joblib import Parallel, delayed
 
 from nbscale.kernels.dependencies import record
 from nbscale.kernels.fingerprints import check
-from nbscale.kernels.other_processes import FOLDER_PREFIX, InOtherProcess
+from nbscale.kernels.other_processes import InOtherProcess, folders_root
 
 
 def total_of(name: str) -> int:
@@ -34,10 +36,15 @@ def folder(tmp_path, monkeypatch):
     return tmp_path
 
 
+def _report_folders() -> set[str]:
+    return set(glob.glob(folders_root() + "*"))
+
+
 def _recorded(folder, run):
+    before = _report_folders()
     with record(str(folder)) as rec:
         result = run()
-    assert rec.elsewhere is None and not [n for n in os.listdir(os.path.dirname(rec.cwd)) if FOLDER_PREFIX in n]
+    assert rec.elsewhere is None and _report_folders() <= before  # (taken in, and gone)
     return result, rec.fingerprint()
 
 
@@ -99,3 +106,19 @@ def test_work_handed_on_again_from_a_worker_and_a_bad_report_are_the_steps_too(f
     fp = rec.fingerprint()
     assert set(fp["files_read"]) == {"june.csv"}
     assert [p for p in fp["incomplete"] if p.startswith("what work in other processes reported")]
+
+
+def test_a_thread_of_the_step_handing_work_on_after_it_ended_makes_no_report_folder(folder):
+    go, results = threading.Event(), []
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        def later():
+            go.wait(10)
+            results.append(pool.submit(total_of, "may").result())
+
+        before = _report_folders()
+        with record(str(folder)) as rec:
+            thread = threading.Thread(target=later)
+            thread.start()
+        go.set()
+        thread.join(30)
+    assert results == [3] and _report_folders() <= before and "may.csv" not in rec.fingerprint()["files_read"]
