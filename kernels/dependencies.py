@@ -693,7 +693,7 @@ def _recording_scandir(path="."):
     event); what an entry's `stat()` shows (`max(os.scandir("data"), key=lambda e: e.stat().st_mtime)`)
     is a test of that file, as `os.stat`'s, which the entry does not call."""
     entries = _REAL_SCANDIR(path)
-    if isinstance(path, int) or _recording_here() is None or _asked_by_nbscale(sys._getframe(1)):
+    if isinstance(path, int) or _recording_here() is None or _asked_by_nbscale(sys._getframe(1), or_importing=True):
         return entries
     return _RecordedEntries(entries)
 
@@ -783,7 +783,7 @@ def _stated(path, dir_fd, st) -> None:
                                                        and not stat.S_ISDIR(st.st_mode)):
         return  # (a device, a socket)
     recording = _recording_here()
-    if recording is None or recording.quiet or _asked_by_nbscale(sys._getframe(2)):
+    if recording is None or recording.quiet or _asked_by_nbscale(sys._getframe(2), or_importing=True):
         return
     try:
         full = _abspath(path)
@@ -831,13 +831,15 @@ def _recording_getcwd() -> str:
     return cwd
 
 
-def _asked_by_nbscale(frame) -> bool:
+def _asked_by_nbscale(frame, or_importing: bool = False) -> bool:
     """Whether the code that asked is nbscale's own (as it sets up the step), past the library
-    frames between (`posixpath.abspath`, `pathlib`, IPython)."""
+    frames between (`posixpath.abspath`, `pathlib`, IPython); `or_importing`: or the import system,
+    finding modules and distributions (`importlib.metadata` stats every folder on sys.path, a Dask
+    worker's scratch folder among them: gone with the cluster, it ran every step again)."""
     packages = _nbscale_packages()
     while frame is not None:
         name = frame.f_code.co_filename
-        if name.startswith(packages):
+        if name.startswith(packages) or (or_importing and _is_machinery(name)):
             return True
         if not is_interpreter_path(name):
             return False  # the step's code, or a local module
@@ -1246,11 +1248,19 @@ _MACHINERY = ("<frozen importlib", os.path.dirname(importlib.__file__) + os.sep,
 def _importing(frame) -> bool:
     """Is this listing the import system's (finding modules, metadata, plug-ins)?"""
     while frame is not None:
-        name = frame.f_code.co_filename
-        if name.startswith(_MACHINERY) or f"{os.sep}pkg_resources{os.sep}" in name:
+        if _is_machinery(frame.f_code.co_filename):
             return True
         frame = frame.f_back
     return False
+
+
+def _is_machinery(name: str) -> bool:
+    """Is this code file the import system's (importlib, pkgutil, and the libraries that find
+    distributions: pkg_resources, the importlib_metadata backport)?"""
+    return name.startswith(_MACHINERY) or any(part in name for part in _MACHINERY_PARTS)
+
+
+_MACHINERY_PARTS = (f"{os.sep}pkg_resources{os.sep}", f"{os.sep}importlib_metadata{os.sep}")
 
 
 # --- environment -----------------------------------------------------------------------------------

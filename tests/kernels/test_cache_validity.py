@@ -632,6 +632,16 @@ def test_files_a_step_reads_in_joblib_workers_by_names_they_build_are_dependenci
     assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
 
 
+@pytest.mark.parametrize("engine", ["dask", "local"])
+def test_a_step_that_looks_up_a_version_is_cached_on_a_cluster_whose_scratch_folders_are_gone(tmp_path, engine):
+    # the lookup stats every folder on sys.path, the Dask worker's scratch folder among them
+    nb = make_notebook(tmp_path, [("import importlib.metadata\nv = importlib.metadata.version('numpy')",
+                                   ["step:version"])])
+    options = RunOptions(engine=engine)
+    assert run_notebook(nb, options=options).load("version")["v"]
+    assert status(run_notebook(nb, options=options)) == {"version": "cached"}
+
+
 def test_a_folder_a_step_tested_for_runs_it_again_when_it_appears_or_goes_not_when_it_fills(tmp_path):
     (tmp_path / "parts" / "may").mkdir(parents=True)
     nb = make_notebook(tmp_path, [("import os\nfound = [m for m in ['may', 'june'] if os.path.isdir('parts/' + m)]",

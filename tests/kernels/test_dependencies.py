@@ -517,6 +517,23 @@ def test_files_the_step_only_tests_are_dependencies_compared_by_their_stat(folde
         "asked.txt appeared", "gone.txt appeared", "june.csv is missing", "may.csv appeared", "sub is missing"]
 
 
+def test_folders_the_import_system_tests_finding_distributions_are_not_the_steps(folder, tmp_path, monkeypatch):
+    """`importlib.metadata.version` stats every folder on sys.path; a Dask worker's scratch folder
+    is one, gone with the cluster: every step that looked a version up ran again next time."""
+    import importlib.metadata
+
+    import importlib_metadata
+
+    scratch = tmp_path / "dask-scratch-space" / "worker-1"
+    scratch.mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(scratch))
+    with record(str(folder)) as rec:
+        assert importlib.metadata.version("numpy") == importlib_metadata.version("numpy") == np.__version__
+        assert os.path.isdir(tmp_path / "dask-scratch-space")  # the step's own test: that one counts
+    fp = rec.fingerprint()
+    assert fp.get("tested") == {str(tmp_path / "dask-scratch-space"): "folder"} and not fp["directories"]
+
+
 def test_what_the_entries_of_a_listing_show_of_their_files_is_a_dependency(folder, monkeypatch):
     """`max(os.scandir(d), key=lambda e: e.stat().st_mtime)`: the newest file by its entry's stat
     (which calls no `os.stat`); another file made newer changes what the step picks, not the names."""
