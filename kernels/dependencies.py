@@ -102,6 +102,7 @@ import os
 import pkgutil
 import platform
 import re
+import shutil
 import stat
 import sys
 import tempfile
@@ -898,7 +899,7 @@ def _opened(recording: Recording, args) -> None:
     path, _mode, flags = args
     # A file opened to append to is a log the step adds to (as later steps may), not a product
     # whose content the step decides: checking it would make every earlier writer stale.
-    if isinstance(path, int) or flags & _O_DIRECTORY:
+    if isinstance(path, int) or flags & _O_DIRECTORY or _opened_at_a_folder(sys._getframe(1)):
         return
     if flags & os.O_APPEND:
         _changed_by_step(recording, (path,))
@@ -920,11 +921,36 @@ def _source_of_bytecode(path):
     return source if os.path.exists(source) else path
 
 
-def _changed(recording: Recording, args) -> None:  # os.rename/replace (src, dst, ...), os.remove, os.truncate
-    paths = args[:2] if len(args) == 4 else args[:1]
-    for path in paths:
-        if not isinstance(path, int):
+def _opened_at_a_folder(frame) -> bool:
+    """Is this `os.open` one of a walk that opens folders by their names in an open folder (the
+    "open" event has no `dir_fd`: the name, taken as the working directory's, is another file)?"""
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # (the hook's own)
+    return frame is not None and frame.f_code in _WALKS_AT_FOLDERS
+
+
+# (their code objects: `os` is frozen, its functions' file is "<frozen os>")
+_WALKS_AT_FOLDERS = {getattr(module, name).__code__ for module, name in (
+    (shutil, "_rmtree_safe_fd"), (shutil, "_rmtree_safe_fd_step"), (os, "_fwalk")) if hasattr(module, name)}
+
+
+def _changed(recording: Recording, located) -> None:  # os.rename/replace, os.remove, os.truncate
+    for path, dir_fd in located:
+        path = _at(path, dir_fd)
+        if path is not None:
             _saw(recording, path, write=True)
+
+
+def _at(path, dir_fd):
+    """A path an event gives relative to an open folder (`dir_fd`: `shutil.rmtree` removes by names
+    in the folder it opened) as one from the working directory; None for a file descriptor, or a
+    folder that cannot be told."""
+    if isinstance(path, int) or not isinstance(dir_fd, int) or os.path.isabs(os.fsdecode(path)):
+        return None if isinstance(path, int) else path
+    try:
+        return os.path.join(os.readlink(f"{_FDS}/{dir_fd}"), os.fsdecode(path))
+    except OSError:
+        return None
 
 
 def _connected(recording: Recording, args) -> None:  # sqlite3.connect(database)
@@ -975,6 +1001,22 @@ def _changed_by_step(recording: Recording, paths) -> None:  # os.utime, os.chmod
     for path in paths:
         if isinstance(path, (str, bytes, os.PathLike)):
             recording.changed_by_step.add(_abspath(path))
+
+
+def _changed_at(event: str):
+    """The handler of an event that changes what it names, relative to its `dir_fd` where it has one."""
+    where = _LOCATED[event]
+
+    def handle(recording: Recording, args) -> None:
+        located = ((args[i], args[d] if d is not None and d < len(args) else None) for i, d in where if i < len(args))
+        _changed_by_step(recording, [_at(path, dir_fd) for path, dir_fd in located])
+
+    return handle
+
+
+# an event's (path, dir_fd) places in its arguments: (path, mode, dir_fd), (src, dst, src_dir_fd, dst_dir_fd)...
+_LOCATED = {"os.utime": ((0, 3),), "os.chmod": ((0, 2),), "os.chown": ((0, 3),), "os.mkdir": ((0, 2),),
+            "os.rmdir": ((0, 1),), "os.link": ((0, 2), (1, 3)), "os.symlink": ((1, 2),)}
 
 
 def _saw(recording: Recording, path, *, write: bool) -> None:
@@ -1081,7 +1123,11 @@ def _import_tried(recording: Recording, args) -> None:  # import (module, filena
 _STEP_IMPORTS: set[str] = set()  # modules a step (or a warm-up) began to import in this process
 
 
-_HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.truncate": _changed,
+_HANDLERS = {"open": _opened,
+             # (src, dst, src_dir_fd, dst_dir_fd), (path, dir_fd), (path, length)
+             "os.rename": lambda recording, args: _changed(recording, ((args[0], args[2]), (args[1], args[3]))),
+             "os.remove": lambda recording, args: _changed(recording, ((args[0], args[1]),)),
+             "os.truncate": lambda recording, args: _changed(recording, ((args[0], None),)),
              "import": _import_tried,
              # the processes a step starts: (executable, args, cwd, env), (command,), (path, argv, env), ...
              "subprocess.Popen": lambda recording, args: _command_started(recording, args[1], args[2]),
@@ -1093,10 +1139,8 @@ _HANDLERS = {"open": _opened, "os.rename": _changed, "os.remove": _changed, "os.
              "sqlite3.connect": _connected, "os.listdir": _listed, "os.scandir": _listed,
              "glob.glob/2": _globbed, "pathlib.Path.glob": _path_globbed,
              "pathlib.Path.rglob": lambda recording, args: _path_globbed(recording, args, "**/"),
-             # (path, dir_fd / mode / ...), (src, dst, ...) of a hard link: both change; of a symlink only dst
-             **dict.fromkeys(("os.utime", "os.chmod", "os.chown", "os.mkdir", "os.rmdir", "os.link"),
-                             lambda recording, args: _changed_by_step(recording, args[:2])),
-             "os.symlink": lambda recording, args: _changed_by_step(recording, args[1:2]),
+             # both paths of a hard link change; of a symlink only dst
+             **{event: _changed_at(event) for event in _LOCATED},
              # (url, data, headers, method), (socket, address)
              "urllib.Request": lambda recording, args: _connected_to(recording, args[0]),
              "socket.connect": lambda recording, args: _connected_to(recording, args[1])}

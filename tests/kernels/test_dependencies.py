@@ -534,6 +534,30 @@ def test_folders_the_import_system_tests_finding_distributions_are_not_the_steps
     assert fp.get("tested") == {str(tmp_path / "dask-scratch-space"): "folder"} and not fp["directories"]
 
 
+def test_files_named_relative_to_an_open_folder_are_that_folders(folder, monkeypatch):
+    """`shutil.rmtree` removes by names in folders it opened (`os.unlink(name, dir_fd=fd)`), and
+    `os.fwalk` opens folders so: those names are not the working directory's files (out/data.csv
+    removed was taken for the project's own data.csv, written)."""
+    monkeypatch.chdir(folder)
+    (folder / "out" / "sub").mkdir(parents=True)
+    for name in ("out/data.csv", "out/sub/b.txt", "src/c.txt"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_text("x")
+    with record(str(folder)) as rec:
+        shutil.rmtree("out")
+        walked = [names for _, _, names, _ in os.fwalk("src")]
+        here = os.open(".", os.O_RDONLY)
+        try:
+            os.mkdir("made", dir_fd=here)
+        finally:
+            os.close(here)
+    assert walked == [["c.txt"]] and os.path.isdir(folder / "made")
+    fp = rec.fingerprint()
+    assert {"out/data.csv", "out/sub/b.txt"} <= set(fp["files_written"]) and "data.csv" not in fp["files_written"]
+    assert "data.csv" not in fp["files_read"] and "sub" not in fp["files_read"] and not rec.problems
+    assert str(folder / "made") in rec.changed_by_step
+
+
 def test_what_the_entries_of_a_listing_show_of_their_files_is_a_dependency(folder, monkeypatch):
     """`max(os.scandir(d), key=lambda e: e.stat().st_mtime)`: the newest file by its entry's stat
     (which calls no `os.stat`); another file made newer changes what the step picks, not the names."""
