@@ -85,7 +85,9 @@ Not seen: files opened by threads the step did not start nor hand work to throug
 than a process pool's workers (`other_processes`: the work it hands them is recorded there), or by
 C code that bypasses Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a
 local path; HDF5; any C library given a path), under a name neither the cells, the step's values
-(given, or kept for itself) nor a process's arguments hold; relative to a `dir_fd`; listings made
+(given, or kept for itself) nor a process's arguments hold; files opened relative to a `dir_fd`
+(the "open" event does not say which folder: those `shutil.rmtree` and `os.fwalk` open are known,
+and skipped; removals, renames and folders made so are resolved by their `dir_fd`); listings made
 while a module is imported; C `getenv`; `os.environb`; what the step read over the network (its
 hosts are named and warned of: its own threads' connections and URLs, and connections left open
 as it ends, `_sockets_left_open`). Steps
