@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
@@ -53,6 +54,8 @@ class InOtherProcess:
 
 def recorded_here(fn, args, kwargs, cwd: str, folder: str):
     """Call `fn` recorded, in this process (a pool's worker), and report what it used to `folder`."""
+    if threading.get_ident() in deps._ACTIVE:  # (a worker recording already: a step's own process)
+        return fn(*args, **kwargs)
     recording = deps.Recording(cwd)
     deps._start(recording)
     try:
@@ -75,7 +78,8 @@ def _write_report(recording, folder: str) -> None:
     }
     name = os.path.join(folder, f"{os.getpid()}-{uuid.uuid4().hex}")
     try:
-        with open(name + ".part", "w", encoding="utf-8") as out:
+        # (0600: the values of the variables it read are there until the step takes the report in)
+        with open(os.open(name + ".part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as out:
             json.dump(report, out)
         os.replace(name + ".part", name + ".json")  # (the step reads whole reports only)
     except OSError:  # the step ended and took its reports in already: this one is too late

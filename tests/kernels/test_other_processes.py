@@ -122,3 +122,13 @@ def test_a_thread_of_the_step_handing_work_on_after_it_ended_makes_no_report_fol
         go.set()
         thread.join(30)
     assert results == [3] and _report_folders() <= before and "may.csv" not in rec.fingerprint()["files_read"]
+
+
+def test_a_report_holding_the_variables_a_worker_read_is_for_its_owner_only(folder, monkeypatch, tmp_path):
+    from nbscale.kernels import other_processes
+
+    monkeypatch.setenv("NBSCALE_TEST_TOKEN", "s3cr3t")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    assert other_processes.recorded_here(os.environ.get, ("NBSCALE_TEST_TOKEN",), {}, str(folder), str(reports))
+    assert [(p.suffix, p.stat().st_mode & 0o777) for p in reports.iterdir()] == [(".json", 0o600)]
