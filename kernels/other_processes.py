@@ -103,11 +103,14 @@ def take_reports(recording) -> None:
     if folder is None:
         return
     try:
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".json"):
-                _take_file(recording, os.path.join(folder, name))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        names = sorted(os.listdir(folder))
+    except OSError as exc:  # (gone: the step removed it, or a clean-up of the temp folder)
+        names = []
+        recording.problems.append(f"what work in other processes reported: {type(exc).__name__}: {exc}")
+    for name in names:
+        if name.endswith(".json"):
+            _take_file(recording, os.path.join(folder, name))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _take_file(recording, path: str) -> None:

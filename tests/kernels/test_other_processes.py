@@ -6,6 +6,7 @@ import glob
 import multiprocessing
 import os
 import pathlib
+import shutil
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
@@ -132,3 +133,12 @@ def test_a_report_holding_the_variables_a_worker_read_is_for_its_owner_only(fold
     reports.mkdir()
     assert other_processes.recorded_here(os.environ.get, ("NBSCALE_TEST_TOKEN",), {}, str(folder), str(reports))
     assert [(p.suffix, p.stat().st_mode & 0o777) for p in reports.iterdir()] == [(".json", 0o600)]
+
+
+def test_a_step_that_removes_its_report_folder_still_ends_and_its_result_is_not_reused(folder):
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        with record(str(folder)) as rec:
+            assert pool.submit(total_of, "may").result() == 3
+            shutil.rmtree(rec.elsewhere)  # (a clean-up of the temp folder, say)
+    fp = rec.fingerprint()
+    assert "may.csv" not in fp["files_read"] and fp["incomplete"][0].startswith("what work in other processes")
