@@ -946,8 +946,8 @@ def _changed(recording: Recording, located) -> None:  # os.rename/replace, os.re
 def _at(path, dir_fd):
     """A path an event gives relative to an open folder (`dir_fd`: `shutil.rmtree` removes by names
     in the folder it opened) as one from the working directory; None for a file descriptor, or a
-    folder that cannot be told."""
-    if isinstance(path, int) or not isinstance(dir_fd, int) or os.path.isabs(os.fsdecode(path)):
+    folder that cannot be told. The events give -1 for no `dir_fd`."""
+    if isinstance(path, int) or not isinstance(dir_fd, int) or dir_fd < 0 or os.path.isabs(os.fsdecode(path)):
         return None if isinstance(path, int) else path
     try:
         return os.path.join(os.readlink(f"{_FDS}/{dir_fd}"), os.fsdecode(path))

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 from conftest import install_library, make_notebook, rewrite_keeping_mtime
+from joblib.externals.loky import get_reusable_executor
 
 from nbscale.kernels.runner import RunOptions, run_notebook
 
@@ -624,12 +625,17 @@ def test_files_a_step_reads_in_joblib_workers_by_names_they_build_are_dependenci
         (tmp_path / "data" / f"{month}.csv").write_text("a\n")
     nb = make_notebook(tmp_path, [(LOADED_IN_WORKERS, ["step:load"]), ("n = rows", ["step:count"])])
     options = RunOptions(engine=engine)
-    assert run_notebook(nb, options=options).load("count")["n"] == 2
-    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
-    (tmp_path / "data" / "june.csv").write_text("a\nb\n")
-    again = run_notebook(nb, options=options)
-    assert again.load("count")["n"] == 3 and stale(again, "load") == ["data/june.csv changed (content)"]
-    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+    # (on the local engine, loky's workers are this process's: they keep the folder they started in)
+    get_reusable_executor().shutdown(wait=True)
+    try:
+        assert run_notebook(nb, options=options).load("count")["n"] == 2
+        assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+        (tmp_path / "data" / "june.csv").write_text("a\nb\n")
+        again = run_notebook(nb, options=options)
+        assert again.load("count")["n"] == 3 and stale(again, "load") == ["data/june.csv changed (content)"]
+        assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+    finally:
+        get_reusable_executor().shutdown(wait=True)
 
 
 @pytest.mark.parametrize("engine", ["dask", "local"])

@@ -551,11 +551,16 @@ def test_files_named_relative_to_an_open_folder_are_that_folders(folder, monkeyp
             os.mkdir("made", dir_fd=here)
         finally:
             os.close(here)
+        pathlib.Path("plain.txt").write_text("x")  # and the same by names from the working directory
+        os.rename("plain.txt", "renamed.txt")
+        os.mkdir("plain")
+        os.remove("src/c.txt")
     assert walked == [["c.txt"]] and os.path.isdir(folder / "made")
     fp = rec.fingerprint()
     assert {"out/data.csv", "out/sub/b.txt"} <= set(fp["files_written"]) and "data.csv" not in fp["files_written"]
     assert "data.csv" not in fp["files_read"] and "sub" not in fp["files_read"] and not rec.problems
-    assert str(folder / "made") in rec.changed_by_step
+    assert {str(folder / "made"), str(folder / "plain")} <= rec.changed_by_step
+    assert {"plain.txt", "renamed.txt", "src/c.txt"} <= set(fp["files_written"])
 
 
 def test_what_the_entries_of_a_listing_show_of_their_files_is_a_dependency(folder, monkeypatch):

@@ -12,6 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from joblib import Parallel, delayed
+from joblib.externals.loky import get_reusable_executor
 
 from nbscale.kernels.dependencies import record
 from nbscale.kernels.fingerprints import check
@@ -27,6 +28,14 @@ def total_of(name: str) -> int:
 def written_and_looked_for(name: str) -> bool:
     pathlib.Path(f"out-{name}.txt").write_text(name)
     return os.path.exists(f"maybe-{name}.csv")
+
+
+@pytest.fixture(autouse=True)
+def _no_loky_workers_left():
+    """loky's workers outlive a `Parallel` call, in the folder they started in: a later test's
+    relative names would be looked for there."""
+    yield
+    get_reusable_executor().shutdown(wait=True)
 
 
 @pytest.fixture
