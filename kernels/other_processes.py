@@ -76,6 +76,8 @@ def _write_report(recording, folder: str) -> None:
         "network": sorted(recording.network), "problems": recording.problems,
         "first_seen": {path: _look_to_json(look) for path, look in recording.first_seen.items()},
     }
+    if not any(report.values()):  # (pure computing, a model's fit: no file to make)
+        return
     name = os.path.join(folder, f"{os.getpid()}-{uuid.uuid4().hex}")
     try:
         # (0600: the values of the variables it read are there until the step takes the report in)

@@ -140,7 +140,11 @@ def test_a_report_holding_the_variables_a_worker_read_is_for_its_owner_only(fold
     monkeypatch.setenv("NBSCALE_TEST_TOKEN", "s3cr3t")
     reports = tmp_path / "reports"
     reports.mkdir()
-    assert other_processes.recorded_here(os.environ.get, ("NBSCALE_TEST_TOKEN",), {}, str(folder), str(reports))
+    def token(name):
+        return os.environ.get(name)
+
+    assert other_processes.recorded_here(token, ("NBSCALE_TEST_TOKEN",), {}, str(folder), str(reports)) == "s3cr3t"
+    assert other_processes.recorded_here(abs, (-1,), {}, str(folder), str(reports)) == 1  # (nothing to report)
     assert [(p.suffix, p.stat().st_mode & 0o777) for p in reports.iterdir()] == [(".json", 0o600)]
 
 
