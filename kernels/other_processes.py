@@ -10,6 +10,9 @@ written to a report in a folder of the step's recording; as the step ends its re
 reports in as its own (`take_reports`). A `multiprocessing.pool.ThreadPool`'s work is lent to the
 step's recording, as a `ThreadPoolExecutor`'s is (its threads may have run before the step).
 
+A step's process killed before it took its reports in (a worker restarted under a Cancel) leaves
+its folder; the next folder made on the machine removes it (`_remove_those_of_dead_processes`).
+
 Not seen: work still running as the step ends (its report comes too late), pools of other kinds,
 and processes the step starts by other means (`subprocess`: their arguments' named files count).
 """
@@ -23,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
@@ -32,6 +36,7 @@ from . import dependencies as deps
 
 FOLDER_PREFIX = "nbscale-elsewhere-"  # a recording's folder of reports (`folder_of`)
 LOKY_EXECUTOR = "joblib.externals.loky.process_executor"  # joblib's copy of loky: its `ProcessPoolExecutor`
+DEAD_FOLDER_AGE_S = 600  # a dead process's report folder untouched this long goes
 
 
 @lru_cache(maxsize=1)
@@ -94,8 +99,40 @@ def folder_of(recording) -> str | None:
     once the step ended (a thread of its handing work on later: its report would come too late)."""
     with deps._guard(recording):
         if recording.elsewhere is None and recording.active:
-            recording.elsewhere = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+            _remove_those_of_dead_processes()
+            recording.elsewhere = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
         return recording.elsewhere if recording.active else None
+
+
+@lru_cache(maxsize=1)  # (once per process)
+def _remove_those_of_dead_processes() -> None:
+    """The report folders of steps whose process died (a worker killed under a cancelled step: its
+    step never took them in) go as the next one is made; only those untouched for a while (a
+    process of another PID namespace sharing the temp folder looks dead from here)."""
+    root, prefix = os.path.split(folders_root())
+    with suppress(OSError):
+        for name in os.listdir(root):
+            pid = name[len(prefix):].partition("-")[0] if name.startswith(prefix) else ""
+            path = os.path.join(root, name)
+            if pid.isdigit() and not _alive(int(pid)) and _untouched_for(path, DEAD_FOLDER_AGE_S):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _untouched_for(path: str, seconds: float) -> bool:
+    try:
+        return time.time() - os.stat(path).st_mtime > seconds
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (another user's: alive)
+        return True
+    return True
 
 
 def take_reports(recording) -> None:

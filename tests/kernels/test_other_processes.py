@@ -7,7 +7,10 @@ import multiprocessing
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -155,3 +158,28 @@ def test_a_step_that_removes_its_report_folder_still_ends_and_its_result_is_not_
             shutil.rmtree(rec.elsewhere)  # (a clean-up of the temp folder, say)
     fp = rec.fingerprint()
     assert "may.csv" not in fp["files_read"] and fp["incomplete"][0].startswith("what work in other processes")
+
+
+def test_the_report_folders_of_a_process_that_died_go_as_the_next_one_is_made(folder):
+    from nbscale.kernels import other_processes
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = pathlib.Path(f"{folders_root()}{dead.pid}-abcd1234")
+    stale.mkdir()
+    (stale / "1-x.json").write_text("{}")
+    recent = pathlib.Path(f"{folders_root()}{dead.pid}-recent00")  # (touched lately: kept for now)
+    mine = pathlib.Path(f"{folders_root()}{os.getpid()}-live0000")  # (a live process's: kept)
+    for made in (recent, mine):
+        made.mkdir()
+    long_ago = time.time() - 3600
+    for old in (stale, mine):
+        os.utime(old, (long_ago, long_ago))
+    other_processes._remove_those_of_dead_processes.cache_clear()
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            _recorded(folder, lambda: pool.submit(total_of, "may").result())
+        assert not stale.exists() and mine.exists() and recent.exists()
+    finally:
+        for made in (stale, recent, mine):
+            shutil.rmtree(made, ignore_errors=True)
