@@ -11,7 +11,8 @@ reports in as its own (`take_reports`). A `multiprocessing.pool.ThreadPool`'s wo
 step's recording, as a `ThreadPoolExecutor`'s is (its threads may have run before the step).
 
 A step's process killed before it took its reports in (a worker restarted under a Cancel) leaves
-its folder; the next folder made on the machine removes it (`_remove_those_of_dead_processes`).
+its folder; the next process to record a step on the machine removes it
+(`_remove_those_of_dead_processes`).
 
 Not seen: work still running as the step ends (its report comes too late), pools of other kinds,
 and processes the step starts by other means (`subprocess`: their arguments' named files count).
@@ -99,7 +100,6 @@ def folder_of(recording) -> str | None:
     once the step ended (a thread of its handing work on later: its report would come too late)."""
     with deps._guard(recording):
         if recording.elsewhere is None and recording.active:
-            _remove_those_of_dead_processes()
             recording.elsewhere = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
         return recording.elsewhere if recording.active else None
 
@@ -107,8 +107,9 @@ def folder_of(recording) -> str | None:
 @lru_cache(maxsize=1)  # (once per process)
 def _remove_those_of_dead_processes() -> None:
     """The report folders of steps whose process died (a worker killed under a cancelled step: its
-    step never took them in) go as the next one is made; only those untouched for a while (a
-    process of another PID namespace sharing the temp folder looks dead from here)."""
+    step never took them in) go as the next process records its first step (`wrap_pools`: not
+    during a step, whose listing of the temp folder it would be); only those untouched for a while
+    (a process of another PID namespace sharing the temp folder looks dead from here)."""
     root, prefix = os.path.split(folders_root())
     with suppress(OSError):
         for name in os.listdir(root):
@@ -231,6 +232,7 @@ def _wrap(cls, name: str, wrapper) -> None:
 def wrap_pools() -> None:
     """Wrap the standard library's process pools, once per process; the wrappers pass everything on
     untouched while no step records."""
+    _remove_those_of_dead_processes()
     _wrap(ProcessPoolExecutor, "submit", _wrapped_submit)
     for name in ("apply_async", "_map_async", "imap", "imap_unordered"):
         _wrap(multiprocessing.pool.Pool, name, _wrapped_pool_method)

@@ -160,7 +160,7 @@ def test_a_step_that_removes_its_report_folder_still_ends_and_its_result_is_not_
     assert "may.csv" not in fp["files_read"] and fp["incomplete"][0].startswith("what work in other processes")
 
 
-def test_the_report_folders_of_a_process_that_died_go_as_the_next_one_is_made(folder):
+def test_the_report_folders_of_a_process_that_died_go_as_the_next_process_records(folder):
     from nbscale.kernels import other_processes
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -177,8 +177,7 @@ def test_the_report_folders_of_a_process_that_died_go_as_the_next_one_is_made(fo
         os.utime(old, (long_ago, long_ago))
     other_processes._remove_those_of_dead_processes.cache_clear()
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-            _recorded(folder, lambda: pool.submit(total_of, "may").result())
+        other_processes.wrap_pools()  # (as a process's first recording starts)
         assert not stale.exists() and mine.exists() and recent.exists()
     finally:
         for made in (stale, recent, mine):
