@@ -512,6 +512,12 @@ libc.close(fd)
 made = True'''
 
 
+def _counts_then_is_cached(nb, options, rows: int) -> None:
+    """The first run of a notebook whose `count` step counts `rows`; run again unchanged, all is cached."""
+    assert run_notebook(nb, options=options).load("count")["n"] == rows
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+
+
 @pytest.mark.parametrize("engine", ["dask", "papermill"])
 def test_a_file_c_code_reads_or_writes_by_a_name_the_step_built_and_kept_is_a_dependency(tmp_path, engine):
     (tmp_path / "data").mkdir()
@@ -519,8 +525,7 @@ def test_a_file_c_code_reads_or_writes_by_a_name_the_step_built_and_kept_is_a_de
     nb = make_notebook(tmp_path, [(C_READ, ["step:read"]), (C_WRITE, ["step:write"]),
                                   ("n = len(rows)", ["step:count"])])
     options = RunOptions(engine=engine)
-    assert run_notebook(nb, options=options).load("count")["n"] == 2
-    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+    _counts_then_is_cached(nb, options, 2)
     (tmp_path / "data" / "rows.txt").write_text("1 2 3\n")  # read by C code only
     (tmp_path / "sum-mary.txt").unlink()  # written by C code only
     again = run_notebook(nb, options=options)
@@ -581,8 +586,7 @@ def test_a_file_a_step_tested_for_and_did_not_find_runs_it_again_when_it_appears
     (tmp_path / "data" / "may.csv").write_text("a\n")
     nb = make_notebook(tmp_path, [(TESTED_FILES, ["step:load"]), ("n = rows", ["step:count"])])
     options = RunOptions(engine=engine)
-    assert run_notebook(nb, options=options).load("count")["n"] == 1
-    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+    _counts_then_is_cached(nb, options, 1)
     (tmp_path / "data" / "july.csv").write_text("b\n")
     again = run_notebook(nb, options=options)
     assert status(again) == {"load": "succeeded", "count": "succeeded"} and again.load("count")["n"] == 2
@@ -626,8 +630,7 @@ def test_files_a_step_reads_in_joblib_workers_by_names_they_build_are_dependenci
         (tmp_path / "data" / f"{month}.csv").write_text("a\n")
     nb = make_notebook(tmp_path, [(LOADED_IN_WORKERS, ["step:load"]), ("n = rows", ["step:count"])])
     options = RunOptions(engine=engine)
-    assert run_notebook(nb, options=options).load("count")["n"] == 2
-    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"}
+    _counts_then_is_cached(nb, options, 2)
     (tmp_path / "data" / "june.csv").write_text("a\nb\n")
     again = run_notebook(nb, options=options)
     assert again.load("count")["n"] == 3 and stale(again, "load") == ["data/june.csv changed (content)"]
