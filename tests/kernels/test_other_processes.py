@@ -182,3 +182,50 @@ def test_the_report_folders_of_a_process_that_died_go_as_the_next_process_record
     finally:
         for made in (stale, recent, mine):
             shutil.rmtree(made, ignore_errors=True)
+
+
+def test_a_file_a_worker_read_that_changes_before_the_step_ends_makes_the_result_unusable(folder):
+    """Another process's write between the worker's read and the step's end: the state at the end
+    is not what the worker used, so the fingerprint must not promise it."""
+    read, changed = threading.Event(), threading.Event()
+
+    def other_writer():  # (started before the step: not the step's)
+        read.wait(30)
+        (folder / "june.csv").write_text("3\n40\n")
+        changed.set()
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        def run():
+            total = pool.submit(total_of, "june").result()
+            read.set()
+            changed.wait(30)
+            return total
+
+        total, fp = _recorded(folder, run)
+    writer.join(30)
+    assert total == 3 and fp["changed_while_running"] == ["june.csv"]
+    assert [c.text for c in check(fp, str(folder))]  # never cached as if it had used the new content
+
+
+def test_two_steps_recording_at_once_each_get_their_own_workers_reads(folder):
+    """Two runs in one process (a server's threads): each step's pool work is its own, not the other's."""
+    start = threading.Barrier(2)
+    fingerprints = {}
+
+    def step(name):
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            with record(str(folder)) as rec:
+                start.wait(30)
+                assert pool.submit(total_of, name).result() == 3
+                start.wait(30)  # both handed their work on before either ends
+        fingerprints[name] = rec.fingerprint()
+
+    threads = [threading.Thread(target=step, args=(name,)) for name in ("may", "june")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert {name: set(fp["files_read"]) for name, fp in fingerprints.items()} == {
+        "may": {"may.csv"}, "june": {"june.csv"}}
