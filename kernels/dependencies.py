@@ -17,7 +17,8 @@ What is recorded, and how:
   `ThreadPoolExecutor` that ran before it (`ThreadPoolExecutor.submit`, wrapped likewise: a
   module's pool reuses its idle threads; a `multiprocessing.pool.ThreadPool`'s too). Work handed
   to a process pool (joblib's loky workers, `ProcessPoolExecutor`, `multiprocessing.Pool`) is
-  recorded in the worker and reported back (`other_processes`). When no step records the hook
+  recorded in the worker and reported back (`other_processes`; work still running as the step
+  ends makes the result not reused). When no step records the hook
   returns after one truth test. Skipped: the interpreter's files (`interpreter.py`: prefix trees, stdlib,
   site-/dist-packages, `__pycache__`), nbscale's own packages and temp folders,
   /proc, /dev, /sys, and the `.nbscale/` state folder. The notebook folder is never skipped. A

@@ -14,8 +14,10 @@ A step's process killed before it took its reports in (a worker restarted under 
 its folder; the next process to record a step on the machine removes it
 (`_remove_those_of_dead_processes`).
 
-Not seen: work still running as the step ends (its report comes too late), pools of other kinds,
-and processes the step starts by other means (`subprocess`: their arguments' named files count).
+Work still running as the step ends (handed on and not waited for) would report too late: the
+step's recording says so (`incomplete`), and its result is not reused. Not seen: pools of other
+kinds, and processes the step starts by other means (`subprocess`: their arguments' named files
+count).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from . import dependencies as deps
 FOLDER_PREFIX = "nbscale-elsewhere-"  # a recording's folder of reports (`folder_of`)
 LOKY_EXECUTOR = "joblib.externals.loky.process_executor"  # joblib's copy of loky: its `ProcessPoolExecutor`
 DEAD_FOLDER_AGE_S = 600  # a dead process's report folder untouched this long goes
+_HANDED: dict[str, list] = {}  # report folder → the futures, async results and imap iterators of its work
 
 
 @lru_cache(maxsize=1)
@@ -142,6 +145,12 @@ def take_reports(recording) -> None:
     folder, recording.elsewhere = recording.elsewhere, None
     if folder is None:
         return
+    with deps._guard(recording):
+        handed = _HANDED.pop(folder, [])
+    running = sum(1 for pending in handed if not _finished(pending))
+    if running:
+        recording.problems.append(f"{running} piece(s) of work handed to other processes were still running as the "
+                                  "step ended: what they read and write is not known")
     try:
         names = sorted(os.listdir(folder))
     except OSError as exc:  # (gone: the step removed it, or a clean-up of the temp folder)
@@ -188,6 +197,17 @@ def _look_from_json(look):
     return tuple(look) if isinstance(look, list) else None
 
 
+def _finished(pending) -> bool:
+    """Whether the work behind a pool's future, async result or imap iterator has ended (its
+    report, written before its result goes back, is there)."""
+    if hasattr(pending, "done"):  # concurrent.futures (loky's too)
+        return pending.done()
+    if hasattr(pending, "ready"):  # multiprocessing's apply_async, map_async
+        return pending.ready()
+    length = getattr(pending, "_length", None)  # an imap iterator: all its results arrived
+    return length is not None and getattr(pending, "_index", length) >= length
+
+
 # --- the pools -------------------------------------------------------------------------------------
 
 def _handed_on(fn, frame):
@@ -199,9 +219,21 @@ def _handed_on(fn, frame):
     return fn if folder is None else InOtherProcess(fn, recording.cwd, folder)
 
 
+def _track(fn, pending):
+    """Keep what a pool returned for work it got wrapped: the step's end looks whether it ended."""
+    if isinstance(fn, InOtherProcess) and fn.pid == os.getpid():
+        recording = deps._recording_here()
+        if recording is not None:
+            with deps._guard(recording):
+                if recording.elsewhere == fn.folder:
+                    _HANDED.setdefault(fn.folder, []).append(pending)
+    return pending
+
+
 def _wrapped_submit(real):
     def submit(executor, fn, /, *args, **kwargs):
-        return real(executor, _handed_on(fn, sys._getframe(1)), *args, **kwargs)
+        handed = _handed_on(fn, sys._getframe(1))
+        return _track(handed, real(executor, handed, *args, **kwargs))
 
     submit.__wrapped__ = real
     return submit
@@ -217,7 +249,7 @@ def _wrapped_pool_method(real):
                 func = deps._lent_to(recording, func)
         else:
             func = _handed_on(func, sys._getframe(1))
-        return real(pool, func, *args, **kwargs)
+        return _track(func, real(pool, func, *args, **kwargs))
 
     method.__wrapped__ = real
     return method

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import multiprocessing
 import os
@@ -229,3 +230,37 @@ def test_two_steps_recording_at_once_each_get_their_own_workers_reads(folder):
         thread.join(60)
     assert {name: set(fp["files_read"]) for name, fp in fingerprints.items()} == {
         "may": {"may.csv"}, "june": {"june.csv"}}
+
+
+def total_later(name: str, wait_for: str) -> int:
+    while not os.path.exists(wait_for):
+        time.sleep(0.01)
+    return total_of(name)
+
+
+@pytest.mark.parametrize("pool_kind", ["executor", "apply_async", "imap"])
+def test_work_still_running_as_the_step_ends_makes_its_result_unusable(folder, pool_kind):
+    """Handed on and not waited for: its report would come after the fingerprint, so nothing it
+    reads may be promised."""
+    go = folder / "go"  # (made after the step ended: the work cannot end before)
+    later = functools.partial(total_later, wait_for=str(go))
+    with multiprocessing.get_context("fork").Pool(1) as pool, \
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as executor:
+        with record(str(folder)) as rec:
+            pending = {"executor": lambda: executor.submit(later, "may"),
+                       "apply_async": lambda: pool.apply_async(later, ("may",)),
+                       "imap": lambda: pool.imap(later, ["may"])}[pool_kind]()
+        fp = rec.fingerprint()
+        go.touch()
+        result = {"executor": lambda: pending.result(30), "apply_async": lambda: pending.get(30),
+                  "imap": lambda: next(pending)}[pool_kind]()
+    assert result == 3
+    assert [p for p in fp["incomplete"] if "still running as the step ended" in p]
+    assert check(fp, str(folder))  # never reused
+
+
+def test_work_waited_for_leaves_the_result_usable(folder):
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        (first, rest), fp = _recorded(folder, lambda: (pool.apply_async(total_of, ("may",)).get(30),
+                                                       list(pool.imap_unordered(total_of, ["june"]))))
+    assert (first, rest) == (3, [3]) and fp["incomplete"] == [] and check(fp, str(folder)) == []
