@@ -86,9 +86,10 @@ Not seen: files opened by threads the step did not start nor hand work to throug
 than a process pool's workers (`other_processes`: the work it hands them is recorded there), or by
 C code that bypasses Python's `open` (pyarrow: so pandas 3's `read_parquet`/`to_parquet` of a
 local path; HDF5; any C library given a path), under a name neither the cells, the step's values
-(given, or kept for itself) nor a process's arguments hold; files opened relative to a `dir_fd`
-(the "open" event does not say which folder: those `shutil.rmtree` and `os.fwalk` open are known,
-and skipped; removals, renames and folders made so are resolved by their `dir_fd`); listings made
+(given, or kept for itself) nor a process's arguments hold; files `open(name, opener=...)` opens
+relative to a `dir_fd` (the "open" event does not say which folder: `os.open` and `os.stat` are
+wrapped to tell it, `_recording_os_open`; the folders `shutil.rmtree` and `os.fwalk` open are
+skipped; removals, renames and folders made so are resolved by their `dir_fd`); listings made
 while a module is imported; C `getenv`; `os.environb`; what the step read over the network (its
 hosts are named and warned of: its own threads' connections and URLs, and connections left open
 as it ends, `_sockets_left_open`). Steps
@@ -593,6 +594,7 @@ def _start(recording: Recording) -> None:
             os.stat, os.lstat = _recording_stat, _recording_lstat  # `os.path.exists`, `Path.is_file` call them
             os.access = _recording_access  # `shutil.which`, `if os.access(path, os.R_OK)`
             os.scandir = _recording_scandir  # its entries' `stat()`: `max(os.scandir(d), key=newest)`
+            os.open = _recording_os_open  # a name relative to a `dir_fd`: its "open" event says not which folder
             see_shell_commands()  # (done already where a step's process state is kept: `task.isolated_step`)
         recording.active = True
         _ACTIVE[ident] = recording
@@ -610,12 +612,14 @@ def _stop(recording: Recording) -> None:
             threading.Thread.start = _REAL_THREAD_START
             ThreadPoolExecutor.submit = _REAL_POOL_SUBMIT
             os.stat, os.lstat = _REAL_STAT, _REAL_LSTAT
-            os.access, os.scandir = _REAL_ACCESS, _REAL_SCANDIR
+            os.access, os.scandir, os.open = _REAL_ACCESS, _REAL_SCANDIR, _REAL_OS_OPEN
     recording.env_set = {name: os.environ.get(name) for name in recording.env if name in recording.env_written}
 
 
 _REAL_GETCWD = os.getcwd
 _REAL_STAT, _REAL_LSTAT, _REAL_ACCESS, _REAL_SCANDIR = os.stat, os.lstat, os.access, os.scandir
+_REAL_OS_OPEN = os.open
+_OPENING_AT = threading.local()  # `.names`: (the name given, the path it is) of an `os.open` at a `dir_fd`
 _REAL_THREAD_START = threading.Thread.start
 _REAL_POOL_SUBMIT = ThreadPoolExecutor.submit
 _STARTED_BY = "_nbscale_recording"  # the attribute of a thread a step started: that step's recording
@@ -690,6 +694,20 @@ def _recording_access(path, mode, *, dir_fd=None, effective_ids=False, follow_sy
             st = None
         _stated(path, dir_fd, st)
     return allowed
+
+
+def _recording_os_open(path, flags, mode=0o777, *, dir_fd=None):
+    """`os.open` while any recording is active: a name relative to an open folder (`dir_fd`) is
+    taken, in its "open" event (`_opened`), as the path it is in that folder, not the working
+    directory's file of that name."""
+    if dir_fd is None or isinstance(path, int):
+        return _REAL_OS_OPEN(path, flags, mode)
+    before = getattr(_OPENING_AT, "names", None)
+    _OPENING_AT.names = (path, _at(path, dir_fd))
+    try:
+        return _REAL_OS_OPEN(path, flags, mode, dir_fd=dir_fd)
+    finally:
+        _OPENING_AT.names = before
 
 
 def _recording_scandir(path="."):
@@ -773,7 +791,8 @@ def _as_able_as_the_originals() -> None:
     """What code asks of `os.stat` before passing it a `dir_fd` or an fd (`shutil.rmtree` chooses its
     symlink-safe way as `shutil` is imported): the wrappers take what the functions take."""
     for real, wrapper in ((_REAL_STAT, _recording_stat), (_REAL_LSTAT, _recording_lstat),
-                          (_REAL_ACCESS, _recording_access), (_REAL_SCANDIR, _recording_scandir)):
+                          (_REAL_ACCESS, _recording_access), (_REAL_SCANDIR, _recording_scandir),
+                          (_REAL_OS_OPEN, _recording_os_open)):
         for able in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks, os.supports_effective_ids):
             if real in able:
                 able.add(wrapper)
@@ -783,9 +802,12 @@ _as_able_as_the_originals()
 
 
 def _stated(path, dir_fd, st) -> None:
-    if dir_fd is not None or isinstance(path, int) or (st is not None and not stat.S_ISREG(st.st_mode)
-                                                       and not stat.S_ISDIR(st.st_mode)):
+    if isinstance(path, int) or (st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode)):
         return  # (a device, a socket)
+    if dir_fd is not None:  # (`os.stat(name, dir_fd=folder)`: the name in that folder)
+        path = None if _opened_at_a_folder(sys._getframe(1)) else _at(path, dir_fd)
+        if path is None:
+            return
     recording = _recording_here()
     if recording is None or recording.quiet or _asked_by_nbscale(sys._getframe(2), or_importing=True):
         return
@@ -904,6 +926,12 @@ def _opened(recording: Recording, args) -> None:
     # whose content the step decides: checking it would make every earlier writer stale.
     if isinstance(path, int) or flags & _O_DIRECTORY or _opened_at_a_folder(sys._getframe(1)):
         return
+    at = getattr(_OPENING_AT, "names", None)
+    if at is not None and at[0] is path:  # (`os.open(name, flags, dir_fd=folder)`)
+        if at[1] is None:
+            recording.problems.append("a file was opened relative to a folder that could not be told")
+            return
+        path = os.path.relpath(at[1], _REAL_GETCWD())  # (no absolute name the step gave: `_note_absolute`)
     if flags & os.O_APPEND:
         _changed_by_step(recording, (path,))
         return

@@ -32,6 +32,7 @@ from nbscale.compiler.ir import Prelude, Step
 from nbscale.kernels.dependencies import (
     _REAL_ACCESS,
     _REAL_LSTAT,
+    _REAL_OS_OPEN,
     _REAL_POOL_SUBMIT,
     _REAL_SCANDIR,
     _REAL_STAT,
@@ -561,6 +562,33 @@ def test_files_named_relative_to_an_open_folder_are_that_folders(folder, monkeyp
     assert "data.csv" not in fp["files_read"] and "sub" not in fp["files_read"] and not rec.problems
     assert {str(folder / "made"), str(folder / "plain")} <= rec.changed_by_step
     assert {"plain.txt", "renamed.txt", "src/c.txt"} <= set(fp["files_written"])
+
+
+def test_a_file_the_step_opens_or_tests_relative_to_an_open_folder_is_that_folders(folder, monkeypatch):
+    """`os.open("data.csv", flags, dir_fd=inputs)`: its "open" event says `data.csv`, not which
+    folder; it was taken for the project's own data.csv, and inputs/data.csv changing left the step
+    cached."""
+    monkeypatch.chdir(folder)
+    (folder / "inputs").mkdir()
+    (folder / "inputs" / "data.csv").write_text("1\n")
+    with record(str(folder)) as rec:
+        inputs = os.open("inputs", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with os.fdopen(os.open("data.csv", os.O_RDONLY, dir_fd=inputs)) as rows:
+                total = sum(int(r) for r in rows)
+            os.close(os.open("out.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=inputs))
+            with pytest.raises(FileNotFoundError):
+                os.stat("later.csv", dir_fd=inputs)
+        finally:
+            os.close(inputs)
+    assert total == 1 and os.open is _REAL_OS_OPEN
+    fp = rec.fingerprint()
+    assert set(fp["files_read"]) == {"inputs/data.csv"} and set(fp["files_written"]) == {"inputs/out.txt"}
+    assert fp["tested"] == {"inputs/later.csv": None} and not rec.problems
+    (folder / "inputs" / "data.csv").write_text("2\n")
+    (folder / "inputs" / "later.csv").write_text("")
+    assert sorted(c.text for c in check(fp, str(folder))) == [
+        "inputs/data.csv changed (content)", "inputs/later.csv appeared"]
 
 
 def test_what_the_entries_of_a_listing_show_of_their_files_is_a_dependency(folder, monkeypatch):
