@@ -755,6 +755,10 @@ class _RecordedEntry:
     def __getattr__(self, name):  # (`is_junction` and what later Pythons add)
         return getattr(self._entry, name)
 
+    @property
+    def __class__(self):  # `isinstance(entry, os.DirEntry)`, as the step's code asks without nbscale
+        return os.DirEntry
+
     # what `os.walk`, `glob` and `Path.glob` ask of every entry, without `__getattr__`'s detour
     name = property(lambda self: self._entry.name)
     path = property(lambda self: self._entry.path)
