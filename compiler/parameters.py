@@ -9,6 +9,7 @@ from .diagnostics import Diagnostic
 from .errors import NbscaleCompileError
 from .ir import Parameter
 from .notebook import cell_label
+from .pyparse import parse_text
 from .syntax import to_python
 
 TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict",
@@ -31,7 +32,7 @@ def parse_parameters(cells, injected_cells=()) -> tuple[list[Parameter], list[Di
     for index, source in cells:
         injected = index in injected_cells
         try:
-            tree = ast.parse(to_python(source))
+            tree = parse_text(to_python(source))
         except SyntaxError as exc:
             problems.append(Diagnostic("syntax-error", f"syntax error: {exc.msg}", cell=index,
                                        line=exc.lineno, col=exc.offset))

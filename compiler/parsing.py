@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import NbscaleCompileError
+from .pyparse import parse_text
 from .syntax import to_python
 
 # Cells at least this long (characters) are parsed in pieces of about CHUNK_CHARS each.
@@ -87,7 +88,7 @@ class Piece:
     tree: ast.Module | None = None  # parsed already (a cell that is not big)
 
     def statements(self) -> list[ast.stmt]:
-        tree = self.tree if self.tree is not None else ast.parse("\n" * self.line + self.text)
+        tree = self.tree if self.tree is not None else parse_text("\n" * self.line + self.text)
         return tree.body
 
     def segment(self, node: ast.AST) -> str | None:
@@ -113,14 +114,16 @@ def parse_cell(index: int, source: str) -> ParsedCell:
     try:
         python = to_python(source)
         if not _in_pieces(python):
-            return ParsedCell(index, python, ast.parse(python))
+            return ParsedCell(index, python, parse_text(python))
         try:
             pieces = [(start, end, line) for start, end, line, _ in _parsed_pieces(python)]
         except _NoPieces:
-            return ParsedCell(index, python, ast.parse(python))
+            return ParsedCell(index, python, parse_text(python))
         return ParsedCell(index, python, None, pieces=pieces)
     except SyntaxError as exc:
         return ParsedCell(index, python, None, (exc.lineno or 1, exc.offset or 1, exc.msg))
+    except SystemError:  # the interpreter's fault, not the cell's: no diagnostic (the compile cache keeps them)
+        raise
     except Exception as exc:  # noqa: BLE001 - IPython's transformer rejects some malformed input itself
         return ParsedCell(index, python, None, (1, 1, str(exc)))
 
@@ -145,13 +148,13 @@ class ParsedCells:
 def parse_python(python: str) -> ast.Module:
     """`ast.parse(python)`, in pieces when the text is big; raises SyntaxError as it does."""
     if not _in_pieces(python):
-        return ast.parse(python)
+        return parse_text(python)
     module = ast.Module(body=[], type_ignores=[])
     try:
         for *_, tree in _parsed_pieces(python):
             module.body += tree.body
     except _NoPieces:
-        return ast.parse(python)  # the error as a parse of the whole cell reports it
+        return parse_text(python)  # the error as a parse of the whole cell reports it
     return module
 
 
@@ -176,7 +179,7 @@ def _parsed_pieces(python: str) -> Iterator[tuple[int, int, int, ast.Module]]:
             last = bisect.bisect_left(starts, starts[first] + want, first + 1, len(starts) - 1)
             piece = python[starts[first]:starts[last]]
             try:  # blank lines in front keep the line numbers of the whole cell
-                tree = ast.parse("\n" * line + piece)
+                tree = parse_text("\n" * line + piece)
                 break
             except SyntaxError:
                 if starts[last] == len(python):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 
 from .diagnostics import Diagnostic
+from .pyparse import parse_text
 from .recursion import compiling
 from .syntax import to_python
 
@@ -42,7 +43,7 @@ def _refused(index: int, source: str) -> Diagnostic | None:
     except Exception:  # noqa: BLE001 - the analysis reports what IPython's transformer rejects
         return None
     try:
-        compile(ast.parse(python), f"<cell {index}>", "exec", FLAGS, dont_inherit=True)
+        compile(parse_text(python), f"<cell {index}>", "exec", FLAGS, dont_inherit=True)
     except SyntaxError as exc:
         return Diagnostic("syntax-error", f"syntax error: {exc.msg}", cell=index, line=exc.lineno, col=exc.offset)
     except RecursionError:

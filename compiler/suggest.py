@@ -30,6 +30,7 @@ from pathlib import Path
 from .compile import compile_notebook
 from .errors import NbscaleCompileError
 from .notebook import Cell, Notebook, cell_label, read_notebook
+from .pyparse import parse_text
 from .syntax import to_python
 from .tags import FUNCTIONS, IMPORTS, PARAMETERS, STEP_NAME, parse_cell_tags
 
@@ -117,7 +118,7 @@ def _has_code(cell: Cell) -> bool:
 def _role_of(source: str) -> str | None:
     """imports for a cell of only imports, functions for one of only definitions, else None."""
     try:
-        body = ast.parse(to_python(source)).body
+        body = parse_text(to_python(source)).body
     except SyntaxError:
         return None
     if body and all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in body):
@@ -136,7 +137,7 @@ def _parameters_cell(code: list[Cell], parsed, roles) -> dict[int, str]:
     if first is None:
         return {}
     try:
-        body = ast.parse(to_python(first.source)).body
+        body = parse_text(to_python(first.source)).body
     except SyntaxError:
         return {}
     literal = all(isinstance(s, ast.Assign) and all(isinstance(t, ast.Name) for t in s.targets)
@@ -352,7 +353,7 @@ def _headings(notebook: Notebook) -> dict[int, str]:
 def _bound_name(source: str) -> str | None:
     """The first name the cell binds to something computed (`x = 1` alone is a setting, not a name for a step)."""
     try:
-        body = ast.parse(to_python(source)).body
+        body = parse_text(to_python(source)).body
     except SyntaxError:
         return None
     for stmt in body:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import re
 
+from .pyparse import parse_text
+
 # Cell magics whose body is Python: analyse the body. Any other cell magic (%%bash,
 # %%writefile, %%html, ...) holds no Python names.
 PYTHON_BODY_CELL_MAGICS = {"time", "timeit", "capture", "prun", "memit", "debug", "pypy"}
@@ -103,7 +105,7 @@ def expanded_names(command: str) -> set[str]:
         return names
     for field, spec in fields:
         try:  # IPython evaluates `{a[1:2]}` whole: what a format string calls a spec is a slice
-            tree = ast.parse(f"{field}:{spec}" if spec else field, mode="eval")
+            tree = parse_text(f"{field}:{spec}" if spec else field, mode="eval")
         except SyntaxError:
             continue
         names |= {node.id for node in ast.walk(tree) if type(node) is ast.Name and type(node.ctx) is ast.Load}

@@ -164,9 +164,11 @@ def _imported_distributions(spec) -> set[str]:
 @lru_cache(maxsize=512)  # the prelude's cells would be parsed again for every step
 def _imported_modules(source: str) -> frozenset[str]:
     # cell by cell, IPython lines (magics, shell) dropped: what is left that parses is enough here
+    from ..compiler.pyparse import parse_text  # (here: a worker that records no lineage imports no compiler)
+
     lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
     try:
-        tree = ast.parse("\n".join(lines))
+        tree = parse_text("\n".join(lines))
     except SyntaxError:
         return frozenset()
     tops = set()

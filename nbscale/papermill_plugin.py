@@ -206,8 +206,10 @@ class _PipelineRun:
         source = self.nb.cells[index].source
         recorded = self.nb.metadata.get("papermill", {}).get("parameters") or {}
         values = {}
+        from nbscale.compiler.pyparse import parse_text  # (compiled by now: no cost)
+
         try:
-            tree = ast.parse(source)
+            tree = parse_text(source)
         except SyntaxError as exc:
             raise _CellFailure(index, "SyntaxError", f"papermill's injected cell does not parse: {exc}") from None
         for stmt in tree.body:

@@ -10,6 +10,7 @@ import ast
 import sys
 
 from ...ir import Pipeline
+from ...pyparse import parse_text
 from ...syntax import to_python
 from .options import DEFAULT_BASE_IMAGE, KfpOptions, default_packages
 
@@ -24,7 +25,7 @@ def third_party_imports(pipeline: Pipeline) -> list[str]:
     found = set()
     for source in [*pipeline.prelude.source, *(s for step in pipeline.steps for s in step.source)]:
         try:
-            tree = ast.parse(to_python(source))
+            tree = parse_text(to_python(source))
         except SyntaxError:
             continue
         for node in ast.walk(tree):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 
 from ...errors import UnsafeGeneratedCode
+from ...pyparse import parse_text
 from .dsl import DSL_ALIAS, RUNTIME, RUNTIME_ENTRY, SET_TIMEOUT, SET_TIMEOUT_NAME
 
 MODULE_CONSTANTS = ("BASE_IMAGE", "PACKAGES_TO_INSTALL")
@@ -29,7 +30,7 @@ def verify_module(text: str, pipeline_function: str | None = None) -> None:
     """Raise UnsafeGeneratedCode unless `text` has exactly the generated module's shape (and
     defines `pipeline_function` as its pipeline, when given)."""
     try:
-        tree = ast.parse(text)
+        tree = parse_text(text)
     except (SyntaxError, ValueError) as exc:  # ValueError: a null byte
         raise UnsafeGeneratedCode(getattr(exc, "lineno", 1), f"not valid Python ({exc})") from None
     _Checker().module(tree, pipeline_function)
@@ -97,7 +98,7 @@ class _Checker:
         *functions, pipeline = body[start + 2:]
         for node in functions:
             if isinstance(node, ast.FunctionDef) and node.name == SET_TIMEOUT_NAME:
-                _require(not self.has_set_timeout and ast.dump(node) == ast.dump(ast.parse(SET_TIMEOUT).body[0]),
+                _require(not self.has_set_timeout and ast.dump(node) == ast.dump(parse_text(SET_TIMEOUT).body[0]),
                          node, f"{SET_TIMEOUT_NAME} differs from nbscale's")
                 self.has_set_timeout = True
             else:
