@@ -156,10 +156,11 @@ def steps(pids, kept):  # in a multiprocessing child, as a Dask worker is: steps
         pids.put(process.pid)
     pids.put(None)
 
-def alive(pid):
+def alive(pid):  # (an exiting process's command line reads empty: the resource tracker's as it ends)
     try:
         process = psutil.Process(pid)
-        return process.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(process.cmdline())
+        command = " ".join(process.cmdline())
+        return process.status() != psutil.STATUS_ZOMBIE and command != "" and "resource_tracker" not in command
     except psutil.Error:
         return False
 
