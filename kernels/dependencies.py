@@ -90,7 +90,8 @@ local path; HDF5; any C library given a path), under a name neither the cells, t
 relative to a `dir_fd` (the "open" event does not say which folder: `os.open` and `os.stat` are
 wrapped to tell it, `_recording_os_open`; the folders `shutil.rmtree` and `os.fwalk` open are
 skipped; removals, renames and folders made so are resolved by their `dir_fd`); listings made
-while a module is imported; C `getenv`; `os.environb`; what the step read over the network (its
+while a module is imported; C `getenv`; `os.environb`; what functions handed to a Dask cluster
+read there (`client.submit`, `dask.delayed` graphs, joblib's Dask backend); what the step read over the network (its
 hosts are named and warned of: its own threads' connections and URLs, and connections left open
 as it ends, `_sockets_left_open`). Steps
 that depend on those need `cache:off`.
