@@ -18,10 +18,10 @@ _SPURIOUS = "AST constructor recursion depth mismatch"
 
 def parse_text(text, mode: str = "exec", filename: str = "<unknown>") -> ast.AST:
     """`ast.parse(text, filename, mode)`; raises SyntaxError as it does."""
-    for attempt in range(_TRIES):
+    for _ in range(_TRIES - 1):
         try:
             return ast.parse(text, filename, mode)
         except SystemError as exc:
-            if _SPURIOUS not in str(exc) or attempt == _TRIES - 1:
+            if _SPURIOUS not in str(exc):
                 raise
-    raise AssertionError("unreachable")  # (the loop returns or raises)
+    return ast.parse(text, filename, mode)

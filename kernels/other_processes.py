@@ -104,6 +104,7 @@ def folder_of(recording) -> str | None:
     with deps._guard(recording):
         if recording.elsewhere is None and recording.active:
             recording.elsewhere = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
+            _HANDED[recording.elsewhere] = []
         return recording.elsewhere if recording.active else None
 
 
@@ -145,8 +146,7 @@ def take_reports(recording) -> None:
     folder, recording.elsewhere = recording.elsewhere, None
     if folder is None:
         return
-    with deps._guard(recording):
-        handed = _HANDED.pop(folder, [])
+    handed = _HANDED.pop(folder, [])
     running = sum(1 for pending in handed if not _finished(pending))
     if running:
         recording.problems.append(f"{running} piece(s) of work handed to other processes were still running as the "
@@ -220,13 +220,11 @@ def _handed_on(fn, frame):
 
 
 def _track(fn, pending):
-    """Keep what a pool returned for work it got wrapped: the step's end looks whether it ended."""
-    if isinstance(fn, InOtherProcess) and fn.pid == os.getpid():
-        recording = deps._recording_here()
-        if recording is not None:
-            with deps._guard(recording):
-                if recording.elsewhere == fn.folder:
-                    _HANDED.setdefault(fn.folder, []).append(pending)
+    """Keep what a pool returned for work it got wrapped: the step's end looks whether it ended
+    (the list is gone once the step took its reports in)."""
+    handed = _HANDED.get(fn.folder) if isinstance(fn, InOtherProcess) else None
+    if handed is not None:
+        handed.append(pending)
     return pending
 
 
