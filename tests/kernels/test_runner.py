@@ -458,9 +458,14 @@ def test_a_step_in_this_process_sends_its_output_live(tmp_path):
     nb = make_notebook(tmp_path, [("print('first')", ["step:a"]), ("print('second')", ["step:b"])])
     events = []
     run_notebook(nb, options=LOCAL, on_event=lambda kind, step, payload: events.append((kind, step, payload)))
-    assert _events(events, "a", STEP_OUTPUT) == [{"stream": "stdout", "text": "first\n"}]
+    # Python writes a print's text and its newline apart: under load they may come as two events
+    for step, text in (("a", "first\n"), ("b", "second\n")):
+        outputs = _events(events, step, STEP_OUTPUT)
+        assert {o["stream"] for o in outputs} == {"stdout"}
+        assert "".join(o["text"] for o in outputs) == text
     kinds = [kind for kind, step, _ in events if step == "b"]
-    assert kinds == [STEP_QUEUED, STEP_STARTED, STEP_OUTPUT, STEP_FINISHED]
+    collapsed = [kind for i, kind in enumerate(kinds) if not (kind == STEP_OUTPUT and kinds[i - 1] == STEP_OUTPUT)]
+    assert collapsed == [STEP_QUEUED, STEP_STARTED, STEP_OUTPUT, STEP_FINISHED]
 
 
 def test_a_step_is_queued_once_the_steps_it_comes_after_finished_and_before_it_starts(tmp_path):
