@@ -131,8 +131,9 @@ from .fingerprints import (
     file_state,
     findable,
     glob_digest,
+    holds,
     listing_digest,
-    same_stat,
+    racy,
     stat_key,
 )
 from .interpreter import (
@@ -1700,9 +1701,10 @@ def _module_files_in(folder: str) -> dict[str, tuple[str, ...]]:
     """Top-level modules a folder holds: name → the files `import name` would load, in the order the
     import system tries them: `name/__init__.py` of a folder `name/` (which may not exist), `name.py`."""
     try:
-        mtime = os.stat(folder).st_mtime_ns
+        st = os.stat(folder)
     except OSError:
         return {}
+    mtime = st.st_mtime_ns
     cached = _FOLDER_ENTRIES.get(folder)
     if cached is not None and cached[0] == mtime:  # entries added or removed change the folder's mtime
         return cached[1]
@@ -1717,7 +1719,8 @@ def _module_files_in(folder: str) -> dict[str, tuple[str, ...]]:
                     found[entry.name] = (os.path.join(entry.path, "__init__.py"), *found.get(entry.name, ()))
     except OSError:
         return {}
-    _FOLDER_ENTRIES[folder] = (mtime, found)
+    if not racy(st):  # (an entry added in the same tick would keep that mtime)
+        _FOLDER_ENTRIES[folder] = (mtime, found)
     return found
 
 
@@ -1726,7 +1729,7 @@ def _changed_since(path: str, state: dict | None) -> bool:
         st = os.stat(path)
     except OSError:
         return state is not None
-    return state is None or not same_stat(st, state)
+    return state is None or not holds(path, st, state)
 
 
 _VERSIONS_SEEN: dict[str, tuple] = {}  # distribution → (top module spec, version then, digest of its files then)

@@ -3,7 +3,7 @@
 A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint()` makes:
 
     {"version": 1,
-     "files_read":    {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest"} | None},  None: absent then
+     "files_read":    {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest"[, "racy"]} | None},  None: absent
      "files_written": {path: ... },                                    the step's products
      "directories":   {path: digest of the entry names | None},       folders the step listed
      "tested":        {path: "folder" | None},                         tested without being opened (a stat):
@@ -28,7 +28,9 @@ under both names: a copy of the project must check the file its code names, and 
 compared by size, mtime, ctime and inode first (one `stat`), and by content digest only when those
 differ: a `touch` is not a change, a different size is one without reading the file, and a change
 in place that keeps size and mtime (`os.utime` setting the old mtime back, `cp -p`, `rsync -t`) is
-seen, since no one can set a ctime back. (A fingerprint without a ctime is compared by content.)
+seen, since no one can set a ctime back. (A fingerprint without a ctime is compared by content, and
+so is a file whose state was taken as it had just changed, `"racy": true`: on a kernel or file
+system whose file times tick coarsely, a second change in the same tick keeps its stat: `racy`.)
 A variable the step read and then set holds at the value it read or the one it left (a library's
 `os.environ.setdefault` at import must not invalidate the step in the process that ran it; in
 another process, a variable preset to that value is taken as no change). Digests are xxh3_128 when
@@ -56,7 +58,7 @@ except ImportError:  # another engineer adds it to the dependencies; blake2b unt
     xxhash = None
 
 __all__ = ["DIGEST", "FINGERPRINT_VERSION", "Change", "check", "env_value", "file_state", "glob_digest", "hidden",
-           "listing_digest", "may_be_credential", "same_stat", "stat_key"]
+           "holds", "listing_digest", "may_be_credential", "racy", "same_stat", "stat_key"]
 
 FINGERPRINT_VERSION = 1
 DIGEST = "xxh3_128" if xxhash is not None else "blake2b"
@@ -88,6 +90,13 @@ class Change:
 # --- states --------------------------------------------------------------------------------------
 
 _DIGESTS: dict[tuple, str] = {}  # (path, stat_key, algorithm, length) → digest, this process
+# How recently a file may have changed for its stat not to show its next change: Linux before 6.13
+# stamps a file's times from a clock that ticks once a jiffy (up to 10 ms), and a write within the
+# same tick leaves size, mtime and ctime as they were; file systems whose times are whole seconds
+# (FAT: 2 s) tick once a second or two. Git's "racily clean" index entries are the same problem.
+RACY_NS = 20_000_000
+RACY_WHOLE_SECONDS_NS = 2_000_000_000
+SETTLE_BYTES = 16 << 20  # a file this large that had just changed: its state waits for the tick to end (`_settled`)
 
 
 def stat_key(st) -> tuple:
@@ -96,22 +105,67 @@ def stat_key(st) -> tuple:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
+def racy(st) -> bool:
+    """Whether the file changed so recently that another change may not show in its stat (`RACY_NS`):
+    what is known of it by its stat then (a state, a digest) is confirmed by its content later."""
+    window = RACY_WHOLE_SECONDS_NS if st.st_ctime_ns % 1_000_000_000 == 0 else RACY_NS
+    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < window
+
+
 def same_stat(st, state: dict) -> bool:
-    """Whether `st` shows the file as `file_state` found it (an old state without a ctime: no)."""
+    """Whether `st` shows the file as `file_state` found it (an old state without a ctime, or one
+    taken as the file had just changed: no)."""
+    return not state.get("racy") and _same_key(st, state)
+
+
+def holds(path: str, st, state: dict) -> bool:
+    """Whether the file whose stat is `st` is as `file_state` found it by that stat; for a state
+    taken as the file had just changed (`racy`), by its content too."""
+    if not _same_key(st, state):
+        return False
+    digest = state.get("digest") or ""
+    return not state.get("racy") or bool(digest) and _digest(path, st, digest.partition(":")[0]) == digest
+
+
+def _same_key(st, state: dict) -> bool:
     return stat_key(st) == (state.get("ino", st.st_ino), state["size"], state["mtime_ns"], state.get("ctime_ns"))
 
 
 def file_state(path: str, digest: bool = True) -> dict | str | None:
     """{size, mtime_ns, ctime_ns, ino, digest} of a regular file, None when absent, NOT_A_FILE otherwise.
-    `digest=False`: its digest None, so that any other stat is a change (`_file_change`)."""
+    `digest=False`: its digest None, so that any other stat is a change (`_file_change`): what the
+    step saw of it is its stat. A file that had just changed (`racy`) is compared by content too."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if not stat.S_ISREG(st.st_mode):
         return NOT_A_FILE
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino,
-            "digest": _digest(path, st, DIGEST) if digest else None}
+    if digest and st.st_size >= SETTLE_BYTES and racy(st):
+        st = _settled(path, st)
+    just_changed = digest and racy(st)  # (as of the stat, not after the digest)
+    state = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino,
+             "digest": _digest(path, st, DIGEST) if digest else None}
+    if just_changed:
+        state["racy"] = True  # a change in the same tick would keep this stat: compared by content
+    return state
+
+
+def _settled(path: str, st):
+    """The stat of a large file that had just changed, taken once the tick of its file clock is over
+    (at most `RACY_NS` later): a state of it taken in that tick would be compared by content at every
+    later check, reading the whole file each time. Not on a file system of whole-second times (a wait
+    of up to 2 s)."""
+    if st.st_ctime_ns % 1_000_000_000 == 0:
+        return st
+    left = max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS - time.time_ns()
+    if left > 0:
+        time.sleep(left / 1e9)
+    try:
+        now = os.stat(path)
+    except OSError:
+        return st
+    return now if stat.S_ISREG(now.st_mode) else st
 
 
 def _digest(path: str, st, algorithm: str, length: int | None = None) -> str | None:
@@ -124,6 +178,7 @@ def _digest(path: str, st, algorithm: str, length: int | None = None) -> str | N
         hasher = hashlib.blake2b(digest_size=16)
     else:
         return None  # made with a digest this process cannot make: it cannot be confirmed
+    just_changed = racy(st)  # (as of the stat: a change while hashing may not show in the stat after)
     left = st.st_size if length is None else length
     try:
         with open(path, "rb") as f:
@@ -135,9 +190,12 @@ def _digest(path: str, st, algorithm: str, length: int | None = None) -> str | N
         return None
     if stat_key(after) != stat_key(st):
         return None  # replaced or written while hashed: the digest would not be of the state `st` says
+    digest = f"{algorithm}:{hasher.hexdigest()}"
+    if just_changed:
+        return digest  # another change may keep this stat: not remembered by it
     if len(_DIGESTS) > 10_000:
         _DIGESTS.clear()
-    _DIGESTS[cache_key] = digest = f"{algorithm}:{hasher.hexdigest()}"
+    _DIGESTS[cache_key] = digest
     return digest
 
 

@@ -1177,3 +1177,19 @@ def test_a_local_module_first_imported_from_stale_bytecode_is_no_dependency_to_t
         assert __import__(name).ANSWER == 2
     finally:
         sys.modules.pop(name, None)
+
+
+def test_a_folders_modules_listed_as_it_had_just_changed_are_listed_again(tmp_path, monkeypatch):
+    # its listing is kept by the folder's mtime; on a kernel whose file clock ticks once a jiffy, a
+    # module added in the same tick keeps that mtime (simulated: the folder's stat as it was)
+    from nbscale.kernels import fingerprints
+    from nbscale.kernels.dependencies import _module_files_in
+
+    monkeypatch.setattr(fingerprints, "RACY_NS", 3600 * 10**9)  # "just changed", whatever the load
+    (tmp_path / "helpers.py").write_text("")
+    assert set(_module_files_in(str(tmp_path))) == {"helpers"}
+    frozen, real_stat = os.stat(tmp_path), os.stat
+    (tmp_path / "extras.py").write_text("")
+    monkeypatch.setattr(os, "stat", lambda path, *a, **k: frozen if str(path) == str(tmp_path)
+                        else real_stat(path, *a, **k))
+    assert set(_module_files_in(str(tmp_path))) == {"helpers", "extras"}

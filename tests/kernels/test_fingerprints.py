@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
+import types
 import uuid
 
 import numpy as np
 import pytest
 from conftest import install_library, rewrite_keeping_mtime
 
+from nbscale.kernels import fingerprints
 from nbscale.kernels.dependencies import record
 from nbscale.kernels.fingerprints import (
     CONTENT,
@@ -27,6 +31,7 @@ from nbscale.kernels.fingerprints import (
     Change,
     check,
     env_value,
+    same_stat,
 )
 
 
@@ -139,6 +144,98 @@ def test_a_file_written_between_its_stat_and_its_digest_gets_no_digest(folder):
     path.write_text("a,b\n1,2\n3,4\n")
     assert _digest(str(path), seen, DIGEST) is None
     assert _digest(str(path), os.stat(path), DIGEST).startswith(DIGEST + ":")
+
+
+@contextlib.contextmanager
+def coarse_clock(monkeypatch, path, frozen):
+    """`os.stat` and `os.fstat` of `path` show `frozen`, as a kernel whose file clock ticks once a
+    jiffy (Linux before 6.13) shows a file rewritten with as many bytes in the tick it last changed."""
+    real_stat, real_fstat = os.stat, os.fstat
+    inode = frozen.st_ino
+
+    def stat(target, *args, **kwargs):
+        st = real_stat(target, *args, **kwargs)
+        return frozen if st.st_ino == inode else st
+
+    def fstat(fd):
+        st = real_fstat(fd)
+        return frozen if st.st_ino == inode else st
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "stat", stat)
+        patched.setattr(os, "fstat", fstat)
+        yield
+
+
+def test_a_file_rewritten_in_the_tick_its_state_was_taken_is_compared_by_content(folder, monkeypatch):
+    monkeypatch.setattr(fingerprints, "RACY_NS", 3600 * 10**9)  # "just changed": whatever the machine's load
+    path = folder / "data.csv"
+    fp = reads_data(folder)
+    assert fp["files_read"]["data.csv"]["racy"] is True
+    frozen = os.stat(path)
+    path.write_text("a,b\n9,9\n")  # as many bytes, in the same tick: the same stat
+    with coarse_clock(monkeypatch, path, frozen):
+        assert texts(check(fp, str(folder))) == ["data.csv changed (content)"]
+        path.write_text("a,b\n1,2\n")  # back as it was read
+        assert check(fp, str(folder)) == []
+
+
+def test_a_digest_of_a_file_that_had_just_changed_is_not_remembered_by_its_stat(folder, monkeypatch):
+    from nbscale.kernels.fingerprints import DIGEST, _digest
+
+    monkeypatch.setattr(fingerprints, "RACY_NS", 3600 * 10**9)
+    path = folder / "data.csv"
+    frozen = os.stat(path)
+    before = _digest(str(path), frozen, DIGEST)
+    path.write_text("a,b\n9,9\n")
+    with coarse_clock(monkeypatch, path, frozen):
+        assert _digest(str(path), frozen, DIGEST) not in (before, None)
+
+
+def test_a_file_that_changed_well_before_its_state_keeps_the_one_stat_check(folder):
+    path = folder / "data.csv"
+    time.sleep(0.03)  # longer ago than a file clock's tick
+    fp = reads_data(folder)
+    assert "racy" not in fp["files_read"]["data.csv"]
+    assert same_stat(os.stat(path), fp["files_read"]["data.csv"])
+
+
+@pytest.mark.parametrize("ago_ns, whole_seconds, expected", [
+    (5_000_000, False, True),  # within a jiffy of the file's change
+    (30_000_000, False, False),
+    (1, True, True),  # a file system of whole-second times: 1 to 2 s ago, within its tick
+    (3, True, False),
+])
+def test_a_file_is_racy_within_a_tick_of_its_file_systems_clock(ago_ns, whole_seconds, expected):
+    now = time.time_ns()
+    ctime = (now // 10**9 - ago_ns) * 10**9 if whole_seconds else now - ago_ns
+    assert fingerprints.racy(types.SimpleNamespace(st_mtime_ns=ctime - 10**9, st_ctime_ns=ctime)) is expected
+
+
+def test_a_file_the_step_only_looked_at_the_stat_of_is_compared_by_that_stat_even_as_it_just_changed(
+        folder, monkeypatch):
+    # what the step saw of it (`glob` found it, `e.stat().st_mtime`) is its stat: a stat that shows no
+    # change shows that the step would see none
+    monkeypatch.setattr(fingerprints, "RACY_NS", 3600 * 10**9)
+    state = fingerprints.file_state(str(folder / "data.csv"), digest=False)
+    assert state["digest"] is None and "racy" not in state
+
+
+def test_the_state_of_a_large_file_that_just_changed_waits_for_the_tick_to_end_and_keeps_the_one_stat_check(
+        folder, monkeypatch):
+    # compared by content at every later check, it would be read whole each time
+    monkeypatch.setattr(fingerprints, "RACY_NS", 300_000_000)
+    path = folder / "big.bin"
+    monkeypatch.setattr(fingerprints, "SETTLE_BYTES", 1000)
+    path.write_bytes(b"x" * 999)  # smaller: taken at once, compared by content later
+    started = time.monotonic()
+    assert fingerprints.file_state(str(path))["racy"] is True
+    assert time.monotonic() - started < 0.15
+    path.write_bytes(b"x" * 1000)
+    state = fingerprints.file_state(str(path))
+    assert time.monotonic() - started >= 0.25
+    assert "racy" not in state and same_stat(os.stat(path), state)
+    assert state["digest"] == fingerprints.file_state(str(path))["digest"]
 
 
 def test_a_missing_file_is_a_change_and_a_new_one_too(folder):
