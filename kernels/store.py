@@ -127,7 +127,8 @@ class ArtifactStore:
     def put(self, step_hash: str, outputs: dict[str, Any], groups: list[list[str]] | None = None,
             step_name: str | None = None, optional=(), *, replace: bool = False,
             dependencies: dict | None = None, content_digests: dict | None = None,
-            cost: dict | None = None, profiles: dict | Callable[[], dict | None] | None = None) -> dict:
+            cost: dict | None = None, profiles: dict | Callable[[], dict | None] | None = None,
+            never_stored=()) -> dict:
         """Store `outputs` under `step_hash`; return the manifest of what is stored.
 
         Names in `optional` are kept when they can be serialised and left out when they cannot.
@@ -141,6 +142,8 @@ class ArtifactStore:
         `profiles`: the values' data profiles (`kernels.profiles`): a later cache hit still has them;
         or the function that gives them, called in a thread of its own while the values are written
         (the disk and the profile each keep a core busy; one after the other, the write waited for both).
+        `never_stored`: outputs of the step handed on without being stored (Dask collections), named in
+        the manifest so that a later run can say why the step runs again.
         """
         profiling = _started(profiles) if callable(profiles) else None
         units = _joined_by_shared_arrays(_units(outputs, groups or []), outputs)
@@ -162,6 +165,8 @@ class ArtifactStore:
                 manifest["dependencies"] = dependencies
             if cost is not None:
                 manifest["cost"] = cost
+            if never_stored:
+                manifest["never_stored"] = sorted(never_stored)
             if profiling is not None:
                 profiles = profiling.result()
             if profiles:

@@ -163,7 +163,7 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, uncheck
     of the dependencies the step recorded when it ran (files, local modules, versions, env), but for
     the files in `unchecked` (as the cells name them)."""
     if not store.has(key, outputs):
-        return None, []
+        return None, _never_stored(store, key, outputs)
     try:
         manifest = store.manifest(key)
     except ArtifactNotFound:
@@ -181,6 +181,19 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, uncheck
         changes = [c for c in changes
                    if c.kind not in (FILE, PRODUCT) or os.path.normpath(os.path.join(folder, c.name)) not in skipped]
     return (None, [c.text for c in changes]) if changes else (manifest, [])
+
+
+def _never_stored(store: ArtifactStore, key: str, outputs) -> list[str]:
+    """Why a result stored under `key` lacks outputs of the step: they are Dask collections (handed
+    on as graphs, never stored: `handoff`); else nothing beyond there being no such result."""
+    try:
+        lazy = [name for name in outputs if name in (store.manifest(key).get("never_stored") or ())]
+    except ArtifactNotFound:
+        return []
+    if not lazy:
+        return []
+    what = f"{lazy[0]} is a Dask collection" if len(lazy) == 1 else f"{', '.join(lazy)} are Dask collections"
+    return [f"{what}: handed on as a graph and never stored, so this step and the steps that read it run every time"]
 
 
 def stored_digests(manifest: dict) -> dict:
@@ -407,7 +420,7 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         return store.put(outcome.key, {**stored, **keep}, [g for g in groups if g], step["name"], optional=keep,
                          replace=True, dependencies=result.dependencies, content_digests=content_digests,
                          cost=measured(outcome.summary),  # a later cache hit knows the time it saves
-                         profiles=profiles)
+                         profiles=profiles, never_stored=list(lazy))
 
     outcome.values = result.outputs
     if in_memory is not None:  # readers start now; the write ends before the run does

@@ -55,6 +55,10 @@ def test_a_step_that_reads_a_collection_runs_every_time_and_gives_the_same_value
     # its inputs are read when it computes: no key can vouch for them, so nothing is cached
     assert {s["name"]: s["status"] for s in again.steps} == {"make": "succeeded", "agg": "succeeded"}
     assert again.load("agg")["means"].equals(first.load("agg")["means"])
+    # and the run says why the step that makes it runs again (not "no stored result")
+    stale = next(s["stale"] for s in again.steps if s["name"] == "make")
+    assert stale == ["ddf is a Dask collection: handed on as a graph and never stored, so this step and the "
+                     "steps that read it run every time"], again.steps
 
 
 SIBLINGS = [*CELLS[:2], ("a = float(ddf.x.sum().compute())", ["step:a"]),

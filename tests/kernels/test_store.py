@@ -117,6 +117,14 @@ def test_get_subset_and_has(store):
         store.get(HASH, ["a", "c"])
 
 
+def test_outputs_handed_on_without_being_stored_are_named_in_the_manifest(store):
+    # (Dask collections: a later run says that is why the step runs again)
+    manifest = store.put(HASH, {"a": 1}, [], "s", never_stored=["lazy_b", "lazy_a"])
+    assert manifest["never_stored"] == ["lazy_a", "lazy_b"] == store.manifest(HASH)["never_stored"]
+    assert store.has(HASH, ["a"]) and not store.has(HASH, ["a", "lazy_a"])
+    assert "never_stored" not in store.put(HASH + "1", {"a": 1}, [], "s")
+
+
 def test_missing_artifact(store):
     assert not store.has("sha256:0000")
     with pytest.raises(ArtifactNotFound):
