@@ -591,6 +591,27 @@ def test_a_file_the_step_opens_or_tests_relative_to_an_open_folder_is_that_folde
         "inputs/data.csv changed (content)", "inputs/later.csv appeared"]
 
 
+def test_a_file_opened_relative_to_a_folder_that_cannot_be_told_leaves_the_fingerprint_incomplete(
+        folder, monkeypatch):
+    # no /proc (some containers): which folder's data.csv it was is not known, so no file is promised
+    from nbscale.kernels import dependencies
+
+    monkeypatch.chdir(folder)
+    (folder / "inputs").mkdir()
+    (folder / "inputs" / "data.csv").write_text("1\n")
+    monkeypatch.setattr(dependencies, "_FDS", str(folder / "no-proc"))
+    with record(str(folder)) as rec:
+        inputs = os.open("inputs", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.close(os.open("data.csv", os.O_RDONLY, dir_fd=inputs))
+        finally:
+            os.close(inputs)
+    fp = rec.fingerprint()
+    assert "data.csv" not in fp["files_read"] and "inputs/data.csv" not in fp["files_read"]
+    assert fp["incomplete"] == ["a file was opened relative to a folder that could not be told"]
+    assert [c.what for c in check(fp, str(folder))] == ["incomplete"]
+
+
 def test_what_the_entries_of_a_listing_show_of_their_files_is_a_dependency(folder, monkeypatch):
     """`max(os.scandir(d), key=lambda e: e.stat().st_mtime)`: the newest file by its entry's stat
     (which calls no `os.stat`); another file made newer changes what the step picks, not the names."""
