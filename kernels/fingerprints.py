@@ -109,7 +109,8 @@ def racy(st) -> bool:
     """Whether the file changed so recently that another change may not show in its stat (`RACY_NS`):
     what is known of it by its stat then (a state, a digest) is confirmed by its content later."""
     window = RACY_WHOLE_SECONDS_NS if st.st_ctime_ns % 1_000_000_000 == 0 else RACY_NS
-    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < window
+    # by its ctime, which every change sets to now (an mtime may be set to any time: `touch -d`)
+    return time.time_ns() - st.st_ctime_ns < window
 
 
 def same_stat(st, state: dict) -> bool:
@@ -158,7 +159,7 @@ def _settled(path: str, st):
     of up to 2 s)."""
     if st.st_ctime_ns % 1_000_000_000 == 0:
         return st
-    left = max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS - time.time_ns()
+    left = min(st.st_ctime_ns + RACY_NS - time.time_ns(), RACY_NS)  # (a ctime ahead of the clock: no longer)
     if left > 0:
         time.sleep(left / 1e9)
     try:

@@ -212,6 +212,20 @@ def test_a_file_is_racy_within_a_tick_of_its_file_systems_clock(ago_ns, whole_se
     assert fingerprints.racy(types.SimpleNamespace(st_mtime_ns=ctime - 10**9, st_ctime_ns=ctime)) is expected
 
 
+def test_a_file_whose_mtime_was_set_ahead_is_racy_by_its_ctime_only_and_its_state_waits_no_longer(folder, monkeypatch):
+    path = folder / "big.bin"
+    path.write_bytes(b"x" * 1000)
+    ahead = time.time_ns() + 3600 * 10**9
+    os.utime(path, ns=(ahead, ahead))  # `touch -d` an hour ahead: a change later still shows in the ctime
+    monkeypatch.setattr(fingerprints, "SETTLE_BYTES", 1000)
+    started = time.monotonic()
+    state = fingerprints.file_state(str(path))
+    assert time.monotonic() - started < 5  # at most a tick, not until the mtime
+    assert "racy" not in state and state["mtime_ns"] == ahead
+    time.sleep(0.03)
+    assert not fingerprints.racy(os.stat(path))
+
+
 def test_a_file_the_step_only_looked_at_the_stat_of_is_compared_by_that_stat_even_as_it_just_changed(
         folder, monkeypatch):
     # what the step saw of it (`glob` found it, `e.stat().st_mtime`) is its stat: a stat that shows no
