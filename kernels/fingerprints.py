@@ -108,9 +108,13 @@ def stat_key(st) -> tuple:
 def racy(st) -> bool:
     """Whether the file changed so recently that another change may not show in its stat (`RACY_NS`):
     what is known of it by its stat then (a state, a digest) is confirmed by its content later."""
-    window = RACY_WHOLE_SECONDS_NS if st.st_ctime_ns % 1_000_000_000 == 0 else RACY_NS
     # by its ctime, which every change sets to now (an mtime may be set to any time: `touch -d`)
-    return time.time_ns() - st.st_ctime_ns < window
+    return time.time_ns() - st.st_ctime_ns < _tick(st)
+
+
+def _tick(st) -> int:
+    """How long a tick of the file's file-system clock may be, in ns."""
+    return RACY_WHOLE_SECONDS_NS if st.st_ctime_ns % 1_000_000_000 == 0 else RACY_NS
 
 
 def same_stat(st, state: dict) -> bool:
@@ -157,7 +161,7 @@ def _settled(path: str, st):
     (at most `RACY_NS` later): a state of it taken in that tick would be compared by content at every
     later check, reading the whole file each time. Not on a file system of whole-second times (a wait
     of up to 2 s)."""
-    if st.st_ctime_ns % 1_000_000_000 == 0:
+    if _tick(st) > RACY_NS:
         return st
     left = min(st.st_ctime_ns + RACY_NS - time.time_ns(), RACY_NS)  # (a ctime ahead of the clock: no longer)
     if left > 0:

@@ -357,21 +357,27 @@ class ArtifactStore:
 
     def has(self, step_hash: str, names: list[str] | None = None) -> bool:
         """Is a complete artifact stored: its manifest, and each of its files at its size?"""
+        manifest = self.complete_manifest(step_hash)
+        return manifest is not None and all(name in manifest["outputs"] for name in names or [])
+
+    def complete_manifest(self, step_hash: str) -> dict | None:
+        """The manifest of the complete artifact stored under `step_hash` (each of its files at its
+        size), or None."""
         folder = self._dir(step_hash)
         for _ in range(_READS):
             try:
                 manifest = self.manifest(step_hash)
             except ArtifactNotFound:
-                return False
+                return None
             sizes = {_name(info): info.get("size") for info in listing(self.fs, folder)}
             wrong = {file: f"{sizes[file]} bytes, {entry['bytes']} expected" if file in sizes else "missing"
                      for file, entry in _files(manifest).items() if sizes.get(file) != entry["bytes"]}
             if not wrong:
-                return all(name in manifest["outputs"] for name in names or [])
+                return manifest
             if self._same_writer(folder, manifest):  # else replaced while we looked: look again
                 self._corrupt(step_hash, manifest, *next(iter(wrong.items())))
-                return False
-        return False
+                return None
+        return None
 
     def get(self, step_hash: str, names: list[str] | None = None) -> dict[str, Any]:
         """Values of `names` (default: all), each checked against its size and digest.

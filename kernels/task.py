@@ -162,8 +162,11 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, uncheck
     """The manifest stored under `key` if its result still holds, and else why not: the changes
     of the dependencies the step recorded when it ran (files, local modules, versions, env), but for
     the files in `unchecked` (as the cells name them)."""
-    if not store.has(key, outputs):
-        return None, _never_stored(store, key, outputs)
+    stored = store.complete_manifest(key)
+    if stored is None:
+        return None, []
+    if any(name not in stored["outputs"] for name in outputs):
+        return None, _never_stored(stored, outputs)
     try:
         manifest = store.manifest(key)
     except ArtifactNotFound:
@@ -183,13 +186,10 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, uncheck
     return (None, [c.text for c in changes]) if changes else (manifest, [])
 
 
-def _never_stored(store: ArtifactStore, key: str, outputs) -> list[str]:
-    """Why a result stored under `key` lacks outputs of the step: they are Dask collections (handed
-    on as graphs, never stored: `handoff`); else nothing beyond there being no such result."""
-    try:
-        lazy = [name for name in outputs if name in (store.manifest(key).get("never_stored") or ())]
-    except ArtifactNotFound:
-        return []
+def _never_stored(manifest: dict, outputs) -> list[str]:
+    """Why a stored result lacks outputs of the step: they are Dask collections (handed on as graphs,
+    never stored: `handoff`); else nothing beyond there being no such result."""
+    lazy = [name for name in outputs if name in (manifest.get("never_stored") or ())]
     if not lazy:
         return []
     what = f"{lazy[0]} is a Dask collection" if len(lazy) == 1 else f"{', '.join(lazy)} are Dask collections"

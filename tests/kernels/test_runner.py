@@ -464,7 +464,7 @@ def test_a_step_in_this_process_sends_its_output_live(tmp_path):
         assert {o["stream"] for o in outputs} == {"stdout"}
         assert "".join(o["text"] for o in outputs) == text
     kinds = [kind for kind, step, _ in events if step == "b"]
-    collapsed = [kind for i, kind in enumerate(kinds) if not (kind == STEP_OUTPUT and kinds[i - 1] == STEP_OUTPUT)]
+    collapsed = [kind for i, kind in enumerate(kinds) if not (i and kind == STEP_OUTPUT == kinds[i - 1])]
     assert collapsed == [STEP_QUEUED, STEP_STARTED, STEP_OUTPUT, STEP_FINISHED]
 
 
