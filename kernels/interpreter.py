@@ -4,13 +4,14 @@
 dist-packages, `__pycache__`) from the user's. `installed_versions` and `providers` read the
 `.dist-info`/`.egg-info` folders on `sys.path` — folder names give name and version,
 `top_level.txt` (else `RECORD`) the top-level modules — much faster than
-`importlib.metadata.packages_distributions()`, and cached until a site folder's mtime changes
-(installing or removing a distribution changes it).
+`importlib.metadata.packages_distributions()`, and cached until a site folder's times change
+(installing or removing a distribution changes them; `site_folders`).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import os
 import re
 import site
@@ -54,9 +55,14 @@ def is_interpreter_path(path: str) -> bool:
     return "site-packages" in parts or "dist-packages" in parts or "__pycache__" in parts
 
 
-def site_folders() -> tuple[tuple[str, int], ...]:
-    """(folder, mtime) of the interpreter's folders on sys.path. Local folders (the notebook's)
-    are left out: their mtime changes with every file a step writes there."""
+def site_folders() -> tuple[tuple[str, int, int, int], ...]:
+    """(folder, mtime, ctime, look) of the interpreter's folders on sys.path: what the caches of
+    what is installed are keyed by. Local folders (the notebook's) are left out: their mtime changes
+    with every file a step writes there. `look` is 0, or a number no other call gives when the folder
+    had just changed: an install finishing in the same tick of a coarse file clock would keep its
+    times (`fingerprints.racy`), so what is listed then is not remembered by them."""
+    from .fingerprints import racy  # (it builds on this module)
+
     found = []
     for entry in sys.path:
         folder = os.path.abspath(entry or ".")
@@ -65,8 +71,11 @@ def site_folders() -> tuple[tuple[str, int], ...]:
         except OSError:
             continue
         if stat.S_ISDIR(st.st_mode) and is_interpreter_path(folder + os.sep):
-            found.append((folder, st.st_mtime_ns))
+            found.append((folder, st.st_mtime_ns, st.st_ctime_ns, next(_LOOKS) if racy(st) else 0))
     return tuple(found)
+
+
+_LOOKS = itertools.count(1)
 
 
 def canonical_name(name: str) -> str:
@@ -78,7 +87,7 @@ def canonical_name(name: str) -> str:
 def _metadata_folders(site_folders: tuple) -> tuple[tuple[str, str, str], ...]:
     """(distribution, version, metadata folder) of what is installed; the first on sys.path wins."""
     found, seen = [], set()
-    for folder, _ in site_folders:
+    for folder, *_ in site_folders:
         try:
             entries = sorted(os.listdir(folder))
         except OSError:  # gone since it was looked at

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sysconfig
+import types
 
 import numpy as np
 import pandas as pd
 
-from nbscale.kernels.interpreter import canonical_name, installed_versions, is_interpreter_path, providers
+from nbscale.kernels import fingerprints, interpreter
+from nbscale.kernels.interpreter import canonical_name, installed_versions, is_interpreter_path, providers, site_folders
 
 
 def test_interpreter_files_are_told_from_the_users(tmp_path):
@@ -70,3 +72,41 @@ def test_modules_listed_only_in_record_are_found(tmp_path, monkeypatch):
     found = providers()
     assert found["nbscale_test_pkg"] == found["nbscale_test_single"] == ["nbscale-test-rec"]
     assert ".." not in found
+
+
+def stat_shows(monkeypatch, folder, shown):
+    """`os.stat(folder)` gives `shown`."""
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        return shown if str(path) == str(folder) else real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
+def test_an_install_in_the_tick_a_site_folder_was_listed_is_seen(tmp_path, monkeypatch):
+    """A kernel whose file clock ticks once a jiffy (Linux before 6.13) keeps a folder's times when a
+    second change comes in the same tick: what was listed as the folder had just changed is not
+    remembered by its times."""
+    site = tmp_path / "site-packages"
+    info = site / "nbscale_test_tick-1.0.dist-info"
+    info.mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(fingerprints, "RACY_NS", 3600 * 10**9)  # "just changed", whatever the machine's load
+    frozen = os.stat(site)
+    assert installed_versions()["nbscale-test-tick"] == "1.0"
+    info.rename(site / "nbscale_test_tick-2.0.dist-info")  # an upgrade, in the same tick: the same times
+    stat_shows(monkeypatch, site, frozen)
+    assert installed_versions()["nbscale-test-tick"] == "2.0"
+
+
+def test_a_site_folder_that_changed_long_ago_keeps_its_key(tmp_path, monkeypatch):
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    os.utime(site, ns=(1, 1_000_000_000))
+    monkeypatch.syspath_prepend(str(site))
+    old = types.SimpleNamespace(st_mode=os.stat(site).st_mode, st_mtime_ns=10**18, st_ctime_ns=10**18 + 1)
+    stat_shows(monkeypatch, site, old)
+    first = site_folders()
+    assert first == site_folders() and (str(site), 10**18, 10**18 + 1, 0) in first
+    assert interpreter._metadata_folders(first) is interpreter._metadata_folders(site_folders())  # remembered
