@@ -41,13 +41,52 @@ class FileString(str):
 
 
 def load_file(path) -> dict:
+    """{name: value} of a YAML parameters file; anything else (not YAML, not UTF-8, not a mapping of
+    names, a key given twice) raises ParameterError naming the file (and the line)."""
     import yaml
 
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_loader()) or {}
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise ParameterError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {exc.start})") from None
+    except OSError as exc:
+        raise ParameterError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"{path}{_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ParameterError(f"{path}: a parameters file holds a mapping of NAME: VALUE")
+    for name in data:
+        if not isinstance(name, str):
+            raise ParameterError(f"{path}: a parameter's name is text, not {name!r}")
     return {name: FileString(value) if isinstance(value, str) else value for name, value in data.items()}
+
+
+def _yaml_problem(exc) -> str:
+    """`, line 2, column 1: expected ',' or ']'`: what YAML found wrong, and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f", line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else f": {problem}"
+
+
+def _loader():
+    """YAML's safe loader, refusing a mapping that gives a key twice (YAML keeps the last without a
+    word; `-p x=1 -p x=2` is refused too: which one was meant?)."""
+    import yaml
+
+    class ParametersLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    if (key_node.tag, key_node.value) in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"'{key_node.value}' is given twice", key_node.start_mark)
+                    seen.add((key_node.tag, key_node.value))
+            return super().construct_mapping(node, deep=deep)
+
+    return ParametersLoader
 
 
 def resolve(pipeline, given: dict) -> dict:

@@ -141,6 +141,18 @@ def test_parameters_file_option(tmp_path):
     assert data["metrics"] == {"b": 20.0, "tag_is_text": 0.0}  # -p wins over -f; its text is read
 
 
+def test_a_bad_parameters_file_is_a_one_line_error_for_run_and_submit(tmp_path):
+    nb = make_notebook(tmp_path, [("alpha = 1", ["parameters"]), ("b = alpha * 2", ["step:a"])])
+    bad = tmp_path / "params.yaml"
+    bad.write_text("alpha: [1\n")
+    for command in (["run", str(nb), "--engine", "local"], ["submit", str(nb), "--host", "http://127.0.0.1:9"]):
+        result = CliRunner().invoke(main, [*command, "-f", str(bad)])
+        assert result.exit_code == 2, result.output
+        assert f"{bad}, line 2, column 1: expected ',' or ']'" in result.output
+        assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)  # (not a crash)
+    assert not (tmp_path / ".nbscale").exists()  # nothing ran, nothing recorded
+
+
 def test_concurrent_runs_in_one_folder(tmp_path):
     cells = [("import time", ["imports"]), ("a = 1\ntime.sleep(0.3)", ["step:one"]), ("b = a + 1", ["step:two"])]
     nbs = [make_notebook(tmp_path, cells, name=f"copy{i}") for i in range(2)]

@@ -118,6 +118,29 @@ def test_parameters_file(tmp_path):
         params.resolve(_nb(tmp_path), params.load_file(wrong))
 
 
+@pytest.mark.parametrize("data, said", [
+    (b"x: [1\n", r"params.yaml, line 2, column 1: expected ',' or ']'"),
+    (b'x: !!python/object/apply:os.system ["touch PWNED"]\n', r"line 1, column 4: could not determine a constructor"),
+    ("x: 1 # caf\u00e9\n".encode("latin-1"), r"params.yaml: not UTF-8 text \(byte 0xe9 at offset 10\)"),
+    (b"1: 2\n", r"params.yaml: a parameter's name is text, not 1"),
+    (b"x: 1\ny: 2\nx: 3\n", r"params.yaml, line 3, column 1: 'x' is given twice"),
+    (b"cfg: {a: 1, a: 2}\n", r"line 1, column 13: 'a' is given twice"),
+])
+def test_a_parameters_file_that_is_not_a_mapping_of_names_is_refused_saying_where(tmp_path, monkeypatch, data, said):
+    monkeypatch.chdir(tmp_path)  # (where a constructed `os.system` would touch its file)
+    path = tmp_path / "params.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ParameterError, match=said):
+        params.load_file(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_parameters_file_may_merge_a_mapping_and_override_its_keys(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("base: &b {a: 1, b: 2}\ncfg:\n  <<: *b\n  a: 3\n'1': text\n")
+    assert params.load_file(path) == {"base": {"a": 1, "b": 2}, "cfg": {"a": 3, "b": 2}, "1": "text"}
+
+
 def test_a_string_in_a_parameters_file_stays_a_string_for_a_parameter_of_no_type(tmp_path):
     """papermill's `-f` hands a YAML string to the notebook as it is; `-p` text is read."""
     pipeline = compile_notebook(make_notebook(tmp_path, [("tag = None\nn = 3", ["parameters"]),
