@@ -259,7 +259,8 @@ def store_for(notebook):
     if not path.exists():
         fail(f"error: no run store at {path} (no runs in this folder yet; give the notebook to read the runs "
              "beside it)", EXIT_BAD_INPUT)
-    return RunStore(path)
+    with reporting_errors():  # (a damaged store: its one-line message, whichever command asked)
+        return RunStore(path)
 
 
 def _print_summary(result):

@@ -17,12 +17,16 @@ from .run_static import e
 
 
 def open_store(notebook: Path):
+    from .kernels.errors import RunStoreError
     from .kernels.runstore import RunStore
 
     path = run_store_path(notebook)
     if not path.exists():
         raise UsageError(f"%nbscale: no runs of {notebook.name} yet (no run store at {path})")
-    return RunStore(path)
+    try:
+        return RunStore(path)
+    except RunStoreError as exc:  # (damaged: a line saying so and how to repair it, not a traceback)
+        raise UsageError(f"%nbscale: {exc}") from None
 
 
 def runs_bundle(notebook: Path, limit: int = 20) -> dict:

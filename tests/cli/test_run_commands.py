@@ -454,7 +454,11 @@ def damaged(tmp_path):
 
 def test_a_damaged_run_store_is_explained_without_a_traceback(damaged):
     store = damaged.parent / ".nbscale" / "runs.sqlite"
-    for args in (["runs", damaged], ["show", "abc", "--notebook", damaged], ["run", damaged, "--engine", "local"]):
+    every_reader = (["runs", damaged], ["show", "abc", "--notebook", damaged], ["run", damaged, "--engine", "local"],
+                    ["diff", "a", "b", "--notebook", damaged], ["cost", "abc", "--notebook", damaged],
+                    ["lineage", "abc", "x", "--notebook", damaged], ["drift", "abc", "--notebook", damaged],
+                    ["history", "a", "--notebook", damaged], ["baseline", "show", "--notebook", damaged])
+    for args in every_reader:
         result = _nbscale(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith(f"error: the run store {store} is damaged"), result.stderr
