@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def compile_(notebook, target, output, emit_python, **kfp_flags):
         chosen = get_target(target)
     options = target_options(emit_python, **kfp_flags)
     refuse_kfp_flags(chosen, options)
+    _refuse_writing_over(notebook, output, emit_python)
     pipeline = _compile(notebook)
     if pipeline.has_errors:
         print_diagnostics(pipeline, notebook)
@@ -149,6 +151,23 @@ def compile_(notebook, target, output, emit_python, **kfp_flags):
             click.echo(path.read_text(encoding="utf-8"), nl=False)
     for note in notes:
         click.echo(literal(f"note: {note}"), err=True)
+
+
+def _refuse_writing_over(notebook, output, emit_python) -> None:
+    """A typo must not cost the notebook: no output may be the notebook, nor both outputs one file."""
+    for flag, path in (("-o", output), ("--emit-python", emit_python)):
+        if path and _same_file(path, notebook):
+            fail(literal(f"error: {flag} {path} is the notebook itself; nothing written"), EXIT_BAD_INPUT)
+    if output and emit_python and _same_file(output, emit_python):
+        fail(literal(f"error: -o and --emit-python are both {output}; nothing written"), EXIT_BAD_INPUT)
+
+
+def _same_file(a, b) -> bool:
+    """One file, by path (links resolved) or by inode (a hard link)."""
+    try:
+        return Path(a).resolve() == Path(b).resolve() or os.path.samefile(a, b)
+    except OSError:  # (one of them does not exist yet)
+        return False
 
 
 @main.command()

@@ -1,7 +1,9 @@
 """The `nbscale` command line, run as a real process: exit codes, output, files and import weight."""
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -195,6 +197,21 @@ def test_compile_into_a_missing_folder_is_a_clear_error(tmp_path):
     assert out.returncode == 2
     assert "cannot write" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_compile_never_writes_over_the_notebook_or_one_output_over_the_other(tmp_path):
+    nb = tmp_path / "iris.ipynb"
+    shutil.copy(IRIS, nb)
+    (tmp_path / "link.ipynb").symlink_to(nb)
+    os.link(nb, tmp_path / "hard.ipynb")
+    original = nb.read_bytes()
+    for args in (["-o", nb], ["--target", "kfp", "-o", "./iris.ipynb"], ["-o", tmp_path / "link.ipynb"],
+                 ["-o", tmp_path / "hard.ipynb"], ["--target", "kfp", "-o", "p.yaml", "--emit-python", nb]):
+        out = nbscale("compile", nb, *args, cwd=tmp_path)
+        assert out.returncode == 2 and "is the notebook itself; nothing written" in out.stderr, (args, out.stderr)
+    both = nbscale("compile", nb, "--target", "kfp", "-o", "p.yaml", "--emit-python", tmp_path / "p.yaml", cwd=tmp_path)
+    assert both.returncode == 2 and "-o and --emit-python are both p.yaml; nothing written" in both.stderr
+    assert nb.read_bytes() == original and not (tmp_path / "p.yaml").exists()
 
 
 def test_compile_unknown_target_exits_2(tmp_path):
