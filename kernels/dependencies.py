@@ -194,6 +194,7 @@ class Recording:
         # report's title) made the step run again after any edit; read through `open`, it still counts
         self.notebook = {os.path.join(self.cwd, os.path.basename(notebook))} if notebook else set()
         self.unread_maybe: set[str] = set()  # read as far as we know (`mention_built`): kept without a digest
+        self.named_reads: set[str] = set()  # read only as far as the cells name them (`_named_files`)
         self.sockets_before = open_sockets()  # (`_sockets_left_open`)
         self.reads: set[str] = set()  # absolute paths
         self.writes: set[str] = set()
@@ -348,6 +349,7 @@ class Recording:
             if now == first or path in self.changed_by_step:  # (touched, chmod-ed by Python: as it is now)
                 if now is not None or use == NAMES:  # (one it would write, absent throughout: nothing)
                     self.reads.add(path)
+                    self.named_reads.add(path)
                     self.first_seen.setdefault(path, now)
             elif now is not None:  # written, made or changed by an unseen writer: a product
                 self.writes.add(path)
@@ -372,9 +374,13 @@ class Recording:
         a file the step may only have tested; no digest). A folder tested (`os.path.isdir`) counts
         by being one, not by what it holds (that counts when the step lists it); a path absent when
         tested and as the step ended, by being absent: a folder made there later counts too.
-        Opened, named or written ones are decided where they were seen."""
+        Opened or written ones are decided where they were seen; so are named ones, save that a named
+        file the step's Python tested and did not open is compared by its stat too
+        (`max(glob.glob("data/*.csv"), key=os.path.getmtime)`: a touch changes the newest)."""
         for path, first in self.stated.items():
-            if not path or path in self.reads or path in self.writes or path in self.appended or path in self.mentioned:
+            if not path or path in self.writes or path in self.appended:
+                continue
+            if path in self.reads and path not in self.named_reads or path in self.mentioned and path not in self.reads:
                 continue
             now = _tested_look(path)
             if first is None and now is None or first == TESTED_FOLDER == now:

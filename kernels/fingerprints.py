@@ -393,13 +393,14 @@ def _file_change(kind: str, name: str, old: dict | None, path: str) -> list[Chan
         st = os.stat(path)
     except OSError:
         st = None
+    gone = "is missing"
     if st is not None and not stat.S_ISREG(st.st_mode):
-        st = None
+        st, gone = None, "is a folder now" if stat.S_ISDIR(st.st_mode) else "is no longer a regular file"
     label = _LABELS[kind].format(name)
     if old is None or st is None:
         if old is None and st is None:
             return []  # absent then, absent now
-        what, said = (MISSING, "is missing") if st is None else (APPEARED, "appeared")
+        what, said = (MISSING, gone) if st is None else (APPEARED, "appeared")
         return [Change(kind, name, what, text=f"{label} {said}")]
     if same_stat(st, old):
         return []  # the fast path: one stat (another file of the same size and time, as another project's
@@ -410,7 +411,8 @@ def _file_change(kind: str, name: str, old: dict | None, path: str) -> list[Chan
     if (kind == PRODUCT and digest and st.st_size > old["size"] and st.st_ino == old.get("ino")
             and _digest(path, st, digest.partition(":")[0], old["size"]) == digest):
         return []  # a later step appended to what the step wrote (a report it began, a log): still there
-    text = f"{name} changed" if kind == MODULE else f"{label} changed (content)"
+    # (no digest: the step only tested it, and what it saw is the stat)
+    text = f"{name} changed" if kind == MODULE else f"{label} changed ({'content' if digest else 'size or times'})"
     return [Change(kind, name, CONTENT, digest or None, None, text)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import glob
 import importlib.util
 import json
 import os
@@ -516,6 +517,30 @@ def test_files_the_step_only_tests_are_dependencies_compared_by_their_stat(folde
     shutil.rmtree(folder / "sub")
     assert sorted(c.text for c in check(fp, str(folder))) == [
         "asked.txt appeared", "gone.txt appeared", "june.csv is missing", "may.csv appeared", "sub is missing"]
+
+
+def test_a_file_the_cells_name_that_the_step_only_tested_is_compared_by_its_stat(folder, monkeypatch):
+    """`max(glob.glob("logs/*.csv"), key=os.path.getmtime)`: the cells name the files (a quoted
+    wildcard), the step reads the newest and only stats the others; a touch of an older one makes
+    it the newest. A named file the step opened is compared by content, as any it opened."""
+    monkeypatch.chdir(folder)
+    (folder / "logs").mkdir()
+    for name, ns in (("a.csv", 1_000_000_000), ("b.csv", 2_000_000_000)):
+        (folder / "logs" / name).write_text(f"{name}\n")
+        os.utime(folder / "logs" / name, ns=(ns, ns))
+    source = "newest = max(glob.glob('logs/*.csv'), key=os.path.getmtime)\ntext = open(newest).read()"
+    with record(str(folder), sources=[source]) as rec:
+        newest = max(glob.glob("logs/*.csv"), key=os.path.getmtime)
+        with open(newest) as f:
+            assert f.read() == "b.csv\n"
+    fp = rec.fingerprint()
+    assert fp["files_read"]["logs/a.csv"]["digest"] is None  # tested only: by its stat
+    assert fp["files_read"]["logs/b.csv"]["digest"]  # opened: by content
+    assert check(fp, str(folder)) == []
+    os.utime(folder / "logs" / "b.csv")  # a touch of the one read: its content is what the step read
+    assert check(fp, str(folder)) == []
+    os.utime(folder / "logs" / "a.csv")  # now the newest: the step would read it
+    assert [c.text for c in check(fp, str(folder))] == ["logs/a.csv changed (size or times)"]
 
 
 def test_folders_the_import_system_tests_finding_distributions_are_not_the_steps(folder, tmp_path, monkeypatch):
