@@ -9,7 +9,8 @@ What is recorded, and how:
   audit hook (`sys.addaudithook`, added on first use: hooks cannot be removed). Every `open`
   event counts (builtin `open`, `pathlib`, `os.open`, and so pandas, numpy, pickle...), and also
   renames, removals and truncations (written), `sqlite3.connect` (read) and directory listings
-  (`os.listdir`/`os.scandir`: glob, `Path.glob`, `os.walk`; not those the import system makes).
+  (`os.listdir`/`os.scandir`: glob, `Path.glob`, `os.walk`, `pkgutil.iter_modules(folders)`; not
+  those the import system makes).
   The hook records for the thread whose recording is active, and for the threads the step's
   code starts until the step ends (`ThreadPoolExecutor.map(load, parts)`: `threading.Thread.start`
   marks them while any step records, as Python raises no audit event as a thread starts; not the
@@ -1009,10 +1010,10 @@ def _connected(recording: Recording, args) -> None:  # sqlite3.connect(database)
 
 def _listed(recording: Recording, args) -> None:  # os.listdir(path) / os.scandir(path)
     path = "." if args[0] is None else args[0]
-    if isinstance(path, int) or _importing(sys._getframe(2)):
+    if isinstance(path, int):
         return
     given, path = path, _abspath(path)
-    if recording.tracks(path):
+    if recording.tracks(path) and not _importing(sys._getframe(2)):
         recording.listings.add(path)
         _note_absolute(recording, given, path)
         _first_look(recording, path)
@@ -1329,13 +1330,22 @@ def _nbscale_packages() -> tuple[str, ...]:
     return folder_prefixes(folders)
 
 
-_MACHINERY = ("<frozen importlib", os.path.dirname(importlib.__file__) + os.sep, os.path.splitext(pkgutil.__file__)[0])
+_PKGUTIL = os.path.splitext(pkgutil.__file__)[0]
+_MACHINERY = ("<frozen importlib", os.path.dirname(importlib.__file__) + os.sep, _PKGUTIL)
 
 
 def _importing(frame) -> bool:
-    """Is this listing the import system's (finding modules, metadata, plug-ins)?"""
+    """Is this listing the import system's (finding modules, metadata, plug-ins)? One `pkgutil` makes
+    for the step's own code, not while importing, of the folders it was given is the step's: the
+    plug-ins `pkgutil.iter_modules(plugins.__path__)` finds are what the step loads. Not with no
+    folders given (`pkgutil.iter_modules()` looks through sys.path: the notebook folder is on it, and
+    any file added there would run the step again)."""
     while frame is not None:
-        if _is_machinery(frame.f_code.co_filename):
+        code = frame.f_code
+        if code.co_filename.startswith(_PKGUTIL):
+            if code.co_name == "iter_modules" and frame.f_locals.get("path") is None:
+                return True
+        elif _is_machinery(code.co_filename):
             return True
         frame = frame.f_back
     return False

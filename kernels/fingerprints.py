@@ -233,13 +233,26 @@ def glob_digest(kind: str, folder: str, pattern: str, recursive: bool) -> str:
                                         digest_size=16).hexdigest()
 
 
-def listing_digest(path: str) -> str | None:
-    """A digest of a folder's entry names; None when it is not a folder."""
+LISTING = "blake2b-entries"  # names, and which are folders: `os.walk` goes into a file made a folder
+
+
+def listing_digest(path: str, kind: str = LISTING) -> str | None:
+    """A digest of a folder's entries (their names, a folder's with a "/" after it, as `os.walk` and
+    `entry.is_dir()` tell them apart); None when it is not a folder. `kind`: that of the digest to
+    compare with (`blake2b`, names only: a fingerprint recorded before, compared as it was made)."""
     try:
-        names = sorted(os.listdir(path))
+        with os.scandir(path) as entries:
+            names = sorted(e.name + "/" if kind == LISTING and _is_dir(e) else e.name for e in entries)
     except OSError:
         return None
-    return "blake2b:" + hashlib.blake2b("\0".join(names).encode(errors="surrogateescape"), digest_size=16).hexdigest()
+    return f"{kind}:" + hashlib.blake2b("\0".join(names).encode(errors="surrogateescape"), digest_size=16).hexdigest()
+
+
+def _is_dir(entry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # (a link to nowhere)
+        return False
 
 
 def env_value(name: str, value: str | None) -> str | None:
@@ -325,7 +338,7 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
             changes.extend(_file_change(kind, name, old, os.path.join(cwd, name)))
     changes += _tested_changes(fingerprint.get("tested", {}), cwd)
     for name, old in fingerprint.get("directories", {}).items():
-        new = listing_digest(os.path.join(cwd, name))
+        new = listing_digest(os.path.join(cwd, name), (old or LISTING).partition(":")[0])
         if new != old:
             what = MISSING if new is None else APPEARED if old is None else CONTENT
             changes.append(Change(DIRECTORY, name, what, old, new, f"the listing of {name} changed"))

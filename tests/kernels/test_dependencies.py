@@ -543,6 +543,29 @@ def test_a_file_the_cells_name_that_the_step_only_tested_is_compared_by_its_stat
     assert [c.text for c in check(fp, str(folder))] == ["logs/a.csv changed (size or times)"]
 
 
+def test_plug_ins_the_step_finds_in_a_local_package_with_pkgutil_are_a_listing(folder, monkeypatch):
+    """`pkgutil.iter_modules(plugins.__path__)`: a plug-in added runs the step again. A listing of a
+    folder on sys.path (`pkgutil.iter_modules()` lists the notebook folder) is the import system's."""
+    import pkgutil
+
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))
+    (folder / "plugins").mkdir()
+    (folder / "plugins" / "__init__.py").write_text("")
+    (folder / "plugins" / "a.py").write_text("NAME = 'a'\n")
+    with record(str(folder)) as rec:
+        found = sorted(m.name for m in pkgutil.iter_modules(["plugins"]))
+        assert "plugins" in {m.name for m in pkgutil.iter_modules()}
+    assert found == ["a"]
+    fp = rec.fingerprint()
+    # (pkgutil names the folder absolutely: kept under that name too, as any folder named so)
+    assert set(fp["directories"]) == {"plugins", str(folder / "plugins")}
+    assert check(fp, str(folder)) == []
+    (folder / "plugins" / "b.py").write_text("NAME = 'b'\n")
+    (folder / "notes.txt").write_text("a file beside the notebook: no plug-in")
+    assert [c.text for c in check(fp, str(folder))] == ["the listing of plugins changed"]
+
+
 def test_folders_the_import_system_tests_finding_distributions_are_not_the_steps(folder, tmp_path, monkeypatch):
     """`importlib.metadata.version` stats every folder on sys.path; a Dask worker's scratch folder
     is one, gone with the cluster: every step that looked a version up ran again next time."""

@@ -288,6 +288,31 @@ def test_a_listing_that_changed_is_a_change(folder):
     assert texts(check(fp, str(folder))) == ["the listing of . changed"]
 
 
+def test_a_file_made_a_folder_of_the_same_name_changes_a_walks_listing(folder):
+    """`os.walk` goes into a folder and lists a file: the same names, walked otherwise."""
+    (folder / "data").mkdir()
+    (folder / "data" / "b").write_text("x")
+    fp = recorded(folder, lambda: sorted(os.path.join(r, f) for r, _, fs in os.walk(folder / "data") for f in fs))
+    assert check(fp, str(folder)) == []
+    (folder / "data" / "b").unlink()
+    (folder / "data" / "b").mkdir()
+    (folder / "data" / "b" / "c.txt").write_text("2")
+    assert texts(check(fp, str(folder))) == ["the listing of data changed"]
+
+
+def test_a_listing_recorded_by_its_names_only_is_compared_by_them(folder):
+    """A fingerprint an earlier nbscale recorded (names only, `blake2b:`) still holds: no step runs
+    again for the upgrade alone."""
+    fp = recorded(folder, lambda: os.listdir(folder))
+    assert fp["directories"] and all(d.startswith(fingerprints.LISTING + ":") for d in fp["directories"].values())
+    names = "\0".join(sorted(os.listdir(folder))).encode()
+    names_only = "blake2b:" + hashlib.blake2b(names, digest_size=16).hexdigest()
+    fp["directories"] = dict.fromkeys(fp["directories"], names_only)
+    assert check(fp, str(folder)) == []
+    (folder / "more.csv").write_text("x")
+    assert "the listing of . changed" in texts(check(fp, str(folder)))
+
+
 def test_a_moved_notebook_folder_still_holds(folder, tmp_path, monkeypatch):
     monkeypatch.chdir(folder)
     fp = recorded(folder, lambda: open("data.csv").read())  # named relative to the notebook
