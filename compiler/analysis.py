@@ -385,7 +385,8 @@ class _ModuleWalker(Visitor):
             names = effects.mutated_by_target(target)
             for name in names:
                 self.read(name, target)
-            self.change(effects.store_changes(self.heap, target, objects, self.modules), names, target)
+            changed = effects.store_changes(self.heap, target, objects, self.modules)
+            self.change(changed | self._class_attribute_changed(target.value), names, target)
 
     def _in_loop(self, stmts):
         self.loops += 1
@@ -426,6 +427,7 @@ class _ModuleWalker(Visitor):
         else:  # `arrs[0] += 1`, `m.w += 1`: the object held there changes in place (an array, a list)
             held = effects.objects_of(self.heap, node.target, self.modules)
             self.assign(node.target, frozenset())
+            held |= self._class_attribute_changed(node.target)  # (its parts walked: `Child().shared += [1]`)
             if held:
                 self.change(set(held), [], node.target)
 
@@ -633,7 +635,42 @@ class _ModuleWalker(Visitor):
             for name in sorted(body.mutated_free - self.modules):
                 self.change_name(name, node, name in body.deep_mutated)
         self.define(node.name, node, facts)
+        self._note_class(node)
         self._define_methods(node)
+
+    def _note_class(self, node):
+        """A class of the notebook is pickled by value, with its attributes as they are, wherever its
+        subclasses and instances travel: a subclass holds its notebook bases, so that `Base.factor = 7`
+        changes `Child` (and `Child.registry.append(x)` may change `Base`'s list), and an instance its
+        class (`_instance_made`)."""
+        made = self.heap.objects(node.name)
+        bases = set().union(*(effects.objects_of(self.heap, base, self.modules) for base in node.bases))
+        self.heap.hold(made, bases & self.heap.classes, owned=False)
+        self.heap.classes.update(made)
+        self.heap.class_attributes.update(dict.fromkeys(made, _class_attribute_names(node)))
+
+    def _class_attribute_changed(self, expr) -> set[str]:
+        """`b.registry` changed in place (`b.registry.append(x)`, `b.registry[0] = x`, `b.registry +=
+        [x]`), where b may be an instance of a notebook class whose body binds `registry`: that may be
+        the class's list, and the class changes (with every instance: `heap.instance_of`)."""
+        while type(expr) is ast.Subscript:
+            expr = expr.value
+        if not self.heap.instances or type(expr) is not ast.Attribute:
+            return set()
+        return self.heap.classes_binding(effects.objects_of(self.heap, expr.value, self.modules), expr.attr)
+
+    def _instance_made(self, node):
+        """`s = Scaler()`, `makers["s"]()`: the new object is an instance of a class of the notebook,
+        which a later change of the class (`Scaler.k = 10`) changes (`heap.instance_of`)."""
+        func = node.func
+        if not self.heap.classes or not (type(func) is ast.Subscript
+                                         or type(func) is ast.Name and func.id in self.known):
+            return
+        classes = effects.objects_of(self.heap, func, self.modules) & self.heap.classes
+        if classes:  # (made here when a lowercase name's call makes nothing the heap names: before anything asks)
+            made = self.heap.result(node, lambda: effects.call_result(self.heap, node, self.modules)
+                                    or frozenset({self.heap.fresh(effects.callee_name(node) or "instance")}))
+            self.heap.instance_of(made, classes)
 
     def _define_methods(self, node):
         """The methods of a notebook class that change an argument or their instance, known by name
@@ -876,6 +913,8 @@ class _ModuleWalker(Visitor):
     def visit_Call(self, node):
         super().visit_Call(node)  # its function and arguments
         self._note_callable_made(node)
+        self._instance_made(node)
+        self._wrapped_functions(node)
         for name in sorted(_expanded_reads(node)):
             self.read(name, node, optional=True)
         used = node is self.assigned
@@ -901,14 +940,21 @@ class _ModuleWalker(Visitor):
                 self.heap.spoil(objects)  # (it may store anything in it)
                 names |= {effects.root_name(expr)} - {None} - self.modules
             changed |= self._argument_changes(callee, args, keywords)
-        for held in self._held_functions(node) if callee is None else ():  # `ops["g"](5)`, `for f in fs: f()`
+        direct = self._held_functions(node) if callee is None else []
+        for held in direct:  # `ops["g"](5)`, `for f in fs: f()`
             self._called(held, node, {held.name}, optional=True)  # (which of them is called is not known)
             changed |= self._argument_changes(held, list(node.args), node.keywords)
+        for held in self._functions_reached(node, direct):  # `p(X)`, `ft.transform(X)`, `cross_val_score(pipe, …)`
+            self._called(held, node, {held.name}, optional=True)
+            changed |= self._reached_function_changes(held, node)
         changed |= self._mapped_changes(node)
         changed |= self._passed_function_changes(node, callee)
         self._bound_methods_given([*node.args, *(k.value for k in node.keywords)])
         changed |= self._given_callable_changes(node)
         changed |= self._called_value_changes(node)
+        if changed and self.heap.instances and type(node.func) is ast.Attribute and \
+                not changed.isdisjoint(effects.part_objects(self.heap, node.func.value, self.modules)):
+            changed |= self._class_attribute_changed(node.func.value)  # `b.registry.append(x)`
         if changed or names:  # (most calls change nothing)
             self.change(changed, sorted(names), node)
         if effects.is_dynamic_call(node):
@@ -985,6 +1031,59 @@ class _ModuleWalker(Visitor):
             return []
         objects = effects.objects_of(self.heap, func, self.modules)
         return [self.heap.functions[obj] for obj in sorted(objects) if obj in self.heap.functions]
+
+    def _functions_reached(self, node, direct) -> list[Callable]:
+        """The functions of the notebook held in what a call calls, is called on or is given (`p =
+        partial(f)`, then `p(X)`; `ft = FunctionTransformer(f)`, then `ft.transform(X)`, a pipeline
+        holding ft fitted, or given to `cross_val_score`): the call may call them, and they read the
+        step's globals then. (One taken out of a container and called is `direct`, from
+        `_held_functions`; one named is read where it is named.)"""
+        holders = self.heap.function_holders() if self.heap.functions else ()
+        if not holders:
+            return []
+        func = node.func
+        objects, called = set(), func.value if type(func) is ast.Attribute else func
+        for value in [called, *node.args, *(k.value for k in node.keywords)]:
+            value = value.value if type(value) is ast.Starred else value
+            if type(value) is not ast.Name or (value.id not in self.known and value.id not in self.modules):
+                objects |= effects.objects_of(self.heap, value, self.modules)
+        if holders.isdisjoint(objects):
+            return []
+        functions, classes = self.heap.functions, self.heap.classes
+        found = [functions[obj] for obj in sorted(self.heap.reach(objects & holders))
+                 if obj in functions and obj not in classes]
+        return [held for held in found if held not in direct]
+
+    def _reached_function_changes(self, held: Callable, node) -> set[str]:
+        """What a call that may call `held` changes: the defaults it changes, and when it changes a
+        parameter, anything the call is given (how the call hands on its arguments is not known)."""
+        changed = self._argument_changes(held, [], [])
+        if held.mutated_params:
+            given = effects.argument_objects(self.heap, node, self.modules)
+            deep = not held.deep.isdisjoint(held.changed_param_names)
+            changed |= self.heap.owned_reach(given) if deep else given
+        return changed
+
+    def _wrapped_functions(self, node):
+        """`vf = np.vectorize(f)`, `g = jax.jit(f)`: a library's function given a function of the
+        notebook (or a lambda) may make a callable holding it, which calls it when called
+        (`_functions_reached`). A value the heap knows (a container, an iterator drawing on f, a
+        `partial`) says what it holds already."""
+        known, func = self.known, node.func
+        functions = [arg for arg in (*node.args, *(k.value for k in node.keywords))  # (by its name, or a lambda)
+                     if type(arg) is ast.Lambda or type(arg) is ast.Name and arg.id in known] if known else ()
+        if not functions or not (type(func) is ast.Name and func.id not in known or type(func) is ast.Attribute
+                                 and effects.root_name(func) in self.modules):
+            return
+        given = set().union(*(effects.objects_of(self.heap, arg, self.modules) for arg in functions))
+        wrapped = {obj for obj in given if obj in self.heap.functions and obj not in self.heap.classes}
+        if not wrapped:
+            return
+        unknown = []  # (the value made here, if the heap knows none: an object of unknown contents)
+        made = self.heap.result(node, lambda: effects.call_result(self.heap, node, self.modules) or frozenset(
+            unknown.append(self.heap.fresh(effects.callee_name(node) or "call")) or unknown))
+        if unknown:
+            self.heap.hold(made, wrapped, owned=False)
 
     def _note_bound_method(self, targets, value):
         """`app = data.append`: calling app later changes data, as `data.append(…)` does (`m.fit`: m and
@@ -1177,6 +1276,14 @@ def _without_methods(node: ast.ClassDef) -> ast.ClassDef:
     """The class with its body's statements that run when it is defined, not its methods'."""
     body = [stmt for stmt in node.body if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))]
     return ast.ClassDef(name=node.name, bases=[], keywords=[], body=body or [ast.Pass()], decorator_list=[])
+
+
+def _class_attribute_names(node: ast.ClassDef) -> frozenset[str]:
+    """The names a class's body binds (`registry = []`, `k: float = 2.0`): attributes of the class,
+    which its instances share until one binds its own."""
+    targets = [t for stmt in node.body if type(stmt) is ast.Assign for t in stmt.targets]
+    targets += [stmt.target for stmt in node.body if type(stmt) is ast.AnnAssign and stmt.value is not None]
+    return frozenset(n.id for target in targets for n in ast.walk(target) if type(n) is ast.Name)
 
 
 def _decorator_names(node) -> list[str]:

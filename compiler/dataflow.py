@@ -81,6 +81,7 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     for name in immutable:  # `Model(random_state=seed)` twice: fitting one model changes no other
         builder.heap.declare_immutable(name)
     builder.check_prelude(prelude_facts)
+    _prelude_functions(builder.heap, prelude_facts)
     known = dict(prelude_facts.callables)
     for step_layout in layout.steps:
         builder.heap.epoch = len(builder.steps)
@@ -95,6 +96,15 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     prelude = Prelude(cells=list(layout.prelude), source=[layout.sources[i] for i in layout.prelude],
                       names=sorted(prelude_names))
     return Flow(prelude, builder.steps, builder.diagnostics, builder)
+
+
+def _prelude_functions(heap: Heap, facts: Facts) -> None:
+    """The prelude's functions (not its classes), known on the steps' heap: an object a step makes
+    holding one (`FunctionTransformer(clip_fn)`) calls it when it is called or its method is
+    (`heap.functions`)."""
+    for name, callee in facts.callables.items():
+        if name[0] != "." and facts.heap.objects(name).isdisjoint(facts.heap.classes):
+            heap.functions.update(dict.fromkeys(heap.objects(name), callee))
 
 
 def _prelude_objects(facts, names) -> tuple[set[str], set[str]]:

@@ -44,6 +44,10 @@ READ_ONLY_METHODS = frozenset("""
     to_numpy to_list tolist to_dict to_csv to_parquet to_json to_pickle to_string to_html
     to_records to_frame to_series to_markdown predict predict_proba predict_log_proba
     decision_function score transform inverse_transform get_params keys values items get
+    score_samples predict_joint_log_proba staged_predict staged_predict_proba
+    staged_decision_function decision_path get_feature_names_out get_feature_names get_support
+    get_covariance get_precision get_depth get_n_leaves kneighbors kneighbors_graph
+    radius_neighbors radius_neighbors_graph corrwith argpartition
     index find rfind split rsplit strip lstrip rstrip lower upper title capitalize format
     format_map replace startswith endswith encode decode reshape ravel flatten dot round abs
     isna isnull notna notnull fillna dropna drop rename sort_values sort_index reset_index
@@ -53,7 +57,7 @@ READ_ONLY_METHODS = frozenset("""
     argsort idxmax idxmin clip where mask duplicated drop_duplicates explode equals isin
     between memory_usage first last nth size prod quantile rank mode skew kurt squeeze
     transpose swapaxes nonzero searchsorted take compress repeat tobytes view item isdigit
-    isalpha isalnum isidentifier zfill center ljust rjust partition rpartition splitlines
+    isalpha isalnum isidentifier zfill center ljust rjust rpartition splitlines
     issubset issuperset union intersection difference symmetric_difference isdisjoint
     exists is_file is_dir read_text read_bytes glob rglob iterdir resolve with_suffix
     with_name joinpath relative_to stat fetchall fetchone
@@ -68,11 +72,17 @@ READ_ONLY_METHODS = frozenset("""
 # Methods read-only when their value is used (`total = df.add(1)`, pandas) and in place when
 # called for their effect alone (`seen.add(x)`, a set's).
 VALUE_METHODS = frozenset({"add"})
+# Methods read-only when given an argument (pandas' `df.eval("a + b")`, unless `inplace=`) and in
+# place without one (torch's `model.eval()` leaves training mode).
+ARGUMENT_READ_ONLY_METHODS = frozenset({"eval"})
+# Methods read-only on a string (`line.partition(":")`) and in place on a NumPy array
+# (`X.partition(3)` sorts X around its 4th smallest element): a change unless given a string.
+STRING_OR_ARRAY_METHODS = frozenset({"partition"})
 
 # Functions (plain, or of a module: `np.put`, `heapq.heappush`) that modify their first argument
 # in place; those in IN_PLACE_HOLDING also store their other arguments in it (`setattr(o, "v", x)`).
 IN_PLACE_FUNCTIONS = frozenset("""
-    shuffle copyto put place putmask fill_diagonal at next setattr delattr heappush heappop
+    shuffle copyto put place putmask put_along_axis fill_diagonal at next setattr delattr heappush heappop
     heapify heapreplace heappushpop insort insort_left insort_right setitem delitem iadd iconcat
     """.split())
 IN_PLACE_HOLDING = frozenset({"setattr", "heappush", "heapreplace", "heappushpop", "insort",
@@ -85,6 +95,40 @@ BUILTIN_TYPES = frozenset({"dict", "list", "set", "bytearray", "object", "deque"
 # random generator it draws from (`train_test_split(X, random_state=rs)` advances `rs`).
 WRITTEN_KEYWORDS = frozenset({"out", "ax", *"random_state rng".split()})
 GENERATOR_KEYWORDS = frozenset({"random_state", "rng"})  # (a number there is a seed: nothing changes)
+
+# NumPy's output array given by position, as `out=` gives it (`np.multiply(X, 2, X)`, `np.sqrt(X, X)`,
+# `np.clip(W, 0, 5, W)`): its position, for a function of a module. A ufunc's output follows its
+# inputs; one with two outputs (`np.modf(x, f, i)`) takes the next position too.
+UNARY_UFUNCS = frozenset("""
+    abs absolute acos acosh arccos arccosh arcsin arcsinh arctan arctanh asin asinh atan atanh
+    bitwise_count bitwise_invert bitwise_not cbrt ceil conj conjugate cos cosh deg2rad degrees exp
+    exp2 expm1 fabs floor frexp invert isfinite isinf isnan isnat log log10 log1p log2 logical_not
+    modf negative positive rad2deg radians reciprocal rint sign signbit sin sinh spacing sqrt square
+    tan tanh trunc
+    """.split())
+BINARY_UFUNCS = frozenset("""
+    add arctan2 atan2 bitwise_and bitwise_left_shift bitwise_or bitwise_right_shift bitwise_xor
+    copysign divide divmod equal float_power floor_divide fmax fmin fmod gcd greater greater_equal
+    heaviside hypot lcm ldexp left_shift less less_equal logaddexp logaddexp2 logical_and logical_or
+    logical_xor matmul matvec maximum minimum mod multiply nextafter not_equal pow power remainder
+    right_shift subtract true_divide vecdot vecmat
+    """.split())
+UFUNCS = UNARY_UFUNCS | BINARY_UFUNCS
+TWO_OUTPUT_UFUNCS = frozenset({"divmod", "frexp", "modf"})
+POSITIONAL_OUT = {
+    **dict.fromkeys(UNARY_UFUNCS | {"fix", "isneginf", "isposinf"}, 1),
+    **dict.fromkeys(BINARY_UFUNCS, 2),
+    **dict.fromkeys("""all any amax amin max min argmax argmin nanargmax nanargmin nanmax nanmin around
+        round choose concatenate concat stack dot outer median nanmedian ptp""".split(), 2),
+    **dict.fromkeys("""clip compress take sum prod mean std var cumsum cumprod nansum nanprod nanmean
+        nanstd nanvar nancumsum nancumprod percentile quantile nanpercentile nanquantile""".split(), 3),
+    "trace": 5,
+}
+# ... and of a ufunc's methods (`np.add.reduce(a, 0, None, out)`)
+UFUNC_METHOD_OUT = {"reduce": 3, "accumulate": 3, "reduceat": 4}
+# Modules whose functions of those names take no output there (`math.log(x, base)`, `math.gcd(a, b, c)`,
+# `torch.max(x, 1, keep)`: torch's `out=` is a keyword alone)
+NO_POSITIONAL_OUT_MODULES = frozenset({"math", "cmath", "torch", "operator", "statistics"})
 
 # Calls that hide reads and writes from static analysis.
 DYNAMIC_CALLS = frozenset({"exec", "eval", "globals", "locals", "vars", "__import__"})
@@ -281,16 +325,45 @@ def mutated_by_call(call: ast.Call, modules=frozenset(), used=False) -> set[str]
 def changes_receiver(call: ast.Call, method: str, used=False) -> bool:
     if has_inplace_flag(call):
         return True
+    if method in STRING_OR_ARRAY_METHODS:
+        return not _given_a_string(call)
+    if method in ARGUMENT_READ_ONLY_METHODS:
+        return not call.args
     return method not in READ_ONLY_METHODS and not (used and method in VALUE_METHODS)
+
+
+def _given_a_string(call: ast.Call) -> bool:
+    """`line.partition(":")`, `"a=b".partition(sep)`: the string method, not NumPy's (given a number)."""
+    receiver = call.func.value if type(call.func) is ast.Attribute else None
+    return any(type(e) is ast.JoinedStr or type(e) is ast.Constant and isinstance(e.value, (str, bytes))
+               for e in [receiver, *call.args[:1]])
 
 
 def written_arguments(call: ast.Call, modules=frozenset()) -> list[ast.AST]:
     """Argument expressions the call changes in place: the first one of a known in-place function
-    (`random.shuffle(x)`, `next(it)`, `dict.update(d, o)`), and `out=`/`ax=` keyword values."""
+    (`random.shuffle(x)`, `next(it)`, `dict.update(d, o)`), `out=`/`ax=` keyword values (each of
+    a tuple: `out=(q, r)`), and NumPy's output given by position (`np.sqrt(X, X)`)."""
     written = [k.value for k in call.keywords if k.arg in WRITTEN_KEYWORDS]
+    if written and any(type(e) is ast.Tuple for e in written):
+        written = [part for e in written for part in (e.elts if type(e) is ast.Tuple else [e])]
     if call.args and (_changes_first_argument(call, modules) or _copies_nothing_of_it(call, modules)):
         written.append(call.args[0])
+    if len(call.args) > 1 and type(call.func) is ast.Attribute:
+        written += _positional_outputs(call, modules)
     return written
+
+
+def _positional_outputs(call: ast.Call, modules) -> list[ast.AST]:
+    """`np.multiply(X, 2, X)`, `np.clip(W, 0, 5, W)`, `np.add.reduce(a, 0, None, out)`: the output
+    arrays a NumPy function is given by position (`POSITIONAL_OUT`)."""
+    func = call.func
+    at = POSITIONAL_OUT.get(func.attr)
+    if at is None and type(func.value) is ast.Attribute and func.value.attr in UFUNCS:
+        at = UFUNC_METHOD_OUT.get(func.attr)  # (`np.add.reduce`: a ufunc's method)
+    if at is None or len(call.args) <= at or not _on_module(func.value, modules) \
+            or root_name(func) in NO_POSITIONAL_OUT_MODULES:
+        return []
+    return call.args[at:at + 1 + (func.attr in TWO_OUTPUT_UFUNCS)]
 
 
 def _may_not_copy(call: ast.Call) -> bool:
@@ -409,7 +482,42 @@ def objects_of(heap, expr: ast.AST | None, modules=frozenset()) -> frozenset[str
 def _operation_objects(heap, expr, modules) -> frozenset[str]:
     if _operands_immutable(heap, expr, modules):
         return frozenset({heap.fresh_immutable("number")})  # `1.0 / 4`, `X.shape[1] * 2`, `not x`
+    if type(expr) is ast.BinOp and type(expr.op) in _JOINING:
+        return _joined(heap, expr, modules)
     return frozenset()
+
+
+_JOINING = frozenset({ast.Add, ast.Mult})
+_SEQUENCES = frozenset({ast.List, ast.Tuple, ast.ListComp})
+# operands whose objects may say they are lists (`frames + extra`, `list(a) + b`, `a + b + c`); parts
+# (`cfg["fs"] + more`) are not looked up, as most operands are numbers and arrays (`a.w * b.x`)
+_MAY_BE_LISTED = frozenset({ast.Name, ast.Call, ast.BinOp})
+# how the objects of the lists and tuples `effects` makes begin (literals, `list(...)`, joins)
+_SEQUENCE_PREFIXES = ("list#", "tuple#", "listcomp#", "sorted#")
+
+
+def _joined(heap, expr, modules) -> frozenset[str]:
+    """`[train] + [test, val]`, `frames + extra`, `[df] * 3`: a new list holding the elements of
+    each side that is a list or a tuple (a loop over it may get any of them), when one side surely
+    is (a display, or objects all made as lists). An array's `X + Y` holds nothing: a new object."""
+    sides = [expr.left, expr.right]
+    listed = [_is_sequence(heap, e, modules) for e in sides]
+    if not any(listed):
+        return frozenset()
+    if type(expr.op) is ast.Mult:  # (the other side is a count)
+        sides = [e for e, is_list in zip(sides, listed) if is_list]
+    return container(heap, "list", [heap.elements(objects_of(heap, e, modules)) for e in sides])
+
+
+def _is_sequence(heap, expr, modules) -> bool:
+    """`[a, b]`, `(a,)`, or a value made as a list or tuple (`frames = [train, test]`, `list(xs)`)."""
+    kind = type(expr)
+    if kind in _SEQUENCES:
+        return True
+    if kind not in _MAY_BE_LISTED:
+        return False
+    objects = objects_of(heap, expr, modules)
+    return bool(objects) and all(obj.startswith(_SEQUENCE_PREFIXES) for obj in objects)
 
 
 def _immutable_value(heap, expr, label) -> frozenset[str]:
@@ -453,8 +561,13 @@ _LITERALS = frozenset({ast.Constant, ast.JoinedStr})
 def _made_objects(heap, expr, modules):
     if isinstance(expr, ast.Call):
         return call_result(heap, expr, modules)
-    parts = [*expr.keys, *expr.values] if isinstance(expr, ast.Dict) else expr.elts
-    held = [objects_of(heap, e, modules) for e in parts if e is not None]
+    if isinstance(expr, ast.Dict):  # (`{**base, "k": v}` holds base's keys and values: its elements)
+        held = [objects_of(heap, k, modules) for k in expr.keys if k is not None]
+        held += [heap.elements(objects_of(heap, v, modules)) if k is None else objects_of(heap, v, modules)
+                 for k, v in zip(expr.keys, expr.values)]
+    else:  # (`[*frames, val]` holds the frames: what `*frames` unpacks)
+        held = [heap.elements(objects_of(heap, e.value, modules)) if type(e) is ast.Starred
+                else objects_of(heap, e, modules) for e in expr.elts]
     if isinstance(expr, ast.Tuple) and all(map(all_immutable, held)):
         return frozenset({heap.fresh_immutable("tuple")})  # `(64, 32)`
     return container(heap, type(expr).__name__.lower(), held)
@@ -498,7 +611,8 @@ def part_objects(heap, expr: ast.AST, modules=frozenset()) -> frozenset[str]:
 def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
     func = call.func
     if isinstance(func, ast.Attribute) and not _on_module(func.value, modules):
-        if func.attr in RETURNS_SELF or func.attr in MAY_RETURN_SELF or (
+        # (`model.eval()` is the model; `df.eval("a + b")`, which changes nothing, a new value)
+        if func.attr in RETURNS_SELF and changes_receiver(call, func.attr) or func.attr in MAY_RETURN_SELF or (
                 func.attr in CONVERTING_METHODS and copies_nothing(call)):
             return part_objects(heap, func.value, modules)
         if func.attr in RETURNS_PART:
@@ -532,6 +646,8 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
         if name in SAME_OR_NEW:  # (a generator is given by its name: `default_rng(seeds[i])` is given a seed)
             given = objects_of(heap, call.args[0], modules) if type(call.args[0]) is ast.Name else ()
             return frozenset({heap.fresh_kind(name, GENERATOR), *(obj for obj in given if not immutable(obj))})
+    if type(func) is ast.Name and name == "sum" and len(call.args) == 2:
+        return _summed(heap, call, modules)
     if type(func) is ast.Name and name in IMMUTABLE_RESULT_FUNCTIONS:
         return frozenset({heap.fresh_immutable(name)})  # `len(X)`, `int("100")`
     if type(func) is ast.Attribute and name in IMMUTABLE_RESULT_METHODS:
@@ -546,6 +662,15 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
         heap.hold([made], argument_objects(heap, call, modules), owned=name not in CLONING_CONSTRUCTORS)
         return frozenset({made})
     return frozenset()
+
+
+def _summed(heap, call, modules) -> frozenset[str]:
+    """`sum([[test], [val]], [])`: given a list or a tuple to start from, a new list holding the
+    elements of the lists it joins (what its first argument holds) and of that start."""
+    if not _is_sequence(heap, call.args[1], modules):
+        return frozenset()  # (`sum(xs, 0.0)`: a number, or an object of unknown contents)
+    joined = heap.elements(objects_of(heap, call.args[0], modules))
+    return container(heap, "list", [heap.elements(joined), heap.elements(objects_of(heap, call.args[1], modules))])
 
 
 def makes_iterator(call: ast.Call, modules=frozenset()) -> bool:
@@ -649,7 +774,9 @@ def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[s
         args = argument_objects(heap, call, modules)
         if untracked_arguments(heap, call, modules):
             heap.spoil(receiver)
-        if func.attr in CONTAINER_METHODS or func.attr in READ_ONLY_METHODS:
+        # (`X.partition(3)` sorts X as `lst.sort()` does, and `df.eval(..., inplace=True)` changes df:
+        # not what they hold)
+        if func.attr in CONTAINER_METHODS or func.attr in READ_ONLY_METHODS or func.attr in STRING_OR_ARRAY_METHODS:
             heap.hold(receiver, heap.elements(args))
             changed |= receiver
         else:
@@ -765,6 +892,8 @@ def iterated(expr: ast.AST) -> list[ast.AST]:
         func = expr.func
         if isinstance(func, ast.Name) and func.id in ITERATING_CALLS:
             return list(expr.args)
+        if isinstance(func, ast.Name) and func.id == "sum":  # (`sum(lists, [])`: a list of their elements)
+            return [expr, *expr.args]
         if isinstance(func, ast.Attribute) and func.attr in {"values", "items"}:
             return [func.value]
         # Any other call may hand out what its arguments hold (`itertools.chain([a], [b])`,

@@ -31,6 +31,12 @@ subscript misses. They are noted in `kinds` (`fresh_kind`), so that such a read 
 view is what it views (`df.groupby(k)`: df), so that a change of that reaches them; an iterator
 owns what it yields (what a and b hold), and that alone is what a loop over it, or `list(it)`,
 gets (`held`); a loop over a view gets new objects (a group is a copy).
+
+A class the notebook defines is pickled by value with its instances and subclasses, so they depend
+on it: an instance made by calling it is linked to it (`instance_of`), and a subclass is given its
+bases. `reach` and `reaching` follow the link, so a change of the class changes its instances; what
+a change through an instance reaches (`held`, `owned_reach`) does not, so `a.items.append(x)` changes
+no other instance.
 """
 
 from __future__ import annotations
@@ -99,7 +105,13 @@ class Heap:
         # (`best = grid.best_estimator_` may be no method at all)
         self.method_names: set[str] = set()
         self.functions: dict = {}  # the object of a function the notebook defines → its `Callable`
+        self.classes: set[str] = set()  # the objects of the classes the notebook defines
+        # an instance → its class (`instance_of`): part of its value (a notebook class is pickled by
+        # value with its instance), but no part of it that `s.items.append(…)` reaches
+        self.instances: dict[str, set[str]] = {}
+        self.class_attributes: dict[str, frozenset[str]] = {}  # a class → the names its body binds
         self.generators: set[str] = set()  # generator objects: no copy or pickle of one can be made
+        self.held_functions: set[str] = set()  # those of `functions` (not classes) that something holds
         self._made = 0
         self._results: dict[int, tuple[object, frozenset[str]]] = {}
 
@@ -293,6 +305,38 @@ class Heap:
             table.setdefault(holder, set()).update(objects)
         for obj in objects:
             self.holders.setdefault(obj, set()).update(holders)
+        functions = self.functions
+        if functions and not functions.keys().isdisjoint(objects):
+            self.held_functions.update(obj for obj in objects if obj in functions and obj not in self.classes)
+
+    def instance_of(self, instances, classes) -> None:
+        """`instances` were made by calling one of `classes` (objects of the notebook's classes): a
+        change of the class (`Scaler.k = 10`) changes them, as it changes what they are pickled with.
+        Kept apart from what they hold, so that a change through one instance (`a.items.append(x)`)
+        is none of its class, nor of the class's other instances."""
+        for obj in instances:
+            self.instances.setdefault(obj, set()).update(classes)
+        for cls in classes:
+            self.holders.setdefault(cls, set()).update(instances)
+
+    def classes_binding(self, instances, attribute: str) -> set[str]:
+        """The classes `instances` may be instances of (or their notebook bases) whose body binds
+        `attribute`: `b.registry` may be the class's list, which all its instances share."""
+        found, seen = set(), set()
+        todo = set().union(*(self.instances.get(obj, ()) for obj in instances))
+        while todo:
+            cls = todo.pop()
+            seen.add(cls)
+            if attribute in self.class_attributes.get(cls, ()):
+                found.add(cls)
+            todo |= (self.given.get(cls, set()) & self.classes) - seen  # (a class is given its bases)
+        return found
+
+    def function_holders(self) -> set[str]:
+        """The objects that may hold a function of the notebook (not a class), at any depth: a
+        `partial` of it, a `FunctionTransformer`, a pipeline holding that, a dict of lambdas."""
+        held = self.held_functions
+        return self.reaching(held) - held if held else set()  # (none in most notebooks)
 
     # --- what a reference reaches ----------------------------------------------------------
     def held(self, objects) -> set[str]:
@@ -340,8 +384,10 @@ class Heap:
         return self._closure(objects, (self.owned,))
 
     def reach(self, objects) -> set[str]:
-        """`objects` and everything they hold, at any depth: what their value depends on."""
-        return self._closure(objects, (self.owned, self.given))
+        """`objects` and everything they hold, at any depth, and the classes of the notebook they are
+        instances of: what their value depends on."""
+        tables = (self.owned, self.given, self.instances) if self.instances else (self.owned, self.given)
+        return self._closure(objects, tables)
 
     def _closure(self, objects, tables, up=False):
         seen, todo = set(objects), list(objects)
@@ -360,7 +406,7 @@ class Heap:
 
     def reaching(self, objects) -> set[str]:
         """`objects` and every object that holds one of them at any depth: the objects whose
-        `reach` meets `objects` (`holders` is the reverse of `owned` and `given`)."""
+        `reach` meets `objects` (`holders` is the reverse of `owned`, `given` and `instances`)."""
         return self._closure(objects, (self.holders,), up=True)
 
     def names_reaching(self, changed, names=None) -> set[str]:

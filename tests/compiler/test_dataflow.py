@@ -632,6 +632,46 @@ def test_a_method_name_of_a_notebook_class_that_changes_nothing_adds_no_edge():
     assert p.step("c").sources == {"X": "a", "y": "a", "Scorer": "a"}
 
 
+# A class of the notebook is pickled by value with its instances and subclasses: a step reading an
+# instance (or a subclass) must get it from the step that last changed the class.
+CLASS_CHANGES = {
+    "a class attribute set": ("Scaler.k = 10.0", "r = s.apply(1.0)"),
+    "a class attribute changed in place": ("Scaler.registry.append('tuned')", "n = len(s.registry)"),
+    "a base's attribute, read through an instance of a subclass": ("Base.factor = 7", "f = c.factor"),
+    "a base's attribute, read through a new instance of a subclass": ("Base.factor = 7", "f = Child().factor"),
+    "an attribute of the class of an instance kept in a dict": ("Scaler.k = 10.0", "r = ms['s'].apply(1.0)"),
+    "a class attribute changed through another instance": ("t = Scaler()\nt.registry.append('t')",
+                                                           "n = len(s.registry)"),
+    "a base's class attribute changed through an instance of a subclass": ("c.shared += [1]",
+                                                                            "n = len(Base.shared)"),
+}
+
+
+@pytest.mark.parametrize("case", CLASS_CHANGES)
+def test_a_change_of_a_notebook_class_reaches_its_instances_and_subclasses(case):
+    change, use = CLASS_CHANGES[case]
+    p = compile_source([
+        ("class Scaler:\n    k = 2.0\n    registry = []\n    def apply(self, v):\n        return v * self.k\n"
+         "class Base:\n    factor = 1\n    shared: list = []\nclass Child(Base):\n    pass\n"
+         "s = Scaler()\nc = Child()\nms = {'s': s}",
+         ["step:define"]),
+        (change, ["step:tune"]), (use, ["step:use"]),
+    ])
+    assert p.step("use").after == ["tune"]
+
+
+def test_instances_of_one_notebook_class_changed_apart_stay_parallel():
+    # an instance holds its class, not the other way round: a change through one instance (or a
+    # subclass's attribute set) changes no other instance, nor the class
+    p = compile_source([
+        ("class Acc:\n    def __init__(self):\n        self.items = []\nclass Sub(Acc):\n    pass\n"
+         "a, b = Acc(), Acc()", ["step:make"]),
+        ("a.items.append(1)\nSub.extra = 1", ["step:one"]), ("b.items.append(2)", ["step:two"]),
+        ("n = len(b.items) + len(Acc().items)", ["step:three"]),
+    ])
+    assert p.step("two").after == ["make"] and p.step("three").sources == {"Acc": "make", "b": "two"}
+
+
 def test_a_function_handing_its_parameter_to_a_mutating_function_changes_it_too():
     p = compile_source([
         ("data = []\ndef g(x):\n    x.append(1)\ndef f(y):\n    g(y)\ndef h():\n    g(data)", ["step:a"]),
@@ -940,6 +980,66 @@ def test_a_function_called_through_another_name_a_container_or_a_loop_reads_and_
     assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"] == 40
 
 
+# A function of the notebook held by an object that calls it: a call of the object, of its method
+# or given it may call the function, which reads the step's globals then.
+HELD_FUNCTIONS = {
+    "functools.partial": ("p = functools.partial(scale)", "r = p(2)"),
+    "FunctionTransformer, its method called": ("ft = FunctionTransformer(scale)", "r = ft.fit_transform([[2.0]])"),
+    "a pipeline holding a FunctionTransformer": ("pipe = make_pipeline(FunctionTransformer(scale))",
+                                                 "pipe.fit([[2.0]])"),
+    "a pipeline given to a call": ("pipe = make_pipeline(FunctionTransformer(scale))",
+                                   "r = cross_val_score(pipe, [[2.0]], [1.0])"),
+    "np.vectorize": ("vf = np.vectorize(scale)", "r = vf(2)"),
+    "a lambda in a FunctionTransformer": ("ft = FunctionTransformer(lambda z: z * K)", "r = ft.transform([[2.0]])"),
+    "a lazy map": ("m = map(scale, [1, 2])", "r = list(m)"),
+    "an instance of a notebook class": ("class Apply:\n    def __init__(self, f):\n        self.f = f\n"
+                                        "    def run(self, v):\n        return self.f(v)\na = Apply(scale)",
+                                        "r = a.run(2)"),
+}
+
+
+@pytest.mark.parametrize("case", HELD_FUNCTIONS)
+def test_a_function_held_by_an_object_reads_the_globals_of_the_step_calling_the_object(case):
+    make, call = HELD_FUNCTIONS[case]
+    p = compile_source([
+        ("import functools\nimport numpy as np\nfrom sklearn.preprocessing import FunctionTransformer\n"
+         "from sklearn.pipeline import make_pipeline\nfrom sklearn.model_selection import cross_val_score",
+         ["imports"]),
+        ("K = 1.0\ndef scale(z):\n    return z * K\n" + make, ["step:a"]), ("K = 5.0", ["step:b"]),
+        (call, ["step:c"]),
+    ])
+    assert p.step("c").sources["K"] == "b"
+
+
+def test_a_function_of_the_functions_cell_held_by_an_object_reads_the_globals_of_the_step_calling_it():
+    p = compile_source([
+        ("import numpy as np\nfrom sklearn.preprocessing import FunctionTransformer", ["imports"]),
+        ("def clip(z):\n    return np.minimum(z, CAP)", ["functions"]),
+        ("CAP = 1.0\nX = np.arange(8.0).reshape(4, 2)\nft = FunctionTransformer(clip)", ["step:a"]),
+        ("CAP = 3.0", ["step:b"]), ("out = float(ft.fit_transform(X).sum())", ["step:c"]),
+    ])
+    assert p.step("c").sources == {"CAP": "b", "X": "a", "ft": "a"}
+
+
+def test_a_function_held_by_an_object_changes_what_it_changes_when_the_object_is_called():
+    p = compile_source([
+        ("from sklearn.preprocessing import FunctionTransformer", ["imports"]),
+        ("log = []\ndef logged(z):\n    log.append(1)\n    return z\ndef fill(d):\n    d['x'] = 1\n    return d\n"
+         "ft = FunctionTransformer(logged)\nfiller = FunctionTransformer(fill)\nd = {}", ["step:a"]),
+        ("ft.transform([[1.0]])\nfiller.transform(d)", ["step:b"]), ("n = len(log) + len(d)", ["step:c"]),
+    ])
+    assert p.step("c").sources == {"d": "b", "log": "b"}
+
+
+def test_an_object_holding_no_function_of_the_notebook_reads_no_globals_when_called():
+    p = compile_source([
+        ("from sklearn.preprocessing import StandardScaler", ["imports"]),
+        ("K = 1.0\ndef scale(z):\n    return z * K\nsc = StandardScaler()\nft = [scale]", ["step:a"]),
+        ("K = 5.0", ["step:b"]), ("r = sc.fit_transform([[2.0]])", ["step:c"]),
+    ])
+    assert p.step("c").sources == {"sc": "a"}
+
+
 # Values a later step read from before a change the analysis once missed (a fourth round of attacks).
 MISSED_CHANGES = {
     "a notebook method named as a read-only one that changes its instance": [
@@ -1105,3 +1205,66 @@ def test_a_generator_handed_to_another_step_is_a_warning_at_its_reader(make):
     found = [(d.code, d.cell, d.line) for d in p.diagnostics]
     assert found == [("generator-handed-on", 1, 1)], p.diagnostics  # not zip's (it pickles), nor a list's
     assert "step 'make'" in p.diagnostics[0].message and "list(" in p.diagnostics[0].hint
+
+
+# In-place changes through a NumPy method named like a string's, NumPy's output given by position, and
+# a loop over a joined or unpacked list: each once missed, so that `read` got the value from `make`.
+ARRAY_MADE = ("import numpy as np\nX = np.array([5.0, 3.0, 9.0, 1.0, 7.0, 2.0, 8.0])", ["step:make"])
+ARRAY_READ = ("n = float(X[0]) + 10 * float(X[3]) + float(X.sum())", ["step:read"])
+FRAMES_MADE = ("import pandas as pd\ntrain = pd.DataFrame({'a': [1.0]})\ntest = pd.DataFrame({'a': [3.0]})\n"
+               "val = pd.DataFrame({'a': [5.0]})\nframes = [train, test]\nfdict = {'train': train, 'test': test}",
+               ["step:make"])
+FRAMES_READ = ("n = float(test.get('x', test['a']).sum() + 10 * val.get('x', val['a']).sum())", ["step:read"])
+WRITTEN_IN_PLACE = {
+    **{name: [ARRAY_MADE, (use, ["step:use"]), ARRAY_READ] for name, use in {
+        "an array's partition": "X.partition(3)",
+        "an array's partition by keyword": "X.partition(kth=3)",
+        "a binary ufunc's positional output": "np.multiply(X, 2, X)",
+        "np.add's positional output": "np.add(X, X, X)",
+        "a unary ufunc's positional output": "np.sqrt(X, X)",
+        "np.clip's positional output": "np.clip(X, 2, 5, X)",
+        "np.cumsum's positional output": "np.cumsum(X, 0, None, X)",
+        "an output in a tuple": "np.negative(X, out=(X,))",
+        "np.put_along_axis": "np.put_along_axis(X, np.array([0]), 100.0, 0)",
+    }.items()},
+    **{name: [FRAMES_MADE, (use, ["step:use"]), FRAMES_READ] for name, use in {
+        "a loop over joined lists": "for d in [train] + [test, val]:\n    d['x'] = 10.0",
+        "a loop over joined lists by name": "extra = [val]\nfor d in frames + extra:\n    d['x'] = 10.0",
+        "a loop over a star-unpacked list": "for d in [*frames, val]:\n    d['x'] = 10.0",
+        "a loop over a star-unpacked tuple": "for d in (*frames, val):\n    d['x'] = 10.0",
+        "a loop over a dict spread's values": "merged = {**fdict, 'val': val}\nfor d in merged.values():\n"
+                                              "    d['x'] = 10.0",
+        "a loop over a sum of lists": "for d in sum([[test], [val]], []):\n    d['x'] = 10.0",
+        "a loop over a repeated list": "for d in [val] * 2 + frames:\n    d['x'] = 10.0",
+    }.items()},
+    "a loop over lists joined in an earlier step": [
+        FRAMES_MADE, ("allf = frames + [val]", ["step:join"]), ("for d in allf:\n    d['x'] = 10.0", ["step:use"]),
+        FRAMES_READ],
+}
+
+
+@pytest.mark.parametrize("case", WRITTEN_IN_PLACE)
+def test_a_change_through_a_numpy_output_or_a_joined_list_reaches_the_step_after_it(case):
+    cells = WRITTEN_IN_PLACE[case]
+    p = compile_source(cells)
+    assert "use" in p.step("read").sources.values(), p.step("read").sources
+    assert _run_steps_latest_first(p)["n"] == _top_to_bottom([source for source, _ in cells])["n"]
+
+
+def test_read_only_model_and_frame_methods_keep_siblings_parallel():
+    p = compile_source([
+        ("import numpy as np\nimport pandas as pd\nfrom sklearn.neighbors import KNeighborsClassifier\n"
+         "from sklearn.preprocessing import OneHotEncoder\nfrom sklearn.decomposition import PCA", ["imports"]),
+        ("X = np.arange(12.0).reshape(6, 2)\ny = np.array([0, 1] * 3)\nline = 'a:b'\n"
+         "df = pd.DataFrame({'a': X[:, 0], 'b': X[:, 1], 'k': ['x', 'y'] * 3})\n"
+         "knn = KNeighborsClassifier(n_neighbors=2).fit(X, y)\nenc = OneHotEncoder().fit(df[['k']])\n"
+         "pca = PCA(n_components=2).fit(X)", ["step:make"]),
+        *[(f"r{i} = knn.kneighbors(X[:3])[0].sum() + len(enc.get_feature_names_out())\n"
+           f"c{i} = pca.get_covariance().sum() + df.eval('a + b').sum() + df[['a']].corrwith(df['b']).sum()\n"
+           f"p{i} = X.argpartition(2, axis=0)[0, 0] + line.partition(':')[0].count('a')", [f"step:s{i}"])
+          for i in (1, 2)],
+        ("df.eval('c = a + b', inplace=True)", ["step:change"]),  # (`inplace=True` still changes df)
+        ("n = df['c'].sum()", ["step:read"]),
+    ])
+    assert p.step("s1").after == p.step("s2").after == ["make"]
+    assert p.step("read").sources == {"df": "change"}

@@ -203,3 +203,55 @@ def test_lazy_views_defaultdicts_and_splits():
         heap.objects("d2")
     changed = effects.store_changes(heap, stmt("p2[0][:] = 5").targets[0], frozenset(), {"np"})
     assert "a" in heap.names_reaching(changed)
+
+
+def test_partition_changes_a_numpy_array_and_only_reads_a_string():
+    assert effects.mutated_by_call(expr("X.partition(3)")) == {"X"}  # sorts X in place
+    assert effects.mutated_by_call(expr("X.partition(kth=k, axis=0)")) == {"X"}
+    for text in ("line.partition(':')", "line.partition(f'{sep}')", "'a=b'.partition(sep)", "line.rpartition(':')",
+                 "b.partition(b'=')", "X.argpartition(3)"):
+        assert effects.mutated_by_call(expr(text)) == set(), text
+    heap = run(Heap(), "X.partition(3)")
+    assert effects.call_changes(heap, expr("X.partition(3)")) == set(heap.objects("X"))
+
+
+def test_numpy_outputs_given_by_position_are_written():
+    modules = {"np", "math", "torch"}
+    for text, changed in [("np.multiply(X, 2, X)", {"X"}), ("np.add(a, b, a)", {"a"}), ("np.sqrt(X, X)", {"X"}),
+                          ("np.clip(W, 0, 5, W)", {"W"}), ("np.round(a, 2, r)", {"r"}), ("np.dot(a, b, c)", {"c"}),
+                          ("np.matmul(a, b, c)", {"c"}), ("np.sum(a, 0, None, s)", {"s"}),
+                          ("np.cumsum(a, 0, None, s)", {"s"}), ("np.modf(x, f, i)", {"f", "i"}),
+                          ("np.divmod(a, b, q, r)", {"q", "r"}), ("np.add.reduce(a, 0, None, s)", {"s"}),
+                          ("np.add(a, b, out=(c,))", {"c"}), ("np.put_along_axis(a, i, 0, 1)", {"a"}),
+                          ("np.copyto(dst, src)", {"dst"}), ("np.fill_diagonal(m, 0)", {"m"})]:
+        assert effects.mutated_by_call(expr(text), modules) == changed, text
+    # not an output: fewer arguments, another module's function, a method, a builtin
+    for text in ("np.add(a, b)", "np.sum(a, 0, None)", "math.log(x, base)", "math.gcd(a, b, c)",
+                 "torch.max(x, 1, keep)", "max(a, b, c)", "df.sum(0, None, s)", "np.sum.reduce(a, 0, None, s)"):
+        assert effects.mutated_by_call(expr(text), modules) == set(), text
+    heap = run(Heap(), "X = f()")
+    assert effects.call_changes(heap, expr("np.multiply(X, 2, X)"), modules) == set(heap.objects("X"))
+
+
+def test_model_and_frame_methods_that_only_read():
+    for text in ("knn.kneighbors(X)", "knn.kneighbors_graph(X)", "knn.radius_neighbors(X)",
+                 "enc.get_feature_names_out()", "pca.get_covariance()", "pca.get_precision()",
+                 "m.score_samples(X)", "df.corrwith(s)", "X.argpartition(2)", "df.eval('a + b')"):
+        assert effects.mutated_by_call(expr(text)) == set(), text
+    # `inplace=` still changes; torch's `model.eval()` (no argument) leaves training mode
+    for text in ("df.eval('c = a + b', inplace=True)", "df.query('a > 1', inplace=True)", "model.eval()"):
+        assert effects.mutated_by_call(expr(text)) == {text.split(".")[0]}, text
+    heap = run(Heap(), "r = df.eval('a + b')\nm = model.eval()")
+    assert "r" not in changed_with(heap, "df") and "m" in changed_with(heap, "model")
+
+
+def test_a_joined_or_unpacked_list_holds_the_elements_of_its_parts():
+    heap = run(Heap(), "frames = [train, test]\nextra = [val]\nfdict = {'train': train, 'test': test}\n"
+                       "a = [train] + [test, val]\nb = frames + extra\nc = [*frames, val]\nd = (*frames, val)\n"
+                       "e = {**fdict, 'val': val}\nf = sum([[test], [val]], [])\ng = [val] * 2 + frames")
+    for name in "abcdefg":
+        assert {"test", "val"} <= changed_with(heap, name, deep=True) and \
+            {"test", "val"} <= heap.names_reaching(heap.elements(heap.objects(name))), name
+    # an array's sum holds nothing of the arrays; a number's sum is a number
+    heap = run(Heap(), "Z = X + Y\nn = sum(xs, 0.0)\nw = [0.0] * k")
+    assert changed_with(heap, "X") == {"X"} and changed_with(heap, "xs") == {"xs"}
