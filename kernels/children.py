@@ -57,6 +57,7 @@ SERVICE_MARKERS = ("resource_tracker import main", "forkserver import main")
 # ended under it, the next step's first call can fail before loky notices. Ended on cancel only.
 POOL_MARKERS = ("popen_loky_posix",)
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+PR_SET_PDEATHSIG = 1
 # "<owner pid>:<owner start time>:<the step's session>" in the environment of what a step starts
 OWNER_ENV = "NBSCALE_STEP_OWNER"
 
@@ -332,6 +333,23 @@ def _set_subreaper(on: bool) -> bool | None:
         return None
     prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
     return bool(previous.value)
+
+
+@functools.cache
+def die_with_nanny(has_nanny: bool) -> None:
+    """(on a Dask worker, before its first step) Be killed by the kernel the moment the nanny that
+    started this worker process dies (`nbscale run` killed with -9: the embedded cluster's nannies live
+    in it). Dask's own watch is a thread of this process, which never runs while a step's C code holds
+    the interpreter: the step went on, orphaned. Not for a worker without a nanny, whose parent is
+    whatever shell started it. Once per process."""
+    import multiprocessing
+
+    parent, prctl = multiprocessing.parent_process(), _prctl()
+    if not has_nanny or parent is None or prctl is None:
+        return
+    prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)  # (SIGKILL; sent when the nanny's thread that forked this one ends)
+    if os.getppid() != parent.pid:  # it died before the signal was set
+        os._exit(1)
 
 
 @functools.cache

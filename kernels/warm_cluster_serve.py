@@ -23,7 +23,16 @@ from contextlib import suppress
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from . import own_code, warm_cluster
-from .engines.dask_lifecycle import ORPHAN_STOPPER, drop_runs_of, end_for_restart, executing_keys
+from .children import TERMINATE_WAIT_S
+from .engines.dask_lifecycle import (
+    ASK_S,
+    ORPHAN_STOPPER,
+    drop_runs_of,
+    end_for_restart,
+    executing_keys,
+    kill_worker_process,
+    running_on,
+)
 from .warm_cluster import MAX_WORKERS, info_path, remove_files, scheduler_file_path, write_json
 
 STEP_KEY_PREFIX = "nbscale-"  # keys of a run's tasks: nbscale-<step>-<hash>-<first 8 of the run id>
@@ -69,27 +78,47 @@ class OrphanedStepStopper(SchedulerPlugin):
             drop_runs_of(scheduler, runs)
 
     async def restart_busy_workers(self, scheduler, runs: set[str], client: str):
-        busy = set()
+        busy, stuck = set(), set()
         for run in runs:
-            found = await run_on_workers(scheduler, executing_keys, f"-{run}")
+            found = await run_on_workers(scheduler, executing_keys, f"-{run}", timeout=ASK_S)
             busy |= {worker for worker, keys in found.items() if keys}
-        if not busy:
+            # one that does not answer is stuck in a step's C code (`dask_lifecycle._stop`): the run's
+            # records say which run its steps (the scheduler released the client's tasks already)
+            stuck |= running_on(scheduler, run) - set(found)
+        if not busy | stuck:
             return
         log.warning("client %s went away while its run(s) %s were executing: restarting workers %s",
-                    client, ", ".join(sorted(runs)), ", ".join(sorted(busy)))
-        await run_on_workers(scheduler, end_for_restart, workers=busy)
-        await scheduler.restart_workers(workers=sorted(busy), timeout=RESTART_TIMEOUT_S, wait_for_workers=False,
-                                        on_error="return", stimulus_id=f"nbscale-orphaned-{time.time()}")
+                    client, ", ".join(sorted(runs)), ", ".join(sorted(busy | stuck)))
+        ended = await run_on_workers(scheduler, end_for_restart, workers=busy, timeout=TERMINATE_WAIT_S + ASK_S)
+        stuck |= busy - set(ended)
+        killed = await run_on_workers(scheduler, kill_worker_process, workers=stuck, nanny=True) if stuck else {}
+        restart = sorted((busy | stuck) - {worker for worker, done in killed.items() if done is True})
+        if restart:  # (a worker killed above is started again by its nanny)
+            await scheduler.restart_workers(workers=restart, timeout=RESTART_TIMEOUT_S, wait_for_workers=False,
+                                            on_error="return", stimulus_id=f"nbscale-orphaned-{time.time()}")
 
 
-async def run_on_workers(scheduler, function, *args, workers=None) -> dict:
-    """`function(*args, dask_worker=...)` on the workers (as `Client.run` does), the answers that came."""
+async def run_on_workers(scheduler, function, *args, workers=None, nanny=False, timeout=None) -> dict:
+    """`function(*args, dask_worker=...)` on the workers (as `Client.run` does; `nanny`: on their
+    nannies), the answers that came (within `timeout` each)."""
+    import asyncio
+
     from distributed.protocol import Serialized, deserialize
     from distributed.protocol.pickle import dumps
 
-    answers = await scheduler.broadcast(
-        msg={"op": "run", "function": dumps(function), "args": dumps(args), "kwargs": dumps({}), "wait": True},
-        workers=None if workers is None else list(workers), on_error="return")
+    message = {"op": "run", "function": dumps(function), "args": dumps(args), "kwargs": dumps({}), "wait": True}
+
+    async def ask(worker):
+        try:
+            return await asyncio.wait_for(
+                scheduler.broadcast(msg=message, workers=[worker], nanny=nanny, on_error="return"), timeout)
+        except asyncio.TimeoutError:
+            return {}
+
+    every = list(scheduler.workers) if workers is None else list(workers)
+    answers = {}
+    for found in await asyncio.gather(*(ask(worker) for worker in every)):
+        answers.update(found)
     results = {}
     for worker, answer in answers.items():
         if isinstance(answer, dict) and answer.get("status") == "OK":

@@ -133,6 +133,11 @@ def make_notebook(tmp_path, cells, name="nb", metadata=None) -> Path:
     return path
 
 
+# one call into C code that holds the interpreter for hours, as a Cython loop without `nogil` or a huge
+# `pickle.dumps` does: no other thread of the process (a Dask worker's event loop, a timer) runs meanwhile
+HOLDS_THE_INTERPRETER = "import collections, itertools\ncollections.deque(itertools.repeat(None, 10**12), maxlen=0)"
+
+
 def wait_for(condition, what, timeout=60):
     """Poll `condition` until it holds; fail the test naming `what` after `timeout` seconds."""
     end = time.time() + timeout

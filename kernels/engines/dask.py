@@ -20,16 +20,20 @@ import logging
 import os
 import sys
 import threading
+import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from .. import marshal
+from ..children import die_with_nanny
 from ..contract import (
     PROFILES_STORED,
     STEP_FINISHED,
     STEP_PROGRESS,
+    STEP_RETRY,
+    STEP_STARTED,
     WARNING,
     StepOutcome,
     failed_outcome,
@@ -388,7 +392,11 @@ def _lost(names, reported, failed) -> list[StepOutcome]:
     outcomes = [outcome for outcome in map(reported.outcome, names) if outcome is not None]
     rest = names[len(outcomes):]
     if rest:
-        outcomes += [failed(rest[0])] + [upstream_failed(name, rest[0]) for name in rest[1:]]
+        lost = failed(rest[0])
+        started = reported.started(rest[0])  # (a worker that died under it: it ran until then, not 0 s)
+        if started is not None:
+            lost.started = min(started, lost.finished)
+        outcomes += [lost] + [upstream_failed(name, rest[0]) for name in rest[1:]]
     return outcomes
 
 
@@ -419,6 +427,7 @@ def _task(specs, upstream, topic, body, run_id, on_cluster=False):
     from distributed import get_worker
 
     worker = get_worker()
+    die_with_nanny(bool(worker.nanny))
     line = TaskLine(worker, run_id, specs[0].step["name"])
 
     def emit(kind, step, payload=None):  # in order with the task's records
@@ -450,6 +459,7 @@ class _Reported:
 
     def __init__(self, emit):
         self._emit, self._lock, self._payloads, self._closed = emit, threading.Lock(), {}, False
+        self._started: dict[str, float] = {}  # step → when its code was last reported starting
         self._waiting: list | None = None  # events held back (`held`), in order
         self._failure: Exception | None = None  # the first error passing on a task's event
 
@@ -473,6 +483,8 @@ class _Reported:
                 return
             if kind == STEP_FINISHED:
                 self._payloads[step] = payload
+            elif kind in (STEP_STARTED, STEP_RETRY):
+                self._started[step] = time.time()
             if self._waiting is not None:
                 self._waiting.append((kind, step, payload))
                 return
@@ -503,6 +515,10 @@ class _Reported:
     def outcome(self, step) -> StepOutcome | None:
         payload = self._payloads.get(step)
         return None if payload is None else reported_outcome(step, payload)
+
+    def started(self, step) -> float | None:
+        """When the step's code was reported starting (its last attempt's), if it was."""
+        return self._started.get(step)
 
     def unfinished(self, names_by_key: dict) -> dict:
         """Task key → the step of it that may still run (the first one not reported finished)."""

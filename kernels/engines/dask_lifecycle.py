@@ -21,6 +21,7 @@ are restarted through their nannies; workers running nothing of this run are lef
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import signal
 import threading
@@ -70,7 +71,7 @@ def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
     if begun:
         reason = death_reason(died, line.record.memory_restarts())
         if begun > retries:
-            return died_outcome(name, reason, begun)
+            return died_outcome(name, reason, begun, died.get("started"))
         emit(STEP_RETRY, name, {"attempt": begun, "error": reason})
         spec = dataclasses.replace(spec, step={**spec.step, "retries": retries - begun})
     line.begin(name, begun + 1)  # sent while the step gets ready: waited for as its code starts
@@ -121,6 +122,7 @@ class TaskLine:
     def begin(self, step: str, attempts: int):
         self.died.pop(step, None)
         self.write(self.record.keys, {"step": step, "attempts": attempts, "worker": self.worker.address,
+                                      "started": time.time(),
                                       "memory_limit": self.memory_limit, "memory": None, "running": True,
                                       "died": dict(self.died)})
 
@@ -285,9 +287,12 @@ def death_reason(record: dict, restarts=()) -> str:
     return text + ("; " + ", ".join(known) if known else "")
 
 
-def died_outcome(step: str, reason: str, attempts: int) -> StepOutcome:
+def died_outcome(step: str, reason: str, attempts: int, started: float | None = None) -> StepOutcome:
+    """`started`: as its last attempt began (its record's), so that it ran until its worker died, not 0 s."""
     outcome = failed_outcome(step, WORKER_DIED, reason)
     outcome.attempts = attempts
+    if isinstance(started, (int, float)):
+        outcome.started = min(started, outcome.finished)
     return outcome
 
 
@@ -307,7 +312,7 @@ def killed_outcome(client, run_id: str, name: str, exc: BaseException, names_by_
     if record.get("step") != name:  # the step died under an earlier run of the task
         record = (record.get("died") or {}).get(name) or {**record, "attempts": 0}
     reason = death_reason(record, [msg for _, msg in client.get_events(MEMORY_TOPIC)])
-    return died_outcome(name, reason, record.get("attempts", 0))
+    return died_outcome(name, reason, record.get("attempts", 0), record.get("started"))
 
 
 def forget_run(client, run_id: str, topic: str | None = None, ended: bool = False):
@@ -321,6 +326,15 @@ def forget_run(client, run_id: str, topic: str | None = None, ended: bool = Fals
         client.run_on_scheduler(_drop_records, run_id, topic, ended)
     except Exception:  # noqa: BLE001 - memory, not correctness
         pass
+
+
+def running_on(dask_scheduler, run_prefix: str) -> set[str]:
+    """(on the scheduler) The workers that the records of the runs whose ids begin with `run_prefix`
+    say run one of their steps."""
+    runs = dask_scheduler.task_metadata.get(NAMESPACE, {})
+    records = [record for run_id, heads in runs.items() if run_id.startswith(run_prefix) and isinstance(heads, dict)
+               for record in heads.values()]
+    return {r["worker"] for r in records if isinstance(r, dict) and r.get("running") and r.get("worker")}
 
 
 def drop_runs_of(dask_scheduler, prefixes) -> None:
@@ -391,22 +405,42 @@ def end_for_restart(dask_worker=None, grace: float = TERMINATE_WAIT_S) -> int:
     return ended
 
 
+class _BroadcastFailures(logging.Filter):
+    """Drops the errors the scheduler logs as the questions a stuck worker never answered fail with
+    its death (`_stop` kills it): the run says what it stopped, once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("broadcast to ")
+
+
 def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeout: float = 30.0) -> dict:
     """Stop this run's steps that are still executing (`names_by_key`: task key → the steps of it
     that may still run): for each worker running one, say so
     (a WARNING event per step), end its child processes and restart it (killed if it does not close
     at once: `end_for_restart`). Returns worker → status.
     Never raises: it runs while a cancel is on its way out."""
+    scheduler_log, quiet, asked = logging.getLogger("distributed.scheduler"), _BroadcastFailures(), []
+    scheduler_log.addFilter(quiet)  # (the own cluster's scheduler logs in this process)
     try:
-        return _stop(client, run_id, names_by_key, emit, restart_timeout)
+        return _stop(client, run_id, names_by_key, emit, restart_timeout, asked)
     except Exception as exc:  # noqa: BLE001 - the cancel goes on; say what is left running
         emit(WARNING, None, {"message": f"could not stop the run's steps on their workers: {exc}"})
         return {}
+    finally:
+        deadline = time.monotonic() + ASK_S  # the questions a killed worker left fail as it goes
+        for thread in asked:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        scheduler_log.removeFilter(quiet)
 
 
-def _stop(client, run_id, names_by_key, emit, restart_timeout) -> dict:
+def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list) -> dict:
     suffix = f"-{run_id[:8]}"
-    found = client.run(executing_keys, suffix, on_error="ignore")
+    # what the scheduler gave each worker, and what each worker says it executes; a worker that does not
+    # say is stuck in a step's C code that holds the interpreter (`deque(repeat(...))`, a Cython loop):
+    # it executes what it was given, and its own threads (this question, the kill timer) never run
+    assigned = client.run_on_scheduler(processing_keys, suffix)
+    answers = _ask_each(client, list(assigned), ASK_S, asked, executing_keys, suffix)
+    found = {worker: answers.get(worker, keys) for worker, keys in assigned.items()}
     busy = {worker: [name for k in keys for name in names_by_key.get(k, ())] for worker, keys in found.items()}
     busy = {worker: steps for worker, steps in busy.items() if steps}
     if not busy:
@@ -414,17 +448,83 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout) -> dict:
     for worker, steps in busy.items():
         for step in steps:
             emit(WARNING, step, {"message": f"stopping step {step!r}: restarting worker {worker}"})
-    for worker, asker in _computing_for(client, list(busy), suffix).items():
+    answering = [worker for worker in busy if worker in answers]
+    for worker, asker in _computing_for(client, answering, suffix).items():
         emit(WARNING, None, {"message": f"stopping what step(s) {', '.join(busy[asker])} computed on the cluster: "
                                         f"restarting worker {worker}"})
         busy.setdefault(worker, [])
-    client.run(end_for_restart, workers=list(busy), on_error="ignore")
-    restarted = restart_workers(client, list(busy), restart_timeout)
+    ended = _ask_each(client, [w for w in busy if w in answers or w not in assigned], TERMINATE_WAIT_S + ASK_S,
+                      asked, end_for_restart)
+    stuck = [worker for worker in busy if worker not in ended]
+    killed = client.run(kill_worker_process, workers=stuck, nanny=True, on_error="return") if stuck else {}
+    restarted = {worker: "OK" for worker, done in killed.items() if done is True}  # (its nanny starts it again)
+    restarted.update(restart_workers(client, [w for w in busy if w not in restarted], restart_timeout))
     for worker, status in restarted.items():
         if status != "OK":  # no nanny ("removed"), or it did not stop in time
             emit(WARNING, None, {"message": f"worker {worker} could not be restarted ({status}): step(s) "
                                             f"{', '.join(busy.get(worker, []))} may keep running there"})
     return restarted
+
+
+ASK_S = 2.0  # how long a worker has to answer while a run is cancelled, before it counts as stuck in a step
+
+
+def _ask_each(client, workers: list[str], timeout: float, asked: list, function, *args) -> dict:
+    """`function(*args)` on each of `workers` (as `client.run`), at once: the answers that came
+    within `timeout`. A worker stuck in C code holding the interpreter never answers, and
+    `client.run` waits for every worker it asks. `asked`: the threads asking are added to it."""
+    answers, threads = {}, []
+
+    def ask(worker):
+        try:
+            answer = client.run(function, *args, workers=[worker], on_error="return").get(worker)
+        except Exception:  # noqa: BLE001 - gone meanwhile: no answer
+            return
+        if not isinstance(answer, BaseException):
+            answers[worker] = answer
+
+    for worker in workers:
+        thread = threading.Thread(target=ask, args=(worker,), name="nbscale-ask-worker", daemon=True)
+        thread.start()
+        threads.append(thread)
+    asked.extend(threads)
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return dict(answers)
+
+
+def processing_keys(suffix: str, dask_scheduler=None) -> dict:
+    """(on the scheduler) Worker → the keys ending in `suffix` it was given to compute."""
+    found: dict[str, list] = {}
+    for ws in dask_scheduler.workers.values():
+        keys = [ts.key for ts in ws.processing if isinstance(ts.key, str) and ts.key.endswith(suffix)]
+        if keys:
+            found[ws.address] = keys
+    return found
+
+
+def kill_worker_process(dask_worker=None) -> bool:
+    """(on a nanny, via `client.run(..., nanny=True)`) Kill its worker process and every process
+    below it, at once: a worker stuck in C code that holds the interpreter can neither end its
+    step's processes nor close when told (its nanny would wait 4 s before killing it). The nanny
+    starts a new one. Whether there was one to kill."""
+    import psutil
+
+    pid = getattr(getattr(getattr(dask_worker, "process", None), "process", None), "pid", None)
+    if pid is None:
+        return False
+    try:
+        worker = psutil.Process(pid)
+        doomed = [*worker.children(recursive=True), worker]
+    except psutil.NoSuchProcess:
+        return False
+    for process in doomed:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return True
 
 
 def _computing_for(client, steps_on: list[str], suffix: str) -> dict:

@@ -14,7 +14,7 @@ import time
 
 import psutil
 import pytest
-from conftest import make_notebook, wait_for
+from conftest import HOLDS_THE_INTERPRETER, make_notebook, wait_for
 from test_dask import (
     late_worker_preload,
     process_cluster,  # noqa: F401 - the `dask scheduler` + `dask worker` processes fixture
@@ -102,6 +102,18 @@ def test_a_step_killing_its_worker_at_its_first_statement_is_blamed_not_the_step
         assert [(s["name"], s["status"]) for s in result.steps] == [("first", "succeeded"), ("dies", "failed")], attempt
         assert result.step("dies")["error"]["ename"] == "WorkerDied", attempt
         assert result.step("dies")["attempts"] == 1, attempt
+
+
+def test_a_step_whose_worker_died_under_it_ran_until_then(tmp_path, limited_cluster):
+    """Its outcome came from the task run again (or Dask's KilledWorker) after the death, and took
+    its start from then: the run store, `show` and `cost` said it ran 0.00 s."""
+    notebook = make_notebook(tmp_path, [("import os, time\ntime.sleep(1.5)\nos._exit(1)", ["step:dies"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    dies = result.step("dies")
+    assert (dies["status"], dies["error"]["ename"]) == ("failed", "WorkerDied")
+    assert dies["duration_s"] >= 1.5
+    (row,) = default_run_store(notebook).get_run(result.run_id)["steps"]
+    assert row["duration_s"] >= 1.5
 
 
 def test_a_dropped_connection_to_the_scheduler_is_made_again_for_the_next_steps(tmp_path, limited_cluster):
@@ -301,11 +313,11 @@ def test_death_reason_says_what_is_known():
 # --- Cancel stops the step where it runs ---------------------------------------------------------
 
 
-def _sleeper(tmp_path, name="sleeper"):
-    """A notebook whose step starts a child process, notes both pids, and sleeps."""
+def _sleeper(tmp_path, name="sleeper", wait="time.sleep(600)"):
+    """A notebook whose step starts a child process, notes both pids, and sleeps (or `wait`s)."""
     pids = tmp_path / f"{name}-pids.txt"
     source = (f"import os, subprocess, time\nchild = subprocess.Popen(['sleep', '600'])\n"
-              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\ntime.sleep(600)\nx = 1")
+              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n{wait}\nx = 1")
     folder = tmp_path / name
     folder.mkdir()
     return make_notebook(folder, [(source, ["step:sleeps"])], name=name), pids
@@ -399,6 +411,38 @@ def test_ctrl_c_stops_a_running_steps_code_at_once_not_after_the_nannys_grace(tm
     # 20 lines a second: the nanny's 4 s grace wrote about 80 more; half a second, about 10, and the
     # cancel's own work (finding the busy workers, ending child processes) a few more
     assert after_exit - at_signal < 40, (at_signal, after_exit)
+
+
+def test_ctrl_c_stops_a_step_stuck_in_c_code_that_holds_the_interpreter(tmp_path):
+    """The worker cannot say what it executes, end its step's processes or kill itself: the cancel
+    waited for it for as long as the C call ran (hours). It is killed through its nanny."""
+    notebook, pids = _sleeper(tmp_path, "stuck", wait=HOLDS_THE_INTERPRETER)
+    started = time.monotonic()
+    code, output = _interrupted([sys.executable, "-m", "nbscale", "run", str(notebook)], _step_started(pids),
+                                "the step to start")
+    assert code == 130 and "cancelled" in output, output
+    assert "stopping step 'sleeps'" in output and "broadcast" not in output and "Traceback" not in output, output
+    worker_pid, child_pid = (int(p) for p in pids.read_text().split())
+    wait_for(lambda: _gone(worker_pid) and _gone(child_pid), "the stuck step's worker and child to end")
+    assert time.monotonic() - started < DEADLINE_S
+    assert default_run_store(notebook).list_runs()[0]["status"] == "cancelled"
+
+
+def test_a_killed_runs_worker_stuck_in_c_code_dies_with_it(tmp_path):
+    """kill -9 of `nbscale run`: Dask's watch for a parent gone is a thread of the worker, which never
+    runs while the step holds the interpreter; the kernel kills the worker with its nanny."""
+    notebook, pids = _sleeper(tmp_path, "stuck_killed", wait=HOLDS_THE_INTERPRETER)
+    proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(notebook)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(_step_started(pids), "the step to start")
+    finally:
+        proc.kill()
+        proc.wait()
+    worker_pid, child_pid = (int(p) for p in pids.read_text().split())
+    wait_for(lambda: _gone(worker_pid), "the stuck step's worker to die with the run")
+    assert default_run_store(notebook).list_runs()[0]["status"] == "failed"  # (the next look)
+    wait_for(lambda: _gone(child_pid), "the step's child to end at that look")
 
 
 def test_cancel_restarts_the_busy_worker_and_the_next_run_starts_at_once(tmp_path, limited_cluster):

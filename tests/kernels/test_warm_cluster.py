@@ -14,7 +14,7 @@ import threading
 
 import psutil
 import pytest
-from conftest import install_library, make_notebook
+from conftest import HOLDS_THE_INTERPRETER, install_library, make_notebook
 from warm_harness import DEADLINE_S, NBSCALE, end_clusters, gone, serving_pids, wait_for
 
 from nbscale.kernels import own_code, warm_cluster
@@ -181,11 +181,11 @@ def runs_of(notebook) -> list[dict]:
 # --- stopping a run's steps on the shared cluster --------------------------------------------------
 
 
-def sleeper(folder, tmp_path, name="sleeper"):
-    """A notebook whose step starts a child process, notes both pids, and sleeps."""
+def sleeper(folder, tmp_path, name="sleeper", wait="time.sleep(600)"):
+    """A notebook whose step starts a child process, notes both pids, and sleeps (or `wait`s)."""
     pids = tmp_path / f"{name}-pids.txt"
     source = (f"import os, subprocess, time\nchild = subprocess.Popen(['sleep', '600'])\n"
-              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\ntime.sleep(600)\nx = 1")
+              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n{wait}\nx = 1")
     return make_notebook(folder, [(source, ["step:sleeps"])], name=name), pids
 
 
@@ -230,6 +230,20 @@ def test_a_killed_runs_step_is_stopped_by_the_cluster_and_the_run_ends(shared_wa
     assert (run["status"], run["error"]) == ("failed", OWNER_STOPPED)
     wait_for(lambda: not [r for r in warm_cluster.status(folder).get("runs", []) if r[:8] == run["id"][:8]],
              "the killed run to leave the cluster's status")
+
+
+def test_a_killed_runs_step_stuck_in_c_code_is_stopped_by_the_cluster(shared_warm, tmp_path):
+    """The worker cannot answer what it executes while its step holds the interpreter: the run's
+    records say it runs the step, and its nanny kills it."""
+    folder, cluster = shared_warm
+    notebook, pids = sleeper(folder, tmp_path, name="stuck_orphan", wait=HOLDS_THE_INTERPRETER)
+    proc, (worker_pid, child_pid) = started_run(notebook, pids)
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: gone(worker_pid) and gone(child_pid), "the orphaned stuck step's worker and child to end")
+    wait_for(lambda: warm_cluster.status(folder).get("workers") == 2, "the killed worker to come back")
+    assert warm_cluster.lookup(folder).cluster.pid == cluster.pid
+    assert events_of(make_notebook(folder, [("q = 1", ["step:quick"])], name="after_stuck"))[0].ok
 
 
 @pytest.mark.parametrize("ended", [True, False])
