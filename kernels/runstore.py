@@ -36,7 +36,15 @@ from .contract import (
     STOP_REQUESTED,
 )
 from .errors import AmbiguousRunId, RunStoreError, RunStoreReadOnly, UnknownRun
-from .liveness import HEARTBEAT_INTERVAL_S, OWNER_TIMEOUT_S, Heartbeat, current_owner, owner_gone, owner_visible
+from .liveness import (
+    HEARTBEAT_INTERVAL_S,
+    OWNER_TIMEOUT_S,
+    Heartbeat,
+    current_owner,
+    owner_gone,
+    owner_visible,
+    process_alive,
+)
 from .runschema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -72,6 +80,7 @@ class RunStore:
         self._heartbeat_lock = threading.Lock()
         self._lost, self._lost_listeners, self._lost_lock = False, [], threading.Lock()
         self._next_reap = 0.0
+        self._reap_refused = False  # a reap found the store read-only (`_as_reaped`)
         parent = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(parent):
             try:
@@ -380,6 +389,7 @@ class RunStore:
             self.reap()
         except RunStoreReadOnly:
             self._next_reap = float("inf")  # a store we cannot write is only read
+            self._reap_refused = True
 
     def _start_heartbeat(self) -> None:
         with self._heartbeat_lock:
@@ -528,7 +538,21 @@ class RunStore:
             run["metrics"] = self._all(
                 db, "SELECT name, value, step FROM metrics WHERE run_id = ? ORDER BY name", run_id
             )
-        return run
+        return self._as_reaped(run)
+
+    def _as_reaped(self, run: dict) -> dict:
+        """A run as `reap` would leave it, in a store it cannot write (read-only): one whose owner was
+        a process of this host that is gone shows failed, its unfinished steps cancelled, instead of
+        running in a dead process. (Owners elsewhere are told by heartbeats, which a read cannot renew.)"""
+        unreaped = self.read_only or self._reap_refused
+        if not unreaped or run.get("status") not in (PENDING, RUNNING) or run["id"] in self._owned:
+            return run
+        pid, host, space = run.get("owner_pid"), run.get("owner_host"), run.get("owner_space")
+        if not owner_visible(pid, host, space) or process_alive(int(pid), run.get("owner_started")):
+            return run
+        steps = [{**step, "status": CANCELLED} if step.get("status") in (PENDING, RUNNING) else step
+                 for step in run.get("steps", ())]
+        return {**run, "status": FAILED, "error": OWNER_STOPPED, **({"steps": steps} if "steps" in run else {})}
 
     def stored_lineage(self, key: str, other_than: str) -> tuple[dict | None, str | None]:
         """The lineage record of the newest step run (of a run other than `other_than`) that ran
@@ -557,7 +581,7 @@ class RunStore:
                 f"SELECT * FROM runs {where} ORDER BY created DESC, rowid DESC LIMIT ?",
                 (*args, limit),
             ).fetchall()
-        return [row_dict(row) for row in rows]
+        return [self._as_reaped(row_dict(row)) for row in rows]
 
     def metrics_history(self, notebook: str) -> list[dict]:
         """Every metric of every run of a notebook, oldest run first."""

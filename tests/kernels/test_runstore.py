@@ -547,6 +547,30 @@ def test_a_read_only_store_can_be_read_but_says_it_cannot_be_written(tmp_path, i
             new_run(store)
 
 
+def test_a_read_only_store_shows_a_run_whose_owner_here_died_as_failed_without_writing(tmp_path, immutable):
+    """`reap` cannot record it there: the run showed running in a process that was gone."""
+    path = tmp_path / "runs.sqlite"
+    with RunStore(path) as store:
+        dead, elsewhere = new_run(store), new_run(store)
+        for run_id in (dead, elsewhere):
+            store.start_run(run_id)
+            store.finish_run(run_id, "succeeded")  # no longer this store's own
+    set_owner(path, dead, status="running", owner_pid=dead_pid())
+    set_owner(path, elsewhere, status="running", owner_host="elsewhere", heartbeat=time.time() - 3600)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE step_runs SET status = 'running' WHERE run_id = ? AND step = ?", (dead, STEPS[0]))
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    immutable(path)
+    with RunStore(path) as store:  # (found read-only as its first read tries to reap)
+        assert {r["id"]: (r["status"], r["error"]) for r in store.list_runs()} == {
+            dead: ("failed", OWNER_STOPPED), elsewhere: ("running", None)}  # (a heartbeat: not renewed by a read)
+        run = store.get_run(dead)
+        assert (run["status"], run["steps"][0]["status"]) == ("failed", "cancelled")
+    assert path.read_bytes() == before
+
+
 def test_a_store_whose_folder_cannot_be_made_says_so(tmp_path, immutable):
     folder = tmp_path / "notebooks"
     folder.mkdir()
