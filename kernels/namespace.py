@@ -9,7 +9,9 @@ The executor and the papermill engine's kernel-side cells both use them.
 
 from __future__ import annotations
 
+import functools
 import numbers
+import operator
 import types
 from collections.abc import Mapping
 
@@ -63,7 +65,69 @@ def rebind_functions(inputs: dict, ns: dict) -> dict:
                 for index, value in enumerate(held):
                     if _is_notebook_function(value):
                         held[index] = rebind(value)
-    return out
+    holders = _Holders(rebind)
+    return {name: holders.rebound(value, HELD_DEPTH) for name, value in out.items()}
+
+
+# how deep in objects' attributes, partials and containers a notebook function is looked for: a
+# scikit-learn Pipeline holds it 5 deep (pipeline → steps list → (name, step) → FunctionTransformer → func)
+HELD_DEPTH = 6
+HELD_LOOKS = 2000  # at most this many objects looked into per step
+HELD_ATTRIBUTES = 64  # an object with more attributes is no holder of functions looked into
+
+
+class _Holders:
+    """Notebook functions held by objects a step is given: `partial(f)`, `FunctionTransformer(f)`
+    (`.func`), `np.vectorize(f)` (`.pyfunc`), a pipeline's steps (a list of tuples): rebound too,
+    since a call of the object calls the function, which reads the step's globals in the notebook.
+    A partial or a tuple is made anew (they cannot be changed); an object's attribute is set, on the
+    step's own copy. Bounded: a step given big objects pays for a few looks, not a walk of them."""
+
+    def __init__(self, rebind):
+        self.rebind, self.left, self.seen = rebind, HELD_LOOKS, {}
+
+    def rebound(self, value, depth: int):
+        if _is_notebook_function(value):
+            return self.rebind(value)
+        if depth == 0 or self.left <= 0 or isinstance(value, _NOT_HOLDERS):
+            return value
+        if id(value) in self.seen:
+            return self.seen[id(value)]
+        self.left -= 1
+        self.seen[id(value)] = value  # (a cycle back to it: as it is)
+        new = self._rebound_parts(value, depth - 1)
+        self.seen[id(value)] = new
+        return new
+
+    def _rebound_parts(self, value, depth: int):
+        if isinstance(value, functools.partial):
+            func, args = self.rebound(value.func, depth), [self.rebound(a, depth) for a in value.args]
+            keywords = {k: self.rebound(v, depth) for k, v in value.keywords.items()}
+            if func is value.func and all(map(operator.is_, args, value.args)) and \
+                    all(keywords[k] is v for k, v in value.keywords.items()):
+                return value
+            return functools.partial(func, *args, **keywords)
+        if type(value) is tuple:
+            items = tuple(self.rebound(item, depth) for item in value)
+            return value if all(map(operator.is_, items, value)) else items
+        if type(value) in (list, dict):
+            for key, item in list(value.items() if type(value) is dict else enumerate(value)):
+                new = self.rebound(item, depth)
+                if new is not item:
+                    value[key] = new
+            return value
+        attributes = getattr(value, "__dict__", None)
+        if type(attributes) is dict and len(attributes) <= HELD_ATTRIBUTES:
+            for key, item in list(attributes.items()):
+                new = self.rebound(item, depth)
+                if new is not item:
+                    attributes[key] = new
+        return value
+
+
+# what holds no function of the notebook worth a look: values, and what a function's own rebind covers
+_NOT_HOLDERS = (str, bytes, int, float, complex, bool, type(None), type, types.ModuleType, types.FunctionType,
+                types.BuiltinFunctionType, types.MethodType)
 
 
 def remember_origins(values) -> None:

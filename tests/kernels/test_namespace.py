@@ -13,7 +13,7 @@ from test_executor import ok, run
 
 from nbscale.compiler.ir import Metrics
 from nbscale.kernels.executor import Frame
-from nbscale.kernels.namespace import evaluate_metrics, rebind_functions, replay_settings
+from nbscale.kernels.namespace import HELD_DEPTH, evaluate_metrics, rebind_functions, replay_settings
 
 
 def notebook_function(source: str, name: str):
@@ -34,6 +34,42 @@ def test_rebound_function_reads_the_new_namespace():
     assert rebound["alias"] is rebound["scale"]  # one function under two names stays one
     assert rebound["n"] == 1
     assert rebound["scale"].__qualname__ == "scale"
+
+
+class Transformer:
+    """As scikit-learn's FunctionTransformer holds its function."""
+
+    def __init__(self, func):
+        self.func = func
+
+    def transform(self, v):
+        return self.func(v)
+
+
+def test_functions_held_by_partials_objects_and_tuples_read_the_new_namespace():
+    """`partial(scale)`, `FunctionTransformer(scale)`, `np.vectorize(scale)`, a pipeline's steps (a
+    list of tuples of objects): a call of the holder calls the function, which in the notebook reads
+    the current globals; unpickled, it read its pickled copy of them."""
+    scale = cloudpickle.loads(cloudpickle.dumps(notebook_function("K = 1\ndef scale(v):\n    return v * K", "scale")))
+    given = {"p": functools.partial(scale), "ft": Transformer(scale), "vf": np.vectorize(scale),
+             "pipe": [("scale", Transformer(functools.partial(scale)))], "pair": (scale, 1),
+             "plain": Transformer(None)}
+    rebound = rebind_functions(given, {"__name__": "__main__", "K": 5})
+    assert rebound["p"](2) == rebound["ft"].transform(2) == rebound["vf"](2) == 10
+    assert rebound["pipe"][0][1].transform(2) == 10 and rebound["pair"][0](2) == 10
+    assert given["p"](2) == 2 and scale(2) == 2  # a partial is made anew: the given one is as it was
+    assert rebound["plain"] is given["plain"] and rebound["ft"] is given["ft"]  # (set on the step's copy)
+
+
+def test_objects_are_looked_into_a_few_levels_deep_only():
+    scale = notebook_function("K = 1\ndef scale(v):\n    return v * K", "scale")
+    deep = scale
+    for _ in range(HELD_DEPTH + 1):
+        deep = Transformer(deep)
+    rebind_functions({"deep": deep}, {"__name__": "__main__", "K": 5})
+    for _ in range(HELD_DEPTH + 1):
+        deep = deep.func
+    assert deep is scale  # beyond HELD_DEPTH: left as it was
 
 
 def test_library_functions_and_their_wrappers_keep_their_globals():
