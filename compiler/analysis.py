@@ -668,9 +668,21 @@ class _ModuleWalker(Visitor):
             return
         classes = effects.objects_of(self.heap, func, self.modules) & self.heap.classes
         if classes:  # (made here when a lowercase name's call makes nothing the heap names: before anything asks)
-            made = self.heap.result(node, lambda: effects.call_result(self.heap, node, self.modules)
-                                    or frozenset({self.heap.fresh(effects.callee_name(node) or "instance")}))
-            self.heap.instance_of(made, classes)
+            self.heap.instance_of(self._call_value(node, "instance")[0], classes)
+
+    def _call_value(self, node, label: str) -> tuple[frozenset[str], bool]:
+        """The objects a call makes (`effects.call_result`, once per call site), or one new object of
+        unknown contents when the heap knows none; and whether it is such a new one."""
+        new = []
+
+        def make():
+            known = effects.call_result(self.heap, node, self.modules)
+            if known:
+                return known
+            new.append(self.heap.fresh(effects.callee_name(node) or label))
+            return frozenset(new)
+
+        return self.heap.result(node, make), bool(new)
 
     def _define_methods(self, node):
         """The methods of a notebook class that change an argument or their instance, known by name
@@ -1079,10 +1091,8 @@ class _ModuleWalker(Visitor):
         wrapped = {obj for obj in given if obj in self.heap.functions and obj not in self.heap.classes}
         if not wrapped:
             return
-        unknown = []  # (the value made here, if the heap knows none: an object of unknown contents)
-        made = self.heap.result(node, lambda: effects.call_result(self.heap, node, self.modules) or frozenset(
-            unknown.append(self.heap.fresh(effects.callee_name(node) or "call")) or unknown))
-        if unknown:
+        made, unknown = self._call_value(node, "call")
+        if unknown:  # (a value the heap knows says what it holds already)
             self.heap.hold(made, wrapped, owned=False)
 
     def _note_bound_method(self, targets, value):
