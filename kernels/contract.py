@@ -14,10 +14,12 @@ with `finished_payload(outcome)`.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import ctypes
 import hashlib
 import json
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -229,16 +231,29 @@ def deadline(seconds):
     """Raise StepTimeout in this thread after `seconds` (the step's `timeout:` tag).
 
     The exception is raised between Python bytecodes, so it lands in the user's code and is
-    reported at the cell and line that was running; a long call into C code ends first.
+    reported at the cell and line that was running; a long call into C code ends first. In the
+    main thread (the local engine) a signal raises it too (`_Alarm`), which also ends a sleep or
+    a wait in a system call. On a Dask worker the run's client stops a step that outlives its
+    timeout anyway (`dask_lifecycle.StepDeadlines`).
     """
     if not seconds:
         yield
         return
+    with _Alarm(seconds) as alarm, _raised_in_thread(seconds, alarm):
+        yield
+
+
+@contextmanager
+def _raised_in_thread(seconds, alarm: _Alarm):
+    """`PyThreadState_SetAsyncExc` from a timer thread, unless the alarm struck already (the
+    step's code took the signal over, or cleared the timer: this still ends it)."""
     thread_id, lock, state = threading.get_ident(), threading.Lock(), {"armed": True, "timer": None}
 
     def fire(after: float):
         with lock:
             if not state["armed"]:
+                return
+            if alarm.struck:  # (one exception at a time: a second would strike its handling)
                 return
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(StepTimeout))
             # again until the step has ended: a bare `except:` in its code may have swallowed it
@@ -256,6 +271,49 @@ def deadline(seconds):
 
 
 TIMEOUT_REFIRE_S = 1.0  # how often a timeout is raised again in a step that has not ended
+
+
+class _Alarm:
+    """SIGALRM after `seconds`, then every TIMEOUT_REFIRE_S, its handler raising StepTimeout: a
+    step asleep or blocked in a system call (`time.sleep`, a socket read, a child's wait) runs no
+    bytecode for `_raised_in_thread` to land between, while a signal interrupts the call and the
+    handler raises in it. Only in the main thread (where Python runs handlers), and only when the
+    process does not use the real-time timer itself (its own `signal.alarm`)."""
+
+    def __init__(self, seconds):
+        self.seconds, self.armed, self.previous, self.struck = float(seconds), False, None, False
+
+    def __enter__(self):
+        if (threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer")
+                or signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0)
+                or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN)):
+            return self
+        self.previous, self.armed = signal.signal(signal.SIGALRM, self._strike), True
+        signal.setitimer(signal.ITIMER_REAL, self.seconds, TIMEOUT_REFIRE_S)
+        return self
+
+    def _strike(self, signum, frame):
+        # never in the code that disarms it (here, and contextlib's `__exit__` on the way): raised
+        # there, it would escape the step and leave the timer firing
+        if self.armed and (frame is None or frame.f_code.co_filename not in _DISARMING):
+            self.struck = True
+            raise StepTimeout
+
+    def __exit__(self, *exc):
+        if self.previous is None:
+            return
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _settle()  # an alarm pending now runs the disarmed handler, not the one put back
+        signal.signal(signal.SIGALRM, self.previous)
+        self.previous = None
+
+
+_DISARMING = (__file__, contextlib.__file__)
+
+
+def _settle() -> None:
+    """A call into Python code: the interpreter runs the signal handlers pending as it enters."""
 
 
 def _start_timer(seconds: float, function, *args) -> threading.Timer:

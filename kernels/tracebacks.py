@@ -159,7 +159,8 @@ def cell_location(filename: str, lineno: int | None) -> tuple[int, int | None] |
 # Frames that are not the user's: IPython's, and those of the modules here that run the cells.
 _HIDDEN_DIRS = (os.path.dirname(IPython.__file__) + os.sep,)
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_HIDDEN_FILES = frozenset(os.path.join(_HERE, name) for name in ("executor.py", "shell.py"))
+# (contract.py: the handler of the alarm that raises a timeout in a sleeping step)
+_HIDDEN_FILES = frozenset(os.path.join(_HERE, name) for name in ("executor.py", "shell.py", "contract.py"))
 
 
 def _hidden(filename: str) -> bool:

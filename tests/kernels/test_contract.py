@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +48,51 @@ def test_deadline_interrupts_python_code_and_the_message_names_the_step():
     error = StepError(**contract.error_dict("StepTimeout", ""))
     contract.explain_timeout(error, "train", 30)
     assert error.evalue == "step 'train' ran longer than its timeout of 30 s"
+
+
+def test_deadline_ends_a_sleep_in_the_main_thread_and_leaves_no_alarm_behind():
+    started = time.monotonic()
+    with pytest.raises(StepTimeout), contract.deadline(0.3):
+        time.sleep(30)  # no bytecode runs for an exception raised from another thread to land between
+    assert time.monotonic() - started < 5
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+    with contract.deadline(0.2):  # a step that ends in time: nothing strikes after it
+        pass
+    time.sleep(0.5)
+
+
+def test_deadline_leaves_the_processs_own_alarm_alone_and_still_ends_python_code():
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(True))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.4)
+        with pytest.raises(StepTimeout), contract.deadline(0.2):
+            while True:
+                pass
+        time.sleep(0.5)
+        assert fired == [True]  # the caller's alarm went off, to its own handler
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_deadline_in_another_thread_uses_no_signal():
+    seen = {}
+
+    def step():
+        try:
+            with contract.deadline(0.2):
+                seen["alarm"] = signal.getitimer(signal.ITIMER_REAL)
+                while True:
+                    pass
+        except StepTimeout:
+            seen["ended"] = True
+
+    thread = threading.Thread(target=step)
+    thread.start()
+    thread.join(5)
+    assert seen == {"alarm": (0.0, 0.0), "ended": True}
 
 
 def test_state_paths_sit_beside_the_notebook(tmp_path):

@@ -105,10 +105,16 @@ def test_run_step_failure_maps_cell_and_line(tmp_path):
     assert not ArtifactStore(specs["s"].store_url).has(specs["s"].hash, specs["s"].step["outputs"])
 
 
-def test_timeout_tag_stops_the_step_at_its_cell_and_line(tmp_path):
+@pytest.mark.parametrize("code", [
+    "n = 0\nwhile True:\n    n += 1",
+    # (in the main thread, as the local engine runs it: no bytecode runs while it sleeps or waits)
+    "import time\ntime.sleep(60)",
+    "import subprocess\nsubprocess.run(['sleep', '60'])",
+], ids=["python", "sleeping", "waiting_for_a_child"])
+def test_timeout_tag_stops_the_step_at_its_cell_and_line(tmp_path, code):
     import time
 
-    specs = _specs(tmp_path, [("n = 0\nwhile True:\n    n += 1", ["step:spin", "timeout:1s"])])
+    specs = _specs(tmp_path, [(code, ["step:spin", "timeout:1s"])])
     start = time.monotonic()
     out = run_step(specs["spin"], {})
     assert time.monotonic() - start < 5
