@@ -46,7 +46,15 @@ from ..task import run_step
 from . import Engine
 from .dask_chains import chains, reported_outcome, run_chain, stripped, upstream_failed
 from .dask_collections import STEP_RESOURCE, collections_computed
-from .dask_lifecycle import TaskLine, forget_run, killed_outcome, restart_outdated_workers, run_counted, stop_run_steps
+from .dask_lifecycle import (
+    StepDeadlines,
+    TaskLine,
+    forget_run,
+    killed_outcome,
+    restart_outdated_workers,
+    run_counted,
+    stop_run_steps,
+)
 
 TOPIC = "nbscale"
 OFFLOAD_THREAD = "Dask-Offload"  # the name distributed gives its offload pool's thread (`distributed.utils`)
@@ -209,6 +217,7 @@ class DaskEngine(Engine):
         names_dask = "dask" in text or "distributed" in text  # (its collections, `delayed`, clients)
         start_workers, self._start_workers = self._start_workers, None
         ended = False  # every step finished: nothing of the run is left to stop (`forget_run`)
+        deadlines = None  # stops a step that outlives its timeout (`StepDeadlines`)
         try:
             if start_workers is not None:  # the run's own cluster, its workers not started yet
                 # its events wait: recorded now, they would write and print while workers fork
@@ -230,6 +239,7 @@ class DaskEngine(Engine):
             tasks.by_step.clear()  # held in `by_key` only, and there only while a task may read them
             if names_dask:
                 _warm_collections(client, text)
+            deadlines = StepDeadlines.watch(client, self.run_id, specs, reported.running, tasks.names, reported.emit)
             # each chain as soon as its own task ends (not through a second task, which would wait
             # on the worker behind the next step: a finished step would show as running)
             for future in as_completed(list(tasks.by_key.values()), loop=client.loop):
@@ -248,12 +258,16 @@ class DaskEngine(Engine):
             # cancelled (Ctrl-C, the panel's Cancel): stop the code still running, then forget it;
             # nothing its tasks report from now on counts (a task Dask runs again on another worker
             # as this one restarts would report the step it finds died under it)
+            if deadlines is not None:
+                deadlines.stop()
             reported.close()
             stop_run_steps(client, self.run_id, reported.unfinished(tasks.names), emit)
             client.cancel(list(tasks.by_key.values()) + warm)
             _forget_writes(client, self.run_id)
             raise
         finally:
+            if deadlines is not None:
+                deadlines.stop()
             if client.status == "running":  # else there is no scheduler to tell
                 client.unsubscribe_topic(topic)
                 forget_run(client, self.run_id, topic, ended)
@@ -515,6 +529,11 @@ class _Reported:
     def outcome(self, step) -> StepOutcome | None:
         payload = self._payloads.get(step)
         return None if payload is None else reported_outcome(step, payload)
+
+    def running(self) -> dict[str, float]:
+        """Step → when its code (its last attempt's) was reported starting, for the steps not finished."""
+        with self._lock:
+            return {step: at for step, at in self._started.items() if step not in self._payloads}
 
     def started(self, step) -> float | None:
         """When the step's code was reported starting (its last attempt's), if it was."""

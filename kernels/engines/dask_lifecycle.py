@@ -15,7 +15,9 @@ gives up first (`KilledWorker`, an external cluster with fewer allowed failures)
 builds the same failed outcome from the same record.
 
 Cancel stops the code: the workers executing the run's steps end the steps' child processes and
-are restarted through their nannies; workers running nothing of this run are left alone.
+are restarted through their nannies; workers running nothing of this run are left alone. A step
+that outlives its `timeout:` is stopped the same way (`StepDeadlines`), its record marked timed
+out first, so that the task run again reports the timeout (or retries the step), not a death.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ import time
 import weakref
 
 from ..children import TERMINATE_WAIT_S, end_step_children
-from ..contract import STEP_RETRY, STEP_STARTED, UPSTREAM_FAILED, WARNING, StepOutcome, failed_outcome
+from ..contract import (
+    STEP_RETRY,
+    STEP_STARTED,
+    UPSTREAM_FAILED,
+    WARNING,
+    StepOutcome,
+    failed_outcome,
+    timeout_message,
+)
 
 NAMESPACE = "nbscale"  # top-level scheduler metadata key of the records
 MEMORY_TOPIC = "worker-restart-memory"  # the event a nanny logs when it restarts a worker over its limit
@@ -37,6 +47,7 @@ SAMPLE_S = 0.2  # how often a running step's worker memory is sampled
 ORPHAN_STOPPER = "nbscale-orphaned-step-stopper"  # the warm cluster's scheduler plugin (`warm_cluster_serve`)
 KILL_AFTER_S = 0.5  # a worker restarted to stop a step is killed this long after it was told (`end_for_restart`)
 WORKER_DIED = "WorkerDied"
+STEP_TIMEOUT = "StepTimeout"
 
 
 # --- on the worker: the attempts of one step --------------------------------------------------------
@@ -69,9 +80,9 @@ def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
     died = line.died.get(name)
     begun = died["attempts"] if died else 0
     if begun:
-        reason = death_reason(died, line.record.memory_restarts())
+        error, reason = _death(died, line.record.memory_restarts)
         if begun > retries:
-            return died_outcome(name, reason, begun, died.get("started"))
+            return died_outcome(name, reason, begun, died.get("started"), error)
         emit(STEP_RETRY, name, {"attempt": begun, "error": reason})
         spec = dataclasses.replace(spec, step={**spec.step, "retries": retries - begun})
     line.begin(name, begun + 1)  # sent while the step gets ready: waited for as its code starts
@@ -287,9 +298,19 @@ def death_reason(record: dict, restarts=()) -> str:
     return text + ("; " + ", ".join(known) if known else "")
 
 
-def died_outcome(step: str, reason: str, attempts: int, started: float | None = None) -> StepOutcome:
+def _death(record: dict, restarts) -> tuple[str, str]:
+    """(error name, reason) of the end of a step's attempt that its record says was running: the
+    timeout the run stopped it for (`StepDeadlines`), or its worker's death. `restarts`: a function
+    giving the nanny's memory restarts."""
+    if record.get("timed_out"):
+        return STEP_TIMEOUT, str(record["timed_out"])
+    return WORKER_DIED, death_reason(record, restarts())
+
+
+def died_outcome(step: str, reason: str, attempts: int, started: float | None = None,
+                 error: str = WORKER_DIED) -> StepOutcome:
     """`started`: as its last attempt began (its record's), so that it ran until its worker died, not 0 s."""
-    outcome = failed_outcome(step, WORKER_DIED, reason)
+    outcome = failed_outcome(step, error, reason)
     outcome.attempts = attempts
     if isinstance(started, (int, float)):
         outcome.started = min(started, outcome.finished)
@@ -311,8 +332,8 @@ def killed_outcome(client, run_id: str, name: str, exc: BaseException, names_by_
     record = client.get_metadata([NAMESPACE, run_id, blamed[0]], None) or {}
     if record.get("step") != name:  # the step died under an earlier run of the task
         record = (record.get("died") or {}).get(name) or {**record, "attempts": 0}
-    reason = death_reason(record, [msg for _, msg in client.get_events(MEMORY_TOPIC)])
-    return died_outcome(name, reason, record.get("attempts", 0), record.get("started"))
+    error, reason = _death(record, lambda: [msg for _, msg in client.get_events(MEMORY_TOPIC)])
+    return died_outcome(name, reason, record.get("attempts", 0), record.get("started"), error)
 
 
 def forget_run(client, run_id: str, topic: str | None = None, ended: bool = False):
@@ -467,6 +488,76 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list) -> d
 
 
 ASK_S = 2.0  # how long a worker has to answer while a run is cancelled, before it counts as stuck in a step
+
+
+# --- timeouts: stop a step that outlives its `timeout:` from outside ---------------------------------
+
+
+TIMEOUT_GRACE_S = 2.0  # past its timeout, how long a step's own code has to raise it before the run stops it
+DEADLINE_POLL_S = 0.25
+
+
+class StepDeadlines(threading.Thread):
+    """Stops a step that runs TIMEOUT_GRACE_S past its `timeout:`. Its worker raises the timeout
+    between two bytecodes (`contract.deadline`), which never come while the step sleeps, waits in a
+    system call or runs C code holding the interpreter (where the worker's own threads do not run
+    either). The step's task record is marked timed out, and its worker's step stopped as Cancel
+    stops it (`stop_run_steps`: its child processes ended, the worker restarted or, stuck,
+    killed through its nanny). Dask runs the task again, which finds the mark and reports the
+    timeout, or retries the step as `retries:` says (`run_counted`).
+    `running`: step → when its code (its last attempt's) was reported starting, for the steps not
+    finished; `names_by_key`: task key → its steps (filled as tasks are submitted)."""
+
+    def __init__(self, client, run_id: str, timeouts: dict, running, names_by_key: dict, emit):
+        super().__init__(name="nbscale-step-deadlines", daemon=True)
+        self.client, self.run_id, self.timeouts, self.running = client, run_id, timeouts, running
+        self.names_by_key, self.emit = names_by_key, emit
+        self.done, self.stopped = set(), threading.Event()
+
+    @classmethod
+    def watch(cls, client, run_id: str, specs, running, names_by_key: dict, emit) -> StepDeadlines | None:
+        """Start watching the steps of `specs` that have a timeout; None when none has."""
+        timeouts = {spec.step["name"]: spec.step["timeout"] for spec in specs if spec.step.get("timeout")}
+        if not timeouts:
+            return None
+        watcher = cls(client, run_id, timeouts, running, names_by_key, emit)
+        watcher.start()
+        return watcher
+
+    def run(self):
+        while not self.stopped.wait(DEADLINE_POLL_S):
+            try:
+                self.check(time.time())
+            except Exception:  # noqa: BLE001 - the scheduler went away: the run sees it and ends
+                pass
+
+    def check(self, now: float) -> None:
+        for step, started in self.running().items():
+            limit = self.timeouts.get(step)
+            if limit is None or now < started + float(limit) + TIMEOUT_GRACE_S or (step, started) in self.done:
+                continue
+            self.done.add((step, started))
+            key = next((k for k, names in list(self.names_by_key.items()) if step in names), None)
+            if key is None or self.stopped.is_set():
+                continue
+            message = (f"{timeout_message(step, limit)} and did not stop (it slept, waited, or ran compiled "
+                       "code that holds the interpreter), so its worker was restarted to stop it")
+            if self.client.run_on_scheduler(mark_timed_out, self.run_id, self.names_by_key[key][0], step, message):
+                stop_run_steps(self.client, self.run_id, {key: [step]}, self.emit)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def mark_timed_out(run_id: str, head: str, step: str, message: str, dask_scheduler=None) -> bool:
+    """(on the scheduler) Mark the record of the run's task that begins with `head` timed out, if it
+    still says `step` runs; whether it did."""
+    heads = dask_scheduler.task_metadata.get(NAMESPACE, {}).get(run_id)
+    record = heads.get(head) if isinstance(heads, dict) else None
+    if not isinstance(record, dict) or record.get("step") != step or not record.get("running"):
+        return False
+    record["timed_out"] = message
+    return True
 
 
 def _ask_each(client, workers: list[str], timeout: float, asked: list, function, *args) -> dict:

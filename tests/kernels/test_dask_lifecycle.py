@@ -310,6 +310,49 @@ def test_death_reason_says_what_is_known():
     assert death_reason({"worker": "tcp://w:1"}) == "the worker running this step died on tcp://w:1"
 
 
+# --- a step that outlives its timeout is stopped from outside --------------------------------------
+
+
+@pytest.mark.parametrize("body", ["import time\ntime.sleep(600)", HOLDS_THE_INTERPRETER],
+                         ids=["sleeping", "stuck_in_c_code"])
+def test_a_step_that_does_not_return_to_python_is_stopped_at_its_timeout(tmp_path, limited_cluster, body):
+    """Its worker never raises the timeout (no bytecode runs): the run stops it from outside
+    (`StepDeadlines`), and the task run again reports the timeout, not a death; before, the step
+    ran until the call returned (a sleep of 600 s, a C loop for hours) and the run with it."""
+    log = tmp_path / "starts.txt"
+    notebook = make_notebook(tmp_path, [_dying_step(log, body, ["timeout:1s"]), ("y = x + 1", ["step:after"])])
+    started = time.monotonic()
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    assert time.monotonic() - started < DEADLINE_S
+    dies = result.step("dies")
+    assert (dies["status"], dies["error"]["ename"], dies["attempts"]) == ("failed", "StepTimeout", 1)
+    assert "timeout of 1 s" in dies["error"]["evalue"] and "worker was restarted" in dies["error"]["evalue"]
+    assert dies["duration_s"] >= 1
+    assert result.step("after")["status"] == "upstream_failed"
+    assert _lines(log) == ["start"]  # not run again as its task was
+
+
+def test_a_step_stopped_at_its_timeout_is_retried_as_retries_says(tmp_path, limited_cluster):
+    log = tmp_path / "starts.txt"
+    notebook = make_notebook(tmp_path, [_dying_step(log, "import time\ntime.sleep(600)", ["timeout:1s", "retries:1"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    dies = result.step("dies")
+    assert (dies["status"], dies["error"]["ename"], dies["attempts"]) == ("failed", "StepTimeout", 2)
+    assert _lines(log) == ["start", "start"]
+
+
+def test_a_step_that_ends_at_its_timeout_itself_is_not_stopped_from_outside(tmp_path, limited_cluster):
+    """Python code raises the timeout in the step: the cell and line are known and the worker stays."""
+    notebook = make_notebook(tmp_path, [("import os\npid = os.getpid()", ["step:first"]),
+                                        ("n = pid\nwhile True:\n    n += 1", ["step:spins", "timeout:1s"])])
+    events = []
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False),
+                          on_event=lambda kind, step, payload=None: events.append((kind, step, payload)))
+    error = result.step("spins")["error"]
+    assert error["ename"] == "StepTimeout" and error["line"] in (2, 3)
+    assert not [e for e in events if e[0] == "warning" and "restarting worker" in str(e[2])]
+
+
 # --- Cancel stops the step where it runs ---------------------------------------------------------
 
 
