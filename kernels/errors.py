@@ -148,6 +148,15 @@ class ClusterStartError(NbscaleRuntimeError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread: handled like Ctrl-C (the run is cancelled), reported as SIGTERM."""
 
+    signal_name = "SIGTERM"
+
+
+class HungUp(Terminated):
+    """SIGHUP (the terminal of the run closed, its ssh session ended): handled as SIGTERM is,
+    reported as SIGHUP."""
+
+    signal_name = "SIGHUP"
+
 
 class ServerGone(KeyboardInterrupt):
     """The Jupyter server that started the run went away (its channel closed): handled like Ctrl-C

@@ -1,8 +1,9 @@
-"""SIGTERM handled like Ctrl-C.
+"""SIGTERM (and SIGHUP) handled like Ctrl-C.
 
 While `sigterm_interrupts()` is active, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the
 main thread, so a run stopped by `kill`, a service manager or a batch scheduler is cancelled and
-recorded ("stopped by SIGTERM") instead of dying mid-step. A second SIGTERM ends the process at once,
+recorded ("stopped by SIGTERM") instead of dying mid-step; so does SIGHUP (`HungUp`, "stopped by
+SIGHUP": the terminal closed), unless the process ignores it (`nohup`). A second SIGTERM ends the process at once,
 after its `last_words` (the runner's: the run is recorded cancelled, not left for the next reader to
 find its owner gone and fail it).
 A process forked from it (by a step's code) ends on SIGTERM as any process does: it is not the run.
@@ -25,7 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import Terminated
+from .errors import HungUp, Terminated
 
 
 @contextmanager
@@ -36,20 +37,25 @@ def sigterm_interrupts() -> Iterator[None]:
 
     owner = os.getpid()
 
-    def terminated(signum, frame):
-        if os.getpid() != owner:  # a child a step forked, ended with the step: not the run's process
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        signal.signal(signal.SIGTERM, terminated_again)  # while cleaning up, another SIGTERM ends it
-        _requested(Terminated)
-        raise Terminated()
+    def ending(kind: type[Terminated]):
+        def handler(signum, frame):
+            if os.getpid() != owner:  # a child a step forked, ended with the step: not the run's process
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
+            for watched in previous_ending:  # while cleaning up, another SIGTERM or SIGHUP ends it
+                signal.signal(watched, ended_again)
+            _requested(kind)
+            raise kind()
 
-    def terminated_again(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        handler.in_forks_default = True  # (`_default_sigterm_in_forks`)
+        return handler
+
+    def ended_again(signum, frame):
+        signal.signal(signum, signal.SIG_DFL)
         if os.getpid() == owner:
             _tell(_LAST_WORDS)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
 
     def interrupted(signum, frame):
         kind = _SIGINT_MEANS[-1] if _SIGINT_MEANS else KeyboardInterrupt
@@ -61,8 +67,10 @@ def sigterm_interrupts() -> Iterator[None]:
         if os.getpid() == owner and _REQUESTED:
             raise _REQUESTED[-1]()
 
-    terminated.in_forks_default = True  # (`_default_sigterm_in_forks`)
-    previous = signal.signal(signal.SIGTERM, terminated)
+    previous_ending = {signal.SIGTERM: signal.signal(signal.SIGTERM, ending(Terminated))}
+    # SIGHUP: the terminal of `nbscale run` closed (an ssh session ended); not under `nohup`, which ignores it
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        previous_ending[signal.SIGHUP] = signal.signal(signal.SIGHUP, ending(HungUp))
     previous_repeat = signal.signal(REPEAT_SIGNAL, repeated)
     _WATCHING.append(owner)
     # noted only where Ctrl-C raises KeyboardInterrupt (not in a job that ignores it)
@@ -73,7 +81,8 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         _WATCHING.pop()
-        signal.signal(signal.SIGTERM, previous)
+        for watched, previous in previous_ending.items():
+            signal.signal(watched, previous)
         signal.signal(REPEAT_SIGNAL, previous_repeat)
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)
@@ -99,8 +108,11 @@ def _default_sigterm_in_forks() -> None:
     a SIGTERM that came just before a blocking wait in C was never acted on: a pool worker about to
     wait on its queue's lock outlived `Pool.terminate`, which then waited for it for ever (1 run in
     about 40 of a step using `with multiprocessing.Pool(2)` on Dask)."""
-    if getattr(signal.getsignal(signal.SIGTERM), "in_forks_default", False) and os.getpid() not in _WATCHING:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.getpid() in _WATCHING:
+        return
+    for watched in (signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
+        if getattr(signal.getsignal(watched), "in_forks_default", False):
+            signal.signal(watched, signal.SIG_DFL)
 
 
 if hasattr(os, "register_at_fork"):

@@ -42,7 +42,6 @@ from .contract import (
     STEP_PROGRESS,
     STEP_QUEUED,
     STEP_STARTED,
-    STOPPED_BY_SIGTERM,
     STOPPED_TWICE_BY_SIGTERM,
     SUCCEEDED,
     UPSTREAM_FAILED,
@@ -606,7 +605,7 @@ def _note_stop(store: RunStore, run_id: str, kind: type[KeyboardInterrupt]) -> N
 def stop_reason(kind: type[KeyboardInterrupt]) -> str:
     """Why an interrupt of this kind cancelled the run, as the run store says it."""
     if issubclass(kind, Terminated):
-        return STOPPED_BY_SIGTERM
+        return f"stopped by {kind.signal_name}"  # (STOPPED_BY_SIGTERM, or SIGHUP's)
     return SERVER_WENT_AWAY if issubclass(kind, ServerGone) else CANCELLED_BY_USER
 
 

@@ -268,10 +268,10 @@ class _PipelineRun:
     def _stopped(self, stop: KeyboardInterrupt):
         """Ctrl-C or SIGTERM: the running cells end as stopped by it, the cells that ran keep their
         counts, and the notebook names its run (`nbscale show`), as a finished one does."""
-        from .kernels.contract import CANCELLED, STOPPED_BY_SIGTERM
+        from .kernels.contract import CANCELLED
         from .kernels.errors import Terminated
 
-        reason = STOPPED_BY_SIGTERM if isinstance(stop, Terminated) else "cancelled by the user"
+        reason = f"stopped by {stop.signal_name}" if isinstance(stop, Terminated) else "cancelled by the user"
         with self.lock:
             for step in self.pipeline.steps:
                 self._cancelled(step.name, {"reason": reason})
@@ -569,13 +569,14 @@ def _sigterm_cancels():
     try:
         with sigterm_interrupts():
             yield
-    except Terminated:
+    except Terminated as exc:  # (or SIGHUP's `HungUp`)
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        signum = getattr(signal, exc.signal_name)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
         raise
 
 

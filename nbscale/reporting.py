@@ -8,6 +8,7 @@ a step printed) is printed through `literal`: a terminal shows its escape codes,
 
 from __future__ import annotations
 
+import signal
 import sys
 import unicodedata
 from contextlib import contextmanager
@@ -28,7 +29,6 @@ EXIT_BAD_INPUT = 2
 # (`nbscale run --fail-on-regression`), drifted data (`nbscale drift --fail-on-drift`)
 EXIT_CHECK_FAILED = 3
 EXIT_CANCELLED = 130  # Ctrl-C, as a shell reports SIGINT
-EXIT_TERMINATED = 143  # SIGTERM, as a shell reports it (128 + 15); the run is cancelled as on Ctrl-C
 # Unicode bidirectional controls: they can reorder what a terminal shows.
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # what multi-line text (a traceback, a step's output) keeps: its lines and their indentation
@@ -53,10 +53,8 @@ def reporting_errors():
         yield
     except NbscaleError as exc:
         fail(f"error: {literal_lines(str(exc))}", exit_code_for(exc))  # it may quote a notebook's value
-    except Terminated:
-        from .kernels.contract import STOPPED_BY_SIGTERM  # (here: `nbscale check` need not import it)
-
-        cancelled(f"cancelled: {STOPPED_BY_SIGTERM}", EXIT_TERMINATED)
+    except Terminated as exc:  # SIGTERM, or SIGHUP (`HungUp`): 143, 129, as a shell reports them
+        cancelled(f"cancelled: stopped by {exc.signal_name}", 128 + getattr(signal, exc.signal_name))
     except KeyboardInterrupt:
         cancelled("cancelled", EXIT_CANCELLED)
 

@@ -434,14 +434,19 @@ class _BroadcastFailures(logging.Filter):
         return not str(record.msg).startswith("broadcast to ")
 
 
+_BROADCAST_FAILURES = _BroadcastFailures()
+
+
 def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeout: float = 30.0) -> dict:
     """Stop this run's steps that are still executing (`names_by_key`: task key → the steps of it
     that may still run): for each worker running one, say so
     (a WARNING event per step), end its child processes and restart it (killed if it does not close
     at once: `end_for_restart`). Returns worker → status.
     Never raises: it runs while a cancel is on its way out."""
-    scheduler_log, quiet, asked = logging.getLogger("distributed.scheduler"), _BroadcastFailures(), []
-    scheduler_log.addFilter(quiet)  # (the own cluster's scheduler logs in this process)
+    asked = []
+    # (the own cluster's scheduler logs in this process; left on: a question to a worker that died
+    # with the run's process group fails only as the scheduler gives up connecting, or closes)
+    logging.getLogger("distributed.scheduler").addFilter(_BROADCAST_FAILURES)
     try:
         return _stop(client, run_id, names_by_key, emit, restart_timeout, asked)
     except Exception as exc:  # noqa: BLE001 - the cancel goes on; say what is left running
@@ -451,7 +456,6 @@ def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeou
         deadline = time.monotonic() + ASK_S  # the questions a killed worker left fail as it goes
         for thread in asked:
             thread.join(max(0.0, deadline - time.monotonic()))
-        scheduler_log.removeFilter(quiet)
 
 
 def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list) -> dict:
@@ -460,6 +464,10 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list) -> d
     # say is stuck in a step's C code that holds the interpreter (`deque(repeat(...))`, a Cython loop):
     # it executes what it was given, and its own threads (this question, the kill timer) never run
     assigned = client.run_on_scheduler(processing_keys, suffix)
+    # a worker gone already runs nothing more (killed with the run's process group: a closed terminal's
+    # SIGHUP, `kill -- -PGID`, systemd stopping the service): nothing to ask, stop or say
+    live = _live_workers(client)
+    assigned = {worker: keys for worker, keys in assigned.items() if worker in live}
     answers = _ask_each(client, list(assigned), ASK_S, asked, executing_keys, suffix)
     found = {worker: answers.get(worker, keys) for worker, keys in assigned.items()}
     busy = {worker: [name for k in keys for name in names_by_key.get(k, ())] for worker, keys in found.items()}
@@ -477,9 +485,10 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list) -> d
     ended = _ask_each(client, [w for w in busy if w in answers or w not in assigned], TERMINATE_WAIT_S + ASK_S,
                       asked, end_for_restart)
     stuck = [worker for worker in busy if worker not in ended]
-    killed = client.run(kill_worker_process, workers=stuck, nanny=True, on_error="return") if stuck else {}
+    killed = _killed_through_nannies(client, stuck)
     restarted = {worker: "OK" for worker, done in killed.items() if done is True}  # (its nanny starts it again)
-    restarted.update(restart_workers(client, [w for w in busy if w not in restarted], restart_timeout))
+    live = _live_workers(client)  # (one that died meanwhile needs no restart, nor a warning)
+    restarted.update(restart_workers(client, [w for w in busy if w not in restarted and w in live], restart_timeout))
     for worker, status in restarted.items():
         if status != "OK":  # no nanny ("removed"), or it did not stop in time
             emit(WARNING, None, {"message": f"worker {worker} could not be restarted ({status}): step(s) "
@@ -593,6 +602,24 @@ def processing_keys(suffix: str, dask_scheduler=None) -> dict:
         if keys:
             found[ws.address] = keys
     return found
+
+
+def _live_workers(client) -> set[str]:
+    return set(client.scheduler_info(n_workers=-1).get("workers", {}))
+
+
+def _killed_through_nannies(client, workers: list[str]) -> dict:
+    """`kill_worker_process` on the nannies of those of `workers` the scheduler still has: asked
+    for one it lost, the scheduler fails the whole call (and logs its traceback)."""
+    for _ in range(2):
+        workers = [worker for worker in workers if worker in _live_workers(client)]
+        if not workers:
+            return {}
+        try:
+            return client.run(kill_worker_process, workers=workers, nanny=True, on_error="return")
+        except KeyError:  # one left as it was asked
+            continue
+    return {}
 
 
 def kill_worker_process(dask_worker=None) -> bool:

@@ -10,11 +10,10 @@ from click.testing import CliRunner
 from nbscale.compiler import compile_source
 from nbscale.compiler.errors import NotebookReadError
 from nbscale.errors import PluginError
-from nbscale.kernels.errors import RunStoreCorrupt, Terminated
+from nbscale.kernels.errors import HungUp, RunStoreCorrupt, Terminated
 from nbscale.reporting import (
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
-    EXIT_TERMINATED,
     error_counts,
     error_headline,
     exit_code_for,
@@ -78,12 +77,18 @@ def test_an_error_may_name_its_own_exit_code(code):
     assert exit_code_for(Refused("no")) == 1 and exit_code_for(PluginError("x")) == code
 
 
-def test_sigterm_and_a_damaged_run_store_have_their_own_words():
+def test_sigterm_sighup_and_a_damaged_run_store_have_their_own_words():
     def terminated():
         raise Terminated()
 
     result = run_command(terminated)
-    assert result.exit_code == EXIT_TERMINATED == 143 and result.output == "cancelled: stopped by SIGTERM\n"
+    assert result.exit_code == 143 and result.output == "cancelled: stopped by SIGTERM\n"
+
+    def hung_up():
+        raise HungUp()
+
+    result = run_command(hung_up)
+    assert result.exit_code == 129 and result.output == "cancelled: stopped by SIGHUP\n"
 
     def damaged():
         raise RunStoreCorrupt("/x/.nbscale/runs.sqlite", "file is not a database")

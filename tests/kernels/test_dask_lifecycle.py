@@ -471,6 +471,31 @@ def test_ctrl_c_stops_a_step_stuck_in_c_code_that_holds_the_interpreter(tmp_path
     assert default_run_store(notebook).list_runs()[0]["status"] == "cancelled"
 
 
+@pytest.mark.parametrize("signum, code", [(signal.SIGHUP, 129), (signal.SIGTERM, 143)], ids=["SIGHUP", "SIGTERM"])
+def test_a_signal_to_the_runs_whole_process_group_cancels_it_cleanly(tmp_path, signum, code):
+    """A closed terminal sends SIGHUP to its foreground process group, systemd SIGTERM to the whole
+    service: the run's own cluster's workers get it too and die at once. SIGHUP killed the run
+    unrecorded; both then printed the scheduler's KeyError traceback and "could not stop the run's
+    steps" for the workers already gone."""
+    notebook, pids = _sleeper(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(notebook)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(_step_started(pids), "the step to start")
+        os.killpg(proc.pid, signum)
+        output, _ = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, output
+    assert f"cancelled: stopped by {signum.name}" in output, output
+    assert "Traceback" not in output and "could not" not in output and "ERROR" not in output, output
+    run = default_run_store(notebook).list_runs()[0]
+    assert (run["status"], run["error"]) == ("cancelled", f"stopped by {signum.name}")
+    worker_pid, child_pid = (int(p) for p in pids.read_text().split())
+    wait_for(lambda: _gone(worker_pid) and _gone(child_pid), "the step's processes to end")
+
+
 def test_a_killed_runs_worker_stuck_in_c_code_dies_with_it(tmp_path):
     """kill -9 of `nbscale run`: Dask's watch for a parent gone is a thread of the worker, which never
     runs while the step holds the interpreter; the kernel kills the worker with its nanny."""

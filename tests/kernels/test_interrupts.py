@@ -7,6 +7,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from nbscale.kernels.interrupts import sigterm_interrupts
 
 SCRIPT = """
@@ -17,34 +19,48 @@ try:
     with sigterm_interrupts():
         print("ready", flush=True)
         time.sleep(60)
-except Terminated:
-    print("terminated, cleaning up", flush=True)
+except Terminated as exc:
+    print(f"terminated by {exc.signal_name}, cleaning up", flush=True)
     if sys.argv[1] == "slow-cleanup":
         time.sleep(60)  # a second SIGTERM ends the process at once
     sys.exit(143)
 """
 
 
-def start(mode):
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, mode], stdout=subprocess.PIPE, text=True)
+def start(mode, **popen):
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, mode], stdout=subprocess.PIPE, text=True, **popen)
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
 
-def test_sigterm_raises_terminated_in_the_main_thread():
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_raises_terminated_in_the_main_thread(signum):
+    """SIGHUP: the terminal of `nbscale run` closed; before, it killed the run mid-step, unrecorded."""
     proc = start("quick")
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 143 and "terminated, cleaning up" in out
+    assert proc.returncode == 143 and f"terminated by {signum.name}, cleaning up" in out
 
 
-def test_a_second_sigterm_ends_the_process():
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_second_sigterm_or_sighup_ends_the_process(second):
     proc = start("slow-cleanup")
     proc.send_signal(signal.SIGTERM)
-    assert proc.stdout.readline().strip() == "terminated, cleaning up"
-    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "terminated by SIGTERM, cleaning up"
+    proc.send_signal(second)
     proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGTERM
+    assert proc.returncode == -second
+
+
+def test_sighup_ignored_as_nohup_ignores_it_stays_ignored():
+    def nohup():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = start("quick", preexec_fn=nohup)
+    proc.send_signal(signal.SIGHUP)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert "terminated by SIGTERM" in out
 
 
 def test_the_handler_is_restored_and_other_threads_leave_it_alone():

@@ -22,7 +22,7 @@ from nbscale.kernels.contract import (
     WARNING,
     step_log_path,
 )
-from nbscale.kernels.errors import CorruptArtifactWarning, ParameterError, PipelineNotRunnable, Terminated
+from nbscale.kernels.errors import CorruptArtifactWarning, HungUp, ParameterError, PipelineNotRunnable, Terminated
 from nbscale.kernels.interrupts import sigterm_interrupts
 from nbscale.kernels.runner import RunOptions, cache_report, default_run_store, run_notebook
 from nbscale.kernels.store import ArtifactStore
@@ -321,6 +321,7 @@ def _three_steps(tmp_path):
 @pytest.mark.parametrize("raised, status, reason", [
     (KeyboardInterrupt(), "cancelled", CANCELLED_BY_USER),
     (Terminated(), "cancelled", STOPPED_BY_SIGTERM),
+    (HungUp(), "cancelled", "stopped by SIGHUP"),
 ])
 def test_a_run_interrupted_in_a_step_is_cancelled_and_says_why(tmp_path, raised, status, reason):
     nb = _three_steps(tmp_path)
@@ -345,6 +346,7 @@ def test_a_run_interrupted_in_a_step_is_cancelled_and_says_why(tmp_path, raised,
 @pytest.mark.parametrize("signum, raised, reason", [
     (signal.SIGINT, KeyboardInterrupt, CANCELLED_BY_USER),
     (signal.SIGTERM, Terminated, STOPPED_BY_SIGTERM),
+    (signal.SIGHUP, HungUp, "stopped by SIGHUP"),
 ])
 def test_a_signal_after_the_last_step_cancels_the_run(tmp_path, monkeypatch, where, signum, raised, reason):
     """It left the run `running` (then read `failed`: "the process running it stopped") while the
