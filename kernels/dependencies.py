@@ -1113,11 +1113,16 @@ def _tested_look(path: str):
     return TESTED_FOLDER if stat.S_ISDIR(st.st_mode) else stat_key(st)
 
 
-def _command_started(recording: Recording, command, cwd=None) -> None:
+def _command_started(recording: Recording, command, cwd=None, env=None) -> None:
     """A process the step starts (`subprocess`, `os.system`, `!cmd`), before it runs: the files its
     arguments or shell words name (`mentions.command_names`), relative to the folder it runs in
     now (after `%cd` or `os.chdir` too), are looked at as the cells' named files are, unless the
-    cells named them already (looked at earlier: before the step ran)."""
+    cells named them already (looked at earlier: before the step ran). The variables its words
+    name (`$NAME`, `${NAME}`) are read from the environment it inherits (`env` None)."""
+    if env is None:
+        environ = os.environ.environ if isinstance(os.environ, RecordingEnviron) else os.environ
+        for name in _shell_variables(command):
+            _note_env(recording, name, environ.get(name))
     if recording.command_names >= MAX_COMMAND_NAMES:
         if recording.command_names == MAX_COMMAND_NAMES:
             recording.problems.append(f"more than {MAX_COMMAND_NAMES:,} names of files in the commands the step ran")
@@ -1138,6 +1143,23 @@ def _command_started(recording: Recording, command, cwd=None) -> None:
                                     [f for f in folders if f not in recording.first_seen])
         finally:
             recording.quiet = False
+
+
+_SHELL_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _shell_variables(command) -> set[str]:
+    """The variables a command's words name for a shell to expand: `echo $DATE`, `${BUCKET}/x`, the
+    `bash -c` text of an argument list (quoted `'$X'` too: one read too many costs a re-run, not a
+    stale result)."""
+    words = [command] if isinstance(command, (str, bytes)) else command if isinstance(command, (list, tuple)) else []
+    found = set()
+    for word in words:
+        if isinstance(word, bytes):
+            word = os.fsdecode(word)
+        if isinstance(word, str) and "$" in word:
+            found.update(_SHELL_VARIABLE.findall(word))
+    return found
 
 
 def see_shell_commands() -> None:
@@ -1174,12 +1196,12 @@ _HANDLERS = {"open": _opened,
              "os.truncate": lambda recording, args: _changed(recording, ((args[0], None),)),
              "import": _import_tried,
              # the processes a step starts: (executable, args, cwd, env), (command,), (path, argv, env), ...
-             "subprocess.Popen": lambda recording, args: _command_started(recording, args[1], args[2]),
+             "subprocess.Popen": lambda recording, args: _command_started(recording, args[1], args[2], args[3]),
              **dict.fromkeys(("os.system", "nbscale.system"),
                              lambda recording, args: _command_started(recording, os.fsdecode(args[0]))),
              **dict.fromkeys(("os.posix_spawn", "os.exec"),
-                             lambda recording, args: _command_started(recording, args[1])),
-             "os.spawn": lambda recording, args: _command_started(recording, args[2]),
+                             lambda recording, args: _command_started(recording, args[1], env=args[2])),
+             "os.spawn": lambda recording, args: _command_started(recording, args[2], env=args[3]),
              "sqlite3.connect": _connected, "os.listdir": _listed, "os.scandir": _listed,
              "glob.glob/2": _globbed, "pathlib.Path.glob": _path_globbed,
              "pathlib.Path.rglob": lambda recording, args: _path_globbed(recording, args, "**/"),
@@ -1426,12 +1448,18 @@ def _read_env(name, value) -> None:
     if recording is None:
         return
     with _guard(recording):
-        if recording.active and name not in recording.env and name not in recording.env_written \
-                and not _set_for_the_step(name) and name not in _SET_BY_LIBRARIES:
-            recording.env[name] = value
+        if recording.active:
+            _note_env(recording, name, value)
     imported = _import_reads(sys._getframe(1))
     if imported is not None:
         imported[2].setdefault(name, value)
+
+
+def _note_env(recording: Recording, name, value) -> None:
+    """The step read variable `name` (first seen as `value`), unless it set it itself."""
+    if name not in recording.env and name not in recording.env_written and not _set_for_the_step(name) \
+            and name not in _SET_BY_LIBRARIES:
+        recording.env[name] = value
 
 
 def _set_for_the_step(name) -> bool:

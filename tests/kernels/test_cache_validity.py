@@ -82,6 +82,19 @@ def test_a_changed_local_module_and_environment_variable_rerun_the_step(tmp_path
     assert status(run_notebook(nb, options=LOCAL)) == {"calc": "cached"}
 
 
+def test_a_variable_a_shell_command_expands_is_a_dependency(tmp_path, monkeypatch):
+    """`!echo $REGION > region.txt`: the shell reads REGION, not the step's Python; a new REGION
+    reused the stale file's value."""
+    monkeypatch.setenv("NBSCALE_TEST_REGION", "eu")
+    nb = make_notebook(tmp_path, [("!echo $NBSCALE_TEST_REGION > region.txt\nregion = open('region.txt').read().strip()",
+                                   ["step:ask"])])
+    assert run_notebook(nb, options=LOCAL).load("ask")["region"] == "eu"
+    assert status(run_notebook(nb, options=LOCAL)) == {"ask": "cached"}
+    monkeypatch.setenv("NBSCALE_TEST_REGION", "us")
+    changed = run_notebook(nb, options=LOCAL)
+    assert changed.load("ask")["region"] == "us" and any("NBSCALE_TEST_REGION" in t for t in stale(changed, "ask"))
+
+
 def test_two_project_folders_sharing_one_store_get_their_own_results(tmp_path):
     store = RunOptions(engine="local", store_url=str(tmp_path / "shared-store"))
     results = {}

@@ -762,6 +762,23 @@ def test_enumerating_the_environment_is_not_reading_every_variable(folder):
     assert rec.env == {}
 
 
+def test_variables_a_command_names_for_its_shell_are_read_from_the_environment_it_inherits(folder, monkeypatch):
+    """`os.system("echo $REGION")`: the shell expands it, no `os.environ` read shows it; a changed
+    REGION reused the command's stale result."""
+    monkeypatch.setenv("NBSCALE_TEST_REGION", "eu")
+    monkeypatch.setenv("NBSCALE_TEST_DAY", "mon")
+    monkeypatch.setenv("NBSCALE_TEST_GIVEN", "own")
+    monkeypatch.delenv("NBSCALE_TEST_UNSET", raising=False)
+    with record(str(folder)) as rec:
+        os.system("echo $NBSCALE_TEST_REGION > /dev/null")
+        subprocess.run(["sh", "-c", "echo ${NBSCALE_TEST_DAY:-x} $NBSCALE_TEST_UNSET"], stdout=subprocess.DEVNULL)
+        # an environment of its own: nothing inherited is read
+        subprocess.run("echo $NBSCALE_TEST_GIVEN", shell=True, env={"PATH": os.environ["PATH"]},
+                       stdout=subprocess.DEVNULL)
+    assert rec.env == {"NBSCALE_TEST_REGION": "eu", "NBSCALE_TEST_DAY": "mon", "NBSCALE_TEST_UNSET": None,
+                       "PATH": os.environ["PATH"]}
+
+
 def test_secret_values_are_kept_as_digests(folder, monkeypatch):
     monkeypatch.setenv("NBSCALE_TEST_API_TOKEN", "s3cr3t")
     with record(str(folder)) as rec:
