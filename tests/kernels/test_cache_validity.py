@@ -86,8 +86,8 @@ def test_a_variable_a_shell_command_expands_is_a_dependency(tmp_path, monkeypatc
     """`!echo $REGION > region.txt`: the shell reads REGION, not the step's Python; a new REGION
     reused the stale file's value."""
     monkeypatch.setenv("NBSCALE_TEST_REGION", "eu")
-    nb = make_notebook(tmp_path, [("!echo $NBSCALE_TEST_REGION > region.txt\nregion = open('region.txt').read().strip()",
-                                   ["step:ask"])])
+    cell = "!echo $NBSCALE_TEST_REGION > region.txt\nregion = open('region.txt').read().strip()"
+    nb = make_notebook(tmp_path, [(cell, ["step:ask"])])
     assert run_notebook(nb, options=LOCAL).load("ask")["region"] == "eu"
     assert status(run_notebook(nb, options=LOCAL)) == {"ask": "cached"}
     monkeypatch.setenv("NBSCALE_TEST_REGION", "us")
