@@ -226,6 +226,11 @@ class Recording:
         self.lock = threading.RLock()  # such a thread's event against the step's end (`_on_audit`, `_stop`)
         self.appended: set[str] = set()  # logs the commands it started append to (`>> run.log`): nothing
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
+        # files it read as they were before it (`read_original`), then wrote or appended to; and files
+        # it appended to that held data already (then read: what they held is read too)
+        self.read_original: set[str] = set()
+        self.appended_to_data: set[str] = set()
+        self.read_then_changed: set[str] = set()  # a state file it advances: no later run reads what it read
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
@@ -534,6 +539,7 @@ class Recording:
             "env_set": {name: env_value(name, value) for name, value in sorted(self.env_set.items())},
             "incomplete": list(self.problems),
             "changed_while_running": self.changed_meanwhile(),
+            "read_then_changed": sorted(self.key(path) for path in self.read_then_changed),
             "absent_modules": sorted(self.absent_modules),
         }
         if self.cwd_seen is not None:
@@ -946,7 +952,7 @@ def _opened(recording: Recording, args) -> None:
             return
         path = os.path.relpath(at[1], _REAL_GETCWD())  # (no absolute name the step gave: `_note_absolute`)
     if flags & os.O_APPEND:
-        _changed_by_step(recording, (path,))
+        _appended(recording, path)
         return
     write = bool(flags & _WRITE_FLAGS)
     _saw(recording, path if write else _source_of_bytecode(path), write=write)
@@ -1063,9 +1069,34 @@ _LOCATED = {"os.utime": ((0, 3),), "os.chmod": ((0, 2),), "os.chown": ((0, 3),),
             "os.rmdir": ((0, 1),), "os.link": ((0, 2), (1, 3)), "os.symlink": ((1, 2),)}
 
 
+def _appended(recording: Recording, path) -> None:
+    """`open(path, "a")`: a log the step adds to, unless it read what the file held (before, or
+    after adding to it), as a history it counts or a state it advances does."""
+    absolute = _abspath(path)
+    if recording.tracks(absolute) and absolute not in recording.writes:
+        if absolute in recording.read_original:
+            recording.read_then_changed.add(absolute)
+        elif absolute not in recording.changed_by_step and _holds_data(absolute):
+            recording.appended_to_data.add(absolute)
+    _changed_by_step(recording, (path,))
+
+
+def _holds_data(path: str) -> bool:
+    try:
+        return _REAL_STAT(path).st_size > 0
+    except (OSError, ValueError):
+        return False
+
+
 def _saw(recording: Recording, path, *, write: bool) -> None:
     given, path = path, _abspath(path)
     if recording.tracks(path):
+        if write and path in recording.read_original and recording.first_seen.get(path) is not None:
+            recording.read_then_changed.add(path)
+        elif not write and path in recording.appended_to_data:
+            recording.read_then_changed.add(path)
+        elif not write and path not in recording.writes and path not in recording.changed_by_step:
+            recording.read_original.add(path)
         (recording.writes if write else recording.reads).add(path)
         if not write:
             _note_absolute(recording, given, path)

@@ -17,6 +17,8 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "incomplete":    [reason, ...],                                   events that were not recorded
      "changed_while_running": [path, ...],                            read or listed, then changed by another
                                                                        hand before the step ended: never holds
+     "read_then_changed": [path, ...],                                read, then written or appended to by the
+                                                                       step (a state it advances): never holds
      "absent_modules": [name, ...],                                    tried, found nowhere (`try: import x`)
      "cwd":           path,                                            the working directory, if the step asked it
      "network":       [host:port | scheme://host, ...]}               read over the network: named, never checked
@@ -333,6 +335,9 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
                for reason in fingerprint.get("incomplete", ())]
     changes += [Change(FILE, name, CONTENT, text=f"{name} changed while the step ran (it may have read either version)")
                 for name in fingerprint.get("changed_while_running", ())]
+    changes += [Change(FILE, name, CONTENT, text=f"the step read {name} and then changed it itself: each run reads "
+                                                  "what the run before it left")
+                for name in fingerprint.get("read_then_changed", ())]
     for kind, section in ((FILE, "files_read"), (PRODUCT, "files_written"), (MODULE, "modules")):
         for name, old in fingerprint.get(section, {}).items():
             changes.extend(_file_change(kind, name, old, os.path.join(cwd, name)))

@@ -95,6 +95,22 @@ def test_a_variable_a_shell_command_expands_is_a_dependency(tmp_path, monkeypatc
     assert changed.load("ask")["region"] == "us" and any("NBSCALE_TEST_REGION" in t for t in stale(changed, "ask"))
 
 
+@pytest.mark.parametrize("cell", [
+    "import json\nstate = json.load(open('state.json'))\nstart = state['last']\n"
+    "json.dump({'last': start + 50}, open('state.json', 'w'))",
+    "with open('state.json', 'a') as f:\n    f.write(' ')\nstart = len(open('state.json').read())",
+], ids=["read_then_written", "appended_then_read"])
+def test_a_step_that_advances_a_state_file_it_reads_runs_every_time(tmp_path, cell):
+    """An incremental watermark or a history it counts: its second run was `cached` with the first
+    run's value, where a run top to bottom reads what the first left."""
+    (tmp_path / "state.json").write_text('{"last": 100}')
+    nb = make_notebook(tmp_path, [(cell, ["step:advance"])])
+    first = run_notebook(nb, options=LOCAL).load("advance")["start"]
+    second = run_notebook(nb, options=LOCAL)
+    assert status(second) == {"advance": "succeeded"} and second.load("advance")["start"] != first
+    assert any("changed it itself" in text for text in stale(second, "advance"))
+
+
 def test_two_project_folders_sharing_one_store_get_their_own_results(tmp_path):
     store = RunOptions(engine="local", store_url=str(tmp_path / "shared-store"))
     results = {}

@@ -333,7 +333,8 @@ def test_the_steps_own_changes_to_what_it_read_are_not_changes_meanwhile(folder)
         sqlite3.connect(folder / "db.sqlite").execute("create table t (x)").connection.close()
     fp = rec.fingerprint()
     assert fp["changed_while_running"] == [] and "data.csv" in fp["files_read"]
-    assert check(fp, str(folder)) == []
+    # (what it read of the log is gone as it ends: a state it advances, never a change meanwhile)
+    assert [c.name for c in check(fp, str(folder))] == ["log.txt"] and fp["read_then_changed"] == ["log.txt"]
 
 
 def test_a_step_whose_input_changed_while_it_ran_runs_again_and_says_why(folder):
@@ -699,6 +700,31 @@ def test_files_nbscale_tests_on_the_steps_behalf_are_not_its_and_too_many_tested
             os.path.exists(folder / f"candidate{i}.txt")
     assert len([p for p in rec.stated if p]) == 2
     assert rec.problems == ["more than 2 paths tested without being opened"]
+
+
+def test_a_file_the_step_reads_and_then_changes_itself_is_a_state_it_advances(folder):
+    """Read, then written or appended to (a watermark, a history it counts): what the step read is
+    gone as it ends, so its result never holds; a file written, then read, or only appended to, is
+    a product and a log as before."""
+    for name, text in (("state.json", "100"), ("history.csv", "a\n1\n"), ("log.txt", "x\n"), ("own.txt", "")):
+        (folder / name).write_text(text)
+    with record(str(folder)) as rec:
+        start = int((folder / "state.json").read_text())
+        (folder / "state.json").write_text(str(start + 50))  # read, then overwritten
+        with open(folder / "history.csv", "a") as f:
+            f.write("2\n")
+        assert len((folder / "history.csv").read_text().split()) == 3  # appended to, then read: what it held
+        with open(folder / "log.txt", "a") as f:
+            f.write("y\n")  # a log: only added to
+        (folder / "out.txt").write_text("made")
+        assert (folder / "out.txt").read_text() == "made"  # written, then read: a product
+        with open(folder / "new.log", "a") as f:
+            f.write("first\n")
+        (folder / "new.log").read_text()  # a log the step began: it holds only what the step wrote
+    fingerprint = rec.fingerprint()
+    assert fingerprint["read_then_changed"] == ["history.csv", "state.json"]
+    changes = check(fingerprint, str(folder))
+    assert {c.name for c in changes if "changed it itself" in c.text} == {"history.csv", "state.json"}
 
 
 def test_recordings_in_two_threads_stay_apart(folder):
