@@ -33,7 +33,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import stat
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 from .compile import compile_notebook
 from .diagnostics import Diagnostic
 from .ir import Pipeline
-from .notebook import Notebook, read_notebook
+from .notebook import Notebook, read_notebook, regular_file_bytes
 from .parsing import collector_paused
 from .python_check import FLAGS, refused_cells
 
@@ -188,7 +187,7 @@ def compiler_digest() -> str:
 def load_entry(entry: Path, key: str) -> Pipeline | None:
     """The pipeline stored in `entry` for `key`, or None (absent, torn, corrupt or another key)."""
     try:
-        data = _regular_file_bytes(entry)
+        data = regular_file_bytes(entry, MAX_ENTRY_BYTES + 4096)  # (a FIFO there would block)
         stored_key, digest, ir = data.split(b"\n", 2)
         if stored_key.decode() != key or digest.decode() != hashlib.sha256(ir).hexdigest():
             return None
@@ -197,17 +196,6 @@ def load_entry(entry: Path, key: str) -> Pipeline | None:
         return None
     _used(entry)
     return pipeline
-
-
-def _regular_file_bytes(path: Path) -> bytes:
-    """The bytes of `path` if it is a regular file no bigger than an entry may be (a FIFO there
-    would block the read for ever, a huge file fill the memory): else OSError."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as file:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_ENTRY_BYTES + 4096:
-            raise OSError(f"{path} is no compile cache entry")
-        return file.read()
 
 
 def _used(path: Path) -> None:

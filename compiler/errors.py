@@ -20,6 +20,11 @@ class NotebookReadError(NbscaleCompileError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class NotARegularFile(NbscaleCompileError, OSError):
+    """A FIFO, a device or a folder where a file is read: its read would block for ever (a FIFO
+    nobody writes to) or never end (`/dev/zero`)."""
+
+
 class PipelineHasErrors(NbscaleCompileError):
     """Raised by callers that need an error-free pipeline (compile to a target, run)."""
 

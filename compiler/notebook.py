@@ -9,11 +9,13 @@ cell): `cell_label` is the one place that turns an index into text.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import NotebookReadError
+from .errors import NotARegularFile, NotebookReadError
 
 # A \uD800-\uDFFF escape: only then is a lone surrogate possible, and worth a second look.
 LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -57,16 +59,35 @@ class Notebook:
 def read_notebook(path) -> Notebook:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = regular_file_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise NotebookReadError(path, "no such file") from None
     except UnicodeDecodeError as exc:
         raise NotebookReadError(path, f"cannot be read: {_encoding_named(path) or exc}") from None
+    except NotARegularFile:
+        raise NotebookReadError(path, "is not a file (a pipe, a device or a folder)") from None
     except OSError as exc:
         raise NotebookReadError(path, f"cannot be read: {exc}") from None
     if "\x00" in text[:4]:  # (UTF-16 of ASCII text decodes as UTF-8, with a NUL after every character)
         raise NotebookReadError(path, f"cannot be read: {_encoding_named(path)}")
     return notebook_from_dict(_parse_json(text, path), path)
+
+
+def regular_file_bytes(path: Path, most: int | None = None) -> bytes:
+    """The bytes of `path`, a regular file (else NotARegularFile) of at most `most` bytes (else
+    OSError); opened without blocking, as a FIFO's open would until a writer came."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise NotARegularFile(f"{path} is not a regular file")
+        if most is not None and status.st_size > most:
+            raise OSError(f"{path} is larger than {most} bytes")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
 
 
 def _encoding_named(path: Path) -> str | None:

@@ -87,7 +87,21 @@ def test_missing_file():
 
 def test_a_directory_is_not_a_notebook(tmp_path):
     err = read_error(tmp_path)
-    assert "cannot be read" in str(err)
+    assert "is not a file" in str(err)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_pipe_or_a_device_is_refused_without_reading_it(tmp_path, kind):
+    """A FIFO nobody writes to blocked every command for ever; /dev/zero filled the memory."""
+    import os
+
+    path = tmp_path / "nb.ipynb"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    err = read_error(path)
+    assert "is not a file (a pipe, a device or a folder)" in str(err)
 
 
 def test_invalid_json_reports_line_and_column(tmp_path):
