@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import unicodedata
 
 
 def topological_order(names: list[str], upstream: dict[str, list[str]]) -> list[str] | None:
@@ -101,12 +102,26 @@ def _mermaid(pipeline):
 
 
 def _dot(pipeline):
-    lines = [f"digraph {json.dumps(pipeline.name)} {{", "    rankdir=TB;", "    node [shape=box];"]
-    lines += [f"    {json.dumps(s.name)};" for s in pipeline.steps]
+    lines = [f"digraph {_dot_string(pipeline.name)} {{", "    rankdir=TB;", "    node [shape=box];"]
+    lines += [f"    {_dot_string(s.name)};" for s in pipeline.steps]
     for step in pipeline.steps:
         for up in step.after:
             label = _edge_label(step, up)
-            attrs = f" [label={json.dumps(label)}]" if label else " [style=dashed]"
-            lines.append(f"    {json.dumps(up)} -> {json.dumps(step.name)}{attrs};")
+            attrs = f" [label={_dot_string(label)}]" if label else " [style=dashed]"
+            lines.append(f"    {_dot_string(up)} -> {_dot_string(step.name)}{attrs};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+DOT_BIDI = frozenset(("LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"))  # reorder what is shown
+
+
+def _dot_string(text: str) -> str:
+    """`text` as a DOT quoted string. Non-ASCII stays as it is: DOT reads UTF-8 and would show JSON's
+    \\uXXXX as written. A quote or backslash is escaped, a newline is DOT's line break (\\n), other
+    control and bidi characters are written as visible escapes (\\x1b): Graphviz shows them, and a
+    terminal the DOT is printed on does not obey them."""
+    visible = "".join(c.encode("unicode_escape").decode("ascii")
+                      if c != "\n" and (unicodedata.category(c) == "Cc" or unicodedata.bidirectional(c) in DOT_BIDI)
+                      else c for c in text)
+    return json.dumps(visible, ensure_ascii=False)  # escapes only " \\ and newlines now: as DOT reads them

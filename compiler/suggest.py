@@ -34,6 +34,7 @@ from .pyparse import parse_text
 from .syntax import to_python
 from .tags import FUNCTIONS, IMPORTS, PARAMETERS, STEP_NAME, parse_cell_tags
 
+MAX_CELL_SECONDS = 365 * 86400  # a cell's recorded time beyond a year is a broken clock or an edit, not a time
 OVERHEAD_S = 0.05  # what one more step costs a run (scheduling, handing values on), measured seconds
 ESTIMATE_OVERHEAD = 0.25  # the same, in the units of an estimate (a heavy cell is 1)
 HEAVY_CALL = re.compile(r"\.(fit|fit_transform|train|compute|persist|predict|transform)\s*\(|\bread_\w+\s*\(|"
@@ -215,18 +216,30 @@ def notebook_durations(path) -> dict[int, float]:
 
 
 def _seconds(meta: dict) -> float | None:
+    """The cell's time: papermill's duration, else JupyterLab's timestamps; None when neither is usable."""
     papermill = meta.get("papermill")
-    if isinstance(papermill, dict) and isinstance(papermill.get("duration"), (int, float)):
-        return max(0.0, float(papermill["duration"]))
+    seconds = _usable(papermill.get("duration")) if isinstance(papermill, dict) else None
     execution = meta.get("execution")
-    if isinstance(execution, dict):
-        try:
-            start = datetime.fromisoformat(str(execution["iopub.execute_input"]).replace("Z", "+00:00"))
-            end = datetime.fromisoformat(str(execution["shell.execute_reply"]).replace("Z", "+00:00"))
-        except (KeyError, ValueError):
-            return None
-        return max(0.0, (end - start).total_seconds())
-    return None
+    if seconds is None and isinstance(execution, dict):
+        seconds = _usable(_elapsed(execution))
+    return seconds
+
+
+def _elapsed(execution: dict) -> float | None:
+    try:
+        start = datetime.fromisoformat(str(execution["iopub.execute_input"]).replace("Z", "+00:00"))
+        end = datetime.fromisoformat(str(execution["shell.execute_reply"]).replace("Z", "+00:00"))
+        return (end - start).total_seconds()
+    except (KeyError, ValueError, TypeError, OverflowError):  # TypeError: one time with a zone, one without
+        return None
+
+
+def _usable(seconds) -> float | None:
+    """`seconds` when a cell could have taken that long: metadata is edited by hand and by tools, and
+    NaN, infinity, a negative time or one over a year would make the speed-up (and the JSON) nonsense."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_CELL_SECONDS:
+        return None  # (the comparison also refuses NaN, and an int too large for a float)
+    return float(seconds)
 
 
 def _merge(candidates, edges, seconds, joined, forced_starts, overhead) -> list[list[int]]:
@@ -405,6 +418,11 @@ def write_tags(path, tags: dict[int, list[str]], target, sources: dict[int, str]
     an editor meanwhile), nothing is written and SuggestError says so."""
     source = Path(path)
     data = json.loads(source.read_text(encoding="utf-8"))
+    # v3 keeps its cells in worksheets, and the tags were proposed for the upgraded cells: upgrading here
+    # would rewrite the whole file in another format, so the user does it knowingly
+    if data.get("nbformat") != 4:
+        raise SuggestError(f"{source} is an nbformat {data.get('nbformat')} notebook; upgrade it to version 4 "
+                           "first (jupyter nbconvert --to notebook --nbformat 4 --inplace NOTEBOOK); nothing written")
     if sources is not None and _code_sources(data) != sources:
         raise SuggestError(f"{source}: its code cells changed since the steps were proposed; nothing written: "
                            "propose again")

@@ -89,7 +89,7 @@ def gc(notebook, store_url, keep_last, older_than, dry_run):
     """Remove stored results: beyond the last N per step, or unused for a while, and unreadable ones."""
     if keep_last is None and older_than is None:
         fail("error: say --keep-last N or --older-than AGE", EXIT_BAD_INPUT)
-    limit = _age(older_than) if older_than else None
+    limit = _age(older_than) if older_than is not None else None  # (an empty AGE is refused, not "no age")
     store = _store(notebook, store_url)
     by_step: dict = {}
     for e in sorted(store.entries(), key=lambda e: e["used"] or e["created"] or 0, reverse=True):

@@ -74,11 +74,12 @@ def describe(proposal, dag: str) -> str:
         lines.append(f"  {step.name:<{width}}  cells {cells:<12} {step.seconds:>8.2f}{unit}  after {after}")
     for cell, role in sorted(proposal.roles.items()):
         lines.append(f"  cell {cell_number(cell)} becomes '{role}'")
-    lines += ["", dag.rstrip("\n"), "",
+    lines += ["", *dag.rstrip("\n").split("\n"), "",
               f"critical path {proposal.critical_path:.2f} of {proposal.total:.2f}{unit} in all: "
               f"expected speed-up {proposal.speedup:.2f}× with enough workers"]
     lines += [f"note: {note}" for note in proposal.notes]
-    return "\n".join(lines)
+    # line by line: the path (any text), names and notes are shown literally, a newline in them too
+    return "\n".join(literal(line) for line in lines)
 
 
 def register(group):

@@ -42,6 +42,13 @@ def test_ls_verify_and_gc(tmp_path):
     assert cli("cache", "gc", nb).exit_code == 2
 
 
+def test_gc_refuses_an_empty_age(tmp_path):
+    # it was taken for no --older-than at all, and gc went on with no age limit
+    result = cli("cache", "gc", notebook(tmp_path), "--older-than", "")
+    assert result.exit_code == 2
+    assert result.output == "error: --older-than '': give a number and a unit, e.g. 30d, 12h, 2w\n"
+
+
 def test_why_names_the_changed_dependency(tmp_path):
     nb = notebook(tmp_path)
     before = cli("cache", "why", nb, "read")

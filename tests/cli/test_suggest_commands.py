@@ -72,3 +72,30 @@ def test_durations_from_the_last_successful_run(tmp_path):
     proposal = json.loads(result.stdout)
     assert proposal["durations"] == "given" and proposal["total"] > 0
     assert "from the last successful run" in nbscale_cli("suggest", path.name, cwd=tmp_path).stdout
+
+
+def test_a_notebook_path_is_printed_with_its_control_characters_as_escapes(tmp_path):
+    # an OSC 52 sequence writes the terminal's clipboard; a bidi override reorders what follows
+    path = make_notebook(tmp_path, ["x = 1", "y = x + 1"], name="x\x1b]52;c;cHduZWQ=\x07\u202e")
+    shown = nbscale_cli("suggest", path.name, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("x\\x1b]52;c;cHduZWQ=\\x07\\u202e.ipynb: ")
+    assert not any(c in shown.stdout for c in "\x1b\x07\u202e")
+
+
+def test_an_nbformat_3_notebook_is_not_written_and_the_error_says_to_upgrade_it(tmp_path):
+    # compared with the upgraded cells, the v3 file's always looked "changed since the proposal"
+    cells = [{"cell_type": "code", "input": s, "language": "python", "metadata": {}, "outputs": []}
+             for s in ("import time\nx = 1", "y = x + 1", "z = x * 2")]
+    path = tmp_path / "old.ipynb"
+    path.write_text(json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {"name": "old"},
+                                "worksheets": [{"cells": cells, "metadata": {}}]}))
+    before = path.read_bytes()
+    for flag in ("--write", "--in-place"):
+        result = nbscale_cli("suggest", path.name, flag, cwd=tmp_path)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith("error: old.ipynb is an nbformat 3 notebook; upgrade it to version 4 first")
+        assert "nbconvert --to notebook --nbformat 4" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.ipynb"]
+    shown = nbscale_cli("suggest", path.name, cwd=tmp_path)  # a proposal is still shown
+    assert shown.returncode == 0 and "old.ipynb: 1 steps proposed" in shown.stdout

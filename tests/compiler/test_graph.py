@@ -6,6 +6,7 @@ import pytest
 
 from nbscale.compiler import compile_notebook, compile_source
 from nbscale.compiler.graph import ancestors, find_cycle, render, topological_order
+from nbscale.compiler.notebook import Cell, Notebook
 
 
 def diamond():
@@ -141,6 +142,17 @@ def test_dot_rendering_is_a_digraph_with_every_edge():
     assert ("pick", "log", "style=dashed") in edges
     nodes = re.findall(r'^\s*"([^"]+)";$', text, re.MULTILINE)
     assert nodes == [s.name for s in p.steps]
+
+
+def test_dot_keeps_non_ascii_and_escapes_quotes_newlines_and_control_characters():
+    # DOT reads UTF-8 and decodes no \uXXXX: Graphviz would show 'caf\u00e9'
+    cells = (Cell(0, "code", "café = 1", ("step:a",)), Cell(1, "code", "print(café)", ("step:b",)))
+    name = 'Über "blick"\n🙂\x1b[31m\u202e\\'
+    dot = render(compile_notebook(Notebook("x.ipynb", cells, {"nbscale": {"name": name}})), "dot")
+    lines = dot.splitlines()
+    assert lines[0] == 'digraph "Über \\"blick\\"\\n🙂\\\\x1b[31m\\\\u202e\\\\" {'
+    assert '    "a" -> "b" [label="café"];' in lines
+    assert len(lines) == 7 and "\x1b" not in dot and "\u202e" not in dot  # nothing a terminal would obey
 
 
 def test_renderings_of_the_iris_example(examples_dir):

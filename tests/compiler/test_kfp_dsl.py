@@ -8,6 +8,7 @@ objects travel as one artifact; every component calls `run_kfp_step` of nbscale'
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -124,6 +125,14 @@ def test_every_step_option_reaches_the_yaml(tmp_path):
     kale = executor_of(spec, "kale")["container"]["resources"]
     assert kale["accelerator"]["resourceCount"] == "2" and kale["resourceMemoryLimit"] == "512Mi"
     assert "retryPolicy" not in task_of(spec, "small")
+
+
+def test_a_fractional_cpu_rounds_up_to_whole_millicores(tmp_path):
+    # rounded to the nearest, 0.0004 and 0.0005 were 0m: a request of no CPU at all
+    cpus = {"0.0004": "1m", "0.0005": "1m", "0.0011": "2m", "0.57": "570m", "1.25": "1250m"}
+    nb = make_notebook(tmp_path, [(f"x{i} = {i}", [f"step:s{i}", f"resources:cpu={c}"]) for i, c in enumerate(cpus)])
+    text = generate(compile_notebook(nb)).text
+    assert re.findall(r'set_cpu_request\("(\w+)"\)', text) == list(cpus.values())
 
 
 def test_names_that_collide_with_python_kfp_or_each_other(tmp_path):

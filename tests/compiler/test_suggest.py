@@ -125,6 +125,28 @@ def test_the_notebooks_own_timing_is_used(tmp_path):
     assert suggest(path, use_notebook_times=False).durations == "estimate"
 
 
+def test_unusable_notebook_timing_counts_as_none(tmp_path):
+    """Hand-edited or broken timing: one time with a zone and one without raised TypeError; NaN and
+    infinity reached the speed-up and the JSON."""
+    def execution(start, end):
+        day = "2026-01-01T00:00:"
+        return {"execution": {"iopub.execute_input": day + start, "shell.execute_reply": day + end}}
+
+    durations = (float("inf"), float("nan"), 1e308, -1.0, 10**400, True, 400 * 86400)  # the last: over a year
+    bad = [{"papermill": {"duration": d}} for d in durations]
+    bad += [execution("00Z", "01"), execution("02Z", "01Z")]  # a zone and none; ended before it started
+    fallback = {"papermill": {"duration": float("nan")}, **execution("00Z", "02Z")}  # as if it had no duration
+    path = make_notebook(tmp_path, name="badtime", cells=[f"v{i} = {i} + 1" for i in range(len(bad) + 1)])
+    data = json.loads(path.read_text())
+    for cell, meta in zip(data["cells"], [*bad, fallback]):
+        cell["metadata"].update(meta)
+    path.write_text(json.dumps(data))
+    assert notebook_durations(path) == {len(bad): 2.0}
+    proposal = suggest(path)
+    assert proposal.durations == "estimate"
+    json.dumps(proposal.as_dict(), allow_nan=False)
+
+
 def test_a_notebook_that_does_not_compile_gets_no_proposal(tmp_path):
     path = make_notebook(tmp_path, name="bad", cells=["a = undefined_name + 1", "b = a"])
     before = path.read_bytes()

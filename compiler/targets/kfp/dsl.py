@@ -21,6 +21,7 @@ import keyword
 import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from .... import __version__
 from ...diagnostics import errors_text
@@ -402,11 +403,13 @@ def _s(items) -> str:
 
 
 def _cpu(value) -> str:
+    """Whole millicores, as Kubernetes takes them: rounded up, as `_memory` rounds bytes, so a tiny
+    request stays a request (1m, not 0m). Decimal, as written: 0.57 * 1000 is 570.0000000000001 in floats."""
     if isinstance(value, str):
         return value
     if float(value).is_integer():
         return str(int(value))
-    return f"{round(float(value) * 1000)}m"
+    return f"{math.ceil(Decimal(str(value)) * 1000)}m"
 
 
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|K|M|G|T|P|E|k)?$")
