@@ -227,8 +227,9 @@ def explain_timeout(error, step: str, seconds) -> None:
 
 
 @contextmanager
-def deadline(seconds):
-    """Raise StepTimeout in this thread after `seconds` (the step's `timeout:` tag).
+def deadline(seconds, owner: tuple[str, str] | None = None):
+    """Raise StepTimeout in this thread after `seconds` (the step's `timeout:` tag). `owner`: the
+    (run, step) whose code the block runs, known meanwhile to `timed_code_running`.
 
     The exception is raised between Python bytecodes, so it lands in the user's code and is
     reported at the cell and line that was running; a long call into C code ends first. In the
@@ -239,8 +240,32 @@ def deadline(seconds):
     if not seconds:
         yield
         return
-    with _Alarm(seconds) as alarm, _raised_in_thread(seconds, alarm):
+    with _Alarm(seconds) as alarm, _raised_in_thread(seconds, alarm), _timed(owner):
         yield
+
+
+_TIMED: dict[tuple[str, str], int] = {}  # (run, step) → its blocks under a deadline running in this process
+
+
+@contextmanager
+def _timed(owner):
+    if owner is None:
+        yield
+        return
+    _TIMED[owner] = _TIMED.get(owner, 0) + 1
+    try:
+        yield
+    finally:
+        _TIMED[owner] -= 1
+        if not _TIMED[owner]:
+            del _TIMED[owner]
+
+
+def timed_code_running(run: str, step: str, dask_worker=None) -> bool:
+    """Whether this process runs the step's code under its timeout now (asked of a Dask worker by
+    `client.run`): its code may have ended while the run still counts it running, its end not yet
+    reported (a chain's step ends as the next one starts)."""
+    return (run, step) in _TIMED
 
 
 @contextmanager
@@ -253,7 +278,7 @@ def _raised_in_thread(seconds, alarm: _Alarm):
         with lock:
             if not state["armed"]:
                 return
-            if alarm.struck:  # (one exception at a time: a second would strike its handling)
+            if alarm.struck or alarm.in_charge():  # one exception at a time: a second would strike its handling
                 return
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(StepTimeout))
             # again until the step has ended: a bare `except:` in its code may have swallowed it
@@ -291,6 +316,12 @@ class _Alarm:
         self.previous, self.armed = signal.signal(signal.SIGALRM, self._strike), True
         signal.setitimer(signal.ITIMER_REAL, self.seconds, TIMEOUT_REFIRE_S)
         return self
+
+    def in_charge(self) -> bool:
+        """Armed, and still the process's SIGALRM handler with its timer running (the step's code
+        did not take the signal over): it raises the timeout, the timer thread does not."""
+        return (self.armed and signal.getsignal(signal.SIGALRM) == self._strike
+                and signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0))
 
     def _strike(self, signum, frame):
         # never in the code that disarms it (here, and contextlib's `__exit__` on the way): raised

@@ -251,7 +251,7 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
             return StepResult(step["name"], FAILED, error=StepError(**error_dict(
                 OUTDATED_LIBRARIES, outdated_message(outdated)))), {}
         try:
-            with deadline(step.get("timeout")):
+            with deadline(step.get("timeout"), (spec.background_run, step["name"])):
                 values, viewed = step_inputs(inputs, set(step.get("defines", ())), views)
                 result = execute_step(step, spec.prelude, spec.parameters, values,
                                       metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)

@@ -34,6 +34,7 @@ from ..contract import (
     STEP_PROGRESS,
     STEP_RETRY,
     STEP_STARTED,
+    SUCCEEDED,
     WARNING,
     StepOutcome,
     failed_outcome,
@@ -47,8 +48,10 @@ from . import Engine
 from .dask_chains import chains, reported_outcome, run_chain, stripped, upstream_failed
 from .dask_collections import STEP_RESOURCE, collections_computed
 from .dask_lifecycle import (
+    ENDED_EARLIER,
     StepDeadlines,
     TaskLine,
+    ended_before_the_last_attempt,
     forget_run,
     killed_outcome,
     restart_outdated_workers,
@@ -311,7 +314,9 @@ class DaskEngine(Engine):
             return _lost(names, reported, partial(_cancelled_outcome, client))
         try:
             held = stripped_outcomes(client, future)
-            return [held[name] for name in names]
+            # a step this run of the task did not run again: as it was reported ending, in an earlier run
+            return [(reported.outcome(name) or held[name]) if held[name].summary.get(ENDED_EARLIER) else held[name]
+                    for name in names]
         except Exception as exc:  # noqa: BLE001 - its result was lost with a worker, and computing it again failed
             return _lost(names, reported, self._killed(client, exc, names_by_key))
 
@@ -448,7 +453,11 @@ def _task(specs, upstream, topic, body, run_id, on_cluster=False):
         # a chain step's end leaves with the next step's start, which follows at once (or the task's end)
         line.log(topic, [kind, step, {**(payload or {}), "worker": worker.address}], wake=kind != STEP_FINISHED)
 
+    ended = ended_before_the_last_attempt(specs, line)
+
     def run_one(spec, outcomes):
+        if spec.step["name"] in ended:
+            return StepOutcome(spec.step["name"], SUCCEEDED, summary={ENDED_EARLIER: True})
         with collections_computed(on_cluster, partial(emit, STEP_PROGRESS, spec.step["name"])):
             return run_counted(body, spec, outcomes, emit, line)
 

@@ -38,6 +38,7 @@ from ..contract import (
     WARNING,
     StepOutcome,
     failed_outcome,
+    timed_code_running,
     timeout_message,
 )
 
@@ -70,6 +71,21 @@ class TaskRecord:
     def memory_restarts(self) -> list[dict]:
         """The nanny's memory restarts (topic `worker-restart-memory`) the scheduler remembers."""
         return [msg for _, msg in self._call("events", topic=MEMORY_TOPIC) or ()]
+
+
+ENDED_EARLIER = "ended_in_an_earlier_run_of_its_task"  # (a summary key: `ended_before_the_last_attempt`)
+
+
+def ended_before_the_last_attempt(specs, line: TaskLine) -> set[str]:
+    """The steps of a chain that ended before the step an earlier run of the task died under (or
+    was stopped at its timeout), when that step has no attempt left: the task runs again only to
+    report it, so they are not run again (their side effects twice, for nothing: no later step of
+    the chain runs). Each one was reported as it ended."""
+    for i, spec in enumerate(specs):
+        died = line.died.get(spec.step["name"])
+        if died and died.get("attempts", 0) > spec.step.get("retries", 0):
+            return {earlier.step["name"] for earlier in specs[:i]}
+    return set()
 
 
 def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
@@ -503,6 +519,7 @@ ASK_S = 2.0  # how long a worker has to answer while a run is cancelled, before 
 
 
 TIMEOUT_GRACE_S = 2.0  # past its timeout, how long a step's own code has to raise it before the run stops it
+STOP_WAIT_S = 60.0  # how long a run that ends waits for a timed-out step's stop to end
 DEADLINE_POLL_S = 0.25
 
 
@@ -549,13 +566,29 @@ class StepDeadlines(threading.Thread):
             key = next((k for k, names in list(self.names_by_key.items()) if step in names), None)
             if key is None or self.stopped.is_set():
                 continue
+            if not self._still_running(key, step):
+                continue
             message = (f"{timeout_message(step, limit)} and did not stop (it slept, waited, or ran compiled "
                        "code that holds the interpreter), so its worker was restarted to stop it")
             if self.client.run_on_scheduler(mark_timed_out, self.run_id, self.names_by_key[key][0], step, message):
                 stop_run_steps(self.client, self.run_id, {key: [step]}, self.emit)
 
+    def _still_running(self, key: str, step: str) -> bool:
+        """Whether the step's code still runs under its timeout on the worker of its task, or that
+        worker does not say (stuck in C code that holds the interpreter). Its code may have ended
+        while its end is not reported yet: a chain's step's end leaves with the next one's start,
+        after the next one got its inputs."""
+        assigned = self.client.run_on_scheduler(processing_keys, f"-{self.run_id[:8]}")
+        workers = [worker for worker, keys in assigned.items() if key in keys]
+        answers = _ask_each(self.client, workers, ASK_S, [], timed_code_running, self.run_id, step)
+        return bool(workers) and not any(answers.get(worker) is False for worker in workers)
+
     def stop(self) -> None:
+        """No more steps are stopped; one being stopped now is, before the run goes on (to close
+        its cluster: the stop would fail half-way, and say so)."""
         self.stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(STOP_WAIT_S)
 
 
 def mark_timed_out(run_id: str, head: str, step: str, message: str, dask_scheduler=None) -> bool:

@@ -170,8 +170,9 @@ def test_a_chain_counts_each_steps_deaths_also_across_deaths_under_another_step(
         ("import os\n" + note.format(str(log_b)) + "os._exit(3)\nb = a", ["step:b", "retries:1"]),
     ])
     result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
-    # `a` runs in each of the task's 4 runs (the last one finds `b` out of attempts before it starts)
-    assert _lines(log_a) == ["start"] * 4 and _lines(log_b) == ["start"] * 2
+    # `a` runs in the task's first 3 runs; the last one finds `b` out of attempts and runs neither
+    # (`a` ended in an earlier run: `ended_before_the_last_attempt`)
+    assert _lines(log_a) == ["start"] * 3 and _lines(log_b) == ["start"] * 2
     assert result.step("a")["status"] == "succeeded"
     assert (result.step("b")["status"], result.step("b")["attempts"]) == ("failed", 2)
     assert result.step("b")["error"]["ename"] == "WorkerDied"
@@ -339,6 +340,34 @@ def test_a_step_stopped_at_its_timeout_is_retried_as_retries_says(tmp_path, limi
     dies = result.step("dies")
     assert (dies["status"], dies["error"]["ename"], dies["attempts"]) == ("failed", "StepTimeout", 2)
     assert _lines(log) == ["start", "start"]
+
+
+def test_a_step_stopped_at_its_timeout_in_a_chain_does_not_run_the_steps_before_it_again(tmp_path, limited_cluster):
+    """The chain a → b → c is one Dask task, run again after b's worker was restarted: a ran again
+    (its side effect twice, the run waiting for it), and was recorded from that second run."""
+    log = tmp_path / "a.txt"
+    notebook = make_notebook(tmp_path, [
+        (f"with open({str(log)!r}, 'a') as f:\n    f.write('a ran\\n')\nx = 1", ["step:a", "cache:off"]),
+        ("import time\ntime.sleep(600)\ny = x + 1", ["step:b", "timeout:1s"]),
+        ("z = y", ["step:c"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    assert [(s["name"], s["status"]) for s in result.steps] == [
+        ("a", "succeeded"), ("b", "failed"), ("c", "upstream_failed")]
+    assert result.step("b")["error"]["ename"] == "StepTimeout"
+    assert _lines(log) == ["a ran"]
+
+
+def test_a_chains_step_whose_code_ended_in_time_is_not_stopped_while_the_next_one_gets_ready(tmp_path):
+    """a's end is reported with b's start, after b copied its (big) input: the run took a for still
+    running 2 s past its timeout and restarted the worker under b, which has no timeout."""
+    notebook = make_notebook(tmp_path, [
+        # (its code ends at 3.5 s; b's copy of its input takes seconds more)
+        ("import time\nt0 = time.time()\nrows = [{'i': i, 's': str(i)} for i in range(3_000_000)]\n"
+         "time.sleep(max(0, 3.5 - (time.time() - t0)))", ["step:a", "timeout:4s"]),
+        ("n = len(rows)", ["step:b"])])
+    result = run_notebook(notebook, options=RunOptions(use_cache=False))
+    assert [(s["name"], s["status"]) for s in result.steps] == [("a", "succeeded"), ("b", "succeeded")], result.steps
+    assert result.load("b", ["n"]) == {"n": 3_000_000}
 
 
 def test_a_step_that_ends_at_its_timeout_itself_is_not_stopped_from_outside(tmp_path, limited_cluster):
