@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +28,7 @@ from pathlib import Path
 from .compile import compile_notebook
 from .errors import NbscaleCompileError
 from .notebook import Cell, Notebook, cell_label, read_notebook
+from .output_files import written_to
 from .pyparse import parse_text
 from .syntax import to_python
 from .tags import FUNCTIONS, IMPORTS, PARAMETERS, STEP_NAME, parse_cell_tags
@@ -434,16 +433,6 @@ def write_tags(path, tags: dict[int, list[str]], target, sources: dict[int, str]
             else:
                 meta.pop("tags", None)
     target = Path(target)
-    # a file of its own per writer (two `suggest --write` at once never mix their halves), made as
-    # any new file is (the umask applies); written in place, the notebook keeps its own mode
-    partial = target.with_name(f".{target.name}.{secrets.token_hex(6)}.partial")
-    try:
-        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8") as out:
-            out.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-        if target.exists():
-            os.chmod(partial, target.stat().st_mode & 0o7777)
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with written_to(target) as partial:  # (through a symlink to the notebook: the notebook)
+        partial.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return target

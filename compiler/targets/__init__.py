@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ...registry import Registry
 from ..errors import TargetError
+from ..output_files import written_to
 
 __all__ = ["ENTRY_POINT_GROUP", "IrTarget", "Target", "TargetError", "get_target", "targets", "write_atomically"]
 
@@ -41,16 +42,13 @@ class IrTarget(Target):
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write a sibling temporary file, then rename it: readers never see half a file. An
-    OSError names `path`, not the temporary file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write a temporary file, then put it in `path`'s place (`output_files.written_to`): readers
+    never see half a file. An OSError names `path`, not the temporary file."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        with written_to(path) as partial:
+            partial.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _builtins() -> dict:

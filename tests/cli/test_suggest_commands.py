@@ -47,6 +47,16 @@ def test_suggest_shows_the_proposal_and_writes_nothing_unless_asked(tmp_path):
     assert json.loads(path.read_text())["cells"][1]["metadata"]["tags"] == ["imports"]
 
 
+def test_in_place_through_a_symlink_tags_the_notebook_it_names(tmp_path):
+    """The link was replaced by a tagged copy, and the real notebook stayed untagged."""
+    real = untagged_iris(tmp_path)
+    link = tmp_path / "link.ipynb"
+    link.symlink_to(real.name)
+    result = nbscale_cli("suggest", link.name, "--in-place", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and json.loads(real.read_text())["cells"][1]["metadata"]["tags"] == ["imports"]
+
+
 def test_bad_input_is_refused_and_nothing_is_written(tmp_path):
     bad = make_notebook(tmp_path, ["a = not_defined_anywhere", "b = a"], name="bad")
     before = bad.read_bytes()

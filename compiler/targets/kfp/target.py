@@ -4,8 +4,10 @@ asked for) written atomically, and a note when the default image would lack what
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+from ...output_files import written_to
 from .. import Target, TargetError
 from .dsl import KfpModule, generate
 from .image import missing_packages_note
@@ -40,16 +42,8 @@ def require_sdk() -> None:
 
 
 def _write_files(module: KfpModule, yaml_path: Path, python_path: Path | None) -> None:
-    """YAML (and DSL module) written next to their targets first, then renamed into place."""
-    yaml_tmp = yaml_path.with_name(f".{yaml_path.name}.tmp")
-    # the module keeps its .py suffix: the kfp SDK imports it from the file
-    py_tmp = python_path.with_name(f".{python_path.stem}-tmp.py") if python_path else None
-    try:
+    """YAML (and DSL module) written to temporary files first, then put in their places
+    (`output_files.written_to`); the module keeps its .py suffix: the kfp SDK imports it from the file."""
+    with written_to(yaml_path) as yaml_tmp, \
+            (written_to(python_path, ".py") if python_path else contextlib.nullcontext()) as py_tmp:
         write_yaml(module, yaml_tmp, python_path=py_tmp)
-        yaml_tmp.replace(yaml_path)
-        if py_tmp is not None:
-            py_tmp.replace(python_path)
-    finally:
-        yaml_tmp.unlink(missing_ok=True)
-        if py_tmp is not None:
-            py_tmp.unlink(missing_ok=True)
