@@ -225,7 +225,7 @@ def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeo
             except Exception as exc:  # noqa: BLE001 - a dead kernel, a kernel that did not start
                 failure = (type(exc).__name__, str(exc).strip() or type(exc).__name__)
         result.wall_s = time.perf_counter() - wall0
-        if failure is not None:
+        if failure is not None and failure[0] != "StepTimeout":  # (a timeout's kernel was shut down by it: its noise)
             failure = (failure[0], failure[1] + _kernel_log(os.path.join(tmp, "kernel.log")))
         executed = nbformat.read(executed_path, as_version=4) if os.path.exists(executed_path) else None
         _read_back(result, executed, io_dir, spec, failure)

@@ -126,6 +126,15 @@ def test_failures_map_to_notebook_cell_and_line_like_the_local_engine(tmp_path):
     assert [o["output_type"] for o in failed.outputs] == ["stream", "error"]
 
 
+def test_a_timed_out_step_says_so_without_the_kernels_own_noise(tmp_path):
+    """The kernel shut down at the timeout logs ipykernel's ZMQError traceback: it was added to the
+    step's error as "kernel stderr", shown by `nbscale run` and kept for `nbscale show`."""
+    path = write_nb(tmp_path, [("import time\ntime.sleep(30)\nx = 1", ["step:sleeps", "timeout:2s"])])
+    error = nbscale.run(path, engine="papermill").step("sleeps")["error"]
+    assert error["ename"] == "StepTimeout" and "timeout of 2 s" in error["evalue"]
+    assert "kernel stderr" not in error["evalue"] and "ZMQError" not in error["traceback"]
+
+
 @pytest.fixture(scope="module")
 def scheduler():
     from distributed import LocalCluster
