@@ -231,6 +231,7 @@ class Recording:
         self.read_original: set[str] = set()
         self.appended_to_data: set[str] = set()
         self.read_then_changed: set[str] = set()  # a state file it advances: no later run reads what it read
+        self.path_files: set[str] = set()  # the site .pth files, when one put a local module's folder on sys.path
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
@@ -457,6 +458,8 @@ class Recording:
             before = entries[:entries.index(home)]
             if before:  # found further along sys.path, which PYTHONPATH makes as the process starts
                 self.env.setdefault("PYTHONPATH", os.environ.get("PYTHONPATH"))
+                # or a .pth file (`conda develop`, written by hand): edited, it puts another folder there
+                self.path_files.update(_pth_files_naming(home))
             for entry in before:
                 self._absent(os.path.join(entry, f"{name}.py"))
                 self._absent(os.path.join(entry, name, "__init__.py"))
@@ -526,7 +529,7 @@ class Recording:
         reads = self.reads - self.writes - set(self.modules)  # a file written is a product
         fingerprint = {
             "version": FINGERPRINT_VERSION,
-            "files_read": self._file_states(reads),
+            "files_read": self._file_states(reads | self.path_files),
             "files_written": self._file_states(self.writes),
             "directories": {k: listing_digest(p) for p in sorted(self.listings) for k in self.keys(p)},
             "globs": [[kind, self.key(folder), pattern, recursive, glob_digest(kind, folder, pattern, recursive)]
@@ -1079,6 +1082,29 @@ def _appended(recording: Recording, path) -> None:
         elif absolute not in recording.changed_by_step and _holds_data(absolute):
             recording.appended_to_data.add(absolute)
     _changed_by_step(recording, (path,))
+
+
+def _pth_files_naming(folder: str) -> list[str]:
+    """The .pth files of the site folders, when one of them puts `folder` on sys.path: any of them,
+    edited, may put another folder with the same module there (a pip editable install is seen by
+    its RECORD; `conda develop` and a .pth written by hand are not)."""
+    import site
+
+    files = []
+    for site_folder in {*site.getsitepackages(), site.getusersitepackages()}:
+        try:
+            files += sorted(os.path.join(site_folder, n) for n in os.listdir(site_folder) if n.endswith(".pth"))
+        except OSError:
+            continue
+    for file in files:
+        try:
+            with open(file, encoding="utf-8", errors="replace") as f:
+                lines = [line.strip() for line in f if line.strip() and not line.startswith(("#", "import"))]
+        except OSError:
+            continue
+        if any(os.path.realpath(os.path.join(os.path.dirname(file), line)) == folder for line in lines):
+            return files
+    return []
 
 
 def _holds_data(path: str) -> bool:

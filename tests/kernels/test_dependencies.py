@@ -1006,6 +1006,32 @@ def test_a_file_a_fresh_run_would_import_instead_of_a_loaded_module_is_a_depende
     assert [c.kind for c in check(fp, str(folder))] == ["env"]
 
 
+def test_a_pth_file_that_put_a_local_modules_folder_on_sys_path_is_a_dependency(folder, monkeypatch):
+    """`conda develop dev_a` writes dev_a into a .pth file in site-packages; switched to dev_b, a
+    fresh process imports dev_b's module of the same name, and the result was reused."""
+    import site
+
+    site_folder, dev_a = folder.parent / "site-packages", folder.parent / "dev_a"
+    site_folder.mkdir()
+    dev_a.mkdir()
+    name = f"feats_{uuid.uuid4().hex[:8]}"
+    (dev_a / f"{name}.py").write_text("SCALE = 1\n")
+    (site_folder / "conda.pth").write_text(f"{dev_a}\n")
+    (site_folder / "other.pth").write_text("/nowhere\n")
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(site_folder)])
+    monkeypatch.setattr(site, "getusersitepackages", lambda: str(folder.parent / "no-user-site"))
+    monkeypatch.syspath_prepend(str(dev_a))  # (as site puts it, from the .pth)
+    try:
+        with record(str(folder)) as rec:
+            __import__(name)
+    finally:
+        sys.modules.pop(name, None)
+    fp = rec.fingerprint()
+    assert check(fp, str(folder)) == []
+    (site_folder / "conda.pth").write_text(f"{folder.parent / 'dev_b'}\n")
+    assert [c.name for c in check(fp, str(folder))] == [str(site_folder / "conda.pth")]
+
+
 def test_a_module_beside_the_notebook_is_shadowed_by_one_in_a_folder_the_imports_cell_put_first(tmp_path):
     """`sys.path.insert(0, "../lib")`: lib/ comes before the notebook folder, which the step shell put
     first and takes out as the step ends (a fresh process: the module must be imported by a step)."""
