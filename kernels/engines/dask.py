@@ -262,7 +262,7 @@ class DaskEngine(Engine):
             # nothing its tasks report from now on counts (a task Dask runs again on another worker
             # as this one restarts would report the step it finds died under it)
             if deadlines is not None:
-                deadlines.stop()
+                deadlines.stop(wait=False)  # (the cancel stops every step)
             reported.close()
             stop_run_steps(client, self.run_id, reported.unfinished(tasks.names), emit)
             client.cancel(list(tasks.by_key.values()) + warm)
@@ -270,7 +270,7 @@ class DaskEngine(Engine):
             raise
         finally:
             if deadlines is not None:
-                deadlines.stop()
+                deadlines.stop(wait=ended)
             if client.status == "running":  # else there is no scheduler to tell
                 client.unsubscribe_topic(topic)
                 forget_run(client, self.run_id, topic, ended)

@@ -583,11 +583,11 @@ class StepDeadlines(threading.Thread):
         answers = _ask_each(self.client, workers, ASK_S, [], timed_code_running, self.run_id, step)
         return bool(workers) and not any(answers.get(worker) is False for worker in workers)
 
-    def stop(self) -> None:
-        """No more steps are stopped; one being stopped now is, before the run goes on (to close
-        its cluster: the stop would fail half-way, and say so)."""
+    def stop(self, wait: bool) -> None:
+        """No more steps are stopped. `wait`: a stop under way ends first (the run ended, and would
+        close its cluster under it: it would fail half-way, and say so)."""
         self.stopped.set()
-        if self.is_alive() and threading.current_thread() is not self:
+        if wait and self.is_alive() and threading.current_thread() is not self:
             self.join(STOP_WAIT_S)
 
 
