@@ -30,12 +30,18 @@ WRITE, APPEND, EDIT, READ = "write", "append", "edit", "read"
 class FileVersions:
     together: list[tuple[str, list[str]]] = field(default_factory=list)  # (file, the steps that run together)
     gone: dict[str, set[str]] = field(default_factory=dict)  # step → files whose version it used is gone
+    # step → files it uses that an earlier step wrote anew: what it read of one it then changed came from
+    # that step (made again by it, or this step's own last version, at every run), no state it advances
+    made_before: dict[str, set[str]] = field(default_factory=dict)
 
 
 def file_versions(steps: list[tuple[str, list[str]]]) -> FileVersions:
     """`steps`: (name, its cells' sources) in notebook order."""
     versions = FileVersions()
     for path, uses in _uses(steps).items():
+        first = next((i for i, (_, use) in enumerate(uses) if use == WRITE), None)
+        for name, _ in uses[first + 1:] if first is not None else ():
+            versions.made_before.setdefault(name, set()).add(path)
         segments = _versions(uses)
         for index, segment in enumerate(segments):
             builds = [i for i, (_, use) in enumerate(segment) if use in (APPEND, EDIT)]

@@ -107,6 +107,9 @@ class StepSpec:
     # with a `key`: files whose version the step used a later step replaced (`file_versions`): the
     # stored result is not checked against them, as the plan did not check it
     unchecked: tuple = ()
+    # files it uses that an earlier step writes anew (`file_versions.made_before`): one it read and then
+    # changed is no state it advances
+    made_before: tuple = ()
     # producer step → its key, for cached producers this run does not load: if this cached step's
     # stored result turns out damaged, it reads its inputs from there and runs
     stored_inputs: dict = field(default_factory=dict)

@@ -123,6 +123,7 @@ from urllib.parse import urlsplit
 from . import native_io
 from .children import OWNER_ENV
 from .contract import STATE_DIR_NAME
+from .digest import file_digest
 from .fingerprints import (
     FINGERPRINT_VERSION,
     NOT_A_FILE,
@@ -231,6 +232,7 @@ class Recording:
         self.read_original: set[str] = set()
         self.appended_to_data: set[str] = set()
         self.read_then_changed: set[str] = set()  # a state file it advances: no later run reads what it read
+        self.before_change: dict[str, str | None] = {}  # of those, the content digest as the step read it
         self.path_files: set[str] = set()  # the site .pth files, when one put a local module's folder on sys.path
         self.imports_tried: set[str] = set()  # top-level names of modules the step began to import
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
@@ -542,7 +544,9 @@ class Recording:
             "env_set": {name: env_value(name, value) for name, value in sorted(self.env_set.items())},
             "incomplete": list(self.problems),
             "changed_while_running": self.changed_meanwhile(),
-            "read_then_changed": sorted(self.key(path) for path in self.read_then_changed),
+            # (one it wrote back as it was, a memo it filled with nothing new: the next run reads the same)
+            "read_then_changed": sorted(self.key(path) for path in self.read_then_changed
+                                        if _content_digest(path) != self.before_change.get(path)),
             "absent_modules": sorted(self.absent_modules),
         }
         if self.cwd_seen is not None:
@@ -1078,9 +1082,10 @@ def _appended(recording: Recording, path) -> None:
     absolute = _abspath(path)
     if recording.tracks(absolute) and absolute not in recording.writes:
         if absolute in recording.read_original:
-            recording.read_then_changed.add(absolute)
+            _changes_what_it_read(recording, absolute)
         elif absolute not in recording.changed_by_step and _holds_data(absolute):
             recording.appended_to_data.add(absolute)
+            _note_content(recording, absolute)
     _changed_by_step(recording, (path,))
 
 
@@ -1107,6 +1112,31 @@ def _pth_files_naming(folder: str) -> list[str]:
     return []
 
 
+def _changes_what_it_read(recording: Recording, path: str) -> None:
+    """The step is about to write or append to a file it read as it was: its content now (the "open"
+    event comes before the file is truncated) is what the step read."""
+    recording.read_then_changed.add(path)
+    _note_content(recording, path)
+
+
+def _note_content(recording: Recording, path: str) -> None:
+    if path in recording.before_change:
+        return
+    was, recording.quiet = recording.quiet, True  # (nbscale's look, not the step's read)
+    try:
+        recording.before_change[path] = _content_digest(path)
+    finally:
+        recording.quiet = was
+
+
+def _content_digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return file_digest(f)[0]
+    except OSError:
+        return None
+
+
 def _holds_data(path: str) -> bool:
     try:
         return _REAL_STAT(path).st_size > 0
@@ -1118,7 +1148,7 @@ def _saw(recording: Recording, path, *, write: bool) -> None:
     given, path = path, _abspath(path)
     if recording.tracks(path):
         if write and path in recording.read_original and recording.first_seen.get(path) is not None:
-            recording.read_then_changed.add(path)
+            _changes_what_it_read(recording, path)
         elif not write and path in recording.appended_to_data:
             recording.read_then_changed.add(path)
         elif not write and path not in recording.writes and path not in recording.changed_by_step:
@@ -1216,7 +1246,13 @@ def _shell_variables(command) -> set[str]:
             word = os.fsdecode(word)
         if isinstance(word, str) and "$" in word:
             found.update(_SHELL_VARIABLE.findall(word))
-    return found
+    return found - _SET_BY_THE_SHELL
+
+
+# What a shell sets itself as it starts or runs, whatever it inherits: `$PWD` is the folder the
+# command runs in (the terminal's, inherited, is not what it reads)
+_SET_BY_THE_SHELL = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "RANDOM", "SRANDOM", "LINENO", "SECONDS", "PPID", "UID",
+                               "EUID", "BASHPID", "IFS", "OPTIND", "OPTARG", "REPLY", "EPOCHSECONDS", "EPOCHREALTIME"})
 
 
 def see_shell_commands() -> None:

@@ -74,8 +74,8 @@ _CREDENTIAL_LIKE = re.compile(r"://[^/\s]*@|(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[0-9]
 # Kinds of Change, and what changed.
 FILE, PRODUCT, MODULE, DIRECTORY, DISTRIBUTION, ENV, CWD, FINGERPRINT = (
     "file", "product", "module", "directory", "distribution", "env", "cwd", "fingerprint")
-CONTENT, MISSING, APPEARED, VERSION, VALUE, INCOMPLETE = (
-    "content", "missing", "appeared", "version", "value", "incomplete")
+CONTENT, MISSING, APPEARED, VERSION, VALUE, INCOMPLETE, ADVANCED = (
+    "content", "missing", "appeared", "version", "value", "incomplete", "advanced")
 TESTED_FOLDER = "folder"  # what a path the step tested without opening it was (`"tested"`), if not absent
 
 
@@ -335,8 +335,8 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
                for reason in fingerprint.get("incomplete", ())]
     changes += [Change(FILE, name, CONTENT, text=f"{name} changed while the step ran (it may have read either version)")
                 for name in fingerprint.get("changed_while_running", ())]
-    changes += [Change(FILE, name, CONTENT, text=f"the step read {name} and then changed it itself: each run reads "
-                                                  "what the run before it left")
+    changes += [Change(FILE, name, ADVANCED, text=f"the step read {name} and then changed it itself: each run reads "
+                                                   "what the run before it left")
                 for name in fingerprint.get("read_then_changed", ())]
     for kind, section in ((FILE, "files_read"), (PRODUCT, "files_written"), (MODULE, "modules")):
         for name, old in fingerprint.get(section, {}).items():

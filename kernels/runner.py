@@ -285,6 +285,7 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
                  hash=hashes[name], store_url=store_url, cwd=folder, notebook=str(notebook),
                  use_cache=options.use_cache and name not in rebuilt, keep=sorted(finals[name]), key=keys.get(name, ""),
                  profile=profile, owner=owner, unchecked=tuple(sorted(versions.gone.get(name, ()))),
+                 made_before=tuple(sorted(versions.made_before.get(name, ()))),
                  stored_inputs={p: keys[p] for p in by_name[name].after if p in keys and p not in needed})
         for name in _topological(pipeline) if name in needed
     ], keys
@@ -312,7 +313,8 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
         key = run_key(hashes[name], {n: digests[p].get(n, "") for n, p in step.sources.items()})
         # a file whose version the step used is gone (a later step wrote it anew): its check says nothing
         with caller_tells_of_damage() if damaged is not None else nullcontext([]) as found:
-            manifest, changes = reusable_manifest(artifacts, key, step.outputs, folder, versions.gone.get(name, ()))
+            manifest, changes = reusable_manifest(artifacts, key, step.outputs, folder, versions.gone.get(name, ()),
+                                                  versions.made_before.get(name, ()))
         if found:
             damaged[name] = found[0]
             why[name] = [damage_reason(found[0])]

@@ -44,7 +44,7 @@ from .contract import (
 )
 from .cost import measured
 from .errors import ArtifactNotFound, MarshalError, StepTimeout
-from .fingerprints import FILE, MODULE, PRODUCT, check
+from .fingerprints import ADVANCED, FILE, MODULE, PRODUCT, check
 from .handoff import (
     collection_digests,
     is_dask_collection,
@@ -158,10 +158,12 @@ def input_digests(step: dict, upstream: dict) -> dict:
     return {name: upstream[producer].digests.get(name, "") for name, producer in step["sources"].items()}
 
 
-def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, unchecked=()) -> tuple[dict | None, list[str]]:
+def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, unchecked=(),
+                      made_before=()) -> tuple[dict | None, list[str]]:
     """The manifest stored under `key` if its result still holds, and else why not: the changes
     of the dependencies the step recorded when it ran (files, local modules, versions, env), but for
-    the files in `unchecked` (as the cells name them)."""
+    the files in `unchecked` (as the cells name them), and a file in `made_before` (an earlier step
+    writes it) that it read and then changed."""
     stored = store.complete_manifest(key)
     if stored is None:
         return None, []
@@ -178,11 +180,15 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, uncheck
         for change in changes:
             if change.kind == MODULE:  # the step imports it again: from its source, not stale bytecode
                 forget_bytecode(os.path.join(cwd, change.name))
+    folder = os.path.abspath(cwd)
     if unchecked:
-        folder = os.path.abspath(cwd)
         skipped = {os.path.normpath(os.path.join(folder, path)) for path in unchecked}
         changes = [c for c in changes
                    if c.kind not in (FILE, PRODUCT) or os.path.normpath(os.path.join(folder, c.name)) not in skipped]
+    if made_before:
+        made = {os.path.normpath(os.path.join(folder, path)) for path in made_before}
+        changes = [c for c in changes
+                   if c.what != ADVANCED or os.path.normpath(os.path.join(folder, c.name)) not in made]
     return (None, [c.text for c in changes]) if changes else (manifest, [])
 
 
@@ -210,7 +216,8 @@ def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, l
     """The step's stored result as a CACHED outcome, or None and why it cannot be reused."""
     name, step = spec.step["name"], spec.step
     with caller_tells_of_damage() as damaged:  # (a file of another size than its manifest says)
-        manifest, stale = reusable_manifest(store, key, step["outputs"], spec.cwd, spec.unchecked if spec.key else ())
+        manifest, stale = reusable_manifest(store, key, step["outputs"], spec.cwd, spec.unchecked if spec.key else (),
+                                            spec.made_before)
     if damaged:
         emit(WARNING, name, {"message": str(damaged[0])})
         return None, [damage_reason(damaged[0])]

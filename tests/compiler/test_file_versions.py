@@ -27,6 +27,8 @@ def test_the_steps_of_a_version_a_later_step_replaces_run_together_and_are_not_c
     versions = file_versions(steps)
     assert versions.together == [("out.txt", ["w1", "r1"])]
     assert versions.gone == {"w1": {"out.txt"}, "r1": {"out.txt"}}
+    # what they use of it an earlier step made: none of them advances a state it found
+    assert versions.made_before == {"r1": {"out.txt"}, "w2": {"out.txt"}, "r2": {"out.txt"}}
 
 
 def test_logs_and_the_files_a_notebook_reads_have_no_versions():
@@ -34,6 +36,7 @@ def test_logs_and_the_files_a_notebook_reads_have_no_versions():
              ("b", ["!echo b >> run.log"]),
              ("c", ["open('data.csv', 'w').write(x)"])]  # it replaces the file the notebook found
     assert file_versions(steps).together == [] and file_versions(steps).gone == {}
+    assert file_versions(steps).made_before == {}  # (c replaces data.csv: a reads what the notebook found)
 
 
 def test_a_step_that_edits_a_file_in_place_builds_on_the_version_before_as_an_append_does():

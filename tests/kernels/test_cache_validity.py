@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from conftest import install_library, make_notebook, rewrite_keeping_mtime
 
@@ -109,6 +110,29 @@ def test_a_step_that_advances_a_state_file_it_reads_runs_every_time(tmp_path, ce
     second = run_notebook(nb, options=LOCAL)
     assert status(second) == {"advance": "succeeded"} and second.load("advance")["start"] != first
     assert any("changed it itself" in text for text in stale(second, "advance"))
+
+
+def test_a_step_that_changes_a_file_an_earlier_step_wrote_is_reused_with_it(tmp_path):
+    """load writes data.csv, clean doubles it in place, report reads it: nothing changed, so all are
+    reused. Taken for a state clean advances, clean ran alone on its own last output (12, 24, 48)."""
+    nb = make_notebook(tmp_path, [
+        ("import pandas as pd\npd.DataFrame({'x': [1, 2, 3]}).to_csv('data.csv', index=False)", ["step:load"]),
+        ("df = pd.read_csv('data.csv')\ndf['x'] = df['x'] * 2\ndf.to_csv('data.csv', index=False)", ["step:clean"]),
+        ("total = int(pd.read_csv('data.csv')['x'].sum())", ["step:report"])])
+    assert run_notebook(nb, options=LOCAL).load("report")["total"] == 12
+    again = run_notebook(nb, options=LOCAL)
+    assert status(again) == {"load": "cached", "clean": "cached", "report": "cached"}
+    assert int(pd.read_csv(tmp_path / "data.csv")["x"].sum()) == 12
+
+
+def test_a_step_that_writes_back_what_it_read_unchanged_is_reused(tmp_path):
+    """A memo it loads, fills with nothing new and writes back: the next run reads the same."""
+    (tmp_path / "memo.json").write_text('{"a": 1}')
+    cell = ("import json\nmemo = json.load(open('memo.json'))\nmemo.setdefault('a', 1)\n"
+            "json.dump(memo, open('memo.json', 'w'))\nn = len(memo)")
+    nb = make_notebook(tmp_path, [(cell, ["step:memo"])])
+    assert run_notebook(nb, options=LOCAL).load("memo")["n"] == 1
+    assert status(run_notebook(nb, options=LOCAL)) == {"memo": "cached"}
 
 
 def test_two_project_folders_sharing_one_store_get_their_own_results(tmp_path):

@@ -796,7 +796,7 @@ def test_variables_a_command_names_for_its_shell_are_read_from_the_environment_i
     monkeypatch.setenv("NBSCALE_TEST_GIVEN", "own")
     monkeypatch.delenv("NBSCALE_TEST_UNSET", raising=False)
     with record(str(folder)) as rec:
-        os.system("echo $NBSCALE_TEST_REGION > /dev/null")
+        os.system("echo $NBSCALE_TEST_REGION $PWD ${SHLVL} > /dev/null")  # (the shell sets those itself)
         subprocess.run(["sh", "-c", "echo ${NBSCALE_TEST_DAY:-x} $NBSCALE_TEST_UNSET"], stdout=subprocess.DEVNULL)
         # an environment of its own: nothing inherited is read
         subprocess.run("echo $NBSCALE_TEST_GIVEN", shell=True, env={"PATH": os.environ["PATH"]},
