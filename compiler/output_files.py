@@ -42,7 +42,10 @@ def written_to(path, suffix: str = "") -> Iterator[Path]:
     # writable: /dev)
     folder = Path(tempfile.gettempdir()) if in_place else target.parent
     partial = folder / f".{target.name}.{secrets.token_hex(6)}.partial{suffix}"
-    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:  # (a folder that is not there: named as the user gave it, not the temporary file)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         yield partial
         if in_place:

@@ -58,3 +58,9 @@ def test_a_failed_write_leaves_the_file_as_it_was(tmp_path):
         partial.write_text("half")
         raise RuntimeError("the writer failed")
     assert kept.read_text() == "before" and [p.name for p in tmp_path.iterdir()] == ["kept.json"]
+
+
+def test_a_missing_folder_is_named_as_given_not_as_the_temporary_file(tmp_path):
+    with pytest.raises(FileNotFoundError) as raised, written_to(tmp_path / "nodir" / "dsl.py", ".py"):
+        pass
+    assert raised.value.filename == str(tmp_path / "nodir" / "dsl.py")
