@@ -443,7 +443,7 @@ class Recording:
         notebook, over `lib/helper.py` found through `sys.path.append`). Recorded absent, as a
         missing module's files are. And PYTHONPATH, for a module found beyond the notebook folder:
         another one puts other folders first."""
-        entries = None
+        entries = pth = None
         for path, module in local.items():
             name = getattr(module, "__name__", None)
             # imported by a step (not by the program calling nbscale); `pkg.sub`: its package decides
@@ -461,7 +461,9 @@ class Recording:
             if before:  # found further along sys.path, which PYTHONPATH makes as the process starts
                 self.env.setdefault("PYTHONPATH", os.environ.get("PYTHONPATH"))
                 # or a .pth file (`conda develop`, written by hand): edited, it puts another folder there
-                self.path_files.update(_pth_files_naming(home))
+                pth = _site_pth_files() if pth is None else pth  # (read once per step, not per module)
+                if any(home in named for named in pth.values()):
+                    self.path_files.update(pth)
             for entry in before:
                 self._absent(os.path.join(entry, f"{name}.py"))
                 self._absent(os.path.join(entry, name, "__init__.py"))
@@ -1089,27 +1091,28 @@ def _appended(recording: Recording, path) -> None:
     _changed_by_step(recording, (path,))
 
 
-def _pth_files_naming(folder: str) -> list[str]:
-    """The .pth files of the site folders, when one of them puts `folder` on sys.path: any of them,
-    edited, may put another folder with the same module there (a pip editable install is seen by
-    its RECORD; `conda develop` and a .pth written by hand are not)."""
+def _site_pth_files() -> dict[str, set[str]]:
+    """The .pth files of the site folders, each with the folders it puts on sys.path (resolved):
+    when one of them put a local module's folder there, any of them, edited, may put another folder
+    with the same module there (a pip editable install is seen by its RECORD; `conda develop` and a
+    .pth written by hand are not)."""
     import site
 
-    files = []
+    found: dict[str, set[str]] = {}
     for site_folder in {*site.getsitepackages(), site.getusersitepackages()}:
         try:
-            files += sorted(os.path.join(site_folder, n) for n in os.listdir(site_folder) if n.endswith(".pth"))
+            names = sorted(n for n in os.listdir(site_folder) if n.endswith(".pth"))
         except OSError:
             continue
-    for file in files:
-        try:
-            with open(file, encoding="utf-8", errors="replace") as f:
-                lines = [line.strip() for line in f if line.strip() and not line.startswith(("#", "import"))]
-        except OSError:
-            continue
-        if any(os.path.realpath(os.path.join(os.path.dirname(file), line)) == folder for line in lines):
-            return files
-    return []
+        for name in names:
+            file = os.path.join(site_folder, name)
+            try:
+                with open(file, encoding="utf-8", errors="replace") as f:
+                    lines = [line.strip() for line in f if line.strip() and not line.startswith(("#", "import"))]
+            except OSError:
+                continue
+            found[file] = {os.path.realpath(os.path.join(site_folder, line)) for line in lines}
+    return found
 
 
 def _changes_what_it_read(recording: Recording, path: str) -> None:

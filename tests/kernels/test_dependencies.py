@@ -976,6 +976,16 @@ def test_a_local_module_the_step_did_not_find_is_a_dependency_when_it_appears(fo
     assert [c.text for c in check(fp, str(folder))] == [f"{name}.py appeared"]
 
 
+def _imported_in_a_recording(folder, name: str) -> dict:
+    """The fingerprint of a step that imports module `name` (then forgotten: another test's is another)."""
+    try:
+        with record(str(folder)) as rec:
+            __import__(name)
+    finally:
+        sys.modules.pop(name, None)
+    return rec.fingerprint()
+
+
 def test_a_file_a_fresh_run_would_import_instead_of_a_loaded_module_is_a_dependency_when_it_appears(
         folder, monkeypatch):
     """`import helper` found in lib/ (appended to sys.path): helper.py beside the notebook, or
@@ -987,12 +997,7 @@ def test_a_file_a_fresh_run_would_import_instead_of_a_loaded_module_is_a_depende
     (lib / f"{name}.py").write_text("H = 'lib'\n")
     monkeypatch.syspath_prepend(str(lib))  # (the notebook folder comes first in a step)
     monkeypatch.setenv("PYTHONPATH", "/somewhere")
-    try:
-        with record(str(folder)) as rec:
-            __import__(name)
-    finally:
-        sys.modules.pop(name, None)
-    fp = rec.fingerprint()
+    fp = _imported_in_a_recording(folder, name)
     assert check(fp, str(folder)) == []
     assert fp["env"]["PYTHONPATH"] == "/somewhere"
     (folder / f"{name}.py").write_text("H = 'beside'\n")
@@ -1021,12 +1026,7 @@ def test_a_pth_file_that_put_a_local_modules_folder_on_sys_path_is_a_dependency(
     monkeypatch.setattr(site, "getsitepackages", lambda: [str(site_folder)])
     monkeypatch.setattr(site, "getusersitepackages", lambda: str(folder.parent / "no-user-site"))
     monkeypatch.syspath_prepend(str(dev_a))  # (as site puts it, from the .pth)
-    try:
-        with record(str(folder)) as rec:
-            __import__(name)
-    finally:
-        sys.modules.pop(name, None)
-    fp = rec.fingerprint()
+    fp = _imported_in_a_recording(folder, name)
     assert check(fp, str(folder)) == []
     (site_folder / "conda.pth").write_text(f"{folder.parent / 'dev_b'}\n")
     assert [c.name for c in check(fp, str(folder))] == [str(site_folder / "conda.pth")]
