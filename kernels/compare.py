@@ -19,6 +19,8 @@ from ..compiler.metric_direction import MAX, metric_direction, notebook_directio
 from .contract import CACHED, FAILED, SUCCEEDED
 from .runschema import json_number
 
+UNREADABLE_PARAMETERS = "(parameters the run store cannot read)"
+
 RAN = (SUCCEEDED, FAILED)  # the step's code ran in this run
 
 # Why a step ran (or not), against the reference run.
@@ -77,15 +79,24 @@ def run_duration(run: dict) -> float | None:
 
 def parameter_rows(runs: list[dict]) -> list[dict]:
     """One row per parameter: its value in each run (`set` false where the run has none)."""
-    names = _ordered(name for run in runs for name in (run.get("parameters") or {}))
+    params = [_parameters(run) for run in runs]
+    names = _ordered(name for p in params for name in p)
     rows = []
     for name in names:
-        params = [run.get("parameters") or {} for run in runs]
         values = [_json(p.get(name)) for p in params]
         present = [name in p for p in params]
         rows.append({"name": name, "values": values, "set": present,
                      "changed": any((v, s) != (values[0], present[0]) for v, s in zip(values, present))})
     return rows
+
+
+def _parameters(run: dict) -> dict:
+    """A run's parameters; what a damaged run store holds instead of an object (a cut JSON text, a
+    list) is shown as one row rather than failing the comparison."""
+    found = run.get("parameters")
+    if found is None or isinstance(found, dict):
+        return found or {}
+    return {UNREADABLE_PARAMETERS: found}
 
 
 def step_rows(runs: list[dict]) -> list[dict]:

@@ -81,6 +81,7 @@ class RunStore:
         self._lost, self._lost_listeners, self._lost_lock = False, [], threading.Lock()
         self._next_reap = 0.0
         self._reap_refused = False  # a reap found the store read-only (`_as_reaped`)
+        self._db: sqlite3.Connection | None = None
         parent = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(parent):
             try:
@@ -98,11 +99,11 @@ class RunStore:
         self._reap_due()
 
     def _open(self, target: str, uri: bool = False) -> None:
-        # Autocommit mode: every transaction below is opened explicitly.
-        self._db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False, uri=uri)
-        self._db.row_factory = sqlite3.Row
-        with self._sqlite_errors():
+        with self._sqlite_errors():  # (a folder or a dangling link in its place fails to connect)
+            # Autocommit mode: every transaction below is opened explicitly.
+            self._db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                       check_same_thread=False, uri=uri)
+            self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._refuse_foreign(self._db)
             if self.read_only:
@@ -119,7 +120,8 @@ class RunStore:
         the WAL's shared-memory file (a read-only folder) SQLite reads only as `immutable`."""
         self.read_only = True
         for immutable in (False, True):
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
             try:
                 self._open(storefile.read_only_uri(self.path, immutable), uri=True)
                 return

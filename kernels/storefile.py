@@ -38,6 +38,9 @@ def error_code(exc: sqlite3.Error) -> int | None:
 def store_error(exc: sqlite3.Error, path) -> RunStoreError:
     """The RunStoreError for a SQLite error on the run store at `path`."""
     code = error_code(exc)
+    if os.path.isdir(path):  # (SQLite says "unable to open", or "disk I/O error" opening it read-only)
+        return RunStoreError(f"the run store {path} is a folder, not a file: move it away (the next run makes "
+                             "a new store there)")
     if code in (SQLITE_CORRUPT, SQLITE_NOTADB):
         return RunStoreCorrupt(path, str(exc))
     if code == SQLITE_READONLY:

@@ -46,7 +46,12 @@ def register(group):
 def export(store, run_id: str, folder: str, namespace: str | None, output: str) -> None:
     from nbscale.kernels.openlineage import run_events, write_events
 
-    paths = write_events(run_events(store, run_id, namespace), folder)
+    events = run_events(store, run_id, namespace)
+    try:
+        paths = write_events(events, folder)
+    except OSError as exc:  # a file in the way, a read-only or pseudo file system
+        fail(f"error: cannot write the OpenLineage events into {literal(folder)}: {literal(exc.strerror or str(exc))}",
+             EXIT_BAD_INPUT)
     if output == "json":
         click.echo(json.dumps({"events": [str(p) for p in paths]}, indent=2))
     else:

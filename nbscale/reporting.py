@@ -79,7 +79,8 @@ def error_counts(pipeline) -> tuple[int, int]:
 
 
 def duration_text(seconds) -> str:
-    return f"{seconds:.2f}s" if seconds is not None else "-"
+    """`1.25s`; "-" for none, or for what a damaged run store holds instead of a number."""
+    return f"{seconds:.2f}s" if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else "-"
 
 
 def error_headline(error: dict) -> str:

@@ -98,7 +98,7 @@ def run(notebook, assignments, parameters_file, engine, scheduler, scheduler_fil
 
 @click.command()
 @click.argument("notebook", required=False, type=click.Path(dir_okay=False))
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--repair", is_flag=True,
               help="Move a damaged run store aside (to runs.sqlite.corrupt-<time>) and start an empty one; "
                    "a sound one is left alone.")
@@ -154,7 +154,7 @@ def show(run_id, notebook, logs):
         click.echo(literal(f"running in process {run['owner_pid']} on {run.get('owner_host')}"))
     click.echo(f"parameters: {json.dumps(run['parameters'])}")
     for step in run["steps"]:
-        click.echo(f"  {step['step']:<20} {step['status']:<16} {duration_text(step.get('duration_s'))}")
+        click.echo(literal(f"  {step['step']:<20} {step['status']!s:<16} {duration_text(step.get('duration_s'))}"))
         if step.get("stale"):
             click.echo(f"    ran again because: {literal('; '.join(step['stale']))}")
         _show_output(run, step, events, logs)

@@ -11,8 +11,8 @@ Value lists: `NAME=V1,V2,...` splits on commas, each piece read as `nbscale run 
 reads it (typed by the parameters cell, `kernels.params`). A value holding a comma, or a list or
 dict parameter, uses the JSON form: `NAME=["a,b", "c"]` (the outer JSON list is always the list
 of values: `layers=[[64, 32], [128]]` is two runs). Everything is checked before the first run
-starts: unknown parameters, values that do not fit the parameter's type, an unknown metric, and
-more runs than `--max-runs` (100 by default).
+starts: unknown parameters, values that do not fit the parameter's type or that a run refuses (NaN,
+infinity), an unknown metric, and more runs than `--max-runs` (100 by default).
 
 Exit codes: 0 every run succeeded; 1 a run failed (the others still ran); 2 bad input (nothing
 ran); 130 Ctrl-C and 143 SIGTERM (the run going on is cancelled, the later ones never start).
@@ -59,6 +59,7 @@ def sweep(notebook, assignments, metric, max_runs, engine, scheduler, scheduler_
         pipeline = compiled(notebook)
         grid = value_grid(pipeline, assignments)
         combos = combinations(grid, max_runs)
+        check_runnable(pipeline, combos)
         metric = checked_metric(pipeline, metric)
     options = RunOptions(engine=engine, use_cache=not no_cache, store_url=store_url, scheduler=scheduler,
                          scheduler_file=scheduler_file, workers=workers)
@@ -159,6 +160,17 @@ def combinations(grid: dict[str, list], max_runs: int) -> list[dict]:
                              "give fewer values, or a larger --max-runs")
     names = list(grid)
     return [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+
+
+def check_runnable(pipeline, combos: list[dict]) -> None:
+    """ParameterError when a combination would be refused as its run starts. Each is resolved by the
+    call `run_notebook` makes (`params.resolve`), so what passes here passes there: a value typing
+    accepts but a run refuses (NaN, text that is not Unicode) stops the sweep before its first run,
+    not after earlier combinations were run and recorded."""
+    from nbscale.kernels import params
+
+    for combo in combos:
+        params.resolve(pipeline, combo)
 
 
 def checked_metric(pipeline, metric: str | None) -> str | None:

@@ -80,3 +80,13 @@ def test_openlineage_export_writes_the_runs_events(ran, tmp_path):
     assert len(files) == 12  # the run and its five steps, START and COMPLETE each
     kinds = [json.loads(f.read_text())["eventType"] for f in files]
     assert kinds.count("START") == 6 and kinds.count("COMPLETE") == 6
+
+
+def test_an_openlineage_folder_that_cannot_be_made_is_exit_2_in_one_line(ran, tmp_path):
+    nb, run_id = ran
+    (tmp_path / "afile").write_text("x")  # (NotADirectoryError came out as a traceback)
+    result = cli("lineage", run_id[:8], "--openlineage", str(tmp_path / "afile" / "events"), "--notebook", nb)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "cannot write the OpenLineage events into" in result.stderr and "Not a directory" in result.stderr
+    assert "Traceback" not in result.stderr and (tmp_path / "afile").read_text() == "x"
+

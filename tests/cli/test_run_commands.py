@@ -112,6 +112,20 @@ def test_runs_and_show(tmp_path):
     assert "metric acc = 0.5" in shown_ok.output and "succeeded" in shown_ok.output
     assert cli("show", "ffffffff", "--notebook", nb).exit_code == 2
     assert CliRunner().invoke(main, ["runs", str(tmp_path / "elsewhere" / "x.ipynb")]).exit_code == 2
+    assert cli("runs", nb, "--limit", "0").exit_code == 2  # (it said "no runs yet")
+
+
+def test_show_prints_a_damaged_stores_step_name_and_duration_literally(tmp_path):
+    nb = make_notebook(tmp_path, [("a = 1", ["step:train"])])
+    run_id = json.loads(cli("run", nb, "--engine", "local", "--output", "json").stdout)["run_id"]
+    db = sqlite3.connect(tmp_path / ".nbscale" / "runs.sqlite")
+    db.execute("UPDATE step_runs SET step = 'tr' || char(27) || ']0;PWN' || char(7) || 'ain', duration_s = 'abc'")
+    db.commit()
+    db.close()
+    shown = cli("show", run_id[:8], "--notebook", nb, "--no-logs")
+    assert shown.exit_code == 0, shown.output  # (a text duration was a ValueError traceback)
+    assert "tr\\x1b]0;PWN\\x07ain" in shown.output and " -\n" in shown.output
+    assert "\x1b" not in shown.output and "\x07" not in shown.output
 
 
 def test_bad_input_exits_2(tmp_path):

@@ -107,6 +107,11 @@ def test_a_comma_inside_a_value_uses_the_json_form_and_hostile_values_print_lite
     (["-p", "C=1,2,3,4,5,6,7,8,9,10,11", "-p", "seed=1,2,3,4,5,6,7,8,9,10"],
      "the sweep has 110 runs (11 C x 10 seed), more than --max-runs 100"),
     (["-p", "C=1,2,3", "--max-runs", "2"], "more than --max-runs 2"),
+    # typed, yet refused as a run starts: a later combination's value is checked before the first run
+    (["-p", "C=1,nan", "-p", "kernel=a,b"], "parameter 'C' must be a finite number, got nan"),
+    (["-p", "kernel=a,b", "-p", "C=1,-inf"], "parameter 'C' must be a finite number, got -inf"),
+    (["-p", "layers=[[1], [NaN]]"], "parameter 'layers' must be a finite number, got nan"),
+    (["-p", "kernel=a,b\udcff"], "parameter 'kernel' holds text that is not valid Unicode"),
 ])
 def test_bad_input_is_refused_before_any_run(tmp_path, args, message):
     nb = grid_notebook(tmp_path)
@@ -114,6 +119,15 @@ def test_bad_input_is_refused_before_any_run(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr and not result.stdout and "\x1b" not in result.stderr
     assert runs_of(nb) == []
+
+
+def test_a_later_bad_value_of_an_untyped_parameter_runs_nothing(tmp_path):
+    nb = make_notebook(tmp_path, [("anyv = None", ["parameters"]), ("x = anyv", ["step:a"])], name="untyped")
+    for values in ("1,NaN", '[1, "NaN"]', "[1, [Infinity]]"):
+        result = cli("sweep", nb, "--engine", "local", "-p", f"anyv={values}")
+        assert result.exit_code == 2, result.output
+        assert "parameter 'anyv' must be a finite number" in result.stderr and not result.stdout
+        assert runs_of(nb) == []
 
 
 def test_a_notebook_with_errors_runs_nothing(tmp_path):

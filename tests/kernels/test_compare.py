@@ -10,8 +10,10 @@ from nbscale.kernels.compare import (
     CACHED_REASON,
     KEY_CHANGED,
     NOT_STORED,
+    UNREADABLE_PARAMETERS,
     compare_runs,
     comparison,
+    parameter_rows,
     run_duration,
     why_ran,
 )
@@ -49,6 +51,14 @@ def test_changed_parameters_are_marked(two_runs):
     params = {row["name"]: row for row in model["parameters"]}
     assert params["alpha"]["values"] == [1, 2] and params["alpha"]["changed"]
     assert params["beta"]["values"] == [10, 10] and not params["beta"]["changed"]
+
+
+@pytest.mark.parametrize("damaged", ['{"n": 1', [1, 2]])
+def test_parameters_a_damaged_store_holds_as_no_object_are_one_row(damaged):
+    # (a cut JSON text or a list where the object goes: `nbscale diff` failed with AttributeError)
+    rows = {row["name"]: row for row in parameter_rows([{"parameters": {"n": 1}}, {"parameters": damaged}])}
+    assert rows["n"]["set"] == [True, False] and rows["n"]["changed"]
+    assert rows[UNREADABLE_PARAMETERS]["set"] == [False, True]
 
 
 def test_steps_say_whether_they_re_ran_and_why(two_runs):

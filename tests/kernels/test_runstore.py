@@ -710,6 +710,21 @@ def test_a_file_or_broken_link_where_the_state_folder_goes_is_said_as_such(tmp_p
     assert not (tmp_path / "gone").exists()
 
 
+@pytest.mark.parametrize("blocker", ["folder", "broken link"])
+def test_a_folder_or_broken_link_where_the_store_file_goes_is_a_runstore_error(tmp_path, blocker):
+    # (sqlite3.connect itself raised OperationalError: every command printed a traceback)
+    path = tmp_path / ".nbscale" / "runs.sqlite"
+    path.parent.mkdir()
+    if blocker == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to(tmp_path / "gone" / "x.db")
+    said = {"folder": "is a folder, not a file: move it away", "broken link": "cannot open the run store"}[blocker]
+    with pytest.raises(RunStoreError, match=said):
+        RunStore(path)
+    assert path.is_dir() if blocker == "folder" else path.is_symlink()
+
+
 def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path):
     # `.nbscale/runs.sqlite` a link to an application's database (a crafted clone), or a path typed wrong
     app = tmp_path / "app.db"
