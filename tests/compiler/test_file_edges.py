@@ -5,8 +5,42 @@ from __future__ import annotations
 from conftest import make_notebook
 
 from nbscale.compiler import compile_notebook
-from nbscale.compiler.file_edges import file_edges, file_order, written_paths
+from nbscale.compiler.file_edges import file_edges, file_order, named_globs, named_texts, written_paths
 from nbscale.compiler.why import why
+
+
+def quoted(source: str) -> list[str]:
+    return list(named_texts(source, quoted_only=True))
+
+
+def test_the_text_between_two_literals_is_no_quoted_name_after_a_backslash_escape():
+    # `'a\n'` used to leave its closing quote to open a "literal" running to the next one: `: 1.0, `
+    assert quoted(r"d = {'a\n': 1.0, 'b.csv': 2.0}") == ["b.csv"]
+    assert quoted(r"x = '\\'; y = 'ok.csv'") == ["ok.csv"]
+
+
+def test_an_escaped_quote_ends_no_literal():
+    assert quoted(r"""x = 'it\'s'; y = "a\"b"; z = 'data.csv'""") == ["data.csv"]
+
+
+def test_raw_byte_and_f_string_literals_are_read_whole_with_their_prefix():
+    assert quoted(r"""pattern = r'\d+' + 'x.csv'; p = r'data/raw.csv' + rb"x.bin" + f'{day}/out.csv'""") == [
+        "x.csv", "data/raw.csv", "x.bin", "{day}/out.csv"]
+
+
+def test_a_triple_quoted_literal_holding_quotes_names_only_what_is_quoted_inside_it():
+    assert quoted('''q = """say "hi" to 'x.csv'"""\nz = 'b.csv' ''') == ["hi", "x.csv", "b.csv"]
+    assert quoted("""sql = '''\nselect * from 'data.csv'\n'''\ndoc = "It's Bob's file" """) == ["data.csv"]
+
+
+def test_a_quote_in_a_comment_opens_no_literal():
+    assert quoted("""# don't\nz = 'a.csv'  # it's "here"\nw = "b.csv" """) == ["a.csv", "b.csv"]
+    assert list(named_globs("# see 'logs/*.txt'\nfiles = glob('data/*.csv')")) == ["data/*.csv"]
+
+
+def test_ipython_syntax_and_unclosed_literals_are_read_as_far_as_they_go():
+    source = "!ls 'my dir' && echo don't 'x.csv'\n%time y = np.load('arr.npy')\ns = '''never closed"
+    assert quoted(source) == ["my dir", "x.csv", "arr.npy"]
 
 
 def test_written_files_are_found_in_python_calls_shell_redirects_and_writefile():
