@@ -184,6 +184,11 @@ _ACTIVE: dict[int, Recording] = {}  # thread id → its recording; empty while n
 _LOCK = threading.Lock()
 _HOOKED = False
 READ_BY_C = ("TZ",)  # variables the C library reads itself: every step depends on them
+NUMPY_RANDOM = "numpy.random"
+# A call that may seed a global generator (`np.random.seed(0)`, `torch.manual_seed`, `set_seed(s)`,
+# `random.setstate`): a step whose code or prelude makes one draws what it seeded, not entropy.
+_SEEDING_CALL = re.compile(r"(?:seed|set_?state)\w*\s*\(", re.IGNORECASE)
+_FRESH_POSITIONS = (623, 624)  # where numpy's import and `seed()` leave the legacy generator
 
 
 class Recording:
@@ -238,6 +243,9 @@ class Recording:
         self.absent_modules: set[str] = set()  # of those, the ones found nowhere
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
         self.network: set[str] = set()  # what the step read over the network (`_connected_to`), which no check sees
+        self.numpy_random_before = numpy_random_state()  # (`drew_unseeded`)
+        self.seeds = False  # its cells or prelude may seed a global generator (`record`)
+        self.unseeded: list[str] = []  # set when the step ends: the global generators it drew from unseeded
         self.sys_path: list | None = None  # as the step's code left it (`note_sys_path`)
         self.elsewhere: str | None = None  # where its work in other processes reports (`other_processes`)
         self._inside = self.cwd.rstrip(os.sep) + os.sep
@@ -298,6 +306,8 @@ class Recording:
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
         other_processes.take_reports(self)  # (its work in other processes: as if done here)
+        if not self.seeds and drew_unseeded(self.numpy_random_before):
+            self.unseeded = [NUMPY_RANDOM]
         self._named_files()
         self._stated_files()
         self._missing_modules()
@@ -555,6 +565,8 @@ class Recording:
             fingerprint["cwd"] = self.cwd_seen
         if self.network:
             fingerprint["network"] = sorted(self.network)
+        if self.unseeded:
+            fingerprint["unseeded"] = self.unseeded
         if self.tested:
             fingerprint["tested"] = {k: was for p, was in sorted(self.tested.items()) for k in self.keys(p)}
         return fingerprint
@@ -570,6 +582,7 @@ def record(cwd: str | None = None, sources=(), values=(), notebook: str = ""):
     `sources`: the step's cells, whose named files count too, and so do those the texts among
     `values` (the parameters and inputs it is given) name (`mentions`), but for the `notebook`."""
     recording = Recording(cwd or os.getcwd(), notebook)
+    recording.seeds = any(_SEEDING_CALL.search(text) for text in sources)
     given, patterns, folders = value_names(values, recording.cwd)
     named, cut_short = named_files(sources, recording.cwd)
     recording.mention({**given, **named}, cut_short)  # (the cells say best what they do with a file)
@@ -581,6 +594,29 @@ def record(cwd: str | None = None, sources=(), values=(), notebook: str = ""):
     finally:
         _stop(recording)
         recording.finish()
+
+
+def numpy_random_state() -> tuple | None:
+    """(key, position) of numpy's global generator (`np.random.rand()`'s), if numpy.random is loaded."""
+    numpy_random = sys.modules.get("numpy.random")
+    get_state = getattr(numpy_random, "get_state", None)
+    if get_state is None:
+        return None
+    try:
+        state = get_state(legacy=True)
+        return bytes(state[1]), state[2], state[3], state[4]  # (a cached gaussian draws without moving on)
+    except Exception:  # noqa: BLE001 - a patched or partial numpy: nothing known
+        return None
+
+
+def drew_unseeded(before: tuple | None) -> bool:
+    """Whether the code run since numpy's global generator was `before` drew from it: a generator
+    nbscale (or numpy's import) seeded from fresh entropy, so a fresh run draws other numbers. A
+    generator loaded meanwhile is still where its seeding left it (position 623 or 624) until a draw."""
+    now = numpy_random_state()
+    if now is None:
+        return False
+    return now != before if before is not None else now[1] not in _FRESH_POSITIONS
 
 
 def _hook() -> None:

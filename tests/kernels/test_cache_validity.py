@@ -112,6 +112,29 @@ def test_a_step_that_advances_a_state_file_it_reads_runs_every_time(tmp_path, ce
     assert any("changed it itself" in text for text in stale(second, "advance"))
 
 
+def test_a_step_that_draws_from_numpys_unseeded_global_generator_runs_every_time(tmp_path):
+    """Step a seeds, step b draws: b drew from a generator nbscale reseeded from entropy after a, and
+    its second run was `cached` with the first run's draw, where a fresh run draws another number.
+    A step that seeds before it draws (c), or runs after the imports cell seeded (d's notebook), is
+    reused; so is one that draws nothing (e)."""
+    nb = make_notebook(tmp_path, [
+        ("import numpy as np", ["imports"]),
+        ("np.random.seed(0)\nx = 1", ["step:a"]),
+        ("r = float(np.random.rand())", ["step:b"]),
+        ("np.random.seed(1)\ns = float(np.random.rand())", ["step:c"]),
+        ("t = x + 1", ["step:e"])])
+    first = run_notebook(nb, options=LOCAL)
+    drawn, seeded_draw = first.load("b")["r"], first.load("c")["s"]
+    again = run_notebook(nb, options=LOCAL)
+    assert status(again) == {"a": "cached", "b": "succeeded", "c": "cached", "e": "cached"}
+    assert any("without seeding it" in text for text in stale(again, "b"))
+    assert again.load("b")["r"] != drawn and again.load("c")["s"] == seeded_draw
+    seeded = make_notebook(tmp_path, [("import numpy as np\nnp.random.seed(0)", ["imports"]),
+                                      ("r = float(np.random.rand())", ["step:d"])], name="seeded")
+    assert run_notebook(seeded, options=LOCAL).load("d")["r"] == run_notebook(seeded, options=LOCAL).load("d")["r"]
+    assert status(run_notebook(seeded, options=LOCAL)) == {"d": "cached"}
+
+
 def test_a_step_that_changes_a_file_an_earlier_step_wrote_is_reused_with_it(tmp_path):
     """load writes data.csv, clean doubles it in place, report reads it: nothing changed, so all are
     reused. Taken for a state clean advances, clean ran alone on its own last output (12, 24, 48)."""

@@ -39,9 +39,11 @@ from nbscale.kernels.dependencies import (
     _REAL_STAT,
     _REAL_THREAD_START,
     RecordingEnviron,
+    drew_unseeded,
     forget_stale_bytecode,
     local_module_names,
     note_loaded_distributions,
+    numpy_random_state,
     outdated_distributions,
     outdated_modules,
     record,
@@ -1331,3 +1333,28 @@ def test_a_folders_modules_listed_as_it_had_just_changed_are_listed_again(tmp_pa
     monkeypatch.setattr(os, "stat", lambda path, *a, **k: frozen if str(path) == str(tmp_path)
                         else real_stat(path, *a, **k))
     assert set(_module_files_in(str(tmp_path))) == {"helpers", "extras"}
+
+
+def test_a_draw_from_numpys_global_generator_is_seen_unless_the_code_may_seed_it(tmp_path):
+    import numpy as np
+
+    np.random.seed()  # (where nbscale leaves it after a step)
+    with record(str(tmp_path)) as drew:
+        np.random.rand()
+    with record(str(tmp_path)) as untouched:
+        np.ones(3)
+    with record(str(tmp_path), ["np.random.seed(0)\nx = np.random.rand()"]) as seeded:
+        np.random.seed(0)
+        np.random.rand()
+    with record(str(tmp_path)) as gaussian:  # (a cached second gaussian: the position stays)
+        np.random.seed()
+        np.random.standard_normal()
+        before = numpy_random_state()
+    assert before is not None and drew_unseeded(before) is False
+    with record(str(tmp_path)) as cached_gaussian:
+        np.random.standard_normal()
+    assert drew.fingerprint()["unseeded"] == ["numpy.random"]
+    assert "unseeded" not in untouched.fingerprint() and "unseeded" not in seeded.fingerprint()
+    assert gaussian.fingerprint()["unseeded"] == ["numpy.random"]
+    assert cached_gaussian.fingerprint()["unseeded"] == ["numpy.random"]
+
