@@ -119,15 +119,20 @@ def typed_values(param, text: str) -> list:
     from nbscale.kernels import params
     from nbscale.kernels.errors import ParameterError
 
-    pieces = json_values(param.name, text) if text.lstrip().startswith("[") else text.split(",")
+    from_json = text.lstrip().startswith("[")
+    pieces = json_values(param.name, text) if from_json else text.split(",")
     values, seen = [], set()
     for piece in pieces:
+        if from_json and isinstance(piece, str):  # a JSON string is a value (`["5"]`), not text to read
+            piece = params.FileString(piece)
         try:
             value = params.coerce(param, piece)
         except ParameterError as exc:
             hint = f" (a {param.type} value is written in the JSON form: -p {param.name}=[[...], [...]])" \
                 if param.type in ("list", "dict") else ""
             raise ParameterError(f"{exc}{hint}") from None
+        if isinstance(value, str) and param.type == "none":  # read once: the run reads `-p x="5"` as "5", not 5
+            value = params.FileString(value)
         key = json.dumps(value, sort_keys=True)
         if key not in seen:  # the same run twice would only be a cached copy
             seen.add(key)

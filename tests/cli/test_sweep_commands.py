@@ -123,11 +123,20 @@ def test_bad_input_is_refused_before_any_run(tmp_path, args, message):
 
 def test_a_later_bad_value_of_an_untyped_parameter_runs_nothing(tmp_path):
     nb = make_notebook(tmp_path, [("anyv = None", ["parameters"]), ("x = anyv", ["step:a"])], name="untyped")
-    for values in ("1,NaN", '[1, "NaN"]', "[1, [Infinity]]"):
+    for values in ("1,NaN", "[1, NaN]", "[1, [Infinity]]"):
         result = cli("sweep", nb, "--engine", "local", "-p", f"anyv={values}")
         assert result.exit_code == 2, result.output
         assert "parameter 'anyv' must be a finite number" in result.stderr and not result.stdout
         assert runs_of(nb) == []
+
+
+def test_an_untyped_parameter_gets_each_value_as_run_p_gives_it(tmp_path):
+    # (the sweep read `"5"` as the text 5, and the run read that text again: the int 5)
+    nb = make_notebook(tmp_path, [("anyv = None", ["parameters"]), ("x = repr(anyv)", ["step:a"])], name="untyped")
+    _, summary = sweep_json(nb, "-p", 'anyv=["5", 5, "a,b"]')
+    assert [r["parameters"]["anyv"] for r in summary["runs"]] == ["5", 5, "a,b"]
+    assert cli("run", nb, "--engine", "local", "-p", 'anyv="5"').exit_code == 0
+    assert [r["parameters"]["anyv"] for r in runs_of(nb)] == ["5", 5, "a,b", "5"]
 
 
 def test_a_notebook_with_errors_runs_nothing(tmp_path):
