@@ -405,10 +405,13 @@ def _finish(pipeline, outcomes, recorder, store_url, keys) -> str:
 
 def _cached_step_recorder(pipeline, recorder, store_url):
     """`record(step, key, tell=True)`: record a step found cached, with the metrics, the time it saves
-    and the profiles its stored result holds."""
+    and the profiles its stored result holds; and the reuse as a use of the stored result."""
     artifacts = ArtifactStore(store_url)
 
     def record(step: str, key: str, tell: bool = True) -> None:
+        # here, where every reuse passes: a step whose values no later step reads is never loaded,
+        # and its result must not look unused to `cache gc --keep-last`
+        artifacts.record_use(key)
         recorder.cached(step, key, _cached_metrics(artifacts, key, pipeline, step), saved_seconds(artifacts, key),
                         stored_profiles(artifacts, key), tell=tell)
 

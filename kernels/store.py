@@ -465,8 +465,17 @@ class ArtifactStore:
                 self._remove_files(folder, _files(manifest) if manifest else ())
         return error
 
+    def record_use(self, step_hash: str) -> None:
+        """A run reused the result stored under `step_hash`, whether or not it loaded the values
+        (a step no later step reads is only checked): `gc --keep-last` keeps the results used last."""
+        folder = self._dir(step_hash)
+        if not self._linked(folder):  # not ours: its time is not ours to set either
+            self._touch(folder)
+
     def _touch(self, folder: str) -> None:
-        """Record the last use: the folder's time on local stores (object stores cannot, cheaply)."""
+        """Record the last use: the folder's time on local stores (object stores cannot, cheaply).
+        One utime: atomic, and no file is read or written, so concurrent runs and writers are safe;
+        a folder removed meanwhile (gc) or a read-only store is no error (the use goes unrecorded)."""
         if self.local:
             try:
                 os.utime(folder)
@@ -508,20 +517,43 @@ class ArtifactStore:
 
     def entries(self) -> list[dict]:
         """Every artifact folder: key (its folder), hash, step, bytes, created, used (local
-        stores: last read or write), ok (False: an older format or an unreadable manifest)."""
+        stores: last read, reuse or write), ok (False: an older format, an unreadable manifest or
+        one of another key). A step or a time the manifest holds as something else is None."""
         found = []
         for path in sorted(self.fs.glob(f"{self.root}/*/*/{MANIFEST}")):
             folder = path.rsplit("/", 1)[0]
+            key = folder[len(self.root) + 1:]
             manifest, _ = self._read_manifest(folder)
             try:
                 used = os.stat(folder).st_mtime if self.local else None
             except OSError:
                 continue  # removed while we listed
+            if manifest is not None and not self._own_key(manifest, key):
+                manifest = None  # a run finds it damaged (`_other_key`) and removes it
             meta = manifest or {}
-            found.append({"key": folder[len(self.root) + 1:], "hash": meta.get("hash"), "step": meta.get("step"),
+            # the step and the time are only shown: one of another type is unknown, not an error
+            step = meta.get("step") if isinstance(meta.get("step"), str) else None
+            found.append({"key": key, "hash": meta.get("hash"), "step": step,
                           "bytes": sum(e["bytes"] for e in _files(manifest).values()) if manifest else None,
-                          "created": meta.get("created"), "used": used, "ok": manifest is not None})
+                          "created": _time(meta.get("created")), "used": used, "ok": manifest is not None})
         return found
+
+    def _own_key(self, manifest: dict, key: str) -> bool:
+        """Does the manifest in folder `key` name that folder's key (as `_other_key` checks)?"""
+        step_hash = manifest.get("hash")
+        return isinstance(step_hash, str) and (not self.folder_per_key or key_path(step_hash) == key)
+
+
+def _time(value: Any) -> float | None:
+    """A manifest's time as a number a clock can show, else None (a manifest edited by hand:
+    "yesterday", null, NaN, a year out of range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        time.localtime(value)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return value
 
 
 def _started(function: Callable[[], Any]) -> Future:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 from click.testing import CliRunner
 from conftest import make_notebook
@@ -40,6 +42,30 @@ def test_ls_verify_and_gc(tmp_path):
     assert "the store is empty" in cli("cache", "ls", nb).output
     assert cli("cache", "gc", nb, "--older-than", "soon").exit_code == 2
     assert cli("cache", "gc", nb).exit_code == 2
+
+
+def test_gc_keep_last_keeps_the_results_the_last_run_reused(tmp_path):
+    # runs with 1, 2, 1: the last one reused the 1 results without loading them, and gc kept the 2 ones
+    nb = make_notebook(tmp_path, [("C = 1", ["parameters"]), ("x = C", ["step:load"]), ("y = x + 1", ["step:train"])])
+    for c in (1, 2, 1):
+        assert cli("run", nb, "--engine", "local", "-p", f"C={c}").exit_code == 0
+        for folder in (tmp_path / ".nbscale" / "artifacts").glob("*/*"):  # apart by more than the clock's tick
+            os.utime(folder, (os.stat(folder).st_mtime - 10,) * 2)
+    assert cli("cache", "gc", nb, "--keep-last", "1").exit_code == 0
+    again = cli("run", nb, "--engine", "local", "-p", "C=1")
+    assert again.exit_code == 0 and all(re.search(rf"^{s} +cached", again.output, re.M) for s in ("load", "train"))
+
+
+def test_ls_lists_an_entry_whose_manifest_holds_a_time_or_step_of_another_type(tmp_path):
+    nb = notebook(tmp_path)
+    assert cli("run", nb, "--engine", "local").exit_code == 0
+    first, second = sorted((tmp_path / ".nbscale" / "artifacts").glob("*/*/manifest.json"))
+    for path, change in ((first, {"created": "yesterday"}), (second, {"step": ["use"], "created": None})):
+        path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    listed = cli("cache", "ls", nb)
+    assert listed.exit_code == 0 and listed.exception is None, listed.output
+    assert "2 stored result(s)" in listed.output and listed.output.count("created -") == 2
+    assert listed.output.count("?") == 1
 
 
 def test_gc_refuses_an_empty_age(tmp_path):

@@ -69,6 +69,17 @@ def test_second_run_is_all_cached_and_executes_nothing(tmp_path):
     assert second.load("c")["c"] == 6
 
 
+def test_a_cached_run_records_a_use_of_every_result_it_reuses_loaded_or_not(tmp_path):
+    # a step no running step reads is only checked, never loaded: its result looked unused to `gc --keep-last`
+    nb = _cache_notebook(tmp_path, tmp_path / "ran.log")
+    assert run_notebook(nb, options=LOCAL).ok
+    artifacts = ArtifactStore(str(tmp_path / ".nbscale" / "artifacts"))
+    for entry in artifacts.entries():
+        os.utime(f"{artifacts.root}/{entry['key']}", (1_000_000, 1_000_000))
+    assert set(_status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    assert all(e["used"] > time.time() - 60 for e in artifacts.entries())
+
+
 def test_changed_step_reruns_it_and_downstream_only(tmp_path):
     log = tmp_path / "ran.log"
     nb = _cache_notebook(tmp_path, log)

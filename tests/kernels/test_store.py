@@ -407,6 +407,59 @@ def test_verify_rehashes_and_entries_lists(store):
     assert (listed[HASH]["used"] is not None) == store.local
 
 
+
+def test_record_use_sets_the_used_time_of_a_local_entry_without_reading_it(store, tmp_path):
+    store.put(HASH, {"a": np.arange(10)}, [], "make")
+    folder = f"{store.root}/{key_path(HASH)}"
+    if store.local:
+        os.utime(folder, (1_000_000, 1_000_000))
+    store.record_use(HASH)
+    store.record_use("sha256:" + "00" * 32)  # none stored (or removed by gc meanwhile): nothing to say
+    (listed,) = store.entries()
+    assert listed["used"] is None if not store.local else listed["used"] > time.time() - 60
+    assert store.get(HASH)["a"].tolist() == list(range(10))  # nothing else changed
+
+
+def test_record_use_does_not_set_the_time_of_a_folder_through_a_link(tmp_path):
+    store = ArtifactStore(str(tmp_path / "store"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.utime(elsewhere, (1_000_000, 1_000_000))
+    os.makedirs(os.path.dirname(f"{store.root}/{key_path(HASH)}"))
+    os.symlink(elsewhere, f"{store.root}/{key_path(HASH)}")
+    store.record_use(HASH)
+    assert os.stat(elsewhere).st_mtime == 1_000_000
+
+
+@pytest.mark.parametrize("field, value", [("created", "yesterday"), ("created", None), ("created", float("nan")),
+                                          ("created", 1e300), ("created", True), ("step", ["make"]),
+                                          ("step", {"a": 1}), ("step", 7)])
+def test_entries_give_a_step_or_time_of_another_type_as_unknown(store, field, value):
+    # `cache ls` formatted them as they came: a traceback (and gc could not group by a list)
+    store.put(HASH, {"a": 1}, [], "make")
+    path = f"{store.root}/{key_path(HASH)}/{MANIFEST}"
+    manifest = json.loads(store.fs.cat_file(path))
+    store.fs.pipe_file(path, json.dumps({**manifest, field: value}).encode())
+    (listed,) = store.entries()
+    assert listed[field] is None and listed["ok"]  # runs reuse it: only what is shown is unknown
+    assert listed["step" if field == "created" else "created"] == manifest["step" if field == "created" else "created"]
+
+
+@pytest.mark.parametrize("value", [None, 5, "sha256:" + "00" * 32, "missing"])
+def test_entries_give_a_manifest_of_no_or_another_key_as_not_ok(store, value):
+    # a run takes it for damaged (`_other_key`); `cache verify` looked the hash up and failed on null
+    store.put(HASH, {"a": 1}, [], "make")
+    path = f"{store.root}/{key_path(HASH)}/{MANIFEST}"
+    manifest = json.loads(store.fs.cat_file(path))
+    if value == "missing":
+        del manifest["hash"]
+    else:
+        manifest["hash"] = value
+    store.fs.pipe_file(path, json.dumps(manifest).encode())
+    (listed,) = store.entries()
+    assert not listed["ok"] and listed["key"] == key_path(HASH)
+
+
 # -- concurrent writers and readers (real processes) ----------------------------------------
 
 WRITER = """
