@@ -188,6 +188,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
             recorder.plan({s.step["name"]: s.step["after"] for s in specs})
             for name, error in damaged.items():  # found as the cache was looked up (removed: the step runs)
                 recorder.emit(WARNING, name, {"message": str(error)})
+                recorder.damaged[name] = [damage_reason(error)]
             # cached steps are recorded as found, not as the run ends: a run cancelled or killed later
             # must not turn them into cancelled ones
             recorder.record_cached = _cached_step_recorder(pipeline, recorder, store_url)
@@ -458,6 +459,9 @@ class _Recorder:
         self.record_cached = None  # record(step, key, tell) of a step found cached (`_cached_step_recorder`)
         self.has_stopped = False  # `stopped` has recorded the run's end
         self.cached_steps: set[str] = set()  # recorded as cached
+        # step → why it runs again when its stored result was found damaged as the run was planned
+        # (and removed then: the step itself finds no result, and says no reason)
+        self.damaged: dict[str, list[str]] = {}
 
     def emit(self, kind, step, payload=None):
         payload = payload or {}
@@ -546,7 +550,7 @@ class _Recorder:
             duration = max(0.0, finished - started)
         self.store.update_step(
             self.run_id, step, status=status, hash=payload.get("key") or self.hashes[step],
-            started=started or None, stale=payload.get("stale") or None,
+            started=started or None, stale=payload.get("stale") or self.damaged.get(step),
             finished=finished or None, duration_s=duration,
             cpu_s=summary.get("cpu_s"), peak_rss_bytes=summary.get("peak_rss_bytes"),
             attempts=payload.get("attempts"), stdout=truncated_text(summary.get("stdout"), log),

@@ -280,6 +280,27 @@ def test_damaged_stored_metrics_run_the_metrics_step_again(tmp_path):
     assert _status(again) == {"make": "cached", "metrics": "succeeded"} and again.metrics == {"acc": 0.5}
 
 
+@pytest.mark.parametrize("damage", ["truncate", "remove", "manifest"])
+def test_a_step_whose_stored_result_was_damaged_says_so_as_why_it_ran_again(tmp_path, damage):
+    # (found damaged and removed as the run was planned, the step found no result: `stale` was empty)
+    nb = make_notebook(tmp_path, [("x = list(range(1000))", ["step:a"]), ("y = len(x)", ["step:b"])])
+    run_notebook(nb, options=LOCAL)
+    (manifest,) = [m for m in (tmp_path / ".nbscale" / "artifacts").rglob("manifest.json")
+                   if '"step": "a"' in m.read_text()]
+    (data,) = [f for f in manifest.parent.iterdir() if f.name != "manifest.json"]
+    if damage == "truncate":
+        data.write_bytes(data.read_bytes()[:10])
+    elif damage == "remove":
+        data.unlink()
+    else:
+        manifest.write_text("{")
+    again = run_notebook(nb, options=LOCAL)
+    run = default_run_store(nb).get_run(again.run_id)
+    (a,) = [s for s in run["steps"] if s["step"] == "a"]
+    assert a["status"] == "succeeded"
+    assert any(reason.startswith("the stored result was damaged") for reason in a["stale"])
+
+
 def test_an_unknown_engine_is_refused_before_anything_is_recorded(tmp_path):
     nb = make_notebook(tmp_path, [("x = 1", ["step:a"])])
     with pytest.raises(PluginError, match="unknown engine 'bogus'"):
