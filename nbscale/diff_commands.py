@@ -77,14 +77,19 @@ def store_of_runs(notebook, run_ids: list[str]):
 
 
 def unresolved(store, run_ids: list[str]) -> list[str]:
-    """One error line per id that names no run or more than one."""
+    """One error line per id that names no run, more than one, or a run an earlier id names (a run
+    compared with itself)."""
     from nbscale.kernels.errors import AmbiguousRunId, UnknownRun
 
-    problems = []
+    problems, named = [], {}
     for run_id in run_ids:
         shown = literal(repr(run_id))
         try:
-            store.resolve(run_id)
+            found = store.resolve(run_id)
+            if found in named:
+                problems.append(f"error: {shown} names the same run as {literal(repr(named[found]))}: "
+                                "give different runs")
+            named.setdefault(found, run_id)
         except AmbiguousRunId:
             problems.append(f"error: run id prefix {shown} is ambiguous: give more of its characters")
         except UnknownRun:

@@ -136,9 +136,16 @@ def baseline():
     """Pin a run as a notebook's reference for `nbscale drift` (and show or remove pins)."""
 
 
+def _pin_name(ctx, param, value: str) -> str:
+    """A pin's name: a line of text, not empty (`drift --against NAME` names it)."""
+    if not value.strip() or not value.isprintable():
+        raise click.BadParameter("a pin's name is a non-empty line of printable text")
+    return value
+
+
 @baseline.command()
 @click.argument("run_id", metavar="RUN")
-@click.option("--name", default="baseline", show_default=True, help="The pin's name.")
+@click.option("--name", default="baseline", show_default=True, callback=_pin_name, help="The pin's name.")
 @click.option("--notebook", type=click.Path(dir_okay=False), help="Notebook whose folder holds the run store.")
 def pin(run_id, name, notebook):
     """Pin RUN as NAME for its notebook (replacing an earlier pin of that name)."""

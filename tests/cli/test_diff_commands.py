@@ -164,6 +164,9 @@ def test_one_run_is_not_a_comparison(runs):
     assert "needs two or more runs" in result.stderr
     nothing = cli("diff", "--notebook", nb)
     assert nothing.exit_code == 2 and nothing.stdout == ""
+    itself = cli("diff", first[:8], first, "--notebook", nb)  # (compared with itself, it showed no change)
+    assert itself.exit_code == 2 and itself.stdout == ""
+    assert f"'{first}' names the same run as '{first[:8]}'" in itself.stderr
 
 
 def test_a_folder_without_runs_is_an_error(tmp_path):

@@ -81,6 +81,10 @@ def test_a_pinned_baseline_is_the_default_reference(runs):
     assert cli("baseline", "unpin", "--name", "good", "--notebook", nb).exit_code == 0
     missing = cli("baseline", "unpin", "--notebook", nb)
     assert missing.exit_code == 2 and missing.stdout == "" and "no notebooks have a pin named" in missing.stderr
+    for name in ("", "  ", "a\nb"):  # (an empty name was pinned, and `drift --baseline ''` had to name it)
+        refused = cli("baseline", "pin", first, "--name", name, "--notebook", nb)
+        assert refused.exit_code == 2 and "non-empty line of printable text" in refused.stderr
+    assert "no pinned runs" in cli("baseline", "show", "--notebook", nb).stdout
 
 
 @pytest.mark.parametrize("args,message", [
