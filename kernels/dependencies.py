@@ -232,6 +232,9 @@ class Recording:
         self.lock = threading.RLock()  # such a thread's event against the step's end (`_on_audit`, `_stop`)
         self.appended: set[str] = set()  # logs the commands it started append to (`>> run.log`): nothing
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
+        # folders the step made where nothing was (`tempfile.mkdtemp`, Dask's shuffle spill): what it
+        # lists in them is its own doing, and they may be gone once it ended (`_made_folder`)
+        self.made_folders: set[str] = set()
         # files it read as they were before it (`read_original`), then wrote or appended to; and files
         # it appended to that held data already (then read: what they held is read too)
         self.read_original: set[str] = set()
@@ -538,6 +541,10 @@ class Recording:
         key = self.key(path)
         return [key, path] if key != path and path in self.given_absolute else [key]
 
+    def _made_here(self, path: str) -> bool:
+        """Is `path` a folder the step made, or inside one?"""
+        return any(path == folder or path.startswith(folder + os.sep) for folder in self.made_folders)
+
     def fingerprint(self) -> dict:
         """The state now of everything the step used: call it right after the step."""
         reads = self.reads - self.writes - set(self.modules)  # a file written is a product
@@ -567,6 +574,9 @@ class Recording:
             fingerprint["network"] = sorted(self.network)
         if self.unseeded:
             fingerprint["unseeded"] = self.unseeded
+        made = sorted({k for p in (*self.listings, *reads, *self.tested) if self._made_here(p) for k in self.keys(p)})
+        if made:  # (gone later is no change: the step makes them again as it did; other content is one)
+            fingerprint["made"] = made
         if self.tested:
             fingerprint["tested"] = {k: was for p, was in sorted(self.tested.items()) for k in self.keys(p)}
         return fingerprint
@@ -1098,6 +1108,17 @@ def _changed_by_step(recording: Recording, paths) -> None:  # os.utime, os.chmod
             recording.changed_by_step.add(_abspath(path))
 
 
+def _made_folder(recording: Recording, args) -> None:  # os.mkdir (path, mode, dir_fd), as it begins
+    path = _at(args[0], args[2] if len(args) > 2 else None)
+    if isinstance(path, (str, bytes, os.PathLike)):
+        path = _abspath(path)
+        try:  # (`makedirs(exist_ok=True)` of a folder there: not the step's)
+            _REAL_LSTAT(path)  # (unwrapped: the hook's look is not the step's)
+        except OSError:
+            recording.made_folders.add(path)
+    _changed_by_step(recording, [path])
+
+
 def _changed_at(event: str):
     """The handler of an event that changes what it names, relative to its `dir_fd` where it has one."""
     where = _LOCATED[event]
@@ -1339,6 +1360,7 @@ _HANDLERS = {"open": _opened,
              "pathlib.Path.rglob": lambda recording, args: _path_globbed(recording, args, "**/"),
              # both paths of a hard link change; of a symlink only dst
              **{event: _changed_at(event) for event in _LOCATED},
+             "os.mkdir": _made_folder,
              # (url, data, headers, method), (socket, address)
              "urllib.Request": lambda recording, args: _connected_to(recording, args[0]),
              "socket.connect": lambda recording, args: _connected_to(recording, args[1])}

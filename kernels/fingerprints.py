@@ -6,6 +6,9 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "files_read":    {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest"[, "racy"]} | None},  None: absent
      "files_written": {path: ... },                                    the step's products
      "directories":   {path: digest of the entry names | None},       folders the step listed
+     "made":          [path, ...],                                     of what it read, listed or tested, what lies
+                                                                       in folders it made where nothing was (a
+                                                                       temporary folder): gone is no change
      "tested":        {path: "folder" | None},                         tested without being opened (a stat):
                                                                        a folder then, or nothing (optional)
      "globs":         [[kind, folder, pattern, recursive, digest]],    what glob / Path.glob matched
@@ -357,7 +360,8 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
     changes.extend(_version_changes(fingerprint.get("distributions", {}), fingerprint.get("distribution_files", {})))
     changes += _importable_now(fingerprint.get("absent_modules", ()), {c.name for c in changes if c.what == APPEARED})
     changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
-    return _once(changes, cwd)
+    made = set(fingerprint.get("made", ()))  # (the step made it from nothing: it finds nothing again)
+    return _once([c for c in changes if not (c.what == MISSING and c.name in made)], cwd)
 
 
 def _tested_changes(tested: dict, cwd: str) -> list[Change]:

@@ -135,6 +135,28 @@ def test_a_step_that_draws_from_numpys_unseeded_global_generator_runs_every_time
     assert status(run_notebook(seeded, options=LOCAL)) == {"d": "cached"}
 
 
+def test_a_folder_the_step_made_from_nothing_is_no_dependency_once_gone(tmp_path):
+    """Dask's disk shuffle spills into a `tempfile.mkdtemp` folder it appends to, reads back, lists
+    and later removes: `set_index` steps were never reused ("/tmp/tmpXXXX.partd is missing")."""
+    cell = ("import os, shutil, tempfile\nspill = tempfile.mkdtemp(suffix='.spill', dir='.')\n"
+            "open(os.path.join(spill, '0'), 'a').write('12')\nn = int(open(os.path.join(spill, '0')).read())\n"
+            "names = os.listdir(spill)\nos.makedirs('data', exist_ok=True)\nlisted = sorted(os.listdir('data'))")
+    nb = make_notebook(tmp_path, [(cell, ["step:spill"])])
+    assert run_notebook(nb, options=LOCAL).load("spill")["n"] == 12
+    for spill in tmp_path.glob("*.spill"):
+        shutil.rmtree(spill)
+    shutil.rmtree(tmp_path / "data")  # made from nothing too: the step makes it again, as empty
+    again = run_notebook(nb, options=LOCAL)
+    assert status(again) == {"spill": "cached"}, stale(again, "spill")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("1")  # a folder it made, now holding more: it lists it
+    changed = run_notebook(nb, options=LOCAL)
+    assert status(changed) == {"spill": "succeeded"} and changed.load("spill")["listed"] == ["x.csv"]
+    (tmp_path / "data" / "x.csv").unlink()
+    shutil.rmtree(tmp_path / "data")  # there when that run began: its absence now is a change
+    assert status(run_notebook(nb, options=LOCAL)) == {"spill": "succeeded"}
+
+
 def test_a_step_that_changes_a_file_an_earlier_step_wrote_is_reused_with_it(tmp_path):
     """load writes data.csv, clean doubles it in place, report reads it: nothing changed, so all are
     reused. Taken for a state clean advances, clean ran alone on its own last output (12, 24, 48)."""
