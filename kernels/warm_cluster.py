@@ -29,6 +29,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -140,9 +141,12 @@ def lookup(folder, probe: bool = True) -> Lookup:
     """The warm cluster of `folder` itself. `probe`: also check that its scheduler answers."""
     folder = str(Path(folder).resolve())
     path = info_path(folder)
-    try:
-        with open(path, "rb") as f:
-            owner = os.fstat(f.fileno()).st_uid
+    try:  # (not blocking: a FIFO planted there, in a folder above, held every run below it)
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return Lookup(INVALID, reason=f"{path} is not a regular file", folder=folder)
+            owner = st.st_uid
             raw = f.read(MAX_INFO_BYTES + 1)
     except FileNotFoundError:
         return Lookup(NONE, folder=folder)
@@ -380,7 +384,10 @@ def start_lock(folder, timeout: float = START_TIMEOUT_S):
     go of it when its holder dies, so a killed `start` never blocks the next one)."""
     path = state_folder(folder) / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    # the owner's alone: another user who can open it can hold its lock, and stop every start and stop
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600), "a") as handle:
+        if os.fstat(handle.fileno()).st_uid == os.geteuid():
+            os.fchmod(handle.fileno(), 0o600)  # (one an older nbscale made readable by all)
         end = time.monotonic() + timeout
         while True:
             try:
@@ -549,7 +556,11 @@ def remove_files(folder, pid: int | None = None) -> None:
 def write_json(path: Path, data: dict) -> None:
     """Atomically: a reader sees the old file, the new one, or none."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    with suppress(FileNotFoundError):
+        tmp.unlink()  # (left by a killed writer of the same pid)
+    # readable by the owner alone: it names the scheduler's address, where a run sends its code
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=1))
     os.replace(tmp, path)
 
 

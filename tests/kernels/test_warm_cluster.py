@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -458,6 +459,34 @@ def test_the_nearest_live_cluster_wins_and_stop_with_a_pid_stops_only_that_one(w
     assert warm_cluster.find(sub).cluster.pid == above.pid  # now the one above serves the subfolder
     found = warm_cluster.stop(sub)  # stops what runs in sub use: the one above
     assert found.folder == str(warm_folder) and gone(above.pid)
+
+
+def test_a_fifo_planted_as_a_folders_cluster_file_is_passed_over_without_blocking(warm_folder):
+    # (a blocking open of it held `cluster status` and every run below that folder for ever)
+    sub = warm_folder / "sub"
+    sub.mkdir()
+    warm_cluster.state_folder(warm_folder).mkdir()
+    os.mkfifo(warm_cluster.info_path(warm_folder))
+    found = {}
+    looking = threading.Thread(target=lambda: found.update(own=warm_cluster.lookup(warm_folder),
+                                                            below=warm_cluster.find(sub)), daemon=True)
+    looking.start()
+    looking.join(10)
+    assert not looking.is_alive(), "the lookup blocked on the FIFO"
+    assert (found["own"].state, found["own"].reason) == (
+        warm_cluster.INVALID, f"{warm_cluster.info_path(warm_folder)} is not a regular file")
+    assert found["below"].state == warm_cluster.NONE
+
+
+def test_the_cluster_files_are_the_owners_alone(warm_folder):
+    """Another user who could read the lock could hold it (and block start and stop); the files name
+    the scheduler's address."""
+    lock = warm_cluster.state_folder(warm_folder) / warm_cluster.LOCK_NAME
+    lock.parent.mkdir()
+    lock.touch(mode=0o644)  # as an older nbscale left it
+    warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
+    for path in (lock, warm_cluster.info_path(warm_folder), warm_cluster.scheduler_file_path(warm_folder)):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
 def test_a_file_of_another_user_is_refused(warm_folder):
