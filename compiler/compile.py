@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .dataflow import build_flow
@@ -42,14 +43,15 @@ def _compile(notebook: Notebook) -> Pipeline:
     walk = SettingsWalk(names, [s.name for s in layout.steps])  # walks each step as the analysis does
     flow = build_flow(layout, names, cells, immutable_names(parameters), also=walk)
     settings = _replay_settings(flow, walk.settings)
+    name, name_problems = _pipeline_name(notebook)
     pipeline = Pipeline(
-        name=_pipeline_name(notebook),
+        name=name,
         notebook=Path(notebook.path).name,
         parameters=parameters,
         prelude=flow.prelude,
         steps=flow.steps,
     )
-    diagnostics = layout.diagnostics + param_problems + flow.diagnostics + settings.diagnostics
+    diagnostics = layout.diagnostics + param_problems + flow.diagnostics + settings.diagnostics + name_problems
     if not pipeline.steps and not any(d.severity == ERROR for d in diagnostics):
         diagnostics.append(nothing_to_run(layout))
     if metrics is not None:
@@ -90,7 +92,27 @@ def compile_source(cells, name="notebook") -> Pipeline:
     return compile_notebook(Notebook(path=f"{name}.ipynb", cells=tuple(built)))
 
 
-def _pipeline_name(notebook: Notebook) -> str:
+def _pipeline_name(notebook: Notebook) -> tuple[str, list[Diagnostic]]:
+    """Metadata `nbscale.name`, else the file stem; a mistyped one is an error, not dropped in
+    silence (the pipeline would carry a name the user did not choose)."""
     meta = notebook.metadata.get("nbscale") if isinstance(notebook.metadata, dict) else None
-    name = meta.get("name") if isinstance(meta, dict) else None
-    return name if isinstance(name, str) and name.strip() else notebook.name
+    if meta is None:
+        return notebook.name, []
+    if not isinstance(meta, dict):
+        return notebook.name, [_bad_metadata(f"notebook metadata nbscale must be an object, got {_shown(meta)}",
+                                             'e.g. {"name": "train", "kfp": {...}}')]
+    name = meta.get("name")
+    if name is not None and not isinstance(name, str):
+        return notebook.name, [_bad_metadata(f"notebook metadata nbscale.name must be a string, got {_shown(name)}",
+                                             'e.g. "name": "train"; without it the pipeline is named after the file')]
+    return (name if name and name.strip() else notebook.name), []
+
+
+def _bad_metadata(message: str, hint: str) -> Diagnostic:
+    return Diagnostic("bad-metadata", message, hint=hint)
+
+
+def _shown(value) -> str:
+    """A metadata value as JSON, cut short: the message is one line, whatever the notebook holds."""
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -10,9 +10,12 @@ import re
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _REGISTRY = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_REFERENCE = re.compile(rf"(?:{_REGISTRY}/)?(?P<name>{_COMPONENT}(?:/{_COMPONENT})*)(?::{_TAG})?(?:@{_DIGEST})?")
+# Docker's grammar is ASCII only: explicit classes, and re.ASCII so no part can widen to Unicode
+# (`python:３` or `python:café` would be written into a pipeline whose steps cannot pull it)
+_REFERENCE = re.compile(rf"(?:{_REGISTRY}/)?(?P<name>{_COMPONENT}(?:/{_COMPONENT})*)(?::{_TAG})?(?:@{_DIGEST})?",
+                        re.ASCII)
 MAX_NAME = 255  # characters of the registry and name together, as Docker allows
 
 EXAMPLE = "python:3.11-slim, ghcr.io/org/app:1.2, registry:5000/team/img@sha256:<64 hex digits>"

@@ -112,7 +112,9 @@ def _as_json(value, name):
             raise _NotLiteral(f"parameter '{name}': an int of more than {sys.get_int_max_str_digits():,} "
                               "digits is not a JSON value") from None
         return value
-    if isinstance(value, (bool, str, type(None))):
+    if isinstance(value, str):
+        return _unicode(value, name)
+    if isinstance(value, (bool, type(None))):
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -123,10 +125,24 @@ def _as_json(value, name):
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise _NotLiteral(f"parameter '{name}': dict keys must be strings")
-        return {k: _as_json(v, name) for k, v in value.items()}
+        return {_unicode(k, name): _as_json(v, name) for k, v in value.items()}
     kind = type(value).__name__
     raise _NotLiteral(f"parameter '{name}': a {kind} is not a JSON value",
                       "use a list instead of a tuple or set" if kind in ("tuple", "set") else None)
+
+
+def _unicode(text, name):
+    """`text`, when UTF-8 can hold it: a lone surrogate ("\\ud800") is a Python literal, but no
+    YAML, JSON file or run store can write it, so it is refused here, at its cell, as the run
+    time refuses it in a `-p` value (kernels/params.checked)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _NotLiteral(f"parameter '{name}' holds text that is not valid Unicode "
+                          f"({exc.object[exc.start:exc.end]!r} at position {exc.start})",
+                          "a lone surrogate such as \\ud800 has no UTF-8 form; "
+                          "write the character it is half of, or drop it") from None
+    return text
 
 
 def _declared_type(annotation, value, name):

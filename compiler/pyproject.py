@@ -55,9 +55,14 @@ def nbscale_table(path: Path, name: str, boundary=None) -> dict:
         # an OSError's own text names the file by its whole path: the message names it as `where`
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise PyprojectError(f"{where}: cannot read it: {reason}") from None
-    table = data.get("tool", {}).get("nbscale", {}).get(name, {})
-    if not isinstance(table, dict):
-        raise PyprojectError(f"{where} [tool.nbscale.{name}] must be a table")
+    table = data
+    # every level is checked, not only the last: `tool = 5` or `[tool] nbscale = 5` is a user's
+    # file, and the error must name the key rather than fail on the next level's lookup
+    keys = ("tool", "nbscale", name)
+    for depth, key in enumerate(keys, start=1):
+        table = table.get(key, {})
+        if not isinstance(table, dict):
+            raise PyprojectError(f"{where} [{'.'.join(keys[:depth])}] must be a table")
     return table
 
 

@@ -50,13 +50,13 @@ import glob
 import hashlib
 import os
 import platform
-import re
 import stat
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..compiler.credentials import text_may_be_credential as may_be_credential
 from .interpreter import installed_versions, metadata_folder, site_folders
 
 try:
@@ -74,7 +74,6 @@ _CHUNK = 1 << 20
 # values kept (and shown) as they are: short, no credentials in a URL (`postgres://u:pw@db`), no
 # token-like run of letters and digits (`ghp_16C7e42F292c6912E7710c838347Ae178B4a`)
 _PLAIN_VALUE_MAX = 40
-_CREDENTIAL_LIKE = re.compile(r"://[^/\s]*@|(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}")
 
 # Kinds of Change, and what changed.
 FILE, PRODUCT, MODULE, DIRECTORY, DISTRIBUTION, ENV, CWD, FINGERPRINT = (
@@ -304,14 +303,6 @@ def _stored_key() -> bytes | None:
     except OSError:
         pass
     return None
-
-
-def may_be_credential(name: str, text: str) -> bool:
-    """A value of any length that may be a secret: its name looks secret, or it holds a password in
-    a URL or a token-like run of letters and digits."""
-    from .masking import secret_name
-
-    return bool(secret_name(name) or _CREDENTIAL_LIKE.search(text))
 
 
 def hidden(text: str) -> str:

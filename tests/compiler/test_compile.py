@@ -6,6 +6,7 @@ import os
 import types
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,33 @@ def test_an_empty_or_markdown_only_notebook_says_nothing_to_run():
     assert "nothing-to-run" not in [d.code for d in compile_source(["x = 1"]).diagnostics]
     # a notebook whose cells all have errors says what is wrong, not "nothing to run"
     assert [d.code for d in compile_source([("x = 1", ["paramters"])]).diagnostics] == ["unknown-tag"]
+
+
+@pytest.mark.parametrize("meta, key, shown", [({"nbscale": {"name": 5}}, "nbscale.name", "5"),
+                                              ({"nbscale": {"name": ["a"]}}, "nbscale.name", '["a"]'),
+                                              ({"nbscale": {"name": True}}, "nbscale.name", "true"),
+                                              ({"nbscale": "x"}, "nbscale", '"x"'),
+                                              ({"nbscale": ["x" * 100]}, "nbscale", "...")])
+def test_mistyped_nbscale_metadata_is_an_error_naming_the_key(meta, key, shown):
+    # it was dropped in silence: the pipeline took the file's name instead of the one meant
+    from nbscale.compiler.notebook import Cell, Notebook
+
+    notebook = Notebook(path="nb.ipynb", cells=(Cell(index=0, cell_type="code", source="x = 1"),), metadata=meta)
+    pipeline = compile_notebook(notebook)
+    [problem] = pipeline.diagnostics
+    assert (problem.code, problem.severity) == ("bad-metadata", "error") and pipeline.has_errors
+    assert problem.message.startswith(f"notebook metadata {key} must be ") and shown in problem.message
+    assert len(problem.message) < 120 and pipeline.name == "nb"
+
+
+def test_a_string_nbscale_name_names_the_pipeline():
+    from nbscale.compiler.notebook import Cell, Notebook
+
+    cells = (Cell(index=0, cell_type="code", source="x = 1"),)
+    for meta, name in [({"nbscale": {"name": "train"}}, "train"), ({"nbscale": {"name": " "}}, "nb"),
+                       ({"nbscale": {"kfp": {}}}, "nb"), ({}, "nb")]:
+        pipeline = compile_notebook(Notebook(path="nb.ipynb", cells=cells, metadata=meta))
+        assert pipeline.name == name and pipeline.diagnostics == []
 
 
 def test_examples_have_no_diagnostics():

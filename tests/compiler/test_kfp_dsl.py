@@ -19,7 +19,7 @@ from conftest import EXAMPLES, ROOT, make_notebook
 from kfp_compiled import TRICKY, compile_yaml, executor_of, executors, task_of
 
 from nbscale.compiler import PipelineHasErrors, compile_notebook
-from nbscale.compiler.targets.kfp import RUNTIME, RUNTIME_ENTRY, KfpOptions, generate
+from nbscale.compiler.targets.kfp import RUNTIME, RUNTIME_ENTRY, KfpOptions, generate, withheld_warnings
 
 # -- layering -------------------------------------------------------------------------------
 
@@ -91,6 +91,44 @@ def test_parameters_are_typed_inputs_and_their_values_never_reach_code(params_nb
     assert module.parameter_types["greeting"] == "json" and module.parameter_types["plain"] == "str"
 
 
+SECRETS = ("ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5", "hunter2", "Tr0ub4dor&3", "s3cr3t-in-a-dict")
+
+
+def test_a_default_that_may_be_a_credential_is_not_written_and_is_warned_of(tmp_path):
+    # the project's rule: no credential in a compiled pipeline; they were written in clear
+    nb = make_notebook(tmp_path, [
+        ('n = 3\napi_token = "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5"\n'
+         'db_url = "postgresql://admin:hunter2@db.example.com/prod"\npassword = "Tr0ub4dor&3"\n'
+         'settings = {"db": {"password": "s3cr3t-in-a-dict"}}\nmax_tokens = 256', ["parameters"]),
+        ("out = [n, api_token, db_url, password, settings, max_tokens]", ["step:use"]),
+    ], name="secrets")
+    module, path, (spec, *_) = compile_yaml(nb, tmp_path)
+    withheld = ["api_token", "db_url", "password", "settings"]
+    assert module.withheld == withheld
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert [n for n in inputs if "defaultValue" not in inputs[n]] == sorted(withheld)  # required inputs
+    assert inputs["n"]["defaultValue"] == 3 and inputs["max_tokens"]["defaultValue"] == 256
+    assert module.parameter_types["settings"] == "json"  # typed by the default, which is not written
+    for text in (path.read_text(), module.text, (tmp_path / "pipeline_dsl.py").read_text()):
+        assert not [secret for secret in SECRETS if secret in text]
+    pipeline = compile_notebook(nb)
+    warnings = withheld_warnings(pipeline, module)
+    assert [(w.code, w.severity, w.cell, w.line) for w in warnings] == [
+        ("credential-default", "warning", 0, line) for line in (2, 3, 4, 5)]
+    assert "parameter 'api_token' may be a credential" in warnings[0].message
+    assert "nbscale submit secrets.ipynb -p api_token=..." in warnings[0].message
+    assert all("\n" not in w.format("secrets.ipynb") for w in warnings)  # one line each, as the CLI prints notes
+
+
+def test_a_withheld_parameter_comes_first_in_the_pipeline_signature(tmp_path):
+    # Python wants parameters without defaults before the others; submit and kfp-local pass it by name
+    nb = make_notebook(tmp_path, [('rate = 0.5\npassword = "Tr0ub4dor&3"', ["parameters"]),
+                                  ("out = [rate, password]", ["step:use"])], name="given")
+    module = generate(compile_notebook(nb))
+    assert module.withheld == ["password"] and "Tr0ub4dor" not in module.text
+    assert re.search(r"\(\s*password: str,\s*rate: float = 0\.5,?\s*\)", module.text)
+
+
 # -- step options ---------------------------------------------------------------------------
 
 
@@ -133,6 +171,22 @@ def test_a_fractional_cpu_rounds_up_to_whole_millicores(tmp_path):
     nb = make_notebook(tmp_path, [(f"x{i} = {i}", [f"step:s{i}", f"resources:cpu={c}"]) for i, c in enumerate(cpus)])
     text = generate(compile_notebook(nb)).text
     assert re.findall(r'set_cpu_request\("(\w+)"\)', text) == list(cpus.values())
+
+
+# Kubernetes' quantity grammar: binary Ki..Ei, decimal k M G T P E (lower-case k only), plain numbers
+K8S_QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$")
+
+
+def test_memory_is_written_as_a_quantity_kubernetes_and_kfp_both_take(tmp_path):
+    # `2K` / `1500K` were written: Kubernetes refuses an upper-case K, the KFP SDK a lower-case k
+    sizes = {"2k": "2000", "1.5M": "1500000", "0.5M": "500000", "1.1M": "1100000", "1.5G": "1500M",
+             "0.5k": "500", "4Gi": "4Gi", "1.5Gi": "1536Mi", "0.5Ki": "512", "2M": "2M", "1.5E": "1500P"}
+    nb = make_notebook(tmp_path, [(f"x{i} = {i}", [f"step:s{i}", f"resources:memory={m}"])
+                                  for i, m in enumerate(sizes)], name="memory")
+    _, _, (spec, *_) = compile_yaml(nb, tmp_path)
+    written = [executor_of(spec, f"s{i}")["container"]["resources"]["resourceMemoryLimit"] for i in range(len(sizes))]
+    assert written == list(sizes.values())
+    assert all(K8S_QUANTITY.match(q) for q in written)
 
 
 def test_names_that_collide_with_python_kfp_or_each_other(tmp_path):

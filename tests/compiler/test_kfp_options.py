@@ -58,6 +58,21 @@ def test_bad_metadata_and_flags_name_where_they_were_set(tmp_path):
         load_options(make_notebook(tmp_path, ["x = 1"]), {"experiment": 3})
 
 
+@pytest.mark.parametrize("accelerator", ["nvidia.com/gpu\n  evil: 1", "nvidia.com/gpu\n", "a/b/c", "/gpu",
+                                         "Nvidia.com/gpu", "nvidia.com/", "gpu name", "x" * 64, "nvidia.com/gpü"])
+def test_an_accelerator_that_is_no_extended_resource_name_is_refused(tmp_path, accelerator):
+    # written as the pod's resource type: a line break became YAML of its own
+    nb = make_notebook(tmp_path, ["x = 1"], name="acc", metadata={"nbscale": {"kfp": {"accelerator": accelerator}}})
+    with pytest.raises(OptionsError, match="^acc.ipynb metadata nbscale.kfp: accelerator .* is not a Kubernetes "
+                                           "extended-resource name"):
+        load_options(nb)
+    plain = make_notebook(tmp_path, ["x = 1"])
+    with pytest.raises(OptionsError, match="^command line: accelerator"):
+        load_options(plain, {"accelerator": accelerator})
+    for fine in ("nvidia.com/gpu", "amd.com/gpu", "google.com/tpu", "example.com/foo_bar.X", "gpu"):
+        assert load_options(plain, {"accelerator": fine}).accelerator == fine
+
+
 @pytest.mark.parametrize("requirement", ["x'$(touch /tmp/nbscale-shell)", 'a"b', "pkg`id`", "a\\b", "a\nb", " "])
 def test_a_requirement_a_shell_would_read_more_into_is_refused(tmp_path, requirement):
     # the kfp SDK writes each into a `pip install` shell command, quoted with repr()

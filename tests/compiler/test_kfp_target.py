@@ -37,6 +37,16 @@ def test_overrides_win_and_bad_ones_are_option_errors(tmp_path):
     assert not (tmp_path / "q.yaml").exists()
 
 
+def test_a_default_that_may_be_a_credential_is_noted_at_its_cell_and_line(tmp_path):
+    nb = make_notebook(tmp_path, [('n = 1\npassword = "Tr0ub4dor&3"', ["parameters"]), ("x = [n, password]", [])],
+                       name="sec")
+    notes = get_target("kfp").write(compile_notebook(nb), tmp_path / "s.yaml", notebook=nb, base_image="team/ml:1")
+    assert notes == ["sec.ipynb:cell 1:2: warning[credential-default]: parameter 'password' may be a credential, so "
+                     "its default is not written into the pipeline: it is a required input; give it at submit "
+                     "time: nbscale submit sec.ipynb -p password=..."]
+    assert "Tr0ub4dor" not in (tmp_path / "s.yaml").read_text()
+
+
 def test_a_cell_python_refuses_writes_no_yaml(tmp_path):
     from nbscale.compiler.errors import TargetError
 

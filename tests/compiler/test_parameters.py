@@ -217,3 +217,17 @@ def test_an_int_too_long_to_write_as_text_is_a_bad_parameter_at_its_line():
     (problem,) = [d for d in pipeline.diagnostics if d.code == "bad-parameter"]
     assert (problem.cell, problem.line) == (0, 2) and "more than 4,300 digits" in problem.message
     assert len(problem.message) < 200
+
+
+@pytest.mark.parametrize("source, where", [('s = "\\ud800x"', "'\\ud800' at position 0"),
+                                           ('xs = ["ok", "a\\udfff"]', "'\\udfff' at position 1"),
+                                           ('d = {"\\ud83d": 1}', "'\\ud83d' at position 0")])
+def test_text_with_a_lone_surrogate_is_a_bad_parameter_at_its_line(source, where):
+    # a Python literal, but no UTF-8 YAML or JSON can hold it: `compile --target kfp` failed
+    # without naming the cell and `run --engine kfp-local` crashed
+    pipeline = compile_source([("a = 1\n" + source, ["parameters"]), ("b = a", ["step:s"])])
+    (problem,) = [d for d in pipeline.diagnostics if d.code == "bad-parameter"]
+    assert (problem.cell, problem.line, problem.severity) == (0, 2, "error")
+    name = source.split(" ")[0]
+    assert f"parameter '{name}' holds text that is not valid Unicode ({where})" in problem.message
+    problem.message.encode("utf-8")  # the message itself can be printed

@@ -36,3 +36,11 @@ def test_problems_name_the_file_relative_to_the_boundary(tmp_path):
     with pytest.raises(PyprojectError, match="^pyproject.toml: it links outside"):
         find_pyproject(root / "nb.ipynb", boundary=root)
     assert find_pyproject(root / "nb.ipynb") == root / "pyproject.toml"  # the CLI follows it
+
+
+@pytest.mark.parametrize("text, key", [("tool = 5\n", "tool"), ("[tool]\nnbscale = 5\n", "tool.nbscale"),
+                                       ("[tool]\nnbscale = [1]\n", "tool.nbscale")])
+def test_a_level_above_the_table_that_is_not_a_table_is_named(tmp_path, text, key):
+    (tmp_path / "pyproject.toml").write_text(text)
+    with pytest.raises(PyprojectError, match=rf"^pyproject.toml \[{key}\] must be a table$"):
+        nbscale_table(tmp_path / "pyproject.toml", "kfp", tmp_path)

@@ -5,7 +5,8 @@
 - `dsl`: `generate(pipeline, options)` writes the DSL module: one lightweight component per step
   calling `nbscale.kernels.kfp_component.run_kfp_step`, and a pipeline function wiring them.
   `literals` writes values into it as Python literals, `parameters` says how parameter values
-  travel (`kfp_argument`).
+  travel (`kfp_argument`). A parameter whose default may be a credential gets none: it is a
+  required input, and `withheld_warnings` says so at its cell.
 - `verify`: `verify_module(text)` checks the generated module's shape with `ast` (a whitelist of
   what `dsl` writes) before anything imports it: notebook text can only ever be data in it.
 - `yaml`: `write_yaml(module, path)` verifies, then compiles the module with the kfp SDK — imported there, when
@@ -14,7 +15,7 @@
 - `target`: `KfpTarget`, the `kfp` entry of the target registry (`nbscale compile --target kfp`).
 """
 
-from .dsl import METRICS_OUTPUT, RECORD_OUTPUT, RUNTIME, RUNTIME_ENTRY, KfpModule, generate, kfp_name
+from .dsl import METRICS_OUTPUT, RECORD_OUTPUT, RUNTIME, RUNTIME_ENTRY, KfpModule, generate, kfp_name, withheld_warnings
 from .image import RUNTIME_MODULES, missing_packages_note, third_party_imports
 from .options import (
     DEFAULT_ACCELERATOR,
@@ -36,5 +37,5 @@ __all__ = [
     "OPTION_NAMES", "RECORD_OUTPUT", "RUNTIME", "RUNTIME_ENTRY", "RUNTIME_MODULES", "KfpModule", "KfpOptions",
     "KfpTarget", "OptionsError", "compile_pipeline", "default_packages", "generate", "is_native", "kfp_argument",
     "kfp_name", "load_options", "metadata_host", "missing_packages_note", "third_party_imports", "wire_type",
-    "write_yaml",
+    "withheld_warnings", "write_yaml",
 ]

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .... import __version__
-from ...diagnostics import errors_text
+from ...credentials import may_be_credential
+from ...diagnostics import Diagnostic, errors_text
 from ...errors import PipelineHasErrors, TargetError
 from ...ir import Pipeline
 from ...notebook import cell_label, cell_number
@@ -57,6 +58,7 @@ class KfpModule:
     components: dict[str, str] = field(default_factory=dict)  # step → KFP component name
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # step → {variable: output}
     parameter_types: dict[str, str] = field(default_factory=dict)  # parameter → IR type
+    withheld: list[str] = field(default_factory=list)  # parameters whose default may be a credential: none written
 
 
 def kfp_name(name: str) -> str:
@@ -141,6 +143,7 @@ class _Generator:
         self.out_keys: dict[str, dict[int, str]] = {}  # step → unit index → output name
         self.call_args: dict[str, list] = {}  # step → the component's inputs and what feeds them
         self.types = {p.name: wire_type(p.type, p.default) for p in pipeline.parameters}
+        self.withheld = [p.name for p in pipeline.parameters if may_be_credential(p.name, p.default)]
 
     # -- the module -----------------------------------------------------------------------
     def module(self) -> KfpModule:
@@ -154,7 +157,7 @@ class _Generator:
         outputs = {s.name: {n: self.out_keys[s.name][i] for i, u in enumerate(self.units[s.name]) for n in u.names}
                    for s in self.p.steps if s.name in self.out_keys}
         return KfpModule(text, self.pipeline_function, kfp_name(self.display_name), self.display_name,
-                         components, outputs, dict(self.types))
+                         components, outputs, dict(self.types), list(self.withheld))
 
     def _header(self) -> str:
         nb = self.p.notebook
@@ -273,11 +276,17 @@ class _Generator:
     def _pipeline(self) -> str:
         scope = _Names([*self.module_names.used])
         tasks = {s.name: scope.take(f"{self.functions[s.name]}_task") for s in self.p.steps}
-        params = []
+        # no compiled pipeline holds a credential: such a parameter is a required input, given at
+        # submit; it comes first, as Python wants parameters without defaults before the others
+        required, params = [], []
         for p in self.p.parameters:
             kind = self.types[p.name]
-            default = literal(kfp_argument(kind, p.default), 4, len(p.name) + 2)
-            params.append(f"{p.name}: {kind if is_native(kind) else 'str'} = {default}")
+            annotated = f"{p.name}: {kind if is_native(kind) else 'str'}"
+            if p.name in self.withheld:
+                required.append(annotated)
+            else:
+                params.append(f"{annotated} = {literal(kfp_argument(kind, p.default), 4, len(p.name) + 2)}")
+        params = required + params
         decorator = [f"name={string_literal(kfp_name(self.display_name))}"]
         if kfp_name(self.display_name) != self.display_name:
             decorator.append(f"display_name={string_literal(self.display_name)}")
@@ -376,6 +385,15 @@ def check_values(pipeline: Pipeline) -> None:
             raise TargetError(f"step {step.name!r}: cpu must be a number or a quantity such as '500m', got {cpu!r}")
 
 
+def withheld_warnings(pipeline: Pipeline, module: KfpModule) -> list[Diagnostic]:
+    """A warning at each parameter whose default the module left out as a possible credential:
+    what to give at submit instead (one line each: the CLI prints notes as single lines)."""
+    return [Diagnostic("credential-default", f"parameter '{p.name}' may be a credential, so its default is not written "
+                       f"into the pipeline: it is a required input; give it at submit time: nbscale submit "
+                       f"{pipeline.notebook} -p {p.name}=...", cell=p.cell, line=p.line)
+            for p in pipeline.parameters if p.name in module.withheld]
+
+
 def _where(pipeline: Pipeline, parameter) -> str:
     """"NB:cell N:LINE: " for a parameter, as `nbscale check` points at code."""
     if parameter.cell is None:
@@ -412,9 +430,12 @@ def _cpu(value) -> str:
     return f"{math.ceil(Decimal(str(value)) * 1000)}m"
 
 
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|K|M|G|T|P|E|k)?$")
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|K|M|G|T|P|E|k)?$", re.ASCII)
 _FACTORS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+# No kilo among the decimal units written: Kubernetes knows only `k`, the KFP SDK only `K`, so a
+# size that is not a whole number of megabytes is written in plain bytes, which both accept.
+_WRITTEN = {True: ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"), False: ("E", "P", "T", "G", "M")}
 
 
 def _memory(value) -> str:
@@ -424,11 +445,11 @@ def _memory(value) -> str:
     if not match:
         return text
     number, suffix = match.groups()
-    if "." not in number and suffix != "k":
+    if "." not in number and suffix not in ("k", "K"):
         return text
-    size = math.ceil(float(number) * _FACTORS[suffix])  # bytes
-    binary = suffix is not None and suffix.endswith("i")
-    for unit in (("Ei", "Pi", "Ti", "Gi", "Mi", "Ki") if binary else ("E", "P", "T", "G", "M", "K")):
+    # Decimal, as written: 1.1 * 10**6 is 1100000.0000000002 in floats, which would round up a byte
+    size = math.ceil(Decimal(number) * _FACTORS[suffix])  # bytes
+    for unit in _WRITTEN[suffix is not None and suffix.endswith("i")]:
         if size % _FACTORS[unit] == 0:
             return f"{size // _FACTORS[unit]}{unit}"
     return str(size)

@@ -44,6 +44,11 @@ _TYPES = {"base_image": str, "packages_to_install": list, "pipeline_name": str, 
 OPTION_NAMES = tuple(_TYPES)
 # what a shell reads in a double-quoted word (or ends it with): never in a requirement
 _SHELL_ACTIVE = re.compile(r"[\"'$`\\\x00-\x1f\x7f]")
+# a Kubernetes extended-resource name, `[DOMAIN/]NAME` (a qualified name, as the API server checks
+# it): written as the pod's resource type, so a line break or a quote must not get that far
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_RESOURCE_NAME = re.compile(rf"(?:(?=[^/]{{1,253}}/){_DNS_LABEL}(?:\.{_DNS_LABEL})*/)?"
+                            r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
 
 
 class OptionsError(NbscaleCompileError):
@@ -88,6 +93,9 @@ def _apply(options: KfpOptions, table: dict, origin: str) -> None:
             raise OptionsError(f"{origin}: {key} must be a non-empty {expected.__name__}, got {value!r}")
         elif key == "base_image" and (problem := image_problem(value)) is not None:
             raise OptionsError(f"{origin}: base_image {value!r} is {problem}")
+        elif key == "accelerator" and not _RESOURCE_NAME.fullmatch(value):
+            raise OptionsError(f"{origin}: accelerator {value!r} is not a Kubernetes extended-resource name "
+                               "([DOMAIN/]NAME of letters, digits, '-', '_', '.'; e.g. nvidia.com/gpu)")
         setattr(options, key, value)
         options.origin[key] = origin
 

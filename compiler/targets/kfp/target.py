@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...output_files import written_to
 from .. import Target, TargetError
-from .dsl import KfpModule, generate
+from .dsl import KfpModule, generate, withheld_warnings
 from .image import missing_packages_note
 from .options import OPTION_NAMES, load_options
 from .yaml import write_yaml
@@ -31,7 +31,8 @@ class KfpTarget(Target):
         except ValueError as exc:  # the kfp SDK refused something in the generated module
             raise TargetError(f"kfp could not compile {notebook}: {exc}") from None
         note = missing_packages_note(pipeline, options)
-        return [note] if note else []
+        warnings = [w.format(Path(notebook).name, hint=False) for w in withheld_warnings(pipeline, module)]
+        return warnings + ([note] if note else [])
 
 
 def require_sdk() -> None:

@@ -88,6 +88,9 @@ def _yaml_header(spec: dict, module: KfpModule) -> str:
     for name in sorted(parameters):
         kind = _COMMENT_TYPES.get(parameters[name]["parameterType"], parameters[name]["parameterType"])
         note = "" if is_native(module.parameter_types.get(name, kind)) else " (JSON text)"
+        if "defaultValue" not in parameters[name]:  # (a possible credential: given at submit, never written)
+            lines.append(f"#    {name}: {kind}{note} [Required]")
+            continue
         default = parameters[name].get("defaultValue")
         if kind == "int" and isinstance(default, float) and default.is_integer():
             default = int(default)  # protobuf keeps every number as a double
