@@ -347,7 +347,9 @@ class DaskCluster:
     @classmethod
     async def attach_warm(cls, found, timeout: float, started: bool = False, shown: str = "") -> DaskCluster:
         """A client of the warm cluster `found` (a verified WarmCluster)."""
-        connected = await cls.connect(found.address, timeout)
+        from nbscale.kernels.warm_cluster import cluster_security
+
+        connected = await cls.connect(found.address, timeout, security=cluster_security(found))
         return cls(connected.client, None, "LocalCluster", warm=found, started=started, shown=shown)
 
     def warm_ended(self) -> str | None:
@@ -360,14 +362,16 @@ class DaskCluster:
                 "`nbscale cluster stop`, or closed from another server)")
 
     @classmethod
-    async def connect(cls, address: str, timeout: float = 10.0) -> DaskCluster:
-        """A client of the scheduler at `address`; InvalidInput when it does not answer within `timeout`
-        (distributed's own timeout does not bound a listener that accepts and never speaks)."""
+    async def connect(cls, address: str, timeout: float = 10.0, security=None) -> DaskCluster:
+        """A client of the scheduler at `address` (over TLS with `security`); InvalidInput when it does
+        not answer within `timeout` (distributed's own timeout does not bound a listener that accepts
+        and never speaks)."""
         from distributed import Client
 
         client = None
         try:
-            client = Client(address, asynchronous=True, timeout=f"{timeout}s", set_as_default=False)
+            client = Client(address, asynchronous=True, timeout=f"{timeout}s", set_as_default=False,
+                            security=security)
             await asyncio.wait_for(_started(client), timeout)
         except Exception as exc:  # noqa: BLE001 - unreachable, refused, silent, bad address
             if client is not None:

@@ -7,7 +7,8 @@ from ..errors import NbscaleError, PluginError
 __all__ = [
     "AmbiguousRunId", "ArtifactNotFound", "ClusterStartError", "CorruptArtifact", "CorruptArtifactWarning",
     "MarshalError", "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable", "PluginError", "RunStoreCorrupt",
-    "RunStoreError", "RunStoreReadOnly", "StepTimeout", "StoreUnusable", "Terminated", "UnknownRun",
+    "RunStoreError", "RunStoreReadOnly", "SchedulerUnreachable", "StepTimeout", "StoreUnusable", "Terminated",
+    "UnknownRun",
 ]
 
 
@@ -143,6 +144,13 @@ class ClusterStartError(NbscaleRuntimeError):
                      f"outside `if __name__ == \"__main__\":` fails that way. Else, {usual}")
         super().__init__(f"the embedded Dask cluster could not start its workers ({': '.join(reasons)}); {usual}; "
                          "`--engine local` runs without Dask")
+
+
+class SchedulerUnreachable(NbscaleRuntimeError):
+    """The Dask scheduler given (`--scheduler`, `--scheduler-file`) cannot be used: the file is
+    missing or not one, or nothing answers as a scheduler at the address within the timeout."""
+
+    exit_code = 1  # the run is recorded as failed, with this as why
 
 
 class Terminated(KeyboardInterrupt):

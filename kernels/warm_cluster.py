@@ -46,6 +46,9 @@ from .errors import NbscaleRuntimeError
 INFO_NAME = "warm-cluster.json"  # ours: pid, address, workers, started, idle timeout
 SCHEDULER_FILE_NAME = "warm-cluster-scheduler.json"  # Dask's own (`--scheduler-file` takes it)
 LOCK_NAME = "warm-cluster.lock"
+# its TLS certificate and key (the owner's alone): every connection to it, a worker's or a client's,
+# proves it can read this file; without TLS any local user could connect and run code as its owner
+TLS_NAME = "warm-cluster-tls.pem"
 LOG_NAME = "warm-cluster.log"
 SERVE_MODULE = "nbscale.kernels.warm_cluster_serve"
 PROBE_TIMEOUT_S = 2.0  # a warm cluster that does not answer in this time is stale
@@ -117,6 +120,54 @@ def log_path(folder) -> Path:
     return state_folder(folder) / LOG_NAME
 
 
+def tls_path(folder) -> Path:
+    return state_folder(folder) / TLS_NAME
+
+
+def new_security(folder):
+    """A Dask `Security` of a new self-signed certificate and key, written to `folder`'s TLS file
+    (0600) for the clients that find the cluster: TLS both ways, no connection without them."""
+    from distributed.security import Security
+
+    made = Security.temporary()
+    write_private(tls_path(folder), made.tls_client_cert + made.tls_client_key)
+    return made
+
+
+def cluster_security(cluster: WarmCluster):
+    """The `Security` to connect to `cluster` with, from its TLS file; None for a cluster that
+    listens without TLS (started by an older nbscale) or whose file is not the owner's alone."""
+    if urlsplit(cluster.address).scheme != "tls":
+        return None
+    from distributed.security import Security
+
+    try:
+        with os.fdopen(os.open(tls_path(cluster.folder), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                return None
+            pem = f.read(MAX_INFO_BYTES).decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    key_at = pem.find("-----BEGIN PRIVATE KEY-----")
+    if key_at <= 0:
+        return None
+    cert, key = pem[:key_at], pem[key_at:]
+    return Security(require_encryption=True, tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key)
+
+
+def security_for(address: str, folder):
+    """The `Security` for a scheduler `address` given as `--scheduler` (or in a scheduler file): the
+    warm cluster's of `folder` or a folder above it that listens there; None for any other."""
+    if not address.startswith("tls://"):
+        return None
+    for candidate in (Path(folder).resolve(), *Path(folder).resolve().parents):
+        found = lookup(candidate, probe=False)
+        if found.cluster is not None and found.cluster.address == address:
+            return cluster_security(found.cluster)
+    return None
+
+
 # --- finding one ----------------------------------------------------------------------------------
 
 
@@ -163,7 +214,7 @@ def lookup(folder, probe: bool = True) -> Lookup:
     problem = process_problem(cluster.pid, cluster.folder) or address_problem(cluster.pid, cluster.address)
     if problem:
         return Lookup(STALE, cluster, problem, folder)
-    if probe and not answers(cluster.address):
+    if probe and not answers(cluster.address, security=cluster_security(cluster)):
         return Lookup(STALE, cluster, f"its scheduler at {cluster.address} does not answer", folder)
     return Lookup(LIVE, cluster, folder=folder)
 
@@ -207,7 +258,7 @@ def is_local_address(address: str) -> bool:
         host, port = parts.hostname, parts.port
     except ValueError:
         return False
-    if parts.scheme != "tcp" or not host or not port:
+    if parts.scheme not in ("tcp", "tls") or not host or not port:
         return False
     if host == "localhost":
         return True
@@ -271,7 +322,7 @@ def address_problem(pid: int, address: str) -> str | None:
     return f"its process {pid} does not listen at {address}"
 
 
-def answers(address: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+def answers(address: str, timeout: float = PROBE_TIMEOUT_S, security=None) -> bool:
     """Whether a Dask scheduler answers at `address` within `timeout` (an `identity` request).
 
     A TCP connect is not enough: the kernel accepts connections for a frozen process (SIGSTOP,
@@ -285,7 +336,7 @@ def answers(address: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
         import asyncio
 
         with suppress(Exception):
-            answer.append(asyncio.run(asyncio.wait_for(identity(address, timeout), timeout)))
+            answer.append(asyncio.run(asyncio.wait_for(identity(address, timeout, security), timeout)))
 
     thread = threading.Thread(target=ask, name="nbscale-warm-cluster-probe", daemon=True)
     thread.start()
@@ -293,10 +344,11 @@ def answers(address: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     return bool(answer) and isinstance(answer[0], dict) and answer[0].get("type") == "Scheduler"
 
 
-async def identity(address: str, timeout: float) -> dict:
+async def identity(address: str, timeout: float, security=None) -> dict:
     from distributed.comm import connect as dask_connect
 
-    comm = await dask_connect(address, timeout=timeout)
+    tls = security.get_connection_args("client") if security is not None else {}
+    comm = await dask_connect(address, timeout=timeout, **tls)
     try:
         await comm.write({"op": "identity", "reply": True})
         return await comm.read()
@@ -368,7 +420,8 @@ def connect(notebook, timeout: float = PROBE_TIMEOUT_S * 2):
     from distributed import Client
 
     try:
-        client = Client(found.cluster.address, timeout=f"{timeout}s", set_as_default=False)
+        client = Client(found.cluster.address, timeout=f"{timeout}s", set_as_default=False,
+                        security=cluster_security(found.cluster))
     except (OSError, TimeoutError) as exc:
         return None, (f"not using the warm cluster at {found.cluster.address}: it does not answer ({exc}); "
                       "running on a cluster of its own")
@@ -430,7 +483,7 @@ def start(folder, workers: int | None = None, idle_timeout: str | float = DEFAUL
     try:
         with start_lock(folder, timeout):
             found = lookup(folder)
-            if found.live and outdated(found.cluster) and not _runs_on(found.cluster.address):
+            if found.live and outdated(found.cluster) and not _runs_on(found.cluster):
                 if say is not None:
                     say(f"replacing the warm cluster of {folder}: it runs other nbscale code than this one "
                         "(installed again or edited since it started)")
@@ -442,7 +495,7 @@ def start(folder, workers: int | None = None, idle_timeout: str | float = DEFAUL
                 if say is not None:
                     say(f"the warm cluster of {folder} (process {found.cluster.pid}) does not answer: waiting "
                         f"up to {PATIENT_PROBE_S:.0f} s for it, then replacing it (up to {STOP_TIMEOUT_S:.0f} s more)")
-                if answers(found.cluster.address, timeout=PATIENT_PROBE_S):
+                if answers(found.cluster.address, timeout=PATIENT_PROBE_S, security=cluster_security(found.cluster)):
                     return found.cluster, False
                 end_process(found.cluster.pid, STOP_TIMEOUT_S)  # one cluster per folder, never two
             remove_files(folder)
@@ -505,7 +558,7 @@ def stop(folder, timeout: float = STOP_TIMEOUT_S, pid: int | None = None) -> Loo
             if pid is not None and (found.cluster is None or found.cluster.pid != pid):
                 return found
             if found.cluster is not None and is_serving(found.cluster.pid, folder):
-                found.runs = _runs_on(found.cluster.address)
+                found.runs = _runs_on(found.cluster)
                 end_process(found.cluster.pid, timeout)
             remove_files(folder)
     except OSError as exc:
@@ -514,12 +567,13 @@ def stop(folder, timeout: float = STOP_TIMEOUT_S, pid: int | None = None) -> Loo
     return found
 
 
-def _runs_on(address: str) -> list[str]:
-    """The runs with steps on the cluster at `address` (none when it does not answer)."""
-    if not answers(address):
+def _runs_on(cluster: WarmCluster) -> list[str]:
+    """The runs with steps on `cluster` (none when it does not answer)."""
+    security = cluster_security(cluster)
+    if not answers(cluster.address, security=security):
         return []
     try:
-        return list(scheduler_facts(address).get("runs", []))
+        return list(scheduler_facts(cluster.address, security).get("runs", []))
     except Exception:  # noqa: BLE001 - it is being stopped: what it ran is only told
         return []
 
@@ -548,19 +602,23 @@ def remove_files(folder, pid: int | None = None) -> None:
         found = lookup(folder, probe=False)
         if found.cluster is None or found.cluster.pid != pid:
             return
-    for path in (info_path(folder), scheduler_file_path(folder)):
+    for path in (info_path(folder), scheduler_file_path(folder), tls_path(folder)):
         with suppress(FileNotFoundError):
             path.unlink()
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Atomically: a reader sees the old file, the new one, or none."""
+    # readable by the owner alone: it names the scheduler's address, where a run sends its code
+    write_private(path, json.dumps(data, indent=1))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Atomically (a reader sees the old file, the new one, or none), readable by the owner alone."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with suppress(FileNotFoundError):
         tmp.unlink()  # (left by a killed writer of the same pid)
-    # readable by the owner alone: it names the scheduler's address, where a run sends its code
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, indent=1))
+        f.write(text)
     os.replace(tmp, path)
 
 
@@ -579,7 +637,7 @@ def status(folder) -> dict:
         answer["not_used"] = environment_difference(found.cluster)  # why runs started here do not use it
     if found.live:
         try:
-            answer.update(scheduler_facts(found.cluster.address))
+            answer.update(scheduler_facts(found.cluster.address, cluster_security(found.cluster)))
         except (OSError, TimeoutError) as exc:
             answer.update(state=STALE, reason=f"its scheduler at {found.cluster.address} does not answer ({exc})")
     return answer
@@ -594,7 +652,8 @@ def scale(folder, n: int, timeout: float = 60.0) -> dict:
                                + (f": {found.reason}" if found.reason else "") + " (nbscale cluster start)")
     from distributed import Client
 
-    with Client(found.cluster.address, timeout=f"{PROBE_TIMEOUT_S * 2}s", set_as_default=False) as client:
+    with Client(found.cluster.address, timeout=f"{PROBE_TIMEOUT_S * 2}s", set_as_default=False,
+                security=cluster_security(found.cluster)) as client:
         answer = client.sync(getattr(client.scheduler, SCALE_HANDLER), n=n)
         if "error" in answer:
             raise WarmClusterError(answer["error"])
@@ -607,10 +666,10 @@ def scale(folder, n: int, timeout: float = 60.0) -> dict:
     return status(folder)
 
 
-def scheduler_facts(address: str) -> dict:
+def scheduler_facts(address: str, security=None) -> dict:
     from distributed import Client
 
-    with Client(address, timeout=f"{PROBE_TIMEOUT_S * 2}s", set_as_default=False) as client:
+    with Client(address, timeout=f"{PROBE_TIMEOUT_S * 2}s", set_as_default=False, security=security) as client:
         facts = client.run_on_scheduler(facts_on_scheduler)
     facts["clients"] -= 1  # this one
     return facts

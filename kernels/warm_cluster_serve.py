@@ -204,8 +204,9 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop_handler(stopping, os.getpid()))
     dashboard = dashboard_module()
+    security = warm_cluster.new_security(folder)  # (written first: whoever finds the cluster can connect)
     with dask.config.set({"distributed.scheduler.idle-timeout": f"{idle_timeout_s}s"}):
-        cluster = local_cluster(workers)
+        cluster = local_cluster(workers, security=security)
     scheduler = cluster.scheduler
     scheduler.add_plugin(OrphanedStepStopper())
     Scaling(cluster).install(scheduler)

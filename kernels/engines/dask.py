@@ -18,6 +18,7 @@ import importlib
 import json
 import logging
 import os
+import stat
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 from .. import marshal
 from ..children import die_with_nanny
@@ -40,7 +42,7 @@ from ..contract import (
     failed_outcome,
     finished_payload,
 )
-from ..errors import ClusterStartError
+from ..errors import ClusterStartError, SchedulerUnreachable
 from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
 from ..task import run_step
@@ -76,6 +78,7 @@ NANNY_POLL_S = 0.005
 # Its last ones as the run ends (releasing the run's values, then closing) waited for that: its close
 # took 13 ms, 4 ms without.
 CLIENT_BATCH_S = 0.001
+CONNECT_TIMEOUT_S = 20.0  # a scheduler given by address or file that does not answer in this time is unreachable
 START_SETTLE_S = 30.0  # at most this long, a cancelled run lets its cluster's start end before it stops
 
 
@@ -157,8 +160,7 @@ class DaskEngine(Engine):
         from distributed import Client
 
         if self.scheduler or self.scheduler_file:
-            self.client = Client(self.scheduler, scheduler_file=self.scheduler_file, timeout="20s",
-                                 set_as_default=False)
+            self.client = self._given_client()
             return self.client
         factory = dask.config.get("nbscale.cluster-factory", None)
         if not factory and self.workers is None and self._connect_warm():
@@ -172,6 +174,30 @@ class DaskEngine(Engine):
         # their scheduler, and workers forked later do not inherit `scheduler: dask.distributed`
         self.client = Client(self.cluster, set_as_default=False)
         return self.client
+
+    def _given_client(self):
+        """A client of the scheduler `--scheduler` or `--scheduler-file` names (over TLS when it is a warm
+        cluster's: the panel's runs are given its address). SchedulerUnreachable at once for a file that
+        is missing or not a scheduler file, and within the timeout for an address where no scheduler
+        answers (Dask's own client waited for ever for a missing file, or for a program that accepts
+        and never speaks, and failed after 40 s with a traceback for a damaged one)."""
+        from distributed import Client
+
+        from .. import warm_cluster
+
+        folder = Path(self.options.get("notebook") or ".").parent
+        address = self.scheduler
+        if self.scheduler_file:
+            address = _scheduler_file_address(self.scheduler_file)
+            folder = Path(self.scheduler_file).resolve().parent.parent  # a warm cluster's: its project
+        security = warm_cluster.security_for(address, folder)
+        if not warm_cluster.answers(address, timeout=CONNECT_TIMEOUT_S, security=security):
+            raise SchedulerUnreachable(f"no Dask scheduler answers at {address} within {CONNECT_TIMEOUT_S:.0f} s "
+                                       "(is it running, and is the address right?)")
+        try:
+            return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False, security=security)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise SchedulerUnreachable(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
 
     def _connect_warm(self) -> bool:
         """Connect to the live warm cluster of the notebook's folder (`nbscale cluster start`), shared
@@ -663,9 +689,29 @@ def _held_outcomes(key, dask_worker=None):
     return _strip(outcomes)
 
 
-def local_cluster(workers=None, http=True):
+def _scheduler_file_address(path: str) -> str:
+    """The address in a Dask scheduler file; SchedulerUnreachable for anything else there."""
+    try:  # (not blocking: a FIFO)
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise SchedulerUnreachable(f"the scheduler file {path} is not a regular file")
+            data = json.loads(f.read(1 << 20).decode("utf-8"))
+    except FileNotFoundError:
+        raise SchedulerUnreachable(f"the scheduler file {path} does not exist (is the scheduler running, "
+                                   "started with --scheduler-file?)") from None
+    except OSError as exc:
+        raise SchedulerUnreachable(f"the scheduler file {path} cannot be read: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, ValueError):
+        raise SchedulerUnreachable(f"the scheduler file {path} is not a Dask scheduler file (not JSON)") from None
+    address = data.get("address") if isinstance(data, dict) else None
+    if not isinstance(address, str) or "://" not in address:
+        raise SchedulerUnreachable(f"the scheduler file {path} is not a Dask scheduler file (it names no address)")
+    return address
+
+
+def local_cluster(workers=None, http=True, security=None):
     """The embedded LocalCluster, its workers up (`local_scheduler`, then its workers' start)."""
-    cluster, start_workers = local_scheduler(workers, http)
+    cluster, start_workers = local_scheduler(workers, http, security)
     try:
         start_workers()
     except BaseException:
@@ -674,14 +720,15 @@ def local_cluster(workers=None, http=True):
     return cluster
 
 
-def local_scheduler(workers=None, http=True):
+def local_scheduler(workers=None, http=True, security=None):
     """The embedded LocalCluster with its scheduler only, and the function that starts its workers
     (one single-threaded worker process per core, or `workers`, or as many as the run can use: see
     `start_workers`) and returns once all are up, raising
     as the cluster's start would. In between, a run submits its first step: it then starts on the
     first worker up, not after the last (50-60 ms sooner with 4 workers on 2 cores).
     `http=False`: its scheduler and workers serve no HTTP routes (a run's own cluster, which no
-    dashboard shows: the scheduler's proxy route alone imports jupyter-server-proxy, 0.14 s)."""
+    dashboard shows: the scheduler's proxy route alone imports jupyter-server-proxy, 0.14 s).
+    `security`: a Dask `Security` requiring TLS (a warm cluster's: `warm_cluster.new_security`)."""
     import dask
     from distributed import LocalCluster
     from distributed.worker_memory import parse_memory_limit
@@ -700,7 +747,8 @@ def local_scheduler(workers=None, http=True):
         cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, resources={STEP_RESOURCE: 1},
                                memory_limit=parse_memory_limit("auto", 1, n, logger=logging.getLogger(__name__)),
                                dashboard_address=None, silence_logs=logging.ERROR,
-                               config=dask.config.merge(dask.config.config))
+                               config=dask.config.merge(dask.config.config),
+                               **({"security": security, "protocol": "tls://"} if security is not None else {}))
 
     def start_workers(useful=None):
         """`useful`: start no more workers than that (`DaskEngine.run`) until a step computes on the

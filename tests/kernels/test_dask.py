@@ -360,6 +360,45 @@ def test_iris_on_process_cluster_matches_local_engine(tmp_path, process_cluster)
     assert all(s["status"] == "succeeded" for s in remote.steps)
 
 
+@pytest.mark.parametrize("content", [None, "", "garbage", "[]", '{"address": 5}', "fifo"])
+def test_a_scheduler_file_that_is_missing_or_no_scheduler_file_fails_the_run_at_once(tmp_path, content):
+    """Dask's client waited for a missing file for ever, and failed after 40 s with a traceback for a
+    damaged one (and hung on a FIFO)."""
+    from nbscale.kernels.errors import SchedulerUnreachable
+
+    path = tmp_path / "scheduler.json"
+    if content == "fifo":
+        os.mkfifo(path)
+    elif content is not None:
+        path.write_text(content)
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a"])])
+    started = time.monotonic()
+    with pytest.raises(SchedulerUnreachable, match=f"the scheduler file {path} "):
+        run_notebook(nb, options=RunOptions(scheduler_file=str(path)))
+    assert time.monotonic() - started < 10
+
+
+def test_an_address_where_no_scheduler_answers_fails_the_run_in_one_line(tmp_path, monkeypatch):
+    import socket
+
+    from nbscale.kernels.engines import dask as dask_engine
+    from nbscale.kernels.errors import SchedulerUnreachable
+
+    monkeypatch.setattr(dask_engine, "CONNECT_TIMEOUT_S", 2.0)
+    silent = socket.socket()  # a program that accepts and never speaks: Dask's client waited for ever
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        nb = make_notebook(tmp_path, [("x = 1", ["step:a"])])
+        with pytest.raises(SchedulerUnreachable, match=f"no Dask scheduler answers at {address} within 2 s"):
+            run_notebook(nb, options=RunOptions(scheduler=address))
+        (run,) = default_run_store(nb).list_runs()
+        assert run["status"] == "failed"
+    finally:
+        silent.close()
+
+
 def test_step_resources_reach_workers_that_declare_them(tmp_path):
     from distributed import LocalCluster
 

@@ -252,7 +252,7 @@ def test_a_warm_up_still_running_when_its_run_ended_restarts_no_worker(shared_wa
     wait_for(lambda: warm_cluster.status(folder).get("workers") == 2, "two workers")
     workers = sorted(p.pid for p in psutil.Process(cluster.pid).children())
     run_id = ("abcdef12" if ended else "fedcba21") + "0" * 24
-    client = Client(cluster.address, timeout=30)
+    client = Client(cluster.address, timeout=30, security=warm_cluster.cluster_security(cluster))
     try:
         warm_up = client.submit(time.sleep, 4, key=f"nbscale-warm-up-0-{run_id[:8]}", pure=False)
         wait_for(lambda: any(client.processing().values()) and warm_up.status == "pending",
@@ -365,7 +365,8 @@ def test_only_addresses_of_this_machine_are_local():
     assert warm_cluster.is_local_address("tcp://localhost:8786")
     assert warm_cluster.is_local_address("tcp://[::1]:8786")
     assert not warm_cluster.is_local_address("tcp://10.255.255.1:8786")
-    assert not warm_cluster.is_local_address("tls://127.0.0.1:8786")
+    assert warm_cluster.is_local_address("tls://127.0.0.1:8786")  # (a warm cluster listens over TLS)
+    assert not warm_cluster.is_local_address("ws://127.0.0.1:8786")
     assert not warm_cluster.is_local_address("tcp://127.0.0.1")
     assert not warm_cluster.is_local_address("not an address")
 
@@ -485,8 +486,25 @@ def test_the_cluster_files_are_the_owners_alone(warm_folder):
     lock.parent.mkdir()
     lock.touch(mode=0o644)  # as an older nbscale left it
     warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
-    for path in (lock, warm_cluster.info_path(warm_folder), warm_cluster.scheduler_file_path(warm_folder)):
+    for path in (lock, warm_cluster.info_path(warm_folder), warm_cluster.scheduler_file_path(warm_folder),
+                 warm_cluster.tls_path(warm_folder)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_a_client_without_the_clusters_certificate_is_refused(shared_warm):
+    """Any local user could connect to the scheduler's port and run code as the cluster's owner."""
+    from distributed import Client
+    from distributed.security import Security
+
+    folder, cluster = shared_warm
+    assert cluster.address.startswith("tls://")
+    for security in (None, Security.temporary()):  # no TLS, or another certificate
+        with pytest.raises(Exception) as refused:  # noqa: PT011 - Dask says it in several ways
+            Client(cluster.address, timeout="5s", set_as_default=False, security=security).close()
+        assert "TLS" in str(refused.value) or "certificate" in str(refused.value)
+    with Client(cluster.address, timeout="10s", set_as_default=False,
+                security=warm_cluster.cluster_security(cluster)) as client:
+        assert client.run(os.getpid)  # the owner's certificate (its file is 0600) connects
 
 
 def test_a_file_of_another_user_is_refused(warm_folder):
@@ -564,7 +582,7 @@ def test_a_run_whose_warm_cluster_stops_under_it_ends_failed_saying_so(warm_fold
     finally:
         run.kill()
     assert run.returncode == 1, err
-    assert "the connection to the Dask scheduler at tcp://" in out + err and "was lost" in out + err
+    assert "the connection to the Dask scheduler at tls://" in out + err and "was lost" in out + err
     with default_run_store(notebook) as store:
         latest = store.list_runs(limit=1)[0]
         steps = {s["step"]: s for s in store.get_run(latest["id"])["steps"]}
@@ -587,7 +605,7 @@ def test_the_dask_collection_modules_a_notebook_names_are_imported_on_the_schedu
                                          ("ddf = dd.from_pandas(pd.DataFrame({'k': [1, 2]}), npartitions=1)",
                                           ["step:build"]),
                                          ("n = ddf.npartitions", ["step:use"])], name="frames")
-    with Client(cluster.address, set_as_default=False) as client:
+    with Client(cluster.address, set_as_default=False, security=warm_cluster.cluster_security(cluster)) as client:
         assert run_notebook(plain, options=RunOptions(use_cache=False)).ok
         assert not client.run_on_scheduler(_loaded_here, "dask.dataframe")  # not for a notebook without them
         result = run_notebook(frames, options=RunOptions(use_cache=False))  # no compute: no graph reaches it
@@ -688,7 +706,8 @@ def test_a_cluster_of_other_nbscale_code_with_a_run_on_it_is_left_running(warm_f
 
     cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
     as_started_by_other_code(warm_folder)
-    with Client(cluster.address, set_as_default=False) as client:  # a run of a process of the old code
+    security = warm_cluster.cluster_security(cluster)
+    with Client(cluster.address, set_as_default=False, security=security) as client:  # a run of the old code's process
         running = client.submit(__import__("time").sleep, 60, key="nbscale-step-0123abcd")
         wait_for(lambda: warm_cluster.status(warm_folder).get("runs"), "the task to be on the cluster")
         kept, started = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
