@@ -38,6 +38,11 @@ def submit_pipeline(pipeline, options, parameters: dict | None = None, *, run_na
         raise EndpointError("no KFP endpoint configured (host)")
     module = generate(pipeline, options)
     given = dict(parameters or {})
+    missing = [name for name in module.withheld if name not in given]
+    if missing:  # (else KFP refuses the run for a required input, after the upload)
+        listed = ", ".join(f"-p {name}=..." for name in missing)
+        raise params.ParameterError(f"parameter(s) {', '.join(missing)} may be credentials: their defaults are not "
+                                    f"sent to KFP, so give their values: {listed}")
     values = params.resolve(pipeline, given)
     for name in given:
         _exact_in_kfp(name, values[name])

@@ -53,6 +53,27 @@ def test_an_integer_kfp_would_round_is_refused_before_anything_is_sent(tmp_path)
         assert len(stand_in.runs) == 1
 
 
+def test_a_parameter_whose_default_may_be_a_credential_must_be_given_before_anything_is_sent(tmp_path):
+    # its default is not in the compiled pipeline: KFP would refuse the run after the upload
+    from conftest import make_notebook
+
+    from nbscale.compiler import compile_notebook
+    from nbscale.compiler.targets.kfp import KfpOptions
+    from nbscale.kernels.errors import ParameterError
+    from nbscale.kernels.kfp_submit import submit_pipeline
+
+    secret = "ghp_" + "a1B2" * 9
+    pipeline = compile_notebook(make_notebook(tmp_path, [(f"api_token = '{secret}'\nn = 1", ["parameters"]),
+                                                         ("m = len(api_token) + n", ["step:a"])]))
+    with KfpStandIn() as stand_in:
+        with pytest.raises(ParameterError, match=r"api_token may be credentials: .* -p api_token=\.\.\."):
+            submit_pipeline(pipeline, KfpOptions(host=stand_in.url), {"n": 2})
+        assert stand_in.requests == []
+        submit_pipeline(pipeline, KfpOptions(host=stand_in.url), {"api_token": "other"})
+        (run,) = stand_in.runs
+        assert secret not in str(stand_in.requests)
+
+
 def test_an_answer_quoting_the_credentials_sent_does_not_carry_them_into_the_error():
     """The KFP API stand-in plays an auth proxy that echoes what it refused, bare and as a header,
     then the token again across the point where a long message is cut: masked before the cut, no
