@@ -55,6 +55,7 @@ PROBE_TIMEOUT_S = 2.0  # a warm cluster that does not answer in this time is sta
 SCALE_HANDLER = "nbscale_scale"  # the scheduler handler of the warm cluster's process that scales it
 ADAPT_HANDLER = "nbscale_adapt"  # ... that makes it adaptive
 ADAPTIVE_HANDLER = "nbscale_adaptive"  # ... that says its adaptive bounds (None: not adaptive)
+HOLD_HANDLER = "nbscale_hold"  # ... that keeps it from its idle timeout while the asking client (a run) is connected
 MAX_WORKERS = 256
 PATIENT_PROBE_S = 15.0  # ... before `start` replaces a cluster whose process still runs
 START_TIMEOUT_S = 120.0
@@ -425,6 +426,9 @@ def connect(notebook, timeout: float = PROBE_TIMEOUT_S * 2):
     except (OSError, TimeoutError) as exc:
         return None, (f"not using the warm cluster at {found.cluster.address}: it does not answer ({exc}); "
                       "running on a cluster of its own")
+    # not idle while the run is open, though no task runs (its values going to a slow store)
+    with suppress(Exception):  # (a cluster of an older nbscale has no such handler: its timeout as before)
+        client.sync(getattr(client.scheduler, HOLD_HANDLER), client=client.id)
     return client, f"on the warm cluster of {folder} at {found.cluster.address} (nbscale cluster status)"
 
 

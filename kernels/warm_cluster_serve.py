@@ -128,6 +128,43 @@ async def run_on_workers(scheduler, function, *args, workers=None, nanny=False, 
     return results
 
 
+class OpenRuns:
+    """The runs still connected (`warm_cluster.HOLD_HANDLER`, which a run's client calls as it
+    connects): the cluster is not idle while one is, though no task runs (a run whose steps ended
+    writing their values to a slow store); Dask's idle timeout counts tasks only, and closed the
+    cluster under such a run. A client that goes away lets go."""
+
+    name = "nbscale-open-runs"
+
+    def __init__(self):
+        self.clients: set[str] = set()
+
+    def install(self, scheduler) -> None:
+        from distributed.diagnostics.plugin import SchedulerPlugin
+
+        owner = self
+
+        class Forget(SchedulerPlugin):
+            name = OpenRuns.name
+
+            def remove_client(self, scheduler, client):
+                owner.clients.discard(client)
+
+        scheduler.handlers[warm_cluster.HOLD_HANDLER] = self.hold
+        scheduler.add_plugin(Forget())
+        self.scheduler = scheduler
+
+    def hold(self, client: str = "") -> dict:
+        if client in self.scheduler.clients:  # (one that left already would be held for ever)
+            self.clients.add(client)
+        return {"held": client in self.clients}
+
+    def keep_awake(self) -> None:
+        """Called often: Dask counts idleness from `idle_since`, which this resets while a run is open."""
+        if self.clients:
+            self.scheduler.idle_since = None
+
+
 class Scaling:
     """The scheduler's handlers that scale the cluster (`warm_cluster.scale`, the panel's Scale) and
     make it adaptive (the panel's Adapt): the cluster object lives in this process, next to its
@@ -210,6 +247,8 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
     scheduler = cluster.scheduler
     scheduler.add_plugin(OrphanedStepStopper())
     Scaling(cluster).install(scheduler)
+    open_runs = OpenRuns()
+    open_runs.install(scheduler)
     connect_dashboard(cluster, dashboard)  # before the files: whoever finds the cluster finds its dashboard
     write_json(scheduler_file_path(folder), scheduler.identity())
     write_json(info_path(folder), {
@@ -221,6 +260,7 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
     idle = False
     try:
         while not stopping.wait(0.5):
+            open_runs.keep_awake()
             if scheduler.status.name in ("closing", "closed", "failed"):
                 log.warning("the scheduler closed (idle for %.0f s)", idle_timeout_s)
                 idle = True

@@ -389,6 +389,21 @@ def test_two_starts_at_once_give_one_cluster(warm_folder):
     assert serving_pids(warm_folder) == [answers[0][0].pid]
 
 
+def test_the_idle_timeout_waits_for_a_connected_run_that_runs_no_task(warm_folder):
+    """A run whose steps ended, writing its values to a slow store: no task runs, and Dask's idle
+    timeout closed the cluster under it (the run failed with a CommClosedError traceback)."""
+    import time
+
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=1)
+    client, _ = warm_cluster.connect(make_notebook(warm_folder, [("x = 1", ["step:a"])], name="holder"))
+    try:
+        time.sleep(4)  # four idle timeouts without a task
+        assert not gone(cluster.pid) and client.run(os.getpid)
+    finally:
+        client.close()
+    wait_for(lambda: gone(cluster.pid), "the cluster to stop once the run let go")
+
+
 def test_the_idle_timeout_ends_the_cluster_and_removes_its_files(warm_folder):
     cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=2)
     wait_for(lambda: gone(cluster.pid), "the idle cluster to stop itself")
