@@ -351,8 +351,9 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
     changes.extend(_version_changes(fingerprint.get("distributions", {}), fingerprint.get("distribution_files", {})))
     changes += _importable_now(fingerprint.get("absent_modules", ()), {c.name for c in changes if c.what == APPEARED})
     changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
-    made = set(fingerprint.get("made", ()))  # (the step made it from nothing: it finds nothing again)
-    return _once([c for c in changes if not (c.what == MISSING and c.name in made)], cwd)
+    # (the step made it from nothing: it finds nothing again; a product of its own gone is still a change)
+    made = set(fingerprint.get("made", ()))
+    return _once([c for c in changes if not (c.what == MISSING and c.name in made and c.kind != PRODUCT)], cwd)
 
 
 def _tested_changes(tested: dict, cwd: str) -> list[Change]:

@@ -157,6 +157,18 @@ def test_a_folder_the_step_made_from_nothing_is_no_dependency_once_gone(tmp_path
     assert status(run_notebook(nb, options=LOCAL)) == {"spill": "succeeded"}
 
 
+def test_a_file_a_step_writes_in_a_folder_it_made_is_made_again_once_gone(tmp_path):
+    """Its product, though the step tested for it first: gone, the step runs again to make it, and
+    the step that reads it finds it (reused, the reader failed on a missing file)."""
+    make = ("import os\nos.makedirs('out')\nfresh = not os.path.exists('out/r.csv')\n"
+            "open('out/r.csv', 'w').write('7')")
+    nb = make_notebook(tmp_path, [(make, ["step:make"]), ("r = int(open('out/r.csv').read())", ["step:use"])])
+    assert run_notebook(nb, options=LOCAL).load("use")["r"] == 7
+    shutil.rmtree(tmp_path / "out")
+    again = run_notebook(nb, options=LOCAL)
+    assert status(again)["make"] == "succeeded" and again.load("use")["r"] == 7
+
+
 def test_a_step_that_changes_a_file_an_earlier_step_wrote_is_reused_with_it(tmp_path):
     """load writes data.csv, clean doubles it in place, report reads it: nothing changed, so all are
     reused. Taken for a state clean advances, clean ran alone on its own last output (12, 24, 48)."""
