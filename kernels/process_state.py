@@ -3,8 +3,10 @@
 Steps of different runs share worker processes (a Dask cluster, the CLI's own process under the
 local engine). What one step changes for the whole process — `sys.path`, `os.environ`, the
 working directory, the umask, the global random generators' seeds, `sys.modules`, a library
-function it patched (`json.dumps = ...`), signal handlers, the root logger, the recursion limit,
-the standard file descriptors 0–2 (closed, or pointed at a file) —
+function it patched (`json.dumps = ...`), signal handlers, the root logger, the levels of the
+other loggers, `logging.disable`, the recursion limit, the thread switch interval, gc switched off,
+socket's default timeout, names added to builtins, soft resource limits (open files, stack, address
+space, core size), the standard file descriptors 0–2 (closed, or pointed at a file) —
 would otherwise be what a later step of another notebook sees. `ProcessState.save()` before the
 step and `.restore()` after it (or the `restored_process_state()` context manager) put back what
 the step changed.
@@ -25,7 +27,18 @@ What is restored, and what is left on purpose:
   added stay (a library imported in the step may depend on its hook, as `six.moves` does); hooks
   it removed or replaced come back.
 - Modules the step imported first are not saved (nothing was there to save): a patch the step
-  applies to a library it imported itself stays in the process.
+  applies to a library it imported itself stays in the process. Modules the step added to
+  `sys.modules` (by importing, or by hand) stay too: what imports add is the import system's cache,
+  not told apart from a module put there by hand; replaced or removed ones come back.
+- So `string.ascii_letters = "..."` stays: a library module's data, left as said above.
+- Names the step added to builtins go, data it rebound there comes back (functions come back as
+  module patches do). Names a library adds when first imported stay (`library_imports_kept`).
+- Named loggers that existed before the step get their level (and `disabled`) back; loggers it
+  made, and handlers it added to named loggers, stay.
+- gc is switched back on if the step switched it off, never off again: gc may be off at the
+  snapshot only for a moment (another thread's `dask.utils.disable_gc`).
+- Of the resource limits, only the soft ones come back; a hard limit the step lowered cannot be
+  raised again in the process, which the warning says.
 - The global random generators (`random`, numpy's legacy RandomState) that the step seeded or
   drew from are reseeded from fresh entropy rather than put back: a seed does not reach later
   steps, and later steps do not all draw the same numbers (the worker's own threads draw from
@@ -37,7 +50,10 @@ What is restored, and what is left on purpose:
   numpy, pandas and scikit-learn (`pd.set_option`, ...) are put back by
   `kernel_libraries.LibrarySettings`, matplotlib's rcParams by `kernel_libraries` too.
 - `sys.stdout`/`sys.stderr`, `sys` hooks, builtins IPython installs and the warning filters are
-  put back by the step shell (`shell.StepEnvironment`); they are not repeated here.
+  put back by the step shell (`shell.StepEnvironment`); they are not repeated here. (While a cell
+  runs, IPython itself holds `sys.excepthook`, and puts back the one it found after the cell, so a
+  step's `sys.excepthook = ...` ends with its cell. `threading.excepthook` and `sys.unraisablehook`
+  are module functions: a step's replacement comes back as any patch does.)
 
 Checking the modules is exact and cheap. The saved state holds a copy of the dict of every loaded
 module (the copies keep the old objects alive, so identity comparisons are sound). On CPython
@@ -52,18 +68,26 @@ self-test rejects) every dict is copied and compared by identity, a module at a 
 
 from __future__ import annotations
 
+import builtins
 import ctypes
+import gc
 import itertools
 import logging
 import operator
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
 import types
 from contextlib import contextmanager
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
 
 __all__ = ["DECIMAL_CONTEXT", "NUMPY_RANDOM_STATE", "RANDOM_STATE", "ModuleDicts", "ProcessState", "changed_indexes",
            "dict_version", "environment", "proc_status_field", "restored_process_state", "set_environ", "version_slots",
@@ -82,6 +106,9 @@ STD_FD_NAMES = {0: "standard input (file descriptor 0)", 1: "standard output (fi
                 2: "standard error (file descriptor 2)"}
 HANDLED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGPIPE",
                    "SIGWINCH", "SIGBREAK")
+# Limits a step may lower for itself (`resource.setrlimit`); only their soft limits come back.
+SOFT_RLIMITS = ("RLIMIT_NOFILE", "RLIMIT_STACK", "RLIMIT_AS", "RLIMIT_CORE")
+_LOGGER_SETTINGS = operator.attrgetter("level", "disabled")  # (dictConfig disables the loggers it finds)
 
 
 _active: list[ProcessState] = []  # the snapshots whose blocks run now (a step's, one at a time)
@@ -108,6 +135,7 @@ def library_imports_kept():
     later step runs with them, as in a kernel. The imports cell runs in this block. The notebook's
     local modules it imported first are saved as they are after it, to be put back after the step."""
     before_env, before_modules = _environ_data(os.environ), len(sys.modules)
+    before_builtins = builtins.__dict__.copy()
     if before_env is None:  # no encoded entries to copy in C: the decoded ones
         before_env = os.environ.copy()
     try:
@@ -115,6 +143,7 @@ def library_imports_kept():
     finally:
         if _active and len(sys.modules) > before_modules:
             _keep_environment_changes(_active[-1], _decoded(before_env), os.environ.copy())
+            _keep_new_builtins(_active[-1], before_builtins)
             _active[-1].save_new_local_modules()
 
 
@@ -124,6 +153,14 @@ def _decoded(environ: dict) -> dict:
     if decode_key is None or decode_value is None or not all(isinstance(k, bytes) for k in environ):
         return environ
     return {decode_key(k): decode_value(v) for k, v in environ.items()}
+
+
+def _keep_new_builtins(state: ProcessState, before: dict) -> None:
+    """Names a library adds to builtins when first imported stay, as its environment variables do:
+    it stays imported and would not add them again."""
+    for name, value in builtins.__dict__.items():
+        if name not in before:
+            state.builtins[name] = value
 
 
 def _keep_environment_changes(state: ProcessState, before: dict, now: dict) -> None:
@@ -154,6 +191,15 @@ class ProcessState:
         self.decimal_context = None  # a copy of the thread's, when decimal is loaded
         self.signals: dict = {}
         self.recursion_limit = 0
+        self.switch_interval = 0.0
+        self.int_max_str_digits: int | None = None  # (Python 3.11+)
+        self.gc_enabled, self.gc_threshold = True, ()
+        self.socket_timeout: float | None = None
+        self.builtins: dict = {}
+        self.rlimits: dict[str, tuple[int, tuple[int, int]]] = {}  # name → resource, (soft, hard)
+        self.logging_disable = 0
+        self.loggers: list[logging.Logger] = []  # the named loggers there were, and their settings
+        self.logger_settings: list[tuple[int, bool]] = []
         self.root_handlers: list = []
         self.root_level = 0
         self.std_fds: dict[int, tuple[int, tuple]] = {}  # 0, 1, 2 → a copy of the descriptor, what it was
@@ -176,8 +222,17 @@ class ProcessState:
         state.decimal_context = _decimal_context()
         state.signals = _signal_handlers()
         state.recursion_limit = sys.getrecursionlimit()
+        state.switch_interval = sys.getswitchinterval()
+        state.int_max_str_digits = _int_max_str_digits()
+        state.gc_enabled, state.gc_threshold = gc.isenabled(), gc.get_threshold()
+        state.socket_timeout = socket.getdefaulttimeout()
+        state.builtins = builtins.__dict__.copy()
+        state.rlimits = _rlimits()
         root = logging.getLogger()
         state.root_handlers, state.root_level = list(root.handlers), root.level
+        state.logging_disable = root.manager.disable
+        state.loggers = _named_loggers()
+        state.logger_settings = list(map(_LOGGER_SETTINGS, state.loggers))
         state.std_fds = _saved_std_fds()
         return state
 
@@ -194,8 +249,9 @@ class ProcessState:
         changed: list[str] = []
         for part in (self._restore_modules, self._restore_attributes, self._restore_sys_lists,
                      self._restore_environ, self._restore_cwd, self._restore_random, self._restore_decimal,
-                     self._restore_misc,
-                     self._restore_std_fds):
+                     self._restore_misc, self._restore_interpreter, self._restore_gc,
+                     self._restore_socket_timeout, self._restore_builtins, self._restore_rlimits,
+                     self._restore_logging_disable, self._restore_logger_settings, self._restore_std_fds):
             try:
                 changed.extend(part())
             except Exception as exc:  # noqa: BLE001 - one part failing must not stop the others
@@ -310,6 +366,92 @@ class ProcessState:
             root.handlers[:] = self.root_handlers
             root.setLevel(self.root_level)
             changed.append("root logger")
+        return changed
+
+    def _restore_interpreter(self) -> list[str]:
+        """The interpreter's own settings: the thread switch interval (a step's 0.5 s would make
+        every other thread of the worker, its heartbeats too, wait that long for the GIL)."""
+        changed = []
+        if sys.getswitchinterval() != self.switch_interval:
+            sys.setswitchinterval(self.switch_interval)
+            changed.append("sys.setswitchinterval")
+        if _int_max_str_digits() != self.int_max_str_digits:
+            sys.set_int_max_str_digits(self.int_max_str_digits)
+            changed.append("sys.set_int_max_str_digits")
+        return changed
+
+    def _restore_gc(self) -> list[str]:
+        """Garbage collection switched off (or its thresholds changed) by the step. Only switched back
+        on, never off: gc may have been off at `save()` only for a moment (dask's `disable_gc` in
+        another thread), and a worker left without it grows without bound."""
+        changed = []
+        if self.gc_enabled and not gc.isenabled():
+            gc.enable()
+            changed.append("gc.disable")
+        if gc.get_threshold() != self.gc_threshold:
+            gc.set_threshold(*self.gc_threshold)
+            changed.append("gc.set_threshold")
+        return changed
+
+    def _restore_socket_timeout(self) -> list[str]:
+        """The timeout of every socket made without one: a step's 1 ms would fail a later step's
+        downloads (and the worker's own connections)."""
+        if socket.getdefaulttimeout() == self.socket_timeout:
+            return []
+        socket.setdefaulttimeout(self.socket_timeout)
+        return ["socket.setdefaulttimeout"]
+
+    def _restore_builtins(self) -> list[str]:
+        """Names the step added to builtins go, and data it rebound there comes back (the functions
+        came back with the modules' patches, and the step shell puts back the names IPython sets):
+        a builtin is a name every later step's code sees."""
+        now, saved = builtins.__dict__, self.builtins
+        if _same_entries(now, saved):
+            return []
+        changed = []
+        for name in [name for name in now if name not in saved]:
+            del now[name]
+            changed.append(f"builtins.{name}")
+        for name, value in saved.items():
+            if now.get(name, _ABSENT) is not value:
+                now[name] = value
+                changed.append(f"builtins.{name}")
+        return changed
+
+    def _restore_rlimits(self) -> list[str]:
+        """Soft limits the step changed (64 open files would fail a later step). A hard limit it
+        lowered cannot be raised again without privilege: the soft one comes back as far as it
+        allows, and the warning says so."""
+        changed = []
+        for name, (which, (soft, hard)) in self.rlimits.items():
+            now_soft, now_hard = resource.getrlimit(which)
+            target = _lower_limit(soft, now_hard)
+            if now_soft != target:
+                resource.setrlimit(which, (target, now_hard))
+                changed.append(f"{name} (soft limit)")
+            if now_hard != hard and _lower_limit(now_hard, hard) == now_hard:
+                changed.append(f"{name}: the step lowered its hard limit to {now_hard}, which cannot be raised "
+                               "again in this process (restart the workers to undo it)")
+        return changed
+
+    def _restore_logging_disable(self) -> list[str]:
+        if logging.root.manager.disable == self.logging_disable:
+            return []
+        logging.disable(self.logging_disable)
+        return ["logging.disable"]
+
+    def _restore_logger_settings(self) -> list[str]:
+        """The level (and `disabled`) of the named loggers there were before the step: a library's
+        logger a step quietened would stay quiet for every later run. Loggers the step made stay."""
+        now = list(map(_LOGGER_SETTINGS, self.loggers))
+        if now == self.logger_settings:
+            return []
+        changed = []
+        for logger, (level, disabled), current in zip(self.loggers, self.logger_settings, now):
+            if current != (level, disabled):
+                logger.setLevel(level)  # (clears the loggers' cached levels too)
+                logger.disabled = disabled
+                changed.append(f"logging.getLogger({logger.name!r})")
         return changed
 
     def _restore_std_fds(self) -> list[str]:
@@ -613,6 +755,37 @@ def _cwd() -> str | None:
         return os.getcwd()
     except OSError:  # the folder was removed
         return None
+
+
+def _int_max_str_digits() -> int | None:
+    get = getattr(sys, "get_int_max_str_digits", None)
+    return get() if get is not None else None
+
+
+def _named_loggers() -> list[logging.Logger]:
+    """The loggers made so far (not the placeholders `getLogger("a.b")` leaves for "a")."""
+    return [logger for logger in list(logging.Logger.manager.loggerDict.values())
+            if isinstance(logger, logging.Logger)]
+
+
+def _rlimits() -> dict[str, tuple[int, tuple[int, int]]]:
+    if resource is None:
+        return {}
+    limits = {}
+    for name in SOFT_RLIMITS:
+        which = getattr(resource, name, None)
+        if which is not None:
+            limits[name] = (which, resource.getrlimit(which))
+    return limits
+
+
+def _lower_limit(a: int, b: int) -> int:
+    """The lower of two resource limits (RLIM_INFINITY, -1 here, is the highest)."""
+    if a == resource.RLIM_INFINITY:
+        return b
+    if b == resource.RLIM_INFINITY:
+        return a
+    return min(a, b)
 
 
 def _signal_handlers() -> dict:

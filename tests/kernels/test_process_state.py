@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
 import random
+import subprocess
 import sys
 import types
 
@@ -324,3 +326,130 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_gc_switched_off_and_its_thresholds_come_back():
+    import gc
+
+    threshold = gc.get_threshold()
+    try:
+        with restored_process_state() as state:
+            gc.disable()
+            gc.set_threshold(1, 1, 1)
+        assert gc.isenabled() and gc.get_threshold() == threshold
+        assert {"gc.disable", "gc.set_threshold"} <= set(state.restored)
+    finally:
+        gc.enable()
+        gc.set_threshold(*threshold)
+
+
+def test_socket_default_timeout_comes_back():
+    import socket
+
+    before = socket.getdefaulttimeout()
+    try:
+        with restored_process_state() as state:
+            socket.setdefaulttimeout(0.001)
+        assert socket.getdefaulttimeout() == before and state.restored == ["socket.setdefaulttimeout"]
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+def test_switch_interval_and_int_digit_limit_come_back():
+    interval, digits = sys.getswitchinterval(), sys.get_int_max_str_digits()
+    try:
+        with restored_process_state() as state:
+            sys.setswitchinterval(0.5)
+            sys.set_int_max_str_digits(0)
+        assert sys.getswitchinterval() == interval and sys.get_int_max_str_digits() == digits
+        assert {"sys.setswitchinterval", "sys.set_int_max_str_digits"} <= set(state.restored)
+    finally:
+        sys.setswitchinterval(interval)
+        sys.set_int_max_str_digits(digits)
+
+
+def test_logging_disable_comes_back():
+    before = logging.root.manager.disable
+    try:
+        with restored_process_state() as state:
+            logging.disable(logging.CRITICAL)
+        assert logging.root.manager.disable == before and state.restored == ["logging.disable"]
+        assert logging.getLogger("nbscale_test").isEnabledFor(logging.CRITICAL)
+    finally:
+        logging.disable(before)
+
+
+def test_levels_of_loggers_there_were_come_back_and_new_loggers_stay():
+    existing = logging.getLogger("nbscale_test_existing.lib")
+    existing.setLevel(logging.INFO)
+    with restored_process_state() as state:
+        existing.setLevel(logging.CRITICAL)
+        logging.getLogger("nbscale_test_new").setLevel(logging.ERROR)
+        existing.disabled = True  # as `logging.config.dictConfig` leaves the loggers it finds
+    assert existing.level == logging.INFO and not existing.disabled and existing.isEnabledFor(logging.INFO)
+    assert logging.getLogger("nbscale_test_new").level == logging.ERROR
+    assert "logging.getLogger('nbscale_test_existing.lib')" in state.restored
+
+
+def test_soft_resource_limits_come_back():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        with restored_process_state() as state:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
+        assert state.restored == ["RLIMIT_NOFILE (soft limit)"]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_lowered_hard_limit_is_said_and_the_soft_one_comes_back_as_far_as_it_allows():
+    """In a process of its own: a lowered hard limit may stay lowered for good."""
+    code = """if True:
+        import resource
+        from nbscale.kernels.process_state import restored_process_state
+        which = resource.RLIMIT_NOFILE
+        with restored_process_state() as state:
+            resource.setrlimit(which, (64, 64))
+        print(repr((resource.getrlimit(which), state.restored)))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    limits, restored = ast.literal_eval(out)
+    assert limits == (64, 64)
+    assert len(restored) == 1 and restored[0].startswith("RLIMIT_NOFILE: the step lowered its hard limit to 64")
+
+
+def test_names_added_to_builtins_go_and_rebound_ones_come_back(tmp_path):
+    import builtins
+
+    from nbscale.kernels.process_state import library_imports_kept
+
+    credits = builtins.credits
+    (tmp_path / "nbscale_test_adds_builtin.py").write_text("import builtins\nbuiltins.NBSCALE_TEST_LIB = 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with restored_process_state() as state:
+            builtins.NBSCALE_TEST_LEAKED = "A"
+            builtins.credits = "rebound"
+            with library_imports_kept():
+                import nbscale_test_adds_builtin  # noqa: F401
+        assert not hasattr(builtins, "NBSCALE_TEST_LEAKED") and builtins.credits is credits
+        assert {"builtins.NBSCALE_TEST_LEAKED", "builtins.credits"} <= set(state.restored)
+        assert builtins.NBSCALE_TEST_LIB == 1, "what a library adds when first imported stays"
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("nbscale_test_adds_builtin", None)
+        for name in ("NBSCALE_TEST_LEAKED", "NBSCALE_TEST_LIB"):
+            builtins.__dict__.pop(name, None)
+        builtins.credits = credits
+
+
+def test_thread_and_unraisable_hooks_come_back_as_patches():
+    import threading
+
+    hooks = threading.excepthook, sys.unraisablehook
+    with restored_process_state() as state:
+        threading.excepthook = sys.unraisablehook = lambda *args: None
+    assert (threading.excepthook, sys.unraisablehook) == hooks
+    assert {"threading.excepthook", "sys.unraisablehook"} <= set(state.restored)
