@@ -47,6 +47,25 @@ class HelpShown(NbscaleError):
     """argparse asked to exit after printing help (or `--help`): the magic just returns."""
 
 
+def split(line: str) -> list[str]:
+    """The magic's line as shell words; an unclosed quote is a UsageError, as argparse's mistakes are."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"%nbscale: {str(exc).lower()} in: {line}") from None
+
+
+def whole_number(text: str) -> int:
+    """`--workers`: at least 1. 0 is refused here as -2 is: it would otherwise read as "not given"."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return number
+
+
 def parser() -> Parser:
     top = Parser(prog="%nbscale", description="Run this notebook as a pipeline, and look at its runs.")
     sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -55,7 +74,7 @@ def parser() -> Parser:
     run.add_argument("--engine", default="dask")
     run.add_argument("--scheduler", metavar="ADDRESS")
     run.add_argument("--scheduler-file")
-    run.add_argument("--workers", type=int)
+    run.add_argument("--workers", type=whole_number)
     run.add_argument("--no-cache", action="store_true")
     run.add_argument("--store", metavar="URL", help="artifact store (fsspec URL)")
     run.add_argument("--wait", action="store_true", help="block until the run ends (for papermill, nbconvert)")
@@ -92,7 +111,7 @@ class NbscaleMagics(Magics):
     def nbscale(self, line):
         """Run this notebook as a pipeline and watch it here: `%nbscale --help`."""
         try:
-            args = parser().parse_args(shlex.split(line))
+            args = parser().parse_args(split(line))
         except HelpShown as shown:  # argparse printed the help already
             if shown.args[0]:
                 print(shown.args[0])

@@ -26,8 +26,7 @@ def run_options(**given):
     values = {key: given[key] if given.get(key) is not None else os.environ.get(env) or None
               for key, env in ENV.items()}
     engine = values.pop("nbscale_engine") or "dask"
-    if values["workers"] is not None:
-        values["workers"] = int(values["workers"])
+    values["workers"] = _whole_number(values["workers"])
     use_cache = given.get("use_cache")
     if use_cache is None:
         use_cache = os.environ.get("NBSCALE_NO_CACHE", "").strip().lower() not in ("1", "true", "yes", "on")
@@ -36,6 +35,17 @@ def run_options(**given):
 
         values["scheduler"] = dask.config.get("scheduler-address", None)
     return RunOptions(engine=engine, use_cache=bool(use_cache), **values)
+
+
+def _whole_number(value):
+    """`value` as an int when it is the text of one (NBSCALE_WORKERS is text); anything else as
+    given, so that RunOptions refuses it with the message it gives 0 ("workers: a whole number ...")."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
 
 
 def regression_options(fail_on_regression=None, regression_threshold=None) -> tuple[bool, float | None]:

@@ -25,6 +25,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import math
 import os
 import platform
 import signal
@@ -141,6 +142,7 @@ class _PipelineRun:
         self._check_language()
         if self.options.engine != "papermill":
             _kernel_passed_over(self.kernel_name)
+            _timeout_passed_over(self.execution_timeout, self.options.engine)
         try:
             self.pipeline, self.values = self._compile()
         except _CellFailure as failure:
@@ -552,6 +554,17 @@ def _kernel_passed_over(kernel_name: str) -> None:
     if other:
         logger.warning(f"the steps run in this Python ({sys.executable}), not as kernel {kernel_name!r} would run "
                        f"them: {' and '.join(other)} go unused; NBSCALE_ENGINE=papermill runs them in the kernel")
+
+
+def _timeout_passed_over(execution_timeout, engine: str) -> None:
+    """papermill's per-cell `--execution-timeout` has no counterpart in the dask and local engines
+    (their steps stop at a step's `timeout:` tag): said, so that a run expected to stop is not
+    silently let run on. None and -1 are papermill's "no timeout"."""
+    if execution_timeout not in (None, -1):
+        logger.warning(f"nbscale: --execution-timeout {execution_timeout} is not applied with NBSCALE_ENGINE={engine}: "
+                       f"tag the steps timeout:{math.ceil(float(execution_timeout))}s (per step), or use "
+                       "NBSCALE_ENGINE=papermill "
+                       "(per cell, as papermill)")
 
 
 @contextlib.contextmanager

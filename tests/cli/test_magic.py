@@ -156,6 +156,23 @@ def test_a_bad_parameter_is_refused_before_anything_starts(tmp_path):
     assert not (tmp_path / ".nbscale").exists()  # no run, not even a run store
 
 
+def test_an_unclosed_quote_and_workers_below_one_are_one_line_usage_errors(tmp_path):
+    path = make_notebook(tmp_path, [
+        ("%load_ext nbscale", ["skip"]),
+        ("name = 'a'", ["parameters"]),
+        ("x = name", ["step:a"]),
+        ("%nbscale run -p 'name=it", ["skip"]),
+        ("%nbscale run --workers 0 --engine local", ["skip"]),
+        ("%nbscale run --workers -2 --engine local", ["skip"]),
+    ], metadata=KERNELSPEC)
+    nb = execute(path, allow_errors=True)
+    assert "%nbscale: no closing quotation in: run -p 'name=it" in error_text(nb.cells[3])
+    for cell, value in ((nb.cells[4], "'0'"), (nb.cells[5], "'-2'")):
+        assert f"argument --workers: a whole number of at least 1, not {value}" in error_text(cell)
+    assert "Traceback" not in "".join(error_text(c) for c in nb.cells[3:])
+    assert not (tmp_path / ".nbscale").exists()  # no run started
+
+
 def test_suggest_shows_a_proposal(tmp_path):
     path = make_notebook(tmp_path, [
         ("%load_ext nbscale", ["skip"]),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from nbscale.kernels.errors import ParameterError
 from nbscale.papermill_options import notebook_path, run_options
 
 
@@ -40,3 +43,12 @@ def test_a_relative_input_path_is_relative_to_the_folder_papermill_started_in(tm
     monkeypatch.chdir(tmp_path / "d1")  # papermill's --cwd
     assert notebook_path("nb.ipynb", str(tmp_path)) == (tmp_path / "nb.ipynb").resolve()
     assert notebook_path("s3://bucket/remote.ipynb", str(tmp_path)) == tmp_path.resolve() / "remote.ipynb"
+
+
+@pytest.mark.parametrize("env, given", [("abc", None), (None, "x"), ("2.5", None)])
+def test_workers_that_are_not_a_whole_number_name_the_option(monkeypatch, env, given):
+    monkeypatch.delenv("NBSCALE_WORKERS", raising=False)
+    if env is not None:
+        monkeypatch.setenv("NBSCALE_WORKERS", env)
+    with pytest.raises(ParameterError, match="workers: a whole number of at least 1, not '"):
+        run_options(nbscale_engine="local", workers=given)

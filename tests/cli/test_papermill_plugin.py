@@ -501,6 +501,20 @@ def test_the_kernel_named_must_exist_and_one_passed_over_is_said(tmp_path, monke
     assert "not as kernel 'myenv' would run them: its environment variables (MYENV_MARKER) go unused" in caplog.text
 
 
+def test_an_execution_timeout_the_engine_does_not_apply_is_said(tmp_path, caplog):
+    """--execution-timeout is papermill's per-cell timeout: the local and dask engines ran on past it
+    without a word (their steps stop at the `timeout:` tag)."""
+    path = write_nb(tmp_path, [("x = 1", ["step:a"])])
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        nbscale_api(path, tmp_path / "out.ipynb", nbscale_engine="local", execution_timeout=-1)
+    assert "execution-timeout" not in caplog.text  # papermill's "no timeout"
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        nbscale_api(path, tmp_path / "out.ipynb", nbscale_engine="local", execution_timeout=2, use_cache=False)
+    said = [r.getMessage() for r in caplog.records if "execution-timeout" in r.getMessage()]
+    assert len(said) == 1 and "not applied with NBSCALE_ENGINE=local" in said[0]
+    assert "timeout:2s" in said[0] and "NBSCALE_ENGINE=papermill" in said[0]
+
+
 def test_a_file_built_by_several_steps_is_left_as_plain_papermill_leaves_it(tmp_path):
     def cells(line):
         return [("with open('report.txt', 'w') as f:\n    f.write('header\\n')\nn = 1", ["step:make"]),
