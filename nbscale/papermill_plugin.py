@@ -196,10 +196,15 @@ class _PipelineRun:
             if not placed:
                 raise PapermillException("nbscale cannot run this notebook:\n" + "\n".join(
                     f"  {d.code}: {d.message}" for d in errors))
-            for diag in placed:
+            by_cell: dict[int, list[str]] = {}
+            for diag in placed:  # every error of a cell in its output: the cause may be its second
                 text = f"[{diag.code}] {diag.message}" + (f" (hint: {diag.hint})" if diag.hint else "")
-                where = cell_label(diag.cell, diag.line or None)
-                self._fail_at(diag.cell, "NbscaleCompileError", text, [f"{where}: {text}"], save=False)
+                by_cell.setdefault(diag.cell, []).append(f"{cell_label(diag.cell, diag.line or None)}: {text}")
+            first = by_cell[min(by_cell)][0]
+            for cell, lines in by_cell.items():
+                # papermill raises the last cell's error: it names the first too, often the cause
+                lines = lines if cell == min(by_cell) else [*lines, f"(the notebook's first error: {first})"]
+                self._fail_at(cell, "NbscaleCompileError", "; ".join(lines), lines, save=False)
             raise _CellFailure(placed[0].cell, "NbscaleCompileError", "see the cells' errors") from None
         return pipeline, values
 

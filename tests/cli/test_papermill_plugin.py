@@ -273,6 +273,18 @@ def test_compile_error_is_an_error_at_its_cell(tmp_path):
     assert err.value.traceback[0].startswith("cell 3, line 1: [undefined-name]")  # index 2, numbered from 1
 
 
+def test_every_compile_error_of_a_cell_is_shown_and_the_raised_one_names_the_first(tmp_path):
+    # papermill raises the last error cell's: "n is not defined", while the cause (n = 2 * 3, the
+    # parameters cell's second error) was nowhere in the notebook
+    path = write_nb(tmp_path, [("import math\nn = 2 * 3", ["parameters"]), ("x = n", ["step:a"])])
+    with pytest.raises(PapermillExecutionError) as err:
+        nbscale_api(path, tmp_path / "out.ipynb", nbscale_engine="local")
+    assert "undefined-name" in err.value.evalue and "the notebook's first error: cell 1, line 1" in err.value.evalue
+    cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+    (first,) = next(c for c in cells if "parameters" in c.metadata.get("tags", [])).outputs
+    assert "'import math' is not a parameter assignment" in first["evalue"] and "2 * 3" in first["evalue"]
+
+
 def test_stdout_file_log_output_and_language(tmp_path, caplog):
     path = write_nb(tmp_path, [("print('to the file')\n'shown'", ["step:a"])])
     sink = io.StringIO()
