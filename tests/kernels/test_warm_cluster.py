@@ -513,10 +513,11 @@ def test_a_client_without_the_clusters_certificate_is_refused(shared_warm):
 
     folder, cluster = shared_warm
     assert cluster.address.startswith("tls://")
+    # (asked as the lookup asks, on a loop of its own: a refused Dask Client can leave the
+    # process's client loop unable to start the next one)
     for security in (None, Security.temporary()):  # no TLS, or another certificate
-        with pytest.raises(Exception) as refused:  # noqa: PT011 - Dask says it in several ways
-            Client(cluster.address, timeout="5s", set_as_default=False, security=security).close()
-        assert "TLS" in str(refused.value) or "certificate" in str(refused.value)
+        assert not warm_cluster.answers(cluster.address, timeout=5, security=security)
+    assert warm_cluster.answers(cluster.address, timeout=5, security=warm_cluster.cluster_security(cluster))
     with Client(cluster.address, timeout="10s", set_as_default=False,
                 security=warm_cluster.cluster_security(cluster)) as client:
         assert client.run(os.getpid)  # the owner's certificate (its file is 0600) connects
