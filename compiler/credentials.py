@@ -66,7 +66,7 @@ NAMED = re.compile(rf"(?P<name>[\w.-]{{1,64}})(?P<sep>\s*=\s*)(?P<value>{VALUE})
 HEADER = re.compile(rf"\b(?P<name>(?:proxy-)?authorization|(?:set-)?cookie|[\w-]{{0,32}}(?:password|passwd|secret"
                     rf"|token|api[_-]?key)[\w-]{{0,32}})(?P<sep>\s*:\s*)(?P<value>{VALUE})", re.IGNORECASE)
 SECRET_FLAG = re.compile(r"(?:^|\s)--?(?P<name>[\w-]{1,64})[\s=]+(?P<value>[^\s-]\S*)")
-_NAME_KEYS = ("name", "Name", "key", "Key")  # `{"name": "DB_PASSWORD", "value": …}`: env lists, tags
+NAME_KEYS = ("name", "Name", "key", "Key")  # `{"name": "DB_PASSWORD", "value": …}`: env lists, tags
 _LIST_NAME = re.compile(r"-{0,2}[\w.-]{1,64}")  # a name or a flag; a URL or a sentence names nothing
 
 
@@ -121,13 +121,12 @@ def may_be_credential(name: str, value) -> bool:
                 return True
             if any(isinstance(key, str) and CREDENTIAL_LIKE.search(key) for key in value):
                 return True
-            named = next((v for k, v in value.items()
-                          if k in _NAME_KEYS and isinstance(v, str) and secret_name(v)), None)
-            stack += [(key if named is None or key in _NAME_KEYS else named, item) for key, item in value.items()]
+            named = named_by(value)
+            stack += [(key if named is None or key in NAME_KEYS else named, item) for key, item in value.items()]
         elif isinstance(value, list):
             if secret_name(name) and value:
                 return True
-            stack += [(_named_by_before(value, i), item) for i, item in enumerate(value)]
+            stack += [(named_by_before(value, i), item) for i, item in enumerate(value)]
         elif _leaf_credential(name, value):
             return True
     return False
@@ -141,8 +140,15 @@ def _leaf_credential(name, value) -> bool:
     return secret_name(name)  # a number: a PIN, a one-time code
 
 
-def _named_by_before(items: list, i: int) -> str:
-    """The secret name just before item `i` of a list (`["--password", …]`), else ""."""
+def named_by(entry: dict):
+    """The secret-looking name an entry gives its other values (`{"name": "DB_PASSWORD", "value": …}`)."""
+    return next((v for k, v in entry.items() if k in NAME_KEYS and isinstance(v, str) and secret_name(v)), None)
+
+
+def named_by_before(items, i: int) -> str:
+    """What names the item at `i` of a list: the secret name before it (`["Authorization", "Bearer …"]`,
+    `["--password", …]`, `["user", "u", "password", …]`; not `["key", "value"]`, column labels); ""
+    when none does."""
     before = items[i - 1] if i else None
     named = isinstance(before, str) and _LIST_NAME.fullmatch(before) is not None \
         and before.lower() not in ("key", "keys") and secret_name(before)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import ast
 import json
 import math
-import re
 import sys
 
+from ..compiler.credentials import NAME_KEYS, named_by, named_by_before
 from .errors import ParameterError
 
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
@@ -287,36 +287,13 @@ def _recorded(name, value, hidden: set):
         elif isinstance(value, dict):
             keys = [_recorded_key(key, hidden) for key in value]
             into[place] = copy = dict.fromkeys(keys)  # (keeps the order)
-            named = _named_by(value)
+            named = named_by(value)
             stack.extend((key if named is None or key in NAME_KEYS else named, item, copy, kept)
                          for (key, item), kept in zip(value.items(), keys))
         else:
             into[place] = copy = [None] * len(value)
-            stack.extend((_named_by_before(value, i), item, copy, i) for i, item in enumerate(value))
+            stack.extend((named_by_before(value, i), item, copy, i) for i, item in enumerate(value))
     return root[0]
-
-
-NAME_KEYS = ("name", "Name", "key", "Key")  # `{"name": "DB_PASSWORD", "value": …}`: env lists, tags
-
-
-def _named_by(entry: dict):
-    """The secret-looking name an entry gives its other values (`{"name": "DB_PASSWORD", "value": …}`)."""
-    return next((v for k, v in entry.items() if k in NAME_KEYS and isinstance(v, str) and _secret_name(v)), None)
-
-
-def _named_by_before(items, i: int) -> str:
-    """What names the item at `i` of a list: the secret name before it (`["Authorization", "Bearer …"]`,
-    `["--password", …]`, `["user", "u", "password", …]`; not `["key", "value"]`, column labels); ""
-    when none does."""
-    from .masking import secret_name
-
-    before = items[i - 1] if i else None
-    named = isinstance(before, str) and _LIST_NAME.fullmatch(before) is not None \
-        and before.lower() not in ("key", "keys") and secret_name(before)
-    return before if named else ""
-
-
-_LIST_NAME = re.compile(r"-{0,2}[\w.-]{1,64}")  # a name or a flag; a URL or a sentence names nothing
 
 
 def _recorded_leaf(name, value, texts: set):

@@ -143,11 +143,10 @@ def cluster_security(cluster: WarmCluster):
     from distributed.security import Security
 
     try:
-        with os.fdopen(os.open(tls_path(cluster.folder), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW), "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-                return None
-            pem = f.read(MAX_INFO_BYTES).decode("ascii")
+        st, raw = read_regular(tls_path(cluster.folder), MAX_INFO_BYTES, follow=False)
+        if raw is None or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None
+        pem = raw.decode("ascii")
     except (OSError, UnicodeDecodeError):
         return None
     key_at = pem.find("-----BEGIN PRIVATE KEY-----")
@@ -194,12 +193,10 @@ def lookup(folder, probe: bool = True) -> Lookup:
     folder = str(Path(folder).resolve())
     path = info_path(folder)
     try:  # (not blocking: a FIFO planted there, in a folder above, held every run below it)
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                return Lookup(INVALID, reason=f"{path} is not a regular file", folder=folder)
-            owner = st.st_uid
-            raw = f.read(MAX_INFO_BYTES + 1)
+        st, raw = read_regular(path, MAX_INFO_BYTES + 1)
+        if raw is None:
+            return Lookup(INVALID, reason=f"{path} is not a regular file", folder=folder)
+        owner = st.st_uid
     except FileNotFoundError:
         return Lookup(NONE, folder=folder)
     except NotADirectoryError:
@@ -218,6 +215,15 @@ def lookup(folder, probe: bool = True) -> Lookup:
     if probe and not answers(cluster.address, security=cluster_security(cluster)):
         return Lookup(STALE, cluster, f"its scheduler at {cluster.address} does not answer", folder)
     return Lookup(LIVE, cluster, folder=folder)
+
+
+def read_regular(path, limit: int, follow: bool = True) -> tuple[os.stat_result, bytes | None]:
+    """(the stat, the first `limit` bytes) of the file at `path`, opened without blocking; None for
+    the bytes of anything but a regular file (a FIFO or a device planted there has no end to wait for)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    with os.fdopen(os.open(path, flags), "rb") as f:
+        st = os.fstat(f.fileno())
+        return st, (f.read(limit) if stat.S_ISREG(st.st_mode) else None)
 
 
 def _not_a_folder(folder) -> str:

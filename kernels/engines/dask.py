@@ -18,7 +18,6 @@ import importlib
 import json
 import logging
 import os
-import stat
 import sys
 import threading
 import time
@@ -691,11 +690,13 @@ def _held_outcomes(key, dask_worker=None):
 
 def _scheduler_file_address(path: str) -> str:
     """The address in a Dask scheduler file; SchedulerUnreachable for anything else there."""
-    try:  # (not blocking: a FIFO)
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise SchedulerUnreachable(f"the scheduler file {path} is not a regular file")
-            data = json.loads(f.read(1 << 20).decode("utf-8"))
+    from ..warm_cluster import read_regular
+
+    try:
+        _, raw = read_regular(path, 1 << 20)
+        if raw is None:
+            raise SchedulerUnreachable(f"the scheduler file {path} is not a regular file")
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise SchedulerUnreachable(f"the scheduler file {path} does not exist (is the scheduler running, "
                                    "started with --scheduler-file?)") from None
