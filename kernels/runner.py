@@ -130,6 +130,8 @@ class RunOptions:
         # refused before anything is recorded: a cluster of no worker ran nothing, and waited for good
         if self.workers is not None and (type(self.workers) is not int or self.workers < 1):
             raise ParameterError(f"workers: a whole number of at least 1, not {self.workers!r}")
+        if type(self.use_cache) is not bool:  # (`use_cache="no"` would count as true)
+            raise ParameterError(f"use_cache must be True or False, not {self.use_cache!r}")
 
 
 def _refuse_undecodable(notebook: Path) -> None:

@@ -35,7 +35,7 @@ def run(path, parameters=None, engine="dask", display=False, **options):
 
 def _check_arguments(parameters, options) -> None:
     """ParameterError for arguments of the wrong shape, which would otherwise be misread: a str
-    of parameters read character by character, `use_cache="no"` counted as true."""
+    of parameters read character by character (RunOptions checks the options)."""
     from collections.abc import Mapping
 
     from nbscale.kernels.errors import ParameterError
@@ -47,9 +47,6 @@ def _check_arguments(parameters, options) -> None:
     if bad_name is not None:
         raise ParameterError("parameters must be a dict of parameter names to values, "
                              f"got the name {bad_name!r} ({type(bad_name).__name__})")
-    use_cache = options.get("use_cache", True)
-    if not isinstance(use_cache, bool):
-        raise ParameterError(f"use_cache must be True or False, not {use_cache!r}")
 
 
 def load_ipython_extension(ip):

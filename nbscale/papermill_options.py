@@ -11,6 +11,7 @@ NBSCALE_REGRESSION_THRESHOLD (a relative threshold for every metric).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -29,12 +30,12 @@ def run_options(**given):
     values["workers"] = _whole_number(values["workers"])
     use_cache = given.get("use_cache")
     if use_cache is None:
-        use_cache = os.environ.get("NBSCALE_NO_CACHE", "").strip().lower() not in ("1", "true", "yes", "on")
+        use_cache = os.environ.get("NBSCALE_NO_CACHE", "").strip().lower() not in TRUE
     if engine == "dask" and not (values["scheduler"] or values["scheduler_file"]):
         import dask
 
         values["scheduler"] = dask.config.get("scheduler-address", None)
-    return RunOptions(engine=engine, use_cache=bool(use_cache), **values)
+    return RunOptions(engine=engine, use_cache=use_cache, **values)  # (it refuses a use_cache not bool)
 
 
 def _whole_number(value):
@@ -53,9 +54,13 @@ def regression_options(fail_on_regression=None, regression_threshold=None) -> tu
     arguments, else NBSCALE_FAIL_ON_REGRESSION and NBSCALE_REGRESSION_THRESHOLD."""
     if fail_on_regression is None:
         fail_on_regression = os.environ.get("NBSCALE_FAIL_ON_REGRESSION", "").strip().lower() in TRUE
+    elif type(fail_on_regression) is not bool:  # (`fail_on_regression="no"` would count as true)
+        from nbscale.kernels.errors import ParameterError
+
+        raise ParameterError(f"fail_on_regression must be True or False, not {fail_on_regression!r}")
     if regression_threshold is None:
         regression_threshold = os.environ.get("NBSCALE_REGRESSION_THRESHOLD", "").strip() or None
-    return bool(fail_on_regression), regression_threshold
+    return fail_on_regression, regression_threshold
 
 
 def notebook_path(input_path, start_dir=None) -> Path:
@@ -63,17 +68,24 @@ def notebook_path(input_path, start_dir=None) -> Path:
 
     A relative `input_path` is relative to `start_dir`, the folder papermill was started in (as
     papermill reads it), not to the working folder of the steps (`--cwd`); a notebook that is not
-    a local file is named in `start_dir`. Default: the current folder.
+    a local file is named in `start_dir` after its address (`_remote_name`). Default: the current folder.
     """
     start = Path(start_dir) if start_dir else Path.cwd()
     if isinstance(input_path, (str, os.PathLike)):
         text = str(input_path)
         if text not in ("", "-") and "://" not in text and (start / text).is_file():
             return (start / text).resolve()
-        name = Path(text).name if text.endswith(".ipynb") else "notebook.ipynb"
-    else:
-        name = "notebook.ipynb"
-    return start.resolve() / name
+        if text.endswith(".ipynb"):
+            return start.resolve() / _remote_name(text)
+    return start.resolve() / "notebook.ipynb"
+
+
+def _remote_name(address: str) -> str:
+    """`s3://bucket/train.ipynb` → `train.1b2c3d4e.ipynb`: its own name in the folder, so that its
+    runs are never recorded in the history of a local `train.ipynb` there, nor of another
+    address's `train.ipynb`."""
+    digest = hashlib.sha256(address.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{Path(address).stem}.{digest}.ipynb"
 
 
 def papermill_start_dir() -> str | None:
