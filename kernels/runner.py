@@ -39,6 +39,7 @@ from .contract import (
     RUNNING,
     SERVER_WENT_AWAY,
     STEP_FINISHED,
+    STEP_OUTPUT,
     STEP_PROGRESS,
     STEP_QUEUED,
     STEP_STARTED,
@@ -62,7 +63,7 @@ from .liveness import current_owner
 from .profile_records import light, stored_profiles
 from .project_settings import profiles_enabled
 from .runstore import RunStore
-from .steplog import warnings_in, write_step_log
+from .steplog import OutputSoFar, warnings_in, write_step_log
 from .store import ArtifactStore, caller_tells_of_damage
 from .task import damage_reason, reusable_manifest, stored_digests
 
@@ -464,9 +465,16 @@ class _Recorder:
         # step → why it runs again when its stored result was found damaged as the run was planned
         # (and removed then: the step itself finds no result, and says no reason)
         self.damaged: dict[str, list[str]] = {}
+        self.printed = OutputSoFar()  # what running steps printed: the log of one the run stops
+        self.ended_by_stop: set[str] = set()  # running as the run stopped: told ended (`stopped`)
 
     def emit(self, kind, step, payload=None):
         payload = payload or {}
+        if kind == STEP_FINISHED and step in self.ended_by_stop:
+            return  # (the engine's word on a step it stopped comes after the run's)
+        if kind == STEP_OUTPUT and step not in self.done:
+            with self.lock:
+                self.printed.add(step, payload.get("stream"), payload.get("text"))
         if kind in (STEP_STARTED, STEP_PROGRESS) and step in self.done:
             # a finished step computed again (its result was lost with a worker) stays finished; a
             # compute's count can come after its step's end (it travels another way)
@@ -542,6 +550,7 @@ class _Recorder:
 
     def _finished(self, step, payload, log):
         self.done.add(step)
+        self.printed.forget(step)
         summary = payload.get("summary") or {}
         status = payload["status"]
         if status == CACHED:
@@ -599,9 +608,34 @@ class _Recorder:
             status, reason = CANCELLED, stop_reason(interrupt_requested() or type(exc))
         else:
             status, reason = FAILED, f"{type(exc).__name__}: {exc}"
+        stopped = self._keep_output_so_far()
         with self.lock, suppress(RunStoreError):  # the error that stopped the run is the one to report
             status = self.store.end_unfinished(self.run_id, status, reason)
+        why = ({"reason": reason} if status == CANCELLED
+               else {"error": {"ename": type(exc).__name__, "evalue": str(exc)}})
+        for step, printed in stopped.items():  # (a papermill notebook shows it in the step's cell)
+            self.tell(STEP_FINISHED, step, {"status": CANCELLED if status == CANCELLED else FAILED,
+                                            "summary": {**why, **printed}})
         self.tell(RUN_FINISHED, None, {"status": status, "error": reason})
+
+    def _keep_output_so_far(self) -> dict[str, dict[str, str]]:
+        """The steps still running as the run stops, each with what it printed so far, kept as its
+        log and in the run store (it hands back nothing more)."""
+        with self.order_lock:
+            running = [step for step in self.started_at if step not in self.done]
+        stopped = {}
+        for step in running:
+            with self.lock:
+                self.done.add(step)
+                printed = self.printed.take(step)
+            stopped[step] = printed
+            log = self._write_log(step, printed) if printed else None
+            streams = {name: truncated_text(text, log) for name, text in printed.items()}
+            with self.lock, suppress(RunStoreError):
+                self.store.update_step(self.run_id, step, duration_s=max(0.0, time.time() - self.started_at[step]),
+                                       **streams)
+        self.ended_by_stop.update(stopped)
+        return stopped
 
     def state_lost(self):
         """The run store's file was deleted or replaced during the run (called once, from any thread)."""

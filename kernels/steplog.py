@@ -20,11 +20,11 @@ import re
 from pathlib import Path
 
 from ..compiler.notebook import cell_label, cell_number
-from .contract import truncated_text
+from .contract import STORED_OUTPUT_CHARS, truncated_text
 from .runschema import utf8_json
 
-__all__ = ["CELLS_FORMAT", "IMAGE_TYPES", "cell_records", "cells_json_path", "image_file_name", "log_text",
-           "warnings_in", "write_step_log"]
+__all__ = ["CELLS_FORMAT", "IMAGE_TYPES", "OutputSoFar", "cell_records", "cells_json_path", "image_file_name",
+           "log_text", "warnings_in", "write_step_log"]
 
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/svg+xml": "svg"}
 RICH_OUTPUTS = ("display_data", "execute_result")
@@ -43,6 +43,47 @@ def write_step_log(path: Path, step: str, summary: dict) -> Path | None:
     path.write_text(text, encoding="utf-8")
     _write_cells_json(path, step, cells)
     return path
+
+
+class OutputSoFar:
+    """What running steps have printed so far, from their live output (STEP_OUTPUT events): a step
+    stopped while it runs (Ctrl-C, Cancel, a run that fails) hands back no outputs, and what it
+    printed before is then all there is of its log. Keeps the last `limit` characters per stream."""
+
+    def __init__(self, limit: int = STORED_OUTPUT_CHARS):
+        self.limit = limit
+        self.parts: dict[str, dict[str, list[str]]] = {}  # step → stream → texts
+        self.sizes: dict[tuple[str, str], int] = {}
+        self.dropped: dict[tuple[str, str], int] = {}
+
+    def add(self, step: str, stream, text) -> None:
+        if not isinstance(text, str) or not text or stream not in ("stdout", "stderr"):
+            return
+        parts = self.parts.setdefault(step, {}).setdefault(stream, [])
+        parts.append(text)
+        key = (step, stream)
+        self.sizes[key] = self.sizes.get(key, 0) + len(text)
+        if self.sizes[key] > 2 * self.limit:  # (joined now and then, not per write)
+            kept = "".join(parts)[-self.limit:]
+            self.dropped[key] = self.dropped.get(key, 0) + self.sizes[key] - len(kept)
+            parts[:], self.sizes[key] = [kept], len(kept)
+
+    def forget(self, step: str) -> None:
+        """The step ended and handed back all it printed."""
+        for stream in self.parts.pop(step, {}):
+            self.sizes.pop((step, stream), None)
+            self.dropped.pop((step, stream), None)
+
+    def take(self, step: str) -> dict[str, str]:
+        """{"stdout": text, "stderr": text} the step printed so far (as a summary's streams), and forget it."""
+        taken = {}
+        for stream, parts in self.parts.get(step, {}).items():
+            text = "".join(parts)
+            dropped = self.dropped.get((step, stream), 0) + max(0, len(text) - self.limit)
+            text = text[-self.limit:]
+            taken[stream] = f"[… {dropped:,} earlier characters not kept]\n{text}" if dropped else text
+        self.forget(step)
+        return taken
 
 
 def log_text(cells: list[dict], save_image) -> str:

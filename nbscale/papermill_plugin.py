@@ -364,14 +364,18 @@ class _PipelineRun:
 
     def _cancelled(self, step, summary):
         """A step stopped while it ran (Ctrl-C): its running cell ends as papermill's own engine ends
-        it, with a KeyboardInterrupt (the step's output so far is in its log); the cells after it
-        stay pending. (It stayed "running", without an error.)"""
+        it, with what the step printed so far and a KeyboardInterrupt; the cells after it stay
+        pending. (It stayed "running", without an error.)"""
         cells = self.pipeline.step(step).cells
         running = [i for i in cells if self.nb.cells[i].metadata.papermill.get("status") == self.nb_man.RUNNING]
         if not running:
             return
         reason = summary.get("reason") or "cancelled"
-        self._fail_at(running[0], "KeyboardInterrupt", f"{reason} (the step's output so far is in its log: "
+        printed = [_output({"output_type": "stream", "name": name, "text": summary[name]})
+                   for name in ("stdout", "stderr") if isinstance(summary.get(name), str) and summary[name]]
+        self.nb.cells[running[0]].outputs = printed  # what the step printed before (all of its cells')
+        where = "above and in its log" if printed else "in its log, if it printed any"
+        self._fail_at(running[0], "KeyboardInterrupt", f"{reason} (the step's output so far is {where}: "
                       "nbscale show)", [f"KeyboardInterrupt: {reason}"], save=False)
         for index in running[1:]:
             self.nb.cells[index].metadata.papermill.update(status=self.nb_man.PENDING, start_time=None,

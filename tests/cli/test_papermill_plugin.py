@@ -368,7 +368,8 @@ def _papermill_signalled(tmp_path, engine, sig, then=()):
 
     tick = tmp_path / "tick"
     path = write_nb(tmp_path, [("import time", ["imports"]), ("x = 1", ["step:one"]),
-                               (f"while True:\n    open({str(tick)!r}, 'a').write('x')\n    time.sleep(0.1)",
+                               ("print('looping', flush=True)\n"
+                                f"while True:\n    open({str(tick)!r}, 'a').write('x')\n    time.sleep(0.1)",
                                 ["step:loop"]), *then])
     proc = subprocess.Popen([sys.executable, "-m", "papermill", "--engine", "nbscale", str(path),
                              str(tmp_path / "out.ipynb")], env={**os.environ, "NBSCALE_ENGINE": engine},
@@ -376,7 +377,9 @@ def _papermill_signalled(tmp_path, engine, sig, then=()):
     try:
         # and step `one` done: on Dask it runs beside `loop` (no edge between them), and under load it
         # had not ended when the signal came (its cells then rightly have no count)
-        wait_for(lambda: tick.exists() and _completed(tmp_path / "out.ipynb", 1), "the looping step")
+        # (five ticks: what it printed first has been sent)
+        wait_for(lambda: tick.exists() and len(tick.read_text()) >= 5 and _completed(tmp_path / "out.ipynb", 1),
+                 "the looping step")
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -400,8 +403,9 @@ def test_ctrl_c_ends_the_running_cell_with_a_keyboard_interrupt_as_papermills_ow
     cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
     statuses = [c.metadata.papermill["status"] for c in cells if c.cell_type == "code"]
     assert statuses[-2:] == ["failed", "pending"], statuses
-    (error,) = [o for o in cells[-2].outputs if o.output_type == "error"]
-    assert error.ename == "KeyboardInterrupt"
+    printed, error = cells[-2].outputs  # what the step printed before: it was lost
+    assert (printed.output_type, printed.text, error.ename) == ("stream", "looping\n", "KeyboardInterrupt")
+    assert "so far is above and in its log" in error.evalue
 
 
 def test_a_bad_regression_threshold_runs_nothing(tmp_path, monkeypatch):

@@ -234,6 +234,31 @@ def test_ctrl_c_cancels_run(tmp_path):
     assert {s["step"]: s["status"] for s in run["steps"]} == {"slow": "cancelled", "after": "cancelled"}
 
 
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_what_a_cancelled_step_printed_before_is_kept_in_its_log_and_shown(tmp_path, engine):
+    """A step stopped while it ran handed back nothing: what it printed before was lost."""
+    tick = tmp_path / "tick"
+    nb = make_notebook(tmp_path, [("import time", ["imports"]), (
+        f"print('loading shard 7', flush=True)\nwhile True:\n    open({str(tick)!r}, 'a').write('x')\n"
+        "    time.sleep(0.1)", ["step:slow"])], name="printing")
+    proc = subprocess.Popen(NBSCALE + ["run", str(nb), "--engine", engine], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=nb.parent)
+    try:
+        run_id = _running(tmp_path / ".nbscale" / "runs.sqlite")
+        wait_for(lambda: tick.exists() and len(tick.read_text()) >= 5, "the step's loop")  # (its print sent)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    shown = _nbscale("show", run_id[:12], cwd=tmp_path)
+    assert "| loading shard 7" in shown.stdout, shown.stdout
+    log = tmp_path / ".nbscale" / "logs" / run_id / "slow.log"
+    assert log.read_text() == "loading shard 7\n"
+    (step,) = RunStore(tmp_path / ".nbscale" / "runs.sqlite").get_run(run_id)["steps"]
+    assert step["status"] == "cancelled" and step["duration_s"] >= 0.5
+
+
 # --- every run ends in a final state ---------------------------------------------------------------
 
 

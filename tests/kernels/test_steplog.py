@@ -7,7 +7,7 @@ import json
 
 from test_executor import ok, run
 
-from nbscale.kernels.steplog import log_text, warnings_in, write_step_log
+from nbscale.kernels.steplog import OutputSoFar, log_text, warnings_in, write_step_log
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(16)
 
@@ -98,3 +98,16 @@ def test_a_huge_stream_is_cut_in_the_data_but_whole_in_the_log(tmp_path):
     stored = json.loads(cells_json_path(log).read_text())["cells"][0]["outputs"][0]["text"]
     assert len(stored) < CELL_TEXT_CHARS + 200 and "output truncated" in stored and str(log) in stored
     assert text in log.read_text()
+
+
+def test_output_so_far_keeps_each_streams_last_characters_and_says_how_many_went():
+    printed = OutputSoFar(limit=10)
+    printed.add("a", "stdout", "0123456789")
+    printed.add("a", "stdout", "abcdefghij" * 3)
+    printed.add("a", "stderr", "oops\n")
+    printed.add("a", "display", "not a stream")
+    printed.add("b", "stdout", "other step")
+    assert printed.take("a") == {"stdout": "[… 30 earlier characters not kept]\nabcdefghij", "stderr": "oops\n"}
+    assert printed.take("a") == {}  # (taken once)
+    printed.forget("b")  # ended, handing back all it printed
+    assert printed.take("b") == {}
