@@ -313,7 +313,7 @@ def process_problem(pid: int, folder) -> str | None:
 
 def address_problem(pid: int, address: str) -> str | None:
     """Why the verified process `pid` is not the one serving `address` (a file that names a port of
-    another program beside a real cluster's pid); None when `pid` listens there."""
+    another program beside a real cluster's pid, or a cluster closing); None when `pid` listens there."""
     import psutil
 
     parts = urlsplit(address)
@@ -326,6 +326,8 @@ def address_problem(pid: int, address: str) -> str | None:
         if port == parts.port and (ip in ("0.0.0.0", "::") or ip == parts.hostname
                                    or (parts.hostname == "localhost" and ipaddress.ip_address(ip).is_loopback)):
             return None
+    if not listening:  # its scheduler has closed and the process is ending (idle timeout, `cluster stop`)
+        return f"it is closing: its process {pid} listens no more"
     return f"its process {pid} does not listen at {address}"
 
 

@@ -563,6 +563,21 @@ def test_a_file_naming_the_clusters_pid_but_another_port_is_stale(warm_folder):
     assert found.reason == f"its process {cluster.pid} does not listen at {address}"
 
 
+def test_a_cluster_whose_process_listens_no_more_is_said_to_be_closing(warm_folder):
+    """Closing at its idle timeout, the cluster's process outlives its scheduler a moment: a lookup
+    then said "does not listen at ADDRESS", as of a file naming another program's port."""
+    closing = subprocess.Popen(["sh", "-c", "sleep 600; :", warm_cluster.SERVE_MODULE, str(warm_folder)])
+    try:
+        wait_for(lambda: warm_cluster.SERVE_MODULE in psutil.Process(closing.pid).cmdline(), "it to start")
+        write_info(warm_folder, pid=closing.pid)
+        found = warm_cluster.lookup(warm_folder)
+        assert (found.state, found.reason) == (warm_cluster.STALE, f"it is closing: its process {closing.pid} "
+                                                                   "listens no more")
+    finally:
+        closing.kill()
+        closing.wait()
+
+
 def test_a_cluster_of_another_python_environment_is_not_used_and_the_run_says_why(warm_folder):
     cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=600)
     assert cluster.prefix == sys.prefix  # the file names the environment its workers run
