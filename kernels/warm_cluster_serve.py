@@ -2,7 +2,7 @@
 
 It starts the embedded LocalCluster exactly as a run starts its own (`engines.dask.local_cluster`:
 forked single-threaded workers, the same Dask settings), with Dask's
-`distributed.scheduler.idle-timeout`, adds `OrphanedStepStopper` to its scheduler, Dask's dashboard
+`distributed.scheduler.idle-timeout` counted from START_GRACE_S after it is up, adds `OrphanedStepStopper` to its scheduler, Dask's dashboard
 (the panel links it), and the handlers that scale it or make it adaptive from another process (the
 CLI, the Jupyter server: `Scaling`), writes the files `warm_cluster.lookup` reads, and holds the
 cluster until the scheduler closes itself (idle) or SIGTERM/SIGINT come (`nbscale cluster stop`,
@@ -38,6 +38,7 @@ from .warm_cluster import MAX_WORKERS, info_path, remove_files, scheduler_file_p
 STEP_KEY_PREFIX = "nbscale-"  # keys of a run's tasks: nbscale-<step>-<hash>-<first 8 of the run id>
 RESTART_TIMEOUT_S = 30.0
 CLOSED_SCHEDULER_WAIT_S = 3.0  # closing a cluster whose scheduler closed itself (idle) waits no longer
+START_GRACE_S = 5.0  # a cluster just started is not idle before its starter has had this long to connect
 log = logging.getLogger("nbscale.warm_cluster")
 
 
@@ -242,7 +243,9 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
         signal.signal(signum, stop_handler(stopping, os.getpid()))
     dashboard = dashboard_module()
     security = warm_cluster.new_security(folder)  # (written first: whoever finds the cluster can connect)
-    with dask.config.set({"distributed.scheduler.idle-timeout": f"{idle_timeout_s}s"}):
+    # no idle timeout while the cluster starts: on a loaded machine starting it took longer than a
+    # short timeout, which closed it before its starter could see it (`count_idle_from_now`)
+    with dask.config.set({"distributed.scheduler.idle-timeout": None}):
         cluster = local_cluster(workers, security=security)
     scheduler = cluster.scheduler
     scheduler.add_plugin(OrphanedStepStopper())
@@ -258,9 +261,14 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
         "prefix": sys.prefix, "pythonpath": warm_cluster.pythonpath_entries(), "code": own_code.IMPORTED})
     log.warning("warm cluster of %s at %s (%d workers)", folder, cluster.scheduler_address, len(cluster.workers))
     idle = False
+    awake_until = time.monotonic() + START_GRACE_S
     try:
         while not stopping.wait(0.5):
             open_runs.keep_awake()
+            if awake_until and time.monotonic() < awake_until:
+                scheduler.idle_since = None
+            elif awake_until:
+                awake_until = count_idle_from_now(scheduler, idle_timeout_s)
             if scheduler.status.name in ("closing", "closed", "failed"):
                 log.warning("the scheduler closed (idle for %.0f s)", idle_timeout_s)
                 idle = True
@@ -269,6 +277,13 @@ def serve(folder: str, workers: int | None, idle_timeout_s: float) -> int:
         remove_files(folder, pid=os.getpid())
         close(cluster, CLOSED_SCHEDULER_WAIT_S if idle else RESTART_TIMEOUT_S)
     return 0
+
+
+def count_idle_from_now(scheduler, idle_timeout_s: float) -> None:
+    """Dask's idle timeout, from now on (0: never): a cluster just started first waits START_GRACE_S
+    for the run or the command that started it to connect."""
+    scheduler.idle_since = None  # (its next idleness check, every 250 ms, starts the count)
+    scheduler.idle_timeout = idle_timeout_s or None
 
 
 def close(cluster, timeout: float) -> None:

@@ -404,6 +404,22 @@ def test_the_idle_timeout_waits_for_a_connected_run_that_runs_no_task(warm_folde
     wait_for(lambda: gone(cluster.pid), "the cluster to stop once the run let go")
 
 
+def test_the_idle_timeout_waits_until_the_last_of_two_connected_runs_leaves(warm_folder):
+    import time
+
+    cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=1)
+    first, _ = warm_cluster.connect(make_notebook(warm_folder, [("x = 1", ["step:a"])], name="first"))
+    second, _ = warm_cluster.connect(make_notebook(warm_folder, [("y = 1", ["step:b"])], name="second"))
+    try:
+        first.close()  # one run leaves; the other is still writing its values
+        time.sleep(4)
+        assert not gone(cluster.pid) and second.run(os.getpid)
+    finally:
+        first.close()
+        second.close()
+    wait_for(lambda: gone(cluster.pid), "the cluster to stop once the last run let go")
+
+
 def test_the_idle_timeout_ends_the_cluster_and_removes_its_files(warm_folder):
     cluster, _ = warm_cluster.start(warm_folder, workers=1, idle_timeout=2)
     wait_for(lambda: gone(cluster.pid), "the idle cluster to stop itself")
