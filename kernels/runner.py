@@ -466,12 +466,13 @@ class _Recorder:
         # (and removed then: the step itself finds no result, and says no reason)
         self.damaged: dict[str, list[str]] = {}
         self.printed = OutputSoFar()  # what running steps printed: the log of one the run stops
-        self.ended_by_stop: set[str] = set()  # running as the run stopped: told ended (`stopped`)
 
     def emit(self, kind, step, payload=None):
         payload = payload or {}
-        if kind == STEP_FINISHED and step in self.ended_by_stop:
-            return  # (the engine's word on a step it stopped comes after the run's)
+        if self.has_stopped and step is not None and kind != WARNING:
+            # the run's end is recorded: a step whose thread went on (a kernel that was starting)
+            # must not show as running or finished in a run that says it stopped
+            return
         if kind == STEP_OUTPUT and step not in self.done:
             with self.lock:
                 self.printed.add(step, payload.get("stream"), payload.get("text"))
@@ -634,7 +635,6 @@ class _Recorder:
             with self.lock, suppress(RunStoreError):
                 self.store.update_step(self.run_id, step, duration_s=max(0.0, time.time() - self.started_at[step]),
                                        **streams)
-        self.ended_by_stop.update(stopped)
         return stopped
 
     def state_lost(self):

@@ -94,14 +94,14 @@ class PapermillEngine(Engine):
         outcomes, running = {}, {}
         pool = ThreadPoolExecutor(max_workers=self.workers or os.cpu_count() or 1,
                                   thread_name_prefix="nbscale-papermill")
-        kernels: set[int] = set()  # process groups of the steps' kernels
+        kernels = _Kernels()  # process groups of the steps' kernels
         try:
             while waiting or running:
                 for name, spec in list(waiting.items()):
                     if all(u in outcomes for u in spec.step["after"]):
                         upstream = {u: outcomes[u] for u in spec.step["after"]}
                         running[pool.submit(run_step_in_kernel, spec, upstream, emit, **self.kernel,
-                                            on_kernel=kernels.add)] = name
+                                            on_kernel=kernels.started)] = name
                         del waiting[name]
                 if not running:
                     raise RuntimeError(f"steps {sorted(waiting)} wait for steps that are not planned")
@@ -113,7 +113,7 @@ class PapermillEngine(Engine):
                     outcomes[outcome.step] = outcome
                     emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
         except BaseException:  # Ctrl-C, SIGTERM: the steps' code stops with their kernels
-            _kill_groups(kernels)
+            kernels.stop()
             raise
         finally:
             pool.shutdown(wait=not running, cancel_futures=True)
@@ -184,10 +184,34 @@ def _execute_in_kernel(spec, inputs, *, kernel_name, start_timeout, execution_ti
     return result, {"step_notebook": notebook}
 
 
-def _kill_groups(groups: set[int]) -> None:
-    for group in list(groups):
-        with contextlib.suppress(OSError):  # ended already
-            os.killpg(group, signal.SIGKILL)
+class _Kernels:
+    """The process groups of the steps' kernels, for a cancel to end them: also those of kernels
+    still starting as it comes (a step's thread cannot be stopped, and its kernel would then run
+    the step's code after the run said it was cancelled)."""
+
+    def __init__(self):
+        self.groups: set[int] = set()
+        self.stopping = False
+        self.lock = threading.Lock()
+
+    def started(self, group: int) -> None:
+        with self.lock:
+            self.groups.add(group)
+            if not self.stopping:
+                return
+        _kill_group(group)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            groups = list(self.groups)
+        for group in groups:
+            _kill_group(group)
+
+
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(OSError):  # ended already
+        os.killpg(group, signal.SIGKILL)
 
 
 def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeout=60,

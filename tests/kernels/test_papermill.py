@@ -309,3 +309,39 @@ def test_ctrl_c_stops_the_steps_kernel_and_its_code(tmp_path):
     assert kernels and not [p for p in kernels if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     time.sleep(13)  # past the moment the loop would have ended
     assert not marker.exists()
+
+
+def test_ctrl_c_while_the_steps_kernel_starts_stops_it_and_leaves_no_step_running(tmp_path, monkeypatch):
+    """A cancel that came while a step's kernel was starting stopped nothing: the kernel ran the step
+    after the run was recorded cancelled (in a process that lives on after its run, as the Jupyter
+    server's run process and a kernel do)."""
+    import os
+    import signal
+    import time
+
+    from nbscale.kernels.engines import papermill as engine
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    real = engine._kernel_manager_class
+
+    def interrupted_as_it_starts(log_path, on_kernel=None):
+        manager = real(log_path, on_kernel)
+
+        class Interrupted(manager):
+            async def start_kernel(self, **kw):
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, handled by the main thread meanwhile
+                time.sleep(1)
+                return await super().start_kernel(**kw)
+
+        return Interrupted
+
+    monkeypatch.setattr(engine, "_kernel_manager_class", interrupted_as_it_starts)
+    marker = tmp_path / "marker.txt"
+    path = write_nb(tmp_path, [(f"open({str(marker)!r}, 'w').write('ran')\nr = 1", ["step:slow"])])
+    with pytest.raises(KeyboardInterrupt):
+        run_notebook(path, options=RunOptions(engine="papermill", use_cache=False))
+    time.sleep(8)  # as long as the kernel takes to start and run the cell
+    assert not marker.exists()
+    store = default_run_store(path)
+    run = store.get_run(store.list_runs()[0]["id"])
+    assert (run["status"], [s["status"] for s in run["steps"]]) == ("cancelled", ["cancelled"])

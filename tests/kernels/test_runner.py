@@ -374,6 +374,29 @@ def test_a_run_interrupted_in_a_step_is_cancelled_and_says_why(tmp_path, raised,
     assert [e["kind"] for e in store.events_since(run["id"])][-1] == "run_finished"
 
 
+def test_a_step_that_starts_or_ends_after_the_run_stopped_stays_as_the_stop_left_it(tmp_path):
+    """A step's thread that went on after a cancel (its kernel was starting) set the step `running`
+    again in a run recorded cancelled."""
+    from nbscale.kernels.runner import _Recorder
+    from nbscale.kernels.runstore import RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run("nb.ipynb", "nb", "papermill", {}, ["a", "b"])
+    store.start_run(run_id)
+    told = []
+    recorder = _Recorder(store, run_id, {"a": "h1", "b": "h2"}, lambda *event: told.append(event),
+                         tmp_path / "nb.ipynb")
+    recorder.emit(STEP_STARTED, "a", {})
+    recorder.stopped(KeyboardInterrupt())
+    recorder.emit(STEP_STARTED, "b", {})
+    recorder.emit(STEP_FINISHED, "a", {"status": "succeeded", "summary": {}})
+    run = store.get_run(run_id)
+    assert (run["status"], {s["step"]: s["status"] for s in run["steps"]}) == (
+        "cancelled", {"a": "cancelled", "b": "cancelled"})
+    assert [(kind, step) for kind, step, _ in told] == [(STEP_STARTED, "a"), (STEP_FINISHED, "a"),
+                                                       ("run_finished", None)]
+
+
 @pytest.mark.parametrize("where", ["the engine closes", "the run's end is recorded"])
 @pytest.mark.parametrize("signum, raised, reason", [
     (signal.SIGINT, KeyboardInterrupt, CANCELLED_BY_USER),
