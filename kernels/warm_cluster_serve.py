@@ -3,10 +3,11 @@
 It starts the embedded LocalCluster exactly as a run starts its own (`engines.dask.local_cluster`:
 forked single-threaded workers, the same Dask settings), with Dask's
 `distributed.scheduler.idle-timeout` (counted from START_GRACE_S after it is up), adds
-`OrphanedStepStopper` to its scheduler, Dask's dashboard (the panel links it), and the handlers that scale it or make it adaptive from another process (the
-CLI, the Jupyter server: `Scaling`), writes the files `warm_cluster.lookup` reads, and holds the
-cluster until the scheduler closes itself (idle) or SIGTERM/SIGINT come (`nbscale cluster stop`,
-the panel's Close). Then it closes the cluster and removes its files.
+`OrphanedStepStopper` to its scheduler, Dask's dashboard (the panel links it), and the handlers
+that scale it or make it adaptive from another process (the CLI, the Jupyter server: `Scaling`),
+writes the files `warm_cluster.lookup` reads, and holds the cluster until the scheduler closes
+itself (idle) or SIGTERM/SIGINT come (`nbscale cluster stop`, the panel's Close). Then it closes
+the cluster and removes its files.
 """
 
 from __future__ import annotations
