@@ -206,6 +206,9 @@ class Runs:
         path = run_store_path(notebook)
         with self._stores_lock:
             store = self._stores.get(path)
+            if store is not None and store.file_lost():  # deleted or replaced (`rm -rf .nbscale`): runs
+                del self._stores[path]  # started since are in the new file, which it never sees
+                store = None  # (not closed: a request may be reading through it; it closes when let go)
             if store is None:
                 if not create and not path.exists():
                     return None

@@ -114,6 +114,25 @@ def test_cli_runs_show_up_in_the_history(root):
     assert detail["run_id"] == result.run_id and detail["status"] == SUCCEEDED
 
 
+def test_runs_after_the_state_folder_was_removed_are_read_from_the_new_store(root):
+    """The server kept the deleted store open: runs made since (`rm -rf .nbscale`) answered 404."""
+    import shutil
+
+    nb = make_notebook(root, TWO_STEPS, name="nb").resolve()
+    first = run_notebook(nb, options=RunOptions(engine="local"))
+
+    async def history():
+        return [r["run_id"] for r in (await runs.history(nb))["runs"]]
+
+    runs = local_runs(root)
+    assert run(history()) == [first.run_id]
+    shutil.rmtree(nb.parent / ".nbscale")
+    assert run(history()) == []
+    second = run_notebook(nb, options=RunOptions(engine="local"))
+    assert run(history()) == [second.run_id]
+    assert run(runs.detail(nb, second.run_id))["status"] == SUCCEEDED
+
+
 def test_modules_beside_the_notebook_serve_its_steps_but_do_not_replace_nbscales_own(root):
     (root / "cloudpickle.py").write_text("raise RuntimeError('the run process imported this')\n")
     (root / "helper.py").write_text("VALUE = 7\n")
