@@ -13,9 +13,11 @@ import errno
 import functools
 import os
 import re
+import shutil
 import socket
 import time
 import uuid
+from contextlib import suppress
 from datetime import datetime
 
 TEMP_PREFIX = ".tmp-"
@@ -90,6 +92,11 @@ def sweep(fs, parent: str, older_than: float = STALE_AFTER_S) -> list[str]:
         name = info["name"].rstrip("/").rsplit("/", 1)[-1]
         if not name.startswith(TEMP_PREFIX) or writer_alive(name):
             continue
+        if info.get("islink"):  # a link planted in the store, moved aside: it goes, never what it names
+            with suppress(OSError):
+                fs.rm_file(info["name"])
+                removed.append(info["name"])
+            continue
         # A folder's time changes when a file is added, not while one grows: ask its files too.
         if min([age(info)] + [age(i) for i in listing(fs, info["name"])]) > older_than:
             try:
@@ -98,6 +105,16 @@ def sweep(fs, parent: str, older_than: float = STALE_AFTER_S) -> list[str]:
             except OSError:
                 pass  # another sweeper was faster
     return removed
+
+
+def remove_local_tree(path: str) -> None:
+    """`shutil.rmtree(path)` of a local folder, quietly; a link there is removed itself (rmtree
+    refuses links, and a link planted in the store stayed, then barred its folder from the server)."""
+    if os.path.islink(path):
+        with suppress(OSError):
+            os.unlink(path)
+        return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def writer_alive(name: str) -> bool:

@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 import threading
 import time
@@ -56,7 +55,16 @@ from .errors import (
     StoreUnusable,
 )
 from .runschema import utf8_json
-from .staging import STALE_AFTER_S, age, exchange, listing, sweep, sweep_now_and_then, temp_name
+from .staging import (
+    STALE_AFTER_S,
+    age,
+    exchange,
+    listing,
+    remove_local_tree,
+    sweep,
+    sweep_now_and_then,
+    temp_name,
+)
 
 MANIFEST = "manifest.json"
 FORMAT = "nbscale.artifact/2"  # /1 had no digests: such an artifact is a miss, and is written again
@@ -180,7 +188,7 @@ class ArtifactStore:
             raise
         finally:
             if self.by_rename:
-                shutil.rmtree(folder, ignore_errors=True)  # gone after a rename; ours if another won
+                remove_local_tree(folder)  # gone after a rename; ours if another won
 
     def _write_units(self, folder: str, units: list[list[str]], outputs: dict[str, Any], step: str | None,
                      optional: set[str], writer: str, written: list[str]) -> dict[str, dict]:
@@ -299,7 +307,7 @@ class ArtifactStore:
             except OSError:
                 pass  # this mount cannot rename folders: remove it manifest first, below
             else:
-                shutil.rmtree(aside, ignore_errors=True)  # if we die now, the sweep takes it
+                remove_local_tree(aside)  # if we die now, the sweep takes it
                 return
         self._remove_files(folder, [MANIFEST])  # first, so a half-deleted folder is already invisible
         if self.fs.exists(folder):

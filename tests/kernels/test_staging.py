@@ -57,6 +57,18 @@ def test_sweep_removes_only_old_folders_of_gone_writers(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(n for label, n in folders.items() if label != "old-dead")
 
 
+def test_sweep_removes_a_link_left_under_a_temp_name_never_what_it_names(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("keep me")
+    _age(outside, 2 * 3600)
+    (tmp_path / "store").mkdir()
+    link = tmp_path / "store" / f"{TEMP_PREFIX}otherhost-1-eee"
+    link.symlink_to(outside)
+    assert [os.path.basename(p) for p in sweep(fsspec.filesystem("file"), str(tmp_path / "store"))] == [link.name]
+    assert not os.listdir(tmp_path / "store") and (outside / "victim.txt").read_text() == "keep me"
+
+
 def test_exchange_swaps_two_folders_in_one_step(tmp_path):
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "v").write_text("2")

@@ -733,6 +733,20 @@ def test_a_step_folder_that_is_a_link_is_neither_read_nor_written_through(tmp_pa
     assert {p.name: p.read_bytes() for p in outside.iterdir()} == before
 
 
+def test_a_step_folder_that_is_a_link_is_removed_itself_never_what_it_names(tmp_path):
+    """Moved aside and then left (rmtree refuses links): the link stayed in the store, and the
+    Jupyter server refused every notebook of its folder for it."""
+    key = "sha256:" + "cd" * 32
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("keep me")
+    (tmp_path / "store" / "sha256").mkdir(parents=True)
+    (tmp_path / "store" / "sha256" / ("cd" * 32)).symlink_to(outside)
+    ArtifactStore(str(tmp_path / "store")).delete(key)
+    assert sorted(os.listdir(tmp_path / "store")) == ["sha256"] and not os.listdir(tmp_path / "store" / "sha256")
+    assert (outside / "victim.txt").read_text() == "keep me"
+
+
 def test_the_profile_is_taken_while_the_values_are_written(tmp_path, monkeypatch):
     # the profile waits for the write to begin, the write for the profile: one after the other,
     # each would wait in vain (5 s) and the order would be write, then profile
