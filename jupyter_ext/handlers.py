@@ -26,6 +26,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from nbscale.kernels.errors import AmbiguousRunId, RunStoreError
+from nbscale.kernels.warm_cluster import MAX_WORKERS
 
 from . import comparison
 from .errors import Conflict, ExtensionError, InvalidInput, NotAllowed, NotFound, Unavailable, UpstreamError
@@ -44,6 +45,7 @@ STATUS = ((InvalidInput, 400), (NotAllowed, 403), (NotFound, 404), (Conflict, 40
           (UpstreamError, 502), (AmbiguousRunId, 400), (RunStoreError, 503))
 ANSWERED = (ExtensionError, RunStoreError)  # errors answered with their message; others are a 500
 MAX_RUNS_LISTED = 1000
+MAX_ERROR_CHARS = 1000  # an error message longer than this is cut in its middle
 
 
 def status_for(error: Exception) -> int:
@@ -53,11 +55,19 @@ def status_for(error: Exception) -> int:
 def error_body(error: Exception, root: Path | None = None) -> dict:
     """The answer to an error. Its message names files under `root` relative to it: a part's error
     (a run store's, an OS error's) names them by their whole path, which is not the browser's to learn."""
-    body = {"error": _relative(getattr(error, "message", None) or str(error), root)}
+    body = {"error": _cut(_relative(getattr(error, "message", None) or str(error), root))}
     detail = getattr(error, "detail", None)
     if detail is not None:
         body["detail"] = detail
     return body
+
+
+def _cut(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """An error's message, its middle left out past `limit` characters: it repeats what the request
+    named (a run id, a step), which may be megabytes."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}…[{len(text) - limit:,} characters]…{text[-limit // 2:]}"
 
 
 def _relative(text: str, root: Path | None) -> str:
@@ -328,16 +338,16 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 async def _cluster_action(cluster, body: dict, run_cluster: dict | None = None) -> dict:
     action = body.get("action")
     if action == "start":
-        return await cluster.start(None if body.get("n") is None else _int(body, "n", minimum=0))
+        return await cluster.start(None if body.get("n") is None else _workers(body, "n", minimum=0))
     if action == "connect":
         address = body.get("address")
         if not isinstance(address, str) or not address.strip():
             raise InvalidInput("'address' must be a Dask scheduler address, e.g. tcp://host:8786")
         return await cluster.connect(address.strip())
     if action == "scale":
-        return await cluster.scale(_int(body, "n", minimum=0), run_cluster)
+        return await cluster.scale(_workers(body, "n", minimum=0), run_cluster)
     if action == "adapt":
-        minimum, maximum = _int(body, "minimum", minimum=0), _int(body, "maximum", minimum=1)
+        minimum, maximum = _workers(body, "minimum", minimum=0), _workers(body, "maximum", minimum=1)
         if minimum > maximum:
             raise InvalidInput("'minimum' must not exceed 'maximum'")
         return await cluster.adapt(minimum, maximum, run_cluster)
@@ -358,10 +368,12 @@ def _run_id(text: str) -> str:
     return text
 
 
-def _int(body: dict, name: str, minimum: int) -> int:
+def _workers(body: dict, name: str, minimum: int) -> int:
+    """A number of workers, checked here for every kind of cluster (a huge one reached Dask's
+    messages, which cannot carry it, and came back as the scheduler's failure)."""
     value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InvalidInput(f"'{name}' must be an integer ≥ {minimum}")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= MAX_WORKERS:
+        raise InvalidInput(f"'{name}' must be an integer from {minimum} to {MAX_WORKERS}")
     return value
 
 

@@ -33,6 +33,10 @@ class Notebooks:
         if "\0" in path:
             raise InvalidInput("invalid path: it holds a NUL character")
         try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (`"\ud800"` is valid JSON): no file has such a name
+            raise InvalidInput("invalid path: it is not valid Unicode text (a lone surrogate)") from None
+        try:
             return self._resolve(path)
         except (OSError, RuntimeError) as exc:  # Python 3.11's resolve() raises RuntimeError on a loop
             raise path_error(path, exc) from None

@@ -330,11 +330,18 @@ def test_bad_requests_are_json_errors(api, nb, jp_root_dir):
     assert api.get("runs", path="nb.ipynb", limit="0")[0] == 400
     assert api.get("runs", path="nb.ipynb", limit="²")[0] == 400  # a digit to str.isdigit, not to int()
     assert api.get("runs/0123abcd", path="nb.ipynb") == (404, {"error": "no run 0123abcd"})
+    code, body = api.get("runs/" + "f" * 10_000, path="nb.ipynb")  # (echoed whole)
+    assert code == 404 and body["error"].startswith("no run fff") and len(body["error"]) < 1100
     for body in ({"action": "explode"}, {"action": "scale", "n": -1}, {"action": "scale"},
                  {"action": "scale", "n": True}, {"action": "start", "n": "2"}, {"action": "connect", "address": ""},
                  {"action": "adapt", "minimum": 3, "maximum": 2}, {"action": "adapt", "minimum": 0, "maximum": 0}):
         code, answer = api.post("cluster", body)
         assert code == 400 and answer["error"], body
+    for body in ({"action": "scale", "n": 2**64}, {"action": "start", "n": 257}, {"action": "adapt", "minimum": 1,
+                                                                                   "maximum": 10**30}):
+        # (checked before anything is sent: Dask's messages cannot carry 2**64, and it came back as a 500)
+        assert api.post("cluster", body)[0] == 400, body
+    assert api.post("runs", {"path": "\ud800.ipynb"})[0] == 400  # (a lone surrogate: a 500)
     assert api.post("runs", {"path": "nb.ipynb", "engine": 3})[1] == {"error": "'engine' must be a string"}
     assert api.post("runs", {"path": "nb.ipynb", "use_cache": "yes"})[0] == 400
     code, body = api.post("runs", {"path": 3})

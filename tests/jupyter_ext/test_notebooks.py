@@ -66,7 +66,7 @@ def test_file_system_errors_are_request_errors_with_a_message(root, tmp_path):
     (root / "loop-b.ipynb").symlink_to("loop-a.ipynb")
     notebooks = Notebooks(root)
     cases = {"loop-a.ipynb": "symbolic links loop", "a" * 5000 + ".ipynb": "too long",
-             "x" * 300 + "/nb.ipynb": "too long", "nb\0.ipynb": "NUL"}
+             "x" * 300 + "/nb.ipynb": "too long", "nb\0.ipynb": "NUL", "\ud800.ipynb": "lone surrogate"}
     for path, says in cases.items():
         with pytest.raises(InvalidInput, match=says) as err:
             notebooks.resolve(path)
