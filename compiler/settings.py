@@ -54,6 +54,9 @@ SETTING_OBJECTS = ("matplotlib.rcParams", "matplotlib.pyplot.rcParams", "pandas.
 SETTING_CONTEXTS = frozenset({"decimal.getcontext"})
 # `%config InlineBackend.figure_formats = ["svg"]`: settings of a configurable the kernel keeps.
 SETTING_CONFIGURABLES = ("InlineBackend",)
+# Line magics that change the process's folder or environment (`%cd data`, `%set_env MODE fast`;
+# `%env` when it sets): later cells see it, as after `os.chdir`.
+FOLDER_AND_ENVIRONMENT_MAGICS = frozenset({"cd", "pushd", "popd", "set_env"})
 # Calls that seed a global random generator.
 SEED_CALLS = frozenset({
     "random.seed", "numpy.random.seed", "random.setstate", "numpy.random.set_state",
@@ -342,6 +345,14 @@ class _Finder:
         reads = {n.id for n in _run_now(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         imports = [self.imported[n].statement for n in sorted(reads) if n in self.imported]
         unknown = sorted(reads - set(self.imported) - self.parameters - self.prelude_names - _BUILTIN_NAMES)
+        expanded = _expanded_magic(stmt)
+        if expanded is not None:
+            self.problems.append(Diagnostic(
+                "setting-not-replayed",
+                f"'{expanded}' is expanded from the notebook's names as it runs, so later steps run without "
+                "this setting", cell=where["cell"], line=where["line"],
+                hint="give the magic literal text, or use os.chdir / os.environ with parameters"))
+            return
         if unknown:
             self.problems.append(Diagnostic(
                 "setting-not-replayed",
@@ -353,7 +364,7 @@ class _Finder:
         self.found.append(("setting", entry, reads & self.parameters, self._prelude_root(stmt)))
 
     def _is_setting(self, stmt) -> bool:
-        if _is_config_magic(stmt):
+        if _is_setting_magic(stmt):
             return True
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
             func = stmt.value.func
@@ -618,15 +629,38 @@ def _run_now_marked(stmt) -> list[tuple[ast.AST, bool]]:
 _SHOWN, _BLOCK, _ITEM, _HIDDEN = range(4)
 
 
-def _is_config_magic(stmt) -> bool:
-    """`%config InlineBackend.x = v` (as to_python writes it: get_ipython().run_line_magic(...))."""
+def _line_magic(stmt) -> tuple[str, str] | None:
+    """(name, argument) of a line magic statement, as to_python writes it:
+    `get_ipython().run_line_magic('cd', 'data')`."""
     call = stmt.value if isinstance(stmt, ast.Expr) else None
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "run_line_magic"
             and isinstance(call.func.value, ast.Call) and getattr(call.func.value.func, "id", None) == "get_ipython"):
-        return False
+        return None
     args = [a.value if isinstance(a, ast.Constant) else None for a in call.args]
-    return (len(args) == 2 and args[0] == "config" and isinstance(args[1], str) and "=" in args[1]
-            and args[1].split(".", 1)[0].strip() in SETTING_CONFIGURABLES)
+    if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], str):
+        return None
+    return args[0], args[1]
+
+
+def _is_setting_magic(stmt) -> bool:
+    """`%config InlineBackend.x = v`, `%cd data`, `%env MODE=fast`: a magic that changes what every
+    later cell sees, as `os.chdir` and `os.environ[...] =` do (`%env MODE` only reads)."""
+    magic = _line_magic(stmt)
+    if magic is None:
+        return False
+    name, argument = magic
+    if name == "config":
+        return "=" in argument and argument.split(".", 1)[0].strip() in SETTING_CONFIGURABLES
+    if name == "env":
+        return "=" in argument or len(argument.split()) > 1
+    return name in FOLDER_AND_ENVIRONMENT_MAGICS
+
+
+def _expanded_magic(stmt) -> str | None:
+    """The argument of a setting magic that IPython expands from the cell's names when it runs
+    (`%cd $DATA`, `%env N={n}`): replayed in another step, it would read names that step lacks."""
+    magic = _line_magic(stmt)
+    return magic[1] if magic is not None and ("$" in magic[1] or "{" in magic[1]) else None
 
 
 def _run_now_in_body(function):

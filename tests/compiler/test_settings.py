@@ -151,6 +151,25 @@ def test_an_inline_backend_config_magic_travels_and_other_magics_do_not():
                                      "source": "get_ipython().run_line_magic('config', "
                                                "\"InlineBackend.figure_formats = ['svg']\")"}]
 
+@pytest.mark.parametrize("magic, python", [
+    ("%cd data", "get_ipython().run_line_magic('cd', 'data')"),
+    ("%env MODE=fast", "get_ipython().run_line_magic('env', 'MODE=fast')"),
+    ("%set_env MODE fast", "get_ipython().run_line_magic('set_env', 'MODE fast')"),
+])
+def test_magics_that_change_the_folder_or_the_environment_travel_as_os_chdir_does(magic, python):
+    """`%cd`, `%env` in a step: later steps ran in the notebook's folder, without the variable."""
+    p = compile_source([(f"x = 1\n{magic}", ["step:a"]), ("%env MODE\ny = x", ["step:b"]), ("z = y", ["step:c"])])
+    assert codes(p) == []
+    entry = {"cell": 0, "line": 2, "imports": [], "source": python}
+    assert p.step("b").settings == [entry] and p.step("c").settings == [entry]  # (`%env MODE` reads only)
+
+
+def test_a_setting_magic_expanded_from_the_notebooks_names_is_said_not_to_travel():
+    p = compile_source([("data = 'in'\n%cd $data", ["step:a"]), ("y = data", ["step:b"])])
+    assert codes(p) == ["setting-not-replayed"] and p.step("b").settings == []
+    assert "'$data' is expanded from the notebook's names" in p.diagnostics[0].message
+
+
 def test_look_alikes_are_not_settings():
     p = compile_source([
         ("class Opts:\n    def set_option(self, *a):\n        pass\npd = Opts()\npd.set_option('x', 1)\n"

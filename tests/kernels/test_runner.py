@@ -343,6 +343,18 @@ def test_a_nan_or_infinite_metric_is_recorded_as_none_and_the_run_succeeds(tmp_p
         assert result.metrics == {"score": None, "spread": None, "ok": 0.5}
 
 
+def test_a_later_step_runs_in_the_folder_and_environment_a_magic_set(tmp_path):
+    """`%cd sub` and `%env V=5` in a step: the next step ran in the notebook's folder, without V."""
+    (tmp_path / "sub").mkdir()
+    nb = make_notebook(tmp_path, [("%cd sub\n%env V=5\na = 1", ["step:a"]),
+                                  ("import os\nwhere = os.path.basename(os.getcwd())\nv = os.environ.get('V')\nb = a",
+                                   ["step:b"])])
+    result = run_notebook(nb, options=LOCAL)
+    assert result.ok, result.steps
+    loaded = result.load("b")
+    assert (loaded["where"], loaded["v"]) == ("sub", "5")
+
+
 # --- every run ends in a final state ---------------------------------------------------------------
 
 
