@@ -29,6 +29,7 @@ CODES = {
     "duplicate-parameter": WARNING,
     "credential-default": WARNING,
     "empty-step": WARNING,
+    "tags-on-text-cell": WARNING,
     "global-seed": WARNING,
     "setting-not-replayed": WARNING,
     "prelude-object-changed": WARNING,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .diagnostics import Diagnostic
 from .notebook import Notebook, cell_label
-from .tags import FUNCTIONS, IMPORTS, METRICS, PARAMETERS, SKIP, CellTags, parse_cell_tags
+from .tags import FUNCTIONS, IMPORTS, METRICS, PARAMETERS, SKIP, CellTags, acted_on, parse_cell_tags
 
 METRICS_STEP = "metrics"
 
@@ -41,6 +41,7 @@ def lay_out(notebook: Notebook) -> Layout:
     seen: dict[str, int] = {}  # step name → first cell
     for cell in notebook.cells:
         if cell.cell_type != "code":
+            layout.diagnostics += _tags_of_text_cell(cell)
             continue
         tags, problems = parse_cell_tags(cell.tags, cell.index)
         layout.diagnostics += problems
@@ -60,6 +61,18 @@ def lay_out(notebook: Notebook) -> Layout:
         current.cells.append(cell.index)
         _merge_options(current, tags, cell.index)
     return layout
+
+
+def _tags_of_text_cell(cell) -> list[Diagnostic]:
+    """A markdown or raw cell tagged `step:train` (a heading over the code of the step): nothing of
+    it applies, and the code below went into the step before, in silence."""
+    ours = acted_on(cell.tags)
+    if not ours:
+        return []
+    shown = ", ".join(repr(t[:60]) for t in ours[:3]) + (f" and {len(ours) - 3} more" if len(ours) > 3 else "")
+    return [Diagnostic("tags-on-text-cell", f"the {cell.cell_type} cell's tags {shown} are not applied: "
+                                            "nbscale reads the tags of code cells only",
+                       cell=cell.index, hint="move them to the code cell they are meant for")]
 
 
 def default_step_name(notebook_name: str) -> str:

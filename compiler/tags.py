@@ -67,6 +67,17 @@ def known_tags() -> list[str]:
     return [*ROLE_TAGS, *(f"{k}:" for k in VALUE_TAGS), *role_aliases, "block:", "prev:", "limit:"]
 
 
+def acted_on(tags) -> list[str]:
+    """The tags of nbscale's grammar among `tags` (well formed or not): those a code cell would
+    act on, or be told were wrong."""
+    found = []
+    for tag in tags:
+        key = tag.partition(":")[0]
+        if ALIASES.get(key, key) in (*ROLE_TAGS, *VALUE_TAGS, "limit"):
+            found.append(tag)
+    return found
+
+
 def parse_cell_tags(tags, cell: int) -> tuple[CellTags, list[Diagnostic]]:
     parsed, problems = CellTags(), []
     for tag in tags:

@@ -173,6 +173,22 @@ def test_markdown_between_cells_does_not_break_a_step(make_notebook, tmp_path):
     assert [(s.name, s.cells) for s in p.steps] == [("s", [0, 2]), ("t", [4])]
 
 
+def test_nbscale_tags_on_a_markdown_or_raw_cell_are_said_not_to_apply(make_notebook, tmp_path):
+    """A heading cell tagged step:train: its code went into the step before, with no word."""
+    heading = nbformat.v4.new_markdown_cell("## Training")
+    heading.metadata["tags"] = ["step:train", "resources:gpu=1", "hide-input"]
+    raw = nbformat.v4.new_raw_cell("x")
+    raw.metadata["tags"] = ["parameters"]
+    plain = nbformat.v4.new_markdown_cell("## Notes")
+    plain.metadata["tags"] = ["hide-input", "my-own-tag"]  # other tools' tags on text are theirs
+    path = make_notebook(tmp_path, [("a = 1", ["step:load"]), heading, "b = a", raw, plain])
+    p = compile_notebook(path)
+    assert [(d.code, d.severity, d.cell) for d in p.diagnostics] == [("tags-on-text-cell", "warning", 1),
+                                                                      ("tags-on-text-cell", "warning", 3)]
+    assert "'step:train', 'resources:gpu=1' are not applied" in p.diagnostics[0].message
+    assert p.diagnostics[1].message.startswith("the raw cell's tags 'parameters'")
+
+
 def test_tag_problems_from_every_cell_are_collected():
     layout = layout_of([("a = 1", ["stpe:s"]), ("b = 1", ["retries:x"])])
     assert [(d.code, d.cell) for d in layout.diagnostics] == [("unknown-tag", 0), ("bad-tag-value", 1)]
