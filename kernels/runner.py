@@ -486,6 +486,9 @@ class _Recorder:
             summary = payload.get("summary") or {}
             for warning in warnings_in(summary.get("cells") or []):  # each once, before the step's end
                 self.emit(WARNING, step, warning_payload(warning))
+            for text in summary.get("warnings") or []:  # the step's own: a metric that is not a number
+                if isinstance(text, str):
+                    self.emit(WARNING, step, {"message": text})
             log = self._write_log(step, summary)
         with self.lock:
             if kind not in LIVE_ONLY:  # a live feed (a step's output is stored when it ends, in full in its log)

@@ -355,6 +355,19 @@ def test_a_later_step_runs_in_the_folder_and_environment_a_magic_set(tmp_path):
     assert (loaded["where"], loaded["v"]) == ("sub", "5")
 
 
+def test_a_metric_that_is_not_a_number_is_a_warning_of_its_step(tmp_path):
+    """It was skipped, and its warning shown nowhere (run output, show, the run store)."""
+    nb = make_notebook(tmp_path, [("acc = 'high'\nloss = 0.5", ["step:train"]), ("acc\nloss", ["metrics"])])
+    told = []
+    result = run_notebook(nb, options=LOCAL, on_event=lambda kind, step, payload: told.append((kind, step, payload)))
+    assert result.ok and result.metrics == {"loss": 0.5}
+    said = [(step, payload["message"]) for kind, step, payload in told if kind == "warning"]
+    assert said == [("metrics", "metric 'acc' is not a number (a str: 'high'); skipped")]
+    store = default_run_store(nb)
+    assert [e["payload"]["message"] for e in store.events_since(result.run_id) if e["kind"] == "warning"] == [
+        said[0][1]]
+
+
 # --- every run ends in a final state ---------------------------------------------------------------
 
 
