@@ -19,6 +19,7 @@ import contextvars
 import ctypes
 import hashlib
 import json
+import os
 import signal
 import threading
 import time
@@ -238,13 +239,23 @@ def deadline(seconds, owner: tuple[str, str] | None = None):
     reported at the cell and line that was running; a long call into C code ends first. In the
     main thread (the local engine) a signal raises it too (`_Alarm`), which also ends a sleep or
     a wait in a system call. On a Dask worker the run's client stops a step that outlives its
-    timeout anyway (`dask_lifecycle.StepDeadlines`).
+    timeout anyway (`dask_lifecycle.StepDeadlines`). Yields a `_Timer`: whether the timeout struck.
     """
+    timer = _Timer()
     if not seconds:
-        yield
+        yield timer
         return
-    with _Alarm(seconds) as alarm, _raised_in_thread(seconds, alarm), _timed(owner):
-        yield
+    with _Alarm(seconds) as alarm, _raised_in_thread(seconds, alarm, timer), _timed(owner):
+        yield timer
+    timer.struck = timer.struck or alarm.struck
+
+
+class _Timer:
+    """What `deadline` yields: `struck` once the timeout has struck. A step whose code caught the
+    StepTimeout (`except:`, `except BaseException`) and ended on its own has still outlived its
+    timeout: its values may be cut short, and are not kept."""
+
+    struck = False
 
 
 _TIMED: dict[tuple[str, str], int] = {}  # (run, step) → its blocks under a deadline running in this process
@@ -272,7 +283,7 @@ def timed_code_running(run: str, step: str, dask_worker=None) -> bool:
 
 
 @contextmanager
-def _raised_in_thread(seconds, alarm: _Alarm):
+def _raised_in_thread(seconds, alarm: _Alarm, timer: _Timer):
     """`PyThreadState_SetAsyncExc` from a timer thread, unless the alarm struck already (the
     step's code took the signal over, or cleared the timer: this still ends it)."""
     thread_id, lock, state = threading.get_ident(), threading.Lock(), {"armed": True, "timer": None}
@@ -283,6 +294,7 @@ def _raised_in_thread(seconds, alarm: _Alarm):
                 return
             if alarm.struck or alarm.in_charge():  # one exception at a time: a second would strike its handling
                 return
+            timer.struck = True
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(StepTimeout))
             # again until the step has ended: a bare `except:` in its code may have swallowed it
             state["timer"] = _start_timer(after, fire, TIMEOUT_REFIRE_S)
@@ -363,7 +375,9 @@ STATE_DIR_NAME = ".nbscale"
 
 def state_dir(notebook) -> Path:
     """The state folder beside a notebook: run store, artifacts, kept step notebooks."""
-    return Path(notebook).resolve().parent / STATE_DIR_NAME
+    # realpath, not Path.resolve(): a notebook path that is a symlink loop must reach the reading of
+    # the notebook, which says it "cannot be read", not raise RuntimeError here (as resolve() does)
+    return Path(os.path.realpath(notebook)).parent / STATE_DIR_NAME
 
 
 def run_store_path(notebook) -> Path:

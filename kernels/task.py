@@ -22,6 +22,7 @@ from .children import marked_for_owner, step_children
 # StepSpec and StepOutcome are imported from here by tasks pickled to workers: keep the names.
 from .contract import (
     CACHED,
+    CANCELLED,
     FAILED,
     METRICS_KEY,
     PROFILES_STORED,
@@ -55,6 +56,7 @@ from .handoff import (
     value_digests,
     wrote_into_read_only,
 )
+from .interrupts import interrupt_requested
 from .process_state import DECIMAL_CONTEXT, NUMPY_RANDOM_STATE, RANDOM_STATE, environment, restored_process_state
 from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
@@ -67,6 +69,11 @@ RESTORED = "restored"  # key of `execute`'s extra summary: what the step changed
 NOTE = "note"  # key of `execute`'s extra summary: a warning about the attempt (it ran again on copies)
 RESTORED_SHOWN = 8
 
+
+CAUGHT_INTERRUPT = "cancelled while it ran: its code caught the interrupt and ended, so its values are not kept"
+# said of a step that outlived its timeout by catching it: a result it made then is not kept
+SWALLOWED = (" (its code caught the timeout and ended on its own, so what it made may be cut short: "
+             "nothing of it is kept; catch Exception, not BaseException or a bare except)")
 
 def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOutcome:
     """Run one step. `upstream`: step name → its StepOutcome; `emit(kind, step, payload)`.
@@ -111,9 +118,13 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     started = time.time()
     with announced_code_start(lambda: emit(STEP_STARTED, name, {"hash": key})):
         result, extra, attempt = _attempts(spec, inputs, emit, execute)
-    outcome = StepOutcome(name, result.status, summary={**result.to_json(), **extra}, attempts=attempt,
+    status = result.status
+    if result.ok and interrupt_requested() is not None:
+        # its code caught Ctrl-C or SIGTERM and ended: what it made may be cut short, and is not kept
+        status, extra = CANCELLED, {**extra, "reason": CAUGHT_INTERRUPT}
+    outcome = StepOutcome(name, status, summary={**result.to_json(), **extra}, attempts=attempt,
                           started=started, finished=time.time(), key=key, stale=stale)
-    if result.ok:
+    if outcome.ok:
         network = (result.dependencies or {}).get("network")
         if network and step.get("cache", True):  # (kept for reuse)
             emit(WARNING, name, {"message": network_message(network)})
@@ -258,7 +269,7 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
             return StepResult(step["name"], FAILED, error=StepError(**error_dict(
                 OUTDATED_LIBRARIES, outdated_message(outdated)))), {}
         try:
-            with deadline(step.get("timeout"), (spec.background_run, step["name"])):
+            with deadline(step.get("timeout"), (spec.background_run, step["name"])) as timer:
                 values, viewed = step_inputs(inputs, set(step.get("defines", ())), views)
                 result = execute_step(step, spec.prelude, spec.parameters, values,
                                       metrics=spec.metrics, cwd=spec.cwd, notebook=spec.notebook)
@@ -267,6 +278,9 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
                 "StepTimeout", timeout_message(step["name"], step.get("timeout"))))), {}
         except MarshalError as exc:  # an input that cannot be copied for it: said, without nbscale's traceback
             return StepResult(step["name"], FAILED, error=StepError(**error_dict("MarshalError", str(exc)))), {}
+        if timer.struck and result.ok:  # its code caught the timeout and ended: what it made may be cut short
+            return StepResult(step["name"], FAILED, error=StepError(**error_dict(
+                "StepTimeout", timeout_message(step["name"], step.get("timeout")) + SWALLOWED))), {}
     if viewed and wrote_into_read_only(result.error):
         result, extra = execute_in_process(spec, inputs, views=False)
         return result, {**extra, NOTE: read_only_message(viewed)}

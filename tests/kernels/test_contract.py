@@ -103,6 +103,13 @@ def test_state_paths_sit_beside_the_notebook(tmp_path):
     assert "'a', 'b'" in contract.missing_outputs_message("s", ["a", "b"])
 
 
+def test_a_notebook_path_that_is_a_symlink_loop_has_its_state_beside_it(tmp_path):
+    # no RuntimeError ("Symlink loop", as Path.resolve() raises): reading the notebook says what is wrong
+    (tmp_path / "a.ipynb").symlink_to("b.ipynb")
+    (tmp_path / "b.ipynb").symlink_to("a.ipynb")
+    assert contract.state_dir(tmp_path / "a.ipynb") == tmp_path.resolve() / ".nbscale"
+
+
 def test_a_lost_state_folder_is_named_with_what_went_with_it(tmp_path):
     message = contract.state_lost_message(contract.run_store_path(tmp_path / "nb.ipynb"))
     assert str(contract.state_dir(tmp_path / "nb.ipynb")) in message and "runs.sqlite" in message

@@ -422,6 +422,23 @@ def test_a_step_that_starts_or_ends_after_the_run_stopped_stays_as_the_stop_left
                                                        ("run_finished", None)]
 
 
+def test_a_step_that_catches_ctrl_c_and_ends_is_cancelled_and_its_values_not_reused(tmp_path):
+    """`except KeyboardInterrupt: keep what we have`: the cut-short values were stored, and the next
+    run reused them."""
+    code = ("import os, signal\nepochs = 1\ntry:\n    if not os.path.exists('once'):\n"
+            "        open('once', 'w').close()\n        os.kill(os.getpid(), signal.SIGINT)\n    epochs = 50\n"
+            "except KeyboardInterrupt:\n    pass")
+    nb = make_notebook(tmp_path, [(code, ["step:train"]), ("done = epochs", ["step:after"])])
+    with sigterm_interrupts(), pytest.raises(KeyboardInterrupt):
+        run_notebook(nb, options=LOCAL)
+    store = default_run_store(nb)
+    first = store.get_run(store.list_runs()[0]["id"])
+    assert {s["step"]: s["status"] for s in first["steps"]} == {"train": "cancelled", "after": "cancelled"}
+    again = run_notebook(nb, options=LOCAL)
+    assert [s["status"] for s in again.steps] == ["succeeded", "succeeded"]  # (not cached)
+    assert again.load("after")["done"] == 50
+
+
 @pytest.mark.parametrize("where", ["the engine closes", "the run's end is recorded"])
 @pytest.mark.parametrize("signum, raised, reason", [
     (signal.SIGINT, KeyboardInterrupt, CANCELLED_BY_USER),

@@ -138,6 +138,18 @@ def test_a_timeout_the_steps_own_except_swallows_still_stops_it(tmp_path, handle
     assert "timeout of 1 s" in out.summary["error"]["evalue"]
 
 
+@pytest.mark.parametrize("handler", ["except:", "except BaseException:"])
+def test_a_step_that_catches_its_timeout_and_ends_fails_and_keeps_nothing(tmp_path, handler):
+    """Its cut-short result was recorded succeeded, and reused from the cache on the next run."""
+    code = ("import time\nepochs = 0\ntry:\n    for _ in range(50):\n        time.sleep(0.1)\n        epochs += 1\n"
+            f"{handler}\n    print('stopped early')")
+    specs = _specs(tmp_path, [(code, ["step:train", "timeout:1s"])])
+    out = run_step(specs["train"], {})
+    assert out.status == FAILED and out.summary["error"]["ename"] == "StepTimeout"
+    assert "its code caught the timeout and ended on its own" in out.summary["error"]["evalue"]
+    assert not ArtifactStore(specs["train"].store_url).has(specs["train"].hash, specs["train"].step["outputs"])
+
+
 def test_a_timeout_striking_nbscales_own_code_after_the_step_is_the_steps_timeout(tmp_path):
     from nbscale.kernels.errors import StepTimeout
 
