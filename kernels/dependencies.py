@@ -64,9 +64,10 @@ What is recorded, and how:
 - Environment variables read by name (`os.environ[...]`, `.get`, `in`, `os.getenv`) with the
   value first seen, None when unset: `os.environ` is wrapped while any recording is active.
   A variable the step set itself is not a dependency; one it read and then set is recorded with
-  both values (`env_set`: a library's `setdefault` at import must not invalidate it). Enumerating
-  (`.copy()`, `.items()`, iteration) is not reading every variable, or any step that starts a
-  subprocess would depend on the whole environment (`dict(os.environ)` does read them all).
+  both values (`env_set`: a library's `setdefault` at import must not invalidate it). `.copy()`,
+  `.items()` are not reading every variable, or any step that starts a subprocess would depend on
+  the whole environment; iterating its names (`dict(os.environ)`, `{**os.environ}`, which then read
+  them all) makes which variables are set a dependency too (`env_names`: a variable set since).
   `TZ`, which the C library reads itself (`time.localtime`), is a dependency of every step.
 - The working directory, when the step asks for it (`os.getcwd`, so `os.path.abspath`,
   `Path.cwd`, `Path.resolve`): a value made from it holds the folder. A path inside the notebook
@@ -121,7 +122,6 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from . import native_io
-from .children import OWNER_ENV
 from .contract import STATE_DIR_NAME
 from .digest import file_digest
 from .fingerprints import (
@@ -129,6 +129,7 @@ from .fingerprints import (
     NOT_A_FILE,
     TESTED_FOLDER,
     distribution_files,
+    env_names,
     env_value,
     file_state,
     findable,
@@ -136,6 +137,7 @@ from .fingerprints import (
     holds,
     listing_digest,
     racy,
+    set_for_the_step,
     stat_key,
 )
 from .interpreter import (
@@ -164,15 +166,6 @@ __all__ = ["Recording", "RecordingEnviron", "forget_bytecode", "forget_stale_byt
            "note_loaded_distributions", "outdated_distributions", "outdated_modules", "record", "see_shell_commands",
            "stale_bytecode", "watch_imports"]
 
-# What the process running a step is given by what started it, nbscale (the step's owner,
-# matplotlib's inline backend), a Jupyter kernel (colours, pagers) or a shell's bookkeeping (`_`, the
-# command that started it): no dependency of the step's. A step that reads the whole environment
-# (`dict(os.environ)`, `{**os.environ, ...}` for a subprocess) reads them too, and the process
-# checking its result has other values.
-RUNTIME_ENV = frozenset({OWNER_ENV, "MPLBACKEND", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER",
-                         "GIT_PAGER", "_", "OLDPWD", "SHLVL", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS",
-                         "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"})  # (the last four: a Dask nanny's worker)
-RUNTIME_ENV_PREFIXES = ("JPY_", "PYDEVD_", "__DASK_")  # a kernel's launcher's (JPY_PARENT_PID), a nanny's (its pid)
 MAX_COMMAND_NAMES = 100_000  # files the processes a step starts may name (a loop copying images one by one)
 MAX_STATED = 100_000  # files a step may only test (`os.path.exists` in a loop over candidate names)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -214,6 +207,7 @@ class Recording:
         self.env_read_by_c = {name: os.environ.get(name) for name in READ_BY_C}
         self.env_of_libraries: dict[str, str | None] = {}  # what loaded libraries read of their own as imported
         self.env_written: set[str] = set()
+        self.env_listed = False  # iterated the environment's names (`_listed_env`)
         self.env_set: dict[str, str | None] = {}  # set when the step ends: read, then set by the step → value left
         self.modules: dict[str, dict] = {}  # set when the step ends: path → state as imported
         self.distributions: dict[str, str] = {}
@@ -513,7 +507,7 @@ class Recording:
                 self.first_seen.setdefault(file, look)
         into = self.env if library is None else self.env_of_libraries
         for name, value in seen[2].items():
-            if name not in self.env_written and not _set_for_the_step(name) and (
+            if name not in self.env_written and not set_for_the_step(name) and (
                     library is None or name.upper().startswith(library.upper() + "_")):
                 into.setdefault(name, value)
 
@@ -568,6 +562,8 @@ class Recording:
                                         if _content_digest(path) != self.before_change.get(path)),
             "absent_modules": sorted(self.absent_modules),
         }
+        if self.env_listed:
+            fingerprint["env_names"] = env_names()
         if self.cwd_seen is not None:
             fingerprint["cwd"] = self.cwd_seen
         if self.network:
@@ -1563,6 +1559,7 @@ class RecordingEnviron(MutableMapping):
         _wrote_env(name)
 
     def __iter__(self):
+        _listed_env()
         return iter(self.environ)
 
     def __len__(self):
@@ -1611,13 +1608,20 @@ def _read_env(name, value) -> None:
 
 def _note_env(recording: Recording, name, value) -> None:
     """The step read variable `name` (first seen as `value`), unless it set it itself."""
-    if name not in recording.env and name not in recording.env_written and not _set_for_the_step(name) \
+    if name not in recording.env and name not in recording.env_written and not set_for_the_step(name) \
             and name not in _SET_BY_LIBRARIES:
         recording.env[name] = value
 
 
-def _set_for_the_step(name) -> bool:
-    return name in RUNTIME_ENV or (isinstance(name, str) and name.startswith(RUNTIME_ENV_PREFIXES))
+def _listed_env() -> None:
+    """The step iterated the environment (`dict(os.environ)`, `{**os.environ}`, a loop over its
+    names): which variables are set is a dependency (`fingerprints.env_names`), not only the
+    values it then reads; a library listing it as it is imported is not the step."""
+    recording = _recording_here()
+    if recording is not None and not _in_library_import(sys._getframe(1)):
+        with _guard(recording):
+            if recording.active:
+                recording.env_listed = True
 
 
 def _wrote_env(name) -> None:

@@ -17,6 +17,8 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "distribution_files": {name: digest of its RECORD},              its files, under that version
      "env":           {name: value | None},                            secret-looking names: a digest
      "env_set":       {name: value | None},                            what the step left of those it set
+     "env_names":     [name, ...],                                     the variables set, if the step listed
+                                                                       them (`dict(os.environ)`)
      "incomplete":    [reason, ...],                                   events that were not recorded
      "changed_while_running": [path, ...],                            read or listed, then changed by another
                                                                        hand before the step ended: never holds
@@ -57,6 +59,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..compiler.credentials import text_may_be_credential as may_be_credential
+from .children import OWNER_ENV
 from .interpreter import installed_versions, metadata_folder, site_folders
 
 try:
@@ -350,7 +353,9 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
     changes += _cwd_change(fingerprint.get("cwd"), cwd)
     changes.extend(_version_changes(fingerprint.get("distributions", {}), fingerprint.get("distribution_files", {})))
     changes += _importable_now(fingerprint.get("absent_modules", ()), {c.name for c in changes if c.what == APPEARED})
-    changes.extend(_env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {})))
+    env = _env_changes(fingerprint.get("env", {}), fingerprint.get("env_set", {}))
+    said = {c.name for c in env}
+    changes += env + [c for c in _env_names_changes(fingerprint.get("env_names")) if c.name not in said]
     # (the step made it from nothing: it finds nothing again; a product of its own gone is still a change)
     made = set(fingerprint.get("made", ()))
     return _once([c for c in changes if not (c.what == MISSING and c.name in made and c.kind != PRODUCT)], cwd)
@@ -466,6 +471,38 @@ def _files_now(dist: str, folders: tuple) -> str | None:
     folders (installing a package again replaces its metadata folder, which changes its folder's
     mtime): a cached run checks the same libraries for every step."""
     return distribution_files(metadata_folder(dist, folders))
+
+
+# What the process running a step is given by what started it, nbscale (the step's owner,
+# matplotlib's inline backend), a Jupyter kernel (colours, pagers) or a shell's bookkeeping (`_`, the
+# command that started it): no dependency of the step's. A step that reads the whole environment
+# (`dict(os.environ)`, `{**os.environ, ...}` for a subprocess) reads them too, and the process
+# checking its result has other values.
+RUNTIME_ENV = frozenset({OWNER_ENV, "MPLBACKEND", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER",
+                         "GIT_PAGER", "_", "OLDPWD", "SHLVL", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS",
+                         "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"})  # (the last four: a Dask nanny's worker)
+RUNTIME_ENV_PREFIXES = ("JPY_", "PYDEVD_", "__DASK_")  # a kernel's launcher's (JPY_PARENT_PID), a nanny's (its pid)
+
+
+def set_for_the_step(name) -> bool:
+    """A variable the process running the step is given by what started it: never a dependency."""
+    return name in RUNTIME_ENV or (isinstance(name, str) and name.startswith(RUNTIME_ENV_PREFIXES))
+
+
+def env_names() -> list[str]:
+    """The names of the variables set now, but those `set_for_the_step`."""
+    return sorted(name for name in os.environ if not set_for_the_step(name))
+
+
+def _env_names_changes(listed: list[str] | None) -> list[Change]:
+    """A step that listed the environment (`dict(os.environ)`, `{**os.environ}`, a loop over it)
+    depends on which variables are set: one set since is a change (one unset since is a change of
+    its value, as the step read it)."""
+    if listed is None:
+        return []
+    new = sorted(set(env_names()) - set(listed))
+    return [Change(ENV, name, APPEARED, None, "set", f"env {name}: set since the step listed the environment")
+            for name in new[:20]]
 
 
 def _env_changes(recorded: dict, set_by_step: dict) -> list[Change]:

@@ -785,9 +785,12 @@ def test_enumerating_the_environment_is_not_reading_every_variable(folder):
     with record(str(folder)) as rec:
         copied = os.environ.copy()
         pairs = dict(os.environ.items())
+    assert copied == pairs
+    assert rec.env == {} and not rec.env_listed and "env_names" not in rec.fingerprint()
+    with record(str(folder)) as listing:
         names = list(os.environ)
-    assert copied == pairs and set(names) == set(pairs)
-    assert rec.env == {}
+    assert set(names) == set(pairs) and listing.env == {}
+    assert listing.env_listed and "PATH" in listing.fingerprint()["env_names"]  # which variables are set
 
 
 def test_variables_a_command_names_for_its_shell_are_read_from_the_environment_it_inherits(folder, monkeypatch):

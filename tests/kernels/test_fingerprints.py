@@ -393,6 +393,18 @@ def test_a_changed_environment_variable_is_a_change(folder, monkeypatch):
     assert "env NBSCALE_TEST_SEED: '1' → unset" in texts(check(fp, str(folder)))
 
 
+def test_a_variable_set_since_a_step_listed_the_environment_is_a_change(folder, monkeypatch):
+    """`dict(os.environ)` read the variables set then: one set later (`export BATCH_SIZE=256`) left
+    the step's result reused."""
+    monkeypatch.delenv("NBSCALE_TEST_BATCH", raising=False)
+    fp = recorded(folder, lambda: dict(os.environ).get("NBSCALE_TEST_BATCH"))
+    assert check(fp, str(folder)) == []
+    monkeypatch.setenv("OLDPWD", "/elsewhere")  # the shell's bookkeeping: no change
+    assert check(fp, str(folder)) == []
+    monkeypatch.setenv("NBSCALE_TEST_BATCH", "256")
+    assert texts(check(fp, str(folder))) == ["env NBSCALE_TEST_BATCH: set since the step listed the environment"]
+
+
 def test_a_changed_secret_is_a_change_without_its_value(folder, monkeypatch):
     monkeypatch.setenv("NBSCALE_TEST_PASSWORD", "one")
     fp = recorded(folder, lambda: os.environ["NBSCALE_TEST_PASSWORD"])
