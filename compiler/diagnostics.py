@@ -34,6 +34,7 @@ CODES = {
     "setting-not-replayed": WARNING,
     "prelude-object-changed": WARNING,
     "generator-handed-on": WARNING,
+    "conflicting-option": WARNING,
     "ambiguous-name": INFO,
     "nothing-to-run": INFO,
 }

@@ -5,12 +5,26 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from .diagnostics import Diagnostic
 from .notebook import Notebook, cell_label
-from .tags import FUNCTIONS, IMPORTS, METRICS, PARAMETERS, SKIP, CellTags, acted_on, parse_cell_tags
+from .tags import (
+    FUNCTIONS,
+    IMPORTS,
+    LIST_SEPARATOR,
+    METRICS,
+    PARAMETERS,
+    SKIP,
+    CellTags,
+    acted_on,
+    parse_cell_tags,
+)
 
 METRICS_STEP = "metrics"
+SINGLE_OPTION_TAGS = ("limit", "image", "retries", "cache", "timeout")  # one value a tag (resources: a list)
+MEMORY_FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+                  "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
 
 @dataclass
@@ -20,6 +34,8 @@ class StepLayout:
     after: list[str] = field(default_factory=list)
     after_cells: dict[str, int] = field(default_factory=dict)  # after-target → cell that named it
     options: dict = field(default_factory=dict)
+    # option ("timeout", None) or ("resources", "cpu") → (value, the tag that gave it, its cell)
+    given: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +75,7 @@ def lay_out(notebook: Notebook) -> Layout:
                 continue  # leading blank or comment-only cells make no step
             current = _new_step(layout, default_step_name(notebook.name), cell.index, seen)
         current.cells.append(cell.index)
+        layout.diagnostics += _conflicting_options(current, cell)
         _merge_options(current, tags, cell.index)
     return layout
 
@@ -142,3 +159,54 @@ def _merge_options(step: StepLayout, tags: CellTags, index: int):
             step.options.setdefault("resources", {}).update(value)
         else:
             step.options[key] = value
+
+
+def _conflicting_options(step: StepLayout, cell) -> list[Diagnostic]:
+    """A step option given two values (on one cell or two): the last one given applies, in silence
+    a reader of the other tag would not expect."""
+    found = []
+    for option, value, tag in _option_settings(cell.tags):
+        earlier = step.given.get(option)
+        if earlier is not None and not _same_value(option, earlier[0], value):
+            where = "on this cell" if earlier[2] == cell.index else f"on {cell_label(earlier[2])}"
+            found.append(Diagnostic(
+                "conflicting-option", f"'{tag}' contradicts '{earlier[1]}' {where} for step '{step.name}': "
+                                      f"'{tag}', the last given, applies",
+                cell=cell.index, hint="give the step this option once"))
+        step.given[option] = (value, tag, cell.index)
+    return found
+
+
+def _option_settings(tags) -> list[tuple[tuple, object, str]]:
+    """Each step option value the tags give, one per value as written (`resources:cpu=2;memory=4Gi`
+    gives two): (option, value, its tag). A malformed one is left out: its error is reported."""
+    found = []
+    for tag in tags:
+        for single in _single_setting_tags(tag):
+            parsed, problems = parse_cell_tags([single], 0)
+            if problems:
+                continue
+            for key, value in parsed.options.items():
+                items = value.items() if key == "resources" else [(None, value)]
+                found += [((key, name), amount, single) for name, amount in items]
+    return found
+
+
+def _single_setting_tags(tag: str) -> list[str]:
+    """The option tag as tags of one value each (a resources: list split up); [] for other tags."""
+    key, _, value = tag.partition(":")
+    if key == "resources":
+        return [f"resources:{item.strip()}" for item in LIST_SEPARATOR.split(value) if item.strip()]
+    return [tag] if key in SINGLE_OPTION_TAGS else []
+
+
+def _same_value(option: tuple, a, b) -> bool:
+    """Values as parsed (cpu=1 is cpu=1000m, cache:off is cache:false); memory by its bytes (4Gi is 4096Mi)."""
+    if option == ("resources", "memory"):
+        return _memory_bytes(a) == _memory_bytes(b)
+    return a == b
+
+
+def _memory_bytes(quantity: str) -> Decimal:
+    number = quantity.rstrip("kKMGTPEi")
+    return Decimal(number) * MEMORY_FACTORS[quantity[len(number):]]

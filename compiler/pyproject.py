@@ -31,7 +31,9 @@ def find_pyproject(notebook, boundary=None) -> Path | None:
     """The pyproject.toml in the notebook's folder or the nearest folder above it (no higher than
     `boundary`)."""
     boundary = resolved(boundary)
-    folder = Path(notebook).resolve().parent
+    # realpath: a notebook path that is a symlink loop is then found unreadable where it is read,
+    # as a missing notebook is, rather than raising RuntimeError here as Path.resolve() does
+    folder = Path(os.path.realpath(notebook)).parent
     for candidate in (folder, *folder.parents):
         if boundary is not None and not candidate.is_relative_to(boundary):
             return None

@@ -3,6 +3,7 @@ weighs cells by (the CLI, the magic and the panel's command ask the same)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..compiler import compile_notebook
@@ -18,7 +19,7 @@ def last_run_durations(notebook) -> dict[int, float] | None:
         return None
     store = RunStore(path)
     try:
-        runs = [r for r in store.list_runs(str(Path(notebook).resolve())) if r["status"] == SUCCEEDED]
+        runs = [r for r in store.list_runs(os.path.realpath(notebook)) if r["status"] == SUCCEEDED]
         steps = {s["step"]: s for s in store.get_run(runs[0]["id"])["steps"]} if runs else {}
     finally:
         store.close()

@@ -156,17 +156,18 @@ def compile_(notebook, target, output, emit_python, **kfp_flags):
 def _refuse_writing_over(notebook, output, emit_python) -> None:
     """A typo must not cost the notebook: no output may be the notebook, nor both outputs one file."""
     for flag, path in (("-o", output), ("--emit-python", emit_python)):
-        if path and _same_file(path, notebook):
+        if path and same_file(path, notebook):
             fail(literal(f"error: {flag} {path} is the notebook itself; nothing written"), EXIT_BAD_INPUT)
-    if output and emit_python and _same_file(output, emit_python):
+    if output and emit_python and same_file(output, emit_python):
         fail(literal(f"error: -o and --emit-python are both {output}; nothing written"), EXIT_BAD_INPUT)
 
 
-def _same_file(a, b) -> bool:
-    """One file, by path (links resolved) or by inode (a hard link)."""
+def same_file(a, b) -> bool:
+    """One file, by path (links resolved) or by inode (a hard link). realpath, not Path.resolve():
+    a symlink loop is no file to write over, and must not raise RuntimeError."""
     try:
-        return Path(a).resolve() == Path(b).resolve() or os.path.samefile(a, b)
-    except OSError:  # (one of them does not exist yet)
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
+    except OSError:  # (one of them does not exist yet, or is a symlink loop)
         return False
 
 
@@ -181,6 +182,9 @@ def graph(notebook, fmt, why):
 
     if why:
         from nbscale.compiler.why import why as reasons
+
+        if why[0] == why[1]:  # a step does not come after itself: there is nothing to explain
+            fail(literal(f"error: --why needs two different steps, not {why[0]} twice"), EXIT_BAD_INPUT)
 
         with reporting_errors():
             click.echo("\n".join(literal(line) for line in reasons(notebook, *why)))  # (file names: any text)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, fail, literal, print_diagnostics
+from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, fail, literal, print_diagnostics, reporting_errors
 
 FLAGS = {"emit_python": "--emit-python", "base_image": "--base-image", "packages_to_install": "--package",
          "pipeline_name": "--pipeline-name"}  # target option → the flag of `compile` that sets it
@@ -104,15 +104,16 @@ def submit(notebook, host, experiment, run_name, assignments, parameters_file, n
         fail("error: no KFP endpoint: give --host URL (or NBSCALE_KFP_HOST, or host in "
              "[tool.nbscale.kfp])", EXIT_BAD_INPUT)
     _refuse_notebook_host(notebook, host, options.host, token or cookies)
-    try:
-        given = params.load_file(parameters_file) if parameters_file else {}
-        given.update(params.parse_assignments(assignments))
-        result = submit_pipeline(pipeline, options, given, run_name=run_name, token=token, cookies=cookies,
-                                 namespace=namespace)
-    except ParameterError as exc:
-        fail(f"error: {exc}", EXIT_BAD_INPUT)
-    except EndpointError as exc:
-        fail(f"error: {public_url(options.host)}: {exc}", EXIT_FAILED)
+    with reporting_errors():  # what the generator refuses (a notebook with nothing to run)
+        try:
+            given = params.load_file(parameters_file) if parameters_file else {}
+            given.update(params.parse_assignments(assignments))
+            result = submit_pipeline(pipeline, options, given, run_name=run_name, token=token, cookies=cookies,
+                                     namespace=namespace)
+        except ParameterError as exc:
+            fail(f"error: {exc}", EXIT_BAD_INPUT)
+        except EndpointError as exc:
+            fail(f"error: {public_url(options.host)}: {exc}", EXIT_FAILED)
     # (what the server answered: any text)
     click.echo(literal(f"pipeline {result['pipeline']!r} version {result['version_name']!r} "
                        f"({'uploaded' if result['uploaded'] else 'unchanged'}); experiment {options.experiment!r}"))

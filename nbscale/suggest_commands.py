@@ -32,6 +32,7 @@ def suggest(notebook, durations, write, in_place, out, fmt):
 
     if in_place and out:
         fail("error: --in-place writes the notebook itself; leave out -o", EXIT_BAD_INPUT)
+    _refuse_writing_over(notebook, out)
     with reporting_errors():
         given = last_run_durations(notebook) if durations in ("auto", "last-run") else None
         if durations == "last-run" and not given:
@@ -54,6 +55,15 @@ def suggest(notebook, durations, write, in_place, out, fmt):
         click.echo(literal(f"wrote {written}" if written else
                            f"nothing written: --write writes {target.name}, --in-place the notebook itself"))
     sys.exit(EXIT_OK)
+
+
+def _refuse_writing_over(notebook, out) -> None:
+    """A typo must not cost the notebook (as `compile -o` refuses it): only --in-place writes it."""
+    from .cli import same_file
+
+    if out and same_file(out, notebook):
+        fail(literal(f"error: -o {out} is the notebook itself; nothing written (--in-place writes the tags into it)"),
+             EXIT_BAD_INPUT)
 
 
 def _suggested_path(path: Path) -> Path:

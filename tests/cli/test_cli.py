@@ -214,6 +214,28 @@ def test_compile_never_writes_over_the_notebook_or_one_output_over_the_other(tmp
     assert nb.read_bytes() == original and not (tmp_path / "p.yaml").exists()
 
 
+def test_compile_to_kfp_of_a_notebook_with_nothing_to_run_is_refused_as_run_refuses_it(tmp_path):
+    nb = tmp_path / "notes.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("notes"),
+                                                   nbformat.v4.new_code_cell("")]), nb)
+    out = nbscale("compile", "--target", "kfp", "-o", "p.yaml", "notes.ipynb", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr == (
+        "error: notes.ipynb: nothing to run: its code cells are empty, comments, or tagged imports, functions, "
+        "parameters or skip\n"), out.stderr
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_a_notebook_path_that_is_a_symlink_loop_cannot_be_read(tmp_path):
+    (tmp_path / "a.ipynb").symlink_to("b.ipynb")
+    (tmp_path / "b.ipynb").symlink_to("a.ipynb")
+    loop = "error: a.ipynb: cannot be read: [Errno 40] Too many levels of symbolic links: 'a.ipynb'\n"
+    for args in (["compile", "-o", "out.json"], ["compile", "--target", "kfp", "-o", "p.yaml", "--emit-python", "p.py"],
+                 ["check"], ["graph"], ["run", "--engine", "local"]):
+        out = nbscale(*args, "a.ipynb", cwd=tmp_path)
+        assert (out.returncode, out.stderr) == (2, loop), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ipynb", "b.ipynb"]
+
+
 def test_compile_unknown_target_exits_2(tmp_path):
     assert nbscale("compile", IRIS, "--target", "yaml").returncode == 2
 
@@ -294,3 +316,9 @@ def test_graph_why_explains_an_edge_and_says_when_there_is_none(tmp_path, make_n
     assert parallel.returncode == 0 and "b reads" not in parallel.stdout, parallel.stdout
     unknown = nbscale("graph", path, "--why", "a", "nope")
     assert unknown.returncode == 2 and "no step named 'nope'" in unknown.stdout + unknown.stderr
+
+
+def test_graph_why_of_a_step_and_itself_is_refused():
+    out = nbscale("graph", IRIS, "--why", "load", "load")
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == "error: --why needs two different steps, not load twice\n"

@@ -205,6 +205,9 @@ def test_an_unreachable_endpoint_and_bad_input(tmp_path):
     assert unknown.exit_code == 2 and "unknown parameter(s) nope" in unknown.output
     nohost = CliRunner().invoke(main, ["submit", str(IRIS)], env={"NBSCALE_KFP_HOST": ""})
     assert nohost.exit_code == 2 and "no KFP endpoint" in nohost.output
+    empty = make_notebook(tmp_path, [], name="empty")  # what the generator refuses: a traceback before
+    refused = CliRunner().invoke(main, ["submit", str(empty), "--host", "http://127.0.0.1:9"])
+    assert refused.exit_code == 2 and refused.output == "error: empty.ipynb: nothing to run: it has no code cells\n"
 
 
 def test_credentials_never_go_to_a_host_only_the_notebook_metadata_names(kfp_api, tmp_path):

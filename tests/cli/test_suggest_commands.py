@@ -71,6 +71,26 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path):
     assert nbscale_cli("suggest", bad.name, "--durations", "nope", cwd=tmp_path).returncode == 2
 
 
+def test_writing_over_the_notebook_takes_in_place(tmp_path):
+    path = untagged_iris(tmp_path)
+    (tmp_path / "link.ipynb").symlink_to(path.name)
+    before = path.read_bytes()
+    for args in (["--write", "-o", path.name], ["-o", "./iris.ipynb"], ["--write", "-o", "link.ipynb"]):
+        result = nbscale_cli("suggest", path.name, *args, cwd=tmp_path)
+        assert result.returncode == 2 and result.stdout == "", (args, result.stdout)
+        assert result.stderr == (f"error: -o {args[-1]} is the notebook itself; nothing written "
+                                 "(--in-place writes the tags into it)\n"), (args, result.stderr)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["iris.ipynb", "link.ipynb"]
+
+
+def test_a_notebook_path_that_is_a_symlink_loop_cannot_be_read(tmp_path):
+    (tmp_path / "a.ipynb").symlink_to("b.ipynb")
+    (tmp_path / "b.ipynb").symlink_to("a.ipynb")
+    result = nbscale_cli("suggest", "a.ipynb", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr == (
+        "error: a.ipynb: cannot be read: [Errno 40] Too many levels of symbolic links: 'a.ipynb'\n")
+
+
 def test_durations_from_the_last_successful_run(tmp_path):
     path = tmp_path / "iris.ipynb"
     shutil.copy(ROOT / "examples" / "iris.ipynb", path)

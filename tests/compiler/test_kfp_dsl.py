@@ -44,6 +44,14 @@ def test_a_pipeline_with_errors_is_refused(tmp_path):
         generate(compile_notebook(nb))
 
 
+def test_a_pipeline_of_no_step_is_refused_as_nothing_to_run(tmp_path):
+    from nbscale.compiler.errors import TargetError
+
+    nb = make_notebook(tmp_path, ["# just a comment", ("import os", ["imports"])], name="empty")
+    with pytest.raises(TargetError, match=r"^empty\.ipynb: nothing to run: its code cells are empty"):
+        generate(compile_notebook(nb))  # not a pipeline function without a body
+
+
 def test_every_component_calls_run_kfp_step():
     module = generate(compile_notebook(ROOT / "examples" / "iris.ipynb"))
     assert RUNTIME_ENTRY == "run_kfp_step"

@@ -55,3 +55,13 @@ def test_a_cell_python_refuses_writes_no_yaml(tmp_path):
     with pytest.raises(TargetError, match=r"late\.ipynb:cell 2:2:5: error\[syntax-error\]"):
         get_target("kfp").write(compile_notebook(nb), tmp_path / "late.yaml", notebook=nb)
     assert not (tmp_path / "late.yaml").exists()
+
+
+def test_a_notebook_with_nothing_to_run_writes_nothing(tmp_path):
+    from nbscale.compiler.errors import TargetError
+
+    nb = make_notebook(tmp_path, [], name="blank")
+    with pytest.raises(TargetError, match=f"^{nb}: nothing to run: it has no code cells$"):
+        get_target("kfp").write(compile_notebook(nb), tmp_path / "blank.yaml", notebook=nb,
+                                emit_python=str(tmp_path / "blank.py"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.ipynb"]

@@ -132,6 +132,42 @@ def test_options_on_an_untagged_continuation_cell_apply_to_the_current_step():
     assert layout.steps[1].options == {}
 
 
+def test_an_option_given_two_values_in_one_step_warns_at_the_second_and_the_last_applies():
+    layout = layout_of([
+        ("a = 1", ["step:s", "resources:cpu=1", "timeout:90s", "image:python:3.11"]),
+        ("b = a", ["resources:cpu=8;memory=4Gi", "limit:memory:2Gi", "timeout:1m30s", "image:python:3.12"]),
+        ("c = b", ["step:t", "retries:1", "cache:off"]),
+        ("d = c", ["retries:2", "cache:on"]),
+    ])
+    warned = [(d.code, d.cell, d.message) for d in layout.diagnostics]
+    assert warned == [
+        ("conflicting-option", 1, "'resources:cpu=8' contradicts 'resources:cpu=1' on cell 1 for step 's': "
+                                  "'resources:cpu=8', the last given, applies"),
+        ("conflicting-option", 1, "'limit:memory:2Gi' contradicts 'resources:memory=4Gi' on this cell for step 's': "
+                                  "'limit:memory:2Gi', the last given, applies"),
+        ("conflicting-option", 1, "'image:python:3.12' contradicts 'image:python:3.11' on cell 1 for step 's': "
+                                  "'image:python:3.12', the last given, applies"),
+        ("conflicting-option", 3, "'retries:2' contradicts 'retries:1' on cell 3 for step 't': "
+                                  "'retries:2', the last given, applies"),
+        ("conflicting-option", 3, "'cache:on' contradicts 'cache:off' on cell 3 for step 't': "
+                                  "'cache:on', the last given, applies"),
+    ]
+    assert all(d.severity == "warning" and d.hint for d in layout.diagnostics)
+    assert layout.steps[0].options == {"resources": {"cpu": 8, "memory": "2Gi"}, "timeout": 90,
+                                       "image": "python:3.12"}
+    assert layout.steps[1].options == {"retries": 2, "cache": True}
+
+
+def test_an_option_given_the_same_value_twice_is_no_conflict():
+    layout = layout_of([
+        ("a = 1", ["step:s", "resources:cpu=1,cpu=1000m", "resources:memory=4Gi", "timeout:90"]),
+        ("b = a", ["resources:memory=4096Mi", "limit:cpu:1", "timeout:1m30s", "cache:off", "cache:false"]),
+        ("c = b", ["step:t", "resources:cpu=8"]),  # another step: its own options
+        ("d = c", ["resources:cpu=x", "resources:cpu=8"]),  # a malformed value is an error, not a conflict
+    ])
+    assert codes(layout.diagnostics) == ["bad-tag-value"]
+
+
 def test_options_before_the_first_step_tag_go_to_the_notebook_step():
     p = compile_source([("a = 1", ["retries:3"]), ("b = a", ["step:s"])], name="demo")
     assert p.step("demo").retries == 3

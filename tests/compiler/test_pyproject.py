@@ -20,6 +20,14 @@ def test_the_nearest_file_wins_and_a_boundary_stops_the_search(tmp_path):
     assert shown(found, root) == "pyproject.toml" and shown(found) == str(found)
 
 
+def test_a_notebook_path_that_is_a_symlink_loop_is_looked_up_from_its_folder(tmp_path):
+    # not RuntimeError ("Symlink loop", as Path.resolve() raises): reading the notebook says what is wrong
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "a.ipynb").symlink_to("b.ipynb")
+    (tmp_path / "b.ipynb").symlink_to("a.ipynb")
+    assert find_pyproject(tmp_path / "a.ipynb") == tmp_path.resolve() / "pyproject.toml"
+
+
 def test_problems_name_the_file_relative_to_the_boundary(tmp_path):
     root = tmp_path / "root"
     root.mkdir()

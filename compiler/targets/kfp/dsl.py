@@ -77,11 +77,21 @@ def generate(pipeline: Pipeline, options: KfpOptions | None = None, *, keep: dic
     """
     if pipeline.has_errors:
         raise PipelineHasErrors(pipeline)
+    refuse_nothing_to_run(pipeline)
     check_values(pipeline)
     refused = refused_cells(pipeline)  # a cell Python would not run would fail in its pod
     if refused:
         raise TargetError(errors_text(refused, pipeline.notebook))
     return _Generator(pipeline, options or KfpOptions(), keep or {}, imported or {}).module()
+
+
+def refuse_nothing_to_run(pipeline: Pipeline, notebook=None) -> None:
+    """A pipeline of no step has no KFP form (its pipeline function would have no body): refused
+    as `nbscale run` says it, naming the notebook as `notebook` (else by the pipeline's name for it)."""
+    if pipeline.steps or pipeline.has_errors:
+        return
+    why = next((d.message for d in pipeline.diagnostics if d.code == "nothing-to-run"), "nothing to run")
+    raise TargetError(f"{notebook or pipeline.notebook}: {why}")
 
 
 class _Names:

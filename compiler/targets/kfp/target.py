@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...output_files import written_to
 from .. import Target, TargetError
-from .dsl import KfpModule, generate, withheld_warnings
+from .dsl import KfpModule, generate, refuse_nothing_to_run, withheld_warnings
 from .image import missing_packages_note
 from .options import OPTION_NAMES, load_options
 from .yaml import write_yaml
@@ -23,6 +23,7 @@ class KfpTarget(Target):
     def write(self, pipeline, path, *, notebook, emit_python=None, **overrides) -> list[str]:
         """The YAML at `path` and, with `emit_python`, the DSL module there. `overrides`: KFP
         options given on the command line; the rest come from the project (`load_options`)."""
+        refuse_nothing_to_run(pipeline, notebook)  # before options and the SDK: there is nothing to write
         options = load_options(notebook, overrides)
         require_sdk()
         try:
