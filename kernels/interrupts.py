@@ -253,6 +253,22 @@ def raised_by_code(exc: BaseException) -> bool:
             and not _REQUESTED)
 
 
+def note_steps_stopped() -> None:
+    """This process (a Dask worker) is about to be restarted to stop the step it runs: the step's
+    child processes end first, and its code may then end on its own before the restart."""
+    _STEPS_STOPPED.append(True)
+
+
+def step_stop_requested() -> bool:
+    """Whether the step now ending was asked to stop while it ran: Ctrl-C or SIGTERM in this process
+    (`interrupt_requested`), or its worker is being restarted to stop it (`note_steps_stopped`).
+    What it made then may be cut short, and is not kept."""
+    return interrupt_requested() is not None or bool(_STEPS_STOPPED)
+
+
+_STEPS_STOPPED: list[bool] = []
+
+
 def interrupt_requested() -> type[KeyboardInterrupt] | None:
     """The interrupt (KeyboardInterrupt, Terminated) asked for in this process while
     `sigterm_interrupts` is on, or None: a step that swallowed it (`except BaseException`) has not

@@ -56,7 +56,7 @@ from .handoff import (
     value_digests,
     wrote_into_read_only,
 )
-from .interrupts import interrupt_requested
+from .interrupts import step_stop_requested
 from .process_state import DECIMAL_CONTEXT, NUMPY_RANDOM_STATE, RANDOM_STATE, environment, restored_process_state
 from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
@@ -119,8 +119,9 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     with announced_code_start(lambda: emit(STEP_STARTED, name, {"hash": key})):
         result, extra, attempt = _attempts(spec, inputs, emit, execute)
     status = result.status
-    if result.ok and interrupt_requested() is not None:
-        # its code caught Ctrl-C or SIGTERM and ended: what it made may be cut short, and is not kept
+    if result.ok and step_stop_requested():
+        # its code caught Ctrl-C or SIGTERM and ended, or ended as its worker was being restarted to
+        # stop it (its processes ended first): what it made may be cut short, and is not kept
         status, extra = CANCELLED, {**extra, "reason": CAUGHT_INTERRUPT}
     outcome = StepOutcome(name, status, summary={**result.to_json(), **extra}, attempts=attempt,
                           started=started, finished=time.time(), key=key, stale=stale)

@@ -927,6 +927,9 @@ def _script_run_again() -> str | None:
     return getattr(main, "__file__", None)
 
 
+WORKER_SETUP = "nbscale.kernels.engines.worker_setup"
+
+
 def _start_config(http: bool) -> dict:
     """The Dask settings the embedded cluster starts in."""
     import dask
@@ -938,6 +941,8 @@ def _start_config(http: bool) -> dict:
     # behind `n_jobs=-1`): a daemonic worker may not ("daemonic processes are not allowed to have
     # children"; joblib warned and ran on one core). The nanny still ends its worker as it closes.
     config.update(_unless_chosen({"distributed.worker.daemon": False}))
+    # each worker in its own process group: a terminal's Ctrl-C reaches the run alone (`worker_setup`)
+    config["distributed.worker.preload"] = [*(dask.config.get("distributed.worker.preload", None) or []), WORKER_SETUP]
     if not http:
         config.update({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []})
         config.update(_unless_chosen(UNSEEN_WORKER_WORK))

@@ -41,6 +41,7 @@ from ..contract import (
     timed_code_running,
     timeout_message,
 )
+from ..interrupts import note_steps_stopped
 
 NAMESPACE = "nbscale"  # top-level scheduler metadata key of the records
 MEMORY_TOPIC = "worker-restart-memory"  # the event a nanny logs when it restarts a worker over its limit
@@ -434,8 +435,11 @@ def end_for_restart(dask_worker=None, grace: float = TERMINATE_WAIT_S) -> int:
     running step never gives back: its code went on for those 4 s (a file it appends to grew) before
     the nanny killed the process. Only a worker with a nanny, which starts it again. Returns how many
     child processes were ended."""
+    restarted = bool(getattr(dask_worker, "nanny", None))
+    if restarted:  # (before its step's processes end: the step may then end on its own, cut short)
+        note_steps_stopped()
     ended = end_children(dask_worker, grace)
-    if getattr(dask_worker, "nanny", None):
+    if restarted:
         killer = threading.Timer(KILL_AFTER_S, os.kill, (os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM)))
         killer.daemon = True
         killer.start()

@@ -259,6 +259,33 @@ def test_what_a_cancelled_step_printed_before_is_kept_in_its_log_and_shown(tmp_p
     assert step["status"] == "cancelled" and step["duration_s"] >= 0.5
 
 
+@pytest.mark.parametrize("to_group", [True, False], ids=["terminal", "process"])
+def test_a_ctrl_c_on_dask_stores_nothing_a_step_ended_with_during_the_cancel(tmp_path, to_group):
+    """A terminal's Ctrl-C goes to its whole process group: the workers and the step's `sleep` died
+    with the run, the step ended on its own during the cancel, and its result (`code = -2`) was
+    stored and reused by the next run; the workers printed tracebacks. To the run alone: the cancel
+    ended the step's `sleep` first (`code = -15`), with the same end."""
+    started = tmp_path / "started.txt"
+    nb = make_notebook(tmp_path, [("import subprocess", ["imports"]), (
+        f"open({str(started)!r}, 'w').close()\ncode = subprocess.run(['sleep', '8']).returncode", ["step:shell"])],
+        name="group")
+    proc = subprocess.Popen(NBSCALE + ["run", str(nb), "--engine", "dask"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_for(started.exists, "the step")
+        time.sleep(1)
+        (os.killpg if to_group else os.kill)(proc.pid, signal.SIGINT)  # (to the group: a terminal's Ctrl-C)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    again = _nbscale("run", nb, "--engine", "dask", "--output", "json", cwd=tmp_path)
+    result = json.loads(again.stdout)
+    assert [s["status"] for s in result["steps"]] == ["succeeded"]  # run again, not reused
+    assert result["steps"][0]["cached"] is False
+
+
 # --- every run ends in a final state ---------------------------------------------------------------
 
 
