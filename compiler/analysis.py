@@ -1184,8 +1184,12 @@ class _ModuleWalker(Visitor):
             self.heap.functions.update(dict.fromkeys(made, made_callable))
             self._hold_defaults(made, node)
         self._note_dynamic(facts.dynamic)
+        # a lambda bound to a name (`scale = lambda v: v * factor`) reads its free names when called,
+        # as a `def` does: a call reads them for certain (`Callable.reads`); one used at once
+        # (`sorted(xs, key=lambda v: v * k)`) reads them now
+        named = type(node) is ast.Lambda and self.assigned is node
         for name in sorted(facts.free):
-            self.read(name, node)
+            self.read(name, node, optional=named)
         for name in sorted(facts.mutated_free - self.modules):
             self.change_name(name, node, name in facts.deep_mutated)
         for name in facts.walrus_binds:

@@ -1268,3 +1268,16 @@ def test_read_only_model_and_frame_methods_keep_siblings_parallel():
     ])
     assert p.step("s1").after == p.step("s2").after == ["make"]
     assert p.step("read").sources == {"df": "change"}
+
+
+def test_a_lambda_bound_to_a_name_reads_its_free_names_when_called_as_a_def_does():
+    """`scale = lambda v: v * factor` in the functions cell was an undefined-name error (parameters
+    come after the prelude), while the same `def` was fine; the error of a name nobody defines is
+    at the call."""
+    p = compile_source([("factor = 2", ["parameters"]), ("scale = lambda v: v * factor", ["functions"]),
+                        ("y = scale(3)", ["step:a"])])
+    assert p.diagnostics == [] and p.step("a").parameters == ["factor"]
+    p = compile_source([("scale = lambda v: v * nope", ["step:a"]), ("y = scale(3)", ["step:b"])])
+    assert [(d.code, d.cell) for d in p.diagnostics] == [("undefined-name", 1)]
+    p = compile_source([("k = sorted([1], key=lambda v: v * nope)", ["step:a"])])  # (used at once: read now)
+    assert [(d.code, d.cell) for d in p.diagnostics] == [("undefined-name", 0)]
