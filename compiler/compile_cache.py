@@ -21,10 +21,8 @@ failed check or run.
 The analysis is whole-notebook (each step continues the objects and functions of the steps
 before it), so an entry holds a whole compile: a changed cell compiles the notebook again.
 
-A run also asks whether Python compiles every cell it will run (`python_check`: a third of a
-compile again). `python_refusals` remembers a "yes" as an empty marker file in the same folder,
-keyed like an entry but by the cells a run compiles only, and pruned with the entries; a "no" is
-not remembered (the run stops there).
+The compile also asks Python's compiler (`python_check`), whose warning filters may turn a
+SyntaxWarning into a refusal (`-W error`): they are in the key too.
 """
 
 from __future__ import annotations
@@ -38,18 +36,15 @@ import time
 from pathlib import Path
 
 from .compile import compile_notebook
-from .diagnostics import Diagnostic
 from .ir import Pipeline
 from .notebook import Notebook, read_notebook, regular_file_bytes
 from .parsing import collector_paused
-from .python_check import FLAGS, refused_cells
 
 CACHE_FORMAT = "nbscale.compile-cache/1"
 MAX_ENTRIES = 64  # notebooks remembered (an entry is about the size of the notebook's code)
 MAX_ENTRY_BYTES = 64 * 2**20  # bigger compiles are not kept
 SUFFIX = ".ir"
 PART = ".part"  # an entry being written
-PYTHON_OK = ".python-ok"  # a marker: Python compiles every cell a run of the pipeline compiles
 STALE_PART_SECONDS = 600  # a part file this old was left by a process that died while writing
 _compiler_digest: str | None = None
 
@@ -86,47 +81,13 @@ def _compile_cached(notebook, folder) -> Pipeline:
     return pipeline
 
 
-def python_refusals(pipeline: Pipeline, folder) -> list[Diagnostic]:
-    """`refused_cells(pipeline)`, without compiling the cells again when `folder` remembers that
-    Python compiles all of them (None: no folder)."""
-    marker = _python_ok_marker(pipeline, folder)
-    try:
-        if marker is not None and marker.is_file():
-            _used(marker)
-            return []
-    except OSError:  # a folder this user cannot look into: no marker
-        marker = None
-    refused = refused_cells(pipeline)
-    if not refused and marker is not None:
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()  # empty: nothing in it can be torn
-            prune(marker.parent)
-        except OSError:  # a folder that cannot be written only means no marker
-            pass
-    return refused
-
-
-def _python_ok_marker(pipeline: Pipeline, folder) -> Path | None:
-    ipython = ipython_identity()
-    if folder is None or ipython is None:
-        return None
-    cells = {}
-    for part in (pipeline.prelude, *pipeline.steps):
-        cells.update(zip(part.cells, part.source))
-    # (`-W error` turns a SyntaxWarning such as `x is 1` into a refusal)
-    text = json.dumps([CACHE_FORMAT, PYTHON_OK, compiler_digest(), sys.version, sys.warnoptions, ipython, FLAGS,
-                       sorted(cells.items())], ensure_ascii=False)
-    return Path(folder) / (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() + PYTHON_OK)
-
-
 def notebook_key(notebook: Notebook) -> str | None:
     """SHA-256 of what a compile of `notebook` reads, and of the compiler that reads it (None: no
     key, no entry)."""
     ipython = ipython_identity()
     if ipython is None:
         return None
-    content = [CACHE_FORMAT, compiler_digest(), sys.version, ipython, Path(notebook.path).name,
+    content = [CACHE_FORMAT, compiler_digest(), sys.version, sys.warnoptions, ipython, Path(notebook.path).name,
                notebook.metadata,
                [[c.index, c.cell_type, c.source, list(c.tags)] for c in notebook.cells]]
     try:
@@ -234,9 +195,9 @@ def store_entry(entry: Path, key: str, pipeline: Pipeline) -> None:
 
 
 def prune(folder: Path, keep: int | None = None) -> None:
-    """Remove all but the `keep` entries and `keep` markers used last, and part files left by dead
-    writers (another process may be removing them too)."""
-    kept: dict[str, list] = {SUFFIX: [], PYTHON_OK: []}
+    """Remove all but the `keep` entries used last, and part files left by dead writers (another
+    process may be removing them too)."""
+    kept: dict[str, list] = {SUFFIX: []}
     keep, now = MAX_ENTRIES if keep is None else keep, time.time()
     for path in folder.iterdir():
         try:

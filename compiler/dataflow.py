@@ -21,6 +21,7 @@ from .ir import Prelude, Step
 from .layout import Layout
 from .notebook import cell_label
 from .parsing import ParsedCell, ParsedCells
+from .python_check import refused_cells
 
 if TYPE_CHECKING:
     from .settings import SettingsWalk
@@ -76,11 +77,13 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     prelude_names = set(prelude_facts.binds)
     if also is not None:
         also.prelude(prelude, prelude_names, prelude_facts.callables, *_prelude_objects(prelude_facts, prelude_names))
+    refused = refused_cells(prelude)  # (from the trees, before they go)
     _released(prelude)
     builder = _Builder(layout, parameter_names, prelude_names, cells)
     for name in immutable:  # `Model(random_state=seed)` twice: fitting one model changes no other
         builder.heap.declare_immutable(name)
     builder.check_prelude(prelude_facts)
+    builder.note_refused(refused)
     _prelude_functions(builder.heap, prelude_facts)
     known = dict(prelude_facts.callables)
     for step_layout in layout.steps:
@@ -89,9 +92,11 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
         facts = analyse_cells(step_cells, known, builder.heap, builder.modules | prelude_facts.imported)
         if also is not None:
             also.step(step_layout.name, step_cells, facts.callables)
+        refused = refused_cells(step_cells)
         _released(step_cells)
         known.update(facts.callables)
         builder.add_step(step_layout, facts)
+        builder.note_refused(refused)
     builder.finish()
     prelude = Prelude(cells=list(layout.prelude), source=[layout.sources[i] for i in layout.prelude],
                       names=sorted(prelude_names))
@@ -159,6 +164,12 @@ class _Builder:
             hint = ("imports and functions cells run before the parameters; pass it as an argument"
                     if name in self.parameters else None)
             self._undefined(name, use, hint)
+
+    def note_refused(self, refused: list[Diagnostic]) -> None:
+        """What Python's compiler refuses (`python_check`), but in a cell whose syntax error the
+        analysis reported already."""
+        reported = {d.cell for d in self.diagnostics if d.code == "syntax-error"}
+        self.diagnostics += [d for d in refused if d.cell not in reported]
 
     def add_step(self, layout_step, facts: Facts):
         self._hand_on()

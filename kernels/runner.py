@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 
-from ..compiler.compile_cache import compile_cached, default_folder, python_refusals
+from ..compiler.compile_cache import compile_cached, default_folder
 from ..compiler.diagnostics import errors_text
 from ..compiler.file_versions import FileVersions, file_versions
 from ..compiler.hashing import step_hashes
@@ -169,9 +169,6 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     ArtifactStore(store_url)  # a store that cannot be opened is refused before the run is recorded
     profile = profiles_enabled(notebook)  # so is a bad setting
     check_engine_name(options.engine)  # so is an unknown engine
-    refused = python_refusals(pipeline, default_folder())  # and a cell Python would not run, before earlier steps run
-    if refused:
-        raise PipelineNotRunnable(errors_text(refused, str(notebook)))
     store = run_store or default_run_store(notebook)
     hashes = step_hashes(pipeline, values)
     run_id = store.create_run(str(notebook.resolve()), pipeline.name, engine_label or options.engine,

@@ -13,12 +13,10 @@ from conftest import make_notebook
 from nbscale.compiler import compile_cache, compile_notebook
 from nbscale.compiler.compile_cache import (
     MAX_ENTRIES,
-    PYTHON_OK,
     SUFFIX,
     compile_cached,
     load_entry,
     notebook_key,
-    python_refusals,
     store_entry,
 )
 from nbscale.compiler.notebook import read_notebook
@@ -188,45 +186,12 @@ def test_a_folder_that_cannot_be_written_only_means_no_entry(tmp_path):
     assert compile_cached(path, blocker / "cache").to_json() == compile_notebook(path).to_json()
 
 
-def counted_checks(monkeypatch) -> list:
-    """The pipelines whose cells Python is asked to compile, from here on."""
-    checked = []
-    real = compile_cache.refused_cells
-    monkeypatch.setattr(compile_cache, "refused_cells", lambda pipeline: checked.append(pipeline) or real(pipeline))
-    return checked
-
-
-def test_a_pipeline_python_compiles_is_checked_once_then_remembered(tmp_path, monkeypatch):
-    checked = counted_checks(monkeypatch)
-    folder = tmp_path / "cache"
-    path = make_notebook(tmp_path, CELLS)
-    assert python_refusals(compile_cached(path, folder), folder) == []
-    assert python_refusals(compile_cached(path, folder), folder) == []
-    assert len(checked) == 1 and len(list(folder.glob("*" + PYTHON_OK))) == 1
-
-
-def test_a_changed_cell_is_compiled_again_and_a_refusal_is_never_remembered(tmp_path, monkeypatch):
-    checked = counted_checks(monkeypatch)
-    folder = tmp_path / "cache"
-    python_refusals(compile_cached(make_notebook(tmp_path, CELLS), folder), folder)
-    refused = make_notebook(tmp_path, [*CELLS[:2], ("print(y)\nbreak", ["step:c"])])  # was fine: now refused
-    for _ in range(2):
-        found = python_refusals(compile_cached(refused, folder), folder)
-        assert [(d.code, d.cell, d.line) for d in found] == [("syntax-error", 2, 2)]
-    assert len(checked) == 3 and len(list(folder.glob("*" + PYTHON_OK))) == 1
-
-
-def test_a_marker_is_pruned_with_the_entries_and_an_unwritable_folder_still_checks(tmp_path, monkeypatch):
-    monkeypatch.setattr(compile_cache, "MAX_ENTRIES", 2)
-    folder = tmp_path / "cache"
-    for i in range(4):
-        path = make_notebook(tmp_path, [(f"v = {i}", ["step:a"])], name=f"nb{i}")
-        python_refusals(compile_cached(path, folder), folder)
-    assert len(list(folder.glob("*" + PYTHON_OK))) == 2 and len(entries(folder)) == 2
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    refused = compile_notebook(make_notebook(tmp_path, [("return 1", ["step:a"])], name="bad"))
-    assert [d.code for d in python_refusals(refused, blocker / "cache")] == ["syntax-error"]
+def test_python_s_warning_filters_are_part_of_the_key(tmp_path, monkeypatch):
+    """`-W error` turns a SyntaxWarning into the compiler's refusal (`python_check`)."""
+    path = read_notebook(make_notebook(tmp_path, CELLS))
+    plain = notebook_key(path)
+    monkeypatch.setattr(sys, "warnoptions", ["error"])
+    assert notebook_key(path) not in (None, plain)
 
 
 def test_an_edited_input_transformer_is_another_entry(tmp_path, monkeypatch):
@@ -253,8 +218,7 @@ def test_a_process_whose_ipython_was_replaced_on_disk_keeps_no_entry(tmp_path, m
     monkeypatch.setattr(compile_cache, "_process_started", lambda: 0.0)  # files newer than the process
     assert compile_cache.ipython_identity() is None and notebook_key(read_notebook(path)) is None
     assert compile_cached(path, folder).to_json() == compile_notebook(path).to_json()
-    assert python_refusals(compile_notebook(path), folder) == []
-    assert not folder.exists(), "neither an entry nor a marker"
+    assert not folder.exists(), "no entry"
 
 
 def test_no_cache_folder_a_folder_it_cannot_look_into_and_odd_entries_still_compile(tmp_path, monkeypatch):
@@ -264,10 +228,8 @@ def test_no_cache_folder_a_folder_it_cannot_look_into_and_odd_entries_still_comp
     monkeypatch.setattr(platformdirs, "user_cache_path", lambda *a: (_ for _ in ()).throw(RuntimeError("no home")))
     assert compile_cache.default_folder() is None
     assert compile_cached(path, None).to_json() == compile_notebook(path).to_json()
-    too_long = tmp_path / ("x" * 300)  # ENAMETOOLONG as the marker is looked for
-    refused = compile_notebook(make_notebook(tmp_path, [("return 1", ["step:a"])], name="bad"))
-    assert [d.code for d in python_refusals(refused, too_long)] == ["syntax-error"]
-    assert python_refusals(compile_notebook(path), too_long) == []
+    too_long = tmp_path / ("x" * 300)  # ENAMETOOLONG as the entry is looked for
+    assert compile_cached(path, too_long).to_json() == compile_notebook(path).to_json()
     folder = tmp_path / "cache"
     assert [d.code for d in compile_cached(path, folder).diagnostics] == ["bad-parameter"]
     plain = make_notebook(tmp_path, CELLS, name="plain")

@@ -48,11 +48,11 @@ def test_a_default_that_may_be_a_credential_is_noted_at_its_cell_and_line(tmp_pa
 
 
 def test_a_cell_python_refuses_writes_no_yaml(tmp_path):
-    from nbscale.compiler.errors import TargetError
+    from nbscale.compiler.errors import PipelineHasErrors
 
     nb = make_notebook(tmp_path, [("x = 1", ["step:a"]), ("def f():\n    nonlocal y\n    y = x", ["step:b"])],
                        name="late")
-    with pytest.raises(TargetError, match=r"late\.ipynb:cell 2:2:5: error\[syntax-error\]"):
+    with pytest.raises(PipelineHasErrors, match=r"late\.ipynb:cell 2:2:5: error\[syntax-error\]"):
         get_target("kfp").write(compile_notebook(nb), tmp_path / "late.yaml", notebook=nb)
     assert not (tmp_path / "late.yaml").exists()
 

@@ -25,11 +25,10 @@ from decimal import Decimal
 
 from .... import __version__
 from ...credentials import may_be_credential
-from ...diagnostics import Diagnostic, errors_text
+from ...diagnostics import Diagnostic
 from ...errors import PipelineHasErrors, TargetError
 from ...ir import Pipeline
 from ...notebook import cell_label, cell_number
-from ...python_check import refused_cells
 from .literals import Code, docstring, literal, string_literal, wrapped
 from .options import KfpOptions
 from .parameters import is_native, kfp_argument, wire_type
@@ -79,9 +78,6 @@ def generate(pipeline: Pipeline, options: KfpOptions | None = None, *, keep: dic
         raise PipelineHasErrors(pipeline)
     refuse_nothing_to_run(pipeline)
     check_values(pipeline)
-    refused = refused_cells(pipeline)  # a cell Python would not run would fail in its pod
-    if refused:
-        raise TargetError(errors_text(refused, pipeline.notebook))
     return _Generator(pipeline, options or KfpOptions(), keep or {}, imported or {}).module()
 
 
