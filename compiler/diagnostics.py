@@ -19,6 +19,7 @@ CODES = {
     "unknown-tag": ERROR,
     "bad-tag-value": ERROR,
     "misplaced-tag": ERROR,
+    "misplaced-magic": ERROR,
     "cycle": ERROR,
     "after-missing-step": ERROR,
     "bad-parameter": ERROR,

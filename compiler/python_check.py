@@ -22,14 +22,40 @@ FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT  # IPython runs a top-level `await`
 
 def refused_cells(cells: list[ParsedCell]) -> list[Diagnostic]:
     """A syntax-error diagnostic for each of `cells` that Python's compiler refuses (a cell that
-    does not parse is reported by the analysis)."""
+    does not parse is reported by the analysis), and a misplaced-magic one for each cell magic
+    below a cell's first line."""
     found = []
     for cell in cells:
         if cell.error is None:
             problem = _refused(cell)
             if problem is not None:
                 found.append(problem)
+            found += _misplaced_cell_magics(cell)
     return found
+
+
+# IPython's transformer makes `%%capture` below a cell's first line the line magic `%capture`,
+# which fails as the cell runs (UsageError: Line magic function `%capture` not found)
+def _misplaced_cell_magics(cell: ParsedCell) -> list[Diagnostic]:
+    if "run_line_magic('%" not in cell.python:  # (most cells: one test of the text)
+        return []
+    tree = cell.tree if cell.tree is not None else parse_text(cell.python)
+    return [Diagnostic("misplaced-magic", f"cell magic %%{name} must be the first line of its cell",
+                       cell=cell.index, line=line, hint="move it to the first line, or into a cell of its own")
+            for name, line in _line_magics_named_percent(tree)]
+
+
+def _line_magics_named_percent(tree) -> list[tuple[str, int]]:
+    """(name, line) of each `get_ipython().run_line_magic('%name', ...)` call in `tree`: what
+    IPython made of `%%name` (a string that merely reads so is no call)."""
+    found = []
+    for node in ast.walk(tree):
+        if (type(node) is ast.Call and type(node.func) is ast.Attribute and node.func.attr == "run_line_magic"
+                and type(node.func.value) is ast.Call and getattr(node.func.value.func, "id", None) == "get_ipython"
+                and node.args and type(node.args[0]) is ast.Constant and isinstance(node.args[0].value, str)
+                and node.args[0].value.startswith("%")):
+            found.append((node.args[0].value[1:], node.lineno))
+    return sorted(found, key=lambda f: f[1])
 
 
 def _refused(cell: ParsedCell) -> Diagnostic | None:

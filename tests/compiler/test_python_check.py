@@ -44,3 +44,13 @@ def test_a_skipped_cell_is_not_compiled_and_a_syntax_error_is_said_once():
 def test_a_pipeline_python_takes_has_nothing_refused():
     cells = ParsedCells({0: "import math", 1: "x = math.pi\nprint(x)\n%time y = 1"})
     assert refused_cells([cells[0], cells[1]]) == []
+
+
+def test_a_cell_magic_below_a_cells_first_line_is_an_error_at_its_line():
+    """IPython runs it as a line magic that does not exist: check was clean and the step failed
+    as it ran, after the steps before it."""
+    pipeline = compile_source([("x = 1", ["step:a"]), ("y = x\n%%capture\nprint(y)", ["step:b"]),
+                               ("%%time\nz = 2", ["step:c"]),  # (on its first line: a cell magic)
+                               ("s = \"get_ipython().run_line_magic('%x', '')\"", ["step:d"])])  # (a string)
+    assert [(d.code, d.cell, d.line) for d in pipeline.diagnostics] == [("misplaced-magic", 1, 2)]
+    assert pipeline.diagnostics[0].message == "cell magic %%capture must be the first line of its cell"
