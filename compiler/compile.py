@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 from .dataflow import build_flow
@@ -58,13 +60,32 @@ def _compile(notebook: Notebook) -> Pipeline:
         pipeline.metrics, metric_problems = metrics
         diagnostics += metric_problems
     diagnostics += declared_directions(notebook.metadata)[1]  # metadata.nbscale.metrics: min | max
-    pipeline.diagnostics = sorted(diagnostics, key=lambda d: (d.cell is None, d.cell or 0, d.line or 0))
+    pipeline.diagnostics = sorted(_in_characters(diagnostics, layout.sources),
+                                  key=lambda d: (d.cell is None, d.cell or 0, d.line or 0))
     by_name = {}
     for step in pipeline.steps:  # (`pipeline.step(name)` per step would be quadratic)
         by_name.setdefault(step.name, step)
     for name, value in step_hashes(pipeline).items():
         by_name[name].hash = value
     return pipeline
+
+
+def _in_characters(diagnostics: list[Diagnostic], sources: dict[int, str]) -> list[Diagnostic]:
+    """Columns counted in characters, as an editor counts them: a syntax tree's are UTF-8 bytes (two
+    for each `é` before the name, three for a CJK character). A syntax error's is in characters
+    already."""
+    counted = []
+    for d in diagnostics:
+        source = sources.get(d.cell)
+        if d.col is not None and d.line is not None and d.code != "syntax-error" and source and not source.isascii():
+            lines = _LINE_END.split(source)  # (the lines Python counts: not str.splitlines's)
+            text = lines[d.line - 1] if 0 < d.line <= len(lines) else ""
+            d = replace(d, col=len(text.encode("utf-8", "surrogatepass")[:d.col - 1].decode("utf-8", "ignore")) + 1)
+        counted.append(d)
+    return counted
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _replay_settings(flow, settings: Settings) -> Settings:

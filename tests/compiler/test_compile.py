@@ -215,3 +215,11 @@ def test_pipeline_gives_the_same_values_as_top_to_bottom(program):
     for name, value in expected.items():
         assert actual.get(name) == value, f"{name}: pipeline {actual.get(name)!r} != notebook {value!r}\n" + \
             "\n---\n".join(cells)
+
+
+def test_columns_are_counted_in_characters_as_an_editor_counts_them():
+    """A syntax tree counts UTF-8 bytes: each `é` before the name moved the column one further,
+    each CJK character two."""
+    p = compile_source([("s = 'héllo 中文' + undefined_q\r\nt = 'ü' + also_undefined", ["step:a"])])
+    assert [(d.line, d.col) for d in p.diagnostics] == [(1, 18), (2, 11)]
+    assert compile_source([("s = 'é' + ", ["step:a"])]).diagnostics[0].col == 11  # (a syntax error's already)
