@@ -138,6 +138,8 @@ class _Builder:
         # step → the names it must get from one producer, with the changed objects that tie them (`_gather`)
         self.together: dict[str, list[tuple[set[str], set]]] = {}
         self.carried: set[tuple[str, str]] = set()  # (step, name) it only hands on for a group
+        # step → (names, objects) of each gathering that went up from it (`_gathered_before`)
+        self.gathered: dict[str, list[tuple[set[str], set]]] = {}
         # (step, name) → the step holding the name's value before it, for a name the step binds on
         # some paths only (`if flag: x = 2`): taken from it when a later step takes the name
         self.fallback: dict[tuple[str, str], str] = {}
@@ -264,6 +266,8 @@ class _Builder:
         reaching = reached = None
         while names:
             names, shared = self._tied(step.name, names, shared)
+            if self._gathered_before(step.name, names, shared):
+                return  # (from here up, they come from one producer already: a chain of n steps costs n, not n²)
             producers = {step.sources[n] for n in names}
             latest = self.steps[max(self.position[p] for p in producers)]
             received = self.received[step.name]
@@ -279,6 +283,16 @@ class _Builder:
                 reaching, reached = self.heap.reaching(shared), shared  # n steps cost n closures)
             # the producer must have received them as one copy too, even when it changes nothing
             step, names = latest, sorted(n for n in latest.sources if not reaching.isdisjoint(held[n]))
+
+    def _gathered_before(self, step_name, names, shared) -> bool:
+        """Whether an earlier gathering at this step covered `names` and the objects `shared`, and
+        went up from it: what it made one chain still is one (a later gathering through this step
+        moves whole tied groups, `_tied`). Notes this gathering otherwise."""
+        done = self.gathered.setdefault(step_name, [])
+        if any(set(names) <= earlier_names and shared <= earlier_shared for earlier_names, earlier_shared in done):
+            return True
+        done.append((set(names), set(shared)))
+        return False
 
     def _tied(self, step_name, names, shared) -> tuple[list[str], set]:
         """`names` with the names an earlier gathering in the step tied to any of them (they stay
