@@ -346,19 +346,17 @@ class _Finder:
         imports = [self.imported[n].statement for n in sorted(reads) if n in self.imported]
         unknown = sorted(reads - set(self.imported) - self.parameters - self.prelude_names - _BUILTIN_NAMES)
         expanded = _expanded_magic(stmt)
+        why, hint = None, None
         if expanded is not None:
-            self.problems.append(Diagnostic(
-                "setting-not-replayed",
-                f"'{expanded}' is expanded from the notebook's names as it runs, so later steps run without "
-                "this setting", cell=where["cell"], line=where["line"],
-                hint="give the magic literal text, or use os.chdir / os.environ with parameters"))
-            return
-        if unknown:
-            self.problems.append(Diagnostic(
-                "setting-not-replayed",
-                f"'{source.splitlines()[0]}' reads {', '.join(repr(n) for n in unknown)}, which the "
-                "pipeline computes, so later steps run without this setting", cell=where["cell"], line=where["line"],
-                hint="give the setting literal values or pipeline parameters, or move it to the imports cell"))
+            why = f"'{expanded}' is expanded from the notebook's names as it runs"
+            hint = "give the magic literal text, or use os.chdir / os.environ with parameters"
+        elif unknown:
+            why = (f"'{source.splitlines()[0]}' reads {', '.join(repr(n) for n in unknown)}, which the pipeline "
+                   "computes")
+            hint = "give the setting literal values or pipeline parameters, or move it to the imports cell"
+        if why is not None:
+            self.problems.append(Diagnostic("setting-not-replayed", f"{why}, so later steps run without this setting",
+                                            cell=where["cell"], line=where["line"], hint=hint))
             return
         entry = {**where, "source": source, "imports": _unique(imports)}
         self.found.append(("setting", entry, reads & self.parameters, self._prelude_root(stmt)))
