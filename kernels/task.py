@@ -70,10 +70,12 @@ NOTE = "note"  # key of `execute`'s extra summary: a warning about the attempt (
 RESTORED_SHOWN = 8
 
 
-CAUGHT_INTERRUPT = "cancelled while it ran: its code caught the interrupt and ended, so its values are not kept"
-# said of a step that outlived its timeout by catching it: a result it made then is not kept
+# said of a step that ended while it was being stopped (its code caught Ctrl-C, or its processes
+# were ended first), and of one that outlived its timeout by catching it: what it made is not kept
+ENDED_WHILE_STOPPED = "cancelled while it ran: it ended as it was being stopped, so what it made may be cut short"
 SWALLOWED = (" (its code caught the timeout and ended on its own, so what it made may be cut short: "
              "nothing of it is kept; catch Exception, not BaseException or a bare except)")
+
 
 def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOutcome:
     """Run one step. `upstream`: step name → its StepOutcome; `emit(kind, step, payload)`.
@@ -122,7 +124,7 @@ def _run_step(spec: StepSpec, upstream: dict, emit, execute) -> StepOutcome:
     if result.ok and step_stop_requested():
         # its code caught Ctrl-C or SIGTERM and ended, or ended as its worker was being restarted to
         # stop it (its processes ended first): what it made may be cut short, and is not kept
-        status, extra = CANCELLED, {**extra, "reason": CAUGHT_INTERRUPT}
+        status, extra = CANCELLED, {**extra, "reason": ENDED_WHILE_STOPPED}
     outcome = StepOutcome(name, status, summary={**result.to_json(), **extra}, attempts=attempt,
                           started=started, finished=time.time(), key=key, stale=stale)
     if outcome.ok:
