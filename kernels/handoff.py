@@ -167,8 +167,10 @@ def wrote_into_read_only(error) -> bool:
 
 def read_only_message(viewed: list[str]) -> str:
     return (f"the step wrote into an array it received ({', '.join(viewed)}), which the analysis saw only "
-            "read and nbscale handed on without a copy; the step ran again on copies. Assign the name in the "
-            "step (e.g. `x = x.copy()`) to say that it changes it")
+            "read (a function it cannot see into changed it) and nbscale handed on without a copy; the step "
+            "ran again on copies, and later steps read the array as it was before this step: the change does "
+            "not reach them. Assign the name in the step (e.g. `x = x.copy()` before the call, or `x = x` after "
+            "it) to say that it changes it")
 
 
 def _plain_array(value) -> bool:
