@@ -765,6 +765,7 @@ def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[s
     arguments as *given*: they are not changed. `used`: as for `mutated_by_call`.
     """
     changed = set()
+    call = as_method_call(call)
     func = call.func
     if GENERATOR in heap.made_kinds:
         changed |= _generators_drawn(heap, call, modules)
@@ -791,6 +792,18 @@ def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[s
         # `list(it)`, `sum(it)`, `islice(it, 3)`: any call given an iterator may draw from it
         changed |= heap.drawn(given_objects(heap, call, modules))
     return changed
+
+
+def as_method_call(call: ast.Call) -> ast.Call:
+    """`getattr(lst, "append")(x)` as the call it is, `lst.append(x)` (a name given as text); any
+    other call as it is."""
+    func = call.func
+    if not (type(func) is ast.Call and type(func.func) is ast.Name and func.func.id == "getattr"
+            and len(func.args) == 2 and not func.keywords and type(func.args[1]) is ast.Constant
+            and type(func.args[1].value) is str and func.args[1].value.isidentifier()):
+        return call
+    method = ast.copy_location(ast.Attribute(value=func.args[0], attr=func.args[1].value, ctx=ast.Load()), func)
+    return ast.copy_location(ast.Call(func=method, args=call.args, keywords=call.keywords), call)
 
 
 def _generators_drawn(heap, call: ast.Call, modules) -> set[str]:

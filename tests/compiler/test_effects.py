@@ -255,3 +255,15 @@ def test_a_joined_or_unpacked_list_holds_the_elements_of_its_parts():
     # an array's sum holds nothing of the arrays; a number's sum is a number
     heap = run(Heap(), "Z = X + Y\nn = sum(xs, 0.0)\nw = [0.0] * k")
     assert changed_with(heap, "X") == {"X"} and changed_with(heap, "xs") == {"xs"}
+
+
+def test_a_method_called_through_getattr_changes_its_object_as_the_method_call_does():
+    """`getattr(l, "append")(1)`: the step was taken to change nothing, and later steps read the
+    list and the array as they were."""
+    from nbscale.compiler import compile_source
+
+    p = compile_source([("import numpy as np\nl = []\na = np.zeros(3)", ["step:make"]),
+                        ("getattr(l, 'append')(1)\ngetattr(a, 'fill')(4)", ["step:mutate"]),
+                        ("n = len(l)\nv = a.sum()", ["step:read"])], name="nb")
+    assert sorted(p.step("mutate").outputs) == ["a", "l"]
+    assert p.step("read").sources == {"a": "mutate", "l": "mutate"}
