@@ -752,8 +752,8 @@ def _seed_warning(entry: dict, step: str, later: list[str], count: int) -> Diagn
         f"({shown}) run elsewhere and do not continue from its state as they do top to bottom",
         cell=entry["cell"], line=entry["line"],
         hint="pass a generator as a value: rng = np.random.default_rng(0) (or random.Random(0), "
-             "torch.Generator().manual_seed(0)) and draw from rng; or seed in the imports cell, "
-             "which runs before every step")
+             "torch.Generator().manual_seed(0)) and draw from rng; seeding in the imports cell instead "
+             "restarts the stream in every step (two steps draw the same numbers)")
 
 
 def _unique(items):
