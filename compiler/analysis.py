@@ -77,6 +77,12 @@ class Site:
         return code if len(code) <= 72 else code[:69] + "..."
 
 
+
+def _catches_name_error(kind) -> bool:
+    """An `except` clause naming NameError or UnboundLocalError (alone or in a tuple)."""
+    names = kind.elts if type(kind) is ast.Tuple else [kind]
+    return any(type(n) is ast.Name and n.id in ("NameError", "UnboundLocalError") for n in names)
+
 def _site(cell: int, line: int, parsed: ParsedCell | None, node: ast.AST | None) -> Site:
     """A Site of `node`, keeping the node only when it has no position to be found by."""
     if not _findable(parsed, node):
@@ -271,6 +277,7 @@ class _ModuleWalker(Visitor):
         self.maybe: set[str] = set()  # bound on some paths (if/for/while/try bodies)
         self.captures: list[frozenset[str]] = []  # what a `match` statement's patterns capture may be
         self.conditional = 0
+        self.name_error_caught = 0  # inside the body of a `try` that catches NameError
         self.assigned: ast.AST | None = None  # the value of the assignment being walked
 
     @classmethod
@@ -294,7 +301,7 @@ class _ModuleWalker(Visitor):
             self._called(callee, node, (seen or set()) | {name})
         if name in self.binds and name not in self.unsure:  # surely bound
             return
-        optional = optional or name in self.maybe
+        optional = optional or name in self.maybe or self.name_error_caught > 0
         if name not in self.facts.read_objects:  # (objects() again would find the same)
             self.facts.read_objects[name] = self.heap.objects(name)
         current = self.facts.reads.get(name)
@@ -496,7 +503,12 @@ class _ModuleWalker(Visitor):
     visit_AsyncFor = visit_For
 
     def visit_Try(self, node):
+        # `try: v = x` / `except NameError: v = -1`: a name it reads there may be undefined, as it is
+        # top to bottom (after `del x` in an earlier step)
+        guarded = any(_catches_name_error(h.type) for h in node.handlers)
+        self.name_error_caught += guarded
         self._conditionally(node.body)
+        self.name_error_caught -= guarded
         raised = self._raised_objects(node.body) if any(h.name for h in node.handlers) else set()
         for handler in node.handlers:
             if handler.type is not None:

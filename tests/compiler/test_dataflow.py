@@ -1293,3 +1293,13 @@ def test_every_step_of_a_long_chain_changing_one_aliased_list_gets_all_its_names
         n = int(step[1:])
         assert sorted(pipeline.step(step).sources) == sorted(["lst", *(f"b{i}" for i in range(1, n))])
         assert set(pipeline.step(step).sources.values()) == {f"s{n - 1}"}  # one copy of the one list
+
+
+def test_a_read_guarded_by_except_name_error_may_find_the_name_deleted_as_top_to_bottom():
+    """`try: v = x` / `except NameError: v = -1` after `del x` runs top to bottom; it was refused
+    as an undefined name. Any other handler guards nothing."""
+    p = compile_source([("x = 1", ["step:a"]), ("y = x + 1\ndel x", ["step:b"]),
+                        ("try:\n    v = x\nexcept (KeyError, NameError):\n    v = -1", ["step:c"]),
+                        ("try:\n    w = nope\nexcept ValueError:\n    w = 0", ["step:d"])])
+    assert [(d.code, d.cell) for d in p.diagnostics] == [("undefined-name", 3)]
+    assert "x" not in p.step("c").sources
