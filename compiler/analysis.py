@@ -29,6 +29,7 @@ from .callables import (
     star_parameters,
 )
 from .heap import FILLING, Heap, immutable
+from .local_modules import local_functions
 from .parsing import ParsedCell, Visitor, parse_cell
 from .scopes import SCOPE_NODES, outer_parts, scope_facts
 from .syntax import EXPANDED_ARGUMENT, READS_ONLY_SCOPE, expanded_names
@@ -467,6 +468,8 @@ class _ModuleWalker(Visitor):
             self.bind(name, node=node)
             self.facts.imported.add(name)
             self.modules.add(name)
+        for name, callee in local_functions(node).items():  # (`helpers.py` beside the notebook)
+            self.known[name] = self.facts.callables[name] = callee
 
     def visit_ImportFrom(self, node):
         self.visit_Import(node)

@@ -82,6 +82,8 @@ def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
     if type(func) is ast.Call and func.args and type(func.args[0]) is ast.Name and func.args[0].id in known \
             and getattr(func.func, "id", getattr(func.func, "attr", None)) == "delayed":
         return known[func.args[0].id], list(call.args), call.keywords  # `delayed(f)(x)` calls f(x)
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and f"{func.value.id}.{func.attr}" in known:
+        return known[f"{func.value.id}.{func.attr}"], list(call.args), call.keywords  # `helpers.f(…)`: local_modules
     method = "." + func.attr if isinstance(func, ast.Attribute) else None
     if method in known and not (isinstance(func.value, ast.Name) and func.value.id in modules):
         return known[method], list(call.args), call.keywords  # a method of a notebook class (by name)

@@ -12,6 +12,7 @@ from .diagnostics import ERROR, Diagnostic
 from .hashing import step_hashes
 from .ir import Pipeline
 from .layout import lay_out
+from .local_modules import modules_beside
 from .metric_direction import declared_directions
 from .metrics import parse_metrics
 from .notebook import Cell, Notebook, read_notebook
@@ -25,7 +26,7 @@ def compile_notebook(notebook) -> Pipeline:
     """Compile a notebook (a path or a `Notebook`) into a Pipeline; problems are diagnostics."""
     if not isinstance(notebook, Notebook):
         notebook = read_notebook(notebook)
-    with collector_paused(), compiling():
+    with collector_paused(), compiling(), modules_beside(notebook.path):
         try:
             return _compile(notebook)
         except RecursionError:  # deeply nested code: the passes recurse once per level or so

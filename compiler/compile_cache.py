@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import local_modules
 from .compile import compile_notebook
 from .ir import Pipeline
 from .notebook import Notebook, read_notebook, regular_file_bytes
@@ -88,6 +89,7 @@ def notebook_key(notebook: Notebook) -> str | None:
     if ipython is None:
         return None
     content = [CACHE_FORMAT, compiler_digest(), sys.version, sys.warnoptions, ipython, Path(notebook.path).name,
+               local_modules.signature(notebook.path),
                notebook.metadata,
                [[c.index, c.cell_type, c.source, list(c.tags)] for c in notebook.cells]]
     try:

@@ -15,6 +15,7 @@ the GIL, threads gain nothing by compiling side by side.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 from contextlib import contextmanager
@@ -41,12 +42,13 @@ def with_room_to_recurse(function, *args):
 
 def _on_a_deep_thread(function, *args):
     outcome: dict = {}
+    context = contextvars.copy_context()  # (the compile's: the notebook's folder, `local_modules`)
 
     def target():
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, FRAMES))
         try:
-            outcome["value"] = function(*args)
+            outcome["value"] = context.run(function, *args)
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             outcome["error"] = exc
         finally:
