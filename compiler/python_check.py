@@ -15,7 +15,6 @@ import ast
 from .diagnostics import Diagnostic
 from .notebook import cell_label
 from .parsing import ParsedCell
-from .pyparse import parse_text
 
 FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT  # IPython runs a top-level `await`
 
@@ -39,10 +38,11 @@ def refused_cells(cells: list[ParsedCell]) -> list[Diagnostic]:
 def _misplaced_cell_magics(cell: ParsedCell) -> list[Diagnostic]:
     if "run_line_magic('%" not in cell.python:  # (most cells: one test of the text)
         return []
-    tree = cell.tree if cell.tree is not None else parse_text(cell.python)
+    found = [found for piece in cell.parts() for found in _line_magics_named_percent(
+        piece.tree if piece.tree is not None else ast.Module(body=piece.statements(), type_ignores=[]))]
     return [Diagnostic("misplaced-magic", f"cell magic %%{name} must be the first line of its cell",
                        cell=cell.index, line=line, hint="move it to the first line, or into a cell of its own")
-            for name, line in _line_magics_named_percent(tree)]
+            for name, line in found]
 
 
 def _line_magics_named_percent(tree) -> list[tuple[str, int]]:
@@ -59,9 +59,10 @@ def _line_magics_named_percent(tree) -> list[tuple[str, int]]:
 
 
 def _refused(cell: ParsedCell) -> Diagnostic | None:
-    try:  # (a big cell keeps no tree: its text is parsed whole again, as IPython will)
-        tree = cell.tree if cell.tree is not None else parse_text(cell.python)
-        compile(tree, f"<{cell_label(cell.index)}>", "exec", FLAGS, dont_inherit=True)
+    try:  # (a big cell keeps no tree: each of its pieces is parsed and compiled in turn, one tree at a time)
+        for piece in cell.parts():
+            tree = piece.tree if piece.tree is not None else ast.Module(body=piece.statements(), type_ignores=[])
+            compile(tree, f"<{cell_label(cell.index)}>", "exec", FLAGS, dont_inherit=True)
     except SyntaxError as exc:
         return Diagnostic("syntax-error", f"syntax error: {exc.msg}", cell=cell.index, line=exc.lineno,
                           col=exc.offset)
