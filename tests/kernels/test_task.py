@@ -200,7 +200,7 @@ def test_unchanged_pandas_inputs_are_copied_lazily_and_still_private(tmp_path):
     cells = [("import pandas as pd", ["imports"]),
              ("df = pd.DataFrame({'x': [1, 2]})", ["step:make"]),
              # a write the analysis cannot see: `df` is not among the step's changed names
-             ("getattr(df, '__setitem__')('x', 0)\ntotal = int(df['x'].sum())", ["step:sneaky"])]
+             ("type(df).__setitem__(df, 'x', 0)\ntotal = int(df['x'].sum())", ["step:sneaky"])]
     specs = _specs(tmp_path, cells)
     make = run_step(specs["make"], {})
     assert "df" not in specs["sneaky"].step["defines"]
