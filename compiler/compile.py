@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from .metric_direction import declared_directions
 from .metrics import parse_metrics
 from .notebook import Cell, Notebook, read_notebook
 from .parameters import immutable_names, parse_parameters
-from .parsing import ParsedCells, collector_paused
+from .parsing import LINE_END, ParsedCells, collector_paused
 from .recursion import compiling, with_room_to_recurse
 from .settings import Settings, SettingsWalk
 
@@ -79,14 +78,12 @@ def _in_characters(diagnostics: list[Diagnostic], sources: dict[int, str]) -> li
     for d in diagnostics:
         source = sources.get(d.cell)
         if d.col is not None and d.line is not None and d.code != "syntax-error" and source and not source.isascii():
-            lines = _LINE_END.split(source)  # (the lines Python counts: not str.splitlines's)
+            lines = LINE_END.split(source)
             text = lines[d.line - 1] if 0 < d.line <= len(lines) else ""
             d = replace(d, col=len(text.encode("utf-8", "surrogatepass")[:d.col - 1].decode("utf-8", "ignore")) + 1)
         counted.append(d)
     return counted
 
-
-_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _replay_settings(flow, settings: Settings) -> Settings:

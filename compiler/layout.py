@@ -13,6 +13,7 @@ from .tags import (
     FUNCTIONS,
     IMPORTS,
     LIST_SEPARATOR,
+    MEMORY_FACTORS,
     METRICS,
     PARAMETERS,
     SKIP,
@@ -23,8 +24,6 @@ from .tags import (
 
 METRICS_STEP = "metrics"
 SINGLE_OPTION_TAGS = ("limit", "image", "retries", "cache", "timeout")  # one value a tag (resources: a list)
-MEMORY_FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-                  "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
 
 @dataclass

@@ -31,6 +31,7 @@ from .errors import NbscaleCompileError
 from .pyparse import parse_text
 from .syntax import to_python
 
+LINE_END = re.compile(r"\r\n|\r|\n")  # the line ends of Python's tokenizer (not str.splitlines's)
 # Cells at least this long (characters) are parsed in pieces of about CHUNK_CHARS each.
 BIG_CELL = 200_000
 CHUNK_CHARS = 10_000

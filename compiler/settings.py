@@ -29,7 +29,7 @@ from .analysis import KERNEL_NAMES
 from .callables import SPECIAL_METHODS, Callable, callee_of, changed_arguments
 from .diagnostics import Diagnostic
 from .effects import CONTAINER_METHODS, VALUE_METHODS, root_name
-from .parsing import ParsedCell, Piece, child_nodes
+from .parsing import LINE_END, ParsedCell, Piece, child_nodes
 from .scopes import scope_facts
 
 # Calls that change a process-wide setting every later cell sees (qualified through the imports).
@@ -80,7 +80,6 @@ _ALWAYS_WALK = frozenset({"import", "def", "class", "get_ipython"})
 # Words in a function's text that make the pass walk its body (an import in it, `%config`).
 _BODY_WALK = frozenset({"import", "get_ipython"})
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NEWLINE = re.compile(r"\r\n|\r|\n")  # the line ends of Python's tokenizer
 # Code that runs later, when called (a class body is taken as its methods).
 _LATER = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 # A setting inside a `with` block is scoped to it (`with warnings.catch_warnings(): ...`).
@@ -504,7 +503,7 @@ class _Finder:
 
 def _line_starts(python: str) -> list[int]:
     """Where each line of `python` starts; one more entry past the end."""
-    return [0, *(m.end() for m in _NEWLINE.finditer(python)), len(python) + 1]
+    return [0, *(m.end() for m in LINE_END.finditer(python)), len(python) + 1]
 
 
 def _definition_text(piece: Piece, line_starts: list[int], stmt: ast.stmt) -> str:

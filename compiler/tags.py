@@ -48,6 +48,9 @@ WHOLE = re.compile(r"\d{1,18}", re.ASCII)
 MAX_RETRIES = 1000
 MAX_TIMEOUT = 10 * 365 * 24 * 3600  # seconds
 RESOURCE_KEYS = ("cpu", "memory", "gpu")
+# bytes per unit of a memory quantity (Kubernetes writes `k`, the KFP SDK `K`)
+MEMORY_FACTORS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+                  "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
 
 @dataclass

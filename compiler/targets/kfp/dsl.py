@@ -29,6 +29,7 @@ from ...diagnostics import Diagnostic
 from ...errors import PipelineHasErrors, TargetError
 from ...ir import Pipeline
 from ...notebook import cell_label, cell_number
+from ...tags import MEMORY_FACTORS
 from .literals import Code, docstring, literal, string_literal, wrapped
 from .options import KfpOptions
 from .parameters import is_native, kfp_argument, wire_type
@@ -437,8 +438,6 @@ def _cpu(value) -> str:
 
 
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|K|M|G|T|P|E|k)?$", re.ASCII)
-_FACTORS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 # No kilo among the decimal units written: Kubernetes knows only `k`, the KFP SDK only `K`, so a
 # size that is not a whole number of megabytes is written in plain bytes, which both accept.
 _WRITTEN = {True: ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"), False: ("E", "P", "T", "G", "M")}
@@ -454,9 +453,9 @@ def _memory(value) -> str:
     if "." not in number and suffix not in ("k", "K"):
         return text
     # Decimal, as written: 1.1 * 10**6 is 1100000.0000000002 in floats, which would round up a byte
-    size = math.ceil(Decimal(number) * _FACTORS[suffix])  # bytes
+    size = math.ceil(Decimal(number) * MEMORY_FACTORS[suffix or ""])  # bytes
     for unit in _WRITTEN[suffix is not None and suffix.endswith("i")]:
-        if size % _FACTORS[unit] == 0:
-            return f"{size // _FACTORS[unit]}{unit}"
+        if size % MEMORY_FACTORS[unit] == 0:
+            return f"{size // MEMORY_FACTORS[unit]}{unit}"
     return str(size)
 
