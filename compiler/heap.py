@@ -41,7 +41,7 @@ no other instance.
 
 from __future__ import annotations
 
-_FEW = 8  # names of one object kept in a tuple; more go in a set
+_FEW = 8  # names of one object, or objects one holds, kept in a tuple; more go in a set
 
 ITERATOR = "iterator"  # drawing from it (a loop, `list(it)`, unpacking) advances it
 FILLING = "filling"  # reading a missing key inserts it (a `defaultdict`)
@@ -56,6 +56,21 @@ _LAZY = frozenset({ITERATOR, VIEW})  # given what they draw on, which is no elem
 def _each(objects) -> tuple | frozenset:
     """The objects of a `points` or `history` entry (one object alone, or a frozenset)."""
     return (objects,) if type(objects) is str else objects
+
+
+def _add(table: dict, key: str, objects) -> None:
+    """`table[key]` holds `objects` too. A few are kept in a tuple, more in a set: most objects hold
+    or are held by one or two, and a set costs 200 bytes (a big cell's lists, each holding the
+    value before, took 20 MB in sets)."""
+    found = table.get(key)
+    if type(found) is set:
+        found.update(objects)
+        return
+    found = found or ()
+    more = tuple(obj for obj in dict.fromkeys(objects) if obj not in found)
+    if more:
+        joined = found + more
+        table[key] = joined if len(joined) <= _FEW else set(joined)
 
 
 def contents(obj: str) -> str:
@@ -80,11 +95,12 @@ class Heap:
     def __init__(self):
         # name → what it may be: one object alone (most names), or a frozenset of them (200 bytes)
         self.points: dict[str, str | frozenset[str]] = {}
-        self.owned: dict[str, set[str]] = {}
-        self.given: dict[str, set[str]] = {}
+        # object → objects it holds, and the reverse (`_add`: a tuple of a few, or a set)
+        self.owned: dict[str, tuple | set[str]] = {}
+        self.given: dict[str, tuple | set[str]] = {}
         self.initial: dict[str, str] = {}  # name → the object it had before the analysis saw it bound
         # reverse indexes, so that what a change reaches is found by walking up from it
-        self.holders: dict[str, set[str]] = {}  # object → objects holding it (owned or given)
+        self.holders: dict[str, tuple | set[str]] = {}  # object → objects holding it (owned or given)
         self.named: dict[str, str | tuple | set[str]] = {}  # object → names that may be it now
         # name → [(epoch, objects)], every change of what it may be, when `history` is turned on
         # (or the one epoch it changed in, or nothing for epoch 0: `_remember`): what a name was
@@ -108,7 +124,7 @@ class Heap:
         self.classes: set[str] = set()  # the objects of the classes the notebook defines
         # an instance → its class (`instance_of`): part of its value (a notebook class is pickled by
         # value with its instance), but no part of it that `s.items.append(…)` reaches
-        self.instances: dict[str, set[str]] = {}
+        self.instances: dict[str, tuple | set[str]] = {}
         self.class_attributes: dict[str, frozenset[str]] = {}  # a class → the names its body binds
         self.generators: set[str] = set()  # generator objects: no copy or pickle of one can be made
         self.held_functions: set[str] = set()  # those of `functions` (not classes) that something holds
@@ -301,10 +317,12 @@ class Heap:
     def hold(self, holders, objects, owned=True):
         table = self.owned if owned else self.given
         objects = {obj for obj in objects if not immutable(obj)}
+        if not objects:
+            return
         for holder in holders:
-            table.setdefault(holder, set()).update(objects)
+            _add(table, holder, objects)
         for obj in objects:
-            self.holders.setdefault(obj, set()).update(holders)
+            _add(self.holders, obj, holders)
         functions = self.functions
         if functions and not functions.keys().isdisjoint(objects):
             self.held_functions.update(obj for obj in objects if obj in functions and obj not in self.classes)
@@ -315,9 +333,9 @@ class Heap:
         Kept apart from what they hold, so that a change through one instance (`a.items.append(x)`)
         is none of its class, nor of the class's other instances."""
         for obj in instances:
-            self.instances.setdefault(obj, set()).update(classes)
+            _add(self.instances, obj, classes)
         for cls in classes:
-            self.holders.setdefault(cls, set()).update(instances)
+            _add(self.holders, cls, instances)
 
     def classes_binding(self, instances, attribute: str) -> set[str]:
         """The classes `instances` may be instances of (or their notebook bases) whose body binds
@@ -329,7 +347,7 @@ class Heap:
             seen.add(cls)
             if attribute in self.class_attributes.get(cls, ()):
                 found.add(cls)
-            todo |= (self.given.get(cls, set()) & self.classes) - seen  # (a class is given its bases)
+            todo |= self.classes.intersection(self.given.get(cls, ())) - seen  # (a class is given its bases)
         return found
 
     def function_holders(self) -> set[str]:
@@ -348,9 +366,9 @@ class Heap:
             if kinds and kinds.get(obj) in _LAZY:
                 given = None
             if owned:
-                found |= owned
+                found.update(owned)
             if given:
-                found |= given
+                found.update(given)
             implied = self._implied(obj)
             if implied is not None:
                 found.add(implied)
