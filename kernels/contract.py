@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -223,6 +224,11 @@ def timeout_message(step: str, seconds) -> str:
     return f"step '{step}' ran longer than its timeout of {seconds} s"
 
 
+# said of a step that outlived its timeout by catching it and ending on its own
+TIMEOUT_SWALLOWED = (" (its code caught the timeout and ended on its own, so what it made may be cut short: "
+                     "nothing of it is kept; catch Exception, not BaseException or a bare except)")
+
+
 def explain_timeout(error, step: str, seconds) -> None:
     """`deadline` raises a bare StepTimeout in the user's code: give its StepError the message."""
     if error is not None and error.ename == "StepTimeout" and not error.evalue:
@@ -231,21 +237,25 @@ def explain_timeout(error, step: str, seconds) -> None:
 
 
 @contextmanager
-def deadline(seconds, owner: tuple[str, str] | None = None):
+def deadline(seconds, owner: tuple[str, str] | None = None, step: str | None = None):
     """Raise StepTimeout in this thread after `seconds` (the step's `timeout:` tag). `owner`: the
-    (run, step) whose code the block runs, known meanwhile to `timed_code_running`.
+    (run, step) whose code the block runs, known meanwhile to `timed_code_running`; `step`: its
+    name, when no run owns it (a KFP component).
 
     The exception is raised between Python bytecodes, so it lands in the user's code and is
     reported at the cell and line that was running; a long call into C code ends first. In the
     main thread (the local engine) a signal raises it too (`_Alarm`), which also ends a sleep or
     a wait in a system call. On a Dask worker the run's client stops a step that outlives its
-    timeout anyway (`dask_lifecycle.StepDeadlines`). Yields a `_Timer`: whether the timeout struck.
+    timeout anyway (`dask_lifecycle.StepDeadlines`); in the main thread of a process the run owns,
+    `past_timeout_last_words` ends the process. Yields a `_Timer`: whether the timeout struck.
     """
     timer = _Timer()
     if not seconds:
         yield timer
         return
-    with _Alarm(seconds) as alarm, _raised_in_thread(seconds, alarm, timer), _timed(owner):
+    name = step or (owner[1] if owner else "")
+    with _Alarm(seconds) as alarm, _raised_in_thread(seconds, alarm, timer), _timed(owner), \
+            _process_ended_past(seconds, name):
         yield timer
     timer.struck = timer.struck or alarm.struck
 
@@ -311,6 +321,55 @@ def _raised_in_thread(seconds, alarm: _Alarm, timer: _Timer):
 
 
 TIMEOUT_REFIRE_S = 1.0  # how often a timeout is raised again in a step that has not ended
+TIMEOUT_GRACE_S = 10.0  # past its timeout, how long a step owning its process may unwind before the process ends
+EXIT_TIMEOUT = 124  # the exit code of a process ended so (as `timeout(1)` ends one)
+_PAST_TIMEOUT: list = []  # `past_timeout_last_words`
+_EXIT = os._exit  # (the local engine refuses the steps' `os._exit` while they run: `task.exit_refused`)
+
+
+@contextmanager
+def past_timeout_last_words(say):
+    """While the block runs, a step running in the main thread that has not ended TIMEOUT_GRACE_S
+    past its timeout ends the process, after `say(message)` (its last words: record the run's end).
+    Its code may catch the timeout in a loop (`while True: try: … except: pass`), or run compiled
+    code that holds the interpreter: nothing else ends it. Only for a block that owns its process
+    (`nbscale run` under the local engine, a KFP component): ended, it loses nothing but its run."""
+    _PAST_TIMEOUT.append(say)
+    try:
+        yield
+    finally:
+        _PAST_TIMEOUT.remove(say)
+
+
+@contextmanager
+def _process_ended_past(seconds, step: str):
+    if not _PAST_TIMEOUT or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    lock, state = threading.Lock(), {"armed": True}
+
+    def expire():
+        with lock:
+            if not state["armed"]:
+                return
+            message = (f"{timeout_message(step, seconds)} and did not stop within {TIMEOUT_GRACE_S:g} s (its code "
+                       "catches the timeout, or runs compiled code that holds the interpreter); nbscale ended "
+                       "the process")
+            for say in reversed(_PAST_TIMEOUT):
+                try:
+                    say(message)
+                except Exception:  # noqa: BLE001 - the process ends either way
+                    pass
+            print(f"nbscale: {message}", file=sys.__stderr__, flush=True)
+            _EXIT(EXIT_TIMEOUT)
+
+    watchdog = _start_timer(float(seconds) + TIMEOUT_GRACE_S, expire)
+    try:
+        yield
+    finally:
+        with lock:
+            state["armed"] = False
+            watchdog.cancel()
 
 
 class _Alarm:

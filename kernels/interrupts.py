@@ -249,8 +249,13 @@ def raised_by_code(exc: BaseException) -> bool:
     """Whether a KeyboardInterrupt in the main thread came from the step's own code (`raise
     KeyboardInterrupt`), not from Ctrl-C or SIGTERM: known only while `sigterm_interrupts` watches
     the signals (the CLI, the server's runs), and this process is the one it watches."""
-    return (isinstance(exc, KeyboardInterrupt) and bool(_WATCHING) and _WATCHING[-1] == os.getpid()
-            and not _REQUESTED)
+    return isinstance(exc, KeyboardInterrupt) and watching_this_process() and not _REQUESTED
+
+
+def watching_this_process() -> bool:
+    """Whether `sigterm_interrupts` is on in this process: it is nbscale's own (the CLI, the
+    server's run process), not a program that called `nbscale.run()`."""
+    return bool(_WATCHING) and _WATCHING[-1] == os.getpid()
 
 
 def note_steps_stopped() -> None:

@@ -18,14 +18,21 @@ import json
 import math
 import os
 import sys
-import threading
 import time
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..compiler.notebook import cell_label
-from .contract import FAILED, deadline, error_dict, explain_timeout, timeout_message
+from .contract import (
+    FAILED,
+    TIMEOUT_SWALLOWED,
+    deadline,
+    error_dict,
+    explain_timeout,
+    past_timeout_last_words,
+    timeout_message,
+)
 from .errors import MarshalError, StepTimeout
 from .executor import StepError, StepResult, execute_step
 from .marshal import type_name
@@ -34,8 +41,6 @@ from .store import FORMAT, ArtifactStore
 RESULT_FILE = "result.json"
 STARTED_FILE = "started.json"
 KEPT_FOLDER = "kept"
-TIMEOUT_GRACE_S = 10.0  # after a timeout, how long the step may take to unwind before the process ends
-EXIT_TIMEOUT = 124
 
 
 class ArtifactFolder(ArtifactStore):
@@ -83,10 +88,14 @@ def run_kfp_step(*, notebook: str, step: dict, prelude: dict, parameters: dict |
         result = _failed(name, type(exc).__name__, f"step {name!r} could not read its inputs: {exc}")
     else:
         try:
-            with _end_the_process_after(timeout, record_dir, name, attempt, started), deadline(timeout):
+            last_words = partial(_record_timeout, record_dir, name, attempt, started)
+            with past_timeout_last_words(last_words), deadline(timeout, step=name) as timer:
                 result = execute_step(spec, prelude, values, loaded, metrics=metrics_spec, notebook=notebook)
         except StepTimeout:  # it struck between two cells, outside the step's code
             result = _failed(name, "StepTimeout", timeout_message(name, timeout))
+        else:
+            if timer.struck and result.ok:  # its code caught the timeout and ended: what it made may be cut short
+                result = _failed(name, "StepTimeout", timeout_message(name, timeout) + TIMEOUT_SWALLOWED)
         explain_timeout(result.error, name, timeout)
     _echo(result)
     if result.ok:
@@ -211,28 +220,8 @@ def _echo(result: StepResult) -> None:
 # Timeout
 
 
-@contextmanager
-def _end_the_process_after(seconds, record_dir: Path | None, step: str, attempt: int, started: float):
-    """The last resort behind `deadline`: a step that does not unwind within TIMEOUT_GRACE_S of
-    its timeout (a long call into compiled code, an `except` that swallows StepTimeout) ends the
-    component's process, after writing its record. Only a step running in the main thread owns
-    its process; called from another thread, `deadline` alone applies."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire():
-        message = timeout_message(step, seconds) + " and did not stop; the process was ended"
-        if record_dir is not None:
-            summary = {"step": step, "error": error_dict("StepTimeout", message), "stdout": "", "stderr": ""}
-            _write_record(record_dir, summary, attempt, started, FAILED)
-        print(f"nbscale: {message}", file=sys.__stderr__, flush=True)
-        os._exit(EXIT_TIMEOUT)
-
-    watchdog = threading.Timer(seconds + TIMEOUT_GRACE_S, expire)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        yield
-    finally:
-        watchdog.cancel()
+def _record_timeout(record_dir: Path | None, step: str, attempt: int, started: float, message: str) -> None:
+    """The record of a step whose process ends past its timeout (`past_timeout_last_words`)."""
+    if record_dir is not None:
+        summary = {"step": step, "error": error_dict("StepTimeout", message), "stdout": "", "stderr": ""}
+        _write_record(record_dir, summary, attempt, started, FAILED)

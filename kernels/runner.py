@@ -22,7 +22,7 @@ from ..compiler.diagnostics import errors_text
 from ..compiler.file_versions import FileVersions, file_versions
 from ..compiler.hashing import step_hashes
 from . import params as params_mod
-from .children import end_orphans_of, owner_marker
+from .children import end_orphans_of, end_step_children, owner_marker
 from .contract import (
     CACHED,
     CANCELLED,
@@ -49,6 +49,7 @@ from .contract import (
     WARNING,
     StepSpec,
     artifacts_url,
+    past_timeout_last_words,
     run_key,
     run_store_path,
     state_lost_message,
@@ -58,7 +59,7 @@ from .contract import (
 from .cost import saved_seconds
 from .engines import check_engine_name, get_engine
 from .errors import CorruptArtifact, ParameterError, PipelineNotRunnable, RunStoreError, ServerGone, Terminated
-from .interrupts import interrupt_requested, last_words, stop_requests_noted
+from .interrupts import interrupt_requested, last_words, stop_requests_noted, watching_this_process
 from .liveness import current_owner
 from .profile_records import light, stored_profiles
 from .project_settings import profiles_enabled
@@ -202,8 +203,9 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
                                     scheduler_file=options.scheduler_file, workers=options.workers,
                                     run_id=run_id, notebook=str(notebook), **(engine_options or {}))
                 connect_engine(engine, recorder.emit)
-                with stop_requests_noted(partial(_note_stop, store, run_id)), \
-                        last_words(partial(store.end_unfinished_at_once, run_id, CANCELLED, STOPPED_TWICE_BY_SIGTERM)):
+                stopped_twice = partial(store.end_unfinished_at_once, run_id, CANCELLED, STOPPED_TWICE_BY_SIGTERM)
+                with stop_requests_noted(partial(_note_stop, store, run_id)), last_words(stopped_twice), \
+                        _ended_past_timeout(store, run_id):
                     outcomes = engine.run(specs, recorder.emit)
         except BaseException as exc:
             _stop(store, recorder, exc)  # before the engine closes, which takes a while: the panel says so at once
@@ -240,6 +242,21 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
         recorder.tell(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
                      error, store.path)
+
+
+def _ended_past_timeout(store, run_id: str):
+    """In nbscale's own process, a step in its main thread (the local engine) that outlives its
+    timeout by more than a grace ends the process (`past_timeout_last_words`), the run recorded
+    `failed` first and the step's child processes ended; a program that called `nbscale.run()` is
+    never ended."""
+    if not watching_this_process():
+        return nullcontext()
+
+    def say(message: str) -> None:
+        store.end_unfinished_at_once(run_id, FAILED, message)
+        end_step_children()
+
+    return past_timeout_last_words(say)
 
 
 def _stop(store, recorder, exc) -> None:

@@ -31,6 +31,7 @@ from .contract import (
     STEP_RETRY,
     STEP_STALE,
     STEP_STARTED,
+    TIMEOUT_SWALLOWED,
     UPSTREAM_FAILED,
     WARNING,
     StepOutcome,
@@ -71,10 +72,8 @@ RESTORED_SHOWN = 8
 
 
 # said of a step that ended while it was being stopped (its code caught Ctrl-C, or its processes
-# were ended first), and of one that outlived its timeout by catching it: what it made is not kept
+# were ended first): what it made is not kept
 ENDED_WHILE_STOPPED = "cancelled while it ran: it ended as it was being stopped, so what it made may be cut short"
-SWALLOWED = (" (its code caught the timeout and ended on its own, so what it made may be cut short: "
-             "nothing of it is kept; catch Exception, not BaseException or a bare except)")
 
 
 def run_step(spec: StepSpec, upstream: dict, emit=None, execute=None) -> StepOutcome:
@@ -283,7 +282,7 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
             return StepResult(step["name"], FAILED, error=StepError(**error_dict("MarshalError", str(exc)))), {}
         if timer.struck and result.ok:  # its code caught the timeout and ended: what it made may be cut short
             return StepResult(step["name"], FAILED, error=StepError(**error_dict(
-                "StepTimeout", timeout_message(step["name"], step.get("timeout")) + SWALLOWED))), {}
+                "StepTimeout", timeout_message(step["name"], step.get("timeout")) + TIMEOUT_SWALLOWED))), {}
     if viewed and wrote_into_read_only(result.error):
         result, extra = execute_in_process(spec, inputs, views=False)
         return result, {**extra, NOTE: read_only_message(viewed)}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
-from nbscale.kernels import kfp_component
+from nbscale.kernels import contract, kfp_component
 from nbscale.kernels.contract import FAILED, SUCCEEDED, timeout_message
 from nbscale.kernels.kfp_component import KEPT_FOLDER, RESULT_FILE, ArtifactFolder, run_kfp_step
 
@@ -89,6 +89,39 @@ def test_a_timeout_is_the_one_step_timeout_with_the_one_message(tmp_path):
     assert error["ename"] == "StepTimeout" and error["evalue"] == timeout_message("spin", 1)
     assert (error["cell"], error["line"]) == (0, 3)
     assert error["traceback"].rstrip().endswith(timeout_message("spin", 1))
+
+
+def test_a_step_that_catches_its_timeout_and_ends_fails_and_writes_no_outputs(tmp_path):
+    # its cut-short value was written to its output artifact, and the component succeeded
+    record, out = artifact(dsl.Artifact, tmp_path, "step_record"), artifact(dsl.Dataset, tmp_path, "out_epochs")
+    code = "import time\nepochs = 0\ntry:\n    for _ in range(50):\n        time.sleep(0.1)\n        epochs += 1\nexcept:\n    pass"
+    with pytest.raises(SystemExit, match="StepTimeout"):
+        run_kfp_step(notebook="nb.ipynb", step=step("train", code, outputs=["epochs"]), prelude=PRELUDE, timeout=1,
+                     outputs={"epochs": out}, record=record)
+    error = record_of(record)["error"]
+    assert error["ename"] == "StepTimeout" and "its code caught the timeout and ended on its own" in error["evalue"]
+    assert not Path(out.path).exists() or not any(Path(out.path).iterdir())
+
+
+def test_a_step_that_keeps_catching_its_timeout_ends_the_component_with_its_record(tmp_path):
+    import subprocess
+    import sys
+
+    record = tmp_path / "step_record"
+    script = f"""
+from kfp import dsl
+from nbscale.kernels import contract
+from nbscale.kernels.kfp_component import run_kfp_step
+contract.TIMEOUT_GRACE_S = 1.0
+code = "while True:\\n    try:\\n        sum(range(1000))\\n    except BaseException:\\n        pass"
+run_kfp_step(notebook="nb.ipynb", step={{"name": "stubborn", "cells": [0], "source": [code], "outputs": []}},
+             prelude={{"cells": [], "source": []}}, timeout=1,
+             record=dsl.Artifact(uri={str(record)!r}, name="step_record", metadata={{}}))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == contract.EXIT_TIMEOUT, run.stderr
+    result = json.loads((record / RESULT_FILE).read_text())
+    assert result["status"] == FAILED and "did not stop within 1 s" in result["error"]["evalue"]
 
 
 def test_pipelines_compiled_earlier_still_find_run_step():

@@ -736,3 +736,49 @@ def test_a_file_edited_in_place_by_a_later_step_is_rebuilt_with_its_writer_and_r
     model.unlink()
     run_notebook(_patched_notebook(tmp_path, 2), options=options)
     assert model.read_bytes() == b"2000"
+
+
+# a step that catches its timeout in a loop, and a child process it started: it never ends on its own
+_STUBBORN = ("import subprocess, time\nchild = subprocess.Popen(['sleep', '300'])\nopen('child.pid', 'w').write("
+             "str(child.pid))\nstarted = time.time()\nwhile time.time() - started < {seconds}:\n    try:\n"
+             "        time.sleep(0.05)\n    except BaseException:\n        pass\nchild.kill()")
+# the real CLI, its grace past the timeout cut from 10 s to 1 s so that the test takes seconds
+_CLI_WITH_SHORT_GRACE = ("import sys\nimport nbscale.kernels.contract as contract\ncontract.TIMEOUT_GRACE_S = 1.0\n"
+                         "sys.argv = ['nbscale', *sys.argv[1:]]\nfrom nbscale.cli import console_main\nconsole_main()")
+
+
+def test_a_local_step_that_keeps_catching_its_timeout_ends_the_cli_run_failed(tmp_path):
+    # it ran for ever: the timeout was raised again every second, and caught every time
+    import sqlite3
+    import subprocess
+    import sys
+
+    import psutil
+
+    nb = make_notebook(tmp_path, [(_STUBBORN.format(seconds=300), ["step:stubborn", "timeout:1s"]),
+                                  ("b = 1", ["step:after"])])
+    start = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", _CLI_WITH_SHORT_GRACE, "run", str(nb), "--engine", "local"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert time.monotonic() - start < 30
+    assert run.returncode == 124, run.stderr
+    assert "step 'stubborn' ran longer than its timeout of 1 s and did not stop within 1 s" in run.stderr
+    with sqlite3.connect(tmp_path / ".nbscale" / "runs.sqlite") as db:
+        (status, error), = db.execute("SELECT status, error FROM runs").fetchall()
+        steps = dict(db.execute("SELECT step, status FROM step_runs").fetchall())
+    assert status == "failed" and "did not stop" in error and "catches the timeout" in error
+    assert steps == {"stubborn": "failed", "after": "cancelled"}
+    child = int((tmp_path / "child.pid").read_text())
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_program_that_calls_nbscale_run_is_never_ended_past_a_timeout(tmp_path):
+    # not nbscale's own process: the step is waited for, and fails as one that caught its timeout
+    import subprocess
+    import sys
+
+    nb = make_notebook(tmp_path, [(_STUBBORN.format(seconds=3), ["step:stubborn", "timeout:1s"])])
+    script = ("import nbscale, nbscale.kernels.contract as contract\ncontract.TIMEOUT_GRACE_S = 0.5\n"
+              f"result = nbscale.run({str(nb)!r}, engine='local')\nprint('still here', result.status)")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert run.returncode == 0 and "still here failed" in run.stdout, run.stderr
