@@ -179,9 +179,62 @@ def run_step_in_kernel(spec, upstream: dict, emit=None, *, kernel_name=KERNEL, s
 def _execute_in_kernel(spec, inputs, *, kernel_name, start_timeout, execution_timeout, on_kernel=None):
     """One attempt of the step, as a notebook in a kernel (the `execute` of `task.run_step`)."""
     result, notebook = execute_step_notebook(spec, inputs, kernel_name=kernel_name, start_timeout=start_timeout,
-                                             execution_timeout=execution_timeout or spec.step.get("timeout"),
-                                             on_kernel=on_kernel)
+                                             execution_timeout=execution_timeout, on_kernel=on_kernel)
     return result, {"step_notebook": notebook}
+
+
+KILLED_AFTER_S = 2.0  # a kernel interrupted at its step's timeout, and still running this long after, is killed
+
+
+class _StepDeadline:
+    """The step's `timeout:` over all its cells (papermill's execution timeout is per cell: a step
+    of three cells ran three times its timeout, and succeeded). At the timeout its kernel is
+    interrupted, so that the error points at the line that was running; a kernel still running
+    KILLED_AFTER_S later (its code caught the KeyboardInterrupt, or waits in compiled code) is
+    killed, and so is one whose cell ended after it (no later cell runs). Either way the step
+    fails: what it made may be cut short. `started` is the kernel manager's `on_kernel`."""
+
+    def __init__(self, seconds, on_kernel=None):
+        self.seconds, self.on_kernel = seconds, on_kernel
+        self.struck, self.lock, self.timers, self.group = False, threading.Lock(), [], None
+
+    def started(self, group: int) -> None:
+        self.group = group
+        if self.on_kernel is not None:
+            self.on_kernel(group)
+
+    def cell_starts(self, cell=None, **_) -> None:
+        """nbclient's `on_cell_start`: the step's time counts from its first own cell, not from its
+        kernel's start-up, nor nbscale's cell that loads its inputs (it imports nbscale there)."""
+        role = (cell or {}).get("metadata", {}).get("nbscale", {}).get("role")
+        if self.seconds and role == "step" and self.group is not None and not self.timers:
+            self._after(float(self.seconds), self._strike, self.group)
+
+    def cell_ends(self, **_) -> None:
+        """nbclient's `on_cell_executed`: a cell whose code caught the interrupt and ended is the
+        step's last; the next would run past the timeout."""
+        if self.struck:
+            _signal_group(self.group, signal.SIGKILL)
+
+    def _strike(self, group: int) -> None:
+        self.struck = True
+        _signal_group(group, signal.SIGINT)
+        self._after(KILLED_AFTER_S, _signal_group, group, signal.SIGKILL)
+
+    def _after(self, seconds: float, function, *args) -> None:
+        with self.lock:
+            if self.timers is None:  # the step ended meanwhile
+                return
+            timer = threading.Timer(seconds, function, args)
+            timer.daemon = True
+            timer.start()
+            self.timers.append(timer)
+
+    def ended(self) -> None:
+        with self.lock:
+            for timer in self.timers:
+                timer.cancel()
+            self.timers = None
 
 
 class _Kernels:
@@ -210,8 +263,12 @@ class _Kernels:
 
 
 def _kill_group(group: int) -> None:
+    _signal_group(group, signal.SIGKILL)
+
+
+def _signal_group(group: int, signum: int) -> None:
     with contextlib.suppress(OSError):  # ended already
-        os.killpg(group, signal.SIGKILL)
+        os.killpg(group, signum)
 
 
 def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeout=60,
@@ -235,20 +292,26 @@ def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeo
         code_starts()
         wall0 = time.perf_counter()
         failure = None
+        deadline = _StepDeadline(spec.step.get("timeout"), on_kernel)
         with _quiet_papermill_logs():
             try:
                 papermill.execute_notebook(
                     source_path, executed_path, kernel_name=kernel_name, progress_bar=False,
                     start_timeout=start_timeout, autosave_cell_every=0,
                     execution_timeout=execution_timeout, resources={"metadata": {"path": spec.cwd}},
-                    kernel_manager_class=_kernel_manager_class(os.path.join(tmp, "kernel.log"), on_kernel))
+                    kernel_manager_class=_kernel_manager_class(os.path.join(tmp, "kernel.log"), deadline.started),
+                    on_cell_start=deadline.cell_starts, on_cell_executed=deadline.cell_ends)
             except papermill.PapermillExecutionError:
                 pass  # the error is in the executed notebook, at its cell
             except CellTimeoutError as exc:
                 failure = ("StepTimeout", f"{timeout_message(name, execution_timeout)} (in one cell): {exc}")
             except Exception as exc:  # noqa: BLE001 - a dead kernel, a kernel that did not start
                 failure = (type(exc).__name__, str(exc).strip() or type(exc).__name__)
+            finally:
+                deadline.ended()
         result.wall_s = time.perf_counter() - wall0
+        if deadline.struck:  # interrupted, killed, or its code caught the interrupt and ended
+            failure = ("StepTimeout", timeout_message(name, spec.step["timeout"]))
         if failure is not None and failure[0] != "StepTimeout":  # (a timeout's kernel was shut down by it: its noise)
             failure = (failure[0], failure[1] + _kernel_log(os.path.join(tmp, "kernel.log")))
         executed = nbformat.read(executed_path, as_version=4) if os.path.exists(executed_path) else None

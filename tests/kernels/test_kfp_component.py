@@ -94,7 +94,8 @@ def test_a_timeout_is_the_one_step_timeout_with_the_one_message(tmp_path):
 def test_a_step_that_catches_its_timeout_and_ends_fails_and_writes_no_outputs(tmp_path):
     # its cut-short value was written to its output artifact, and the component succeeded
     record, out = artifact(dsl.Artifact, tmp_path, "step_record"), artifact(dsl.Dataset, tmp_path, "out_epochs")
-    code = "import time\nepochs = 0\ntry:\n    for _ in range(50):\n        time.sleep(0.1)\n        epochs += 1\nexcept:\n    pass"
+    code = ("import time\nepochs = 0\ntry:\n    for _ in range(50):\n        time.sleep(0.1)\n        epochs += 1\n"
+            "except:\n    pass")
     with pytest.raises(SystemExit, match="StepTimeout"):
         run_kfp_step(notebook="nb.ipynb", step=step("train", code, outputs=["epochs"]), prelude=PRELUDE, timeout=1,
                      outputs={"epochs": out}, record=record)

@@ -135,6 +135,31 @@ def test_a_timed_out_step_says_so_without_the_kernels_own_noise(tmp_path):
     assert "kernel stderr" not in error["evalue"] and "ZMQError" not in error["traceback"]
 
 
+def test_a_timeout_is_the_whole_steps_not_each_cells(tmp_path):
+    # papermill's execution timeout is per cell: three cells of 0.8 s under `timeout:1s` succeeded
+    path = write_nb(tmp_path, [("import time\ntime.sleep(0.8)\na = 1", ["step:slow", "timeout:1s"]),
+                               ("time.sleep(0.8)\nb = 2", []), ("time.sleep(0.8)\nc = 3", [])])
+    error = nbscale.run(path, engine="papermill").step("slow")["error"]
+    assert error["ename"] == "StepTimeout" and "timeout of 1 s" in error["evalue"]
+    assert (error["cell"], error["line"]) == (1, 1)  # (the second cell, where the interrupt landed)
+
+
+@pytest.mark.parametrize("ending", ["    except BaseException:\n        pass",  # for ever: the kernel is killed
+                                    "    except BaseException:\n        break"])  # ends: no later cell runs
+def test_a_step_that_catches_its_timeout_fails_and_runs_no_later_cell(tmp_path, ending):
+    import time
+
+    code = f"import time\nwhile True:\n    try:\n        time.sleep(0.05)\n{ending}\nn = 1"
+    path = write_nb(tmp_path, [(code, ["step:stubborn", "timeout:1s"]), ("open('later.txt', 'w').close()", [])])
+    start = time.monotonic()
+    result = nbscale.run(path, engine="papermill")
+    assert time.monotonic() - start < 30
+    error = result.step("stubborn")["error"]
+    assert result.status == "failed" and error["ename"] == "StepTimeout" and "timeout of 1 s" in error["evalue"]
+    assert not (tmp_path / "later.txt").exists()
+    assert not ArtifactStore(result.store_url).has(result.hashes["stubborn"], ["n"])
+
+
 @pytest.fixture(scope="module")
 def scheduler():
     from distributed import LocalCluster
