@@ -32,6 +32,7 @@ CODES = {
     "empty-step": WARNING,
     "tags-on-text-cell": WARNING,
     "global-seed": WARNING,
+    "prelude-seed-repeats": WARNING,
     "setting-not-replayed": WARNING,
     "prelude-object-changed": WARNING,
     "generator-handed-on": WARNING,

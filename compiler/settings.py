@@ -64,6 +64,16 @@ SEED_CALLS = frozenset({
     "tensorflow.random.set_seed", "tensorflow.set_random_seed", "tensorflow.keras.utils.set_random_seed",
     "keras.utils.set_random_seed",
 })
+# The global generators a seed call in the imports or functions cells restarts before every step
+# (seed call → generator), and what of theirs draws no number (any other function does: `rand`).
+PRELUDE_SEEDED = {"random.seed": "random", "random.setstate": "random",
+                  "numpy.random.seed": "numpy.random", "numpy.random.set_state": "numpy.random"}
+NOT_DRAWING = {
+    "random": frozenset({"seed", "getstate", "setstate", "Random", "SystemRandom"}),
+    "numpy.random": frozenset({"seed", "get_state", "set_state", "default_rng", "Generator", "RandomState",
+                               "SeedSequence", "BitGenerator", "MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64",
+                               "bit_generator"}),
+}
 # Calls that change a container in place (`results.append(score)`, `next(ids)`): one the imports
 # or functions cells made is made again before every step, so later steps do not see the change.
 # (`add` only changes a set when its value is unused: pandas' `df.add(1)` makes a new frame.)
@@ -139,6 +149,7 @@ class SettingsWalk:
         self._made: list[tuple[dict, str | None]] = []
         self._made_reads: set[str] = set()
         self._position = 0  # of the next step
+        self._drew: dict[str, list[str]] = {}  # a global generator the prelude seeds → the steps drawing from it
 
     def prelude(self, cells: list[ParsedCell], names: set[str], callables: dict[str, Callable] | None = None,
                 calling: set[str] = frozenset(), instances: set[str] = frozenset()) -> None:
@@ -160,10 +171,11 @@ class SettingsWalk:
         self._position += 1
         result.replayed[name] = [entry for entry, _ in self._made]
         result.parameters[name] = set(self._made_reads)
-        finder.found, finder.problems = [], []
+        finder.found, finder.problems, finder.draws = [], [], {}
         prelude_names = set(finder.prelude_names)
         for cell in cells:
             finder.cell(cell, step=name)
+        self._repeated_draws(name, finder)
         for kind, entry, reads, into in finder.found:
             if kind == "setting":
                 self._made.append((entry, into))
@@ -176,6 +188,20 @@ class SettingsWalk:
             result.diagnostics += finder.problems
             seeds = [entry for kind, entry, _, _ in finder.found if kind == "seed"]
             result.diagnostics += [_seed_warning(entry, name, later, len(steps) - position - 1) for entry in seeds]
+
+
+    def _repeated_draws(self, name: str, finder: _Finder) -> None:
+        """A step drawing from a global generator the prelude seeds, after another step did: the
+        prelude seeds it again before every step, so both draw the same numbers (a step that seeds
+        it itself is `global-seed`'s)."""
+        seeded_here = {PRELUDE_SEEDED.get(entry["seeds"]) for kind, entry, _, _ in finder.found if kind == "seed"}
+        for generator, where in finder.draws.items():
+            earlier = self._drew.setdefault(generator, [])
+            if generator not in seeded_here:
+                if earlier:
+                    self.settings.diagnostics.append(
+                        _repeated_draws_warning(where, name, earlier[0], finder.prelude_seeds[generator]))
+                earlier.append(name)
 
 
 class _Finder:
@@ -204,6 +230,9 @@ class _Finder:
         # ("setting" | "seed", entry, parameters read, the prelude's name a setting stores into or None)
         self.found: list[tuple[str, dict, set[str], str | None]] = []
         self.problems: list[Diagnostic] = []
+        # the global generators the prelude seeds → its seed call; the current step's first draw from each
+        self.prelude_seeds: dict[str, dict] = {}
+        self.draws: dict[str, dict] = {}
         self.skim = True
 
     def functions(self, callables: dict[str, Callable]) -> None:
@@ -233,6 +262,8 @@ class _Finder:
                 nodes = _run_now_marked(stmt)  # one walk, shared by both passes over the statement
                 if step is not None:
                     self._statement(stmt, nodes, cell.index, piece)
+                else:
+                    self._prelude_seeds(nodes, cell.index, piece)
                 text = None  # the text of a definition (decorators too), for `_body_of` to skim
                 if self.skim and isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     text = _definition_text(piece, lines, stmt) if lines else piece.text
@@ -264,8 +295,21 @@ class _Finder:
                     f"give '{kept}' a value made in a step as an argument"))
             seed = self._seed_of(node) if isinstance(node, ast.Call) else None
             if seed is not None:
-                code = piece.segment(node) or ast.unparse(node)
-                self.found.append(("seed", {"cell": index, "line": node.lineno, "source": code, **seed}, set(), None))
+                self.found.append(("seed", {**_call_entry(node, index, piece), **seed}, set(), None))
+            drawn = self._drawn_from(node) if self.prelude_seeds and isinstance(node, ast.Call) else None
+            if drawn in self.prelude_seeds and drawn not in self.draws:
+                self.draws[drawn] = _call_entry(node, index, piece)
+
+    def _prelude_seeds(self, nodes, index, piece: Piece) -> None:
+        for node, _ in nodes:
+            generator = PRELUDE_SEEDED.get(self._qualified(node.func)) if isinstance(node, ast.Call) else None
+            if generator is not None and generator not in self.prelude_seeds:
+                self.prelude_seeds[generator] = {**_call_entry(node, index, piece), "generator": generator}
+
+    def _drawn_from(self, call: ast.Call) -> str | None:
+        """The global generator a call draws from (`np.random.rand()`: numpy.random), if one."""
+        module, _, function = (self._qualified(call.func) or "").rpartition(".")
+        return module if function not in NOT_DRAWING.get(module, (function,)) else None
 
     def _prelude_object_changed(self, call: ast.AST) -> tuple[str, str] | None:
         """(The object of the prelude that `call` changes in place, as a message names it, a hint),
@@ -527,7 +571,7 @@ def _lines_of(piece: Piece, line_starts: list[int], first: int, last: int) -> st
 def _may_set(module: str) -> bool:
     """Whether a name bound to `module` may make a setting or a seed call (see _KNOWN_NAMES)."""
     return any(known == module or known.startswith(module + ".") or module.startswith(known + ".")
-               for known in _KNOWN_NAMES)
+               for known in _KNOWN_NAMES) or module.rpartition(".")[0] in NOT_DRAWING  # (`from random import choice`)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -753,6 +797,24 @@ def _seed_warning(entry: dict, step: str, later: list[str], count: int) -> Diagn
         hint="pass a generator as a value: rng = np.random.default_rng(0) (or random.Random(0), "
              "torch.Generator().manual_seed(0)) and draw from rng; seeding in the imports cell instead "
              "restarts the stream in every step (two steps draw the same numbers)")
+
+
+def _call_entry(call: ast.Call, index: int, piece: Piece) -> dict:
+    return {"cell": index, "line": call.lineno, "source": piece.segment(call) or ast.unparse(call)}
+
+
+def _repeated_draws_warning(where: dict, step: str, first: str, seed: dict) -> Diagnostic:
+    return Diagnostic(
+        "prelude-seed-repeats",
+        f"'{where['source']}' in step '{step}' draws the same numbers as step '{first}' did: '{seed['source']}' "
+        f"(cell {seed['cell'] + 1}, line {seed['line']}) seeds the generator again before every step, where top to "
+        f"bottom '{step}' would continue after the draws of '{first}'",
+        cell=where["cell"], line=where["line"],
+        hint=f"make a generator in step '{first}' ({_GENERATOR_MADE[seed['generator']]}) and draw from rng in both: "
+             "it is handed on, and continues as top to bottom")
+
+
+_GENERATOR_MADE = {"random": "rng = random.Random(0)", "numpy.random": "rng = np.random.default_rng(0)"}
 
 
 def _unique(items):

@@ -372,6 +372,40 @@ def test_a_seed_in_the_last_step_or_the_imports_cell_is_no_warning():
                                  ("x = 1", ["step:a"]), ("y = x", ["step:b"])])) == []
 
 
+@pytest.mark.parametrize("imports, seed, first, second", [
+    ("import numpy as np", "np.random.seed(0)", "x = np.random.rand()", "noise = np.random.normal(size=3)"),
+    ("import numpy.random as npr", "npr.seed(0)", "x = npr.permutation(5)", "npr.shuffle(order)"),
+    ("import random", "random.seed(1)", "x = random.random()", "pick = random.choice([1, 2])"),
+    ("import random\nfrom random import sample", "random.setstate(random.Random(3).getstate())",
+     "x = sample([1, 2], 1)", "y = random.randint(0, 9)"),
+], ids=["numpy", "numpy_module_alias", "random", "random_from_import"])
+def test_two_steps_drawing_from_a_generator_the_imports_cell_seeds_is_a_warning(imports, seed, first, second):
+    # top to bottom the second step continues the draws of the first; here it drew the same numbers, silently
+    p = compile_source([(f"{imports}\n{seed}", ["imports"]), (first, ["step:a"]),
+                        (f"order = [1, 2]\n{second}", ["step:b"]), ("z = 1", ["step:c"])])
+    assert [(d.code, d.cell, d.line) for d in p.diagnostics] == [("prelude-seed-repeats", 2, 2)]
+    diag = p.diagnostics[0]
+    assert "step 'b' draws the same numbers as step 'a'" in diag.message and seed in diag.message
+    assert "cell 1, line" in diag.message and "rng" in diag.hint
+
+
+def test_one_step_drawing_a_generator_the_steps_seed_or_nothing_seeds_is_no_repeat_warning():
+    seeded = ("import numpy as np\nimport random\nnp.random.seed(0)", ["imports"])
+    assert codes(compile_source([seeded, ("x = np.random.rand()", ["step:a"]), ("y = x", ["step:b"])])) == []
+    # draws of another generator, or of a generator made from the module (no global draw)
+    assert codes(compile_source([seeded, ("x = random.random()", ["step:a"]),
+                                 ("y = np.random.default_rng(0).random()\nz = random.Random(1).random()",
+                                  ["step:b"]),
+                                 ("w = np.random.rand()", ["step:c"])])) == []
+    # unseeded by the prelude: nothing repeats (a fresh run draws other numbers; see the cache's rules)
+    assert codes(compile_source([("import numpy as np", ["imports"]), ("x = np.random.rand()", ["step:a"]),
+                                 ("y = np.random.rand()", ["step:b"])])) == []
+    # a step that seeds it itself: its own `global-seed` warning, no repeat
+    assert codes(compile_source([seeded, ("x = np.random.rand()", ["step:a"]),
+                                 ("np.random.seed(5)\ny = np.random.rand()", ["step:b"]), ("z = 1", ["step:c"])])) \
+        == ["global-seed"]
+
+
 def test_a_seed_through_a_function_of_the_notebook_is_a_warning_where_it_is_called():
     p = compile_source([
         ("def set_seed(s):\n    import random\n    import numpy as np\n    random.seed(s)\n    np.random.seed(s)",
