@@ -82,8 +82,10 @@ def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
     if type(func) is ast.Call and func.args and type(func.args[0]) is ast.Name and func.args[0].id in known \
             and getattr(func.func, "id", getattr(func.func, "attr", None)) == "delayed":
         return known[func.args[0].id], list(call.args), call.keywords  # `delayed(f)(x)` calls f(x)
-    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and f"{func.value.id}.{func.attr}" in known:
-        return known[f"{func.value.id}.{func.attr}"], list(call.args), call.keywords  # `helpers.f(…)`: local_modules
+    if isinstance(func, ast.Attribute) and isinstance(func.value, (ast.Name, ast.Attribute)):
+        dotted = _dotted(func)  # `helpers.f(…)`, `utils.features.f(…)`: local_modules
+        if dotted in known:
+            return known[dotted], list(call.args), call.keywords
     method = "." + func.attr if isinstance(func, ast.Attribute) else None
     if method in known and not (isinstance(func.value, ast.Name) and func.value.id in modules):
         return known[method], list(call.args), call.keywords  # a method of a notebook class (by name)
@@ -94,6 +96,15 @@ def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
         if isinstance(piped, ast.Lambda):
             return lambda_callable(piped, modules), [func.value, *call.args[1:]], call.keywords
     return None, [], []
+
+
+def _dotted(node) -> str | None:
+    """`a.b.c` as text, for names and attributes alone."""
+    parts = []
+    while type(node) is ast.Attribute:
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if type(node) is ast.Name else None
 
 
 def lambda_callable(node: ast.Lambda, modules=frozenset(), facts=None) -> Callable:

@@ -2,13 +2,14 @@
 
 `compile_cached(notebook, folder)` gives exactly what `compile_notebook(notebook)` gives. An entry
 is keyed by a SHA-256 of everything a compile reads: the compiler's own source, the Python
-version (its parser), the notebook's file name, metadata and cells (type, source, tags),
+version (its parser), the notebook's file name and folder, metadata and cells (type, source, tags),
 encoded as one JSON array, so no cell's text can pose as another cell or as a field. An entry
-is one file: the key, a SHA-256 of the IR text, the IR text (`Pipeline.to_json`, compact). It is used only
-when the key and the digest match and the IR loads; anything else (a torn, corrupt or foreign
-file) counts as no entry and is written over. Entries are written whole to a temporary file and
-renamed into place, so two processes checking at once each see a whole entry or none. The
-folder keeps the MAX_ENTRIES entries used last.
+is one file: the key, a SHA-256 of the rest, the module files of the notebook's folder the compile
+looked for (`local_modules.looked_up`, one line of JSON), the IR text (`Pipeline.to_json`, compact).
+It is used only when the key and the digest match, those files are as they were, and the IR
+loads; anything else (a torn, corrupt or foreign file) counts as no entry and is written over.
+Entries are written whole to a temporary file and renamed into place, so two processes checking at
+once each see a whole entry or none. The folder keeps the MAX_ENTRIES entries used last.
 
 IPython turns magics into Python: the key also holds the identity of the installed IPython (its
 path and a digest of its input transformer, read without importing it: its version would cost
@@ -41,7 +42,7 @@ from .ir import Pipeline
 from .notebook import Notebook, read_notebook, regular_file_bytes
 from .parsing import collector_paused
 
-CACHE_FORMAT = "nbscale.compile-cache/1"
+CACHE_FORMAT = "nbscale.compile-cache/2"
 MAX_ENTRIES = 64  # notebooks remembered (an entry is about the size of the notebook's code)
 MAX_ENTRY_BYTES = 64 * 2**20  # bigger compiles are not kept
 SUFFIX = ".ir"
@@ -77,8 +78,9 @@ def _compile_cached(notebook, folder) -> Pipeline:
     entry = Path(folder) / (key + SUFFIX)
     pipeline = load_entry(entry, key)
     if pipeline is None:
-        pipeline = compile_notebook(notebook)
-        store_entry(entry, key, pipeline)
+        with local_modules.looked_up() as modules:
+            pipeline = compile_notebook(notebook)
+        store_entry(entry, key, pipeline, modules)
     return pipeline
 
 
@@ -89,7 +91,7 @@ def notebook_key(notebook: Notebook) -> str | None:
     if ipython is None:
         return None
     content = [CACHE_FORMAT, compiler_digest(), sys.version, sys.warnoptions, ipython, Path(notebook.path).name,
-               local_modules.signature(notebook.path),
+               os.path.dirname(os.path.abspath(notebook.path)),  # (where its modules are looked for)
                notebook.metadata,
                [[c.index, c.cell_type, c.source, list(c.tags)] for c in notebook.cells]]
     try:
@@ -151,11 +153,15 @@ def load_entry(entry: Path, key: str) -> Pipeline | None:
     """The pipeline stored in `entry` for `key`, or None (absent, torn, corrupt or another key)."""
     try:
         data = regular_file_bytes(entry, MAX_ENTRY_BYTES + 4096)  # (a FIFO there would block)
-        stored_key, digest, ir = data.split(b"\n", 2)
-        if stored_key.decode() != key or digest.decode() != hashlib.sha256(ir).hexdigest():
+        stored_key, digest, body = data.split(b"\n", 2)
+        if stored_key.decode() != key or digest.decode() != hashlib.sha256(body).hexdigest():
             return None
+        modules, ir = body.split(b"\n", 1)
+        modules = json.loads(modules.decode("utf-8", "surrogatepass"))
+        if not isinstance(modules, dict) or not local_modules.unchanged(modules):
+            return None  # a module of the notebook's folder changed, or came or went, since
         pipeline = Pipeline.from_json(json.loads(ir.decode("utf-8", "surrogatepass")))
-    except (OSError, ValueError, RecursionError):  # ValueError: too few lines, bad UTF-8, bad JSON, not an IR
+    except (OSError, ValueError, TypeError, RecursionError):  # too few lines, bad UTF-8, bad JSON, not an IR
         return None
     _used(entry)
     return pipeline
@@ -168,17 +174,18 @@ def _used(path: Path) -> None:
         pass
 
 
-def store_entry(entry: Path, key: str, pipeline: Pipeline) -> None:
+def store_entry(entry: Path, key: str, pipeline: Pipeline, modules: dict | None = None) -> None:
     """Write `entry` whole (a temporary file renamed into place); a folder that cannot be written
-    only means no entry."""
+    only means no entry. `modules`: the module files the compile looked for (`local_modules.looked_up`)."""
     try:  # (C encoder: no indent)
         ir = json.dumps(pipeline.to_json(copied=False), ensure_ascii=False, separators=(",", ":"))
+        looked = json.dumps(modules or {}, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError):  # an int too long to write as text: no entry
         return
-    ir = ir.encode("utf-8", "surrogatepass")
-    if len(ir) > MAX_ENTRY_BYTES:
+    body = b"%s\n%s" % (looked.encode("utf-8", "surrogatepass"), ir.encode("utf-8", "surrogatepass"))
+    if len(body) > MAX_ENTRY_BYTES:
         return
-    data = b"%s\n%s\n%s" % (key.encode(), hashlib.sha256(ir).hexdigest().encode(), ir)
+    data = b"%s\n%s\n%s" % (key.encode(), hashlib.sha256(body).hexdigest().encode(), body)
     import tempfile  # (only a compile that was not in the cache pays for the import)
 
     try:

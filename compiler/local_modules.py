@@ -4,9 +4,12 @@ Python imports `helpers` from the notebook's folder first, and a helper that cha
 in place (`def add_features(df): df["z"] = 1`) changes the step's object: later steps must get it
 from that step. The analysis reads such a module's top-level functions (parsed, never run) for the
 parameters they change, so `helpers.add_features(train)` changes `train` as a function of the
-notebook would. What they read or change of the module's own globals is the module's, not the
-notebook's. A compile looks only beside the notebook it compiles (`modules_beside`); the compile
-cache keys its entries by those files too (`signature`).
+notebook would. So for a module of a package beside the notebook (`utils/features.py`: `import
+utils.features`, `from utils import features`, `from utils.features import add`). What they read
+or change of the module's own globals is the module's, not the notebook's. A compile looks only
+beside the notebook it compiles (`modules_beside`); the compile cache keeps with its entry every
+file a compile looked for, found or not (`looked_up`), and uses the entry only while they are as
+they were (`unchanged`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from .scopes import scope_facts
 MAX_MODULE_BYTES = 2_000_000  # a bigger file is no helper module the analysis reads
 MAX_LISTED = 1_000  # .py files of a folder the compile cache's key looks at
 _FOLDER: ContextVar[str | None] = ContextVar("nbscale_notebook_folder", default=None)
+# while `looked_up` records: path → [size, mtime_ns] of each file looked for, or None (no regular file)
+_LOOKED_UP: ContextVar[dict | None] = ContextVar("nbscale_modules_looked_up", default=None)
 
 
 @contextmanager
@@ -43,32 +48,80 @@ def modules_beside(notebook_path) -> Iterator[None]:
 def local_functions(node: ast.Import | ast.ImportFrom) -> dict[str, Callable]:
     """The functions an import binds from the notebook's own modules, under the names a call uses:
     `helpers.f` for `import helpers`, `h.f` for `import helpers as h`, `g` for `from helpers
-    import f as g`."""
+    import f as g`, `utils.features.f` for `import utils.features`, `features.f` for `from utils
+    import features`."""
     found = {}
     if type(node) is ast.Import:
         for alias in node.names:
             found.update({f"{alias.asname or alias.name}.{name}": callee
                           for name, callee in functions_of(alias.name).items()})
+            package = alias.name.partition(".")[0]
+            if package != alias.name and alias.asname is None:  # `import utils.features` binds utils too
+                found.update({f"{package}.{name}": callee for name, callee in functions_of(package).items()})
     elif not node.level and node.module:
         functions = functions_of(node.module)
-        found.update({alias.asname or alias.name: functions[alias.name] for alias in node.names
-                      if alias.name in functions})
+        for alias in node.names:
+            if alias.name in functions:
+                found[alias.asname or alias.name] = functions[alias.name]
+            elif alias.name != "*":  # a module of the package
+                found.update({f"{alias.asname or alias.name}.{name}": callee
+                              for name, callee in functions_of(f"{node.module}.{alias.name}").items()})
     return found
 
 
 def functions_of(module: str) -> dict[str, Callable]:
-    """The top-level functions of module `module` beside the notebook, by name; {} for any other
-    module (a library's, a package, a dotted name, a file that does not parse)."""
+    """The top-level functions of module `module` beside the notebook (a dotted name: of a package
+    there), by name; {} for any other module (a library's, a file that does not parse)."""
     folder = _FOLDER.get()
-    if folder is None or not module.isidentifier():
+    parts = module.split(".")
+    if folder is None or not all(part.isidentifier() for part in parts):
         return {}
+    base = os.path.join(folder, *parts)
+    for path in (os.path.join(base, "__init__.py"), base + ".py"):  # (as Python looks: a package first)
+        st = _look(path)
+        if st is not None:
+            return _functions(path, st.st_size, st.st_mtime_ns) if st.st_size <= MAX_MODULE_BYTES else {}
+    return {}
+
+
+def _look(path: str) -> os.stat_result | None:
+    """The stat of the regular file at `path`, or None; recorded for `looked_up`."""
+    st = _regular_file(path)
+    looked = _LOOKED_UP.get()
+    if looked is not None:
+        looked[path] = _stamp(st)
+    return st
+
+
+def _regular_file(path: str) -> os.stat_result | None:
     try:
-        st = os.stat(os.path.join(folder, module + ".py"))
+        st = os.stat(path)
     except (OSError, ValueError):
-        return {}
-    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MODULE_BYTES:
-        return {}
-    return _functions(os.path.join(folder, module + ".py"), st.st_size, st.st_mtime_ns)
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _stamp(st: os.stat_result | None) -> list | None:
+    return None if st is None else [st.st_size, st.st_mtime_ns]
+
+
+@contextmanager
+def looked_up() -> Iterator[dict]:
+    """Within it, each module file the compile looks for is recorded in the dict it yields (path →
+    [size, mtime_ns], or None where none was): what a compile of the notebook depends on beyond
+    its cells."""
+    looked: dict = {}
+    token = _LOOKED_UP.set(looked)
+    try:
+        yield looked
+    finally:
+        _LOOKED_UP.reset(token)
+
+
+def unchanged(looked: dict) -> bool:
+    """Whether every file `looked_up` recorded is as it was (there, and the same size and time; or
+    still not there)."""
+    return all(_stamp(_regular_file(path)) == was for path, was in looked.items())
 
 
 @functools.lru_cache(maxsize=64)
@@ -89,18 +142,3 @@ def _functions(path: str, size: int, mtime_ns: int) -> dict[str, Callable]:
                                         [i for i, p in enumerate(params) if p in facts.mutated_params], params,
                                         set(facts.deep_mutated) & set(params), **star_parameters(stmt))
     return found
-
-
-def signature(notebook_path) -> list:
-    """(name, size, mtime) of the .py files beside the notebook: what `functions_of` may read."""
-    folder = os.path.dirname(os.path.abspath(os.fspath(notebook_path)))
-    found = []
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.endswith(".py") and entry.is_file(follow_symlinks=True) and len(found) < MAX_LISTED:
-                    st = entry.stat()
-                    found.append([entry.name, st.st_size, st.st_mtime_ns])
-    except OSError:
-        return []
-    return sorted(found)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import make_notebook
 
 from nbscale.compiler import compile_notebook
@@ -54,3 +55,51 @@ def test_the_compile_cache_compiles_again_when_a_helper_changes(tmp_path):
 def test_a_module_that_is_no_regular_file_is_not_read(tmp_path):
     os.mkfifo(tmp_path / "helpers.py")  # (a FIFO held every compile of the folder)
     assert compile_notebook(make_notebook(tmp_path, CELLS)).step("read").sources["df"] == "make"
+
+
+PACKAGE_CELLS = [("import utils.features\nimport utils.features as F\nfrom utils import features as feats\n"
+                  "from utils.features import addcol as add_z", ["imports"]),
+                 ("df = [1]\na = [2]\nd2 = [3]\nd3 = [4]\nkept = [5]", ["step:make"]),
+                 ("utils.features.addcol(df)\nF.addcol(a)\nfeats.addcol(d2)\nadd_z(d3)\nutils.top(kept)",
+                  ["step:mutate"]),
+                 ("r = (df, a, d2, d3, kept)", ["step:read"])]
+
+
+@pytest.mark.parametrize("layout", ["package", "namespace_package"])
+def test_a_module_of_a_package_beside_the_notebook_hands_its_changes_on(tmp_path, layout):
+    # `utils/features.py`: its functions were taken to change nothing, so later steps read df unchanged
+    package = tmp_path / "utils"
+    package.mkdir()
+    (package / "features.py").write_text(HELPERS)
+    if layout == "package":
+        (package / "__init__.py").write_text("def top(rows):\n    rows.append(0)\n")
+    p = compile_notebook(make_notebook(tmp_path, PACKAGE_CELLS))
+    assert p.diagnostics == []
+    expected = {"a": "mutate", "d2": "mutate", "d3": "mutate", "df": "mutate"}
+    assert p.step("read").sources == {**expected, "kept": "mutate" if layout == "package" else "make"}
+
+
+def test_the_compile_cache_compiles_again_when_a_module_of_a_package_comes_or_changes(tmp_path):
+    path = make_notebook(tmp_path, PACKAGE_CELLS)
+    folder = tmp_path / "cache"
+    assert compile_cached(path, folder).step("read").sources["df"] == "make"  # no such package yet
+    package = tmp_path / "utils"
+    package.mkdir()
+    features = package / "features.py"
+    features.write_text(HELPERS.replace("df['z'] = 1", "return df"))
+    assert compile_cached(path, folder).step("read").sources["df"] == "make"
+    features.write_text(HELPERS)
+    os.utime(features, ns=(features.stat().st_atime_ns, features.stat().st_mtime_ns + 10**9))
+    assert compile_cached(path, folder).step("read").sources["df"] == "mutate"
+    assert compile_cached(path, folder).step("read").sources["df"] == "mutate"  # (from the entry now)
+    features.unlink()
+    assert compile_cached(path, folder).step("read").sources["df"] == "make"
+
+
+def test_a_module_the_notebook_imports_that_appears_beside_it_later_compiles_again(tmp_path):
+    # `import helpers` resolved to an installed library's: a helpers.py written since shadows it
+    path = make_notebook(tmp_path, CELLS)
+    folder = tmp_path / "cache"
+    assert compile_cached(path, folder).step("read").sources["df"] == "make"
+    (tmp_path / "helpers.py").write_text(HELPERS)
+    assert compile_cached(path, folder).step("read").sources["df"] == "mutate"
