@@ -117,14 +117,16 @@ def walked(values: dict):
 # --- a copy -----------------------------------------------------------------------------------------
 
 
-def copied(values: dict) -> dict:
-    """A deep copy of `values` in which each view the walk found is a view of its owner's copy."""
+def copied(values: dict, kept: dict | None = None) -> dict:
+    """A deep copy of `values` in which each view the walk found is a view of its owner's copy.
+    `kept`: id → what stands for that object in the copy, not copied (`handoff.step_inputs`)."""
     found = _found(values)
+    memo: dict = dict(kept or {})
     if found is None or not found.views:
-        return copy.deepcopy(values)
-    memo: dict = {}
+        return copy.deepcopy(values, memo)
     for view, owner in found.views.values():
-        memo[id(view)] = _view_of(copy.deepcopy(owner, memo), *_where(view, owner))  # the owner's copy: memoised
+        if id(view) not in memo:
+            memo[id(view)] = _view_of(copy.deepcopy(owner, memo), *_where(view, owner))  # the owner's copy: memoised
     return copy.deepcopy(values, memo)
 
 
@@ -137,7 +139,7 @@ class _Pickler(cloudpickle.Pickler):
     def __init__(self, file, owners: dict, **kwargs):
         super().__init__(file, **kwargs)
         self._owners = owners
-        self._ndarray = sys.modules["numpy"].ndarray
+        self._ndarray = sys.modules["numpy"].ndarray if "numpy" in sys.modules else None
 
     def reducer_override(self, obj):
         if type(obj) is self._ndarray and obj.base is not None and not obj.dtype.hasobject:
@@ -160,6 +162,31 @@ def dumps(values: dict, protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
     with io.BytesIO() as file:
         dump(values, file, protocol)
         return file.getvalue()
+
+
+class _Keeping(_Pickler):
+    """`_Pickler`, each object of `kept` (id → what stands for it) pickled as a reference to that."""
+
+    def __init__(self, file, owners: dict, kept: dict, **kwargs):
+        super().__init__(file, owners, **kwargs)
+        self._kept = kept
+
+    def persistent_id(self, obj):
+        return id(obj) if id(obj) in self._kept else None
+
+
+def pickled_copy(values: dict, kept: dict | None = None) -> dict:
+    """A copy of `values` through a pickle (as `dumps`), the objects of `kept` not copied but
+    replaced by what stands for them there."""
+    if not kept:
+        return cloudpickle.loads(dumps(values))
+    found = _found(values)
+    with io.BytesIO() as file:
+        _Keeping(file, found.owners if found is not None else {}, kept, protocol=pickle.HIGHEST_PROTOCOL).dump(values)
+        file.seek(0)
+        unpickler = pickle.Unpickler(file)
+        unpickler.persistent_load = kept.__getitem__
+        return unpickler.load()
 
 
 class _Sent:

@@ -70,24 +70,40 @@ def step_inputs(grouped: dict[str, dict], changed: set[str], views: bool = True)
     """The values a step works on, from its inputs grouped by producer: its own copies, except
     numpy arrays it does not change (read-only views) and pandas objects (copy-on-write).
 
-    One copy per producer keeps objects shared between its values shared. Returns the values and
-    the names handed on as read-only views.
+    One copy per producer keeps objects shared between its values shared: two names of one array
+    get one view, and a list holding a frame holds the frame the step gets (`frames[0] is df`), as
+    top to bottom. Returns the values and the names handed on as read-only views.
     """
     values, viewed = {}, []
+    kept: dict[int, object] = {}  # id of a value not copied → what the step gets for it
     for producer, names in grouped.items():
         rest = {}
+        changing = {id(value) for name, value in names.items() if name in changed}
         for name, value in names.items():
-            if is_dask_collection(value):  # a lazy graph: computing it never changes it
-                values[name] = value
-            elif name not in changed and _copy_on_write(value):
-                values[name] = value.copy(deep=False)
-            elif views and name not in changed and _plain_array(value):
-                values[name] = array_views.read_only_view(value)
-                viewed.append(name)
-            else:
+            made = kept.get(id(value))
+            if made is None:
+                made = _not_copied(value, views and name not in changed and id(value) not in changing)
+            if made is None:
                 rest[name] = value
-        values.update(_copied(rest, producer))
+                continue
+            kept[id(value)] = values[name] = made
+            if _plain_array(made):  # (a numpy array made here is a read-only view)
+                viewed.append(name)
+        values.update(_copied(rest, producer, kept))
     return values, viewed
+
+
+def _not_copied(value, only_read: bool):
+    """What a step gets for `value` without a copy, or None: a Dask collection itself (a lazy graph:
+    computing it never changes it), and for a value it only reads, a pandas object's shallow copy
+    (copy-on-write) or a numpy array's read-only view."""
+    if is_dask_collection(value):
+        return value
+    if only_read and _copy_on_write(value):
+        return value.copy(deep=False)
+    if only_read and _plain_array(value):
+        return array_views.read_only_view(value)
+    return None
 
 
 def _deepcopy_would_share(values: dict) -> bool:
@@ -132,17 +148,20 @@ def _holding_defaults(function) -> bool:
     return any(type(default) not in _CONSTANTS for default in defaults)
 
 
-def _copied(values: dict, producer: str) -> dict:
-    """A copy of one producer's values (objects they share stay shared); MarshalError naming the
-    value that cannot be copied, e.g. an exception whose `__init__` takes other arguments than it
-    hands to `Exception.__init__`: it pickles, and fails to be made again."""
+def _copied(values: dict, producer: str, kept: dict | None = None) -> dict:
+    """A copy of one producer's values (objects they share stay shared; those of `kept` are what
+    stands for them there); MarshalError naming the value that cannot be copied, e.g. an exception
+    whose `__init__` takes other arguments than it hands to `Exception.__init__`: it pickles, and
+    fails to be made again."""
+    if not values:
+        return {}
     if not _deepcopy_would_share(values):
         try:
-            return array_views.copied(values)  # (numpy views of the group's arrays: views of their copies)
+            return array_views.copied(values, kept)  # (numpy views of the group's arrays: views of their copies)
         except Exception:  # noqa: BLE001 - some objects refuse deepcopy but pickle fine
             pass
     try:
-        return cloudpickle.loads(array_views.dumps(values))
+        return array_views.pickled_copy(values, kept)
     except Exception as exc:  # noqa: BLE001 - said with the value's name, not as nbscale's own failure
         name = next((n for n, v in values.items() if not _round_trips(v)), next(iter(values)))
         raise MarshalError(name, type_name(values[name]), producer, f"{type(exc).__name__}: {exc} (an object that "

@@ -39,8 +39,29 @@ def test_an_array_the_step_only_reads_is_a_read_only_view_and_others_are_copies(
     assert not np.shares_memory(values["changed"], changed_array) and values["changed"].flags.writeable
     values["frame"].loc[0, "x"] = 7.0  # copy-on-write: private to the reader
     assert frame.loc[0, "x"] == 1.0
-    values["items"][0][0] = 5.0  # containers are deep copies, arrays in them too
+    values["items"].append(1)  # containers are deep copies, holding what the step gets for the arrays in them
+    assert items == [array] and values["items"][0] is values["array"]
+    with pytest.raises(ValueError, match="read-only"):
+        values["items"][0][0] = 5.0  # (the step runs again on copies: `wrote_into_read_only`)
     assert array[0] == 0.0
+
+
+def test_names_of_one_object_get_one_object_as_top_to_bottom():
+    # each name got a view or a copy of its own: `b is a`, `frames[0] is df` and `d["k"] is a` were
+    # False in a step that only read them, and True top to bottom
+    a, df = np.arange(4.0), pd.DataFrame({"x": [1.0]})
+    values, viewed = step_inputs({"make": {"a": a, "b": a, "df": df, "frames": [df], "d": {"k": a}}}, changed=set())
+    assert values["b"] is values["a"] and values["frames"][0] is values["df"] and values["d"]["k"] is values["a"]
+    assert sorted(viewed) == ["a", "b"] and not values["a"].flags.writeable
+    # a name the step changes: both names get one writeable copy, the producer's object untouched
+    values, viewed = step_inputs({"make": {"a": a, "b": a, "log": [a]}}, changed={"b"})
+    assert values["a"] is values["b"] is values["log"][0] and values["a"].flags.writeable and viewed == []
+    values["b"][0] = 9.0
+    assert a[0] == 0.0
+    # through a pickle too (a closure in the group: deepcopy would share what it holds)
+    log = []
+    values, _ = step_inputs({"make": {"a": a, "d": {"k": a}, "add": lambda v: log.append(v)}}, changed=set())
+    assert values["d"]["k"] is values["a"]
 
 
 def test_object_arrays_and_subclasses_are_copied_not_viewed():
@@ -185,13 +206,13 @@ def test_a_rerun_that_makes_the_same_big_value_leaves_its_reader_cached(tmp_path
 
 
 def test_a_step_that_writes_into_an_array_it_only_reads_runs_again_on_copies(tmp_path):
-    # the analysis cannot see into a module of a package (it reads only modules beside the
-    # notebook): it takes `zero(value)` for a read
-    (tmp_path / "lib").mkdir()
-    (tmp_path / "lib" / "__init__.py").write_text("")
-    (tmp_path / "lib" / "helpers.py").write_text("def zero(a):\n    a[:] = 0\n")
+    # the analysis cannot see into a module outside the notebook's folder (a library's, to it): it
+    # takes `zero(value)` for a read
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-lib"
+    elsewhere.mkdir()
+    (elsewhere / "helpers.py").write_text("def zero(a):\n    a[:] = 0\n")
     nb = make_notebook(tmp_path, [
-        ("import numpy as np\nfrom lib import helpers", ["imports"]),
+        (f"import sys\nsys.path.insert(0, {str(elsewhere)!r})\nimport numpy as np\nimport helpers", ["imports"]),
         ("value = np.arange(1000.0)", ["step:make"]),
         ("helpers.zero(value)\nzeroed = float(value.sum())", ["step:writer"]),
         ("np.add(value, 1, out=value)\nplus = float(value.sum())", ["step:adder"]),
