@@ -88,6 +88,7 @@ class RunStore:
                 os.makedirs(parent, exist_ok=True)
             except OSError as exc:  # a read-only folder or file system, a file in the way
                 raise RunStoreError(_unmade_folder_message(parent, exc)) from exc
+        storefile.refuse_cut_short(self.path)
         try:
             self._open(self.path)
         except RunStoreError as exc:

@@ -1,7 +1,8 @@
 """The run store's file on disk: what goes wrong with it, said plainly.
 
 - `store_error` turns a SQLite error into the `RunStoreError` that says what is wrong with which
-  file and what to do (damaged, read-only, cannot be opened).
+  file and what to do (damaged, read-only, cannot be opened); `refuse_cut_short` says what SQLite
+  would not (an emptied file whose history its write-ahead log still holds).
 - `repair` / `move_aside` put a damaged store (with its `-wal`/`-shm` companions) beside itself as
   `runs.sqlite.corrupt-<time>`: a repair never loses a file silently, and leaves a sound one alone.
 - `FileWatch` notices that the file was deleted or replaced while a process has it open (someone
@@ -63,8 +64,28 @@ def read_only_uri(path, immutable: bool = False) -> str:
     return Path(os.path.abspath(path)).as_uri() + ("?immutable=1" if immutable else "?mode=ro")
 
 
+WAL_HEADER_BYTES = 32
+
+
+def refuse_cut_short(path) -> None:
+    """RunStoreCorrupt when the store at `path` is empty while its write-ahead log holds frames: the
+    file was truncated (or overwritten with nothing) after its last checkpoint. SQLite takes an
+    empty file for a new database and drops that log, and the history with it, without a word."""
+    try:
+        size, logged = os.path.getsize(path), os.path.getsize(os.fspath(path) + "-wal")
+    except OSError:
+        return
+    if size == 0 and logged > WAL_HEADER_BYTES:
+        raise RunStoreCorrupt(path, f"the file is empty, while its write-ahead log {os.path.basename(path)}-wal "
+                                    f"holds {logged:,} bytes of it: it was cut short")
+
+
 def is_sound(path) -> bool:
     """SQLite's quick check finds nothing wrong with the database at `path` (read only)."""
+    try:
+        refuse_cut_short(path)
+    except RunStoreCorrupt:
+        return False
     try:
         db = sqlite3.connect(read_only_uri(path), uri=True)
         try:

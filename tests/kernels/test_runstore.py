@@ -512,6 +512,27 @@ def test_a_damaged_store_says_so_and_repair_moves_it_aside(tmp_path, damage):
         assert store.list_runs() == []
 
 
+def test_a_store_emptied_while_its_log_holds_its_history_is_damaged_not_new(tmp_path):
+    # SQLite takes an empty file for a new database: the history in the -wal was dropped, silently
+    from nbscale.kernels.storefile import repair
+
+    path = tmp_path / "runs.sqlite"
+    store = RunStore(path)
+    store.create_run("nb.ipynb", "nb", "local", {}, ["a"])
+    log = (tmp_path / "runs.sqlite-wal").read_bytes()  # (not yet checkpointed into the file)
+    assert len(log) > 32
+    store.close()
+    path.write_bytes(b"")
+    (tmp_path / "runs.sqlite-wal").write_bytes(log)
+    with pytest.raises(RunStoreCorrupt, match="the file is empty, while its write-ahead log runs.sqlite-wal holds"):
+        RunStore(path)
+    assert path.read_bytes() == b"" and (tmp_path / "runs.sqlite-wal").read_bytes() == log  # nothing touched
+    moved = repair(path)
+    assert moved is not None and moved.with_name(moved.name + "-wal").read_bytes() == log
+    with RunStore(path) as fresh:
+        assert fresh.list_runs() == []
+
+
 def test_repair_leaves_a_sound_store_alone(tmp_path):
     from nbscale.kernels.storefile import repair
 
