@@ -177,11 +177,17 @@ _ACTIVE: dict[int, Recording] = {}  # thread id → its recording; empty while n
 _LOCK = threading.Lock()
 _HOOKED = False
 READ_BY_C = ("TZ",)  # variables the C library reads itself: every step depends on them
-NUMPY_RANDOM = "numpy.random"
+NUMPY_RANDOM, PYTHON_RANDOM = "numpy.random", "random"
 # A call that may seed a global generator (`np.random.seed(0)`, `torch.manual_seed`, `set_seed(s)`,
 # `random.setstate`): a step whose code or prelude makes one draws what it seeded, not entropy.
 _SEEDING_CALL = re.compile(r"(?:seed|set_?state)\w*\s*\(", re.IGNORECASE)
 _FRESH_POSITIONS = (623, 624)  # where numpy's import and `seed()` leave the legacy generator
+_PYTHON_FRESH_POSITION = 624  # where `random`'s import and `seed()` leave its generator
+# Code that may draw from Python's global generator itself (`random.choice(xs)`, `from random import
+# shuffle`): libraries draw from it too as they are imported (scikit-learn does), which is no draw of
+# the step's, and a draw counts only from a step whose code shows one
+_PYTHON_RANDOM_USE = re.compile(r"(?<![.\w])random\.(?!seed\b|getstate\b|setstate\b|Random\b|SystemRandom\b)\w+\s*\("
+                                r"|\bfrom\s+random\s+import\b")
 
 
 class Recording:
@@ -241,6 +247,8 @@ class Recording:
         self.problems: list[str] = []  # events that could not be recorded: the fingerprint is incomplete
         self.network: set[str] = set()  # what the step read over the network (`_connected_to`), which no check sees
         self.numpy_random_before = numpy_random_state()  # (`drew_unseeded`)
+        self.python_random_before = python_random_state()
+        self.may_draw_python_random = False  # its code shows a draw from `random` (`record`)
         self.seeds = False  # its cells or prelude may seed a global generator (`record`)
         self.unseeded: list[str] = []  # set when the step ends: the global generators it drew from unseeded
         self.sys_path: list | None = None  # as the step's code left it (`note_sys_path`)
@@ -303,8 +311,11 @@ class Recording:
     def finish(self) -> None:
         """Snapshot of the modules and distributions loaded at the end of the step."""
         other_processes.take_reports(self)  # (its work in other processes: as if done here)
-        if not self.seeds and drew_unseeded(self.numpy_random_before):
-            self.unseeded = [NUMPY_RANDOM]
+        if not self.seeds:
+            self.unseeded = [name for name, drew in ((NUMPY_RANDOM, drew_unseeded(self.numpy_random_before)),
+                                                     (PYTHON_RANDOM, self.may_draw_python_random
+                                                      and drew_python_unseeded(self.python_random_before)))
+                             if drew]
         self._named_files()
         self._stated_files()
         self._missing_modules()
@@ -589,6 +600,7 @@ def record(cwd: str | None = None, sources=(), values=(), notebook: str = ""):
     `values` (the parameters and inputs it is given) name (`mentions`), but for the `notebook`."""
     recording = Recording(cwd or os.getcwd(), notebook)
     recording.seeds = any(_SEEDING_CALL.search(text) for text in sources)
+    recording.may_draw_python_random = any(_PYTHON_RANDOM_USE.search(text) for text in sources)
     given, patterns, folders = value_names(values, recording.cwd)
     named, cut_short = named_files(sources, recording.cwd)
     recording.mention({**given, **named}, cut_short)  # (the cells say best what they do with a file)
@@ -623,6 +635,24 @@ def drew_unseeded(before: tuple | None) -> bool:
     if now is None:
         return False
     return now != before if before is not None else now[1] not in _FRESH_POSITIONS
+
+
+def python_random_state() -> tuple | None:
+    """The state of Python's global generator (`random.random()`'s), if `random` is loaded."""
+    module = sys.modules.get("random")
+    try:
+        return module.getstate()[1] if module is not None else None
+    except Exception:  # noqa: BLE001 - a patched module: nothing known
+        return None
+
+
+def drew_python_unseeded(before: tuple | None) -> bool:
+    """`drew_unseeded` for Python's `random`, seeded from fresh entropy as it is imported. (A thread
+    of the process other than the step's may draw from it too, and make a step run again.)"""
+    now = python_random_state()
+    if now is None:
+        return False
+    return now != before if before is not None else now[-1] != _PYTHON_FRESH_POSITION
 
 
 def _hook() -> None:

@@ -25,7 +25,7 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "read_then_changed": [path, ...],                                read, then written or appended to by the
                                                                        step (a state it advances): never holds
      "absent_modules": [name, ...],                                    tried, found nowhere (`try: import x`)
-     "unseeded":      ["numpy.random"],                                drew from a global generator seeded from
+     "unseeded":      ["numpy.random", "random"],                      drew from a global generator seeded from
                                                                        entropy (its code seeds none): never holds
      "cwd":           path,                                            the working directory, if the step asked it
      "network":       [host:port | scheme://host, ...]}               read over the network: named, never checked
@@ -338,7 +338,8 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
                                                    "what the run before it left")
                 for name in fingerprint.get("read_then_changed", ())]
     changes += [Change(FINGERPRINT, name, ADVANCED, text=f"the step drew from {name}'s global generator without "
-                       "seeding it (np.random.seed in its cells or the imports cell): each run draws other numbers")
+                       "seeding it (np.random.seed or random.seed in its cells or the imports cell): each run "
+                       "draws other numbers")
                 for name in fingerprint.get("unseeded", ())]
     for kind, section in ((FILE, "files_read"), (PRODUCT, "files_written"), (MODULE, "modules")):
         for name, old in fingerprint.get(section, {}).items():

@@ -135,6 +135,20 @@ def test_a_step_that_draws_from_numpys_unseeded_global_generator_runs_every_time
     assert status(run_notebook(seeded, options=LOCAL)) == {"d": "cached"}
 
 
+def test_a_step_that_draws_from_pythons_unseeded_global_generator_runs_every_time(tmp_path):
+    # its second run was `cached` with the first run's draws; a step that only imports a library
+    # that draws as it is imported (scikit-learn does) is reused
+    (tmp_path / "drawing_library.py").write_text("import random\nFLAVOUR = random.random()\n")
+    nb = make_notebook(tmp_path, [("import random", ["imports"]),
+                                  ("picks = [random.randint(0, 10**9) for _ in range(3)]", ["step:draw"]),
+                                  ("import drawing_library\nn = 1", ["step:imports_one"])])
+    picks = run_notebook(nb, options=LOCAL).load("draw")["picks"]
+    again = run_notebook(nb, options=LOCAL)
+    assert status(again) == {"draw": "succeeded", "imports_one": "cached"}
+    assert any("drew from random's global generator" in text for text in stale(again, "draw"))
+    assert again.load("draw")["picks"] != picks
+
+
 def test_a_folder_the_step_made_from_nothing_is_no_dependency_once_gone(tmp_path):
     """Dask's disk shuffle spills into a `tempfile.mkdtemp` folder it appends to, reads back, lists
     and later removes: `set_index` steps were never reused ("/tmp/tmpXXXX.partd is missing")."""

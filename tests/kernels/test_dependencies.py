@@ -1338,6 +1338,25 @@ def test_a_folders_modules_listed_as_it_had_just_changed_are_listed_again(tmp_pa
     assert set(_module_files_in(str(tmp_path))) == {"helpers", "extras"}
 
 
+def test_a_draw_from_pythons_global_generator_counts_only_from_code_that_shows_one(tmp_path):
+    import random
+
+    random.seed()  # (where nbscale leaves it after a step)
+    with record(str(tmp_path), ["x = random.choice([1, 2, 3])"]) as drew:
+        random.choice([1, 2, 3])
+    with record(str(tmp_path), ["from random import shuffle\nshuffle(xs)"]) as imported:
+        random.shuffle([1, 2, 3])
+    with record(str(tmp_path), ["import sklearn"]) as library:  # (a library's import draws: not the step's)
+        random.random()
+    with record(str(tmp_path), ["random.seed(0)\nx = random.random()"]) as seeded:
+        random.seed(0)
+        random.random()
+    with record(str(tmp_path), ["x = np.random.rand()"]) as other:
+        pass
+    assert drew.fingerprint()["unseeded"] == imported.fingerprint()["unseeded"] == ["random"]
+    assert all("unseeded" not in r.fingerprint() for r in (library, seeded, other))
+
+
 def test_a_draw_from_numpys_global_generator_is_seen_unless_the_code_may_seed_it(tmp_path):
     import numpy as np
 
