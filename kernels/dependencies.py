@@ -186,6 +186,10 @@ _PYTHON_FRESH_POSITION = 624  # where `random`'s import and `seed()` leave its g
 # Code that may draw from Python's global generator itself (`random.choice(xs)`, `from random import
 # shuffle`): libraries draw from it too as they are imported (scikit-learn does), which is no draw of
 # the step's, and a draw counts only from a step whose code shows one
+# A generator made from fresh entropy in the step's own code (given no seed): what it draws differs
+# in every run. (One the imports cell makes is not counted: every step would run every time.)
+_FRESH_GENERATOR = re.compile(r"\b(?:default_rng|RandomState|Random|SystemRandom|PCG64|PCG64DXSM|MT19937|Philox|SFC64"
+                              r"|SeedSequence)\(\s*\)")
 _PYTHON_RANDOM_USE = re.compile(r"(?<![.\w])random\.(?!seed\b|getstate\b|setstate\b|Random\b|SystemRandom\b)\w+\s*\("
                                 r"|\bfrom\s+random\s+import\b")
 
@@ -251,6 +255,7 @@ class Recording:
         self.may_draw_python_random = False  # its code shows a draw from `random` (`record`)
         self.seeds = False  # its cells or prelude may seed a global generator (`record`)
         self.unseeded: list[str] = []  # set when the step ends: the global generators it drew from unseeded
+        self.fresh_generators: list[str] = []  # calls in its cells that make a generator from fresh entropy
         self.sys_path: list | None = None  # as the step's code left it (`note_sys_path`)
         self.elsewhere: str | None = None  # where its work in other processes reports (`other_processes`)
         self._inside = self.cwd.rstrip(os.sep) + os.sep
@@ -581,6 +586,8 @@ class Recording:
             fingerprint["network"] = sorted(self.network)
         if self.unseeded:
             fingerprint["unseeded"] = self.unseeded
+        if self.fresh_generators:
+            fingerprint["fresh_generators"] = self.fresh_generators
         made = sorted({k for p in (*self.listings, *reads, *self.tested) if self._made_here(p) for k in self.keys(p)})
         if made:  # (gone later is no change: the step makes them again as it did; other content is one)
             fingerprint["made"] = made
@@ -635,6 +642,12 @@ def drew_unseeded(before: tuple | None) -> bool:
     if now is None:
         return False
     return now != before if before is not None else now[1] not in _FRESH_POSITIONS
+
+
+def fresh_generators(cells) -> list[str]:
+    """The calls in `cells` (a step's own) that make a random generator from fresh entropy:
+    `np.random.default_rng()`, `random.Random()`, given no seed."""
+    return sorted({found.group(0) for text in cells for found in _FRESH_GENERATOR.finditer(text)})
 
 
 def python_random_state() -> tuple | None:

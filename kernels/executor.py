@@ -26,7 +26,14 @@ from ..compiler.ir import Metrics, Prelude, Step
 from ..compiler.notebook import cell_label
 from .capture import RssSampler, StepRun, json_safe
 from .contract import FAILED, SUCCEEDED, code_starts, error_dict, missing_outputs_message
-from .dependencies import forget_bytecode, local_module_names, outdated_modules, record, shadowed_modules
+from .dependencies import (
+    forget_bytecode,
+    fresh_generators,
+    local_module_names,
+    outdated_modules,
+    record,
+    shadowed_modules,
+)
 from .interrupts import raised_by_code
 from .mentions import step_texts
 from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
@@ -124,6 +131,7 @@ def execute_step(
                 result.error, stopped = _run_cells(shell, run, step.cells, step.source)
             _collect(result, step, metrics, ns, notebook, stopped)
             recording.note_sys_path()
+            recording.fresh_generators = fresh_generators(step.source)
         result.wall_s = time.perf_counter() - wall0
         result.cpu_s = time.process_time() - cpu0
         result.peak_rss_bytes = sampler.peak

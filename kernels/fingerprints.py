@@ -27,6 +27,8 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
      "absent_modules": [name, ...],                                    tried, found nowhere (`try: import x`)
      "unseeded":      ["numpy.random", "random"],                      drew from a global generator seeded from
                                                                        entropy (its code seeds none): never holds
+     "fresh_generators": ["default_rng()", ...],                      generators its cells make given no seed:
+                                                                       never holds
      "cwd":           path,                                            the working directory, if the step asked it
      "network":       [host:port | scheme://host, ...]}               read over the network: named, never checked
 
@@ -341,6 +343,9 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
                        "seeding it (np.random.seed or random.seed in its cells or the imports cell): each run "
                        "draws other numbers")
                 for name in fingerprint.get("unseeded", ())]
+    changes += [Change(FINGERPRINT, call, ADVANCED, text=f"the step makes a random generator from fresh entropy "
+                       f"({call}, given no seed): each run draws other numbers")
+                for call in fingerprint.get("fresh_generators", ())]
     for kind, section in ((FILE, "files_read"), (PRODUCT, "files_written"), (MODULE, "modules")):
         for name, old in fingerprint.get(section, {}).items():
             changes.extend(_file_change(kind, name, old, os.path.join(cwd, name)))

@@ -149,6 +149,20 @@ def test_a_step_that_draws_from_pythons_unseeded_global_generator_runs_every_tim
     assert again.load("draw")["picks"] != picks
 
 
+def test_a_step_that_makes_a_generator_given_no_seed_runs_every_time(tmp_path):
+    # `np.random.default_rng()` draws from fresh entropy: its second run was `cached` with the first's draws
+    nb = make_notebook(tmp_path, [("import numpy as np\nimport random", ["imports"]),
+                                  ("x = float(np.random.default_rng().random())", ["step:fresh"]),
+                                  ("y = random.Random().random()", ["step:fresh_python"]),
+                                  ("z = float(np.random.default_rng(7).random())", ["step:seeded"])])
+    first = run_notebook(nb, options=LOCAL)
+    drawn = first.load("fresh")["x"]
+    again = run_notebook(nb, options=LOCAL)
+    assert status(again) == {"fresh": "succeeded", "fresh_python": "succeeded", "seeded": "cached"}
+    assert any("from fresh entropy (default_rng(), given no seed)" in text for text in stale(again, "fresh"))
+    assert again.load("fresh")["x"] != drawn
+
+
 def test_a_folder_the_step_made_from_nothing_is_no_dependency_once_gone(tmp_path):
     """Dask's disk shuffle spills into a `tempfile.mkdtemp` folder it appends to, reads back, lists
     and later removes: `set_index` steps were never reused ("/tmp/tmpXXXX.partd is missing")."""
