@@ -607,7 +607,7 @@ def record(cwd: str | None = None, sources=(), values=(), notebook: str = ""):
     `values` (the parameters and inputs it is given) name (`mentions`), but for the `notebook`."""
     recording = Recording(cwd or os.getcwd(), notebook)
     recording.seeds = any(_SEEDING_CALL.search(text) for text in sources)
-    recording.may_draw_python_random = any(_PYTHON_RANDOM_USE.search(text) for text in sources)
+    recording.may_draw_python_random = any(_PYTHON_RANDOM_USE.search(_uncommented(text)) for text in sources)
     given, patterns, folders = value_names(values, recording.cwd)
     named, cut_short = named_files(sources, recording.cwd)
     recording.mention({**given, **named}, cut_short)  # (the cells say best what they do with a file)
@@ -647,7 +647,12 @@ def drew_unseeded(before: tuple | None) -> bool:
 def fresh_generators(cells) -> list[str]:
     """The calls in `cells` (a step's own) that make a random generator from fresh entropy:
     `np.random.default_rng()`, `random.Random()`, given no seed."""
-    return sorted({found.group(0) for text in cells for found in _FRESH_GENERATOR.finditer(text)})
+    return sorted({found.group(0) for text in cells for found in _FRESH_GENERATOR.finditer(_uncommented(text))})
+
+
+def _uncommented(text: str) -> str:
+    """`text` without its comment lines (`# rng = np.random.default_rng()` is code put aside)."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
 def python_random_state() -> tuple | None:

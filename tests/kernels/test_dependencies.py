@@ -1353,8 +1353,18 @@ def test_a_draw_from_pythons_global_generator_counts_only_from_code_that_shows_o
         random.random()
     with record(str(tmp_path), ["x = np.random.rand()"]) as other:
         pass
+    with record(str(tmp_path), ["# x = random.random()\nimport sklearn"]) as commented:
+        random.random()
     assert drew.fingerprint()["unseeded"] == imported.fingerprint()["unseeded"] == ["random"]
-    assert all("unseeded" not in r.fingerprint() for r in (library, seeded, other))
+    assert all("unseeded" not in r.fingerprint() for r in (library, seeded, other, commented))
+
+
+def test_generators_made_given_no_seed_are_found_in_code_not_in_comments():
+    from nbscale.kernels.dependencies import fresh_generators
+
+    cells = ["rng = np.random.default_rng()\nr2 = random.Random()", "# old = np.random.RandomState()\n"
+             "ok = np.random.default_rng(0)\nalso = random.Random(seed)"]
+    assert fresh_generators(cells) == ["Random()", "default_rng()"]
 
 
 def test_a_draw_from_numpys_global_generator_is_seen_unless_the_code_may_seed_it(tmp_path):
