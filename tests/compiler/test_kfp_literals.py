@@ -34,6 +34,14 @@ def test_code_is_written_as_it_is_and_strings_prefer_double_quotes():
     assert ast.literal_eval(docstring('a "quoted" {{x}}')) == 'a "quoted" {{x}}'
 
 
+def test_a_reference_too_long_for_the_line_is_still_a_reference():
+    # it was written as a quoted string: a 41-character parameter's step got the text "p_number_of…"
+    name = Code("p_number_of_trees_in_the_random_forest_model_and_more")
+    assert literal(name, 8, 60) == str(name)
+    assert literal({"k": name, "j": [name, "x" * 90]}, 8).count(str(name)) == 2
+    assert f'"{name}"' not in literal({"k": name, "j": [name, "x" * 90]}, 8)
+
+
 def test_wrapped_is_one_line_when_it_fits():
     assert wrapped("def f(", ["a: int", "b: str"], "):") == ["def f(a: int, b: str):"]
     long = wrapped("    t = f(", [f"argument_{i}=value_{i}" for i in range(8)], "    )")

@@ -195,6 +195,20 @@ def test_a_failure_stops_kfp_local_and_unrun_steps_say_why(tmp_path):
         assert "kfp.local stops a pipeline at its first failed task" in steps["independent"]["error"]
 
 
+def test_long_names_carry_their_values_under_kfp_local(tmp_path):
+    # names of 41 characters and more travelled as their own text: a step got "p_number_of_trees…"
+    # for the parameter, and a str path for the artifact of a long output name
+    trees, frame = "number_of_trees_in_the_random_forest_model", "training_frame_after_every_cleaning_step_x"
+    nb = make_notebook(tmp_path, [(f"{trees} = 100\nlabel_of_this_particular_experiment_run_here = 'B'",
+                                   ["parameters"]),
+                                  (f"{frame} = [{trees}, label_of_this_particular_experiment_run_here]",
+                                   ["step:make"]),
+                                  (f"total = {frame}[0] + 1\ntext = {frame}[1]", ["step:use"])], name="long")
+    result, _ = run(nb, "kfp-local")
+    assert result.ok, result.steps
+    assert result.load("use") == {"total": 101, "text": "B"}
+
+
 def test_cached_steps_enter_the_kfp_pipeline_from_the_artifact_store(tmp_path):
     cells = [
         ("x = [1, 2]\ndf = {'a': [1, 2]}\nholder = [x, df]", ["step:a"]),  # a group: objects shared

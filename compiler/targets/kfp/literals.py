@@ -44,6 +44,8 @@ def docstring(text: str, indent: int = 0) -> str:
 def literal(value, indent: int, used: int = 0) -> str:
     """`value` as Python source. `indent`: the column of the line it starts on; `used`: how many
     characters stand before it on that line. One line when it fits; else one item per line."""
+    if isinstance(value, Code):  # (a reference, however long: quoted, it would be a text in its place)
+        return str(value)
     flat = _flat(value)
     if flat is not None and indent + used + len(flat) + 1 <= WIDTH:
         return flat
