@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+from ..compiler.credentials import may_be_credential, secret_name
 from ..compiler.ir import Metrics, Prelude, Step
 from ..compiler.notebook import cell_label
 from .capture import RssSampler, StepRun, json_safe
@@ -116,8 +117,9 @@ def execute_step(
         evict_outdated_modules(cwd or os.getcwd())
         code_starts()
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        named = step_texts(step.source, prelude.source, parameters)  # what names its files (`mentions`)
-        given = [*(parameters or {}).values(), *(inputs or {}).values()]  # (texts among them name files too)
+        plain = _not_credentials(parameters or {})  # (a secret's text, taken for a file's name, was recorded)
+        named = step_texts(step.source, prelude.source, plain)  # what names its files (`mentions`)
+        given = [*plain.values(), *(v for k, v in (inputs or {}).items() if not secret_name(k))]  # (texts too)
         with (record(cwd or os.getcwd(), named, given, notebook) as recording, RssSampler() as sampler,
               StepEnvironment(shell, run, cwd=cwd, notebook=notebook) as ns):
             with library_imports_kept():
@@ -146,6 +148,12 @@ def execute_step(
             result.status = FAILED
             result.outputs = {}
         return result
+
+
+def _not_credentials(parameters: dict) -> dict:
+    """`parameters` but those that may hold a credential (by name or text, as the run store hides
+    them): no file name a fingerprint records is taken from them."""
+    return {name: value for name, value in parameters.items() if not may_be_credential(name, value)}
 
 
 def made_here(defined: dict, outputs) -> tuple[list, list]:

@@ -238,3 +238,16 @@ def test_a_module_rewritten_under_its_old_size_and_mtime_is_imported_again_from_
         assert __import__(name).ANSWER == 2
     finally:
         sys.modules.pop(name, None)
+
+
+def test_no_credential_a_step_is_given_is_recorded_as_a_file_it_may_read(tmp_path):
+    # a secret with a `/` in it was taken for a file's name, and written in clear into the run store,
+    # the artifact manifests and a KFP step's record (its value itself was hidden)
+    secrets = {"password": "pa/ss/Word9", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+               "db": {"user": "me", "password": "x/y/secret.z"}}
+    given = {"settings_file": "conf/settings.json", **secrets}
+    result = ok(run("n = len(password) + len(AWS_SECRET_ACCESS_KEY)", parameters=given,
+                    inputs={"api_token": "tok/en/abc.def"}, cwd=str(tmp_path)))
+    text = json.dumps(result.dependencies)
+    assert "conf/settings.json" in text  # (a plain text parameter still names a file the step may read)
+    assert not any(secret in text for secret in ("Word9", "K7MDENG", "secret.z", "abc.def"))
