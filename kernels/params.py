@@ -107,6 +107,10 @@ def checked(name: str, value):
     """`value`, when the run store, the logs and KFP can hold it as given: finite numbers, text
     that is Unicode (no lone surrogate, which no UTF-8 file can hold); else ParameterError."""
     for part in _parts(value):
+        if not isinstance(part, _JSON_TYPES):  # (a YAML file's `2020-01-01` is a date, `!!binary` bytes)
+            raise ParameterError(f"parameter '{name}' holds {type(part).__name__} {shown(part)}, which is no JSON "
+                                 "value (the run store and KFP cannot hold it): give it as text (in a YAML file, "
+                                 "quoted: '2020-01-01')")
         if type(part) is int and _too_long(part):
             raise ParameterError(f"parameter '{name}' holds an int of more than {sys.get_int_max_str_digits():,} "
                                  "digits (JSON, the run store and KFP cannot hold it as text)")
@@ -120,6 +124,9 @@ def checked(name: str, value):
                 raise ParameterError(f"parameter '{name}' holds text that is not valid Unicode "
                                      f"({exc.object[exc.start:exc.end]!r} at position {exc.start})") from None
     return value
+
+
+_JSON_TYPES = (str, int, float, bool, type(None), list, tuple, dict)
 
 
 def _too_long(number: int) -> bool:

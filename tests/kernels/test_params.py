@@ -169,6 +169,21 @@ def test_values_no_file_can_hold_are_refused(tmp_path, given, said):
     assert said in str(err.value)
 
 
+def test_a_yaml_date_or_bytes_in_a_parameters_file_is_refused_on_every_engine(tmp_path):
+    # kfp-local failed with a traceback ("Object of type date is not JSON serializable"), and the
+    # local engine gave the step a datetime.date
+    nb = make_notebook(tmp_path, [("opt = None\nopts = []", ["parameters"]), ("y = opt", ["step:a"])])
+    pipeline = compile_notebook(nb)
+    for text, kind in (("opt: 2020-01-01\n", "date"), ("opts: [1, 2020-01-01T10:00:00]\n", "datetime"),
+                       ("opt: !!binary aGk=\n", "bytes")):
+        path = tmp_path / "p.yaml"
+        path.write_text(text)
+        with pytest.raises(ParameterError, match=f"holds {kind} .* which is no JSON value .* give it as text"):
+            params.resolve(pipeline, params.load_file(path))
+    path.write_text("opt: '2020-01-01'\n")
+    assert params.resolve(pipeline, params.load_file(path))["opt"] == "2020-01-01"
+
+
 def test_recorded_values_hide_what_may_be_a_credential_and_keep_the_rest():
     kept = params.recorded({"api_token": "abc", "db_pw": 7, "dsn": "postgres://u:pw@db/x", "alpha": 0.5,
                             "layers": [64, 32] * 20, "name": "iris", "maybe": None})
