@@ -37,7 +37,9 @@ FOREIGN_TAGS = frozenset({
 
 # nbformat forbids commas in tags, so `;` separates lists too: resources:cpu=2;memory=4Gi
 LIST_SEPARATOR = re.compile(r"[,;]")
-STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+# at most MAX_STEP_NAME characters: a step's name names its log files (a file name holds 255 bytes)
+MAX_STEP_NAME = 100
+STEP_NAME = re.compile(rf"^[A-Za-z_][A-Za-z0-9_\-]{{0,{MAX_STEP_NAME - 1}}}$")
 # re.ASCII: \d must not match other scripts' digits ('٣', '²'), which int() rejects or misreads.
 # Numbers have at most 18 digits: they fit the 64-bit ints of Kubernetes and KFP (and Python
 # writes no int of more than 4,300 digits as text at all).
@@ -206,8 +208,11 @@ def parse_duration(value: str, tag: str = "") -> int:
 
 def _check_step_name(name, tag):
     if not STEP_NAME.match(name):
+        if len(name) > 60:
+            name, tag = name[:57] + "...", "step:..."
         raise _TagError("bad-tag-value", f"'{name}' in '{tag}' is not a valid step name",
-                        "step names start with a letter or '_' and hold letters, digits, '_', '-'")
+                        f"step names start with a letter or '_' and hold letters, digits, '_', '-', at most "
+                        f"{MAX_STEP_NAME} characters")
 
 
 def _resource_value(name, amount, tag):

@@ -39,6 +39,13 @@ def test_step_names_must_start_with_a_letter_and_hold_word_characters(name):
     assert "not a valid step name" in diag.message
 
 
+def test_a_step_name_is_at_most_100_characters():
+    # a 301-character name compiled, ran its steps, then failed writing their logs (File name too long)
+    assert ok("step:" + "s" * 100).step == "s" * 100
+    diag = problem("step:" + "s" * 301)
+    assert diag.code == "bad-tag-value" and "at most 100 characters" in diag.hint and len(diag.message) < 120
+
+
 def test_after_takes_a_comma_list_and_repeats():
     assert ok("after:load").after == ["load"]
     assert ok("after:load,clean").after == ["load", "clean"]
