@@ -61,7 +61,7 @@ def test_a_timeout_and_every_task_setting_pass(tmp_path):
                                              "cache:off", "timeout:1h"]),
                                   ("y = x", ["step:b"])], name="settings")
     module = generate(compile_notebook(nb))
-    assert "set_timeout(a_task, 3600)" in module.text and "set_retry(1)" in module.text
+    assert "set_timeout(a_task, 4200)" in module.text and "set_retry(1)" in module.text  # (3600 s and a margin)
     verify_module(module.text, module.pipeline_function)
 
 

@@ -43,6 +43,10 @@ RECORD_OUTPUT = "step_record"
 # so these names are never hidden by one (a parameter `dsl` would hide the module).
 DSL_ALIAS = "_dsl"
 SET_TIMEOUT_NAME = "_set_timeout"
+# The pod deadline counts from the pod's start: pulling the image and installing the packages come
+# first, while the step's own timer starts with its code (and ends it with the running cell and
+# line): a deadline of the step's timeout alone killed short steps before they began
+POD_START_MARGIN_S = 600
 KFP_PARAMETER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # what kfp accepts as an input's name
 KFP_RESERVED_PARAMETERS = ("Output",)  # kfp refuses a function argument of this name
 
@@ -333,7 +337,7 @@ class _Generator:
                 lines.append(f"    {var}.after({tasks[upstream]})")
         lines += [f"    {var}.{call}" for call in self._settings(step)]
         if step.timeout:
-            lines.append(f"    {SET_TIMEOUT_NAME}({var}, {int(step.timeout)})")
+            lines.append(f"    {SET_TIMEOUT_NAME}({var}, {int(step.timeout) + POD_START_MARGIN_S})")
         return lines
 
     def _settings(self, step) -> list[str]:
@@ -357,7 +361,8 @@ class _Generator:
 SET_TIMEOUT = f'''\
 def {SET_TIMEOUT_NAME}(task, seconds):
     """A pod deadline for one task, as kfp-kubernetes' set_timeout writes it (without needing that
-    package). nbscale's run time also stops the step itself after `seconds`."""
+    package): the step's timeout and a margin for the pod's start; nbscale's run time stops the
+    step itself at its timeout."""
     task.platform_config.setdefault("kubernetes", {{}})["activeDeadlineSeconds"] = str(seconds)
 '''
 
