@@ -29,6 +29,7 @@ CODES = {
     "dynamic-code": WARNING,
     "duplicate-parameter": WARNING,
     "credential-default": WARNING,
+    "credential-in-code": WARNING,
     "empty-step": WARNING,
     "tags-on-text-cell": WARNING,
     "global-seed": WARNING,

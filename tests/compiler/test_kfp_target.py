@@ -47,6 +47,19 @@ def test_a_default_that_may_be_a_credential_is_noted_at_its_cell_and_line(tmp_pa
     assert "Tr0ub4dor" not in (tmp_path / "s.yaml").read_text()
 
 
+def test_a_credential_written_as_a_literal_in_code_is_noted_at_its_cell_and_line(tmp_path):
+    # it went into the YAML with no word, where the same value as a parameter is withheld
+    nb = make_notebook(tmp_path, [("import os\nAWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'",
+                                   ["imports"]),
+                                  ("n_passes = 3\nsort_key = 'name'\npassword = 'hunter2'\n"
+                                   "db = {'user': 'me', 'password': 'pw'}\ntoken = os.environ['TOKEN']", ["step:a"])],
+                       name="code")
+    notes = get_target("kfp").write(compile_notebook(nb), tmp_path / "c.yaml", notebook=nb, base_image="team/ml:1")
+    assert [n.split(": warning")[0] for n in notes] == ["code.ipynb:cell 1:2", "code.ipynb:cell 2:3",
+                                                         "code.ipynb:cell 2:4"]
+    assert all("[credential-in-code]" in n and "read it from the environment" in n for n in notes)
+
+
 def test_a_cell_python_refuses_writes_no_yaml(tmp_path):
     from nbscale.compiler.errors import PipelineHasErrors
 

@@ -17,6 +17,7 @@ before anything imports it.
 
 from __future__ import annotations
 
+import ast
 import keyword
 import math
 import re
@@ -24,11 +25,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .... import __version__
-from ...credentials import may_be_credential
+from ...credentials import CREDENTIAL_LIKE, may_be_credential, secret_name
 from ...diagnostics import Diagnostic
 from ...errors import PipelineHasErrors, TargetError
 from ...ir import Pipeline
 from ...notebook import cell_label, cell_number
+from ...pyparse import parse_text
 from ...tags import MEMORY_FACTORS
 from .literals import Code, docstring, literal, string_literal, wrapped
 from .options import KfpOptions
@@ -404,6 +406,45 @@ def withheld_warnings(pipeline: Pipeline, module: KfpModule) -> list[Diagnostic]
                        f"into the pipeline: it is a required input; give it at submit time: nbscale submit "
                        f"{pipeline.notebook} -p {p.name}=...", cell=p.cell, line=p.line)
             for p in pipeline.parameters if p.name in module.withheld]
+
+
+def code_credential_warnings(pipeline: Pipeline) -> list[Diagnostic]:
+    """A warning at each assignment in the pipeline's code of a literal that may be a credential
+    (`password = "hunter2"`, `AWS_SECRET_ACCESS_KEY = "…"`, `db = {"password": …}`): the code is
+    written into the pipeline as it is, where a parameter's default would be withheld."""
+    found = []
+    cells = zip(pipeline.prelude.cells, pipeline.prelude.source)
+    for index, source in [*cells, *(pair for step in pipeline.steps for pair in zip(step.cells, step.source))]:
+        for name, line in _credential_literals(source):
+            found.append(Diagnostic("credential-in-code", f"'{name}' is given a literal that may be a credential, and "
+                                    "the cell's code is written into the pipeline as it is: read it from the "
+                                    "environment (os.environ), or make it a parameter (its default is withheld)",
+                                    cell=index, line=line))
+    return found
+
+
+def _credential_literals(source: str) -> list[tuple[str, int]]:
+    """(name, line) of each `NAME = literal` in a cell's top-level code that may be a credential."""
+    if not isinstance(source, str) or not (CREDENTIAL_LIKE.search(source) or any(
+            secret_name(word) for word in set(_IDENTIFIER.findall(source)))):
+        return []  # (most cells: no secret-looking name or text in them, not parsed)
+    try:
+        tree = parse_text(source)
+    except (SyntaxError, ValueError, RecursionError):  # IPython syntax, or too deep: not looked into
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if type(node) is ast.Assign and len(node.targets) == 1 and type(node.targets[0]) is ast.Name:
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+                continue
+            if may_be_credential(node.targets[0].id, value):
+                found.append((node.targets[0].id, node.lineno))
+    return found
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _where(pipeline: Pipeline, parameter) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...output_files import written_to
 from .. import Target, TargetError
-from .dsl import KfpModule, generate, refuse_nothing_to_run, withheld_warnings
+from .dsl import KfpModule, code_credential_warnings, generate, refuse_nothing_to_run, withheld_warnings
 from .image import missing_packages_note
 from .options import OPTION_NAMES, load_options
 from .yaml import write_yaml
@@ -32,7 +32,8 @@ class KfpTarget(Target):
         except ValueError as exc:  # the kfp SDK refused something in the generated module
             raise TargetError(f"kfp could not compile {notebook}: {exc}") from None
         note = missing_packages_note(pipeline, options)
-        warnings = [w.format(Path(notebook).name, hint=False) for w in withheld_warnings(pipeline, module)]
+        warnings = [w.format(Path(notebook).name, hint=False)
+                    for w in withheld_warnings(pipeline, module) + code_credential_warnings(pipeline)]
         return warnings + ([note] if note else [])
 
 
