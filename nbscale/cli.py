@@ -120,12 +120,15 @@ class _TargetChoice(click.Choice):
 @click.option("--target", type=_TargetChoice(), default="ir", show_default=True,
               help="What to compile to: ir, the pipeline IR (JSON); kfp, Kubeflow Pipelines YAML; "
                    "or a plug-in's target.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout ('-': stdout).")
 @click.option("--emit-python", type=click.Path(dir_okay=False), help="kfp: also write the DSL module here.")
 @kfp_options
 def compile_(notebook, target, output, emit_python, **kfp_flags):
     """Compile NOTEBOOK to the pipeline IR (JSON), to KFP v2 YAML (--target kfp), or to a plug-in's target."""
     import tempfile
+
+    if output == "-":  # (as `-o -` means everywhere: stdout, not a file named "-")
+        output = None
 
     from nbscale.compiler.targets import get_target
 

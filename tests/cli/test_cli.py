@@ -156,10 +156,13 @@ def test_compile_writes_the_ir(tmp_path):
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file left behind"
 
 
-def test_compile_to_stdout():
+def test_compile_to_stdout(tmp_path):
     out = nbscale("compile", IRIS)
     assert out.returncode == 0
     assert json.loads(out.stdout)["schema"] == "nbscale.pipeline/1"
+    dashed = nbscale("compile", IRIS, "-o", "-", cwd=tmp_path)  # (it wrote a file named "-")
+    assert dashed.returncode == 0 and json.loads(dashed.stdout) == json.loads(out.stdout)
+    assert not (tmp_path / "-").exists()
 
 
 def test_compile_with_errors_writes_nothing_and_exits_1(undefined_nb, tmp_path):
