@@ -42,6 +42,7 @@ from .contract import (
     STEP_OUTPUT,
     STEP_PROGRESS,
     STEP_QUEUED,
+    STEP_STALE,
     STEP_STARTED,
     STOPPED_TWICE_BY_SIGTERM,
     SUCCEEDED,
@@ -58,7 +59,15 @@ from .contract import (
 )
 from .cost import saved_seconds
 from .engines import check_engine_name, get_engine
-from .errors import CorruptArtifact, ParameterError, PipelineNotRunnable, RunStoreError, ServerGone, Terminated
+from .errors import (
+    ArtifactNotFound,
+    CorruptArtifact,
+    ParameterError,
+    PipelineNotRunnable,
+    RunStoreError,
+    ServerGone,
+    Terminated,
+)
 from .interrupts import interrupt_requested, last_words, stop_requests_noted, watching_this_process
 from .liveness import current_owner
 from .profile_records import light, stored_profiles
@@ -183,13 +192,17 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
         try:
             recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
             damaged: dict[str, CorruptArtifact] = {}
-            specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile, damaged)
+            rebuilt: dict[str, list] = {}
+            specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile, damaged, rebuilt)
             store.start_run(run_id)
             recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
             recorder.plan({s.step["name"]: s.step["after"] for s in specs})
             for name, error in damaged.items():  # found as the cache was looked up (removed: the step runs)
                 recorder.emit(WARNING, name, {"message": str(error)})
-                recorder.damaged[name] = [damage_reason(error)]
+                recorder.stale_before[name] = [damage_reason(error)]
+            for name, reasons in rebuilt.items():  # (its engine does not look it up: it says nothing of why)
+                recorder.emit(STEP_STALE, name, {"changes": reasons})
+                recorder.stale_before[name] = reasons
             # cached steps are recorded as found, not as the run ends: a run cancelled or killed later
             # must not turn them into cancelled ones
             recorder.record_cached = _cached_step_recorder(pipeline, recorder, store_url)
@@ -282,13 +295,14 @@ def connect_engine(engine, emit) -> None:
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
-          profile=True, damaged: dict | None = None) -> tuple[list[StepSpec], dict]:
+          profile=True, damaged: dict | None = None, rebuilt: dict | None = None) -> tuple[list[StepSpec], dict]:
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
-    cache keys known before running (of the steps found cached). `damaged`: see `cached_steps`."""
+    cache keys known before running (of the steps found cached). `damaged`, `rebuilt`: see `cached_steps`."""
     folder = str(cwd or notebook.resolve().parent)
     versions = _file_versions(pipeline)
-    keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions, damaged)[0]
-    rebuilt = _built_together(keys, versions)  # not reused when decided later either
+    rebuilt = {} if rebuilt is None else rebuilt  # not reused when decided later either
+    keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions, damaged,
+                        rebuilt)[0]
     to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
     needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
@@ -310,15 +324,19 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
 
 
 def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: FileVersions | None = None,
-                 damaged: dict | None = None) -> tuple[dict[str, str], dict[str, list]]:
+                 damaged: dict | None = None, rebuilt: dict | None = None) -> tuple[dict[str, str], dict[str, list]]:
     """The steps whose stored result holds, with their keys, found in order; and for the others,
     why not. A step is settled here only when every step it comes after is cached (else its
     inputs, or the files it reads, are known only once those ran: `task.run_step` decides then).
     `damaged`: filled with the CorruptArtifact of each step whose stored result was found damaged
-    (and removed), for the caller to tell of; without it, the store warns (`caller_tells_of_damage`)."""
+    (and removed), for the caller to tell of; without it, the store warns (`caller_tells_of_damage`).
+    `rebuilt`: filled with the steps taken out for a file they share with a step that runs (→ why),
+    which must not be reused when decided later either."""
+    rebuilt = {} if rebuilt is None else rebuilt
     keys: dict[str, str] = {}
     digests: dict[str, dict] = {}
     why: dict[str, list] = {}
+    tried: dict[str, str] = {}  # steps whose stored result does not hold → their key
     by_name = {s.name: s for s in pipeline.steps}
     versions = versions or _file_versions(pipeline)
     for name in _topological(pipeline):
@@ -339,6 +357,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
             continue
         if manifest is None:
             why[name] = changes or ["no stored result for its code, parameters and inputs"]
+            tried[name] = key
             continue
         if name == pipeline.metrics.step and not _metrics_intact(artifacts, key):
             why[name] = ["its stored metrics were damaged"]
@@ -353,10 +372,60 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
             why.setdefault(name, []).append(
                 f"it uses {path} with {others} ({names[0]} writes it), and one of them runs: they all run "
                 "again, in order, so that each finds the file as a run top to bottom leaves it")
+    together = {n for _, names in versions.together if any(n not in keys for n in names) for n in names}
+    order = {step.name: i for i, step in enumerate(pipeline.steps)}
+    for name in together | _writers_of_what_runs_changes(keys, tried, why, artifacts, order):
+        rebuilt[name] = why[name]
     for name in _topological(pipeline):  # what comes after the steps taken out is decided as they finish
         if name in keys and _waiting(by_name[name], keys, why):
             del keys[name]
     return keys, why
+
+
+def _writers_of_what_runs_changes(keys: dict, tried: dict, why: dict, artifacts, order: dict) -> set[str]:
+    """Take out of `keys` each cached step whose file a step that runs again changes, where top to
+    bottom the file would be another: the cached step wrote it before the other reads it and writes
+    it back (`init` writes a CSV through a name it hands on, `add_rf` reads it and writes it back
+    longer: the board grew at every run), or writes it after the other wrote it (the last run
+    left the earlier version). As their last runs recorded; `order`: the steps' notebook order.
+    Until nothing more is taken out: a writer that runs again changes its files too. The steps
+    taken out."""
+    runs, files = dict(tried), {}  # steps that run again → key; key → (products, read then changed)
+
+    def recorded(key: str) -> tuple[set, set]:
+        if key not in files:
+            try:
+                found = artifacts.manifest(key).get("dependencies") or {}
+            except (ArtifactNotFound, OSError, ValueError):
+                found = {}
+            files[key] = set(found.get("files_written") or {}), set(found.get("read_then_changed") or ())
+        return files[key]
+
+    def undone_by(cached: str, path: str) -> str | None:
+        """A step that runs again and leaves `path` otherwise than a run top to bottom would."""
+        for name, key in runs.items():
+            products, advanced = recorded(key)
+            if name != cached and (path in advanced and order[cached] < order[name]
+                                   or path in products and order[cached] > order[name]):
+                return name
+        return None
+
+    while True:
+        taken = {}
+        for name, key in keys.items():
+            for path in sorted(recorded(key)[0]):
+                other = undone_by(name, path)
+                if other is not None:
+                    taken[name] = (path, other)
+                    break
+        if not taken:
+            return set(runs) - set(tried)
+        for name, (path, other) in taken.items():
+            runs[name] = keys.pop(name)
+            why.setdefault(name, []).append(
+                f"it writes {path}, which {other} (that runs again) " + ("reads and writes back after it"
+                if order[name] < order[other] else "writes before it") + ": it runs again too, so that each "
+                "finds the file as a run top to bottom leaves it")
 
 
 def _waiting(step, keys: dict, why: dict) -> bool:
@@ -364,12 +433,6 @@ def _waiting(step, keys: dict, why: dict) -> bool:
     if waiting:
         why[step.name] = [f"it comes after {', '.join(waiting)}, which run(s) again: decided when they finish"]
     return bool(waiting)
-
-
-def _built_together(keys: dict, versions: FileVersions) -> set[str]:
-    """The steps that use one version of a file together (`file_versions`) where one of them is not
-    reused (not in `keys`): none of them may be (`cached_steps` says why)."""
-    return {n for _, names in versions.together if not all(m in keys for m in names) for n in names}
 
 
 def _file_versions(pipeline) -> FileVersions:
@@ -476,9 +539,10 @@ class _Recorder:
         self.record_cached = None  # record(step, key, tell) of a step found cached (`_cached_step_recorder`)
         self.has_stopped = False  # `stopped` has recorded the run's end
         self.cached_steps: set[str] = set()  # recorded as cached
-        # step → why it runs again when its stored result was found damaged as the run was planned
-        # (and removed then: the step itself finds no result, and says no reason)
-        self.damaged: dict[str, list[str]] = {}
+        # step → why it runs again, when the run's plan decided it: its stored result was found damaged
+        # (and removed then), or it shares a file with a step that runs (its engine does not look it
+        # up): the step itself finds no reason to say
+        self.stale_before: dict[str, list[str]] = {}
         self.printed = OutputSoFar()  # what running steps printed: the log of one the run stops
 
     def emit(self, kind, step, payload=None):
@@ -579,7 +643,7 @@ class _Recorder:
             duration = max(0.0, finished - started)
         self.store.update_step(
             self.run_id, step, status=status, hash=payload.get("key") or self.hashes[step],
-            started=started or None, stale=payload.get("stale") or self.damaged.get(step),
+            started=started or None, stale=payload.get("stale") or self.stale_before.get(step),
             finished=finished or None, duration_s=duration,
             cpu_s=summary.get("cpu_s"), peak_rss_bytes=summary.get("peak_rss_bytes"),
             attempts=payload.get("attempts"), stdout=truncated_text(summary.get("stdout"), log),

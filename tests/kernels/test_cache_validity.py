@@ -517,6 +517,37 @@ def test_a_report_one_step_begins_and_a_later_one_appends_to_stays_whole(tmp_pat
     assert (tmp_path / "report.txt").read_text() == "epoch,loss\n1,0.5\n"
 
 
+def test_a_file_a_step_writes_back_longer_is_written_anew_by_its_writer_first(tmp_path):
+    # `init` stayed cached while `add_rf` (which reads the board and writes it back with a row more)
+    # ran again: the board grew by a row at every run, where top to bottom it always has two
+    nb = make_notebook(tmp_path, [
+        ("import pandas as pd", ["imports"]),
+        ("BOARD = 'leaderboard.csv'\npd.DataFrame({'model': ['baseline']}).to_csv(BOARD, index=False)", ["step:init"]),
+        ("board = pd.concat([pd.read_csv(BOARD), pd.DataFrame({'model': ['rf']})])\nboard.to_csv(BOARD, index=False)",
+         ["step:add_rf"]),
+        ("models = pd.read_csv(BOARD)['model'].tolist()", ["step:report", "cache:off"])])
+    assert run_notebook(nb, options=LOCAL).load("report")["models"] == ["baseline", "rf"]
+    for _ in range(2):
+        again = run_notebook(nb, options=LOCAL)
+        assert again.load("report")["models"] == ["baseline", "rf"]
+        assert status(again) == {"init": "succeeded", "add_rf": "succeeded", "report": "succeeded"}
+        assert any("add_rf (that runs again) reads and writes back after it" in t for t in stale(again, "init"))
+
+
+def test_a_later_writer_of_a_file_an_earlier_step_writes_anew_writes_it_again(tmp_path):
+    # the file's name reaches the second writer through a value: `first` ran again for its new
+    # parameter, `second` stayed cached, and the file was left with first's text, where top to
+    # bottom second writes it last
+    def notebook(text):
+        return make_notebook(tmp_path, [(f"text = {text!r}", ["parameters"]),
+                                        ("OUT = 'out.txt'\nopen(OUT, 'w').write(text)", ["step:first"]),
+                                        ("open(OUT, 'w').write('second')\ndone = 1", ["step:second"])])
+    run_notebook(notebook("one"), options=LOCAL)
+    again = run_notebook(notebook("two"), options=LOCAL)
+    assert status(again) == {"first": "succeeded", "second": "succeeded"}
+    assert (tmp_path / "out.txt").read_text() == "second"
+
+
 def test_a_file_a_process_writes_is_read_after_it_on_a_cluster_too(tmp_path):
     # `--out model.pkl` orders the reader after the writer (on Dask they ran side by side), and a new
     # model makes the reader run again
