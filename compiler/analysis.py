@@ -815,7 +815,7 @@ class _ModuleWalker(Visitor):
             name, reads - {name}, binds, mutates, positions, list(facts.params), deep, _makes_functions(node),
             returned, parts, holding, draws=draws, indexes=indexes, generator=facts.generator,
             yields_params=_yielded_params(node, list(facts.params)) if facts.generator else [],
-            **star_parameters(node))
+            keeps_state=_closures_keep_state(node), **star_parameters(node))
         self.known[name].defaults = self._changed_defaults(node, self.known[name])
         self.known[name].always_changes = self._changed_by_callees(reads, name) | \
             self._inner_defaults_changed(node, set(facts.params))
@@ -1127,6 +1127,7 @@ class _ModuleWalker(Visitor):
         """`partial(f, log)`, and `make(log)` with a notebook function that makes a function: the
         callable made holds what it was given (a partial's arguments, a closure's cells), and calling
         it changes what `f(log, …)`, or `make`'s inner function, would (`heap.calls_change`)."""
+        callee_keeps_state = False
         if effects.callee_name(node) == "partial" and node.args:
             label = "partial"
             changed = self._changes_of(ast.Call(func=node.args[0], args=node.args[1:], keywords=node.keywords))
@@ -1135,8 +1136,11 @@ class _ModuleWalker(Visitor):
             if callee is None or not callee.makes_functions:
                 return
             label, changed = callee.name, self._argument_changes(callee, args, keywords)
+            callee_keeps_state = callee.keeps_state
         made = self.heap.result(node, lambda: frozenset({self.heap.fresh(label)}))  # (before anything asks)
         self.heap.hold(made, effects.argument_objects(self.heap, node, self.modules))
+        if callee_keeps_state:  # (`nonlocal n; n += 1`: a call of the closure changes the closure)
+            changed = set(changed) | made
         self.heap.on_call(made, changed)
 
     def _changes_of(self, call) -> set[str]:
@@ -1335,6 +1339,33 @@ def _makes_functions(node) -> bool:
         return isinstance(node.body, ast.Lambda)
     return any(isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))
                or (type(stmt) is ast.Return and isinstance(stmt.value, ast.Lambda)) for stmt in _body_statements(node))
+
+
+def _closures_keep_state(node) -> bool:
+    """Whether the functions a function makes change state they close over, of their own: a
+    `nonlocal` name, or a name its body binds that they change in place (`history.append(x)`,
+    `memo[k] = v`); not its parameters (what it was given is the caller's, changed as such)."""
+    if not _makes_functions(node) or isinstance(node, ast.Lambda):
+        return False
+    params = {a.arg for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)}
+    own = {target.id for stmt in _body_statements(node) if type(stmt) in (ast.Assign, ast.AnnAssign)
+           for target in (stmt.targets if type(stmt) is ast.Assign else [stmt.target]) if type(target) is ast.Name}
+    own -= params
+    for inner in _body_statements(node):
+        if not isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Return)):
+            continue
+        for sub in ast.walk(inner):
+            if type(sub) is ast.Nonlocal:
+                return True
+            func = sub.func if type(sub) is ast.Call else None
+            if type(func) is ast.Attribute and func.attr in effects.CONTAINER_METHODS \
+                    and effects.root_name(func.value) in own:
+                return True
+            if type(sub) in (ast.Assign, ast.AugAssign) and any(
+                    type(t) in (ast.Subscript, ast.Attribute) and effects.root_name(t) in own
+                    for t in (sub.targets if type(sub) is ast.Assign else [sub.target])):
+                return True
+    return False
 
 
 def _returned_params(node, params: list[str]) -> tuple[list[int], list[tuple[int, int]], list[int]]:

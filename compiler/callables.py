@@ -36,6 +36,9 @@ class Callable:
     draws: set[str] = field(default_factory=set)
     indexes: set[str] = field(default_factory=set)
     generator: bool = False  # it yields: a call makes an iterator drawing on its arguments
+    # the functions it makes change state of their own, which they close over (`nonlocal n; n += 1`,
+    # a list made in its body that they append to): a call of one changes it
+    keeps_state: bool = False
     # positions of parameters it may yield, a part of or a container of (`@contextmanager def
     # using(x): yield x`: `with using(log) as y` binds y to log)
     yields_params: list[int] = field(default_factory=list)

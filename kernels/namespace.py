@@ -51,7 +51,8 @@ def rebind_functions(inputs: dict, ns: dict) -> dict:
         if not _is_notebook_function(value) or value.__globals__ is ns:
             return value
         if id(value) not in rebound:
-            rebound[id(value)] = _rebind(value, ns)
+            rebound[id(value)] = value  # (a closure holding itself: as it is, while it is rebound)
+            rebound[id(value)] = _rebind(value, ns, rebind)
         return rebound[id(value)]
 
     out = {name: rebind(value) for name, value in inputs.items()}
@@ -100,6 +101,11 @@ class _Holders:
         return new
 
     def _rebound_parts(self, value, depth: int):
+        if type(value) is _LRU_CACHED:  # (`@lru_cache`: the C wrapper calls the function it was given)
+            func = self.rebound(getattr(value, "__wrapped__", None), depth)
+            if func is getattr(value, "__wrapped__", None) or not callable(func):
+                return value
+            return functools.lru_cache(**value.cache_parameters())(func)
         if isinstance(value, functools.partial):
             func, args = self.rebound(value.func, depth), [self.rebound(a, depth) for a in value.args]
             keywords = {k: self.rebound(v, depth) for k, v in value.keywords.items()}
@@ -125,6 +131,7 @@ class _Holders:
         return value
 
 
+_LRU_CACHED = type(functools.lru_cache(len))
 # what holds no function of the notebook worth a look: values, and what a function's own rebind covers
 _NOT_HOLDERS = (str, bytes, int, float, complex, bool, type(None), type, types.ModuleType, types.FunctionType,
                 types.BuiltinFunctionType, types.MethodType)
@@ -146,12 +153,19 @@ def _is_notebook_function(value) -> bool:
     return isinstance(value, types.FunctionType) and value.__globals__.get("__name__") in _MAIN_NAMES
 
 
-def _rebind(fn: types.FunctionType, ns: dict) -> types.FunctionType:
+def _rebind(fn: types.FunctionType, ns: dict, rebind) -> types.FunctionType:
+    """`fn` with `ns` as its globals; a notebook function in one of its closure's cells is rebound too
+    (`rebind`), in a cell of its own: the function a decorator's wrapper calls (`@timed`, whose `w`
+    calls `fn`) reads the step's globals as the wrapper does."""
     code = fn.__code__
     origin = fn.__dict__.get(_ORIGIN)
     if isinstance(origin, str) and code.co_filename == _DYNAMIC_CODE:
         code = _with_filename(code, origin)
-    new = types.FunctionType(code, ns, fn.__name__, fn.__defaults__, fn.__closure__)
+    closure = fn.__closure__
+    if closure and any(_is_notebook_function(_contents(cell)) for cell in closure):
+        closure = tuple(types.CellType(rebind(_contents(cell))) if _is_notebook_function(_contents(cell)) else cell
+                        for cell in closure)
+    new = types.FunctionType(code, ns, fn.__name__, fn.__defaults__, closure)
     new.__kwdefaults__ = fn.__kwdefaults__
     new.__qualname__ = fn.__qualname__
     new.__doc__ = fn.__doc__
@@ -161,6 +175,13 @@ def _rebind(fn: types.FunctionType, ns: dict) -> types.FunctionType:
     if hasattr(fn, "__type_params__"):  # Python 3.12+
         new.__type_params__ = fn.__type_params__
     return new
+
+
+def _contents(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # empty: a name of the enclosing function not bound yet
+        return None
 
 
 def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:

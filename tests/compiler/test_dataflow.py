@@ -1303,3 +1303,18 @@ def test_a_read_guarded_by_except_name_error_may_find_the_name_deleted_as_top_to
                         ("try:\n    w = nope\nexcept ValueError:\n    w = 0", ["step:d"])])
     assert [(d.code, d.cell) for d in p.diagnostics] == [("undefined-name", 3)]
     assert "x" not in p.step("c").sources
+
+
+@pytest.mark.parametrize("factory", [
+    "def make():\n    n = 0\n    def f():\n        nonlocal n\n        n += 1\n        return n\n    return f",
+    "def make():\n    history = []\n    def f(x=1):\n        history.append(x)\n        return len(history)\n"
+    "    return f",
+    "def make():\n    memo = {}\n    def f(x=1):\n        memo[x] = len(memo)\n        return len(memo)\n    return f",
+], ids=["nonlocal", "own_list", "own_dict"])
+def test_calling_a_closure_that_keeps_state_of_its_own_changes_it(factory):
+    # top to bottom the counter goes on across cells; the closure was handed on from the step that
+    # made it, as it was before the calls between (a count of 1 where 3 was due)
+    p = compile_source([(factory, ["functions"]), ("f = make()", ["step:a"]), ("f()\nf()", ["step:b"]),
+                        ("r = f()", ["step:c"])])
+    assert p.step("c").sources == {"f": "b"} and p.step("b").outputs == ["f"]
+

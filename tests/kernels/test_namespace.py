@@ -61,6 +61,22 @@ def test_functions_held_by_partials_objects_and_tuples_read_the_new_namespace():
     assert rebound["plain"] is given["plain"] and rebound["ft"] is given["ft"]  # (set on the step's copy)
 
 
+def test_functions_a_decorator_wraps_read_the_new_namespace():
+    # `@functools.wraps` and `@lru_cache`: the wrapper called the function it wrapped, which kept the
+    # globals of the step that defined it (a later step's change of `df` or `K` was not seen)
+    source = ("import functools\nK = 1\n"
+              "def timed(fn):\n    @functools.wraps(fn)\n    def w(*a):\n        return fn(*a)\n    return w\n"
+              "@timed\ndef scale(v):\n    return v * K\n"
+              "@functools.lru_cache(maxsize=8)\ndef cached(v):\n    return v * K\n"
+              "@functools.cache\ndef forever(v):\n    return v * K\n")
+    given = {name: notebook_function(source, name) for name in ("scale", "cached", "forever")}
+    rebound = rebind_functions(given, {"__name__": "__main__", "K": 5})
+    assert rebound["scale"](2) == rebound["cached"](2) == rebound["forever"](2) == 10
+    assert rebound["cached"].cache_parameters() == {"maxsize": 8, "typed": False}
+    assert rebound["scale"].__name__ == "scale" and rebound["cached"].__wrapped__.__name__ == "cached"
+    assert given["scale"](2) == given["cached"](2) == 2  # the given ones are as they were
+
+
 def test_objects_are_looked_into_a_few_levels_deep_only():
     scale = notebook_function("K = 1\ndef scale(v):\n    return v * K", "scale")
     deep = scale
