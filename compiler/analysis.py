@@ -951,6 +951,8 @@ class _ModuleWalker(Visitor):
         callee, args, keywords = callee_of(node, self.known, self.modules)
         if type(node.func) is ast.Lambda:  # `(lambda q=log: q.append(1))()`: its defaults are the call's
             callee.defaults = self._changed_defaults(node.func, callee)
+        if type(node.func) is ast.Attribute and self.heap.instances:
+            self._method_reads(node)
         if callee is not None and callee.changes_self and type(node.func) is ast.Attribute \
                 and effects.root_name(node.func.value) not in self.modules:  # (`m.predict(X)`: read-only elsewhere)
             changed |= set(effects.part_objects(self.heap, node.func.value, self.modules))
@@ -1142,6 +1144,16 @@ class _ModuleWalker(Visitor):
         if callee_keeps_state:  # (`nonlocal n; n += 1`: a call of the closure changes the closure)
             changed = set(changed) | made
         self.heap.on_call(made, changed)
+
+    def _method_reads(self, call) -> None:
+        """`fb.build(s)` on what may be an instance of a notebook class: its methods read the globals
+        they name as they run (`self.w * WINDOW`: a parameter the step must be given, and whose
+        change makes it run again), as calling the class does; maybe (another object may be there)."""
+        for obj in effects.part_objects(self.heap, call.func.value, self.modules):
+            for cls in self.heap.instances.get(obj, ()):
+                klass = self.heap.functions.get(cls)
+                for name in sorted(klass.reads if klass is not None else ()):
+                    self.read(name, call, optional=True)
 
     def _changes_of(self, call) -> set[str]:
         """The objects `call` (one the notebook does not run: a bound method's or a partial's) would

@@ -85,11 +85,32 @@ class _Holders:
     step's own copy. Bounded: a step given big objects pays for a few looks, not a walk of them."""
 
     def __init__(self, rebind):
-        self.rebind, self.left, self.seen = rebind, HELD_LOOKS, {}
+        self.rebind, self.left, self.seen, self.classes = rebind, HELD_LOOKS, {}, set()
+
+    def _rebind_class(self, cls: type) -> None:
+        """The methods of a notebook class (and of its notebook bases) read the step's globals: the
+        class arrived with the globals of the step that defined it, where a parameter a method reads
+        may not have been given (`self.w * WINDOW`: NameError in the step that calls it). On the
+        step's own copy of the class."""
+        for klass in getattr(cls, "__mro__", ()):
+            if id(klass) in self.classes or klass.__module__ not in _MAIN_NAMES:
+                continue
+            self.classes.add(id(klass))
+            for name, attribute in list(vars(klass).items()):
+                wrapped = isinstance(attribute, (staticmethod, classmethod))
+                function = attribute.__func__ if wrapped else attribute
+                if _is_notebook_function(function):
+                    new = self.rebind(function)
+                    if new is not function:
+                        try:
+                            setattr(klass, name, type(attribute)(new) if wrapped else new)
+                        except (AttributeError, TypeError):  # a class that refuses it: as it is
+                            pass
 
     def rebound(self, value, depth: int):
         if _is_notebook_function(value):
             return self.rebind(value)
+        self._rebind_class(value if isinstance(value, type) else type(value))
         if depth == 0 or self.left <= 0 or isinstance(value, _NOT_HOLDERS):
             return value
         if id(value) in self.seen:

@@ -1318,3 +1318,13 @@ def test_calling_a_closure_that_keeps_state_of_its_own_changes_it(factory):
                         ("r = f()", ["step:c"])])
     assert p.step("c").sources == {"f": "b"} and p.step("b").outputs == ["f"]
 
+
+
+def test_a_method_called_on_an_instance_of_a_notebook_class_reads_what_the_class_reads():
+    # `fb.build(s)` reads WINDOW as it runs: the step was not given the parameter (NameError), nor run
+    # again when it changed
+    p = compile_source([("WINDOW = 2", ["parameters"]),
+                        ("class Builder:\n    def build(self, s):\n        return s * WINDOW * LIMIT", ["step:define"]),
+                        ("LIMIT = 3\nfb = Builder()", ["step:load"]), ("r = fb.build(2)", ["step:use"])])
+    assert p.step("use").parameters == ["WINDOW"] and p.step("use").sources == {"LIMIT": "load", "fb": "load"}
+    assert not p.diagnostics

@@ -77,6 +77,18 @@ def test_functions_a_decorator_wraps_read_the_new_namespace():
     assert given["scale"](2) == given["cached"](2) == 2  # the given ones are as they were
 
 
+def test_methods_of_a_notebook_class_read_the_new_namespace():
+    # the class arrived with the globals of the step that defined it: a method reading a parameter
+    # that step was not given failed with NameError, and one reading a name a later step rebound
+    # read its old value
+    source = ("class Base:\n    def scaled(self, v):\n        return v * K\n"
+              "class Builder(Base):\n    @staticmethod\n    def window():\n        return WINDOW\n"
+              "    def build(self, v):\n        return self.scaled(v) + self.window()\n")
+    builder = cloudpickle.loads(cloudpickle.dumps(notebook_function(source + "b = Builder()", "b")))
+    rebound = rebind_functions({"b": builder}, {"__name__": "__main__", "K": 10, "WINDOW": 1})
+    assert rebound["b"].build(2) == 21 and type(rebound["b"]).window() == 1
+
+
 def test_objects_are_looked_into_a_few_levels_deep_only():
     scale = notebook_function("K = 1\ndef scale(v):\n    return v * K", "scale")
     deep = scale
