@@ -630,6 +630,9 @@ class _ModuleWalker(Visitor):
         for part in outer_parts(node):
             self.visit(part)
         self.define(node.name, node)
+        if any(getattr(self.known.get(name), "keeps_state", False) for name in _decorator_names(node)):
+            made = self.heap.objects(node.name)  # (`@memo def sq`: a call of sq changes memo's cache in it)
+            self.heap.on_call(made, made)
 
     visit_AsyncFunctionDef = visit_FunctionDef
 

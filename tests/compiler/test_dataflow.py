@@ -1328,3 +1328,13 @@ def test_a_method_called_on_an_instance_of_a_notebook_class_reads_what_the_class
                         ("LIMIT = 3\nfb = Builder()", ["step:load"]), ("r = fb.build(2)", ["step:use"])])
     assert p.step("use").parameters == ["WINDOW"] and p.step("use").sources == {"LIMIT": "load", "fb": "load"}
     assert not p.diagnostics
+
+
+def test_calling_a_function_a_stateful_decorator_made_changes_it():
+    # `@memo def sq`: sq(3) fills memo's cache inside sq; the next step got sq as defined, empty
+    p = compile_source([("def memo(fn):\n    cache = {}\n    def w(x):\n        if x not in cache:\n"
+                         "            cache[x] = fn(x)\n        return cache[x]\n    w.cache = cache\n    return w",
+                         ["functions"]),
+                        ("@memo\ndef sq(x):\n    return x * x", ["step:a"]), ("sq(3)", ["step:b"]),
+                        ("n = len(sq.cache)", ["step:c"])])
+    assert p.step("c").sources == {"sq": "b"}
