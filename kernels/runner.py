@@ -375,7 +375,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
     together = {n for _, names in versions.together if any(n not in keys for n in names) for n in names}
     order = {step.name: i for i, step in enumerate(pipeline.steps)}
     for name in together | _writers_of_what_runs_changes(keys, tried, why, artifacts, order):
-        rebuilt[name] = why[name]
+        rebuilt[name] = why.get(name, [])
     for name in _topological(pipeline):  # what comes after the steps taken out is decided as they finish
         if name in keys and _waiting(by_name[name], keys, why):
             del keys[name]
