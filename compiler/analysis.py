@@ -1103,7 +1103,7 @@ class _ModuleWalker(Visitor):
         `partial`) says what it holds already."""
         known, func = self.known, node.func
         functions = [arg for arg in (*node.args, *(k.value for k in node.keywords))  # (by its name, or a lambda)
-                     if type(arg) is ast.Lambda or type(arg) is ast.Name and arg.id in known] if known else ()
+                     if type(arg) is ast.Lambda or type(arg) is ast.Name and arg.id in known]
         if not functions or not (type(func) is ast.Name and func.id not in known or type(func) is ast.Attribute
                                  and effects.root_name(func) in self.modules):
             return

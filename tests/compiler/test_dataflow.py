@@ -1338,3 +1338,11 @@ def test_calling_a_function_a_stateful_decorator_made_changes_it():
                         ("@memo\ndef sq(x):\n    return x * x", ["step:a"]), ("sq(3)", ["step:b"]),
                         ("n = len(sq.cache)", ["step:c"])])
     assert p.step("c").sources == {"sq": "b"}
+
+
+def test_a_lambda_a_library_wraps_reads_the_globals_of_the_step_that_calls_it():
+    # in a notebook that defines no function, the lambda was passed over: the calling step was not
+    # given K (NameError), where top to bottom it reads K as the step before left it
+    p = compile_source([("import numpy as np", ["imports"]), ("K = 2\nvf = np.vectorize(lambda x: x * K)", ["step:a"]),
+                        ("K = 3", ["step:b"]), ("r = vf([2])", ["step:c"])])
+    assert p.step("c").sources == {"K": "b", "vf": "a"}
