@@ -57,6 +57,12 @@ SETTING_CONFIGURABLES = ("InlineBackend",)
 # Line magics that change the process's folder or environment (`%cd data`, `%set_env MODE fast`;
 # `%env` when it sets): later cells see it, as after `os.chdir`.
 FOLDER_AND_ENVIRONMENT_MAGICS = frozenset({"cd", "pushd", "popd", "set_env"})
+# Logging set up in a step: the step's process's, and a file handler's `mode="w"` replayed before
+# every later step would empty its file each time; so not replayed, but said (`logging-not-replayed`)
+LOGGING_CALLS = frozenset({"logging.basicConfig", "logging.disable", "logging.captureWarnings",
+                           "logging.config.dictConfig", "logging.config.fileConfig"})
+LOGGER_METHODS = frozenset({"setLevel", "addHandler", "removeHandler", "addFilter", "removeFilter"})
+LOGGER_ATTRIBUTES = frozenset({"propagate", "disabled", "level", "handlers"})
 # Calls that seed a global random generator.
 SEED_CALLS = frozenset({
     "random.seed", "numpy.random.seed", "random.setstate", "numpy.random.set_state",
@@ -84,7 +90,8 @@ ADVANCING_CALLS = frozenset({"next"})
 CACHING_DECORATORS = frozenset({"functools.lru_cache", "functools.cache"})
 # Everything the settings pass resolves names against; a module that is none of these, nor a
 # part of or a container of one (`numpy` of `numpy.random.seed`), makes no setting or seed.
-_KNOWN_NAMES = SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS) | SETTING_CONTEXTS
+_KNOWN_NAMES = (SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS) | SETTING_CONTEXTS | LOGGING_CALLS
+                | {"logging.getLogger"})
 # Words in a cell that make the pass walk it (imports, definitions, magics).
 _ALWAYS_WALK = frozenset({"import", "def", "class", "get_ipython"})
 # Words in a function's text that make the pass walk its body (an import in it, `%config`).
@@ -230,6 +237,7 @@ class _Finder:
         # ("setting" | "seed", entry, parameters read, the prelude's name a setting stores into or None)
         self.found: list[tuple[str, dict, set[str], str | None]] = []
         self.problems: list[Diagnostic] = []
+        self.loggers: set[str] = set()  # names bound to `logging.getLogger(...)` in the steps
         # the global generators the prelude seeds → its seed call; the current step's first draw from each
         self.prelude_seeds: dict[str, dict] = {}
         self.draws: dict[str, dict] = {}
@@ -296,9 +304,29 @@ class _Finder:
             seed = self._seed_of(node) if isinstance(node, ast.Call) else None
             if seed is not None:
                 self.found.append(("seed", {**_call_entry(node, index, piece), **seed}, set(), None))
+            if self._sets_up_logging(node):
+                self.problems.append(_logging_warning(node, index, piece))
             drawn = self._drawn_from(node) if self.prelude_seeds and isinstance(node, ast.Call) else None
             if drawn in self.prelude_seeds and drawn not in self.draws:
                 self.draws[drawn] = _call_entry(node, index, piece)
+
+    def _sets_up_logging(self, node) -> bool:
+        """`logging.basicConfig(...)`, `log.setLevel(...)` or `log.propagate = False` of a logger
+        (`logging.getLogger(...)`, or a name bound to one in a step)."""
+        if type(node) is ast.Call:
+            func = node.func
+            return self._qualified(func) in LOGGING_CALLS or type(func) is ast.Attribute \
+                and func.attr in LOGGER_METHODS and self._is_logger(func.value)
+        if type(node) in (ast.Assign, ast.AugAssign):
+            targets = node.targets if type(node) is ast.Assign else [node.target]
+            return any(type(t) is ast.Attribute and t.attr in LOGGER_ATTRIBUTES and self._is_logger(t.value)
+                       for t in targets)
+        return False
+
+    def _is_logger(self, expr) -> bool:
+        if type(expr) is ast.Name:
+            return expr.id in self.loggers
+        return type(expr) is ast.Call and self._qualified(expr.func) == "logging.getLogger"
 
     def _prelude_seeds(self, nodes, index, piece: Piece) -> None:
         for node, _ in nodes:
@@ -371,7 +399,7 @@ class _Finder:
             return True  # the parser normalises non-ASCII names (NFKC): the text may not show them
         words = set(_WORD.findall(python))
         if not words.isdisjoint(_ALWAYS_WALK) or not words.isdisjoint(self.seeding_functions) \
-                or not words.isdisjoint(self.setting_functions):
+                or not words.isdisjoint(self.setting_functions) or not words.isdisjoint(self.loggers):
             return True
         if any(_may_set(self.imported[name].module) for name in words.intersection(self.imported)):
             return True
@@ -491,6 +519,8 @@ class _Finder:
                     self.imported[name] = imported
             elif isinstance(node, ast.Name):  # (only stores are marked)
                 self._rebound(node.id, in_prelude)  # `pd = ...` is no module any more
+                if not in_prelude and type(stmt) is ast.Assign and self._is_logger(stmt.value):
+                    self.loggers.add(node.id)
             elif isinstance(node, ast.ClassDef):
                 self._rebound(node.name, in_prelude)
                 if in_prelude:
@@ -518,6 +548,7 @@ class _Finder:
         self.imported.pop(name, None)
         self.seeding_functions.pop(name, None)
         self.setting_functions.pop(name, None)
+        self.loggers.discard(name)
 
     def _body_may_matter(self, text: str) -> bool:
         """Whether a definition's text may hold what `_body_of` looks for: a name resolving through
@@ -742,6 +773,16 @@ def _step_function_warning(call, index, piece: Piece) -> Diagnostic:
         f"'{code}' makes process-wide settings in a function of a step, so later steps run without them",
         cell=index, line=call.lineno, col=call.col_offset + 1,
         hint="define the function in the functions cell, and call it as a statement of its own")
+
+
+def _logging_warning(node, index, piece: Piece) -> Diagnostic:
+    code = (piece.segment(node) or ast.unparse(node)).splitlines()[0]
+    return Diagnostic(
+        "setting-not-replayed",
+        f"'{code}' sets up logging for the step's process, so later steps run without it (a step found "
+        "cached leaves it out of the run altogether)",
+        cell=index, line=node.lineno, col=node.col_offset + 1,
+        hint="set up logging in the imports cell, which runs before every step")
 
 
 def _nested_warning(node, index, piece: Piece) -> Diagnostic:

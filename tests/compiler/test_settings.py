@@ -574,3 +574,26 @@ def test_skimming_cells_finds_what_walking_every_cell_finds(order):
 ])
 def test_the_skim_finds_a_name_not_before_a_dot_or_call_as_the_word_boundary_pattern_does(text):
     assert settings_pass._may_store("np", text) == (re.search(r"\bnp\b(?!\s*[.(])", text) is not None)
+
+
+def test_logging_set_up_in_a_step_is_a_warning_and_not_replayed():
+    # a logger a step set up (level, handler) was gone in later steps run elsewhere, or when that
+    # step was found cached, with no word
+    p = compile_source([
+        ("import logging", ["imports"]),
+        ("log = logging.getLogger('nb')\nlog.setLevel(logging.INFO)\n"
+         "log.addHandler(logging.FileHandler('nb.log', mode='w'))", ["step:setup"]),
+        ("log.info('trained')\nlogging.getLogger('x').info('hi')\nx = 1", ["step:train"]),
+        ("logging.basicConfig(level=logging.INFO)\nlog.propagate = False\nlogging.disable(logging.CRITICAL)",
+         ["step:more"]),
+        ("y = 2", ["step:last"]),
+    ])
+    assert [(d.code, d.cell, d.line) for d in p.diagnostics] == [
+        ("setting-not-replayed", 1, 2), ("setting-not-replayed", 1, 3), ("setting-not-replayed", 3, 1),
+        ("setting-not-replayed", 3, 2), ("setting-not-replayed", 3, 3)]
+    assert "imports cell" in p.diagnostics[0].hint and all(s.settings == [] for s in p.steps)
+    # in the imports cell (it runs before every step), or in the last step: nothing to say
+    assert codes(compile_source([("import logging\nlogging.basicConfig(level=logging.INFO)\n"
+                                  "logging.getLogger('nb').setLevel(logging.INFO)", ["imports"]),
+                                 ("a = 1", ["step:a"]), ("log = logging.getLogger('nb')\nlog.setLevel(10)",
+                                                         ["step:b"])])) == []
