@@ -337,6 +337,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
     digests: dict[str, dict] = {}
     why: dict[str, list] = {}
     tried: dict[str, str] = {}  # steps whose stored result does not hold → their key
+    recorded: dict[str, dict] = {}  # key of a stored result found → the dependencies its step recorded
     by_name = {s.name: s for s in pipeline.steps}
     versions = versions or _file_versions(pipeline)
     for name in _topological(pipeline):
@@ -363,6 +364,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
             why[name] = ["its stored metrics were damaged"]
             continue
         keys[name], digests[name] = key, stored_digests(manifest)
+        recorded[key] = manifest.get("dependencies") or {}
     for path, names in versions.together:
         if all(n in keys for n in names):
             continue
@@ -374,7 +376,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
                 "again, in order, so that each finds the file as a run top to bottom leaves it")
     together = {n for _, names in versions.together if any(n not in keys for n in names) for n in names}
     order = {step.name: i for i, step in enumerate(pipeline.steps)}
-    for name in together | _writers_of_what_runs_changes(keys, tried, why, artifacts, order):
+    for name in together | _writers_of_what_runs_changes(keys, tried, why, artifacts, order, recorded):
         rebuilt[name] = why.get(name, [])
     for name in _topological(pipeline):  # what comes after the steps taken out is decided as they finish
         if name in keys and _waiting(by_name[name], keys, why):
@@ -382,24 +384,31 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
     return keys, why
 
 
-def _writers_of_what_runs_changes(keys: dict, tried: dict, why: dict, artifacts, order: dict) -> set[str]:
+def _writers_of_what_runs_changes(keys: dict, tried: dict, why: dict, artifacts, order: dict,
+                                  dependencies: dict) -> set[str]:
     """Take out of `keys` each cached step whose file a step that runs again changes, where top to
     bottom the file would be another: the cached step wrote it before the other reads it and writes
     it back (`init` writes a CSV through a name it hands on, `add_rf` reads it and writes it back
     longer: the board grew at every run), or writes it after the other wrote it (the last run
-    left the earlier version). As their last runs recorded; `order`: the steps' notebook order.
+    left the earlier version). As their last runs recorded (`dependencies`: key → those of the
+    stored results read already; the others are read here); `order`: the steps' notebook order.
     Until nothing more is taken out: a writer that runs again changes its files too. The steps
     taken out."""
     runs, files = dict(tried), {}  # steps that run again → key; key → (products, read then changed)
 
     def recorded(key: str) -> tuple[set, set]:
         if key not in files:
-            try:
-                found = artifacts.manifest(key).get("dependencies") or {}
-            except (ArtifactNotFound, OSError, ValueError):
-                found = {}
+            found = dependencies.get(key)
+            if found is None:
+                try:
+                    found = artifacts.manifest(key).get("dependencies") or {}
+                except (ArtifactNotFound, OSError, ValueError):
+                    found = {}
             files[key] = set(found.get("files_written") or {}), set(found.get("read_then_changed") or ())
         return files[key]
+
+    if not any(recorded(key)[0] or recorded(key)[1] for key in runs.values()):
+        return set()  # (most runs: what runs again writes no file)
 
     def undone_by(cached: str, path: str) -> str | None:
         """A step that runs again and leaves `path` otherwise than a run top to bottom would."""
