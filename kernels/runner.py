@@ -407,7 +407,7 @@ def _writers_of_what_runs_changes(keys: dict, tried: dict, why: dict, artifacts,
             files[key] = set(found.get("files_written") or {}), set(found.get("read_then_changed") or ())
         return files[key]
 
-    if not any(recorded(key)[0] or recorded(key)[1] for key in runs.values()):
+    if not any(any(recorded(key)) for key in runs.values()):
         return set()  # (most runs: what runs again writes no file)
 
     def undone_by(cached: str, path: str) -> str | None:

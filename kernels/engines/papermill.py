@@ -252,18 +252,14 @@ class _Kernels:
             self.groups.add(group)
             if not self.stopping:
                 return
-        _kill_group(group)
+        _signal_group(group, signal.SIGKILL)
 
     def stop(self) -> None:
         with self.lock:
             self.stopping = True
             groups = list(self.groups)
         for group in groups:
-            _kill_group(group)
-
-
-def _kill_group(group: int) -> None:
-    _signal_group(group, signal.SIGKILL)
+            _signal_group(group, signal.SIGKILL)
 
 
 def _signal_group(group: int, signum: int) -> None:
