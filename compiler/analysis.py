@@ -224,6 +224,7 @@ class Facts:
     callables: dict[str, Callable] = field(default_factory=dict)
     heap: Heap = field(default_factory=Heap)
     dynamic: list[Use] = field(default_factory=list)  # star import / exec / eval / globals()
+    origins: dict[str, str] = field(default_factory=dict)  # name an import binds → what it imports
     syntax_errors: list[tuple[int, int, int, str]] = field(default_factory=list)
 
     @property
@@ -233,15 +234,17 @@ class Facts:
         return self.bind_sites.names()
 
 
-def analyse_cells(cells, known: dict[str, Callable] | None = None, heap=None, modules=()) -> Facts:
+def analyse_cells(cells, known: dict[str, Callable] | None = None, heap=None, modules=(),
+                  origins: dict[str, str] | None = None) -> Facts:
     """Facts for cells run one after another in one namespace. `cells`: (index, source) pairs,
     or cells parsed already (`parsing.ParsedCell`, shared with the other passes of a compile).
 
     `known` holds callables defined before these cells (prelude, earlier steps): a reference to
     one counts as reading what it reads. `heap` continues the objects of earlier cells;
-    `modules` are names already bound to imported modules.
+    `modules` are names already bound to imported modules, and `origins` what earlier imports
+    bound them to (`{"jl": "joblib"}`).
     """
-    walker = _ModuleWalker(dict(known or {}), heap, modules)
+    walker = _ModuleWalker(dict(known or {}), heap, modules, origins)
     for cell in cells:
         parsed = cell if isinstance(cell, ParsedCell) else parse_cell(*cell)
         if parsed.error is not None:
@@ -259,12 +262,13 @@ def analyse_cells(cells, known: dict[str, Callable] | None = None, heap=None, mo
 class _ModuleWalker(Visitor):
     """Walks module-level statements in the order Python runs them."""
 
-    def __init__(self, known: dict[str, Callable], heap=None, modules=()):
+    def __init__(self, known: dict[str, Callable], heap=None, modules=(), origins=None):
         self.facts = Facts()
         if heap is not None:
             self.facts.heap = heap
         self.heap = self.facts.heap
         self.modules = set(modules)
+        self.origins = {**(origins or {})}  # (the step's own imports go to `facts.origins` too)
         self.known = known
         self.cell = 0
         self.loops = 0  # loops around the statement being walked (`break` outside one is refused)
@@ -468,6 +472,9 @@ class _ModuleWalker(Visitor):
             self.bind(name, node=node)
             self.facts.imported.add(name)
             self.modules.add(name)
+        origins = effects.import_origins(node)
+        self.origins.update(origins)
+        self.facts.origins.update(origins)
         for name, callee in local_functions(node).items():  # (`helpers.py` beside the notebook)
             self.known[name] = self.facts.callables[name] = callee
 
@@ -956,6 +963,8 @@ class _ModuleWalker(Visitor):
             callee.defaults = self._changed_defaults(node.func, callee)
         if type(node.func) is ast.Attribute and self.heap.instances:
             self._method_reads(node)
+        if effects.pickles(node, self.origins, self.modules):
+            self._pickle_reads(node)
         if callee is not None and callee.changes_self and type(node.func) is ast.Attribute \
                 and effects.root_name(node.func.value) not in self.modules:  # (`m.predict(X)`: read-only elsewhere)
             changed |= set(effects.part_objects(self.heap, node.func.value, self.modules))
@@ -1157,6 +1166,18 @@ class _ModuleWalker(Visitor):
                 klass = self.heap.functions.get(cls)
                 for name in sorted(klass.reads if klass is not None else ()):
                     self.read(name, call, optional=True)
+
+    def _pickle_reads(self, call) -> None:
+        """`pickle.load(f)`, `joblib.dump(model, path)`: a pickle names the notebook's classes and
+        functions as attributes of `__main__` (a scikit-learn pipeline holding a transformer class
+        of the notebook), which the step's namespace must hold, as a run top to bottom does: the
+        step reads each one defined so far, and what it reads (maybe: the pickle may hold none, and
+        what they read is needed only if defined by then)."""
+        for name, callee in self.known.items():
+            if name[0] != "." and name not in self.modules:
+                self.read(name, call, self.known, optional=True)
+                for read in sorted(callee.reads):
+                    self.read(read, call, self.known, optional=True)
 
     def _changes_of(self, call) -> set[str]:
         """The objects `call` (one the notebook does not run: a bound method's or a partial's) would

@@ -86,10 +86,12 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     builder.note_refused(refused)
     _prelude_functions(builder.heap, prelude_facts)
     known = dict(prelude_facts.callables)
+    origins = dict(prelude_facts.origins)
     for step_layout in layout.steps:
         builder.heap.epoch = len(builder.steps)
         step_cells = cells.cells(step_layout.cells)
-        facts = analyse_cells(step_cells, known, builder.heap, builder.modules | prelude_facts.imported)
+        facts = analyse_cells(step_cells, known, builder.heap, builder.modules | prelude_facts.imported, origins)
+        origins.update(facts.origins)
         if also is not None:
             also.step(step_layout.name, step_cells, facts.callables)
         refused = refused_cells(step_cells)

@@ -292,6 +292,54 @@ def import_names(node: ast.Import | ast.ImportFrom) -> list[str]:
     return names
 
 
+def import_origins(node: ast.Import | ast.ImportFrom) -> dict[str, str]:
+    """Name bound → the dotted name of what it is: `import joblib as jl` → {"jl": "joblib"},
+    `from pickle import load` → {"load": "pickle.load"}. Relative imports: none."""
+    if type(node) is ast.ImportFrom:
+        if node.level or not node.module:
+            return {}
+        return {a.asname or a.name: f"{node.module}.{a.name}" for a in node.names if a.name != "*"}
+    return {a.asname: a.name for a in node.names if a.asname} | {
+        a.name.split(".")[0]: a.name.split(".")[0] for a in node.names if not a.asname}
+
+
+# Calls that pickle or unpickle by reference: a class or function of the notebook is written as
+# `__main__.Name`, and must be found there (cloudpickle and dill write those by value)
+PICKLE_CALLS = frozenset("""
+    pickle.load pickle.loads pickle.Unpickler pickle.dump pickle.dumps pickle.Pickler
+    _pickle.load _pickle.loads _pickle.Unpickler _pickle.dump _pickle.dumps _pickle.Pickler
+    joblib.load joblib.dump pandas.read_pickle pandas.to_pickle torch.load torch.save shelve.open
+    numpy.load skops.io.load skops.io.dump
+    """.split())
+
+
+def dotted_callee(func: ast.AST, origins: dict[str, str]) -> str | None:
+    """`jl.load` → "joblib.load" when `jl` is `joblib`: the callee by what its root name was
+    imported as; None when the root name was bound by no import."""
+    parts = []
+    while type(func) is ast.Attribute:
+        parts.append(func.attr)
+        func = func.value
+    if type(func) is not ast.Name or func.id not in origins:
+        return None
+    return ".".join([origins[func.id], *reversed(parts)])
+
+
+def pickles(call: ast.Call, origins: dict[str, str], modules) -> bool:
+    """Whether `call` may pickle or unpickle by reference: one of `PICKLE_CALLS` through a name an
+    import bound (`np.load` only given `allow_pickle=True`), or `df.to_pickle(path)`."""
+    func = call.func
+    if type(func) is ast.Attribute and func.attr == "to_pickle":
+        return True
+    if root_name(func) not in modules:
+        return False
+    name = dotted_callee(func, origins)
+    if name == "numpy.load":
+        return any(k.arg == "allow_pickle" and not (type(k.value) is ast.Constant and not k.value.value)
+                   for k in call.keywords)
+    return name in PICKLE_CALLS
+
+
 def callee_name(call: ast.Call) -> str | None:
     func = call.func
     kind = type(func)

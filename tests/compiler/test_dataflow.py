@@ -1346,3 +1346,27 @@ def test_a_lambda_a_library_wraps_reads_the_globals_of_the_step_that_calls_it():
     p = compile_source([("import numpy as np", ["imports"]), ("K = 2\nvf = np.vectorize(lambda x: x * K)", ["step:a"]),
                         ("K = 3", ["step:b"]), ("r = vf([2])", ["step:c"])])
     assert p.step("c").sources == {"K": "b", "vf": "a"}
+
+
+def test_a_step_that_pickles_or_unpickles_reads_the_classes_and_functions_defined_before_it():
+    # a pickle names a class or function of the notebook as `__main__.Name`: the step must hold it
+    # ("Can't get attribute 'Prep' on <module '__main__'>"); maybe what it reads too, if defined by then
+    p = compile_source([("import pickle as pk\nimport json\nfrom joblib import load", ["imports"]),
+                        ("class Prep:\n    def apply(self, x):\n        return x * K\n"
+                         "def helper(v):\n    return v * LATER\nK = 2\np = Prep()", ["step:define"]),
+                        ("pk.dump(p, open('p.pkl', 'wb'))", ["step:dump"]),
+                        ("q = pk.load(open('p.pkl', 'rb'))", ["step:load"]),
+                        ("m = load('m.joblib')", ["step:joblib"]),
+                        ("r = json.load(open('r.json'))", ["step:other"]),
+                        ("LATER = 3", ["step:later"])])
+    wanted = {"Prep": "define", "helper": "define", "K": "define"}
+    assert p.step("dump").sources == {**wanted, "p": "define"}
+    assert p.step("load").sources == wanted and p.step("joblib").sources == wanted
+    assert p.step("other").sources == {}  # json names no class
+    assert not p.diagnostics  # LATER, defined after, is no undefined name
+
+
+def test_a_class_defined_after_the_unpickling_step_is_not_read():
+    p = compile_source([("import pickle", ["imports"]), ("q = pickle.loads(b'')", ["step:load"]),
+                        ("class Late:\n    pass", ["step:late"])])
+    assert p.step("load").sources == {} and not p.diagnostics

@@ -1,5 +1,7 @@
 import ast
 
+import pytest
+
 from nbscale.compiler import effects
 from nbscale.compiler.heap import FILLING, Heap, immutable
 
@@ -267,3 +269,21 @@ def test_a_method_called_through_getattr_changes_its_object_as_the_method_call_d
                         ("n = len(l)\nv = a.sum()", ["step:read"])], name="nb")
     assert sorted(p.step("mutate").outputs) == ["a", "l"]
     assert p.step("read").sources == {"a": "mutate", "l": "mutate"}
+
+
+def test_import_origins_name_what_each_import_binds():
+    origins = [effects.import_origins(ast.parse(s).body[0]) for s in (
+        "import joblib as jl, os.path", "from pickle import load as pl, dumps", "from . import x", "import a.b.c")]
+    assert origins == [{"jl": "joblib", "os": "os"}, {"pl": "pickle.load", "dumps": "pickle.dumps"}, {}, {"a": "a"}]
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ("jl.load(p)", True), ("pk.dump(o, f)", True), ("pl(f)", True), ("pd.read_pickle(p)", True),
+    ("df.to_pickle(p)", True), ("np.load(p, allow_pickle=True)", True), ("np.load(p)", False),
+    ("np.load(p, allow_pickle=False)", False), ("json.load(f)", False), ("load(f)", False),
+    ("jl.Parallel(n)", False), ("obj.load(f)", False),
+])
+def test_calls_that_pickle_by_reference(code, expected):
+    origins = {"jl": "joblib", "pk": "pickle", "pl": "pickle.load", "pd": "pandas", "np": "numpy", "json": "json"}
+    call = ast.parse(code).body[0].value
+    assert effects.pickles(call, origins, set(origins)) is expected

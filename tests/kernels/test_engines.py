@@ -123,3 +123,28 @@ def test_figures_land_in_their_cells_and_stay_in_their_step(tmp_path, make_noteb
     assert figures_by_cell(summaries["b"]) == {0: 0, 3: 1}  # b's own figure, nothing of a's
     assert summaries["b"]["stdout"] == "open before 0\n"
     assert summaries.get("warnings") is None  # setting up figures is no change to put back
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_pickle_of_a_notebook_class_is_written_and_read_in_later_steps(tmp_path, make_notebook, one_worker, engine):
+    # a scikit-learn pipeline holding a transformer class of the notebook, saved with joblib and
+    # loaded in another step: the pickle names `__main__.Scale`, which the steps did not hold
+    # ("Can't pickle <class '__main__.Scale'>", "Can't get attribute 'Scale' on <module '__main__'>")
+    path = make_notebook(tmp_path, [
+        ("import joblib\nimport pickle as pk\nimport numpy as np\nfrom sklearn.base import BaseEstimator, "
+         "TransformerMixin\nfrom sklearn.linear_model import LogisticRegression\n"
+         "from sklearn.pipeline import make_pipeline", ["imports"]),
+        ("class Scale(BaseEstimator, TransformerMixin):\n    def fit(self, X, y=None):\n"
+         "        self.m = X.max(axis=0) * FACTOR\n        return self\n    def transform(self, X):\n"
+         "        return X / self.m\ndef shift(v):\n    return v + 1\nFACTOR = 2.0\n"
+         "X = np.array([[0.0, 1.0], [1.0, 0.0], [0.9, 0.1], [0.1, 0.9]])\ny = np.array([0, 1, 1, 0])\n"
+         "model = make_pipeline(Scale(), LogisticRegression())\nmodel.fit(X, y)", ["step:fit"]),
+        ("joblib.dump(model, 'model.joblib')\nwith open('shift.pkl', 'wb') as f:\n    pk.dump(shift, f)",
+         ["step:save"]),
+        ("loaded = joblib.load('model.joblib')\nwith open('shift.pkl', 'rb') as f:\n    moved = pk.load(f)(1)\n"
+         "scale = loaded[0].m.tolist()\npredicted = loaded.predict(X).tolist()", ["step:score"]),
+    ])
+    result, _ = run_collecting(path, engine, one_worker)
+    assert result.ok, [s.get("error") for s in result.steps]
+    values = result.load("score")
+    assert values["scale"] == [2.0, 2.0] and values["moved"] == 2 and values["predicted"] == [0, 1, 1, 0]
