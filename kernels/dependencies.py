@@ -234,7 +234,9 @@ class Recording:
         self.quiet = False  # while nbscale looks on the step's behalf: its own audit events are not the step's
         self.active = False  # between `_start` and `_stop`: threads the step started record into it meanwhile
         self.lock = threading.RLock()  # such a thread's event against the step's end (`_on_audit`, `_stop`)
-        self.appended: set[str] = set()  # logs the commands it started append to (`>> run.log`): nothing
+        # files it or the commands it started append to (`open(p, "a")`, `>> run.log`): no product, nor
+        # read; the fingerprint keeps their states as it ended ("appended"), which later runs find them in
+        self.appended: set[str] = set()
         self.changed_by_step: set[str] = set()  # appended to, touched, chmod-ed, folders made: not products
         # folders the step made where nothing was (`tempfile.mkdtemp`, Dask's shuffle spill): what it
         # lists in them is its own doing, and they may be gone once it ended (`_made_folder`)
@@ -578,6 +580,10 @@ class Recording:
                                         if _content_digest(path) != self.before_change.get(path)),
             "absent_modules": sorted(self.absent_modules),
         }
+        appended = {k: s for p in sorted(self.appended - self.writes) if isinstance(s := file_state(p, False), dict)
+                    for k in self.keys(p)}
+        if appended:  # (by its stat: a log may be long, and another append changes it)
+            fingerprint["appended"] = appended
         if self.env_listed:
             fingerprint["env_names"] = env_names()
         if self.cwd_seen is not None:
@@ -1184,6 +1190,7 @@ def _appended(recording: Recording, path) -> None:
     after adding to it), as a history it counts or a state it advances does."""
     absolute = _abspath(path)
     if recording.tracks(absolute) and absolute not in recording.writes:
+        recording.appended.add(absolute)
         if absolute in recording.read_original:
             _changes_what_it_read(recording, absolute)
         elif absolute not in recording.changed_by_step and _holds_data(absolute):

@@ -5,6 +5,8 @@ A fingerprint is the JSON-serialisable dict `dependencies.Recording.fingerprint(
     {"version": 1,
      "files_read":    {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest"[, "racy"]} | None},  None: absent
      "files_written": {path: ... },                                    the step's products
+     "appended":      {path: {"size", "mtime_ns", "ctime_ns", "ino", "digest": None}},  files it appended
+                                                                       to, as it left them (optional)
      "directories":   {path: digest of the entry names | None},       folders the step listed
      "made":          [path, ...],                                     of what it read, listed or tested, what lies
                                                                        in folders it made where nothing was (a
@@ -83,8 +85,8 @@ _PLAIN_VALUE_MAX = 40
 # Kinds of Change, and what changed.
 FILE, PRODUCT, MODULE, DIRECTORY, DISTRIBUTION, ENV, CWD, FINGERPRINT = (
     "file", "product", "module", "directory", "distribution", "env", "cwd", "fingerprint")
-CONTENT, MISSING, APPEARED, VERSION, VALUE, INCOMPLETE, ADVANCED = (
-    "content", "missing", "appeared", "version", "value", "incomplete", "advanced")
+CONTENT, MISSING, APPEARED, VERSION, VALUE, INCOMPLETE, ADVANCED, GREW = (
+    "content", "missing", "appeared", "version", "value", "incomplete", "advanced", "grew")
 TESTED_FOLDER = "folder"  # what a path the step tested without opening it was (`"tested"`), if not absent
 
 
@@ -92,7 +94,7 @@ TESTED_FOLDER = "folder"  # what a path the step tested without opening it was (
 class Change:
     kind: str  # FILE | PRODUCT | MODULE | DIRECTORY | DISTRIBUTION | ENV | CWD | FINGERPRINT
     name: str  # path as in the fingerprint, distribution or variable
-    what: str  # CONTENT | MISSING | APPEARED | VERSION | VALUE | INCOMPLETE
+    what: str  # CONTENT | MISSING | APPEARED | VERSION | VALUE | INCOMPLETE | ADVANCED | GREW
     old: object = None
     new: object = None
     text: str = ""  # for a person: "data.csv changed (content)", "env SEED: '1' → '2'"
@@ -349,6 +351,8 @@ def check(fingerprint: dict, cwd: str) -> list[Change]:
     for kind, section in ((FILE, "files_read"), (PRODUCT, "files_written"), (MODULE, "modules")):
         for name, old in fingerprint.get(section, {}).items():
             changes.extend(_file_change(kind, name, old, os.path.join(cwd, name)))
+    for name, old in fingerprint.get("appended", {}).items():
+        changes.extend(_appended_change(name, old, os.path.join(cwd, name)))
     changes += _tested_changes(fingerprint.get("tested", {}), cwd)
     for name, old in fingerprint.get("directories", {}).items():
         new = listing_digest(os.path.join(cwd, name), (old or LISTING).partition(":")[0])
@@ -440,10 +444,41 @@ def _file_change(kind: str, name: str, old: dict | None, path: str) -> list[Chan
         return []  # touched, same content
     if (kind == PRODUCT and digest and st.st_size > old["size"] and st.st_ino == old.get("ino")
             and _digest(path, st, digest.partition(":")[0], old["size"]) == digest):
-        return []  # a later step appended to what the step wrote (a report it began, a log): still there
+        # what the step wrote is still there: a later step appended to it (a report it began, a log),
+        # or another hand did (which the run tells from the later steps' records: `as_left`)
+        return [Change(kind, name, GREW, text=f"{name}, which it writes, was added to since it wrote it")]
     # (no digest: the step only tested it, and what it saw is the stat)
     text = f"{name} changed" if kind == MODULE else f"{label} changed ({'content' if digest else 'size or times'})"
     return [Change(kind, name, CONTENT, digest or None, None, text)]
+
+
+def _appended_change(name: str, old: dict, path: str) -> list[Change]:
+    """A file the step appended to, since: gone (a step may clean a log up) or grown (a later step
+    appended to it too) is no change here; written anew, the step must append to it again."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    if not stat.S_ISREG(st.st_mode) or _same_key(st, old):
+        return []
+    if st.st_ino == old.get("ino") and st.st_size > old["size"]:
+        return [Change(FILE, name, GREW, text=f"{name}, which it appends to, was added to since")]
+    return [Change(FILE, name, CONTENT, text=f"{name}, which it appends to, was written anew since: it appends "
+                                             "to it again, as a run top to bottom would")]
+
+
+def as_left(name: str, cwd: str, fingerprints) -> bool:
+    """Whether the file `name` is now as one of the steps whose `fingerprints` these are left it,
+    written or appended to (by its stat)."""
+    try:
+        st = os.stat(os.path.join(cwd, name))
+    except OSError:
+        return False
+    for fingerprint in fingerprints:
+        state = fingerprint.get("files_written", {}).get(name) or fingerprint.get("appended", {}).get(name)
+        if state and _same_key(st, state):
+            return True
+    return False
 
 
 def findable(name: str) -> bool | None:

@@ -68,6 +68,7 @@ from .errors import (
     ServerGone,
     Terminated,
 )
+from .fingerprints import PRODUCT, as_left
 from .interrupts import interrupt_requested, last_words, stop_requests_noted, watching_this_process
 from .liveness import current_owner
 from .profile_records import light, stored_profiles
@@ -193,7 +194,8 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
             recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
             damaged: dict[str, CorruptArtifact] = {}
             rebuilt: dict[str, list] = {}
-            specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile, damaged, rebuilt)
+            specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile, damaged, rebuilt,
+                                partial(store.last_keys, str(notebook.resolve())))
             store.start_run(run_id)
             recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
             recorder.plan({s.step["name"]: s.step["after"] for s in specs})
@@ -294,15 +296,16 @@ def connect_engine(engine, emit) -> None:
         emit(WARNING, None, {"message": note})
 
 
-def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
-          profile=True, damaged: dict | None = None, rebuilt: dict | None = None) -> tuple[list[StepSpec], dict]:
+def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, profile=True, damaged: dict | None = None,
+          rebuilt: dict | None = None, last_keys=None) -> tuple[list[StepSpec], dict]:
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
-    cache keys known before running (of the steps found cached). `damaged`, `rebuilt`: see `cached_steps`."""
+    cache keys known before running (of the steps found cached). `damaged`, `rebuilt`, `last_keys`:
+    see `cached_steps`."""
     folder = str(cwd or notebook.resolve().parent)
     versions = _file_versions(pipeline)
     rebuilt = {} if rebuilt is None else rebuilt  # not reused when decided later either
     keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions, damaged,
-                        rebuilt)[0]
+                        rebuilt, last_keys)[0]
     to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
     needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
@@ -324,20 +327,23 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None,
 
 
 def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: FileVersions | None = None,
-                 damaged: dict | None = None, rebuilt: dict | None = None) -> tuple[dict[str, str], dict[str, list]]:
+                 damaged: dict | None = None, rebuilt: dict | None = None,
+                 last_keys=None) -> tuple[dict[str, str], dict[str, list]]:
     """The steps whose stored result holds, with their keys, found in order; and for the others,
     why not. A step is settled here only when every step it comes after is cached (else its
     inputs, or the files it reads, are known only once those ran: `task.run_step` decides then).
     `damaged`: filled with the CorruptArtifact of each step whose stored result was found damaged
     (and removed), for the caller to tell of; without it, the store warns (`caller_tells_of_damage`).
     `rebuilt`: filled with the steps taken out for a file they share with a step that runs (→ why),
-    which must not be reused when decided later either."""
+    which must not be reused when decided later either. `last_keys`: called (once, if at all) for
+    the key of each step's latest result (`RunStore.last_keys`)."""
     rebuilt = {} if rebuilt is None else rebuilt
     keys: dict[str, str] = {}
     digests: dict[str, dict] = {}
     why: dict[str, list] = {}
     tried: dict[str, str] = {}  # steps whose stored result does not hold → their key
     recorded: dict[str, dict] = {}  # key of a stored result found → the dependencies its step recorded
+    grown: dict[str, list] = {}  # step → files it wrote or appended to that were added to since
     by_name = {s.name: s for s in pipeline.steps}
     versions = versions or _file_versions(pipeline)
     for name in _topological(pipeline):
@@ -351,7 +357,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
         # a file whose version the step used is gone (a later step wrote it anew): its check says nothing
         with caller_tells_of_damage() if damaged is not None else nullcontext([]) as found:
             manifest, changes = reusable_manifest(artifacts, key, step.outputs, folder, versions.gone.get(name, ()),
-                                                  versions.made_before.get(name, ()))
+                                                  versions.made_before.get(name, ()), grown.setdefault(name, []))
         if found:
             damaged[name] = found[0]
             why[name] = [damage_reason(found[0])]
@@ -365,6 +371,8 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
             continue
         keys[name], digests[name] = key, stored_digests(manifest)
         recorded[key] = manifest.get("dependencies") or {}
+    order = {step.name: i for i, step in enumerate(pipeline.steps)}
+    _added_to_otherwise(keys, grown, recorded, order, folder, why, rebuilt, artifacts, last_keys)
     for path, names in versions.together:
         if all(n in keys for n in names):
             continue
@@ -375,13 +383,52 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
                 f"it uses {path} with {others} ({names[0]} writes it), and one of them runs: they all run "
                 "again, in order, so that each finds the file as a run top to bottom leaves it")
     together = {n for _, names in versions.together if any(n not in keys for n in names) for n in names}
-    order = {step.name: i for i, step in enumerate(pipeline.steps)}
     for name in together | _writers_of_what_runs_changes(keys, tried, why, artifacts, order, recorded):
         rebuilt[name] = why.get(name, [])
     for name in _topological(pipeline):  # what comes after the steps taken out is decided as they finish
         if name in keys and _waiting(by_name[name], keys, why):
             del keys[name]
     return keys, why
+
+
+def _added_to_otherwise(keys: dict, grown: dict, recorded: dict, order: dict, folder: str, why: dict,
+                        rebuilt: dict, artifacts, last_keys) -> None:
+    """Take out of `keys` each cached step a file of which it wrote or appended to was added to
+    since (`grown`), where no step after it left the file as it is now (a cached one, or one as it
+    last ran: `last_keys()`, step → key): another hand appended to it (`echo x >> out.csv`). Top
+    to bottom the step writes it anew, and the steps after it append to that; kept, a later step
+    would read what was added."""
+    last: dict[str, dict] = {}  # step → the dependencies its latest result recorded
+
+    def latest() -> dict[str, dict]:
+        if not last:
+            for step, key in (last_keys() if last_keys else {}).items():
+                try:
+                    last[step] = artifacts.manifest(key).get("dependencies") or {}
+                except (ArtifactNotFound, OSError, ValueError):
+                    continue
+            last[""] = {}  # (read once)
+        return last
+
+    def added_to_otherwise(change, name: str) -> bool:
+        if change.kind != PRODUCT and not any(change.name in d.get("files_written", ())
+                                              for d in (*recorded.values(), *latest().values())):
+            return False  # a log steps append to, which no step writes anew: what it holds is read by none
+        after = [recorded[key] for other, key in keys.items() if order[other] > order[name]]
+        after += [d for step, d in latest().items() if order.get(step, -1) > order[name]]
+        return not as_left(change.name, folder, after)
+
+    for name, changes in sorted(grown.items(), key=lambda item: -order[item[0]]):  # (the later steps decided)
+        if name not in keys or not changes:
+            continue
+        unexplained = [c for c in changes if added_to_otherwise(c, name)]
+        if unexplained:
+            del keys[name]
+            first = unexplained[0]
+            did = "wrote" if first.kind == PRODUCT else "appended to"
+            rebuilt[name] = why[name] = [
+                f"{first.name} was added to since the step {did} it, and not by a step after it as that last ran: it "
+                "runs again, so that the file is what a run top to bottom leaves"]
 
 
 def _writers_of_what_runs_changes(keys: dict, tried: dict, why: dict, artifacts, order: dict,
@@ -457,9 +504,17 @@ def cache_report(notebook, parameters=None, options: RunOptions | None = None) -
         raise PipelineNotRunnable(errors_text(pipeline.diagnostics, str(notebook)))
     hashes = step_hashes(pipeline, params_mod.resolve(pipeline, parameters or {}))
     artifacts = ArtifactStore(options.store_url or artifacts_url(notebook))
-    keys, why = cached_steps(pipeline, hashes, artifacts, str(notebook.resolve().parent), options.use_cache)
+    keys, why = cached_steps(pipeline, hashes, artifacts, str(notebook.resolve().parent), options.use_cache,
+                             last_keys=partial(_last_keys, notebook))
     return {s.name: {"reused": s.name in keys, "key": keys.get(s.name), "why": why.get(s.name, [])}
             for s in pipeline.steps}
+
+
+def _last_keys(notebook: Path) -> dict[str, str]:
+    """`RunStore.last_keys` of the notebook, if it has a run store (none is made for asking)."""
+    if not os.path.exists(run_store_path(notebook)):
+        return {}
+    return default_run_store(notebook).last_keys(str(notebook.resolve()))
 
 
 def final_names(pipeline) -> dict[str, set]:

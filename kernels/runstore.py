@@ -24,6 +24,7 @@ from typing import Any
 from . import storefile
 from .children import end_orphans_of
 from .contract import (
+    CACHED,
     CANCELLED,
     FAILED,
     FINISHED,
@@ -34,6 +35,7 @@ from .contract import (
     RUNNING,
     STATUSES,
     STOP_REQUESTED,
+    SUCCEEDED,
 )
 from .errors import AmbiguousRunId, RunStoreError, RunStoreReadOnly, UnknownRun
 from .liveness import (
@@ -585,6 +587,17 @@ class RunStore:
                 (*args, limit),
             ).fetchall()
         return [self._as_reaped(row_dict(row)) for row in rows]
+
+    def last_keys(self, notebook: str, runs: int = 20) -> dict[str, str]:
+        """Step → the key of its latest result, run or reused, among the notebook's last `runs` runs."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT step, hash FROM step_runs JOIN (SELECT id, created, rowid AS n FROM runs WHERE notebook = ? "
+                "ORDER BY created DESC, rowid DESC LIMIT ?) AS recent ON recent.id = step_runs.run_id "
+                "WHERE status IN (?, ?) AND hash IS NOT NULL ORDER BY recent.created, recent.n",
+                (str(notebook), runs, SUCCEEDED, CACHED),
+            ).fetchall()
+        return {step: key for step, key in rows}
 
     def metrics_history(self, notebook: str) -> list[dict]:
         """Every metric of every run of a notebook, oldest run first."""

@@ -46,7 +46,7 @@ from .contract import (
 )
 from .cost import measured
 from .errors import ArtifactNotFound, MarshalError, StepTimeout
-from .fingerprints import ADVANCED, FILE, MODULE, PRODUCT, check
+from .fingerprints import ADVANCED, FILE, GREW, MODULE, PRODUCT, check
 from .handoff import (
     collection_digests,
     is_dask_collection,
@@ -172,11 +172,13 @@ def input_digests(step: dict, upstream: dict) -> dict:
 
 
 def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, unchecked=(),
-                      made_before=()) -> tuple[dict | None, list[str]]:
+                      made_before=(), grown: list | None = None) -> tuple[dict | None, list[str]]:
     """The manifest stored under `key` if its result still holds, and else why not: the changes
     of the dependencies the step recorded when it ran (files, local modules, versions, env), but for
     the files in `unchecked` (as the cells name them), and a file in `made_before` (an earlier step
-    writes it) that it read and then changed."""
+    writes it) that it read and then changed. Files it wrote or appended to that were added to
+    since are no change here; given a list `grown`, their changes are added to it, for the caller
+    to tell whether a later step left them so (`fingerprints.as_left`)."""
     stored = store.complete_manifest(key)
     if stored is None:
         return None, []
@@ -202,6 +204,9 @@ def reusable_manifest(store: ArtifactStore, key: str, outputs, cwd: str, uncheck
         made = {os.path.normpath(os.path.join(folder, path)) for path in made_before}
         changes = [c for c in changes
                    if c.what != ADVANCED or os.path.normpath(os.path.join(folder, c.name)) not in made]
+    if grown is not None:
+        grown.extend(c for c in changes if c.what == GREW)
+    changes = [c for c in changes if c.what != GREW]
     return (None, [c.text for c in changes]) if changes else (manifest, [])
 
 

@@ -517,6 +517,38 @@ def test_a_report_one_step_begins_and_a_later_one_appends_to_stays_whole(tmp_pat
     assert (tmp_path / "report.txt").read_text() == "epoch,loss\n1,0.5\n"
 
 
+@pytest.mark.parametrize(("start", "add"), [
+    ("with open('report.txt', 'w') as f:\n    f.write('epoch,loss\\n')",
+     "with open('report.txt', 'a') as f:\n    f.write('1,0.5\\n')"),
+    ("!echo 'epoch,loss' > report.txt", "!echo 1,0.5 >> report.txt"),
+    ("OUT = 'rep' + 'ort.txt'\nopen(OUT, 'w').write('epoch,loss\\n')", "open(OUT, 'a').write('1,0.5\\n')"),
+], ids=["python", "shell", "by-a-value"])
+def test_a_product_another_hand_appended_to_is_made_again(tmp_path, start, add):
+    # `echo garbage >> report.txt` between runs looked like the later step's append: both steps
+    # stayed cached, and the reader got the garbage, where a run top to bottom writes the report anew
+    nb = make_notebook(tmp_path, [(start + "\nok = 1", ["step:start"]), (add + "\nalso = 1", ["step:train"]),
+                                  ("lines = open('report.txt').read().splitlines()", ["step:read"])])
+    assert run_notebook(nb, options=LOCAL).load("read")["lines"] == ["epoch,loss", "1,0.5"]
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}  # its own append is no change
+    with open(tmp_path / "report.txt", "a") as report:
+        report.write("garbage\n")
+    again = run_notebook(nb, options=LOCAL)
+    assert again.load("read")["lines"] == ["epoch,loss", "1,0.5"]
+    assert status(again)["start"] == "succeeded"
+    assert any("report.txt was added to since the step wrote it" in t for t in stale(again, "start"))
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+
+
+def test_a_log_the_steps_append_to_and_none_writes_grows_with_no_step_run_again(tmp_path):
+    # what was added to a log no step writes anew is read by none: reused steps stay reused
+    nb = make_notebook(tmp_path, [("open('run.log', 'a').write('a\\n')\nx = 1", ["step:a"]),
+                                  ("open('run.log', 'a').write('b\\n')\ny = x", ["step:b"])])
+    run_notebook(nb, options=LOCAL)
+    with open(tmp_path / "run.log", "a") as log:
+        log.write("by hand\n")
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+
+
 def test_a_file_a_step_writes_back_longer_is_written_anew_by_its_writer_first(tmp_path):
     # `init` stayed cached while `add_rf` (which reads the board and writes it back with a row more)
     # ran again: the board grew by a row at every run, where top to bottom it always has two

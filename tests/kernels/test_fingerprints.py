@@ -25,10 +25,12 @@ from nbscale.kernels.fingerprints import (
     ENV,
     FILE,
     FINGERPRINT,
+    GREW,
     MISSING,
     MODULE,
     PRODUCT,
     Change,
+    as_left,
     check,
     env_value,
     same_stat,
@@ -279,6 +281,40 @@ def test_products_missing_or_changed_are_changes(folder):
     assert sorted(texts(changes)) == ["model.bin (written by the step) is missing",
                                       "report.txt (written by the step) changed (content)"]
     assert {c.kind for c in changes} == {PRODUCT} and MISSING in {c.what for c in changes}
+
+
+def test_a_product_or_a_file_the_step_appended_to_that_grew_is_told_apart(folder):
+    # growth is decided by the run, from the steps after it (`as_left`): a later step's append, or
+    # another hand's
+    (folder / "run.log").write_text("earlier\n")
+
+    def step():
+        (folder / "report.txt").write_text("header\n")
+        with open(folder / "run.log", "a") as log:
+            log.write("step\n")
+
+    fp = recorded(folder, step)
+    assert set(fp["files_written"]) == {"report.txt"} and set(fp["appended"]) == {"run.log"}
+    assert fp["appended"]["run.log"]["digest"] is None  # (by its stat: a log may be long)
+    assert check(fp, str(folder)) == []
+    with open(folder / "report.txt", "a") as report, open(folder / "run.log", "a") as log:
+        report.write("garbage\n")
+        log.write("more\n")
+    changes = check(fp, str(folder))
+    assert {(c.kind, c.name, c.what) for c in changes} == {(PRODUCT, "report.txt", GREW), (FILE, "run.log", GREW)}
+    (folder / "run.log").unlink()
+    (folder / "run.log").write_text("new\n")  # written anew: the step appends to it again
+    assert [(c.name, c.what) for c in check(fp, str(folder)) if c.name == "run.log"] == [("run.log", CONTENT)]
+    (folder / "run.log").unlink()  # gone (a clean-up): nothing
+    assert [c.name for c in check(fp, str(folder))] == ["report.txt"]
+
+
+def test_as_left_is_the_file_as_one_of_the_steps_left_it(folder):
+    fp = recorded(folder, lambda: (folder / "report.txt").write_text("header\n"))
+    assert as_left("report.txt", str(folder), [{}, fp]) and not as_left("absent.txt", str(folder), [fp])
+    with open(folder / "report.txt", "a") as report:
+        report.write("more\n")
+    assert not as_left("report.txt", str(folder), [fp])
 
 
 def test_a_listing_that_changed_is_a_change(folder):

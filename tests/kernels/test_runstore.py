@@ -67,6 +67,19 @@ def test_run_life_cycle(store):
     assert evaluate["status"] == "upstream_failed"
 
 
+def test_last_keys_are_each_steps_latest_result_run_or_reused(store):
+    first = new_run(store)
+    for step, key in (("load", "k1"), ("train", "k2"), ("evaluate", "k3")):
+        store.update_step(first, step, status="succeeded", hash=key)
+    second = new_run(store)
+    store.update_step(second, "load", status="cached", hash="k1b", cached=True)
+    store.update_step(second, "train", status="failed", hash="k2b")  # no result: the earlier one stands
+    other = new_run(store, notebook="other.ipynb")
+    store.update_step(other, "evaluate", status="succeeded", hash="elsewhere")
+    assert store.last_keys("iris.ipynb") == {"load": "k1b", "train": "k2", "evaluate": "k3"}
+    assert store.last_keys("iris.ipynb", runs=1) == {"load": "k1b"} and store.last_keys("none.ipynb") == {}
+
+
 def test_statuses_are_validated(store):
     run_id = new_run(store)
     assert set(STATUSES) == {
