@@ -157,8 +157,11 @@ def compile_(notebook, target, output, emit_python, **kfp_flags):
 
 
 def _refuse_writing_over(notebook, output, emit_python) -> None:
-    """A typo must not cost the notebook: no output may be the notebook, nor both outputs one file."""
+    """A typo must not cost the notebook: no output may be the notebook, nor both outputs one file;
+    and an empty name is no file (`--emit-python ""` wrote nothing, and said nothing)."""
     for flag, path in (("-o", output), ("--emit-python", emit_python)):
+        if path is not None and not path.strip():
+            fail(f"error: {flag} needs a file name, got {path!r}; nothing written", EXIT_BAD_INPUT)
         if path and same_file(path, notebook):
             fail(literal(f"error: {flag} {path} is the notebook itself; nothing written"), EXIT_BAD_INPUT)
     if output and emit_python and same_file(output, emit_python):

@@ -38,7 +38,7 @@ def kfp_options(command):
 def target_options(emit_python=None, **flags) -> dict:
     """The target options `compile`'s kfp flags give: only the flags that were given."""
     given = {"emit_python": emit_python, **_overrides(**flags)}
-    return {name: value for name, value in given.items() if value}
+    return {name: value for name, value in given.items() if value is not None}  # ("": refused, not ignored)
 
 
 def refuse_kfp_flags(target, options: dict) -> None:

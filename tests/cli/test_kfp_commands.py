@@ -102,6 +102,20 @@ def test_flags_override_project_defaults_only_when_given(tmp_path):
     assert spec["pipelineInfo"]["name"] == "cli-name"
 
 
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--pipeline-name", ""], "pipeline_name must be a non-empty str"),
+    (["--base-image", " "], "base_image must be a non-empty str"),
+    (["--emit-python", ""], "--emit-python needs a file name"),
+    (["-o", ""], "-o needs a file name"),
+])
+def test_an_empty_flag_is_refused_not_ignored(tmp_path, flags, said):
+    # `--pipeline-name ""` compiled under the project's name, as if the flag had not been given
+    nb = make_notebook(tmp_path, ["x = 1"], name="proj")
+    result = CliRunner().invoke(main, ["compile", str(nb), "--target", "kfp", *flags])
+    assert result.exit_code == 2 and said in result.output and not result.stdout.startswith("#")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj.ipynb"]
+
+
 def test_a_bad_project_default_is_one_clear_line(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.nbscale.kfp]\nbase_imag = "x"\n')
     nb = make_notebook(tmp_path, ["x = 1"], name="proj")

@@ -345,5 +345,15 @@ def test_a_parameter_kfp_cannot_name_is_refused_at_its_cell_and_line(tmp_path, n
                                   (f"y = {name}", ["step:a"])], name="p")
     pipeline = compile_notebook(nb)
     assert not pipeline.has_errors
-    with pytest.raises(TargetError, match=rf"p\.ipynb:cell 2:2: parameter '{name}' cannot be a Kubeflow"):
+    with pytest.raises(TargetError, match=rf"p\.ipynb:cell 2:2: parameter '{name}': cannot be a Kubeflow.*rename it$"):
         generate(pipeline)
+
+
+def test_every_parameter_kfp_cannot_name_is_named_in_one_error(tmp_path):
+    from nbscale.compiler.errors import TargetError
+
+    nb = make_notebook(tmp_path, [("_a = 1\nok = 2\n_b = 3", ["parameters"]), ("y = _a + _b + ok", ["step:a"])],
+                       name="p")
+    with pytest.raises(TargetError, match=r"^p\.ipynb:cell 1:1: parameter '_a'; p\.ipynb:cell 1:3: parameter '_b': "
+                                          r"cannot be .*rename them$"):
+        generate(compile_notebook(nb))

@@ -381,11 +381,14 @@ def check_values(pipeline: Pipeline) -> None:
     bad = [n for n in names if not (isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n))]
     if bad:
         raise TargetError(f"parameter names must be Python identifiers: {', '.join(map(repr, bad))}")
-    for p in pipeline.parameters:
-        if not KFP_PARAMETER_NAME.fullmatch(p.name) or p.name in KFP_RESERVED_PARAMETERS:
-            raise TargetError(f"{_where(pipeline, p)}parameter {p.name!r} cannot be a Kubeflow Pipelines input: its "
-                              "name must start with an ASCII letter and hold only ASCII letters, digits and '_'"
-                              f" (and not be {' or '.join(KFP_RESERVED_PARAMETERS)}); rename it")
+    refused = [p for p in pipeline.parameters
+               if not KFP_PARAMETER_NAME.fullmatch(p.name) or p.name in KFP_RESERVED_PARAMETERS]
+    if refused:  # (each one named: renaming them one error at a time is a chore)
+        which = "; ".join(f"{_where(pipeline, p)}parameter {p.name!r}" for p in refused)
+        raise TargetError(f"{which}: cannot be a Kubeflow Pipelines input: a name must start with an ASCII letter "
+                          "and hold only ASCII letters, digits and '_'"
+                          f" (and not be {' or '.join(KFP_RESERVED_PARAMETERS)}); rename "
+                          + ("it" if len(refused) == 1 else "them"))
     for step in pipeline.steps:
         unknown = [p for p in step.parameters if p not in names]
         if unknown:
