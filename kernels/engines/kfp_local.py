@@ -345,7 +345,8 @@ class _Watcher:
                 continue
             now = time.time()
             if name in self.started:
-                reason = error_dict("TaskFailed", f"the KFP task of step {name!r} ended without a result", log_tail)
+                reason = error_dict("TaskFailed", f"the KFP task of step {name!r} ended without a result"
+                                    + _killed_note(log_tail), log_tail)
                 outcome = StepOutcome(name, FAILED, summary={"error": reason}, attempts=self.started[name],
                                       started=now, finished=now)
                 failed.add(name)
@@ -407,3 +408,11 @@ def _describe(spec, upstream: dict, values: dict, result: dict, outcome) -> None
                           dependencies=result.get("dependencies"))
     outcome.summary = {**outcome.summary, "lineage": step_lineage(spec, upstream, ran, outcome),
                        "profiles": step_profiles(values) if spec.profile else None}
+
+
+def _killed_note(log_tail: str) -> str:
+    """What the shell that ran the task said of its end: `Killed` is SIGKILL, most often the
+    kernel's out-of-memory killer (a pod's memory limit does the same on a cluster)."""
+    if any(line.strip() == "Killed" for line in log_tail.splitlines()):
+        return ": its process was killed (SIGKILL), most often for running out of memory"
+    return ""

@@ -195,6 +195,16 @@ def test_a_failure_stops_kfp_local_and_unrun_steps_say_why(tmp_path):
         assert "kfp.local stops a pipeline at its first failed task" in steps["independent"]["error"]
 
 
+def test_a_task_killed_as_for_running_out_of_memory_says_so(tmp_path):
+    # the kernel's out-of-memory killer sends SIGKILL: the run said only "ended without a result"
+    nb = make_notebook(tmp_path, [("import os, signal", ["imports"]),
+                                  ("a = 1\nos.kill(os.getpid(), signal.SIGKILL)", ["step:first"])], name="oom")
+    result, _ = run(nb, "kfp-local")
+    error = result.step("first")["error"]
+    assert result.step("first")["status"] == "failed"
+    assert "killed (SIGKILL), most often for running out of memory" in error["evalue"]
+
+
 def test_long_names_carry_their_values_under_kfp_local(tmp_path):
     # names of 41 characters and more travelled as their own text: a step got "p_number_of_trees…"
     # for the parameter, and a str path for the artifact of a long output name
