@@ -737,9 +737,10 @@ class _ModuleWalker(Visitor):
                     deep=self.known[node.name].deep | set(facts.deep_mutated), **star_parameters(stmt))
             if positions or receiver or returned is not None or changes_self:
                 changes_self = changes_self or getattr(self.known.get(key), "changes_self", False)  # (any class's)
+                getter = any(type(d) is ast.Name and d.id == "property" for d in stmt.decorator_list)
                 self.known[key] = self.facts.callables[key] = method = Callable(
                     key, set(), set(), set(), positions, params, set(facts.deep_mutated), deep_receiver=receiver,
-                    returns_receiver=returned, changes_self=changes_self, **star_parameters(stmt))
+                    returns_receiver=returned, changes_self=changes_self, getter=getter, **star_parameters(stmt))
                 method.defaults = self._changed_defaults(stmt, method)
 
     def _hold_defaults(self, function_objects, node) -> None:
@@ -921,6 +922,15 @@ class _ModuleWalker(Visitor):
             self.read(node.id, node)
         else:
             self.bind(node.id, node=node)
+
+    def visit_Attribute(self, node):
+        self.visit(node.value)
+        if type(node.ctx) is ast.Load:
+            getter = self.known.get("." + node.attr)
+            if getter is not None and getter.getter and getter.changes_self:  # `t = r.touch`, whose getter
+                # changes r (`self.n += 1`), as `r.touch()` would: on what may be an instance
+                self.change(self.heap.may_be_instances(effects.objects_of(self.heap, node.value, self.modules)),
+                            [], node)
 
     def visit_NamedExpr(self, node):
         self.visit(node.value)

@@ -48,6 +48,8 @@ class Callable:
     # a special method (`__call__`, `__enter__`, `__iter__`…) that changes its instance: Python calls
     # it for `obj(…)`, `with obj:`, `for x in obj` (`SPECIAL_METHODS`)
     changes_self: bool = False
+    # a `@property` getter: reading the attribute calls it (`t = r.touch`)
+    getter: bool = False
     # its `*args` and `**kwargs` parameters: every extra positional (keyword) argument is given to it
     vararg: str | None = None
     kwarg: str | None = None

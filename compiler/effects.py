@@ -313,6 +313,9 @@ PICKLE_CALLS = frozenset("""
     """.split())
 
 
+_PICKLE_CALL_NAMES = frozenset(name.rpartition(".")[2] for name in PICKLE_CALLS) | {"to_pickle"}
+
+
 def dotted_callee(func: ast.AST, origins: dict[str, str]) -> str | None:
     """`jl.load` → "joblib.load" when `jl` is `joblib`: the callee by what its root name was
     imported as; None when the root name was bound by no import."""
@@ -329,7 +332,13 @@ def pickles(call: ast.Call, origins: dict[str, str], modules) -> bool:
     """Whether `call` may pickle or unpickle by reference: one of `PICKLE_CALLS` through a name an
     import bound (`np.load` only given `allow_pickle=True`), or `df.to_pickle(path)`."""
     func = call.func
-    if type(func) is ast.Attribute and func.attr == "to_pickle":
+    kind = type(func)
+    last = func.attr if kind is ast.Attribute else None
+    if kind is ast.Name:  # (`from joblib import load as jl_load`)
+        last = origins.get(func.id, "").rpartition(".")[2]
+    if last not in _PICKLE_CALL_NAMES:
+        return False  # (most calls: no root name to look up)
+    if last == "to_pickle":
         return True
     if root_name(func) not in modules:
         return False

@@ -1370,3 +1370,13 @@ def test_a_class_defined_after_the_unpickling_step_is_not_read():
     p = compile_source([("import pickle", ["imports"]), ("q = pickle.loads(b'')", ["step:load"]),
                         ("class Late:\n    pass", ["step:late"])])
     assert p.step("load").sources == {} and not p.diagnostics
+
+
+def test_reading_a_property_whose_getter_changes_its_instance_changes_it():
+    # `t = r.touch` counts as `r.touch()`: the next step got r as it was before the getter ran
+    p = compile_source([("class R:\n    def __init__(self):\n        self.n = 0\n    @property\n    def touch(self):\n"
+                         "        self.n += 1\n        return self.n\n    @property\n    def size(self):\n"
+                         "        return self.n", ["step:a"]),
+                        ("r = R()", ["step:make"]), ("t = r.touch", ["step:b"]), ("s = r.size", ["step:c"]),
+                        ("v = r.n", ["step:d"])])
+    assert p.step("c").sources == {"r": "b"} and p.step("d").sources == {"r": "b"}  # (reading size changes nothing)
