@@ -43,7 +43,8 @@ def _compile(notebook: Notebook) -> Pipeline:
                                 cells[layout.metrics_cell])
     names = {p.name for p in parameters}
     walk = SettingsWalk(names, [s.name for s in layout.steps])  # walks each step as the analysis does
-    flow = build_flow(layout, names, cells, immutable_names(parameters), also=walk)
+    flow = build_flow(layout, names, cells, immutable_names(parameters), also=walk,
+                      defaults={p.name: p.default for p in parameters})
     settings = _replay_settings(flow, walk.settings)
     name, name_problems = _pipeline_name(notebook)
     pipeline = Pipeline(

@@ -21,6 +21,7 @@ from .ir import Prelude, Step
 from .layout import Layout
 from .notebook import cell_label
 from .parsing import ParsedCell, ParsedCells
+from .path_constants import path_constants, scanned_steps
 from .python_check import refused_cells
 
 if TYPE_CHECKING:
@@ -65,21 +66,25 @@ class Reason:
 
 
 def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | None = None,
-               immutable: set[str] = frozenset(), also: SettingsWalk | None = None) -> Flow:
+               immutable: set[str] = frozenset(), also: SettingsWalk | None = None,
+               defaults: dict[str, object] | None = None) -> Flow:
     """`cells`: the notebook's cells parsed once for the whole compile (parsed here when not given);
     `immutable`: parameters whose values cannot change in place (numbers, strings, booleans);
     `also`: the settings pass, handed the prelude and each step as soon as this analysis has walked
     them. Then each cell's tree is let go (`ParsedCell.release`): a compile holds one step's trees
-    at a time, not the whole notebook's."""
+    at a time, not the whole notebook's. `defaults`: the parameters' default values (a text one may
+    name a file the steps write and read: `path_constants`)."""
     cells = cells if cells is not None else ParsedCells(layout.sources)
     prelude = cells.cells(layout.prelude)
+    constants = path_constants([stmt for cell in prelude if cell.tree is not None for stmt in cell.tree.body],
+                               defaults or {})  # (from the trees, before they go; a big cell's: none)
     prelude_facts = analyse_cells(prelude)
     prelude_names = set(prelude_facts.binds)
     if also is not None:
         also.prelude(prelude, prelude_names, prelude_facts.callables, *_prelude_objects(prelude_facts, prelude_names))
     refused = refused_cells(prelude)  # (from the trees, before they go)
     _released(prelude)
-    builder = _Builder(layout, parameter_names, prelude_names, cells)
+    builder = _Builder(layout, parameter_names, prelude_names, cells, constants)
     for name in immutable:  # `Model(random_state=seed)` twice: fitting one model changes no other
         builder.heap.declare_immutable(name)
     builder.check_prelude(prelude_facts)
@@ -124,10 +129,12 @@ def _prelude_objects(facts, names) -> tuple[set[str], set[str]]:
 
 
 class _Builder:
-    def __init__(self, layout: Layout, parameters: set[str], prelude_names: set[str], cells: ParsedCells):
+    def __init__(self, layout: Layout, parameters: set[str], prelude_names: set[str], cells: ParsedCells,
+                 path_constants: dict[str, str]):
         self.layout = layout
         self.cells = cells
         self.parameters = parameters
+        self.path_constants = path_constants  # name → the file name it holds (`path_constants`)
         self.prelude_names = prelude_names
         self.steps: list[Step] = []
         self.facts: dict[str, Facts] = {}
@@ -425,7 +432,7 @@ class _Builder:
         """A later step whose cells name a file an earlier one writes comes after it, one that writes
         a file anew after the earlier ones that read the version it replaces (`file_order`)."""
         order = {s.name: i for i, s in enumerate(self.steps)}
-        self.files = file_order([(s.name, s.source) for s in self.steps])
+        self.files = file_order(scanned_steps(self.path_constants, self.steps))
         for step in self.steps:
             earlier = [*self.files.handed_on.get(step.name, ()), *self.files.replaces.get(step.name, ())]
             if earlier:

@@ -9,8 +9,9 @@ counts as written is what the text shows (`open(P, "w")`, `.to_csv(P)`, `np.save
 `joblib.dump(m, P)`, `shutil.copy(src, P)`, `Path(P).write_text(…)`, a shell redirect `> P`,
 `%%writefile P`, `!cp a P`, `!tar -czf P …`, a program's output option, `!python train.py --out P`
 or `subprocess.run([..., "-o", P])`; a removal too: `os.remove(P)`, `!rm P`), with `P` written out
-as a string; steps that only read a file stay parallel, and a step that writes it anew comes after
-them (they read the version it replaces: `file_versions`).
+as a string, or held in a constant of the imports cell or a text parameter (`path_constants`);
+steps that only read a file stay parallel, and a step that writes it anew comes after them (they
+read the version it replaces: `file_versions`).
 A name built as the step runs (`f"out/{day}.csv"`) makes no edge: use `after:`.
 """
 
@@ -40,8 +41,9 @@ _WRITES = [re.compile(pattern) for pattern in (
     rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"](?P<mode>[rbt]*[wax+])",
     rf"\.(?:to_csv|to_parquet|to_json|to_pickle|to_excel|to_feather|to_hdf|to_orc|to_stata|to_xml|to_html"
     rf"|to_latex|to_markdown|to_netcdf|to_zarr|savefig|save|save_model|write_csv|write_parquet|write_json"
-    rf"|write_ndjson|write_ipc|write_excel|write_database|write_delta)\(\s*(?:\w+\s*=\s*)?{_PATH}",
-    rf"\bPath\(\s*{_PATH}\s*\)\s*\.\s*(?:write_text|write_bytes|touch|open\(\s*['\"][rb]*[wax+])",
+    rf"|write_ndjson|write_ipc|write_excel|write_database|write_delta)\(\s*(?:\w+\s*=\s*)?{_PATH}"
+    r"""(?:(?=[^()]*?\bmode\s*=\s*['"](?P<mode>[rbtwax+]*)['"]))?""",  # `df.to_csv(P, mode="a")`: appends
+    rf"\bPath\(\s*{_PATH}\s*\)\s*\.\s*(?:write_text|write_bytes|touch|open\(\s*(?:mode\s*=\s*)?['\"](?P<mode>[rbt]*[wax+]))",
     rf"\b(?:np|numpy)\.(?:save|savez|savez_compressed|savetxt)\(\s*{_PATH}",
     rf"\b(?:joblib\.dump|torch\.save|pickle_dump|cloudpickle\.dump)\([^,()]+,\s*{_PATH}",
     rf"\b(?:shutil\.(?:copy|copy2|copyfile|move)|os\.(?:rename|replace|link|symlink))\([^,()]+,\s*{_PATH}",

@@ -26,7 +26,8 @@ def why(notebook, up: str, down: str) -> list[str]:
     layout = lay_out(notebook)
     parameters, _ = parse_parameters([(i, layout.sources[i]) for i in layout.parameters], layout.injected)
     with compiling():
-        flow = build_flow(layout, {p.name for p in parameters}, immutable=immutable_names(parameters))
+        flow = build_flow(layout, {p.name for p in parameters}, immutable=immutable_names(parameters),
+                          defaults={p.name: p.default for p in parameters})
     tagged = {s.name: s.after for s in layout.steps}
     return explain(flow, tagged, up, down)
 

@@ -21,6 +21,7 @@ from ..compiler.compile_cache import compile_cached, default_folder
 from ..compiler.diagnostics import errors_text
 from ..compiler.file_versions import FileVersions, file_versions
 from ..compiler.hashing import step_hashes
+from ..compiler.path_constants import prelude_constants, scanned_steps
 from . import params as params_mod
 from .children import end_orphans_of, end_step_children, owner_marker
 from .contract import (
@@ -492,7 +493,8 @@ def _waiting(step, keys: dict, why: dict) -> bool:
 
 
 def _file_versions(pipeline) -> FileVersions:
-    return file_versions([(s.name, s.source) for s in pipeline.steps])
+    constants = prelude_constants(pipeline.prelude.source, {p.name: p.default for p in pipeline.parameters})
+    return file_versions(scanned_steps(constants, pipeline.steps))
 
 
 def cache_report(notebook, parameters=None, options: RunOptions | None = None) -> dict[str, dict]:

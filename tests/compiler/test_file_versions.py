@@ -46,3 +46,14 @@ def test_a_step_that_edits_a_file_in_place_builds_on_the_version_before_as_an_ap
     versions = file_versions(steps)
     assert versions.together == [("model.bin", ["make", "patch"])]
     assert versions.gone == {"make": {"model.bin"}}  # the file holds the patch's product, which its check guards
+
+
+def test_a_frame_appended_to_a_file_builds_on_it_as_an_open_in_append_mode_does():
+    # `to_csv(P, mode="a")` was taken for a write anew: only the appender ran when its parameter
+    # changed, and the file kept the rows of its last run too
+    steps = [("init", ["pd.DataFrame({'m': ['base']}).to_csv('scores.csv', index=False)"]),
+             ("m1", ["row.to_csv('scores.csv', mode='a', header=False, index=False)"]),
+             ("m2", ["row.to_json('scores.json', mode=\"w\")"]),
+             ("start", ["Path('log.txt').write_text('start')"]),
+             ("more", ["with Path('log.txt').open('a') as f:\n    f.write('m1')"])]
+    assert file_versions(steps).together == [("log.txt", ["start", "more"]), ("scores.csv", ["init", "m1"])]

@@ -887,3 +887,17 @@ def test_a_text_naming_the_notebook_itself_is_no_dependency_an_edit_of_another_c
     cells["cells"][-1]["source"] = "t = title + '!'"
     nb.write_text(json.dumps(cells))  # the notebook file changed
     assert status(run_notebook(nb, options=LOCAL)) == {"a": "cached", "b": "succeeded"}
+
+
+def test_a_file_named_by_a_constant_of_the_imports_cell_is_read_after_its_writer_writes_it_anew(tmp_path):
+    # `CLEAN = DATA_DIR + "/clean.csv"`: the reader, with no edge to the writer, stayed cached while
+    # the writer wrote the file anew for a new parameter (2 rows read where top to bottom reads 3)
+    (tmp_path / "raw.csv").write_text("a\n1\n3\n5\n")
+    nb = make_notebook(tmp_path, [("import pandas as pd\nDATA_DIR = '.'\nCLEAN = DATA_DIR + '/clean.csv'", ["imports"]),
+                                  ("thr = 2", ["parameters"]),
+                                  ("df = pd.read_csv('raw.csv')\ndf[df.a > thr].to_csv(CLEAN, index=False)",
+                                   ["step:prep"]),
+                                  ("rows = len(pd.read_csv(CLEAN))", ["step:use"])])
+    assert run_notebook(nb, options=LOCAL).load("use")["rows"] == 2
+    again = run_notebook(nb, {"thr": 0}, options=LOCAL)
+    assert again.load("use")["rows"] == 3 and status(again) == {"prep": "succeeded", "use": "succeeded"}

@@ -1,0 +1,66 @@
+"""File names held in constants, written out for the scans of the files steps name (compiler/path_constants.py)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_notebook
+
+from nbscale.compiler import compile_notebook
+from nbscale.compiler.ir import Step
+from nbscale.compiler.path_constants import prelude_constants, scanned_steps, with_constants
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ("P = 'data/x.csv'", "data/x.csv"),
+    ("D = 'data'\nP = D + '/x.csv'", "data/x.csv"),
+    ("D = 'data'\nP = f'{D}/x.csv'", "data/x.csv"),
+    ("import os\nD = 'data'\nP = os.path.join(D, 'x.csv')", "data/x.csv"),
+    ("from pathlib import Path\nD = Path('data')\nP = D / 'x.csv'", "data/x.csv"),
+    ("P: str = 'x.csv'", "x.csv"),
+    ("P = 'a.csv'\nP = 'b.csv'", "b.csv"),  # as the cell leaves it
+])
+def test_constants_folded_from_texts(code, expected):
+    assert prelude_constants([code], {})["P"] == expected
+
+
+@pytest.mark.parametrize("code", [
+    "P = 'x.csv'\nP = load()",  # bound again to what is not known
+    "P = f'{D:>5}.csv'", "P = 3", "P = open('x').read()", "P = 'a\\nb'",
+    "P = __import__('os').system('touch pwned')",  # folded, never run
+])
+def test_what_is_not_a_text_of_texts_is_no_constant(code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "P" not in prelude_constants([code], {})
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_text_parameters_are_constants_as_their_defaults_name_them():
+    assert prelude_constants([], {"OUT": "o.csv", "n": 3}) == {"OUT": "o.csv"}
+
+
+def test_uses_are_written_out_but_bindings_attributes_and_texts_are_not():
+    source = "df.to_csv(CLEAN)\ny = pd.read_csv(CLEAN2)\ncfg.CLEAN = 1\nCLEAN = 2\nz = 'CLEAN'\nif CLEAN == 1: pass"
+    assert with_constants([source], {"CLEAN": "c.csv", "CLEAN2": "d.csv"}) == [
+        "df.to_csv('c.csv')\ny = pd.read_csv('d.csv')\ncfg.CLEAN = 1\nCLEAN = 2\nz = 'CLEAN'\nif 'c.csv' == 1: pass"]
+
+
+def test_a_name_a_step_binds_again_is_not_written_out():
+    steps = [Step(name="a", cells=[1], source=["df.to_csv(P)"], defines=["P"]),
+             Step(name="b", cells=[2], source=["x = read(P)"])]
+    assert scanned_steps({"P": "x.csv"}, steps) == [("a", ["df.to_csv(P)"]), ("b", ["x = read(P)"])]
+
+
+@pytest.mark.parametrize("imports", ["DATA = 'data'\nCLEAN = DATA + '/clean.csv'",
+                                     "import os\nCLEAN = os.path.join('data', 'clean.csv')"])
+def test_a_file_named_by_a_constant_orders_its_writer_and_reader(tmp_path, imports):
+    # no edge: the reader ran beside the writer, or stayed cached while the writer wrote the file anew
+    nb = make_notebook(tmp_path, [("import pandas as pd\n" + imports, ["imports"]), ("thr = 2", ["parameters"]),
+                                  ("df = pd.read_csv('raw.csv')\ndf[df.a > thr].to_csv(CLEAN)", ["step:prep"]),
+                                  ("n = len(pd.read_csv(CLEAN))", ["step:use"])])
+    assert compile_notebook(nb).step("use").after == ["prep"]
+
+
+def test_a_file_named_by_a_text_parameter_orders_its_writer_and_reader(tmp_path):
+    nb = make_notebook(tmp_path, [("OUT = 'out.txt'", ["parameters"]), ("open(OUT, 'w').write('1')", ["step:w"]),
+                                  ("v = open(OUT).read()", ["step:r"])])
+    assert compile_notebook(nb).step("r").after == ["w"]
