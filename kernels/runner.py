@@ -373,7 +373,8 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
         keys[name], digests[name] = key, stored_digests(manifest)
         recorded[key] = manifest.get("dependencies") or {}
     order = {step.name: i for i, step in enumerate(pipeline.steps)}
-    _added_to_otherwise(keys, grown, recorded, order, folder, why, rebuilt, artifacts, last_keys)
+    latest = _LatestRecords(artifacts, last_keys)
+    _added_to_otherwise(keys, grown, recorded, order, folder, why, rebuilt, latest)
     for path, names in versions.together:
         if all(n in keys for n in names):
             continue
@@ -384,7 +385,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
                 f"it uses {path} with {others} ({names[0]} writes it), and one of them runs: they all run "
                 "again, in order, so that each finds the file as a run top to bottom leaves it")
     together = {n for _, names in versions.together if any(n not in keys for n in names) for n in names}
-    for name in together | _writers_of_what_runs_changes(keys, tried, why, artifacts, order, recorded):
+    for name in together | _writers_of_what_runs_changes(keys, tried, why, artifacts, order, recorded, latest):
         rebuilt[name] = why.get(name, [])
     for name in _topological(pipeline):  # what comes after the steps taken out is decided as they finish
         if name in keys and _waiting(by_name[name], keys, why):
@@ -393,30 +394,18 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
 
 
 def _added_to_otherwise(keys: dict, grown: dict, recorded: dict, order: dict, folder: str, why: dict,
-                        rebuilt: dict, artifacts, last_keys) -> None:
+                        rebuilt: dict, latest: _LatestRecords) -> None:
     """Take out of `keys` each cached step a file of which it wrote or appended to was added to
-    since (`grown`), where no step after it left the file as it is now (a cached one, or one as it
-    last ran: `last_keys()`, step → key): another hand appended to it (`echo x >> out.csv`). Top
-    to bottom the step writes it anew, and the steps after it append to that; kept, a later step
-    would read what was added."""
-    last: dict[str, dict] = {}  # step → the dependencies its latest result recorded
-
-    def latest() -> dict[str, dict]:
-        if not last:
-            for step, key in (last_keys() if last_keys else {}).items():
-                try:
-                    last[step] = artifacts.manifest(key).get("dependencies") or {}
-                except (ArtifactNotFound, OSError, ValueError):
-                    continue
-            last[""] = {}  # (read once)
-        return last
-
+    since (`grown`), where no step after it left the file as it is now (a cached one, or one as its
+    `latest` result recorded it): another hand appended to it (`echo x >> out.csv`). Top to bottom
+    the step writes it anew, and the steps after it append to that; kept, a later step would read
+    what was added."""
     def added_to_otherwise(change, name: str) -> bool:
         if change.kind != PRODUCT and not any(change.name in d.get("files_written", ())
-                                              for d in (*recorded.values(), *latest().values())):
+                                              for d in (*recorded.values(), *latest.all().values())):
             return False  # a log steps append to, which no step writes anew: what it holds is read by none
         after = [recorded[key] for other, key in keys.items() if order[other] > order[name]]
-        after += [d for step, d in latest().items() if order.get(step, -1) > order[name]]
+        after += [d for step, d in latest.all().items() if order.get(step, -1) > order[name]]
         return not as_left(change.name, folder, after)
 
     for name, changes in sorted(grown.items(), key=lambda item: -order[item[0]]):  # (the later steps decided)
@@ -433,56 +422,88 @@ def _added_to_otherwise(keys: dict, grown: dict, recorded: dict, order: dict, fo
 
 
 def _writers_of_what_runs_changes(keys: dict, tried: dict, why: dict, artifacts, order: dict,
-                                  dependencies: dict) -> set[str]:
+                                  dependencies: dict, latest: _LatestRecords) -> set[str]:
     """Take out of `keys` each cached step whose file a step that runs again changes, where top to
     bottom the file would be another: the cached step wrote it before the other reads it and writes
-    it back (`init` writes a CSV through a name it hands on, `add_rf` reads it and writes it back
-    longer: the board grew at every run), or writes it after the other wrote it (the last run
-    left the earlier version). As their last runs recorded (`dependencies`: key → those of the
-    stored results read already; the others are read here); `order`: the steps' notebook order.
+    it back, or appends to it (`init` writes a CSV through a name it hands on, `add_rf` reads it and
+    writes it back longer, or `m1` appends a row: the board grew at every run), or writes it after
+    the other wrote it (the last run left the earlier version). As their last runs recorded
+    (`dependencies`: key → those of the stored results read already; `tried`: step → the key of a
+    stored result that does not hold; else `latest`, a step's latest result: its key changed, for a
+    new parameter, or it waits for a step that runs again); `order`: the steps' notebook order.
     Until nothing more is taken out: a writer that runs again changes its files too. The steps
     taken out."""
-    runs, files = dict(tried), {}  # steps that run again → key; key → (products, read then changed)
+    if not keys:
+        return set()
+    runs = {name: tried.get(name) for name in order if name not in keys}  # steps that may run again → key
+    files: dict[str, tuple[set, set]] = {}  # step → (products, read then changed or appended to)
 
-    def recorded(key: str) -> tuple[set, set]:
-        if key not in files:
-            found = dependencies.get(key)
-            if found is None:
+    def recorded(name: str, key: str | None) -> tuple[set, set]:
+        if name not in files:
+            found = dependencies.get(key) if key else None
+            if found is None and key:
                 try:
-                    found = artifacts.manifest(key).get("dependencies") or {}
+                    found = artifacts.manifest(key).get("dependencies")
                 except (ArtifactNotFound, OSError, ValueError):
-                    found = {}
-            files[key] = set(found.get("files_written") or {}), set(found.get("read_then_changed") or ())
-        return files[key]
+                    found = None
+            if found is None and name not in keys:
+                found = latest.of(name)
+            found = found or {}
+            files[name] = (set(found.get("files_written") or {}),
+                           set(found.get("read_then_changed") or ()) | set(found.get("appended") or {}))
+        return files[name]
 
-    if not any(any(recorded(key)) for key in runs.values()):
+    if not any(any(recorded(name, key)) for name, key in runs.items()):
         return set()  # (most runs: what runs again writes no file)
 
     def undone_by(cached: str, path: str) -> str | None:
         """A step that runs again and leaves `path` otherwise than a run top to bottom would."""
         for name, key in runs.items():
-            products, advanced = recorded(key)
+            products, advanced = recorded(name, key)
             if name != cached and (path in advanced and order[cached] < order[name]
                                    or path in products and order[cached] > order[name]):
                 return name
         return None
 
+    first = set(runs)
     while True:
         taken = {}
         for name, key in keys.items():
-            for path in sorted(recorded(key)[0]):
+            for path in sorted(recorded(name, key)[0]):
                 other = undone_by(name, path)
                 if other is not None:
                     taken[name] = (path, other)
                     break
         if not taken:
-            return set(runs) - set(tried)
+            return set(runs) - first
         for name, (path, other) in taken.items():
             runs[name] = keys.pop(name)
             why.setdefault(name, []).append(
-                f"it writes {path}, which {other} (that runs again) " + ("reads and writes back after it"
-                if order[name] < order[other] else "writes before it") + ": it runs again too, so that each "
+                f"it writes {path}, which {other} (that runs again) " + ("reads and writes back, or appends to, after "
+                "it" if order[name] < order[other] else "writes before it") + ": it runs again too, so that each "
                 "finds the file as a run top to bottom leaves it")
+
+
+class _LatestRecords:
+    """The dependencies each step's latest result recorded, looked up once, when first asked:
+    `last_keys()` gives each step's key (`RunStore.last_keys`)."""
+
+    def __init__(self, artifacts, last_keys=None):
+        self.artifacts, self.last_keys = artifacts, last_keys
+        self.records: dict[str, dict] | None = None
+
+    def all(self) -> dict[str, dict]:
+        if self.records is None:
+            self.records = {}
+            for step, key in (self.last_keys() if self.last_keys else {}).items():
+                try:
+                    self.records[step] = self.artifacts.manifest(key).get("dependencies") or {}
+                except (ArtifactNotFound, OSError, ValueError):
+                    continue
+        return self.records
+
+    def of(self, step: str) -> dict | None:
+        return self.all().get(step)
 
 
 def _waiting(step, keys: dict, why: dict) -> bool:

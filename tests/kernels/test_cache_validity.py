@@ -563,7 +563,8 @@ def test_a_file_a_step_writes_back_longer_is_written_anew_by_its_writer_first(tm
         again = run_notebook(nb, options=LOCAL)
         assert again.load("report")["models"] == ["baseline", "rf"]
         assert status(again) == {"init": "succeeded", "add_rf": "succeeded", "report": "succeeded"}
-        assert any("add_rf (that runs again) reads and writes back after it" in t for t in stale(again, "init"))
+        said = "add_rf (that runs again) reads and writes back, or appends to, after it"
+        assert any(said in t for t in stale(again, "init"))
 
 
 def test_a_later_writer_of_a_file_an_earlier_step_writes_anew_writes_it_again(tmp_path):
@@ -901,3 +902,19 @@ def test_a_file_named_by_a_constant_of_the_imports_cell_is_read_after_its_writer
     assert run_notebook(nb, options=LOCAL).load("use")["rows"] == 2
     again = run_notebook(nb, {"thr": 0}, options=LOCAL)
     assert again.load("use")["rows"] == 3 and status(again) == {"prep": "succeeded", "use": "succeeded"}
+
+
+@pytest.mark.parametrize("append", [
+    "P = 'r.txt'\nwith open(P, 'a') as f:\n    f.write(f'm1 {k}\\n')",
+    "mode = 'a'\nwith open('r.txt', mode) as f:\n    f.write(f'm1 {k}\\n')",
+    "import os\nwith open(os.path.join('.', 'r.txt'), 'a') as f:\n    f.write(f'm1 {k}\\n')",
+], ids=["a-name", "a-mode-by-name", "a-joined-name"])
+def test_a_step_that_appends_to_a_file_under_a_name_no_text_shows_runs_with_its_writer(tmp_path, append):
+    # `m1` ran again alone for its new parameter and appended to the file `init` had left with m1's
+    # earlier line: `start / m1 1 / m1 2`, where top to bottom gives `start / m1 2`
+    nb = make_notebook(tmp_path, [("k = 1", ["parameters"]), ("open('r.txt', 'w').write('start\\n')", ["step:init"]),
+                                  (append, ["step:m1"]), ("lines = open('r.txt').read().splitlines()", ["step:out"])])
+    assert run_notebook(nb, options=LOCAL).load("out")["lines"] == ["start", "m1 1"]
+    again = run_notebook(nb, {"k": 2}, options=LOCAL)
+    assert again.load("out")["lines"] == ["start", "m1 2"]
+    assert any("m1 (that runs again) reads and writes back, or appends to, after it" in t for t in stale(again, "init"))
