@@ -20,6 +20,7 @@ from pathlib import Path
 from ..compiler.compile_cache import compile_cached, default_folder
 from ..compiler.diagnostics import errors_text
 from ..compiler.file_versions import FileVersions, file_versions
+from ..compiler.graph import find_cycle
 from ..compiler.hashing import step_hashes
 from ..compiler.path_constants import prelude_constants, scanned_steps
 from . import params as params_mod
@@ -305,8 +306,9 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, prof
     folder = str(cwd or notebook.resolve().parent)
     versions = _file_versions(pipeline)
     rebuilt = {} if rebuilt is None else rebuilt  # not reused when decided later either
+    learned: dict[str, dict[str, str]] = {}
     keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions, damaged,
-                        rebuilt, last_keys)[0]
+                        rebuilt, last_keys, learned)[0]
     to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
     needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
@@ -314,6 +316,11 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, prof
     finals = final_names(pipeline)
     ir = pipeline.to_json()
     ir_steps = {s["name"]: s for s in ir["steps"]}
+    order = {s.name: i for i, s in enumerate(pipeline.steps)}
+    for name, writers in learned.items():  # (an engine waits for the steps a step comes after)
+        later = {w for w in writers if w in needed} - set(ir_steps[name]["after"])
+        if later:
+            ir_steps[name] = {**ir_steps[name], "after": sorted({*ir_steps[name]["after"], *later}, key=order.get)}
     owner = owner_marker(current_owner().pid, current_owner().started)  # the run store records the same
     return [
         StepSpec(step=ir_steps[name], prelude=ir["prelude"],
@@ -328,8 +335,8 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, prof
 
 
 def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: FileVersions | None = None,
-                 damaged: dict | None = None, rebuilt: dict | None = None,
-                 last_keys=None) -> tuple[dict[str, str], dict[str, list]]:
+                 damaged: dict | None = None, rebuilt: dict | None = None, last_keys=None,
+                 learned: dict | None = None) -> tuple[dict[str, str], dict[str, list]]:
     """The steps whose stored result holds, with their keys, found in order; and for the others,
     why not. A step is settled here only when every step it comes after is cached (else its
     inputs, or the files it reads, are known only once those ran: `task.run_step` decides then).
@@ -337,7 +344,8 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
     (and removed), for the caller to tell of; without it, the store warns (`caller_tells_of_damage`).
     `rebuilt`: filled with the steps taken out for a file they share with a step that runs (→ why),
     which must not be reused when decided later either. `last_keys`: called (once, if at all) for
-    the key of each step's latest result (`RunStore.last_keys`)."""
+    the key of each step's latest result (`RunStore.last_keys`). `learned`: filled with the steps
+    that must come after others for a file no edge orders them by (`learned_order`)."""
     rebuilt = {} if rebuilt is None else rebuilt
     keys: dict[str, str] = {}
     digests: dict[str, dict] = {}
@@ -387,6 +395,17 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
     together = {n for _, names in versions.together if any(n not in keys for n in names) for n in names}
     for name in together | _writers_of_what_runs_changes(keys, tried, why, artifacts, order, recorded, latest):
         rebuilt[name] = why.get(name, [])
+    if len(keys) < len(order):  # (something runs: what it writes may be read by a step no edge orders after it)
+        found = learned_order(pipeline, order, latest)
+        if learned is not None:
+            learned.update(found)
+        for name, writers in found.items():
+            running = sorted((w for w in writers if w not in keys), key=order.get)
+            if name in keys and running:
+                del keys[name]
+                why.setdefault(name, []).append(
+                    f"it read {writers[running[-1]]}, which {running[-1]} (that runs again) last wrote before it: "
+                    "decided when that finishes, and run after it")
     for name in _topological(pipeline):  # what comes after the steps taken out is decided as they finish
         if name in keys and _waiting(by_name[name], keys, why):
             del keys[name]
@@ -482,6 +501,30 @@ def _writers_of_what_runs_changes(keys: dict, tried: dict, why: dict, artifacts,
                 f"it writes {path}, which {other} (that runs again) " + ("reads and writes back, or appends to, after "
                 "it" if order[name] < order[other] else "writes before it") + ": it runs again too, so that each "
                 "finds the file as a run top to bottom leaves it")
+
+
+def learned_order(pipeline, order: dict, latest: _LatestRecords) -> dict[str, dict[str, str]]:
+    """Step → {earlier step: file}: as their latest results recorded, the earlier step wrote a file
+    the step read, and no edge orders them (the file's name was built as the steps ran:
+    `os.path.join(DATA_DIR, "clean.csv")`), so the step must come after it, as top to bottom.
+    None learned where they would make a cycle (an `after:` tag pointing to a later step)."""
+    records = latest.all()
+    writers: dict[str, list[str]] = {}
+    for step, record in records.items():
+        for path in record.get("files_written") or ():
+            writers.setdefault(path, []).append(step)
+    if not writers:
+        return {}
+    static = {s.name: set(s.after) for s in pipeline.steps}
+    learned: dict[str, dict[str, str]] = {}
+    for step, record in records.items():
+        for path in record.get("files_read") or ():
+            for writer in writers.get(path, ()):
+                if step in order and writer in order and order[writer] < order[step] and writer not in static[step]:
+                    learned.setdefault(step, {})[writer] = path
+    if learned and find_cycle(list(static), {n: [*after, *learned.get(n, ())] for n, after in static.items()}):
+        return {}
+    return learned
 
 
 class _LatestRecords:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import install_library, make_notebook, rewrite_keeping_mtime
 
-from nbscale.kernels.runner import RunOptions, run_notebook
+from nbscale.kernels.runner import RunOptions, cache_report, run_notebook
 
 LOCAL = RunOptions(engine="local")
 
@@ -918,3 +918,21 @@ def test_a_step_that_appends_to_a_file_under_a_name_no_text_shows_runs_with_its_
     again = run_notebook(nb, {"k": 2}, options=LOCAL)
     assert again.load("out")["lines"] == ["start", "m1 2"]
     assert any("m1 (that runs again) reads and writes back, or appends to, after it" in t for t in stale(again, "init"))
+
+
+def test_a_file_whose_name_is_built_as_the_steps_run_orders_them_as_their_last_runs_recorded(tmp_path):
+    # `os.path.join(DATA_DIR, "clean.csv")` makes no edge: the reader stayed cached while the writer
+    # wrote the file anew, and on Dask it ran beside the writer; learned from their latest results,
+    # it is decided once the writer ends, and waits for it
+    (tmp_path / "raw.csv").write_text("a\n1\n3\n5\n")
+    nb = make_notebook(tmp_path, [
+        ("import os, time\nimport pandas as pd\nDATA_DIR = '.'", ["imports"]), ("thr = 2", ["parameters"]),
+        ("time.sleep(1)\ndf = pd.read_csv('raw.csv')\ndf[df.a > thr].to_csv(os.path.join(DATA_DIR, 'clean.csv'))",
+         ["step:prep"]),
+        ("rows = len(pd.read_csv(os.path.join(DATA_DIR, 'clean.csv')))", ["step:use"])])
+    assert run_notebook(nb, options=LOCAL).load("use")["rows"] == 2  # (a first run has no record to learn from)
+    why = cache_report(nb, {"thr": 0}, options=LOCAL)["use"]
+    assert not why["reused"] and any("which prep (that runs again) last wrote before it" in t for t in why["why"])
+    again = run_notebook(nb, {"thr": 0}, options=RunOptions(engine="dask", workers=2))
+    assert again.load("use")["rows"] == 3 and status(again) == {"prep": "succeeded", "use": "succeeded"}
+    assert cache_report(nb, {"thr": 0}, options=LOCAL)["use"]["reused"]  # (nothing changed since)

@@ -782,3 +782,29 @@ def test_a_program_that_calls_nbscale_run_is_never_ended_past_a_timeout(tmp_path
               f"result = nbscale.run({str(nb)!r}, engine='local')\nprint('still here', result.status)")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert run.returncode == 0 and "still here failed" in run.stdout, run.stderr
+
+
+class _Records:
+    """The latest results' dependencies, as `runner.learned_order` asks for them."""
+
+    def __init__(self, records):
+        self.records = records
+
+    def all(self):
+        return self.records
+
+
+def test_an_order_is_learned_from_the_files_the_latest_results_wrote_and_read_unless_it_makes_a_cycle(tmp_path):
+    from nbscale.compiler import compile_notebook
+    from nbscale.kernels.runner import learned_order
+
+    nb = make_notebook(tmp_path, [("x = 1", ["step:w"]), ("y = 2", ["step:c"]), ("z = 3", ["step:d"])])
+    pipeline = compile_notebook(nb)
+    order = {"w": 0, "c": 1, "d": 2}
+    records = _Records({"w": {"files_written": {"f.txt": {}}}, "c": {"files_read": {"f.txt": {}}},
+                        "d": {"files_read": {"f.txt": {}, "g.txt": None}}})
+    assert learned_order(pipeline, order, records) == {"c": {"w": "f.txt"}, "d": {"w": "f.txt"}}
+    records.records["d"]["files_written"] = {"g.txt": {}}  # (a step does not come after itself)
+    assert learned_order(pipeline, order, records) == {"c": {"w": "f.txt"}, "d": {"w": "f.txt"}}
+    pipeline.step("w").after = ["c"]  # `after:c` on an earlier step: c after w would be a cycle
+    assert learned_order(pipeline, order, records) == {}
