@@ -280,6 +280,10 @@ class _Finder:
     def _statement(self, stmt, nodes, index, piece: Piece):
         if self._is_setting(stmt):
             self._setting(stmt, {"cell": index, "line": stmt.lineno}, piece)
+        elif type(stmt) is ast.Assign and type(stmt.value) is ast.Call and \
+                self._qualified(stmt.value.func) in SETTING_CALLS:
+            # `old = np.seterr(divide="raise")`: the call travels (its value, the settings before, is the step's)
+            self._setting(stmt.value, {"cell": index, "line": stmt.lineno}, piece)
         elif not isinstance(stmt, _WITH):
             for node, in_with in nodes:
                 if in_with:

@@ -71,6 +71,16 @@ def test_each_setting_travels_to_every_later_step_with_its_import(imports, state
     assert replay_source(entry) == f"{imports}\n{statement}"
 
 
+def test_a_setting_calls_value_kept_in_a_name_travels_as_the_call():
+    # `old = np.seterr(divide="raise")`: later steps divided by zero with no error, where top to
+    # bottom they raise; the name keeps the settings before, which only the step holds
+    p = compile_source([("import numpy as np", ["imports"]), ("old = np.seterr(divide='raise')", ["step:sets"]),
+                        ("r = np.array([1.0]) / 0", ["step:later"]), ("back = old", ["step:last"])])
+    entry = {"cell": 1, "line": 1, "source": "np.seterr(divide='raise')", "imports": ["import numpy as np"]}
+    assert p.step("later").settings == [entry] and codes(p) == []
+    assert p.step("last").sources == {"old": "sets"}
+
+
 def test_every_listed_call_is_a_setting_and_no_seed_is():
     assert not SETTING_CALLS & SEED_CALLS
     shown = {statement.split("(")[0] for _, statement in SETTINGS}
