@@ -50,6 +50,9 @@ class Callable:
     changes_self: bool = False
     # a `@property` getter: reading the attribute calls it (`t = r.touch`)
     getter: bool = False
+    # a function of the notebook's own module that changes the module's globals (`SETTINGS.update(kw)`,
+    # `global N`): a call changes what later cells see of the module
+    changes_module: bool = False
     # its `*args` and `**kwargs` parameters: every extra positional (keyword) argument is given to it
     vararg: str | None = None
     kwarg: str | None = None

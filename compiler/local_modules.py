@@ -140,5 +140,7 @@ def _functions(path: str, size: int, mtime_ns: int) -> dict[str, Callable]:
             params = list(facts.params)
             found[stmt.name] = Callable(stmt.name, set(), set(), set(),
                                         [i for i, p in enumerate(params) if p in facts.mutated_params], params,
-                                        set(facts.deep_mutated) & set(params), **star_parameters(stmt))
+                                        set(facts.deep_mutated) & set(params),
+                                        changes_module=bool(facts.global_binds or facts.mutated_free),
+                                        **star_parameters(stmt))
     return found

@@ -226,6 +226,9 @@ class _Finder:
         # the notebook's functions (and methods, as `.NAME`) as the dataflow analysis sees them
         self.known: dict[str, Callable] = {}
         self.changing_functions: set[str] = set()  # those of them that change a name of the prelude
+        # functions of the notebook's own modules (`cfg.configure`, by the name a call uses) that change
+        # their module's globals: a call changes what later cells see, as a module attribute set does
+        self.module_changers: set[str] = set()
         self.changing_methods: set[str] = set()  # methods of the prelude's classes that change their object
         self.calling: set[str] = set()  # names of the prelude whose call changes an object (`prelude`)
         self.instances: set[str] = set()  # names of the prelude that may be instances of its classes
@@ -248,6 +251,8 @@ class _Finder:
         self.known.update(callables)
         for name, callee in callables.items():
             self._note_changing(name, callee)
+            if callee.changes_module:
+                self.module_changers.add(name)
         self.special_uses |= {use for use, methods in SPECIAL_METHODS.items()
                               if any(callables.get("." + m) and callables["." + m].changes_self for m in methods)}
 
@@ -407,6 +412,8 @@ class _Finder:
             return True
         if any(_may_set(self.imported[name].module) for name in words.intersection(self.imported)):
             return True
+        if self.module_changers and any(name.partition(".")[0] in words for name in self.module_changers):
+            return True
         if not words.isdisjoint(self.prelude_names) and (self.special_uses or
                 not words.isdisjoint(_CHANGING_WORDS) or not words.isdisjoint(self.changing_methods)) \
                 or not words.isdisjoint(self.keeping_functions) or not words.isdisjoint(self.changing_functions) \
@@ -443,10 +450,23 @@ class _Finder:
             func = stmt.value.func
             # `set_style()`, a function of the prelude (every step has it) that makes settings
             return self._qualified(func) in SETTING_CALLS or (
-                isinstance(func, ast.Name) and self.setting_functions.get(func.id, False))
+                isinstance(func, ast.Name) and self.setting_functions.get(func.id, False)) or \
+                self._changes_its_module(func)
         targets = stmt.targets if isinstance(stmt, ast.Assign) else \
             [stmt.target] if isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) and stmt.value is not None else []
         return bool(targets) and all(self._is_setting_target(t) for t in targets)
+
+    def _changes_its_module(self, func) -> bool:
+        """`cfg.configure(k=5)`: a function of the notebook's own module, called by a name an import
+        binds, that changes the module's globals (`SETTINGS.update(kw)`): a step on another worker
+        imports the module afresh."""
+        parts = []
+        while isinstance(func, ast.Attribute):
+            parts.append(func.attr)
+            func = func.value
+        if not isinstance(func, ast.Name) or func.id not in self.imported:
+            return False
+        return ".".join([func.id, *reversed(parts)]) in self.module_changers
 
     def _is_setting_target(self, target) -> bool:
         if isinstance(target, ast.Subscript):  # rcParams["figure.dpi"] = 120

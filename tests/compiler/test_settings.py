@@ -81,6 +81,23 @@ def test_a_setting_calls_value_kept_in_a_name_travels_as_the_call():
     assert p.step("last").sources == {"old": "sets"}
 
 
+def test_a_call_of_an_own_modules_function_that_changes_the_module_travels(tmp_path):
+    # `cfg.configure(k=5)` updates cfg's SETTINGS: a later step on another worker imported cfg
+    # afresh and read k=1, where top to bottom it reads 5
+    from conftest import make_notebook
+
+    from nbscale.compiler import compile_notebook
+
+    (tmp_path / "cfg.py").write_text("SETTINGS = {'k': 1}\nN = 0\ndef configure(**kw):\n    SETTINGS.update(kw)\n"
+                                     "def bump():\n    global N\n    N += 1\n"
+                                     "def get(name):\n    return SETTINGS[name]\n")
+    nb = make_notebook(tmp_path, [("import cfg\nfrom cfg import bump as more", ["imports"]),
+                                  ("cfg.configure(k=5)\nmore()\nv = cfg.get('k')", ["step:a"]),
+                                  ("w = cfg.get('k')", ["step:b"])])
+    settings = compile_notebook(nb).step("b").settings
+    assert [entry["source"] for entry in settings] == ["cfg.configure(k=5)", "more()"]  # (not `cfg.get`)
+
+
 def test_every_listed_call_is_a_setting_and_no_seed_is():
     assert not SETTING_CALLS & SEED_CALLS
     shown = {statement.split("(")[0] for _, statement in SETTINGS}
