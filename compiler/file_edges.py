@@ -116,7 +116,11 @@ def _quoted_texts(source: str) -> tuple[str, ...]:
 
 def named_globs(source: str) -> Iterator[str]:
     """Wildcard names in `source`'s quoted texts and shell commands (`"data/*.csv"`, `!cat logs/*.txt`)."""
-    for text in (*_quoted_texts(source), *_shell_commands(source)):
+    for text in _quoted_texts(source):
+        if "*" in text or "?" in text:  # (a lone `*` among words is no file's: `"select * from t"`, `"a * b"`)
+            words = any(c.isspace() for c in text)
+            yield from (g for m in _GLOB.finditer(text) if (g := m.group(0)).strip("*?") or not words)
+    for text in _shell_commands(source):
         if "*" in text or "?" in text:
             yield from (m.group(0) for m in _GLOB.finditer(text))
 

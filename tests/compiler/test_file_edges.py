@@ -38,6 +38,12 @@ def test_a_quote_in_a_comment_opens_no_literal():
     assert list(named_globs("# see 'logs/*.txt'\nfiles = glob('data/*.csv')")) == ["data/*.csv"]
 
 
+def test_a_lone_wildcard_among_words_is_no_glob():
+    # `pd.read_sql("select * from t", con)` listed the folder: the step ran again when any file appeared
+    assert list(named_globs('df = pd.read_sql("select * from t", con)\nn = "a * b"')) == []
+    assert list(named_globs('a = glob("*")\nb = glob("logs/*.txt")\n!ls *')) == ["*", "logs/*.txt", "*"]
+
+
 def test_ipython_syntax_and_unclosed_literals_are_read_as_far_as_they_go():
     source = "!ls 'my dir' && echo don't 'x.csv'\n%time y = np.load('arr.npy')\ns = '''never closed"
     assert quoted(source) == ["my dir", "x.csv", "arr.npy"]
