@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from .effects import dotted_name
 from .scopes import scope_facts
 
 
@@ -91,7 +92,7 @@ def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
             and getattr(func.func, "id", getattr(func.func, "attr", None)) == "delayed":
         return known[func.args[0].id], list(call.args), call.keywords  # `delayed(f)(x)` calls f(x)
     if isinstance(func, ast.Attribute) and isinstance(func.value, (ast.Name, ast.Attribute)):
-        dotted = _dotted(func)  # `helpers.f(…)`, `utils.features.f(…)`: local_modules
+        dotted = dotted_name(func)  # `helpers.f(…)`, `utils.features.f(…)`: local_modules
         if dotted in known:
             return known[dotted], list(call.args), call.keywords
     method = "." + func.attr if isinstance(func, ast.Attribute) else None
@@ -104,15 +105,6 @@ def callee_of(call: ast.Call, known: dict[str, Callable], modules=frozenset()):
         if isinstance(piped, ast.Lambda):
             return lambda_callable(piped, modules), [func.value, *call.args[1:]], call.keywords
     return None, [], []
-
-
-def _dotted(node) -> str | None:
-    """`a.b.c` as text, for names and attributes alone."""
-    parts = []
-    while type(node) is ast.Attribute:
-        parts.append(node.attr)
-        node = node.value
-    return ".".join([node.id, *reversed(parts)]) if type(node) is ast.Name else None
 
 
 def lambda_callable(node: ast.Lambda, modules=frozenset(), facts=None) -> Callable:

@@ -316,16 +316,21 @@ PICKLE_CALLS = frozenset("""
 _PICKLE_CALL_NAMES = frozenset(name.rpartition(".")[2] for name in PICKLE_CALLS) | {"to_pickle"}
 
 
+def dotted_name(node: ast.AST) -> str | None:
+    """`a.b.c` as text, for names and attributes alone; None for anything else."""
+    parts = []
+    while type(node) is ast.Attribute:
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if type(node) is ast.Name else None
+
+
 def dotted_callee(func: ast.AST, origins: dict[str, str]) -> str | None:
     """`jl.load` → "joblib.load" when `jl` is `joblib`: the callee by what its root name was
     imported as; None when the root name was bound by no import."""
-    parts = []
-    while type(func) is ast.Attribute:
-        parts.append(func.attr)
-        func = func.value
-    if type(func) is not ast.Name or func.id not in origins:
-        return None
-    return ".".join([origins[func.id], *reversed(parts)])
+    name = dotted_name(func)
+    root, dot, rest = (name or "").partition(".")
+    return origins[root] + dot + rest if root in origins else None
 
 
 def pickles(call: ast.Call, origins: dict[str, str], modules) -> bool:

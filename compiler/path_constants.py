@@ -14,6 +14,7 @@ import ast
 import os
 import re
 
+from .effects import dotted_name
 from .parsing import parse_cell
 
 _JOINS = {"os.path.join", "posixpath.join", "path.join", "join", "Path", "pathlib.Path", "PurePath",
@@ -105,15 +106,7 @@ def _fold(node, known: dict[str, str]) -> str | None:
                 return None
             parts.append(text)
         return "".join(parts)
-    if kind is ast.Call and not node.keywords and node.args and _dotted(node.func) in _JOINS:
+    if kind is ast.Call and not node.keywords and node.args and dotted_name(node.func) in _JOINS:
         texts = [_fold(arg, known) for arg in node.args]
         return None if None in texts else os.path.join(*texts)
     return None
-
-
-def _dotted(func) -> str | None:
-    parts = []
-    while type(func) is ast.Attribute:
-        parts.append(func.attr)
-        func = func.value
-    return ".".join([func.id, *reversed(parts)]) if type(func) is ast.Name else None

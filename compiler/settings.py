@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from .analysis import KERNEL_NAMES
 from .callables import SPECIAL_METHODS, Callable, callee_of, changed_arguments
 from .diagnostics import Diagnostic
-from .effects import CONTAINER_METHODS, VALUE_METHODS, root_name
+from .effects import CONTAINER_METHODS, VALUE_METHODS, dotted_name, root_name
 from .parsing import LINE_END, ParsedCell, Piece, child_nodes
 from .scopes import scope_facts
 
@@ -460,13 +460,8 @@ class _Finder:
         """`cfg.configure(k=5)`: a function of the notebook's own module, called by a name an import
         binds, that changes the module's globals (`SETTINGS.update(kw)`): a step on another worker
         imports the module afresh."""
-        parts = []
-        while isinstance(func, ast.Attribute):
-            parts.append(func.attr)
-            func = func.value
-        if not isinstance(func, ast.Name) or func.id not in self.imported:
-            return False
-        return ".".join([func.id, *reversed(parts)]) in self.module_changers
+        name = dotted_name(func)
+        return name in self.module_changers and name.partition(".")[0] in self.imported
 
     def _is_setting_target(self, target) -> bool:
         if isinstance(target, ast.Subscript):  # rcParams["figure.dpi"] = 120
