@@ -20,6 +20,7 @@ from .parsing import parse_cell
 _JOINS = {"os.path.join", "posixpath.join", "path.join", "join", "Path", "pathlib.Path", "PurePath",
           "PurePosixPath", "str", "os.fspath", "fspath"}
 MAX_TEXT = 4096  # (as `file_edges` takes a name)
+_NAME = re.compile(r"[A-Za-z_]\w*")
 
 
 def scanned_steps(constants: dict[str, str], steps) -> list[tuple[str, list[str]]]:
@@ -66,7 +67,7 @@ def with_constants(sources: list[str], constants: dict[str, str]) -> list[str]:
 
 
 def _written_out(source: str, constants: dict[str, str]) -> str:
-    used = [name for name in constants if name in source]
+    used = constants.keys() & set(_NAME.findall(source))  # (not each constant looked for: there may be thousands)
     if not used:
         return source
     pattern = re.compile(r"(?<![\w.'\"])(" + "|".join(map(re.escape, sorted(used, key=len, reverse=True)))
