@@ -1183,8 +1183,8 @@ class _ModuleWalker(Visitor):
         of the notebook), which the step's namespace must hold, as a run top to bottom does: the
         step reads each one defined so far, and what it reads (maybe: the pickle may hold none, and
         what they read is needed only if defined by then)."""
-        for name, callee in self.known.items():
-            if name[0] != "." and name not in self.modules:
+        for name, callee in self.known.items():  # (not `.method`, nor `helpers.f` of an own module)
+            if name.isidentifier() and name not in self.modules:
                 self.read(name, call, self.known, optional=True)
                 for read in sorted(callee.reads):
                     self.read(read, call, self.known, optional=True)

@@ -381,7 +381,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
         keys[name], digests[name] = key, stored_digests(manifest)
         recorded[key] = manifest.get("dependencies") or {}
     order = {step.name: i for i, step in enumerate(pipeline.steps)}
-    latest = _LatestRecords(artifacts, last_keys)
+    latest = _LatestRecords(artifacts, last_keys, recorded)
     _added_to_otherwise(keys, grown, recorded, order, folder, why, rebuilt, latest)
     for path, names in versions.together:
         if all(n in keys for n in names):
@@ -461,10 +461,7 @@ def _writers_of_what_runs_changes(keys: dict, tried: dict, why: dict, artifacts,
         if name not in files:
             found = dependencies.get(key) if key else None
             if found is None and key:
-                try:
-                    found = artifacts.manifest(key).get("dependencies")
-                except (ArtifactNotFound, OSError, ValueError):
-                    found = None
+                found = _stored_dependencies(artifacts, key)
             if found is None and name not in keys:
                 found = latest.of(name)
             found = found or {}
@@ -527,22 +524,33 @@ def learned_order(pipeline, order: dict, latest: _LatestRecords) -> dict[str, di
     return learned
 
 
+def _stored_dependencies(artifacts, key: str) -> dict | None:
+    """The dependencies the stored result under `key` recorded ({} for none); None when there is
+    no readable result."""
+    try:
+        return artifacts.manifest(key).get("dependencies") or {}
+    except (ArtifactNotFound, OSError, ValueError):
+        return None
+
+
 class _LatestRecords:
     """The dependencies each step's latest result recorded, looked up once, when first asked:
-    `last_keys()` gives each step's key (`RunStore.last_keys`)."""
+    `last_keys()` gives each step's key (`RunStore.last_keys`); `known`: key → those read already
+    (the cached steps'), not read again."""
 
-    def __init__(self, artifacts, last_keys=None):
-        self.artifacts, self.last_keys = artifacts, last_keys
+    def __init__(self, artifacts, last_keys=None, known: dict | None = None):
+        self.artifacts, self.last_keys, self.known = artifacts, last_keys, known or {}
         self.records: dict[str, dict] | None = None
 
     def all(self) -> dict[str, dict]:
         if self.records is None:
             self.records = {}
             for step, key in (self.last_keys() if self.last_keys else {}).items():
-                try:
-                    self.records[step] = self.artifacts.manifest(key).get("dependencies") or {}
-                except (ArtifactNotFound, OSError, ValueError):
-                    continue
+                found = self.known.get(key)
+                if found is None:
+                    found = _stored_dependencies(self.artifacts, key)
+                if found is not None:
+                    self.records[step] = found
         return self.records
 
     def of(self, step: str) -> dict | None:
