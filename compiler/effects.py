@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 
-from .heap import FILLING, GENERATOR, IN_PLACE, ITERATOR, VIEW, immutable
+from .heap import BY_NAME, FILLING, GENERATOR, IN_PLACE, ITERATOR, VIEW, immutable
 
 # Calls whose results are iterators drawing lazily on their arguments (a file's position advances
 # as it is read): drawing from one is a change of it, and a change of what it draws on reaches
@@ -185,6 +185,8 @@ ELEMENT_METHODS = frozenset({"choice", "choices", "sample"})
 # when it is a generator (`np.random.default_rng(rng)` is rng; given a seed, a new generator).
 SHARING_COPIES = frozenset({"replace"})
 SAME_OR_NEW = frozenset({"default_rng", "check_random_state"})
+# What gives a process-wide object that pickles as its name (`BY_NAME`): `logging.getLogger("exp")`.
+BY_NAME_MAKERS = frozenset({"getLogger"})
 # What makes a random generator (`GENERATOR`): any method of one draws from it, a name that is a
 # read-only method elsewhere too (`rr.sample(items, 10)`, not pandas' `df.sample`)
 GENERATOR_MAKERS = frozenset({"Random", "SystemRandom", "RandomState", "Generator", "default_rng",
@@ -719,6 +721,8 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
         return _made_container(heap, call, modules)
     if name in GENERATOR_MAKERS:  # `random.Random(0)`, `np.random.default_rng()`
         return frozenset({heap.fresh_kind(name, GENERATOR)})
+    if name in BY_NAME_MAKERS and (type(func) is ast.Name or _on_module(func.value, modules)):
+        return frozenset({heap.fresh_kind(name, BY_NAME)})
     if name and (name[:1].isupper() or name in WRAPPING_FACTORIES):
         made = heap.fresh_kind(name, IN_PLACE) if copies_nothing(call) else heap.fresh(name)
         heap.hold([made], argument_objects(heap, call, modules), owned=name not in CLONING_CONSTRUCTORS)
@@ -834,7 +838,7 @@ def call_changes(heap, call: ast.Call, modules=frozenset(), used=False) -> set[s
     if isinstance(func, ast.Attribute) and func.attr != "pipe" and not _on_module(func.value, modules) \
             and changes_receiver(call, func.attr, used) and not _on_builtin_type(func.value):
         receiver = part_objects(heap, func.value, modules)
-        args = argument_objects(heap, call, modules)
+        args = argument_objects(heap, call, modules) if not heap.of_kind(receiver, BY_NAME) else set()
         if untracked_arguments(heap, call, modules):
             heap.spoil(receiver)
         # (`X.partition(3)` sorts X as `lst.sort()` does, and `df.eval(..., inplace=True)` changes df:

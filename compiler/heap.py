@@ -48,6 +48,9 @@ FILLING = "filling"  # reading a missing key inserts it (a `defaultdict`)
 VIEW = "view"  # a lazy view (`df.groupby(k)`): it reads what it views when used
 IN_PLACE = "in_place"  # its methods change their first argument (`StandardScaler(copy=False)`)
 GENERATOR = "generator"  # a random generator: every method call draws from it (`rr.sample(xs, 3)` too)
+# a process-wide object pickled by its name (`logging.getLogger("exp")`): handed on, it is the
+# receiving process's own, so nothing it is given (`addHandler(h)`) travels with it
+BY_NAME = "by_name"
 # what `effects` names a literal container, or a comprehension's, after
 LITERAL_LABELS = frozenset({"list", "dict", "set", "tuple", "listcomp", "setcomp", "dictcomp"})
 _LAZY = frozenset({ITERATOR, VIEW})  # given what they draw on, which is no element of theirs

@@ -871,6 +871,24 @@ def test_a_seed_given_to_default_rng_or_a_max_of_numbers_ties_no_steps():
     assert p.step("a").after == ["make"] and p.step("b").after == ["make"]
 
 
+
+@pytest.mark.parametrize("make", ["logging.getLogger('exp')", "getLogger(__name__)", "log_mod.getLogger()"])
+def test_a_handler_given_to_a_logger_does_not_travel_with_it(make):
+    # a logger is pickled by its name: handed on, it is the receiving process's own logger, so a
+    # `FileHandler` it was given (which cannot be pickled) is no part of it (once a MarshalError)
+    p = compile_source([("import logging\nimport logging as log_mod\nfrom logging import getLogger", ["imports"]),
+                        (f"logger = {make}\nh = logging.FileHandler('exp.log')\nlogger.addHandler(h)\n"
+                         "reg = Registry()\nreg.add(h)", ["step:setup"]),
+                        ("logger.info('training')", ["step:train"]),
+                        ("for hh in logger.handlers:\n    hh.flush()\nnames = reg", ["step:out"])])
+    assert p.step("setup").outputs == ["logger", "reg"]
+    assert "h" not in p.step("out").inputs and p.step("out").inputs == ["logger", "reg"]
+    # what any other object is given, it holds: a change through it reaches `h`, which goes along
+    q = compile_source([("h = Handler()\nreg = Registry()\nreg.add(h)", ["step:a"]),
+                        ("for hh in reg.handlers:\n    hh.flush()", ["step:b"])])
+    assert q.step("b").inputs == ["h", "reg"]
+
+
 # Code Python runs for a special method of a notebook class, or through a callable value made
 # earlier: once not seen to change anything, so the last step read the value from before it.
 SPECIAL_CLASS = ("class Box:\n    def __init__(self):\n        self.seen = []\n"

@@ -125,6 +125,25 @@ def test_figures_land_in_their_cells_and_stay_in_their_step(tmp_path, make_noteb
     assert summaries.get("warnings") is None  # setting up figures is no change to put back
 
 
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_logger_given_a_file_handler_kept_in_a_name_is_handed_on(tmp_path, make_notebook, one_worker, engine):
+    # the handler, which cannot be pickled, once went along with the logger that holds it and failed
+    # the run ("output 'h' of type logging.FileHandler cannot be serialised")
+    path = make_notebook(tmp_path, [
+        ("import logging", ["imports"]),
+        ("logger = logging.getLogger('nbscale-test-exp')\nlogger.setLevel(logging.INFO)\n"
+         "h = logging.FileHandler('exp.log', mode='w')\nlogger.addHandler(h)\nlogger.info('setup')\nh.flush()",
+         ["step:setup"]),
+        ("logger.info('training')\nacc = 0.9", ["step:train"]),
+        ("for hh in logger.handlers:\n    hh.flush()\nname = logger.name", ["step:out"]),
+    ])
+    result, _ = run_collecting(path, engine, one_worker)
+    assert result.ok, [s.get("error") for s in result.steps]
+    assert result.load("out")["name"] == "nbscale-test-exp" and result.load("train")["acc"] == 0.9
+    assert (tmp_path / "exp.log").read_text().startswith("setup")
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_pickle_of_a_notebook_class_is_written_and_read_in_later_steps(tmp_path, make_notebook, one_worker, engine):
     # a scikit-learn pipeline holding a transformer class of the notebook, saved with joblib and
