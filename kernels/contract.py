@@ -176,6 +176,22 @@ def error_dict(ename: str, evalue: str, traceback: str | None = None, *, cell=No
             "traceback": traceback if traceback is not None else evalue + "\n", "frames": list(frames or [])}
 
 
+
+def unstorable_output(variable: str, message: str, step: dict) -> dict:
+    """A step output that cannot be pickled (`MarshalError`: its `variable` and message) as the
+    step's error, pointing at the statement of the step that first binds it: the cell to change,
+    not the run time's code."""
+    from ..compiler.analysis import analyse_cells  # (only on this failure)
+    from ..compiler.notebook import cell_label
+
+    site = analyse_cells(list(zip(step.get("cells", ()), step.get("source", ())))).bind_sites.get(variable)
+    cell, line = (site.cell, site.line) if site is not None else (None, None)
+    where = f" (bound at {cell_label(cell, line)})" if cell is not None else ""
+    message = (f"{message}{where}; a later step reads it, and values pass from step to step pickled: make it in the "
+               "step that uses it, or in the imports cell, which runs before every step")
+    return error_dict("MarshalError", message, cell=cell, line=line)
+
+
 def failed_outcome(step: str, ename: str, message: str, traceback: str | None = None) -> StepOutcome:
     """A step that failed before or after its code ran (setup, marshalling, a lost worker)."""
     now = time.time()

@@ -32,6 +32,7 @@ from .contract import (
     explain_timeout,
     past_timeout_last_words,
     timeout_message,
+    unstorable_output,
 )
 from .errors import MarshalError, StepTimeout
 from .executor import StepError, StepResult, execute_step
@@ -99,7 +100,7 @@ def run_kfp_step(*, notebook: str, step: dict, prelude: dict, parameters: dict |
         explain_timeout(result.error, name, timeout)
     _echo(result)
     if result.ok:
-        _write_outputs(result, outputs or {}, name)
+        _write_outputs(result, outputs or {}, spec)
         if metrics_artifact is not None:
             for metric, value in result.metrics.items():
                 if math.isfinite(value):
@@ -152,7 +153,8 @@ def _read_inputs(inputs: dict, step: str) -> dict:
     return values
 
 
-def _write_outputs(result: StepResult, outputs: dict, step: str) -> None:
+def _write_outputs(result: StepResult, outputs: dict, spec: dict) -> None:
+    step = spec["name"]
     units: dict[int, tuple[Any, list[str]]] = {}
     for variable, artifact in outputs.items():
         units.setdefault(id(artifact), (artifact, []))[1].append(variable)
@@ -163,7 +165,7 @@ def _write_outputs(result: StepResult, outputs: dict, step: str) -> None:
             manifest = ArtifactFolder(str(Path(artifact.path))).put(step, values, groups, step)
         except MarshalError as exc:
             result.status, result.outputs = FAILED, {}
-            result.error = StepError(**error_dict("MarshalError", str(exc)))
+            result.error = StepError(**unstorable_output(exc.variable, str(exc), spec))
             return
         artifact.metadata.update({
             "nbscale": FORMAT.split(".", 1)[1],  # artifact/N: the store format this artifact holds

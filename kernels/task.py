@@ -43,6 +43,7 @@ from .contract import (
     failed_outcome,
     run_key,
     timeout_message,
+    unstorable_output,
 )
 from .cost import measured
 from .errors import ArtifactNotFound, MarshalError, StepTimeout
@@ -465,7 +466,7 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         outcome.values = {}
         outcome.status = FAILED
         outcome.summary["status"] = FAILED
-        outcome.summary["error"] = error_dict("MarshalError", str(exc), str(exc))
+        outcome.summary["error"] = unstorable_output(exc.variable, str(exc), step)
         return
     except Exception as exc:  # noqa: BLE001 - a full disk, a file where a folder must be, a read-only
         # file system (fsspec's HTTP: NotImplementedError): only the cache entry is lost

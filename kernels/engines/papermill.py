@@ -41,6 +41,7 @@ from ..contract import (
     missing_outputs_message,
     state_dir,
     timeout_message,
+    unstorable_output,
 )
 from ..dependencies import PAPERMILL_STEP_PREFIX
 from ..errors import MarshalError
@@ -497,6 +498,8 @@ def _error(cells, counts, report, spec, failure) -> StepError | None:
         if report.get("missing"):
             message = missing_outputs_message(spec.step["name"], report["missing"], spec.notebook)
             return StepError(None, None, "MissingOutputError", message, message + "\n")
+        if report.get("unstorable"):
+            return StepError(**unstorable_output(report["unstorable"], evalue, spec.step))
         return StepError(None, None, ename, evalue, trace)
     if meta.get("role") == "load" or "cell" not in meta:
         return StepError(None, None, ename, f"loading the step's inputs failed: {evalue}" if meta else evalue,

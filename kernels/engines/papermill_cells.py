@@ -11,6 +11,7 @@ import os
 
 from ..contract import missing_outputs_message
 from ..dependencies import record
+from ..errors import MarshalError
 from ..executor import is_clean_exit, made_here
 from ..namespace import evaluate_metrics, rebind_functions, replay_settings
 from ..store import ArtifactStore
@@ -94,10 +95,17 @@ def save_outputs(ns: dict, io_dir: str) -> None:
     report["cpu_s"] = usage.ru_utime + usage.ru_stime
     report["peak_rss_bytes"] = usage.ru_maxrss * 1024  # kilobytes on Linux
     kept = {name: ns[name] for name in step["keep"] if name in ns}
-    with open(os.path.join(io_dir, "report.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f)
+    _write_report(report, io_dir)
     if report["missing"]:
         raise NameError(missing_outputs_message(step["name"], report["missing"]))
     outputs = {n: ns[n] for n in step["outputs"]}
-    # kept values are best effort: the store leaves out what cannot be serialised
-    ArtifactStore(io_dir).put(OUT_KEY, {**outputs, **kept}, step["groups"], step["name"], optional=kept)
+    try:  # kept values are best effort: the store leaves out what cannot be serialised
+        ArtifactStore(io_dir).put(OUT_KEY, {**outputs, **kept}, step["groups"], step["name"], optional=kept)
+    except MarshalError as exc:  # (the engine points at where the step binds it)
+        _write_report({**report, "unstorable": exc.variable}, io_dir)
+        raise
+
+
+def _write_report(report: dict, io_dir: str) -> None:
+    with open(os.path.join(io_dir, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f)

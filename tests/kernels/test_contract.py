@@ -29,6 +29,19 @@ def test_the_error_dict_has_the_step_error_shape():
     assert StepError(**error).cell == 3
 
 
+
+def test_an_output_that_cannot_be_pickled_is_blamed_on_the_statement_binding_it():
+    step = {"name": "a", "cells": [4, 6], "source": ["x = 1", "%time y = 2\nlock = make()\nlock = other()"]}
+    error = contract.unstorable_output("lock", "output 'lock' of type _thread.lock cannot be serialised", step)
+    assert (error["cell"], error["line"], error["ename"]) == (6, 2, "MarshalError")
+    assert "(bound at cell 7, line 2)" in error["evalue"] and "imports cell" in error["evalue"]
+    StepError(**error)  # the step error's shape
+    # a name no cell of the step binds (a hostile step spec, a star import): said without a place
+    lost = contract.unstorable_output("ghost", "output 'ghost' cannot be serialised", {"name": "a", "cells": [0],
+                                                                                     "source": ["def (:"]})
+    assert lost["cell"] is None and "bound at" not in lost["evalue"]
+
+
 def test_run_keys_chain_on_input_digests_only():
     assert contract.run_key("sha256:a", {}) == "sha256:a"
     one = contract.run_key("sha256:a", {"x": "xxh3_128:1"})

@@ -126,6 +126,22 @@ def test_figures_land_in_their_cells_and_stay_in_their_step(tmp_path, make_noteb
 
 
 
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_output_that_cannot_be_pickled_points_at_the_cell_and_line_binding_it(tmp_path, make_notebook,
+                                                                               one_worker, engine):
+    path = make_notebook(tmp_path, [
+        ("import threading", ["imports"]),
+        ("x = 1\nlock = threading.Lock()", ["step:a"]),
+        ("with lock:\n    z = x + 1", ["step:b"]),
+    ])
+    result, summaries = run_collecting(path, engine, one_worker)
+    error = summaries["a"]["error"]
+    assert not result.ok and error["ename"] == "MarshalError", error
+    assert (error["cell"], error["line"]) == (1, 2) and "'lock'" in error["evalue"], error
+    assert "(bound at cell 2, line 2)" in error["evalue"]
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_logger_given_a_file_handler_kept_in_a_name_is_handed_on(tmp_path, make_notebook, one_worker, engine):
     # the handler, which cannot be pickled, once went along with the logger that holds it and failed
