@@ -37,6 +37,7 @@ from .contract import (
 from .errors import MarshalError, StepTimeout
 from .executor import StepError, StepResult, execute_step
 from .marshal import type_name
+from .masking import kept_values
 from .store import FORMAT, ArtifactStore
 
 RESULT_FILE = "result.json"
@@ -177,7 +178,7 @@ def _write_outputs(result: StepResult, outputs: dict, spec: dict) -> None:
 
 def _keep(record_dir: Path, result: StepResult, step: str) -> None:
     """Final values of the kept names, best effort: the store leaves out what cannot be serialised."""
-    kept = {n: v for n, v in result.namespace_values.items() if n not in result.outputs}
+    kept = kept_values({n: v for n, v in result.namespace_values.items() if n not in result.outputs})
     if kept:
         ArtifactFolder(str(record_dir / KEPT_FOLDER)).put(step, kept, [], step, optional=kept)
 

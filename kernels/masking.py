@@ -14,14 +14,18 @@ import re
 import urllib.parse
 
 # (the rule itself is the compiler's: compiled pipelines must not carry what the run store hides)
-from ..compiler.credentials import HEADER, NAMED, SECRET_FLAG, holds_credential, secret_name
+from ..compiler.credentials import HEADER, NAMED, SECRET_FLAG, holds_credential, may_be_credential, secret_name
 
-__all__ = ["HIDDEN", "holds_credential", "masked", "secret_name"]
+__all__ = ["HIDDEN", "holds_credential", "kept_values", "masked", "secret_name"]
 
 HIDDEN = "<hidden>"
 # a credential after its scheme (RFC 6750's b64token; Basic's base64 of user:password)
 _SCHEME = re.compile(r"\b(Bearer)\s+[\w.~+/-]+=*|\b(Basic)\s+[A-Za-z0-9+/]{8,}=*", re.IGNORECASE)
 LONG_WORD = 1000  # a word longer is hidden whole, not searched (`may_be_credential` is not linear in it)
+# a kept list or dict of more items (or of values other than text, numbers and None) is judged by
+# its name alone: looking through a dataset for a password would cost seconds
+KEPT_ITEMS_LOOKED_AT = 1000
+_PLAIN = (str, int, float, bool, type(None))
 
 
 def masked(text: str, sent=()) -> str:
@@ -72,3 +76,28 @@ def _quoted(secret: str) -> str:
     not turn every "en" into <hidden>, nor a value `1` the status 401)."""
     pattern = re.escape(secret)
     return pattern if len(secret) >= 8 else rf"(?<![\w]){pattern}(?![\w])"
+
+
+def kept_values(values: dict) -> dict:
+    """Of a step's final values (name → value), those the store may keep for the run's results:
+    none whose name says it may be a secret (`api_token`, `password`, `session`), nor a text, or a
+    small list or dict of plain values, that holds one (`url = "postgresql://me:pw@db/x"`,
+    `headers = {"Authorization": "Bearer …"}`). A kept value is there to be looked at; the store
+    is no place for a secret (a value a later step reads is stored all the same: the step needs it)."""
+    return {name: value for name, value in values.items()
+            if not secret_name(name) and not (_plain(value) and may_be_credential(name, value))}
+
+
+def _plain(value) -> bool:
+    """Text, a number, or a list or dict of at most `KEPT_ITEMS_LOOKED_AT` of those, at any depth."""
+    budget, todo = KEPT_ITEMS_LOOKED_AT, [value]
+    while todo:
+        item = todo.pop()
+        if type(item) in (list, dict):
+            budget -= len(item)
+            if budget < 0:
+                return False
+            todo += [*item.keys(), *item.values()] if type(item) is dict else item
+        elif not isinstance(item, _PLAIN):
+            return False
+    return True

@@ -59,6 +59,7 @@ from .handoff import (
     wrote_into_read_only,
 )
 from .interrupts import step_stop_requested
+from .masking import kept_values
 from .process_state import DECIMAL_CONTEXT, NUMPY_RANDOM_STATE, RANDOM_STATE, environment, restored_process_state
 from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
@@ -431,8 +432,8 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
     step = spec.step
     lazy = collection_digests(result.outputs)  # handed on in memory only, never stored
     stored = {n: v for n, v in result.outputs.items() if n not in lazy}
-    keep = {n: v for n, v in result.namespace_values.items()
-            if n in spec.keep and n not in result.outputs and not is_dask_collection(v)}
+    keep = kept_values({n: v for n, v in result.namespace_values.items()
+                        if n in spec.keep and n not in result.outputs and not is_dask_collection(v)})
     if result.metrics:
         keep[METRICS_KEY] = result.metrics  # a cached metrics step reports them again
     # per-column summaries of its frames and arrays, stored with them for cache hits

@@ -13,6 +13,7 @@ from ..contract import missing_outputs_message
 from ..dependencies import record
 from ..errors import MarshalError
 from ..executor import is_clean_exit, made_here
+from ..masking import kept_values
 from ..namespace import evaluate_metrics, rebind_functions, replay_settings
 from ..store import ArtifactStore
 
@@ -94,7 +95,7 @@ def save_outputs(ns: dict, io_dir: str) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report["cpu_s"] = usage.ru_utime + usage.ru_stime
     report["peak_rss_bytes"] = usage.ru_maxrss * 1024  # kilobytes on Linux
-    kept = {name: ns[name] for name in step["keep"] if name in ns}
+    kept = kept_values({name: ns[name] for name in step["keep"] if name in ns})
     _write_report(report, io_dir)
     if report["missing"]:
         raise NameError(missing_outputs_message(step["name"], report["missing"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nbscale.kernels import masking
 from nbscale.kernels.masking import HIDDEN, holds_credential, masked, secret_name
 
 
@@ -41,3 +42,16 @@ def test_a_name_is_secret_unless_its_secret_looking_part_is_known_to_mean_someth
         "tokenizer", "public_key", "PRNGKey", "key_column", "key_size", "pad_token_id", "token_type_ids",
         "sig_level", "pin_memory", "session_length", "access_level", "bypass_rate", "n_connected_components",
         "uncertainty", "pattern", "n_estimators", "x" * 10_000]))
+
+
+def test_kept_values_leave_out_secrets_by_name_and_by_what_plain_values_hold():
+    import numpy as np
+
+    big = ["ghp_" + "a1" * 20] * (masking.KEPT_ITEMS_LOOKED_AT + 1)
+    values = {"api_key": 1234, "session": object(), "dsn": None, "url": "postgresql://me:pw@db/x",
+              "cfg": {"db": {"password": "hunter22"}}, "args": ["--password", "hunter22"],
+              "X": np.array(["ghp_" + "a1" * 20]), "rows": [1, 2.5, None, "a"], "note": "kept", "big": big,
+              "frames": [np.zeros(3)]}
+    kept = masking.kept_values(values)
+    assert set(kept) == {"X", "rows", "note", "big", "frames"}
+    assert kept["rows"] is values["rows"]  # (the values themselves: nothing is copied)
