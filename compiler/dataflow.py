@@ -22,7 +22,7 @@ from .layout import Layout
 from .notebook import cell_label
 from .parsing import ParsedCell, ParsedCells
 from .path_constants import path_constants, scanned_steps
-from .python_check import refused_cells
+from .python_check import RefusalCheck
 
 if TYPE_CHECKING:
     from .settings import SettingsWalk
@@ -75,6 +75,20 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     at a time, not the whole notebook's. `defaults`: the parameters' default values (a text one may
     name a file the steps write and read: `path_constants`)."""
     cells = cells if cells is not None else ParsedCells(layout.sources)
+    check = RefusalCheck(layout.sources, [*layout.prelude, *(i for step in layout.steps for i in step.cells)])
+    try:
+        builder, prelude_names = _walk(layout, parameter_names, cells, immutable, also, defaults, check)
+    finally:
+        check.close()
+    builder.finish()
+    prelude = Prelude(cells=list(layout.prelude), source=[layout.sources[i] for i in layout.prelude],
+                      names=sorted(prelude_names))
+    return Flow(prelude, builder.steps, builder.diagnostics, builder)
+
+
+def _walk(layout, parameter_names, cells, immutable, also, defaults, check: RefusalCheck):
+    """The analysis of the prelude and then of each step, in notebook order: (the builder, the
+    names the prelude binds)."""
     prelude = cells.cells(layout.prelude)
     constants = path_constants([stmt for cell in prelude if cell.tree is not None for stmt in cell.tree.body],
                                defaults or {})  # (from the trees, before they go; a big cell's: none)
@@ -82,7 +96,7 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
     prelude_names = set(prelude_facts.binds)
     if also is not None:
         also.prelude(prelude, prelude_names, prelude_facts.callables, *_prelude_objects(prelude_facts, prelude_names))
-    refused = refused_cells(prelude)  # (from the trees, before they go)
+    refused = check.of(prelude)  # (from the trees, before they go)
     _released(prelude)
     builder = _Builder(layout, parameter_names, prelude_names, cells, constants)
     for name in immutable:  # `Model(random_state=seed)` twice: fitting one model changes no other
@@ -99,15 +113,12 @@ def build_flow(layout: Layout, parameter_names: set[str], cells: ParsedCells | N
         origins.update(facts.origins)
         if also is not None:
             also.step(step_layout.name, step_cells, facts.callables)
-        refused = refused_cells(step_cells)
+        refused = check.of(step_cells)
         _released(step_cells)
         known.update(facts.callables)
         builder.add_step(step_layout, facts)
         builder.note_refused(refused)
-    builder.finish()
-    prelude = Prelude(cells=list(layout.prelude), source=[layout.sources[i] for i in layout.prelude],
-                      names=sorted(prelude_names))
-    return Flow(prelude, builder.steps, builder.diagnostics, builder)
+    return builder, prelude_names
 
 
 def _prelude_functions(heap: Heap, facts: Facts) -> None:

@@ -6,17 +6,99 @@ The compile asks it of each cell of the prelude and the steps, from the tree the
 before the tree is let go (`build_flow`): `check` says what a run would refuse, and a run refuses
 it before any step runs. (Compiling a tree costs about a sixth of a compile; parsing it again
 would cost a third.)
+
+A notebook of many cells is checked in a forked child process instead, beside the analysis, on a
+second core (`RefusalCheck`): it parses and compiles each cell from its text (a quarter of such a
+compile), runs ahead of the analysis, and hands its answers back in the order they are asked for.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from dataclasses import asdict
 
 from .diagnostics import Diagnostic
 from .notebook import cell_label
-from .parsing import ParsedCell
+from .parsing import ParsedCell, parse_cell
 
 FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT  # IPython runs a top-level `await`
+BESIDE_FROM = 200  # cells from which a child process checks them (fewer: the fork costs more than it saves)
+_FLUSH_EVERY = 32  # cells the child checks between two writes to the pipe
+
+
+class RefusalCheck:
+    """`refused_cells` of the cells a compile walks (`order`), asked for in that order (`of`). From
+    `BESIDE_FROM` cells on, a forked child checks them meanwhile. Not where fork is unsafe (other OSes,
+    or other threads in this process: the child would find locks they hold, held for good); and if
+    the child fails, each cell is checked here, from the tree the analysis walked, as without it."""
+
+    def __init__(self, sources: dict[int, str], order: list[int], beside: bool | None = None):
+        if beside is None:
+            beside = len(order) >= BESIDE_FROM and sys.platform.startswith("linux") and threading.active_count() == 1
+        self._answers: dict[int, list[Diagnostic]] = {}
+        self._child = _checking_child(sources, order) if beside else None
+
+    @property
+    def beside(self) -> bool:
+        """Whether a child checks the cells (until it fails)."""
+        return self._child is not None
+
+    def of(self, cells: list[ParsedCell]) -> list[Diagnostic]:
+        found = []
+        for cell in cells:
+            answer = self._answer(cell.index)
+            found += refused_cells([cell]) if answer is None else answer
+        return found
+
+    def _answer(self, index: int) -> list[Diagnostic] | None:
+        while self._child is not None and index not in self._answers:
+            line = self._child[1].readline()
+            if not line.endswith("\n"):  # it ended before this cell: every cell from here is checked here
+                self.close()
+                break
+            checked, found = json.loads(line)
+            self._answers[checked] = [Diagnostic(**d) for d in found]
+        return self._answers.pop(index, None)
+
+    def close(self) -> None:
+        """End the child, if it has not ended, and reap it."""
+        if self._child is None:
+            return
+        pid, answers = self._child
+        self._child = None
+        answers.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def _checking_child(sources: dict[int, str], order: list[int]):
+    """(pid, its answers): a forked child writing `[index, [diagnostic, ...]]` lines for the cells of
+    `order`, in order."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write)
+        return pid, os.fdopen(read, "r", encoding="utf-8")
+    status = 1
+    try:  # (the child: it leaves by `os._exit`, whatever happens, and runs none of the parent's exit code)
+        os.close(read)
+        with os.fdopen(write, "w", encoding="utf-8") as out:
+            for i, index in enumerate(order):
+                found = refused_cells([parse_cell(index, sources[index])])
+                out.write(json.dumps([index, [asdict(d) for d in found]]) + "\n")
+                if i % _FLUSH_EVERY == 0:
+                    out.flush()
+        status = 0
+    finally:
+        os._exit(status)
 
 
 def refused_cells(cells: list[ParsedCell]) -> list[Diagnostic]:

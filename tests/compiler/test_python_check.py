@@ -54,3 +54,86 @@ def test_a_cell_magic_below_a_cells_first_line_is_an_error_at_its_line():
                                ("s = \"get_ipython().run_line_magic('%x', '')\"", ["step:d"])])  # (a string)
     assert [(d.code, d.cell, d.line) for d in pipeline.diagnostics] == [("misplaced-magic", 1, 2)]
     assert pipeline.diagnostics[0].message == "cell magic %%capture must be the first line of its cell"
+
+
+# --- a big notebook: the check runs in a forked child, beside the analysis ------------------------
+
+REFUSED = ["def f():\n    nonlocal y", "def g(a, a):\n    pass", "x = 1\nbreak", "print(1)\n%%capture\nz = 2",
+           "v = [(yield i) for i in range(3)]", "w = (", "from __future__ import braces"]
+
+
+def _big_notebook_cells(n: int) -> list:
+    """`n` code cells, a step every 3, with a cell Python's compiler refuses every 37 (and one whose
+    syntax error the analysis reports)."""
+    cells = [("import math", ["imports"])]
+    for i in range(1, n):
+        source = REFUSED[(i // 37) % len(REFUSED)] if i % 37 == 0 else f"v{i} = math.sqrt({i}) + {i % 7}"
+        cells.append((source, [f"step:s{i}"] if i % 3 == 1 else []))
+    return cells
+
+
+# (in a process of one thread: where this test runs, other threads may run, and no child is forked)
+FORKED_AND_NOT = """
+import json, os, sys, threading
+sys.path.insert(0, {tests!r})
+from test_python_check import _big_notebook_cells
+from nbscale.compiler import compile_source, python_check
+from nbscale.compiler.parsing import ParsedCells
+
+cells = _big_notebook_cells(400)
+sources = dict(enumerate(source for source, _ in cells))
+assert threading.active_count() == 1
+beside = python_check.RefusalCheck(sources, list(sources))
+forked = beside.beside
+beside.close()
+found = {{}}
+for way, threshold in (("beside", python_check.BESIDE_FROM), ("here", 10 ** 9)):
+    python_check.BESIDE_FROM = threshold
+    found[way] = [d.to_json() for d in compile_source(cells).diagnostics]
+try:
+    os.waitpid(-1, os.WNOHANG)
+    left = True
+except ChildProcessError:
+    left = False  # every child reaped
+# a child that fails part way (a cell it cannot find): the cells after are checked here
+parsed = ParsedCells(sources)
+check = python_check.RefusalCheck({{i: sources[i] for i in range(100)}}, list(range(200)), beside=True)
+partly = [d.to_json() for d in check.of(parsed.cells(range(200)))]
+check.close()
+whole = [d.to_json() for d in python_check.refused_cells(ParsedCells(sources).cells(range(200)))]
+print(json.dumps({{"forked": forked, "found": found, "left": left, "partly": partly == whole, "n": len(whole)}}))
+"""
+
+
+def test_a_big_notebook_is_checked_in_a_child_with_the_same_diagnostics_and_no_child_left():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = FORKED_AND_NOT.format(tests=str(Path(__file__).parent))
+    out = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert out["forked"] and not out["left"]
+    beside, here = out["found"]["beside"], out["found"]["here"]
+    assert beside == here
+    refused = [d for d in here if d["code"] in ("syntax-error", "misplaced-magic")]
+    assert len(refused) == 399 // 37 and {d["cell"] for d in refused} == {i for i in range(37, 400, 37)}
+    assert out["partly"] and out["n"] == 4  # (cells 37, 74, 111, 148; 185, `w = (`, is the parser's to report)
+
+
+def test_no_child_is_forked_beside_other_threads_or_for_a_small_notebook():
+    import threading
+
+    from nbscale.compiler.python_check import BESIDE_FROM, RefusalCheck
+
+    sources = {i: f"x{i} = {i}" for i in range(BESIDE_FROM)}
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not RefusalCheck(sources, list(sources)).beside
+    finally:
+        stop.set()
+        other.join()
+    assert not RefusalCheck(sources, list(sources)[:BESIDE_FROM - 1]).beside
