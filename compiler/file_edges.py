@@ -50,6 +50,16 @@ _WRITES = [re.compile(pattern) for pattern in (
     rf"\b(?:os\.(?:remove|unlink)|shutil\.rmtree)\(\s*{_PATH}",  # a removal changes the file too
     rf"\bPath\(\s*{_PATH}\s*\)\s*\.\s*unlink\(",
 )]
+# A database file a step connects to (`sqlite3.connect("res.db")`, `duckdb.connect(database="w.duckdb")`,
+# `create_engine("sqlite:///res.db")`, `shelve.open("cache")`) is changed in place from C, unseen as a
+# write, when the step's text shows a change (`DATABASE_CHANGES`): what it holds afterwards depends on
+# what it held, as for a file edited in place (`open(P, "r+")`)
+_DATABASE = re.compile(rf"\b(?:sqlite3\.connect|duckdb\.connect|shelve\.open)\(\s*(?:database\s*=\s*)?{_PATH}"
+                       r"""|\bcreate_(?:async_)?engine\(\s*(?P<uq>['"])sqlite(?:\+\w+)?:///(?P<url>[^'"\\\n\x00?]{1,4096})""")
+DATABASE_CHANGES = re.compile(r"\.to_sql\(|\.commit\(|\.executescript\(|\.executemany\(|\bshelve\.open\("
+                              r"|\b(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|REPLACE\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"
+                              r"|(?:CREATE|DROP)\s+(?:TEMP\w*\s+|UNIQUE\s+|VIRTUAL\s+)?(?:TABLE|INDEX|VIEW|TRIGGER)"
+                              r"|ALTER\s+TABLE|VACUUM|COPY\s+\w+\s+FROM)\b", re.IGNORECASE)
 _MAY_WRITE = re.compile(r"open\(|\.(?:to_|save|write)|save|dump\(|shutil\.|os\.(?:rename|replace|link|symlink|remove)"
                         r"|unlink\(")
 _SHELL_LINE = re.compile(r"^\s*(?:\w+\s*=\s*)?!(?P<command>.*)$", re.MULTILINE)  # `!cmd`, `files = !ls`
@@ -279,6 +289,8 @@ def file_writes(source: str) -> dict[str, bool]:
                 wrote(m["path"])
     for m in _WRITEFILE.finditer(source):
         wrote(m["path"], "-a" in m.group(0).split())
+    for path in database_edits([source]):
+        wrote(path)
     return {normalised(path): appends for path, appends in found.items() if path not in ("/dev/null", "&1", "&2")}
 
 
@@ -287,10 +299,23 @@ _EDITS = re.compile(rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"][bt]*r[bt]*
 
 def edited_in_place(source: str) -> set[str]:
     """The files `source` opens to change in place (`open(P, "r+")`), normalised: what they hold
-    afterwards depends on what they held, as for a file appended to."""
+    afterwards depends on what they held, as for a file appended to. A database it changes too
+    (`database_edits`)."""
+    edited = database_edits([source])
     if "+" not in source:
+        return edited
+    return edited | {normalised(m["path"]) for m in _EDITS.finditer(source)}
+
+
+def database_edits(sources: list[str]) -> set[str]:
+    """The database files the cells of one step connect to (`_DATABASE`), normalised, when their
+    text changes a database (`DATABASE_CHANGES`: the connection and the change may be in two cells).
+    A step that only queries one reads it."""
+    if not any("connect(" in s or "open(" in s or "engine(" in s for s in sources):  # (most steps: none)
         return set()
-    return {normalised(m["path"]) for m in _EDITS.finditer(source)}
+    found = {normalised(m["path"] or m["url"]) for source in sources for m in _DATABASE.finditer(source)}
+    found.discard(":memory:")  # (no file)
+    return found if found and any(DATABASE_CHANGES.search(source) for source in sources) else set()
 
 
 def written_paths(source: str) -> set[str]:
@@ -367,11 +392,14 @@ def named_paths(sources: list[str], parts: set[str]) -> set[str]:
 
 
 def step_writes(sources: list[str]) -> dict[str, bool]:
-    """The files a step's cells write (`file_writes`), each with whether the step only appends to it."""
+    """The files a step's cells write (`file_writes`), each with whether the step only appends to it;
+    and the databases it changes (`database_edits`)."""
     writes: dict[str, bool] = {}
     for source in sources:
         for path, appends in file_writes(source).items():
             writes[path] = writes.get(path, True) and appends
+    for path in database_edits(sources) if len(sources) > 1 else ():
+        writes[path] = False
     return writes
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .file_edges import edited_in_place, named_paths, step_writes
+from .file_edges import database_edits, edited_in_place, named_paths, step_writes
 
 WRITE, APPEND, EDIT, READ = "write", "append", "edit", "read"
 
@@ -72,7 +72,8 @@ def _uses(steps) -> dict[str, list[tuple[str, str]]]:
     uses: dict[str, list[tuple[str, str]]] = {}
     for (name, sources), written in zip(steps, writes):
         named = named_paths(sources, parts)
-        edited = set().union(*(edited_in_place(source) for source in sources))  # (builds on the file, as an append)
+        # (builds on the file, as an append)
+        edited = set().union(database_edits(sources), *(edited_in_place(source) for source in sources))
         for path in sorted((named | set(written)) & anew):
             use = READ if path not in written else EDIT if path in edited else APPEND if written[path] else WRITE
             uses.setdefault(path, []).append((name, use))
@@ -84,7 +85,7 @@ def _versions(uses: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
     notebook found, or of a log) are no version of the pipeline's."""
     segments: list[list[tuple[str, str]]] = []
     for name, use in uses:
-        if use == WRITE:
+        if use == WRITE or use == EDIT and not segments:  # (the first step changing a database the notebook finds)
             segments.append([(name, use)])
         elif segments:
             segments[-1].append((name, use))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import make_notebook
 
 from nbscale.compiler import compile_notebook
@@ -159,3 +160,33 @@ def test_the_pipeline_orders_a_file_written_anew_after_its_readers_and_says_why(
     pipeline = compile_notebook(nb)
     assert {s.name: s.after for s in pipeline.steps} == {"first": [], "read": ["first"], "again": ["first", "read"]}
     assert why(nb, "read", "again") == ["again writes the file out.txt anew, which read reads before"]
+
+
+@pytest.mark.parametrize("source, changed", [
+    ("con = sqlite3.connect('res.db')\ndf.to_sql('t', con, if_exists='append')", True),
+    ("con = sqlite3.connect(database='res.db')\ncon.execute('insert into t values (1)')\ncon.commit()", True),
+    ("e = create_engine('sqlite:///res.db')\nwith e.begin() as c:\n    c.execute(text('DELETE FROM t'))", True),
+    ("e = create_engine('sqlite+pysqlite:///res.db')\nrows = pd.read_sql('SELECT * FROM t', e)", False),
+    ("con = duckdb.connect('res.db')\ncon.execute('CREATE TABLE t AS SELECT 1')", True),
+    ("db = shelve.open('res.db')\nx = db['k']", True),
+    ("con = sqlite3.connect('res.db')\nrows = con.execute('select * from t where updated > 0').fetchall()", False),
+    ("con = sqlite3.connect(':memory:')\ncon.execute('CREATE TABLE t (a)')", False),  # (no file: `:memory:`)
+    ("rows = pd.read_csv('res.db')\ndf.to_sql('t', other)", False),  # (no connection to it here)
+])
+def test_a_database_a_step_changes_is_edited_in_place_and_one_it_queries_is_read(source, changed):
+    from nbscale.compiler.file_edges import database_edits, edited_in_place, file_writes
+
+    expected = {"res.db"} if changed else set()
+    assert database_edits([source]) == expected and edited_in_place(source) == expected
+    assert ("res.db" in file_writes(source)) is changed and not any(file_writes(source).values())
+
+
+def test_a_steps_connection_in_one_cell_and_its_change_in_another_are_a_change():
+    from nbscale.compiler.file_edges import step_writes
+
+    assert step_writes(["con = sqlite3.connect('res.db')", "df.to_sql('t', con)"]) == {"res.db": False}
+    assert step_writes(["con = sqlite3.connect('res.db')", "rows = con.execute('select 1').fetchall()"]) == {}
+    order = file_order([("init", ["c = sqlite3.connect('res.db')\ndf.to_sql('t', c)"]),
+                        ("add", ["c = sqlite3.connect('res.db')", "new.to_sql('t', c, if_exists='append')"]),
+                        ("read", ["c = sqlite3.connect('res.db')\nrows = pd.read_sql('select * from t', c)"])])
+    assert order.handed_on == {"add": {"init": ["res.db"]}, "read": {"add": ["res.db"]}}

@@ -57,3 +57,15 @@ def test_a_frame_appended_to_a_file_builds_on_it_as_an_open_in_append_mode_does(
              ("start", ["Path('log.txt').write_text('start')"]),
              ("more", ["with Path('log.txt').open('a') as f:\n    f.write('m1')"])]
     assert sorted(file_versions(steps).together) == [("log.txt", ["start", "more"]), ("scores.csv", ["init", "m1"])]
+
+
+def test_the_steps_that_change_a_database_in_turn_run_together_the_first_as_its_writer():
+    steps = [("init", ["con = sqlite3.connect('res.db')\ndf.to_sql('t', con, if_exists='replace')"]),
+             ("peek", ["n = sqlite3.connect('res.db').execute('select count(*) from t').fetchone()"]),
+             ("m1", ["con = sqlite3.connect('res.db')\nnew.to_sql('t', con, if_exists='append')"]),
+             ("out", ["rows = pd.read_sql('select * from t', sqlite3.connect('res.db'))"])]
+    versions = file_versions(steps)
+    assert versions.together == [("res.db", ["init", "peek", "m1"])]
+    assert versions.gone == {"init": {"res.db"}, "peek": {"res.db"}}  # (the file is m1's product now)
+    # steps that only query a database have no versions of it
+    assert file_versions([steps[1], steps[3]]).together == []

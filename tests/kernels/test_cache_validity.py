@@ -936,3 +936,60 @@ def test_a_file_whose_name_is_built_as_the_steps_run_orders_them_as_their_last_r
     again = run_notebook(nb, {"thr": 0}, options=RunOptions(engine="dask", workers=2))
     assert again.load("use")["rows"] == 3 and status(again) == {"prep": "succeeded", "use": "succeeded"}
     assert cache_report(nb, {"thr": 0}, options=LOCAL)["use"]["reused"]  # (nothing changed since)
+
+
+SQLITE_STEPS = [
+    ("import json\nimport sqlite3\nimport pandas as pd", ["imports"]),
+    ("k = 1", ["parameters"]),
+    ("con = sqlite3.connect('res.db')\npd.DataFrame({'a': [0]}).to_sql('t', con, if_exists='replace', index=False)\n"
+     "con.close()", ["step:init"]),
+    ("con = sqlite3.connect('res.db')", ["step:m1"]),
+    ("pd.DataFrame({'a': [k]}).to_sql('t', con, if_exists='append', index=False)\ncon.close()", []),
+    ("con = sqlite3.connect('res.db')\nrows = pd.read_sql('SELECT a FROM t', con).a.tolist()\ncon.close()",
+     ["step:out"]),
+]
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_steps_that_change_a_database_in_turn_run_together_and_leave_what_top_to_bottom_leaves(tmp_path, engine):
+    # `to_sql` of a table, then a step appending rows to it: SQLite changes the file from C, and once
+    # no step wrote it, for nbscale: they could run in any order, the rerun of `init` alone (its
+    # file changed) emptied the table under a cached `m1`, a new `k` ran `m1` alone ([0, 1, 2])
+    nb = make_notebook(tmp_path, SQLITE_STEPS)
+    options = RunOptions(engine=engine)
+
+    def table():
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "res.db") as con:
+            return [a for (a,) in con.execute("SELECT a FROM t")]
+
+    assert run_notebook(nb, options=options).load("out")["rows"] == [0, 1] and table() == [0, 1]
+    assert set(status(run_notebook(nb, options=options)).values()) == {"cached"} and table() == [0, 1]
+    changed = run_notebook(nb, {"k": 2}, options=options)
+    assert status(changed) == {"init": "succeeded", "m1": "succeeded", "out": "succeeded"}
+    assert changed.load("out")["rows"] == [0, 2] and table() == [0, 2]
+    with __import__("sqlite3").connect(tmp_path / "res.db") as con:  # another hand adds a row
+        con.execute("INSERT INTO t VALUES (99)")
+    again = run_notebook(nb, {"k": 2}, options=options)
+    assert again.load("out")["rows"] == [0, 2] and table() == [0, 2]
+    assert set(status(run_notebook(nb, {"k": 2}, options=options)).values()) == {"cached"}
+
+
+def test_steps_that_only_query_a_database_stay_parallel_and_cached(tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "data.db") as con:
+        con.execute("CREATE TABLE t (a)")
+        con.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+    nb = make_notebook(tmp_path, [
+        ("import sqlite3", ["imports"]),
+        ("n = sqlite3.connect('data.db').execute('SELECT count(*) FROM t').fetchone()[0]", ["step:count"]),
+        ("s = sqlite3.connect('data.db').execute('SELECT sum(a) FROM t').fetchone()[0]", ["step:total"]),
+    ])
+    first = run_notebook(nb, options=LOCAL)
+    assert first.load("count")["n"] == 2 and first.load("total")["s"] == 3
+    assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
+    from nbscale.compiler import compile_notebook
+
+    assert [s.after for s in compile_notebook(nb).steps] == [[], []]
