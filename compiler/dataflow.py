@@ -443,7 +443,7 @@ class _Builder:
         """A later step whose cells name a file an earlier one writes comes after it, one that writes
         a file anew after the earlier ones that read the version it replaces (`file_order`)."""
         order = {s.name: i for i, s in enumerate(self.steps)}
-        self.files = file_order(scanned_steps(self.path_constants, self.steps))
+        self.files = file_order(scanned_steps(self.path_constants, self.steps, self.prelude_names | self.parameters))
         for step in self.steps:
             earlier = [*self.files.handed_on.get(step.name, ()), *self.files.replaces.get(step.name, ())]
             if earlier:

@@ -9,7 +9,7 @@ counts as written is what the text shows (`open(P, "w")`, `.to_csv(P)`, `np.save
 `joblib.dump(m, P)`, `shutil.copy(src, P)`, `Path(P).write_text(…)`, a shell redirect `> P`,
 `%%writefile P`, `!cp a P`, `!tar -czf P …`, a program's output option, `!python train.py --out P`
 or `subprocess.run([..., "-o", P])`; a removal too: `os.remove(P)`, `!rm P`), with `P` written out
-as a string, or held in a constant of the imports cell or a text parameter (`path_constants`);
+as a string, or held in a constant of the imports cell, a text parameter, or one a step binds once (`path_constants`);
 steps that only read a file stay parallel, and a step that writes it anew comes after them (they
 read the version it replaces: `file_versions`).
 A name built as the step runs (`f"out/{day}.csv"`) makes no edge: use `after:`.

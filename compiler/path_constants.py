@@ -5,7 +5,9 @@ writes `df.to_csv(CLEAN)` and a later one that reads `pd.read_csv(CLEAN)` name n
 ran side by side, or the reader stayed cached while the writer wrote the file anew. A constant the
 imports cell binds to a text (a literal; `+`, an f-string, `os.path.join`, `Path(…)` and `/` of
 such texts) and no step binds again, and a text parameter's default, is written out in the steps'
-text for those scans (`with_constants`). Folded from the syntax tree: no code of the notebook runs.
+text for those scans (`with_constants`). So is a constant one step binds so, once, at its top level,
+and nothing else binds (`P = os.path.join("res", "out.txt")`, then `open(P, "w")` there and in later
+steps: `step_constants`). Folded from the syntax tree: no code of the notebook runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+from collections import Counter
 
 from .effects import dotted_name
 from .parsing import parse_cell
@@ -21,16 +24,82 @@ _JOINS = {"os.path.join", "posixpath.join", "path.join", "join", "Path", "pathli
           "PurePosixPath", "str", "os.fspath", "fspath"}
 MAX_TEXT = 4096  # (as `file_edges` takes a name)
 _NAME = re.compile(r"[A-Za-z_]\w*")
+# a top-level `NAME = …` whose value may fold to a text (it starts with a text, a join of texts, or
+# a name joined to one) and holds a quote: a cell that may bind a constant (most bind none, and are
+# not parsed again for it)
+_TEXT_ASSIGNED = re.compile(r"""^[A-Za-z_]\w*[ \t]*(?::[^=\n]*)?=(?!=)[ \t]*"""
+                            r"""(?:[rRbBuUfF]{0,2}['"]|(?:[\w.]*\.)?(?:join|Path|PurePath|PurePosixPath|str|fspath)\("""
+                            r"""|[A-Za-z_]\w*[ \t]*[+/][^\n]*['"])""", re.MULTILINE)
 
 
-def scanned_steps(constants: dict[str, str], steps) -> list[tuple[str, list[str]]]:
+def scanned_steps(constants: dict[str, str], steps, bound_before=frozenset()) -> list[tuple[str, list[str]]]:
     """(name, its cells' text with the `constants` written out) of each step (`ir.Step`s), for the
     scans of the files they name (`file_edges.file_order`, `file_versions`), but the names a step
-    binds again."""
+    binds again; and the constants a step binds (`step_constants`) that no other step binds, nor
+    the imports cells or the parameters (`bound_before`)."""
     if constants:  # (a big cell binds tens of thousands of names: only those that are constants are kept)
         rebound = {name for step in steps for name in step.defines if name in constants}
         constants = {name: text for name, text in constants.items() if name not in rebound}
+    constants = {**constants, **_steps_constants(constants, steps, bound_before)}
     return [(step.name, with_constants(step.source, constants)) for step in steps]
+
+
+def _steps_constants(constants: dict[str, str], steps, bound_before) -> dict[str, str]:
+    found: dict[str, tuple[str, str]] = {}  # name → (its text, the step binding it)
+    for step in steps:
+        for name, text in step_constants(step.source, constants).items():
+            if name not in bound_before and name not in constants:
+                found[name] = (text, "" if name in found else step.name)  # (two steps bind it: no constant)
+    if not found:
+        return {}
+    binders = {}
+    for step in steps:
+        for name in found.keys() & set(step.defines):
+            binders.setdefault(name, set()).add(step.name)
+    return {name: text for name, (text, binder) in found.items() if binder and binders.get(name) == {binder}}
+
+
+def step_constants(sources: list[str], known: dict[str, str]) -> dict[str, str]:
+    """Name → text, of the constants one step's cells (`sources`) bind: at their top level, to a text
+    folded as in the imports cell, from literals and `known` constants, and bound nowhere else in
+    the step (not again, nor in a loop, a function, a `with … as`, an import)."""
+    if not any(_TEXT_ASSIGNED.search(source) for source in sources):
+        return {}
+    statements = [stmt for i, source in enumerate(sources) for stmt in _statements(i, source)]
+    found: dict[str, str] = {}
+    for stmt in statements:
+        target, value = _assigned(stmt)
+        if target is not None:
+            folded = _fold(value, {**known, **found})
+            if folded is not None and folded and len(folded) <= MAX_TEXT and "\n" not in folded:
+                found[target] = folded
+    if not found:
+        return {}
+    bindings = _bindings(ast.Module(body=statements, type_ignores=[]), found.keys())
+    return {name: text for name, text in found.items() if bindings[name] == 1}
+
+
+def _bindings(tree, names) -> Counter:
+    """How often `tree` binds (or deletes, or declares global) each of `names`, anywhere in it."""
+    counted: Counter = Counter()
+    for node in ast.walk(tree):
+        kind = type(node)
+        if kind is ast.Name and type(node.ctx) is not ast.Load:
+            bound = (node.id,)
+        elif kind in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
+            bound = (node.name,)
+        elif kind is ast.alias:
+            bound = (node.asname or node.name.split(".")[0],)
+        elif kind in (ast.Global, ast.Nonlocal):
+            bound = tuple(node.names)
+        elif kind in (ast.MatchAs, ast.MatchStar) and node.name or kind is ast.MatchMapping and node.rest:
+            bound = (getattr(node, "name", None) or node.rest,)
+        elif kind is ast.ExceptHandler and node.name:
+            bound = (node.name,)
+        else:
+            continue
+        counted.update(name for name in bound if name in names)
+    return counted
 
 
 def prelude_constants(prelude: list[str], parameters: dict[str, object]) -> dict[str, str]:

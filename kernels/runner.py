@@ -566,7 +566,8 @@ def _waiting(step, keys: dict, why: dict) -> bool:
 
 def _file_versions(pipeline) -> FileVersions:
     constants = prelude_constants(pipeline.prelude.source, {p.name: p.default for p in pipeline.parameters})
-    return file_versions(scanned_steps(constants, pipeline.steps))
+    bound_before = {*pipeline.prelude.names, *(p.name for p in pipeline.parameters)}
+    return file_versions(scanned_steps(constants, pipeline.steps, bound_before))
 
 
 def cache_report(notebook, parameters=None, options: RunOptions | None = None) -> dict[str, dict]:

@@ -1193,8 +1193,9 @@ def test_values_taken_from_objects_a_path_entered_and_read_only_methods_keep_sib
              ("from contextlib import contextmanager\n@contextmanager\ndef connected(settings):\n"
               "    conn = sqlite3.connect(':memory:')\n    yield conn\n    conn.close()", ["functions"]),
              ("X = np.eye(4)\ny = [0, 1, 0, 1]\nout = Path('x.txt')\nnames = ['a']\n"
-              "data = {'X': X}\ndb = Path('d.db')", ["step:make"]),
-             ("with open(out, 'w') as f:\n    f.write('1')\nm = LogisticRegression().fit(data['X'], y)\n"
+              "data = {'X': X}\ndb = Path('d.db')\nlog = Path('log.txt')", ["step:make"]),
+             # (`one` writes a file `two` does not read: a file both named would order them)
+             ("with open(log, 'w') as f:\n    f.write('1')\nm = LogisticRegression().fit(data['X'], y)\n"
               "u = list(map(str.upper, names))\nwith sqlite3.connect(db) as conn:\n    conn.execute('select 1')",
               ["step:one"]),
              ("with open(out) as f:\n    text = f.read()\nm2 = LogisticRegression().fit(X.T, y)\n"

@@ -64,3 +64,48 @@ def test_a_file_named_by_a_text_parameter_orders_its_writer_and_reader(tmp_path)
     nb = make_notebook(tmp_path, [("OUT = 'out.txt'", ["parameters"]), ("open(OUT, 'w').write('1')", ["step:w"]),
                                   ("v = open(OUT).read()", ["step:r"])])
     assert compile_notebook(nb).step("r").after == ["w"]
+
+
+@pytest.mark.parametrize(("binder", "constant"), [
+    ("P = os.path.join('res', 'out.txt')\nopen(P, 'w').write('a')", True),
+    ("P: str = f'{DATA}/out.txt'\nopen(P, 'w').write('a')", True),  # folded with the imports' constants
+    ("P = 'res/out.txt'\nopen(P, 'w').write('a')\nP = 'res/other.txt'", False),  # bound again
+    ("P = 'res/out.txt'\nfor P in ['res/a.txt']:\n    open(P, 'w')", False),
+    ("P = 'res/out.txt'\ndef f():\n    global P\n    P = 'x'", False),
+    ("P = 'res/out.txt'\nwith open('res/x.txt') as P:\n    pass", False),
+    ("P = 'res/out.txt'\ntry:\n    pass\nexcept OSError as P:\n    pass", False),
+    ("P = 'res/out.txt' if flag else 'res/x.txt'\nopen(P, 'w')", False),  # not one text
+])
+def test_a_constant_one_step_binds_once_is_written_out_in_it_and_later_steps(binder, constant):
+    steps = [Step(name="a", cells=[1], source=["import os", binder], defines=["P", "os"]),
+             Step(name="b", cells=[2], source=["s = open(P).read()\nopen(P, 'w').write(s + 'b')"], defines=["s"])]
+    scanned = dict(scanned_steps({"DATA": "res"}, steps))
+    assert ("open('res/out.txt').read()" in scanned["b"][0]) is constant
+
+
+def test_a_step_constant_another_step_the_imports_or_a_parameter_binds_is_not_written_out():
+    binder = Step(name="a", cells=[1], source=["P = 'res/out.txt'"], defines=["P"])
+    reader = Step(name="b", cells=[2], source=["x = open(P).read()"], defines=["x"])
+    again = Step(name="c", cells=[3], source=["P = 'res/other.txt'"], defines=["P"])
+    changed = Step(name="d", cells=[4], source=["set_path()"], defines=["P"])  # (a function rebinding it)
+    assert dict(scanned_steps({}, [binder, reader]))["b"] == ["x = open('res/out.txt').read()"]
+    for steps in ([binder, reader, again], [binder, reader, changed]):
+        assert dict(scanned_steps({}, steps))["b"] == ["x = open(P).read()"]
+    assert dict(scanned_steps({}, [binder, reader], {"P"}))["b"] == ["x = open(P).read()"]
+
+
+def test_two_steps_writing_a_file_in_turn_through_a_step_constant_are_ordered_and_reused(tmp_path):
+    # the name held in a value one step binds made no file edge: both steps ran again at every run
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    nb = make_notebook(tmp_path, [
+        ("import os", ["imports"]),
+        ("P = os.path.join('res', 'out.txt')\nos.makedirs('res', exist_ok=True)\nwith open(P, 'w') as f:\n"
+         "    f.write('a')", ["step:a"]),
+        ("with open(P) as f:\n    seen = f.read()\nwith open(P, 'w') as f:\n    f.write(seen + 'b')", ["step:b"]),
+    ])
+    options = RunOptions(engine="local")
+    assert run_notebook(nb, options=options).ok and (tmp_path / "res" / "out.txt").read_text() == "ab"
+    again = run_notebook(nb, options=options)
+    assert {s["name"]: s["status"] for s in again.steps} == {"a": "cached", "b": "cached"}
+    assert (tmp_path / "res" / "out.txt").read_text() == "ab"
