@@ -35,12 +35,13 @@ _FLUSH_EVERY = 32  # cells the child checks between two writes to the pipe
 class RefusalCheck:
     """`refused_cells` of the cells a compile walks (`order`), asked for in that order (`of`). From
     `BESIDE_FROM` cells on, a forked child checks them meanwhile. Not where fork is unsafe (other OSes,
-    or other threads in this process: the child would find locks they hold, held for good); and if
-    the child fails, each cell is checked here, from the tree the analysis walked, as without it."""
+    or other threads in this process: the child would find locks they hold, held for good), nor on
+    one core (it would only add its parse to the compile's); and if the child fails, each cell is
+    checked here, from the tree the analysis walked, as without it."""
 
     def __init__(self, sources: dict[int, str], order: list[int], beside: bool | None = None):
         if beside is None:
-            beside = len(order) >= BESIDE_FROM and sys.platform.startswith("linux") and threading.active_count() == 1
+            beside = len(order) >= BESIDE_FROM and _may_fork()
         self._answers: dict[int, list[Diagnostic]] = {}
         self._child = _checking_child(sources, order) if beside else None
 
@@ -77,6 +78,11 @@ class RefusalCheck:
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+
+
+def _may_fork() -> bool:
+    """On Linux, with a second core for the child to run on, and no other thread in this process."""
+    return sys.platform.startswith("linux") and len(os.sched_getaffinity(0)) > 1 and threading.active_count() == 1
 
 
 def _checking_child(sources: dict[int, str], order: list[int]):

@@ -137,3 +137,12 @@ def test_no_child_is_forked_beside_other_threads_or_for_a_small_notebook():
         stop.set()
         other.join()
     assert not RefusalCheck(sources, list(sources)[:BESIDE_FROM - 1]).beside
+
+
+def test_no_child_is_forked_on_one_core(monkeypatch):
+    from nbscale.compiler import python_check
+
+    monkeypatch.setattr(python_check.threading, "active_count", lambda: 1)  # (as in a process of one thread)
+    monkeypatch.setattr(python_check.os, "sched_getaffinity", lambda pid: {0})
+    sources = {i: f"x{i} = {i}" for i in range(python_check.BESIDE_FROM)}
+    assert not python_check.RefusalCheck(sources, list(sources)).beside
