@@ -23,6 +23,7 @@ from .parsing import parse_cell
 _JOINS = {"os.path.join", "posixpath.join", "path.join", "join", "Path", "pathlib.Path", "PurePath",
           "PurePosixPath", "str", "os.fspath", "fspath"}
 MAX_TEXT = 4096  # (as `file_edges` takes a name)
+_FEW = 8  # constants looked for in a cell's text one by one; more: the cell's names are looked up among them
 _NAME = re.compile(r"[A-Za-z_]\w*")
 # a top-level `NAME = …` whose value may fold to a text (it starts with a text, a join of texts, or
 # a name joined to one) and holds a quote: a cell that may bind a constant (most bind none, and are
@@ -136,6 +137,8 @@ def with_constants(sources: list[str], constants: dict[str, str]) -> list[str]:
 
 
 def _written_out(source: str, constants: dict[str, str]) -> str:
+    if len(constants) <= _FEW and not any(name in source for name in constants):  # (most cells: one test each)
+        return source
     used = constants.keys() & set(_NAME.findall(source))  # (not each constant looked for: there may be thousands)
     if not used:
         return source

@@ -54,4 +54,6 @@ def test_kept_values_leave_out_secrets_by_name_and_by_what_plain_values_hold():
               "frames": [np.zeros(3)]}
     kept = masking.kept_values(values)
     assert set(kept) == {"X", "rows", "note", "big", "frames"}
+    text = "Bearer ghp_" + "a1" * 20 + " " + "x" * masking.KEPT_CHARACTERS_LOOKED_AT  # (judged by name)
+    assert masking.kept_values({"raw": text, "short": text[:60]}).keys() == {"raw"}
     assert kept["rows"] is values["rows"]  # (the values themselves: nothing is copied)
