@@ -38,7 +38,7 @@ from collections import Counter
 from pathlib import Path, PosixPath, PurePath, PurePosixPath, PureWindowsPath, WindowsPath
 from typing import NamedTuple
 
-from ..compiler.file_edges import file_writes, named_globs, named_texts, shell_words
+from ..compiler.file_edges import database_edits, file_writes, named_globs, named_texts, shell_words
 from .masking import holds_credential
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
@@ -66,6 +66,8 @@ def named_files(sources, cwd: str) -> tuple[dict[str, str], bool]:
     for source in sources:
         for text, appends in _scanned(source).writes:
             found[_resolved(cwd, text)] = APPENDS if appends else WRITES
+    for text in database_edits(sources) if len(sources) > 1 else ():  # (connected in one cell, changed in another)
+        found[_resolved(cwd, text)] = WRITES
     seen, absent, named_again = set(), 0, Counter()
     for source in sources:
         scan = _scanned(source)

@@ -146,3 +146,12 @@ def test_a_named_wildcard_of_many_double_stars_is_not_walked(tmp_path):
     recording.mention_globs(["**/**/**/**/*.csv", "a/**/b/**/c/**/*.csv"], [])
     assert [g[2] for g in recording.globs] == ["**/*.csv"]  # (`**/**` is `**`)
     assert recording.problems == ["a named wildcard with more than two '**' is not followed: a/**/b/**/c/**/*.csv"]
+
+
+def test_a_database_the_step_changes_is_written_also_when_it_connects_in_another_cell(tmp_path):
+    (tmp_path / "res.db").write_bytes(b"")
+    db = str(tmp_path / "res.db")
+    connect, change, query = "con = sqlite3.connect('res.db')", "df.to_sql('t', con)", "con.execute('select 1')"
+    assert named_files([connect + "\n" + change], str(tmp_path))[0][db] == mentions.WRITES
+    assert named_files([connect, change], str(tmp_path))[0][db] == mentions.WRITES
+    assert named_files([connect, query], str(tmp_path))[0][db] == mentions.NAMES
