@@ -721,7 +721,7 @@ def call_result(heap, call: ast.Call, modules=frozenset()) -> frozenset[str]:
         return _made_container(heap, call, modules)
     if name in GENERATOR_MAKERS:  # `random.Random(0)`, `np.random.default_rng()`
         return frozenset({heap.fresh_kind(name, GENERATOR)})
-    if name in BY_NAME_MAKERS and (type(func) is ast.Name or _on_module(func.value, modules)):
+    if name in BY_NAME_MAKERS and _on_module(func if type(func) is ast.Name else func.value, modules):
         return frozenset({heap.fresh_kind(name, BY_NAME)})
     if name and (name[:1].isupper() or name in WRAPPING_FACTORIES):
         made = heap.fresh_kind(name, IN_PLACE) if copies_nothing(call) else heap.fresh(name)

@@ -883,10 +883,13 @@ def test_a_handler_given_to_a_logger_does_not_travel_with_it(make):
                         ("for hh in logger.handlers:\n    hh.flush()\nnames = reg", ["step:out"])])
     assert p.step("setup").outputs == ["logger", "reg"]
     assert "h" not in p.step("out").inputs and p.step("out").inputs == ["logger", "reg"]
-    # what any other object is given, it holds: a change through it reaches `h`, which goes along
-    q = compile_source([("h = Handler()\nreg = Registry()\nreg.add(h)", ["step:a"]),
-                        ("for hh in reg.handlers:\n    hh.flush()", ["step:b"])])
-    assert q.step("b").inputs == ["h", "reg"]
+    # what any other object is given, it holds: a change through it reaches `h`, which goes along;
+    # so does what the notebook's own `getLogger` makes
+    q = compile_source([("def getLogger():\n    return Registry()", ["functions"]),
+                        ("h = Handler()\nreg = Registry()\nreg.add(h)\nown = getLogger()\nown.add(h)", ["step:a"]),
+                        ("for hh in reg.handlers:\n    hh.flush()", ["step:b"]),
+                        ("for hh in own.handlers:\n    hh.flush()", ["step:c"])])
+    assert {"h", "reg"} <= set(q.step("b").inputs) and {"h", "own"} <= set(q.step("c").inputs)
 
 
 # Code Python runs for a special method of a notebook class, or through a callable value made
