@@ -51,11 +51,11 @@ _WRITES = [re.compile(pattern) for pattern in (
     rf"\bPath\(\s*{_PATH}\s*\)\s*\.\s*unlink\(",
 )]
 # A database file a step connects to (`sqlite3.connect("res.db")`, `duckdb.connect(database="w.duckdb")`,
-# `create_engine("sqlite:///res.db")`, `shelve.open("cache")`) is changed in place from C, unseen as a
-# write, when the step's text shows a change (`DATABASE_CHANGES`): what it holds afterwards depends on
-# what it held, as for a file edited in place (`open(P, "r+")`)
+# `create_engine("sqlite:///res.db")`, `df.to_sql("t", "sqlite:///res.db")`, `shelve.open("cache")`) is
+# changed in place from C, unseen as a write, when the step's text shows a change (`DATABASE_CHANGES`):
+# what it holds afterwards depends on what it held, as for a file edited in place (`open(P, "r+")`)
 _DATABASE = re.compile(rf"\b(?:sqlite3\.connect|duckdb\.connect|shelve\.open)\(\s*(?:database\s*=\s*)?{_PATH}"
-                       r"""|\bcreate_(?:async_)?engine\(\s*(?P<uq>['"])sqlite(?:\+\w+)?:///(?P<url>[^'"\\\n\x00?]{1,4096})""")
+                       r"""|(?P<uq>['"])sqlite(?:\+\w+)?:///(?P<url>[^'"\\\n\x00?]{1,4096})""")  # (a URL: `to_sql(t, url)`)
 DATABASE_CHANGES = re.compile(r"\.to_sql\(|\.commit\(|\.executescript\(|\.executemany\(|\bshelve\.open\("
                               r"|\b(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|REPLACE\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"
                               r"|(?:CREATE|DROP)\s+(?:TEMP\w*\s+|UNIQUE\s+|VIRTUAL\s+)?(?:TABLE|INDEX|VIEW|TRIGGER)"
@@ -311,7 +311,7 @@ def database_edits(sources: list[str]) -> set[str]:
     """The database files the cells of one step connect to (`_DATABASE`), normalised, when their
     text changes a database (`DATABASE_CHANGES`: the connection and the change may be in two cells).
     A step that only queries one reads it."""
-    if not any("connect(" in s or "open(" in s or "engine(" in s for s in sources):  # (most steps: none)
+    if not any("connect(" in s or "open(" in s or "sqlite:" in s for s in sources):  # (most steps: none)
         return set()
     found = {normalised(m["path"] or m["url"]) for source in sources for m in _DATABASE.finditer(source)}
     found.discard(":memory:")  # (no file)

@@ -169,6 +169,8 @@ def test_the_pipeline_orders_a_file_written_anew_after_its_readers_and_says_why(
     ("e = create_engine('sqlite+pysqlite:///res.db')\nrows = pd.read_sql('SELECT * FROM t', e)", False),
     ("con = duckdb.connect('res.db')\ncon.execute('CREATE TABLE t AS SELECT 1')", True),
     ("db = shelve.open('res.db')\nx = db['k']", True),
+    ("df.to_sql('t', 'sqlite:///res.db', if_exists='append')", True),
+    ("rows = pd.read_sql('select a from t', 'sqlite:///res.db')", False),
     ("con = sqlite3.connect('res.db')\nrows = con.execute('select * from t where updated > 0').fetchall()", False),
     ("con = sqlite3.connect(':memory:')\ncon.execute('CREATE TABLE t (a)')", False),  # (no file: `:memory:`)
     ("rows = pd.read_csv('res.db')\ndf.to_sql('t', other)", False),  # (no connection to it here)
