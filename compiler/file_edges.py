@@ -55,7 +55,7 @@ _WRITES = [re.compile(pattern) for pattern in (
 # changed in place from C, unseen as a write, when the step's text shows a change (`DATABASE_CHANGES`):
 # what it holds afterwards depends on what it held, as for a file edited in place (`open(P, "r+")`)
 _DATABASE = re.compile(rf"\b(?:sqlite3\.connect|duckdb\.connect|shelve\.open)\(\s*(?:database\s*=\s*)?{_PATH}"
-                       r"""|(?P<uq>['"])sqlite(?:\+\w+)?:///(?P<url>[^'"\\\n\x00?]{1,4096})""")  # (a URL: `to_sql(t, url)`)
+                       r"""|(?P<uq>['"])sqlite(?:\+\w+)?:///(?P<url>[^'"\\\n\x00?]{1,4096})""")  # (a URL)
 DATABASE_CHANGES = re.compile(r"\.to_sql\(|\.commit\(|\.executescript\(|\.executemany\(|\bshelve\.open\("
                               r"|\b(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|REPLACE\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"
                               r"|(?:CREATE|DROP)\s+(?:TEMP\w*\s+|UNIQUE\s+|VIRTUAL\s+)?(?:TABLE|INDEX|VIEW|TRIGGER)"
