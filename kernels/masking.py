@@ -82,12 +82,19 @@ def _quoted(secret: str) -> str:
 
 def kept_values(values: dict) -> dict:
     """Of a step's final values (name → value), those the store may keep for the run's results:
-    none whose name says it may be a secret (`api_token`, `password`, `session`), nor a text, or a
-    small list or dict of plain values, that holds one (`url = "postgresql://me:pw@db/x"`,
-    `headers = {"Authorization": "Bearer …"}`). A kept value is there to be looked at; the store
-    is no place for a secret (a value a later step reads is stored all the same: the step needs it)."""
-    return {name: value for name, value in values.items()
-            if not secret_name(name) and not (_plain(value) and may_be_credential(name, value))}
+    not a text or number that may be a credential (its name says so, `api_token = "…"`, `pin =
+    1234`, or its text holds one, `url = "postgresql://me:pw@db/x"`), nor a small list or dict of
+    plain values that holds one (`headers = {"Authorization": "Bearer …"}`; `tokens = ["a", "b"]`
+    is kept), nor another object under a name that may be a secret's (`session`, `credentials`). A
+    kept value is there to be looked at; the store is no place for a secret (a value a later step
+    reads is stored all the same: the step needs it)."""
+    return {name: value for name, value in values.items() if not _may_be_secret(name, value)}
+
+
+def _may_be_secret(name: str, value) -> bool:
+    if not _plain(value):
+        return secret_name(name)
+    return may_be_credential("" if type(value) in (list, dict) else name, value)
 
 
 def _plain(value) -> bool:

@@ -48,12 +48,12 @@ def test_kept_values_leave_out_secrets_by_name_and_by_what_plain_values_hold():
     import numpy as np
 
     big = ["ghp_" + "a1" * 20] * (masking.KEPT_ITEMS_LOOKED_AT + 1)
-    values = {"api_key": 1234, "session": object(), "dsn": None, "url": "postgresql://me:pw@db/x",
-              "cfg": {"db": {"password": "hunter22"}}, "args": ["--password", "hunter22"],
-              "X": np.array(["ghp_" + "a1" * 20]), "rows": [1, 2.5, None, "a"], "note": "kept", "big": big,
-              "frames": [np.zeros(3)]}
+    values = {"api_key": 1234, "token": "abc", "session": object(), "auth": ("me", "pw"), "dsn": None,
+              "url": "postgresql://me:pw@db/x", "cfg": {"db": {"password": "hunter22"}},
+              "args": ["--password", "hunter22"], "X": np.array(["ghp_" + "a1" * 20]), "rows": [1, 2.5, None, "a"],
+              "note": "kept", "big": big, "frames": [np.zeros(3)], "tokens": ["the", "cat"], "keys": {"a": 1}}
     kept = masking.kept_values(values)
-    assert set(kept) == {"X", "rows", "note", "big", "frames"}
+    assert set(kept) == {"dsn", "X", "rows", "note", "big", "frames", "tokens", "keys"}
     text = "Bearer ghp_" + "a1" * 20 + " " + "x" * masking.KEPT_CHARACTERS_LOOKED_AT  # (judged by name)
     assert masking.kept_values({"raw": text, "short": text[:60]}).keys() == {"raw"}
     assert kept["rows"] is values["rows"]  # (the values themselves: nothing is copied)
