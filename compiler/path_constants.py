@@ -130,10 +130,35 @@ def path_constants(statements, parameters: dict[str, object]) -> dict[str, str]:
 
 def with_constants(sources: list[str], constants: dict[str, str]) -> list[str]:
     """The cells' text with each use of a constant written out as its text (`df.to_csv(CLEAN)` →
-    `df.to_csv('data/clean.csv')`): for the scans of names, not to run."""
-    if not constants:
-        return sources
-    return [_written_out(source, constants) for source in sources]
+    `df.to_csv('data/clean.csv')`), and texts joined into one name where the text joins them
+    (`os.path.join('data', 'clean.csv')`, `Path('data') / 'clean.csv'` → `'data/clean.csv'`): for the
+    scans of names, not to run."""
+    return [_joins_folded(_written_out(source, constants) if constants else source) for source in sources]
+
+
+_LITERAL = r"""(?:'[^'\\\n]{0,4096}'|"[^"\\\n]{0,4096}")"""  # a text without escapes
+_JOIN_CALL = re.compile(rf"(?:\b(?:os\.path|posixpath|path)\.|(?<![\w.]))join\("
+                        rf"\s*({_LITERAL}(?:\s*,\s*{_LITERAL})+)\s*,?\s*\)")
+_PATH_CALL = re.compile(rf"(?<![\w.])(?:pathlib\.)?(?:Pure(?:Posix)?)?Path\(\s*({_LITERAL})\s*\)")
+_SLASH = re.compile(rf"({_LITERAL})\s*/\s*({_LITERAL})")
+_EACH_LITERAL = re.compile(_LITERAL)
+
+
+def _joins_folded(source: str) -> str:
+    if not ("join(" in source or "Path(" in source or "/" in source) or not ("'" in source or '"' in source):
+        return source  # (most cells)
+    for _ in range(8):  # (joins of joins: `os.path.join(os.path.join('a', 'b'), 'c')`)
+        folded = _PATH_CALL.sub(r"\1", source)
+        folded = _JOIN_CALL.sub(lambda m: repr(os.path.join(*map(_text, _EACH_LITERAL.findall(m[1])))), folded)
+        folded = _SLASH.sub(lambda m: repr(os.path.join(_text(m[1]), _text(m[2]))), folded)
+        if folded == source:
+            break
+        source = folded
+    return source
+
+
+def _text(literal: str) -> str:
+    return literal[1:-1]
 
 
 def _written_out(source: str, constants: dict[str, str]) -> str:

@@ -109,3 +109,21 @@ def test_two_steps_writing_a_file_in_turn_through_a_step_constant_are_ordered_an
     again = run_notebook(nb, options=options)
     assert {s["name"]: s["status"] for s in again.steps} == {"a": "cached", "b": "cached"}
     assert (tmp_path / "res" / "out.txt").read_text() == "ab"
+
+
+@pytest.mark.parametrize(("code", "written"), [
+    ("df.to_csv(os.path.join(DATA_DIR, 'clean.csv'))", "df.to_csv('data/clean.csv')"),
+    ("df.to_parquet(Path(DATA_DIR) / 'sub' / \"c.parquet\")", "df.to_parquet('data/sub/c.parquet')"),
+    ("p = os.path.join(os.path.join('a', 'b'), 'c.csv')", "p = 'a/b/c.csv'"),
+    ("t = ','.join(parts)\nr = a / b\ns = 'x/y'", "t = ','.join(parts)\nr = a / b\ns = 'x/y'"),  # (nothing joined)
+])
+def test_texts_a_cell_joins_are_written_out_as_one_name(code, written):
+    assert with_constants([code], {"DATA_DIR": "data"}) == [written]
+
+
+def test_a_file_named_by_joined_texts_orders_its_writer_and_reader_from_the_first_run(tmp_path):
+    # learned from the steps' latest results only from the second run on: the first ran them side by side
+    nb = make_notebook(tmp_path, [("import os\nimport pandas as pd\nDATA_DIR = 'data'", ["imports"]),
+                                  ("df.to_csv(os.path.join(DATA_DIR, 'clean.csv'))", ["step:prep"]),
+                                  ("n = len(pd.read_csv(os.path.join('data', 'clean.csv')))", ["step:use"])])
+    assert compile_notebook(nb).step("use").after == ["prep"]

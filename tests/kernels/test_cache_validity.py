@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from conftest import install_library, make_notebook, rewrite_keeping_mtime
 
+from nbscale.compiler import compile_notebook
 from nbscale.kernels.runner import RunOptions, cache_report, run_notebook
 
 LOCAL = RunOptions(engine="local")
@@ -924,15 +925,17 @@ def test_a_step_that_appends_to_a_file_under_a_name_no_text_shows_runs_with_its_
 
 
 def test_a_file_whose_name_is_built_as_the_steps_run_orders_them_as_their_last_runs_recorded(tmp_path):
-    # `os.path.join(DATA_DIR, "clean.csv")` makes no edge: the reader stayed cached while the writer
-    # wrote the file anew, and on Dask it ran beside the writer; learned from their latest results,
-    # it is decided once the writer ends, and waits for it
+    # `os.path.join(DATA_DIR, f"clean_{STAMP}.csv")`, a name known only as the steps run, makes no edge:
+    # the reader stayed cached while the writer wrote the file anew, and on Dask it ran beside the
+    # writer; learned from their latest results, it is decided once the writer ends, and waits for it
     (tmp_path / "raw.csv").write_text("a\n1\n3\n5\n")
     nb = make_notebook(tmp_path, [
-        ("import os, time\nimport pandas as pd\nDATA_DIR = '.'", ["imports"]), ("thr = 2", ["parameters"]),
-        ("time.sleep(1)\ndf = pd.read_csv('raw.csv')\ndf[df.a > thr].to_csv(os.path.join(DATA_DIR, 'clean.csv'))",
-         ["step:prep"]),
-        ("rows = len(pd.read_csv(os.path.join(DATA_DIR, 'clean.csv')))", ["step:use"])])
+        ("import os, time\nimport pandas as pd\nDATA_DIR = '.'\nSTAMP = time.strftime('%Y')", ["imports"]),
+        ("thr = 2", ["parameters"]),
+        ("time.sleep(1)\ndf = pd.read_csv('raw.csv')\n"
+         "df[df.a > thr].to_csv(os.path.join(DATA_DIR, f'clean_{STAMP}.csv'))", ["step:prep"]),
+        ("rows = len(pd.read_csv(os.path.join(DATA_DIR, f'clean_{STAMP}.csv')))", ["step:use"])])
+    assert compile_notebook(nb).step("use").after == []
     assert run_notebook(nb, options=LOCAL).load("use")["rows"] == 2  # (a first run has no record to learn from)
     why = cache_report(nb, {"thr": 0}, options=LOCAL)["use"]
     assert not why["reused"] and any("which prep (that runs again) last wrote before it" in t for t in why["why"])
@@ -993,6 +996,4 @@ def test_steps_that_only_query_a_database_stay_parallel_and_cached(tmp_path):
     first = run_notebook(nb, options=LOCAL)
     assert first.load("count")["n"] == 2 and first.load("total")["s"] == 3
     assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
-    from nbscale.compiler import compile_notebook
-
     assert [s.after for s in compile_notebook(nb).steps] == [[], []]
