@@ -956,7 +956,7 @@ SQLITE_STEPS = [
 ]
 
 
-@pytest.mark.parametrize("engine", ["local", "dask"])
+@pytest.mark.parametrize("engine", ["local", "dask", "papermill", "kfp-local"])
 def test_steps_that_change_a_database_in_turn_run_together_and_leave_what_top_to_bottom_leaves(tmp_path, engine):
     # `to_sql` of a table, then a step appending rows to it: SQLite changes the file from C, and once
     # no step wrote it, for nbscale: they could run in any order, the rerun of `init` alone (its
