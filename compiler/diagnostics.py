@@ -35,6 +35,7 @@ CODES = {
     "global-seed": WARNING,
     "prelude-seed-repeats": WARNING,
     "setting-not-replayed": WARNING,
+    "prelude-logging": WARNING,
     "prelude-object-changed": WARNING,
     "generator-handed-on": WARNING,
     "conflicting-option": WARNING,

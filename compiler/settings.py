@@ -169,6 +169,8 @@ class SettingsWalk:
         self._finder.functions(callables or {})
         for cell in cells:
             self._finder.cell(cell, step=None)
+        self.settings.diagnostics += self._finder.problems  # (`_prelude_logging`)
+        self._finder.problems = []
 
     def step(self, name: str, cells: list[ParsedCell], callables: dict[str, Callable] | None = None) -> None:
         """The next step's cells, in notebook order; `callables`: the functions and classes they
@@ -277,6 +279,7 @@ class _Finder:
                     self._statement(stmt, nodes, cell.index, piece)
                 else:
                     self._prelude_seeds(nodes, cell.index, piece)
+                    self._prelude_logging(stmt, nodes, cell.index, piece)
                 text = None  # the text of a definition (decorators too), for `_body_of` to skim
                 if self.skim and isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     text = _definition_text(piece, lines, stmt) if lines else piece.text
@@ -336,6 +339,23 @@ class _Finder:
         if type(expr) is ast.Name:
             return expr.id in self.loggers
         return type(expr) is ast.Call and self._qualified(expr.func) == "logging.getLogger"
+
+    def _prelude_logging(self, stmt, nodes, index, piece: Piece) -> None:
+        """The imports and functions cells run before every step, in processes that run step after
+        step: a log file they open anew (`FileHandler(P, mode="w")`, `basicConfig(filemode="w")`) is
+        emptied before each one, and a handler they add each time (`log.addHandler(h)`, not under
+        `if not log.handlers:`) is one more on the same logger: each line is written once per step run."""
+        for node, _ in nodes:
+            if type(node) is ast.Call and _opens_log_anew(self._qualified(node.func) or "", node):
+                self.problems.append(_prelude_logging_warning(
+                    node, index, piece, "opens its log file anew (mode 'w') before every step, so each step "
+                    "empties what the steps before it logged", "open it with mode='a'"))
+        call = stmt.value if type(stmt) is ast.Expr else None
+        if type(call) is ast.Call and type(call.func) is ast.Attribute and call.func.attr == "addHandler":
+            self.problems.append(_prelude_logging_warning(
+                call, index, piece, "adds one more handler before every step, and steps share worker "
+                "processes: each line is then written once per handler", "add it once: 'if not "
+                f"{ast.unparse(call.func.value)}.handlers:' above it"))
 
     def _prelude_seeds(self, nodes, index, piece: Piece) -> None:
         for node, _ in nodes:
@@ -794,6 +814,23 @@ def _step_function_warning(call, index, piece: Piece) -> Diagnostic:
         hint="define the function in the functions cell, and call it as a statement of its own")
 
 
+def _opens_log_anew(name: str, call: ast.Call) -> bool:
+    """`logging.FileHandler(P, "w")`, `RotatingFileHandler(P, mode="w")`, `basicConfig(filemode="w")`."""
+    if name.startswith("logging.") and name.endswith("FileHandler"):
+        mode = next((k.value for k in call.keywords if k.arg == "mode"), call.args[1] if len(call.args) > 1 else None)
+    elif name == "logging.basicConfig":
+        mode = next((k.value for k in call.keywords if k.arg == "filemode"), None)
+    else:
+        return False
+    return type(mode) is ast.Constant and isinstance(mode.value, str) and "w" in mode.value
+
+
+def _prelude_logging_warning(node, index, piece: Piece, what: str, hint: str) -> Diagnostic:
+    code = (piece.segment(node) or ast.unparse(node)).splitlines()[0]
+    return Diagnostic("prelude-logging", f"'{code}' in the imports or functions cells {what}",
+                      cell=index, line=node.lineno, col=node.col_offset + 1, hint=hint)
+
+
 def _logging_warning(node, index, piece: Piece) -> Diagnostic:
     code = (piece.segment(node) or ast.unparse(node)).splitlines()[0]
     return Diagnostic(
@@ -801,7 +838,8 @@ def _logging_warning(node, index, piece: Piece) -> Diagnostic:
         f"'{code}' sets up logging for the step's process, so later steps run without it (a step found "
         "cached leaves it out of the run altogether)",
         cell=index, line=node.lineno, col=node.col_offset + 1,
-        hint="set up logging in the imports cell, which runs before every step")
+        hint="set up logging in the imports cell, which runs before every step (a log file with mode='a', "
+             "a handler added under 'if not log.handlers:')")
 
 
 def _nested_warning(node, index, piece: Piece) -> Diagnostic:

@@ -624,3 +624,21 @@ def test_logging_set_up_in_a_step_is_a_warning_and_not_replayed():
                                   "logging.getLogger('nb').setLevel(logging.INFO)", ["imports"]),
                                  ("a = 1", ["step:a"]), ("log = logging.getLogger('nb')\nlog.setLevel(10)",
                                                          ["step:b"])])) == []
+
+
+@pytest.mark.parametrize(("prelude", "said"), [
+    ("import logging\nlog = logging.getLogger('exp')\nlog.addHandler(logging.FileHandler('exp.log', mode='w'))",
+     ["opens its log file anew", "adds one more handler"]),
+    ("import logging\nfrom logging.handlers import RotatingFileHandler as R\nh = R('exp.log', 'w')", ["anew"]),
+    ("import logging as lg\nlg.basicConfig(filename='run.log', filemode='w')", ["anew"]),
+    ("import logging\nlog = logging.getLogger('exp')\nif not log.handlers:\n"
+     "    log.addHandler(logging.FileHandler('exp.log', mode='a'))", []),
+    ("import logging\nlogging.basicConfig(filename='run.log', level=logging.INFO)", []),
+])
+def test_logging_the_imports_cell_sets_up_anew_before_every_step_is_a_warning(prelude, said):
+    # the imports cell runs before every step, in processes running step after step: a log opened
+    # with mode "w" kept only the last step's lines, and each step added one more handler (lines twice)
+    p = compile_source([(prelude, ["imports"]), ("x = 1", ["step:a"]), ("y = x", ["step:b"])])
+    found = [d for d in p.diagnostics if d.code == "prelude-logging"]
+    assert len(found) == len(said) and all(any(s in d.message for d in found) for s in said)
+    assert all(d.cell == 0 and d.line for d in found)
