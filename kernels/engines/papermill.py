@@ -106,7 +106,8 @@ class PapermillEngine(Engine):
                         del waiting[name]
                 if not running:
                     raise RuntimeError(f"steps {sorted(waiting)} wait for steps that are not planned")
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                # (in turns: a Ctrl-C the kernel gave another thread is only seen here between two)
+                done, _ = wait(list(running), timeout=SIGNALS_SEEN_EVERY, return_when=FIRST_COMPLETED)
                 for future in done:
                     outcome = future.result()
                     del running[future]
@@ -184,6 +185,11 @@ def _execute_in_kernel(spec, inputs, *, kernel_name, start_timeout, execution_ti
     return result, {"step_notebook": notebook}
 
 
+# How often the thread waiting for the steps looks at signals: Linux may hand a Ctrl-C to any thread
+# of the process (a step's, starting its kernel), and Python runs its handler in the main thread
+# only, as it next runs Python code; a wait without end would first see it as a step ends, after
+# a kernel started meanwhile ran the step's code.
+SIGNALS_SEEN_EVERY = 0.1
 KILLED_AFTER_S = 2.0  # a kernel interrupted at its step's timeout, and still running this long after, is killed
 
 
