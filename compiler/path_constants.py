@@ -93,10 +93,10 @@ def _bindings(tree, names) -> Counter:
             bound = (node.asname or node.name.split(".")[0],)
         elif kind in (ast.Global, ast.Nonlocal):
             bound = tuple(node.names)
-        elif kind in (ast.MatchAs, ast.MatchStar) and node.name or kind is ast.MatchMapping and node.rest:
-            bound = (getattr(node, "name", None) or node.rest,)
-        elif kind is ast.ExceptHandler and node.name:
+        elif kind in (ast.MatchAs, ast.MatchStar, ast.ExceptHandler):
             bound = (node.name,)
+        elif kind is ast.MatchMapping:
+            bound = (node.rest,)
         else:
             continue
         counted.update(name for name in bound if name in names)

@@ -176,7 +176,6 @@ def error_dict(ename: str, evalue: str, traceback: str | None = None, *, cell=No
             "traceback": traceback if traceback is not None else evalue + "\n", "frames": list(frames or [])}
 
 
-
 def unstorable_output(variable: str, message: str, step: dict) -> dict:
     """A step output that cannot be pickled (`MarshalError`: its `variable` and message) as the
     step's error, pointing at the statement of the step that first binds it: the cell to change,
