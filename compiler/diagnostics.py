@@ -36,6 +36,7 @@ CODES = {
     "prelude-seed-repeats": WARNING,
     "setting-not-replayed": WARNING,
     "prelude-logging": WARNING,
+    "pyplot-current-figure": WARNING,
     "prelude-object-changed": WARNING,
     "generator-handed-on": WARNING,
     "conflicting-option": WARNING,

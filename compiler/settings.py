@@ -30,6 +30,7 @@ from .callables import SPECIAL_METHODS, Callable, callee_of, changed_arguments
 from .diagnostics import Diagnostic
 from .effects import CONTAINER_METHODS, VALUE_METHODS, dotted_name, root_name
 from .parsing import LINE_END, ParsedCell, Piece, child_nodes
+from .pyplot_figures import FigureWalk, PyplotCall, pyplot_function
 from .scopes import scope_facts
 
 # Calls that change a process-wide setting every later cell sees (qualified through the imports).
@@ -91,7 +92,7 @@ CACHING_DECORATORS = frozenset({"functools.lru_cache", "functools.cache"})
 # Everything the settings pass resolves names against; a module that is none of these, nor a
 # part of or a container of one (`numpy` of `numpy.random.seed`), makes no setting or seed.
 _KNOWN_NAMES = (SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS) | SETTING_CONTEXTS | LOGGING_CALLS
-                | {"logging.getLogger"})
+                | {"logging.getLogger", "matplotlib.pyplot"})
 # Words in a cell that make the pass walk it (imports, definitions, magics).
 _ALWAYS_WALK = frozenset({"import", "def", "class", "get_ipython"})
 # Words in a function's text that make the pass walk its body (an import in it, `%config`).
@@ -157,6 +158,7 @@ class SettingsWalk:
         self._made_reads: set[str] = set()
         self._position = 0  # of the next step
         self._drew: dict[str, list[str]] = {}  # a global generator the prelude seeds → the steps drawing from it
+        self._figures = FigureWalk()
 
     def prelude(self, cells: list[ParsedCell], names: set[str], callables: dict[str, Callable] | None = None,
                 calling: set[str] = frozenset(), instances: set[str] = frozenset()) -> None:
@@ -180,11 +182,14 @@ class SettingsWalk:
         self._position += 1
         result.replayed[name] = [entry for entry, _ in self._made]
         result.parameters[name] = set(self._made_reads)
-        finder.found, finder.problems, finder.draws = [], [], {}
+        finder.found, finder.problems, finder.draws, finder.pyplot_calls = [], [], {}, []
         prelude_names = set(finder.prelude_names)
         for cell in cells:
             finder.cell(cell, step=name)
         self._repeated_draws(name, finder)
+        figure_warning = self._figures.step(name, finder.pyplot_calls)
+        if figure_warning is not None:
+            result.diagnostics.append(figure_warning)
         for kind, entry, reads, into in finder.found:
             if kind == "setting":
                 self._made.append((entry, into))
@@ -246,6 +251,7 @@ class _Finder:
         # the global generators the prelude seeds → its seed call; the current step's first draw from each
         self.prelude_seeds: dict[str, dict] = {}
         self.draws: dict[str, dict] = {}
+        self.pyplot_calls: list[PyplotCall] = []  # the current step's, in order (`pyplot_figures`)
         self.skim = True
 
     def functions(self, callables: dict[str, Callable]) -> None:
@@ -318,9 +324,20 @@ class _Finder:
                 self.found.append(("seed", {**_call_entry(node, index, piece), **seed}, set(), None))
             if self._sets_up_logging(node):
                 self.problems.append(_logging_warning(node, index, piece))
+            if type(node) is ast.Call:
+                self._note_pyplot_call(node, index, piece)
             drawn = self._drawn_from(node) if self.prelude_seeds and isinstance(node, ast.Call) else None
             if drawn in self.prelude_seeds and drawn not in self.draws:
                 self.draws[drawn] = _call_entry(node, index, piece)
+
+    def _note_pyplot_call(self, call: ast.Call, index: int, piece: Piece) -> None:
+        function = pyplot_function(self._qualified(call.func))
+        if function is not None:
+            func = call.func
+            self.pyplot_calls.append(PyplotCall(
+                function, index, call.lineno, (piece.segment(call) or ast.unparse(call)).splitlines()[0],
+                ast.unparse(func.value) if type(func) is ast.Attribute else "matplotlib.pyplot",
+                selects=function == "figure" and bool(call.args or any(k.arg == "num" for k in call.keywords))))
 
     def _sets_up_logging(self, node) -> bool:
         """`logging.basicConfig(...)`, `log.setLevel(...)` or `log.propagate = False` of a logger
