@@ -7,8 +7,8 @@ from ..errors import NbscaleError, PluginError
 __all__ = [
     "AmbiguousRunId", "ArtifactNotFound", "ClusterStartError", "CorruptArtifact", "CorruptArtifactWarning",
     "MarshalError", "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable", "PluginError", "RunStoreCorrupt",
-    "RunStoreError", "RunStoreReadOnly", "SchedulerUnreachable", "StepTimeout", "StoreUnusable", "Terminated",
-    "UnknownRun",
+    "RunStoreError", "RunStoreReadOnly", "SchedulerUnreachable", "StepStopped", "StepTimeout", "StoreUnusable",
+    "Terminated", "UnknownRun",
 ]
 
 
@@ -151,6 +151,15 @@ class SchedulerUnreachable(NbscaleRuntimeError):
     missing or not one, or nothing answers as a scheduler at the address within the timeout."""
 
     exit_code = 1  # the run is recorded as failed, with this as why
+
+
+class StepStopped(NbscaleRuntimeError):
+    """A step's run was stopped while the step waited for its process's shell (`shell_holder`): its
+    code never ran."""
+
+    def __init__(self, run: str):
+        self.run = run
+        super().__init__(f"run {run[:8]} was stopped before this step started")
 
 
 class Terminated(KeyboardInterrupt):

@@ -61,6 +61,7 @@ from .handoff import (
 from .interrupts import step_stop_requested
 from .masking import kept_values
 from .process_state import DECIMAL_CONTEXT, NUMPY_RANDOM_STATE, RANDOM_STATE, environment, restored_process_state
+from .shell_holder import held_for_run
 from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
 from .store import ArtifactStore, caller_tells_of_damage
@@ -272,7 +273,7 @@ def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
     from .executor import StepError, StepResult, execute_step  # IPython: only paid when a step really runs
 
     step = spec.step
-    with step_threads() as left, isolated_step(spec.cwd, spec.owner) as state:
+    with step_threads() as left, isolated_step(spec.cwd, spec.owner, spec.background_run) as state:
         outdated = outdated_distributions()
         if outdated:
             return StepResult(step["name"], FAILED, error=StepError(**error_dict(
@@ -338,7 +339,7 @@ def restored_message(restored: list[str]) -> str:
 
 
 @contextmanager
-def isolated_step(folder: str | None = None, owner: str = ""):
+def isolated_step(folder: str | None = None, owner: str = "", run: str = ""):
     """Run the block as the one step of this process that other runs must not notice afterwards;
     it yields the `ProcessState`, whose `.restored` names what was put back once the block ended.
 
@@ -347,13 +348,14 @@ def isolated_step(folder: str | None = None, owner: str = ""):
     shell, its import hooks) and the eviction of edited local modules (and of another folder's
     that `folder`, the step's, shadows) happen before the snapshot, so that restoring keeps them;
     so does naming the run's `owner` to the processes the step starts (`children.marked_for_owner`).
+    `run`: the run's id, unless it is stopped meanwhile (`shell_holder`).
     """
     from . import native_io
     from .dependencies import forget_stale_bytecode, note_loaded_distributions, see_shell_commands, watch_imports
     from .executor import evict_outdated_modules
     from .shell import step_shell
 
-    with step_shell():
+    with step_shell(), held_for_run(run):
         evict_outdated_modules(folder)
         forget_stale_bytecode(folder)
         native_io.install()

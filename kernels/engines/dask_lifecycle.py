@@ -15,9 +15,12 @@ gives up first (`KilledWorker`, an external cluster with fewer allowed failures)
 builds the same failed outcome from the same record.
 
 Cancel stops the code: the workers executing the run's steps end the steps' child processes and
-are restarted through their nannies; workers running nothing of this run are left alone. A step
-that outlives its `timeout:` is stopped the same way (`StepDeadlines`), its record marked timed
-out first, so that the task run again reports the timeout (or retries the step), not a death.
+are restarted through their nannies; workers running nothing of this run are left alone, and so
+are workers where the run's tasks only wait for another run's step to end (a worker of several
+threads runs one step at a time): those never start (`shell_holder`). A step that outlives its
+`timeout:` is stopped the same way (`StepDeadlines`), its record marked timed out first, so that
+the task run again reports the timeout (or retries the step), not a death. Another run's step on a
+restarted worker did nothing wrong: its record is marked (`mark_interrupted`) and it runs again.
 """
 
 from __future__ import annotations
@@ -94,13 +97,17 @@ def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
     runs of its task died under it as often as the step's `retries:` allows. `line`: the task's
     (`TaskLine`; the caller closes it)."""
     name, retries = spec.step["name"], spec.step.get("retries", 0)
-    died = line.died.get(name)
+    died, again = line.died.get(name), line.interrupted.get(name)
     begun = died["attempts"] if died else 0
     if begun:
         error, reason = _death(died, line.record.memory_restarts)
         if begun > retries:
             return died_outcome(name, reason, begun, died.get("started"), error)
         emit(STEP_RETRY, name, {"attempt": begun, "error": reason})
+    elif again is not None:  # stopped for another step's sake: not an attempt of its own that failed
+        begun = max(0, again.get("attempts", 1) - 1)
+        emit(WARNING, name, {"message": f"step {name!r} runs again from its start: {again['interrupted']}"})
+    if begun:
         spec = dataclasses.replace(spec, step={**spec.step, "retries": retries - begun})
     line.begin(name, begun + 1)  # sent while the step gets ready: waited for as its code starts
     counts = {"attempts": begun + 1}
@@ -144,8 +151,12 @@ class TaskLine:
         # the steps earlier runs of the task died under, not begun again since: step → its record
         # then (kept across deaths under other steps, so that no death goes uncounted)
         self.died = dict(before.get("died") or {})
+        # the step an earlier run of the task ran when its worker was restarted to stop another step
+        # (`mark_interrupted`): run again, that attempt not counted
+        self.interrupted: dict[str, dict] = {}
         if before.get("running"):
-            self.died[before["step"]] = {k: v for k, v in before.items() if k != "died"}
+            ended = self.interrupted if before.get("interrupted") else self.died
+            ended[before["step"]] = {k: v for k, v in before.items() if k != "died"}
 
     def begin(self, step: str, attempts: int):
         self.died.pop(step, None)
@@ -321,6 +332,8 @@ def _death(record: dict, restarts) -> tuple[str, str]:
     giving the nanny's memory restarts."""
     if record.get("timed_out"):
         return STEP_TIMEOUT, str(record["timed_out"])
+    if record.get("interrupted"):
+        return WORKER_DIED, f"the step was stopped: {record['interrupted']}"
     return WORKER_DIED, death_reason(record, restarts())
 
 
@@ -406,6 +419,14 @@ def executing_keys(suffix: str, dask_worker=None) -> list[str]:
             if isinstance(ts.key, str) and ts.key.endswith(suffix)]
 
 
+def stop_unstarted_steps(run_id: str, dask_worker=None) -> bool:
+    """(via `client.run`) Whether no step of the run holds this worker's shell: then its tasks here
+    only wait for it, and never start (`shell_holder.stop_unstarted`); no restart is needed."""
+    from ..shell_holder import stop_unstarted
+
+    return stop_unstarted(run_id)
+
+
 def end_children(dask_worker=None, grace: float = TERMINATE_WAIT_S) -> int:
     """End the child processes of this worker process before it is restarted (via `client.run`):
     the running step's (`children.end_step_children`, which also finds `!cmd &` orphans), then any
@@ -457,18 +478,20 @@ class _BroadcastFailures(logging.Filter):
 _BROADCAST_FAILURES = _BroadcastFailures()
 
 
-def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeout: float = 30.0) -> dict:
+def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeout: float = 30.0,
+                   whole_run: bool = True) -> dict:
     """Stop this run's steps that are still executing (`names_by_key`: task key → the steps of it
     that may still run): for each worker running one, say so
     (a WARNING event per step), end its child processes and restart it (killed if it does not close
-    at once: `end_for_restart`). Returns worker → status.
-    Never raises: it runs while a cancel is on its way out."""
+    at once: `end_for_restart`). `whole_run` (Cancel): a worker where the run's tasks only wait for
+    another run's step to end is not restarted; they never start there (`stop_unstarted_steps`).
+    Returns worker → status. Never raises: it runs while a cancel is on its way out."""
     asked = []
     # (the own cluster's scheduler logs in this process; left on: a question to a worker that died
     # with the run's process group fails only as the scheduler gives up connecting, or closes)
     logging.getLogger("distributed.scheduler").addFilter(_BROADCAST_FAILURES)
     try:
-        return _stop(client, run_id, names_by_key, emit, restart_timeout, asked)
+        return _stop(client, run_id, names_by_key, emit, restart_timeout, asked, whole_run)
     except Exception as exc:  # noqa: BLE001 - the cancel goes on; say what is left running
         emit(WARNING, None, {"message": f"could not stop the run's steps on their workers: {exc}"})
         return {}
@@ -478,7 +501,7 @@ def stop_run_steps(client, run_id: str, names_by_key: dict, emit, restart_timeou
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list) -> dict:
+def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list, whole_run: bool) -> dict:
     suffix = f"-{run_id[:8]}"
     # what the scheduler gave each worker, and what each worker says it executes; a worker that does not
     # say is stuck in a step's C code that holds the interpreter (`deque(repeat(...))`, a Cython loop):
@@ -492,6 +515,12 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list) -> d
     found = {worker: answers.get(worker, keys) for worker, keys in assigned.items()}
     busy = {worker: [name for k in keys for name in names_by_key.get(k, ())] for worker, keys in found.items()}
     busy = {worker: steps for worker, steps in busy.items() if steps}
+    unstarted = _ask_each(client, [w for w in busy if w in answers], ASK_S, asked, stop_unstarted_steps,
+                          run_id) if whole_run else {}
+    for worker in [w for w, stopped in unstarted.items() if stopped is True]:
+        for step in busy.pop(worker):
+            emit(WARNING, step, {"message": f"stopping step {step!r}: it waits on worker {worker} for another "
+                                            "step to end, and will not start"})
     if not busy:
         return {}
     for worker, steps in busy.items():
@@ -502,6 +531,10 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list) -> d
         emit(WARNING, None, {"message": f"stopping what step(s) {', '.join(busy[asker])} computed on the cluster: "
                                         f"restarting worker {worker}"})
         busy.setdefault(worker, [])
+    try:
+        client.run_on_scheduler(mark_interrupted, busy, run_id)
+    except Exception:  # noqa: BLE001 - a scheduler of an older nbscale: the other steps fail as died, as before
+        pass
     ended = _ask_each(client, [w for w in busy if w in answers or w not in assigned], TERMINATE_WAIT_S + ASK_S,
                       asked, end_for_restart)
     stuck = [worker for worker in busy if worker not in ended]
@@ -517,6 +550,27 @@ def _stop(client, run_id, names_by_key, emit, restart_timeout, asked: list) -> d
 
 
 ASK_S = 2.0  # how long a worker has to answer while a run is cancelled, before it counts as stuck in a step
+
+
+def mark_interrupted(busy: dict, run_id: str, dask_scheduler=None) -> int:
+    """(on the scheduler) Mark the records of the other steps running on the workers about to be
+    restarted to stop `busy`'s steps (worker → steps of run `run_id`): a worker of an external
+    cluster runs many threads, each maybe another run's step. Such a step did not fail: Dask runs
+    its task again, which runs it again from its start (`run_counted`), not counting that attempt.
+    Returns how many were marked."""
+    stopped = {step for steps in busy.values() for step in steps}
+    marked = 0
+    for other, heads in dask_scheduler.task_metadata.get(NAMESPACE, {}).items():
+        for record in heads.values() if isinstance(heads, dict) else ():
+            if not isinstance(record, dict) or not record.get("running") or record.get("timed_out") \
+                    or record.get("worker") not in busy or other == run_id and record.get("step") in stopped:
+                continue
+            steps = ", ".join(repr(step) for step in busy[record["worker"]])
+            what = f"step {steps}" if steps else "what a step computed there"
+            record["interrupted"] = (f"its worker {record['worker']} was restarted to stop {what} of run "
+                                     f"{run_id[:8]} (cancelled, or past its timeout)")
+            marked += 1
+    return marked
 
 
 # --- timeouts: stop a step that outlives its `timeout:` from outside ---------------------------------
@@ -575,7 +629,7 @@ class StepDeadlines(threading.Thread):
             message = (f"{timeout_message(step, limit)} and did not stop (it slept, waited, or ran compiled "
                        "code that holds the interpreter), so its worker was restarted to stop it")
             if self.client.run_on_scheduler(mark_timed_out, self.run_id, self.names_by_key[key][0], step, message):
-                stop_run_steps(self.client, self.run_id, {key: [step]}, self.emit)
+                stop_run_steps(self.client, self.run_id, {key: [step]}, self.emit, whole_run=False)
 
     def _still_running(self, key: str, step: str) -> bool:
         """Whether the step's code still runs under its timeout on the worker of its task, or that

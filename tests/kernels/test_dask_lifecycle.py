@@ -385,14 +385,14 @@ def test_a_step_that_ends_at_its_timeout_itself_is_not_stopped_from_outside(tmp_
 # --- Cancel stops the step where it runs ---------------------------------------------------------
 
 
-def _sleeper(tmp_path, name="sleeper", wait="time.sleep(600)"):
+def _sleeper(tmp_path, name="sleeper", wait="time.sleep(600)", tags=()):
     """A notebook whose step starts a child process, notes both pids, and sleeps (or `wait`s)."""
     pids = tmp_path / f"{name}-pids.txt"
     source = (f"import os, subprocess, time\nchild = subprocess.Popen(['sleep', '600'])\n"
               f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n{wait}\nx = 1")
     folder = tmp_path / name
     folder.mkdir()
-    return make_notebook(folder, [(source, ["step:sleeps"])], name=name), pids
+    return make_notebook(folder, [(source, ["step:sleeps", *tags])], name=name), pids
 
 
 def _cancel_cli_run(notebook, pids, flag, target):
@@ -595,6 +595,125 @@ def test_cancel_on_an_external_cluster_leaves_other_clients_workers_alone(tmp_pa
         other.wait_for_workers(2, timeout=DEADLINE_S)
     quick = make_notebook(tmp_path, [("q = 1", ["step:quick"])], name="quick")
     assert run_notebook(quick, options=RunOptions(scheduler_file=process_cluster, use_cache=False)).ok
+
+
+@pytest.fixture(scope="module")
+def threaded_cluster():
+    """One worker process of two threads with a nanny, as `dask worker` makes by default on two
+    cores: two runs' steps (or two steps of one run) run in one process."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "120s"}):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
+                               host="127.0.0.1")
+        yield cluster.scheduler_address
+        cluster.close()
+
+
+def _noting_step(log, name="notes"):
+    """A step that notes each start of its code in `log`."""
+    return f"with open({str(log)!r}, 'a') as f:\n    f.write('start\\n')\nw = 1", [f"step:{name}"]
+
+
+def _waiting_for_the_shell(client, step: str):
+    """Wait until the other thread of the cluster's one worker executes `step`'s task: it waits
+    there for the step before it to end (the steps of one process run one at a time)."""
+    wait_for(lambda: any(k.startswith(f"nbscale-{step}-") for keys in _executing(client).values() for k in keys),
+             f"step {step!r} to wait on the worker")
+
+
+def _rerun_warnings(store, run_id) -> list[str]:
+    return [e["payload"]["message"] for e in store.events_since(run_id)
+            if e["kind"] == "warning" and "runs again from its start" in e["payload"].get("message", "")]
+
+
+@pytest.mark.parametrize("stop", ["cancel", "timeout"])
+def test_another_runs_step_on_a_worker_restarted_to_stop_a_step_runs_and_succeeds(tmp_path, threaded_cluster, stop):
+    """Cancel, or a step past its timeout, restarts the worker that runs the step; on a worker of
+    many threads another run's step waits there for it (a process runs one step at a time). That
+    step did nothing wrong: it runs, saying why, and its run succeeds. Before, it failed:
+    "WorkerDied: the worker running this step died ... last seen using 160 MiB"."""
+    from distributed import Client
+
+    log = tmp_path / "other-starts.txt"
+    other = make_notebook(tmp_path, [_noting_step(log)], name="other")
+    notebook, pids = _sleeper(tmp_path, tags=["timeout:3s"] if stop == "timeout" else [])
+    stopped = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(notebook), "--scheduler", threaded_cluster],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with Client(threaded_cluster, timeout="20s") as client:
+            wait_for(_step_started(pids), "the step to stop to start")
+            proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(other), "--scheduler",
+                                     threaded_cluster, "--no-cache"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            _waiting_for_the_shell(client, "notes")
+            assert _lines(log) == []
+            if stop == "cancel":
+                stopped.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=DEADLINE_S)
+        stopped_out, _ = stopped.communicate(timeout=DEADLINE_S)
+    finally:
+        for p in (stopped, proc):
+            if p.poll() is None:
+                p.kill()
+    assert proc.returncode == 0, out
+    assert _lines(log) == ["start"]  # its code ran once, after the restart
+    store = default_run_store(other)
+    run = store.list_runs()[0]
+    assert run["status"] == "succeeded"
+    ended = default_run_store(notebook).list_runs()[0]
+    assert ended["status"] == ("cancelled" if stop == "cancel" else "failed"), stopped_out
+    [warning] = _rerun_warnings(store, run["id"])
+    assert warning.startswith("step 'notes' runs again from its start: its worker tcp://127.0.0.1:"), warning
+    assert warning.endswith(f"was restarted to stop step 'sleeps' of run {ended['id'][:8]} (cancelled, or past "
+                            "its timeout)"), warning
+
+
+def test_cancel_of_a_run_whose_step_waits_for_another_runs_step_leaves_that_step_running(tmp_path, threaded_cluster):
+    """The cancelled run's task only waits on the worker (another run's step holds its shell): the
+    worker is not restarted, the other step goes on undisturbed, and the cancelled step never runs,
+    not even once the other step has ended."""
+    from distributed import Client
+
+    log, go = tmp_path / "other-starts.txt", tmp_path / "go"
+    other = make_notebook(tmp_path, [(f"import os, time\nwith open({str(log)!r}, 'a') as f:\n"
+                                      f"    f.write(f'{{os.getpid()}}\\n')\nwhile not os.path.exists({str(go)!r}):\n"
+                                      "    time.sleep(0.05)\nw = 1", ["step:holds"])], name="other")
+    notebook, pids = _sleeper(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(other), "--scheduler", threaded_cluster,
+                             "--no-cache"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cancelled = None
+    try:
+        with Client(threaded_cluster, timeout="20s") as client:
+            wait_for(lambda: len(_lines(log)) == 1, "the other run's step to start")
+            cancelled = subprocess.Popen([sys.executable, "-m", "nbscale", "run", str(notebook), "--scheduler",
+                                          threaded_cluster], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         text=True)
+            _waiting_for_the_shell(client, "sleeps")
+            cancelled.send_signal(signal.SIGINT)
+            cancelled_out, _ = cancelled.communicate(timeout=DEADLINE_S)
+            go.write_text("")
+            out, _ = proc.communicate(timeout=DEADLINE_S)
+            wait_for(lambda: not any(k.startswith("nbscale-") for keys in _executing(client).values() for k in keys),
+                      "the cancelled step's task to end")
+            assert list(client.run(os.getpid).values()) == [int(_lines(log)[0])]  # the worker was not restarted
+    finally:
+        for p in (cancelled, proc):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert cancelled.returncode != 0, cancelled_out
+    assert proc.returncode == 0, out
+    assert len(_lines(log)) == 1  # the other step ran once
+    assert not pids.exists()  # the cancelled step's code never ran
+    run = default_run_store(notebook).list_runs()[0]
+    assert run["status"] == "cancelled"
+    warnings = [e["payload"]["message"] for e in default_run_store(notebook).events_since(run["id"])
+                if e["kind"] == "warning"]
+    assert [w for w in warnings if "restarting" in w] == []
+    assert any(w.startswith("stopping step 'sleeps': it waits on worker tcp://") and w.endswith("will not start")
+               for w in warnings), warnings
+    assert _rerun_warnings(default_run_store(other), default_run_store(other).list_runs()[0]["id"]) == []
 
 
 def test_cancel_on_the_runs_own_cluster_never_runs_the_host_script_again(tmp_path):
