@@ -33,12 +33,14 @@ class FileVersions:
     # step → files it uses that an earlier step wrote anew: what it read of one it then changed came from
     # that step (made again by it, or this step's own last version, at every run), no state it advances
     made_before: dict[str, set[str]] = field(default_factory=dict)
+    written: set[str] = field(default_factory=set)  # every file a step writes, appends to or changes, as named
 
 
 def file_versions(steps: list[tuple[str, list[str]]]) -> FileVersions:
     """`steps`: (name, its cells' sources) in notebook order."""
-    versions = FileVersions()
-    for path, uses in _uses(steps).items():
+    writes = [step_writes(sources) for _, sources in steps]
+    versions = FileVersions(written={path for written in writes for path in written})
+    for path, uses in _uses(steps, writes).items():
         first = next((i for i, (_, use) in enumerate(uses) if use == WRITE), None)
         for name, _ in uses[first + 1:] if first is not None else ():
             versions.made_before.setdefault(name, set()).add(path)
@@ -62,9 +64,9 @@ def file_versions(steps: list[tuple[str, list[str]]]) -> FileVersions:
     return versions
 
 
-def _uses(steps) -> dict[str, list[tuple[str, str]]]:
-    """File → (step, how it uses the file) in notebook order, for the files some step writes anew."""
-    writes = [step_writes(sources) for _, sources in steps]
+def _uses(steps, writes: list[dict[str, bool]]) -> dict[str, list[tuple[str, str]]]:
+    """File → (step, how it uses the file) in notebook order, for the files some step writes anew
+    (`writes`: each step's `step_writes`)."""
     anew = {path for written in writes for path, appends in written.items() if not appends}
     if not anew:
         return {}

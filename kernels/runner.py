@@ -70,6 +70,7 @@ from .errors import (
     ServerGone,
     Terminated,
 )
+from .file_locks import FileLocks
 from .fingerprints import PRODUCT, as_left
 from .interrupts import interrupt_requested, last_words, stop_requests_noted, watching_this_process
 from .liveness import current_owner
@@ -189,15 +190,20 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     recorder = _Recorder(store, run_id, hashes, on_event, notebook)
     store.on_file_lost(recorder.state_lost)  # the heartbeat notices it during the run
     engine = None
+    locks = FileLocks()
     # The whole run up to its recorded end: a Ctrl-C or SIGTERM as the engine closes, or as the run's
     # end is recorded, cancels it like one during a step (it stayed `running`, then read `failed`).
     try:
         try:
             recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
+            versions = _file_versions(pipeline)
+            locks.acquire(versions.written, str(cwd or notebook.resolve().parent),
+                          {"run": run_id, "notebook": str(notebook), "pid": os.getpid()},
+                          lambda message: recorder.emit(WARNING, None, {"message": message}))
             damaged: dict[str, CorruptArtifact] = {}
             rebuilt: dict[str, list] = {}
             specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile, damaged, rebuilt,
-                                partial(store.last_keys, str(notebook.resolve())))
+                                partial(store.last_keys, str(notebook.resolve())), versions)
             store.start_run(run_id)
             recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
             recorder.plan({s.step["name"]: s.step["after"] for s in specs})
@@ -251,6 +257,8 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
         if isinstance(exc, KeyboardInterrupt) and requested is not None and not isinstance(exc, requested):
             raise requested() from exc
         raise
+    finally:
+        locks.release()
     run = store.get_run(run_id, heavy=("profiles",))  # (the lineage records stay in the store)
     if final == status:
         recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
@@ -299,12 +307,13 @@ def connect_engine(engine, emit) -> None:
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, profile=True, damaged: dict | None = None,
-          rebuilt: dict | None = None, last_keys=None) -> tuple[list[StepSpec], dict]:
+          rebuilt: dict | None = None, last_keys=None, versions: FileVersions | None = None
+          ) -> tuple[list[StepSpec], dict]:
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
-    cache keys known before running (of the steps found cached). `damaged`, `rebuilt`, `last_keys`:
-    see `cached_steps`."""
+    cache keys known before running (of the steps found cached). `damaged`, `rebuilt`, `last_keys`,
+    `versions`: see `cached_steps`."""
     folder = str(cwd or notebook.resolve().parent)
-    versions = _file_versions(pipeline)
+    versions = versions or _file_versions(pipeline)
     rebuilt = {} if rebuilt is None else rebuilt  # not reused when decided later either
     learned: dict[str, dict[str, str]] = {}
     keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions, damaged,
