@@ -26,6 +26,8 @@ import os
 import time
 from pathlib import Path
 
+from .children import OWNER_ENV
+
 try:
     import fcntl
 except ImportError:  # not on Windows
@@ -58,22 +60,31 @@ class FileLocks:
         except OSError:
             return
         many = len(real) > MAX_FILE_LOCKS
-        self._lock("folder:" + os.path.realpath(folder), fcntl.LOCK_EX if many else fcntl.LOCK_SH, holder,
-                   lambda who: say(f"waiting for {who} writing files in {os.path.realpath(folder)} to end: runs "
-                                   "that write one file take turns"))
+        where = os.path.realpath(folder)
+        self._lock("folder:" + where, fcntl.LOCK_EX if many else fcntl.LOCK_SH, holder, say,
+                   lambda who: f"{who} writing files in {where}")
         for path in [] if many else real:
-            self._lock(path, fcntl.LOCK_EX, holder,
-                       lambda who, path=path: say(f"waiting for {who}, which writes {path} too, to end: runs that "
-                                                  "write one file take turns"))
+            self._lock(path, fcntl.LOCK_EX, holder, say, lambda who, path=path: f"{who}, which writes {path} too,")
 
-    def _lock(self, what: str, kind: int, holder: dict, waiting) -> None:
+    def _lock(self, what: str, kind: int, holder: dict, say, waited_for) -> None:
         fd = self._open(what)
-        if fd is not None:
-            # who holds it is known when one run holds it alone, which a shared lock's taker waits for
-            named = kind == fcntl.LOCK_SH or not what.startswith("folder:")
-            _wait_for(fd, kind, lambda: waiting(_holder_of(fd) if named else "other runs"))
+        if fd is None:
+            return
+        if _locked(fd, kind):
             if kind == fcntl.LOCK_EX:
                 _note_holder(fd, holder)
+            return
+        # who holds it is known when one run holds it alone, which a shared lock's taker waits for
+        named = kind == fcntl.LOCK_SH or not what.startswith("folder:")
+        holders = _holder_dict(fd) if named else {}
+        who = _described(holders) if named else "other runs"
+        if _inside(holders):  # waiting would wait for ever: the holder waits for this run's end
+            say(f"not waiting for {waited_for(who)} to end: this run runs inside one of its steps")
+            return
+        say(f"waiting for {waited_for(who)} to end: runs that write one file take turns")
+        _wait_for(fd, kind)
+        if kind == fcntl.LOCK_EX:
+            _note_holder(fd, holder)
 
     def _open(self, what: str) -> int | None:
         name = hashlib.sha256(what.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".lock"
@@ -93,18 +104,24 @@ class FileLocks:
                 pass
 
 
-def _wait_for(fd: int, kind: int, waiting) -> None:
-    """Take the lock, calling `waiting()` once if it must wait."""
-    said = False
-    while True:
-        try:
-            fcntl.flock(fd, kind | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if not said:
-                said = True
-                waiting()
-            time.sleep(POLL_S)
+def _locked(fd: int, kind: int) -> bool:
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _wait_for(fd: int, kind: int) -> None:
+    while not _locked(fd, kind):
+        time.sleep(POLL_S)
+
+
+def _inside(holder: dict) -> bool:
+    """Whether this process runs inside a step of the holder's run (`nbscale.run()` in a step, or a
+    process a step started): the step's owner mark in the environment names that run's owner."""
+    owner = holder.get("owner")
+    return bool(owner) and os.environ.get(OWNER_ENV, "").startswith(f"{owner}:")
 
 
 def _note_holder(fd: int, holder: dict) -> None:
@@ -115,13 +132,18 @@ def _note_holder(fd: int, holder: dict) -> None:
         pass
 
 
-def _holder_of(fd: int) -> str:
-    """The run holding the lock, as it noted itself: "run 1a2b3c4d of nb.ipynb (process 123)"."""
+def _holder_dict(fd: int) -> dict:
+    """What the run holding the lock noted of itself (`_note_holder`)."""
     try:
         holder = json.loads(os.pread(fd, 65536, 0) or b"{}")
     except (OSError, ValueError):
-        holder = {}
-    if not isinstance(holder, dict) or not holder.get("run"):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _described(holder: dict) -> str:
+    """"run 1a2b3c4d of nb.ipynb (process 123)", from what the holder noted."""
+    if not holder.get("run"):
         return "another run"
     return (f"run {str(holder['run'])[:8]} of {Path(str(holder.get('notebook', ''))).name or 'a notebook'} "
             f"(process {holder.get('pid')})")

@@ -198,7 +198,8 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
             recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
             versions = _file_versions(pipeline)
             locks.acquire(versions.written, str(cwd or notebook.resolve().parent),
-                          {"run": run_id, "notebook": str(notebook), "pid": os.getpid()},
+                          {"run": run_id, "notebook": str(notebook), "pid": os.getpid(),
+                           "owner": owner_marker(current_owner().pid, current_owner().started)},
                           lambda message: recorder.emit(WARNING, None, {"message": message}))
             damaged: dict[str, CorruptArtifact] = {}
             rebuilt: dict[str, list] = {}

@@ -204,3 +204,25 @@ def test_a_run_writing_very_many_files_locks_its_folder_alone(tmp_path, monkeypa
     thread.join(10)
     assert not thread.is_alive()
     waiting_many.release()
+
+
+def test_a_run_started_by_a_step_of_the_run_holding_the_file_does_not_wait_for_it(tmp_path):
+    """A step that runs another notebook (`!nbscale run inner.ipynb`) writing a file its own run
+    writes: the inner run waited for the outer one, which waited for its step: for ever."""
+    make_notebook(tmp_path, [("with open('a.txt', 'w') as f:\n    f.write('inner')\nz = 1", ["step:inner"])],
+                  name="inner")
+    outer = make_notebook(tmp_path, [
+        ("import subprocess, sys\nwith open('a.txt', 'w') as f:\n    f.write('outer')\n"
+         "done = subprocess.run([sys.executable, '-m', 'nbscale', 'run', 'inner.ipynb', '--engine', 'local'],"
+         " capture_output=True, text=True, timeout=60)\nrc = done.returncode\nprint(done.stdout[-2000:])",
+         ["step:outer"]),
+        ("assert rc == 0, rc", ["step:check"])], name="outer")
+    run = _run(outer)
+    out, _ = run.communicate(timeout=DEADLINE_S)
+    assert run.returncode == 0, out
+    assert (tmp_path / "a.txt").read_text() == "inner"
+    store = default_run_store(outer)
+    inner_run = next(r for r in store.list_runs() if r["notebook"].endswith("inner.ipynb"))
+    said = [e["payload"]["message"] for e in store.events_since(inner_run["id"]) if e["kind"] == "warning"]
+    assert any(m.startswith("not waiting for run ") and m.endswith("to end: this run runs inside one of its steps")
+               for m in said), said
