@@ -13,6 +13,7 @@ closes the figures after every cell, it draws a new figure top to bottom too.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 
 from .diagnostics import Diagnostic
@@ -27,7 +28,7 @@ FINISHING = frozenset({
     "xlim", "ylim", "xticks", "yticks", "xscale", "yscale", "grid", "colorbar", "tight_layout", "subplots_adjust",
     "margins", "autoscale", "tick_params", "ticklabel_format", "locator_params", "minorticks_on", "minorticks_off",
     "clim", "twinx", "twiny", "axis", "box", "bar_label", "clabel", "annotate", "text", "figtext", "draw",
-    "findobj", "get_current_fig_manager", "clf", "cla", "delaxes",
+    "findobj", "get_current_fig_manager", "clf", "cla", "delaxes", "despine", "move_legend",
 })
 # pyplot functions that neither draw nor read a figure (settings, the backend, files, other objects).
 NO_FIGURE = frozenset({
@@ -36,6 +37,18 @@ NO_FIGURE = frozenset({
     "set_loglevel", "switch_backend", "xkcd", "get_cmap", "colormaps", "install_repl_displayhook",
     "uninstall_repl_displayhook", "draw_if_interactive", "new_figure_manager", "show", "pause", "style", "cycler",
 })
+
+
+SEABORN = "seaborn."
+# seaborn functions that draw on pyplot's current figure (or make one), and those that finish it
+SEABORN_DRAWING = frozenset({
+    "relplot", "scatterplot", "lineplot", "displot", "histplot", "kdeplot", "ecdfplot", "rugplot", "distplot",
+    "catplot", "stripplot", "swarmplot", "boxplot", "violinplot", "boxenplot", "pointplot", "barplot", "countplot",
+    "lmplot", "regplot", "residplot", "heatmap", "clustermap", "pairplot", "jointplot",
+})
+SEABORN_FINISHING = frozenset({"despine", "move_legend"})
+# methods that draw with pyplot on any object (pandas' `df.plot(...)`, `df.plot.bar()`, `s.hist()`)
+PLOTTING_METHODS = frozenset({"plot", "hist", "boxplot"})
 
 
 @dataclass(frozen=True)
@@ -78,12 +91,22 @@ class FigureWalk:
         return warning
 
 
-def pyplot_function(qualified: str | None) -> str | None:
-    """"savefig" of "matplotlib.pyplot.savefig"; None for what is no function of pyplot."""
-    if qualified is None or not qualified.startswith(PYPLOT):
-        return None
-    function = qualified[len(PYPLOT):]
-    return function if function.isidentifier() else None  # (`plt.style.use` is a setting, not this pass's)
+def figure_function(qualified: str | None, func) -> str | None:
+    """What a call does to pyplot's figures, as the pyplot function doing the same is named:
+    "savefig" of "matplotlib.pyplot.savefig", "histplot" of seaborn's, "plot" of `df.plot(...)` or
+    `df.plot.bar(...)`; None for a call that does nothing to them. `qualified`: the callee through
+    the notebook's imports (None if not an import's); `func`: the call's `func` node."""
+    if qualified is not None and qualified.startswith(PYPLOT):
+        function = qualified[len(PYPLOT):]
+        return function if function.isidentifier() else None  # (`plt.style.use` is a setting, not this pass's)
+    if qualified is not None and qualified.startswith(SEABORN):
+        function = qualified[len(SEABORN):]
+        return function if function in SEABORN_DRAWING or function in SEABORN_FINISHING else None
+    if qualified is None and type(func) is ast.Attribute:
+        method, value = func.attr, func.value
+        if method in PLOTTING_METHODS or type(value) is ast.Attribute and value.attr == "plot":
+            return "plot"  # (`df.plot.bar`: the accessor's method)
+    return None
 
 
 def _warning(step: str, call: PyplotCall, drawer: str, drawn: PyplotCall) -> Diagnostic:

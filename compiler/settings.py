@@ -30,7 +30,7 @@ from .callables import SPECIAL_METHODS, Callable, callee_of, changed_arguments
 from .diagnostics import Diagnostic
 from .effects import CONTAINER_METHODS, VALUE_METHODS, dotted_name, root_name
 from .parsing import LINE_END, ParsedCell, Piece, child_nodes
-from .pyplot_figures import FigureWalk, PyplotCall, pyplot_function
+from .pyplot_figures import PLOTTING_METHODS, PYPLOT, FigureWalk, PyplotCall, figure_function
 from .scopes import scope_facts
 
 # Calls that change a process-wide setting every later cell sees (qualified through the imports).
@@ -92,9 +92,9 @@ CACHING_DECORATORS = frozenset({"functools.lru_cache", "functools.cache"})
 # Everything the settings pass resolves names against; a module that is none of these, nor a
 # part of or a container of one (`numpy` of `numpy.random.seed`), makes no setting or seed.
 _KNOWN_NAMES = (SETTING_CALLS | SEED_CALLS | frozenset(SETTING_OBJECTS) | SETTING_CONTEXTS | LOGGING_CALLS
-                | {"logging.getLogger", "matplotlib.pyplot"})
+                | {"logging.getLogger", "matplotlib.pyplot", "seaborn"})
 # Words in a cell that make the pass walk it (imports, definitions, magics).
-_ALWAYS_WALK = frozenset({"import", "def", "class", "get_ipython"})
+_ALWAYS_WALK = frozenset({"import", "def", "class", "get_ipython", *PLOTTING_METHODS})
 # Words in a function's text that make the pass walk its body (an import in it, `%config`).
 _BODY_WALK = frozenset({"import", "get_ipython"})
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -331,13 +331,17 @@ class _Finder:
                 self.draws[drawn] = _call_entry(node, index, piece)
 
     def _note_pyplot_call(self, call: ast.Call, index: int, piece: Piece) -> None:
-        function = pyplot_function(self._qualified(call.func))
+        func = call.func
+        qualified = self._qualified(func)
+        function = figure_function(qualified, func)
         if function is not None:
-            func = call.func
+            pyplot = qualified is not None and qualified.startswith(PYPLOT)
+            module = (ast.unparse(func.value) if type(func) is ast.Attribute else "matplotlib.pyplot") if pyplot \
+                else "plt"
+            numbered = bool(call.args or any(k.arg == "num" for k in call.keywords))
             self.pyplot_calls.append(PyplotCall(
-                function, index, call.lineno, (piece.segment(call) or ast.unparse(call)).splitlines()[0],
-                ast.unparse(func.value) if type(func) is ast.Attribute else "matplotlib.pyplot",
-                selects=function == "figure" and bool(call.args or any(k.arg == "num" for k in call.keywords))))
+                function, index, call.lineno, (piece.segment(call) or ast.unparse(call)).splitlines()[0], module,
+                selects=pyplot and function == "figure" and numbered))
 
     def _sets_up_logging(self, node) -> bool:
         """`logging.basicConfig(...)`, `log.setLevel(...)` or `log.propagate = False` of a logger

@@ -40,6 +40,29 @@ def test_a_step_finishing_a_figure_an_earlier_step_drew_is_warned_at_its_first_s
     assert "new, empty" in message and "fig.savefig(...)' in step 'b'" in warnings[0].hint
 
 
+@pytest.mark.parametrize("imports, drawing, finishing", [
+    ("import seaborn as sns\nimport matplotlib.pyplot as plt", "sns.histplot([1, 2, 2])", "plt.savefig('p.png')"),
+    ("import pandas as pd\nimport matplotlib.pyplot as plt", "df = pd.DataFrame({'a': [1, 2]})\ndf.plot()",
+     "plt.title('t')"),
+    ("import pandas as pd\nimport matplotlib.pyplot as plt", "s = pd.Series([1, 2])\ns.plot.bar()",
+     "plt.savefig('p.png')"),
+    ("import pandas as pd\nimport matplotlib.pyplot as plt", "s = pd.Series([1, 2])\ns.hist()",
+     "plt.savefig('p.png')"),
+    ("import seaborn as sns\nimport matplotlib.pyplot as plt", "plt.plot([1])", "sns.despine()"),
+], ids=["seaborn", "pandas_plot", "pandas_plot_accessor", "pandas_hist", "seaborn_despine"])
+def test_drawing_through_seaborn_or_pandas_counts_as_drawing_the_figure(imports, drawing, finishing):
+    warnings = figure_warnings([(imports, ["imports"]), (drawing, ["step:a"]), (finishing, ["step:b"])])
+    assert [(d.cell, d.line) for d in warnings] == [(2, 1)]
+    assert "which step 'a' drew" in warnings[0].message
+    assert "'fig, ax = plt.subplots()' in step 'a'" in warnings[0].hint
+
+
+def test_seaborn_settings_and_data_draw_nothing():
+    assert figure_warnings([("import seaborn as sns\nimport matplotlib.pyplot as plt", ["imports"]),
+                            ("sns.set_theme()\nd = sns.load_dataset\np = sns.color_palette('deep')", ["step:a"]),
+                            ("plt.savefig('p.png')", ["step:b"])]) == []
+
+
 def test_the_warning_names_the_step_that_drew_last_and_uses_the_notebooks_alias():
     warnings = figure_warnings([("import matplotlib.pyplot as pp", ["imports"]),
                                 ("pp.plot([1])", ["step:a"]), ("x = 1", ["step:b"]), ("pp.plot([2])", ["step:c"]),
