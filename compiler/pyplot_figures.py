@@ -6,9 +6,10 @@ figure. A step starts with no figure open (figures are closed after every step, 
 in another process), so there the later cell titles and saves a new, empty figure, and nothing
 fails. The figures are not handed on: pyplot's registry is no value of the notebook's. So this
 pass warns at the first call of a step that acts on the current figure without drawing one
-(`pyplot-current-figure`), when an earlier step left a figure open. A step that draws
-(`plt.plot`) without making a figure first is not warned: with Jupyter's inline backend, which
-closes the figures after every cell, it draws a new figure top to bottom too.
+(`pyplot-current-figure`), when an earlier step left a figure open, drawn with pyplot, seaborn
+or pandas (`df.plot()`). A step that draws (`plt.plot`) without making a figure first is not
+warned: with Jupyter's inline backend, which closes the figures after every cell, it draws a new
+figure top to bottom too.
 """
 
 from __future__ import annotations
