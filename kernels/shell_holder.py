@@ -23,13 +23,15 @@ _STOPPED_RUNS: dict[str, None] = {}  # newest last
 STOPPED_KEPT = 1000
 
 
-def _reinit_lock_after_fork() -> None:
+def _fresh_after_fork() -> None:
+    """A forked child (a worker a cluster forks) runs no step yet, whatever its parent ran."""
     global _LOCK
     _LOCK = threading.Lock()
+    _HELD_FOR[0] = ""
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_lock_after_fork)
+    os.register_at_fork(after_in_child=_fresh_after_fork)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ The whole path, on a real Dask worker of two threads, is tested in test_dask_lif
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -67,3 +68,13 @@ def test_steps_of_no_run_are_never_stopped_and_the_stopped_runs_kept_are_bounded
             assert shell_holder.stop_unstarted(f"run-bounded-{i}")
     assert [r for r in shell_holder._STOPPED_RUNS if r.startswith("run-bounded-")] == [
         "run-bounded-2", "run-bounded-3", "run-bounded-4"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork: POSIX only")
+def test_a_forked_child_runs_no_step_whatever_its_parent_ran():
+    with shell_holder.held_for_run("run-parent"):
+        pid = os.fork()
+        if pid == 0:  # the child: no step holds its shell, so no run's steps can be only waiting there
+            os._exit(0 if shell_holder.stop_unstarted("run-forked-other") is False else 3)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
