@@ -447,6 +447,13 @@ def _start_timer(seconds: float, function, *args) -> threading.Timer:
 STATE_DIR_NAME = ".nbscale"
 
 
+def user_state_dir() -> Path:
+    """The user's own state folder, shared by every notebook: $XDG_STATE_HOME/nbscale, else
+    ~/.local/state/nbscale."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "nbscale"
+
+
 def state_dir(notebook) -> Path:
     """The state folder beside a notebook: run store, artifacts, kept step notebooks."""
     # realpath, not Path.resolve(): a notebook path that is a symlink loop must reach the reading of

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from .children import OWNER_ENV
+from .contract import user_state_dir
 
 try:
     import fcntl
@@ -38,8 +39,7 @@ MAX_FILE_LOCKS = 128
 
 
 def locks_folder() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "nbscale" / "file-locks"
+    return user_state_dir() / "file-locks"
 
 
 class FileLocks:
@@ -105,11 +105,15 @@ class FileLocks:
 
 
 def _locked(fd: int, kind: int) -> bool:
+    """Whether the lock was taken now; True also where the file system has no locks (an NFS
+    mount without them: ENOLCK), so the run goes on unlocked."""
     try:
         fcntl.flock(fd, kind | fcntl.LOCK_NB)
-        return True
     except BlockingIOError:
         return False
+    except OSError:
+        pass
+    return True
 
 
 def _wait_for(fd: int, kind: int) -> None:

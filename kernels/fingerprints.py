@@ -64,6 +64,7 @@ from pathlib import Path
 
 from ..compiler.credentials import text_may_be_credential as may_be_credential
 from .children import OWNER_ENV
+from .contract import user_state_dir
 from .interpreter import installed_versions, metadata_folder, site_folders
 
 try:
@@ -290,8 +291,7 @@ def _env_key() -> bytes:
 
 
 def _stored_key() -> bytes | None:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    path = os.path.join(base, "nbscale", "env-digest-key")
+    path = str(user_state_dir() / "env-digest-key")
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         try:

@@ -226,3 +226,20 @@ def test_a_run_started_by_a_step_of_the_run_holding_the_file_does_not_wait_for_i
     said = [e["payload"]["message"] for e in store.events_since(inner_run["id"]) if e["kind"] == "warning"]
     assert any(m.startswith("not waiting for run ") and m.endswith("to end: this run runs inside one of its steps")
                for m in said), said
+
+
+def test_a_file_system_without_locks_runs_unlocked(tmp_path, monkeypatch):
+    """ENOLCK (an NFS mount without its lock service; made here by a flock that refuses, as no such
+    mount can be had on the test machine): the run goes on, unlocked, rather than failing."""
+    import errno
+
+    from nbscale.kernels import file_locks
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(file_locks.fcntl, "flock", no_locks)
+    locks, said = FileLocks(), []
+    locks.acquire(["a.txt"], str(tmp_path), _holder(), said.append)
+    assert said == [] and len(locks.fds) == 2  # its folder's and the file's, neither locked
+    locks.release()
