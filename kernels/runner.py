@@ -308,13 +308,11 @@ def connect_engine(engine, emit) -> None:
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, profile=True, damaged: dict | None = None,
-          rebuilt: dict | None = None, last_keys=None, versions: FileVersions | None = None
-          ) -> tuple[list[StepSpec], dict]:
+          rebuilt: dict | None = None, last_keys=None, versions: FileVersions = None) -> tuple[list[StepSpec], dict]:
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
     cache keys known before running (of the steps found cached). `damaged`, `rebuilt`, `last_keys`,
     `versions`: see `cached_steps`."""
     folder = str(cwd or notebook.resolve().parent)
-    versions = versions or _file_versions(pipeline)
     rebuilt = {} if rebuilt is None else rebuilt  # not reused when decided later either
     learned: dict[str, dict[str, str]] = {}
     keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions, damaged,
