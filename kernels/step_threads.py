@@ -5,8 +5,10 @@ A process cannot end a thread. A non-daemon thread a step starts and leaves runn
 for it at exit, for ever: `nbscale run --engine local`, a script calling `nbscale.run()`. After the
 step such threads are named in a warning and no longer waited for at exit, as a daemon thread is
 not (CPython 3.10–3.12 keep what exit waits for in `threading._shutdown_locks`; where it does not,
-the warning says that the process will wait). A thread pool's idle workers are left alone:
-`concurrent.futures` stops and joins them at exit itself.
+the warning says that the process will wait). Threads of an executor that stops them at exit
+itself are left alone: a thread pool's idle workers (`concurrent.futures`), and the thread that
+manages a process pool's workers (`ProcessPoolExecutor`, and joblib's loky executor, which
+scikit-learn's `n_jobs=` keeps for reuse). The step cannot join those, and need not.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def step_threads():
         yield left
     finally:
         threads = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon
-                   and not _pool_worker(t)]
+                   and not _stops_at_exit(t)]
         waited = [t.name for t in threads if not _not_waited_for(t)]
         left.extend(t.name for t in threads)
         left.extend(f"{name} (waited for at exit)" for name in waited)
@@ -38,9 +40,22 @@ def left_threads_message(names: list[str]) -> str:
             "cannot end a thread, and does not wait for it at exit; join it in the step, or make it a daemon")
 
 
-def _pool_worker(thread: threading.Thread) -> bool:
+# The module and class of process pools' manager threads; each module registers (with
+# `threading._register_atexit`) a function that wakes them to end before exit joins them.
+_MANAGER_THREADS = frozenset({
+    ("concurrent.futures.process", "_ExecutorManagerThread"),
+    ("joblib.externals.loky.process_executor", "_ExecutorManagerThread"),
+    ("loky.process_executor", "_ExecutorManagerThread"),
+})
+
+
+def _stops_at_exit(thread: threading.Thread) -> bool:
+    """A pool's thread that its executor ends at interpreter exit (before exit waits for threads)."""
     target = getattr(thread, "_target", None)
-    return getattr(target, "__module__", None) == "concurrent.futures.thread"
+    if getattr(target, "__module__", None) == "concurrent.futures.thread":
+        return True
+    kind = type(thread)
+    return (kind.__module__, kind.__qualname__) in _MANAGER_THREADS
 
 
 def _not_waited_for(thread: threading.Thread) -> bool:
