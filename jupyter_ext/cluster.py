@@ -579,13 +579,16 @@ async def _local_cluster(n: int | None):
 
     from nbscale.kernels.engines.dask import ALLOWED_FAILURES, quick_nannies
     from nbscale.kernels.engines.dask_collections import STEP_RESOURCE
+    from nbscale.kernels.engines.dask_lifecycle import install_stranded_steps
 
     quick_nannies()
     # nbscale, not Dask, decides how often a step whose worker died runs again (its `retries:`)
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
-        return await LocalCluster(n_workers=n if n is not None else (os.cpu_count() or 1), threads_per_worker=1,
-                                  processes=True, asynchronous=True, dashboard_address="127.0.0.1:0",
-                                  resources={STEP_RESOURCE: 1}, silence_logs=logging.ERROR)
+        cluster = await LocalCluster(n_workers=n if n is not None else (os.cpu_count() or 1), threads_per_worker=1,
+                                     processes=True, asynchronous=True, dashboard_address="127.0.0.1:0",
+                                     resources={STEP_RESOURCE: 1}, silence_logs=logging.ERROR)
+    install_stranded_steps(cluster.scheduler)  # (the runs it is given install it too: `DaskEngine`)
+    return cluster
 
 
 async def maybe_await(value):

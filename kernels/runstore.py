@@ -38,6 +38,7 @@ from .contract import (
     SUCCEEDED,
 )
 from .errors import AmbiguousRunId, RunStoreError, RunStoreReadOnly, UnknownRun
+from .fatal_errors import fatal_reason, fault_file
 from .liveness import (
     HEARTBEAT_INTERVAL_S,
     OWNER_TIMEOUT_S,
@@ -368,7 +369,7 @@ class RunStore:
                 if still:
                     asked = self._stop_requested(db, row["id"])
                     self._end(db, row["id"], *((CANCELLED, f"{asked} ({OWNER_STOPPED_EARLY})") if asked
-                                               else (FAILED, OWNER_STOPPED)))
+                                               else (FAILED, _owner_stopped(row["owner_pid"], row["owner_host"]))))
                     reaped.append(row["id"])
             if row["id"] in reaped and owner_visible(row["owner_pid"], row["owner_host"], row["owner_space"]):
                 owners.append((row["owner_pid"], row["owner_started"] or 0.0))
@@ -557,7 +558,8 @@ class RunStore:
             return run
         steps = [{**step, "status": CANCELLED} if step.get("status") in (PENDING, RUNNING) else step
                  for step in run.get("steps", ())]
-        return {**run, "status": FAILED, "error": OWNER_STOPPED, **({"steps": steps} if "steps" in run else {})}
+        ended = {"status": FAILED, "error": _owner_stopped(pid, host)}
+        return {**run, **ended, **({"steps": steps} if "steps" in run else {})}
 
     def stored_lineage(self, key: str, other_than: str) -> tuple[dict | None, str | None]:
         """The lineage record of the newest step run (of a run other than `other_than`) that ran
@@ -652,6 +654,16 @@ def _insert_event(db: sqlite3.Connection, run_id: str, kind: str, step: str | No
                   stamp: str | None = None) -> int:
     return db.execute("INSERT INTO events (run_id, time, kind, step, payload) VALUES (?, ?, ?, ?, ?)",
                       (run_id, stamp or now(), kind, step, to_json(payload))).lastrowid
+
+
+def _owner_stopped(pid, host) -> str:
+    """Why a run whose owner is gone ended: "the process running it stopped", and how, where its
+    process wrote that it died of a fatal error (`fatal_errors`, on this host only)."""
+    try:
+        fatal = fatal_reason(fault_file(int(pid), host), host) if pid is not None and host else None
+    except (TypeError, ValueError):
+        fatal = None
+    return f"{OWNER_STOPPED}: {fatal}" if fatal else OWNER_STOPPED
 
 
 def _end_orphans_of_all(owners: list[tuple[int, float]]) -> None:

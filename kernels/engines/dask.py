@@ -54,6 +54,7 @@ from .dask_lifecycle import (
     TaskLine,
     ended_before_the_last_attempt,
     forget_run,
+    install_stranded_steps,
     killed_outcome,
     restart_outdated_workers,
     run_counted,
@@ -159,7 +160,7 @@ class DaskEngine(Engine):
         from distributed import Client
 
         if self.scheduler or self.scheduler_file:
-            self.client = self._given_client()
+            self.client = _stranded_steps_freed(self._given_client())
             return self.client
         factory = dask.config.get("nbscale.cluster-factory", None)
         if not factory and self.workers is None and self._connect_warm():
@@ -172,7 +173,7 @@ class DaskEngine(Engine):
         # not the default client: the caller's own Dask computes (a kernel calling nbscale.run) keep
         # their scheduler, and workers forked later do not inherit `scheduler: dask.distributed`
         self.client = Client(self.cluster, set_as_default=False)
-        return self.client
+        return _stranded_steps_freed(self.client) if factory else self.client
 
     def _given_client(self):
         """A client of the scheduler `--scheduler` or `--scheduler-file` names (over TLS when it is a warm
@@ -710,6 +711,16 @@ def _scheduler_file_address(path: str) -> str:
     return address
 
 
+def _stranded_steps_freed(client):
+    """The client, its scheduler given the `stranded_steps` plugin (nbscale's own clusters have it from
+    their start). Best effort: a scheduler that cannot import nbscale refuses it, and keeps Dask's ways."""
+    try:
+        client.run_on_scheduler(install_stranded_steps)
+    except Exception:  # noqa: BLE001 - a run without it still runs, as before
+        pass
+    return client
+
+
 def local_cluster(workers=None, http=True, security=None):
     """The embedded LocalCluster, its workers up (`local_scheduler`, then its workers' start)."""
     cluster, start_workers = local_scheduler(workers, http, security)
@@ -750,6 +761,7 @@ def local_scheduler(workers=None, http=True, security=None):
                                dashboard_address=None, silence_logs=logging.ERROR,
                                config=dask.config.merge(dask.config.config),
                                **({"security": security, "protocol": "tls://"} if security is not None else {}))
+    install_stranded_steps(cluster.scheduler)
 
     def start_workers(useful=None):
         """`useful`: start no more workers than that (`DaskEngine.run`) until a step computes on the

@@ -29,6 +29,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 import weakref
@@ -44,6 +45,7 @@ from ..contract import (
     timed_code_running,
     timeout_message,
 )
+from ..fatal_errors import exit_noted, fatal_reason, watch
 from ..interrupts import note_steps_stopped
 
 NAMESPACE = "nbscale"  # top-level scheduler metadata key of the records
@@ -122,7 +124,8 @@ def run_counted(body, spec, upstream, emit, line: TaskLine) -> StepOutcome:
 
     line.sample(True)
     try:
-        outcome = body(spec, upstream, counting_emit)
+        with exit_noted():
+            outcome = body(spec, upstream, counting_emit)
     finally:
         line.sample(False)
     outcome.attempts += begun
@@ -161,7 +164,7 @@ class TaskLine:
     def begin(self, step: str, attempts: int):
         self.died.pop(step, None)
         self.write(self.record.keys, {"step": step, "attempts": attempts, "worker": self.worker.address,
-                                      "started": time.time(),
+                                      "started": time.time(), "host": socket.gethostname(), "fault_file": watch(),
                                       "memory_limit": self.memory_limit, "memory": None, "running": True,
                                       "died": dict(self.died)})
 
@@ -307,10 +310,14 @@ class MemorySampler(threading.Thread):
 
 def death_reason(record: dict, restarts=()) -> str:
     """What is known about a worker that died under a step, from its record and the nanny's
-    memory restarts: "the worker running this step died; memory limit 1 GiB, last seen using 1.3 GiB"."""
+    memory restarts: "the worker running this step died; memory limit 1 GiB, last seen using 1.3 GiB",
+    or what its fault file says (`fatal_errors`): "…died on tcp://…: Segmentation fault at cell 4, line 2"."""
     from dask.utils import format_bytes
 
     address = record.get("worker")
+    fatal = fatal_reason(record.get("fault_file"), record.get("host"))
+    if fatal is not None:  # (its memory says nothing then)
+        return f"the worker running this step died{f' on {address}' if address else ''}: {fatal}"
     over = [r for r in restarts if r.get("worker") == address and r.get("rss")]
     used = max([record.get("memory") or 0] + [r["rss"] for r in over])
     known = []
@@ -571,6 +578,42 @@ def mark_interrupted(busy: dict, run_id: str, dask_scheduler=None) -> int:
                                      f"{run_id[:8]} (cancelled, or past its timeout)")
             marked += 1
     return marked
+
+
+# --- tasks whose workers are all gone --------------------------------------------------------------
+
+
+STRANDED_PLUGIN = "nbscale-stranded-steps"
+
+
+def install_stranded_steps(dask_scheduler=None) -> bool:
+    """(on the scheduler, or given it) Add the `stranded_steps` plugin once; whether it was added now."""
+    if STRANDED_PLUGIN in dask_scheduler.plugins:
+        return False
+    dask_scheduler.add_plugin(stranded_steps())
+    return True
+
+
+def stranded_steps():
+    """A scheduler plugin that frees a run's tasks stranded with no worker to run them. A step's task
+    prefers a worker (`allow_other_workers`: parallel steps spread over the workers); when every
+    worker died at once (two parallel steps that crash) Dask finds no worker for it and parks it, and
+    a worker that joins later (the nannies start new ones) takes only the parked tasks it may run,
+    overlooking that these may run anywhere: the run waited for ever. As a worker joins, such a task
+    of a run loses its preference for workers that are gone, so the joining worker takes it."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class StrandedSteps(SchedulerPlugin):
+        name = STRANDED_PLUGIN
+
+        def add_worker(self, scheduler=None, worker=None):  # (before Dask places the parked tasks)
+            for task in list(scheduler.unrunnable):
+                preferred = task.worker_restrictions
+                if str(task.key).startswith("nbscale-") and task.loose_restrictions and preferred \
+                        and not any(address in scheduler.workers for address in preferred):
+                    task.worker_restrictions, task.loose_restrictions = None, False
+
+    return StrandedSteps()
 
 
 # --- timeouts: stop a step that outlives its `timeout:` from outside ---------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..contract import STEP_FINISHED, finished_payload
+from ..fatal_errors import watch
 from ..interrupts import interrupt_requested, step_in_main_thread
 from ..task import exit_refused, run_step
 from . import Engine
@@ -13,6 +14,7 @@ class LocalEngine(Engine):
 
     def run(self, specs, emit) -> dict:
         outcomes = {}
+        watch()  # a crash in compiled code ends this process: its run store names the cell (`fatal_errors`)
         for spec in specs:
             with step_in_main_thread(), exit_refused():
                 outcome = run_step(spec, outcomes, emit)

@@ -7,9 +7,12 @@ child processes, and leaves other clients' workers alone.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
@@ -78,6 +81,41 @@ def test_os_exit_in_a_step_fails_it_and_its_dependents(tmp_path, limited_cluster
     assert result.step("dies")["error"]["evalue"].startswith("the worker running this step died on tcp://")
     assert result.step("dies")["attempts"] == 1
     assert _lines(log) == ["start"]
+
+
+def test_a_crash_in_compiled_code_or_os_exit_names_the_cell_and_line_the_worker_died_at(tmp_path, limited_cluster):
+    # before: "the worker running this step died on tcp://…; memory limit 381.47 MiB", as if it were memory
+    notebook = make_notebook(tmp_path, [("a = 1", ["step:first"]),
+                                        ("import ctypes\nx = a\nctypes.string_at(0)", ["step:crashes"]),
+                                        ("import os\n\nos._exit(3)", ["step:exits"])])
+    result = run_notebook(notebook, options=RunOptions(scheduler=limited_cluster, use_cache=False))
+    crashed, exited = result.step("crashes")["error"], result.step("exits")["error"]
+    assert crashed["ename"] == exited["ename"] == "WorkerDied"
+    assert re.fullmatch(r"the worker running this step died on tcp://\S+: Segmentation fault at cell 2, line 3 "
+                        r"\(in string_at, __init__\.py:\d+\)", crashed["evalue"]), crashed
+    assert re.fullmatch(r"the worker running this step died on tcp://\S+: os\._exit\(3\) called by the step's "
+                        r"code at cell 3, line 3", exited["evalue"]), exited
+
+
+@pytest.mark.parametrize("cluster", ["given", "embedded"])
+def test_parallel_steps_that_end_every_worker_at_once_fail_and_the_run_ends(tmp_path, limited_cluster, cluster):
+    # Dask parked both tasks with no worker left, and the new workers never took them: the run waited for ever
+    # (the embedded cluster: one worker per core, 2 here, or per parallel step)
+    notebook = make_notebook(tmp_path, [("import os, time\ntime.sleep(0.5)\nos._exit(1)", ["step:one"]),
+                                        ("import os, time\ntime.sleep(0.5)\nos._exit(2)", ["step:two"]),
+                                        ("z = 1", ["step:after", "after:one"])])
+    ended = {}
+    runner = threading.Thread(target=lambda: ended.setdefault("result", run_notebook(
+        notebook, options=RunOptions(scheduler=limited_cluster if cluster == "given" else None, workers=2,
+                                     use_cache=False))), daemon=True)
+    runner.start()
+    runner.join(DEADLINE_S)
+    assert "result" in ended, f"the run did not end within {DEADLINE_S} s"
+    result = ended["result"]
+    assert {s["name"]: s["status"] for s in result.steps} == {"one": "failed", "two": "failed",
+                                                              "after": "upstream_failed"}
+    said = {result.step(name)["error"]["evalue"].rsplit(": ", 1)[-1] for name in ("one", "two")}
+    assert said == {f"os._exit({n}) called by the step's code at cell {n}, line 3" for n in (1, 2)}
 
 
 def test_a_keyboard_interrupt_the_step_raises_fails_it_once_and_leaves_its_worker(tmp_path, limited_cluster):
@@ -309,6 +347,17 @@ def test_death_reason_says_what_is_known():
                                               "over its memory limit) on tcp://w:1; memory limit 1.00 GiB, "
                                               "last seen using 1.30 GiB")
     assert death_reason({"worker": "tcp://w:1"}) == "the worker running this step died on tcp://w:1"
+
+
+def test_death_reason_tells_what_the_workers_fault_file_says_written_on_this_host_only(tmp_path):
+    fault = tmp_path / "faults" / "w-7.log"
+    fault.parent.mkdir()
+    fault.write_text("Fatal Python error: Aborted\n\nCurrent thread 0x1 (most recent call first):\n"
+                     '  File "<cell 7 [0123456789ab]>", line 4 in <module>\n')
+    record = {"worker": "tcp://w:1", "memory_limit": 2**30, "fault_file": str(fault), "host": socket.gethostname()}
+    assert death_reason(record) == "the worker running this step died on tcp://w:1: Aborted at cell 7, line 4"
+    elsewhere = {**record, "host": "another-host"}
+    assert death_reason(elsewhere) == "the worker running this step died on tcp://w:1; memory limit 1.00 GiB"
 
 
 # --- a step that outlives its timeout is stopped from outside --------------------------------------

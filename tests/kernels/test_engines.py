@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
+import re
+import signal
 import subprocess
 import sys
 
@@ -100,6 +103,26 @@ def test_sys_exit_means_the_same_under_every_engine(tmp_path, make_notebook, one
     assert {s["name"]: s["status"] for s in result.steps} == {"c": "failed", "d": "upstream_failed"}, result.steps
     error = result.step("c")["error"]
     assert (error["ename"], error["evalue"], error["cell"]) == ("SystemExit", "2", 1)
+
+
+def test_a_crash_in_compiled_code_under_the_local_engine_names_the_cell_and_line(tmp_path, make_notebook,
+                                                                                  monkeypatch):
+    # the step runs in the `nbscale run` process, which the crash ends: the run store, read next, says where
+    path = make_notebook(tmp_path, [("a = 1", ["step:a"]), ("import ctypes\nctypes.string_at(0)", ["step:b"])])
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # (where the reader looks too)
+    env = dict(os.environ)
+    env.pop("PYTHONFAULTHANDLER", None)
+    done = subprocess.run([sys.executable, "-m", "nbscale", "run", str(path), "--engine", "local"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == -signal.SIGSEGV, done.stderr
+    from nbscale.kernels.runstore import RunStore
+
+    with RunStore(tmp_path / ".nbscale" / "runs.sqlite") as store:
+        run = store.get_run(store.list_runs()[0]["id"])
+    expected = r"the process running it stopped: Segmentation fault at cell 2, line 2 \(in string_at, \S+\.py:\d+\)"
+    assert re.fullmatch(expected, run["error"]), run["error"]
+    steps = {s["step"]: s for s in run["steps"]}
+    assert steps["b"]["status"] == "failed" and re.fullmatch(expected, steps["b"]["error"])
 
 
 def figures_by_cell(summary) -> dict:
