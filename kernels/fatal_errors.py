@@ -34,6 +34,7 @@ __all__ = ["exit_noted", "fatal_reason", "fault_file", "watch"]
 
 KEEP_S = 7 * 24 * 3600.0  # how long the file of a process that died of a fatal error stays
 READ_LIMIT = 256 * 1024
+REASON_LIMIT = 400  # characters of the one line told
 _FAULT_NAME = re.compile(r"^faults/[A-Za-z0-9._-]+-\d+\.log$")
 _FRAME = re.compile(r'^\s+File "(.*)", line (\d+) in (.*)$')
 _EXIT_HEADER = "Fatal Python error: os._exit({code}) called by the step's code"
@@ -168,7 +169,7 @@ def fatal_reason(path: str | os.PathLike | None, host: str | None = None) -> str
     inner = frames[0] if frames else None
     if inner is not None and not _is_cell(inner[0]):
         reason += f" (in {inner[2]}, {os.path.basename(inner[0])}:{inner[1]})"
-    return reason
+    return reason if len(reason) <= REASON_LIMIT else reason[:REASON_LIMIT - 1] + "…"
 
 
 def _frames(text: str) -> list[tuple[str, int, str]]:

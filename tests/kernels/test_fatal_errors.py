@@ -61,6 +61,8 @@ def test_only_a_fault_file_is_read_whatever_a_record_names(tmp_path):
     linked.symlink_to(other)
     assert fatal_reason(linked) is None
     assert fatal_reason(7) is None and fatal_reason({"path": str(named)}) is None  # (a record's value, any type)
+    named.write_text("Fatal Python error: " + "x" * 100_000 + "\n")
+    assert len(fatal_reason(named)) == fatal_errors.REASON_LIMIT
 
 
 LINKED = textwrap.dedent("""
