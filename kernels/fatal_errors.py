@@ -36,6 +36,8 @@ KEEP_S = 7 * 24 * 3600.0  # how long the file of a process that died of a fatal 
 READ_LIMIT = 256 * 1024
 REASON_LIMIT = 400  # characters of the one line told
 _FAULT_NAME = re.compile(r"^faults/[A-Za-z0-9._-]+-\d+\.log$")
+# the file name ipykernel gives the code of a cell it runs (the papermill engine's kernels)
+_IPYKERNEL_CELL = re.compile(r"ipykernel_\d+[/\\]\d+\.py$")
 _FRAME = re.compile(r'^\s+File "(.*)", line (\d+) in (.*)$')
 _EXIT_HEADER = "Fatal Python error: os._exit({code}) called by the step's code"
 _watching: tuple[int, object, str] | None = None  # (pid, the open file, its path) of the process that watches
@@ -190,7 +192,7 @@ def _frames(text: str) -> list[tuple[str, int, str]]:
 def _is_cell(filename: str) -> bool:
     from .tracebacks import is_cell_code
 
-    return is_cell_code(filename)
+    return is_cell_code(filename) or _IPYKERNEL_CELL.search(filename) is not None
 
 
 def _cell_frame(frames) -> str | None:
@@ -201,4 +203,6 @@ def _cell_frame(frames) -> str | None:
         location = cell_location(filename, line)
         if location is not None:
             return cell_label(*location)
+        if _IPYKERNEL_CELL.search(filename):  # (the papermill engine's kernel: it knows which cell ran)
+            return f"line {line} of the cell it ran"
     return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sys
 import time
 from functools import partial
@@ -36,6 +37,7 @@ from .contract import (
 )
 from .errors import MarshalError, StepTimeout
 from .executor import StepError, StepResult, execute_step
+from .fatal_errors import watch
 from .marshal import type_name
 from .masking import kept_values
 from .store import FORMAT, ArtifactStore
@@ -74,9 +76,10 @@ def run_kfp_step(*, notebook: str, step: dict, prelude: dict, parameters: dict |
     record_dir = Path(record.path) if record is not None else None
     attempt = _previous_attempt(record_dir) + 1
     started = time.time()
-    if record_dir is not None:
+    if record_dir is not None:  # (its process's pid and host: where it says it died, `fatal_errors.watch`)
+        watch()
         _write_json(record_dir / STARTED_FILE, {"step": name, "attempt": attempt, "started": started,
-                                                "pid": os.getpid()})
+                                                "pid": os.getpid(), "host": socket.gethostname()})
     spec = {"name": name, "cells": step["cells"], "source": step["source"],
             "outputs": list(step.get("outputs", [])), "defines": list(keep or []),
             "settings": list(step.get("settings", []))}

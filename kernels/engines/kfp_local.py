@@ -262,6 +262,7 @@ class _Watcher:
         self.cached = cached  # outcomes of the cached steps: their digests key their readers
         self.module, self.root, self.emit = module, root, emit
         self.started: dict[str, int] = {}  # step → latest attempt seen starting
+        self.processes: dict[str, dict] = {}  # step → the pid and host of that attempt's process
         self.handled: dict[str, int] = {}  # step → latest attempt whose result was handled
         self.outcomes: dict = {}
         self.run_dir: Path | None = None
@@ -290,6 +291,7 @@ class _Watcher:
                 if name not in self.started:
                     self.emit(STEP_STARTED, name, {"hash": spec.hash})
                 self.started[name] = started["attempt"]
+                self.processes[name] = started
             result = _read_json(record / RESULT_FILE)
             if not result or result.get("attempt", 0) <= self.handled.get(name, 0):
                 continue
@@ -346,7 +348,7 @@ class _Watcher:
             now = time.time()
             if name in self.started:
                 reason = error_dict("TaskFailed", f"the KFP task of step {name!r} ended without a result"
-                                    + _killed_note(log_tail), log_tail)
+                                    + (_fatal_note(self.processes.get(name)) or _killed_note(log_tail)), log_tail)
                 outcome = StepOutcome(name, FAILED, summary={"error": reason}, attempts=self.started[name],
                                       started=now, finished=now)
                 failed.add(name)
@@ -408,6 +410,17 @@ def _describe(spec, upstream: dict, values: dict, result: dict, outcome) -> None
                           dependencies=result.get("dependencies"))
     outcome.summary = {**outcome.summary, "lineage": step_lineage(spec, upstream, ran, outcome),
                        "profiles": step_profiles(values) if spec.profile else None}
+
+
+def _fatal_note(started: dict | None) -> str:
+    """Where the step was when its task's process died of a crash in compiled code (`fatal_errors`)."""
+    from ..fatal_errors import fatal_reason, fault_file
+
+    pid, host = (started or {}).get("pid"), (started or {}).get("host")
+    if not isinstance(pid, int) or not isinstance(host, str):
+        return ""
+    fatal = fatal_reason(fault_file(pid, host), host)
+    return f": {fatal}" if fatal else ""
 
 
 def _killed_note(log_tail: str) -> str:

@@ -50,7 +50,7 @@ from ..mentions import step_texts, value_texts
 from ..store import ArtifactStore
 from ..task import run_step
 from . import Engine
-from .papermill_cells import IN_KEY, IO_DIR, OUT_KEY, SAVE_MARKER, load_inputs, save_outputs  # noqa: F401 - step notebooks of earlier versions
+from .papermill_cells import FAULT_FILE, IN_KEY, IO_DIR, OUT_KEY, SAVE_MARKER, load_inputs, save_outputs  # noqa: F401 - step notebooks of earlier versions
 
 KERNEL = "python3"
 # the step notebook's load and save cells call this module's functions inside the kernel
@@ -316,7 +316,7 @@ def execute_step_notebook(spec, inputs: dict, *, kernel_name=KERNEL, start_timeo
         if deadline.struck:  # interrupted, killed, or its code caught the interrupt and ended
             failure = ("StepTimeout", timeout_message(name, spec.step["timeout"]))
         if failure is not None and failure[0] != "StepTimeout":  # (a timeout's kernel was shut down by it: its noise)
-            failure = (failure[0], failure[1] + _kernel_log(os.path.join(tmp, "kernel.log")))
+            failure = (failure[0], failure[1] + _kernel_fatal(io_dir) + _kernel_log(os.path.join(tmp, "kernel.log")))
         executed = nbformat.read(executed_path, as_version=4) if os.path.exists(executed_path) else None
         _read_back(result, executed, io_dir, spec, failure)
         notebook = _plain(executed) if executed is not None else None
@@ -348,6 +348,19 @@ def _kernel_manager_class(log_path, on_kernel=None):
             return started
 
     return StepKernelManager
+
+
+def _kernel_fatal(io_dir: str) -> str:
+    """Where the step was when its kernel died of a crash in compiled code (`fatal_errors`), if it did."""
+    from ..fatal_errors import fatal_reason
+
+    try:
+        with open(os.path.join(io_dir, FAULT_FILE), encoding="utf-8") as f:
+            noted = json.load(f)
+    except (OSError, ValueError):
+        return ""
+    fatal = fatal_reason(noted.get("path"), noted.get("host")) if isinstance(noted, dict) else None
+    return f": {fatal}" if fatal else ""
 
 
 def _kernel_log(path, lines=20) -> str:

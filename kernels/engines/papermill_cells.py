@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 from ..contract import missing_outputs_message
 from ..dependencies import record
 from ..errors import MarshalError
 from ..executor import is_clean_exit, made_here
+from ..fatal_errors import exit_noted, watch
 from ..masking import kept_values
 from ..namespace import evaluate_metrics, rebind_functions, replay_settings
 from ..store import ArtifactStore
 
 IO_DIR, OUT_KEY, IN_KEY = "io", "outputs", "inputs"
+FAULT_FILE = "fault.json"  # (in the io folder)
 SAVE_MARKER = "# nbscale: outputs of step"  # the first line of the save cell
 _recording = None  # (context manager, Recording) of the step running in this kernel
+_exit_noting = None  # the kernel's `os._exit` noted (`fatal_errors.exit_noted`) until it ends
 
 
 def load_inputs(ns: dict, io_dir: str) -> None:
@@ -31,11 +35,23 @@ def load_inputs(ns: dict, io_dir: str) -> None:
     error = replay_settings(step.get("settings", []), ns)  # what earlier steps set for the whole process
     if error is not None:
         raise RuntimeError(error["evalue"])
+    _note_fault_file(io_dir)  # (before the recording: the kernel's own file is nothing the step uses)
     # What the step's cells use beyond their code, recorded from here to the save cell (same thread).
     global _recording
     recorder = record(os.getcwd(), step.get("named", []), step.get("given", []), step.get("notebook", ""))
     _recording = (recorder, recorder.__enter__())  # (what ipykernel set, MPLBACKEND..., is no dependency)
     _stop_at_clean_exit()
+
+
+def _note_fault_file(io_dir: str) -> None:
+    """Where this kernel writes its stacks if it dies of a crash in compiled code, or of the step's
+    `os._exit` (`fatal_errors`): the engine reads it when the kernel died. (The kernel runs this step
+    alone: `os._exit` stays noted until it ends.)"""
+    with open(os.path.join(io_dir, FAULT_FILE), "w", encoding="utf-8") as f:
+        json.dump({"path": watch(), "host": socket.gethostname()}, f)
+    global _exit_noting
+    _exit_noting = exit_noted()  # (held: a context dropped would put `os._exit` back as it goes)
+    _exit_noting.__enter__()
 
 
 def _stop_at_clean_exit() -> None:

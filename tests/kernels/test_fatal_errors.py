@@ -83,6 +83,15 @@ def test_a_link_put_where_the_file_goes_is_not_followed(tmp_path):
     assert done.stdout.split() == ["None", "kept"], done.stderr
 
 
+def test_a_kernels_cell_is_told_by_its_line_as_its_engine_knows_the_cell(tmp_path):
+    fault = tmp_path / "faults" / "host-9.log"
+    fault.parent.mkdir()
+    fault.write_text("Fatal Python error: Floating point exception\n\nCurrent thread 0x1 (most recent call first):\n"
+                     '  File "/usr/lib/numlib.py", line 88 in divide\n'
+                     '  File "/tmp/ipykernel_4242/1234567.py", line 5 in <module>\n')
+    assert fatal_reason(fault) == "Floating point exception at line 5 of the cell it ran (in divide, numlib.py:88)"
+
+
 def test_a_process_that_ends_normally_leaves_no_file_and_nothing_to_tell(tmp_path):
     done, path = _dies(tmp_path, "x = 1")
     assert done.returncode == 0 and path

@@ -10,6 +10,7 @@ Nothing is pip-installed: the YAML for these runs has no packages_to_install and
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
@@ -203,6 +204,16 @@ def test_a_task_killed_as_for_running_out_of_memory_says_so(tmp_path):
     error = result.step("first")["error"]
     assert result.step("first")["status"] == "failed"
     assert "killed (SIGKILL), most often for running out of memory" in error["evalue"]
+
+
+def test_a_task_that_crashes_in_compiled_code_names_the_cell_and_line(tmp_path):
+    # it said "the KFP task of step 'first' ended without a result", and no more
+    nb = make_notebook(tmp_path, [("import ctypes", ["imports"]),
+                                  ("a = 1\nctypes.string_at(0)", ["step:first"])], name="crash")
+    result, _ = run(nb, "kfp-local")
+    error = result.step("first")["error"]
+    assert re.fullmatch(r"the KFP task of step 'first' ended without a result: Segmentation fault at cell 2, "
+                        r"line 2 \(in string_at, \S+\.py:\d+\)", error["evalue"]), error
 
 
 def test_long_names_carry_their_values_under_kfp_local(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -124,6 +125,21 @@ def test_failures_map_to_notebook_cell_and_line_like_the_local_engine(tmp_path):
     kept = nbformat.read(tmp_path / ".nbscale" / "runs" / kernel.run_id / "divide.ipynb", as_version=4)
     failed = next(c for c in kept.cells if c.metadata.get("nbscale", {}).get("cell") == 2)
     assert [o["output_type"] for o in failed.outputs] == ["stream", "error"]
+
+
+def test_a_kernel_that_dies_of_a_crash_or_os_exit_says_at_which_line(tmp_path):
+    # it said "DeadKernelError: Kernel died", and no more
+    path = write_nb(tmp_path, [("import ctypes, os", ["imports"]),
+                               ("x = 1\nctypes.string_at(0)", ["step:crashes"]),
+                               ("y = 2\n\nos._exit(3)", ["step:exits"])])
+    result = nbscale.run(path, engine="papermill")
+    crashed, exited = result.step("crashes")["error"], result.step("exits")["error"]
+    assert (crashed["ename"], crashed["running_cell"]) == (exited["ename"], exited["running_cell"] - 1) == \
+        ("DeadKernelError", 1)
+    assert re.match(r"Kernel died: Segmentation fault at line 2 of the cell it ran \(in string_at, \S+\.py:\d+\)",
+                    crashed["evalue"]), crashed
+    assert exited["evalue"].startswith("Kernel died: os._exit(3) called by the step's code at line 3 of the cell"), \
+        exited
 
 
 def test_a_timed_out_step_says_so_without_the_kernels_own_noise(tmp_path):
