@@ -259,6 +259,8 @@ class DaskEngine(Engine):
                 restart_outdated_workers(client, emit)
             # every worker: distributed 2025.7 to 2026.6 give 5 by default (the spread and warm-up were cut to them)
             info = client.scheduler_info(n_workers=-1)
+            if not info.get("workers"):  # (a given scheduler: its workers may be on their way, or never come)
+                emit(WARNING, None, {"message": no_workers_message(client.scheduler.address)})
             declared = _declared_resources(info)
             workers = _busy_first(client, list(info.get("workers", {})), tasks.by_key.values())
             spread = _spread(specs, workers)
@@ -1066,6 +1068,11 @@ def cluster_from_factory(factory: dict):
     module = importlib.import_module(factory["module"])
     cls = getattr(module, factory["class"])
     return cls(*factory.get("args", []), **factory.get("kwargs", {}))
+
+
+def no_workers_message(address: str) -> str:
+    return (f"the Dask scheduler at {address} has no workers: the steps wait until one joins "
+            f"(`dask worker {address}`); Ctrl-C cancels the run")
 
 
 def _declared_resources(info: dict) -> set[str]:

@@ -417,6 +417,26 @@ def test_step_resources_reach_workers_that_declare_them(tmp_path):
     assert any("cpu" in w and "ignored" in w for w in warnings), warnings
 
 
+def test_a_scheduler_without_workers_is_said_and_the_run_goes_on_when_one_joins(tmp_path):
+    # it waited without a word ("running 1 steps on dask", then nothing) for as long as none came
+    from distributed import LocalCluster
+
+    notebook = make_notebook(tmp_path, [("x = 41 + 1", ["step:a"])])
+    events, ended = [], {}
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        runner = threading.Thread(target=lambda: ended.setdefault("result", run_notebook(
+            notebook, options=RunOptions(scheduler=cluster.scheduler_address, use_cache=False),
+            on_event=lambda *e: events.append(e))), daemon=True)
+        runner.start()
+        said = f"the Dask scheduler at {cluster.scheduler_address} has no workers: the steps wait until one joins"
+        wait_for(lambda: any(e[0] == "warning" and e[2]["message"].startswith(said) for e in events),
+                 "the warning that the scheduler has no workers")
+        assert "result" not in ended
+        cluster.scale(1)
+        runner.join(60)
+    assert ended["result"].ok and ended["result"].load("a")["x"] == 42
+
+
 def test_cluster_factory_from_dask_config(tmp_path):
     import dask
 
