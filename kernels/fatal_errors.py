@@ -29,8 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .contract import user_state_dir
+from .liveness import process_alive
 
-__all__ = ["exit_noted", "fatal_reason", "fault_file", "watch"]
+__all__ = ["died_of", "exit_noted", "fatal_reason", "fault_file", "noting_exit", "watch"]
 
 KEEP_S = 7 * 24 * 3600.0  # how long the file of a process that died of a fatal error stays
 READ_LIMIT = 256 * 1024
@@ -47,8 +48,19 @@ _NO_LINKS = getattr(os, "O_NOFOLLOW", 0)
 
 def fault_file(pid: int | None = None, host: str | None = None) -> Path:
     """The file a process (by default this one) writes its stacks into when it dies."""
-    name = f"{host or socket.gethostname()}-{os.getpid() if pid is None else pid}.log"
-    return user_state_dir() / "faults" / re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return user_state_dir() / "faults" / f"{_host_label(host)}-{os.getpid() if pid is None else pid}.log"
+
+
+def _host_label(host: str | None = None) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", host or socket.gethostname())
+
+
+def died_of(pid, host) -> str | None:
+    """`fatal_reason` of the process `pid` of `host` (a run's owner, a KFP task's process), found by
+    its file's name; None for values that name no process (a damaged record)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(host, str) or not host:
+        return None
+    return fatal_reason(fault_file(pid, host), host)
 
 
 def watch() -> str | None:
@@ -100,11 +112,11 @@ def _forget(pid: int, path: Path) -> None:
 
 
 def _remove_stale(folder: Path) -> None:
-    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())
+    host = _host_label()
     for path in folder.glob(f"{host}-*.log"):
         pid = path.stem[len(host) + 1:]
         try:
-            if not pid.isdigit() or _alive(int(pid)):
+            if not pid.isdigit() or process_alive(int(pid), None):
                 continue
             stat = path.stat()
             if stat.st_size == 0 or time.time() - stat.st_mtime > KEEP_S:
@@ -113,21 +125,21 @@ def _remove_stale(folder: Path) -> None:
             continue
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # another user's process
-    return True
-
-
 @contextmanager
 def exit_noted():
     """`os._exit(code)` in the step's code (on a worker, where it ends the worker) writes the step's
     stack into the watched file first, so that its death names the cell and line."""
-    real, owner = os._exit, os.getpid()
+    real = os._exit
+    os._exit = noting_exit(real)
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
+def noting_exit(real):
+    """`real` (`os._exit`), writing the caller's stack into the watched file before it exits."""
+    owner = os.getpid()
 
     def noted(code):
         if os.getpid() == owner and _watching is not None and _watching[0] == owner:
@@ -140,11 +152,7 @@ def exit_noted():
                 pass
         real(code)
 
-    os._exit = noted
-    try:
-        yield
-    finally:
-        os._exit = real
+    return noted
 
 
 def fatal_reason(path: str | os.PathLike | None, host: str | None = None) -> str | None:

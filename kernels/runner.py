@@ -204,7 +204,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
             damaged: dict[str, CorruptArtifact] = {}
             rebuilt: dict[str, list] = {}
             specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile, damaged, rebuilt,
-                                partial(store.last_keys, str(notebook.resolve())), versions)
+                                partial(store.last_keys, str(notebook.resolve())), versions=versions)
             store.start_run(run_id)
             recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
             recorder.plan({s.step["name"]: s.step["after"] for s in specs})
@@ -308,7 +308,7 @@ def connect_engine(engine, emit) -> None:
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, profile=True, damaged: dict | None = None,
-          rebuilt: dict | None = None, last_keys=None, versions: FileVersions = None) -> tuple[list[StepSpec], dict]:
+          rebuilt: dict | None = None, last_keys=None, *, versions: FileVersions) -> tuple[list[StepSpec], dict]:
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
     cache keys known before running (of the steps found cached). `damaged`, `rebuilt`, `last_keys`,
     `versions`: see `cached_steps`."""

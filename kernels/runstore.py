@@ -38,7 +38,7 @@ from .contract import (
     SUCCEEDED,
 )
 from .errors import AmbiguousRunId, RunStoreError, RunStoreReadOnly, UnknownRun
-from .fatal_errors import fatal_reason, fault_file
+from .fatal_errors import died_of
 from .liveness import (
     HEARTBEAT_INTERVAL_S,
     OWNER_TIMEOUT_S,
@@ -659,10 +659,7 @@ def _insert_event(db: sqlite3.Connection, run_id: str, kind: str, step: str | No
 def _owner_stopped(pid, host) -> str:
     """Why a run whose owner is gone ended: "the process running it stopped", and how, where its
     process wrote that it died of a fatal error (`fatal_errors`, on this host only)."""
-    try:
-        fatal = fatal_reason(fault_file(int(pid), host), host) if pid is not None and host else None
-    except (TypeError, ValueError):
-        fatal = None
+    fatal = died_of(pid, host)
     return f"{OWNER_STOPPED}: {fatal}" if fatal else OWNER_STOPPED
 
 

@@ -315,7 +315,7 @@ def death_reason(record: dict, restarts=()) -> str:
     from dask.utils import format_bytes
 
     address = record.get("worker")
-    fatal = fatal_reason(record.get("fault_file"), record.get("host"))
+    fatal = fatal_reason(record.get("fault_file"), record.get("host") or "")  # (a record without a host: none read)
     if fatal is not None:  # (its memory says nothing then)
         return f"the worker running this step died{f' on {address}' if address else ''}: {fatal}"
     over = [r for r in restarts if r.get("worker") == address and r.get("rss")]

@@ -414,12 +414,9 @@ def _describe(spec, upstream: dict, values: dict, result: dict, outcome) -> None
 
 def _fatal_note(started: dict | None) -> str:
     """Where the step was when its task's process died of a crash in compiled code (`fatal_errors`)."""
-    from ..fatal_errors import fatal_reason, fault_file
+    from ..fatal_errors import died_of
 
-    pid, host = (started or {}).get("pid"), (started or {}).get("host")
-    if not isinstance(pid, int) or not isinstance(host, str):
-        return ""
-    fatal = fatal_reason(fault_file(pid, host), host)
+    fatal = died_of((started or {}).get("pid"), (started or {}).get("host"))
     return f": {fatal}" if fatal else ""
 
 

@@ -14,7 +14,7 @@ from ..contract import missing_outputs_message
 from ..dependencies import record
 from ..errors import MarshalError
 from ..executor import is_clean_exit, made_here
-from ..fatal_errors import exit_noted, watch
+from ..fatal_errors import noting_exit, watch
 from ..masking import kept_values
 from ..namespace import evaluate_metrics, rebind_functions, replay_settings
 from ..store import ArtifactStore
@@ -23,7 +23,6 @@ IO_DIR, OUT_KEY, IN_KEY = "io", "outputs", "inputs"
 FAULT_FILE = "fault.json"  # (in the io folder)
 SAVE_MARKER = "# nbscale: outputs of step"  # the first line of the save cell
 _recording = None  # (context manager, Recording) of the step running in this kernel
-_exit_noting = None  # the kernel's `os._exit` noted (`fatal_errors.exit_noted`) until it ends
 
 
 def load_inputs(ns: dict, io_dir: str) -> None:
@@ -49,9 +48,7 @@ def _note_fault_file(io_dir: str) -> None:
     alone: `os._exit` stays noted until it ends.)"""
     with open(os.path.join(io_dir, FAULT_FILE), "w", encoding="utf-8") as f:
         json.dump({"path": watch(), "host": socket.gethostname()}, f)
-    global _exit_noting
-    _exit_noting = exit_noted()  # (held: a context dropped would put `os._exit` back as it goes)
-    _exit_noting.__enter__()
+    os._exit = noting_exit(os._exit)
 
 
 def _stop_at_clean_exit() -> None:
