@@ -30,6 +30,8 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .disk_room import DiskRoom
+
 try:
     import fcntl
 except ImportError:  # Windows: no O_DIRECT either
@@ -82,6 +84,7 @@ class DirectFileWriter(io.RawIOBase):
         self._ways = _ways_of(self._fd)
         self._may_go_direct = bool(_O_DIRECT) and not self._ways.direct_refused
         self._rate: dict[bool, float] = {}  # bytes/s of this file's last full buffer each way
+        self._room = DiskRoom(self._fd)  # a store file never takes the disk's last bytes
 
     def writable(self) -> bool:
         return True
@@ -91,6 +94,7 @@ class DirectFileWriter(io.RawIOBase):
             raise OSError(errno.EIO, "an earlier write of this file failed")
         view = memoryview(data).cast("B")
         total = view.nbytes
+        self._room.take(total, unwritten=self._filled + BUFFER * len(self._writing))
         if not self._may_go_direct:
             self._drain()  # what is buffered goes first (a write in the thread may just have been refused)
             self._write_all(view)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+
 from ..errors import NbscaleError, PluginError
 
 __all__ = [
     "AmbiguousRunId", "ArtifactNotFound", "ClusterStartError", "CorruptArtifact", "CorruptArtifactWarning",
     "MarshalError", "NbscaleRuntimeError", "ParameterError", "PipelineNotRunnable", "PluginError", "RunStoreCorrupt",
-    "RunStoreError", "RunStoreReadOnly", "SchedulerUnreachable", "StepStopped", "StepTimeout", "StoreUnusable",
-    "Terminated", "UnknownRun",
+    "RunStoreError", "RunStoreReadOnly", "SchedulerUnreachable", "StepStopped", "StepTimeout", "StoreFull",
+    "StoreUnusable", "Terminated", "UnknownRun",
 ]
 
 
@@ -119,6 +121,18 @@ class PipelineNotRunnable(NbscaleRuntimeError):
 class StoreUnusable(NbscaleRuntimeError):
     """An artifact store URL that names no store this process can open (an unknown protocol, a
     file system whose fsspec package is not installed, a malformed URL)."""
+
+
+class StoreFull(NbscaleRuntimeError, OSError):
+    """A store file would take room on its disk that the store leaves free (`kernels.disk_room`): a
+    storage failure (an OSError, as a full disk's), not a property of the value."""
+
+    def __init__(self, free: float, kept: int):
+        super().__init__(f"the disk holding the store has {free / 1e6:,.1f} MB free, and the store leaves "
+                         f"{kept / 1e6:,.1f} MB of it (5% of the disk, at most 1 GiB) to the run store and the "
+                         "steps' own files: the value did not fit in the rest; free space there, or store "
+                         "elsewhere (--store)")
+        self.errno, self.free, self.kept = errno.ENOSPC, free, kept
 
 
 class StepTimeout(BaseException):

@@ -354,7 +354,9 @@ async def await_writes(run_id: str, dask_worker=None) -> dict[str, str]:
     with _lock:
         futures = _pending.pop(run_id, {})
     if futures:
-        await asyncio.wait([asyncio.wrap_future(f) for f in futures.values()])
+        # gathered, not waited: a failed write's error is taken from its asyncio wrapper too (left
+        # there, asyncio logs "Future exception was never retrieved" and its traceback)
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures.values()), return_exceptions=True)
     return {step: error for step, future in futures.items() if (error := _error_of(future))}
 
 

@@ -183,6 +183,50 @@ def test_a_secret_the_step_holds_at_its_end_is_not_kept_in_the_store(tmp_path, m
     assert leaked == []
 
 
+def _leave_room(room: int, folder: str, dask_worker=None) -> None:
+    """The store's reserve set so that `room` bytes of the disk's free space at `folder` are left
+    to store files (kernels/disk_room.py), in this process or on a Dask worker."""
+    from nbscale.kernels import disk_room
+
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    disk_room.reserve = lambda total: free - room
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_value_the_disk_has_no_room_for_is_handed_on_and_made_again_next_time(tmp_path, make_notebook,
+                                                                                monkeypatch, engine):
+    # a 60 MB tmpfs: the Dask run's background write of a 80 MB value once took the disk's last
+    # bytes, and the run store's write that came next failed the run ("database or disk is full")
+    from distributed import Client, LocalCluster
+
+    from nbscale.kernels import disk_room
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    path = make_notebook(tmp_path, [("import numpy as np", ["imports"]),
+                                    ("big = np.ones(8 * 2**20)", ["step:make"]),  # 64 MiB
+                                    ("total = float(big.sum())\nsmall = [1, 2]", ["step:use"])])
+    monkeypatch.setattr(disk_room, "reserve", disk_room.reserve)  # (put back after the test)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster, Client(cluster, set_as_default=False) as client:
+        _leave_room(16 * 2**20, str(tmp_path))
+        client.run(_leave_room, 16 * 2**20, str(tmp_path))
+        warnings = []
+
+        def on_event(kind, step, payload):
+            if kind == "warning":
+                warnings.append(payload.get("message", ""))
+
+        options = RunOptions(engine=engine, scheduler=cluster.scheduler_address if engine == "dask" else None)
+        first = run_notebook(path, options=options, on_event=on_event)
+        assert first.ok, first.steps
+        assert first.load("use")["total"] == 8 * 2**20  # handed on in memory
+        assert any("StoreFull" in w and "MB free" in w for w in warnings), warnings
+        again = run_notebook(path, options=options)
+    assert again.ok and not again.step("make")["cached"]  # no cache entry: made again
+    assert again.step("use")["cached"]  # (its own small value was stored)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_logger_given_a_file_handler_kept_in_a_name_is_handed_on(tmp_path, make_notebook, one_worker, engine):
     # the handler, which cannot be pickled, once went along with the logger that holds it and failed

@@ -399,3 +399,21 @@ def test_a_copied_function_keeps_its_default_the_very_object_handed_on_with_it()
     copy["add"](1)
     assert copy["log"] == [1] and log == []
     assert copy["add"].__defaults__[0] is copy["log"]
+
+
+def test_a_failed_background_write_is_told_once_on_a_workers_event_loop(caplog):
+    # awaited on the worker's loop (`await_writes`), a failed write's error was left in its asyncio
+    # wrapper, and asyncio logged "Future exception was never retrieved" with its traceback
+    import asyncio
+    import gc
+
+    def full():
+        raise OSError(28, "No space left on device")
+
+    handoff.start_write("loop-run", "s", full)
+    handoff.start_write("loop-run", "t", lambda: None)
+    with caplog.at_level("ERROR", logger="asyncio"):
+        failed = asyncio.run(handoff.await_writes("loop-run"))
+        gc.collect()
+    assert failed == {"s": "OSError: [Errno 28] No space left on device"}
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

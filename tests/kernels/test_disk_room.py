@@ -1,0 +1,80 @@
+"""A store file never takes its disk's last bytes (kernels/disk_room.py). Real files on the test's
+own disk; the reserve is set so that only a few MiB of the disk's real free space are left to them."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import numpy as np
+import pytest
+
+from nbscale.kernels import disk_room
+from nbscale.kernels.direct_write import DirectFileWriter
+from nbscale.kernels.errors import StoreFull
+from nbscale.kernels.store import ArtifactStore
+
+MiB = 2**20
+
+
+def leave_room(monkeypatch, folder, room: int) -> None:
+    """Set the reserve so that `room` bytes of the disk's free space at `folder` may be taken now."""
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    monkeypatch.setattr(disk_room, "reserve", lambda total: free - room)
+
+
+def test_the_reserve_is_a_twentieth_of_the_disk_and_at_most_a_gibibyte():
+    assert disk_room.reserve(60 * 10**6) == 3 * 10**6
+    assert disk_room.reserve(100 * 2**30) == 2**30
+
+
+def test_a_store_file_stops_before_the_reserve_and_says_how_much_was_free(tmp_path, monkeypatch):
+    leave_room(monkeypatch, tmp_path, 32 * MiB)
+    chunk = os.urandom(MiB) * 8
+    written = 0
+    with pytest.raises(StoreFull) as caught:
+        with DirectFileWriter(str(tmp_path / "f")) as f:
+            for _ in range(64):  # 512 MiB, were nothing checked
+                f.write(chunk)
+                written += len(chunk)
+    assert 24 * MiB <= written <= 32 * MiB
+    error = caught.value
+    assert isinstance(error, OSError) and error.errno == errno.ENOSPC  # a storage failure, as a full disk's
+    assert "MB free" in str(error) and "--store" in str(error)
+
+
+def test_bytes_not_yet_on_the_disk_count_against_the_room(tmp_path, monkeypatch):
+    leave_room(monkeypatch, tmp_path, 8 * MiB)
+    with open(tmp_path / "f", "wb") as f:
+        room = disk_room.DiskRoom(f.fileno())
+        room.take(2 * MiB, unwritten=0)
+    with open(tmp_path / "g", "wb") as f:
+        room = disk_room.DiskRoom(f.fileno())
+        with pytest.raises(StoreFull):
+            room.take(2 * MiB, unwritten=7 * MiB)  # (a writing thread's buffers)
+
+
+def test_a_file_counts_what_it_took_even_where_the_disk_does_not_yet(tmp_path, monkeypatch):
+    # nothing is written here: a file system that counts bytes only once they reach the disk
+    # shows the same free space at every look, and the file still stops at its room
+    leave_room(monkeypatch, tmp_path, 8 * MiB)
+    with open(tmp_path / "f", "wb") as f:
+        room = disk_room.DiskRoom(f.fileno())
+        for _ in range(4):
+            room.take(2 * MiB)
+        with pytest.raises(StoreFull):
+            room.take(2 * MiB)
+
+
+def test_a_value_the_disk_has_no_room_for_is_not_stored_and_leaves_nothing(tmp_path, monkeypatch):
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    key = "sha256:" + "a" * 64
+    leave_room(monkeypatch, tmp_path, 16 * MiB)
+    with pytest.raises(StoreFull):
+        store.put(key, {"big": np.ones(8 * MiB)}, [["big"]], "make")  # 64 MiB
+    assert not store.has(key)
+    left = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
+    assert left == []  # no half-written file, no temporary folder's file
+    store.put(key, {"small": np.ones(1000)}, [["small"]], "make")  # what fits is stored
+    assert store.get(key)["small"].sum() == 1000
