@@ -14,10 +14,11 @@ import numbers
 import operator
 import types
 from collections.abc import Mapping
+from itertools import islice
 
 from ..compiler.ir import Metrics
 from ..compiler.notebook import cell_label
-from .array_views import walked
+from .array_views import WALK_LIMIT, walked
 from .capture import short_repr
 from .contract import error_dict
 from .tracebacks import is_cell_code
@@ -57,15 +58,15 @@ def rebind_functions(inputs: dict, ns: dict) -> dict:
 
     out = {name: rebind(value) for name, value in inputs.items()}
     if any(type(value) in (dict, list) for value in out.values()):
+        left = WALK_LIMIT  # items looked at in all: a list of a million numbers is not walked to its end
         for held in walked(out):
-            if type(held) is dict:
-                for key, value in held.items():
+            if left <= 0:
+                break
+            if type(held) in (dict, list):
+                for key, value in _items(held, left):
+                    left -= 1
                     if _is_notebook_function(value):
                         held[key] = rebind(value)
-            elif type(held) is list:
-                for index, value in enumerate(held):
-                    if _is_notebook_function(value):
-                        held[index] = rebind(value)
     holders = _Holders(rebind)
     return {name: holders.rebound(value, HELD_DEPTH) for name, value in out.items()}
 
@@ -73,7 +74,7 @@ def rebind_functions(inputs: dict, ns: dict) -> dict:
 # how deep in objects' attributes, partials and containers a notebook function is looked for: a
 # scikit-learn Pipeline holds it 5 deep (pipeline → steps list → (name, step) → FunctionTransformer → func)
 HELD_DEPTH = 6
-HELD_LOOKS = 2000  # at most this many objects looked into per step
+HELD_LOOKS = 10_000  # at most this many objects and items looked into per step
 HELD_ATTRIBUTES = 64  # an object with more attributes is no holder of functions looked into
 
 
@@ -138,7 +139,8 @@ class _Holders:
             items = tuple(self.rebound(item, depth) for item in value)
             return value if all(map(operator.is_, items, value)) else items
         if type(value) in (list, dict):
-            for key, item in list(value.items() if type(value) is dict else enumerate(value)):
+            for key, item in _items(value, self.left):
+                self.left -= 1  # (each item is a look, a number's too)
                 new = self.rebound(item, depth)
                 if new is not item:
                     value[key] = new
@@ -150,6 +152,12 @@ class _Holders:
                 if new is not item:
                     attributes[key] = new
         return value
+
+
+def _items(container, most: int) -> list[tuple]:
+    """(key, item) of a dict's or list's first `most` items."""
+    pairs = container.items() if type(container) is dict else enumerate(container)
+    return list(islice(pairs, max(most, 0)))
 
 
 _LRU_CACHED = type(functools.lru_cache(len))

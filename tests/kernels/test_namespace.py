@@ -12,6 +12,7 @@ import pytest
 from test_executor import ok, run
 
 from nbscale.compiler.ir import Metrics
+from nbscale.kernels.array_views import WALK_LIMIT
 from nbscale.kernels.executor import Frame
 from nbscale.kernels.namespace import HELD_DEPTH, evaluate_metrics, rebind_functions, replay_settings
 
@@ -98,6 +99,16 @@ def test_objects_are_looked_into_a_few_levels_deep_only():
     for _ in range(HELD_DEPTH + 1):
         deep = deep.func
     assert deep is scale  # beyond HELD_DEPTH: left as it was
+
+
+def test_a_long_list_is_looked_into_only_so_far():
+    # every item of a list was looked at, numbers too: a step given a list of a million numbers paid
+    # 1 s for it (top to bottom: nothing). A function that far into a list keeps its globals.
+    scale = notebook_function("K = 1\ndef scale(v):\n    return v * K", "scale")
+    items = [scale, *range(2 * WALK_LIMIT), scale]
+    rebound = rebind_functions({"items": items}, {"__name__": "__main__", "K": 5})
+    assert rebound["items"][0](2) == 10  # near the start: rebound, as before
+    assert rebound["items"][-1] is scale  # beyond the items looked at: as it was
 
 
 def test_library_functions_and_their_wrappers_keep_their_globals():
