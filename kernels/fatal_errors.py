@@ -22,7 +22,9 @@ import atexit
 import faulthandler
 import os
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -41,7 +43,8 @@ _FAULT_NAME = re.compile(r"^faults/[A-Za-z0-9._-]+-\d+\.log$")
 _IPYKERNEL_CELL = re.compile(r"ipykernel_\d+[/\\]\d+\.py$")
 _FRAME = re.compile(r'^\s+File "(.*)", line (\d+) in (.*)$')
 _EXIT_HEADER = "Fatal Python error: os._exit({code}) called by the step's code"
-_watching: tuple[int, object, str] | None = None  # (pid, the open file, its path) of the process that watches
+# (pid, the open file, its path, its echo's `tee` or None) of the process that watches
+_watching: tuple[int, object, str, subprocess.Popen | None] | None = None
 _lock = threading.Lock()  # (a worker's threads may start steps at once)
 _NO_LINKS = getattr(os, "O_NOFOLLOW", 0)
 
@@ -63,15 +66,16 @@ def died_of(pid, host) -> str | None:
     return fatal_reason(fault_file(pid, host), host)
 
 
-def watch() -> str | None:
+def watch(echo: bool = False) -> str | None:
     """Have this process write its threads' stacks into `fault_file()` if it dies of a fatal
     error, from now on (once per process; again in a forked child). The file's path, or None where
-    it cannot be written or `faulthandler` was on already."""
+    it cannot be written or `faulthandler` was on already. `echo`: onto standard error as well (the
+    terminal of `nbscale run`, where the shell says only "Segmentation fault"; a KFP pod's log)."""
     with _lock:
-        return _watch()
+        return _watch(echo)
 
 
-def _watch() -> str | None:
+def _watch(echo: bool) -> str | None:
     global _watching
     if _watching is not None and _watching[0] == os.getpid():
         return _watching[2]
@@ -85,10 +89,33 @@ def _watch() -> str | None:
         handle = open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NO_LINKS, 0o600), "w")  # noqa: SIM115
     except OSError:
         return None
+    handle, tee = _echoed(handle) if echo else (handle, None)
     faulthandler.enable(file=handle, all_threads=True)
-    _watching = (os.getpid(), handle, str(path))
+    _watching = (os.getpid(), handle, str(path), tee)
     atexit.register(_forget, os.getpid(), path)
     return str(path)
+
+
+def _echoed(handle) -> tuple[object, subprocess.Popen | None]:
+    """A pipe into a `tee` of this process's own that copies what comes into `handle`'s file and
+    onto standard error, and the `tee`; `handle` itself where there is no `tee`. (faulthandler writes to one file,
+    from a signal handler: a crash leaves no time for more.) The `tee` is in a session of its own,
+    so that the Ctrl-C of a terminal, which `nbscale run` answers by cancelling, does not end it;
+    it ends when this process does, its pipe then closed."""
+    program = shutil.which("tee")
+    if program is None or not os.path.isdir("/dev/fd"):
+        return handle, None
+    read, write = os.pipe()
+    try:
+        tee = subprocess.Popen([program, "-a", f"/dev/fd/{handle.fileno()}"], stdin=read, stdout=2,
+                               stderr=subprocess.DEVNULL, pass_fds=(handle.fileno(),), start_new_session=True)
+    except OSError:
+        os.close(write)
+        return handle, None
+    finally:
+        os.close(read)
+    handle.close()
+    return open(write, "w"), tee  # noqa: SIM115 - faulthandler's, for the process's life
 
 
 def _after_fork() -> None:
@@ -106,9 +133,17 @@ if hasattr(os, "register_at_fork"):
 
 
 def _forget(pid: int, path: Path) -> None:
-    if os.getpid() == pid:  # (a forked child runs its parent's atexit functions too)
-        faulthandler.disable()
-        path.unlink(missing_ok=True)
+    if os.getpid() != pid:  # (a forked child runs its parent's atexit functions too)
+        return
+    faulthandler.disable()
+    path.unlink(missing_ok=True)
+    tee = _watching[3] if _watching is not None else None
+    if tee is not None:  # its pipe closed, it ends
+        _watching[1].close()
+        try:
+            tee.wait(timeout=1)
+        except subprocess.TimeoutExpired:  # (a forked child holds the pipe still: it ends with it)
+            pass
 
 
 def _remove_stale(folder: Path) -> None:

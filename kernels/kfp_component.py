@@ -76,8 +76,10 @@ def run_kfp_step(*, notebook: str, step: dict, prelude: dict, parameters: dict |
     record_dir = Path(record.path) if record is not None else None
     attempt = _previous_attempt(record_dir) + 1
     started = time.time()
-    if record_dir is not None:  # (its process's pid and host: where it says it died, `fatal_errors.watch`)
-        watch()
+    # a crash in compiled code: its stack in the task's log (on a cluster, the pod's), and in the file that
+    # `kfp-local` finds by the pid and host recorded below (`fatal_errors.watch`)
+    watch(echo=True)
+    if record_dir is not None:
         _write_json(record_dir / STARTED_FILE, {"step": name, "attempt": attempt, "started": started,
                                                 "pid": os.getpid(), "host": socket.gethostname()})
     spec = {"name": name, "cells": step["cells"], "source": step["source"],

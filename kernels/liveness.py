@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 HEARTBEAT_INTERVAL_S = 2.0
 OWNER_TIMEOUT_S = 30.0  # a heartbeat older than this, from another host, means its owner is gone
@@ -45,7 +46,7 @@ def current_owner() -> Owner:
 def pid_space() -> str:
     """Which process table this process's pid belongs to: the boot and the pid namespace (Linux)."""
     parts = []
-    for read in (lambda: open("/proc/sys/kernel/random/boot_id").read().strip(),
+    for read in (lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip(),  # (closed once read)
                  lambda: os.readlink("/proc/self/ns/pid")):
         try:
             parts.append(read())

@@ -14,7 +14,8 @@ class LocalEngine(Engine):
 
     def run(self, specs, emit) -> dict:
         outcomes = {}
-        watch()  # a crash in compiled code ends this process: its run store names the cell (`fatal_errors`)
+        watch(echo=True)  # a crash in compiled code ends this process: its run store names the cell, and so
+        # does its standard error, where the shell says only "Segmentation fault" (`fatal_errors`)
         for spec in specs:
             with step_in_main_thread(), exit_refused():
                 outcome = run_step(spec, outcomes, emit)

@@ -115,6 +115,8 @@ def test_a_crash_in_compiled_code_under_the_local_engine_names_the_cell_and_line
     done = subprocess.run([sys.executable, "-m", "nbscale", "run", str(path), "--engine", "local"],
                           capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert done.returncode == -signal.SIGSEGV, done.stderr
+    # and at once where the run was started (the shell said only "Segmentation fault")
+    assert re.search(r'File "<cell 2 \[\w+\]>", line 2 in <module>', done.stderr), done.stderr
     from nbscale.kernels.runstore import RunStore
 
     with RunStore(tmp_path / ".nbscale" / "runs.sqlite") as store:

@@ -9,27 +9,39 @@ import sys
 import textwrap
 import time
 
+import psutil
+from conftest import wait_for
+
 from nbscale.kernels import fatal_errors
 from nbscale.kernels.fatal_errors import fatal_reason, fault_file
 
 # code compiled under the name the step shell gives notebook cell 4 (`tracebacks.CellCompiler`)
 CRASHING = textwrap.dedent("""
     import ctypes, sys
+    from nbscale.kernels import fatal_errors
     from nbscale.kernels.fatal_errors import exit_noted, watch
-    path = watch()
+    path = watch(echo=sys.argv[2:] == ["echo"])
     assert watch() == path, "a step after the first is given another path"  # (once per process)
-    print(path, flush=True)
+    tee = fatal_errors._watching[3] if fatal_errors._watching else None
+    print(path, tee.pid if tee else "", flush=True)
     with exit_noted():
         exec(compile(sys.argv[1], "<cell 4 [0123456789ab]>", "exec"))
 """)
 
 
-def _dies(tmp_path, cell: str, *flags: str) -> tuple[subprocess.CompletedProcess, str]:
+def _dies(tmp_path, cell: str, *flags: str, echo: bool = False) -> tuple[subprocess.CompletedProcess, str]:
+    done, path, _ = _echoing(tmp_path, cell, *flags, echo=echo)
+    return done, path
+
+
+def _echoing(tmp_path, cell: str, *flags: str, echo: bool) -> tuple[subprocess.CompletedProcess, str, int | None]:
+    """(the process, the path it watches, the pid of its echo's `tee`)"""
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
     env.pop("PYTHONFAULTHANDLER", None)
-    done = subprocess.run([sys.executable, *flags, "-c", CRASHING, cell], capture_output=True, text=True,
-                          timeout=60, env=env)
-    return done, done.stdout.strip()
+    done = subprocess.run([sys.executable, *flags, "-c", CRASHING, cell, *(["echo"] if echo else [])],
+                          capture_output=True, text=True, timeout=60, env=env)
+    path, _, tee = done.stdout.strip().partition(" ")
+    return done, path, int(tee) if tee else None
 
 
 def test_a_segmentation_fault_names_the_cell_line_and_the_function_it_crashed_in(tmp_path):
@@ -39,6 +51,31 @@ def test_a_segmentation_fault_names_the_cell_line_and_the_function_it_crashed_in
     reason = fatal_reason(path)
     assert reason.startswith("Segmentation fault at cell 4, line 2 (in string_at, __init__.py:"), reason
     assert fatal_reason(path, host="another-host") is None  # (its path names a file of that host)
+
+
+def test_an_echoing_process_tells_its_crash_on_standard_error_too(tmp_path):
+    # `nbscale run` on the local engine: the terminal showed only the shell's "Segmentation fault"
+    done, path, tee = _echoing(tmp_path, "x = 1\nctypes.string_at(0)", echo=True)
+    assert done.returncode == -11 and tee is not None
+    assert "Fatal Python error: Segmentation fault" in done.stderr
+    assert 'File "<cell 4 [0123456789ab]>", line 2 in <module>' in done.stderr
+    wait_for(lambda: fatal_reason(path) is not None, "the tee's copy", 10)
+    assert fatal_reason(path).startswith("Segmentation fault at cell 4, line 2 (in string_at")
+    wait_for(lambda: _gone(tee), "the tee's end", 10)
+
+
+def test_an_echoing_process_that_ends_normally_says_nothing_and_leaves_nothing(tmp_path):
+    done, path, tee = _echoing(tmp_path, "x = 1", echo=True)
+    assert done.returncode == 0 and done.stderr == "" and tee is not None
+    assert not os.path.exists(path)
+    assert _gone(tee)  # (waited for as the process exited)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_os_exit_in_the_step_names_the_cell_and_line(tmp_path):
