@@ -94,7 +94,7 @@ class DirectFileWriter(io.RawIOBase):
             raise OSError(errno.EIO, "an earlier write of this file failed")
         view = memoryview(data).cast("B")
         total = view.nbytes
-        self._room.take(total, unwritten=self._filled + BUFFER * len(self._writing))
+        self._room.take(total, unwritten=self._filled + BUFFER * sum(not f.done() for f, _ in self._writing))
         if not self._may_go_direct:
             self._drain()  # what is buffered goes first (a write in the thread may just have been refused)
             self._write_all(view)

@@ -15,7 +15,9 @@ from .errors import StoreFull
 
 RESERVE_SHARE = 0.05  # of the file system's size, left free
 RESERVE_MOST = 2**30
-RECHECK = 64 * 2**20  # bytes written between looks at the free space (other writers take it too)
+# bytes taken between looks at the free space: files written at once (parallel steps' values) each
+# see what the others took at their next look, so together they pass their room by this much each at most
+RECHECK = 8 * 2**20
 
 
 def reserve(total: int) -> int:
