@@ -122,12 +122,30 @@ def copied(values: dict, kept: dict | None = None) -> dict:
     `kept`: id → what stands for that object in the copy, not copied (`handoff.step_inputs`)."""
     found = _found(values)
     memo: dict = dict(kept or {})
+    _copied_flat(values, memo)
     if found is None or not found.views:
         return copy.deepcopy(values, memo)
     for view, owner in found.views.values():
         if id(view) not in memo:
             memo[id(view)] = _view_of(copy.deepcopy(owner, memo), *_where(view, owner))  # the owner's copy: memoised
     return copy.deepcopy(values, memo)
+
+
+_ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None)})  # deepcopy gives each itself
+FLAT_MIN = 1000  # items from which a list, dict or set of atoms is copied whole
+
+
+def _copied_flat(values: dict, memo: dict) -> None:
+    """The lists, dicts and sets of atoms (numbers, strings, None) the walk finds, copied whole into
+    deepcopy's `memo`: the copy deepcopy makes (a new container of the same items), without its
+    look at each item in Python (0.9 s for a list of five million numbers, 0.04 s so)."""
+    for value in walked(values):
+        kind = type(value)
+        if kind not in (list, dict, set) or len(value) < FLAT_MIN or id(value) in memo:
+            continue
+        parts = (value.keys(), value.values()) if kind is dict else (value,)
+        if all(set(map(type, part)) <= _ATOMS for part in parts):
+            memo[id(value)] = kind(value)
 
 
 # --- a pickle ---------------------------------------------------------------------------------------

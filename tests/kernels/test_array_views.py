@@ -164,3 +164,24 @@ def test_an_outcome_sent_by_dask_holds_each_array_once_out_of_band():
     assert got["big"][0] == 42.0 and got["d"]["head"][0] == 42.0
     got["d"]["head"][1] = 7
     assert got["big"][1] == 7
+
+
+def test_lists_dicts_and_sets_of_numbers_and_strings_are_copied_whole_as_deepcopy_copies_them():
+    # copied at once, not item by item (a list of five million numbers: 0.9 s in deepcopy)
+    ints = list(range(5000))
+    words = {f"w{i}": i for i in range(5000)}
+    tags = {f"t{i}" for i in range(5000)}
+    nested = [[i] for i in range(5000)]  # (not flat: its lists are copied one by one, as before)
+    mixed = [*range(4999), 1.5j, None, True, b"x", "s"]
+    values = {"ints": ints, "again": ints, "deep": {"x": ints, "w": words}, "tags": tags, "nested": nested,
+              "mixed": mixed}
+    copy = array_views.copied(values)
+    assert copy["ints"] == ints and copy["ints"] is not ints
+    assert copy["again"] is copy["ints"] and copy["deep"]["x"] is copy["ints"]  # one list stays one
+    assert copy["deep"]["w"] == words and copy["deep"]["w"] is not words and list(copy["deep"]["w"]) == list(words)
+    assert copy["tags"] == tags and copy["tags"] is not tags
+    assert copy["nested"] == nested and copy["nested"][0] is not nested[0]
+    assert copy["mixed"] == mixed and copy["mixed"] is not mixed
+    copy["ints"].append(-1)
+    copy["deep"]["w"]["new"] = 1
+    assert len(ints) == 5000 and "new" not in words  # the step's own copies
