@@ -136,8 +136,11 @@ class _Holders:
                 return value
             return functools.partial(func, *args, **keywords)
         if type(value) is tuple:
-            items = tuple(self.rebound(item, depth) for item in value)
-            return value if all(map(operator.is_, items, value)) else items
+            head = []
+            for item in islice(value, max(self.left, 0)):
+                self.left -= 1
+                head.append(self.rebound(item, depth))
+            return value if all(map(operator.is_, head, value)) else (*head, *value[len(head):])
         if type(value) in (list, dict):
             for key, item in _items(value, self.left):
                 self.left -= 1  # (each item is a look, a number's too)

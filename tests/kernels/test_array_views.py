@@ -173,9 +173,11 @@ def test_lists_dicts_and_sets_of_numbers_and_strings_are_copied_whole_as_deepcop
     tags = {f"t{i}" for i in range(5000)}
     nested = [[i] for i in range(5000)]  # (not flat: its lists are copied one by one, as before)
     mixed = [*range(4999), 1.5j, None, True, b"x", "s"]
+    row = tuple(range(5000))
     values = {"ints": ints, "again": ints, "deep": {"x": ints, "w": words}, "tags": tags, "nested": nested,
-              "mixed": mixed}
+              "mixed": mixed, "row": row}
     copy = array_views.copied(values)
+    assert copy["row"] is row  # (deepcopy's own: a tuple of atoms is its own copy)
     assert copy["ints"] == ints and copy["ints"] is not ints
     assert copy["again"] is copy["ints"] and copy["deep"]["x"] is copy["ints"]  # one list stays one
     assert copy["deep"]["w"] == words and copy["deep"]["w"] is not words and list(copy["deep"]["w"]) == list(words)

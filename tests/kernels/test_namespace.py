@@ -109,6 +109,9 @@ def test_a_long_list_is_looked_into_only_so_far():
     rebound = rebind_functions({"items": items}, {"__name__": "__main__", "K": 5})
     assert rebound["items"][0](2) == 10  # near the start: rebound, as before
     assert rebound["items"][-1] is scale  # beyond the items looked at: as it was
+    row = (scale, *range(2 * WALK_LIMIT), scale)  # (a tuple is made anew, with its head rebound)
+    rebound = rebind_functions({"row": row}, {"__name__": "__main__", "K": 5})["row"]
+    assert rebound[0](2) == 10 and rebound[-1] is scale and rebound[1:-1] == row[1:-1]
 
 
 def test_library_functions_and_their_wrappers_keep_their_globals():
