@@ -105,6 +105,8 @@ def _plain(value) -> bool:
         item = todo.pop()
         if type(item) in (list, dict):
             items -= len(item)
+            if items < 0:  # (before its items are gathered: a dict of a million words)
+                return False
             todo += [*item.keys(), *item.values()] if type(item) is dict else item
         elif isinstance(item, str):
             characters -= len(item)
