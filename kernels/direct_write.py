@@ -69,7 +69,7 @@ def _ways_of(fd: int) -> _Ways:
 class DirectFileWriter(io.RawIOBase):
     """A write-only file for the store that writes each full buffer the faster way it has seen."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, keep_room: bool = True):
         super().__init__()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         self._pid = os.getpid()  # a forked copy of this writer is not its process's to write with
@@ -84,7 +84,8 @@ class DirectFileWriter(io.RawIOBase):
         self._ways = _ways_of(self._fd)
         self._may_go_direct = bool(_O_DIRECT) and not self._ways.direct_refused
         self._rate: dict[bool, float] = {}  # bytes/s of this file's last full buffer each way
-        self._room = DiskRoom(self._fd)  # a store file never takes the disk's last bytes
+        # a cache's file never takes the disk's last bytes (`keep_room`); a KFP task's output may
+        self._room = DiskRoom(self._fd) if keep_room else None
 
     def writable(self) -> bool:
         return True
@@ -94,7 +95,8 @@ class DirectFileWriter(io.RawIOBase):
             raise OSError(errno.EIO, "an earlier write of this file failed")
         view = memoryview(data).cast("B")
         total = view.nbytes
-        self._room.take(total, unwritten=self._filled + BUFFER * sum(not f.done() for f, _ in self._writing))
+        if self._room is not None:
+            self._room.take(total, unwritten=self._filled + BUFFER * sum(not f.done() for f, _ in self._writing))
         if not self._may_go_direct:
             self._drain()  # what is buffered goes first (a write in the thread may just have been refused)
             self._write_all(view)

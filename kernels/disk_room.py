@@ -4,7 +4,8 @@ A cache write that takes a disk's last bytes makes everything else writing there
 moment: the run store ("database or disk is full": the run fails although its steps succeeded), the
 steps' own output files, other programs. A store file leaves a reserve free (5% of the file system,
 at most 1 GiB) and gives up (`StoreFull`) rather than write into it: the value is still handed on
-in memory, and only its cache entry is lost, with a warning.
+in memory, and only its cache entry is lost, with a warning. A KFP task's output artifact is no cache
+(`ArtifactFolder.keeps_room`): its readers cannot do without it, so only a full disk stops it.
 """
 
 from __future__ import annotations

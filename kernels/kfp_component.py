@@ -55,6 +55,7 @@ class ArtifactFolder(ArtifactStore):
     """
 
     folder_per_key = False  # its one folder holds what a step wrote under its own key
+    keeps_room = False  # no cache: the task's output, which its readers cannot do without
 
     def _dir(self, step_hash: str) -> str:
         return self.root

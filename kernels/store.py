@@ -100,6 +100,7 @@ class ArtifactStore:
 
     rename_folders = True  # publish by renaming the whole folder, where the file system is local
     folder_per_key = True  # each key has a folder of its own, whose manifest names that key
+    keeps_room = True  # a cache: its files leave their disk's reserve free (`disk_room`)
 
     def __init__(self, url: str, **storage_options: Any):
         self.url = str(url)
@@ -224,7 +225,7 @@ class ArtifactStore:
         return entries
 
     def _write_unit(self, path: str, values: dict[str, Any], step: str | None) -> tuple[str, int, str]:
-        with (DirectFileWriter(path) if self.local else self.fs.open(path, "wb")) as f:
+        with (DirectFileWriter(path, self.keeps_room) if self.local else self.fs.open(path, "wb")) as f:
             sink = DigestWriter(f)
             if len(values) == 1:
                 ((name, value),) = values.items()

@@ -127,3 +127,23 @@ run_kfp_step(notebook="nb.ipynb", step={{"name": "stubborn", "cells": [0], "sour
 
 def test_pipelines_compiled_earlier_still_find_run_step():
     assert kfp_component.run_step is run_kfp_step
+
+
+def test_a_tasks_output_is_written_whatever_room_a_cache_would_leave(tmp_path, monkeypatch):
+    # the store's reserve (`disk_room`) protects the disk from a cache; a KFP task's output is no cache:
+    # its readers cannot do without it, so only a full disk stops it
+    import os
+
+    import numpy as np
+
+    from nbscale.kernels import disk_room
+    from nbscale.kernels.errors import StoreFull
+    from nbscale.kernels.store import ArtifactStore
+
+    st = os.statvfs(tmp_path)
+    monkeypatch.setattr(disk_room, "reserve", lambda total, free=st.f_bavail * st.f_frsize: free - 2**20)
+    value = {"big": np.ones(2**20)}  # 8 MiB, past the 1 MiB a cache may take
+    with pytest.raises(StoreFull):
+        ArtifactStore(str(tmp_path / "cache")).put("sha256:" + "c" * 64, value, [["big"]], "make")
+    ArtifactFolder(str(tmp_path / "output")).put("make", value, [], "make")
+    assert ArtifactFolder(str(tmp_path / "output")).get("make")["big"].sum() == 2**20
