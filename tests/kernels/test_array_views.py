@@ -187,3 +187,17 @@ def test_lists_dicts_and_sets_of_numbers_and_strings_are_copied_whole_as_deepcop
     copy["ints"].append(-1)
     copy["deep"]["w"]["new"] = 1
     assert len(ints) == 5000 and "new" not in words  # the step's own copies
+
+
+def test_a_list_of_records_is_copied_record_by_record_as_deepcopy_copies_it():
+    rows = [{"id": i, "name": f"n{i}", "score": i / 2, "ok": None} for i in range(3000)]
+    rows.append(rows[0])  # one record listed twice: one copy, listed twice
+    nested = [{"id": i, "tags": ["a"]} for i in range(3000)]  # (a list inside: deep-copied as before)
+    copy = array_views.copied({"rows": rows, "first": rows[0], "nested": nested})
+    assert copy["rows"] == rows and copy["rows"] is not rows and copy["rows"][0] is not rows[0]
+    assert copy["rows"][-1] is copy["rows"][0] is copy["first"]  # shared as in the producer's value
+    assert copy["rows"][5]["name"] is rows[5]["name"]  # (its atoms are shared, as deepcopy shares them)
+    assert copy["nested"] == nested and copy["nested"][0]["tags"] is not nested[0]["tags"]
+    copy["rows"][1]["id"] = -1
+    copy["nested"][0]["tags"].append("b")
+    assert rows[1]["id"] == 1 and nested[0]["tags"] == ["a"]  # the step's own copies
