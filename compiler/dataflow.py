@@ -19,9 +19,11 @@ from .file_edges import FileOrder, file_order
 from .heap import Heap
 from .ir import Prelude, Step
 from .layout import Layout
+from .module_files import imported_files
 from .notebook import cell_label
 from .parsing import ParsedCell, ParsedCells
 from .path_constants import path_constants, scanned_steps
+from .prelude_reads import prelude_reads
 from .python_check import RefusalCheck
 
 if TYPE_CHECKING:
@@ -92,6 +94,7 @@ def _walk(layout, parameter_names, cells, immutable, also, defaults, check: Refu
     prelude = cells.cells(layout.prelude)
     constants = path_constants([stmt for cell in prelude if cell.tree is not None for stmt in cell.tree.body],
                                defaults or {})  # (from the trees, before they go; a big cell's: none)
+    reads = prelude_reads(prelude, constants)
     prelude_facts = analyse_cells(prelude)
     prelude_names = set(prelude_facts.binds)
     if also is not None:
@@ -99,6 +102,7 @@ def _walk(layout, parameter_names, cells, immutable, also, defaults, check: Refu
     refused = check.of(prelude)  # (from the trees, before they go)
     _released(prelude)
     builder = _Builder(layout, parameter_names, prelude_names, cells, constants)
+    builder.prelude_reads = reads
     for name in immutable:  # `Model(random_state=seed)` twice: fitting one model changes no other
         builder.heap.declare_immutable(name)
     builder.check_prelude(prelude_facts)
@@ -165,6 +169,7 @@ class _Builder:
         self.fallback: dict[tuple[str, str], str] = {}
         self.passed: set[tuple[str, str]] = set()  # (step, name) it receives for `fallback`
         self.files: FileOrder = FileOrder({}, {})  # step → earlier step → files (`_file_edges`)
+        self.prelude_reads: list[tuple] = []  # (cell, line, file, module) the prelude reads as it runs
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
         self.skipped_binds = self._skipped_binds()
@@ -398,6 +403,7 @@ class _Builder:
             step.after = _unique([step.sources[n] for n in step.inputs])
         self._after_tags()
         self._file_edges()
+        self._prelude_reads_written()
         upstream = {s.name: s.after for s in self.steps}
         cycle = graph.find_cycle([s.name for s in self.steps], upstream)
         if cycle:
@@ -443,11 +449,27 @@ class _Builder:
         """A later step whose cells name a file an earlier one writes comes after it, one that writes
         a file anew after the earlier ones that read the version it replaces (`file_order`)."""
         order = {s.name: i for i, s in enumerate(self.steps)}
-        self.files = file_order(scanned_steps(self.path_constants, self.steps, self.prelude_names | self.parameters))
+        self.files = file_order(scanned_steps(self.path_constants, self.steps, self.prelude_names | self.parameters),
+                                imported_files)
         for step in self.steps:
             earlier = [*self.files.handed_on.get(step.name, ()), *self.files.replaces.get(step.name, ())]
             if earlier:
                 step.after = sorted(_unique(step.after + earlier), key=order.get)
+
+    def _prelude_reads_written(self):
+        """A file the imports or functions cells read as they run, which a step writes: top to bottom
+        they read it once, before the steps (`prelude_reads`)."""
+        for cell, line, path, module in self.prelude_reads:
+            writers = self.files.written.get(path)
+            if writers:
+                where = f"by {module}, which this cell imports" if module else "here"
+                self.diagnostics.append(Diagnostic(
+                    "prelude-reads-step-file",
+                    f"{path} is read {where}, and the imports and functions cells run again before every step: "
+                    f"the steps after '{writers[0]}', which writes it, read what it wrote, where a run top to "
+                    "bottom reads the file once, before any step", cell=cell, line=line,
+                    hint="read the file in the steps that use it (or hand its content on from the step that "
+                         "writes it)"))
 
     def _cycle(self, cycle):
         first = next(s for s in self.layout.steps if s.name == cycle[0])

@@ -38,6 +38,7 @@ CODES = {
     "prelude-logging": WARNING,
     "pyplot-current-figure": WARNING,
     "prelude-object-changed": WARNING,
+    "prelude-reads-step-file": WARNING,
     "generator-handed-on": WARNING,
     "conflicting-option": WARNING,
     "ambiguous-name": INFO,

@@ -22,7 +22,7 @@ import os
 import re
 import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # A cell's string literals and comments, in the order they start, so that an escaped quote (`'a\n'`,
 # `'it\'s'`), a triple-quoted text or a comment (`# don't`) pairs no quote with the next literal's.
@@ -334,6 +334,7 @@ class FileOrder:
 
     handed_on: dict[str, dict[str, list[str]]]  # it names a file the earlier step writes
     replaces: dict[str, dict[str, list[str]]]  # it writes anew (or appends to) a file the earlier step read
+    written: dict[str, list[str]] = field(default_factory=dict)  # file → the steps that write it, in order
 
 
 def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
@@ -341,9 +342,11 @@ def file_edges(steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, list[s
     return file_order(steps).handed_on
 
 
-def file_order(steps: list[tuple[str, list[str]]]) -> FileOrder:
+def file_order(steps: list[tuple[str, list[str]]], imported=None) -> FileOrder:
     """`steps`: (name, its cells' sources) in notebook order. Each step comes after the last earlier
-    writer of each file its cells name; after every earlier step that writes into a folder the file
+    writer of each file its cells name (and, given `imported`, the files of the notebook's own modules
+    they import and the files those name: `module_files.imported_files` of the cells); after every
+    earlier step that writes into a folder the file
     is in (`--output-dir runs/exp1`, then `runs/exp1/metrics.json`) or, for a folder or wildcard it
     names (`glob("models/*.pkl")`), every earlier step that writes in it: a folder gathers what each
     writer puts there. A step that writes a file anew comes after the earlier steps that named the
@@ -358,6 +361,10 @@ def file_order(steps: list[tuple[str, list[str]]]) -> FileOrder:
     order = FileOrder({}, {})
     for (name, sources), (_, written) in zip(steps, writes):
         named = named_paths(sources, parts)
+        if imported is not None and parts:
+            through = imported(sources)
+            named |= {path for path in through.paths if parts.intersection(path.split("/"))}
+            named |= named_paths(list(through.texts.values()), parts)
         for path in sorted(named) if wrote else ():
             for writer in _writers_of(path, wrote, inside):
                 if writer != name:
@@ -374,6 +381,7 @@ def file_order(steps: list[tuple[str, list[str]]]) -> FileOrder:
                     inside[folder].append(name)
         for path in named.difference(counted):
             named_since.setdefault(path, []).append(name)
+    order.written = wrote
     return order
 
 

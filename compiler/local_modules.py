@@ -72,16 +72,36 @@ def local_functions(node: ast.Import | ast.ImportFrom) -> dict[str, Callable]:
 def functions_of(module: str) -> dict[str, Callable]:
     """The top-level functions of module `module` beside the notebook (a dotted name: of a package
     there), by name; {} for any other module (a library's, a file that does not parse)."""
+    found = _module_file(module)
+    if found is None:
+        return {}
+    path, st = found
+    return _functions(path, st.st_size, st.st_mtime_ns) if st.st_size <= MAX_MODULE_BYTES else {}
+
+
+def module_source(module: str) -> tuple[str, str] | None:
+    """(path relative to the notebook's folder, text) of module `module` beside the notebook, or
+    None (a library's, no such file, too big or unreadable)."""
+    found = _module_file(module)
+    if found is None or found[1].st_size > MAX_MODULE_BYTES:
+        return None
+    path, st = found
+    data = _bytes(path, st.st_size, st.st_mtime_ns)
+    return None if data is None else (os.path.relpath(path, _FOLDER.get()), data.decode("utf-8", "replace"))
+
+
+def _module_file(module: str) -> tuple[str, os.stat_result] | None:
+    """(path, stat) of the file Python imports module `module` from, beside the notebook."""
     folder = _FOLDER.get()
     parts = module.split(".")
     if folder is None or not all(part.isidentifier() for part in parts):
-        return {}
+        return None
     base = os.path.join(folder, *parts)
     for path in (os.path.join(base, "__init__.py"), base + ".py"):  # (as Python looks: a package first)
         st = _look(path)
         if st is not None:
-            return _functions(path, st.st_size, st.st_mtime_ns) if st.st_size <= MAX_MODULE_BYTES else {}
-    return {}
+            return path, st
+    return None
 
 
 def _look(path: str) -> os.stat_result | None:
@@ -124,14 +144,25 @@ def unchanged(looked: dict) -> bool:
     return all(_stamp(_regular_file(path)) == was for path, was in looked.items())
 
 
-@functools.lru_cache(maxsize=64)
-def _functions(path: str, size: int, mtime_ns: int) -> dict[str, Callable]:
+@functools.lru_cache(maxsize=16)
+def _bytes(path: str, size: int, mtime_ns: int) -> bytes | None:
     try:  # (not blocking: what was a file as it was looked at may be a FIFO now)
         with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return {}
-            tree = parse_text(f.read(MAX_MODULE_BYTES + 1))
-    except (OSError, SyntaxError, ValueError, RecursionError):
+                return None
+            return f.read(MAX_MODULE_BYTES + 1)
+    except (OSError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _functions(path: str, size: int, mtime_ns: int) -> dict[str, Callable]:
+    data = _bytes(path, size, mtime_ns)
+    try:  # (from bytes: as Python reads a module, by its coding line)
+        tree = parse_text(data) if data is not None else None
+    except (SyntaxError, ValueError, RecursionError):
+        tree = None
+    if tree is None:
         return {}
     found = {}
     for stmt in tree.body:

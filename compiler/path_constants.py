@@ -20,7 +20,7 @@ from collections import Counter
 from .effects import dotted_name
 from .parsing import parse_cell
 
-_JOINS = {"os.path.join", "posixpath.join", "path.join", "join", "Path", "pathlib.Path", "PurePath",
+JOINS = {"os.path.join", "posixpath.join", "path.join", "join", "Path", "pathlib.Path", "PurePath",
           "PurePosixPath", "str", "os.fspath", "fspath"}
 MAX_TEXT = 4096  # (as `file_edges` takes a name)
 _FEW = 8  # constants looked for in a cell's text one by one; more: the cell's names are looked up among them
@@ -71,7 +71,7 @@ def step_constants(sources: list[str], known: dict[str, str]) -> dict[str, str]:
     for stmt in statements:
         target, value = _assigned(stmt)
         if target is not None:
-            folded = _fold(value, {**known, **found})
+            folded = folded_text(value, {**known, **found})
             if folded is not None and folded and len(folded) <= MAX_TEXT and "\n" not in folded:
                 found[target] = folded
     if not found:
@@ -120,7 +120,7 @@ def path_constants(statements, parameters: dict[str, object]) -> dict[str, str]:
     for stmt in statements:
         target, value = _assigned(stmt)
         if target is not None:
-            folded = _fold(value, known)
+            folded = folded_text(value, known)
             if folded is None:
                 known.pop(target, None)
             else:
@@ -180,7 +180,7 @@ def _assigned(stmt) -> tuple[str | None, ast.AST | None]:
     return None, None
 
 
-def _fold(node, known: dict[str, str]) -> str | None:
+def folded_text(node, known: dict[str, str]) -> str | None:
     """The text `node` evaluates to, from literals and `known` texts only; None otherwise."""
     kind = type(node)
     if kind is ast.Constant:
@@ -188,7 +188,7 @@ def _fold(node, known: dict[str, str]) -> str | None:
     if kind is ast.Name:
         return known.get(node.id)
     if kind is ast.BinOp and type(node.op) in (ast.Add, ast.Div):
-        left, right = _fold(node.left, known), _fold(node.right, known)
+        left, right = folded_text(node.left, known), folded_text(node.right, known)
         if left is None or right is None:
             return None
         return left + right if type(node.op) is ast.Add else os.path.join(left, right)
@@ -199,12 +199,12 @@ def _fold(node, known: dict[str, str]) -> str | None:
                 if part.format_spec is not None or part.conversion not in (-1, ord("s")):
                     return None
                 part = part.value
-            text = _fold(part, known)
+            text = folded_text(part, known)
             if text is None:
                 return None
             parts.append(text)
         return "".join(parts)
-    if kind is ast.Call and not node.keywords and node.args and dotted_name(node.func) in _JOINS:
-        texts = [_fold(arg, known) for arg in node.args]
+    if kind is ast.Call and not node.keywords and node.args and dotted_name(node.func) in JOINS:
+        texts = [folded_text(arg, known) for arg in node.args]
         return None if None in texts else os.path.join(*texts)
     return None

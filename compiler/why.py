@@ -10,6 +10,7 @@ from .dataflow import Flow, Reason, build_flow
 from .errors import NbscaleCompileError
 from .graph import ancestors
 from .layout import lay_out
+from .local_modules import modules_beside
 from .notebook import Notebook, cell_label, read_notebook
 from .parameters import immutable_names, parse_parameters
 from .recursion import compiling
@@ -25,7 +26,7 @@ def why(notebook, up: str, down: str) -> list[str]:
         notebook = read_notebook(notebook)
     layout = lay_out(notebook)
     parameters, _ = parse_parameters([(i, layout.sources[i]) for i in layout.parameters], layout.injected)
-    with compiling():
+    with compiling(), modules_beside(notebook.path):  # (the notebook's modules, as a compile reads them)
         flow = build_flow(layout, {p.name for p in parameters}, immutable=immutable_names(parameters),
                           defaults={p.name: p.default for p in parameters})
     tagged = {s.name: s.after for s in layout.steps}

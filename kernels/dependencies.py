@@ -332,6 +332,8 @@ class Recording:
             local = _local_modules(self, loaded)
             for path, module in local.items():
                 state, outdated, first = _as_imported(path, module)
+                if outdated and path in self.writes:  # its product, that an earlier step here had loaded: not its code
+                    continue
                 if first and _ran_stale_bytecode(path, module):
                     self.problems.append(f"{self.key(path)} was imported from bytecode cached before the file "
                                          "last changed (the step may have run its old code)")

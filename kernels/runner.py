@@ -510,7 +510,7 @@ def _writers_of_what_runs_changes(keys: dict, tried: dict, why: dict, artifacts,
 
 def learned_order(pipeline, order: dict, latest: _LatestRecords) -> dict[str, dict[str, str]]:
     """Step → {earlier step: file}: as their latest results recorded, the earlier step wrote a file
-    the step read, and no edge orders them (the file's name was built as the steps ran:
+    the step read or imported, and no edge orders them (the file's name was built as the steps ran:
     `os.path.join(DATA_DIR, "clean.csv")`), so the step must come after it, as top to bottom.
     None learned where they would make a cycle (an `after:` tag pointing to a later step)."""
     records = latest.all()
@@ -523,7 +523,7 @@ def learned_order(pipeline, order: dict, latest: _LatestRecords) -> dict[str, di
     static = {s.name: set(s.after) for s in pipeline.steps}
     learned: dict[str, dict[str, str]] = {}
     for step, record in records.items():
-        for path in record.get("files_read") or ():
+        for path in [*(record.get("files_read") or ()), *(record.get("modules") or ())]:  # (a module is read too)
             for writer in writers.get(path, ()):
                 if step in order and writer in order and order[writer] < order[step] and writer not in static[step]:
                     learned.setdefault(step, {})[writer] = path

@@ -944,6 +944,37 @@ def test_a_file_whose_name_is_built_as_the_steps_run_orders_them_as_their_last_r
     assert cache_report(nb, {"thr": 0}, options=LOCAL)["use"]["reused"]  # (nothing changed since)
 
 
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_step_importing_a_module_an_earlier_step_writes_runs_after_it_with_the_new_module(tmp_path, engine):
+    # the importer was reused with the module's old value, one run behind the parameter (and on Dask
+    # it could run beside the writer): its module was checked before the run, not once the writer ran
+    nb = make_notebook(tmp_path, [("import json", ["imports"]), ("k = 2", ["parameters"]),
+                                  ("with open('gen_mod.py', 'w') as f:\n    f.write('K = %d\\n' % (k * 10))",
+                                   ["step:gen"]),
+                                  ("import gen_mod\nv = gen_mod.K", ["step:use"])])
+    options = RunOptions(engine=engine)
+    assert run_notebook(nb, options=options).load("use")["v"] == 20
+    for k in (3, 5):
+        again = run_notebook(nb, {"k": k}, options=options)
+        assert again.load("use")["v"] == k * 10 and status(again) == {"gen": "succeeded", "use": "succeeded"}
+    assert set(status(run_notebook(nb, {"k": 5}, options=options)).values()) == {"cached"}
+
+
+def test_a_module_imported_under_a_name_built_as_the_step_runs_orders_the_steps_as_their_last_runs_recorded(tmp_path):
+    # no text shows which module `import_module` loads: from their latest results, the importer is
+    # decided once the step that wrote its module ends
+    nb = make_notebook(tmp_path, [("import importlib", ["imports"]), ("k = 2", ["parameters"]),
+                                  ("with open('gen' + '_mod.py', 'w') as f:\n    f.write('K = %d\\n' % (k * 10))",
+                                   ["step:gen"]),
+                                  ("v = importlib.import_module('gen' + '_mod').K", ["step:use"])])
+    assert compile_notebook(nb).step("use").after == []
+    assert run_notebook(nb, options=LOCAL).load("use")["v"] == 20
+    why = cache_report(nb, {"k": 3}, options=LOCAL)["use"]
+    assert not why["reused"] and any("gen_mod.py, which gen (that runs again) last wrote" in t for t in why["why"])
+    again = run_notebook(nb, {"k": 3}, options=LOCAL)
+    assert again.load("use")["v"] == 30 and status(again) == {"gen": "succeeded", "use": "succeeded"}
+
+
 SQLITE_STEPS = [
     ("import json\nimport sqlite3\nimport pandas as pd", ["imports"]),
     ("k = 1", ["parameters"]),

@@ -837,6 +837,19 @@ def test_a_module_imported_before_the_step_is_recorded(folder, local_module):
     assert f"{module.__name__}.py" in rec.fingerprint()["modules"]
 
 
+def test_a_module_an_earlier_step_loaded_and_this_step_writes_anew_is_its_product_not_its_code(folder, local_module):
+    # a step writing `gen_mod.py` on a worker (or in a kernel) where an earlier step had imported it:
+    # its record kept the module as first imported, so the next run found it "changed" and ran the
+    # step again for nothing
+    with record(str(folder)):  # the earlier step
+        module = __import__(local_module())
+    path = folder / f"{module.__name__}.py"
+    with record(str(folder)) as rec:
+        path.write_text("K = 2\n")
+    fingerprint = rec.fingerprint()
+    assert path.name not in fingerprint["modules"] and path.name in fingerprint["files_written"]
+
+
 def test_steps_that_load_nothing_new_still_see_what_changed_between_them(folder, local_module):
     """The loaded modules are walked again only when others are loaded: a module imported by a
     later step, or a module file deleted meanwhile, is still seen."""
