@@ -978,8 +978,8 @@ def _recording_getcwd() -> str:
     recording = _recording_here()
     if recording is not None and recording.cwd_seen is None and not _asked_by_nbscale(sys._getframe(1)):
         with _guard(recording):
-            if recording.active:
-                recording.cwd_seen = cwd
+            if recording.active:  # (the folder it ran from: one a step changed to since follows from the code)
+                recording.cwd_seen = recording.cwd
     return cwd
 
 

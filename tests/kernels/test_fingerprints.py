@@ -370,15 +370,25 @@ def test_a_file_named_absolutely_is_checked_where_the_code_names_it(folder, tmp_
     assert texts(check(fp, str(folder))) == ["data.csv changed (content)"], "said once"
 
 
-def test_the_working_directory_is_a_dependency_once_the_step_asks_for_it(folder, tmp_path):
+def test_the_working_directory_is_a_dependency_once_the_step_asks_for_it(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(folder)  # (a step runs in the notebook's folder)
     fp = recorded(folder, lambda: os.path.abspath("results"))
-    assert fp["cwd"] == os.getcwd()
+    assert fp["cwd"] == str(folder)
     other = tmp_path / "other"
     other.mkdir()
-    assert check(fp, os.getcwd()) == []
+    assert check(fp, str(folder)) == []
     (change,) = check(fp, str(other))
     assert change.kind == CWD and change.text.startswith("the working directory changed")
     assert "cwd" not in recorded(folder, lambda: open(folder / "data.csv").read()), "not asked: no dependency"
+
+
+def test_a_step_in_a_folder_an_earlier_step_changed_to_depends_on_the_folder_it_ran_from(folder, monkeypatch):
+    # `os.chdir("sub")` in an earlier step, replayed before this one, then `os.getcwd()`: the folder it
+    # saw was recorded and checked against the notebook's, and the step was never reused
+    (folder / "sub").mkdir()
+    monkeypatch.chdir(folder / "sub")
+    fp = recorded(folder, lambda: os.path.join(os.getcwd(), "out"))
+    assert fp["cwd"] == str(folder) and check(fp, str(folder)) == []
 
 
 def test_tz_read_by_c_is_a_dependency_of_every_step(folder, monkeypatch):
