@@ -16,14 +16,16 @@ its folder; the next process to record a step on the machine removes it
 
 Work still running as the step ends (handed on and not waited for) would report too late: the
 step's recording says so (`incomplete`), and its result is not reused. Not seen: pools of other
-kinds, and processes the step starts by other means (`subprocess`: their arguments' named files
-count).
+kinds, and processes the step starts by other means than `multiprocessing.Process` (whose target
+is recorded so too; one ended by a signal reports nothing, and the step's result is not reused):
+`subprocess`, whose arguments' named files count.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing.pool
+import multiprocessing.process
 import os
 import shutil
 import sys
@@ -151,6 +153,10 @@ def take_reports(recording) -> None:
     if running:
         recording.problems.append(f"{running} piece(s) of work handed to other processes were still running as the "
                                   "step ended: what they read and write is not known")
+    killed = [p.exitcode for p in handed if isinstance(p, multiprocessing.process.BaseProcess) and (p.exitcode or 0) < 0]
+    if killed:  # (ended by a signal: its report was never written)
+        recording.problems.append(f"{len(killed)} process(es) the step started ended by a signal before they could "
+                                  "report what they read and wrote")
     try:
         names = sorted(os.listdir(folder))
     except OSError as exc:  # (gone: the step removed it, or a clean-up of the temp folder)
@@ -198,8 +204,10 @@ def _look_from_json(look):
 
 
 def _finished(pending) -> bool:
-    """Whether the work behind a pool's future, async result or imap iterator has ended (its
-    report, written before its result goes back, is there)."""
+    """Whether the work behind a pool's future, async result or imap iterator, or a process, has
+    ended (its report, written before its result goes back, is there)."""
+    if isinstance(pending, multiprocessing.process.BaseProcess):
+        return pending.exitcode is not None
     if hasattr(pending, "done"):  # concurrent.futures (loky's too)
         return pending.done()
     if hasattr(pending, "ready"):  # multiprocessing's apply_async, map_async
@@ -253,6 +261,26 @@ def _wrapped_pool_method(real):
     return method
 
 
+def _wrapped_start(real):
+    """`multiprocessing.Process(target=load).start()` in a step: its target goes wrapped, as a
+    pool's function does; not a pool's own worker processes (their work is wrapped as it is handed on)."""
+    def start(process):
+        target = getattr(process, "_target", None)
+        if target is not None and not isinstance(target, InOtherProcess) and \
+                not str(getattr(target, "__module__", None) or "").startswith(_POOL_MODULES):
+            handed = _handed_on(target, sys._getframe(1))
+            if handed is not target:
+                process._target = handed
+                _track(handed, process)
+        return real(process)
+
+    start.__wrapped__ = real
+    return start
+
+
+_POOL_MODULES = ("multiprocessing.", "concurrent.futures.", "joblib.", "loky.", "distributed.", "dask.")
+
+
 def _wrap(cls, name: str, wrapper) -> None:
     real = cls.__dict__.get(name)
     if real is not None and not hasattr(real, "__wrapped__"):
@@ -266,6 +294,7 @@ def wrap_pools() -> None:
     _wrap(ProcessPoolExecutor, "submit", _wrapped_submit)
     for name in ("apply_async", "_map_async", "imap", "imap_unordered"):
         _wrap(multiprocessing.pool.Pool, name, _wrapped_pool_method)
+    _wrap(multiprocessing.process.BaseProcess, "start", _wrapped_start)
     wrap_loky_if_loaded()
 
 

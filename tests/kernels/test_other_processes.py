@@ -264,3 +264,53 @@ def test_work_waited_for_leaves_the_result_usable(folder):
         (first, rest), fp = _recorded(folder, lambda: (pool.apply_async(total_of, ("may",)).get(30),
                                                        list(pool.imap_unordered(total_of, ["june"]))))
     assert (first, rest) == (3, [3]) and fp["incomplete"] == [] and check(fp, str(folder)) == []
+
+
+def total_into(name: str, results) -> None:
+    results.put(total_of(name))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_what_a_process_the_step_starts_reads_is_its_dependency(folder, method):
+    # `multiprocessing.Process(target=load)` read a file under a name built in the child: unseen, the
+    # step stayed cached when the file changed
+    context = multiprocessing.get_context(method)
+
+    def run():
+        results = context.Queue()
+        process = context.Process(target=total_into, args=("june", results))
+        process.start()
+        total = results.get(timeout=60)
+        process.join(60)
+        return total
+
+    total, fp = _recorded(folder, run)
+    assert total == 3 and set(fp["files_read"]) == {"june.csv"} and fp["incomplete"] == []
+    (folder / "june.csv").write_text("3\n4\n")
+    assert [c.text for c in check(fp, str(folder))] == ["june.csv changed (content)"]
+
+
+def test_a_process_the_step_starts_that_is_killed_or_still_running_makes_its_result_unusable(folder):
+    context = multiprocessing.get_context("fork")
+    with record(str(folder)) as rec:
+        killed = context.Process(target=time.sleep, args=(60,))
+        killed.start()
+        killed.kill()
+        killed.join(30)
+        running = context.Process(target=time.sleep, args=(60,))
+        running.start()
+    fp = rec.fingerprint()
+    running.kill()
+    running.join(30)
+    assert [p for p in fp["incomplete"] if "ended by a signal before they could report" in p]
+    assert [p for p in fp["incomplete"] if "still running as the step ended" in p]
+    assert check(fp, str(folder))  # never reused
+
+
+def test_a_pool_started_in_the_step_is_recorded_through_its_work_not_its_processes(folder):
+    def run():
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            return pool.map(total_of, ["may"])
+
+    totals, fp = _recorded(folder, run)
+    assert totals == [3] and fp["incomplete"] == [] and set(fp["files_read"]) == {"may.csv"}
