@@ -153,7 +153,7 @@ def take_reports(recording) -> None:
     if running:
         recording.problems.append(f"{running} piece(s) of work handed to other processes were still running as the "
                                   "step ended: what they read and write is not known")
-    killed = [p.exitcode for p in handed if isinstance(p, multiprocessing.process.BaseProcess) and (p.exitcode or 0) < 0]
+    killed = [p for p in handed if isinstance(p, multiprocessing.process.BaseProcess) and (p.exitcode or 0) < 0]
     if killed:  # (ended by a signal: its report was never written)
         recording.problems.append(f"{len(killed)} process(es) the step started ended by a signal before they could "
                                   "report what they read and wrote")
