@@ -85,6 +85,6 @@ def notebook_directions(path) -> dict[str, str]:
     """The valid directions a notebook file declares ({} when it cannot be read: the names decide)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (JSON nested too deep to read)
         return {}
     return declared_directions(data.get("metadata") if isinstance(data, dict) else None)[0]

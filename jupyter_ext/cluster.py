@@ -335,6 +335,9 @@ class DaskCluster:
         except warm_cluster.WarmClusterError as exc:
             raise ExtensionError(f"could not start the cluster: {exc}") from None
         difference = warm_cluster.environment_difference(found)
+        if difference and started:  # (this server's nbscale changed on disk since it started: the new one runs there)
+            await asyncio.to_thread(warm_cluster.stop, found.folder, pid=found.pid)
+            raise ExtensionError(f"the cluster started for {shown} was stopped: {difference}")
         if difference:
             raise ExtensionError(f"the warm cluster of {shown} is not this server's environment ({difference}): "
                                  f"runs started here would not use it; stop it ({stop_hint(shown)}) or start the "

@@ -73,3 +73,5 @@ def test_notebook_directions_reads_the_file(tmp_path):
                                 "nbformat": 4, "nbformat_minor": 5}))
     assert notebook_directions(path) == {"uptime": "min"}
     assert notebook_directions(tmp_path / "missing.ipynb") == {}
+    path.write_text('{"nbformat": 4, "metadata": {"x": ' + "[" * 5000 + "]" * 5000 + "}, \"cells\": []}")
+    assert notebook_directions(path) == {}  # (too deep for the JSON reader: the panel's run history answered 500)

@@ -448,6 +448,25 @@ def test_a_warm_cluster_of_another_python_environment_is_neither_adopted_nor_sta
     assert warm_cluster.lookup(root).live and warm_cluster.lookup(root).cluster.pid == cluster.pid  # left alone
 
 
+def test_a_cluster_this_server_started_in_another_environment_is_stopped_not_left_running(root, monkeypatch):
+    # nbscale edited or installed again since the server started: the cluster it started runs the new
+    # code, the start was refused, and the cluster it had started idled on, unseen by the panel
+    from nbscale.errors import NbscaleError
+    from nbscale.kernels import own_code, warm_cluster
+
+    monkeypatch.setattr(own_code, "IMPORTED", "the code this server imported before an edit")
+
+    async def main():
+        server = ServerCluster(warm_folder=root)
+        with pytest.raises(NbscaleError, match="the cluster started for the server's root was stopped: this process "
+                                               "imported nbscale before it was installed again"):
+            await server.start(1)
+        assert server.current is None
+
+    run(main())
+    assert warm_cluster.lookup(root).state == warm_cluster.NONE
+
+
 def test_a_start_cut_off_by_a_close_names_the_root_not_its_server_path(root):
     async def main():
         cluster = ServerCluster(warm_folder=root)
