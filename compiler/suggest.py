@@ -19,6 +19,8 @@ that fits, trains, reads or computes weighs 1, any other 0.1): the speed-up is t
 from __future__ import annotations
 
 import ast
+import heapq
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -256,10 +258,10 @@ def _merge(candidates, edges, seconds, joined, forced_starts, overhead) -> list[
         weights = [overhead + sum(seconds[c] for c in segment) for segment in segments]
         finish = _finish_times(ups, weights)
         now, best = max(finish), None
-        for k in range(len(segments) - 1):
+        for k, critical in enumerate(_criticals_if_merged(ups, weights, finish, overhead)):
             if segments[k + 1][0] in forced_starts:
                 continue
-            cost = round(_critical_if_merged(ups, weights, finish, k, overhead) - now, 9)  # ties: the first
+            cost = round(critical - now, 9)  # ties: the first
             if cost <= overhead + 1e-9 and (best is None or cost < best[0]):
                 best = (cost, k)
         if best is None:
@@ -281,17 +283,36 @@ def _finish_times(ups, weights) -> list[float]:
     return finish
 
 
-def _critical_if_merged(ups, weights, finish, k, overhead) -> float:
-    """The critical path if segments k and k + 1 were one (one overhead fewer); those before k keep
-    their finish times."""
-    moved = {k: k, k + 1: k}
-    merged = finish[:k]
-    ready = max((finish[u] for u in (ups[k] | ups[k + 1]) - {k, k + 1}), default=0.0)
-    merged.append(ready + weights[k] + weights[k + 1] - overhead)
-    for j in range(k + 2, len(weights)):
-        ready = max((merged[moved.get(u, u if u < k else u - 1)] for u in ups[j]), default=0.0)
-        merged.append(ready + weights[j])
-    return max(merged)
+def _criticals_if_merged(ups, weights, finish, overhead) -> list[float]:
+    """For each k, the critical path if segments k and k + 1 were one (one overhead fewer), in time
+    linear in the segments and edges (recomputing the path for each k made a notebook of 800 steps
+    take minutes): the longest path either goes through the merged segment, or avoids both — then it
+    lies before them, after them, or jumps over them along one edge."""
+    n = len(weights)
+    downs: list[list[int]] = [[] for _ in range(n)]
+    for j, up in enumerate(ups):
+        for u in up:
+            downs[u].append(j)
+    tail = [0.0] * n  # the longest path starting with segment j
+    for j in reversed(range(n)):
+        tail[j] = weights[j] + max((tail[d] for d in downs[j]), default=0.0)
+    before = list(itertools.accumulate(finish, max, initial=0.0))  # before[k]: paths ending before k
+    after = list(itertools.accumulate(reversed(tail), max, initial=0.0))[::-1]  # after[k]: starting at k or later
+    jumps = sorted((a, b) for b, up in enumerate(ups) for a in up)
+    over: list[tuple[float, int]] = []  # (-(length), end) of the edges a -> b with a < k
+    criticals, next_jump = [], 0
+    for k in range(n - 1):
+        while next_jump < len(jumps) and jumps[next_jump][0] < k:
+            a, b = jumps[next_jump]
+            heapq.heappush(over, (-(finish[a] + tail[b]), b))
+            next_jump += 1
+        while over and over[0][1] <= k + 1:  # (ends at k or k + 1, or before: for every later k too)
+            heapq.heappop(over)
+        ready = max((finish[u] for u in (ups[k] | ups[k + 1]) - {k, k + 1}), default=0.0)
+        onward = max((tail[d] for d in {*downs[k], *downs[k + 1]} - {k, k + 1}), default=0.0)
+        through = ready + weights[k] + weights[k + 1] - overhead + onward
+        criticals.append(max(through, before[k], after[k + 2], -over[0][0] if over else 0.0))
+    return criticals
 
 
 def _fold_chains(segments, edges, forced_starts) -> list[list[int]]:

@@ -9,15 +9,22 @@ The proposal is never written here: the front end writes the tags into the open 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from pathlib import Path
 
 from .errors import Conflict, InvalidInput
+
+MAX_CODE_CELLS = 2_000  # a bigger notebook's proposal takes the panel's user longer than tagging it (`nbscale suggest`)
+# each event loop's lock (CPU work holding the interpreter: each request waits its turn, and the
+# server's thread pool, which answers every other request, stays free)
+_ONE_AT_A_TIME: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 async def suggestion_model(notebooks, notebook: Path) -> dict:
     """Suggestion.as_dict() plus `path` (the API path), `cell_count` and `sources` (code cell
     index → source); the server's own file paths are never in it."""
-    return await asyncio.to_thread(_suggestion, notebook, notebooks.api_path(notebook))
+    async with _ONE_AT_A_TIME.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
+        return await asyncio.to_thread(_suggestion, notebook, notebooks.api_path(notebook))
 
 
 def _suggestion(notebook: Path, api_path: str) -> dict:
@@ -27,6 +34,9 @@ def _suggestion(notebook: Path, api_path: str) -> dict:
 
     try:
         before = _code_sources(read_notebook(notebook))
+        if len(before) > MAX_CODE_CELLS:
+            raise InvalidInput(f"{api_path} has {len(before):,} code cells: the panel suggests steps for up to "
+                               f"{MAX_CODE_CELLS:,} (run `nbscale suggest` in a terminal)")
         proposal = suggest(notebook, _last_run_durations(notebook))
         after = read_notebook(notebook)
     except NbscaleCompileError as exc:  # unreadable, not a notebook, does not compile, nothing to split

@@ -219,3 +219,31 @@ def test_every_example_untagged_gets_a_proposal_with_its_results(tmp_path, examp
     assert proposal.steps and proposal.critical_path <= proposal.total
     assert compile_notebook(write_tags(path, proposal.tags, tmp_path / "check.ipynb")).has_errors is False
     same_values_as_top_to_bottom(path, proposal.tags)
+
+
+def _critical_if_merged_by_walking(ups, weights, finish, k, overhead) -> float:
+    """The critical path with segments k and k + 1 merged, found by walking the merged graph."""
+    moved = {k: k, k + 1: k}
+    merged = finish[:k]
+    ready = max((finish[u] for u in (ups[k] | ups[k + 1]) - {k, k + 1}), default=0.0)
+    merged.append(ready + weights[k] + weights[k + 1] - overhead)
+    for j in range(k + 2, len(weights)):
+        ready = max((merged[moved.get(u, u if u < k else u - 1)] for u in ups[j]), default=0.0)
+        merged.append(ready + weights[j])
+    return max(merged)
+
+
+def test_the_critical_paths_if_merged_are_those_of_the_merged_graphs():
+    # found for every k at once, in linear time: walking the graph for each k took a notebook of
+    # 800 steps 94 s to suggest for
+    from nbscale.compiler.suggest import _criticals_if_merged, _finish_times
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        n = rng.randint(2, 12)
+        p = rng.random()
+        ups = [{u for u in range(j) if rng.random() < p} for j in range(n)]
+        weights = [0.05 + rng.choice([0.0, 0.1, 1.0, rng.random() * 3]) for _ in range(n)]
+        finish = _finish_times(ups, weights)
+        walked = [_critical_if_merged_by_walking(ups, weights, finish, k, 0.05) for k in range(n - 1)]
+        assert _criticals_if_merged(ups, weights, finish, 0.05) == pytest.approx(walked, abs=1e-9), (ups, weights)

@@ -119,3 +119,15 @@ def test_a_damaged_run_store_only_means_estimated_times(suggest, jp_root_dir):
     code, body = suggest("plain.ipynb")
     assert code == 200, body
     assert body["durations"] == "estimate"
+
+
+def test_a_notebook_too_big_to_suggest_for_in_the_panel_is_a_400(suggest, jp_root_dir, monkeypatch):
+    # an 800-cell notebook took 94 s, in the server's shared thread pool: eight such requests held
+    # every other request of the panel for a minute, and the server could not shut down meanwhile
+    from nbscale.jupyter_ext import suggestions
+
+    monkeypatch.setattr(suggestions, "MAX_CODE_CELLS", 4)
+    make_notebook(jp_root_dir, UNTAGGED, name="big")
+    code, body = suggest("big.ipynb")
+    assert code == 400 and body["error"] == ("big.ipynb has 5 code cells: the panel suggests steps for up to 4 "
+                                             "(run `nbscale suggest` in a terminal)")
