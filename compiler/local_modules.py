@@ -86,8 +86,8 @@ def module_source(module: str) -> tuple[str, str] | None:
     if found is None or found[1].st_size > MAX_MODULE_BYTES:
         return None
     path, st = found
-    data = _bytes(path, st.st_size, st.st_mtime_ns)
-    return None if data is None else (os.path.relpath(path, _FOLDER.get()), data.decode("utf-8", "replace"))
+    text = _text(path, st.st_size, st.st_mtime_ns)
+    return None if text is None else (os.path.relpath(path, _FOLDER.get()), text)
 
 
 def _module_file(module: str) -> tuple[str, os.stat_result] | None:
@@ -153,6 +153,12 @@ def _bytes(path: str, size: int, mtime_ns: int) -> bytes | None:
             return f.read(MAX_MODULE_BYTES + 1)
     except (OSError, ValueError):
         return None
+
+
+@functools.lru_cache(maxsize=16)
+def _text(path: str, size: int, mtime_ns: int) -> str | None:
+    data = _bytes(path, size, mtime_ns)
+    return None if data is None else data.decode("utf-8", "replace")
 
 
 @functools.lru_cache(maxsize=64)

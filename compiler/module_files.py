@@ -14,6 +14,7 @@ texts of those found beside the notebook, and of the modules they import in turn
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -74,6 +75,7 @@ def module_paths(module: str) -> list[str]:
     return paths + ["/".join(parts) + ".py", "/".join(parts) + "/__init__.py"]
 
 
+@functools.lru_cache(maxsize=64)  # (each step importing a module: its text is the same object, parsed once)
 def _module_imports(text: str, module: str, is_package: bool) -> list[str]:
     """The modules a module's text imports, relative imports resolved against its package."""
     try:
