@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import multiprocessing.pool
 import multiprocessing.util
 import os
 import sys
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 
 import psutil
@@ -64,6 +66,7 @@ OWNER_ENV = "NBSCALE_STEP_OWNER"
 _lock = threading.Lock()
 _before: set[tuple[int, float]] | None = None  # (pid, start time) of the descendants when the step started
 _ends_pools_at_exit: int | None = None  # the pid of the process `_end_pools_at_exit` is registered in
+_step_pools: weakref.WeakSet = weakref.WeakSet()  # the `multiprocessing.Pool`s made while the step runs
 # where loky keeps its reusable pool: joblib's copy, and loky installed on its own
 LOKY_POOLS = ("joblib.externals.loky.reusable_executor", "loky.reusable_executor")
 
@@ -73,6 +76,7 @@ def step_children():
     """Run the block as a step: the processes it starts are ended when it ends."""
     global _before
     _register_end_of_pools()
+    _note_pools()
     was_subreaper = _set_subreaper(True)
     with _lock:
         _before = {_identity(p) for p in _descendants()}
@@ -80,6 +84,7 @@ def step_children():
         yield
     finally:
         try:
+            _end_pools_left_open()
             _end_new_processes(keep_pools=True)
             _reap_new()  # the step is over: nobody else will wait for what it left
         finally:
@@ -114,6 +119,35 @@ def _end_pools_at_exit() -> None:
                 (pool.terminate if hasattr(pool, "terminate") else pool.shutdown)(kill_workers=True)
             except Exception:  # noqa: BLE001 - a broken pool: nothing more can be done at exit
                 pass
+
+
+def _note_pools() -> None:
+    """Keep each `multiprocessing.Pool` (a ThreadPool too) made while a step runs (`_step_pools`)."""
+    made = multiprocessing.pool.Pool.__init__
+    if hasattr(made, "__wrapped__"):
+        return
+
+    def __init__(pool, *args, **kwargs):
+        made(pool, *args, **kwargs)
+        if _before is not None:
+            _step_pools.add(pool)
+
+    __init__.__wrapped__ = made
+    multiprocessing.pool.Pool.__init__ = __init__
+
+
+def _end_pools_left_open(wait: float = TERMINATE_WAIT_S) -> None:
+    """End each pool the step left open (`pool = Pool(2)`, never closed) as its finalizer would at
+    exit, while its workers live. Killed first (`_end_new_processes`), an idle worker holding the
+    pool's task queue lock took it with it, and the finalizer, run as the pool went, waited for that
+    lock for ever: the step never ended. (In a thread: a pool whose workers died meanwhile, by a
+    Ctrl-C that reached them too, would wait so as well; it is then left to the kill.)"""
+    pools = [pool for pool in list(_step_pools) if pool._state != multiprocessing.pool.TERMINATE]
+    _step_pools.clear()
+    for pool in pools:
+        ending = threading.Thread(target=pool.terminate, name="nbscale-end-pool", daemon=True)
+        ending.start()
+        ending.join(wait)
 
 
 def owner_marker(pid: int, started: float) -> str:

@@ -194,6 +194,31 @@ def test_the_pools_steps_leave_end_as_a_multiprocessing_child_exits(tmp_path):
     assert words[2:] == ["hung", "False", "exit", "0", "alive", "0", "own-session", "True"], words
 
 
+POOL_LEFT_OPEN_SCRIPT = """
+import gc, multiprocessing, psutil
+from nbscale.kernels.children import step_children
+
+with step_children():
+    pool = multiprocessing.get_context("fork").Pool(2)
+    assert pool.map(abs, [-1, -2]) == [1, 2]
+    workers = [worker.pid for worker in pool._pool]
+del pool  # (as the step's namespace goes)
+gc.collect()
+print("ended", sum(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers))
+"""
+
+
+def test_a_pool_the_step_leaves_open_is_ended_with_the_step_and_its_finalizer_does_not_hang(tmp_path):
+    # `pool = multiprocessing.Pool(2)` never closed: the step's end killed its workers, an idle one
+    # holding the pool's queue lock, and the pool's finalizer then waited for that lock for ever (the
+    # run hung after the step, on every engine)
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout:  # (not a pipe, which processes left would hold)
+        done = subprocess.run([sys.executable, "-c", POOL_LEFT_OPEN_SCRIPT], stdout=stdout, stderr=subprocess.STDOUT,
+                              timeout=60)
+    assert done.returncode == 0 and out.read_text().split() == ["ended", "0"], out.read_text()
+
+
 def test_an_ended_child_from_before_the_step_is_left_to_its_owner_to_wait_for():
     older = subprocess.Popen(["sh", "-c", "exit 3"])
     deadline = time.monotonic() + 30
