@@ -77,7 +77,7 @@ STOPPED_BY_SIGTERM = "stopped by SIGTERM"  # handled like Ctrl-C: the run is can
 SERVER_WENT_AWAY = "the Jupyter server that started the run went away"  # its run process cancels it
 OWNER_STOPPED = "the process running it stopped"  # found by whoever opens the run store next
 OWNER_STOPPED_EARLY = "the process running it ended before its steps did"  # after a stop was asked for
-STOPPED_TWICE_BY_SIGTERM = f"stopped by SIGTERM or SIGHUP, sent again: {OWNER_STOPPED_EARLY}"
+STOPPED_TWICE_BY_SIGTERM = f"stopped again (a second Ctrl-C, SIGTERM or SIGHUP): {OWNER_STOPPED_EARLY}"
 
 
 def state_lost_message(run_store) -> str:

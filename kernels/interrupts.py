@@ -3,9 +3,9 @@
 While `sigterm_interrupts()` is active, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the
 main thread, so a run stopped by `kill`, a service manager or a batch scheduler is cancelled and
 recorded ("stopped by SIGTERM") instead of dying mid-step; so does SIGHUP (`HungUp`, "stopped by
-SIGHUP": the terminal closed), unless the process ignores it (`nohup`). A second SIGTERM ends the process at once,
-after its `last_words` (the runner's: the run is recorded cancelled, not left for the next reader to
-find its owner gone and fail it).
+SIGHUP": the terminal closed), unless the process ignores it (`nohup`). A second SIGTERM (or Ctrl-C,
+after any first) ends the process at once, after its `last_words` (the runner's: the run is recorded
+cancelled, not left for the next reader to find its owner gone and fail it).
 A process forked from it (by a step's code) ends on SIGTERM as any process does: it is not the run.
 Both Ctrl-C and SIGTERM are noted (`interrupt_requested`): a step whose own code swallows the
 KeyboardInterrupt still cancels the run when it ends.
@@ -60,6 +60,9 @@ def sigterm_interrupts() -> Iterator[None]:
     def interrupted(signum, frame):
         kind = _SIGINT_MEANS[-1] if _SIGINT_MEANS else KeyboardInterrupt
         if os.getpid() == owner:
+            if _REQUESTED:  # asked again, as a second SIGTERM: a step that swallows the interrupt kept it running
+                ended_again(signum, frame)
+                return
             _requested(kind)
         raise kind
 

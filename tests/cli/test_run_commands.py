@@ -451,20 +451,22 @@ def _stubborn_run(tmp_path, engine):
     return proc, run_id
 
 
-@pytest.mark.parametrize("engine", ["local", "dask"])
-def test_a_second_sigterm_ends_the_process_and_the_run_is_recorded_cancelled(tmp_path, engine):
+@pytest.mark.parametrize(("engine", "sig"), [("local", signal.SIGTERM), ("dask", signal.SIGTERM),
+                                             ("local", signal.SIGINT)])
+def test_a_second_sigterm_or_ctrl_c_ends_the_process_and_the_run_is_recorded_cancelled(tmp_path, engine, sig):
+    # (a second Ctrl-C did nothing: a local step that swallows its interrupts kept the process for good)
     proc, run_id = _stubborn_run(tmp_path, engine)
     try:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         time.sleep(1.0)
         assert proc.poll() is None  # still cleaning up
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         proc.communicate(timeout=30)
     finally:
         if (tmp_path / "ignoring.pid").exists():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int((tmp_path / "ignoring.pid").read_text()), signal.SIGKILL)
-    assert proc.returncode == -signal.SIGTERM
+    assert proc.returncode == -sig
     run = RunStore(tmp_path / ".nbscale" / "runs.sqlite").get_run(run_id)
     assert (run["status"], run["error"]) == ("cancelled", STOPPED_TWICE_BY_SIGTERM)
     assert {s["step"]: s["status"] for s in run["steps"]} == {"slow": "cancelled", "after": "cancelled"}
