@@ -131,6 +131,12 @@ class StepShell(InteractiveShell):
         return super().should_run_async(raw_cell, transformed_cell=transformed_cell,
                                         preprocessing_exc_tuple=preprocessing_exc_tuple)
 
+    def ask_exit(self):
+        """`exit()` or `quit()` in a step (IPython's, which ask the shell): the step's code ends there,
+        as `sys.exit()` ends it, and as they end a script run top to bottom. (Without it, an
+        AttributeError on the shell.)"""
+        raise SystemExit(0)
+
     def run_cell(self, *args, **kwargs):
         self._depth += 1
         try:

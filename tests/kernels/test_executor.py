@@ -140,7 +140,8 @@ def test_summary_of_a_failed_step_is_json():
 # --- sys.exit: the step ends there ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("exit_call", ["sys.exit(0)", "sys.exit()", "raise SystemExit", "sys.exit(None)"])
+@pytest.mark.parametrize("exit_call", ["sys.exit(0)", "sys.exit()", "raise SystemExit", "sys.exit(None)", "exit()",
+                                       "quit()"])
 def test_a_clean_exit_ends_the_step_there_successfully(exit_call):
     result = ok(run("a = 1\nprint('before')", f"import sys\n{exit_call}\na = 'rest of the cell'",
                     "a = 'a later cell'\nprint('not reached')", outputs=["a"]))
