@@ -284,10 +284,10 @@ def _finish_times(ups, weights) -> list[float]:
 
 
 def _criticals_if_merged(ups, weights, finish, overhead) -> list[float]:
-    """For each k, the critical path if segments k and k + 1 were one (one overhead fewer), in time
-    linear in the segments and edges (recomputing the path for each k made a notebook of 800 steps
-    take minutes): the longest path either goes through the merged segment, or avoids both — then it
-    lies before them, after them, or jumps over them along one edge."""
+    """For each k, the critical path if segments k and k + 1 were one (one overhead fewer), all in one
+    pass over the segments and their edges (walking the merged graph for each k made a notebook of
+    800 steps take minutes): the longest path either goes through the merged segment, or avoids both
+    — then it lies before them, after them, or jumps over them along one edge."""
     n = len(weights)
     downs: list[list[int]] = [[] for _ in range(n)]
     for j, up in enumerate(ups):
