@@ -354,17 +354,18 @@ def file_order(steps: list[tuple[str, list[str]]], imported=None) -> FileOrder:
     orders nothing (steps that log stay parallel); appending to a file an earlier step writes builds
     it on, and counts as writing it (`file_versions`)."""
     writes = [(name, step_writes(sources)) for name, sources in steps]
-    parts = {part for _, written in writes for path in written for part in path.split("/")}
+    files = {path for _, written in writes for path in written}
+    parts = {part for path in files for part in path.split("/")}
     wrote: dict[str, list[str]] = {}  # path → the steps so far that write it, in order
     inside: dict[str, list[str]] = {}  # folder → the steps so far that write a path in it
     named_since: dict[str, list[str]] = {}  # path → the steps that named it since it was last written
     order = FileOrder({}, {})
     for (name, sources), (_, written) in zip(steps, writes):
         named = named_paths(sources, parts)
-        if imported is not None and parts:
-            through = imported(sources)
-            named |= {path for path in through.paths if parts.intersection(path.split("/"))}
-            named |= named_paths(list(through.texts.values()), parts)
+        if imported is not None and parts:  # (a file a step writes, as named: no folder or wildcard of a
+            through = imported(sources)      # module's, which every step importing it would come after)
+            named |= {path for path in through.paths | named_paths(list(through.texts.values()), parts)
+                      if path in files}
         for path in sorted(named) if wrote else ():
             for writer in _writers_of(path, wrote, inside):
                 if writer != name:

@@ -90,3 +90,14 @@ def test_the_compile_cache_compiles_again_when_a_module_names_another_file(tmp_p
     assert compile_cached(nb, folder).step("use").after == []
     (tmp_path / "settings.py").write_text("CFG = open('config.json').read()\n")
     assert compile_cached(nb, folder).step("use").after == ["gen"]
+
+
+def test_a_folder_a_module_names_orders_no_steps_that_write_in_it(tmp_path):
+    # `MODEL_DIR = "models"` in helpers.py, imported by three training steps that each write their
+    # model there: the folder would gather every writer, and the fan-out would run one after another
+    (tmp_path / "helpers.py").write_text("MODEL_DIR = 'models'\nFILES = 'models/*.pkl'\n")
+    cells = [("import helpers\nimport joblib", ["imports"]),
+             *((f"import helpers\njoblib.dump({i}, 'models/{name}.pkl')", [f"step:{name}"])
+               for i, name in enumerate(("a", "b", "c")))]
+    p = compile_notebook(make_notebook(tmp_path, cells))
+    assert [s.after for s in p.steps] == [[], [], []]
