@@ -149,6 +149,8 @@ class DirectFileWriter(io.RawIOBase):
 
     def _closed_here(self) -> None:
         os.close(self._fd)
+        if self._room is not None:
+            self._room.close()
         # Dropped, not closed: a profiler holding a frame of ours (distributed samples every
         # thread's stack) keeps slices of them alive a moment longer, and close() would raise.
         self._buffer = None

@@ -11,13 +11,16 @@ in memory, and only its cache entry is lost, with a warning. A KFP task's output
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 
 from .errors import StoreFull
 
 RESERVE_SHARE = 0.05  # of the file system's size, left free
 RESERVE_MOST = 2**30
-# bytes taken between looks at the free space: files written at once (parallel steps' values) each
-# see what the others took at their next look, so together they pass their room by this much each at most
+# bytes taken between looks at the free space: files written at once by other processes (parallel
+# steps' values on other workers) each see what the others took at their next look, so together they
+# pass their room by this much each at most (in one process they share it exactly: `_Shared`)
 RECHECK = 8 * 2**20
 
 
@@ -26,8 +29,51 @@ def reserve(total: int) -> int:
     return min(int(total * RESERVE_SHARE), RESERVE_MOST)
 
 
+class _Shared:
+    """The files of this process taking room on one file system now: never more, all together, than
+    the free space at the first one's first look, less what they took. A file system may count
+    written bytes against its free space only once they reach the disk: two files written at once
+    each saw room for itself alone, and together passed it."""
+
+    _open: dict[int, _Shared] = {}  # device → its files' share
+    _lock = threading.Lock()
+
+    def __init__(self, first: float):
+        self.first, self.taken, self.files = first, 0, 0
+
+    @classmethod
+    def joined(cls, device: int, free: float) -> _Shared:
+        with cls._lock:
+            shared = cls._open.setdefault(device, cls(free))
+            shared.files += 1
+            return shared
+
+    def left(self) -> float:
+        return self.first - self.taken
+
+    def took(self, nbytes: int) -> None:
+        with self._lock:
+            self.taken += nbytes
+
+    def leave(self, device: int) -> None:
+        with self._lock:
+            self.files -= 1
+            if not self.files:
+                self._open.pop(device, None)
+
+
+def _forgotten_in_forks() -> None:
+    """A forked child's files are its own: its parent's (and the lock, maybe held as it forked) are not."""
+    _Shared._open, _Shared._lock = {}, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forgotten_in_forks)
+
+
 class DiskRoom:
-    """The bytes a file open at `fd` may still take before its file system's reserve."""
+    """The bytes a file open at `fd` may still take before its file system's reserve; `close()` when
+    the file is."""
 
     def __init__(self, fd: int):
         self._fd = fd
@@ -35,22 +81,43 @@ class DiskRoom:
         self._since = 0  # bytes taken since the last look
         self._first: float | None = None  # free bytes at the first look
         self._taken = 0  # bytes taken in all
+        self._shared: tuple[int, _Shared] | None = None  # (device, the share of this process's files on it)
 
     def take(self, nbytes: int, unwritten: int = 0) -> None:
         """Count `nbytes` about to be written; `unwritten`: bytes taken earlier that are not on the
         disk yet (a writing thread's buffers). Raises StoreFull when they do not fit."""
-        if self._left is None or nbytes > self._left or self._since >= RECHECK:
+        shared = self._shared[1] if self._shared is not None else None
+        if self._left is None or nbytes > self._left or self._since >= RECHECK or \
+                (shared is not None and shared.files > 1):
             free, kept = self._measure()
             if self._first is None:
                 self._first = free
+                self._shared = self._joined(free)
+                shared = self._shared[1] if self._shared is not None else None
             # never more than the first look left, less what this file took: a file system may
             # count written bytes against its free space only once they reach the disk
-            self._left, self._since = min(free - unwritten, self._first - self._taken) - kept, 0
+            self._left, self._since = min(free - unwritten, self._first - self._taken,
+                                          shared.left() if shared is not None else free) - kept, 0
             if nbytes > self._left:
                 raise StoreFull(free, kept)
         self._left -= nbytes
         self._since += nbytes
         self._taken += nbytes
+        if shared is not None:
+            shared.took(nbytes)
+
+    def close(self) -> None:
+        if self._shared is not None:
+            self._leave()
+
+    def _joined(self, free: float) -> tuple[int, _Shared] | None:
+        try:
+            device = os.fstat(self._fd).st_dev
+        except OSError:
+            return None
+        shared = _Shared.joined(device, free)
+        self._leave = weakref.finalize(self, shared.leave, device)  # (once: closed, or dropped unclosed)
+        return device, shared
 
     def _measure(self) -> tuple[float, int]:
         """(free bytes, bytes to leave free) of the file system; no limit where it does not say."""

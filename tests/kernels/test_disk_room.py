@@ -89,7 +89,23 @@ def test_files_written_at_once_share_the_room(tmp_path, monkeypatch):
     for thread in threads:
         thread.join()
     assert refused  # not both
-    assert len(written) * MiB <= 32 * MiB + 2 * disk_room.RECHECK
+    assert len(written) * MiB <= 32 * MiB
+
+
+def test_files_of_one_process_share_the_room_even_where_the_disk_does_not_count_them_yet(tmp_path, monkeypatch):
+    # nothing is written: each file's look at the disk saw room for itself alone, and two values
+    # written at once passed the reserve (a CI run found it, on a disk slow to count written bytes)
+    leave_room(monkeypatch, tmp_path, 32 * MiB)
+    with open(tmp_path / "a", "wb") as a, open(tmp_path / "b", "wb") as b:
+        first, second = disk_room.DiskRoom(a.fileno()), disk_room.DiskRoom(b.fileno())
+        first.take(20 * MiB)
+        with pytest.raises(StoreFull):
+            second.take(20 * MiB)
+        second.take(10 * MiB)
+        first.close()
+        second.close()
+    with open(tmp_path / "c", "wb") as c:  # (once they are closed, a file looks at the disk afresh)
+        disk_room.DiskRoom(c.fileno()).take(20 * MiB)
 
 
 def test_a_value_the_disk_has_no_room_for_is_not_stored_and_leaves_nothing(tmp_path, monkeypatch):
