@@ -20,7 +20,7 @@ from .effects import dotted_name
 from .file_edges import normalised
 from .module_files import imported_files
 from .parsing import ParsedCell
-from .path_constants import JOINS, folded_text
+from .path_constants import JOINS, folded_text, path_constants
 from .pyparse import parse_text
 
 
@@ -42,15 +42,8 @@ def _module_run_texts(text: str) -> list[str]:
         tree = parse_text(text)
     except (SyntaxError, ValueError, RecursionError):
         return []
-    constants: dict[str, str] = {}
-    found = []
-    for stmt in tree.body:
-        found += _run_texts(stmt, constants)
-        if type(stmt) is ast.Assign and len(stmt.targets) == 1 and type(stmt.targets[0]) is ast.Name:
-            value = folded_text(stmt.value, constants)
-            if value is not None:
-                constants[stmt.targets[0].id] = value
-    return found
+    constants = path_constants(tree.body, {})  # (its `DIR = "conf"`, as the imports cell's)
+    return [found for stmt in tree.body for found in _run_texts(stmt, constants)]
 
 
 def _run_texts(stmt: ast.stmt, constants: dict[str, str]) -> list[str]:

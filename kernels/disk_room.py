@@ -81,25 +81,26 @@ class DiskRoom:
         self._since = 0  # bytes taken since the last look
         self._first: float | None = None  # free bytes at the first look
         self._taken = 0  # bytes taken in all
-        self._shared: tuple[int, _Shared] | None = None  # (device, the share of this process's files on it)
+        self._kept = 0  # bytes the file system keeps free, as last looked at
+        self._shared: _Shared | None = None  # the share of this process's files on its file system
+        self._leave = None  # leaves the share (once: closed, or dropped unclosed)
 
     def take(self, nbytes: int, unwritten: int = 0) -> None:
         """Count `nbytes` about to be written; `unwritten`: bytes taken earlier that are not on the
         disk yet (a writing thread's buffers). Raises StoreFull when they do not fit."""
-        shared = self._shared[1] if self._shared is not None else None
+        shared = self._shared
         if self._left is None or nbytes > self._left or self._since >= RECHECK or \
-                (shared is not None and shared.files > 1):
-            free, kept = self._measure()
+                (shared is not None and nbytes > shared.left() - self._kept):  # (the others took it)
+            free, self._kept = self._measure()
             if self._first is None:
                 self._first = free
-                self._shared = self._joined(free)
-                shared = self._shared[1] if self._shared is not None else None
+                shared = self._shared = self._joined(free)
             # never more than the first look left, less what this file took: a file system may
             # count written bytes against its free space only once they reach the disk
             self._left, self._since = min(free - unwritten, self._first - self._taken,
-                                          shared.left() if shared is not None else free) - kept, 0
+                                          shared.left() if shared is not None else free) - self._kept, 0
             if nbytes > self._left:
-                raise StoreFull(free, kept)
+                raise StoreFull(free, self._kept)
         self._left -= nbytes
         self._since += nbytes
         self._taken += nbytes
@@ -107,17 +108,17 @@ class DiskRoom:
             shared.took(nbytes)
 
     def close(self) -> None:
-        if self._shared is not None:
+        if self._leave is not None:
             self._leave()
 
-    def _joined(self, free: float) -> tuple[int, _Shared] | None:
+    def _joined(self, free: float) -> _Shared | None:
         try:
             device = os.fstat(self._fd).st_dev
         except OSError:
             return None
         shared = _Shared.joined(device, free)
-        self._leave = weakref.finalize(self, shared.leave, device)  # (once: closed, or dropped unclosed)
-        return device, shared
+        self._leave = weakref.finalize(self, shared.leave, device)
+        return shared
 
     def _measure(self) -> tuple[float, int]:
         """(free bytes, bytes to leave free) of the file system; no limit where it does not say."""
