@@ -36,7 +36,7 @@ class _Shared:
     each saw room for itself alone, and together passed it."""
 
     _open: dict[int, _Shared] = {}  # device → its files' share
-    _lock = threading.Lock()
+    _lock = threading.RLock()  # (held by `DiskRoom.take` from its look to its count: two threads see each other)
 
     def __init__(self, first: float):
         self.first, self.taken, self.files = first, 0, 0
@@ -64,7 +64,7 @@ class _Shared:
 
 def _forgotten_in_forks() -> None:
     """A forked child's files are its own: its parent's (and the lock, maybe held as it forked) are not."""
-    _Shared._open, _Shared._lock = {}, threading.Lock()
+    _Shared._open, _Shared._lock = {}, threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -88,6 +88,10 @@ class DiskRoom:
     def take(self, nbytes: int, unwritten: int = 0) -> None:
         """Count `nbytes` about to be written; `unwritten`: bytes taken earlier that are not on the
         disk yet (a writing thread's buffers). Raises StoreFull when they do not fit."""
+        with _Shared._lock:
+            self._take(nbytes, unwritten)
+
+    def _take(self, nbytes: int, unwritten: int) -> None:
         shared = self._shared
         if self._left is None or nbytes > self._left or self._since >= RECHECK or \
                 (shared is not None and nbytes > shared.left() - self._kept):  # (the others took it)
