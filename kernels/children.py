@@ -26,13 +26,16 @@ the step's blocking wait on its child returns.
 A process killed outright (`kill -9` of `nbscale run`) ends nothing: what its steps started lives
 on, re-parented to init. So a step's processes carry its run's owner in their environment
 (`OWNER_ENV`, set by `marked_for_owner` around the step), and `end_orphans_of()`, called by the
-run store when it finds the owner gone, ends those still in the step's session.
+run store when it finds the owner gone, ends those still in the step's session. A process forked
+without exec (a `fork` pool's worker) shows the environment its parent was started with, without
+the mark: it carries the mark in its name instead (`/proc/PID/comm`, `_forked_name`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import multiprocessing.pool
 import multiprocessing.util
 import os
@@ -60,8 +63,10 @@ SERVICE_MARKERS = ("resource_tracker import main", "forkserver import main")
 POOL_MARKERS = ("popen_loky_posix",)
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 # "<owner pid>:<owner start time>:<the step's session>" in the environment of what a step starts
 OWNER_ENV = "NBSCALE_STEP_OWNER"
+FORKED_NAME_PREFIX = "nbscale-"  # and 7 hex digits of the mark: a process's name holds 15 bytes
 
 _lock = threading.Lock()
 _before: set[tuple[int, float]] | None = None  # (pid, start time) of the descendants when the step started
@@ -201,6 +206,7 @@ def _left_by(process: psutil.Process, pid: int, started: float) -> bool:
         marker = process.environ().get(OWNER_ENV)
     except psutil.Error:  # gone, a zombie, or not ours to read
         return False
+    marker = marker or _forked_marker(process, pid, started)
     try:
         owner_pid, owner_started, session = marker.split(":")
         same_owner = int(owner_pid) == int(pid) and abs(float(owner_started) - float(started)) <= START_TIME_TOLERANCE_S
@@ -209,6 +215,35 @@ def _left_by(process: psutil.Process, pid: int, started: float) -> bool:
         return False
     return same_owner and in_session and process.pid != os.getpid() and not _runs_any(
         process, SERVICE_MARKERS + POOL_MARKERS)
+
+
+def _forked_name(marker: str) -> bytes:
+    """The name of a process forked while a step marked `marker` (an `OWNER_ENV` value) ran."""
+    return (FORKED_NAME_PREFIX + hashlib.blake2b(marker.encode(), digest_size=4).hexdigest()[:7]).encode()
+
+
+def _forked_marker(process: psutil.Process, pid: int, started: float) -> str | None:
+    """The mark of the owner `pid` started at `started`, if `process` carries it in its name (see
+    `_forked_name`; the session it was forked in is part of the mark, and must be its own still)."""
+    try:
+        marker = f"{owner_marker(pid, started)}:{os.getsid(process.pid)}"
+        with open(f"/proc/{process.pid}/comm", "rb") as comm:
+            name = comm.read().rstrip(b"\n")
+    except OSError:
+        return None
+    return marker if name == _forked_name(marker) else None
+
+
+def _name_forked_child() -> None:
+    """(in a process just forked) Carry the step's owner mark in the name, where the run store can
+    read it: the environment it shows is the parent's as it was started (Linux only)."""
+    marker, prctl = os.environ.get(OWNER_ENV), _prctl()
+    if marker and prctl is not None:
+        prctl(PR_SET_NAME, ctypes.c_char_p(_forked_name(marker)), 0, 0, 0)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_name_forked_child)
 
 
 def end_step_children(wait: float = TERMINATE_WAIT_S) -> list[int]:

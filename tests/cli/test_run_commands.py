@@ -315,10 +315,13 @@ def _ended(process: psutil.Process) -> bool:
 def test_what_a_killed_runs_step_started_ends_at_the_next_look(tmp_path, engine):
     # kill -9 ends the step's code (on dask, its workers die with the run), not the processes it
     # started: re-parented to init, they would run on; the next look at the store ends them
-    cells = [("import subprocess, time", ["imports"]),
+    # (a forked one, a `fork` pool's worker, shows its parent's environment at exec, without the mark)
+    cells = [("import multiprocessing, subprocess, time", ["imports"]),
              ("kept = subprocess.Popen(['sleep', '600'])\n"
               "left = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
-              "open('pids', 'w').write(f'{kept.pid} {left.pid}')\n"
+              "forked = multiprocessing.get_context('fork').Process(target=time.sleep, args=(600,))\n"
+              "forked.start()\n"
+              "open('pids', 'w').write(f'{kept.pid} {left.pid} {forked.pid}')\n"
               "time.sleep(60)\nx = 1", ["step:slow"])]
     nb = make_notebook(tmp_path, cells, name="spawns")
     proc = subprocess.Popen(NBSCALE + ["run", str(nb), "--engine", engine], stdout=subprocess.DEVNULL,
@@ -326,14 +329,14 @@ def test_what_a_killed_runs_step_started_ends_at_the_next_look(tmp_path, engine)
     pids = tmp_path / "pids"
     try:
         wait_for(lambda: pids.exists() and pids.read_text(), "the step's processes")
-        kept, left = (psutil.Process(int(pid)) for pid in pids.read_text().split())
+        kept, left, forked = (psutil.Process(int(pid)) for pid in pids.read_text().split())
         proc.kill()
         proc.wait(timeout=30)
         time.sleep(0.5)
         assert not _ended(kept), "nothing ends it before a look at the store"
         listing = _nbscale("runs", nb)
         assert listing.returncode == 0 and OWNER_STOPPED in listing.stdout, listing.stderr
-        wait_for(lambda: _ended(kept), "the step's process to end", timeout=10)
+        wait_for(lambda: _ended(kept) and _ended(forked), "the step's processes to end", timeout=10)
         assert not _ended(left), "a process the step put in a session of its own left the step on purpose"
     finally:
         proc.kill()

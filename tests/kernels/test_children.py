@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -292,3 +293,39 @@ def test_an_orphan_ignoring_sigterm_is_killed():
     assert end_orphans_of(123, 4.5, wait=0.5) == [stubborn.pid]
     assert stubborn.wait(timeout=10) == -9
     stubborn.stdout.close()
+
+
+def _fork_marked(owner: str | None, *, own_session: bool = False):
+    """A forked child (no exec: its environment in /proc is this process's at exec) sleeping."""
+    def sleep():
+        if own_session:
+            os.setsid()
+        time.sleep(600)
+
+    child = multiprocessing.get_context("fork").Process(target=sleep, daemon=True)
+    if owner is None:
+        child.start()
+    else:
+        with marked_for_owner(owner):
+            child.start()
+    return child
+
+
+def test_a_forked_orphan_carries_its_owner_in_its_name_and_ends_with_its_gone_owner():
+    forked = _fork_marked(owner_marker(123, 4.5))
+    detached = _fork_marked(owner_marker(123, 4.5), own_session=True)
+    other_run, unmarked = _fork_marked(owner_marker(124, 4.5)), _fork_marked(None)
+    processes = (forked, detached, other_run, unmarked)
+    try:
+        time.sleep(0.3)  # (the detached one's setsid)
+        assert OWNER_ENV not in psutil.Process(forked.pid).environ()
+        assert psutil.Process(forked.pid).name().startswith("nbscale-")
+        assert end_orphans_of(123, 99.0) == []
+        assert end_orphans_of(123, 4.5) == [forked.pid]
+        forked.join(timeout=10)
+        assert forked.exitcode == -15
+        assert [p.is_alive() for p in processes[1:]] == [True, True, True]
+    finally:
+        for process in processes:
+            process.kill()
+            process.join()
