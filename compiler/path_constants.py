@@ -23,6 +23,9 @@ from .parsing import parse_cell
 JOINS = {"os.path.join", "posixpath.join", "path.join", "join", "Path", "pathlib.Path", "PurePath",
           "PurePosixPath", "str", "os.fspath", "fspath"}
 MAX_TEXT = 4096  # (as `file_edges` takes a name)
+# what writing constants out may add to a cell, at least: a 4 KB constant used at each of 50,000 places
+# made a 660 KB notebook 200 MB of text to scan (uses past it stay names, their files unseen)
+WRITTEN_OUT_ROOM = 1 << 20
 _FEW = 8  # constants looked for in a cell's text one by one; more: the cell's names are looked up among them
 _NAME = re.compile(r"[A-Za-z_]\w*")
 # a top-level `NAME = …` whose value may fold to a text (it starts with a text, a join of texts, or
@@ -116,7 +119,7 @@ def _statements(index: int, source: str) -> list[ast.stmt]:
 def path_constants(statements, parameters: dict[str, object]) -> dict[str, str]:
     """Name → the text it holds, for the constants the imports cells' top-level `statements` bind
     and the text parameters (`parameters`: name → default value)."""
-    known = {name: value for name, value in parameters.items() if isinstance(value, str)}
+    known = {name: value for name, value in parameters.items() if isinstance(value, str) and len(value) <= MAX_TEXT}
     for stmt in statements:
         target, value = _assigned(stmt)
         if target is not None:
@@ -169,7 +172,14 @@ def _written_out(source: str, constants: dict[str, str]) -> str:
         return source
     pattern = re.compile(r"(?<![\w.'\"])(" + "|".join(map(re.escape, sorted(used, key=len, reverse=True)))
                          + r")(?![\w'\"])(?!\s*=[^=])")
-    return pattern.sub(lambda m: repr(constants[m.group(1)]), source)
+    room = [max(len(source), WRITTEN_OUT_ROOM)]  # what the texts written out may add to the cell
+
+    def text_of(match) -> str:
+        text = repr(constants[match.group(1)])
+        room[0] -= len(text)
+        return text if room[0] >= 0 else match.group(1)
+
+    return pattern.sub(text_of, source)
 
 
 def _assigned(stmt) -> tuple[str | None, ast.AST | None]:
@@ -181,7 +191,14 @@ def _assigned(stmt) -> tuple[str | None, ast.AST | None]:
 
 
 def folded_text(node, known: dict[str, str]) -> str | None:
-    """The text `node` evaluates to, from literals and `known` texts only; None otherwise."""
+    """The text `node` evaluates to, from literals and `known` texts only; None otherwise, and None
+    for a text longer than `MAX_TEXT`, at every step of the fold (`P1 = P0 + P0`, `P2 = P1 + P1`, …
+    doubles it at each line: 40 lines would ask for terabytes)."""
+    text = _folded(node, known)
+    return text if text is None or len(text) <= MAX_TEXT else None
+
+
+def _folded(node, known: dict[str, str]) -> str | None:
     kind = type(node)
     if kind is ast.Constant:
         return node.value if isinstance(node.value, str) else None
@@ -199,12 +216,15 @@ def folded_text(node, known: dict[str, str]) -> str | None:
                 if part.format_spec is not None or part.conversion not in (-1, ord("s")):
                     return None
                 part = part.value
-            text = folded_text(part, known)
-            if text is None:
-                return None
-            parts.append(text)
-        return "".join(parts)
+            parts.append(folded_text(part, known))
+        return _joined(parts, "".join)
     if kind is ast.Call and not node.keywords and node.args and dotted_name(node.func) in JOINS:
-        texts = [folded_text(arg, known) for arg in node.args]
-        return None if None in texts else os.path.join(*texts)
+        return _joined([folded_text(arg, known) for arg in node.args], lambda texts: os.path.join(*texts))
     return None
+
+
+def _joined(texts: list, join) -> str | None:
+    """`join(texts)`, unless a text is unknown or they are too long together (the join is not made)."""
+    if None in texts or sum(map(len, texts)) > MAX_TEXT:
+        return None
+    return join(texts)

@@ -7,7 +7,13 @@ from conftest import make_notebook
 
 from nbscale.compiler import compile_notebook
 from nbscale.compiler.ir import Step
-from nbscale.compiler.path_constants import prelude_constants, scanned_steps, with_constants
+from nbscale.compiler.path_constants import (
+    MAX_TEXT,
+    WRITTEN_OUT_ROOM,
+    prelude_constants,
+    scanned_steps,
+    with_constants,
+)
 
 
 @pytest.mark.parametrize(("code", "expected"), [
@@ -32,6 +38,23 @@ def test_what_is_not_a_text_of_texts_is_no_constant(code, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert "P" not in prelude_constants([code], {})
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("last", [
+    "P40 = P39 + P39", "P40 = f'{P39}{P39}'", "P40 = os.path.join(P39, P39)", "P40 = P39 / P39"])
+def test_a_fold_gives_up_as_its_text_passes_the_longest_name_not_at_the_end(last):
+    # each line doubles the text: folded to the end, the 40th would be 2**40 times the first
+    doubling = "\n".join(["import os", "P0 = 'data/x'"] + [f"P{k} = P{k - 1} + P{k - 1}" for k in range(1, 40)])
+    found = prelude_constants([f"{doubling}\n{last}"], {})
+    assert len(found["P9"]) == 6 * 2 ** 9 and "P10" not in found and "P40" not in found
+    assert "P" not in prelude_constants(["P = Q + 'x'"], {"Q": "q" * (MAX_TEXT + 1)})
+
+
+def test_constants_written_out_add_at_most_their_room_to_a_cell():
+    source = "\n".join(["x = f(LONG)"] * 2000)
+    written = with_constants([source], {"LONG": "d" * 4000})[0]
+    assert len(written) <= len(source) + WRITTEN_OUT_ROOM
+    assert written.startswith(f"x = f({'d' * 4000!r})") and written.endswith("x = f(LONG)")
 
 
 def test_text_parameters_are_constants_as_their_defaults_name_them():
