@@ -239,7 +239,8 @@ class DaskEngine(Engine):
         environ = dict(os.environ) if self.shared_address else None
         specs = [dataclasses.replace(spec, background_run=self.run_id, environ=environ) for spec in specs]
         topic = f"{TOPIC}-{self.run_id}"
-        reported = _Reported(emit)
+        names = {spec.step["name"] for spec in specs}
+        reported = _Reported(emit, {spec.step["name"]: set(spec.step["after"]) & names for spec in specs})
         client.subscribe_topic(topic, reported.from_topic)
         plan, tasks, warm, outcomes = list(chains(specs, self.fuse)), _Tasks(), [], {}
         text = _notebook_text(specs)
@@ -282,6 +283,7 @@ class DaskEngine(Engine):
                     reported.emit(STEP_FINISHED, outcome.step, finished_payload(outcome))
                 for key in tasks.readers.done(future.key):  # Dask frees the values no task reads any more
                     tasks.by_key.pop(key, None)
+            reported.release()
             reported.raise_failure()
             self._wait_for_writes(client, emit, outcomes, specs)
             ended = True
@@ -506,12 +508,21 @@ def _unpacked(value):
 
 class _Reported:
     """Each step's end reported once: from its chain's events as it ends, or as its task ends,
-    whichever comes first (they travel different ways). Thread-safe: events arrive on the loop."""
+    whichever comes first (they travel different ways). A step's events are passed on after the
+    ends of the steps it comes after: its start, published by its own worker, could otherwise come
+    before the end of the step before, which its task's end reports (`▶ b` before `✓ a`).
+    Thread-safe: events arrive on the loop and on the run's thread; they are passed on in the order
+    decided here, by one thread at a time, and no lock is held meanwhile (passing one on writes to
+    the run store and calls back, which may wait on the loop)."""
 
-    def __init__(self, emit):
+    def __init__(self, emit, after: dict[str, set] | None = None):
         self._emit, self._lock, self._payloads, self._closed = emit, threading.Lock(), {}, False
+        self._after = after or {}  # step → the steps of the run it comes after
+        self._behind: dict[str, list] = {}  # step → its events waiting for the ends of those
         self._started: dict[str, float] = {}  # step → when its code was last reported starting
-        self._waiting: list | None = None  # events held back (`held`), in order
+        self._queue: list = []  # events to pass on, in order
+        self._passing = False  # a thread is passing the queue on (others leave theirs to it)
+        self._holding = False  # events wait in the queue (`held`)
         self._failure: Exception | None = None  # the first error passing on a task's event
 
     def from_topic(self, event) -> None:
@@ -532,31 +543,73 @@ class _Reported:
         with self._lock:
             if self._closed or (kind == STEP_FINISHED and step in self._payloads):
                 return
+            if kind in (STEP_STARTED, STEP_RETRY):
+                self._started[step] = time.time()
+            if step in self._behind or not self._after.get(step, set()) <= self._payloads.keys():
+                self._behind.setdefault(step, []).append((kind, step, payload))
+                return
+            self._queue.append((kind, step, payload))
             if kind == STEP_FINISHED:
                 self._payloads[step] = payload
-            elif kind in (STEP_STARTED, STEP_RETRY):
-                self._started[step] = time.time()
-            if self._waiting is not None:
-                self._waiting.append((kind, step, payload))
+                self._queue += self._released()
+        self._pass_on()
+
+    def _released(self) -> list:
+        """The waiting events of the steps whose steps before have all ended now, in order (their
+        own ends may release others)."""
+        ready = []
+        for step in [step for step in self._behind if self._after[step] <= self._payloads.keys()]:
+            for kind, _, payload in self._behind.pop(step):
+                if kind == STEP_FINISHED and step in self._payloads:
+                    continue
+                ready.append((kind, step, payload))
+                if kind == STEP_FINISHED:
+                    self._payloads[step] = payload
+                    ready += self._released()
+        return ready
+
+    def _pass_on(self) -> None:
+        """Pass the queue on, unless held or another thread is at it (it passes this one's on too)."""
+        with self._lock:
+            if self._passing or self._holding:
                 return
-        self._emit(kind, step, payload)
+            self._passing = True
+        try:
+            while True:
+                with self._lock:
+                    events, self._queue = self._queue, []
+                    if not events:
+                        self._passing = False
+                        return
+                for event in events:
+                    self._emit(*event)
+        except BaseException:
+            with self._lock:
+                self._passing = False
+            raise
 
     @contextlib.contextmanager
     def held(self):
         """Events are passed on only after the block, in order (what a run knows of its steps, such
         as their ends, is up to date meanwhile)."""
         with self._lock:
-            self._waiting = []
+            self._holding = True
         try:
             yield
         finally:
-            while True:  # events that come while earlier ones are passed on wait their turn
-                with self._lock:
-                    waiting, self._waiting = self._waiting, ([] if self._waiting else None)
-                if not waiting:
-                    break
-                for event in waiting:
-                    self._emit(*event)
+            with self._lock:
+                self._holding = False
+            self._pass_on()
+
+    def release(self) -> None:
+        """(every task ended) Pass on what still waits for a step before it, as it came: nothing
+        should (each step before ended, and said so), but no event of a step is lost."""
+        with self._lock:
+            left = [event for events in self._behind.values() for event in events]
+            self._behind.clear()
+            self._after = {}
+        for event in left:
+            self.emit(*event)
 
     def close(self):
         """The run is stopping: what its tasks report is not its outcome any more."""

@@ -646,6 +646,40 @@ def test_events_held_back_are_passed_on_in_order_and_a_steps_end_still_counts_on
     assert seen == [(STEP_STARTED, "a", None), (STEP_FINISHED, "a", {"status": "succeeded"})]
 
 
+def test_a_steps_events_are_passed_on_after_the_ends_of_the_steps_it_comes_after():
+    # b's start comes from its worker's events, a's end from its task's end: they may cross
+    from nbscale.kernels.contract import STEP_FINISHED, STEP_OUTPUT, STEP_STARTED
+    from nbscale.kernels.engines.dask import _Reported
+
+    seen = []
+    reported = _Reported(lambda *event: seen.append(event), {"a": set(), "b": {"a"}, "c": {"a", "b"}})
+    reported.emit(STEP_STARTED, "a")
+    reported.emit(STEP_STARTED, "b")
+    reported.emit(STEP_OUTPUT, "b", {"text": "1"})
+    reported.emit(STEP_FINISHED, "b", {"status": "succeeded"})
+    reported.emit(STEP_FINISHED, "b", {"status": "succeeded"})  # its task's end reports it again
+    reported.emit(STEP_STARTED, "c")
+    assert seen == [(STEP_STARTED, "a", None)] and reported.outcome("b") is None
+    reported.emit(STEP_FINISHED, "a", {"status": "succeeded"})
+    assert [event[:2] for event in seen] == [(STEP_STARTED, "a"), (STEP_FINISHED, "a"), (STEP_STARTED, "b"),
+                                             (STEP_OUTPUT, "b"), (STEP_FINISHED, "b"), (STEP_STARTED, "c")]
+    reported.emit(STEP_STARTED, "d")  # a step of no order: at once
+    assert seen[-1] == (STEP_STARTED, "d", None)
+
+
+def test_events_still_waiting_at_the_runs_end_are_passed_on_in_order():
+    from nbscale.kernels.contract import STEP_FINISHED, STEP_STARTED
+    from nbscale.kernels.engines.dask import _Reported
+
+    seen = []
+    reported = _Reported(lambda *event: seen.append(event), {"b": {"a"}})
+    reported.emit(STEP_STARTED, "b")
+    reported.emit(STEP_FINISHED, "b", {"status": "succeeded"})
+    reported.release()
+    assert [event[:2] for event in seen] == [(STEP_STARTED, "b"), (STEP_FINISHED, "b")]
+    assert reported.outcome("b") is not None
+
+
 def test_a_run_store_that_fails_on_an_event_from_a_worker_stops_the_run_without_dask_tracebacks(
         tmp_path, local_cluster, caplog, monkeypatch):
     """A disk that fills during a run: the events tasks publish reach the run store on the
