@@ -204,6 +204,7 @@ class ProcessState:
         self.root_level = 0
         self.std_fds: dict[int, tuple[int, tuple]] = {}  # 0, 1, 2 → a copy of the descriptor, what it was
         self.new_local_modules: dict[str, tuple[types.ModuleType, dict]] = {}  # name → module, its dict's copy
+        self.local_containers: list[tuple[object, object]] = []  # (a local module's list/dict/set, its copy)
         self.restored: list[str] = []  # set by restored_process_state()
 
     @classmethod
@@ -212,6 +213,7 @@ class ProcessState:
         state.modules_version = dict_version(sys.modules)
         state.modules = dict(sys.modules)
         state.module_dicts = _MODULE_DICTS.snapshot()
+        state.local_containers = _container_copies(_local_modules())
         state.sys_lists = {name: (getattr(sys, name), list(getattr(sys, name))) for name in SYS_LISTS}
         state.environ, state.environ_items = os.environ, dict(os.environ)
         state.environ_data = _environ_data(os.environ)
@@ -243,6 +245,7 @@ class ProcessState:
             module = sys.modules.get(name)
             if name not in self.modules and name not in self.new_local_modules and _is_module(module):
                 self.new_local_modules[name] = (module, module.__dict__.copy())
+                self.local_containers += _container_copies([name])
 
     def restore(self) -> list[str]:
         """Put back what changed since `save()`; the names of what was put back, e.g. `json.dumps`."""
@@ -287,6 +290,8 @@ class ProcessState:
             changed.extend(_restore_module(modules[i], old, modules[i].__name__ in local))
         for module, old in self.new_local_modules.values():
             changed.extend(_restore_module(module, old, local=True))
+        for container, copy in self.local_containers:  # (data: not named)
+            _restore_items(container, copy)
         return changed
 
     # --- interpreter and OS state ------------------------------------------------------------------
@@ -616,6 +621,37 @@ def _restore_module(module: types.ModuleType, old: dict, local: bool = False) ->
         for key in [key for key in now if key not in old and not _is_bookkeeping(name, key, now[key])]:
             del now[key]
     return changed
+
+
+def _container_copies(names) -> list[tuple[object, object]]:
+    """(container, a copy of it) for each list, dict and set at the top level of the modules named:
+    put back whole after a step, a local module's data changed in place too (`HIST.append(x)` in a
+    helper module: a step after it on the same worker saw it, another worker's did not, and a cached
+    step had read it). Containers of more than `MAX_CONTAINER_COPY` items are not copied."""
+    copies = []
+    for name in names:
+        module = sys.modules.get(name)
+        for key, value in list(getattr(module, "__dict__", {}).items()):
+            if type(value) in _CONTAINERS and len(value) <= MAX_CONTAINER_COPY and not key.startswith("__"):
+                copies.append((value, value.copy()))
+    return copies
+
+
+def _restore_items(container, copy) -> None:
+    if type(container) is list:
+        if len(container) != len(copy) or not all(map(operator.is_, container, copy)):
+            container[:] = copy
+    elif type(container) is dict:
+        if container.keys() != copy.keys() or not all(map(operator.is_, container.values(), copy.values())):
+            container.clear()
+            container.update(copy)
+    elif container != copy:
+        container.clear()
+        container.update(copy)
+
+
+_CONTAINERS = (list, dict, set)
+MAX_CONTAINER_COPY = 100_000
 
 
 def _is_bookkeeping(module_name: str, key: str, new) -> bool:

@@ -12,6 +12,7 @@ import sys
 import types
 
 import numpy as np
+import pytest
 
 from nbscale.kernels.process_state import DECIMAL_CONTEXT, ProcessState, restored_process_state
 
@@ -453,3 +454,25 @@ def test_thread_and_unraisable_hooks_come_back_as_patches():
         threading.excepthook = sys.unraisablehook = lambda *args: None
     assert (threading.excepthook, sys.unraisablehook) == hooks
     assert {"threading.excepthook", "sys.unraisablehook"} <= set(state.restored)
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_local_modules_data_changed_in_place_is_put_back_after_the_step(tmp_path, engine):
+    # as its rebound names are: a later step on the same process saw the list `fit` filled, one on
+    # another worker did not, and the cached `report` kept what it saw after `fit` ran again (the
+    # call reads a name of the step: it cannot be replayed before later steps, and `check` says so)
+    from conftest import make_notebook
+
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    (tmp_path / "mlog.py").write_text("HIST = []\nSEEN = set()\nBY = {'a': 1}\n"
+                                      "def log(k, v):\n    HIST.append((k, v)); SEEN.add(k); BY[k] = v\n")
+    cells = [("import json\nimport mlog", ["imports"]), ("C = 1.0", ["parameters"]),
+             ("score = C * 10\nmlog.log('lr', score)", ["step:fit"]),
+             ("json.dump([mlog.HIST, sorted(mlog.SEEN), mlog.BY], open('out.json', 'w'))", ["step:report"])]
+    nb = make_notebook(tmp_path, cells, name="state")
+    options = RunOptions(engine=engine, workers=1 if engine == "dask" else None)
+    for value in (1.0, 2.0):
+        result = run_notebook(nb, {"C": value}, options=options)
+        assert result.ok and json.loads((tmp_path / "out.json").read_text()) == [[], [], {"a": 1}]
+    assert [s["cached"] for s in result.steps] == [False, True]  # `report` read nothing `fit` did
