@@ -51,10 +51,34 @@ HARMLESS_PAIRS = frozenset(
     + [("pin", "memory")])
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
-# A text that holds one: a URL with user info or a token-like run of letters and digits; a token
-# after Bearer or Basic; an Authorization header; the value of a secret name (`password=…`,
-# `"token": …`, `--password …`). (The groups are `masking.masked`'s: what it keeps, what it hides.)
-CREDENTIAL_LIKE = re.compile(r"://[^/\s]*@|(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}")
+# Text that holds a credential by its shape alone, whatever its name. Well-known shapes are named
+# as such: a neutral name (`aws`, `hook`, `cmd`) gave them no cover, and a `/` or `-` in one splits
+# the run of letters and digits the last rule needs.
+_CREDENTIAL_SHAPES = [
+    r"://[^/\s]*@",  # a URL with user info (`postgresql://me:pw@db/x`)
+    # a token-like run of letters and digits
+    r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}",
+    # an AWS secret access key: 40 characters of base64 with a `/` or `+`, random: mixed case and a
+    # digit (a path of 40 characters has fewer capitals, or a `.`, `_` or `-`)
+    r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+]))(?=[^/+]{0,39}[/+])(?=[A-Za-z/+]*[0-9])"
+    r"(?=(?:[a-z0-9/+]*[A-Z]){8})(?=(?:[A-Z0-9/+]*[a-z]){8})[A-Za-z0-9/+]{40}",
+    # tokens by their vendor's prefix: GitHub, GitLab, Slack, OpenAI and Anthropic, Stripe, AWS key
+    # ids, Google API keys (`sk-` only with a digit and a capital: `sk-learn` is a name)
+    r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,}|glpat-[\w-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|sk-(?=[\w-]*[0-9])(?=[\w-]*[A-Z])[\w-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|A(?:KIA|SIA)[A-Z0-9]{16}"
+    r"|AIza[\w-]{35})",
+    r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY",  # a PEM private key, whatever its body
+    # a webhook URL: the URL is the credential
+    r"hooks\.slack\.com/(?:services|workflows|triggers)/\w|discord(?:app)?\.com/api/webhooks/\d",
+    # a password in a command line: `mysql -phunter2` (a `-p` apart is a prompt, elsewhere a port),
+    # `sshpass -p hunter2`. (`--password=…` and `PGPASSWORD=…` are `SECRET_FLAG`'s and `NAMED`'s.)
+    r"\b(?:mysql(?:dump|admin|import|sh|slap|check)?|mariadb(?:-dump|-admin)?)(?=\s)[^\n;|&]{0,200}?\s-p[^\s-]"
+    r"|\bsshpass\s+-p\s*[^\s-]",
+]
+CREDENTIAL_LIKE = re.compile("|".join(_CREDENTIAL_SHAPES))
+# A text that holds one by what surrounds it: a token after Bearer or Basic; an Authorization
+# header; the value of a secret name (`password=…`, `"token": …`, `--password …`). (The groups are
+# `masking.masked`'s: what it keeps, what it hides.)
 _TOKEN_AFTER_SCHEME = re.compile(r"\b(?:Bearer|Basic)\s+(?=[\w.~+/-]*[\d.~+/=-])[\w.~+/-]{8,}=*", re.IGNORECASE)
 _AUTHORIZATION = re.compile(r"\b(?:proxy-)?authorization\s*[:=]\s*\S", re.IGNORECASE)
 VALUE = r"(?!(?:Bearer|Basic)\b)[^\s\"',;&)}\]]+"  # (after a scheme: the scheme's rule hides the token)
@@ -93,14 +117,14 @@ def _harmless(words: list[str], i: int) -> bool:
 
 def text_may_be_credential(name: str, text: str) -> bool:
     """A value of any length that may be a secret: its name looks secret, or it holds a password in
-    a URL or a token-like run of letters and digits."""
+    a URL, a token-like run of letters and digits or a credential of a well-known shape."""
     return bool(secret_name(name) or CREDENTIAL_LIKE.search(text))
 
 
 def holds_credential(text: str) -> bool:
     """Whether a parameter's text holds a credential: a token after Bearer or Basic, the value of a
-    secret name (`password=…`, `?sig=…`, `--password …`, `"token": …`), a URL with user info or a
-    token-like run of letters and digits."""
+    secret name (`password=…`, `?sig=…`, `--password …`, `"token": …`), a URL with user info, a
+    token-like run of letters and digits or a credential of a well-known shape (`CREDENTIAL_LIKE`)."""
     if _TOKEN_AFTER_SCHEME.search(text) or _AUTHORIZATION.search(text) or HEADER.search(text) \
             or CREDENTIAL_LIKE.search(text):
         return True

@@ -20,6 +20,7 @@ from kfp_compiled import TRICKY, compile_yaml, executor_of, executors, task_of
 
 from nbscale.compiler import PipelineHasErrors, compile_notebook
 from nbscale.compiler.targets.kfp import RUNTIME, RUNTIME_ENTRY, KfpOptions, generate, withheld_warnings
+from nbscale.compiler.targets.kfp.dsl import code_credential_warnings
 
 # -- layering -------------------------------------------------------------------------------
 
@@ -126,6 +127,25 @@ def test_a_default_that_may_be_a_credential_is_not_written_and_is_warned_of(tmp_
     assert "parameter 'api_token' may be a credential" in warnings[0].message
     assert "nbscale submit secrets.ipynb -p api_token=..." in warnings[0].message
     assert all("\n" not in w.format("secrets.ipynb") for w in warnings)  # one line each, as the CLI prints notes
+
+
+def test_a_default_of_a_credential_s_shape_under_a_neutral_name_is_not_written(tmp_path):
+    # an AWS secret key (its `/` split the token-like run), a password on a command line, a webhook
+    # and a private key were written in clear: the name said nothing
+    pem = "-----BEGIN RSA PRIVATE KEY-----\\nMIIBOgIBAAJB\\n-----END RSA PRIVATE KEY-----"
+    nb = make_notebook(tmp_path, [
+        ('aws = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\ncmd = "mysql -uroot -phunter2 prod"\n'
+         'hook = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"\n'
+         f'pem = "{pem}"\npath = "data/clean.csv"\nurl = "https://example.com/data.csv"', ["parameters"]),
+        ("out = [aws, cmd, hook, pem, path, url]", ["step:use"]),
+    ], name="shapes")
+    module, path, (spec, *_) = compile_yaml(nb, tmp_path)
+    assert module.withheld == ["aws", "cmd", "hook", "pem"]
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["path"]["defaultValue"] == "data/clean.csv"  # ordinary values keep their defaults
+    assert inputs["url"]["defaultValue"] == "https://example.com/data.csv"
+    for text in (path.read_text(), module.text):
+        assert not [s for s in ("EXAMPLEKEY", "hunter2", "XXXXXXXX", "MIIBOgIBAAJB") if s in text]
 
 
 def test_a_withheld_parameter_comes_first_in_the_pipeline_signature(tmp_path):
@@ -357,3 +377,41 @@ def test_every_parameter_kfp_cannot_name_is_named_in_one_error(tmp_path):
     with pytest.raises(TargetError, match=r"^p\.ipynb:cell 1:1: parameter '_a'; p\.ipynb:cell 1:3: parameter '_b': "
                                           r"cannot be .*rename them$"):
         generate(compile_notebook(nb))
+
+
+# -- credentials in code --------------------------------------------------------------------
+
+
+def _credentials_in_code(tmp_path, imports: str, step: str) -> list[tuple[int, int, str]]:
+    """(cell, line, what is named) of each credential-in-code warning."""
+    nb = make_notebook(tmp_path, [(imports, ["imports"]), (step, ["step:a"])], name="code")
+    warnings = code_credential_warnings(compile_notebook(nb))
+    return [(w.cell, w.line, w.message.split("' is given")[0][1:]) for w in warnings]
+
+
+def test_a_credential_in_code_is_warned_of_in_every_form_of_assignment(tmp_path):
+    # only `NAME = literal` was looked at: the commonest other forms went into the YAML unwarned
+    imports = 'import os\nfrom os import environ\nos.environ["AWS_SECRET_ACCESS_KEY"] = "hunter-env"\n' \
+              'environ["DB_PASSWORD"] = "hunter-env-2"'
+    step = 'db_password: str = "hunter3"\nuser, api_token = "u", "hunter4"\n[login, (pw, n)] = ["me", ("x", 1)]\n' \
+           'a = secret = "hunter5"'
+    assert _credentials_in_code(tmp_path, imports, step) == [
+        (0, 3, "AWS_SECRET_ACCESS_KEY"), (0, 4, "DB_PASSWORD"),
+        (1, 1, "db_password"), (1, 2, "api_token"), (1, 3, "login"), (1, 3, "pw"), (1, 4, "secret")]
+
+
+def test_a_literal_of_a_credential_s_shape_is_warned_of_whatever_it_is_given_to(tmp_path):
+    step = 'hook = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXX"\n' \
+           'cmd: str = "mysql -uroot -phunter2 prod"\nconfig = {}\n' \
+           'config["aws"] = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\n' \
+           'os.environ["CONN"] = "postgresql://me:pw@db/x"\nh = "Bearer abc.def-123"'
+    assert _credentials_in_code(tmp_path, "import os", step) == [
+        (1, 1, "hook"), (1, 2, "cmd"), (1, 4, "config['aws']"), (1, 5, "CONN"), (1, 6, "h")]
+
+
+def test_an_ordinary_literal_in_code_is_not_warned_of(tmp_path):
+    imports = 'import os\nos.environ["DATA_DIR"] = "/data"\nos.environ["TOKENIZERS_PARALLELISM"] = "false"'
+    step = 'path: str = "data/clean.csv"\nn: int = 3\nx, y = 1, 2\nuser, name = "u", "v"\n' \
+           'token, rest = os.environ["TOKEN"].split(":")\nheaders = {}\nheaders["Accept"] = "json"\n' \
+           'password: str = os.environ["PW"]\nsort_key: str = "id"\nmodel = "gpt-4o-mini"'
+    assert _credentials_in_code(tmp_path, imports, step) == []

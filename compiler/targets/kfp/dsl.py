@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .... import __version__
-from ...credentials import CREDENTIAL_LIKE, may_be_credential, secret_name
+from ...credentials import holds_credential, may_be_credential, secret_name
 from ...diagnostics import Diagnostic
 from ...errors import PipelineHasErrors, TargetError
 from ...ir import Pipeline
@@ -413,7 +413,8 @@ def withheld_warnings(pipeline: Pipeline, module: KfpModule) -> list[Diagnostic]
 
 def code_credential_warnings(pipeline: Pipeline) -> list[Diagnostic]:
     """A warning at each assignment in the pipeline's code of a literal that may be a credential
-    (`password = "hunter2"`, `AWS_SECRET_ACCESS_KEY = "…"`, `db = {"password": …}`): the code is
+    (`password = "hunter2"`, `AWS_SECRET_ACCESS_KEY = "…"`, `db = {"password": …}`,
+    `os.environ["DB_PASSWORD"] = "…"`, `hook = "https://hooks.slack.com/services/…"`): the code is
     written into the pipeline as it is, where a parameter's default would be withheld."""
     found = []
     cells = zip(pipeline.prelude.cells, pipeline.prelude.source)
@@ -427,8 +428,10 @@ def code_credential_warnings(pipeline: Pipeline) -> list[Diagnostic]:
 
 
 def _credential_literals(source: str) -> list[tuple[str, int]]:
-    """(name, line) of each `NAME = literal` in a cell's top-level code that may be a credential."""
-    if not isinstance(source, str) or not (CREDENTIAL_LIKE.search(source) or any(
+    """(name, line) of each literal assigned in a cell's code that may be a credential: to a name
+    (`password = "…"`, `db_password: str = "…"`, `user, api_token = "u", "…"`), to a key of the
+    environment (`os.environ["AWS_SECRET_ACCESS_KEY"] = "…"`), or of a credential's shape to anything."""
+    if not isinstance(source, str) or not (holds_credential(source) or any(
             secret_name(word) for word in set(_IDENTIFIER.findall(source)))):
         return []  # (most cells: no secret-looking name or text in them, not parsed)
     try:
@@ -437,14 +440,50 @@ def _credential_literals(source: str) -> list[tuple[str, int]]:
         return []
     found = []
     for node in ast.walk(tree):
-        if type(node) is ast.Assign and len(node.targets) == 1 and type(node.targets[0]) is ast.Name:
-            try:
-                value = ast.literal_eval(node.value)
-            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
-                continue
-            if may_be_credential(node.targets[0].id, value):
-                found.append((node.targets[0].id, node.lineno))
+        if type(node) is ast.Assign:
+            pairs = [pair for target in node.targets for pair in _assigned(target, node.value)]
+        elif type(node) is ast.AnnAssign and node.value is not None:
+            pairs = _assigned(node.target, node.value)
+        else:
+            continue
+        found += [(label, node.lineno) for label, name, value in pairs if _literal_credential(name, value)]
     return found
+
+
+def _assigned(target, value) -> list[tuple[str, str, ast.expr]]:
+    """(label, name, value) of what an assignment gives each target: unpacked when both sides are
+    written out (`a, b = "u", "…"`); a name by its own; a key of the environment by that key;
+    anything else by no name, so only a value of a credential's shape counts."""
+    if type(target) in (ast.Tuple, ast.List):
+        if type(value) not in (ast.Tuple, ast.List) or len(value.elts) != len(target.elts) \
+                or any(type(e) is ast.Starred for e in [*target.elts, *value.elts]):
+            return []
+        return [pair for t, v in zip(target.elts, value.elts) for pair in _assigned(t, v)]
+    if type(target) is ast.Name:
+        return [(target.id, target.id, value)]
+    key = _environment_key(target)
+    return [(key or ast.unparse(target), key, value)]
+
+
+def _environment_key(target) -> str:
+    """The key of `os.environ["KEY"]` or `environ["KEY"]`; "" for any other target."""
+    if type(target) is not ast.Subscript or type(target.slice) is not ast.Constant \
+            or not isinstance(target.slice.value, str):
+        return ""
+    into = target.value
+    if (type(into) is ast.Name and into.id == "environ") or (
+            type(into) is ast.Attribute and into.attr == "environ" and type(into.value) is ast.Name
+            and into.value.id == "os"):
+        return target.slice.value
+    return ""
+
+
+def _literal_credential(name: str, value: ast.expr) -> bool:
+    try:
+        value = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return False  # not a literal: computed, or read from elsewhere
+    return may_be_credential(name, value)
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
