@@ -63,6 +63,17 @@ class CorruptArtifact(ArtifactNotFound):
         return type(self), (self.step_hash, self.step, self.file, self.reason)
 
 
+class ValuesReplaced(ArtifactNotFound):
+    """The values a step stored in a run were replaced under the same key by a later run's: the step
+    ran again there, its code and inputs the same, because something it read had changed."""
+
+    def __init__(self, step_hash: str, step: str, run_id: str):
+        super().__init__(step_hash)
+        self.args = (f"the values step {step!r} stored in run {run_id[:12]} were replaced by a later run's (it ran "
+                     "again there with the same code and inputs: something it read had changed); run the notebook "
+                     "again to have them back",)
+
+
 class CorruptArtifactWarning(UserWarning):
     """The artifact store found a damaged artifact; it is treated as a miss and removed."""
 

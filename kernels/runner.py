@@ -69,6 +69,7 @@ from .errors import (
     RunStoreError,
     ServerGone,
     Terminated,
+    ValuesReplaced,
 )
 from .file_locks import FileLocks
 from .fingerprints import PRODUCT, as_left
@@ -97,6 +98,7 @@ class RunResult:
     hashes: dict = field(default_factory=dict)
     error: str | None = None  # why a run that ran its steps still failed (its record was lost)
     run_store: str | None = field(default=None, repr=False)  # the run store's file, which `drift` reads
+    writers: dict = field(default_factory=dict, repr=False)  # step → the writer of the stored values it made or found
 
     @cached_property
     def drift(self) -> dict | None:
@@ -118,8 +120,12 @@ class RunResult:
         return next(s for s in self.steps if s["name"] == name)
 
     def load(self, step: str, names=None) -> dict:
-        """Values a step handed on (and the final values it kept), from the artifact store."""
-        values = ArtifactStore(self.store_url).get(self.hashes[step], names)
+        """Values a step handed on (and the final values it kept), from the artifact store; this run's,
+        or `ValuesReplaced` when a later run stored others under the same key."""
+        artifacts = ArtifactStore(self.store_url)
+        if self.writers.get(step) and _writer(artifacts, self.hashes[step]) not in (None, self.writers[step]):
+            raise ValuesReplaced(self.hashes[step], step, self.run_id)
+        values = artifacts.get(self.hashes[step], names)
         values.pop(METRICS_KEY, None)
         return values
 
@@ -203,8 +209,10 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
                           lambda message: recorder.emit(WARNING, None, {"message": message}))
             damaged: dict[str, CorruptArtifact] = {}
             rebuilt: dict[str, list] = {}
+            writers: dict[str, str] = {}  # of the stored values of the steps found cached
             specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile, damaged, rebuilt,
-                                partial(store.last_keys, str(notebook.resolve())), versions=versions)
+                                partial(store.last_keys, str(notebook.resolve())), versions=versions,
+                                writers=writers)
             store.start_run(run_id)
             recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
             recorder.plan({s.step["name"]: s.step["after"] for s in specs})
@@ -266,8 +274,22 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     else:  # another process took it for dead while it stalled, and recorded its end: that stands
         status, error = final, run.get("error") if isinstance(run.get("error"), str) else None
         recorder.tell(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
+    writers.update(_writers(store_url, {name: keys[name] for name, o in outcomes.items() if o.ok and name in keys}))
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
-                     error, store.path)
+                     error, store.path, writers)
+
+
+def _writers(store_url: str, keys: dict[str, str]) -> dict[str, str]:
+    """Step → the writer of the values stored under its key now (the run's own, at its end)."""
+    artifacts = ArtifactStore(store_url)
+    return {name: writer for name, key in keys.items() if (writer := _writer(artifacts, key))}
+
+
+def _writer(artifacts: ArtifactStore, key: str) -> str | None:
+    try:
+        return artifacts.manifest(key).get("writer")
+    except ArtifactNotFound:  # (not stored: the store could not take it; damaged)
+        return None
 
 
 def _ended_past_timeout(store, run_id: str):
@@ -308,15 +330,16 @@ def connect_engine(engine, emit) -> None:
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, profile=True, damaged: dict | None = None,
-          rebuilt: dict | None = None, last_keys=None, *, versions: FileVersions) -> tuple[list[StepSpec], dict]:
+          rebuilt: dict | None = None, last_keys=None, *, versions: FileVersions, writers: dict | None = None
+          ) -> tuple[list[StepSpec], dict]:
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
     cache keys known before running (of the steps found cached). `damaged`, `rebuilt`, `last_keys`,
-    `versions`: see `cached_steps`."""
+    `versions`, `writers`: see `cached_steps`."""
     folder = str(cwd or notebook.resolve().parent)
     rebuilt = {} if rebuilt is None else rebuilt  # not reused when decided later either
     learned: dict[str, dict[str, str]] = {}
     keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions, damaged,
-                        rebuilt, last_keys, learned)[0]
+                        rebuilt, last_keys, learned, writers)[0]
     to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
     needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
@@ -344,7 +367,7 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, prof
 
 def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: FileVersions | None = None,
                  damaged: dict | None = None, rebuilt: dict | None = None, last_keys=None,
-                 learned: dict | None = None) -> tuple[dict[str, str], dict[str, list]]:
+                 learned: dict | None = None, writers: dict | None = None) -> tuple[dict[str, str], dict[str, list]]:
     """The steps whose stored result holds, with their keys, found in order; and for the others,
     why not. A step is settled here only when every step it comes after is cached (else its
     inputs, or the files it reads, are known only once those ran: `task.run_step` decides then).
@@ -353,12 +376,14 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
     `rebuilt`: filled with the steps taken out for a file they share with a step that runs (→ why),
     which must not be reused when decided later either. `last_keys`: called (once, if at all) for
     the key of each step's latest result (`RunStore.last_keys`). `learned`: filled with the steps
-    that must come after others for a file no edge orders them by (`learned_order`)."""
+    that must come after others for a file no edge orders them by (`learned_order`). `writers`: filled
+    with the writer of the stored values of each step found cached (`RunResult.load` tells them so)."""
     rebuilt = {} if rebuilt is None else rebuilt
     keys: dict[str, str] = {}
     digests: dict[str, dict] = {}
     why: dict[str, list] = {}
     tried: dict[str, str] = {}  # steps whose stored result does not hold → their key
+    writer_of: dict[str, str | None] = {}  # step → the writer of its stored result found
     recorded: dict[str, dict] = {}  # key of a stored result found → the dependencies its step recorded
     grown: dict[str, list] = {}  # step → files it wrote or appended to that were added to since
     by_name = {s.name: s for s in pipeline.steps}
@@ -386,7 +411,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
         if name == pipeline.metrics.step and not _metrics_intact(artifacts, key):
             why[name] = ["its stored metrics were damaged"]
             continue
-        keys[name], digests[name] = key, stored_digests(manifest)
+        keys[name], digests[name], writer_of[name] = key, stored_digests(manifest), manifest.get("writer")
         recorded[key] = manifest.get("dependencies") or {}
     order = {step.name: i for i, step in enumerate(pipeline.steps)}
     latest = _LatestRecords(artifacts, last_keys, recorded)
@@ -417,6 +442,8 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
     for name in _topological(pipeline):  # what comes after the steps taken out is decided as they finish
         if name in keys and _waiting(by_name[name], keys, why):
             del keys[name]
+    if writers is not None:
+        writers.update({name: writer_of[name] for name in keys})
     return keys, why
 
 

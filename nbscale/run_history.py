@@ -8,12 +8,15 @@ kernel with exactly what it was given.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from IPython.core.error import UsageError
 
 from .kernels.contract import METRICS_KEY, OK, artifacts_url, run_store_path
 from .run_static import e
+
+CLOCK_SKEW_S = 2.0  # between the clocks of the run's process and of the workers that stored its values
 
 
 def open_store(notebook: Path):
@@ -57,7 +60,7 @@ def load_step_values(notebook: Path, step: str, run_prefix: str | None = None,
         run = _the_run(store, notebook, run_prefix)
     finally:
         store.close()
-    rows = {row["step"]: row for row in run["steps"]}
+    rows = {row["step"]: {**row, "run_finished": run.get("finished")} for row in run["steps"]}
     if step not in rows:
         raise UsageError(f"%nbscale load: run {run['id'][:12]} has no step {step!r} (its steps: {', '.join(rows)})")
     compiled = next((s for s in compile_notebook(notebook).steps if s.name == step), None)
@@ -91,8 +94,30 @@ def _stored(artifacts, row: dict | None, names, notes: list[str], what: str) -> 
     if not row or row.get("status") not in OK or not row.get("hash"):
         notes.append(f"{what}: not stored (that step did not succeed in this run)")
         return {}
+    if _replaced(artifacts, row):
+        notes.append(f"{what}: replaced in the artifact store by a later run's (the step ran again there with the "
+                     "same code and inputs: something it read had changed)")
+        return {}
     try:
         return artifacts.get(row["hash"], names)
     except KeyError as exc:  # ArtifactNotFound, CorruptArtifact, or a name the artifact lacks
         notes.append(f"{what}: not in the artifact store ({exc})")
         return {}
+
+
+def _replaced(artifacts, row: dict) -> bool:
+    """Whether the values stored under a step row's key were stored after its run ended: a later
+    run's, that ran the step again with the same code and inputs (what it read had changed)."""
+    ended = _epoch(row.get("run_finished"))
+    try:
+        created = float(artifacts.manifest(row["hash"]).get("created") or 0)
+    except (KeyError, TypeError, ValueError):  # not there (said when read), or a manifest without a time
+        return False
+    return ended is not None and created > ended + CLOCK_SKEW_S
+
+
+def _epoch(stamp) -> float | None:
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except (TypeError, ValueError):
+        return None

@@ -808,3 +808,22 @@ def test_an_order_is_learned_from_the_files_the_latest_results_wrote_and_read_un
     assert learned_order(pipeline, order, records) == {"c": {"w": "f.txt"}, "d": {"w": "f.txt"}}
     pipeline.step("w").after = ["c"]  # `after:c` on an earlier step: c after w would be a cycle
     assert learned_order(pipeline, order, records) == {}
+
+
+def test_a_runs_values_replaced_by_a_later_runs_are_refused_not_given(tmp_path):
+    # the file the step reads changed: the next run stores its result under the same key
+    from nbscale.kernels.errors import ValuesReplaced
+
+    nb = make_notebook(tmp_path, [("z = open('data.txt').read()", ["step:reader"])], name="replaced")
+    data = tmp_path / "data.txt"
+    options = RunOptions(engine="local")
+    data.write_text("version-1")
+    first = run_notebook(nb, options=options)
+    cached = run_notebook(nb, options=options)
+    assert first.load("reader") == cached.load("reader") == {"z": "version-1"}
+    data.write_text("version-2")
+    later = run_notebook(nb, options=options)
+    assert later.hashes == first.hashes and later.load("reader") == {"z": "version-2"}
+    for earlier in (first, cached):  # one that ran the step, one that found it cached
+        with pytest.raises(ValuesReplaced, match=f"run {earlier.run_id[:12]} were replaced by a later run"):
+            earlier.load("reader")
