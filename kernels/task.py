@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -388,20 +389,34 @@ def exit_refused():
     the process that runs it, for a step run in the run's own process (the local engine), which would
     end with the step's exit code (0: a pipeline that stopped half-way looked like a success). On a
     worker, `os._exit` is a worker's death (retried as `retries:` says). A process the step forked
-    exits as asked."""
-    real, owner = os._exit, os.getpid()
-
-    def refused(code):
-        if os.getpid() != owner:
-            real(code)
-        raise SystemExit(f"os._exit({code!r}) would end the process running the step, and the run with it: "
-                         "the step fails instead (sys.exit() ends a step early)")
-
-    os._exit = refused
+    exits as asked. Runs of the process at once (`nbscale.run()` from threads) share the refusal: the
+    first puts it in place, the last takes it away (each putting back what it found would have left it
+    there for good, or taken it from a step still running)."""
+    global _refusing
+    with _refusals:
+        if _refusing == 0:
+            _refused_exit.update(real=os._exit, owner=os.getpid())
+            os._exit = _refused
+        _refusing += 1
     try:
         yield
     finally:
-        os._exit = real
+        with _refusals:
+            _refusing -= 1
+            if _refusing == 0:
+                os._exit = _refused_exit["real"]
+
+
+_refusals = threading.Lock()
+_refusing = 0  # runs of this process refusing `os._exit` now
+_refused_exit: dict = {}  # the real `os._exit`, and the pid of the process that refuses it
+
+
+def _refused(code):
+    if os.getpid() != _refused_exit["owner"]:  # (a forked child)
+        _refused_exit["real"](code)
+    raise SystemExit(f"os._exit({code!r}) would end the process running the step, and the run with it: "
+                     "the step fails instead (sys.exit() ends a step early)")
 
 
 def _explain(result, spec):

@@ -540,3 +540,33 @@ def test_a_step_that_read_over_the_network_warns_that_its_reuse_cannot_be_checke
     else:  # its result is kept, and would be reused with nothing to check
         assert len(warnings) == 1 and "read over the network (192.0.2.7:443)" in warnings[0]
         assert "cache:off" in warnings[0]
+
+
+def test_runs_at_once_share_the_refusal_of_os_exit_and_the_last_puts_it_back():
+    # each putting back what it found left the refusal in place for good, or took it from a step
+    # still running, as runs from threads ended in turn
+    import os
+    import threading
+
+    from nbscale.kernels.task import exit_refused
+
+    real, inside, leave = os._exit, threading.Barrier(3), [threading.Event() for _ in range(3)]
+    seen = []
+
+    def run(i):
+        with exit_refused():
+            inside.wait(timeout=10)
+            leave[i].wait(timeout=10)
+            seen.append(os._exit is not real)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for i in (1, 0, 2):  # not in the order they came in
+        leave[i].set()
+        threads[i].join(timeout=10)
+        assert (os._exit is real) == (i == 2)
+    assert seen == [True, True, True]
+    with pytest.raises(SystemExit, match="would end the process running the step"), exit_refused():
+        os._exit(3)
+    assert os._exit is real
