@@ -2,7 +2,9 @@
 nbconvert-ed notebook shows where no widget front end draws the live view.
 
 Every piece of text that comes from the user or a step (notebook and step names, errors,
-tracebacks, warnings, metric names) goes through `html.escape`: a notebook is not trusted markup.
+tracebacks, warnings, metric names) goes through `html.escape`: a notebook is not trusted markup;
+and the text view through `reporting.literal_lines`: a terminal, and JupyterLab's plain text, act on
+the escapes a step's error may hold (a window title set, the screen cleared, colours).
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ def text(model: RunModel, now: float | None = None) -> str:
         lines += [f"warning: {w}" for w in model.warnings]
         if model.error:
             lines.append(f"why: {model.error}")
-    return "\n".join(lines)
+    from .reporting import literal_lines
+
+    return literal_lines("\n".join(lines))
 
 
 def html_view(model: RunModel, now: float | None = None) -> str:

@@ -26,6 +26,20 @@ def test_every_user_text_is_escaped_in_the_html():
     assert page.count("&lt;img src=x onerror=alert(1)&gt;") >= 6  # name, error, traceback, metric, warning, why
 
 
+def test_the_text_writes_out_the_terminal_escapes_of_user_texts():
+    # printed by `nbscale.run(display=True)` outside a kernel, and JupyterLab's text/plain acts on them too
+    escapes = "\x1b]0;PWNED\x07\x1b[2J\x1b[31m"
+    model = RunModel("/tmp/nb.ipynb", run_id="abc123", status=FAILED)
+    model.apply_run({"status": FAILED, "steps": [
+        {"step": "bad", "status": FAILED, "duration_s": 0.5,
+         "error": {"cell": 0, "line": 1, "ename": "ValueError", "evalue": escapes, "traceback": f"raise {escapes}\n"}}],
+        "metrics": [{"name": f"m{escapes}", "value": 1}]})
+    model.warnings.append(escapes)
+    plain = text(model)
+    assert "\x1b" not in plain and "\x07" not in plain
+    assert plain.count("\\x1b]0;PWNED\\x07") >= 3 and "\n  " in plain  # error, metric, warning; lines kept
+
+
 def test_the_text_and_html_hold_the_state_and_the_failure_where_it_happened():
     model = hostile_model()
     plain = text(model)
