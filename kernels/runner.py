@@ -117,7 +117,11 @@ class RunResult:
         return self.status == SUCCEEDED
 
     def step(self, name) -> dict:
-        return next(s for s in self.steps if s["name"] == name)
+        found = next((s for s in self.steps if s["name"] == name), None)
+        if found is None:  # (a bare StopIteration: a generator calling it would end, or fail unexplained)
+            raise KeyError(f"run {self.run_id[:12]} has no step {name!r} (its steps: "
+                           f"{', '.join(s['name'] for s in self.steps)})")
+        return found
 
     def load(self, step: str, names=None) -> dict:
         """Values a step handed on (and the final values it kept), from the artifact store; this run's,

@@ -827,3 +827,12 @@ def test_a_runs_values_replaced_by_a_later_runs_are_refused_not_given(tmp_path):
     for earlier in (first, cached):  # one that ran the step, one that found it cached
         with pytest.raises(ValuesReplaced, match=f"run {earlier.run_id[:12]} were replaced by a later run"):
             earlier.load("reader")
+
+
+def test_a_step_a_run_has_not_is_a_key_error_naming_its_steps():
+    from nbscale.kernels.runner import RunResult
+
+    result = RunResult("0123456789abcdef", "succeeded", [{"name": "load"}, {"name": "train"}], {}, "file:///x")
+    assert result.step("train") == {"name": "train"}
+    with pytest.raises(KeyError, match="has no step 'tran' \\(its steps: load, train\\)"):
+        result.step("tran")
