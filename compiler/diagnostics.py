@@ -30,6 +30,7 @@ CODES = {
     "duplicate-parameter": WARNING,
     "credential-default": WARNING,
     "credential-in-code": WARNING,
+    "kfp-file-handoff": WARNING,
     "empty-step": WARNING,
     "tags-on-text-cell": WARNING,
     "global-seed": WARNING,

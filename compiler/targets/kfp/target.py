@@ -10,6 +10,7 @@ from pathlib import Path
 from ...output_files import written_to
 from .. import Target, TargetError
 from .dsl import KfpModule, code_credential_warnings, generate, refuse_nothing_to_run, withheld_warnings
+from .files import file_handoff_warnings
 from .image import missing_packages_note
 from .options import OPTION_NAMES, load_options
 from .yaml import write_yaml
@@ -33,7 +34,8 @@ class KfpTarget(Target):
             raise TargetError(f"kfp could not compile {notebook}: {exc}") from None
         note = missing_packages_note(pipeline, options)
         warnings = [w.format(Path(notebook).name, hint=False)
-                    for w in withheld_warnings(pipeline, module) + code_credential_warnings(pipeline)]
+                    for w in withheld_warnings(pipeline, module) + code_credential_warnings(pipeline)
+                    + file_handoff_warnings(pipeline)]
         return warnings + ([note] if note else [])
 
 
