@@ -252,6 +252,7 @@ class _PipelineRun:
         if options.engine == "papermill":
             engine_options = {"kernel_name": self.kernel_name, "start_timeout": self.start_timeout,
                               "execution_timeout": self.execution_timeout}
+        _stop_bar_monitor()
         # papermill runs the notebook in its working directory (--cwd); its CLI logs at INFO, so
         # Dask's chatter would show
         with _quiet("distributed"), _sigterm_cancels():
@@ -383,12 +384,15 @@ class _PipelineRun:
         self.nb_man.save()
 
     def _error(self, step, summary, entries):
+        """The step's error at the cell that was running, as papermill shows it: a prelude cell too
+        (the step's own cells did not run then), else at the cell the error names, else at the
+        step's last cell that ran."""
         error = summary.get("error") or {}
         cells = self.pipeline.step(step).cells
+        placeable = {*cells, *self.pipeline.prelude.cells}
         ran = [e["cell"] for e in entries if e["cell"] in cells]
-        target = error.get("running_cell")
-        if target not in cells:
-            target = error.get("cell") if error.get("cell") in cells else (ran[-1] if ran else cells[-1])
+        target = next((c for c in (error.get("running_cell"), error.get("cell")) if c in placeable),
+                      ran[-1] if ran else cells[-1])
         trace = str(error.get("traceback") or error.get("evalue") or "").rstrip("\n").splitlines()
         self._fail_at(target, error.get("ename") or "Error", error.get("evalue") or "", trace, save=False)
 
@@ -425,7 +429,9 @@ class _PipelineRun:
 
     def _finish_prelude(self):
         for _, entry in self.prelude.values():  # the first step's, in notebook order
-            self._fill(entry, None, entry.pop("_cached"), log=False)
+            cached = entry.pop("_cached")
+            if self.nb.cells[entry["cell"]].metadata.papermill.get("status") != self.nb_man.FAILED:
+                self._fill(entry, None, cached, log=False)  # (one a step failed at keeps its error)
 
     def _number_cells(self):
         """Execution counts: a cell that ran (or was bound as parameters) gets the count it would
@@ -600,6 +606,21 @@ def _sigterm_cancels():
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         raise
+
+
+def _stop_bar_monitor() -> None:
+    """End the monitor thread of papermill's progress bar (tqdm's: it redraws a bar left unchanged
+    for 10 s). The embedded Dask cluster forks its workers only where no other thread could hold a
+    lock they inherit: with the monitor it spawned them, and a spawned worker starts papermill's
+    command again — seconds of it, and a worker restarted by a Ctrl-C or SIGTERM held the exit up
+    that long. The bar is still redrawn as each step starts; a bar made later starts a monitor again."""
+    monitors = sys.modules.get("tqdm._monitor")
+    for thread in threading.enumerate() if monitors is not None else ():
+        if isinstance(thread, monitors.TMonitor):
+            thread.exit()  # (at once: its wait ends as it is told to)
+            with thread.tqdm_cls.get_lock():
+                if thread.tqdm_cls.monitor is thread:
+                    thread.tqdm_cls.monitor = None
 
 
 @contextlib.contextmanager

@@ -437,7 +437,7 @@ def _read_back(result: StepResult, executed, io_dir, spec, failure) -> None:
     for cell in cells:
         meta = cell.metadata.get("nbscale", {})
         pm = cell.metadata.get("papermill", {})
-        if exited or "cell" not in meta or pm.get("status") not in ("completed", "failed"):
+        if exited or "cell" not in meta or not _executed(pm):
             continue
         exited = any(_is_clean_exit(o) for o in cell.get("outputs", []))
         outputs = [_plain(o) for o in cell.get("outputs", []) if not _is_clean_exit(o)]
@@ -485,6 +485,13 @@ def _report(io_dir) -> dict:
             return json.load(f)
     except (OSError, ValueError):
         return {}
+
+
+def _executed(pm: dict) -> bool:
+    """Whether papermill ran the cell (its `metadata.papermill`): after a dead kernel or a cell timeout,
+    papermill's `notebook_complete` marks the cells it never started `completed` too; only those it
+    started have a start time."""
+    return pm.get("status") in ("completed", "failed") and bool(pm.get("start_time"))
 
 
 def _is_clean_exit(output) -> bool:

@@ -187,6 +187,28 @@ def test_error_points_at_the_failing_cell_as_plain_papermill_does(tmp_path, sche
     assert ours.metadata.papermill["exception"] is True and ours.metadata.nbscale["status"] == "failed"
 
 
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_an_imports_cell_that_raises_has_the_error_and_the_steps_stay_pending(tmp_path, scheduler, engine):
+    """The imports cell was written completed without its error, and each step's cells failed with
+    it, their code never run: papermill named the last step's cell."""
+    path = write_nb(tmp_path, [("print('imports ran')\nimport no_such_module_xyz", ["imports"]),
+                               ("print('a ran')", ["step:a"]), ("print('b ran')", ["step:b"])])
+    with pytest.raises(PapermillExecutionError) as plain_err:
+        plain_papermill(path, tmp_path / "plain.ipynb")
+    options = {"nbscale_engine": engine, **({"scheduler": scheduler} if engine == "dask" else {})}
+    with pytest.raises(PapermillExecutionError) as ours_err:
+        nbscale_api(path, tmp_path / "ours.ipynb", **options)
+    a, b = plain_err.value, ours_err.value
+    assert (b.cell_index, b.exec_count, b.ename) == (a.cell_index, a.exec_count, a.ename) == \
+        (0, 1, "ModuleNotFoundError")
+    ours = nbformat.read(tmp_path / "ours.ipynb", as_version=4)
+    plain = nbformat.read(tmp_path / "plain.ipynb", as_version=4)
+    compare(plain, ours)
+    cells = [c for c in ours.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+    assert [(c.metadata.papermill["status"], c.execution_count) for c in cells] == \
+        [("failed", 1), ("pending", None), ("pending", None)]
+
+
 def test_parallel_steps_overlap_on_two_workers(tmp_path, scheduler):
     path = write_nb(tmp_path, [
         ("import time", ["imports"]),
@@ -347,8 +369,11 @@ def test_sigterm_cancels_the_run_then_ends_papermill_as_sigterm_does(tmp_path, e
     from nbscale.kernels.contract import STOPPED_BY_SIGTERM
     from nbscale.kernels.runner import default_run_store
 
-    path, tick, code, err = _papermill_signalled(tmp_path, engine, signal.SIGTERM)
+    path, tick, code, err, took = _papermill_signalled(tmp_path, engine, signal.SIGTERM)
     assert code == -signal.SIGTERM, err
+    # (its progress bar's thread made the cluster spawn its workers: it waited seconds for the one
+    # restarted under the step to start papermill again, and 8-12 s under load)
+    assert took < 5, f"it ended {took:.1f} s after SIGTERM"
     with default_run_store(path) as store:
         run = store.get_run(store.list_runs()[0]["id"])
     assert (run["status"], run["error"]) == ("cancelled", STOPPED_BY_SIGTERM)
@@ -361,9 +386,21 @@ def test_sigterm_cancels_the_run_then_ends_papermill_as_sigterm_does(tmp_path, e
     assert tick.stat().st_size == size, "the step runs on"
 
 
+def test_the_runs_own_cluster_forks_its_workers_under_papermills_progress_bar(tmp_path):
+    """The bar's monitor thread made the cluster spawn its workers: each started papermill's command
+    again, seconds a SIGTERM or Ctrl-C waited for as the cluster closed (one restarted under a step)."""
+    path = write_nb(tmp_path, [("print('spawn_main' in open('/proc/self/cmdline').read())", ["step:a"])])
+    proc = subprocess.run([sys.executable, "-m", "papermill", "--engine", "nbscale", str(path),
+                           str(tmp_path / "out.ipynb")], env={**os.environ, "NBSCALE_ENGINE": "dask"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Executing" in proc.stderr, proc.stderr  # (with its bar)
+    assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs[0].text == "False\n"
+
+
 def _papermill_signalled(tmp_path, engine, sig, then=()):
     """`papermill --engine nbscale` of a notebook whose step `loop` ticks a file for ever (followed by
-    the cells `then`), sent `sig` once it ticks: the notebook, the tick file, the exit code, stderr."""
+    the cells `then`), sent `sig` once it ticks: the notebook, the tick file, the exit code, stderr, and
+    the seconds from the signal to the exit."""
     from conftest import wait_for
 
     tick = tmp_path / "tick"
@@ -381,10 +418,12 @@ def _papermill_signalled(tmp_path, engine, sig, then=()):
         wait_for(lambda: tick.exists() and len(tick.read_text()) >= 5 and _completed(tmp_path / "out.ipynb", 1),
                  "the looping step")
         proc.send_signal(sig)
+        sent = time.monotonic()
         _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
     finally:
         proc.kill()
-    return path, tick, proc.returncode, err
+    return path, tick, proc.returncode, err, took
 
 
 def _completed(path, index) -> bool:
@@ -398,7 +437,7 @@ def _completed(path, index) -> bool:
 
 def test_ctrl_c_ends_the_running_cell_with_a_keyboard_interrupt_as_papermills_own_engine(tmp_path):
     """The interrupted cell stayed "running", without outputs or an error, in the notebook written."""
-    _, _, code, err = _papermill_signalled(tmp_path, "local", signal.SIGINT, then=[("y = x", ["step:after"])])
+    _, _, code, err, _ = _papermill_signalled(tmp_path, "local", signal.SIGINT, then=[("y = x", ["step:after"])])
     assert code == 1, err
     cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
     statuses = [c.metadata.papermill["status"] for c in cells if c.cell_type == "code"]

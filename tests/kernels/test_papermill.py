@@ -142,6 +142,20 @@ def test_a_kernel_that_dies_of_a_crash_or_os_exit_says_at_which_line(tmp_path):
         exited
 
 
+@pytest.mark.parametrize("first, timeout", [("import os\nos._exit(3)", None), ("import time\ntime.sleep(30)", 2)],
+                         ids=["kernel-dies", "execution-timeout"])
+def test_cells_a_dead_or_timed_out_kernel_never_ran_stay_pending(tmp_path, first, timeout):
+    """papermill marks the cells it never started completed as it ends: they were written so, with a count."""
+    path = write_nb(tmp_path, [(first, ["step:a"]), ("print('second cell ran')", [])])
+    with pytest.raises(papermill.PapermillExecutionError):
+        papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), engine_name="nbscale",
+                                   nbscale_engine="papermill", execution_timeout=timeout, progress_bar=False)
+    cells = [c for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+             if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+    assert [(c.metadata.papermill["status"], c.execution_count) for c in cells] == [("failed", 1), ("pending", None)]
+    assert cells[1].outputs == [] and cells[1].metadata.papermill["start_time"] is None
+
+
 def test_a_timed_out_step_says_so_without_the_kernels_own_noise(tmp_path):
     """The kernel shut down at the timeout logs ipykernel's ZMQError traceback: it was added to the
     step's error as "kernel stderr", shown by `nbscale run` and kept for `nbscale show`."""
