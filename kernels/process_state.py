@@ -204,7 +204,7 @@ class ProcessState:
         self.root_level = 0
         self.std_fds: dict[int, tuple[int, tuple]] = {}  # 0, 1, 2 → a copy of the descriptor, what it was
         self.new_local_modules: dict[str, tuple[types.ModuleType, dict]] = {}  # name → module, its dict's copy
-        self.local_containers: list[tuple[object, object]] = []  # (a local module's list/dict/set, its copy)
+        self.local_containers: list[tuple] = []  # (a local module's dict, name, its list/dict/set, a copy)
         self.restored: list[str] = []  # set by restored_process_state()
 
     @classmethod
@@ -290,8 +290,8 @@ class ProcessState:
             changed.extend(_restore_module(modules[i], old, modules[i].__name__ in local))
         for module, old in self.new_local_modules.values():
             changed.extend(_restore_module(module, old, local=True))
-        for container, copy in self.local_containers:  # (data: not named)
-            _restore_items(container, copy)
+        for entry in self.local_containers:  # (data: not named)
+            _restore_items(*entry)
         return changed
 
     # --- interpreter and OS state ------------------------------------------------------------------
@@ -623,31 +623,34 @@ def _restore_module(module: types.ModuleType, old: dict, local: bool = False) ->
     return changed
 
 
-def _container_copies(names) -> list[tuple[object, object]]:
-    """(container, a copy of it) for each list, dict and set at the top level of the modules named:
-    put back whole after a step, a local module's data changed in place too (`HIST.append(x)` in a
-    helper module: a step after it on the same worker saw it, another worker's did not, and a cached
-    step had read it). Containers of more than `MAX_CONTAINER_COPY` items are not copied."""
+def _container_copies(names) -> list[tuple]:
+    """(module dict, name, container, a copy of it) for each list, dict and set at the top level of
+    the modules named: put back after a step, a local module's data changed in place too
+    (`HIST.append(x)` in a helper module: a step after it on the same worker saw it, another
+    worker's did not, and a cached step had read it). Containers of more than `MAX_CONTAINER_COPY`
+    items are not copied."""
     copies = []
     for name in names:
-        module = sys.modules.get(name)
-        for key, value in list(getattr(module, "__dict__", {}).items()):
+        attributes = getattr(sys.modules.get(name), "__dict__", {})
+        for key, value in list(attributes.items()):
             if type(value) in _CONTAINERS and len(value) <= MAX_CONTAINER_COPY and not key.startswith("__"):
-                copies.append((value, value.copy()))
+                copies.append((attributes, key, value, value.copy()))
     return copies
 
 
-def _restore_items(container, copy) -> None:
+def _restore_items(attributes: dict, key: str, container, copy) -> None:
+    """The copy in the container's place, if the container was changed: not the container changed
+    back, which the step may hand on (`h = helpers.HIST`) or keep."""
+    if attributes.get(key) is container and not _same_items(container, copy):
+        attributes[key] = copy
+
+
+def _same_items(container, copy) -> bool:
     if type(container) is list:
-        if len(container) != len(copy) or not all(map(operator.is_, container, copy)):
-            container[:] = copy
-    elif type(container) is dict:
-        if container.keys() != copy.keys() or not all(map(operator.is_, container.values(), copy.values())):
-            container.clear()
-            container.update(copy)
-    elif container != copy:
-        container.clear()
-        container.update(copy)
+        return len(container) == len(copy) and all(map(operator.is_, container, copy))
+    if type(container) is dict:
+        return container.keys() == copy.keys() and all(map(operator.is_, container.values(), copy.values()))
+    return container == copy
 
 
 _CONTAINERS = (list, dict, set)
