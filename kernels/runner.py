@@ -98,7 +98,7 @@ class RunResult:
     hashes: dict = field(default_factory=dict)
     error: str | None = None  # why a run that ran its steps still failed (its record was lost)
     run_store: str | None = field(default=None, repr=False)  # the run store's file, which `drift` reads
-    writers: dict = field(default_factory=dict, repr=False)  # step → the writer of the stored values it made or found
+    stored: dict = field(default_factory=dict, repr=False)  # step → the digests of the values it stored or found
 
     @cached_property
     def drift(self) -> dict | None:
@@ -127,7 +127,7 @@ class RunResult:
         """Values a step handed on (and the final values it kept), from the artifact store; this run's,
         or `ValuesReplaced` when a later run stored others under the same key."""
         artifacts = ArtifactStore(self.store_url)
-        if self.writers.get(step) and _writer(artifacts, self.hashes[step]) not in (None, self.writers[step]):
+        if self.stored.get(step) and _stored(artifacts, self.hashes[step]) not in (None, self.stored[step]):
             raise ValuesReplaced(self.hashes[step], step, self.run_id)
         values = artifacts.get(self.hashes[step], names)
         values.pop(METRICS_KEY, None)
@@ -213,10 +213,10 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
                           lambda message: recorder.emit(WARNING, None, {"message": message}))
             damaged: dict[str, CorruptArtifact] = {}
             rebuilt: dict[str, list] = {}
-            writers: dict[str, str] = {}  # of the stored values of the steps found cached
+            stored: dict[str, dict] = {}  # the digests of the stored values of the steps found cached
             specs, keys = _plan(pipeline, values, hashes, store_url, notebook, options, cwd, profile, damaged, rebuilt,
                                 partial(store.last_keys, str(notebook.resolve())), versions=versions,
-                                writers=writers)
+                                stored=stored)
             store.start_run(run_id)
             recorder.emit(RUN_STARTED, None, {"engine": options.engine, "steps": len(pipeline.steps)})
             recorder.plan({s.step["name"]: s.step["after"] for s in specs})
@@ -278,20 +278,22 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     else:  # another process took it for dead while it stalled, and recorded its end: that stands
         status, error = final, run.get("error") if isinstance(run.get("error"), str) else None
         recorder.tell(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
-    writers.update(_writers(store_url, {name: keys[name] for name, o in outcomes.items() if o.ok and name in keys}))
+    stored.update(_stored_now(store_url, {name: keys[name] for name, o in outcomes.items() if o.ok and name in keys}))
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
-                     error, store.path, writers)
+                     error, store.path, stored)
 
 
-def _writers(store_url: str, keys: dict[str, str]) -> dict[str, str]:
-    """Step → the writer of the values stored under its key now (the run's own, at its end)."""
+def _stored_now(store_url: str, keys: dict[str, str]) -> dict[str, dict]:
+    """Step → the digests of the values stored under its key now (the run's own, at its end)."""
     artifacts = ArtifactStore(store_url)
-    return {name: writer for name, key in keys.items() if (writer := _writer(artifacts, key))}
+    return {name: digests for name, key in keys.items() if (digests := _stored(artifacts, key))}
 
 
-def _writer(artifacts: ArtifactStore, key: str) -> str | None:
+def _stored(artifacts: ArtifactStore, key: str) -> dict | None:
+    """The digests of the values stored under `key`: another run that stores others there (the step
+    ran again, a file it read had changed) replaces them; one that stores the same changes nothing."""
     try:
-        return artifacts.manifest(key).get("writer")
+        return stored_digests(artifacts.manifest(key))
     except ArtifactNotFound:  # (not stored: the store could not take it; damaged)
         return None
 
@@ -334,16 +336,16 @@ def connect_engine(engine, emit) -> None:
 
 
 def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, profile=True, damaged: dict | None = None,
-          rebuilt: dict | None = None, last_keys=None, *, versions: FileVersions, writers: dict | None = None
+          rebuilt: dict | None = None, last_keys=None, *, versions: FileVersions, stored: dict | None = None
           ) -> tuple[list[StepSpec], dict]:
     """Specs of the steps that may have to run, and of cached steps whose values they need; and the
     cache keys known before running (of the steps found cached). `damaged`, `rebuilt`, `last_keys`,
-    `versions`, `writers`: see `cached_steps`."""
+    `versions`, `stored`: see `cached_steps`."""
     folder = str(cwd or notebook.resolve().parent)
     rebuilt = {} if rebuilt is None else rebuilt  # not reused when decided later either
     learned: dict[str, dict[str, str]] = {}
     keys = cached_steps(pipeline, hashes, ArtifactStore(store_url), folder, options.use_cache, versions, damaged,
-                        rebuilt, last_keys, learned, writers)[0]
+                        rebuilt, last_keys, learned, stored)[0]
     to_run = [s for s in pipeline.steps if s.name not in keys]
     # cached steps are loaded only where a step that runs reads their values
     needed = {s.name for s in to_run} | {u for s in to_run for u in s.after}
@@ -371,7 +373,7 @@ def _plan(pipeline, values, hashes, store_url, notebook, options, cwd=None, prof
 
 def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: FileVersions | None = None,
                  damaged: dict | None = None, rebuilt: dict | None = None, last_keys=None,
-                 learned: dict | None = None, writers: dict | None = None) -> tuple[dict[str, str], dict[str, list]]:
+                 learned: dict | None = None, stored: dict | None = None) -> tuple[dict[str, str], dict[str, list]]:
     """The steps whose stored result holds, with their keys, found in order; and for the others,
     why not. A step is settled here only when every step it comes after is cached (else its
     inputs, or the files it reads, are known only once those ran: `task.run_step` decides then).
@@ -380,14 +382,13 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
     `rebuilt`: filled with the steps taken out for a file they share with a step that runs (→ why),
     which must not be reused when decided later either. `last_keys`: called (once, if at all) for
     the key of each step's latest result (`RunStore.last_keys`). `learned`: filled with the steps
-    that must come after others for a file no edge orders them by (`learned_order`). `writers`: filled
-    with the writer of the stored values of each step found cached (`RunResult.load` tells them so)."""
+    that must come after others for a file no edge orders them by (`learned_order`). `stored`: filled
+    with the digests of the stored values of each step found cached (`RunResult.load` checks them)."""
     rebuilt = {} if rebuilt is None else rebuilt
     keys: dict[str, str] = {}
     digests: dict[str, dict] = {}
     why: dict[str, list] = {}
     tried: dict[str, str] = {}  # steps whose stored result does not hold → their key
-    writer_of: dict[str, str | None] = {}  # step → the writer of its stored result found
     recorded: dict[str, dict] = {}  # key of a stored result found → the dependencies its step recorded
     grown: dict[str, list] = {}  # step → files it wrote or appended to that were added to since
     by_name = {s.name: s for s in pipeline.steps}
@@ -415,7 +416,7 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
         if name == pipeline.metrics.step and not _metrics_intact(artifacts, key):
             why[name] = ["its stored metrics were damaged"]
             continue
-        keys[name], digests[name], writer_of[name] = key, stored_digests(manifest), manifest.get("writer")
+        keys[name], digests[name] = key, stored_digests(manifest)
         recorded[key] = manifest.get("dependencies") or {}
     order = {step.name: i for i, step in enumerate(pipeline.steps)}
     latest = _LatestRecords(artifacts, last_keys, recorded)
@@ -446,8 +447,8 @@ def cached_steps(pipeline, hashes, artifacts, folder, use_cache=True, versions: 
     for name in _topological(pipeline):  # what comes after the steps taken out is decided as they finish
         if name in keys and _waiting(by_name[name], keys, why):
             del keys[name]
-    if writers is not None:
-        writers.update({name: writer_of[name] for name in keys})
+    if stored is not None:
+        stored.update({name: digests[name] for name in keys})
     return keys, why
 
 

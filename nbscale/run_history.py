@@ -106,13 +106,22 @@ def _stored(artifacts, row: dict | None, names, notes: list[str], what: str) -> 
 
 
 def _replaced(artifacts, row: dict) -> bool:
-    """Whether the values stored under a step row's key were stored after its run ended: a later
-    run's, that ran the step again with the same code and inputs (what it read had changed)."""
-    ended = _epoch(row.get("run_finished"))
+    """Whether the values stored under a step row's key are no longer its run's: a later run ran the
+    step again with the same code and inputs (what it read had changed) and stored others. Told by
+    the digests of the values it handed on, as its run recorded them; without those (a step found
+    cached, or one that handed nothing on), by a store after its run ended."""
+    from .kernels.task import stored_digests
+
     try:
-        created = float(artifacts.manifest(row["hash"]).get("created") or 0)
+        manifest = artifacts.manifest(row["hash"])
+        created = float(manifest.get("created") or 0)
     except (KeyError, TypeError, ValueError):  # not there (said when read), or a manifest without a time
         return False
+    recorded = (row.get("lineage") or {}).get("outputs") or {}
+    if recorded:
+        now = stored_digests(manifest)
+        return any(now.get(name) != digest for name, digest in recorded.items())
+    ended = _epoch(row.get("run_finished"))
     return ended is not None and created > ended + CLOCK_SKEW_S
 
 

@@ -836,3 +836,11 @@ def test_a_step_a_run_has_not_is_a_key_error_naming_its_steps():
     assert result.step("train") == {"name": "train"}
     with pytest.raises(KeyError, match="has no step 'tran' \\(its steps: load, train\\)"):
         result.step("tran")
+
+
+def test_a_runs_values_stored_again_unchanged_by_a_later_run_are_still_its_own(tmp_path):
+    nb = make_notebook(tmp_path, [("z = open('data.txt').read()", ["step:reader"])], name="again")
+    (tmp_path / "data.txt").write_text("same")
+    first = run_notebook(nb, options=RunOptions(engine="local"))
+    later = run_notebook(nb, options=RunOptions(engine="local", use_cache=False))  # stored anew, the same values
+    assert later.hashes == first.hashes and first.load("reader") == {"z": "same"}
