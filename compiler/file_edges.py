@@ -17,10 +17,12 @@ A name built as the step runs (`f"out/{day}.csv"`) makes no edge: use `after:`.
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import re
 import shlex
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -36,7 +38,10 @@ _LITERAL = re.compile(r"""(?=[\#'"rRbBuUfF])(?:\#[^\n]*|(?<!\w)[rRbBuUfF]{0,2}(?
 _PLAIN = re.compile(r"""[^'"\\\n\x00]{1,4096}""")  # a literal taken whole: `"my data.csv"`, spaces and all
 _INNER_QUOTED = re.compile(r"""(?<!\w)(['"])([^'"\\\n\x00]{1,4096})\1""")  # `"select * from 'x.csv'"`
 _WORD = re.compile(r"""[^\s'"`()\[\]{},;=<>|&*?\\\x00]{1,4096}""")  # `!wc -l data/x.csv`, `prep.py`
-_PATH = r"""(?P<q>['"])(?P<path>[^'"\\\n\x00]{1,4096})(?P=q)"""
+# A name written as a string literal of one line, read as Python reads it (`_path`): with escapes
+# (`"a\tb.csv"`, `'O\'Brien.csv'`, `"x\u2028.csv"`) and the other quote (`"O'Brien.csv"`). (Each character
+# has one way to match: a literal that does not close costs one pass over its line.)
+_PATH = r"""(?P<prefix>[rRuU]?)(?P<q>['"])(?P<path>(?:[^'"\\\n\x00]|\\[^\n\x00]|(?!(?P=q))['"]){1,4096})(?P=q)"""
 _WRITES = [re.compile(pattern) for pattern in (
     rf"\bopen\(\s*{_PATH}\s*,\s*(?:mode\s*=\s*)?['\"](?P<mode>[rbt]*[wax+])",
     rf"\.(?:to_csv|to_parquet|to_json|to_pickle|to_excel|to_feather|to_hdf|to_orc|to_stata|to_xml|to_html"
@@ -92,7 +97,7 @@ _PUNCTUATION = re.compile(r"[;&|<>()]+|[0-9]?>>?|&>")
 def named_texts(source: str, quoted_only: bool = False) -> Iterator[str]:
     """Every quoted text and every word that may be a path (it holds `/` or `.`) in `source`; a
     quoted one also in each folder a process is started in (`subprocess.run([...], cwd="tools")`)."""
-    folders = [m["path"] for m in _CWD.finditer(source)] if "cwd" in source else []
+    folders = [f for m in _CWD.finditer(source) if (f := _path(m))] if "cwd" in source else []
     for text in _quoted_texts(source):
         yield text
         for folder in folders:
@@ -108,20 +113,79 @@ def named_texts(source: str, quoted_only: bool = False) -> Iterator[str]:
 
 @functools.lru_cache(maxsize=32)
 def _quoted_texts(source: str) -> tuple[str, ...]:
-    """The contents of `source`'s string literals that hold no quote, backslash or line break, and
-    the quoted texts inside the others (`"select * from 'x.csv'"`, `os.system("cat 'a b.txt'")`):
-    never the code between two literals, nor a comment's text. Kept for the next scan of the same
-    cell (`named_texts`, `named_globs`: three per step, and the imports cell with every step)."""
+    """The texts of `source`'s string literals of one line (`"my data.csv"`; `"O'Brien.csv"` and
+    `'a\\tb.csv'` as Python reads them), and the quoted texts inside them (`"select * from 'x.csv'"`,
+    `os.system("cat 'a b.txt'")`): never the code between two literals, nor a comment's text. Kept
+    for the next scan of the same cell (`named_texts`, `named_globs`: three per step, and the
+    imports cell with every step)."""
     texts = []
     for match in _LITERAL.finditer(source):
         body = match.group(match.lastgroup) if match.lastgroup else None
         if not body:  # a comment, or `''`
             continue
-        if _PLAIN.fullmatch(body):
+        if _PLAIN.fullmatch(body):  # (most: the text is the literal's value, but for an f-string's braces)
             texts.append(body)
-        elif "'" in body or '"' in body:
+            continue
+        value = _line_text(match, body)
+        if value:
+            texts.append(value)
+        if "'" in body or '"' in body:
             texts.extend(m.group(2) for m in _INNER_QUOTED.finditer(body))
     return tuple(texts)
+
+
+# an escape that is a line break (`"done\n"`, not `"C:\\new"`)
+_LINE_BREAK_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\[nr]")
+_QUOTES = {"s3": "'''", "d3": '"""', "s1": "'", "d1": '"'}  # (`_LITERAL`'s groups)
+
+
+def _line_text(match: re.Match, body: str) -> str | None:
+    """The text of a literal matched by `_LITERAL` that holds a quote or an escape (`"O'Brien.csv"`,
+    `'a\\tb.csv'`), as Python reads it, when it may name a file: a text (no f-string, no bytes) of one
+    line of at most 4,096 characters. Its escapes are read only when none is a line break (`"done\\n"`:
+    most escapes in cells)."""
+    prefix = match.group(0)[:match.start(match.lastgroup) - match.start()].lower()
+    if "f" in prefix or "b" in prefix or len(body) > 4096 or "\n" in body:
+        return None
+    if "r" in prefix or "\\" not in body:
+        return body  # (a raw literal's text is as written: `r"C:\new"`)
+    if _LINE_BREAK_ESCAPE.search(body):
+        return None
+    value = _unescaped(body, _QUOTES[match.lastgroup])
+    return value if value and "\n" not in value and "\r" not in value and "\x00" not in value else None
+
+
+def _path(match: re.Match) -> str | None:
+    """The name a literal matched by `_PATH` holds: as written when it is raw or has no escape (most),
+    else as Python reads it; None when it holds none (`"\\x4"`)."""
+    text = match["path"]
+    if "\\" not in text or match["prefix"] in ("r", "R"):
+        return text
+    return _unescaped(text, match["q"])
+
+
+# An escape Python warns of as it reads it (`"C:\data"`, `"\400"`: the cell's run warned of it), or a
+# backslash before a character beyond ASCII
+_WARNED_ESCAPE = re.compile(r"""\\(?:[^\n\\'"abfnrtv0-7xNuU]|[4-7][0-7]{2})""")
+
+
+def _unescaped(body: str, quote: str) -> str | None:
+    """The text of a literal (not raw) whose text between its quotes is `body`, read as Python reads
+    it; None for one Python refuses (`"\\x4"`) or no file can have (`"\\ud800"`: no name the system
+    takes). Read, never run: by the decoder Python's own reading of escapes uses (`unicode_escape`;
+    other characters than latin-1's escaped before, as `\\u2028`), or, when an escape is one Python
+    warns of, by `ast.literal_eval` (the decoder would warn too)."""
+    try:
+        if _WARNED_ESCAPE.search(body) is None:  # (every backslash starts an escape: none is added before)
+            value = body.encode("latin-1", "backslashreplace").decode("unicode_escape")
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                value = ast.literal_eval(quote + body + quote)
+        os.fsencode(value)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):  # (a Unicode error is a ValueError)
+        return None
+    return value
 
 
 def named_globs(source: str) -> Iterator[str]:
@@ -268,7 +332,8 @@ def file_writes(source: str) -> dict[str, bool]:
     if _MAY_WRITE.search(source):  # (one search: most cells write no file)
         for pattern in _WRITES:
             for m in pattern.finditer(source):
-                wrote(m["path"], (m.groupdict().get("mode") or "").endswith("a"))
+                if path := _path(m):
+                    wrote(path, (m.groupdict().get("mode") or "").endswith("a"))
     for command in _shell_commands(source):
         for folder, segment in _shell_segments(command):
             for m in _REDIRECT.finditer(segment):
@@ -285,8 +350,9 @@ def file_writes(source: str) -> dict[str, bool]:
                 wrote(path)
     if '"-' in source or "'-" in source:
         for m in _OUTPUT_ARGUMENT.finditer(source):  # subprocess.run(["python", "train.py", "--out", "m.pkl"])
-            if _is_output_option(m["option"]) and (m["option"] != "o" or m["program"] in _DASH_O_OUTPUT):
-                wrote(m["path"])
+            if _is_output_option(m["option"]) and (m["option"] != "o" or m["program"] in _DASH_O_OUTPUT) \
+                    and (path := _path(m)):
+                wrote(path)
     for m in _WRITEFILE.finditer(source):
         wrote(m["path"], "-a" in m.group(0).split())
     for path in database_edits([source]):
@@ -304,7 +370,7 @@ def edited_in_place(source: str) -> set[str]:
     edited = database_edits([source])
     if "+" not in source:
         return edited
-    return edited | {normalised(m["path"]) for m in _EDITS.finditer(source)}
+    return edited | {normalised(path) for m in _EDITS.finditer(source) if (path := _path(m))}
 
 
 def database_edits(sources: list[str]) -> set[str]:
@@ -313,7 +379,8 @@ def database_edits(sources: list[str]) -> set[str]:
     A step that only queries one reads it."""
     if not any("connect(" in s or "open(" in s or "sqlite:" in s for s in sources):  # (most steps: none)
         return set()
-    found = {normalised(m["path"] or m["url"]) for source in sources for m in _DATABASE.finditer(source)}
+    found = {normalised(path) for source in sources for m in _DATABASE.finditer(source)
+             if (path := _path(m) if m["path"] else m["url"])}
     found.discard(":memory:")  # (no file)
     return found if found and any(DATABASE_CHANGES.search(source) for source in sources) else set()
 
@@ -397,7 +464,8 @@ def named_paths(sources: list[str], parts: set[str]) -> set[str]:
     part in `parts` (of the paths some step writes: a cheap test first, as most words name none)."""
     if not parts:
         return set()
-    return {normalised(t) for source in sources for t in named_texts(source) if parts.intersection(t.split("/"))}
+    return {normalised(t) for source in sources for t in named_texts(source)
+            if parts.intersection(t.strip().split("/"))}  # (as `normalised`: `" out.csv"` is `out.csv`)
 
 
 def step_writes(sources: list[str]) -> dict[str, bool]:

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import ast
+import os
+import re
+import warnings
+
 import pytest
 from conftest import make_notebook
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from nbscale.compiler import compile_notebook
-from nbscale.compiler.file_edges import file_edges, file_order, named_globs, named_texts, written_paths
+from nbscale.compiler.file_edges import (
+    _unescaped,
+    file_edges,
+    file_order,
+    named_globs,
+    named_texts,
+    normalised,
+    written_paths,
+)
 from nbscale.compiler.why import why
 
 
@@ -17,21 +32,23 @@ def quoted(source: str) -> list[str]:
 def test_the_text_between_two_literals_is_no_quoted_name_after_a_backslash_escape():
     # `'a\n'` used to leave its closing quote to open a "literal" running to the next one: `: 1.0, `
     assert quoted(r"d = {'a\n': 1.0, 'b.csv': 2.0}") == ["b.csv"]
-    assert quoted(r"x = '\\'; y = 'ok.csv'") == ["ok.csv"]
+    assert quoted(r"x = '\\'; y = 'ok.csv'") == ["\\", "ok.csv"]
 
 
-def test_an_escaped_quote_ends_no_literal():
-    assert quoted(r"""x = 'it\'s'; y = "a\"b"; z = 'data.csv'""") == ["data.csv"]
+def test_an_escaped_quote_ends_no_literal_and_is_read_as_python_reads_it():
+    assert quoted(r"""x = 'it\'s'; y = "a\"b"; z = 'data.csv'""") == ["it's", 'a"b', "data.csv"]
 
 
 def test_raw_byte_and_f_string_literals_are_read_whole_with_their_prefix():
     assert quoted(r"""pattern = r'\d+' + 'x.csv'; p = r'data/raw.csv' + rb"x.bin" + f'{day}/out.csv'""") == [
-        "x.csv", "data/raw.csv", "x.bin", "{day}/out.csv"]
+        "\\d+", "x.csv", "data/raw.csv", "x.bin", "{day}/out.csv"]
 
 
-def test_a_triple_quoted_literal_holding_quotes_names_only_what_is_quoted_inside_it():
-    assert quoted('''q = """say "hi" to 'x.csv'"""\nz = 'b.csv' ''') == ["hi", "x.csv", "b.csv"]
-    assert quoted("""sql = '''\nselect * from 'data.csv'\n'''\ndoc = "It's Bob's file" """) == ["data.csv"]
+def test_a_literal_holding_quotes_names_its_text_of_one_line_and_what_is_quoted_inside_it():
+    assert quoted('''q = """say "hi" to 'x.csv'"""\nz = 'b.csv' ''') == [
+        'say "hi" to \'x.csv\'', "hi", "x.csv", "b.csv"]
+    assert quoted("""sql = '''\nselect * from 'data.csv'\n'''\ndoc = "It's Bob's file" """) == [
+        "data.csv", "It's Bob's file"]
 
 
 def test_a_quote_in_a_comment_opens_no_literal():
@@ -125,6 +142,83 @@ def test_the_pipeline_orders_a_file_handed_on_and_says_why(tmp_path):
     assert {s.name: s.after for s in pipeline.steps} == {"write": [], "read": ["write"], "other": []}
     assert not [d for d in pipeline.diagnostics if d.severity == "error"]
     assert why(nb, "write", "read") == ["read names the file out.txt, which write writes"]
+
+
+NAMES_WITH_QUOTES_AND_ESCAPES = ["O'Brien.csv", 'say "hi".csv', "back\\slash.csv", "tab\there.csv",
+                                 "line\u2028sep.csv", "both'\".csv"]
+
+
+def literals(name: str) -> list[str]:
+    """`name` written as a literal by `repr`, and in each quote style with every character beyond ASCII
+    escaped (`\\u2028`, `\\xe9`)."""
+    escaped = name.encode("unicode_escape").decode("ascii")
+    return [repr(name), "'" + escaped.replace("'", "\\'") + "'", '"' + escaped.replace('"', '\\"') + '"']
+
+
+@pytest.mark.parametrize("name", NAMES_WITH_QUOTES_AND_ESCAPES)
+def test_a_file_named_with_a_quote_or_an_escape_orders_its_writer_and_reader(name):
+    # `_PATH` and the quoted texts took no literal holding a quote or a backslash: the edge was lost
+    for writer in literals(name):
+        for reader in literals(name):
+            for write in (f"open({writer}, 'w').write('1')", f"df.to_csv(path_or_buf={writer})",
+                          f"np.save({writer}, a)", f"shutil.copy('src.txt', {writer})"):
+                steps = [("a", [write]), ("b", [f"print(open({reader}).read())"])]
+                assert file_edges(steps) == {"b": {"a": [name]}}, (write, reader)
+
+
+def test_a_name_with_a_quote_orders_the_pipeline_and_says_why(tmp_path):
+    nb = make_notebook(tmp_path, [("open(\"O'Brien.csv\", 'w').write('1')", ["step:a"]),
+                                  ("print(open(\"O'Brien.csv\").read())", ["step:b"])])
+    assert compile_notebook(nb).step("b").after == ["a"]
+    assert why(nb, "a", "b") == ["b names the file O'Brien.csv, which a writes"]
+
+
+def test_a_literal_is_read_as_python_reads_it_without_a_warning_and_never_run(tmp_path, monkeypatch):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (`"C:\d"`: Python warns of `\d`; the read of it does not)
+        assert quoted(r"""a = 'C:\data.csv'; b = "\N{BULLET}.txt"; c = '\x41\101\u0041.csv'""") == [
+            "C:\\data.csv", "\N{BULLET}.txt", "AAA.csv"]
+        # no name: a line break, an escape Python refuses, an f-string's or bytes' escapes, a NUL, a surrogate
+        assert quoted(r"""a = "done\n"; b = 'x\x4'; c = f"{d}\t.csv"; e = b'\t.csv'; g = "a\0b"; h = "\ud800" """) == []
+    monkeypatch.chdir(tmp_path)
+    hostile = "__import__('os').system('touch pwned')"  # (a name, only compared: no file is made)
+    assert written_paths(f"df.to_csv({hostile!r})\nopen({hostile!r}, 'w')") == {hostile}
+    assert quoted(f"x = {hostile!r}")[0] == hostile
+    assert quoted(r"""y = "__import__\x28'os').system('touch pwned')" """)[0] == hostile
+    assert not (tmp_path / "pwned").exists()
+    assert written_paths(r"""open('C:\\out\'s.csv', "w"); np.save(r"raw\'s.npy", a); open("\x4.csv", 'w')""") == {
+        "C:\\out's.csv", "raw\\'s.npy"}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(min_size=1, max_size=30).filter(lambda t: t.strip() and not {"\n", "\r", "\x00"} & set(t)
+                                                and not t.strip().startswith("~")  # (the home folder)
+                                                and normalised(t) not in ("/dev/null", "&1", "&2")))
+def test_any_name_of_one_line_is_read_as_python_reads_its_literal(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for literal in literals(name):
+            assert name in quoted(f"x = {literal}")
+            steps = [("a", [f"open({literal}, 'w').write('1')"]), ("b", [f"print(open({literal}).read())"])]
+            assert normalised(name) in file_edges(steps)["b"]["a"]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet=["\\", "\\", '"', "'", "n", "t", "x", "4", "1", "0", "7", "d", "N", "{", "}", "u",
+                         "U", "a", "é", "\u2028", "€"], max_size=14))
+def test_the_escapes_of_a_literal_are_read_as_python_reads_them(body):
+    # the decoder Python reads escapes with, or `ast.literal_eval` where Python warns of an escape
+    assume(re.fullmatch(r'(?:[^"\\]|\\.)*', body, re.DOTALL))  # (a literal's text, as `_PATH` takes it)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            expected = ast.literal_eval(f'"{body}"')
+            os.fsencode(expected)  # (`"\\ud800"`: no file's name)
+        except (SyntaxError, UnicodeError):
+            expected = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _unescaped(body, '"') == expected
 
 
 def test_steps_that_append_to_one_log_stay_parallel():
