@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import graph
-from .analysis import KERNEL_NAMES, Facts, Site, analyse_cells
+from .analysis import KERNEL_NAMES, Facts, Site, Use, analyse_cells
 from .diagnostics import Diagnostic
 from .file_edges import FileOrder, file_order
 from .heap import Heap
@@ -38,6 +38,10 @@ DYNAMIC_MESSAGES = {
     "vars": "vars() gives access to names the analysis cannot see",
     "__import__": "__import__() binds a module the analysis cannot see",
 }
+# The dynamic code that may bind names of the namespace it runs in (`exec('z = 5')`, `eval('(z := 5)')`,
+# `globals()["z"] = 5`), as a message names it; `__import__()` returns its module, and binds no name.
+BINDING_DYNAMIC = {"*": "star import", "exec": "exec()", "eval": "eval()", "globals": "globals()",
+                   "locals": "locals()", "vars": "vars()"}
 
 
 @dataclass
@@ -170,6 +174,7 @@ class _Builder:
         self.passed: set[tuple[str, str]] = set()  # (step, name) it receives for `fallback`
         self.files: FileOrder = FileOrder({}, {})  # step → earlier step → files (`_file_edges`)
         self.prelude_reads: list[tuple] = []  # (cell, line, file, module) the prelude reads as it runs
+        self.prelude_dynamic: Use | None = None  # where the prelude may bind names unseen (`BINDING_DYNAMIC`)
         self.modules: set[str] = set()  # names currently bound to imported modules by a step
         self.diagnostics: list[Diagnostic] = []
         self.skipped_binds = self._skipped_binds()
@@ -185,8 +190,12 @@ class _Builder:
 
     def check_prelude(self, facts: Facts):
         self._report_code_problems(facts)
+        self.prelude_dynamic = _binding_dynamic(facts)
         for name, use in facts.reads.items():
             if name in KERNEL_NAMES or use.optional:
+                continue
+            if self.prelude_dynamic is not None:
+                self._maybe_bound_dynamically(name, use, self.prelude_dynamic)
                 continue
             hint = ("imports and functions cells run before the parameters; pass it as an argument"
                     if name in self.parameters else None)
@@ -251,6 +260,8 @@ class _Builder:
                 step.parameters.append(name)
             elif name in self.prelude_names or name in KERNEL_NAMES or use.optional:
                 continue
+            elif (dynamic := _binding_dynamic(facts) or self.prelude_dynamic) is not None:
+                self._maybe_bound_dynamically(name, use, dynamic)  # (the prelude runs before every step)
             else:
                 self._undefined(name, use, self._undefined_hint(name, use))
         step.parameters.sort()
@@ -360,6 +371,13 @@ class _Builder:
     def _undefined_hint(self, name, use):
         if name in self.skipped_binds:
             return f"it is bound only in {cell_label(self.skipped_binds[name])}, which is tagged skip"
+        earlier = next(((step, dynamic) for step, facts in self.facts.items()
+                        if (dynamic := _binding_dynamic(facts)) is not None), None)
+        if earlier is not None:
+            step, dynamic = earlier
+            return (f"the {BINDING_DYNAMIC[dynamic.name]} of step '{step}' ({cell_label(dynamic.cell, dynamic.line)}) "
+                    "may bind it, but a name bound so does not travel to other steps: bind it explicitly, "
+                    "or use it in that step")
         known = set(self.producer) | self.parameters | self.prelude_names
         close = difflib.get_close_matches(name, sorted(known), n=1)
         return f"did you mean '{close[0]}'?" if close else None
@@ -375,6 +393,18 @@ class _Builder:
         self.diagnostics.append(Diagnostic(
             "undefined-name", f"name '{name}' is not defined before it is used",
             cell=use.cell, line=use.line, col=use.col, hint=hint))
+
+    def _maybe_bound_dynamically(self, name, use, dynamic: Use):
+        """`name` is bound by no code the analysis sees, and `dynamic`, which runs before the step
+        (in it, or in the prelude), may bind it: a warning, not an error (`from math import *`, then
+        `sqrt(4)`)."""
+        what = BINDING_DYNAMIC[dynamic.name]
+        self.diagnostics.append(Diagnostic(
+            "dynamic-code", f"name '{name}' is bound by no code the analysis can see: the {what} in "
+            f"{cell_label(dynamic.cell, dynamic.line)} may bind it; if it does not, the code fails here as it runs",
+            cell=use.cell, line=use.line, col=use.col,
+            hint=f"import it by name (`from module import {name}`) so that it can be checked" if dynamic.name == "*"
+            else f"bind it in code the analysis can see (`{name} = ...`) so that it can be checked"))
 
     def _report_code_problems(self, facts: Facts):
         for cell, line, col, msg in facts.syntax_errors:
@@ -594,6 +624,11 @@ class _Ancestors:
     def parallel(self, a: str, b: str) -> bool:
         """Neither step is an ancestor of the other."""
         return not self.bits[b] & self.bit[a] and not self.bits[a] & self.bit[b]
+
+
+def _binding_dynamic(facts: Facts) -> Use | None:
+    """The first code among `facts` that may bind names unseen (`BINDING_DYNAMIC`), or None."""
+    return next((use for use in facts.dynamic if use.name in BINDING_DYNAMIC), None)
 
 
 def _unique(items):

@@ -17,6 +17,7 @@ from .parsing import Visitor
 
 SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
                ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
 @dataclass
@@ -181,7 +182,12 @@ class _ScopeWalker(Visitor):
         for part in outer_parts(node):
             self.visit(part)
         inner = scope_facts(node, self.modules)
-        self.nested_free |= inner.free
+        if self.is_class and "__class__" in inner.free and isinstance(node, _FUNCTION_NODES):
+            # Python defines `__class__` for the functions of a class body (zero-argument `super()`
+            # uses it): the class it is the body of, not a name of the enclosing scopes
+            self.nested_free |= inner.free - {"__class__"}
+        else:
+            self.nested_free |= inner.free
         self.drawn |= inner.drawn_free
         self.indexed |= inner.indexed_free
         for name in inner.mutated_free:

@@ -93,6 +93,17 @@ def test_class_body_runs_now_methods_later():
     assert "W" in f.reads
 
 
+def test_a_method_reading_dunder_class_reads_no_global():
+    source = ("class C(Base):\n    def name(self):\n        return __class__.__name__\n"
+              "    def __init__(self):\n        super().__init__()\n")
+    f = facts(source, "print(C().name())")
+    assert "__class__" not in f.reads and "Base" in f.reads
+    p = compile_source([("class Base:\n    pass", ["functions"]), (source + "print(C().name())", ["step:a"])])
+    assert not p.diagnostics
+    p = compile_source([("def name():\n    return __class__.__name__\nname()", ["step:a"])])
+    assert [(d.code, d.line) for d in p.diagnostics] == [("undefined-name", 3)]  # (no class: Python's NameError)
+
+
 def test_shadowing_in_function_and_comprehension_scopes():
     f = facts("def f(data):\n    return [data for data in data]\n", "r = f(1)")
     assert "data" not in f.reads

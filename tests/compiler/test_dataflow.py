@@ -218,6 +218,50 @@ def test_dynamic_code_is_a_warning():
     assert not p.has_errors
 
 
+def warnings_at_reads(pipeline):
+    """(code, cell, line, col, the name) of the diagnostics about a name read."""
+    return [(d.code, d.cell, d.line, d.col, d.message.split("'")[1]) for d in pipeline.diagnostics
+            if d.message.startswith("name '")]
+
+
+def test_a_name_dynamic_code_of_its_step_may_bind_is_a_warning_not_an_error():
+    # following the warning's hint (keep such code inside one step) still gave error[undefined-name]
+    for source in ("from math import *\nv = sqrt(4)", "exec('z = 5')\nv = z", "globals()['z'] = 5\nv = z",
+                   "eval('(z := 5)')\nv = z", "vars()['z'] = 5\nv = z"):
+        p = compile_source([("x = 1", ["step:first"]), (source, ["step:a"])])
+        assert not p.has_errors, source
+        name = "sqrt" if "math" in source else "z"
+        assert warnings_at_reads(p) == [("dynamic-code", 1, 2, 5, name)], source
+        assert "cell 2, line 1 may bind it" in p.diagnostics[-1].message
+    p = compile_source([("from math import *\nimport os", ["step:a"]), ("def f():\n    return sqrt(2)\nf()",
+                                                                         ["step:a"])])
+    assert not p.has_errors and warnings_at_reads(p) == [("dynamic-code", 1, 3, 1, "sqrt")]
+
+
+def test_a_name_a_star_import_of_the_prelude_may_bind_is_a_warning_in_the_prelude_and_every_step():
+    p = compile_source([("from util import *", ["imports"]), ("LIMIT = helper(1)\ndef f():\n    return other(2)",
+                                                                ["functions"]),
+                        ("v = helper(2)", ["step:a"]), ("w = f() + LIMIT", ["step:b"])])
+    assert not p.has_errors
+    assert warnings_at_reads(p) == [("dynamic-code", 1, 1, 9, "helper"), ("dynamic-code", 2, 1, 5, "helper"),
+                                    ("dynamic-code", 3, 1, 5, "other")]
+    assert all("the star import in cell 1, line 1 may bind it" in d.message for d in p.diagnostics[1:])
+
+
+def test_a_name_no_dynamic_code_before_it_may_bind_stays_an_error():
+    # no dynamic code, or code that binds no name (`__import__`): the name is undefined
+    for cells in ([("x = 1", ["step:a"]), ("print(zz)", ["step:b"])],
+                  [("m = __import__('math')\nprint(zz)", ["step:a"])],
+                  [("import os", ["imports"]), ("LIMIT = zz", ["functions"]), ("v = 1", ["step:a"])]):
+        p = compile_source(cells)
+        assert [d.code for d in p.diagnostics if d.severity == "error"] == ["undefined-name"], cells
+    # bound by an earlier step's exec(): it does not travel to the step that reads it
+    p = compile_source([("exec('z = 5')", ["step:a"]), ("print(z)", ["step:b"])])
+    (error,) = [d for d in p.diagnostics if d.severity == "error"]
+    assert (error.code, error.cell) == ("undefined-name", 1)
+    assert "exec() of step 'a' (cell 1, line 1) may bind it" in error.hint
+
+
 def test_syntax_error_is_reported_once_with_location():
     p = compile_source([("x = 1", ["step:a"]), ("y = (1,\n", ["step:b"])])
     assert codes(p) == ["syntax-error"] and p.diagnostics[0].cell == 1

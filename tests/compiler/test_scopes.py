@@ -92,3 +92,15 @@ def test_exception_and_with_targets_are_local():
 
 def test_dynamic_code_inside_function_is_reported():
     assert facts_of("def f():\n    return eval('x')\n").dynamic
+
+
+def test_the_functions_of_a_class_body_have_its_dunder_class():
+    # Python defines `__class__` for them (zero-argument `super()` uses it): it was a free name, read
+    # where the class is used (`C()`), and an undefined-name error
+    facts = facts_of("class C:\n    f = lambda self: __class__\n    def m(self):\n        def inner():\n"
+                     "            return __class__.__name__, W\n        return inner\n")
+    assert facts.free == {"W"}
+    # a function of no class body, a comprehension of one and the body itself read the name
+    assert facts_of("def f():\n    return __class__\n").free == {"__class__"}
+    assert facts_of("class C:\n    q = [__class__ for _ in range(1)]\n").free == {"__class__", "range"}
+    assert facts_of("class C:\n    q = __class__\n").free == {"__class__"}
