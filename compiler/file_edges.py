@@ -49,11 +49,14 @@ _WRITES = [re.compile(pattern) for pattern in (
     rf"|write_ndjson|write_ipc|write_excel|write_database|write_delta)\(\s*(?:\w+\s*=\s*)?{_PATH}"
     r"""(?:(?=[^()]*?\bmode\s*=\s*['"](?P<mode>[rbtwax+]*)['"]))?""",  # `df.to_csv(P, mode="a")`: appends
     rf"\bPath\(\s*{_PATH}\s*\)\s*\.\s*(?:write_text|write_bytes|touch|open\(\s*(?:mode\s*=\s*)?['\"](?P<mode>[rbt]*[wax+]))",
+    # the same once the scans' text has a Path's name written out (`path_constants`: `Path("d") / "x.csv"`
+    # and a constant `p = Path("x.csv")` become "d/x.csv", "x.csv"): a text has no such methods of its own
+    rf"(?<![\w.)\]])\(?\s*{_PATH}\s*\)?\s*\.\s*(?:write_text|write_bytes|touch|open\(\s*(?:mode\s*=\s*)?['\"](?P<mode>[rbt]*[wax+]))",
     rf"\b(?:np|numpy)\.(?:save|savez|savez_compressed|savetxt)\(\s*{_PATH}",
     rf"\b(?:joblib\.dump|torch\.save|pickle_dump|cloudpickle\.dump)\([^,()]+,\s*{_PATH}",
     rf"\b(?:shutil\.(?:copy|copy2|copyfile|move)|os\.(?:rename|replace|link|symlink))\([^,()]+,\s*{_PATH}",
     rf"\b(?:os\.(?:remove|unlink)|shutil\.rmtree)\(\s*{_PATH}",  # a removal changes the file too
-    rf"\bPath\(\s*{_PATH}\s*\)\s*\.\s*unlink\(",
+    rf"(?:\bPath\(|(?<![\w.)\]])\(?)\s*{_PATH}\s*\)?\s*\.\s*unlink\(",
 )]
 # A database file a step connects to (`sqlite3.connect("res.db")`, `duckdb.connect(database="w.duckdb")`,
 # `create_engine("sqlite:///res.db")`, `df.to_sql("t", "sqlite:///res.db")`, `shelve.open("cache")`) is
@@ -66,7 +69,7 @@ DATABASE_CHANGES = re.compile(r"\.to_sql\(|\.commit\(|\.executescript\(|\.execut
                               r"|(?:CREATE|DROP)\s+(?:TEMP\w*\s+|UNIQUE\s+|VIRTUAL\s+)?(?:TABLE|INDEX|VIEW|TRIGGER)"
                               r"|ALTER\s+TABLE|VACUUM|COPY\s+\w+\s+FROM)\b", re.IGNORECASE)
 _MAY_WRITE = re.compile(r"open\(|\.(?:to_|save|write)|save|dump\(|shutil\.|os\.(?:rename|replace|link|symlink|remove)"
-                        r"|unlink\(")
+                        r"|unlink\(|touch\(")
 _SHELL_LINE = re.compile(r"^\s*(?:\w+\s*=\s*)?!(?P<command>.*)$", re.MULTILINE)  # `!cmd`, `files = !ls`
 _SHELL_CELL = re.compile(r"\A\s*%%(?:bash|sh|script\b[^\n]*)\n(?P<command>.*)", re.DOTALL)
 _REDIRECT = re.compile(r"(?<![<>&0-9])[0-9]?>>?\s*(?P<path>[^\s;|&<>()]+)")

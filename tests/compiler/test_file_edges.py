@@ -286,3 +286,16 @@ def test_a_steps_connection_in_one_cell_and_its_change_in_another_are_a_change()
                         ("add", ["c = sqlite3.connect('res.db')", "new.to_sql('t', c, if_exists='append')"]),
                         ("read", ["c = sqlite3.connect('res.db')\nrows = pd.read_sql('select * from t', c)"])])
     assert order.handed_on == {"add": {"init": ["res.db"]}, "read": {"add": ["res.db"]}}
+
+
+@pytest.mark.parametrize("write", [
+    "Path('x.csv').write_text('1')", "(Path('d') / 'x.csv').write_text('1')", "p = Path('x.csv')\np.write_text('1')",
+    "Path('x.csv').touch()", "with Path('x.csv').open('w') as f:\n    f.write('1')",
+    "pathlib.Path('x.csv').write_bytes(b'1')", "Path('x.csv').unlink()"])
+def test_a_file_written_through_a_path_object_orders_its_reader(tmp_path, write):
+    # the scans see a Path's name written out (`Path("x.csv")` → "x.csv"): its write was lost with it
+    path = "d/x.csv" if "'d'" in write else "x.csv"
+    cells = [("import pathlib\nfrom pathlib import Path", ["imports"]), (write, ["step:a"]),
+             (f"y = open({path!r}).read()", ["step:b"])]
+    steps = {s.name: s for s in compile_notebook(make_notebook(tmp_path, cells)).steps}
+    assert steps["b"].after == ["a"]
