@@ -74,7 +74,7 @@ LIVE_ONLY = frozenset({STEP_OUTPUT, STEP_PROGRESS, CLUSTER_STARTING, CLUSTER_STA
 # --- why a run ended without finishing its steps (the run's `error`) ------------------------------
 CANCELLED_BY_USER = "cancelled by the user"  # Ctrl-C, Cancel in the panel
 STOPPED_BY_SIGTERM = "stopped by SIGTERM"  # handled like Ctrl-C: the run is cancelled
-SERVER_WENT_AWAY = "the Jupyter server that started the run went away"  # its run process cancels it
+SERVER_WENT_AWAY = "the Jupyter server or kernel that started the run went away"  # its run process cancels it
 OWNER_STOPPED = "the process running it stopped"  # found by whoever opens the run store next
 OWNER_STOPPED_EARLY = "the process running it ended before its steps did"  # after a stop was asked for
 STOPPED_TWICE_BY_SIGTERM = f"stopped again (a second Ctrl-C, SIGTERM or SIGHUP): {OWNER_STOPPED_EARLY}"
