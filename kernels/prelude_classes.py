@@ -36,24 +36,19 @@ def shared_classes(ns: dict, prelude_source: list[str]) -> list[type]:
     if track is None or not prelude_source:
         return []
     definition = hashlib.sha256("\0".join(prelude_source).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    shared = {}  # id of a class the prelude defined → (it, the class of its definition taken)
-    for name, value in list(ns.items()):
-        if _defined_here(name, value, ns):
-            try:
-                shared[id(value)] = value, track(f"nbscale:{definition}:{name}", value)
-            except Exception:  # noqa: BLE001 - a metaclass whose hash or weak reference fails: its own
-                continue
-    replaced = {key: first for key, (fresh, first) in shared.items() if first is not fresh}  # (by id: no hash)
+    made = {name: value for name, value in ns.items() if _defined_here(name, value, ns)}
+    shared = {cls: track(f"nbscale:{definition}:{name}", cls) for name, cls in made.items()}
+    replaced = {fresh: first for fresh, first in shared.items() if first is not fresh}
     if not replaced:
         return []
-    for key, (fresh, _) in shared.items():  # a class of its own now whose base was replaced: on the one taken
-        if key not in replaced and any(id(base) in replaced for base in fresh.__bases__):
+    for fresh in shared:  # a class of its own now whose base was replaced: based on the one taken
+        if fresh not in replaced and any(base in replaced for base in fresh.__bases__):
             _rebase(fresh, replaced)
     for name, value in list(ns.items()):
-        if isinstance(value, type) and id(value) in replaced:
-            ns[name] = replaced[id(value)]
-        elif id(type(value)) in replaced:  # an instance the cell made (`DEFAULT = Clip(3)`)
-            ns[name] = _as_instance_of(value, replaced[id(type(value))])
+        if isinstance(value, type) and value in replaced:
+            ns[name] = replaced[value]
+        elif type(value) in replaced:  # an instance the cell made (`DEFAULT = Clip(3)`)
+            ns[name] = _as_instance_of(value, replaced[type(value)])
     return list(replaced.values())
 
 
@@ -63,8 +58,8 @@ def _defined_here(name: str, value, ns: dict) -> bool:
 
 def _rebase(cls: type, replaced: dict) -> None:
     try:
-        cls.__bases__ = tuple(replaced.get(id(base), base) for base in cls.__bases__)
-    except Exception:  # noqa: BLE001 - layouts that differ, a metaclass that refuses: left as it is
+        cls.__bases__ = tuple(replaced.get(base, base) for base in cls.__bases__)
+    except TypeError:  # layouts that differ: left as it is
         pass
 
 
@@ -73,6 +68,6 @@ def _as_instance_of(value, cls: type):
         if isinstance(value, enum.Enum):
             return cls[value.name]
         value.__class__ = cls
-    except Exception:  # noqa: BLE001 - layouts that differ, a class that refuses it: left as it is
+    except (TypeError, KeyError):  # layouts that differ, a member of its own: left as it is
         pass
     return value

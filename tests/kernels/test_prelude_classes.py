@@ -102,11 +102,3 @@ def test_a_later_steps_change_of_the_class_reaches_an_instance_made_before(tmp_p
     nb = make_notebook(tmp_path, cells, name="scaler")
     assert run_notebook(nb, options=RunOptions(engine=engine, use_cache=False)).ok
     assert json.loads((tmp_path / "out.json").read_text()) == 20  # as top to bottom
-
-
-def test_a_class_whose_metaclass_refuses_hashing_is_left_its_own():
-    prelude = ["class Meta(type):\n    def __hash__(cls):\n        raise TypeError('no hash')\n\n"
-               "class Odd(metaclass=Meta):\n    pass\n\nclass Clip:\n    pass\n"]
-    first, _ = _step(prelude)
-    later, taken = _step(prelude)
-    assert later["Clip"] is first["Clip"] and later["Odd"] is not first["Odd"]
