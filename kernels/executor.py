@@ -38,7 +38,6 @@ from .dependencies import (
 from .interrupts import raised_by_code
 from .mentions import step_texts
 from .namespace import evaluate_metrics, rebind_functions, remember_origins, replay_settings
-from .prelude_classes import shared_classes
 from .process_state import library_imports_kept
 from .shell import StepEnvironment, StepShell, step_shell
 from .tracebacks import Frame, StepError, format_exception, step_error
@@ -126,9 +125,8 @@ def execute_step(
             with library_imports_kept():
                 result.error, stopped = _run_cells(shell, run, prelude.cells, prelude.source)
             if result.error is None and stopped is None:
-                shared = shared_classes(ns, prelude.source)  # (before the inputs: their classes are those)
                 ns.update(parameters or {})
-                ns.update(rebind_functions(inputs or {}, ns, shared))
+                ns.update(rebind_functions(inputs or {}, ns))
                 error = replay_settings(step.settings, ns)  # what earlier steps set process-wide
                 result.error = StepError(**error) if error is not None else None
             if result.error is None and stopped is None:

@@ -36,9 +36,9 @@ _ORIGIN = "__nbscale_code_name__"
 _DYNAMIC_CODE = "<dynamic-code>"
 
 
-def rebind_functions(inputs: dict, ns: dict, classes=()) -> dict:
-    """Give notebook functions among `inputs`, and in the dicts and lists they hold, and the methods
-    of notebook `classes` (`prelude_classes.shared_classes`), this namespace as their globals.
+def rebind_functions(inputs: dict, ns: dict) -> dict:
+    """Give notebook functions among `inputs`, and in the dicts and lists they hold, this namespace
+    as their globals.
 
     A function defined in an earlier step arrives (cloudpickled by value) with a private globals
     dict holding the values it read back then, or (copied in memory) with the globals of the step
@@ -68,8 +68,6 @@ def rebind_functions(inputs: dict, ns: dict, classes=()) -> dict:
                     if _is_notebook_function(value):
                         held[key] = rebind(value)
     holders = _Holders(rebind)
-    for cls in classes:
-        holders.rebind_class(cls)
     return {name: holders.rebound(value, HELD_DEPTH) for name, value in out.items()}
 
 
@@ -90,7 +88,7 @@ class _Holders:
     def __init__(self, rebind):
         self.rebind, self.left, self.seen, self.classes = rebind, HELD_LOOKS, {}, set()
 
-    def rebind_class(self, cls: type) -> None:
+    def _rebind_class(self, cls: type) -> None:
         """The methods of a notebook class (and of its notebook bases) read the step's globals: the
         class arrived with the globals of the step that defined it, where a parameter a method reads
         may not have been given (`self.w * WINDOW`: NameError in the step that calls it). On the
@@ -113,7 +111,7 @@ class _Holders:
     def rebound(self, value, depth: int):
         if _is_notebook_function(value):
             return self.rebind(value)
-        self.rebind_class(value if isinstance(value, type) else type(value))
+        self._rebind_class(value if isinstance(value, type) else type(value))
         if depth == 0 or self.left <= 0 or isinstance(value, _NOT_HOLDERS):
             return value
         if id(value) in self.seen:
