@@ -239,8 +239,6 @@ def _papermill_text(value) -> str | None:
 def from_papermill(param, value):
     """A value papermill parsed, typed by the parameter's literal (ParameterError if it cannot)."""
     kind = param.type
-    if kind == "none" and isinstance(value, str):  # papermill parsed what it would (`-p`): a text stays one
-        return value
     fits = kind == "none" or _type_name(value) == kind or (
         kind == "float" and isinstance(value, int) and not isinstance(value, bool))
     if not fits and not isinstance(value, str):

@@ -288,14 +288,3 @@ def test_an_int_too_long_to_write_as_text_is_refused_with_a_short_message(kind, 
     with pytest.raises(ParameterError) as raised:
         params.checked("n", params.coerce(param, given))
     assert "parameter 'n'" in str(raised.value) and len(str(raised.value)) < 200
-
-
-@pytest.mark.parametrize("text", ["20240101", "True", "[1, 2]", "None"])
-def test_a_text_papermill_gives_a_parameter_of_no_type_stays_a_text(text):
-    # `-r`, or a quoted YAML string in `-f`/`-y`: papermill parsed what it would, and plain papermill
-    # hands the notebook the string
-    assert params.from_papermill(p("run_date", "none", None), text) == text
-
-
-def test_a_value_papermill_parsed_for_a_parameter_of_no_type_is_kept():
-    assert params.from_papermill(p("run_date", "none", None), 20240101) == 20240101
