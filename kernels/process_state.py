@@ -204,7 +204,7 @@ class ProcessState:
         self.root_level = 0
         self.std_fds: dict[int, tuple[int, tuple]] = {}  # 0, 1, 2 → a copy of the descriptor, what it was
         self.new_local_modules: dict[str, tuple[types.ModuleType, dict]] = {}  # name → module, its dict's copy
-        self.local_containers: list[tuple] = []  # (a local module's dict, name, its list/dict/set, a copy)
+        self.local_containers: list[tuple] = []  # (a local module's list/dict/set, a copy, who holds it)
         self.restored: list[str] = []  # set by restored_process_state()
 
     @classmethod
@@ -624,25 +624,35 @@ def _restore_module(module: types.ModuleType, old: dict, local: bool = False) ->
 
 
 def _container_copies(names) -> list[tuple]:
-    """(module dict, name, container, a copy of it) for each list, dict and set at the top level of
-    the modules named: put back after a step, a local module's data changed in place too
-    (`HIST.append(x)` in a helper module: a step after it on the same worker saw it, another
-    worker's did not, and a cached step had read it). Containers of more than `MAX_CONTAINER_COPY`
-    items are not copied."""
-    copies = []
+    """(container, a copy of it, the module dicts and names that hold it) for each list, dict and set
+    at the top level of the modules named: put back after a step, a local module's data changed in
+    place too (`HIST.append(x)` in a helper module: a step after it on the same worker saw it,
+    another worker's did not, and a cached step had read it). Containers of more than
+    `MAX_CONTAINER_COPY` items are not copied."""
+    found: dict[int, tuple] = {}  # id → (container, copy, [(module dict, name)]): `A = B = []` is one
     for name in names:
         attributes = getattr(sys.modules.get(name), "__dict__", {})
         for key, value in list(attributes.items()):
             if type(value) in _CONTAINERS and len(value) <= MAX_CONTAINER_COPY and not key.startswith("__"):
-                copies.append((attributes, key, value, value.copy()))
-    return copies
+                found.setdefault(id(value), (value, value.copy(), []))[2].append((attributes, key))
+    return list(found.values())
 
 
-def _restore_items(attributes: dict, key: str, container, copy) -> None:
-    """The copy in the container's place, if the container was changed: not the container changed
-    back, which the step may hand on (`h = helpers.HIST`) or keep."""
-    if attributes.get(key) is container and not _same_items(container, copy):
-        attributes[key] = copy
+def _restore_items(container, copy, holders: list) -> None:
+    """The copy in the container's place, under each name that held it and as the default of the
+    module's functions that had it (`def add(x, into=HIST)`), if the container was changed: not the
+    container changed back, which the step may hand on (`h = helpers.HIST`) or keep."""
+    if _same_items(container, copy):
+        return
+    for attributes, key in holders:
+        if attributes.get(key) is container:
+            attributes[key] = copy
+    for attributes in {id(a): a for a, _ in holders}.values():
+        for function in [f for f in attributes.values() if isinstance(f, types.FunctionType)]:
+            if function.__defaults__ and any(d is container for d in function.__defaults__):
+                function.__defaults__ = tuple(copy if d is container else d for d in function.__defaults__)
+            if function.__kwdefaults__ and any(d is container for d in function.__kwdefaults__.values()):
+                function.__kwdefaults__ = {k: copy if d is container else d for k, d in function.__kwdefaults__.items()}
 
 
 def _same_items(container, copy) -> bool:

@@ -465,17 +465,18 @@ def test_a_local_modules_data_changed_in_place_is_put_back_after_the_step(tmp_pa
 
     from nbscale.kernels.runner import RunOptions, run_notebook
 
-    (tmp_path / "mlog.py").write_text("HIST = []\nSEEN = set()\nBY = {'a': 1}\n"
-                                      "def log(k, v):\n    HIST.append((k, v)); SEEN.add(k); BY[k] = v\n")
+    (tmp_path / "mlog.py").write_text("HIST = ALIAS = []\nSEEN = set()\nBY = {'a': 1}\n"
+                                      "def log(k, v, into=HIST):\n    into.append((k, v)); SEEN.add(k); BY[k] = v\n")
     cells = [("import json\nimport mlog", ["imports"]), ("C = 1.0", ["parameters"]),
              ("score = C * 10\nmlog.log('lr', score)", ["step:fit"]),
-             ("json.dump([mlog.HIST, sorted(mlog.SEEN), mlog.BY], open('out.json', 'w'))", ["step:report"]),
+             ("json.dump([mlog.HIST, sorted(mlog.SEEN), mlog.BY, mlog.ALIAS is mlog.HIST is mlog.log.__defaults__[0]],"
+              " open('out.json', 'w'))", ["step:report"]),
              ("score2 = C * 10\nmlog.log('kept', score2)\nkept = mlog.HIST", ["step:keeps"]),
              ("json.dump(kept, open('kept.json', 'w'))", ["step:reads"])]  # the list itself handed on
     nb = make_notebook(tmp_path, cells, name="state")
     options = RunOptions(engine=engine, workers=1 if engine == "dask" else None)
     for value in (1.0, 2.0):
         result = run_notebook(nb, {"C": value}, options=options)
-        assert result.ok and json.loads((tmp_path / "out.json").read_text()) == [[], [], {"a": 1}]
+        assert result.ok and json.loads((tmp_path / "out.json").read_text()) == [[], [], {"a": 1}, True]
         assert json.loads((tmp_path / "kept.json").read_text()) == [["kept", value * 10]]
     assert [s["cached"] for s in result.steps] == [False, True, False, False]  # `report` read nothing `fit` did
