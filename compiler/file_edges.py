@@ -51,12 +51,13 @@ _WRITES = [re.compile(pattern) for pattern in (
     rf"\bPath\(\s*{_PATH}\s*\)\s*\.\s*(?:write_text|write_bytes|touch|open\(\s*(?:mode\s*=\s*)?['\"](?P<mode>[rbt]*[wax+]))",
     # the same once the scans' text has a Path's name written out (`path_constants`: `Path("d") / "x.csv"`
     # and a constant `p = Path("x.csv")` become "d/x.csv", "x.csv"): a text has no such methods of its own
-    rf"(?<![\w.)\]])\(?\s*{_PATH}\s*\)?\s*\.\s*(?:write_text|write_bytes|touch|open\(\s*(?:mode\s*=\s*)?['\"](?P<mode>[rbt]*[wax+]))",
+    # (spaces only after a parenthesis: at every space of a long run, `\s*` first would try the rest of it)
+    rf"(?<![\w.)\]])(?:\(\s*)?{_PATH}\s*\)?\s*\.\s*(?:write_text|write_bytes|touch|open\(\s*(?:mode\s*=\s*)?['\"](?P<mode>[rbt]*[wax+]))",
     rf"\b(?:np|numpy)\.(?:save|savez|savez_compressed|savetxt)\(\s*{_PATH}",
     rf"\b(?:joblib\.dump|torch\.save|pickle_dump|cloudpickle\.dump)\([^,()]+,\s*{_PATH}",
     rf"\b(?:shutil\.(?:copy|copy2|copyfile|move)|os\.(?:rename|replace|link|symlink))\([^,()]+,\s*{_PATH}",
     rf"\b(?:os\.(?:remove|unlink)|shutil\.rmtree)\(\s*{_PATH}",  # a removal changes the file too
-    rf"(?:\bPath\(|(?<![\w.)\]])\(?)\s*{_PATH}\s*\)?\s*\.\s*unlink\(",
+    rf"(?:\bPath\(\s*|(?<![\w.)\]])(?:\(\s*)?){_PATH}\s*\)?\s*\.\s*unlink\(",
 )]
 # A database file a step connects to (`sqlite3.connect("res.db")`, `duckdb.connect(database="w.duckdb")`,
 # `create_engine("sqlite:///res.db")`, `df.to_sql("t", "sqlite:///res.db")`, `shelve.open("cache")`) is

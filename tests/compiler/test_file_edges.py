@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import time
 import warnings
 
 import pytest
@@ -17,6 +18,7 @@ from nbscale.compiler.file_edges import (
     _unescaped,
     file_edges,
     file_order,
+    file_writes,
     named_globs,
     named_texts,
     normalised,
@@ -299,3 +301,14 @@ def test_a_file_written_through_a_path_object_orders_its_reader(tmp_path, write)
              (f"y = open({path!r}).read()", ["step:b"])]
     steps = {s.name: s for s in compile_notebook(make_notebook(tmp_path, cells)).steps}
     assert steps["b"].after == ["a"]
+
+
+@pytest.mark.parametrize("source", ["open('{}x.csv')", "({}'x').write_text('1')", "x = {}1"])
+def test_a_long_run_of_spaces_is_scanned_in_one_pass(source):
+    # a pattern that took spaces before it looked for a quote tried the rest of the run at each of
+    # them: 40,000 spaces took a check a minute (a notebook's text is not trusted: the server
+    # compiles what it is given). Quadratic, 200,000 spaces would take hours.
+    text = source.format(" " * 200_000)
+    started = time.perf_counter()
+    file_writes(text)
+    assert time.perf_counter() - started < 10
