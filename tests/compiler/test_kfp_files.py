@@ -19,7 +19,7 @@ def test_a_step_reading_a_file_an_earlier_step_writes_is_warned_of_at_its_first_
              ("back = pd.read_csv('data/clean.csv')", ["step:read"])]
     (found,) = _warnings(tmp_path, cells)
     assert found.code == "kfp-file-handoff" and found.cell == 3
-    assert "step 'read' reads data/clean.csv, which step 'write' writes" in found.message
+    assert "step 'read' names data/clean.csv, which step 'write' writes" in found.message
     assert "s3://" in found.hint
 
 
@@ -27,5 +27,6 @@ def test_values_handed_on_urls_and_files_of_one_step_are_no_hand_off(tmp_path):
     cells = [("import pandas as pd", ["imports"]),
              ("df = pd.DataFrame({'a': [1]})\ndf.to_csv('s3://bucket/clean.csv')\ndf.to_csv('own.csv')\n"
               "again = pd.read_csv('own.csv')", ["step:write"]),
-             ("back = pd.read_csv('s3://bucket/clean.csv')\nn = len(df)", ["step:read"])]
+             ("back = pd.read_csv('s3://bucket/clean.csv')\nn = len(df)", ["step:read"]),
+             ("df.to_csv('own.csv')\nmine = pd.read_csv('own.csv')", ["step:writes_its_own"])]
     assert _warnings(tmp_path, cells) == []

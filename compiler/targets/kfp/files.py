@@ -20,20 +20,21 @@ _URL = re.compile(r"[A-Za-z][\w+.-]*:/")  # (as the scan writes it: `s3://b/x` i
 
 
 def file_handoff_warnings(pipeline) -> list[Diagnostic]:
-    """A `kfp-file-handoff` warning at the first cell of each step that reads a file an earlier
-    step writes."""
+    """A `kfp-file-handoff` warning at the first cell of each step that names (reads, as far as its
+    text tells) a file an earlier step writes and it does not."""
     constants = prelude_constants(pipeline.prelude.source, {p.name: p.default for p in pipeline.parameters})
     bound_before = {*pipeline.prelude.names, *(p.name for p in pipeline.parameters)}
-    handed_on = file_order(scanned_steps(constants, pipeline.steps, bound_before)).handed_on
+    order = file_order(scanned_steps(constants, pipeline.steps, bound_before))
     found = []
     for step in pipeline.steps:
-        for writer, paths in handed_on.get(step.name, {}).items():
-            files = [path for path in paths if not _URL.match(path)]
+        for writer, paths in order.handed_on.get(step.name, {}).items():
+            # (one the step writes too is in its own container, if it writes before it reads)
+            files = [path for path in paths if not _URL.match(path) and step.name not in order.written.get(path, ())]
             if files:
                 found.append(Diagnostic(
                     "kfp-file-handoff",
-                    f"step '{step.name}' reads {', '.join(files)}, which step '{writer}' writes: on Kubeflow each step "
-                    "runs in a container of its own, and the file is not there for it", cell=step.cells[0],
+                    f"step '{step.name}' names {', '.join(files)}, which step '{writer}' writes: on Kubeflow each step "
+                    "runs in a container of its own, where a file another step wrote is not", cell=step.cells[0],
                     hint="hand the data on as a variable, or write and read it at a URL both steps reach "
                          "(s3://…, gs://…)"))
     return found
