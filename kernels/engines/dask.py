@@ -559,7 +559,7 @@ class _Reported:
         own ends may release others)."""
         ready = []
         for step in [step for step in self._behind if self._after[step] <= self._payloads.keys()]:
-            for kind, _, payload in self._behind.pop(step):
+            for kind, _, payload in self._behind.pop(step, ()):  # (released by a step's end above: passed)
                 if kind == STEP_FINISHED and step in self._payloads:
                     continue
                 ready.append((kind, step, payload))

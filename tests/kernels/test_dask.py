@@ -667,6 +667,21 @@ def test_a_steps_events_are_passed_on_after_the_ends_of_the_steps_it_comes_after
     assert seen[-1] == (STEP_STARTED, "d", None)
 
 
+def test_steps_that_ended_before_the_end_of_the_step_they_come_after_are_passed_on_once_each():
+    from nbscale.kernels.contract import STEP_FINISHED, STEP_STARTED
+    from nbscale.kernels.engines.dask import _Reported
+
+    seen = []
+    reported = _Reported(lambda *event: seen.append(event), {"a": set(), "b": {"a"}, "c": {"a"}, "d": {"b"}})
+    for step in ("b", "c", "d"):  # all ended on other workers before a's task end is read
+        reported.emit(STEP_STARTED, step)
+        reported.emit(STEP_FINISHED, step, {"status": "succeeded"})
+    reported.emit(STEP_FINISHED, "a", {"status": "succeeded"})
+    assert [event[:2] for event in seen] == [(STEP_FINISHED, "a"), (STEP_STARTED, "b"), (STEP_FINISHED, "b"),
+                                             (STEP_STARTED, "c"), (STEP_FINISHED, "c"), (STEP_STARTED, "d"),
+                                             (STEP_FINISHED, "d")]
+
+
 def test_events_still_waiting_at_the_runs_end_are_passed_on_in_order():
     from nbscale.kernels.contract import STEP_FINISHED, STEP_STARTED
     from nbscale.kernels.engines.dask import _Reported
