@@ -648,8 +648,12 @@ class _ModuleWalker(Visitor):
             for name in sorted(scope_facts(node, self.modules).free):
                 self.read(name, node)
             return
+        bases = {id(base) for base in node.bases if type(base) is ast.Name}
         for part in outer_parts(node):
-            self.visit(part)
+            if id(part) in bases:  # its methods run when the subclass is used (`define` gives them to it)
+                self.read(part.id, part, seen={part.id})
+            else:
+                self.visit(part)
         facts = scope_facts(node, self.modules)
         # The class body runs now; its methods run later, when the class is used.
         immediate = facts.free - self._free_of_methods(node)
@@ -797,8 +801,8 @@ class _ModuleWalker(Visitor):
         reads = set(facts.free)
         mutates, binds = set(facts.mutated_free), set(facts.global_binds)
         # calling a known function runs its body too; so does calling what a known decorator made
-        # (`@track def f`: a call of f runs track's wrapper)
-        for callee_name in [*reads, *_decorator_names(node)]:
+        # (`@track def f`: a call of f runs track's wrapper), and using a class its bases' methods
+        for callee_name in [*reads, *_decorator_names(node), *_base_names(node)]:
             callee = self.known.get(callee_name)
             if callee is not None and callee_name != name:
                 reads |= callee.reads
@@ -1363,6 +1367,11 @@ def _class_attribute_names(node: ast.ClassDef) -> frozenset[str]:
     targets = [t for stmt in node.body if type(stmt) is ast.Assign for t in stmt.targets]
     targets += [stmt.target for stmt in node.body if type(stmt) is ast.AnnAssign and stmt.value is not None]
     return frozenset(n.id for target in targets for n in ast.walk(target) if type(n) is ast.Name)
+
+
+def _base_names(node) -> list[str]:
+    """The bases a class names (`class Sub(Clip)`): its instances run their methods."""
+    return [base.id for base in getattr(node, "bases", ()) if type(base) is ast.Name]
 
 
 def _decorator_names(node) -> list[str]:

@@ -279,3 +279,15 @@ def test_siblings_giving_the_same_data_to_a_helper_returning_a_part_of_it_stay_p
         ("c = sum(section(cfg, 'a'))", ["step:three"]),
     ])
     assert [pipeline.step(s).after for s in ("one", "two", "three")] == [["make"]] * 3
+
+
+def test_a_subclass_runs_its_bases_methods_when_used_not_when_defined():
+    # `class Sub(Clip)` ran none of Clip's methods, but counted their reads as made there: a
+    # parameter one reads was undefined in the functions cell, which runs before the parameters
+    base = "class Clip:\n    def scaled(self):\n        return WINDOW * 10\n"
+    assert "WINDOW" not in facts(base + "class Sub(Clip):\n    pass\n").reads
+    assert "WINDOW" in facts(base, "class Sub(Clip):\n    pass\n", "v = Sub().scaled()").reads
+    p = compile_source([(base + "class Sub(Clip):\n    pass\n", ["functions"]), ("WINDOW = 2", ["parameters"]),
+                        ("class Sub2(Clip):\n    pass\nv = Sub().scaled()", ["step:a"]),
+                        ("w = Sub2().scaled()", ["step:b"])])
+    assert not p.diagnostics and p.step("a").parameters == ["WINDOW"] and p.step("b").parameters == ["WINDOW"]
