@@ -22,14 +22,28 @@ What is restored, and what is left on purpose:
   work twice or undo what someone other than the step did. The notebook's own local modules
   (files beside it that steps imported) are put back whole, data too, and lose what the step
   added: `helpers.LEVEL = 5` in one step must not reach whichever step runs next on that worker
-  (the compiler replays such a statement before every later step, as top to bottom).
+  (the compiler replays such a statement before every later step, as top to bottom). The lists,
+  dicts and sets they hold changed in place (`HIST.append(x)`, `REG["a"].append(x)`, at any depth
+  within `MAX_CONTAINER_COPY` items) are replaced by copies of what they held (`LocalData`).
+- A local module the step itself imported first (in its own cells, not in the imports cell) is
+  saved as its import ends (`_FirstImports`, a finder first on `sys.meta_path`) and put back so
+  after the step: each step sees the notebook's modules as a fresh worker has them once the
+  imports cell ran — the rule the modules imported before follow — never with what another step
+  happened to change in one on this worker. Top to bottom, a later step would see those changes;
+  what travels of them is replayed with its import (`helpers.LEVEL = 5`, a call that configures
+  the module), the rest a fresh worker would not see either. The module stays loaded, as one the
+  imports cell imported does: its top-level code runs once per process, and a value of a class of
+  it that a step hands on is an instance of the class a later step's import gives. One the finder
+  did not see (a finder the step put before it found it first) is taken out of `sys.modules`
+  after the step instead, so that a later step imports it afresh.
 - `sys.path` is put back as it was. Import hooks (`sys.meta_path`, `sys.path_hooks`) the step
   added stay (a library imported in the step may depend on its hook, as `six.moves` does); hooks
   it removed or replaced come back.
-- Modules the step imported first are not saved (nothing was there to save): a patch the step
+- Libraries the step imported first are not saved (nothing was there to save): a patch the step
   applies to a library it imported itself stays in the process. Modules the step added to
-  `sys.modules` (by importing, or by hand) stay too: what imports add is the import system's cache,
-  not told apart from a module put there by hand; replaced or removed ones come back.
+  `sys.modules` (by importing, or by hand; local modules as said above) stay too: what imports
+  add is the import system's cache, not told apart from a module put there by hand; replaced or
+  removed ones come back.
 - So `string.ascii_letters = "..."` stays: a library module's data, left as said above.
 - Names the step added to builtins go, data it rebound there comes back (functions come back as
   module patches do). Names a library adds when first imported stay (`library_imports_kept`).
@@ -69,8 +83,11 @@ self-test rejects) every dict is copied and compared by identity, a module at a 
 from __future__ import annotations
 
 import builtins
+import collections
 import ctypes
+import functools
 import gc
+import importlib.machinery
 import itertools
 import logging
 import operator
@@ -84,14 +101,16 @@ import time
 import types
 from contextlib import contextmanager
 
+from .interpreter import is_interpreter_path
+
 try:
     import resource
 except ImportError:  # not on Windows
     resource = None
 
-__all__ = ["DECIMAL_CONTEXT", "NUMPY_RANDOM_STATE", "RANDOM_STATE", "ModuleDicts", "ProcessState", "changed_indexes",
-           "dict_version", "environment", "proc_status_field", "restored_process_state", "set_environ", "version_slots",
-           "versions_at"]
+__all__ = ["DECIMAL_CONTEXT", "NUMPY_RANDOM_STATE", "RANDOM_STATE", "LocalData", "ModuleDicts", "ProcessState",
+           "changed_indexes", "dict_version", "environment", "proc_status_field", "restored_process_state",
+           "set_environ", "version_slots", "versions_at"]
 
 _ABSENT = object()
 # Module attributes the import system owns: rebinding them is not a patch (importlib.reload,
@@ -118,6 +137,7 @@ _active: list[ProcessState] = []  # the snapshots whose blocks run now (a step's
 def restored_process_state():
     """Save process-wide state, run the block, put back what it changed (also when it raises);
     `.restored` of the state it yields then names what was put back."""
+    _FIRST_IMPORTS.install()  # (before the snapshot: it stays)
     state = ProcessState.save()
     _active.append(state)
     try:
@@ -138,9 +158,14 @@ def library_imports_kept():
     before_builtins = builtins.__dict__.copy()
     if before_env is None:  # no encoded entries to copy in C: the decoded ones
         before_env = os.environ.copy()
+    running = _active[-1] if _active else None
+    if running is not None:
+        running.in_imports_cell = True  # its local modules are saved as it ends, not as each is imported
     try:
         yield
     finally:
+        if running is not None:
+            running.in_imports_cell = False
         if _active and len(sys.modules) > before_modules:
             _keep_environment_changes(_active[-1], _decoded(before_env), os.environ.copy())
             _keep_new_builtins(_active[-1], before_builtins)
@@ -204,7 +229,8 @@ class ProcessState:
         self.root_level = 0
         self.std_fds: dict[int, tuple[int, tuple]] = {}  # 0, 1, 2 → a copy of the descriptor, what it was
         self.new_local_modules: dict[str, tuple[types.ModuleType, dict]] = {}  # name → module, its dict's copy
-        self.local_containers: list[tuple] = []  # (a local module's list/dict/set, a copy, who holds it)
+        self.local_data = LocalData()  # the lists, dicts and sets of the local modules, and copies of them
+        self.in_imports_cell = False  # (`library_imports_kept`)
         self.restored: list[str] = []  # set by restored_process_state()
 
     @classmethod
@@ -213,7 +239,7 @@ class ProcessState:
         state.modules_version = dict_version(sys.modules)
         state.modules = dict(sys.modules)
         state.module_dicts = _MODULE_DICTS.snapshot()
-        state.local_containers = _container_copies(_local_modules())
+        state.local_data.add(_local_modules())
         state.sys_lists = {name: (getattr(sys, name), list(getattr(sys, name))) for name in SYS_LISTS}
         state.environ, state.environ_items = os.environ, dict(os.environ)
         state.environ_data = _environ_data(os.environ)
@@ -238,14 +264,15 @@ class ProcessState:
         state.std_fds = _saved_std_fds()
         return state
 
-    def save_new_local_modules(self) -> None:
-        """Save the dicts of the local modules loaded since `save()` (by the imports cell): `restore`
-        puts them back as they are now."""
-        for name in _local_modules():
+    def save_new_local_modules(self, names=None) -> None:
+        """Save the dicts of the local modules loaded since `save()` (by the imports cell; `names`: of
+        those, the ones named, as their import by the step ends): `restore` puts them back as they are now."""
+        local = _local_modules()
+        for name in local if names is None else [name for name in names if name in local]:
             module = sys.modules.get(name)
             if name not in self.modules and name not in self.new_local_modules and _is_module(module):
                 self.new_local_modules[name] = (module, module.__dict__.copy())
-                self.local_containers += _container_copies([name])
+                self.local_data.add([name])
 
     def restore(self) -> list[str]:
         """Put back what changed since `save()`; the names of what was put back, e.g. `json.dumps`."""
@@ -272,7 +299,19 @@ class ProcessState:
             if sys.modules.get(name, _ABSENT) is not module:
                 sys.modules[name] = module
                 changed.append(f"sys.modules[{name!r}]")
+        self._forget_new_local_modules()
         return changed
+
+    def _forget_new_local_modules(self) -> None:
+        """The local modules the step imported first that were not saved as their import ended (one
+        found by a finder before `_FirstImports`, or loaded by another kind of loader) go from
+        `sys.modules`: a later step that imports one gets it afresh, as a fresh worker gives it, not
+        with what this step changed in it. Before the attributes are put back: a local package then
+        loses the submodule the import bound on it, as it loses what a step adds. Not named:
+        importing is no change to warn about."""
+        for name in _local_modules():
+            if name not in self.modules and name not in self.new_local_modules:
+                sys.modules.pop(name, None)
 
     def _restore_attributes(self) -> list[str]:
         modules, dicts, slots, versions, copies = self.module_dicts
@@ -290,8 +329,7 @@ class ProcessState:
             changed.extend(_restore_module(modules[i], old, modules[i].__name__ in local))
         for module, old in self.new_local_modules.values():
             changed.extend(_restore_module(module, old, local=True))
-        for entry in self.local_containers:  # (data: not named)
-            _restore_items(*entry)
+        self.local_data.restore()  # (data: not named)
         return changed
 
     # --- interpreter and OS state ------------------------------------------------------------------
@@ -623,36 +661,153 @@ def _restore_module(module: types.ModuleType, old: dict, local: bool = False) ->
     return changed
 
 
-def _container_copies(names) -> list[tuple]:
-    """(container, a copy of it, the module dicts and names that hold it) for each list, dict and set
-    at the top level of the modules named: put back after a step, a local module's data changed in
-    place too (`HIST.append(x)` in a helper module: a step after it on the same worker saw it,
-    another worker's did not, and a cached step had read it). Containers of more than
-    `MAX_CONTAINER_COPY` items are not copied."""
-    found: dict[int, tuple] = {}  # id → (container, copy, [(module dict, name)]): `A = B = []` is one
-    for name in names:
-        attributes = getattr(sys.modules.get(name), "__dict__", {})
-        for key, value in list(attributes.items()):
-            if type(value) in _CONTAINERS and len(value) <= MAX_CONTAINER_COPY and not key.startswith("__"):
-                found.setdefault(id(value), (value, value.copy(), []))[2].append((attributes, key))
-    return list(found.values())
+class _FirstImports:
+    """A meta path finder, first on `sys.meta_path` from the first step on, that has the local modules
+    a step imports itself saved into the step's snapshot as their import ends, as the imports cell's
+    are as it ends (`ProcessState.save_new_local_modules`): put back after the step as they were
+    imported, the module itself kept (the classes and functions of it that a step hands on stay the
+    ones a later step's import gives). It finds nothing of its own: it asks the finders after it, in
+    order, as the import system would, and hands on their spec; for a module of a Python file, its
+    loader saves the module once it ran, and then loses that wrapper (an attribute of its own)."""
+
+    _LOADERS = (importlib.machinery.SourceFileLoader, importlib.machinery.SourcelessFileLoader)
+
+    def __init__(self):
+        self.finding = threading.local()
+
+    def install(self) -> None:
+        if not any(finder is self for finder in sys.meta_path):
+            is_interpreter_path(os.sep)  # (its folders found now, not inside an import)
+            sys.meta_path.insert(0, self)
+
+    def find_spec(self, name, path=None, target=None):
+        if not _active or getattr(self.finding, "on", False) or name in sys.modules:
+            return None  # (no step; the imports a finder makes as it looks; a reload)
+        finders = list(sys.meta_path)
+        later = finders[next((i for i, f in enumerate(finders) if f is self), -1) + 1:]
+        if not all(hasattr(finder, "find_spec") for finder in later):
+            return None  # (a legacy finder: the import system's own search)
+        self.finding.on = True
+        try:
+            spec = next((spec for finder in later if (spec := finder.find_spec(name, path, target)) is not None),
+                        None)
+        finally:
+            self.finding.on = False
+        if spec is not None and type(spec.loader) in self._LOADERS and isinstance(spec.origin, str) \
+                and not is_interpreter_path(os.path.abspath(spec.origin)):  # (a library's: not local)
+            spec.loader.exec_module = functools.partial(_exec_and_save, spec.loader, name)
+        return spec
 
 
-def _restore_items(container, copy, holders: list) -> None:
-    """The copy in the container's place, under each name that held it and as the default of the
-    module's functions that had it (`def add(x, into=HIST)`), if the container was changed: not the
-    container changed back, which the step may hand on (`h = helpers.HIST`) or keep."""
-    if _same_items(container, copy):
-        return
-    for attributes, key in holders:
-        if attributes.get(key) is container:
-            attributes[key] = copy
-    for attributes in {id(a): a for a, _ in holders}.values():
-        for function in [f for f in attributes.values() if isinstance(f, types.FunctionType)]:
-            if function.__defaults__ and any(d is container for d in function.__defaults__):
-                function.__defaults__ = tuple(copy if d is container else d for d in function.__defaults__)
-            if function.__kwdefaults__ and any(d is container for d in function.__kwdefaults__.values()):
-                function.__kwdefaults__ = {k: copy if d is container else d for k, d in function.__kwdefaults__.items()}
+def _exec_and_save(loader, name: str, module) -> None:
+    try:
+        type(loader).exec_module(loader, module)
+    finally:
+        loader.__dict__.pop("exec_module", None)
+    state = _active[-1] if _active else None
+    if state is not None and not state.in_imports_cell:
+        state.save_new_local_modules([name])
+
+
+_FIRST_IMPORTS = _FirstImports()
+
+
+class LocalData:
+    """The lists, dicts and sets the notebook's local modules hold, and those they hold in turn, with
+    a copy of the items of each: put back after a step, a local module's data changed in place too
+    (`HIST.append(x)` in a helper module, `REG["a"].append(x)`: a step after it on the same worker saw
+    it, another worker's did not, and a cached step had read it).
+
+    From each list, dict or set at a module's top level of at most `MAX_CONTAINER_COPY` items, the
+    ones it holds are followed (breadth first, lists and dicts holding them at any depth) while the
+    items of all of them together stay within that many: a structure beyond that is not followed
+    further (what it holds stays as the step left it). Each container is looked at once however many
+    names and containers hold it (`A = []; REG = {"a": A}`), so that names which alias it still do
+    after it is put back."""
+
+    def __init__(self):
+        self.saved: dict[int, tuple] = {}  # id → (container, a shallow copy of it: the objects it held)
+        self.holders: dict[int, list] = {}  # id of a container → the saved containers that held it
+        self.modules: dict[int, dict] = {}  # id → the dict of a module whose containers were saved
+
+    def add(self, names) -> None:
+        """Save the containers of the modules named (those saved already are not saved again)."""
+        for name in names:
+            attributes = getattr(sys.modules.get(name), "__dict__", None)
+            if not isinstance(attributes, dict):
+                continue
+            self.modules[id(attributes)] = attributes
+            for key, value in list(attributes.items()):
+                if type(value) in _CONTAINERS and len(value) <= MAX_CONTAINER_COPY and not key.startswith("__"):
+                    self._follow(value)
+
+    def _follow(self, top) -> None:
+        if id(top) in self.saved:
+            return
+        budget = MAX_CONTAINER_COPY - len(top)
+        self.saved[id(top)] = (top, top.copy())
+        queue = collections.deque([top])
+        while queue:
+            container = queue.popleft()
+            for inner in _inner_containers(container):
+                self.holders.setdefault(id(inner), []).append(container)
+                if id(inner) not in self.saved and len(inner) <= budget:
+                    budget -= len(inner)
+                    self.saved[id(inner)] = (inner, inner.copy())
+                    queue.append(inner)
+
+    def restore(self) -> None:
+        """Each container changed, and each that holds one changed (at any depth), is replaced by a copy
+        of what it held — under every name of the modules and as every default of their functions
+        (`def add(x, into=HIST)`) that had it: not the container changed back, which the step may hand on
+        (`h = helpers.HIST`) or keep. Containers no change reached stay themselves."""
+        stack = [container for container, items in self.saved.values() if not _same_items(container, items)]
+        if not stack:
+            return
+        changed: set[int] = set()
+        while stack:  # a change inside a container is a change of every container holding it
+            container = stack.pop()
+            if id(container) not in changed:
+                changed.add(id(container))
+                stack.extend(self.holders.get(id(container), ()))
+        copies = {key: self.saved[key][1].copy() for key in changed}
+        for copy in copies.values():  # what they hold that changed: its copy, so `REG["a"] is A` stays true
+            _replace_items(copy, copies)
+        for attributes in self.modules.values():  # (once per module, whatever number of containers changed)
+            for key, value in list(attributes.items()):
+                if id(value) in copies and type(value) in _CONTAINERS:  # (a saved container: its id is its own)
+                    attributes[key] = copies[id(value)]
+            for function in [f for f in attributes.values() if isinstance(f, types.FunctionType)]:
+                defaults, kwdefaults = function.__defaults__, function.__kwdefaults__
+                if defaults and any(id(d) in copies for d in defaults):
+                    function.__defaults__ = tuple(_replaced(d, copies) for d in defaults)
+                if kwdefaults and any(id(d) in copies for d in kwdefaults.values()):
+                    function.__kwdefaults__ = {k: _replaced(d, copies) for k, d in kwdefaults.items()}
+
+
+def _inner_containers(container) -> list:
+    """The lists, dicts and sets a list or dict holds (a set holds none: they cannot be hashed)."""
+    if type(container) is set:
+        return []
+    items = container.values() if type(container) is dict else container
+    if _CONTAINER_TYPES.isdisjoint(map(type, items)):  # (the common case, decided in C)
+        return []
+    return [item for item in items if type(item) in _CONTAINERS]
+
+
+def _replaced(value, copies: dict):
+    """`value`'s copy if it is a container put back, else `value`."""
+    return copies[id(value)] if id(value) in copies and type(value) in _CONTAINERS else value
+
+
+def _replace_items(copy, copies: dict) -> None:
+    """In a copy of a list or dict, the copies of the containers it holds that are put back."""
+    if type(copy) is list:
+        if not _CONTAINER_TYPES.isdisjoint(map(type, copy)):
+            copy[:] = [_replaced(item, copies) for item in copy]
+    elif type(copy) is dict and not _CONTAINER_TYPES.isdisjoint(map(type, copy.values())):
+        for key, item in list(copy.items()):
+            copy[key] = _replaced(item, copies)
 
 
 def _same_items(container, copy) -> bool:
@@ -664,6 +819,7 @@ def _same_items(container, copy) -> bool:
 
 
 _CONTAINERS = (list, dict, set)
+_CONTAINER_TYPES = frozenset(_CONTAINERS)
 MAX_CONTAINER_COPY = 100_000
 
 

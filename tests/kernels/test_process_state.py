@@ -480,3 +480,127 @@ def test_a_local_modules_data_changed_in_place_is_put_back_after_the_step(tmp_pa
         assert result.ok and json.loads((tmp_path / "out.json").read_text()) == [[], [], {"a": 1}, True]
         assert json.loads((tmp_path / "kept.json").read_text()) == [["kept", value * 10]]
     assert [s["cached"] for s in result.steps] == [False, True, False, False]  # `report` read nothing `fit` did
+
+
+@pytest.fixture
+def local_module(tmp_path, monkeypatch):
+    """write(source) → a module beside a notebook (in tmp_path), imported as a step imports one: a
+    local module of the notebook's (`dependencies.step_local_module_names`). Forgotten afterwards."""
+    from nbscale.kernels import dependencies
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = []
+
+    def write(source, imported=True):
+        name = f"nbscale_local_{len(names)}_{os.getpid()}_{id(names)}"
+        (tmp_path / f"{name}.py").write_text(source)
+        names.append(name)
+        dependencies._STEP_IMPORTS.add(name)  # as the import of a step is seen
+        return __import__(name) if imported else name
+
+    yield write
+    for name in names:
+        sys.modules.pop(name, None)
+        dependencies._STEP_IMPORTS.discard(name)
+
+
+def test_containers_a_local_modules_containers_hold_are_put_back_and_their_aliases_stay(local_module):
+    m = local_module("A = []\nREG = {'a': A, 'b': {'c': [1]}}\nROWS = [[1], [2]]\nLOOP = []\nLOOP.append(LOOP)\n"
+                     "def add(x, into=REG['a'], *, deep=REG['b']['c']):\n    into.append(x)\n    deep.append(x)\n")
+    rows, inner = m.ROWS, m.REG["b"]["c"]
+    state = ProcessState.save()
+    m.add(5)  # through the nested containers only: REG and its dict "b" hold the same objects as before
+    kept = m.REG["b"]  # handed on by the step: it keeps what the step made
+    m.LOOP[0].append(2)
+    m.ROWS[0].extend([])  # no change
+    assert state.restore() == []  # (data: not named)
+    assert m.REG == {"a": [], "b": {"c": [1]}} and m.A == [] and m.LOOP[0] is m.LOOP and len(m.LOOP) == 1
+    assert m.REG["a"] is m.A is m.add.__defaults__[0], "names and defaults that held one list still do"
+    assert m.REG["b"]["c"] is m.add.__kwdefaults__["deep"] and m.REG["b"]["c"] is not inner
+    assert kept == {"c": [1, 5]} and kept is not m.REG["b"] and inner == [1, 5]
+    assert m.ROWS is rows and m.ROWS[0] is rows[0], "what no change reached stays itself"
+    m.add(6)
+    assert m.REG == {"a": [6], "b": {"c": [1, 6]}}, "the module's functions use the copies"
+
+
+def test_containers_are_followed_within_the_item_limit(local_module, monkeypatch):
+    from nbscale.kernels import process_state
+
+    m = local_module("WIDE = [[1, 2], [3, 4], [5]]\nSHORT = [[1], [[2]]]\n")
+    monkeypatch.setattr(process_state, "MAX_CONTAINER_COPY", 5)  # WIDE's 3 items and [1, 2]; not [3, 4] too
+    state = ProcessState.save()
+    for inner in (m.WIDE[0], m.WIDE[1], m.WIDE[2], m.SHORT[1][0]):
+        inner.append(0)
+    state.restore()
+    assert m.WIDE == [[1, 2], [3, 4, 0], [5, 0]], "beyond the limit a nested list is not followed"
+    assert m.SHORT == [[1], [[2]]], "at any depth within the limit"
+
+
+def test_a_local_module_the_step_imported_first_is_put_back_as_it_was_imported(local_module):
+    from nbscale.kernels.process_state import library_imports_kept
+
+    source = "HIST = []\nLEVEL = 1\nREG = {'a': []}\nclass Thing:\n    pass\n"
+    before = local_module(source)
+    in_imports, in_step = local_module(source, imported=False), local_module(source, imported=False)
+    with restored_process_state():
+        with library_imports_kept():  # as the imports cell runs: saved as it ends
+            cell = __import__(in_imports)
+            cell.LEVEL = 2
+        step = __import__(in_step)
+        thing = step.Thing
+        for module in (before, cell, step):
+            module.HIST.append(1)
+            module.REG["a"].append(1)
+            module.LEVEL, module.ADDED = 5, True
+    assert sys.modules[in_step] is step and step.Thing is thing, "the module stays: its classes are the ones handed on"
+    for module, level in ((step, 1), (cell, 2), (before, 1)):
+        assert (module.HIST, module.REG, module.LEVEL, hasattr(module, "ADDED")) == ([], {"a": []}, level, False)
+    assert "exec_module" not in vars(step.__spec__.loader), "its loader is as the import system made it"
+
+
+def test_a_local_module_imported_past_the_finder_that_saves_it_is_forgotten_after_the_step(local_module):
+    import importlib.machinery
+
+    class Ahead:  # a finder the step puts first: it finds the module before nbscale's finder sees it
+        find_spec = staticmethod(importlib.machinery.PathFinder.find_spec)
+
+    name, ahead = local_module("HIST = []\n", imported=False), Ahead()
+    try:
+        with restored_process_state():
+            sys.meta_path.insert(0, ahead)
+            __import__(name).HIST.append(1)
+    finally:
+        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not ahead]
+    assert name not in sys.modules, "not saved as imported: a later step imports it afresh"
+    assert __import__(name).HIST == []
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_local_module_a_step_imports_itself_is_fresh_in_every_later_step(tmp_path, engine):
+    # what `fit` changed in it (through a nested container too) reached `report` on the same process:
+    # a module first imported by a step was never saved, so never put back. Saved as its import ends,
+    # it stays loaded: a value of a class of it is an instance of the class a later step imports
+    from conftest import make_notebook
+
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    (tmp_path / "steplog.py").write_text("A = []\nREG = {'a': A, 'n': {'deep': []}}\nclass Thing:\n    pass\n"
+                                         "def log(v):\n    REG['a'].append(v)\n    REG['n']['deep'].append(v)\n")
+    (tmp_path / "steppkg").mkdir()
+    (tmp_path / "steppkg" / "__init__.py").write_text("")
+    (tmp_path / "steppkg" / "sub.py").write_text("SEEN = []\n")
+    cells = [("import json\nimport steppkg", ["imports"]), ("C = 1.0", ["parameters"]),
+             ("import steplog\nimport steppkg.sub\nscore = C * 10\nsteplog.log(score)\nsteppkg.sub.SEEN.append(score)",
+              ["step:fit"]),
+             ("import steplog\nimport steppkg.sub\n"
+              "json.dump([steplog.REG, steplog.A is steplog.REG['a'], steppkg.sub.SEEN], open('out.json', 'w'))",
+              ["step:report"]),
+             ("import steplog\nthing = steplog.Thing()", ["step:make"]),
+             ("import steplog\nsame = isinstance(thing, steplog.Thing)", ["step:use"])]
+    nb = make_notebook(tmp_path, cells, name="fresh")
+    options = RunOptions(engine=engine, workers=1 if engine == "dask" else None)
+    for value in (1.0, 2.0):
+        result = run_notebook(nb, {"C": value}, options=options)
+        assert result.ok, result.steps
+        assert json.loads((tmp_path / "out.json").read_text()) == [{"a": [], "n": {"deep": []}}, True, []]
+        assert result.load("use")["same"], "the class of a value handed on is the one a later step imports"
