@@ -192,8 +192,11 @@ class _ScopeWalker(Visitor):
         self.indexed |= inner.indexed_free
         for name in inner.mutated_free:
             self.change_name(name, name in inner.deep_mutated)
-        for name in inner.walrus_binds:
-            self.bind(name)
+        for name in inner.walrus_binds:  # (of a comprehension in one: the scope around them both binds it)
+            if self.comprehension:
+                self.walrus.add(name)
+            else:
+                self.bind(name)
         self.nested_global_binds |= inner.global_binds
         self.dynamic += inner.dynamic
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -210,6 +213,8 @@ class _ScopeWalker(Visitor):
 
     def visit_Name(self, node):
         if type(node.ctx) is ast.Load:  # (the parser makes no subclasses)
+            if self.comprehension and node.id in self.walrus:
+                return  # `[y for x in xs if (y := f(x))]`: the `:=` before ran first, y is the comprehension's own
             self.loads.add(node.id)
         else:
             self.bind(node.id)

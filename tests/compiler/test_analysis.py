@@ -43,6 +43,14 @@ def test_walrus_binds_at_module_level_even_in_comprehension():
     assert "y" in f.binds and "v" not in f.binds and "y" not in f.reads
 
 
+def test_a_walrus_in_a_comprehensions_condition_binds_what_its_element_reads():
+    # `[y for x in data if (y := f(x))]`, a common filter-and-keep idiom, was an undefined-name error
+    f = facts("data = [1, 2]\nys = [y for x in data if (y := x * 2) > 2]\nlast = y")
+    assert "y" not in f.reads and {"y", "ys", "last"} <= f.binds
+    f = facts("flat = [[w for v in row if (w := v * 2)] for row in data]\nlast = w")  # (`w` was the outer one's)
+    assert "w" not in f.reads and {"w", "flat", "last"} <= f.binds
+
+
 def test_comprehension_variable_does_not_leak_or_shadow():
     f = facts("x = 5\nsq = [x * x for x in range(3)]\nw = [k for k in ks]")
     assert "x" not in f.reads and "k" not in f.binds and "ks" in f.reads

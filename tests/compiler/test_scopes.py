@@ -56,6 +56,19 @@ def test_walrus_in_comprehension_binds_outside():
     assert scope_facts(node).walrus_binds == {"y"}
 
 
+def test_a_name_a_walrus_of_the_comprehension_bound_before_is_no_free_read():
+    # the condition runs before the element: `y` is the comprehension's own (it was undefined-name)
+    facts = facts_of("[y for x in data if (y := x * 2) > 2]")
+    assert facts.free == set() and facts.walrus_binds == {"y"}  # (`data` is read outside it)
+    facts = facts_of("{k: (z := k) for k in data if z > 0}")  # read before its `:=` runs: the outer one
+    assert facts.free == {"z"}
+
+
+def test_a_walrus_in_a_comprehension_in_a_comprehension_binds_around_them_both():
+    facts = facts_of("[[w for v in row if (w := v * 2)] for row in data]")
+    assert facts.walrus_binds == {"w"} and facts.free == set()
+
+
 def test_lambda_and_defaults():
     node = ast.parse("lambda r, s=S: r * k").body[0].value
     assert scope_facts(node).free == {"k"}
