@@ -293,6 +293,16 @@ def test_outputs_that_share_objects_travel_as_one_artifact(tmp_path):
     assert outputs[group[0]] in produced["outputDefinitions"]["artifacts"]
 
 
+def test_a_step_tagged_after_a_later_step_has_its_task_made_after_that_ones(tmp_path):
+    # `after:b` above b named b's task before it was made: the safety check refused the module as
+    # an nbscale bug, though `nbscale check` found nothing wrong
+    nb = make_notebook(tmp_path, [("x = 1", ["step:a", "after:b"]), ("y = 2", ["step:b"]), ("z = x", ["step:c"])])
+    module, _, (spec,) = compile_yaml(nb, tmp_path)
+    assert task_of(spec, "a")["dependentTasks"] == ["b"] and "dependentTasks" not in task_of(spec, "b")
+    body = module.text.split("@dsl.pipeline(")[-1]
+    assert body.index("b_task = b(") < body.index("a_task = a(") < body.index("c_task = c(")
+
+
 # -- process-wide settings and metrics ------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from .... import __version__
 from ...credentials import holds_credential, may_be_credential, secret_name
 from ...diagnostics import Diagnostic
 from ...errors import PipelineHasErrors, TargetError
+from ...graph import topological_order
 from ...ir import Pipeline
 from ...notebook import cell_label, cell_number
 from ...pyparse import parse_text
@@ -86,6 +87,14 @@ def generate(pipeline: Pipeline, options: KfpOptions | None = None, *, keep: dic
     refuse_nothing_to_run(pipeline)
     check_values(pipeline)
     return _Generator(pipeline, options or KfpOptions(), keep or {}, imported or {}).module()
+
+
+def _in_task_order(steps: list) -> list:
+    """The steps in notebook order, but each after those it comes after: a task is made (and named)
+    before a later one's `.after(task)` names it (`after:b` at a step above b's)."""
+    order = topological_order([s.name for s in steps], {s.name: s.after for s in steps})
+    by_name = {s.name: s for s in steps}
+    return [by_name[name] for name in order] if order is not None else steps
 
 
 def refuse_nothing_to_run(pipeline: Pipeline, notebook=None) -> None:
@@ -308,7 +317,7 @@ class _Generator:
         lines = ["@dsl.pipeline("] + [f"    {d}," for d in decorator] + [")"]
         lines += wrapped(f"def {self.pipeline_function}(", params, "):")
         body: list[list[str]] = []
-        for step in self.p.steps:
+        for step in _in_task_order(self.p.steps):
             body.append(self._task(step, tasks))
         for block in body:
             lines += block
