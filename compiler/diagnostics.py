@@ -31,6 +31,7 @@ CODES = {
     "credential-default": WARNING,
     "credential-in-code": WARNING,
     "kfp-file-handoff": WARNING,
+    "kfp-accelerator": WARNING,
     "empty-step": WARNING,
     "tags-on-text-cell": WARNING,
     "global-seed": WARNING,

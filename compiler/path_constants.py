@@ -40,12 +40,17 @@ def scanned_steps(constants: dict[str, str], steps, bound_before=frozenset()) ->
     """(name, its cells' text with the `constants` written out) of each step (`ir.Step`s), for the
     scans of the files they name (`file_edges.file_order`, `file_versions`), but the names a step
     binds again; and the constants a step binds (`step_constants`) that no other step binds, nor
-    the imports cells or the parameters (`bound_before`)."""
+    the imports cells or the parameters (`bound_before`): `steps_path_constants`."""
+    constants = steps_path_constants(constants, steps, bound_before)
+    return [(step.name, with_constants(step.source, constants)) for step in steps]
+
+
+def steps_path_constants(constants: dict[str, str], steps, bound_before=frozenset()) -> dict[str, str]:
+    """Name → text of the constants written out in the steps' text for the scans (`scanned_steps`)."""
     if constants:  # (a big cell binds tens of thousands of names: only those that are constants are kept)
         rebound = {name for step in steps for name in step.defines if name in constants}
         constants = {name: text for name, text in constants.items() if name not in rebound}
-    constants = {**constants, **_steps_constants(constants, steps, bound_before)}
-    return [(step.name, with_constants(step.source, constants)) for step in steps]
+    return {**constants, **_steps_constants(constants, steps, bound_before)}
 
 
 def _steps_constants(constants: dict[str, str], steps, bound_before) -> dict[str, str]:

@@ -247,3 +247,12 @@ def _apply_kale_limit(tag, parsed):
                         "example: limit:nvidia.com/gpu:1 (or resources:gpu=1)")
     name = "gpu" if name.endswith("/gpu") else name
     parsed.options.setdefault("resources", {})[name] = _resource_value(name, amount, tag)
+
+
+def kale_gpu_kind(tag: str) -> str | None:
+    """The kind of GPU a Kale limit tag asks for (`limit:amd.com/gpu:1` → `amd.com/gpu`), or None
+    for any other tag. The step gets GPUs of one kind for all: the KFP target's `accelerator`."""
+    if not tag.startswith("limit:"):
+        return None
+    name, sep, amount = tag[len("limit:"):].rpartition(":")
+    return name if sep and name.endswith("/gpu") and _is_whole(amount) and int(amount) > 0 else None

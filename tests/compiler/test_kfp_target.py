@@ -78,3 +78,22 @@ def test_a_notebook_with_nothing_to_run_writes_nothing(tmp_path):
         get_target("kfp").write(compile_notebook(nb), tmp_path / "blank.yaml", notebook=nb,
                                 emit_python=str(tmp_path / "blank.py"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.ipynb"]
+
+
+def test_a_kale_tag_asking_for_another_kind_of_gpu_is_warned_of_at_its_cell(tmp_path):
+    # `limit:amd.com/gpu:1` became one nvidia.com/gpu without a word
+    cells = [("x = 1", ["step:prep"]),
+             ("y = x + 1", ["step:train", "limit:amd.com/gpu:1"]),
+             ("z = y + 1", ["step:score", "limit:nvidia.com/gpu:2"])]
+    nb = make_notebook(tmp_path, cells, name="gpus")
+    notes = get_target("kfp").write(compile_notebook(nb), tmp_path / "g.yaml", notebook=nb, base_image="team/ml:1")
+    assert notes == ["gpus.ipynb:cell 2: warning[kfp-accelerator]: 'limit:amd.com/gpu:1' asks for amd.com/gpu, but "
+                     "step 'train' gets 1 nvidia.com/gpu: the kfp accelerator option (its default), the one kind of "
+                     "GPU of every step"]
+    assert "amd.com/gpu" not in (tmp_path / "g.yaml").read_text()  # (what the warning says: nvidia's)
+    (tmp_path / "pyproject.toml").write_text('[tool.nbscale.kfp]\naccelerator = "amd.com/gpu"\n')
+    notes = get_target("kfp").write(compile_notebook(nb), tmp_path / "g.yaml", notebook=nb, base_image="team/ml:1")
+    (note,) = notes
+    assert note.startswith("gpus.ipynb:cell 3: warning[kfp-accelerator]: 'limit:nvidia.com/gpu:2' asks for "
+                           "nvidia.com/gpu, but step 'score' gets 2 amd.com/gpu: the kfp accelerator option (set in ")
+    assert "pyproject.toml [tool.nbscale.kfp])" in note

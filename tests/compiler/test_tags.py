@@ -3,7 +3,7 @@
 import pytest
 
 from nbscale.compiler import compile_source
-from nbscale.compiler.tags import parse_cell_tags
+from nbscale.compiler.tags import kale_gpu_kind, parse_cell_tags
 
 
 def parse(*tags):
@@ -303,3 +303,10 @@ def test_numbers_too_big_for_kubernetes_kfp_or_a_thread_and_huge_tags_are_bad_va
         (problem,) = parse_cell_tags([tag], cell=3)[1]
         assert problem.code == "bad-tag-value" and problem.cell == 3 and len(problem.message) < 1200, tag
     assert parse_cell_tags(["retries:1000", "timeout:87600h"], cell=0)[1] == []
+
+
+def test_the_kind_of_gpu_a_kale_limit_tag_asks_for_is_known_for_the_kfp_target_to_compare():
+    assert kale_gpu_kind("limit:amd.com/gpu:1") == "amd.com/gpu"
+    assert kale_gpu_kind("limit:nvidia.com/gpu:2") == "nvidia.com/gpu"
+    assert [kale_gpu_kind(t) for t in ("limit:amd.com/gpu:0", "limit:cpu:2", "resources:gpu=1", "limit:amd.com/gpu:x",
+                                       "step:amd.com/gpu:1")] == [None] * 5

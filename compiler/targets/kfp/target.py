@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from ...diagnostics import Diagnostic
+from ...notebook import read_notebook
 from ...output_files import written_to
+from ...tags import kale_gpu_kind
 from .. import Target, TargetError
 from .dsl import KfpModule, code_credential_warnings, generate, refuse_nothing_to_run, withheld_warnings
 from .files import file_handoff_warnings
@@ -35,8 +38,32 @@ class KfpTarget(Target):
         note = missing_packages_note(pipeline, options)
         warnings = [w.format(Path(notebook).name, hint=False)
                     for w in withheld_warnings(pipeline, module) + code_credential_warnings(pipeline)
-                    + file_handoff_warnings(pipeline)]
+                    + file_handoff_warnings(pipeline) + accelerator_warnings(pipeline, notebook, options)]
         return warnings + ([note] if note else [])
+
+
+def accelerator_warnings(pipeline, notebook, options) -> list[Diagnostic]:
+    """A `kfp-accelerator` warning at each cell of a step with GPUs whose Kale tag asks for another
+    kind of GPU than the `accelerator` option's (`limit:amd.com/gpu:1`): every step gets the same kind."""
+    cells = {cell: step for step in pipeline.steps if (step.resources or {}).get("gpu") for cell in step.cells}
+    if not cells:
+        return []
+    where = options.origin.get("accelerator")
+    where = f"set in {where}" if where else "its default"
+    found = []
+    for cell in read_notebook(notebook).cells:
+        step = cells.get(cell.index)
+        for tag in cell.tags if step is not None else ():
+            kind = kale_gpu_kind(tag)
+            if kind is not None and kind != options.accelerator:
+                found.append(Diagnostic(
+                    "kfp-accelerator",
+                    f"'{tag}' asks for {kind}, but step '{step.name}' gets {int(step.resources['gpu'])} "
+                    f"{options.accelerator}: the kfp accelerator option ({where}), the one kind of GPU of every step",
+                    cell=cell.index,
+                    hint=f"if the cluster's GPUs are {kind}, set accelerator = \"{kind}\" in [tool.nbscale.kfp] of "
+                         "pyproject.toml or in the notebook's metadata nbscale.kfp"))
+    return found
 
 
 def require_sdk() -> None:
