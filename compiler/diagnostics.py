@@ -32,6 +32,7 @@ CODES = {
     "credential-in-code": WARNING,
     "kfp-file-handoff": WARNING,
     "kfp-accelerator": WARNING,
+    "kale-pod-metadata": WARNING,
     "empty-step": WARNING,
     "tags-on-text-cell": WARNING,
     "global-seed": WARNING,

@@ -34,6 +34,9 @@ FOREIGN_TAGS = frozenset({
     "full-width", "margin", "output_scroll", "scroll-output", "nbval-ignore-output",
     "nbval-skip", "nbval-raises-exception", "nbval-check-output",
 })
+# Kale's tags for the step's pod (`label:team:ml`, `annotation:KEY:VALUE`): Kubernetes metadata
+# nbscale does not set; a Kale notebook holding them still compiles, told they do nothing.
+KALE_POD_METADATA = ("label:", "annotation:")
 
 # nbformat forbids commas in tags, so `;` separates lists too: resources:cpu=2;memory=4Gi
 LIST_SEPARATOR = re.compile(r"[,;]")
@@ -111,6 +114,11 @@ def _apply(tag: str, parsed: CellTags) -> None:
     if tag.startswith("limit:"):  # Kale: limit:RESOURCE:VALUE
         _apply_kale_limit(tag, parsed)
         return
+    if tag.startswith(KALE_POD_METADATA):
+        kind = "label" if tag.startswith("label:") else "annotation"
+        raise _TagError("kale-pod-metadata", f"'{tag}': Kale's pod {kind} tag is ignored: nbscale sets no {kind}s "
+                        "on the step's pod", "on Kubeflow, set them on the pipeline's run or namespace instead; "
+                        "remove the tag to silence this")
     key, sep, value = tag.partition(":")
     key = ALIASES.get(key, key)
     if not sep:

@@ -294,9 +294,12 @@ export function validateModel(model: ICellTagModel): ITagProblem[] {
   return problems;
 }
 
+/** Kale's pod label and annotation tags: ignored, with a `kale-pod-metadata` warning (compiler/tags.py). */
+const KALE_POD_METADATA = /^(label|annotation):/;
+
 /** Other tags nbscale reports as `unknown-tag` (not another tool's known tag). */
 export function unknownTags(model: ICellTagModel): string[] {
-  return model.other.filter(tag => !FOREIGN_TAGS.has(tag));
+  return model.other.filter(tag => !FOREIGN_TAGS.has(tag) && !KALE_POD_METADATA.test(tag));
 }
 
 /**

@@ -252,6 +252,15 @@ def test_other_tools_tags_are_ignored(tag):
     assert parsed.role is None and parsed.step is None and not parsed.has_step_options
 
 
+@pytest.mark.parametrize("tag", ["label:team:ml", "annotation:owner:me@example.com", "label:bad"])
+def test_kales_pod_label_and_annotation_tags_are_a_warning_and_change_nothing(tag):
+    # a Kale notebook with them did not compile (unknown-tag); nbscale sets no pod metadata
+    parsed, problems = parse("block:train", tag, "prev:load")
+    assert [(p.code, p.severity) for p in problems] == [("kale-pod-metadata", "warning")]
+    assert tag in problems[0].message and "ignored" in problems[0].message and problems[0].cell == 7
+    assert parsed.step == "train" and parsed.after == ["load"] and parsed.options == {}
+
+
 def test_foreign_tags_next_to_ours_change_nothing():
     assert ok("hide-input", "step:a", "remove-output").step == "a"
 

@@ -116,6 +116,9 @@ describe('the tag model', () => {
     expect(tagProblems(['retries:two'])[0]).toMatch(/whole number/);
     expect(tagProblems(['paramters'])).toEqual(["unknown tag 'paramters'"]);
     expect(tagProblems(['step:a', 'after:b', 'hide-input', 'metrics'])).toEqual([]);
+    // Kale's pod metadata tags: the compiler warns they are ignored, they are no unknown tag
+    expect(tagProblems(['block:a', 'label:team:ml', 'annotation:owner:me'])).toEqual([]);
+    expect(tagProblems(['lable:team:ml'])).toEqual(["unknown tag 'lable:team:ml'"]);
   });
 });
 
