@@ -137,6 +137,9 @@ class StepOutcome:
     key: str = ""  # the cache key its outputs are stored under (`run_key`)
     digests: dict = field(default_factory=dict)  # output name → content digest of the stored value
     stale: list = field(default_factory=list)  # why a stored result was not reused (dependency changes)
+    # name → digest of each value its result holds under `key` (outputs, kept final values, metrics), as
+    # its own write (or its cache hit) stored them: `RunResult.load` tells them from a later run's
+    stored: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -127,9 +127,10 @@ class RunResult:
         """Values a step handed on (and the final values it kept), from the artifact store; this run's,
         or `ValuesReplaced` when a later run stored others under the same key."""
         artifacts = ArtifactStore(self.store_url)
-        if self.stored.get(step) and _stored(artifacts, self.hashes[step]) not in (None, self.stored[step]):
-            raise ValuesReplaced(self.hashes[step], step, self.run_id)
-        values = artifacts.get(self.hashes[step], names)
+        if self.stored.get(step):
+            values = own_values(artifacts, self.hashes[step], names, self.stored[step], step, self.run_id)
+        else:
+            values = artifacts.get(self.hashes[step], names)
         values.pop(METRICS_KEY, None)
         return values
 
@@ -278,23 +279,51 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     else:  # another process took it for dead while it stalled, and recorded its end: that stands
         status, error = final, run.get("error") if isinstance(run.get("error"), str) else None
         recorder.tell(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
-    stored.update(_stored_now(store_url, {name: keys[name] for name, o in outcomes.items() if o.ok and name in keys}))
+    # the digests of what the steps that ran (or that their engine found cached) stored, as they stored it
+    stored.update({name: o.stored for name, o in outcomes.items() if o.ok and o.stored})
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
                      error, store.path, stored)
 
 
-def _stored_now(store_url: str, keys: dict[str, str]) -> dict[str, dict]:
-    """Step → the digests of the values stored under its key now (the run's own, at its end)."""
-    artifacts = ArtifactStore(store_url)
-    return {name: digests for name, key in keys.items() if (digests := _stored(artifacts, key))}
+def handed_on_digests(row: dict) -> dict:
+    """Name → digest of each value a step handed on, as its run's lineage recorded them ({}: none,
+    as for a step found cached): what `own_values` tells a later run's values from, for a run read
+    back from the run store."""
+    return (row.get("lineage") or {}).get("outputs") or {}
 
 
-def _stored(artifacts: ArtifactStore, key: str) -> dict | None:
-    """The digests of the values stored under `key`: another run that stores others there (the step
-    ran again, a file it read had changed) replaces them; one that stores the same changes nothing."""
+LOAD_ATTEMPTS = 8  # reads of a step's values that other runs stored again while they were read
+
+
+def own_values(artifacts: ArtifactStore, key: str, names, own: dict, step: str, run_id: str) -> dict:
+    """The values stored under `key` while they are the ones a run stored (`own`: digests of them, all
+    or those it handed on): another run that stores others there (the step ran again, a file it read
+    had changed) replaces them, one that stores the same changes nothing. What is read is the version whose digests were
+    compared: each write has a writer of its own, and the one stored is the same before and after
+    the read (another run may replace it between the check and the read); else it is looked at again."""
+    for _ in range(LOAD_ATTEMPTS):
+        manifest = artifacts.manifest(key)  # (ArtifactNotFound, CorruptArtifact: as `get` says them)
+        now = stored_digests(manifest)
+        if any(now.get(name) != digest for name, digest in own.items()):
+            raise ValuesReplaced(key, step, run_id)
+        try:
+            values = artifacts.get(key, names)
+        except CorruptArtifact:
+            raise
+        except ArtifactNotFound:  # a name it does not hold; or it was replaced as it was read
+            if _writer(artifacts, key) == manifest.get("writer"):
+                raise
+            continue
+        if _writer(artifacts, key) == manifest.get("writer"):
+            return values
+    raise ValuesReplaced(key, step, run_id)  # stored again and again as it was read: no longer known as its own
+
+
+def _writer(artifacts: ArtifactStore, key: str) -> str | None:
+    """The writer of the values stored under `key` now (None: none are)."""
     try:
-        return stored_digests(artifacts.manifest(key))
-    except ArtifactNotFound:  # (not stored: the store could not take it; damaged)
+        return artifacts.manifest(key).get("writer")
+    except ArtifactNotFound:
         return None
 
 

@@ -50,6 +50,7 @@ from .cost import measured
 from .errors import ArtifactNotFound, MarshalError, StepTimeout
 from .fingerprints import ADVANCED, FILE, GREW, MODULE, PRODUCT, check
 from .handoff import (
+    await_writes,
     collection_digests,
     is_dask_collection,
     memory_digests,
@@ -67,8 +68,9 @@ from .step_threads import left_threads_message, step_threads
 from .steplineage import step_lineage
 from .store import ArtifactStore, caller_tells_of_damage
 
-__all__ = ["RESTORED", "StepOutcome", "StepSpec", "damage_reason", "execute_in_process", "input_digests",
-           "isolated_step", "restored_message", "reusable_manifest", "run_step", "stored_digests"]
+__all__ = ["RESTORED", "StepOutcome", "StepSpec", "await_stored", "damage_reason", "execute_in_process",
+           "input_digests", "isolated_step", "restored_message", "reusable_manifest", "run_step", "stored_digests",
+           "written_digests"]
 
 RESTORED = "restored"  # key of `execute`'s extra summary: what the step changed process-wide (warned about)
 NOTE = "note"  # key of `execute`'s extra summary: a warning about the attempt (it ran again on copies)
@@ -262,8 +264,9 @@ def _from_cache(store, key, spec, upstream, emit) -> tuple[StepOutcome | None, l
         return None, [damage_reason(exc)]
     now = time.time()
     emit(STEP_CACHED, name, {"hash": key})
-    return StepOutcome(name, CACHED, values=values, started=now, finished=now, key=key,
-                       digests=stored_digests(manifest)), []
+    digests = stored_digests(manifest)
+    return StepOutcome(name, CACHED, values=values, stored=digests, started=now, finished=now, key=key,
+                       digests=digests), []
 
 
 def execute_in_process(spec: StepSpec, inputs: dict, views: bool = True):
@@ -474,7 +477,11 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         # profiled beside the write, off the critical path; at once where the profiling thread would
         # be the first to import what profiling needs
         profiles = (lambda: step_profiles(profiled)) if can_wait(profiled) else step_profiles(profiled)
-        start_write(spec.background_run, step["name"], lambda: write(in_memory, profiles))
+
+        def write_and_note():  # the digests of what it wrote: taken as the run's writes are waited for
+            _note_written(spec.background_run, step["name"], stored_digests(write(in_memory, profiles)))
+
+        start_write(spec.background_run, step["name"], write_and_note)
         outcome.digests = {**in_memory, **lazy}
         outcome.summary[PROFILES_STORED] = True  # the runner reads them from the manifest once written
         return
@@ -492,4 +499,34 @@ def _persist(store: ArtifactStore, spec: StepSpec, result, outcome: StepOutcome)
         return (f"could not store the step's result in {store.root} ({type(exc).__name__}: {exc}): it is handed on "
                 "in memory, and the next run computes it again")
     outcome.summary["profiles"] = manifest.get("profiles")
-    outcome.digests = {**{n: d for n, d in stored_digests(manifest).items() if n in stored}, **lazy}
+    outcome.stored = stored_digests(manifest)
+    outcome.digests = {**{n: d for n, d in outcome.stored.items() if n in stored}, **lazy}
+
+
+# run → step → the digests of what the step's background write stored (`_persist`), in the process
+# that wrote them, until the engine takes them (`written_digests`). Only the latest runs' are kept: a
+# cancelled run's writes end after the run forgot them, and nobody takes theirs
+_written: dict[str, dict[str, dict]] = {}
+_written_lock = threading.Lock()
+WRITTEN_RUNS_KEPT = 64
+
+
+def _note_written(run_id: str, step: str, digests: dict) -> None:
+    with _written_lock:
+        _written.setdefault(run_id, {})[step] = digests
+        while len(_written) > WRITTEN_RUNS_KEPT:
+            del _written[next(iter(_written))]
+
+
+def written_digests(run_id: str) -> dict[str, dict]:
+    """Step → the digests of what its background write stored (`StepOutcome.stored`), for the run's writes that
+    ended in this process; taken: a second call gives only the writes that ended since."""
+    with _written_lock:
+        return _written.pop(run_id, {})
+
+
+async def await_stored(run_id: str, dask_worker=None) -> dict:
+    """On a Dask worker (through `client.run`): wait for the run's background writes there
+    (`handoff.await_writes`); {"failed": step → why its write failed, "stored": `written_digests`}."""
+    failed = await await_writes(run_id)
+    return {"failed": failed, "stored": written_digests(run_id)}

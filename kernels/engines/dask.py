@@ -42,9 +42,9 @@ from ..contract import (
     finished_payload,
 )
 from ..errors import ClusterStartError, SchedulerUnreachable
-from ..handoff import await_writes, forget_writes, wait_for_writes, write_failed_message
+from ..handoff import forget_writes, wait_for_writes, write_failed_message
 from ..liveness import HEARTBEAT_THREAD
-from ..task import run_step
+from ..task import await_stored, run_step, written_digests
 from . import Engine
 from .dask_chains import chains, reported_outcome, run_chain, stripped, upstream_failed
 from .dask_collections import STEP_RESOURCE, collections_computed
@@ -323,16 +323,21 @@ class DaskEngine(Engine):
     def _wait_for_writes(self, client, emit, outcomes, specs):
         """Wait for the store writes the steps left in the background, on the workers (and here,
         for a body that runs steps in this process); a failed one is a warning: the run had its
-        values. So is one whose worker is gone, with the write."""
+        values. So is one whose worker is gone, with the write. Each step's outcome is given the digests
+        of what its write stored (`StepOutcome.stored`): known once it ended."""
         failed = wait_for_writes(self.run_id)
-        if client.status != "running":  # the scheduler is gone: so are the workers' writes
-            return
-        for answer in client.run(await_writes, self.run_id, on_error="return").values():
-            if isinstance(answer, dict):
-                failed.update(answer)
-        failed.update(_lost_writes(outcomes, specs, failed))
-        for step, error in sorted(failed.items()):
-            emit(WARNING, step, {"message": write_failed_message(error)})
+        written = written_digests(self.run_id)
+        if client.status == "running":  # else the scheduler is gone: so are the workers' writes
+            for answer in client.run(await_stored, self.run_id, on_error="return").values():
+                if isinstance(answer, dict):
+                    failed.update(answer.get("failed") or {})
+                    written.update(answer.get("stored") or {})
+            failed.update(_lost_writes(outcomes, specs, failed))
+            for step, error in sorted(failed.items()):
+                emit(WARNING, step, {"message": write_failed_message(error)})
+        for step, digests in written.items():
+            if step in outcomes and step not in failed:
+                outcomes[step].stored = digests
 
     def _outcomes(self, client, future, names_by_key, reported) -> list[StepOutcome]:
         """The outcomes of a finished task's steps, also when Dask gave up on it (KilledWorker: its
@@ -465,6 +470,7 @@ def _forget_writes(client, run_id):
     """A cancelled run's background writes are not waited for: forget them where they are (on a
     shared cluster the workers outlive the run), best effort."""
     forget_writes(run_id)
+    written_digests(run_id)  # (of the writes here that ended)
     try:
         client.run(forget_writes, run_id, on_error="return")
     except Exception:  # noqa: BLE001 - a few finished futures left on a worker

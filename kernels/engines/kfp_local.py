@@ -73,8 +73,9 @@ class KfpLocalEngine(Engine):
             if manifest is not None:
                 now = time.time()
                 emit(STEP_CACHED, name, {"hash": spec.key})
+                digests = stored_digests(manifest)
                 outcomes[name] = outcome = StepOutcome(name, CACHED, started=now, finished=now, key=spec.key,
-                                                       digests=stored_digests(manifest))
+                                                       digests=digests, stored=digests)
                 emit(STEP_FINISHED, name, finished_payload(outcome))
                 imported[name] = _entry_uri(spec)
         to_run = [s for s in specs if s.step["name"] not in imported]
@@ -332,7 +333,8 @@ class _Watcher:
             outcome.key = run_key(spec.hash, input_digests(spec.step, known))
             manifest = ArtifactStore(spec.store_url).put(outcome.key, values, spec.step["groups"], name, replace=True,
                                                          dependencies=result.get("dependencies"))
-            outcome.digests = {n: d for n, d in stored_digests(manifest).items() if n in spec.step["outputs"]}
+            outcome.stored = stored_digests(manifest)
+            outcome.digests = {n: d for n, d in outcome.stored.items() if n in spec.step["outputs"]}
             _describe(spec, known, values, result, outcome)
         except Exception as exc:  # noqa: BLE001 - any failure to store is this step's failure
             outcome.status = FAILED

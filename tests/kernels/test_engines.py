@@ -185,6 +185,32 @@ def test_a_secret_the_step_holds_at_its_end_is_not_kept_in_the_store(tmp_path, m
     assert leaked == []
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_run_knows_the_values_its_steps_stored_from_their_outcomes(tmp_path, make_notebook, one_worker, engine):
+    # another run stores others under a step's key once the steps stored theirs, before the run returns
+    from nbscale.kernels.contract import RUN_FINISHED, STEP_FINISHED, artifacts_url
+    from nbscale.kernels.errors import ValuesReplaced
+    from nbscale.kernels.runner import RunOptions, run_notebook
+    from nbscale.kernels.store import ArtifactStore
+
+    path = make_notebook(tmp_path, [("x = [1, 2]\nnote = 'kept'", ["step:a"]), ("y = len(x)", ["step:b"])])
+    keys = {}
+
+    def on_event(kind, step, payload):
+        if kind == STEP_FINISHED and step == "a":
+            keys["a"] = payload["key"]
+        if kind == RUN_FINISHED:
+            ArtifactStore(artifacts_url(path)).put(keys["a"], {"x": [3], "note": "another run's"}, [], "a",
+                                                   replace=True)
+
+    options = RunOptions(engine=engine, use_cache=False, scheduler=one_worker if engine == "dask" else None)
+    result = run_notebook(path, options=options, on_event=on_event)
+    assert result.ok, [s.get("error") for s in result.steps]
+    assert set(result.stored["a"]) == {"x", "note"} and result.load("b") == {"y": 2}
+    with pytest.raises(ValuesReplaced):
+        result.load("a")
+
+
 def _leave_room(room: int, folder: str, dask_worker=None) -> None:
     """The store's reserve set so that `room` bytes of the disk's free space at `folder` are left
     to store files (kernels/disk_room.py), in this process or on a Dask worker."""

@@ -844,3 +844,102 @@ def test_a_runs_values_stored_again_unchanged_by_a_later_run_are_still_its_own(t
     first = run_notebook(nb, options=RunOptions(engine="local"))
     later = run_notebook(nb, options=RunOptions(engine="local", use_cache=False))  # stored anew, the same values
     assert later.hashes == first.hashes and first.load("reader") == {"z": "same"}
+
+
+BIG = 32 * 2**20 // 8 + 1_000  # float64 items: over the size the Dask engine writes in the background (`handoff`)
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_runs_values_are_those_its_steps_stored_not_those_under_their_key_as_it_ends(tmp_path, engine):
+    # on Dask, `make` hands on a big array: its store write (with the kept `label`) ends in the background
+    from nbscale.kernels.contract import RUN_FINISHED, artifacts_url
+    from nbscale.kernels.errors import ValuesReplaced
+    from nbscale.kernels.task import stored_digests
+
+    nb = make_notebook(tmp_path, [
+        ("import numpy as np", ["imports"]),
+        (f"value = np.arange({BIG}, dtype=np.float64)\nlabel = open('data.txt').read()", ["step:make"]),
+        ("total = float(value.sum())", ["step:use"]),
+    ], name="own")
+    (tmp_path / "data.txt").write_text("version-1")
+    options = RunOptions(engine=engine, workers=1, use_cache=False)
+    result = run_notebook(nb, options=options)
+    assert result.ok, result.steps
+    manifest = ArtifactStore(result.store_url).manifest(result.hashes["make"])
+    assert manifest["outputs"]["value"].get("content", "").startswith("value-") == (engine == "dask")
+    assert result.stored["make"] == stored_digests(manifest) and set(result.stored["make"]) == {"value", "label"}
+    assert result.load("make", ["label"]) == {"label": "version-1"} and result.load("use")["total"] > 0
+
+    def another_run_stores_others(kind, step, payload):
+        if kind == RUN_FINISHED:  # the steps' values are stored; the run has not returned yet
+            ArtifactStore(artifacts_url(nb)).put(result.hashes["make"], {"value": [0], "label": "another run's"},
+                                                 [], "make", replace=True)
+
+    again = run_notebook(nb, options=options, on_event=another_run_stores_others)
+    assert again.ok and again.hashes == result.hashes
+    with pytest.raises(ValuesReplaced, match=f"run {again.run_id[:12]} were replaced by a later run"):
+        again.load("make")  # not the other run's values as this run's
+
+
+def _load_between_check_and_read(monkeypatch, later_run):
+    """`ArtifactStore.get` runs `later_run()` (once) before it reads: another run stores its values after a
+    load compared the digests stored under the key, and before it reads them."""
+    real_get, pending = ArtifactStore.get, [later_run]
+
+    def get(store, key, names=None):
+        if pending:
+            pending.pop()()
+        return real_get(store, key, names)
+
+    monkeypatch.setattr(ArtifactStore, "get", get)
+    return pending
+
+
+def test_values_a_later_run_stores_between_the_check_and_the_read_are_refused_not_given(tmp_path, monkeypatch):
+    from nbscale.kernels.errors import ValuesReplaced
+
+    nb = make_notebook(tmp_path, [("z = open('data.txt').read()", ["step:reader"])], name="raced")
+    data = tmp_path / "data.txt"
+    data.write_text("version-1")
+    first = run_notebook(nb, options=LOCAL)
+    later = []
+    # the same values stored again meanwhile: still the first run's, and read
+    pending = _load_between_check_and_read(monkeypatch, lambda: later.append(
+        run_notebook(nb, options=RunOptions(engine="local", use_cache=False))))
+    assert first.load("reader") == {"z": "version-1"} and not pending and later[-1].hashes == first.hashes
+    data.write_text("version-2")  # others: refused, not given as the first run's
+    pending.append(lambda: later.append(run_notebook(nb, options=LOCAL)))
+    with pytest.raises(ValuesReplaced, match=f"run {first.run_id[:12]} were replaced by a later run"):
+        first.load("reader")
+    assert not pending and later[-1].hashes == first.hashes and later[-1].load("reader") == {"z": "version-2"}
+
+
+def test_loads_beside_runs_storing_other_values_under_the_key_give_the_runs_own_or_refuse(tmp_path):
+    from nbscale.kernels.errors import ValuesReplaced
+
+    nb = make_notebook(tmp_path, [("z = open('data.txt').read()", ["step:reader"])], name="beside")
+    data = tmp_path / "data.txt"
+    data.write_text("version-1")
+    first = run_notebook(nb, options=LOCAL)
+    seen, errors, stop = [], [], threading.Event()
+
+    def load_again_and_again():
+        while not stop.is_set():
+            try:
+                seen.append(first.load("reader")["z"])
+            except ValuesReplaced:
+                seen.append("replaced")
+            except Exception as exc:  # noqa: BLE001 - what the test is about
+                errors.append(exc)
+                return
+
+    loader = threading.Thread(target=load_again_and_again)
+    loader.start()
+    try:
+        for version in ["version-2", "version-1"] * 3:  # the step runs again each time, under the same key
+            data.write_text(version)
+            assert run_notebook(nb, options=LOCAL).hashes == first.hashes
+    finally:
+        stop.set()
+        loader.join()
+    assert not errors and seen and set(seen) <= {"version-1", "replaced"}

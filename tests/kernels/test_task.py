@@ -97,6 +97,35 @@ def test_run_step_cached_and_upstream_failed(tmp_path):
     assert first.ok
 
 
+def test_an_outcome_carries_the_digests_of_what_its_step_stored_kept_values_too(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from nbscale.kernels.handoff import ASYNC_MIN_BYTES, wait_for_writes
+    from nbscale.kernels.task import stored_digests, written_digests
+
+    specs = _specs(tmp_path, CELLS)
+    store = ArtifactStore(specs["make"].store_url)
+    make = run_step(specs["make"], {})  # `items` handed on, `label` kept
+    assert make.stored == stored_digests(store.manifest(make.key)) and set(make.stored) == {
+        "items", "label"}
+    cached = run_step(specs["make"], {})
+    assert cached.status == CACHED and cached.stored == make.stored
+    # a write left in the background: its digests are taken once it ended, for the engine to give the outcome
+    big = ASYNC_MIN_BYTES // 8 + 1_000
+    specs = _specs(tmp_path, [("import numpy as np", ["imports"]),
+                              (f"value = np.arange({big}, dtype=np.float64)\nlabel = 'v'", ["step:big"]),
+                              ("total = float(value.sum())", ["step:use"])], use_cache=False)
+    spec = dataclasses.replace(specs["big"], background_run="run-1")
+    outcome = run_step(spec, {})
+    assert outcome.ok and not outcome.stored and np.array_equal(outcome.values["value"], np.arange(big))
+    assert wait_for_writes("run-1") == {}
+    written = written_digests("run-1")
+    assert written == {"big": stored_digests(store.manifest(outcome.key))} and set(written["big"]) == {"value", "label"}
+    assert written_digests("run-1") == {}  # taken
+
+
 def test_run_step_failure_maps_cell_and_line(tmp_path):
     specs = _specs(tmp_path, [("a = 1", ["step:s"]), ("b = a\n\nc = b / 0", [])])
     out = run_step(specs["s"], {})
