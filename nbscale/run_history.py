@@ -94,33 +94,33 @@ def _stored(artifacts, row: dict | None, names, notes: list[str], what: str) -> 
     if not row or row.get("status") not in OK or not row.get("hash"):
         notes.append(f"{what}: not stored (that step did not succeed in this run)")
         return {}
-    if _replaced(artifacts, row):
-        notes.append(f"{what}: replaced in the artifact store by a later run's (the step ran again there with the "
-                     "same code and inputs: something it read had changed)")
-        return {}
+    from .kernels.errors import ValuesReplaced
+    from .kernels.runner import handed_on_digests, own_values
+
+    recorded = handed_on_digests(row)
     try:
-        return artifacts.get(row["hash"], names)
+        if recorded:  # (checked as read: another run may store others under the key meanwhile)
+            return own_values(artifacts, row["hash"], names, recorded, row["step"], "")
+        if not _stored_after_its_run(artifacts, row):
+            return artifacts.get(row["hash"], names)
+    except ValuesReplaced:
+        pass
     except KeyError as exc:  # ArtifactNotFound, CorruptArtifact, or a name the artifact lacks
         notes.append(f"{what}: not in the artifact store ({exc})")
         return {}
+    notes.append(f"{what}: replaced in the artifact store by a later run's (the step ran again there with the "
+                 "same code and inputs: something it read had changed)")
+    return {}
 
 
-def _replaced(artifacts, row: dict) -> bool:
-    """Whether the values stored under a step row's key are no longer its run's: a later run ran the
-    step again with the same code and inputs (what it read had changed) and stored others. Told by
-    the digests of the values it handed on, as its run recorded them; without those (a step found
-    cached, or one that handed nothing on), by a store after its run ended."""
-    from .kernels.task import stored_digests
-
+def _stored_after_its_run(artifacts, row: dict) -> bool:
+    """Whether the values under the key of a step row whose run recorded no digests of them (a step
+    found cached, or one that handed nothing on) were stored after its run ended: a later run ran the
+    step again with the same code and inputs (what it read had changed) and stored others."""
     try:
-        manifest = artifacts.manifest(row["hash"])
-        created = float(manifest.get("created") or 0)
+        created = float(artifacts.manifest(row["hash"]).get("created") or 0)
     except (KeyError, TypeError, ValueError):  # not there (said when read), or a manifest without a time
         return False
-    recorded = (row.get("lineage") or {}).get("outputs") or {}
-    if recorded:
-        now = stored_digests(manifest)
-        return any(now.get(name) != digest for name, digest in recorded.items())
     ended = _epoch(row.get("run_finished"))
     return ended is not None and created > ended + CLOCK_SKEW_S
 

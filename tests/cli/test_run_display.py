@@ -111,3 +111,24 @@ def test_outside_ipython_the_text_view_is_printed(tmp_path):
     assert ": succeeded (3/3 steps)" in done.stdout and "metric accuracy = 0.42" in done.stdout, done.stdout
     assert done.stdout.rstrip().endswith("result succeeded 40"), done.stdout
     assert "<" not in done.stdout  # text, not HTML
+
+
+def test_the_result_read_back_from_the_run_store_refuses_values_a_later_run_replaced(tmp_path):
+    # what `nbscale.run()` in a kernel returns is rebuilt from the run store: it knew no digests, and
+    # `load` gave a later run's values as this run's
+    import pytest
+
+    from nbscale.kernels.errors import ValuesReplaced
+    from nbscale.kernels.runner import RunOptions, run_notebook
+    from nbscale.run_display import stored_result
+
+    nb = make_notebook(tmp_path, [("z = open('data.txt').read()", ["step:reader"]), ("n = len(z)", ["step:count"])],
+                       name="replaced")
+    (tmp_path / "data.txt").write_text("version-1")
+    first = stored_result(nb, run_notebook(nb, options=RunOptions(engine="local")).run_id, None)
+    assert first.load("reader") == {"z": "version-1"}
+    (tmp_path / "data.txt").write_text("version-two")
+    later = stored_result(nb, run_notebook(nb, options=RunOptions(engine="local")).run_id, None)
+    assert later.hashes["reader"] == first.hashes["reader"] and later.load("reader") == {"z": "version-two"}
+    with pytest.raises(ValuesReplaced, match=f"run {first.run_id[:12]} were replaced"):
+        first.load("reader")
