@@ -21,7 +21,7 @@ itself and hands on to no later step (`path = f"data/{m}.csv"`, then `pl.read_cs
 same step), but only a file, and only as the step ends (`built_files`): unchanged since the step
 began, it was read; changed, it is the step's product. A process the step starts names files as it
 starts (`command_names`, from its audit event: `subprocess`, `os.system`, and `!cmd` with its
-`{name}`s filled in), relative to the folder it runs in then (after `%cd`, `os.chdir`). A file a
+`{name}`s filled in), and so does the text of a script it runs (`python prep.py`: prep.py's names), relative to the folder it runs in then (after `%cd`, `os.chdir`). A file a
 step reads and then removes (`!cat job.txt`, `!rm job.txt`) is read as absent: one that comes back
 runs the step again; one only removed (`!rm -f report.txt`, a clean-up) is nothing. A name built
 inside the step and given to a C library without being kept (`pl.read_csv(f"data/{m}.csv")`, or a
@@ -50,6 +50,11 @@ _PATH_TYPES = (PurePath, PurePosixPath, PureWindowsPath, Path, PosixPath, Window
 _VALUE_DEPTH = 3  # lists in dicts in lists: configs, not data
 _URL = re.compile(r"[A-Za-z][\w+.-]*://")  # `s3://`, `https://`, `postgresql://`: no local file
 _WILDCARD = re.compile(r"[*?\[]")  # a pattern (`named_globs_and_folders`), not a file's name
+# scripts a process runs (`python prep.py`, `bash fetch.sh`) whose text names the files it opens:
+# their suffix → whether the text is a shell's; at most MAX_SCRIPTS per command, of MAX_SCRIPT_BYTES
+SCRIPT_SUFFIXES = {".py": False, ".sh": True, ".bash": True}
+MAX_SCRIPTS = 8
+MAX_SCRIPT_BYTES = 1_000_000
 
 
 NAMES, WRITES, APPENDS = "names", "writes", "appends"
@@ -243,7 +248,38 @@ def command_names(command, cwd: str) -> tuple[dict[str, str], list[str], list[st
         patterns = list(named_globs(script))[:MAX_ABSENT]
     words = [part for word in words for part in _word_parts(word)]
     folders = [folder for folder in _folders_named(words, cwd) if folder not in writes]  # (not `mkdir -p out`)
-    return _files_named(words, writes, cwd), patterns, folders
+    return _with_scripts_names(_files_named(words, writes, cwd), cwd), patterns, folders
+
+
+def _with_scripts_names(found: dict[str, str], cwd: str) -> dict[str, str]:
+    """`found`, and the files named in the text of the scripts among them (`python prep.py` opens
+    what prep.py names: `open("raw.csv")`, `df.to_csv("out.csv")`; `bash fetch.sh`, its commands'
+    words), relative to `cwd` as the process runs there; a name `found` holds keeps its use. A
+    name the script builds as it runs, or one in a module it imports, is not seen."""
+    scripts = [path for path, use in found.items() if use == NAMES and os.path.splitext(path)[1] in SCRIPT_SUFFIXES]
+    for path in scripts[:MAX_SCRIPTS]:
+        text = _script_text(path)
+        if text is None:
+            continue
+        if SCRIPT_SUFFIXES[os.path.splitext(path)[1]]:  # (a shell's: as `sh -c` is given it, but its `#!` line)
+            script = "%%bash\n" + (text.partition("\n")[2] if text.startswith("#!") else text)
+            writes = {_resolved(cwd, name): APPENDS if appends else WRITES
+                      for name, appends in file_writes(script).items()}
+            named = _files_named([p for w in shell_words(script) for p in _word_parts(w)], writes, cwd)
+        else:
+            named = named_files([text], cwd)[0]
+        for name, use in named.items():
+            found.setdefault(name, use)
+    return found
+
+
+def _script_text(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SCRIPT_BYTES + 1)
+    except OSError:
+        return None
+    return None if len(data) > MAX_SCRIPT_BYTES or b"\x00" in data else data.decode("utf-8", "replace")
 
 
 def _shell_script(argv: list[str]) -> tuple[str | None, list[str]]:

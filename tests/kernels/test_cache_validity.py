@@ -278,6 +278,20 @@ def test_a_changed_parquet_file_reruns_the_step_that_reads_it(tmp_path):
     assert changed.load("read")["total"] == 33 and any("data.parquet" in t for t in stale(changed, "read"))
 
 
+def test_files_a_script_the_step_runs_names_are_dependencies(tmp_path):
+    # `python tool.py` reading input.txt: a change to it left the step cached with the old value
+    (tmp_path / "tool.py").write_text("print(open('input.txt').read().strip())\n")
+    (tmp_path / "input.txt").write_text("one")
+    nb = make_notebook(tmp_path, [
+        ("import subprocess, sys\nout = subprocess.run([sys.executable, 'tool.py'], capture_output=True, text=True,"
+         " check=True).stdout.strip()", ["step:tool"])])
+    assert run_notebook(nb, options=LOCAL).load("tool")["out"] == "one"
+    assert status(run_notebook(nb, options=LOCAL)) == {"tool": "cached"}
+    (tmp_path / "input.txt").write_text("two")
+    changed = run_notebook(nb, options=LOCAL)
+    assert status(changed) == {"tool": "succeeded"} and changed.load("tool")["out"] == "two"
+
+
 def test_files_a_shell_command_or_a_process_reads_or_writes_by_a_name_in_the_cells_are_dependencies(tmp_path):
     # no audit event shows what `cat` or `cp` open (nor a C or Rust library): the names in the cells do
     (tmp_path / "notes.txt").write_text("a\nb\n")

@@ -125,6 +125,30 @@ def test_the_commands_a_step_starts_name_files_as_they_run(tmp_path):
         assert named.get(x) == "names", argv
 
 
+def test_a_script_a_command_runs_names_the_files_its_text_names(tmp_path):
+    # `python tool.py` reads what tool.py opens: no audit hook of the step's sees it, and a cached
+    # result outlived a change to it
+    from nbscale.kernels.mentions import MAX_SCRIPT_BYTES, command_names
+
+    for name in ("raw.csv", "lookup.json", "list.txt"):
+        (tmp_path / name).write_text("1")
+    (tmp_path / "tool.py").write_text("import json\nrows = open('raw.csv').read()\n"
+                                      "cfg = json.load(open(\"lookup.json\"))\nopen('out.csv', 'w').write(rows)\n")
+    (tmp_path / "fetch.sh").write_text("#!/bin/sh\nwc -l list.txt > counts.txt\necho done >> run.log\n")
+    named = command_names(["python", "tool.py"], str(tmp_path))[0]
+    assert named == {str(tmp_path / "tool.py"): "names", str(tmp_path / "raw.csv"): "names",
+                     str(tmp_path / "lookup.json"): "names", str(tmp_path / "out.csv"): "writes"}
+    named = command_names(["bash", "fetch.sh"], str(tmp_path))[0]
+    assert named == {str(tmp_path / "fetch.sh"): "names", str(tmp_path / "list.txt"): "names",
+                     str(tmp_path / "counts.txt"): "writes", str(tmp_path / "run.log"): "appends"}
+    # a name the command gives keeps its use; a script too big, or not text, is not read
+    assert command_names(["python", "tool.py", "--out=raw.csv"], str(tmp_path))[0][str(tmp_path / "raw.csv")] == "names"
+    (tmp_path / "big.py").write_text("open('raw.csv')\n" + "#" * MAX_SCRIPT_BYTES)
+    (tmp_path / "bin.py").write_bytes(b"open('raw.csv')\x00")
+    for script in ("big.py", "bin.py"):
+        assert command_names(["python", script], str(tmp_path))[0] == {str(tmp_path / script): "names"}
+
+
 def test_a_proxy_claiming_to_be_a_text_and_a_folder_with_wildcard_characters(tmp_path):
     from nbscale.kernels.mentions import value_names, value_texts
 
