@@ -21,11 +21,12 @@ itself and hands on to no later step (`path = f"data/{m}.csv"`, then `pl.read_cs
 same step), but only a file, and only as the step ends (`built_files`): unchanged since the step
 began, it was read; changed, it is the step's product. A process the step starts names files as it
 starts (`command_names`, from its audit event: `subprocess`, `os.system`, and `!cmd` with its
-`{name}`s filled in), and so does the text of a script it runs (`python prep.py`: prep.py's names), relative to the folder it runs in then (after `%cd`, `os.chdir`). A file a
-step reads and then removes (`!cat job.txt`, `!rm job.txt`) is read as absent: one that comes back
-runs the step again; one only removed (`!rm -f report.txt`, a clean-up) is nothing. A name built
-inside the step and given to a C library without being kept (`pl.read_csv(f"data/{m}.csv")`, or a
-local variable of a function) is not seen: such a step still needs `cache:off`.
+`{name}`s filled in), and so do the texts of the scripts it runs (`python prep.py`: the names in
+prep.py and in the modules beside it that it imports), relative to the folder it runs in then
+(after `%cd`, `os.chdir`). A file a step reads and then removes (`!cat job.txt`, `!rm job.txt`) is
+read as absent: one that comes back runs the step again; one only removed (`!rm -f report.txt`, a
+clean-up) is nothing. A name built inside the step and given to a C library without being kept
+(`pl.read_csv(f"data/{m}.csv")`, or a local variable of a function) is not seen: such a step still needs `cache:off`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path, PosixPath, PurePath, PurePosixPath, PureWindowsPath, W
 from typing import NamedTuple
 
 from ..compiler.file_edges import database_edits, file_writes, named_globs, named_texts, shell_words
+from ..compiler.module_files import imported_modules
 from .masking import holds_credential
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
@@ -248,16 +250,25 @@ def command_names(command, cwd: str) -> tuple[dict[str, str], list[str], list[st
         patterns = list(named_globs(script))[:MAX_ABSENT]
     words = [part for word in words for part in _word_parts(word)]
     folders = [folder for folder in _folders_named(words, cwd) if folder not in writes]  # (not `mkdir -p out`)
-    return _with_scripts_names(_files_named(words, writes, cwd), cwd), patterns, folders
+    return _with_scripts_names(_files_named(words, writes, cwd), cwd, words), patterns, folders
 
 
-def _with_scripts_names(found: dict[str, str], cwd: str) -> dict[str, str]:
+def _with_scripts_names(found: dict[str, str], cwd: str, argv=()) -> dict[str, str]:
     """`found`, and the files named in the text of the scripts among them (`python prep.py` opens
     what prep.py names: `open("raw.csv")`, `df.to_csv("out.csv")`; `bash fetch.sh`, its commands'
-    words), relative to `cwd` as the process runs there; a name `found` holds keeps its use. A
-    name the script builds as it runs, or one in a module it imports, is not seen."""
-    scripts = [path for path, use in found.items() if use == NAMES and os.path.splitext(path)[1] in SCRIPT_SUFFIXES]
-    for path in scripts[:MAX_SCRIPTS]:
+    words) and of the module a process runs (`python -m prep`), relative to `cwd` as the process runs
+    there; and the modules beside a Python script that it imports (their code is the process's too),
+    with what they name. A name `found` holds keeps its use. A name the script builds as it runs is
+    not seen. At most MAX_SCRIPTS texts are read."""
+    queue = [path for path, use in found.items() if use == NAMES and os.path.splitext(path)[1] in SCRIPT_SUFFIXES]
+    queue += _module_run(argv, cwd)
+    done: set[str] = set()
+    while queue and len(done) < MAX_SCRIPTS:
+        path = queue.pop(0)
+        if path in done:
+            continue
+        done.add(path)
+        found.setdefault(path, NAMES)
         text = _script_text(path)
         if text is None:
             continue
@@ -268,9 +279,32 @@ def _with_scripts_names(found: dict[str, str], cwd: str) -> dict[str, str]:
             named = _files_named([p for w in shell_words(script) for p in _word_parts(w)], writes, cwd)
         else:
             named = named_files([text], cwd)[0]
+            queue += _local_imports(text, os.path.dirname(path))
         for name, use in named.items():
             found.setdefault(name, use)
     return found
+
+
+def _module_run(argv, cwd: str) -> list[str]:
+    """The file of the module beside `cwd` a Python process runs with `-m NAME` (none: [])."""
+    argv = list(argv)
+    if "-m" not in argv[:4] or argv.index("-m") + 1 >= len(argv):
+        return []
+    module = argv[argv.index("-m") + 1]
+    return _module_file(module, cwd, "__main__.py")
+
+
+def _local_imports(text: str, folder: str) -> list[str]:
+    """The files of the modules in `folder` (a script's, the first place Python looks) its text imports."""
+    return [path for module in imported_modules(text) for path in _module_file(module, folder, "__init__.py")]
+
+
+def _module_file(module: str, folder: str, package_file: str) -> list[str]:
+    parts = module.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return []
+    base = os.path.join(folder, *parts)
+    return [path for path in (os.path.join(base, package_file), base + ".py") if os.path.isfile(path)][:1]
 
 
 def _script_text(path: str) -> str | None:

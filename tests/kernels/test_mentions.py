@@ -141,6 +141,15 @@ def test_a_script_a_command_runs_names_the_files_its_text_names(tmp_path):
     named = command_names(["bash", "fetch.sh"], str(tmp_path))[0]
     assert named == {str(tmp_path / "fetch.sh"): "names", str(tmp_path / "list.txt"): "names",
                      str(tmp_path / "counts.txt"): "writes", str(tmp_path / "run.log"): "appends"}
+    # the modules beside a script that it imports, and a module run with -m: their code and their names
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "helpers.py").write_text("def rows():\n    return open('list.txt').read()\n")
+    (tmp_path / "report.py").write_text("from tools.helpers import rows\nimport json, os\nprint(rows())\n")
+    named = command_names(["python", "report.py"], str(tmp_path))[0]
+    assert named == {str(tmp_path / "report.py"): "names", str(tmp_path / "tools" / "helpers.py"): "names",
+                     str(tmp_path / "list.txt"): "names"}
+    named = command_names(["sh", "-c", "python -m tools.helpers"], str(tmp_path))[0]  # (`tools.helpers`: a name too)
+    assert named[str(tmp_path / "tools" / "helpers.py")] == named[str(tmp_path / "list.txt")] == "names"
     # a name the command gives keeps its use; a script too big, or not text, is not read
     assert command_names(["python", "tool.py", "--out=raw.csv"], str(tmp_path))[0][str(tmp_path / "raw.csv")] == "names"
     (tmp_path / "big.py").write_text("open('raw.csv')\n" + "#" * MAX_SCRIPT_BYTES)
