@@ -7,7 +7,7 @@ store beside the notebook.
 
 Protocol (one JSON object per line):
 - stdin, server → run: the spec `{"notebook", "parameters", "options": RunOptions fields,
-  "cluster_factory"}`, then `cancel` lines (the user's), or `server-closing` (the server closes).
+  "cluster_factory", "cancel_grace_s"}`, then `cancel` lines (the user's), or `server-closing` (the server closes).
   The end of stdin (the server went away) cancels too, recorded as `server-closing` is.
 - stdout, run → server: `{"type": "created", "run_id"}` (at the runner's `run_created` event, which
   carries the id), `{"type": "event", "kind", "step", "payload"}` for every event as it happens, the
@@ -19,6 +19,14 @@ Protocol (one JSON object per line):
 A cancel raises KeyboardInterrupt in the main thread: the runner marks the run cancelled, as on
 Ctrl-C in the CLI; SIGTERM does the same once the run began (exit code 143). This process owns the
 run (its pid is the run's owner in the run store): if it dies, the supervisor finishes the run.
+A step may swallow the interrupt (`except BaseException: pass` in a loop). While the server lives it
+kills this process `cancel_grace_s` (the spec's; the server's `Nbscale.cancel_grace`) after a cancel;
+once the server is gone (killed: the end of stdin) nobody would, and the run would stay `running`
+for ever with its owner alive. So then this process ends itself: `cancel_grace_s` after the server
+went away it ends what the running step started and interrupts again, as a second Ctrl-C (the run is
+recorded `cancelled`, "stopped again", and the process ends); if even that is not acted on (the main
+thread held in C code), it kills itself, and the run store's next reader fails the run and ends the
+processes its steps left (`RunStore.reap`).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 
 from nbscale.kernels.contract import CANCELLED, CLUSTER_STARTED, CLUSTER_STARTING, RUN_CREATED, STEP_FINISHED
@@ -35,6 +44,7 @@ from nbscale.kernels.contract import CANCELLED, CLUSTER_STARTED, CLUSTER_STARTIN
 SAMPLE_INTERVAL_S = 0.5
 CANCEL_LINE = "cancel"  # the user cancelled the run
 SERVER_CLOSING_LINE = "server-closing"  # the server is closing: as the end of stdin, said as that
+CANCEL_GRACE_S = 15.0  # without the spec's `cancel_grace_s`: how long a step may take to stop once no server watches
 
 
 class Channel:
@@ -70,7 +80,8 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    threading.Thread(target=_watch_server, name="nbscale-cancel", daemon=True).start()
+    grace = _grace(spec.get("cancel_grace_s"))
+    threading.Thread(target=_watch_server, args=(grace,), name="nbscale-cancel", daemon=True).start()
 
     from nbscale.errors import NbscaleError
     from nbscale.kernels.errors import RunStoreError, Terminated
@@ -123,8 +134,17 @@ def _spec(line: str) -> dict | None:
     return spec if ok else None
 
 
-def _watch_server():
-    """A `cancel` line, or the end of stdin (the server is gone: recorded as that), interrupts the run."""
+def _grace(value) -> float:
+    """The spec's `cancel_grace_s`, if it is a sensible number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 3600:
+        return float(value)
+    return CANCEL_GRACE_S
+
+
+def _watch_server(grace: float = CANCEL_GRACE_S):
+    """A `cancel` line, or the end of stdin (the server is gone: recorded as that), interrupts the run.
+    Once the server is gone, a run that did not stop within `grace` seconds is ended from here."""
+    gone = False
     for line in sys.stdin:
         if line.strip() == CANCEL_LINE:
             break
@@ -133,8 +153,29 @@ def _watch_server():
             break
     else:
         _server_gone()
+        gone = True
     _running.wait()  # a cancel before the run begins takes effect as it begins
     _interrupt_main()
+    if not gone:  # the server kills this process past its grace time, as long as it is there to
+        for _line in sys.stdin:
+            pass
+    _end_unwatched(grace)
+
+
+def _end_unwatched(grace: float) -> None:
+    """The run was asked to stop and no server watches this process any more: past `grace` seconds,
+    end the running step's processes and interrupt again (the runner records the run `cancelled`,
+    "stopped again", and the process ends); past another `grace`, kill this process."""
+    time.sleep(grace)
+    try:
+        from nbscale.kernels.children import end_step_children
+
+        end_step_children()
+    except Exception:  # noqa: BLE001 - ending the process matters more
+        traceback.print_exc()
+    _interrupt_main()
+    time.sleep(max(grace, 1.0))  # a main thread held in C code never acts on a signal
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _server_gone():

@@ -97,7 +97,7 @@ class Runs:
         process = RunProcess(self, asyncio.get_running_loop(), notebook)
         self._processes.add(process)
         created = process.start({"notebook": str(notebook), "parameters": parameters, "options": options,
-                                 "cluster_factory": self.cluster_factory})
+                                 "cluster_factory": self.cluster_factory, "cancel_grace_s": self.cancel_grace_s})
         try:
             run_id = await asyncio.wait_for(created, self.start_timeout_s)
         except asyncio.TimeoutError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -158,3 +159,115 @@ def test_a_spec_line_that_is_not_one_is_an_input_error_on_the_channel_not_a_trac
     (message,) = [json.loads(out) for out in done.stdout.splitlines()]
     assert done.returncode == 2 and message["type"] == "error" and message["input"] is True, (done, message)
     assert "Traceback" not in done.stderr
+
+
+# swallows every interrupt, and started a process of its own: only the end of its process stops it
+SWALLOWS_EVERY_INTERRUPT = ("import subprocess\nchild = subprocess.Popen(['sleep', '600'])\n"
+                            "open('child.pid', 'w').write(str(child.pid))\n"
+                            "while True:\n    try:\n        with open('beat.txt', 'a') as f:\n"
+                            "            f.write('.')\n        time.sleep(0.05)\n"
+                            "    except BaseException:\n        pass\nx = 1")
+
+
+@pytest.mark.parametrize("cancelled_first", [False, True], ids=["server gone", "cancelled, then the server gone"])
+def test_a_run_that_swallows_the_interrupt_ends_itself_once_no_server_watches_it(tmp_path, cancelled_first):
+    """The server killed (SIGKILL: nothing ends its run processes, nobody kills them past the cancel's
+    grace time): the run must not stay `running` for ever with its process, and the step's, alive."""
+    nb = make_notebook(tmp_path, [("import time", ["imports"]), (SWALLOWS_EVERY_INTERRUPT, ["step:stubborn"])],
+                       name="nb")
+    spec = {"notebook": str(nb), "parameters": {}, "options": {"engine": "local", "use_cache": False},
+            "cluster_factory": None, "cancel_grace_s": 1}
+    beat = tmp_path / "beat.txt"
+    with subprocess.Popen([sys.executable, "-P", "-m", "nbscale.jupyter_ext.runproc"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path) as proc:
+        try:
+            proc.stdin.write(json.dumps(spec) + "\n")
+            proc.stdin.flush()
+            run_id = json.loads(proc.stdout.readline())["run_id"]
+            deadline = time.monotonic() + 60
+            while not (tmp_path / "child.pid").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            child = int((tmp_path / "child.pid").read_text())
+            if cancelled_first:
+                _cancel_line(proc)
+                time.sleep(1.5)  # the server would kill it after its grace time: it is killed first
+            proc.stdin.close()
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                if (tmp_path / "child.pid").exists():  # (what the old code left running)
+                    os.kill(int((tmp_path / "child.pid").read_text()), signal.SIGKILL)
+    size = beat.stat().st_size
+    time.sleep(0.5)
+    assert beat.stat().st_size == size, "the step still runs"
+    assert not _alive(child), "the step's process still runs"
+    run = default_run_store(nb).get_run(run_id)
+    assert run["status"] == CANCELLED and run["steps"][0]["status"] == CANCELLED
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_jupyter_server_killed_mid_run_leaves_no_run_running_for_ever(tmp_path):
+    """A real `jupyter server`, SIGKILLed while a run's step swallows every interrupt: the run process
+    ends the step (and what it started) itself, and the run is recorded cancelled."""
+    import socket
+    import urllib.request
+
+    nb = make_notebook(tmp_path, [("import os, time", ["imports"]),
+                                  ("open('proc.pid', 'w').write(str(os.getpid()))\n" + SWALLOWS_EVERY_INTERRUPT,
+                                   ["step:stubborn"])], name="nb")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = "t" * 32
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
+         f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.port_retries=0",
+         "--ServerApp.jpserver_extensions={'nbscale.jupyter_ext': True}",
+         "--Nbscale.default_engine=local", "--Nbscale.cancel_grace=1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    pids = []
+    try:
+        def call(method, endpoint, body=None):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/nbscale/api/{endpoint}", method=method,
+                                             data=None if body is None else json.dumps(body).encode(),
+                                             headers={"Authorization": f"token {token}"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read())
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                call("GET", "cluster")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.3)
+        run_id = call("POST", "runs", {"path": "nb.ipynb"})["run_id"]
+        while not (tmp_path / "child.pid").exists() or not (tmp_path / "proc.pid").exists():
+            assert time.monotonic() < deadline, "the step did not start"
+            time.sleep(0.1)
+        pids = [int((tmp_path / name).read_text()) for name in ("proc.pid", "child.pid")]
+        server.kill()
+        server.wait(30)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(pids[0]), "the run's process still runs the step, its server gone"
+        assert not _alive(pids[1]), "the step's process still runs"
+        run = default_run_store(nb).get_run(run_id)
+        assert run["status"] == CANCELLED and run["steps"][0]["status"] == CANCELLED, run["status"]
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(30)
+        for pid in pids:  # (what the old code left running)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
