@@ -45,6 +45,11 @@ STATUS = ((InvalidInput, 400), (NotAllowed, 403), (NotFound, 404), (Conflict, 40
           (UpstreamError, 502), (AmbiguousRunId, 400), (RunStoreError, 503))
 ANSWERED = (ExtensionError, RunStoreError)  # errors answered with their message; others are a 500
 MAX_RUNS_LISTED = 1000
+RUN_KEYS = ("path", "engine", "parameters", "use_cache")
+KFP_SUBMIT_KEYS = ("path", "parameters", "experiment", "run_name", "host")
+# the keys each cluster action takes (besides "action")
+CLUSTER_KEYS = {"start": ("n",), "connect": ("address",), "scale": ("n",), "adapt": ("minimum", "maximum"),
+                "close": ()}
 MAX_ERROR_CHARS = 1000  # an error message longer than this is cut in its middle
 
 
@@ -106,7 +111,9 @@ class NbscaleHandler(APIHandler):
         return self.manager.notebooks.resolve(path if isinstance(path, str) else None)
 
     def query_notebook(self) -> Path:
-        return self.notebook(self.get_query_argument("path", ""))
+        """The notebook `?path=` names, as given: tornado would strip its spaces (` a.ipynb` named `a.ipynb`,
+        another notebook, whose runs and pipeline the panel then showed)."""
+        return self.notebook(self.get_query_argument("path", "", strip=False))
 
     def refuse_root_state_outside(self) -> None:
         notebooks = self.manager.notebooks
@@ -160,7 +167,9 @@ class RunsHandler(NbscaleHandler):
         body = self.json_body()
         notebook = self.notebook(body.get("path"))
         engine = _optional_string(body, "engine")
-        summary = await self.manager.runs.start(notebook, engine, _parameters(body), _use_cache(body))
+        parameters, use_cache = _parameters(body), _use_cache(body)
+        _known_keys(body, RUN_KEYS)
+        summary = await self.manager.runs.start(notebook, engine, parameters, use_cache)
         self.reply(summary, 202)
 
 
@@ -281,6 +290,7 @@ class KfpSubmitHandler(NbscaleHandler):
         parameters = _parameters(body)
         experiment, run_name = _optional_string(body, "experiment"), _optional_string(body, "run_name")
         host = _optional_string(body, "host")  # one of the configured endpoints, by URL or host name
+        _known_keys(body, KFP_SUBMIT_KEYS)
         self.reply(await self.manager.kfp.submit(notebook, parameters, experiment, run_name, host))
 
 
@@ -302,7 +312,7 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         user = self.current_user
         if not await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)):
             raise web.HTTPError(403)
-        path = self.get_query_argument("path", "")
+        path = self.get_query_argument("path", "", strip=False)
         try:
             self.notebook = self.manager.notebooks.resolve(path) if path else None
         except ANSWERED as exc:
@@ -337,6 +347,8 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
 async def _cluster_action(cluster, body: dict, run_cluster: dict | None = None) -> dict:
     action = body.get("action")
+    if isinstance(action, str) and action in CLUSTER_KEYS:
+        _known_keys(body, ("action", *CLUSTER_KEYS[action]), f"the {action} action")
     if action == "start":
         return await cluster.start(None if body.get("n") is None else _workers(body, "n", minimum=0))
     if action == "connect":
@@ -375,6 +387,16 @@ def _workers(body: dict, name: str, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= MAX_WORKERS:
         raise InvalidInput(f"'{name}' must be an integer from {minimum} to {MAX_WORKERS}")
     return value
+
+
+def _known_keys(body: dict, known: tuple[str, ...], what: str = "this request") -> None:
+    """InvalidInput naming the keys of `body` that `what` does not take: a misspelt option
+    (`"use_cach"`, `"parameter"`) or one only the CLI has (`"scheduler"`) would otherwise be left
+    out without a word, and the run started as if it had not been asked for."""
+    unknown = [key for key in body if key not in known]
+    if unknown:
+        names = ", ".join(repr(_cut(key, 60)) for key in unknown[:10]) + (" …" if len(unknown) > 10 else "")
+        raise InvalidInput(f"unknown key(s) {names}; {what} takes {', '.join(known)}")
 
 
 def _optional_string(body: dict, name: str) -> str | None:

@@ -704,3 +704,32 @@ def test_an_error_names_paths_under_the_root_relative_to_it_and_no_other_path_is
     assert error_body(error, Path("/srv/nb"))["error"] == (
         "the run store d/.nbscale/runs.sqlite is damaged; /srv/nb2/x is not; root . here")
     assert error_body(error, Path("/"))["error"] == str(error)  # a server serving `/`: nothing to take off
+
+
+def test_a_body_key_the_endpoint_does_not_take_is_a_400_and_nothing_starts(api, nb, manager):
+    """A misspelt option or one only the CLI has was left out without a word, and the run started as
+    if it had not been asked for (`"use_cach": false` ran with the cache)."""
+    for endpoint, body, said in (
+            ("runs", {"path": "nb.ipynb", "engine": "local", "use_cach": False}, "'use_cach'"),
+            ("runs", {"path": "nb.ipynb", "options": {"scheduler": "tcp://elsewhere:8786"}}, "'options'"),
+            ("runs", {"path": "nb.ipynb", "junk": "x" * 1_000_000}, "'junk'"),
+            ("kfp/submit", {"path": "nb.ipynb", "parameter": {"alpha": 3}}, "'parameter'"),
+            ("cluster", {"action": "scale", "n": 1, "workers": 4}, "'workers'"),
+            ("cluster", {"action": "close", "force": True}, "'force'")):
+        code, answer = api.post(endpoint, body)
+        assert code == 400 and said in answer["error"], (endpoint, body, code, answer)
+        assert len(answer["error"]) < 300 and "Traceback" not in answer["error"]
+    assert manager.runs.active() == [] and not (nb.parent / ".nbscale").exists()
+    assert api.get("cluster") == (200, {"status": "none"})
+    code, summary = api.post("runs", {"path": "nb.ipynb", "engine": "local", "parameters": {}, "use_cache": True})
+    assert code == 202, summary  # every key the panel sends is taken
+    api.wait_run("nb.ipynb", summary["run_id"])
+
+
+def test_a_query_path_is_taken_as_given_not_stripped_to_another_notebooks(api, jp_root_dir):
+    make_notebook(jp_root_dir, [("x = 1", ["step:plain"])], name="sp")
+    make_notebook(jp_root_dir, [("y = 1", ["step:spaced"])], name=" sp")
+    code, model = api.get("pipeline", path=" sp.ipynb")
+    assert code == 200 and model["notebook"] == " sp.ipynb" and [s["name"] for s in model["steps"]] == ["spaced"]
+    code, body = api.get("pipeline", path="sp.ipynb\n")
+    assert code == 400 and "not a notebook" in body["error"]
