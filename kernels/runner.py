@@ -207,7 +207,7 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     try:
         try:
             recorder.emit(RUN_CREATED, None, {"run_id": run_id})  # before planning, which reads the store
-            versions = _file_versions(pipeline)
+            versions = _file_versions(pipeline, values)
             locks.acquire(versions.written, str(cwd or notebook.resolve().parent),
                           {"run": run_id, "notebook": str(notebook), "pid": os.getpid(),
                            "owner": owner_marker(current_owner().pid, current_owner().started)},
@@ -633,8 +633,12 @@ def _waiting(step, keys: dict, why: dict) -> bool:
     return bool(waiting)
 
 
-def _file_versions(pipeline) -> FileVersions:
-    constants = prelude_constants(pipeline.prelude.source, {p.name: p.default for p in pipeline.parameters})
+def _file_versions(pipeline, values: dict | None = None) -> FileVersions:
+    """The files the steps name, with the run's parameter `values` (`-p OUT=b.csv` names b.csv, not
+    the default's file: the file a run locks and checks is the one it writes)."""
+    values = values or {}
+    constants = prelude_constants(pipeline.prelude.source,
+                                  {p.name: values.get(p.name, p.default) for p in pipeline.parameters})
     bound_before = {*pipeline.prelude.names, *(p.name for p in pipeline.parameters)}
     return file_versions(scanned_steps(constants, pipeline.steps, bound_before))
 
@@ -646,10 +650,11 @@ def cache_report(notebook, parameters=None, options: RunOptions | None = None) -
     pipeline = compile_cached(notebook, default_folder())
     if pipeline.has_errors:
         raise PipelineNotRunnable(errors_text(pipeline.diagnostics, str(notebook)))
-    hashes = step_hashes(pipeline, params_mod.resolve(pipeline, parameters or {}))
+    values = params_mod.resolve(pipeline, parameters or {})
+    hashes = step_hashes(pipeline, values)
     artifacts = ArtifactStore(options.store_url or artifacts_url(notebook))
     keys, why = cached_steps(pipeline, hashes, artifacts, str(notebook.resolve().parent), options.use_cache,
-                             last_keys=partial(_last_keys, notebook))
+                             _file_versions(pipeline, values), last_keys=partial(_last_keys, notebook))
     return {s.name: {"reused": s.name in keys, "key": keys.get(s.name), "why": why.get(s.name, [])}
             for s in pipeline.steps}
 

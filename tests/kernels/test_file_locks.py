@@ -243,3 +243,30 @@ def test_a_file_system_without_locks_runs_unlocked(tmp_path, monkeypatch):
     locks.acquire(["a.txt"], str(tmp_path), _holder(), said.append)
     assert said == [] and len(locks.fds) == 2  # its folder's and the file's, neither locked
     locks.release()
+
+
+def test_a_run_locks_the_file_its_parameters_name_not_the_defaults(tmp_path):
+    # `-p OUT=b.csv`: the run locked a.csv, the default's file, and ran beside another that writes b.csv
+    notebook = make_notebook(tmp_path, [
+        ("import time", ["imports"]),
+        ("OUT = 'a.csv'\nk = 1", ["parameters"]),
+        ("with open(OUT, 'w') as f:\n    f.write(str(k))\ntime.sleep(1.5)\nback = open(OUT).read()", ["step:write"]),
+    ], name="param")
+    other = make_notebook(tmp_path, [
+        ("import time", ["imports"]),
+        ("with open('b.csv', 'w') as f:\n    f.write('other')\ntime.sleep(1.5)\nback = open('b.csv').read()",
+         ["step:write"]),
+    ], name="literal")
+    one = _run(notebook, "-p", "OUT=b.csv", "-p", "k=7")
+    wait_for(lambda: default_run_store(notebook).list_runs(), "the first run to be recorded")
+    two = _run(other)
+    outputs = [p.communicate(timeout=DEADLINE_S)[0] for p in (one, two)]
+    assert [one.returncode, two.returncode] == [0, 0], outputs
+    from nbscale.kernels.contract import artifacts_url
+    from nbscale.kernels.runner import RunResult
+
+    for nb, expected in ((notebook, "7"), (other, "other")):  # each run read back what it wrote itself
+        run = default_run_store(nb).get_run(default_run_store(nb).list_runs(str(nb.resolve()))[0]["id"])
+        hashes = {s["step"]: s["hash"] for s in run["steps"]}
+        assert RunResult(run["id"], run["status"], [], {}, artifacts_url(nb), hashes).load("write")["back"] == expected
+    assert "b.csv too" in outputs[1], outputs[1]  # the second waited for the first, naming the file
