@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import threading
 import time
@@ -72,6 +73,9 @@ FORMAT = "nbscale.artifact/2"  # /1 had no digests: such an artifact is a miss, 
 _ALGORITHM = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _DIGEST = re.compile(r"[A-Za-z0-9_-]+")
 _FILE = re.compile(r"(?!\.)[^/\\]+")
+# the folder of a step's key (`key_path` of a sha256 hex digest, or of any other text): what `entries`
+# lists when its manifest is not one of the store's (damaged, older); anything else is not the store's
+_KEY_FOLDER = re.compile(r"[A-Za-z][A-Za-z0-9]*/[0-9a-f]{32,}|_other/[0-9a-f]{64}")
 # set where the caller tells of a damaged artifact itself (a step's warning event, its failure):
 # the store's Python warning would say it a second time, with a path into nbscale
 _CALLER_TELLS: contextvars.ContextVar[list | None] = contextvars.ContextVar("nbscale_store_caller_tells", default=None)
@@ -333,6 +337,9 @@ class ArtifactStore:
         self.fs.invalidate_cache(folder)  # object stores cache listings; another process may have written
         if self._linked(folder):
             return None, None
+        odd = self._not_a_file(f"{folder}/{MANIFEST}")
+        if odd:  # a folder, a FIFO or a loop of links in its place: opening it failed, or waited forever
+            return None, f"unreadable manifest ({odd})"
         try:
             with self.fs.open(f"{folder}/{MANIFEST}", "rb") as f:
                 data = json.loads(f.read())
@@ -345,6 +352,20 @@ class ArtifactStore:
         if not _well_formed(data):
             return None, "the manifest lacks file names, sizes or digests"
         return data, None
+
+    def _not_a_file(self, path: str) -> str | None:
+        """On a local store, what makes `path` no file to read (a folder, a FIFO, a socket, a loop
+        of links); None when it is a regular file or is missing (the caller's open says that).
+        Object stores hold only files."""
+        if not self.local:
+            return None
+        try:
+            mode = os.stat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return None if stat.S_ISREG(mode) else "not a regular file"
 
     def _other_key(self, manifest: dict | None, step_hash: str) -> str | None:
         """What is wrong with a manifest stored under `step_hash` that names another key: a folder
@@ -430,6 +451,9 @@ class ArtifactStore:
         bytes that cannot be loaded (a missing plug-in, a class that cannot be made again) are a
         MarshalError naming `name`, a value the file holds, its type and the `step` that stored it."""
         file = entry["file"]
+        odd = self._not_a_file(f"{folder}/{file}")
+        if odd:
+            raise _Damaged(file, odd)
         try:
             f = self.fs.open(f"{folder}/{file}", "rb")
         except FileNotFoundError:
@@ -502,16 +526,29 @@ class ArtifactStore:
 
     def verify(self, step_hash: str) -> list[str]:
         """Re-hash every file of an artifact; return its problems ([] when it is intact).
-        ArtifactNotFound when nothing of the current format is stored under the hash."""
+        ArtifactNotFound when nothing of the current format is stored under the hash (or it was
+        removed while it was checked). Files found missing or changed because another writer replaced
+        the artifact meanwhile are no damage: its new version is checked instead."""
         folder = self._dir(step_hash)
-        manifest, problem = self._read_manifest(folder)
-        problem = problem or self._other_key(manifest, step_hash)
-        if problem:
-            return [f"{MANIFEST}: {problem}"]
-        if manifest is None:
-            raise ArtifactNotFound(step_hash)
+        for _ in range(_READS):
+            manifest, problem = self._read_manifest(folder)
+            problem = problem or self._other_key(manifest, step_hash)
+            if problem:
+                return [f"{MANIFEST}: {problem}"]
+            if manifest is None:
+                raise ArtifactNotFound(step_hash)
+            problems = self._file_problems(folder, manifest)
+            if not problems or self._same_writer(folder, manifest):
+                return problems
+        raise ArtifactNotFound(step_hash)  # replaced again and again: nothing stays to be checked
+
+    def _file_problems(self, folder: str, manifest: dict) -> list[str]:
         problems = []
         for file, entry in _files(manifest).items():
+            odd = self._not_a_file(f"{folder}/{file}")
+            if odd:
+                problems.append(f"{file}: {odd}")
+                continue
             try:
                 with self.fs.open(f"{folder}/{file}", "rb") as f:
                     digest, size = file_digest(f)
@@ -527,12 +564,16 @@ class ArtifactStore:
     def entries(self) -> list[dict]:
         """Every artifact folder: key (its folder), hash, step, bytes, created, used (local
         stores: last read, reuse or write), ok (False: an older format, an unreadable manifest or
-        one of another key). A step or a time the manifest holds as something else is None."""
+        one of another key). A step or a time the manifest holds as something else is None.
+        A folder whose name is no key's and whose manifest is not the store's is another program's
+        (`--store .` in a project with `ext/chrome/manifest.json`): it is not listed, so gc leaves it."""
         found = []
         for path in sorted(self.fs.glob(f"{self.root}/*/*/{MANIFEST}")):
             folder = path.rsplit("/", 1)[0]
             key = folder[len(self.root) + 1:]
             manifest, _ = self._read_manifest(folder)
+            if manifest is None and not _KEY_FOLDER.fullmatch(key):
+                continue
             try:
                 used = os.stat(folder).st_mtime if self.local else None
             except OSError:

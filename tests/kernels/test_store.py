@@ -408,6 +408,43 @@ def test_verify_rehashes_and_entries_lists(store):
 
 
 
+@pytest.mark.parametrize("kind", ["folder", "fifo", "link loop"])
+def test_a_manifest_that_is_no_file_is_damage_not_a_traceback_nor_a_hang(tmp_path, kind):
+    """A folder, a FIFO or a link to itself where a manifest belongs: `cache ls`, `verify` and `gc`
+    and every run reading the key failed with IsADirectoryError / OSError (ELOOP), and a FIFO made
+    them wait for a writer forever. Now it is an unreadable manifest: listed as not ok, reported by
+    verify, a miss for a run (which removes it and stores its own), removed by gc."""
+    store = ArtifactStore(str(tmp_path / "store"))
+    store.put(HASH, {"a": np.arange(10)}, [], "make")
+    path = f"{store.root}/{key_path(HASH)}/{MANIFEST}"
+    os.remove(path)
+    {"folder": os.mkdir, "fifo": os.mkfifo, "link loop": lambda p: os.symlink(p, p)}[kind](path)
+    (listed,) = store.entries()
+    assert not listed["ok"] and listed["key"] == key_path(HASH)
+    (problem,) = store.verify(HASH)
+    assert problem.startswith(f"{MANIFEST}: unreadable manifest (")
+    with pytest.warns(CorruptArtifactWarning):
+        assert not store.has(HASH)
+    store.put(HASH, {"a": np.arange(3)}, [], "make")
+    assert store.get(HASH)["a"].tolist() == [0, 1, 2] and store.verify(HASH) == []
+    store.remove(listed["key"])
+    assert store.entries() == []
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_stored_file_that_is_no_file_is_damage(tmp_path, kind):
+    # verify waited forever on a FIFO and failed with IsADirectoryError on a folder; a read the same
+    store = ArtifactStore(str(tmp_path / "store"))
+    store.put(HASH, {"a": np.arange(10), "b": "text"}, [], "make")
+    path = stored_file(store, "a")
+    os.remove(path)
+    (os.mkdir if kind == "folder" else os.mkfifo)(path)
+    assert store.verify(HASH) == [f"{os.path.basename(path)}: not a regular file"]
+    with pytest.warns(CorruptArtifactWarning), pytest.raises(CorruptArtifact):
+        store.get(HASH, ["a"])
+    assert store.entries() == []  # removed: the next writer publishes
+
+
 def test_record_use_sets_the_used_time_of_a_local_entry_without_reading_it(store, tmp_path):
     store.put(HASH, {"a": np.arange(10)}, [], "make")
     folder = f"{store.root}/{key_path(HASH)}"
