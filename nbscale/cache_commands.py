@@ -14,6 +14,7 @@ from .reporting import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, fail, literal, repo
 
 AGE = re.compile(r"^(\d+)([smhdw])$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+IN_USE_SLACK_S = 5  # a result used this long before a run in progress started counts as used by it
 
 
 @click.group()
@@ -68,10 +69,15 @@ def ls(notebook, store_url):
 @store_option
 def verify(notebook, store_url):
     """Re-hash every stored value; exit 1 when one is damaged."""
+    from nbscale.kernels.errors import ArtifactNotFound
+
     store = _store(notebook, store_url)
     damaged = 0
     for e in store.entries():
-        problems = store.verify(e["hash"]) if e["ok"] else ["unreadable manifest or an older format"]
+        try:
+            problems = store.verify(e["hash"]) if e["ok"] else ["unreadable manifest or an older format"]
+        except ArtifactNotFound:  # removed since it was listed (gc, or a run that found it damaged)
+            continue
         for problem in problems:
             click.echo(literal(f"{e['step'] or '?'} ({e['key']}): {problem}"))
         damaged += bool(problems)
@@ -97,6 +103,12 @@ def gc(notebook, store_url, keep_last, older_than, dry_run):
     doomed = [e for entries in by_step.values() for i, e in enumerate(entries)
               if not e["ok"] or (keep_last is not None and i >= keep_last)
               or (limit is not None and time.time() - (e["used"] or e["created"] or 0) > limit)]
+    live = _runs_in_progress(notebook)
+    spared = [e for e in doomed if e["ok"] and _in_use(e, live)]
+    doomed = [e for e in doomed if e not in spared]
+    for e in spared:
+        click.echo(literal(f"kept {e['step'] or '?'} ({e['key']}, {_size(e['bytes'])}): used since run "
+                           f"{_in_use(e, live)[:12]} started, which is still running and may read it"))
     for e in doomed:
         if not dry_run:
             try:
@@ -106,6 +118,46 @@ def gc(notebook, store_url, keep_last, older_than, dry_run):
         click.echo(literal(f"{'would remove' if dry_run else 'removed'} {e['step'] or '?'} ({e['key']}, "
                            f"{_size(e['bytes'])})"))
     click.echo(f"{len(doomed)} result(s), {_size(sum(e['bytes'] or 0 for e in doomed))}")
+    if spared:
+        click.echo(f"{len(spared)} result(s) kept for runs in progress: gc again once they end")
+
+
+def _runs_in_progress(notebook) -> dict[str, float]:
+    """Runs of the run store beside NOTEBOOK (or of this folder) still in progress → when they started
+    (epoch). A run reads the stored results it reuses as its steps come to them, not all at once: a
+    result gc removed under it failed a later step ("no artifact for ..."). A result a run reuses is
+    marked used (`record_use`) as the run starts or as it is read, so gc spares what was used since a
+    run in progress started. Runs whose process is gone are ended by the read (`RunStore.reap`). No run
+    store, or one that cannot be read (no run can record into it either): no runs in progress."""
+    from datetime import datetime
+
+    from nbscale.kernels.contract import FINISHED, run_store_path
+    from nbscale.kernels.errors import NbscaleError
+    from nbscale.kernels.runstore import RunStore
+
+    path = run_store_path(Path(notebook) if notebook else Path.cwd() / "_")
+    if not path.exists():
+        return {}
+    try:
+        with RunStore(path) as store:
+            rows = [r for r in store.list_runs(limit=1_000_000) if r["status"] not in FINISHED]
+    except (NbscaleError, OSError):
+        return {}
+    live = {}
+    for row in rows:
+        try:
+            live[row["id"]] = datetime.fromisoformat(row["created"]).timestamp()
+        except (TypeError, ValueError):
+            live[row["id"]] = 0.0  # a start that cannot be read: every result may be in use
+    return live
+
+
+def _in_use(entry: dict, live: dict[str, float]) -> str | None:
+    """The id of a run in progress that used `entry` since it started (local stores know the use)."""
+    used = entry["used"]
+    if used is None:
+        return None
+    return next((run for run, started in live.items() if used >= started - IN_USE_SLACK_S), None)
 
 
 def _age(text: str) -> float:
