@@ -15,7 +15,8 @@ starts: unknown parameters, values that do not fit the parameter's type or that 
 infinity), an unknown metric, and more runs than `--max-runs` (100 by default).
 
 Exit codes: 0 every run succeeded; 1 a run failed (the others still ran); 2 bad input (nothing
-ran); 130 Ctrl-C and 143 SIGTERM (the run going on is cancelled, the later ones never start).
+ran; or a later run refused as it starts, the notebook changed meanwhile: the runs that ran are
+named); 130 Ctrl-C and 143 SIGTERM (the run going on is cancelled, the later ones never start).
 """
 
 from __future__ import annotations
@@ -211,7 +212,12 @@ def metric_and_direction(notebook, declared_names: list[str], metric: str | None
 
 def run_all(notebook, combos: list[dict], options, quiet=False) -> list[dict]:
     """Run each combination on one shared cluster; [{parameters, run_id, status, metrics}]. On Ctrl-C
-    (SIGTERM) the run going on ends cancelled (the runner sees to it) and the interrupt goes on."""
+    (SIGTERM) the run going on ends cancelled (the runner sees to it) and the interrupt goes on; a run
+    refused as it starts (the notebook was changed during the sweep: a parameter gone, an error) stops
+    the sweep too. Either way the runs that ran are named first (the error alone said "nothing ran").
+    The parameters are shown and returned as the run store records them (`params.recorded`): a value
+    that may be a credential (`-p token=sk-…`) as its digest, as `show`, `diff` and `lineage` give it."""
+    from nbscale.kernels import params
     from nbscale.kernels.runner import run_notebook
 
     from .progress import Progress
@@ -220,13 +226,14 @@ def run_all(notebook, combos: list[dict], options, quiet=False) -> list[dict]:
     try:
         with shared_cluster(options, notebook, announce=not quiet) as shared:
             for number, combo in enumerate(combos, 1):
+                shown = params.recorded(combo)
                 if not quiet:
-                    click.echo(literal(f"[{number}/{len(combos)}] {assignment_text(combo)}"), err=True)
+                    click.echo(literal(f"[{number}/{len(combos)}] {assignment_text(shown)}"), err=True)
                 with Progress(enabled=not quiet) as progress:
                     result = run_notebook(notebook, combo, shared, on_event=progress.event)
-                results.append({"parameters": combo, "run_id": result.run_id, "status": result.status,
+                results.append({"parameters": shown, "run_id": result.run_id, "status": result.status,
                                 "metrics": result.metrics, "error": result.error or failure(result.steps)})
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception):  # Ctrl-C; or a later run refused: the notebook changed meanwhile
         done = " ".join(r["run_id"][:12] for r in results)
         click.echo(f"sweep stopped after {len(results)} of {len(combos)} runs" + (f": {done}" if done else ""),
                    err=True)
@@ -272,8 +279,11 @@ def shared_cluster(options, notebook, announce=False):
 
 
 def assignment_text(combo: dict) -> str:
+    """`name=value ...`, each value as JSON cut as the table cuts it (a value of 100 000 characters
+    filled the terminal)."""
+    from .diff_commands import value_text
 
-    return " ".join(f"{name}={literal(json.dumps(value, ensure_ascii=False))}" for name, value in combo.items())
+    return " ".join(f"{name}={literal(value_text(value))}" for name, value in combo.items())
 
 
 # -- the summary ---------------------------------------------------------------------------------------

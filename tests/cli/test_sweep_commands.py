@@ -93,6 +93,26 @@ def test_a_comma_inside_a_value_uses_the_json_form_and_hostile_values_print_lite
     assert '"a,b"' in result.stdout and "\\u001b[31mred[bold]x[/]" in result.stdout
 
 
+def test_a_credential_value_is_shown_as_the_run_store_records_it_and_a_long_value_is_cut(tmp_path):
+    # the sweep printed `-p token=sk-...` whole (progress, table, best line, JSON) where show, diff and
+    # lineage give its digest; and a value of 100 000 characters filled the terminal in the best line
+    nb = make_notebook(tmp_path, [("token = 'none'\nnote = ''", ["parameters"]),
+                                  ("score = len(token) + len(note)", ["step:fit"]), ("score", ["metrics"])],
+                       name="secret")
+    secrets = ["sk-" + "A1b2C3d4" * 4, "sk-" + "Z9y8X7w6" * 4]
+    result = cli("sweep", nb, "--engine", "local", "-p", "token=" + ",".join(secrets), "-p", "note=" + "n" * 5000)
+    assert result.exit_code == 0, result.output
+    assert not any(secret in result.output for secret in secrets)
+    recorded = [r["parameters"]["token"] for r in runs_of(nb)]
+    assert all(value.startswith("hidden:") for value in recorded)
+    assert recorded[0][:20] in result.stderr  # the progress line: the recorded digest
+    assert max(len(line) for line in result.stdout.splitlines()) < 400
+    assert "(5002 chars)) by score" in result.stdout  # the best line, cut as the table cuts it
+    _, summary = sweep_json(nb, "-p", "token=" + ",".join(secrets))
+    assert [r["parameters"]["token"] for r in summary["runs"]] == recorded
+    assert not any(secret in json.dumps(summary) for secret in secrets)
+
+
 @pytest.mark.parametrize("args, message", [
     (["-p", "C=0.1,x"], "parameter 'C' is float: cannot read 'x' as float"),
     (["-p", "D=1,2"], "unknown parameter(s) D; parameters: C, kernel, layers, seed"),
@@ -195,3 +215,24 @@ def test_ctrl_c_stops_the_sweep_and_leaves_every_started_run_final(tmp_path):
     assert len(runs) == 1 and runs[0]["status"] == CANCELLED
     assert all(s["status"] in FINISHED for s in runs[0]["steps"])
     assert "sweep stopped after 0 of 3 runs" in err
+
+
+def test_a_notebook_changed_during_the_sweep_stops_it_naming_the_runs_that_ran(tmp_path):
+    # the parameter swept was taken out of the notebook while the sweep ran: the next run was refused
+    # with only "error: unknown parameter(s) C" and exit 2, which says nothing ran, while two had
+    nb = grid_notebook(tmp_path, extra_step="\nimport time\ntime.sleep(2)")
+    process = subprocess.Popen([sys.executable, "-m", "nbscale", "sweep", str(nb), "--engine", "local",
+                                "-p", "C=1,2,3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(r["status"] == SUCCEEDED for r in runs_of(nb)), "the first run to end")
+        make_notebook(tmp_path, [("kernel = 'linear'", ["parameters"]), ("loss = 1", ["step:fit"]),
+                                 ("loss", ["metrics"])], name="grid")
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 2, err
+    ran = [r["id"][:12] for r in runs_of(nb)]
+    assert len(ran) == 2
+    assert f"sweep stopped after 2 of 3 runs: {' '.join(ran)}\n" in err
+    assert err.endswith("error: unknown parameter(s) C; parameters: kernel\n") and out == ""
