@@ -10,7 +10,8 @@ JSON file per event, in time order.
 
 Run ids are UUIDs derived from the nbscale run id (and the step name), so exporting a run twice
 gives the same events. Nothing from a URL's user info or query reaches an event
-(`steplineage.public_url`): a store URL such as `s3://key:secret@bucket` is `s3://bucket`. A run
+(`steplineage.public_url`): a store URL such as `s3://key:secret@bucket` is `s3://bucket`; an error
+message has what looks like a credential masked (`masking.masked`). A run
 still running has START events only for what started. Events follow the OpenLineage spec
 `SPEC_VERSION` (its JSON schema validates them in tests/kernels/test_openlineage.py).
 """
@@ -186,6 +187,9 @@ def _step_error(run: dict, step: str):
 
 
 def _error_text(error) -> str:
-    if isinstance(error, dict):
-        return f"{error.get('ename', 'Error')}: {error.get('evalue', '')}"[:2000]
-    return str(error)[:2000]
+    """The error as one message, with what looks like a credential masked (`masking.masked`): a step
+    that failed with `ValueError(f"bad token {token}")` had the token sent to the consumer."""
+    from .masking import masked
+
+    text = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}" if isinstance(error, dict) else str(error)
+    return masked(text[:20000])[:2000]

@@ -133,6 +133,23 @@ def test_no_credential_of_a_store_url_reaches_an_event(tmp_path, registry):
         assert errors(event, registry) == []
 
 
+def test_no_credential_a_failing_step_quotes_reaches_an_event(tmp_path, registry):
+    # the errorMessage facet held the step's exception message as it was: a step that said which
+    # token it refused sent the token to the OpenLineage consumer
+    nb = make_notebook(tmp_path, [("token = 'none'", ["parameters"]),
+                                  ("raise ValueError(f'bad token {token} for postgresql://me:pw@db/x')", ["step:a"])])
+    secret = "sk-" + "LeakMe42" * 4
+    result = run_notebook(nb, {"token": secret}, options=LOCAL)
+    assert result.status == "failed"
+    events = events_of(nb, result.run_id)
+    text = json.dumps(events)
+    assert secret not in text and "me:pw" not in text
+    (failed,) = [e for e in events if e["job"]["name"] == "nb.a" and e["eventType"] == "FAIL"]
+    assert failed["run"]["facets"]["errorMessage"]["message"] == "ValueError: bad token <hidden> for <hidden>"
+    for event in events:
+        assert errors(event, registry) == []
+
+
 def test_events_are_written_one_file_each_in_time_order(tmp_path):
     nb = lineage_notebook(tmp_path)
     events = events_of(nb, run_notebook(nb, {}, options=LOCAL).run_id)
