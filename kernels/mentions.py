@@ -35,6 +35,7 @@ import functools
 import itertools
 import os
 import re
+import stat
 from collections import Counter
 from pathlib import Path, PosixPath, PurePath, PurePosixPath, PureWindowsPath, WindowsPath
 from typing import NamedTuple
@@ -244,8 +245,7 @@ def command_names(command, cwd: str) -> tuple[dict[str, str], list[str], list[st
         script, words = _shell_script(argv)
     if script is not None:
         script = f"%%bash\n{script}"  # (a shell command of several lines is one script)
-        writes = {_resolved(cwd, text): APPENDS if appends else WRITES
-                  for text, appends in file_writes(script).items()}
+        writes = _shell_writes(script, cwd)
         words += shell_words(script)
         patterns = list(named_globs(script))[:MAX_ABSENT]
     words = [part for word in words for part in _word_parts(word)]
@@ -274,8 +274,7 @@ def _with_scripts_names(found: dict[str, str], cwd: str, argv=()) -> dict[str, s
             continue
         if SCRIPT_SUFFIXES[os.path.splitext(path)[1]]:  # (a shell's: as `sh -c` is given it, but its `#!` line)
             script = "%%bash\n" + (text.partition("\n")[2] if text.startswith("#!") else text)
-            writes = {_resolved(cwd, name): APPENDS if appends else WRITES
-                      for name, appends in file_writes(script).items()}
+            writes = _shell_writes(script, cwd)
             named = _files_named([p for w in shell_words(script) for p in _word_parts(w)], writes, cwd)
         else:
             named = named_files([text], cwd)[0]
@@ -283,6 +282,11 @@ def _with_scripts_names(found: dict[str, str], cwd: str, argv=()) -> dict[str, s
         for name, use in named.items():
             found.setdefault(name, use)
     return found
+
+
+def _shell_writes(script: str, cwd: str) -> dict[str, str]:
+    """The files a shell script writes or appends to (path → WRITES or APPENDS), relative to `cwd`."""
+    return {_resolved(cwd, text): APPENDS if appends else WRITES for text, appends in file_writes(script).items()}
 
 
 def _module_run(argv, cwd: str) -> list[str]:
@@ -308,7 +312,10 @@ def _module_file(module: str, folder: str, package_file: str) -> list[str]:
 
 
 def _script_text(path: str) -> str | None:
+    """The text of a script (None: not a regular file, a FIFO would never end its read; too big; binary)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as f:
             data = f.read(MAX_SCRIPT_BYTES + 1)
     except OSError:

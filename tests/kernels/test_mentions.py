@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from nbscale.kernels import mentions
 from nbscale.kernels.mentions import named_files, step_texts
 
@@ -154,6 +156,8 @@ def test_a_script_a_command_runs_names_the_files_its_text_names(tmp_path):
     assert command_names(["python", "tool.py", "--out=raw.csv"], str(tmp_path))[0][str(tmp_path / "raw.csv")] == "names"
     (tmp_path / "big.py").write_text("open('raw.csv')\n" + "#" * MAX_SCRIPT_BYTES)
     (tmp_path / "bin.py").write_bytes(b"open('raw.csv')\x00")
+    os.mkfifo(tmp_path / "pipe.py")  # (no file: read, it would never end)
+    assert command_names(["python", "pipe.py"], str(tmp_path))[0] == {}
     for script in ("big.py", "bin.py"):
         assert command_names(["python", script], str(tmp_path))[0] == {str(tmp_path / script): "names"}
 
