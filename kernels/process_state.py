@@ -25,25 +25,16 @@ What is restored, and what is left on purpose:
   (the compiler replays such a statement before every later step, as top to bottom). The lists,
   dicts and sets they hold changed in place (`HIST.append(x)`, `REG["a"].append(x)`, at any depth
   within `MAX_CONTAINER_COPY` items) are replaced by copies of what they held (`LocalData`).
-- A local module the step itself imported first (in its own cells, not in the imports cell) is
-  saved as its import ends (`_FirstImports`, a finder first on `sys.meta_path`) and put back so
-  after the step: each step sees the notebook's modules as a fresh worker has them once the
-  imports cell ran — the rule the modules imported before follow — never with what another step
-  happened to change in one on this worker. Top to bottom, a later step would see those changes;
-  what travels of them is replayed with its import (`helpers.LEVEL = 5`, a call that configures
-  the module), the rest a fresh worker would not see either. The module stays loaded, as one the
-  imports cell imported does: its top-level code runs once per process, and a value of a class of
-  it that a step hands on is an instance of the class a later step's import gives. One the finder
-  did not see (a finder the step put before it found it first) is taken out of `sys.modules`
-  after the step instead, so that a later step imports it afresh.
 - `sys.path` is put back as it was. Import hooks (`sys.meta_path`, `sys.path_hooks`) the step
   added stay (a library imported in the step may depend on its hook, as `six.moves` does); hooks
   it removed or replaced come back.
-- Libraries the step imported first are not saved (nothing was there to save): a patch the step
-  applies to a library it imported itself stays in the process. Modules the step added to
-  `sys.modules` (by importing, or by hand; local modules as said above) stay too: what imports
-  add is the import system's cache, not told apart from a module put there by hand; replaced or
-  removed ones come back.
+- Modules the step imported first are not saved (nothing was there to save): a patch the step
+  applies to a library it imported itself stays in the process, and so does what a step changes
+  in a local module it imported first itself (not the imports cell): its import is the state it
+  is in, and its top-level code may have changed other modules as they would have it (a plugin
+  registering itself in a registry), which putting them back would undo for good. Modules the step
+  added to `sys.modules` (by importing, or by hand) stay too: what imports add is the import
+  system's cache, not told apart from a module put there by hand; replaced or removed ones come back.
 - So `string.ascii_letters = "..."` stays: a library module's data, left as said above.
 - Names the step added to builtins go, data it rebound there comes back (functions come back as
   module patches do). Names a library adds when first imported stay (`library_imports_kept`).
@@ -85,9 +76,7 @@ from __future__ import annotations
 import builtins
 import collections
 import ctypes
-import functools
 import gc
-import importlib.machinery
 import itertools
 import logging
 import operator
@@ -100,8 +89,6 @@ import threading
 import time
 import types
 from contextlib import contextmanager
-
-from .interpreter import is_interpreter_path
 
 try:
     import resource
@@ -137,7 +124,6 @@ _active: list[ProcessState] = []  # the snapshots whose blocks run now (a step's
 def restored_process_state():
     """Save process-wide state, run the block, put back what it changed (also when it raises);
     `.restored` of the state it yields then names what was put back."""
-    _FIRST_IMPORTS.install()  # (before the snapshot: it stays)
     state = ProcessState.save()
     _active.append(state)
     try:
@@ -158,14 +144,9 @@ def library_imports_kept():
     before_builtins = builtins.__dict__.copy()
     if before_env is None:  # no encoded entries to copy in C: the decoded ones
         before_env = os.environ.copy()
-    running = _active[-1] if _active else None
-    if running is not None:
-        running.in_imports_cell = True  # its local modules are saved as it ends, not as each is imported
     try:
         yield
     finally:
-        if running is not None:
-            running.in_imports_cell = False
         if _active and len(sys.modules) > before_modules:
             _keep_environment_changes(_active[-1], _decoded(before_env), os.environ.copy())
             _keep_new_builtins(_active[-1], before_builtins)
@@ -230,7 +211,6 @@ class ProcessState:
         self.std_fds: dict[int, tuple[int, tuple]] = {}  # 0, 1, 2 → a copy of the descriptor, what it was
         self.new_local_modules: dict[str, tuple[types.ModuleType, dict]] = {}  # name → module, its dict's copy
         self.local_data = LocalData()  # the lists, dicts and sets of the local modules, and copies of them
-        self.in_imports_cell = False  # (`library_imports_kept`)
         self.restored: list[str] = []  # set by restored_process_state()
 
     @classmethod
@@ -264,11 +244,10 @@ class ProcessState:
         state.std_fds = _saved_std_fds()
         return state
 
-    def save_new_local_modules(self, names=None) -> None:
-        """Save the dicts of the local modules loaded since `save()` (by the imports cell; `names`: of
-        those, the ones named, as their import by the step ends): `restore` puts them back as they are now."""
-        local = _local_modules()
-        for name in local if names is None else [name for name in names if name in local]:
+    def save_new_local_modules(self) -> None:
+        """Save the dicts of the local modules loaded since `save()` (by the imports cell): `restore`
+        puts them back as they are now."""
+        for name in _local_modules():
             module = sys.modules.get(name)
             if name not in self.modules and name not in self.new_local_modules and _is_module(module):
                 self.new_local_modules[name] = (module, module.__dict__.copy())
@@ -299,19 +278,7 @@ class ProcessState:
             if sys.modules.get(name, _ABSENT) is not module:
                 sys.modules[name] = module
                 changed.append(f"sys.modules[{name!r}]")
-        self._forget_new_local_modules()
         return changed
-
-    def _forget_new_local_modules(self) -> None:
-        """The local modules the step imported first that were not saved as their import ended (one
-        found by a finder before `_FirstImports`, or loaded by another kind of loader) go from
-        `sys.modules`: a later step that imports one gets it afresh, as a fresh worker gives it, not
-        with what this step changed in it. Before the attributes are put back: a local package then
-        loses the submodule the import bound on it, as it loses what a step adds. Not named:
-        importing is no change to warn about."""
-        for name in _local_modules():
-            if name not in self.modules and name not in self.new_local_modules:
-                sys.modules.pop(name, None)
 
     def _restore_attributes(self) -> list[str]:
         modules, dicts, slots, versions, copies = self.module_dicts
@@ -659,57 +626,6 @@ def _restore_module(module: types.ModuleType, old: dict, local: bool = False) ->
         for key in [key for key in now if key not in old and not _is_bookkeeping(name, key, now[key])]:
             del now[key]
     return changed
-
-
-class _FirstImports:
-    """A meta path finder, first on `sys.meta_path` from the first step on, that has the local modules
-    a step imports itself saved into the step's snapshot as their import ends, as the imports cell's
-    are as it ends (`ProcessState.save_new_local_modules`): put back after the step as they were
-    imported, the module itself kept (the classes and functions of it that a step hands on stay the
-    ones a later step's import gives). It finds nothing of its own: it asks the finders after it, in
-    order, as the import system would, and hands on their spec; for a module of a Python file, its
-    loader saves the module once it ran, and then loses that wrapper (an attribute of its own)."""
-
-    _LOADERS = (importlib.machinery.SourceFileLoader, importlib.machinery.SourcelessFileLoader)
-
-    def __init__(self):
-        self.finding = threading.local()
-
-    def install(self) -> None:
-        if not any(finder is self for finder in sys.meta_path):
-            is_interpreter_path(os.sep)  # (its folders found now, not inside an import)
-            sys.meta_path.insert(0, self)
-
-    def find_spec(self, name, path=None, target=None):
-        if not _active or getattr(self.finding, "on", False) or name in sys.modules:
-            return None  # (no step; the imports a finder makes as it looks; a reload)
-        finders = list(sys.meta_path)
-        later = finders[next((i for i, f in enumerate(finders) if f is self), -1) + 1:]
-        if not all(hasattr(finder, "find_spec") for finder in later):
-            return None  # (a legacy finder: the import system's own search)
-        self.finding.on = True
-        try:
-            spec = next((spec for finder in later if (spec := finder.find_spec(name, path, target)) is not None),
-                        None)
-        finally:
-            self.finding.on = False
-        if spec is not None and type(spec.loader) in self._LOADERS and isinstance(spec.origin, str) \
-                and not is_interpreter_path(os.path.abspath(spec.origin)):  # (a library's: not local)
-            spec.loader.exec_module = functools.partial(_exec_and_save, spec.loader, name)
-        return spec
-
-
-def _exec_and_save(loader, name: str, module) -> None:
-    try:
-        type(loader).exec_module(loader, module)
-    finally:
-        loader.__dict__.pop("exec_module", None)
-    state = _active[-1] if _active else None
-    if state is not None and not state.in_imports_cell:
-        state.save_new_local_modules([name])
-
-
-_FIRST_IMPORTS = _FirstImports()
 
 
 class LocalData:

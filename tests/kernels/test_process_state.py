@@ -536,71 +536,17 @@ def test_containers_are_followed_within_the_item_limit(local_module, monkeypatch
     assert m.SHORT == [[1], [[2]]], "at any depth within the limit"
 
 
-def test_a_local_module_the_step_imported_first_is_put_back_as_it_was_imported(local_module):
-    from nbscale.kernels.process_state import library_imports_kept
-
-    source = "HIST = []\nLEVEL = 1\nREG = {'a': []}\nclass Thing:\n    pass\n"
-    before = local_module(source)
-    in_imports, in_step = local_module(source, imported=False), local_module(source, imported=False)
-    with restored_process_state():
-        with library_imports_kept():  # as the imports cell runs: saved as it ends
-            cell = __import__(in_imports)
-            cell.LEVEL = 2
-        step = __import__(in_step)
-        thing = step.Thing
-        for module in (before, cell, step):
-            module.HIST.append(1)
-            module.REG["a"].append(1)
-            module.LEVEL, module.ADDED = 5, True
-    assert sys.modules[in_step] is step and step.Thing is thing, "the module stays: its classes are the ones handed on"
-    for module, level in ((step, 1), (cell, 2), (before, 1)):
-        assert (module.HIST, module.REG, module.LEVEL, hasattr(module, "ADDED")) == ([], {"a": []}, level, False)
-    assert "exec_module" not in vars(step.__spec__.loader), "its loader is as the import system made it"
-
-
-def test_a_local_module_imported_past_the_finder_that_saves_it_is_forgotten_after_the_step(local_module):
-    import importlib.machinery
-
-    class Ahead:  # a finder the step puts first: it finds the module before nbscale's finder sees it
-        find_spec = staticmethod(importlib.machinery.PathFinder.find_spec)
-
-    name, ahead = local_module("HIST = []\n", imported=False), Ahead()
-    try:
-        with restored_process_state():
-            sys.meta_path.insert(0, ahead)
-            __import__(name).HIST.append(1)
-    finally:
-        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not ahead]
-    assert name not in sys.modules, "not saved as imported: a later step imports it afresh"
-    assert __import__(name).HIST == []
-
-
-@pytest.mark.parametrize("engine", ["local", "dask"])
-def test_a_local_module_a_step_imports_itself_is_fresh_in_every_later_step(tmp_path, engine):
-    # what `fit` changed in it (through a nested container too) reached `report` on the same process:
-    # a module first imported by a step was never saved, so never put back. Saved as its import ends,
-    # it stays loaded: a value of a class of it is an instance of the class a later step imports
+def test_what_a_local_module_imported_in_a_step_does_to_another_at_import_stays(tmp_path):
+    # a plugin a step imports registers itself in a registry it imports too: putting the registry
+    # back after the step emptied it for good (the plugin stays imported, its import never runs again)
     from conftest import make_notebook
 
     from nbscale.kernels.runner import RunOptions, run_notebook
 
-    (tmp_path / "steplog.py").write_text("A = []\nREG = {'a': A, 'n': {'deep': []}}\nclass Thing:\n    pass\n"
-                                         "def log(v):\n    REG['a'].append(v)\n    REG['n']['deep'].append(v)\n")
-    (tmp_path / "steppkg").mkdir()
-    (tmp_path / "steppkg" / "__init__.py").write_text("")
-    (tmp_path / "steppkg" / "sub.py").write_text("SEEN = []\n")
-    cells = [("import json\nimport steppkg", ["imports"]), ("C = 1.0", ["parameters"]),
-             ("import steplog\nimport steppkg.sub\nscore = C * 10\nsteplog.log(score)\nsteppkg.sub.SEEN.append(score)",
-              ["step:fit"]),
-             ("import steplog\nimport steppkg.sub\n"
-              "json.dump([steplog.REG, steplog.A is steplog.REG['a'], steppkg.sub.SEEN], open('out.json', 'w'))",
-              ["step:report"]),
-             ("import steplog\nthing = steplog.Thing()", ["step:make"]),
-             ("import steplog\nsame = isinstance(thing, steplog.Thing)", ["step:use"])]
-    nb = make_notebook(tmp_path, cells, name="fresh")
-    options = RunOptions(engine=engine, workers=1 if engine == "dask" else None)
-    for value in (1.0, 2.0):
-        result = run_notebook(nb, {"C": value}, options=options)
-        assert result.ok, result.steps
-        assert json.loads((tmp_path / "out.json").read_text()) == [{"a": [], "n": {"deep": []}}, True, []]
-        assert result.load("use")["same"], "the class of a value handed on is the one a later step imports"
+    (tmp_path / "registry.py").write_text("PLUGINS = {}\ndef register(f):\n    PLUGINS[f.__name__] = f\n    return f\n")
+    (tmp_path / "plugin_a.py").write_text("from registry import register\n@register\ndef alpha():\n    return 1\n")
+    nb = make_notebook(tmp_path, [("import json", ["imports"]),
+                                  ("import plugin_a, registry\nn1 = sorted(registry.PLUGINS)", ["step:one"]),
+                                  ("import plugin_a, registry\nn2 = sorted(registry.PLUGINS)", ["step:two"])])
+    result = run_notebook(nb, options=RunOptions(engine="local", use_cache=False))
+    assert result.ok and (result.load("one")["n1"], result.load("two")["n2"]) == (["alpha"], ["alpha"])
