@@ -636,7 +636,8 @@ def _waiting(step, keys: dict, why: dict) -> bool:
 def _file_versions(pipeline, values: dict | None = None) -> FileVersions:
     """The files the steps name, with the run's parameter `values` (`-p OUT=b.csv` names b.csv, not
     the default's file: the file a run locks and checks is the one it writes)."""
-    values = values or {}
+    # (a text holding NUL names no file: the step says so as it opens it)
+    values = {name: value for name, value in (values or {}).items() if not (isinstance(value, str) and "\x00" in value)}
     constants = prelude_constants(pipeline.prelude.source,
                                   {p.name: values.get(p.name, p.default) for p in pipeline.parameters})
     bound_before = {*pipeline.prelude.names, *(p.name for p in pipeline.parameters)}

@@ -270,3 +270,13 @@ def test_a_run_locks_the_file_its_parameters_name_not_the_defaults(tmp_path):
         hashes = {s["step"]: s["hash"] for s in run["steps"]}
         assert RunResult(run["id"], run["status"], [], {}, artifacts_url(nb), hashes).load("write")["back"] == expected
     assert "b.csv too" in outputs[1], outputs[1]  # the second waited for the first, naming the file
+
+
+def test_a_text_parameter_holding_nul_fails_its_step_not_the_run_with_a_traceback(tmp_path):
+    from nbscale.kernels.runner import RunOptions, run_notebook
+
+    notebook = make_notebook(tmp_path, [("OUT = 'a.csv'", ["parameters"]),
+                                        ("with open(OUT, 'w') as f:\n    f.write('x')", ["step:write"])], name="nul")
+    result = run_notebook(notebook, {"OUT": "a\x00b.csv"}, options=RunOptions(engine="local"))
+    assert result.status == "failed" and result.steps[0]["status"] == "failed"
+    assert "embedded null byte" in json.dumps(result.steps[0]), result.steps[0]
