@@ -1331,7 +1331,11 @@ def _command_started(recording: Recording, command, cwd=None, env=None) -> None:
     folder = _abspath(cwd) if cwd is not None else _REAL_GETCWD()
     if not isinstance(command, (str, list, tuple)):
         command = [command]  # (`subprocess.run(Path("prep.sh"))`)
-    named, patterns, folders = command_names(command, folder)
+    was, recording.quiet = recording.quiet, True  # (the files it looks at are nbscale's look, not the step's)
+    try:
+        named, patterns, folders = command_names(command, folder)
+    finally:
+        recording.quiet = was
     recording.appended.update(path for path, use in named.items() if use == APPENDS)
     new = {path: use for path, use in named.items() if path not in recording.mentioned}
     recording.command_names += len(new)

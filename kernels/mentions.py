@@ -269,19 +269,37 @@ def _with_scripts_names(found: dict[str, str], cwd: str, argv=()) -> dict[str, s
             continue
         done.add(path)
         found.setdefault(path, NAMES)
-        text = _script_text(path)
-        if text is None:
+        try:
+            st = os.stat(path)
+        except OSError:
             continue
-        if SCRIPT_SUFFIXES[os.path.splitext(path)[1]]:  # (a shell's: as `sh -c` is given it, but its `#!` line)
-            script = "%%bash\n" + (text.partition("\n")[2] if text.startswith("#!") else text)
-            writes = _shell_writes(script, cwd)
-            named = _files_named([p for w in shell_words(script) for p in _word_parts(w)], writes, cwd)
-        else:
-            named = named_files([text], cwd)[0]
-            queue += _local_imports(text, os.path.dirname(path))
-        for name, use in named.items():
-            found.setdefault(name, use)
+        named, imported = _script_names(path, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode), cwd)
+        queue += [module for module in imported if os.path.isfile(module)]
+        for name, use in named:  # (a name of no file, such as a password in `export DB_PASSWORD=…`, is left out)
+            if use != NAMES or os.path.isfile(name):
+                found.setdefault(name, use)
     return found
+
+
+@functools.lru_cache(maxsize=64)  # (a step that starts `python tool.py` in a loop: the script is read once)
+def _script_names(path: str, state: tuple, cwd: str) -> tuple[tuple, tuple]:
+    """((name, use), …) of the files a script's text names, and the files the modules beside it
+    that it imports may be in (whether they are there is asked each time); `state`: its stat, the
+    cache's key. A name that holds a credential is left out: a fingerprint would keep it."""
+    if not stat.S_ISREG(state[3]):  # (a FIFO would never end its read)
+        return (), ()
+    text = _script_text(path)
+    if text is None:
+        return (), ()
+    imported: list[str] = []
+    if SCRIPT_SUFFIXES[os.path.splitext(path)[1]]:  # (a shell's: as `sh -c` is given it, but its `#!` line)
+        script = "%%bash\n" + (text.partition("\n")[2] if text.startswith("#!") else text)
+        named = _files_named([p for w in shell_words(script) for p in _word_parts(w)], _shell_writes(script, cwd), cwd)
+    else:
+        named = named_files([text], cwd)[0]
+        imported = list(dict.fromkeys(_local_imports(text, os.path.dirname(path))))  # (those that may be)
+    return tuple((name, use) for name, use in named.items() if not holds_credential(os.path.basename(name))), \
+        tuple(imported)
 
 
 def _shell_writes(script: str, cwd: str) -> dict[str, str]:
@@ -295,27 +313,27 @@ def _module_run(argv, cwd: str) -> list[str]:
     if "-m" not in argv[:4] or argv.index("-m") + 1 >= len(argv):
         return []
     module = argv[argv.index("-m") + 1]
-    return _module_file(module, cwd, "__main__.py")
+    return [path for path in _module_files(module, cwd, "__main__.py") if os.path.isfile(path)][:1]
 
 
 def _local_imports(text: str, folder: str) -> list[str]:
-    """The files of the modules in `folder` (a script's, the first place Python looks) its text imports."""
-    return [path for module in imported_modules(text) for path in _module_file(module, folder, "__init__.py")]
+    """The files the modules a script's text imports may be in, in `folder` (the script's: the first
+    place Python looks)."""
+    return [path for module in imported_modules(text) for path in _module_files(module, folder, "__init__.py")]
 
 
-def _module_file(module: str, folder: str, package_file: str) -> list[str]:
+def _module_files(module: str, folder: str, package_file: str) -> list[str]:
+    """The files in `folder` module `module` may be in (a package's `package_file` first, as Python looks)."""
     parts = module.split(".")
     if not all(part.isidentifier() for part in parts):
         return []
     base = os.path.join(folder, *parts)
-    return [path for path in (os.path.join(base, package_file), base + ".py") if os.path.isfile(path)][:1]
+    return [os.path.join(base, package_file), base + ".py"]
 
 
 def _script_text(path: str) -> str | None:
-    """The text of a script (None: not a regular file, a FIFO would never end its read; too big; binary)."""
+    """The text of a script (None: too big, or binary)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
         with open(path, "rb") as f:
             data = f.read(MAX_SCRIPT_BYTES + 1)
     except OSError:

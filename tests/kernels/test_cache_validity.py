@@ -1042,3 +1042,19 @@ def test_steps_that_only_query_a_database_stay_parallel_and_cached(tmp_path):
     assert first.load("count")["n"] == 2 and first.load("total")["s"] == 3
     assert set(status(run_notebook(nb, options=LOCAL)).values()) == {"cached"}
     assert [s.after for s in compile_notebook(nb).steps] == [[], []]
+
+
+def test_a_password_in_a_script_the_step_runs_is_kept_nowhere(tmp_path):
+    # the scripts' words that name no file (a password) were kept in the fingerprint as absent files,
+    # and nbscale's own look at them as the step's stats
+    (tmp_path / "fetch.sh").write_text("#!/bin/sh\nexport DB_PASSWORD=Tr0ub4dor.3\ncat list.txt\n")
+    (tmp_path / "tool.py").write_text('PASSWORD = "Zebra.Horse.42"\nprint(open("list.txt").read())\n')
+    (tmp_path / "list.txt").write_text("a")
+    nb = make_notebook(tmp_path, [
+        ("import subprocess, sys\nsubprocess.run(['bash', 'fetch.sh'], check=True)\n"
+         "out = subprocess.run([sys.executable, 'tool.py'], capture_output=True, text=True).stdout", ["step:run"])])
+    assert run_notebook(nb, options=LOCAL).load("run")["out"].strip() == "a"
+    kept = b"".join(p.read_bytes() for p in (tmp_path / ".nbscale").rglob("*") if p.is_file())
+    assert b"Zebra.Horse.42" not in kept and b"Tr0ub4dor.3" not in kept
+    (tmp_path / "list.txt").write_text("b")  # what both scripts read is still the step's
+    assert status(run_notebook(nb, options=LOCAL)) == {"run": "succeeded"}
