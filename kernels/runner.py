@@ -274,22 +274,32 @@ def run_pipeline(pipeline, values: dict, notebook, options: RunOptions | None = 
     finally:
         locks.release()
     run = store.get_run(run_id, heavy=("profiles",))  # (the lineage records stay in the store)
+    # the digests of what the steps that ran (or that their engine found cached) stored, as they stored
+    # it: in the run's end event too, for a result read back from the run store (`stored_digests_of`)
+    stored.update({name: o.stored for name, o in outcomes.items() if o.ok and o.stored})
     if final == status:
-        recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
+        recorder.emit(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {}), STORED: stored})
     else:  # another process took it for dead while it stalled, and recorded its end: that stands
         status, error = final, run.get("error") if isinstance(run.get("error"), str) else None
         recorder.tell(RUN_FINISHED, None, {"status": status, **({"error": error} if error else {})})
-    # the digests of what the steps that ran (or that their engine found cached) stored, as they stored it
-    stored.update({name: o.stored for name, o in outcomes.items() if o.ok and o.stored})
     return RunResult(run_id, status, steps_json(run, store.events_since(run_id)), _metrics(run), store_url, keys,
                      error, store.path, stored)
 
 
-def handed_on_digests(row: dict) -> dict:
-    """Name → digest of each value a step handed on, as its run's lineage recorded them ({}: none,
-    as for a step found cached): what `own_values` tells a later run's values from, for a run read
-    back from the run store."""
-    return (row.get("lineage") or {}).get("outputs") or {}
+STORED = "stored"  # key of a run's end event: step → the digests of the values it stored or found
+
+
+def stored_digests_of(rows: list[dict], events: list[dict]) -> dict[str, dict]:
+    """Step → the digests of the values each step that succeeded stored (or found cached), for a run
+    read back from the run store (its `rows`, its `events`): what `own_values` tells a later run's
+    values from. As the run's end event recorded them; else (a run recorded before they were, or
+    one that did not end) those its steps handed on, as their lineage recorded them."""
+    ended = next((e["payload"].get(STORED) for e in reversed(events)
+                  if e.get("kind") == RUN_FINISHED and isinstance(e.get("payload"), dict)), None)
+    if isinstance(ended, dict):
+        return {step: digests for step, digests in ended.items() if isinstance(digests, dict)}
+    return {row["step"]: digests for row in rows
+            if row.get("status") in OK and (digests := (row.get("lineage") or {}).get("outputs"))}
 
 
 LOAD_ATTEMPTS = 8  # reads of a step's values that other runs stored again while they were read

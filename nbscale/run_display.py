@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .kernels.contract import OK, artifacts_url, run_store_path
-from .kernels.runner import RunOptions, RunResult, handed_on_digests, run_notebook, steps_json
+from .kernels.contract import artifacts_url, run_store_path
+from .kernels.runner import RunOptions, RunResult, run_notebook, steps_json, stored_digests_of
 from .run_view import RunModel
 
 CANCEL_WAIT_S = 60.0  # after an interrupt, how long to wait for the cancelled run to end
@@ -93,12 +93,13 @@ def stored_result(notebook: Path, run_id: str, store_url: str | None) -> RunResu
     store = RunStore(run_store_path(notebook))
     try:
         run = store.get_run(run_id)
-        steps = steps_json(run, store.events_since(run_id))
+        events = store.events_since(run_id)
+        steps = steps_json(run, events)
     finally:
         store.close()
     metrics = {m["name"]: m["value"] for m in run.get("metrics") or []}
     hashes = {s["step"]: s["hash"] for s in run["steps"] if s.get("hash")}
     error = run.get("error") if isinstance(run.get("error"), str) else None
-    stored = {s["step"]: digests for s in run["steps"] if s.get("status") in OK and (digests := handed_on_digests(s))}
+    stored = stored_digests_of(run["steps"], events)
     return RunResult(run["id"], run["status"], steps, metrics, store_url or artifacts_url(notebook), hashes, error,
                      store.path, stored)

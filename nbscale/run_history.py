@@ -53,14 +53,17 @@ def load_step_values(notebook: Path, step: str, run_prefix: str | None = None,
                      store_url: str | None = None) -> tuple[dict, list[str]]:
     """(values, notes): what step `step` of the run received, then what it produced."""
     from .compiler import compile_notebook
+    from .kernels.runner import stored_digests_of
     from .kernels.store import ArtifactStore
 
     store = open_store(notebook)
     try:
         run = _the_run(store, notebook, run_prefix)
+        stored = stored_digests_of(run["steps"], store.events_since(run["id"]))
     finally:
         store.close()
-    rows = {row["step"]: {**row, "run_finished": run.get("finished")} for row in run["steps"]}
+    rows = {row["step"]: {**row, "run_finished": run.get("finished"), "stored": stored.get(row["step"])}
+            for row in run["steps"]}
     if step not in rows:
         raise UsageError(f"%nbscale load: run {run['id'][:12]} has no step {step!r} (its steps: {', '.join(rows)})")
     compiled = next((s for s in compile_notebook(notebook).steps if s.name == step), None)
@@ -95,9 +98,9 @@ def _stored(artifacts, row: dict | None, names, notes: list[str], what: str) -> 
         notes.append(f"{what}: not stored (that step did not succeed in this run)")
         return {}
     from .kernels.errors import ValuesReplaced
-    from .kernels.runner import handed_on_digests, own_values
+    from .kernels.runner import own_values
 
-    recorded = handed_on_digests(row)
+    recorded = row.get("stored")
     try:
         if recorded:  # (checked as read: another run may store others under the key meanwhile)
             return own_values(artifacts, row["hash"], names, recorded, row["step"], "")

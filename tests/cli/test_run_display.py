@@ -126,9 +126,21 @@ def test_the_result_read_back_from_the_run_store_refuses_values_a_later_run_repl
                        name="replaced")
     (tmp_path / "data.txt").write_text("version-1")
     first = stored_result(nb, run_notebook(nb, options=RunOptions(engine="local")).run_id, None)
-    assert first.load("reader") == {"z": "version-1"}
+    cached = stored_result(nb, run_notebook(nb, options=RunOptions(engine="local")).run_id, None)
+    assert first.load("reader") == cached.load("reader") == {"z": "version-1"} and first.load("count") == {"n": 9}
     (tmp_path / "data.txt").write_text("version-two")
     later = stored_result(nb, run_notebook(nb, options=RunOptions(engine="local")).run_id, None)
     assert later.hashes["reader"] == first.hashes["reader"] and later.load("reader") == {"z": "version-two"}
-    with pytest.raises(ValuesReplaced, match=f"run {first.run_id[:12]} were replaced"):
-        first.load("reader")
+    for earlier in (first, cached):  # one that ran the steps, one that found them cached
+        with pytest.raises(ValuesReplaced, match=f"run {earlier.run_id[:12]} were replaced"):
+            earlier.load("reader")
+    assert later.load("count") == {"n": 11} and later.hashes["count"] != first.hashes["count"]
+    (tmp_path / "other.txt").write_text("a")  # a last step that hands nothing on, stored again
+    nb = make_notebook(tmp_path, [("n = len(open('other.txt').read())\nm = n * 2", ["step:final"])], name="last")
+    ones = [stored_result(nb, run_notebook(nb, options=RunOptions(engine="local")).run_id, None) for _ in range(2)]
+    (tmp_path / "other.txt").write_text("abc")
+    assert stored_result(nb, run_notebook(nb, options=RunOptions(engine="local")).run_id, None).load("final") == {
+        "n": 3, "m": 6}
+    for one in ones:
+        with pytest.raises(ValuesReplaced):
+            one.load("final")
