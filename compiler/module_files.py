@@ -50,7 +50,7 @@ def imported_files(sources: list[str]) -> ImportedFiles:
         if source is not None:
             path, text = source
             found.texts[path] = text
-            pending += _module_imports(text, module, is_package=path.endswith("__init__.py"))
+            pending += module_imports(text, module, is_package=path.endswith("__init__.py"))
     return found
 
 
@@ -76,7 +76,7 @@ def module_paths(module: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)  # (each step importing a module: its text is the same object, parsed once)
-def _module_imports(text: str, module: str, is_package: bool) -> list[str]:
+def module_imports(text: str, module: str, is_package: bool) -> list[str]:
     """The modules a module's text imports, relative imports resolved against its package."""
     try:
         tree = parse_text(text)

@@ -41,7 +41,7 @@ from pathlib import Path, PosixPath, PurePath, PurePosixPath, PureWindowsPath, W
 from typing import NamedTuple
 
 from ..compiler.file_edges import database_edits, file_writes, named_globs, named_texts, shell_words
-from ..compiler.module_files import imported_modules
+from ..compiler.module_files import module_imports, module_paths
 from .masking import holds_credential
 
 MAX_CANDIDATES = 10_000  # distinct texts looked up per step (a 2.75 MB cell holds about 100,000 words)
@@ -257,14 +257,16 @@ def _with_scripts_names(found: dict[str, str], cwd: str, argv=()) -> dict[str, s
     """`found`, and the files named in the text of the scripts among them (`python prep.py` opens
     what prep.py names: `open("raw.csv")`, `df.to_csv("out.csv")`; `bash fetch.sh`, its commands'
     words) and of the module a process runs (`python -m prep`), relative to `cwd` as the process runs
-    there; and the modules beside a Python script that it imports (their code is the process's too),
-    with what they name. A name `found` holds keeps its use. A name the script builds as it runs is
-    not seen. At most MAX_SCRIPTS texts are read."""
-    queue = [path for path, use in found.items() if use == NAMES and os.path.splitext(path)[1] in SCRIPT_SUFFIXES]
+    there; and the files of the notebook's own modules a Python script imports (`import helpers`,
+    `from .core import X` in a package run with -m: their code is the process's too), with what
+    they name. A name `found` holds keeps its use. A name the script builds as it runs is not seen.
+    At most MAX_SCRIPTS texts are read."""
+    queue = [(path, os.path.dirname(path), os.path.splitext(os.path.basename(path))[0])
+             for path, use in found.items() if use == NAMES and os.path.splitext(path)[1] in SCRIPT_SUFFIXES]
     queue += _module_run(argv, cwd)
     done: set[str] = set()
     while queue and len(done) < MAX_SCRIPTS:
-        path = queue.pop(0)
+        path, root, module = queue.pop(0)
         if path in done:
             continue
         done.add(path)
@@ -273,8 +275,8 @@ def _with_scripts_names(found: dict[str, str], cwd: str, argv=()) -> dict[str, s
             st = os.stat(path)
         except OSError:
             continue
-        named, imported = _script_names(path, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode), cwd)
-        queue += [module for module in imported if os.path.isfile(module)]
+        named, imported = _script_names(path, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode), cwd, root, module)
+        queue += [(file, root, name) for file, name in imported if os.path.isfile(file)]
         for name, use in named:  # (a name of no file, such as a password in `export DB_PASSWORD=…`, is left out)
             if use != NAMES or os.path.isfile(name):
                 found.setdefault(name, use)
@@ -282,22 +284,26 @@ def _with_scripts_names(found: dict[str, str], cwd: str, argv=()) -> dict[str, s
 
 
 @functools.lru_cache(maxsize=64)  # (a step that starts `python tool.py` in a loop: the script is read once)
-def _script_names(path: str, state: tuple, cwd: str) -> tuple[tuple, tuple]:
-    """((name, use), …) of the files a script's text names, and the files the modules beside it
-    that it imports may be in (whether they are there is asked each time); `state`: its stat, the
-    cache's key. A name that holds a credential is left out: a fingerprint would keep it."""
+def _script_names(path: str, state: tuple, cwd: str, root: str, module: str) -> tuple[tuple, tuple]:
+    """((name, use), …) of the files a script's text names, and (file, module name) of the files the
+    modules it imports may be in under `root` (where Python looks first: the script's folder, or the
+    folder of `-m`; whether they are there is asked each time); `module`: its own name, for its
+    relative imports; `state`: its stat, the cache's key. A name that holds a credential is left
+    out: a fingerprint would keep it."""
     if not stat.S_ISREG(state[3]):  # (a FIFO would never end its read)
         return (), ()
     text = _script_text(path)
     if text is None:
         return (), ()
-    imported: list[str] = []
+    imported: list[tuple[str, str]] = []
     if SCRIPT_SUFFIXES[os.path.splitext(path)[1]]:  # (a shell's: as `sh -c` is given it, but its `#!` line)
         script = "%%bash\n" + (text.partition("\n")[2] if text.startswith("#!") else text)
         named = _files_named([p for w in shell_words(script) for p in _word_parts(w)], _shell_writes(script, cwd), cwd)
     else:
         named = named_files([text], cwd)[0]
-        imported = list(dict.fromkeys(_local_imports(text, os.path.dirname(path))))  # (those that may be)
+        package = os.path.basename(path) == "__init__.py"
+        for name in dict.fromkeys(module_imports(text, module, package)):
+            imported += [(os.path.join(root, relative), _module_of(relative)) for relative in module_paths(name)]
     return tuple((name, use) for name, use in named.items() if not holds_credential(os.path.basename(name))), \
         tuple(imported)
 
@@ -307,28 +313,23 @@ def _shell_writes(script: str, cwd: str) -> dict[str, str]:
     return {_resolved(cwd, text): APPENDS if appends else WRITES for text, appends in file_writes(script).items()}
 
 
-def _module_run(argv, cwd: str) -> list[str]:
-    """The file of the module beside `cwd` a Python process runs with `-m NAME` (none: [])."""
+def _module_run(argv, cwd: str) -> list[tuple[str, str, str]]:
+    """(file, folder, module name) of the module beside `cwd` a Python process runs with `-m NAME`,
+    and of the packages it is in (their `__init__.py` runs first); none: []."""
     argv = list(argv)
     if "-m" not in argv[:4] or argv.index("-m") + 1 >= len(argv):
         return []
     module = argv[argv.index("-m") + 1]
-    return [path for path in _module_files(module, cwd, "__main__.py") if os.path.isfile(path)][:1]
-
-
-def _local_imports(text: str, folder: str) -> list[str]:
-    """The files the modules a script's text imports may be in, in `folder` (the script's: the first
-    place Python looks)."""
-    return [path for module in imported_modules(text) for path in _module_files(module, folder, "__init__.py")]
-
-
-def _module_files(module: str, folder: str, package_file: str) -> list[str]:
-    """The files in `folder` module `module` may be in (a package's `package_file` first, as Python looks)."""
-    parts = module.split(".")
-    if not all(part.isidentifier() for part in parts):
+    if not all(part.isidentifier() for part in module.split(".")):
         return []
-    base = os.path.join(folder, *parts)
-    return [os.path.join(base, package_file), base + ".py"]
+    files = [(os.path.join(cwd, relative), cwd, _module_of(relative)) for relative in module_paths(module)]
+    files.append((os.path.join(cwd, *module.split("."), "__main__.py"), cwd, module + ".__main__"))
+    return [entry for entry in files if os.path.isfile(entry[0])]
+
+
+def _module_of(relative: str) -> str:
+    """The module a file of `module_files.module_paths` holds (`a/b/__init__.py` → `a.b`)."""
+    return relative.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
 def _script_text(path: str) -> str | None:

@@ -152,6 +152,15 @@ def test_a_script_a_command_runs_names_the_files_its_text_names(tmp_path):
                      str(tmp_path / "list.txt"): "names"}
     named = command_names(["sh", "-c", "python -m tools.helpers"], str(tmp_path))[0]  # (`tools.helpers`: a name too)
     assert named[str(tmp_path / "tools" / "helpers.py")] == named[str(tmp_path / "list.txt")] == "names"
+    # a package run with -m: its __init__, its __main__, and what that imports, relatively or not
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "__main__.py").write_text("from .core import VALUE\nfrom pkg.util import f\n")
+    (tmp_path / "pkg" / "core.py").write_text("VALUE = open('raw.csv').read()\n")
+    (tmp_path / "pkg" / "util.py").write_text("def f():\n    return 1\n")
+    named = command_names(["python", "-m", "pkg"], str(tmp_path))[0]
+    assert {str(tmp_path / "pkg" / name) for name in ("__init__.py", "__main__.py", "core.py", "util.py")} | {
+        str(tmp_path / "raw.csv")} <= set(named)
     # a name the command gives keeps its use; a script too big, or not text, is not read
     assert command_names(["python", "tool.py", "--out=raw.csv"], str(tmp_path))[0][str(tmp_path / "raw.csv")] == "names"
     (tmp_path / "big.py").write_text("open('raw.csv')\n" + "#" * MAX_SCRIPT_BYTES)
