@@ -56,7 +56,7 @@ _WILDCARD = re.compile(r"[*?\[]")  # a pattern (`named_globs_and_folders`), not 
 # scripts a process runs (`python prep.py`, `bash fetch.sh`) whose text names the files it opens:
 # their suffix → whether the text is a shell's; at most MAX_SCRIPTS per command, of MAX_SCRIPT_BYTES
 SCRIPT_SUFFIXES = {".py": False, ".sh": True, ".bash": True}
-MAX_SCRIPTS = 8
+MAX_SCRIPTS = 32
 MAX_SCRIPT_BYTES = 1_000_000
 
 
