@@ -703,9 +703,9 @@ class LocalData:
 
 def _inner_containers(container) -> list:
     """The lists, dicts and sets a list or dict holds (a set holds none: they cannot be hashed)."""
-    if type(container) is set:
+    if type(container) in _SETS:
         return []
-    items = container.values() if type(container) is dict else container
+    items = container.values() if type(container) in _DICTS else container
     if _CONTAINER_TYPES.isdisjoint(map(type, items)):  # (the common case, decided in C)
         return []
     return [item for item in items if type(item) in _CONTAINERS]
@@ -718,23 +718,29 @@ def _replaced(value, copies: dict):
 
 def _replace_items(copy, copies: dict) -> None:
     """In a copy of a list or dict, the copies of the containers it holds that are put back."""
-    if type(copy) is list:
+    if type(copy) in _LISTS:
         if not _CONTAINER_TYPES.isdisjoint(map(type, copy)):
-            copy[:] = [_replaced(item, copies) for item in copy]
-    elif type(copy) is dict and not _CONTAINER_TYPES.isdisjoint(map(type, copy.values())):
+            items = [_replaced(item, copies) for item in copy]
+            copy.clear()
+            copy.extend(items)
+    elif type(copy) in _DICTS and not _CONTAINER_TYPES.isdisjoint(map(type, copy.values())):
         for key, item in list(copy.items()):
             copy[key] = _replaced(item, copies)
 
 
 def _same_items(container, copy) -> bool:
-    if type(container) is list:
+    if type(container) in _LISTS:
         return len(container) == len(copy) and all(map(operator.is_, container, copy))
-    if type(container) is dict:
-        return container.keys() == copy.keys() and all(map(operator.is_, container.values(), copy.values()))
+    if type(container) in _DICTS:  # (in order: an OrderedDict's `move_to_end` is a change)
+        return list(container) == list(copy) and all(map(operator.is_, container.values(), copy.values()))
     return container == copy
 
 
-_CONTAINERS = (list, dict, set)
+# the lists, dicts and sets put back, by kind (the standard library's: a class of its own may not copy)
+_LISTS = frozenset({list, collections.deque})
+_DICTS = frozenset({dict, collections.defaultdict, collections.OrderedDict, collections.Counter})
+_SETS = frozenset({set})
+_CONTAINERS = tuple(_LISTS | _DICTS | _SETS)
 _CONTAINER_TYPES = frozenset(_CONTAINERS)
 MAX_CONTAINER_COPY = 100_000
 

@@ -523,6 +523,21 @@ def test_containers_a_local_modules_containers_hold_are_put_back_and_their_alias
     assert m.REG == {"a": [6], "b": {"c": [1, 6]}}, "the module's functions use the copies"
 
 
+def test_the_standard_librarys_dicts_and_deques_are_put_back_too(local_module):
+    m = local_module("from collections import Counter, OrderedDict, defaultdict, deque\n"
+                     "COUNTS = Counter()\nBY = defaultdict(list)\nORDER = OrderedDict(a=1, b=2)\nQ = deque(maxlen=3)\n")
+    state = ProcessState.save()
+    m.COUNTS["x"] += 1
+    m.BY["k"].append(1)
+    m.ORDER.move_to_end("a")
+    m.Q.append(1)
+    state.restore()
+    assert (m.COUNTS, dict(m.BY), list(m.ORDER), list(m.Q)) == ({}, {}, ["a", "b"], [])
+    assert type(m.COUNTS).__name__ == "Counter" and m.BY.default_factory is list and m.Q.maxlen == 3
+    m.BY["z"].append(2)
+    assert m.BY == {"z": [2]}
+
+
 def test_containers_are_followed_within_the_item_limit(local_module, monkeypatch):
     from nbscale.kernels import process_state
 
