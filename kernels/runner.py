@@ -308,9 +308,10 @@ LOAD_ATTEMPTS = 8  # reads of a step's values that other runs stored again while
 def own_values(artifacts: ArtifactStore, key: str, names, own: dict, step: str, run_id: str) -> dict:
     """The values stored under `key` while they are the ones a run stored (`own`: digests of them, all
     or those it handed on): another run that stores others there (the step ran again, a file it read
-    had changed) replaces them, one that stores the same changes nothing. What is read is the version whose digests were
-    compared: each write has a writer of its own, and the one stored is the same before and after
-    the read (another run may replace it between the check and the read); else it is looked at again."""
+    had changed) replaces them, one that stores the same changes nothing. What is read is the version
+    whose digests were compared: each write has a writer of its own, and the one stored is the same
+    before and after the read (another run may replace it between the check and the read); else it
+    is looked at again."""
     for _ in range(LOAD_ATTEMPTS):
         manifest = artifacts.manifest(key)  # (ArtifactNotFound, CorruptArtifact: as `get` says them)
         now = stored_digests(manifest)
