@@ -654,7 +654,7 @@ class LocalData:
                 continue
             self.modules[id(attributes)] = attributes
             for key, value in list(attributes.items()):
-                if type(value) in _CONTAINERS and len(value) <= MAX_CONTAINER_COPY and not key.startswith("__"):
+                if type(value) in _CONTAINER_TYPES and len(value) <= MAX_CONTAINER_COPY and not key.startswith("__"):
                     self._follow(value)
 
     def _follow(self, top) -> None:
@@ -691,7 +691,7 @@ class LocalData:
             _replace_items(copy, copies)
         for attributes in self.modules.values():  # (once per module, whatever number of containers changed)
             for key, value in list(attributes.items()):
-                if id(value) in copies and type(value) in _CONTAINERS:  # (a saved container: its id is its own)
+                if id(value) in copies and type(value) in _CONTAINER_TYPES:  # (a saved container: its id is its own)
                     attributes[key] = copies[id(value)]
             for function in [f for f in attributes.values() if isinstance(f, types.FunctionType)]:
                 defaults, kwdefaults = function.__defaults__, function.__kwdefaults__
@@ -708,12 +708,12 @@ def _inner_containers(container) -> list:
     items = container.values() if type(container) in _DICTS else container
     if _CONTAINER_TYPES.isdisjoint(map(type, items)):  # (the common case, decided in C)
         return []
-    return [item for item in items if type(item) in _CONTAINERS]
+    return [item for item in items if type(item) in _CONTAINER_TYPES]
 
 
 def _replaced(value, copies: dict):
     """`value`'s copy if it is a container put back, else `value`."""
-    return copies[id(value)] if id(value) in copies and type(value) in _CONTAINERS else value
+    return copies[id(value)] if id(value) in copies and type(value) in _CONTAINER_TYPES else value
 
 
 def _replace_items(copy, copies: dict) -> None:
@@ -740,8 +740,7 @@ def _same_items(container, copy) -> bool:
 _LISTS = frozenset({list, collections.deque})
 _DICTS = frozenset({dict, collections.defaultdict, collections.OrderedDict, collections.Counter})
 _SETS = frozenset({set})
-_CONTAINERS = tuple(_LISTS | _DICTS | _SETS)
-_CONTAINER_TYPES = frozenset(_CONTAINERS)
+_CONTAINER_TYPES = _LISTS | _DICTS | _SETS
 MAX_CONTAINER_COPY = 100_000
 
 

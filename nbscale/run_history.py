@@ -62,8 +62,8 @@ def load_step_values(notebook: Path, step: str, run_prefix: str | None = None,
         stored = stored_digests_of(run["steps"], store.events_since(run["id"]))
     finally:
         store.close()
-    rows = {row["step"]: {**row, "run_finished": run.get("finished"), "stored": stored.get(row["step"])}
-            for row in run["steps"]}
+    rows = {row["step"]: {**row, "run_id": run["id"], "run_finished": run.get("finished"),
+                          "stored": stored.get(row["step"])} for row in run["steps"]}
     if step not in rows:
         raise UsageError(f"%nbscale load: run {run['id'][:12]} has no step {step!r} (its steps: {', '.join(rows)})")
     compiled = next((s for s in compile_notebook(notebook).steps if s.name == step), None)
@@ -103,7 +103,7 @@ def _stored(artifacts, row: dict | None, names, notes: list[str], what: str) -> 
     recorded = row.get("stored")
     try:
         if recorded:  # (checked as read: another run may store others under the key meanwhile)
-            return own_values(artifacts, row["hash"], names, recorded, row["step"], "")
+            return own_values(artifacts, row["hash"], names, recorded, row["step"], row["run_id"])
         if not _stored_after_its_run(artifacts, row):
             return artifacts.get(row["hash"], names)
     except ValuesReplaced:
